@@ -1,0 +1,21 @@
+/**
+ * Typed errors shared by every module. Parsers throw a subclass naming the offending field so a
+ * caller (or a test) can tell *why* input was rejected without string matching.
+ */
+export class PeerdistError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Malformed wire input: `field` names the structure field that failed validation. */
+export class ParseError extends PeerdistError {
+  readonly field: string;
+  constructor(code: string, field: string, message: string) {
+    super(code, `${field}: ${message}`);
+    this.field = field;
+  }
+}
