@@ -1,0 +1,51 @@
+/**
+ * Block encryption for MS-PCCRR: AES-CBC keyed with the leading 16/24/32 bytes of the segment
+ * secret Kp, PKCS#7 padding, IV sent beside the ciphertext. Algorithm 0 = no encryption.
+ * See protocol/pccrr.md, "Crypto".
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { RetrievalParseError } from './errors.js';
+import type { CryptoAlgo } from './codec.js';
+
+const KEY_BYTES: Record<CryptoAlgo, number> = { 0: 0, 1: 16, 2: 24, 3: 32 };
+const CIPHER: Record<CryptoAlgo, string> = { 0: '', 1: 'aes-128-cbc', 2: 'aes-192-cbc', 3: 'aes-256-cbc' };
+
+function keyFor(algo: CryptoAlgo, kp: Buffer): Buffer {
+  const n = KEY_BYTES[algo];
+  if (n === undefined) throw new RetrievalParseError('CryptoAlgoId', `unknown algorithm ${String(algo)}`);
+  if (kp.length < n) throw new RetrievalParseError('CryptoAlgoId', `algorithm ${algo} needs a ${n}-byte key, Kp has ${kp.length}`);
+  return kp.subarray(0, n);
+}
+
+/** Encrypt one block. Algorithm 0 returns the plaintext and an empty IV. */
+export function encryptBlock(algo: CryptoAlgo, kp: Buffer, plain: Buffer, iv?: Buffer): { cipher: Buffer; iv: Buffer } {
+  if (algo === 0) return { cipher: Buffer.from(plain), iv: Buffer.alloc(0) };
+  const key = keyFor(algo, kp);
+  const useIv = iv ?? randomBytes(16);
+  if (useIv.length !== 16) throw new RetrievalParseError('IVBlock', `IV must be 16 bytes, got ${useIv.length}`);
+  const c = createCipheriv(CIPHER[algo], key, useIv);
+  return { cipher: Buffer.concat([c.update(plain), c.final()]), iv: Buffer.from(useIv) };
+}
+
+/**
+ * Decrypt one block and return exactly `expectedLength` plaintext bytes. Padding is not checked
+ * (like iPXE): everything is decrypted and the tail beyond the expected length ignored; the hash
+ * check done by the caller is what proves the data. Throws if the result is too short.
+ */
+export function decryptBlock(algo: CryptoAlgo, kp: Buffer, cipher: Buffer, iv: Buffer, expectedLength: number): Buffer {
+  let plain: Buffer;
+  if (algo === 0) {
+    plain = cipher;
+  } else {
+    const key = keyFor(algo, kp);
+    if (iv.length !== 16) throw new RetrievalParseError('IVBlock', `IV must be 16 bytes, got ${iv.length}`);
+    if (cipher.length % 16 !== 0) throw new RetrievalParseError('Block', `ciphertext of ${cipher.length} bytes is not a multiple of 16`);
+    const d = createDecipheriv(CIPHER[algo], key, iv);
+    d.setAutoPadding(false);
+    plain = Buffer.concat([d.update(cipher), d.final()]);
+  }
+  if (plain.length < expectedLength) {
+    throw new RetrievalParseError('SizeOfBlock', `${plain.length} bytes decrypted, ${expectedLength} expected`);
+  }
+  return Buffer.from(plain.subarray(0, expectedLength));
+}
