@@ -1,0 +1,98 @@
+/**
+ * Segment metadata as the cache stores it, and its validation. Pure: no I/O.
+ */
+import { createHmac } from 'node:crypto';
+import {
+  type ContentVersion, type HashAlgorithm, type SegmentInfo,
+  SEGMENT_ID_CONSTANT, V1_BLOCK_SIZE, V2_MAX_SEGMENT_SIZE, V1_SEGMENT_SIZE, blockCount, digest,
+} from '../contentinfo/types.js';
+import { CacheError } from './errors.js';
+
+export interface SegmentMeta {
+  segmentId: Buffer;
+  version: 1 | 2;
+  hashAlgorithm: HashAlgorithm;
+  hod: Buffer;
+  kp: Buffer;
+  /** Segment length in bytes. */
+  length: number;
+  /** v1: 65536; v2: equal to length. */
+  blockSize: number;
+  /** v1: one hash per block; v2: empty. */
+  blockHashes: Buffer[];
+}
+
+const DIGEST_LEN: Record<HashAlgorithm, number> = { 'SHA-256': 32, 'SHA-384': 48, 'SHA-512': 64, 'SHA-512/256t': 32 };
+export const HASH_ALGORITHMS = Object.keys(DIGEST_LEN) as HashAlgorithm[];
+
+export function digestLength(alg: HashAlgorithm): number { return DIGEST_LEN[alg]; }
+
+export function segmentMetaFrom(version: ContentVersion, hashAlgorithm: HashAlgorithm, seg: SegmentInfo): SegmentMeta {
+  return {
+    segmentId: seg.segmentId, version, hashAlgorithm, hod: seg.hod, kp: seg.kp,
+    length: seg.length, blockSize: version === 2 ? seg.length : seg.blockSize, blockHashes: version === 2 ? [] : seg.blockHashes,
+  };
+}
+
+/** The SegmentInfo view verifyBlock/blockRange expect (index/offset are irrelevant to a cached segment). */
+export function asSegmentInfo(m: SegmentMeta): SegmentInfo {
+  return { index: 0, offset: 0, length: m.length, blockSize: m.blockSize, hod: m.hod, kp: m.kp, segmentId: m.segmentId, blockHashes: m.blockHashes };
+}
+
+export function metaBlockCount(m: SegmentMeta): number { return blockCount(m.version, m); }
+
+/** HoHoDk = HMAC(Kp, HoD || C), truncated to 32 bytes for v2 (brief 1.3). */
+export function deriveSegmentId(m: Pick<SegmentMeta, 'version' | 'hashAlgorithm' | 'kp' | 'hod'>): Buffer {
+  const h = m.version === 2 ? 'sha512' : m.hashAlgorithm.replace('-', '').toLowerCase();
+  const mac = createHmac(h, m.kp).update(m.hod).update(SEGMENT_ID_CONSTANT).digest();
+  return m.version === 2 ? mac.subarray(0, 32) : mac;
+}
+
+/**
+ * Structural checks plus, for v1, H(concat(blockHashes)) == HoD. Throws CacheError naming the field.
+ * Segment ID and Kp are taken as given (they come from content information).
+ */
+export function validateMeta(m: SegmentMeta): void {
+  const bad = (field: string, msg: string): never => { throw new CacheError('BAD_SEGMENT', `${field}: ${msg}`); };
+  if (m.version !== 1 && m.version !== 2) bad('version', `unsupported ${String(m.version)}`);
+  if (!(m.hashAlgorithm in DIGEST_LEN)) bad('hashAlgorithm', `unknown ${String(m.hashAlgorithm)}`);
+  if (m.version === 2 && m.hashAlgorithm !== 'SHA-512/256t') bad('hashAlgorithm', 'v2 requires SHA-512/256t');
+  if (m.version === 1 && m.hashAlgorithm === 'SHA-512/256t') bad('hashAlgorithm', 'SHA-512/256t is v2 only');
+  const d = DIGEST_LEN[m.hashAlgorithm];
+  if (!Buffer.isBuffer(m.segmentId) || m.segmentId.length !== d) bad('segmentId', `must be ${d} bytes`);
+  if (!Buffer.isBuffer(m.hod) || m.hod.length !== d) bad('hod', `must be ${d} bytes`);
+  if (!Buffer.isBuffer(m.kp) || m.kp.length === 0 || m.kp.length > 64) bad('kp', 'must be 1..64 bytes');
+  if (!Number.isSafeInteger(m.length) || m.length <= 0) bad('length', 'must be a positive integer');
+  if (m.version === 1) {
+    if (m.length > V1_SEGMENT_SIZE) bad('length', `exceeds ${V1_SEGMENT_SIZE}`);
+    if (m.blockSize !== V1_BLOCK_SIZE) bad('blockSize', `must be ${V1_BLOCK_SIZE}`);
+    const n = blockCount(1, m);
+    if (m.blockHashes.length !== n) bad('blockHashes', `expected ${n}, got ${m.blockHashes.length}`);
+    for (const h of m.blockHashes) if (!Buffer.isBuffer(h) || h.length !== d) bad('blockHashes', `each must be ${d} bytes`);
+    if (!digest(m.hashAlgorithm, Buffer.concat(m.blockHashes)).equals(m.hod)) bad('hod', 'does not match H(block hashes)');
+  } else {
+    if (m.length > V2_MAX_SEGMENT_SIZE) bad('length', `exceeds ${V2_MAX_SEGMENT_SIZE}`);
+    if (m.blockSize !== m.length) bad('blockSize', 'must equal length for v2');
+    if (m.blockHashes.length !== 0) bad('blockHashes', 'must be empty for v2');
+  }
+}
+
+export function sameMeta(a: SegmentMeta, b: SegmentMeta): boolean {
+  return a.segmentId.equals(b.segmentId) && a.version === b.version && a.hashAlgorithm === b.hashAlgorithm &&
+    a.hod.equals(b.hod) && a.kp.equals(b.kp) && a.length === b.length && a.blockSize === b.blockSize;
+}
+
+/** JSON record stored under the segment's index key. */
+export interface MetaRecord { v: 1 | 2; alg: HashAlgorithm; hod: string; kp: string; len: number; bs: number; bh: string; added: number }
+
+export function toRecord(m: SegmentMeta, added: number): MetaRecord {
+  return { v: m.version, alg: m.hashAlgorithm, hod: m.hod.toString('hex'), kp: m.kp.toString('hex'), len: m.length, bs: m.blockSize, bh: Buffer.concat(m.blockHashes).toString('hex'), added };
+}
+
+export function fromRecord(idHex: string, r: MetaRecord): SegmentMeta {
+  const d = DIGEST_LEN[r.alg];
+  const all = Buffer.from(r.bh, 'hex');
+  const blockHashes: Buffer[] = [];
+  for (let o = 0; o + d <= all.length; o += d) blockHashes.push(all.subarray(o, o + d));
+  return { segmentId: Buffer.from(idHex, 'hex'), version: r.v, hashAlgorithm: r.alg, hod: Buffer.from(r.hod, 'hex'), kp: Buffer.from(r.kp, 'hex'), length: r.len, blockSize: r.bs, blockHashes };
+}

@@ -1,0 +1,407 @@
+/**
+ * BlockStore: the local verified block cache.
+ *
+ * - Metadata lives in `level` under `<dir>/index` (keys below); block data in one file per block under
+ *   `<dir>/blocks/` (files.ts). The index wins: on open, block files without an index entry and index
+ *   entries without a (correctly sized) file are removed; temp files are deleted.
+ * - The present bitmap of every segment is in memory, so hasBlock/presentBlocks/isComplete are sync.
+ * - putBlock verifies, writes temp + fsync + rename, THEN marks present in the index and memory.
+ * - readBlock re-verifies every block it returns (SHA-256 costs ~40 µs per 64 KiB block); a bad or
+ *   missing block is dropped and reported with 'corrupt'.
+ * - Size limit: LRU eviction of whole unpinned segments. If every other segment is pinned the write
+ *   still succeeds over the limit; stats().overLimitBytes reports the overage (in-progress downloads
+ *   hold pins, and failing their writes would only make them re-fetch the same bytes).
+ * - Last use and hit counters are kept in memory and flushed to the index in batches.
+ *
+ * Index keys: `m!<id>` segment metadata (MetaRecord), `p!<id>!<index>` block present,
+ * `u!<id>` usage {lastUse, hitsLocal, hitsPeer}, `c!limit` configured limit, `c!stats` counters.
+ */
+import { EventEmitter } from 'node:events';
+import { chmod, mkdir, statfs } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Level } from 'level';
+import { blockRange, verifyBlock } from '../contentinfo/types.js';
+import { type Logger, nullLogger } from '../util/log.js';
+import { Bitmap } from './bitmap.js';
+import { BadBlockError, CacheError, CacheLockedError } from './errors.js';
+import { BlockFiles, DIR_MODE } from './files.js';
+import { Mutex } from './lock.js';
+import {
+  type MetaRecord, type SegmentMeta, asSegmentInfo, fromRecord, metaBlockCount, sameMeta, toRecord, validateMeta,
+} from './meta.js';
+import { exportPackage, importPackage } from './package.js';
+
+export { type SegmentMeta, segmentMetaFrom } from './meta.js';
+export { BadBlockError, CacheLockedError, CacheError } from './errors.js';
+
+export interface BlockStoreOptions {
+  dir: string;
+  /** Size limit in bytes; overrides the limit stored by resize(). Default: 5% of the filesystem. */
+  limitBytes?: number;
+  logger?: Logger;
+  /** fsync block data before it becomes visible (default true). */
+  fsync?: boolean;
+  /** Clock (ms since epoch) for last-use times. */
+  now?: () => number;
+  /** How often buffered last-use/hit updates are written to the index (default 5000 ms). */
+  flushIntervalMs?: number;
+}
+
+export interface CacheStats {
+  segments: number; completeSegments: number; blocks: number; bytes: number;
+  limitBytes: number; overLimitBytes: number; pinnedSegments: number;
+  hitsLocal: number; hitsPeer: number; misses: number; evictions: number; corruptBlocks: number;
+}
+
+export interface SegmentSummary {
+  segmentId: string; version: 1 | 2; blocksPresent: number; blocksTotal: number; bytes: number;
+  length: number; lastUse: number; hitsLocal: number; hitsPeer: number; pinned: boolean;
+}
+
+export interface VerifyReport { segments: number; blocks: number; bytes: number; bad: { segmentId: string; index: number }[] }
+
+interface Entry {
+  idHex: string; meta: SegmentMeta; present: Bitmap; bytes: number;
+  lastUse: number; hitsLocal: number; hitsPeer: number;
+}
+interface Usage { lastUse: number; hitsLocal: number; hitsPeer: number }
+interface Counters { hitsLocal: number; hitsPeer: number; misses: number; evictions: number; corruptBlocks: number }
+
+const pKey = (idHex: string, i: number) => `p!${idHex}!${i}`;
+
+export class BlockStore extends EventEmitter {
+  private readonly entries = new Map<string, Entry>();
+  private readonly pins = new Map<string, number>();
+  private readonly dirty = new Set<string>();
+  private readonly mutex = new Mutex();
+  private counters: Counters = { hitsLocal: 0, hitsPeer: 0, misses: 0, evictions: 0, corruptBlocks: 0 };
+  private countersDirty = false;
+  private total = 0;
+  private limit = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    private readonly db: Level<string, unknown>,
+    private readonly files: BlockFiles,
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) { super(); }
+
+  static async open(opts: BlockStoreOptions): Promise<BlockStore> {
+    const dir = resolve(opts.dir);
+    const log = opts.logger ?? nullLogger;
+    await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    await chmod(dir, DIR_MODE);
+    const indexDir = join(dir, 'index');
+    const db = new Level<string, unknown>(indexDir, { valueEncoding: 'json' });
+    try {
+      await db.open();
+    } catch (err) {
+      const e = err as { code?: string; cause?: { code?: string } };
+      if (e.code === 'LEVEL_LOCKED' || e.cause?.code === 'LEVEL_LOCKED') throw new CacheLockedError(dir, { cause: err });
+      throw err;
+    }
+    const files = new BlockFiles(dir, opts.fsync ?? true);
+    const store = new BlockStore(dir, db, files, log, opts.now ?? Date.now);
+    try {
+      await chmod(indexDir, DIR_MODE);
+      await files.init();
+      await store.load(opts.limitBytes);
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      throw err;
+    }
+    const every = opts.flushIntervalMs ?? 5000;
+    store.timer = setInterval(() => { store.flush().catch((err) => log.warn('cache index flush failed', { err })); }, every);
+    store.timer.unref();
+    return store;
+  }
+
+  /** Loads the index into memory and reconciles it with the block files. */
+  private async load(limitBytes: number | undefined): Promise<void> {
+    const usage = new Map<string, Usage>();
+    const present: [string, number][] = [];
+    let storedLimit: number | undefined;
+    for await (const [k, v] of this.db.iterator()) {
+      if (k.startsWith('m!')) {
+        const idHex = k.slice(2);
+        const meta = fromRecord(idHex, v as MetaRecord);
+        this.entries.set(idHex, { idHex, meta, present: new Bitmap(metaBlockCount(meta)), bytes: 0, lastUse: (v as MetaRecord).added, hitsLocal: 0, hitsPeer: 0 });
+      } else if (k.startsWith('p!')) {
+        const [, idHex, idx] = k.split('!');
+        present.push([idHex!, Number(idx)]);
+      } else if (k.startsWith('u!')) usage.set(k.slice(2), v as Usage);
+      else if (k === 'c!limit') storedLimit = v as number;
+      else if (k === 'c!stats') this.counters = { ...this.counters, ...(v as Counters) };
+    }
+    for (const [idHex, u] of usage) {
+      const e = this.entries.get(idHex);
+      if (e) Object.assign(e, { lastUse: u.lastUse, hitsLocal: u.hitsLocal, hitsPeer: u.hitsPeer });
+    }
+    const dels: string[] = [];
+    for (const idHex of usage.keys()) if (!this.entries.has(idHex)) dels.push(`u!${idHex}`);
+    // Index entries first (present only if the file exists with the right size).
+    const { segments: onDisk, strays } = await this.files.scan();
+    for (const [idHex, i] of present) {
+      const e = this.entries.get(idHex);
+      const names = onDisk.get(idHex);
+      if (!e || !names || !names.includes(String(i)) || !e.present.set(i)) { dels.push(pKey(idHex, i)); continue; }
+      const [s, end] = blockRange(e.meta.version, e.meta, i);
+      if ((await this.files.size(idHex, i)) !== end - s) { e.present.clear(i); dels.push(pKey(idHex, i)); continue; }
+      e.bytes += end - s;
+    }
+    // Then files: anything the index does not mark present is an orphan.
+    for (const p of strays) await this.files.removePath(p);
+    for (const [idHex, names] of onDisk) {
+      const e = this.entries.get(idHex);
+      if (!e) { await this.files.removeSegment(idHex); continue; }
+      for (const n of names) if (!/^\d+$/.test(n) || !e.present.has(Number(n))) await this.files.removePath(join(this.files.segmentDir(idHex), n));
+    }
+    if (dels.length) {
+      this.log.warn('cache reconcile removed stale index entries', { count: dels.length });
+      await this.db.batch(dels.map((key) => ({ type: 'del' as const, key })));
+    }
+    for (const e of this.entries.values()) this.total += e.bytes;
+    this.limit = limitBytes ?? storedLimit ?? await defaultLimit(this.dir);
+    if (this.total > this.limit) await this.mutex.run(() => this.shrinkLocked(0, undefined));
+  }
+
+  // ---- segments ----
+
+  async addSegment(meta: SegmentMeta): Promise<void> {
+    validateMeta(meta);
+    const idHex = meta.segmentId.toString('hex');
+    await this.mutex.run(async () => {
+      const old = this.entries.get(idHex);
+      if (old) {
+        if (!sameMeta(old.meta, meta)) throw new CacheError('SEGMENT_CONFLICT', `segment ${idHex} is already cached with different metadata`);
+        return;
+      }
+      const copy: SegmentMeta = { ...meta, blockHashes: [...meta.blockHashes] };
+      const t = this.now();
+      await this.db.batch([
+        { type: 'put', key: `m!${idHex}`, value: toRecord(copy, t) },
+        { type: 'put', key: `u!${idHex}`, value: { lastUse: t, hitsLocal: 0, hitsPeer: 0 } },
+      ]);
+      this.entries.set(idHex, { idHex, meta: copy, present: new Bitmap(metaBlockCount(copy)), bytes: 0, lastUse: t, hitsLocal: 0, hitsPeer: 0 });
+    });
+  }
+
+  getSegment(segmentId: Buffer): SegmentMeta | undefined { return this.entries.get(segmentId.toString('hex'))?.meta; }
+  hasBlock(segmentId: Buffer, index: number): boolean { return this.entries.get(segmentId.toString('hex'))?.present.has(index) ?? false; }
+  presentBlocks(segmentId: Buffer): number[] { return this.entries.get(segmentId.toString('hex'))?.present.list() ?? []; }
+  isComplete(segmentId: Buffer): boolean {
+    const e = this.entries.get(segmentId.toString('hex'));
+    return !!e && e.present.count === e.present.size;
+  }
+
+  // ---- blocks ----
+
+  async putBlock(segmentId: Buffer, index: number, data: Buffer): Promise<void> {
+    const idHex = segmentId.toString('hex');
+    const e = this.entries.get(idHex);
+    if (!e) throw new CacheError('UNKNOWN_SEGMENT', `segment ${idHex} is not in the cache (addSegment first)`);
+    if (!Number.isInteger(index) || index < 0 || index >= e.present.size) throw new BadBlockError(`block ${index} out of range for segment ${idHex}`);
+    if (!verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) throw new BadBlockError(`block ${index} of segment ${idHex} does not match its hash`);
+    if (e.present.has(index)) { this.touch(e); return; }
+    const release = this.pin(segmentId);
+    let added = false;
+    try {
+      const tmp = await this.files.writeTemp(data);
+      added = await this.mutex.run(async () => {
+        if (this.entries.get(idHex) !== e || e.present.has(index)) { await this.files.discard(tmp); return false; }
+        await this.shrinkLocked(data.length, idHex);
+        await this.files.commit(tmp, idHex, index);
+        try {
+          await this.db.put(pKey(idHex, index), 1);
+        } catch (err) {
+          await this.files.removeBlock(idHex, index);
+          throw err;
+        }
+        e.present.set(index);
+        e.bytes += data.length;
+        this.total += data.length;
+        return true;
+      });
+    } finally { release(); }
+    this.touch(e);
+    if (added) this.emit('block', idHex, index);
+  }
+
+  async readBlock(segmentId: Buffer, index: number, purpose: 'local' | 'peer' = 'local'): Promise<Buffer | undefined> {
+    const idHex = segmentId.toString('hex');
+    const e = this.entries.get(idHex);
+    if (!e || !e.present.has(index)) { this.counters.misses++; this.countersDirty = true; return undefined; }
+    const data = await this.readVerified(e, index);
+    if (!data) { this.counters.misses++; this.countersDirty = true; return undefined; }
+    if (purpose === 'peer') { e.hitsPeer++; this.counters.hitsPeer++; } else { e.hitsLocal++; this.counters.hitsLocal++; }
+    this.countersDirty = true;
+    this.touch(e);
+    return data;
+  }
+
+  /** Reads and verifies a present block; drops it (and emits 'corrupt') when missing or bad. */
+  private async readVerified(e: Entry, index: number): Promise<Buffer | undefined> {
+    const data = await this.files.read(e.idHex, index);
+    if (this.entries.get(e.idHex) !== e || !e.present.has(index)) return undefined; // evicted/dropped meanwhile
+    if (data && verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) return data;
+    await this.drop(e, index, data ? 'hash mismatch' : 'file missing');
+    return undefined;
+  }
+
+  private async drop(e: Entry, index: number, reason: string): Promise<void> {
+    const dropped = await this.mutex.run(async () => {
+      if (this.entries.get(e.idHex) !== e || !e.present.has(index)) return false;
+      await this.db.del(pKey(e.idHex, index));
+      e.present.clear(index);
+      const [s, end] = blockRange(e.meta.version, e.meta, index);
+      e.bytes -= end - s;
+      this.total -= end - s;
+      await this.files.removeBlock(e.idHex, index);
+      return true;
+    });
+    if (!dropped) return;
+    this.counters.corruptBlocks++; this.countersDirty = true;
+    this.log.warn('cache dropped a bad block', { segmentId: e.idHex, index, reason });
+    this.emit('corrupt', e.idHex, index);
+  }
+
+  // ---- pins, eviction, limits ----
+
+  pin(segmentId: Buffer): () => void {
+    const idHex = segmentId.toString('hex');
+    this.pins.set(idHex, (this.pins.get(idHex) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.pins.get(idHex) ?? 1) - 1;
+      if (n <= 0) this.pins.delete(idHex); else this.pins.set(idHex, n);
+    };
+  }
+
+  private touch(e: Entry): void { e.lastUse = Math.max(e.lastUse, this.now()); this.dirty.add(e.idHex); }
+
+  /** Evicts LRU unpinned segments (never `keep`) until `incoming` more bytes fit. Caller holds the mutex. */
+  private async shrinkLocked(incoming: number, keep: string | undefined): Promise<void> {
+    if (this.total + incoming <= this.limit) return;
+    const victims = [...this.entries.values()]
+      .filter((v) => v.idHex !== keep && v.bytes > 0 && !this.pins.has(v.idHex))
+      .sort((a, b) => a.lastUse - b.lastUse);
+    for (const v of victims) {
+      if (this.total + incoming <= this.limit) return;
+      await this.evictLocked(v);
+    }
+    if (this.total + incoming > this.limit) this.log.warn('cache over its size limit: remaining segments are pinned', { over: this.total + incoming - this.limit });
+  }
+
+  private async evictLocked(e: Entry): Promise<void> {
+    this.entries.delete(e.idHex);
+    this.dirty.delete(e.idHex);
+    this.total -= e.bytes;
+    const ops: { type: 'del'; key: string }[] = [{ type: 'del', key: `m!${e.idHex}` }, { type: 'del', key: `u!${e.idHex}` }];
+    for (const i of e.present.list()) ops.push({ type: 'del', key: pKey(e.idHex, i) });
+    await this.db.batch(ops);
+    await this.files.removeSegment(e.idHex);
+    this.counters.evictions++; this.countersDirty = true;
+    this.emit('evict', e.idHex);
+  }
+
+  async resize(limitBytes: number): Promise<void> {
+    if (!Number.isSafeInteger(limitBytes) || limitBytes < 0) throw new CacheError('BAD_LIMIT', `invalid size limit ${limitBytes}`);
+    await this.mutex.run(async () => {
+      this.limit = limitBytes;
+      await this.db.put('c!limit', limitBytes);
+      await this.shrinkLocked(0, undefined);
+    });
+  }
+
+  /** Removes every segment that is not pinned. */
+  async clear(): Promise<void> {
+    await this.mutex.run(async () => {
+      for (const e of [...this.entries.values()]) if (!this.pins.has(e.idHex)) await this.evictLocked(e);
+    });
+  }
+
+  // ---- reporting ----
+
+  stats(): CacheStats {
+    let blocks = 0, complete = 0;
+    for (const e of this.entries.values()) { blocks += e.present.count; if (e.present.count === e.present.size) complete++; }
+    return {
+      segments: this.entries.size, completeSegments: complete, blocks, bytes: this.total,
+      limitBytes: this.limit, overLimitBytes: Math.max(0, this.total - this.limit),
+      pinnedSegments: [...this.pins.keys()].filter((k) => this.entries.has(k)).length,
+      ...this.counters,
+    };
+  }
+
+  list(): SegmentSummary[] {
+    return [...this.entries.values()].sort((a, b) => b.lastUse - a.lastUse).map((e) => ({
+      segmentId: e.idHex, version: e.meta.version, blocksPresent: e.present.count, blocksTotal: e.present.size,
+      bytes: e.bytes, length: e.meta.length, lastUse: e.lastUse, hitsLocal: e.hitsLocal, hitsPeer: e.hitsPeer,
+      pinned: this.pins.has(e.idHex),
+    }));
+  }
+
+  /** Re-hashes every present block; bad or missing ones are dropped (and emit 'corrupt'). */
+  async verifyAll(): Promise<VerifyReport> {
+    const report: VerifyReport = { segments: 0, blocks: 0, bytes: 0, bad: [] };
+    for (const e of [...this.entries.values()]) {
+      report.segments++;
+      for (const i of e.present.list()) {
+        const data = await this.readVerified(e, i);
+        if (data) { report.blocks++; report.bytes += data.length; } else if (this.entries.get(e.idHex) === e) report.bad.push({ segmentId: e.idHex, index: i });
+      }
+    }
+    return report;
+  }
+
+  // ---- packages ----
+
+  exportPackage(outPath: string, segmentIds?: Buffer[]): Promise<{ segments: number; blocks: number; bytes: number }> {
+    const ids = segmentIds ? segmentIds.map((s) => s.toString('hex')) : [...this.entries.keys()];
+    for (const id of ids) if (!this.entries.has(id)) throw new CacheError('UNKNOWN_SEGMENT', `segment ${id} is not in the cache`);
+    return exportPackage(outPath, ids, {
+      meta: (id) => this.entries.get(id)?.meta,
+      present: (id) => this.entries.get(id)?.present.list() ?? [],
+      pin: (id) => this.pin(Buffer.from(id, 'hex')),
+      read: async (id, i) => { const e = this.entries.get(id); return e ? this.readVerified(e, i) : undefined; },
+    });
+  }
+
+  importPackage(path: string): Promise<{ segments: number; blocks: number; rejected: number }> {
+    return importPackage(path, this);
+  }
+
+  // ---- lifecycle ----
+
+  /** Writes buffered last-use times and counters to the index. */
+  async flush(): Promise<void> {
+    const ops: { type: 'put'; key: string; value: unknown }[] = [];
+    for (const idHex of this.dirty) {
+      const e = this.entries.get(idHex);
+      if (e) ops.push({ type: 'put', key: `u!${idHex}`, value: { lastUse: e.lastUse, hitsLocal: e.hitsLocal, hitsPeer: e.hitsPeer } });
+    }
+    this.dirty.clear();
+    if (this.countersDirty) { ops.push({ type: 'put', key: 'c!stats', value: { ...this.counters } }); this.countersDirty = false; }
+    if (ops.length === 0) return;
+    await this.mutex.run(() => this.db.batch(ops));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.mutex.idle();
+    await this.flush();
+    await this.db.close();
+  }
+}
+
+async function defaultLimit(dir: string): Promise<number> {
+  const s = await statfs(dir);
+  return Math.floor(s.bsize * s.blocks * 0.05);
+}
