@@ -1,0 +1,422 @@
+/**
+ * MS-PCCRD (WS-Discovery for PeerDist) message codec: v1 and v2 Probe and ProbeMatches.
+ * Pure: no I/O, no clocks, no randomness (callers pass message IDs). See protocol/pccrd.md.
+ *
+ * Output always uses the prefixes soap/wsa/wsd/PeerDist and writes <wsd:Scopes>, <wsd:XAddrs> and
+ * <PeerDist:BlockCount> as plain start tags in ProbeMatches, because iPXE finds them by substring.
+ * Input is parsed namespace-aware by ./xml.ts with hard limits; every rejection is a
+ * DiscoveryParseError.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { DiscoveryParseError } from './errors.js';
+import { parseXml, child, attr, resolveQName, escapeXml, type XmlElement, type XmlLimits, DEFAULT_XML_LIMITS } from './xml.js';
+import { encodeSegmentAges, decodeSegmentAges, type SegmentAges } from './segment-ages.js';
+
+export type DiscoveryVersion = 1 | 2;
+
+export const NS = {
+  soap: 'http://www.w3.org/2003/05/soap-envelope',
+  wsa: 'http://schemas.xmlsoap.org/ws/2004/08/addressing',
+  wsd: 'http://schemas.xmlsoap.org/ws/2005/04/discovery',
+  PeerDist: 'http://schemas.microsoft.com/p2p/2007/09/PeerDistributionDiscovery',
+} as const;
+
+export const WSD_TO = 'urn:schemas-xmlsoap-org:ws:2005:04:discovery';
+export const ANONYMOUS_TO = 'http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous';
+export const ACTION_PROBE = 'http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe';
+export const ACTION_PROBE_MATCHES = 'http://schemas.xmlsoap.org/ws/2005/04/discovery/ProbeMatches';
+export const MATCH_BY_V1 = 'http://schemas.xmlsoap.org/ws/2005/04/discovery/strcmp0';
+export const MATCH_BY_V2 = 'http://schemas.microsoft.com/p2p/2010/05/PeerDistV2MatchingRule';
+const TYPE_LOCAL: Record<DiscoveryVersion, string> = { 1: 'PeerDistData', 2: 'PeerDistDataV2' };
+
+/** Most segment IDs in one message (the v2 count field is one byte; v1 uses the same bound). */
+export const MAX_SCOPES = 255;
+/** v2 SegmentHashSize: HoHoDk is 32 bytes. */
+export const V2_SEGMENT_HASH_SIZE = 32;
+/** Accepted v1 HoHoDk sizes (SHA-256/384/512). */
+const V1_ID_SIZES = new Set([32, 48, 64]);
+const MAX_XADDRS = 16;
+const MAX_URI = 256;
+
+export interface Probe {
+  kind: 'Probe';
+  version: DiscoveryVersion;
+  messageId: string;
+  segmentIds: Buffer[];
+}
+
+export interface ProbeMatchEntry {
+  segmentId: Buffer;
+  /** v1: blocks of the segment this peer can serve (never 0 in parsed output). */
+  blockCount?: number;
+  /** v2: high bit of the pair, "has this segment at least partly". */
+  partial?: boolean;
+  /** v2: low bit of the pair, "has all of this segment". */
+  complete?: boolean;
+}
+
+export interface Availability { partial: boolean; complete: boolean }
+
+export interface ProbeMatches {
+  kind: 'ProbeMatches';
+  version: DiscoveryVersion;
+  messageId: string;
+  relatesTo: string;
+  instanceId: number;
+  messageNumber: number;
+  /** wsa:EndpointReference/wsa:Address, `urn:uuid:...`. */
+  endpoint: string;
+  /** v1: listed segments with a non-zero count. v2: probed segments whose pair is non-zero (needs the probe's IDs). */
+  matches: ProbeMatchEntry[];
+  /** `host:port` entries (IPv6 as `[addr]:port`). */
+  xaddrs: string[];
+  metadataVersion?: number;
+  /** v2: the raw two-bit pairs (four per byte, so trailing pad pairs included). */
+  availability?: Availability[];
+  /** v2: decoded SegmentAges blob, if present and valid (an invalid blob is discarded, per the brief). */
+  segmentAges?: SegmentAges;
+}
+
+export type DiscoveryMessage = Probe | ProbeMatches;
+
+const fail = (code: string, field: string, msg: string): never => {
+  throw new DiscoveryParseError(code, field, msg);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Small value codecs
+
+export function segmentIdHex(id: Buffer): string {
+  return id.toString('hex').toUpperCase();
+}
+
+/** v2 Probe Scopes payload: u16 BE hash size (32), u8 count, the IDs. */
+export function encodeV2Scopes(ids: Buffer[]): string {
+  if (ids.length < 1 || ids.length > MAX_SCOPES) throw new RangeError(`v2 probe carries 1..${MAX_SCOPES} segment IDs`);
+  for (const id of ids) if (id.length !== V2_SEGMENT_HASH_SIZE) throw new RangeError('v2 segment IDs are 32 bytes');
+  const head = Buffer.alloc(3);
+  head.writeUInt16BE(V2_SEGMENT_HASH_SIZE, 0);
+  head.writeUInt8(ids.length, 2);
+  return Buffer.concat([head, ...ids]).toString('base64');
+}
+
+export function decodeV2Scopes(b64: string): Buffer[] {
+  const buf = decodeBase64(b64, 'Scopes');
+  if (buf.length < 3) fail('PCCRD_INVALID', 'Scopes', 'v2 scopes shorter than 3 bytes');
+  const size = buf.readUInt16BE(0);
+  if (size !== V2_SEGMENT_HASH_SIZE) fail('PCCRD_INVALID', 'Scopes', `SegmentHashSize ${size}, expected 32`);
+  const count = buf.readUInt8(2);
+  if (count === 0) fail('PCCRD_INVALID', 'Scopes', 'SegmentHashCount is 0');
+  if (buf.length !== 3 + count * size) fail('PCCRD_INVALID', 'Scopes', `length ${buf.length} does not match ${count} x ${size}`);
+  const ids: Buffer[] = [];
+  for (let k = 0; k < count; k++) ids.push(Buffer.from(buf.subarray(3 + k * size, 3 + (k + 1) * size)));
+  return ids;
+}
+
+/**
+ * v2 ProbeMatch availability: two bits per probed segment in probe order, packed
+ * most-significant-bits first (segment 0 = bits 7..6 of byte 0); in each pair the high bit is
+ * "has at least part", the low bit "has all".
+ */
+export function encodeAvailability(pairs: Availability[]): Buffer {
+  const out = Buffer.alloc(Math.ceil(pairs.length / 4));
+  pairs.forEach((p, k) => {
+    const v = (p.partial || p.complete ? 2 : 0) | (p.complete ? 1 : 0);
+    out[k >> 2]! |= v << (6 - 2 * (k & 3));
+  });
+  return out;
+}
+
+export function decodeAvailability(buf: Buffer): Availability[] {
+  const out: Availability[] = [];
+  for (let k = 0; k < buf.length * 4; k++) {
+    const v = (buf[k >> 2]! >> (6 - 2 * (k & 3))) & 3;
+    out.push({ partial: (v & 2) !== 0, complete: (v & 1) !== 0 });
+  }
+  return out;
+}
+
+/** Strict base64 (XML whitespace allowed and removed; canonical padding and trailing bits). */
+export function decodeBase64(text: string, field: string): Buffer {
+  const b64 = text.replace(/[ \t\r\n]+/g, '');
+  if (b64.length === 0) fail('PCCRD_INVALID', field, 'empty base64');
+  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(b64)) fail('PCCRD_INVALID', field, 'malformed base64');
+  const buf = Buffer.from(b64, 'base64');
+  if (buf.toString('base64') !== b64) fail('PCCRD_INVALID', field, 'non-canonical base64');
+  return buf;
+}
+
+/** Formats a transport address for XAddrs: `host:port`, IPv6 as `[addr]:port`. */
+export function formatXAddr(host: string, port: number): string {
+  return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** Parses one XAddrs entry (`host:port` or `[v6]:port`); undefined when malformed. */
+export function parseXAddr(s: string): { host: string; port: number } | undefined {
+  let host: string;
+  let portText: string;
+  const m6 = /^\[([0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]{1,32})?)\]:([0-9]{1,5})$/.exec(s);
+  if (m6) {
+    host = m6[1]!;
+    portText = m6[2]!;
+    if (!isIPv6(host.replace(/%.*$/, ''))) return undefined;
+  } else {
+    const m = /^([^:[\]\s]+):([0-9]{1,5})$/.exec(s);
+    if (!m) return undefined;
+    host = m[1]!;
+    portText = m[2]!;
+    if (!isIPv4(host) && (/^[0-9.]+$/.test(host) || !HOSTNAME_RE.test(host))) return undefined;
+  }
+  const port = Number(portText);
+  if (port < 1 || port > 65535) return undefined;
+  return { host, port };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoders
+
+const ENVELOPE_OPEN = '<?xml version="1.0" encoding="utf-8"?>' +
+  `<soap:Envelope xmlns:soap="${NS.soap}" xmlns:wsa="${NS.wsa}" xmlns:wsd="${NS.wsd}" xmlns:PeerDist="${NS.PeerDist}">`;
+const ENVELOPE_CLOSE = '</soap:Envelope>';
+
+function checkUri(value: string, field: string): string {
+  if (value.length === 0 || value.length > MAX_URI || /[\s<>&"']/.test(value)) throw new RangeError(`${field}: invalid URI ${JSON.stringify(value)}`);
+  return value;
+}
+
+function checkU32(v: number, field: string): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`${field}: not an unsigned 32-bit integer`);
+  return v;
+}
+
+export function encodeProbe(probe: Omit<Probe, 'kind'>): string {
+  const ids = probe.segmentIds;
+  if (ids.length < 1 || ids.length > MAX_SCOPES) throw new RangeError(`probe carries 1..${MAX_SCOPES} segment IDs`);
+  let scopes: string;
+  if (probe.version === 1) {
+    for (const id of ids) if (!V1_ID_SIZES.has(id.length)) throw new RangeError('v1 segment IDs are 32, 48 or 64 bytes');
+    scopes = `<wsd:Scopes MatchBy="${MATCH_BY_V1}">${ids.map(segmentIdHex).join(' ')}</wsd:Scopes>`;
+  } else {
+    scopes = `<wsd:Scopes MatchBy="${MATCH_BY_V2}">${encodeV2Scopes(ids)}</wsd:Scopes>`;
+  }
+  return ENVELOPE_OPEN +
+    '<soap:Header>' +
+    `<wsa:To>${WSD_TO}</wsa:To>` +
+    `<wsa:Action>${ACTION_PROBE}</wsa:Action>` +
+    `<wsa:MessageID>${escapeXml(checkUri(probe.messageId, 'MessageID'))}</wsa:MessageID>` +
+    '</soap:Header>' +
+    '<soap:Body><wsd:Probe>' +
+    `<wsd:Types>PeerDist:${TYPE_LOCAL[probe.version]}</wsd:Types>` +
+    scopes +
+    '</wsd:Probe></soap:Body>' + ENVELOPE_CLOSE;
+}
+
+/**
+ * Encodes a ProbeMatches message. v1: `matches` lists the segments held, each with its block count
+ * (8 upper-case hex digits each in BlockCount). v2: `probeSegmentIds` (the probe's list, in its
+ * order) is required; each probed segment's pair comes from the match with the same ID (absent = 00).
+ */
+export function encodeProbeMatches(pm: Omit<ProbeMatches, 'kind'>, probeSegmentIds?: Buffer[]): string {
+  if (pm.xaddrs.length === 0) throw new RangeError('XAddrs must not be empty');
+  for (const x of pm.xaddrs) if (!parseXAddr(x)) throw new RangeError(`XAddrs: invalid entry ${JSON.stringify(x)}`);
+  let scopes: string;
+  let data: string;
+  if (pm.version === 1) {
+    if (pm.matches.length < 1 || pm.matches.length > MAX_SCOPES) throw new RangeError(`ProbeMatch carries 1..${MAX_SCOPES} segments`);
+    const counts = pm.matches.map((m) => {
+      const c = checkU32(m.blockCount ?? -1, 'BlockCount');
+      if (c === 0) throw new RangeError('BlockCount 0 must not be announced');
+      return c.toString(16).toUpperCase().padStart(8, '0');
+    });
+    scopes = pm.matches.map((m) => segmentIdHex(m.segmentId)).join(' ');
+    data = `<PeerDist:BlockCount>${counts.join('')}</PeerDist:BlockCount>`;
+  } else {
+    if (!probeSegmentIds || probeSegmentIds.length < 1 || probeSegmentIds.length > MAX_SCOPES) throw new RangeError('v2 ProbeMatch needs the probe\'s segment IDs');
+    const pairs = probeSegmentIds.map((id) => {
+      const m = pm.matches.find((x) => x.segmentId.equals(id));
+      return { partial: !!m && (!!m.partial || !!m.complete), complete: !!m && !!m.complete };
+    });
+    scopes = encodeAvailability(pairs).toString('base64');
+    const ages = pm.segmentAges ?? { units: 3, entries: [] };
+    data = `<PeerDist:SegmentAges>${encodeSegmentAges(ages).toString('base64')}</PeerDist:SegmentAges>`;
+  }
+  return ENVELOPE_OPEN +
+    '<soap:Header>' +
+    `<wsa:To>${ANONYMOUS_TO}</wsa:To>` +
+    `<wsa:Action>${ACTION_PROBE_MATCHES}</wsa:Action>` +
+    `<wsa:MessageID>${escapeXml(checkUri(pm.messageId, 'MessageID'))}</wsa:MessageID>` +
+    `<wsa:RelatesTo>${escapeXml(checkUri(pm.relatesTo, 'RelatesTo'))}</wsa:RelatesTo>` +
+    `<wsd:AppSequence InstanceId="${checkU32(pm.instanceId, 'InstanceId')}" MessageNumber="${checkU32(pm.messageNumber, 'MessageNumber')}"/>` +
+    '</soap:Header>' +
+    '<soap:Body><wsd:ProbeMatches><wsd:ProbeMatch>' +
+    `<wsa:EndpointReference><wsa:Address>${escapeXml(checkUri(pm.endpoint, 'Address'))}</wsa:Address></wsa:EndpointReference>` +
+    `<wsd:Types>PeerDist:${TYPE_LOCAL[pm.version]}</wsd:Types>` +
+    `<wsd:Scopes>${scopes}</wsd:Scopes>` +
+    `<wsd:XAddrs>${pm.xaddrs.join(' ')}</wsd:XAddrs>` +
+    `<wsd:MetadataVersion>${pm.metadataVersion ?? pm.version}</wsd:MetadataVersion>` +
+    `<PeerDist:PeerDistData>${data}</PeerDist:PeerDistData>` +
+    '</wsd:ProbeMatch></wsd:ProbeMatches></soap:Body>' + ENVELOPE_CLOSE;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+
+export interface ParseOptions {
+  /** v2 ProbeMatches carry only bits in probe order: return the probe's IDs for a RelatesTo to get `matches`. */
+  probeSegments?: (relatesTo: string) => Buffer[] | undefined;
+  limits?: XmlLimits;
+}
+
+function need(el: XmlElement | undefined, field: string): XmlElement {
+  if (!el) return fail('PCCRD_MISSING', field, 'required element missing');
+  return el;
+}
+
+function uriText(el: XmlElement | undefined, field: string): string {
+  const v = need(el, field).text.trim();
+  if (v.length === 0 || v.length > MAX_URI || /\s/.test(v)) fail('PCCRD_INVALID', field, 'empty, overlong or contains whitespace');
+  return v;
+}
+
+function tokens(text: string): string[] {
+  return text.split(/[ \t\r\n]+/).filter((s) => s.length > 0);
+}
+
+/**
+ * Whitespace-separated hex segment IDs. The spec's examples also wrap one long ID across lines, so
+ * when some token is not a whole ID we re-split the concatenated hex into equal-sized IDs, choosing
+ * the first size (32, 48, 64 bytes) whose ID boundaries no token crosses.
+ */
+function parseHexIds(text: string, field: string): Buffer[] {
+  const toks = tokens(text);
+  if (toks.length === 0) fail('PCCRD_INVALID', field, 'no segment IDs');
+  if (toks.length > MAX_SCOPES * 4) fail('XML_LIMIT', field, 'too many tokens');
+  for (const tok of toks) if (!/^[0-9A-Fa-f]+$/.test(tok)) fail('PCCRD_INVALID', field, 'segment ID is not hex');
+  let ids = toks;
+  if (!toks.every((tok) => V1_ID_SIZES.has(tok.length / 2))) {
+    const all = toks.join('');
+    const size = [64, 96, 128].find((s) => {
+      if (all.length % s !== 0) return false;
+      let at = 0;
+      return toks.every((tok) => {
+        const ok = Math.floor(at / s) === Math.floor((at + tok.length - 1) / s);
+        at += tok.length;
+        return ok;
+      });
+    });
+    if (size === undefined) fail('PCCRD_INVALID', field, 'segment IDs are not 32/48/64 bytes of hex');
+    ids = [];
+    for (let at = 0; at < all.length; at += size!) ids.push(all.slice(at, at + size!));
+  }
+  if (ids.length > MAX_SCOPES) fail('XML_LIMIT', field, `more than ${MAX_SCOPES} segment IDs`);
+  return ids.map((tok) => Buffer.from(tok, 'hex'));
+}
+
+/** Version from wsd:Types (a QName list; the PeerDist one decides). */
+function typesVersion(el: XmlElement | undefined): DiscoveryVersion {
+  const types = need(el, 'Types');
+  for (const tok of tokens(types.text)) {
+    const q = resolveQName(types, tok);
+    if (q?.ns !== NS.PeerDist) continue;
+    if (q.local === TYPE_LOCAL[1]) return 1;
+    if (q.local === TYPE_LOCAL[2]) return 2;
+  }
+  return fail('PCCRD_NOT_PEERDIST', 'Types', 'no PeerDist:PeerDistData or PeerDist:PeerDistDataV2 type');
+}
+
+function parseU32Attr(el: XmlElement, name: string): number {
+  const v = attr(el, name);
+  if (v === undefined) return fail('PCCRD_MISSING', `AppSequence@${name}`, 'attribute missing');
+  if (!/^[0-9]{1,10}$/.test(v.trim()) || Number(v) > 0xffffffff) fail('PCCRD_INVALID', `AppSequence@${name}`, 'not an unsigned 32-bit integer');
+  return Number(v);
+}
+
+function parseProbe(body: XmlElement, messageId: string): Probe {
+  const probe = need(child(body, NS.wsd, 'Probe'), 'Probe');
+  const version = typesVersion(child(probe, NS.wsd, 'Types'));
+  const scopes = need(child(probe, NS.wsd, 'Scopes'), 'Scopes');
+  const matchBy = attr(scopes, 'MatchBy')?.trim();
+  if (version === 1) {
+    if (matchBy !== undefined && matchBy !== MATCH_BY_V1) fail('PCCRD_INVALID', 'Scopes@MatchBy', 'unsupported matching rule for v1');
+    return { kind: 'Probe', version, messageId, segmentIds: parseHexIds(scopes.text, 'Scopes') };
+  }
+  if (matchBy !== MATCH_BY_V2) fail('PCCRD_INVALID', 'Scopes@MatchBy', 'v2 probe needs the PeerDistV2MatchingRule');
+  return { kind: 'Probe', version, messageId, segmentIds: decodeV2Scopes(scopes.text) };
+}
+
+function parseProbeMatches(header: XmlElement, body: XmlElement, messageId: string, opts: ParseOptions): ProbeMatches {
+  const relatesTo = uriText(child(header, NS.wsa, 'RelatesTo'), 'RelatesTo');
+  const seq = child(header, NS.wsd, 'AppSequence');
+  const instanceId = seq ? parseU32Attr(seq, 'InstanceId') : 0;
+  const messageNumber = seq ? parseU32Attr(seq, 'MessageNumber') : 0;
+  const pms = need(child(body, NS.wsd, 'ProbeMatches'), 'ProbeMatches');
+  const pm = need(child(pms, NS.wsd, 'ProbeMatch'), 'ProbeMatch');
+  const epr = need(child(pm, NS.wsa, 'EndpointReference'), 'EndpointReference');
+  const endpoint = uriText(child(epr, NS.wsa, 'Address'), 'Address');
+  const version = typesVersion(child(pm, NS.wsd, 'Types'));
+  const scopes = need(child(pm, NS.wsd, 'Scopes'), 'Scopes');
+  const xaddrs = tokens(need(child(pm, NS.wsd, 'XAddrs'), 'XAddrs').text)
+    .slice(0, MAX_XADDRS * 4)
+    .filter((x) => parseXAddr(x) !== undefined)
+    .slice(0, MAX_XADDRS);
+  if (xaddrs.length === 0) fail('PCCRD_INVALID', 'XAddrs', 'no valid host:port address');
+  const mvEl = child(pm, NS.wsd, 'MetadataVersion');
+  let metadataVersion: number | undefined;
+  if (mvEl) {
+    const t = mvEl.text.trim();
+    if (!/^[0-9]{1,10}$/.test(t)) fail('PCCRD_INVALID', 'MetadataVersion', 'not an unsigned integer');
+    metadataVersion = Number(t);
+  }
+  const data = child(pm, NS.PeerDist, 'PeerDistData');
+  const base = { kind: 'ProbeMatches' as const, version, messageId, relatesTo, instanceId, messageNumber, endpoint, xaddrs, metadataVersion };
+  if (version === 1) {
+    const ids = parseHexIds(scopes.text, 'Scopes');
+    const bcText = need(data && child(data, NS.PeerDist, 'BlockCount'), 'BlockCount').text.replace(/[ \t\r\n]+/g, '');
+    if (bcText.length !== 8 * ids.length) fail('PCCRD_INVALID', 'BlockCount', `${bcText.length} hex digits for ${ids.length} segments`);
+    if (!/^[0-9A-Fa-f]*$/.test(bcText)) fail('PCCRD_INVALID', 'BlockCount', 'not hex');
+    const matches: ProbeMatchEntry[] = [];
+    ids.forEach((segmentId, k) => {
+      const blockCount = parseInt(bcText.slice(8 * k, 8 * k + 8), 16);
+      if (blockCount > 0) matches.push({ segmentId, blockCount });
+    });
+    return { ...base, matches };
+  }
+  const bits = decodeBase64(scopes.text, 'Scopes');
+  if (bits.length > Math.ceil(MAX_SCOPES / 4)) fail('XML_LIMIT', 'Scopes', 'availability array longer than 255 segments');
+  const availability = decodeAvailability(bits);
+  let segmentAges: SegmentAges | undefined;
+  const agesEl = data && child(data, NS.PeerDist, 'SegmentAges');
+  if (agesEl) {
+    try {
+      segmentAges = decodeSegmentAges(decodeBase64(agesEl.text, 'SegmentAges'));
+    } catch (err) {
+      if (!(err instanceof DiscoveryParseError)) throw err;
+      segmentAges = undefined; // the brief says to discard an invalid blob, not the message
+    }
+  }
+  const matches: ProbeMatchEntry[] = [];
+  const probed = opts.probeSegments?.(relatesTo);
+  if (probed) {
+    if (bits.length !== Math.ceil(probed.length / 4)) fail('PCCRD_INVALID', 'Scopes', `${bits.length} bytes of availability for ${probed.length} probed segments`);
+    probed.forEach((segmentId, k) => {
+      const a = availability[k]!;
+      if (a.partial || a.complete) matches.push({ segmentId, partial: a.partial || a.complete, complete: a.complete });
+    });
+  }
+  return { ...base, matches, availability, segmentAges };
+}
+
+/** Parses a Probe or ProbeMatches datagram. Throws DiscoveryParseError for anything else. */
+export function parseDiscoveryMessage(input: Buffer | string, opts: ParseOptions = {}): DiscoveryMessage {
+  const env = parseXml(input, opts.limits ?? DEFAULT_XML_LIMITS);
+  if (env.ns !== NS.soap || env.local !== 'Envelope') fail('PCCRD_INVALID', 'Envelope', 'root is not a SOAP 1.2 Envelope');
+  const header = need(child(env, NS.soap, 'Header'), 'Header');
+  const body = need(child(env, NS.soap, 'Body'), 'Body');
+  const action = uriText(child(header, NS.wsa, 'Action'), 'Action');
+  const messageId = uriText(child(header, NS.wsa, 'MessageID'), 'MessageID');
+  if (action === ACTION_PROBE) return parseProbe(body, messageId);
+  if (action === ACTION_PROBE_MATCHES) return parseProbeMatches(header, body, messageId, opts);
+  return fail('PCCRD_UNSUPPORTED', 'Action', `unsupported action ${action.slice(0, 100)}`);
+}
