@@ -20,11 +20,11 @@ export const CDC_MASK_LARGE = 0xfffc0000 | 0;
 export const CDC_GEAR_LABEL = 'peerdist cdc gear v1';
 export const FIXED_SEGMENT_SIZE = 64 * 1024;
 
-/** GEAR[i] = first 4 bytes (big-endian u32) of SHA-256(CDC_GEAR_LABEL || byte i). */
-export const GEAR: Uint32Array = (() => {
-  const t = new Uint32Array(256);
+/** GEAR[i] = first 4 bytes (big-endian, held as int32) of SHA-256(CDC_GEAR_LABEL || byte i). */
+export const GEAR: Int32Array = (() => {
+  const t = new Int32Array(256);
   for (let i = 0; i < 256; i++) {
-    t[i] = createHash('sha256').update(CDC_GEAR_LABEL).update(Uint8Array.of(i)).digest().readUInt32BE(0);
+    t[i] = createHash('sha256').update(CDC_GEAR_LABEL).update(Uint8Array.of(i)).digest().readInt32BE(0);
   }
   return t;
 })();
