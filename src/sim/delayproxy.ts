@@ -1,0 +1,104 @@
+/**
+ * TCP delay proxy: adds a fixed one-way delay to every chunk in each direction, so a request/response
+ * round trip through it costs at least 2 x delay, while the throughput of a long transfer is kept
+ * (chunks are pipelined, not sent one at a time). Used to emulate WAN latency where `tc netem` is absent.
+ * Backpressure: a direction holding more than `highWaterBytes` in flight pauses its source.
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+
+export interface DelayProxyOptions {
+  listenHost: string;
+  listenPort?: number;
+  targetHost: string;
+  targetPort: number;
+  /** One-way delay per direction, ms. */
+  delayMs: number;
+  highWaterBytes?: number;
+  /** Clock and timer injection for tests; defaults to the real ones. */
+  now?: () => number;
+}
+
+export interface DelayProxy {
+  host: string;
+  port: number;
+  stats(): { connections: number; upBytes: number; downBytes: number };
+  close(): Promise<void>;
+}
+
+interface Pending { due: number; chunk: Buffer | null /* null = end of stream */ }
+
+/** Pipes src to dst delaying each chunk by delayMs; calls `count` with the bytes forwarded. */
+export function delayedPipe(src: Socket, dst: Socket, delayMs: number, highWater: number, now: () => number, count: (n: number) => void): void {
+  const queue: Pending[] = [];
+  let queued = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let paused = false;
+
+  const flush = () => {
+    timer = undefined;
+    const t = now();
+    while (queue.length > 0 && queue[0]!.due <= t) {
+      const p = queue.shift()!;
+      if (p.chunk === null) { dst.end(); return; }
+      queued -= p.chunk.length;
+      count(p.chunk.length);
+      if (!dst.destroyed) dst.write(p.chunk);
+    }
+    if (paused && queued < highWater / 2 && dst.writableLength < highWater) { paused = false; src.resume(); }
+    schedule();
+  };
+  const schedule = () => {
+    if (timer || queue.length === 0) return;
+    timer = setTimeout(flush, Math.max(0, queue[0]!.due - now()));
+  };
+  src.on('data', (chunk: Buffer) => {
+    queue.push({ due: now() + delayMs, chunk });
+    queued += chunk.length;
+    if (queued >= highWater && !paused) { paused = true; src.pause(); }
+    schedule();
+  });
+  dst.on('drain', () => { if (paused && queued < highWater / 2) { paused = false; src.resume(); } });
+  src.on('end', () => { queue.push({ due: now() + delayMs, chunk: null }); schedule(); });
+  dst.on('close', () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    queue.length = 0;
+    src.destroy();
+  });
+}
+
+export function startDelayProxy(opts: DelayProxyOptions): Promise<DelayProxy> {
+  const now = opts.now ?? (() => performance.now());
+  const highWater = opts.highWaterBytes ?? 4 * 1024 * 1024;
+  const sockets = new Set<Socket>();
+  const st = { connections: 0, upBytes: 0, downBytes: 0 };
+  const server: Server = createServer((client) => {
+    st.connections++;
+    const upstream = connect({ host: opts.targetHost, port: opts.targetPort });
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
+    sockets.add(client); sockets.add(upstream);
+    const kill = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
+    client.on('error', kill); upstream.on('error', kill);
+    client.on('close', () => sockets.delete(client));
+    upstream.on('close', () => sockets.delete(upstream));
+    delayedPipe(client, upstream, opts.delayMs, highWater, now, (n) => { st.upBytes += n; });
+    delayedPipe(upstream, client, opts.delayMs, highWater, now, (n) => { st.downBytes += n; });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.listenPort ?? 0, opts.listenHost, () => {
+      const addr = server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      resolve({
+        host: opts.listenHost,
+        port,
+        stats: () => ({ ...st }),
+        close: () => new Promise<void>((res) => {
+          for (const s of sockets) s.destroy();
+          server.close(() => res());
+        }),
+      });
+    });
+  });
+}
