@@ -1,11 +1,11 @@
 /**
  * Segment metadata as the cache stores it, and its validation. Pure: no I/O.
  */
-import { createHmac } from 'node:crypto';
 import {
   type ContentVersion, type HashAlgorithm, type SegmentInfo,
-  SEGMENT_ID_CONSTANT, V1_BLOCK_SIZE, V2_MAX_SEGMENT_SIZE, V1_SEGMENT_SIZE, blockCount, digest,
+  V1_BLOCK_SIZE, V2_MAX_SEGMENT_SIZE, V1_SEGMENT_SIZE, blockCount, digest,
 } from '../contentinfo/types.js';
+import { segmentIdOf } from '../contentinfo/keys.js';
 import { CacheError } from './errors.js';
 
 export interface SegmentMeta {
@@ -41,11 +41,9 @@ export function asSegmentInfo(m: SegmentMeta): SegmentInfo {
 
 export function metaBlockCount(m: SegmentMeta): number { return blockCount(m.version, m); }
 
-/** HoHoDk = HMAC(Kp, HoD || C), truncated to 32 bytes for v2 (brief 1.3). */
-export function deriveSegmentId(m: Pick<SegmentMeta, 'version' | 'hashAlgorithm' | 'kp' | 'hod'>): Buffer {
-  const h = m.version === 2 ? 'sha512' : m.hashAlgorithm.replace('-', '').toLowerCase();
-  const mac = createHmac(h, m.kp).update(m.hod).update(SEGMENT_ID_CONSTANT).digest();
-  return m.version === 2 ? mac.subarray(0, 32) : mac;
+/** True when the segment ID is HMAC(Kp, HoD || C) (brief 1.3), i.e. Kp and HoD belong together. */
+export function segmentIdMatches(m: Pick<SegmentMeta, 'version' | 'kp' | 'hod' | 'segmentId'>): boolean {
+  return segmentIdOf(m.version, m.kp, m.hod).equals(m.segmentId);
 }
 
 /**

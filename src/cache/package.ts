@@ -7,7 +7,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { blockRange } from '../contentinfo/types.js';
 import { BadBlockError, CacheError, PackageError } from './errors.js';
 import { FILE_MODE } from './files.js';
-import { type SegmentMeta, deriveSegmentId, metaBlockCount } from './meta.js';
+import { type SegmentMeta, metaBlockCount, segmentIdMatches } from './meta.js';
 import {
   BLOCK_REC_HEAD, END_REC_LEN, HEADER_LEN, MAX_SEGMENT_BODY, REC_BLOCK, REC_END, REC_SEGMENT, SEGMENT_REC_HEAD,
   checkHeader, decodeEnd, decodeSegmentBody, encodeBlockHead, encodeEnd, encodeHeader, encodeSegmentRecord,
@@ -141,7 +141,7 @@ export async function importPackage(path: string, store: ImportTarget): Promise<
     let accepted = false;
     await walk(fh, size, {
       segment: async (meta) => {
-        accepted = deriveSegmentId(meta).equals(meta.segmentId);
+        accepted = segmentIdMatches(meta);
         if (accepted) {
           try { await store.addSegment(meta); } catch (err) { if (!(err instanceof CacheError)) throw err; accepted = false; }
         }

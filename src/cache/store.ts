@@ -36,7 +36,7 @@ export { BadBlockError, CacheLockedError, CacheError } from './errors.js';
 
 export interface BlockStoreOptions {
   dir: string;
-  /** Size limit in bytes; overrides the limit stored by resize(). Default: 5% of the filesystem. */
+  /** Size limit in bytes; overrides (and replaces) the stored limit. Default: the stored limit, else 5% of the filesystem. */
   limitBytes?: number;
   logger?: Logger;
   /** fsync block data before it becomes visible (default true). */
@@ -80,6 +80,7 @@ export class BlockStore extends EventEmitter {
   private limit = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private overWarned = false;
 
   private constructor(
     readonly dir: string,
@@ -91,6 +92,9 @@ export class BlockStore extends EventEmitter {
 
   static async open(opts: BlockStoreOptions): Promise<BlockStore> {
     const dir = resolve(opts.dir);
+    if (opts.limitBytes !== undefined && (!Number.isSafeInteger(opts.limitBytes) || opts.limitBytes < 0)) {
+      throw new CacheError('BAD_LIMIT', `invalid size limit ${opts.limitBytes}`);
+    }
     const log = opts.logger ?? nullLogger;
     await mkdir(dir, { recursive: true, mode: DIR_MODE });
     await chmod(dir, DIR_MODE);
@@ -165,6 +169,8 @@ export class BlockStore extends EventEmitter {
     }
     for (const e of this.entries.values()) this.total += e.bytes;
     this.limit = limitBytes ?? storedLimit ?? await defaultLimit(this.dir);
+    // An explicit limit (the daemon's configuration) is remembered, so later openers (the CLI) honour it.
+    if (limitBytes !== undefined && limitBytes !== storedLimit) await this.db.put('c!limit', limitBytes);
     if (this.total > this.limit) await this.mutex.run(() => this.shrinkLocked(0, undefined));
   }
 
@@ -286,7 +292,7 @@ export class BlockStore extends EventEmitter {
 
   /** Evicts LRU unpinned segments (never `keep`) until `incoming` more bytes fit. Caller holds the mutex. */
   private async shrinkLocked(incoming: number, keep: string | undefined): Promise<void> {
-    if (this.total + incoming <= this.limit) return;
+    if (this.total + incoming <= this.limit) { this.overWarned = false; return; }
     const victims = [...this.entries.values()]
       .filter((v) => v.idHex !== keep && v.bytes > 0 && !this.pins.has(v.idHex))
       .sort((a, b) => a.lastUse - b.lastUse);
@@ -294,7 +300,9 @@ export class BlockStore extends EventEmitter {
       if (this.total + incoming <= this.limit) return;
       await this.evictLocked(v);
     }
-    if (this.total + incoming > this.limit) this.log.warn('cache over its size limit: remaining segments are pinned', { over: this.total + incoming - this.limit });
+    const over = this.total + incoming > this.limit;
+    if (over && !this.overWarned) this.log.warn('cache over its size limit: remaining segments are pinned or in use', { over: this.total + incoming - this.limit });
+    this.overWarned = over;
   }
 
   private async evictLocked(e: Entry): Promise<void> {
@@ -361,7 +369,7 @@ export class BlockStore extends EventEmitter {
 
   // ---- packages ----
 
-  exportPackage(outPath: string, segmentIds?: Buffer[]): Promise<{ segments: number; blocks: number; bytes: number }> {
+  async exportPackage(outPath: string, segmentIds?: Buffer[]): Promise<{ segments: number; blocks: number; bytes: number }> {
     const ids = segmentIds ? segmentIds.map((s) => s.toString('hex')) : [...this.entries.keys()];
     for (const id of ids) if (!this.entries.has(id)) throw new CacheError('UNKNOWN_SEGMENT', `segment ${id} is not in the cache`);
     return exportPackage(outPath, ids, {
@@ -372,7 +380,7 @@ export class BlockStore extends EventEmitter {
     });
   }
 
-  importPackage(path: string): Promise<{ segments: number; blocks: number; rejected: number }> {
+  async importPackage(path: string): Promise<{ segments: number; blocks: number; rejected: number }> {
     return importPackage(path, this);
   }
 

@@ -1,0 +1,45 @@
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BlockStore } from '../../src/cache/store.js';
+import { v1Segment, tempDir } from './make.js';
+
+const child = join(dirname(fileURLToPath(import.meta.url)), 'crash-child.js');
+
+t.test('killed mid-write: after reopen only complete, indexed blocks are served', async (t) => {
+  const dir = await tempDir(t);
+  const data = randomBytes(64 * 65536);
+  const dataPath = join(dir, 'data');
+  await writeFile(dataPath, data);
+  const seg = v1Segment(data);
+  const store = join(dir, 'cache');
+  for (let round = 0; round < 3; round++) {
+    const p = spawn(process.execPath, [child, store, dataPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const closed = new Promise((r) => p.once('close', r));
+    t.teardown(() => { p.kill('SIGKILL'); });
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('child did not make progress')), 20_000);
+      p.stdout.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        // kill at a varying point after some blocks are stored
+        if ((out.match(/stored/g) ?? []).length >= 5 + round * 7) { clearTimeout(timer); p.kill('SIGKILL'); resolve(); }
+      });
+      p.on('exit', () => { clearTimeout(timer); resolve(); });
+    });
+    await closed;
+    const s = await BlockStore.open({ dir: store, limitBytes: 1 << 30 });
+    const present = s.presentBlocks(seg.meta.segmentId);
+    t.ok(present.length >= 5, `round ${round}: ${present.length} blocks present`);
+    for (const i of present) t.same(await s.readBlock(seg.meta.segmentId, i), seg.blocks[i], `block ${i} intact`);
+    const idHex = seg.meta.segmentId.toString('hex');
+    const files = (await readdir(join(store, 'blocks', idHex.slice(0, 2), idHex))).map(Number).sort((a, b) => a - b);
+    t.same(files, present, 'block files exactly match the index');
+    t.same(await readdir(join(store, 'tmp')), [], 'temp files removed');
+    t.equal(s.stats().corruptBlocks, 0);
+    await s.close();
+  }
+});
