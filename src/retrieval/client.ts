@@ -1,0 +1,217 @@
+/**
+ * MS-PCCRR block client: one undici Pool per peer (keep-alive, capped connections), bounded
+ * timers, bounded response buffering, full validation of every response field, decryption with
+ * the algorithm the response names, then the caller's hash check. See protocol/pccrr.md.
+ */
+import { Pool } from 'undici';
+import { createLogger, type Logger } from '../util/log.js';
+import {
+  decodeResponse, encodeRequest, normalizeRanges, protVerString, PCCRR_PATH, MAX_RESPONSE_SIZE, TRANSPORT_HEADER_SIZE,
+  MAX_GETBLKLIST_RANGES, SUPPORTED_MAX, SUPPORTED_MIN,
+  type CryptoAlgo, type Decoded, type ProtVer, type Range, type ResponseMessage,
+} from './codec.js';
+import { decryptBlock } from './crypto.js';
+import { PeerError, RetrievalParseError } from './errors.js';
+
+export { PeerError } from './errors.js';
+export type { PeerErrorCode } from './errors.js';
+
+export interface RetrievalClientOptions {
+  /** Bound on one whole exchange (request sent to body fully read), default 5000 ms. */
+  requestTimeoutMs?: number;
+  /** Bound on the wait for response headers and between body chunks, default 2000 ms. */
+  firstByteTimeoutMs?: number;
+  /** Connections per peer, default 4. */
+  connections?: number;
+  logger?: Logger;
+  /** CryptoAlgoId we ask for (the server decides), default 1 = AES-128 (spec SHOULD). */
+  cryptoAlgo?: CryptoAlgo;
+}
+
+export interface GetBlockRequest {
+  /** host:port ([v6]:port for IPv6). */
+  peer: string;
+  segmentId: Buffer;
+  index: number;
+  /** Segment secret Kp: the decryption key material. */
+  kp: Buffer;
+  /** Plaintext length of the block. */
+  expectedLength: number;
+  /** Hash check of the decrypted block; false → PeerError 'bad-block'. */
+  verify: (plain: Buffer) => boolean;
+  signal?: AbortSignal;
+}
+
+export interface GetBlockResult {
+  data: Buffer;
+  nextBlockIndex: number;
+  /** Request body + response body bytes (HTTP headers not counted). */
+  bytesOnWire: number;
+}
+
+const MAX_BODY = MAX_RESPONSE_SIZE + TRANSPORT_HEADER_SIZE;
+
+/** Stop reading a response body; the abort error undici then emits is expected and ignored. */
+function discard(body: { on(ev: 'error', f: () => void): unknown; destroy(): unknown }): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+export class RetrievalClient {
+  private readonly pools = new Map<string, Pool>();
+  private readonly requestTimeoutMs: number;
+  private readonly firstByteTimeoutMs: number;
+  private readonly connections: number;
+  private readonly cryptoAlgo: CryptoAlgo;
+  private readonly log: Logger;
+  private closed = false;
+
+  constructor(opts: RetrievalClientOptions = {}) {
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
+    this.firstByteTimeoutMs = Math.min(opts.firstByteTimeoutMs ?? 2000, this.requestTimeoutMs);
+    this.connections = opts.connections ?? 4;
+    this.cryptoAlgo = opts.cryptoAlgo ?? 1;
+    this.log = opts.logger ?? createLogger({ component: 'pccrr-client' });
+  }
+
+  /** Fetch, decrypt and verify one block from one peer. */
+  async getBlock(req: GetBlockRequest): Promise<GetBlockResult> {
+    const { peer, segmentId, index } = req;
+    const body = encodeRequest({ type: 'GETBLKS', cryptoAlgo: this.cryptoAlgo, segmentId, ranges: [[index, 1]] });
+    const { msg, bytes } = await this.exchange(peer, body, req.signal);
+    if (msg.type !== 'BLK') throw new PeerError('protocol', peer, `expected MSG_BLK, got MSG_${msg.type}`);
+    if (!msg.segmentId.equals(segmentId)) throw new PeerError('protocol', peer, 'MSG_BLK SegmentID differs from the request');
+    if (msg.blockIndex !== index) throw new PeerError('protocol', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
+    if (msg.block.length === 0) throw new PeerError('not-available', peer, `block ${index} not available`);
+    if (msg.block.length < req.expectedLength) {
+      throw new PeerError('protocol', peer, `SizeOfBlock ${msg.block.length} shorter than the ${req.expectedLength}-byte block`);
+    }
+    let data: Buffer;
+    try {
+      data = decryptBlock(msg.cryptoAlgo, req.kp, msg.block, msg.iv, req.expectedLength);
+    } catch (e) {
+      throw new PeerError('protocol', peer, `cannot decrypt: ${(e as Error).message}`, { cause: e });
+    }
+    if (!req.verify(data)) throw new PeerError('bad-block', peer, `block ${index} failed the hash check`);
+    return { data, nextBlockIndex: msg.nextBlockIndex, bytesOnWire: bytes + body.length };
+  }
+
+  /** Ask which of the given block ranges a peer holds. */
+  async getBlockList(req: { peer: string; segmentId: Buffer; ranges: Range[]; signal?: AbortSignal }): Promise<{ ranges: Range[]; nextBlockIndex: number }> {
+    const { peer, segmentId } = req;
+    const ranges = normalizeRanges(req.ranges);
+    if (ranges.length === 0) return { ranges: [], nextBlockIndex: 0 };
+    if (ranges.length > MAX_GETBLKLIST_RANGES) throw new RangeError(`at most ${MAX_GETBLKLIST_RANGES} ranges per MSG_GETBLKLIST`);
+    const body = encodeRequest({ type: 'GETBLKLIST', cryptoAlgo: this.cryptoAlgo, segmentId, ranges });
+    const { msg } = await this.exchange(peer, body, req.signal);
+    if (msg.type !== 'BLKLIST') throw new PeerError('protocol', peer, `expected MSG_BLKLIST, got MSG_${msg.type}`);
+    if (!msg.segmentId.equals(segmentId)) throw new PeerError('protocol', peer, 'MSG_BLKLIST SegmentID differs from the request');
+    return { ranges: normalizeRanges(msg.ranges), nextBlockIndex: msg.nextBlockIndex };
+  }
+
+  /** MSG_NEGO_REQ: the peer's supported version range. */
+  async negotiate(peer: string, signal?: AbortSignal): Promise<{ min: ProtVer; max: ProtVer }> {
+    const body = encodeRequest({ type: 'NEGO_REQ', min: SUPPORTED_MIN, max: SUPPORTED_MAX });
+    const { msg } = await this.exchange(peer, body, signal, true);
+    if (msg.type !== 'NEGO_RESP') throw new PeerError('protocol', peer, `expected MSG_NEGO_RESP, got MSG_${msg.type}`);
+    return { min: msg.min, max: msg.max };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
+  }
+
+  private pool(peer: string): Pool {
+    let p = this.pools.get(peer);
+    if (!p) {
+      let origin: string;
+      try {
+        const u = new URL(`http://${peer}`);
+        if (!u.port || u.pathname !== '/' || u.username || u.search) throw new Error('not host:port');
+        origin = u.origin;
+      } catch {
+        throw new PeerError('connect', peer, 'peer address must be host:port');
+      }
+      p = new Pool(origin, {
+        connections: this.connections,
+        keepAliveTimeout: 30_000,
+        headersTimeout: this.firstByteTimeoutMs,
+        bodyTimeout: this.firstByteTimeoutMs,
+        connectTimeout: this.firstByteTimeoutMs,
+      });
+      this.pools.set(peer, p);
+    }
+    return p;
+  }
+
+  /**
+   * POST one request and return the decoded response. `allowNego`: a MSG_NEGO_RESP is the
+   * expected answer; otherwise it means the peer rejected our version → 'protocol'.
+   */
+  private async exchange(peer: string, body: Buffer, signal?: AbortSignal, allowNego = false): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
+    if (this.closed) throw new PeerError('connect', peer, 'client closed');
+    if (signal?.aborted) throw new PeerError('aborted', peer, 'aborted', { cause: signal.reason });
+    const pool = this.pool(peer);
+    const timer = new AbortController();
+    const t = setTimeout(() => timer.abort(), this.requestTimeoutMs);
+    const combined = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
+    const failure = (e: unknown): PeerError => {
+      if (e instanceof PeerError) return e;
+      if (signal?.aborted) return new PeerError('aborted', peer, 'aborted', { cause: signal.reason });
+      if (timer.signal.aborted) return new PeerError('timeout', peer, `no complete response within ${this.requestTimeoutMs} ms`, { cause: e });
+      const code = (e as { code?: string }).code ?? '';
+      if (/TIMEOUT/.test(code)) return new PeerError('timeout', peer, `${code}: no data within ${this.firstByteTimeoutMs} ms`, { cause: e });
+      return new PeerError('connect', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });
+    };
+    try {
+      const res = await pool.request({
+        path: PCCRR_PATH,
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length) },
+        signal: combined,
+      });
+      if (res.statusCode !== 200) {
+        discard(res.body);
+        if (res.statusCode === 503) throw new PeerError('busy', peer, 'HTTP 503');
+        throw new PeerError('http', peer, `HTTP ${res.statusCode}`);
+      }
+      const declared = Number(res.headers['content-length'] ?? NaN);
+      if (declared > MAX_BODY) {
+        discard(res.body);
+        throw new PeerError('protocol', peer, `response of ${declared} bytes exceeds the ${MAX_BODY}-byte limit`);
+      }
+      const chunks: Buffer[] = [];
+      let n = 0;
+      for await (const c of res.body as AsyncIterable<Buffer>) {
+        n += c.length;
+        if (n > MAX_BODY) {
+          discard(res.body);
+          throw new PeerError('protocol', peer, `response exceeds the ${MAX_BODY}-byte limit`);
+        }
+        chunks.push(c);
+      }
+      let msg: Decoded<ResponseMessage>;
+      try {
+        msg = decodeResponse(Buffer.concat(chunks, n));
+      } catch (e) {
+        if (e instanceof RetrievalParseError) throw new PeerError('protocol', peer, `bad response: ${e.message}`, { cause: e });
+        throw e;
+      }
+      if (msg.type === 'NEGO_RESP' && !allowNego) {
+        throw new PeerError('protocol', peer, `peer supports versions ${protVerString(msg.min)}..${protVerString(msg.max)} only`);
+      }
+      return { msg, bytes: n };
+    } catch (e) {
+      const err = failure(e);
+      this.log.debug('PCCRR exchange failed', { peer, code: err.code, error: err });
+      throw err;
+    } finally {
+      clearTimeout(t);
+    }
+  }
+}
+

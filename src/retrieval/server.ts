@@ -1,0 +1,167 @@
+/**
+ * MS-PCCRR block server over node:http. Routes only POST /116B50EB-ECE2-41ac-8429-9F9E963361B7/
+ * (case-insensitive); protocol semantics live in responder.ts. See protocol/pccrr.md.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { createLogger, type Logger } from '../util/log.js';
+import { MAX_REQUEST_SIZE, MIN_MESSAGE_SIZE, PCCRR_PATH } from './codec.js';
+import { respond, type BlockSource, type ServedAlgo } from './responder.js';
+
+export type { BlockSource } from './responder.js';
+
+export interface RetrievalServerOptions {
+  source: BlockSource;
+  host?: string;
+  port?: number;
+  /** Active client cap; at the cap requests get empty responses (default 64). */
+  maxConcurrent?: number;
+  /** A request not completed within this time is cut off (default 15000 ms). */
+  uploadTimeoutMs?: number;
+  /** Algorithm we encrypt blocks with (default 3, AES-256 with all of Kp). Never plaintext. */
+  cryptoAlgo?: ServedAlgo;
+  logger?: Logger;
+}
+
+export interface RetrievalStats {
+  /** HTTP requests received (any path/method). */
+  requests: number;
+  /** MSG_BLK responses carrying a block. */
+  blocksServed: number;
+  /** Plaintext bytes of the blocks served. */
+  bytesServed: number;
+  /** MSG_BLK responses with SizeOfBlock 0 because the block or segment is not held. */
+  blocksMissing: number;
+  /** Empty responses sent because we were at the concurrency cap. */
+  busy: number;
+  /** Requests answered 400 because the body was not a valid PCCRR request. */
+  malformed: number;
+  byStatus: Record<number, number>;
+}
+
+export interface RetrievalServer {
+  listen(): Promise<{ host: string; port: number }>;
+  close(): Promise<void>;
+  stats(): RetrievalStats;
+  /** The request handler, for mounting in another node:http server. */
+  handler(req: IncomingMessage, res: ServerResponse): void;
+}
+
+export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalServer {
+  const maxConcurrent = opts.maxConcurrent ?? 64;
+  const uploadTimeoutMs = opts.uploadTimeoutMs ?? 15_000;
+  const cryptoAlgo: ServedAlgo = opts.cryptoAlgo ?? 3;
+  if (![1, 2, 3].includes(cryptoAlgo)) throw new RangeError(`cryptoAlgo must be 1, 2 or 3 (peers never get plaintext), got ${cryptoAlgo}`);
+  const log = opts.logger ?? createLogger({ component: 'pccrr-server' });
+  const st: RetrievalStats = { requests: 0, blocksServed: 0, bytesServed: 0, blocksMissing: 0, busy: 0, malformed: 0, byStatus: {} };
+  let active = 0;
+  let server: Server | undefined;
+  const sockets = new Set<Socket>();
+
+  const finish = (res: ServerResponse, status: number, body?: Buffer, close = false) => {
+    st.byStatus[status] = (st.byStatus[status] ?? 0) + 1;
+    if (close) res.setHeader('Connection', 'close');
+    if (body) {
+      res.writeHead(status, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length });
+      res.end(body);
+    } else {
+      res.writeHead(status, { 'Content-Length': 0 });
+      res.end();
+    }
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    st.requests++;
+    const path = (req.url ?? '').split('?')[0]!;
+    if (path.toLowerCase() !== PCCRR_PATH.toLowerCase()) return finish(res, 404, undefined, true);
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST');
+      return finish(res, 405, undefined, true);
+    }
+    const lenHeader = req.headers['content-length'];
+    if (lenHeader === undefined || !/^\d+$/.test(lenHeader)) return finish(res, 411, undefined, true);
+    const length = Number(lenHeader);
+    if (length > MAX_REQUEST_SIZE) return finish(res, 413, undefined, true);
+    if (length < MIN_MESSAGE_SIZE) {
+      st.malformed++;
+      return finish(res, 400, undefined, true);
+    }
+
+    active++;
+    const busy = active > maxConcurrent;
+    let done = false;
+    const release = () => {
+      if (done) return;
+      done = true;
+      active--;
+      clearTimeout(timer);
+    };
+    // Upload timer: the whole exchange (receiving, reading the block, sending) must finish in time.
+    const timer = setTimeout(() => {
+      log.warn('upload timer expired, cutting off client', { remote: req.socket.remoteAddress, timeoutMs: uploadTimeoutMs });
+      release();
+      req.socket.destroy();
+    }, uploadTimeoutMs);
+    res.on('close', release);
+
+    const chunks: Buffer[] = [];
+    let received = 0;
+    req.on('data', (c: Buffer) => {
+      received += c.length;
+      if (received > length) {
+        req.socket.destroy(); // cannot happen with a well-behaved parser; never buffer beyond the cap
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('error', () => release());
+    req.on('end', () => {
+      if (done) return;
+      const body = Buffer.concat(chunks, received);
+      respond(body, { source: opts.source, cryptoAlgo, busy }).then((r) => {
+        if (done || res.destroyed) return;
+        if (!r.ok) {
+          st.malformed++;
+          log.debug('malformed request', { field: r.error.field, error: r.error });
+          return finish(res, 400, undefined, true);
+        }
+        if (r.outcome === 'served') {
+          st.blocksServed++;
+          st.bytesServed += r.blockBytes;
+        } else if (r.outcome === 'missing') st.blocksMissing++;
+        else if (r.outcome === 'busy') st.busy++;
+        finish(res, 200, r.body);
+      }, (e: unknown) => {
+        log.error('block source failed', { error: e });
+        if (!done && !res.destroyed) finish(res, 500, undefined, true);
+      });
+    });
+  };
+
+  return {
+    handler,
+    stats: () => ({ ...st, byStatus: { ...st.byStatus } }),
+    listen: () => new Promise((resolve, reject) => {
+      const srv = createServer(handler);
+      srv.on('connection', (s) => {
+        sockets.add(s);
+        s.on('close', () => sockets.delete(s));
+      });
+      srv.once('error', reject);
+      srv.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
+        srv.off('error', reject);
+        server = srv;
+        const a = srv.address() as AddressInfo;
+        log.info('PCCRR server listening', { host: a.address, port: a.port });
+        resolve({ host: a.address, port: a.port });
+      });
+    }),
+    close: () => new Promise((resolve) => {
+      if (!server) return resolve();
+      const srv = server;
+      server = undefined;
+      srv.close(() => resolve());
+      for (const s of sockets) s.destroy();
+    }),
+  };
+}

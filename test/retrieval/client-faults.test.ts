@@ -1,0 +1,147 @@
+import t, { type Test } from 'tap';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { verifyBlock } from '../../src/contentinfo/types.js';
+import { RetrievalClient, PeerError } from '../../src/retrieval/client.js';
+import { decodeRequest, encodeResponse, MAX_RESPONSE_SIZE, type Blk } from '../../src/retrieval/codec.js';
+import { encryptBlock } from '../../src/retrieval/crypto.js';
+import { blockOf, makeContent } from './source.js';
+
+const A = await makeContent(65536 + 5000);
+type Tap = Test;
+
+/** A fake peer: `behave` decides what to send for each decoded request. */
+async function fakePeer(t: Tap, behave: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void) {
+  const srv = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => behave(req, res, Buffer.concat(chunks)));
+  });
+  const sockets = new Set<import('node:net').Socket>();
+  srv.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { srv.close(() => r()); for (const s of sockets) s.destroy(); }));
+  return `127.0.0.1:${(srv.address() as AddressInfo).port}`;
+}
+
+/** A correct MSG_BLK for the request, passed through `tweak` before encoding. */
+function blkFor(body: Buffer, tweak: (m: Blk) => Blk = (m) => m): Buffer {
+  const req = decodeRequest(body);
+  if (req.type !== 'GETBLKS') throw new Error('fake peer expects GETBLKS');
+  const index = req.ranges[0]![0];
+  const { cipher, iv } = encryptBlock(1, A.seg.kp, blockOf(A, index));
+  return encodeResponse(tweak({ type: 'BLK', cryptoAlgo: 1, segmentId: req.segmentId, blockIndex: index, nextBlockIndex: 0, block: cipher, iv }));
+}
+
+const send = (res: ServerResponse, b: Buffer) => { res.writeHead(200, { 'Content-Length': b.length }); res.end(b); };
+const want = (peer: string, index = 1) => ({
+  peer, segmentId: A.seg.segmentId, index, kp: A.seg.kp, expectedLength: blockOf(A, index).length,
+  verify: (p: Buffer) => verifyBlock(1, A.seg, index, p),
+});
+
+async function expectCode(t: Tap, p: Promise<unknown>, code: string, msg: string) {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof PeerError, `${msg}: PeerError`);
+  t.equal((err as PeerError | undefined)?.code, code, msg);
+  return err as PeerError;
+}
+
+t.test('client accepts a correct AES-128 answer from a fake peer (honours the response algorithm)', async (t) => {
+  const peer = await fakePeer(t, (_q, res, body) => send(res, blkFor(body)));
+  const c = new RetrievalClient({ cryptoAlgo: 3 });
+  t.teardown(() => c.close());
+  const r = await c.getBlock(want(peer));
+  t.ok(r.data.equals(blockOf(A, 1)));
+});
+
+t.test('tampered ciphertext → bad-block', async (t) => {
+  const peer = await fakePeer(t, (_q, res, body) => send(res, blkFor(body, (m) => {
+    m.block[100]! ^= 1;
+    return m;
+  })));
+  const c = new RetrievalClient();
+  t.teardown(() => c.close());
+  await expectCode(t, c.getBlock(want(peer)), 'bad-block', 'one flipped ciphertext bit');
+});
+
+t.test('wrong SegmentID, wrong BlockIndex, short block, bad framing, NEGO_RESP → protocol', async (t) => {
+  const cases: Array<[string, (body: Buffer) => Buffer]> = [
+    ['wrong SegmentID', (b) => blkFor(b, (m) => ({ ...m, segmentId: Buffer.alloc(32, 1) }))],
+    ['wrong BlockIndex', (b) => blkFor(b, (m) => ({ ...m, blockIndex: 0 }))],
+    ['ciphertext shorter than the block', (b) => blkFor(b, (m) => ({ ...m, block: m.block.subarray(0, 4096) }))],
+    ['IV of 8 bytes', (b) => blkFor(b, (m) => ({ ...m, iv: m.iv.subarray(0, 8) }))],
+    ['transport size mismatch', (b) => { const x = blkFor(b); x.writeUInt32BE(7, 0); return x; }],
+    ['garbage', () => Buffer.from('not a pccrr message')],
+    ['NEGO_RESP', () => encodeResponse({ type: 'NEGO_RESP', min: { major: 1, minor: 0 }, max: { major: 1, minor: 0 } })],
+    ['BLKLIST instead of BLK', (b) => encodeResponse({ type: 'BLKLIST', segmentId: decodeRequest(b).type === 'GETBLKS' ? A.seg.segmentId : A.seg.segmentId, ranges: [], nextBlockIndex: 0 })],
+  ];
+  let which = 0;
+  const peer = await fakePeer(t, (_q, res, body) => send(res, cases[which]![1](body)));
+  const c = new RetrievalClient();
+  t.teardown(() => c.close());
+  for (; which < cases.length; which++) {
+    const e = await expectCode(t, c.getBlock(want(peer)), 'protocol', cases[which]![0]);
+    if (cases[which]![0] === 'NEGO_RESP') t.match(e.message, /1\.0\.\.1\.0/, 'versions in the message');
+  }
+});
+
+t.test('stalled peer → timeout within the timers', async (t) => {
+  const peer = await fakePeer(t, (_q, res) => {
+    res.writeHead(200, { 'Content-Length': 100000 });
+    res.write(Buffer.alloc(10)); // headers and a few bytes, then nothing
+  });
+  const c = new RetrievalClient({ requestTimeoutMs: 600, firstByteTimeoutMs: 300 });
+  t.teardown(() => c.close());
+  const t0 = Date.now();
+  await expectCode(t, c.getBlock(want(peer)), 'timeout', 'body stalls');
+  const dt = Date.now() - t0;
+  t.ok(dt >= 250 && dt < 1500, `gave up after ${dt} ms`);
+
+  const silent = await fakePeer(t, () => { /* never answers */ });
+  const t1 = Date.now();
+  await expectCode(t, c.getBlock(want(silent)), 'timeout', 'no headers');
+  t.ok(Date.now() - t1 < 1500, 'bounded');
+});
+
+t.test('oversized response is cut off, HTTP errors, refused connection, abort', async (t) => {
+  let mode = 'huge';
+  const peer = await fakePeer(t, (_q, res) => {
+    if (mode === 'huge') {
+      res.writeHead(200); // chunked, no length: the client must stop reading past the cap
+      const chunk = Buffer.alloc(65536);
+      let sent = 0;
+      const pump = () => { while (sent < 2 * MAX_RESPONSE_SIZE && res.write(chunk)) sent += chunk.length; if (sent < 2 * MAX_RESPONSE_SIZE) res.once('drain', () => { sent += chunk.length; pump(); }); else res.end(); };
+      pump();
+    } else if (mode === 'declared') {
+      res.writeHead(200, { 'Content-Length': MAX_RESPONSE_SIZE + 5 });
+      res.write(Buffer.alloc(10));
+    } else if (mode === '500') {
+      res.writeHead(500, { 'Content-Length': 0 });
+      res.end();
+    } else if (mode === '503') {
+      res.writeHead(503, { 'Content-Length': 0 });
+      res.end();
+    }
+  });
+  const c = new RetrievalClient({ requestTimeoutMs: 3000 });
+  t.teardown(() => c.close());
+  await expectCode(t, c.getBlock(want(peer)), 'protocol', 'streamed response beyond 384 KiB');
+  mode = 'declared';
+  await expectCode(t, c.getBlock(want(peer)), 'protocol', 'Content-Length beyond 384 KiB');
+  mode = '500';
+  await expectCode(t, c.getBlock(want(peer)), 'http', 'HTTP 500');
+  mode = '503';
+  await expectCode(t, c.getBlock(want(peer)), 'busy', 'HTTP 503');
+
+  // a port with nothing listening
+  const dead = await fakePeer(t, () => undefined);
+  const deadPort = dead.split(':')[1];
+  await new Promise((r) => setTimeout(r, 1));
+  await expectCode(t, c.getBlock(want('127.0.0.1:1')), 'connect', `refused (port 1, not ${deadPort})`);
+  await expectCode(t, c.getBlock(want('not a peer')), 'connect', 'bad address');
+
+  const ac = new AbortController();
+  const p = c.getBlock({ ...want(dead), signal: ac.signal });
+  setTimeout(() => ac.abort(), 50);
+  await expectCode(t, p, 'aborted', 'caller abort');
+});
