@@ -1,6 +1,55 @@
+/**
+ * `peerdist get` and `peerdist status`: clients of a running daemon's admin API
+ * (protocol/admin-api.md).
+ */
 import type { Command } from 'commander';
+import { daemonAddress, adminJson } from '../daemon/admin-client.js';
+import { getToFile } from '../daemon/get.js';
+import { finalLine, progressLine, statusText, type StatusDoc } from '../daemon/format.js';
 
-/** Registers the `client` commands. (Filled in by the issue that owns them.) */
-export function register(_program: Command): void {
-  // not implemented yet
+export function register(program: Command): void {
+  program
+    .command('get')
+    .description('download URL through the local daemon (peer cache first, origin for the rest)')
+    .argument('<url>', 'http:// or https:// URL')
+    .option('-o, --output <file>', 'output file (default: the last path segment of the URL)')
+    .option('--daemon <addr>', 'daemon admin address HOST:PORT or socket path (default $PEERDIST_DAEMON or 127.0.0.1:7171)')
+    .option('--json', 'print one JSON object with the result and where the bytes came from')
+    .action(async (url: string, o: { output?: string; daemon?: string; json?: boolean }) => {
+      const daemon = daemonAddress(o.daemon);
+      const ac = new AbortController();
+      const onSignal = () => ac.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const tty = !o.json && process.stderr.isTTY === true;
+      const t0 = Date.now();
+      let shown = false;
+      try {
+        const r = await getToFile({
+          daemon, url, output: o.output, signal: ac.signal,
+          onProgress: tty ? (p) => {
+            shown = true;
+            process.stderr.write(`\r\x1b[K${progressLine({ ...p, seconds: (Date.now() - t0) / 1000 })}`);
+          } : undefined,
+        });
+        if (shown) process.stderr.write('\r\x1b[K');
+        process.stdout.write(o.json ? JSON.stringify(r) + '\n' : finalLine(r) + '\n');
+      } catch (err) {
+        if (shown) process.stderr.write('\n');
+        throw err;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+
+  program
+    .command('status')
+    .description('downloads in progress and byte totals of the local daemon')
+    .option('--daemon <addr>', 'daemon admin address HOST:PORT or socket path (default $PEERDIST_DAEMON or 127.0.0.1:7171)')
+    .option('--json', 'print the raw /v1/status JSON')
+    .action(async (o: { daemon?: string; json?: boolean }) => {
+      const s = await adminJson<StatusDoc>(daemonAddress(o.daemon), '/v1/status');
+      process.stdout.write(o.json ? JSON.stringify(s) + '\n' : statusText(s) + '\n');
+    });
 }

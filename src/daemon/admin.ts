@@ -1,0 +1,148 @@
+/**
+ * The daemon's admin API (protocol/admin-api.md). Served ONLY on a loopback address or a unix
+ * socket; every request's peer address and Host header are checked too. The API never writes
+ * files at client-named paths: fetched content is streamed back in the response.
+ */
+import { connect } from 'node:net';
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import { type AdminAddress, AddressError, formatHostPort, isLoopbackHost } from './address.js';
+import { errorMessage, listenHttp, sendJson, sendText, upstreamStatus } from './http-util.js';
+import type { JobBook } from './jobs.js';
+import { METRICS_CONTENT_TYPE } from './metrics.js';
+import { type Logger, nullLogger } from '../util/log.js';
+
+export interface AdminDeps {
+  jobs: JobBook;
+  /** The /v1/status document. */
+  status(): unknown;
+  /** The /metrics exposition text. */
+  metrics(): string;
+  cache: { stats(): unknown; list(): unknown; verifyAll(): Promise<unknown> };
+  logger?: Logger;
+}
+
+/** True when a TCP request came from a loopback address. */
+export function isLoopbackPeer(req: IncomingMessage): boolean {
+  const addr = req.socket.remoteAddress;
+  return addr !== undefined && isLoopbackHost(addr);
+}
+
+/**
+ * Host header check against DNS rebinding: a browser page on some other origin that resolves its
+ * name to 127.0.0.1 still sends its own name as Host.
+ */
+function hostAllowed(req: IncomingMessage): boolean {
+  const host = req.headers.host;
+  if (host === undefined) return true;
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+  return isLoopbackHost(name);
+}
+
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch { return false; }
+}
+
+/**
+ * The request handler. `transport: 'tcp'` (default) checks each request's peer address and Host
+ * header; on a unix socket the file permissions are the access control.
+ */
+export function createAdminHandler(deps: AdminDeps, transport: 'tcp' | 'socket' = 'tcp'): (req: IncomingMessage, res: ServerResponse) => void {
+  const log = deps.logger ?? nullLogger;
+  return (req, res) => {
+    if (transport === 'tcp' && (!isLoopbackPeer(req) || !hostAllowed(req))) {
+      log.warn('admin: refused non-local request', { remote: req.socket.remoteAddress, host: req.headers.host });
+      sendJson(res, 403, { error: 'the admin API only answers local clients' });
+      return;
+    }
+    route(deps, req, res).catch((err) => {
+      log.error('admin: request failed', { url: req.url, err });
+      sendJson(res, 500, { error: errorMessage(err) });
+    });
+  };
+}
+
+async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const u = new URL(req.url ?? '/', 'http://admin.invalid');
+  const path = u.pathname;
+  const method = req.method ?? 'GET';
+  const get = method === 'GET';
+
+  if (get && path === '/v1/status') return sendJson(res, 200, await deps.status());
+  if (get && path === '/metrics') return sendText(res, 200, await deps.metrics(), METRICS_CONTENT_TYPE);
+  if (get && path === '/v1/cache/stats') return sendJson(res, 200, await deps.cache.stats());
+  if (get && path === '/v1/cache/ls') return sendJson(res, 200, await deps.cache.list());
+  if (method === 'POST' && path === '/v1/cache/verify') return sendJson(res, 200, await deps.cache.verifyAll());
+  if (get && path.startsWith('/v1/jobs/')) {
+    const view = deps.jobs.view(decodeURIComponent(path.slice('/v1/jobs/'.length)));
+    return view ? sendJson(res, 200, view) : sendJson(res, 404, { error: 'no such job' });
+  }
+  if (get && path === '/v1/jobs') return sendJson(res, 200, deps.jobs.active());
+  if (get && path === '/v1/fetch') return fetchRoute(deps, u.searchParams.get('url'), req, res);
+  const known = ['/v1/status', '/metrics', '/v1/cache/stats', '/v1/cache/ls', '/v1/cache/verify', '/v1/fetch', '/v1/jobs'];
+  if (known.includes(path) || path.startsWith('/v1/jobs/')) return sendJson(res, 405, { error: `method ${method} not allowed` });
+  sendJson(res, 404, { error: `unknown endpoint ${path}` });
+}
+
+/** GET /v1/fetch?url=URL: starts or joins a download and streams its bytes in order. */
+async function fetchRoute(deps: AdminDeps, url: string | null, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const log = deps.logger ?? nullLogger;
+  if (!url || !isHttpUrl(url)) return sendJson(res, 400, { error: 'url must be an absolute http:// or https:// URL' });
+  const job = deps.jobs.obtain(url);
+  let info;
+  try { info = await job.info; } catch (err) {
+    return sendJson(res, upstreamStatus(err), { error: errorMessage(err), job: job.id });
+  }
+  if (req.destroyed) return;
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/octet-stream', 'x-peerdist-job': job.id, 'cache-control': 'no-store',
+  };
+  if (Number.isSafeInteger(info.contentLength) && info.contentLength >= 0) headers['content-length'] = info.contentLength;
+  res.writeHead(200, headers);
+  pipeline(job.createReadStream(), res, (err) => {
+    if (err && !res.destroyed) res.destroy(err);
+    if (err) log.info('admin: fetch stream ended early', { job: job.id, err: errorMessage(err) });
+  });
+}
+
+export interface AdminServer { address: string; close(): Promise<void>; }
+
+/** Listens on a loopback TCP address or a unix socket; refuses anything else. */
+export async function startAdminServer(addr: AdminAddress, deps: AdminDeps): Promise<AdminServer> {
+  if (addr.kind === 'tcp') {
+    const handler = createAdminHandler(deps, 'tcp');
+    if (!isLoopbackHost(addr.host)) throw new AddressError(`admin API must listen on loopback, not ${addr.host}`);
+    const s = await listenHttp({ host: addr.host, port: addr.port }, handler);
+    const a = s.address as { address: string; port: number };
+    return { address: formatHostPort({ host: a.address, port: a.port }), close: s.close };
+  }
+  await removeStaleSocket(addr.path);
+  const s = await listenHttp({ path: addr.path }, createAdminHandler(deps, 'socket'));
+  if (process.platform !== 'win32') await chmod(addr.path, 0o660).catch(() => { /* best effort */ });
+  return {
+    address: addr.path,
+    close: async () => { await s.close(); await unlink(addr.path).catch(() => { /* already gone */ }); },
+  };
+}
+
+/**
+ * Removes a socket file left by a crashed daemon. Refuses if a live daemon answers on it, and
+ * never removes anything that is not a socket.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  const st = await lstat(path).catch(() => undefined);
+  if (!st) return;
+  if (!st.isSocket()) throw new AddressError(`admin socket path ${path} exists and is not a socket`);
+  const alive = await new Promise<boolean>((resolveP) => {
+    const c = connect(path);
+    c.once('connect', () => { c.destroy(); resolveP(true); });
+    c.once('error', () => resolveP(false));
+  });
+  if (alive) throw new AddressError(`admin socket ${path} is in use by a running daemon`);
+  await unlink(path).catch(() => { /* did not exist */ });
+}

@@ -1,0 +1,192 @@
+/**
+ * Daemon configuration: merges a JSON config file, PEERDIST_* environment variables and command
+ * line flags. Precedence (highest first): flags > environment > config file > defaults.
+ * `resolveConfig` is pure; only `readConfigFile` touches the disk. See protocol/admin-api.md.
+ */
+import { readFile } from 'node:fs/promises';
+import { PeerdistError } from '../util/errors.js';
+import { type AdminAddress, type HostPort, parseAdminAddress, parseHostPort, AddressError } from './address.js';
+
+export class ConfigError extends PeerdistError {
+  constructor(message: string, options?: { cause?: unknown }) { super('BAD_CONFIG', message, options); }
+}
+
+/** One source of settings, all optional. Values are strings from env/flags or JSON values from the file. */
+export interface RawConfig {
+  stateDir?: string;
+  listen?: string;
+  interface?: string;
+  admin?: string;
+  adminSocket?: string;
+  proxyPort?: number | string;
+  proxyHost?: string;
+  discoveryPort?: number | string;
+  cacheLimit?: number | string;
+  originPublicKey?: string;
+  maxContentVersion?: number | string;
+  presence?: boolean | string;
+}
+
+export interface DaemonConfig {
+  stateDir: string;
+  /** Retrieval (MS-PCCRR) server address. */
+  listen: HostPort;
+  /** Interface name (eth0, lo) or IPv4 address for discovery; undefined = all interfaces. */
+  interface?: string;
+  admin: AdminAddress;
+  /** Local HTTP forward proxy; undefined = disabled. */
+  proxy?: HostPort;
+  discoveryPort: number;
+  /** Cache size limit in bytes; undefined = the store's default. */
+  cacheLimitBytes?: number;
+  /** PEM file with the origin's content-information signing key; undefined = no signature check. */
+  originPublicKeyFile?: string;
+  maxContentVersion: 1 | 2;
+  /** Announce the daemon with DNS-SD (mDNS). */
+  presence: boolean;
+}
+
+export const DEFAULTS = {
+  listen: '0.0.0.0:7170',
+  admin: '127.0.0.1:7171',
+  proxyHost: '127.0.0.1',
+  discoveryPort: 3702,
+  maxContentVersion: 2,
+} as const;
+
+/** Environment variable for each setting. PEERDIST_CONFIG names the config file itself. */
+export const ENV_VARS: Record<keyof RawConfig, string> = {
+  stateDir: 'PEERDIST_STATE_DIR',
+  listen: 'PEERDIST_LISTEN',
+  interface: 'PEERDIST_INTERFACE',
+  admin: 'PEERDIST_ADMIN',
+  adminSocket: 'PEERDIST_ADMIN_SOCKET',
+  proxyPort: 'PEERDIST_PROXY_PORT',
+  proxyHost: 'PEERDIST_PROXY_HOST',
+  discoveryPort: 'PEERDIST_DISCOVERY_PORT',
+  cacheLimit: 'PEERDIST_CACHE_LIMIT',
+  originPublicKey: 'PEERDIST_ORIGIN_PUBLIC_KEY',
+  maxContentVersion: 'PEERDIST_MAX_CONTENT_VERSION',
+  presence: 'PEERDIST_PRESENCE',
+};
+
+const KEYS = Object.keys(ENV_VARS) as Array<keyof RawConfig>;
+
+/** Picks the PEERDIST_* variables that configure the daemon (empty values are ignored). */
+export function configFromEnv(env: Record<string, string | undefined>): RawConfig {
+  const out: RawConfig = {};
+  for (const k of KEYS) {
+    const v = env[ENV_VARS[k]];
+    if (v !== undefined && v !== '') (out as Record<string, unknown>)[k] = v;
+  }
+  return out;
+}
+
+/** Validates the shape of a parsed config file: an object with known keys only. */
+export function configFromJson(json: unknown, source = 'config file'): RawConfig {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`${source}: expected a JSON object`);
+  const out: RawConfig = {};
+  for (const [k, v] of Object.entries(json)) {
+    if (!(KEYS as string[]).includes(k)) throw new ConfigError(`${source}: unknown setting "${k}" (known: ${KEYS.join(', ')})`);
+    if (v === null || v === undefined) continue;
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new ConfigError(`${source}: "${k}" must be a string or number`);
+    (out as Record<string, unknown>)[k] = v;
+  }
+  return out;
+}
+
+export async function readConfigFile(path: string): Promise<RawConfig> {
+  let text: string;
+  try { text = await readFile(path, 'utf8'); } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let json: unknown;
+  try { json = JSON.parse(text); } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  return configFromJson(json, `config file ${path}`);
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/** Byte sizes: a number, or a string like `500M`, `10G`, `1.5GiB` (binary units). */
+export function parseSize(v: number | string, what = 'size'): number {
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${what}: ${v} is not a non-negative integer`);
+    return v;
+  }
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(v);
+  if (!m) throw new ConfigError(`${what}: cannot parse "${v}" (e.g. 1073741824, 500M, 10G)`);
+  const n = Math.floor(Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!);
+  if (!Number.isSafeInteger(n)) throw new ConfigError(`${what}: "${v}" is too large`);
+  return n;
+}
+
+function parseIntSetting(v: number | string, what: string, min: number, max: number): number {
+  const n = typeof v === 'number' ? v : /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${what}: "${v}" must be an integer in ${min}..${max}`);
+  return n;
+}
+
+function parseBool(v: boolean | string, what: string): boolean {
+  if (typeof v === 'boolean') return v;
+  const s = v.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+  if (['0', 'false', 'no', 'off'].includes(s)) return false;
+  throw new ConfigError(`${what}: "${v}" is not a boolean`);
+}
+
+function wrap<T>(fn: () => T): T {
+  try { return fn(); } catch (err) {
+    if (err instanceof AddressError) throw new ConfigError(err.message, { cause: err });
+    throw err;
+  }
+}
+
+/**
+ * Merges the sources (flags > env > file > defaults) and validates every value. `admin` and
+ * `adminSocket` are one setting: the highest-precedence source that sets either decides; a
+ * source that sets both is an error.
+ */
+export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; file?: RawConfig; defaultStateDir: string }): DaemonConfig {
+  const layers = [sources.flags ?? {}, sources.env ?? {}, sources.file ?? {}];
+  const pick = <K extends keyof RawConfig>(k: K): RawConfig[K] => {
+    for (const l of layers) if (l[k] !== undefined) return l[k];
+    return undefined;
+  };
+
+  let admin: AdminAddress | undefined;
+  for (const l of layers) {
+    if (l.admin !== undefined && l.adminSocket !== undefined) throw new ConfigError('set either admin (HOST:PORT) or adminSocket (PATH), not both');
+    if (l.adminSocket !== undefined) { admin = { kind: 'socket', path: String(l.adminSocket) }; break; }
+    if (l.admin !== undefined) { admin = wrap(() => parseAdminAddress(String(l.admin))); break; }
+  }
+  admin ??= wrap(() => parseAdminAddress(DEFAULTS.admin));
+  if (admin.kind === 'socket' && admin.path === '') throw new ConfigError('adminSocket: empty path');
+
+  const proxyPortRaw = pick('proxyPort');
+  const proxy = proxyPortRaw === undefined ? undefined : {
+    host: String(pick('proxyHost') ?? DEFAULTS.proxyHost),
+    port: parseIntSetting(proxyPortRaw, 'proxyPort', 0, 65535),
+  };
+
+  const cacheLimit = pick('cacheLimit');
+  const mcv = parseIntSetting(pick('maxContentVersion') ?? DEFAULTS.maxContentVersion, 'maxContentVersion', 1, 2) as 1 | 2;
+  const iface = pick('interface');
+  const stateDir = pick('stateDir') ?? sources.defaultStateDir;
+  if (stateDir === '') throw new ConfigError('stateDir: empty path');
+  const presence = pick('presence');
+
+  return {
+    stateDir,
+    listen: wrap(() => parseHostPort(String(pick('listen') ?? DEFAULTS.listen), 'listen')),
+    interface: iface === undefined || iface === '' ? undefined : String(iface),
+    admin,
+    proxy,
+    discoveryPort: parseIntSetting(pick('discoveryPort') ?? DEFAULTS.discoveryPort, 'discoveryPort', 0, 65535),
+    cacheLimitBytes: cacheLimit === undefined ? undefined : parseSize(cacheLimit, 'cacheLimit'),
+    originPublicKeyFile: pick('originPublicKey') === undefined ? undefined : String(pick('originPublicKey')),
+    maxContentVersion: mcv,
+    presence: presence === undefined ? true : parseBool(presence, 'presence'),
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * The slice of the download engine the daemon's front ends (admin API, proxy) use, and a book of
+ * jobs they started so a finished job's final stats stay queryable at /v1/jobs/<id>.
+ * Structural types: src/download/engine.ts's DownloadEngine satisfies EngineLike.
+ */
+import type { EventEmitter } from 'node:events';
+
+export interface JobInfo {
+  contentLength: number;
+  peerdist: boolean;
+  etag?: string;
+  lastModified?: string;
+  contentType?: string;
+}
+
+export interface JobProgress {
+  state: 'starting' | 'running' | 'done' | 'failed';
+  contentLength?: number;
+  bytesDone: number;
+  fromOrigin: number;
+  fromPeers: number;
+  fromCache: number;
+  contentInfoBytes: number;
+  peers: number;
+  blocksTotal: number;
+  blocksDone: number;
+  error?: string;
+}
+
+export interface JobLike extends EventEmitter {
+  readonly id: string;
+  readonly url: string;
+  readonly info: Promise<JobInfo>;
+  progress(): JobProgress;
+  createReadStream(start?: number, end?: number): NodeJS.ReadableStream;
+  readonly done: Promise<unknown>;
+  cancel(): void;
+}
+
+export interface EngineLike {
+  download(url: string, opts?: { headers?: Record<string, string> }): JobLike;
+  jobs(): JobLike[];
+  totals(): object;
+  close(): Promise<void>;
+}
+
+/** What /v1/jobs/<id> and /v1/status report per job. */
+export interface JobView extends JobProgress {
+  id: string;
+  url: string;
+  /** Whether the origin answered with PeerDist content information; null until known. */
+  peerdist: boolean | null;
+  startedAt: string;
+  seconds: number;
+}
+
+interface Entry { job: JobLike; info?: JobInfo; started: number; finished?: number; }
+
+/**
+ * Jobs started through the daemon's front ends. Active jobs with the same URL are shared
+ * (`obtain` joins them); finished ones are kept (up to `keepFinished`) for their final stats.
+ */
+export class JobBook {
+  private readonly entries = new Map<string, Entry>();
+  constructor(private readonly engine: EngineLike, private readonly opts: { keepFinished?: number; now?: () => number } = {}) {}
+
+  private now(): number { return (this.opts.now ?? Date.now)(); }
+
+  /** Starts a download of `url`, or joins an active one for the same URL. */
+  obtain(url: string, headers?: Record<string, string>): JobLike {
+    for (const e of this.entries.values()) {
+      if (e.job.url !== url || e.finished !== undefined) continue;
+      const st = e.job.progress().state;
+      if (st === 'starting' || st === 'running') return e.job;
+    }
+    const job = this.engine.download(url, headers ? { headers } : undefined);
+    this.add(job);
+    return job;
+  }
+
+  add(job: JobLike): void {
+    if (this.entries.has(job.id)) return;
+    const e: Entry = { job, started: this.now() };
+    this.entries.set(job.id, e);
+    job.info.then((i) => { e.info = i; }, () => { /* reported through progress().error */ });
+    const fin = () => { e.finished = this.now(); this.prune(); };
+    job.done.then(fin, fin);
+  }
+
+  private prune(): void {
+    const keep = this.opts.keepFinished ?? 256;
+    const finished = [...this.entries.values()].filter((e) => e.finished !== undefined).sort((a, b) => a.finished! - b.finished!);
+    for (let i = 0; i < finished.length - keep; i++) this.entries.delete(finished[i]!.job.id);
+  }
+
+  get(id: string): JobLike | undefined {
+    return this.entries.get(id)?.job ?? this.engine.jobs().find((j) => j.id === id);
+  }
+
+  view(id: string): JobView | undefined {
+    const job = this.get(id);
+    if (!job) return undefined;
+    if (!this.entries.has(id)) this.add(job);
+    const e = this.entries.get(id)!;
+    const p = job.progress();
+    const end = e.finished ?? this.now();
+    return {
+      id: job.id, url: job.url, peerdist: e.info ? e.info.peerdist : null,
+      startedAt: new Date(e.started).toISOString(), seconds: Math.max(0, end - e.started) / 1000, ...p,
+    };
+  }
+
+  /** Every job the engine or this book knows that has not finished. */
+  active(): JobView[] {
+    const ids = new Set<string>([...this.engine.jobs().map((j) => j.id), ...this.entries.keys()]);
+    const out: JobView[] = [];
+    for (const id of ids) {
+      const v = this.view(id);
+      if (v && (v.state === 'starting' || v.state === 'running')) out.push(v);
+    }
+    return out;
+  }
+}

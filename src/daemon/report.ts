@@ -1,0 +1,112 @@
+/**
+ * The /v1/status document and the /metrics samples, built from the running parts' stats.
+ * Pure over structural inputs, so it is testable with fakes.
+ */
+import type { Metric } from './metrics.js';
+import type { EngineLike, JobBook, JobView } from './jobs.js';
+
+export interface DaemonParts {
+  engine: EngineLike;
+  jobs: JobBook;
+  store: { stats(): { bytes: number; limitBytes: number; segments: number; blocks: number; completeSegments?: number; evictions?: number; corruptBlocks?: number } };
+  server: { stats(): { blocksServed: number; bytesServed: number; requests: number; blocksMissing: number; busy: number } };
+  discovery: { stats(): object };
+  started: number;
+  version: string;
+  now?: () => number;
+}
+
+/** A finite non-negative number field of an object whose exact shape belongs to another module. */
+function num(obj: unknown, ...keys: string[]): number {
+  for (const k of keys) {
+    const v = (obj as Record<string, unknown> | null | undefined)?.[k];
+    if (typeof v === 'number' && Number.isFinite(v)) return v;
+  }
+  return 0;
+}
+
+export interface Totals {
+  fromOrigin: number;
+  fromPeers: number;
+  fromCache: number;
+  contentInfoBytes: number;
+  servedToPeers: number;
+  blocksServedToPeers: number;
+  [k: string]: unknown;
+}
+
+export function totals(p: DaemonParts): Totals {
+  const et = p.engine.totals();
+  const ss = p.server.stats();
+  return {
+    ...et,
+    fromOrigin: num(et, 'fromOrigin'),
+    fromPeers: num(et, 'fromPeers'),
+    fromCache: num(et, 'fromCache'),
+    contentInfoBytes: num(et, 'contentInfoBytes'),
+    servedToPeers: ss.bytesServed,
+    blocksServedToPeers: ss.blocksServed,
+  };
+}
+
+/** Peers currently known to discovery, whatever the discovery module calls the count. */
+function peersKnown(p: DaemonParts): number {
+  return num(p.discovery.stats(), 'peersKnown', 'peers', 'knownPeers');
+}
+
+export interface StatusDocument {
+  version: string;
+  pid: number;
+  uptimeSeconds: number;
+  downloads: JobView[];
+  totals: Totals;
+  cache: ReturnType<DaemonParts['store']['stats']>;
+  peersKnown: number;
+  discovery: object;
+  retrievalServer: ReturnType<DaemonParts['server']['stats']>;
+}
+
+export function statusDocument(p: DaemonParts): StatusDocument {
+  const now = (p.now ?? Date.now)();
+  return {
+    version: p.version, pid: process.pid, uptimeSeconds: Math.max(0, (now - p.started) / 1000),
+    downloads: p.jobs.active(), totals: totals(p), cache: p.store.stats(), peersKnown: peersKnown(p),
+    discovery: p.discovery.stats(), retrievalServer: p.server.stats(),
+  };
+}
+
+export function collectMetrics(p: DaemonParts): Metric[] {
+  const t = totals(p);
+  const cache = p.store.stats();
+  const ss = p.server.stats();
+  const ds = p.discovery.stats();
+  const et = p.engine.totals();
+  return [
+    { name: 'peerdist_download_bytes_total', type: 'counter', help: 'Content bytes obtained for downloads, by source.', value: [
+      { labels: { source: 'origin' }, value: t.fromOrigin },
+      { labels: { source: 'peers' }, value: t.fromPeers },
+      { labels: { source: 'cache' }, value: t.fromCache },
+    ] },
+    { name: 'peerdist_content_info_bytes_total', type: 'counter', help: 'Bytes of PeerDist content information received from origins.', value: t.contentInfoBytes },
+    { name: 'peerdist_download_blocks_total', type: 'counter', help: 'Verified blocks obtained for downloads, by source.', value: [
+      { labels: { source: 'origin' }, value: num(et, 'blocksFromOrigin') },
+      { labels: { source: 'peers' }, value: num(et, 'blocksFromPeers') },
+      { labels: { source: 'cache' }, value: num(et, 'blocksFromCache') },
+    ] },
+    { name: 'peerdist_served_bytes_total', type: 'counter', help: 'Block bytes served to peers (MS-PCCRR).', value: ss.bytesServed },
+    { name: 'peerdist_served_blocks_total', type: 'counter', help: 'Blocks served to peers (MS-PCCRR).', value: ss.blocksServed },
+    { name: 'peerdist_retrieval_requests_total', type: 'counter', help: 'MS-PCCRR requests received.', value: ss.requests },
+    { name: 'peerdist_retrieval_missing_total', type: 'counter', help: 'Block requests answered "not held".', value: ss.blocksMissing },
+    { name: 'peerdist_probes_sent_total', type: 'counter', help: 'MS-PCCRD probes sent.', value: num(ds, 'probesSent') },
+    { name: 'peerdist_probes_received_total', type: 'counter', help: 'MS-PCCRD probes received.', value: num(ds, 'probesReceived') },
+    { name: 'peerdist_probe_matches_sent_total', type: 'counter', help: 'MS-PCCRD ProbeMatches sent.', value: num(ds, 'matchesSent', 'probeMatchesSent') },
+    { name: 'peerdist_probe_matches_received_total', type: 'counter', help: 'MS-PCCRD ProbeMatches received.', value: num(ds, 'matchesReceived', 'probeMatchesReceived') },
+    { name: 'peerdist_peers_known', type: 'gauge', help: 'Peers currently known from discovery.', value: peersKnown(p) },
+    { name: 'peerdist_cache_bytes', type: 'gauge', help: 'Bytes of blocks held in the cache.', value: cache.bytes },
+    { name: 'peerdist_cache_limit_bytes', type: 'gauge', help: 'Cache size limit.', value: cache.limitBytes },
+    { name: 'peerdist_cache_segments', type: 'gauge', help: 'Segments in the cache.', value: cache.segments },
+    { name: 'peerdist_cache_blocks', type: 'gauge', help: 'Blocks in the cache.', value: cache.blocks },
+    { name: 'peerdist_cache_evictions_total', type: 'counter', help: 'Segments evicted from the cache.', value: cache.evictions ?? 0 },
+    { name: 'peerdist_downloads_active', type: 'gauge', help: 'Downloads in progress.', value: p.jobs.active().length },
+  ];
+}

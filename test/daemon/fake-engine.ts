@@ -1,0 +1,103 @@
+/**
+ * A small in-memory stand-in for the download engine, for testing the admin API, proxy and
+ * `peerdist get` without the network. Content is served in chunks with real timer delays;
+ * behaviours: 'ok', 'fail-info' (origin 404 before any byte), 'fail-mid' (stream breaks halfway).
+ */
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+import type { EngineLike, JobInfo, JobLike, JobProgress } from '../../src/daemon/jobs.js';
+
+export type Behaviour = 'ok' | 'fail-info' | 'fail-mid';
+
+class HttpishError extends Error {
+  constructor(message: string, readonly status: number) { super(message); }
+}
+
+export class FakeJob extends EventEmitter implements JobLike {
+  readonly info: Promise<JobInfo>;
+  readonly done: Promise<unknown>;
+  private state: JobProgress['state'] = 'starting';
+  private sent = 0;
+  private error?: string;
+  private resolveDone!: () => void;
+  private rejectDone!: (e: Error) => void;
+  cancelled = false;
+  readonly headers?: Record<string, string>;
+
+  constructor(readonly id: string, readonly url: string, private readonly data: Buffer | undefined, private readonly behaviour: Behaviour, headers?: Record<string, string>) {
+    super();
+    this.headers = headers;
+    this.done = new Promise<void>((res, rej) => { this.resolveDone = res; this.rejectDone = rej; });
+    this.done.catch(() => {});
+    if (behaviour === 'fail-info' || !data) {
+      this.info = Promise.reject(new HttpishError('origin answered 404', 404));
+      this.info.catch(() => {});
+      this.state = 'failed';
+      this.error = 'origin answered 404';
+      this.rejectDone(new Error(this.error));
+    } else {
+      this.info = Promise.resolve({ contentLength: data.length, peerdist: true, contentType: 'application/x-test', etag: '"e1"' });
+      this.state = 'running';
+    }
+  }
+
+  progress(): JobProgress {
+    const len = this.data?.length;
+    return {
+      state: this.state, contentLength: this.behaviour === 'fail-info' ? undefined : len, bytesDone: this.sent,
+      fromOrigin: this.sent, fromPeers: 0, fromCache: 0, contentInfoBytes: 100, peers: 2,
+      blocksTotal: len ? Math.ceil(len / 65536) : 0, blocksDone: Math.ceil(this.sent / 65536), error: this.error,
+    };
+  }
+
+  createReadStream(start = 0, end?: number): NodeJS.ReadableStream {
+    const data = this.data!;
+    const last = end ?? data.length - 1;
+    const failAt = this.behaviour === 'fail-mid' ? Math.floor(data.length / 2) : Infinity;
+    let pos = start;
+    const job = this;
+    return new Readable({
+      read() {
+        setTimeout(() => {
+          if (pos > last) {
+            job.sent = data.length;
+            job.state = 'done';
+            job.resolveDone();
+            this.push(null);
+            return;
+          }
+          if (pos >= failAt) {
+            job.state = 'failed';
+            job.error = 'peer and origin both failed';
+            job.rejectDone(new Error(job.error));
+            this.destroy(new Error(job.error));
+            return;
+          }
+          const n = Math.min(16384, last + 1 - pos, failAt - pos);
+          this.push(data.subarray(pos, pos + n));
+          pos += n;
+          job.sent = Math.max(job.sent, pos);
+        }, 1);
+      },
+    });
+  }
+
+  cancel(): void { this.cancelled = true; }
+}
+
+export class FakeEngine implements EngineLike {
+  readonly started: FakeJob[] = [];
+  private n = 0;
+  constructor(readonly content: Map<string, { data?: Buffer; behaviour?: Behaviour }> = new Map()) {}
+
+  download(url: string, opts?: { headers?: Record<string, string> }): FakeJob {
+    const c = this.content.get(url);
+    const job = new FakeJob(`job${++this.n}`, url, c?.data, c?.behaviour ?? (c?.data ? 'ok' : 'fail-info'), opts?.headers);
+    this.started.push(job);
+    return job;
+  }
+
+  jobs(): FakeJob[] { return this.started.filter((j) => j.progress().state === 'running'); }
+  totals(): object { return { fromOrigin: this.started.reduce((a, j) => a + j.progress().fromOrigin, 0), fromPeers: 0, fromCache: 0, contentInfoBytes: 0 }; }
+  async close(): Promise<void> { for (const j of this.started) j.cancel(); }
+}
