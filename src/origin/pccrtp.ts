@@ -152,8 +152,10 @@ export interface Negotiation {
 /**
  * Decides how to answer a request (MS-PCCRTP 3.2, brief 2.2/2.3). Whether hashes exist, the
  * method and the entity's validators are the caller's business; this only reads the headers.
+ * We pick the highest content-information version in the client's [Min, Max] (2.0, then 1.0)
+ * unless `preferVersion: 1` asks for 1.0 whenever the client allows it.
  */
-export function negotiate(headers: HeaderBag): Negotiation {
+export function negotiate(headers: HeaderBag, opts: { preferVersion?: ContentVersion } = {}): Negotiation {
   const pd = parseParams(getHeader(headers, HDR_PEERDIST));
   const exRaw = getHeader(headers, HDR_PEERDIST_EX);
   const ex = parseParams(exRaw);
@@ -173,8 +175,10 @@ export function negotiate(headers: HeaderBag): Negotiation {
   const min = minRaw === undefined ? V1_0 : parseVersion(minRaw);
   if (!max || !min) return plain;
   const fits = (v: PeerDistVersion) => compareVersions(min, v) <= 0 && compareVersions(v, max) <= 0;
-  if (fits(V2_0)) return { ...plain, peerdist: true, contentVersion: 2 };
-  if (fits(V1_0)) return { ...plain, peerdist: true, contentVersion: 1 };
+  const order: ContentVersion[] = opts.preferVersion === 1 ? [1, 2] : [2, 1];
+  for (const v of order) {
+    if (fits(v === 2 ? V2_0 : V1_0)) return { ...plain, peerdist: true, contentVersion: v };
+  }
   return plain;
 }
 

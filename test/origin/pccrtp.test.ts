@@ -115,3 +115,10 @@ t.test('negotiate matrix', async (t) => {
   t.same(md, { peerdist: false, responseVersion: '1.1', hashRequest: false, missingData: true });
   t.same(negotiate({ 'x-p2p-peerdist': ['Version=1.1', 'MissingDataRequest=true'] }).missingData, true, 'repeated header lines are joined');
 });
+
+t.test('negotiate preferVersion', async (t) => {
+  const both = { 'accept-encoding': 'peerdist', 'x-p2p-peerdist': 'Version=1.1', 'x-p2p-peerdistex': 'MinContentInformation=1.0, MaxContentInformation=2.0' };
+  t.equal(negotiate(both, { preferVersion: 1 }).contentVersion, 1, 'prefers 1.0 when allowed');
+  t.equal(negotiate(both, { preferVersion: 2 }).contentVersion, 2);
+  t.equal(negotiate({ ...both, 'x-p2p-peerdistex': 'MinContentInformation=2.0, MaxContentInformation=2.0' }, { preferVersion: 1 }).contentVersion, 2, 'falls back to 2.0 when 1.0 is outside the range');
+});

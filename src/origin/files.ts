@@ -1,0 +1,132 @@
+/**
+ * Serving files from the published directory: safe path mapping (symlinks may not leave the
+ * root), validators, conditional and single-range requests, and the PeerDist answer.
+ */
+import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { join, sep } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hashFile } from '../contentinfo/hash.js';
+import { encodeContentInfo } from '../contentinfo/codec.js';
+import type { ContentVersion } from '../contentinfo/types.js';
+import { isNotModified, ifRangeMatches } from './conditional.js';
+import { fileCacheKey, type Chunking, type FileIdentity } from './hashcache.js';
+import { makeHashRequestHeaders, type Negotiation } from './pccrtp.js';
+import { tryPeerDist, type PeerDistContext } from './peerdist-response.js';
+import { parseRange } from './range.js';
+import type { Producer } from './hashjobs.js';
+
+export interface FileContext extends PeerDistContext {
+  /** realpath of the served directory. */
+  rootReal: string;
+  secret: Buffer;
+  chunking: Chunking;
+}
+
+export type Resolved = { ok: true; path: string } | { ok: false; status: 403 | 404 };
+
+/** Joins segments under the root and refuses anything whose real path is not strictly inside it. */
+export async function resolveUnderRoot(rootReal: string, segments: string[]): Promise<Resolved> {
+  if (segments.length === 0) return { ok: false, status: 404 };
+  let real: string;
+  try {
+    real = await realpath(join(rootReal, ...segments));
+  } catch {
+    return { ok: false, status: 404 };
+  }
+  if (!real.startsWith(rootReal.endsWith(sep) ? rootReal : rootReal + sep)) return { ok: false, status: 403 };
+  return { ok: true, path: real };
+}
+
+export function identityOf(path: string, st: { size: bigint; mtimeNs: bigint; ino: bigint }): FileIdentity {
+  return { path, size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino };
+}
+
+/** Strong ETag from inode, size and mtime (ns). */
+export function fileEtag(id: FileIdentity): string {
+  return `"${id.ino.toString(16)}-${id.size.toString(16)}-${id.mtimeNs.toString(16)}"`;
+}
+
+/** Hashes a file and checks it did not change while being read. */
+export function fileProducer(ctx: FileContext, id: FileIdentity, version: ContentVersion): Producer {
+  return async (signal) => {
+    const ci = await hashFile(id.path, { secret: ctx.secret, version, chunking: ctx.chunking, signal });
+    const after = await stat(id.path, { bigint: true });
+    if (ci.contentLength !== id.size || Number(after.size) !== id.size || after.mtimeNs !== id.mtimeNs || after.ino !== id.ino) {
+      throw new Error(`${id.path} changed while it was being hashed`);
+    }
+    return encodeContentInfo(ci);
+  };
+}
+
+export async function serveFile(ctx: FileContext, req: IncomingMessage, res: ServerResponse, n: Negotiation, segments: string[]): Promise<void> {
+  const r = await resolveUnderRoot(ctx.rootReal, segments);
+  if (!r.ok) return plainError(res, r.status);
+  let fh: FileHandle;
+  try {
+    fh = await open(r.path, 'r');
+  } catch {
+    return plainError(res, 404);
+  }
+  let handedOff = false;
+  try {
+    const st = await fh.stat({ bigint: true });
+    if (!st.isFile()) return plainError(res, 404);
+    const id = identityOf(r.path, st);
+    const lastModifiedMs = Number(st.mtimeNs / 1_000_000n);
+    const headers: Record<string, string> = {
+      'ETag': fileEtag(id),
+      'Last-Modified': new Date(lastModifiedMs).toUTCString(),
+      'Content-Type': 'application/octet-stream',
+      'Vary': 'Accept-Encoding',
+    };
+    if (isNotModified(str(req.headers['if-none-match']), str(req.headers['if-modified-since']), headers['ETag'], lastModifiedMs)) {
+      ctx.stats.notModified++;
+      res.writeHead(304, headers).end();
+      return;
+    }
+    const rangeHeader = str(req.headers.range);
+    if (req.method === 'GET' && n.peerdist && n.contentVersion && id.size > 0 && rangeHeader === undefined) {
+      const key = fileCacheKey(id, { version: n.contentVersion, chunking: ctx.chunking, secret: ctx.secret });
+      const outcome = await tryPeerDist(ctx, req, res, n, key, fileProducer(ctx, id, n.contentVersion), headers, id.size);
+      if (outcome === 'sent') return;
+      Object.assign(headers, makeHashRequestHeaders());
+      ctx.stats.makeHashRequests++;
+    }
+    headers['Accept-Ranges'] = 'bytes';
+    let status = 200, start = 0, end = id.size - 1;
+    const range = ifRangeMatches(str(req.headers['if-range']), headers['ETag'], headers['Last-Modified'])
+      ? parseRange(rangeHeader, id.size) : { kind: 'none' as const };
+    if (range.kind === 'unsatisfiable') {
+      res.writeHead(416, { ...headers, 'Content-Range': `bytes */${id.size}`, 'Content-Length': '0' }).end();
+      return;
+    }
+    if (range.kind === 'single') {
+      status = 206; start = range.start; end = range.end;
+      headers['Content-Range'] = `bytes ${start}-${end}/${id.size}`;
+    }
+    const length = end - start + 1;
+    headers['Content-Length'] = String(length);
+    res.writeHead(status, headers);
+    if (req.method === 'HEAD' || length === 0) { res.end(); return; }
+    res.on('finish', () => countBody(ctx, n, length));
+    handedOff = true;
+    const stream = fh.createReadStream({ start, end, autoClose: true });
+    await pipeline(stream, res).catch(() => undefined); // client went away: nothing to do
+  } finally {
+    if (!handedOff) await fh.close();
+  }
+}
+
+export function countBody(ctx: { stats: PeerDistContext['stats'] }, n: Negotiation, length: number): void {
+  if (n.missingData) { ctx.stats.missingDataRequests++; ctx.stats.bytesMissingData += length; } else { ctx.stats.fullResponses++; ctx.stats.bytesFull += length; }
+}
+
+export function plainError(res: ServerResponse, status: number, extra: Record<string, string> = {}): void {
+  const body = `${status}\n`;
+  res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': String(body.length), ...extra }).end(body);
+}
+
+export function str(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(', ') : v;
+}

@@ -1,0 +1,57 @@
+/**
+ * The PeerDist decision shared by the file and upstream handlers: answer with content information
+ * when it is cached (or, for HashRequest=true, once hashing finishes within the wait bound),
+ * otherwise start hashing in the background and tell the caller to send the normal body with
+ * MakeHashRequest=true.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { KeyObject } from 'node:crypto';
+import type { HashCache } from './hashcache.js';
+import type { HashJobs, Producer } from './hashjobs.js';
+import { peerDistResponseHeaders, type Negotiation } from './pccrtp.js';
+import { HDR_SIGNATURE, signContentInfo } from './signature.js';
+import type { OriginStats } from './stats.js';
+
+export interface PeerDistContext {
+  cache: HashCache;
+  jobs: HashJobs;
+  stats: OriginStats;
+  signingKey: KeyObject;
+  hashWaitMs: number;
+}
+
+/** Resolves to the job's result, or undefined after `ms` (the job keeps running). */
+function within<T>(p: Promise<T | undefined>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(resolve, ms, undefined); });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Returns 'sent' when a PeerDist response was written, 'pending' when the caller must send the
+ * normal entity (and MakeHashRequest). `entityHeaders` carry ETag / Last-Modified / Content-Type.
+ */
+export async function tryPeerDist(ctx: PeerDistContext, req: IncomingMessage, res: ServerResponse, n: Negotiation,
+  key: string, produce: Producer, entityHeaders: Record<string, string>, identityLength: number): Promise<'sent' | 'pending'> {
+  let blob = await ctx.cache.get(key);
+  const hit = blob !== undefined;
+  if (!blob) {
+    const job = ctx.jobs.run(key, produce);
+    if (n.hashRequest) blob = await within(job, ctx.hashWaitMs);
+  }
+  if (!blob) return 'pending';
+  if (hit) ctx.stats.cacheHits++;
+  const signature = signContentInfo(ctx.signingKey, {
+    path: req.url ?? '/', etag: entityHeaders['ETag'], contentLength: identityLength, body: blob,
+  });
+  res.writeHead(200, {
+    ...entityHeaders,
+    ...peerDistResponseHeaders(n.responseVersion, identityLength),
+    'Content-Length': String(blob.length),
+    [HDR_SIGNATURE]: signature,
+  });
+  const size = blob.length;
+  res.on('finish', () => { ctx.stats.peerdistResponses++; ctx.stats.bytesContentInfo += size; });
+  res.end(blob);
+  return 'sent';
+}

@@ -1,0 +1,142 @@
+/**
+ * `peerdist serve`: an HTTP/1.1 origin for a directory (or a reverse proxy for an upstream) that
+ * speaks the PeerDist HTTP extension (MS-PCCRTP). See protocol/pccrtp.md.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { realpath, stat } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { KeyObject } from 'node:crypto';
+import { Agent } from 'undici';
+import type { ContentVersion } from '../contentinfo/types.js';
+import { PeerdistError } from '../util/errors.js';
+import { createLogger, type Logger } from '../util/log.js';
+import { serveFile, plainError, type FileContext } from './files.js';
+import { HashCache, type Chunking } from './hashcache.js';
+import { HashJobs } from './hashjobs.js';
+import { negotiate } from './pccrtp.js';
+import { loadOrCreateSecret } from './secret.js';
+import { loadOrCreateSigningKey, publicKeyPem } from './signature.js';
+import { emptyStats, type OriginStats } from './stats.js';
+import { serveUpstream, type UpstreamContext } from './upstream.js';
+import { parseRequestPath } from './urlpath.js';
+
+export type { OriginStats } from './stats.js';
+
+export interface OriginServerOptions {
+  /** Directory to publish (exactly one of root / upstream). */
+  root?: string;
+  /** Base URL of an upstream HTTP server to reverse-proxy. */
+  upstream?: string;
+  host?: string;
+  port?: number;
+  stateDir: string;
+  /** Server secret; default: loadOrCreateSecret(stateDir). */
+  secret?: Buffer;
+  /** Content-information signing key; default: loadOrCreateSigningKey(stateDir). */
+  signingKey?: KeyObject;
+  logger?: Logger;
+  /** v2 segment boundaries (default 'cdc'). */
+  chunking?: Chunking;
+  /** Content-information version to send when the client accepts both (default 2). */
+  preferVersion?: ContentVersion;
+  /** Concurrent hash jobs (default 2). */
+  hashConcurrency?: number;
+  /** How long a HashRequest=true response waits for hashing (default 60 s). */
+  hashWaitMs?: number;
+}
+
+export interface OriginServer {
+  listen(): Promise<{ host: string; port: number }>;
+  close(): Promise<void>;
+  stats(): OriginStats;
+  /** PEM (SPKI) of the key that signs content information. */
+  readonly publicKeyPem: string;
+}
+
+export async function createOriginServer(opts: OriginServerOptions): Promise<OriginServer> {
+  if ((opts.root === undefined) === (opts.upstream === undefined)) {
+    throw new PeerdistError('EUSAGE', 'give exactly one of a directory to serve or an upstream URL');
+  }
+  const log = opts.logger ?? createLogger({ component: 'origin' });
+  let rootReal = '';
+  if (opts.root !== undefined) {
+    rootReal = await realpath(opts.root);
+    if (!(await stat(rootReal)).isDirectory()) throw new PeerdistError('ENOTDIR', `${opts.root} is not a directory`);
+  }
+  let upstream: URL | undefined;
+  if (opts.upstream !== undefined) {
+    try { upstream = new URL(opts.upstream); } catch { throw new PeerdistError('EUSAGE', `bad upstream URL ${opts.upstream}`); }
+    if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new PeerdistError('EUSAGE', `upstream must be http(s): ${opts.upstream}`);
+  }
+  const secret = opts.secret ?? await loadOrCreateSecret(opts.stateDir);
+  const signingKey = opts.signingKey ?? await loadOrCreateSigningKey(opts.stateDir);
+  const cache = await HashCache.open(opts.stateDir);
+  const jobs = new HashJobs(cache, opts.hashConcurrency ?? 2, log);
+  const counters = emptyStats();
+  const dispatcher = new Agent({ keepAliveTimeout: 4_000 });
+  const chunking = opts.chunking ?? 'cdc';
+  const base = { cache, jobs, stats: counters, signingKey, hashWaitMs: opts.hashWaitMs ?? 60_000, secret, chunking };
+  const fileCtx: FileContext = { ...base, rootReal };
+  const upCtx: UpstreamContext | undefined = upstream ? { ...base, upstream, dispatcher } : undefined;
+  const pem = publicKeyPem(signingKey);
+
+  const stats = (): OriginStats => ({ ...counters, hashJobs: jobs.started, hashJobsFailed: jobs.failed });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    counters.requests++;
+    if (req.method !== 'GET' && req.method !== 'HEAD') return plainError(res, 405, { Allow: 'GET, HEAD' });
+    const p = parseRequestPath(req.url);
+    if (!p.ok) return plainError(res, p.status);
+    if (p.reserved) return serveReserved(req, res, p.segments);
+    const n = negotiate(req.headers, { preferVersion: opts.preferVersion });
+    if (n.hashRequest) counters.hashRequests++;
+    if (upCtx) return serveUpstream(upCtx, req, res, n);
+    return serveFile(fileCtx, req, res, n, p.segments);
+  }
+
+  function serveReserved(req: IncomingMessage, res: ServerResponse, segments: string[]): void {
+    const name = segments.slice(1).join('/');
+    let body: string, type: string;
+    if (name === 'stats') { body = JSON.stringify(stats()) + '\n'; type = 'application/json'; }
+    else if (name === 'public-key') { body = pem; type = 'application/x-pem-file'; }
+    else return plainError(res, 404);
+    res.writeHead(200, { 'Content-Type': type, 'Content-Length': String(Buffer.byteLength(body)), 'Cache-Control': 'no-store' });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log.error('request failed', { url: req.url, err: err as Error });
+      if (!res.headersSent) plainError(res, 500); else res.destroy();
+    });
+  });
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+
+  let closed: Promise<void> | undefined;
+  return {
+    publicKeyPem: pem,
+    stats,
+    listen: () => new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
+        server.off('error', reject);
+        const a = server.address() as AddressInfo;
+        log.info('listening', { host: a.address, port: a.port, root: rootReal || undefined, upstream: opts.upstream });
+        resolve({ host: a.address, port: a.port });
+      });
+    }),
+    close: () => closed ??= (async () => {
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const grace = setTimeout(() => server.closeAllConnections(), 2_000);
+      await jobs.close();
+      await stopped;
+      clearTimeout(grace);
+      await dispatcher.close();
+      await cache.close();
+    })(),
+  };
+}

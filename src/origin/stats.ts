@@ -1,0 +1,32 @@
+/** Counters reported by `GET /.peerdist/stats` (see protocol/pccrtp.md, "Stats endpoint"). */
+export interface OriginStats {
+  /** Every HTTP request received, including refused ones and the stats endpoint. */
+  requests: number;
+  /** Identity bodies sent (200 and 206) other than missing-data requests. */
+  bytesFull: number;
+  fullResponses: number;
+  /** Content-information bodies sent (Content-Encoding: peerdist). */
+  bytesContentInfo: number;
+  peerdistResponses: number;
+  /** Bodies sent to requests flagged MissingDataRequest=true. */
+  bytesMissingData: number;
+  missingDataRequests: number;
+  /** Normal responses that carried MakeHashRequest=true. */
+  makeHashRequests: number;
+  /** Requests that carried HashRequest=true. */
+  hashRequests: number;
+  notModified: number;
+  /** Hashing jobs started (each hashes one entity for one content-information version). */
+  hashJobs: number;
+  hashJobsFailed: number;
+  /** PeerDist responses answered from the hash cache without waiting for a hash job. */
+  cacheHits: number;
+}
+
+export function emptyStats(): OriginStats {
+  return {
+    requests: 0, bytesFull: 0, fullResponses: 0, bytesContentInfo: 0, peerdistResponses: 0,
+    bytesMissingData: 0, missingDataRequests: 0, makeHashRequests: 0, hashRequests: 0, notModified: 0,
+    hashJobs: 0, hashJobsFailed: 0, cacheHits: 0,
+  };
+}
