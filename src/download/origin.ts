@@ -1,0 +1,79 @@
+/**
+ * HTTP access to origins for the download engine: one undici Agent (a small connection pool per
+ * origin) shared by every job. Injectable (OriginClient) so engine tests can fake the origin.
+ */
+import { Agent, request } from 'undici';
+import { DownloadError, type DownloadErrorCode } from './errors.js';
+
+export type HeaderMap = Record<string, string | string[] | undefined>;
+
+export interface OriginResponse {
+  status: number;
+  headers: HeaderMap;
+  /** The body; consume it or call `discard()`. */
+  body: AsyncIterable<Buffer>;
+  discard(): void;
+}
+
+export interface OriginClient {
+  /** GET `url`; rejects with DownloadError('ORIGIN_UNREACHABLE') when no answer arrives. */
+  get(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<OriginResponse>;
+  close(): Promise<void>;
+}
+
+export interface UndiciOriginOptions {
+  /** Connections per origin (keep small: every job of the daemon shares them). Default 6. */
+  connections?: number;
+  /** Time to the response headers. Default 15 s. */
+  headersTimeoutMs?: number;
+  /** Maximum silence while receiving a body. Default 30 s. */
+  bodyTimeoutMs?: number;
+}
+
+export class UndiciOriginClient implements OriginClient {
+  private readonly agent: Agent;
+  private readonly o: Required<UndiciOriginOptions>;
+
+  constructor(opts: UndiciOriginOptions = {}) {
+    this.o = { connections: opts.connections ?? 6, headersTimeoutMs: opts.headersTimeoutMs ?? 15_000, bodyTimeoutMs: opts.bodyTimeoutMs ?? 30_000 };
+    this.agent = new Agent({ connections: this.o.connections, headersTimeout: this.o.headersTimeoutMs, bodyTimeout: this.o.bodyTimeoutMs, connectTimeout: 10_000 });
+  }
+
+  async get(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<OriginResponse> {
+    try {
+      const res = await request(url, { method: 'GET', headers, signal, dispatcher: this.agent });
+      const body = res.body;
+      return {
+        status: res.statusCode,
+        headers: res.headers as HeaderMap,
+        body: body as AsyncIterable<Buffer>,
+        discard: () => { body.destroy(); },
+      };
+    } catch (err) {
+      if (signal?.aborted) throw new DownloadError('CANCELLED', 'download cancelled', { cause: err });
+      throw new DownloadError('ORIGIN_UNREACHABLE', `origin unreachable: ${url}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => undefined);
+  }
+}
+
+/** Reads a whole body, refusing more than `max` bytes (DownloadError with `code`). */
+export async function readBody(res: OriginResponse, max: number, code: DownloadErrorCode = 'BAD_CONTENT_INFO'): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of res.body) {
+    n += chunk.length;
+    if (n > max) { res.discard(); throw new DownloadError(code, `response body larger than ${max} bytes`); }
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts, n);
+}
+
+/** Single header value (first when repeated). */
+export function header(h: HeaderMap, name: string): string | undefined {
+  const v = h[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}

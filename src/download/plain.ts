@@ -1,0 +1,53 @@
+/**
+ * Buffer of a plain (non-PeerDist) download: the origin body is appended to a private temp file
+ * so any number of readers can stream it, while it arrives and after it completed. The file is
+ * removed when the engine drops the job (dispose).
+ */
+import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export class PlainBuffer {
+  private written = 0;
+  private complete = false;
+  private constructor(private readonly dir: string, readonly path: string, private readonly fh: FileHandle) {}
+
+  static async create(tmpDir?: string): Promise<PlainBuffer> {
+    const dir = await mkdtemp(join(tmpDir ?? tmpdir(), 'peerdist-dl-'));
+    const path = join(dir, 'body');
+    const fh = await open(path, 'w+', 0o600);
+    return new PlainBuffer(dir, path, fh);
+  }
+
+  get size(): number { return this.written; }
+  get finished(): boolean { return this.complete; }
+
+  async append(chunk: Buffer): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.written + off);
+      off += bytesWritten;
+    }
+    this.written += chunk.length;
+  }
+
+  async finish(): Promise<void> { this.complete = true; }
+
+  /** Reads up to `len` bytes at `pos` (never beyond what was written). */
+  async read(pos: number, len: number): Promise<Buffer> {
+    const n = Math.max(0, Math.min(len, this.written - pos));
+    const buf = Buffer.alloc(n);
+    let got = 0;
+    while (got < n) {
+      const { bytesRead } = await this.fh.read(buf, got, n - got, pos + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  }
+
+  async dispose(): Promise<void> {
+    await this.fh.close().catch(() => undefined);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,512 @@
+/**
+ * Block scheduler of one download: decides, for every missing block, which source fetches it
+ * (a peer or the origin) and when. Pure: no I/O, no timers; the clock and randomness are passed in.
+ * The design and its reasoning (peer scoring, origin runs with gap splitting, bounded waiting for
+ * peers that are fetching the same content) are in protocol/engine.md.
+ */
+
+export interface BlockDesc {
+  /** Segment number within the content (0-based). */
+  seg: number;
+  /** Block index within the segment (v2: always 0). */
+  index: number;
+  /** Block length in bytes. */
+  length: number;
+}
+
+export type Assignment =
+  | { kind: 'peer'; block: number; peer: string }
+  | { kind: 'origin'; block: number };
+
+/** not-available: the peer lacks the block; bad-block: wrong data (ban); the rest: transient. */
+export type PeerFailure = 'not-available' | 'bad-block' | 'timeout' | 'busy' | 'error';
+/** error: transport/status failure; mismatch: the origin's bytes failed verification. */
+export type OriginFailure = 'error' | 'mismatch';
+
+export interface SchedulerOptions {
+  blocks: BlockDesc[];
+  /** Blocks already held locally (cache) at start. */
+  present?: (block: number) => boolean;
+  random?: () => number;
+  originConcurrency?: number;
+  /** Concurrent requests per peer. */
+  peerConcurrency?: number;
+  /** Concurrent peer requests in total. */
+  totalPeerConcurrency?: number;
+  /** Origin attempts per block before the job fails (when no peer can supply it either). */
+  maxOriginAttempts?: number;
+  /** Origin verification failures per block before the job fails. */
+  maxOriginMismatches?: number;
+  /** Peer attempts per block after which peers are no longer preferred for it. */
+  maxPeerAttempts?: number;
+  /** How stale our view of other peers' blocks may be (block-list refresh period + discovery lag). */
+  visibilityLagMs?: number;
+  /** A partial holder whose block count grew within this window counts as actively downloading. */
+  activeWindowMs?: number;
+  /** Upper bound of the wait for an active peer to fetch a block before we take it from the origin. */
+  maxDeferMs?: number;
+  /** Prior for the origin block time until measured. */
+  originBlockMsPrior?: number;
+  /** Prior for peer throughput until measured (bytes/s). */
+  peerBpsPrior?: number;
+}
+
+export interface PeerStat {
+  address: string;
+  ewmaBps: number;
+  outstanding: number;
+  blocks: number;
+  bytes: number;
+  failures: number;
+  notAvailable: number;
+  badBlocks: number;
+  banned: boolean;
+  backoffUntil: number;
+}
+
+export interface SchedulerFailure { block: number; reason: 'origin' | 'mismatch'; attempts: number }
+
+interface PeerState {
+  address: string;
+  ewmaBps: number;
+  outstanding: number;
+  consecutiveFailures: number;
+  backoffUntil: number;
+  banned: boolean;
+  /** Segments the peer holds completely. */
+  full: Set<number>;
+  /** Blocks the peer is known to hold in segments it holds partially. */
+  partial: Map<number, Set<number>>;
+  /** Last time the known block set of a partial segment grew. */
+  lastGrowth: number;
+  stat: { blocks: number; bytes: number; failures: number; notAvailable: number; badBlocks: number };
+}
+
+const MISSING = 0, INFLIGHT = 1, DONE = 2;
+const EWMA_ALPHA = 0.3;
+const PEER_BACKOFF_BASE_MS = 250;
+const PEER_BACKOFF_MAX_MS = 10_000;
+const ORIGIN_RETRY_BASE_MS = 200;
+
+export class Scheduler {
+  readonly blocks: readonly BlockDesc[];
+  private readonly n: number;
+  private readonly state: Uint8Array;
+  private readonly originAttempts: Uint16Array;
+  private readonly originMismatches: Uint8Array;
+  private readonly peerAttempts: Uint16Array;
+  private readonly retryAt: Float64Array;
+  /** First time a block was held back for an active peer (0 = not deferred). */
+  private readonly deferSince: Float64Array;
+  private readonly segStart: number[] = [];
+  private readonly peers = new Map<string, PeerState>();
+  private readonly random: () => number;
+  private readonly o: Required<Omit<SchedulerOptions, 'blocks' | 'present' | 'random'>>;
+  private doneCount = 0;
+  private originInflight = 0;
+  private peerInflight = 0;
+  private cursor: number | undefined;
+  private originBlockMs: number;
+  private failure: SchedulerFailure | undefined;
+  private wakeAt = Infinity;
+  /** Lowest block that may still be missing (peer assignment scans from here). */
+  private low = 0;
+
+  constructor(opts: SchedulerOptions) {
+    this.blocks = opts.blocks;
+    this.n = opts.blocks.length;
+    this.state = new Uint8Array(this.n);
+    this.originAttempts = new Uint16Array(this.n);
+    this.originMismatches = new Uint8Array(this.n);
+    this.peerAttempts = new Uint16Array(this.n);
+    this.retryAt = new Float64Array(this.n);
+    this.deferSince = new Float64Array(this.n);
+    this.random = opts.random ?? Math.random;
+    this.o = {
+      originConcurrency: opts.originConcurrency ?? 3,
+      peerConcurrency: opts.peerConcurrency ?? 4,
+      totalPeerConcurrency: opts.totalPeerConcurrency ?? 32,
+      maxOriginAttempts: opts.maxOriginAttempts ?? 4,
+      maxOriginMismatches: opts.maxOriginMismatches ?? 2,
+      maxPeerAttempts: opts.maxPeerAttempts ?? 8,
+      visibilityLagMs: opts.visibilityLagMs ?? 400,
+      activeWindowMs: opts.activeWindowMs ?? 2000,
+      maxDeferMs: opts.maxDeferMs ?? 3000,
+      originBlockMsPrior: opts.originBlockMsPrior ?? 250,
+      peerBpsPrior: opts.peerBpsPrior ?? 20e6,
+    };
+    this.originBlockMs = this.o.originBlockMsPrior;
+    for (let g = 0; g < this.n; g++) {
+      const b = opts.blocks[g]!;
+      if (this.segStart[b.seg] === undefined) this.segStart[b.seg] = g;
+      if (opts.present?.(g)) { this.state[g] = DONE; this.doneCount++; }
+    }
+  }
+
+  // ------------------------------------------------------------------ queries
+
+  get total(): number { return this.n; }
+  get completed(): number { return this.doneCount; }
+  isDone(): boolean { return this.doneCount === this.n; }
+  /** Set once a block cannot be obtained from any source; the job fails with it. */
+  failed(): SchedulerFailure | undefined { return this.failure; }
+  hasBlock(g: number): boolean { return this.state[g] === DONE; }
+  /** Time (same clock as `now`) at which next() should be called again even without events. */
+  nextWakeAt(): number | undefined { return Number.isFinite(this.wakeAt) ? this.wakeAt : undefined; }
+  estimatedOriginBlockMs(): number { return this.originBlockMs; }
+
+  /** Segments that still miss blocks. */
+  segmentsNeeded(): number[] {
+    const out: number[] = [];
+    for (let s = 0; s < this.segStart.length; s++) {
+      const start = this.segStart[s]!;
+      const end = this.segStart[s + 1] ?? this.n;
+      for (let g = start; g < end; g++) if (this.state[g] !== DONE) { out.push(s); break; }
+    }
+    return out;
+  }
+
+  blockOf(seg: number, index: number): number | undefined {
+    const start = this.segStart[seg];
+    if (start === undefined) return undefined;
+    const g = start + index;
+    const end = this.segStart[seg + 1] ?? this.n;
+    return g < end ? g : undefined;
+  }
+
+  blocksInSegment(seg: number): number {
+    const start = this.segStart[seg];
+    if (start === undefined) return 0;
+    return (this.segStart[seg + 1] ?? this.n) - start;
+  }
+
+  /** Peers that hold `seg` only partially (candidates for a block-list refresh). */
+  partialHolders(seg: number): string[] {
+    const out: string[] = [];
+    for (const p of this.peers.values()) if (!p.banned && !p.full.has(seg)) out.push(p.address);
+    return out;
+  }
+
+  peerStats(): PeerStat[] {
+    return [...this.peers.values()].map((p) => ({
+      address: p.address, ewmaBps: Math.round(p.ewmaBps), outstanding: p.outstanding,
+      blocks: p.stat.blocks, bytes: p.stat.bytes, failures: p.stat.failures, notAvailable: p.stat.notAvailable,
+      badBlocks: p.stat.badBlocks, banned: p.banned, backoffUntil: p.backoffUntil,
+    }));
+  }
+
+  peerCount(): number { return this.peers.size; }
+
+  // ------------------------------------------------------------------ knowledge about peers
+
+  private peer(address: string): PeerState {
+    let p = this.peers.get(address);
+    if (!p) {
+      p = {
+        address, ewmaBps: this.o.peerBpsPrior, outstanding: 0, consecutiveFailures: 0, backoffUntil: 0, banned: false,
+        full: new Set(), partial: new Map(), lastGrowth: 0,
+        stat: { blocks: 0, bytes: 0, failures: 0, notAvailable: 0, badBlocks: 0 },
+      };
+      this.peers.set(address, p);
+    }
+    return p;
+  }
+
+  addPeer(address: string): void { this.peer(address); }
+
+  /** The peer holds every block of `seg` (a ProbeMatch for a complete segment). */
+  peerHasSegment(address: string, seg: number): void {
+    const p = this.peer(address);
+    p.full.add(seg);
+    p.partial.delete(seg);
+  }
+
+  /**
+   * Replaces what we know about the peer's blocks of `seg` (a block list). A list covering the
+   * whole segment marks it full.
+   */
+  peerBlocks(address: string, seg: number, indices: Iterable<number>, now: number): void {
+    const p = this.peer(address);
+    const count = this.blocksInSegment(seg);
+    const set = new Set<number>();
+    for (const i of indices) if (Number.isInteger(i) && i >= 0 && i < count) set.add(i);
+    if (set.size === count && count > 0) { this.peerHasSegment(address, seg); return; }
+    p.full.delete(seg);
+    const old = p.partial.get(seg);
+    if (!old || set.size > old.size) p.lastGrowth = now;
+    p.partial.set(seg, set);
+  }
+
+  /** The peer told us it holds this one block (e.g. NextBlockIndex of a reply). */
+  peerHasBlock(address: string, seg: number, index: number, now: number): void {
+    const p = this.peer(address);
+    if (p.full.has(seg) || index < 0 || index >= this.blocksInSegment(seg)) return;
+    let set = p.partial.get(seg);
+    if (!set) { set = new Set(); p.partial.set(seg, set); }
+    if (!set.has(index)) { set.add(index); p.lastGrowth = now; }
+  }
+
+  private holds(p: PeerState, g: number): boolean {
+    const b = this.blocks[g]!;
+    return p.full.has(b.seg) || (p.partial.get(b.seg)?.has(b.index) ?? false);
+  }
+
+  private usable(p: PeerState, now: number): boolean { return !p.banned && p.backoffUntil <= now; }
+
+  private forget(p: PeerState, g: number): void {
+    const b = this.blocks[g]!;
+    if (p.full.delete(b.seg)) {
+      const set = new Set<number>();
+      for (let i = 0; i < this.blocksInSegment(b.seg); i++) if (i !== b.index) set.add(i);
+      p.partial.set(b.seg, set);
+    } else p.partial.get(b.seg)?.delete(b.index);
+  }
+
+  /** Some usable peer is believed to hold `g` and peers have not failed it too often. */
+  private peerCanSupply(g: number, now: number): boolean {
+    if (this.peerAttempts[g]! >= this.o.maxPeerAttempts) return false;
+    for (const p of this.peers.values()) if (this.usable(p, now) && this.holds(p, g)) return true;
+    return false;
+  }
+
+  // ------------------------------------------------------------------ decisions
+
+  /**
+   * Assignments to start now; each moves its block to in-flight until a result is reported.
+   * `allowOrigin` false holds origin fetches back (initial discovery wait).
+   */
+  next(now: number, allowOrigin = true): Assignment[] {
+    this.wakeAt = Infinity;
+    const out: Assignment[] = [];
+    if (this.failure || this.isDone()) return out;
+    this.assignPeers(now, out);
+    while (allowOrigin && this.originInflight < this.o.originConcurrency) {
+      const g = this.pickOrigin(now);
+      if (g === undefined) break;
+      this.state[g] = INFLIGHT;
+      this.deferSince[g] = 0;
+      this.originInflight++;
+      this.originAttempts[g]!++;
+      out.push({ kind: 'origin', block: g });
+    }
+    for (const p of this.peers.values()) if (!p.banned && p.backoffUntil > now) this.wakeAt = Math.min(this.wakeAt, p.backoffUntil);
+    return out;
+  }
+
+  private assignPeers(now: number, out: Assignment[]): void {
+    if (this.peerInflight >= this.o.totalPeerConcurrency) return;
+    const ready = [...this.peers.values()].filter((p) => this.usable(p, now) && p.outstanding < this.o.peerConcurrency);
+    if (ready.length === 0) return;
+    while (this.low < this.n && this.state[this.low] === DONE) this.low++;
+    for (let g = this.low; g < this.n && this.peerInflight < this.o.totalPeerConcurrency; g++) {
+      if (this.state[g] !== MISSING || this.peerAttempts[g]! >= this.o.maxPeerAttempts) continue;
+      const len = this.blocks[g]!.length;
+      let best: PeerState | undefined;
+      let bestCost = Infinity;
+      for (const p of ready) {
+        if (p.outstanding >= this.o.peerConcurrency || !this.holds(p, g)) continue;
+        // Least expected completion time: queued work on that peer plus this block, at its rate.
+        const cost = ((p.outstanding + 1) * len) / Math.max(p.ewmaBps, 1);
+        if (cost < bestCost || (cost === bestCost && this.random() < 0.5)) { best = p; bestCost = cost; }
+      }
+      if (!best) continue;
+      this.state[g] = INFLIGHT;
+      best.outstanding++;
+      this.peerInflight++;
+      this.peerAttempts[g]!++;
+      out.push({ kind: 'peer', block: g, peer: best.address });
+      if (!ready.some((p) => p.outstanding < this.o.peerConcurrency)) return;
+    }
+  }
+
+  /** A block no usable peer can supply, not in flight, not waiting for an origin retry. */
+  private originCandidate(g: number, now: number): boolean {
+    if (this.state[g] !== MISSING) return false;
+    if (this.retryAt[g]! > now) { this.wakeAt = Math.min(this.wakeAt, this.retryAt[g]!); return false; }
+    return !this.peerCanSupply(g, now);
+  }
+
+  /** A peer that is itself downloading (partial holder that gained blocks recently) holds `g`. */
+  private activeHolder(g: number, now: number): boolean {
+    for (const p of this.peers.values()) {
+      if (p.banned || now - p.lastGrowth > this.o.activeWindowMs) continue;
+      if (this.holds(p, g)) return true;
+    }
+    return false;
+  }
+
+  private anyActivePeer(now: number): boolean {
+    for (const p of this.peers.values()) if (!p.banned && p.lastGrowth > 0 && now - p.lastGrowth <= this.o.activeWindowMs) return true;
+    return false;
+  }
+
+  /**
+   * Origin block choice. We continue our own run (sequential from a start point) while its next
+   * block is still unclaimed. Otherwise we look at the gaps (circular runs of blocks nobody is
+   * known to hold): a gap whose left neighbour an active peer holds is presumably being consumed
+   * by that peer's own run, so we only split it in the middle when it is long enough that the
+   * peer cannot reach the midpoint before it sees our blocks; short consumed gaps are left to the
+   * consumer for a bounded time. Unconsumed gaps are entered at a random point of their first half.
+   */
+  private pickOrigin(now: number): number | undefined {
+    if (this.cursor !== undefined && this.originCandidate(this.cursor, now)) {
+      const g = this.cursor;
+      this.cursor = (g + 1) % this.n;
+      return g;
+    }
+    const active = this.anyActivePeer(now);
+    const cand = new Uint8Array(this.n);
+    let any = false;
+    for (let g = 0; g < this.n; g++) if (this.originCandidate(g, now)) { cand[g] = 1; any = true; }
+    if (!any) return undefined;
+    if (this.cursor === undefined && !active && this.doneCount + this.originInflight + this.peerInflight === 0) {
+      // First pick of a job nobody is known to help with: a random rotation, so clients that start
+      // together without seeing each other yet spread over the file.
+      return this.startRun(this.firstCandidateFrom(cand, Math.floor(this.random() * this.n)));
+    }
+    const gaps = this.gaps(cand);
+    const c = this.o.originConcurrency;
+    const t = Math.max(this.originBlockMs, 1);
+    // Blocks an active consumer fetches from its left end before our first block becomes visible to it.
+    const lead = Math.ceil((c * (t + this.o.visibilityLagMs)) / t);
+    const minSplit = 2 * (lead + 1);
+    let best: { start: number; score: number } | undefined;
+    let deferredPick: { g: number; score: number } | undefined;
+    for (const gap of gaps) {
+      const pred = (gap.start - 1 + this.n) % this.n;
+      const consumed = gap.len < this.n && this.activeHolder(pred, now);
+      let start: number | undefined;
+      let score = 0;
+      if (!consumed) {
+        start = (gap.start + Math.floor(this.random() * (active ? Math.ceil(gap.len / 2) : 1))) % this.n;
+        score = gap.len;
+      } else if (gap.len >= minSplit) {
+        start = (gap.start + Math.floor(gap.len / 2)) % this.n;
+        score = gap.len / 2;
+      } else {
+        // Leave it to the consumer for a bounded time; blocks farther from it wait longer.
+        for (let d = gap.len - 1; d >= 0; d--) {
+          const g = (gap.start + d) % this.n;
+          if (this.deferSince[g] === 0) this.deferSince[g] = now;
+          const wait = Math.min(this.o.maxDeferMs, 2 * ((d / c + 1) * t + this.o.visibilityLagMs));
+          const due = this.deferSince[g]! + wait;
+          if (due <= now) {
+            if (!deferredPick || d > deferredPick.score) deferredPick = { g, score: d };
+          } else this.wakeAt = Math.min(this.wakeAt, due);
+        }
+        continue;
+      }
+      if (!best || score > best.score || (score === best.score && this.random() < 0.5)) best = { start, score };
+    }
+    if (best) return this.startRun(best.start);
+    if (deferredPick) return this.startRun(deferredPick.g);
+    return undefined;
+  }
+
+  private firstCandidateFrom(cand: Uint8Array, from: number): number {
+    for (let k = 0; k < this.n; k++) { const g = (from + k) % this.n; if (cand[g]) return g; }
+    return from;
+  }
+
+  private startRun(g: number): number {
+    this.cursor = (g + 1) % this.n;
+    return g;
+  }
+
+  /** Maximal circular runs of candidate blocks. */
+  private gaps(cand: Uint8Array): Array<{ start: number; len: number }> {
+    const out: Array<{ start: number; len: number }> = [];
+    let firstNon = -1;
+    for (let g = 0; g < this.n; g++) if (!cand[g]) { firstNon = g; break; }
+    if (firstNon < 0) return [{ start: 0, len: this.n }];
+    let g = (firstNon + 1) % this.n;
+    for (let k = 0; k < this.n; k++, g = (g + 1) % this.n) {
+      if (!cand[g]) continue;
+      const start = g;
+      let len = 0;
+      while (cand[g] && len < this.n) { len++; g = (g + 1) % this.n; k++; }
+      out.push({ start, len });
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ results
+
+  peerSucceeded(address: string, g: number, bytes: number, ms: number, now: number): void {
+    const p = this.peer(address);
+    p.outstanding = Math.max(0, p.outstanding - 1);
+    this.peerInflight = Math.max(0, this.peerInflight - 1);
+    const sample = (bytes * 1000) / Math.max(ms, 1);
+    p.ewmaBps = p.stat.blocks === 0 ? sample : EWMA_ALPHA * sample + (1 - EWMA_ALPHA) * p.ewmaBps;
+    p.consecutiveFailures = 0;
+    p.stat.blocks++;
+    p.stat.bytes += bytes;
+    const b = this.blocks[g]!;
+    if (!p.full.has(b.seg)) this.peerHasBlock(address, b.seg, b.index, now);
+    this.complete(g);
+  }
+
+  peerFailed(address: string, g: number, why: PeerFailure, now: number): void {
+    const p = this.peer(address);
+    p.outstanding = Math.max(0, p.outstanding - 1);
+    this.peerInflight = Math.max(0, this.peerInflight - 1);
+    if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
+    if (why === 'not-available') {
+      p.stat.notAvailable++;
+      this.forget(p, g);
+      return;
+    }
+    p.stat.failures++;
+    if (why === 'bad-block') {
+      // Wrong data is never an accident on a verified protocol: do not use this peer again in this job.
+      p.stat.badBlocks++;
+      p.banned = true;
+      p.ewmaBps = 0;
+      return;
+    }
+    p.consecutiveFailures++;
+    p.ewmaBps /= 2;
+    p.backoffUntil = now + Math.min(PEER_BACKOFF_MAX_MS, PEER_BACKOFF_BASE_MS * 2 ** (p.consecutiveFailures - 1));
+  }
+
+  originSucceeded(g: number, ms: number): void {
+    this.originInflight = Math.max(0, this.originInflight - 1);
+    this.originBlockMs = EWMA_ALPHA * Math.max(ms, 1) + (1 - EWMA_ALPHA) * this.originBlockMs;
+    // Somebody else fetched the same block: our runs have met (or run in lockstep). Half the time
+    // we leave and start a new run elsewhere, so of two lockstepped clients one soon moves away.
+    let collided = false;
+    for (const p of this.peers.values()) if (!p.banned && this.holds(p, g)) { collided = true; break; }
+    if (collided && this.random() < 0.5) this.cursor = undefined;
+    this.complete(g);
+  }
+
+  originFailed(g: number, why: OriginFailure, now: number): void {
+    this.originInflight = Math.max(0, this.originInflight - 1);
+    if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
+    if (why === 'mismatch') {
+      this.originMismatches[g]!++;
+      if (this.originMismatches[g]! >= this.o.maxOriginMismatches) {
+        this.failure = { block: g, reason: 'mismatch', attempts: this.originAttempts[g]! };
+        return;
+      }
+    }
+    if (this.originAttempts[g]! >= this.o.maxOriginAttempts && !this.peerCanSupply(g, now)) {
+      this.failure = { block: g, reason: 'origin', attempts: this.originAttempts[g]! };
+      return;
+    }
+    this.retryAt[g] = now + ORIGIN_RETRY_BASE_MS * 2 ** Math.max(0, this.originAttempts[g]! - 1);
+  }
+
+  /** The block arrived by other means (another job filled the cache). */
+  markDone(g: number): void {
+    if (this.state[g] === DONE) return;
+    if (this.state[g] === INFLIGHT) return; // the in-flight request reports and completes it
+    this.complete(g);
+  }
+
+  private complete(g: number): void {
+    if (this.state[g] === DONE) return;
+    this.state[g] = DONE;
+    this.doneCount++;
+  }
+}
