@@ -1,6 +1,167 @@
-import type { Command } from 'commander';
+/**
+ * Origin commands:
+ *   peerdist serve [DIR] [--upstream URL] ...      publish a directory (or proxy an upstream) with PeerDist
+ *   peerdist publish DIR ...                       precompute content information into the hash cache
+ *   peerdist secret export|import|public-key       manage the server secret and the signing key
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createOriginServer } from '../origin/server.js';
+import { publishDirectory, type PublishProgress } from '../origin/publish.js';
+import {
+  formatSecretExport, loadOrCreateSecret, parseSecretImport, readSecretFile, storeSecret,
+} from '../origin/secret.js';
+import { loadOrCreateSigningKey, publicKeyPem } from '../origin/signature.js';
+import type { ContentVersion } from '../contentinfo/types.js';
+import { PeerdistError } from '../util/errors.js';
+import { createLogger } from '../util/log.js';
+import { defaultStateDir } from '../util/paths.js';
 
-/** Registers the `origin` commands. (Filled in by the issue that owns them.) */
-export function register(_program: Command): void {
-  // not implemented yet
+function parsePort(v: string): number {
+  const n = Number(v);
+  if (!/^\d{1,5}$/.test(v) || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535');
+  return n;
+}
+
+function parseOneVersion(v: string): ContentVersion {
+  if (v === '1' || v === '2') return Number(v) as ContentVersion;
+  throw new InvalidArgumentError('expected 1 or 2');
+}
+
+function parseVersions(v: string): ContentVersion[] {
+  if (v === 'both') return [1, 2];
+  return [parseOneVersion(v)];
+}
+
+async function secretFor(opts: { secretFile?: string; stateDir: string }): Promise<Buffer> {
+  return opts.secretFile ? readSecretFile(opts.secretFile) : loadOrCreateSecret(opts.stateDir);
+}
+
+const stateDirOption = () => new Option('--state-dir <dir>', 'state directory (secret, signing key, hash cache)').default(defaultStateDir());
+
+interface ServeOptions {
+  host: string; port: number; stateDir: string; secretFile?: string; upstream?: string;
+  contentVersionDefault: ContentVersion; chunking: 'cdc' | 'fixed'; hashConcurrency: number;
+}
+
+async function serve(dir: string | undefined, opts: ServeOptions): Promise<void> {
+  if (dir === undefined && opts.upstream === undefined) throw new PeerdistError('EUSAGE', 'give a directory to serve or --upstream URL');
+  if (dir !== undefined && opts.upstream !== undefined) throw new PeerdistError('EUSAGE', 'give either a directory or --upstream, not both');
+  const server = await createOriginServer({
+    root: dir, upstream: opts.upstream, host: opts.host, port: opts.port, stateDir: opts.stateDir,
+    secret: opts.secretFile ? await readSecretFile(opts.secretFile) : undefined,
+    logger: createLogger({ component: 'origin' }), chunking: opts.chunking,
+    preferVersion: opts.contentVersionDefault, hashConcurrency: opts.hashConcurrency,
+  });
+  const addr = await server.listen();
+  const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
+  process.stdout.write(`listening on http://${host}:${addr.port}/\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop); process.off('SIGINT', stop);
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  await server.close();
+}
+
+function progressBar(): { update(p: PublishProgress): void; done(): void } {
+  const tty = process.stderr.isTTY === true;
+  let last = 0;
+  return {
+    update(p) {
+      if (!tty) return;
+      const now = Date.now();
+      if (now - last < 100 && p.done < p.total) return;
+      last = now;
+      const frac = p.total > 0 ? p.done / p.total : 1;
+      const width = 30;
+      const fill = Math.round(frac * width);
+      const mib = (n: number) => (n / 1048576).toFixed(1);
+      process.stderr.write(`\r[${'#'.repeat(fill)}${'-'.repeat(width - fill)}] ${(frac * 100).toFixed(1).padStart(5)}% ${mib(p.done)}/${mib(p.total)} MiB\x1b[K`);
+    },
+    done() { if (tty) process.stderr.write('\n'); },
+  };
+}
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('serve a directory (or reverse-proxy an upstream) over HTTP with the PeerDist extension')
+    .argument('[dir]', 'directory to publish')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0 = any free port)', parsePort, 8080)
+    .addOption(stateDirOption())
+    .option('--secret-file <file>', 'use the raw server secret in this file instead of <state-dir>/origin/secret')
+    .option('--upstream <url>', 'reverse-proxy this upstream base URL instead of serving a directory')
+    .addOption(new Option('--content-version-default <n>', 'content information version to send when a client accepts both').argParser(parseOneVersion).default(2))
+    .addOption(new Option('--chunking <mode>', 'v2 segment boundaries').choices(['cdc', 'fixed']).default('cdc'))
+    .option('--hash-concurrency <n>', 'concurrent background hash jobs', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected 1-64');
+      return n;
+    }, 2)
+    .action((dir: string | undefined, opts: ServeOptions) => serve(dir, opts));
+
+  program
+    .command('publish')
+    .description('precompute content information for every file in a directory (into the origin hash cache)')
+    .argument('<dir>', 'directory to publish')
+    .addOption(stateDirOption())
+    .option('--secret-file <file>', 'use the raw server secret in this file')
+    .addOption(new Option('--content-version <v>', '1, 2 or both').argParser(parseVersions).default([1, 2], 'both'))
+    .addOption(new Option('--chunking <mode>', 'v2 segment boundaries').choices(['cdc', 'fixed']).default('cdc'))
+    .option('--json', 'print the summary as JSON')
+    .action(async (dir: string, opts: { stateDir: string; secretFile?: string; contentVersion: ContentVersion[]; chunking: 'cdc' | 'fixed'; json?: boolean }) => {
+      const started = Date.now();
+      const bar = progressBar();
+      const s = await publishDirectory({
+        root: dir, stateDir: opts.stateDir, secret: await secretFor(opts), versions: opts.contentVersion,
+        chunking: opts.chunking, onProgress: (p) => bar.update(p),
+      });
+      bar.done();
+      const seconds = (Date.now() - started) / 1000;
+      if (opts.json) {
+        process.stdout.write(JSON.stringify({ ...s, seconds }) + '\n');
+      } else {
+        for (const f of s.failed) process.stderr.write(`peerdist: ${f.path}: ${f.error}\n`);
+        process.stdout.write(`published ${s.files} files (${s.bytes} bytes), content versions ${s.versions.join(',')}: ` +
+          `${s.hashed} hashed, ${s.cached} already cached, ${s.failed.length} failed in ${seconds.toFixed(1)} s\n`);
+      }
+      if (s.failed.length > 0) process.exitCode = 1;
+    });
+
+  const secret = program.command('secret').description('manage the origin server secret and signing key');
+  secret
+    .command('export')
+    .description('print the server secret as hex (or write it to a file, mode 0600)')
+    .addOption(stateDirOption())
+    .option('-o, --output <file>', 'write here instead of stdout')
+    .action(async (opts: { stateDir: string; output?: string }) => {
+      const text = formatSecretExport(await loadOrCreateSecret(opts.stateDir));
+      if (opts.output) await writeFile(opts.output, text, { mode: 0o600 });
+      else process.stdout.write(text);
+    });
+  secret
+    .command('import')
+    .description('replace the server secret with one exported by another origin (hex text or raw bytes)')
+    .argument('<file>', 'exported secret file')
+    .addOption(stateDirOption())
+    .action(async (file: string, opts: { stateDir: string }) => {
+      const value = parseSecretImport(await readFile(file));
+      await storeSecret(opts.stateDir, value);
+      process.stdout.write(`imported a ${value.length}-byte secret\n`);
+    });
+  secret
+    .command('public-key')
+    .description('print the PEM public key that verifies this origin\'s content-information signatures')
+    .addOption(stateDirOption())
+    .option('-o, --output <file>', 'write here instead of stdout')
+    .action(async (opts: { stateDir: string; output?: string }) => {
+      const pem = publicKeyPem(await loadOrCreateSigningKey(opts.stateDir));
+      if (opts.output) await writeFile(opts.output, pem);
+      else process.stdout.write(pem);
+    });
 }
