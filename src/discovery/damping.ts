@@ -1,0 +1,50 @@
+/**
+ * Responder damping (brief 3.5, after Windows 7): for a segment we downloaded ourselves, remember
+ * the ProbeMatches we saw for it. When later asked for that segment: fewer than 10 replies seen ->
+ * answer; at least 10 full-segment replies seen -> stay silent; otherwise answer with p = 0.33.
+ *
+ * We count distinct responders (by endpoint), not datagrams, because our prober repeats probes with
+ * new MessageIDs and each repeat would otherwise recount the same peers.
+ */
+export const DAMPING_THRESHOLD = 10;
+export const DAMPING_PROBABILITY = 0.33;
+const MAX_SEGMENTS = 4096;
+const MAX_RESPONDERS = 64;
+
+interface Seen {
+  /** endpoint -> v1 block count announced (v2: 1), and whether it claimed the whole segment (v2 bit). */
+  responders: Map<string, { blockCount: number; complete: boolean }>;
+}
+
+export class DampingTable {
+  private readonly segments = new Map<string, Seen>();
+
+  /** Prober side: a ProbeMatch from `endpoint` announced this segment. */
+  observe(segmentHex: string, endpoint: string, blockCount: number, complete: boolean): void {
+    let s = this.segments.get(segmentHex);
+    if (s) this.segments.delete(segmentHex);
+    else {
+      s = { responders: new Map() };
+      if (this.segments.size >= MAX_SEGMENTS) this.segments.delete(this.segments.keys().next().value!);
+    }
+    this.segments.set(segmentHex, s);
+    if (s.responders.has(endpoint) || s.responders.size < MAX_RESPONDERS) s.responders.set(endpoint, { blockCount, complete });
+  }
+
+  /**
+   * Responder side. `ourBlockCount` is how many blocks we hold when complete: a v1 reply counts as
+   * full-segment when it announced at least that many (v1 has no "complete" flag on the wire).
+   */
+  shouldAnswer(segmentHex: string, ourBlockCount: number, random: () => number): boolean {
+    const s = this.segments.get(segmentHex);
+    if (!s || s.responders.size < DAMPING_THRESHOLD) return true;
+    let full = 0;
+    for (const r of s.responders.values()) if (r.complete || r.blockCount >= ourBlockCount) full++;
+    if (full >= DAMPING_THRESHOLD) return false;
+    return random() < DAMPING_PROBABILITY;
+  }
+
+  seenCount(segmentHex: string): number {
+    return this.segments.get(segmentHex)?.responders.size ?? 0;
+  }
+}

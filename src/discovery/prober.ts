@@ -1,0 +1,313 @@
+/**
+ * Prober state machine (no sockets): multicasts Probes for watched segments, retransmits with the
+ * same MessageID, keeps probing with fresh MessageIDs while a watch is open, and turns accepted
+ * ProbeMatches into a per-segment peer table. See protocol/pccrd.md for timing and limits.
+ */
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import { encodeProbe, parseDiscoveryMessage, parseXAddr, segmentIdHex, type DiscoveryVersion, type ProbeMatches } from './codec.js';
+import { DiscoveryParseError } from './errors.js';
+import type { DampingTable } from './damping.js';
+import { ExpiringSet, TokenBucket } from './limits.js';
+import { countDrop, type Peer, type Runtime, type Timers } from './runtime.js';
+
+export interface PeerSighting {
+  /** Upper-case hex segment ID. */
+  segmentId: string;
+  /** `host:port` from XAddrs. */
+  address: string;
+  /** v1: blocks the peer announced; v2: 1 when it has the segment. */
+  blockCount: number;
+  complete: boolean;
+  firstSeen: number;
+  lastSeen: number;
+  /** Failures reported by the engine through reportFailure(). */
+  failures: number;
+}
+
+export interface SegmentWatch extends EventEmitter {
+  peers(segmentId: Buffer): PeerSighting[];
+  reportFailure(address: string): void;
+  waitForPeers(timeoutMs: number): Promise<void>;
+  close(): void;
+}
+
+export interface ProberTiming {
+  /** Offsets (ms from the first transmission) of the repeats of the first probe, same MessageID. */
+  retransmitMs: number[];
+  /** Interval range for later probes (new MessageID each) while the watch stays open. */
+  repeatMinMs: number;
+  repeatMaxMs: number;
+  /** Request timer: a probe with no reply by then counts as "nobody answered" for the adaptive wait. */
+  requestTimerMs: number;
+  /** Adaptive initial wait: maximum, and the step it drops by per unanswered probe. */
+  maxWaitMs: number;
+  waitStepMs: number;
+}
+
+export const DEFAULT_TIMING: ProberTiming = {
+  retransmitMs: [100, 300],
+  repeatMinMs: 1000,
+  repeatMaxMs: 2000,
+  requestTimerMs: 500,
+  maxWaitMs: 300,
+  waitStepMs: 100,
+};
+
+/** Segment IDs per probe: v1 keeps datagrams near one MTU-ish size; v2 is bounded by its u8 count. */
+export const MAX_IDS_PER_PROBE: Record<DiscoveryVersion, number> = { 1: 32, 2: 255 };
+const MAX_PEERS_PER_SEGMENT = 64;
+/** Message IDs of a chunk that still accept replies (the current probe and the two before). */
+const KEEP_IDS_PER_CHUNK = 3;
+
+export interface ProberConfig {
+  /** Multicasts one probe datagram (on every chosen interface). */
+  send: (datagram: Buffer) => void;
+  isLocal: (address: string) => boolean;
+  /** Our own responder's endpoint: replies from it are ignored. */
+  ownEndpoint: string;
+  damping: DampingTable;
+  timing?: Partial<ProberTiming>;
+}
+
+interface Outstanding { chunk: Chunk; messageId: string; replied: boolean }
+
+interface Chunk {
+  watch: Watch;
+  version: DiscoveryVersion;
+  segmentIds: Buffer[];
+  ids: string[];
+  cycle: number;
+  step: number;
+  timer?: unknown;
+}
+
+export class Prober {
+  readonly timing: ProberTiming;
+  private readonly outstanding = new Map<string, Outstanding>();
+  private readonly own = new ExpiringSet(30_000, 8192);
+  private readonly watches = new Set<Watch>();
+  private readonly inbound: TokenBucket;
+  private wait: number;
+
+  constructor(private readonly cfg: ProberConfig, private readonly rt: Runtime) {
+    this.timing = { ...DEFAULT_TIMING, ...cfg.timing };
+    this.wait = this.timing.maxWaitMs;
+    this.inbound = new TokenBucket(500, 1000, rt.now());
+  }
+
+  /** Suggested wait before a block with no known peer falls back (adaptive, like iPXE). */
+  get initialWaitMs(): number {
+    return this.wait;
+  }
+
+  isOwnProbe(messageId: string): boolean {
+    return this.own.has(messageId, this.rt.now());
+  }
+
+  watch(segmentIds: Buffer[], version: DiscoveryVersion): SegmentWatch {
+    if (version !== 1 && version !== 2) throw new RangeError('version must be 1 or 2');
+    const unique = new Map<string, Buffer>();
+    for (const id of segmentIds) unique.set(segmentIdHex(id), id);
+    const w = new Watch(this, this.rt.timers);
+    this.watches.add(w);
+    const ids = [...unique.values()];
+    const per = MAX_IDS_PER_PROBE[version];
+    for (let k = 0; k < ids.length; k += per) {
+      const chunk: Chunk = { watch: w, version, segmentIds: ids.slice(k, k + per), ids: [], cycle: 0, step: 0 };
+      w.chunks.push(chunk);
+      this.step(chunk);
+    }
+    return w;
+  }
+
+  /** One transmission of a chunk, then schedules the next. */
+  private step(chunk: Chunk): void {
+    chunk.timer = undefined;
+    if (chunk.watch.closed) return;
+    const t = this.timing;
+    const now = this.rt.now();
+    if (chunk.step === 0) {
+      const messageId = this.rt.newMessageId();
+      const rec: Outstanding = { chunk, messageId, replied: false };
+      this.outstanding.set(messageId, rec);
+      this.own.add(messageId, now);
+      chunk.ids.push(messageId);
+      while (chunk.ids.length > KEEP_IDS_PER_CHUNK) this.outstanding.delete(chunk.ids.shift()!);
+      const h = this.rt.timers.set(() => {
+        chunk.watch.timers.delete(h);
+        if (!rec.replied) this.wait = Math.max(0, this.wait - t.waitStepMs);
+      }, t.requestTimerMs);
+      chunk.watch.timers.add(h);
+    }
+    const messageId = chunk.ids[chunk.ids.length - 1]!;
+    this.cfg.send(Buffer.from(encodeProbe({ version: chunk.version, messageId, segmentIds: chunk.segmentIds })));
+    this.rt.stats.probesSent++;
+    let delay: number;
+    const offsets = chunk.cycle === 0 ? [0, ...t.retransmitMs] : [0];
+    if (chunk.step + 1 < offsets.length) {
+      delay = offsets[chunk.step + 1]! - offsets[chunk.step]!;
+      chunk.step++;
+    } else {
+      delay = t.repeatMinMs + this.rt.random() * (t.repeatMaxMs - t.repeatMinMs);
+      chunk.cycle++;
+      chunk.step = 0;
+    }
+    chunk.timer = this.rt.timers.set(() => this.step(chunk), delay);
+  }
+
+  /** Handles a datagram received on a probe socket (a unicast ProbeMatches, normally). */
+  handle(datagram: Buffer, from: Peer): void {
+    const { stats, logger } = this.rt;
+    const now = this.rt.now();
+    if (!this.inbound.take(now)) return countDrop(stats, 'rateInbound');
+    if (!this.cfg.isLocal(from.address)) return countDrop(stats, 'notLocal', logger, { from: from.address });
+    let pm: ProbeMatches;
+    try {
+      const msg = parseDiscoveryMessage(datagram, { probeSegments: (rel) => this.outstanding.get(rel)?.chunk.segmentIds });
+      if (msg.kind !== 'ProbeMatches') return countDrop(stats, 'unexpected');
+      pm = msg;
+    } catch (err) {
+      if (!(err instanceof DiscoveryParseError)) throw err;
+      return countDrop(stats, 'malformed', logger, { from: from.address, err });
+    }
+    const rec = this.outstanding.get(pm.relatesTo);
+    if (!rec || rec.chunk.watch.closed) return countDrop(stats, 'unsolicited', logger, { relatesTo: pm.relatesTo });
+    if (pm.version !== rec.chunk.version) return countDrop(stats, 'versionMismatch');
+    if (pm.endpoint === this.cfg.ownEndpoint) return countDrop(stats, 'self');
+    // Peers must be on our subnet: keep only IP-literal XAddrs that are local (no names, no routing elsewhere).
+    const addrs = pm.xaddrs.filter((x) => {
+      const a = parseXAddr(x);
+      return !!a && isIP(a.host.replace(/%.*$/, '')) !== 0 && this.cfg.isLocal(a.host);
+    });
+    if (addrs.length === 0) return countDrop(stats, 'nonLocalXAddrs', logger, { xaddrs: pm.xaddrs });
+    stats.matchesReceived++;
+    rec.replied = true;
+    this.wait = this.timing.maxWaitMs;
+    const probed = new Set(rec.chunk.segmentIds.map(segmentIdHex));
+    for (const m of pm.matches) {
+      const hex = segmentIdHex(m.segmentId);
+      if (!probed.has(hex)) continue;
+      const blockCount = pm.version === 1 ? m.blockCount ?? 0 : 1;
+      const complete = pm.version === 2 ? !!m.complete : false;
+      if (blockCount <= 0) continue;
+      this.cfg.damping.observe(hex, pm.endpoint, blockCount, complete);
+      for (const address of addrs) rec.chunk.watch.upsert(hex, address, blockCount, complete, now);
+    }
+  }
+
+  /** Called by a watch when it closes. */
+  forget(w: Watch): void {
+    this.watches.delete(w);
+    for (const chunk of w.chunks) {
+      if (chunk.timer !== undefined) this.rt.timers.clear(chunk.timer);
+      for (const id of chunk.ids) this.outstanding.delete(id);
+    }
+    for (const h of w.timers) this.rt.timers.clear(h);
+    w.timers.clear();
+  }
+
+  close(): void {
+    for (const w of [...this.watches]) w.close();
+  }
+
+  get openWatches(): number {
+    return this.watches.size;
+  }
+
+  /** Distinct peer addresses currently known across open watches. */
+  get peersKnown(): number {
+    const all = new Set<string>();
+    for (const w of this.watches) for (const a of w.addresses()) all.add(a);
+    return all.size;
+  }
+}
+
+class Watch extends EventEmitter implements SegmentWatch {
+  readonly chunks: Chunk[] = [];
+  readonly timers = new Set<unknown>();
+  closed = false;
+  private readonly table = new Map<string, Map<string, PeerSighting>>();
+  private readonly waiters = new Set<() => void>();
+
+  constructor(private readonly prober: Prober, private readonly clock: Timers) {
+    super();
+  }
+
+  upsert(segmentId: string, address: string, blockCount: number, complete: boolean, now: number): void {
+    let peers = this.table.get(segmentId);
+    if (!peers) this.table.set(segmentId, (peers = new Map()));
+    const old = peers.get(address);
+    if (old) {
+      old.lastSeen = now;
+      if (old.blockCount === blockCount && old.complete === complete) return;
+      old.blockCount = blockCount;
+      old.complete = complete;
+      this.announce({ ...old });
+      return;
+    }
+    if (peers.size >= MAX_PEERS_PER_SEGMENT) return;
+    const p: PeerSighting = { segmentId, address, blockCount, complete, firstSeen: now, lastSeen: now, failures: 0 };
+    peers.set(address, p);
+    this.announce({ ...p });
+  }
+
+  private announce(p: PeerSighting): void {
+    for (const wake of this.waiters) wake();
+    this.waiters.clear();
+    this.emit('peer', p);
+  }
+
+  /** Known peers for a segment: fewest failures first, then complete, more blocks, earliest seen. */
+  peers(segmentId: Buffer): PeerSighting[] {
+    const peers = this.table.get(segmentIdHex(segmentId));
+    if (!peers) return [];
+    return [...peers.values()].map((p) => ({ ...p })).sort((a, b) =>
+      a.failures - b.failures || Number(b.complete) - Number(a.complete) || b.blockCount - a.blockCount || a.firstSeen - b.firstSeen);
+  }
+
+  reportFailure(address: string): void {
+    for (const peers of this.table.values()) {
+      const p = peers.get(address);
+      if (p) p.failures++;
+    }
+  }
+
+  addresses(): string[] {
+    const out: string[] = [];
+    for (const peers of this.table.values()) out.push(...peers.keys());
+    return out;
+  }
+
+  private hasPeers(): boolean {
+    for (const peers of this.table.values()) if (peers.size > 0) return true;
+    return false;
+  }
+
+  /** Resolves once any watched segment has a peer, or after timeoutMs (never rejects). */
+  waitForPeers(timeoutMs: number): Promise<void> {
+    if (this.closed || this.hasPeers() || !(timeoutMs > 0)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timers = this.clock;
+      let h: unknown;
+      const wake = () => {
+        timers.clear(h);
+        this.timers.delete(h);
+        this.waiters.delete(wake);
+        resolve();
+      };
+      h = timers.set(wake, timeoutMs);
+      this.timers.add(h);
+      this.waiters.add(wake);
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.prober.forget(this);
+    for (const wake of [...this.waiters]) wake();
+    this.waiters.clear();
+    this.emit('close');
+  }
+}

@@ -1,0 +1,42 @@
+/** What the discovery state machines need from the outside world, injected so tests can fake it. */
+import type { Logger } from '../util/log.js';
+
+export interface Timers {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  set: (fn, ms) => setTimeout(fn, ms),
+  clear: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+};
+
+export interface DiscoveryStats {
+  probesSent: number;
+  probesReceived: number;
+  matchesSent: number;
+  matchesReceived: number;
+  /** Datagrams ignored, by reason (malformed, notLocal, rateSource, duplicate, notHeld, ...). */
+  dropped: Record<string, number>;
+}
+
+export function newStats(): DiscoveryStats {
+  return { probesSent: 0, probesReceived: 0, matchesSent: 0, matchesReceived: 0, dropped: {} };
+}
+
+export function countDrop(stats: DiscoveryStats, reason: string, log?: Logger, fields?: Record<string, unknown>): void {
+  stats.dropped[reason] = (stats.dropped[reason] ?? 0) + 1;
+  log?.debug('discovery datagram dropped', { reason, ...fields });
+}
+
+export interface Runtime {
+  now: () => number;
+  random: () => number;
+  timers: Timers;
+  newMessageId: () => string;
+  logger: Logger;
+  stats: DiscoveryStats;
+}
+
+/** A network source or destination. */
+export interface Peer { address: string; port: number }
