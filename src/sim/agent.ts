@@ -3,6 +3,7 @@
  * Small helper programs the simulation runs inside a host (a network namespace or a loopback
  * address). Each prints exactly one JSON line on stdout when ready or done:
  *   delay-proxy --listen H:P --target H:P --delay-ms D     {"event":"ready","address":"H:P"} then runs until SIGTERM
+ *   origin --listen H:P --dir DIR --state-dir D             {"event":"ready","address":"H:P"} the PeerDist origin in-process (createOriginServer)
  *   serve-file --listen H:P --dir DIR                      {"event":"ready","address":"H:P"} plain HTTP file server
  *   fetch URL [-o FILE] [--timeout-ms N] [--body]          {"status","bytes","seconds","sha256"[,"body"]} plain HTTP GET, no PeerDist headers
  *   mcast-recv --group G --port P --iface ADDR [--timeout-ms N]   {"event":"ready"} then {"from","message"} or {"timeout":true}
@@ -15,6 +16,7 @@ import { join, normalize } from 'node:path';
 import http from 'node:http';
 import dgram from 'node:dgram';
 import { startDelayProxy } from './delayproxy.js';
+import { createOriginServer } from '../origin/server.js';
 import { splitHostPort } from './paths.js';
 
 function say(v: Record<string, unknown>): void { process.stdout.write(JSON.stringify(v) + '\n'); }
@@ -30,6 +32,15 @@ async function delayProxy(args: string[]): Promise<void> {
   const p = await startDelayProxy({ listenHost: l.host, listenPort: l.port, targetHost: t.host, targetPort: t.port, delayMs: Number(values['delay-ms'] ?? 0) });
   say({ event: 'ready', address: `${p.host}:${p.port}` });
   onTerm(() => { void p.close().then(() => process.exit(0)); });
+}
+
+async function origin(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { listen: { type: 'string' }, dir: { type: 'string' }, 'state-dir': { type: 'string' } } });
+  const l = splitHostPort(values.listen ?? '');
+  const server = await createOriginServer({ root: values.dir ?? '.', host: l.host, port: l.port, stateDir: values['state-dir'] ?? '.' });
+  const a = await server.listen();
+  say({ event: 'ready', address: `${a.host}:${a.port}` });
+  onTerm(() => { void server.close().then(() => process.exit(0)); });
 }
 
 async function serveFile(args: string[]): Promise<void> {
@@ -97,7 +108,7 @@ async function mcastSend(args: string[]): Promise<void> {
 }
 
 const commands: Record<string, (args: string[]) => Promise<void>> = {
-  'delay-proxy': delayProxy, 'serve-file': serveFile, fetch: fetchUrl, 'mcast-recv': mcastRecv, 'mcast-send': mcastSend,
+  'delay-proxy': delayProxy, origin, 'serve-file': serveFile, fetch: fetchUrl, 'mcast-recv': mcastRecv, 'mcast-send': mcastSend,
 };
 
 const [cmd, ...rest] = process.argv.slice(2);

@@ -8,7 +8,7 @@ import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agentEntry, peerdistEntry } from './paths.js';
-import { SimError, type TrackedChild } from './proc.js';
+import { SimError, runCommand, type TrackedChild } from './proc.js';
 import type { SimHost, SimNetwork } from './network.js';
 import { digestFile, writePayload, type FileInfo } from './files.js';
 
@@ -32,6 +32,10 @@ export interface ClusterOptions {
   /** Extra `peerdist daemon` arguments. */
   daemonArgs?: string[];
   readyTimeoutMs?: number;
+  /** Payloads written into the origin's directory before it starts. */
+  files?: Array<{ name: string; size: number; seed?: string }>;
+  /** Precompute their content information with `peerdist publish` before the origin starts (default true). */
+  publish?: boolean;
   /** Environment for spawned peerdist processes (PEERDIST_LOG defaults to "warn"). */
   env?: NodeJS.ProcessEnv;
 }
@@ -109,6 +113,17 @@ export function parseListenLine(line: string): { host: string; port: number } | 
   return undefined;
 }
 
+const commandCache = new Map<string, Promise<boolean>>();
+/** Whether this build's `peerdist` CLI has the given command (the origin falls back to createOriginServer). */
+export function hasCommand(name: string): Promise<boolean> {
+  let p = commandCache.get(name);
+  if (!p) {
+    p = runCommand(process.execPath, [peerdistEntry, name, '--help'], { timeoutMs: 15_000 }).then((r) => r.code === 0 && r.stdout.includes(name));
+    commandCache.set(name, p);
+  }
+  return p;
+}
+
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
 export class Cluster {
@@ -141,6 +156,8 @@ export class Cluster {
       for (let i = 1; i <= opts.clients; i++) c.hosts.push(await opts.network.addHost(`c${i}`));
       if (opts.wan?.rateBps) await opts.network.shapeOrigin({ rateBps: opts.wan.rateBps, burstBytes: opts.wan.burstBytes });
       if (opts.lanRateBps) for (const h of c.hosts) await opts.network.shapeHost(h, { rateBps: opts.lanRateBps });
+      for (const f of opts.files ?? []) await c.addFile(f.name, f.size, f.seed);
+      if ((opts.files?.length ?? 0) > 0 && opts.publish !== false) await c.publish();
       await c.startOrigin();
     } catch (err) {
       await c.close();
@@ -162,6 +179,16 @@ export class Cluster {
     return info;
   }
 
+  private get originState(): string { return join(this.root, 'origin-state'); }
+
+  /** Precomputes content information for the origin's directory (only while the origin is not running). */
+  async publish(): Promise<void> {
+    if (this.originChild?.running) throw new SimError('sim-cluster', 'publish needs the origin stopped (the hash cache is single-process)');
+    if (!(await hasCommand('publish'))) return;
+    const r = await runCommand(process.execPath, [peerdistEntry, 'publish', this.originRoot, '--state-dir', this.originState, '--json'], { timeoutMs: 600_000, env: this.env() });
+    if (r.code !== 0) throw new SimError('sim-publish', `peerdist publish failed (${r.code}): ${r.stderr.trim().slice(-1000)}`);
+  }
+
   url(name: string): string { return `http://${this.originFront}/${name}`; }
 
   private async startOrigin(): Promise<void> {
@@ -170,8 +197,11 @@ export class Cluster {
     const delay = this.opts.wan?.delayMs ?? 0;
     // With a delay proxy the origin listens only on the origin host's loopback; the proxy is its front.
     const host = delay > 0 || net.kind === 'loopback' ? o.localAddress : o.address;
-    const stateDir = join(this.root, 'origin-state');
-    this.originChild = net.spawn(o, process.execPath, [peerdistEntry, 'serve', this.originRoot, '--host', host, '--port', '0', '--state-dir', stateDir], this.env());
+    const stateDir = this.originState;
+    const args = (await hasCommand('serve'))
+      ? [peerdistEntry, 'serve', this.originRoot, '--host', host, '--port', '0', '--state-dir', stateDir]
+      : [agentEntry, 'origin', '--dir', this.originRoot, '--listen', `${host}:0`, '--state-dir', stateDir];
+    this.originChild = net.spawn(o, process.execPath, args, this.env());
     const addr = await this.originChild.firstLine((l) => parseListenLine(l), this.readyMs);
     this.originDirect = `${addr.host}:${addr.port}`;
     this.originFront = this.originDirect;
@@ -190,7 +220,7 @@ export class Cluster {
     if (this.daemons[i - 1]?.child.running) throw new SimError('sim-cluster', `daemon ${i} already running`);
     const stateDir = join(this.root, `c${i}-state`);
     const args = [peerdistEntry, 'daemon', '--state-dir', stateDir, '--listen', `${host.address}:0`, '--admin', `${host.localAddress}:0`,
-      '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort), ...(this.opts.daemonArgs ?? []), ...extraArgs];
+      '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort), '--no-presence', ...(this.opts.daemonArgs ?? []), ...extraArgs];
     const child = this.network.spawn(host, process.execPath, args, this.env());
     const ready = await child.firstJsonLine<{ retrieval: string; admin: string; pid: number }>((v) => v.event === 'ready', this.readyMs);
     const d: DaemonHandle = { index: i, host, retrieval: ready.retrieval, admin: ready.admin, pid: ready.pid ?? child.pid ?? 0, stateDir, child };
@@ -236,6 +266,16 @@ export class Cluster {
     if (r.code !== 0 || !j) throw new SimError('sim-fetch', `plain fetch on client ${i} failed: ${r.stderr.trim().slice(-1000)}`);
     const f = this.files.get(name);
     return { seconds: num(j.seconds), bytes: num(j.bytes), correct: j.status === 200 && f !== undefined && j.sha256 === f.sha256 };
+  }
+
+  /** Client i's daemon `/v1/status` document (totals, retrievalServer, cache ...). */
+  async daemonStatus(i: number): Promise<Record<string, unknown>> {
+    const d = this.daemons[i - 1];
+    if (!d) throw new SimError('sim-cluster', `daemon ${i} not started`);
+    const r = await this.network.run(d.host, process.execPath, [peerdistEntry, 'status', '--daemon', d.admin, '--json'], { timeoutMs: 15_000, env: this.env() });
+    const j = lastJsonLine(r.stdout);
+    if (r.code !== 0 || !j) throw new SimError('sim-status', `status of daemon ${i} failed: ${r.stderr.trim().slice(-500)}`);
+    return j;
   }
 
   /** The origin's `/.peerdist/stats` counters (cumulative since it started). */

@@ -1,0 +1,106 @@
+/**
+ * Whole-site runs used by `npm run sim`, the benchmarks and the demo: N clients fetch one payload
+ * one after another (sequential) or all at once (flash), measured against one plain HTTP download
+ * of the same file over the same WAN link in the same run.
+ */
+import { Cluster, diffCounters, originBlockBytes, type DownloadResult, type OriginCounters } from './harness.js';
+import { LoopbackNetwork } from './loopback.js';
+import { NetnsNetwork, type SimNetwork } from './network.js';
+import { netnsSupport } from './netns.js';
+
+export type Mode = 'sequential' | 'flash';
+
+export interface ScenarioOptions {
+  clients: number;
+  size: number;
+  mode: Mode;
+  network: 'netns' | 'loopback';
+  wanRateBps?: number;
+  wanDelayMs?: number;
+  lanRateBps?: number;
+  /** Measure the plain-HTTP baseline (default true). */
+  baseline?: boolean;
+  /** Per-download timeout, ms. */
+  timeoutMs?: number;
+  /** Called after each finished download (progress output). */
+  onDownload?: (r: DownloadResult) => void;
+  /** Called with progress notes ("starting daemons" ...). */
+  onNote?: (msg: string) => void;
+}
+
+export interface ScenarioReport {
+  mode: Mode;
+  network: 'netns' | 'loopback';
+  clients: number;
+  size: number;
+  wanRateBps?: number;
+  wanDelayMs?: number;
+  lanRateBps?: number;
+  downloads: DownloadResult[];
+  /** Origin counters for the clients' downloads only (baseline excluded). */
+  origin: OriginCounters;
+  originBlockBytes: number;
+  /** originBlockBytes / size. */
+  originRatio: number;
+  /** From the first download's start to the last one's end, s. */
+  totalSeconds: number;
+  /** One plain HTTP GET of the file straight from the origin over the same link, s. */
+  baselineSeconds?: number;
+  /** totalSeconds / baselineSeconds. */
+  timeRatio?: number;
+  allCorrect: boolean;
+}
+
+export async function makeNetwork(kind: 'netns' | 'loopback'): Promise<SimNetwork> {
+  if (kind === 'loopback') return new LoopbackNetwork();
+  const s = await netnsSupport();
+  if (!s.ok) throw new Error(`netns network unavailable: ${s.reason} (use --network loopback)`);
+  return NetnsNetwork.create();
+}
+
+/** Runs the clients' downloads on an already started cluster and returns the report. */
+export async function runDownloads(c: Cluster, name: string, opts: Pick<ScenarioOptions, 'mode' | 'timeoutMs' | 'onDownload'> & { clients: number[] }): Promise<{ downloads: DownloadResult[]; origin: OriginCounters; totalSeconds: number }> {
+  const before = await c.originStats();
+  const started = performance.now();
+  const one = async (i: number) => { const r = await c.download(i, name, opts.timeoutMs); opts.onDownload?.(r); return r; };
+  let downloads: DownloadResult[];
+  if (opts.mode === 'flash') downloads = await Promise.all(opts.clients.map(one));
+  else { downloads = []; for (const i of opts.clients) downloads.push(await one(i)); }
+  const totalSeconds = (performance.now() - started) / 1000;
+  const after = await c.originStats();
+  return { downloads, origin: diffCounters(after, before), totalSeconds };
+}
+
+export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
+  const note = o.onNote ?? (() => {});
+  note(`building a ${o.network} network with ${o.clients} clients`);
+  const network = await makeNetwork(o.network);
+  note(`writing and publishing a ${o.size}-byte payload`);
+  const c = await Cluster.create({
+    network, clients: o.clients, wan: { rateBps: o.wanRateBps, delayMs: o.wanDelayMs }, lanRateBps: o.lanRateBps,
+    files: [{ name: 'payload.bin', size: o.size, seed: `sim-${o.size}` }],
+  });
+  try {
+    let baselineSeconds: number | undefined;
+    if (o.baseline !== false) {
+      note('baseline: one plain HTTP download straight from the origin');
+      const b = await c.plainFetch(1, 'payload.bin', o.timeoutMs);
+      if (!b.correct) throw new Error('baseline download was not intact');
+      baselineSeconds = b.seconds;
+    }
+    note('starting daemons');
+    await c.startDaemons();
+    note(`${o.mode} downloads`);
+    const ids = c.hosts.map((_, k) => k + 1);
+    const r = await runDownloads(c, 'payload.bin', { mode: o.mode, timeoutMs: o.timeoutMs, onDownload: o.onDownload, clients: ids });
+    const blocks = originBlockBytes(r.origin);
+    return {
+      mode: o.mode, network: o.network, clients: o.clients, size: o.size, wanRateBps: o.wanRateBps, wanDelayMs: o.wanDelayMs, lanRateBps: o.lanRateBps,
+      downloads: r.downloads, origin: r.origin, originBlockBytes: blocks, originRatio: blocks / o.size, totalSeconds: r.totalSeconds,
+      baselineSeconds, timeRatio: baselineSeconds ? r.totalSeconds / baselineSeconds : undefined,
+      allCorrect: r.downloads.every((d) => d.correct),
+    };
+  } finally {
+    await c.close();
+  }
+}
