@@ -46,24 +46,37 @@ export class BlockFiles {
     return tmp;
   }
 
-  /** Moves a finished temp file into place as block `index`. */
+  /** Moves a finished temp file into place as block `index` (creating the segment directory on first use). */
   async commit(tmp: string, idHex: string, index: number): Promise<void> {
-    const d = this.segmentDir(idHex);
-    await mkdir(join(this.blocksDir, idHex.slice(0, 2)), { recursive: true, mode: DIR_MODE });
-    await mkdir(d, { recursive: true, mode: DIR_MODE });
-    await rename(tmp, this.blockPath(idHex, index));
+    const dest = this.blockPath(idHex, index);
+    try {
+      await rename(tmp, dest);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await mkdir(this.segmentDir(idHex), { recursive: true, mode: DIR_MODE });
+      await rename(tmp, dest);
+    }
   }
 
   async discard(tmp: string): Promise<void> { await rm(tmp, { force: true }); }
 
-  /** Reads a block file; undefined when it does not exist. */
-  async read(idHex: string, index: number): Promise<Buffer | undefined> {
+  /** Reads `length` bytes of a block file; undefined when it does not exist, a short buffer when truncated. */
+  async read(idHex: string, index: number, length: number): Promise<Buffer | undefined> {
     const fh = await open(this.blockPath(idHex, index), 'r').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;
       throw err;
     });
     if (!fh) return undefined;
-    try { return await fh.readFile(); } finally { await fh.close(); }
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(buf, got, length - got, got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return got === length ? buf : buf.subarray(0, got);
+    } finally { await fh.close(); }
   }
 
   async size(idHex: string, index: number): Promise<number | undefined> {

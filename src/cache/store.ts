@@ -77,6 +77,8 @@ export class BlockStore extends EventEmitter {
   private counters: Counters = { hitsLocal: 0, hitsPeer: 0, misses: 0, evictions: 0, corruptBlocks: 0 };
   private countersDirty = false;
   private total = 0;
+  /** Bytes of block writes in flight (counted against the limit before they land). */
+  private reserved = 0;
   private limit = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -212,26 +214,26 @@ export class BlockStore extends EventEmitter {
     if (!Number.isInteger(index) || index < 0 || index >= e.present.size) throw new BadBlockError(`block ${index} out of range for segment ${idHex}`);
     if (!verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) throw new BadBlockError(`block ${index} of segment ${idHex} does not match its hash`);
     if (e.present.has(index)) { this.touch(e); return; }
+    // The pin keeps eviction and clear() away from this segment until the block is committed, so
+    // only the size check needs the mutex; data write, rename and index put run concurrently.
     const release = this.pin(segmentId);
     let added = false;
+    this.reserved += data.length;
     try {
       const tmp = await this.files.writeTemp(data);
-      added = await this.mutex.run(async () => {
-        if (this.entries.get(idHex) !== e || e.present.has(index)) { await this.files.discard(tmp); return false; }
-        await this.shrinkLocked(data.length, idHex);
-        await this.files.commit(tmp, idHex, index);
-        try {
-          await this.db.put(pKey(idHex, index), 1);
-        } catch (err) {
-          await this.files.removeBlock(idHex, index);
-          throw err;
-        }
-        e.present.set(index);
+      if (e.present.has(index)) { await this.files.discard(tmp); return; }
+      if (this.total + this.reserved > this.limit) await this.mutex.run(() => this.shrinkLocked(0, idHex));
+      await this.files.commit(tmp, idHex, index);
+      await this.db.put(pKey(idHex, index), 1);
+      if (this.entries.get(idHex) === e && e.present.set(index)) {
         e.bytes += data.length;
         this.total += data.length;
-        return true;
-      });
-    } finally { release(); }
+        added = true;
+      }
+    } finally {
+      this.reserved -= data.length;
+      release();
+    }
     this.touch(e);
     if (added) this.emit('block', idHex, index);
   }
@@ -250,7 +252,8 @@ export class BlockStore extends EventEmitter {
 
   /** Reads and verifies a present block; drops it (and emits 'corrupt') when missing or bad. */
   private async readVerified(e: Entry, index: number): Promise<Buffer | undefined> {
-    const data = await this.files.read(e.idHex, index);
+    const [s, end] = blockRange(e.meta.version, e.meta, index);
+    const data = await this.files.read(e.idHex, index, end - s);
     if (this.entries.get(e.idHex) !== e || !e.present.has(index)) return undefined; // evicted/dropped meanwhile
     if (data && verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) return data;
     await this.drop(e, index, data ? 'hash mismatch' : 'file missing');
@@ -292,12 +295,14 @@ export class BlockStore extends EventEmitter {
 
   /** Evicts LRU unpinned segments (never `keep`) until `incoming` more bytes fit. Caller holds the mutex. */
   private async shrinkLocked(incoming: number, keep: string | undefined): Promise<void> {
+    incoming += this.reserved;
     if (this.total + incoming <= this.limit) { this.overWarned = false; return; }
     const victims = [...this.entries.values()]
       .filter((v) => v.idHex !== keep && v.bytes > 0 && !this.pins.has(v.idHex))
       .sort((a, b) => a.lastUse - b.lastUse);
     for (const v of victims) {
       if (this.total + incoming <= this.limit) return;
+      if (this.pins.has(v.idHex) || this.entries.get(v.idHex) !== v) continue; // pinned meanwhile
       await this.evictLocked(v);
     }
     const over = this.total + incoming > this.limit;
@@ -329,7 +334,7 @@ export class BlockStore extends EventEmitter {
   /** Removes every segment that is not pinned. */
   async clear(): Promise<void> {
     await this.mutex.run(async () => {
-      for (const e of [...this.entries.values()]) if (!this.pins.has(e.idHex)) await this.evictLocked(e);
+      for (const e of [...this.entries.values()]) if (!this.pins.has(e.idHex) && this.entries.get(e.idHex) === e) await this.evictLocked(e);
     });
   }
 
