@@ -3,7 +3,7 @@
  * `<dir>/tmp/` first, fsynced, then renamed into place (see BENCHMARKS.md "Block cache" for the
  * measurements behind one-file-per-block and the fsync).
  */
-import { mkdir, open, readdir, rename, rm, chmod, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, chmod } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
@@ -77,10 +77,6 @@ export class BlockFiles {
       }
       return got === length ? buf : buf.subarray(0, got);
     } finally { await fh.close(); }
-  }
-
-  async size(idHex: string, index: number): Promise<number | undefined> {
-    try { return (await stat(this.blockPath(idHex, index))).size; } catch { return undefined; }
   }
 
   async removePath(p: string): Promise<void> { await rm(p, { recursive: true, force: true }); }

@@ -18,8 +18,8 @@ export const SEGMENT_REC_HEAD = 5;
 export const BLOCK_REC_HEAD = 9;
 /** type(1) + segments(4) + blocks(4) + data bytes(8) */
 export const END_REC_LEN = 17;
-/** Largest SEGMENT body we accept: fixed part + 3 digests + Kp + 512 v1 block hashes of 64 bytes. */
-export const MAX_SEGMENT_BODY = 16 + 3 * 64 + 64 + 512 * 64;
+/** Largest valid SEGMENT body: fixed part + id + HoD (64 each) + Kp (64) + 512 v1 block hashes of 64 bytes. */
+export const MAX_SEGMENT_BODY = 14 + 2 * 64 + 64 + 512 * 64;
 
 const ALG_CODE: Record<HashAlgorithm, number> = { 'SHA-256': 1, 'SHA-384': 2, 'SHA-512': 3, 'SHA-512/256t': 4 };
 const CODE_ALG = new Map(Object.entries(ALG_CODE).map(([k, v]) => [v, k as HashAlgorithm]));

@@ -150,12 +150,13 @@ export class BlockStore extends EventEmitter {
     for (const idHex of usage.keys()) if (!this.entries.has(idHex)) dels.push(`u!${idHex}`);
     // Index entries first (present only if the file exists with the right size).
     const { segments: onDisk, strays } = await this.files.scan();
+    // (File contents and sizes are not checked here: every read verifies the block anyway.)
+    const nameSets = new Map<string, Set<string>>();
+    for (const [idHex, names] of onDisk) nameSets.set(idHex, new Set(names));
     for (const [idHex, i] of present) {
       const e = this.entries.get(idHex);
-      const names = onDisk.get(idHex);
-      if (!e || !names || !names.includes(String(i)) || !e.present.set(i)) { dels.push(pKey(idHex, i)); continue; }
+      if (!e || !nameSets.get(idHex)?.has(String(i)) || !e.present.set(i)) { dels.push(pKey(idHex, i)); continue; }
       const [s, end] = blockRange(e.meta.version, e.meta, i);
-      if ((await this.files.size(idHex, i)) !== end - s) { e.present.clear(i); dels.push(pKey(idHex, i)); continue; }
       e.bytes += end - s;
     }
     // Then files: anything the index does not mark present is an orphan.
