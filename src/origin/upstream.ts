@@ -55,6 +55,12 @@ function relayHeaders(headers: Record<string, string | string[] | undefined>): R
   return out;
 }
 
+/** Drops an upstream body we will not read (destroying an undici body emits an error: swallow it). */
+function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
 /** Fetches the entity again and hashes it, checking it is still the same version. */
 function refetchProducer(ctx: UpstreamContext, id: UrlIdentity, version: ContentVersion): Producer {
   return async (signal) => {
@@ -64,7 +70,7 @@ function refetchProducer(ctx: UpstreamContext, id: UrlIdentity, version: Content
       if (!now || now.validator !== id.validator || now.length !== id.length) throw new Error(`upstream entity ${id.url} changed or unavailable`);
       return await hashBody(ctx, r.body, id, version, signal);
     } finally {
-      r.body.destroy();
+      discard(r.body);
     }
   };
 }
@@ -89,25 +95,32 @@ export async function serveUpstream(ctx: UpstreamContext, req: IncomingMessage, 
   } catch {
     return plainError(res, 502);
   }
-  let bodyUsed = false;
+  /** Upstream bodies nobody consumes yet (a hash job or the relay claims one by removing it). */
+  const unclaimed = new Set<Dispatcher.ResponseData['body']>([up.body]);
+  const firstBody = up.body;
   try {
     const headers = relayHeaders(up.headers);
     const id = up.statusCode === 200 ? upstreamIdentity(url, up.headers) : undefined;
     if (method === 'GET' && n.peerdist && n.contentVersion && id && id.length > 0 && fwd['range'] === undefined) {
       const version = n.contentVersion;
       const key = urlCacheKey(id, { version, chunking: ctx.chunking, secret: ctx.secret });
-      // A hash request hashes the body we are already receiving; otherwise hash with a second fetch.
+      const refetch = refetchProducer(ctx, id, version);
+      // A hash request hashes the body we are already receiving (if still unclaimed when the job
+      // starts); otherwise the job fetches the entity again.
       const produce: Producer = n.hashRequest
-        ? (signal) => { bodyUsed = true; return hashBody(ctx, up.body, id, version, signal); }
-        : refetchProducer(ctx, id, version);
+        ? (signal) => {
+          if (!unclaimed.delete(firstBody)) return refetch(signal);
+          return hashBody(ctx, firstBody, id, version, signal);
+        }
+        : refetch;
       const peerHeaders: Record<string, string> = { 'Vary': 'Accept-Encoding' };
       for (const h of ['ETag', 'Last-Modified', 'Content-Type']) if (headers[h] !== undefined) peerHeaders[h] = headers[h]!;
       const outcome = await tryPeerDist(ctx, req, res, n, key, produce, peerHeaders, id.length);
       if (outcome === 'sent') return;
-      if (bodyUsed) {
+      if (!unclaimed.has(firstBody)) {
         // The body went to the (slow) hash job: fetch the entity again for this client.
         up = await request(url, { method, headers: fwd, dispatcher: ctx.dispatcher });
-        bodyUsed = false;
+        unclaimed.add(up.body);
         Object.assign(headers, relayHeaders(up.headers));
       }
       Object.assign(headers, makeHashRequestHeaders());
@@ -120,14 +133,18 @@ export async function serveUpstream(ctx: UpstreamContext, req: IncomingMessage, 
       return;
     }
     let sent = 0;
-    up.body.on('data', (d: Buffer) => { sent += d.length; });
-    res.on('finish', () => { if (up.statusCode === 200 || up.statusCode === 206) countBody(ctx, n, sent); });
-    bodyUsed = true;
-    await pipeline(up.body, res).catch(() => undefined);
+    const status = up.statusCode;
+    res.on('finish', () => { if (status === 200 || status === 206) countBody(ctx, n, sent); });
+    unclaimed.delete(up.body);
+    const counter = async function* (src: AsyncIterable<Buffer>) {
+      for await (const chunk of src) { sent += chunk.length; yield chunk; }
+    };
+    await pipeline(up.body, counter, res).catch(() => undefined);
   } catch {
     if (!res.headersSent) plainError(res, 502);
     else res.destroy();
   } finally {
-    if (!bodyUsed) up.body.destroy();
+    for (const b of unclaimed) discard(b);
+    unclaimed.clear();
   }
 }
