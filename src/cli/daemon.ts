@@ -1,6 +1,73 @@
+/**
+ * `peerdist daemon`: runs the peer cache daemon in the foreground. Prints one JSON "ready" line
+ * on stdout when every listener is up; logs go to stderr. SIGTERM/SIGINT shut it down cleanly.
+ */
 import type { Command } from 'commander';
+import { type RawConfig, configFromEnv, readConfigFile, resolveConfig } from '../daemon/config.js';
+import { defaultStateDir } from '../util/paths.js';
+import { createLogger } from '../util/log.js';
 
-/** Registers the `daemon` commands. (Filled in by the issue that owns them.) */
-export function register(_program: Command): void {
-  // not implemented yet
+interface DaemonFlags {
+  config?: string; stateDir?: string; listen?: string; interface?: string; admin?: string; adminSocket?: string;
+  proxyPort?: string; proxyHost?: string; discoveryPort?: string; cacheLimit?: string; originPublicKey?: string;
+  maxContentVersion?: string; presence?: boolean; mdnsPort?: string;
+}
+
+/** How long shutdown may take before the process exits anyway. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('daemon')
+    .description('run the peer cache daemon (retrieval server, discovery, downloads, admin API)')
+    .option('--config <file>', 'JSON config file (default $PEERDIST_CONFIG)')
+    .option('--state-dir <dir>', 'state directory (cache lives in <dir>/cache)')
+    .option('--listen <host:port>', 'retrieval (MS-PCCRR) server address (default 0.0.0.0:7170)')
+    .option('--interface <if>', 'interface name or IPv4 address for discovery (lo/127.x: loopback mode)')
+    .option('--admin <host:port>', 'admin API on a loopback address (default 127.0.0.1:7171)')
+    .option('--admin-socket <path>', 'admin API on a unix socket instead')
+    .option('--proxy-port <port>', 'also run a local HTTP forward proxy on this port')
+    .option('--proxy-host <host>', 'address for the proxy (default 127.0.0.1)')
+    .option('--discovery-port <port>', 'WS-Discovery UDP port (default 3702)')
+    .option('--cache-limit <bytes>', 'cache size limit (e.g. 10G)')
+    .option('--origin-public-key <file>', 'PEM public key; content information must carry a valid origin signature')
+    .option('--max-content-version <1|2>', 'highest content information version to request (default 2)')
+    .option('--no-presence', 'do not announce the daemon with DNS-SD')
+    .option('--mdns-port <port>', 'mDNS UDP port for DNS-SD presence (default 5353)')
+    .action(async (o: DaemonFlags) => {
+      const flags: RawConfig = {
+        stateDir: o.stateDir, listen: o.listen, interface: o.interface, admin: o.admin, adminSocket: o.adminSocket,
+        proxyPort: o.proxyPort, proxyHost: o.proxyHost, discoveryPort: o.discoveryPort, cacheLimit: o.cacheLimit,
+        originPublicKey: o.originPublicKey, maxContentVersion: o.maxContentVersion,
+        presence: cmd.getOptionValueSource('presence') === 'cli' ? o.presence : undefined, mdnsPort: o.mdnsPort,
+      };
+      const configPath = o.config ?? process.env.PEERDIST_CONFIG;
+      const file = configPath ? await readConfigFile(configPath) : undefined;
+      const config = resolveConfig({ flags, env: configFromEnv(process.env), file, defaultStateDir: defaultStateDir() });
+      const log = createLogger({ component: 'daemon' });
+      // Loaded on demand: the daemon pulls in every subsystem, which other commands don't need.
+      const { startDaemon } = await import('../daemon/daemon.js');
+      const daemon = await startDaemon(config, { logger: log });
+      process.stdout.write(JSON.stringify(daemon.ready) + '\n');
+
+      await new Promise<void>((resolveP) => {
+        const onSignal = (sig: string) => {
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+          log.info('shutting down', { signal: sig });
+          const force = setTimeout(() => {
+            log.error('shutdown timed out; exiting anyway');
+            process.exit(1);
+          }, SHUTDOWN_GRACE_MS);
+          force.unref();
+          daemon.close().then(() => { clearTimeout(force); resolveP(); }, (err) => { log.error('shutdown failed', { err }); process.exitCode = 1; resolveP(); });
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+      });
+      log.info('stopped');
+      process.exitCode ??= 0;
+      // Lingering keep-alive sockets or timers owned by dependencies must not hold the process.
+      setTimeout(() => process.exit(), 200).unref();
+    });
 }

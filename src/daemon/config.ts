@@ -25,6 +25,7 @@ export interface RawConfig {
   originPublicKey?: string;
   maxContentVersion?: number | string;
   presence?: boolean | string;
+  mdnsPort?: number | string;
 }
 
 export interface DaemonConfig {
@@ -44,6 +45,8 @@ export interface DaemonConfig {
   maxContentVersion: 1 | 2;
   /** Announce the daemon with DNS-SD (mDNS). */
   presence: boolean;
+  /** mDNS UDP port (default 5353; tests use another). */
+  mdnsPort?: number;
 }
 
 export const DEFAULTS = {
@@ -68,6 +71,7 @@ export const ENV_VARS: Record<keyof RawConfig, string> = {
   originPublicKey: 'PEERDIST_ORIGIN_PUBLIC_KEY',
   maxContentVersion: 'PEERDIST_MAX_CONTENT_VERSION',
   presence: 'PEERDIST_PRESENCE',
+  mdnsPort: 'PEERDIST_MDNS_PORT',
 };
 
 const KEYS = Object.keys(ENV_VARS) as Array<keyof RawConfig>;
@@ -176,6 +180,7 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
   const stateDir = pick('stateDir') ?? sources.defaultStateDir;
   if (stateDir === '') throw new ConfigError('stateDir: empty path');
   const presence = pick('presence');
+  const mdnsPort = pick('mdnsPort');
 
   return {
     stateDir,
@@ -188,5 +193,6 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
     originPublicKeyFile: pick('originPublicKey') === undefined ? undefined : String(pick('originPublicKey')),
     maxContentVersion: mcv,
     presence: presence === undefined ? true : parseBool(presence, 'presence'),
+    mdnsPort: mdnsPort === undefined ? undefined : parseIntSetting(mdnsPort, 'mdnsPort', 1, 65535),
   };
 }

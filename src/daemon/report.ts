@@ -11,6 +11,7 @@ export interface DaemonParts {
   store: { stats(): { bytes: number; limitBytes: number; segments: number; blocks: number; completeSegments?: number; evictions?: number; corruptBlocks?: number } };
   server: { stats(): { blocksServed: number; bytesServed: number; requests: number; blocksMissing: number; busy: number } };
   discovery: { stats(): object };
+  peers: { known(): string[] };
   started: number;
   version: string;
   now?: () => number;
@@ -49,10 +50,6 @@ export function totals(p: DaemonParts): Totals {
   };
 }
 
-/** Peers currently known to discovery, whatever the discovery module calls the count. */
-function peersKnown(p: DaemonParts): number {
-  return num(p.discovery.stats(), 'peersKnown', 'peers', 'knownPeers');
-}
 
 export interface StatusDocument {
   version: string;
@@ -62,6 +59,7 @@ export interface StatusDocument {
   totals: Totals;
   cache: ReturnType<DaemonParts['store']['stats']>;
   peersKnown: number;
+  peers: string[];
   discovery: object;
   retrievalServer: ReturnType<DaemonParts['server']['stats']>;
 }
@@ -70,7 +68,7 @@ export function statusDocument(p: DaemonParts): StatusDocument {
   const now = (p.now ?? Date.now)();
   return {
     version: p.version, pid: process.pid, uptimeSeconds: Math.max(0, (now - p.started) / 1000),
-    downloads: p.jobs.active(), totals: totals(p), cache: p.store.stats(), peersKnown: peersKnown(p),
+    downloads: p.jobs.active(), totals: totals(p), cache: p.store.stats(), peersKnown: p.peers.known().length, peers: p.peers.known(),
     discovery: p.discovery.stats(), retrievalServer: p.server.stats(),
   };
 }
@@ -101,7 +99,7 @@ export function collectMetrics(p: DaemonParts): Metric[] {
     { name: 'peerdist_probes_received_total', type: 'counter', help: 'MS-PCCRD probes received.', value: num(ds, 'probesReceived') },
     { name: 'peerdist_probe_matches_sent_total', type: 'counter', help: 'MS-PCCRD ProbeMatches sent.', value: num(ds, 'matchesSent', 'probeMatchesSent') },
     { name: 'peerdist_probe_matches_received_total', type: 'counter', help: 'MS-PCCRD ProbeMatches received.', value: num(ds, 'matchesReceived', 'probeMatchesReceived') },
-    { name: 'peerdist_peers_known', type: 'gauge', help: 'Peers currently known from discovery.', value: peersKnown(p) },
+    { name: 'peerdist_peers_known', type: 'gauge', help: 'Peers currently known from discovery.', value: p.peers.known().length },
     { name: 'peerdist_cache_bytes', type: 'gauge', help: 'Bytes of blocks held in the cache.', value: cache.bytes },
     { name: 'peerdist_cache_limit_bytes', type: 'gauge', help: 'Cache size limit.', value: cache.limitBytes },
     { name: 'peerdist_cache_segments', type: 'gauge', help: 'Segments in the cache.', value: cache.segments },

@@ -1,0 +1,140 @@
+/**
+ * Composes a running daemon: block store, MS-PCCRR retrieval server and client, MS-PCCRD
+ * discovery answering from the store, DNS-SD presence, the download engine, the admin API and
+ * the optional local HTTP proxy. `close()` shuts everything down in reverse order.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import { hostname, networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { BlockStore } from '../cache/store.js';
+import { createRetrievalServer } from '../retrieval/server.js';
+import { RetrievalClient } from '../retrieval/client.js';
+import { Discovery } from '../discovery/discovery.js';
+import { startPresence } from '../discovery/presence.js';
+import { DownloadEngine } from '../download/engine.js';
+import { type Logger, createLogger } from '../util/log.js';
+import type { DaemonConfig } from './config.js';
+import { formatAdminAddress } from './address.js';
+import { type InterfaceMap, advertisedAddresses, chooseInterface, localSubnets } from './netif.js';
+import { JobBook } from './jobs.js';
+import { startAdminServer } from './admin.js';
+import { startProxyServer } from './proxy.js';
+import { collectMetrics, statusDocument, type DaemonParts } from './report.js';
+import { renderMetrics } from './metrics.js';
+import { PeerTracker } from './peer-tracker.js';
+
+export const DAEMON_VERSION = '0.1.0';
+/** How often the DNS-SD TXT record (cache size) is refreshed. */
+const PRESENCE_REFRESH_MS = 60_000;
+
+/** The line printed on stdout once every listener is up (protocol/admin-api.md). */
+export interface ReadyEvent { event: 'ready'; retrieval: string; admin: string; proxy: string | null; pid: number; }
+
+export interface RunningDaemon {
+  readonly ready: ReadyEvent;
+  readonly engine: DownloadEngine;
+  readonly store: BlockStore;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  networkInterfaces?: () => InterfaceMap;
+}
+
+export async function startDaemon(config: DaemonConfig, opts: StartOptions = {}): Promise<RunningDaemon> {
+  const log = opts.logger ?? createLogger({ component: 'daemon' });
+  const ifaces = (opts.networkInterfaces ?? networkInterfaces)();
+  const iface = config.interface ? chooseInterface(config.interface, ifaces) : undefined;
+  const signaturePublicKeyPem = config.originPublicKeyFile ? await readFile(config.originPublicKeyFile, 'utf8') : undefined;
+
+  // Everything started so far, closed in reverse order if a later step fails or on shutdown.
+  const closers: Array<{ name: string; close: () => Promise<void> | void }> = [];
+  const closeAll = async () => {
+    for (const c of closers.splice(0).reverse()) {
+      try { await c.close(); } catch (err) { log.warn('shutdown step failed', { step: c.name, err }); }
+    }
+  };
+
+  try {
+    await mkdir(config.stateDir, { recursive: true });
+    const store = await BlockStore.open({ dir: join(config.stateDir, 'cache'), limitBytes: config.cacheLimitBytes, logger: log.child({ component: 'cache' }) });
+    closers.push({ name: 'store', close: () => store.close() });
+
+    const server = createRetrievalServer({ source: store, host: config.listen.host, port: config.listen.port, logger: log.child({ component: 'pccrr-server' }) });
+    const bound = await server.listen();
+    closers.push({ name: 'retrieval server', close: () => server.close() });
+    const xaddrs = advertisedAddresses(bound, iface, ifaces);
+
+    const discovery = new Discovery({
+      port: config.discoveryPort,
+      interfaces: iface ? [iface.address] : undefined,
+      loopback: iface?.loopback ?? false,
+      xaddrs: () => xaddrs,
+      lookup: (ids, version) => ids.map((id) => {
+        if (!store.getSegment(id)) return undefined;
+        const complete = store.isComplete(id);
+        const blockCount = version === 2 ? (complete ? 1 : 0) : store.presentBlocks(id).length;
+        return blockCount > 0 ? { blockCount, complete } : undefined;
+      }),
+      localSubnets: localSubnets(iface, ifaces),
+      logger: log.child({ component: 'discovery' }),
+    });
+    await discovery.start();
+    closers.push({ name: 'discovery', close: () => discovery.close() });
+
+    if (config.presence) {
+      const txt = () => ({ version: DAEMON_VERSION, cache: String(store.stats().bytes) });
+      try {
+        const presence = await startPresence({
+          name: `peerdist-${hostname()}-${bound.port}`, port: bound.port, txt: txt(),
+          mdnsPort: config.mdnsPort, interface: iface?.address, loopback: iface?.loopback,
+        });
+        const refresh = setInterval(() => presence.update(txt()), PRESENCE_REFRESH_MS);
+        refresh.unref();
+        closers.push({ name: 'presence', close: () => { clearInterval(refresh); return presence.close(); } });
+      } catch (err) {
+        log.warn('DNS-SD presence unavailable; continuing without it', { err });
+      }
+    }
+
+    const retrieval = new RetrievalClient({ logger: log.child({ component: 'pccrr-client' }) });
+    closers.push({ name: 'retrieval client', close: () => retrieval.close() });
+    const peers = new PeerTracker();
+    const engine = new DownloadEngine({
+      store, discovery: peers.wrap(discovery), retrieval, logger: log.child({ component: 'engine' }),
+      signaturePublicKeyPem, maxContentVersion: config.maxContentVersion, selfAddresses: () => xaddrs,
+    });
+    closers.push({ name: 'engine', close: () => engine.close() });
+
+    const jobs = new JobBook(engine);
+    const started = Date.now();
+    const parts: DaemonParts = { engine, jobs, store, server, discovery, peers, started, version: DAEMON_VERSION };
+    const cacheLog = log.child({ component: 'admin' });
+    const admin = await startAdminServer(config.admin, {
+      jobs, logger: cacheLog,
+      status: () => statusDocument(parts),
+      metrics: () => renderMetrics(collectMetrics(parts)),
+      cache: { stats: () => store.stats(), list: () => store.list(), verifyAll: () => store.verifyAll() },
+    });
+    closers.push({ name: 'admin', close: () => admin.close() });
+
+    let proxyAddr: string | null = null;
+    if (config.proxy) {
+      const proxy = await startProxyServer(config.proxy, { jobs, logger: log.child({ component: 'proxy' }) });
+      closers.push({ name: 'proxy', close: () => proxy.close() });
+      proxyAddr = proxy.address;
+    }
+
+    const ready: ReadyEvent = {
+      event: 'ready', retrieval: `${bound.host}:${bound.port}`, admin: admin.address || formatAdminAddress(config.admin),
+      proxy: proxyAddr, pid: process.pid,
+    };
+    log.info('daemon ready', { ...ready, xaddrs, interface: iface?.address ?? 'all', stateDir: config.stateDir });
+    let closing: Promise<void> | undefined;
+    return { ready, engine, store, close: () => (closing ??= closeAll()) };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

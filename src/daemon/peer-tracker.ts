@@ -1,0 +1,39 @@
+/**
+ * Remembers the peers discovery reported to the engine, for status and metrics: wraps a
+ * DiscoveryLike so every watch's 'peer' sightings are recorded (address -> last seen).
+ */
+import type { DiscoveryLike, SightingLike, WatchLike } from '../download/types.js';
+
+export class PeerTracker {
+  private readonly seen = new Map<string, number>();
+  constructor(private readonly now: () => number = Date.now, private readonly maxAgeMs = 10 * 60_000) {}
+
+  record(address: string): void {
+    this.seen.set(address, this.now());
+    if (this.seen.size > 4096) this.prune();
+  }
+
+  private prune(): void {
+    const cutoff = this.now() - this.maxAgeMs;
+    for (const [a, t] of this.seen) if (t < cutoff) this.seen.delete(a);
+  }
+
+  /** Peers sighted within the last maxAgeMs. */
+  known(): string[] {
+    this.prune();
+    return [...this.seen.keys()].sort();
+  }
+
+  /** A DiscoveryLike that forwards to `inner` and records every sighting. */
+  wrap(inner: DiscoveryLike): DiscoveryLike {
+    const tracker = this;
+    return {
+      get initialWaitMs() { return inner.initialWaitMs; },
+      watch(ids: Buffer[], version: 1 | 2): WatchLike {
+        const w = inner.watch(ids, version);
+        w.on('peer', (p: SightingLike) => tracker.record(p.address));
+        return w;
+      },
+    };
+  }
+}

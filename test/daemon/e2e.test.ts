@@ -1,0 +1,119 @@
+// Real daemons as child processes on 127.0.0.2-4 (ports 0, one shared discovery port) and a real
+// origin in-process: the second download comes entirely from a peer; stats, metrics, shutdown,
+// store reopen and failure cleanup.
+import t from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'node:http';
+import { createOriginServer } from '../../src/origin/server.js';
+import { publishDirectory } from '../../src/origin/publish.js';
+import { loadOrCreateSecret } from '../../src/origin/secret.js';
+import { browsePeers } from '../../src/discovery/presence.js';
+import { readBody } from '../../src/daemon/admin-client.js';
+import { runCli } from '../helpers/cli.js';
+import { startDaemonChild, freeUdpPort, type DaemonChild } from './daemon-child.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const SIZE = 3 * 1024 * 1024 + 12345;
+
+function httpGet(hostPort: string, path: string): Promise<{ status: number; body: string }> {
+  const [host, port] = hostPort.split(':');
+  return new Promise((resolveP, reject) => {
+    const req = request({ host, port: Number(port), path }, (res) => {
+      readBody(res).then((b) => resolveP({ status: res.statusCode!, body: b.toString() }), reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+t.test('three daemons on loopback and a PeerDist origin', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'pd-e2e-'));
+  const children: DaemonChild[] = [];
+  t.teardown(async () => {
+    await Promise.all(children.map((c) => c.stop(2000)));
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const www = join(root, 'www');
+  await mkdir(www);
+  const data = randomBytes(SIZE);
+  await writeFile(join(www, 'big.bin'), data);
+  const originState = join(root, 'origin');
+  // Hash up front (like `peerdist publish`), so the very first request gets content information.
+  await publishDirectory({ root: www, stateDir: originState, secret: await loadOrCreateSecret(originState), versions: [1, 2] });
+  const origin = await createOriginServer({ root: www, stateDir: originState, host: '127.0.0.1', port: 0 });
+  const o = await origin.listen();
+  t.teardown(() => origin.close());
+  const url = `http://127.0.0.1:${o.port}/big.bin`;
+
+  const discoveryPort = await freeUdpPort();
+  const mdnsPort = await freeUdpPort();
+  const daemonArgs = (n: number) => [
+    '--state-dir', join(root, `d${n}`), '--listen', `127.0.0.${n + 1}:0`, '--interface', '127.0.0.1',
+    '--admin', '127.0.0.1:0', '--discovery-port', String(discoveryPort), '--mdns-port', String(mdnsPort),
+  ];
+  const [d1, d2, d3] = await Promise.all([1, 2, 3].map((n) => startDaemonChild(daemonArgs(n))));
+  children.push(d1!, d2!, d3!);
+  t.match(d1!.ready, { event: 'ready', retrieval: /^127\.0\.0\.2:\d+$/, admin: /^127\.0\.0\.1:\d+$/, proxy: null, pid: Number });
+  t.match(d2!.ready.retrieval, /^127\.0\.0\.3:/);
+  const announced = await browsePeers({ timeoutMs: 1500, mdnsPort, interface: '127.0.0.1' });
+  const ports = (d: DaemonChild) => Number(d.ready.retrieval.split(':')[1]);
+  t.same(announced.map((a) => a.port).sort(), [d1!, d2!, d3!].map(ports).sort(), 'each daemon announces its retrieval port with DNS-SD');
+  t.match(announced[0]?.txt, { version: '0.1.0', cache: /^\d+$/ });
+
+  const out = join(root, 'out');
+  await mkdir(out);
+  const first = await runCli(['get', url, '-o', join(out, 'one.bin'), '--daemon', d1!.ready.admin, '--json'], { timeoutMs: 30_000 });
+  t.equal(first.code, 0, first.stderr);
+  const r1 = JSON.parse(first.stdout) as Record<string, number | string | boolean>;
+  t.match(r1, { bytes: SIZE, peerdist: true, fromPeers: 0 });
+  t.equal(r1.fromOrigin, SIZE, 'first download: every block from the origin');
+  t.equal(sha(await readFile(join(out, 'one.bin'))), sha(data));
+
+  const second = await runCli(['get', url, '-o', join(out, 'two.bin'), '--daemon', d2!.ready.admin, '--json'], { timeoutMs: 30_000 });
+  t.equal(second.code, 0, second.stderr);
+  const r2 = JSON.parse(second.stdout) as Record<string, number | string | boolean>;
+  t.equal(r2.fromOrigin, 0, 'second download: zero block bytes from the origin');
+  t.equal(r2.fromPeers, SIZE, 'second download: every byte from a peer');
+  t.ok((r2.contentInfoBytes as number) > 0, 'content information still comes from the origin');
+  t.ok((r2.peers as number) >= 1);
+  t.equal(sha(await readFile(join(out, 'two.bin'))), sha(data));
+
+  const st1 = await runCli(['status', '--daemon', d1!.ready.admin, '--json']);
+  t.equal(st1.code, 0, st1.stderr);
+  const s1 = JSON.parse(st1.stdout) as { totals: Record<string, number>; downloads: unknown[] };
+  t.match(s1.totals, { fromOrigin: SIZE, fromPeers: 0, servedToPeers: SIZE });
+  t.same(s1.downloads, [], 'nothing in progress');
+  const s2 = JSON.parse((await runCli(['status', '--daemon', d2!.ready.admin, '--json'])).stdout) as { totals: Record<string, number>; peersKnown: number };
+  t.match(s2.totals, { fromOrigin: 0, fromPeers: SIZE, servedToPeers: 0 });
+  t.ok(s2.peersKnown >= 1, 'daemon 2 knows a peer');
+
+  const m = await httpGet(d1!.ready.admin, '/metrics');
+  t.equal(m.status, 200);
+  t.match(m.body, new RegExp(`^peerdist_download_bytes_total\\{source="origin"\\} ${SIZE}$`, 'm'));
+  t.match(m.body, new RegExp(`^peerdist_served_bytes_total ${SIZE}$`, 'm'));
+  t.match(m.body, /^peerdist_cache_bytes \d+$/m);
+  t.match(m.body, /^peerdist_probes_sent_total \d+$/m);
+  const m2 = await httpGet(d2!.ready.admin, '/metrics');
+  t.match(m2.body, new RegExp(`^peerdist_download_bytes_total\\{source="peers"\\} ${SIZE}$`, 'm'));
+
+  // A failed download leaves neither FILE nor FILE.part.
+  const bad = await runCli(['get', `http://127.0.0.1:${o.port}/missing.bin`, '-o', join(out, 'missing.bin'), '--daemon', d3!.ready.admin], { timeoutMs: 30_000 });
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /peerdist: error: .*404/);
+  t.same((await readdir(out)).sort(), ['one.bin', 'two.bin']);
+
+  // SIGTERM: clean exit 0; the store reopens and serves the next download from the local cache.
+  t.equal(await d1!.stop(), 0, 'SIGTERM exits 0');
+  const again = await startDaemonChild(daemonArgs(1));
+  children.push(again);
+  const third = await runCli(['get', url, '-o', join(out, 'three.bin'), '--daemon', again.ready.admin, '--json'], { timeoutMs: 30_000 });
+  t.equal(third.code, 0, third.stderr);
+  const r3 = JSON.parse(third.stdout) as Record<string, number>;
+  t.equal(r3.fromCache, SIZE, 'after restart: every byte from the reopened cache');
+  t.equal(r3.fromOrigin, 0);
+  t.equal(sha(await readFile(join(out, 'three.bin'))), sha(data));
+});
