@@ -142,7 +142,12 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     handler,
     stats: () => ({ ...st, byStatus: { ...st.byStatus } }),
     listen: () => new Promise((resolve, reject) => {
-      const srv = createServer(handler);
+      // Bound slow request headers too (the upload timer starts once the headers are in).
+      const srv = createServer({
+        headersTimeout: Math.min(uploadTimeoutMs, 60_000),
+        requestTimeout: uploadTimeoutMs + 1000,
+        connectionsCheckingInterval: Math.min(1000, uploadTimeoutMs),
+      }, handler);
       srv.on('connection', (s) => {
         sockets.add(s);
         s.on('close', () => sockets.delete(s));

@@ -11,14 +11,14 @@ const A = await makeContent(65536 + 5000);
 type Tap = Test;
 
 /** A fake peer: `behave` decides what to send for each decoded request. */
-async function fakePeer(t: Tap, behave: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void) {
+async function fakePeer(t: Tap, behave: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void, onConnection?: () => void) {
   const srv = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => behave(req, res, Buffer.concat(chunks)));
   });
   const sockets = new Set<import('node:net').Socket>();
-  srv.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  srv.on('connection', (s) => { onConnection?.(); sockets.add(s); s.on('close', () => sockets.delete(s)); });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => { srv.close(() => r()); for (const s of sockets) s.destroy(); }));
   return `127.0.0.1:${(srv.address() as AddressInfo).port}`;
@@ -144,4 +144,49 @@ t.test('oversized response is cut off, HTTP errors, refused connection, abort', 
   const p = c.getBlock({ ...want(dead), signal: ac.signal });
   setTimeout(() => ac.abort(), 50);
   await expectCode(t, p, 'aborted', 'caller abort');
+});
+
+t.test('client request bytes: the GETBLKS vector for T, AES-128 requested by default', async (t) => {
+  const T = Buffer.from(Array.from({ length: 100 }, (_, i) => i));
+  const info = await (await import('../../src/contentinfo/hash.js')).hashStream((async function* () { yield T; })(), { secret: Buffer.from('no more secrets'), version: 1 });
+  const seg = info.segments[0]!;
+  const bodies: Buffer[] = [];
+  const peer = await fakePeer(t, (q, res, body) => {
+    bodies.push(body);
+    t.equal(q.method, 'POST');
+    t.equal(q.url, '/116B50EB-ECE2-41ac-8429-9F9E963361B7/');
+    const { cipher, iv } = encryptBlock(2, seg.kp, T);
+    send(res, encodeResponse({ type: 'BLK', cryptoAlgo: 2, segmentId: seg.segmentId, blockIndex: 0, nextBlockIndex: 0, block: cipher, iv }));
+  });
+  const c = new RetrievalClient();
+  t.teardown(() => c.close());
+  const r = await c.getBlock({ peer, segmentId: seg.segmentId, index: 0, kp: seg.kp, expectedLength: 100, verify: (p) => verifyBlock(1, seg, 0, p) });
+  t.ok(r.data.equals(T), 'AES-192 answer honoured');
+  const vectors = JSON.parse((await import('node:fs')).readFileSync((await import('../helpers/paths.js')).fixture('retrieval', 'vectors.json'), 'utf8')) as Record<string, string>;
+  t.equal(bodies[0]!.toString('hex'), vectors.t_getblks, 'request is the section 6 GETBLKS vector');
+  t.equal(r.bytesOnWire, 68 + 204, "request body + response body (vector-sized)");
+});
+
+t.test('keep-alive and the per-peer connection cap', async (t) => {
+  let connections = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const peer = await fakePeer(t, (_q, res, body) => {
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    setTimeout(() => { inFlight--; send(res, blkFor(body)); }, 20);
+  }, () => connections++);
+  const one = new RetrievalClient({ connections: 1 });
+  t.teardown(() => one.close());
+  for (let i = 0; i < 5; i++) await one.getBlock(want(peer, i % 2));
+  t.equal(connections, 1, 'five sequential exchanges over one kept-alive connection');
+  await one.close();
+  connections = 0;
+  const c = new RetrievalClient({ connections: 2 });
+  t.teardown(() => c.close());
+  maxInFlight = 0;
+  const all = await Promise.all(Array.from({ length: 10 }, (_, i) => c.getBlock(want(peer, i % 2))));
+  t.equal(all.length, 10);
+  t.equal(maxInFlight, 2, 'never more than 2 requests in flight to one peer');
+  t.equal(connections, 2, 'at most 2 connections');
 });

@@ -209,3 +209,44 @@ t.test('upload timer cuts off a client that stalls', async (t) => {
   t.ok(dt >= 150 && dt < 2000, `closed after ${dt} ms`);
   t.equal(server.stats().requests, 1);
 });
+
+t.test('a client that stops reading is cut off by the upload timer', async (t) => {
+  const { base } = await start(t, new MemorySource().add(A), { uploadTimeoutMs: 300 });
+  const net = await import('node:net');
+  const url = new URL(base);
+  const sock = net.connect(Number(url.port), url.hostname);
+  t.teardown(() => sock.destroy());
+  await new Promise((r) => sock.once('connect', r));
+  sock.pause();
+  sock.on('error', () => undefined);
+  const body = encodeRequest({ type: 'GETBLKS', segmentId: A.seg.segmentId, ranges: [[0, 1]] });
+  const one = Buffer.concat([Buffer.from(`POST /116B50EB-ECE2-41ac-8429-9F9E963361B7/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`), body]);
+  // 200 pipelined requests for 64 KiB blocks (~13 MB of answers) while never reading: the socket
+  // buffers fill, a response cannot complete, and its timer must fire.
+  sock.write(Buffer.concat(Array.from({ length: 200 }, () => one)));
+  const closed = new Promise((r) => sock.once('close', r));
+  await new Promise((r) => setTimeout(r, 1500));
+  let got = 0;
+  sock.on('data', (d: Buffer) => { got += d.length; });
+  sock.resume();
+  const t0 = Date.now();
+  await closed;
+  t.ok(Date.now() - t0 < 3000, 'connection was closed by the server');
+  t.ok(got < 200 * 65000, `only ${got} bytes of ${200 * 65_632} delivered`);
+});
+
+t.test('slow request headers are bounded too', async (t) => {
+  const { base } = await start(t, new MemorySource().add(A), { uploadTimeoutMs: 300 });
+  const net = await import('node:net');
+  const url = new URL(base);
+  const sock = net.connect(Number(url.port), url.hostname);
+  t.teardown(() => sock.destroy());
+  sock.on('error', () => undefined);
+  sock.on('data', () => undefined);
+  await new Promise((r) => sock.once('connect', r));
+  const t0 = Date.now();
+  sock.write('POST /116B50EB-ECE2-41ac-8429-9F9E963361B7/ HTTP/1.1\r\nHost: x\r\n');
+  await new Promise((r) => sock.once('close', r));
+  const dt = Date.now() - t0;
+  t.ok(dt < 2500, `closed after ${dt} ms`);
+});
