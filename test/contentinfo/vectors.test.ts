@@ -58,6 +58,13 @@ for (const version of [1, 2] as const) {
   });
 }
 
+t.test('iis-85 v2: HoD is the truncated SHA-512 of segment 0', async (t) => {
+  const full = vectors.iis85.v2.segment0Sha512;
+  t.equal(full.length, 128, 'untruncated digest is 64 bytes');
+  t.equal(full.slice(0, 64), vectors.iis85.v2.segments[0]!.hod);
+  t.equal(parseContentInfo(hex(vectors.iis85.v2.blob)).segments[0]!.hod.toString('hex'), full.slice(0, 64));
+});
+
 t.test('iis-85 v1: block hashes hash to HoD', async (t) => {
   const s = vectors.iis85.v1.segments[0]!;
   const hod = createHash('sha256').update(Buffer.concat(s.blockHashes!.map(hex))).digest('hex');
