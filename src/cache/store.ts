@@ -130,10 +130,19 @@ export class BlockStore extends EventEmitter {
     const usage = new Map<string, Usage>();
     const present: [string, number][] = [];
     let storedLimit: number | undefined;
+    const badMeta: string[] = [];
     for await (const [k, v] of this.db.iterator()) {
       if (k.startsWith('m!')) {
         const idHex = k.slice(2);
-        const meta = fromRecord(idHex, v as MetaRecord);
+        let meta: SegmentMeta;
+        try {
+          meta = fromRecord(idHex, v as MetaRecord);
+          validateMeta(meta);
+        } catch (err) {
+          this.log.warn('cache index: dropping an unreadable segment record', { segmentId: idHex, err });
+          badMeta.push(k);
+          continue;
+        }
         this.entries.set(idHex, { idHex, meta, present: new Bitmap(metaBlockCount(meta)), bytes: 0, lastUse: (v as MetaRecord).added, hitsLocal: 0, hitsPeer: 0 });
       } else if (k.startsWith('p!')) {
         const [, idHex, idx] = k.split('!');
@@ -146,9 +155,9 @@ export class BlockStore extends EventEmitter {
       const e = this.entries.get(idHex);
       if (e) Object.assign(e, { lastUse: u.lastUse, hitsLocal: u.hitsLocal, hitsPeer: u.hitsPeer });
     }
-    const dels: string[] = [];
+    const dels: string[] = [...badMeta];
     for (const idHex of usage.keys()) if (!this.entries.has(idHex)) dels.push(`u!${idHex}`);
-    // Index entries first (present only if the file exists with the right size).
+    // Index entries first: present only if the block file exists.
     const { segments: onDisk, strays } = await this.files.scan();
     // (File contents and sizes are not checked here: every read verifies the block anyway.)
     const nameSets = new Map<string, Set<string>>();
@@ -394,15 +403,16 @@ export class BlockStore extends EventEmitter {
 
   /** Writes buffered last-use times and counters to the index. */
   async flush(): Promise<void> {
-    const ops: { type: 'put'; key: string; value: unknown }[] = [];
-    for (const idHex of this.dirty) {
-      const e = this.entries.get(idHex);
-      if (e) ops.push({ type: 'put', key: `u!${idHex}`, value: { lastUse: e.lastUse, hitsLocal: e.hitsLocal, hitsPeer: e.hitsPeer } });
-    }
-    this.dirty.clear();
-    if (this.countersDirty) { ops.push({ type: 'put', key: 'c!stats', value: { ...this.counters } }); this.countersDirty = false; }
-    if (ops.length === 0) return;
-    await this.mutex.run(() => this.db.batch(ops));
+    await this.mutex.run(async () => {
+      const ops: { type: 'put'; key: string; value: unknown }[] = [];
+      for (const idHex of this.dirty) {
+        const e = this.entries.get(idHex);
+        if (e) ops.push({ type: 'put', key: `u!${idHex}`, value: { lastUse: e.lastUse, hitsLocal: e.hitsLocal, hitsPeer: e.hitsPeer } });
+      }
+      this.dirty.clear();
+      if (this.countersDirty) { ops.push({ type: 'put', key: 'c!stats', value: { ...this.counters } }); this.countersDirty = false; }
+      if (ops.length) await this.db.batch(ops);
+    });
   }
 
   async close(): Promise<void> {

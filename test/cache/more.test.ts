@@ -1,0 +1,96 @@
+import t from 'tap';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { BlockStore } from '../../src/cache/store.js';
+import { parseSize, formatSize } from '../../src/cache/size.js';
+import { randomV1, randomV2, tempDir, putAll } from './make.js';
+
+async function diskBytes(dir: string): Promise<number> {
+  let n = 0;
+  for (const fan of await readdir(join(dir, 'blocks'))) {
+    for (const seg of await readdir(join(dir, 'blocks', fan))) {
+      for (const f of await readdir(join(dir, 'blocks', fan, seg))) n += (await stat(join(dir, 'blocks', fan, seg, f))).size;
+    }
+  }
+  return n;
+}
+
+t.test('concurrent writes under size pressure keep the index, memory and disk consistent', async (t) => {
+  const dir = await tempDir(t);
+  const segs = Array.from({ length: 10 }, () => randomV1(4, 3000));
+  const segBytes = 3 * 65536 + 3000;
+  let store = await BlockStore.open({ dir, limitBytes: 4 * segBytes });
+  // three downloads at a time, each pinning its segment and writing its blocks concurrently
+  let next = 0;
+  await Promise.all([0, 1, 2].map(async () => {
+    while (next < segs.length) {
+      const s = segs[next++]!;
+      const release = store.pin(s.meta.segmentId);
+      try {
+        await store.addSegment(s.meta);
+        await Promise.all(s.blocks.map((b, i) => store.putBlock(s.meta.segmentId, i, b)));
+      } finally { release(); }
+    }
+  }));
+  const st = store.stats();
+  t.ok(st.bytes <= 4 * segBytes, `within the limit once unpinned (${st.bytes})`);
+  t.equal(st.bytes, await diskBytes(dir), 'accounted bytes = bytes on disk');
+  t.equal(st.blocks, st.bytes / segBytes * 4);
+  t.ok(st.evictions >= 1, `evicted ${st.evictions}`);
+  const before = new Map(store.list().map((r) => [r.segmentId, r.blocksPresent]));
+  for (const s of segs) for (const i of store.presentBlocks(s.meta.segmentId)) t.same(await store.readBlock(s.meta.segmentId, i), s.blocks[i]);
+  await store.close();
+  store = await BlockStore.open({ dir });
+  t.teardown(() => store.close());
+  t.same(new Map(store.list().map((r) => [r.segmentId, r.blocksPresent])), before, 'same after reopen');
+  t.equal(store.stats().limitBytes, 4 * segBytes, 'the explicit limit was remembered');
+});
+
+t.test('last use is batched in memory and persisted by flush/close', async (t) => {
+  const dir = await tempDir(t);
+  let clock = 5000;
+  const a = randomV2(1000), b = randomV2(2000);
+  let store = await BlockStore.open({ dir, limitBytes: 1 << 20, now: () => clock, flushIntervalMs: 60_000 });
+  await store.addSegment(a.meta); await putAll(store, a);
+  clock = 6000;
+  await store.addSegment(b.meta); await putAll(store, b);
+  clock = 9000;
+  await store.readBlock(a.meta.segmentId, 0, 'peer');
+  t.same(store.list().map((r) => [r.segmentId, r.lastUse]), [[a.meta.segmentId.toString('hex'), 9000], [b.meta.segmentId.toString('hex'), 6000]]);
+  await store.close();
+  store = await BlockStore.open({ dir, now: () => clock });
+  t.teardown(() => store.close());
+  t.match(store.list(), [{ segmentId: a.meta.segmentId.toString('hex'), lastUse: 9000, hitsPeer: 1 }, { lastUse: 6000, hitsPeer: 0 }]);
+});
+
+t.test('an unreadable segment record in the index is dropped with its files', async (t) => {
+  const dir = await tempDir(t);
+  const a = randomV1(2), b = randomV1(1);
+  let store = await BlockStore.open({ dir, limitBytes: 1 << 24 });
+  await store.addSegment(a.meta); await putAll(store, a);
+  await store.addSegment(b.meta); await putAll(store, b);
+  await store.close();
+  const db = new Level<string, unknown>(join(dir, 'index'), { valueEncoding: 'json' });
+  await db.put(`m!${a.meta.segmentId.toString('hex')}`, { v: 1, alg: 'SHA-256', hod: '00', kp: '11', len: 5, bs: 65536, bh: '', added: 0 });
+  await db.close();
+  store = await BlockStore.open({ dir });
+  t.teardown(() => store.close());
+  t.equal(store.getSegment(a.meta.segmentId), undefined);
+  t.same(store.presentBlocks(a.meta.segmentId), []);
+  t.ok(store.isComplete(b.meta.segmentId));
+  t.equal(await diskBytes(dir), 65536);
+});
+
+t.test('parseSize / formatSize', async (t) => {
+  t.equal(parseSize('1073741824'), 2 ** 30);
+  t.equal(parseSize('10G'), 10 * 2 ** 30);
+  t.equal(parseSize('500M'), 500 * 2 ** 20);
+  t.equal(parseSize('1.5GiB'), 1.5 * 2 ** 30);
+  t.equal(parseSize('64k'), 65536);
+  t.equal(parseSize('2T'), 2 * 2 ** 40);
+  t.equal(parseSize('100b'), 100);
+  for (const bad of ['', 'G', '-1', '10X', '1e9', '99999999999T']) t.throws(() => parseSize(bad), { code: 'BAD_SIZE' }, bad);
+  t.equal(formatSize(1536), '1.5 KiB');
+  t.equal(formatSize(10), '10 B');
+});
