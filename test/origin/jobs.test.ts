@@ -1,0 +1,103 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HashCache, fileCacheKey } from '../../src/origin/hashcache.js';
+import { HashJobs } from '../../src/origin/hashjobs.js';
+import { clientRequestHeaders } from '../../src/origin/pccrtp.js';
+import { nullLogger } from '../../src/util/log.js';
+import { get, startOrigin } from './http.js';
+import { tempDir } from './tmp.js';
+
+t.test('HashJobs: dedup, concurrency limit, results cached, failures reported', async (t) => {
+  const dir = await tempDir(t);
+  const cache = await HashCache.open(dir);
+  const jobs = new HashJobs(cache, 2, nullLogger);
+  t.teardown(async () => { await jobs.close(); await cache.close(); });
+  let running = 0, maxRunning = 0, calls = 0;
+  const gates: Array<() => void> = [];
+  const producer = (value: string) => async () => {
+    calls++; running++; maxRunning = Math.max(maxRunning, running);
+    await new Promise<void>((r) => gates.push(r));
+    running--;
+    return Buffer.from(value);
+  };
+  const a1 = jobs.run('a', producer('A'));
+  const a2 = jobs.run('a', producer('A-dup'));
+  t.equal(a1, a2, 'same key shares one job');
+  const b = jobs.run('b', producer('B'));
+  const c = jobs.run('c', producer('C'));
+  for (let i = 0; i < 50 && gates.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 30));
+  t.equal(gates.length, 2, 'only two jobs run at once');
+  while (gates.length || calls < 3) {
+    gates.shift()?.();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  t.same([(await a1)?.toString(), (await b)?.toString(), (await c)?.toString()], ['A', 'B', 'C']);
+  t.equal(maxRunning, 2);
+  t.equal(jobs.started, 3);
+  t.equal((await cache.get('b'))?.toString(), 'B', 'result stored in the cache');
+  // A cached key does not run the producer again.
+  t.equal((await jobs.run('b', async () => { throw new Error('must not run'); }))?.toString(), 'B');
+  t.equal(jobs.started, 3);
+  t.equal(await jobs.run('bad', async () => { throw new Error('boom'); }), undefined, 'failure resolves to undefined');
+  t.equal(jobs.failed, 1);
+  t.equal(await cache.get('bad'), undefined);
+});
+
+t.test('HashJobs.close aborts running jobs', async (t) => {
+  const dir = await tempDir(t);
+  const cache = await HashCache.open(dir);
+  t.teardown(() => cache.close());
+  const jobs = new HashJobs(cache, 1, nullLogger);
+  let sawAbort = false;
+  const p = jobs.run('slow', (signal) => new Promise<Buffer>((_resolve, reject) => {
+    signal.addEventListener('abort', () => { sawAbort = true; reject(signal.reason); });
+  }));
+  const queued = jobs.run('queued', async () => Buffer.from('never'));
+  await new Promise((r) => setTimeout(r, 20));
+  await jobs.close();
+  t.ok(sawAbort);
+  t.equal(await p, undefined);
+  t.equal(await queued, undefined);
+  t.equal(jobs.failed, 0, 'aborts are not failures');
+  t.equal(await cache.get('queued'), undefined);
+});
+
+t.test('cache keys separate identity, version, chunking and secret', async (t) => {
+  const id = { path: '/x', size: 10, mtimeNs: 5n, ino: 7n };
+  const s1 = Buffer.alloc(32, 1), s2 = Buffer.alloc(32, 2);
+  const keys = new Set([
+    fileCacheKey(id, { version: 2, chunking: 'cdc', secret: s1 }),
+    fileCacheKey(id, { version: 2, chunking: 'fixed', secret: s1 }),
+    fileCacheKey(id, { version: 1, chunking: 'cdc', secret: s1 }),
+    fileCacheKey(id, { version: 2, chunking: 'cdc', secret: s2 }),
+    fileCacheKey({ ...id, mtimeNs: 6n }, { version: 2, chunking: 'cdc', secret: s1 }),
+    fileCacheKey({ ...id, size: 11 }, { version: 2, chunking: 'cdc', secret: s1 }),
+    fileCacheKey({ ...id, ino: 8n }, { version: 2, chunking: 'cdc', secret: s1 }),
+  ]);
+  t.equal(keys.size, 7);
+  t.equal(fileCacheKey(id, { version: 1, chunking: 'cdc', secret: s1 }), fileCacheKey(id, { version: 1, chunking: 'fixed', secret: s1 }), 'chunking is irrelevant for v1');
+});
+
+t.test('server: concurrent hash requests share one job; the wait is bounded', async (t) => {
+  const top = await tempDir(t);
+  const root = join(top, 'root');
+  await mkdir(root);
+  await writeFile(join(root, 'f.bin'), randomBytes(300_000));
+  await writeFile(join(root, 'big.bin'), randomBytes(8 * 1024 * 1024));
+  const s = await startOrigin(t, { root, stateDir: join(top, 'state'), secret: randomBytes(32), hashWaitMs: 1 });
+  const H = clientRequestHeaders({ maxContentVersion: 2, hashRequest: true });
+  // The 1 ms bound: the big file cannot be hashed in time, so the answer is the normal body.
+  const big = await get(s, '/big.bin', H);
+  t.equal(big.headers['content-encoding'], undefined);
+  t.equal(big.headers['x-p2p-peerdistex'], 'MakeHashRequest=true');
+  t.equal(big.body.length, 8 * 1024 * 1024);
+
+  const s2 = await startOrigin(t, { root, stateDir: join(top, 'state2'), secret: randomBytes(32) });
+  const rs = await Promise.all([1, 2, 3, 4].map(() => get(s2, '/f.bin', H)));
+  for (const r of rs) t.equal(r.headers['content-encoding'], 'peerdist');
+  t.ok(rs.every((r) => r.body.equals(rs[0]!.body)));
+  t.equal(s2.server.stats().hashJobs, 1, 'one job for four concurrent hash requests');
+});
