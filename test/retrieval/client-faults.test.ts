@@ -95,12 +95,12 @@ t.test('stalled peer → timeout within the timers', async (t) => {
   const t0 = Date.now();
   await expectCode(t, c.getBlock(want(peer)), 'timeout', 'body stalls');
   const dt = Date.now() - t0;
-  t.ok(dt >= 250 && dt < 1500, `gave up after ${dt} ms`);
+  t.ok(dt >= 250 && dt < 4000, `gave up after ${dt} ms`);
 
   const silent = await fakePeer(t, () => { /* never answers */ });
   const t1 = Date.now();
   await expectCode(t, c.getBlock(want(silent)), 'timeout', 'no headers');
-  t.ok(Date.now() - t1 < 1500, 'bounded');
+  t.ok(Date.now() - t1 < 4000, 'bounded');
 });
 
 t.test('oversized response is cut off, HTTP errors, refused connection, abort', async (t) => {
