@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { ContentVersion } from '../contentinfo/types.js';
+import { PeerdistError } from '../util/errors.js';
 import { ensureOriginDir, originDir } from './secret.js';
 
 export type Chunking = 'cdc' | 'fixed';
@@ -59,7 +60,15 @@ export class HashCache {
   static async open(stateDir: string): Promise<HashCache> {
     await ensureOriginDir(stateDir);
     const db = new Level<string, Buffer>(hashCacheDir(stateDir), { valueEncoding: 'buffer' });
-    await db.open();
+    try {
+      await db.open();
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') {
+        throw new PeerdistError('ELOCKED', `hash cache ${hashCacheDir(stateDir)} is in use by another process (a running peerdist serve or publish with the same --state-dir)`);
+      }
+      throw err;
+    }
     return new HashCache(db);
   }
 

@@ -46,6 +46,13 @@ t.test('HashJobs: dedup, concurrency limit, results cached, failures reported', 
   t.equal(await cache.get('bad'), undefined);
 });
 
+t.test('a second process on the same hash cache gets a clear error', async (t) => {
+  const dir = await tempDir(t);
+  const first = await HashCache.open(dir);
+  t.teardown(() => first.close());
+  await t.rejects(HashCache.open(dir), { code: 'ELOCKED' });
+});
+
 t.test('HashJobs.close aborts running jobs', async (t) => {
   const dir = await tempDir(t);
   const cache = await HashCache.open(dir);
