@@ -161,3 +161,22 @@ t.test('M blobs reproduce from content (sanity for the hostile-input corpus)', a
   const ci = await hashStream((async function* () { yield contentM(); })(), { secret: Buffer.from('no more secrets'), version: 1 });
   t.same(encodeContentInfo(ci), blobs['M v1']);
 });
+
+t.test('v1 SHA-384 / SHA-512 content information parses with matching HMACs', async (t) => {
+  const { createHash, createHmac } = await import('node:crypto');
+  const data = contentM();
+  for (const [alg, name, code] of [['sha384', 'SHA-384', 0x800d], ['sha512', 'SHA-512', 0x800e]] as const) {
+    const blockHashes = [0, 1, 2].map((j) => createHash(alg).update(data.subarray(j * 65536, (j + 1) * 65536)).digest());
+    const hod = createHash(alg).update(Buffer.concat(blockHashes)).digest();
+    const kp = createHmac(alg, 'ks').update(hod).digest();
+    const segmentId = createHmac(alg, kp).update(hod).update(Buffer.from('MS_P2P_CACHING\0', 'utf16le')).digest();
+    const ci: ContentInfo = {
+      version: 1, hashAlgorithm: name, rangeStart: 0, rangeEnd: data.length, contentLength: data.length,
+      segments: [{ index: 0, offset: 0, length: data.length, blockSize: 65536, hod, kp, segmentId, blockHashes }],
+    };
+    const blob = encodeContentInfo(ci);
+    t.equal(blob.readUInt32LE(2), code, `${name} algorithm code`);
+    t.equal(blob.length, 18 + 16 + 2 * hod.length + 4 + 3 * hod.length, `${name} size`);
+    t.same(parseContentInfo(blob), ci, `${name} round trip, segment ID = HMAC-${name}(Kp, HoD || C)`);
+  }
+});
