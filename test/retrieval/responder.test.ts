@@ -84,3 +84,36 @@ t.test('nextHeld', async (t) => {
   t.equal(nextHeld([0, 3, 9], 9), 0);
   t.equal(nextHeld([], 0), 0);
 });
+
+t.test('mutated requests never throw: every answer is a response or a named parse error', async (t) => {
+  const source = new MemorySource().add(T1).add(T2);
+  const deps: ResponderDeps = { source, cryptoAlgo: 3, busy: false, randomIv: () => IV };
+  const seeds = [
+    encodeRequest({ type: 'GETBLKS', cryptoAlgo: 1, segmentId: T1.seg.segmentId, ranges: [[0, 1]] }),
+    encodeRequest({ type: 'GETBLKLIST', segmentId: T1.seg.segmentId, ranges: [[0, 1], [3, 4]] }),
+    encodeRequest({ type: 'GETSEGLIST', requestId: Buffer.alloc(16), segmentIds: [T1.seg.segmentId, T2.seg.segmentId] }),
+    encodeRequest({ type: 'NEGO_REQ', min: { major: 1, minor: 0 }, max: { major: 2, minor: 0 } }),
+  ];
+  // deterministic PRNG so a failure is reproducible
+  let x = 0x12345678;
+  const rnd = (n: number) => { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; return (x >>> 0) % n; };
+  const seen = { ok: 0, bad: 0 };
+  for (let i = 0; i < 3000; i++) {
+    const b = Buffer.from(seeds[i % seeds.length]!);
+    for (let k = 1 + rnd(3); k > 0; k--) {
+      const off = rnd(b.length);
+      if (rnd(2)) b[off] = rnd(256);
+      else if (off + 4 <= b.length) b.writeUInt32BE([0, 1, 2, 3, 16, 32, 0xffffffff, b.length][rnd(8)]!, off & ~3);
+    }
+    const cut = rnd(4) === 0 ? b.subarray(0, rnd(b.length + 1)) : b;
+    const r = await respond(cut, deps);
+    if (r.ok) {
+      seen.ok++;
+      decodeResponse(r.body); // our own answers always decode
+    } else {
+      seen.bad++;
+      if (typeof r.error.field !== 'string' || !r.error.field) t.fail('parse error without a field');
+    }
+  }
+  t.ok(seen.ok > 100 && seen.bad > 100, `answered ${seen.ok}, rejected ${seen.bad}`);
+});
