@@ -78,7 +78,6 @@ export function collectMetrics(p: DaemonParts): Metric[] {
   const cache = p.store.stats();
   const ss = p.server.stats();
   const ds = p.discovery.stats();
-  const et = p.engine.totals();
   return [
     { name: 'peerdist_download_bytes_total', type: 'counter', help: 'Content bytes obtained for downloads, by source.', value: [
       { labels: { source: 'origin' }, value: t.fromOrigin },
@@ -86,11 +85,6 @@ export function collectMetrics(p: DaemonParts): Metric[] {
       { labels: { source: 'cache' }, value: t.fromCache },
     ] },
     { name: 'peerdist_content_info_bytes_total', type: 'counter', help: 'Bytes of PeerDist content information received from origins.', value: t.contentInfoBytes },
-    { name: 'peerdist_download_blocks_total', type: 'counter', help: 'Verified blocks obtained for downloads, by source.', value: [
-      { labels: { source: 'origin' }, value: num(et, 'blocksFromOrigin') },
-      { labels: { source: 'peers' }, value: num(et, 'blocksFromPeers') },
-      { labels: { source: 'cache' }, value: num(et, 'blocksFromCache') },
-    ] },
     { name: 'peerdist_served_bytes_total', type: 'counter', help: 'Block bytes served to peers (MS-PCCRR).', value: ss.bytesServed },
     { name: 'peerdist_served_blocks_total', type: 'counter', help: 'Blocks served to peers (MS-PCCRR).', value: ss.blocksServed },
     { name: 'peerdist_retrieval_requests_total', type: 'counter', help: 'MS-PCCRR requests received.', value: ss.requests },

@@ -54,11 +54,13 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
   const daemonArgs = (n: number) => [
     '--state-dir', join(root, `d${n}`), '--listen', `127.0.0.${n + 1}:0`, '--interface', '127.0.0.1',
     '--admin', '127.0.0.1:0', '--discovery-port', String(discoveryPort), '--mdns-port', String(mdnsPort),
+    ...(n === 3 ? ['--proxy-port', '0'] : []),
   ];
   const [d1, d2, d3] = await Promise.all([1, 2, 3].map((n) => startDaemonChild(daemonArgs(n))));
   children.push(d1!, d2!, d3!);
   t.match(d1!.ready, { event: 'ready', retrieval: /^127\.0\.0\.2:\d+$/, admin: /^127\.0\.0\.1:\d+$/, proxy: null, pid: Number });
   t.match(d2!.ready.retrieval, /^127\.0\.0\.3:/);
+  t.match(d3!.ready.proxy, /^127\.0\.0\.1:\d+$/, 'proxy on loopback');
   const announced = await browsePeers({ timeoutMs: 1500, mdnsPort, interface: '127.0.0.1' });
   const ports = (d: DaemonChild) => Number(d.ready.retrieval.split(':')[1]);
   t.same(announced.map((a) => a.port).sort(), [d1!, d2!, d3!].map(ports).sort(), 'each daemon announces its retrieval port with DNS-SD');
@@ -99,6 +101,20 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
   t.match(m.body, /^peerdist_probes_sent_total \d+$/m);
   const m2 = await httpGet(d2!.ready.admin, '/metrics');
   t.match(m2.body, new RegExp(`^peerdist_download_bytes_total\\{source="peers"\\} ${SIZE}$`, 'm'));
+
+  // The HTTP proxy of daemon 3 (as apt/curl with http_proxy would use it) also downloads from peers.
+  const viaProxy = await new Promise<{ status: number; body: Buffer }>((resolveP, reject) => {
+    const [host, port] = d3!.ready.proxy!.split(':');
+    const req = request({ host, port: Number(port), path: url, headers: { host: `127.0.0.1:${o.port}` } }, (res) => {
+      readBody(res).then((body) => resolveP({ status: res.statusCode!, body }), reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  t.equal(viaProxy.status, 200);
+  t.equal(sha(viaProxy.body), sha(data), 'proxied body equals the source');
+  const s3 = JSON.parse((await runCli(['status', '--daemon', d3!.ready.admin, '--json'])).stdout) as { totals: Record<string, number> };
+  t.match(s3.totals, { fromOrigin: 0, fromPeers: SIZE }, 'proxied download came from peers');
 
   // A failed download leaves neither FILE nor FILE.part.
   const bad = await runCli(['get', `http://127.0.0.1:${o.port}/missing.bin`, '-o', join(out, 'missing.bin'), '--daemon', d3!.ready.admin], { timeoutMs: 30_000 });
