@@ -97,6 +97,25 @@ t.test('v1 multi-segment consistency', async (t) => {
   t.equal(ranged.rangeStart, 100);
   t.equal(ranged.rangeEnd, V1_SEGMENT_SIZE + 1);
   rejectField(t, patch(blob, (b) => b.writeUInt32LE(2, 10)), 'dwReadBytesInLastSegment', 'tail beyond the last segment');
+  let bad = 0;
+  for (let n = 0; n < blob.length; n++) {
+    try { parseContentInfo(blob.subarray(0, n)); bad++; } catch (err) { if (!(err instanceof ContentInfoError)) bad++; }
+  }
+  t.equal(bad, 0, `all ${blob.length} truncations of a 2-segment blob rejected with ContentInfoError`);
+});
+
+t.test('random multi-byte corruption never escapes as another error type', async (t) => {
+  let seed = 0x2545f491;
+  const rand = (n: number) => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return (seed >>> 0) % n; };
+  for (const [name, blob] of Object.entries(blobs)) {
+    let other = 0;
+    for (let iter = 0; iter < 3000; iter++) {
+      const b = Buffer.from(blob);
+      for (let k = 1 + rand(4); k > 0; k--) b[rand(b.length)] = rand(4) === 0 ? 0xff : rand(256);
+      try { parseContentInfo(b); } catch (err) { if (!(err instanceof ContentInfoError)) other++; }
+    }
+    t.equal(other, 0, name);
+  }
 });
 
 t.test('v1 ranges', async (t) => {
