@@ -98,6 +98,18 @@ t.test('progress, abort, and streams', async (t) => {
   await t.rejects(hashStream(pieces(data, 100000), { secret, version: 2, signal: ac.signal }), { name: 'AbortError' });
   const ac2 = new AbortController();
   await t.rejects(hashStream(pieces(data, 100000), { secret, version: 1, signal: ac2.signal, onProgress: () => ac2.abort() }), { name: 'AbortError' });
+  const dir = await mkdtemp(join(tmpdir(), 'peerdist-ci-abort-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'big');
+  await writePseudoRandomFile(file, 12 * MiB, 'abort');
+  const ac3 = new AbortController();
+  const progress: number[] = [];
+  await t.rejects(hashFile(file, { secret, version: 2, signal: ac3.signal, onProgress: (n) => { progress.push(n); ac3.abort(); } }), { name: 'AbortError' });
+  t.same(progress, [4 * MiB], 'hashFile stops after the read that saw the abort');
+  const fileProgress: number[] = [];
+  await hashFile(file, { secret, version: 1, onProgress: (n) => fileProgress.push(n) });
+  t.same(fileProgress, [4 * MiB, 8 * MiB, 12 * MiB], 'hashFile reports progress per 4 MiB read');
+  await t.rejects(hashFile(join(dir, 'missing'), { secret, version: 1 }), { code: 'ENOENT' });
   const { Readable } = await import('node:stream');
   const fromReadable = await hashStream(Readable.from([data.subarray(0, 5), data.subarray(5)]), { secret, version: 1 });
   const direct = await hashStream(pieces(data, data.length), { secret, version: 1 });
