@@ -6,11 +6,12 @@
 import { Pool } from 'undici';
 import { createLogger, type Logger } from '../util/log.js';
 import {
-  decodeResponse, encodeRequest, normalizeRanges, protVerString, PCCRR_PATH, MAX_RESPONSE_SIZE, TRANSPORT_HEADER_SIZE,
+  decodeResponse, encodeRequest, protVerString, PCCRR_PATH, MAX_RESPONSE_SIZE, TRANSPORT_HEADER_SIZE,
   MAX_GETBLKLIST_RANGES, SUPPORTED_MAX, SUPPORTED_MIN,
   type CryptoAlgo, type Decoded, type ProtVer, type Range, type ResponseMessage,
 } from './codec.js';
 import { decryptBlock } from './crypto.js';
+import { normalizeRanges } from './ranges.js';
 import { PeerError, RetrievalParseError } from './errors.js';
 
 export { PeerError } from './errors.js';

@@ -392,30 +392,3 @@ export function decodeResponse(body: Buffer): Decoded<ResponseMessage> {
   if (REQUEST_TYPES.has(m.type)) throw new RetrievalParseError('MsgType', `${m.type} is not a response`);
   return m as Decoded<ResponseMessage>;
 }
-
-// ---------------------------------------------------------------------------------------------
-// Range helpers (pure)
-
-/** Sort, drop empty and merge overlapping/adjacent [index, count] ranges. */
-export function normalizeRanges(ranges: readonly Range[]): Range[] {
-  const rs = ranges.filter(([, c]) => c > 0).map(([i, c]) => [i, i + c] as [number, number]).sort((a, b) => a[0] - b[0]);
-  const out: Array<[number, number]> = [];
-  for (const [s, e] of rs) {
-    const last = out[out.length - 1];
-    if (last && s <= last[1]) last[1] = Math.max(last[1], e);
-    else out.push([s, e]);
-  }
-  return out.map(([s, e]) => [s, e - s]);
-}
-
-/** Ranges covering exactly the given indexes (merged, sorted). */
-export function rangesFromIndexes(indexes: Iterable<number>): Range[] {
-  return normalizeRanges([...indexes].map((i) => [i, 1] as Range));
-}
-
-/** Intersection of requested ranges with a set of held indexes, merged. */
-export function intersectRanges(requested: readonly Range[], held: Iterable<number>): Range[] {
-  const want = normalizeRanges(requested);
-  const inside = (i: number) => want.some(([s, c]) => i >= s && i < s + c);
-  return rangesFromIndexes([...held].filter(inside));
-}

@@ -5,11 +5,12 @@
  */
 import { blockCount, blockRange } from '../contentinfo/types.js';
 import {
-  decodeRequest, encodeResponse, intersectRanges, isSupportedMajor, normalizeRanges, protVerFromU32,
+  decodeRequest, encodeResponse, isSupportedMajor, protVerFromU32,
   SUPPORTED_MAX, SUPPORTED_MIN, HEADER_SIZE,
   type CryptoAlgo, type Decoded, type GetBlkList, type GetBlks, type GetSegList, type Range, type ResponseMessage,
 } from './codec.js';
 import { encryptBlock } from './crypto.js';
+import { intersectRanges, nextHeld, normalizeRanges, rangesFromIndexes } from './ranges.js';
 import { RetrievalParseError } from './errors.js';
 
 /** Where served blocks come from (the cache's BlockStore satisfies this structurally). */
@@ -47,13 +48,6 @@ function reply(m: ResponseMessage, outcome: Outcome, blockBytes = 0): Reply {
 
 function negoResp(): ResponseMessage {
   return { type: 'NEGO_RESP', min: SUPPORTED_MIN, max: SUPPORTED_MAX };
-}
-
-/** Smallest held index strictly greater than `after`, or 0 when there is none. */
-export function nextHeld(held: readonly number[], after: number): number {
-  let best = 0;
-  for (const i of held) if (i > after && (best === 0 || i < best)) best = i;
-  return best;
 }
 
 /** Handle one request body. Never throws for bad input: returns { ok: false } (HTTP 400). */
@@ -128,6 +122,6 @@ async function getSegmentList(req: GetSegList, deps: ResponderDeps): Promise<Rep
       if (deps.source.getSegment(id) && deps.source.presentBlocks(id).length > 0) held.push(k);
     });
   }
-  const ranges = normalizeRanges(held.map((k) => [k, 1] as Range));
+  const ranges = rangesFromIndexes(held);
   return reply({ type: 'SEGLIST', requestId: req.requestId, ranges }, deps.busy ? 'busy' : 'list');
 }

@@ -4,11 +4,12 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { fixture } from '../helpers/paths.js';
 import {
   decodeMessage, decodeRequest, decodeResponse, encodeRequest, encodeResponse, encodeMessage,
-  protVerFromU32, protVerToU32, intersectRanges, normalizeRanges,
+  protVerFromU32, protVerToU32,
   MAX_REQUEST_SIZE, MAX_RESPONSE_SIZE, RetrievalParseError,
   type Message, type ResponseMessage, type RequestMessage, type CryptoAlgo,
 } from '../../src/retrieval/codec.js';
 import { decryptBlock, encryptBlock } from '../../src/retrieval/crypto.js';
+import { intersectRanges, normalizeRanges, nextHeld } from '../../src/retrieval/ranges.js';
 import { ParseError } from '../../src/util/errors.js';
 
 const V = JSON.parse(readFileSync(fixture('retrieval', 'vectors.json'), 'utf8')) as Record<string, string>;
@@ -197,6 +198,10 @@ t.test('range helpers', async (t) => {
   t.same(normalizeRanges([[5, 2], [0, 1], [1, 2], [6, 4], [20, 0]]), [[0, 3], [5, 5]]);
   t.same(intersectRanges([[0, 3], [10, 5]], [1, 2, 4, 10, 11, 14, 15]), [[1, 2], [10, 2], [14, 1]]);
   t.same(intersectRanges([[0, 1]], [5]), []);
+  t.equal(nextHeld([0, 3, 9], 0), 3);
+  t.equal(nextHeld([9, 3, 0], 3), 9);
+  t.equal(nextHeld([0, 3, 9], 9), 0);
+  t.equal(nextHeld([], 0), 0);
 });
 
 t.test('crypto: key = leading bytes of Kp, padding tolerated, short plaintext rejected', async (t) => {

@@ -2,7 +2,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { fixture } from '../helpers/paths.js';
 import { hashStream } from '../../src/contentinfo/hash.js';
-import { respond, nextHeld, type ResponderDeps } from '../../src/retrieval/responder.js';
+import { respond, type ResponderDeps } from '../../src/retrieval/responder.js';
 import { decodeResponse, encodeRequest, protVerToU32 } from '../../src/retrieval/codec.js';
 import { MemorySource, type Content } from './source.js';
 
@@ -76,13 +76,6 @@ t.test('version handling and malformed input', async (t) => {
   minor.writeUInt32BE(protVerToU32({ major: 1, minor: 9 }), 0);
   const mr = await respond(minor, deps);
   t.equal(mr.ok && mr.outcome, 'served', 'another minor version of 1.x is served');
-});
-
-t.test('nextHeld', async (t) => {
-  t.equal(nextHeld([0, 3, 9], 0), 3);
-  t.equal(nextHeld([9, 3, 0], 3), 9);
-  t.equal(nextHeld([0, 3, 9], 9), 0);
-  t.equal(nextHeld([], 0), 0);
 });
 
 t.test('mutated requests never throw: every answer is a response or a named parse error', async (t) => {
