@@ -5,19 +5,41 @@
  * MakeHashRequest=true.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import type { HashCache } from './hashcache.js';
 import type { HashJobs, Producer } from './hashjobs.js';
 import { peerDistResponseHeaders, type Negotiation } from './pccrtp.js';
-import { HDR_SIGNATURE, signContentInfo } from './signature.js';
+import { HDR_SIGNATURE, signatureMessage, signContentInfo, type SignedFields } from './signature.js';
 import type { OriginStats } from './stats.js';
 
 export interface PeerDistContext {
   cache: HashCache;
+  /** Recent X-PeerDist-Signature values by signed message digest (RSA signing costs milliseconds). */
+  signatures: SignatureMemo;
   jobs: HashJobs;
   stats: OriginStats;
   signingKey: KeyObject;
   hashWaitMs: number;
+}
+
+/** A small LRU of signature header values keyed by the SHA-256 of the signed message. */
+export class SignatureMemo {
+  private readonly map = new Map<string, string>();
+  constructor(private readonly limit = 1024) {}
+
+  sign(key: KeyObject, f: SignedFields): string {
+    const id = createHash('sha256').update(signatureMessage(f)).digest('hex');
+    const hit = this.map.get(id);
+    if (hit !== undefined) {
+      this.map.delete(id);
+      this.map.set(id, hit);
+      return hit;
+    }
+    const value = signContentInfo(key, f);
+    this.map.set(id, value);
+    if (this.map.size > this.limit) this.map.delete(this.map.keys().next().value!);
+    return value;
+  }
 }
 
 /** Resolves to the job's result, or undefined after `ms` (the job keeps running). */
@@ -41,7 +63,7 @@ export async function tryPeerDist(ctx: PeerDistContext, req: IncomingMessage, re
   }
   if (!blob) return 'pending';
   if (hit) ctx.stats.cacheHits++;
-  const signature = signContentInfo(ctx.signingKey, {
+  const signature = ctx.signatures.sign(ctx.signingKey, {
     path: req.url ?? '/', etag: entityHeaders['ETag'], contentLength: identityLength, body: blob,
   });
   res.writeHead(200, {

@@ -14,6 +14,7 @@ import { serveFile, plainError, type FileContext } from './files.js';
 import { HashCache, type Chunking } from './hashcache.js';
 import { HashJobs } from './hashjobs.js';
 import { negotiate } from './pccrtp.js';
+import { SignatureMemo } from './peerdist-response.js';
 import { loadOrCreateSecret } from './secret.js';
 import { loadOrCreateSigningKey, publicKeyPem } from './signature.js';
 import { emptyStats, type OriginStats } from './stats.js';
@@ -75,7 +76,7 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   const counters = emptyStats();
   const dispatcher = new Agent({ keepAliveTimeout: 4_000 });
   const chunking = opts.chunking ?? 'cdc';
-  const base = { cache, jobs, stats: counters, signingKey, hashWaitMs: opts.hashWaitMs ?? 60_000, secret, chunking };
+  const base = { cache, jobs, stats: counters, signingKey, signatures: new SignatureMemo(), hashWaitMs: opts.hashWaitMs ?? 60_000, secret, chunking };
   const fileCtx: FileContext = { ...base, rootReal };
   const upCtx: UpstreamContext | undefined = upstream ? { ...base, upstream, dispatcher } : undefined;
   const pem = publicKeyPem(signingKey);

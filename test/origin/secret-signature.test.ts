@@ -86,3 +86,18 @@ t.test('sign / verify', async (t) => {
   t.equal(signatureMessage({ path: '/p', etag: '"e"', contentLength: 5, body: Buffer.alloc(0) }).toString(),
     'peerdist-content-information-signature-v1\n/p\n"e"\n5\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
 });
+
+t.test('SignatureMemo reuses signatures (PSS is randomised, so equal values prove reuse) and stays bounded', async (t) => {
+  const { SignatureMemo } = await import('../../src/origin/peerdist-response.js');
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const memo = new SignatureMemo(2);
+  const f = (n: number) => ({ path: `/f${n}`, etag: '"e"', contentLength: 10, body: Buffer.from('b') });
+  const a = memo.sign(privateKey, f(1));
+  t.equal(memo.sign(privateKey, f(1)), a);
+  t.not(signContentInfo(privateKey, f(1)), a, 'a fresh signature differs');
+  memo.sign(privateKey, f(2));
+  memo.sign(privateKey, f(3)); // evicts f(1)
+  t.not(memo.sign(privateKey, f(1)), a, 'evicted entry is signed again');
+  const headers = { etag: '"e"', 'x-p2p-peerdist': 'Version=1.1, ContentLength=10', 'x-peerdist-signature': a };
+  t.same(verifyContentInfoSignature({ publicKeyPem: publicKeyPem(privateKey), path: '/f1', headers, body: Buffer.from('b') }), { ok: true });
+});
