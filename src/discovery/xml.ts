@@ -209,7 +209,8 @@ export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML
       i = close + 1;
       if (rawAttrs.length >= limits.maxAttributes) fail('XML_LIMIT', qname, `more than ${limits.maxAttributes} attributes`);
       if (rawAttrs.some(([a]) => a === aname)) fail('XML_MALFORMED', `${qname}@${aname}`, 'duplicate attribute');
-      rawAttrs.push([aname, decodeEntities(rawValue, `${qname}@${aname}`).replace(/[\t\n\r]/g, ' ')]);
+      // Normalise literal whitespace first so character references (&#10;) survive, as XML specifies.
+      rawAttrs.push([aname, decodeEntities(rawValue.replace(/[\t\n\r]/g, ' '), `${qname}@${aname}`)]);
     }
     const parent = stack[stack.length - 1];
     let bindings: Map<string, string> | ReadonlyMap<string, string> = parent ? parent.el.bindings : new Map([['xml', XML_NS]]);

@@ -104,3 +104,27 @@ t.test('nobody home: waitForPeers times out and the initial wait drops toward 0'
   w.close();
   t.equal(h.stats().matchesReceived, 0);
 });
+
+t.test('hostile datagrams sent to a live responder are counted and ignored', async (t) => {
+  const { createSocket } = await import('node:dgram');
+  const s = seg(0x60);
+  const d = await node(t, 'I', '127.0.0.12', new Map([[hex(s), { blockCount: 4, complete: true }]]));
+  const sock = createSocket('udp4');
+  t.teardown(() => new Promise<void>((r) => sock.close(() => r())));
+  const replies: Buffer[] = [];
+  sock.on('message', (m) => replies.push(m));
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const bad = [
+    '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xx">]><a>&x;</a>',
+    '<a>'.repeat(1000),
+    Buffer.alloc(40000, 0x41).toString(),
+    'not xml at all',
+  ];
+  for (const b of bad) sock.send(Buffer.from(b), port, '127.0.0.1');
+  // then a valid unicast probe: still answered, to our socket
+  const { encodeProbe } = await import('../../src/discovery/codec.js');
+  sock.send(Buffer.from(encodeProbe({ version: 1, messageId: 'urn:uuid:12121212-0000-4000-8000-000000000001', segmentIds: [s] })), port, '127.0.0.1');
+  await until('a reply', () => (replies.length ? true : undefined));
+  t.match(replies[0]!.toString(), '<PeerDist:BlockCount>00000004</PeerDist:BlockCount>');
+  t.ok((d.stats().dropped.malformed ?? 0) >= 3, `malformed counted: ${JSON.stringify(d.stats().dropped)}`);
+});

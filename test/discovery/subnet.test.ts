@@ -1,0 +1,33 @@
+import t from 'tap';
+import { localAddressFilter } from '../../src/discovery/subnet.js';
+import { ExpiringSet, KeyedRateLimiter, TokenBucket } from '../../src/discovery/limits.js';
+
+t.test('local subnet filter from address/netmask pairs', async (t) => {
+  const isLocal = localAddressFilter([
+    { address: '192.168.7.33', netmask: '255.255.255.0' },
+    { address: '10.20.0.1', netmask: '255.255.240.0' },
+    { address: 'fd00::2', netmask: 'ffff:ffff:ffff:ffff::' },
+    { address: 'fe80::fc:ff:fe00:1%eth0', netmask: 'ffff:ffff:ffff:ffff::' },
+  ]);
+  for (const a of ['192.168.7.1', '192.168.7.254', '10.20.15.200', '127.0.0.1', '127.9.9.9', '::1', '::ffff:192.168.7.9', 'fd00::99', 'fe80::1', 'fe80::1%eth0']) t.ok(isLocal(a), `${a} local`);
+  for (const a of ['192.168.8.1', '10.20.16.1', '8.8.8.8', '::ffff:8.8.8.8', 'fd01::1', '2001:db8::1', 'not-an-ip', '']) t.notOk(isLocal(a), `${a} not local`);
+  t.notOk(localAddressFilter([])('192.168.7.1'), 'nothing but loopback when no subnets');
+});
+
+t.test('token bucket, keyed limiter and expiring set', async (t) => {
+  const b = new TokenBucket(10, 2, 0);
+  t.same([b.take(0), b.take(0), b.take(0)], [true, true, false]);
+  t.equal(b.take(100), true, 'one token after 100 ms at 10/s');
+  t.equal(b.take(100), false);
+  const k = new KeyedRateLimiter(1, 1, 2);
+  t.same([k.take('a', 0), k.take('a', 0), k.take('b', 0), k.take('c', 0)], [true, false, true, true]);
+  t.equal(k.take('a', 0), true, 'evicted key starts with a fresh bucket (bounded memory)');
+  const s = new ExpiringSet(1000, 3);
+  t.equal(s.checkAndAdd('x', 0), false);
+  t.equal(s.checkAndAdd('x', 999), true);
+  t.equal(s.checkAndAdd('x', 1000), false, 'expired');
+  for (const key of ['a', 'b', 'c', 'd']) s.add(key, 1001);
+  t.equal(s.size, 3);
+  t.notOk(s.has('x', 1001), 'oldest evicted beyond the bound');
+  t.ok(s.has('d', 1001));
+});
