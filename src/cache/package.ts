@@ -6,7 +6,7 @@
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { blockRange } from '../contentinfo/types.js';
 import { BadBlockError, CacheError, PackageError } from './errors.js';
-import { FILE_MODE } from './files.js';
+import { FILE_MODE } from './segfiles.js';
 import { type SegmentMeta, metaBlockCount, segmentIdMatches } from './meta.js';
 import {
   BLOCK_REC_HEAD, END_REC_LEN, HEADER_LEN, MAX_SEGMENT_BODY, REC_BLOCK, REC_END, REC_SEGMENT, SEGMENT_REC_HEAD,

@@ -1,13 +1,14 @@
 /**
  * BlockStore: the local verified block cache.
  *
- * - Metadata lives in `level` under `<dir>/index` (keys below); block data in one file per block under
- *   `<dir>/blocks/` (files.ts). The index wins: on open, block files without an index entry and index
- *   entries without a (correctly sized) file are removed; temp files are deleted.
+ * - Metadata lives in `level` under `<dir>/index` (keys below); block data in one sparse file per
+ *   segment under `<dir>/blocks/` (segfiles.ts explains the choice). The index wins: on open, segment
+ *   files without an index entry are removed, and present marks whose bytes are not on disk are dropped.
  * - The present bitmap of every segment is in memory, so hasBlock/presentBlocks/isComplete are sync.
- * - putBlock verifies, writes temp + fsync + rename, THEN marks present in the index and memory.
- * - readBlock re-verifies every block it returns (SHA-256 costs ~40 µs per 64 KiB block); a bad or
- *   missing block is dropped and reported with 'corrupt'.
+ * - putBlock verifies, writes the block in place and fdatasyncs it, THEN marks it present in the index
+ *   and in memory.
+ * - readBlock re-verifies every block it returns (SHA-256 costs ~40 µs per 64 KiB block on an idle
+ *   core); a bad or short block is dropped (marked absent) and reported with 'corrupt'.
  * - Size limit: LRU eviction of whole unpinned segments. If every other segment is pinned the write
  *   still succeeds over the limit; stats().overLimitBytes reports the overage (in-progress downloads
  *   hold pins, and failing their writes would only make them re-fetch the same bytes).
@@ -24,7 +25,7 @@ import { blockRange, verifyBlock } from '../contentinfo/types.js';
 import { type Logger, nullLogger } from '../util/log.js';
 import { Bitmap } from './bitmap.js';
 import { BadBlockError, CacheError, CacheLockedError } from './errors.js';
-import { BlockFiles, DIR_MODE } from './files.js';
+import { DIR_MODE, SegmentFiles } from './segfiles.js';
 import { Mutex } from './lock.js';
 import {
   type MetaRecord, type SegmentMeta, asSegmentInfo, fromRecord, metaBlockCount, sameMeta, toRecord, validateMeta,
@@ -87,7 +88,7 @@ export class BlockStore extends EventEmitter {
   private constructor(
     readonly dir: string,
     private readonly db: Level<string, unknown>,
-    private readonly files: BlockFiles,
+    private readonly files: SegmentFiles,
     private readonly log: Logger,
     private readonly now: () => number,
   ) { super(); }
@@ -109,7 +110,7 @@ export class BlockStore extends EventEmitter {
       if (e.code === 'LEVEL_LOCKED' || e.cause?.code === 'LEVEL_LOCKED') throw new CacheLockedError(dir, { cause: err });
       throw err;
     }
-    const files = new BlockFiles(dir, opts.fsync ?? true);
+    const files = new SegmentFiles(dir, opts.fsync ?? true);
     const store = new BlockStore(dir, db, files, log, opts.now ?? Date.now);
     try {
       await chmod(indexDir, DIR_MODE);
@@ -157,24 +158,21 @@ export class BlockStore extends EventEmitter {
     }
     const dels: string[] = [...badMeta];
     for (const idHex of usage.keys()) if (!this.entries.has(idHex)) dels.push(`u!${idHex}`);
-    // Index entries first: present only if the block file exists.
+    // Index entries first: a block is present only if its segment file exists and reaches the block's
+    // end. (Contents are not checked here: every read verifies the block anyway.)
     const { segments: onDisk, strays } = await this.files.scan();
-    // (File contents and sizes are not checked here: every read verifies the block anyway.)
-    const nameSets = new Map<string, Set<string>>();
-    for (const [idHex, names] of onDisk) nameSets.set(idHex, new Set(names));
     for (const [idHex, i] of present) {
       const e = this.entries.get(idHex);
-      if (!e || !nameSets.get(idHex)?.has(String(i)) || !e.present.set(i)) { dels.push(pKey(idHex, i)); continue; }
+      const size = onDisk.get(idHex);
+      if (!e || size === undefined || !Number.isInteger(i) || i < 0 || i >= e.present.size) { dels.push(pKey(idHex, i)); continue; }
       const [s, end] = blockRange(e.meta.version, e.meta, i);
+      if (size < end || !e.present.set(i)) { dels.push(pKey(idHex, i)); continue; }
       e.bytes += end - s;
     }
-    // Then files: anything the index does not mark present is an orphan.
+    // Then files: a segment file the index does not know, or anything else in blocks/, is removed.
+    // (Bytes of blocks the index does not mark present stay in their file unserved until rewritten.)
     for (const p of strays) await this.files.removePath(p);
-    for (const [idHex, names] of onDisk) {
-      const e = this.entries.get(idHex);
-      if (!e) { await this.files.removeSegment(idHex); continue; }
-      for (const n of names) if (!/^\d+$/.test(n) || !e.present.has(Number(n))) await this.files.removePath(join(this.files.segmentDir(idHex), n));
-    }
+    for (const idHex of onDisk.keys()) if (!this.entries.has(idHex)) await this.files.removeSegment(idHex);
     if (dels.length) {
       this.log.warn('cache reconcile removed stale index entries', { count: dels.length });
       await this.db.batch(dels.map((key) => ({ type: 'del' as const, key })));
@@ -230,10 +228,9 @@ export class BlockStore extends EventEmitter {
     let added = false;
     this.reserved += data.length;
     try {
-      const tmp = await this.files.writeTemp(data);
-      if (e.present.has(index)) { await this.files.discard(tmp); return; }
       if (this.total + this.reserved > this.limit) await this.mutex.run(() => this.shrinkLocked(0, idHex));
-      await this.files.commit(tmp, idHex, index);
+      const [s] = blockRange(e.meta.version, e.meta, index);
+      await this.files.write(idHex, s, data); // durable (fdatasync) before the index says present
       await this.db.put(pKey(idHex, index), 1);
       if (this.entries.get(idHex) === e && e.present.set(index)) {
         e.bytes += data.length;
@@ -262,11 +259,12 @@ export class BlockStore extends EventEmitter {
 
   /** Reads and verifies a present block; drops it (and emits 'corrupt') when missing or bad. */
   private async readVerified(e: Entry, index: number): Promise<Buffer | undefined> {
+    if (this.entries.get(e.idHex) !== e || !e.present.has(index)) return undefined;
     const [s, end] = blockRange(e.meta.version, e.meta, index);
-    const data = await this.files.read(e.idHex, index, end - s);
+    const data = await this.files.read(e.idHex, s, end - s);
     if (this.entries.get(e.idHex) !== e || !e.present.has(index)) return undefined; // evicted/dropped meanwhile
-    if (data && verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) return data;
-    await this.drop(e, index, data ? 'hash mismatch' : 'file missing');
+    if (verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) return data;
+    await this.drop(e, index, data.length < end - s ? 'file too short' : 'hash mismatch');
     return undefined;
   }
 
@@ -278,7 +276,6 @@ export class BlockStore extends EventEmitter {
       const [s, end] = blockRange(e.meta.version, e.meta, index);
       e.bytes -= end - s;
       this.total -= end - s;
-      await this.files.removeBlock(e.idHex, index);
       return true;
     });
     if (!dropped) return;
@@ -422,6 +419,7 @@ export class BlockStore extends EventEmitter {
     await this.mutex.idle();
     await this.flush();
     await this.db.close();
+    await this.files.close();
   }
 }
 

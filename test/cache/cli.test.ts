@@ -49,8 +49,8 @@ t.test('peerdist cache commands with --json on a temp state dir', async (t) => {
   t.same(json(r.stdout), { segments: 1, blocks: 6, bytes: data.length });
 
   // corrupt one block file on disk: verify reports it, drops it, exits 1
-  const blockPath = join(state, 'cache', 'blocks', segId.slice(0, 2), segId, '3');
-  const bad = await readFile(blockPath); bad[10]! ^= 1; await writeFile(blockPath, bad);
+  const segPath = join(state, 'cache', 'blocks', segId.slice(0, 2), segId);
+  const bad = await readFile(segPath); bad[3 * 65536 + 10]! ^= 1; await writeFile(segPath, bad);
   r = await cli('verify');
   t.equal(r.code, 1, 'verify exits 1 when it found bad blocks');
   t.match(json(r.stdout), { blocks: 5, bad: [{ segmentId: segId, index: 3 }] });

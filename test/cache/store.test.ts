@@ -1,11 +1,20 @@
 import t from 'tap';
-import { readdir, readFile, stat, writeFile, mkdir } from 'node:fs/promises';
+import { open, readdir, stat, truncate, writeFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlockStore, BadBlockError } from '../../src/cache/store.js';
 import { CacheError, CacheLockedError } from '../../src/cache/errors.js';
 import { randomV1, randomV2, tempDir, putAll } from './make.js';
 
-const blockFile = (dir: string, idHex: string, i: number) => join(dir, 'blocks', idHex.slice(0, 2), idHex, String(i));
+const segFile = (dir: string, idHex: string) => join(dir, 'blocks', idHex.slice(0, 2), idHex);
+
+async function readAt(path: string, offset: number, length: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try { const b = Buffer.alloc(length); const { bytesRead } = await fh.read(b, 0, length, offset); return b.subarray(0, bytesRead); } finally { await fh.close(); }
+}
+async function writeAt(path: string, offset: number, data: Buffer): Promise<void> {
+  const fh = await open(path, 'r+');
+  try { await fh.write(data, 0, data.length, offset); } finally { await fh.close(); }
+}
 
 t.test('put/read/has/present, and restart persistence', async (t) => {
   const dir = await tempDir(t);
@@ -30,7 +39,8 @@ t.test('put/read/has/present, and restart persistence', async (t) => {
   t.equal(await store.readBlock(s1.meta.segmentId, 1), undefined);
   t.same(await store.readBlock(s2.meta.segmentId, 0, 'peer'), s2.blocks[0]);
   // the file on disk is exactly the block
-  t.same(await readFile(blockFile(dir, s1.meta.segmentId.toString('hex'), 0)), s1.blocks[0]);
+  t.same(await readAt(segFile(dir, s1.meta.segmentId.toString('hex')), 0, 65536), s1.blocks[0]);
+  t.same(await readAt(segFile(dir, s1.meta.segmentId.toString('hex')), 2 * 65536, 5000), s1.blocks[2]);
   const st = store.stats();
   t.match(st, { segments: 2, blocks: 3, bytes: 65536 + 1000 + 70000, hitsLocal: 1, hitsPeer: 1, misses: 1 });
   await store.close();
@@ -60,8 +70,7 @@ t.test('putBlock with wrong data: BadBlockError and nothing stored', async (t) =
   await t.rejects(store.putBlock(Buffer.alloc(32), 0, s.blocks[0]!), CacheError, 'unknown segment');
   t.same(store.presentBlocks(s.meta.segmentId), []);
   t.equal(store.stats().bytes, 0);
-  t.same(await readdir(join(dir, 'blocks')), []);
-  t.same(await readdir(join(dir, 'tmp')), [], 'no temp files left');
+  t.same(await readdir(join(dir, 'blocks')), [], 'nothing written');
 });
 
 t.test('addSegment rejects a v1 segment whose HoD does not match its block hashes', async (t) => {
@@ -91,7 +100,7 @@ t.test('LRU eviction of whole segments; pinned segments survive', async (t) => {
   t.same(evicted, [segs[1]!.meta.segmentId.toString('hex')], 'LRU segment evicted whole');
   t.equal(store.getSegment(segs[1]!.meta.segmentId), undefined);
   t.same(store.presentBlocks(segs[1]!.meta.segmentId), []);
-  await t.rejects(stat(join(dir, 'blocks', segs[1]!.meta.segmentId.toString('hex').slice(0, 2), segs[1]!.meta.segmentId.toString('hex'))), { code: 'ENOENT' });
+  await t.rejects(stat(segFile(dir, segs[1]!.meta.segmentId.toString('hex'))), { code: 'ENOENT' }, 'segment file removed');
   t.equal(store.stats().bytes, 3 * 2 * 65536);
 
   // pin the LRU one (segment 2) — segment 0 is evicted instead
@@ -126,64 +135,77 @@ t.test('corrupted block file: detected on read, dropped, corrupt event; verifyAl
   const corrupt: [string, number][] = [];
   store.on('corrupt', (id: string, i: number) => corrupt.push([id, i]));
   const bad = Buffer.from(s.blocks[1]!); bad[0]! ^= 0xff;
-  await writeFile(blockFile(dir, idHex, 1), bad);
+  await writeAt(segFile(dir, idHex), 65536, bad);
   t.equal(await store.readBlock(s.meta.segmentId, 1), undefined, 'not served');
   t.same(corrupt, [[idHex, 1]]);
   t.same(store.presentBlocks(s.meta.segmentId), [0, 2], 'marked absent');
-  await t.rejects(stat(blockFile(dir, idHex, 1)), { code: 'ENOENT' }, 'file removed');
-  await writeFile(blockFile(dir, idHex, 2), Buffer.alloc(65536));
+  t.equal(store.hasBlock(s.meta.segmentId, 1), false);
+  t.equal(await store.readBlock(s.meta.segmentId, 1), undefined, 'a plain miss now');
+  t.equal(corrupt.length, 1);
+  await writeAt(segFile(dir, idHex), 2 * 65536, Buffer.alloc(65536));
   const rep = await store.verifyAll();
   t.same(rep.bad, [{ segmentId: idHex, index: 2 }]);
   t.equal(rep.blocks, 1);
   t.same(store.presentBlocks(s.meta.segmentId), [0]);
   t.equal(store.stats().corruptBlocks, 2);
+  t.equal(store.stats().bytes, 65536);
   // the block can be stored again
   await store.putBlock(s.meta.segmentId, 1, s.blocks[1]!);
   t.same(await store.readBlock(s.meta.segmentId, 1), s.blocks[1]);
 });
 
-t.test('reconcile on open: orphans removed, missing files not served, temp files removed', async (t) => {
+t.test('reconcile on open: unindexed bytes not served, missing/short files unmarked, orphans removed', async (t) => {
   const dir = await tempDir(t);
-  const s = randomV1(3);
+  const a = randomV1(3), b = randomV1(2), c = randomV1(2);
   let store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
-  await store.addSegment(s.meta);
-  await store.putBlock(s.meta.segmentId, 0, s.blocks[0]!);
-  await store.putBlock(s.meta.segmentId, 1, s.blocks[1]!);
+  await store.addSegment(a.meta);
+  await store.putBlock(a.meta.segmentId, 0, a.blocks[0]!);
+  await store.putBlock(a.meta.segmentId, 1, a.blocks[1]!);
+  for (const s of [b, c]) { await store.addSegment(s.meta); await putAll(store, s); }
   await store.close();
-  const idHex = s.meta.segmentId.toString('hex');
-  // crash between data write and index update: the block file exists, the index does not know it
-  await writeFile(blockFile(dir, idHex, 2), s.blocks[2]!);
-  // an index entry whose file vanished
-  const { rm } = await import('node:fs/promises');
-  await rm(blockFile(dir, idHex, 1));
-  // a segment directory nobody knows and a temp file
-  await mkdir(join(dir, 'blocks', 'ab', 'ab' + '0'.repeat(62)), { recursive: true });
-  await writeFile(join(dir, 'blocks', 'ab', 'ab' + '0'.repeat(62), '0'), 'x');
-  await writeFile(join(dir, 'tmp', 'leftover'), 'x');
+  const [ah, bh, ch] = [a, b, c].map((s) => s.meta.segmentId.toString('hex')) as [string, string, string];
+  // crash between data write and index update: block 2's bytes are on disk, the index does not know
+  await writeAt(segFile(dir, ah), 2 * 65536, a.blocks[2]!);
+  // a segment file that vanished, and one cut short inside block 1
+  await rm(segFile(dir, bh));
+  await truncate(segFile(dir, ch), 65536 + 10);
+  // an unknown segment file and a stray directory
+  const orphan = 'ab' + '0'.repeat(62);
+  await mkdir(join(dir, 'blocks', 'ab'), { recursive: true });
+  await writeFile(join(dir, 'blocks', 'ab', orphan), 'x');
+  await mkdir(join(dir, 'blocks', 'zz'));
   store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
   t.teardown(() => store.close());
-  t.same(store.presentBlocks(s.meta.segmentId), [0]);
-  t.equal(store.hasBlock(s.meta.segmentId, 2), false, 'unindexed file not served');
-  t.equal(await store.readBlock(s.meta.segmentId, 2), undefined);
-  t.same(await readdir(join(dir, 'blocks', idHex.slice(0, 2), idHex)), ['0'], 'orphan file removed');
-  t.same(await readdir(join(dir, 'blocks', 'ab')).catch(() => []), idHex.startsWith('ab') ? [idHex] : [], 'orphan segment removed');
-  t.same(await readdir(join(dir, 'tmp')), []);
-  t.equal(store.stats().bytes, 65536);
-  await store.putBlock(s.meta.segmentId, 2, s.blocks[2]!);
-  t.same(await store.readBlock(s.meta.segmentId, 2), s.blocks[2]);
+  t.same(store.presentBlocks(a.meta.segmentId), [0, 1]);
+  t.equal(store.hasBlock(a.meta.segmentId, 2), false, 'unindexed block not served');
+  t.equal(await store.readBlock(a.meta.segmentId, 2), undefined);
+  t.same(store.presentBlocks(b.meta.segmentId), [], 'missing file: nothing present');
+  t.same(store.presentBlocks(c.meta.segmentId), [0], 'short file: only the complete block');
+  t.ok(store.getSegment(b.meta.segmentId), 'segment metadata kept');
+  await t.rejects(stat(join(dir, 'blocks', 'ab', orphan)), { code: 'ENOENT' }, 'orphan segment file removed');
+  await t.rejects(stat(join(dir, 'blocks', 'zz')), { code: 'ENOENT' }, 'stray removed');
+  t.equal(store.stats().bytes, 3 * 65536);
+  t.equal(store.stats().corruptBlocks, 0);
+  await store.putBlock(a.meta.segmentId, 2, a.blocks[2]!);
+  t.same(await store.readBlock(a.meta.segmentId, 2), a.blocks[2]);
+  await putAll(store, b);
+  t.ok(store.isComplete(b.meta.segmentId));
+  await store.close();
+  store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
+  t.ok(store.isComplete(a.meta.segmentId) && store.isComplete(b.meta.segmentId));
 });
 
-t.test('modes: dirs 0700, block files 0600', { skip: process.platform === 'win32' }, async (t) => {
+t.test('modes: dirs 0700, segment files 0600', { skip: process.platform === 'win32' }, async (t) => {
   const dir = join(await tempDir(t), 'cache');
   const s = randomV1(1);
   const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
   t.teardown(() => store.close());
   await store.addSegment(s.meta); await putAll(store, s);
   const idHex = s.meta.segmentId.toString('hex');
-  for (const d of [dir, join(dir, 'index'), join(dir, 'blocks'), join(dir, 'tmp'), join(dir, 'blocks', idHex.slice(0, 2)), join(dir, 'blocks', idHex.slice(0, 2), idHex)]) {
+  for (const d of [dir, join(dir, 'index'), join(dir, 'blocks'), join(dir, 'blocks', idHex.slice(0, 2))]) {
     t.equal((await stat(d)).mode & 0o777, 0o700, d);
   }
-  t.equal((await stat(blockFile(dir, idHex, 0))).mode & 0o777, 0o600);
+  t.equal((await stat(segFile(dir, idHex))).mode & 0o777, 0o600);
 });
 
 t.test('a second opener gets CacheLockedError with a clear message', async (t) => {
