@@ -51,6 +51,8 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   const maxConcurrent = opts.maxConcurrent ?? 64;
   const uploadTimeoutMs = opts.uploadTimeoutMs ?? 15_000;
   const cryptoAlgo: ServedAlgo = opts.cryptoAlgo ?? 3;
+  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new RangeError(`maxConcurrent must be a positive integer, got ${maxConcurrent}`);
+  if (!(uploadTimeoutMs > 0)) throw new RangeError(`uploadTimeoutMs must be positive, got ${uploadTimeoutMs}`);
   if (![1, 2, 3].includes(cryptoAlgo)) throw new RangeError(`cryptoAlgo must be 1, 2 or 3 (peers never get plaintext), got ${cryptoAlgo}`);
   const log = opts.logger ?? createLogger({ component: 'pccrr-server' });
   const st: RetrievalStats = { requests: 0, blocksServed: 0, bytesServed: 0, blocksMissing: 0, busy: 0, malformed: 0, byStatus: {} };

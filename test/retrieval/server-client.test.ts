@@ -251,3 +251,18 @@ t.test('slow request headers are bounded too', async (t) => {
   const dt = await closed(5000);
   t.ok(dt >= 0, `closed after ${dt} ms (Node's default header timeout is 60 s)`);
 });
+
+t.test('handler mounts in another node:http server; options are validated', async (t) => {
+  const { createServer } = await import('node:http');
+  const rr = createRetrievalServer({ source: new MemorySource().add(A) });
+  const outer = createServer(rr.handler);
+  await new Promise<void>((r) => outer.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { outer.closeAllConnections(); outer.close(() => r()); }));
+  const port = (outer.address() as import('node:net').AddressInfo).port;
+  const r = await client(t).getBlock(want(A, 2, `127.0.0.1:${port}`));
+  t.ok(r.data.equals(blockOf(A, 2)));
+  t.equal(rr.stats().blocksServed, 1);
+  await rr.close(); // never listened: a no-op
+  t.throws(() => createRetrievalServer({ source: new MemorySource(), maxConcurrent: 0 }), RangeError);
+  t.throws(() => createRetrievalServer({ source: new MemorySource(), uploadTimeoutMs: -1 }), RangeError);
+});
