@@ -346,7 +346,7 @@ export function decodeMessage(msg: Buffer): Decoded<Message> {
         if (iv.length !== AES_BLOCK) throw new RetrievalParseError('SizeOfIVBlock', `${iv.length} but AES needs 16`);
         if (block.length % AES_BLOCK !== 0) throw new RetrievalParseError('SizeOfBlock', `${block.length} is not a multiple of 16`);
       }
-      if (h.cryptoAlgo === 0 && iv.length !== 0) throw new RetrievalParseError('SizeOfIVBlock', `${iv.length} with no encryption`);
+      if (block.length > 0 && h.cryptoAlgo === 0 && iv.length !== 0) throw new RetrievalParseError('SizeOfIVBlock', `${iv.length} with no encryption`);
       out = { ...base, type: 'BLK', segmentId, blockIndex, nextBlockIndex, block: Buffer.from(block), vrfBlock: Buffer.from(vrfBlock), iv: Buffer.from(iv) };
       break;
     }
