@@ -15,6 +15,7 @@ import { makeHashRequestHeaders, type Negotiation } from './pccrtp.js';
 import { tryPeerDist, type PeerDistContext } from './peerdist-response.js';
 import { parseRange } from './range.js';
 import type { Producer } from './hashjobs.js';
+import { countBody, plainError, str } from './respond.js';
 
 export interface FileContext extends PeerDistContext {
   /** realpath of the served directory. */
@@ -116,17 +117,4 @@ export async function serveFile(ctx: FileContext, req: IncomingMessage, res: Ser
   } finally {
     if (!handedOff) await fh.close();
   }
-}
-
-export function countBody(ctx: { stats: PeerDistContext['stats'] }, n: Negotiation, length: number): void {
-  if (n.missingData) { ctx.stats.missingDataRequests++; ctx.stats.bytesMissingData += length; } else { ctx.stats.fullResponses++; ctx.stats.bytesFull += length; }
-}
-
-export function plainError(res: ServerResponse, status: number, extra: Record<string, string> = {}): void {
-  const body = `${status}\n`;
-  res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': String(body.length), ...extra }).end(body);
-}
-
-export function str(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v.join(', ') : v;
 }

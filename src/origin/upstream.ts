@@ -14,7 +14,7 @@ import { urlCacheKey, type Chunking, type UrlIdentity } from './hashcache.js';
 import type { Producer } from './hashjobs.js';
 import { makeHashRequestHeaders, type Negotiation } from './pccrtp.js';
 import { tryPeerDist, type PeerDistContext } from './peerdist-response.js';
-import { countBody, plainError, str } from './files.js';
+import { countBody, plainError, str } from './respond.js';
 
 export interface UpstreamContext extends PeerDistContext {
   upstream: URL;
