@@ -4,6 +4,8 @@
  * address). Each prints exactly one JSON line on stdout when ready or done:
  *   delay-proxy --listen H:P --target H:P --delay-ms D     {"event":"ready","address":"H:P"} then runs until SIGTERM
  *   origin --listen H:P --dir DIR --state-dir D             {"event":"ready","address":"H:P"} the PeerDist origin in-process (createOriginServer)
+ *   evil-peer --url URL [--file F] --listen HOST --interface ADDR --discovery-port P [--random]
+ *                                                          {"event":"ready","address"} ... on SIGTERM {"event":"stats","blocksServed",...}
  *   serve-file --listen H:P --dir DIR                      {"event":"ready","address":"H:P"} plain HTTP file server
  *   fetch URL [-o FILE] [--timeout-ms N] [--body]          {"status","bytes","seconds","sha256"[,"body"]} plain HTTP GET, no PeerDist headers
  *   mcast-recv --group G --port P --iface ADDR [--timeout-ms N]   {"event":"ready"} then {"from","message"} or {"timeout":true}
@@ -17,6 +19,7 @@ import http from 'node:http';
 import dgram from 'node:dgram';
 import { startDelayProxy } from './delayproxy.js';
 import { createOriginServer } from '../origin/server.js';
+import { startEvilPeer } from './evilpeer.js';
 import { splitHostPort } from './paths.js';
 
 function say(v: Record<string, unknown>): void { process.stdout.write(JSON.stringify(v) + '\n'); }
@@ -41,6 +44,20 @@ async function origin(args: string[]): Promise<void> {
   const a = await server.listen();
   say({ event: 'ready', address: `${a.host}:${a.port}` });
   onTerm(() => { void server.close().then(() => process.exit(0)); });
+}
+
+async function evilPeer(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { url: { type: 'string' }, file: { type: 'string' }, listen: { type: 'string' }, interface: { type: 'string' }, 'discovery-port': { type: 'string' }, random: { type: 'boolean' } } });
+  const p = await startEvilPeer({
+    url: values.url ?? '', file: values.file, listenHost: values.listen ?? '127.0.0.1', interfaceAddress: values.interface ?? '127.0.0.1',
+    discoveryPort: Number(values['discovery-port'] ?? 3702), corruption: values.random ? 'random' : 'flip',
+  });
+  say({ event: 'ready', address: p.address, segments: p.segments });
+  onTerm(() => {
+    const st = p.stats();
+    say({ event: 'stats', blocksServed: st.blocksServed, bytesServed: st.bytesServed, requests: st.requests });
+    void p.close().then(() => process.exit(0));
+  });
 }
 
 async function serveFile(args: string[]): Promise<void> {
@@ -108,7 +125,7 @@ async function mcastSend(args: string[]): Promise<void> {
 }
 
 const commands: Record<string, (args: string[]) => Promise<void>> = {
-  'delay-proxy': delayProxy, origin, 'serve-file': serveFile, fetch: fetchUrl, 'mcast-recv': mcastRecv, 'mcast-send': mcastSend,
+  'delay-proxy': delayProxy, origin, 'evil-peer': evilPeer, 'serve-file': serveFile, fetch: fetchUrl, 'mcast-recv': mcastRecv, 'mcast-send': mcastSend,
 };
 
 const [cmd, ...rest] = process.argv.slice(2);

@@ -4,7 +4,7 @@
  * loopback). Downloads run `peerdist get ... --json` on the client's host; every result is checked
  * against the payload's SHA-256. `close()` stops every process and removes every temp dir.
  */
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agentEntry, peerdistEntry } from './paths.js';
@@ -124,6 +124,13 @@ export function hasCommand(name: string): Promise<boolean> {
   return p;
 }
 
+/**
+ * The origin's RSA signing key, kept from the first origin this process started and given to later
+ * ones (generating a key takes seconds; every cluster's origin would otherwise make its own).
+ */
+let signingKeyPem: string | undefined;
+const SIGNING_KEY_FILE = join('origin', 'signing-key.pem');
+
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
 export class Cluster {
@@ -139,6 +146,8 @@ export class Cluster {
   private proxyChild?: TrackedChild;
   private closed = false;
   private outCounter = 0;
+  private evilCounter = 0;
+  private readonly extraChildren: TrackedChild[] = [];
 
   private constructor(readonly opts: ClusterOptions, readonly root: string) {
     this.discoveryPort = opts.discoveryPort ?? 20000 + Math.floor(Math.random() * 40000);
@@ -184,6 +193,7 @@ export class Cluster {
   /** Precomputes content information for the origin's directory (only while the origin is not running). */
   async publish(): Promise<void> {
     if (this.originChild?.running) throw new SimError('sim-cluster', 'publish needs the origin stopped (the hash cache is single-process)');
+    await this.seedSigningKey();
     if (!(await hasCommand('publish'))) return;
     const r = await runCommand(process.execPath, [peerdistEntry, 'publish', this.originRoot, '--state-dir', this.originState, '--json'], { timeoutMs: 600_000, env: this.env() });
     if (r.code !== 0) throw new SimError('sim-publish', `peerdist publish failed (${r.code}): ${r.stderr.trim().slice(-1000)}`);
@@ -191,7 +201,14 @@ export class Cluster {
 
   url(name: string): string { return `http://${this.originFront}/${name}`; }
 
+  private async seedSigningKey(): Promise<void> {
+    if (signingKeyPem === undefined) return;
+    await mkdir(join(this.originState, 'origin'), { recursive: true, mode: 0o700 });
+    await writeFile(join(this.originState, SIGNING_KEY_FILE), signingKeyPem, { mode: 0o600, flag: 'wx' }).catch(() => { /* already there */ });
+  }
+
   private async startOrigin(): Promise<void> {
+    await this.seedSigningKey();
     const net = this.network;
     const o = net.origin;
     const delay = this.opts.wan?.delayMs ?? 0;
@@ -204,6 +221,7 @@ export class Cluster {
     this.originChild = net.spawn(o, process.execPath, args, this.env());
     const addr = await this.originChild.firstLine((l) => parseListenLine(l), this.readyMs);
     this.originDirect = `${addr.host}:${addr.port}`;
+    signingKeyPem ??= await readFile(join(this.originState, SIGNING_KEY_FILE), 'utf8').catch(() => undefined);
     this.originFront = this.originDirect;
     if (delay > 0) {
       const listen = net.kind === 'loopback' ? `${o.address}:0` : `${o.address}:80`;
@@ -268,6 +286,29 @@ export class Cluster {
     return { seconds: num(j.seconds), bytes: num(j.bytes), correct: j.status === 200 && f !== undefined && j.sha256 === f.sha256 };
   }
 
+  /**
+   * Starts a malicious peer on a host of its own: it announces every segment of `name` and serves
+   * corrupted blocks. Returns a stop function that resolves with what it served.
+   */
+  async startEvilPeer(name: string, corruption: 'flip' | 'random' = 'flip'): Promise<{ address: string; stop: () => Promise<{ blocksServed: number; bytesServed: number }> }> {
+    const file = this.files.get(name);
+    if (!file) throw new SimError('sim-cluster', `unknown file ${name}`);
+    const host = await this.network.addHost(`evil${++this.evilCounter}`);
+    const args = [agentEntry, 'evil-peer', '--url', this.url(name), '--file', file.path, '--listen', host.address,
+      '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort), ...(corruption === 'random' ? ['--random'] : [])];
+    const child = this.network.spawn(host, process.execPath, args, this.env());
+    this.extraChildren.push(child);
+    const ready = await child.firstJsonLine<{ address: string }>((v) => v.event === 'ready', this.readyMs);
+    return {
+      address: ready.address,
+      stop: async () => {
+        const stats = child.firstJsonLine<{ blocksServed: number; bytesServed: number }>((v) => v.event === 'stats', 10_000);
+        await child.stop('SIGTERM', 5000);
+        return stats;
+      },
+    };
+  }
+
   /** Client i's daemon `/v1/status` document (totals, retrievalServer, cache ...). */
   async daemonStatus(i: number): Promise<Record<string, unknown>> {
     const d = this.daemons[i - 1];
@@ -298,6 +339,7 @@ export class Cluster {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(this.daemons.map((d) => d?.child.stop('SIGTERM', 3000)));
+    await Promise.all(this.extraChildren.map((c) => c.stop('SIGTERM', 2000)));
     await this.proxyChild?.stop('SIGTERM', 2000);
     await this.originChild?.stop('SIGTERM', 3000);
     await this.network.destroy();
