@@ -43,6 +43,12 @@ export interface ProberTiming {
   /** Adaptive initial wait: maximum, and the step it drops by per unanswered probe. */
   maxWaitMs: number;
   waitStepMs: number;
+  /**
+   * Pacing of all probe transmissions of this prober (token bucket). Keeps a daemon that watches
+   * thousands of segments under the responders' per-source limit (20/s, burst 40) and the LAN quiet.
+   */
+  maxProbesPerSecond: number;
+  probeBurst: number;
 }
 
 export const DEFAULT_TIMING: ProberTiming = {
@@ -52,6 +58,8 @@ export const DEFAULT_TIMING: ProberTiming = {
   requestTimerMs: 500,
   maxWaitMs: 300,
   waitStepMs: 100,
+  maxProbesPerSecond: 15,
+  probeBurst: 30,
 };
 
 /** Segment IDs per probe: v1 keeps datagrams near one MTU-ish size; v2 is bounded by its u8 count. */
@@ -88,12 +96,17 @@ export class Prober {
   private readonly own = new ExpiringSet(30_000, 8192);
   private readonly watches = new Set<Watch>();
   private readonly inbound: TokenBucket;
+  private readonly pacer: TokenBucket;
+  /** Chunks whose next transmission is due but waits for the pacer, in FIFO order. */
+  private readonly ready = new Set<Chunk>();
+  private pumpTimer?: unknown;
   private wait: number;
 
   constructor(private readonly cfg: ProberConfig, private readonly rt: Runtime) {
     this.timing = { ...DEFAULT_TIMING, ...cfg.timing };
     this.wait = this.timing.maxWaitMs;
     this.inbound = new TokenBucket(500, 1000, rt.now());
+    this.pacer = new TokenBucket(this.timing.maxProbesPerSecond, this.timing.probeBurst, rt.now());
   }
 
   /** Suggested wait before a block with no known peer falls back (adaptive, like iPXE). */
@@ -116,15 +129,36 @@ export class Prober {
     for (let k = 0; k < ids.length; k += per) {
       const chunk: Chunk = { watch: w, version, segmentIds: ids.slice(k, k + per), ids: [], cycle: 0, step: 0 };
       w.chunks.push(chunk);
-      this.step(chunk);
+      this.due(chunk);
     }
     return w;
   }
 
-  /** One transmission of a chunk, then schedules the next. */
-  private step(chunk: Chunk): void {
+  /** A chunk's next transmission is due: send now if the pacer allows, else queue it. */
+  private due(chunk: Chunk): void {
     chunk.timer = undefined;
     if (chunk.watch.closed) return;
+    this.ready.add(chunk);
+    this.pump();
+  }
+
+  private pump(): void {
+    if (this.pumpTimer !== undefined) return;
+    for (const chunk of this.ready) {
+      if (!this.pacer.take(this.rt.now())) {
+        this.pumpTimer = this.rt.timers.set(() => {
+          this.pumpTimer = undefined;
+          this.pump();
+        }, Math.ceil(1000 / this.timing.maxProbesPerSecond));
+        return;
+      }
+      this.ready.delete(chunk);
+      this.transmit(chunk);
+    }
+  }
+
+  /** One transmission of a chunk, then schedules the next. */
+  private transmit(chunk: Chunk): void {
     const t = this.timing;
     const now = this.rt.now();
     if (chunk.step === 0) {
@@ -153,7 +187,7 @@ export class Prober {
       chunk.cycle++;
       chunk.step = 0;
     }
-    chunk.timer = this.rt.timers.set(() => this.step(chunk), delay);
+    chunk.timer = this.rt.timers.set(() => this.due(chunk), delay);
   }
 
   /** Handles a datagram received on a probe socket (a unicast ProbeMatches, normally). */
@@ -200,11 +234,16 @@ export class Prober {
   forget(w: Watch): void {
     this.watches.delete(w);
     for (const chunk of w.chunks) {
+      this.ready.delete(chunk);
       if (chunk.timer !== undefined) this.rt.timers.clear(chunk.timer);
       for (const id of chunk.ids) this.outstanding.delete(id);
     }
     for (const h of w.timers) this.rt.timers.clear(h);
     w.timers.clear();
+    if (this.ready.size === 0 && this.pumpTimer !== undefined) {
+      this.rt.timers.clear(this.pumpTimer);
+      this.pumpTimer = undefined;
+    }
   }
 
   close(): void {

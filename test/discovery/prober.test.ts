@@ -202,3 +202,20 @@ t.test('v2 ProbeMatches are bound to the probe order', async (t) => {
   t.ok(prober.isOwnProbe(id), 'our own MessageIDs are recognised (the responder ignores them)');
   w.close();
 });
+
+t.test('all transmissions are paced (15/s, burst 30) however many segments are watched', async (t) => {
+  const { clock, sent, prober } = setup();
+  const ids = Array.from({ length: 40 * 32 }, (_, k) => { const b = Buffer.alloc(32, 7); b.writeUInt16BE(k); return b; });
+  const w = prober.watch(ids, 1);
+  clock.advance(0);
+  t.equal(sent.length, 30, 'burst at start');
+  clock.advance(10_000);
+  t.ok(sent.length <= 30 + 15 * 10 + 1, `${sent.length} probes in 10 s`);
+  t.ok(sent.length >= 30 + 15 * 10 - 15, `${sent.length} probes in 10 s (pacer keeps sending)`);
+  const chunksProbed = new Set(sent.map((s) => hex(s.probe.segmentIds[0]!)));
+  t.equal(chunksProbed.size, 40, 'every chunk got probed');
+  const gaps = sent.slice(31).map((s, k) => s.at - sent[30 + k]!.at);
+  t.ok(Math.min(...gaps) >= 60, `after the burst probes are at least ${Math.min(...gaps)} ms apart`);
+  w.close();
+  t.equal(clock.pending, 0, 'closing the watch cancels the pacer too');
+});
