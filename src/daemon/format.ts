@@ -24,7 +24,7 @@ export function progressLine(p: { received: number; total?: number; seconds: num
   parts.push(`${humanBytes(Math.round(rate))}/s`);
   if (p.job) {
     const fetched = p.job.fromOrigin + p.job.fromPeers + p.job.fromCache;
-    parts.push(`peers ${pct(p.job.fromPeers, fetched)} (${p.job.peers} known)`);
+    parts.push(`from peers ${pct(p.job.fromPeers, fetched)} (${p.job.peers} peer${p.job.peers === 1 ? '' : 's'})`);
   }
   return parts.join('  ');
 }

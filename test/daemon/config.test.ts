@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, configFromEnv, configFromJson, parseSize, readConfigFile, resolveConfig } from '../../src/daemon/config.js';
 import { parseAdminAddress, parseHostPort, isLoopbackHost, AddressError } from '../../src/daemon/address.js';
+import { runCli } from '../helpers/cli.js';
 
 t.test('defaults', async (t) => {
   const c = resolveConfig({ defaultStateDir: '/var/lib/x' });
@@ -89,4 +90,16 @@ t.test('config file is read and validated', async (t) => {
   await writeFile(bad, '{ not json');
   await t.rejects(readConfigFile(bad), { name: 'ConfigError', message: /not valid JSON/ });
   await t.rejects(readConfigFile(join(dir, 'missing.json')), { name: 'ConfigError', message: /cannot read/ });
+});
+
+t.test('peerdist daemon refuses a non-loopback admin address', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pd-cfg-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const r = await runCli(['daemon', '--state-dir', dir, '--admin', '0.0.0.0:0', '--listen', '127.0.0.1:0'], { timeoutMs: 20_000 });
+  t.equal(r.code, 1);
+  t.equal(r.stdout, '', 'no ready line');
+  t.match(r.stderr, /peerdist: error: BAD_CONFIG: admin API must listen on loopback or a unix socket, not 0\.0\.0\.0/);
+  const env = await runCli(['daemon', '--state-dir', dir], { env: { PEERDIST_ADMIN: '192.168.1.1:7171' }, timeoutMs: 20_000 });
+  t.equal(env.code, 1);
+  t.match(env.stderr, /loopback/);
 });

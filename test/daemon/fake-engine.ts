@@ -1,13 +1,14 @@
 /**
  * A small in-memory stand-in for the download engine, for testing the admin API, proxy and
  * `peerdist get` without the network. Content is served in chunks with real timer delays;
- * behaviours: 'ok', 'fail-info' (origin 404 before any byte), 'fail-mid' (stream breaks halfway).
+ * behaviours: 'ok', 'fail-info' (origin 404 before any byte), 'fail-mid' (stream breaks halfway),
+ * 'slow' (4 KiB every 20 ms).
  */
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { EngineLike, JobInfo, JobLike, JobProgress } from '../../src/daemon/jobs.js';
 
-export type Behaviour = 'ok' | 'fail-info' | 'fail-mid';
+export type Behaviour = 'ok' | 'fail-info' | 'fail-mid' | 'slow';
 
 class HttpishError extends Error {
   constructor(message: string, readonly status: number) { super(message); }
@@ -24,7 +25,7 @@ export class FakeJob extends EventEmitter implements JobLike {
   cancelled = false;
   readonly headers?: Record<string, string>;
 
-  constructor(readonly id: string, readonly url: string, private readonly data: Buffer | undefined, private readonly behaviour: Behaviour, headers?: Record<string, string>) {
+  constructor(readonly id: string, readonly url: string, private readonly data: Buffer | undefined, readonly behaviour: Behaviour, headers?: Record<string, string>) {
     super();
     this.headers = headers;
     this.done = new Promise<void>((res, rej) => { this.resolveDone = res; this.rejectDone = rej; });
@@ -73,11 +74,11 @@ export class FakeJob extends EventEmitter implements JobLike {
             this.destroy(new Error(job.error));
             return;
           }
-          const n = Math.min(16384, last + 1 - pos, failAt - pos);
+          const n = Math.min(job.behaviour === 'slow' ? 4096 : 16384, last + 1 - pos, failAt - pos);
           this.push(data.subarray(pos, pos + n));
           pos += n;
           job.sent = Math.max(job.sent, pos);
-        }, 1);
+        }, job.behaviour === 'slow' ? 20 : 1);
       },
     });
   }

@@ -10,6 +10,8 @@ import { JobBook } from '../../src/daemon/jobs.js';
 import { defaultOutputName } from '../../src/daemon/get.js';
 import { progressLine, finalLine, humanBytes } from '../../src/daemon/format.js';
 import { runCli } from '../helpers/cli.js';
+import { cliEntry } from '../helpers/paths.js';
+import { spawn } from 'node:child_process';
 import { FakeEngine } from './fake-engine.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -37,6 +39,7 @@ t.test('get and status through the admin API', async (t) => {
   const engine = new FakeEngine(new Map([
     ['http://o.test/dir/good.bin', { data: DATA }],
     ['http://o.test/dir/broken.bin', { data: randomBytes(150_000), behaviour: 'fail-mid' as const }],
+    ['http://o.test/dir/slow.bin', { data: randomBytes(4_000_000), behaviour: 'slow' as const }],
   ]));
   const jobs = new JobBook(engine);
   const admin = await startAdminServer({ kind: 'tcp', host: '127.0.0.1', port: 0 }, {
@@ -70,11 +73,25 @@ t.test('get and status through the admin API', async (t) => {
   t.match(missing.stderr, /404/);
   t.same((await readdir(dir)).sort(), ['good.bin', 'named.bin'], 'failed downloads leave neither FILE nor FILE.part');
 
+  // Ctrl-C in the middle: FILE.part is removed, FILE never appears, exit status 1.
+  const child = spawn(process.execPath, [cliEntry, 'get', 'http://o.test/dir/slow.bin', '--daemon', admin.address], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let childErr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { childErr += d; });
+  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  t.teardown(() => { child.kill('SIGKILL'); });
+  for (let i = 0; i < 200 && !(await readdir(dir)).includes('slow.bin.part'); i++) await new Promise((r) => setTimeout(r, 25));
+  t.ok((await readdir(dir)).includes('slow.bin.part'), 'downloading into FILE.part');
+  child.kill('SIGINT');
+  t.equal(await exited, 1, childErr);
+  t.match(childErr, /interrupted/);
+  t.same((await readdir(dir)).sort(), ['good.bin', 'named.bin'], 'interrupted download leaves no file');
+
   const st = await runCli(['status', '--daemon', admin.address, '--json']);
   t.equal(st.code, 0, st.stderr);
   t.match(JSON.parse(st.stdout), { totals: { fromOrigin: 5, fromPeers: 6, fromCache: 7, servedToPeers: 8 } });
   const stText = await runCli(['status', '--daemon', admin.address]);
   t.match(stText.stdout, /served to peers 8 B/);
+  t.match(stText.stdout, /job\d+ running .* http:\/\/o\.test\/dir\/slow\.bin/, 'the abandoned slow download still runs in the daemon');
 
   const noDaemon = await runCli(['get', 'http://o.test/x', '--daemon', '127.0.0.1:1'], { cwd: dir });
   t.equal(noDaemon.code, 1);
