@@ -1,6 +1,6 @@
 /**
- * ProbeMatch responder state machine (no sockets). Order of checks for each datagram: global rate
- * limit, local-subnet source, per-source rate limit, parse, probe only, not our own probe,
+ * ProbeMatch responder state machine (no sockets). Order of checks for each datagram: local-subnet
+ * source, global rate limit, per-source rate limit, parse, probe only, not our own probe,
  * MessageID de-duplication, held segments (lookup), damping; then a reply after a random
  * 1..65 ms delay, unicast to the probe's source. See protocol/pccrd.md.
  */
@@ -58,8 +58,8 @@ export class Responder {
     if (this.closed) return;
     const { stats, logger } = this.rt;
     const now = this.rt.now();
-    if (!this.global.take(now)) return countDrop(stats, 'rateGlobal');
     if (!this.cfg.isLocal(from.address)) return countDrop(stats, 'notLocal', logger, { from: from.address });
+    if (!this.global.take(now)) return countDrop(stats, 'rateGlobal');
     if (!this.perSource.take(from.address, now)) return countDrop(stats, 'rateSource', logger, { from: from.address });
     let probe: Probe;
     try {

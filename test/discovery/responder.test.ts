@@ -154,6 +154,13 @@ t.test('rate limits: per source token bucket and global', async (t) => {
   g.clock.advance(100);
   t.equal(g.sent.length, 5);
   t.equal(g.rt.stats.dropped.rateGlobal, 5);
+
+  const h = setup({ cfg: { globalRate: { rate: 5, burst: 5 } } });
+  for (let k = 0; k < 50; k++) h.r.handle(probe([seg(1)]), { address: '203.0.113.9', port: 1 });
+  h.r.handle(probe([seg(1)]), SRC);
+  h.clock.advance(100);
+  t.equal(h.sent.length, 1, 'an off-subnet flood does not use up the global budget');
+  t.equal(h.rt.stats.dropped.notLocal, 50);
 });
 
 t.test('subnet filter: only local-subnet and loopback sources', async (t) => {
