@@ -26,7 +26,8 @@ export interface UpstreamContext extends PeerDistContext {
 /** Request headers forwarded to the upstream. */
 const FORWARD = ['range', 'if-none-match', 'if-modified-since', 'if-range', 'if-match', 'if-unmodified-since'];
 /** Response headers relayed from the upstream. */
-const RELAY = ['content-type', 'content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges', 'cache-control', 'expires'];
+const RELAY = ['content-type', 'content-length', 'content-range', 'content-encoding', 'content-disposition', 'etag', 'last-modified',
+  'accept-ranges', 'cache-control', 'expires', 'location', 'retry-after'];
 const CANONICAL: Record<string, string> = { etag: 'ETag' };
 const canon = (h: string) => CANONICAL[h] ?? h.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase());
 
@@ -36,8 +37,13 @@ export function upstreamUrl(base: URL, target: string): string {
   return `${base.origin}${prefix}${target}`;
 }
 
-/** The identity of an upstream 200 response, when it is versionable and has a known length. */
+/**
+ * The identity of an upstream 200 response, when it is versionable, has a known length and is not
+ * content-coded (we never ask for a coding, but a misbehaving upstream might apply one anyway).
+ */
 export function upstreamIdentity(url: string, headers: Record<string, string | string[] | undefined>): UrlIdentity | undefined {
+  const coding = str(headers['content-encoding'])?.trim().toLowerCase();
+  if (coding && coding !== 'identity') return undefined;
   const etag = str(headers['etag']);
   const lm = str(headers['last-modified']);
   const validator = etag && !etag.startsWith('W/') ? etag : lm;

@@ -30,6 +30,10 @@ async function upstream(t: { teardown(fn: () => unknown): void }, body: Buffer) 
       }
       res.writeHead(200, { ETag: etag, 'Content-Length': String(body.length), 'Content-Type': 'application/x-test' });
       res.end(req.method === 'HEAD' ? undefined : body);
+    } else if (req.url === '/files/redirect') {
+      res.writeHead(302, { Location: '/files/data.bin', 'Content-Length': '0' }).end();
+    } else if (req.url === '/files/coded.bin') {
+      res.writeHead(200, { ETag: '"c"', 'Content-Encoding': 'gzip', 'Content-Length': String(body.length) }).end(body);
     } else if (req.url === '/files/novalidator.bin') {
       res.writeHead(200, { 'Content-Length': String(body.length) }).end(body);
     } else {
@@ -82,6 +86,13 @@ t.test('reverse proxy mode', async (t) => {
   t.equal(nv.headers['x-p2p-peerdistex'], undefined);
   t.ok(nv.body.equals(body));
 
+  const redirect = await get(s, '/redirect');
+  t.equal(redirect.status, 302);
+  t.equal(redirect.headers['location'], '/files/data.bin');
+  const coded = await get(s, '/coded.bin', V2_HASH);
+  t.equal(coded.headers['content-encoding'], 'gzip', 'upstream coding relayed, not replaced by PeerDist');
+  t.equal(coded.headers['x-p2p-peerdistex'], undefined);
+
   const head = await get(s, '/data.bin', {}, 'HEAD');
   t.equal(head.status, 200);
   t.equal(head.body.length, 0);
@@ -92,7 +103,7 @@ t.test('reverse proxy mode', async (t) => {
     t.notMatch(String(r.headers['accept-encoding'] ?? ''), /peerdist/i);
   }
   t.ok(up.seen.some((r) => r.headers.range === 'bytes=100-199'), 'Range forwarded');
-  t.match(s.server.stats(), { bytesFull: 450_100, fullResponses: 4, peerdistResponses: 2, notModified: 1, makeHashRequests: 1 });
+  t.match(s.server.stats(), { bytesFull: 600_100, fullResponses: 5, peerdistResponses: 2, notModified: 1, makeHashRequests: 1 });
 });
 
 t.test('upstream unreachable gives 502', async (t) => {
