@@ -19,7 +19,14 @@ export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
 const MAX_OPEN = 64;
 
-interface Handle { fh: Promise<FileHandle>; users: number }
+interface Handle {
+  fh: Promise<FileHandle>;
+  users: number;
+  /** The fdatasync in progress (or last finished). */
+  running?: Promise<void>;
+  /** A fdatasync queued behind `running`; writes finished before it starts are covered by it. */
+  queued?: Promise<void>;
+}
 
 export class SegmentFiles {
   readonly blocksDir: string;
@@ -39,7 +46,7 @@ export class SegmentFiles {
    * Runs fn with the segment's descriptor (opened read-write, created 0600 on first use). Callers only
    * touch segments the index knows, so creating here never resurrects an evicted segment.
    */
-  private async with<T>(idHex: string, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+  private async with<T>(idHex: string, fn: (fh: FileHandle, h: Handle) => Promise<T>): Promise<T> {
     let h = this.open.get(idHex);
     if (!h) {
       const fresh: Handle = { fh: this.openFile(idHex), users: 0 };
@@ -52,7 +59,7 @@ export class SegmentFiles {
     }
     h.users++;
     try {
-      return await fn(await h.fh);
+      return await fn(await h.fh, h);
     } finally {
       h.users--;
       if (h.users === 0 && this.open.get(idHex) !== h) await this.closeHandle(h);
@@ -85,11 +92,28 @@ export class SegmentFiles {
 
   /** Writes a block at `offset` and makes it durable (fdatasync) before returning. */
   async write(idHex: string, offset: number, data: Buffer): Promise<void> {
-    await this.with(idHex, async (fh) => {
+    await this.with(idHex, async (fh, h) => {
       let off = 0;
       while (off < data.length) off += (await fh.write(data, off, data.length - off, offset + off)).bytesWritten;
-      if (this.fsync) await fh.datasync();
+      if (this.fsync) await this.sync(h, fh);
     });
+  }
+
+  /**
+   * Group commit: concurrent writers to one segment share fdatasync calls. A writer joins the queued
+   * sync if there is one (it starts after every joined write finished), else queues a new one behind
+   * the running sync.
+   */
+  private sync(h: Handle, fh: FileHandle): Promise<void> {
+    if (h.queued) return h.queued;
+    const q: Promise<void> = (h.running ?? Promise.resolve()).catch(() => undefined).then(() => {
+      if (h.queued === q) h.queued = undefined;
+      const run = fh.datasync();
+      h.running = run;
+      return run;
+    });
+    h.queued = q;
+    return q;
   }
 
   /** Reads `length` bytes at `offset`; a short buffer if the file ends early. */
