@@ -143,7 +143,7 @@ t.test('at the concurrency cap requests get empty responses', async (t) => {
   source.hold = gate.promise;
   const c = client(t);
   const first = c.getBlock(want(A, 0, peer));
-  for (let i = 0; i < 100 && source.reads === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 500 && source.reads === 0; i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(source.reads, 1, 'first request is inside readBlock');
   await rejects(t, c.getBlock(want(A, 1, peer)), 'not-available', 'second request while at the cap');
   const bl = decodeResponse((await raw(agent, base, { body: encodeRequest({ type: 'GETBLKLIST', segmentId: A.seg.segmentId, ranges: [[0, 3]] }) })).body);
