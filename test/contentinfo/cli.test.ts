@@ -35,35 +35,39 @@ t.test('hash and info', async (t) => {
   });
 
   await t.test('-o writes the vector bytes', async (t) => {
-    for (const [name, file, version, blob] of [
+    const cases = [
       ['M v1', fileM, '1', vectors.synthetic.M.v1.blob], ['M v2 fixed', fileM, '2', vectors.synthetic.M.v2.blob],
       ['T v1', fileT, '1', vectors.synthetic.T.v1.blob], ['T v2', fileT, '2', vectors.synthetic.T.v2.blob],
-    ] as const) {
+    ] as const;
+    // Independent processes: run them concurrently.
+    await Promise.all(cases.map(async ([name, file, version, blob]) => {
       const out = join(dir, `${name.replace(/ /g, '_')}.pd`);
       const r = await runCli(['hash', file, '--secret-hex', secretHex, '--content-version', version, '--chunking', 'fixed', '-o', out], { env });
       t.equal(r.code, 0, r.stderr);
       t.equal(r.stdout, '', `${name}: nothing on stdout with -o`);
       t.equal((await readFile(out)).toString('hex'), blob, name);
-    }
+    }));
   });
 
   await t.test('secret from --secret-file and from the state directory', async (t) => {
     const secretFile = join(dir, 'secret.raw');
     await writeFile(secretFile, Buffer.from(secretHex, 'hex'));
-    const viaFile = await runCli(['hash', fileM, '--secret-file', secretFile, '--json'], { env });
-    t.equal(viaFile.code, 0, viaFile.stderr);
-    t.equal(JSON.parse(viaFile.stdout).segments[0].segmentId, vectors.synthetic.M.v1.segments[0]!.segmentId, '--secret-file');
     const stateDir = join(dir, 'state');
     await mkdir(join(stateDir, 'origin'), { recursive: true });
     await writeFile(join(stateDir, 'origin', 'secret'), Buffer.from(secretHex, 'hex'));
-    const viaState = await runCli(['hash', fileM, '--state-dir', stateDir, '--json'], { env });
-    t.equal(viaState.code, 0, viaState.stderr);
-    t.equal(JSON.parse(viaState.stdout).segments[0].segmentId, vectors.synthetic.M.v1.segments[0]!.segmentId, '--state-dir');
-    const viaEnv = await runCli(['hash', fileM, '--json'], { env: { PEERDIST_STATE_DIR: stateDir } });
-    t.equal(viaEnv.code, 0, viaEnv.stderr);
-    t.equal(JSON.parse(viaEnv.stdout).segments[0].segmentId, vectors.synthetic.M.v1.segments[0]!.segmentId, 'default state dir');
-    const hexWins = await runCli(['hash', fileM, '--state-dir', stateDir, '--secret-hex', '00', '--json'], { env });
-    t.not(JSON.parse(hexWins.stdout).segments[0].segmentId, vectors.synthetic.M.v1.segments[0]!.segmentId, '--secret-hex takes precedence');
+    const [viaFile, viaState, viaEnv, hexWins] = await Promise.all([
+      runCli(['hash', fileM, '--secret-file', secretFile, '--json'], { env }),
+      runCli(['hash', fileM, '--state-dir', stateDir, '--json'], { env }),
+      runCli(['hash', fileM, '--json'], { env: { PEERDIST_STATE_DIR: stateDir } }),
+      runCli(['hash', fileM, '--state-dir', stateDir, '--secret-hex', '00', '--json'], { env }),
+    ]);
+    const want = vectors.synthetic.M.v1.segments[0]!.segmentId;
+    for (const [r, how] of [[viaFile, '--secret-file'], [viaState, '--state-dir'], [viaEnv, 'default state dir']] as const) {
+      t.equal(r.code, 0, r.stderr);
+      t.equal(JSON.parse(r.stdout).segments[0].segmentId, want, how);
+    }
+    t.equal(hexWins.code, 0, hexWins.stderr);
+    t.not(JSON.parse(hexWins.stdout).segments[0].segmentId, want, '--secret-hex takes precedence');
   });
 
   await t.test('human summary', async (t) => {
@@ -76,7 +80,7 @@ t.test('hash and info', async (t) => {
   });
 
   await t.test('info decodes the Windows blobs', async (t) => {
-    for (const version of [1, 2] as const) {
+    await Promise.all(([1, 2] as const).map(async (version) => {
       const v = version === 1 ? vectors.iis85.v1 : vectors.iis85.v2;
       const blobFile = join(dir, `iis85-v${version}.pd`);
       await writeFile(blobFile, Buffer.from(v.blob, 'hex'));
@@ -91,21 +95,26 @@ t.test('hash and info', async (t) => {
       const human = await runCli(['info', blobFile], { env });
       t.equal(human.code, 0);
       t.match(human.stdout, v.segments[0]!.segmentId);
-    }
+    }));
   });
 
   await t.test('errors and exit codes', async (t) => {
-    const noSecret = await runCli(['hash', fileM, '--state-dir', join(dir, 'empty-state')], { env });
-    t.equal(noSecret.code, 1);
-    t.match(noSecret.stderr, 'no secret: pass --secret-hex/--secret-file or run peerdist serve once to create one');
-    const badHex = await runCli(['hash', fileM, '--secret-hex', 'abc'], { env });
-    t.equal(badHex.code, 2, 'odd-length hex is a usage error');
-    t.equal((await runCli(['hash', fileM, '--secret-hex', 'zz'], { env })).code, 2, 'non-hex is a usage error');
-    t.equal((await runCli(['hash', fileM, '--secret-hex', '00', '--content-version', '3'], { env })).code, 2, 'bad version');
-    t.equal((await runCli(['hash', fileM, '--secret-hex', '00', '--chunking', 'rabin'], { env })).code, 2, 'bad chunking');
-    const missing = await runCli(['hash', join(dir, 'nope'), '--secret-hex', '00'], { env });
-    t.equal(missing.code, 1, 'missing file');
-    t.match(missing.stderr, 'nope');
+    const [noSecret, badHex, nonHex, badVersion, badChunking, missing] = await Promise.all([
+      ['hash', fileM, '--state-dir', join(dir, 'empty-state')],
+      ['hash', fileM, '--secret-hex', 'abc'],
+      ['hash', fileM, '--secret-hex', 'zz'],
+      ['hash', fileM, '--secret-hex', '00', '--content-version', '3'],
+      ['hash', fileM, '--secret-hex', '00', '--chunking', 'rabin'],
+      ['hash', join(dir, 'nope'), '--secret-hex', '00'],
+    ].map((args) => runCli(args, { env })));
+    t.equal(noSecret!.code, 1);
+    t.match(noSecret!.stderr, 'no secret: pass --secret-hex/--secret-file or run peerdist serve once to create one');
+    t.equal(badHex!.code, 2, 'odd-length hex is a usage error');
+    t.equal(nonHex!.code, 2, 'non-hex is a usage error');
+    t.equal(badVersion!.code, 2, 'bad version');
+    t.equal(badChunking!.code, 2, 'bad chunking');
+    t.equal(missing!.code, 1, 'missing file');
+    t.match(missing!.stderr, 'nope');
     const bad = join(dir, 'bad.pd');
     const blob = Buffer.from(vectors.iis85.v1.blob, 'hex');
     blob.writeUInt32LE(4096, 30);
