@@ -1,5 +1,5 @@
 import t from 'tap';
-import { readdir, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { BlockStore } from '../../src/cache/store.js';
@@ -98,4 +98,32 @@ t.test('parseSize / formatSize', async (t) => {
   for (const bad of ['', 'G', '-1', '10X', '1e9', '99999999999T']) t.throws(() => parseSize(bad), { code: 'BAD_SIZE' }, bad);
   t.equal(formatSize(1536), '1.5 KiB');
   t.equal(formatSize(10), '10 B');
+});
+
+t.test('group commit: concurrent writes to one segment share fdatasync calls; each write is synced', async (t) => {
+  const dir = await tempDir(t);
+  const probe = await open(join(dir, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void>; write: (...a: unknown[]) => Promise<unknown> };
+  await probe.close();
+  const origSync = proto.datasync, origWrite = proto.write;
+  // Each completed write gets a sequence number; a datasync covers every write completed before it
+  // started. A putBlock may resolve only once a covering datasync has finished.
+  let writes = 0, syncs = 0, syncedUpTo = 0, unsyncedAtResolve = 0;
+  const seqOf = new Map<unknown, number>();
+  proto.write = async function (this: unknown, ...a: unknown[]) { const r = await origWrite.apply(this, a); seqOf.set(a[0], ++writes); return r; };
+  proto.datasync = async function (this: unknown) { syncs++; const covered = writes; await origSync.call(this); syncedUpTo = Math.max(syncedUpTo, covered); };
+  t.teardown(() => { proto.datasync = origSync; proto.write = origWrite; });
+  const s = randomV1(16);
+  const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
+  t.teardown(() => store.close());
+  await store.addSegment(s.meta);
+  await Promise.all(s.blocks.map(async (b, i) => {
+    await store.putBlock(s.meta.segmentId, i, b);
+    const seq = seqOf.get(b);
+    if (seq === undefined || syncedUpTo < seq) unsyncedAtResolve++;
+  }));
+  t.ok(store.isComplete(s.meta.segmentId));
+  t.equal(unsyncedAtResolve, 0, 'no putBlock resolved before its data was synced');
+  t.equal(writes, 16);
+  t.ok(syncs >= 1 && syncs < 16, `${syncs} fdatasync calls for 16 concurrent block writes`);
 });
