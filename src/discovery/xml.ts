@@ -74,7 +74,8 @@ export function decodeEntities(raw: string, field: string): string {
     const semi = raw.indexOf(';', amp + 1);
     if (semi < 0 || semi - amp > 12) fail('XML_ENTITY', field, 'unterminated or overlong entity reference');
     const name = raw.slice(amp + 1, semi);
-    if (Object.hasOwn(PREDEFINED, name)) out += PREDEFINED[name];
+    const predefined = PREDEFINED[name];
+    if (predefined !== undefined && Object.hasOwn(PREDEFINED, name)) out += predefined;
     else if (/^#[0-9]{1,7}$/.test(name) || /^#x[0-9A-Fa-f]{1,6}$/.test(name)) {
       const cp = name[1] === 'x' ? parseInt(name.slice(2), 16) : parseInt(name.slice(1), 10);
       if (!validCodePoint(cp)) fail('XML_ENTITY', field, `character reference &${name}; is not an XML character`);
