@@ -128,3 +128,19 @@ t.test('hostile datagrams sent to a live responder are counted and ignored', asy
   t.match(replies[0]!.toString(), '<PeerDist:BlockCount>00000004</PeerDist:BlockCount>');
   t.ok((d.stats().dropped.malformed ?? 0) >= 3, `malformed counted: ${JSON.stringify(d.stats().dropped)}`);
 });
+
+t.test('peerdist peers --segment probes over real sockets and lists the holders', async (t) => {
+  const { runCli } = await import('../helpers/cli.js');
+  const s1 = seg(0x70), s2 = seg(0x71);
+  await node(t, 'J', '127.0.0.13', new Map([[hex(s1), { blockCount: 9, complete: true }]]));
+  await node(t, 'K', '127.0.0.14', new Map([[hex(s1), { blockCount: 2, complete: false }], [hex(s2), { blockCount: 1, complete: true }]]));
+  const args = ['peers', '--segment', hex(s1), '--segment', hex(s2).toLowerCase(), '--timeout', '700', '--discovery-port', String(port), '--interface', '127.0.0.1'];
+  const out = await runCli([...args, '--json'], { timeoutMs: 20_000 });
+  t.equal(out.code, 0, out.stderr);
+  const rows = JSON.parse(out.stdout) as Array<{ segmentId: string; address: string; blockCount: number }>;
+  t.same(rows.map((r) => [r.segmentId.slice(0, 2), r.address, r.blockCount]), [['70', '127.0.0.13:874', 9], ['70', '127.0.0.14:875', 2], ['71', '127.0.0.14:875', 1]]);
+  const text = await runCli(args, { timeoutMs: 20_000 });
+  t.match(text.stdout, /^SEGMENT\s+ADDRESS\s+BLOCKS\s+COMPLETE\n7070707070707070…\s+127\.0\.0\.13:874\s+9\s+-\n/);
+  const bad = await runCli(['peers', '--segment', 'abc']);
+  t.equal(bad.code, 2, 'a malformed segment ID is a usage error');
+});
