@@ -407,8 +407,8 @@ export class Job extends EventEmitter implements DownloadJob {
     }
     if (this.finished) return;
     await this.store(g, data);
-    sched.peerSucceeded(peer, g, b.length, this.ctx.now() - t0, this.ctx.now());
-    if (next > b.index) sched.peerHasBlock(peer, b.seg, next, this.ctx.now());
+    sched.peerSucceeded(peer, g, b.length, this.ctx.now() - t0);
+    if (next > b.index) sched.peerHasBlock(peer, b.seg, next);
     this.add('fromPeers', b.length);
     this.add('bytesDone', b.length);
     this.blockLanded();

@@ -104,6 +104,7 @@ export class Scheduler {
   private readonly o: Required<Omit<SchedulerOptions, 'blocks' | 'present' | 'random'>>;
   private doneCount = 0;
   private originInflight = 0;
+  private originDone = 0;
   private peerInflight = 0;
   private cursor: number | undefined;
   private originBlockMs: number;
@@ -204,7 +205,7 @@ export class Scheduler {
     if (!p) {
       p = {
         address, ewmaBps: this.o.peerBpsPrior, outstanding: 0, consecutiveFailures: 0, backoffUntil: 0, banned: false,
-        full: new Set(), partial: new Map(), lastGrowth: 0,
+        full: new Set(), partial: new Map(), lastGrowth: -Infinity,
         stat: { blocks: 0, bytes: 0, failures: 0, notAvailable: 0, badBlocks: 0 },
       };
       this.peers.set(address, p);
@@ -237,13 +238,16 @@ export class Scheduler {
     p.partial.set(seg, set);
   }
 
-  /** The peer told us it holds this one block (e.g. NextBlockIndex of a reply). */
-  peerHasBlock(address: string, seg: number, index: number, now: number): void {
+  /**
+   * The peer holds this one block (it served it, or named it as NextBlockIndex). This is new
+   * knowledge, not evidence that the peer is downloading, so it does not mark the peer active.
+   */
+  peerHasBlock(address: string, seg: number, index: number): void {
     const p = this.peer(address);
     if (p.full.has(seg) || index < 0 || index >= this.blocksInSegment(seg)) return;
     let set = p.partial.get(seg);
     if (!set) { set = new Set(); p.partial.set(seg, set); }
-    if (!set.has(index)) { set.add(index); p.lastGrowth = now; }
+    set.add(index);
   }
 
   private holds(p: PeerState, g: number): boolean {
@@ -280,7 +284,8 @@ export class Scheduler {
     const out: Assignment[] = [];
     if (this.failure || this.isDone()) return out;
     this.assignPeers(now, out);
-    while (allowOrigin && this.originInflight < this.o.originConcurrency) {
+    const originCap = this.originLimit(now);
+    while (allowOrigin && this.originInflight < originCap) {
       const g = this.pickOrigin(now);
       if (g === undefined) break;
       this.state[g] = INFLIGHT;
@@ -291,6 +296,17 @@ export class Scheduler {
     }
     for (const p of this.peers.values()) if (!p.banned && p.backoffUntil > now) this.wakeAt = Math.min(this.wakeAt, p.backoffUntil);
     return out;
+  }
+
+  /**
+   * Origin requests allowed now. Blind starts (before our first origin block) and flash crowds
+   * (other peers are downloading the same content over the same WAN link) use one stream: the
+   * link is shared anyway, and every block in flight is one the others cannot see yet, which is
+   * what makes clients fetch the same block twice. Alone, we use the full concurrency.
+   */
+  private originLimit(now: number): number {
+    if (this.originDone === 0 || this.anyActivePeer(now)) return Math.min(1, this.o.originConcurrency);
+    return this.o.originConcurrency;
   }
 
   private assignPeers(now: number, out: Assignment[]): void {
@@ -336,7 +352,7 @@ export class Scheduler {
   }
 
   private anyActivePeer(now: number): boolean {
-    for (const p of this.peers.values()) if (!p.banned && p.lastGrowth > 0 && now - p.lastGrowth <= this.o.activeWindowMs) return true;
+    for (const p of this.peers.values()) if (!p.banned && now - p.lastGrowth <= this.o.activeWindowMs) return true;
     return false;
   }
 
@@ -365,24 +381,29 @@ export class Scheduler {
       return this.startRun(this.firstCandidateFrom(cand, Math.floor(this.random() * this.n)));
     }
     const gaps = this.gaps(cand);
-    const c = this.o.originConcurrency;
+    const c = this.originLimit(now);
     const t = Math.max(this.originBlockMs, 1);
     // Blocks an active consumer fetches from its left end before our first block becomes visible to it.
     const lead = Math.ceil((c * (t + this.o.visibilityLagMs)) / t);
     const minSplit = 2 * (lead + 1);
-    let best: { start: number; score: number } | undefined;
+    // Entry regions: where a new run may start without racing a consumer. Several clients with the
+    // same (lagged) view re-plan at about the same time, so the choice is randomised (gap weighted
+    // by its region size squared, position uniform in the region) instead of a deterministic
+    // midpoint, which would send them all to the same block and make them fetch in lockstep.
+    const regions: Array<{ from: number; len: number; w: number }> = [];
+    let weight = 0;
     let deferredPick: { g: number; score: number } | undefined;
     for (const gap of gaps) {
       const pred = (gap.start - 1 + this.n) % this.n;
       const consumed = gap.len < this.n && this.activeHolder(pred, now);
-      let start: number | undefined;
-      let score = 0;
+      let from: number, len: number;
       if (!consumed) {
-        start = (gap.start + Math.floor(this.random() * (active ? Math.ceil(gap.len / 2) : 1))) % this.n;
-        score = gap.len;
+        from = gap.start;
+        len = active ? Math.ceil(gap.len / 2) : 1;
       } else if (gap.len >= minSplit) {
-        start = (gap.start + Math.floor(gap.len / 2)) % this.n;
-        score = gap.len / 2;
+        const skip = Math.max(lead, Math.floor(gap.len / 4));
+        from = gap.start + skip;
+        len = Math.max(1, gap.len - 2 * Math.floor(gap.len / 4) - Math.max(0, lead - Math.floor(gap.len / 4)));
       } else {
         // Leave it to the consumer for a bounded time; blocks farther from it wait longer.
         for (let d = gap.len - 1; d >= 0; d--) {
@@ -396,9 +417,16 @@ export class Scheduler {
         }
         continue;
       }
-      if (!best || score > best.score || (score === best.score && this.random() < 0.5)) best = { start, score };
+      const w = (consumed ? gap.len / 2 : gap.len) ** 2;
+      regions.push({ from, len, w });
+      weight += w;
     }
-    if (best) return this.startRun(best.start);
+    if (regions.length > 0) {
+      let r = this.random() * weight;
+      let pick = regions[regions.length - 1]!;
+      for (const reg of regions) { if (r < reg.w) { pick = reg; break; } r -= reg.w; }
+      return this.startRun((pick.from + Math.floor(this.random() * pick.len)) % this.n);
+    }
     if (deferredPick) return this.startRun(deferredPick.g);
     return undefined;
   }
@@ -432,7 +460,7 @@ export class Scheduler {
 
   // ------------------------------------------------------------------ results
 
-  peerSucceeded(address: string, g: number, bytes: number, ms: number, now: number): void {
+  peerSucceeded(address: string, g: number, bytes: number, ms: number): void {
     const p = this.peer(address);
     p.outstanding = Math.max(0, p.outstanding - 1);
     this.peerInflight = Math.max(0, this.peerInflight - 1);
@@ -442,7 +470,7 @@ export class Scheduler {
     p.stat.blocks++;
     p.stat.bytes += bytes;
     const b = this.blocks[g]!;
-    if (!p.full.has(b.seg)) this.peerHasBlock(address, b.seg, b.index, now);
+    if (!p.full.has(b.seg)) this.peerHasBlock(address, b.seg, b.index);
     this.complete(g);
   }
 
@@ -472,6 +500,7 @@ export class Scheduler {
   originSucceeded(g: number, ms: number): void {
     this.originInflight = Math.max(0, this.originInflight - 1);
     this.originBlockMs = EWMA_ALPHA * Math.max(ms, 1) + (1 - EWMA_ALPHA) * this.originBlockMs;
+    this.originDone++;
     // Somebody else fetched the same block: our runs have met (or run in lockstep). Half the time
     // we leave and start a new run elsewhere, so of two lockstepped clients one soon moves away.
     let collided = false;
