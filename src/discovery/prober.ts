@@ -65,6 +65,10 @@ export const DEFAULT_TIMING: ProberTiming = {
 /** Segment IDs per probe: v1 keeps datagrams near one MTU-ish size; v2 is bounded by its u8 count. */
 export const MAX_IDS_PER_PROBE: Record<DiscoveryVersion, number> = { 1: 32, 2: 255 };
 const MAX_PEERS_PER_SEGMENT = 64;
+
+function isLoopback(address: string): boolean {
+  return /^127\./.test(address) || address === '::1' || /^::ffff:127\./i.test(address);
+}
 /** Message IDs of a chunk that still accept replies (the current probe and the two before). */
 const KEEP_IDS_PER_CHUNK = 3;
 
@@ -209,10 +213,13 @@ export class Prober {
     if (!rec || rec.chunk.watch.closed) return countDrop(stats, 'unsolicited', logger, { relatesTo: pm.relatesTo });
     if (pm.version !== rec.chunk.version) return countDrop(stats, 'versionMismatch');
     if (pm.endpoint === this.cfg.ownEndpoint) return countDrop(stats, 'self');
-    // Peers must be on our subnet: keep only IP-literal XAddrs that are local (no names, no routing elsewhere).
+    // Peers must be on our subnet: keep only IP-literal XAddrs that are local (no names, no routing
+    // elsewhere), and loopback addresses only from a sender on this very host.
+    const fromLoopback = isLoopback(from.address);
     const addrs = pm.xaddrs.filter((x) => {
       const a = parseXAddr(x);
-      return !!a && isIP(a.host.replace(/%.*$/, '')) !== 0 && this.cfg.isLocal(a.host);
+      if (!a || isIP(a.host.replace(/%.*$/, '')) === 0 || !this.cfg.isLocal(a.host)) return false;
+      return fromLoopback || !isLoopback(a.host);
     });
     if (addrs.length === 0) return countDrop(stats, 'nonLocalXAddrs', logger, { xaddrs: pm.xaddrs });
     stats.matchesReceived++;

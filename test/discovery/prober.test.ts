@@ -77,6 +77,8 @@ t.test('accepts only ProbeMatches relating to an outstanding probe, from local s
   t.equal(rt.stats.dropped.notLocal, 1);
   prober.handle(match(id, [{ id: seg(1), count: 4 }], { xaddrs: ['8.8.8.8:80', 'evil.example:80'] }), PEER);
   t.equal(rt.stats.dropped.nonLocalXAddrs, 1, 'XAddrs outside the subnet are not used');
+  prober.handle(match(id, [{ id: seg(1), count: 4 }], { xaddrs: ['127.0.0.1:80', '[::1]:80'] }), PEER);
+  t.equal(rt.stats.dropped.nonLocalXAddrs, 2, 'a remote sender cannot point us at our own loopback');
   prober.handle(match(id, [{ id: seg(1), count: 4 }], { endpoint: OWN }), PEER);
   t.equal(rt.stats.dropped.self, 1);
   prober.handle(Buffer.from('garbage'), PEER);
