@@ -32,6 +32,8 @@ export function adminRequest(addr: AdminAddress, path: string, opts: { method?: 
       const code = (err as { code?: string }).code;
       if (code === 'ECONNREFUSED' || code === 'ENOENT') {
         reject(new AdminClientError('NO_DAEMON', `no peerdist daemon at ${describe(addr)} (start one with \`peerdist daemon\`, or pass --daemon)`, undefined, { cause: err }));
+      } else if (code === 'ECONNRESET') {
+        reject(new AdminClientError('DAEMON_GONE', `the daemon at ${describe(addr)} closed the connection (shutting down?)`, undefined, { cause: err }));
       } else reject(new AdminClientError('ADMIN_IO', `admin API at ${describe(addr)}: ${err.message}`, undefined, { cause: err }));
     });
     req.end();

@@ -13,8 +13,9 @@ import { Discovery } from '../discovery/discovery.js';
 import { startPresence } from '../discovery/presence.js';
 import { DownloadEngine } from '../download/engine.js';
 import { type Logger, createLogger } from '../util/log.js';
+import { PeerdistError } from '../util/errors.js';
 import type { DaemonConfig } from './config.js';
-import { formatAdminAddress } from './address.js';
+import { formatAdminAddress, formatHostPort } from './address.js';
 import { type InterfaceMap, advertisedAddresses, chooseInterface, localSubnets } from './netif.js';
 import { JobBook } from './jobs.js';
 import { startAdminServer } from './admin.js';
@@ -42,11 +43,28 @@ export interface StartOptions {
   networkInterfaces?: () => InterfaceMap;
 }
 
+/** A daemon component failed to start (port in use, unreadable key, ...). */
+export class DaemonStartError extends PeerdistError {
+  constructor(what: string, cause: unknown) {
+    super('START_FAILED', `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+/** Runs one startup step, naming it in the error. PeerdistErrors already say what failed. */
+async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try { return await fn(); } catch (err) {
+    if (err instanceof PeerdistError) throw err;
+    throw new DaemonStartError(what, err);
+  }
+}
+
 export async function startDaemon(config: DaemonConfig, opts: StartOptions = {}): Promise<RunningDaemon> {
   const log = opts.logger ?? createLogger({ component: 'daemon' });
   const ifaces = (opts.networkInterfaces ?? networkInterfaces)();
   const iface = config.interface ? chooseInterface(config.interface, ifaces) : undefined;
-  const signaturePublicKeyPem = config.originPublicKeyFile ? await readFile(config.originPublicKeyFile, 'utf8') : undefined;
+  const signaturePublicKeyPem = config.originPublicKeyFile
+    ? await step('origin public key', () => readFile(config.originPublicKeyFile!, 'utf8'))
+    : undefined;
 
   // Everything started so far, closed in reverse order if a later step fails or on shutdown.
   const closers: Array<{ name: string; close: () => Promise<void> | void }> = [];
@@ -62,7 +80,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     closers.push({ name: 'store', close: () => store.close() });
 
     const server = createRetrievalServer({ source: store, host: config.listen.host, port: config.listen.port, logger: log.child({ component: 'pccrr-server' }) });
-    const bound = await server.listen();
+    const bound = await step(`retrieval server on ${formatHostPort(config.listen)}`, () => server.listen());
     closers.push({ name: 'retrieval server', close: () => server.close() });
     const xaddrs = advertisedAddresses(bound, iface, ifaces);
 
@@ -80,7 +98,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       localSubnets: localSubnets(iface, ifaces),
       logger: log.child({ component: 'discovery' }),
     });
-    await discovery.start();
+    await step(`discovery on UDP port ${config.discoveryPort}`, () => discovery.start());
     closers.push({ name: 'discovery', close: () => discovery.close() });
 
     if (config.presence) {
@@ -111,17 +129,17 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const started = Date.now();
     const parts: DaemonParts = { engine, jobs, store, server, discovery, peers, started, version: DAEMON_VERSION };
     const cacheLog = log.child({ component: 'admin' });
-    const admin = await startAdminServer(config.admin, {
+    const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () => startAdminServer(config.admin, {
       jobs, logger: cacheLog,
       status: () => statusDocument(parts),
       metrics: () => renderMetrics(collectMetrics(parts)),
       cache: { stats: () => store.stats(), list: () => store.list(), verifyAll: () => store.verifyAll() },
-    });
+    }));
     closers.push({ name: 'admin', close: () => admin.close() });
 
     let proxyAddr: string | null = null;
     if (config.proxy) {
-      const proxy = await startProxyServer(config.proxy, { jobs, logger: log.child({ component: 'proxy' }) });
+      const proxy = await step(`proxy on ${formatHostPort(config.proxy)}`, () => startProxyServer(config.proxy!, { jobs, logger: log.child({ component: 'proxy' }) }));
       closers.push({ name: 'proxy', close: () => proxy.close() });
       proxyAddr = proxy.address;
     }

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { ConfigError, configFromEnv, configFromJson, parseSize, readConfigFile, resolveConfig } from '../../src/daemon/config.js';
 import { parseAdminAddress, parseHostPort, isLoopbackHost, AddressError } from '../../src/daemon/address.js';
 import { runCli } from '../helpers/cli.js';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 
 t.test('defaults', async (t) => {
   const c = resolveConfig({ defaultStateDir: '/var/lib/x' });
@@ -102,4 +104,17 @@ t.test('peerdist daemon refuses a non-loopback admin address', async (t) => {
   const env = await runCli(['daemon', '--state-dir', dir], { env: { PEERDIST_ADMIN: '192.168.1.1:7171' }, timeoutMs: 20_000 });
   t.equal(env.code, 1);
   t.match(env.stderr, /loopback/);
+});
+
+t.test('a listener that cannot start: clear error, everything closed, exit 1', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pd-cfg-'));
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+  t.teardown(async () => { await new Promise((r) => busy.close(r)); await rm(dir, { recursive: true, force: true }); });
+  const port = (busy.address() as AddressInfo).port;
+  const r = await runCli(['daemon', '--state-dir', dir, '--admin', `127.0.0.1:${port}`, '--listen', '127.0.0.1:0',
+    '--interface', '127.0.0.1', '--discovery-port', '0', '--no-presence'], { timeoutMs: 20_000 });
+  t.equal(r.code, 1);
+  t.equal(r.stdout, '');
+  t.match(r.stderr, new RegExp(`peerdist: error: START_FAILED: admin API on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
 });
