@@ -179,7 +179,7 @@ export class Cluster {
     return { ...process.env, PEERDIST_LOG: process.env.PEERDIST_LOG ?? 'warn', ...this.opts.env, PEERDIST_TEST: '' };
   }
 
-  private get readyMs(): number { return this.opts.readyTimeoutMs ?? 20_000; }
+  private get readyMs(): number { return this.opts.readyTimeoutMs ?? 60_000; }
 
   /** Writes a seeded payload into the origin's directory. */
   async addFile(name: string, size: number, seed = name): Promise<FileInfo> {
