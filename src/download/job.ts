@@ -72,7 +72,7 @@ export class Job extends EventEmitter implements DownloadJob {
   private refreshTimer: NodeJS.Timeout | undefined;
   private wakeAt = Infinity;
   private originOpen = false;
-  private readonly refreshing = new Set<string>();
+  private readonly refreshing = new Map<string, Promise<void>>();
   private readonly segByHex = new Map<string, number>();
   private readonly log: Logger;
   /** Resolved and replaced whenever a block lands or the state changes (readers wait on it). */
@@ -322,13 +322,21 @@ export class Job extends EventEmitter implements DownloadJob {
     return Promise.all(work);
   }
 
-  private async refreshPeer(peer: string, seg: number): Promise<void> {
+  /** One block-list request per peer and segment at a time; callers share the running one. */
+  private refreshPeer(peer: string, seg: number): Promise<void> {
+    const key = `${peer}/${seg}`;
+    let p = this.refreshing.get(key);
+    if (!p) {
+      p = this.blockList(peer, seg).finally(() => this.refreshing.delete(key));
+      this.refreshing.set(key, p);
+    }
+    return p;
+  }
+
+  private async blockList(peer: string, seg: number): Promise<void> {
     const sched = this.sched;
     const ci = this.ci;
     if (!sched || !ci || this.finished) return;
-    const key = `${peer}/${seg}`;
-    if (this.refreshing.has(key)) return;
-    this.refreshing.add(key);
     try {
       const n = sched.blocksInSegment(seg);
       const r = await this.ctx.deps.retrieval.getBlockList({ peer, segmentId: ci.segments[seg]!.segmentId, ranges: [[0, n]], signal: this.abort.signal });
@@ -339,8 +347,6 @@ export class Job extends EventEmitter implements DownloadJob {
       this.pump();
     } catch (err) {
       this.log.debug('block list failed', { peer, seg, err });
-    } finally {
-      this.refreshing.delete(key);
     }
   }
 
