@@ -1,24 +1,27 @@
 /**
  * Discovery: the socket edge around the Responder and Prober state machines (MS-PCCRD over
- * SOAP-over-UDP, IPv4 multicast 239.255.255.250). One responder socket bound to 0.0.0.0:<port>
- * with reuseAddr joins the group on each chosen interface and answers by unicast; one ephemeral
- * probe socket per interface multicasts probes (TTL 1) and receives the unicast ProbeMatches.
+ * SOAP-over-UDP, IPv4 multicast 239.255.255.250, optionally IPv6 ff02::c). One responder socket
+ * bound to 0.0.0.0:<port> with reuseAddr joins the group on each chosen interface and answers by
+ * unicast; one ephemeral probe socket per interface multicasts probes (TTL 1) and receives the
+ * unicast ProbeMatches.
  */
 import { EventEmitter } from 'node:events';
 import { createSocket, type Socket } from 'node:dgram';
 import { randomUUID } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 import { nullLogger, type Logger } from '../util/log.js';
 import type { DiscoveryVersion } from './codec.js';
 import { DampingTable } from './damping.js';
 import { Prober, type ProberTiming, type SegmentWatch, type PeerSighting } from './prober.js';
 import { Responder, type SegmentLookup } from './responder.js';
 import { newStats, realTimers, countDrop, type DiscoveryStats, type Runtime } from './runtime.js';
-import { defaultIPv4Interfaces, hostSubnets, localAddressFilter, type Subnet } from './subnet.js';
+import { defaultIPv4Interfaces, hostSubnets, ipv6InterfaceNames, localAddressFilter, type Subnet } from './subnet.js';
 
 export type { PeerSighting, SegmentWatch, DiscoveryStats };
 
 export const DISCOVERY_PORT = 3702;
 export const IPV4_GROUP = '239.255.255.250';
+export const IPV6_GROUP = 'ff02::c';
 
 export interface DiscoveryOptions {
   /** UDP port of the responder and of the probes' destination (default 3702). */
@@ -28,6 +31,11 @@ export interface DiscoveryOptions {
   interfaces?: string[];
   /** Deliver our multicast to sockets on this host too (tests, several daemons on one host). */
   loopback?: boolean;
+  /**
+   * Also discover over IPv6 (ff02::c, link-local scope): true = every interface with a non-internal
+   * IPv6 address, or a list of interface names. Off by default. Failures to join are logged, not fatal.
+   */
+  ipv6?: boolean | string[];
   /** Our retrieval `host:port` list, announced in XAddrs. */
   xaddrs: () => string[];
   /** What we hold: per segment ID, blocks we can serve (partial while downloading) and whether complete. */
@@ -52,7 +60,9 @@ export class Discovery extends EventEmitter {
   private readonly prober: Prober;
   private readonly responder: Responder;
   private responderSocket?: Socket;
-  private probeSockets: Socket[] = [];
+  private responderSocket6?: Socket;
+  /** Probe sockets with the group each one sends to. */
+  private probeSockets: Array<{ socket: Socket; group: string }> = [];
   private started = false;
   private closed = false;
   /** Our endpoint reference (urn:uuid), new for every run like Windows does. */
@@ -129,7 +139,7 @@ export class Discovery extends EventEmitter {
       if (joined === 0) throw new Error(`could not join ${this.group} on any of ${ifaces.join(', ')}`);
       for (const iface of ifaces) {
         const ps = createSocket({ type: 'udp4' });
-        this.probeSockets.push(ps);
+        this.probeSockets.push({ socket: ps, group: this.group });
         ps.on('message', (msg, rinfo) => this.safely(() => this.prober.handle(msg, rinfo)));
         ps.on('error', (err) => this.socketError('prober', err));
         await bind(ps, 0, iface);
@@ -137,10 +147,43 @@ export class Discovery extends EventEmitter {
         ps.setMulticastLoopback(!!this.opts.loopback);
         ps.setMulticastInterface(iface);
       }
-      this.log.info('discovery started', { port: this.port, group: this.group, interfaces: ifaces });
+      const names6 = this.opts.ipv6 === true ? ipv6InterfaceNames() : Array.isArray(this.opts.ipv6) ? this.opts.ipv6 : [];
+      if (names6.length > 0) await this.startIPv6(names6);
+      this.log.info('discovery started', { port: this.port, group: this.group, interfaces: ifaces, ipv6: names6 });
     } catch (err) {
       await this.close();
       throw err;
+    }
+  }
+
+  /**
+   * IPv6 edge: one responder socket on [::]:port joined to ff02::c per interface (`::%name`), and
+   * one probe socket per interface. Link-local replies carry the scope in their source address.
+   */
+  private async startIPv6(names: string[]): Promise<void> {
+    try {
+      const rs = createSocket({ type: 'udp6', reuseAddr: true, ipv6Only: true });
+      this.responderSocket6 = rs;
+      rs.on('message', (msg, rinfo) => this.safely(() => this.responder.handle(msg, rinfo)));
+      rs.on('error', (err) => this.socketError('responder6', err));
+      await bind(rs, this.port, '::');
+      for (const name of names) {
+        try {
+          rs.addMembership(IPV6_GROUP, `::%${name}`);
+          const ps = createSocket({ type: 'udp6', ipv6Only: true });
+          this.probeSockets.push({ socket: ps, group: IPV6_GROUP });
+          ps.on('message', (msg, rinfo) => this.safely(() => this.prober.handle(msg, rinfo)));
+          ps.on('error', (err) => this.socketError('prober6', err));
+          await bind(ps, 0, '::');
+          ps.setMulticastTTL(1);
+          ps.setMulticastLoopback(!!this.opts.loopback);
+          ps.setMulticastInterface(`::%${name}`);
+        } catch (err) {
+          this.log.warn('IPv6 discovery unavailable on interface', { iface: name, err: err as Error });
+        }
+      }
+    } catch (err) {
+      this.log.warn('IPv6 discovery unavailable', { err: err as Error });
     }
   }
 
@@ -165,8 +208,9 @@ export class Discovery extends EventEmitter {
     this.closed = true;
     this.prober.close();
     this.responder.close();
-    const sockets = [this.responderSocket, ...this.probeSockets].filter((s): s is Socket => !!s);
+    const sockets = [this.responderSocket, this.responderSocket6, ...this.probeSockets.map((p) => p.socket)].filter((s): s is Socket => !!s);
     this.responderSocket = undefined;
+    this.responderSocket6 = undefined;
     this.probeSockets = [];
     await Promise.all(sockets.map((s) => new Promise<void>((resolve) => {
       try {
@@ -178,15 +222,16 @@ export class Discovery extends EventEmitter {
   }
 
   private multicast(datagram: Buffer): void {
-    for (const s of this.probeSockets) {
-      s.send(datagram, this.port, this.group, (err) => {
+    for (const { socket, group } of this.probeSockets) {
+      socket.send(datagram, this.port, group, (err) => {
         if (err) this.socketError('send', err);
       });
     }
   }
 
   private unicast(datagram: Buffer, address: string, port: number): void {
-    this.responderSocket?.send(datagram, port, address, (err) => {
+    const socket = isIPv6(address) || address.includes('%') ? this.responderSocket6 : this.responderSocket;
+    socket?.send(datagram, port, address, (err) => {
       if (err) this.socketError('reply', err);
     });
   }

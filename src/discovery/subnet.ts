@@ -3,7 +3,7 @@
  * list is computed at the edge from os.networkInterfaces(); the check itself is pure.
  */
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 
 export interface Subnet { address: string; netmask: string }
 
@@ -64,6 +64,18 @@ export function defaultIPv4Interfaces(): string[] {
   const out: string[] = [];
   for (const list of Object.values(networkInterfaces())) {
     for (const i of list ?? []) if (i.family === 'IPv4' && !i.internal) out.push(i.address);
+  }
+  return out;
+}
+
+/**
+ * Names of interfaces with a non-internal IPv6 address (where ff02::c is joined when IPv6 discovery
+ * is enabled). Pure over the given table so it can be tested; defaults to this host's interfaces.
+ */
+export function ipv6InterfaceNames(table: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): string[] {
+  const out: string[] = [];
+  for (const [name, list] of Object.entries(table)) {
+    if ((list ?? []).some((i) => i.family === 'IPv6' && !i.internal)) out.push(name);
   }
   return out;
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { localAddressFilter } from '../../src/discovery/subnet.js';
+import { ipv6InterfaceNames, localAddressFilter } from '../../src/discovery/subnet.js';
 import { ExpiringSet, KeyedRateLimiter, TokenBucket } from '../../src/discovery/limits.js';
 
 t.test('local subnet filter from address/netmask pairs', async (t) => {
@@ -30,4 +30,11 @@ t.test('token bucket, keyed limiter and expiring set', async (t) => {
   t.equal(s.size, 3);
   t.notOk(s.has('x', 1001), 'oldest evicted beyond the bound');
   t.ok(s.has('d', 1001));
+});
+
+t.test('IPv6 interfaces: names with a non-internal IPv6 address', async (t) => {
+  const v6 = (address: string, internal = false) => ({ address, netmask: 'ffff:ffff:ffff:ffff::', family: 'IPv6' as const, mac: '00:00:00:00:00:00', internal, cidr: `${address}/64`, scopeid: 2 });
+  const v4 = (address: string, internal = false) => ({ address, netmask: '255.255.255.0', family: 'IPv4' as const, mac: '00:00:00:00:00:00', internal, cidr: `${address}/24` });
+  t.same(ipv6InterfaceNames({ lo: [v4('127.0.0.1', true), v6('::1', true)], eth0: [v4('192.0.2.2'), v6('fe80::1')], wlan0: [v4('198.51.100.2')], eth1: [v6('fd00::5')] }), ['eth0', 'eth1']);
+  t.same(ipv6InterfaceNames({}), []);
 });
