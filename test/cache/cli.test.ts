@@ -31,6 +31,11 @@ t.test('peerdist cache commands with --json on a temp state dir', async (t) => {
   t.match(json(r.stdout), { segments: 1, blocks: 6, bytes: data.length, hitsLocal: 0, hitsPeer: 0, misses: 0 });
   t.type(json(r.stdout).limitBytes, 'number');
 
+  r = await runCli(['cache', 'stats', '--state-dir', state]);
+  t.equal(r.code, 0);
+  t.match(r.stdout, /^segments\s+1 \(1 complete/m, 'human-readable stats');
+  t.match(r.stdout, new RegExp(`^bytes\\s+${data.length} `, 'm'));
+
   r = await cli('ls');
   t.equal(r.code, 0);
   t.match(JSON.parse(r.stdout), [{ segmentId: segId, version: 1, blocksPresent: 6, blocksTotal: 6, bytes: data.length }]);
@@ -48,7 +53,14 @@ t.test('peerdist cache commands with --json on a temp state dir', async (t) => {
   t.equal(r.code, 0, r.stderr);
   t.same(json(r.stdout), { segments: 1, blocks: 6, bytes: data.length });
 
-  // corrupt one block file on disk: verify reports it, drops it, exits 1
+  r = await cli('export', join(root, 'one.pdpkg'), '--segment', segId);
+  t.equal(r.code, 0, r.stderr);
+  t.same(json(r.stdout), { segments: 1, blocks: 6, bytes: data.length });
+  r = await cli('export', join(root, 'none.pdpkg'), '--segment', 'ff'.repeat(32));
+  t.equal(r.code, 1);
+  t.match(r.stderr, /UNKNOWN_SEGMENT/);
+
+  // corrupt one block's bytes in the segment file: verify reports it, drops it, exits 1
   const segPath = join(state, 'cache', 'blocks', segId.slice(0, 2), segId);
   const bad = await readFile(segPath); bad[3 * 65536 + 10]! ^= 1; await writeFile(segPath, bad);
   r = await cli('verify');
