@@ -14,7 +14,10 @@ export type DownloadErrorCode =
 
 export class DownloadError extends PeerdistError {
   declare readonly code: DownloadErrorCode;
-  constructor(code: DownloadErrorCode, message: string, options?: { cause?: unknown }) {
+  /** The origin's HTTP status, for ORIGIN_STATUS (a proxy can pass it on). */
+  readonly status?: number;
+  constructor(code: DownloadErrorCode, message: string, options?: { cause?: unknown; status?: number }) {
     super(code, message, options);
+    if (options?.status !== undefined) this.status = options.status;
   }
 }

@@ -149,7 +149,7 @@ export class Job extends EventEmitter implements DownloadJob {
     const res = await http.get(this.url, reqHeaders, this.abort.signal);
     if (res.status !== 200) {
       res.discard();
-      throw new DownloadError('ORIGIN_STATUS', `origin answered HTTP ${res.status} for ${this.url}`);
+      throw new DownloadError('ORIGIN_STATUS', `origin answered HTTP ${res.status} for ${this.url}`, { status: res.status });
     }
     const pd = parsePeerDistResponse(res.headers);
     const base: Omit<JobInfo, 'contentLength' | 'peerdist'> = {};
