@@ -30,7 +30,8 @@ export function adminRequest(addr: AdminAddress, path: string, opts: { method?: 
     const req = request({ ...target, path, method: opts.method ?? 'GET', signal: opts.signal, headers: { accept: 'application/json' } }, resolveP);
     req.on('error', (err) => {
       const code = (err as { code?: string }).code;
-      if (code === 'ECONNREFUSED' || code === 'ENOENT') {
+      if (err.name === 'AbortError') reject(err); // the caller's signal: let it say "interrupted"
+      else if (code === 'ECONNREFUSED' || code === 'ENOENT') {
         reject(new AdminClientError('NO_DAEMON', `no peerdist daemon at ${describe(addr)} (start one with \`peerdist daemon\`, or pass --daemon)`, undefined, { cause: err }));
       } else if (code === 'ECONNRESET') {
         reject(new AdminClientError('DAEMON_GONE', `the daemon at ${describe(addr)} closed the connection (shutting down?)`, undefined, { cause: err }));

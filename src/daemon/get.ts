@@ -3,11 +3,9 @@
  * renames it to FILE only when the whole length arrived and the job reports `done`. On any
  * failure FILE.part is removed; a partial file never appears under the final name.
  */
-import { createWriteStream } from 'node:fs';
-import { rename, unlink, open } from 'node:fs/promises';
+import { type FileHandle, rename, unlink, open } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
 import { basename, resolve } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { AdminAddress } from './address.js';
 import { AdminClientError, adminJson, adminRequest, errorFrom } from './admin-client.js';
 import type { JobView } from './jobs.js';
@@ -59,30 +57,43 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
   const started = now();
   const output = resolve(opts.output ?? defaultOutputName(opts.url));
   const part = `${output}.part`;
-  const res = await adminRequest(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}`, { signal: opts.signal });
-  if (res.statusCode !== 200) throw await errorFrom(res);
-  const jobId = res.headers['x-peerdist-job'];
-  if (typeof jobId !== 'string' || jobId === '') { res.destroy(); throw new AdminClientError('ADMIN_HTTP', 'daemon response lacks X-PeerDist-Job'); }
-  const lenHeader = res.headers['content-length'];
-  const total = lenHeader === undefined ? undefined : Number(lenHeader);
-
+  // Create FILE.part first: an unwritable target fails before the daemon starts downloading.
+  // A .part left by a crashed earlier run is ours to replace; exclusive creation after removing it
+  // never follows a symlink planted at that name.
+  let fh: FileHandle;
+  try {
+    await unlink(part).catch(() => { /* not there */ });
+    fh = await open(part, 'wx');
+  } catch (err) {
+    throw new AdminClientError('OUTPUT', `cannot write ${part}: ${(err as Error).message}`, undefined, { cause: err });
+  }
+  let res: IncomingMessage | undefined;
   let received = 0;
   let timer: NodeJS.Timeout | undefined;
-  let polling = false;
-  if (opts.onProgress) {
-    const report = opts.onProgress;
-    timer = setInterval(() => {
-      if (polling) return;
-      polling = true;
-      jobView(opts.daemon, jobId).then((job) => report({ received, total, job }), () => report({ received, total }))
-        .finally(() => { polling = false; });
-    }, opts.progressIntervalMs ?? 250);
-  }
-  const counter = new Transform({ transform(chunk: Buffer, _e, cb) { received += chunk.length; cb(null, chunk); } });
   try {
-    // 'wx' semantics are not wanted here: a .part left by a crashed earlier run is ours to replace.
-    await pipeline(res, counter, createWriteStream(part), { signal: opts.signal });
-    if (res.complete === false) throw new AdminClientError('TRUNCATED', 'the daemon closed the stream early');
+    res = await adminRequest(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}`, { signal: opts.signal });
+    if (res.statusCode !== 200) throw await errorFrom(res);
+    const jobId = res.headers['x-peerdist-job'];
+    if (typeof jobId !== 'string' || jobId === '') throw new AdminClientError('ADMIN_HTTP', 'daemon response lacks X-PeerDist-Job');
+    const lenHeader = res.headers['content-length'];
+    const total = lenHeader === undefined ? undefined : Number(lenHeader);
+
+    if (opts.onProgress) {
+      const report = opts.onProgress;
+      let polling = false;
+      timer = setInterval(() => {
+        if (polling) return;
+        polling = true;
+        jobView(opts.daemon, jobId).then((job) => report({ received, total, job }), () => report({ received, total }))
+          .finally(() => { polling = false; });
+      }, opts.progressIntervalMs ?? 250);
+    }
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      opts.signal?.throwIfAborted();
+      await fh.write(chunk);
+      received += chunk.length;
+    }
+    if (!res.complete) throw new AdminClientError('TRUNCATED', 'the daemon closed the stream early');
     if (total !== undefined && received !== total) {
       throw new AdminClientError('TRUNCATED', `received ${received} of ${total} bytes`);
     }
@@ -96,8 +107,8 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     if (job.contentLength !== undefined && job.contentLength !== received) {
       throw new AdminClientError('TRUNCATED', `received ${received} bytes but the content is ${job.contentLength} bytes`);
     }
-    const fh = await open(part, 'r+');
-    try { await fh.sync(); } finally { await fh.close(); }
+    await fh.sync();
+    await fh.close();
     await rename(part, output);
     return {
       url: opts.url, output, bytes: received, seconds: (now() - started) / 1000,
@@ -105,8 +116,10 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
       contentInfoBytes: job.contentInfoBytes, peers: job.peers, peerdist: job.peerdist === true,
     };
   } catch (err) {
-    res.destroy();
-    await unlink(part).catch(() => { /* never created */ });
+    res?.destroy();
+    await fh.close().catch(() => { /* already closed */ });
+    await unlink(part).catch(() => { /* already gone */ });
+    if (opts.signal?.aborted) throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
     if (err instanceof AdminClientError) throw err;
     if ((err as { name?: string }).name === 'AbortError') throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
     throw new AdminClientError('DOWNLOAD_FAILED', `download of ${basename(output)} failed: ${(err as Error).message}`, undefined, { cause: err });

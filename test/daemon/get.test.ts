@@ -2,7 +2,7 @@
 // a fake engine: atomic rename, no partial files on failure, the --json shape.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAdminServer } from '../../src/daemon/admin.js';
@@ -79,8 +79,9 @@ t.test('get and status through the admin API', async (t) => {
   child.stderr.setEncoding('utf8').on('data', (d: string) => { childErr += d; });
   const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   t.teardown(() => { child.kill('SIGKILL'); });
-  for (let i = 0; i < 200 && !(await readdir(dir)).includes('slow.bin.part'); i++) await new Promise((r) => setTimeout(r, 25));
-  t.ok((await readdir(dir)).includes('slow.bin.part'), 'downloading into FILE.part');
+  const partSize = () => stat(join(dir, 'slow.bin.part')).then((s) => s.size, () => 0);
+  for (let i = 0; i < 200 && (await partSize()) === 0; i++) await new Promise((r) => setTimeout(r, 25));
+  t.ok((await partSize()) > 0, 'downloading into FILE.part');
   child.kill('SIGINT');
   t.equal(await exited, 1, childErr);
   t.match(childErr, /interrupted/);
@@ -96,4 +97,18 @@ t.test('get and status through the admin API', async (t) => {
   const noDaemon = await runCli(['get', 'http://o.test/x', '--daemon', '127.0.0.1:1'], { cwd: dir });
   t.equal(noDaemon.code, 1);
   t.match(noDaemon.stderr, /no peerdist daemon at 127\.0\.0\.1:1/);
+});
+
+t.test('an unwritable target fails before any download starts', async (t) => {
+  const engine = new FakeEngine(new Map([['http://o.test/a', { data: DATA }]]));
+  const jobs = new JobBook(engine);
+  const admin = await startAdminServer({ kind: 'tcp', host: '127.0.0.1', port: 0 }, {
+    jobs, status: () => ({}), metrics: () => '', cache: { stats: () => ({}), list: () => [], verifyAll: async () => ({}) },
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'pd-get-'));
+  t.teardown(async () => { await admin.close(); await rm(dir, { recursive: true, force: true }); });
+  const r = await runCli(['get', 'http://o.test/a', '-o', join(dir, 'no', 'such', 'dir', 'a'), '--daemon', admin.address]);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /OUTPUT: cannot write .*a\.part/);
+  t.equal(engine.started.length, 0, 'the daemon was not asked to download');
 });
