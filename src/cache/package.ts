@@ -7,11 +7,15 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { blockRange } from '../contentinfo/types.js';
 import { BadBlockError, CacheError, PackageError } from './errors.js';
 import { FILE_MODE } from './segfiles.js';
+import { Window } from './window.js';
 import { type SegmentMeta, metaBlockCount, segmentIdMatches } from './meta.js';
 import {
   BLOCK_REC_HEAD, END_REC_LEN, HEADER_LEN, MAX_SEGMENT_BODY, REC_BLOCK, REC_END, REC_SEGMENT, SEGMENT_REC_HEAD,
   checkHeader, decodeEnd, decodeSegmentBody, encodeBlockHead, encodeEnd, encodeHeader, encodeSegmentRecord,
 } from './package-format.js';
+
+/** Block writes kept in flight during import (they share fdatasync calls per segment). */
+const WRITE_CONCURRENCY = 16;
 
 export interface ExportSource {
   meta(idHex: string): SegmentMeta | undefined;
@@ -23,6 +27,7 @@ export interface ExportSource {
 
 export interface ImportTarget {
   addSegment(meta: SegmentMeta): Promise<void>;
+  pin(segmentId: Buffer): () => void;
   putBlock(segmentId: Buffer, index: number, data: Buffer): Promise<void>;
 }
 
@@ -132,15 +137,21 @@ async function walk(fh: FileHandle, size: number, v: Visit): Promise<void> {
 
 export async function importPackage(path: string, store: ImportTarget): Promise<{ segments: number; blocks: number; rejected: number }> {
   const fh = await open(path, 'r');
+  const window = new Window(WRITE_CONCURRENCY);
+  let release = () => {};
   try {
     const { size } = await fh.stat();
     // Pass 1: structure only (no hashing, no allocation of block data).
     await walk(fh, size, { segment: async () => undefined, block: async (_m, _i, r, len) => r.skip(len, 'block data') });
-    // Pass 2: import, verifying every block.
+    // Pass 2: import, verifying every block. The segment being imported is pinned so that the
+    // import's own writes cannot evict it; earlier ones are released once their writes are done.
     const out = { segments: 0, blocks: 0, rejected: 0 };
     let accepted = false;
     await walk(fh, size, {
       segment: async (meta) => {
+        await window.drain();
+        release();
+        release = store.pin(meta.segmentId);
         accepted = segmentIdMatches(meta);
         if (accepted) {
           try { await store.addSegment(meta); } catch (err) { if (!(err instanceof CacheError)) throw err; accepted = false; }
@@ -150,12 +161,19 @@ export async function importPackage(path: string, store: ImportTarget): Promise<
       block: async (meta, index, r, len) => {
         const data = await r.read(len, 'block data');
         if (!accepted) { out.rejected++; return; }
-        try { await store.putBlock(meta.segmentId, index, data); out.blocks++; } catch (err) {
-          if (!(err instanceof BadBlockError)) throw err;
-          out.rejected++;
-        }
+        await window.run(async () => {
+          try { await store.putBlock(meta.segmentId, index, data); out.blocks++; } catch (err) {
+            if (!(err instanceof BadBlockError)) throw err;
+            out.rejected++;
+          }
+        });
       },
     });
+    await window.drain();
     return out;
-  } finally { await fh.close(); }
+  } finally {
+    await window.drain().catch(() => undefined);
+    release();
+    await fh.close();
+  }
 }
