@@ -94,3 +94,32 @@ t.test('systemd unit', async (t) => {
   t.notOk(active.some((l) => l.startsWith('AmbientCapabilities=')), 'no capabilities unless port 80 is configured');
   t.match(unit, /^#AmbientCapabilities=CAP_NET_BIND_SERVICE$/m, 'port-80 capability documented, commented out');
 });
+
+t.test('job book: joins running jobs, keeps finished ones up to a limit', async (t) => {
+  const data = Buffer.alloc(1000, 7);
+  const engine = new FakeEngine(new Map([['http://o/a', { data }], ['http://o/b', { data }], ['http://o/c', { data }]]));
+  let now = 100;
+  const book = new JobBook(engine, { keepFinished: 1, now: () => now });
+  const a = book.obtain('http://o/a');
+  t.equal(book.obtain('http://o/a'), a, 'same URL while running: same job');
+  t.same(book.active().map((v) => v.id), [a.id]);
+  const drain = async (s: NodeJS.ReadableStream) => { for await (const _ of s as AsyncIterable<Buffer>) { /* discard */ } };
+  now = 600;
+  await drain(a.createReadStream());
+  await a.done;
+  now = 900;
+  await new Promise((r) => setImmediate(r));
+  t.match(book.view(a.id), { state: 'done', seconds: 0.5, startedAt: new Date(100).toISOString(), bytesDone: 1000, peerdist: true });
+  t.same(book.active(), []);
+  const a2 = book.obtain('http://o/a');
+  t.not(a2, a, 'a finished job is not joined: a new download starts');
+  const b = book.obtain('http://o/b');
+  await drain(a2.createReadStream());
+  await drain(b.createReadStream());
+  await new Promise((r) => setImmediate(r));
+  t.equal(book.view(a.id), undefined, 'oldest finished job pruned beyond keepFinished');
+  const failed = book.obtain('http://o/missing');
+  await failed.done.catch(() => {});
+  await new Promise((r) => setImmediate(r));
+  t.match(book.view(failed.id), { state: 'failed', error: /404/, peerdist: null });
+});
