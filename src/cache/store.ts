@@ -223,7 +223,7 @@ export class BlockStore extends EventEmitter {
     if (!verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) throw new BadBlockError(`block ${index} of segment ${idHex} does not match its hash`);
     if (e.present.has(index)) { this.touch(e); return; }
     // The pin keeps eviction and clear() away from this segment until the block is committed, so
-    // only the size check needs the mutex; data write, rename and index put run concurrently.
+    // only the size check needs the mutex; data writes and index puts run concurrently.
     const release = this.pin(segmentId);
     let added = false;
     this.reserved += data.length;

@@ -111,7 +111,13 @@ t.test('group commit: concurrent writes to one segment share fdatasync calls; ea
   let writes = 0, syncs = 0, syncedUpTo = 0, unsyncedAtResolve = 0;
   const seqOf = new Map<unknown, number>();
   proto.write = async function (this: unknown, ...a: unknown[]) { const r = await origWrite.apply(this, a); seqOf.set(a[0], ++writes); return r; };
-  proto.datasync = async function (this: unknown) { syncs++; const covered = writes; await origSync.call(this); syncedUpTo = Math.max(syncedUpTo, covered); };
+  // a slow disk (20 ms per sync) makes the sharing deterministic whatever the filesystem
+  proto.datasync = async function (this: unknown) {
+    syncs++; const covered = writes;
+    await new Promise((r) => setTimeout(r, 20));
+    await origSync.call(this);
+    syncedUpTo = Math.max(syncedUpTo, covered);
+  };
   t.teardown(() => { proto.datasync = origSync; proto.write = origWrite; });
   const s = randomV1(16);
   const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
@@ -125,5 +131,5 @@ t.test('group commit: concurrent writes to one segment share fdatasync calls; ea
   t.ok(store.isComplete(s.meta.segmentId));
   t.equal(unsyncedAtResolve, 0, 'no putBlock resolved before its data was synced');
   t.equal(writes, 16);
-  t.ok(syncs >= 1 && syncs < 16, `${syncs} fdatasync calls for 16 concurrent block writes`);
+  t.ok(syncs >= 1 && syncs <= 4, `${syncs} fdatasync calls for 16 concurrent block writes`);
 });
