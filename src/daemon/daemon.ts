@@ -27,6 +27,8 @@ import { PeerTracker } from './peer-tracker.js';
 export const DAEMON_VERSION = '0.1.0';
 /** How often the DNS-SD TXT record (cache size) is refreshed. */
 const PRESENCE_REFRESH_MS = 60_000;
+/** How long the advertised XAddrs are reused before the interfaces are listed again. */
+const XADDRS_REFRESH_MS = 30_000;
 
 /** The line printed on stdout once every listener is up (protocol/admin-api.md). */
 export interface ReadyEvent { event: 'ready'; retrieval: string; admin: string; proxy: string | null; pid: number; }
@@ -82,13 +84,24 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const server = createRetrievalServer({ source: store, host: config.listen.host, port: config.listen.port, logger: log.child({ component: 'pccrr-server' }) });
     const bound = await step(`retrieval server on ${formatHostPort(config.listen)}`, () => server.listen());
     closers.push({ name: 'retrieval server', close: () => server.close() });
-    const xaddrs = advertisedAddresses(bound, iface, ifaces);
+    // Re-read the interfaces now and then: with a wildcard bind the advertised addresses follow
+    // DHCP changes.
+    const listInterfaces = opts.networkInterfaces ?? networkInterfaces;
+    let xaddrList = advertisedAddresses(bound, iface, ifaces);
+    let xaddrAt = Date.now();
+    const xaddrs = (): string[] => {
+      if (Date.now() - xaddrAt > XADDRS_REFRESH_MS) {
+        xaddrAt = Date.now();
+        xaddrList = advertisedAddresses(bound, iface, listInterfaces());
+      }
+      return xaddrList;
+    };
 
     const discovery = new Discovery({
       port: config.discoveryPort,
       interfaces: iface ? [iface.address] : undefined,
       loopback: iface?.loopback ?? false,
-      xaddrs: () => xaddrs,
+      xaddrs,
       lookup: (ids, version) => ids.map((id) => {
         if (!store.getSegment(id)) return undefined;
         const complete = store.isComplete(id);
@@ -121,16 +134,15 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const peers = new PeerTracker();
     const engine = new DownloadEngine({
       store, discovery: peers.wrap(discovery), retrieval, logger: log.child({ component: 'engine' }),
-      signaturePublicKeyPem, maxContentVersion: config.maxContentVersion, selfAddresses: () => xaddrs,
+      signaturePublicKeyPem, maxContentVersion: config.maxContentVersion, selfAddresses: xaddrs,
     });
     closers.push({ name: 'engine', close: () => engine.close() });
 
     const jobs = new JobBook(engine);
     const started = Date.now();
     const parts: DaemonParts = { engine, jobs, store, server, discovery, peers, started, version: DAEMON_VERSION };
-    const cacheLog = log.child({ component: 'admin' });
     const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () => startAdminServer(config.admin, {
-      jobs, logger: cacheLog,
+      jobs, logger: log.child({ component: 'admin' }),
       status: () => statusDocument(parts),
       metrics: () => renderMetrics(collectMetrics(parts)),
       cache: { stats: () => store.stats(), list: () => store.list(), verifyAll: () => store.verifyAll() },
@@ -145,10 +157,10 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     }
 
     const ready: ReadyEvent = {
-      event: 'ready', retrieval: `${bound.host}:${bound.port}`, admin: admin.address || formatAdminAddress(config.admin),
+      event: 'ready', retrieval: formatHostPort(bound), admin: admin.address || formatAdminAddress(config.admin),
       proxy: proxyAddr, pid: process.pid,
     };
-    log.info('daemon ready', { ...ready, xaddrs, interface: iface?.address ?? 'all', stateDir: config.stateDir });
+    log.info('daemon ready', { ...ready, xaddrs: xaddrs(), interface: iface?.address ?? 'all', stateDir: config.stateDir });
     let closing: Promise<void> | undefined;
     return { ready, engine, store, close: () => (closing ??= closeAll()) };
   } catch (err) {
