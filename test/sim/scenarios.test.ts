@@ -75,7 +75,7 @@ if (!support.ok) {
     // The WAN is slow, so client 2 leans on client 1, which is killed once it has served 1 MiB.
     const c = await cluster(t, 3, size, { wanRateBps: 8e6 });
     await c.startDaemons();
-    await c.network.shapeHost(c.hosts[0]!, { rateBps: 24e6 });
+    await c.network.shapeHost(c.hosts[0]!, { rateBps: 12e6 });
     await c.network.shapeOrigin({ rateBps: 200e6 });
     const first = await c.download(1, 'f.bin');
     t.ok(first.correct, 'client 1 has the file');
@@ -99,14 +99,14 @@ if (!support.ok) {
   });
 
   t.test('a peer joining mid-transfer gets used', async (t) => {
-    const size = 8 * MiB;
+    const size = 6 * MiB;
     const c = await cluster(t, 3, size, { wanRateBps: 40e6 });
     await c.startDaemon(1);
     await c.startDaemon(3);
     t.ok((await c.download(3, 'f.bin')).correct, 'client 3 has the file');
     await c.stopDaemon(3, 'SIGTERM');
     // Client 1 can only fetch from the origin, over a slow WAN link.
-    await c.network.shapeOrigin({ rateBps: 8e6 });
+    await c.network.shapeOrigin({ rateBps: 4e6 });
     const pending = c.download(1, 'f.bin');
     await new Promise((r) => setTimeout(r, 1500));
     await c.startDaemon(3);
