@@ -23,7 +23,6 @@ export interface SegmentMeta {
 }
 
 const DIGEST_LEN: Record<HashAlgorithm, number> = { 'SHA-256': 32, 'SHA-384': 48, 'SHA-512': 64, 'SHA-512/256t': 32 };
-export const HASH_ALGORITHMS = Object.keys(DIGEST_LEN) as HashAlgorithm[];
 
 export function digestLength(alg: HashAlgorithm): number { return DIGEST_LEN[alg]; }
 

@@ -16,7 +16,7 @@ import { defaultStateDir } from '../util/paths.js';
 
 interface CommonOpts { stateDir?: string; json?: boolean }
 
-export function cacheDir(stateDir: string): string { return join(stateDir, 'cache'); }
+function cacheDir(stateDir: string): string { return join(stateDir, 'cache'); }
 
 async function withStore<T>(opts: CommonOpts, fn: (store: BlockStore) => Promise<T>): Promise<T> {
   const store = await BlockStore.open({ dir: cacheDir(opts.stateDir ?? defaultStateDir()), logger: createLogger({ area: 'cache' }) });
@@ -39,7 +39,7 @@ function sizeArg(v: string): number {
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** "0-3,7,9-10" */
-export function ranges(list: number[]): string {
+function ranges(list: number[]): string {
   const out: string[] = [];
   for (let i = 0; i < list.length;) {
     let j = i;
