@@ -50,7 +50,7 @@ t.test('three daemons find each other\'s segments (v1, partial holder, late join
   w.on('peer', (p: PeerSighting) => events.push(p));
   const t0 = Date.now();
   await w.waitForPeers(2000);
-  t.ok(Date.now() - t0 < 1000, `first peer after ${Date.now() - t0} ms`);
+  t.ok(Date.now() - t0 < 1500, `first peer after ${Date.now() - t0} ms`);
   const p1 = await until('two peers for s1', () => (w.peers(s1).length >= 2 ? w.peers(s1) : undefined));
   t.same(p1.map((p) => [p.address, p.blockCount]), [['127.0.0.2:865', 5], ['127.0.0.3:866', 3]], 'full holder first, partial count sent');
   const p2 = await until('peer for s2', () => (w.peers(s2).length ? w.peers(s2) : undefined));
@@ -99,7 +99,7 @@ t.test('nobody home: waitForPeers times out and the initial wait drops toward 0'
   const t0 = Date.now();
   await w.waitForPeers(200);
   const waited = Date.now() - t0;
-  t.ok(waited >= 190 && waited < 1000, `waited ${waited} ms`);
+  t.ok(waited >= 190 && waited < 2000, `waited ${waited} ms`);
   await until('wait drops to 0', () => (h.initialWaitMs === 0 ? true : undefined), 3000);
   w.close();
   t.equal(h.stats().matchesReceived, 0);
