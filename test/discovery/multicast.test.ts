@@ -71,6 +71,8 @@ t.test('three daemons find each other\'s segments (v1, partial holder, late join
   t.same(wa.peers(s1).map((p) => p.address), ['127.0.0.3:866']);
 
   t.ok(c.stats().probesSent >= 3, 'C probed');
+  t.equal(c.stats().peersKnown, 3, 'C knows A, B and D');
+  t.equal(c.stats().watches, 1);
   t.ok(c.stats().matchesReceived >= 3, 'C received matches');
   t.ok(a.stats().matchesSent >= 1 && b.stats().matchesSent >= 1 && d.stats().matchesSent >= 1, 'responders answered');
   t.equal(c.stats().matchesSent, 0, 'C holds nothing and stayed silent');
