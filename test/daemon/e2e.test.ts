@@ -3,10 +3,11 @@
 // store reopen and failure cleanup.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile, mkdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createOriginServer } from '../../src/origin/server.js';
 import { publishDirectory } from '../../src/origin/publish.js';
 import { loadOrCreateSecret } from '../../src/origin/secret.js';
@@ -132,4 +133,36 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
   t.equal(r3.fromCache, SIZE, 'after restart: every byte from the reopened cache');
   t.equal(r3.fromOrigin, 0);
   t.equal(sha(await readFile(join(out, 'three.bin'))), sha(data));
+});
+
+t.test('SIGTERM during a download: daemon exits 0 promptly, the client leaves no file', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'pd-e2e-'));
+  // A slow plain origin: 1 KiB every 20 ms of a 1 MiB body, so the download is in flight for a while.
+  const slow = createServer((req, res) => {
+    res.writeHead(200, { 'content-length': 1 << 20, 'content-type': 'application/octet-stream' });
+    const timer = setInterval(() => res.write(Buffer.alloc(1024, 1)), 20);
+    res.on('close', () => clearInterval(timer));
+  });
+  await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+  const port = (slow.address() as AddressInfo).port;
+  const d = await startDaemonChild(['--state-dir', join(root, 'd'), '--listen', '127.0.0.5:0', '--interface', '127.0.0.1',
+    '--admin', '127.0.0.1:0', '--discovery-port', String(await freeUdpPort()), '--no-presence']);
+  t.teardown(async () => {
+    await d.stop(2000);
+    slow.closeAllConnections();
+    await new Promise((r) => slow.close(r));
+    await rm(root, { recursive: true, force: true });
+  });
+  const out = join(root, 'slow.bin');
+  const get = runCli(['get', `http://127.0.0.1:${port}/slow.bin`, '-o', out, '--daemon', d.ready.admin], { timeoutMs: 30_000 });
+  const partSize = () => stat(`${out}.part`).then((s) => s.size, () => 0);
+  for (let i = 0; i < 400 && (await partSize()) === 0; i++) await new Promise((r) => setTimeout(r, 25));
+  t.ok((await partSize()) > 0, 'download in flight');
+  const t0 = Date.now();
+  t.equal(await d.stop(), 0, 'exit status 0');
+  t.ok(Date.now() - t0 < 5000, `stopped within 5 s (${Date.now() - t0} ms)`);
+  const r = await get;
+  t.equal(r.code, 1);
+  t.match(r.stderr, /peerdist: error: /);
+  t.same(await readdir(root), ['d'], 'neither FILE nor FILE.part');
 });
