@@ -2,8 +2,8 @@
  * Local HTTP forward proxy (http_proxy=http://127.0.0.1:P). Absolute-form `GET http://...`
  * requests go through the download engine, so apt/curl downloads come from the peer cache when
  * the origin speaks PeerDist; a single byte range is served from the job's ordered stream.
- * Every other method (and GET https:// in absolute form) is forwarded unchanged with undici,
- * without caching. CONNECT is refused with 501: the proxy is not a general tunnel, and TLS
+ * Every other method, GET https:// in absolute form, and requests carrying Authorization or
+ * Cookie headers are forwarded unchanged with undici, without caching. CONNECT is refused with 501: the proxy is not a general tunnel, and TLS
  * traffic could not be cached anyway. See protocol/admin-api.md.
  */
 import type { IncomingMessage, ServerResponse, IncomingHttpHeaders } from 'node:http';
@@ -67,7 +67,11 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       sendText(res, 400, `peerdist proxy: unsupported scheme ${target.protocol}\n`);
       return;
     }
-    const work = req.method === 'GET' && target.protocol === 'http:' ? viaEngine(deps, target, req, res) : forward(deps, target, req, res);
+    // Requests with credentials are forwarded as-is: downloads are shared by URL, and one user's
+    // authorised download must not be joined by another request.
+    const credentials = req.headers.authorization !== undefined || req.headers.cookie !== undefined;
+    const cacheable = req.method === 'GET' && target.protocol === 'http:' && !credentials;
+    const work = cacheable ? viaEngine(deps, target, req, res) : forward(deps, target, req, res);
     work.catch((err) => {
       log.warn('proxy: request failed', { url: target.href, err: errorMessage(err) });
       if (!res.headersSent) sendText(res, upstreamStatus(err), `peerdist proxy: ${errorMessage(err)}\n`);

@@ -85,6 +85,12 @@ t.test('proxy', async (t) => {
   t.equal(head.status, 201);
   t.equal(seen.at(-1)?.method, 'HEAD', 'HEAD forwarded as-is');
 
+  const before = engine.started.length;
+  const authed = await viaProxy(port, 'GET', `${up}/file.bin`, { authorization: 'Bearer x' });
+  t.equal(authed.status, 201, 'GET with credentials bypasses the engine');
+  t.match(seen.at(-1), { method: 'GET', url: '/file.bin', headers: { authorization: 'Bearer x' } });
+  t.equal(engine.started.length, before, 'the engine was not used');
+
   const origin = await viaProxy(port, 'GET', '/not-absolute');
   t.equal(origin.status, 400, 'origin-form requests are refused');
 
