@@ -34,10 +34,30 @@ function installHooks(): void {
   }
 }
 
+/**
+ * The environment for simulated hosts' programs: the test runner's instrumentation preloads
+ * (tap puts `--import .../@tapjs/...` into NODE_OPTIONS) are dropped, other NODE_OPTIONS kept.
+ */
+export function childEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out = { ...env };
+  if (out.NODE_OPTIONS) {
+    const toks = out.NODE_OPTIONS.split(/\s+/).filter(Boolean);
+    const kept: string[] = [];
+    for (let i = 0; i < toks.length; i++) {
+      const t = toks[i]!;
+      if (/@tapjs|[\\/]tap[\\/]/.test(t)) continue;
+      if (/^--(import|loader|experimental-loader|require|r)$/.test(t) && /@tapjs|[\\/]tap[\\/]/.test(toks[i + 1] ?? '')) { i++; continue; }
+      kept.push(t);
+    }
+    if (kept.length) out.NODE_OPTIONS = kept.join(' '); else delete out.NODE_OPTIONS;
+  }
+  return out;
+}
+
 /** Spawns a tracked child: killed on process exit; stderr kept (last 64 KiB) for error messages. */
 export function spawnTracked(cmd: string, args: string[], opts: SpawnOptions = {}): TrackedChild {
   installHooks();
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts, env: childEnv(opts.env ?? process.env) });
   live.add(child);
   const tc = new TrackedChild(child, `${cmd} ${args.join(' ')}`);
   child.once('exit', () => { live.delete(child); });

@@ -1,0 +1,52 @@
+import t from 'tap';
+import { childEnv, runCommand, spawnTracked } from '../../src/sim/proc.js';
+import { parseListenLine, lastJsonLine, diffCounters, originBlockBytes } from '../../src/sim/harness.js';
+import { parseRate, parseSize } from '../../src/sim/files.js';
+
+t.test('childEnv drops test-runner preloads from NODE_OPTIONS and keeps the rest', async (t) => {
+  const e = childEnv({ NODE_OPTIONS: '--max-old-space-size=512 --import=file:///x/node_modules/@tapjs/processinfo/dist/esm/import.mjs --import file:///x/node_modules/@tapjs/mock/import.mjs', A: '1' });
+  t.equal(e.NODE_OPTIONS, '--max-old-space-size=512');
+  t.equal(e.A, '1');
+  t.notOk('NODE_OPTIONS' in childEnv({ NODE_OPTIONS: '--import=/n/@tapjs/x.mjs' }), 'emptied NODE_OPTIONS is removed');
+});
+
+t.test('a tracked child: first JSON line, then stop', async (t) => {
+  const c = spawnTracked(process.execPath, ['-e', 'console.log("noise"); console.log(JSON.stringify({event:"ready",n:1})); setInterval(()=>{},1000)']);
+  t.teardown(() => c.stop('SIGKILL'));
+  const v = await c.firstJsonLine((x) => x.event === 'ready', 10_000);
+  t.same(v, { event: 'ready', n: 1 });
+  t.ok(c.running);
+  await c.stop('SIGTERM', 2000);
+  t.notOk(c.running, 'stopped');
+});
+
+t.test('a child that exits before its ready line rejects with its stderr', async (t) => {
+  const c = spawnTracked(process.execPath, ['-e', 'console.error("boom"); process.exit(3)']);
+  await t.rejects(c.firstJsonLine(() => true, 10_000), /exited \(3\).*boom/s);
+});
+
+t.test('runCommand kills a command at its timeout', async (t) => {
+  const r = await runCommand(process.execPath, ['-e', 'setTimeout(()=>{}, 30000)'], { timeoutMs: 300 });
+  t.not(r.code, 0);
+  t.ok(r.ms < 10_000, 'returned promptly');
+});
+
+t.test('parsers', async (t) => {
+  t.same(parseListenLine('listening on http://127.0.0.1:8080/'), { host: '127.0.0.1', port: 8080 });
+  t.same(parseListenLine('{"event":"ready","address":"10.213.0.1:80"}'), { host: '10.213.0.1', port: 80 });
+  t.equal(parseListenLine('starting'), undefined);
+  t.same(lastJsonLine('x\n{"a":1}\n{"b":2}\nnot json\n'), { b: 2 });
+  t.equal(lastJsonLine('nothing'), undefined);
+  const d = diffCounters({ bytesFull: 10, bytesContentInfo: 5, bytesMissingData: 7, requests: 9 }, { bytesFull: 4, bytesContentInfo: 1, bytesMissingData: 2, requests: 3 });
+  t.same(d, { bytesFull: 6, bytesContentInfo: 4, bytesMissingData: 5, requests: 6 });
+  t.equal(originBlockBytes(d), 11);
+  t.equal(parseSize('48MiB'), 48 * 1024 * 1024);
+  t.equal(parseSize('1GiB'), 1024 ** 3);
+  t.equal(parseSize('512k'), 512 * 1024);
+  t.equal(parseSize('1000'), 1000);
+  t.throws(() => parseSize('lots'));
+  t.equal(parseRate('20mbit'), 20e6);
+  t.equal(parseRate('512kbit'), 512e3);
+  t.equal(parseRate('1gbit'), 1e9);
+  t.throws(() => parseRate('fast'));
+});
