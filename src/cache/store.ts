@@ -46,6 +46,8 @@ export interface BlockStoreOptions {
   now?: () => number;
   /** How often buffered last-use/hit updates are written to the index (default 5000 ms). */
   flushIntervalMs?: number;
+  /** Segments with no blocks, unpinned and unused for this long are forgotten at the next flush (default 1 h). */
+  emptySegmentTtlMs?: number;
 }
 
 export interface CacheStats {
@@ -91,6 +93,7 @@ export class BlockStore extends EventEmitter {
     private readonly files: SegmentFiles,
     private readonly log: Logger,
     private readonly now: () => number,
+    private readonly emptyTtl: number,
   ) { super(); }
 
   static async open(opts: BlockStoreOptions): Promise<BlockStore> {
@@ -111,7 +114,7 @@ export class BlockStore extends EventEmitter {
       throw err;
     }
     const files = new SegmentFiles(dir, opts.fsync ?? true);
-    const store = new BlockStore(dir, db, files, log, opts.now ?? Date.now);
+    const store = new BlockStore(dir, db, files, log, opts.now ?? Date.now, opts.emptySegmentTtlMs ?? 3_600_000);
     try {
       await chmod(indexDir, DIR_MODE);
       await files.init();
@@ -398,9 +401,14 @@ export class BlockStore extends EventEmitter {
 
   // ---- lifecycle ----
 
-  /** Writes buffered last-use times and counters to the index. */
+  /** Writes buffered last-use times and counters to the index; forgets stale empty segments. */
   async flush(): Promise<void> {
     await this.mutex.run(async () => {
+      // Segments added but never filled (an aborted download) would otherwise stay in the index forever.
+      const cutoff = this.now() - this.emptyTtl;
+      for (const e of [...this.entries.values()]) {
+        if (e.present.count === 0 && e.lastUse < cutoff && !this.pins.has(e.idHex) && this.entries.get(e.idHex) === e) await this.evictLocked(e);
+      }
       const ops: { type: 'put'; key: string; value: unknown }[] = [];
       for (const idHex of this.dirty) {
         const e = this.entries.get(idHex);

@@ -133,3 +133,23 @@ t.test('group commit: concurrent writes to one segment share fdatasync calls; ea
   t.equal(writes, 16);
   t.ok(syncs >= 1 && syncs <= 4, `${syncs} fdatasync calls for 16 concurrent block writes`);
 });
+
+t.test('segments that never got a block are forgotten after the TTL unless pinned', async (t) => {
+  const dir = await tempDir(t);
+  let clock = 1_000_000;
+  const store = await BlockStore.open({ dir, limitBytes: 1 << 24, now: () => clock, flushIntervalMs: 60_000, emptySegmentTtlMs: 1000 });
+  t.teardown(() => store.close());
+  const empty = randomV1(2), pinned = randomV1(2), full = randomV1(1);
+  for (const s of [empty, pinned, full]) await store.addSegment(s.meta);
+  await putAll(store, full);
+  const release = store.pin(pinned.meta.segmentId);
+  clock += 500;
+  await store.flush();
+  t.equal(store.stats().segments, 3, 'not yet');
+  clock += 1000;
+  await store.flush();
+  t.equal(store.getSegment(empty.meta.segmentId), undefined, 'empty and stale: forgotten');
+  t.ok(store.getSegment(pinned.meta.segmentId), 'pinned: kept');
+  t.ok(store.isComplete(full.meta.segmentId), 'has blocks: kept');
+  release();
+});
