@@ -7,8 +7,11 @@
  * Input is parsed namespace-aware by ./xml.ts with hard limits; every rejection is a
  * DiscoveryParseError.
  */
-import { isIPv4, isIPv6 } from 'node:net';
 import { DiscoveryParseError } from './errors.js';
+import {
+  MAX_SCOPES, segmentIdHex, encodeV2Scopes, decodeV2Scopes, encodeAvailability, decodeAvailability, decodeBase64, parseXAddr,
+  type Availability,
+} from './values.js';
 import { parseXml, child, attr, resolveQName, escapeXml, type XmlElement, type XmlLimits, DEFAULT_XML_LIMITS } from './xml.js';
 import { encodeSegmentAges, decodeSegmentAges, type SegmentAges } from './segment-ages.js';
 
@@ -29,10 +32,11 @@ export const MATCH_BY_V1 = 'http://schemas.xmlsoap.org/ws/2005/04/discovery/strc
 export const MATCH_BY_V2 = 'http://schemas.microsoft.com/p2p/2010/05/PeerDistV2MatchingRule';
 const TYPE_LOCAL: Record<DiscoveryVersion, string> = { 1: 'PeerDistData', 2: 'PeerDistDataV2' };
 
-/** Most segment IDs in one message (the v2 count field is one byte; v1 uses the same bound). */
-export const MAX_SCOPES = 255;
-/** v2 SegmentHashSize: HoHoDk is 32 bytes. */
-export const V2_SEGMENT_HASH_SIZE = 32;
+export {
+  MAX_SCOPES, V2_SEGMENT_HASH_SIZE, segmentIdHex, encodeV2Scopes, decodeV2Scopes, encodeAvailability, decodeAvailability,
+  decodeBase64, formatXAddr, parseXAddr, type Availability,
+} from './values.js';
+
 /** Accepted v1 HoHoDk sizes (SHA-256/384/512). */
 const V1_ID_SIZES = new Set([32, 48, 64]);
 const MAX_XADDRS = 16;
@@ -54,8 +58,6 @@ export interface ProbeMatchEntry {
   /** v2: low bit of the pair, "has all of this segment". */
   complete?: boolean;
 }
-
-export interface Availability { partial: boolean; complete: boolean }
 
 export interface ProbeMatches {
   kind: 'ProbeMatches';
@@ -82,97 +84,6 @@ export type DiscoveryMessage = Probe | ProbeMatches;
 const fail = (code: string, field: string, msg: string): never => {
   throw new DiscoveryParseError(code, field, msg);
 };
-
-// ---------------------------------------------------------------------------------------------
-// Small value codecs
-
-export function segmentIdHex(id: Buffer): string {
-  return id.toString('hex').toUpperCase();
-}
-
-/** v2 Probe Scopes payload: u16 BE hash size (32), u8 count, the IDs. */
-export function encodeV2Scopes(ids: Buffer[]): string {
-  if (ids.length < 1 || ids.length > MAX_SCOPES) throw new RangeError(`v2 probe carries 1..${MAX_SCOPES} segment IDs`);
-  for (const id of ids) if (id.length !== V2_SEGMENT_HASH_SIZE) throw new RangeError('v2 segment IDs are 32 bytes');
-  const head = Buffer.alloc(3);
-  head.writeUInt16BE(V2_SEGMENT_HASH_SIZE, 0);
-  head.writeUInt8(ids.length, 2);
-  return Buffer.concat([head, ...ids]).toString('base64');
-}
-
-export function decodeV2Scopes(b64: string): Buffer[] {
-  const buf = decodeBase64(b64, 'Scopes');
-  if (buf.length < 3) fail('PCCRD_INVALID', 'Scopes', 'v2 scopes shorter than 3 bytes');
-  const size = buf.readUInt16BE(0);
-  if (size !== V2_SEGMENT_HASH_SIZE) fail('PCCRD_INVALID', 'Scopes', `SegmentHashSize ${size}, expected 32`);
-  const count = buf.readUInt8(2);
-  if (count === 0) fail('PCCRD_INVALID', 'Scopes', 'SegmentHashCount is 0');
-  if (buf.length !== 3 + count * size) fail('PCCRD_INVALID', 'Scopes', `length ${buf.length} does not match ${count} x ${size}`);
-  const ids: Buffer[] = [];
-  for (let k = 0; k < count; k++) ids.push(Buffer.from(buf.subarray(3 + k * size, 3 + (k + 1) * size)));
-  return ids;
-}
-
-/**
- * v2 ProbeMatch availability: two bits per probed segment in probe order, packed
- * most-significant-bits first (segment 0 = bits 7..6 of byte 0); in each pair the high bit is
- * "has at least part", the low bit "has all".
- */
-export function encodeAvailability(pairs: Availability[]): Buffer {
-  const out = Buffer.alloc(Math.ceil(pairs.length / 4));
-  pairs.forEach((p, k) => {
-    const v = (p.partial || p.complete ? 2 : 0) | (p.complete ? 1 : 0);
-    out[k >> 2]! |= v << (6 - 2 * (k & 3));
-  });
-  return out;
-}
-
-export function decodeAvailability(buf: Buffer): Availability[] {
-  const out: Availability[] = [];
-  for (let k = 0; k < buf.length * 4; k++) {
-    const v = (buf[k >> 2]! >> (6 - 2 * (k & 3))) & 3;
-    out.push({ partial: (v & 2) !== 0, complete: (v & 1) !== 0 });
-  }
-  return out;
-}
-
-/** Strict base64 (XML whitespace allowed and removed; canonical padding and trailing bits). */
-export function decodeBase64(text: string, field: string): Buffer {
-  const b64 = text.replace(/[ \t\r\n]+/g, '');
-  if (b64.length === 0) fail('PCCRD_INVALID', field, 'empty base64');
-  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(b64)) fail('PCCRD_INVALID', field, 'malformed base64');
-  const buf = Buffer.from(b64, 'base64');
-  if (buf.toString('base64') !== b64) fail('PCCRD_INVALID', field, 'non-canonical base64');
-  return buf;
-}
-
-/** Formats a transport address for XAddrs: `host:port`, IPv6 as `[addr]:port`. */
-export function formatXAddr(host: string, port: number): string {
-  return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-
-/** Parses one XAddrs entry (`host:port` or `[v6]:port`); undefined when malformed. */
-export function parseXAddr(s: string): { host: string; port: number } | undefined {
-  let host: string;
-  let portText: string;
-  const m6 = /^\[([0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]{1,32})?)\]:([0-9]{1,5})$/.exec(s);
-  if (m6) {
-    host = m6[1]!;
-    portText = m6[2]!;
-    if (!isIPv6(host.replace(/%.*$/, ''))) return undefined;
-  } else {
-    const m = /^([^:[\]\s]+):([0-9]{1,5})$/.exec(s);
-    if (!m) return undefined;
-    host = m[1]!;
-    portText = m[2]!;
-    if (!isIPv4(host) && (/^[0-9.]+$/.test(host) || !HOSTNAME_RE.test(host))) return undefined;
-  }
-  const port = Number(portText);
-  if (port < 1 || port > 65535) return undefined;
-  return { host, port };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Encoders

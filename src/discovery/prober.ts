@@ -3,34 +3,15 @@
  * same MessageID, keeps probing with fresh MessageIDs while a watch is open, and turns accepted
  * ProbeMatches into a per-segment peer table. See protocol/pccrd.md for timing and limits.
  */
-import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { encodeProbe, parseDiscoveryMessage, parseXAddr, segmentIdHex, type DiscoveryVersion, type ProbeMatches } from './codec.js';
 import { DiscoveryParseError } from './errors.js';
 import type { DampingTable } from './damping.js';
 import { ExpiringSet, TokenBucket } from './limits.js';
-import { countDrop, type Peer, type Runtime, type Timers } from './runtime.js';
+import { countDrop, type Peer, type Runtime } from './runtime.js';
+import { Watch, type PeerSighting, type SegmentWatch } from './watch.js';
 
-export interface PeerSighting {
-  /** Upper-case hex segment ID. */
-  segmentId: string;
-  /** `host:port` from XAddrs. */
-  address: string;
-  /** v1: blocks the peer announced; v2: 1 when it has the segment. */
-  blockCount: number;
-  complete: boolean;
-  firstSeen: number;
-  lastSeen: number;
-  /** Failures reported by the engine through reportFailure(). */
-  failures: number;
-}
-
-export interface SegmentWatch extends EventEmitter {
-  peers(segmentId: Buffer): PeerSighting[];
-  reportFailure(address: string): void;
-  waitForPeers(timeoutMs: number): Promise<void>;
-  close(): void;
-}
+export type { PeerSighting, SegmentWatch };
 
 export interface ProberTiming {
   /** Offsets (ms from the first transmission) of the repeats of the first probe, same MessageID. */
@@ -64,7 +45,6 @@ export const DEFAULT_TIMING: ProberTiming = {
 
 /** Segment IDs per probe: v1 keeps datagrams near one MTU-ish size; v2 is bounded by its u8 count. */
 export const MAX_IDS_PER_PROBE: Record<DiscoveryVersion, number> = { 1: 32, 2: 255 };
-const MAX_PEERS_PER_SEGMENT = 64;
 
 function isLoopback(address: string): boolean {
   return /^127\./.test(address) || address === '::1' || /^::ffff:127\./i.test(address);
@@ -85,7 +65,7 @@ export interface ProberConfig {
 interface Outstanding { chunk: Chunk; messageId: string; replied: boolean }
 
 interface Chunk {
-  watch: Watch;
+  watch: Watch<Chunk>;
   version: DiscoveryVersion;
   segmentIds: Buffer[];
   ids: string[];
@@ -98,7 +78,7 @@ export class Prober {
   readonly timing: ProberTiming;
   private readonly outstanding = new Map<string, Outstanding>();
   private readonly own = new ExpiringSet(30_000, 8192);
-  private readonly watches = new Set<Watch>();
+  private readonly watches = new Set<Watch<Chunk>>();
   private readonly inbound: TokenBucket;
   private readonly pacer: TokenBucket;
   /** Chunks whose next transmission is due but waits for the pacer, in FIFO order. */
@@ -126,7 +106,7 @@ export class Prober {
     if (version !== 1 && version !== 2) throw new RangeError('version must be 1 or 2');
     const unique = new Map<string, Buffer>();
     for (const id of segmentIds) unique.set(segmentIdHex(id), id);
-    const w = new Watch(this, this.rt.timers);
+    const w = new Watch<Chunk>((x) => this.forget(x), this.rt.timers);
     this.watches.add(w);
     const ids = [...unique.values()];
     const per = MAX_IDS_PER_PROBE[version];
@@ -238,7 +218,7 @@ export class Prober {
   }
 
   /** Called by a watch when it closes. */
-  forget(w: Watch): void {
+  private forget(w: Watch<Chunk>): void {
     this.watches.delete(w);
     for (const chunk of w.chunks) {
       this.ready.delete(chunk);
@@ -266,94 +246,5 @@ export class Prober {
     const all = new Set<string>();
     for (const w of this.watches) for (const a of w.addresses()) all.add(a);
     return all.size;
-  }
-}
-
-class Watch extends EventEmitter implements SegmentWatch {
-  readonly chunks: Chunk[] = [];
-  readonly timers = new Set<unknown>();
-  closed = false;
-  private readonly table = new Map<string, Map<string, PeerSighting>>();
-  private readonly waiters = new Set<() => void>();
-
-  constructor(private readonly prober: Prober, private readonly clock: Timers) {
-    super();
-  }
-
-  upsert(segmentId: string, address: string, blockCount: number, complete: boolean, now: number): void {
-    let peers = this.table.get(segmentId);
-    if (!peers) this.table.set(segmentId, (peers = new Map()));
-    const old = peers.get(address);
-    if (old) {
-      old.lastSeen = now;
-      if (old.blockCount === blockCount && old.complete === complete) return;
-      old.blockCount = blockCount;
-      old.complete = complete;
-      this.announce({ ...old });
-      return;
-    }
-    if (peers.size >= MAX_PEERS_PER_SEGMENT) return;
-    const p: PeerSighting = { segmentId, address, blockCount, complete, firstSeen: now, lastSeen: now, failures: 0 };
-    peers.set(address, p);
-    this.announce({ ...p });
-  }
-
-  private announce(p: PeerSighting): void {
-    for (const wake of this.waiters) wake();
-    this.waiters.clear();
-    this.emit('peer', p);
-  }
-
-  /** Known peers for a segment: fewest failures first, then complete, more blocks, earliest seen. */
-  peers(segmentId: Buffer): PeerSighting[] {
-    const peers = this.table.get(segmentIdHex(segmentId));
-    if (!peers) return [];
-    return [...peers.values()].map((p) => ({ ...p })).sort((a, b) =>
-      a.failures - b.failures || Number(b.complete) - Number(a.complete) || b.blockCount - a.blockCount || a.firstSeen - b.firstSeen);
-  }
-
-  reportFailure(address: string): void {
-    for (const peers of this.table.values()) {
-      const p = peers.get(address);
-      if (p) p.failures++;
-    }
-  }
-
-  addresses(): string[] {
-    const out: string[] = [];
-    for (const peers of this.table.values()) out.push(...peers.keys());
-    return out;
-  }
-
-  private hasPeers(): boolean {
-    for (const peers of this.table.values()) if (peers.size > 0) return true;
-    return false;
-  }
-
-  /** Resolves once any watched segment has a peer, or after timeoutMs (never rejects). */
-  waitForPeers(timeoutMs: number): Promise<void> {
-    if (this.closed || this.hasPeers() || !(timeoutMs > 0)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timers = this.clock;
-      let h: unknown;
-      const wake = () => {
-        timers.clear(h);
-        this.timers.delete(h);
-        this.waiters.delete(wake);
-        resolve();
-      };
-      h = timers.set(wake, timeoutMs);
-      this.timers.add(h);
-      this.waiters.add(wake);
-    });
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.prober.forget(this);
-    for (const wake of [...this.waiters]) wake();
-    this.waiters.clear();
-    this.emit('close');
   }
 }

@@ -1,0 +1,124 @@
+/**
+ * One open discovery watch: the per-segment peer table filled from accepted ProbeMatches, its
+ * 'peer' events and waiters. The probing itself is done by the Prober that created it.
+ */
+import { EventEmitter } from 'node:events';
+import { segmentIdHex } from './values.js';
+import type { Timers } from './runtime.js';
+
+export interface PeerSighting {
+  /** Upper-case hex segment ID. */
+  segmentId: string;
+  /** `host:port` from XAddrs. */
+  address: string;
+  /** v1: blocks the peer announced; v2: 1 when it has the segment. */
+  blockCount: number;
+  complete: boolean;
+  firstSeen: number;
+  lastSeen: number;
+  /** Failures reported by the engine through reportFailure(). */
+  failures: number;
+}
+
+/**
+ * What the engine holds while it needs segments. Events: 'peer' (PeerSighting) for a new peer or a
+ * changed count; 'close'. Probing continues until close().
+ */
+export interface SegmentWatch extends EventEmitter {
+  peers(segmentId: Buffer): PeerSighting[];
+  reportFailure(address: string): void;
+  waitForPeers(timeoutMs: number): Promise<void>;
+  close(): void;
+}
+
+const MAX_PEERS_PER_SEGMENT = 64;
+
+export class Watch<C = unknown> extends EventEmitter implements SegmentWatch {
+  /** The prober's per-probe state for this watch. */
+  readonly chunks: C[] = [];
+  readonly timers = new Set<unknown>();
+  closed = false;
+  private readonly table = new Map<string, Map<string, PeerSighting>>();
+  private readonly waiters = new Set<() => void>();
+
+  constructor(private readonly onClose: (w: Watch<C>) => void, private readonly clock: Timers) {
+    super();
+  }
+
+  upsert(segmentId: string, address: string, blockCount: number, complete: boolean, now: number): void {
+    let peers = this.table.get(segmentId);
+    if (!peers) this.table.set(segmentId, (peers = new Map()));
+    const old = peers.get(address);
+    if (old) {
+      old.lastSeen = now;
+      if (old.blockCount === blockCount && old.complete === complete) return;
+      old.blockCount = blockCount;
+      old.complete = complete;
+      this.announce({ ...old });
+      return;
+    }
+    if (peers.size >= MAX_PEERS_PER_SEGMENT) return;
+    const p: PeerSighting = { segmentId, address, blockCount, complete, firstSeen: now, lastSeen: now, failures: 0 };
+    peers.set(address, p);
+    this.announce({ ...p });
+  }
+
+  private announce(p: PeerSighting): void {
+    for (const wake of this.waiters) wake();
+    this.waiters.clear();
+    this.emit('peer', p);
+  }
+
+  /** Known peers for a segment: fewest failures first, then complete, more blocks, earliest seen. */
+  peers(segmentId: Buffer): PeerSighting[] {
+    const peers = this.table.get(segmentIdHex(segmentId));
+    if (!peers) return [];
+    return [...peers.values()].map((p) => ({ ...p })).sort((a, b) =>
+      a.failures - b.failures || Number(b.complete) - Number(a.complete) || b.blockCount - a.blockCount || a.firstSeen - b.firstSeen);
+  }
+
+  reportFailure(address: string): void {
+    for (const peers of this.table.values()) {
+      const p = peers.get(address);
+      if (p) p.failures++;
+    }
+  }
+
+  addresses(): string[] {
+    const out: string[] = [];
+    for (const peers of this.table.values()) out.push(...peers.keys());
+    return out;
+  }
+
+  private hasPeers(): boolean {
+    for (const peers of this.table.values()) if (peers.size > 0) return true;
+    return false;
+  }
+
+  /** Resolves once any watched segment has a peer, or after timeoutMs (never rejects). */
+  waitForPeers(timeoutMs: number): Promise<void> {
+    if (this.closed || this.hasPeers() || !(timeoutMs > 0)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timers = this.clock;
+      let h: unknown;
+      const wake = () => {
+        timers.clear(h);
+        this.timers.delete(h);
+        this.waiters.delete(wake);
+        resolve();
+      };
+      h = timers.set(wake, timeoutMs);
+      this.timers.add(h);
+      this.waiters.add(wake);
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose(this);
+    for (const wake of [...this.waiters]) wake();
+    this.waiters.clear();
+    this.emit('close');
+  }
+}
