@@ -48,6 +48,13 @@ const MAX_CONTENT_INFO = 256 * 1024 * 1024;
 const WATCH_BATCH = 64;
 const GATE_REFRESH_WAIT_MS = 500;
 const V2_SIGHTING_GRACE_MS = 60;
+/** Pre-origin re-check: peers asked, and how long we wait for them. */
+const RECHECK_PEERS = 8;
+const RECHECK_WAIT_MS = 150;
+/** While no peer is known, a fresh probe for a sample of the segments this often. */
+const REPROBE_MS = 500;
+const REPROBE_MAX = 20;
+const REPROBE_SAMPLE = 64;
 
 export class Job extends EventEmitter implements DownloadJob {
   readonly info: Promise<JobInfo>;
@@ -69,6 +76,8 @@ export class Job extends EventEmitter implements DownloadJob {
   private watches: WatchLike[] = [];
   private unpins: Array<() => void> = [];
   private timer: NodeJS.Timeout | undefined;
+  private reprobeTimer: NodeJS.Timeout | undefined;
+  private extraWatch: WatchLike | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
   private wakeAt = Infinity;
   private originOpen = false;
@@ -236,7 +245,8 @@ export class Job extends EventEmitter implements DownloadJob {
       originConcurrency: this.ctx.deps.originConcurrency,
       peerConcurrency: this.ctx.deps.peerConcurrency,
       totalPeerConcurrency: this.ctx.deps.totalPeerConcurrency,
-      visibilityLagMs: (this.ctx.deps.blockListRefreshMs ?? 300) + 100,
+      // v1: block lists every refresh period; v2: discovery repeats (1-2 s) and pre-origin re-checks.
+      visibilityLagMs: ci.version === 1 ? (this.ctx.deps.blockListRefreshMs ?? 300) + 100 : 1000,
     });
     this.sched = sched;
     for (let g = 0; g < blocks.length; g++) if (sched.hasBlock(g)) { this.add('fromCache', blocks[g]!.length); this.add('bytesDone', blocks[g]!.length); }
@@ -284,6 +294,33 @@ export class Job extends EventEmitter implements DownloadJob {
     if (this.finished) return;
     this.originOpen = true;
     this.pump();
+    this.reprobe(0);
+  }
+
+  /**
+   * The discovery watch repeats its probe only every 1-2 s. Clients that start together find
+   * each other only once they hold blocks, so while no peer is known we send a fresh probe for a
+   * random sample of the missing segments every REPROBE_MS (one datagram; a hit on any segment
+   * reveals the peer, and block lists tell us the rest).
+   */
+  private reprobe(n: number): void {
+    if (n >= REPROBE_MAX || this.finished) return;
+    const t = setTimeout(() => {
+      this.extraWatch?.close();
+      this.extraWatch = undefined;
+      const sched = this.sched, ci = this.ci;
+      if (!sched || !ci || this.finished || sched.peerCount() > 0) return;
+      const needed = sched.segmentsNeeded();
+      for (let i = needed.length - 1; i > 0; i--) { const j = Math.floor(this.ctx.random() * (i + 1)); [needed[i], needed[j]] = [needed[j]!, needed[i]!]; }
+      const ids = needed.slice(0, REPROBE_SAMPLE).map((s) => ci.segments[s]!.segmentId);
+      if (ids.length === 0) return;
+      const w = this.ctx.deps.discovery.watch(ids, ci.version);
+      w.on('peer', (p) => this.onSighting(p));
+      this.extraWatch = w;
+      this.reprobe(n + 1);
+    }, REPROBE_MS);
+    t.unref?.();
+    this.reprobeTimer = t;
   }
 
   /** Waits for `p` but at most `ms` and not beyond the end of the job. */
@@ -303,7 +340,8 @@ export class Job extends EventEmitter implements DownloadJob {
     if (!sched || !ci || this.finished || this.ctx.isSelf(p.address)) return;
     const seg = this.segByHex.get(p.segmentId.toUpperCase());
     if (seg === undefined || p.blockCount <= 0) return;
-    if (p.complete || ci.version === 2) sched.peerHasSegment(p.address, seg);
+    if (ci.version === 2) sched.peerHasSegment(p.address, seg, this.ctx.now());
+    else if (p.complete) sched.peerHasSegment(p.address, seg);
     else {
       sched.addPeer(p.address);
       void this.refreshPeer(p.address, seg);
@@ -423,6 +461,12 @@ export class Job extends EventEmitter implements DownloadJob {
   private async fetchFromOrigin(g: number): Promise<void> {
     const ci = this.ci!, sched = this.sched!, b = this.layout!.blocks[g]!, seg = this.segInfo(g);
     const start = this.layout!.offsets[g]!;
+    if (await this.peerHasItNow(g)) {
+      if (this.finished) return;
+      sched.originSkipped(g);
+      return;
+    }
+    if (this.finished) return;
     const t0 = this.ctx.now();
     let data: Buffer;
     try {
@@ -452,6 +496,29 @@ export class Job extends EventEmitter implements DownloadJob {
     this.add('fromOrigin', b.length);
     this.add('bytesDone', b.length);
     this.blockLanded();
+  }
+
+  /**
+   * Last check before an origin fetch: asks the known peers that might have gained this block
+   * since our last look (one MSG_GETBLKLIST each, bounded wait). A yes saves a WAN transfer.
+   */
+  private async peerHasItNow(g: number): Promise<boolean> {
+    const sched = this.sched!, b = this.layout!.blocks[g]!, seg = this.segInfo(g);
+    const peers = sched.recheckPeers(b.seg, this.ctx.now(), RECHECK_PEERS);
+    if (peers.length === 0) return false;
+    let found = false;
+    const asks = peers.map(async (peer) => {
+      try {
+        const r = await this.ctx.deps.retrieval.getBlockList({ peer, segmentId: seg.segmentId, ranges: [[b.index, 1]], signal: this.abort.signal });
+        if (r.ranges.some(([first, count]) => first <= b.index && b.index < first + count)) {
+          found = true;
+          if (this.ci!.version === 2) sched.peerHasSegment(peer, b.seg, this.ctx.now());
+          else sched.peerHasBlock(peer, b.seg, b.index);
+        }
+      } catch { /* no answer: the origin it is */ }
+    });
+    await this.until(Promise.all(asks), RECHECK_WAIT_MS);
+    return found;
   }
 
   private async store(g: number, data: Buffer): Promise<void> {
@@ -493,6 +560,9 @@ export class Job extends EventEmitter implements DownloadJob {
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     this.timer = undefined;
     this.refreshTimer = undefined;
+    if (this.reprobeTimer) clearTimeout(this.reprobeTimer);
+    this.extraWatch?.close();
+    this.extraWatch = undefined;
     for (const w of this.watches) w.close();
     this.watches = [];
     for (const u of this.unpins) u();

@@ -215,9 +215,14 @@ export class Scheduler {
 
   addPeer(address: string): void { this.peer(address); }
 
-  /** The peer holds every block of `seg` (a ProbeMatch for a complete segment). */
-  peerHasSegment(address: string, seg: number): void {
+  /**
+   * The peer holds every block of `seg` (a ProbeMatch for a complete segment). `grewAt`: the peer
+   * is known to be downloading (v2 content, where a segment is one block and a new sighting is
+   * its progress), so it counts as active from that time.
+   */
+  peerHasSegment(address: string, seg: number, grewAt?: number): void {
     const p = this.peer(address);
+    if (grewAt !== undefined && !p.full.has(seg)) p.lastGrowth = Math.max(p.lastGrowth, grewAt);
     p.full.add(seg);
     p.partial.delete(seg);
   }
@@ -507,6 +512,23 @@ export class Scheduler {
     for (const p of this.peers.values()) if (!p.banned && this.holds(p, g)) { collided = true; break; }
     if (collided && this.random() < 0.5) this.cursor = undefined;
     this.complete(g);
+  }
+
+  /** An origin assignment was not carried out (a peer turned out to hold the block): undo it. */
+  originSkipped(g: number): void {
+    this.originInflight = Math.max(0, this.originInflight - 1);
+    if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
+    if (this.originAttempts[g]! > 0) this.originAttempts[g]!--;
+  }
+
+  /** Usable peers not known to hold all of `seg` (worth asking about one of its blocks). */
+  recheckPeers(seg: number, now: number, max: number): string[] {
+    const out: string[] = [];
+    for (const p of this.peers.values()) {
+      if (out.length >= max) break;
+      if (this.usable(p, now) && !p.full.has(seg)) out.push(p.address);
+    }
+    return out;
   }
 
   originFailed(g: number, why: OriginFailure, now: number): void {
