@@ -146,3 +146,15 @@ t.test('peerdist peers --segment probes over real sockets and lists the holders'
   const bad = await runCli(['peers', '--segment', 'abc']);
   t.equal(bad.code, 2, 'a malformed segment ID is a usage error');
 });
+
+t.test('start fails cleanly when the discovery port is taken exclusively', async (t) => {
+  const { createSocket } = await import('node:dgram');
+  const blocker = createSocket({ type: 'udp4' });
+  await new Promise<void>((r) => blocker.bind({ port: 0, address: '0.0.0.0', exclusive: true }, () => r()));
+  t.teardown(() => new Promise<void>((r) => blocker.close(() => r())));
+  const taken = blocker.address().port;
+  const d = new Discovery({ port: taken, interfaces: ['127.0.0.1'], xaddrs: () => ['127.0.0.1:80'], lookup: () => [] });
+  await t.rejects(d.start(), { code: 'EADDRINUSE' });
+  await d.close(); // idempotent after the failed start
+  t.throws(() => d.watch([seg(1)], 1), /closed/);
+});
