@@ -96,3 +96,22 @@ t.test('truncated or garbage packages: clear error, nothing imported', async (t)
   await t.rejects(fresh.importPackage(pkg), { code: 'BAD_PACKAGE', message: /trailing/ });
   t.equal(fresh.stats().segments, 0);
 });
+
+t.test('segment record codec: round trip and typed rejections', async (t) => {
+  const { decodeSegmentBody } = await import('../../src/cache/package-format.js');
+  for (const s of [randomV1(3, 10), randomV2(4096)]) {
+    const rec = encodeSegmentRecord(s.meta);
+    t.equal(rec[0], 1);
+    t.equal(rec.readUInt32BE(1), rec.length - SEGMENT_REC_HEAD);
+    t.same(decodeSegmentBody(rec.subarray(SEGMENT_REC_HEAD)), s.meta);
+  }
+  const body = encodeSegmentRecord(randomV1(2).meta).subarray(SEGMENT_REC_HEAD);
+  const mut = (f: (b: Buffer) => void) => { const b = Buffer.from(body); f(b); return b; };
+  t.throws(() => decodeSegmentBody(body.subarray(0, 10)), { code: 'BAD_PACKAGE', message: /truncated/ });
+  t.throws(() => decodeSegmentBody(mut((b) => { b[0] = 3; })), { code: 'BAD_PACKAGE', message: /version/ });
+  t.throws(() => decodeSegmentBody(mut((b) => { b[1] = 9; })), { code: 'BAD_PACKAGE', message: /hash algorithm/ });
+  t.throws(() => decodeSegmentBody(mut((b) => { b[2] = 48; })), { code: 'BAD_PACKAGE', message: /hash algorithm/ });
+  t.throws(() => decodeSegmentBody(body.subarray(0, body.length - 1)), { code: 'BAD_PACKAGE', message: /length does not match/ });
+  t.throws(() => decodeSegmentBody(mut((b) => { b[body.length - 1]! ^= 1; })), { code: 'BAD_PACKAGE', message: /hod/ }, 'v1 HoD check');
+  t.throws(() => decodeSegmentBody(mut((b) => { b.writeUInt32BE(3 * 65536, 4); })), { code: 'BAD_PACKAGE', message: /blockHashes/ });
+});
