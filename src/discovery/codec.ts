@@ -39,7 +39,8 @@ export {
 
 /** Accepted v1 HoHoDk sizes (SHA-256/384/512). */
 const V1_ID_SIZES = new Set([32, 48, 64]);
-const MAX_XADDRS = 16;
+/** XAddrs entries kept from (and sent in) one ProbeMatch. */
+export const MAX_XADDRS = 16;
 const MAX_URI = 256;
 
 export interface Probe {

@@ -4,7 +4,7 @@
  * MessageID de-duplication, held segments (lookup), damping; then a reply after a random
  * 1..65 ms delay, unicast to the probe's source. See protocol/pccrd.md.
  */
-import { encodeProbeMatches, parseDiscoveryMessage, segmentIdHex, type DiscoveryVersion, type Probe, type ProbeMatchEntry } from './codec.js';
+import { encodeProbeMatches, parseDiscoveryMessage, parseXAddr, segmentIdHex, MAX_XADDRS, type DiscoveryVersion, type Probe, type ProbeMatchEntry } from './codec.js';
 import { DiscoveryParseError } from './errors.js';
 import { DampingTable } from './damping.js';
 import { ExpiringSet, KeyedRateLimiter, TokenBucket } from './limits.js';
@@ -108,7 +108,8 @@ export class Responder {
       countDrop(stats, damped > 0 ? 'damped' : 'notHeld');
       return undefined;
     }
-    const xaddrs = this.cfg.xaddrs();
+    // Only well-formed host:port entries, at most as many as a receiver keeps.
+    const xaddrs = this.cfg.xaddrs().filter((x) => parseXAddr(x) !== undefined).slice(0, MAX_XADDRS);
     if (xaddrs.length === 0) {
       countDrop(stats, 'noXAddrs');
       return undefined;

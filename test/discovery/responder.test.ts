@@ -222,6 +222,18 @@ t.test('v2: availability pairs in probe order and segment ages', async (t) => {
   t.same(m.segmentAges, { units: 3, entries: [{ index: 4, age: 6000 }] });
 });
 
+t.test('invalid XAddrs from the daemon are left out; none valid means silence', async (t) => {
+  const a = setup({ cfg: { xaddrs: () => ['bad address', '192.168.1.10:80', 'http://x/'] } });
+  a.r.handle(probe([seg(1)]), SRC);
+  a.clock.advance(100);
+  t.same(a.sent[0]!.msg.xaddrs, ['192.168.1.10:80']);
+  const b = setup({ cfg: { xaddrs: () => ['nope'] } });
+  b.r.handle(probe([seg(1)]), SRC);
+  b.clock.advance(100);
+  t.equal(b.sent.length, 0);
+  t.equal(b.rt.stats.dropped.noXAddrs, 1);
+});
+
 t.test('close cancels pending replies', async (t) => {
   const { clock, sent, r } = setup();
   r.handle(probe([seg(1)]), SRC);
