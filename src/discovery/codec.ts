@@ -188,7 +188,8 @@ function need(el: XmlElement | undefined, field: string): XmlElement {
 
 function uriText(el: XmlElement | undefined, field: string): string {
   const v = need(el, field).text.trim();
-  if (v.length === 0 || v.length > MAX_URI || /\s/.test(v)) fail('PCCRD_INVALID', field, 'empty, overlong or contains whitespace');
+  // Same rule as the encoders' checkUri, so every ID we accept can be echoed (RelatesTo) in a reply.
+  if (v.length === 0 || v.length > MAX_URI || /[\s<>&"']/.test(v)) fail('PCCRD_INVALID', field, 'empty, overlong, or contains whitespace or <>&"\'');
   return v;
 }
 

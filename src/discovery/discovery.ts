@@ -15,7 +15,7 @@ import { DampingTable } from './damping.js';
 import { Prober, type ProberTiming, type SegmentWatch, type PeerSighting } from './prober.js';
 import { Responder, type SegmentLookup } from './responder.js';
 import { newStats, realTimers, countDrop, type DiscoveryStats, type Runtime } from './runtime.js';
-import { defaultIPv4Interfaces, hostSubnets, ipv6InterfaceNames, localAddressFilter, type Subnet } from './subnet.js';
+import { defaultIPv4Interfaces, ipv6InterfaceNames, localAddressFilter, refreshingLocalFilter, type Subnet } from './subnet.js';
 
 export type { PeerSighting, SegmentWatch, DiscoveryStats };
 
@@ -40,7 +40,7 @@ export interface DiscoveryOptions {
   xaddrs: () => string[];
   /** What we hold: per segment ID, blocks we can serve (partial while downloading) and whether complete. */
   lookup: SegmentLookup;
-  /** Subnets counted as local (default: from os.networkInterfaces()); loopback is always local. */
+  /** Subnets counted as local (default: from os.networkInterfaces(), re-read every 30 s); loopback is always local. */
   localSubnets?: Subnet[];
   logger?: Logger;
   random?: () => number;
@@ -81,7 +81,7 @@ export class Discovery extends EventEmitter {
       logger: this.log,
       stats: newStats(),
     };
-    const isLocal = localAddressFilter(opts.localSubnets ?? hostSubnets());
+    const isLocal = opts.localSubnets ? localAddressFilter(opts.localSubnets) : refreshingLocalFilter(now);
     let messageNumber = 0;
     this.prober = new Prober({
       send: (d) => this.multicast(d),

@@ -50,6 +50,22 @@ export function localAddressFilter(subnets: Subnet[]): (address: string) => bool
   };
 }
 
+/**
+ * Like localAddressFilter, but re-reads the subnets (default: this host's) at most every `ttlMs`,
+ * so a daemon follows address changes (DHCP renewals, new interfaces) without a restart.
+ */
+export function refreshingLocalFilter(now: () => number, ttlMs = 30_000, source: () => Subnet[] = hostSubnets): (address: string) => boolean {
+  let filter = localAddressFilter(source());
+  let builtAt = now();
+  return (address) => {
+    if (now() - builtAt >= ttlMs) {
+      filter = localAddressFilter(source());
+      builtAt = now();
+    }
+    return filter(address);
+  };
+}
+
 /** The subnets of this host's interfaces (edge: reads the OS). */
 export function hostSubnets(): Subnet[] {
   const out: Subnet[] = [];

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ipv6InterfaceNames, localAddressFilter } from '../../src/discovery/subnet.js';
+import { ipv6InterfaceNames, localAddressFilter, refreshingLocalFilter, type Subnet } from '../../src/discovery/subnet.js';
 import { ExpiringSet, KeyedRateLimiter, TokenBucket } from '../../src/discovery/limits.js';
 
 t.test('local subnet filter from address/netmask pairs', async (t) => {
@@ -37,4 +37,19 @@ t.test('IPv6 interfaces: names with a non-internal IPv6 address', async (t) => {
   const v4 = (address: string, internal = false) => ({ address, netmask: '255.255.255.0', family: 'IPv4' as const, mac: '00:00:00:00:00:00', internal, cidr: `${address}/24` });
   t.same(ipv6InterfaceNames({ lo: [v4('127.0.0.1', true), v6('::1', true)], eth0: [v4('192.0.2.2'), v6('fe80::1')], wlan0: [v4('198.51.100.2')], eth1: [v6('fd00::5')] }), ['eth0', 'eth1']);
   t.same(ipv6InterfaceNames({}), []);
+});
+
+t.test('the host subnet list is re-read after its time to live', async (t) => {
+  let now = 0, reads = 0;
+  let subnets: Subnet[] = [{ address: '192.168.7.1', netmask: '255.255.255.0' }];
+  const isLocal = refreshingLocalFilter(() => now, 30_000, () => { reads++; return subnets; });
+  t.ok(isLocal('192.168.7.9'));
+  subnets = [{ address: '10.1.0.1', netmask: '255.255.0.0' }];
+  now = 29_999;
+  t.ok(isLocal('192.168.7.9'), 'cached until the TTL');
+  t.notOk(isLocal('10.1.2.3'));
+  now = 30_000;
+  t.ok(isLocal('10.1.2.3'), 'new address picked up');
+  t.notOk(isLocal('192.168.7.9'), 'old one dropped');
+  t.equal(reads, 2);
 });
