@@ -6,7 +6,7 @@
  * are never rewritten, so a torn write can only hit bytes that are not being served.
  *
  * Why one file per segment and not one per block (temp file + fsync + rename): measured with
- * bench/cache.ts on the same disk, the per-segment layout writes 3x faster with fsync and ~10x
+ * bench/cache.ts on the same disk, the per-segment layout writes 1.5-3x faster with fsync and 5-20x
  * without, reads are one pread on a cached descriptor, eviction is one unlink, and a full cache holds
  * 512x fewer inodes. See BENCHMARKS.md "Block cache".
  *
