@@ -42,6 +42,8 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
   await mkdir(www);
   const data = randomBytes(SIZE);
   await writeFile(join(www, 'big.bin'), data);
+  const pair = randomBytes(1_000_000);
+  await writeFile(join(www, 'pair.bin'), pair);
   const originState = join(root, 'origin');
   // Hash up front (like `peerdist publish`), so the very first request gets content information.
   await publishDirectory({ root: www, stateDir: originState, secret: await loadOrCreateSecret(originState), versions: [1, 2] });
@@ -116,6 +118,20 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
   t.equal(sha(viaProxy.body), sha(data), 'proxied body equals the source');
   const s3 = JSON.parse((await runCli(['status', '--daemon', d3!.ready.admin, '--json'])).stdout) as { totals: Record<string, number> };
   t.match(s3.totals, { fromOrigin: 0, fromPeers: SIZE }, 'proxied download came from peers');
+
+  // Two concurrent gets of one URL through one daemon share a single download.
+  const pairUrl = `http://127.0.0.1:${o.port}/pair.bin`;
+  const [ga, gb] = await Promise.all(['a', 'b'].map((n) =>
+    runCli(['get', pairUrl, '-o', join(out, `pair-${n}.bin`), '--daemon', d3!.ready.admin, '--json'], { timeoutMs: 30_000 })));
+  t.equal(ga!.code, 0, ga!.stderr);
+  t.equal(gb!.code, 0, gb!.stderr);
+  t.equal(sha(await readFile(join(out, 'pair-a.bin'))), sha(pair));
+  t.equal(sha(await readFile(join(out, 'pair-b.bin'))), sha(pair));
+  const s3b = JSON.parse((await runCli(['status', '--daemon', d3!.ready.admin, '--json'])).stdout) as { totals: Record<string, number> };
+  t.equal(s3b.totals.jobs! - s3.totals.jobs!, 1, 'one engine download for both clients');
+  t.equal(s3b.totals.fromOrigin, pair.length, 'the shared download fetched the bytes once');
+  await rm(join(out, 'pair-a.bin'));
+  await rm(join(out, 'pair-b.bin'));
 
   // A failed download leaves neither FILE nor FILE.part.
   const bad = await runCli(['get', `http://127.0.0.1:${o.port}/missing.bin`, '-o', join(out, 'missing.bin'), '--daemon', d3!.ready.admin], { timeoutMs: 30_000 });
