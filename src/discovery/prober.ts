@@ -104,6 +104,11 @@ export class Prober {
 
   watch(segmentIds: Buffer[], version: DiscoveryVersion): SegmentWatch {
     if (version !== 1 && version !== 2) throw new RangeError('version must be 1 or 2');
+    for (const id of segmentIds) {
+      if (version === 2 ? id.length !== 32 : ![32, 48, 64].includes(id.length)) {
+        throw new RangeError(`v${version} segment IDs are ${version === 2 ? '32' : '32, 48 or 64'} bytes, got ${id.length}`);
+      }
+    }
     const unique = new Map<string, Buffer>();
     for (const id of segmentIds) unique.set(segmentIdHex(id), id);
     const w = new Watch<Chunk>((x) => this.forget(x), this.rt.timers);

@@ -55,6 +55,16 @@ t.test('retransmits with the same MessageID, then keeps probing with new ones', 
   t.equal(clock.pending, 0, 'no timers left');
 });
 
+t.test('watch refuses IDs of the wrong size for the version', async (t) => {
+  const { prober, sent } = setup();
+  t.throws(() => prober.watch([Buffer.alloc(64, 1)], 2), RangeError);
+  t.throws(() => prober.watch([Buffer.alloc(20, 1)], 1), RangeError);
+  t.equal(sent.length, 0);
+  t.equal(prober.openWatches, 0);
+  prober.watch([Buffer.alloc(64, 1)], 1).close();
+  t.equal(sent.length, 1, 'a 64-byte v1 ID is fine');
+});
+
 t.test('large watches are split: v1 32 IDs per probe, v2 up to 255', async (t) => {
   const { clock, sent, prober } = setup();
   const ids = Array.from({ length: 70 }, (_, k) => seg(k));
