@@ -1,6 +1,7 @@
 /**
  * The daemon's admin API (protocol/admin-api.md). Served ONLY on a loopback address or a unix
- * socket; every request's peer address and Host header are checked too. The API never writes
+ * socket; every request's peer address and Host header are checked too, and requests made by
+ * web pages (Origin / Sec-Fetch-Site) are refused. The API never writes
  * files at client-named paths: fetched content is streamed back in the response.
  */
 import { connect } from 'node:net';
@@ -40,6 +41,17 @@ function hostAllowed(req: IncomingMessage): boolean {
   return isLoopbackHost(name);
 }
 
+/**
+ * Requests a web browser makes on behalf of some page carry Origin or Sec-Fetch-Site; our clients
+ * (the CLI, curl, scripts) send neither. Refusing them stops cross-site request forgery (a page
+ * making the daemon download URLs or re-verify the cache) without tokens.
+ */
+function fromBrowserPage(req: IncomingMessage): boolean {
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'none') return true;
+  return req.headers.origin !== undefined;
+}
+
 function isHttpUrl(s: string): boolean {
   try {
     const u = new URL(s);
@@ -57,6 +69,11 @@ export function createAdminHandler(deps: AdminDeps, transport: 'tcp' | 'socket' 
     if (transport === 'tcp' && (!isLoopbackPeer(req) || !hostAllowed(req))) {
       log.warn('admin: refused non-local request', { remote: req.socket.remoteAddress, host: req.headers.host });
       sendJson(res, 403, { error: 'the admin API only answers local clients' });
+      return;
+    }
+    if (fromBrowserPage(req)) {
+      log.warn('admin: refused a request made by a web page', { origin: req.headers.origin, site: req.headers['sec-fetch-site'] });
+      sendJson(res, 403, { error: 'the admin API does not answer requests made by web pages' });
       return;
     }
     route(deps, req, res).catch((err) => {

@@ -84,6 +84,13 @@ t.test('admin API over loopback TCP', async (t) => {
 
   const rebind = await raw({ host: host!, port: Number(port) }, '/v1/status', { host: 'evil.example:7171' });
   t.equal(rebind.status, 403, 'a foreign Host header (DNS rebinding) is refused');
+  const page = await raw({ host: host!, port: Number(port) }, '/v1/status', { origin: 'http://evil.example' });
+  t.equal(page.status, 403, 'a request with Origin (made by a web page) is refused');
+  const img = await raw({ host: host!, port: Number(port) }, `/v1/fetch?url=${encodeURIComponent('http://origin.test/a.bin')}`, { 'sec-fetch-site': 'cross-site' });
+  t.equal(img.status, 403, 'a cross-site browser fetch is refused');
+  t.equal(engine.started.length, 3, 'and started no download');
+  const typed = await raw({ host: host!, port: Number(port) }, '/v1/status', { 'sec-fetch-site': 'none' });
+  t.equal(typed.status, 200, 'a URL typed into the address bar is fine');
 });
 
 t.test('admin API refuses non-loopback listen addresses and peers', async (t) => {
