@@ -85,6 +85,9 @@ export class BlockStore extends EventEmitter {
   private limit = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Block reads/writes in flight (close() waits for them). */
+  private active = 0;
+  private readonly idleWaiters: (() => void)[] = [];
   private overWarned = false;
 
   private constructor(
@@ -219,6 +222,12 @@ export class BlockStore extends EventEmitter {
   // ---- blocks ----
 
   async putBlock(segmentId: Buffer, index: number, data: Buffer): Promise<void> {
+    if (this.closed) throw new CacheError('CACHE_CLOSED', 'the block store is closed');
+    this.active++;
+    try { await this.put(segmentId, index, data); } finally { this.settle(); }
+  }
+
+  private async put(segmentId: Buffer, index: number, data: Buffer): Promise<void> {
     const idHex = segmentId.toString('hex');
     const e = this.entries.get(idHex);
     if (!e) throw new CacheError('UNKNOWN_SEGMENT', `segment ${idHex} is not in the cache (addSegment first)`);
@@ -250,9 +259,11 @@ export class BlockStore extends EventEmitter {
 
   async readBlock(segmentId: Buffer, index: number, purpose: 'local' | 'peer' = 'local'): Promise<Buffer | undefined> {
     const idHex = segmentId.toString('hex');
-    const e = this.entries.get(idHex);
+    const e = this.closed ? undefined : this.entries.get(idHex);
     if (!e || !e.present.has(index)) { this.counters.misses++; this.countersDirty = true; return undefined; }
-    const data = await this.readVerified(e, index);
+    this.active++;
+    let data: Buffer | undefined;
+    try { data = await this.readVerified(e, index); } finally { this.settle(); }
     if (!data) { this.counters.misses++; this.countersDirty = true; return undefined; }
     if (purpose === 'peer') { e.hitsPeer++; this.counters.hitsPeer++; } else { e.hitsLocal++; this.counters.hitsLocal++; }
     this.countersDirty = true;
@@ -420,10 +431,18 @@ export class BlockStore extends EventEmitter {
     });
   }
 
+  /** One block read or write finished; wakes close() when none are left. */
+  private settle(): void {
+    this.active--;
+    if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Stops accepting block writes (reads become misses), waits for those in flight, flushes, closes. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.active > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
     await this.mutex.idle();
     await this.flush();
     await this.db.close();

@@ -153,3 +153,18 @@ t.test('segments that never got a block are forgotten after the TTL unless pinne
   t.ok(store.isComplete(full.meta.segmentId), 'has blocks: kept');
   release();
 });
+
+t.test('close waits for writes in flight; afterwards writes fail clearly and reads miss', async (t) => {
+  const dir = await tempDir(t);
+  const s = randomV1(8);
+  let store = await BlockStore.open({ dir, limitBytes: 1 << 24 });
+  await store.addSegment(s.meta);
+  const writes = s.blocks.map((b, i) => store.putBlock(s.meta.segmentId, i, b));
+  await store.close();
+  await Promise.all(writes);
+  await t.rejects(store.putBlock(s.meta.segmentId, 0, s.blocks[0]!), { code: 'CACHE_CLOSED' });
+  t.equal(await store.readBlock(s.meta.segmentId, 0), undefined);
+  store = await BlockStore.open({ dir });
+  t.teardown(() => store.close());
+  t.ok(store.isComplete(s.meta.segmentId), 'every write that was in flight at close landed');
+});
