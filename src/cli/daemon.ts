@@ -45,6 +45,9 @@ export function register(program: Command): void {
       const file = configPath ? await readConfigFile(configPath) : undefined;
       const config = resolveConfig({ flags, env: configFromEnv(process.env), file, defaultStateDir: defaultStateDir() });
       const log = createLogger({ component: 'daemon' });
+      // A stray rejected promise in some component is logged, not fatal: one failed peer or
+      // download must not take the whole daemon down.
+      process.on('unhandledRejection', (err) => log.error('unhandled promise rejection', { err }));
       // Loaded on demand: the daemon pulls in every subsystem, which other commands don't need.
       const { startDaemon } = await import('../daemon/daemon.js');
       const daemon = await startDaemon(config, { logger: log });
