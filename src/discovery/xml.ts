@@ -16,6 +16,8 @@ export interface XmlLimits {
   maxAttributes: number;
   maxAttributeLength: number;
   maxNameLength: number;
+  /** Entity and character references in the whole document (messages need almost none). */
+  maxReferences: number;
 }
 
 export const DEFAULT_XML_LIMITS: XmlLimits = {
@@ -25,6 +27,7 @@ export const DEFAULT_XML_LIMITS: XmlLimits = {
   maxAttributes: 16,
   maxAttributeLength: 1024,
   maxNameLength: 128,
+  maxReferences: 256,
 };
 
 export interface XmlAttribute { ns: string; local: string; value: string }
@@ -62,8 +65,11 @@ function validCodePoint(cp: number): boolean {
     (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff);
 }
 
-/** Decodes the five predefined entities and numeric character references; anything else is refused. */
-export function decodeEntities(raw: string, field: string): string {
+/**
+ * Decodes the five predefined entities and numeric character references; anything else is refused.
+ * `budget.left` (when given) is how many references may still be decoded in this document.
+ */
+export function decodeEntities(raw: string, field: string, budget?: { left: number }): string {
   if (!raw.includes('&')) return raw;
   let out = '';
   let i = 0;
@@ -71,6 +77,7 @@ export function decodeEntities(raw: string, field: string): string {
     const amp = raw.indexOf('&', i);
     if (amp < 0) { out += raw.slice(i); break; }
     out += raw.slice(i, amp);
+    if (budget && --budget.left < 0) fail('XML_LIMIT', field, 'too many entity references');
     const semi = raw.indexOf(';', amp + 1);
     if (semi < 0 || semi - amp > 12) fail('XML_ENTITY', field, 'unterminated or overlong entity reference');
     const name = raw.slice(amp + 1, semi);
@@ -121,6 +128,7 @@ export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML
   const stack: Open[] = [];
   let root: XmlElement | undefined;
   let elements = 0;
+  const refs = { left: limits.maxReferences };
 
   const readName = (field: string): string => {
     NAME_RE.lastIndex = i;
@@ -148,7 +156,7 @@ export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML
         continue;
       }
       if (raw.includes(']]>')) fail('XML_MALFORMED', top.qname, "']]>' in character data");
-      top.el.text += decodeEntities(raw, top.qname);
+      top.el.text += decodeEntities(raw, top.qname, refs);
       continue;
     }
     if (s.startsWith('<!--', i)) {
@@ -211,7 +219,7 @@ export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML
       if (rawAttrs.length >= limits.maxAttributes) fail('XML_LIMIT', qname, `more than ${limits.maxAttributes} attributes`);
       if (rawAttrs.some(([a]) => a === aname)) fail('XML_MALFORMED', `${qname}@${aname}`, 'duplicate attribute');
       // Normalise literal whitespace first so character references (&#10;) survive, as XML specifies.
-      rawAttrs.push([aname, decodeEntities(rawValue.replace(/[\t\n\r]/g, ' '), `${qname}@${aname}`)]);
+      rawAttrs.push([aname, decodeEntities(rawValue.replace(/[\t\n\r]/g, ' '), `${qname}@${aname}`, refs)]);
     }
     const parent = stack[stack.length - 1];
     let bindings: Map<string, string> | ReadonlyMap<string, string> = parent ? parent.el.bindings : new Map([['xml', XML_NS]]);
