@@ -50,6 +50,8 @@ const NAME_RE = /[A-Za-z_][A-Za-z0-9._-]*(?::[A-Za-z_][A-Za-z0-9._-]*)?/y;
 const DECL_RE = /^<\?xml\s+version\s*=\s*(["'])1\.[0-9]\1(?:\s+encoding\s*=\s*(["'])([A-Za-z][A-Za-z0-9._-]*)\2)?(?:\s+standalone\s*=\s*(["'])(?:yes|no)\4)?\s*\?>/;
 // eslint-disable-next-line no-control-regex
 const BAD_CHARS_RE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
+/** In-scope prefix bindings (each new declaration copies the map, so this bounds the work). */
+const MAX_BINDINGS = 64;
 const PREDEFINED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
 
 const fail = (code: string, field: string, msg: string): never => {
@@ -233,6 +235,7 @@ export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML
         if (prefix === '' && v === '') copy.delete('');
         else copy.set(prefix, v);
       }
+      if (copy.size > MAX_BINDINGS) fail('XML_LIMIT', qname, `more than ${MAX_BINDINGS} namespace bindings in scope`);
       bindings = copy;
     }
     const resolve = (name: string, isAttr: boolean): [string, string] => {

@@ -44,6 +44,7 @@ t.test('size and structure limits', async (t) => {
   rejects(t, '<a ' + Array.from({ length: 40 }, (_, i) => `a${i}="1"`).join(' ') + '/>', 'XML_LIMIT', 'many attributes');
   rejects(t, `<${'a'.repeat(300)}/>`, 'XML_LIMIT', 'long name');
   rejects(t, '<a>' + '&amp;'.repeat(6000) + '</a>', 'XML_LIMIT', 'too many entity references');
+  rejects(t, Array.from({ length: 12 }, (_, d) => `<e${d} ` + Array.from({ length: 8 }, (_, k) => `xmlns:p${d}x${k}="u:${k}"`).join(' ') + '>').join(''), 'XML_LIMIT', 'namespace bindings pile up');
   rejects(t, '<a>' + '<b x="&lt;"/>'.repeat(300) + '</a>', 'XML_LIMIT', 'references counted across the document');
   const manyIds = encodeProbe({ version: 1, messageId: MID, segmentIds: [sid] }).replace(/>[0-9A-F]{64}</, '>' + Array.from({ length: 300 }, () => 'AB'.repeat(32)).join(' ') + '<');
   rejects(t, manyIds, 'XML_LIMIT', 'too many scopes');
