@@ -1,7 +1,9 @@
 /**
  * Local HTTP forward proxy (http_proxy=http://127.0.0.1:P). Absolute-form `GET http://...`
  * requests go through the download engine, so apt/curl downloads come from the peer cache when
- * the origin speaks PeerDist; a single byte range is served from the job's ordered stream.
+ * the origin speaks PeerDist; a single byte range is served from the job's ordered stream. When
+ * the engine fails before the first byte, the request is forwarded so the client sees the
+ * origin's own status (404 ...).
  * Every other method, GET https:// in absolute form, and requests carrying Authorization or
  * Cookie headers are forwarded unchanged with undici, without caching. CONNECT is refused with 501: the proxy is not a general tunnel, and TLS
  * traffic could not be cached anyway. See protocol/admin-api.md.
@@ -85,7 +87,14 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
   const flat: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) flat[k] = Array.isArray(v) ? v.join(', ') : v;
   const job = deps.jobs.obtain(target.href, Object.keys(flat).length ? flat : undefined);
-  const info = await job.info;
+  let info;
+  try { info = await job.info; } catch (err) {
+    // The engine could not start (404, server error, bad signature ...): let the client see the
+    // origin's own answer, status and body included (apt relies on 404s to try other files).
+    (deps.logger ?? nullLogger).debug('proxy: engine failed before the first byte; forwarding', { url: target.href, err: errorMessage(err) });
+    if (req.destroyed) return;
+    return forward(deps, target, req, res);
+  }
   if (req.destroyed) return;
   const out: Record<string, string | number> = { 'x-peerdist-job': job.id, 'accept-ranges': 'bytes', via: '1.1 peerdist' };
   if (info.contentType) out['content-type'] = info.contentType;

@@ -106,20 +106,23 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
   t.match(m2.body, new RegExp(`^peerdist_download_bytes_total\\{source="peers"\\} ${SIZE}$`, 'm'));
 
   // The HTTP proxy of daemon 3 (as apt/curl with http_proxy would use it) also downloads from peers.
-  const viaProxy = await new Promise<{ status: number; body: Buffer }>((resolveP, reject) => {
+  const proxyGet = (target: string) => new Promise<{ status: number; body: Buffer }>((resolveP, reject) => {
     const [host, port] = d3!.ready.proxy!.split(':');
-    const req = request({ host, port: Number(port), path: url, headers: { host: `127.0.0.1:${o.port}` } }, (res) => {
+    const req = request({ host, port: Number(port), path: target, headers: { host: `127.0.0.1:${o.port}` } }, (res) => {
       readBody(res).then((body) => resolveP({ status: res.statusCode!, body }), reject);
     });
     req.on('error', reject);
     req.end();
   });
+  const viaProxy = await proxyGet(url);
   t.equal(viaProxy.status, 200);
   t.equal(sha(viaProxy.body), sha(data), 'proxied body equals the source');
   const s3 = JSON.parse((await runCli(['status', '--daemon', d3!.ready.admin, '--json'])).stdout) as { totals: Record<string, number> };
   t.match(s3.totals, { fromOrigin: 0, fromPeers: SIZE }, 'proxied download came from peers');
 
-  // Two concurrent gets of one URL through one daemon share a single download.
+  // Two concurrent gets of one URL through one daemon: the origin's bytes are fetched once (the
+  // second client joins the running download, or reads the cache if the first already finished;
+  // joining itself is tested deterministically in admin.test.ts).
   const pairUrl = `http://127.0.0.1:${o.port}/pair.bin`;
   const [ga, gb] = await Promise.all(['a', 'b'].map((n) =>
     runCli(['get', pairUrl, '-o', join(out, `pair-${n}.bin`), '--daemon', d3!.ready.admin, '--json'], { timeoutMs: 30_000 })));
@@ -128,10 +131,11 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
   t.equal(sha(await readFile(join(out, 'pair-a.bin'))), sha(pair));
   t.equal(sha(await readFile(join(out, 'pair-b.bin'))), sha(pair));
   const s3b = JSON.parse((await runCli(['status', '--daemon', d3!.ready.admin, '--json'])).stdout) as { totals: Record<string, number> };
-  t.equal(s3b.totals.jobs! - s3.totals.jobs!, 1, 'one engine download for both clients');
-  t.equal(s3b.totals.fromOrigin, pair.length, 'the shared download fetched the bytes once');
+  t.equal(s3b.totals.fromOrigin, pair.length, 'the block bytes came from the origin once');
+  t.equal(s3b.totals.fromPeers, SIZE, 'and from no peer');
   await rm(join(out, 'pair-a.bin'));
   await rm(join(out, 'pair-b.bin'));
+  t.equal((await proxyGet(`http://127.0.0.1:${o.port}/nope.bin`)).status, 404, 'the origin\'s 404 reaches proxy clients');
 
   // A failed download leaves neither FILE nor FILE.part.
   const bad = await runCli(['get', `http://127.0.0.1:${o.port}/missing.bin`, '-o', join(out, 'missing.bin'), '--daemon', d3!.ready.admin], { timeoutMs: 30_000 });

@@ -74,13 +74,18 @@ t.test('proxy', async (t) => {
   t.equal(past.headers['content-range'], `bytes */${DATA.length}`);
 
   const missing = await viaProxy(port, 'GET', `${up}/missing`);
-  t.equal(missing.status, 404, 'origin status passed through');
+  t.equal(engine.started.at(-1)?.url, `${up}/missing`, 'tried through the engine first');
+  t.equal(missing.status, 201, 'engine failure: the origin\'s own answer is passed through');
+  t.equal(missing.body.toString(), 'got GET');
+  t.match(seen.at(-1), { method: 'GET', url: '/missing' });
+  seen.length = 0;
 
   const post = await viaProxy(port, 'POST', `${up}/submit`, { 'content-type': 'text/plain', 'content-length': '5' }, Buffer.from('hello'));
   t.equal(post.status, 201);
   t.equal(post.body.toString(), 'got POST');
   t.equal(post.headers['x-upstream'], 'yes');
   t.match(seen.at(-1), { method: 'POST', url: '/submit', body: 'hello' });
+  t.equal(seen.length, 1);
   const head = await viaProxy(port, 'HEAD', `${up}/file.bin`);
   t.equal(head.status, 201);
   t.equal(seen.at(-1)?.method, 'HEAD', 'HEAD forwarded as-is');
