@@ -87,6 +87,8 @@ const EWMA_ALPHA = 0.3;
 const PEER_BACKOFF_BASE_MS = 250;
 const PEER_BACKOFF_MAX_MS = 10_000;
 const ORIGIN_RETRY_BASE_MS = 200;
+/** Origin requests per download while other peers are downloading the same content. */
+const CROWD_ORIGIN_STREAMS = 2;
 
 export class Scheduler {
   readonly blocks: readonly BlockDesc[];
@@ -98,6 +100,10 @@ export class Scheduler {
   private readonly retryAt: Float64Array;
   /** First time a block was held back for an active peer (0 = not deferred). */
   private readonly deferSince: Float64Array;
+  /** When anybody (a peer or we) was first known to hold the block (Infinity = nobody yet). */
+  private readonly firstHeld: Float64Array;
+  /** Latest time seen by any call (for results reported without a clock). */
+  private clock = 0;
   private readonly segStart: number[] = [];
   private readonly peers = new Map<string, PeerState>();
   private readonly random: () => number;
@@ -122,6 +128,7 @@ export class Scheduler {
     this.peerAttempts = new Uint16Array(this.n);
     this.retryAt = new Float64Array(this.n);
     this.deferSince = new Float64Array(this.n);
+    this.firstHeld = new Float64Array(this.n).fill(Infinity);
     this.random = opts.random ?? Math.random;
     this.o = {
       originConcurrency: opts.originConcurrency ?? 3,
@@ -140,7 +147,7 @@ export class Scheduler {
     for (let g = 0; g < this.n; g++) {
       const b = opts.blocks[g]!;
       if (this.segStart[b.seg] === undefined) this.segStart[b.seg] = g;
-      if (opts.present?.(g)) { this.state[g] = DONE; this.doneCount++; }
+      if (opts.present?.(g)) { this.state[g] = DONE; this.doneCount++; this.firstHeld[g] = -Infinity; }
     }
   }
 
@@ -223,6 +230,9 @@ export class Scheduler {
   peerHasSegment(address: string, seg: number, grewAt?: number): void {
     const p = this.peer(address);
     if (grewAt !== undefined && !p.full.has(seg)) p.lastGrowth = Math.max(p.lastGrowth, grewAt);
+    if (grewAt !== undefined) this.clock = Math.max(this.clock, grewAt);
+    const first = this.segStart[seg];
+    if (first !== undefined) for (let g = first; g < first + this.blocksInSegment(seg); g++) this.noteHeld(g, this.clock);
     p.full.add(seg);
     p.partial.delete(seg);
   }
@@ -233,9 +243,10 @@ export class Scheduler {
    */
   peerBlocks(address: string, seg: number, indices: Iterable<number>, now: number): void {
     const p = this.peer(address);
+    this.clock = Math.max(this.clock, now);
     const count = this.blocksInSegment(seg);
     const set = new Set<number>();
-    for (const i of indices) if (Number.isInteger(i) && i >= 0 && i < count) set.add(i);
+    for (const i of indices) if (Number.isInteger(i) && i >= 0 && i < count) { set.add(i); this.noteHeld(this.segStart[seg]! + i, now); }
     if (set.size === count && count > 0) { this.peerHasSegment(address, seg); return; }
     p.full.delete(seg);
     const old = p.partial.get(seg);
@@ -250,9 +261,14 @@ export class Scheduler {
   peerHasBlock(address: string, seg: number, index: number): void {
     const p = this.peer(address);
     if (p.full.has(seg) || index < 0 || index >= this.blocksInSegment(seg)) return;
+    this.noteHeld(this.segStart[seg]! + index, this.clock);
     let set = p.partial.get(seg);
     if (!set) { set = new Set(); p.partial.set(seg, set); }
     set.add(index);
+  }
+
+  private noteHeld(g: number, now: number): void {
+    if (this.firstHeld[g] === Infinity) this.firstHeld[g] = now;
   }
 
   private holds(p: PeerState, g: number): boolean {
@@ -285,6 +301,7 @@ export class Scheduler {
    * `allowOrigin` false holds origin fetches back (initial discovery wait).
    */
   next(now: number, allowOrigin = true): Assignment[] {
+    this.clock = Math.max(this.clock, now);
     this.wakeAt = Infinity;
     const out: Assignment[] = [];
     if (this.failure || this.isDone()) return out;
@@ -310,7 +327,8 @@ export class Scheduler {
    * what makes clients fetch the same block twice. Alone, we use the full concurrency.
    */
   private originLimit(now: number): number {
-    if (this.originDone === 0 || this.anyActivePeer(now)) return Math.min(1, this.o.originConcurrency);
+    if (this.originDone === 0) return Math.min(1, this.o.originConcurrency);
+    if (this.anyActivePeer(now)) return Math.min(CROWD_ORIGIN_STREAMS, this.o.originConcurrency);
     return this.o.originConcurrency;
   }
 
@@ -391,6 +409,7 @@ export class Scheduler {
     // Blocks an active consumer fetches from its left end before our first block becomes visible to it.
     const lead = Math.ceil((c * (t + this.o.visibilityLagMs)) / t);
     const minSplit = 2 * (lead + 1);
+    const consumeWindow = 2 * (t + this.o.visibilityLagMs);
     // Entry regions: where a new run may start without racing a consumer. Several clients with the
     // same (lagged) view re-plan at about the same time, so the choice is randomised (gap weighted
     // by its region size squared, position uniform in the region) instead of a deterministic
@@ -400,7 +419,9 @@ export class Scheduler {
     let deferredPick: { g: number; score: number } | undefined;
     for (const gap of gaps) {
       const pred = (gap.start - 1 + this.n) % this.n;
-      const consumed = gap.len < this.n && this.activeHolder(pred, now);
+      // Consumed: an active peer holds the block before the gap, and that block appeared only
+      // recently (its run is moving). A frontier that stopped moving has no consumer behind it.
+      const consumed = gap.len < this.n && now - this.firstHeld[pred]! <= consumeWindow && this.activeHolder(pred, now);
       let from: number, len: number;
       if (!consumed) {
         from = gap.start;
@@ -480,6 +501,7 @@ export class Scheduler {
   }
 
   peerFailed(address: string, g: number, why: PeerFailure, now: number): void {
+    this.clock = Math.max(this.clock, now);
     const p = this.peer(address);
     p.outstanding = Math.max(0, p.outstanding - 1);
     this.peerInflight = Math.max(0, this.peerInflight - 1);
@@ -532,6 +554,7 @@ export class Scheduler {
   }
 
   originFailed(g: number, why: OriginFailure, now: number): void {
+    this.clock = Math.max(this.clock, now);
     this.originInflight = Math.max(0, this.originInflight - 1);
     if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
     if (why === 'mismatch') {
@@ -559,5 +582,6 @@ export class Scheduler {
     if (this.state[g] === DONE) return;
     this.state[g] = DONE;
     this.doneCount++;
+    this.noteHeld(g, this.clock);
   }
 }

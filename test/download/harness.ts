@@ -11,7 +11,7 @@ import type { Test } from 'tap';
 import { request } from 'undici';
 import { BlockStore } from '../../src/cache/store.js';
 import { Discovery } from '../../src/discovery/discovery.js';
-import { DownloadEngine, type EngineOptions } from '../../src/download/engine.js';
+import { DownloadEngine, type EngineOptions, type RetrievalLike } from '../../src/download/engine.js';
 import { createOriginServer, type OriginServer } from '../../src/origin/server.js';
 import { clientRequestHeaders } from '../../src/origin/pccrtp.js';
 import { RetrievalClient } from '../../src/retrieval/client.js';
@@ -74,6 +74,8 @@ export async function startNode(t: Test, n: number, discoveryPort: number, opts:
   engine?: Partial<EngineOptions>;
   /** Serve blocks through this wrapper (e.g. a corrupting peer). */
   source?: (store: BlockStore) => BlockSource;
+  /** Wraps the PCCRR client (instrumentation). */
+  wrapRetrieval?: (r: RetrievalLike) => RetrievalLike;
 } = {}): Promise<Node> {
   const dir = await tmp(t, `node${n}`);
   const store = await BlockStore.open({ dir, limitBytes: 512 * MiB, fsync: false });
@@ -93,7 +95,7 @@ export async function startNode(t: Test, n: number, discoveryPort: number, opts:
   });
   await discovery.start();
   const retrieval = new RetrievalClient({ requestTimeoutMs: 3000 });
-  const engine = new DownloadEngine({ store, discovery, retrieval, ...opts.engine });
+  const engine = new DownloadEngine({ store, discovery, retrieval: opts.wrapRetrieval ? opts.wrapRetrieval(retrieval) : retrieval, ...opts.engine });
   let closed = false;
   const close = async () => {
     if (closed) return;
