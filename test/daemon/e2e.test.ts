@@ -51,13 +51,15 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
   const o = await origin.listen();
   t.teardown(() => origin.close());
   const url = `http://127.0.0.1:${o.port}/big.bin`;
+  await writeFile(join(root, 'origin.pub'), origin.publicKeyPem);
 
   const discoveryPort = await freeUdpPort();
   const mdnsPort = await freeUdpPort();
   const daemonArgs = (n: number) => [
     '--state-dir', join(root, `d${n}`), '--listen', `127.0.0.${n + 1}:0`, '--interface', '127.0.0.1',
     '--admin', '127.0.0.1:0', '--discovery-port', String(discoveryPort), '--mdns-port', String(mdnsPort),
-    ...(n === 3 ? ['--proxy-port', '0'] : []),
+    // Daemon 3 also requires origin signatures on content information.
+    ...(n === 3 ? ['--proxy-port', '0', '--origin-public-key', join(root, 'origin.pub')] : []),
   ];
   const [d1, d2, d3] = await Promise.all([1, 2, 3].map((n) => startDaemonChild(daemonArgs(n))));
   children.push(d1!, d2!, d3!);
