@@ -1,6 +1,6 @@
 /**
  * ProbeMatch responder state machine (no sockets). Order of checks for each datagram: local-subnet
- * source, global rate limit, per-source rate limit, parse, probe only, not our own probe,
+ * source, per-source rate limit, global rate limit, parse, probe only, not our own probe,
  * MessageID de-duplication, held segments (lookup), damping; then a reply after a random
  * 1..65 ms delay, unicast to the probe's source. See protocol/pccrd.md.
  */
@@ -59,8 +59,10 @@ export class Responder {
     const { stats, logger } = this.rt;
     const now = this.rt.now();
     if (!this.cfg.isLocal(from.address)) return countDrop(stats, 'notLocal', logger, { from: from.address });
-    if (!this.global.take(now)) return countDrop(stats, 'rateGlobal');
+    // Per source first: a source over its own limit must not use up the global budget (one local
+    // host flooding at 1,000/s would otherwise starve every other prober).
     if (!this.perSource.take(from.address, now)) return countDrop(stats, 'rateSource', logger, { from: from.address });
+    if (!this.global.take(now)) return countDrop(stats, 'rateGlobal');
     let probe: Probe;
     try {
       const msg = parseDiscoveryMessage(datagram);
