@@ -90,7 +90,7 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     }
     for await (const chunk of res as AsyncIterable<Buffer>) {
       opts.signal?.throwIfAborted();
-      await fh.write(chunk);
+      for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten;
       received += chunk.length;
     }
     if (!res.complete) throw new AdminClientError('TRUNCATED', 'the daemon closed the stream early');
