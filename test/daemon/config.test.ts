@@ -104,6 +104,14 @@ t.test('peerdist daemon refuses a non-loopback admin address', async (t) => {
   const env = await runCli(['daemon', '--state-dir', dir], { env: { PEERDIST_ADMIN: '192.168.1.1:7171' }, timeoutMs: 20_000 });
   t.equal(env.code, 1);
   t.match(env.stderr, /loopback/);
+  const cfg = join(dir, 'peerdist.json');
+  await writeFile(cfg, JSON.stringify({ admin: '10.0.0.1:7171' }));
+  const file = await runCli(['daemon', '--config', cfg, '--state-dir', dir], { timeoutMs: 20_000 });
+  t.equal(file.code, 1, 'the config file is read');
+  t.match(file.stderr, /not 10\.0\.0\.1/);
+  const typo = await runCli(['daemon', '--state-dir', dir], { env: { PEERDIST_CONFIG: join(dir, 'missing.json') }, timeoutMs: 20_000 });
+  t.equal(typo.code, 1);
+  t.match(typo.stderr, /BAD_CONFIG: cannot read config file/);
 });
 
 t.test('a listener that cannot start: clear error, everything closed, exit 1', async (t) => {
