@@ -50,11 +50,12 @@ const GATE_REFRESH_WAIT_MS = 500;
 const V2_SIGHTING_GRACE_MS = 60;
 /** Pre-origin re-check: peers asked, and how long we wait for them. */
 const RECHECK_PEERS = 8;
-const RECHECK_WAIT_MS = 150;
+const RECHECK_WAIT_MS = 50;
 /** While no peer is known, a fresh probe for a sample of the segments this often. */
 const REPROBE_MS = 500;
 const REPROBE_MAX = 20;
-const REPROBE_SAMPLE = 64;
+/** Segment IDs per re-probe: one probe datagram's worth (v1 32, v2 255). */
+const REPROBE_SAMPLE = { 1: 32, 2: 255 } as const;
 
 export class Job extends EventEmitter implements DownloadJob {
   readonly info: Promise<JobInfo>;
@@ -312,7 +313,7 @@ export class Job extends EventEmitter implements DownloadJob {
       if (!sched || !ci || this.finished || sched.peerCount() > 0) return;
       const needed = sched.segmentsNeeded();
       for (let i = needed.length - 1; i > 0; i--) { const j = Math.floor(this.ctx.random() * (i + 1)); [needed[i], needed[j]] = [needed[j]!, needed[i]!]; }
-      const ids = needed.slice(0, REPROBE_SAMPLE).map((s) => ci.segments[s]!.segmentId);
+      const ids = needed.slice(0, REPROBE_SAMPLE[ci.version]).map((s) => ci.segments[s]!.segmentId);
       if (ids.length === 0) return;
       const w = this.ctx.deps.discovery.watch(ids, ci.version);
       w.on('peer', (p) => this.onSighting(p));

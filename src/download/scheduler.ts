@@ -139,7 +139,7 @@ export class Scheduler {
       maxPeerAttempts: opts.maxPeerAttempts ?? 8,
       visibilityLagMs: opts.visibilityLagMs ?? 400,
       activeWindowMs: opts.activeWindowMs ?? 2000,
-      maxDeferMs: opts.maxDeferMs ?? 3000,
+      maxDeferMs: opts.maxDeferMs ?? 1000,
       originBlockMsPrior: opts.originBlockMsPrior ?? 250,
       peerBpsPrior: opts.peerBpsPrior ?? 20e6,
     };

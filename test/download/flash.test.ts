@@ -23,11 +23,13 @@ class SharedWan implements OriginClient {
   close(): Promise<void> { return this.inner.close(); }
 }
 
+const V = (process.env.FLASH_V === '2' ? 2 : 1) as 1 | 2;
+
 t.test('8 clients at once: origin bytes close to one copy, time close to one download', async (t) => {
   const size = 6 * MiB;
   const data = payload(size);
   const origin = await startOrigin(t, { 'f.bin': data });
-  await origin.warm('f.bin', 1);
+  await origin.warm('f.bin', V);
   const rate = 4e6;
   const raw = new UndiciOriginClient();
   const clients: OriginClient[] = [raw];
@@ -36,14 +38,14 @@ t.test('8 clients at once: origin bytes close to one copy, time close to one dow
   // Baseline: one client alone over the same link.
   const port = testPort();
   const wanAlone = new SharedWan(raw, rate, 10, { freeAt: 0 });
-  const alone = await startNode(t, 30, port, { engine: { maxContentVersion: 1, http: wanAlone } });
+  const alone = await startNode(t, 30, port, { engine: { maxContentVersion: V, http: wanAlone } });
   const t0 = Date.now();
   await alone.engine.download(origin.url('f.bin')).done;
   const aloneMs = Date.now() - t0;
   await alone.close();
 
   const origin2 = await startOrigin(t, { 'f.bin': data });
-  await origin2.warm('f.bin', 1);
+  await origin2.warm('f.bin', V);
   const wanState = { freeAt: 0 };
   const port2 = testPort();
   const nodes = [];
@@ -56,7 +58,7 @@ t.test('8 clients at once: origin bytes close to one copy, time close to one dow
     const own = new UndiciOriginClient();
     clients.push(own);
     const http = new SharedWan(own, rate, 10, wanState);
-    nodes.push(await startNode(t, 31 + i, port2, { engine: { maxContentVersion: 1, http }, wrapRetrieval: wrap }));
+    nodes.push(await startNode(t, 31 + i, port2, { engine: { maxContentVersion: V, http }, wrapRetrieval: wrap }));
   }
   const t1 = Date.now();
   const jobs = nodes.map((n) => n.engine.download(origin2.url('f.bin')));
