@@ -23,6 +23,8 @@ export interface RunResult {
   heapBeforeMiB: number;
   heapAfterMiB: number;
   wallMs: number;
+  /** The slowest case run again on its own (best of 3), in ms: tells a slow input from a GC pause. */
+  slowestAloneMs: number;
 }
 
 export const crasherDir = (target: string) => join(process.cwd(), 'fixtures', 'fuzz', target);
@@ -47,6 +49,8 @@ export async function runTarget(target: FuzzTarget, opts: { cases: number; seed:
   fullGc();
   const heapBefore = heapMiB();
   const t0 = Date.now();
+  let slowest: Buffer | undefined;
+  let slowestAloneMs = 0;
   try {
     const first = opts.first ?? 0;
     for (let n = first; n < first + opts.cases; n++) {
@@ -62,6 +66,7 @@ export async function runTarget(target: FuzzTarget, opts: { cases: number; seed:
       }
       const ns = process.hrtime.bigint() - start;
       if (!error && Number(ns) / 1e6 > HANG_MS) error = `hang: case took ${(Number(ns) / 1e6).toFixed(0)} ms`;
+      if (ns > stats.maxNs) slowest = input;
       stats.record(n, ns, error ? 'failure' : outcome);
       if (error && findings.length < (opts.maxFindings ?? 20)) {
         const f: Finding = { caseNo: n, error, input };
@@ -69,12 +74,23 @@ export async function runTarget(target: FuzzTarget, opts: { cases: number; seed:
         findings.push(f);
       }
     }
+    if (slowest) slowestAloneMs = await bestOf3(target, slowest);
   } finally {
     await target.teardown?.();
   }
   const wallMs = Date.now() - t0;
   fullGc();
-  return { target: target.name, stats, findings, heapBeforeMiB: heapBefore, heapAfterMiB: heapMiB(), wallMs };
+  return { target: target.name, stats, findings, heapBeforeMiB: heapBefore, heapAfterMiB: heapMiB(), wallMs, slowestAloneMs };
+}
+
+async function bestOf3(target: FuzzTarget, input: Buffer): Promise<number> {
+  let best = Infinity;
+  for (let k = 0; k < 3; k++) {
+    const start = process.hrtime.bigint();
+    try { await target.run(input); } catch { /* already reported */ }
+    best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e6);
+  }
+  return best;
 }
 
 export function saveCrasher(target: string, input: Buffer): string {

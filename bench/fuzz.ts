@@ -4,7 +4,8 @@
  *   npm run build && node dist/bench/fuzz.js [--cases N] [--seed S] [--target NAME ...] [--json]
  *
  * Defaults: 100,000 cases per target, seed 1, all targets. Prints per target: cases, accepted /
- * rejected (typed ParseError) / failures, mean and max time per case, heap before/after. Failing
+ * rejected (typed ParseError) / failures, mean, 99.9th percentile and max time per case, the
+ * slowest case timed again alone (a GC pause or a busy machine vs a slow input), heap before/after. Failing
  * inputs are written to fixtures/fuzz/<target>/ (replayed by test/hostile/fuzz.test.ts).
  * Exit status 1 if any target had a failure or its heap grew by more than 64 MiB.
  */
@@ -37,7 +38,7 @@ function row(r: RunResult): string {
   const s = r.stats;
   return [
     r.target.padEnd(16), String(s.cases).padStart(8), String(s.accepted).padStart(8), String(s.rejected).padStart(8), String(s.failures).padStart(5),
-    s.meanUs.toFixed(1).padStart(9), s.maxMs.toFixed(2).padStart(9), `${r.heapBeforeMiB.toFixed(1)}→${r.heapAfterMiB.toFixed(1)}`.padStart(13), (r.wallMs / 1000).toFixed(1).padStart(7),
+    s.meanUs.toFixed(1).padStart(9), s.quantileMs(0.999).toFixed(2).padStart(9), s.maxMs.toFixed(2).padStart(9), r.slowestAloneMs.toFixed(2).padStart(9), `${r.heapBeforeMiB.toFixed(1)}→${r.heapAfterMiB.toFixed(1)}`.padStart(13), (r.wallMs / 1000).toFixed(1).padStart(7),
   ].join(' ');
 }
 
@@ -47,7 +48,7 @@ async function main(): Promise<void> {
   if (targets.length === 0) throw new Error(`no target among ${args.targets.join(', ')}`);
   if (!args.json) {
     console.log(`fuzz: ${args.cases} cases per target, seed ${args.seed}, node ${process.version}`);
-    console.log('target              cases accepted rejected fails  mean µs   max ms   heap MiB    wall s');
+    console.log('target              cases accepted rejected fails  mean µs p99.9 ms   max ms  alone ms      heap MiB  wall s');
   }
   const results: RunResult[] = [];
   let bad = false;
@@ -64,7 +65,7 @@ async function main(): Promise<void> {
   if (args.json) {
     console.log(JSON.stringify(results.map((r) => ({
       target: r.target, cases: r.stats.cases, accepted: r.stats.accepted, rejected: r.stats.rejected, failures: r.stats.failures,
-      meanUs: r.stats.meanUs, maxMs: r.stats.maxMs, slowestCase: r.stats.slowestCase, heapBeforeMiB: r.heapBeforeMiB, heapAfterMiB: r.heapAfterMiB, wallMs: r.wallMs,
+      meanUs: r.stats.meanUs, p999Ms: r.stats.quantileMs(0.999), maxMs: r.stats.maxMs, slowestCase: r.stats.slowestCase, slowestAloneMs: r.slowestAloneMs, heapBeforeMiB: r.heapBeforeMiB, heapAfterMiB: r.heapAfterMiB, wallMs: r.wallMs,
       findings: r.findings.map((f) => ({ caseNo: f.caseNo, error: f.error.split('\n')[0], file: f.file })),
     })), null, 2));
   }

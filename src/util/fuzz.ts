@@ -179,12 +179,20 @@ export class FuzzStats {
   maxNs = 0n;
   totalNs = 0n;
   slowestCase = -1;
+  private readonly samples: number[] = [];
   record(caseNo: number, ns: bigint, outcome: 'accepted' | 'rejected' | 'failure'): void {
+    this.samples.push(Number(ns));
     this.cases++;
     this[outcome === 'failure' ? 'failures' : outcome]++;
     this.totalNs += ns;
     if (ns > this.maxNs) { this.maxNs = ns; this.slowestCase = caseNo; }
   }
   get maxMs(): number { return Number(this.maxNs) / 1e6; }
+  /** Time per case at quantile q (0..1), in ms. */
+  quantileMs(q: number): number {
+    if (this.samples.length === 0) return 0;
+    const sorted = Float64Array.from(this.samples).sort();
+    return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! / 1e6;
+  }
   get meanUs(): number { return this.cases ? Number(this.totalNs / BigInt(this.cases)) / 1e3 : 0; }
 }
