@@ -25,6 +25,8 @@ import { encodeProbe, encodeProbeMatches, parseDiscoveryMessage } from '../src/d
 import { DiscoveryParseError } from '../src/discovery/errors.js';
 import { DampingTable } from '../src/discovery/damping.js';
 import { Responder, MAX_REPLY_BYTES } from '../src/discovery/responder.js';
+import { Prober, type SegmentWatch } from '../src/discovery/prober.js';
+import { parseXAddr } from '../src/discovery/values.js';
 import { newStats, type Runtime, type Peer } from '../src/discovery/runtime.js';
 import { localAddressFilter } from '../src/discovery/subnet.js';
 import { nullLogger } from '../src/util/log.js';
@@ -419,7 +421,56 @@ export function pccrdResponderTarget(): FuzzTarget & { runtime: Runtime } {
   };
 }
 
+/**
+ * The probing side: ProbeMatches from the network (answers to our own probes, mutated) into the
+ * Prober. It must not throw, and may only record peers for segments it probed, at local host:port
+ * addresses.
+ */
+export function pccrdProberTarget(): FuzzTarget & { runtime: Runtime } {
+  const rt = manualRuntime();
+  const isLocal = localAddressFilter([{ address: '10.1.0.1', netmask: '255.255.0.0' }]);
+  const probes: Buffer[] = [];
+  const prober = new Prober({ send: (d) => probes.push(d), isLocal, ownEndpoint: 'urn:uuid:me', damping: new DampingTable() }, rt);
+  const rng = new Rng(0xab);
+  const ids = { 1: [rng.bytes(32), rng.bytes(32)], 2: [rng.bytes(32), rng.bytes(32), rng.bytes(32)] };
+  const watches: SegmentWatch[] = [prober.watch(ids[1], 1), prober.watch(ids[2], 2)];
+  rt.flush();
+  const watched = new Set([...ids[1], ...ids[2]].map((b) => b.toString('hex')));
+  const seeds: string[] = [];
+  for (const p of probes) {
+    const m = parseDiscoveryMessage(p);
+    if (m.kind !== 'Probe') continue;
+    const base = { messageId: `urn:uuid:reply-${seeds.length}`, relatesTo: m.messageId, instanceId: 3, messageNumber: 4, endpoint: 'urn:uuid:peer', xaddrs: ['127.0.0.5:7170', '10.1.3.4:80', '[::1]:7170'] };
+    seeds.push(m.version === 1
+      ? encodeProbeMatches({ ...base, version: 1, matches: m.segmentIds.map((segmentId, k) => ({ segmentId, blockCount: k + 1 })) })
+      : encodeProbeMatches({ ...base, version: 2, matches: m.segmentIds.map((segmentId, k) => ({ segmentId, partial: true, complete: k % 2 === 0 })) }, m.segmentIds));
+  }
+  if (seeds.length === 0) throw new Error('prober sent no probes');
+  const sources = ['127.0.0.1', '10.1.2.3', '10.9.9.9', '::1'];
+  let n = 0;
+  return {
+    name: 'pccrd-prober',
+    runtime: rt,
+    generate: (r) => (r.bool(0.1) ? Buffer.from(r.pick(seeds)) : xmlInput(r, seeds)),
+    run(input) {
+      rt.advance(20);
+      const before = rt.stats.dropped.malformed ?? 0;
+      prober.handle(input, { address: sources[n++ % sources.length]!, port: 3702 });
+      for (const w of watches) {
+        for (const hex of watched) {
+          for (const p of w.peers(Buffer.from(hex, 'hex'))) {
+            const a = parseXAddr(p.address);
+            if (!a || !isLocal(a.host)) throw new FuzzFailure(`peer recorded at non-local address ${p.address}`);
+            if (p.blockCount <= 0) throw new FuzzFailure('peer recorded with no blocks');
+          }
+        }
+      }
+      return (rt.stats.dropped.malformed ?? 0) > before ? 'rejected' : 'accepted';
+    },
+  };
+}
+
 /** All targets, in report order. */
 export function allTargets(): FuzzTarget[] {
-  return [contentInfoTarget(), pccrrCodecTarget(), pccrrResponderTarget(), pccrrServerTarget(), pccrdCodecTarget(), pccrdResponderTarget()];
+  return [contentInfoTarget(), pccrrCodecTarget(), pccrrResponderTarget(), pccrrServerTarget(), pccrdCodecTarget(), pccrdResponderTarget(), pccrdProberTarget()];
 }
