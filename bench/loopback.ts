@@ -13,7 +13,14 @@ import { agentEntry } from '../src/sim/paths.js';
 import { runCommand } from '../src/sim/proc.js';
 import { lastJsonLine } from '../src/sim/harness.js';
 import { parseSize } from '../src/sim/files.js';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
 
 const { values } = parseArgs({ options: { size: { type: 'string', default: '256MiB' }, rounds: { type: 'string', default: '2' }, json: { type: 'boolean' } } });
 const size = parseSize(values.size!);
@@ -27,26 +34,31 @@ try {
   log('client 1 fills its cache from the origin');
   const first = await c.download(1, 'f.bin', 900_000);
   if (!first.correct) throw new Error('client 1 download wrong');
-  const rows: Array<{ round: number; p2pSeconds: number; p2pFromPeers: number; httpSeconds: number; ratio: number }> = [];
+  const rows: Array<{ round: number; p2pSeconds: number; p2pFromPeers: number; httpSeconds: number; ratio: number; serverCpu: number; clientCpu: number }> = [];
   for (let k = 0; k < rounds; k++) {
     const out = join(c.root, `plain-${k}.bin`);
     const h = await runCommand(process.execPath, [agentEntry, 'fetch', `http://${c.originDirect}/f.bin`, '-o', out], { timeoutMs: 900_000 });
     await rm(out, { force: true });
     const hj = lastJsonLine(h.stdout);
     if (!hj || hj.bytes !== size) throw new Error(`plain fetch failed: ${h.stderr}`);
+    const server = c.daemons[0]!.pid;
+    const client = c.daemons[1 + k]!.pid;
+    const cpu0 = [await cpuSeconds(server), await cpuSeconds(client)];
     const p = await c.download(2 + k, 'f.bin', 900_000);
+    const serverCpu = (await cpuSeconds(server)) - cpu0[0]!;
+    const clientCpu = (await cpuSeconds(client)) - cpu0[1]!;
     if (!p.correct) throw new Error(`client ${2 + k} download wrong`);
     const httpSeconds = hj.seconds as number;
-    rows.push({ round: k + 1, p2pSeconds: p.seconds, p2pFromPeers: p.fromPeers, httpSeconds, ratio: httpSeconds / p.seconds });
-    log(`round ${k + 1}: peer ${p.seconds.toFixed(2)} s (${p.fromPeers} bytes from peers), plain HTTP ${httpSeconds.toFixed(2)} s`);
+    rows.push({ round: k + 1, p2pSeconds: p.seconds, p2pFromPeers: p.fromPeers, httpSeconds, ratio: httpSeconds / p.seconds, serverCpu, clientCpu });
+    log(`round ${k + 1}: peer ${p.seconds.toFixed(2)} s (${p.fromPeers} bytes from peers; CPU: serving daemon ${serverCpu.toFixed(1)} s, receiving daemon ${clientCpu.toFixed(1)} s), plain HTTP ${httpSeconds.toFixed(2)} s`);
   }
   const best = rows.reduce((a, r) => (r.ratio > a.ratio ? r : a));
   const mbs = (s: number) => (size / s / 1e6).toFixed(0);
   if (values.json) process.stdout.write(JSON.stringify({ size, rows, bestRatio: best.ratio }, null, 2) + '\n');
   else {
     process.stdout.write(`file ${size} bytes on loopback; client 1 took it from the origin in ${first.seconds.toFixed(2)} s\n`);
-    process.stdout.write('| round | peer-to-peer s | MB/s | from peers | plain HTTP s | MB/s | p2p / http throughput |\n|---|---:|---:|---:|---:|---:|---:|\n');
-    for (const r of rows) process.stdout.write(`| ${r.round} | ${r.p2pSeconds.toFixed(2)} | ${mbs(r.p2pSeconds)} | ${r.p2pFromPeers} | ${r.httpSeconds.toFixed(2)} | ${mbs(r.httpSeconds)} | ${r.ratio.toFixed(2)} |\n`);
+    process.stdout.write('| round | peer-to-peer s | MB/s | from peers | CPU s serving / receiving daemon | plain HTTP s | MB/s | p2p / http throughput |\n|---|---:|---:|---:|---:|---:|---:|---:|\n');
+    for (const r of rows) process.stdout.write(`| ${r.round} | ${r.p2pSeconds.toFixed(2)} | ${mbs(r.p2pSeconds)} | ${r.p2pFromPeers} | ${r.serverCpu.toFixed(1)} / ${r.clientCpu.toFixed(1)} | ${r.httpSeconds.toFixed(2)} | ${mbs(r.httpSeconds)} | ${r.ratio.toFixed(2)} |\n`);
     process.stdout.write(`best ratio ${best.ratio.toFixed(2)} (target >= 0.7: ${best.ratio >= 0.7 ? 'met' : 'NOT met'})\n`);
   }
 } finally {
