@@ -4,11 +4,12 @@
  * loopback). Downloads run `peerdist get ... --json` on the client's host; every result is checked
  * against the payload's SHA-256. `close()` stops every process and removes every temp dir.
  */
+import { rmSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agentEntry, peerdistEntry } from './paths.js';
-import { SimError, runCommand, type TrackedChild } from './proc.js';
+import { SimError, onProcessExit, runCommand, type TrackedChild } from './proc.js';
 import type { SimHost, SimNetwork } from './network.js';
 import { digestFile, writePayload, type FileInfo } from './files.js';
 
@@ -149,8 +150,12 @@ export class Cluster {
   private evilCounter = 0;
   private readonly extraChildren: TrackedChild[] = [];
 
+  private readonly unhook: () => void;
+
   private constructor(readonly opts: ClusterOptions, readonly root: string) {
     this.discoveryPort = opts.discoveryPort ?? 20000 + Math.floor(Math.random() * 40000);
+    // Temp dirs go even when the run is interrupted (children are killed by proc.ts's own hook).
+    this.unhook = onProcessExit(() => rmSync(root, { recursive: true, force: true }));
   }
 
   get network(): SimNetwork { return this.opts.network; }
@@ -331,6 +336,9 @@ export class Cluster {
     return out;
   }
 
+  /** Process id of the origin server (0 before it started). */
+  get originPid(): number { return this.originChild?.pid ?? 0; }
+
   /** Address (host:port) of the origin host's front, for reports. */
   get originAddress(): string { return this.originFront; }
 
@@ -344,6 +352,7 @@ export class Cluster {
     await this.originChild?.stop('SIGTERM', 3000);
     await this.network.destroy();
     await rm(this.root, { recursive: true, force: true });
+    this.unhook();
   }
 }
 

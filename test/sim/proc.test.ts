@@ -50,3 +50,30 @@ t.test('parsers', async (t) => {
   t.equal(parseRate('1gbit'), 1e9);
   t.throws(() => parseRate('fast'));
 });
+
+t.test('an interrupted run (SIGINT) kills its processes and removes its temp dirs', async (t) => {
+  const { buildRoot } = await import('../helpers/paths.js');
+  const { pathToFileURL } = await import('node:url');
+  const { join } = await import('node:path');
+  const { existsSync } = await import('node:fs');
+  const mod = (p: string) => JSON.stringify(pathToFileURL(join(buildRoot, 'src', 'sim', p)).href);
+  const script = `
+    import { Cluster } from ${mod('harness.js')};
+    import { LoopbackNetwork } from ${mod('loopback.js')};
+    const c = await Cluster.create({ network: new LoopbackNetwork({ base: 200 }), clients: 1, files: [{ name: 'x.bin', size: 4096 }] });
+    console.log(JSON.stringify({ event: 'ready', root: c.root, origin: c.originPid }));
+    setInterval(() => {}, 1000);`;
+  const child = spawnTracked(process.execPath, ['--input-type=module', '-e', script]);
+  t.teardown(() => child.stop('SIGKILL'));
+  const ready = await child.firstJsonLine<{ root: string; origin: number }>((v) => v.event === 'ready', 60_000);
+  t.ok(existsSync(ready.root), 'temp dir exists while running');
+  t.ok(ready.origin > 0, 'origin running');
+  child.child.kill('SIGINT');
+  await child.exited;
+  t.notOk(existsSync(ready.root), 'temp dir removed');
+  let alive = true;
+  for (let i = 0; i < 50 && alive; i++) {
+    try { process.kill(ready.origin, 0); await new Promise((r) => setTimeout(r, 100)); } catch { alive = false; }
+  }
+  t.notOk(alive, 'origin process killed');
+});
