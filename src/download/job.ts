@@ -404,8 +404,8 @@ export class Job extends EventEmitter implements DownloadJob {
     if (wake !== undefined && wake < this.wakeAt) {
       if (this.timer) clearTimeout(this.timer);
       this.wakeAt = wake;
+      // Not unref'd: a job waiting out a retry backoff must keep a standalone process alive.
       this.timer = setTimeout(() => { this.timer = undefined; this.wakeAt = Infinity; this.pump(); }, Math.max(1, wake - now));
-      this.timer.unref?.();
     }
   }
 

@@ -334,8 +334,9 @@ export class Scheduler {
 
   private assignPeers(now: number, out: Assignment[]): void {
     if (this.peerInflight >= this.o.totalPeerConcurrency) return;
-    const ready = [...this.peers.values()].filter((p) => this.usable(p, now) && p.outstanding < this.o.peerConcurrency);
-    if (ready.length === 0) return;
+    const ready = [...this.peers.values()].filter((p) => this.usable(p, now) && p.outstanding < this.o.peerConcurrency
+      && (p.full.size > 0 || [...p.partial.values()].some((set) => set.size > 0)));
+    if (ready.length === 0) return; // (also spares the scan below when known peers hold nothing)
     while (this.low < this.n && this.state[this.low] === DONE) this.low++;
     for (let g = this.low; g < this.n && this.peerInflight < this.o.totalPeerConcurrency; g++) {
       if (this.state[g] !== MISSING || this.peerAttempts[g]! >= this.o.maxPeerAttempts) continue;
