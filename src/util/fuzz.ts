@@ -46,10 +46,14 @@ export class Rng {
 
 /** Seed for case `n` of a run with `seed` (independent streams per case, so any case replays alone). */
 export function caseSeed(seed: number, n: number): number {
-  let h = (seed ^ 0x9e3779b9) >>> 0;
-  h = Math.imul(h ^ n, 0x85ebca6b) >>> 0;
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-  return (h ^ (h >>> 16)) >>> 0;
+  // Mix the seed fully before adding the case number, so two seeds are not permutations of the
+  // same cases (seed ^ n would be), then finalise (murmur3 fmix32).
+  const fmix = (x: number): number => {
+    x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+    x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+    return (x ^ (x >>> 16)) >>> 0;
+  };
+  return fmix((fmix(seed ^ 0x9e3779b9) + Math.imul(n, 0x27d4eb2f)) >>> 0);
 }
 
 /** Integer values that tend to sit on boundaries of length and count fields. */
