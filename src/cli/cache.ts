@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseContentInfo } from '../contentinfo/codec.js';
 import { addFile } from '../cache/add.js';
 import { CacheError } from '../cache/errors.js';
-import { formatSize, parseSize } from '../cache/size.js';
+import { formatBytes as formatSize, parseSize } from '../util/size.js';
 import { BlockStore } from '../cache/store.js';
 import { createLogger } from '../util/log.js';
 import { defaultStateDir } from '../util/paths.js';

@@ -7,7 +7,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { browsePeers } from '../discovery/presence.js';
 import { Discovery, type PeerSighting } from '../discovery/discovery.js';
-import { humanBytes } from '../daemon/format.js';
+import { formatBytes as humanBytes } from '../util/size.js';
 
 function positiveInt(max: number) {
   return (value: string): number => {

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { PeerdistError } from '../util/errors.js';
+import { parseSize as parseBytes } from '../util/size.js';
 import { type AdminAddress, type HostPort, parseAdminAddress, parseHostPort, AddressError } from './address.js';
 
 export class ConfigError extends PeerdistError {
@@ -111,19 +112,13 @@ export async function readConfigFile(path: string): Promise<RawConfig> {
   return configFromJson(json, `config file ${path}`);
 }
 
-const SIZE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
-
 /** Byte sizes: a number, or a string like `500M`, `10G`, `1.5GiB` (binary units). */
 export function parseSize(v: number | string, what = 'size'): number {
   if (typeof v === 'number') {
     if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${what}: ${v} is not a non-negative integer`);
     return v;
   }
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(v);
-  if (!m) throw new ConfigError(`${what}: cannot parse "${v}" (e.g. 1073741824, 500M, 10G)`);
-  const n = Math.floor(Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!);
-  if (!Number.isSafeInteger(n)) throw new ConfigError(`${what}: "${v}" is too large`);
-  return n;
+  try { return parseBytes(v); } catch (err) { throw new ConfigError(`${what}: ${(err as Error).message}`); }
 }
 
 function parseIntSetting(v: number | string, what: string, min: number, max: number): number {

@@ -1,13 +1,10 @@
 /** Human-readable text for the CLI client (progress bar, final line, status). Pure. */
+import { formatBytes as humanBytes } from '../util/size.js';
 import type { GetResult } from './get.js';
+
+export { humanBytes };
 import type { JobView } from './jobs.js';
 
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n, i = 0;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
-}
 
 function pct(part: number, whole: number): string {
   return whole > 0 ? `${Math.round((100 * part) / whole)}%` : '-';

@@ -3,7 +3,7 @@ import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { BlockStore } from '../../src/cache/store.js';
-import { parseSize, formatSize } from '../../src/cache/size.js';
+import { parseSize, formatBytes as formatSize } from '../../src/util/size.js';
 import { randomV1, randomV2, tempDir, putAll } from './make.js';
 
 /** Bytes of present blocks, recomputed from presentBlocks() and the segment geometry. */
