@@ -14,13 +14,16 @@ import { encodeContentInfo, parseContentInfo, ContentInfoError } from '../src/co
 import { segmentIdOf } from '../src/contentinfo/keys.js';
 import { blockRange, digest, V1_BLOCK_SIZE, type ContentInfo, type SegmentInfo } from '../src/contentinfo/types.js';
 import {
-  decodeMessage, decodeRequest, decodeResponse, encodeMessage, PCCRR_PATH,
+  decodeMessage, decodeRequest, decodeResponse, encodeMessage, encodeResponse, PCCRR_PATH,
   type Message, type Decoded,
 } from '../src/retrieval/codec.js';
 import { RetrievalParseError } from '../src/retrieval/errors.js';
-import { decryptBlock } from '../src/retrieval/crypto.js';
+import { decryptBlock, encryptBlock } from '../src/retrieval/crypto.js';
 import { respond, type BlockSource } from '../src/retrieval/responder.js';
 import { createRetrievalServer, type RetrievalServer } from '../src/retrieval/server.js';
+import { PeerError, RetrievalClient } from '../src/retrieval/client.js';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { encodeProbe, encodeProbeMatches, parseDiscoveryMessage } from '../src/discovery/codec.js';
 import { DiscoveryParseError } from '../src/discovery/errors.js';
 import { DampingTable } from '../src/discovery/damping.js';
@@ -318,6 +321,83 @@ export function pccrrServerTarget(): FuzzTarget & { stats(): ReturnType<Retrieva
   };
 }
 
+/**
+ * The client side: a RetrievalClient asks a peer for a block (or a block list) and the peer answers
+ * with a mutated response body (sometimes another HTTP status). The client must return a block that
+ * passes verification, or fail with a PeerError, never anything else and never hang.
+ */
+export function pccrrClientTarget(): FuzzTarget {
+  const mem = memorySource(new Rng(0x61));
+  const seg = mem.source.getSegment(mem.segmentId)!;
+  const seeds: Buffer[] = [];
+  const rng = new Rng(0x62);
+  for (const index of [0, 1, 4]) {
+    const plain = mem.blocks.get(index)!;
+    for (const algo of [1, 2, 3] as const) {
+      const { cipher, iv } = encryptBlock(algo, mem.kp, plain);
+      seeds.push(encodeResponse({ type: 'BLK', cryptoAlgo: algo, segmentId: mem.segmentId, blockIndex: index, nextBlockIndex: index + 1, block: cipher, iv }));
+    }
+  }
+  seeds.push(encodeResponse({ type: 'BLK', segmentId: mem.segmentId, blockIndex: 0, nextBlockIndex: 0, block: Buffer.alloc(0), iv: Buffer.alloc(0) }));
+  seeds.push(encodeResponse({ type: 'BLKLIST', segmentId: mem.segmentId, ranges: [[0, 2], [4, 1]], nextBlockIndex: 0 }));
+  seeds.push(encodeResponse({ type: 'NEGO_RESP', min: { major: 1, minor: 0 }, max: { major: 2, minor: 0 } }));
+  seeds.push(encodeResponse({ type: 'SEGLIST', requestId: rng.bytes(16), ranges: [[0, 1]] }));
+  let next: { status: number; body: Buffer } = { status: 200, body: Buffer.alloc(0) };
+  let server: Server | undefined;
+  let client: RetrievalClient | undefined;
+  let peer = '';
+  const sockets = new Set<import('node:net').Socket>();
+  return {
+    name: 'pccrr-client',
+    async setup() {
+      server = createServer((req, res) => {
+        req.resume();
+        req.on('end', () => res.writeHead(next.status, { 'Content-Length': next.body.length }).end(next.body));
+      });
+      server.on('connection', (c) => { sockets.add(c); c.on('close', () => sockets.delete(c)); });
+      await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+      peer = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+      client = new RetrievalClient({ requestTimeoutMs: 3000, logger: nullLogger });
+    },
+    async teardown() {
+      await client?.close();
+      for (const c of sockets) c.destroy();
+      await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+    },
+    generate(r) {
+      const status = r.bool(0.95) ? 200 : r.pick([204, 400, 404, 500, 503]);
+      const k = r.int(seeds.length);
+      const body = r.bool(0.05) ? Buffer.from(seeds[k]!) : mutate(r, seeds[k]!, { corpus: seeds, rounds: r.range(1, 2) });
+      const out = Buffer.alloc(5 + body.length);
+      out.writeUInt32BE(status);
+      // Which request the client makes: mostly the one this seed answers (BLK seeds are 3 per block index).
+      out[4] = r.bool(0.8) ? (k < 9 ? Math.floor(k / 3) : 7) : r.int(8);
+      body.copy(out, 5);
+      return out;
+    },
+    async run(input) {
+      if (input.length < 5) return 'rejected';
+      next = { status: Math.max(200, Math.min(599, input.readUInt32BE(0))), body: input.subarray(5) };
+      const which = input[4]! % 8;
+      try {
+        if (which === 7) {
+          await client!.getBlockList({ peer, segmentId: mem.segmentId, ranges: [[0, 5]] });
+        } else {
+          const index = [0, 1, 4][which % 3]!;
+          const plain = mem.blocks.get(index)!;
+          const [s, e] = blockRange(1, seg, index);
+          const r = await client!.getBlock({ peer, segmentId: mem.segmentId, index, kp: mem.kp, expectedLength: e - s, verify: (b) => b.equals(plain) });
+          if (!r.data.equals(plain)) throw new FuzzFailure('client returned a block that is not the held block');
+        }
+        return 'accepted';
+      } catch (e) {
+        if (e instanceof PeerError) return 'rejected';
+        throw e;
+      }
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // MS-PCCRD codec and responder
 
@@ -472,5 +552,8 @@ export function pccrdProberTarget(): FuzzTarget & { runtime: Runtime } {
 
 /** All targets, in report order. */
 export function allTargets(): FuzzTarget[] {
-  return [contentInfoTarget(), pccrrCodecTarget(), pccrrResponderTarget(), pccrrServerTarget(), pccrdCodecTarget(), pccrdResponderTarget(), pccrdProberTarget()];
+  return [
+    contentInfoTarget(), pccrrCodecTarget(), pccrrResponderTarget(), pccrrServerTarget(), pccrrClientTarget(),
+    pccrdCodecTarget(), pccrdResponderTarget(), pccrdProberTarget(),
+  ];
 }
