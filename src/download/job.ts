@@ -236,7 +236,11 @@ export class Job extends EventEmitter implements DownloadJob {
         offsets.push(seg.offset + s);
       }
     }
-    if (this.finished) return;
+    if (this.finished) {
+      // Cancelled while registering: cleanup() already ran, so release what was pinned since.
+      for (const u of this.unpins.splice(0)) u();
+      return;
+    }
     const segOf = (g: number) => ci.segments[blocks[g]!.seg]!;
     this.layout = { blocks, offsets, segmentId: (g) => segOf(g).segmentId, contentLength: ci.contentLength };
     const sched = new Scheduler({
