@@ -11,6 +11,7 @@ import type { Test } from 'tap';
 import { request } from 'undici';
 import { BlockStore } from '../../src/cache/store.js';
 import { Discovery } from '../../src/discovery/discovery.js';
+import type { ProberTiming } from '../../src/discovery/prober.js';
 import { DownloadEngine, type EngineOptions, type RetrievalLike } from '../../src/download/engine.js';
 import { createOriginServer, type OriginServer } from '../../src/origin/server.js';
 import { clientRequestHeaders } from '../../src/origin/pccrtp.js';
@@ -74,6 +75,8 @@ export async function startNode(t: Test, n: number, discoveryPort: number, opts:
   engine?: Partial<EngineOptions>;
   /** Serve blocks through this wrapper (e.g. a corrupting peer). */
   source?: (store: BlockStore) => BlockSource;
+  /** Discovery prober timing (e.g. a longer initial wait on a loaded machine). */
+  timing?: Partial<ProberTiming>;
   /** Wraps the PCCRR client (instrumentation). */
   wrapRetrieval?: (r: RetrievalLike) => RetrievalLike;
 } = {}): Promise<Node> {
@@ -84,7 +87,7 @@ export async function startNode(t: Test, n: number, discoveryPort: number, opts:
   const bound = await retrievalServer.listen();
   const address = `${host}:${bound.port}`;
   const discovery = new Discovery({
-    port: discoveryPort, interfaces: ['127.0.0.1'], loopback: true,
+    port: discoveryPort, interfaces: ['127.0.0.1'], loopback: true, timing: opts.timing,
     xaddrs: () => [address],
     lookup: (ids, version) => ids.map((id) => {
       if (!store.getSegment(id)) return undefined;

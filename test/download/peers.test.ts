@@ -12,7 +12,9 @@ t.test('v1 content larger than one segment: origin once, then peers only', async
   await origin.warm('big.bin', 1);
   const port = testPort();
   const a = await startNode(t, 2, port, { engine: { maxContentVersion: 1 } });
-  const b = await startNode(t, 3, port, { engine: { maxContentVersion: 1 } });
+  // A loaded CI machine may answer probes slowly; the client waits for them (it stops waiting as
+  // soon as a peer answers, so this costs nothing when the peer is there).
+  const b = await startNode(t, 3, port, { engine: { maxContentVersion: 1 }, timing: { maxWaitMs: 2000 } });
 
   const jobA = a.engine.download(origin.url('big.bin'));
   const streamed = readAll(jobA.createReadStream()); // reads while the download runs
@@ -52,7 +54,7 @@ t.test('v2 content: identical concurrent requests share one job; second client f
   await origin.warm('v2.bin', 2);
   const port = testPort();
   const a = await startNode(t, 4, port);
-  const b = await startNode(t, 5, port);
+  const b = await startNode(t, 5, port, { timing: { maxWaitMs: 2000 } });
   const j1 = a.engine.download(origin.url('v2.bin'));
   const j2 = a.engine.download(origin.url('v2.bin'));
   t.equal(j1, j2, 'same URL while running: the same job');
