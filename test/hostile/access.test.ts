@@ -9,7 +9,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import { fetchContentInfo } from '../../src/sim/evilpeer.js';
@@ -119,4 +119,19 @@ t.test('a running daemon: admin checks, retrieval port serves nothing but encryp
     t.same(ha, hb, `${type}: same headers apart from Date`);
     t.same(a.body.toString('hex').split(notHeld.toString('hex')).join('ID'), b.body.toString('hex').split(random.toString('hex')).join('ID'), `${type}: same body apart from the echoed ID`);
   }
+});
+
+t.test('admin API on a unix socket: not accessible to other users, answers its owner', async (t) => {
+  const root = await tmpDir(t, 'admin-sock');
+  const sock = join(root, 'admin.sock');
+  const d = await startDaemonChild(['--state-dir', join(root, 'd'), '--listen', '127.0.0.2:0', '--interface', '127.0.0.1', '--admin-socket', sock,
+    '--discovery-port', String(await freeUdpPort()), '--mdns-port', String(await freeUdpPort()), '--no-presence']);
+  t.teardown(() => d.stop(3000));
+  t.equal(d.ready.admin, sock, 'the ready line names the socket');
+  const st = await lstat(sock);
+  t.ok(st.isSocket(), 'a unix socket');
+  t.equal(st.mode & 0o007, 0, `no access for other users (mode ${(st.mode & 0o777).toString(8)})`);
+  const s = await runCli(['status', '--daemon', sock, '--json']);
+  t.equal(s.code, 0, s.stderr);
+  t.match(JSON.parse(s.stdout), { downloads: [] }, 'status answers over the socket');
 });
