@@ -24,7 +24,8 @@ function rejects(t: Pick<typeof tap, 'ok' | 'match'>, input: Buffer | string, co
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   t.ok(err instanceof DiscoveryParseError, `${name}: typed error (got ${err instanceof Error ? err.name + ' ' + err.message : String(err)})`);
   if (err instanceof DiscoveryParseError) t.match(err.code, code, `${name}: code ${err.code} (${err.message})`);
-  t.ok(ms < 200, `${name}: rejected in ${ms.toFixed(1)} ms`);
+  // A hang guard, not a performance goal (per-refusal times are measured in bench/fuzz.ts).
+  t.ok(ms < 1000, `${name}: rejected without hanging (${ms.toFixed(1)} ms)`);
 }
 
 t.test('sanity: the unmodified messages parse', async (t) => {

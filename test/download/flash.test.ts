@@ -77,7 +77,6 @@ t.test('8 clients at once: origin bytes close to one copy, time close to one dow
   // Without coordination this would be 8; the bound leaves room for the CPU-starved peers of a
   // one-process test on a loaded CI machine (typical: 1.1-1.5, see protocol/engine.md).
   t.ok(ratio <= 2, `origin sent ${ratio.toFixed(3)} x the file`);
-  // All 8 daemons share this one process (and its CPU) here, so peer transfers are much slower
-  // than on a real LAN; the time bound is loose. test/sim measures it with separate processes.
-  t.ok(crowdMs <= 6 * aloneMs, `all 8 in ${crowdMs} ms vs ${aloneMs} ms for one`);
+  // Time is reported above, not asserted: performance goals live in bench/ (bench/sim.ts measures
+  // the crowd with separate processes on a shaped link; figures in BENCHMARKS.md).
 });
