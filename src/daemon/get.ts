@@ -122,6 +122,10 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     if (opts.signal?.aborted) throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
     if (err instanceof AdminClientError) throw err;
     if ((err as { name?: string }).name === 'AbortError') throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
+    // The response stream was cut (node reports 'aborted', ECONNRESET): the daemon stopped or crashed mid-download.
+    if ((err as { code?: string }).code === 'ECONNRESET') {
+      throw new AdminClientError('DAEMON_GONE', `the daemon closed the connection during the download of ${basename(output)} (stopped or crashed?)`, undefined, { cause: err });
+    }
     throw new AdminClientError('DOWNLOAD_FAILED', `download of ${basename(output)} failed: ${(err as Error).message}`, undefined, { cause: err });
   } finally {
     if (timer) clearInterval(timer);
