@@ -27,6 +27,8 @@ import { PeerTracker } from './peer-tracker.js';
 export const DAEMON_VERSION = '0.1.0';
 /** How often the DNS-SD TXT record (cache size) is refreshed. */
 const PRESENCE_REFRESH_MS = 60_000;
+/** Connections per peer for block requests: matches the engine's per-peer request cap (16), well under a peer's 64-request server cap. */
+const PEER_CONNECTIONS = 16;
 /** How long the advertised XAddrs are reused before the interfaces are listed again. */
 const XADDRS_REFRESH_MS = 30_000;
 
@@ -129,7 +131,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       }
     }
 
-    const retrieval = new RetrievalClient({ logger: log.child({ component: 'pccrr-client' }) });
+    const retrieval = new RetrievalClient({ connections: PEER_CONNECTIONS, logger: log.child({ component: 'pccrr-client' }) });
     closers.push({ name: 'retrieval client', close: () => retrieval.close() });
     const peers = new PeerTracker();
     const engine = new DownloadEngine({

@@ -45,7 +45,12 @@ export interface JobContext {
 }
 
 const MAX_CONTENT_INFO = 256 * 1024 * 1024;
-const WATCH_BATCH = 64;
+/**
+ * Segment IDs per discovery watch: what one probe can carry (v1 32 IDs per probe, so 2 probes;
+ * v2 up to 255). Fewer, fuller probes matter for v2 content, whose many small segments are only
+ * learned from ProbeMatches and whose probes go through the discovery pacer (15/s).
+ */
+const WATCH_BATCH: Record<1 | 2, number> = { 1: 64, 2: 255 };
 const GATE_REFRESH_WAIT_MS = 500;
 const V2_SIGHTING_GRACE_MS = 60;
 /** Pre-origin re-check: peers asked, and how long we wait for them. */
@@ -274,11 +279,12 @@ export class Job extends EventEmitter implements DownloadJob {
 
     // Discovery: watch every missing segment, a batch of IDs per watch.
     const needed = sched.segmentsNeeded().map((s) => ci.segments[s]!.segmentId);
-    for (let i = 0; i < needed.length; i += WATCH_BATCH) {
-      const w = this.ctx.deps.discovery.watch(needed.slice(i, i + WATCH_BATCH), ci.version);
+    const batch = WATCH_BATCH[ci.version];
+    for (let i = 0; i < needed.length; i += batch) {
+      const w = this.ctx.deps.discovery.watch(needed.slice(i, i + batch), ci.version);
       this.watches.push(w);
       w.on('peer', (p) => this.onSighting(p));
-      for (const id of needed.slice(i, i + WATCH_BATCH)) for (const p of w.peers(id)) this.onSighting(p);
+      for (const id of needed.slice(i, i + batch)) for (const p of w.peers(id)) this.onSighting(p);
     }
     const refreshMs = this.ctx.deps.blockListRefreshMs ?? 300;
     if (ci.version === 1) {

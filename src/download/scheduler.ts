@@ -132,7 +132,7 @@ export class Scheduler {
     this.random = opts.random ?? Math.random;
     this.o = {
       originConcurrency: opts.originConcurrency ?? 3,
-      peerConcurrency: opts.peerConcurrency ?? 4,
+      peerConcurrency: opts.peerConcurrency ?? 16,
       totalPeerConcurrency: opts.totalPeerConcurrency ?? 32,
       maxOriginAttempts: opts.maxOriginAttempts ?? 4,
       maxOriginMismatches: opts.maxOriginMismatches ?? 2,

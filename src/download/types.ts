@@ -51,7 +51,7 @@ export interface EngineDeps {
   random?: () => number;
   /** Concurrent origin range requests per download (default 3). */
   originConcurrency?: number;
-  /** Concurrent block requests per peer (default 4). */
+  /** Concurrent block requests per peer (default 16). */
   peerConcurrency?: number;
   /** Concurrent peer block requests per download (default 32). */
   totalPeerConcurrency?: number;
