@@ -131,7 +131,7 @@ export class Scheduler {
     this.firstHeld = new Float64Array(this.n).fill(Infinity);
     this.random = opts.random ?? Math.random;
     this.o = {
-      originConcurrency: opts.originConcurrency ?? 3,
+      originConcurrency: opts.originConcurrency ?? 6,
       peerConcurrency: opts.peerConcurrency ?? 16,
       totalPeerConcurrency: opts.totalPeerConcurrency ?? 32,
       maxOriginAttempts: opts.maxOriginAttempts ?? 4,
