@@ -18,6 +18,7 @@ export type EvilMode =
   | 'truncated'      // Content-Length of the whole answer, half of it sent, connection closed
   | 'short-message'  // complete HTTP answer whose PCCRR message is cut short
   | 'stall'          // status line and headers, then nothing
+  | 'drip'           // the right answer, one byte every 100 ms (never idle long enough for a first-byte timer)
   | 'flood';         // 200 with an endless body
 
 export interface EvilPeer { address: string; mode: EvilMode; getblks: number; bytesSent: number; close(): Promise<void> }
@@ -76,6 +77,18 @@ export async function startEvilPeer(opts: { host: string; mode: EvilMode; ci: Co
           res.writeHead(200, { 'Content-Length': 70_000 });
           res.flushHeaders();
           return; // never more
+        case 'drip': {
+          const body = encodeResponse(blk(m.segmentId, index, real));
+          res.writeHead(200, { 'Content-Length': body.length });
+          let at = 0;
+          const timer = setInterval(() => {
+            if (res.destroyed || at >= body.length) { clearInterval(timer); return; }
+            res.write(body.subarray(at, ++at));
+            state.bytesSent++;
+          }, 100);
+          res.on('close', () => clearInterval(timer));
+          return;
+        }
         case 'flood': {
           res.writeHead(200, { 'Content-Type': 'application/octet-stream' }); // chunked, no length
           const chunk = randomBytes(64 * 1024);

@@ -2,7 +2,7 @@
  * Malicious peers against the real download path: a real origin, a real DownloadEngine with a real
  * BlockStore, RetrievalClient and Discovery, and one fake PCCRR server per misbehaviour (wrong data,
  * wrong segment ID, wrong block index, truncated answer, cut-short message, stall after the headers,
- * endless body) announced over real discovery on 127.0.0.x. The download must be byte-exact, the
+ * a byte every 100 ms, endless body) announced over real discovery on 127.0.0.x. The download must be byte-exact, the
  * cache must verify clean, no block may be credited to a bad peer, and every bad peer is penalised.
  */
 import t from 'tap';
@@ -17,7 +17,7 @@ import { freeUdpPort } from '../daemon/daemon-child.js';
 import { startEvilPeer, type EvilMode } from './evil-peer.js';
 import { publishedOrigin, sha, tmpDir } from './rig.js';
 
-const MODES: EvilMode[] = ['wrong-data', 'wrong-segment', 'wrong-index', 'truncated', 'short-message', 'stall', 'flood'];
+const MODES: EvilMode[] = ['wrong-data', 'wrong-segment', 'wrong-index', 'truncated', 'short-message', 'stall', 'drip', 'flood'];
 
 async function readAll(s: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];
