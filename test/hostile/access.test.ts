@@ -11,7 +11,9 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createAdminHandler } from '../../src/daemon/admin.js';
 import { fetchContentInfo } from '../../src/sim/evilpeer.js';
 import { decodeResponse, encodeMessage, PCCRR_PATH, type Message } from '../../src/retrieval/codec.js';
 import { decryptBlock } from '../../src/retrieval/crypto.js';
@@ -134,4 +136,34 @@ t.test('admin API on a unix socket: not accessible to other users, answers its o
   const s = await runCli(['status', '--daemon', sock, '--json']);
   t.equal(s.code, 0, s.stderr);
   t.match(JSON.parse(s.stdout), { downloads: [] }, 'status answers over the socket');
+});
+
+t.test('admin handler: a request arriving from a non-loopback peer is refused before anything runs', async (t) => {
+  let touched = 0;
+  const deps = {
+    jobs: new Proxy({}, { get: () => { touched++; return () => []; } }) as never,
+    status: () => { touched++; return {}; },
+    metrics: () => { touched++; return 'peerdist_x 1\n'; },
+    cache: { stats: () => { touched++; return {}; }, list: () => { touched++; return []; }, verifyAll: async () => { touched++; return {}; } },
+  };
+  const handler = createAdminHandler(deps, 'tcp');
+  let fakeRemote = '10.0.0.5';
+  // A real HTTP exchange on loopback; only the peer address the handler sees is replaced.
+  const server = createServer((req, res) => {
+    Object.defineProperty(req.socket, 'remoteAddress', { value: fakeRemote, configurable: true });
+    handler(req, res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const addr = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  for (const remote of ['10.0.0.5', '192.168.1.20', '::ffff:10.0.0.5', 'fe80::1', '2001:db8::7']) {
+    fakeRemote = remote;
+    for (const path of ['/v1/status', '/metrics', '/v1/cache/verify', `/v1/fetch?url=${encodeURIComponent('http://127.0.0.1:1/x')}`]) {
+      t.equal(await adminGet(addr, path, { connection: 'close' }), 403, `${remote} ${path}: 403`);
+    }
+  }
+  t.equal(touched, 0, 'no handler dependency was called for a refused request');
+  fakeRemote = '127.0.0.1';
+  t.equal(await adminGet(addr, '/metrics', { connection: 'close' }), 200, 'the same request from loopback is answered');
+  t.ok(touched > 0);
 });
