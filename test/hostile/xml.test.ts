@@ -48,8 +48,9 @@ for (const [name, doc, code] of attacks) {
     runs.sort((a, b) => a - b);
     const median = runs[10]!;
     timings.push(`${name}: ${input.length} B, median ${median.toFixed(3)} ms, max ${runs[19]!.toFixed(3)} ms`);
-    // The parser is linear and bounded by the 32 KiB limit: well under a millisecond normally.
-    t.ok(median < 20, `refused in ${median.toFixed(3)} ms (median of 20)`);
+    // A guard against super-linear blow-up, not a performance assertion: the parser is linear and
+    // bounded by the 32 KiB limit (well under a millisecond normally; figures in RELIABILITY.md).
+    t.ok(median < 50, `refused in ${median.toFixed(3)} ms (median of 20)`);
   });
 }
 
