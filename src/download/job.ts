@@ -29,6 +29,8 @@ export interface DownloadJob extends EventEmitter {
   createReadStream(start?: number, end?: number): NodeJS.ReadableStream;
   readonly done: Promise<DownloadResult>;
   cancel(): void;
+  /** Settles once no cache write is in flight (after cancel() the counters and cache stop changing). */
+  idle(): Promise<void>;
 }
 
 /** Counter deltas reported to the engine's totals. */
@@ -534,11 +536,22 @@ export class Job extends EventEmitter implements DownloadJob {
 
   private async store(g: number, data: Buffer): Promise<void> {
     const b = this.layout!.blocks[g]!;
+    const write = this.ctx.deps.store.putBlock(this.segInfo(g).segmentId, b.index, data);
+    this.storing.add(write);
     try {
-      await this.ctx.deps.store.putBlock(this.segInfo(g).segmentId, b.index, data);
+      await write;
     } catch (err) {
       throw new DownloadError('LOCAL', `cannot store block ${b.index} of segment ${b.seg}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      this.storing.delete(write);
     }
+  }
+
+  /** Cache writes in flight (a block that arrived just before cancel() is still stored and counted). */
+  private readonly storing = new Set<Promise<void>>();
+
+  async idle(): Promise<void> {
+    while (this.storing.size > 0) await Promise.allSettled([...this.storing]);
   }
 
   /** After a failed attempt: the block may have reached the cache another way meanwhile. */
