@@ -4,28 +4,9 @@
  * Structural types: src/download/engine.ts's DownloadEngine satisfies EngineLike.
  */
 import type { EventEmitter } from 'node:events';
+import type { JobInfo, JobProgress } from '../download/types.js';
 
-export interface JobInfo {
-  contentLength: number;
-  peerdist: boolean;
-  etag?: string;
-  lastModified?: string;
-  contentType?: string;
-}
-
-export interface JobProgress {
-  state: 'starting' | 'running' | 'done' | 'failed';
-  contentLength?: number;
-  bytesDone: number;
-  fromOrigin: number;
-  fromPeers: number;
-  fromCache: number;
-  contentInfoBytes: number;
-  peers: number;
-  blocksTotal: number;
-  blocksDone: number;
-  error?: string;
-}
+export type { JobInfo, JobProgress };
 
 export interface JobLike extends EventEmitter {
   readonly id: string;
