@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BlockStore } from '../src/cache/store.js';
 import type { SegmentMeta } from '../src/cache/meta.js';
-import { segmentIdOf, segmentSecret } from '../src/contentinfo/keys.js';
-import { V1_BLOCK_SIZE } from '../src/contentinfo/types.js';
+import { segmentIdOf, segmentSecret } from '../src/protocol/pccrc/keys.js';
+import { V1_BLOCK_SIZE } from '../src/protocol/pccrc/types.js';
 
 const { values } = parseArgs({ options: { size: { type: 'string', default: '1024' }, dir: { type: 'string' } } });
 const SIZE_MIB = Number(values.size);

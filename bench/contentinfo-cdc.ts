@@ -5,9 +5,9 @@
  * share of the edited version's segments (and bytes) whose segment ID already existed in the original,
  * i.e. what a peer that cached the old version would not need to fetch again.
  */
-import { CdcChunker, segmentLengths } from '../src/contentinfo/chunker.js';
-import { hashStream } from '../src/contentinfo/hash.js';
-import type { ContentInfo } from '../src/contentinfo/types.js';
+import { CdcChunker, segmentLengths } from '../src/protocol/pccrc/chunker.js';
+import { hashStream } from '../src/protocol/pccrc/hash.js';
+import type { ContentInfo } from '../src/protocol/pccrc/types.js';
 import { pseudoRandomBytes, withInsertion } from './contentinfo-data.js';
 
 const i = process.argv.indexOf('--size');

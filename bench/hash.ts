@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hashFile, type HashOptions } from '../src/contentinfo/hash.js';
+import { hashFile } from '../src/origin/hash-file.js';
+import type { HashOptions } from '../src/protocol/pccrc/hash.js';
 import { writePseudoRandomFile } from './contentinfo-data.js';
 
 function arg(name: string, dflt: number): number {

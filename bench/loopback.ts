@@ -7,12 +7,12 @@
  */
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { Cluster } from '../src/sim/harness.js';
-import { LoopbackNetwork } from '../src/sim/loopback.js';
-import { agentEntry } from '../src/sim/paths.js';
-import { runCommand } from '../src/sim/proc.js';
-import { lastJsonLine } from '../src/sim/harness.js';
-import { parseSize } from '../src/sim/files.js';
+import { Cluster } from '../testkit/sim/harness.js';
+import { LoopbackNetwork } from '../testkit/sim/loopback.js';
+import { agentEntry } from '../testkit/sim/entrypoints.js';
+import { runCommand } from '../testkit/sim/proc.js';
+import { lastJsonLine } from '../testkit/sim/harness.js';
+import { parseSize } from '../testkit/sim/files.js';
 import { readFile, rm } from 'node:fs/promises';
 
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */

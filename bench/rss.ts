@@ -6,9 +6,9 @@
  */
 import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
-import { Cluster } from '../src/sim/harness.js';
-import { LoopbackNetwork } from '../src/sim/loopback.js';
-import { parseSize } from '../src/sim/files.js';
+import { Cluster } from '../testkit/sim/harness.js';
+import { LoopbackNetwork } from '../testkit/sim/loopback.js';
+import { parseSize } from '../testkit/sim/files.js';
 
 const { values } = parseArgs({ options: { size: { type: 'string', default: '1GiB' }, json: { type: 'boolean' } } });
 const size = parseSize(values.size!);

@@ -7,10 +7,10 @@
  * clients / one straight download (target <= 1.5 for the flash crowd).
  */
 import { parseArgs } from 'node:util';
-import { parseRate, parseSize } from '../src/sim/files.js';
-import { runScenario, type ScenarioReport } from '../src/sim/scenarios.js';
-import { formatScenario } from '../src/sim/report.js';
-import { netnsSupport } from '../src/sim/netns.js';
+import { parseRate, parseSize } from '../testkit/sim/files.js';
+import { runScenario, type ScenarioReport } from '../testkit/sim/scenarios.js';
+import { formatScenario } from '../testkit/sim/report.js';
+import { netnsSupport } from '../testkit/sim/netns.js';
 
 const { values } = parseArgs({ options: {
   clients: { type: 'string', default: '8' }, size: { type: 'string', default: '64MiB' }, 'wan-rate': { type: 'string', default: '50mbit' },

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { SEGMENT_ID_CONSTANT, blockCount, blockRange } from '../src/contentinfo/types.js';
+import { SEGMENT_ID_CONSTANT, blockCount, blockRange } from '../src/protocol/pccrc/types.js';
 
 t.test('segment ID constant is UTF-16LE with terminator', async (t) => {
   t.equal(SEGMENT_ID_CONSTANT.toString('hex'), '4d0053005f005000320050005f00430041004300480049004e0047000000');

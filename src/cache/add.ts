@@ -4,7 +4,7 @@
  * Up to WRITE_CONCURRENCY blocks are in flight; each segment is pinned while its blocks are written.
  */
 import { open } from 'node:fs/promises';
-import { blockCount, blockRange, type ContentInfo } from '../contentinfo/types.js';
+import { blockCount, blockRange, type ContentInfo } from '../protocol/pccrc/types.js';
 import { BadBlockError } from './errors.js';
 import { segmentMetaFrom } from './meta.js';
 import type { BlockStore } from './store.js';

@@ -4,8 +4,8 @@
 import {
   type ContentVersion, type HashAlgorithm, type SegmentInfo,
   V1_BLOCK_SIZE, V2_MAX_SEGMENT_SIZE, V1_SEGMENT_SIZE, blockCount, digest,
-} from '../contentinfo/types.js';
-import { segmentIdOf } from '../contentinfo/keys.js';
+} from '../protocol/pccrc/types.js';
+import { segmentIdOf } from '../protocol/pccrc/keys.js';
 import { CacheError } from './errors.js';
 
 export interface SegmentMeta {

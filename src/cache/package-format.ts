@@ -2,7 +2,7 @@
  * Cache package records (protocol/cache-package.md). Pure encoders/decoders; no I/O.
  * All integers big-endian.
  */
-import type { HashAlgorithm } from '../contentinfo/types.js';
+import type { HashAlgorithm } from '../protocol/pccrc/types.js';
 import { PackageError } from './errors.js';
 import { type SegmentMeta, digestLength, validateMeta } from './meta.js';
 

@@ -4,7 +4,7 @@
  * a truncated or garbled package imports nothing; then it imports, verifying every block.
  */
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
-import { blockRange } from '../contentinfo/types.js';
+import { blockRange } from '../protocol/pccrc/types.js';
 import { BadBlockError, CacheError, PackageError } from './errors.js';
 import { FILE_MODE } from './segfiles.js';
 import { Window } from './window.js';

@@ -21,7 +21,7 @@ import { EventEmitter } from 'node:events';
 import { chmod, mkdir, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Level } from 'level';
-import { blockRange, verifyBlock } from '../contentinfo/types.js';
+import { blockRange, verifyBlock } from '../protocol/pccrc/types.js';
 import { type Logger, nullLogger } from '../util/log.js';
 import { Bitmap } from './bitmap.js';
 import { BadBlockError, CacheError, CacheLockedError } from './errors.js';

@@ -6,7 +6,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseContentInfo } from '../contentinfo/codec.js';
+import { parseContentInfo } from '../protocol/pccrc/codec.js';
 import { addFile } from '../cache/add.js';
 import { CacheError } from '../cache/errors.js';
 import { formatBytes as formatSize, parseSize } from '../util/size.js';

@@ -3,9 +3,9 @@
  * (protocol/admin-api.md).
  */
 import type { Command } from 'commander';
-import { daemonAddress, adminJson } from '../daemon/admin-client.js';
-import { getToFile } from '../daemon/get.js';
-import { finalLine, progressLine, statusText, type StatusDoc } from '../daemon/format.js';
+import { daemonAddress, adminJson } from '../client/admin-client.js';
+import { getToFile } from '../client/get.js';
+import { finalLine, progressLine, statusText, type StatusDoc } from '../client/format.js';
 
 export function register(program: Command): void {
   program

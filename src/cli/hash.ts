@@ -1,13 +1,13 @@
 /**
  * `peerdist hash FILE` (generate content information) and `peerdist info BLOB` (decode it).
- * Output forms: binary blob (-o), JSON (--json, see src/contentinfo/json.ts), or a short summary.
+ * Output forms: binary blob (-o), JSON (--json, see src/protocol/pccrc/json.ts), or a short summary.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFile, writeFile } from 'node:fs/promises';
-import { encodeContentInfo, parseContentInfo } from '../contentinfo/codec.js';
-import { hashFile } from '../contentinfo/hash.js';
-import { contentInfoToJson } from '../contentinfo/json.js';
-import type { ContentInfo } from '../contentinfo/types.js';
+import { encodeContentInfo, parseContentInfo } from '../protocol/pccrc/codec.js';
+import { hashFile } from '../origin/hash-file.js';
+import { contentInfoToJson } from '../protocol/pccrc/json.js';
+import type { ContentInfo } from '../protocol/pccrc/types.js';
 import { readSecretFile, secretPath } from '../origin/secret.js';
 import { PeerdistError } from '../util/errors.js';
 import { defaultStateDir } from '../util/paths.js';

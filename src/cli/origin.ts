@@ -11,8 +11,9 @@ import { publishDirectory, type PublishProgress } from '../origin/publish.js';
 import {
   formatSecretExport, loadOrCreateSecret, parseSecretImport, readSecretFile, storeSecret,
 } from '../origin/secret.js';
-import { loadOrCreateSigningKey, publicKeyPem } from '../origin/signature.js';
-import type { ContentVersion } from '../contentinfo/types.js';
+import { publicKeyPem } from '../protocol/pccrtp/signature.js';
+import { loadOrCreateSigningKey } from '../origin/signing-key.js';
+import type { ContentVersion } from '../protocol/pccrc/types.js';
 import { PeerdistError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
 import { defaultStateDir } from '../util/paths.js';

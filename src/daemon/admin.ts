@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
-import { type AdminAddress, AddressError, formatHostPort, isLoopbackHost } from './address.js';
+import { type AdminAddress, AddressError, formatHostPort, isLoopbackHost } from '../util/address.js';
 import { errorMessage, listenHttp, sendJson, sendText, upstreamStatus } from './http-util.js';
 import type { JobBook } from './jobs.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';

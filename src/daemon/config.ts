@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { PeerdistError } from '../util/errors.js';
 import { parseSize as parseBytes } from '../util/size.js';
-import { type AdminAddress, type HostPort, parseAdminAddress, parseHostPort, AddressError } from './address.js';
+import { type AdminAddress, type HostPort, parseAdminAddress, parseHostPort, AddressError } from '../util/address.js';
 
 export class ConfigError extends PeerdistError {
   constructor(message: string, options?: { cause?: unknown }) { super('BAD_CONFIG', message, options); }

@@ -1,10 +1,10 @@
 /**
  * The slice of the download engine the daemon's front ends (admin API, proxy) use, and a book of
  * jobs they started so a finished job's final stats stay queryable at /v1/jobs/<id>.
- * Structural types: src/download/engine.ts's DownloadEngine satisfies EngineLike.
+ * Structural types: src/engine/engine.ts's DownloadEngine satisfies EngineLike.
  */
 import type { EventEmitter } from 'node:events';
-import type { JobInfo, JobProgress } from '../download/types.js';
+import type { JobInfo, JobProgress } from '../engine/types.js';
 
 export type { JobInfo, JobProgress };
 

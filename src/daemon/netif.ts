@@ -5,7 +5,7 @@
 import { isIP } from 'node:net';
 import type { NetworkInterfaceInfo } from 'node:os';
 import { PeerdistError } from '../util/errors.js';
-import { formatHostPort, type HostPort } from './address.js';
+import { formatHostPort, type HostPort } from '../util/address.js';
 
 export type InterfaceMap = NodeJS.Dict<NetworkInterfaceInfo[]>;
 

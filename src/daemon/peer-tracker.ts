@@ -2,7 +2,7 @@
  * Remembers the peers discovery reported to the engine, for status and metrics: wraps a
  * DiscoveryLike so every watch's 'peer' sightings are recorded (address -> last seen).
  */
-import type { DiscoveryLike, SightingLike, WatchLike } from '../download/types.js';
+import type { DiscoveryLike, SightingLike, WatchLike } from '../engine/types.js';
 
 export class PeerTracker {
   private readonly seen = new Map<string, number>();

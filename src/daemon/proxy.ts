@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream';
 import { request as undiciRequest, type Dispatcher } from 'undici';
 import { errorMessage, listenHttp, sendText, upstreamStatus } from './http-util.js';
 import type { JobBook } from './jobs.js';
-import { type HostPort, formatHostPort, isLoopbackHost } from './address.js';
+import { type HostPort, formatHostPort, isLoopbackHost } from '../util/address.js';
 import { type Logger, nullLogger } from '../util/log.js';
 
 const HOP_BY_HOP = new Set([

@@ -10,10 +10,10 @@ import { createSocket, type Socket } from 'node:dgram';
 import { randomUUID } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { nullLogger, type Logger } from '../util/log.js';
-import type { DiscoveryVersion } from './codec.js';
+import type { DiscoveryVersion } from '../protocol/pccrd/codec.js';
 import { DampingTable } from './damping.js';
 import { Prober, type ProberTiming, type SegmentWatch, type PeerSighting } from './prober.js';
-import { Responder, type SegmentLookup } from './responder.js';
+import { Responder, type SegmentLookup } from './probe-responder.js';
 import { newStats, realTimers, countDrop, type DiscoveryStats, type Runtime } from './runtime.js';
 import { defaultIPv4Interfaces, ipv6InterfaceNames, localAddressFilter, refreshingLocalFilter, type Subnet } from './subnet.js';
 

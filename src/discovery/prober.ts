@@ -4,8 +4,8 @@
  * ProbeMatches into a per-segment peer table. See protocol/pccrd.md for timing and limits.
  */
 import { isIP } from 'node:net';
-import { encodeProbe, parseDiscoveryMessage, parseXAddr, segmentIdHex, type DiscoveryVersion, type ProbeMatches } from './codec.js';
-import { DiscoveryParseError } from './errors.js';
+import { encodeProbe, parseDiscoveryMessage, parseXAddr, segmentIdHex, type DiscoveryVersion, type ProbeMatches } from '../protocol/pccrd/codec.js';
+import { DiscoveryParseError } from '../protocol/pccrd/errors.js';
 import type { DampingTable } from './damping.js';
 import { ExpiringSet, TokenBucket } from './limits.js';
 import { countDrop, type Peer, type Runtime } from './runtime.js';

@@ -3,7 +3,7 @@
  * 'peer' events and waiters. The probing itself is done by the Prober that created it.
  */
 import { EventEmitter } from 'node:events';
-import { segmentIdHex } from './values.js';
+import { segmentIdHex } from '../protocol/pccrd/values.js';
 import type { Timers } from './runtime.js';
 
 export interface PeerSighting {

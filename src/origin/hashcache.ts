@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Level } from 'level';
-import type { ContentVersion } from '../contentinfo/types.js';
+import type { ContentVersion } from '../protocol/pccrc/types.js';
 import { PeerdistError } from '../util/errors.js';
 import { ensureOriginDir, originDir } from './secret.js';
 

@@ -8,8 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash, type KeyObject } from 'node:crypto';
 import type { HashCache } from './hashcache.js';
 import type { HashJobs, Producer } from './hashjobs.js';
-import { peerDistResponseHeaders, type Negotiation } from './pccrtp.js';
-import { HDR_SIGNATURE, signatureMessage, signContentInfo, type SignedFields } from './signature.js';
+import { peerDistResponseHeaders, type Negotiation } from '../protocol/pccrtp/headers.js';
+import { HDR_SIGNATURE, signatureMessage, signContentInfo, type SignedFields } from '../protocol/pccrtp/signature.js';
 import type { OriginStats } from './stats.js';
 
 export interface PeerDistContext {

@@ -7,9 +7,9 @@
  */
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { hashFile } from '../contentinfo/hash.js';
-import { encodeContentInfo } from '../contentinfo/codec.js';
-import type { ContentVersion } from '../contentinfo/types.js';
+import { hashFile } from './hash-file.js';
+import { encodeContentInfo } from '../protocol/pccrc/codec.js';
+import type { ContentVersion } from '../protocol/pccrc/types.js';
 import { identityOf } from './files.js';
 import { HashCache, fileCacheKey, type Chunking, type FileIdentity } from './hashcache.js';
 

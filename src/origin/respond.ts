@@ -1,6 +1,6 @@
 /** Small response helpers shared by the file and upstream handlers. */
 import type { ServerResponse } from 'node:http';
-import type { Negotiation } from './pccrtp.js';
+import type { Negotiation } from '../protocol/pccrtp/headers.js';
 import type { OriginStats } from './stats.js';
 
 /** Adds a sent identity body to the stats (missing-data requests are counted separately). */

@@ -7,12 +7,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
-import { hashStream } from '../contentinfo/hash.js';
-import { encodeContentInfo } from '../contentinfo/codec.js';
-import type { ContentVersion } from '../contentinfo/types.js';
+import { hashStream } from '../protocol/pccrc/hash.js';
+import { encodeContentInfo } from '../protocol/pccrc/codec.js';
+import type { ContentVersion } from '../protocol/pccrc/types.js';
 import { urlCacheKey, type Chunking, type UrlIdentity } from './hashcache.js';
 import type { Producer } from './hashjobs.js';
-import { makeHashRequestHeaders, type Negotiation } from './pccrtp.js';
+import { makeHashRequestHeaders, type Negotiation } from '../protocol/pccrtp/headers.js';
 import { tryPeerDist, type PeerDistContext } from './peerdist-response.js';
 import { countBody, plainError, str } from './respond.js';
 

@@ -9,13 +9,13 @@ import {
   decodeResponse, encodeRequest, protVerString, PCCRR_PATH, MAX_RESPONSE_SIZE, TRANSPORT_HEADER_SIZE,
   MAX_GETBLKLIST_RANGES, SUPPORTED_MAX, SUPPORTED_MIN,
   type CryptoAlgo, type Decoded, type ProtVer, type Range, type ResponseMessage,
-} from './codec.js';
-import { decryptBlock } from './crypto.js';
-import { normalizeRanges } from './ranges.js';
-import { PeerError, RetrievalParseError } from './errors.js';
+} from '../protocol/pccrr/codec.js';
+import { decryptBlock } from '../protocol/pccrr/crypto.js';
+import { normalizeRanges } from '../protocol/pccrr/ranges.js';
+import { PeerError, RetrievalParseError } from '../protocol/pccrr/errors.js';
 
-export { PeerError } from './errors.js';
-export type { PeerErrorCode } from './errors.js';
+export { PeerError } from '../protocol/pccrr/errors.js';
+export type { PeerErrorCode } from '../protocol/pccrr/errors.js';
 
 export interface RetrievalClientOptions {
   /** Bound on one whole exchange (request sent to body fully read), default 5000 ms. */

@@ -5,10 +5,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createLogger, type Logger } from '../util/log.js';
-import { MAX_REQUEST_SIZE, MIN_MESSAGE_SIZE, PCCRR_PATH } from './codec.js';
-import { respond, type BlockSource, type ServedAlgo } from './responder.js';
+import { MAX_REQUEST_SIZE, MIN_MESSAGE_SIZE, PCCRR_PATH } from '../protocol/pccrr/codec.js';
+import { respond, type BlockSource, type ServedAlgo } from './block-responder.js';
 
-export type { BlockSource } from './responder.js';
+export type { BlockSource } from './block-responder.js';
 
 export interface RetrievalServerOptions {
   source: BlockSource;

@@ -2,7 +2,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { hashFile } from '../../src/contentinfo/hash.js';
+import { hashFile } from '../../src/origin/hash-file.js';
 import { addFile } from '../../src/cache/add.js';
 import { BlockStore } from '../../src/cache/store.js';
 import { tempDir } from './make.js';

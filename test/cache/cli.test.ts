@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
-import { encodeContentInfo } from '../../src/contentinfo/codec.js';
-import { hashFile } from '../../src/contentinfo/hash.js';
+import { encodeContentInfo } from '../../src/protocol/pccrc/codec.js';
+import { hashFile } from '../../src/origin/hash-file.js';
 import { BlockStore } from '../../src/cache/store.js';
 import { tempDir } from './make.js';
 

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { SEGMENT_ID_CONSTANT, V1_BLOCK_SIZE } from '../../src/contentinfo/types.js';
+import { SEGMENT_ID_CONSTANT, V1_BLOCK_SIZE } from '../../src/protocol/pccrc/types.js';
 import type { SegmentMeta } from '../../src/cache/meta.js';
 
 export interface TestSegment { meta: SegmentMeta; blocks: Buffer[]; data: Buffer }

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { createAdminHandler, startAdminServer, type AdminDeps } from '../../src/daemon/admin.js';
-import { adminJson, adminRequest, readBody } from '../../src/daemon/admin-client.js';
+import { adminJson, adminRequest, readBody } from '../../src/client/admin-client.js';
 import { JobBook } from '../../src/daemon/jobs.js';
 import { renderMetrics } from '../../src/daemon/metrics.js';
-import type { AdminAddress } from '../../src/daemon/address.js';
+import type { AdminAddress } from '../../src/util/address.js';
 import { FakeEngine } from './fake-engine.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

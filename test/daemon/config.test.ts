@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, configFromEnv, configFromJson, parseSize, readConfigFile, resolveConfig } from '../../src/daemon/config.js';
-import { parseAdminAddress, parseHostPort, isLoopbackHost, AddressError } from '../../src/daemon/address.js';
+import { parseAdminAddress, parseHostPort, isLoopbackHost, AddressError } from '../../src/util/address.js';
 import { runCli } from '../helpers/cli.js';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';

@@ -12,7 +12,7 @@ import { createOriginServer } from '../../src/origin/server.js';
 import { publishDirectory } from '../../src/origin/publish.js';
 import { loadOrCreateSecret } from '../../src/origin/secret.js';
 import { browsePeers } from '../../src/discovery/presence.js';
-import { readBody } from '../../src/daemon/admin-client.js';
+import { readBody } from '../../src/client/admin-client.js';
 import { runCli } from '../helpers/cli.js';
 import { startDaemonChild, freeUdpPort, type DaemonChild } from './daemon-child.js';
 

@@ -6,7 +6,7 @@ import { createServer, request, type IncomingHttpHeaders } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { startProxyServer, parseRange } from '../../src/daemon/proxy.js';
 import { JobBook } from '../../src/daemon/jobs.js';
-import { readBody } from '../../src/daemon/admin-client.js';
+import { readBody } from '../../src/client/admin-client.js';
 import { FakeEngine } from './fake-engine.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

@@ -1,9 +1,9 @@
 /** Hostile and malformed discovery input: every case is a typed DiscoveryParseError, and fast. */
 import tap from 'tap';
 const t = tap;
-import { encodeProbe, encodeProbeMatches, parseDiscoveryMessage, NS } from '../../src/discovery/codec.js';
-import { parseXml } from '../../src/discovery/xml.js';
-import { DiscoveryParseError } from '../../src/discovery/errors.js';
+import { encodeProbe, encodeProbeMatches, parseDiscoveryMessage, NS } from '../../src/protocol/pccrd/codec.js';
+import { parseXml } from '../../src/protocol/pccrd/xml.js';
+import { DiscoveryParseError } from '../../src/protocol/pccrd/errors.js';
 
 const MID = 'urn:uuid:11111111-2222-4333-8444-555555555555';
 const RID = 'urn:uuid:66666666-7777-4888-9999-aaaaaaaaaaaa';
@@ -24,7 +24,7 @@ function rejects(t: Pick<typeof tap, 'ok' | 'match'>, input: Buffer | string, co
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   t.ok(err instanceof DiscoveryParseError, `${name}: typed error (got ${err instanceof Error ? err.name + ' ' + err.message : String(err)})`);
   if (err instanceof DiscoveryParseError) t.match(err.code, code, `${name}: code ${err.code} (${err.message})`);
-  // A hang guard, not a performance goal (per-refusal times are measured in bench/fuzz.ts).
+  // A hang guard, not a performance goal (per-refusal times are measured in testkit/fuzz/main.ts).
   t.ok(ms < 1000, `${name}: rejected without hanging (${ms.toFixed(1)} ms)`);
 }
 

@@ -124,7 +124,7 @@ t.test('hostile datagrams sent to a live responder are counted and ignored', asy
   ];
   for (const b of bad) sock.send(Buffer.from(b), port, '127.0.0.1');
   // then a valid unicast probe: still answered, to our socket
-  const { encodeProbe } = await import('../../src/discovery/codec.js');
+  const { encodeProbe } = await import('../../src/protocol/pccrd/codec.js');
   sock.send(Buffer.from(encodeProbe({ version: 1, messageId: 'urn:uuid:12121212-0000-4000-8000-000000000001', segmentIds: [s] })), port, '127.0.0.1');
   await until('a reply', () => (replies.length ? true : undefined));
   t.match(replies[0]!.toString(), '<PeerDist:BlockCount>00000004</PeerDist:BlockCount>');

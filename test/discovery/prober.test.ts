@@ -2,7 +2,7 @@
 import t from 'tap';
 import { Prober, type PeerSighting } from '../../src/discovery/prober.js';
 import { DampingTable } from '../../src/discovery/damping.js';
-import { encodeProbeMatches, parseDiscoveryMessage, type Probe, type ProbeMatches } from '../../src/discovery/codec.js';
+import { encodeProbeMatches, parseDiscoveryMessage, type Probe, type ProbeMatches } from '../../src/protocol/pccrd/codec.js';
 import { localAddressFilter } from '../../src/discovery/subnet.js';
 import { FakeClock, fakeRuntime } from './fakes.js';
 

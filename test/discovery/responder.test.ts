@@ -1,8 +1,8 @@
 /** Responder state machine with a fake clock, fake randomness and a capturing send (no sockets). */
 import t from 'tap';
-import { Responder, type ResponderConfig, type SegmentLookup } from '../../src/discovery/responder.js';
+import { Responder, type ResponderConfig, type SegmentLookup } from '../../src/discovery/probe-responder.js';
 import { DampingTable } from '../../src/discovery/damping.js';
-import { encodeProbe, parseDiscoveryMessage, type ProbeMatches } from '../../src/discovery/codec.js';
+import { encodeProbe, parseDiscoveryMessage, type ProbeMatches } from '../../src/protocol/pccrd/codec.js';
 import { localAddressFilter } from '../../src/discovery/subnet.js';
 import type { Peer } from '../../src/discovery/runtime.js';
 import { FakeClock, fakeRuntime, sequence } from './fakes.js';

@@ -6,10 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { blockRange, type ContentInfo, type SegmentInfo } from '../../src/contentinfo/types.js';
+import { blockRange, type ContentInfo, type SegmentInfo } from '../../src/protocol/pccrc/types.js';
 import { Discovery } from '../../src/discovery/discovery.js';
-import { decodeRequest, encodeResponse, PCCRR_PATH, SUPPORTED_MAX, SUPPORTED_MIN, type ResponseMessage } from '../../src/retrieval/codec.js';
-import { encryptBlock } from '../../src/retrieval/crypto.js';
+import { decodeRequest, encodeResponse, PCCRR_PATH, SUPPORTED_MAX, SUPPORTED_MIN, type ResponseMessage } from '../../src/protocol/pccrr/codec.js';
+import { encryptBlock } from '../../src/protocol/pccrr/crypto.js';
 
 export type EvilMode =
   | 'wrong-data'     // well-formed BLK, encrypted with the right key, random plaintext

@@ -11,13 +11,13 @@
 import t from 'tap';
 import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { encodeProbe, parseDiscoveryMessage } from '../../src/discovery/codec.js';
+import { encodeProbe, parseDiscoveryMessage } from '../../src/protocol/pccrd/codec.js';
 import { DampingTable } from '../../src/discovery/damping.js';
 import { join } from 'node:path';
 import { request } from 'node:http';
-import { fetchContentInfo } from '../../src/sim/evilpeer.js';
+import { fetchContentInfo } from '../../testkit/sim/evilpeer.js';
 import { runCli } from '../helpers/cli.js';
-import { Responder, MAX_REPLY_BYTES } from '../../src/discovery/responder.js';
+import { Responder, MAX_REPLY_BYTES } from '../../src/discovery/probe-responder.js';
 import { newStats, type Peer } from '../../src/discovery/runtime.js';
 import { localAddressFilter } from '../../src/discovery/subnet.js';
 import { nullLogger } from '../../src/util/log.js';

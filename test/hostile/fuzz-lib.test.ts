@@ -1,6 +1,6 @@
 /** The seeded fuzz library: reproducible, seeds give different cases, mutations bounded and copy-on-write. */
 import t from 'tap';
-import { caseSeed, mutate, mutateText, Rng } from '../../src/util/fuzz.js';
+import { caseSeed, mutate, mutateText, Rng } from '../../testkit/fuzz/lib.js';
 
 t.test('Rng and caseSeed are deterministic', async (t) => {
   const a = new Rng(42);

@@ -1,11 +1,11 @@
 /**
- * Bounded fuzz run for CI (the 100,000-case run is bench/fuzz.ts): every target gets a few thousand
+ * Bounded fuzz run for CI (the 100,000-case run is testkit/fuzz/main.ts): every target gets a few thousand
  * seeded cases plus a replay of its kept crashers (fixtures/fuzz/<target>/). Each case must end in
  * a parse or a typed ParseError rejection, within HANG_MS, with bounded heap growth.
  */
 import t from 'tap';
-import { allTargets } from '../../bench/fuzz-targets.js';
-import { HANG_MS, loadCrashers, runTarget } from '../../bench/fuzz-run.js';
+import { allTargets } from '../../testkit/fuzz/targets.js';
+import { HANG_MS, loadCrashers, runTarget } from '../../testkit/fuzz/run.js';
 
 const CASES: Record<string, number> = { 'pccrr-server': 600 };
 const DEFAULT_CASES = 2500;

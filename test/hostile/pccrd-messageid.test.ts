@@ -1,14 +1,14 @@
 /**
- * Regression (found by bench/fuzz.ts, target pccrd-responder): a Probe whose MessageID held one of
+ * Regression (found by testkit/fuzz/main.ts, target pccrd-responder): a Probe whose MessageID held one of
  * < > & " ' (legal XML once escaped) was accepted by the parser, and the responder then threw a
  * RangeError building the ProbeMatch (its RelatesTo cannot carry such a URI). Such IDs are now a
  * typed DiscoveryParseError, and the responder counts the datagram as malformed.
  */
 import t from 'tap';
-import { encodeProbe, parseDiscoveryMessage } from '../../src/discovery/codec.js';
-import { DiscoveryParseError } from '../../src/discovery/errors.js';
+import { encodeProbe, parseDiscoveryMessage } from '../../src/protocol/pccrd/codec.js';
+import { DiscoveryParseError } from '../../src/protocol/pccrd/errors.js';
 import { DampingTable } from '../../src/discovery/damping.js';
-import { Responder } from '../../src/discovery/responder.js';
+import { Responder } from '../../src/discovery/probe-responder.js';
 import { newStats } from '../../src/discovery/runtime.js';
 import { nullLogger } from '../../src/util/log.js';
 

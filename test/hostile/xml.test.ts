@@ -4,9 +4,9 @@
  * with a typed DiscoveryParseError, cheaply: we time every refusal (median of 20 runs) and print it.
  */
 import t from 'tap';
-import { parseDiscoveryMessage } from '../../src/discovery/codec.js';
-import { DiscoveryParseError } from '../../src/discovery/errors.js';
-import { encodeProbe } from '../../src/discovery/codec.js';
+import { parseDiscoveryMessage } from '../../src/protocol/pccrd/codec.js';
+import { DiscoveryParseError } from '../../src/protocol/pccrd/errors.js';
+import { encodeProbe } from '../../src/protocol/pccrd/codec.js';
 
 const probe = encodeProbe({ version: 1, messageId: 'urn:uuid:11111111-2222-4333-8444-555555555555', segmentIds: [Buffer.alloc(32, 1)] });
 const body = probe.replace(/^<\?xml[^>]*\?>/, '');

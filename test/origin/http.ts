@@ -2,8 +2,8 @@
 import { connect } from 'node:net';
 import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { Agent, request } from 'undici';
-import type { ContentInfo } from '../../src/contentinfo/types.js';
-import { segmentIdOf, segmentSecret, serverSecret } from '../../src/contentinfo/keys.js';
+import type { ContentInfo } from '../../src/protocol/pccrc/types.js';
+import { segmentIdOf, segmentSecret, serverSecret } from '../../src/protocol/pccrc/keys.js';
 import { createOriginServer, type OriginServer, type OriginServerOptions } from '../../src/origin/server.js';
 import type { Teardown } from './tmp.js';
 

@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HashCache, fileCacheKey } from '../../src/origin/hashcache.js';
 import { HashJobs } from '../../src/origin/hashjobs.js';
-import { clientRequestHeaders } from '../../src/origin/pccrtp.js';
+import { clientRequestHeaders } from '../../src/protocol/pccrtp/headers.js';
 import { nullLogger } from '../../src/util/log.js';
 import { get, startOrigin } from './http.js';
 import { tempDir } from './tmp.js';

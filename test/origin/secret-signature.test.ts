@@ -6,9 +6,9 @@ import {
   formatSecretExport, loadOrCreateSecret, parseSecretImport, secretPath, storeSecret,
 } from '../../src/origin/secret.js';
 import {
-  keyId, loadOrCreateSigningKey, publicKeyPem, signContentInfo, signingKeyPath, verifyContentInfoSignature,
-  signatureMessage,
-} from '../../src/origin/signature.js';
+  keyId, publicKeyPem, signContentInfo, verifyContentInfoSignature, signatureMessage,
+} from '../../src/protocol/pccrtp/signature.js';
+import { loadOrCreateSigningKey, signingKeyPath } from '../../src/origin/signing-key.js';
 import { tempDir } from './tmp.js';
 
 t.test('secret is created once, 32 bytes, 0600 in a 0700 dir', async (t) => {

@@ -2,9 +2,9 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { mkdir, symlink, writeFile, utimes, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseContentInfo } from '../../src/contentinfo/codec.js';
-import { clientRequestHeaders, missingDataRequestHeaders } from '../../src/origin/pccrtp.js';
-import { verifyContentInfoSignature } from '../../src/origin/signature.js';
+import { parseContentInfo } from '../../src/protocol/pccrc/codec.js';
+import { clientRequestHeaders, missingDataRequestHeaders } from '../../src/protocol/pccrtp/headers.js';
+import { verifyContentInfoSignature } from '../../src/protocol/pccrtp/signature.js';
 import { describesData, get, rawGet, startOrigin } from './http.js';
 import { tempDir } from './tmp.js';
 

@@ -3,9 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { parseContentInfo } from '../../src/contentinfo/codec.js';
-import { clientRequestHeaders } from '../../src/origin/pccrtp.js';
-import { verifyContentInfoSignature } from '../../src/origin/signature.js';
+import { parseContentInfo } from '../../src/protocol/pccrc/codec.js';
+import { clientRequestHeaders } from '../../src/protocol/pccrtp/headers.js';
+import { verifyContentInfoSignature } from '../../src/protocol/pccrtp/signature.js';
 import { describesData, get, startOrigin } from './http.js';
 import { tempDir } from './tmp.js';
 

@@ -1,10 +1,10 @@
 import t, { type Test } from 'tap';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { verifyBlock } from '../../src/contentinfo/types.js';
+import { verifyBlock } from '../../src/protocol/pccrc/types.js';
 import { RetrievalClient, PeerError } from '../../src/retrieval/client.js';
-import { decodeRequest, encodeResponse, MAX_RESPONSE_SIZE, type Blk } from '../../src/retrieval/codec.js';
-import { encryptBlock } from '../../src/retrieval/crypto.js';
+import { decodeRequest, encodeResponse, MAX_RESPONSE_SIZE, type Blk } from '../../src/protocol/pccrr/codec.js';
+import { encryptBlock } from '../../src/protocol/pccrr/crypto.js';
 import { blockOf, makeContent } from './source.js';
 
 const A = await makeContent(65536 + 5000);
@@ -148,7 +148,7 @@ t.test('oversized response is cut off, HTTP errors, refused connection, abort', 
 
 t.test('client request bytes: the GETBLKS vector for T, AES-128 requested by default', async (t) => {
   const T = Buffer.from(Array.from({ length: 100 }, (_, i) => i));
-  const info = await (await import('../../src/contentinfo/hash.js')).hashStream((async function* () { yield T; })(), { secret: Buffer.from('no more secrets'), version: 1 });
+  const info = await (await import('../../src/protocol/pccrc/hash.js')).hashStream((async function* () { yield T; })(), { secret: Buffer.from('no more secrets'), version: 1 });
   const seg = info.segments[0]!;
   const bodies: Buffer[] = [];
   const peer = await fakePeer(t, (q, res, body) => {

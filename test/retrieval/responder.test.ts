@@ -1,9 +1,9 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { fixture } from '../helpers/paths.js';
-import { hashStream } from '../../src/contentinfo/hash.js';
-import { respond, type ResponderDeps } from '../../src/retrieval/responder.js';
-import { decodeResponse, encodeRequest, protVerToU32 } from '../../src/retrieval/codec.js';
+import { hashStream } from '../../src/protocol/pccrc/hash.js';
+import { respond, type ResponderDeps } from '../../src/retrieval/block-responder.js';
+import { decodeResponse, encodeRequest, protVerToU32 } from '../../src/protocol/pccrr/codec.js';
 import { MemorySource, type Content } from './source.js';
 
 const V = JSON.parse(readFileSync(fixture('retrieval', 'vectors.json'), 'utf8')) as Record<string, string>;

@@ -1,10 +1,10 @@
 import t, { type Test } from 'tap';
 import { Agent } from 'undici';
-import { verifyBlock } from '../../src/contentinfo/types.js';
+import { verifyBlock } from '../../src/protocol/pccrc/types.js';
 import { createRetrievalServer, type RetrievalServer } from '../../src/retrieval/server.js';
 import { RetrievalClient, PeerError } from '../../src/retrieval/client.js';
-import { decodeResponse, encodeRequest, encodeMessage, protVerToU32 } from '../../src/retrieval/codec.js';
-import { decryptBlock } from '../../src/retrieval/crypto.js';
+import { decodeResponse, encodeRequest, encodeMessage, protVerToU32 } from '../../src/protocol/pccrr/codec.js';
+import { decryptBlock } from '../../src/protocol/pccrr/crypto.js';
 import { MemorySource, blockOf, deferred, makeContent, raw, type Content } from './source.js';
 
 const A = await makeContent(65536 * 2 + 1000); // 3 blocks: 64 KiB, 64 KiB, 1000 bytes

@@ -1,10 +1,10 @@
 /** Test helpers: an in-memory BlockSource built from real content information, and raw HTTP. */
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
-import { hashStream } from '../../src/contentinfo/hash.js';
-import { blockCount, blockRange, verifyBlock, type ContentInfo, type SegmentInfo } from '../../src/contentinfo/types.js';
+import { hashStream } from '../../src/protocol/pccrc/hash.js';
+import { blockCount, blockRange, verifyBlock, type ContentInfo, type SegmentInfo } from '../../src/protocol/pccrc/types.js';
 import type { BlockSource } from '../../src/retrieval/server.js';
-import { PCCRR_PATH } from '../../src/retrieval/codec.js';
+import { PCCRR_PATH } from '../../src/protocol/pccrr/codec.js';
 
 export interface Content { data: Buffer; info: ContentInfo; seg: SegmentInfo }
 

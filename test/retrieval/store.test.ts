@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlockStore, segmentMetaFrom } from '../../src/cache/store.js';
-import { verifyBlock } from '../../src/contentinfo/types.js';
+import { verifyBlock } from '../../src/protocol/pccrc/types.js';
 import { createRetrievalServer, type BlockSource } from '../../src/retrieval/server.js';
 import { RetrievalClient } from '../../src/retrieval/client.js';
 import { blockOf, makeContent } from './source.js';

@@ -1,11 +1,11 @@
-/** `npm run sim` (src/sim/cli.ts) and `npm start` (src/demo/demo.ts) run end to end on loopback, small sizes. */
+/** `npm run sim` (testkit/sim/cli.ts) and `npm start` (testkit/demo/demo.ts) run end to end on loopback, small sizes. */
 import t from 'tap';
 import { join } from 'node:path';
 import { buildRoot } from '../helpers/paths.js';
-import { runCommand } from '../../src/sim/proc.js';
+import { runCommand } from '../../testkit/sim/proc.js';
 
 t.test('npm run sim: a loopback sequential run prints a JSON report with correct files', async (t) => {
-  const r = await runCommand(process.execPath, [join(buildRoot, 'src', 'sim', 'cli.js'), '--network', 'loopback', '--clients', '2', '--size', '1MiB', '--mode', 'sequential', '--json'], { timeoutMs: 120_000 });
+  const r = await runCommand(process.execPath, [join(buildRoot, 'testkit', 'sim', 'cli.js'), '--network', 'loopback', '--clients', '2', '--size', '1MiB', '--mode', 'sequential', '--json'], { timeoutMs: 120_000 });
   t.equal(r.code, 0, r.stderr.slice(-500));
   const rep = JSON.parse(r.stdout) as { clients: number; size: number; allCorrect: boolean; downloads: Array<{ client: number; correct: boolean; fromOrigin: number; fromPeers: number; fromCache: number }>; originRatio: number; baselineSeconds: number; timeRatio: number };
   t.equal(rep.clients, 2);
@@ -19,13 +19,13 @@ t.test('npm run sim: a loopback sequential run prints a JSON report with correct
 });
 
 t.test('npm run sim rejects a bad size with exit code 1 and a message', async (t) => {
-  const r = await runCommand(process.execPath, [join(buildRoot, 'src', 'sim', 'cli.js'), '--network', 'loopback', '--size', 'huge'], { timeoutMs: 30_000 });
+  const r = await runCommand(process.execPath, [join(buildRoot, 'testkit', 'sim', 'cli.js'), '--network', 'loopback', '--size', 'huge'], { timeoutMs: 30_000 });
   t.equal(r.code, 1);
   t.match(r.stderr, /bad size huge/);
 });
 
 t.test('npm start demo: a small run prints where the bytes came from and cleans up', async (t) => {
-  const r = await runCommand(process.execPath, [join(buildRoot, 'src', 'demo', 'demo.js')], {
+  const r = await runCommand(process.execPath, [join(buildRoot, 'testkit', 'demo', 'demo.js')], {
     timeoutMs: 120_000, env: { ...process.env, PEERDIST_DEMO_CLIENTS: '2', PEERDIST_DEMO_SIZE: String(2 * 1024 * 1024) },
   });
   t.equal(r.code, 0, r.stderr.slice(-500));

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { createServer, connect, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { startDelayProxy } from '../../src/sim/delayproxy.js';
+import { startDelayProxy } from '../../testkit/sim/delayproxy.js';
 
 async function echoServer(t: Test) {
   const sockets = new Set<Socket>();

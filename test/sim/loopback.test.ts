@@ -3,9 +3,9 @@
  * everywhere, so the peer-to-peer path is covered even where namespaces are unavailable.
  */
 import t from 'tap';
-import { Cluster, originBlockBytes } from '../../src/sim/harness.js';
-import { LoopbackNetwork } from '../../src/sim/loopback.js';
-import { runDownloads } from '../../src/sim/scenarios.js';
+import { Cluster, originBlockBytes } from '../../testkit/sim/harness.js';
+import { LoopbackNetwork } from '../../testkit/sim/loopback.js';
+import { runDownloads } from '../../testkit/sim/scenarios.js';
 
 const size = 3 * 1024 * 1024 + 777;
 const c = await Cluster.create({ network: new LoopbackNetwork({ base: 40 }), clients: 3, files: [{ name: 'f.bin', size }], wan: { delayMs: 5 } });

@@ -8,10 +8,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NetnsLab, listNamespaces, netnsSupport, sweepStaleNamespaces, type NsHost } from '../../src/sim/netns.js';
-import { agentEntry } from '../../src/sim/paths.js';
-import { writePayload } from '../../src/sim/files.js';
-import { lastJsonLine } from '../../src/sim/harness.js';
+import { NetnsLab, listNamespaces, netnsSupport, sweepStaleNamespaces, type NsHost } from '../../testkit/sim/netns.js';
+import { agentEntry } from '../../testkit/sim/entrypoints.js';
+import { writePayload } from '../../testkit/sim/files.js';
+import { lastJsonLine } from '../../testkit/sim/harness.js';
 
 const support = await netnsSupport();
 if (!support.ok) {

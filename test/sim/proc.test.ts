@@ -1,7 +1,7 @@
 import t from 'tap';
-import { childEnv, runCommand, spawnTracked } from '../../src/sim/proc.js';
-import { parseListenLine, lastJsonLine, diffCounters, originBlockBytes } from '../../src/sim/harness.js';
-import { parseRate, parseSize } from '../../src/sim/files.js';
+import { childEnv, runCommand, spawnTracked } from '../../testkit/sim/proc.js';
+import { parseListenLine, lastJsonLine, diffCounters, originBlockBytes } from '../../testkit/sim/harness.js';
+import { parseRate, parseSize } from '../../testkit/sim/files.js';
 
 t.test('childEnv drops test-runner preloads from NODE_OPTIONS and keeps the rest', async (t) => {
   const e = childEnv({ NODE_OPTIONS: '--max-old-space-size=512 --import=file:///x/node_modules/@tapjs/processinfo/dist/esm/import.mjs --import file:///x/node_modules/@tapjs/mock/import.mjs', A: '1' });
@@ -56,7 +56,7 @@ t.test('an interrupted run (SIGINT) kills its processes and removes its temp dir
   const { pathToFileURL } = await import('node:url');
   const { join } = await import('node:path');
   const { existsSync } = await import('node:fs');
-  const mod = (p: string) => JSON.stringify(pathToFileURL(join(buildRoot, 'src', 'sim', p)).href);
+  const mod = (p: string) => JSON.stringify(pathToFileURL(join(buildRoot, 'testkit', 'sim', p)).href);
   const script = `
     import { Cluster } from ${mod('harness.js')};
     import { LoopbackNetwork } from ${mod('loopback.js')};

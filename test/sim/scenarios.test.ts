@@ -5,10 +5,10 @@
  * reported by the clients against the origin's own counters. Skips unless root with iproute2.
  */
 import t, { type Test } from 'tap';
-import { Cluster, originBlockBytes, type DownloadResult } from '../../src/sim/harness.js';
-import { NetnsNetwork } from '../../src/sim/network.js';
-import { netnsSupport } from '../../src/sim/netns.js';
-import { runDownloads } from '../../src/sim/scenarios.js';
+import { Cluster, originBlockBytes, type DownloadResult } from '../../testkit/sim/harness.js';
+import { NetnsNetwork } from '../../testkit/sim/network.js';
+import { netnsSupport } from '../../testkit/sim/netns.js';
+import { runDownloads } from '../../testkit/sim/scenarios.js';
 
 const MiB = 1024 * 1024;
 const support = await netnsSupport();

@@ -1,0 +1,70 @@
+/**
+ * Client side of the admin API (used by `peerdist get` / `peerdist status`): plain node:http so
+ * both loopback TCP and unix sockets work.
+ */
+import { request, type IncomingMessage } from 'node:http';
+import { type AdminAddress, parseAdminAddress } from '../util/address.js';
+import { PeerdistError } from '../util/errors.js';
+
+export class AdminClientError extends PeerdistError {
+  readonly status?: number;
+  constructor(code: string, message: string, status?: number, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.status = status;
+  }
+}
+
+export const DEFAULT_DAEMON = '127.0.0.1:7171';
+
+/** The daemon address from --daemon, else PEERDIST_DAEMON, else 127.0.0.1:7171. */
+export function daemonAddress(flag: string | undefined, env: Record<string, string | undefined> = process.env): AdminAddress {
+  return parseAdminAddress(flag ?? (env.PEERDIST_DAEMON || DEFAULT_DAEMON));
+}
+
+function describe(addr: AdminAddress): string { return addr.kind === 'socket' ? addr.path : `${addr.host}:${addr.port}`; }
+
+/** Sends a request and resolves with the response head (body unread). */
+export function adminRequest(addr: AdminAddress, path: string, opts: { method?: string; signal?: AbortSignal } = {}): Promise<IncomingMessage> {
+  return new Promise((resolveP, reject) => {
+    const target = addr.kind === 'socket' ? { socketPath: addr.path } : { host: addr.host, port: addr.port };
+    const req = request({ ...target, path, method: opts.method ?? 'GET', signal: opts.signal, headers: { accept: 'application/json' } }, resolveP);
+    req.on('error', (err) => {
+      const code = (err as { code?: string }).code;
+      if (err.name === 'AbortError') reject(err); // the caller's signal: let it say "interrupted"
+      else if (code === 'ECONNREFUSED' || code === 'ENOENT') {
+        reject(new AdminClientError('NO_DAEMON', `no peerdist daemon at ${describe(addr)} (start one with \`peerdist daemon\`, or pass --daemon)`, undefined, { cause: err }));
+      } else if (code === 'ECONNRESET') {
+        reject(new AdminClientError('DAEMON_GONE', `the daemon at ${describe(addr)} closed the connection (shutting down?)`, undefined, { cause: err }));
+      } else reject(new AdminClientError('ADMIN_IO', `admin API at ${describe(addr)}: ${err.message}`, undefined, { cause: err }));
+    });
+    req.end();
+  });
+}
+
+export async function readBody(res: IncomingMessage, limit = 64 * 1024 * 1024): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > limit) throw new AdminClientError('ADMIN_IO', 'admin response too large');
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** The `error` field of a JSON error body, or the raw text. */
+export async function errorFrom(res: IncomingMessage): Promise<AdminClientError> {
+  const text = (await readBody(res, 1024 * 1024).catch(() => Buffer.alloc(0))).toString('utf8');
+  let msg = text.trim();
+  try { const j = JSON.parse(text) as { error?: unknown }; if (typeof j.error === 'string') msg = j.error; } catch { /* not JSON */ }
+  return new AdminClientError('ADMIN_HTTP', `daemon answered ${res.statusCode}: ${msg || res.statusMessage}`, res.statusCode);
+}
+
+export async function adminJson<T = unknown>(addr: AdminAddress, path: string, method = 'GET'): Promise<T> {
+  const res = await adminRequest(addr, path, { method });
+  if (res.statusCode !== 200) throw await errorFrom(res);
+  const body = await readBody(res);
+  try { return JSON.parse(body.toString('utf8')) as T; } catch (err) {
+    throw new AdminClientError('ADMIN_HTTP', `daemon sent invalid JSON for ${path}`, res.statusCode, { cause: err });
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * ProbeMatch responder state machine (no sockets). Order of checks for each datagram: local-subnet
+ * source, per-source rate limit, global rate limit, parse, probe only, not our own probe,
+ * MessageID de-duplication, held segments (lookup), damping; then a reply after a random
+ * 1..65 ms delay, unicast to the probe's source. See protocol/pccrd.md.
+ */
+import { encodeProbeMatches, parseDiscoveryMessage, parseXAddr, segmentIdHex, MAX_XADDRS, type DiscoveryVersion, type Probe, type ProbeMatchEntry } from '../protocol/pccrd/codec.js';
+import { DiscoveryParseError } from '../protocol/pccrd/errors.js';
+import { DampingTable } from './damping.js';
+import { ExpiringSet, KeyedRateLimiter, TokenBucket } from './limits.js';
+import { countDrop, type Peer, type Runtime } from './runtime.js';
+import { msToAge } from '../protocol/pccrd/segment-ages.js';
+
+export type SegmentLookup = (segmentIds: Buffer[], version: DiscoveryVersion) =>
+  Array<{ blockCount: number; complete: boolean; ageMs?: number } | undefined>;
+
+/** APP_MAX_DELAY for PeerDist (brief 3.5). */
+export const APP_MAX_DELAY_MS = 65;
+export const MAX_REPLY_BYTES = 8 * 1024;
+export const DEDUP_TTL_MS = 10_000;
+export const DEDUP_MAX = 2048;
+
+export interface ResponderConfig {
+  lookup: SegmentLookup;
+  xaddrs: () => string[];
+  /** Our wsa:EndpointReference address (urn:uuid:..., fixed for the service run). */
+  endpoint: string;
+  /** AppSequence InstanceId: fixed per run, grows across restarts (seconds since 1970 at start). */
+  instanceId: number;
+  /** Shared AppSequence MessageNumber counter. */
+  nextMessageNumber: () => number;
+  isLocal: (address: string) => boolean;
+  /** True for MessageIDs of probes we sent ourselves (looped back by multicast). */
+  isOwnProbe: (messageId: string) => boolean;
+  damping: DampingTable;
+  send: (datagram: Buffer, to: Peer) => void;
+  perSourceRate?: { rate: number; burst: number };
+  globalRate?: { rate: number; burst: number };
+  maxReplyBytes?: number;
+}
+
+export class Responder {
+  private readonly seen = new ExpiringSet(DEDUP_TTL_MS, DEDUP_MAX);
+  private readonly perSource: KeyedRateLimiter;
+  private readonly global: TokenBucket;
+  private readonly pending = new Set<unknown>();
+  private closed = false;
+
+  constructor(private readonly cfg: ResponderConfig, private readonly rt: Runtime) {
+    const ps = cfg.perSourceRate ?? { rate: 20, burst: 40 };
+    const g = cfg.globalRate ?? { rate: 200, burst: 400 };
+    this.perSource = new KeyedRateLimiter(ps.rate, ps.burst);
+    this.global = new TokenBucket(g.rate, g.burst, rt.now());
+  }
+
+  /** Handles one datagram received on the discovery port. */
+  handle(datagram: Buffer, from: Peer): void {
+    if (this.closed) return;
+    const { stats, logger } = this.rt;
+    const now = this.rt.now();
+    if (!this.cfg.isLocal(from.address)) return countDrop(stats, 'notLocal', logger, { from: from.address });
+    // Per source first: a source over its own limit must not use up the global budget (one local
+    // host flooding at 1,000/s would otherwise starve every other prober).
+    if (!this.perSource.take(from.address, now)) return countDrop(stats, 'rateSource', logger, { from: from.address });
+    if (!this.global.take(now)) return countDrop(stats, 'rateGlobal');
+    let probe: Probe;
+    try {
+      const msg = parseDiscoveryMessage(datagram);
+      if (msg.kind !== 'Probe') return countDrop(stats, 'unexpected', logger, { kind: msg.kind });
+      probe = msg;
+    } catch (err) {
+      if (!(err instanceof DiscoveryParseError)) throw err;
+      return countDrop(stats, 'malformed', logger, { from: from.address, err });
+    }
+    if (this.cfg.isOwnProbe(probe.messageId)) return countDrop(stats, 'own');
+    stats.probesReceived++;
+    if (this.seen.checkAndAdd(probe.messageId, now)) return countDrop(stats, 'duplicate');
+    const reply = this.buildReply(probe);
+    if (!reply) return;
+    const delay = 1 + Math.floor(this.rt.random() * APP_MAX_DELAY_MS);
+    const h = this.rt.timers.set(() => {
+      this.pending.delete(h);
+      if (this.closed) return;
+      this.cfg.send(reply, from);
+      stats.matchesSent++;
+    }, Math.min(APP_MAX_DELAY_MS, delay));
+    this.pending.add(h);
+  }
+
+  /** The ProbeMatches datagram for a probe, or undefined to stay silent. */
+  buildReply(probe: Probe): Buffer | undefined {
+    const { stats } = this.rt;
+    const found = this.cfg.lookup(probe.segmentIds, probe.version);
+    const held: Array<{ index: number; entry: ProbeMatchEntry; ageMs?: number }> = [];
+    let damped = 0;
+    probe.segmentIds.forEach((segmentId, index) => {
+      const r = found[index];
+      if (!r || !(r.blockCount > 0 || (probe.version === 2 && r.complete))) return;
+      // Damping only concerns segments we hold completely (we downloaded them and saw others' replies).
+      if (r.complete && !this.cfg.damping.shouldAnswer(segmentIdHex(segmentId), r.blockCount, this.rt.random)) {
+        damped++;
+        return;
+      }
+      const entry: ProbeMatchEntry = probe.version === 1
+        ? { segmentId, blockCount: r.blockCount }
+        : { segmentId, partial: true, complete: r.complete };
+      held.push({ index, entry, ageMs: r.ageMs });
+    });
+    if (held.length === 0) {
+      countDrop(stats, damped > 0 ? 'damped' : 'notHeld');
+      return undefined;
+    }
+    // Only well-formed host:port entries, at most as many as a receiver keeps.
+    const xaddrs = this.cfg.xaddrs().filter((x) => parseXAddr(x) !== undefined).slice(0, MAX_XADDRS);
+    if (xaddrs.length === 0) {
+      countDrop(stats, 'noXAddrs');
+      return undefined;
+    }
+    const base = {
+      version: probe.version, messageId: this.rt.newMessageId(), relatesTo: probe.messageId,
+      instanceId: this.cfg.instanceId, messageNumber: this.cfg.nextMessageNumber(), endpoint: this.cfg.endpoint, xaddrs,
+    };
+    const limit = this.cfg.maxReplyBytes ?? MAX_REPLY_BYTES;
+    const encode = (list: typeof held) => Buffer.from(encodeProbeMatches({
+      ...base,
+      matches: list.map((h) => h.entry),
+      segmentAges: probe.version === 2
+        ? { units: 3, entries: list.filter((h) => h.ageMs !== undefined).map((h) => ({ index: h.index, age: msToAge(h.ageMs!, 3) })) }
+        : undefined,
+    }, probe.segmentIds));
+    let out = encode(held);
+    if (out.length > limit && held.length > 1) {
+      // Truncate the scope list rather than exceed one datagram: estimate, then trim to fit.
+      const perEntry = (out.length - encode(held.slice(0, 1)).length) / (held.length - 1);
+      let keep = Math.max(1, Math.min(held.length - 1, Math.floor(held.length - (out.length - limit) / perEntry)));
+      out = encode(held.slice(0, keep));
+      while (out.length > limit && keep > 1) out = encode(held.slice(0, --keep));
+      countDrop(stats, 'truncated');
+    }
+    if (out.length > limit) {
+      countDrop(stats, 'tooLarge');
+      return undefined;
+    }
+    return out;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const h of this.pending) this.rt.timers.clear(h);
+    this.pending.clear();
+  }
+}

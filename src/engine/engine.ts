@@ -1,0 +1,107 @@
+/**
+ * The download engine: runs downloads (jobs) that fetch content mostly from peers, always
+ * verified, falling back to the origin. Identical concurrent requests (same URL) share one job.
+ * See protocol/engine.md for the design.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { nullLogger } from '../util/log.js';
+import { DownloadError } from './errors.js';
+import { type DownloadJob, Job, type JobContext } from './job.js';
+import { type OriginClient, UndiciOriginClient } from './origin-client.js';
+import type { EngineDeps, EngineTotals } from './types.js';
+
+export { DownloadError } from './errors.js';
+export type { DownloadErrorCode } from './errors.js';
+export type { DownloadJob } from './job.js';
+export type { OriginClient, OriginResponse } from './origin-client.js';
+export { UndiciOriginClient } from './origin-client.js';
+export type { PeerStat } from './scheduler.js';
+export type {
+  DiscoveryLike, DownloadResult, EngineDeps, EngineTotals, JobInfo, JobProgress, JobState, RetrievalLike, SightingLike, StoreLike, WatchLike,
+} from './types.js';
+
+export interface EngineOptions extends EngineDeps {
+  /** Addresses (host:port) of this daemon's own retrieval server: never used as peers. */
+  selfAddresses?: () => string[];
+}
+
+export class DownloadEngine extends EventEmitter {
+  private readonly http: OriginClient;
+  private readonly ownHttp: boolean;
+  private readonly all: Job[] = [];
+  private readonly running = new Map<string, Job>();
+  private readonly sums: EngineTotals = { jobs: 0, active: 0, completed: 0, failed: 0, bytesDone: 0, fromOrigin: 0, fromPeers: 0, fromCache: 0, contentInfoBytes: 0 };
+  private closed = false;
+
+  constructor(private readonly deps: EngineOptions) {
+    super();
+    this.ownHttp = !deps.http;
+    this.http = deps.http ?? new UndiciOriginClient();
+  }
+
+  /** Starts a download, or returns the running job for the same URL. */
+  download(url: string, opts: { headers?: Record<string, string> } = {}): DownloadJob {
+    if (this.closed) throw new DownloadError('ENGINE_CLOSED', 'download engine is closed');
+    let parsed: URL;
+    try { parsed = new URL(url); } catch { throw new DownloadError('ORIGIN_STATUS', `not a URL: ${url}`); }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new DownloadError('ORIGIN_STATUS', `unsupported URL scheme: ${parsed.protocol}`);
+    parsed.hash = '';
+    const key = parsed.href;
+    const existing = this.running.get(key);
+    if (existing && !existing.finished) return existing;
+    const self = new Set<string>();
+    const ctx: JobContext = {
+      deps: this.deps,
+      http: this.http,
+      log: (this.deps.logger ?? nullLogger).child({ component: 'download' }),
+      now: this.deps.now ?? Date.now,
+      random: this.deps.random ?? Math.random,
+      count: (field, n) => { this.sums[field] += n; },
+      isSelf: (a) => {
+        if (!this.deps.selfAddresses) return false;
+        self.clear();
+        for (const s of this.deps.selfAddresses()) self.add(s);
+        return self.has(a);
+      },
+    };
+    const job = new Job(randomUUID(), key, { ...(opts.headers ?? {}) }, ctx);
+    this.running.set(key, job);
+    this.all.push(job);
+    this.sums.jobs++;
+    this.sums.active++;
+    const settle = (ok: boolean) => {
+      this.sums.active--;
+      if (ok) this.sums.completed++; else this.sums.failed++;
+      if (this.running.get(key) === job) this.running.delete(key);
+      this.trim();
+    };
+    job.done.then(() => settle(true), () => settle(false));
+    job.start();
+    this.emit('job', job);
+    return job;
+  }
+
+  jobs(): DownloadJob[] { return [...this.all]; }
+
+  totals(): EngineTotals { return { ...this.sums }; }
+
+  /** Keeps the most recent finished jobs (readers may still use them); disposes older ones. */
+  private trim(): void {
+    const keep = this.deps.keepFinishedJobs ?? 32;
+    let finished = this.all.filter((j) => j.finished).length;
+    for (let i = 0; i < this.all.length && finished > keep; ) {
+      const j = this.all[i]!;
+      if (j.finished) { this.all.splice(i, 1); finished--; void j.dispose(); } else i++;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const j of this.all) if (!j.finished) j.cancel();
+    await Promise.all(this.all.map((j) => j.done.catch(() => undefined)));
+    await Promise.all(this.all.map((j) => j.dispose()));
+    if (this.ownHttp) await this.http.close();
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Public types of the download engine and the structural interfaces of its collaborators
+ * (BlockStore, Discovery, RetrievalClient satisfy them; tests may pass small fakes).
+ */
+import type { EventEmitter } from 'node:events';
+import type { ContentInfo } from '../protocol/pccrc/types.js';
+import type { BlockStore } from '../cache/store.js';
+import type { Logger } from '../util/log.js';
+import type { OriginClient } from './origin-client.js';
+import type { PeerStat } from './scheduler.js';
+
+/** What the engine needs from a discovery sighting (src/discovery PeerSighting). */
+export interface SightingLike {
+  segmentId: string;   // upper-case hex
+  address: string;     // host:port
+  blockCount: number;
+  complete: boolean;
+}
+
+export interface WatchLike {
+  on(event: 'peer', fn: (p: SightingLike) => void): unknown;
+  peers(segmentId: Buffer): SightingLike[];
+  reportFailure(address: string): void;
+  waitForPeers(timeoutMs: number): Promise<void>;
+  close(): void;
+}
+
+/** Structural subset of Discovery. */
+export interface DiscoveryLike {
+  watch(segmentIds: Buffer[], version: 1 | 2): WatchLike;
+  readonly initialWaitMs: number;
+}
+
+/** Structural subset of RetrievalClient. Ranges are [firstIndex, count]. */
+export interface RetrievalLike {
+  getBlock(req: { peer: string; segmentId: Buffer; index: number; kp: Buffer; expectedLength: number; verify: (plain: Buffer) => boolean; signal?: AbortSignal }): Promise<{ data: Buffer; nextBlockIndex: number; bytesOnWire: number }>;
+  getBlockList(req: { peer: string; segmentId: Buffer; ranges: Array<[number, number]>; signal?: AbortSignal }): Promise<{ ranges: Array<[number, number]>; nextBlockIndex: number }>;
+}
+
+/** The store operations the engine uses (BlockStore). */
+export type StoreLike = Pick<BlockStore, 'addSegment' | 'hasBlock' | 'putBlock' | 'readBlock' | 'pin' | 'getSegment'> & Pick<EventEmitter, 'on' | 'off'>;
+
+export interface EngineDeps {
+  store: StoreLike;
+  discovery: DiscoveryLike;
+  retrieval: RetrievalLike;
+  /** Origin fetcher (default: an undici Agent with a small pool per origin). */
+  http?: OriginClient;
+  logger?: Logger;
+  now?: () => number;
+  random?: () => number;
+  /** Concurrent origin range requests per download (default 3). */
+  originConcurrency?: number;
+  /** Concurrent block requests per peer (default 16). */
+  peerConcurrency?: number;
+  /** Concurrent peer block requests per download (default 32). */
+  totalPeerConcurrency?: number;
+  /** When set, content information must carry a valid origin signature. */
+  signaturePublicKeyPem?: string;
+  /** Highest content information version requested (default 2). */
+  maxContentVersion?: 1 | 2;
+  /** Where plain (non-PeerDist) downloads are buffered (default os.tmpdir()). */
+  tmpDir?: string;
+  /** Period of block-list refreshes of partial holders (default 300 ms). */
+  blockListRefreshMs?: number;
+  /** Finished jobs kept for jobs()/merging of readers (default 32). */
+  keepFinishedJobs?: number;
+}
+
+export interface JobInfo {
+  contentLength: number;
+  peerdist: boolean;
+  contentInfo?: ContentInfo;
+  etag?: string;
+  lastModified?: string;
+  contentType?: string;
+}
+
+export type JobState = 'starting' | 'running' | 'done' | 'failed';
+
+export interface JobProgress {
+  state: JobState;
+  contentLength?: number;
+  bytesDone: number;
+  fromOrigin: number;
+  fromPeers: number;
+  fromCache: number;
+  contentInfoBytes: number;
+  peers: number;
+  blocksTotal: number;
+  blocksDone: number;
+  error?: string;
+}
+
+export interface DownloadResult {
+  url: string;
+  contentLength: number;
+  peerdist: boolean;
+  fromOrigin: number;
+  fromPeers: number;
+  fromCache: number;
+  contentInfoBytes: number;
+  /** Peers that supplied at least one block. */
+  peers: number;
+  durationMs: number;
+  /** Per-peer statistics of the job (PeerDist downloads). */
+  peerStats: PeerStat[];
+}
+
+export interface EngineTotals {
+  jobs: number;
+  active: number;
+  completed: number;
+  failed: number;
+  bytesDone: number;
+  fromOrigin: number;
+  fromPeers: number;
+  fromCache: number;
+  contentInfoBytes: number;
+}

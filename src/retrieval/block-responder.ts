@@ -1,0 +1,127 @@
+/**
+ * Server-side MS-PCCRR semantics, independent of HTTP: turns one request body into one response
+ * body (with transport header) or a "malformed" verdict. Randomness (IVs) is injected so the
+ * behaviour is testable byte for byte; the block source is the only I/O.
+ */
+import { blockCount, blockRange } from '../protocol/pccrc/types.js';
+import {
+  decodeRequest, encodeResponse, isSupportedMajor, protVerFromU32,
+  SUPPORTED_MAX, SUPPORTED_MIN, HEADER_SIZE,
+  type CryptoAlgo, type Decoded, type GetBlkList, type GetBlks, type GetSegList, type Range, type ResponseMessage,
+} from '../protocol/pccrr/codec.js';
+import { encryptBlock } from '../protocol/pccrr/crypto.js';
+import { intersectRanges, nextHeld, normalizeRanges, rangesFromIndexes } from '../protocol/pccrr/ranges.js';
+import { RetrievalParseError } from '../protocol/pccrr/errors.js';
+
+/** Where served blocks come from (the cache's BlockStore satisfies this structurally). */
+export interface BlockSource {
+  getSegment(segmentId: Buffer): { version: 1 | 2; kp: Buffer; length: number; blockSize: number } | undefined;
+  hasBlock(segmentId: Buffer, index: number): boolean;
+  presentBlocks(segmentId: Buffer): number[];
+  readBlock(segmentId: Buffer, index: number, purpose?: 'local' | 'peer'): Promise<Buffer | undefined>;
+}
+
+export type ServedAlgo = 1 | 2 | 3;
+
+export interface ResponderDeps {
+  source: BlockSource;
+  /** Algorithm we encrypt with, whatever the client asked for (never 0: peers get only ciphertext). */
+  cryptoAlgo: ServedAlgo;
+  /** True when the server is at its concurrency cap: answer with empty BLK / BLKLIST / SEGLIST. */
+  busy: boolean;
+  /** IV source (default: 16 random bytes per response). */
+  randomIv?: () => Buffer;
+}
+
+/** What happened, for statistics and logs. */
+export type Outcome = 'served' | 'missing' | 'busy' | 'list' | 'nego' | 'version';
+
+export type Reply =
+  | { ok: true; body: Buffer; outcome: Outcome; blockBytes: number; type: ResponseMessage['type'] }
+  | { ok: false; error: RetrievalParseError };
+
+const KEY_BYTES: Record<ServedAlgo, number> = { 1: 16, 2: 24, 3: 32 };
+
+function reply(m: ResponseMessage, outcome: Outcome, blockBytes = 0): Reply {
+  return { ok: true, body: encodeResponse(m), outcome, blockBytes, type: m.type };
+}
+
+function negoResp(): ResponseMessage {
+  return { type: 'NEGO_RESP', min: SUPPORTED_MIN, max: SUPPORTED_MAX };
+}
+
+/** Handle one request body. Never throws for bad input: returns { ok: false } (HTTP 400). */
+export async function respond(body: Buffer, deps: ResponderDeps): Promise<Reply> {
+  // A request in a major version we do not speak gets our version range, whatever follows (4.6).
+  if (body.length >= HEADER_SIZE) {
+    const major = protVerFromU32(body.readUInt32BE(0)).major;
+    if (!isSupportedMajor(major)) {
+      // The body layout of an unknown version is unknown; only its MsgSize must be consistent.
+      const size = body.readUInt32BE(8);
+      if (size !== body.length) return { ok: false, error: new RetrievalParseError('MsgSize', `${size} but message is ${body.length} bytes`) };
+      return reply(negoResp(), 'version');
+    }
+  }
+  let req: Decoded<ReturnType<typeof decodeRequest>>;
+  try {
+    req = decodeRequest(body);
+  } catch (e) {
+    if (e instanceof RetrievalParseError) return { ok: false, error: e };
+    throw e;
+  }
+  switch (req.type) {
+    case 'NEGO_REQ':
+      return reply(negoResp(), 'nego');
+    case 'GETBLKS':
+      return getBlocks(req, deps);
+    case 'GETBLKLIST':
+      return getBlockList(req, deps);
+    case 'GETSEGLIST':
+      return getSegmentList(req, deps);
+  }
+}
+
+async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
+  const index = Math.min(...req.ranges.map(([i]) => i)); // several blocks named: serve only the lowest
+  const empty = (outcome: Outcome): Reply =>
+    reply({ type: 'BLK', segmentId: req.segmentId, blockIndex: index, nextBlockIndex: 0, block: Buffer.alloc(0), iv: Buffer.alloc(0) }, outcome);
+  if (deps.busy) return empty('busy');
+  const { source } = deps;
+  const seg = source.getSegment(req.segmentId);
+  if (!seg || index >= blockCount(seg.version, seg) || !source.hasBlock(req.segmentId, index)) return empty('missing');
+  const data = await source.readBlock(req.segmentId, index, 'peer');
+  const [s, e] = blockRange(seg.version, seg, index);
+  if (!data || data.length !== e - s) return empty('missing');
+  // Strongest algorithm that the segment key supports, up to the configured one.
+  let algo: ServedAlgo = deps.cryptoAlgo;
+  while (algo > 1 && seg.kp.length < KEY_BYTES[algo]) algo = (algo - 1) as ServedAlgo;
+  if (seg.kp.length < KEY_BYTES[algo]) return empty('missing');
+  const { cipher, iv } = encryptBlock(algo, seg.kp, data, deps.randomIv?.());
+  const next = seg.version === 2 ? 0 : nextHeld(source.presentBlocks(req.segmentId), index);
+  return reply({ type: 'BLK', cryptoAlgo: algo as CryptoAlgo, segmentId: req.segmentId, blockIndex: index, nextBlockIndex: next, block: cipher, iv }, 'served', data.length);
+}
+
+async function getBlockList(req: GetBlkList, deps: ResponderDeps): Promise<Reply> {
+  const seg = deps.busy ? undefined : deps.source.getSegment(req.segmentId);
+  let ranges: Range[] = [];
+  let next = 0;
+  if (seg) {
+    const held = deps.source.presentBlocks(req.segmentId);
+    ranges = intersectRanges(req.ranges, held);
+    const wanted = normalizeRanges(req.ranges);
+    const last = wanted[wanted.length - 1]!;
+    next = nextHeld(held, last[0] + last[1] - 1);
+  }
+  return reply({ type: 'BLKLIST', segmentId: req.segmentId, ranges, nextBlockIndex: next }, deps.busy ? 'busy' : 'list');
+}
+
+async function getSegmentList(req: GetSegList, deps: ResponderDeps): Promise<Reply> {
+  const held: number[] = [];
+  if (!deps.busy) {
+    req.segmentIds.forEach((id, k) => {
+      if (deps.source.getSegment(id) && deps.source.presentBlocks(id).length > 0) held.push(k);
+    });
+  }
+  const ranges = rangesFromIndexes(held);
+  return reply({ type: 'SEGLIST', requestId: req.requestId, ranges }, deps.busy ? 'busy' : 'list');
+}

@@ -1,0 +1,276 @@
+import t from 'tap';
+import { type Assignment, type BlockDesc, Scheduler, type SchedulerOptions } from '../../src/engine/scheduler.js';
+
+const BS = 65536;
+function blocks(n: number, perSeg = n): BlockDesc[] {
+  return Array.from({ length: n }, (_, g) => ({ seg: Math.floor(g / perSeg), index: g % perSeg, length: BS }));
+}
+/** Deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const mk = (n: number, o: Partial<SchedulerOptions> = {}) => new Scheduler({ blocks: blocks(n), random: rng(1), ...o });
+const peersOf = (as: Assignment[]) => as.filter((a): a is Extract<Assignment, { kind: 'peer' }> => a.kind === 'peer');
+const originOf = (as: Assignment[]) => as.filter((a) => a.kind === 'origin');
+
+t.test('blocks present at start count as done; nothing to do when all present', async (t) => {
+  const s = mk(4, { present: () => true });
+  t.ok(s.isDone());
+  t.same(s.next(0), []);
+  const s2 = mk(4, { present: (g) => g !== 2 });
+  t.equal(s2.completed, 3);
+  const a = s2.next(0);
+  t.same(a, [{ kind: 'origin', block: 2 }]);
+});
+
+t.test('origin concurrency cap and allowOrigin gate', async (t) => {
+  const s = mk(20, { originConcurrency: 2 });
+  t.same(s.next(0, false), [], 'gate closed: no origin fetch');
+  const first = s.next(0);
+  t.equal(first.length, 1, 'one blind origin stream until the first block arrived');
+  t.same(s.next(1), [], 'cap reached');
+  s.originSucceeded(first[0]!.block, 100);
+  const a = s.next(2);
+  t.equal(a.length, 2, 'then the full origin concurrency');
+  t.ok(a.every((x) => x.kind === 'origin'));
+  t.equal(a[0]!.block, (first[0]!.block + 1) % 20, 'continues its sequential run');
+  t.equal(a[1]!.block, (first[0]!.block + 2) % 20);
+  s.originSucceeded(a[0]!.block, 100);
+  const b = s.next(3);
+  t.equal(b.length, 1, 'one slot freed');
+  t.equal(b[0]!.block, (a[1]!.block + 1) % 20, 'continues its sequential run');
+  // Another peer downloading the same content: back to one stream.
+  s.peerBlocks('p:1', 0, [15], 4);
+  s.originSucceeded(b[0]!.block, 100);
+  t.equal(originOf(s.next(5)).length, 0, 'two already in flight, limit is now one');
+});
+
+t.test('random origin start differs between jobs', async (t) => {
+  const starts = new Set<number>();
+  for (let seed = 1; seed <= 8; seed++) {
+    const s = new Scheduler({ blocks: blocks(512), random: rng(seed), originConcurrency: 1 });
+    starts.add(s.next(0)[0]!.block);
+  }
+  t.ok(starts.size >= 7, `8 jobs start at ${starts.size} distinct blocks`);
+});
+
+t.test('a full holder gets the blocks, not the origin', async (t) => {
+  const s = mk(8, { peerConcurrency: 4, originConcurrency: 2 });
+  s.peerHasSegment('10.0.0.1:80', 0);
+  const a = s.next(0);
+  t.equal(peersOf(a).length, 4, 'per-peer cap');
+  t.equal(originOf(a).length, 0, 'blocks a usable peer holds never go to the origin');
+});
+
+t.test('balancing by throughput and outstanding requests', async (t) => {
+  const s = mk(64, { peerConcurrency: 8, totalPeerConcurrency: 8, originConcurrency: 0 });
+  s.peerHasSegment('fast:1', 0);
+  s.peerHasSegment('slow:1', 0);
+  // Measure: fast does 64 KiB in 1 ms, slow in 100 ms.
+  let a = peersOf(s.next(0));
+  t.equal(a.length, 8);
+  for (const x of a) s.peerSucceeded(x.peer, x.block, BS, x.peer === 'fast:1' ? 1 : 100);
+  a = peersOf(s.next(20));
+  const fast = a.filter((x) => x.peer === 'fast:1').length;
+  t.equal(a.length, 8);
+  t.ok(fast >= 7, `fast peer gets most of the work (${fast}/8)`);
+  // With equal rates, outstanding requests spread the load.
+  const e = mk(16, { peerConcurrency: 8, totalPeerConcurrency: 8, originConcurrency: 0 });
+  e.peerHasSegment('a:1', 0); e.peerHasSegment('b:1', 0);
+  const eq = peersOf(e.next(0));
+  t.equal(eq.filter((x) => x.peer === 'a:1').length, 4);
+  t.equal(eq.filter((x) => x.peer === 'b:1').length, 4);
+});
+
+t.test('transient failure: backoff, re-queue elsewhere, origin when no peer left', async (t) => {
+  const s = mk(2, { peerConcurrency: 1, originConcurrency: 1 });
+  s.peerHasSegment('p:1', 0);
+  const [a] = peersOf(s.next(0));
+  t.ok(a);
+  s.peerFailed('p:1', a!.block, 'timeout', 5);
+  const stat = s.peerStats()[0]!;
+  t.equal(stat.failures, 1);
+  t.ok(stat.backoffUntil > 5, 'backing off');
+  const b = s.next(6);
+  t.ok(b.every((x) => x.kind === 'origin'), 'peer in backoff: origin takes over');
+  t.ok(s.nextWakeAt() !== undefined, 'a wake-up is scheduled for the end of the backoff');
+  s.peerFailed('p:1', 1, 'timeout', 7); // (counts even when not its block; consecutive failures grow)
+  t.ok(s.peerStats()[0]!.backoffUntil - 7 > stat.backoffUntil - 5, 'exponential backoff');
+});
+
+t.test('bad block bans the peer for the job; block re-queued to another peer', async (t) => {
+  const s = mk(1, { originConcurrency: 1 });
+  s.peerHasSegment('evil:1', 0);
+  s.peerHasSegment('good:1', 0);
+  s.peerSucceeded('good:1', 0, 1, 1000); // (make good slow so evil is chosen first)
+  const s2 = mk(1, { originConcurrency: 1 });
+  s2.peerHasSegment('evil:1', 0);
+  const [a] = peersOf(s2.next(0));
+  t.equal(a!.peer, 'evil:1');
+  s2.peerHasSegment('good:1', 0);
+  s2.peerFailed('evil:1', 0, 'bad-block', 1);
+  const st = s2.peerStats().find((p) => p.address === 'evil:1')!;
+  t.ok(st.banned);
+  t.equal(st.badBlocks, 1);
+  const [b] = s2.next(2);
+  t.same(b, { kind: 'peer', block: 0, peer: 'good:1' }, 're-queued to the good peer');
+  s2.peerSucceeded('good:1', 0, BS, 2);
+  t.ok(s2.isDone());
+});
+
+t.test('not-available: peer forgets the block, origin takes it', async (t) => {
+  const s = mk(3, { originConcurrency: 1 });
+  s.peerHasSegment('p:1', 0);
+  const a = peersOf(s.next(0));
+  t.equal(a.length, 3);
+  s.peerFailed('p:1', 1, 'not-available', 1);
+  t.equal(s.peerStats()[0]!.notAvailable, 1);
+  t.equal(s.peerStats()[0]!.backoffUntil, 0, 'no backoff for a plain miss');
+  t.same(s.next(2), [{ kind: 'origin', block: 1 }]);
+});
+
+t.test('partial holders: only listed blocks go to the peer; growth marks it active', async (t) => {
+  const s = mk(10, { originConcurrency: 0, peerConcurrency: 10 });
+  s.peerBlocks('p:1', 0, [1, 3, 99, -1], 100);
+  const a = peersOf(s.next(100));
+  t.same(a.map((x) => x.block).sort(), [1, 3]);
+  s.peerBlocks('p:1', 0, [...Array(10).keys()], 200);
+  const b = peersOf(s.next(200));
+  t.equal(b.length, 8, 'a complete list makes it a full holder');
+});
+
+t.test('origin failures: retry with backoff, then the job fails', async (t) => {
+  const s = mk(1, { maxOriginAttempts: 3 });
+  let now = 0;
+  for (let i = 0; i < 3; i++) {
+    let a = s.next(now);
+    while (a.length === 0) { now = s.nextWakeAt()!; t.ok(now !== undefined); a = s.next(now); }
+    t.same(a, [{ kind: 'origin', block: 0 }]);
+    s.originFailed(0, 'error', now);
+  }
+  t.same(s.failed(), { block: 0, reason: 'origin', attempts: 3 });
+  t.same(s.next(now + 1e6), []);
+});
+
+t.test('origin mismatch twice fails with reason mismatch', async (t) => {
+  const s = mk(1);
+  s.next(0); s.originFailed(0, 'mismatch', 0);
+  t.equal(s.failed(), undefined, 'one retry');
+  let a = s.next(0);
+  if (a.length === 0) a = s.next(s.nextWakeAt()!);
+  t.equal(a.length, 1);
+  s.originFailed(0, 'mismatch', 1000);
+  t.equal(s.failed()?.reason, 'mismatch');
+});
+
+t.test('origin failure with a peer holding the block does not fail the job', async (t) => {
+  const s = mk(1, { maxOriginAttempts: 1 });
+  s.next(0);
+  s.peerHasSegment('p:1', 0);
+  s.originFailed(0, 'error', 1);
+  t.equal(s.failed(), undefined);
+  t.same(s.next(2), [{ kind: 'peer', block: 0, peer: 'p:1' }]);
+});
+
+t.test('re-check before each origin fetch: a block a peer gained is not fetched from the origin', async (t) => {
+  const s = mk(6, { originConcurrency: 1, random: () => 0 });
+  const [a] = s.next(0);
+  t.same(a, { kind: 'origin', block: 0 });
+  s.peerBlocks('p:1', 0, [1], 10);
+  s.originSucceeded(0, 50);
+  const next = s.next(60);
+  t.ok(next.some((x) => x.kind === 'peer' && x.block === 1));
+  t.notOk(next.some((x) => x.kind === 'origin' && x.block === 1), 'block 1 goes to the peer that has it');
+});
+
+t.test('gap splitting: a long gap behind an active peer is entered in its middle half', async (t) => {
+  for (const r of [0, 0.5, 0.99]) {
+    const s = mk(100, { originConcurrency: 1, random: () => r });
+    // Peer holds 0..9 and is growing (actively downloading from block 10 on).
+    s.peerBlocks('p:1', 0, [...Array(10).keys()], 1000);
+    const first = s.next(1000);
+    t.ok(peersOf(first).length > 0, 'the peer gets the blocks it has');
+    const [o] = originOf(first);
+    // Candidates are 10..99 (90 blocks) consumed from 10 by the peer: start in [10+22, 10+68).
+    t.ok(o && o.block >= 32 && o.block < 78, `entered at ${o?.block}, away from the consumer`);
+  }
+});
+
+t.test('short gap behind an active peer: wait a bounded time, then fetch the far end', async (t) => {
+  const s = mk(12, { originConcurrency: 1, visibilityLagMs: 100, originBlockMsPrior: 100, maxDeferMs: 2000, peerConcurrency: 16 });
+  s.peerBlocks('p:1', 0, [...Array(10).keys()], 0);
+  const a = s.next(0);
+  t.equal(originOf(a).length, 0, 'blocks 10 and 11 are left to the active peer for now');
+  const wake = s.nextWakeAt();
+  t.ok(wake !== undefined && wake > 0 && wake <= 2000, `bounded wait (${wake} ms)`);
+  // The peer gets block 10 meanwhile: only 11 remains, and it still waits.
+  s.peerBlocks('p:1', 0, [...Array(11).keys()], 300);
+  t.equal(originOf(s.next(300)).length, 0);
+  // The peer stalls: after the bound, the origin fetches it.
+  let now = 300;
+  let got: Assignment[] = [];
+  for (let i = 0; i < 10 && got.length === 0; i++) { now = s.nextWakeAt() ?? now + 500; got = originOf(s.next(now)); }
+  t.same(got, [{ kind: 'origin', block: 11 }]);
+  t.ok(now <= 2300, `within the bound (${now} ms)`);
+});
+
+t.test('a gap nobody consumes is fetched without waiting', async (t) => {
+  const s = mk(12, { originConcurrency: 1 });
+  s.peerHasSegment('p:1', 0); // full holder is not downloading
+  s.peerFailed('p:1', 0, 'bad-block', 0); // ...and banned
+  t.same(s.next(1).map((x) => x.kind), ['origin']);
+});
+
+t.test('simulated flash crowd: 8 schedulers, shared view with lag, origin bytes close to 1x', async (t) => {
+  // Discrete-time model: WAN origin block time 100 ms per request, LAN peer block 5 ms, the view
+  // of other peers' blocks lags 300 ms. Checks that duplicated origin fetches stay small.
+  const N = 256, C = 8, T_ORIGIN = 100, T_PEER = 5, LAG = 300;
+  const scheds = Array.from({ length: C }, (_, i) => new Scheduler({ blocks: blocks(N), random: rng(100 + i), originConcurrency: 2, visibilityLagMs: LAG, originBlockMsPrior: T_ORIGIN }));
+  const haveAt = Array.from({ length: C }, () => new Float64Array(N).fill(Infinity));
+  type Flight = { c: number; a: Assignment; end: number };
+  let flights: Flight[] = [];
+  let originFetches = 0;
+  let now = 0;
+  const names = Array.from({ length: C }, (_, i) => `c${i}:1`);
+  for (; now < 120_000 && scheds.some((s) => !s.isDone()); now += 5) {
+    // completions
+    const still: Flight[] = [];
+    for (const f of flights) {
+      if (f.end > now) { still.push(f); continue; }
+      const s = scheds[f.c]!;
+      if (f.a.kind === 'origin') s.originSucceeded(f.a.block, T_ORIGIN); else s.peerSucceeded(f.a.peer, f.a.block, BS, T_PEER);
+      haveAt[f.c]![f.a.block] = Math.min(haveAt[f.c]![f.a.block]!, now);
+    }
+    flights = still;
+    // lagged views (block lists every LAG ms)
+    if (now % LAG === 0) {
+      for (let c = 0; c < C; c++) for (let o = 0; o < C; o++) {
+        if (o === c) continue;
+        const held: number[] = [];
+        for (let g = 0; g < N; g++) if (haveAt[o]![g]! <= now) held.push(g);
+        if (held.length) scheds[c]!.peerBlocks(names[o]!, 0, held, now);
+      }
+    }
+    for (let c = 0; c < C; c++) {
+      for (const a of scheds[c]!.next(now)) {
+        if (a.kind === 'origin') originFetches++;
+        else if (haveAt[Number(a.peer.slice(1, -2))]![a.block]! > now) { scheds[c]!.peerFailed(a.peer, a.block, 'not-available', now); continue; }
+        flights.push({ c, a, end: now + (a.kind === 'origin' ? T_ORIGIN : T_PEER) });
+      }
+    }
+  }
+  t.ok(scheds.every((s) => s.isDone()), `all done at ${now} ms`);
+  const ratio = originFetches / N;
+  t.ok(ratio <= 1.15, `origin blocks / file blocks = ${ratio.toFixed(3)}`);
+  // One client alone with 2 origin streams needs N/2 * 100 ms.
+  const alone = (N / 2) * T_ORIGIN;
+  t.ok(now <= 1.5 * alone, `all 8 done in ${now} ms vs ${alone} ms for one straight download`);
+  t.comment(`flash crowd model: ratio ${ratio.toFixed(3)}, time ${now} ms (one client alone ${alone} ms)`);
+});
