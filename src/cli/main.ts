@@ -1,6 +1,7 @@
 /**
  * `peerdist` command-line entry point. Each area registers its own commands from src/cli/<area>.ts.
- * Exit codes: 0 success, 1 operation failed, 2 usage error.
+ * Exit codes: 0 success, 1 operation failed, 2 usage error (a bad option value, or options that
+ * contradict each other: UsageError).
  */
 import { Command, CommanderError } from 'commander';
 import { register as registerHash } from './hash.js';
@@ -9,7 +10,7 @@ import { register as registerCache } from './cache.js';
 import { register as registerDaemon } from './daemon.js';
 import { register as registerClient } from './client.js';
 import { register as registerPeers } from './peers.js';
-import { PeerdistError } from '../util/errors.js';
+import { PeerdistError, UsageError } from '../util/errors.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -39,6 +40,6 @@ export async function main(argv: string[]): Promise<void> {
     }
     const msg = err instanceof PeerdistError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
     process.stderr.write(`peerdist: error: ${msg}\n`);
-    process.exitCode = 1;
+    process.exitCode = err instanceof UsageError ? 2 : 1;
   }
 }

@@ -14,7 +14,7 @@ import {
 import { publicKeyPem } from '../protocol/pccrtp/signature.js';
 import { loadOrCreateSigningKey } from '../origin/signing-key.js';
 import type { ContentVersion } from '../protocol/pccrc/types.js';
-import { PeerdistError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
 import { defaultStateDir } from '../util/paths.js';
 
@@ -46,8 +46,8 @@ interface ServeOptions {
 }
 
 async function serve(dir: string | undefined, opts: ServeOptions): Promise<void> {
-  if (dir === undefined && opts.upstream === undefined) throw new PeerdistError('EUSAGE', 'give a directory to serve or --upstream URL');
-  if (dir !== undefined && opts.upstream !== undefined) throw new PeerdistError('EUSAGE', 'give either a directory or --upstream, not both');
+  if (dir === undefined && opts.upstream === undefined) throw new UsageError('give a directory to serve or --upstream URL');
+  if (dir !== undefined && opts.upstream !== undefined) throw new UsageError('give either a directory or --upstream, not both');
   const server = await createOriginServer({
     root: dir, upstream: opts.upstream, host: opts.host, port: opts.port, stateDir: opts.stateDir,
     secret: opts.secretFile ? await readSecretFile(opts.secretFile) : undefined,

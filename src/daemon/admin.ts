@@ -95,7 +95,11 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
   if (get && path === '/v1/cache/ls') return sendJson(res, 200, await deps.cache.list());
   if (method === 'POST' && path === '/v1/cache/verify') return sendJson(res, 200, await deps.cache.verifyAll());
   if (get && path.startsWith('/v1/jobs/')) {
-    const view = deps.jobs.view(decodeURIComponent(path.slice('/v1/jobs/'.length)));
+    let id: string;
+    try { id = decodeURIComponent(path.slice('/v1/jobs/'.length)); } catch {
+      return sendJson(res, 400, { error: 'bad percent-escape in the job id' });
+    }
+    const view = deps.jobs.view(id);
     return view ? sendJson(res, 200, view) : sendJson(res, 404, { error: 'no such job' });
   }
   if (get && path === '/v1/jobs') return sendJson(res, 200, deps.jobs.active());

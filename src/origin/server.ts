@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { KeyObject } from 'node:crypto';
 import { Agent } from 'undici';
 import type { ContentVersion } from '../protocol/pccrc/types.js';
-import { PeerdistError } from '../util/errors.js';
+import { PeerdistError, UsageError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { serveFile, type FileContext } from './files.js';
 import { plainError } from './respond.js';
@@ -58,7 +58,7 @@ export interface OriginServer {
 
 export async function createOriginServer(opts: OriginServerOptions): Promise<OriginServer> {
   if ((opts.root === undefined) === (opts.upstream === undefined)) {
-    throw new PeerdistError('EUSAGE', 'give exactly one of a directory to serve or an upstream URL');
+    throw new UsageError('give exactly one of a directory to serve or an upstream URL');
   }
   const log = opts.logger ?? createLogger({ component: 'origin' });
   let rootReal = '';
@@ -68,8 +68,8 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   }
   let upstream: URL | undefined;
   if (opts.upstream !== undefined) {
-    try { upstream = new URL(opts.upstream); } catch { throw new PeerdistError('EUSAGE', `bad upstream URL ${opts.upstream}`); }
-    if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new PeerdistError('EUSAGE', `upstream must be http(s): ${opts.upstream}`);
+    try { upstream = new URL(opts.upstream); } catch { throw new UsageError(`bad upstream URL ${opts.upstream}`); }
+    if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new UsageError(`upstream must be http(s): ${opts.upstream}`);
   }
   const secret = opts.secret ?? await loadOrCreateSecret(opts.stateDir);
   const signingKey = opts.signingKey ?? await loadOrCreateSigningKey(opts.stateDir);

@@ -19,3 +19,8 @@ export class ParseError extends PeerdistError {
     this.field = field;
   }
 }
+
+/** The command or options make no sense together (the CLI exits 2, as for a bad option value). */
+export class UsageError extends PeerdistError {
+  constructor(message: string) { super('USAGE', message); }
+}

@@ -76,6 +76,9 @@ t.test('admin API over loopback TCP', async (t) => {
   const status = (p: Promise<unknown>) => p.then(() => 200, (e: { status?: number }) => e.status);
   t.equal(await status(adminJson(addr, '/v1/cache/verify')), 405, 'verify needs POST');
   t.equal(await status(adminJson(addr, '/v1/jobs/nonexistent')), 404);
+  const badEscape = await raw({ host: host!, port: Number(port) }, '/v1/jobs/%E0%A4%A');
+  t.equal(badEscape.status, 400, 'a bad percent-escape in the path is a bad request, not a server error');
+  t.match(JSON.parse(badEscape.body.toString()), { error: /percent-escape/ });
   t.equal(await status(adminJson(addr, '/v1/nothing')), 404);
   const m = await raw({ host: host!, port: Number(port) }, '/metrics');
   t.equal(m.status, 200);

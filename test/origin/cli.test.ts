@@ -54,13 +54,20 @@ t.test('serve: listening line, fetch, SIGTERM exits 0', async (t) => {
   t.equal((await stat(secretPath(join(f.top, 'state')))).size, 32, 'secret created in the state dir');
 });
 
-t.test('serve: usage errors exit 2 or 1', async (t) => {
+t.test('serve: usage errors exit 2', async (t) => {
   const f = await tree(t);
   const bad = await runCli(['serve', f.root, '--port', 'http']);
-  t.equal(bad.code, 2);
+  t.equal(bad.code, 2, 'bad option value');
   const none = await runCli(['serve', '--state-dir', join(f.top, 'state')]);
-  t.equal(none.code, 1);
-  t.match(none.stderr, /directory|upstream/);
+  t.equal(none.code, 2, 'neither a directory nor --upstream');
+  t.match(none.stderr, /USAGE: .*directory|upstream/);
+  const both = await runCli(['serve', f.root, '--upstream', 'http://127.0.0.1:9/', '--state-dir', join(f.top, 'state')]);
+  t.equal(both.code, 2, 'both a directory and --upstream');
+  const ftp = await runCli(['serve', '--upstream', 'ftp://example.test/', '--state-dir', join(f.top, 'state')]);
+  t.equal(ftp.code, 2, 'an upstream that is not http(s)');
+  t.match(ftp.stderr, /USAGE: upstream must be http\(s\)/);
+  const notDir = await runCli(['serve', join(f.root, 'a.bin'), '--state-dir', join(f.top, 'state')]);
+  t.equal(notDir.code, 1, 'a file where a directory belongs is an operation failure');
 });
 
 t.test('secret export / import: two origins, identical content information', async (t) => {
