@@ -6,7 +6,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createOriginServer } from '../origin/server.js';
+import { createOriginServer, DEFAULT_FIRST_WAIT_MS } from '../origin/server.js';
 import { publishDirectory, type PublishProgress } from '../origin/publish.js';
 import {
   formatSecretExport, loadOrCreateSecret, parseSecretImport, readSecretFile, storeSecret,
@@ -22,6 +22,14 @@ function parsePort(v: string): number {
   const n = Number(v);
   if (!/^\d{1,5}$/.test(v) || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535');
   return n;
+}
+
+/** A wait in seconds (decimal, 0-600), or with an `ms` / `s` suffix; returns milliseconds. */
+export function parseWait(v: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$/.exec(v);
+  const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : 1000) : NaN;
+  if (!Number.isFinite(ms) || ms > 600_000) throw new InvalidArgumentError('expected seconds 0-600 (or e.g. 500ms)');
+  return Math.round(ms);
 }
 
 function parseOneVersion(v: string): ContentVersion {
@@ -42,7 +50,7 @@ const stateDirOption = () => new Option('--state-dir <dir>', 'state directory (s
 
 interface ServeOptions {
   host: string; port: number; stateDir: string; secretFile?: string; upstream?: string;
-  contentVersionDefault: ContentVersion; chunking: 'cdc' | 'fixed'; hashConcurrency: number;
+  contentVersionDefault: ContentVersion; chunking: 'cdc' | 'fixed'; hashConcurrency: number; firstWait: number;
 }
 
 async function serve(dir: string | undefined, opts: ServeOptions): Promise<void> {
@@ -52,7 +60,7 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
     root: dir, upstream: opts.upstream, host: opts.host, port: opts.port, stateDir: opts.stateDir,
     secret: opts.secretFile ? await readSecretFile(opts.secretFile) : undefined,
     logger: createLogger({ component: 'origin' }), chunking: opts.chunking,
-    preferVersion: opts.contentVersionDefault, hashConcurrency: opts.hashConcurrency,
+    preferVersion: opts.contentVersionDefault, hashConcurrency: opts.hashConcurrency, firstWaitMs: opts.firstWait,
   });
   const addr = await server.listen();
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
@@ -104,6 +112,9 @@ export function register(program: Command): void {
       if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected 1-64');
       return n;
     }, 2)
+    .addOption(new Option('--first-wait <seconds>', 'how long the first PeerDist request for a file not hashed yet waits for its hashes ' +
+      'before the plain body is sent (0 = never wait)').argParser(parseWait).env('PEERDIST_ORIGIN_FIRST_WAIT')
+      .default(DEFAULT_FIRST_WAIT_MS, `${DEFAULT_FIRST_WAIT_MS / 1000}`))
     .action((dir: string | undefined, opts: ServeOptions) => serve(dir, opts));
 
   program

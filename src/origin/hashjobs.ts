@@ -15,6 +15,8 @@ export class HashJobs {
   /** Jobs that started hashing. */
   started = 0;
   failed = 0;
+  /** Hash throughput of finished jobs, bytes/s (EWMA; undefined before the first job of ≥ 1 MiB). */
+  private rate: number | undefined;
 
   constructor(private readonly cache: HashCache, private readonly concurrency: number, private readonly log: Logger) {}
 
@@ -27,22 +29,36 @@ export class HashJobs {
    * Starts (or joins) the job for `key`. Resolves to the encoded content information, or undefined
    * when the job failed (logged) or was aborted; never rejects.
    */
-  run(key: string, produce: Producer): Promise<Buffer | undefined> {
+  run(key: string, produce: Producer, length = 0): Promise<Buffer | undefined> {
     const existing = this.inflight.get(key);
     if (existing) return existing;
-    const job = this.execute(key, produce).finally(() => this.inflight.delete(key));
+    const job = this.execute(key, produce, length).finally(() => this.inflight.delete(key));
     this.inflight.set(key, job);
     return job;
   }
 
-  private async execute(key: string, produce: Producer): Promise<Buffer | undefined> {
+  /**
+   * How long hashing `length` bytes is expected to take, ms, from the measured rate (0 while
+   * nothing has been measured: optimistic, so the first entity is always waited for).
+   */
+  expectedMs(length: number): number {
+    return this.rate === undefined ? 0 : (length / this.rate) * 1000;
+  }
+
+  private async execute(key: string, produce: Producer, length: number): Promise<Buffer | undefined> {
     await this.slot();
     try {
       if (this.abort.signal.aborted) return undefined;
       const cached = await this.cache.get(key);
       if (cached) return cached;
       this.started++;
+      const t0 = performance.now();
       const blob = await produce(this.abort.signal);
+      const ms = performance.now() - t0;
+      if (length >= 1 << 20 && ms > 0) {
+        const r = length / (ms / 1000);
+        this.rate = this.rate === undefined ? r : 0.7 * this.rate + 0.3 * r;
+      }
       await this.cache.put(key, blob);
       return blob;
     } catch (err) {

@@ -19,7 +19,13 @@ export interface PeerDistContext {
   jobs: HashJobs;
   stats: OriginStats;
   signingKey: KeyObject;
+  /** How long a HashRequest=true request waits for hashing. */
   hashWaitMs: number;
+  /**
+   * How long the first PeerDist request for an entity whose hashes are not ready waits for them
+   * (0 = never: plain body and MakeHashRequest at once, the MS-PCCRTP behaviour).
+   */
+  firstWaitMs: number;
 }
 
 /** A small LRU of signature header values keyed by the SHA-256 of the signed message. */
@@ -52,14 +58,23 @@ function within<T>(p: Promise<T | undefined>, ms: number): Promise<T | undefined
 /**
  * Returns 'sent' when a PeerDist response was written, 'pending' when the caller must send the
  * normal entity (and MakeHashRequest). `entityHeaders` carry ETag / Last-Modified / Content-Type.
+ *
+ * A request that finds no cached content information waits for the hash job: up to `hashWaitMs`
+ * for HashRequest=true, up to `firstWaitMs` otherwise, unless the job's expected duration (entity
+ * length over the hash rate measured on earlier jobs) is more than twice that bound, in which case
+ * waiting would only delay the plain answer. See protocol/pccrtp.md, "First request".
  */
 export async function tryPeerDist(ctx: PeerDistContext, req: IncomingMessage, res: ServerResponse, n: Negotiation,
   key: string, produce: Producer, entityHeaders: Record<string, string>, identityLength: number): Promise<'sent' | 'pending'> {
   let blob = await ctx.cache.get(key);
   const hit = blob !== undefined;
   if (!blob) {
-    const job = ctx.jobs.run(key, produce);
-    if (n.hashRequest) blob = await within(job, ctx.hashWaitMs);
+    const job = ctx.jobs.run(key, produce, identityLength);
+    const bound = n.hashRequest ? ctx.hashWaitMs : ctx.firstWaitMs;
+    if (bound > 0 && ctx.jobs.expectedMs(identityLength) <= 2 * bound) {
+      blob = await within(job, bound);
+      if (!blob && !n.hashRequest) ctx.stats.firstWaitsExpired++;
+    }
   }
   if (!blob) return 'pending';
   if (hit) ctx.stats.cacheHits++;

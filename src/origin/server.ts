@@ -46,7 +46,19 @@ export interface OriginServerOptions {
   hashConcurrency?: number;
   /** How long a HashRequest=true response waits for hashing (default 60 s). */
   hashWaitMs?: number;
+  /**
+   * How long the first PeerDist request for an entity not hashed yet waits for hashing before the
+   * plain body goes out (default DEFAULT_FIRST_WAIT_MS; 0 = never wait). See protocol/pccrtp.md.
+   */
+  firstWaitMs?: number;
 }
+
+/**
+ * Default first-request wait: 10 s. Hashing here ran at 65-250 MB/s on 2 loaded cores (v2 cdc the
+ * slowest, BENCHMARKS.md), so 10 s covers entities of 650 MB and more; the download engine's
+ * response-header timeout is 15 s, which bounds it from above.
+ */
+export const DEFAULT_FIRST_WAIT_MS = 10_000;
 
 export interface OriginServer {
   listen(): Promise<{ host: string; port: number }>;
@@ -78,7 +90,8 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   const counters = emptyStats();
   const dispatcher = new Agent({ keepAliveTimeout: 4_000 });
   const chunking = opts.chunking ?? 'cdc';
-  const base = { cache, jobs, stats: counters, signingKey, signatures: new SignatureMemo(), hashWaitMs: opts.hashWaitMs ?? 60_000, secret, chunking };
+  const base = { cache, jobs, stats: counters, signingKey, signatures: new SignatureMemo(), hashWaitMs: opts.hashWaitMs ?? 60_000,
+    firstWaitMs: opts.firstWaitMs ?? DEFAULT_FIRST_WAIT_MS, secret, chunking };
   const fileCtx: FileContext = { ...base, rootReal };
   const upCtx: UpstreamContext | undefined = upstream ? { ...base, upstream, dispatcher } : undefined;
   const pem = publicKeyPem(signingKey);

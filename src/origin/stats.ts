@@ -13,6 +13,8 @@ export interface OriginStats {
   missingDataRequests: number;
   /** Normal responses that carried MakeHashRequest=true. */
   makeHashRequests: number;
+  /** First PeerDist requests that waited for hashing up to the bound and then got the plain body. */
+  firstWaitsExpired: number;
   /** Requests that carried HashRequest=true. */
   hashRequests: number;
   notModified: number;
@@ -26,7 +28,7 @@ export interface OriginStats {
 export function emptyStats(): OriginStats {
   return {
     requests: 0, bytesFull: 0, fullResponses: 0, bytesContentInfo: 0, peerdistResponses: 0,
-    bytesMissingData: 0, missingDataRequests: 0, makeHashRequests: 0, hashRequests: 0, notModified: 0,
+    bytesMissingData: 0, missingDataRequests: 0, makeHashRequests: 0, firstWaitsExpired: 0, hashRequests: 0, notModified: 0,
     hashJobs: 0, hashJobsFailed: 0, cacheHits: 0,
   };
 }

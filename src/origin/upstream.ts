@@ -111,14 +111,12 @@ export async function serveUpstream(ctx: UpstreamContext, req: IncomingMessage, 
       const version = n.contentVersion;
       const key = urlCacheKey(id, { version, chunking: ctx.chunking, secret: ctx.secret });
       const refetch = refetchProducer(ctx, id, version);
-      // A hash request hashes the body we are already receiving (if still unclaimed when the job
-      // starts); otherwise the job fetches the entity again.
-      const produce: Producer = n.hashRequest
-        ? (signal) => {
-          if (!unclaimed.delete(firstBody)) return refetch(signal);
-          return hashBody(ctx, firstBody, id, version, signal);
-        }
-        : refetch;
+      // The job hashes the body we are already receiving (if still unclaimed when it starts);
+      // otherwise it fetches the entity again.
+      const produce: Producer = (signal) => {
+        if (!unclaimed.delete(firstBody)) return refetch(signal);
+        return hashBody(ctx, firstBody, id, version, signal);
+      };
       const peerHeaders: Record<string, string> = { 'Vary': 'Accept-Encoding' };
       for (const h of ['ETag', 'Last-Modified', 'Content-Type']) if (headers[h] !== undefined) peerHeaders[h] = headers[h]!;
       const outcome = await tryPeerDist(ctx, req, res, n, key, produce, peerHeaders, id.length);

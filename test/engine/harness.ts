@@ -39,11 +39,11 @@ export interface Origin {
   stop(): Promise<void>;
 }
 
-export async function startOrigin(t: Test, files: Record<string, Buffer>): Promise<Origin> {
+export async function startOrigin(t: Test, files: Record<string, Buffer>, opts: { firstWaitMs?: number } = {}): Promise<Origin> {
   const root = await tmp(t, 'origin-root');
   const stateDir = await tmp(t, 'origin-state');
   for (const [name, data] of Object.entries(files)) await writeFile(join(root, name), data);
-  const server = await createOriginServer({ root, stateDir, host: '127.0.0.1', port: 0, chunking: 'fixed' });
+  const server = await createOriginServer({ root, stateDir, host: '127.0.0.1', port: 0, chunking: 'fixed', firstWaitMs: opts.firstWaitMs });
   const { port } = await server.listen();
   let stopped = false;
   const stop = async () => { if (!stopped) { stopped = true; await server.close(); } };

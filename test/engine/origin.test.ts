@@ -49,13 +49,25 @@ t.test('plain origin: streamed through, counted from the origin, readable twice 
 
 t.test('MakeHashRequest: the normal body is used right away', async (t) => {
   const data = payload(300_000);
-  const origin = await startOrigin(t, { 'f.bin': data });
+  const origin = await startOrigin(t, { 'f.bin': data }, { firstWaitMs: 0 });
   const n = await startNode(t, 21, testPort());
   const job = n.engine.download(origin.url('f.bin'));
   t.equal((await job.info).peerdist, false);
   await job.done;
   t.equal(sha256(await readAll(job.createReadStream())), sha256(data));
   t.equal(origin.server.stats().makeHashRequests, 1);
+});
+
+t.test('fresh origin (nothing published): the first download already gets content information', async (t) => {
+  const data = payload(2 * MiB + 5);
+  const origin = await startOrigin(t, { 'f.bin': data });
+  const n = await startNode(t, 27, testPort());
+  const job = n.engine.download(origin.url('f.bin'));
+  t.equal((await job.info).peerdist, true, 'the origin waited for its hash job');
+  const r = await job.done;
+  t.equal(sha256(await readAll(job.createReadStream())), sha256(data));
+  t.equal(r.fromOrigin, data.length);
+  t.match(origin.server.stats(), { makeHashRequests: 0, bytesFull: 0, bytesMissingData: data.length, hashJobs: 1 });
 });
 
 t.test('malformed or inconsistent content information: clear error', async (t) => {

@@ -131,3 +131,16 @@ t.test('publish precomputes hashes the server uses at once', async (t) => {
   const badV = await runCli(['publish', f.root, '--content-version', '3']);
   t.equal(badV.code, 2);
 });
+
+t.test('serve --first-wait: seconds or ms, 0 disables the wait; out of range is a usage error', async (t) => {
+  const { parseWait } = await import('../../src/cli/origin.js');
+  t.equal(parseWait('10'), 10_000);
+  t.equal(parseWait('0.5'), 500);
+  t.equal(parseWait('250ms'), 250);
+  t.equal(parseWait('3s'), 3000);
+  t.equal(parseWait('0'), 0);
+  for (const bad of ['-1', 'ten', '601', '']) t.throws(() => parseWait(bad), `${JSON.stringify(bad)} refused`);
+  const f = await tree(t);
+  const r = await runCli(['serve', f.root, '--first-wait', 'soon']);
+  t.equal(r.code, 2, 'usage error');
+});

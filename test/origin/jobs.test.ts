@@ -108,3 +108,17 @@ t.test('server: concurrent hash requests share one job; the wait is bounded', as
   t.ok(rs.every((r) => r.body.equals(rs[0]!.body)));
   t.equal(s2.server.stats().hashJobs, 1, 'one job for four concurrent hash requests');
 });
+
+t.test('HashJobs measures its hash rate: expectedMs is 0 before the first job of 1 MiB or more, then length / rate', async (t) => {
+  const top = await tempDir(t);
+  const cache = await HashCache.open(join(top, 'state'));
+  t.teardown(() => cache.close());
+  const jobs = new HashJobs(cache, 1, nullLogger);
+  t.equal(jobs.expectedMs(1e9), 0, 'optimistic before any measurement');
+  await jobs.run('small', async () => Buffer.from('x'), 1000);
+  t.equal(jobs.expectedMs(1e9), 0, 'a small job is not measured');
+  await jobs.run('one', async () => { await new Promise((r) => setTimeout(r, 100)); return Buffer.from('y'); }, 10 * 1024 * 1024);
+  const e = jobs.expectedMs(100 * 1024 * 1024);
+  t.ok(e >= 900 && e < 1000 * 20, `100 MiB at the measured rate (10 MiB per >= 100 ms): ${e.toFixed(0)} ms`);
+  await jobs.close();
+});

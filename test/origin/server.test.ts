@@ -91,7 +91,8 @@ t.test('plain requests, validators, ranges and conditionals', async (t) => {
 
 t.test('PeerDist negotiation over HTTP', async (t) => {
   const f = await fixture(t);
-  const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret });
+  // firstWaitMs 0: the MS-PCCRTP behaviour (no wait for hashing on the first request).
+  const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret, firstWaitMs: 0 });
 
   // First request: normal content plus MakeHashRequest.
   const first = await get(s, '/file.bin', V2);
@@ -191,7 +192,7 @@ t.test('paths outside the root are refused', async (t) => {
 
 t.test('missing-data requests and stats', async (t) => {
   const f = await fixture(t);
-  const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret });
+  const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret, firstWaitMs: 0 });
   await get(s, '/file.bin');                                               // full 200000
   await get(s, '/file.bin', { Range: 'bytes=0-99' });                     // full 100 (ranged, not missing data)
   const md = await get(s, '/file.bin', { ...missingDataRequestHeaders(), Range: 'bytes=65536-131071' });
@@ -206,7 +207,7 @@ t.test('missing-data requests and stats', async (t) => {
   const st = JSON.parse((await get(s, '/.peerdist/stats')).body.toString());
   t.match(st, {
     requests: 8, bytesFull: 200_111, fullResponses: 3, bytesMissingData: 65536, missingDataRequests: 1,
-    bytesContentInfo: ci.body.length * 2, peerdistResponses: 2, makeHashRequests: 1, hashRequests: 1,
+    bytesContentInfo: ci.body.length * 2, peerdistResponses: 2, makeHashRequests: 1, firstWaitsExpired: 0, hashRequests: 1,
     notModified: 1, hashJobs: 2, hashJobsFailed: 0, cacheHits: 1,
   });
   t.same(s.server.stats(), { ...st, requests: 8 }, 'stats() matches the endpoint');
@@ -219,7 +220,7 @@ t.test('hash cache survives a restart; changed files are rehashed', async (t) =>
   t.equal(a.server.stats().hashJobs, 1);
   await a.server.close();
 
-  const b = await startOrigin(t, { root: f.root, stateDir: f.state, secret });
+  const b = await startOrigin(t, { root: f.root, stateDir: f.state, secret, firstWaitMs: 0 });
   const r = await get(b, '/file.bin', V2);
   t.equal(r.headers['content-encoding'], 'peerdist', 'first request after restart is PeerDist');
   t.ok(r.body.equals(blob));
@@ -250,4 +251,35 @@ t.test('same secret on two origins gives identical content information', async (
   const bc = (await get(c, '/file.bin', V2_HASH)).body;
   t.ok(ba.equals(bb), 'identical blobs');
   t.notOk(parseContentInfo(bc).segments[0]!.segmentId.equals(parseContentInfo(ba).segments[0]!.segmentId), 'another secret gives other segment IDs');
+});
+
+t.test('first request on a fresh origin: waits for hashing (bounded) and answers with content information', async (t) => {
+  const f = await fixture(t);
+  const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret });
+  const first = await get(s, '/file.bin', V2);
+  t.equal(first.headers['content-encoding'], 'peerdist', 'no publish needed: the first PeerDist request gets content information');
+  t.equal(first.headers['x-p2p-peerdistex'], undefined, 'no MakeHashRequest');
+  t.equal(describesData(parseContentInfo(first.body), data, secret), undefined, 'it describes the file');
+  t.same(verifyContentInfoSignature({ publicKeyPem: s.server.publicKeyPem, path: '/file.bin', headers: first.headers, body: first.body }), { ok: true });
+  const w7 = await get(s, '/file.bin', WIN7);
+  t.equal(w7.headers['content-encoding'], 'peerdist', 'a v1 (Windows 7 style) first request waits too');
+  t.match(s.server.stats(), { bytesFull: 0, peerdistResponses: 2, makeHashRequests: 0, firstWaitsExpired: 0, hashJobs: 2, cacheHits: 0 });
+  const plain = await get(s, '/sub/dir/a%20b.txt');
+  t.equal(plain.headers['x-p2p-peerdistex'], undefined, 'a client that did not offer PeerDist is not kept waiting or told to hash');
+  t.equal(s.server.stats().hashJobs, 2, 'and starts no hash job');
+});
+
+t.test('first request beyond the bound: the plain body with MakeHashRequest, and later clients get content information', async (t) => {
+  const f = await fixture(t);
+  const big = randomBytes(16 * 1024 * 1024);
+  await writeFile(join(f.root, 'big.bin'), big);
+  const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret, firstWaitMs: 1 });
+  const first = await get(s, '/big.bin', V2);
+  t.equal(first.headers['content-encoding'], undefined, 'hashing 16 MiB takes longer than 1 ms: plain body');
+  t.equal(first.headers['x-p2p-peerdistex'], 'MakeHashRequest=true');
+  t.ok(first.body.equals(big));
+  t.match(s.server.stats(), { firstWaitsExpired: 1, makeHashRequests: 1, bytesFull: big.length });
+  const later = await get(s, '/big.bin', V2_HASH);
+  t.equal(later.headers['content-encoding'], 'peerdist', 'the background job finished for the next client');
+  t.equal(s.server.stats().hashJobs, 1, 'one job for both requests');
 });

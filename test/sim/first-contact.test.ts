@@ -1,0 +1,50 @@
+/**
+ * First contact (issue 12), in the namespace simulation: what a new user sees without preparing
+ * anything. A fresh origin nobody ran `peerdist publish` on, two clients one after another: the
+ * origin must send the file about once. Skips unless root with iproute2.
+ */
+import t, { type Test } from 'tap';
+import { Cluster, originBlockBytes, type ClusterOptions, type DownloadResult } from '../../testkit/sim/harness.js';
+import { NetnsNetwork } from '../../testkit/sim/network.js';
+import { netnsSupport } from '../../testkit/sim/netns.js';
+import { runDownloads } from '../../testkit/sim/scenarios.js';
+
+const MiB = 1024 * 1024;
+const support = await netnsSupport();
+
+async function cluster(t: Test, clients: number, size: number, extra: Partial<ClusterOptions> = {}) {
+  const c = await Cluster.create({
+    network: await NetnsNetwork.create(), clients, wan: { rateBps: 40e6, delayMs: 10 },
+    files: [{ name: 'f.bin', size }], ...extra,
+  });
+  t.teardown(() => c.close());
+  return c;
+}
+
+const describe = (d: DownloadResult) => `client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache} peerdist=${d.peerdist}`;
+
+function checkAll(t: Test, ds: DownloadResult[], size: number) {
+  for (const d of ds) {
+    t.ok(d.correct, `client ${d.client}: file matches the payload's SHA-256`);
+    t.equal(d.fromOrigin + d.fromPeers + d.fromCache, size, `client ${d.client}: origin + peers + cache = file size`);
+  }
+}
+
+if (!support.ok) {
+  t.plan(0, `network namespaces unavailable: ${support.reason}`);
+} else {
+  t.test('fresh unpublished origin, two clients one after another: the file crosses the WAN once', async (t) => {
+    const size = 8 * MiB + 4321;
+    const c = await cluster(t, 2, size, { publish: false });
+    await c.startDaemons();
+    const r = await runDownloads(c, 'f.bin', { mode: 'sequential', clients: [1, 2] });
+    for (const d of r.downloads) t.comment(describe(d));
+    checkAll(t, r.downloads, size);
+    t.ok(r.downloads[0]!.peerdist, 'the first client already got content information (the origin waited for hashing)');
+    t.equal(r.downloads[1]!.fromOrigin, 0, 'the second client took nothing from the origin');
+    const blocks = originBlockBytes(r.origin);
+    t.equal(blocks, r.downloads[0]!.fromOrigin + r.downloads[1]!.fromOrigin, 'origin counters agree with the clients');
+    t.ok(blocks <= size * 1.05, `origin sent ${(blocks / size).toFixed(3)} x the file (at most 1.05)`);
+    t.equal(r.origin.makeHashRequests, 0, 'no client was told to come back later');
+  });
+}
