@@ -66,6 +66,8 @@ export interface VerifyReport { segments: number; blocks: number; bytes: number;
 interface Entry {
   idHex: string; meta: SegmentMeta; present: Bitmap; bytes: number;
   lastUse: number; hitsLocal: number; hitsPeer: number;
+  /** When the segment entered the cache (ms since epoch). */
+  added: number;
 }
 interface Usage { lastUse: number; hitsLocal: number; hitsPeer: number }
 interface Counters { hitsLocal: number; hitsPeer: number; misses: number; evictions: number; corruptBlocks: number }
@@ -150,7 +152,7 @@ export class BlockStore extends EventEmitter {
           badMeta.push(k);
           continue;
         }
-        this.entries.set(idHex, { idHex, meta, present: new Bitmap(metaBlockCount(meta)), bytes: 0, lastUse: (v as MetaRecord).added, hitsLocal: 0, hitsPeer: 0 });
+        this.entries.set(idHex, { idHex, meta, present: new Bitmap(metaBlockCount(meta)), bytes: 0, lastUse: (v as MetaRecord).added, hitsLocal: 0, hitsPeer: 0, added: (v as MetaRecord).added });
       } else if (k.startsWith('p!')) {
         const [, idHex, idx] = k.split('!');
         present.push([idHex!, Number(idx)]);
@@ -207,7 +209,7 @@ export class BlockStore extends EventEmitter {
         { type: 'put', key: `m!${idHex}`, value: toRecord(copy, t) },
         { type: 'put', key: `u!${idHex}`, value: { lastUse: t, hitsLocal: 0, hitsPeer: 0 } },
       ]);
-      this.entries.set(idHex, { idHex, meta: copy, present: new Bitmap(metaBlockCount(copy)), bytes: 0, lastUse: t, hitsLocal: 0, hitsPeer: 0 });
+      this.entries.set(idHex, { idHex, meta: copy, present: new Bitmap(metaBlockCount(copy)), bytes: 0, lastUse: t, hitsLocal: 0, hitsPeer: 0, added: t });
     });
   }
 
@@ -217,6 +219,24 @@ export class BlockStore extends EventEmitter {
   isComplete(segmentId: Buffer): boolean {
     const e = this.entries.get(segmentId.toString('hex'));
     return !!e && e.present.count === e.present.size;
+  }
+
+  /** When the segment entered the cache (ms since epoch), or undefined when it is not held. */
+  addedAt(segmentId: Buffer): number | undefined { return this.entries.get(segmentId.toString('hex'))?.added; }
+
+  /**
+   * Evicts every unpinned segment that entered the cache more than `maxAgeMs` ago (the maximum
+   * cache entry age, like BranchCache's Set-BCDataCacheEntryMaxAge). Returns how many went.
+   */
+  async evictOlderThan(maxAgeMs: number): Promise<number> {
+    const cutoff = this.now() - maxAgeMs;
+    let n = 0;
+    await this.mutex.run(async () => {
+      for (const e of [...this.entries.values()]) {
+        if (e.added < cutoff && !this.pins.has(e.idHex) && this.entries.get(e.idHex) === e) { await this.evictLocked(e); n++; }
+      }
+    });
+    return n;
   }
 
   // ---- blocks ----

@@ -11,6 +11,7 @@ interface DaemonFlags {
   config?: string; stateDir?: string; listen?: string; interface?: string; admin?: string; adminSocket?: string;
   proxyPort?: string; proxyHost?: string; discoveryPort?: string; cacheLimit?: string; originPublicKey?: string;
   maxContentVersion?: string; presence?: boolean; mdnsPort?: string;
+  uploadRateLimit?: string; maxPeerConnections?: string; maxPeerRequests?: string; cacheMaxAge?: string; serveOnBattery?: boolean;
 }
 
 /** How long shutdown may take before the process exits anyway. */
@@ -34,12 +35,19 @@ export function register(program: Command): void {
     .option('--max-content-version <1|2>', 'highest content information version to request (default 2)')
     .option('--no-presence', 'do not announce the daemon with DNS-SD')
     .option('--mdns-port <port>', 'mDNS UDP port for DNS-SD presence (default 5353)')
+    .option('--upload-rate-limit <bytes/s>', 'cap on what this machine serves to peers, e.g. 2M (default unlimited)')
+    .option('--max-peer-connections <n>', 'open peer connections at most (default 256)')
+    .option('--max-peer-requests <n>', 'peer block requests handled at once; more are answered busy (default 64)')
+    .option('--cache-max-age <duration>', 'cache entries older than this are not served and are evicted, e.g. 28d, 12h (default 28d; 0 = no limit)')
+    .option('--serve-on-battery', 'keep serving peers while the machine runs on battery (default: stop)')
     .action(async (o: DaemonFlags) => {
       const flags: RawConfig = {
         stateDir: o.stateDir, listen: o.listen, interface: o.interface, admin: o.admin, adminSocket: o.adminSocket,
         proxyPort: o.proxyPort, proxyHost: o.proxyHost, discoveryPort: o.discoveryPort, cacheLimit: o.cacheLimit,
         originPublicKey: o.originPublicKey, maxContentVersion: o.maxContentVersion,
         presence: cmd.getOptionValueSource('presence') === 'cli' ? o.presence : undefined, mdnsPort: o.mdnsPort,
+        uploadRateLimit: o.uploadRateLimit, maxPeerConnections: o.maxPeerConnections, maxPeerRequests: o.maxPeerRequests,
+        cacheMaxAge: o.cacheMaxAge, serveOnBattery: o.serveOnBattery ? true : undefined,
       };
       const configPath = o.config ?? process.env.PEERDIST_CONFIG;
       const file = configPath ? await readConfigFile(configPath) : undefined;
@@ -50,7 +58,8 @@ export function register(program: Command): void {
       process.on('unhandledRejection', (err) => log.error('unhandled promise rejection', { err }));
       // Loaded on demand: the daemon pulls in every subsystem, which other commands don't need.
       const { startDaemon } = await import('../daemon/daemon.js');
-      const daemon = await startDaemon(config, { logger: log });
+      // PEERDIST_POWER_SUPPLY_DIR: a fake /sys/class/power_supply tree (tests).
+      const daemon = await startDaemon(config, { logger: log, powerSupplyDir: process.env.PEERDIST_POWER_SUPPLY_DIR || undefined });
       process.stdout.write(JSON.stringify(daemon.ready) + '\n');
 
       await new Promise<void>((resolveP) => {

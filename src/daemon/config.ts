@@ -27,6 +27,11 @@ export interface RawConfig {
   maxContentVersion?: number | string;
   presence?: boolean | string;
   mdnsPort?: number | string;
+  uploadRateLimit?: number | string;
+  maxPeerConnections?: number | string;
+  maxPeerRequests?: number | string;
+  cacheMaxAge?: number | string;
+  serveOnBattery?: boolean | string;
 }
 
 export interface DaemonConfig {
@@ -48,6 +53,16 @@ export interface DaemonConfig {
   presence: boolean;
   /** mDNS UDP port (default 5353; tests use another). */
   mdnsPort?: number;
+  /** Cap on what the retrieval server sends to peers, bytes/s; undefined = unlimited. */
+  uploadRateLimit?: number;
+  /** Open peer connections to the retrieval server at most. */
+  maxPeerConnections: number;
+  /** MS-PCCRR requests handled at once; more are answered busy. */
+  maxPeerRequests: number;
+  /** Cache entries older than this (ms since they were stored) are not served and are evicted. */
+  cacheMaxAgeMs: number;
+  /** Serve peers while the machine runs on battery. */
+  serveOnBattery: boolean;
 }
 
 export const DEFAULTS = {
@@ -56,6 +71,11 @@ export const DEFAULTS = {
   proxyHost: '127.0.0.1',
   discoveryPort: 3702,
   maxContentVersion: 2,
+  maxPeerConnections: 256,
+  maxPeerRequests: 64,
+  /** 28 days, BranchCache's default maximum data cache entry age. */
+  cacheMaxAge: '28d',
+  serveOnBattery: false,
 } as const;
 
 /** Environment variable for each setting. PEERDIST_CONFIG names the config file itself. */
@@ -73,6 +93,11 @@ export const ENV_VARS: Record<keyof RawConfig, string> = {
   maxContentVersion: 'PEERDIST_MAX_CONTENT_VERSION',
   presence: 'PEERDIST_PRESENCE',
   mdnsPort: 'PEERDIST_MDNS_PORT',
+  uploadRateLimit: 'PEERDIST_UPLOAD_RATE_LIMIT',
+  maxPeerConnections: 'PEERDIST_MAX_PEER_CONNECTIONS',
+  maxPeerRequests: 'PEERDIST_MAX_PEER_REQUESTS',
+  cacheMaxAge: 'PEERDIST_CACHE_MAX_AGE',
+  serveOnBattery: 'PEERDIST_SERVE_ON_BATTERY',
 };
 
 const KEYS = Object.keys(ENV_VARS) as Array<keyof RawConfig>;
@@ -119,6 +144,24 @@ export function parseSize(v: number | string, what = 'size'): number {
     return v;
   }
   try { return parseBytes(v); } catch (err) { throw new ConfigError(`${what}: ${(err as Error).message}`); }
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, '': 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Durations: a number of seconds, or a string like `90s`, `30m`, `12h`, `28d` (0 = no limit). Returns ms. */
+export function parseDuration(v: number | string, what = 'duration'): number {
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v) || v < 0) throw new ConfigError(`${what}: ${v} is not a non-negative number of seconds`);
+    return Math.round(v * 1000);
+  }
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|)\s*$/i.exec(v);
+  if (!m) throw new ConfigError(`${what}: invalid duration "${v}" (examples: 3600, 90m, 12h, 28d)`);
+  return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
+}
+
+/** Rates: bytes per second as a size (`1048576`, `500K`, `10M`, optional `/s`); 0 = unlimited. */
+export function parseRate(v: number | string, what = 'rate'): number {
+  return parseSize(typeof v === 'string' ? v.replace(/\s*\/\s*s(ec)?\s*$/i, '') : v, what);
 }
 
 function parseIntSetting(v: number | string, what: string, min: number, max: number): number {
@@ -176,6 +219,9 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
   if (stateDir === '') throw new ConfigError('stateDir: empty path');
   const presence = pick('presence');
   const mdnsPort = pick('mdnsPort');
+  const upload = pick('uploadRateLimit');
+  const uploadRateLimit = upload === undefined ? 0 : parseRate(upload, 'uploadRateLimit');
+  const sob = pick('serveOnBattery');
 
   return {
     stateDir,
@@ -189,5 +235,10 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
     maxContentVersion: mcv,
     presence: presence === undefined ? true : parseBool(presence, 'presence'),
     mdnsPort: mdnsPort === undefined ? undefined : parseIntSetting(mdnsPort, 'mdnsPort', 1, 65535),
+    uploadRateLimit: uploadRateLimit > 0 ? uploadRateLimit : undefined,
+    maxPeerConnections: parseIntSetting(pick('maxPeerConnections') ?? DEFAULTS.maxPeerConnections, 'maxPeerConnections', 1, 100_000),
+    maxPeerRequests: parseIntSetting(pick('maxPeerRequests') ?? DEFAULTS.maxPeerRequests, 'maxPeerRequests', 1, 100_000),
+    cacheMaxAgeMs: parseDuration(pick('cacheMaxAge') ?? DEFAULTS.cacheMaxAge, 'cacheMaxAge'),
+    serveOnBattery: sob === undefined ? DEFAULTS.serveOnBattery : parseBool(sob, 'serveOnBattery'),
   };
 }

@@ -23,6 +23,8 @@ import { startProxyServer } from './proxy.js';
 import { collectMetrics, statusDocument, type DaemonParts } from './status-report.js';
 import { renderMetrics } from './metrics.js';
 import { PeerTracker } from './peer-tracker.js';
+import { PowerMonitor } from './power.js';
+import { ServePolicy } from './serve-policy.js';
 
 export const DAEMON_VERSION = '0.1.0';
 /** How often the DNS-SD TXT record (cache size) is refreshed. */
@@ -45,7 +47,14 @@ export interface RunningDaemon {
 export interface StartOptions {
   logger?: Logger;
   networkInterfaces?: () => InterfaceMap;
+  /** Where the power supplies are listed (default /sys/class/power_supply; tests use a fake tree). */
+  powerSupplyDir?: string;
+  /** Clock for the maximum cache entry age (default Date.now). */
+  now?: () => number;
 }
+
+/** How often segments past the maximum cache entry age are evicted. */
+const MAX_AGE_SWEEP_MS = 60_000;
 
 /** A daemon component failed to start (port in use, unreadable key, ...). */
 export class DaemonStartError extends PeerdistError {
@@ -80,10 +89,28 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
 
   try {
     await mkdir(config.stateDir, { recursive: true });
-    const store = await BlockStore.open({ dir: join(config.stateDir, 'cache'), limitBytes: config.cacheLimitBytes, logger: log.child({ component: 'cache' }) });
+    const store = await BlockStore.open({ dir: join(config.stateDir, 'cache'), limitBytes: config.cacheLimitBytes, logger: log.child({ component: 'cache' }), ...(opts.now ? { now: opts.now } : {}) });
     closers.push({ name: 'store', close: () => store.close() });
 
-    const server = createRetrievalServer({ source: store, host: config.listen.host, port: config.listen.port, logger: log.child({ component: 'pccrr-server' }) });
+    const power = new PowerMonitor(opts.powerSupplyDir);
+    await power.start();
+    closers.push({ name: 'power monitor', close: () => power.stop() });
+    const policy = new ServePolicy({ maxAgeMs: config.cacheMaxAgeMs, serveOnBattery: config.serveOnBattery, power: () => power.current(), now: opts.now });
+    if (config.cacheMaxAgeMs > 0) {
+      const sweep = () => store.evictOlderThan(config.cacheMaxAgeMs).then((n) => {
+        if (n > 0) log.info('evicted cache entries past the maximum age', { segments: n, maxAgeMs: config.cacheMaxAgeMs });
+      }, (err) => log.warn('maximum-age eviction failed', { err }));
+      await sweep();
+      const t = setInterval(() => { void sweep(); }, MAX_AGE_SWEEP_MS);
+      t.unref();
+      closers.push({ name: 'max-age sweep', close: () => clearInterval(t) });
+    }
+
+    const server = createRetrievalServer({
+      source: policy.source(store), host: config.listen.host, port: config.listen.port, logger: log.child({ component: 'pccrr-server' }),
+      uploadRateLimit: config.uploadRateLimit, maxConnections: config.maxPeerConnections, maxConcurrent: config.maxPeerRequests,
+      notServing: () => policy.notServing(),
+    });
     const bound = await step(`retrieval server on ${formatHostPort(config.listen)}`, () => server.listen());
     closers.push({ name: 'retrieval server', close: () => server.close() });
     // Re-read the interfaces now and then: with a wildcard bind the advertised addresses follow
@@ -105,7 +132,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       loopback: iface?.loopback ?? false,
       xaddrs,
       lookup: (ids, version) => ids.map((id) => {
-        if (!store.getSegment(id)) return undefined;
+        if (!store.getSegment(id) || policy.notServing() !== undefined || policy.tooOld(store, id)) return undefined;
         const complete = store.isComplete(id);
         const blockCount = version === 2 ? (complete ? 1 : 0) : store.presentBlocks(id).length;
         return blockCount > 0 ? { blockCount, complete } : undefined;

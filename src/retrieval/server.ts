@@ -7,6 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { createLogger, type Logger } from '../util/log.js';
 import { MAX_REQUEST_SIZE, MIN_MESSAGE_SIZE, PCCRR_PATH } from '../protocol/pccrr/codec.js';
 import { respond, type BlockSource, type ServedAlgo } from './block-responder.js';
+import { TokenBucket } from './rate-limit.js';
 
 export type { BlockSource } from './block-responder.js';
 
@@ -20,6 +21,24 @@ export interface RetrievalServerOptions {
   uploadTimeoutMs?: number;
   /** Algorithm we encrypt blocks with (default 3, AES-256 with all of Kp). Never plaintext. */
   cryptoAlgo?: ServedAlgo;
+  /**
+   * Upload cap in bytes/s on block responses (token bucket); undefined or 0 = unlimited. Only what
+   * this server sends is capped: the same machine's downloads from peers never go through it.
+   */
+  uploadRateLimit?: number;
+  /** The bucket itself (tests inject one with a fake clock); overrides uploadRateLimit. */
+  bucket?: TokenBucket;
+  /** A block response that would wait longer than this for the cap is answered "busy" instead (default 3000 ms). */
+  maxThrottleWaitMs?: number;
+  /** How the server waits for the cap (default setTimeout; tests inject). */
+  sleep?: (ms: number) => Promise<void>;
+  /** Open peer connections at most; further connections are closed at once (default unlimited). */
+  maxConnections?: number;
+  /**
+   * Asked before every request: a string is the reason we do not serve peers right now (on
+   * battery, ...); every block, block-list and segment-list request is then answered as busy.
+   */
+  notServing?: () => string | undefined;
   logger?: Logger;
 }
 
@@ -37,6 +56,17 @@ export interface RetrievalStats {
   /** Requests answered 400 because the body was not a valid PCCRR request. */
   malformed: number;
   byStatus: Record<number, number>;
+  /** Block responses delayed by the upload cap, and the total delay (ms). */
+  throttled: number;
+  throttledMs: number;
+  /** Block requests answered busy because the upload cap's queue was too long. */
+  busyRateLimited: number;
+  /** Requests answered busy because serving was off (notServing: on battery, ...). */
+  notServing: number;
+  /** Connections closed at once because maxConnections were open. */
+  connectionsDropped: number;
+  /** Open peer connections now. */
+  connections: number;
 }
 
 export interface RetrievalServer {
@@ -55,7 +85,17 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   if (!(uploadTimeoutMs > 0)) throw new RangeError(`uploadTimeoutMs must be positive, got ${uploadTimeoutMs}`);
   if (![1, 2, 3].includes(cryptoAlgo)) throw new RangeError(`cryptoAlgo must be 1, 2 or 3 (peers never get plaintext), got ${cryptoAlgo}`);
   const log = opts.logger ?? createLogger({ component: 'pccrr-server' });
-  const st: RetrievalStats = { requests: 0, blocksServed: 0, bytesServed: 0, blocksMissing: 0, busy: 0, malformed: 0, byStatus: {} };
+  const st: RetrievalStats = {
+    requests: 0, blocksServed: 0, bytesServed: 0, blocksMissing: 0, busy: 0, malformed: 0, byStatus: {},
+    throttled: 0, throttledMs: 0, busyRateLimited: 0, notServing: 0, connectionsDropped: 0, connections: 0,
+  };
+  const rate = opts.uploadRateLimit;
+  if (rate !== undefined && (!Number.isFinite(rate) || rate < 0)) throw new RangeError(`uploadRateLimit must be a non-negative number, got ${rate}`);
+  const bucket = opts.bucket ?? (rate ? new TokenBucket({ rate }) : undefined);
+  const maxThrottleWaitMs = opts.maxThrottleWaitMs ?? 3000;
+  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const maxConnections = opts.maxConnections;
+  if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) throw new RangeError(`maxConnections must be a positive integer, got ${maxConnections}`);
   let active = 0;
   let server: Server | undefined;
   const sockets = new Set<Socket>();
@@ -120,7 +160,25 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     req.on('end', () => {
       if (done) return;
       const body = Buffer.concat(chunks, received);
-      respond(body, { source: opts.source, cryptoAlgo, busy }).then((r) => {
+      const why = opts.notServing?.();
+      if (why !== undefined) st.notServing++;
+      const answer = async () => {
+        const r = await respond(body, { source: opts.source, cryptoAlgo, busy: busy || why !== undefined });
+        if (!bucket || !r.ok || r.outcome !== 'served') return r;
+        // The upload cap: wait our turn, or say busy when the queue is too long (the peer backs off).
+        if (bucket.waitFor(r.body.length) > maxThrottleWaitMs) {
+          st.busyRateLimited++;
+          return respond(body, { source: opts.source, cryptoAlgo, busy: true });
+        }
+        const wait = bucket.reserve(r.body.length);
+        if (wait > 0) {
+          st.throttled++;
+          st.throttledMs += wait;
+          await sleep(wait);
+        }
+        return r;
+      };
+      answer().then((r) => {
         if (done || res.destroyed) return;
         if (!r.ok) {
           st.malformed++;
@@ -150,9 +208,12 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         requestTimeout: uploadTimeoutMs + 1000,
         connectionsCheckingInterval: Math.min(1000, uploadTimeoutMs),
       }, handler);
+      if (maxConnections !== undefined) srv.maxConnections = maxConnections;
+      srv.on('drop', () => { st.connectionsDropped++; });
       srv.on('connection', (s) => {
         sockets.add(s);
-        s.on('close', () => sockets.delete(s));
+        st.connections = sockets.size;
+        s.on('close', () => { sockets.delete(s); st.connections = sockets.size; });
       });
       srv.once('error', reject);
       srv.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
