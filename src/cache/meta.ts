@@ -20,7 +20,17 @@ export interface SegmentMeta {
   blockSize: number;
   /** v1: one hash per block; v2: empty. */
   blockHashes: Buffer[];
+  /**
+   * A hosted cache's replay segment (protocol/pchc.md): a v2 segment offered without its key. The one
+   * stored block is the MSG_BLK payload as received (CryptoAlgoId, IV, ciphertext; replayRecord), `hod`
+   * is our own hash of that record (so reads are still verified against disk corruption), `kp` is
+   * empty, `length`/`blockSize` are the record's length. Served verbatim, never decrypted.
+   */
+  replay?: boolean;
 }
+
+/** Longest replay record: 2 bytes of header, a 16-byte IV, a 128 KiB segment + one AES padding block. */
+export const MAX_REPLAY_RECORD = 2 + 16 + V2_MAX_SEGMENT_SIZE + 16;
 
 const DIGEST_LEN: Record<HashAlgorithm, number> = { 'SHA-256': 32, 'SHA-384': 48, 'SHA-512': 64, 'SHA-512/256t': 32 };
 
@@ -52,6 +62,16 @@ export function segmentIdMatches(m: Pick<SegmentMeta, 'version' | 'kp' | 'hod' |
 export function validateMeta(m: SegmentMeta): void {
   const bad = (field: string, msg: string): never => { throw new CacheError('BAD_SEGMENT', `${field}: ${msg}`); };
   if (m.version !== 1 && m.version !== 2) bad('version', `unsupported ${String(m.version)}`);
+  if (m.replay) {
+    if (m.version !== 2 || m.hashAlgorithm !== 'SHA-512/256t') bad('replay', 'replay segments are v2 (SHA-512/256t)');
+    if (!Buffer.isBuffer(m.segmentId) || m.segmentId.length !== 32) bad('segmentId', 'must be 32 bytes');
+    if (!Buffer.isBuffer(m.hod) || m.hod.length !== 32) bad('hod', 'must be 32 bytes');
+    if (!Buffer.isBuffer(m.kp) || m.kp.length !== 0) bad('kp', 'must be empty for a replay segment');
+    if (!Number.isSafeInteger(m.length) || m.length <= 2 || m.length > MAX_REPLAY_RECORD) bad('length', `must be 3..${MAX_REPLAY_RECORD}`);
+    if (m.blockSize !== m.length) bad('blockSize', 'must equal length');
+    if (m.blockHashes.length !== 0) bad('blockHashes', 'must be empty');
+    return;
+  }
   if (!(m.hashAlgorithm in DIGEST_LEN)) bad('hashAlgorithm', `unknown ${String(m.hashAlgorithm)}`);
   if (m.version === 2 && m.hashAlgorithm !== 'SHA-512/256t') bad('hashAlgorithm', 'v2 requires SHA-512/256t');
   if (m.version === 1 && m.hashAlgorithm === 'SHA-512/256t') bad('hashAlgorithm', 'SHA-512/256t is v2 only');
@@ -76,14 +96,16 @@ export function validateMeta(m: SegmentMeta): void {
 
 export function sameMeta(a: SegmentMeta, b: SegmentMeta): boolean {
   return a.segmentId.equals(b.segmentId) && a.version === b.version && a.hashAlgorithm === b.hashAlgorithm &&
-    a.hod.equals(b.hod) && a.kp.equals(b.kp) && a.length === b.length && a.blockSize === b.blockSize;
+    a.hod.equals(b.hod) && a.kp.equals(b.kp) && a.length === b.length && a.blockSize === b.blockSize && !!a.replay === !!b.replay;
 }
 
 /** JSON record stored under the segment's index key. */
-export interface MetaRecord { v: 1 | 2; alg: HashAlgorithm; hod: string; kp: string; len: number; bs: number; bh: string; added: number }
+export interface MetaRecord { v: 1 | 2; alg: HashAlgorithm; hod: string; kp: string; len: number; bs: number; bh: string; added: number; rp?: 1 }
 
 export function toRecord(m: SegmentMeta, added: number): MetaRecord {
-  return { v: m.version, alg: m.hashAlgorithm, hod: m.hod.toString('hex'), kp: m.kp.toString('hex'), len: m.length, bs: m.blockSize, bh: Buffer.concat(m.blockHashes).toString('hex'), added };
+  const r: MetaRecord = { v: m.version, alg: m.hashAlgorithm, hod: m.hod.toString('hex'), kp: m.kp.toString('hex'), len: m.length, bs: m.blockSize, bh: Buffer.concat(m.blockHashes).toString('hex'), added };
+  if (m.replay) r.rp = 1;
+  return r;
 }
 
 export function fromRecord(idHex: string, r: MetaRecord): SegmentMeta {
@@ -91,5 +113,7 @@ export function fromRecord(idHex: string, r: MetaRecord): SegmentMeta {
   const all = Buffer.from(r.bh, 'hex');
   const blockHashes: Buffer[] = [];
   for (let o = 0; o + d <= all.length; o += d) blockHashes.push(all.subarray(o, o + d));
-  return { segmentId: Buffer.from(idHex, 'hex'), version: r.v, hashAlgorithm: r.alg, hod: Buffer.from(r.hod, 'hex'), kp: Buffer.from(r.kp, 'hex'), length: r.len, blockSize: r.bs, blockHashes };
+  const m: SegmentMeta = { segmentId: Buffer.from(idHex, 'hex'), version: r.v, hashAlgorithm: r.alg, hod: Buffer.from(r.hod, 'hex'), kp: Buffer.from(r.kp, 'hex'), length: r.len, blockSize: r.bs, blockHashes };
+  if (r.rp === 1) m.replay = true;
+  return m;
 }

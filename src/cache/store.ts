@@ -57,7 +57,8 @@ export interface CacheStats {
 }
 
 export interface SegmentSummary {
-  segmentId: string; version: 1 | 2; blocksPresent: number; blocksTotal: number; bytes: number;
+  /** replay: a hosted cache's v2 segment stored as received (protocol/pchc.md). */
+  segmentId: string; version: 1 | 2; replay?: boolean; blocksPresent: number; blocksTotal: number; bytes: number;
   length: number; lastUse: number; hitsLocal: number; hitsPeer: number; pinned: boolean;
 }
 
@@ -204,6 +205,7 @@ export class BlockStore extends EventEmitter {
         return;
       }
       const copy: SegmentMeta = { ...meta, blockHashes: [...meta.blockHashes] };
+      if (!copy.replay) delete copy.replay;
       const t = this.now();
       await this.db.batch([
         { type: 'put', key: `m!${idHex}`, value: toRecord(copy, t) },
@@ -394,7 +396,7 @@ export class BlockStore extends EventEmitter {
 
   list(): SegmentSummary[] {
     return [...this.entries.values()].sort((a, b) => b.lastUse - a.lastUse).map((e) => ({
-      segmentId: e.idHex, version: e.meta.version, blocksPresent: e.present.count, blocksTotal: e.present.size,
+      segmentId: e.idHex, version: e.meta.version, ...(e.meta.replay ? { replay: true } : {}), blocksPresent: e.present.count, blocksTotal: e.present.size,
       bytes: e.bytes, length: e.meta.length, lastUse: e.lastUse, hitsLocal: e.hitsLocal, hitsPeer: e.hitsPeer,
       pinned: this.pins.has(e.idHex),
     }));
@@ -416,8 +418,10 @@ export class BlockStore extends EventEmitter {
   // ---- packages ----
 
   async exportPackage(outPath: string, segmentIds?: Buffer[]): Promise<{ segments: number; blocks: number; bytes: number }> {
-    const ids = segmentIds ? segmentIds.map((s) => s.toString('hex')) : [...this.entries.keys()];
+    // Replay segments (a hosted cache's undecryptable v2 records) have no place in a package.
+    const ids = segmentIds ? segmentIds.map((s) => s.toString('hex')) : [...this.entries.keys()].filter((id) => !this.entries.get(id)!.meta.replay);
     for (const id of ids) if (!this.entries.has(id)) throw new CacheError('UNKNOWN_SEGMENT', `segment ${id} is not in the cache`);
+    for (const id of ids) if (this.entries.get(id)!.meta.replay) throw new CacheError('REPLAY_SEGMENT', `segment ${id} is a replay record and cannot be exported`);
     return exportPackage(outPath, ids, {
       meta: (id) => this.entries.get(id)?.meta,
       present: (id) => this.entries.get(id)?.present.list() ?? [],

@@ -38,11 +38,19 @@ export interface StatusDoc {
   totals: { fromOrigin: number; fromPeers: number; fromCache: number; servedToPeers: number };
   cache?: { bytes?: number; limitBytes?: number; segments?: number };
   peersKnown?: number;
+  /** Present when the server is a hosted cache (src/hostedcache). */
+  hostedCache?: { offersReceived: number; segmentsPulled: number; bytesPulled: number; bytesServed: number; pullsInProgress?: number; dropped?: number };
 }
 
 export function statusText(s: StatusDoc): string {
   const lines: string[] = [];
   const t = s.totals;
+  const hc = s.hostedCache;
+  if (hc) {
+    lines.push(`hosted cache: offers received ${hc.offersReceived}${hc.dropped ? ` (${hc.dropped} dropped)` : ''}, segments pulled ${hc.segmentsPulled} (${humanBytes(hc.bytesPulled)}), bytes served ${humanBytes(hc.bytesServed)}${hc.pullsInProgress ? `, ${hc.pullsInProgress} pulls running` : ''}`);
+    if (s.cache) lines.push(`cache: ${humanBytes(s.cache.bytes ?? 0)} of ${humanBytes(s.cache.limitBytes ?? 0)} in ${s.cache.segments ?? 0} segments`);
+    return lines.join('\n');
+  }
   lines.push(`totals: origin ${humanBytes(t.fromOrigin)}, peers ${humanBytes(t.fromPeers)}, cache ${humanBytes(t.fromCache)}, served to peers ${humanBytes(t.servedToPeers)}`);
   if (s.cache) lines.push(`cache: ${humanBytes(s.cache.bytes ?? 0)} of ${humanBytes(s.cache.limitBytes ?? 0)} in ${s.cache.segments ?? 0} segments`);
   if (s.peersKnown !== undefined) lines.push(`peers known: ${s.peersKnown}`);

@@ -15,7 +15,8 @@ import { METRICS_CONTENT_TYPE } from './metrics.js';
 import { type Logger, nullLogger } from '../util/log.js';
 
 export interface AdminDeps {
-  jobs: JobBook;
+  /** Absent on a server that runs no downloads (the hosted cache): no jobs, /v1/fetch 404. */
+  jobs?: JobBook;
   /** The /v1/status document. */
   status(): unknown;
   /** The /metrics exposition text. */
@@ -94,15 +95,20 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
   if (get && path === '/v1/cache/stats') return sendJson(res, 200, await deps.cache.stats());
   if (get && path === '/v1/cache/ls') return sendJson(res, 200, await deps.cache.list());
   if (method === 'POST' && path === '/v1/cache/verify') return sendJson(res, 200, await deps.cache.verifyAll());
+  if (!deps.jobs && (path === '/v1/fetch' || path === '/v1/jobs' || path.startsWith('/v1/jobs/'))) {
+    if (get && path === '/v1/jobs') return sendJson(res, 200, []);
+    return sendJson(res, 404, { error: 'this server runs no downloads' });
+  }
+  const jobs = deps.jobs!;
   if (get && path.startsWith('/v1/jobs/')) {
     let id: string;
     try { id = decodeURIComponent(path.slice('/v1/jobs/'.length)); } catch {
       return sendJson(res, 400, { error: 'bad percent-escape in the job id' });
     }
-    const view = deps.jobs.view(id);
+    const view = jobs.view(id);
     return view ? sendJson(res, 200, view) : sendJson(res, 404, { error: 'no such job' });
   }
-  if (get && path === '/v1/jobs') return sendJson(res, 200, deps.jobs.active());
+  if (get && path === '/v1/jobs') return sendJson(res, 200, jobs.active());
   if (get && path === '/v1/fetch') return fetchRoute(deps, u.searchParams.get('url'), req, res);
   const known = ['/v1/status', '/metrics', '/v1/cache/stats', '/v1/cache/ls', '/v1/cache/verify', '/v1/fetch', '/v1/jobs'];
   if (known.includes(path) || path.startsWith('/v1/jobs/')) return sendJson(res, 405, { error: `method ${method} not allowed` });
@@ -113,7 +119,7 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
 async function fetchRoute(deps: AdminDeps, url: string | null, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const log = deps.logger ?? nullLogger;
   if (!url || !isHttpUrl(url)) return sendJson(res, 400, { error: 'url must be an absolute http:// or https:// URL' });
-  const job = deps.jobs.obtain(url);
+  const job = deps.jobs!.obtain(url);
   let info;
   try { info = await job.info; } catch (err) {
     return sendJson(res, upstreamStatus(err), { error: errorMessage(err), job: job.id });

@@ -12,10 +12,12 @@ import {
 import { encryptBlock } from '../protocol/pccrr/crypto.js';
 import { intersectRanges, nextHeld, normalizeRanges, rangesFromIndexes } from '../protocol/pccrr/ranges.js';
 import { RetrievalParseError } from '../protocol/pccrr/errors.js';
+import { decodeReplayRecord } from './replay-record.js';
 
 /** Where served blocks come from (the cache's BlockStore satisfies this structurally). */
 export interface BlockSource {
-  getSegment(segmentId: Buffer): { version: 1 | 2; kp: Buffer; length: number; blockSize: number } | undefined;
+  /** `replay`: a hosted cache's v2 record, sent as stored (replay-record.ts). */
+  getSegment(segmentId: Buffer): { version: 1 | 2; kp: Buffer; length: number; blockSize: number; replay?: boolean } | undefined;
   hasBlock(segmentId: Buffer, index: number): boolean;
   presentBlocks(segmentId: Buffer): number[];
   readBlock(segmentId: Buffer, index: number, purpose?: 'local' | 'peer'): Promise<Buffer | undefined>;
@@ -90,6 +92,12 @@ async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
   const seg = source.getSegment(req.segmentId);
   if (!seg || index >= blockCount(seg.version, seg) || !source.hasBlock(req.segmentId, index)) return empty('missing');
   const data = await source.readBlock(req.segmentId, index, 'peer');
+  if (seg.replay) {
+    // Sent exactly as the offering client sent it: we never had the key (protocol/pchc.md).
+    const rec = data && index === 0 ? decodeReplayRecord(data) : undefined;
+    if (!rec) return empty('missing');
+    return reply({ type: 'BLK', cryptoAlgo: rec.cryptoAlgo, segmentId: req.segmentId, blockIndex: 0, nextBlockIndex: 0, block: rec.block, iv: rec.iv }, 'served', rec.block.length);
+  }
   const [s, e] = blockRange(seg.version, seg, index);
   if (!data || data.length !== e - s) return empty('missing');
   // Strongest algorithm that the segment key supports, up to the configured one.

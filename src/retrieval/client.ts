@@ -97,6 +97,22 @@ export class RetrievalClient {
     return { data, nextBlockIndex: msg.nextBlockIndex, bytesOnWire: bytes + body.length };
   }
 
+  /**
+   * Fetch one block as the peer sends it, without decrypting or verifying it (a hosted cache that
+   * was offered a v2 segment without its key; protocol/pchc.md). Checks only that the reply is the
+   * MSG_BLK asked for; an empty block is 'not-available'.
+   */
+  async getRawBlock(req: { peer: string; segmentId: Buffer; index: number; signal?: AbortSignal }): Promise<{ cryptoAlgo: CryptoAlgo; block: Buffer; iv: Buffer; bytesOnWire: number }> {
+    const { peer, segmentId, index } = req;
+    const body = encodeRequest({ type: 'GETBLKS', cryptoAlgo: this.cryptoAlgo, segmentId, ranges: [[index, 1]] });
+    const { msg, bytes } = await this.exchange(peer, body, req.signal);
+    if (msg.type !== 'BLK') throw new PeerError('protocol', peer, `expected MSG_BLK, got MSG_${msg.type}`);
+    if (!msg.segmentId.equals(segmentId)) throw new PeerError('protocol', peer, 'MSG_BLK SegmentID differs from the request');
+    if (msg.blockIndex !== index) throw new PeerError('protocol', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
+    if (msg.block.length === 0) throw new PeerError('not-available', peer, `block ${index} not available`);
+    return { cryptoAlgo: msg.cryptoAlgo, block: msg.block, iv: msg.iv, bytesOnWire: bytes + body.length };
+  }
+
   /** Ask which of the given block ranges a peer holds. */
   async getBlockList(req: { peer: string; segmentId: Buffer; ranges: Range[]; signal?: AbortSignal }): Promise<{ ranges: Range[]; nextBlockIndex: number }> {
     const { peer, segmentId } = req;

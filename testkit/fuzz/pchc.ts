@@ -5,6 +5,8 @@ import {
 } from '../../src/protocol/pchc/codec.js';
 import { HostedCacheParseError } from '../../src/protocol/pchc/errors.js';
 import { segmentIdOf } from '../../src/protocol/pccrc/keys.js';
+import { OfferHandler } from '../../src/hostedcache/offers.js';
+import type { SegmentMeta } from '../../src/cache/meta.js';
 import { Rng } from './lib.js';
 import { fixturesDir, FuzzFailure, fromSeeds, hexValues, readJson, typed, type FuzzTarget, type Outcome } from './common.js';
 
@@ -44,6 +46,30 @@ export function pchcCodecTarget(): FuzzTarget {
       try { decodeResponse(input.subarray(0, 5)); } catch (e) { typed(e, HostedCacheParseError); }
       try { parseSegmentInformation(input); } catch (e) { typed(e, HostedCacheParseError); }
       return outcome;
+    },
+  };
+}
+
+/** The hosted cache's offer handler: any body ends in a response (OK / INTERESTED) or a typed drop, never a throw. */
+export function pchcOffersTarget(): FuzzTarget {
+  const seeds = pchcSeeds();
+  const known = new Map<string, SegmentMeta>();
+  const handler = new OfferHandler({
+    store: { getSegment: (id) => known.get(id.toString('hex')), isComplete: () => false },
+    pull: (task) => {
+      if (!/^127\.0\.0\.1:\d+$/.test(task.peer)) throw new FuzzFailure(`pull from ${task.peer}, not the offering address`);
+      if (task.kind === 'v1') known.set(task.meta.segmentId.toString('hex'), task.meta);
+      return true;
+    },
+  });
+  return {
+    name: 'pchc-offers',
+    generate: (rng) => fromSeeds(rng, seeds, 16),
+    run(input): Outcome {
+      const r = handler.handle(input, '::ffff:127.0.0.1');
+      if (!r.ok) return typed(r.error, HostedCacheParseError);
+      if (decodeResponse(r.body) !== r.code) throw new FuzzFailure('response body does not match its code');
+      return 'accepted';
     },
   };
 }

@@ -10,16 +10,16 @@ import { contentInfoTarget } from './contentinfo.js';
 import { pccrrCodecTarget, pccrrResponderTarget } from './pccrr.js';
 import { pccrrClientTarget, pccrrServerTarget } from './pccrr-http.js';
 import { pccrdCodecTarget, pccrdProberTarget, pccrdResponderTarget } from './pccrd.js';
-import { pchcCodecTarget } from './pchc.js';
+import { pchcCodecTarget, pchcOffersTarget } from './pchc.js';
 import type { FuzzTarget } from './common.js';
 
 export { FuzzFailure, type FuzzTarget, type Outcome } from './common.js';
-export { contentInfoTarget, pccrrCodecTarget, pccrrResponderTarget, pccrrClientTarget, pccrrServerTarget, pccrdCodecTarget, pccrdProberTarget, pccrdResponderTarget, pchcCodecTarget };
+export { contentInfoTarget, pccrrCodecTarget, pccrrResponderTarget, pccrrClientTarget, pccrrServerTarget, pccrdCodecTarget, pccrdProberTarget, pccrdResponderTarget, pchcCodecTarget, pchcOffersTarget };
 
 /** All targets, in report order. */
 export function allTargets(): FuzzTarget[] {
   return [
     contentInfoTarget(), pccrrCodecTarget(), pccrrResponderTarget(), pccrrServerTarget(), pccrrClientTarget(),
-    pccrdCodecTarget(), pccrdResponderTarget(), pccrdProberTarget(), pchcCodecTarget(),
+    pccrdCodecTarget(), pccrdResponderTarget(), pccrdProberTarget(), pchcCodecTarget(), pchcOffersTarget(),
   ];
 }

@@ -1,0 +1,173 @@
+/**
+ * The daemon's side of MS-PCHC: offers segments it holds to a hosted cache so clients on other
+ * subnets (and later ones here) can get them without the WAN. Segments are queued as they
+ * complete; one request at a time per hosted cache, a short batching delay, BATCHED_OFFER with
+ * up to 128 v2 segments (v2.0 over HTTP) or INITIAL_OFFER then SEGMENT_INFO on INTERESTED per v1
+ * segment (v1.0 over HTTPS). Each segment is offered once (recently offered IDs are remembered).
+ * Rules and choices: protocol/pchc.md, "Client behaviour".
+ */
+import { Agent, request } from 'undici';
+import type { SegmentMeta } from '../cache/meta.js';
+import {
+  decodeResponse, encodeRequest, encodeSegmentInformation, MAX_BATCHED_DESCRIPTORS, PCHC_PATH_V1, PCHC_PATH_V2,
+  BATCHED_HASH_ALGO_V2, type RequestMessage, type ResponseCode,
+} from '../protocol/pchc/codec.js';
+import { formatHostPort } from '../util/address.js';
+import { type Logger, nullLogger } from '../util/log.js';
+
+/** What we put in ContentTag (opaque to the hosted cache). */
+export const PEERDIST_CONTENT_TAG = Buffer.concat([Buffer.from('peerdist'), Buffer.alloc(8)]);
+/** Per-request timer (the 2012 spec's 5 s request timer). */
+const REQUEST_TIMEOUT_MS = 5_000;
+const REMEMBER_OFFERED = 16_384;
+const MAX_QUEUED = 65_536;
+
+export interface HostedCacheTarget {
+  host: string;
+  /** The MS-PCHC port (v2: HTTP, v1: HTTPS). */
+  port: number;
+  version: 1 | 2;
+  /** Extra trusted CA certificates (PEM) for v1 HTTPS, e.g. an exported self-signed certificate. */
+  ca?: string;
+}
+
+/** POSTs one PCHC request, resolves with the response body (HTTP 200 only). */
+export type PchcPost = (url: string, body: Buffer, signal: AbortSignal) => Promise<Buffer>;
+
+export interface OffererOptions {
+  target: HostedCacheTarget;
+  /** Our MS-PCCRR port (ConnectionInformation.Port): the hosted cache pulls from it. */
+  localPort: number;
+  /** Delay that gathers completed segments into one request (default 250 ms). */
+  batchDelayMs?: number;
+  post?: PchcPost;
+  logger?: Logger;
+}
+
+export interface OffererStats { requests: number; segmentsOffered: number; ok: number; interested: number; failures: number; queued: number }
+
+function undiciPost(ca: string | undefined): { post: PchcPost; close: () => Promise<void> } {
+  const agent = new Agent({ connect: ca ? { ca } : {}, keepAliveTimeout: 10_000, connections: 1 });
+  return {
+    post: async (url, body, signal) => {
+      const res = await request(url, { method: 'POST', body, dispatcher: agent, signal, headers: { 'content-length': String(body.length) } });
+      const chunks: Buffer[] = [];
+      let n = 0;
+      for await (const c of res.body as AsyncIterable<Buffer>) {
+        n += c.length;
+        if (n > 64) { res.body.destroy(); throw new Error('response too long'); }
+        chunks.push(c);
+      }
+      if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
+      return Buffer.concat(chunks, n);
+    },
+    close: () => agent.close(),
+  };
+}
+
+export class Offerer {
+  private readonly queue: SegmentMeta[] = [];
+  private readonly offered = new Set<string>();
+  private readonly url: string;
+  private readonly post: PchcPost;
+  private readonly closeTransport: () => Promise<void>;
+  private readonly log: Logger;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private readonly ac = new AbortController();
+  readonly stats: Omit<OffererStats, 'queued'> = { requests: 0, segmentsOffered: 0, ok: 0, interested: 0, failures: 0 };
+
+  constructor(private readonly opts: OffererOptions) {
+    const t = opts.target;
+    const scheme = t.version === 1 ? 'https' : 'http';
+    this.url = `${scheme}://${formatHostPort({ host: t.host, port: t.port })}${t.version === 1 ? PCHC_PATH_V1 : PCHC_PATH_V2}`;
+    if (opts.post) { this.post = opts.post; this.closeTransport = async () => undefined; } else {
+      const u = undiciPost(t.ca);
+      this.post = u.post;
+      this.closeTransport = u.close;
+    }
+    this.log = opts.logger ?? nullLogger;
+  }
+
+  get target(): HostedCacheTarget { return this.opts.target; }
+
+  snapshot(): OffererStats { return { ...this.stats, queued: this.queue.length }; }
+
+  /** Queues a completed, verified segment. Segments of the other content version are not offerable and are ignored. */
+  offer(meta: SegmentMeta): void {
+    if (this.ac.signal.aborted || meta.replay || meta.version !== this.opts.target.version) return;
+    const key = meta.segmentId.toString('hex');
+    if (this.offered.has(key) || this.queue.length >= MAX_QUEUED) return;
+    this.remember(key);
+    this.queue.push(meta);
+    this.timer ??= setTimeout(() => { this.timer = undefined; this.kick(); }, this.opts.batchDelayMs ?? 250);
+  }
+
+  /** Sends everything queued now; resolves when the queue is empty. */
+  async flush(): Promise<void> {
+    if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
+    this.kick();
+    while (this.running) await this.running;
+  }
+
+  async close(): Promise<void> {
+    this.ac.abort();
+    if (this.timer) clearTimeout(this.timer);
+    this.queue.length = 0;
+    await this.running?.catch(() => undefined);
+    await this.closeTransport();
+  }
+
+  private remember(key: string): void {
+    this.offered.add(key);
+    if (this.offered.size > REMEMBER_OFFERED) this.offered.delete(this.offered.values().next().value!);
+  }
+
+  private kick(): void {
+    if (this.running || this.queue.length === 0) return;
+    this.running = this.drain().finally(() => { this.running = undefined; if (this.queue.length) this.kick(); });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0 && !this.ac.signal.aborted) {
+      if (this.opts.target.version === 2) await this.batched(this.queue.splice(0, MAX_BATCHED_DESCRIPTORS));
+      else await this.initial(this.queue.shift()!);
+    }
+  }
+
+  private async send(m: RequestMessage): Promise<ResponseCode | undefined> {
+    this.stats.requests++;
+    const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
+    try {
+      const code = decodeResponse(await this.post(this.url, encodeRequest(m), signal));
+      if (code === 0) this.stats.ok++; else this.stats.interested++;
+      return code;
+    } catch (err) {
+      this.stats.failures++;
+      this.log.info('hosted cache offer failed', { url: this.url, type: m.type, err: (err as Error).message });
+      return undefined;
+    }
+  }
+
+  private async batched(segs: SegmentMeta[]): Promise<void> {
+    const code = await this.send({
+      type: 'BATCHED_OFFER', port: this.opts.localPort,
+      descriptors: segs.map((s) => ({ blockSize: s.length, segmentSize: s.length, contentTag: PEERDIST_CONTENT_TAG, hashAlgorithm: BATCHED_HASH_ALGO_V2, segmentId: s.segmentId })),
+    });
+    if (code !== undefined) this.stats.segmentsOffered += segs.length;
+    else for (const s of segs) this.offered.delete(s.segmentId.toString('hex')); // may be offered again later
+  }
+
+  private async initial(s: SegmentMeta): Promise<void> {
+    const code = await this.send({ type: 'INITIAL_OFFER', port: this.opts.localPort, hash: s.segmentId });
+    if (code === undefined) { this.offered.delete(s.segmentId.toString('hex')); return; }
+    this.stats.segmentsOffered++;
+    if (code === 0) return;
+    if (s.hashAlgorithm === 'SHA-512/256t') return;
+    const segmentInformation = encodeSegmentInformation({
+      hashAlgorithm: s.hashAlgorithm, offsetInContent: 0, length: s.length, hod: s.hod, kp: s.kp, blockHashes: s.blockHashes,
+    });
+    const r = await this.send({ type: 'SEGMENT_INFO', port: this.opts.localPort, contentTag: PEERDIST_CONTENT_TAG, segmentInformation });
+    if (r === 1) this.log.info('hosted cache answered SEGMENT_INFO with INTERESTED', { url: this.url });
+  }
+}
