@@ -1,8 +1,11 @@
 /**
- * `peerdist get`: streams GET /v1/fetch from the daemon into FILE.part next to the target and
- * renames it to FILE only when the whole length arrived and the job reports `done`. On any
- * failure FILE.part is removed; a partial file never appears under the final name.
+ * `peerdist get`: streams GET /v1/fetch from the daemon into a temporary file of its own next to
+ * the target (FILE.<random>.part, created exclusively) and renames that file to FILE only when
+ * the whole length arrived, the file holds exactly the bytes received and the job reports `done`.
+ * On any failure only that temporary file is removed; a partial file never appears under the
+ * final name, and two gets writing the same FILE never touch each other's temporary file.
  */
+import { randomBytes } from 'node:crypto';
 import { type FileHandle, rename, unlink, open } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { basename, resolve } from 'node:path';
@@ -56,13 +59,12 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
   const now = opts.now ?? Date.now;
   const started = now();
   const output = resolve(opts.output ?? defaultOutputName(opts.url));
-  const part = `${output}.part`;
-  // Create FILE.part first: an unwritable target fails before the daemon starts downloading.
-  // A .part left by a crashed earlier run is ours to replace; exclusive creation after removing it
-  // never follows a symlink planted at that name.
+  // Create the temporary file first: an unwritable target fails before the daemon starts
+  // downloading. Its name is unique to this run and it is created exclusively (O_EXCL), so another
+  // get writing the same FILE, or a symlink planted at some name, is never followed or replaced.
+  const part = `${output}.${randomBytes(6).toString('hex')}.part`;
   let fh: FileHandle;
   try {
-    await unlink(part).catch(() => { /* not there */ });
     fh = await open(part, 'wx');
   } catch (err) {
     throw new AdminClientError('OUTPUT', `cannot write ${part}: ${(err as Error).message}`, undefined, { cause: err });
@@ -108,6 +110,10 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
       throw new AdminClientError('TRUNCATED', `received ${received} bytes but the content is ${job.contentLength} bytes`);
     }
     await fh.sync();
+    // The file must hold exactly what was received (nobody else writes it; checked anyway, since
+    // the result reports these bytes as written).
+    const written = (await fh.stat()).size;
+    if (written !== received) throw new AdminClientError('OUTPUT', `${part} holds ${written} bytes, ${received} were received`);
     await fh.close();
     await rename(part, output);
     return {

@@ -180,7 +180,10 @@ t.test('SIGTERM during a download: daemon exits 0 promptly, the client leaves no
   });
   const out = join(root, 'slow.bin');
   const get = runCli(['get', `http://127.0.0.1:${port}/slow.bin`, '-o', out, '--daemon', d.ready.admin], { timeoutMs: 30_000 });
-  const partSize = () => stat(`${out}.part`).then((s) => s.size, () => 0);
+  const partSize = async () => {
+    const part = (await readdir(root)).find((f) => /^slow\.bin\.[0-9a-f]+\.part$/.test(f));
+    return part ? stat(join(root, part)).then((s) => s.size, () => 0) : 0;
+  };
   for (let i = 0; i < 400 && (await partSize()) === 0; i++) await new Promise((r) => setTimeout(r, 25));
   t.ok((await partSize()) > 0, 'download in flight');
   const t0 = Date.now();
