@@ -46,6 +46,9 @@ export const DEFAULT_TIMING: ProberTiming = {
 /** Segment IDs per probe: v1 keeps datagrams near one MTU-ish size; v2 is bounded by its u8 count. */
 export const MAX_IDS_PER_PROBE: Record<DiscoveryVersion, number> = { 1: 32, 2: 255 };
 
+/** XAddrs used from one ProbeMatch (the rest are ignored). */
+export const MAX_XADDRS_PER_MATCH = 4;
+
 function isLoopback(address: string): boolean {
   return /^127\./.test(address) || address === '::1' || /^::ffff:127\./i.test(address);
 }
@@ -207,6 +210,9 @@ export class Prober {
       return fromLoopback || !isLoopback(a.host);
     });
     if (addrs.length === 0) return countDrop(stats, 'nonLocalXAddrs', logger, { xaddrs: pm.xaddrs });
+    // A peer has one or two addresses (IPv4, IPv6); a ProbeMatch listing more is pointing us at
+    // other hosts' ports (issue 16.5: 16 tarpit XAddrs per answer). Only the first few are used.
+    if (addrs.length > MAX_XADDRS_PER_MATCH) { countDrop(stats, 'extraXAddrs'); addrs.length = MAX_XADDRS_PER_MATCH; }
     stats.matchesReceived++;
     rec.replied = true;
     this.wait = this.timing.maxWaitMs;

@@ -27,7 +27,28 @@ export interface RetrievalClientOptions {
   logger?: Logger;
   /** CryptoAlgoId we ask for (the server decides), default 1 = AES-128 (spec SHOULD). */
   cryptoAlgo?: CryptoAlgo;
+  /**
+   * Probation of peers that have not yet given a valid MS-PCCRR answer (a ProbeMatch can name any
+   * host:port: tarpits that accept and never answer, an origin, another service): one request at
+   * a time, short connect and first-byte timers, and after a failure the address is quarantined
+   * (requests fail at once with 'quarantined', nothing is sent) for `quarantineMs`, doubling per
+   * repeat up to `maxQuarantineMs`. `false` turns it off. Issue 16.5.
+   */
+  probation?: false | { firstByteTimeoutMs?: number; quarantineMs?: number; maxQuarantineMs?: number };
+  now?: () => number;
 }
+
+/** What the client remembers about a peer address (bounded: oldest entries are forgotten). */
+interface PeerHealth {
+  /** Gave a valid MS-PCCRR answer once: no probation any more. */
+  proven: boolean;
+  /** The one request in flight while on probation; others wait for its outcome. */
+  probing?: Promise<void>;
+  quarantinedUntil: number;
+  strikes: number;
+}
+
+const MAX_HEALTH_ENTRIES = 4096;
 
 export interface GetBlockRequest {
   /** host:port ([v6]:port for IPv6). */
@@ -66,6 +87,9 @@ export class RetrievalClient {
   private readonly cryptoAlgo: CryptoAlgo;
   private readonly log: Logger;
   private closed = false;
+  private readonly probation: { firstByteTimeoutMs: number; quarantineMs: number; maxQuarantineMs: number } | undefined;
+  private readonly health = new Map<string, PeerHealth>();
+  private readonly now: () => number;
 
   constructor(opts: RetrievalClientOptions = {}) {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
@@ -73,6 +97,37 @@ export class RetrievalClient {
     this.connections = opts.connections ?? 4;
     this.cryptoAlgo = opts.cryptoAlgo ?? 1;
     this.log = opts.logger ?? createLogger({ component: 'pccrr-client' });
+    this.now = opts.now ?? Date.now;
+    if (opts.probation !== false) {
+      const p = opts.probation ?? {};
+      this.probation = {
+        // A LAN peer answers in milliseconds; a loaded one may take a while, a tarpit never does.
+        firstByteTimeoutMs: Math.min(p.firstByteTimeoutMs ?? 1500, this.firstByteTimeoutMs),
+        quarantineMs: p.quarantineMs ?? 60_000,
+        maxQuarantineMs: p.maxQuarantineMs ?? 15 * 60_000,
+      };
+    }
+  }
+
+  /** False while `peer` is quarantined (it failed while on probation): callers should not use it. */
+  usable(peer: string): boolean {
+    const h = this.health.get(peer);
+    return !h || h.quarantinedUntil <= this.now();
+  }
+
+  /** Whether `peer` has given a valid MS-PCCRR answer. */
+  proven(peer: string): boolean { return this.health.get(peer)?.proven ?? false; }
+
+  private healthOf(peer: string): PeerHealth {
+    let h = this.health.get(peer);
+    if (!h) {
+      if (this.health.size >= MAX_HEALTH_ENTRIES) {
+        for (const [k, v] of this.health) { if (!v.probing) { this.health.delete(k); break; } }
+      }
+      h = { proven: false, quarantinedUntil: 0, strikes: 0 };
+      this.health.set(peer, h);
+    }
+    return h;
   }
 
   /** Fetch, decrypt and verify one block from one peer. */
@@ -157,7 +212,8 @@ export class RetrievalClient {
         keepAliveTimeout: 30_000,
         headersTimeout: this.firstByteTimeoutMs,
         bodyTimeout: this.firstByteTimeoutMs,
-        connectTimeout: this.firstByteTimeoutMs,
+        // A LAN peer accepts a connection in milliseconds.
+        connectTimeout: Math.min(this.firstByteTimeoutMs, this.probation?.firstByteTimeoutMs ?? Infinity, 1000),
       });
       this.pools.set(peer, p);
     }
@@ -171,6 +227,40 @@ export class RetrievalClient {
   private async exchange(peer: string, body: Buffer, signal?: AbortSignal, allowNego = false): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
     if (this.closed) throw new PeerError('connect', peer, 'client closed');
     if (signal?.aborted) throw new PeerError('aborted', peer, 'aborted', { cause: signal.reason });
+    if (!this.probation) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs);
+    const h = this.healthOf(peer);
+    for (;;) {
+      if (h.quarantinedUntil > this.now()) throw new PeerError('quarantined', peer, 'not used: it failed without ever giving a valid MS-PCCRR answer');
+      if (h.proven) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs);
+      if (!h.probing) break;
+      await waitOrAbort(h.probing, signal, peer);
+    }
+    // On probation: this request is the only one in flight to that address.
+    let release!: () => void;
+    h.probing = new Promise<void>((r) => { release = r; });
+    try {
+      const r = await this.exchangeOnce(peer, body, signal, allowNego, this.probation.firstByteTimeoutMs);
+      h.proven = true;
+      h.strikes = 0;
+      return r;
+    } catch (e) {
+      const err = e as PeerError;
+      // A refused message (HTTP 400: python-peerdist answers MSG_GETBLKLIST so), a busy server or
+      // our own abort say nothing against the address.
+      const benign = err.code === 'aborted' || err.code === 'busy' || (err.code === 'http' && / 400$/.test(err.message));
+      if (!benign) {
+        h.strikes++;
+        h.quarantinedUntil = this.now() + Math.min(this.probation.maxQuarantineMs, this.probation.quarantineMs * 2 ** (h.strikes - 1));
+        this.log.info('peer quarantined: no valid MS-PCCRR answer', { peer, code: err.code, ms: h.quarantinedUntil - this.now() });
+      }
+      throw err;
+    } finally {
+      h.probing = undefined;
+      release();
+    }
+  }
+
+  private async exchangeOnce(peer: string, body: Buffer, signal: AbortSignal | undefined, allowNego: boolean, firstByteMs: number): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
     const pool = this.pool(peer);
     const timer = new AbortController();
     const t = setTimeout(() => timer.abort(), this.requestTimeoutMs);
@@ -180,7 +270,7 @@ export class RetrievalClient {
       if (signal?.aborted) return new PeerError('aborted', peer, 'aborted', { cause: signal.reason });
       if (timer.signal.aborted) return new PeerError('timeout', peer, `no complete response within ${this.requestTimeoutMs} ms`, { cause: e });
       const code = (e as { code?: string }).code ?? '';
-      if (/TIMEOUT/.test(code)) return new PeerError('timeout', peer, `${code}: no data within ${this.firstByteTimeoutMs} ms`, { cause: e });
+      if (/TIMEOUT/.test(code)) return new PeerError('timeout', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
       return new PeerError('connect', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });
     };
     try {
@@ -188,6 +278,8 @@ export class RetrievalClient {
         path: PCCRR_PATH,
         method: 'POST',
         body,
+        headersTimeout: firstByteMs,
+        bodyTimeout: firstByteMs,
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length) },
         signal: combined,
       });
@@ -232,3 +324,13 @@ export class RetrievalClient {
   }
 }
 
+/** Waits for `p`, or fails with 'aborted' when the caller's signal fires first. */
+function waitOrAbort(p: Promise<void>, signal: AbortSignal | undefined, peer: string): Promise<void> {
+  if (!signal) return p;
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => reject(new PeerError('aborted', peer, 'aborted', { cause: signal.reason }));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(() => { signal.removeEventListener('abort', onAbort); resolve(); });
+  });
+}

@@ -106,6 +106,17 @@ t.test('accepts only ProbeMatches relating to an outstanding probe, from local s
   t.equal(rt.stats.dropped.unsolicited, 2, 'a closed watch accepts nothing');
 });
 
+t.test('a ProbeMatch listing many XAddrs: only the first 4 are used (issue 16.5)', async (t) => {
+  const { sent, prober, rt } = setup();
+  const w = prober.watch([seg(1)], 1);
+  const id = sent[0]!.probe.messageId;
+  const many = Array.from({ length: 16 }, (_, i) => `10.0.0.7:${8000 + i}`);
+  prober.handle(match(id, [{ id: seg(1), count: 4 }], { xaddrs: many }), PEER);
+  t.same(w.peers(seg(1)).map((p) => p.address).sort(), many.slice(0, 4).sort(), 'four addresses kept');
+  t.equal(rt.stats.dropped.extraXAddrs, 1, 'counted');
+  w.close();
+});
+
 t.test('replies to older MessageIDs of the same watch are still accepted (bounded)', async (t) => {
   const { clock, sent, prober, rt } = setup();
   const w = prober.watch([seg(1)], 1);

@@ -123,7 +123,8 @@ t.test('oversized response is cut off, HTTP errors, refused connection, abort', 
       res.end();
     }
   });
-  const c = new RetrievalClient({ requestTimeoutMs: 3000 });
+  // One peer answering each failure in turn: without probation, which would quarantine it after the first.
+  const c = new RetrievalClient({ requestTimeoutMs: 3000, probation: false });
   t.teardown(() => c.close());
   await expectCode(t, c.getBlock(want(peer)), 'protocol', 'streamed response beyond 384 KiB');
   mode = 'declared';
@@ -189,4 +190,53 @@ t.test('keep-alive and the per-peer connection cap', async (t) => {
   t.equal(all.length, 10);
   t.equal(maxInFlight, 2, 'never more than 2 requests in flight to one peer');
   t.equal(connections, 2, 'at most 2 connections');
+});
+
+t.test('probation (issue 16.5): a tarpit gets one connection, then is quarantined; other services too', async (t) => {
+  let connections = 0;
+  const tarpit = await fakePeer(t, () => { /* accepts, never answers */ }, () => connections++);
+  let clock = 1_000_000;
+  const c = new RetrievalClient({ requestTimeoutMs: 5000, firstByteTimeoutMs: 2000, probation: { firstByteTimeoutMs: 300, quarantineMs: 10_000 }, now: () => clock });
+  t.teardown(() => c.close());
+  const t0 = Date.now();
+  const all = await Promise.all(Array.from({ length: 20 }, (_, i) => c.getBlock(want(tarpit, i % 2)).then(() => 'ok', (e: PeerError) => e.code)));
+  t.equal(connections, 1, '20 concurrent requests to an unproven address: one connection');
+  t.equal(all.filter((x) => x === 'timeout').length, 1, 'the probe timed out');
+  t.equal(all.filter((x) => x === 'quarantined').length, 19, 'the others were never sent');
+  t.ok(Date.now() - t0 < 2000, `short first-byte timer on probation (${Date.now() - t0} ms)`);
+  t.equal(c.usable(tarpit), false, 'quarantined');
+  await expectCode(t, c.getBlockList({ peer: tarpit, segmentId: A.seg.segmentId, ranges: [[0, 2]] }), 'quarantined', 'block lists too');
+  t.equal(connections, 1, 'still one connection');
+  clock += 10_001;
+  t.equal(c.usable(tarpit), true, 'quarantine is for a while');
+  await expectCode(t, c.getBlock(want(tarpit)), 'timeout', 'tried again after the quarantine');
+  t.equal(connections, 2);
+  clock += 10_001;
+  t.equal(c.usable(tarpit), false, 'second strike: a longer quarantine');
+
+  // An HTTP service that is not a PCCRR peer (an origin, an admin port): one request, then quarantined.
+  let posts = 0;
+  const web = await fakePeer(t, (_q, res) => { posts++; res.writeHead(404, { 'Content-Length': 0 }).end(); });
+  await expectCode(t, c.getBlock(want(web)), 'http', 'HTTP 404');
+  await expectCode(t, c.getBlock(want(web)), 'quarantined', 'not asked again');
+  t.equal(posts, 1, 'one POST to the other service');
+
+  // HTTP 400 to MSG_GETBLKLIST (python-peerdist) is not held against a peer; a good answer proves it.
+  const limited = await fakePeer(t, (_q, res, body) => {
+    if (decodeRequest(body).type !== 'GETBLKS') { res.writeHead(400, { 'Content-Length': 0 }).end(); return; }
+    send(res, blkFor(body));
+  });
+  await expectCode(t, c.getBlockList({ peer: limited, segmentId: A.seg.segmentId, ranges: [[0, 2]] }), 'http', 'block list refused');
+  t.ok(c.usable(limited), 'not quarantined for that');
+  t.ok((await c.getBlock(want(limited))).data.equals(blockOf(A, 1)), 'blocks from it');
+  t.ok(c.proven(limited), 'proven');
+
+  // A proven peer that fails later is not quarantined (the engine's backoff handles it).
+  let fail = false;
+  const good = await fakePeer(t, (_q, res, body) => { if (fail) { res.writeHead(500, { 'Content-Length': 0 }).end(); return; } send(res, blkFor(body)); });
+  await c.getBlock(want(good));
+  fail = true;
+  await expectCode(t, c.getBlock(want(good)), 'http', 'HTTP 500');
+  await expectCode(t, c.getBlock(want(good)), 'http', 'asked again');
+  t.ok(c.usable(good));
 });

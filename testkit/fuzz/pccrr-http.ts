@@ -126,7 +126,7 @@ export function pccrrClientTarget(): FuzzTarget {
       server.on('connection', (c) => { sockets.add(c); c.on('close', () => sockets.delete(c)); });
       await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
       peer = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-      client = new RetrievalClient({ requestTimeoutMs: 3000, logger: nullLogger });
+      client = new RetrievalClient({ requestTimeoutMs: 3000, logger: nullLogger, probation: false }); // every case against one peer: no quarantine
     },
     async teardown() {
       await client?.close();

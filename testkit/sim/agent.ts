@@ -6,6 +6,8 @@
  *   origin --listen H:P --dir DIR --state-dir D             {"event":"ready","address":"H:P"} the PeerDist origin in-process (createOriginServer)
  *   evil-peer --url URL [--file F] --listen HOST --interface ADDR --discovery-port P [--random]
  *                                                          {"event":"ready","address"} ... on SIGTERM {"event":"stats","blocksServed",...}
+ *   tarpit-peer --listen HOST --interface ADDR --discovery-port P [--sockets N] [--xaddr H:P ...]
+ *                                                          {"event":"ready","xaddrs"} ... on SIGTERM {"event":"stats","connections",...}
  *   serve-file --listen H:P --dir DIR                      {"event":"ready","address":"H:P"} plain HTTP file server
  *   fetch URL [-o FILE] [--timeout-ms N] [--body]          {"status","bytes","seconds","sha256"[,"body"]} plain HTTP GET, no PeerDist headers
  *   mcast-recv --group G --port P --iface ADDR [--timeout-ms N]   {"event":"ready"} then {"from","message"} or {"timeout":true}
@@ -19,7 +21,7 @@ import http from 'node:http';
 import dgram from 'node:dgram';
 import { startDelayProxy } from './delayproxy.js';
 import { createOriginServer } from '../../src/origin/server.js';
-import { startEvilPeer } from './evilpeer.js';
+import { startEvilPeer, startTarpitPeer } from './evilpeer.js';
 import { splitHostPort } from './entrypoints.js';
 
 function say(v: Record<string, unknown>): void { process.stdout.write(JSON.stringify(v) + '\n'); }
@@ -56,6 +58,19 @@ async function evilPeer(args: string[]): Promise<void> {
   onTerm(() => {
     const st = p.stats();
     say({ event: 'stats', blocksServed: st.blocksServed, bytesServed: st.bytesServed, requests: st.requests });
+    void p.close().then(() => process.exit(0));
+  });
+}
+
+async function tarpitPeer(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { listen: { type: 'string' }, interface: { type: 'string' }, 'discovery-port': { type: 'string' }, sockets: { type: 'string' }, xaddr: { type: 'string', multiple: true } } });
+  const p = await startTarpitPeer({
+    listenHost: values.listen ?? '127.0.0.1', interfaceAddress: values.interface ?? '127.0.0.1', discoveryPort: Number(values['discovery-port'] ?? 3702),
+    sockets: values.sockets ? Number(values.sockets) : undefined, extraXAddrs: values.xaddr ?? [],
+  });
+  say({ event: 'ready', xaddrs: p.xaddrs });
+  onTerm(() => {
+    say({ event: 'stats', ...p.stats() });
     void p.close().then(() => process.exit(0));
   });
 }
@@ -125,7 +140,7 @@ async function mcastSend(args: string[]): Promise<void> {
 }
 
 const commands: Record<string, (args: string[]) => Promise<void>> = {
-  'delay-proxy': delayProxy, origin, 'evil-peer': evilPeer, 'serve-file': serveFile, fetch: fetchUrl, 'mcast-recv': mcastRecv, 'mcast-send': mcastSend,
+  'delay-proxy': delayProxy, origin, 'evil-peer': evilPeer, 'tarpit-peer': tarpitPeer, 'serve-file': serveFile, fetch: fetchUrl, 'mcast-recv': mcastRecv, 'mcast-send': mcastSend,
 };
 
 const [cmd, ...rest] = process.argv.slice(2);

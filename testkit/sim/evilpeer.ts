@@ -91,3 +91,89 @@ export async function startEvilPeer(o: EvilPeerOptions): Promise<EvilPeer> {
     close: async () => { await discovery.close(); await server.close(); await fh?.close(); },
   };
 }
+
+export interface TarpitOptions {
+  listenHost: string;
+  interfaceAddress: string;
+  discoveryPort: number;
+  /** Ports that accept connections and never answer (default 16). */
+  sockets?: number;
+  /** Other host:port pairs to name in every ProbeMatch too (an origin, another daemon's port). */
+  extraXAddrs?: string[];
+}
+
+export interface TarpitStats {
+  /** TCP connections accepted by the tarpit ports, by source address. */
+  connections: Record<string, number>;
+  /** HTTP requests received by the tarpit's "other service" port (answers 404), by source address. */
+  serviceRequests: Record<string, number>;
+  probeMatches: number;
+}
+
+export interface TarpitPeer {
+  xaddrs: string[];
+  stats(): TarpitStats;
+  close(): Promise<void>;
+}
+
+/**
+ * Issue 16.5: a LAN host that answers every discovery probe, for any segment, as a complete
+ * holder, naming `sockets` ports that accept TCP connections and never send a byte, one plain
+ * HTTP service that answers 404 (like an admin API or a web server), and `extraXAddrs` (e.g. the
+ * origin's port). The list is rotated on every answer, so a client that only takes the first few
+ * XAddrs of each ProbeMatch still meets new addresses every time.
+ */
+export async function startTarpitPeer(o: TarpitOptions): Promise<TarpitPeer> {
+  const st: TarpitStats = { connections: {}, serviceRequests: {}, probeMatches: 0 };
+  const sockets = new Set<import('node:net').Socket>();
+  const servers: import('node:net').Server[] = [];
+  const { createServer } = await import('node:net');
+  const listen = (srv: import('node:net').Server) => new Promise<number>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, o.listenHost, () => resolve((srv.address() as import('node:net').AddressInfo).port));
+  });
+  const addrs: string[] = [];
+  for (let i = 0; i < (o.sockets ?? 16); i++) {
+    const srv = createServer((s) => {
+      const from = s.remoteAddress ?? '?';
+      st.connections[from] = (st.connections[from] ?? 0) + 1;
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+      s.resume(); // read and drop the request; never answer
+    });
+    servers.push(srv);
+    addrs.push(`${o.listenHost}:${await listen(srv)}`);
+  }
+  const service = http.createServer((req, res) => {
+    const from = req.socket.remoteAddress ?? '?';
+    st.serviceRequests[from] = (st.serviceRequests[from] ?? 0) + 1;
+    req.resume();
+    res.writeHead(404, { 'Content-Length': 0 }).end();
+  });
+  service.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  servers.push(service);
+  addrs.push(`${o.listenHost}:${await listen(service)}`);
+  const all = [...addrs, ...(o.extraXAddrs ?? [])];
+  let turn = 0;
+  const discovery = new Discovery({
+    port: o.discoveryPort, interfaces: [o.interfaceAddress], loopback: o.interfaceAddress.startsWith('127.'),
+    xaddrs: () => {
+      const k = turn++ % all.length;
+      st.probeMatches++;
+      return [...all.slice(k), ...all.slice(0, k)];
+    },
+    // Everything, complete: v1 a full 32 MiB segment's BlockCount, v2 "complete".
+    lookup: (ids, version) => ids.map(() => ({ blockCount: version === 1 ? 512 : 1, complete: true })),
+  });
+  await discovery.start();
+  return {
+    xaddrs: all,
+    stats: () => ({ connections: { ...st.connections }, serviceRequests: { ...st.serviceRequests }, probeMatches: st.probeMatches }),
+    close: async () => {
+      await discovery.close();
+      for (const s of sockets) s.destroy();
+      await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    },
+  };
+}

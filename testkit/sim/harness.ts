@@ -12,6 +12,7 @@ import { agentEntry, peerdistEntry } from './entrypoints.js';
 import { SimError, onProcessExit, runCommand, type TrackedChild } from './proc.js';
 import type { SimHost, SimNetwork } from './network.js';
 import { digestFile, writePayload, type FileInfo } from './files.js';
+import type { TarpitStats } from './evilpeer.js';
 
 export interface WanLink {
   /** Origin downlink rate, bits/s (namespace network only). */
@@ -308,6 +309,28 @@ export class Cluster {
       address: ready.address,
       stop: async () => {
         const stats = child.firstJsonLine<{ blocksServed: number; bytesServed: number }>((v) => v.event === 'stats', 10_000);
+        await child.stop('SIGTERM', 5000);
+        return stats;
+      },
+    };
+  }
+
+  /**
+   * Starts a tarpit host (issue 16.5): it answers every probe with `sockets` ports that accept and
+   * never answer, a 404-answering HTTP service, and `extraXAddrs`. `stats()` asks it for its
+   * counters (connections and requests by source address) without stopping it.
+   */
+  async startTarpitPeer(opts: { sockets?: number; extraXAddrs?: string[] } = {}): Promise<{ xaddrs: string[]; host: SimHost; stop: () => Promise<TarpitStats> }> {
+    const host = await this.network.addHost(`tarpit${++this.evilCounter}`);
+    const args = [agentEntry, 'tarpit-peer', '--listen', host.address, '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort),
+      ...(opts.sockets ? ['--sockets', String(opts.sockets)] : []), ...(opts.extraXAddrs ?? []).flatMap((x) => ['--xaddr', x])];
+    const child = this.network.spawn(host, process.execPath, args, this.env());
+    this.extraChildren.push(child);
+    const ready = await child.firstJsonLine<{ xaddrs: string[] }>((v) => v.event === 'ready', this.readyMs);
+    return {
+      xaddrs: ready.xaddrs, host,
+      stop: async () => {
+        const stats = child.firstJsonLine<TarpitStats>((v) => v.event === 'stats', 10_000);
         await child.stop('SIGTERM', 5000);
         return stats;
       },

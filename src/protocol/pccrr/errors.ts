@@ -16,7 +16,9 @@ export class RetrievalEncodeError extends PeerdistError {
 }
 
 /** Why an exchange with a peer failed (see protocol/pccrr.md, "Failure signalling"). */
-export type PeerErrorCode = 'not-available' | 'bad-block' | 'timeout' | 'protocol' | 'http' | 'busy' | 'connect' | 'aborted';
+export type PeerErrorCode = 'not-available' | 'bad-block' | 'timeout' | 'protocol' | 'http' | 'busy' | 'connect' | 'aborted'
+  /** Not sent: the address failed on probation (never gave a valid answer) and is in quarantine. */
+  | 'quarantined';
 
 /** A failed block-retrieval attempt against one peer; `code` tells the caller what happened. */
 export class PeerError extends PeerdistError {
