@@ -33,6 +33,8 @@ export function finalLine(r: GetResult): string {
     `${r.peers} peer${r.peers === 1 ? '' : 's'}${r.peerdist ? '' : '; origin did not offer PeerDist'}`;
 }
 
+interface Share { bytes: number; fromOrigin: number; fromPeers: number; fromCache: number; seconds: number; peerShare: number | null }
+
 export interface StatusDoc {
   downloads: JobView[];
   totals: { fromOrigin: number; fromPeers: number; fromCache: number; servedToPeers: number };
@@ -40,6 +42,15 @@ export interface StatusDoc {
   peersKnown?: number;
   /** Present when the server is a hosted cache (src/hostedcache). */
   hostedCache?: { offersReceived: number; segmentsPulled: number; bytesPulled: number; bytesServed: number; pullsInProgress?: number; dropped?: number };
+  shares?: { lastHour: Share; lastDay: Share };
+  troublePeers?: Array<{ address: string; bans: number; failures: number; notAvailable: number; badBlocks: number; blocks: number; lastFailure: number }>;
+  retrievalServer?: { notServing?: number; throttled?: number; busyRateLimited?: number; connectionsDropped?: number };
+}
+
+function shareLine(label: string, w: Share): string {
+  if (w.bytes === 0) return `${label}: nothing downloaded`;
+  return `${label}: ${humanBytes(w.bytes)} downloaded, ${pct(w.fromPeers, w.bytes)} from peers ` +
+    `(origin ${pct(w.fromOrigin, w.bytes)}, local cache ${pct(w.fromCache, w.bytes)})`;
 }
 
 export function statusText(s: StatusDoc): string {
@@ -53,7 +64,21 @@ export function statusText(s: StatusDoc): string {
   }
   lines.push(`totals: origin ${humanBytes(t.fromOrigin)}, peers ${humanBytes(t.fromPeers)}, cache ${humanBytes(t.fromCache)}, served to peers ${humanBytes(t.servedToPeers)}`);
   if (s.cache) lines.push(`cache: ${humanBytes(s.cache.bytes ?? 0)} of ${humanBytes(s.cache.limitBytes ?? 0)} in ${s.cache.segments ?? 0} segments`);
+  if (s.shares) {
+    // A window the daemon has not been up for yet says how long it covers.
+    const since = (w: Share, full: number) => (w.seconds + 60 < full ? ` (up ${Math.round(w.seconds / 60)} min)` : '');
+    lines.push(shareLine(`last hour${since(s.shares.lastHour, 3600)}`, s.shares.lastHour));
+    lines.push(shareLine(`last day${since(s.shares.lastDay, 86400)}`, s.shares.lastDay));
+  }
   if (s.peersKnown !== undefined) lines.push(`peers known: ${s.peersKnown}`);
+  if (s.troublePeers && s.troublePeers.length > 0) {
+    lines.push('peers that failed or were banned:');
+    for (const p of s.troublePeers) {
+      const what = [p.bans > 0 ? `BANNED in ${p.bans} download${p.bans === 1 ? '' : 's'} (${p.badBlocks} bad block${p.badBlocks === 1 ? '' : 's'})` : '',
+        p.failures > 0 ? `${p.failures} failed request${p.failures === 1 ? '' : 's'}` : '', `${p.blocks} blocks delivered`].filter(Boolean).join(', ');
+      lines.push(`  ${p.address}: ${what}; last ${new Date(p.lastFailure).toISOString()}`);
+    }
+  } else if (s.troublePeers) lines.push('no peer failed or was banned');
   if (s.downloads.length === 0) lines.push('no downloads in progress');
   for (const d of s.downloads) {
     const total = d.contentLength;

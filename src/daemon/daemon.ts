@@ -25,6 +25,7 @@ import { renderMetrics } from './metrics.js';
 import { PeerTracker } from './peer-tracker.js';
 import { PowerMonitor } from './power.js';
 import { ServePolicy } from './serve-policy.js';
+import { ByteHistory, HISTORY_SAMPLE_MS, PeerHealth, type PeerStatLike } from './history.js';
 
 export const DAEMON_VERSION = '0.1.0';
 /** How often the DNS-SD TXT record (cache size) is refreshed. */
@@ -168,8 +169,20 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     closers.push({ name: 'engine', close: () => engine.close() });
 
     const jobs = new JobBook(engine);
-    const started = Date.now();
-    const parts: DaemonParts = { engine, jobs, store, server, discovery, peers, started, version: DAEMON_VERSION };
+    const clock = opts.now ?? Date.now;
+    const started = clock();
+    const history = new ByteHistory();
+    const sample = () => { const t = engine.totals(); history.record(clock(), t); };
+    sample();
+    const sampler = setInterval(sample, HISTORY_SAMPLE_MS);
+    sampler.unref();
+    closers.push({ name: 'history', close: () => clearInterval(sampler) });
+    const health = new PeerHealth();
+    engine.on('job', (job: { done: Promise<unknown>; peerStats?: () => PeerStatLike[] }) => {
+      const settle = () => { if (job.peerStats) health.addJob(clock(), job.peerStats()); };
+      job.done.then(settle, settle);
+    });
+    const parts: DaemonParts = { engine, jobs, store, server, discovery, peers, started, version: DAEMON_VERSION, history, health, now: clock };
     const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () => startAdminServer(config.admin, {
       jobs, logger: log.child({ component: 'admin' }),
       status: () => statusDocument(parts),

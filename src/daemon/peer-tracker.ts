@@ -6,6 +6,8 @@ import type { DiscoveryLike, SightingLike, WatchLike } from '../engine/types.js'
 
 export class PeerTracker {
   private readonly seen = new Map<string, number>();
+  /** Discovery attempts (one per watch: a set of segments probed for) and those that found a peer. */
+  readonly discoveries = { attempts: 0, successes: 0 };
   constructor(private readonly now: () => number = Date.now, private readonly maxAgeMs = 10 * 60_000) {}
 
   record(address: string): void {
@@ -31,7 +33,12 @@ export class PeerTracker {
       get initialWaitMs() { return inner.initialWaitMs; },
       watch(ids: Buffer[], version: 1 | 2): WatchLike {
         const w = inner.watch(ids, version);
-        w.on('peer', (p: SightingLike) => tracker.record(p.address));
+        tracker.discoveries.attempts++;
+        let found = false;
+        w.on('peer', (p: SightingLike) => {
+          tracker.record(p.address);
+          if (!found) { found = true; tracker.discoveries.successes++; }
+        });
         return w;
       },
     };

@@ -4,14 +4,19 @@
  */
 import type { Metric } from './metrics.js';
 import type { EngineLike, JobBook, JobView } from './jobs.js';
+import { type ByteHistory, type PeerHealth, type PeerTrouble, type WindowShare } from './history.js';
 
 export interface DaemonParts {
   engine: EngineLike;
   jobs: JobBook;
   store: { stats(): { bytes: number; limitBytes: number; segments: number; blocks: number; completeSegments?: number; evictions?: number; corruptBlocks?: number } };
+  /** Byte totals over time (shares over the last hour/day); optional for older callers. */
+  history?: ByteHistory;
+  /** Peers that failed or were banned in downloads. */
+  health?: PeerHealth;
   server: { stats(): { blocksServed: number; bytesServed: number; requests: number; blocksMissing: number; busy: number } };
   discovery: { stats(): object };
-  peers: { known(): string[] };
+  peers: { known(): string[]; discoveries?: { attempts: number; successes: number } };
   started: number;
   version: string;
   now?: () => number;
@@ -62,7 +67,14 @@ export interface StatusDocument {
   peers: string[];
   discovery: object;
   retrievalServer: ReturnType<DaemonParts['server']['stats']>;
+  /** Bytes by source and the share from peers over the last hour and day. */
+  shares: { lastHour: WindowShare; lastDay: WindowShare };
+  /** Peers that failed or were banned in downloads (most recent first, up to 20). */
+  troublePeers: PeerTrouble[];
+  discoveryAttempts: { attempts: number; successes: number };
 }
+
+const HOUR_MS = 3_600_000;
 
 export function statusDocument(p: DaemonParts): StatusDocument {
   const now = (p.now ?? Date.now)();
@@ -70,7 +82,21 @@ export function statusDocument(p: DaemonParts): StatusDocument {
     version: p.version, pid: process.pid, uptimeSeconds: Math.max(0, (now - p.started) / 1000),
     downloads: p.jobs.active(), totals: totals(p), cache: p.store.stats(), peersKnown: p.peers.known().length, peers: p.peers.known(),
     discovery: p.discovery.stats(), retrievalServer: p.server.stats(),
+    shares: shares(p, now),
+    troublePeers: p.health?.list().slice(0, 20) ?? [],
+    discoveryAttempts: { ...(p.peers.discoveries ?? { attempts: 0, successes: 0 }) },
   };
+}
+
+function shares(p: DaemonParts, now: number): { lastHour: WindowShare; lastDay: WindowShare } {
+  const t = totals(p);
+  const cur = { fromOrigin: t.fromOrigin, fromPeers: t.fromPeers, fromCache: t.fromCache };
+  const w = (ms: number): WindowShare => {
+    if (p.history) return p.history.window(now, cur, ms);
+    const bytes = cur.fromOrigin + cur.fromPeers + cur.fromCache;
+    return { ...cur, seconds: Math.max(0, (now - p.started) / 1000), bytes, peerShare: bytes ? cur.fromPeers / bytes : null, offloadShare: bytes ? (cur.fromPeers + cur.fromCache) / bytes : null };
+  };
+  return { lastHour: w(HOUR_MS), lastDay: w(24 * HOUR_MS) };
 }
 
 export function collectMetrics(p: DaemonParts): Metric[] {
@@ -100,5 +126,22 @@ export function collectMetrics(p: DaemonParts): Metric[] {
     { name: 'peerdist_cache_blocks', type: 'gauge', help: 'Blocks in the cache.', value: cache.blocks },
     { name: 'peerdist_cache_evictions_total', type: 'counter', help: 'Segments evicted from the cache.', value: cache.evictions ?? 0 },
     { name: 'peerdist_downloads_active', type: 'gauge', help: 'Downloads in progress.', value: p.jobs.active().length },
+    // The BranchCache performance counter set (perfmon "BranchCache" object), see protocol/admin-api.md.
+    { name: 'peerdist_retrieval_bytes_from_cache_total', type: 'counter', help: 'BranchCache "Retrieval: Bytes from cache": content bytes from peers or the local cache.', value: t.fromPeers + t.fromCache },
+    { name: 'peerdist_retrieval_bytes_from_server_total', type: 'counter', help: 'BranchCache "Retrieval: Bytes from server": content bytes from the origin.', value: t.fromOrigin },
+    { name: 'peerdist_retrieval_bytes_served_total', type: 'counter', help: 'BranchCache "Retrieval: Bytes served": block bytes served to peers.', value: ss.bytesServed },
+    { name: 'peerdist_cache_hit_ratio', type: 'gauge', help: 'Bytes from cache / (bytes from cache + bytes from server) since start (NaN before any download).', value: hitRatio(t) },
+    { name: 'peerdist_discovery_attempts_total', type: 'counter', help: 'BranchCache "Discovery: Attempted discoveries": discovery rounds started (one per set of segments probed for).', value: p.peers.discoveries?.attempts ?? 0 },
+    { name: 'peerdist_discovery_successes_total', type: 'counter', help: 'BranchCache "Discovery: Successful discoveries": discovery rounds that found at least one peer.', value: p.peers.discoveries?.successes ?? 0 },
+    { name: 'peerdist_cache_complete_segments', type: 'gauge', help: 'BranchCache "Local Cache: Cache complete file segments".', value: cache.completeSegments ?? 0 },
+    { name: 'peerdist_cache_partial_segments', type: 'gauge', help: 'BranchCache "Local Cache: Cache partial file segments".', value: Math.max(0, cache.segments - (cache.completeSegments ?? 0)) },
+    { name: 'peerdist_peers_failed', type: 'gauge', help: 'Peers that failed block requests in recent downloads.', value: p.health?.failed() ?? 0 },
+    { name: 'peerdist_peers_banned', type: 'gauge', help: 'Peers banned in recent downloads (sent a block that failed verification).', value: p.health?.banned() ?? 0 },
   ];
+}
+
+function hitRatio(t: Totals): number {
+  const fromCache = t.fromPeers + t.fromCache;
+  const all = fromCache + t.fromOrigin;
+  return all > 0 ? fromCache / all : NaN;
 }

@@ -56,7 +56,8 @@ t.test('battery and upload cap with real daemons', async (t) => {
     return JSON.parse(r.stdout) as Record<string, number>;
   };
   const status = async (d: DaemonChild) => JSON.parse((await runCli(['status', '--daemon', d.ready.admin, '--json'])).stdout) as {
-    retrievalServer: Record<string, number>; discovery: Record<string, number>;
+    retrievalServer: Record<string, number>; discovery: Record<string, number>; shares: { lastHour: Record<string, number>; lastDay: Record<string, number> };
+    discoveryAttempts: { attempts: number; successes: number };
   };
 
   const r1 = await get(d1, 'one.bin');
@@ -72,6 +73,17 @@ t.test('battery and upload cap with real daemons', async (t) => {
   t.equal(r3.fromPeers, SIZE, 'daemon 3 (upload cap 1000 B/s) got the whole file from daemon 2');
   const s3 = await status(d3);
   t.equal(s3.retrievalServer.throttled, 0, 'its own download never went through its upload cap');
+  t.match(s3.shares.lastHour, { fromPeers: SIZE, fromOrigin: 0, bytes: SIZE, peerShare: 1 }, 'status: 100% from peers in the last hour');
+  t.match(s3.shares.lastDay, { fromPeers: SIZE, peerShare: 1 });
+  t.ok(s3.discoveryAttempts.successes >= 1, 'a discovery round found a peer');
+  const text = await runCli(['status', '--daemon', d3.ready.admin]);
+  t.match(text.stdout, /^last hour \(up \d+ min\): 1\.0 MiB downloaded, 100% from peers \(origin 0%, local cache 0%\)$/m, 'status text shows the share from peers');
+  const m = await fetch(`http://${d3.ready.admin}/metrics`).then((r) => r.text());
+  t.match(m, new RegExp(`^peerdist_retrieval_bytes_from_cache_total ${SIZE}$`, 'm'), 'BranchCache counter: bytes from cache');
+  t.match(m, /^peerdist_retrieval_bytes_from_server_total 0$/m);
+  t.match(m, /^peerdist_cache_hit_ratio 1$/m);
+  t.match(m, /^peerdist_cache_complete_segments [1-9]\d*$/m);
+  t.match(m, /^peerdist_cache_partial_segments 0$/m);
   const s2 = await status(d2);
   t.equal(s2.retrievalServer.bytesServed, SIZE, 'daemon 2 served it');
 });
