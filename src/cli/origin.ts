@@ -6,7 +6,8 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createOriginServer, DEFAULT_FIRST_WAIT_MS } from '../origin/server.js';
+import { createOriginServer, DEFAULT_FIRST_WAIT_MS, DEFAULT_UPSTREAM_REVALIDATE_MS } from '../origin/server.js';
+import { parseSize } from '../util/size.js';
 import { publishDirectory, type PublishProgress } from '../origin/publish.js';
 import {
   formatSecretExport, loadOrCreateSecret, parseSecretImport, readSecretFile, storeSecret,
@@ -51,6 +52,7 @@ const stateDirOption = () => new Option('--state-dir <dir>', 'state directory (s
 interface ServeOptions {
   host: string; port: number; stateDir: string; secretFile?: string; upstream?: string;
   contentVersionDefault: ContentVersion; chunking: 'cdc' | 'fixed'; hashConcurrency: number; firstWait: number;
+  upstreamStoreLimit: number; upstreamRevalidate: number;
 }
 
 async function serve(dir: string | undefined, opts: ServeOptions): Promise<void> {
@@ -61,6 +63,7 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
     secret: opts.secretFile ? await readSecretFile(opts.secretFile) : undefined,
     logger: createLogger({ component: 'origin' }), chunking: opts.chunking,
     preferVersion: opts.contentVersionDefault, hashConcurrency: opts.hashConcurrency, firstWaitMs: opts.firstWait,
+    upstreamStoreLimit: opts.upstreamStoreLimit, upstreamRevalidateMs: opts.upstreamRevalidate,
   });
   const addr = await server.listen();
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
@@ -115,6 +118,11 @@ export function register(program: Command): void {
     .addOption(new Option('--first-wait <seconds>', 'how long the first PeerDist request for a file not hashed yet waits for its hashes ' +
       'before the plain body is sent (0 = never wait)').argParser(parseWait).env('PEERDIST_ORIGIN_FIRST_WAIT')
       .default(DEFAULT_FIRST_WAIT_MS, `${DEFAULT_FIRST_WAIT_MS / 1000}`))
+    .addOption(new Option('--upstream-store-limit <size>', 'with --upstream: size of the on-disk store of fetched entities (LRU; 0 = relay only)')
+      .argParser((v) => { try { return parseSize(v); } catch (e) { throw new InvalidArgumentError((e as Error).message); } })
+      .env('PEERDIST_UPSTREAM_STORE_LIMIT').default(10 * 2 ** 30, '10G'))
+    .addOption(new Option('--upstream-revalidate <seconds>', 'with --upstream: revalidate a stored entity with the upstream once it is older than this')
+      .argParser(parseWait).env('PEERDIST_UPSTREAM_REVALIDATE').default(DEFAULT_UPSTREAM_REVALIDATE_MS, `${DEFAULT_UPSTREAM_REVALIDATE_MS / 1000}`))
     .action((dir: string | undefined, opts: ServeOptions) => serve(dir, opts));
 
   program

@@ -16,7 +16,9 @@ import { HashCache, type Chunking } from './hashcache.js';
 import { HashJobs } from './hashjobs.js';
 import { negotiate } from '../protocol/pccrtp/headers.js';
 import { SignatureMemo } from './peerdist-response.js';
-import { loadOrCreateSecret } from './secret.js';
+import { loadOrCreateSecret, originDir } from './secret.js';
+import { EntityStore } from './entity-store.js';
+import { join } from 'node:path';
 import { publicKeyPem } from '../protocol/pccrtp/signature.js';
 import { loadOrCreateSigningKey } from './signing-key.js';
 import { emptyStats, type OriginStats } from './stats.js';
@@ -51,7 +53,14 @@ export interface OriginServerOptions {
    * plain body goes out (default DEFAULT_FIRST_WAIT_MS; 0 = never wait). See protocol/pccrtp.md.
    */
   firstWaitMs?: number;
+  /** Upstream mode: size limit of the on-disk entity store, bytes (default 10 GiB; 0 = no store, relay only). */
+  upstreamStoreLimit?: number;
+  /** Upstream mode: revalidate a stored entity with the upstream once it is older than this (default 5 s). */
+  upstreamRevalidateMs?: number;
 }
+
+export const DEFAULT_UPSTREAM_STORE_LIMIT = 10 * 2 ** 30;
+export const DEFAULT_UPSTREAM_REVALIDATE_MS = 5_000;
 
 /**
  * Default first-request wait: 10 s. Hashing here ran at 65-250 MB/s on 2 loaded cores (v2 cdc the
@@ -93,10 +102,18 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   const base = { cache, jobs, stats: counters, signingKey, signatures: new SignatureMemo(), hashWaitMs: opts.hashWaitMs ?? 60_000,
     firstWaitMs: opts.firstWaitMs ?? DEFAULT_FIRST_WAIT_MS, secret, chunking };
   const fileCtx: FileContext = { ...base, rootReal };
-  const upCtx: UpstreamContext | undefined = upstream ? { ...base, upstream, dispatcher } : undefined;
+  const storeLimit = opts.upstreamStoreLimit ?? DEFAULT_UPSTREAM_STORE_LIMIT;
+  const store = upstream && storeLimit > 0 ? await EntityStore.open(join(originDir(opts.stateDir), 'entities'), storeLimit, log) : undefined;
+  const upCtx: UpstreamContext | undefined = upstream ? {
+    ...base, upstream, dispatcher, store, log, fills: new Map(),
+    revalidateMs: opts.upstreamRevalidateMs ?? DEFAULT_UPSTREAM_REVALIDATE_MS, fillWaitMs: 10_000,
+  } : undefined;
   const pem = publicKeyPem(signingKey);
 
-  const stats = (): OriginStats => ({ ...counters, hashJobs: jobs.started, hashJobsFailed: jobs.failed });
+  const stats = (): OriginStats => ({
+    ...counters, hashJobs: jobs.started, hashJobsFailed: jobs.failed,
+    ...(store ? { storeEntities: store.stats().entities, storeBytes: store.stats().bytes, storeEvictions: store.evictions } : {}),
+  });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     counters.requests++;
@@ -149,6 +166,7 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
       server.closeIdleConnections();
       const grace = setTimeout(() => server.closeAllConnections(), 2_000);
       await jobs.close();
+      if (upCtx) await Promise.all([...upCtx.fills.values()]);
       await stopped;
       clearTimeout(grace);
       await dispatcher.close();

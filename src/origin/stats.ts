@@ -23,12 +23,23 @@ export interface OriginStats {
   hashJobsFailed: number;
   /** PeerDist responses answered from the hash cache without waiting for a hash job. */
   cacheHits: number;
+  /** Upstream mode: whole entities fetched into the entity store, and their bytes. */
+  upstreamFetches: number;
+  upstreamBytes: number;
+  /** Upstream mode: revalidations the upstream answered 304 (stored version still current). */
+  upstreamNotModified: number;
+  /** Upstream mode: responses answered from the entity store. */
+  storeResponses: number;
+  /** Upstream mode with a store: entities and bytes held, entities evicted (gauges, not counters). */
+  storeEntities?: number;
+  storeBytes?: number;
+  storeEvictions?: number;
 }
 
 export function emptyStats(): OriginStats {
   return {
     requests: 0, bytesFull: 0, fullResponses: 0, bytesContentInfo: 0, peerdistResponses: 0,
     bytesMissingData: 0, missingDataRequests: 0, makeHashRequests: 0, firstWaitsExpired: 0, hashRequests: 0, notModified: 0,
-    hashJobs: 0, hashJobsFailed: 0, cacheHits: 0,
+    hashJobs: 0, hashJobsFailed: 0, cacheHits: 0, upstreamFetches: 0, upstreamBytes: 0, upstreamNotModified: 0, storeResponses: 0,
   };
 }

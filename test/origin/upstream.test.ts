@@ -49,7 +49,8 @@ t.test('reverse proxy mode', async (t) => {
   const body = randomBytes(150_000);
   const up = await upstream(t, body);
   const dir = await tempDir(t);
-  const s = await startOrigin(t, { upstream: up.url, stateDir: join(dir, 'state'), secret, firstWaitMs: 0 });
+  // Relay-only mode (no entity store), the MS-PCCRTP first answer (no wait).
+  const s = await startOrigin(t, { upstream: up.url, stateDir: join(dir, 'state'), secret, firstWaitMs: 0, upstreamStoreLimit: 0 });
 
   const plain = await get(s, '/data.bin');
   t.equal(plain.status, 200);

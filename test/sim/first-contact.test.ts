@@ -47,4 +47,19 @@ if (!support.ok) {
     t.ok(blocks <= size * 1.05, `origin sent ${(blocks / size).toFixed(3)} x the file (at most 1.05)`);
     t.equal(r.origin.makeHashRequests, 0, 'no client was told to come back later');
   });
+
+  t.test('peerdist serve --upstream in front of a server without Range or validators: two clients, the file crosses the WAN once', async (t) => {
+    const size = 8 * MiB + 777;
+    const c = await cluster(t, 2, size, { upstreamPlain: true, publish: false });
+    await c.startDaemons();
+    const r = await runDownloads(c, 'f.bin', { mode: 'sequential', clients: [1, 2] });
+    for (const d of r.downloads) t.comment(describe(d));
+    checkAll(t, r.downloads, size);
+    t.ok(r.downloads[0]!.peerdist, 'the first client got content information');
+    t.equal(r.downloads[1]!.fromOrigin, 0, 'the second client took nothing from the origin');
+    const blocks = originBlockBytes(r.origin);
+    t.equal(blocks, r.downloads[0]!.fromOrigin + r.downloads[1]!.fromOrigin, 'origin counters agree with the clients');
+    t.ok(blocks <= size * 1.05, `origin sent ${(blocks / size).toFixed(3)} x the file (at most 1.05)`);
+    t.ok(r.origin.storeResponses > 0, 'missing-data ranges were answered from the entity store');
+  });
 }

@@ -40,6 +40,11 @@ export interface ClusterOptions {
   publish?: boolean;
   /** Environment for spawned peerdist processes (PEERDIST_LOG defaults to "warn"). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Run the origin as `peerdist serve --upstream` in front of a plain HTTP server on the origin
+   * host's loopback that serves the origin directory, ignores Range and sends no validator.
+   */
+  upstreamPlain?: boolean;
 }
 
 export interface DaemonHandle {
@@ -146,6 +151,7 @@ export class Cluster {
   readonly discoveryPort: number;
   private originChild?: TrackedChild;
   private proxyChild?: TrackedChild;
+  private upstreamChild?: TrackedChild;
   private closed = false;
   private outCounter = 0;
   private evilCounter = 0;
@@ -221,8 +227,14 @@ export class Cluster {
     // With a delay proxy the origin listens only on the origin host's loopback; the proxy is its front.
     const host = delay > 0 || net.kind === 'loopback' ? o.localAddress : o.address;
     const stateDir = this.originState;
+    let served = [this.originRoot];
+    if (this.opts.upstreamPlain) {
+      this.upstreamChild = net.spawn(o, process.execPath, [agentEntry, 'serve-file', '--listen', `${o.localAddress}:0`, '--dir', this.originRoot]);
+      const up = await this.upstreamChild.firstJsonLine<{ address: string }>((v) => v.event === 'ready', this.readyMs);
+      served = ['--upstream', `http://${up.address}/`];
+    }
     const args = (await hasCommand('serve'))
-      ? [peerdistEntry, 'serve', this.originRoot, '--host', host, '--port', '0', '--state-dir', stateDir]
+      ? [peerdistEntry, 'serve', ...served, '--host', host, '--port', '0', '--state-dir', stateDir]
       : [agentEntry, 'origin', '--dir', this.originRoot, '--listen', `${host}:0`, '--state-dir', stateDir];
     this.originChild = net.spawn(o, process.execPath, args, this.env());
     const addr = await this.originChild.firstLine((l) => parseListenLine(l), this.readyMs);
@@ -373,6 +385,7 @@ export class Cluster {
     await Promise.all(this.extraChildren.map((c) => c.stop('SIGTERM', 2000)));
     await this.proxyChild?.stop('SIGTERM', 2000);
     await this.originChild?.stop('SIGTERM', 3000);
+    await this.upstreamChild?.stop('SIGTERM', 2000);
     await this.network.destroy();
     await rm(this.root, { recursive: true, force: true });
     this.unhook();
