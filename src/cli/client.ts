@@ -12,7 +12,7 @@ export function register(program: Command): void {
     .command('get')
     .description('download URL through the local daemon (peer cache first, origin for the rest)')
     .argument('<url>', 'http:// or https:// URL')
-    .option('-o, --output <file>', 'output file (default: the last path segment of the URL)')
+    .option('-o, --output <file>', 'output file; - for stdout; an existing directory gets DIR/<name> (default: the last path segment of the URL)')
     .option('--daemon <addr>', 'daemon admin address HOST:PORT or socket path (default $PEERDIST_DAEMON or 127.0.0.1:7171)')
     .option('--json', 'print one JSON object with the result and where the bytes came from')
     .action(async (url: string, o: { output?: string; daemon?: string; json?: boolean }) => {
@@ -33,7 +33,8 @@ export function register(program: Command): void {
           } : undefined,
         });
         if (shown) process.stderr.write('\r\x1b[K');
-        process.stdout.write(o.json ? JSON.stringify(r) + '\n' : finalLine(r) + '\n');
+        // With -o - the content went to stdout: the result line goes to stderr.
+        (r.output === '-' ? process.stderr : process.stdout).write(o.json ? JSON.stringify(r) + '\n' : finalLine(r) + '\n');
       } catch (err) {
         if (shown) process.stderr.write('\n');
         throw err;

@@ -4,11 +4,16 @@
  * the whole length arrived, the file holds exactly the bytes received and the job reports `done`.
  * On any failure only that temporary file is removed; a partial file never appears under the
  * final name, and two gets writing the same FILE never touch each other's temporary file.
+ * Targets that are not regular files (devices, FIFOs, sockets, or symlinks to them, anything under
+ * /dev or /proc) are written in place and never renamed over; `-o -` writes to stdout;
+ * `-o DIR` writes DIR/<name from the URL>.
  */
+import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { type FileHandle, rename, unlink, open } from 'node:fs/promises';
+import { type FileHandle, lstat, rename, unlink, open, realpath, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import { basename, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { AdminAddress } from '../util/address.js';
 import { AdminClientError, adminJson, adminRequest, errorFrom } from './admin-client.js';
 import type { JobView } from '../daemon/jobs.js';
@@ -55,20 +60,109 @@ async function jobView(daemon: AdminAddress, id: string): Promise<JobView> {
   return adminJson<JobView>(daemon, `/v1/jobs/${encodeURIComponent(id)}`);
 }
 
+/** Where the bytes go. */
+interface Sink {
+  /** What the result reports as `output`. */
+  output: string;
+  write(chunk: Buffer): Promise<void>;
+  /** Makes the content visible under its final name (after every check passed). */
+  commit(received: number): Promise<void>;
+  /** Undoes what can be undone (removes the temporary file). */
+  abort(): Promise<void>;
+}
+
+/** Paths that name this process's stdout. */
+const STDOUT_PATHS = new Set(['/dev/stdout', '/proc/self/fd/1', '/dev/fd/1']);
+
+const outputError = (msg: string, err?: unknown) => new AdminClientError('OUTPUT', msg, undefined, err === undefined ? undefined : { cause: err });
+const statOrUndefined = (p: string): Promise<Stats | undefined> => stat(p).catch(() => undefined);
+
+function stdoutSink(): Sink {
+  return {
+    output: '-',
+    write: async (chunk) => { if (!process.stdout.write(chunk)) await once(process.stdout, 'drain'); },
+    commit: async () => { /* nothing to rename */ },
+    abort: async () => { /* bytes already written stay written */ },
+  };
+}
+
+/** Opens a non-regular target (device, FIFO, /dev or /proc path) for writing in place. */
+async function inPlaceSink(path: string): Promise<Sink> {
+  let fh: FileHandle;
+  try { fh = await open(path, 'w'); } catch (err) {
+    throw outputError(`cannot write ${path}: ${(err as Error).message}`, err);
+  }
+  return {
+    output: path,
+    write: async (chunk) => { for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten; },
+    commit: async () => { await fh.close(); },
+    abort: async () => { await fh.close().catch(() => { /* already closed */ }); },
+  };
+}
+
+/** A regular file: written to FILE.<random>.part beside it, renamed to FILE on success. */
+async function fileSink(output: string): Promise<Sink> {
+  // Created before the daemon is asked to download, so an unwritable target fails early. The name
+  // is unique to this run and created exclusively (O_EXCL): another get writing the same FILE, or
+  // a symlink planted at some name, is never followed or replaced.
+  const part = `${output}.${randomBytes(6).toString('hex')}.part`;
+  let fh: FileHandle;
+  try { fh = await open(part, 'wx'); } catch (err) {
+    throw outputError(`cannot write ${part}: ${(err as Error).message}`, err);
+  }
+  return {
+    output,
+    write: async (chunk) => { for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten; },
+    commit: async (received) => {
+      await fh.sync();
+      // The file must hold exactly what was received (nobody else writes it; checked anyway, since
+      // the result reports these bytes as written).
+      const written = (await fh.stat()).size;
+      if (written !== received) throw outputError(`${part} holds ${written} bytes, ${received} were received`);
+      await fh.close();
+      await rename(part, output);
+    },
+    abort: async () => {
+      await fh.close().catch(() => { /* already closed */ });
+      await unlink(part).catch(() => { /* already gone */ });
+    },
+  };
+}
+
+/**
+ * Decides how to write `-o` (before anything is downloaded): `-` and /dev/stdout go to stdout; an
+ * existing directory gets DIR/<name from the URL>; a device, FIFO or socket (or a symlink to one),
+ * and anything under /dev or /proc, is written in place, never renamed over; a symlink to a
+ * regular file keeps the link (its target is replaced); otherwise a temporary file is renamed over FILE.
+ */
+export async function openOutput(url: string, output: string | undefined): Promise<Sink> {
+  if (output === '-' || (output !== undefined && STDOUT_PATHS.has(output))) return stdoutSink();
+  let path = resolve(output ?? defaultOutputName(url));
+  let st = await statOrUndefined(path);
+  if (st?.isDirectory()) {
+    path = join(path, defaultOutputName(url));
+    st = await statOrUndefined(path);
+    if (st?.isDirectory()) throw outputError(`${path} is a directory`);
+  }
+  if (st && !st.isFile()) return inPlaceSink(path);
+  if (/^\/(dev|proc)(\/|$)/.test(path)) return inPlaceSink(path);
+  const l = await lstat(path).catch(() => undefined);
+  if (l?.isSymbolicLink()) {
+    // A dangling link is written through (open creates its target); a link to a regular file
+    // keeps being a link: the temporary file goes beside its target and replaces that.
+    if (!st) return inPlaceSink(path);
+    const real = await realpath(path);
+    const sink = await fileSink(real);
+    return { ...sink, output: path };
+  }
+  return fileSink(path);
+}
+
 export async function getToFile(opts: GetOptions): Promise<GetResult> {
   const now = opts.now ?? Date.now;
   const started = now();
-  const output = resolve(opts.output ?? defaultOutputName(opts.url));
-  // Create the temporary file first: an unwritable target fails before the daemon starts
-  // downloading. Its name is unique to this run and it is created exclusively (O_EXCL), so another
-  // get writing the same FILE, or a symlink planted at some name, is never followed or replaced.
-  const part = `${output}.${randomBytes(6).toString('hex')}.part`;
-  let fh: FileHandle;
-  try {
-    fh = await open(part, 'wx');
-  } catch (err) {
-    throw new AdminClientError('OUTPUT', `cannot write ${part}: ${(err as Error).message}`, undefined, { cause: err });
-  }
+  const sink = await openOutput(opts.url, opts.output);
+  const output = sink.output;
   let res: IncomingMessage | undefined;
   let received = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -92,7 +186,7 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     }
     for await (const chunk of res as AsyncIterable<Buffer>) {
       opts.signal?.throwIfAborted();
-      for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten;
+      await sink.write(chunk);
       received += chunk.length;
     }
     if (!res.complete) throw new AdminClientError('TRUNCATED', 'the daemon closed the stream early');
@@ -109,13 +203,7 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     if (job.contentLength !== undefined && job.contentLength !== received) {
       throw new AdminClientError('TRUNCATED', `received ${received} bytes but the content is ${job.contentLength} bytes`);
     }
-    await fh.sync();
-    // The file must hold exactly what was received (nobody else writes it; checked anyway, since
-    // the result reports these bytes as written).
-    const written = (await fh.stat()).size;
-    if (written !== received) throw new AdminClientError('OUTPUT', `${part} holds ${written} bytes, ${received} were received`);
-    await fh.close();
-    await rename(part, output);
+    await sink.commit(received);
     return {
       url: opts.url, output, bytes: received, seconds: (now() - started) / 1000,
       fromOrigin: job.fromOrigin, fromPeers: job.fromPeers, fromCache: job.fromCache,
@@ -123,8 +211,7 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     };
   } catch (err) {
     res?.destroy();
-    await fh.close().catch(() => { /* already closed */ });
-    await unlink(part).catch(() => { /* already gone */ });
+    await sink.abort();
     if (opts.signal?.aborted) throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
     if (err instanceof AdminClientError) throw err;
     if ((err as { name?: string }).name === 'AbortError') throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });

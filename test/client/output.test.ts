@@ -3,12 +3,13 @@
 // `-o -` writes to stdout; `-o DIR` writes DIR/<name from the URL>.
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAdminServer } from '../../src/daemon/admin.js';
 import { JobBook } from '../../src/daemon/jobs.js';
+import { openOutput } from '../../src/client/get.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { cliEntry } from '../helpers/paths.js';
 import { FakeEngine } from '../daemon/fake-engine.js';
@@ -84,4 +85,83 @@ t.test('an interrupted get leaves an existing output untouched and no temporary 
   t.equal(await exited, 1);
   t.equal(sha(await readFile(out)), sha(DATA), 'the earlier complete file is untouched');
   t.same(await readdir(dir), ['keep.bin']);
+});
+
+/** Reads a FIFO with `cat` (a child process: a blocked open never holds up this process). */
+function readFifo(path: string): { data: Promise<Buffer>; kill: () => void } {
+  const child = spawn('cat', [path], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => chunks.push(c));
+  return { data: new Promise((r) => child.once('close', () => r(Buffer.concat(chunks)))), kill: () => child.kill('SIGKILL') };
+}
+
+t.test('a FIFO, and a symlink to one, is written in place, never renamed over', async (t) => {
+  const { admin, dir } = await rig(t);
+  const fifo = join(dir, 'pipe');
+  t.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  const link = join(dir, 'link');
+  await symlink(fifo, link);
+  for (const target of [fifo, link]) {
+    const reader = readFifo(fifo);
+    t.teardown(reader.kill);
+    const r = await runCli(['get', 'http://o.test/dir/good.bin', '-o', target, '--daemon', admin.address, '--json'], { cwd: dir, timeoutMs: 20_000 });
+    t.equal(r.code, 0, r.stderr);
+    t.ok((await lstat(fifo)).isFIFO(), `${target}: the FIFO is still a FIFO`);
+    t.ok((await lstat(link)).isSymbolicLink(), `${target}: the symlink is still a symlink`);
+    reader.kill();
+    const got = await reader.data;
+    t.equal(got.length, DATA.length, `${target}: the reader got every byte`);
+    t.equal(sha(got), sha(DATA));
+    t.equal((JSON.parse(r.stdout) as { bytes: number }).bytes, DATA.length);
+  }
+  t.same((await readdir(dir)).sort(), ['link', 'pipe'], 'no temporary file, nothing else created');
+});
+
+t.test('a character device (a private copy of /dev/null) is written in place', async (t) => {
+  const { admin, dir } = await rig(t);
+  const dev = join(dir, 'null');
+  // mknod needs root (CAP_MKNOD); the node lives in the test's own temp dir, never /dev.
+  if (spawnSync('mknod', ['-m', '666', dev, 'c', '1', '3']).status !== 0) { t.comment('mknod not permitted here: device case not run'); return; }
+  const r = await runCli(['get', 'http://o.test/dir/good.bin', '-o', dev, '--daemon', admin.address], { cwd: dir });
+  const st = await lstat(dev);
+  t.ok(st.isCharacterDevice(), 'still the device node, not a regular file');
+  t.equal(r.code, 0, r.stderr);
+  t.same((await readdir(dir)).sort(), ['null']);
+});
+
+t.test('-o - writes the content to stdout; the result line goes to stderr', async (t) => {
+  const { admin, dir } = await rig(t);
+  const child = spawn(process.execPath, [cliEntry, 'get', 'http://o.test/dir/good.bin', '-o', '-', '--daemon', admin.address, '--json'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERDIST_LOG: 'silent' } });
+  const out: Buffer[] = [];
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => out.push(c));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
+  const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
+  t.equal(code, 0, err);
+  t.equal(sha(Buffer.concat(out)), sha(DATA), 'stdout is exactly the content');
+  t.match(JSON.parse(err.trim()) as object, { output: '-', bytes: DATA.length });
+  t.same(await readdir(dir), [], 'no file named "-" or temporary file');
+});
+
+t.test('-o EXISTING_DIR writes DIR/<name from the URL>', async (t) => {
+  const { admin, dir } = await rig(t);
+  const sub = join(dir, 'sub');
+  await mkdir(sub);
+  const r = await runCli(['get', 'http://o.test/dir/good.bin', '-o', sub, '--daemon', admin.address, '--json'], { cwd: dir });
+  t.equal(r.code, 0, r.stderr);
+  t.equal(sha(await readFile(join(sub, 'good.bin'))), sha(DATA));
+  t.match(JSON.parse(r.stdout) as object, { output: join(sub, 'good.bin') });
+  t.same((await readdir(dir)).sort(), ['sub']);
+  t.same(await readdir(sub), ['good.bin']);
+  // DIR/<name> that is itself a directory: refused before the daemon is asked to download.
+  const { engine, admin: admin2, dir: dir2 } = await rig(t);
+  await mkdir(join(dir2, 'good.bin'));
+  const r2 = await runCli(['get', 'http://o.test/dir/good.bin', '-o', dir2, '--daemon', admin2.address], { cwd: dir2 });
+  t.equal(r2.code, 1);
+  t.match(r2.stderr, /OUTPUT: .*good\.bin is a directory/);
+  t.equal(engine.started.length, 0, 'refused before downloading');
+});
+
+t.test('/dev/stdout and friends mean stdout (checked without writing anything under /dev)', async (t) => {
+  for (const p of ['-', '/dev/stdout', '/proc/self/fd/1', '/dev/fd/1']) t.equal((await openOutput('http://h/a.bin', p)).output, '-', p);
 });
