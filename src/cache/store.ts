@@ -6,7 +6,10 @@
  *   files without an index entry are removed, and present marks whose bytes are not on disk are dropped.
  * - The present bitmap of every segment is in memory, so hasBlock/presentBlocks/isComplete are sync.
  * - putBlock verifies, writes the block in place and fdatasyncs it, THEN marks it present in the index
- *   and in memory.
+ *   and in memory. A block checked with checkBlock() (the download engine checks every block as it
+ *   arrives, to tell a bad peer from a good one) is not hashed a second time by putBlock: the store
+ *   remembers which buffer it verified for which block. Present marks of concurrent writes go to the
+ *   index as one batch.
  * - readBlock re-verifies every block it returns (SHA-256 costs ~40 µs per 64 KiB block on an idle
  *   core); a bad or short block is dropped (marked absent) and reported with 'corrupt'.
  * - Size limit: LRU eviction of whole unpinned segments. If every other segment is pinned the write
@@ -92,6 +95,10 @@ export class BlockStore extends EventEmitter {
   private active = 0;
   private readonly idleWaiters: (() => void)[] = [];
   private overWarned = false;
+  /** Buffers checkBlock() verified, with the block they were verified for (`<idHex>!<index>`). */
+  private readonly verified = new WeakMap<Buffer, string>();
+  /** Present marks waiting for the next index batch. */
+  private marks: { keys: string[]; written: Promise<void> } | undefined;
 
   private constructor(
     readonly dir: string,
@@ -243,6 +250,20 @@ export class BlockStore extends EventEmitter {
 
   // ---- blocks ----
 
+  /**
+   * Checks `data` against the hash of block `index` of a cached segment. A good buffer is
+   * remembered for that block, so a following putBlock of the same (unmodified) buffer does not
+   * hash it again. False when the segment is unknown or the data does not match.
+   */
+  checkBlock(segmentId: Buffer, index: number, data: Buffer): boolean {
+    const idHex = segmentId.toString('hex');
+    const e = this.entries.get(idHex);
+    if (!e || !Number.isInteger(index) || index < 0 || index >= e.present.size) return false;
+    if (!verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) return false;
+    this.verified.set(data, pKey(idHex, index));
+    return true;
+  }
+
   async putBlock(segmentId: Buffer, index: number, data: Buffer): Promise<void> {
     if (this.closed) throw new CacheError('CACHE_CLOSED', 'the block store is closed');
     this.active++;
@@ -254,7 +275,9 @@ export class BlockStore extends EventEmitter {
     const e = this.entries.get(idHex);
     if (!e) throw new CacheError('UNKNOWN_SEGMENT', `segment ${idHex} is not in the cache (addSegment first)`);
     if (!Number.isInteger(index) || index < 0 || index >= e.present.size) throw new BadBlockError(`block ${index} out of range for segment ${idHex}`);
-    if (!verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) throw new BadBlockError(`block ${index} of segment ${idHex} does not match its hash`);
+    const checked = this.verified.get(data) === pKey(idHex, index);
+    if (checked) this.verified.delete(data);
+    if (!checked && !verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) throw new BadBlockError(`block ${index} of segment ${idHex} does not match its hash`);
     if (e.present.has(index)) { this.touch(e); return; }
     // The pin keeps eviction and clear() away from this segment until the block is committed, so
     // only the size check needs the mutex; data writes and index puts run concurrently.
@@ -265,7 +288,7 @@ export class BlockStore extends EventEmitter {
       if (this.total + this.reserved > this.limit) await this.mutex.run(() => this.shrinkLocked(0, idHex));
       const [s] = blockRange(e.meta.version, e.meta, index);
       await this.files.write(idHex, s, data); // durable (fdatasync) before the index says present
-      await this.db.put(pKey(idHex, index), 1);
+      await this.mark(pKey(idHex, index));
       if (this.entries.get(idHex) === e && e.present.set(index)) {
         e.bytes += data.length;
         this.total += data.length;
@@ -277,6 +300,21 @@ export class BlockStore extends EventEmitter {
     }
     this.touch(e);
     if (added) this.emit('block', idHex, index);
+  }
+
+  /** Writes a present mark with the others of this turn of the event loop (one index batch). */
+  private mark(key: string): Promise<void> {
+    let m = this.marks;
+    if (!m) {
+      const batch: { keys: string[]; written: Promise<void> } = { keys: [], written: Promise.resolve() };
+      batch.written = new Promise<void>((r) => setImmediate(r)).then(() => {
+        if (this.marks === batch) this.marks = undefined;
+        return this.db.batch(batch.keys.map((k) => ({ type: 'put' as const, key: k, value: 1 })));
+      });
+      this.marks = m = batch;
+    }
+    m.keys.push(key);
+    return m.written;
   }
 
   async readBlock(segmentId: Buffer, index: number, purpose: 'local' | 'peer' = 'local'): Promise<Buffer | undefined> {

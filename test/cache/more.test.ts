@@ -168,3 +168,27 @@ t.test('close waits for writes in flight; afterwards writes fail clearly and rea
   t.teardown(() => store.close());
   t.ok(store.isComplete(s.meta.segmentId), 'every write that was in flight at close landed');
 });
+
+t.test('checkBlock: a verified buffer is stored without a second hash, but only for the block it was checked for', async (t) => {
+  const dir = await tempDir(t);
+  const s = randomV1(3);
+  const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
+  t.teardown(() => store.close());
+  t.equal(store.checkBlock(s.meta.segmentId, 0, s.blocks[0]!), false, 'unknown segment');
+  await store.addSegment(s.meta);
+  const bad = Buffer.from(s.blocks[1]!); bad[5]! ^= 1;
+  t.equal(store.checkBlock(s.meta.segmentId, 1, bad), false, 'wrong bytes');
+  t.equal(store.checkBlock(s.meta.segmentId, 9, s.blocks[0]!), false, 'index out of range');
+  t.equal(store.checkBlock(s.meta.segmentId, 0, s.blocks[0]!), true);
+  // checked as block 0, offered as block 2: hashed again and refused
+  await t.rejects(store.putBlock(s.meta.segmentId, 2, s.blocks[0]!), { code: 'BAD_BLOCK' });
+  t.equal(store.hasBlock(s.meta.segmentId, 2), false);
+  await store.putBlock(s.meta.segmentId, 0, s.blocks[0]!);
+  await Promise.all([1, 2].map(async (i) => { t.ok(store.checkBlock(s.meta.segmentId, i, s.blocks[i]!)); await store.putBlock(s.meta.segmentId, i, s.blocks[i]!); }));
+  t.ok(store.isComplete(s.meta.segmentId));
+  for (let i = 0; i < 3; i++) t.same(await store.readBlock(s.meta.segmentId, i), s.blocks[i]);
+  await store.close();
+  const again = await BlockStore.open({ dir, limitBytes: 1 << 30 });
+  t.teardown(() => again.close());
+  t.same(again.presentBlocks(s.meta.segmentId), [0, 1, 2], 'batched present marks reached the index');
+});
