@@ -128,7 +128,17 @@ function defaultVersion(type: MsgTypeName): ProtVer {
 
 /** Encode any PCCRR message (without the transport header). */
 export function encodeMessage(m: Message): Buffer {
+  return writeMessage(m, 0);
+}
+
+/**
+ * Encodes `m` after `prefix` zero bytes, in one buffer (a served block is copied once, not once
+ * per framing layer). MsgSize is filled in; the prefix is the caller's. Padding is relative to the
+ * writer's start, so the prefix must keep 4-byte alignment.
+ */
+function writeMessage(m: Message, prefix: number): Buffer {
   const w = new Writer();
+  if (prefix) w.bytes(Buffer.alloc(prefix));
   const version = m.version ?? defaultVersion(m.type);
   const algo = m.cryptoAlgo ?? 0;
   if (![0, 1, 2, 3].includes(algo)) throw new RetrievalEncodeError(`CryptoAlgoId: ${algo} unknown`);
@@ -165,9 +175,10 @@ export function encodeMessage(m: Message): Buffer {
       break;
   }
   const out = w.finish();
+  const size = out.length - prefix;
   const limit = REQUEST_TYPES.has(m.type) ? MAX_REQUEST_SIZE : MAX_RESPONSE_SIZE;
-  if (out.length > limit) throw new RetrievalEncodeError(`MsgSize: ${out.length} exceeds ${limit}`);
-  out.writeUInt32BE(out.length, 8);
+  if (size > limit) throw new RetrievalEncodeError(`MsgSize: ${size} exceeds ${limit}`);
+  out.writeUInt32BE(size, prefix + 8);
   return out;
 }
 
@@ -178,10 +189,9 @@ export function encodeRequest(m: RequestMessage): Buffer {
 
 /** Encode a response message with its 4-byte TRANSPORT_RESPONSE_HEADER (the HTTP response body). */
 export function encodeResponse(m: ResponseMessage): Buffer {
-  const msg = encodeMessage(m);
-  const prefix = Buffer.alloc(TRANSPORT_HEADER_SIZE);
-  prefix.writeUInt32BE(msg.length);
-  return Buffer.concat([prefix, msg]);
+  const out = writeMessage(m, TRANSPORT_HEADER_SIZE);
+  out.writeUInt32BE(out.length - TRANSPORT_HEADER_SIZE, 0);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

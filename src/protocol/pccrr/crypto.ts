@@ -30,7 +30,8 @@ export function encryptBlock(algo: CryptoAlgo, kp: Buffer, plain: Buffer, iv?: B
 /**
  * Decrypt one block and return exactly `expectedLength` plaintext bytes. Padding is not checked
  * (like iPXE): everything is decrypted and the tail beyond the expected length ignored; the hash
- * check done by the caller is what proves the data. Throws if the result is too short.
+ * check done by the caller is what proves the data. Throws if the result is too short. The result
+ * is a view of one fresh buffer (algorithm 0: of `cipher`), never a further copy.
  */
 export function decryptBlock(algo: CryptoAlgo, kp: Buffer, cipher: Buffer, iv: Buffer, expectedLength: number): Buffer {
   let plain: Buffer;
@@ -42,10 +43,13 @@ export function decryptBlock(algo: CryptoAlgo, kp: Buffer, cipher: Buffer, iv: B
     if (cipher.length % 16 !== 0) throw new RetrievalParseError('Block', `ciphertext of ${cipher.length} bytes is not a multiple of 16`);
     const d = createDecipheriv(CIPHER[algo], key, iv);
     d.setAutoPadding(false);
-    plain = Buffer.concat([d.update(cipher), d.final()]);
+    // Without padding and with whole cipher blocks, update() returns everything and final() nothing.
+    plain = d.update(cipher);
+    const tail = d.final();
+    if (tail.length) plain = Buffer.concat([plain, tail]);
   }
   if (plain.length < expectedLength) {
     throw new RetrievalParseError('SizeOfBlock', `${plain.length} bytes decrypted, ${expectedLength} expected`);
   }
-  return Buffer.from(plain.subarray(0, expectedLength));
+  return plain.length === expectedLength ? plain : plain.subarray(0, expectedLength);
 }
