@@ -1,15 +1,8 @@
 /** What the discovery state machines need from the outside world, injected so tests can fake it. */
 import type { Logger } from '../util/log.js';
+import type { Timers } from '../util/timers.js';
 
-export interface Timers {
-  set(fn: () => void, ms: number): unknown;
-  clear(handle: unknown): void;
-}
-
-export const realTimers: Timers = {
-  set: (fn, ms) => setTimeout(fn, ms),
-  clear: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
+export { type Timers, realTimers } from '../util/timers.js';
 
 export interface DiscoveryStats {
   probesSent: number;

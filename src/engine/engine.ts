@@ -6,9 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { nullLogger } from '../util/log.js';
+import { realTimers } from '../util/timers.js';
 import { DownloadError } from './errors.js';
-import { type DownloadJob, Job, type JobContext } from './job.js';
+import { type DownloadJob, Job } from './job.js';
 import { type OriginClient, UndiciOriginClient } from './origin-client.js';
+import type { JobContext } from './session.js';
 import type { EngineDeps, EngineTotals } from './types.js';
 
 export { DownloadError } from './errors.js';
@@ -56,6 +58,7 @@ export class DownloadEngine extends EventEmitter {
       http: this.http,
       log: (this.deps.logger ?? nullLogger).child({ component: 'download' }),
       now: this.deps.now ?? Date.now,
+      timers: this.deps.timers ?? realTimers,
       random: this.deps.random ?? Math.random,
       count: (field, n) => { this.sums[field] += n; },
       isSelf: (a) => {

@@ -1,11 +1,43 @@
 /**
- * Buffer of a plain (non-PeerDist) download: the origin body is appended to a private temp file
- * so any number of readers can stream it, while it arrives and after it completed. The file is
- * removed when the engine drops the job (dispose).
+ * Plain (non-PeerDist) downloads: the origin body is appended to a private temp file so any
+ * number of readers can stream it, while it arrives and after it completed. The file is removed
+ * when the engine drops the job (dispose).
  */
 import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DownloadError } from './errors.js';
+import { type HeaderMap, type OriginResponse, header } from './origin-client.js';
+
+/** The announced Content-Length, or -1 when absent or not a number. */
+export function plainLength(headers: HeaderMap): number {
+  const cl = header(headers, 'content-length');
+  return cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : -1;
+}
+
+/**
+ * Streams the origin body into `buf`, calling `received` after each chunk. Returns false when the
+ * job ended meanwhile (`stopped`), true once the body is complete (`expected` bytes, if >= 0).
+ */
+export async function receivePlain(
+  res: OriginResponse, buf: PlainBuffer, expected: number, url: string,
+  hooks: { stopped(): boolean; received(n: number): void },
+): Promise<boolean> {
+  try {
+    for await (const chunk of res.body) {
+      if (hooks.stopped()) break;
+      await buf.append(chunk);
+      hooks.received(chunk.length);
+    }
+  } catch (err) {
+    if (hooks.stopped()) return false;
+    throw new DownloadError('ORIGIN_UNREACHABLE', `origin connection failed during ${url}: ${(err as Error).message}`, { cause: err });
+  }
+  if (hooks.stopped()) return false;
+  if (expected >= 0 && buf.size !== expected) throw new DownloadError('ORIGIN_UNREACHABLE', `origin sent ${buf.size} of ${expected} bytes for ${url}`);
+  await buf.finish();
+  return true;
+}
 
 export class PlainBuffer {
   private written = 0;

@@ -6,6 +6,7 @@ import type { EventEmitter } from 'node:events';
 import type { ContentInfo } from '../protocol/pccrc/types.js';
 import type { BlockStore } from '../cache/store.js';
 import type { Logger } from '../util/log.js';
+import type { Timers } from '../util/timers.js';
 import type { OriginClient } from './origin-client.js';
 import type { PeerStat } from './scheduler.js';
 
@@ -48,6 +49,8 @@ export interface EngineDeps {
   http?: OriginClient;
   logger?: Logger;
   now?: () => number;
+  /** Timers of the engine's state machines (default: the real ones; tests pass a fake clock). */
+  timers?: Timers;
   random?: () => number;
   /** Concurrent origin range requests per download (default 3). */
   originConcurrency?: number;

@@ -1,0 +1,25 @@
+/** Byte accounting of one job, mirrored into the engine's totals. */
+
+/** A counted quantity: where content bytes came from, content information bytes, bytes done. */
+export type CountedField = 'fromOrigin' | 'fromPeers' | 'fromCache' | 'contentInfoBytes' | 'bytesDone';
+/** Where verified content bytes came from. */
+export type ByteSource = 'fromOrigin' | 'fromPeers' | 'fromCache';
+/** Counter deltas reported to the engine's totals. */
+export type CounterSink = (field: CountedField, n: number) => void;
+
+export class JobCounters {
+  readonly counts: Record<CountedField, number> = { fromOrigin: 0, fromPeers: 0, fromCache: 0, contentInfoBytes: 0, bytesDone: 0 };
+
+  constructor(private readonly sink: CounterSink) {}
+
+  add(field: CountedField, n: number): void {
+    this.counts[field] += n;
+    this.sink(field, n);
+  }
+
+  /** `n` content bytes obtained from `source`: counted there and as done. */
+  content(source: ByteSource, n: number): void {
+    this.add(source, n);
+    this.add('bytesDone', n);
+  }
+}

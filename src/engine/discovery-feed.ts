@@ -1,0 +1,148 @@
+/**
+ * Feeds what discovery learns into the scheduler: one watch per batch of missing segments,
+ * block lists of partial holders (v1, refreshed periodically and on demand), and fresh probes
+ * while no peer is known. Sightings of this daemon itself are ignored.
+ */
+import type { Session } from './session.js';
+import type { SightingLike, WatchLike } from './types.js';
+
+/**
+ * Segment IDs per discovery watch: what one probe can carry (v1 32 IDs per probe, so 2 probes;
+ * v2 up to 255). Fewer, fuller probes matter for v2 content, whose many small segments are only
+ * learned from ProbeMatches and whose probes go through the discovery pacer (15/s).
+ */
+const WATCH_BATCH: Record<1 | 2, number> = { 1: 64, 2: 255 };
+/** While no peer is known, a fresh probe for a sample of the segments this often. */
+const REPROBE_MS = 500;
+const REPROBE_MAX = 20;
+/** Segment IDs per re-probe: one probe datagram's worth (v1 32, v2 255). */
+const REPROBE_SAMPLE = { 1: 32, 2: 255 } as const;
+
+export class DiscoveryFeed {
+  private watches: WatchLike[] = [];
+  private extraWatch: WatchLike | undefined;
+  private reprobeTimer: unknown;
+  private refreshTimer: unknown;
+  private readonly refreshing = new Map<string, Promise<void>>();
+
+  constructor(private readonly s: Session) {}
+
+  /** Watches every missing segment, a batch of IDs per watch; v1 also refreshes block lists periodically. */
+  start(): void {
+    const { ci, sched, ctx } = this.s;
+    const needed = sched.segmentsNeeded().map((s) => ci.segments[s]!.segmentId);
+    const batch = WATCH_BATCH[ci.version];
+    for (let i = 0; i < needed.length; i += batch) {
+      const w = ctx.deps.discovery.watch(needed.slice(i, i + batch), ci.version);
+      this.watches.push(w);
+      w.on('peer', (p) => this.onSighting(p));
+      for (const id of needed.slice(i, i + batch)) for (const p of w.peers(id)) this.onSighting(p);
+    }
+    if (ci.version === 1) this.refreshEvery(ctx.deps.blockListRefreshMs ?? 300);
+  }
+
+  /** Resolves once any watch found a peer or after `ms` (callers bound the wait). */
+  waitForPeers(ms: number): Promise<void> {
+    return Promise.race(this.watches.map((w) => w.waitForPeers(ms)));
+  }
+
+  /** Tells discovery that `address` misbehaved. */
+  reportFailure(address: string): void {
+    for (const w of this.watches) w.reportFailure(address);
+  }
+
+  close(): void {
+    if (this.refreshTimer !== undefined) this.s.ctx.timers.clear(this.refreshTimer);
+    this.refreshTimer = undefined;
+    if (this.reprobeTimer !== undefined) this.s.ctx.timers.clear(this.reprobeTimer);
+    this.reprobeTimer = undefined;
+    this.extraWatch?.close();
+    this.extraWatch = undefined;
+    for (const w of this.watches) w.close();
+    this.watches = [];
+  }
+
+  private refreshEvery(ms: number): void {
+    this.refreshTimer = this.s.ctx.timers.set(() => {
+      void this.refreshAll();
+      this.refreshEvery(ms);
+    }, ms, true);
+  }
+
+  /**
+   * The discovery watch repeats its probe only every 1-2 s. Clients that start together find
+   * each other only once they hold blocks, so while no peer is known we send a fresh probe for a
+   * random sample of the missing segments every REPROBE_MS (one datagram; a hit on any segment
+   * reveals the peer, and block lists tell us the rest).
+   */
+  reprobe(n = 0): void {
+    const s = this.s;
+    if (n >= REPROBE_MAX || s.stopped()) return;
+    this.reprobeTimer = s.ctx.timers.set(() => {
+      this.extraWatch?.close();
+      this.extraWatch = undefined;
+      const { sched, ci } = s;
+      if (s.stopped() || sched.peerCount() > 0) return;
+      const needed = sched.segmentsNeeded();
+      for (let i = needed.length - 1; i > 0; i--) { const j = Math.floor(s.ctx.random() * (i + 1)); [needed[i], needed[j]] = [needed[j]!, needed[i]!]; }
+      const ids = needed.slice(0, REPROBE_SAMPLE[ci.version]).map((g) => ci.segments[g]!.segmentId);
+      if (ids.length === 0) return;
+      const w = s.ctx.deps.discovery.watch(ids, ci.version);
+      w.on('peer', (p) => this.onSighting(p));
+      this.extraWatch = w;
+      this.reprobe(n + 1);
+    }, REPROBE_MS, true);
+  }
+
+  private onSighting(p: SightingLike): void {
+    const { sched, ci, ctx } = this.s;
+    if (this.s.stopped() || ctx.isSelf(p.address)) return;
+    const seg = this.s.segByHex.get(p.segmentId.toUpperCase());
+    if (seg === undefined || p.blockCount <= 0) return;
+    if (ci.version === 2) sched.peerHasSegment(p.address, seg, ctx.now());
+    else if (p.complete) sched.peerHasSegment(p.address, seg);
+    else {
+      sched.addPeer(p.address);
+      void this.refreshPeer(p.address, seg);
+    }
+    // A new peer may hold other segments of this content too.
+    if (ci.version === 1) for (const s of sched.segmentsNeeded()) if (s !== seg) void this.refreshPeer(p.address, s);
+    this.s.pump();
+  }
+
+  /** Block lists of every partial holder for every segment still needed (v1). */
+  refreshAll(): Promise<unknown> {
+    const { sched, ci } = this.s;
+    if (this.s.stopped() || ci.version !== 1) return Promise.resolve();
+    const work: Promise<void>[] = [];
+    for (const seg of sched.segmentsNeeded()) for (const peer of sched.partialHolders(seg)) work.push(this.refreshPeer(peer, seg));
+    return Promise.all(work);
+  }
+
+  /** One block-list request per peer and segment at a time; callers share the running one. */
+  private refreshPeer(peer: string, seg: number): Promise<void> {
+    const key = `${peer}/${seg}`;
+    let p = this.refreshing.get(key);
+    if (!p) {
+      p = this.blockList(peer, seg).finally(() => this.refreshing.delete(key));
+      this.refreshing.set(key, p);
+    }
+    return p;
+  }
+
+  private async blockList(peer: string, seg: number): Promise<void> {
+    const s = this.s;
+    if (s.stopped()) return;
+    try {
+      const n = s.sched.blocksInSegment(seg);
+      const r = await s.ctx.deps.retrieval.getBlockList({ peer, segmentId: s.ci.segments[seg]!.segmentId, ranges: [[0, n]], signal: s.signal });
+      if (s.stopped()) return;
+      const indices: number[] = [];
+      for (const [first, count] of r.ranges) for (let i = first; i < first + count && i < n; i++) indices.push(i);
+      s.sched.peerBlocks(peer, seg, indices, s.ctx.now());
+      s.pump();
+    } catch (err) {
+      s.log.debug('block list failed', { peer, seg, err });
+    }
+  }
+}

@@ -1,0 +1,49 @@
+/** Fetching one block from a peer (MS-PCCRR MSG_GETBLKS), verified against its hash before it is stored. */
+import { verifyBlock } from '../protocol/pccrc/types.js';
+import { PeerError } from '../protocol/pccrr/errors.js';
+import type { PeerFailure } from './scheduler.js';
+import type { Session } from './session.js';
+
+export async function fetchFromPeer(s: Session, g: number, peer: string): Promise<void> {
+  const { ci, sched } = s, b = s.layout.blocks[g]!, seg = s.segInfo(g);
+  const t0 = s.ctx.now();
+  let data: Buffer;
+  let next = 0;
+  try {
+    const r = await s.ctx.deps.retrieval.getBlock({
+      peer, segmentId: seg.segmentId, index: b.index, kp: seg.kp, expectedLength: b.length,
+      verify: (plain) => verifyBlock(ci.version, seg, b.index, plain), signal: s.signal,
+    });
+    data = r.data;
+    next = r.nextBlockIndex;
+    if (!verifyBlock(ci.version, seg, b.index, data)) throw new PeerError('bad-block', peer, `block ${b.index} does not match its hash`);
+  } catch (err) {
+    if (s.stopped()) return;
+    const why = classifyPeerError(err);
+    s.log.debug('peer block failed', { peer, block: g, why, err });
+    if (why === 'bad-block') {
+      s.log.warn('peer sent a block that does not match its hash; not using it again for this download', { peer, segment: b.seg, index: b.index });
+      s.badPeer(peer);
+    }
+    sched.peerFailed(peer, g, why, s.ctx.now());
+    s.recheckStore(g);
+    return;
+  }
+  if (s.stopped()) return;
+  await s.store(g, data);
+  sched.peerSucceeded(peer, g, b.length, s.ctx.now() - t0);
+  if (next > b.index) sched.peerHasBlock(peer, b.seg, next);
+  s.landed('fromPeers', b.length);
+}
+
+/** How the scheduler should treat a failed peer request (anything but a PeerError is a plain error). */
+export function classifyPeerError(err: unknown): PeerFailure {
+  if (!(err instanceof PeerError)) return 'error';
+  switch (err.code) {
+    case 'bad-block': return 'bad-block';
+    case 'not-available': return 'not-available';
+    case 'timeout': return 'timeout';
+    case 'busy': return 'busy';
+    default: return 'error';
+  }
+}

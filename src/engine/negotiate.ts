@@ -1,0 +1,58 @@
+/**
+ * The first request of a download: asks the origin for content information (MS-PCCRTP) and
+ * checks what comes back (signature, format, lengths). A non-PeerDist answer is handed back
+ * unread as a plain download.
+ */
+import { parseContentInfo } from '../protocol/pccrc/codec.js';
+import type { ContentInfo } from '../protocol/pccrc/types.js';
+import { clientRequestHeaders, parsePeerDistResponse } from '../protocol/pccrtp/headers.js';
+import { checkSignature } from './check-signature.js';
+import { DownloadError } from './errors.js';
+import { type OriginResponse, header, readBody } from './origin-client.js';
+import type { JobContext } from './session.js';
+import type { JobInfo } from './types.js';
+
+const MAX_CONTENT_INFO = 256 * 1024 * 1024;
+
+/** Origin metadata passed on to readers (ETag, Last-Modified, Content-Type). */
+export type OriginMeta = Omit<JobInfo, 'contentLength' | 'peerdist' | 'contentInfo'>;
+
+export type Negotiated =
+  | { peerdist: false; meta: OriginMeta; res: OriginResponse }
+  | { peerdist: true; meta: OriginMeta; contentInfo: ContentInfo };
+
+export async function negotiate(
+  ctx: Pick<JobContext, 'deps' | 'http'>, url: string, headers: Record<string, string>, signal: AbortSignal,
+  onContentInfoBytes: (n: number) => void,
+): Promise<Negotiated> {
+  const { deps, http } = ctx;
+  const reqHeaders = { ...headers, ...clientRequestHeaders({ maxContentVersion: deps.maxContentVersion ?? 2 }) };
+  const res = await http.get(url, reqHeaders, signal);
+  if (res.status !== 200) {
+    res.discard();
+    throw new DownloadError('ORIGIN_STATUS', `origin answered HTTP ${res.status} for ${url}`, { status: res.status });
+  }
+  const pd = parsePeerDistResponse(res.headers);
+  const meta: OriginMeta = {};
+  const etag = header(res.headers, 'etag'); if (etag) meta.etag = etag;
+  const lm = header(res.headers, 'last-modified'); if (lm) meta.lastModified = lm;
+  const ct = header(res.headers, 'content-type'); if (ct) meta.contentType = ct;
+  if (!pd.peerdist) return { peerdist: false, meta, res };
+
+  const body = await readBody(res, MAX_CONTENT_INFO);
+  onContentInfoBytes(body.length);
+  if (deps.signaturePublicKeyPem) {
+    const why = checkSignature(deps.signaturePublicKeyPem, url, res.headers, body);
+    if (why) throw new DownloadError('BAD_SIGNATURE', `content information for ${url} rejected: ${why}`);
+  }
+  let ci: ContentInfo;
+  try { ci = parseContentInfo(body); } catch (err) {
+    throw new DownloadError('BAD_CONTENT_INFO', `origin sent malformed content information for ${url}: ${(err as Error).message}`, { cause: err });
+  }
+  if (pd.contentLength === undefined) throw new DownloadError('BAD_CONTENT_INFO', `PeerDist response for ${url} lacks X-P2P-PeerDist ContentLength`);
+  if (ci.rangeStart !== 0 || ci.rangeEnd !== pd.contentLength || ci.contentLength !== pd.contentLength) {
+    throw new DownloadError('BAD_CONTENT_INFO', `content information for ${url} covers ${ci.rangeStart}-${ci.rangeEnd} of ${ci.contentLength} bytes but ContentLength is ${pd.contentLength}`);
+  }
+  if (ci.version > (deps.maxContentVersion ?? 2)) throw new DownloadError('BAD_CONTENT_INFO', `origin sent content information v${ci.version}, we asked for at most v${deps.maxContentVersion}`);
+  return { peerdist: true, meta, contentInfo: ci };
+}

@@ -1,0 +1,55 @@
+/**
+ * What the parts of a job share: the engine-wide context of every job, and the Session of a
+ * running PeerDist transfer that the discovery feed and the block fetchers work on.
+ */
+import type { ContentInfo, SegmentInfo } from '../protocol/pccrc/types.js';
+import type { Logger } from '../util/log.js';
+import type { Timers } from '../util/timers.js';
+import type { ByteSource, CounterSink } from './counters.js';
+import type { OriginClient } from './origin-client.js';
+import type { BlockLayout } from './reader.js';
+import type { Scheduler } from './scheduler.js';
+import type { EngineDeps } from './types.js';
+
+export interface JobContext {
+  deps: EngineDeps;
+  http: OriginClient;
+  log: Logger;
+  now: () => number;
+  timers: Timers;
+  random: () => number;
+  count: CounterSink;
+  isSelf: (address: string) => boolean;
+}
+
+export interface Session {
+  readonly ctx: JobContext;
+  readonly url: string;
+  /** The caller's request headers (passed on to the origin). */
+  readonly headers: Record<string, string>;
+  readonly log: Logger;
+  /** Aborted when the job ends. */
+  readonly signal: AbortSignal;
+  readonly ci: ContentInfo;
+  readonly sched: Scheduler;
+  readonly layout: BlockLayout;
+  /** Segment number by upper-case hex segment ID. */
+  readonly segByHex: ReadonlyMap<string, number>;
+  /** Message of the last failed origin range request (for the final error). */
+  lastOriginError: string | undefined;
+  /** The job ended (done, failed or cancelled): stop quietly. */
+  stopped(): boolean;
+  /** Starts whatever the scheduler decides now. */
+  pump(): void;
+  /** Waits for `p` but at most `ms` and not beyond the end of the job. */
+  until(p: Promise<unknown>, ms: number): Promise<void>;
+  segInfo(block: number): SegmentInfo;
+  /** Writes a verified block to the cache. */
+  store(block: number, data: Buffer): Promise<void>;
+  /** After a failed attempt: counts the block as a cache hit if it reached the cache another way. */
+  recheckStore(block: number): void;
+  /** `n` verified bytes landed from `source`. */
+  landed(source: ByteSource, n: number): void;
+  /** A peer sent a block that fails its hash: discovery stops offering it. */
+  badPeer(peer: string): void;
+}

@@ -1,0 +1,216 @@
+/**
+ * The PeerDist part of a download: lays the content out in blocks, runs the Scheduler, feeds it
+ * from discovery, starts peer and origin fetches as it decides, and stores every verified block.
+ * The origin is used only once discovery had its chance (the initial gate).
+ */
+import { blockCount, blockRange, type ContentInfo, type SegmentInfo } from '../protocol/pccrc/types.js';
+import type { Logger } from '../util/log.js';
+import type { ByteSource } from './counters.js';
+import { DiscoveryFeed } from './discovery-feed.js';
+import { DownloadError } from './errors.js';
+import { fetchFromOrigin } from './fetch-origin.js';
+import { fetchFromPeer } from './fetch-peer.js';
+import type { BlockLayout } from './reader.js';
+import { type Assignment, type BlockDesc, type PeerStat, Scheduler } from './scheduler.js';
+import type { JobContext, Session } from './session.js';
+
+const GATE_REFRESH_WAIT_MS = 500;
+const V2_SIGHTING_GRACE_MS = 60;
+
+/** What a transfer needs from its job. */
+export interface TransferHost {
+  readonly ctx: JobContext;
+  readonly url: string;
+  readonly headers: Record<string, string>;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  /** Settles when the job ends. */
+  readonly ended: Promise<unknown>;
+  stopped(): boolean;
+  landed(source: ByteSource, n: number): void;
+  fail(err: unknown): void;
+  finish(): void;
+}
+
+/** Every block of every segment in content order, and segment numbers by hex segment ID. */
+export function contentLayout(ci: ContentInfo): { layout: BlockLayout; segByHex: Map<string, number> } {
+  const blocks: BlockDesc[] = [];
+  const offsets: number[] = [];
+  const segByHex = new Map<string, number>();
+  for (const seg of ci.segments) {
+    segByHex.set(seg.segmentId.toString('hex').toUpperCase(), seg.index);
+    const n = blockCount(ci.version, seg);
+    for (let i = 0; i < n; i++) {
+      const [s, e] = blockRange(ci.version, seg, i);
+      blocks.push({ seg: seg.index, index: i, length: e - s });
+      offsets.push(seg.offset + s);
+    }
+  }
+  const segOf = (g: number) => ci.segments[blocks[g]!.seg]!;
+  return { layout: { blocks, offsets, segmentId: (g) => segOf(g).segmentId, contentLength: ci.contentLength }, segByHex };
+}
+
+export class Transfer implements Session {
+  readonly ctx: JobContext;
+  readonly url: string;
+  readonly headers: Record<string, string>;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly layout: BlockLayout;
+  readonly segByHex: ReadonlyMap<string, number>;
+  readonly sched: Scheduler;
+  lastOriginError: string | undefined;
+  private readonly feed: DiscoveryFeed;
+  private timer: unknown;
+  private wakeAt = Infinity;
+  private originOpen = false;
+  /** Cache writes in flight (a block that arrived just before cancel() is still stored and counted). */
+  private readonly storing = new Set<Promise<void>>();
+
+  constructor(readonly ci: ContentInfo, private readonly host: TransferHost) {
+    this.ctx = host.ctx;
+    this.url = host.url;
+    this.headers = host.headers;
+    this.log = host.log;
+    this.signal = host.signal;
+    const { layout, segByHex } = contentLayout(ci);
+    this.layout = layout;
+    this.segByHex = segByHex;
+    const { deps } = this.ctx;
+    this.sched = new Scheduler({
+      blocks: layout.blocks,
+      present: (g) => deps.store.hasBlock(layout.segmentId(g), layout.blocks[g]!.index),
+      random: this.ctx.random,
+      originConcurrency: deps.originConcurrency,
+      peerConcurrency: deps.peerConcurrency,
+      totalPeerConcurrency: deps.totalPeerConcurrency,
+      // v1: block lists every refresh period; v2: discovery repeats (1-2 s) and pre-origin re-checks.
+      visibilityLagMs: ci.version === 1 ? (deps.blockListRefreshMs ?? 300) + 100 : 1000,
+    });
+    this.feed = new DiscoveryFeed(this);
+  }
+
+  /** Lengths of the blocks already in the cache when the transfer starts. */
+  cachedAtStart(): number[] {
+    const out: number[] = [];
+    for (let g = 0; g < this.layout.blocks.length; g++) if (this.sched.hasBlock(g)) out.push(this.layout.blocks[g]!.length);
+    return out;
+  }
+
+  peerStats(): PeerStat[] { return this.sched.peerStats(); }
+
+  /** Runs until the origin gate opened; fetches then go on until the job finishes or fails. */
+  async run(): Promise<void> {
+    if (this.stopped()) return;
+    const { store, discovery } = this.ctx.deps;
+    store.on('block', this.onStoreBlock);
+    this.feed.start();
+    this.pump(); // peers already known start right away
+
+    // Adaptive initial wait: the origin is only used once discovery had its chance.
+    const wait = Math.max(0, discovery.initialWaitMs);
+    if (this.sched.peerCount() === 0 && wait > 0) await this.until(this.feed.waitForPeers(wait), wait + 50);
+    if (this.sched.peerCount() > 0) {
+      if (this.ci.version === 2) await this.until(new Promise(() => undefined), V2_SIGHTING_GRACE_MS);
+      await this.until(this.feed.refreshAll(), GATE_REFRESH_WAIT_MS);
+    }
+    if (this.stopped()) return;
+    this.originOpen = true;
+    this.pump();
+    this.feed.reprobe();
+  }
+
+  /** Stops timers and discovery (the job ended). */
+  close(): void {
+    if (this.timer !== undefined) this.ctx.timers.clear(this.timer);
+    this.timer = undefined;
+    this.feed.close();
+    this.ctx.deps.store.off('block', this.onStoreBlock);
+  }
+
+  /** Settles once no cache write is in flight. */
+  async idle(): Promise<void> {
+    while (this.storing.size > 0) await Promise.allSettled([...this.storing]);
+  }
+
+  stopped(): boolean { return this.host.stopped(); }
+
+  /** Starts whatever the scheduler decides now and arms a timer for its next deadline. */
+  pump(): void {
+    const sched = this.sched;
+    if (this.stopped()) return;
+    const f = sched.failed();
+    if (f) return this.failBlock(f.block, f.reason);
+    if (sched.isDone()) return this.host.finish();
+    const now = this.ctx.now();
+    for (const a of sched.next(now, this.originOpen)) this.launch(a);
+    const f2 = sched.failed();
+    if (f2) return this.failBlock(f2.block, f2.reason);
+    const wake = sched.nextWakeAt();
+    if (wake !== undefined && wake < this.wakeAt) {
+      if (this.timer !== undefined) this.ctx.timers.clear(this.timer);
+      this.wakeAt = wake;
+      // Not weak: a job waiting out a retry backoff must keep a standalone process alive.
+      this.timer = this.ctx.timers.set(() => { this.timer = undefined; this.wakeAt = Infinity; this.pump(); }, Math.max(1, wake - now));
+    }
+  }
+
+  async until(p: Promise<unknown>, ms: number): Promise<void> {
+    let t: unknown;
+    await Promise.race([
+      p.catch(() => undefined),
+      new Promise<void>((r) => { t = this.ctx.timers.set(r, ms); }),
+      this.host.ended.then(() => undefined, () => undefined),
+    ]);
+    this.ctx.timers.clear(t);
+  }
+
+  segInfo(g: number): SegmentInfo { return this.ci.segments[this.layout.blocks[g]!.seg]!; }
+
+  async store(g: number, data: Buffer): Promise<void> {
+    const b = this.layout.blocks[g]!;
+    const write = this.ctx.deps.store.putBlock(this.segInfo(g).segmentId, b.index, data);
+    this.storing.add(write);
+    try {
+      await write;
+    } catch (err) {
+      throw new DownloadError('LOCAL', `cannot store block ${b.index} of segment ${b.seg}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      this.storing.delete(write);
+    }
+  }
+
+  recheckStore(g: number): void {
+    const b = this.layout.blocks[g]!;
+    if (this.ctx.deps.store.hasBlock(this.segInfo(g).segmentId, b.index) && !this.sched.hasBlock(g)) {
+      this.sched.markDone(g);
+      this.landed('fromCache', b.length);
+    }
+  }
+
+  landed(source: ByteSource, n: number): void { this.host.landed(source, n); }
+
+  badPeer(peer: string): void { this.feed.reportFailure(peer); }
+
+  /** Blocks another job (or an import) stores meanwhile count as cache hits. */
+  private readonly onStoreBlock = (idHex: string, index: number): void => {
+    const seg = this.segByHex.get(idHex.toUpperCase());
+    if (seg === undefined) return;
+    const g = this.sched.blockOf(seg, index);
+    if (g === undefined || this.sched.hasBlock(g)) return;
+    this.sched.markDone(g);
+    if (this.sched.hasBlock(g)) this.landed('fromCache', this.layout.blocks[g]!.length);
+  };
+
+  private launch(a: Assignment): void {
+    const run = a.kind === 'peer' ? fetchFromPeer(this, a.block, a.peer) : fetchFromOrigin(this, a.block);
+    run.catch((err) => this.host.fail(err)).finally(() => this.pump());
+  }
+
+  private failBlock(g: number, reason: 'origin' | 'mismatch'): void {
+    const b = this.layout.blocks[g]!;
+    const where = `block ${b.index} of segment ${b.seg} (bytes ${this.layout.offsets[g]}-${this.layout.offsets[g]! + b.length - 1})`;
+    if (reason === 'mismatch') this.host.fail(new DownloadError('ORIGIN_MISMATCH', `origin returned data that does not match its content information: ${where} of ${this.url}`));
+    else this.host.fail(new DownloadError('BLOCK_FAILED', `could not get ${where} of ${this.url} from any peer or the origin${this.lastOriginError ? `: ${this.lastOriginError}` : ''}`));
+  }
+}
