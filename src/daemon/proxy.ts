@@ -96,12 +96,18 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
     return forward(deps, target, req, res);
   }
   if (req.destroyed) return;
-  const out: Record<string, string | number> = { 'x-peerdist-job': job.id, 'accept-ranges': 'bytes', via: '1.1 peerdist' };
+  // The length is unknown (-1) when the origin sent no Content-Length (chunked or close-delimited
+  // plain body): then there is no Content-Length header (node frames the body chunked, or closes
+  // the connection for HTTP/1.0 clients), ranges are answered with the whole body (200), and
+  // Accept-Ranges is not advertised.
+  const len = info.contentLength;
+  const known = Number.isSafeInteger(len) && len >= 0;
+  const out: Record<string, string | number> = { 'x-peerdist-job': job.id, via: '1.1 peerdist' };
+  if (known) out['accept-ranges'] = 'bytes';
   if (info.contentType) out['content-type'] = info.contentType;
   if (info.etag) out['etag'] = info.etag;
   if (info.lastModified) out['last-modified'] = info.lastModified;
-  const len = info.contentLength;
-  const range = req.headers['if-range'] === undefined ? parseRange(req.headers.range, len) : undefined;
+  const range = known && req.headers['if-range'] === undefined ? parseRange(req.headers.range, len) : undefined;
   if (range === 'unsatisfiable') {
     res.writeHead(416, { ...out, 'content-range': `bytes */${len}`, 'content-length': 0 });
     res.end();
@@ -112,7 +118,7 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
     res.writeHead(206, { ...out, 'content-range': `bytes ${range[0]}-${range[1]}/${len}`, 'content-length': range[1] - range[0] + 1 });
     stream = job.createReadStream(range[0], range[1]);
   } else {
-    res.writeHead(200, { ...out, 'content-length': len });
+    res.writeHead(200, known ? { ...out, 'content-length': len } : out);
     stream = job.createReadStream();
   }
   pipeline(stream, res, (err) => { if (err && !res.destroyed) res.destroy(err); });
