@@ -1,9 +1,12 @@
 /**
  * Daemon configuration: merges a JSON config file, PEERDIST_* environment variables and command
  * line flags. Precedence (highest first): flags > environment > config file > defaults.
- * `resolveConfig` is pure; only `readConfigFile` touches the disk. See protocol/admin-api.md.
+ * `resolveConfig` is pure; `readConfigFile` and `checkConfigFiles` touch the disk. See
+ * protocol/admin-api.md.
  */
-import { readFile } from 'node:fs/promises';
+import { createPublicKey } from 'node:crypto';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { PeerdistError } from '../util/errors.js';
 import { parseSize as parseBytes } from '../util/size.js';
 import { type AdminAddress, type HostPort, parseAdminAddress, parseHostPort, AddressError } from '../util/address.js';
@@ -241,4 +244,52 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
     cacheMaxAgeMs: parseDuration(pick('cacheMaxAge') ?? DEFAULTS.cacheMaxAge, 'cacheMaxAge'),
     serveOnBattery: sob === undefined ? DEFAULTS.serveOnBattery : parseBool(sob, 'serveOnBattery'),
   };
+}
+
+const firstLine = (err: unknown) => String((err as Error)?.message ?? err).split('\n')[0]!;
+
+/** What `checkConfigFiles` read: the origin public key's PEM text, when configured. */
+export interface CheckedFiles { originPublicKeyPem?: string }
+
+/**
+ * Checks every file-valued setting before anything starts, so a bad local file fails at startup
+ * with one line naming the setting instead of failing every download later: the origin public
+ * key must be a readable PEM public key; the state directory must be a directory (created if
+ * missing); a unix admin socket's directory must exist. The config file itself is checked by
+ * `readConfigFile`.
+ */
+export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFiles> {
+  const out: CheckedFiles = {};
+  if (config.originPublicKeyFile !== undefined) {
+    const file = config.originPublicKeyFile;
+    let pem: string;
+    try { pem = await readFile(file, 'utf8'); } catch (err) {
+      throw new ConfigError(`originPublicKey: cannot read ${file}: ${firstLine(err)}`, { cause: err });
+    }
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+      throw new ConfigError(`originPublicKey: ${file} holds a private key; give the daemon only the public key (peerdist secret public-key)`);
+    }
+    try { createPublicKey(pem); } catch (err) {
+      throw new ConfigError(`originPublicKey: ${file} is not a PEM public key (${firstLine(err)})`, { cause: err });
+    }
+    out.originPublicKeyPem = pem;
+  }
+  const st = await stat(config.stateDir).catch(() => undefined);
+  if (st && !st.isDirectory()) throw new ConfigError(`stateDir: ${config.stateDir} exists and is not a directory`);
+  if (!st) {
+    try { await mkdir(config.stateDir, { recursive: true }); } catch (err) {
+      throw new ConfigError(`stateDir: cannot create ${config.stateDir}: ${firstLine(err)}`, { cause: err });
+    }
+  }
+  if (config.admin.kind === 'socket') {
+    const dir = dirname(config.admin.path);
+    const d = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
+    if (d instanceof Error) {
+      if (d.code === 'ENOENT') throw new ConfigError(`adminSocket: directory ${dir} does not exist`);
+      if (d.code === 'ENOTDIR') throw new ConfigError(`adminSocket: ${config.admin.path}: a component of ${dir} is not a directory`);
+      throw new ConfigError(`adminSocket: cannot use ${dir}: ${firstLine(d)}`, { cause: d });
+    }
+    if (!d.isDirectory()) throw new ConfigError(`adminSocket: ${dir} is not a directory`);
+  }
+  return out;
 }

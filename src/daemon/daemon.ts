@@ -3,7 +3,7 @@
  * discovery answering from the store, DNS-SD presence, the download engine, the admin API and
  * the optional local HTTP proxy. `close()` shuts everything down in reverse order.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { BlockStore } from '../cache/store.js';
@@ -14,7 +14,7 @@ import { startPresence } from '../discovery/presence.js';
 import { DownloadEngine } from '../engine/engine.js';
 import { type Logger, createLogger } from '../util/log.js';
 import { PeerdistError } from '../util/errors.js';
-import type { DaemonConfig } from './config.js';
+import { type DaemonConfig, checkConfigFiles } from './config.js';
 import { formatAdminAddress, formatHostPort } from '../util/address.js';
 import { type InterfaceMap, advertisedAddresses, chooseInterface, localSubnets } from './netif.js';
 import { JobBook } from './jobs.js';
@@ -76,9 +76,8 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
   const log = opts.logger ?? createLogger({ component: 'daemon' });
   const ifaces = (opts.networkInterfaces ?? networkInterfaces)();
   const iface = config.interface ? chooseInterface(config.interface, ifaces) : undefined;
-  const signaturePublicKeyPem = config.originPublicKeyFile
-    ? await step('origin public key', () => readFile(config.originPublicKeyFile!, 'utf8'))
-    : undefined;
+  // Every file-valued setting is checked before anything starts (one-line BAD_CONFIG errors).
+  const { originPublicKeyPem: signaturePublicKeyPem } = await checkConfigFiles(config);
 
   // Everything started so far, closed in reverse order if a later step fails or on shutdown.
   const closers: Array<{ name: string; close: () => Promise<void> | void }> = [];

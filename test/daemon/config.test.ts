@@ -126,3 +126,32 @@ t.test('a listener that cannot start: clear error, everything closed, exit 1', a
   t.equal(r.stdout, '');
   t.match(r.stderr, new RegExp(`peerdist: error: START_FAILED: admin API on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
 });
+
+t.test('file-valued settings are checked at startup: one-line BAD_CONFIG, no ready line', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pd-cfg-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'notpem'), 'hello, not a key\n');
+  await writeFile(join(dir, 'afile'), 'x');
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  await writeFile(join(dir, 'private.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const base = ['daemon', '--listen', '127.0.0.1:0', '--interface', '127.0.0.1', '--discovery-port', '0', '--no-presence'];
+  const cases: Array<{ args: string[]; env?: NodeJS.ProcessEnv; err: RegExp }> = [
+    { args: ['--state-dir', join(dir, 's1'), '--admin', '127.0.0.1:0', '--origin-public-key', join(dir, 'notpem')], err: /BAD_CONFIG: originPublicKey: .*notpem is not a PEM public key/ },
+    { args: ['--state-dir', join(dir, 's1'), '--admin', '127.0.0.1:0'], env: { PEERDIST_ORIGIN_PUBLIC_KEY: join(dir, 'notpem') }, err: /BAD_CONFIG: originPublicKey: .*not a PEM public key/ },
+    { args: ['--state-dir', join(dir, 's1'), '--admin', '127.0.0.1:0', '--origin-public-key', join(dir, 'private.pem')], err: /BAD_CONFIG: originPublicKey: .*private key/ },
+    { args: ['--state-dir', join(dir, 's1'), '--admin', '127.0.0.1:0', '--origin-public-key', join(dir, 'missing.pem')], err: /BAD_CONFIG: originPublicKey: cannot read .*missing\.pem/ },
+    { args: ['--state-dir', join(dir, 's1'), '--admin', '127.0.0.1:0', '--origin-public-key', dir], err: /BAD_CONFIG: originPublicKey: cannot read/ },
+    { args: ['--state-dir', join(dir, 'afile'), '--admin', '127.0.0.1:0'], err: /BAD_CONFIG: stateDir: .*afile exists and is not a directory/ },
+    { args: ['--state-dir', join(dir, 'afile', 'sub'), '--admin', '127.0.0.1:0'], err: /BAD_CONFIG: stateDir: cannot create/ },
+    { args: ['--state-dir', join(dir, 's2'), '--admin-socket', join(dir, 'nodir', 'sock')], err: /BAD_CONFIG: adminSocket: directory .*nodir does not exist/ },
+    { args: ['--state-dir', join(dir, 's2'), '--admin-socket', join(dir, 'afile', 'sock')], err: /BAD_CONFIG: adminSocket: .*afile is not a directory/ },
+  ];
+  for (const c of cases) {
+    const r = await runCli([...base, ...c.args], { env: c.env, timeoutMs: 15_000 }).catch((err: Error) => ({ code: -1, stdout: 'timed out (the daemon started)', stderr: err.message }));
+    t.equal(r.code, 1, `${c.args.join(' ')}: exit 1`);
+    t.equal(r.stdout, '', 'no ready line');
+    t.match(r.stderr, c.err);
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  }
+});
