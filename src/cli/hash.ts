@@ -42,7 +42,7 @@ async function resolveSecret(opts: HashCliOptions): Promise<Buffer> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  throw new PeerdistError('ENOSECRET', 'no secret: pass --secret-hex/--secret-file or run peerdist serve once to create one');
+  throw new PeerdistError('NO_SECRET', 'no secret: pass --secret-hex/--secret-file or run peerdist serve once to create one');
 }
 
 function summary(ci: ContentInfo): string {

@@ -4,11 +4,15 @@
  */
 import { request, type IncomingMessage } from 'node:http';
 import { type AdminAddress, parseAdminAddress } from '../util/address.js';
-import { PeerdistError } from '../util/errors.js';
+import { type ErrorCode, PeerdistError } from '../util/errors.js';
+
+/** The codes a client of the daemon raises (listed in src/util/error-codes.ts). */
+export type AdminClientCode = Extract<ErrorCode, 'NO_DAEMON' | 'DAEMON_GONE' | 'ADMIN_IO' | 'ADMIN_HTTP' | 'DOWNLOAD_FAILED' | 'TRUNCATED' | 'OUTPUT' | 'ABORTED'>;
 
 export class AdminClientError extends PeerdistError {
+  declare readonly code: AdminClientCode;
   readonly status?: number;
-  constructor(code: string, message: string, status?: number, options?: { cause?: unknown }) {
+  constructor(code: AdminClientCode, message: string, status?: number, options?: { cause?: unknown }) {
     super(code, message, options);
     this.status = status;
   }

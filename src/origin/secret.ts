@@ -29,7 +29,7 @@ export async function ensureOriginDir(stateDir: string): Promise<string> {
 /** Reads a secret file; a zero-length file is an error (it would make every Ks the same public value). */
 export async function readSecretFile(file: string): Promise<Buffer> {
   const buf = await readFile(file);
-  if (buf.length === 0) throw new PeerdistError('ESECRET', `secret file ${file} is empty`);
+  if (buf.length === 0) throw new PeerdistError('BAD_SECRET', `secret file ${file} is empty`);
   return buf;
 }
 
@@ -55,7 +55,7 @@ export async function loadOrCreateSecret(stateDir: string): Promise<Buffer> {
 
 /** Replaces the stored secret (atomically, 0600). Content information hashed with the old one becomes stale. */
 export async function storeSecret(stateDir: string, secret: Buffer): Promise<void> {
-  if (secret.length === 0) throw new PeerdistError('ESECRET', 'refusing to store an empty secret');
+  if (secret.length === 0) throw new PeerdistError('BAD_SECRET', 'refusing to store an empty secret');
   await ensureOriginDir(stateDir);
   const file = secretPath(stateDir);
   const tmp = `${file}.${process.pid}.tmp`;
@@ -73,6 +73,6 @@ export function formatSecretExport(secret: Buffer): string {
 export function parseSecretImport(data: Buffer): Buffer {
   const text = data.toString('latin1').replace(/\s+/g, '');
   if (text.length > 0 && text.length % 2 === 0 && /^[0-9a-fA-F]+$/.test(text)) return Buffer.from(text, 'hex');
-  if (data.length === 0) throw new PeerdistError('ESECRET', 'secret file is empty');
+  if (data.length === 0) throw new PeerdistError('BAD_SECRET', 'secret file is empty');
   return Buffer.from(data);
 }

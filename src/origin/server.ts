@@ -85,7 +85,7 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   let rootReal = '';
   if (opts.root !== undefined) {
     rootReal = await realpath(opts.root);
-    if (!(await stat(rootReal)).isDirectory()) throw new PeerdistError('ENOTDIR', `${opts.root} is not a directory`);
+    if (!(await stat(rootReal)).isDirectory()) throw new PeerdistError('NOT_A_DIRECTORY', `${opts.root} is not a directory`);
   }
   let upstream: URL | undefined;
   if (opts.upstream !== undefined) {

@@ -31,7 +31,7 @@ export interface RetrievalClientOptions {
    * Probation of peers that have not yet given a valid MS-PCCRR answer (a ProbeMatch can name any
    * host:port: tarpits that accept and never answer, an origin, another service): one request at
    * a time, short connect and first-byte timers, and after a failure the address is quarantined
-   * (requests fail at once with 'quarantined', nothing is sent) for `quarantineMs`, doubling per
+   * (requests fail at once with PEER_QUARANTINED, nothing is sent) for `quarantineMs`, doubling per
    * repeat up to `maxQuarantineMs`. `false` turns it off. Issue 16.5.
    */
   probation?: false | { firstByteTimeoutMs?: number; quarantineMs?: number; maxQuarantineMs?: number };
@@ -59,7 +59,7 @@ export interface GetBlockRequest {
   kp: Buffer;
   /** Plaintext length of the block. */
   expectedLength: number;
-  /** Hash check of the decrypted block; false → PeerError 'bad-block'. */
+  /** Hash check of the decrypted block; false → PeerError 'BAD_BLOCK'. */
   verify: (plain: Buffer) => boolean;
   signal?: AbortSignal;
 }
@@ -135,36 +135,36 @@ export class RetrievalClient {
     const { peer, segmentId, index } = req;
     const body = encodeRequest({ type: 'GETBLKS', cryptoAlgo: this.cryptoAlgo, segmentId, ranges: [[index, 1]] });
     const { msg, bytes } = await this.exchange(peer, body, req.signal);
-    if (msg.type !== 'BLK') throw new PeerError('protocol', peer, `expected MSG_BLK, got MSG_${msg.type}`);
-    if (!msg.segmentId.equals(segmentId)) throw new PeerError('protocol', peer, 'MSG_BLK SegmentID differs from the request');
-    if (msg.blockIndex !== index) throw new PeerError('protocol', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
-    if (msg.block.length === 0) throw new PeerError('not-available', peer, `block ${index} not available`);
+    if (msg.type !== 'BLK') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_BLK, got MSG_${msg.type}`);
+    if (!msg.segmentId.equals(segmentId)) throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLK SegmentID differs from the request');
+    if (msg.blockIndex !== index) throw new PeerError('PEER_PROTOCOL', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
+    if (msg.block.length === 0) throw new PeerError('PEER_NOT_AVAILABLE', peer, `block ${index} not available`);
     if (msg.block.length < req.expectedLength) {
-      throw new PeerError('protocol', peer, `SizeOfBlock ${msg.block.length} shorter than the ${req.expectedLength}-byte block`);
+      throw new PeerError('PEER_PROTOCOL', peer, `SizeOfBlock ${msg.block.length} shorter than the ${req.expectedLength}-byte block`);
     }
     let data: Buffer;
     try {
       data = decryptBlock(msg.cryptoAlgo, req.kp, msg.block, msg.iv, req.expectedLength);
     } catch (e) {
-      throw new PeerError('protocol', peer, `cannot decrypt: ${(e as Error).message}`, { cause: e });
+      throw new PeerError('PEER_PROTOCOL', peer, `cannot decrypt: ${(e as Error).message}`, { cause: e });
     }
-    if (!req.verify(data)) throw new PeerError('bad-block', peer, `block ${index} failed the hash check`);
+    if (!req.verify(data)) throw new PeerError('BAD_BLOCK', peer, `block ${index} failed the hash check`);
     return { data, nextBlockIndex: msg.nextBlockIndex, bytesOnWire: bytes + body.length };
   }
 
   /**
    * Fetch one block as the peer sends it, without decrypting or verifying it (a hosted cache that
    * was offered a v2 segment without its key; protocol/pchc.md). Checks only that the reply is the
-   * MSG_BLK asked for; an empty block is 'not-available'.
+   * MSG_BLK asked for; an empty block is PEER_NOT_AVAILABLE.
    */
   async getRawBlock(req: { peer: string; segmentId: Buffer; index: number; signal?: AbortSignal }): Promise<{ cryptoAlgo: CryptoAlgo; block: Buffer; iv: Buffer; bytesOnWire: number }> {
     const { peer, segmentId, index } = req;
     const body = encodeRequest({ type: 'GETBLKS', cryptoAlgo: this.cryptoAlgo, segmentId, ranges: [[index, 1]] });
     const { msg, bytes } = await this.exchange(peer, body, req.signal);
-    if (msg.type !== 'BLK') throw new PeerError('protocol', peer, `expected MSG_BLK, got MSG_${msg.type}`);
-    if (!msg.segmentId.equals(segmentId)) throw new PeerError('protocol', peer, 'MSG_BLK SegmentID differs from the request');
-    if (msg.blockIndex !== index) throw new PeerError('protocol', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
-    if (msg.block.length === 0) throw new PeerError('not-available', peer, `block ${index} not available`);
+    if (msg.type !== 'BLK') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_BLK, got MSG_${msg.type}`);
+    if (!msg.segmentId.equals(segmentId)) throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLK SegmentID differs from the request');
+    if (msg.blockIndex !== index) throw new PeerError('PEER_PROTOCOL', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
+    if (msg.block.length === 0) throw new PeerError('PEER_NOT_AVAILABLE', peer, `block ${index} not available`);
     return { cryptoAlgo: msg.cryptoAlgo, block: msg.block, iv: msg.iv, bytesOnWire: bytes + body.length };
   }
 
@@ -176,8 +176,8 @@ export class RetrievalClient {
     if (ranges.length > MAX_GETBLKLIST_RANGES) throw new RangeError(`at most ${MAX_GETBLKLIST_RANGES} ranges per MSG_GETBLKLIST`);
     const body = encodeRequest({ type: 'GETBLKLIST', cryptoAlgo: this.cryptoAlgo, segmentId, ranges });
     const { msg } = await this.exchange(peer, body, req.signal);
-    if (msg.type !== 'BLKLIST') throw new PeerError('protocol', peer, `expected MSG_BLKLIST, got MSG_${msg.type}`);
-    if (!msg.segmentId.equals(segmentId)) throw new PeerError('protocol', peer, 'MSG_BLKLIST SegmentID differs from the request');
+    if (msg.type !== 'BLKLIST') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_BLKLIST, got MSG_${msg.type}`);
+    if (!msg.segmentId.equals(segmentId)) throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLKLIST SegmentID differs from the request');
     return { ranges: normalizeRanges(msg.ranges), nextBlockIndex: msg.nextBlockIndex };
   }
 
@@ -185,7 +185,7 @@ export class RetrievalClient {
   async negotiate(peer: string, signal?: AbortSignal): Promise<{ min: ProtVer; max: ProtVer }> {
     const body = encodeRequest({ type: 'NEGO_REQ', min: SUPPORTED_MIN, max: SUPPORTED_MAX });
     const { msg } = await this.exchange(peer, body, signal, true);
-    if (msg.type !== 'NEGO_RESP') throw new PeerError('protocol', peer, `expected MSG_NEGO_RESP, got MSG_${msg.type}`);
+    if (msg.type !== 'NEGO_RESP') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_NEGO_RESP, got MSG_${msg.type}`);
     return { min: msg.min, max: msg.max };
   }
 
@@ -205,7 +205,7 @@ export class RetrievalClient {
         if (!u.port || u.pathname !== '/' || u.username || u.search) throw new Error('not host:port');
         origin = u.origin;
       } catch {
-        throw new PeerError('connect', peer, 'peer address must be host:port');
+        throw new PeerError('PEER_UNREACHABLE', peer, 'peer address must be host:port');
       }
       p = new Pool(origin, {
         connections: this.connections,
@@ -222,15 +222,15 @@ export class RetrievalClient {
 
   /**
    * POST one request and return the decoded response. `allowNego`: a MSG_NEGO_RESP is the
-   * expected answer; otherwise it means the peer rejected our version → 'protocol'.
+   * expected answer; otherwise it means the peer rejected our version → 'PEER_PROTOCOL'.
    */
   private async exchange(peer: string, body: Buffer, signal?: AbortSignal, allowNego = false): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
-    if (this.closed) throw new PeerError('connect', peer, 'client closed');
-    if (signal?.aborted) throw new PeerError('aborted', peer, 'aborted', { cause: signal.reason });
+    if (this.closed) throw new PeerError('PEER_UNREACHABLE', peer, 'client closed');
+    if (signal?.aborted) throw new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
     if (!this.probation) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs);
     const h = this.healthOf(peer);
     for (;;) {
-      if (h.quarantinedUntil > this.now()) throw new PeerError('quarantined', peer, 'not used: it failed without ever giving a valid MS-PCCRR answer');
+      if (h.quarantinedUntil > this.now()) throw new PeerError('PEER_QUARANTINED', peer, 'not used: it failed without ever giving a valid MS-PCCRR answer');
       if (h.proven) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs);
       if (!h.probing) break;
       await waitOrAbort(h.probing, signal, peer);
@@ -247,7 +247,7 @@ export class RetrievalClient {
       const err = e as PeerError;
       // A refused message (HTTP 400: python-peerdist answers MSG_GETBLKLIST so), a busy server or
       // our own abort say nothing against the address.
-      const benign = err.code === 'aborted' || err.code === 'busy' || (err.code === 'http' && / 400$/.test(err.message));
+      const benign = err.code === 'ABORTED' || err.code === 'PEER_BUSY' || (err.code === 'PEER_HTTP' && / 400$/.test(err.message));
       if (!benign) {
         h.strikes++;
         h.quarantinedUntil = this.now() + Math.min(this.probation.maxQuarantineMs, this.probation.quarantineMs * 2 ** (h.strikes - 1));
@@ -267,11 +267,11 @@ export class RetrievalClient {
     const combined = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
     const failure = (e: unknown): PeerError => {
       if (e instanceof PeerError) return e;
-      if (signal?.aborted) return new PeerError('aborted', peer, 'aborted', { cause: signal.reason });
-      if (timer.signal.aborted) return new PeerError('timeout', peer, `no complete response within ${this.requestTimeoutMs} ms`, { cause: e });
+      if (signal?.aborted) return new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
+      if (timer.signal.aborted) return new PeerError('PEER_TIMEOUT', peer, `no complete response within ${this.requestTimeoutMs} ms`, { cause: e });
       const code = (e as { code?: string }).code ?? '';
-      if (/TIMEOUT/.test(code)) return new PeerError('timeout', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
-      return new PeerError('connect', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });
+      if (/TIMEOUT/.test(code)) return new PeerError('PEER_TIMEOUT', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
+      return new PeerError('PEER_UNREACHABLE', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });
     };
     try {
       const res = await pool.request({
@@ -285,13 +285,13 @@ export class RetrievalClient {
       });
       if (res.statusCode !== 200) {
         discard(res.body);
-        if (res.statusCode === 503) throw new PeerError('busy', peer, 'HTTP 503');
-        throw new PeerError('http', peer, `HTTP ${res.statusCode}`);
+        if (res.statusCode === 503) throw new PeerError('PEER_BUSY', peer, 'HTTP 503');
+        throw new PeerError('PEER_HTTP', peer, `HTTP ${res.statusCode}`);
       }
       const declared = Number(res.headers['content-length'] ?? NaN);
       if (declared > MAX_BODY) {
         discard(res.body);
-        throw new PeerError('protocol', peer, `response of ${declared} bytes exceeds the ${MAX_BODY}-byte limit`);
+        throw new PeerError('PEER_PROTOCOL', peer, `response of ${declared} bytes exceeds the ${MAX_BODY}-byte limit`);
       }
       const chunks: Buffer[] = [];
       let n = 0;
@@ -299,7 +299,7 @@ export class RetrievalClient {
         n += c.length;
         if (n > MAX_BODY) {
           discard(res.body);
-          throw new PeerError('protocol', peer, `response exceeds the ${MAX_BODY}-byte limit`);
+          throw new PeerError('PEER_PROTOCOL', peer, `response exceeds the ${MAX_BODY}-byte limit`);
         }
         chunks.push(c);
       }
@@ -307,11 +307,11 @@ export class RetrievalClient {
       try {
         msg = decodeResponse(Buffer.concat(chunks, n));
       } catch (e) {
-        if (e instanceof RetrievalParseError) throw new PeerError('protocol', peer, `bad response: ${e.message}`, { cause: e });
+        if (e instanceof RetrievalParseError) throw new PeerError('PEER_PROTOCOL', peer, `bad response: ${e.message}`, { cause: e });
         throw e;
       }
       if (msg.type === 'NEGO_RESP' && !allowNego) {
-        throw new PeerError('protocol', peer, `peer supports versions ${protVerString(msg.min)}..${protVerString(msg.max)} only`);
+        throw new PeerError('PEER_PROTOCOL', peer, `peer supports versions ${protVerString(msg.min)}..${protVerString(msg.max)} only`);
       }
       return { msg, bytes: n };
     } catch (e) {
@@ -328,7 +328,7 @@ export class RetrievalClient {
 function waitOrAbort(p: Promise<void>, signal: AbortSignal | undefined, peer: string): Promise<void> {
   if (!signal) return p;
   return new Promise<void>((resolve, reject) => {
-    const onAbort = () => reject(new PeerError('aborted', peer, 'aborted', { cause: signal.reason }));
+    const onAbort = () => reject(new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason }));
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(() => { signal.removeEventListener('abort', onAbort); resolve(); });

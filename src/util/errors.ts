@@ -1,10 +1,15 @@
 /**
  * Typed errors shared by every module. Parsers throw a subclass naming the offending field so a
- * caller (or a test) can tell *why* input was rejected without string matching.
+ * caller (or a test) can tell *why* input was rejected without string matching. `code` is one of
+ * the codes listed in ./error-codes.ts (documented for users in protocol/errors.md).
  */
+import type { ErrorCode } from './error-codes.js';
+
+export type { ErrorCode } from './error-codes.js';
+
 export class PeerdistError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -14,7 +19,7 @@ export class PeerdistError extends Error {
 /** Malformed wire input: `field` names the structure field that failed validation. */
 export class ParseError extends PeerdistError {
   readonly field: string;
-  constructor(code: string, field: string, message: string) {
+  constructor(code: ErrorCode, field: string, message: string) {
     super(code, `${field}: ${message}`);
     this.field = field;
   }

@@ -50,7 +50,7 @@ t.test('a second process on the same hash cache gets a clear error', async (t) =
   const dir = await tempDir(t);
   const first = await HashCache.open(dir);
   t.teardown(() => first.close());
-  await t.rejects(HashCache.open(dir), { code: 'ELOCKED' });
+  await t.rejects(HashCache.open(dir), { code: 'HASH_CACHE_LOCKED' });
 });
 
 t.test('HashJobs.close aborts running jobs', async (t) => {

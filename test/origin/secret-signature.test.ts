@@ -45,7 +45,7 @@ t.test('empty secret file is an error', async (t) => {
   const dir = await tempDir(t);
   await loadOrCreateSecret(dir);
   await writeFile(secretPath(dir), Buffer.alloc(0));
-  await t.rejects(loadOrCreateSecret(dir), { code: 'ESECRET' });
+  await t.rejects(loadOrCreateSecret(dir), { code: 'BAD_SECRET' });
 });
 
 t.test('signing key: created once, 3072-bit, 0600', async (t) => {

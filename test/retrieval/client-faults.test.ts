@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { verifyBlock } from '../../src/protocol/pccrc/types.js';
-import { RetrievalClient, PeerError } from '../../src/retrieval/client.js';
+import { RetrievalClient, PeerError, type PeerErrorCode } from '../../src/retrieval/client.js';
 import { decodeRequest, encodeResponse, MAX_RESPONSE_SIZE, type Blk } from '../../src/protocol/pccrr/codec.js';
 import { encryptBlock } from '../../src/protocol/pccrr/crypto.js';
 import { blockOf, makeContent } from './source.js';
@@ -39,7 +39,7 @@ const want = (peer: string, index = 1) => ({
   verify: (p: Buffer) => verifyBlock(1, A.seg, index, p),
 });
 
-async function expectCode(t: Tap, p: Promise<unknown>, code: string, msg: string) {
+async function expectCode(t: Tap, p: Promise<unknown>, code: PeerErrorCode, msg: string) {
   const err = await p.then(() => undefined, (e: unknown) => e);
   t.ok(err instanceof PeerError, `${msg}: PeerError`);
   t.equal((err as PeerError | undefined)?.code, code, msg);
@@ -54,14 +54,14 @@ t.test('client accepts a correct AES-128 answer from a fake peer (honours the re
   t.ok(r.data.equals(blockOf(A, 1)));
 });
 
-t.test('tampered ciphertext → bad-block', async (t) => {
+t.test('tampered ciphertext → BAD_BLOCK', async (t) => {
   const peer = await fakePeer(t, (_q, res, body) => send(res, blkFor(body, (m) => {
     m.block[100]! ^= 1;
     return m;
   })));
   const c = new RetrievalClient();
   t.teardown(() => c.close());
-  await expectCode(t, c.getBlock(want(peer)), 'bad-block', 'one flipped ciphertext bit');
+  await expectCode(t, c.getBlock(want(peer)), 'BAD_BLOCK', 'one flipped ciphertext bit');
 });
 
 t.test('wrong SegmentID, wrong BlockIndex, short block, bad framing, NEGO_RESP → protocol', async (t) => {
@@ -80,7 +80,7 @@ t.test('wrong SegmentID, wrong BlockIndex, short block, bad framing, NEGO_RESP �
   const c = new RetrievalClient();
   t.teardown(() => c.close());
   for (; which < cases.length; which++) {
-    const e = await expectCode(t, c.getBlock(want(peer)), 'protocol', cases[which]![0]);
+    const e = await expectCode(t, c.getBlock(want(peer)), 'PEER_PROTOCOL', cases[which]![0]);
     if (cases[which]![0] === 'NEGO_RESP') t.match(e.message, /1\.0\.\.1\.0/, 'versions in the message');
   }
 });
@@ -93,13 +93,13 @@ t.test('stalled peer → timeout within the timers', async (t) => {
   const c = new RetrievalClient({ requestTimeoutMs: 600, firstByteTimeoutMs: 300 });
   t.teardown(() => c.close());
   const t0 = Date.now();
-  await expectCode(t, c.getBlock(want(peer)), 'timeout', 'body stalls');
+  await expectCode(t, c.getBlock(want(peer)), 'PEER_TIMEOUT', 'body stalls');
   const dt = Date.now() - t0;
   t.ok(dt >= 250 && dt < 4000, `gave up after ${dt} ms`);
 
   const silent = await fakePeer(t, () => { /* never answers */ });
   const t1 = Date.now();
-  await expectCode(t, c.getBlock(want(silent)), 'timeout', 'no headers');
+  await expectCode(t, c.getBlock(want(silent)), 'PEER_TIMEOUT', 'no headers');
   t.ok(Date.now() - t1 < 4000, 'bounded');
 });
 
@@ -126,25 +126,25 @@ t.test('oversized response is cut off, HTTP errors, refused connection, abort', 
   // One peer answering each failure in turn: without probation, which would quarantine it after the first.
   const c = new RetrievalClient({ requestTimeoutMs: 3000, probation: false });
   t.teardown(() => c.close());
-  await expectCode(t, c.getBlock(want(peer)), 'protocol', 'streamed response beyond 384 KiB');
+  await expectCode(t, c.getBlock(want(peer)), 'PEER_PROTOCOL', 'streamed response beyond 384 KiB');
   mode = 'declared';
-  await expectCode(t, c.getBlock(want(peer)), 'protocol', 'Content-Length beyond 384 KiB');
+  await expectCode(t, c.getBlock(want(peer)), 'PEER_PROTOCOL', 'Content-Length beyond 384 KiB');
   mode = '500';
-  await expectCode(t, c.getBlock(want(peer)), 'http', 'HTTP 500');
+  await expectCode(t, c.getBlock(want(peer)), 'PEER_HTTP', 'HTTP 500');
   mode = '503';
-  await expectCode(t, c.getBlock(want(peer)), 'busy', 'HTTP 503');
+  await expectCode(t, c.getBlock(want(peer)), 'PEER_BUSY', 'HTTP 503');
 
   // a port with nothing listening
   const dead = await fakePeer(t, () => undefined);
   const deadPort = dead.split(':')[1];
   await new Promise((r) => setTimeout(r, 1));
-  await expectCode(t, c.getBlock(want('127.0.0.1:1')), 'connect', `refused (port 1, not ${deadPort})`);
-  await expectCode(t, c.getBlock(want('not a peer')), 'connect', 'bad address');
+  await expectCode(t, c.getBlock(want('127.0.0.1:1')), 'PEER_UNREACHABLE', `refused (port 1, not ${deadPort})`);
+  await expectCode(t, c.getBlock(want('not a peer')), 'PEER_UNREACHABLE', 'bad address');
 
   const ac = new AbortController();
   const p = c.getBlock({ ...want(dead), signal: ac.signal });
   setTimeout(() => ac.abort(), 50);
-  await expectCode(t, p, 'aborted', 'caller abort');
+  await expectCode(t, p, 'ABORTED', 'caller abort');
 });
 
 t.test('client request bytes: the GETBLKS vector for T, AES-128 requested by default', async (t) => {
@@ -201,15 +201,15 @@ t.test('probation (issue 16.5): a tarpit gets one connection, then is quarantine
   const t0 = Date.now();
   const all = await Promise.all(Array.from({ length: 20 }, (_, i) => c.getBlock(want(tarpit, i % 2)).then(() => 'ok', (e: PeerError) => e.code)));
   t.equal(connections, 1, '20 concurrent requests to an unproven address: one connection');
-  t.equal(all.filter((x) => x === 'timeout').length, 1, 'the probe timed out');
-  t.equal(all.filter((x) => x === 'quarantined').length, 19, 'the others were never sent');
+  t.equal(all.filter((x) => x === 'PEER_TIMEOUT').length, 1, 'the probe timed out');
+  t.equal(all.filter((x) => x === 'PEER_QUARANTINED').length, 19, 'the others were never sent');
   t.ok(Date.now() - t0 < 2000, `short first-byte timer on probation (${Date.now() - t0} ms)`);
   t.equal(c.usable(tarpit), false, 'quarantined');
-  await expectCode(t, c.getBlockList({ peer: tarpit, segmentId: A.seg.segmentId, ranges: [[0, 2]] }), 'quarantined', 'block lists too');
+  await expectCode(t, c.getBlockList({ peer: tarpit, segmentId: A.seg.segmentId, ranges: [[0, 2]] }), 'PEER_QUARANTINED', 'block lists too');
   t.equal(connections, 1, 'still one connection');
   clock += 10_001;
   t.equal(c.usable(tarpit), true, 'quarantine is for a while');
-  await expectCode(t, c.getBlock(want(tarpit)), 'timeout', 'tried again after the quarantine');
+  await expectCode(t, c.getBlock(want(tarpit)), 'PEER_TIMEOUT', 'tried again after the quarantine');
   t.equal(connections, 2);
   clock += 10_001;
   t.equal(c.usable(tarpit), false, 'second strike: a longer quarantine');
@@ -217,8 +217,8 @@ t.test('probation (issue 16.5): a tarpit gets one connection, then is quarantine
   // An HTTP service that is not a PCCRR peer (an origin, an admin port): one request, then quarantined.
   let posts = 0;
   const web = await fakePeer(t, (_q, res) => { posts++; res.writeHead(404, { 'Content-Length': 0 }).end(); });
-  await expectCode(t, c.getBlock(want(web)), 'http', 'HTTP 404');
-  await expectCode(t, c.getBlock(want(web)), 'quarantined', 'not asked again');
+  await expectCode(t, c.getBlock(want(web)), 'PEER_HTTP', 'HTTP 404');
+  await expectCode(t, c.getBlock(want(web)), 'PEER_QUARANTINED', 'not asked again');
   t.equal(posts, 1, 'one POST to the other service');
 
   // HTTP 400 to MSG_GETBLKLIST (python-peerdist) is not held against a peer; a good answer proves it.
@@ -226,7 +226,7 @@ t.test('probation (issue 16.5): a tarpit gets one connection, then is quarantine
     if (decodeRequest(body).type !== 'GETBLKS') { res.writeHead(400, { 'Content-Length': 0 }).end(); return; }
     send(res, blkFor(body));
   });
-  await expectCode(t, c.getBlockList({ peer: limited, segmentId: A.seg.segmentId, ranges: [[0, 2]] }), 'http', 'block list refused');
+  await expectCode(t, c.getBlockList({ peer: limited, segmentId: A.seg.segmentId, ranges: [[0, 2]] }), 'PEER_HTTP', 'block list refused');
   t.ok(c.usable(limited), 'not quarantined for that');
   t.ok((await c.getBlock(want(limited))).data.equals(blockOf(A, 1)), 'blocks from it');
   t.ok(c.proven(limited), 'proven');
@@ -236,7 +236,7 @@ t.test('probation (issue 16.5): a tarpit gets one connection, then is quarantine
   const good = await fakePeer(t, (_q, res, body) => { if (fail) { res.writeHead(500, { 'Content-Length': 0 }).end(); return; } send(res, blkFor(body)); });
   await c.getBlock(want(good));
   fail = true;
-  await expectCode(t, c.getBlock(want(good)), 'http', 'HTTP 500');
-  await expectCode(t, c.getBlock(want(good)), 'http', 'asked again');
+  await expectCode(t, c.getBlock(want(good)), 'PEER_HTTP', 'HTTP 500');
+  await expectCode(t, c.getBlock(want(good)), 'PEER_HTTP', 'asked again');
   t.ok(c.usable(good));
 });

@@ -61,7 +61,7 @@ t.test('server: block responses wait for the cap; too long a queue is answered b
   t.equal(st.throttledMs, sleeps[0]! + sleeps[1]!);
   // Now put the bucket deep in debt: the wait exceeds 1500 ms, so the answer is an empty block.
   bucket.reserve(200_000);
-  await t.rejects(c.getBlock(want(A, 3, peer)), { code: 'not-available' }, 'a request that would wait too long is answered busy');
+  await t.rejects(c.getBlock(want(A, 3, peer)), { code: 'PEER_NOT_AVAILABLE' }, 'a request that would wait too long is answered busy');
   t.equal(server.stats().busyRateLimited, 1);
   t.equal(server.stats().blocksServed, 3);
   // Block lists are never throttled.
@@ -78,7 +78,7 @@ t.test('server: notServing answers every request busy (on battery)', async (t) =
   const peer = `${host}:${port}`;
   const c = new RetrievalClient({});
   t.teardown(() => c.close());
-  await t.rejects(c.getBlock(want(A, 0, peer)), { code: 'not-available' });
+  await t.rejects(c.getBlock(want(A, 0, peer)), { code: 'PEER_NOT_AVAILABLE' });
   const bl = decodeResponse((await raw(agent, `http://${peer}`, { body: encodeRequest({ type: 'GETBLKLIST', segmentId: A.seg.segmentId, ranges: [[0, 4]] }) })).body);
   t.same(bl.type === 'BLKLIST' && bl.ranges, [], 'no block list either');
   t.equal(source.reads, 0, 'the store was not read');

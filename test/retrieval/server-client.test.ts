@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { Agent } from 'undici';
 import { verifyBlock } from '../../src/protocol/pccrc/types.js';
 import { createRetrievalServer, type RetrievalServer } from '../../src/retrieval/server.js';
-import { RetrievalClient, PeerError } from '../../src/retrieval/client.js';
+import { RetrievalClient, PeerError, type PeerErrorCode } from '../../src/retrieval/client.js';
 import { decodeResponse, encodeRequest, encodeMessage, protVerToU32 } from '../../src/protocol/pccrr/codec.js';
 import { decryptBlock } from '../../src/protocol/pccrr/crypto.js';
 import { MemorySource, blockOf, deferred, makeContent, raw, type Content } from './source.js';
@@ -33,7 +33,7 @@ const want = (c: Content, index: number, peer: string) => ({
   verify: (p: Buffer) => verifyBlock(c.info.version, c.seg, index, p),
 });
 
-async function rejects(t: Tap, p: Promise<unknown>, code: string, msg: string): Promise<PeerError | undefined> {
+async function rejects(t: Tap, p: Promise<unknown>, code: PeerErrorCode, msg: string): Promise<PeerError | undefined> {
   try {
     await p;
     t.fail(`${msg}: resolved, expected ${code}`);
@@ -89,9 +89,9 @@ t.test('server never sends plaintext, even when asked for algorithm 0; random IV
 t.test('missing block and unknown segment → empty MSG_BLK echoing the request', async (t) => {
   const { server, peer, base } = await start(t, new MemorySource().add(A, [0, 2]));
   const c = client(t);
-  await rejects(t, c.getBlock(want(A, 1, peer)), 'not-available', 'missing block');
-  await rejects(t, c.getBlock(want(B, 0, peer)), 'not-available', 'unknown segment');
-  await rejects(t, c.getBlock({ ...want(A, 2, peer), index: 7 }), 'not-available', 'index past the end');
+  await rejects(t, c.getBlock(want(A, 1, peer)), 'PEER_NOT_AVAILABLE', 'missing block');
+  await rejects(t, c.getBlock(want(B, 0, peer)), 'PEER_NOT_AVAILABLE', 'unknown segment');
+  await rejects(t, c.getBlock({ ...want(A, 2, peer), index: 7 }), 'PEER_NOT_AVAILABLE', 'index past the end');
   const { body } = await raw(agent, base, { body: encodeRequest({ type: 'GETBLKS', cryptoAlgo: 1, segmentId: B.seg.segmentId, ranges: [[5, 1]] }) });
   const m = decodeResponse(body);
   t.equal(m.type, 'BLK');
@@ -147,7 +147,7 @@ t.test('at the concurrency cap requests get empty responses', async (t) => {
   const first = c.getBlock(want(A, 0, peer));
   for (let i = 0; i < 500 && source.reads === 0; i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(source.reads, 1, 'first request is inside readBlock');
-  await rejects(t, c.getBlock(want(A, 1, peer)), 'not-available', 'second request while at the cap');
+  await rejects(t, c.getBlock(want(A, 1, peer)), 'PEER_NOT_AVAILABLE', 'second request while at the cap');
   const bl = decodeResponse((await raw(agent, base, { body: encodeRequest({ type: 'GETBLKLIST', segmentId: A.seg.segmentId, ranges: [[0, 3]] }) })).body);
   t.same(bl.type === 'BLKLIST' && bl.ranges, [], 'empty BLKLIST at the cap');
   t.equal(server.stats().busy, 2);
@@ -177,8 +177,8 @@ t.test('HTTP errors: 404 path, 405 method, 413 oversized, 411 no length, 400 gar
   t.same(s.byStatus, { 200: 1, 400: 3, 404: 2, 405: 1, 411: 1, 413: 1 });
   t.equal(s.malformed, 3);
   t.equal(s.requests, 9);
-  // the client maps a 4xx to 'http'
-  const e = await rejects(t, client(t).getBlock({ ...want(A, 0, peer), segmentId: Buffer.alloc(0) }), 'http', 'a request the server rejects (empty SegmentID)');
+  // the client maps a 4xx to 'PEER_HTTP'
+  const e = await rejects(t, client(t).getBlock({ ...want(A, 0, peer), segmentId: Buffer.alloc(0) }), 'PEER_HTTP', 'a request the server rejects (empty SegmentID)');
   t.match(e?.message, /HTTP 400/);
 });
 

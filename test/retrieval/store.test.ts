@@ -34,7 +34,7 @@ t.test('BlockStore as BlockSource: served blocks decrypt and verify; absent ones
   t.ok(r0.data.equals(blockOf(c, 0)));
   t.equal(r0.nextBlockIndex, 2, 'next held block skips the missing one');
   t.ok((await ask(2)).data.equals(blockOf(c, 2)));
-  await t.rejects(ask(1), { code: 'not-available' });
+  await t.rejects(ask(1), { code: 'PEER_NOT_AVAILABLE' });
   t.same(await client.getBlockList({ peer, segmentId: c.seg.segmentId, ranges: [[0, 3]] }), { ranges: [[0, 1], [2, 1]], nextBlockIndex: 0 });
   t.equal(store.stats().hitsPeer, 2, 'reads were counted as peer hits');
   t.equal(server.stats().blocksServed, 2);

@@ -204,11 +204,11 @@ export class Cluster {
 
   /** Precomputes content information for the origin's directory (only while the origin is not running). */
   async publish(): Promise<void> {
-    if (this.originChild?.running) throw new SimError('sim-cluster', 'publish needs the origin stopped (the hash cache is single-process)');
+    if (this.originChild?.running) throw new SimError('SIM_CLUSTER', 'publish needs the origin stopped (the hash cache is single-process)');
     await this.seedSigningKey();
     if (!(await hasCommand('publish'))) return;
     const r = await runCommand(process.execPath, [peerdistEntry, 'publish', this.originRoot, '--state-dir', this.originState, '--json'], { timeoutMs: 600_000, env: this.env() });
-    if (r.code !== 0) throw new SimError('sim-publish', `peerdist publish failed (${r.code}): ${r.stderr.trim().slice(-1000)}`);
+    if (r.code !== 0) throw new SimError('SIM_STEP', `peerdist publish failed (${r.code}): ${r.stderr.trim().slice(-1000)}`);
   }
 
   url(name: string): string { return `http://${this.originFront}/${name}`; }
@@ -252,8 +252,8 @@ export class Cluster {
   /** Starts the daemon of client `i` (1-based); reuses its state dir when restarted. */
   async startDaemon(i: number, extraArgs: string[] = []): Promise<DaemonHandle> {
     const host = this.hosts[i - 1];
-    if (!host) throw new SimError('sim-cluster', `no client ${i}`);
-    if (this.daemons[i - 1]?.child.running) throw new SimError('sim-cluster', `daemon ${i} already running`);
+    if (!host) throw new SimError('SIM_CLUSTER', `no client ${i}`);
+    if (this.daemons[i - 1]?.child.running) throw new SimError('SIM_CLUSTER', `daemon ${i} already running`);
     const stateDir = join(this.root, `c${i}-state`);
     const args = [peerdistEntry, 'daemon', '--state-dir', stateDir, '--listen', `${host.address}:0`, '--admin', `${host.localAddress}:0`,
       '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort), '--no-presence', ...(this.opts.daemonArgs ?? []), ...extraArgs];
@@ -276,14 +276,14 @@ export class Cluster {
   /** Runs `peerdist get` for `name` on client i and checks the output against the payload. */
   async download(i: number, name: string, timeoutMs = 120_000): Promise<DownloadResult> {
     const d = this.daemons[i - 1];
-    if (!d) throw new SimError('sim-cluster', `daemon ${i} not started`);
+    if (!d) throw new SimError('SIM_CLUSTER', `daemon ${i} not started`);
     const file = this.files.get(name);
-    if (!file) throw new SimError('sim-cluster', `unknown file ${name}`);
+    if (!file) throw new SimError('SIM_CLUSTER', `unknown file ${name}`);
     const output = join(this.root, `out-c${i}-${++this.outCounter}-${name}`);
     const url = this.url(name);
     const r = await this.network.run(d.host, process.execPath, [peerdistEntry, 'get', url, '-o', output, '--daemon', d.admin, '--json'], { timeoutMs, env: this.env() });
     const j = lastJsonLine(r.stdout);
-    if (r.code !== 0 || !j) throw new SimError('sim-download', `client ${i}: peerdist get exited ${r.code}: ${r.stderr.trim().slice(-1500)} ${r.stdout.slice(-500)}`);
+    if (r.code !== 0 || !j) throw new SimError('SIM_STEP', `client ${i}: peerdist get exited ${r.code}: ${r.stderr.trim().slice(-1500)} ${r.stdout.slice(-500)}`);
     const dg = await digestFile(output);
     await rm(output, { force: true });
     return {
@@ -296,10 +296,10 @@ export class Cluster {
   /** A plain HTTP GET of `name` from client i (no PeerDist headers): the straight-from-origin baseline. */
   async plainFetch(i: number, name: string, timeoutMs = 300_000): Promise<{ seconds: number; bytes: number; correct: boolean }> {
     const host = this.hosts[i - 1];
-    if (!host) throw new SimError('sim-cluster', `no client ${i}`);
+    if (!host) throw new SimError('SIM_CLUSTER', `no client ${i}`);
     const r = await this.network.run(host, process.execPath, [agentEntry, 'fetch', this.url(name), '--timeout-ms', String(timeoutMs)], { timeoutMs: timeoutMs + 5000 });
     const j = lastJsonLine(r.stdout);
-    if (r.code !== 0 || !j) throw new SimError('sim-fetch', `plain fetch on client ${i} failed: ${r.stderr.trim().slice(-1000)}`);
+    if (r.code !== 0 || !j) throw new SimError('SIM_STEP', `plain fetch on client ${i} failed: ${r.stderr.trim().slice(-1000)}`);
     const f = this.files.get(name);
     return { seconds: num(j.seconds), bytes: num(j.bytes), correct: j.status === 200 && f !== undefined && j.sha256 === f.sha256 };
   }
@@ -310,7 +310,7 @@ export class Cluster {
    */
   async startEvilPeer(name: string, corruption: 'flip' | 'random' = 'flip'): Promise<{ address: string; stop: () => Promise<{ blocksServed: number; bytesServed: number }> }> {
     const file = this.files.get(name);
-    if (!file) throw new SimError('sim-cluster', `unknown file ${name}`);
+    if (!file) throw new SimError('SIM_CLUSTER', `unknown file ${name}`);
     const host = await this.network.addHost(`evil${++this.evilCounter}`);
     const args = [agentEntry, 'evil-peer', '--url', this.url(name), '--file', file.path, '--listen', host.address,
       '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort), ...(corruption === 'random' ? ['--random'] : [])];
@@ -352,10 +352,10 @@ export class Cluster {
   /** Client i's daemon `/v1/status` document (totals, retrievalServer, cache ...). */
   async daemonStatus(i: number): Promise<Record<string, unknown>> {
     const d = this.daemons[i - 1];
-    if (!d) throw new SimError('sim-cluster', `daemon ${i} not started`);
+    if (!d) throw new SimError('SIM_CLUSTER', `daemon ${i} not started`);
     const r = await this.network.run(d.host, process.execPath, [peerdistEntry, 'status', '--daemon', d.admin, '--json'], { timeoutMs: 15_000, env: this.env() });
     const j = lastJsonLine(r.stdout);
-    if (r.code !== 0 || !j) throw new SimError('sim-status', `status of daemon ${i} failed: ${r.stderr.trim().slice(-500)}`);
+    if (r.code !== 0 || !j) throw new SimError('SIM_STEP', `status of daemon ${i} failed: ${r.stderr.trim().slice(-500)}`);
     return j;
   }
 
@@ -363,7 +363,7 @@ export class Cluster {
   async originStats(): Promise<OriginCounters> {
     const r = await this.network.run(this.network.origin, process.execPath, [agentEntry, 'fetch', `http://${this.originDirect}/.peerdist/stats`, '--body'], { timeoutMs: 15_000 });
     const j = lastJsonLine(r.stdout);
-    if (r.code !== 0 || !j || typeof j.body !== 'string') throw new SimError('sim-stats', `origin stats failed: ${r.stderr.trim().slice(-500)}`);
+    if (r.code !== 0 || !j || typeof j.body !== 'string') throw new SimError('SIM_STEP', `origin stats failed: ${r.stderr.trim().slice(-500)}`);
     const body = JSON.parse(j.body) as Record<string, unknown>;
     const flat = (typeof body.bytesFull === 'number' ? body : (body.stats ?? body.totals ?? body)) as Record<string, unknown>;
     const out: OriginCounters = { bytesFull: 0, bytesContentInfo: 0, bytesMissingData: 0, requests: 0 };

@@ -135,9 +135,9 @@ export class NetnsLab {
 
   /** Adds a host namespace with address `<subnet>.<octet>`, attached to the bridge; multicast routed via its link. */
   async addHost(name: string, octet: number): Promise<NsHost> {
-    if (this.destroyed) throw new SimError('sim-lab', 'lab destroyed');
-    if (!/^[a-z][a-z0-9]{0,9}$/.test(name)) throw new SimError('sim-lab', `bad host name ${name}`);
-    if (!Number.isInteger(octet) || octet < 1 || octet > 254) throw new SimError('sim-lab', `bad host octet ${octet}`);
+    if (this.destroyed) throw new SimError('SIM_LAB', 'lab destroyed');
+    if (!/^[a-z][a-z0-9]{0,9}$/.test(name)) throw new SimError('SIM_LAB', `bad host name ${name}`);
+    if (!Number.isInteger(octet) || octet < 1 || octet > 254) throw new SimError('SIM_LAB', `bad host octet ${octet}`);
     const ns = this.prefix + name;
     const port = `p-${name}`;
     const address = `${this.subnet}.${octet}`;

@@ -99,7 +99,7 @@ export class TrackedChild {
   /** Resolves with the first value `match` returns for a stdout line; rejects on exit or timeout. */
   firstLine<T>(match: (line: string) => T | undefined, timeoutMs: number): Promise<T> {
     return new Promise((resolve, reject) => {
-      if (!this.child.stdout) { reject(new SimError('sim-proc', `${this.label}: no stdout`)); return; }
+      if (!this.child.stdout) { reject(new SimError('SIM_PROCESS', `${this.label}: no stdout`)); return; }
       const rl = createInterface({ input: this.child.stdout });
       const done = (err: Error | null, v?: T) => {
         clearTimeout(timer);
@@ -111,8 +111,8 @@ export class TrackedChild {
         this.child.stdout?.resume();
         if (err) reject(err); else resolve(v as T);
       };
-      const timer = setTimeout(() => done(new SimError('sim-timeout', `${this.label}: no ready line within ${timeoutMs} ms; stderr: ${this.stderrTail.slice(-2000)}`)), timeoutMs);
-      const onExit = (code: number | null) => done(new SimError('sim-proc', `${this.label}: exited (${code}) before ready; stderr: ${this.stderrTail.slice(-2000)}`));
+      const timer = setTimeout(() => done(new SimError('SIM_TIMEOUT', `${this.label}: no ready line within ${timeoutMs} ms; stderr: ${this.stderrTail.slice(-2000)}`)), timeoutMs);
+      const onExit = (code: number | null) => done(new SimError('SIM_PROCESS', `${this.label}: exited (${code}) before ready; stderr: ${this.stderrTail.slice(-2000)}`));
       this.child.once('exit', onExit);
       rl.on('line', (line) => {
         const v = match(line);
@@ -151,6 +151,6 @@ export function runCommand(cmd: string, args: string[], opts: { timeoutMs?: numb
 /** Like runCommand, but throws SimError (with stderr) unless the exit code is 0. */
 export async function mustRun(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   const r = await runCommand(cmd, args, opts);
-  if (r.code !== 0) throw new SimError('sim-command', `${cmd} ${args.join(' ')} failed (${r.code}): ${r.stderr.trim().slice(-1000)}`);
+  if (r.code !== 0) throw new SimError('SIM_PROCESS', `${cmd} ${args.join(' ')} failed (${r.code}): ${r.stderr.trim().slice(-1000)}`);
   return r.stdout;
 }

@@ -7,7 +7,7 @@
  * Input is parsed namespace-aware by ./xml.ts with hard limits; every rejection is a
  * DiscoveryParseError.
  */
-import { DiscoveryParseError } from './errors.js';
+import { DiscoveryParseError, type DiscoveryErrorCode } from './errors.js';
 import {
   MAX_SCOPES, segmentIdHex, encodeV2Scopes, decodeV2Scopes, encodeAvailability, decodeAvailability, decodeBase64, parseXAddr,
   type Availability,
@@ -82,7 +82,7 @@ export interface ProbeMatches {
 
 export type DiscoveryMessage = Probe | ProbeMatches;
 
-const fail = (code: string, field: string, msg: string): never => {
+const fail = (code: DiscoveryErrorCode, field: string, msg: string): never => {
   throw new DiscoveryParseError(code, field, msg);
 };
 

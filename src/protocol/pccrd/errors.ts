@@ -1,4 +1,12 @@
 /** Typed rejection of discovery input (XML syntax, limits, or PCCRD message structure). */
-import { ParseError } from '../../util/errors.js';
+import { type ErrorCode, ParseError } from '../../util/errors.js';
 
-export class DiscoveryParseError extends ParseError {}
+/** The codes a discovery parse error can carry (listed in src/util/error-codes.ts). */
+export type DiscoveryErrorCode = Extract<ErrorCode, `PCCRD_${string}` | `XML_${string}`>;
+
+export class DiscoveryParseError extends ParseError {
+  declare readonly code: DiscoveryErrorCode;
+  constructor(code: DiscoveryErrorCode, field: string, message: string) {
+    super(code, field, message);
+  }
+}

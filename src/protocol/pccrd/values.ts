@@ -3,7 +3,7 @@
  * availability bit array, strict base64 and XAddrs entries. Pure.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { DiscoveryParseError } from './errors.js';
+import { DiscoveryParseError, type DiscoveryErrorCode } from './errors.js';
 
 /** Most segment IDs in one message (the v2 count field is one byte; v1 uses the same bound). */
 export const MAX_SCOPES = 255;
@@ -12,7 +12,7 @@ export const V2_SEGMENT_HASH_SIZE = 32;
 
 export interface Availability { partial: boolean; complete: boolean }
 
-const fail = (code: string, field: string, msg: string): never => {
+const fail = (code: DiscoveryErrorCode, field: string, msg: string): never => {
   throw new DiscoveryParseError(code, field, msg);
 };
 

@@ -7,7 +7,7 @@
  * non-ASCII names, unbound prefixes. Every limit is checked while scanning; every scan is linear in
  * the input, so hostile input is rejected quickly with a DiscoveryParseError.
  */
-import { DiscoveryParseError } from './errors.js';
+import { DiscoveryParseError, type DiscoveryErrorCode } from './errors.js';
 
 export interface XmlLimits {
   maxBytes: number;
@@ -54,7 +54,7 @@ const BAD_CHARS_RE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
 const MAX_BINDINGS = 64;
 const PREDEFINED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
 
-const fail = (code: string, field: string, msg: string): never => {
+const fail = (code: DiscoveryErrorCode, field: string, msg: string): never => {
   throw new DiscoveryParseError(code, field, msg);
 };
 

@@ -275,7 +275,7 @@ export function decodeMessage(msg: Buffer): Decoded<Message> {
   const limit = isRequest ? MAX_REQUEST_SIZE : MAX_RESPONSE_SIZE;
   if (h.size > limit) throw new RetrievalParseError('MsgSize', `${h.size} exceeds the ${limit}-byte limit`);
   if (!isSupportedMajor(h.version.major)) {
-    throw new RetrievalParseError('ProtVer', `unsupported version ${protVerString(h.version)}`, 'pccrr-version');
+    throw new RetrievalParseError('ProtVer', `unsupported version ${protVerString(h.version)}`, 'PCCRR_VERSION');
   }
   if ((h.type === 'GETSEGLIST' || h.type === 'SEGLIST') && h.version.major < 2) {
     throw new RetrievalParseError('ProtVer', `${h.type} needs version 2.0, got ${protVerString(h.version)}`);

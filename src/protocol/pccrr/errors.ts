@@ -1,9 +1,10 @@
 /** Error types of the retrieval (MS-PCCRR) area. */
-import { ParseError, PeerdistError } from '../../util/errors.js';
+import { type ErrorCode, ParseError, PeerdistError } from '../../util/errors.js';
 
 /** Malformed MS-PCCRR bytes; `field` names the message field that failed validation. */
 export class RetrievalParseError extends ParseError {
-  constructor(field: string, message: string, code = 'pccrr-malformed') {
+  declare readonly code: 'PCCRR_MALFORMED' | 'PCCRR_VERSION';
+  constructor(field: string, message: string, code: 'PCCRR_MALFORMED' | 'PCCRR_VERSION' = 'PCCRR_MALFORMED') {
     super(code, field, message);
   }
 }
@@ -11,14 +12,12 @@ export class RetrievalParseError extends ParseError {
 /** A message we were asked to build cannot be represented on the wire (a programming error). */
 export class RetrievalEncodeError extends PeerdistError {
   constructor(message: string) {
-    super('pccrr-encode', message);
+    super('PCCRR_ENCODE', message);
   }
 }
 
 /** Why an exchange with a peer failed (see protocol/pccrr.md, "Failure signalling"). */
-export type PeerErrorCode = 'not-available' | 'bad-block' | 'timeout' | 'protocol' | 'http' | 'busy' | 'connect' | 'aborted'
-  /** Not sent: the address failed on probation (never gave a valid answer) and is in quarantine. */
-  | 'quarantined';
+export type PeerErrorCode = Extract<ErrorCode, `PEER_${string}` | 'BAD_BLOCK' | 'ABORTED'>;
 
 /** A failed block-retrieval attempt against one peer; `code` tells the caller what happened. */
 export class PeerError extends PeerdistError {

@@ -1,9 +1,12 @@
 /** Error types of the hosted cache (MS-PCHC) codec. */
-import { ParseError, PeerdistError } from '../../util/errors.js';
+import { type ErrorCode, ParseError, PeerdistError } from '../../util/errors.js';
+
+type HostedCacheParseCode = Extract<ErrorCode, 'PCHC_MALFORMED' | 'PCHC_VERSION' | 'PCHC_TOO_LARGE'>;
 
 /** Malformed MS-PCHC bytes; `field` names the message field that failed validation. */
 export class HostedCacheParseError extends ParseError {
-  constructor(field: string, message: string, code = 'PCHC_MALFORMED') {
+  declare readonly code: HostedCacheParseCode;
+  constructor(field: string, message: string, code: HostedCacheParseCode = 'PCHC_MALFORMED') {
     super(code, field, message);
   }
 }
