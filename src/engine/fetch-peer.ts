@@ -16,7 +16,7 @@ export async function fetchFromPeer(s: Session, g: number, peer: string): Promis
     });
     data = r.data;
     next = r.nextBlockIndex;
-    if (!verifyBlock(ci.version, seg, b.index, data)) throw new PeerError('bad-block', peer, `block ${b.index} does not match its hash`);
+    if (!verifyBlock(ci.version, seg, b.index, data)) throw new PeerError('BAD_BLOCK', peer, `block ${b.index} does not match its hash`);
   } catch (err) {
     if (s.stopped()) return;
     const why = classifyPeerError(err);
@@ -40,10 +40,10 @@ export async function fetchFromPeer(s: Session, g: number, peer: string): Promis
 export function classifyPeerError(err: unknown): PeerFailure {
   if (!(err instanceof PeerError)) return 'error';
   switch (err.code) {
-    case 'bad-block': return 'bad-block';
-    case 'not-available': return 'not-available';
-    case 'timeout': return 'timeout';
-    case 'busy': return 'busy';
+    case 'BAD_BLOCK': return 'bad-block';
+    case 'PEER_NOT_AVAILABLE': return 'not-available';
+    case 'PEER_TIMEOUT': return 'timeout';
+    case 'PEER_BUSY': return 'busy';
     default: return 'error';
   }
 }
