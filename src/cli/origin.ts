@@ -52,7 +52,7 @@ const stateDirOption = () => new Option('--state-dir <dir>', 'state directory (s
 interface ServeOptions {
   host: string; port: number; stateDir: string; secretFile?: string; upstream?: string;
   contentVersionDefault: ContentVersion; chunking: 'cdc' | 'fixed'; hashConcurrency: number; firstWait: number;
-  upstreamStoreLimit: number; upstreamRevalidate: number;
+  upstreamStoreLimit: number; upstreamRevalidate: number; allowDotfiles?: boolean;
 }
 
 async function serve(dir: string | undefined, opts: ServeOptions): Promise<void> {
@@ -64,6 +64,7 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
     logger: createLogger({ component: 'origin' }), chunking: opts.chunking,
     preferVersion: opts.contentVersionDefault, hashConcurrency: opts.hashConcurrency, firstWaitMs: opts.firstWait,
     upstreamStoreLimit: opts.upstreamStoreLimit, upstreamRevalidateMs: opts.upstreamRevalidate,
+    allowDotfiles: opts.allowDotfiles === true,
   });
   const addr = await server.listen();
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
@@ -123,6 +124,7 @@ export function register(program: Command): void {
       .env('PEERDIST_UPSTREAM_STORE_LIMIT').default(10 * 2 ** 30, '10G'))
     .addOption(new Option('--upstream-revalidate <seconds>', 'with --upstream: revalidate a stored entity with the upstream once it is older than this')
       .argParser(parseWait).env('PEERDIST_UPSTREAM_REVALIDATE').default(DEFAULT_UPSTREAM_REVALIDATE_MS, `${DEFAULT_UPSTREAM_REVALIDATE_MS / 1000}`))
+    .option('--allow-dotfiles', 'serve names starting with "." (.git/, .env, ...); by default they answer 404')
     .action((dir: string | undefined, opts: ServeOptions) => serve(dir, opts));
 
   program

@@ -3,7 +3,7 @@
  * root), validators, conditional and single-range requests, and the PeerDist answer.
  */
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hashFile } from './hash-file.js';
@@ -22,6 +22,8 @@ export interface FileContext extends PeerDistContext {
   rootReal: string;
   secret: Buffer;
   chunking: Chunking;
+  /** Serve names starting with '.' (default false: 404). */
+  allowDotfiles?: boolean;
 }
 
 export type Resolved = { ok: true; path: string } | { ok: false; status: 403 | 404 };
@@ -63,6 +65,9 @@ export function fileProducer(ctx: FileContext, id: FileIdentity, version: Conten
 export async function serveFile(ctx: FileContext, req: IncomingMessage, res: ServerResponse, n: Negotiation, segments: string[]): Promise<void> {
   const r = await resolveUnderRoot(ctx.rootReal, segments);
   if (!r.ok) return plainError(res, r.status);
+  // A symlink with an ordinary name may resolve into a hidden name (cfg -> .git/config): the real
+  // path under the root must not have one either.
+  if (!ctx.allowDotfiles && relative(ctx.rootReal, r.path).split(sep).some((s) => s.startsWith('.'))) return plainError(res, 404);
   let fh: FileHandle;
   try {
     fh = await open(r.path, 'r');

@@ -23,7 +23,7 @@ import { publicKeyPem } from '../protocol/pccrtp/signature.js';
 import { loadOrCreateSigningKey } from './signing-key.js';
 import { emptyStats, type OriginStats } from './stats.js';
 import { serveUpstream, type UpstreamContext } from './upstream.js';
-import { parseRequestPath } from './urlpath.js';
+import { isHiddenTarget, parseRequestPath } from './urlpath.js';
 
 export type { OriginStats } from './stats.js';
 
@@ -57,6 +57,11 @@ export interface OriginServerOptions {
   upstreamStoreLimit?: number;
   /** Upstream mode: revalidate a stored entity with the upstream once it is older than this (default 5 s). */
   upstreamRevalidateMs?: number;
+  /**
+   * Directory mode: serve names starting with '.' (.git/, .env, ...). Default false: such paths
+   * answer 404, like a missing file.
+   */
+  allowDotfiles?: boolean;
 }
 
 export const DEFAULT_UPSTREAM_STORE_LIMIT = 10 * 2 ** 30;
@@ -101,7 +106,7 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   const chunking = opts.chunking ?? 'cdc';
   const base = { cache, jobs, stats: counters, signingKey, signatures: new SignatureMemo(), hashWaitMs: opts.hashWaitMs ?? 60_000,
     firstWaitMs: opts.firstWaitMs ?? DEFAULT_FIRST_WAIT_MS, secret, chunking };
-  const fileCtx: FileContext = { ...base, rootReal };
+  const fileCtx: FileContext = { ...base, rootReal, allowDotfiles: opts.allowDotfiles ?? false };
   const storeLimit = opts.upstreamStoreLimit ?? DEFAULT_UPSTREAM_STORE_LIMIT;
   const store = upstream && storeLimit > 0 ? await EntityStore.open(join(originDir(opts.stateDir), 'entities'), storeLimit, log) : undefined;
   const upCtx: UpstreamContext | undefined = upstream ? {
@@ -124,6 +129,8 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
     const n = negotiate(req.headers, { preferVersion: opts.preferVersion });
     if (n.hashRequest) counters.hashRequests++;
     if (upCtx) return serveUpstream(upCtx, req, res, n);
+    // Hidden names (unless allowed) and trailing slashes are not served: 404 like a missing file.
+    if (isHiddenTarget(req.url ?? '/', p.segments, fileCtx.allowDotfiles ?? false)) return plainError(res, 404);
     return serveFile(fileCtx, req, res, n, p.segments);
   }
 

@@ -31,3 +31,16 @@ export function parseRequestPath(target: string | undefined): RequestPath {
   if (segments.some((s) => s === '.' || s === '..')) return { ok: false, status: 403, reason: 'dot segment' };
   return { ok: true, segments, reserved: decoded.startsWith(RESERVED_PREFIX) || decoded === RESERVED_PREFIX.slice(0, -1) };
 }
+
+/**
+ * Directory mode: whether a parsed request names something that is never served (answered 404 like
+ * a missing file): a trailing slash (`/FILE/`, `/DIR/`: only files are served, never listings),
+ * or, unless `allowDotfiles`, a segment starting with '.' (`/.env`, `/.git/config`, `/a/.secret`),
+ * so a `.git/` or `.env` left in the served directory is not exposed.
+ */
+export function isHiddenTarget(target: string, segments: string[], allowDotfiles: boolean): boolean {
+  const end = target.search(/[?#]/);
+  const raw = end < 0 ? target : target.slice(0, end);
+  if (segments.length > 0 && raw.endsWith('/')) return true;
+  return !allowDotfiles && segments.some((s) => s.startsWith('.'));
+}
