@@ -1,12 +1,14 @@
 // Runs every compiled test file under tap, streams tap's TAP output, and ends with the plain
-// line `N passed, N failed` (counting leaf assertions; a subtest that failed without a failing
-// assertion inside it, e.g. a crash or timeout, counts as one failure).
+// line `N passed, N failed` (then `, N skipped` and `, N todo` when there are any).
+// The TAP is read with tap's own parser (tap-parser): it counts leaf assertions, and a subtest
+// that failed without a failing assertion inside it (a crash, a timeout, a plan mismatch) counts
+// as one failure, as does a bail-out or a tap run that exits non-zero with no failure seen.
 // Usage: node scripts/run-tests.mjs [test-file-or-dir-filter ...]
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+import { Parser } from 'tap-parser';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const testRoot = join(root, 'dist', 'test');
@@ -30,38 +32,24 @@ const child = spawn(process.execPath, [tapBin, '--reporter=tap', '--disable-cove
   cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PEERDIST_TEST: '1' },
 });
 
-let passed = 0, failed = 0, skipped = 0;
-// Stack of open subtests: each entry is { indent, failures } ; the result line of a subtest is the
-// first ok/not ok line at the subtest's own indent after its "# Subtest" line.
-const stack = [];
-const rl = createInterface({ input: child.stdout });
-rl.on('line', (line) => {
-  process.stdout.write(line + '\n');
-  const indent = line.length - line.trimStart().length;
-  const t = line.trimStart();
-  if (t.startsWith('# Subtest')) { stack.push({ indent, failures: 0 }); return; }
-  const m = /^(not ok|ok)\b(.*)$/.exec(t);
-  if (!m) return;
-  const ok = m[1] === 'ok';
-  const directive = m[2];
-  const top = stack[stack.length - 1];
-  if (top && top.indent === indent) {
-    stack.pop();
-    if (!ok && top.failures === 0 && !/#\s*(TODO|SKIP)/i.test(directive)) {
-      failed++;
-      if (stack.length) stack[stack.length - 1].failures++;
-    } else if (!ok && stack.length) {
-      stack[stack.length - 1].failures += top.failures;
-    }
-    return;
-  }
-  if (/#\s*(SKIP|TODO)/i.test(directive)) { skipped++; return; }
-  if (ok) passed++;
-  else { failed++; if (top) top.failures++; }
-});
+const counts = { passed: 0, failed: 0, skipped: 0, todo: 0 };
+const parser = new Parser();
+// The root parser surfaces every leaf result, plus a subtest's own result when its children do
+// not explain it (a failed subtest whose assertions all passed: it crashed or timed out).
+parser.on('pass', () => { counts.passed++; });
+parser.on('fail', () => { counts.failed++; });
+parser.on('skip', () => { counts.skipped++; });
+parser.on('todo', () => { counts.todo++; });
+parser.on('bailout', () => { counts.failed++; });
 
-child.on('close', (code) => {
-  if (code !== 0 && failed === 0) failed = 1; // tap failed for a reason no assertion showed
-  console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-  process.exit(failed ? 1 : 0);
-});
+child.stdout.on('data', (chunk) => { process.stdout.write(chunk); parser.write(chunk); });
+
+const parsed = new Promise((resolveP) => parser.on('complete', resolveP));
+const exited = new Promise((resolveP) => child.on('close', (code, signal) => resolveP({ code, signal })));
+const { code, signal } = await exited;
+parser.end();
+await parsed;
+if ((code !== 0 || signal) && counts.failed === 0) counts.failed = 1; // tap failed for a reason no result showed
+const extra = `${counts.skipped ? `, ${counts.skipped} skipped` : ''}${counts.todo ? `, ${counts.todo} todo` : ''}`;
+console.log(`${counts.passed} passed, ${counts.failed} failed${extra}`);
+process.exit(counts.failed ? 1 : 0);
