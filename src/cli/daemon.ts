@@ -12,6 +12,7 @@ interface DaemonFlags {
   proxyPort?: string; proxyHost?: string; discoveryPort?: string; cacheLimit?: string; originPublicKey?: string;
   maxContentVersion?: string; presence?: boolean; mdnsPort?: string;
   uploadRateLimit?: string; maxPeerConnections?: string; maxPeerRequests?: string; cacheMaxAge?: string; serveOnBattery?: boolean;
+  ipv6?: boolean | string;
 }
 
 /** How long shutdown may take before the process exits anyway. */
@@ -39,6 +40,7 @@ export function register(program: Command): void {
     .option('--max-peer-connections <n>', 'open peer connections at most (default 256)')
     .option('--max-peer-requests <n>', 'peer block requests handled at once; more are answered busy (default 64)')
     .option('--cache-max-age <duration>', 'cache entries older than this are not served and are evicted, e.g. 28d, 12h (default 28d; 0 = no limit)')
+    .option('--ipv6 [interfaces]', 'discover over IPv6 too (ff02::c): on the discovery interface, or all interfaces with IPv6, or these (comma-separated)')
     .option('--serve-on-battery', 'keep serving peers while the machine runs on battery (default: stop)')
     .action(async (o: DaemonFlags) => {
       const flags: RawConfig = {
@@ -48,6 +50,7 @@ export function register(program: Command): void {
         presence: cmd.getOptionValueSource('presence') === 'cli' ? o.presence : undefined, mdnsPort: o.mdnsPort,
         uploadRateLimit: o.uploadRateLimit, maxPeerConnections: o.maxPeerConnections, maxPeerRequests: o.maxPeerRequests,
         cacheMaxAge: o.cacheMaxAge, serveOnBattery: o.serveOnBattery ? true : undefined,
+        ipv6: o.ipv6,
       };
       const configPath = o.config ?? process.env.PEERDIST_CONFIG;
       const file = configPath ? await readConfigFile(configPath) : undefined;

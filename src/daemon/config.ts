@@ -35,6 +35,8 @@ export interface RawConfig {
   maxPeerRequests?: number | string;
   cacheMaxAge?: number | string;
   serveOnBattery?: boolean | string;
+  /** IPv6 discovery: true/false, or interface names (comma-separated string or JSON array). */
+  ipv6?: boolean | string | string[];
 }
 
 export interface DaemonConfig {
@@ -66,6 +68,11 @@ export interface DaemonConfig {
   cacheMaxAgeMs: number;
   /** Serve peers while the machine runs on battery. */
   serveOnBattery: boolean;
+  /**
+   * Discovery over IPv6 too (ff02::c): false, true (the discovery interface when one is chosen,
+   * else every interface with a non-internal IPv6 address) or these interface names.
+   */
+  ipv6: boolean | string[];
 }
 
 export const DEFAULTS = {
@@ -101,6 +108,7 @@ export const ENV_VARS: Record<keyof RawConfig, string> = {
   maxPeerRequests: 'PEERDIST_MAX_PEER_REQUESTS',
   cacheMaxAge: 'PEERDIST_CACHE_MAX_AGE',
   serveOnBattery: 'PEERDIST_SERVE_ON_BATTERY',
+  ipv6: 'PEERDIST_IPV6',
 };
 
 const KEYS = Object.keys(ENV_VARS) as Array<keyof RawConfig>;
@@ -122,6 +130,7 @@ export function configFromJson(json: unknown, source = 'config file'): RawConfig
   for (const [k, v] of Object.entries(json)) {
     if (!(KEYS as string[]).includes(k)) throw new ConfigError(`${source}: unknown setting "${k}" (known: ${KEYS.join(', ')})`);
     if (v === null || v === undefined) continue;
+    if (k === 'ipv6' && Array.isArray(v) && v.every((x) => typeof x === 'string')) { out.ipv6 = v as string[]; continue; }
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new ConfigError(`${source}: "${k}" must be a string or number`);
     (out as Record<string, unknown>)[k] = v;
   }
@@ -179,6 +188,24 @@ function parseBool(v: boolean | string, what: string): boolean {
   if (['1', 'true', 'yes', 'on'].includes(s)) return true;
   if (['0', 'false', 'no', 'off'].includes(s)) return false;
   throw new ConfigError(`${what}: "${v}" is not a boolean`);
+}
+
+/** `ipv6`: a boolean (or its spelling), or interface names (comma-separated, or a JSON array). */
+export function parseIPv6Setting(v: boolean | string | string[] | undefined): boolean | string[] {
+  if (v === undefined) return false;
+  if (typeof v === 'boolean') return v;
+  let names: string[];
+  if (Array.isArray(v)) names = v;
+  else {
+    const s = v.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on', ''].includes(s)) return true;
+    if (['0', 'false', 'no', 'off'].includes(s)) return false;
+    names = v.split(',').map((n) => n.trim()).filter(Boolean);
+  }
+  for (const n of names) {
+    if (typeof n !== 'string' || !/^[A-Za-z0-9_.:@-]{1,15}$/.test(n)) throw new ConfigError(`ipv6: "${String(n)}" is not an interface name`);
+  }
+  return names.length > 0 ? names : false;
 }
 
 function wrap<T>(fn: () => T): T {
@@ -243,6 +270,7 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
     maxPeerRequests: parseIntSetting(pick('maxPeerRequests') ?? DEFAULTS.maxPeerRequests, 'maxPeerRequests', 1, 100_000),
     cacheMaxAgeMs: parseDuration(pick('cacheMaxAge') ?? DEFAULTS.cacheMaxAge, 'cacheMaxAge'),
     serveOnBattery: sob === undefined ? DEFAULTS.serveOnBattery : parseBool(sob, 'serveOnBattery'),
+    ipv6: parseIPv6Setting(pick('ipv6')),
   };
 }
 

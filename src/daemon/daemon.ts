@@ -16,7 +16,7 @@ import { type Logger, createLogger } from '../util/log.js';
 import { PeerdistError } from '../util/errors.js';
 import { type DaemonConfig, checkConfigFiles } from './config.js';
 import { formatAdminAddress, formatHostPort } from '../util/address.js';
-import { type InterfaceMap, advertisedAddresses, chooseInterface, localSubnets } from './netif.js';
+import { type InterfaceMap, advertisedAddresses, chooseInterface, localSubnets, ipv6Interfaces } from './netif.js';
 import { JobBook } from './jobs.js';
 import { startAdminServer } from './admin.js';
 import { startProxyServer } from './proxy.js';
@@ -116,12 +116,13 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     // Re-read the interfaces now and then: with a wildcard bind the advertised addresses follow
     // DHCP changes.
     const listInterfaces = opts.networkInterfaces ?? networkInterfaces;
-    let xaddrList = advertisedAddresses(bound, iface, ifaces);
+    const ipv6 = ipv6Interfaces(config.ipv6, iface, ifaces);
+    let xaddrList = advertisedAddresses(bound, iface, ifaces, ipv6);
     let xaddrAt = Date.now();
     const xaddrs = (): string[] => {
       if (Date.now() - xaddrAt > XADDRS_REFRESH_MS) {
         xaddrAt = Date.now();
-        xaddrList = advertisedAddresses(bound, iface, listInterfaces());
+        xaddrList = advertisedAddresses(bound, iface, listInterfaces(), ipv6);
       }
       return xaddrList;
     };
@@ -129,6 +130,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const discovery = new Discovery({
       port: config.discoveryPort,
       interfaces: iface ? [iface.address] : undefined,
+      ipv6,
       loopback: iface?.loopback ?? false,
       xaddrs,
       lookup: (ids, version) => ids.map((id) => {
@@ -137,7 +139,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
         const blockCount = version === 2 ? (complete ? 1 : 0) : store.presentBlocks(id).length;
         return blockCount > 0 ? { blockCount, complete } : undefined;
       }),
-      localSubnets: localSubnets(iface, ifaces),
+      localSubnets: localSubnets(iface, ifaces, ipv6),
       logger: log.child({ component: 'discovery' }),
     });
     await step(`discovery on UDP port ${config.discoveryPort}`, () => discovery.start());
@@ -201,7 +203,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       event: 'ready', retrieval: formatHostPort(bound), admin: admin.address || formatAdminAddress(config.admin),
       proxy: proxyAddr, pid: process.pid,
     };
-    log.info('daemon ready', { ...ready, xaddrs: xaddrs(), interface: iface?.address ?? 'all', stateDir: config.stateDir });
+    log.info('daemon ready', { ...ready, xaddrs: xaddrs(), interface: iface?.address ?? 'all', ipv6, stateDir: config.stateDir });
     let closing: Promise<void> | undefined;
     return { ready, engine, store, close: () => (closing ??= closeAll()) };
   } catch (err) {

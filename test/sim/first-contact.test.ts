@@ -62,4 +62,30 @@ if (!support.ok) {
     t.ok(blocks <= size * 1.05, `origin sent ${(blocks / size).toFixed(3)} x the file (at most 1.05)`);
     t.ok(r.origin.storeResponses > 0, 'missing-data ranges were answered from the entity store');
   });
+
+  t.test('IPv6 discovery (--ipv6): blocks come from a peer found over ff02::c only', async (t) => {
+    const size = 4 * MiB + 99;
+    const c = await Cluster.create({
+      network: await NetnsNetwork.create({ ipv6: true }), clients: 3, wan: { rateBps: 40e6, delayMs: 10 },
+      files: [{ name: 'f.bin', size }],
+    });
+    t.teardown(() => c.close());
+    // IPv4 discovery is confined to each host's own loopback (--interface 127.0.0.1), so the only
+    // way between hosts is IPv6 multicast on eth0; retrieval listens on [::] and is advertised at the ULA.
+    const base = ['--listen', '[::]:0', '--interface', '127.0.0.1'];
+    await c.startDaemon(1, [...base, '--ipv6', 'eth0']);
+    await c.startDaemon(2, [...base, '--ipv6']);          // true: every interface with IPv6 (eth0 here)
+    await c.startDaemon(3, base);                         // control: no IPv6 discovery
+    const d1 = await c.download(1, 'f.bin');
+    const d2 = await c.download(2, 'f.bin');
+    const d3 = await c.download(3, 'f.bin');
+    for (const d of [d1, d2, d3]) t.comment(describe(d));
+    checkAll(t, [d1, d2, d3], size);
+    t.equal(d1.fromPeers, 0, 'client 1 had nobody to ask');
+    t.equal(d2.fromPeers, size, 'client 2 got every block from client 1, found over IPv6');
+    t.equal(d2.fromOrigin, 0);
+    const known = (await c.daemonStatus(2)).peers as string[];
+    t.ok(known.some((p) => p.includes('fd70:7064:1::11')), `client 2 knows client 1 by its IPv6 address: ${JSON.stringify(known)}`);
+    t.equal(d3.fromPeers, 0, 'control: without --ipv6 the same client finds no peer (the IPv4 path is closed)');
+  });
 }

@@ -91,6 +91,8 @@ export interface NsHost {
   address: string;
   /** Interface name inside the host namespace. */
   iface: string;
+  /** The host's IPv6 ULA on the lab link (labs created with ipv6: true); it also has a link-local address. */
+  address6?: string;
 }
 
 export class NetnsLab {
@@ -101,16 +103,20 @@ export class NetnsLab {
   private destroyed = false;
   private readonly unhook: () => void;
 
-  private constructor(readonly subnet: string) {
+  private constructor(readonly subnet: string, readonly ipv6 = false) {
     this.prefix = `${NS_PREFIX}${process.pid}-${++labCounter}-`;
     this.switchNs = `${this.prefix}sw`;
     this.unhook = onProcessExit(() => this.destroySync());
   }
 
-  /** Creates the switch namespace with its bridge. `subnet` is the first three octets ("10.213.0"). */
-  static async create(opts: { subnet?: string } = {}): Promise<NetnsLab> {
+  /**
+   * Creates the switch namespace with its bridge. `subnet` is the first three octets ("10.213.0").
+   * `ipv6`: hosts also get a ULA `fd70:7064:1::<octet>/64` and usable link-local addresses at once
+   * (duplicate address detection off inside the lab's namespaces).
+   */
+  static async create(opts: { subnet?: string; ipv6?: boolean } = {}): Promise<NetnsLab> {
     sweepStaleNamespaces();
-    const lab = new NetnsLab(opts.subnet ?? '10.213.0');
+    const lab = new NetnsLab(opts.subnet ?? '10.213.0', opts.ipv6 ?? false);
     try {
       await lab.addNamespace(lab.switchNs);
       await lab.ip(lab.switchNs, ['link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0']);
@@ -142,6 +148,10 @@ export class NetnsLab {
     const port = `p-${name}`;
     const address = `${this.subnet}.${octet}`;
     await this.addNamespace(ns);
+    if (this.ipv6) {
+      // Before the veth appears in the namespace, so its addresses are usable at once (no DAD wait).
+      await mustRun('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'], { timeoutMs: 10_000 });
+    }
     await this.ip(this.switchNs, ['link', 'add', port, 'type', 'veth', 'peer', 'name', IFACE, 'netns', ns]);
     await this.ip(this.switchNs, ['link', 'set', port, 'master', 'br0']);
     await this.ip(this.switchNs, ['link', 'set', port, 'up']);
@@ -149,7 +159,12 @@ export class NetnsLab {
     await this.ip(ns, ['addr', 'add', `${address}/24`, 'dev', IFACE]);
     await this.ip(ns, ['link', 'set', IFACE, 'up']);
     await this.ip(ns, ['route', 'add', '224.0.0.0/4', 'dev', IFACE]);
-    const host: NsHost = { name, ns, address, iface: IFACE };
+    let address6: string | undefined;
+    if (this.ipv6) {
+      address6 = `fd70:7064:1::${octet}`;
+      await this.ip(ns, ['-6', 'addr', 'add', `${address6}/64`, 'dev', IFACE, 'nodad']);
+    }
+    const host: NsHost = { name, ns, address, iface: IFACE, address6 };
     this.hosts.set(name, host);
     return host;
   }

@@ -14,6 +14,9 @@ export interface SimHost {
   localAddress: string;
   /** Value for `peerdist daemon --interface`: the local IPv4 address discovery multicasts on. */
   discoveryInterface: string;
+  /** Interface name of the host's LAN link, and its IPv6 ULA (namespace labs created with ipv6). */
+  iface?: string;
+  address6?: string;
 }
 
 export interface SimNetwork {
@@ -38,7 +41,7 @@ export class NetnsNetwork implements SimNetwork {
 
   private constructor(readonly lab: NetnsLab, readonly origin: SimHost) {}
 
-  static async create(opts: { subnet?: string } = {}): Promise<NetnsNetwork> {
+  static async create(opts: { subnet?: string; ipv6?: boolean } = {}): Promise<NetnsNetwork> {
     const lab = await NetnsLab.create(opts);
     try {
       const o = await lab.addHost('origin', 1);
@@ -52,7 +55,7 @@ export class NetnsNetwork implements SimNetwork {
   }
 
   private static wrap(h: NsHost): SimHost {
-    return { name: h.name, address: h.address, localAddress: '127.0.0.1', discoveryInterface: h.address };
+    return { name: h.name, address: h.address, localAddress: '127.0.0.1', discoveryInterface: h.address, iface: h.iface, address6: h.address6 };
   }
 
   async addHost(name: string): Promise<SimHost> {
