@@ -20,6 +20,9 @@ export class HashJobs {
 
   constructor(private readonly cache: HashCache, private readonly concurrency: number, private readonly log: Logger) {}
 
+  /** Jobs waiting for a free slot. */
+  get queued(): number { return this.waiting.length; }
+
   /** The running (or queued) job for a key, if any. */
   get(key: string): Promise<Buffer | undefined> | undefined {
     return this.inflight.get(key);
@@ -76,6 +79,11 @@ export class HashJobs {
   private slot(): Promise<void> {
     if (this.running < this.concurrency) { this.running++; return Promise.resolve(); }
     return new Promise((resolve) => this.waiting.push(() => { this.running++; resolve(); }));
+  }
+
+  /** Resolves once no job is queued or running (jobs started meanwhile are waited for too). */
+  async idle(): Promise<void> {
+    while (this.inflight.size) await Promise.all([...this.inflight.values()]);
   }
 
   /** Aborts every job and waits until none is running. */

@@ -78,6 +78,8 @@ export interface OriginServer {
   listen(): Promise<{ host: string; port: number }>;
   close(): Promise<void>;
   stats(): OriginStats;
+  /** Resolves once no background hash job is queued or running. */
+  hashingIdle(): Promise<void>;
   /** PEM (SPKI) of the key that signs content information. */
   readonly publicKeyPem: string;
 }
@@ -159,6 +161,7 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   return {
     publicKeyPem: pem,
     stats,
+    hashingIdle: () => jobs.idle(),
     listen: () => new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {

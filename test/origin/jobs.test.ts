@@ -16,9 +16,16 @@ t.test('HashJobs: dedup, concurrency limit, results cached, failures reported', 
   t.teardown(async () => { await jobs.close(); await cache.close(); });
   let running = 0, maxRunning = 0, calls = 0;
   const gates: Array<() => void> = [];
+  // started(n) resolves once n producers have begun (an awaited event, not a sleep).
+  const startWaiters: Array<{ n: number; resolve: () => void }> = [];
+  const started = (n: number) => new Promise<void>((resolve) => {
+    if (calls >= n) resolve(); else startWaiters.push({ n, resolve });
+  });
   const producer = (value: string) => async () => {
     calls++; running++; maxRunning = Math.max(maxRunning, running);
-    await new Promise<void>((r) => gates.push(r));
+    const gate = new Promise<void>((r) => gates.push(r));
+    for (const w of startWaiters.filter((x) => calls >= x.n)) w.resolve();
+    await gate;
     running--;
     return Buffer.from(value);
   };
@@ -27,13 +34,14 @@ t.test('HashJobs: dedup, concurrency limit, results cached, failures reported', 
   t.equal(a1, a2, 'same key shares one job');
   const b = jobs.run('b', producer('B'));
   const c = jobs.run('c', producer('C'));
-  for (let i = 0; i < 50 && gates.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
-  await new Promise((r) => setTimeout(r, 30));
+  await started(2);
+  t.equal(jobs.queued, 1, 'the third job waits for a slot');
   t.equal(gates.length, 2, 'only two jobs run at once');
-  while (gates.length || calls < 3) {
-    gates.shift()?.();
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  t.equal(calls, 2, 'the third job has not started');
+  gates.shift()!();
+  await started(3);
+  t.equal(calls, 3, 'the third job starts when one finishes');
+  while (gates.length) gates.shift()!();
   t.same([(await a1)?.toString(), (await b)?.toString(), (await c)?.toString()], ['A', 'B', 'C']);
   t.equal(maxRunning, 2);
   t.equal(jobs.started, 3);
@@ -59,11 +67,14 @@ t.test('HashJobs.close aborts running jobs', async (t) => {
   t.teardown(() => cache.close());
   const jobs = new HashJobs(cache, 1, nullLogger);
   let sawAbort = false;
+  let slowStarted!: () => void;
+  const running = new Promise<void>((r) => { slowStarted = r; });
   const p = jobs.run('slow', (signal) => new Promise<Buffer>((_resolve, reject) => {
     signal.addEventListener('abort', () => { sawAbort = true; reject(signal.reason); });
+    slowStarted();
   }));
   const queued = jobs.run('queued', async () => Buffer.from('never'));
-  await new Promise((r) => setTimeout(r, 20));
+  await running;
   await jobs.close();
   t.ok(sawAbort);
   t.equal(await p, undefined);

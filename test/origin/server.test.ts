@@ -203,7 +203,7 @@ t.test('missing-data requests and stats', async (t) => {
   const mk = await get(s, '/sub/dir/a%20b.txt', V2);                       // MakeHashRequest, full 11, job 2 in background
   t.equal(mk.headers['x-p2p-peerdistex'], 'MakeHashRequest=true');
   await get(s, '/file.bin', { 'If-None-Match': ci.headers['etag']! });      // 304
-  for (let i = 0; i < 100 && s.server.stats().hashJobs < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  await s.server.hashingIdle();                                            // job 2 finished
   const st = JSON.parse((await get(s, '/.peerdist/stats')).body.toString());
   t.match(st, {
     requests: 8, bytesFull: 200_111, fullResponses: 3, bytesMissingData: 65536, missingDataRequests: 1,
