@@ -12,13 +12,14 @@ import { register as registerClient } from './client.js';
 import { register as registerPeers } from './peers.js';
 import { register as registerHostedCache } from './hostedcache.js';
 import { PeerdistError, UsageError } from '../util/errors.js';
+import { VERSION } from '../util/version.js';
 
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name('peerdist')
     .description('Peer-to-peer LAN cache daemon, wire-compatible with PeerDist (BranchCache)')
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
   registerHash(program);

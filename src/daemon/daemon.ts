@@ -14,6 +14,7 @@ import { startPresence } from '../discovery/presence.js';
 import { DownloadEngine } from '../engine/engine.js';
 import { type Logger, createLogger } from '../util/log.js';
 import { PeerdistError } from '../util/errors.js';
+import { VERSION } from '../util/version.js';
 import { type DaemonConfig, checkConfigFiles } from './config.js';
 import { formatAdminAddress, formatHostPort } from '../util/address.js';
 import { type InterfaceMap, advertisedAddresses, chooseInterface, localSubnets, ipv6Interfaces } from './netif.js';
@@ -27,7 +28,7 @@ import { PowerMonitor } from './power.js';
 import { ServePolicy } from './serve-policy.js';
 import { ByteHistory, HISTORY_SAMPLE_MS, PeerHealth, type PeerStatLike } from './history.js';
 
-export const DAEMON_VERSION = '0.1.0';
+export const DAEMON_VERSION = VERSION;
 /** How often the DNS-SD TXT record (cache size) is refreshed. */
 const PRESENCE_REFRESH_MS = 60_000;
 /** Connections per peer for block requests: matches the engine's per-peer request cap (16), well under a peer's 64-request server cap. */

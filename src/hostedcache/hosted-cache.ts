@@ -20,11 +20,12 @@ import { renderMetrics, type Metric } from '../daemon/metrics.js';
 import { type AdminAddress, type HostPort, formatAdminAddress, formatHostPort } from '../util/address.js';
 import { type Logger, createLogger } from '../util/log.js';
 import { PeerdistError } from '../util/errors.js';
+import { VERSION } from '../util/version.js';
 import { OfferHandler, type OfferStats } from './offers.js';
 import { Puller, type PullStats } from './puller.js';
 import { loadOrCreateCertificate } from './cert.js';
 
-export const HOSTED_CACHE_VERSION = '0.1.0';
+export const HOSTED_CACHE_VERSION = VERSION;
 
 export interface HostedCacheConfig {
   stateDir: string;
