@@ -152,6 +152,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
         const presence = await startPresence({
           name: `peerdist-${hostname()}-${bound.port}`, port: bound.port, txt: txt(),
           mdnsPort: config.mdnsPort, interface: iface?.address, loopback: iface?.loopback,
+          logger: log.child({ component: 'presence' }),
         });
         const refresh = setInterval(() => presence.update(txt()), PRESENCE_REFRESH_MS);
         refresh.unref();

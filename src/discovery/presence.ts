@@ -9,6 +9,7 @@ import type { RemoteInfo } from 'node:dgram';
 import type { Answer } from 'dns-packet';
 import { isIPv4 } from 'node:net';
 import { defaultIPv4Interfaces } from './subnet.js';
+import { type Logger, nullLogger } from '../util/log.js';
 
 export const SERVICE_TYPE = '_peerdist._tcp.local';
 export const MDNS_PORT = 5353;
@@ -29,6 +30,10 @@ export interface PresenceOptions {
   interface?: string;
   /** Receive our own packets (several daemons on one host, tests). */
   loopback?: boolean;
+  /** Where malformed packets and socket errors are reported (rate-limited); default: nowhere. */
+  logger?: Logger;
+  /** Clock for the log rate limit (ms). */
+  now?: () => number;
 }
 
 export interface Presence {
@@ -72,6 +77,18 @@ function ready(m: Mdns): Promise<void> {
   });
 }
 
+/** One log line per kind per `intervalMs`; the next one says how many were held back meanwhile. */
+export function rateLimitedWarn(log: Logger, intervalMs = 60_000, now: () => number = Date.now): (kind: string, msg: string, err: unknown) => void {
+  const state = new Map<string, { at: number; held: number }>();
+  return (kind, msg, err) => {
+    const t = now();
+    const s = state.get(kind);
+    if (s && t - s.at < intervalMs) { s.held++; return; }
+    log.warn(msg, { err, ...(s?.held ? { suppressed: s.held } : {}) });
+    state.set(kind, { at: t, held: 0 });
+  };
+}
+
 function destroy(m: Mdns): Promise<void> {
   return new Promise((resolve) => m.destroy(() => resolve()));
 }
@@ -79,14 +96,17 @@ function destroy(m: Mdns): Promise<void> {
 /** Starts announcing this daemon; resolves once the mDNS socket is bound. */
 export async function startPresence(opts: PresenceOptions): Promise<Presence> {
   const m = makeMdns(mdnsOptions(opts));
-  m.on('warning', () => { /* malformed packets and membership hiccups are not fatal */ });
+  const report = rateLimitedWarn(opts.logger ?? nullLogger, 60_000, opts.now);
+  // Malformed packets and membership hiccups are not fatal, nor are late socket errors (presence
+  // is best effort), but they are logged: at most one line a minute of each.
+  m.on('warning', (err: unknown) => report('warning', 'mDNS presence: ignored a malformed packet or a socket warning', err));
   try {
     await ready(m);
   } catch (err) {
     await destroy(m);
     throw err;
   }
-  m.on('error', () => { /* late socket errors: presence is best effort */ });
+  m.on('error', (err: unknown) => report('error', 'mDNS presence: socket error (presence is best effort; carrying on)', err));
   const base = label(opts.name);
   const instance = `${base}.${SERVICE_TYPE}`;
   const host = `${base}.local`;
@@ -147,9 +167,10 @@ function parseTxt(data: unknown): Record<string, string> {
 }
 
 /** Queries for `_peerdist._tcp.local` and lists the daemons that answer within timeoutMs. */
-export async function browsePeers(opts: { timeoutMs: number; mdnsPort?: number; interface?: string }): Promise<PresenceSighting[]> {
+export async function browsePeers(opts: { timeoutMs: number; mdnsPort?: number; interface?: string; logger?: Logger }): Promise<PresenceSighting[]> {
   const m = makeMdns(mdnsOptions({ ...opts, loopback: true }));
-  m.on('warning', () => {});
+  const report = rateLimitedWarn(opts.logger ?? nullLogger);
+  m.on('warning', (err: unknown) => report('warning', 'mDNS browse: ignored a malformed packet or a socket warning', err));
   try {
     await ready(m);
   } catch (err) {
