@@ -50,7 +50,7 @@ export function asSegmentInfo(m: SegmentMeta): SegmentInfo {
 
 export function metaBlockCount(m: SegmentMeta): number { return blockCount(m.version, m); }
 
-/** True when the segment ID is HMAC(Kp, HoD || C) (brief 1.3), i.e. Kp and HoD belong together. */
+/** True when the segment ID is HMAC(Kp, HoD || C) (MS-PCCRC 2.2; protocol/contentinfo.md, "Keys and identifiers"), i.e. Kp and HoD belong together. */
 export function segmentIdMatches(m: Pick<SegmentMeta, 'version' | 'kp' | 'hod' | 'segmentId'>): boolean {
   return segmentIdOf(m.version, m.kp, m.hod).equals(m.segmentId);
 }

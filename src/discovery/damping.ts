@@ -1,5 +1,5 @@
 /**
- * Responder damping (brief 3.5, after Windows 7): for a segment we downloaded ourselves, remember
+ * Responder damping (protocol/pccrd.md, "Responder behaviour"; after Windows 7): for a segment we downloaded ourselves, remember
  * the ProbeMatches we saw for it. When later asked for that segment: fewer than 10 replies seen ->
  * answer; at least 10 full-segment replies seen -> stay silent; otherwise answer with p = 0.33.
  *

@@ -14,7 +14,7 @@ import { msToAge } from '../protocol/pccrd/segment-ages.js';
 export type SegmentLookup = (segmentIds: Buffer[], version: DiscoveryVersion) =>
   Array<{ blockCount: number; complete: boolean; ageMs?: number } | undefined>;
 
-/** APP_MAX_DELAY for PeerDist (brief 3.5). */
+/** APP_MAX_DELAY for PeerDist (MS-PCCRD; protocol/pccrd.md, "Responder behaviour"). */
 export const APP_MAX_DELAY_MS = 65;
 export const MAX_REPLY_BYTES = 8 * 1024;
 export const DEDUP_TTL_MS = 10_000;

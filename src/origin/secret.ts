@@ -1,5 +1,5 @@
 /**
- * The origin's server secret (brief 1.7): 32 random bytes kept raw at `<stateDir>/origin/secret`
+ * The origin's server secret (protocol/pccrtp.md, "Hash cache and secret"): 32 random bytes kept raw at `<stateDir>/origin/secret`
  * (mode 0600, directories 0700). `peerdist hash` reads the same file. Export/import use lower-case
  * hex text so an operator can copy the secret between origins; import also accepts raw bytes.
  */

@@ -1,4 +1,4 @@
-/** Test helpers for the cache: real segments built from bytes with the brief's recipe (1.3). */
+/** Test helpers for the cache: real segments built from bytes with the MS-PCCRC recipe (protocol/contentinfo.md, "Keys and identifiers"). */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

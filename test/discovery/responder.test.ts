@@ -87,7 +87,7 @@ t.test('MessageNumber increments per message; de-duplication by MessageID with e
   t.equal(sent.length, 3, 'an expired MessageID is answered again');
 });
 
-t.test('damping after brief 3.5', async (t) => {
+t.test('damping (protocol/pccrd.md, Windows 7 behaviour)', async (t) => {
   const s = seg(1);
   // fewer than 10 responders seen: answer
   {

@@ -1,5 +1,5 @@
 /**
- * Key and identifier derivation for content information (MS-PCCRC 2.2; brief 1.3).
+ * Key and identifier derivation for content information (MS-PCCRC 2.2; protocol/contentinfo.md, "Keys and identifiers").
  *   v1: Ks = SHA-256(secret), Kp = HMAC-H(Ks, HoD), HoHoDk = HMAC-H(Kp, HoD || C), H chosen by digest length.
  *   v2: every value is the first 32 bytes of SHA-512 / HMAC-SHA-512, keyed with 32-byte truncated keys.
  */

@@ -76,7 +76,7 @@ export interface ProbeMatches {
   metadataVersion?: number;
   /** v2: the raw two-bit pairs (four per byte, so trailing pad pairs included). */
   availability?: Availability[];
-  /** v2: decoded SegmentAges blob, if present and valid (an invalid blob is discarded, per the brief). */
+  /** v2: decoded SegmentAges blob, if present and valid (an invalid blob is discarded, protocol/pccrd.md). */
   segmentAges?: SegmentAges;
 }
 
@@ -306,7 +306,7 @@ function parseProbeMatches(header: XmlElement, body: XmlElement, messageId: stri
       segmentAges = decodeSegmentAges(decodeBase64(agesEl.text, 'SegmentAges'));
     } catch (err) {
       if (!(err instanceof DiscoveryParseError)) throw err;
-      segmentAges = undefined; // the brief says to discard an invalid blob, not the message
+      segmentAges = undefined; // an invalid blob is discarded, not the message (protocol/pccrd.md)
     }
   }
   const matches: ProbeMatchEntry[] = [];

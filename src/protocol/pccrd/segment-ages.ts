@@ -1,5 +1,5 @@
 /**
- * Extensible BLOB v1 carrying segment ages (brief 4.11): u16 BE version (1), u8 units, u8 count,
+ * Extensible BLOB v1 carrying segment ages (MS-PCCRR extensible blob; protocol/pccrd.md, "v2 SegmentAges"): u16 BE version (1), u8 units, u8 count,
  * then count x { u8 segment index, 24-bit little-endian age }. Used base64-encoded in the v2
  * ProbeMatch `PeerDist:SegmentAges` element.
  */
@@ -31,7 +31,7 @@ export function encodeSegmentAges(ages: SegmentAges): Buffer {
   return out;
 }
 
-/** Validates in the order the brief gives (size, units, size vs count); throws DiscoveryParseError. */
+/** Validates in the order size, units, size vs count (protocol/pccrd.md); throws DiscoveryParseError. */
 export function decodeSegmentAges(buf: Buffer): SegmentAges {
   if (buf.length < 4) throw new DiscoveryParseError('PCCRD_INVALID', 'SegmentAges', 'blob shorter than 4 bytes');
   const version = buf.readUInt16BE(0);

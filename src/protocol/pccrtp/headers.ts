@@ -150,7 +150,7 @@ export interface Negotiation {
 }
 
 /**
- * Decides how to answer a request (MS-PCCRTP 3.2, brief 2.2/2.3). Whether hashes exist, the
+ * Decides how to answer a request (MS-PCCRTP 3.2; protocol/pccrtp.md, "Negotiation"). Whether hashes exist, the
  * method and the entity's validators are the caller's business; this only reads the headers.
  * We pick the highest content-information version in the client's [Min, Max] (2.0, then 1.0)
  * unless `preferVersion: 1` asks for 1.0 whenever the client allows it.
