@@ -5,9 +5,13 @@
 import { request, type IncomingMessage } from 'node:http';
 import { type AdminAddress, parseAdminAddress } from '../util/address.js';
 import { type ErrorCode, PeerdistError } from '../util/errors.js';
+import { isErrorCode } from '../util/error-codes.js';
 
-/** The codes a client of the daemon raises (listed in src/util/error-codes.ts). */
-export type AdminClientCode = Extract<ErrorCode, 'NO_DAEMON' | 'DAEMON_GONE' | 'ADMIN_IO' | 'ADMIN_HTTP' | 'DOWNLOAD_FAILED' | 'TRUNCATED' | 'OUTPUT' | 'ABORTED'>;
+/**
+ * The codes a client of the daemon raises (listed in src/util/error-codes.ts), plus the daemon's
+ * own codes it relays (BLOCK_FAILED, ORIGIN_STATUS ...) when the daemon reports a failure.
+ */
+export type AdminClientCode = ErrorCode;
 
 export class AdminClientError extends PeerdistError {
   declare readonly code: AdminClientCode;
@@ -60,8 +64,14 @@ export async function readBody(res: IncomingMessage, limit = 64 * 1024 * 1024): 
 export async function errorFrom(res: IncomingMessage): Promise<AdminClientError> {
   const text = (await readBody(res, 1024 * 1024).catch(() => Buffer.alloc(0))).toString('utf8');
   let msg = text.trim();
-  try { const j = JSON.parse(text) as { error?: unknown }; if (typeof j.error === 'string') msg = j.error; } catch { /* not JSON */ }
-  return new AdminClientError('ADMIN_HTTP', `daemon answered ${res.statusCode}: ${msg || res.statusMessage}`, res.statusCode);
+  let code: ErrorCode = 'ADMIN_HTTP';
+  try {
+    const j = JSON.parse(text) as { error?: unknown; code?: unknown };
+    if (typeof j.error === 'string') msg = j.error;
+    // The daemon's own error code (ORIGIN_STATUS, BAD_SIGNATURE ...) when it sent one.
+    if (isErrorCode(j.code)) code = j.code;
+  } catch { /* not JSON */ }
+  return new AdminClientError(code, `daemon answered ${res.statusCode}: ${msg || res.statusMessage}`, res.statusCode);
 }
 
 export async function adminJson<T = unknown>(addr: AdminAddress, path: string, method = 'GET'): Promise<T> {

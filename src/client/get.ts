@@ -17,6 +17,7 @@ import { basename, join, resolve } from 'node:path';
 import type { AdminAddress } from '../util/address.js';
 import { AdminClientError, adminJson, adminRequest, errorFrom } from './admin-client.js';
 import type { JobView } from '../daemon/jobs.js';
+import { isErrorCode } from '../util/error-codes.js';
 
 /** The `get --json` document (protocol/admin-api.md). */
 export interface GetResult {
@@ -158,6 +159,42 @@ export async function openOutput(url: string, output: string | undefined): Promi
   return fileSink(path);
 }
 
+/** Polls /v1/jobs/<id> until the job is done or failed, or `timeoutMs` passed. */
+async function settledJob(daemon: AdminAddress, jobId: string, now: () => number, timeoutMs: number): Promise<JobView> {
+  let job = await jobView(daemon, jobId);
+  const deadline = now() + timeoutMs;
+  while (job.state !== 'done' && job.state !== 'failed' && now() < deadline) {
+    await sleep(50);
+    job = await jobView(daemon, jobId);
+  }
+  return job;
+}
+
+/** The job's own failure, with its code (BLOCK_FAILED, ORIGIN_MISMATCH, LOCAL, ...). */
+function jobFailure(job: JobView): AdminClientError {
+  if (job.state === 'failed') return new AdminClientError(isErrorCode(job.errorCode) ? job.errorCode : 'DOWNLOAD_FAILED', job.error ?? 'the download failed (no reason given)');
+  return new AdminClientError('DOWNLOAD_FAILED', `download failed: job is ${job.state}`);
+}
+
+/**
+ * Why the daemon's stream ended early: the job's failure when the daemon still answers; DAEMON_GONE
+ * only when it does not.
+ */
+async function explainBrokenStream(daemon: AdminAddress, jobId: string, name: string, err: unknown, now: () => number): Promise<AdminClientError> {
+  let job: JobView;
+  try {
+    job = await settledJob(daemon, jobId, now, 3_000);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'NO_DAEMON' || code === 'DAEMON_GONE' || code === 'ADMIN_IO') {
+      return new AdminClientError('DAEMON_GONE', `the daemon closed the connection during the download of ${name} (stopped or crashed?)`, undefined, { cause: err });
+    }
+    return new AdminClientError('DOWNLOAD_FAILED', `download of ${name} failed: ${(err as Error).message}; the daemon's job ${jobId} could not be read: ${(e as Error).message}`, undefined, { cause: err });
+  }
+  if (job.state === 'failed') return jobFailure(job);
+  return new AdminClientError('STREAM_BROKEN', `the daemon's stream of ${name} ended early (${(err as Error).message}) while its download is ${job.state}; see the daemon's log`, undefined, { cause: err });
+}
+
 export async function getToFile(opts: GetOptions): Promise<GetResult> {
   const now = opts.now ?? Date.now;
   const started = now();
@@ -193,13 +230,8 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     if (total !== undefined && received !== total) {
       throw new AdminClientError('TRUNCATED', `received ${received} of ${total} bytes`);
     }
-    let job = await jobView(opts.daemon, jobId);
-    const deadline = now() + (opts.settleTimeoutMs ?? 10_000);
-    while (job.state !== 'done' && job.state !== 'failed' && now() < deadline) {
-      await sleep(50);
-      job = await jobView(opts.daemon, jobId);
-    }
-    if (job.state !== 'done') throw new AdminClientError('DOWNLOAD_FAILED', `download failed: ${job.error ?? `job is ${job.state}`}`);
+    const job = await settledJob(opts.daemon, jobId, now, opts.settleTimeoutMs ?? 10_000);
+    if (job.state !== 'done') throw jobFailure(job);
     if (job.contentLength !== undefined && job.contentLength !== received) {
       throw new AdminClientError('TRUNCATED', `received ${received} bytes but the content is ${job.contentLength} bytes`);
     }
@@ -213,12 +245,16 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     res?.destroy();
     await sink.abort();
     if (opts.signal?.aborted) throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
-    if (err instanceof AdminClientError) throw err;
     if ((err as { name?: string }).name === 'AbortError') throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
-    // The response stream was cut (node reports 'aborted', ECONNRESET): the daemon stopped or crashed mid-download.
-    if ((err as { code?: string }).code === 'ECONNRESET') {
-      throw new AdminClientError('DAEMON_GONE', `the daemon closed the connection during the download of ${basename(output)} (stopped or crashed?)`, undefined, { cause: err });
+    const jobId = res?.headers['x-peerdist-job'];
+    // The stream ended early (cut, or closed short): ask the daemon why. A running daemon tells the
+    // job's real failure (BLOCK_FAILED, LOCAL: disk full, ORIGIN_* ...); only a daemon that no
+    // longer answers is reported as gone.
+    const streamBroke = (err as { code?: string }).code === 'ECONNRESET' || (err instanceof AdminClientError && err.code === 'TRUNCATED');
+    if (streamBroke && typeof jobId === 'string' && jobId !== '') {
+      throw await explainBrokenStream(opts.daemon, jobId, basename(output), err, now);
     }
+    if (err instanceof AdminClientError) throw err;
     throw new AdminClientError('DOWNLOAD_FAILED', `download of ${basename(output)} failed: ${(err as Error).message}`, undefined, { cause: err });
   } finally {
     if (timer) clearInterval(timer);

@@ -122,7 +122,8 @@ async function fetchRoute(deps: AdminDeps, url: string | null, req: IncomingMess
   const job = deps.jobs!.obtain(url);
   let info;
   try { info = await job.info; } catch (err) {
-    return sendJson(res, upstreamStatus(err), { error: errorMessage(err), job: job.id });
+    const code = (err as { code?: unknown }).code;
+    return sendJson(res, upstreamStatus(err), { error: errorMessage(err), job: job.id, ...(typeof code === 'string' ? { code } : {}) });
   }
   if (req.destroyed) return;
   const headers: Record<string, string | number> = {
@@ -130,6 +131,9 @@ async function fetchRoute(deps: AdminDeps, url: string | null, req: IncomingMess
   };
   if (Number.isSafeInteger(info.contentLength) && info.contentLength >= 0) headers['content-length'] = info.contentLength;
   res.writeHead(200, headers);
+  // Sent now, not with the first byte: a job that fails before its first byte still gave the client
+  // its id, so the client can ask /v1/jobs/<id> for the real failure instead of seeing a bare reset.
+  res.flushHeaders();
   pipeline(job.createReadStream(), res, (err) => {
     if (err && !res.destroyed) res.destroy(err);
     if (err) log.info('admin: fetch stream ended early', { job: job.id, err: errorMessage(err) });

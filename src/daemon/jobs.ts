@@ -33,9 +33,11 @@ export interface JobView extends JobProgress {
   peerdist: boolean | null;
   startedAt: string;
   seconds: number;
+  /** Code of the failure (BLOCK_FAILED, ORIGIN_MISMATCH, LOCAL, ...) once the job failed; `error` has the reason. */
+  errorCode?: string;
 }
 
-interface Entry { job: JobLike; info?: JobInfo; started: number; finished?: number; }
+interface Entry { job: JobLike; info?: JobInfo; started: number; finished?: number; errorCode?: string; }
 
 /**
  * Jobs started through the daemon's front ends. Active jobs with the same URL are shared
@@ -65,7 +67,11 @@ export class JobBook {
     this.entries.set(job.id, e);
     job.info.then((i) => { e.info = i; }, () => { /* reported through progress().error */ });
     const fin = () => { e.finished = this.now(); this.prune(); };
-    job.done.then(fin, fin);
+    job.done.then(fin, (err: unknown) => {
+      const code = (err as { code?: unknown } | null)?.code;
+      if (typeof code === 'string') e.errorCode = code;
+      fin();
+    });
   }
 
   private prune(): void {
@@ -88,6 +94,7 @@ export class JobBook {
     return {
       id: job.id, url: job.url, peerdist: e.info ? e.info.peerdist : null,
       startedAt: new Date(e.started).toISOString(), seconds: Math.max(0, end - e.started) / 1000, ...p,
+      ...(p.state === 'failed' && e.errorCode ? { errorCode: e.errorCode } : {}),
     };
   }
 

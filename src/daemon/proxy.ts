@@ -121,7 +121,13 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
     res.writeHead(200, known ? { ...out, 'content-length': len } : out);
     stream = job.createReadStream();
   }
-  pipeline(stream, res, (err) => { if (err && !res.destroyed) res.destroy(err); });
+  pipeline(stream, res, (err) => {
+    if (!err) return;
+    if (!res.destroyed) res.destroy(err);
+    // The client only sees a cut connection: the log says why (the job's code and reason).
+    const code = (err as { code?: unknown }).code;
+    (deps.logger ?? nullLogger).warn('proxy: download failed mid-stream', { url: target.href, job: job.id, code: typeof code === 'string' ? code : undefined, err: errorMessage(err) });
+  });
 }
 
 async function forward(deps: ProxyDeps, target: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -86,6 +86,7 @@ export const ERROR_CODES = {
   DOWNLOAD_FAILED: 'the daemon could not complete the download',
   TRUNCATED: 'the daemon sent fewer bytes than the content has',
   OUTPUT: 'the output file cannot be written',
+  STREAM_BROKEN: "the daemon's stream ended early while its download had not failed (see the daemon's log)",
 
   // Test kit (testkit/sim: namespace simulation; not shipped)
   SIM_LAB: 'the simulation lab (namespaces, links) was misused or is gone',

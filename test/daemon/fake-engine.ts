@@ -2,16 +2,21 @@
  * A small in-memory stand-in for the download engine, for testing the admin API, proxy and
  * `peerdist get` without the network. Content is served in chunks with real timer delays;
  * behaviours: 'ok', 'fail-info' (origin 404 before any byte), 'fail-mid' (stream breaks halfway),
- * 'slow' (4 KiB every 20 ms).
+ * 'fail-start' (the job fails after the origin answered, before the first byte), 'slow' (4 KiB
+ * every 20 ms). Failures carry a code (BLOCK_FAILED) like the engine's DownloadError.
  */
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { EngineLike, JobInfo, JobLike, JobProgress } from '../../src/daemon/jobs.js';
 
-export type Behaviour = 'ok' | 'fail-info' | 'fail-mid' | 'slow';
+export type Behaviour = 'ok' | 'fail-info' | 'fail-mid' | 'fail-start' | 'slow';
 
 class HttpishError extends Error {
   constructor(message: string, readonly status: number) { super(message); }
+}
+
+class CodedError extends Error {
+  constructor(readonly code: string, message: string) { super(message); }
 }
 
 export class FakeJob extends EventEmitter implements JobLike {
@@ -54,7 +59,7 @@ export class FakeJob extends EventEmitter implements JobLike {
   createReadStream(start = 0, end?: number): NodeJS.ReadableStream {
     const data = this.data!;
     const last = end ?? data.length - 1;
-    const failAt = this.behaviour === 'fail-mid' ? Math.floor(data.length / 2) : Infinity;
+    const failAt = this.behaviour === 'fail-mid' ? Math.floor(data.length / 2) : this.behaviour === 'fail-start' ? 0 : Infinity;
     let pos = start;
     const job = this;
     return new Readable({
@@ -69,9 +74,10 @@ export class FakeJob extends EventEmitter implements JobLike {
           }
           if (pos >= failAt) {
             job.state = 'failed';
-            job.error = 'peer and origin both failed';
-            job.rejectDone(new Error(job.error));
-            this.destroy(new Error(job.error));
+            job.error = `block ${Math.floor(pos / 65536)} of segment 0 could not be obtained: peer and origin both failed`;
+            const e = new CodedError('BLOCK_FAILED', job.error);
+            job.rejectDone(e);
+            this.destroy(e);
             return;
           }
           const n = Math.min(job.behaviour === 'slow' ? 4096 : 16384, last + 1 - pos, failAt - pos);
