@@ -34,7 +34,7 @@ function newest(dir) {
   return m;
 }
 const stamp = join(root, 'dist', '.build-stamp');
-const src = Math.max(newest(join(root, 'src')), newest(join(root, 'test')), newest(join(root, 'bench')), mtime(join(root, 'tsconfig.json')));
+const src = Math.max(...['src', 'testkit', 'test', 'bench'].map((d) => newest(join(root, d))), mtime(join(root, 'tsconfig.json')));
 if (src > mtime(stamp)) {
   say('compiling TypeScript (tsc)');
   run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')]);

@@ -320,7 +320,7 @@ export class BlockStore extends EventEmitter {
   async readBlock(segmentId: Buffer, index: number, purpose: 'local' | 'peer' = 'local'): Promise<Buffer | undefined> {
     const idHex = segmentId.toString('hex');
     const e = this.closed ? undefined : this.entries.get(idHex);
-    if (!e || !e.present.has(index)) { this.counters.misses++; this.countersDirty = true; return undefined; }
+    if (!e?.present.has(index)) { this.counters.misses++; this.countersDirty = true; return undefined; }
     this.active++;
     let data: Buffer | undefined;
     try { data = await this.readVerified(e, index); } finally { this.settle(); }

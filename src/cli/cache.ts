@@ -3,7 +3,7 @@
  * The index allows one process: while a daemon runs, these commands fail with CACHE_LOCKED.
  * Exit codes: 0 ok; 1 failure, `cache verify` that found bad blocks, or `cache add` with mismatches.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseContentInfo } from '../protocol/pccrc/codec.js';

@@ -2,7 +2,7 @@
  * `peerdist hash FILE` (generate content information) and `peerdist info BLOB` (decode it).
  * Output forms: binary blob (-o), JSON (--json, see src/protocol/pccrc/json.ts), or a short summary.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { readFile, writeFile } from 'node:fs/promises';
 import { encodeContentInfo, parseContentInfo } from '../protocol/pccrc/codec.js';
 import { hashFile } from '../origin/hash-file.js';

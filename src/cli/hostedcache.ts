@@ -4,7 +4,7 @@
  * `peerdist hosted-cache export-cert` writes its TLS certificate for installing on clients.
  * See protocol/pchc.md.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAdminAddress, parseHostPort } from '../util/address.js';

@@ -4,7 +4,7 @@
  *   peerdist publish DIR ...                       precompute content information into the hash cache
  *   peerdist secret export|import|public-key       manage the server secret and the signing key
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createOriginServer, DEFAULT_FIRST_WAIT_MS, DEFAULT_UPSTREAM_REVALIDATE_MS } from '../origin/server.js';
 import { parseSize } from '../util/size.js';

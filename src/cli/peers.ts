@@ -4,7 +4,7 @@
  * With `--segment ID` it instead multicasts MS-PCCRD probes for those segment IDs and lists the
  * peers (any PeerDist implementation, Windows included) that answer.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { browsePeers } from '../discovery/presence.js';
 import { Discovery, type PeerSighting } from '../discovery/discovery.js';
 import { formatBytes as humanBytes } from '../util/size.js';

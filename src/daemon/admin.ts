@@ -120,7 +120,7 @@ async function fetchRoute(deps: AdminDeps, url: string | null, req: IncomingMess
   const log = deps.logger ?? nullLogger;
   if (!url || !isHttpUrl(url)) return sendJson(res, 400, { error: 'url must be an absolute http:// or https:// URL' });
   const job = deps.jobs!.obtain(url);
-  let info;
+  let info: Awaited<typeof job.info>;
   try { info = await job.info; } catch (err) {
     const code = (err as { code?: unknown }).code;
     return sendJson(res, upstreamStatus(err), { error: errorMessage(err), job: job.id, ...(typeof code === 'string' ? { code } : {}) });

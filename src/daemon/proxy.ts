@@ -87,7 +87,7 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
   const flat: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) flat[k] = Array.isArray(v) ? v.join(', ') : v;
   const job = deps.jobs.obtain(target.href, Object.keys(flat).length ? flat : undefined);
-  let info;
+  let info: Awaited<typeof job.info>;
   try { info = await job.info; } catch (err) {
     // The engine could not start (404, server error, bad signature ...): let the client see the
     // origin's own answer, status and body included (apt relies on 404s to try other files).

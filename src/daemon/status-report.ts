@@ -4,7 +4,7 @@
  */
 import type { Metric } from './metrics.js';
 import type { EngineLike, JobBook, JobView } from './jobs.js';
-import { type ByteHistory, type PeerHealth, type PeerTrouble, type WindowShare } from './history.js';
+import type { ByteHistory, PeerHealth, PeerTrouble, WindowShare } from './history.js';
 
 export interface DaemonParts {
   engine: EngineLike;

@@ -6,7 +6,7 @@
  */
 import { encodeProbeMatches, parseDiscoveryMessage, parseXAddr, segmentIdHex, MAX_XADDRS, type DiscoveryVersion, type Probe, type ProbeMatchEntry } from '../protocol/pccrd/codec.js';
 import { DiscoveryParseError } from '../protocol/pccrd/errors.js';
-import { DampingTable } from './damping.js';
+import type { DampingTable } from './damping.js';
 import { ExpiringSet, KeyedRateLimiter, TokenBucket } from './limits.js';
 import { countDrop, type Peer, type Runtime } from './runtime.js';
 import { msToAge } from '../protocol/pccrd/segment-ages.js';

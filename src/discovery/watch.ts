@@ -47,7 +47,7 @@ export class Watch<C = unknown> extends EventEmitter implements SegmentWatch {
 
   upsert(segmentId: string, address: string, blockCount: number, complete: boolean, now: number): void {
     let peers = this.table.get(segmentId);
-    if (!peers) this.table.set(segmentId, (peers = new Map()));
+    if (!peers) { peers = new Map(); this.table.set(segmentId, peers); }
     const old = peers.get(address);
     if (old) {
       old.lastSeen = now;

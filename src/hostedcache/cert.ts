@@ -5,7 +5,7 @@
  * clients). Generated with node:crypto only: an RSA-2048 key and a minimal X.509 v3 certificate
  * (sha256WithRSAEncryption, subjectAltName, basicConstraints CA, serverAuth) assembled in DER here.
  */
-import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { type KeyObject, X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -97,7 +97,7 @@ export function generateSelfSigned(names: string[], opts: { days?: number; now?:
 export function checkPair(certPem: string, keyPem: string): X509Certificate {
   let cert: X509Certificate;
   try { cert = new X509Certificate(certPem); } catch (err) { throw new CertificateError(`certificate does not parse: ${(err as Error).message}`, { cause: err }); }
-  let key;
+  let key: KeyObject;
   try { key = createPrivateKey(keyPem); } catch (err) { throw new CertificateError(`private key does not parse: ${(err as Error).message}`, { cause: err }); }
   if (!cert.checkPrivateKey(key)) throw new CertificateError('the private key does not belong to the certificate');
   return cert;

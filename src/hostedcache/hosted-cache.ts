@@ -121,7 +121,7 @@ export function createHostedCacheHandler(offers: OfferHandler, retrieval: Retrie
     req.on('end', () => {
       clearTimeout(timer);
       if (over || res.writableEnded) return;
-      let r;
+      let r: ReturnType<typeof offers.handle>;
       try {
         r = offers.handle(Buffer.concat(chunks, n), req.socket.remoteAddress ?? '');
       } catch (err) {

@@ -93,7 +93,7 @@ export class OfferHandler {
       }
       case 'SEGMENT_INFO': {
         this.stats.segmentInfos++;
-        let seg;
+        let seg: ReturnType<typeof parseSegmentInformation>;
         try {
           seg = parseSegmentInformation(m.segmentInformation);
         } catch (e) {

@@ -203,7 +203,7 @@ export class Puller {
     const { store, client } = this.opts;
     if (store.getSegment(segmentId)) return; // already held (or conflicting): first record wins
     await this.paced(segmentSize);
-    let rec;
+    let rec: Awaited<ReturnType<typeof client.getRawBlock>>;
     try {
       rec = await client.getRawBlock({ peer, segmentId, index: 0, signal: this.ac.signal });
     } catch (err) {

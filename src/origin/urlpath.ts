@@ -13,7 +13,7 @@ export type RequestPath =
 export const RESERVED_PREFIX = '/.peerdist/';
 
 export function parseRequestPath(target: string | undefined): RequestPath {
-  if (!target || target[0] !== '/') return { ok: false, status: 400, reason: 'not origin-form' };
+  if (target?.[0] !== '/') return { ok: false, status: 400, reason: 'not origin-form' };
   const end = target.search(/[?#]/);
   const raw = end < 0 ? target : target.slice(0, end);
   if (raw.includes('\\')) return { ok: false, status: 403, reason: 'backslash' };

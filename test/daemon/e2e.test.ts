@@ -160,7 +160,7 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
 t.test('SIGTERM during a download: daemon exits 0 promptly, the client leaves no file', { skip: process.platform === 'win32' }, async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'pd-e2e-'));
   // A slow plain origin: 1 KiB every 20 ms of a 1 MiB body, so the download is in flight for a while.
-  const slow = createServer((req, res) => {
+  const slow = createServer((_req, res) => {
     res.writeHead(200, { 'content-length': 1 << 20, 'content-type': 'application/octet-stream' });
     const timer = setInterval(() => res.write(Buffer.alloc(1024, 1)), 20);
     res.on('close', () => clearInterval(timer));

@@ -79,7 +79,7 @@ t.test('BranchCache counters in /metrics; shares and trouble in the status docum
   const out = statusText(s as never);
   t.match(out, /^last hour \(up 10 min\): 100 B downloaded, 60% from peers \(origin 25%, local cache 15%\)$/m);
   t.match(out, /^last day \(up 10 min\): 100 B downloaded, 60% from peers/m);
-  t.match(out, /^peers that failed or were banned:\n  10\.0\.0\.9:7170: BANNED in 1 download \(1 bad block\), 2 failed requests, 3 blocks delivered; last 2026-11-30T21:00:00\.000Z$/m);
+  t.match(out, /^peers that failed or were banned:\n {2}10\.0\.0\.9:7170: BANNED in 1 download \(1 bad block\), 2 failed requests, 3 blocks delivered; last 2026-11-30T21:00:00\.000Z$/m);
 });
 
 t.test('the Grafana dashboard parses and plots only metrics the daemon exports', async (t) => {

@@ -131,7 +131,7 @@ t.test('PCCRD field validation', async (t) => {
 t.test('random mutations never escape as untyped errors', async (t) => {
   // Deterministic LCG so a failure is reproducible.
   let seed = 12345;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rnd = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed / 2 ** 32; };
   const bases = [probeV1, probeV2, matchV1];
   let typed = 0, parsed = 0;
   const start = Date.now();

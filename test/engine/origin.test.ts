@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
-import { DownloadError } from '../../src/engine/errors.js';
+import type { DownloadError } from '../../src/engine/errors.js';
 import { clientRequestHeaders } from '../../src/protocol/pccrtp/headers.js';
 import { MiB, payload, readAll, sha256, startNode, startOrigin, testPort } from './harness.js';
 

@@ -10,7 +10,8 @@ import type { Teardown } from './tmp.js';
 let key: KeyObject | undefined;
 /** One signing key per test process (RSA generation is slow). */
 export function testSigningKey(): KeyObject {
-  return key ??= generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  key ??= generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  return key;
 }
 
 export interface Started { server: OriginServer; base: string; port: number; agent: Agent }

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { Agent } from 'undici';
 import { verifyBlock } from '../../src/protocol/pccrc/types.js';
-import { createRetrievalServer, type RetrievalServer } from '../../src/retrieval/server.js';
+import { createRetrievalServer } from '../../src/retrieval/server.js';
 import { RetrievalClient, PeerError, type PeerErrorCode } from '../../src/retrieval/client.js';
 import { decodeResponse, encodeRequest, encodeMessage, protVerToU32 } from '../../src/protocol/pccrr/codec.js';
 import { decryptBlock } from '../../src/protocol/pccrr/crypto.js';

@@ -1,6 +1,6 @@
 /** Test helpers: an in-memory BlockSource built from real content information, and raw HTTP. */
 import { randomBytes } from 'node:crypto';
-import { Agent, request } from 'undici';
+import { type Agent, request } from 'undici';
 import { hashStream } from '../../src/protocol/pccrc/hash.js';
 import { blockCount, blockRange, verifyBlock, type ContentInfo, type SegmentInfo } from '../../src/protocol/pccrc/types.js';
 import type { BlockSource } from '../../src/retrieval/server.js';
@@ -44,7 +44,7 @@ export class MemorySource implements BlockSource {
     this.reads++;
     if (this.hold) await this.hold;
     const e = this.held.get(id.toString('hex'));
-    if (!e || !e.blocks.has(index)) return undefined;
+    if (!e?.blocks.has(index)) return undefined;
     const b = blockOf(e.c, index);
     if (!verifyBlock(e.c.info.version, e.c.seg, index, b)) throw new Error('test source corrupt');
     return Buffer.from(b);

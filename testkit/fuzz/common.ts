@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mutate, Rng } from './lib.js';
+import { mutate, type Rng } from './lib.js';
 
 export type Outcome = 'accepted' | 'rejected';
 

@@ -115,7 +115,7 @@ const BINARY_MUTATORS: readonly Mutator[] = [
   (rng, b) => Buffer.concat([b, rng.bytes(rng.range(1, 32))]),
   // splice the head of this input with the tail of another
   (rng, b, opts) => {
-    const other = opts.corpus && opts.corpus.length ? rng.pick(opts.corpus) : b;
+    const other = opts.corpus?.length ? rng.pick(opts.corpus) : b;
     return Buffer.concat([b.subarray(0, at(rng, b)), other.subarray(at(rng, other))]);
   },
 ];

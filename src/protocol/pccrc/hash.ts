@@ -107,7 +107,8 @@ class V2Hasher implements Hasher {
     while (start < buf.length) {
       const cut = this.chunker.findCut(buf, start);
       const end = cut < 0 ? buf.length : cut;
-      (this.seg ??= createHash('sha512')).update(buf.subarray(start, end));
+      this.seg ??= createHash('sha512');
+      this.seg.update(buf.subarray(start, end));
       this.segLength += end - start;
       start = end;
       if (cut >= 0) this.endSegment();

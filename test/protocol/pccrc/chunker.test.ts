@@ -32,7 +32,7 @@ function lengthsInPieces(chunker: Chunker, data: Buffer, sizes: number[]): numbe
 
 t.test('gear table and boundaries match the pinned definition', async (t) => {
   const be = Buffer.alloc(1024);
-  GEAR.forEach((g, i) => be.writeInt32BE(g, i * 4));
+  GEAR.forEach((g, i) => { be.writeInt32BE(g, i * 4); });
   t.equal(createHash('sha256').update(be).digest('hex'), pin.gearTableSha256, 'gear table');
   t.same(Array.from(GEAR.subarray(0, 4), (g) => (g >>> 0).toString(16).padStart(8, '0')), pin.gearFirst);
   const data = pseudoRandomBytes(pin.input.length, pin.input.seed);

@@ -22,6 +22,7 @@ t.test('shape', async (t) => {
 
 t.test('round trip and rejection', async (t) => {
   for (const ci of [v1, v2]) t.same(contentInfoFromJson(JSON.parse(JSON.stringify(contentInfoToJson(ci)))), ci);
+  // biome-ignore lint/suspicious/noExplicitAny: the mutators reach into arbitrary JSON
   const bad = (mutate: (j: Record<string, any>) => void, field: string) => {
     const j = JSON.parse(JSON.stringify(contentInfoToJson(v1)));
     mutate(j);

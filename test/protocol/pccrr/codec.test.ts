@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createCipheriv, createHash } from 'node:crypto';
 import { fixture } from '../../helpers/paths.js';
 import {
-  decodeMessage, decodeRequest, decodeResponse, encodeRequest, encodeResponse, encodeMessage,
+  decodeRequest, decodeResponse, encodeRequest, encodeResponse, encodeMessage,
   protVerFromU32, protVerToU32,
   MAX_REQUEST_SIZE, MAX_RESPONSE_SIZE, RetrievalParseError,
   type Message, type ResponseMessage, type RequestMessage, type CryptoAlgo,
