@@ -69,7 +69,7 @@ t.test('sign / verify', async (t) => {
   t.match(headers['x-peerdist-signature'], /^alg=rsa-pss-sha256, keyid=[0-9a-f]{32}, sig=[A-Za-z0-9+/]+=*$/);
   const pem = publicKeyPem(privateKey);
   t.same(verifyContentInfoSignature({ publicKeyPem: pem, path: '/dir/f.bin', headers, body }), { ok: true });
-  const tampered = Buffer.from(body); tampered[0] ^= 1;
+  const tampered = Buffer.from(body); tampered[0]! ^= 1;
   t.same(verifyContentInfoSignature({ publicKeyPem: pem, path: '/dir/f.bin', headers, body: tampered }), { ok: false, reason: 'bad-signature' });
   t.same(verifyContentInfoSignature({ publicKeyPem: pem, path: '/dir/g.bin', headers, body }), { ok: false, reason: 'bad-signature' }, 'bound to the path');
   t.same(verifyContentInfoSignature({ publicKeyPem: pem, path: '/dir/f.bin', headers: { ...headers, etag: '"abc-2"' }, body }), { ok: false, reason: 'bad-signature' }, 'bound to the ETag');

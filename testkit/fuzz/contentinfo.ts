@@ -21,7 +21,7 @@ export function syntheticContentInfo(rng: Rng, version: 1 | 2, length: number): 
 }
 
 function contentInfoSeeds(): Buffer[] {
-  const seeds = hexValues(readJson(fixturesDir('contentinfo', 'vectors.json'))).filter((b) => b.length >= 18 && (b[1] === 1 || b[1] === 2) && b[0] <= 1);
+  const seeds = hexValues(readJson(fixturesDir('contentinfo', 'vectors.json'))).filter((b) => b.length >= 18 && (b[1] === 1 || b[1] === 2) && b[0]! <= 1);
   const rng = new Rng(0xc1);
   for (const len of [1, 65_536, 100_000, 1_000_000]) seeds.push(encodeContentInfo(syntheticContentInfo(rng, 1, len)));
   for (const len of [1, 131_072, 400_000]) seeds.push(encodeContentInfo(syntheticContentInfo(rng, 2, len)));

@@ -171,8 +171,8 @@ t.test('SegmentInformation validation names the field', async (t) => {
   rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt32LE(4096, 30))), 'SegmentInformation.segments[0].cbBlockSize');
   rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt32LE(32 * 1024 * 1024 + 1, 26))), 'SegmentInformation.segments[0].cbSegment');
   rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt32LE(3, 98))), 'SegmentInformation.blocks[0].cBlocks');
-  rejects(t, () => parseSegmentInformation(mod((b) => { b[34] ^= 1; })), 'SegmentInformation.segments[0].SegmentHashOfData');
-  rejects(t, () => parseSegmentInformation(mod((b) => { b[120] ^= 1; })), 'SegmentInformation.segments[0].SegmentHashOfData');
+  rejects(t, () => parseSegmentInformation(mod((b) => { b[34]! ^= 1; })), 'SegmentInformation.segments[0].SegmentHashOfData');
+  rejects(t, () => parseSegmentInformation(mod((b) => { b[120]! ^= 1; })), 'SegmentInformation.segments[0].SegmentHashOfData');
   rejects(t, () => parseSegmentInformation(ci.subarray(0, ci.length - 1)), /BlockHashes/);
   rejects(t, () => parseSegmentInformation(Buffer.concat([ci, Buffer.alloc(1)])), 'SegmentInformation.blocks[0]');
   rejects(t, () => parseSegmentInformation(Buffer.alloc(0)), 'SegmentInformation.Version');
