@@ -10,6 +10,7 @@ import { register as registerCache } from './cache.js';
 import { register as registerDaemon } from './daemon.js';
 import { register as registerClient } from './client.js';
 import { register as registerPeers } from './peers.js';
+import { register as registerDoctor } from './doctor.js';
 import { register as registerHostedCache } from './hostedcache.js';
 import { PeerdistError, UsageError } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerDaemon(program);
   registerClient(program);
   registerPeers(program);
+  registerDoctor(program);
   registerHostedCache(program);
   return program;
 }

@@ -26,6 +26,7 @@ import { renderMetrics } from './metrics.js';
 import { PeerTracker } from './peer-tracker.js';
 import { PowerMonitor } from './power.js';
 import { ServePolicy } from './serve-policy.js';
+import { isLivenessProbe } from '../discovery/liveness.js';
 import { ByteHistory, HISTORY_SAMPLE_MS, PeerHealth, type PeerStatLike } from './history.js';
 
 export const DAEMON_VERSION = VERSION;
@@ -135,6 +136,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       loopback: iface?.loopback ?? false,
       xaddrs,
       lookup: (ids, version) => ids.map((id) => {
+        if (version === 1 && isLivenessProbe(id)) return { blockCount: 1, complete: false }; // `peerdist doctor`
         if (!store.getSegment(id) || policy.notServing() !== undefined || policy.tooOld(store, id)) return undefined;
         const complete = store.isComplete(id);
         const blockCount = version === 2 ? (complete ? 1 : 0) : store.presentBlocks(id).length;
@@ -185,7 +187,13 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       const settle = () => { if (job.peerStats) health.addJob(clock(), job.peerStats()); };
       job.done.then(settle, settle);
     });
-    const parts: DaemonParts = { engine, jobs, store, server, discovery, peers, started, version: DAEMON_VERSION, history, health, now: clock };
+    const endpoints = () => ({
+      retrieval: formatHostPort(bound), xaddrs: xaddrs(), discoveryPort: config.discoveryPort,
+      interface: iface ? { name: iface.name ?? null, address: iface.address, loopback: iface.loopback } : null,
+      stateDir: config.stateDir, originPublicKey: config.originPublicKeyFile ?? null,
+      uploadRateLimit: config.uploadRateLimit ?? null, power: power.current(), serving: policy.notServing() === undefined,
+    });
+    const parts: DaemonParts = { engine, jobs, store, server, discovery, peers, started, version: DAEMON_VERSION, history, health, now: clock, endpoints };
     const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () => startAdminServer(config.admin, {
       jobs, logger: log.child({ component: 'admin' }),
       status: () => statusDocument(parts),

@@ -14,6 +14,8 @@ export interface DaemonParts {
   history?: ByteHistory;
   /** Peers that failed or were banned in downloads. */
   health?: PeerHealth;
+  /** Where this daemon listens and how it is set up (for `peerdist doctor`). */
+  endpoints?: () => object;
   server: { stats(): { blocksServed: number; bytesServed: number; requests: number; blocksMissing: number; busy: number } };
   discovery: { stats(): object };
   peers: { known(): string[]; discoveries?: { attempts: number; successes: number } };
@@ -72,6 +74,7 @@ export interface StatusDocument {
   /** Peers that failed or were banned in downloads (most recent first, up to 20). */
   troublePeers: PeerTrouble[];
   discoveryAttempts: { attempts: number; successes: number };
+  endpoints?: object;
 }
 
 const HOUR_MS = 3_600_000;
@@ -85,6 +88,7 @@ export function statusDocument(p: DaemonParts): StatusDocument {
     shares: shares(p, now),
     troublePeers: p.health?.list().slice(0, 20) ?? [],
     discoveryAttempts: { ...(p.peers.discoveries ?? { attempts: 0, successes: 0 }) },
+    ...(p.endpoints ? { endpoints: p.endpoints() } : {}),
   };
 }
 
