@@ -11,6 +11,7 @@ import { register as registerDaemon } from './daemon.js';
 import { register as registerClient } from './client.js';
 import { register as registerPeers } from './peers.js';
 import { register as registerDoctor } from './doctor.js';
+import { register as registerExplain } from './explain.js';
 import { register as registerHostedCache } from './hostedcache.js';
 import { PeerdistError, UsageError } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerClient(program);
   registerPeers(program);
   registerDoctor(program);
+  registerExplain(program);
   registerHostedCache(program);
   return program;
 }

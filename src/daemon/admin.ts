@@ -22,6 +22,8 @@ export interface AdminDeps {
   /** The /metrics exposition text. */
   metrics(): string;
   cache: { stats(): unknown; list(): unknown; verifyAll(): Promise<unknown> };
+  /** The trace of a recent download (`peerdist explain`): by job ID, the latest for a URL, or the latest. */
+  explain?(q: { job?: string; url?: string }): unknown;
   logger?: Logger;
 }
 
@@ -92,6 +94,11 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
 
   if (get && path === '/v1/status') return sendJson(res, 200, await deps.status());
   if (get && path === '/metrics') return sendText(res, 200, await deps.metrics(), METRICS_CONTENT_TYPE);
+  if (get && path === '/v1/explain' && deps.explain) {
+    const job = u.searchParams.get('job') ?? undefined, url = u.searchParams.get('url') ?? undefined;
+    const tr = deps.explain({ job, url });
+    return tr ? sendJson(res, 200, tr) : sendJson(res, 404, { error: job ? `no trace of job ${job} (the daemon keeps the last 32 downloads)` : url ? `no recent download of ${url}` : 'no download yet' });
+  }
   if (get && path === '/v1/cache/stats') return sendJson(res, 200, await deps.cache.stats());
   if (get && path === '/v1/cache/ls') return sendJson(res, 200, await deps.cache.list());
   if (method === 'POST' && path === '/v1/cache/verify') return sendJson(res, 200, await deps.cache.verifyAll());
@@ -110,7 +117,7 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
   }
   if (get && path === '/v1/jobs') return sendJson(res, 200, jobs.active());
   if (get && path === '/v1/fetch') return fetchRoute(deps, u.searchParams.get('url'), req, res);
-  const known = ['/v1/status', '/metrics', '/v1/cache/stats', '/v1/cache/ls', '/v1/cache/verify', '/v1/fetch', '/v1/jobs'];
+  const known = ['/v1/explain', '/v1/status', '/metrics', '/v1/cache/stats', '/v1/cache/ls', '/v1/cache/verify', '/v1/fetch', '/v1/jobs'];
   if (known.includes(path) || path.startsWith('/v1/jobs/')) return sendJson(res, 405, { error: `method ${method} not allowed` });
   sendJson(res, 404, { error: `unknown endpoint ${path}` });
 }

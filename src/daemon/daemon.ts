@@ -27,6 +27,7 @@ import { PeerTracker } from './peer-tracker.js';
 import { PowerMonitor } from './power.js';
 import { ServePolicy } from './serve-policy.js';
 import { isLivenessProbe } from '../discovery/liveness.js';
+import { TraceBook, type TracedJob } from './traces.js';
 import { ByteHistory, HISTORY_SAMPLE_MS, PeerHealth, type PeerStatLike } from './history.js';
 
 export const DAEMON_VERSION = VERSION;
@@ -183,7 +184,9 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     sampler.unref();
     closers.push({ name: 'history', close: () => clearInterval(sampler) });
     const health = new PeerHealth();
-    engine.on('job', (job: { done: Promise<unknown>; peerStats?: () => PeerStatLike[] }) => {
+    const traces = new TraceBook(clock);
+    engine.on('job', (job: TracedJob & { peerStats?: () => PeerStatLike[] }) => {
+      traces.follow(job);
       const settle = () => { if (job.peerStats) health.addJob(clock(), job.peerStats()); };
       job.done.then(settle, settle);
     });
@@ -197,6 +200,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () => startAdminServer(config.admin, {
       jobs, logger: log.child({ component: 'admin' }),
       status: () => statusDocument(parts),
+      explain: (q) => traces.find(q),
       metrics: () => renderMetrics(collectMetrics(parts)),
       cache: { stats: () => store.stats(), list: () => store.list(), verifyAll: () => store.verifyAll() },
     }));

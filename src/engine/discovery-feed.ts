@@ -24,6 +24,7 @@ export class DiscoveryFeed {
   private reprobeTimer: unknown;
   private refreshTimer: unknown;
   private readonly refreshing = new Map<string, Promise<void>>();
+  private rounds = 0;
 
   constructor(private readonly s: Session) {}
 
@@ -33,10 +34,12 @@ export class DiscoveryFeed {
     const needed = sched.segmentsNeeded().map((s) => ci.segments[s]!.segmentId);
     const batch = WATCH_BATCH[ci.version];
     for (let i = 0; i < needed.length; i += batch) {
-      const w = ctx.deps.discovery.watch(needed.slice(i, i + batch), ci.version);
+      const ids = needed.slice(i, i + batch);
+      const w = ctx.deps.discovery.watch(ids, ci.version);
+      const round = this.round('initial', ids.length);
       this.watches.push(w);
-      w.on('peer', (p) => this.onSighting(p));
-      for (const id of needed.slice(i, i + batch)) for (const p of w.peers(id)) this.onSighting(p);
+      w.on('peer', (p) => this.onSighting(p, round));
+      for (const id of ids) for (const p of w.peers(id)) this.onSighting(p, round);
     }
     if (ci.version === 1) this.refreshEvery(ctx.deps.blockListRefreshMs ?? 300);
   }
@@ -88,17 +91,26 @@ export class DiscoveryFeed {
       const ids = needed.slice(0, REPROBE_SAMPLE[ci.version]).map((g) => ci.segments[g]!.segmentId);
       if (ids.length === 0) return;
       const w = s.ctx.deps.discovery.watch(ids, ci.version);
-      w.on('peer', (p) => this.onSighting(p));
+      const round = this.round('reprobe', ids.length);
+      w.on('peer', (p) => this.onSighting(p, round));
       this.extraWatch = w;
       this.reprobe(n + 1);
     }, REPROBE_MS, true);
   }
 
-  private onSighting(p: SightingLike): void {
+  /** Numbers a discovery round (a watch) and traces its start. */
+  private round(kind: 'initial' | 'reprobe', segments: number): number {
+    const round = ++this.rounds;
+    this.s.trace({ type: 'round', round, kind, segments, at: this.s.ctx.now() });
+    return round;
+  }
+
+  private onSighting(p: SightingLike, round: number): void {
     const { sched, ci, ctx } = this.s;
     if (this.s.stopped() || ctx.isSelf(p.address)) return;
     const seg = this.s.segByHex.get(p.segmentId.toUpperCase());
     if (seg === undefined || p.blockCount <= 0) return;
+    this.s.trace({ type: 'answer', round, peer: p.address, seg, blockCount: p.blockCount, at: ctx.now() });
     if (ci.version === 2) sched.peerHasSegment(p.address, seg, ctx.now());
     else if (p.complete) sched.peerHasSegment(p.address, seg);
     else {

@@ -19,10 +19,12 @@ export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
   if (await peerHasItNow(s, g)) {
     if (s.stopped()) return;
     sched.originSkipped(g);
+    s.trace({ type: 'origin-skipped', block: g });
     return;
   }
   if (s.stopped()) return;
   const t0 = s.ctx.now();
+  const reason = sched.whyOrigin(g, t0);
   let data: Buffer;
   try {
     const res = await s.ctx.http.get(s.url, { ...s.headers, ...missingDataRequestHeaders(), Range: `bytes=${start}-${start + b.length - 1}` }, s.signal);
@@ -35,6 +37,7 @@ export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
     if (s.stopped()) return;
     s.lastOriginError = (err as Error).message;
     s.log.debug('origin block failed', { block: g, err });
+    s.trace({ type: 'origin-fail', block: g, reason, error: (err as Error).message });
     sched.originFailed(g, err instanceof DownloadError && err.code === 'ORIGIN_MISMATCH' ? 'mismatch' : 'error', s.ctx.now());
     s.recheckStore(g);
     return;
@@ -43,11 +46,13 @@ export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
   if (!verifyBlock(ci.version, seg, b.index, data)) {
     s.log.warn('origin block does not match the content information', { block: g, segment: b.seg, index: b.index });
     sched.originFailed(g, 'mismatch', s.ctx.now());
+    s.trace({ type: 'origin-fail', block: g, reason, error: 'the origin\'s block does not match the content information' });
     s.recheckStore(g);
     return;
   }
   await s.store(g, data);
   sched.originSucceeded(g, s.ctx.now() - t0);
+  s.trace({ type: 'origin-block', block: g, bytes: b.length, ms: s.ctx.now() - t0, reason });
   s.landed('fromOrigin', b.length);
 }
 

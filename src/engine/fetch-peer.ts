@@ -25,6 +25,7 @@ export async function fetchFromPeer(s: Session, g: number, peer: string): Promis
       s.log.warn('peer sent a block that does not match its hash; not using it again for this download', { peer, segment: b.seg, index: b.index });
       s.badPeer(peer);
     }
+    s.trace({ type: 'peer-fail', peer, block: g, why });
     sched.peerFailed(peer, g, why, s.ctx.now());
     s.recheckStore(g);
     return;
@@ -32,6 +33,7 @@ export async function fetchFromPeer(s: Session, g: number, peer: string): Promis
   if (s.stopped()) return;
   await s.store(g, data);
   sched.peerSucceeded(peer, g, b.length, s.ctx.now() - t0);
+  s.trace({ type: 'peer-block', peer, block: g, bytes: b.length, ms: s.ctx.now() - t0 });
   if (next > b.index) sched.peerHasBlock(peer, b.seg, next);
   s.landed('fromPeers', b.length);
 }

@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
-import type { ContentInfo } from '../protocol/pccrc/types.js';
+import { blockCount, type ContentInfo } from '../protocol/pccrc/types.js';
 import { segmentMetaFrom } from '../cache/store.js';
 import type { Logger } from '../util/log.js';
 import { JobCounters } from './counters.js';
@@ -21,6 +21,7 @@ import type { PeerStat } from './scheduler.js';
 import type { JobContext } from './session.js';
 import { Transfer, type TransferHost } from './transfer.js';
 import type { DownloadResult, JobInfo, JobProgress, JobState } from './types.js';
+import type { TraceEvent } from './trace.js';
 
 export interface DownloadJob extends EventEmitter {
   readonly id: string;
@@ -133,6 +134,10 @@ export class Job extends EventEmitter implements DownloadJob {
     const answer = await negotiate(this.ctx, this.url, this.headers, this.abort.signal, (n) => this.counters.add('contentInfoBytes', n));
     if (!answer.peerdist) return this.runPlain(answer.res, answer.meta);
     const ci = answer.contentInfo;
+    this.trace({
+      type: 'content', version: ci.version, contentLength: ci.contentLength, segments: ci.segments.length, hashAlgorithm: ci.hashAlgorithm,
+      blocks: ci.segments.reduce((n, s) => n + blockCount(ci.version, s), 0), contentInfoBytes: this.counters.counts.contentInfoBytes,
+    });
     this.peerdist = true;
     this.contentLength = ci.contentLength;
     this.resolveInfo({ ...answer.meta, contentLength: ci.contentLength, peerdist: true, contentInfo: ci });
@@ -142,6 +147,7 @@ export class Job extends EventEmitter implements DownloadJob {
   private async runPlain(res: OriginResponse, meta: OriginMeta): Promise<void> {
     const len = plainLength(res.headers);
     if (len >= 0) this.contentLength = len;
+    this.trace({ type: 'plain', contentLength: len });
     this.plain = await PlainBuffer.create(this.ctx.deps.tmpDir);
     this.state = 'running';
     this.resolveInfo({ ...meta, contentLength: len, peerdist: false });
@@ -169,7 +175,9 @@ export class Job extends EventEmitter implements DownloadJob {
     }
     const transfer = new Transfer(ci, this.transferHost());
     this.transfer = transfer;
-    for (const n of transfer.cachedAtStart()) this.counters.content('fromCache', n);
+    const cached = transfer.cachedAtStart();
+    for (const n of cached) this.counters.content('fromCache', n);
+    this.trace({ type: 'cached', blocks: cached.length, bytes: cached.reduce((a, n) => a + n, 0) });
     this.state = 'running';
     this.changed();
     if (transfer.sched.isDone()) { this.finish(); return; }
@@ -184,7 +192,13 @@ export class Job extends EventEmitter implements DownloadJob {
       landed: (source, n) => this.landed(source, n),
       fail: (err) => this.fail(err),
       finish: () => this.finish(),
+      trace: (ev) => this.trace(ev),
     };
+  }
+
+  /** `peerdist explain` listens to these (trace.ts); cheap when nobody does. */
+  private trace(ev: TraceEvent): void {
+    if (this.listenerCount('trace') > 0) this.emit('trace', ev);
   }
 
   /** Verified content bytes arrived: count them, wake readers, report progress. */

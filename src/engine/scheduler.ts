@@ -102,6 +102,8 @@ export class Scheduler {
   private readonly deferSince: Float64Array;
   /** When anybody (a peer or we) was first known to hold the block (Infinity = nobody yet). */
   private readonly firstHeld: Float64Array;
+  /** Last peer failure per block (0 none, 1 timeout, 2 other transient, 3 bad block), for whyOrigin. */
+  private readonly lastPeerFail: Uint8Array;
   /** Latest time seen by any call (for results reported without a clock). */
   private clock = 0;
   private readonly segStart: number[] = [];
@@ -129,6 +131,7 @@ export class Scheduler {
     this.retryAt = new Float64Array(this.n);
     this.deferSince = new Float64Array(this.n);
     this.firstHeld = new Float64Array(this.n).fill(Infinity);
+    this.lastPeerFail = new Uint8Array(this.n);
     this.random = opts.random ?? Math.random;
     this.o = {
       originConcurrency: opts.originConcurrency ?? 6,
@@ -513,6 +516,7 @@ export class Scheduler {
       return;
     }
     p.stat.failures++;
+    this.lastPeerFail[g] = why === 'timeout' ? 1 : why === 'bad-block' ? 3 : 2;
     if (why === 'bad-block') {
       // Wrong data is never an accident on a verified protocol: do not use this peer again in this job.
       p.stat.badBlocks++;
@@ -542,6 +546,19 @@ export class Scheduler {
     this.originInflight = Math.max(0, this.originInflight - 1);
     if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
     if (this.originAttempts[g]! > 0) this.originAttempts[g]!--;
+  }
+
+  /**
+   * Why block `g` goes to the origin now (for `peerdist explain`): no peer found at all, no peer
+   * known to hold it, or the peers that hold it are banned, timed out or failed.
+   */
+  whyOrigin(g: number, now: number): 'no-peer-found' | 'not-held' | 'peer-banned' | 'peer-timeout' | 'peer-failed' {
+    if (this.peers.size === 0) return 'no-peer-found';
+    const holders = [...this.peers.values()].filter((p) => this.holds(p, g));
+    if (holders.length === 0) return this.lastPeerFail[g] === 1 ? 'peer-timeout' : this.lastPeerFail[g] === 3 ? 'peer-banned' : 'not-held';
+    if (holders.every((p) => p.banned)) return 'peer-banned';
+    void now;
+    return this.lastPeerFail[g] === 1 ? 'peer-timeout' : 'peer-failed';
   }
 
   /** Usable peers not known to hold all of `seg` (worth asking about one of its blocks). */

@@ -9,6 +9,7 @@ import type { ByteSource, CounterSink } from './counters.js';
 import type { OriginClient } from './origin-client.js';
 import type { BlockLayout } from './reader.js';
 import type { Scheduler } from './scheduler.js';
+import type { TraceEvent } from './trace.js';
 import type { EngineDeps } from './types.js';
 
 export interface JobContext {
@@ -52,4 +53,6 @@ export interface Session {
   landed(source: ByteSource, n: number): void;
   /** A peer sent a block that fails its hash: discovery stops offering it. */
   badPeer(peer: string): void;
+  /** Reports what happened, for `peerdist explain` (trace.ts). */
+  trace(ev: TraceEvent): void;
 }

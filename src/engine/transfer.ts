@@ -13,6 +13,7 @@ import { fetchFromPeer } from './fetch-peer.js';
 import type { BlockLayout } from './reader.js';
 import { type Assignment, type BlockDesc, type PeerStat, Scheduler } from './scheduler.js';
 import type { JobContext, Session } from './session.js';
+import type { TraceEvent } from './trace.js';
 
 const GATE_REFRESH_WAIT_MS = 500;
 const V2_SIGHTING_GRACE_MS = 60;
@@ -30,6 +31,7 @@ export interface TransferHost {
   landed(source: ByteSource, n: number): void;
   fail(err: unknown): void;
   finish(): void;
+  trace(ev: TraceEvent): void;
 }
 
 /** Every block of every segment in content order, and segment numbers by hex segment ID. */
@@ -115,6 +117,7 @@ export class Transfer implements Session {
       await this.until(this.feed.refreshAll(), GATE_REFRESH_WAIT_MS);
     }
     if (this.stopped()) return;
+    this.trace({ type: 'gate', at: this.ctx.now(), peers: this.sched.peerCount() });
     this.originOpen = true;
     this.pump();
     this.feed.reprobe();
@@ -191,6 +194,8 @@ export class Transfer implements Session {
   landed(source: ByteSource, n: number): void { this.host.landed(source, n); }
 
   badPeer(peer: string): void { this.feed.reportFailure(peer); }
+
+  trace(ev: TraceEvent): void { this.host.trace(ev); }
 
   /** Blocks another job (or an import) stores meanwhile count as cache hits. */
   private readonly onStoreBlock = (idHex: string, index: number): void => {

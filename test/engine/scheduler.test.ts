@@ -274,3 +274,19 @@ t.test('simulated flash crowd: 8 schedulers, shared view with lag, origin bytes 
   t.ok(now <= 1.5 * alone, `all 8 done in ${now} ms vs ${alone} ms for one straight download`);
   t.comment(`flash crowd model: ratio ${ratio.toFixed(3)}, time ${now} ms (one client alone ${alone} ms)`);
 });
+
+t.test('whyOrigin: the reason a block goes to the origin (peerdist explain)', async (t) => {
+  const s = mk(4);
+  t.equal(s.whyOrigin(0, 0), 'no-peer-found', 'discovery found nobody');
+  s.peerBlocks('a:1', 0, [1], 0);
+  t.equal(s.whyOrigin(0, 0), 'not-held', 'a peer is known but holds other blocks');
+  s.peerBlocks('a:1', 0, [0, 1, 2], 0);
+  s.peerFailed('a:1', 0, 'timeout', 10);
+  t.equal(s.whyOrigin(0, 10), 'peer-timeout', 'its holder timed out');
+  s.peerFailed('a:1', 1, 'error', 10);
+  t.equal(s.whyOrigin(1, 10), 'peer-failed', 'its holder failed');
+  s.peerFailed('a:1', 2, 'bad-block', 10);
+  t.equal(s.whyOrigin(2, 10), 'peer-banned', 'its only holder is banned');
+  s.peerFailed('a:1', 0, 'not-available', 20);
+  t.equal(s.whyOrigin(3, 20), 'not-held');
+});

@@ -1,0 +1,37 @@
+/**
+ * Trace events of one download, for `peerdist explain` (the daemon aggregates them, bounded, in
+ * src/daemon/traces.ts). A job emits them as 'trace' events; nothing in the engine depends on
+ * anybody listening. `block` is the block's number in content order.
+ */
+
+/** Why a block was fetched from the origin (Scheduler.whyOrigin). */
+export type OriginReason =
+  /** Discovery has not found any peer for this download. */
+  | 'no-peer-found'
+  /** Peers are known, but none is known to hold this block. */
+  | 'not-held'
+  /** The peers holding it are banned in this download (they sent a block that failed its hash). */
+  | 'peer-banned'
+  /** Requests for it to the peers holding it timed out. */
+  | 'peer-timeout'
+  /** Requests for it to the peers holding it failed (errors, busy answers) or were tried too often. */
+  | 'peer-failed';
+
+export type TraceEvent =
+  | { type: 'content'; version: 1 | 2; contentLength: number; segments: number; blocks: number; hashAlgorithm: string; contentInfoBytes: number }
+  | { type: 'plain'; contentLength: number }
+  | { type: 'cached'; blocks: number; bytes: number }
+  /** A discovery round started: a watch for `segments` segment IDs (initial batch or re-probe). */
+  | { type: 'round'; round: number; kind: 'initial' | 'reprobe'; segments: number; at: number }
+  /** A peer answered round `round` for segment number `seg` (`at` is the clock when the answer was seen). */
+  | { type: 'answer'; round: number; peer: string; seg: number; blockCount: number; at: number }
+  /** The origin gate opened: discovery had its chance. */
+  | { type: 'gate'; at: number; peers: number }
+  | { type: 'peer-block'; peer: string; block: number; bytes: number; ms: number }
+  | { type: 'peer-fail'; peer: string; block: number; why: string }
+  | { type: 'origin-block'; block: number; bytes: number; ms: number; reason: OriginReason }
+  | { type: 'origin-fail'; block: number; reason: OriginReason; error: string }
+  /** An origin fetch was dropped because a peer turned out to hold the block. */
+  | { type: 'origin-skipped'; block: number };
+
+export type TraceSink = (ev: TraceEvent) => void;
