@@ -157,10 +157,18 @@ function nonInternalV4(ifaces: NodeJS.Dict<NetworkInterfaceInfo[]>): Array<{ nam
   return out;
 }
 
-async function headDate(url: string, timeoutMs = 5000): Promise<number | undefined> {
-  const res = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) });
-  const d = res.headers.get('date');
-  return d ? Date.parse(d) : undefined;
+/** The Date header of the origin's answer to a one-byte range request (plain node:http, http:// only). */
+function headDate(url: string, timeoutMs = 5000): Promise<number | undefined> {
+  return new Promise((resolveP, reject) => {
+    const req = request(url, { method: 'GET', timeout: timeoutMs, headers: { range: 'bytes=0-0' } }, (res) => {
+      const d = res.headers.date;
+      res.destroy();
+      resolveP(d ? Date.parse(d) : undefined);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {

@@ -178,6 +178,16 @@ export class NetnsLab {
       'rate', `${rate}bit`, 'burst', `${burst}`, 'latency', `${latency}ms`], { timeoutMs: 10_000 });
   }
 
+  /**
+   * Whether the switch passes multicast to a host's port (bridge `mcast_flood`; the bridge does
+   * no IGMP snooping, so multicast is flooded to every port that allows it). Turned off on every
+   * port, the LAN drops multicast like a switch with IGMP snooping and no querier: WS-Discovery
+   * (UDP 3702) no longer gets from one host to another, while unicast still does.
+   */
+  async multicastFlood(host: NsHost, on: boolean): Promise<void> {
+    await this.ip(this.switchNs, ['link', 'set', `p-${host.name}`, 'type', 'bridge_slave', 'mcast_flood', on ? 'on' : 'off']);
+  }
+
   /** Current qdisc description of a host's link (for reports and tests). */
   async qdisc(host: NsHost): Promise<string> {
     return mustRun('ip', ['netns', 'exec', host.ns, 'tc', 'qdisc', 'show', 'dev', host.iface], { timeoutMs: 10_000 });

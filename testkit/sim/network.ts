@@ -79,6 +79,8 @@ export class NetnsNetwork implements SimNetwork {
   }
 
   async shapeOrigin(s: Shaping): Promise<boolean> { await this.lab.shape(this.nsHost(this.origin), s); return true; }
+  /** Lets multicast through the switch to every host, or drops it (see NetnsLab.multicastFlood). */
+  async multicast(on: boolean): Promise<void> { for (const h of this.ns.values()) await this.lab.multicastFlood(h, on); }
   async shapeHost(host: SimHost, s: Shaping): Promise<boolean> { await this.lab.shape(this.nsHost(host), s); return true; }
   async destroy(): Promise<void> { await this.lab.destroy(); }
 }
