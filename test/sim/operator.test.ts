@@ -24,7 +24,7 @@ if (!support.ok) {
     const net = await NetnsNetwork.create({ subnet: '10.214.0' });
     const c = await Cluster.create({ network: net, clients: 3, wan: { rateBps: 40e6, delayMs: 10 }, files: [{ name: 'f.bin', size: SIZE }] });
     t.teardown(() => c.close());
-    const [d1, d2, d3] = await c.startDaemons();
+    const [d1, , d3] = await c.startDaemons();
     const pd = async (i: number, args: string[]) => {
       const d = c.daemons[i - 1]!;
       const r = await net.run(d.host, process.execPath, [peerdistEntry, ...args, '--daemon', d.admin], { timeoutMs: 60_000, env: { ...process.env, PEERDIST_LOG: 'warn' } });
