@@ -12,7 +12,7 @@ import { type AdminAddress, AddressError, formatHostPort, isLoopbackHost } from 
 import { errorMessage, listenHttp, sendJson, sendText, upstreamStatus } from './http-util.js';
 import type { JobBook } from './jobs.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
-import { type Logger, nullLogger } from '../util/log.js';
+import { type Logger, nullLogger, rateLimited } from '../util/log.js';
 
 export interface AdminDeps {
   /** Absent on a server that runs no downloads (the hosted cache): no jobs, /v1/fetch 404. */
@@ -67,7 +67,8 @@ function isHttpUrl(s: string): boolean {
  * header; on a unix socket the file permissions are the access control.
  */
 export function createAdminHandler(deps: AdminDeps, transport: 'tcp' | 'socket' = 'tcp'): (req: IncomingMessage, res: ServerResponse) => void {
-  const log = deps.logger ?? nullLogger;
+  // Refusals repeat at the rate a hostile page or host sends requests: capped per message.
+  const log = rateLimited(deps.logger ?? nullLogger);
   return (req, res) => {
     if (transport === 'tcp' && (!isLoopbackPeer(req) || !hostAllowed(req))) {
       log.warn('admin: refused non-local request', { remote: req.socket.remoteAddress, host: req.headers.host });

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { blockCount, type ContentInfo } from '../protocol/pccrc/types.js';
 import { segmentMetaFrom } from '../cache/store.js';
-import type { Logger } from '../util/log.js';
+import { type RateLimitedLogger, rateLimited } from '../util/log.js';
 import { JobCounters } from './counters.js';
 import { DownloadError } from './errors.js';
 import { negotiate, type OriginMeta } from './negotiate.js';
@@ -55,7 +55,8 @@ export class Job extends EventEmitter implements DownloadJob {
   private plain: PlainBuffer | undefined;
   /** Undo actions run when the job ends (segment pins). */
   private releases: Array<() => void> = [];
-  private readonly log: Logger;
+  /** Repeats of one message are capped per download (an origin file changing mid-download once logged thousands). */
+  private readonly log: RateLimitedLogger;
   /** Resolved and replaced whenever a block lands or the state changes (readers wait on it). */
   private tick!: Promise<void>;
   private fireTick!: () => void;
@@ -63,7 +64,7 @@ export class Job extends EventEmitter implements DownloadJob {
   constructor(readonly id: string, readonly url: string, private readonly headers: Record<string, string>, private readonly ctx: JobContext) {
     super();
     this.started = ctx.now();
-    this.log = ctx.log.child({ job: id });
+    this.log = rateLimited(ctx.log.child({ job: id }), { now: ctx.now });
     this.counters = new JobCounters(ctx.count);
     this.info = new Promise((res, rej) => { this.resolveInfo = res; this.rejectInfo = rej; });
     this.done = new Promise((res, rej) => { this.resolveDone = res; this.rejectDone = rej; });
@@ -220,6 +221,7 @@ export class Job extends EventEmitter implements DownloadJob {
     this.transfer?.close();
     for (const u of this.releases) u();
     this.releases = [];
+    this.log.flush();
   }
 
   private finish(): void {

@@ -41,3 +41,57 @@ export function createLogger(base: Record<string, unknown> = {}, level: LogLevel
 }
 
 export const nullLogger: Logger = createLogger({}, 'silent');
+
+/** A logger whose repeated messages are rate-limited (see `rateLimited`). */
+export interface RateLimitedLogger extends Logger {
+  /** Emits one line per message that has suppressed repeats pending, with their count. */
+  flush(): void;
+  child(fields: Record<string, unknown>): RateLimitedLogger;
+}
+
+export interface RateLimitOptions {
+  /** Lines per message per window (default 5). */
+  burst?: number;
+  /** Window length (default 10 s). */
+  windowMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Caps repeats of the same message (same level and text, whatever the fields): at most `burst`
+ * lines per `windowMs`; the rest are counted and the count goes out as `suppressed: N` on the
+ * next line of that message or at `flush()`. Children share the limits of their parent, so a
+ * per-download logger bounds one download's log whatever its fields say.
+ */
+export function rateLimited(log: Logger, opts: RateLimitOptions = {}): RateLimitedLogger {
+  const burst = opts.burst ?? 5, windowMs = opts.windowMs ?? 10_000, now = opts.now ?? Date.now;
+  type Level = 'debug' | 'info' | 'warn' | 'error';
+  const seen = new Map<string, { start: number; count: number; suppressed: number; emit: (m: string, f?: Record<string, unknown>) => void; level: Level; msg: string }>();
+  const wrap = (target: Logger): RateLimitedLogger => {
+    const send = (level: Level) => (msg: string, fields?: Record<string, unknown>) => {
+      const key = `${level}\0${msg}`;
+      const t = now();
+      let e = seen.get(key);
+      if (!e || t - e.start >= windowMs) {
+        const pending = e?.suppressed ?? 0;
+        e = { start: t, count: 0, suppressed: 0, emit: target[level].bind(target), level, msg };
+        seen.set(key, e);
+        if (pending > 0) fields = { ...fields, suppressed: pending };
+      }
+      if (e.count >= burst) { e.suppressed++; return; }
+      e.count++;
+      target[level](msg, fields);
+    };
+    return {
+      debug: send('debug'), info: send('info'), warn: send('warn'), error: send('error'),
+      child: (f) => wrap(target.child(f)),
+      flush: () => {
+        for (const e of seen.values()) {
+          if (e.suppressed > 0) e.emit(e.msg, { suppressed: e.suppressed });
+          e.suppressed = 0;
+        }
+      },
+    };
+  };
+  return wrap(log);
+}

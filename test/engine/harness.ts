@@ -32,6 +32,8 @@ export function payload(size: number): Buffer { return randomBytes(size); }
 
 export interface Origin {
   server: OriginServer;
+  /** The served directory (tests may change files under the origin). */
+  root: string;
   base: string;
   url(name: string): string;
   /** Makes the origin hash `name` now (HashRequest), so downloads get content information. */
@@ -50,7 +52,7 @@ export async function startOrigin(t: Test, files: Record<string, Buffer>, opts: 
   t.teardown(stop);
   const base = `http://127.0.0.1:${port}`;
   return {
-    server, base, stop,
+    server, root, base, stop,
     url: (name) => `${base}/${name}`,
     warm: async (name, version) => {
       const res = await request(`${base}/${name}`, { headers: clientRequestHeaders({ maxContentVersion: version, hashRequest: true }) });
