@@ -180,7 +180,8 @@ export class TraceBook {
             spans.set('', first);
             tr.origin.ms = end - first;
           }
-          const r = (tr.origin.byReason[ev.reason] ??= { blocks: 0, bytes: 0 });
+          const r = tr.origin.byReason[ev.reason] ?? { blocks: 0, bytes: 0 };
+          tr.origin.byReason[ev.reason] = r;
           r.blocks++;
           r.bytes += ev.bytes;
           if (originTried.has(ev.block)) tr.retries.origin++;

@@ -34,7 +34,7 @@ t.test('doctor with two daemons on loopback, then with none', async (t) => {
   t.match(byId(r, 'multicast-peers')?.detail, new RegExp(d2!.ready.retrieval.replace(/\./g, '\\.')), 'the other daemon answered the liveness probe');
   t.equal(byId(r, 'interface')?.status, 'warn', 'loopback mode is a warning');
   const text = await runCli(['doctor', '--daemon', d1!.ready.admin], { timeoutMs: 30_000 });
-  t.match(text.stdout, /^PASS  multicast: other daemons\s+1 other daemon answered: 127\.0\.0\.42:\d+ in \d+ ms$/m);
+  t.match(text.stdout, /^PASS {2}multicast: other daemons\s+1 other daemon answered: 127\.0\.0\.42:\d+ in \d+ ms$/m);
   t.match(text.stdout, /^peer caching: ready$/m);
 
   // No daemon; the retrieval port is taken; the origin key is garbage.
