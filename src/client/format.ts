@@ -4,6 +4,7 @@ import type { GetResult } from './get.js';
 
 export { humanBytes };
 import type { JobView } from '../daemon/jobs.js';
+import type { ByteSource } from '../engine/types.js';
 
 
 function pct(part: number, whole: number): string {
@@ -33,11 +34,11 @@ export function finalLine(r: GetResult): string {
     `${r.peers} peer${r.peers === 1 ? '' : 's'}${r.peerdist ? '' : '; origin did not offer PeerDist'}`;
 }
 
-interface Share { bytes: number; fromOrigin: number; fromPeers: number; fromCache: number; seconds: number; peerShare: number | null }
+interface Share extends Record<ByteSource, number> { bytes: number; seconds: number; peerShare: number | null }
 
 export interface StatusDoc {
   downloads: JobView[];
-  totals: { fromOrigin: number; fromPeers: number; fromCache: number; servedToPeers: number };
+  totals: Record<ByteSource, number> & { servedToPeers: number };
   cache?: { bytes?: number; limitBytes?: number; segments?: number };
   peersKnown?: number;
   /** Present when the server is a hosted cache (src/hostedcache). */

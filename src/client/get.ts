@@ -18,17 +18,14 @@ import type { AdminAddress } from '../util/address.js';
 import { AdminClientError, adminJson, adminRequest, errorFrom } from './admin-client.js';
 import type { JobView } from '../daemon/jobs.js';
 import { isErrorCode } from '../util/error-codes.js';
+import type { ByteCounts } from '../engine/types.js';
 
 /** The `get --json` document (protocol/admin-api.md). */
-export interface GetResult {
+export interface GetResult extends ByteCounts {
   url: string;
   output: string;
   bytes: number;
   seconds: number;
-  fromOrigin: number;
-  fromPeers: number;
-  fromCache: number;
-  contentInfoBytes: number;
   peers: number;
   peerdist: boolean;
 }

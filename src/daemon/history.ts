@@ -3,10 +3,9 @@
  * (the last day), for "share of bytes from peers over the last hour / day"; and the peers that
  * failed or were banned in downloads (the last 256 such peers). Pure: the clock is passed in.
  */
+import type { ByteSource } from '../engine/types.js';
 
-export interface ByteTotals { fromOrigin: number; fromPeers: number; fromCache: number }
-
-export interface WindowShare extends ByteTotals {
+export interface WindowShare extends Record<ByteSource, number> {
   /** The window actually covered (shorter than asked while the daemon is younger), seconds. */
   seconds: number;
   bytes: number;
@@ -16,7 +15,7 @@ export interface WindowShare extends ByteTotals {
   offloadShare: number | null;
 }
 
-interface Sample extends ByteTotals { t: number }
+interface Sample extends Record<ByteSource, number> { t: number }
 
 export const HISTORY_SAMPLE_MS = 60_000;
 const DAY_MS = 86_400_000;
@@ -26,18 +25,18 @@ export class ByteHistory {
   constructor(private readonly keepMs = DAY_MS + HISTORY_SAMPLE_MS) {}
 
   /** Records the cumulative totals at time t (call about once a minute, and at start). */
-  record(t: number, totals: ByteTotals): void {
+  record(t: number, totals: Record<ByteSource, number>): void {
     this.samples.push({ t, fromOrigin: totals.fromOrigin, fromPeers: totals.fromPeers, fromCache: totals.fromCache });
     while (this.samples.length > 2 && this.samples[1]!.t <= t - this.keepMs) this.samples.shift();
   }
 
   /** Bytes by source over the last `ms` (from the newest sample at or before now - ms, else the oldest). */
-  window(now: number, current: ByteTotals, ms: number): WindowShare {
+  window(now: number, current: Record<ByteSource, number>, ms: number): WindowShare {
     const cutoff = now - ms;
     let base: Sample | undefined;
     for (const s of this.samples) { if (s.t <= cutoff) base = s; else break; }
     base ??= this.samples[0] ?? { t: now, fromOrigin: 0, fromPeers: 0, fromCache: 0 };
-    const d: ByteTotals = {
+    const d: Record<ByteSource, number> = {
       fromOrigin: Math.max(0, current.fromOrigin - base.fromOrigin),
       fromPeers: Math.max(0, current.fromPeers - base.fromPeers),
       fromCache: Math.max(0, current.fromCache - base.fromCache),

@@ -3,24 +3,11 @@
  * jobs they started so a finished job's final stats stay queryable at /v1/jobs/<id>.
  * Structural types: src/engine/engine.ts's DownloadEngine satisfies EngineLike.
  */
-import type { EventEmitter } from 'node:events';
-import type { JobInfo, JobProgress } from '../engine/types.js';
-
-export type { JobInfo, JobProgress };
-
-export interface JobLike extends EventEmitter {
-  readonly id: string;
-  readonly url: string;
-  readonly info: Promise<JobInfo>;
-  progress(): JobProgress;
-  createReadStream(start?: number, end?: number): NodeJS.ReadableStream;
-  readonly done: Promise<unknown>;
-  cancel(): void;
-}
+import type { DownloadJob, JobInfo, JobProgress } from '../engine/types.js';
 
 export interface EngineLike {
-  download(url: string, opts?: { headers?: Record<string, string> }): JobLike;
-  jobs(): JobLike[];
+  download(url: string, opts?: { headers?: Record<string, string> }): DownloadJob;
+  jobs(): DownloadJob[];
   totals(): object;
   close(): Promise<void>;
 }
@@ -37,7 +24,7 @@ export interface JobView extends JobProgress {
   errorCode?: string;
 }
 
-interface Entry { job: JobLike; info?: JobInfo; started: number; finished?: number; errorCode?: string; }
+interface Entry { job: DownloadJob; info?: JobInfo; started: number; finished?: number; errorCode?: string; }
 
 /**
  * Jobs started through the daemon's front ends. Active jobs with the same URL are shared
@@ -50,7 +37,7 @@ export class JobBook {
   private now(): number { return (this.opts.now ?? Date.now)(); }
 
   /** Starts a download of `url`, or joins an active one for the same URL. */
-  obtain(url: string, headers?: Record<string, string>): JobLike {
+  obtain(url: string, headers?: Record<string, string>): DownloadJob {
     for (const e of this.entries.values()) {
       if (e.job.url !== url || e.finished !== undefined) continue;
       const st = e.job.progress().state;
@@ -61,7 +48,7 @@ export class JobBook {
     return job;
   }
 
-  add(job: JobLike): void {
+  add(job: DownloadJob): void {
     if (this.entries.has(job.id)) return;
     const e: Entry = { job, started: this.now() };
     this.entries.set(job.id, e);
@@ -80,7 +67,7 @@ export class JobBook {
     for (let i = 0; i < finished.length - keep; i++) this.entries.delete(finished[i]!.job.id);
   }
 
-  get(id: string): JobLike | undefined {
+  get(id: string): DownloadJob | undefined {
     return this.entries.get(id)?.job ?? this.engine.jobs().find((j) => j.id === id);
   }
 

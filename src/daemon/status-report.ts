@@ -3,6 +3,7 @@
  * Pure over structural inputs, so it is testable with fakes.
  */
 import type { Metric } from './metrics.js';
+import type { ByteCounts } from '../engine/types.js';
 import type { EngineLike, JobBook, JobView } from './jobs.js';
 import type { ByteHistory, PeerHealth, PeerTrouble, WindowShare } from './history.js';
 
@@ -33,11 +34,7 @@ function num(obj: unknown, ...keys: string[]): number {
   return 0;
 }
 
-export interface Totals {
-  fromOrigin: number;
-  fromPeers: number;
-  fromCache: number;
-  contentInfoBytes: number;
+export interface Totals extends ByteCounts {
   servedToPeers: number;
   blocksServedToPeers: number;
   [k: string]: unknown;

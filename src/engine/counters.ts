@@ -1,14 +1,13 @@
 /** Byte accounting of one job, mirrored into the engine's totals. */
+import type { ByteCounts, ByteSource } from './types.js';
 
-/** A counted quantity: where content bytes came from, content information bytes, bytes done. */
-export type CountedField = 'fromOrigin' | 'fromPeers' | 'fromCache' | 'contentInfoBytes' | 'bytesDone';
-/** Where verified content bytes came from. */
-export type ByteSource = 'fromOrigin' | 'fromPeers' | 'fromCache';
+/** A counted quantity: a ByteCounts field, or content bytes done (of any source). */
+export type CountedField = keyof ByteCounts | 'bytesDone';
 /** Counter deltas reported to the engine's totals. */
 export type CounterSink = (field: CountedField, n: number) => void;
 
 export class JobCounters {
-  readonly counts: Record<CountedField, number> = { fromOrigin: 0, fromPeers: 0, fromCache: 0, contentInfoBytes: 0, bytesDone: 0 };
+  readonly counts: ByteCounts & { bytesDone: number } = { fromOrigin: 0, fromPeers: 0, fromCache: 0, contentInfoBytes: 0, bytesDone: 0 };
 
   constructor(private readonly sink: CounterSink) {}
 

@@ -8,19 +8,18 @@ import { EventEmitter } from 'node:events';
 import { nullLogger } from '../util/log.js';
 import { realTimers } from '../util/timers.js';
 import { DownloadError } from './errors.js';
-import { type DownloadJob, Job } from './job.js';
+import { EngineJob } from './job.js';
 import { type OriginClient, UndiciOriginClient } from './origin-client.js';
 import type { JobContext } from './session.js';
-import type { EngineDeps, EngineTotals } from './types.js';
+import type { DownloadJob, EngineDeps, EngineTotals } from './types.js';
 
 export { DownloadError } from './errors.js';
 export type { DownloadErrorCode } from './errors.js';
-export type { DownloadJob } from './job.js';
 export type { OriginClient, OriginResponse } from './origin-client.js';
 export { UndiciOriginClient } from './origin-client.js';
 export type { PeerStat } from './scheduler.js';
 export type {
-  DiscoveryLike, DownloadResult, EngineDeps, EngineTotals, JobInfo, JobProgress, JobState, RetrievalLike, SightingLike, StoreLike, WatchLike,
+  ByteCounts, ByteSource, DiscoveryLike, DownloadJob, DownloadResult, EngineDeps, EngineTotals, JobInfo, JobProgress, JobState, RetrievalLike, SightingLike, StoreLike, WatchLike,
 } from './types.js';
 
 export interface EngineOptions extends EngineDeps {
@@ -31,8 +30,8 @@ export interface EngineOptions extends EngineDeps {
 export class DownloadEngine extends EventEmitter {
   private readonly http: OriginClient;
   private readonly ownHttp: boolean;
-  private readonly all: Job[] = [];
-  private readonly running = new Map<string, Job>();
+  private readonly all: EngineJob[] = [];
+  private readonly running = new Map<string, EngineJob>();
   private readonly sums: EngineTotals = { jobs: 0, active: 0, completed: 0, failed: 0, bytesDone: 0, fromOrigin: 0, fromPeers: 0, fromCache: 0, contentInfoBytes: 0 };
   private closed = false;
 
@@ -68,7 +67,7 @@ export class DownloadEngine extends EventEmitter {
         return self.has(a);
       },
     };
-    const job = new Job(randomUUID(), key, { ...(opts.headers ?? {}) }, ctx);
+    const job = new EngineJob(randomUUID(), key, { ...(opts.headers ?? {}) }, ctx);
     this.running.set(key, job);
     this.all.push(job);
     this.sums.jobs++;

@@ -20,24 +20,11 @@ import { blockReader } from './reader.js';
 import type { PeerStat } from './scheduler.js';
 import type { JobContext } from './session.js';
 import { Transfer, type TransferHost } from './transfer.js';
-import type { DownloadResult, JobInfo, JobProgress, JobState } from './types.js';
+import type { ByteSource, DownloadJob, DownloadResult, JobInfo, JobProgress, JobState } from './types.js';
 import type { TraceEvent } from './trace.js';
 
-export interface DownloadJob extends EventEmitter {
-  readonly id: string;
-  readonly url: string;
-  /** Resolves once the origin answered. */
-  readonly info: Promise<JobInfo>;
-  progress(): JobProgress;
-  /** Content bytes [start, end] (end inclusive, like fs.createReadStream) in order, as they become available. */
-  createReadStream(start?: number, end?: number): NodeJS.ReadableStream;
-  readonly done: Promise<DownloadResult>;
-  cancel(): void;
-  /** Settles once no cache write is in flight (after cancel() the counters and cache stop changing). */
-  idle(): Promise<void>;
-}
-
-export class Job extends EventEmitter implements DownloadJob {
+/** The engine's DownloadJob; start(), peerStats() and dispose() are for the engine. */
+export class EngineJob extends EventEmitter implements DownloadJob {
   readonly info: Promise<JobInfo>;
   readonly done: Promise<DownloadResult>;
   private resolveInfo!: (i: JobInfo) => void;
@@ -203,7 +190,7 @@ export class Job extends EventEmitter implements DownloadJob {
   }
 
   /** Verified content bytes arrived: count them, wake readers, report progress. */
-  private landed(source: 'fromOrigin' | 'fromPeers' | 'fromCache', n: number): void {
+  private landed(source: ByteSource, n: number): void {
     this.counters.content(source, n);
     this.changed();
   }

@@ -5,12 +5,12 @@
 import type { ContentInfo, SegmentInfo } from '../protocol/pccrc/types.js';
 import type { Logger } from '../util/log.js';
 import type { Timers } from '../util/timers.js';
-import type { ByteSource, CounterSink } from './counters.js';
+import type { CounterSink } from './counters.js';
 import type { OriginClient } from './origin-client.js';
 import type { BlockLayout } from './reader.js';
 import type { Scheduler } from './scheduler.js';
 import type { TraceEvent } from './trace.js';
-import type { EngineDeps } from './types.js';
+import type { ByteSource, EngineDeps } from './types.js';
 
 export interface JobContext {
   deps: EngineDeps;

@@ -5,7 +5,6 @@
  */
 import { blockCount, blockRange, type ContentInfo, type SegmentInfo } from '../protocol/pccrc/types.js';
 import type { Logger } from '../util/log.js';
-import type { ByteSource } from './counters.js';
 import { DiscoveryFeed } from './discovery-feed.js';
 import { DownloadError } from './errors.js';
 import { fetchFromOrigin } from './fetch-origin.js';
@@ -14,6 +13,7 @@ import type { BlockLayout } from './reader.js';
 import { type Assignment, type BlockDesc, type PeerStat, Scheduler } from './scheduler.js';
 import type { JobContext, Session } from './session.js';
 import type { TraceEvent } from './trace.js';
+import type { ByteSource } from './types.js';
 
 const GATE_REFRESH_WAIT_MS = 500;
 const V2_SIGHTING_GRACE_MS = 60;

@@ -70,6 +70,29 @@ export interface EngineDeps {
   keepFinishedJobs?: number;
 }
 
+/** Where verified content bytes came from: the origin, peers, or the local cache. */
+export type ByteSource = 'fromOrigin' | 'fromPeers' | 'fromCache';
+
+/** Bytes of one download (or of all of them) by source, plus the content information bytes. */
+export interface ByteCounts extends Record<ByteSource, number> {
+  contentInfoBytes: number;
+}
+
+/** A download started by DownloadEngine.download(). */
+export interface DownloadJob extends EventEmitter {
+  readonly id: string;
+  readonly url: string;
+  /** Resolves once the origin answered. */
+  readonly info: Promise<JobInfo>;
+  progress(): JobProgress;
+  /** Content bytes [start, end] (end inclusive, like fs.createReadStream) in order, as they become available. */
+  createReadStream(start?: number, end?: number): NodeJS.ReadableStream;
+  readonly done: Promise<DownloadResult>;
+  cancel(): void;
+  /** Settles once no cache write is in flight (after cancel() the counters and cache stop changing). */
+  idle(): Promise<void>;
+}
+
 export interface JobInfo {
   contentLength: number;
   peerdist: boolean;
@@ -81,28 +104,20 @@ export interface JobInfo {
 
 export type JobState = 'starting' | 'running' | 'done' | 'failed';
 
-export interface JobProgress {
+export interface JobProgress extends ByteCounts {
   state: JobState;
   contentLength?: number;
   bytesDone: number;
-  fromOrigin: number;
-  fromPeers: number;
-  fromCache: number;
-  contentInfoBytes: number;
   peers: number;
   blocksTotal: number;
   blocksDone: number;
   error?: string;
 }
 
-export interface DownloadResult {
+export interface DownloadResult extends ByteCounts {
   url: string;
   contentLength: number;
   peerdist: boolean;
-  fromOrigin: number;
-  fromPeers: number;
-  fromCache: number;
-  contentInfoBytes: number;
   /** Peers that supplied at least one block. */
   peers: number;
   durationMs: number;
@@ -110,14 +125,10 @@ export interface DownloadResult {
   peerStats: PeerStat[];
 }
 
-export interface EngineTotals {
+export interface EngineTotals extends ByteCounts {
   jobs: number;
   active: number;
   completed: number;
   failed: number;
   bytesDone: number;
-  fromOrigin: number;
-  fromPeers: number;
-  fromCache: number;
-  contentInfoBytes: number;
 }

@@ -7,7 +7,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
-import type { EngineLike, JobInfo, JobLike, JobProgress } from '../../src/daemon/jobs.js';
+import type { EngineLike } from '../../src/daemon/jobs.js';
+import type { DownloadJob, DownloadResult, JobInfo, JobProgress } from '../../src/engine/types.js';
 
 export type Behaviour = 'ok' | 'fail-info' | 'fail-mid' | 'fail-start' | 'slow';
 
@@ -19,13 +20,13 @@ class CodedError extends Error {
   constructor(readonly code: string, message: string) { super(message); }
 }
 
-export class FakeJob extends EventEmitter implements JobLike {
+export class FakeJob extends EventEmitter implements DownloadJob {
   readonly info: Promise<JobInfo>;
-  readonly done: Promise<unknown>;
+  readonly done: Promise<DownloadResult>;
   private state: JobProgress['state'] = 'starting';
   private sent = 0;
   private error?: string;
-  private resolveDone!: () => void;
+  private resolveDone!: (r: DownloadResult) => void;
   private rejectDone!: (e: Error) => void;
   cancelled = false;
   readonly headers?: Record<string, string>;
@@ -33,7 +34,7 @@ export class FakeJob extends EventEmitter implements JobLike {
   constructor(readonly id: string, readonly url: string, private readonly data: Buffer | undefined, readonly behaviour: Behaviour, headers?: Record<string, string>) {
     super();
     this.headers = headers;
-    this.done = new Promise<void>((res, rej) => { this.resolveDone = res; this.rejectDone = rej; });
+    this.done = new Promise<DownloadResult>((res, rej) => { this.resolveDone = res; this.rejectDone = rej; });
     this.done.catch(() => {});
     if (behaviour === 'fail-info' || !data) {
       this.info = Promise.reject(new HttpishError('origin answered 404', 404));
@@ -68,7 +69,7 @@ export class FakeJob extends EventEmitter implements JobLike {
           if (pos > last) {
             job.sent = data.length;
             job.state = 'done';
-            job.resolveDone();
+            job.resolveDone(job.result());
             this.push(null);
             return;
           }
@@ -89,7 +90,17 @@ export class FakeJob extends EventEmitter implements JobLike {
     });
   }
 
+  private result(): DownloadResult {
+    const p = this.progress();
+    return {
+      url: this.url, contentLength: this.data!.length, peerdist: true, fromOrigin: p.fromOrigin, fromPeers: p.fromPeers, fromCache: p.fromCache,
+      contentInfoBytes: p.contentInfoBytes, peers: p.peers, durationMs: 0, peerStats: [],
+    };
+  }
+
   cancel(): void { this.cancelled = true; }
+
+  async idle(): Promise<void> { /* no cache writes */ }
 }
 
 export class FakeEngine implements EngineLike {

@@ -4,7 +4,7 @@
  * origin must send the file about once. Skips unless root with iproute2.
  */
 import t, { type Test } from 'tap';
-import { Cluster, originBlockBytes, type ClusterOptions, type DownloadResult } from '../../testkit/sim/harness.js';
+import { Cluster, originBlockBytes, type ClusterOptions, type SimDownload } from '../../testkit/sim/harness.js';
 import { NetnsNetwork } from '../../testkit/sim/network.js';
 import { netnsSupport } from '../../testkit/sim/netns.js';
 import { runDownloads } from '../../testkit/sim/scenarios.js';
@@ -21,9 +21,9 @@ async function cluster(t: Test, clients: number, size: number, extra: Partial<Cl
   return c;
 }
 
-const describe = (d: DownloadResult) => `client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache} peerdist=${d.peerdist}`;
+const describe = (d: SimDownload) => `client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache} peerdist=${d.peerdist}`;
 
-function checkAll(t: Test, ds: DownloadResult[], size: number) {
+function checkAll(t: Test, ds: SimDownload[], size: number) {
   for (const d of ds) {
     t.ok(d.correct, `client ${d.client}: file matches the payload's SHA-256`);
     t.equal(d.fromOrigin + d.fromPeers + d.fromCache, size, `client ${d.client}: origin + peers + cache = file size`);

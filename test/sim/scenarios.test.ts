@@ -5,7 +5,7 @@
  * reported by the clients against the origin's own counters. Skips unless root with iproute2.
  */
 import t, { type Test } from 'tap';
-import { Cluster, originBlockBytes, type DownloadResult } from '../../testkit/sim/harness.js';
+import { Cluster, originBlockBytes, type SimDownload } from '../../testkit/sim/harness.js';
 import { NetnsNetwork } from '../../testkit/sim/network.js';
 import { netnsSupport } from '../../testkit/sim/netns.js';
 import { runDownloads } from '../../testkit/sim/scenarios.js';
@@ -24,10 +24,10 @@ async function cluster(t: Test, clients: number, size: number, extra: { wanRateB
 }
 
 const servedBytes = (st: Record<string, unknown>) => Number((st.retrievalServer as Record<string, unknown> | undefined)?.bytesServed ?? 0);
-const sum = (ds: DownloadResult[], k: 'fromOrigin' | 'fromPeers' | 'fromCache' | 'bytes') => ds.reduce((a, d) => a + d[k], 0);
-const describe = (d: DownloadResult) => `client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache}`;
+const sum = (ds: SimDownload[], k: 'fromOrigin' | 'fromPeers' | 'fromCache' | 'bytes') => ds.reduce((a, d) => a + d[k], 0);
+const describe = (d: SimDownload) => `client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache}`;
 
-function checkAll(t: Test, ds: DownloadResult[], size: number) {
+function checkAll(t: Test, ds: SimDownload[], size: number) {
   for (const d of ds) {
     t.ok(d.correct, `client ${d.client}: file matches the payload's SHA-256`);
     t.equal(d.bytes, size, `client ${d.client}: ${size} bytes delivered`);

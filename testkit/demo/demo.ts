@@ -5,7 +5,7 @@
  * client one after another and then a second file on all clients at once, and prints where the
  * bytes came from. Everything runs in temp dirs that are removed at the end.
  */
-import { Cluster, originBlockBytes, type DownloadResult } from '../sim/harness.js';
+import { Cluster, originBlockBytes, type SimDownload } from '../sim/harness.js';
 import { LoopbackNetwork } from '../sim/loopback.js';
 import { runDownloads } from '../sim/scenarios.js';
 import { DOWNLOAD_HEAD, downloadRows, table } from '../sim/report.js';
@@ -16,7 +16,7 @@ const SIZE = Number(process.env.PEERDIST_DEMO_SIZE ?? 48 * 1024 * 1024);
 const FLASH_SIZE = Math.max(1, Math.floor(SIZE / 3));
 const out = (s = '') => process.stdout.write(s + '\n');
 
-function roundSummary(ds: DownloadResult[], blocks: number, size: number, seconds: number): string {
+function roundSummary(ds: SimDownload[], blocks: number, size: number, seconds: number): string {
   const peers = ds.reduce((a, d) => a + d.fromPeers, 0);
   const total = ds.reduce((a, d) => a + d.bytes, 0);
   return [

@@ -8,6 +8,7 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { GetResult } from '../../src/client/get.js';
 import { agentEntry, peerdistEntry } from './entrypoints.js';
 import { SimError, onProcessExit, runCommand, type TrackedChild } from './proc.js';
 import type { SimHost, SimNetwork } from './network.js';
@@ -57,19 +58,11 @@ export interface DaemonHandle {
   child: TrackedChild;
 }
 
-/** The `peerdist get --json` document plus what the harness checked. */
-export interface DownloadResult {
+/** The `peerdist get --json` document (GetResult) of one client, plus what the harness checked. */
+export interface SimDownload extends Omit<GetResult, 'peers'> {
   client: number;
-  url: string;
-  output: string;
-  bytes: number;
-  seconds: number;
-  fromOrigin: number;
-  fromPeers: number;
-  fromCache: number;
-  contentInfoBytes: number;
+  /** As the JSON said (not checked). */
   peers: unknown;
-  peerdist: boolean;
   /** Wall-clock time of the whole `peerdist get` process, s. */
   wallSeconds: number;
   sha256: string;
@@ -274,7 +267,7 @@ export class Cluster {
   }
 
   /** Runs `peerdist get` for `name` on client i and checks the output against the payload. */
-  async download(i: number, name: string, timeoutMs = 120_000): Promise<DownloadResult> {
+  async download(i: number, name: string, timeoutMs = 120_000): Promise<SimDownload> {
     const d = this.daemons[i - 1];
     if (!d) throw new SimError('SIM_CLUSTER', `daemon ${i} not started`);
     const file = this.files.get(name);

@@ -1,5 +1,5 @@
 /** Plain-text tables for simulation results. */
-import type { DownloadResult } from './harness.js';
+import type { SimDownload } from './harness.js';
 import type { ScenarioReport } from './scenarios.js';
 import { formatBytes } from './files.js';
 
@@ -9,7 +9,7 @@ export function table(head: string[], rows: string[][]): string {
   return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
 }
 
-export function downloadRows(ds: DownloadResult[], label: (d: DownloadResult) => string = (d) => `client ${d.client}`): string[][] {
+export function downloadRows(ds: SimDownload[], label: (d: SimDownload) => string = (d) => `client ${d.client}`): string[][] {
   return ds.map((d) => [label(d), d.seconds.toFixed(2), formatBytes(d.fromOrigin), formatBytes(d.fromPeers), formatBytes(d.fromCache), d.correct ? 'ok' : 'WRONG']);
 }
 

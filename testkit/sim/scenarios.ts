@@ -3,7 +3,7 @@
  * one after another (sequential) or all at once (flash), measured against one plain HTTP download
  * of the same file over the same WAN link in the same run.
  */
-import { Cluster, diffCounters, originBlockBytes, type DownloadResult, type OriginCounters } from './harness.js';
+import { Cluster, diffCounters, originBlockBytes, type SimDownload, type OriginCounters } from './harness.js';
 import { LoopbackNetwork } from './loopback.js';
 import { NetnsNetwork, type SimNetwork } from './network.js';
 import { netnsSupport } from './netns.js';
@@ -23,7 +23,7 @@ export interface ScenarioOptions {
   /** Per-download timeout, ms. */
   timeoutMs?: number;
   /** Called after each finished download (progress output). */
-  onDownload?: (r: DownloadResult) => void;
+  onDownload?: (r: SimDownload) => void;
   /** Called with progress notes ("starting daemons" ...). */
   onNote?: (msg: string) => void;
 }
@@ -36,7 +36,7 @@ export interface ScenarioReport {
   wanRateBps?: number;
   wanDelayMs?: number;
   lanRateBps?: number;
-  downloads: DownloadResult[];
+  downloads: SimDownload[];
   /** Origin counters for the clients' downloads only (baseline excluded). */
   origin: OriginCounters;
   originBlockBytes: number;
@@ -59,11 +59,11 @@ export async function makeNetwork(kind: 'netns' | 'loopback'): Promise<SimNetwor
 }
 
 /** Runs the clients' downloads on an already started cluster and returns the report. */
-export async function runDownloads(c: Cluster, name: string, opts: Pick<ScenarioOptions, 'mode' | 'timeoutMs' | 'onDownload'> & { clients: number[] }): Promise<{ downloads: DownloadResult[]; origin: OriginCounters; totalSeconds: number }> {
+export async function runDownloads(c: Cluster, name: string, opts: Pick<ScenarioOptions, 'mode' | 'timeoutMs' | 'onDownload'> & { clients: number[] }): Promise<{ downloads: SimDownload[]; origin: OriginCounters; totalSeconds: number }> {
   const before = await c.originStats();
   const started = performance.now();
   const one = async (i: number) => { const r = await c.download(i, name, opts.timeoutMs); opts.onDownload?.(r); return r; };
-  let downloads: DownloadResult[];
+  let downloads: SimDownload[];
   if (opts.mode === 'flash') downloads = await Promise.all(opts.clients.map(one));
   else { downloads = []; for (const i of opts.clients) downloads.push(await one(i)); }
   const totalSeconds = (performance.now() - started) / 1000;
