@@ -5,6 +5,7 @@
  * (what is left out is counted); the book keeps the last 32 downloads.
  */
 import type { OriginReason, TraceEvent } from '../engine/trace.js';
+import type { ByteCounts } from '../engine/types.js';
 
 const MAX_TRACES = 32;
 const MAX_ROUNDS = 40;
@@ -60,7 +61,7 @@ export interface DownloadTrace {
     requests: OriginRequestTrace[]; requestsOmitted: number;
   };
   retries: { origin: number; peer: number };
-  totals?: { bytes: number; fromOrigin: number; fromPeers: number; fromCache: number; contentInfoBytes: number };
+  totals?: ByteCounts & { bytes: number };
 }
 
 /** What a trace needs from the job: layout of blocks, and the final counters. */
@@ -69,7 +70,7 @@ export interface TracedJob {
   readonly url: string;
   readonly done: Promise<unknown>;
   on(event: 'trace', fn: (ev: TraceEvent) => void): unknown;
-  progress(): { state: string; error?: string; bytesDone: number; fromOrigin: number; fromPeers: number; fromCache: number; contentInfoBytes: number };
+  progress(): ByteCounts & { state: string; error?: string; bytesDone: number };
   readonly info: Promise<{ contentInfo?: { version: 1 | 2; segments: Array<{ offset: number; length: number; blockSize: number }> } }>;
 }
 
