@@ -12,6 +12,7 @@ import { RetrievalClient } from '../retrieval/client.js';
 import { Discovery } from '../discovery/discovery.js';
 import { startPresence } from '../discovery/presence.js';
 import { DownloadEngine } from '../engine/engine.js';
+import { clearStaleBuffers } from '../engine/plain.js';
 import { type Logger, createLogger } from '../util/log.js';
 import { PeerdistError } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
@@ -94,6 +95,12 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     await mkdir(config.stateDir, { recursive: true });
     const store = await BlockStore.open({ dir: join(config.stateDir, 'cache'), limitBytes: config.cacheLimitBytes, logger: log.child({ component: 'cache' }), ...(opts.now ? { now: opts.now } : {}) });
     closers.push({ name: 'store', close: () => store.close() });
+    // Plain (non-PeerDist) download bodies live in <state dir>/tmp, which only this daemon uses (the
+    // store above holds the state dir's lock): bodies left by a killed daemon are cleared now.
+    const tmpDir = join(config.stateDir, 'tmp');
+    const stale = await clearStaleBuffers(tmpDir);
+    if (stale > 0) log.info('removed stale download buffers', { dir: tmpDir, count: stale });
+    await mkdir(tmpDir, { recursive: true });
 
     const power = new PowerMonitor(opts.powerSupplyDir);
     await power.start();
@@ -170,7 +177,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const peers = new PeerTracker();
     const engine = new DownloadEngine({
       store, discovery: peers.wrap(discovery), retrieval, logger: log.child({ component: 'engine' }),
-      signaturePublicKeyPem, maxContentVersion: config.maxContentVersion, selfAddresses: xaddrs,
+      signaturePublicKeyPem, maxContentVersion: config.maxContentVersion, selfAddresses: xaddrs, tmpDir,
     });
     closers.push({ name: 'engine', close: () => engine.close() });
 

@@ -47,6 +47,11 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   /** Resolved and replaced whenever a block lands or the state changes (readers wait on it). */
   private tick!: Promise<void>;
   private fireTick!: () => void;
+  /** Open read streams (a plain body is kept while any is open). */
+  private readers = 0;
+  private dropTimer: unknown;
+  /** The plain body was dropped (finished, no reader left). */
+  private plainReleased = false;
 
   constructor(readonly id: string, readonly url: string, private readonly headers: Record<string, string>, private readonly ctx: JobContext) {
     super();
@@ -101,16 +106,38 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   }
 
   createReadStream(start = 0, end?: number): Readable {
-    return blockReader({
+    // Counted from now (not from its first read): a plain body is kept while any reader is open.
+    this.readers++;
+    const stream = blockReader({
       start, end,
       info: this.info,
       plain: () => this.plain,
+      plainReleased: () => this.plainReleased,
       layout: () => this.transfer?.layout,
       store: this.ctx.deps.store,
       waitChange: () => this.tick,
       failure: () => this.error,
       finished: () => this.finished,
     });
+    stream.once('close', () => { this.readers--; this.maybeDropPlain(); });
+    return stream;
+  }
+
+  /**
+   * A finished job's plain body is dropped once no reader streams it (after a short linger for a
+   * front end that obtained the job and is about to open its reader), not when 32 later jobs have
+   * finished: a 5 GiB body must not sit in the temp dir outside any limit.
+   */
+  private maybeDropPlain(): void {
+    if (!this.finished || this.readers > 0 || !this.plain || this.dropTimer !== undefined) return;
+    this.dropTimer = this.ctx.timers.set(() => {
+      this.dropTimer = undefined;
+      if (this.readers > 0 || !this.plain) return;
+      const body = this.plain;
+      this.plain = undefined;
+      this.plainReleased = true;
+      void body.dispose();
+    }, this.ctx.deps.plainLingerMs ?? 5_000, true);
   }
 
   /** Settles once no cache write is in flight (a block that arrived just before cancel() is still stored and counted). */
@@ -205,6 +232,7 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   private emitProgress(): void { this.emit('progress', this.progress()); }
 
   private cleanup(): void {
+    queueMicrotask(() => this.maybeDropPlain());
     this.transfer?.close();
     for (const u of this.releases) u();
     this.releases = [];
@@ -252,6 +280,11 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   /** Releases local resources of a finished job (the plain-download temp file). */
   async dispose(): Promise<void> {
     if (!this.finished) this.cancel();
-    await this.plain?.dispose();
+    if (this.dropTimer !== undefined) this.ctx.timers.clear(this.dropTimer);
+    this.dropTimer = undefined;
+    const body = this.plain;
+    this.plain = undefined;
+    this.plainReleased = true;
+    await body?.dispose();
   }
 }

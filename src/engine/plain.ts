@@ -1,9 +1,9 @@
 /**
  * Plain (non-PeerDist) downloads: the origin body is appended to a private temp file so any
  * number of readers can stream it, while it arrives and after it completed. The file is removed
- * when the engine drops the job (dispose).
+ * once the job finished and its last reader is done (job.ts), or when the engine drops the job.
  */
-import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DownloadError } from './errors.js';
@@ -82,4 +82,21 @@ export class PlainBuffer {
     await this.fh.close().catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Removes `peerdist-dl-*` directories left in `dir` by an earlier process (killed before it could
+ * drop them); returns how many. Only for a directory this process owns alone (the daemon's
+ * <state dir>/tmp): another live process's bodies must not be in it.
+ */
+export async function clearStaleBuffers(dir: string): Promise<number> {
+  let names: string[];
+  try { names = await readdir(dir); } catch { return 0; }
+  let n = 0;
+  for (const name of names) {
+    if (!name.startsWith('peerdist-dl-')) continue;
+    await rm(join(dir, name), { recursive: true, force: true });
+    n++;
+  }
+  return n;
 }

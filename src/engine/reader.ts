@@ -23,6 +23,8 @@ export interface ReaderSource {
   end: number | undefined;
   info: Promise<JobInfo>;
   plain(): PlainBuffer | undefined;
+  /** The plain body was dropped (the job finished and had no reader left). */
+  plainReleased?(): boolean;
   layout(): BlockLayout | undefined;
   store: StoreLike;
   /** A promise settled at the next change (block landed, state changed). */
@@ -100,6 +102,7 @@ async function* plainChunks(src: ReaderSource, stop: number): AsyncGenerator<Buf
     if (pb?.finished) return;
     const f = src.failure();
     if (f) throw f;
+    if (!pb && src.plainReleased?.()) throw new DownloadError('LOCAL', 'the download finished and its buffered body was released; fetch it again');
     await change;
   }
 }

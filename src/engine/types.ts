@@ -68,6 +68,11 @@ export interface EngineDeps {
   blockListRefreshMs?: number;
   /** Finished jobs kept for jobs()/merging of readers (default 32). */
   keepFinishedJobs?: number;
+  /**
+   * How long a finished plain download's temp body is kept once no reader streams it (default
+   * 5 s: covers a front end that obtained the job and is about to open its reader).
+   */
+  plainLingerMs?: number;
 }
 
 /** Where verified content bytes came from: the origin, peers, or the local cache. */
