@@ -3,7 +3,6 @@
  * after a last check that no known peer gained the block meanwhile. The bytes are verified
  * against the content information before they are stored.
  */
-import { verifyBlock } from '../protocol/pccrc/types.js';
 import { missingDataRequestHeaders } from '../protocol/pccrtp/headers.js';
 import { DownloadError } from './errors.js';
 import { readBody } from './origin-client.js';
@@ -14,7 +13,7 @@ const RECHECK_PEERS = 8;
 const RECHECK_WAIT_MS = 50;
 
 export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
-  const { ci, sched } = s, b = s.layout.blocks[g]!, seg = s.segInfo(g);
+  const { ci, sched } = s, b = s.layout.blocks[g]!;
   const start = s.layout.offsets[g]!;
   if (await peerHasItNow(s, g)) {
     if (s.stopped()) return;
@@ -43,7 +42,7 @@ export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
     return;
   }
   if (s.stopped()) return;
-  if (!verifyBlock(ci.version, seg, b.index, data)) {
+  if (!s.check(g, data)) {
     s.log.warn('origin block does not match the content information', { block: g, segment: b.seg, index: b.index });
     sched.originFailed(g, 'mismatch', s.ctx.now());
     s.trace({ type: 'origin-fail', block: g, reason, error: 'the origin\'s block does not match the content information' });

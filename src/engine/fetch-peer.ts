@@ -1,22 +1,27 @@
-/** Fetching one block from a peer (MS-PCCRR MSG_GETBLKS), verified against its hash before it is stored. */
-import { verifyBlock } from '../protocol/pccrc/types.js';
+/**
+ * Fetching one block from a peer (MS-PCCRR MSG_GETBLKS), verified against its hash before it is
+ * stored. The hash is computed once: in the retrieval client's verify callback (which is how a bad
+ * peer is told from a good one), and the store does not hash the same buffer again.
+ */
 import { PeerError } from '../protocol/pccrr/errors.js';
 import type { PeerFailure } from './scheduler.js';
 import type { Session } from './session.js';
 
 export async function fetchFromPeer(s: Session, g: number, peer: string): Promise<void> {
-  const { ci, sched } = s, b = s.layout.blocks[g]!, seg = s.segInfo(g);
+  const { sched } = s, b = s.layout.blocks[g]!, seg = s.segInfo(g);
   const t0 = s.ctx.now();
   let data: Buffer;
   let next = 0;
+  let verified: Buffer | undefined;
   try {
     const r = await s.ctx.deps.retrieval.getBlock({
       peer, segmentId: seg.segmentId, index: b.index, kp: seg.kp, expectedLength: b.length,
-      verify: (plain) => verifyBlock(ci.version, seg, b.index, plain), signal: s.signal,
+      verify: (plain) => { const ok = s.check(g, plain); if (ok) verified = plain; return ok; }, signal: s.signal,
     });
     data = r.data;
     next = r.nextBlockIndex;
-    if (!verifyBlock(ci.version, seg, b.index, data)) throw new PeerError('BAD_BLOCK', peer, `block ${b.index} does not match its hash`);
+    // Whatever the client did with the callback, only bytes that passed it are stored.
+    if (data !== verified && !s.check(g, data)) throw new PeerError('BAD_BLOCK', peer, `block ${b.index} does not match its hash`);
   } catch (err) {
     if (s.stopped()) return;
     const why = classifyPeerError(err);

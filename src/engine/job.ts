@@ -115,6 +115,7 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       plainReleased: () => this.plainReleased,
       layout: () => this.transfer?.layout,
       store: this.ctx.deps.store,
+      recent: (g) => this.transfer?.recentBlock(g),
       waitChange: () => this.tick,
       failure: () => this.error,
       finished: () => this.finished,

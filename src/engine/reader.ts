@@ -27,6 +27,8 @@ export interface ReaderSource {
   plainReleased?(): boolean;
   layout(): BlockLayout | undefined;
   store: StoreLike;
+  /** A verified block the download stored moments ago, still in memory (else it is read from the store). */
+  recent?(block: number): Buffer | undefined;
   /** A promise settled at the next change (block landed, state changed). */
   waitChange(): Promise<void>;
   failure(): Error | undefined;
@@ -74,7 +76,7 @@ async function* generate(src: ReaderSource): AsyncGenerator<Buffer> {
         if (src.finished()) throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} is no longer in the cache`);
         await change;
       }
-      const data = await src.store.readBlock(id, b.index, 'local');
+      const data = src.recent?.(g) ?? await src.store.readBlock(id, b.index, 'local');
       if (!data) throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} could not be read from the cache`);
       const off = layout.offsets[g]!;
       const from = Math.max(src.start, off) - off;

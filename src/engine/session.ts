@@ -45,6 +45,11 @@ export interface Session {
   /** Waits for `p` but at most `ms` and not beyond the end of the job. */
   until(p: Promise<unknown>, ms: number): Promise<void>;
   segInfo(block: number): SegmentInfo;
+  /**
+   * Verifies block `block` (once: a buffer that passed is not hashed again when stored). True when
+   * the bytes match the content information.
+   */
+  check(block: number, data: Buffer): boolean;
   /** Writes a verified block to the cache. */
   store(block: number, data: Buffer): Promise<void>;
   /** After a failed attempt: counts the block as a cache hit if it reached the cache another way. */

@@ -3,7 +3,7 @@
  * from discovery, starts peer and origin fetches as it decides, and stores every verified block.
  * The origin is used only once discovery had its chance (the initial gate).
  */
-import { blockCount, blockRange, type ContentInfo, type SegmentInfo } from '../protocol/pccrc/types.js';
+import { blockCount, blockRange, type ContentInfo, type SegmentInfo, verifyBlock } from '../protocol/pccrc/types.js';
 import type { Logger } from '../util/log.js';
 import { DiscoveryFeed } from './discovery-feed.js';
 import { DownloadError } from './errors.js';
@@ -16,6 +16,13 @@ import type { TraceEvent } from './trace.js';
 import type { ByteSource } from './types.js';
 
 const GATE_REFRESH_WAIT_MS = 500;
+/**
+ * Verified blocks kept in memory after they were stored, for readers streaming the download: a
+ * reader at the download front takes the block from here instead of reading and hashing it again
+ * from the cache. About the blocks in flight at once (32 from peers), so a reader keeping up
+ * never reads from disk; at most 64 x 128 KiB.
+ */
+const RECENT_BLOCKS = 64;
 const V2_SIGHTING_GRACE_MS = 60;
 
 /** What a transfer needs from its job. */
@@ -68,6 +75,8 @@ export class Transfer implements Session {
   private originOpen = false;
   /** Cache writes in flight (a block that arrived just before cancel() is still stored and counted). */
   private readonly storing = new Set<Promise<void>>();
+  /** Recently stored verified blocks by block number (insertion order = age). */
+  private readonly recent = new Map<number, Buffer>();
 
   constructor(readonly ci: ContentInfo, private readonly host: TransferHost) {
     this.ctx = host.ctx;
@@ -129,7 +138,11 @@ export class Transfer implements Session {
     this.timer = undefined;
     this.feed.close();
     this.ctx.deps.store.off('block', this.onStoreBlock);
+    this.recent.clear();
   }
+
+  /** A verified block stored moments ago, still in memory (readers at the front take it from here). */
+  recentBlock(g: number): Buffer | undefined { return this.recent.get(g); }
 
   /** Settles once no cache write is in flight. */
   async idle(): Promise<void> {
@@ -170,12 +183,26 @@ export class Transfer implements Session {
 
   segInfo(g: number): SegmentInfo { return this.ci.segments[this.layout.blocks[g]!.seg]!; }
 
+  check(g: number, data: Buffer): boolean {
+    const b = this.layout.blocks[g]!, seg = this.segInfo(g), st = this.ctx.deps.store;
+    if (st.checkBlock) {
+      if (st.checkBlock(seg.segmentId, b.index, data)) return true;
+      // The store refused: tell wrong bytes (the sender's fault) from a store that lost the segment.
+      return verifyBlock(this.ci.version, seg, b.index, data);
+    }
+    return verifyBlock(this.ci.version, seg, b.index, data);
+  }
+
   async store(g: number, data: Buffer): Promise<void> {
     const b = this.layout.blocks[g]!;
     const write = this.ctx.deps.store.putBlock(this.segInfo(g).segmentId, b.index, data);
     this.storing.add(write);
     try {
       await write;
+      if (!this.stopped()) {
+        this.recent.set(g, data);
+        if (this.recent.size > RECENT_BLOCKS) this.recent.delete(this.recent.keys().next().value!);
+      }
     } catch (err) {
       throw new DownloadError('LOCAL', `cannot store block ${b.index} of segment ${b.seg}: ${(err as Error).message}`, { cause: err });
     } finally {

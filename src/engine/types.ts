@@ -38,8 +38,11 @@ export interface RetrievalLike {
   getBlockList(req: { peer: string; segmentId: Buffer; ranges: Array<[number, number]>; signal?: AbortSignal }): Promise<{ ranges: Array<[number, number]>; nextBlockIndex: number }>;
 }
 
-/** The store operations the engine uses (BlockStore). */
-export type StoreLike = Pick<BlockStore, 'addSegment' | 'hasBlock' | 'putBlock' | 'readBlock' | 'pin' | 'getSegment'> & Pick<EventEmitter, 'on' | 'off'>;
+/**
+ * The store operations the engine uses (BlockStore). `checkBlock` (optional for fakes) verifies a
+ * block so that putBlock does not hash it again.
+ */
+export type StoreLike = Pick<BlockStore, 'addSegment' | 'hasBlock' | 'putBlock' | 'readBlock' | 'pin' | 'getSegment'> & Partial<Pick<BlockStore, 'checkBlock'>> & Pick<EventEmitter, 'on' | 'off'>;
 
 export interface EngineDeps {
   store: StoreLike;
