@@ -13,6 +13,7 @@ interface DaemonFlags {
   maxContentVersion?: string; presence?: boolean; mdnsPort?: string;
   uploadRateLimit?: string; maxPeerConnections?: string; maxPeerRequests?: string; cacheMaxAge?: string; serveOnBattery?: boolean;
   ipv6?: boolean | string;
+  hostedCache?: string[]; hostedCacheVersion?: string; hostedCacheCa?: string; hostedCacheRetrievalPort?: string;
 }
 
 /** How long shutdown may take before the process exits anyway. */
@@ -42,6 +43,10 @@ export function register(program: Command): void {
     .option('--cache-max-age <duration>', 'cache entries older than this are not served and are evicted, e.g. 28d, 12h (default 28d; 0 = no limit)')
     .option('--ipv6 [interfaces]', 'discover over IPv6 too (ff02::c): on the discovery interface, or all interfaces with IPv6, or these (comma-separated)')
     .option('--serve-on-battery', 'keep serving peers while the machine runs on battery (default: stop)')
+    .option('--hosted-cache <host[:port]>', 'offer downloaded segments to this MS-PCHC hosted cache and fetch from it (repeatable; port default 80 for v2, 443 for v1)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--hosted-cache-version <1|2>', 'MS-PCHC version: 2 = BATCHED_OFFER over HTTP (Windows 8+), 1 = INITIAL_OFFER/SEGMENT_INFO over HTTPS (Windows 7) (default 2)')
+    .option('--hosted-cache-ca <file>', 'PEM certificate(s) to trust for a v1 hosted cache (e.g. from peerdist hosted-cache export-cert)')
+    .option('--hosted-cache-retrieval-port <port>', 'MS-PCCRR port of a v1 hosted cache (default 80; v2 uses the --hosted-cache port)')
     .action(async (o: DaemonFlags) => {
       const flags: RawConfig = {
         stateDir: o.stateDir, listen: o.listen, interface: o.interface, admin: o.admin, adminSocket: o.adminSocket,
@@ -51,6 +56,8 @@ export function register(program: Command): void {
         uploadRateLimit: o.uploadRateLimit, maxPeerConnections: o.maxPeerConnections, maxPeerRequests: o.maxPeerRequests,
         cacheMaxAge: o.cacheMaxAge, serveOnBattery: o.serveOnBattery ? true : undefined,
         ipv6: o.ipv6,
+        hostedCache: o.hostedCache, hostedCacheVersion: o.hostedCacheVersion, hostedCacheCa: o.hostedCacheCa,
+        hostedCacheRetrievalPort: o.hostedCacheRetrievalPort,
       };
       const configPath = o.config ?? process.env.PEERDIST_CONFIG;
       const file = configPath ? await readConfigFile(configPath) : undefined;

@@ -37,6 +37,23 @@ export interface RawConfig {
   serveOnBattery?: boolean | string;
   /** IPv6 discovery: true/false, or interface names (comma-separated string or JSON array). */
   ipv6?: boolean | string | string[];
+  /** Hosted caches HOST[:PORT]: a list (config file), or comma-separated (env, repeated flags joined). */
+  hostedCache?: string | string[];
+  hostedCacheVersion?: number | string;
+  hostedCacheCa?: string;
+  hostedCacheRetrievalPort?: number | string;
+}
+
+/** A hosted cache the daemon offers to and fetches from (protocol/pchc.md, "Client behaviour"). */
+export interface HostedCacheSetting {
+  host: string;
+  /** MS-PCHC port: default 80 (v2.0, HTTP) or 443 (v1.0, HTTPS). */
+  port: number;
+  version: 1 | 2;
+  /** Its MS-PCCRR port: v2.0 the same port; v1.0 hostedCacheRetrievalPort, default 80. */
+  retrievalPort: number;
+  /** PEM file of extra CA certificates trusted for the v1.0 HTTPS offers. */
+  caFile?: string;
 }
 
 export interface DaemonConfig {
@@ -73,6 +90,8 @@ export interface DaemonConfig {
    * else every interface with a non-internal IPv6 address) or these interface names.
    */
   ipv6: boolean | string[];
+  /** Hosted caches (MS-PCHC); empty = distributed mode only. */
+  hostedCaches: HostedCacheSetting[];
 }
 
 export const DEFAULTS = {
@@ -109,6 +128,10 @@ export const ENV_VARS: Record<keyof RawConfig, string> = {
   cacheMaxAge: 'PEERDIST_CACHE_MAX_AGE',
   serveOnBattery: 'PEERDIST_SERVE_ON_BATTERY',
   ipv6: 'PEERDIST_IPV6',
+  hostedCache: 'PEERDIST_HOSTED_CACHE',
+  hostedCacheVersion: 'PEERDIST_HOSTED_CACHE_VERSION',
+  hostedCacheCa: 'PEERDIST_HOSTED_CACHE_CA',
+  hostedCacheRetrievalPort: 'PEERDIST_HOSTED_CACHE_RETRIEVAL_PORT',
 };
 
 const KEYS = Object.keys(ENV_VARS) as Array<keyof RawConfig>;
@@ -131,6 +154,7 @@ export function configFromJson(json: unknown, source = 'config file'): RawConfig
     if (!(KEYS as string[]).includes(k)) throw new ConfigError(`${source}: unknown setting "${k}" (known: ${KEYS.join(', ')})`);
     if (v === null || v === undefined) continue;
     if (k === 'ipv6' && Array.isArray(v) && v.every((x) => typeof x === 'string')) { out.ipv6 = v as string[]; continue; }
+    if (k === 'hostedCache' && Array.isArray(v) && v.every((x) => typeof x === 'string')) { out.hostedCache = v as string[]; continue; }
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new ConfigError(`${source}: "${k}" must be a string or number`);
     (out as Record<string, unknown>)[k] = v;
   }
@@ -271,6 +295,7 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
     cacheMaxAgeMs: parseDuration(pick('cacheMaxAge') ?? DEFAULTS.cacheMaxAge, 'cacheMaxAge'),
     serveOnBattery: sob === undefined ? DEFAULTS.serveOnBattery : parseBool(sob, 'serveOnBattery'),
     ipv6: parseIPv6Setting(pick('ipv6')),
+    hostedCaches: hostedCaches(pick('hostedCache'), pick('hostedCacheVersion'), pick('hostedCacheCa'), pick('hostedCacheRetrievalPort')),
   };
 }
 
@@ -320,4 +345,19 @@ export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFil
     if (!d.isDirectory()) throw new ConfigError(`adminSocket: ${dir} is not a directory`);
   }
   return out;
+}
+
+function hostedCaches(list: string | string[] | undefined, version: number | string | undefined, ca: string | undefined, rport: number | string | undefined): HostedCacheSetting[] {
+  const entries = (Array.isArray(list) ? list : (list ?? '').split(',')).map((e) => e.trim()).filter((e) => e !== '');
+  const v = parseIntSetting(version ?? 2, 'hostedCacheVersion', 1, 2) as 1 | 2;
+  const defaultPort = v === 2 ? 80 : 443;
+  const retrieval = rport === undefined ? undefined : parseIntSetting(rport, 'hostedCacheRetrievalPort', 1, 65535);
+  return entries.map((e) => {
+    const hp = wrap(() => /:\d+$/.test(e) && !/^[^[]*:.*:/.test(e) || e.startsWith('[') && /]:\d+$/.test(e)
+      ? parseHostPort(e, 'hostedCache')
+      : { host: e.replace(/^\[(.*)\]$/, '$1'), port: defaultPort });
+    if (hp.host === '' || hp.host === '0.0.0.0') throw new ConfigError(`hostedCache: "${e}" names no host`);
+    if (hp.port === 0) throw new ConfigError(`hostedCache: "${e}": port 0`);
+    return { host: hp.host, port: hp.port, version: v, retrievalPort: v === 2 ? hp.port : retrieval ?? 80, ...(ca ? { caFile: ca } : {}) };
+  });
 }

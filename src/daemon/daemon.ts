@@ -3,7 +3,7 @@
  * discovery answering from the store, DNS-SD presence, the download engine, the admin API and
  * the optional local HTTP proxy. `close()` shuts everything down in reverse order.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { BlockStore } from '../cache/store.js';
@@ -25,11 +25,15 @@ import { startProxyServer } from './proxy.js';
 import { collectMetrics, statusDocument, type DaemonParts } from './status-report.js';
 import { renderMetrics } from './metrics.js';
 import { PeerTracker } from './peer-tracker.js';
+import { HostedCacheSource } from '../hostedcache/peer-source.js';
+import { Offerer } from '../hostedcache/offerer.js';
 import { PowerMonitor } from './power.js';
 import { ServePolicy } from './serve-policy.js';
 import { isLivenessProbe } from '../discovery/liveness.js';
 import { TraceBook, type TracedJob } from './traces.js';
 import { ByteHistory, HISTORY_SAMPLE_MS, PeerHealth, type PeerStatLike } from './history.js';
+
+const isWildcard = (h: string) => h === '0.0.0.0' || h === '::' || h === '';
 
 export const DAEMON_VERSION = VERSION;
 /** How often the DNS-SD TXT record (cache size) is refreshed. */
@@ -175,8 +179,30 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const retrieval = new RetrievalClient({ connections: PEER_CONNECTIONS, logger: log.child({ component: 'pccrr-client' }) });
     closers.push({ name: 'retrieval client', close: () => retrieval.close() });
     const peers = new PeerTracker();
+    // Hosted caches (MS-PCHC): one more peer source for every download, and where completed
+    // segments are offered (protocol/pchc.md, "Client behaviour").
+    const hcSource = new HostedCacheSource({
+      caches: config.hostedCaches.map((h) => ({ address: formatHostPort({ host: h.host, port: h.retrievalPort }), version: h.version })),
+      client: retrieval, logger: log.child({ component: 'hosted-cache-source' }),
+    });
+    const offerers: Offerer[] = [];
+    for (const h of config.hostedCaches) {
+      const ca = h.caFile ? await step(`hosted cache CA file ${h.caFile}`, () => readFile(h.caFile!, 'utf8')) : undefined;
+      const o = new Offerer({ target: { host: h.host, port: h.port, version: h.version, ca }, localPort: bound.port,
+        localAddress: isWildcard(config.listen.host) ? undefined : config.listen.host, logger: log.child({ component: 'offerer' }) });
+      offerers.push(o);
+      closers.push({ name: 'offerer', close: () => o.close() });
+    }
+    if (offerers.length > 0) {
+      store.on('block', (idHex: string) => {
+        const id = Buffer.from(idHex, 'hex');
+        if (!store.isComplete(id)) return;
+        const meta = store.getSegment(id);
+        if (meta) for (const o of offerers) o.offer(meta);
+      });
+    }
     const engine = new DownloadEngine({
-      store, discovery: peers.wrap(discovery), retrieval, logger: log.child({ component: 'engine' }),
+      store, discovery: peers.wrap(hcSource.wrap(discovery)), retrieval, logger: log.child({ component: 'engine' }),
       signaturePublicKeyPem, maxContentVersion: config.maxContentVersion, selfAddresses: xaddrs, tmpDir,
     });
     closers.push({ name: 'engine', close: () => engine.close() });
@@ -203,7 +229,9 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       stateDir: config.stateDir, originPublicKey: config.originPublicKeyFile ?? null,
       uploadRateLimit: config.uploadRateLimit ?? null, power: power.current(), serving: policy.notServing() === undefined,
     });
-    const parts: DaemonParts = { engine, jobs, store, server, discovery, peers, started, version: DAEMON_VERSION, history, health, now: clock, endpoints };
+    const parts: DaemonParts = { engine, jobs, store, server, discovery, peers, started, version: DAEMON_VERSION, history, health, now: clock, endpoints,
+      ...(offerers.length ? { hostedCaches: () => offerers.map((o) => ({ host: o.target.host, port: o.target.port, version: o.target.version, offers: o.snapshot(), polls: hcSource.stats })) } : {}),
+    };
     const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () => startAdminServer(config.admin, {
       jobs, logger: log.child({ component: 'admin' }),
       status: () => statusDocument(parts),

@@ -20,6 +20,8 @@ export interface DaemonParts {
   server: { stats(): { blocksServed: number; bytesServed: number; requests: number; blocksMissing: number; busy: number } };
   discovery: { stats(): object };
   peers: { known(): string[]; discoveries?: { attempts: number; successes: number } };
+  /** Offers to and polls of the configured hosted caches (MS-PCHC); absent without any. */
+  hostedCaches?: () => object[];
   started: number;
   version: string;
   now?: () => number;
@@ -72,6 +74,7 @@ export interface StatusDocument {
   troublePeers: PeerTrouble[];
   discoveryAttempts: { attempts: number; successes: number };
   endpoints?: object;
+  hostedCaches?: object[];
 }
 
 const HOUR_MS = 3_600_000;
@@ -86,6 +89,7 @@ export function statusDocument(p: DaemonParts): StatusDocument {
     troublePeers: p.health?.list().slice(0, 20) ?? [],
     discoveryAttempts: { ...(p.peers.discoveries ?? { attempts: 0, successes: 0 }) },
     ...(p.endpoints ? { endpoints: p.endpoints() } : {}),
+    ...(p.hostedCaches ? { hostedCaches: p.hostedCaches() } : {}),
   };
 }
 

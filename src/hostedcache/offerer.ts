@@ -38,6 +38,11 @@ export interface OffererOptions {
   target: HostedCacheTarget;
   /** Our MS-PCCRR port (ConnectionInformation.Port): the hosted cache pulls from it. */
   localPort: number;
+  /**
+   * Source address of the offers. The hosted cache pulls from the address an offer came from, so a
+   * retrieval server bound to one address must offer from it (unset: the system's choice).
+   */
+  localAddress?: string;
   /** Delay that gathers completed segments into one request (default 250 ms). */
   batchDelayMs?: number;
   post?: PchcPost;
@@ -46,8 +51,8 @@ export interface OffererOptions {
 
 export interface OffererStats { requests: number; segmentsOffered: number; ok: number; interested: number; failures: number; queued: number }
 
-function undiciPost(ca: string | undefined): { post: PchcPost; close: () => Promise<void> } {
-  const agent = new Agent({ connect: ca ? { ca } : {}, keepAliveTimeout: 10_000, connections: 1 });
+function undiciPost(ca: string | undefined, localAddress: string | undefined): { post: PchcPost; close: () => Promise<void> } {
+  const agent = new Agent({ connect: ca ? { ca } : {}, ...(localAddress ? { localAddress } : {}), keepAliveTimeout: 10_000, connections: 1 });
   return {
     post: async (url, body, signal) => {
       const res = await request(url, { method: 'POST', body, dispatcher: agent, signal, headers: { 'content-length': String(body.length) } });
@@ -82,7 +87,7 @@ export class Offerer {
     const scheme = t.version === 1 ? 'https' : 'http';
     this.url = `${scheme}://${formatHostPort({ host: t.host, port: t.port })}${t.version === 1 ? PCHC_PATH_V1 : PCHC_PATH_V2}`;
     if (opts.post) { this.post = opts.post; this.closeTransport = async () => undefined; } else {
-      const u = undiciPost(t.ca);
+      const u = undiciPost(t.ca, opts.localAddress);
       this.post = u.post;
       this.closeTransport = u.close;
     }

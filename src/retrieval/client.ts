@@ -3,6 +3,7 @@
  * timers, bounded response buffering, full validation of every response field, decryption with
  * the algorithm the response names, then the caller's hash check. See protocol/pccrr.md.
  */
+import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { createLogger, type Logger } from '../util/log.js';
 import {
@@ -166,6 +167,22 @@ export class RetrievalClient {
     if (msg.blockIndex !== index) throw new PeerError('PEER_PROTOCOL', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
     if (msg.block.length === 0) throw new PeerError('PEER_NOT_AVAILABLE', peer, `block ${index} not available`);
     return { cryptoAlgo: msg.cryptoAlgo, block: msg.block, iv: msg.iv, bytesOnWire: bytes + body.length };
+  }
+
+  /**
+   * MSG_GETSEGLIST (ProtVer 2.0): which of `segmentIds` the peer holds (fully or partly), as
+   * indexes into the list. Hosted caches answer it; Windows peers in distributed mode need not.
+   */
+  async getSegmentList(req: { peer: string; segmentIds: Buffer[]; signal?: AbortSignal }): Promise<number[]> {
+    const { peer } = req;
+    const requestId = randomBytes(16);
+    const body = encodeRequest({ type: 'GETSEGLIST', cryptoAlgo: this.cryptoAlgo, requestId, segmentIds: req.segmentIds });
+    const { msg } = await this.exchange(peer, body, req.signal);
+    if (msg.type !== 'SEGLIST') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_SEGLIST, got MSG_${msg.type}`);
+    if (!msg.requestId.equals(requestId)) throw new PeerError('PEER_PROTOCOL', peer, 'MSG_SEGLIST RequestID differs from the request');
+    const out: number[] = [];
+    for (const [i, c] of msg.ranges) for (let k = i; k < i + c && k < req.segmentIds.length; k++) out.push(k);
+    return [...new Set(out)].sort((a, b) => a - b);
   }
 
   /** Ask which of the given block ranges a peer holds. */

@@ -1,0 +1,156 @@
+/**
+ * Hosted caches as one more peer source for the download engine, with no change to the engine: a
+ * DiscoveryLike wrapper whose watches report, next to discovery's own sightings, the configured
+ * hosted caches that hold the watched segments. Each watch asks every hosted cache at once and then
+ * every POLL_MS for the segments it has not shown yet (other clients keep offering while we
+ * download): MSG_GETSEGLIST for a v2.0 hosted cache (one request for up to 1,000 IDs), MSG_GETBLKLIST
+ * per segment for a v1.0 one (Windows Server 2008 R2 has no GETSEGLIST). A hosted cache is then a
+ * peer like any other: the scheduler picks the source with the least expected completion time, so
+ * a hosted cache on the LAN wins over the origin, and over slower peers. See protocol/pchc.md.
+ */
+import { EventEmitter } from 'node:events';
+import type { DiscoveryLike, SightingLike, WatchLike } from '../engine/types.js';
+import { MAX_BLOCKS_PER_SEGMENT } from '../protocol/pccrr/codec.js';
+import { type Logger, nullLogger } from '../util/log.js';
+
+export interface HostedCachePeer {
+  /** host:port of its MS-PCCRR endpoint. */
+  address: string;
+  /** 2: ask with GETSEGLIST; 1: GETBLKLIST per segment. */
+  version: 1 | 2;
+}
+
+/** The retrieval calls the source makes (RetrievalClient satisfies it). */
+export interface ListClient {
+  getSegmentList(req: { peer: string; segmentIds: Buffer[]; signal?: AbortSignal }): Promise<number[]>;
+  getBlockList(req: { peer: string; segmentId: Buffer; ranges: Array<[number, number]>; signal?: AbortSignal }): Promise<{ ranges: Array<[number, number]> }>;
+}
+
+export interface HostedCacheSourceOptions {
+  caches: HostedCachePeer[];
+  client: ListClient;
+  /** Poll period for segments not yet held (default 500 ms); doubles up to 8 s while a cache fails. */
+  pollMs?: number;
+  logger?: Logger;
+}
+
+const IDS_PER_SEGLIST = 1000;
+const MAX_BACKOFF_MS = 8000;
+
+export interface HostedCacheSourceStats { polls: number; failures: number; sightings: number }
+
+class MergedWatch extends EventEmitter implements WatchLike {
+  private readonly found = new Map<string, SightingLike[]>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly ac = new AbortController();
+  private hit: (() => void) | undefined;
+  private readonly hitP: Promise<void>;
+  private closed = false;
+
+  constructor(
+    private readonly inner: WatchLike,
+    private readonly ids: Buffer[],
+    private readonly src: HostedCacheSource,
+  ) {
+    super();
+    this.hitP = new Promise((r) => { this.hit = r; });
+    inner.on('peer', (p: SightingLike) => this.emit('peer', p));
+    for (const hc of src.caches) void this.poll(hc, src.pollMs);
+  }
+
+  private async poll(hc: HostedCachePeer, backoff: number): Promise<void> {
+    if (this.closed) return;
+    const wanted = this.ids.filter((id) => !this.found.get(id.toString('hex').toUpperCase())?.some((s) => s.address === hc.address));
+    if (wanted.length === 0) return;
+    let ok = true;
+    try {
+      if (hc.version === 2) {
+        for (let i = 0; i < wanted.length && !this.closed; i += IDS_PER_SEGLIST) {
+          const batch = wanted.slice(i, i + IDS_PER_SEGLIST);
+          const held = await this.src.client.getSegmentList({ peer: hc.address, segmentIds: batch, signal: this.ac.signal });
+          this.src.stats.polls++;
+          for (const k of held) if (batch[k]) this.sighting(hc, batch[k]!, 1);
+        }
+      } else {
+        for (const id of wanted) {
+          if (this.closed) break;
+          const r = await this.src.client.getBlockList({ peer: hc.address, segmentId: id, ranges: [[0, MAX_BLOCKS_PER_SEGMENT]], signal: this.ac.signal });
+          this.src.stats.polls++;
+          const n = r.ranges.reduce((a, [, c]) => a + c, 0);
+          if (n > 0) this.sighting(hc, id, n);
+        }
+      }
+    } catch (err) {
+      if (this.closed) return;
+      ok = false;
+      this.src.stats.failures++;
+      this.src.log.debug('hosted cache poll failed', { cache: hc.address, err: (err as Error).message });
+    }
+    if (this.closed) return;
+    const next = ok ? this.src.pollMs : Math.min(MAX_BACKOFF_MS, backoff * 2);
+    const t = setTimeout(() => { this.timers.delete(t); void this.poll(hc, next); }, next);
+    t.unref?.();
+    this.timers.add(t);
+  }
+
+  private sighting(hc: HostedCachePeer, id: Buffer, blockCount: number): void {
+    const key = id.toString('hex').toUpperCase();
+    // complete: false: the engine asks for block lists (v1) or takes the segment as held (v2).
+    const s: SightingLike = { segmentId: key, address: hc.address, blockCount, complete: false };
+    const list = this.found.get(key) ?? [];
+    list.push(s);
+    this.found.set(key, list);
+    this.src.stats.sightings++;
+    this.hit?.();
+    this.emit('peer', s);
+  }
+
+  peers(segmentId: Buffer): SightingLike[] {
+    return [...this.inner.peers(segmentId), ...(this.found.get(segmentId.toString('hex').toUpperCase()) ?? [])];
+  }
+
+  reportFailure(address: string): void { this.inner.reportFailure(address); }
+
+  waitForPeers(timeoutMs: number): Promise<void> {
+    if (this.found.size > 0) return Promise.resolve();
+    return Promise.race([this.inner.waitForPeers(timeoutMs), this.hitP]);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ac.abort();
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.hit?.();
+    this.inner.close();
+    this.emit('close');
+  }
+}
+
+export class HostedCacheSource {
+  readonly caches: HostedCachePeer[];
+  readonly client: ListClient;
+  readonly pollMs: number;
+  readonly log: Logger;
+  readonly stats: HostedCacheSourceStats = { polls: 0, failures: 0, sightings: 0 };
+
+  constructor(opts: HostedCacheSourceOptions) {
+    this.caches = opts.caches;
+    this.client = opts.client;
+    this.pollMs = opts.pollMs ?? 500;
+    this.log = opts.logger ?? nullLogger;
+  }
+
+  /** A DiscoveryLike that adds the hosted caches to every watch of `inner`. */
+  wrap(inner: DiscoveryLike): DiscoveryLike {
+    if (this.caches.length === 0) return inner;
+    const src = this;
+    return {
+      get initialWaitMs() { return inner.initialWaitMs; },
+      watch(ids: Buffer[], version: 1 | 2): WatchLike {
+        return new MergedWatch(inner.watch(ids, version), ids, src);
+      },
+    };
+  }
+}
