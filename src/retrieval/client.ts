@@ -219,7 +219,9 @@ export class RetrievalClient {
       let origin: string;
       try {
         const u = new URL(`http://${peer}`);
-        if (!u.port || u.pathname !== '/' || u.username || u.search) throw new Error('not host:port');
+        // The URL parser elides the scheme's default port: 'host:80' has u.port ''.
+        const port = u.port || (/:80$/.test(peer) ? '80' : '');
+        if (!port || u.pathname !== '/' || u.username || u.search) throw new Error('not host:port');
         origin = u.origin;
       } catch {
         throw new PeerError('PEER_UNREACHABLE', peer, 'peer address must be host:port');
