@@ -43,7 +43,7 @@ export interface OffererOptions {
    * retrieval server bound to one address must offer from it (unset: the system's choice).
    */
   localAddress?: string;
-  /** Delay that gathers completed segments into one request (default 250 ms). */
+  /** Delay that gathers completed segments into one request (default 100 ms). */
   batchDelayMs?: number;
   post?: PchcPost;
   logger?: Logger;
@@ -105,7 +105,7 @@ export class Offerer {
     if (this.offered.has(key) || this.queue.length >= MAX_QUEUED) return;
     this.remember(key);
     this.queue.push(meta);
-    this.timer ??= setTimeout(() => { this.timer = undefined; this.kick(); }, this.opts.batchDelayMs ?? 250);
+    this.timer ??= setTimeout(() => { this.timer = undefined; this.kick(); }, this.opts.batchDelayMs ?? 100);
   }
 
   /** Sends everything queued now; resolves when the queue is empty. */

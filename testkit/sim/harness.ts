@@ -48,6 +48,16 @@ export interface ClusterOptions {
   upstreamPlain?: boolean;
 }
 
+/** The branch's hosted cache (`peerdist hosted-cache`) on a host of its own. */
+export interface HostedCacheHandle {
+  host: SimHost;
+  /** HOST:PORT of its HTTP listener (MS-PCHC v2.0 and MS-PCCRR). */
+  address: string;
+  admin: string;
+  stateDir: string;
+  child: TrackedChild;
+}
+
 export interface DaemonHandle {
   index: number;
   host: SimHost;
@@ -149,6 +159,8 @@ export class Cluster {
   private outCounter = 0;
   private evilCounter = 0;
   private readonly extraChildren: TrackedChild[] = [];
+  /** Set by startHostedCache: daemons started afterwards offer to it and fetch from it. */
+  hostedCache?: HostedCacheHandle;
 
   private readonly unhook: () => void;
 
@@ -249,12 +261,40 @@ export class Cluster {
     if (this.daemons[i - 1]?.child.running) throw new SimError('SIM_CLUSTER', `daemon ${i} already running`);
     const stateDir = join(this.root, `c${i}-state`);
     const args = [peerdistEntry, 'daemon', '--state-dir', stateDir, '--listen', `${host.address}:0`, '--admin', `${host.localAddress}:0`,
-      '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort), '--no-presence', ...(this.opts.daemonArgs ?? []), ...extraArgs];
+      '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort), '--no-presence',
+      ...(this.hostedCache ? ['--hosted-cache', this.hostedCache.address] : []), ...(this.opts.daemonArgs ?? []), ...extraArgs];
     const child = this.network.spawn(host, process.execPath, args, this.env());
     const ready = await child.firstJsonLine<{ retrieval: string; admin: string; pid: number }>((v) => v.event === 'ready', this.readyMs);
     const d: DaemonHandle = { index: i, host, retrieval: ready.retrieval, admin: ready.admin, pid: ready.pid ?? child.pid ?? 0, stateDir, child };
     this.daemons[i - 1] = d;
     return d;
+  }
+
+  /**
+   * Starts a hosted cache on a new host (on branch subnet `subnet`, default 1), HTTP on port 80
+   * (MS-PCHC v2.0 + MS-PCCRR), no HTTPS. Daemons started after this use it (`--hosted-cache`).
+   */
+  async startHostedCache(opts: { subnet?: number; args?: string[] } = {}): Promise<HostedCacheHandle> {
+    if (this.hostedCache) throw new SimError('SIM_CLUSTER', 'hosted cache already started');
+    const host = await this.network.addHost('hc', { subnet: opts.subnet ?? 1 });
+    const stateDir = join(this.root, 'hc-state');
+    const listen = this.network.kind === 'loopback' ? `${host.address}:0` : `${host.address}:80`;
+    const args = [peerdistEntry, 'hosted-cache', '--state-dir', stateDir, '--http', listen, '--https', 'off', '--admin', `${host.localAddress}:0`, ...(opts.args ?? [])];
+    const child = this.network.spawn(host, process.execPath, args, this.env());
+    this.extraChildren.push(child);
+    const ready = await child.firstJsonLine<{ http: string; admin: string }>((v) => v.event === 'ready', this.readyMs);
+    this.hostedCache = { host, address: ready.http, admin: ready.admin, stateDir, child };
+    return this.hostedCache;
+  }
+
+  /** The hosted cache's `/v1/status` document (hostedCache counters, cache, retrievalServer). */
+  async hostedCacheStatus(): Promise<Record<string, unknown>> {
+    const hc = this.hostedCache;
+    if (!hc) throw new SimError('SIM_CLUSTER', 'no hosted cache');
+    const r = await this.network.run(hc.host, process.execPath, [peerdistEntry, 'status', '--daemon', hc.admin, '--json'], { timeoutMs: 15_000, env: this.env() });
+    const j = lastJsonLine(r.stdout);
+    if (r.code !== 0 || !j) throw new SimError('SIM_STEP', `status of the hosted cache failed: ${r.stderr.trim().slice(-500)}`);
+    return j;
   }
 
   async startDaemons(): Promise<DaemonHandle[]> {

@@ -139,26 +139,30 @@ export class NetnsLab {
     return mustRun('ip', ['-n', ns, ...args], { timeoutMs: 10_000 });
   }
 
-  /** Adds a host namespace with address `<subnet>.<octet>`, attached to the bridge; multicast routed via its link. */
-  async addHost(name: string, octet: number): Promise<NsHost> {
+  /**
+   * Adds a host namespace with address `<subnet>.<octet>`, attached to a bridge (default br0 and
+   * the lab's subnet); multicast routed via its link; `gateway` adds a default route (a router).
+   */
+  async addHost(name: string, octet: number, opts: { bridge?: string; subnet?: string; gateway?: string } = {}): Promise<NsHost> {
     if (this.destroyed) throw new SimError('SIM_LAB', 'lab destroyed');
     if (!/^[a-z][a-z0-9]{0,9}$/.test(name)) throw new SimError('SIM_LAB', `bad host name ${name}`);
-    if (!Number.isInteger(octet) || octet < 1 || octet > 254) throw new SimError('SIM_LAB', `bad host octet ${octet}`);
+    if (!Number.isInteger(octet) || octet < 1 || octet > 253) throw new SimError('SIM_LAB', `bad host octet ${octet}`);
     const ns = this.prefix + name;
     const port = `p-${name}`;
-    const address = `${this.subnet}.${octet}`;
+    const address = `${opts.subnet ?? this.subnet}.${octet}`;
     await this.addNamespace(ns);
     if (this.ipv6) {
       // Before the veth appears in the namespace, so its addresses are usable at once (no DAD wait).
       await mustRun('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'], { timeoutMs: 10_000 });
     }
     await this.ip(this.switchNs, ['link', 'add', port, 'type', 'veth', 'peer', 'name', IFACE, 'netns', ns]);
-    await this.ip(this.switchNs, ['link', 'set', port, 'master', 'br0']);
+    await this.ip(this.switchNs, ['link', 'set', port, 'master', opts.bridge ?? 'br0']);
     await this.ip(this.switchNs, ['link', 'set', port, 'up']);
     await this.ip(ns, ['link', 'set', 'lo', 'up']);
     await this.ip(ns, ['addr', 'add', `${address}/24`, 'dev', IFACE]);
     await this.ip(ns, ['link', 'set', IFACE, 'up']);
     await this.ip(ns, ['route', 'add', '224.0.0.0/4', 'dev', IFACE]);
+    if (opts.gateway) await this.ip(ns, ['route', 'add', 'default', 'via', opts.gateway]);
     let address6: string | undefined;
     if (this.ipv6) {
       address6 = `fd70:7064:1::${octet}`;
@@ -167,6 +171,35 @@ export class NetnsLab {
     const host: NsHost = { name, ns, address, iface: IFACE, address6 };
     this.hosts.set(name, host);
     return host;
+  }
+
+  /** Adds another L2 segment: bridge `name` in the switch namespace (bridges are not joined to each other). */
+  async addBridge(name: string): Promise<void> {
+    if (!/^br[0-9]{1,2}$/.test(name)) throw new SimError('SIM_LAB', `bad bridge name ${name}`);
+    await this.ip(this.switchNs, ['link', 'add', name, 'type', 'bridge', 'mcast_snooping', '0']);
+    await this.ip(this.switchNs, ['link', 'set', name, 'up']);
+  }
+
+  /**
+   * A router namespace with one leg on each bridge at `<subnet>.254/24`. It forwards unicast IPv4
+   * between the subnets and runs no multicast routing, so WS-Discovery stays on its own subnet
+   * (a branch with VLANs).
+   */
+  async addRouter(legs: Array<{ bridge: string; subnet: string }>): Promise<string> {
+    const ns = `${this.prefix}rt`;
+    await this.addNamespace(ns);
+    await this.ip(ns, ['link', 'set', 'lo', 'up']);
+    for (const [k, leg] of legs.entries()) {
+      const port = `r-${leg.bridge}`;
+      const inner = `eth${k}`;
+      await this.ip(this.switchNs, ['link', 'add', port, 'type', 'veth', 'peer', 'name', inner, 'netns', ns]);
+      await this.ip(this.switchNs, ['link', 'set', port, 'master', leg.bridge]);
+      await this.ip(this.switchNs, ['link', 'set', port, 'up']);
+      await this.ip(ns, ['addr', 'add', `${leg.subnet}.254/24`, 'dev', inner]);
+      await this.ip(ns, ['link', 'set', inner, 'up']);
+    }
+    await mustRun('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { timeoutMs: 10_000 });
+    return ns;
   }
 
   /** Shapes a host's egress (what it sends onto the LAN) with a token bucket filter. */

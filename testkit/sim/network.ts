@@ -17,13 +17,15 @@ export interface SimHost {
   /** Interface name of the host's LAN link, and its IPv6 ULA (namespace labs created with ipv6). */
   iface?: string;
   address6?: string;
+  /** Branch networks: the subnet (1..N) the host is on; 0 = the origin's WAN side. */
+  subnet?: number;
 }
 
 export interface SimNetwork {
   readonly kind: 'netns' | 'loopback';
   readonly origin: SimHost;
-  /** Adds a client host (octet/index chosen by the network). */
-  addHost(name: string): Promise<SimHost>;
+  /** Adds a client host (octet/index chosen by the network; on a branch network, `subnet` or round robin). */
+  addHost(name: string, opts?: { subnet?: number }): Promise<SimHost>;
   spawn(host: SimHost, cmd: string, args: string[], env?: NodeJS.ProcessEnv): TrackedChild;
   run(host: SimHost, cmd: string, args: string[], opts?: { timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<RunResult>;
   /** Shapes what the origin sends (the WAN downlink). No-op on loopback (returns false). */
@@ -33,19 +35,35 @@ export interface SimNetwork {
   destroy(): Promise<void>;
 }
 
-/** Namespace network: origin at <subnet>.1, clients from <subnet>.11 up. */
+/** Subnet (first three octets) of branch subnet k (1..N). */
+export const branchSubnet = (k: number) => `10.214.${k}`;
+
+/**
+ * Namespace network: origin at <subnet>.1, clients from <subnet>.11 up, all on one bridge. With
+ * `subnets: N` (a branch): N client subnets (bridges br1..brN, 10.214.k.0/24) and the origin's own
+ * (br0) joined by a router namespace that forwards unicast but not multicast; clients are spread
+ * over the subnets round robin (or placed with addHost's `subnet`).
+ */
 export class NetnsNetwork implements SimNetwork {
   readonly kind = 'netns' as const;
   private next = 11;
+  private readonly nextIn = new Map<number, number>();
+  private roundRobin = 0;
   private readonly ns = new Map<string, NsHost>();
 
-  private constructor(readonly lab: NetnsLab, readonly origin: SimHost) {}
+  private constructor(readonly lab: NetnsLab, readonly origin: SimHost, readonly subnets: number) {}
 
-  static async create(opts: { subnet?: string; ipv6?: boolean } = {}): Promise<NetnsNetwork> {
+  static async create(opts: { subnet?: string; ipv6?: boolean; subnets?: number } = {}): Promise<NetnsNetwork> {
     const lab = await NetnsLab.create(opts);
+    const subnets = opts.subnets ?? 0;
     try {
-      const o = await lab.addHost('origin', 1);
-      const net = new NetnsNetwork(lab, NetnsNetwork.wrap(o));
+      if (subnets > 0) {
+        if (!Number.isInteger(subnets) || subnets > 8) throw new Error(`subnets must be 1..8, got ${subnets}`);
+        for (let k = 1; k <= subnets; k++) await lab.addBridge(`br${k}`);
+        await lab.addRouter([{ bridge: 'br0', subnet: lab.subnet }, ...Array.from({ length: subnets }, (_, i) => ({ bridge: `br${i + 1}`, subnet: branchSubnet(i + 1) }))]);
+      }
+      const o = await lab.addHost('origin', 1, subnets > 0 ? { gateway: `${lab.subnet}.254` } : {});
+      const net = new NetnsNetwork(lab, { ...NetnsNetwork.wrap(o), ...(subnets > 0 ? { subnet: 0 } : {}) }, subnets);
       net.ns.set('origin', o);
       return net;
     } catch (err) {
@@ -54,14 +72,23 @@ export class NetnsNetwork implements SimNetwork {
     }
   }
 
-  private static wrap(h: NsHost): SimHost {
-    return { name: h.name, address: h.address, localAddress: '127.0.0.1', discoveryInterface: h.address, iface: h.iface, address6: h.address6 };
+  private static wrap(h: NsHost, subnet?: number): SimHost {
+    return { name: h.name, address: h.address, localAddress: '127.0.0.1', discoveryInterface: h.address, iface: h.iface, address6: h.address6, ...(subnet !== undefined ? { subnet } : {}) };
   }
 
-  async addHost(name: string): Promise<SimHost> {
-    const h = await this.lab.addHost(name, this.next++);
+  async addHost(name: string, opts: { subnet?: number } = {}): Promise<SimHost> {
+    if (this.subnets === 0) {
+      const h = await this.lab.addHost(name, this.next++);
+      this.ns.set(name, h);
+      return NetnsNetwork.wrap(h);
+    }
+    const k = opts.subnet ?? (this.roundRobin++ % this.subnets) + 1;
+    if (!Number.isInteger(k) || k < 1 || k > this.subnets) throw new Error(`no subnet ${k}`);
+    const octet = this.nextIn.get(k) ?? 11;
+    this.nextIn.set(k, octet + 1);
+    const h = await this.lab.addHost(name, octet, { bridge: `br${k}`, subnet: branchSubnet(k), gateway: `${branchSubnet(k)}.254` });
     this.ns.set(name, h);
-    return NetnsNetwork.wrap(h);
+    return NetnsNetwork.wrap(h, k);
   }
 
   nsHost(host: SimHost): NsHost {
