@@ -8,7 +8,7 @@
  * BENCHMARKS.md, measured by bench/hosted-cache.ts). Skips unless root with iproute2.
  */
 import t, { type Test } from 'tap';
-import { Cluster, originBlockBytes, type DownloadResult } from '../../testkit/sim/harness.js';
+import { Cluster, originBlockBytes, type SimDownload as DownloadResult } from '../../testkit/sim/harness.js';
 import { NetnsNetwork } from '../../testkit/sim/network.js';
 import { netnsSupport } from '../../testkit/sim/netns.js';
 import { runDownloads } from '../../testkit/sim/scenarios.js';
