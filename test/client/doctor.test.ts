@@ -21,7 +21,7 @@ t.test('doctor with two daemons on loopback, then with none', async (t) => {
   const port = await freeUdpPort();
   const args = (n: number) => ['--state-dir', join(root, `d${n}`), '--listen', `127.0.0.${40 + n}:0`, '--interface', '127.0.0.1',
     '--admin', '127.0.0.1:0', '--discovery-port', String(port), '--no-presence'];
-  const [d1, d2] = await Promise.all([startDaemonChild(args(1)), startDaemonChild(args(2))]);
+  const [d1, d2] = await Promise.all([startDaemonChild(args(1), { timeoutMs: 60_000 }), startDaemonChild(args(2), { timeoutMs: 60_000 })]);
   children.push(d1!, d2!);
 
   const ok = await runCli(['doctor', '--daemon', d1!.ready.admin, '--expect-peers', '--json'], { timeoutMs: 30_000 });

@@ -34,7 +34,7 @@ t.test('explain two downloads', async (t) => {
   const port = await freeUdpPort();
   const args = (n: number) => ['--state-dir', join(root, `d${n}`), '--listen', `127.0.0.${50 + n}:0`, '--interface', '127.0.0.1',
     '--admin', '127.0.0.1:0', '--discovery-port', String(port), '--no-presence', '--max-content-version', '1'];
-  const [d1, d2] = await Promise.all([startDaemonChild(args(1)), startDaemonChild(args(2))]);
+  const [d1, d2] = await Promise.all([startDaemonChild(args(1), { timeoutMs: 60_000 }), startDaemonChild(args(2), { timeoutMs: 60_000 })]);
   children.push(d1!, d2!);
 
   const none = await runCli(['explain', '--daemon', d1!.ready.admin]);

@@ -42,11 +42,11 @@ t.test('battery and upload cap with real daemons', async (t) => {
     '--state-dir', join(root, `d${n}`), '--listen', `127.0.0.${n + 20}:0`, '--interface', '127.0.0.1',
     '--admin', '127.0.0.1:0', '--discovery-port', String(discoveryPort), '--no-presence', ...extra,
   ];
-  const d1 = await startDaemonChild(args(1), { env: { PEERDIST_POWER_SUPPLY_DIR: join(root, 'power') } });
+  const d1 = await startDaemonChild(args(1), { timeoutMs: 60_000, env: { PEERDIST_POWER_SUPPLY_DIR: join(root, 'power') } });
   children.push(d1);
-  const d2 = await startDaemonChild(args(2));
+  const d2 = await startDaemonChild(args(2), { timeoutMs: 60_000 });
   children.push(d2);
-  const d3 = await startDaemonChild(args(3, ['--upload-rate-limit', '1000']));
+  const d3 = await startDaemonChild(args(3, ['--upload-rate-limit', '1000']), { timeoutMs: 60_000 });
   children.push(d3);
 
   const get = async (d: DaemonChild, name: string) => {
