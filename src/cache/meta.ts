@@ -3,7 +3,7 @@
  */
 import {
   type ContentVersion, type HashAlgorithm, type SegmentInfo,
-  V1_BLOCK_SIZE, V2_MAX_SEGMENT_SIZE, V1_SEGMENT_SIZE, blockCount, digest,
+  V1_BLOCK_SIZE, V2_MAX_SEGMENT_SIZE, V1_SEGMENT_SIZE, blockCount, digest, packedHashes,
 } from '../protocol/pccrc/types.js';
 import { segmentIdOf } from '../protocol/pccrc/keys.js';
 import { CacheError } from './errors.js';
@@ -110,9 +110,7 @@ export function toRecord(m: SegmentMeta, added: number): MetaRecord {
 
 export function fromRecord(idHex: string, r: MetaRecord): SegmentMeta {
   const d = DIGEST_LEN[r.alg];
-  const all = Buffer.from(r.bh, 'hex');
-  const blockHashes: Buffer[] = [];
-  for (let o = 0; o + d <= all.length; o += d) blockHashes.push(all.subarray(o, o + d));
+  const blockHashes = packedHashes(Buffer.from(r.bh, 'hex'), d);
   const m: SegmentMeta = { segmentId: Buffer.from(idHex, 'hex'), version: r.v, hashAlgorithm: r.alg, hod: Buffer.from(r.hod, 'hex'), kp: Buffer.from(r.kp, 'hex'), length: r.len, blockSize: r.bs, blockHashes };
   if (r.rp === 1) m.replay = true;
   return m;

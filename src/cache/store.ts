@@ -12,9 +12,14 @@
  *   index as one batch.
  * - readBlock re-verifies every block it returns (SHA-256 costs ~40 µs per 64 KiB block on an idle
  *   core); a bad or short block is dropped (marked absent) and reported with 'corrupt'.
- * - Size limit: LRU eviction of whole unpinned segments. If every other segment is pinned the write
- *   still succeeds over the limit; stats().overLimitBytes reports the overage (in-progress downloads
- *   hold pins, and failing their writes would only make them re-fetch the same bytes).
+ * - Size limit: LRU eviction of whole unpinned segments. A write that would still take the cache over
+ *   its limit (everything else is pinned by downloads in progress) is refused with CACHE_FULL: the
+ *   cache is an optimisation, and the engine then delivers the block to its readers without caching
+ *   it (issue 16.4: pinned downloads used to grow the cache until the disk was full). When pins are
+ *   released and the cache is over its limit (a smaller limit, a restart), it shrinks at once.
+ * - Full filesystem: a write or index update failing with ENOSPC evicts unpinned segments (files
+ *   first, which frees the space the index update needs) and is retried; with nothing left to
+ *   evict it fails with NO_SPACE. Nothing stays broken: the next write after space is back works.
  * - Last use and hit counters are kept in memory and flushed to the index in batches.
  *
  * Index keys: `m!<id>` segment metadata (MetaRecord), `p!<id>!<index>` block present,
@@ -24,14 +29,14 @@ import { EventEmitter } from 'node:events';
 import { chmod, mkdir, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Level } from 'level';
-import { blockRange, verifyBlock } from '../protocol/pccrc/types.js';
+import { blockRange, packedHashes, verifyBlock } from '../protocol/pccrc/types.js';
 import { type Logger, nullLogger } from '../util/log.js';
 import { Bitmap } from './bitmap.js';
 import { BadBlockError, CacheError, CacheLockedError } from './errors.js';
 import { DIR_MODE, SegmentFiles } from './segfiles.js';
 import { Mutex } from './lock.js';
 import {
-  type MetaRecord, type SegmentMeta, asSegmentInfo, fromRecord, metaBlockCount, sameMeta, toRecord, validateMeta,
+  type MetaRecord, type SegmentMeta, asSegmentInfo, digestLength, fromRecord, metaBlockCount, sameMeta, toRecord, validateMeta,
 } from './meta.js';
 import { exportPackage, importPackage } from './package.js';
 
@@ -211,13 +216,14 @@ export class BlockStore extends EventEmitter {
         if (!sameMeta(old.meta, meta)) throw new CacheError('SEGMENT_CONFLICT', `segment ${idHex} is already cached with different metadata`);
         return;
       }
-      const copy: SegmentMeta = { ...meta, blockHashes: [...meta.blockHashes] };
+      // One packed buffer per segment, not a Buffer per block (issue 16.7).
+      const copy: SegmentMeta = { ...meta, blockHashes: packedHashes(Buffer.concat(meta.blockHashes), digestLength(meta.hashAlgorithm)) };
       if (!copy.replay) delete copy.replay;
       const t = this.now();
-      await this.db.batch([
+      await this.withSpace(idHex, () => this.db.batch([
         { type: 'put', key: `m!${idHex}`, value: toRecord(copy, t) },
         { type: 'put', key: `u!${idHex}`, value: { lastUse: t, hitsLocal: 0, hitsPeer: 0 } },
-      ]);
+      ]), true);
       this.entries.set(idHex, { idHex, meta: copy, present: new Bitmap(metaBlockCount(copy)), bytes: 0, lastUse: t, hitsLocal: 0, hitsPeer: 0, added: t });
     });
   }
@@ -285,10 +291,18 @@ export class BlockStore extends EventEmitter {
     let added = false;
     this.reserved += data.length;
     try {
-      if (this.total + this.reserved > this.limit) await this.mutex.run(() => this.shrinkLocked(0, idHex));
+      if (this.total + this.reserved > this.limit) {
+        await this.mutex.run(() => this.shrinkLocked(0, idHex));
+        // Refused only when the committed bytes leave no room for this block: writes in flight
+        // (bounded by the engines' concurrency) may overlap the limit for a moment.
+        if (this.total + data.length > this.limit) {
+          throw new CacheError('CACHE_FULL', `cache full: ${this.total} bytes held and ${this.reserved} being written, limit ${this.limit}; the rest is pinned by downloads in progress`);
+        }
+      }
       const [s] = blockRange(e.meta.version, e.meta, index);
-      await this.files.write(idHex, s, data); // durable (fdatasync) before the index says present
-      await this.mark(pKey(idHex, index));
+      // durable (fdatasync) before the index says present
+      await this.withSpace(idHex, () => this.files.write(idHex, s, data), false);
+      await this.withSpace(idHex, () => this.mark(pKey(idHex, index)), false);
       if (this.entries.get(idHex) === e && e.present.set(index)) {
         e.bytes += data.length;
         this.total += data.length;
@@ -369,7 +383,58 @@ export class BlockStore extends EventEmitter {
       done = true;
       const n = (this.pins.get(idHex) ?? 1) - 1;
       if (n <= 0) this.pins.delete(idHex); else this.pins.set(idHex, n);
+      if (n <= 0 && this.total > this.limit) this.shrinkSoon();
     };
+  }
+
+  private shrinking = false;
+
+  /** Back under the limit as soon as pins allow (pins are released synchronously, eviction is async). */
+  private shrinkSoon(): void {
+    if (this.shrinking || this.closed) return;
+    this.shrinking = true;
+    this.active++;
+    this.mutex.run(() => this.shrinkLocked(0, undefined))
+      .catch((err) => this.log.warn('cache shrink failed', { err }))
+      .finally(() => { this.shrinking = false; this.settle(); });
+  }
+
+  /**
+   * Runs an index or data write; on a full filesystem evicts unpinned segments (least recently used
+   * first, never `keep`) one at a time and retries. `locked`: the caller holds the mutex.
+   */
+  private async withSpace<T>(keep: string, fn: () => Promise<T>, locked: boolean): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!isNoSpace(err)) throw err;
+        const freed = attempt < 64 && (locked ? await this.evictForSpaceLocked(keep) : await this.mutex.run(() => this.evictForSpaceLocked(keep)));
+        if (!freed) throw new CacheError('NO_SPACE', `no space left on the cache's filesystem (${this.dir}) and nothing left to evict: ${(err as Error).message}`, { cause: err });
+        this.log.warn('cache filesystem full: evicted a segment to make room', { attempt: attempt + 1 });
+      }
+    }
+  }
+
+  /** Evicts the least recently used unpinned segment holding data, file first (frees space for the index update). */
+  private async evictForSpaceLocked(keep: string): Promise<boolean> {
+    let victim: Entry | undefined;
+    for (const v of this.entries.values()) {
+      if (v.idHex === keep || v.bytes === 0 || this.pins.has(v.idHex)) continue;
+      if (!victim || v.lastUse < victim.lastUse) victim = v;
+    }
+    if (!victim) return false;
+    this.entries.delete(victim.idHex);
+    this.dirty.delete(victim.idHex);
+    this.total -= victim.bytes;
+    await this.files.removeSegment(victim.idHex);
+    const ops: { type: 'del'; key: string }[] = [{ type: 'del', key: `m!${victim.idHex}` }, { type: 'del', key: `u!${victim.idHex}` }];
+    for (const i of victim.present.list()) ops.push({ type: 'del', key: pKey(victim.idHex, i) });
+    // If even this fails, the next open reconciles: present marks without their file are dropped.
+    await this.db.batch(ops).catch((err) => this.log.warn('cache index update after eviction failed', { err }));
+    this.counters.evictions++; this.countersDirty = true;
+    this.emit('evict', victim.idHex);
+    return true;
   }
 
   private touch(e: Entry): void { e.lastUse = Math.max(e.lastUse, this.now()); this.dirty.add(e.idHex); }
@@ -510,6 +575,14 @@ export class BlockStore extends EventEmitter {
     await this.db.close();
     await this.files.close();
   }
+}
+
+/** ENOSPC from the filesystem, or LevelDB's I/O error for it. */
+function isNoSpace(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; cause?: { code?: string } } | undefined;
+  if (!e) return false;
+  if (e.code === 'ENOSPC' || e.cause?.code === 'ENOSPC') return true;
+  return e.code === 'LEVEL_IO_ERROR' && /no space left/i.test(e.message ?? '');
 }
 
 async function defaultLimit(dir: string): Promise<number> {

@@ -2,6 +2,7 @@
  * The /v1/status document and the /metrics samples, built from the running parts' stats.
  * Pure over structural inputs, so it is testable with fakes.
  */
+import { getHeapStatistics } from 'node:v8';
 import type { Metric } from './metrics.js';
 import type { ByteCounts } from '../engine/types.js';
 import type { EngineLike, JobBook, JobView } from './jobs.js';
@@ -75,6 +76,13 @@ export interface StatusDocument {
   discoveryAttempts: { attempts: number; successes: number };
   endpoints?: object;
   hostedCaches?: object[];
+  /** This process: resident set, V8 heap in use and its limit (--max-old-space-size). */
+  memory: { rssBytes: number; heapUsedBytes: number; heapLimitBytes: number };
+}
+
+function memory(): StatusDocument['memory'] {
+  const h = getHeapStatistics();
+  return { rssBytes: process.memoryUsage.rss(), heapUsedBytes: h.used_heap_size, heapLimitBytes: h.heap_size_limit };
 }
 
 const HOUR_MS = 3_600_000;
@@ -84,7 +92,7 @@ export function statusDocument(p: DaemonParts): StatusDocument {
   return {
     version: p.version, pid: process.pid, uptimeSeconds: Math.max(0, (now - p.started) / 1000),
     downloads: p.jobs.active(), totals: totals(p), cache: p.store.stats(), peersKnown: p.peers.known().length, peers: p.peers.known(),
-    discovery: p.discovery.stats(), retrievalServer: p.server.stats(),
+    discovery: p.discovery.stats(), retrievalServer: p.server.stats(), memory: memory(),
     shares: shares(p, now),
     troublePeers: p.health?.list().slice(0, 20) ?? [],
     discoveryAttempts: { ...(p.peers.discoveries ?? { attempts: 0, successes: 0 }) },
@@ -142,6 +150,8 @@ export function collectMetrics(p: DaemonParts): Metric[] {
     { name: 'peerdist_cache_partial_segments', type: 'gauge', help: 'BranchCache "Local Cache: Cache partial file segments".', value: Math.max(0, cache.segments - (cache.completeSegments ?? 0)) },
     { name: 'peerdist_peers_failed', type: 'gauge', help: 'Peers that failed block requests in recent downloads.', value: p.health?.failed() ?? 0 },
     { name: 'peerdist_peers_banned', type: 'gauge', help: 'Peers banned in recent downloads (sent a block that failed verification).', value: p.health?.banned() ?? 0 },
+    { name: 'peerdist_process_heap_used_bytes', type: 'gauge', help: 'V8 heap in use by the daemon.', value: getHeapStatistics().used_heap_size },
+    { name: 'peerdist_process_resident_bytes', type: 'gauge', help: 'Resident memory of the daemon.', value: process.memoryUsage.rss() },
   ];
 }
 

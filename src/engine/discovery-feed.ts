@@ -3,6 +3,7 @@
  * block lists of partial holders (v1, refreshed periodically and on demand), and fresh probes
  * while no peer is known. Sightings of this daemon itself are ignored.
  */
+import { PeerError } from '../protocol/pccrr/errors.js';
 import type { Session } from './session.js';
 import type { SightingLike, WatchLike } from './types.js';
 
@@ -17,6 +18,13 @@ const REPROBE_MS = 500;
 const REPROBE_MAX = 20;
 /** Segment IDs per re-probe: one probe datagram's worth (v1 32, v2 255). */
 const REPROBE_SAMPLE = { 1: 32, 2: 255 } as const;
+/**
+ * Distinct peer addresses one download uses (issue 16.5): a ProbeMatch can name any host:port, so
+ * without a cap a LAN host could make us send requests to as many addresses as it likes. Addresses
+ * that answered validly before (proven) are admitted up to PROVEN_PEER_CAP.
+ */
+const PEER_CAP = 16;
+const PROVEN_PEER_CAP = 64;
 
 export class DiscoveryFeed {
   private watches: WatchLike[] = [];
@@ -25,8 +33,30 @@ export class DiscoveryFeed {
   private refreshTimer: unknown;
   private readonly refreshing = new Map<string, Promise<void>>();
   private rounds = 0;
+  /** Addresses this download admitted as peers (see PEER_CAP). */
+  private readonly admitted = new Set<string>();
+  /** The origin's own host:port: never a peer, whatever a ProbeMatch says. */
+  private readonly originAddress: string | undefined;
 
-  constructor(private readonly s: Session) {}
+  constructor(private readonly s: Session) {
+    try {
+      const u = new URL(s.url);
+      this.originAddress = `${u.hostname}:${u.port || (u.protocol === 'https:' ? '443' : '80')}`;
+    } catch { this.originAddress = undefined; }
+  }
+
+  /** Whether a sighted address may be used by this download. */
+  private admit(address: string): boolean {
+    if (this.admitted.has(address)) return true;
+    const { ctx } = this.s;
+    if (ctx.isSelf(address) || address === this.originAddress) return false;
+    const retrieval = ctx.deps.retrieval;
+    if (retrieval.usable?.(address) === false) return false;
+    const cap = retrieval.proven?.(address) ? PROVEN_PEER_CAP : PEER_CAP;
+    if (this.admitted.size >= cap) return false;
+    this.admitted.add(address);
+    return true;
+  }
 
   /** Watches every missing segment, a batch of IDs per watch; v1 also refreshes block lists periodically. */
   start(): void {
@@ -107,12 +137,15 @@ export class DiscoveryFeed {
 
   private onSighting(p: SightingLike, round: number): void {
     const { sched, ci, ctx } = this.s;
-    if (this.s.stopped() || ctx.isSelf(p.address)) return;
+    if (this.s.stopped()) return;
     const seg = this.s.segByHex.get(p.segmentId.toUpperCase());
-    if (seg === undefined || p.blockCount <= 0) return;
+    if (seg === undefined || p.blockCount <= 0 || !this.admit(p.address)) return;
     this.s.trace({ type: 'answer', round, peer: p.address, seg, blockCount: p.blockCount, at: ctx.now() });
     if (ci.version === 2) sched.peerHasSegment(p.address, seg, ctx.now());
-    else if (p.complete) sched.peerHasSegment(p.address, seg);
+    // v1 ProbeMatches carry a BlockCount: all of the segment's blocks means the whole segment, and
+    // blocks are asked for directly (issue 16.11: peers such as python-peerdist do not answer
+    // MSG_GETBLKLIST, and iPXE never sends it).
+    else if (p.complete || p.blockCount >= sched.blocksInSegment(seg)) sched.peerHasSegment(p.address, seg);
     else {
       sched.addPeer(p.address);
       void this.refreshPeer(p.address, seg);
@@ -127,7 +160,9 @@ export class DiscoveryFeed {
     const { sched, ci } = this.s;
     if (this.s.stopped() || ci.version !== 1) return Promise.resolve();
     const work: Promise<void>[] = [];
-    for (const seg of sched.segmentsNeeded()) for (const peer of sched.partialHolders(seg)) work.push(this.refreshPeer(peer, seg));
+    for (const seg of sched.segmentsNeeded()) {
+      for (const peer of sched.partialHolders(seg)) if (!this.s.noBlockLists.has(peer)) work.push(this.refreshPeer(peer, seg));
+    }
     return Promise.all(work);
   }
 
@@ -155,6 +190,13 @@ export class DiscoveryFeed {
       s.pump();
     } catch (err) {
       s.log.debug('block list failed', { peer, seg, err });
+      if (s.stopped() || !(err instanceof PeerError) || err.code !== 'PEER_HTTP') return;
+      // The peer answers HTTP but refuses MSG_GETBLKLIST (python-peerdist answers 400): it is a
+      // holder by its ProbeMatch, so ask it for the segment's blocks directly; an empty MSG_BLK
+      // tells us which ones it lacks (issue 16.11). No more block lists for it in this download.
+      s.noBlockLists.add(peer);
+      s.sched.peerHasSegment(peer, seg);
+      s.pump();
     }
   }
 }

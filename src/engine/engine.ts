@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { nullLogger } from '../util/log.js';
 import { realTimers } from '../util/timers.js';
+import { MemoryBudget } from './budget.js';
 import { DownloadError } from './errors.js';
 import { EngineJob } from './job.js';
 import { type OriginClient, UndiciOriginClient } from './origin-client.js';
@@ -34,11 +35,14 @@ export class DownloadEngine extends EventEmitter {
   private readonly running = new Map<string, EngineJob>();
   private readonly sums: EngineTotals = { jobs: 0, active: 0, completed: 0, failed: 0, bytesDone: 0, fromOrigin: 0, fromPeers: 0, fromCache: 0, contentInfoBytes: 0 };
   private closed = false;
+  /** Memory for the block state of running downloads (issue 16.7). */
+  private readonly budget: MemoryBudget;
 
   constructor(private readonly deps: EngineOptions) {
     super();
     this.ownHttp = !deps.http;
     this.http = deps.http ?? new UndiciOriginClient();
+    this.budget = new MemoryBudget(deps.blockStateBudgetBytes);
   }
 
   /** Starts a download, or returns the running job for the same URL. */
@@ -60,6 +64,7 @@ export class DownloadEngine extends EventEmitter {
       timers: this.deps.timers ?? realTimers,
       random: this.deps.random ?? Math.random,
       count: (field, n) => { this.sums[field] += n; },
+      budget: this.budget,
       isSelf: (a) => {
         if (!this.deps.selfAddresses) return false;
         self.clear();

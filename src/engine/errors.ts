@@ -10,6 +10,7 @@ export type DownloadErrorCode =
   | 'BLOCK_FAILED'         // a block could not be obtained from any source
   | 'CANCELLED'
   | 'ENGINE_CLOSED'
+  | 'TOO_LARGE'            // the download's block state would not fit in the memory the daemon may use
   | 'LOCAL';               // local failure (cache, temp file)
 
 export class DownloadError extends PeerdistError {

@@ -13,7 +13,7 @@ const RECHECK_PEERS = 8;
 const RECHECK_WAIT_MS = 50;
 
 export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
-  const { ci, sched } = s, b = s.layout.blocks[g]!;
+  const { ci, sched } = s, b = s.layout.blocks.at(g)!;
   const start = s.layout.offsets[g]!;
   if (await peerHasItNow(s, g)) {
     if (s.stopped()) return;
@@ -60,8 +60,8 @@ export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
  * since our last look (one MSG_GETBLKLIST each, bounded wait). A yes saves a WAN transfer.
  */
 async function peerHasItNow(s: Session, g: number): Promise<boolean> {
-  const { sched } = s, b = s.layout.blocks[g]!, seg = s.segInfo(g);
-  const peers = sched.recheckPeers(b.seg, s.ctx.now(), RECHECK_PEERS);
+  const { sched } = s, b = s.layout.blocks.at(g)!, seg = s.segInfo(g);
+  const peers = sched.recheckPeers(b.seg, s.ctx.now(), RECHECK_PEERS).filter((p) => !s.noBlockLists.has(p));
   if (peers.length === 0) return false;
   let found = false;
   const asks = peers.map(async (peer) => {

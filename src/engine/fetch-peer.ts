@@ -8,7 +8,7 @@ import type { PeerFailure } from './scheduler.js';
 import type { Session } from './session.js';
 
 export async function fetchFromPeer(s: Session, g: number, peer: string): Promise<void> {
-  const { sched } = s, b = s.layout.blocks[g]!, seg = s.segInfo(g);
+  const { sched } = s, b = s.layout.blocks.at(g)!, seg = s.segInfo(g);
   const t0 = s.ctx.now();
   let data: Buffer;
   let next = 0;
@@ -24,7 +24,9 @@ export async function fetchFromPeer(s: Session, g: number, peer: string): Promis
     if (data !== verified && !s.check(g, data)) throw new PeerError('BAD_BLOCK', peer, `block ${b.index} does not match its hash`);
   } catch (err) {
     if (s.stopped()) return;
-    const why = classifyPeerError(err);
+    let why = classifyPeerError(err);
+    // An address that never answered validly and failed now is quarantined by the client: drop it.
+    if (why !== 'bad-block' && why !== 'not-available' && s.ctx.deps.retrieval.usable?.(peer) === false) why = 'unusable';
     s.log.debug('peer block failed', { peer, block: g, why, err });
     if (why === 'bad-block') {
       s.log.warn('peer sent a block that does not match its hash; not using it again for this download', { peer, segment: b.seg, index: b.index });
@@ -51,6 +53,7 @@ export function classifyPeerError(err: unknown): PeerFailure {
     case 'PEER_NOT_AVAILABLE': return 'not-available';
     case 'PEER_TIMEOUT': return 'timeout';
     case 'PEER_BUSY': return 'busy';
+    case 'PEER_QUARANTINED': return 'unusable';
     default: return 'error';
   }
 }

@@ -13,13 +13,14 @@ import { segmentMetaFrom } from '../cache/store.js';
 import { type RateLimitedLogger, rateLimited } from '../util/log.js';
 import { JobCounters } from './counters.js';
 import { DownloadError } from './errors.js';
-import { negotiate, type OriginMeta } from './negotiate.js';
+import { negotiate, tooLarge, type OriginMeta } from './negotiate.js';
+import { stateBytes } from './budget.js';
 import type { OriginResponse } from './origin-client.js';
 import { PlainBuffer, plainLength, receivePlain } from './plain.js';
 import { blockReader } from './reader.js';
 import type { PeerStat } from './scheduler.js';
 import type { JobContext } from './session.js';
-import { Transfer, type TransferHost } from './transfer.js';
+import { isCacheCapacityError, Transfer, type TransferHost } from './transfer.js';
 import type { ByteSource, DownloadJob, DownloadResult, JobInfo, JobProgress, JobState } from './types.js';
 import type { TraceEvent } from './trace.js';
 
@@ -116,6 +117,8 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       layout: () => this.transfer?.layout,
       store: this.ctx.deps.store,
       recent: (g) => this.transfer?.recentBlock(g),
+      held: (g) => this.transfer?.heldBlock(g),
+      track: () => this.track(),
       waitChange: () => this.tick,
       failure: () => this.error,
       finished: () => this.finished,
@@ -141,19 +144,43 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     }, this.ctx.deps.plainLingerMs ?? 5_000, true);
   }
 
+  /** Where each active reader is (next block it needs); blocks kept in memory wait for them. */
+  private readonly readerCursors = new Set<{ g: number }>();
+
+  private track(): { at(g: number): void; done(): void } {
+    const cursor = { g: 0 };
+    this.readerCursors.add(cursor);
+    return {
+      at: (g) => { if (cursor.g !== g) { cursor.g = g; this.transfer?.readersMoved(); } },
+      done: () => { if (this.readerCursors.delete(cursor)) this.transfer?.readersMoved(); },
+    };
+  }
+
+  private readerLow(): number | undefined {
+    let low: number | undefined;
+    for (const r of this.readerCursors) if (low === undefined || r.g < low) low = r.g;
+    return low;
+  }
+
   /** Settles once no cache write is in flight (a block that arrived just before cancel() is still stored and counted). */
   async idle(): Promise<void> {
     await this.transfer?.idle();
   }
 
   private async run(): Promise<void> {
-    const answer = await negotiate(this.ctx, this.url, this.headers, this.abort.signal, (n) => this.counters.add('contentInfoBytes', n));
+    const answer = await negotiate(this.ctx, this.url, this.headers, this.abort.signal, (n) => this.counters.add('contentInfoBytes', n), this.ctx.budget);
     if (!answer.peerdist) return this.runPlain(answer.res, answer.meta);
     const ci = answer.contentInfo;
     this.trace({
       type: 'content', version: ci.version, contentLength: ci.contentLength, segments: ci.segments.length, hashAlgorithm: ci.hashAlgorithm,
       blocks: ci.segments.reduce((n, s) => n + blockCount(ci.version, s), 0), contentInfoBytes: this.counters.counts.contentInfoBytes,
     });
+    if (this.ctx.budget) {
+      const need = stateBytes(ci);
+      const release = this.ctx.budget.reserve(need);
+      if (!release) throw tooLarge(this.url, ci.contentLength, need, this.ctx.budget);
+      this.releases.push(release);
+    }
     this.peerdist = true;
     this.contentLength = ci.contentLength;
     this.resolveInfo({ ...answer.meta, contentLength: ci.contentLength, peerdist: true, contentInfo: ci });
@@ -181,7 +208,15 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   private async runPeerDist(ci: ContentInfo): Promise<void> {
     const { store } = this.ctx.deps;
     for (const seg of ci.segments) {
-      await store.addSegment(segmentMetaFrom(ci.version, ci.hashAlgorithm, seg));
+      try {
+        await store.addSegment(segmentMetaFrom(ci.version, ci.hashAlgorithm, seg));
+      } catch (err) {
+        // No room even for the index entry (full filesystem): the segment is downloaded without
+        // caching, its blocks go to the readers from memory (issue 16.4).
+        if (!isCacheCapacityError(err)) throw err;
+        this.log.warn('cannot register a segment in the cache; downloading it without caching', { segment: seg.index, err });
+        continue;
+      }
       this.releases.push(store.pin(seg.segmentId));
     }
     if (this.finished) {
@@ -205,6 +240,7 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       ctx: this.ctx, url: this.url, headers: this.headers, log: this.log, signal: this.abort.signal,
       ended: this.done,
       stopped: () => this.finished,
+      readerLow: () => this.readerLow(),
       landed: (source, n) => this.landed(source, n),
       fail: (err) => this.fail(err),
       finish: () => this.finish(),

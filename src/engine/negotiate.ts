@@ -6,6 +6,7 @@
 import { parseContentInfo } from '../protocol/pccrc/codec.js';
 import type { ContentInfo } from '../protocol/pccrc/types.js';
 import { clientRequestHeaders, parsePeerDistResponse } from '../protocol/pccrtp/headers.js';
+import { type MemoryBudget, minStateBytes } from './budget.js';
 import { checkSignature } from './check-signature.js';
 import { DownloadError } from './errors.js';
 import { type OriginResponse, header, readBody } from './origin-client.js';
@@ -23,7 +24,7 @@ export type Negotiated =
 
 export async function negotiate(
   ctx: Pick<JobContext, 'deps' | 'http'>, url: string, headers: Record<string, string>, signal: AbortSignal,
-  onContentInfoBytes: (n: number) => void,
+  onContentInfoBytes: (n: number) => void, budget?: MemoryBudget,
 ): Promise<Negotiated> {
   const { deps, http } = ctx;
   const reqHeaders = { ...headers, ...clientRequestHeaders({ maxContentVersion: deps.maxContentVersion ?? 2 }) };
@@ -39,6 +40,11 @@ export async function negotiate(
   const ct = header(res.headers, 'content-type'); if (ct) meta.contentType = ct;
   if (!pd.peerdist) return { peerdist: false, meta, res };
 
+  // Refuse before reading content information whose block state could never fit (issue 16.7).
+  if (budget && pd.contentLength !== undefined && !budget.fits(minStateBytes(pd.contentLength))) {
+    res.discard();
+    throw tooLarge(url, pd.contentLength, minStateBytes(pd.contentLength), budget);
+  }
   const body = await readBody(res, MAX_CONTENT_INFO);
   onContentInfoBytes(body.length);
   if (deps.signaturePublicKeyPem) {
@@ -55,4 +61,9 @@ export async function negotiate(
   }
   if (ci.version > (deps.maxContentVersion ?? 2)) throw new DownloadError('BAD_CONTENT_INFO', `origin sent content information v${ci.version}, we asked for at most v${deps.maxContentVersion}`);
   return { peerdist: true, meta, contentInfo: ci };
+}
+
+export function tooLarge(url: string, length: number, need: number, budget: MemoryBudget): DownloadError {
+  const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+  return new DownloadError('TOO_LARGE', `download of ${url} (${length} bytes) is too large for this daemon's memory: its block state needs about ${mib(need)}, ${mib(Math.max(0, budget.total - budget.inUse))} of ${mib(budget.total)} is free (raise --max-old-space-size)`);
 }

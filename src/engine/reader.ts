@@ -6,13 +6,13 @@
 import { Readable } from 'node:stream';
 import { DownloadError } from './errors.js';
 import type { PlainBuffer } from './plain.js';
-import type { BlockDesc } from './scheduler.js';
+import type { BlockDesc, BlockTable } from './scheduler.js';
 import type { JobInfo, StoreLike } from './types.js';
 
 export interface BlockLayout {
-  blocks: BlockDesc[];
+  blocks: readonly BlockDesc[] | BlockTable;
   /** Absolute content offset of each block. */
-  offsets: number[];
+  offsets: ArrayLike<number>;
   segmentId(block: number): Buffer;
   contentLength: number;
 }
@@ -29,6 +29,10 @@ export interface ReaderSource {
   store: StoreLike;
   /** A verified block the download stored moments ago, still in memory (else it is read from the store). */
   recent?(block: number): Buffer | undefined;
+  /** A verified block the cache could not take, kept in memory for readers (issue 16.4). */
+  held?(block: number): Buffer | undefined;
+  /** Registers this reader's position (the next block it needs) while it runs. */
+  track?(): { at(block: number): void; done(): void };
   /** A promise settled at the next change (block landed, state changed). */
   waitChange(): Promise<void>;
   failure(): Error | undefined;
@@ -44,6 +48,15 @@ export function blockReader(src: ReaderSource): Readable {
 }
 
 async function* generate(src: ReaderSource): AsyncGenerator<Buffer> {
+  const cursor = src.track?.();
+  try {
+    yield* generateTracked(src, cursor);
+  } finally {
+    cursor?.done();
+  }
+}
+
+async function* generateTracked(src: ReaderSource, cursor: { at(block: number): void } | undefined): AsyncGenerator<Buffer> {
   const info = await src.info;
   const stop = src.end === undefined ? Infinity : src.end + 1;
   if (!info.peerdist) {
@@ -67,16 +80,17 @@ async function* generate(src: ReaderSource): AsyncGenerator<Buffer> {
       const id = layout.segmentId(g);
       const hex = id.toString('hex');
       if (!pins.has(hex)) pins.set(hex, src.store.pin(id));
-      const b = layout.blocks[g]!;
+      const b = layout.blocks.at(g)!;
+      cursor?.at(g);
       for (;;) {
         const change = src.waitChange();
-        if (src.store.hasBlock(id, b.index)) break;
+        if (src.store.hasBlock(id, b.index) || src.held?.(g)) break;
         const f = src.failure();
         if (f) throw f;
         if (src.finished()) throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} is no longer in the cache`);
         await change;
       }
-      const data = src.recent?.(g) ?? await src.store.readBlock(id, b.index, 'local');
+      const data = src.held?.(g) ?? src.recent?.(g) ?? await src.store.readBlock(id, b.index, 'local') ?? src.held?.(g);
       if (!data) throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} could not be read from the cache`);
       const off = layout.offsets[g]!;
       const from = Math.max(src.start, off) - off;
@@ -110,7 +124,7 @@ async function* plainChunks(src: ReaderSource, stop: number): AsyncGenerator<Buf
 }
 
 /** Index of the block containing `pos` (offsets ascending). */
-export function firstBlockAt(offsets: number[], pos: number): number {
+export function firstBlockAt(offsets: ArrayLike<number>, pos: number): number {
   let lo = 0, hi = offsets.length - 1, ans = 0;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;

@@ -11,6 +11,7 @@ import type { BlockLayout } from './reader.js';
 import type { Scheduler } from './scheduler.js';
 import type { TraceEvent } from './trace.js';
 import type { ByteSource, EngineDeps } from './types.js';
+import type { MemoryBudget } from './budget.js';
 
 export interface JobContext {
   deps: EngineDeps;
@@ -20,6 +21,8 @@ export interface JobContext {
   timers: Timers;
   random: () => number;
   count: CounterSink;
+  /** Memory for the block state of running downloads (TOO_LARGE when a download does not fit). */
+  budget?: MemoryBudget;
   isSelf: (address: string) => boolean;
 }
 
@@ -36,6 +39,8 @@ export interface Session {
   readonly layout: BlockLayout;
   /** Segment number by upper-case hex segment ID. */
   readonly segByHex: ReadonlyMap<string, number>;
+  /** Peers that refused MSG_GETBLKLIST (HTTP 400): asked for blocks directly, never for lists. */
+  readonly noBlockLists: Set<string>;
   /** Message of the last failed origin range request (for the final error). */
   lastOriginError: string | undefined;
   /** The job ended (done, failed or cancelled): stop quietly. */

@@ -10,7 +10,7 @@ import { DownloadError } from './errors.js';
 import { fetchFromOrigin } from './fetch-origin.js';
 import { fetchFromPeer } from './fetch-peer.js';
 import type { BlockLayout } from './reader.js';
-import { type Assignment, type BlockDesc, type PeerStat, Scheduler } from './scheduler.js';
+import { type Assignment, BlockTable, type PeerStat, Scheduler } from './scheduler.js';
 import type { JobContext, Session } from './session.js';
 import type { TraceEvent } from './trace.js';
 import type { ByteSource } from './types.js';
@@ -24,6 +24,18 @@ const GATE_REFRESH_WAIT_MS = 500;
  */
 const RECENT_BLOCKS = 64;
 const V2_SIGHTING_GRACE_MS = 60;
+/**
+ * When the cache cannot take a verified block (its limit is reached by pinned downloads, or its
+ * filesystem is full), the block is kept in memory for the readers instead, and fetching goes on
+ * only this far ahead of the slowest reader (issue 16.4: the cache is an optimisation).
+ */
+export const HOLD_BYTES = 8 * 1024 * 1024;
+
+/** Cache failures that mean "no room", not "broken": the block is delivered without caching. */
+export function isCacheCapacityError(err: unknown): boolean {
+  const code = (err as { code?: string } | undefined)?.code;
+  return code === 'CACHE_FULL' || code === 'NO_SPACE' || code === 'UNKNOWN_SEGMENT' || code === 'ENOSPC' || code === 'EDQUOT';
+}
 
 /** What a transfer needs from its job. */
 export interface TransferHost {
@@ -35,6 +47,8 @@ export interface TransferHost {
   /** Settles when the job ends. */
   readonly ended: Promise<unknown>;
   stopped(): boolean;
+  /** Lowest block some reader still needs; undefined when nobody reads. */
+  readerLow(): number | undefined;
   landed(source: ByteSource, n: number): void;
   fail(err: unknown): void;
   finish(): void;
@@ -43,19 +57,23 @@ export interface TransferHost {
 
 /** Every block of every segment in content order, and segment numbers by hex segment ID. */
 export function contentLayout(ci: ContentInfo): { layout: BlockLayout; segByHex: Map<string, number> } {
-  const blocks: BlockDesc[] = [];
-  const offsets: number[] = [];
+  let total = 0;
+  for (const seg of ci.segments) total += blockCount(ci.version, seg);
+  // Typed arrays, not an object per block (issue 16.7).
+  const blocks = new BlockTable(total);
+  const offsets = new Float64Array(total);
   const segByHex = new Map<string, number>();
+  let g = 0;
   for (const seg of ci.segments) {
     segByHex.set(seg.segmentId.toString('hex').toUpperCase(), seg.index);
     const n = blockCount(ci.version, seg);
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < n; i++, g++) {
       const [s, e] = blockRange(ci.version, seg, i);
-      blocks.push({ seg: seg.index, index: i, length: e - s });
-      offsets.push(seg.offset + s);
+      blocks.set(g, seg.index, i, e - s);
+      offsets[g] = seg.offset + s;
     }
   }
-  const segOf = (g: number) => ci.segments[blocks[g]!.seg]!;
+  const segOf = (g: number) => ci.segments[blocks.seg[g]!]!;
   return { layout: { blocks, offsets, segmentId: (g) => segOf(g).segmentId, contentLength: ci.contentLength }, segByHex };
 }
 
@@ -69,6 +87,7 @@ export class Transfer implements Session {
   readonly segByHex: ReadonlyMap<string, number>;
   readonly sched: Scheduler;
   lastOriginError: string | undefined;
+  readonly noBlockLists = new Set<string>();
   private readonly feed: DiscoveryFeed;
   private timer: unknown;
   private wakeAt = Infinity;
@@ -77,6 +96,12 @@ export class Transfer implements Session {
   private readonly storing = new Set<Promise<void>>();
   /** Recently stored verified blocks by block number (insertion order = age). */
   private readonly recent = new Map<number, Buffer>();
+  /** Verified blocks the cache refused, kept until the readers have passed them. */
+  private readonly held = new Map<number, Buffer>();
+  private heldBytes = 0;
+  /** The cache refused a block: fetching stays within HOLD_BYTES of the slowest reader. */
+  private holding = false;
+  private readonly holdBlocks: number;
 
   constructor(readonly ci: ContentInfo, private readonly host: TransferHost) {
     this.ctx = host.ctx;
@@ -90,7 +115,7 @@ export class Transfer implements Session {
     const { deps } = this.ctx;
     this.sched = new Scheduler({
       blocks: layout.blocks,
-      present: (g) => deps.store.hasBlock(layout.segmentId(g), layout.blocks[g]!.index),
+      present: (g) => deps.store.hasBlock(layout.segmentId(g), layout.blocks.at(g)!.index),
       random: this.ctx.random,
       originConcurrency: deps.originConcurrency,
       peerConcurrency: deps.peerConcurrency,
@@ -99,12 +124,40 @@ export class Transfer implements Session {
       visibilityLagMs: ci.version === 1 ? (deps.blockListRefreshMs ?? 300) + 100 : 1000,
     });
     this.feed = new DiscoveryFeed(this);
+    let maxBlock = 1;
+    for (let g = 0; g < layout.blocks.length; g++) maxBlock = Math.max(maxBlock, layout.blocks.at(g)!.length);
+    this.holdBlocks = Math.max(4, Math.floor(HOLD_BYTES / maxBlock));
+  }
+
+  /** A block delivered without caching, while some reader still needs it. */
+  heldBlock(g: number): Buffer | undefined { return this.held.get(g); }
+
+  /** Readers moved (or came and went): drop held blocks behind all of them, move the window. */
+  readersMoved(): void {
+    const low = this.host.readerLow();
+    for (const [g, data] of this.held) {
+      if (low === undefined || g < low) { this.held.delete(g); this.heldBytes -= data.length; }
+    }
+    if (!this.holding) return;
+    this.sched.setLimit(low === undefined ? this.layout.blocks.length : low + this.holdBlocks);
+    this.pump();
+  }
+
+  /** The cache could not take block g: keep it for the readers (nobody reads: nothing to keep). */
+  private hold(g: number, data: Buffer, why: unknown): void {
+    if (!this.holding) {
+      this.holding = true;
+      this.log.warn('cache cannot take more of this download; delivering it without caching', { url: this.url, why: (why as Error)?.message });
+    }
+    const low = this.host.readerLow();
+    if (low !== undefined && g >= low && !this.held.has(g)) { this.held.set(g, data); this.heldBytes += data.length; }
+    this.sched.setLimit(low === undefined ? this.layout.blocks.length : low + this.holdBlocks);
   }
 
   /** Lengths of the blocks already in the cache when the transfer starts. */
   cachedAtStart(): number[] {
     const out: number[] = [];
-    for (let g = 0; g < this.layout.blocks.length; g++) if (this.sched.hasBlock(g)) out.push(this.layout.blocks[g]!.length);
+    for (let g = 0; g < this.layout.blocks.length; g++) if (this.sched.hasBlock(g)) out.push(this.layout.blocks.at(g)!.length);
     return out;
   }
 
@@ -181,10 +234,10 @@ export class Transfer implements Session {
     this.ctx.timers.clear(t);
   }
 
-  segInfo(g: number): SegmentInfo { return this.ci.segments[this.layout.blocks[g]!.seg]!; }
+  segInfo(g: number): SegmentInfo { return this.ci.segments[this.layout.blocks.at(g)!.seg]!; }
 
   check(g: number, data: Buffer): boolean {
-    const b = this.layout.blocks[g]!, seg = this.segInfo(g), st = this.ctx.deps.store;
+    const b = this.layout.blocks.at(g)!, seg = this.segInfo(g), st = this.ctx.deps.store;
     if (st.checkBlock) {
       if (st.checkBlock(seg.segmentId, b.index, data)) return true;
       // The store refused: tell wrong bytes (the sender's fault) from a store that lost the segment.
@@ -194,7 +247,7 @@ export class Transfer implements Session {
   }
 
   async store(g: number, data: Buffer): Promise<void> {
-    const b = this.layout.blocks[g]!;
+    const b = this.layout.blocks.at(g)!;
     const write = this.ctx.deps.store.putBlock(this.segInfo(g).segmentId, b.index, data);
     this.storing.add(write);
     try {
@@ -204,6 +257,7 @@ export class Transfer implements Session {
         if (this.recent.size > RECENT_BLOCKS) this.recent.delete(this.recent.keys().next().value!);
       }
     } catch (err) {
+      if (isCacheCapacityError(err)) { this.hold(g, data, err); return; }
       throw new DownloadError('LOCAL', `cannot store block ${b.index} of segment ${b.seg}: ${(err as Error).message}`, { cause: err });
     } finally {
       this.storing.delete(write);
@@ -211,7 +265,7 @@ export class Transfer implements Session {
   }
 
   recheckStore(g: number): void {
-    const b = this.layout.blocks[g]!;
+    const b = this.layout.blocks.at(g)!;
     if (this.ctx.deps.store.hasBlock(this.segInfo(g).segmentId, b.index) && !this.sched.hasBlock(g)) {
       this.sched.markDone(g);
       this.landed('fromCache', b.length);
@@ -231,7 +285,7 @@ export class Transfer implements Session {
     const g = this.sched.blockOf(seg, index);
     if (g === undefined || this.sched.hasBlock(g)) return;
     this.sched.markDone(g);
-    if (this.sched.hasBlock(g)) this.landed('fromCache', this.layout.blocks[g]!.length);
+    if (this.sched.hasBlock(g)) this.landed('fromCache', this.layout.blocks.at(g)!.length);
   };
 
   private launch(a: Assignment): void {
@@ -240,7 +294,7 @@ export class Transfer implements Session {
   }
 
   private failBlock(g: number, reason: 'origin' | 'mismatch'): void {
-    const b = this.layout.blocks[g]!;
+    const b = this.layout.blocks.at(g)!;
     const where = `block ${b.index} of segment ${b.seg} (bytes ${this.layout.offsets[g]}-${this.layout.offsets[g]! + b.length - 1})`;
     if (reason === 'mismatch') this.host.fail(new DownloadError('ORIGIN_MISMATCH', `origin returned data that does not match its content information: ${where} of ${this.url}`));
     else this.host.fail(new DownloadError('BLOCK_FAILED', `could not get ${where} of ${this.url} from any peer or the origin${this.lastOriginError ? `: ${this.lastOriginError}` : ''}`));

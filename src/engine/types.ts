@@ -36,6 +36,10 @@ export interface DiscoveryLike {
 export interface RetrievalLike {
   getBlock(req: { peer: string; segmentId: Buffer; index: number; kp: Buffer; expectedLength: number; verify: (plain: Buffer) => boolean; signal?: AbortSignal }): Promise<{ data: Buffer; nextBlockIndex: number; bytesOnWire: number }>;
   getBlockList(req: { peer: string; segmentId: Buffer; ranges: Array<[number, number]>; signal?: AbortSignal }): Promise<{ ranges: Array<[number, number]>; nextBlockIndex: number }>;
+  /** False while the address is quarantined (it never gave a valid answer): do not use it. */
+  usable?(peer: string): boolean;
+  /** The address gave a valid MS-PCCRR answer before. */
+  proven?(peer: string): boolean;
 }
 
 /**
@@ -69,6 +73,8 @@ export interface EngineDeps {
   tmpDir?: string;
   /** Period of block-list refreshes of partial holders (default 300 ms). */
   blockListRefreshMs?: number;
+  /** Memory for the block state of running downloads (default: half the V8 heap limit). */
+  blockStateBudgetBytes?: number;
   /** Finished jobs kept for jobs()/merging of readers (default 32). */
   keepFinishedJobs?: number;
   /**

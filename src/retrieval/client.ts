@@ -104,7 +104,7 @@ export class RetrievalClient {
       this.probation = {
         // A LAN peer answers in milliseconds; a loaded one may take a while, a tarpit never does.
         firstByteTimeoutMs: Math.min(p.firstByteTimeoutMs ?? 1500, this.firstByteTimeoutMs),
-        quarantineMs: p.quarantineMs ?? 60_000,
+        quarantineMs: p.quarantineMs ?? 30_000,
         maxQuarantineMs: p.maxQuarantineMs ?? 15 * 60_000,
       };
     }

@@ -110,15 +110,22 @@ t.test('LRU eviction of whole segments; pinned segments survive', async (t) => {
   t.equal(evicted.at(-1), segs[0]!.meta.segmentId.toString('hex'));
   t.ok(store.isComplete(segs[2]!.meta.segmentId), 'pinned segment survived');
 
-  // everything else pinned: the write succeeds over the limit and the overage is reported
+  // everything else pinned: a write that would go over the limit is refused (issue 16.4: pinned
+  // downloads used to grow the cache until the disk was full); the engine delivers such blocks
+  // without caching them
   const r3 = store.pin(segs[3]!.meta.segmentId), r4 = store.pin(s4.meta.segmentId);
   const s5 = randomV1(2);
-  await store.addSegment(s5.meta); await putAll(store, s5);
-  t.ok(store.isComplete(s5.meta.segmentId));
-  t.equal(store.stats().overLimitBytes, store.stats().bytes - 3 * 2 * 65536);
-  t.ok(store.stats().overLimitBytes > 0);
+  await store.addSegment(s5.meta);
+  await store.putBlock(s5.meta.segmentId, 0, s5.blocks[0]!); // the 6th block: exactly at the limit
+  const before = store.stats().bytes;
+  await t.rejects(store.putBlock(s5.meta.segmentId, 1, s5.blocks[1]!), { code: 'CACHE_FULL' }, 'over-limit write refused');
+  t.equal(store.stats().bytes, before, 'nothing stored');
+  t.equal(store.stats().overLimitBytes, 0);
   t.equal(store.stats().pinnedSegments, 3);
   release(); release(); r3(); r4();
+  await putAll(store, s5);
+  t.ok(store.isComplete(s5.meta.segmentId), 'once unpinned, older segments make room');
+  t.ok(store.stats().bytes <= 3 * 2 * 65536);
   await store.resize(2 * 2 * 65536);
   t.equal(store.stats().overLimitBytes, 0);
   t.ok(store.stats().bytes <= 2 * 2 * 65536);
@@ -237,4 +244,21 @@ t.test('default limit is 5% of the filesystem; resize persists; clear keeps pinn
   release();
   await store.clear();
   t.match(store.stats(), { segments: 0, blocks: 0, bytes: 0 });
+});
+
+t.test('over the limit while pinned: shrinks back as soon as the pins are released (issue 16.4)', async (t) => {
+  const dir = await tempDir(t);
+  let clock = 1000;
+  const segs = [randomV1(2), randomV1(2), randomV1(2)];
+  const store = await BlockStore.open({ dir, limitBytes: 3 * 2 * 65536, now: () => clock });
+  t.teardown(() => store.close());
+  for (const s of segs) { clock += 10; await store.addSegment(s.meta); await putAll(store, s); }
+  const pins = segs.map((s) => store.pin(s.meta.segmentId));
+  await store.resize(2 * 65536);
+  t.equal(store.stats().bytes, 3 * 2 * 65536, 'pinned segments stay');
+  for (const release of pins) release();
+  // No further write or resize: releasing the pins alone brings the cache back under its limit.
+  for (let i = 0; i < 100 && store.stats().bytes > 2 * 65536; i++) await new Promise((r) => setTimeout(r, 10));
+  t.ok(store.stats().bytes <= 2 * 65536, `back under the limit (${store.stats().bytes} bytes)`);
+  t.ok(store.isComplete(segs[2]!.meta.segmentId), 'most recently used kept');
 });

@@ -1,7 +1,7 @@
 /**
  * Faults: SIGKILL of a real `peerdist daemon` mid-download then restart (resumes from its cache,
  * `peerdist cache verify` finds nothing bad); disk full while the cache writes blocks (a 3 MiB
- * tmpfs: clear error, only verified blocks present and served); an origin whose bytes differ from
+ * tmpfs: the reader still gets the whole file, only verified blocks present and served); an origin whose bytes differ from
  * its own content information (detected, clear error, nothing bad cached).
  */
 import t, { type Test } from 'tap';
@@ -53,6 +53,12 @@ async function front(t: Test, target: string, opts: { pace?: number; corrupt?: b
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function readAll(s: NodeJS.ReadableStream): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s as AsyncIterable<Buffer>) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
 }
 
 async function statusJson(admin: string): Promise<{ downloads: Array<{ bytesDone: number }> }> {
@@ -113,7 +119,7 @@ t.test('SIGKILL of the daemon mid-download, restart: resumes, cache consistent',
   t.equal(rep.bytes, size, 'every block present once');
 });
 
-t.test('disk full while writing blocks: clear error, only verified blocks kept and served', async (t) => {
+t.test('disk full while writing blocks: the download completes without caching; only verified blocks kept and served', async (t) => {
   const root = await tmpDir(t, 'full');
   const mnt = join(root, 'mnt');
   await mkdir(mnt);
@@ -137,9 +143,11 @@ t.test('disk full while writing blocks: clear error, only verified blocks kept a
   t.teardown(async () => { await server.close(); await engine.close(); await retrieval.close(); await discovery.close(); await store.close(); });
 
   const job = engine.download(`${base}/f.bin`);
-  const err = await job.done.then(() => undefined, (e: unknown) => e);
-  t.ok(err instanceof DownloadError, `download fails with a DownloadError (${String(err)})`);
-  t.match(`${(err as Error).message} ${String((err as Error).cause ?? '')}`, /ENOSPC|no space|disk|cache/i, 'the error says what happened');
+  // Issue 16.4: the cache is an optimisation. What does not fit goes to the reader from memory.
+  const streamed = readAll(job.createReadStream());
+  const r = await job.done.then((v) => v, (e: unknown) => e);
+  t.notOk(r instanceof Error, `download completes (${r instanceof Error ? r.message : 'ok'})`);
+  t.equal(sha(await streamed), sha(data), 'the reader got every byte, exact');
   const rep = await store.verifyAll();
   t.same(rep.bad, [], 'no bad block in the cache');
   t.ok(rep.bytes < size, `only part of the file fitted (${rep.bytes} bytes)`);

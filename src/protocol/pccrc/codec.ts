@@ -8,7 +8,7 @@ import { WireReader } from '../wire.js';
 import { ContentInfoError } from './errors.js';
 import { segmentIdOf } from './keys.js';
 import {
-  V1_BLOCK_SIZE, V1_SEGMENT_SIZE, V2_MAX_SEGMENT_SIZE, digest,
+  V1_BLOCK_SIZE, V1_SEGMENT_SIZE, V2_MAX_SEGMENT_SIZE, digest, packedHashes,
   type ContentInfo, type HashAlgorithm, type SegmentInfo,
 } from './types.js';
 
@@ -81,9 +81,9 @@ function parseV1(buf: Buffer): ContentInfo {
     const maxBlocks = Math.ceil(desc.length / V1_BLOCK_SIZE);
     if (cBlocks === 0 || cBlocks > maxBlocks) throw new ContentInfoError(`${f}.cBlocks`, `${cBlocks} is not in 1..${maxBlocks}`);
     r.need(cBlocks * d, `${f}.BlockHashes`);
-    const blockHashes: Buffer[] = [];
-    for (let j = 0; j < cBlocks; j++) blockHashes.push(r.bytes(d, `${f}.BlockHashes[${j}]`));
-    if (cBlocks === maxBlocks && !digest(hashAlgorithm, Buffer.concat(blockHashes)).equals(desc.hod)) {
+    const packed = r.bytes(cBlocks * d, `${f}.BlockHashes`);
+    const blockHashes = packedHashes(packed, d);
+    if (cBlocks === maxBlocks && !digest(hashAlgorithm, packed).equals(desc.hod)) {
       throw new ContentInfoError(`${f}.SegmentHashOfData`, 'does not match the hash of the block hashes');
     }
     segments.push({

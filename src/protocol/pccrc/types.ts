@@ -88,3 +88,37 @@ export function verifyBlock(version: ContentVersion, seg: SegmentInfo, index: nu
   if (data.length !== e - s) return false;
   return digest(algorithmFor(version, want.length), data).equals(want);
 }
+
+/**
+ * The block hashes of one v1 segment as a read-only `Buffer[]` over one packed buffer of
+ * `digestLength`-byte hashes: element i is made on access (a subarray). A segment then costs two
+ * small objects instead of up to 512 Buffers (issue 16.7: 81,920 Buffers for a 5 GiB file took
+ * ~8 MiB of the 64 MiB heap the systemd unit allows). Indexing, `length`, iteration, spreading,
+ * `map`/`some` and `Buffer.concat` work as on an array; writes are refused.
+ */
+export function packedHashes(packed: Buffer, digestLength: number): Buffer[] {
+  const n = Math.floor(packed.length / digestLength);
+  const index = (k: string | symbol): number | undefined => {
+    if (typeof k !== 'string' || k.length === 0 || k.length > 10 || !/^(0|[1-9]\d*)$/.test(k)) return undefined;
+    const i = Number(k);
+    return i < n ? i : undefined;
+  };
+  const item = (i: number) => packed.subarray(i * digestLength, (i + 1) * digestLength);
+  return new Proxy<Buffer[]>([], {
+    get(t, k, recv) {
+      if (k === 'length') return n;
+      const i = index(k);
+      return i === undefined ? Reflect.get(t, k, recv) : item(i);
+    },
+    has(t, k) { return index(k) !== undefined || Reflect.has(t, k); },
+    getOwnPropertyDescriptor(t, k) {
+      const i = index(k);
+      if (i === undefined) return k === 'length' ? { value: n, writable: true, enumerable: false, configurable: false } : Reflect.getOwnPropertyDescriptor(t, k);
+      return { value: item(i), writable: false, enumerable: true, configurable: true };
+    },
+    ownKeys(t) { return [...Array.from({ length: n }, (_, i) => String(i)), ...Reflect.ownKeys(t)]; },
+    set() { return false; },
+    defineProperty() { return false; },
+    deleteProperty() { return false; },
+  });
+}
