@@ -31,7 +31,9 @@ export class BlockTable {
   static of(blocks: readonly BlockDesc[] | BlockTable): BlockTable {
     if (blocks instanceof BlockTable) return blocks;
     const t = new BlockTable(blocks.length);
-    blocks.forEach((b, g) => t.set(g, b.seg, b.index, b.length));
+    blocks.forEach((b, g) => {
+      t.set(g, b.seg, b.index, b.length);
+    });
     return t;
   }
 

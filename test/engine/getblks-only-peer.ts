@@ -39,7 +39,7 @@ export async function startGetblksOnlyPeer(opts: {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       if ((req.url ?? '').toLowerCase() !== PCCRR_PATH.toLowerCase()) { res.writeHead(404).end(); return; }
-      let m;
+      let m: ReturnType<typeof decodeRequest>;
       try { m = decodeRequest(Buffer.concat(chunks)); } catch { counts.http400 = (counts.http400 ?? 0) + 1; res.writeHead(400, { 'Content-Length': 0 }).end(); return; }
       counts[m.type] = (counts[m.type] ?? 0) + 1;
       if (m.type !== 'GETBLKS') { counts.http400 = (counts.http400 ?? 0) + 1; res.writeHead(400, { 'Content-Length': 0 }).end(); return; }
