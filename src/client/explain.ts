@@ -8,6 +8,7 @@ export const REASON_TEXT: Record<string, string> = {
   'peer-banned': 'the peer holding it was banned',
   'peer-timeout': 'the peer holding it timed out',
   'peer-failed': 'the peer holding it failed',
+  'peer-unproven': 'only peers that never answered yet held it',
 };
 
 const pct = (part: number, whole: number) => (whole > 0 ? `${(100 * part / whole).toFixed(1)}%` : '-');

@@ -6,7 +6,7 @@
  * arrives (reader.ts). This file holds the job's state and its life cycle. Design notes:
  * protocol/engine.md.
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
 import { blockCount, type ContentInfo } from '../protocol/pccrc/types.js';
 import { segmentMetaFrom } from '../cache/store.js';
@@ -57,6 +57,9 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   constructor(readonly id: string, readonly url: string, private readonly headers: Record<string, string>, private readonly ctx: JobContext) {
     super();
     this.started = ctx.now();
+    // Every peer and origin request of the job listens on its signal: up to the total peer plus
+    // origin concurrency (32 + 6 by default) at once, more than Node's default warning level (10).
+    setMaxListeners(256, this.abort.signal);
     this.log = rateLimited(ctx.log.child({ job: id }), { now: ctx.now });
     this.counters = new JobCounters(ctx.count);
     this.info = new Promise((res, rej) => { this.resolveInfo = res; this.rejectInfo = rej; });

@@ -4,6 +4,7 @@
  * The design and its reasoning (peer scoring, origin runs with gap splitting, bounded waiting for
  * peers that are fetching the same content) are in protocol/engine.md.
  */
+import type { OriginReason } from './trace.js';
 
 export interface BlockDesc {
   /** Segment number within the content (0-based). */
@@ -65,6 +66,14 @@ export interface SchedulerOptions {
   originConcurrency?: number;
   /** Concurrent requests per peer. */
   peerConcurrency?: number;
+  /**
+   * Whether an address has given a valid MS-PCCRR answer before (the retrieval client knows it
+   * across downloads). A peer that has not, and has not answered in this job either, is on trial:
+   * one request at a time, so a LAN host naming many addresses that never answer (issue 16.5)
+   * costs one first-byte timeout for all of them side by side, not one after another while each
+   * holds a full share of the request slots. Absent: every peer is trusted as before.
+   */
+  proven?: (address: string) => boolean;
   /** Concurrent peer requests in total. */
   totalPeerConcurrency?: number;
   /** Origin attempts per block before the job fails (when no peer can supply it either). */
@@ -113,6 +122,8 @@ interface PeerState {
   partial: Map<number, Set<number>>;
   /** Last time the known block set of a partial segment grew. */
   lastGrowth: number;
+  /** Gave a valid answer in this job (a block, or "not available"). */
+  answered: boolean;
   stat: { blocks: number; bytes: number; failures: number; notAvailable: number; badBlocks: number };
 }
 
@@ -145,7 +156,8 @@ export class Scheduler {
   private readonly segStart: number[] = [];
   private readonly peers = new Map<string, PeerState>();
   private readonly random: () => number;
-  private readonly o: Required<Omit<SchedulerOptions, 'blocks' | 'present' | 'random'>>;
+  private readonly o: Required<Omit<SchedulerOptions, 'blocks' | 'present' | 'random' | 'proven'>>;
+  private readonly proven: ((address: string) => boolean) | undefined;
   private doneCount = 0;
   private originInflight = 0;
   private originDone = 0;
@@ -172,6 +184,7 @@ export class Scheduler {
     this.firstHeld = new Float64Array(this.n).fill(Infinity);
     this.lastPeerFail = new Uint8Array(this.n);
     this.random = opts.random ?? Math.random;
+    this.proven = opts.proven;
     this.o = {
       originConcurrency: opts.originConcurrency ?? 6,
       peerConcurrency: opts.peerConcurrency ?? 16,
@@ -247,6 +260,13 @@ export class Scheduler {
 
   peerCount(): number { return this.peers.size; }
 
+  /** Peers on trial with their trial request in flight (the origin gate waits for their answers). */
+  trialsPending(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (!p.banned && this.onTrial(p) && p.outstanding > 0) n++;
+    return n;
+  }
+
   /**
    * Starts no block at or beyond `limit` until it is raised (the cache cannot take more and the
    * readers have not caught up, issue 16.4). Blocks already in flight complete normally.
@@ -260,7 +280,7 @@ export class Scheduler {
     if (!p) {
       p = {
         address, ewmaBps: this.o.peerBpsPrior, outstanding: 0, consecutiveFailures: 0, backoffUntil: 0, banned: false,
-        full: new Set(), partial: new Map(), lastGrowth: -Infinity,
+        full: new Set(), partial: new Map(), lastGrowth: -Infinity, answered: false,
         stat: { blocks: 0, bytes: 0, failures: 0, notAvailable: 0, badBlocks: 0 },
       };
       this.peers.set(address, p);
@@ -326,6 +346,23 @@ export class Scheduler {
 
   private usable(p: PeerState, now: number): boolean { return !p.banned && p.backoffUntil <= now; }
 
+  /** Never gave a valid answer, here or (as the retrieval client knows) before: see SchedulerOptions.proven. */
+  private onTrial(p: PeerState): boolean {
+    return !p.answered && this.proven !== undefined && !this.proven(p.address);
+  }
+
+  /**
+   * Whether `p` may be given `g` as far as its trial goes: a peer on trial takes one block at a
+   * time, and never a block another peer already failed (the next new address of a host that
+   * never answers would otherwise hold the same block hostage again and again).
+   */
+  private mayTrial(p: PeerState, g: number): boolean {
+    return !this.onTrial(p) || (p.outstanding === 0 && this.peerAttempts[g] === 0);
+  }
+
+  /** Requests a peer may have in flight: one while on trial. */
+  private slots(p: PeerState): number { return this.onTrial(p) ? 1 : this.o.peerConcurrency; }
+
   private forget(p: PeerState, g: number): void {
     const b = this.blocks.at(g)!;
     if (p.full.delete(b.seg)) {
@@ -335,10 +372,19 @@ export class Scheduler {
     } else p.partial.get(b.seg)?.delete(b.index);
   }
 
-  /** Some usable peer is believed to hold `g` and peers have not failed it too often. */
-  private peerCanSupply(g: number, now: number): boolean {
+  /**
+   * Some usable peer is believed to hold `g` and peers have not failed it too often. `trusted`:
+   * count only peers that may take more than their trial request. A peer on trial that is busy
+   * with it does not keep a block from the origin: a host claiming everything under addresses
+   * that never answer must not stall a download (issue 16.5), while a genuine peer answers its
+   * trial within a round trip and takes the rest from then on.
+   */
+  private peerCanSupply(g: number, now: number, trusted = false): boolean {
     if (this.peerAttempts[g]! >= this.o.maxPeerAttempts) return false;
-    for (const p of this.peers.values()) if (this.usable(p, now) && this.holds(p, g)) return true;
+    for (const p of this.peers.values()) {
+      if (!this.usable(p, now) || !this.holds(p, g)) continue;
+      if (!trusted || this.mayTrial(p, g)) return true;
+    }
     return false;
   }
 
@@ -382,8 +428,9 @@ export class Scheduler {
 
   private assignPeers(now: number, out: Assignment[]): void {
     if (this.peerInflight >= this.o.totalPeerConcurrency) return;
-    const ready = [...this.peers.values()].filter((p) => this.usable(p, now) && p.outstanding < this.o.peerConcurrency
+    const ready = [...this.peers.values()].filter((p) => this.usable(p, now) && p.outstanding < this.slots(p)
       && (p.full.size > 0 || [...p.partial.values()].some((set) => set.size > 0)));
+    const slots = new Map(ready.map((p) => [p, this.slots(p)]));
     if (ready.length === 0) return; // (also spares the scan below when known peers hold nothing)
     while (this.low < this.n && this.state[this.low] === DONE) this.low++;
     for (let g = this.low; g < this.limit && this.peerInflight < this.o.totalPeerConcurrency; g++) {
@@ -392,7 +439,8 @@ export class Scheduler {
       let best: PeerState | undefined;
       let bestCost = Infinity;
       for (const p of ready) {
-        if (p.outstanding >= this.o.peerConcurrency || !this.holds(p, g)) continue;
+        if (p.outstanding >= slots.get(p)! || !this.holds(p, g)) continue;
+        if (!this.mayTrial(p, g)) continue;
         // Least expected completion time: queued work on that peer plus this block, at its rate.
         const cost = ((p.outstanding + 1) * len) / Math.max(p.ewmaBps, 1);
         if (cost < bestCost || (cost === bestCost && this.random() < 0.5)) { best = p; bestCost = cost; }
@@ -403,7 +451,7 @@ export class Scheduler {
       this.peerInflight++;
       this.peerAttempts[g]!++;
       out.push({ kind: 'peer', block: g, peer: best.address });
-      if (!ready.some((p) => p.outstanding < this.o.peerConcurrency)) return;
+      if (!ready.some((p) => p.outstanding < slots.get(p)!)) return;
     }
   }
 
@@ -411,7 +459,7 @@ export class Scheduler {
   private originCandidate(g: number, now: number): boolean {
     if (this.state[g] !== MISSING || g >= this.limit) return false;
     if (this.retryAt[g]! > now) { this.wakeAt = Math.min(this.wakeAt, this.retryAt[g]!); return false; }
-    return !this.peerCanSupply(g, now);
+    return !this.peerCanSupply(g, now, true);
   }
 
   /** A peer that is itself downloading (partial holder that gained blocks recently) holds `g`. */
@@ -542,6 +590,7 @@ export class Scheduler {
     const sample = (bytes * 1000) / Math.max(ms, 1);
     p.ewmaBps = p.stat.blocks === 0 ? sample : EWMA_ALPHA * sample + (1 - EWMA_ALPHA) * p.ewmaBps;
     p.consecutiveFailures = 0;
+    p.answered = true;
     p.stat.blocks++;
     p.stat.bytes += bytes;
     const b = this.blocks.at(g)!;
@@ -556,6 +605,7 @@ export class Scheduler {
     this.peerInflight = Math.max(0, this.peerInflight - 1);
     if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
     if (why === 'not-available') {
+      p.answered = true;
       p.stat.notAvailable++;
       this.forget(p, g);
       return;
@@ -605,11 +655,12 @@ export class Scheduler {
    * Why block `g` goes to the origin now (for `peerdist explain`): no peer found at all, no peer
    * known to hold it, or the peers that hold it are banned, timed out or failed.
    */
-  whyOrigin(g: number, now: number): 'no-peer-found' | 'not-held' | 'peer-banned' | 'peer-timeout' | 'peer-failed' {
+  whyOrigin(g: number, now: number): OriginReason {
     if (this.peers.size === 0) return 'no-peer-found';
     const holders = [...this.peers.values()].filter((p) => this.holds(p, g));
     if (holders.length === 0) return this.lastPeerFail[g] === 1 ? 'peer-timeout' : this.lastPeerFail[g] === 3 ? 'peer-banned' : 'not-held';
     if (holders.every((p) => p.banned)) return 'peer-banned';
+    if (this.lastPeerFail[g] === 0 && holders.every((p) => p.banned || !this.mayTrial(p, g))) return 'peer-unproven';
     void now;
     return this.lastPeerFail[g] === 1 ? 'peer-timeout' : 'peer-failed';
   }

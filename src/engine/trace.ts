@@ -15,7 +15,9 @@ export type OriginReason =
   /** Requests for it to the peers holding it timed out. */
   | 'peer-timeout'
   /** Requests for it to the peers holding it failed (errors, busy answers) or were tried too often. */
-  | 'peer-failed';
+  | 'peer-failed'
+  /** Only peers that have never answered hold it, and each is busy with its one trial request. */
+  | 'peer-unproven';
 
 export type TraceEvent =
   | { type: 'content'; version: 1 | 2; contentLength: number; segments: number; blocks: number; hashAlgorithm: string; contentInfoBytes: number }

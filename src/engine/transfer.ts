@@ -17,6 +17,12 @@ import type { ByteSource } from './types.js';
 
 const GATE_REFRESH_WAIT_MS = 500;
 /**
+ * The gate also waits this long at most for the first answers of peers on trial (the retrieval
+ * client's first-byte limit for addresses that never answered): a genuine LAN peer answers in
+ * milliseconds and then takes the blocks it holds, instead of the origin.
+ */
+const GATE_TRIAL_WAIT_MS = 1500;
+/**
  * Verified blocks kept in memory after they were stored, for readers streaming the download: a
  * reader at the download front takes the block from here instead of reading and hashing it again
  * from the cache. About the blocks in flight at once (32 from peers), so a reader keeping up
@@ -92,6 +98,8 @@ export class Transfer implements Session {
   private timer: unknown;
   private wakeAt = Infinity;
   private originOpen = false;
+  /** Resolved by pump() once no trial request is in flight. */
+  private trialsSettled: (() => void) | undefined;
   /** Cache writes in flight (a block that arrived just before cancel() is still stored and counted). */
   private readonly storing = new Set<Promise<void>>();
   /** Recently stored verified blocks by block number (insertion order = age). */
@@ -119,6 +127,7 @@ export class Transfer implements Session {
       random: this.ctx.random,
       originConcurrency: deps.originConcurrency,
       peerConcurrency: deps.peerConcurrency,
+      proven: deps.retrieval.proven ? (a) => deps.retrieval.proven!(a) : undefined,
       totalPeerConcurrency: deps.totalPeerConcurrency,
       // v1: block lists every refresh period; v2: discovery repeats (1-2 s) and pre-origin re-checks.
       visibilityLagMs: ci.version === 1 ? (deps.blockListRefreshMs ?? 300) + 100 : 1000,
@@ -177,6 +186,10 @@ export class Transfer implements Session {
     if (this.sched.peerCount() > 0) {
       if (this.ci.version === 2) await this.until(new Promise(() => undefined), V2_SIGHTING_GRACE_MS);
       await this.until(this.feed.refreshAll(), GATE_REFRESH_WAIT_MS);
+      if (this.sched.trialsPending() > 0) {
+        await this.until(new Promise<void>((r) => { this.trialsSettled = r; }), GATE_TRIAL_WAIT_MS);
+        this.trialsSettled = undefined;
+      }
     }
     if (this.stopped()) return;
     this.trace({ type: 'gate', at: this.ctx.now(), peers: this.sched.peerCount() });
@@ -213,6 +226,7 @@ export class Transfer implements Session {
     if (sched.isDone()) return this.host.finish();
     const now = this.ctx.now();
     for (const a of sched.next(now, this.originOpen)) this.launch(a);
+    if (this.trialsSettled && sched.trialsPending() === 0) this.trialsSettled();
     const f2 = sched.failed();
     if (f2) return this.failBlock(f2.block, f2.reason);
     const wake = sched.nextWakeAt();

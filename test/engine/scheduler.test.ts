@@ -69,6 +69,59 @@ t.test('a full holder gets the blocks, not the origin', async (t) => {
   t.equal(originOf(a).length, 0, 'blocks a usable peer holds never go to the origin');
 });
 
+t.test('peers that never answered get one request each until they do (issue 16.5: tarpits are tried side by side)', async (t) => {
+  const answered = new Set(['good:1']);
+  const s = mk(256, { peerConcurrency: 16, totalPeerConcurrency: 64, originConcurrency: 2, proven: (a) => answered.has(a) });
+  for (let i = 0; i < 16; i++) s.peerHasSegment(`tarpit:${i}`, 0);
+  const a = peersOf(s.next(0, false));
+  const perPeer = new Map<string, number>();
+  for (const x of a) perPeer.set(x.peer, (perPeer.get(x.peer) ?? 0) + 1);
+  t.equal(perPeer.size, 16, 'every unproven holder gets a trial request at once');
+  t.ok([...perPeer.values()].every((n) => n === 1), 'one request each while unproven');
+  // One answers (a valid MS-PCCRR answer): it gets the full concurrency from then on.
+  const first = a.find((x) => x.peer === 'tarpit:3')!;
+  s.peerSucceeded('tarpit:3', first.block, BS, 5);
+  const b = peersOf(s.next(6, false));
+  t.equal(b.filter((x) => x.peer === 'tarpit:3').length, 16, 'answered: full per-peer concurrency');
+  t.equal(b.filter((x) => x.peer !== 'tarpit:3').length, 0, 'the others still wait for their trial');
+  // Blocks held only by peers busy with their trial are not kept from the origin.
+  const s4 = mk(64, { peerConcurrency: 8, originConcurrency: 2, proven: () => false });
+  s4.peerHasSegment('tarpit:a', 0);
+  s4.peerHasSegment('tarpit:b', 0);
+  const c4 = s4.next(0);
+  t.equal(peersOf(c4).length, 2, 'one trial request per unproven holder');
+  t.equal(originOf(c4).length, 1, 'and the origin goes on meanwhile (one blind stream)');
+  const o = originOf(c4)[0]!.block;
+  t.equal(s4.whyOrigin(o, 0), 'peer-unproven', 'explain says why');
+  s4.originSucceeded(o, 50);
+  t.equal(originOf(s4.next(60)).length, 2, 'full origin concurrency while the trials are pending');
+  // A block whose trial failed goes to the origin, not to the next new address that claims it.
+  const s6 = mk(2, { peerConcurrency: 8, originConcurrency: 2, proven: () => false });
+  s6.peerHasSegment('tarpit:a', 0);
+  const [tr] = peersOf(s6.next(0, false));
+  s6.peerFailed('tarpit:a', tr!.block, 'unusable', 1500);
+  s6.peerHasSegment('tarpit:b', 0);
+  const c6 = s6.next(1501);
+  t.notOk(peersOf(c6).some((x) => x.block === tr!.block), 'the failed block is not a new trial');
+  t.ok(originOf(c6).some((x) => x.block === tr!.block), 'the origin takes it');
+  // A proven peer busy with all its slots still keeps its blocks from the origin.
+  const s5 = mk(64, { peerConcurrency: 4, originConcurrency: 2, proven: () => true });
+  s5.peerHasSegment('good:1', 0);
+  const c5 = s5.next(0);
+  t.equal(peersOf(c5).length, 4);
+  t.equal(originOf(c5).length, 0, 'a busy proven holder: nothing from the origin');
+  // A peer the retrieval client already knows as proven is not put on trial.
+  const s2 = mk(64, { peerConcurrency: 8, proven: (a) => answered.has(a) });
+  s2.peerHasSegment('good:1', 0);
+  t.equal(peersOf(s2.next(0)).length, 8, 'proven elsewhere: full concurrency at once');
+  // A valid "not available" answer also ends the trial.
+  const s3 = mk(64, { peerConcurrency: 8, proven: () => false });
+  s3.peerHasSegment('p:1', 0);
+  const [c] = peersOf(s3.next(0, false));
+  s3.peerFailed('p:1', c!.block, 'not-available', 1);
+  t.equal(peersOf(s3.next(2, false)).length, 8, 'answered (not available): full concurrency');
+});
+
 t.test('balancing by throughput and outstanding requests', async (t) => {
   const s = mk(64, { peerConcurrency: 8, totalPeerConcurrency: 8, originConcurrency: 0 });
   s.peerHasSegment('fast:1', 0);

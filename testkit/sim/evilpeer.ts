@@ -105,6 +105,8 @@ export interface TarpitOptions {
 export interface TarpitStats {
   /** TCP connections accepted by the tarpit ports, by source address. */
   connections: Record<string, number>;
+  /** When (ms since the epoch) each source connected to each tarpit address, key "from -> host:port". */
+  attempts: Record<string, number[]>;
   /** HTTP requests received by the tarpit's "other service" port (answers 404), by source address. */
   serviceRequests: Record<string, number>;
   probeMatches: number;
@@ -124,7 +126,7 @@ export interface TarpitPeer {
  * XAddrs of each ProbeMatch still meets new addresses every time.
  */
 export async function startTarpitPeer(o: TarpitOptions): Promise<TarpitPeer> {
-  const st: TarpitStats = { connections: {}, serviceRequests: {}, probeMatches: 0 };
+  const st: TarpitStats = { connections: {}, attempts: {}, serviceRequests: {}, probeMatches: 0 };
   const sockets = new Set<import('node:net').Socket>();
   const servers: import('node:net').Server[] = [];
   const { createServer } = await import('node:net');
@@ -137,6 +139,8 @@ export async function startTarpitPeer(o: TarpitOptions): Promise<TarpitPeer> {
     const srv = createServer((s) => {
       const from = s.remoteAddress ?? '?';
       st.connections[from] = (st.connections[from] ?? 0) + 1;
+      const key = `${from} -> ${o.listenHost}:${(s.address() as import('node:net').AddressInfo).port}`;
+      (st.attempts[key] ??= []).push(Date.now());
       sockets.add(s);
       s.on('error', () => undefined);
       s.on('close', () => sockets.delete(s));
@@ -169,7 +173,7 @@ export async function startTarpitPeer(o: TarpitOptions): Promise<TarpitPeer> {
   await discovery.start();
   return {
     xaddrs: all,
-    stats: () => ({ connections: { ...st.connections }, serviceRequests: { ...st.serviceRequests }, probeMatches: st.probeMatches }),
+    stats: () => ({ connections: { ...st.connections }, attempts: structuredClone(st.attempts), serviceRequests: { ...st.serviceRequests }, probeMatches: st.probeMatches }),
     close: async () => {
       await discovery.close();
       for (const s of sockets) s.destroy();
