@@ -140,7 +140,7 @@ export async function startTarpitPeer(o: TarpitOptions): Promise<TarpitPeer> {
       const from = s.remoteAddress ?? '?';
       st.connections[from] = (st.connections[from] ?? 0) + 1;
       const key = `${from} -> ${o.listenHost}:${(s.address() as import('node:net').AddressInfo).port}`;
-      (st.attempts[key] ??= []).push(Date.now());
+      st.attempts[key] = [...(st.attempts[key] ?? []), Date.now()];
       sockets.add(s);
       s.on('error', () => undefined);
       s.on('close', () => sockets.delete(s));
