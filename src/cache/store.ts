@@ -424,16 +424,7 @@ export class BlockStore extends EventEmitter {
       if (!victim || v.lastUse < victim.lastUse) victim = v;
     }
     if (!victim) return false;
-    this.entries.delete(victim.idHex);
-    this.dirty.delete(victim.idHex);
-    this.total -= victim.bytes;
-    await this.files.removeSegment(victim.idHex);
-    const ops: { type: 'del'; key: string }[] = [{ type: 'del', key: `m!${victim.idHex}` }, { type: 'del', key: `u!${victim.idHex}` }];
-    for (const i of victim.present.list()) ops.push({ type: 'del', key: pKey(victim.idHex, i) });
-    // If even this fails, the next open reconciles: present marks without their file are dropped.
-    await this.db.batch(ops).catch((err) => this.log.warn('cache index update after eviction failed', { err }));
-    this.counters.evictions++; this.countersDirty = true;
-    this.emit('evict', victim.idHex);
+    await this.evictLocked(victim);
     return true;
   }
 
@@ -456,14 +447,20 @@ export class BlockStore extends EventEmitter {
     this.overWarned = over;
   }
 
+  /**
+   * Drops a segment: its data file first, then its index entries. The file goes first because on a
+   * full filesystem the index cannot even log a delete until space is freed (LevelDB appends every
+   * write to its log); if the index update fails anyway, the next open reconciles (present marks
+   * without their file are dropped), and nothing is served meanwhile (the entry is gone from memory).
+   */
   private async evictLocked(e: Entry): Promise<void> {
     this.entries.delete(e.idHex);
     this.dirty.delete(e.idHex);
     this.total -= e.bytes;
+    await this.files.removeSegment(e.idHex);
     const ops: { type: 'del'; key: string }[] = [{ type: 'del', key: `m!${e.idHex}` }, { type: 'del', key: `u!${e.idHex}` }];
     for (const i of e.present.list()) ops.push({ type: 'del', key: pKey(e.idHex, i) });
-    await this.db.batch(ops);
-    await this.files.removeSegment(e.idHex);
+    await this.db.batch(ops).catch((err) => this.log.warn('cache index update after eviction failed', { err }));
     this.counters.evictions++; this.countersDirty = true;
     this.emit('evict', e.idHex);
   }

@@ -262,3 +262,33 @@ t.test('over the limit while pinned: shrinks back as soon as the pins are releas
   t.ok(store.stats().bytes <= 2 * 65536, `back under the limit (${store.stats().bytes} bytes)`);
   t.ok(store.isComplete(segs[2]!.meta.segmentId), 'most recently used kept');
 });
+
+t.test('disk full while evicting to stay under the limit: the block is stored, the data file is freed first (issue 16.4)', async (t) => {
+  const dir = await tempDir(t);
+  let clock = 1000;
+  const segs = [randomV1(2), randomV1(2)];
+  const store = await BlockStore.open({ dir, limitBytes: 2 * 65536, now: () => clock });
+  t.teardown(() => store.close());
+  clock += 10; await store.addSegment(segs[0]!.meta); await putAll(store, segs[0]!);
+  clock += 10; await store.addSegment(segs[1]!.meta);
+  // From now on the index's log cannot grow until a data file is removed (LevelDB's own error,
+  // as classic-level reports it: code LEVEL_IO_ERROR, message naming ENOSPC).
+  const db = (store as unknown as { db: { batch: (ops: unknown[]) => Promise<void> } }).db;
+  const realBatch = db.batch.bind(db);
+  const victim = segFile(dir, segs[0]!.meta.segmentId.toString('hex'));
+  let refused = 0;
+  db.batch = async (ops: unknown[]) => {
+    const fileGone = await stat(victim).then(() => false, () => true);
+    if (!fileGone) {
+      refused++;
+      throw Object.assign(new Error(`IO error: ${dir}/index/000003.log: No space left on device`), { code: 'LEVEL_IO_ERROR' });
+    }
+    return realBatch(ops);
+  };
+  await putAll(store, segs[1]!);
+  t.ok(store.isComplete(segs[1]!.meta.segmentId), 'the new segment is stored');
+  t.equal(store.getSegment(segs[0]!.meta.segmentId), undefined, 'the LRU segment was evicted');
+  await t.rejects(stat(victim), { code: 'ENOENT' }, 'its data file is gone');
+  t.equal(refused, 0, 'no index write was attempted while the data file still held the space');
+  t.ok(store.stats().bytes <= 2 * 65536);
+});
