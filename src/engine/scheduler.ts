@@ -124,6 +124,8 @@ interface PeerState {
   lastGrowth: number;
   /** Gave a valid answer in this job (a block, or "not available"). */
   answered: boolean;
+  /** When its (first) trial request was sent, while on trial. */
+  trialSince: number;
   stat: { blocks: number; bytes: number; failures: number; notAvailable: number; badBlocks: number };
 }
 
@@ -131,6 +133,12 @@ const MISSING = 0, INFLIGHT = 1, DONE = 2;
 const EWMA_ALPHA = 0.3;
 const PEER_BACKOFF_BASE_MS = 250;
 const PEER_BACKOFF_MAX_MS = 10_000;
+/**
+ * How long a peer's pending trial request keeps the blocks it claims from the origin. A genuine
+ * LAN peer answers well within it and then takes them all; after it, the origin may (a host naming
+ * addresses that never answer stalls nothing beyond this, issue 16.5).
+ */
+const TRIAL_GRACE_MS = 300;
 /** Backoff of an address the retrieval client quarantined (never gave a valid answer). */
 const UNUSABLE_BACKOFF_MS = 30_000;
 const ORIGIN_RETRY_BASE_MS = 200;
@@ -280,7 +288,7 @@ export class Scheduler {
     if (!p) {
       p = {
         address, ewmaBps: this.o.peerBpsPrior, outstanding: 0, consecutiveFailures: 0, backoffUntil: 0, banned: false,
-        full: new Set(), partial: new Map(), lastGrowth: -Infinity, answered: false,
+        full: new Set(), partial: new Map(), lastGrowth: -Infinity, answered: false, trialSince: Infinity,
         stat: { blocks: 0, bytes: 0, failures: 0, notAvailable: 0, badBlocks: 0 },
       };
       this.peers.set(address, p);
@@ -373,17 +381,21 @@ export class Scheduler {
   }
 
   /**
-   * Some usable peer is believed to hold `g` and peers have not failed it too often. `trusted`:
-   * count only peers that may take more than their trial request. A peer on trial that is busy
-   * with it does not keep a block from the origin: a host claiming everything under addresses
-   * that never answer must not stall a download (issue 16.5), while a genuine peer answers its
-   * trial within a round trip and takes the rest from then on.
+   * Some usable peer is believed to hold `g` and peers have not failed it too often. `forOrigin`:
+   * a peer on trial counts only while it could still take `g` (see mayTrial) or its trial request
+   * is younger than TRIAL_GRACE_MS: a host claiming everything under addresses that never answer
+   * must not stall a download (issue 16.5), while a genuine peer answers its trial within a round
+   * trip and takes the rest from then on.
    */
-  private peerCanSupply(g: number, now: number, trusted = false): boolean {
+  private peerCanSupply(g: number, now: number, forOrigin = false): boolean {
     if (this.peerAttempts[g]! >= this.o.maxPeerAttempts) return false;
     for (const p of this.peers.values()) {
       if (!this.usable(p, now) || !this.holds(p, g)) continue;
-      if (!trusted || this.mayTrial(p, g)) return true;
+      if (!forOrigin || this.mayTrial(p, g)) return true;
+      if (this.peerAttempts[g] === 0 && now < p.trialSince + TRIAL_GRACE_MS) {
+        this.wakeAt = Math.min(this.wakeAt, p.trialSince + TRIAL_GRACE_MS);
+        return true;
+      }
     }
     return false;
   }
@@ -447,6 +459,7 @@ export class Scheduler {
       }
       if (!best) continue;
       this.state[g] = INFLIGHT;
+      if (this.onTrial(best)) best.trialSince = Math.min(best.trialSince, now);
       best.outstanding++;
       this.peerInflight++;
       this.peerAttempts[g]!++;
