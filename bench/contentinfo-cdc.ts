@@ -28,24 +28,34 @@ const edits: Array<[string, Buffer]> = [
   ['insert 4 KiB at offset 1000', withInsertion(original, 1000, pseudoRandomBytes(4096, 'ins4k'))],
   ['insert 100 bytes in the middle', withInsertion(original, mid, pseudoRandomBytes(100, 'mid100'))],
   ['overwrite 100 bytes in the middle', overwrite(original, mid, 100)],
-  ['delete 10 KiB at offset 1 MiB', Buffer.concat([original.subarray(0, 1 << 20), original.subarray((1 << 20) + 10240)])],
+  [
+    'delete 10 KiB at offset 1 MiB',
+    Buffer.concat([original.subarray(0, 1 << 20), original.subarray((1 << 20) + 10240)]),
+  ],
 ];
 
 async function hash(data: Buffer, chunking: 'cdc' | 'fixed'): Promise<ContentInfo> {
-  async function* pieces() { for (let k = 0; k < data.length; k += 4 << 20) yield data.subarray(k, k + (4 << 20)); }
+  async function* pieces() {
+    for (let k = 0; k < data.length; k += 4 << 20) yield data.subarray(k, k + (4 << 20));
+  }
   return hashStream(pieces(), { secret: Buffer.from('bench'), version: 2, chunking });
 }
 
 function shared(before: ContentInfo, after: ContentInfo): { segs: number; bytes: number } {
   const ids = new Set(before.segments.map((s) => s.segmentId.toString('hex')));
   const hit = after.segments.filter((s) => ids.has(s.segmentId.toString('hex')));
-  return { segs: hit.length / after.segments.length, bytes: hit.reduce((n, s) => n + s.length, 0) / after.contentLength };
+  return {
+    segs: hit.length / after.segments.length,
+    bytes: hit.reduce((n, s) => n + s.length, 0) / after.contentLength,
+  };
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const base = { cdc: await hash(original, 'cdc'), fixed: await hash(original, 'fixed') };
 const lengths = segmentLengths(new CdcChunker(), original);
-console.log(`original: ${sizeMiB} MiB pseudo-random; cdc ${base.cdc.segments.length} segments (mean ${(original.length / lengths.length / 1024).toFixed(1)} KiB, ${lengths.filter((n) => n === 131072).length} at the 128 KiB maximum); fixed ${base.fixed.segments.length} segments`);
+console.log(
+  `original: ${sizeMiB} MiB pseudo-random; cdc ${base.cdc.segments.length} segments (mean ${(original.length / lengths.length / 1024).toFixed(1)} KiB, ${lengths.filter((n) => n === 131072).length} at the 128 KiB maximum); fixed ${base.fixed.segments.length} segments`,
+);
 console.log('| edit | cdc shared segments | cdc shared bytes | fixed shared segments | fixed shared bytes |');
 console.log('|---|---:|---:|---:|---:|');
 for (const [name, data] of edits) {

@@ -20,7 +20,7 @@ export async function writePseudoRandomFile(path: string, length: number, seed =
   const zeros = Buffer.alloc(4 << 20);
   const fh = await open(path, 'w');
   try {
-    for (let done = 0; done < length;) {
+    for (let done = 0; done < length; ) {
       const n = Math.min(zeros.length, length - done);
       await fh.write(ks.update(zeros.subarray(0, n)));
       done += n;

@@ -38,7 +38,9 @@ async function main(): Promise<void> {
   try {
     const file = join(dir, 'content.bin');
     await writePseudoRandomFile(file, bytes, 'bench hash');
-    console.log(`file: ${sizeMiB} MiB pseudo-random in ${dir}; ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}; node ${process.version}; best of ${runs}`);
+    console.log(
+      `file: ${sizeMiB} MiB pseudo-random in ${dir}; ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}; node ${process.version}; best of ${runs}`,
+    );
     const rows: Array<[string, number]> = [];
     const sha = await best(runs, () => {
       const r = spawnSync('sha256sum', [file], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -51,11 +53,18 @@ async function main(): Promise<void> {
       ['peerdist v2 cdc', { secret, version: 2, chunking: 'cdc' }],
       ['peerdist v2 fixed', { secret, version: 2, chunking: 'fixed' }],
     ];
-    for (const [name, opts] of cases) rows.push([name, await best(runs, async () => { await hashFile(file, opts); })]);
+    for (const [name, opts] of cases)
+      rows.push([
+        name,
+        await best(runs, async () => {
+          await hashFile(file, opts);
+        }),
+      ]);
     const mbps = (s: number) => bytes / 1e6 / s;
     console.log('| tool | seconds | MB/s | ratio to sha256sum |');
     console.log('|---|---:|---:|---:|');
-    for (const [name, s] of rows) console.log(`| ${name} | ${s.toFixed(3)} | ${mbps(s).toFixed(0)} | ${(mbps(s) / mbps(sha)).toFixed(2)} |`);
+    for (const [name, s] of rows)
+      console.log(`| ${name} | ${s.toFixed(3)} | ${mbps(s).toFixed(0)} | ${(mbps(s) / mbps(sha)).toFixed(2)} |`);
     console.log(`peak RSS of this process: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -14,22 +14,42 @@ import { NetnsNetwork } from '../testkit/sim/network.js';
 import { netnsSupport } from '../testkit/sim/netns.js';
 import { runDownloads } from '../testkit/sim/scenarios.js';
 
-const { values } = parseArgs({ options: {
-  subnets: { type: 'string', default: '3' }, 'per-subnet': { type: 'string', default: '2' }, size: { type: 'string', default: '8MiB' },
-  'wan-rate': { type: 'string', default: '20mbit' }, 'wan-delay': { type: 'string', default: '20' }, 'lan-rate': { type: 'string', default: '100mbit' },
-  json: { type: 'boolean' },
-} });
+const { values } = parseArgs({
+  options: {
+    subnets: { type: 'string', default: '3' },
+    'per-subnet': { type: 'string', default: '2' },
+    size: { type: 'string', default: '8MiB' },
+    'wan-rate': { type: 'string', default: '20mbit' },
+    'wan-delay': { type: 'string', default: '20' },
+    'lan-rate': { type: 'string', default: '100mbit' },
+    json: { type: 'boolean' },
+  },
+});
 const support = await netnsSupport();
-if (!support.ok) { process.stderr.write(`bench/hosted-cache: ${support.reason}\n`); process.exit(2); }
-const subnets = Number(values.subnets), per = Number(values['per-subnet']), size = parseSize(values.size!);
-const wanRateBps = parseRate(values['wan-rate']!), lanRateBps = parseRate(values['lan-rate']!), wanDelayMs = Number(values['wan-delay']);
+if (!support.ok) {
+  process.stderr.write(`bench/hosted-cache: ${support.reason}\n`);
+  process.exit(2);
+}
+const subnets = Number(values.subnets),
+  per = Number(values['per-subnet']),
+  size = parseSize(values.size!);
+const wanRateBps = parseRate(values['wan-rate']!),
+  lanRateBps = parseRate(values['lan-rate']!),
+  wanDelayMs = Number(values['wan-delay']);
 const note = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 
 async function run(withHc: boolean) {
   note(`${withHc ? 'with' : 'without'} a hosted cache: building ${subnets} subnets x ${per} clients`);
   const c = await Cluster.create({
-    network: await NetnsNetwork.create({ subnets }), clients: subnets * per, wan: { rateBps: wanRateBps, delayMs: wanDelayMs }, lanRateBps,
-    files: [{ name: 'seq.bin', size, seed: 'hc-seq' }, { name: 'flash.bin', size, seed: 'hc-flash' }], readyTimeoutMs: 120_000,
+    network: await NetnsNetwork.create({ subnets }),
+    clients: subnets * per,
+    wan: { rateBps: wanRateBps, delayMs: wanDelayMs },
+    lanRateBps,
+    files: [
+      { name: 'seq.bin', size, seed: 'hc-seq' },
+      { name: 'flash.bin', size, seed: 'hc-flash' },
+    ],
+    readyTimeoutMs: 120_000,
   });
   try {
     if (withHc) {
@@ -41,12 +61,29 @@ async function run(withHc: boolean) {
     note('sequential');
     const seq = await runDownloads(c, 'seq.bin', { mode: 'sequential', clients: firstRow, timeoutMs: 900_000 });
     note('flash crowd');
-    const flash = await runDownloads(c, 'flash.bin', { mode: 'flash', clients: c.hosts.map((_, k) => k + 1), timeoutMs: 900_000 });
+    const flash = await runDownloads(c, 'flash.bin', {
+      mode: 'flash',
+      clients: c.hosts.map((_, k) => k + 1),
+      timeoutMs: 900_000,
+    });
     const hcStatus = withHc ? (await c.hostedCacheStatus()).hostedCache : undefined;
     return {
       withHostedCache: withHc,
-      sequential: { originRatio: originBlockBytes(seq.origin) / size, downloads: seq.downloads.map((d) => ({ client: d.client, seconds: d.seconds, fromOrigin: d.fromOrigin, fromPeers: d.fromPeers, correct: d.correct })) },
-      flash: { originRatio: originBlockBytes(flash.origin) / size, totalSeconds: flash.totalSeconds, allCorrect: flash.downloads.every((d) => d.correct) },
+      sequential: {
+        originRatio: originBlockBytes(seq.origin) / size,
+        downloads: seq.downloads.map((d) => ({
+          client: d.client,
+          seconds: d.seconds,
+          fromOrigin: d.fromOrigin,
+          fromPeers: d.fromPeers,
+          correct: d.correct,
+        })),
+      },
+      flash: {
+        originRatio: originBlockBytes(flash.origin) / size,
+        totalSeconds: flash.totalSeconds,
+        allCorrect: flash.downloads.every((d) => d.correct),
+      },
       hostedCache: hcStatus,
     };
   } finally {
@@ -58,13 +95,27 @@ const without = await run(false);
 const withHc = await run(true);
 // LAN-speed figure: clients 2..N of the sequential run are alone on their subnet; with the hosted cache they get the file from it.
 const lonely = withHc.sequential.downloads.slice(1);
-const lanFigure = lonely.map((d) => ({ client: d.client, mbitPerSec: (size * 8) / d.seconds / 1e6, ofLanRate: (size * 8) / d.seconds / lanRateBps, fromPeers: d.fromPeers }));
+const lanFigure = lonely.map((d) => ({
+  client: d.client,
+  mbitPerSec: (size * 8) / d.seconds / 1e6,
+  ofLanRate: (size * 8) / d.seconds / lanRateBps,
+  fromPeers: d.fromPeers,
+}));
 const out = { subnets, perSubnet: per, size, wanRateBps, wanDelayMs, lanRateBps, without, with: withHc, lanFigure };
 if (values.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
 else {
   const f = (x: number) => x.toFixed(3);
-  process.stdout.write(`origin bytes / file size (${subnets} subnets, ${subnets * per} clients, ${size} bytes, WAN ${wanRateBps / 1e6} Mbit/s + ${wanDelayMs} ms, LAN ${lanRateBps / 1e6} Mbit/s)\n`);
-  process.stdout.write(`  sequential, one client per subnet: without ${f(without.sequential.originRatio)}, with hosted cache ${f(withHc.sequential.originRatio)} (target <= 1.05: ${withHc.sequential.originRatio <= 1.05 ? 'met' : 'NOT met'})\n`);
-  process.stdout.write(`  flash crowd, every client:         without ${f(without.flash.originRatio)}, with hosted cache ${f(withHc.flash.originRatio)} (target <= 1.3: ${withHc.flash.originRatio <= 1.3 ? 'met' : 'NOT met'})\n`);
-  for (const l of lanFigure) process.stdout.write(`  client ${l.client} (no peer on its subnet): ${l.mbitPerSec.toFixed(1)} Mbit/s from the hosted cache = ${l.ofLanRate.toFixed(2)} x the LAN rate\n`);
+  process.stdout.write(
+    `origin bytes / file size (${subnets} subnets, ${subnets * per} clients, ${size} bytes, WAN ${wanRateBps / 1e6} Mbit/s + ${wanDelayMs} ms, LAN ${lanRateBps / 1e6} Mbit/s)\n`,
+  );
+  process.stdout.write(
+    `  sequential, one client per subnet: without ${f(without.sequential.originRatio)}, with hosted cache ${f(withHc.sequential.originRatio)} (target <= 1.05: ${withHc.sequential.originRatio <= 1.05 ? 'met' : 'NOT met'})\n`,
+  );
+  process.stdout.write(
+    `  flash crowd, every client:         without ${f(without.flash.originRatio)}, with hosted cache ${f(withHc.flash.originRatio)} (target <= 1.3: ${withHc.flash.originRatio <= 1.3 ? 'met' : 'NOT met'})\n`,
+  );
+  for (const l of lanFigure)
+    process.stdout.write(
+      `  client ${l.client} (no peer on its subnet): ${l.mbitPerSec.toFixed(1)} Mbit/s from the hosted cache = ${l.ofLanRate.toFixed(2)} x the LAN rate\n`,
+    );
 }

@@ -38,22 +38,44 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
-const { values } = parseArgs({ options: { size: { type: 'string', default: '256MiB' }, rounds: { type: 'string', default: '2' }, json: { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: {
+    size: { type: 'string', default: '256MiB' },
+    rounds: { type: 'string', default: '2' },
+    json: { type: 'boolean' },
+  },
+});
 const size = parseSize(values.size!);
 const rounds = Math.max(1, Number(values.rounds));
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 
 log(`writing and publishing a ${size}-byte file`);
-const c = await Cluster.create({ network: new LoopbackNetwork({ base: 120 }), clients: 1 + rounds, files: [{ name: 'f.bin', size }] });
+const c = await Cluster.create({
+  network: new LoopbackNetwork({ base: 120 }),
+  clients: 1 + rounds,
+  files: [{ name: 'f.bin', size }],
+});
 try {
   await c.startDaemons();
   log('client 1 fills its cache from the origin');
   const first = await c.download(1, 'f.bin', 900_000);
   if (!first.correct) throw new Error('client 1 download wrong');
-  const rows: Array<{ round: number; p2pSeconds: number; p2pFromPeers: number; httpSeconds: number; curlSeconds?: number; ratio: number; curlRatio?: number; serverCpu: number; clientCpu: number }> = [];
+  const rows: Array<{
+    round: number;
+    p2pSeconds: number;
+    p2pFromPeers: number;
+    httpSeconds: number;
+    curlSeconds?: number;
+    ratio: number;
+    curlRatio?: number;
+    serverCpu: number;
+    clientCpu: number;
+  }> = [];
   for (let k = 0; k < rounds; k++) {
     const out = join(c.root, `plain-${k}.bin`);
-    const h = await runCommand(process.execPath, [agentEntry, 'fetch', `http://${c.originDirect}/f.bin`, '-o', out], { timeoutMs: 900_000 });
+    const h = await runCommand(process.execPath, [agentEntry, 'fetch', `http://${c.originDirect}/f.bin`, '-o', out], {
+      timeoutMs: 900_000,
+    });
     await rm(out, { force: true });
     const cs = await curlSeconds(`http://${c.originDirect}/f.bin`, out);
     await rm(out, { force: true });
@@ -67,21 +89,41 @@ try {
     const clientCpu = (await cpuSeconds(client)) - cpu0[1]!;
     if (!p.correct) throw new Error(`client ${2 + k} download wrong`);
     const httpSeconds = hj.seconds as number;
-    rows.push({ round: k + 1, p2pSeconds: p.seconds, p2pFromPeers: p.fromPeers, httpSeconds, curlSeconds: cs, ratio: httpSeconds / p.seconds, curlRatio: cs === undefined ? undefined : cs / p.seconds, serverCpu, clientCpu });
-    log(`round ${k + 1}: peer ${p.seconds.toFixed(2)} s (${p.fromPeers} bytes from peers; CPU: serving daemon ${serverCpu.toFixed(1)} s, receiving daemon ${clientCpu.toFixed(1)} s), plain HTTP ${httpSeconds.toFixed(2)} s, curl ${cs?.toFixed(2) ?? 'n/a'} s`);
+    rows.push({
+      round: k + 1,
+      p2pSeconds: p.seconds,
+      p2pFromPeers: p.fromPeers,
+      httpSeconds,
+      curlSeconds: cs,
+      ratio: httpSeconds / p.seconds,
+      curlRatio: cs === undefined ? undefined : cs / p.seconds,
+      serverCpu,
+      clientCpu,
+    });
+    log(
+      `round ${k + 1}: peer ${p.seconds.toFixed(2)} s (${p.fromPeers} bytes from peers; CPU: serving daemon ${serverCpu.toFixed(1)} s, receiving daemon ${clientCpu.toFixed(1)} s), plain HTTP ${httpSeconds.toFixed(2)} s, curl ${cs?.toFixed(2) ?? 'n/a'} s`,
+    );
   }
   const best = rows.reduce((a, r) => (r.ratio > a.ratio ? r : a));
   const mbs = (s: number) => (size / s / 1e6).toFixed(0);
   if (values.json) process.stdout.write(JSON.stringify({ size, rows, bestRatio: best.ratio }, null, 2) + '\n');
   else {
-    process.stdout.write(`file ${size} bytes on loopback; client 1 took it from the origin in ${first.seconds.toFixed(2)} s\n`);
+    process.stdout.write(
+      `file ${size} bytes on loopback; client 1 took it from the origin in ${first.seconds.toFixed(2)} s\n`,
+    );
     const gib = size / 2 ** 30;
-    process.stdout.write('| round | peer-to-peer s | MB/s | CPU s serving / receiving daemon | CPU s per GiB serving / receiving | plain HTTP s | MB/s | curl s | MB/s | p2p / http | p2p / curl |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n');
+    process.stdout.write(
+      '| round | peer-to-peer s | MB/s | CPU s serving / receiving daemon | CPU s per GiB serving / receiving | plain HTTP s | MB/s | curl s | MB/s | p2p / http | p2p / curl |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n',
+    );
     for (const r of rows) {
       const curl = r.curlSeconds === undefined ? 'n/a | n/a' : `${r.curlSeconds.toFixed(2)} | ${mbs(r.curlSeconds)}`;
-      process.stdout.write(`| ${r.round} | ${r.p2pSeconds.toFixed(2)} | ${mbs(r.p2pSeconds)} | ${r.serverCpu.toFixed(1)} / ${r.clientCpu.toFixed(1)} | ${(r.serverCpu / gib).toFixed(1)} / ${(r.clientCpu / gib).toFixed(1)} | ${r.httpSeconds.toFixed(2)} | ${mbs(r.httpSeconds)} | ${curl} | ${r.ratio.toFixed(2)} | ${r.curlRatio?.toFixed(2) ?? 'n/a'} |\n`);
+      process.stdout.write(
+        `| ${r.round} | ${r.p2pSeconds.toFixed(2)} | ${mbs(r.p2pSeconds)} | ${r.serverCpu.toFixed(1)} / ${r.clientCpu.toFixed(1)} | ${(r.serverCpu / gib).toFixed(1)} / ${(r.clientCpu / gib).toFixed(1)} | ${r.httpSeconds.toFixed(2)} | ${mbs(r.httpSeconds)} | ${curl} | ${r.ratio.toFixed(2)} | ${r.curlRatio?.toFixed(2) ?? 'n/a'} |\n`,
+      );
     }
-    process.stdout.write(`best p2p / http ratio ${best.ratio.toFixed(2)} (target >= 0.8: ${best.ratio >= 0.8 ? 'met' : 'NOT met'})\n`);
+    process.stdout.write(
+      `best p2p / http ratio ${best.ratio.toFixed(2)} (target >= 0.8: ${best.ratio >= 0.8 ? 'met' : 'NOT met'})\n`,
+    );
   }
 } finally {
   await c.close();

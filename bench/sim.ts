@@ -12,10 +12,17 @@ import { runScenario, type ScenarioReport } from '../testkit/sim/scenarios.js';
 import { formatScenario } from '../testkit/sim/report.js';
 import { netnsSupport } from '../testkit/sim/netns.js';
 
-const { values } = parseArgs({ options: {
-  clients: { type: 'string', default: '8' }, size: { type: 'string', default: '64MiB' }, 'wan-rate': { type: 'string', default: '50mbit' },
-  'wan-delay': { type: 'string', default: '20' }, 'lan-rate': { type: 'string' }, json: { type: 'boolean' }, mode: { type: 'string' },
-} });
+const { values } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '8' },
+    size: { type: 'string', default: '64MiB' },
+    'wan-rate': { type: 'string', default: '50mbit' },
+    'wan-delay': { type: 'string', default: '20' },
+    'lan-rate': { type: 'string' },
+    json: { type: 'boolean' },
+    mode: { type: 'string' },
+  },
+});
 
 const support = await netnsSupport();
 if (!support.ok) {
@@ -23,8 +30,13 @@ if (!support.ok) {
   process.exit(2);
 }
 const common = {
-  clients: Number(values.clients), size: parseSize(values.size!), network: 'netns' as const, wanRateBps: parseRate(values['wan-rate']!),
-  wanDelayMs: Number(values['wan-delay']), lanRateBps: values['lan-rate'] ? parseRate(values['lan-rate']) : undefined, timeoutMs: 900_000,
+  clients: Number(values.clients),
+  size: parseSize(values.size!),
+  network: 'netns' as const,
+  wanRateBps: parseRate(values['wan-rate']!),
+  wanDelayMs: Number(values['wan-delay']),
+  lanRateBps: values['lan-rate'] ? parseRate(values['lan-rate']) : undefined,
+  timeoutMs: 900_000,
   onNote: (m: string) => process.stderr.write(`[bench] ${m}\n`),
 };
 const modes = values.mode ? [values.mode as 'sequential' | 'flash'] : (['sequential', 'flash'] as const);
@@ -36,14 +48,23 @@ for (const mode of modes) {
 }
 const target = (mode: string) => (mode === 'flash' ? 1.2 : 1.05);
 const summary = reports.map((r) => ({
-  mode: r.mode, originRatio: r.originRatio, originTarget: target(r.mode), originOk: r.originRatio <= target(r.mode),
-  timeRatio: r.timeRatio, timeTarget: r.mode === 'flash' ? 1.5 : undefined, timeOk: r.mode === 'flash' ? (r.timeRatio ?? Infinity) <= 1.5 : undefined,
-  totalSeconds: r.totalSeconds, baselineSeconds: r.baselineSeconds, allCorrect: r.allCorrect,
+  mode: r.mode,
+  originRatio: r.originRatio,
+  originTarget: target(r.mode),
+  originOk: r.originRatio <= target(r.mode),
+  timeRatio: r.timeRatio,
+  timeTarget: r.mode === 'flash' ? 1.5 : undefined,
+  timeOk: r.mode === 'flash' ? (r.timeRatio ?? Infinity) <= 1.5 : undefined,
+  totalSeconds: r.totalSeconds,
+  baselineSeconds: r.baselineSeconds,
+  allCorrect: r.allCorrect,
 }));
 if (values.json) process.stdout.write(JSON.stringify({ reports, summary }, null, 2) + '\n');
 else {
   for (const s of summary) {
-    process.stdout.write(`${s.mode}: origin bytes / file size ${s.originRatio.toFixed(3)} (target <= ${s.originTarget}: ${s.originOk ? 'met' : 'NOT met'}); ` +
-      `time all / one straight ${s.timeRatio?.toFixed(2)}${s.timeTarget ? ` (target <= ${s.timeTarget}: ${s.timeOk ? 'met' : 'NOT met'})` : ''}\n`);
+    process.stdout.write(
+      `${s.mode}: origin bytes / file size ${s.originRatio.toFixed(3)} (target <= ${s.originTarget}: ${s.originOk ? 'met' : 'NOT met'}); ` +
+        `time all / one straight ${s.timeRatio?.toFixed(2)}${s.timeTarget ? ` (target <= ${s.timeTarget}: ${s.timeOk ? 'met' : 'NOT met'})` : ''}\n`,
+    );
   }
 }

@@ -18,13 +18,24 @@ import { RetrievalClient } from '../src/retrieval/client.js';
 import { parseSize, formatBytes } from '../src/util/size.js';
 import { nullLogger } from '../src/util/log.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, caps: { type: 'string', default: '1M,2M,4M,8M' }, json: { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    caps: { type: 'string', default: '1M,2M,4M,8M' },
+    json: { type: 'boolean' },
+  },
+});
 const seconds = Number(values.seconds);
 const caps = values.caps!.split(',').map((c) => parseSize(c));
 
 const dir = await mkdtemp(join(tmpdir(), 'pd-bench-cap-'));
 const data = randomBytes(16 * 1024 * 1024);
-const ci = await hashStream((async function* () { yield data; })(), { secret: Buffer.from('bench'), version: 1 });
+const ci = await hashStream(
+  (async function* () {
+    yield data;
+  })(),
+  { secret: Buffer.from('bench'), version: 1 },
+);
 const store = await BlockStore.open({ dir, limitBytes: 1 << 30, fsync: false });
 const blocks: Array<{ seg: (typeof ci.segments)[number]; index: number; length: number }> = [];
 for (const seg of ci.segments) {
@@ -36,21 +47,35 @@ for (const seg of ci.segments) {
   }
 }
 
-async function run(cap: number | undefined): Promise<{ cap: number | undefined; bytes: number; seconds: number; rate: number; busy: number; throttled: number }> {
+async function run(
+  cap: number | undefined,
+): Promise<{ cap: number | undefined; bytes: number; seconds: number; rate: number; busy: number; throttled: number }> {
   const server = createRetrievalServer({ source: store, uploadRateLimit: cap, maxConcurrent: 64, logger: nullLogger });
   const { host, port } = await server.listen();
   const client = new RetrievalClient({ connections: 16 });
   const peer = `${host}:${port}`;
-  let bytes = 0, busy = 0, k = 0;
+  let bytes = 0,
+    busy = 0,
+    k = 0;
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
   const worker = async () => {
     while (performance.now() < end) {
       const b = blocks[k++ % blocks.length]!;
       try {
-        const r = await client.getBlock({ peer, segmentId: b.seg.segmentId, index: b.index, kp: b.seg.kp, expectedLength: b.length, verify: (p) => verifyBlock(ci.version, b.seg, b.index, p) });
+        const r = await client.getBlock({
+          peer,
+          segmentId: b.seg.segmentId,
+          index: b.index,
+          kp: b.seg.kp,
+          expectedLength: b.length,
+          verify: (p) => verifyBlock(ci.version, b.seg, b.index, p),
+        });
         if (performance.now() <= end) bytes += r.data.length;
-      } catch { busy++; await new Promise((r) => setTimeout(r, 50)); }
+      } catch {
+        busy++;
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
   };
   await Promise.all(Array.from({ length: 16 }, worker));
@@ -67,7 +92,9 @@ for (const cap of [undefined, ...caps]) {
   const r = await run(cap);
   rows.push(r);
   const vs = r.cap ? ` = ${(r.rate / r.cap).toFixed(3)} x cap` : '';
-  process.stdout.write(`cap ${r.cap ? formatBytes(r.cap) + '/s' : 'none'.padEnd(10)}  served ${formatBytes(Math.round(r.rate))}/s over ${r.seconds} s${vs}  (busy answers ${r.busy}, delayed responses ${r.throttled})\n`);
+  process.stdout.write(
+    `cap ${r.cap ? formatBytes(r.cap) + '/s' : 'none'.padEnd(10)}  served ${formatBytes(Math.round(r.rate))}/s over ${r.seconds} s${vs}  (busy answers ${r.busy}, delayed responses ${r.throttled})\n`,
+  );
 }
 if (values.json) process.stdout.write(JSON.stringify(rows) + '\n');
 await store.close();

@@ -7,12 +7,23 @@ import { spawnSync } from 'node:child_process';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const quiet = process.env.PEERDIST_BOOTSTRAP_QUIET === '1';
-const say = (m) => { if (!quiet) process.stderr.write(`[bootstrap] ${m}\n`); };
-const mtime = (p) => { try { return statSync(p).mtimeMs; } catch { return 0; } };
+const say = (m) => {
+  if (!quiet) process.stderr.write(`[bootstrap] ${m}\n`);
+};
+const mtime = (p) => {
+  try {
+    return statSync(p).mtimeMs;
+  } catch {
+    return 0;
+  }
+};
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' });
-  if (r.status !== 0) { process.stderr.write(`[bootstrap] ${cmd} ${args.join(' ')} failed (exit ${r.status})\n`); process.exit(r.status ?? 1); }
+  if (r.status !== 0) {
+    process.stderr.write(`[bootstrap] ${cmd} ${args.join(' ')} failed (exit ${r.status})\n`);
+    process.exit(r.status ?? 1);
+  }
 }
 
 // 1. dependencies: npm writes node_modules/.package-lock.json on every install.
@@ -34,7 +45,10 @@ function newest(dir) {
   return m;
 }
 const stamp = join(root, 'dist', '.build-stamp');
-const src = Math.max(...['src', 'testkit', 'test', 'bench'].map((d) => newest(join(root, d))), mtime(join(root, 'tsconfig.json')));
+const src = Math.max(
+  ...['src', 'testkit', 'test', 'bench'].map((d) => newest(join(root, d))),
+  mtime(join(root, 'tsconfig.json')),
+);
 if (src > mtime(stamp)) {
   say('compiling TypeScript (tsc)');
   run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')]);

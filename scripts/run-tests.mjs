@@ -25,24 +25,47 @@ function collect(dir, out = []) {
 const filters = process.argv.slice(2);
 let files = collect(testRoot).sort();
 if (filters.length) files = files.filter((f) => filters.some((x) => relative(root, f).includes(x)));
-if (files.length === 0) { console.log('no test files found'); console.log('0 passed, 1 failed'); process.exit(1); }
+if (files.length === 0) {
+  console.log('no test files found');
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
 
 const tapBin = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs');
-const child = spawn(process.execPath, [tapBin, '--reporter=tap', '--disable-coverage', '--timeout=600', '--jobs=2', ...files.map((f) => relative(root, f))], {
-  cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PEERDIST_TEST: '1' },
-});
+const child = spawn(
+  process.execPath,
+  [tapBin, '--reporter=tap', '--disable-coverage', '--timeout=600', '--jobs=2', ...files.map((f) => relative(root, f))],
+  {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, PEERDIST_TEST: '1' },
+  },
+);
 
 const counts = { passed: 0, failed: 0, skipped: 0, todo: 0 };
 const parser = new Parser();
 // The root parser surfaces every leaf result, plus a subtest's own result when its children do
 // not explain it (a failed subtest whose assertions all passed: it crashed or timed out).
-parser.on('pass', () => { counts.passed++; });
-parser.on('fail', () => { counts.failed++; });
-parser.on('skip', () => { counts.skipped++; });
-parser.on('todo', () => { counts.todo++; });
-parser.on('bailout', () => { counts.failed++; });
+parser.on('pass', () => {
+  counts.passed++;
+});
+parser.on('fail', () => {
+  counts.failed++;
+});
+parser.on('skip', () => {
+  counts.skipped++;
+});
+parser.on('todo', () => {
+  counts.todo++;
+});
+parser.on('bailout', () => {
+  counts.failed++;
+});
 
-child.stdout.on('data', (chunk) => { process.stdout.write(chunk); parser.write(chunk); });
+child.stdout.on('data', (chunk) => {
+  process.stdout.write(chunk);
+  parser.write(chunk);
+});
 
 const parsed = new Promise((resolveP) => parser.on('complete', resolveP));
 const exited = new Promise((resolveP) => child.on('close', (code, signal) => resolveP({ code, signal })));

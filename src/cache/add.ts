@@ -42,7 +42,10 @@ export async function addFile(store: BlockStore, ci: ContentInfo, path: string):
           const at = seg.offset + s;
           const miss = (reason: 'hash' | 'short file') =>
             report.mismatches.push({ segment: seg.index, segmentId: seg.segmentId.toString('hex'), block: i, reason });
-          if (at + (e - s) > size) { miss('short file'); continue; }
+          if (at + (e - s) > size) {
+            miss('short file');
+            continue;
+          }
           const buf = Buffer.alloc(e - s);
           let got = 0;
           while (got < buf.length) {
@@ -50,11 +53,15 @@ export async function addFile(store: BlockStore, ci: ContentInfo, path: string):
             if (bytesRead === 0) break;
             got += bytesRead;
           }
-          if (got < buf.length) { miss('short file'); continue; }
+          if (got < buf.length) {
+            miss('short file');
+            continue;
+          }
           await window.run(async () => {
             try {
               await store.putBlock(seg.segmentId, i, buf);
-              report.stored++; report.bytes += buf.length;
+              report.stored++;
+              report.bytes += buf.length;
             } catch (err) {
               if (!(err instanceof BadBlockError)) throw err;
               miss('hash');
@@ -62,7 +69,9 @@ export async function addFile(store: BlockStore, ci: ContentInfo, path: string):
           });
         }
         await window.drain();
-      } finally { release(); }
+      } finally {
+        release();
+      }
     }
   } finally {
     await window.drain().catch(() => undefined);

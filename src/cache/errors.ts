@@ -3,7 +3,9 @@ import { PeerdistError } from '../util/errors.js';
 
 /** Block data does not match the segment's hash for that block (or has the wrong length). */
 export class BadBlockError extends PeerdistError {
-  constructor(message: string) { super('BAD_BLOCK', message); }
+  constructor(message: string) {
+    super('BAD_BLOCK', message);
+  }
 }
 
 /** The index is held by another process (level allows one opener). */
@@ -18,5 +20,7 @@ export class CacheError extends PeerdistError {}
 
 /** A cache package that is truncated, malformed or of an unknown version. */
 export class PackageError extends PeerdistError {
-  constructor(message: string) { super('BAD_PACKAGE', message); }
+  constructor(message: string) {
+    super('BAD_PACKAGE', message);
+  }
 }

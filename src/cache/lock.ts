@@ -7,5 +7,7 @@ export class Mutex {
     return result;
   }
   /** Resolves once every section queued so far has finished. */
-  idle(): Promise<void> { return this.tail.then(() => undefined); }
+  idle(): Promise<void> {
+    return this.tail.then(() => undefined);
+  }
 }

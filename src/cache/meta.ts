@@ -2,8 +2,15 @@
  * Segment metadata as the cache stores it, and its validation. Pure: no I/O.
  */
 import {
-  type ContentVersion, type HashAlgorithm, type SegmentInfo,
-  V1_BLOCK_SIZE, V2_MAX_SEGMENT_SIZE, V1_SEGMENT_SIZE, blockCount, digest, packedHashes,
+  type ContentVersion,
+  type HashAlgorithm,
+  type SegmentInfo,
+  V1_BLOCK_SIZE,
+  V2_MAX_SEGMENT_SIZE,
+  V1_SEGMENT_SIZE,
+  blockCount,
+  digest,
+  packedHashes,
 } from '../protocol/pccrc/types.js';
 import { segmentIdOf } from '../protocol/pccrc/keys.js';
 import { CacheError } from './errors.js';
@@ -34,21 +41,40 @@ export const MAX_REPLAY_RECORD = 2 + 16 + V2_MAX_SEGMENT_SIZE + 16;
 
 const DIGEST_LEN: Record<HashAlgorithm, number> = { 'SHA-256': 32, 'SHA-384': 48, 'SHA-512': 64, 'SHA-512/256t': 32 };
 
-export function digestLength(alg: HashAlgorithm): number { return DIGEST_LEN[alg]; }
+export function digestLength(alg: HashAlgorithm): number {
+  return DIGEST_LEN[alg];
+}
 
 export function segmentMetaFrom(version: ContentVersion, hashAlgorithm: HashAlgorithm, seg: SegmentInfo): SegmentMeta {
   return {
-    segmentId: seg.segmentId, version, hashAlgorithm, hod: seg.hod, kp: seg.kp,
-    length: seg.length, blockSize: version === 2 ? seg.length : seg.blockSize, blockHashes: version === 2 ? [] : seg.blockHashes,
+    segmentId: seg.segmentId,
+    version,
+    hashAlgorithm,
+    hod: seg.hod,
+    kp: seg.kp,
+    length: seg.length,
+    blockSize: version === 2 ? seg.length : seg.blockSize,
+    blockHashes: version === 2 ? [] : seg.blockHashes,
   };
 }
 
 /** The SegmentInfo view verifyBlock/blockRange expect (index/offset are irrelevant to a cached segment). */
 export function asSegmentInfo(m: SegmentMeta): SegmentInfo {
-  return { index: 0, offset: 0, length: m.length, blockSize: m.blockSize, hod: m.hod, kp: m.kp, segmentId: m.segmentId, blockHashes: m.blockHashes };
+  return {
+    index: 0,
+    offset: 0,
+    length: m.length,
+    blockSize: m.blockSize,
+    hod: m.hod,
+    kp: m.kp,
+    segmentId: m.segmentId,
+    blockHashes: m.blockHashes,
+  };
 }
 
-export function metaBlockCount(m: SegmentMeta): number { return blockCount(m.version, m); }
+export function metaBlockCount(m: SegmentMeta): number {
+  return blockCount(m.version, m);
+}
 
 /** True when the segment ID is HMAC(Kp, HoD || C) (MS-PCCRC 2.2; protocol/contentinfo.md, "Keys and identifiers"), i.e. Kp and HoD belong together. */
 export function segmentIdMatches(m: Pick<SegmentMeta, 'version' | 'kp' | 'hod' | 'segmentId'>): boolean {
@@ -60,14 +86,17 @@ export function segmentIdMatches(m: Pick<SegmentMeta, 'version' | 'kp' | 'hod' |
  * Segment ID and Kp are taken as given (they come from content information).
  */
 export function validateMeta(m: SegmentMeta): void {
-  const bad = (field: string, msg: string): never => { throw new CacheError('BAD_SEGMENT', `${field}: ${msg}`); };
+  const bad = (field: string, msg: string): never => {
+    throw new CacheError('BAD_SEGMENT', `${field}: ${msg}`);
+  };
   if (m.version !== 1 && m.version !== 2) bad('version', `unsupported ${String(m.version)}`);
   if (m.replay) {
     if (m.version !== 2 || m.hashAlgorithm !== 'SHA-512/256t') bad('replay', 'replay segments are v2 (SHA-512/256t)');
     if (!Buffer.isBuffer(m.segmentId) || m.segmentId.length !== 32) bad('segmentId', 'must be 32 bytes');
     if (!Buffer.isBuffer(m.hod) || m.hod.length !== 32) bad('hod', 'must be 32 bytes');
     if (!Buffer.isBuffer(m.kp) || m.kp.length !== 0) bad('kp', 'must be empty for a replay segment');
-    if (!Number.isSafeInteger(m.length) || m.length <= 2 || m.length > MAX_REPLAY_RECORD) bad('length', `must be 3..${MAX_REPLAY_RECORD}`);
+    if (!Number.isSafeInteger(m.length) || m.length <= 2 || m.length > MAX_REPLAY_RECORD)
+      bad('length', `must be 3..${MAX_REPLAY_RECORD}`);
     if (m.blockSize !== m.length) bad('blockSize', 'must equal length');
     if (m.blockHashes.length !== 0) bad('blockHashes', 'must be empty');
     return;
@@ -85,8 +114,10 @@ export function validateMeta(m: SegmentMeta): void {
     if (m.blockSize !== V1_BLOCK_SIZE) bad('blockSize', `must be ${V1_BLOCK_SIZE}`);
     const n = blockCount(1, m);
     if (m.blockHashes.length !== n) bad('blockHashes', `expected ${n}, got ${m.blockHashes.length}`);
-    for (const h of m.blockHashes) if (!Buffer.isBuffer(h) || h.length !== d) bad('blockHashes', `each must be ${d} bytes`);
-    if (!digest(m.hashAlgorithm, Buffer.concat(m.blockHashes)).equals(m.hod)) bad('hod', 'does not match H(block hashes)');
+    for (const h of m.blockHashes)
+      if (!Buffer.isBuffer(h) || h.length !== d) bad('blockHashes', `each must be ${d} bytes`);
+    if (!digest(m.hashAlgorithm, Buffer.concat(m.blockHashes)).equals(m.hod))
+      bad('hod', 'does not match H(block hashes)');
   } else {
     if (m.length > V2_MAX_SEGMENT_SIZE) bad('length', `exceeds ${V2_MAX_SEGMENT_SIZE}`);
     if (m.blockSize !== m.length) bad('blockSize', 'must equal length for v2');
@@ -95,15 +126,42 @@ export function validateMeta(m: SegmentMeta): void {
 }
 
 export function sameMeta(a: SegmentMeta, b: SegmentMeta): boolean {
-  return a.segmentId.equals(b.segmentId) && a.version === b.version && a.hashAlgorithm === b.hashAlgorithm &&
-    a.hod.equals(b.hod) && a.kp.equals(b.kp) && a.length === b.length && a.blockSize === b.blockSize && !!a.replay === !!b.replay;
+  return (
+    a.segmentId.equals(b.segmentId) &&
+    a.version === b.version &&
+    a.hashAlgorithm === b.hashAlgorithm &&
+    a.hod.equals(b.hod) &&
+    a.kp.equals(b.kp) &&
+    a.length === b.length &&
+    a.blockSize === b.blockSize &&
+    !!a.replay === !!b.replay
+  );
 }
 
 /** JSON record stored under the segment's index key. */
-export interface MetaRecord { v: 1 | 2; alg: HashAlgorithm; hod: string; kp: string; len: number; bs: number; bh: string; added: number; rp?: 1 }
+export interface MetaRecord {
+  v: 1 | 2;
+  alg: HashAlgorithm;
+  hod: string;
+  kp: string;
+  len: number;
+  bs: number;
+  bh: string;
+  added: number;
+  rp?: 1;
+}
 
 export function toRecord(m: SegmentMeta, added: number): MetaRecord {
-  const r: MetaRecord = { v: m.version, alg: m.hashAlgorithm, hod: m.hod.toString('hex'), kp: m.kp.toString('hex'), len: m.length, bs: m.blockSize, bh: Buffer.concat(m.blockHashes).toString('hex'), added };
+  const r: MetaRecord = {
+    v: m.version,
+    alg: m.hashAlgorithm,
+    hod: m.hod.toString('hex'),
+    kp: m.kp.toString('hex'),
+    len: m.length,
+    bs: m.blockSize,
+    bh: Buffer.concat(m.blockHashes).toString('hex'),
+    added,
+  };
   if (m.replay) r.rp = 1;
   return r;
 }
@@ -111,7 +169,16 @@ export function toRecord(m: SegmentMeta, added: number): MetaRecord {
 export function fromRecord(idHex: string, r: MetaRecord): SegmentMeta {
   const d = DIGEST_LEN[r.alg];
   const blockHashes = packedHashes(Buffer.from(r.bh, 'hex'), d);
-  const m: SegmentMeta = { segmentId: Buffer.from(idHex, 'hex'), version: r.v, hashAlgorithm: r.alg, hod: Buffer.from(r.hod, 'hex'), kp: Buffer.from(r.kp, 'hex'), length: r.len, blockSize: r.bs, blockHashes };
+  const m: SegmentMeta = {
+    segmentId: Buffer.from(idHex, 'hex'),
+    version: r.v,
+    hashAlgorithm: r.alg,
+    hod: Buffer.from(r.hod, 'hex'),
+    kp: Buffer.from(r.kp, 'hex'),
+    length: r.len,
+    blockSize: r.bs,
+    blockHashes,
+  };
   if (r.rp === 1) m.replay = true;
   return m;
 }

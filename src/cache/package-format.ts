@@ -32,7 +32,8 @@ export function encodeHeader(): Buffer {
 }
 
 export function checkHeader(b: Buffer): void {
-  if (b.length < HEADER_LEN || !b.subarray(0, 8).equals(PACKAGE_MAGIC)) throw new PackageError('not a peerdist cache package (bad magic)');
+  if (b.length < HEADER_LEN || !b.subarray(0, 8).equals(PACKAGE_MAGIC))
+    throw new PackageError('not a peerdist cache package (bad magic)');
   const v = b.readUInt16BE(8);
   if (v !== PACKAGE_VERSION) throw new PackageError(`unsupported package version ${v}`);
 }
@@ -44,44 +45,77 @@ export function encodeSegmentRecord(m: SegmentMeta): Buffer {
   const b = Buffer.alloc(SEGMENT_REC_HEAD + bodyLen);
   let o = 0;
   b[o++] = REC_SEGMENT;
-  b.writeUInt32BE(bodyLen, o); o += 4;
-  b[o++] = m.version; b[o++] = ALG_CODE[m.hashAlgorithm]; b[o++] = d; b[o++] = m.kp.length;
-  b.writeUInt32BE(m.length, o); o += 4;
-  b.writeUInt32BE(m.blockSize, o); o += 4;
-  b.writeUInt16BE(m.blockHashes.length, o); o += 2;
-  for (const part of [m.segmentId, m.hod, m.kp, ...m.blockHashes]) { part.copy(b, o); o += part.length; }
+  b.writeUInt32BE(bodyLen, o);
+  o += 4;
+  b[o++] = m.version;
+  b[o++] = ALG_CODE[m.hashAlgorithm];
+  b[o++] = d;
+  b[o++] = m.kp.length;
+  b.writeUInt32BE(m.length, o);
+  o += 4;
+  b.writeUInt32BE(m.blockSize, o);
+  o += 4;
+  b.writeUInt16BE(m.blockHashes.length, o);
+  o += 2;
+  for (const part of [m.segmentId, m.hod, m.kp, ...m.blockHashes]) {
+    part.copy(b, o);
+    o += part.length;
+  }
   return b;
 }
 
 /** Decodes and validates a SEGMENT body (after type and length). */
 export function decodeSegmentBody(b: Buffer): SegmentMeta {
-  const need = (n: number, field: string) => { if (b.length < n) throw new PackageError(`segment record: ${field} truncated`); };
+  const need = (n: number, field: string) => {
+    if (b.length < n) throw new PackageError(`segment record: ${field} truncated`);
+  };
   need(14, 'header');
-  const version = b[0]!, code = b[1]!, d = b[2]!, kpLen = b[3]!;
-  const length = b.readUInt32BE(4), blockSize = b.readUInt32BE(8), n = b.readUInt16BE(12);
+  const version = b[0]!,
+    code = b[1]!,
+    d = b[2]!,
+    kpLen = b[3]!;
+  const length = b.readUInt32BE(4),
+    blockSize = b.readUInt32BE(8),
+    n = b.readUInt16BE(12);
   const alg = CODE_ALG.get(code);
   if (version !== 1 && version !== 2) throw new PackageError(`segment record: version ${version}`);
   if (!alg || digestLength(alg) !== d) throw new PackageError(`segment record: hash algorithm ${code}/${d}`);
-  if (b.length !== 14 + 2 * d + kpLen + n * d) throw new PackageError('segment record: length does not match its fields');
+  if (b.length !== 14 + 2 * d + kpLen + n * d)
+    throw new PackageError('segment record: length does not match its fields');
   let o = 14;
-  const take = (len: number) => { const s = Buffer.from(b.subarray(o, o + len)); o += len; return s; };
-  const segmentId = take(d), hod = take(d), kp = take(kpLen);
+  const take = (len: number) => {
+    const s = Buffer.from(b.subarray(o, o + len));
+    o += len;
+    return s;
+  };
+  const segmentId = take(d),
+    hod = take(d),
+    kp = take(kpLen);
   const blockHashes: Buffer[] = [];
   for (let i = 0; i < n; i++) blockHashes.push(take(d));
   const meta: SegmentMeta = { segmentId, version, hashAlgorithm: alg, hod, kp, length, blockSize, blockHashes };
-  try { validateMeta(meta); } catch (err) { throw new PackageError(`segment record: ${(err as Error).message}`); }
+  try {
+    validateMeta(meta);
+  } catch (err) {
+    throw new PackageError(`segment record: ${(err as Error).message}`);
+  }
   return meta;
 }
 
 export function encodeBlockHead(index: number, dataLength: number): Buffer {
   const b = Buffer.alloc(BLOCK_REC_HEAD);
-  b[0] = REC_BLOCK; b.writeUInt32BE(index, 1); b.writeUInt32BE(dataLength, 5);
+  b[0] = REC_BLOCK;
+  b.writeUInt32BE(index, 1);
+  b.writeUInt32BE(dataLength, 5);
   return b;
 }
 
 export function encodeEnd(segments: number, blocks: number, bytes: number): Buffer {
   const b = Buffer.alloc(END_REC_LEN);
-  b[0] = REC_END; b.writeUInt32BE(segments, 1); b.writeUInt32BE(blocks, 5); b.writeBigUInt64BE(BigInt(bytes), 9);
+  b[0] = REC_END;
+  b.writeUInt32BE(segments, 1);
+  b.writeUInt32BE(blocks, 5);
+  b.writeBigUInt64BE(BigInt(bytes), 9);
   return b;
 }
 

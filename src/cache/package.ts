@@ -10,8 +10,21 @@ import { FILE_MODE } from './segfiles.js';
 import { Window } from './window.js';
 import { type SegmentMeta, metaBlockCount, segmentIdMatches } from './meta.js';
 import {
-  BLOCK_REC_HEAD, END_REC_LEN, HEADER_LEN, MAX_SEGMENT_BODY, REC_BLOCK, REC_END, REC_SEGMENT, SEGMENT_REC_HEAD,
-  checkHeader, decodeEnd, decodeSegmentBody, encodeBlockHead, encodeEnd, encodeHeader, encodeSegmentRecord,
+  BLOCK_REC_HEAD,
+  END_REC_LEN,
+  HEADER_LEN,
+  MAX_SEGMENT_BODY,
+  REC_BLOCK,
+  REC_END,
+  REC_SEGMENT,
+  SEGMENT_REC_HEAD,
+  checkHeader,
+  decodeEnd,
+  decodeSegmentBody,
+  encodeBlockHead,
+  encodeEnd,
+  encodeHeader,
+  encodeSegmentRecord,
 } from './package-format.js';
 
 /** Block writes kept in flight during import (they share fdatasync calls per segment). */
@@ -36,11 +49,19 @@ class Writer {
   constructor(private readonly fh: FileHandle) {}
   async write(b: Buffer): Promise<void> {
     let off = 0;
-    while (off < b.length) { const { bytesWritten } = await this.fh.write(b, off, b.length - off, this.pos); off += bytesWritten; this.pos += bytesWritten; }
+    while (off < b.length) {
+      const { bytesWritten } = await this.fh.write(b, off, b.length - off, this.pos);
+      off += bytesWritten;
+      this.pos += bytesWritten;
+    }
   }
 }
 
-export async function exportPackage(outPath: string, ids: string[], src: ExportSource): Promise<{ segments: number; blocks: number; bytes: number }> {
+export async function exportPackage(
+  outPath: string,
+  ids: string[],
+  src: ExportSource,
+): Promise<{ segments: number; blocks: number; bytes: number }> {
   const partial = `${outPath}.partial`;
   const fh = await open(partial, 'w', FILE_MODE); // Kp inside: owner-only
   const out = { segments: 0, blocks: 0, bytes: 0 };
@@ -59,9 +80,12 @@ export async function exportPackage(outPath: string, ids: string[], src: ExportS
           if (!data) continue;
           await w.write(encodeBlockHead(i, data.length));
           await w.write(data);
-          out.blocks++; out.bytes += data.length;
+          out.blocks++;
+          out.bytes += data.length;
         }
-      } finally { release(); }
+      } finally {
+        release();
+      }
     }
     await w.write(encodeEnd(out.segments, out.blocks, out.bytes));
     await fh.datasync();
@@ -77,9 +101,15 @@ export async function exportPackage(outPath: string, ids: string[], src: ExportS
 
 class Reader {
   pos = HEADER_LEN;
-  constructor(private readonly fh: FileHandle, readonly size: number) {}
+  constructor(
+    private readonly fh: FileHandle,
+    readonly size: number,
+  ) {}
   async read(n: number, what: string): Promise<Buffer> {
-    if (this.pos + n > this.size) throw new PackageError(`truncated package: ${what} at offset ${this.pos} needs ${n} bytes, file ends at ${this.size}`);
+    if (this.pos + n > this.size)
+      throw new PackageError(
+        `truncated package: ${what} at offset ${this.pos} needs ${n} bytes, file ends at ${this.size}`,
+      );
     const b = Buffer.alloc(n);
     let got = 0;
     while (got < n) {
@@ -91,12 +121,18 @@ class Reader {
     return b;
   }
   skip(n: number, what: string): void {
-    if (this.pos + n > this.size) throw new PackageError(`truncated package: ${what} at offset ${this.pos} needs ${n} bytes, file ends at ${this.size}`);
+    if (this.pos + n > this.size)
+      throw new PackageError(
+        `truncated package: ${what} at offset ${this.pos} needs ${n} bytes, file ends at ${this.size}`,
+      );
     this.pos += n;
   }
 }
 
-type Visit = { segment(meta: SegmentMeta): Promise<void>; block(meta: SegmentMeta, index: number, r: Reader, len: number): Promise<void> };
+type Visit = {
+  segment(meta: SegmentMeta): Promise<void>;
+  block(meta: SegmentMeta, index: number, r: Reader, len: number): Promise<void>;
+};
 
 /** Walks every record, checking structure; calls the visitor for segments and blocks. */
 async function walk(fh: FileHandle, size: number, v: Visit): Promise<void> {
@@ -106,27 +142,36 @@ async function walk(fh: FileHandle, size: number, v: Visit): Promise<void> {
   checkHeader(head);
   const r = new Reader(fh, size);
   let current: SegmentMeta | undefined;
-  let segments = 0, blocks = 0, bytes = 0;
+  let segments = 0,
+    blocks = 0,
+    bytes = 0;
   for (;;) {
     const type = (await r.read(1, 'record type'))[0];
     if (type === REC_SEGMENT) {
       const len = (await r.read(SEGMENT_REC_HEAD - 1, 'segment record length')).readUInt32BE(0);
-      if (len > MAX_SEGMENT_BODY) throw new PackageError(`segment record at offset ${r.pos - SEGMENT_REC_HEAD} too long (${len})`);
+      if (len > MAX_SEGMENT_BODY)
+        throw new PackageError(`segment record at offset ${r.pos - SEGMENT_REC_HEAD} too long (${len})`);
       current = decodeSegmentBody(await r.read(len, 'segment record'));
       segments++;
       await v.segment(current);
     } else if (type === REC_BLOCK) {
       const h = await r.read(BLOCK_REC_HEAD - 1, 'block record header');
-      const index = h.readUInt32BE(0), len = h.readUInt32BE(4);
-      if (!current) throw new PackageError(`block record at offset ${r.pos - BLOCK_REC_HEAD} before any segment record`);
-      if (index >= metaBlockCount(current)) throw new PackageError(`block record at offset ${r.pos - BLOCK_REC_HEAD}: index ${index} out of range`);
+      const index = h.readUInt32BE(0),
+        len = h.readUInt32BE(4);
+      if (!current)
+        throw new PackageError(`block record at offset ${r.pos - BLOCK_REC_HEAD} before any segment record`);
+      if (index >= metaBlockCount(current))
+        throw new PackageError(`block record at offset ${r.pos - BLOCK_REC_HEAD}: index ${index} out of range`);
       const [s, e] = blockRange(current.version, current, index);
-      if (len !== e - s) throw new PackageError(`block record at offset ${r.pos - BLOCK_REC_HEAD}: length ${len}, expected ${e - s}`);
-      blocks++; bytes += len;
+      if (len !== e - s)
+        throw new PackageError(`block record at offset ${r.pos - BLOCK_REC_HEAD}: length ${len}, expected ${e - s}`);
+      blocks++;
+      bytes += len;
       await v.block(current, index, r, len);
     } else if (type === REC_END) {
       const end = decodeEnd(Buffer.concat([Buffer.from([REC_END]), await r.read(END_REC_LEN - 1, 'end record')]));
-      if (end.segments !== segments || end.blocks !== blocks || end.bytes !== bytes) throw new PackageError('end record counts do not match the package contents');
+      if (end.segments !== segments || end.blocks !== blocks || end.bytes !== bytes)
+        throw new PackageError('end record counts do not match the package contents');
       if (r.pos !== size) throw new PackageError(`trailing data after end record at offset ${r.pos}`);
       return;
     } else {
@@ -135,14 +180,20 @@ async function walk(fh: FileHandle, size: number, v: Visit): Promise<void> {
   }
 }
 
-export async function importPackage(path: string, store: ImportTarget): Promise<{ segments: number; blocks: number; rejected: number }> {
+export async function importPackage(
+  path: string,
+  store: ImportTarget,
+): Promise<{ segments: number; blocks: number; rejected: number }> {
   const fh = await open(path, 'r');
   const window = new Window(WRITE_CONCURRENCY);
   let release = () => {};
   try {
     const { size } = await fh.stat();
     // Pass 1: structure only (no hashing, no allocation of block data).
-    await walk(fh, size, { segment: async () => undefined, block: async (_m, _i, r, len) => r.skip(len, 'block data') });
+    await walk(fh, size, {
+      segment: async () => undefined,
+      block: async (_m, _i, r, len) => r.skip(len, 'block data'),
+    });
     // Pass 2: import, verifying every block. The segment being imported is pinned so that the
     // import's own writes cannot evict it; earlier ones are released once their writes are done.
     const out = { segments: 0, blocks: 0, rejected: 0 };
@@ -154,15 +205,26 @@ export async function importPackage(path: string, store: ImportTarget): Promise<
         release = store.pin(meta.segmentId);
         accepted = segmentIdMatches(meta);
         if (accepted) {
-          try { await store.addSegment(meta); } catch (err) { if (!(err instanceof CacheError)) throw err; accepted = false; }
+          try {
+            await store.addSegment(meta);
+          } catch (err) {
+            if (!(err instanceof CacheError)) throw err;
+            accepted = false;
+          }
         }
         if (accepted) out.segments++;
       },
       block: async (meta, index, r, len) => {
         const data = await r.read(len, 'block data');
-        if (!accepted) { out.rejected++; return; }
+        if (!accepted) {
+          out.rejected++;
+          return;
+        }
         await window.run(async () => {
-          try { await store.putBlock(meta.segmentId, index, data); out.blocks++; } catch (err) {
+          try {
+            await store.putBlock(meta.segmentId, index, data);
+            out.blocks++;
+          } catch (err) {
             if (!(err instanceof BadBlockError)) throw err;
             out.rejected++;
           }

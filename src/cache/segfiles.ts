@@ -32,15 +32,23 @@ export class SegmentFiles {
   readonly blocksDir: string;
   private readonly open = new Map<string, Handle>();
 
-  constructor(readonly root: string, private readonly fsync: boolean) {
+  constructor(
+    readonly root: string,
+    private readonly fsync: boolean,
+  ) {
     this.blocksDir = join(root, 'blocks');
   }
 
   async init(): Promise<void> {
-    for (const d of [this.root, this.blocksDir]) { await mkdir(d, { recursive: true, mode: DIR_MODE }); await chmod(d, DIR_MODE); }
+    for (const d of [this.root, this.blocksDir]) {
+      await mkdir(d, { recursive: true, mode: DIR_MODE });
+      await chmod(d, DIR_MODE);
+    }
   }
 
-  segmentPath(idHex: string): string { return join(this.blocksDir, idHex.slice(0, 2), idHex); }
+  segmentPath(idHex: string): string {
+    return join(this.blocksDir, idHex.slice(0, 2), idHex);
+  }
 
   /**
    * Runs fn with the segment's descriptor (opened read-write, created 0600 on first use). Callers only
@@ -50,12 +58,15 @@ export class SegmentFiles {
     let h = this.open.get(idHex);
     if (!h) {
       const fresh: Handle = { fh: this.openFile(idHex), users: 0 };
-      fresh.fh.catch(() => { if (this.open.get(idHex) === fresh) this.open.delete(idHex); });
+      fresh.fh.catch(() => {
+        if (this.open.get(idHex) === fresh) this.open.delete(idHex);
+      });
       this.open.set(idHex, fresh);
       this.trim();
       h = fresh;
     } else {
-      this.open.delete(idHex); this.open.set(idHex, h); // most recently used last
+      this.open.delete(idHex);
+      this.open.set(idHex, h); // most recently used last
     }
     h.users++;
     try {
@@ -69,7 +80,9 @@ export class SegmentFiles {
   private async openFile(idHex: string): Promise<FileHandle> {
     const path = this.segmentPath(idHex);
     const flags = constants.O_RDWR | constants.O_CREAT;
-    try { return await open(path, flags, FILE_MODE); } catch (err) {
+    try {
+      return await open(path, flags, FILE_MODE);
+    } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       await mkdir(join(this.blocksDir, idHex.slice(0, 2)), { recursive: true, mode: DIR_MODE });
       return open(path, flags, FILE_MODE);
@@ -77,7 +90,11 @@ export class SegmentFiles {
   }
 
   private async closeHandle(h: Handle): Promise<void> {
-    try { await (await h.fh).close(); } catch { /* already closed or never opened */ }
+    try {
+      await (await h.fh).close();
+    } catch {
+      /* already closed or never opened */
+    }
   }
 
   /** Closes idle descriptors beyond MAX_OPEN, least recently used first. */
@@ -106,12 +123,14 @@ export class SegmentFiles {
    */
   private sync(h: Handle, fh: FileHandle): Promise<void> {
     if (h.queued) return h.queued;
-    const q: Promise<void> = (h.running ?? Promise.resolve()).catch(() => undefined).then(() => {
-      if (h.queued === q) h.queued = undefined;
-      const run = fh.datasync();
-      h.running = run;
-      return run;
-    });
+    const q: Promise<void> = (h.running ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => {
+        if (h.queued === q) h.queued = undefined;
+        const run = fh.datasync();
+        h.running = run;
+        return run;
+      });
     h.queued = q;
     return q;
   }
@@ -140,7 +159,9 @@ export class SegmentFiles {
     await rm(this.segmentPath(idHex), { force: true });
   }
 
-  async removePath(p: string): Promise<void> { await rm(p, { recursive: true, force: true }); }
+  async removePath(p: string): Promise<void> {
+    await rm(p, { recursive: true, force: true });
+  }
 
   /** Every segment file with its size, plus entries that do not belong (removed by the caller). */
   async scan(): Promise<{ segments: Map<string, number>; strays: string[] }> {
@@ -148,10 +169,16 @@ export class SegmentFiles {
     const strays: string[] = [];
     for (const fan of await readdir(this.blocksDir, { withFileTypes: true })) {
       const fanPath = join(this.blocksDir, fan.name);
-      if (!fan.isDirectory() || !/^[0-9a-f]{2}$/.test(fan.name)) { strays.push(fanPath); continue; }
+      if (!fan.isDirectory() || !/^[0-9a-f]{2}$/.test(fan.name)) {
+        strays.push(fanPath);
+        continue;
+      }
       for (const seg of await readdir(fanPath, { withFileTypes: true })) {
         const segPath = join(fanPath, seg.name);
-        if (!seg.isFile() || !seg.name.startsWith(fan.name) || !/^[0-9a-f]+$/.test(seg.name)) { strays.push(segPath); continue; }
+        if (!seg.isFile() || !seg.name.startsWith(fan.name) || !/^[0-9a-f]+$/.test(seg.name)) {
+          strays.push(segPath);
+          continue;
+        }
         segments.set(seg.name, (await stat(segPath)).size);
       }
     }

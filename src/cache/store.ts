@@ -36,7 +36,15 @@ import { BadBlockError, CacheError, CacheLockedError } from './errors.js';
 import { DIR_MODE, SegmentFiles } from './segfiles.js';
 import { Mutex } from './lock.js';
 import {
-  type MetaRecord, type SegmentMeta, asSegmentInfo, digestLength, fromRecord, metaBlockCount, sameMeta, toRecord, validateMeta,
+  type MetaRecord,
+  type SegmentMeta,
+  asSegmentInfo,
+  digestLength,
+  fromRecord,
+  metaBlockCount,
+  sameMeta,
+  toRecord,
+  validateMeta,
 } from './meta.js';
 import { exportPackage, importPackage } from './package.js';
 
@@ -59,27 +67,65 @@ export interface BlockStoreOptions {
 }
 
 export interface CacheStats {
-  segments: number; completeSegments: number; blocks: number; bytes: number;
-  limitBytes: number; overLimitBytes: number; pinnedSegments: number;
-  hitsLocal: number; hitsPeer: number; misses: number; evictions: number; corruptBlocks: number;
+  segments: number;
+  completeSegments: number;
+  blocks: number;
+  bytes: number;
+  limitBytes: number;
+  overLimitBytes: number;
+  pinnedSegments: number;
+  hitsLocal: number;
+  hitsPeer: number;
+  misses: number;
+  evictions: number;
+  corruptBlocks: number;
 }
 
 export interface SegmentSummary {
   /** replay: a hosted cache's v2 segment stored as received (protocol/pchc.md). */
-  segmentId: string; version: 1 | 2; replay?: boolean; blocksPresent: number; blocksTotal: number; bytes: number;
-  length: number; lastUse: number; hitsLocal: number; hitsPeer: number; pinned: boolean;
+  segmentId: string;
+  version: 1 | 2;
+  replay?: boolean;
+  blocksPresent: number;
+  blocksTotal: number;
+  bytes: number;
+  length: number;
+  lastUse: number;
+  hitsLocal: number;
+  hitsPeer: number;
+  pinned: boolean;
 }
 
-export interface VerifyReport { segments: number; blocks: number; bytes: number; bad: { segmentId: string; index: number }[] }
+export interface VerifyReport {
+  segments: number;
+  blocks: number;
+  bytes: number;
+  bad: { segmentId: string; index: number }[];
+}
 
 interface Entry {
-  idHex: string; meta: SegmentMeta; present: Bitmap; bytes: number;
-  lastUse: number; hitsLocal: number; hitsPeer: number;
+  idHex: string;
+  meta: SegmentMeta;
+  present: Bitmap;
+  bytes: number;
+  lastUse: number;
+  hitsLocal: number;
+  hitsPeer: number;
   /** When the segment entered the cache (ms since epoch). */
   added: number;
 }
-interface Usage { lastUse: number; hitsLocal: number; hitsPeer: number }
-interface Counters { hitsLocal: number; hitsPeer: number; misses: number; evictions: number; corruptBlocks: number }
+interface Usage {
+  lastUse: number;
+  hitsLocal: number;
+  hitsPeer: number;
+}
+interface Counters {
+  hitsLocal: number;
+  hitsPeer: number;
+  misses: number;
+  evictions: number;
+  corruptBlocks: number;
+}
 
 const pKey = (idHex: string, i: number) => `p!${idHex}!${i}`;
 
@@ -112,7 +158,9 @@ export class BlockStore extends EventEmitter {
     private readonly log: Logger,
     private readonly now: () => number,
     private readonly emptyTtl: number,
-  ) { super(); }
+  ) {
+    super();
+  }
 
   static async open(opts: BlockStoreOptions): Promise<BlockStore> {
     const dir = resolve(opts.dir);
@@ -128,7 +176,8 @@ export class BlockStore extends EventEmitter {
       await db.open();
     } catch (err) {
       const e = err as { code?: string; cause?: { code?: string } };
-      if (e.code === 'LEVEL_LOCKED' || e.cause?.code === 'LEVEL_LOCKED') throw new CacheLockedError(dir, { cause: err });
+      if (e.code === 'LEVEL_LOCKED' || e.cause?.code === 'LEVEL_LOCKED')
+        throw new CacheLockedError(dir, { cause: err });
       throw err;
     }
     const files = new SegmentFiles(dir, opts.fsync ?? true);
@@ -142,7 +191,9 @@ export class BlockStore extends EventEmitter {
       throw err;
     }
     const every = opts.flushIntervalMs ?? 5000;
-    store.timer = setInterval(() => { store.flush().catch((err) => log.warn('cache index flush failed', { err })); }, every);
+    store.timer = setInterval(() => {
+      store.flush().catch((err) => log.warn('cache index flush failed', { err }));
+    }, every);
     store.timer.unref();
     return store;
   }
@@ -165,7 +216,16 @@ export class BlockStore extends EventEmitter {
           badMeta.push(k);
           continue;
         }
-        this.entries.set(idHex, { idHex, meta, present: new Bitmap(metaBlockCount(meta)), bytes: 0, lastUse: (v as MetaRecord).added, hitsLocal: 0, hitsPeer: 0, added: (v as MetaRecord).added });
+        this.entries.set(idHex, {
+          idHex,
+          meta,
+          present: new Bitmap(metaBlockCount(meta)),
+          bytes: 0,
+          lastUse: (v as MetaRecord).added,
+          hitsLocal: 0,
+          hitsPeer: 0,
+          added: (v as MetaRecord).added,
+        });
       } else if (k.startsWith('p!')) {
         const [, idHex, idx] = k.split('!');
         present.push([idHex!, Number(idx)]);
@@ -185,9 +245,15 @@ export class BlockStore extends EventEmitter {
     for (const [idHex, i] of present) {
       const e = this.entries.get(idHex);
       const size = onDisk.get(idHex);
-      if (!e || size === undefined || !Number.isInteger(i) || i < 0 || i >= e.present.size) { dels.push(pKey(idHex, i)); continue; }
+      if (!e || size === undefined || !Number.isInteger(i) || i < 0 || i >= e.present.size) {
+        dels.push(pKey(idHex, i));
+        continue;
+      }
       const [s, end] = blockRange(e.meta.version, e.meta, i);
-      if (size < end || !e.present.set(i)) { dels.push(pKey(idHex, i)); continue; }
+      if (size < end || !e.present.set(i)) {
+        dels.push(pKey(idHex, i));
+        continue;
+      }
       e.bytes += end - s;
     }
     // Then files: a segment file the index does not know, or anything else in blocks/, is removed.
@@ -199,7 +265,7 @@ export class BlockStore extends EventEmitter {
       await this.db.batch(dels.map((key) => ({ type: 'del' as const, key })));
     }
     for (const e of this.entries.values()) this.total += e.bytes;
-    this.limit = limitBytes ?? storedLimit ?? await defaultLimit(this.dir);
+    this.limit = limitBytes ?? storedLimit ?? (await defaultLimit(this.dir));
     // An explicit limit (the daemon's configuration) is remembered, so later openers (the CLI) honour it.
     if (limitBytes !== undefined && limitBytes !== storedLimit) await this.db.put('c!limit', limitBytes);
     if (this.total > this.limit) await this.mutex.run(() => this.shrinkLocked(0, undefined));
@@ -213,31 +279,57 @@ export class BlockStore extends EventEmitter {
     await this.mutex.run(async () => {
       const old = this.entries.get(idHex);
       if (old) {
-        if (!sameMeta(old.meta, meta)) throw new CacheError('SEGMENT_CONFLICT', `segment ${idHex} is already cached with different metadata`);
+        if (!sameMeta(old.meta, meta))
+          throw new CacheError('SEGMENT_CONFLICT', `segment ${idHex} is already cached with different metadata`);
         return;
       }
       // One packed buffer per segment, not a Buffer per block (issue 16.7).
-      const copy: SegmentMeta = { ...meta, blockHashes: packedHashes(Buffer.concat(meta.blockHashes), digestLength(meta.hashAlgorithm)) };
+      const copy: SegmentMeta = {
+        ...meta,
+        blockHashes: packedHashes(Buffer.concat(meta.blockHashes), digestLength(meta.hashAlgorithm)),
+      };
       if (!copy.replay) delete copy.replay;
       const t = this.now();
-      await this.withSpace(idHex, () => this.db.batch([
-        { type: 'put', key: `m!${idHex}`, value: toRecord(copy, t) },
-        { type: 'put', key: `u!${idHex}`, value: { lastUse: t, hitsLocal: 0, hitsPeer: 0 } },
-      ]), true);
-      this.entries.set(idHex, { idHex, meta: copy, present: new Bitmap(metaBlockCount(copy)), bytes: 0, lastUse: t, hitsLocal: 0, hitsPeer: 0, added: t });
+      await this.withSpace(
+        idHex,
+        () =>
+          this.db.batch([
+            { type: 'put', key: `m!${idHex}`, value: toRecord(copy, t) },
+            { type: 'put', key: `u!${idHex}`, value: { lastUse: t, hitsLocal: 0, hitsPeer: 0 } },
+          ]),
+        true,
+      );
+      this.entries.set(idHex, {
+        idHex,
+        meta: copy,
+        present: new Bitmap(metaBlockCount(copy)),
+        bytes: 0,
+        lastUse: t,
+        hitsLocal: 0,
+        hitsPeer: 0,
+        added: t,
+      });
     });
   }
 
-  getSegment(segmentId: Buffer): SegmentMeta | undefined { return this.entries.get(segmentId.toString('hex'))?.meta; }
-  hasBlock(segmentId: Buffer, index: number): boolean { return this.entries.get(segmentId.toString('hex'))?.present.has(index) ?? false; }
-  presentBlocks(segmentId: Buffer): number[] { return this.entries.get(segmentId.toString('hex'))?.present.list() ?? []; }
+  getSegment(segmentId: Buffer): SegmentMeta | undefined {
+    return this.entries.get(segmentId.toString('hex'))?.meta;
+  }
+  hasBlock(segmentId: Buffer, index: number): boolean {
+    return this.entries.get(segmentId.toString('hex'))?.present.has(index) ?? false;
+  }
+  presentBlocks(segmentId: Buffer): number[] {
+    return this.entries.get(segmentId.toString('hex'))?.present.list() ?? [];
+  }
   isComplete(segmentId: Buffer): boolean {
     const e = this.entries.get(segmentId.toString('hex'));
     return !!e && e.present.count === e.present.size;
   }
 
   /** When the segment entered the cache (ms since epoch), or undefined when it is not held. */
-  addedAt(segmentId: Buffer): number | undefined { return this.entries.get(segmentId.toString('hex'))?.added; }
+  addedAt(segmentId: Buffer): number | undefined {
+    return this.entries.get(segmentId.toString('hex'))?.added;
+  }
 
   /**
    * Evicts every unpinned segment that entered the cache more than `maxAgeMs` ago (the maximum
@@ -248,7 +340,10 @@ export class BlockStore extends EventEmitter {
     let n = 0;
     await this.mutex.run(async () => {
       for (const e of [...this.entries.values()]) {
-        if (e.added < cutoff && !this.pins.has(e.idHex) && this.entries.get(e.idHex) === e) { await this.evictLocked(e); n++; }
+        if (e.added < cutoff && !this.pins.has(e.idHex) && this.entries.get(e.idHex) === e) {
+          await this.evictLocked(e);
+          n++;
+        }
       }
     });
     return n;
@@ -273,18 +368,27 @@ export class BlockStore extends EventEmitter {
   async putBlock(segmentId: Buffer, index: number, data: Buffer): Promise<void> {
     if (this.closed) throw new CacheError('CACHE_CLOSED', 'the block store is closed');
     this.active++;
-    try { await this.put(segmentId, index, data); } finally { this.settle(); }
+    try {
+      await this.put(segmentId, index, data);
+    } finally {
+      this.settle();
+    }
   }
 
   private async put(segmentId: Buffer, index: number, data: Buffer): Promise<void> {
     const idHex = segmentId.toString('hex');
     const e = this.entries.get(idHex);
     if (!e) throw new CacheError('UNKNOWN_SEGMENT', `segment ${idHex} is not in the cache (addSegment first)`);
-    if (!Number.isInteger(index) || index < 0 || index >= e.present.size) throw new BadBlockError(`block ${index} out of range for segment ${idHex}`);
+    if (!Number.isInteger(index) || index < 0 || index >= e.present.size)
+      throw new BadBlockError(`block ${index} out of range for segment ${idHex}`);
     const checked = this.verified.get(data) === pKey(idHex, index);
     if (checked) this.verified.delete(data);
-    if (!checked && !verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) throw new BadBlockError(`block ${index} of segment ${idHex} does not match its hash`);
-    if (e.present.has(index)) { this.touch(e); return; }
+    if (!checked && !verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data))
+      throw new BadBlockError(`block ${index} of segment ${idHex} does not match its hash`);
+    if (e.present.has(index)) {
+      this.touch(e);
+      return;
+    }
     // The pin keeps eviction and clear() away from this segment until the block is committed, so
     // only the size check needs the mutex; data writes and index puts run concurrently.
     const release = this.pin(segmentId);
@@ -296,7 +400,10 @@ export class BlockStore extends EventEmitter {
         // Refused only when the committed bytes leave no room for this block: writes in flight
         // (bounded by the engines' concurrency) may overlap the limit for a moment.
         if (this.total + data.length > this.limit) {
-          throw new CacheError('CACHE_FULL', `cache full: ${this.total} bytes held and ${this.reserved} being written, limit ${this.limit}; the rest is pinned by downloads in progress`);
+          throw new CacheError(
+            'CACHE_FULL',
+            `cache full: ${this.total} bytes held and ${this.reserved} being written, limit ${this.limit}; the rest is pinned by downloads in progress`,
+          );
         }
       }
       const [s] = blockRange(e.meta.version, e.meta, index);
@@ -334,12 +441,30 @@ export class BlockStore extends EventEmitter {
   async readBlock(segmentId: Buffer, index: number, purpose: 'local' | 'peer' = 'local'): Promise<Buffer | undefined> {
     const idHex = segmentId.toString('hex');
     const e = this.closed ? undefined : this.entries.get(idHex);
-    if (!e?.present.has(index)) { this.counters.misses++; this.countersDirty = true; return undefined; }
+    if (!e?.present.has(index)) {
+      this.counters.misses++;
+      this.countersDirty = true;
+      return undefined;
+    }
     this.active++;
     let data: Buffer | undefined;
-    try { data = await this.readVerified(e, index); } finally { this.settle(); }
-    if (!data) { this.counters.misses++; this.countersDirty = true; return undefined; }
-    if (purpose === 'peer') { e.hitsPeer++; this.counters.hitsPeer++; } else { e.hitsLocal++; this.counters.hitsLocal++; }
+    try {
+      data = await this.readVerified(e, index);
+    } finally {
+      this.settle();
+    }
+    if (!data) {
+      this.counters.misses++;
+      this.countersDirty = true;
+      return undefined;
+    }
+    if (purpose === 'peer') {
+      e.hitsPeer++;
+      this.counters.hitsPeer++;
+    } else {
+      e.hitsLocal++;
+      this.counters.hitsLocal++;
+    }
     this.countersDirty = true;
     this.touch(e);
     return data;
@@ -367,7 +492,8 @@ export class BlockStore extends EventEmitter {
       return true;
     });
     if (!dropped) return;
-    this.counters.corruptBlocks++; this.countersDirty = true;
+    this.counters.corruptBlocks++;
+    this.countersDirty = true;
     this.log.warn('cache dropped a bad block', { segmentId: e.idHex, index, reason });
     this.emit('corrupt', e.idHex, index);
   }
@@ -382,7 +508,8 @@ export class BlockStore extends EventEmitter {
       if (done) return;
       done = true;
       const n = (this.pins.get(idHex) ?? 1) - 1;
-      if (n <= 0) this.pins.delete(idHex); else this.pins.set(idHex, n);
+      if (n <= 0) this.pins.delete(idHex);
+      else this.pins.set(idHex, n);
       if (n <= 0 && this.total > this.limit) this.shrinkSoon();
     };
   }
@@ -394,9 +521,13 @@ export class BlockStore extends EventEmitter {
     if (this.shrinking || this.closed) return;
     this.shrinking = true;
     this.active++;
-    this.mutex.run(() => this.shrinkLocked(0, undefined))
+    this.mutex
+      .run(() => this.shrinkLocked(0, undefined))
       .catch((err) => this.log.warn('cache shrink failed', { err }))
-      .finally(() => { this.shrinking = false; this.settle(); });
+      .finally(() => {
+        this.shrinking = false;
+        this.settle();
+      });
   }
 
   /**
@@ -409,8 +540,15 @@ export class BlockStore extends EventEmitter {
         return await fn();
       } catch (err) {
         if (!isNoSpace(err)) throw err;
-        const freed = attempt < 64 && (locked ? await this.evictForSpaceLocked(keep) : await this.mutex.run(() => this.evictForSpaceLocked(keep)));
-        if (!freed) throw new CacheError('NO_SPACE', `no space left on the cache's filesystem (${this.dir}) and nothing left to evict: ${(err as Error).message}`, { cause: err });
+        const freed =
+          attempt < 64 &&
+          (locked ? await this.evictForSpaceLocked(keep) : await this.mutex.run(() => this.evictForSpaceLocked(keep)));
+        if (!freed)
+          throw new CacheError(
+            'NO_SPACE',
+            `no space left on the cache's filesystem (${this.dir}) and nothing left to evict: ${(err as Error).message}`,
+            { cause: err },
+          );
         this.log.warn('cache filesystem full: evicted a segment to make room', { attempt: attempt + 1 });
       }
     }
@@ -428,12 +566,18 @@ export class BlockStore extends EventEmitter {
     return true;
   }
 
-  private touch(e: Entry): void { e.lastUse = Math.max(e.lastUse, this.now()); this.dirty.add(e.idHex); }
+  private touch(e: Entry): void {
+    e.lastUse = Math.max(e.lastUse, this.now());
+    this.dirty.add(e.idHex);
+  }
 
   /** Evicts LRU unpinned segments (never `keep`) until `incoming` more bytes fit. Caller holds the mutex. */
   private async shrinkLocked(incoming: number, keep: string | undefined): Promise<void> {
     incoming += this.reserved;
-    if (this.total + incoming <= this.limit) { this.overWarned = false; return; }
+    if (this.total + incoming <= this.limit) {
+      this.overWarned = false;
+      return;
+    }
     const victims = [...this.entries.values()]
       .filter((v) => v.idHex !== keep && v.bytes > 0 && !this.pins.has(v.idHex))
       .sort((a, b) => a.lastUse - b.lastUse);
@@ -443,7 +587,10 @@ export class BlockStore extends EventEmitter {
       await this.evictLocked(v);
     }
     const over = this.total + incoming > this.limit;
-    if (over && !this.overWarned) this.log.warn('cache over its size limit: remaining segments are pinned or in use', { over: this.total + incoming - this.limit });
+    if (over && !this.overWarned)
+      this.log.warn('cache over its size limit: remaining segments are pinned or in use', {
+        over: this.total + incoming - this.limit,
+      });
     this.overWarned = over;
   }
 
@@ -458,15 +605,20 @@ export class BlockStore extends EventEmitter {
     this.dirty.delete(e.idHex);
     this.total -= e.bytes;
     await this.files.removeSegment(e.idHex);
-    const ops: { type: 'del'; key: string }[] = [{ type: 'del', key: `m!${e.idHex}` }, { type: 'del', key: `u!${e.idHex}` }];
+    const ops: { type: 'del'; key: string }[] = [
+      { type: 'del', key: `m!${e.idHex}` },
+      { type: 'del', key: `u!${e.idHex}` },
+    ];
     for (const i of e.present.list()) ops.push({ type: 'del', key: pKey(e.idHex, i) });
     await this.db.batch(ops).catch((err) => this.log.warn('cache index update after eviction failed', { err }));
-    this.counters.evictions++; this.countersDirty = true;
+    this.counters.evictions++;
+    this.countersDirty = true;
     this.emit('evict', e.idHex);
   }
 
   async resize(limitBytes: number): Promise<void> {
-    if (!Number.isSafeInteger(limitBytes) || limitBytes < 0) throw new CacheError('BAD_LIMIT', `invalid size limit ${limitBytes}`);
+    if (!Number.isSafeInteger(limitBytes) || limitBytes < 0)
+      throw new CacheError('BAD_LIMIT', `invalid size limit ${limitBytes}`);
     await this.mutex.run(async () => {
       this.limit = limitBytes;
       await this.db.put('c!limit', limitBytes);
@@ -477,29 +629,48 @@ export class BlockStore extends EventEmitter {
   /** Removes every segment that is not pinned. */
   async clear(): Promise<void> {
     await this.mutex.run(async () => {
-      for (const e of [...this.entries.values()]) if (!this.pins.has(e.idHex) && this.entries.get(e.idHex) === e) await this.evictLocked(e);
+      for (const e of [...this.entries.values()])
+        if (!this.pins.has(e.idHex) && this.entries.get(e.idHex) === e) await this.evictLocked(e);
     });
   }
 
   // ---- reporting ----
 
   stats(): CacheStats {
-    let blocks = 0, complete = 0;
-    for (const e of this.entries.values()) { blocks += e.present.count; if (e.present.count === e.present.size) complete++; }
+    let blocks = 0,
+      complete = 0;
+    for (const e of this.entries.values()) {
+      blocks += e.present.count;
+      if (e.present.count === e.present.size) complete++;
+    }
     return {
-      segments: this.entries.size, completeSegments: complete, blocks, bytes: this.total,
-      limitBytes: this.limit, overLimitBytes: Math.max(0, this.total - this.limit),
+      segments: this.entries.size,
+      completeSegments: complete,
+      blocks,
+      bytes: this.total,
+      limitBytes: this.limit,
+      overLimitBytes: Math.max(0, this.total - this.limit),
       pinnedSegments: [...this.pins.keys()].filter((k) => this.entries.has(k)).length,
       ...this.counters,
     };
   }
 
   list(): SegmentSummary[] {
-    return [...this.entries.values()].sort((a, b) => b.lastUse - a.lastUse).map((e) => ({
-      segmentId: e.idHex, version: e.meta.version, ...(e.meta.replay ? { replay: true } : {}), blocksPresent: e.present.count, blocksTotal: e.present.size,
-      bytes: e.bytes, length: e.meta.length, lastUse: e.lastUse, hitsLocal: e.hitsLocal, hitsPeer: e.hitsPeer,
-      pinned: this.pins.has(e.idHex),
-    }));
+    return [...this.entries.values()]
+      .sort((a, b) => b.lastUse - a.lastUse)
+      .map((e) => ({
+        segmentId: e.idHex,
+        version: e.meta.version,
+        ...(e.meta.replay ? { replay: true } : {}),
+        blocksPresent: e.present.count,
+        blocksTotal: e.present.size,
+        bytes: e.bytes,
+        length: e.meta.length,
+        lastUse: e.lastUse,
+        hitsLocal: e.hitsLocal,
+        hitsPeer: e.hitsPeer,
+        pinned: this.pins.has(e.idHex),
+      }));
   }
 
   /** Re-hashes every present block; bad or missing ones are dropped (and emit 'corrupt'). */
@@ -509,7 +680,10 @@ export class BlockStore extends EventEmitter {
       report.segments++;
       for (const i of e.present.list()) {
         const data = await this.readVerified(e, i);
-        if (data) { report.blocks++; report.bytes += data.length; } else if (this.entries.get(e.idHex) === e) report.bad.push({ segmentId: e.idHex, index: i });
+        if (data) {
+          report.blocks++;
+          report.bytes += data.length;
+        } else if (this.entries.get(e.idHex) === e) report.bad.push({ segmentId: e.idHex, index: i });
       }
     }
     return report;
@@ -517,16 +691,27 @@ export class BlockStore extends EventEmitter {
 
   // ---- packages ----
 
-  async exportPackage(outPath: string, segmentIds?: Buffer[]): Promise<{ segments: number; blocks: number; bytes: number }> {
+  async exportPackage(
+    outPath: string,
+    segmentIds?: Buffer[],
+  ): Promise<{ segments: number; blocks: number; bytes: number }> {
     // Replay segments (a hosted cache's undecryptable v2 records) have no place in a package.
-    const ids = segmentIds ? segmentIds.map((s) => s.toString('hex')) : [...this.entries.keys()].filter((id) => !this.entries.get(id)!.meta.replay);
-    for (const id of ids) if (!this.entries.has(id)) throw new CacheError('UNKNOWN_SEGMENT', `segment ${id} is not in the cache`);
-    for (const id of ids) if (this.entries.get(id)!.meta.replay) throw new CacheError('REPLAY_SEGMENT', `segment ${id} is a replay record and cannot be exported`);
+    const ids = segmentIds
+      ? segmentIds.map((s) => s.toString('hex'))
+      : [...this.entries.keys()].filter((id) => !this.entries.get(id)!.meta.replay);
+    for (const id of ids)
+      if (!this.entries.has(id)) throw new CacheError('UNKNOWN_SEGMENT', `segment ${id} is not in the cache`);
+    for (const id of ids)
+      if (this.entries.get(id)!.meta.replay)
+        throw new CacheError('REPLAY_SEGMENT', `segment ${id} is a replay record and cannot be exported`);
     return exportPackage(outPath, ids, {
       meta: (id) => this.entries.get(id)?.meta,
       present: (id) => this.entries.get(id)?.present.list() ?? [],
       pin: (id) => this.pin(Buffer.from(id, 'hex')),
-      read: async (id, i) => { const e = this.entries.get(id); return e ? this.readVerified(e, i) : undefined; },
+      read: async (id, i) => {
+        const e = this.entries.get(id);
+        return e ? this.readVerified(e, i) : undefined;
+      },
     });
   }
 
@@ -542,15 +727,24 @@ export class BlockStore extends EventEmitter {
       // Segments added but never filled (an aborted download) would otherwise stay in the index forever.
       const cutoff = this.now() - this.emptyTtl;
       for (const e of [...this.entries.values()]) {
-        if (e.present.count === 0 && e.lastUse < cutoff && !this.pins.has(e.idHex) && this.entries.get(e.idHex) === e) await this.evictLocked(e);
+        if (e.present.count === 0 && e.lastUse < cutoff && !this.pins.has(e.idHex) && this.entries.get(e.idHex) === e)
+          await this.evictLocked(e);
       }
       const ops: { type: 'put'; key: string; value: unknown }[] = [];
       for (const idHex of this.dirty) {
         const e = this.entries.get(idHex);
-        if (e) ops.push({ type: 'put', key: `u!${idHex}`, value: { lastUse: e.lastUse, hitsLocal: e.hitsLocal, hitsPeer: e.hitsPeer } });
+        if (e)
+          ops.push({
+            type: 'put',
+            key: `u!${idHex}`,
+            value: { lastUse: e.lastUse, hitsLocal: e.hitsLocal, hitsPeer: e.hitsPeer },
+          });
       }
       this.dirty.clear();
-      if (this.countersDirty) { ops.push({ type: 'put', key: 'c!stats', value: { ...this.counters } }); this.countersDirty = false; }
+      if (this.countersDirty) {
+        ops.push({ type: 'put', key: 'c!stats', value: { ...this.counters } });
+        this.countersDirty = false;
+      }
       if (ops.length) await this.db.batch(ops);
     });
   }

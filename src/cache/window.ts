@@ -10,7 +10,13 @@ export class Window {
 
   async run(task: () => Promise<void>): Promise<void> {
     this.check();
-    const p: Promise<void> = task().catch((err: unknown) => { this.failure ??= { err }; }).finally(() => { this.inFlight.delete(p); });
+    const p: Promise<void> = task()
+      .catch((err: unknown) => {
+        this.failure ??= { err };
+      })
+      .finally(() => {
+        this.inFlight.delete(p);
+      });
     this.inFlight.add(p);
     while (this.inFlight.size >= this.size) await Promise.race(this.inFlight);
     this.check();
@@ -21,5 +27,7 @@ export class Window {
     this.check();
   }
 
-  private check(): void { if (this.failure) throw this.failure.err; }
+  private check(): void {
+    if (this.failure) throw this.failure.err;
+  }
 }

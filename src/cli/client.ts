@@ -12,8 +12,14 @@ export function register(program: Command): void {
     .command('get')
     .description('download URL through the local daemon (peer cache first, origin for the rest)')
     .argument('<url>', 'http:// or https:// URL')
-    .option('-o, --output <file>', 'output file; - for stdout; an existing directory gets DIR/<name> (default: the last path segment of the URL)')
-    .option('--daemon <addr>', 'daemon admin address HOST:PORT or socket path (default $PEERDIST_DAEMON or 127.0.0.1:7171)')
+    .option(
+      '-o, --output <file>',
+      'output file; - for stdout; an existing directory gets DIR/<name> (default: the last path segment of the URL)',
+    )
+    .option(
+      '--daemon <addr>',
+      'daemon admin address HOST:PORT or socket path (default $PEERDIST_DAEMON or 127.0.0.1:7171)',
+    )
     .option('--json', 'print one JSON object with the result and where the bytes came from')
     .action(async (url: string, o: { output?: string; daemon?: string; json?: boolean }) => {
       const daemon = daemonAddress(o.daemon);
@@ -26,15 +32,22 @@ export function register(program: Command): void {
       let shown = false;
       try {
         const r = await getToFile({
-          daemon, url, output: o.output, signal: ac.signal,
-          onProgress: tty ? (p) => {
-            shown = true;
-            process.stderr.write(`\r\x1b[K${progressLine({ ...p, seconds: (Date.now() - t0) / 1000 })}`);
-          } : undefined,
+          daemon,
+          url,
+          output: o.output,
+          signal: ac.signal,
+          onProgress: tty
+            ? (p) => {
+                shown = true;
+                process.stderr.write(`\r\x1b[K${progressLine({ ...p, seconds: (Date.now() - t0) / 1000 })}`);
+              }
+            : undefined,
         });
         if (shown) process.stderr.write('\r\x1b[K');
         // With -o - the content went to stdout: the result line goes to stderr.
-        (r.output === '-' ? process.stderr : process.stdout).write(o.json ? JSON.stringify(r) + '\n' : finalLine(r) + '\n');
+        (r.output === '-' ? process.stderr : process.stdout).write(
+          o.json ? JSON.stringify(r) + '\n' : finalLine(r) + '\n',
+        );
       } catch (err) {
         if (shown) process.stderr.write('\n');
         throw err;
@@ -47,7 +60,10 @@ export function register(program: Command): void {
   program
     .command('status')
     .description('downloads in progress and byte totals of the local daemon')
-    .option('--daemon <addr>', 'daemon admin address HOST:PORT or socket path (default $PEERDIST_DAEMON or 127.0.0.1:7171)')
+    .option(
+      '--daemon <addr>',
+      'daemon admin address HOST:PORT or socket path (default $PEERDIST_DAEMON or 127.0.0.1:7171)',
+    )
     .option('--json', 'print the raw /v1/status JSON')
     .action(async (o: { daemon?: string; json?: boolean }) => {
       const s = await adminJson<StatusDoc>(daemonAddress(o.daemon), '/v1/status');

@@ -8,12 +8,30 @@ import { defaultStateDir } from '../util/paths.js';
 import { createLogger } from '../util/log.js';
 
 interface DaemonFlags {
-  config?: string; stateDir?: string; listen?: string; interface?: string; admin?: string; adminSocket?: string;
-  proxyPort?: string; proxyHost?: string; discoveryPort?: string; cacheLimit?: string; originPublicKey?: string;
-  maxContentVersion?: string; presence?: boolean; mdnsPort?: string;
-  uploadRateLimit?: string; maxPeerConnections?: string; maxPeerRequests?: string; cacheMaxAge?: string; serveOnBattery?: boolean;
+  config?: string;
+  stateDir?: string;
+  listen?: string;
+  interface?: string;
+  admin?: string;
+  adminSocket?: string;
+  proxyPort?: string;
+  proxyHost?: string;
+  discoveryPort?: string;
+  cacheLimit?: string;
+  originPublicKey?: string;
+  maxContentVersion?: string;
+  presence?: boolean;
+  mdnsPort?: string;
+  uploadRateLimit?: string;
+  maxPeerConnections?: string;
+  maxPeerRequests?: string;
+  cacheMaxAge?: string;
+  serveOnBattery?: boolean;
   ipv6?: boolean | string;
-  hostedCache?: string[]; hostedCacheVersion?: string; hostedCacheCa?: string; hostedCacheRetrievalPort?: string;
+  hostedCache?: string[];
+  hostedCacheVersion?: string;
+  hostedCacheCa?: string;
+  hostedCacheRetrievalPort?: string;
 }
 
 /** How long shutdown may take before the process exits anyway. */
@@ -40,28 +58,66 @@ export function register(program: Command): void {
     .option('--upload-rate-limit <bytes/s>', 'cap on what this machine serves to peers, e.g. 2M (default unlimited)')
     .option('--max-peer-connections <n>', 'open peer connections at most (default 256)')
     .option('--max-peer-requests <n>', 'peer block requests handled at once; more are answered busy (default 64)')
-    .option('--cache-max-age <duration>', 'cache entries older than this are not served and are evicted, e.g. 28d, 12h (default 28d; 0 = no limit)')
-    .option('--ipv6 [interfaces]', 'discover over IPv6 too (ff02::c): on the discovery interface, or all interfaces with IPv6, or these (comma-separated)')
+    .option(
+      '--cache-max-age <duration>',
+      'cache entries older than this are not served and are evicted, e.g. 28d, 12h (default 28d; 0 = no limit)',
+    )
+    .option(
+      '--ipv6 [interfaces]',
+      'discover over IPv6 too (ff02::c): on the discovery interface, or all interfaces with IPv6, or these (comma-separated)',
+    )
     .option('--serve-on-battery', 'keep serving peers while the machine runs on battery (default: stop)')
-    .option('--hosted-cache <host[:port]>', 'offer downloaded segments to this MS-PCHC hosted cache and fetch from it (repeatable; port default 80 for v2, 443 for v1)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--hosted-cache-version <1|2>', 'MS-PCHC version: 2 = BATCHED_OFFER over HTTP (Windows 8+), 1 = INITIAL_OFFER/SEGMENT_INFO over HTTPS (Windows 7) (default 2)')
-    .option('--hosted-cache-ca <file>', 'PEM certificate(s) to trust for a v1 hosted cache (e.g. from peerdist hosted-cache export-cert)')
-    .option('--hosted-cache-retrieval-port <port>', 'MS-PCCRR port of a v1 hosted cache (default 80; v2 uses the --hosted-cache port)')
+    .option(
+      '--hosted-cache <host[:port]>',
+      'offer downloaded segments to this MS-PCHC hosted cache and fetch from it (repeatable; port default 80 for v2, 443 for v1)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      '--hosted-cache-version <1|2>',
+      'MS-PCHC version: 2 = BATCHED_OFFER over HTTP (Windows 8+), 1 = INITIAL_OFFER/SEGMENT_INFO over HTTPS (Windows 7) (default 2)',
+    )
+    .option(
+      '--hosted-cache-ca <file>',
+      'PEM certificate(s) to trust for a v1 hosted cache (e.g. from peerdist hosted-cache export-cert)',
+    )
+    .option(
+      '--hosted-cache-retrieval-port <port>',
+      'MS-PCCRR port of a v1 hosted cache (default 80; v2 uses the --hosted-cache port)',
+    )
     .action(async (o: DaemonFlags) => {
       const flags: RawConfig = {
-        stateDir: o.stateDir, listen: o.listen, interface: o.interface, admin: o.admin, adminSocket: o.adminSocket,
-        proxyPort: o.proxyPort, proxyHost: o.proxyHost, discoveryPort: o.discoveryPort, cacheLimit: o.cacheLimit,
-        originPublicKey: o.originPublicKey, maxContentVersion: o.maxContentVersion,
-        presence: cmd.getOptionValueSource('presence') === 'cli' ? o.presence : undefined, mdnsPort: o.mdnsPort,
-        uploadRateLimit: o.uploadRateLimit, maxPeerConnections: o.maxPeerConnections, maxPeerRequests: o.maxPeerRequests,
-        cacheMaxAge: o.cacheMaxAge, serveOnBattery: o.serveOnBattery ? true : undefined,
+        stateDir: o.stateDir,
+        listen: o.listen,
+        interface: o.interface,
+        admin: o.admin,
+        adminSocket: o.adminSocket,
+        proxyPort: o.proxyPort,
+        proxyHost: o.proxyHost,
+        discoveryPort: o.discoveryPort,
+        cacheLimit: o.cacheLimit,
+        originPublicKey: o.originPublicKey,
+        maxContentVersion: o.maxContentVersion,
+        presence: cmd.getOptionValueSource('presence') === 'cli' ? o.presence : undefined,
+        mdnsPort: o.mdnsPort,
+        uploadRateLimit: o.uploadRateLimit,
+        maxPeerConnections: o.maxPeerConnections,
+        maxPeerRequests: o.maxPeerRequests,
+        cacheMaxAge: o.cacheMaxAge,
+        serveOnBattery: o.serveOnBattery ? true : undefined,
         ipv6: o.ipv6,
-        hostedCache: o.hostedCache, hostedCacheVersion: o.hostedCacheVersion, hostedCacheCa: o.hostedCacheCa,
+        hostedCache: o.hostedCache,
+        hostedCacheVersion: o.hostedCacheVersion,
+        hostedCacheCa: o.hostedCacheCa,
         hostedCacheRetrievalPort: o.hostedCacheRetrievalPort,
       };
       const configPath = o.config ?? process.env.PEERDIST_CONFIG;
       const file = configPath ? await readConfigFile(configPath) : undefined;
-      const config = resolveConfig({ flags, env: configFromEnv(process.env), file, defaultStateDir: defaultStateDir() });
+      const config = resolveConfig({
+        flags,
+        env: configFromEnv(process.env),
+        file,
+        defaultStateDir: defaultStateDir(),
+      });
       const log = createLogger({ component: 'daemon' });
       // A stray rejected promise in some component is logged, not fatal: one failed peer or
       // download must not take the whole daemon down.
@@ -69,7 +125,10 @@ export function register(program: Command): void {
       // Loaded on demand: the daemon pulls in every subsystem, which other commands don't need.
       const { startDaemon } = await import('../daemon/daemon.js');
       // PEERDIST_POWER_SUPPLY_DIR: a fake /sys/class/power_supply tree (tests).
-      const daemon = await startDaemon(config, { logger: log, powerSupplyDir: process.env.PEERDIST_POWER_SUPPLY_DIR || undefined });
+      const daemon = await startDaemon(config, {
+        logger: log,
+        powerSupplyDir: process.env.PEERDIST_POWER_SUPPLY_DIR || undefined,
+      });
       process.stdout.write(JSON.stringify(daemon.ready) + '\n');
 
       await new Promise<void>((resolveP) => {
@@ -82,7 +141,17 @@ export function register(program: Command): void {
             process.exit(1);
           }, SHUTDOWN_GRACE_MS);
           force.unref();
-          daemon.close().then(() => { clearTimeout(force); resolveP(); }, (err) => { log.error('shutdown failed', { err }); process.exitCode = 1; resolveP(); });
+          daemon.close().then(
+            () => {
+              clearTimeout(force);
+              resolveP();
+            },
+            (err) => {
+              log.error('shutdown failed', { err });
+              process.exitCode = 1;
+              resolveP();
+            },
+          );
         };
         process.on('SIGTERM', onSignal);
         process.on('SIGINT', onSignal);

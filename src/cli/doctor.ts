@@ -9,20 +9,36 @@ import { formatAdminAddress, parseAdminAddress } from '../util/address.js';
 import { doctorText, runDoctor } from '../client/doctor.js';
 
 interface DoctorFlags {
-  config?: string; stateDir?: string; listen?: string; interface?: string; admin?: string; discoveryPort?: string;
-  cacheLimit?: string; originPublicKey?: string; daemon?: string; expectPeers?: boolean; origin?: string; timeout?: string; json?: boolean;
+  config?: string;
+  stateDir?: string;
+  listen?: string;
+  interface?: string;
+  admin?: string;
+  discoveryPort?: string;
+  cacheLimit?: string;
+  originPublicKey?: string;
+  daemon?: string;
+  expectPeers?: boolean;
+  origin?: string;
+  timeout?: string;
+  json?: boolean;
 }
 
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('check that this machine is set up for peer caching (daemon, state dir, ports, multicast, interface, clock, disk, origin key)')
-    .option('--daemon <addr>', 'daemon admin address HOST:PORT or socket path (default $PEERDIST_DAEMON, else the configured admin address)')
+    .description(
+      'check that this machine is set up for peer caching (daemon, state dir, ports, multicast, interface, clock, disk, origin key)',
+    )
+    .option(
+      '--daemon <addr>',
+      'daemon admin address HOST:PORT or socket path (default $PEERDIST_DAEMON, else the configured admin address)',
+    )
     .option('--expect-peers', 'other daemons run on this subnet: fail when none answers our probe')
     .option('--origin <url>', 'an origin URL to compare the clock with (its Date header)')
     .option('--timeout <ms>', 'how long to listen for multicast answers (default 2500)')
     .option('--json', 'print {ok, checks: [{id, name, status, detail, remedy, blocking}]}')
-    .option('--config <file>', 'the daemon\'s JSON config file (default $PEERDIST_CONFIG)')
+    .option('--config <file>', "the daemon's JSON config file (default $PEERDIST_CONFIG)")
     .option('--state-dir <dir>', 'as for `peerdist daemon` (used when no daemon answers)')
     .option('--listen <host:port>', 'as for `peerdist daemon`')
     .option('--interface <if>', 'as for `peerdist daemon`')
@@ -32,15 +48,31 @@ export function register(program: Command): void {
     .option('--origin-public-key <file>', 'as for `peerdist daemon`')
     .action(async (o: DoctorFlags) => {
       const flags: RawConfig = {
-        stateDir: o.stateDir, listen: o.listen, interface: o.interface, admin: o.admin, discoveryPort: o.discoveryPort,
-        cacheLimit: o.cacheLimit, originPublicKey: o.originPublicKey,
+        stateDir: o.stateDir,
+        listen: o.listen,
+        interface: o.interface,
+        admin: o.admin,
+        discoveryPort: o.discoveryPort,
+        cacheLimit: o.cacheLimit,
+        originPublicKey: o.originPublicKey,
       };
       const configPath = o.config ?? process.env.PEERDIST_CONFIG;
       const file = configPath ? await readConfigFile(configPath) : undefined;
-      const config = resolveConfig({ flags, env: configFromEnv(process.env), file, defaultStateDir: defaultStateDir() });
+      const config = resolveConfig({
+        flags,
+        env: configFromEnv(process.env),
+        file,
+        defaultStateDir: defaultStateDir(),
+      });
       const daemon = parseAdminAddress(o.daemon ?? (process.env.PEERDIST_DAEMON || formatAdminAddress(config.admin)));
       const timeout = o.timeout === undefined ? undefined : Number(o.timeout);
-      const report = await runDoctor({ config, daemon, expectPeers: o.expectPeers, origin: o.origin, listenMs: timeout && timeout > 0 ? timeout : undefined });
+      const report = await runDoctor({
+        config,
+        daemon,
+        expectPeers: o.expectPeers,
+        origin: o.origin,
+        listenMs: timeout && timeout > 0 ? timeout : undefined,
+      });
       process.stdout.write(o.json ? JSON.stringify(report) + '\n' : doctorText(report) + '\n');
       if (!report.ok) process.exitCode = 1;
     });

@@ -23,7 +23,8 @@ interface HashCliOptions {
 }
 
 function parseHexSecret(value: string): Buffer {
-  if (!/^(?:[0-9a-fA-F]{2})+$/.test(value)) throw new InvalidArgumentError('expected a non-empty, even-length hex string');
+  if (!/^(?:[0-9a-fA-F]{2})+$/.test(value))
+    throw new InvalidArgumentError('expected a non-empty, even-length hex string');
   return Buffer.from(value, 'hex');
 }
 
@@ -42,18 +43,23 @@ async function resolveSecret(opts: HashCliOptions): Promise<Buffer> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  throw new PeerdistError('NO_SECRET', 'no secret: pass --secret-hex/--secret-file or run peerdist serve once to create one');
+  throw new PeerdistError(
+    'NO_SECRET',
+    'no secret: pass --secret-hex/--secret-file or run peerdist serve once to create one',
+  );
 }
 
 function summary(ci: ContentInfo): string {
   const first = ci.segments[0];
-  return [
-    `content information version ${ci.version}.0 (${ci.hashAlgorithm})`,
-    `content length ${ci.contentLength} bytes, range [${ci.rangeStart}, ${ci.rangeEnd})`,
-    `${ci.segments.length} segment${ci.segments.length === 1 ? '' : 's'}` +
-      (ci.version === 1 ? `, ${ci.segments.reduce((n, s) => n + s.blockHashes.length, 0)} block hashes` : ''),
-    `first segment ID ${first ? first.segmentId.toString('hex') : '(none: empty content)'}`,
-  ].join('\n') + '\n';
+  return (
+    [
+      `content information version ${ci.version}.0 (${ci.hashAlgorithm})`,
+      `content length ${ci.contentLength} bytes, range [${ci.rangeStart}, ${ci.rangeEnd})`,
+      `${ci.segments.length} segment${ci.segments.length === 1 ? '' : 's'}` +
+        (ci.version === 1 ? `, ${ci.segments.reduce((n, s) => n + s.blockHashes.length, 0)} block hashes` : ''),
+      `first segment ID ${first ? first.segmentId.toString('hex') : '(none: empty content)'}`,
+    ].join('\n') + '\n'
+  );
 }
 
 export function register(program: Command): void {
@@ -63,8 +69,14 @@ export function register(program: Command): void {
     .argument('<file>', 'file to hash')
     .option('--secret-hex <hex>', 'server secret key material as hex', parseHexSecret)
     .option('--secret-file <file>', 'file holding the raw server secret key material')
-    .addOption(new Option('--content-version <n>', 'content information version (1 or 2)').argParser(parseVersion).default(1))
-    .addOption(new Option('--chunking <mode>', 'v2 segment boundaries: content-defined or fixed 64 KiB').choices(['cdc', 'fixed']).default('cdc'))
+    .addOption(
+      new Option('--content-version <n>', 'content information version (1 or 2)').argParser(parseVersion).default(1),
+    )
+    .addOption(
+      new Option('--chunking <mode>', 'v2 segment boundaries: content-defined or fixed 64 KiB')
+        .choices(['cdc', 'fixed'])
+        .default('cdc'),
+    )
     .option('-o, --output <file>', 'write the binary content information here')
     .option('--json', 'print the content information as JSON')
     .option('--state-dir <dir>', 'state directory holding origin/secret')

@@ -13,8 +13,19 @@ import { defaultStateDir } from '../util/paths.js';
 import { createLogger } from '../util/log.js';
 
 interface RunFlags {
-  stateDir?: string; http: string; https: string; cert?: string; key?: string; tlsName?: string[];
-  admin: string; adminSocket?: string; cacheLimit?: string; fetchConcurrency: string; fetchPerClient: string; fetchRate: string; maxUploads: string;
+  stateDir?: string;
+  http: string;
+  https: string;
+  cert?: string;
+  key?: string;
+  tlsName?: string[];
+  admin: string;
+  adminSocket?: string;
+  cacheLimit?: string;
+  fetchConcurrency: string;
+  fetchPerClient: string;
+  fetchRate: string;
+  maxUploads: string;
 }
 
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -30,15 +41,24 @@ function int(v: string, what: string, min: number): number {
 }
 
 export function register(program: Command): void {
-  const hc = program.command('hosted-cache').description('run an MS-PCHC hosted cache (one branch cache server for many subnets)');
+  const hc = program
+    .command('hosted-cache')
+    .description('run an MS-PCHC hosted cache (one branch cache server for many subnets)');
   hc.command('run', { isDefault: true })
     .description('run the hosted cache server (the default subcommand)')
-    .option('--state-dir <dir>', 'state directory: cache in <dir>/cache, certificate in <dir>/tls (default <daemon state dir>/hosted-cache)')
+    .option(
+      '--state-dir <dir>',
+      'state directory: cache in <dir>/cache, certificate in <dir>/tls (default <daemon state dir>/hosted-cache)',
+    )
     .option('--http <host:port>', 'MS-PCHC v2.0 (HTTP) and MS-PCCRR listener', '0.0.0.0:80')
     .option('--https <host:port|off>', 'MS-PCHC v1.0 (HTTPS) listener, or off', '0.0.0.0:443')
     .option('--cert <file>', 'PEM certificate for HTTPS (with --key); default: self-signed, generated on first start')
     .option('--key <file>', 'PEM private key for --cert')
-    .option('--tls-name <name>', 'DNS name or IP for a generated certificate (repeatable; default: host name, localhost, 127.0.0.1)', (v: string, prev: string[] = []) => [...prev, v])
+    .option(
+      '--tls-name <name>',
+      'DNS name or IP for a generated certificate (repeatable; default: host name, localhost, 127.0.0.1)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--admin <host:port>', 'admin API on a loopback address', '127.0.0.1:7172')
     .option('--admin-socket <path>', 'admin API on a unix socket instead')
     .option('--cache-limit <bytes>', 'cache size limit (e.g. 100G)')
@@ -47,12 +67,20 @@ export function register(program: Command): void {
     .option('--fetch-rate <bytes/s>', 'pull rate cap over all clients (e.g. 32M; 0 = none)', '32M')
     .option('--max-uploads <n>', 'MS-PCCRR requests served at once', '1024')
     .action(async (o: RunFlags) => {
-      const size = (v: string, what: string) => { try { return parseSize(v); } catch (err) { throw new InvalidArgumentError(`${what}: ${(err as Error).message}`); } };
+      const size = (v: string, what: string) => {
+        try {
+          return parseSize(v);
+        } catch (err) {
+          throw new InvalidArgumentError(`${what}: ${(err as Error).message}`);
+        }
+      };
       const config = {
         stateDir: o.stateDir ?? defaultHostedCacheStateDir(),
         http: parseHostPort(o.http, '--http'),
         https: o.https === 'off' ? undefined : parseHostPort(o.https, '--https'),
-        certFile: o.cert, keyFile: o.key, tlsNames: o.tlsName,
+        certFile: o.cert,
+        keyFile: o.key,
+        tlsNames: o.tlsName,
         admin: o.adminSocket ? { kind: 'socket' as const, path: o.adminSocket } : parseAdminAddress(o.admin),
         cacheLimitBytes: o.cacheLimit !== undefined ? size(o.cacheLimit, '--cache-limit') : undefined,
         fetchConcurrency: int(o.fetchConcurrency, '--fetch-concurrency', 1),
@@ -70,9 +98,22 @@ export function register(program: Command): void {
           process.off('SIGTERM', onSignal);
           process.off('SIGINT', onSignal);
           log.info('shutting down', { signal: sig });
-          const force = setTimeout(() => { log.error('shutdown timed out; exiting anyway'); process.exit(1); }, SHUTDOWN_GRACE_MS);
+          const force = setTimeout(() => {
+            log.error('shutdown timed out; exiting anyway');
+            process.exit(1);
+          }, SHUTDOWN_GRACE_MS);
           force.unref();
-          running.close().then(() => { clearTimeout(force); resolveP(); }, (err) => { log.error('shutdown failed', { err }); process.exitCode = 1; resolveP(); });
+          running.close().then(
+            () => {
+              clearTimeout(force);
+              resolveP();
+            },
+            (err) => {
+              log.error('shutdown failed', { err });
+              process.exitCode = 1;
+              resolveP();
+            },
+          );
         };
         process.on('SIGTERM', onSignal);
         process.on('SIGINT', onSignal);

@@ -45,7 +45,8 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
-    const msg = err instanceof PeerdistError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+    const msg =
+      err instanceof PeerdistError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
     process.stderr.write(`peerdist: error: ${msg}\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   }

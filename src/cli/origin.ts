@@ -10,7 +10,11 @@ import { createOriginServer, DEFAULT_FIRST_WAIT_MS, DEFAULT_UPSTREAM_REVALIDATE_
 import { parseSize } from '../util/size.js';
 import { publishDirectory, type PublishProgress } from '../origin/publish.js';
 import {
-  formatSecretExport, loadOrCreateSecret, parseSecretImport, readSecretFile, storeSecret,
+  formatSecretExport,
+  loadOrCreateSecret,
+  parseSecretImport,
+  readSecretFile,
+  storeSecret,
 } from '../origin/secret.js';
 import { publicKeyPem } from '../protocol/pccrtp/signature.js';
 import { loadOrCreateSigningKey } from '../origin/signing-key.js';
@@ -47,23 +51,43 @@ async function secretFor(opts: { secretFile?: string; stateDir: string }): Promi
   return opts.secretFile ? readSecretFile(opts.secretFile) : loadOrCreateSecret(opts.stateDir);
 }
 
-const stateDirOption = () => new Option('--state-dir <dir>', 'state directory (secret, signing key, hash cache)').default(defaultStateDir());
+const stateDirOption = () =>
+  new Option('--state-dir <dir>', 'state directory (secret, signing key, hash cache)').default(defaultStateDir());
 
 interface ServeOptions {
-  host: string; port: number; stateDir: string; secretFile?: string; upstream?: string;
-  contentVersionDefault: ContentVersion; chunking: 'cdc' | 'fixed'; hashConcurrency: number; firstWait: number;
-  upstreamStoreLimit: number; upstreamRevalidate: number; allowDotfiles?: boolean;
+  host: string;
+  port: number;
+  stateDir: string;
+  secretFile?: string;
+  upstream?: string;
+  contentVersionDefault: ContentVersion;
+  chunking: 'cdc' | 'fixed';
+  hashConcurrency: number;
+  firstWait: number;
+  upstreamStoreLimit: number;
+  upstreamRevalidate: number;
+  allowDotfiles?: boolean;
 }
 
 async function serve(dir: string | undefined, opts: ServeOptions): Promise<void> {
-  if (dir === undefined && opts.upstream === undefined) throw new UsageError('give a directory to serve or --upstream URL');
-  if (dir !== undefined && opts.upstream !== undefined) throw new UsageError('give either a directory or --upstream, not both');
+  if (dir === undefined && opts.upstream === undefined)
+    throw new UsageError('give a directory to serve or --upstream URL');
+  if (dir !== undefined && opts.upstream !== undefined)
+    throw new UsageError('give either a directory or --upstream, not both');
   const server = await createOriginServer({
-    root: dir, upstream: opts.upstream, host: opts.host, port: opts.port, stateDir: opts.stateDir,
+    root: dir,
+    upstream: opts.upstream,
+    host: opts.host,
+    port: opts.port,
+    stateDir: opts.stateDir,
     secret: opts.secretFile ? await readSecretFile(opts.secretFile) : undefined,
-    logger: createLogger({ component: 'origin' }), chunking: opts.chunking,
-    preferVersion: opts.contentVersionDefault, hashConcurrency: opts.hashConcurrency, firstWaitMs: opts.firstWait,
-    upstreamStoreLimit: opts.upstreamStoreLimit, upstreamRevalidateMs: opts.upstreamRevalidate,
+    logger: createLogger({ component: 'origin' }),
+    chunking: opts.chunking,
+    preferVersion: opts.contentVersionDefault,
+    hashConcurrency: opts.hashConcurrency,
+    firstWaitMs: opts.firstWait,
+    upstreamStoreLimit: opts.upstreamStoreLimit,
+    upstreamRevalidateMs: opts.upstreamRevalidate,
     allowDotfiles: opts.allowDotfiles === true,
   });
   const addr = await server.listen();
@@ -71,7 +95,8 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
   process.stdout.write(`listening on http://${host}:${addr.port}/\n`);
   await new Promise<void>((resolve) => {
     const stop = () => {
-      process.off('SIGTERM', stop); process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
       resolve();
     };
     process.on('SIGTERM', stop);
@@ -93,9 +118,13 @@ function progressBar(): { update(p: PublishProgress): void; done(): void } {
       const width = 30;
       const fill = Math.round(frac * width);
       const mib = (n: number) => (n / 1048576).toFixed(1);
-      process.stderr.write(`\r[${'#'.repeat(fill)}${'-'.repeat(width - fill)}] ${(frac * 100).toFixed(1).padStart(5)}% ${mib(p.done)}/${mib(p.total)} MiB\x1b[K`);
+      process.stderr.write(
+        `\r[${'#'.repeat(fill)}${'-'.repeat(width - fill)}] ${(frac * 100).toFixed(1).padStart(5)}% ${mib(p.done)}/${mib(p.total)} MiB\x1b[K`,
+      );
     },
-    done() { if (tty) process.stderr.write('\n'); },
+    done() {
+      if (tty) process.stderr.write('\n');
+    },
   };
 }
 
@@ -109,21 +138,56 @@ export function register(program: Command): void {
     .addOption(stateDirOption())
     .option('--secret-file <file>', 'use the raw server secret in this file instead of <state-dir>/origin/secret')
     .option('--upstream <url>', 'reverse-proxy this upstream base URL instead of serving a directory')
-    .addOption(new Option('--content-version-default <n>', 'content information version to send when a client accepts both').argParser(parseOneVersion).default(2))
+    .addOption(
+      new Option('--content-version-default <n>', 'content information version to send when a client accepts both')
+        .argParser(parseOneVersion)
+        .default(2),
+    )
     .addOption(new Option('--chunking <mode>', 'v2 segment boundaries').choices(['cdc', 'fixed']).default('cdc'))
-    .option('--hash-concurrency <n>', 'concurrent background hash jobs', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected 1-64');
-      return n;
-    }, 2)
-    .addOption(new Option('--first-wait <seconds>', 'how long the first PeerDist request for a file not hashed yet waits for its hashes ' +
-      'before the plain body is sent (0 = never wait)').argParser(parseWait).env('PEERDIST_ORIGIN_FIRST_WAIT')
-      .default(DEFAULT_FIRST_WAIT_MS, `${DEFAULT_FIRST_WAIT_MS / 1000}`))
-    .addOption(new Option('--upstream-store-limit <size>', 'with --upstream: size of the on-disk store of fetched entities (LRU; 0 = relay only)')
-      .argParser((v) => { try { return parseSize(v); } catch (e) { throw new InvalidArgumentError((e as Error).message); } })
-      .env('PEERDIST_UPSTREAM_STORE_LIMIT').default(10 * 2 ** 30, '10G'))
-    .addOption(new Option('--upstream-revalidate <seconds>', 'with --upstream: revalidate a stored entity with the upstream once it is older than this')
-      .argParser(parseWait).env('PEERDIST_UPSTREAM_REVALIDATE').default(DEFAULT_UPSTREAM_REVALIDATE_MS, `${DEFAULT_UPSTREAM_REVALIDATE_MS / 1000}`))
+    .option(
+      '--hash-concurrency <n>',
+      'concurrent background hash jobs',
+      (v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected 1-64');
+        return n;
+      },
+      2,
+    )
+    .addOption(
+      new Option(
+        '--first-wait <seconds>',
+        'how long the first PeerDist request for a file not hashed yet waits for its hashes ' +
+          'before the plain body is sent (0 = never wait)',
+      )
+        .argParser(parseWait)
+        .env('PEERDIST_ORIGIN_FIRST_WAIT')
+        .default(DEFAULT_FIRST_WAIT_MS, `${DEFAULT_FIRST_WAIT_MS / 1000}`),
+    )
+    .addOption(
+      new Option(
+        '--upstream-store-limit <size>',
+        'with --upstream: size of the on-disk store of fetched entities (LRU; 0 = relay only)',
+      )
+        .argParser((v) => {
+          try {
+            return parseSize(v);
+          } catch (e) {
+            throw new InvalidArgumentError((e as Error).message);
+          }
+        })
+        .env('PEERDIST_UPSTREAM_STORE_LIMIT')
+        .default(10 * 2 ** 30, '10G'),
+    )
+    .addOption(
+      new Option(
+        '--upstream-revalidate <seconds>',
+        'with --upstream: revalidate a stored entity with the upstream once it is older than this',
+      )
+        .argParser(parseWait)
+        .env('PEERDIST_UPSTREAM_REVALIDATE')
+        .default(DEFAULT_UPSTREAM_REVALIDATE_MS, `${DEFAULT_UPSTREAM_REVALIDATE_MS / 1000}`),
+    )
     .option('--allow-dotfiles', 'serve names starting with "." (.git/, .env, ...); by default they answer 404')
     .action((dir: string | undefined, opts: ServeOptions) => serve(dir, opts));
 
@@ -136,24 +200,41 @@ export function register(program: Command): void {
     .addOption(new Option('--content-version <v>', '1, 2 or both').argParser(parseVersions).default([1, 2], 'both'))
     .addOption(new Option('--chunking <mode>', 'v2 segment boundaries').choices(['cdc', 'fixed']).default('cdc'))
     .option('--json', 'print the summary as JSON')
-    .action(async (dir: string, opts: { stateDir: string; secretFile?: string; contentVersion: ContentVersion[]; chunking: 'cdc' | 'fixed'; json?: boolean }) => {
-      const started = Date.now();
-      const bar = progressBar();
-      const s = await publishDirectory({
-        root: dir, stateDir: opts.stateDir, secret: await secretFor(opts), versions: opts.contentVersion,
-        chunking: opts.chunking, onProgress: (p) => bar.update(p),
-      });
-      bar.done();
-      const seconds = (Date.now() - started) / 1000;
-      if (opts.json) {
-        process.stdout.write(JSON.stringify({ ...s, seconds }) + '\n');
-      } else {
-        for (const f of s.failed) process.stderr.write(`peerdist: ${f.path}: ${f.error}\n`);
-        process.stdout.write(`published ${s.files} files (${s.bytes} bytes), content versions ${s.versions.join(',')}: ` +
-          `${s.hashed} hashed, ${s.cached} already cached, ${s.failed.length} failed in ${seconds.toFixed(1)} s\n`);
-      }
-      if (s.failed.length > 0) process.exitCode = 1;
-    });
+    .action(
+      async (
+        dir: string,
+        opts: {
+          stateDir: string;
+          secretFile?: string;
+          contentVersion: ContentVersion[];
+          chunking: 'cdc' | 'fixed';
+          json?: boolean;
+        },
+      ) => {
+        const started = Date.now();
+        const bar = progressBar();
+        const s = await publishDirectory({
+          root: dir,
+          stateDir: opts.stateDir,
+          secret: await secretFor(opts),
+          versions: opts.contentVersion,
+          chunking: opts.chunking,
+          onProgress: (p) => bar.update(p),
+        });
+        bar.done();
+        const seconds = (Date.now() - started) / 1000;
+        if (opts.json) {
+          process.stdout.write(JSON.stringify({ ...s, seconds }) + '\n');
+        } else {
+          for (const f of s.failed) process.stderr.write(`peerdist: ${f.path}: ${f.error}\n`);
+          process.stdout.write(
+            `published ${s.files} files (${s.bytes} bytes), content versions ${s.versions.join(',')}: ` +
+              `${s.hashed} hashed, ${s.cached} already cached, ${s.failed.length} failed in ${seconds.toFixed(1)} s\n`,
+          );
+        }
+        if (s.failed.length > 0) process.exitCode = 1;
+      },
+    );
 
   const secret = program.command('secret').description('manage the origin server secret and signing key');
   secret
@@ -178,7 +259,7 @@ export function register(program: Command): void {
     });
   secret
     .command('public-key')
-    .description('print the PEM public key that verifies this origin\'s content-information signatures')
+    .description("print the PEM public key that verifies this origin's content-information signatures")
     .addOption(stateDirOption())
     .option('-o, --output <file>', 'write here instead of stdout')
     .action(async (opts: { stateDir: string; output?: string }) => {

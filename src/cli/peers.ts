@@ -11,13 +11,15 @@ import { formatBytes as humanBytes } from '../util/size.js';
 
 function positiveInt(max: number) {
   return (value: string): number => {
-    if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > max) throw new InvalidArgumentError(`expected an integer 1..${max}`);
+    if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > max)
+      throw new InvalidArgumentError(`expected an integer 1..${max}`);
     return Number(value);
   };
 }
 
 function segmentId(value: string, previous: Buffer[] = []): Buffer[] {
-  if (!/^(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})$/.test(value)) throw new InvalidArgumentError('expected a 32, 48 or 64-byte segment ID in hex');
+  if (!/^(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})$/.test(value))
+    throw new InvalidArgumentError('expected a 32, 48 or 64-byte segment ID in hex');
   return [...previous, Buffer.from(value, 'hex')];
 }
 
@@ -28,7 +30,15 @@ function contentVersion(value: string): 1 | 2 {
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, k) => Math.max(h.length, ...rows.map((l) => l[k]!.length)));
-  return [header, ...rows].map((l) => l.map((c, k) => c.padEnd(widths[k]!)).join('  ').trimEnd() + '\n').join('');
+  return [header, ...rows]
+    .map(
+      (l) =>
+        l
+          .map((c, k) => c.padEnd(widths[k]!))
+          .join('  ')
+          .trimEnd() + '\n',
+    )
+    .join('');
 }
 
 interface PeersOptions {
@@ -55,8 +65,17 @@ async function listDaemons(opts: PeersOptions): Promise<void> {
     process.stdout.write('no peerdist daemons seen\n');
     return;
   }
-  process.stdout.write(table(['NAME', 'ADDRESS', 'CACHE', 'VERSION'],
-    rows.map((r) => [r.name, `${r.host}:${r.port}`, r.cacheBytes === undefined ? '-' : humanBytes(r.cacheBytes), r.txt.version ?? '-'])));
+  process.stdout.write(
+    table(
+      ['NAME', 'ADDRESS', 'CACHE', 'VERSION'],
+      rows.map((r) => [
+        r.name,
+        `${r.host}:${r.port}`,
+        r.cacheBytes === undefined ? '-' : humanBytes(r.cacheBytes),
+        r.txt.version ?? '-',
+      ]),
+    ),
+  );
 }
 
 async function probeSegments(ids: Buffer[], opts: PeersOptions): Promise<void> {
@@ -79,27 +98,46 @@ async function probeSegments(ids: Buffer[], opts: PeersOptions): Promise<void> {
     await discovery.close();
   }
   if (opts.json) {
-    process.stdout.write(JSON.stringify(sightings.map(({ segmentId, address, blockCount, complete }) => ({ segmentId, address, blockCount, complete })), null, 2) + '\n');
+    process.stdout.write(
+      JSON.stringify(
+        sightings.map(({ segmentId, address, blockCount, complete }) => ({ segmentId, address, blockCount, complete })),
+        null,
+        2,
+      ) + '\n',
+    );
     return;
   }
   if (sightings.length === 0) {
     process.stdout.write('no peer answered\n');
     return;
   }
-  process.stdout.write(table(['SEGMENT', 'ADDRESS', 'BLOCKS', 'COMPLETE'],
-    sightings.map((s) => [s.segmentId.slice(0, 16) + '…', s.address, String(s.blockCount), opts.contentVersion === 2 ? (s.complete ? 'yes' : 'no') : '-'])));
+  process.stdout.write(
+    table(
+      ['SEGMENT', 'ADDRESS', 'BLOCKS', 'COMPLETE'],
+      sightings.map((s) => [
+        s.segmentId.slice(0, 16) + '…',
+        s.address,
+        String(s.blockCount),
+        opts.contentVersion === 2 ? (s.complete ? 'yes' : 'no') : '-',
+      ]),
+    ),
+  );
 }
 
 export function register(program: Command): void {
   program
     .command('peers')
-    .description('list peerdist daemons seen on the subnet (DNS-SD) with their cache sizes, or with --segment the peers holding a segment (MS-PCCRD probe)')
+    .description(
+      'list peerdist daemons seen on the subnet (DNS-SD) with their cache sizes, or with --segment the peers holding a segment (MS-PCCRD probe)',
+    )
     .option('--json', 'print JSON')
     .option('--timeout <ms>', 'how long to listen for answers', positiveInt(60_000), 1500)
     .option('--segment <hex>', 'probe for this segment ID instead (repeatable)', segmentId)
     .option('--content-version <n>', 'probe format for --segment: 1 or 2', contentVersion, 1)
     .addOption(new Option('--mdns-port <port>', 'mDNS port (testing)').argParser(positiveInt(65535)).hideHelp())
-    .addOption(new Option('--discovery-port <port>', 'WS-Discovery port (testing)').argParser(positiveInt(65535)).hideHelp())
+    .addOption(
+      new Option('--discovery-port <port>', 'WS-Discovery port (testing)').argParser(positiveInt(65535)).hideHelp(),
+    )
     .addOption(new Option('--interface <ipv4>', 'interface address to query on').hideHelp())
     .action(async (opts: PeersOptions) => {
       if (opts.segment?.length) await probeSegments(opts.segment, opts);

@@ -25,25 +25,55 @@ export class AdminClientError extends PeerdistError {
 export const DEFAULT_DAEMON = '127.0.0.1:7171';
 
 /** The daemon address from --daemon, else PEERDIST_DAEMON, else 127.0.0.1:7171. */
-export function daemonAddress(flag: string | undefined, env: Record<string, string | undefined> = process.env): AdminAddress {
+export function daemonAddress(
+  flag: string | undefined,
+  env: Record<string, string | undefined> = process.env,
+): AdminAddress {
   return parseAdminAddress(flag ?? (env.PEERDIST_DAEMON || DEFAULT_DAEMON));
 }
 
-function describe(addr: AdminAddress): string { return addr.kind === 'socket' ? addr.path : `${addr.host}:${addr.port}`; }
+function describe(addr: AdminAddress): string {
+  return addr.kind === 'socket' ? addr.path : `${addr.host}:${addr.port}`;
+}
 
 /** Sends a request and resolves with the response head (body unread). */
-export function adminRequest(addr: AdminAddress, path: string, opts: { method?: string; signal?: AbortSignal } = {}): Promise<IncomingMessage> {
+export function adminRequest(
+  addr: AdminAddress,
+  path: string,
+  opts: { method?: string; signal?: AbortSignal } = {},
+): Promise<IncomingMessage> {
   return new Promise((resolveP, reject) => {
     const target = addr.kind === 'socket' ? { socketPath: addr.path } : { host: addr.host, port: addr.port };
-    const req = request({ ...target, path, method: opts.method ?? 'GET', signal: opts.signal, headers: { accept: 'application/json' } }, resolveP);
+    const req = request(
+      { ...target, path, method: opts.method ?? 'GET', signal: opts.signal, headers: { accept: 'application/json' } },
+      resolveP,
+    );
     req.on('error', (err) => {
       const code = (err as { code?: string }).code;
-      if (err.name === 'AbortError') reject(err); // the caller's signal: let it say "interrupted"
+      if (err.name === 'AbortError')
+        reject(err); // the caller's signal: let it say "interrupted"
       else if (code === 'ECONNREFUSED' || code === 'ENOENT') {
-        reject(new AdminClientError('NO_DAEMON', `no peerdist daemon at ${describe(addr)} (start one with \`peerdist daemon\`, or pass --daemon)`, undefined, { cause: err }));
+        reject(
+          new AdminClientError(
+            'NO_DAEMON',
+            `no peerdist daemon at ${describe(addr)} (start one with \`peerdist daemon\`, or pass --daemon)`,
+            undefined,
+            { cause: err },
+          ),
+        );
       } else if (code === 'ECONNRESET') {
-        reject(new AdminClientError('DAEMON_GONE', `the daemon at ${describe(addr)} closed the connection (shutting down?)`, undefined, { cause: err }));
-      } else reject(new AdminClientError('ADMIN_IO', `admin API at ${describe(addr)}: ${err.message}`, undefined, { cause: err }));
+        reject(
+          new AdminClientError(
+            'DAEMON_GONE',
+            `the daemon at ${describe(addr)} closed the connection (shutting down?)`,
+            undefined,
+            { cause: err },
+          ),
+        );
+      } else
+        reject(
+          new AdminClientError('ADMIN_IO', `admin API at ${describe(addr)}: ${err.message}`, undefined, { cause: err }),
+        );
     });
     req.end();
   });
@@ -70,7 +100,9 @@ export async function errorFrom(res: IncomingMessage): Promise<AdminClientError>
     if (typeof j.error === 'string') msg = j.error;
     // The daemon's own error code (ORIGIN_STATUS, BAD_SIGNATURE ...) when it sent one.
     if (isErrorCode(j.code)) code = j.code;
-  } catch { /* not JSON */ }
+  } catch {
+    /* not JSON */
+  }
   return new AdminClientError(code, `daemon answered ${res.statusCode}: ${msg || res.statusMessage}`, res.statusCode);
 }
 
@@ -78,7 +110,9 @@ export async function adminJson<T = unknown>(addr: AdminAddress, path: string, m
   const res = await adminRequest(addr, path, { method });
   if (res.statusCode !== 200) throw await errorFrom(res);
   const body = await readBody(res);
-  try { return JSON.parse(body.toString('utf8')) as T; } catch (err) {
+  try {
+    return JSON.parse(body.toString('utf8')) as T;
+  } catch (err) {
     throw new AdminClientError('ADMIN_HTTP', `daemon sent invalid JSON for ${path}`, res.statusCode, { cause: err });
   }
 }

@@ -33,7 +33,11 @@ export interface GetResult extends ByteCounts {
 /** Default output name: the URL's last path segment, made safe as a plain file name. */
 export function defaultOutputName(url: string): string {
   let seg = '';
-  try { seg = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? ''); } catch { /* keep empty */ }
+  try {
+    seg = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
+  } catch {
+    /* keep empty */
+  }
   seg = seg.replace(/[/\\\0]/g, '_').trim();
   if (seg === '' || seg === '.' || seg === '..') return 'index.html';
   return seg;
@@ -72,29 +76,46 @@ interface Sink {
 /** Paths that name this process's stdout. */
 const STDOUT_PATHS = new Set(['/dev/stdout', '/proc/self/fd/1', '/dev/fd/1']);
 
-const outputError = (msg: string, err?: unknown) => new AdminClientError('OUTPUT', msg, undefined, err === undefined ? undefined : { cause: err });
+const outputError = (msg: string, err?: unknown) =>
+  new AdminClientError('OUTPUT', msg, undefined, err === undefined ? undefined : { cause: err });
 const statOrUndefined = (p: string): Promise<Stats | undefined> => stat(p).catch(() => undefined);
 
 function stdoutSink(): Sink {
   return {
     output: '-',
-    write: async (chunk) => { if (!process.stdout.write(chunk)) await once(process.stdout, 'drain'); },
-    commit: async () => { /* nothing to rename */ },
-    abort: async () => { /* bytes already written stay written */ },
+    write: async (chunk) => {
+      if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+    },
+    commit: async () => {
+      /* nothing to rename */
+    },
+    abort: async () => {
+      /* bytes already written stay written */
+    },
   };
 }
 
 /** Opens a non-regular target (device, FIFO, /dev or /proc path) for writing in place. */
 async function inPlaceSink(path: string): Promise<Sink> {
   let fh: FileHandle;
-  try { fh = await open(path, 'w'); } catch (err) {
+  try {
+    fh = await open(path, 'w');
+  } catch (err) {
     throw outputError(`cannot write ${path}: ${(err as Error).message}`, err);
   }
   return {
     output: path,
-    write: async (chunk) => { for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten; },
-    commit: async () => { await fh.close(); },
-    abort: async () => { await fh.close().catch(() => { /* already closed */ }); },
+    write: async (chunk) => {
+      for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off)).bytesWritten;
+    },
+    commit: async () => {
+      await fh.close();
+    },
+    abort: async () => {
+      await fh.close().catch(() => {
+        /* already closed */
+      });
+    },
   };
 }
 
@@ -105,12 +126,16 @@ async function fileSink(output: string): Promise<Sink> {
   // a symlink planted at some name, is never followed or replaced.
   const part = `${output}.${randomBytes(6).toString('hex')}.part`;
   let fh: FileHandle;
-  try { fh = await open(part, 'wx'); } catch (err) {
+  try {
+    fh = await open(part, 'wx');
+  } catch (err) {
     throw outputError(`cannot write ${part}: ${(err as Error).message}`, err);
   }
   return {
     output,
-    write: async (chunk) => { for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten; },
+    write: async (chunk) => {
+      for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off)).bytesWritten;
+    },
     commit: async (received) => {
       await fh.sync();
       // The file must hold exactly what was received (nobody else writes it; checked anyway, since
@@ -121,8 +146,12 @@ async function fileSink(output: string): Promise<Sink> {
       await rename(part, output);
     },
     abort: async () => {
-      await fh.close().catch(() => { /* already closed */ });
-      await unlink(part).catch(() => { /* already gone */ });
+      await fh.close().catch(() => {
+        /* already closed */
+      });
+      await unlink(part).catch(() => {
+        /* already gone */
+      });
     },
   };
 }
@@ -169,7 +198,11 @@ async function settledJob(daemon: AdminAddress, jobId: string, now: () => number
 
 /** The job's own failure, with its code (BLOCK_FAILED, ORIGIN_MISMATCH, LOCAL, ...). */
 function jobFailure(job: JobView): AdminClientError {
-  if (job.state === 'failed') return new AdminClientError(isErrorCode(job.errorCode) ? job.errorCode : 'DOWNLOAD_FAILED', job.error ?? 'the download failed (no reason given)');
+  if (job.state === 'failed')
+    return new AdminClientError(
+      isErrorCode(job.errorCode) ? job.errorCode : 'DOWNLOAD_FAILED',
+      job.error ?? 'the download failed (no reason given)',
+    );
   return new AdminClientError('DOWNLOAD_FAILED', `download failed: job is ${job.state}`);
 }
 
@@ -177,19 +210,40 @@ function jobFailure(job: JobView): AdminClientError {
  * Why the daemon's stream ended early: the job's failure when the daemon still answers; DAEMON_GONE
  * only when it does not.
  */
-async function explainBrokenStream(daemon: AdminAddress, jobId: string, name: string, err: unknown, now: () => number): Promise<AdminClientError> {
+async function explainBrokenStream(
+  daemon: AdminAddress,
+  jobId: string,
+  name: string,
+  err: unknown,
+  now: () => number,
+): Promise<AdminClientError> {
   let job: JobView;
   try {
     job = await settledJob(daemon, jobId, now, 3_000);
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code === 'NO_DAEMON' || code === 'DAEMON_GONE' || code === 'ADMIN_IO') {
-      return new AdminClientError('DAEMON_GONE', `the daemon closed the connection during the download of ${name} (stopped or crashed?)`, undefined, { cause: err });
+      return new AdminClientError(
+        'DAEMON_GONE',
+        `the daemon closed the connection during the download of ${name} (stopped or crashed?)`,
+        undefined,
+        { cause: err },
+      );
     }
-    return new AdminClientError('DOWNLOAD_FAILED', `download of ${name} failed: ${(err as Error).message}; the daemon's job ${jobId} could not be read: ${(e as Error).message}`, undefined, { cause: err });
+    return new AdminClientError(
+      'DOWNLOAD_FAILED',
+      `download of ${name} failed: ${(err as Error).message}; the daemon's job ${jobId} could not be read: ${(e as Error).message}`,
+      undefined,
+      { cause: err },
+    );
   }
   if (job.state === 'failed') return jobFailure(job);
-  return new AdminClientError('STREAM_BROKEN', `the daemon's stream of ${name} ended early (${(err as Error).message}) while its download is ${job.state}; see the daemon's log`, undefined, { cause: err });
+  return new AdminClientError(
+    'STREAM_BROKEN',
+    `the daemon's stream of ${name} ended early (${(err as Error).message}) while its download is ${job.state}; see the daemon's log`,
+    undefined,
+    { cause: err },
+  );
 }
 
 export async function getToFile(opts: GetOptions): Promise<GetResult> {
@@ -204,7 +258,8 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     res = await adminRequest(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}`, { signal: opts.signal });
     if (res.statusCode !== 200) throw await errorFrom(res);
     const jobId = res.headers['x-peerdist-job'];
-    if (typeof jobId !== 'string' || jobId === '') throw new AdminClientError('ADMIN_HTTP', 'daemon response lacks X-PeerDist-Job');
+    if (typeof jobId !== 'string' || jobId === '')
+      throw new AdminClientError('ADMIN_HTTP', 'daemon response lacks X-PeerDist-Job');
     const lenHeader = res.headers['content-length'];
     const total = lenHeader === undefined ? undefined : Number(lenHeader);
 
@@ -214,8 +269,14 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
       timer = setInterval(() => {
         if (polling) return;
         polling = true;
-        jobView(opts.daemon, jobId).then((job) => report({ received, total, job }), () => report({ received, total }))
-          .finally(() => { polling = false; });
+        jobView(opts.daemon, jobId)
+          .then(
+            (job) => report({ received, total, job }),
+            () => report({ received, total }),
+          )
+          .finally(() => {
+            polling = false;
+          });
       }, opts.progressIntervalMs ?? 250);
     }
     for await (const chunk of res as AsyncIterable<Buffer>) {
@@ -230,29 +291,46 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     const job = await settledJob(opts.daemon, jobId, now, opts.settleTimeoutMs ?? 10_000);
     if (job.state !== 'done') throw jobFailure(job);
     if (job.contentLength !== undefined && job.contentLength !== received) {
-      throw new AdminClientError('TRUNCATED', `received ${received} bytes but the content is ${job.contentLength} bytes`);
+      throw new AdminClientError(
+        'TRUNCATED',
+        `received ${received} bytes but the content is ${job.contentLength} bytes`,
+      );
     }
     await sink.commit(received);
     return {
-      url: opts.url, output, bytes: received, seconds: (now() - started) / 1000,
-      fromOrigin: job.fromOrigin, fromPeers: job.fromPeers, fromCache: job.fromCache,
-      contentInfoBytes: job.contentInfoBytes, peers: job.peers, peerdist: job.peerdist === true,
+      url: opts.url,
+      output,
+      bytes: received,
+      seconds: (now() - started) / 1000,
+      fromOrigin: job.fromOrigin,
+      fromPeers: job.fromPeers,
+      fromCache: job.fromCache,
+      contentInfoBytes: job.contentInfoBytes,
+      peers: job.peers,
+      peerdist: job.peerdist === true,
     };
   } catch (err) {
     res?.destroy();
     await sink.abort();
     if (opts.signal?.aborted) throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
-    if ((err as { name?: string }).name === 'AbortError') throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
+    if ((err as { name?: string }).name === 'AbortError')
+      throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
     const jobId = res?.headers['x-peerdist-job'];
     // The stream ended early (cut, or closed short): ask the daemon why. A running daemon tells the
     // job's real failure (BLOCK_FAILED, LOCAL: disk full, ORIGIN_* ...); only a daemon that no
     // longer answers is reported as gone.
-    const streamBroke = (err as { code?: string }).code === 'ECONNRESET' || (err instanceof AdminClientError && err.code === 'TRUNCATED');
+    const streamBroke =
+      (err as { code?: string }).code === 'ECONNRESET' || (err instanceof AdminClientError && err.code === 'TRUNCATED');
     if (streamBroke && typeof jobId === 'string' && jobId !== '') {
       throw await explainBrokenStream(opts.daemon, jobId, basename(output), err, now);
     }
     if (err instanceof AdminClientError) throw err;
-    throw new AdminClientError('DOWNLOAD_FAILED', `download of ${basename(output)} failed: ${(err as Error).message}`, undefined, { cause: err });
+    throw new AdminClientError(
+      'DOWNLOAD_FAILED',
+      `download of ${basename(output)} failed: ${(err as Error).message}`,
+      undefined,
+      { cause: err },
+    );
   } finally {
     if (timer) clearInterval(timer);
   }

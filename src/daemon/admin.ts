@@ -59,14 +59,19 @@ function isHttpUrl(s: string): boolean {
   try {
     const u = new URL(s);
     return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
-  } catch { return false; }
+  } catch {
+    return false;
+  }
 }
 
 /**
  * The request handler. `transport: 'tcp'` (default) checks each request's peer address and Host
  * header; on a unix socket the file permissions are the access control.
  */
-export function createAdminHandler(deps: AdminDeps, transport: 'tcp' | 'socket' = 'tcp'): (req: IncomingMessage, res: ServerResponse) => void {
+export function createAdminHandler(
+  deps: AdminDeps,
+  transport: 'tcp' | 'socket' = 'tcp',
+): (req: IncomingMessage, res: ServerResponse) => void {
   // Refusals repeat at the rate a hostile page or host sends requests: capped per message.
   const log = rateLimited(deps.logger ?? nullLogger);
   return (req, res) => {
@@ -76,7 +81,10 @@ export function createAdminHandler(deps: AdminDeps, transport: 'tcp' | 'socket' 
       return;
     }
     if (fromBrowserPage(req)) {
-      log.warn('admin: refused a request made by a web page', { origin: req.headers.origin, site: req.headers['sec-fetch-site'] });
+      log.warn('admin: refused a request made by a web page', {
+        origin: req.headers.origin,
+        site: req.headers['sec-fetch-site'],
+      });
       sendJson(res, 403, { error: 'the admin API does not answer requests made by web pages' });
       return;
     }
@@ -96,9 +104,18 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
   if (get && path === '/v1/status') return sendJson(res, 200, await deps.status());
   if (get && path === '/metrics') return sendText(res, 200, await deps.metrics(), METRICS_CONTENT_TYPE);
   if (get && path === '/v1/explain' && deps.explain) {
-    const job = u.searchParams.get('job') ?? undefined, url = u.searchParams.get('url') ?? undefined;
+    const job = u.searchParams.get('job') ?? undefined,
+      url = u.searchParams.get('url') ?? undefined;
     const tr = deps.explain({ job, url });
-    return tr ? sendJson(res, 200, tr) : sendJson(res, 404, { error: job ? `no trace of job ${job} (the daemon keeps the last 32 downloads)` : url ? `no recent download of ${url}` : 'no download yet' });
+    return tr
+      ? sendJson(res, 200, tr)
+      : sendJson(res, 404, {
+          error: job
+            ? `no trace of job ${job} (the daemon keeps the last 32 downloads)`
+            : url
+              ? `no recent download of ${url}`
+              : 'no download yet',
+        });
   }
   if (get && path === '/v1/cache/stats') return sendJson(res, 200, await deps.cache.stats());
   if (get && path === '/v1/cache/ls') return sendJson(res, 200, await deps.cache.list());
@@ -110,7 +127,9 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
   const jobs = deps.jobs!;
   if (get && path.startsWith('/v1/jobs/')) {
     let id: string;
-    try { id = decodeURIComponent(path.slice('/v1/jobs/'.length)); } catch {
+    try {
+      id = decodeURIComponent(path.slice('/v1/jobs/'.length));
+    } catch {
       return sendJson(res, 400, { error: 'bad percent-escape in the job id' });
     }
     const view = jobs.view(id);
@@ -118,26 +137,50 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
   }
   if (get && path === '/v1/jobs') return sendJson(res, 200, jobs.active());
   if (get && path === '/v1/fetch') return fetchRoute(deps, u.searchParams.get('url'), req, res);
-  const known = ['/v1/explain', '/v1/status', '/metrics', '/v1/cache/stats', '/v1/cache/ls', '/v1/cache/verify', '/v1/fetch', '/v1/jobs'];
-  if (known.includes(path) || path.startsWith('/v1/jobs/')) return sendJson(res, 405, { error: `method ${method} not allowed` });
+  const known = [
+    '/v1/explain',
+    '/v1/status',
+    '/metrics',
+    '/v1/cache/stats',
+    '/v1/cache/ls',
+    '/v1/cache/verify',
+    '/v1/fetch',
+    '/v1/jobs',
+  ];
+  if (known.includes(path) || path.startsWith('/v1/jobs/'))
+    return sendJson(res, 405, { error: `method ${method} not allowed` });
   sendJson(res, 404, { error: `unknown endpoint ${path}` });
 }
 
 /** GET /v1/fetch?url=URL: starts or joins a download and streams its bytes in order. */
-async function fetchRoute(deps: AdminDeps, url: string | null, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function fetchRoute(
+  deps: AdminDeps,
+  url: string | null,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   const log = deps.logger ?? nullLogger;
   if (!url || !isHttpUrl(url)) return sendJson(res, 400, { error: 'url must be an absolute http:// or https:// URL' });
   const job = deps.jobs!.obtain(url);
   let info: Awaited<typeof job.info>;
-  try { info = await job.info; } catch (err) {
+  try {
+    info = await job.info;
+  } catch (err) {
     const code = (err as { code?: unknown }).code;
-    return sendJson(res, upstreamStatus(err), { error: errorMessage(err), job: job.id, ...(typeof code === 'string' ? { code } : {}) });
+    return sendJson(res, upstreamStatus(err), {
+      error: errorMessage(err),
+      job: job.id,
+      ...(typeof code === 'string' ? { code } : {}),
+    });
   }
   if (req.destroyed) return;
   const headers: Record<string, string | number> = {
-    'content-type': 'application/octet-stream', 'x-peerdist-job': job.id, 'cache-control': 'no-store',
+    'content-type': 'application/octet-stream',
+    'x-peerdist-job': job.id,
+    'cache-control': 'no-store',
   };
-  if (Number.isSafeInteger(info.contentLength) && info.contentLength >= 0) headers['content-length'] = info.contentLength;
+  if (Number.isSafeInteger(info.contentLength) && info.contentLength >= 0)
+    headers['content-length'] = info.contentLength;
   res.writeHead(200, headers);
   // Sent now, not with the first byte: a job that fails before its first byte still gave the client
   // its id, so the client can ask /v1/jobs/<id> for the real failure instead of seeing a bare reset.
@@ -148,7 +191,10 @@ async function fetchRoute(deps: AdminDeps, url: string | null, req: IncomingMess
   });
 }
 
-export interface AdminServer { address: string; close(): Promise<void>; }
+export interface AdminServer {
+  address: string;
+  close(): Promise<void>;
+}
 
 /** Listens on a loopback TCP address or a unix socket; refuses anything else. */
 export async function startAdminServer(addr: AdminAddress, deps: AdminDeps): Promise<AdminServer> {
@@ -161,10 +207,18 @@ export async function startAdminServer(addr: AdminAddress, deps: AdminDeps): Pro
   }
   await removeStaleSocket(addr.path);
   const s = await listenHttp({ path: addr.path }, createAdminHandler(deps, 'socket'));
-  if (process.platform !== 'win32') await chmod(addr.path, 0o660).catch(() => { /* best effort */ });
+  if (process.platform !== 'win32')
+    await chmod(addr.path, 0o660).catch(() => {
+      /* best effort */
+    });
   return {
     address: addr.path,
-    close: async () => { await s.close(); await unlink(addr.path).catch(() => { /* already gone */ }); },
+    close: async () => {
+      await s.close();
+      await unlink(addr.path).catch(() => {
+        /* already gone */
+      });
+    },
   };
 }
 
@@ -179,9 +233,14 @@ async function removeStaleSocket(path: string): Promise<void> {
   if (!st.isSocket()) throw new AddressError(`admin socket path ${path} exists and is not a socket`);
   const alive = await new Promise<boolean>((resolveP) => {
     const c = connect(path);
-    c.once('connect', () => { c.destroy(); resolveP(true); });
+    c.once('connect', () => {
+      c.destroy();
+      resolveP(true);
+    });
     c.once('error', () => resolveP(false));
   });
   if (alive) throw new AddressError(`admin socket ${path} is in use by a running daemon`);
-  await unlink(path).catch(() => { /* did not exist */ });
+  await unlink(path).catch(() => {
+    /* did not exist */
+  });
 }

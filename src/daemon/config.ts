@@ -12,7 +12,9 @@ import { parseSize as parseBytes } from '../util/size.js';
 import { type AdminAddress, type HostPort, parseAdminAddress, parseHostPort, AddressError } from '../util/address.js';
 
 export class ConfigError extends PeerdistError {
-  constructor(message: string, options?: { cause?: unknown }) { super('BAD_CONFIG', message, options); }
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BAD_CONFIG', message, options);
+  }
 }
 
 /** One source of settings, all optional. Values are strings from env/flags or JSON values from the file. */
@@ -148,14 +150,23 @@ export function configFromEnv(env: Record<string, string | undefined>): RawConfi
 
 /** Validates the shape of a parsed config file: an object with known keys only. */
 export function configFromJson(json: unknown, source = 'config file'): RawConfig {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`${source}: expected a JSON object`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new ConfigError(`${source}: expected a JSON object`);
   const out: RawConfig = {};
   for (const [k, v] of Object.entries(json)) {
-    if (!(KEYS as string[]).includes(k)) throw new ConfigError(`${source}: unknown setting "${k}" (known: ${KEYS.join(', ')})`);
+    if (!(KEYS as string[]).includes(k))
+      throw new ConfigError(`${source}: unknown setting "${k}" (known: ${KEYS.join(', ')})`);
     if (v === null || v === undefined) continue;
-    if (k === 'ipv6' && Array.isArray(v) && v.every((x) => typeof x === 'string')) { out.ipv6 = v as string[]; continue; }
-    if (k === 'hostedCache' && Array.isArray(v) && v.every((x) => typeof x === 'string')) { out.hostedCache = v as string[]; continue; }
-    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new ConfigError(`${source}: "${k}" must be a string or number`);
+    if (k === 'ipv6' && Array.isArray(v) && v.every((x) => typeof x === 'string')) {
+      out.ipv6 = v as string[];
+      continue;
+    }
+    if (k === 'hostedCache' && Array.isArray(v) && v.every((x) => typeof x === 'string')) {
+      out.hostedCache = v as string[];
+      continue;
+    }
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+      throw new ConfigError(`${source}: "${k}" must be a string or number`);
     (out as Record<string, unknown>)[k] = v;
   }
   return out;
@@ -163,11 +174,15 @@ export function configFromJson(json: unknown, source = 'config file'): RawConfig
 
 export async function readConfigFile(path: string): Promise<RawConfig> {
   let text: string;
-  try { text = await readFile(path, 'utf8'); } catch (err) {
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err });
   }
   let json: unknown;
-  try { json = JSON.parse(text); } catch (err) {
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
     throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
   return configFromJson(json, `config file ${path}`);
@@ -179,7 +194,11 @@ export function parseSize(v: number | string, what = 'size'): number {
     if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${what}: ${v} is not a non-negative integer`);
     return v;
   }
-  try { return parseBytes(v); } catch (err) { throw new ConfigError(`${what}: ${(err as Error).message}`); }
+  try {
+    return parseBytes(v);
+  } catch (err) {
+    throw new ConfigError(`${what}: ${(err as Error).message}`);
+  }
 }
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, '': 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -202,7 +221,8 @@ export function parseRate(v: number | string, what = 'rate'): number {
 
 function parseIntSetting(v: number | string, what: string, min: number, max: number): number {
   const n = typeof v === 'number' ? v : /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
-  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${what}: "${v}" must be an integer in ${min}..${max}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new ConfigError(`${what}: "${v}" must be an integer in ${min}..${max}`);
   return n;
 }
 
@@ -224,16 +244,22 @@ export function parseIPv6Setting(v: boolean | string | string[] | undefined): bo
     const s = v.trim().toLowerCase();
     if (['1', 'true', 'yes', 'on', ''].includes(s)) return true;
     if (['0', 'false', 'no', 'off'].includes(s)) return false;
-    names = v.split(',').map((n) => n.trim()).filter(Boolean);
+    names = v
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean);
   }
   for (const n of names) {
-    if (typeof n !== 'string' || !/^[A-Za-z0-9_.:@-]{1,15}$/.test(n)) throw new ConfigError(`ipv6: "${String(n)}" is not an interface name`);
+    if (typeof n !== 'string' || !/^[A-Za-z0-9_.:@-]{1,15}$/.test(n))
+      throw new ConfigError(`ipv6: "${String(n)}" is not an interface name`);
   }
   return names.length > 0 ? names : false;
 }
 
 function wrap<T>(fn: () => T): T {
-  try { return fn(); } catch (err) {
+  try {
+    return fn();
+  } catch (err) {
     if (err instanceof AddressError) throw new ConfigError(err.message, { cause: err });
     throw err;
   }
@@ -244,7 +270,12 @@ function wrap<T>(fn: () => T): T {
  * `adminSocket` are one setting: the highest-precedence source that sets either decides; a
  * source that sets both is an error.
  */
-export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; file?: RawConfig; defaultStateDir: string }): DaemonConfig {
+export function resolveConfig(sources: {
+  flags?: RawConfig;
+  env?: RawConfig;
+  file?: RawConfig;
+  defaultStateDir: string;
+}): DaemonConfig {
   const layers = [sources.flags ?? {}, sources.env ?? {}, sources.file ?? {}];
   const pick = <K extends keyof RawConfig>(k: K): RawConfig[K] => {
     for (const l of layers) if (l[k] !== undefined) return l[k];
@@ -253,21 +284,33 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
 
   let admin: AdminAddress | undefined;
   for (const l of layers) {
-    if (l.admin !== undefined && l.adminSocket !== undefined) throw new ConfigError('set either admin (HOST:PORT) or adminSocket (PATH), not both');
-    if (l.adminSocket !== undefined) { admin = { kind: 'socket', path: String(l.adminSocket) }; break; }
-    if (l.admin !== undefined) { admin = wrap(() => parseAdminAddress(String(l.admin))); break; }
+    if (l.admin !== undefined && l.adminSocket !== undefined)
+      throw new ConfigError('set either admin (HOST:PORT) or adminSocket (PATH), not both');
+    if (l.adminSocket !== undefined) {
+      admin = { kind: 'socket', path: String(l.adminSocket) };
+      break;
+    }
+    if (l.admin !== undefined) {
+      admin = wrap(() => parseAdminAddress(String(l.admin)));
+      break;
+    }
   }
   admin ??= wrap(() => parseAdminAddress(DEFAULTS.admin));
   if (admin.kind === 'socket' && admin.path === '') throw new ConfigError('adminSocket: empty path');
 
   const proxyPortRaw = pick('proxyPort');
-  const proxy = proxyPortRaw === undefined ? undefined : {
-    host: String(pick('proxyHost') ?? DEFAULTS.proxyHost),
-    port: parseIntSetting(proxyPortRaw, 'proxyPort', 0, 65535),
-  };
+  const proxy =
+    proxyPortRaw === undefined
+      ? undefined
+      : {
+          host: String(pick('proxyHost') ?? DEFAULTS.proxyHost),
+          port: parseIntSetting(proxyPortRaw, 'proxyPort', 0, 65535),
+        };
 
   const cacheLimit = pick('cacheLimit');
-  const mcv = parseIntSetting(pick('maxContentVersion') ?? DEFAULTS.maxContentVersion, 'maxContentVersion', 1, 2) as 1 | 2;
+  const mcv = parseIntSetting(pick('maxContentVersion') ?? DEFAULTS.maxContentVersion, 'maxContentVersion', 1, 2) as
+    | 1
+    | 2;
   const iface = pick('interface');
   const stateDir = pick('stateDir') ?? sources.defaultStateDir;
   if (stateDir === '') throw new ConfigError('stateDir: empty path');
@@ -290,19 +333,36 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
     presence: presence === undefined ? true : parseBool(presence, 'presence'),
     mdnsPort: mdnsPort === undefined ? undefined : parseIntSetting(mdnsPort, 'mdnsPort', 1, 65535),
     uploadRateLimit: uploadRateLimit > 0 ? uploadRateLimit : undefined,
-    maxPeerConnections: parseIntSetting(pick('maxPeerConnections') ?? DEFAULTS.maxPeerConnections, 'maxPeerConnections', 1, 100_000),
-    maxPeerRequests: parseIntSetting(pick('maxPeerRequests') ?? DEFAULTS.maxPeerRequests, 'maxPeerRequests', 1, 100_000),
+    maxPeerConnections: parseIntSetting(
+      pick('maxPeerConnections') ?? DEFAULTS.maxPeerConnections,
+      'maxPeerConnections',
+      1,
+      100_000,
+    ),
+    maxPeerRequests: parseIntSetting(
+      pick('maxPeerRequests') ?? DEFAULTS.maxPeerRequests,
+      'maxPeerRequests',
+      1,
+      100_000,
+    ),
     cacheMaxAgeMs: parseDuration(pick('cacheMaxAge') ?? DEFAULTS.cacheMaxAge, 'cacheMaxAge'),
     serveOnBattery: sob === undefined ? DEFAULTS.serveOnBattery : parseBool(sob, 'serveOnBattery'),
     ipv6: parseIPv6Setting(pick('ipv6')),
-    hostedCaches: hostedCaches(pick('hostedCache'), pick('hostedCacheVersion'), pick('hostedCacheCa'), pick('hostedCacheRetrievalPort')),
+    hostedCaches: hostedCaches(
+      pick('hostedCache'),
+      pick('hostedCacheVersion'),
+      pick('hostedCacheCa'),
+      pick('hostedCacheRetrievalPort'),
+    ),
   };
 }
 
 const firstLine = (err: unknown) => String((err as Error)?.message ?? err).split('\n')[0]!;
 
 /** What `checkConfigFiles` read: the origin public key's PEM text, when configured. */
-export interface CheckedFiles { originPublicKeyPem?: string }
+export interface CheckedFiles {
+  originPublicKeyPem?: string;
+}
 
 /**
  * Checks every file-valued setting before anything starts, so a bad local file fails at startup
@@ -316,13 +376,19 @@ export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFil
   if (config.originPublicKeyFile !== undefined) {
     const file = config.originPublicKeyFile;
     let pem: string;
-    try { pem = await readFile(file, 'utf8'); } catch (err) {
+    try {
+      pem = await readFile(file, 'utf8');
+    } catch (err) {
       throw new ConfigError(`originPublicKey: cannot read ${file}: ${firstLine(err)}`, { cause: err });
     }
     if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
-      throw new ConfigError(`originPublicKey: ${file} holds a private key; give the daemon only the public key (peerdist secret public-key)`);
+      throw new ConfigError(
+        `originPublicKey: ${file} holds a private key; give the daemon only the public key (peerdist secret public-key)`,
+      );
     }
-    try { createPublicKey(pem); } catch (err) {
+    try {
+      createPublicKey(pem);
+    } catch (err) {
       throw new ConfigError(`originPublicKey: ${file} is not a PEM public key (${firstLine(err)})`, { cause: err });
     }
     out.originPublicKeyPem = pem;
@@ -330,7 +396,9 @@ export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFil
   const st = await stat(config.stateDir).catch(() => undefined);
   if (st && !st.isDirectory()) throw new ConfigError(`stateDir: ${config.stateDir} exists and is not a directory`);
   if (!st) {
-    try { await mkdir(config.stateDir, { recursive: true }); } catch (err) {
+    try {
+      await mkdir(config.stateDir, { recursive: true });
+    } catch (err) {
       throw new ConfigError(`stateDir: cannot create ${config.stateDir}: ${firstLine(err)}`, { cause: err });
     }
   }
@@ -339,7 +407,8 @@ export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFil
     const d = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
     if (d instanceof Error) {
       if (d.code === 'ENOENT') throw new ConfigError(`adminSocket: directory ${dir} does not exist`);
-      if (d.code === 'ENOTDIR') throw new ConfigError(`adminSocket: ${config.admin.path}: a component of ${dir} is not a directory`);
+      if (d.code === 'ENOTDIR')
+        throw new ConfigError(`adminSocket: ${config.admin.path}: a component of ${dir} is not a directory`);
       throw new ConfigError(`adminSocket: cannot use ${dir}: ${firstLine(d)}`, { cause: d });
     }
     if (!d.isDirectory()) throw new ConfigError(`adminSocket: ${dir} is not a directory`);
@@ -347,17 +416,30 @@ export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFil
   return out;
 }
 
-function hostedCaches(list: string | string[] | undefined, version: number | string | undefined, ca: string | undefined, rport: number | string | undefined): HostedCacheSetting[] {
+function hostedCaches(
+  list: string | string[] | undefined,
+  version: number | string | undefined,
+  ca: string | undefined,
+  rport: number | string | undefined,
+): HostedCacheSetting[] {
   const entries = (Array.isArray(list) ? list : (list ?? '').split(',')).map((e) => e.trim()).filter((e) => e !== '');
   const v = parseIntSetting(version ?? 2, 'hostedCacheVersion', 1, 2) as 1 | 2;
   const defaultPort = v === 2 ? 80 : 443;
   const retrieval = rport === undefined ? undefined : parseIntSetting(rport, 'hostedCacheRetrievalPort', 1, 65535);
   return entries.map((e) => {
-    const hp = wrap(() => /:\d+$/.test(e) && !/^[^[]*:.*:/.test(e) || e.startsWith('[') && /]:\d+$/.test(e)
-      ? parseHostPort(e, 'hostedCache')
-      : { host: e.replace(/^\[(.*)\]$/, '$1'), port: defaultPort });
+    const hp = wrap(() =>
+      (/:\d+$/.test(e) && !/^[^[]*:.*:/.test(e)) || (e.startsWith('[') && /]:\d+$/.test(e))
+        ? parseHostPort(e, 'hostedCache')
+        : { host: e.replace(/^\[(.*)\]$/, '$1'), port: defaultPort },
+    );
     if (hp.host === '' || hp.host === '0.0.0.0') throw new ConfigError(`hostedCache: "${e}" names no host`);
     if (hp.port === 0) throw new ConfigError(`hostedCache: "${e}": port 0`);
-    return { host: hp.host, port: hp.port, version: v, retrievalPort: v === 2 ? hp.port : retrieval ?? 80, ...(ca ? { caFile: ca } : {}) };
+    return {
+      host: hp.host,
+      port: hp.port,
+      version: v,
+      retrievalPort: v === 2 ? hp.port : (retrieval ?? 80),
+      ...(ca ? { caFile: ca } : {}),
+    };
   });
 }

@@ -44,7 +44,13 @@ const PEER_CONNECTIONS = 16;
 const XADDRS_REFRESH_MS = 30_000;
 
 /** The line printed on stdout once every listener is up (protocol/admin-api.md). */
-export interface ReadyEvent { event: 'ready'; retrieval: string; admin: string; proxy: string | null; pid: number; }
+export interface ReadyEvent {
+  event: 'ready';
+  retrieval: string;
+  admin: string;
+  proxy: string | null;
+  pid: number;
+}
 
 export interface RunningDaemon {
   readonly ready: ReadyEvent;
@@ -74,7 +80,9 @@ export class DaemonStartError extends PeerdistError {
 
 /** Runs one startup step, naming it in the error. PeerdistErrors already say what failed. */
 async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
-  try { return await fn(); } catch (err) {
+  try {
+    return await fn();
+  } catch (err) {
     if (err instanceof PeerdistError) throw err;
     throw new DaemonStartError(what, err);
   }
@@ -91,13 +99,22 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
   const closers: Array<{ name: string; close: () => Promise<void> | void }> = [];
   const closeAll = async () => {
     for (const c of closers.splice(0).reverse()) {
-      try { await c.close(); } catch (err) { log.warn('shutdown step failed', { step: c.name, err }); }
+      try {
+        await c.close();
+      } catch (err) {
+        log.warn('shutdown step failed', { step: c.name, err });
+      }
     }
   };
 
   try {
     await mkdir(config.stateDir, { recursive: true });
-    const store = await BlockStore.open({ dir: join(config.stateDir, 'cache'), limitBytes: config.cacheLimitBytes, logger: log.child({ component: 'cache' }), ...(opts.now ? { now: opts.now } : {}) });
+    const store = await BlockStore.open({
+      dir: join(config.stateDir, 'cache'),
+      limitBytes: config.cacheLimitBytes,
+      logger: log.child({ component: 'cache' }),
+      ...(opts.now ? { now: opts.now } : {}),
+    });
     closers.push({ name: 'store', close: () => store.close() });
     // Plain (non-PeerDist) download bodies live in <state dir>/tmp, which only this daemon uses (the
     // store above holds the state dir's lock): bodies left by a killed daemon are cleared now.
@@ -109,20 +126,37 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const power = new PowerMonitor(opts.powerSupplyDir);
     await power.start();
     closers.push({ name: 'power monitor', close: () => power.stop() });
-    const policy = new ServePolicy({ maxAgeMs: config.cacheMaxAgeMs, serveOnBattery: config.serveOnBattery, power: () => power.current(), now: opts.now });
+    const policy = new ServePolicy({
+      maxAgeMs: config.cacheMaxAgeMs,
+      serveOnBattery: config.serveOnBattery,
+      power: () => power.current(),
+      now: opts.now,
+    });
     if (config.cacheMaxAgeMs > 0) {
-      const sweep = () => store.evictOlderThan(config.cacheMaxAgeMs).then((n) => {
-        if (n > 0) log.info('evicted cache entries past the maximum age', { segments: n, maxAgeMs: config.cacheMaxAgeMs });
-      }, (err) => log.warn('maximum-age eviction failed', { err }));
+      const sweep = () =>
+        store.evictOlderThan(config.cacheMaxAgeMs).then(
+          (n) => {
+            if (n > 0)
+              log.info('evicted cache entries past the maximum age', { segments: n, maxAgeMs: config.cacheMaxAgeMs });
+          },
+          (err) => log.warn('maximum-age eviction failed', { err }),
+        );
       await sweep();
-      const t = setInterval(() => { void sweep(); }, MAX_AGE_SWEEP_MS);
+      const t = setInterval(() => {
+        void sweep();
+      }, MAX_AGE_SWEEP_MS);
       t.unref();
       closers.push({ name: 'max-age sweep', close: () => clearInterval(t) });
     }
 
     const server = createRetrievalServer({
-      source: policy.source(store), host: config.listen.host, port: config.listen.port, logger: log.child({ component: 'pccrr-server' }),
-      uploadRateLimit: config.uploadRateLimit, maxConnections: config.maxPeerConnections, maxConcurrent: config.maxPeerRequests,
+      source: policy.source(store),
+      host: config.listen.host,
+      port: config.listen.port,
+      logger: log.child({ component: 'pccrr-server' }),
+      uploadRateLimit: config.uploadRateLimit,
+      maxConnections: config.maxPeerConnections,
+      maxConcurrent: config.maxPeerRequests,
       notServing: () => policy.notServing(),
     });
     const bound = await step(`retrieval server on ${formatHostPort(config.listen)}`, () => server.listen());
@@ -147,13 +181,14 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       ipv6,
       loopback: iface?.loopback ?? false,
       xaddrs,
-      lookup: (ids, version) => ids.map((id) => {
-        if (version === 1 && isLivenessProbe(id)) return { blockCount: 1, complete: false }; // `peerdist doctor`
-        if (!store.getSegment(id) || policy.notServing() !== undefined || policy.tooOld(store, id)) return undefined;
-        const complete = store.isComplete(id);
-        const blockCount = version === 2 ? (complete ? 1 : 0) : store.presentBlocks(id).length;
-        return blockCount > 0 ? { blockCount, complete } : undefined;
-      }),
+      lookup: (ids, version) =>
+        ids.map((id) => {
+          if (version === 1 && isLivenessProbe(id)) return { blockCount: 1, complete: false }; // `peerdist doctor`
+          if (!store.getSegment(id) || policy.notServing() !== undefined || policy.tooOld(store, id)) return undefined;
+          const complete = store.isComplete(id);
+          const blockCount = version === 2 ? (complete ? 1 : 0) : store.presentBlocks(id).length;
+          return blockCount > 0 ? { blockCount, complete } : undefined;
+        }),
       localSubnets: localSubnets(iface, ifaces, ipv6),
       logger: log.child({ component: 'discovery' }),
     });
@@ -164,32 +199,55 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       const txt = () => ({ version: DAEMON_VERSION, cache: String(store.stats().bytes) });
       try {
         const presence = await startPresence({
-          name: `peerdist-${hostname()}-${bound.port}`, port: bound.port, txt: txt(),
-          mdnsPort: config.mdnsPort, interface: iface?.address, loopback: iface?.loopback,
+          name: `peerdist-${hostname()}-${bound.port}`,
+          port: bound.port,
+          txt: txt(),
+          mdnsPort: config.mdnsPort,
+          interface: iface?.address,
+          loopback: iface?.loopback,
           logger: log.child({ component: 'presence' }),
         });
         const refresh = setInterval(() => presence.update(txt()), PRESENCE_REFRESH_MS);
         refresh.unref();
-        closers.push({ name: 'presence', close: () => { clearInterval(refresh); return presence.close(); } });
+        closers.push({
+          name: 'presence',
+          close: () => {
+            clearInterval(refresh);
+            return presence.close();
+          },
+        });
       } catch (err) {
         log.warn('DNS-SD presence unavailable; continuing without it', { err });
       }
     }
 
-    const retrieval = new RetrievalClient({ connections: PEER_CONNECTIONS, logger: log.child({ component: 'pccrr-client' }) });
+    const retrieval = new RetrievalClient({
+      connections: PEER_CONNECTIONS,
+      logger: log.child({ component: 'pccrr-client' }),
+    });
     closers.push({ name: 'retrieval client', close: () => retrieval.close() });
     const peers = new PeerTracker();
     // Hosted caches (MS-PCHC): one more peer source for every download, and where completed
     // segments are offered (protocol/pchc.md, "Client behaviour").
     const hcSource = new HostedCacheSource({
-      caches: config.hostedCaches.map((h) => ({ address: formatHostPort({ host: h.host, port: h.retrievalPort }), version: h.version })),
-      client: retrieval, logger: log.child({ component: 'hosted-cache-source' }),
+      caches: config.hostedCaches.map((h) => ({
+        address: formatHostPort({ host: h.host, port: h.retrievalPort }),
+        version: h.version,
+      })),
+      client: retrieval,
+      logger: log.child({ component: 'hosted-cache-source' }),
     });
     const offerers: Offerer[] = [];
     for (const h of config.hostedCaches) {
-      const ca = h.caFile ? await step(`hosted cache CA file ${h.caFile}`, () => readFile(h.caFile!, 'utf8')) : undefined;
-      const o = new Offerer({ target: { host: h.host, port: h.port, version: h.version, ca }, localPort: bound.port,
-        localAddress: isWildcard(config.listen.host) ? undefined : config.listen.host, logger: log.child({ component: 'offerer' }) });
+      const ca = h.caFile
+        ? await step(`hosted cache CA file ${h.caFile}`, () => readFile(h.caFile!, 'utf8'))
+        : undefined;
+      const o = new Offerer({
+        target: { host: h.host, port: h.port, version: h.version, ca },
+        localPort: bound.port,
+        localAddress: isWildcard(config.listen.host) ? undefined : config.listen.host,
+        logger: log.child({ component: 'offerer' }),
+      });
       offerers.push(o);
       closers.push({ name: 'offerer', close: () => o.close() });
     }
@@ -202,8 +260,14 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       });
     }
     const engine = new DownloadEngine({
-      store, discovery: peers.wrap(hcSource.wrap(discovery)), retrieval, logger: log.child({ component: 'engine' }),
-      signaturePublicKeyPem, maxContentVersion: config.maxContentVersion, selfAddresses: xaddrs, tmpDir,
+      store,
+      discovery: peers.wrap(hcSource.wrap(discovery)),
+      retrieval,
+      logger: log.child({ component: 'engine' }),
+      signaturePublicKeyPem,
+      maxContentVersion: config.maxContentVersion,
+      selfAddresses: xaddrs,
+      tmpDir,
     });
     closers.push({ name: 'engine', close: () => engine.close() });
 
@@ -211,7 +275,10 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const clock = opts.now ?? Date.now;
     const started = clock();
     const history = new ByteHistory();
-    const sample = () => { const t = engine.totals(); history.record(clock(), t); };
+    const sample = () => {
+      const t = engine.totals();
+      history.record(clock(), t);
+    };
     sample();
     const sampler = setInterval(sample, HISTORY_SAMPLE_MS);
     sampler.unref();
@@ -220,39 +287,83 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const traces = new TraceBook(clock);
     engine.on('job', (job: TracedJob & { peerStats?: () => PeerStatLike[] }) => {
       traces.follow(job);
-      const settle = () => { if (job.peerStats) health.addJob(clock(), job.peerStats()); };
+      const settle = () => {
+        if (job.peerStats) health.addJob(clock(), job.peerStats());
+      };
       job.done.then(settle, settle);
     });
     const endpoints = () => ({
-      retrieval: formatHostPort(bound), xaddrs: xaddrs(), discoveryPort: config.discoveryPort,
+      retrieval: formatHostPort(bound),
+      xaddrs: xaddrs(),
+      discoveryPort: config.discoveryPort,
       interface: iface ? { name: iface.name ?? null, address: iface.address, loopback: iface.loopback } : null,
-      stateDir: config.stateDir, originPublicKey: config.originPublicKeyFile ?? null,
-      uploadRateLimit: config.uploadRateLimit ?? null, power: power.current(), serving: policy.notServing() === undefined,
+      stateDir: config.stateDir,
+      originPublicKey: config.originPublicKeyFile ?? null,
+      uploadRateLimit: config.uploadRateLimit ?? null,
+      power: power.current(),
+      serving: policy.notServing() === undefined,
     });
-    const parts: DaemonParts = { engine, jobs, store, server, discovery, peers, started, version: DAEMON_VERSION, history, health, now: clock, endpoints,
-      ...(offerers.length ? { hostedCaches: () => offerers.map((o) => ({ host: o.target.host, port: o.target.port, version: o.target.version, offers: o.snapshot(), polls: hcSource.stats })) } : {}),
+    const parts: DaemonParts = {
+      engine,
+      jobs,
+      store,
+      server,
+      discovery,
+      peers,
+      started,
+      version: DAEMON_VERSION,
+      history,
+      health,
+      now: clock,
+      endpoints,
+      ...(offerers.length
+        ? {
+            hostedCaches: () =>
+              offerers.map((o) => ({
+                host: o.target.host,
+                port: o.target.port,
+                version: o.target.version,
+                offers: o.snapshot(),
+                polls: hcSource.stats,
+              })),
+          }
+        : {}),
     };
-    const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () => startAdminServer(config.admin, {
-      jobs, logger: log.child({ component: 'admin' }),
-      status: () => statusDocument(parts),
-      explain: (q) => traces.find(q),
-      metrics: () => renderMetrics(collectMetrics(parts)),
-      cache: { stats: () => store.stats(), list: () => store.list(), verifyAll: () => store.verifyAll() },
-    }));
+    const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () =>
+      startAdminServer(config.admin, {
+        jobs,
+        logger: log.child({ component: 'admin' }),
+        status: () => statusDocument(parts),
+        explain: (q) => traces.find(q),
+        metrics: () => renderMetrics(collectMetrics(parts)),
+        cache: { stats: () => store.stats(), list: () => store.list(), verifyAll: () => store.verifyAll() },
+      }),
+    );
     closers.push({ name: 'admin', close: () => admin.close() });
 
     let proxyAddr: string | null = null;
     if (config.proxy) {
-      const proxy = await step(`proxy on ${formatHostPort(config.proxy)}`, () => startProxyServer(config.proxy!, { jobs, logger: log.child({ component: 'proxy' }) }));
+      const proxy = await step(`proxy on ${formatHostPort(config.proxy)}`, () =>
+        startProxyServer(config.proxy!, { jobs, logger: log.child({ component: 'proxy' }) }),
+      );
       closers.push({ name: 'proxy', close: () => proxy.close() });
       proxyAddr = proxy.address;
     }
 
     const ready: ReadyEvent = {
-      event: 'ready', retrieval: formatHostPort(bound), admin: admin.address || formatAdminAddress(config.admin),
-      proxy: proxyAddr, pid: process.pid,
+      event: 'ready',
+      retrieval: formatHostPort(bound),
+      admin: admin.address || formatAdminAddress(config.admin),
+      proxy: proxyAddr,
+      pid: process.pid,
     };
-    log.info('daemon ready', { ...ready, xaddrs: xaddrs(), interface: iface?.address ?? 'all', ipv6, stateDir: config.stateDir });
+    log.info('daemon ready', {
+      ...ready,
+      xaddrs: xaddrs(),
+      interface: iface?.address ?? 'all',
+      ipv6,
+      stateDir: config.stateDir,
+    });
     let closing: Promise<void> | undefined;
     return { ready, engine, store, close: () => (closing ??= closeAll()) };
   } catch (err) {

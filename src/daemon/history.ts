@@ -15,7 +15,9 @@ export interface WindowShare extends Record<ByteSource, number> {
   offloadShare: number | null;
 }
 
-interface Sample extends Record<ByteSource, number> { t: number }
+interface Sample extends Record<ByteSource, number> {
+  t: number;
+}
 
 export const HISTORY_SAMPLE_MS = 60_000;
 const DAY_MS = 86_400_000;
@@ -34,7 +36,10 @@ export class ByteHistory {
   window(now: number, current: Record<ByteSource, number>, ms: number): WindowShare {
     const cutoff = now - ms;
     let base: Sample | undefined;
-    for (const s of this.samples) { if (s.t <= cutoff) base = s; else break; }
+    for (const s of this.samples) {
+      if (s.t <= cutoff) base = s;
+      else break;
+    }
     base ??= this.samples[0] ?? { t: now, fromOrigin: 0, fromPeers: 0, fromCache: 0 };
     const d: Record<ByteSource, number> = {
       fromOrigin: Math.max(0, current.fromOrigin - base.fromOrigin),
@@ -43,13 +48,17 @@ export class ByteHistory {
     };
     const bytes = d.fromOrigin + d.fromPeers + d.fromCache;
     return {
-      ...d, seconds: Math.max(0, (now - base.t) / 1000), bytes,
+      ...d,
+      seconds: Math.max(0, (now - base.t) / 1000),
+      bytes,
       peerShare: bytes > 0 ? d.fromPeers / bytes : null,
       offloadShare: bytes > 0 ? (d.fromPeers + d.fromCache) / bytes : null,
     };
   }
 
-  get size(): number { return this.samples.length; }
+  get size(): number {
+    return this.samples.length;
+  }
 }
 
 /** One peer's record in downloads where it failed at least once. */
@@ -70,7 +79,14 @@ export interface PeerTrouble {
 }
 
 /** A per-job peer statistic as the engine reports it (src/engine/scheduler.ts PeerStat). */
-export interface PeerStatLike { address: string; blocks: number; failures: number; notAvailable: number; badBlocks: number; banned: boolean }
+export interface PeerStatLike {
+  address: string;
+  blocks: number;
+  failures: number;
+  notAvailable: number;
+  badBlocks: number;
+  banned: boolean;
+}
 
 export class PeerHealth {
   private readonly peers = new Map<string, PeerTrouble>();
@@ -99,7 +115,15 @@ export class PeerHealth {
   }
 
   /** Peers with failures, most recent first. */
-  list(): PeerTrouble[] { return [...this.peers.values()].reverse().map((p) => ({ ...p })); }
-  banned(): number { let n = 0; for (const p of this.peers.values()) if (p.bans > 0) n++; return n; }
-  failed(): number { return this.peers.size; }
+  list(): PeerTrouble[] {
+    return [...this.peers.values()].reverse().map((p) => ({ ...p }));
+  }
+  banned(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (p.bans > 0) n++;
+    return n;
+  }
+  failed(): number {
+    return this.peers.size;
+  }
 }

@@ -4,14 +4,29 @@ import type { AddressInfo } from 'node:net';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const data = Buffer.from(JSON.stringify(body) + '\n');
-  if (res.headersSent) { res.destroy(); return; }
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': data.length, 'cache-control': 'no-store' });
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': data.length,
+    'cache-control': 'no-store',
+  });
   res.end(data);
 }
 
-export function sendText(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8'): void {
+export function sendText(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  contentType = 'text/plain; charset=utf-8',
+): void {
   const data = Buffer.from(body);
-  if (res.headersSent) { res.destroy(); return; }
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
   res.writeHead(status, { 'content-type': contentType, 'content-length': data.length });
   res.end(data);
 }
@@ -26,11 +41,16 @@ export function errorMessage(err: unknown): string {
 
 /** HTTP status an engine error maps to: the origin's own status when the error carries one, else 502. */
 export function upstreamStatus(err: unknown): number {
-  const s = (err as { status?: unknown; statusCode?: unknown } | null)?.status ?? (err as { statusCode?: unknown } | null)?.statusCode;
+  const s =
+    (err as { status?: unknown; statusCode?: unknown } | null)?.status ??
+    (err as { statusCode?: unknown } | null)?.statusCode;
   return typeof s === 'number' && s >= 400 && s <= 599 ? s : 502;
 }
 
-export interface ListeningServer { server: Server; close(): Promise<void>; }
+export interface ListeningServer {
+  server: Server;
+  close(): Promise<void>;
+}
 
 /** Creates an HTTP server for `handler`, listening on a TCP host:port or a socket path. */
 export function listenHttp(
@@ -45,8 +65,13 @@ export function listenHttp(
       server.off('error', reject);
       const a = server.address();
       resolveP({
-        server, address: a ?? ('path' in where ? where.path : ''),
-        close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }),
+        server,
+        address: a ?? ('path' in where ? where.path : ''),
+        close: () =>
+          new Promise<void>((r) => {
+            server.close(() => r());
+            server.closeAllConnections();
+          }),
       });
     };
     if ('path' in where) server.listen(where.path, done);

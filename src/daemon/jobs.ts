@@ -24,7 +24,13 @@ export interface JobView extends JobProgress {
   errorCode?: string;
 }
 
-interface Entry { job: DownloadJob; info?: JobInfo; started: number; finished?: number; errorCode?: string; }
+interface Entry {
+  job: DownloadJob;
+  info?: JobInfo;
+  started: number;
+  finished?: number;
+  errorCode?: string;
+}
 
 /**
  * Jobs started through the daemon's front ends. Active jobs with the same URL are shared
@@ -32,9 +38,14 @@ interface Entry { job: DownloadJob; info?: JobInfo; started: number; finished?: 
  */
 export class JobBook {
   private readonly entries = new Map<string, Entry>();
-  constructor(private readonly engine: EngineLike, private readonly opts: { keepFinished?: number; now?: () => number } = {}) {}
+  constructor(
+    private readonly engine: EngineLike,
+    private readonly opts: { keepFinished?: number; now?: () => number } = {},
+  ) {}
 
-  private now(): number { return (this.opts.now ?? Date.now)(); }
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
 
   /** Starts a download of `url`, or joins an active one for the same URL. */
   obtain(url: string, headers?: Record<string, string>): DownloadJob {
@@ -52,8 +63,18 @@ export class JobBook {
     if (this.entries.has(job.id)) return;
     const e: Entry = { job, started: this.now() };
     this.entries.set(job.id, e);
-    job.info.then((i) => { e.info = i; }, () => { /* reported through progress().error */ });
-    const fin = () => { e.finished = this.now(); this.prune(); };
+    job.info.then(
+      (i) => {
+        e.info = i;
+      },
+      () => {
+        /* reported through progress().error */
+      },
+    );
+    const fin = () => {
+      e.finished = this.now();
+      this.prune();
+    };
     job.done.then(fin, (err: unknown) => {
       const code = (err as { code?: unknown } | null)?.code;
       if (typeof code === 'string') e.errorCode = code;
@@ -63,7 +84,9 @@ export class JobBook {
 
   private prune(): void {
     const keep = this.opts.keepFinished ?? 256;
-    const finished = [...this.entries.values()].filter((e) => e.finished !== undefined).sort((a, b) => a.finished! - b.finished!);
+    const finished = [...this.entries.values()]
+      .filter((e) => e.finished !== undefined)
+      .sort((a, b) => a.finished! - b.finished!);
     for (let i = 0; i < finished.length - keep; i++) this.entries.delete(finished[i]!.job.id);
   }
 
@@ -79,8 +102,12 @@ export class JobBook {
     const p = job.progress();
     const end = e.finished ?? this.now();
     return {
-      id: job.id, url: job.url, peerdist: e.info ? e.info.peerdist : null,
-      startedAt: new Date(e.started).toISOString(), seconds: Math.max(0, end - e.started) / 1000, ...p,
+      id: job.id,
+      url: job.url,
+      peerdist: e.info ? e.info.peerdist : null,
+      startedAt: new Date(e.started).toISOString(),
+      seconds: Math.max(0, end - e.started) / 1000,
+      ...p,
       ...(p.state === 'failed' && e.errorCode ? { errorCode: e.errorCode } : {}),
     };
   }

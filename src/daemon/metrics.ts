@@ -14,8 +14,12 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
-function escapeHelp(s: string): string { return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n'); }
-function escapeLabel(s: string): string { return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"'); }
+function escapeHelp(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+function escapeLabel(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
 
 function formatValue(v: number): string {
   if (Number.isNaN(v)) return 'NaN';
@@ -29,7 +33,10 @@ export function renderMetrics(metrics: Metric[]): string {
   for (const m of metrics) {
     if (!NAME_RE.test(m.name)) throw new Error(`bad metric name ${m.name}`);
     lines.push(`# HELP ${m.name} ${escapeHelp(m.help)}`, `# TYPE ${m.name} ${m.type}`);
-    if (typeof m.value === 'number') { lines.push(`${m.name} ${formatValue(m.value)}`); continue; }
+    if (typeof m.value === 'number') {
+      lines.push(`${m.name} ${formatValue(m.value)}`);
+      continue;
+    }
     for (const s of m.value) {
       const labels = Object.entries(s.labels).map(([k, v]) => {
         if (!LABEL_RE.test(k)) throw new Error(`bad label name ${k}`);

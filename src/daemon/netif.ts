@@ -9,10 +9,17 @@ import { formatHostPort, type HostPort } from '../util/address.js';
 
 export type InterfaceMap = NodeJS.Dict<NetworkInterfaceInfo[]>;
 
-export interface ChosenInterface { name?: string; address: string; netmask: string; loopback: boolean; }
+export interface ChosenInterface {
+  name?: string;
+  address: string;
+  netmask: string;
+  loopback: boolean;
+}
 
 export class InterfaceError extends PeerdistError {
-  constructor(message: string) { super('BAD_INTERFACE', message); }
+  constructor(message: string) {
+    super('BAD_INTERFACE', message);
+  }
 }
 
 /**
@@ -35,25 +42,35 @@ export function chooseInterface(spec: string, ifaces: InterfaceMap): ChosenInter
   return { name: spec, address: v4.address, netmask: v4.netmask, loopback: v4.internal };
 }
 
-function isWildcard(host: string): boolean { return host === '0.0.0.0' || host === '::' || host === ''; }
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '';
+}
 
 /**
  * XAddrs for ProbeMatch: the retrieval server's own address when it is bound to one; when bound
  * to the wildcard, the chosen interface's address, else every non-internal IPv4 address.
  */
-export function advertisedAddresses(bound: HostPort, iface: ChosenInterface | undefined, ifaces: InterfaceMap, ipv6: string[] = []): string[] {
+export function advertisedAddresses(
+  bound: HostPort,
+  iface: ChosenInterface | undefined,
+  ifaces: InterfaceMap,
+  ipv6: string[] = [],
+): string[] {
   if (!isWildcard(bound.host)) return [formatHostPort(bound)];
   const out: string[] = [];
   if (iface) out.push(formatHostPort({ host: iface.address, port: bound.port }));
-  else for (const list of Object.values(ifaces)) {
-    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) out.push(formatHostPort({ host: a.address, port: bound.port }));
-  }
+  else
+    for (const list of Object.values(ifaces)) {
+      for (const a of list ?? [])
+        if (a.family === 'IPv4' && !a.internal) out.push(formatHostPort({ host: a.address, port: bound.port }));
+    }
   // Bound to [::] (both families) with IPv6 discovery: also the IPv6 addresses of those interfaces.
   // Link-local ones are left out: their scope (%eth0) means nothing on the receiving host.
   if (bound.host === '::') {
     for (const name of ipv6) {
       for (const a of ifaces[name] ?? []) {
-        if (a.family === 'IPv6' && !a.internal && !/^fe[89ab]/i.test(a.address)) out.push(formatHostPort({ host: a.address, port: bound.port }));
+        if (a.family === 'IPv6' && !a.internal && !/^fe[89ab]/i.test(a.address))
+          out.push(formatHostPort({ host: a.address, port: bound.port }));
       }
     }
   }
@@ -65,11 +82,18 @@ export function advertisedAddresses(bound: HostPort, iface: ChosenInterface | un
  * interface (or of all), plus every IPv6 address (link-local, ULA, global) of the interfaces IPv6
  * discovery runs on.
  */
-export function localSubnets(iface: ChosenInterface | undefined, ifaces: InterfaceMap, ipv6: string[] = []): Array<{ address: string; netmask: string }> {
+export function localSubnets(
+  iface: ChosenInterface | undefined,
+  ifaces: InterfaceMap,
+  ipv6: string[] = [],
+): Array<{ address: string; netmask: string }> {
   const out: Array<{ address: string; netmask: string }> = [];
   if (iface) out.push({ address: iface.address, netmask: iface.netmask });
-  else for (const list of Object.values(ifaces)) for (const a of list ?? []) if (a.family === 'IPv4') out.push({ address: a.address, netmask: a.netmask });
-  for (const name of ipv6) for (const a of ifaces[name] ?? []) if (a.family === 'IPv6') out.push({ address: a.address, netmask: a.netmask });
+  else
+    for (const list of Object.values(ifaces))
+      for (const a of list ?? []) if (a.family === 'IPv4') out.push({ address: a.address, netmask: a.netmask });
+  for (const name of ipv6)
+    for (const a of ifaces[name] ?? []) if (a.family === 'IPv6') out.push({ address: a.address, netmask: a.netmask });
   return out;
 }
 
@@ -77,14 +101,22 @@ export function localSubnets(iface: ChosenInterface | undefined, ifaces: Interfa
  * Interfaces for IPv6 discovery: none (false); the given names; or (true) the chosen discovery
  * interface when it is a real one, else every interface with a non-internal IPv6 address.
  */
-export function ipv6Interfaces(setting: boolean | string[], iface: ChosenInterface | undefined, ifaces: InterfaceMap): string[] {
+export function ipv6Interfaces(
+  setting: boolean | string[],
+  iface: ChosenInterface | undefined,
+  ifaces: InterfaceMap,
+): string[] {
   if (setting === false) return [];
   if (Array.isArray(setting)) {
-    for (const n of setting) if (!ifaces[n]) throw new InterfaceError(`ipv6: no network interface named ${n} (have: ${Object.keys(ifaces).join(', ')})`);
+    for (const n of setting)
+      if (!ifaces[n])
+        throw new InterfaceError(`ipv6: no network interface named ${n} (have: ${Object.keys(ifaces).join(', ')})`);
     return setting;
   }
-  if (iface && !iface.loopback && iface.name && (ifaces[iface.name] ?? []).some((a) => a.family === 'IPv6')) return [iface.name];
+  if (iface && !iface.loopback && iface.name && (ifaces[iface.name] ?? []).some((a) => a.family === 'IPv6'))
+    return [iface.name];
   const out: string[] = [];
-  for (const [name, list] of Object.entries(ifaces)) if ((list ?? []).some((a) => a.family === 'IPv6' && !a.internal)) out.push(name);
+  for (const [name, list] of Object.entries(ifaces))
+    if ((list ?? []).some((a) => a.family === 'IPv6' && !a.internal)) out.push(name);
   return out;
 }

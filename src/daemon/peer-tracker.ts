@@ -8,7 +8,10 @@ export class PeerTracker {
   private readonly seen = new Map<string, number>();
   /** Discovery attempts (one per watch: a set of segments probed for) and those that found a peer. */
   readonly discoveries = { attempts: 0, successes: 0 };
-  constructor(private readonly now: () => number = Date.now, private readonly maxAgeMs = 10 * 60_000) {}
+  constructor(
+    private readonly now: () => number = Date.now,
+    private readonly maxAgeMs = 10 * 60_000,
+  ) {}
 
   record(address: string): void {
     this.seen.set(address, this.now());
@@ -30,14 +33,19 @@ export class PeerTracker {
   wrap(inner: DiscoveryLike): DiscoveryLike {
     const tracker = this;
     return {
-      get initialWaitMs() { return inner.initialWaitMs; },
+      get initialWaitMs() {
+        return inner.initialWaitMs;
+      },
       watch(ids: Buffer[], version: 1 | 2): WatchLike {
         const w = inner.watch(ids, version);
         tracker.discoveries.attempts++;
         let found = false;
         w.on('peer', (p: SightingLike) => {
           tracker.record(p.address);
-          if (!found) { found = true; tracker.discoveries.successes++; }
+          if (!found) {
+            found = true;
+            tracker.discoveries.successes++;
+          }
         });
         return w;
       },

@@ -12,7 +12,11 @@ export type PowerSource = 'ac' | 'battery' | 'unknown';
 export const POWER_SUPPLY_DIR = '/sys/class/power_supply';
 
 async function attr(dir: string, name: string): Promise<string | undefined> {
-  try { return (await readFile(join(dir, name), 'utf8')).trim(); } catch { return undefined; }
+  try {
+    return (await readFile(join(dir, name), 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -21,7 +25,11 @@ async function attr(dir: string, name: string): Promise<string | undefined> {
  */
 export async function readPowerSource(dir = POWER_SUPPLY_DIR): Promise<PowerSource> {
   let names: string[];
-  try { names = await readdir(dir); } catch { return 'unknown'; }
+  try {
+    names = await readdir(dir);
+  } catch {
+    return 'unknown';
+  }
   let discharging = false;
   for (const n of names.sort()) {
     const d = join(dir, n);
@@ -43,9 +51,14 @@ export async function readPowerSource(dir = POWER_SUPPLY_DIR): Promise<PowerSour
 export class PowerMonitor {
   private value: PowerSource = 'unknown';
   private timer: NodeJS.Timeout | undefined;
-  constructor(private readonly dir = POWER_SUPPLY_DIR, private readonly everyMs = 10_000) {}
+  constructor(
+    private readonly dir = POWER_SUPPLY_DIR,
+    private readonly everyMs = 10_000,
+  ) {}
 
-  current(): PowerSource { return this.value; }
+  current(): PowerSource {
+    return this.value;
+  }
 
   async refresh(): Promise<PowerSource> {
     this.value = await readPowerSource(this.dir);
@@ -54,9 +67,14 @@ export class PowerMonitor {
 
   async start(): Promise<void> {
     await this.refresh();
-    this.timer = setInterval(() => { void this.refresh(); }, this.everyMs);
+    this.timer = setInterval(() => {
+      void this.refresh();
+    }, this.everyMs);
     this.timer.unref();
   }
 
-  stop(): void { if (this.timer) clearInterval(this.timer); this.timer = undefined; }
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
 }

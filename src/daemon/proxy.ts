@@ -18,14 +18,40 @@ import { type HostPort, formatHostPort, isLoopbackHost } from '../util/address.j
 import { type Logger, nullLogger } from '../util/log.js';
 
 const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te',
-  'trailer', 'transfer-encoding', 'upgrade', 'host',
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
 ]);
 /** Request headers the engine decides itself (negotiation, ranges, conditionals). */
-const ENGINE_OWNED = new Set(['range', 'if-range', 'accept-encoding', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'x-p2p-peerdist', 'x-p2p-peerdistex', 'content-length']);
+const ENGINE_OWNED = new Set([
+  'range',
+  'if-range',
+  'accept-encoding',
+  'if-none-match',
+  'if-modified-since',
+  'if-match',
+  'if-unmodified-since',
+  'x-p2p-peerdist',
+  'x-p2p-peerdistex',
+  'content-length',
+]);
 
-function dropHopByHop(h: IncomingHttpHeaders | Record<string, string | string[] | undefined>, extra?: Set<string>): Record<string, string | string[]> {
-  const conn = String(h['connection'] ?? '').toLowerCase().split(',').map((s) => s.trim()).filter(Boolean);
+function dropHopByHop(
+  h: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+  extra?: Set<string>,
+): Record<string, string | string[]> {
+  const conn = String(h['connection'] ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(h)) {
     const lk = k.toLowerCase();
@@ -55,13 +81,19 @@ export function parseRange(header: string | undefined, length: number): [number,
   return [start, end];
 }
 
-export interface ProxyDeps { jobs: JobBook; logger?: Logger; dispatcher?: Dispatcher; }
+export interface ProxyDeps {
+  jobs: JobBook;
+  logger?: Logger;
+  dispatcher?: Dispatcher;
+}
 
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const log = deps.logger ?? nullLogger;
   return (req, res) => {
     let target: URL;
-    try { target = new URL(req.url ?? ''); } catch {
+    try {
+      target = new URL(req.url ?? '');
+    } catch {
       sendText(res, 400, 'peerdist proxy: requests must use absolute-form URLs (http://host/path)\n');
       return;
     }
@@ -88,10 +120,15 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
   for (const [k, v] of Object.entries(headers)) flat[k] = Array.isArray(v) ? v.join(', ') : v;
   const job = deps.jobs.obtain(target.href, Object.keys(flat).length ? flat : undefined);
   let info: Awaited<typeof job.info>;
-  try { info = await job.info; } catch (err) {
+  try {
+    info = await job.info;
+  } catch (err) {
     // The engine could not start (404, server error, bad signature ...): let the client see the
     // origin's own answer, status and body included (apt relies on 404s to try other files).
-    (deps.logger ?? nullLogger).debug('proxy: engine failed before the first byte; forwarding', { url: target.href, err: errorMessage(err) });
+    (deps.logger ?? nullLogger).debug('proxy: engine failed before the first byte; forwarding', {
+      url: target.href,
+      err: errorMessage(err),
+    });
     if (req.destroyed) return;
     return forward(deps, target, req, res);
   }
@@ -115,7 +152,11 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
   }
   let stream: NodeJS.ReadableStream;
   if (range) {
-    res.writeHead(206, { ...out, 'content-range': `bytes ${range[0]}-${range[1]}/${len}`, 'content-length': range[1] - range[0] + 1 });
+    res.writeHead(206, {
+      ...out,
+      'content-range': `bytes ${range[0]}-${range[1]}/${len}`,
+      'content-length': range[1] - range[0] + 1,
+    });
     stream = job.createReadStream(range[0], range[1]);
   } else {
     res.writeHead(200, known ? { ...out, 'content-length': len } : out);
@@ -126,7 +167,12 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
     if (!res.destroyed) res.destroy(err);
     // The client only sees a cut connection: the log says why (the job's code and reason).
     const code = (err as { code?: unknown }).code;
-    (deps.logger ?? nullLogger).warn('proxy: download failed mid-stream', { url: target.href, job: job.id, code: typeof code === 'string' ? code : undefined, err: errorMessage(err) });
+    (deps.logger ?? nullLogger).warn('proxy: download failed mid-stream', {
+      url: target.href,
+      job: job.id,
+      code: typeof code === 'string' ? code : undefined,
+      err: errorMessage(err),
+    });
   });
 }
 
@@ -141,19 +187,29 @@ async function forward(deps: ProxyDeps, target: URL, req: IncomingMessage, res: 
   });
   const headers = dropHopByHop(up.headers as Record<string, string | string[] | undefined>);
   res.writeHead(up.statusCode, { ...headers, via: '1.1 peerdist' });
-  pipeline(up.body, res, (err) => { if (err && !res.destroyed) res.destroy(err); });
+  pipeline(up.body, res, (err) => {
+    if (err && !res.destroyed) res.destroy(err);
+  });
 }
 
-export interface ProxyServer { address: string; close(): Promise<void>; }
+export interface ProxyServer {
+  address: string;
+  close(): Promise<void>;
+}
 
 export async function startProxyServer(where: HostPort, deps: ProxyDeps): Promise<ProxyServer> {
   const s = await listenHttp(where, createProxyHandler(deps));
   s.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
-    socket.on('error', () => { /* client went away */ });
+    socket.on('error', () => {
+      /* client went away */
+    });
     const body = 'peerdist proxy: CONNECT tunnels are disabled\n';
-    socket.end(`HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
   });
   const a = s.address as { address: string; port: number };
-  if (!isLoopbackHost(where.host)) (deps.logger ?? nullLogger).warn('proxy listens on a non-loopback address', { host: where.host });
+  if (!isLoopbackHost(where.host))
+    (deps.logger ?? nullLogger).warn('proxy listens on a non-loopback address', { host: where.host });
   return { address: formatHostPort({ host: a.address, port: a.port }), close: s.close };
 }

@@ -20,7 +20,9 @@ export interface AgedStore extends BlockSource {
 
 export class ServePolicy {
   private readonly now: () => number;
-  constructor(private readonly o: ServePolicyOptions) { this.now = o.now ?? Date.now; }
+  constructor(private readonly o: ServePolicyOptions) {
+    this.now = o.now ?? Date.now;
+  }
 
   /** Why we do not serve peers right now, or undefined when we do. */
   notServing(): string | undefined {

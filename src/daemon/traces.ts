@@ -34,7 +34,16 @@ export interface PeerTrace {
   failures: Record<string, number>;
 }
 
-export interface OriginRequestTrace { block: number; seg: number; index: number; offset: number; bytes: number; reason: OriginReason; ms?: number; error?: string }
+export interface OriginRequestTrace {
+  block: number;
+  seg: number;
+  index: number;
+  offset: number;
+  bytes: number;
+  reason: OriginReason;
+  ms?: number;
+  error?: string;
+}
 
 export interface DownloadTrace {
   id: string;
@@ -43,7 +52,14 @@ export interface DownloadTrace {
   state: string;
   durationMs?: number;
   error?: string;
-  content?: { version: 1 | 2; contentLength: number; segments: number; blocks: number; hashAlgorithm: string; contentInfoBytes: number };
+  content?: {
+    version: 1 | 2;
+    contentLength: number;
+    segments: number;
+    blocks: number;
+    hashAlgorithm: string;
+    contentInfoBytes: number;
+  };
   plain?: { contentLength: number };
   cachedAtStart?: { blocks: number; bytes: number };
   /** When the origin was first allowed (ms after start) and how many peers were known then. */
@@ -53,12 +69,15 @@ export interface DownloadTrace {
   peers: PeerTrace[];
   peersOmitted: number;
   origin: {
-    blocks: number; bytes: number;
+    blocks: number;
+    bytes: number;
     /** As PeerTrace.ms, for the origin's blocks. */
     ms: number;
     byReason: Partial<Record<OriginReason, { blocks: number; bytes: number }>>;
-    failures: number; skipped: number;
-    requests: OriginRequestTrace[]; requestsOmitted: number;
+    failures: number;
+    skipped: number;
+    requests: OriginRequestTrace[];
+    requestsOmitted: number;
   };
   retries: { origin: number; peer: number };
   totals?: ByteCounts & { bytes: number };
@@ -71,7 +90,9 @@ export interface TracedJob {
   readonly done: Promise<unknown>;
   on(event: 'trace', fn: (ev: TraceEvent) => void): unknown;
   progress(): ByteCounts & { state: string; error?: string; bytesDone: number };
-  readonly info: Promise<{ contentInfo?: { version: 1 | 2; segments: Array<{ offset: number; length: number; blockSize: number }> } }>;
+  readonly info: Promise<{
+    contentInfo?: { version: 1 | 2; segments: Array<{ offset: number; length: number; blockSize: number }> };
+  }>;
 }
 
 export class TraceBook {
@@ -82,8 +103,14 @@ export class TraceBook {
   follow(job: TracedJob): void {
     const t0 = this.now();
     const tr: DownloadTrace = {
-      id: job.id, url: job.url, startedAt: new Date(t0).toISOString(), state: 'running',
-      rounds: [], roundsOmitted: 0, peers: [], peersOmitted: 0,
+      id: job.id,
+      url: job.url,
+      startedAt: new Date(t0).toISOString(),
+      state: 'running',
+      rounds: [],
+      roundsOmitted: 0,
+      peers: [],
+      peersOmitted: 0,
       origin: { blocks: 0, bytes: 0, ms: 0, byReason: {}, failures: 0, skipped: 0, requests: [], requestsOmitted: 0 },
       retries: { origin: 0, peer: 0 },
     };
@@ -96,24 +123,38 @@ export class TraceBook {
     const spans = new Map<string, number>();
     const peerTried = new Set<number>();
     let blockOffsets: ((g: number) => { seg: number; index: number; offset: number }) | undefined;
-    job.info.then((info) => {
-      const ci = info.contentInfo;
-      if (!ci) return;
-      const starts: number[] = [];
-      let n = 0;
-      for (const s of ci.segments) { starts.push(n); n += ci.version === 2 ? 1 : Math.ceil(s.length / s.blockSize); }
-      blockOffsets = (g) => {
-        let lo = 0, hi = starts.length - 1;
-        while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (starts[mid]! <= g) lo = mid; else hi = mid - 1; }
-        const seg = ci.segments[lo]!;
-        const index = g - starts[lo]!;
-        return { seg: lo, index, offset: seg.offset + (ci.version === 2 ? 0 : index * seg.blockSize) };
-      };
-    }, () => undefined);
+    job.info.then(
+      (info) => {
+        const ci = info.contentInfo;
+        if (!ci) return;
+        const starts: number[] = [];
+        let n = 0;
+        for (const s of ci.segments) {
+          starts.push(n);
+          n += ci.version === 2 ? 1 : Math.ceil(s.length / s.blockSize);
+        }
+        blockOffsets = (g) => {
+          let lo = 0,
+            hi = starts.length - 1;
+          while (lo < hi) {
+            const mid = (lo + hi + 1) >> 1;
+            if (starts[mid]! <= g) lo = mid;
+            else hi = mid - 1;
+          }
+          const seg = ci.segments[lo]!;
+          const index = g - starts[lo]!;
+          return { seg: lo, index, offset: seg.offset + (ci.version === 2 ? 0 : index * seg.blockSize) };
+        };
+      },
+      () => undefined,
+    );
     const peer = (address: string): PeerTrace | undefined => {
       let p = peers.get(address);
       if (!p) {
-        if (peers.size >= MAX_PEERS) { tr.peersOmitted++; return undefined; }
+        if (peers.size >= MAX_PEERS) {
+          tr.peersOmitted++;
+          return undefined;
+        }
         p = { address, blocks: 0, bytes: 0, ms: 0, requestMs: 0, failures: {} };
         peers.set(address, p);
         tr.peers.push(p);
@@ -121,20 +162,40 @@ export class TraceBook {
       return p;
     };
     const listRequest = (req: Omit<OriginRequestTrace, 'seg' | 'index' | 'offset'>) => {
-      if (tr.origin.requests.length >= MAX_ORIGIN_REQUESTS) { tr.origin.requestsOmitted++; return; }
+      if (tr.origin.requests.length >= MAX_ORIGIN_REQUESTS) {
+        tr.origin.requestsOmitted++;
+        return;
+      }
       const where = blockOffsets?.(req.block) ?? { seg: -1, index: -1, offset: -1 };
       tr.origin.requests.push({ ...req, ...where });
     };
     job.on('trace', (ev: TraceEvent) => {
       const at = (abs: number) => Math.max(0, abs - t0);
       switch (ev.type) {
-        case 'content': { const { type: _t, ...c } = ev; tr.content = c; break; }
-        case 'plain': tr.plain = { contentLength: ev.contentLength }; break;
-        case 'cached': tr.cachedAtStart = { blocks: ev.blocks, bytes: ev.bytes }; break;
+        case 'content': {
+          const { type: _t, ...c } = ev;
+          tr.content = c;
+          break;
+        }
+        case 'plain':
+          tr.plain = { contentLength: ev.contentLength };
+          break;
+        case 'cached':
+          tr.cachedAtStart = { blocks: ev.blocks, bytes: ev.bytes };
+          break;
         case 'round':
-          if (tr.rounds.length >= MAX_ROUNDS) { tr.roundsOmitted++; break; }
+          if (tr.rounds.length >= MAX_ROUNDS) {
+            tr.roundsOmitted++;
+            break;
+          }
           {
-            const r: RoundTrace = { round: ev.round, kind: ev.kind, segments: ev.segments, startMs: at(ev.at), answers: [] };
+            const r: RoundTrace = {
+              round: ev.round,
+              kind: ev.kind,
+              segments: ev.segments,
+              startMs: at(ev.at),
+              answers: [],
+            };
             tr.rounds.push(r);
             rounds.set(ev.round, { r, bySeg: new Map() });
           }
@@ -154,12 +215,17 @@ export class TraceBook {
           if (entry) entry.segments = a.segs.size;
           break;
         }
-        case 'gate': tr.gate = { ms: at(ev.at), peers: ev.peers }; break;
+        case 'gate':
+          tr.gate = { ms: at(ev.at), peers: ev.peers };
+          break;
         case 'peer-block': {
           const p = peer(ev.peer);
           if (p) {
-            p.blocks++; p.bytes += ev.bytes; p.requestMs += ev.ms;
-            const end = this.now(), first = spans.get(ev.peer) ?? end - ev.ms;
+            p.blocks++;
+            p.bytes += ev.bytes;
+            p.requestMs += ev.ms;
+            const end = this.now(),
+              first = spans.get(ev.peer) ?? end - ev.ms;
             spans.set(ev.peer, Math.min(first, end - ev.ms));
             p.ms = end - spans.get(ev.peer)!;
           }
@@ -177,7 +243,8 @@ export class TraceBook {
           tr.origin.blocks++;
           tr.origin.bytes += ev.bytes;
           {
-            const end = this.now(), first = Math.min(spans.get('') ?? end - ev.ms, end - ev.ms);
+            const end = this.now(),
+              first = Math.min(spans.get('') ?? end - ev.ms, end - ev.ms);
             spans.set('', first);
             tr.origin.ms = end - first;
           }
@@ -195,7 +262,9 @@ export class TraceBook {
           originTried.add(ev.block);
           listRequest({ block: ev.block, bytes: 0, reason: ev.reason, error: ev.error });
           break;
-        case 'origin-skipped': tr.origin.skipped++; break;
+        case 'origin-skipped':
+          tr.origin.skipped++;
+          break;
       }
     });
     const settle = () => {
@@ -203,7 +272,13 @@ export class TraceBook {
       tr.state = p.state;
       if (p.error) tr.error = p.error;
       tr.durationMs = this.now() - t0;
-      tr.totals = { bytes: p.bytesDone, fromOrigin: p.fromOrigin, fromPeers: p.fromPeers, fromCache: p.fromCache, contentInfoBytes: p.contentInfoBytes };
+      tr.totals = {
+        bytes: p.bytesDone,
+        fromOrigin: p.fromOrigin,
+        fromPeers: p.fromPeers,
+        fromCache: p.fromCache,
+        contentInfoBytes: p.contentInfoBytes,
+      };
     };
     job.done.then(settle, settle);
   }
@@ -225,5 +300,11 @@ export class TraceBook {
 }
 
 function normalise(url: string): string {
-  try { const u = new URL(url); u.hash = ''; return u.href; } catch { return url; }
+  try {
+    const u = new URL(url);
+    u.hash = '';
+    return u.href;
+  } catch {
+    return url;
+  }
 }

@@ -28,7 +28,8 @@ export class DampingTable {
       if (this.segments.size >= MAX_SEGMENTS) this.segments.delete(this.segments.keys().next().value!);
     }
     this.segments.set(segmentHex, s);
-    if (s.responders.has(endpoint) || s.responders.size < MAX_RESPONDERS) s.responders.set(endpoint, { blockCount, complete });
+    if (s.responders.has(endpoint) || s.responders.size < MAX_RESPONDERS)
+      s.responders.set(endpoint, { blockCount, complete });
   }
 
   /**

@@ -15,7 +15,13 @@ import { DampingTable } from './damping.js';
 import { Prober, type ProberTiming, type SegmentWatch, type PeerSighting } from './prober.js';
 import { Responder, type SegmentLookup } from './probe-responder.js';
 import { newStats, realTimers, countDrop, type DiscoveryStats, type Runtime } from './runtime.js';
-import { defaultIPv4Interfaces, ipv6InterfaceNames, localAddressFilter, refreshingLocalFilter, type Subnet } from './subnet.js';
+import {
+  defaultIPv4Interfaces,
+  ipv6InterfaceNames,
+  localAddressFilter,
+  refreshingLocalFilter,
+  type Subnet,
+} from './subnet.js';
 
 export type { PeerSighting, SegmentWatch, DiscoveryStats };
 
@@ -83,26 +89,32 @@ export class Discovery extends EventEmitter {
     };
     const isLocal = opts.localSubnets ? localAddressFilter(opts.localSubnets) : refreshingLocalFilter(now);
     let messageNumber = 0;
-    this.prober = new Prober({
-      send: (d) => this.multicast(d),
-      isLocal,
-      ownEndpoint: this.endpoint,
-      damping: this.damping,
-      timing: opts.timing,
-    }, this.rt);
-    this.responder = new Responder({
-      lookup: opts.lookup,
-      xaddrs: opts.xaddrs,
-      endpoint: this.endpoint,
-      instanceId: Math.floor(now() / 1000),
-      nextMessageNumber: () => (messageNumber = (messageNumber % 0xffffffff) + 1),
-      isLocal,
-      isOwnProbe: (id) => this.prober.isOwnProbe(id),
-      damping: this.damping,
-      send: (d, to) => this.unicast(d, to.address, to.port),
-      perSourceRate: opts.perSourceRate,
-      globalRate: opts.globalRate,
-    }, this.rt);
+    this.prober = new Prober(
+      {
+        send: (d) => this.multicast(d),
+        isLocal,
+        ownEndpoint: this.endpoint,
+        damping: this.damping,
+        timing: opts.timing,
+      },
+      this.rt,
+    );
+    this.responder = new Responder(
+      {
+        lookup: opts.lookup,
+        xaddrs: opts.xaddrs,
+        endpoint: this.endpoint,
+        instanceId: Math.floor(now() / 1000),
+        nextMessageNumber: () => (messageNumber = (messageNumber % 0xffffffff) + 1),
+        isLocal,
+        isOwnProbe: (id) => this.prober.isOwnProbe(id),
+        damping: this.damping,
+        send: (d, to) => this.unicast(d, to.address, to.port),
+        perSourceRate: opts.perSourceRate,
+        globalRate: opts.globalRate,
+      },
+      this.rt,
+    );
   }
 
   get port(): number {
@@ -147,7 +159,8 @@ export class Discovery extends EventEmitter {
         ps.setMulticastLoopback(!!this.opts.loopback);
         ps.setMulticastInterface(iface);
       }
-      const names6 = this.opts.ipv6 === true ? ipv6InterfaceNames() : Array.isArray(this.opts.ipv6) ? this.opts.ipv6 : [];
+      const names6 =
+        this.opts.ipv6 === true ? ipv6InterfaceNames() : Array.isArray(this.opts.ipv6) ? this.opts.ipv6 : [];
       if (names6.length > 0) await this.startIPv6(names6);
       this.log.info('discovery started', { port: this.port, group: this.group, interfaces: ifaces, ipv6: names6 });
     } catch (err) {
@@ -208,17 +221,24 @@ export class Discovery extends EventEmitter {
     this.closed = true;
     this.prober.close();
     this.responder.close();
-    const sockets = [this.responderSocket, this.responderSocket6, ...this.probeSockets.map((p) => p.socket)].filter((s): s is Socket => !!s);
+    const sockets = [this.responderSocket, this.responderSocket6, ...this.probeSockets.map((p) => p.socket)].filter(
+      (s): s is Socket => !!s,
+    );
     this.responderSocket = undefined;
     this.responderSocket6 = undefined;
     this.probeSockets = [];
-    await Promise.all(sockets.map((s) => new Promise<void>((resolve) => {
-      try {
-        s.close(() => resolve());
-      } catch {
-        resolve(); // never bound or already closed
-      }
-    })));
+    await Promise.all(
+      sockets.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            try {
+              s.close(() => resolve());
+            } catch {
+              resolve(); // never bound or already closed
+            }
+          }),
+      ),
+    );
   }
 
   private multicast(datagram: Buffer): void {

@@ -4,7 +4,11 @@
 export class TokenBucket {
   private tokens: number;
   private last: number;
-  constructor(private readonly rate: number, private readonly burst: number, now: number) {
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    now: number,
+  ) {
     this.tokens = burst;
     this.last = now;
   }
@@ -20,7 +24,11 @@ export class TokenBucket {
 /** Per-key token buckets, at most `maxKeys` of them (the least recently used key is dropped). */
 export class KeyedRateLimiter {
   private readonly buckets = new Map<string, TokenBucket>();
-  constructor(private readonly rate: number, private readonly burst: number, private readonly maxKeys = 1024) {}
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private readonly maxKeys = 1024,
+  ) {}
   take(key: string, now: number): boolean {
     let b = this.buckets.get(key);
     if (b) this.buckets.delete(key);
@@ -36,7 +44,10 @@ export class KeyedRateLimiter {
 /** Set of recently seen keys with expiry and a size bound (oldest evicted first). */
 export class ExpiringSet {
   private readonly seen = new Map<string, number>();
-  constructor(private readonly ttlMs: number, private readonly max: number) {}
+  constructor(
+    private readonly ttlMs: number,
+    private readonly max: number,
+  ) {}
   /** True if `key` was already present (and not expired); records it either way. */
   checkAndAdd(key: string, now: number): boolean {
     this.sweep(now);
@@ -58,7 +69,9 @@ export class ExpiringSet {
     const exp = this.seen.get(key);
     return exp !== undefined && exp > now;
   }
-  get size(): number { return this.seen.size; }
+  get size(): number {
+    return this.seen.size;
+  }
   private sweep(now: number): void {
     // Entries are in insertion order, so expiry times are non-decreasing: stop at the first live one.
     for (const [k, exp] of this.seen) {

@@ -9,4 +9,6 @@ import { createHash } from 'node:crypto';
 
 export const LIVENESS_SEGMENT_ID: Buffer = createHash('sha256').update('peerdist liveness probe').digest();
 
-export function isLivenessProbe(id: Buffer): boolean { return id.equals(LIVENESS_SEGMENT_ID); }
+export function isLivenessProbe(id: Buffer): boolean {
+  return id.equals(LIVENESS_SEGMENT_ID);
+}

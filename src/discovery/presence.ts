@@ -44,10 +44,18 @@ export interface Presence {
   close(): Promise<void>;
 }
 
-export interface PresenceSighting { name: string; host: string; port: number; txt: Record<string, string> }
+export interface PresenceSighting {
+  name: string;
+  host: string;
+  port: number;
+  txt: Record<string, string>;
+}
 
 function label(name: string): string {
-  const l = name.replace(/[^A-Za-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  const l = name
+    .replace(/[^A-Za-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63);
   return l || 'peerdist';
 }
 
@@ -70,20 +78,33 @@ function mdnsOptions(o: { mdnsPort?: number; interface?: string; loopback?: bool
 
 function ready(m: Mdns): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error) => { m.removeListener('ready', onReady); reject(err); };
-    const onReady = () => { m.removeListener('error', onError); resolve(); };
+    const onError = (err: Error) => {
+      m.removeListener('ready', onReady);
+      reject(err);
+    };
+    const onReady = () => {
+      m.removeListener('error', onError);
+      resolve();
+    };
     m.once('ready', onReady);
     m.once('error', onError);
   });
 }
 
 /** One log line per kind per `intervalMs`; the next one says how many were held back meanwhile. */
-export function rateLimitedWarn(log: Logger, intervalMs = 60_000, now: () => number = Date.now): (kind: string, msg: string, err: unknown) => void {
+export function rateLimitedWarn(
+  log: Logger,
+  intervalMs = 60_000,
+  now: () => number = Date.now,
+): (kind: string, msg: string, err: unknown) => void {
   const state = new Map<string, { at: number; held: number }>();
   return (kind, msg, err) => {
     const t = now();
     const s = state.get(kind);
-    if (s && t - s.at < intervalMs) { s.held++; return; }
+    if (s && t - s.at < intervalMs) {
+      s.held++;
+      return;
+    }
     log.warn(msg, { err, ...(s?.held ? { suppressed: s.held } : {}) });
     state.set(kind, { at: t, held: 0 });
   };
@@ -99,37 +120,47 @@ export async function startPresence(opts: PresenceOptions): Promise<Presence> {
   const report = rateLimitedWarn(opts.logger ?? nullLogger, 60_000, opts.now);
   // Malformed packets and membership hiccups are not fatal, nor are late socket errors (presence
   // is best effort), but they are logged: at most one line a minute of each.
-  m.on('warning', (err: unknown) => report('warning', 'mDNS presence: ignored a malformed packet or a socket warning', err));
+  m.on('warning', (err: unknown) =>
+    report('warning', 'mDNS presence: ignored a malformed packet or a socket warning', err),
+  );
   try {
     await ready(m);
   } catch (err) {
     await destroy(m);
     throw err;
   }
-  m.on('error', (err: unknown) => report('error', 'mDNS presence: socket error (presence is best effort; carrying on)', err));
+  m.on('error', (err: unknown) =>
+    report('error', 'mDNS presence: socket error (presence is best effort; carrying on)', err),
+  );
   const base = label(opts.name);
   const instance = `${base}.${SERVICE_TYPE}`;
   const host = `${base}.local`;
-  const address = opts.interface && isIPv4(opts.interface) ? opts.interface : (defaultIPv4Interfaces()[0] ?? '127.0.0.1');
+  const address =
+    opts.interface && isIPv4(opts.interface) ? opts.interface : (defaultIPv4Interfaces()[0] ?? '127.0.0.1');
   let txt = txtStrings(opts.txt);
   let closed = false;
 
-  const records = (ttl: number): Answer[] => [
-    { name: SERVICE_TYPE, type: 'PTR', ttl, data: instance },
-    { name: instance, type: 'SRV', ttl, data: { port: opts.port, target: host, priority: 0, weight: 0 } },
-    { name: instance, type: 'TXT', ttl, data: txt },
-    { name: host, type: 'A', ttl, data: address },
-  ] as Answer[];
-  const announce = () => { if (!closed) m.respond({ answers: records(RECORD_TTL) }); };
+  const records = (ttl: number): Answer[] =>
+    [
+      { name: SERVICE_TYPE, type: 'PTR', ttl, data: instance },
+      { name: instance, type: 'SRV', ttl, data: { port: opts.port, target: host, priority: 0, weight: 0 } },
+      { name: instance, type: 'TXT', ttl, data: txt },
+      { name: host, type: 'A', ttl, data: address },
+    ] as Answer[];
+  const announce = () => {
+    if (!closed) m.respond({ answers: records(RECORD_TTL) });
+  };
 
   m.on('query', (q) => {
     if (closed) return;
     const asked = q.questions.some((x) => {
       const n = x.name.toLowerCase();
       const type = x.type as string;
-      return (n === SERVICE_TYPE && ['PTR', 'ANY'].includes(type)) ||
+      return (
+        (n === SERVICE_TYPE && ['PTR', 'ANY'].includes(type)) ||
         (n === instance.toLowerCase() && ['SRV', 'TXT', 'ANY'].includes(type)) ||
-        (n === host.toLowerCase() && ['A', 'ANY'].includes(type));
+        (n === host.toLowerCase() && ['A', 'ANY'].includes(type))
+      );
     });
     if (asked) announce();
   });
@@ -167,24 +198,37 @@ function parseTxt(data: unknown): Record<string, string> {
 }
 
 /** Queries for `_peerdist._tcp.local` and lists the daemons that answer within timeoutMs. */
-export async function browsePeers(opts: { timeoutMs: number; mdnsPort?: number; interface?: string; logger?: Logger }): Promise<PresenceSighting[]> {
+export async function browsePeers(opts: {
+  timeoutMs: number;
+  mdnsPort?: number;
+  interface?: string;
+  logger?: Logger;
+}): Promise<PresenceSighting[]> {
   const m = makeMdns(mdnsOptions({ ...opts, loopback: true }));
   const report = rateLimitedWarn(opts.logger ?? nullLogger);
-  m.on('warning', (err: unknown) => report('warning', 'mDNS browse: ignored a malformed packet or a socket warning', err));
+  m.on('warning', (err: unknown) =>
+    report('warning', 'mDNS browse: ignored a malformed packet or a socket warning', err),
+  );
   try {
     await ready(m);
   } catch (err) {
     await destroy(m);
     throw err;
   }
-  const found = new Map<string, { instance: string; port?: number; target?: string; txt?: Record<string, string>; from: string }>();
+  const found = new Map<
+    string,
+    { instance: string; port?: number; target?: string; txt?: Record<string, string>; from: string }
+  >();
   const addrs = new Map<string, string>();
   m.on('response', (res, rinfo: RemoteInfo) => {
     for (const a of [...res.answers, ...res.additionals]) {
       const name = a.name.toLowerCase();
       if (a.type === 'PTR' && name === SERVICE_TYPE && typeof a.data === 'string') {
         const inst = a.data.toLowerCase();
-        if (a.ttl === 0) { found.delete(inst); continue; }
+        if (a.ttl === 0) {
+          found.delete(inst);
+          continue;
+        }
         if (!found.has(inst) && found.size < 1024) found.set(inst, { instance: a.data, from: rinfo.address });
       }
     }

@@ -4,15 +4,26 @@
  * MessageID de-duplication, held segments (lookup), damping; then a reply after a random
  * 1..65 ms delay, unicast to the probe's source. See protocol/pccrd.md.
  */
-import { encodeProbeMatches, parseDiscoveryMessage, parseXAddr, segmentIdHex, MAX_XADDRS, type DiscoveryVersion, type Probe, type ProbeMatchEntry } from '../protocol/pccrd/codec.js';
+import {
+  encodeProbeMatches,
+  parseDiscoveryMessage,
+  parseXAddr,
+  segmentIdHex,
+  MAX_XADDRS,
+  type DiscoveryVersion,
+  type Probe,
+  type ProbeMatchEntry,
+} from '../protocol/pccrd/codec.js';
 import { DiscoveryParseError } from '../protocol/pccrd/errors.js';
 import type { DampingTable } from './damping.js';
 import { ExpiringSet, KeyedRateLimiter, TokenBucket } from './limits.js';
 import { countDrop, type Peer, type Runtime } from './runtime.js';
 import { msToAge } from '../protocol/pccrd/segment-ages.js';
 
-export type SegmentLookup = (segmentIds: Buffer[], version: DiscoveryVersion) =>
-  Array<{ blockCount: number; complete: boolean; ageMs?: number } | undefined>;
+export type SegmentLookup = (
+  segmentIds: Buffer[],
+  version: DiscoveryVersion,
+) => Array<{ blockCount: number; complete: boolean; ageMs?: number } | undefined>;
 
 /** APP_MAX_DELAY for PeerDist (MS-PCCRD; protocol/pccrd.md, "Responder behaviour"). */
 export const APP_MAX_DELAY_MS = 65;
@@ -46,7 +57,10 @@ export class Responder {
   private readonly pending = new Set<unknown>();
   private closed = false;
 
-  constructor(private readonly cfg: ResponderConfig, private readonly rt: Runtime) {
+  constructor(
+    private readonly cfg: ResponderConfig,
+    private readonly rt: Runtime,
+  ) {
     const ps = cfg.perSourceRate ?? { rate: 20, burst: 40 };
     const g = cfg.globalRate ?? { rate: 200, burst: 400 };
     this.perSource = new KeyedRateLimiter(ps.rate, ps.burst);
@@ -78,12 +92,15 @@ export class Responder {
     const reply = this.buildReply(probe);
     if (!reply) return;
     const delay = 1 + Math.floor(this.rt.random() * APP_MAX_DELAY_MS);
-    const h = this.rt.timers.set(() => {
-      this.pending.delete(h);
-      if (this.closed) return;
-      this.cfg.send(reply, from);
-      stats.matchesSent++;
-    }, Math.min(APP_MAX_DELAY_MS, delay));
+    const h = this.rt.timers.set(
+      () => {
+        this.pending.delete(h);
+        if (this.closed) return;
+        this.cfg.send(reply, from);
+        stats.matchesSent++;
+      },
+      Math.min(APP_MAX_DELAY_MS, delay),
+    );
     this.pending.add(h);
   }
 
@@ -101,9 +118,10 @@ export class Responder {
         damped++;
         return;
       }
-      const entry: ProbeMatchEntry = probe.version === 1
-        ? { segmentId, blockCount: r.blockCount }
-        : { segmentId, partial: true, complete: r.complete };
+      const entry: ProbeMatchEntry =
+        probe.version === 1
+          ? { segmentId, blockCount: r.blockCount }
+          : { segmentId, partial: true, complete: r.complete };
       held.push({ index, entry, ageMs: r.ageMs });
     });
     if (held.length === 0) {
@@ -111,23 +129,43 @@ export class Responder {
       return undefined;
     }
     // Only well-formed host:port entries, at most as many as a receiver keeps.
-    const xaddrs = this.cfg.xaddrs().filter((x) => parseXAddr(x) !== undefined).slice(0, MAX_XADDRS);
+    const xaddrs = this.cfg
+      .xaddrs()
+      .filter((x) => parseXAddr(x) !== undefined)
+      .slice(0, MAX_XADDRS);
     if (xaddrs.length === 0) {
       countDrop(stats, 'noXAddrs');
       return undefined;
     }
     const base = {
-      version: probe.version, messageId: this.rt.newMessageId(), relatesTo: probe.messageId,
-      instanceId: this.cfg.instanceId, messageNumber: this.cfg.nextMessageNumber(), endpoint: this.cfg.endpoint, xaddrs,
+      version: probe.version,
+      messageId: this.rt.newMessageId(),
+      relatesTo: probe.messageId,
+      instanceId: this.cfg.instanceId,
+      messageNumber: this.cfg.nextMessageNumber(),
+      endpoint: this.cfg.endpoint,
+      xaddrs,
     };
     const limit = this.cfg.maxReplyBytes ?? MAX_REPLY_BYTES;
-    const encode = (list: typeof held) => Buffer.from(encodeProbeMatches({
-      ...base,
-      matches: list.map((h) => h.entry),
-      segmentAges: probe.version === 2
-        ? { units: 3, entries: list.filter((h) => h.ageMs !== undefined).map((h) => ({ index: h.index, age: msToAge(h.ageMs!, 3) })) }
-        : undefined,
-    }, probe.segmentIds));
+    const encode = (list: typeof held) =>
+      Buffer.from(
+        encodeProbeMatches(
+          {
+            ...base,
+            matches: list.map((h) => h.entry),
+            segmentAges:
+              probe.version === 2
+                ? {
+                    units: 3,
+                    entries: list
+                      .filter((h) => h.ageMs !== undefined)
+                      .map((h) => ({ index: h.index, age: msToAge(h.ageMs!, 3) })),
+                  }
+                : undefined,
+          },
+          probe.segmentIds,
+        ),
+      );
     let out = encode(held);
     if (out.length > limit && held.length > 1) {
       // Truncate the scope list rather than exceed one datagram: estimate, then trim to fit.

@@ -4,7 +4,14 @@
  * ProbeMatches into a per-segment peer table. See protocol/pccrd.md for timing and limits.
  */
 import { isIP } from 'node:net';
-import { encodeProbe, parseDiscoveryMessage, parseXAddr, segmentIdHex, type DiscoveryVersion, type ProbeMatches } from '../protocol/pccrd/codec.js';
+import {
+  encodeProbe,
+  parseDiscoveryMessage,
+  parseXAddr,
+  segmentIdHex,
+  type DiscoveryVersion,
+  type ProbeMatches,
+} from '../protocol/pccrd/codec.js';
 import { DiscoveryParseError } from '../protocol/pccrd/errors.js';
 import type { DampingTable } from './damping.js';
 import { ExpiringSet, TokenBucket } from './limits.js';
@@ -65,7 +72,11 @@ export interface ProberConfig {
   timing?: Partial<ProberTiming>;
 }
 
-interface Outstanding { chunk: Chunk; messageId: string; replied: boolean }
+interface Outstanding {
+  chunk: Chunk;
+  messageId: string;
+  replied: boolean;
+}
 
 interface Chunk {
   watch: Watch<Chunk>;
@@ -89,7 +100,10 @@ export class Prober {
   private pumpTimer?: unknown;
   private wait: number;
 
-  constructor(private readonly cfg: ProberConfig, private readonly rt: Runtime) {
+  constructor(
+    private readonly cfg: ProberConfig,
+    private readonly rt: Runtime,
+  ) {
     this.timing = { ...DEFAULT_TIMING, ...cfg.timing };
     this.wait = this.timing.maxWaitMs;
     this.inbound = new TokenBucket(500, 1000, rt.now());
@@ -109,7 +123,9 @@ export class Prober {
     if (version !== 1 && version !== 2) throw new RangeError('version must be 1 or 2');
     for (const id of segmentIds) {
       if (version === 2 ? id.length !== 32 : ![32, 48, 64].includes(id.length)) {
-        throw new RangeError(`v${version} segment IDs are ${version === 2 ? '32' : '32, 48 or 64'} bytes, got ${id.length}`);
+        throw new RangeError(
+          `v${version} segment IDs are ${version === 2 ? '32' : '32, 48 or 64'} bytes, got ${id.length}`,
+        );
       }
     }
     const unique = new Map<string, Buffer>();
@@ -138,10 +154,13 @@ export class Prober {
     if (this.pumpTimer !== undefined) return;
     for (const chunk of this.ready) {
       if (!this.pacer.take(this.rt.now())) {
-        this.pumpTimer = this.rt.timers.set(() => {
-          this.pumpTimer = undefined;
-          this.pump();
-        }, Math.ceil(1000 / this.timing.maxProbesPerSecond));
+        this.pumpTimer = this.rt.timers.set(
+          () => {
+            this.pumpTimer = undefined;
+            this.pump();
+          },
+          Math.ceil(1000 / this.timing.maxProbesPerSecond),
+        );
         return;
       }
       this.ready.delete(chunk);
@@ -190,7 +209,9 @@ export class Prober {
     if (!this.cfg.isLocal(from.address)) return countDrop(stats, 'notLocal', logger, { from: from.address });
     let pm: ProbeMatches;
     try {
-      const msg = parseDiscoveryMessage(datagram, { probeSegments: (rel) => this.outstanding.get(rel)?.chunk.segmentIds });
+      const msg = parseDiscoveryMessage(datagram, {
+        probeSegments: (rel) => this.outstanding.get(rel)?.chunk.segmentIds,
+      });
       if (msg.kind !== 'ProbeMatches') return countDrop(stats, 'unexpected');
       pm = msg;
     } catch (err) {
@@ -212,7 +233,10 @@ export class Prober {
     if (addrs.length === 0) return countDrop(stats, 'nonLocalXAddrs', logger, { xaddrs: pm.xaddrs });
     // A peer has one or two addresses (IPv4, IPv6); a ProbeMatch listing more is pointing us at
     // other hosts' ports (issue 16.5: 16 tarpit XAddrs per answer). Only the first few are used.
-    if (addrs.length > MAX_XADDRS_PER_MATCH) { countDrop(stats, 'extraXAddrs'); addrs.length = MAX_XADDRS_PER_MATCH; }
+    if (addrs.length > MAX_XADDRS_PER_MATCH) {
+      countDrop(stats, 'extraXAddrs');
+      addrs.length = MAX_XADDRS_PER_MATCH;
+    }
     stats.matchesReceived++;
     rec.replied = true;
     this.wait = this.timing.maxWaitMs;
@@ -220,7 +244,7 @@ export class Prober {
     for (const m of pm.matches) {
       const hex = segmentIdHex(m.segmentId);
       if (!probed.has(hex)) continue;
-      const blockCount = pm.version === 1 ? m.blockCount ?? 0 : 1;
+      const blockCount = pm.version === 1 ? (m.blockCount ?? 0) : 1;
       const complete = pm.version === 2 ? !!m.complete : false;
       if (blockCount <= 0) continue;
       this.cfg.damping.observe(hex, pm.endpoint, blockCount, complete);

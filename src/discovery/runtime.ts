@@ -32,4 +32,7 @@ export interface Runtime {
 }
 
 /** A network source or destination. */
-export interface Peer { address: string; port: number }
+export interface Peer {
+  address: string;
+  port: number;
+}

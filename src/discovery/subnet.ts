@@ -5,7 +5,10 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 
-export interface Subnet { address: string; netmask: string }
+export interface Subnet {
+  address: string;
+  netmask: string;
+}
 
 function prefixLength(netmask: string): number | undefined {
   let bits = 0;
@@ -54,7 +57,11 @@ export function localAddressFilter(subnets: Subnet[]): (address: string) => bool
  * Like localAddressFilter, but re-reads the subnets (default: this host's) at most every `ttlMs`,
  * so a daemon follows address changes (DHCP renewals, new interfaces) without a restart.
  */
-export function refreshingLocalFilter(now: () => number, ttlMs = 30_000, source: () => Subnet[] = hostSubnets): (address: string) => boolean {
+export function refreshingLocalFilter(
+  now: () => number,
+  ttlMs = 30_000,
+  source: () => Subnet[] = hostSubnets,
+): (address: string) => boolean {
   let filter = localAddressFilter(source());
   let builtAt = now();
   return (address) => {

@@ -41,13 +41,19 @@ export class Watch<C = unknown> extends EventEmitter implements SegmentWatch {
   private readonly table = new Map<string, Map<string, PeerSighting>>();
   private readonly waiters = new Set<() => void>();
 
-  constructor(private readonly onClose: (w: Watch<C>) => void, private readonly clock: Timers) {
+  constructor(
+    private readonly onClose: (w: Watch<C>) => void,
+    private readonly clock: Timers,
+  ) {
     super();
   }
 
   upsert(segmentId: string, address: string, blockCount: number, complete: boolean, now: number): void {
     let peers = this.table.get(segmentId);
-    if (!peers) { peers = new Map(); this.table.set(segmentId, peers); }
+    if (!peers) {
+      peers = new Map();
+      this.table.set(segmentId, peers);
+    }
     const old = peers.get(address);
     if (old) {
       old.lastSeen = now;
@@ -73,8 +79,15 @@ export class Watch<C = unknown> extends EventEmitter implements SegmentWatch {
   peers(segmentId: Buffer): PeerSighting[] {
     const peers = this.table.get(segmentIdHex(segmentId));
     if (!peers) return [];
-    return [...peers.values()].map((p) => ({ ...p })).sort((a, b) =>
-      a.failures - b.failures || Number(b.complete) - Number(a.complete) || b.blockCount - a.blockCount || a.firstSeen - b.firstSeen);
+    return [...peers.values()]
+      .map((p) => ({ ...p }))
+      .sort(
+        (a, b) =>
+          a.failures - b.failures ||
+          Number(b.complete) - Number(a.complete) ||
+          b.blockCount - a.blockCount ||
+          a.firstSeen - b.firstSeen,
+      );
   }
 
   reportFailure(address: string): void {

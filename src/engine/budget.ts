@@ -15,12 +15,17 @@ export const BYTES_PER_V2_SEGMENT = 700;
 
 /** Estimated block-state bytes of a download of `ci`. */
 export function stateBytes(ci: Pick<ContentInfo, 'version' | 'contentLength' | 'segments'>): number {
-  return ci.version === 2 ? ci.segments.length * BYTES_PER_V2_SEGMENT : Math.ceil(ci.contentLength / V1_BLOCK_SIZE) * BYTES_PER_V1_BLOCK;
+  return ci.version === 2
+    ? ci.segments.length * BYTES_PER_V2_SEGMENT
+    : Math.ceil(ci.contentLength / V1_BLOCK_SIZE) * BYTES_PER_V1_BLOCK;
 }
 
 /** The least block state any content information for `length` bytes can need (before it is read). */
 export function minStateBytes(length: number): number {
-  return Math.min(Math.ceil(length / V1_BLOCK_SIZE) * BYTES_PER_V1_BLOCK, Math.ceil(length / V2_MAX_SEGMENT_SIZE) * BYTES_PER_V2_SEGMENT);
+  return Math.min(
+    Math.ceil(length / V1_BLOCK_SIZE) * BYTES_PER_V1_BLOCK,
+    Math.ceil(length / V2_MAX_SEGMENT_SIZE) * BYTES_PER_V2_SEGMENT,
+  );
 }
 
 export class MemoryBudget {
@@ -28,15 +33,24 @@ export class MemoryBudget {
   constructor(readonly total = Math.floor(getHeapStatistics().heap_size_limit / 2)) {}
 
   /** Whether `bytes` more would fit now. */
-  fits(bytes: number): boolean { return this.used + bytes <= this.total; }
+  fits(bytes: number): boolean {
+    return this.used + bytes <= this.total;
+  }
 
   /** Takes `bytes` if they fit; returns the release function, or undefined. */
   reserve(bytes: number): (() => void) | undefined {
     if (!this.fits(bytes)) return undefined;
     this.used += bytes;
     let done = false;
-    return () => { if (!done) { done = true; this.used -= bytes; } };
+    return () => {
+      if (!done) {
+        done = true;
+        this.used -= bytes;
+      }
+    };
   }
 
-  get inUse(): number { return this.used; }
+  get inUse(): number {
+    return this.used;
+  }
 }

@@ -7,7 +7,13 @@ export type CountedField = keyof ByteCounts | 'bytesDone';
 export type CounterSink = (field: CountedField, n: number) => void;
 
 export class JobCounters {
-  readonly counts: ByteCounts & { bytesDone: number } = { fromOrigin: 0, fromPeers: 0, fromCache: 0, contentInfoBytes: 0, bytesDone: 0 };
+  readonly counts: ByteCounts & { bytesDone: number } = {
+    fromOrigin: 0,
+    fromPeers: 0,
+    fromCache: 0,
+    contentInfoBytes: 0,
+    bytesDone: 0,
+  };
 
   constructor(private readonly sink: CounterSink) {}
 

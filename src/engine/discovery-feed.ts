@@ -42,7 +42,9 @@ export class DiscoveryFeed {
     try {
       const u = new URL(s.url);
       this.originAddress = `${u.hostname}:${u.port || (u.protocol === 'https:' ? '443' : '80')}`;
-    } catch { this.originAddress = undefined; }
+    } catch {
+      this.originAddress = undefined;
+    }
   }
 
   /** Whether a sighted address may be used by this download. */
@@ -96,10 +98,14 @@ export class DiscoveryFeed {
   }
 
   private refreshEvery(ms: number): void {
-    this.refreshTimer = this.s.ctx.timers.set(() => {
-      void this.refreshAll();
-      this.refreshEvery(ms);
-    }, ms, true);
+    this.refreshTimer = this.s.ctx.timers.set(
+      () => {
+        void this.refreshAll();
+        this.refreshEvery(ms);
+      },
+      ms,
+      true,
+    );
   }
 
   /**
@@ -111,21 +117,28 @@ export class DiscoveryFeed {
   reprobe(n = 0): void {
     const s = this.s;
     if (n >= REPROBE_MAX || s.stopped()) return;
-    this.reprobeTimer = s.ctx.timers.set(() => {
-      this.extraWatch?.close();
-      this.extraWatch = undefined;
-      const { sched, ci } = s;
-      if (s.stopped() || sched.peerCount() > 0) return;
-      const needed = sched.segmentsNeeded();
-      for (let i = needed.length - 1; i > 0; i--) { const j = Math.floor(s.ctx.random() * (i + 1)); [needed[i], needed[j]] = [needed[j]!, needed[i]!]; }
-      const ids = needed.slice(0, REPROBE_SAMPLE[ci.version]).map((g) => ci.segments[g]!.segmentId);
-      if (ids.length === 0) return;
-      const w = s.ctx.deps.discovery.watch(ids, ci.version);
-      const round = this.round('reprobe', ids.length);
-      w.on('peer', (p) => this.onSighting(p, round));
-      this.extraWatch = w;
-      this.reprobe(n + 1);
-    }, REPROBE_MS, true);
+    this.reprobeTimer = s.ctx.timers.set(
+      () => {
+        this.extraWatch?.close();
+        this.extraWatch = undefined;
+        const { sched, ci } = s;
+        if (s.stopped() || sched.peerCount() > 0) return;
+        const needed = sched.segmentsNeeded();
+        for (let i = needed.length - 1; i > 0; i--) {
+          const j = Math.floor(s.ctx.random() * (i + 1));
+          [needed[i], needed[j]] = [needed[j]!, needed[i]!];
+        }
+        const ids = needed.slice(0, REPROBE_SAMPLE[ci.version]).map((g) => ci.segments[g]!.segmentId);
+        if (ids.length === 0) return;
+        const w = s.ctx.deps.discovery.watch(ids, ci.version);
+        const round = this.round('reprobe', ids.length);
+        w.on('peer', (p) => this.onSighting(p, round));
+        this.extraWatch = w;
+        this.reprobe(n + 1);
+      },
+      REPROBE_MS,
+      true,
+    );
   }
 
   /** Numbers a discovery round (a watch) and traces its start. */
@@ -161,7 +174,8 @@ export class DiscoveryFeed {
     if (this.s.stopped() || ci.version !== 1) return Promise.resolve();
     const work: Promise<void>[] = [];
     for (const seg of sched.segmentsNeeded()) {
-      for (const peer of sched.partialHolders(seg)) if (!this.s.noBlockLists.has(peer)) work.push(this.refreshPeer(peer, seg));
+      for (const peer of sched.partialHolders(seg))
+        if (!this.s.noBlockLists.has(peer)) work.push(this.refreshPeer(peer, seg));
     }
     return Promise.all(work);
   }
@@ -182,7 +196,12 @@ export class DiscoveryFeed {
     if (s.stopped()) return;
     try {
       const n = s.sched.blocksInSegment(seg);
-      const r = await s.ctx.deps.retrieval.getBlockList({ peer, segmentId: s.ci.segments[seg]!.segmentId, ranges: [[0, n]], signal: s.signal });
+      const r = await s.ctx.deps.retrieval.getBlockList({
+        peer,
+        segmentId: s.ci.segments[seg]!.segmentId,
+        ranges: [[0, n]],
+        signal: s.signal,
+      });
       if (s.stopped()) return;
       const indices: number[] = [];
       for (const [first, count] of r.ranges) for (let i = first; i < first + count && i < n; i++) indices.push(i);

@@ -20,7 +20,20 @@ export type { OriginClient, OriginResponse } from './origin-client.js';
 export { UndiciOriginClient } from './origin-client.js';
 export type { PeerStat } from './scheduler.js';
 export type {
-  ByteCounts, ByteSource, DiscoveryLike, DownloadJob, DownloadResult, EngineDeps, EngineTotals, JobInfo, JobProgress, JobState, RetrievalLike, SightingLike, StoreLike, WatchLike,
+  ByteCounts,
+  ByteSource,
+  DiscoveryLike,
+  DownloadJob,
+  DownloadResult,
+  EngineDeps,
+  EngineTotals,
+  JobInfo,
+  JobProgress,
+  JobState,
+  RetrievalLike,
+  SightingLike,
+  StoreLike,
+  WatchLike,
 } from './types.js';
 
 export interface EngineOptions extends EngineDeps {
@@ -33,7 +46,17 @@ export class DownloadEngine extends EventEmitter {
   private readonly ownHttp: boolean;
   private readonly all: EngineJob[] = [];
   private readonly running = new Map<string, EngineJob>();
-  private readonly sums: EngineTotals = { jobs: 0, active: 0, completed: 0, failed: 0, bytesDone: 0, fromOrigin: 0, fromPeers: 0, fromCache: 0, contentInfoBytes: 0 };
+  private readonly sums: EngineTotals = {
+    jobs: 0,
+    active: 0,
+    completed: 0,
+    failed: 0,
+    bytesDone: 0,
+    fromOrigin: 0,
+    fromPeers: 0,
+    fromCache: 0,
+    contentInfoBytes: 0,
+  };
   private closed = false;
   /** Memory for the block state of running downloads (issue 16.7). */
   private readonly budget: MemoryBudget;
@@ -49,8 +72,13 @@ export class DownloadEngine extends EventEmitter {
   download(url: string, opts: { headers?: Record<string, string> } = {}): DownloadJob {
     if (this.closed) throw new DownloadError('ENGINE_CLOSED', 'download engine is closed');
     let parsed: URL;
-    try { parsed = new URL(url); } catch { throw new DownloadError('ORIGIN_STATUS', `not a URL: ${url}`); }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new DownloadError('ORIGIN_STATUS', `unsupported URL scheme: ${parsed.protocol}`);
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new DownloadError('ORIGIN_STATUS', `not a URL: ${url}`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+      throw new DownloadError('ORIGIN_STATUS', `unsupported URL scheme: ${parsed.protocol}`);
     parsed.hash = '';
     const key = parsed.href;
     const existing = this.running.get(key);
@@ -63,7 +91,9 @@ export class DownloadEngine extends EventEmitter {
       now: this.deps.now ?? Date.now,
       timers: this.deps.timers ?? realTimers,
       random: this.deps.random ?? Math.random,
-      count: (field, n) => { this.sums[field] += n; },
+      count: (field, n) => {
+        this.sums[field] += n;
+      },
       budget: this.budget,
       isSelf: (a) => {
         if (!this.deps.selfAddresses) return false;
@@ -79,19 +109,27 @@ export class DownloadEngine extends EventEmitter {
     this.sums.active++;
     const settle = (ok: boolean) => {
       this.sums.active--;
-      if (ok) this.sums.completed++; else this.sums.failed++;
+      if (ok) this.sums.completed++;
+      else this.sums.failed++;
       if (this.running.get(key) === job) this.running.delete(key);
       this.trim();
     };
-    job.done.then(() => settle(true), () => settle(false));
+    job.done.then(
+      () => settle(true),
+      () => settle(false),
+    );
     job.start();
     this.emit('job', job);
     return job;
   }
 
-  jobs(): DownloadJob[] { return [...this.all]; }
+  jobs(): DownloadJob[] {
+    return [...this.all];
+  }
 
-  totals(): EngineTotals { return { ...this.sums }; }
+  totals(): EngineTotals {
+    return { ...this.sums };
+  }
 
   /** Keeps the most recent finished jobs (readers may still use them); disposes older ones. */
   private trim(): void {
@@ -99,7 +137,11 @@ export class DownloadEngine extends EventEmitter {
     let finished = this.all.filter((j) => j.finished).length;
     for (let i = 0; i < this.all.length && finished > keep; ) {
       const j = this.all[i]!;
-      if (j.finished) { this.all.splice(i, 1); finished--; void j.dispose(); } else i++;
+      if (j.finished) {
+        this.all.splice(i, 1);
+        finished--;
+        void j.dispose();
+      } else i++;
     }
   }
 

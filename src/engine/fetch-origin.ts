@@ -13,7 +13,8 @@ const RECHECK_PEERS = 8;
 const RECHECK_WAIT_MS = 50;
 
 export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
-  const { ci, sched } = s, b = s.layout.blocks.at(g)!;
+  const { ci, sched } = s,
+    b = s.layout.blocks.at(g)!;
   const start = s.layout.offsets[g]!;
   if (await peerHasItNow(s, g)) {
     if (s.stopped()) return;
@@ -26,7 +27,11 @@ export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
   const reason = sched.whyOrigin(g, t0);
   let data: Buffer;
   try {
-    const res = await s.ctx.http.get(s.url, { ...s.headers, ...missingDataRequestHeaders(), Range: `bytes=${start}-${start + b.length - 1}` }, s.signal);
+    const res = await s.ctx.http.get(
+      s.url,
+      { ...s.headers, ...missingDataRequestHeaders(), Range: `bytes=${start}-${start + b.length - 1}` },
+      s.signal,
+    );
     if (res.status !== 206 && !(res.status === 200 && start === 0 && b.length === ci.contentLength)) {
       res.discard();
       throw new DownloadError('ORIGIN_STATUS', `origin answered HTTP ${res.status} to a range request`);
@@ -37,7 +42,11 @@ export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
     s.lastOriginError = (err as Error).message;
     s.log.debug('origin block failed', { block: g, err });
     s.trace({ type: 'origin-fail', block: g, reason, error: (err as Error).message });
-    sched.originFailed(g, err instanceof DownloadError && err.code === 'ORIGIN_MISMATCH' ? 'mismatch' : 'error', s.ctx.now());
+    sched.originFailed(
+      g,
+      err instanceof DownloadError && err.code === 'ORIGIN_MISMATCH' ? 'mismatch' : 'error',
+      s.ctx.now(),
+    );
     s.recheckStore(g);
     return;
   }
@@ -45,7 +54,12 @@ export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
   if (!s.check(g, data)) {
     s.log.warn('origin block does not match the content information', { block: g, segment: b.seg, index: b.index });
     sched.originFailed(g, 'mismatch', s.ctx.now());
-    s.trace({ type: 'origin-fail', block: g, reason, error: 'the origin\'s block does not match the content information' });
+    s.trace({
+      type: 'origin-fail',
+      block: g,
+      reason,
+      error: "the origin's block does not match the content information",
+    });
     s.recheckStore(g);
     return;
   }
@@ -60,19 +74,28 @@ export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
  * since our last look (one MSG_GETBLKLIST each, bounded wait). A yes saves a WAN transfer.
  */
 async function peerHasItNow(s: Session, g: number): Promise<boolean> {
-  const { sched } = s, b = s.layout.blocks.at(g)!, seg = s.segInfo(g);
+  const { sched } = s,
+    b = s.layout.blocks.at(g)!,
+    seg = s.segInfo(g);
   const peers = sched.recheckPeers(b.seg, s.ctx.now(), RECHECK_PEERS).filter((p) => !s.noBlockLists.has(p));
   if (peers.length === 0) return false;
   let found = false;
   const asks = peers.map(async (peer) => {
     try {
-      const r = await s.ctx.deps.retrieval.getBlockList({ peer, segmentId: seg.segmentId, ranges: [[b.index, 1]], signal: s.signal });
+      const r = await s.ctx.deps.retrieval.getBlockList({
+        peer,
+        segmentId: seg.segmentId,
+        ranges: [[b.index, 1]],
+        signal: s.signal,
+      });
       if (r.ranges.some(([first, count]) => first <= b.index && b.index < first + count)) {
         found = true;
         if (s.ci.version === 2) sched.peerHasSegment(peer, b.seg, s.ctx.now());
         else sched.peerHasBlock(peer, b.seg, b.index);
       }
-    } catch { /* no answer: the origin it is */ }
+    } catch {
+      /* no answer: the origin it is */
+    }
   });
   await s.until(Promise.all(asks), RECHECK_WAIT_MS);
   return found;

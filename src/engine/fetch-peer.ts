@@ -8,28 +8,45 @@ import type { PeerFailure } from './scheduler.js';
 import type { Session } from './session.js';
 
 export async function fetchFromPeer(s: Session, g: number, peer: string): Promise<void> {
-  const { sched } = s, b = s.layout.blocks.at(g)!, seg = s.segInfo(g);
+  const { sched } = s,
+    b = s.layout.blocks.at(g)!,
+    seg = s.segInfo(g);
   const t0 = s.ctx.now();
   let data: Buffer;
   let next = 0;
   let verified: Buffer | undefined;
   try {
     const r = await s.ctx.deps.retrieval.getBlock({
-      peer, segmentId: seg.segmentId, index: b.index, kp: seg.kp, expectedLength: b.length,
-      verify: (plain) => { const ok = s.check(g, plain); if (ok) verified = plain; return ok; }, signal: s.signal,
+      peer,
+      segmentId: seg.segmentId,
+      index: b.index,
+      kp: seg.kp,
+      expectedLength: b.length,
+      verify: (plain) => {
+        const ok = s.check(g, plain);
+        if (ok) verified = plain;
+        return ok;
+      },
+      signal: s.signal,
     });
     data = r.data;
     next = r.nextBlockIndex;
     // Whatever the client did with the callback, only bytes that passed it are stored.
-    if (data !== verified && !s.check(g, data)) throw new PeerError('BAD_BLOCK', peer, `block ${b.index} does not match its hash`);
+    if (data !== verified && !s.check(g, data))
+      throw new PeerError('BAD_BLOCK', peer, `block ${b.index} does not match its hash`);
   } catch (err) {
     if (s.stopped()) return;
     let why = classifyPeerError(err);
     // An address that never answered validly and failed now is quarantined by the client: drop it.
-    if (why !== 'bad-block' && why !== 'not-available' && s.ctx.deps.retrieval.usable?.(peer) === false) why = 'unusable';
+    if (why !== 'bad-block' && why !== 'not-available' && s.ctx.deps.retrieval.usable?.(peer) === false)
+      why = 'unusable';
     s.log.debug('peer block failed', { peer, block: g, why, err });
     if (why === 'bad-block') {
-      s.log.warn('peer sent a block that does not match its hash; not using it again for this download', { peer, segment: b.seg, index: b.index });
+      s.log.warn('peer sent a block that does not match its hash; not using it again for this download', {
+        peer,
+        segment: b.seg,
+        index: b.index,
+      });
       s.badPeer(peer);
     }
     s.trace({ type: 'peer-fail', peer, block: g, why });
@@ -49,11 +66,17 @@ export async function fetchFromPeer(s: Session, g: number, peer: string): Promis
 export function classifyPeerError(err: unknown): PeerFailure {
   if (!(err instanceof PeerError)) return 'error';
   switch (err.code) {
-    case 'BAD_BLOCK': return 'bad-block';
-    case 'PEER_NOT_AVAILABLE': return 'not-available';
-    case 'PEER_TIMEOUT': return 'timeout';
-    case 'PEER_BUSY': return 'busy';
-    case 'PEER_QUARANTINED': return 'unusable';
-    default: return 'error';
+    case 'BAD_BLOCK':
+      return 'bad-block';
+    case 'PEER_NOT_AVAILABLE':
+      return 'not-available';
+    case 'PEER_TIMEOUT':
+      return 'timeout';
+    case 'PEER_BUSY':
+      return 'busy';
+    case 'PEER_QUARANTINED':
+      return 'unusable';
+    default:
+      return 'error';
   }
 }

@@ -54,7 +54,12 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   /** The plain body was dropped (finished, no reader left). */
   private plainReleased = false;
 
-  constructor(readonly id: string, readonly url: string, private readonly headers: Record<string, string>, private readonly ctx: JobContext) {
+  constructor(
+    readonly id: string,
+    readonly url: string,
+    private readonly headers: Record<string, string>,
+    private readonly ctx: JobContext,
+  ) {
     super();
     this.started = ctx.now();
     // Every peer and origin request of the job listens on its signal: up to the total peer plus
@@ -62,8 +67,14 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     setMaxListeners(256, this.abort.signal);
     this.log = rateLimited(ctx.log.child({ job: id }), { now: ctx.now });
     this.counters = new JobCounters(ctx.count);
-    this.info = new Promise((res, rej) => { this.resolveInfo = res; this.rejectInfo = rej; });
-    this.done = new Promise((res, rej) => { this.resolveDone = res; this.rejectDone = rej; });
+    this.info = new Promise((res, rej) => {
+      this.resolveInfo = res;
+      this.rejectInfo = rej;
+    });
+    this.done = new Promise((res, rej) => {
+      this.resolveDone = res;
+      this.rejectDone = rej;
+    });
     // Callers may only look at one of them; an unobserved rejection must not crash the daemon.
     this.info.catch(() => undefined);
     this.done.catch(() => undefined);
@@ -72,7 +83,9 @@ export class EngineJob extends EventEmitter implements DownloadJob {
 
   private renewTick(): void {
     const old = this.fireTick;
-    this.tick = new Promise((r) => { this.fireTick = r; });
+    this.tick = new Promise((r) => {
+      this.fireTick = r;
+    });
     old?.();
   }
 
@@ -81,7 +94,9 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     this.run().catch((err) => this.fail(err));
   }
 
-  get finished(): boolean { return this.state === 'done' || this.state === 'failed'; }
+  get finished(): boolean {
+    return this.state === 'done' || this.state === 'failed';
+  }
 
   progress(): JobProgress {
     const c = this.counters.counts;
@@ -103,7 +118,9 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   }
 
   /** Per-peer statistics (throughput, failures, bad blocks, bans) of this job. */
-  peerStats(): PeerStat[] { return this.transfer?.peerStats() ?? []; }
+  peerStats(): PeerStat[] {
+    return this.transfer?.peerStats() ?? [];
+  }
 
   cancel(): void {
     if (!this.finished) this.fail(new DownloadError('CANCELLED', `download cancelled: ${this.url}`));
@@ -113,7 +130,8 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     // Counted from now (not from its first read): a plain body is kept while any reader is open.
     this.readers++;
     const stream = blockReader({
-      start, end,
+      start,
+      end,
       info: this.info,
       plain: () => this.plain,
       plainReleased: () => this.plainReleased,
@@ -126,7 +144,10 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       failure: () => this.error,
       finished: () => this.finished,
     });
-    stream.once('close', () => { this.readers--; this.maybeDropPlain(); });
+    stream.once('close', () => {
+      this.readers--;
+      this.maybeDropPlain();
+    });
     return stream;
   }
 
@@ -137,14 +158,18 @@ export class EngineJob extends EventEmitter implements DownloadJob {
    */
   private maybeDropPlain(): void {
     if (!this.finished || this.readers > 0 || !this.plain || this.dropTimer !== undefined) return;
-    this.dropTimer = this.ctx.timers.set(() => {
-      this.dropTimer = undefined;
-      if (this.readers > 0 || !this.plain) return;
-      const body = this.plain;
-      this.plain = undefined;
-      this.plainReleased = true;
-      void body.dispose();
-    }, this.ctx.deps.plainLingerMs ?? 5_000, true);
+    this.dropTimer = this.ctx.timers.set(
+      () => {
+        this.dropTimer = undefined;
+        if (this.readers > 0 || !this.plain) return;
+        const body = this.plain;
+        this.plain = undefined;
+        this.plainReleased = true;
+        void body.dispose();
+      },
+      this.ctx.deps.plainLingerMs ?? 5_000,
+      true,
+    );
   }
 
   /** Where each active reader is (next block it needs); blocks kept in memory wait for them. */
@@ -154,8 +179,15 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     const cursor = { g: 0 };
     this.readerCursors.add(cursor);
     return {
-      at: (g) => { if (cursor.g !== g) { cursor.g = g; this.transfer?.readersMoved(); } },
-      done: () => { if (this.readerCursors.delete(cursor)) this.transfer?.readersMoved(); },
+      at: (g) => {
+        if (cursor.g !== g) {
+          cursor.g = g;
+          this.transfer?.readersMoved();
+        }
+      },
+      done: () => {
+        if (this.readerCursors.delete(cursor)) this.transfer?.readersMoved();
+      },
     };
   }
 
@@ -171,12 +203,24 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   }
 
   private async run(): Promise<void> {
-    const answer = await negotiate(this.ctx, this.url, this.headers, this.abort.signal, (n) => this.counters.add('contentInfoBytes', n), this.ctx.budget);
+    const answer = await negotiate(
+      this.ctx,
+      this.url,
+      this.headers,
+      this.abort.signal,
+      (n) => this.counters.add('contentInfoBytes', n),
+      this.ctx.budget,
+    );
     if (!answer.peerdist) return this.runPlain(answer.res, answer.meta);
     const ci = answer.contentInfo;
     this.trace({
-      type: 'content', version: ci.version, contentLength: ci.contentLength, segments: ci.segments.length, hashAlgorithm: ci.hashAlgorithm,
-      blocks: ci.segments.reduce((n, s) => n + blockCount(ci.version, s), 0), contentInfoBytes: this.counters.counts.contentInfoBytes,
+      type: 'content',
+      version: ci.version,
+      contentLength: ci.contentLength,
+      segments: ci.segments.length,
+      hashAlgorithm: ci.hashAlgorithm,
+      blocks: ci.segments.reduce((n, s) => n + blockCount(ci.version, s), 0),
+      contentInfoBytes: this.counters.counts.contentInfoBytes,
     });
     if (this.ctx.budget) {
       const need = stateBytes(ci);
@@ -217,7 +261,10 @@ export class EngineJob extends EventEmitter implements DownloadJob {
         // No room even for the index entry (full filesystem): the segment is downloaded without
         // caching, its blocks go to the readers from memory (issue 16.4).
         if (!isCacheCapacityError(err)) throw err;
-        this.log.warn('cannot register a segment in the cache; downloading it without caching', { segment: seg.index, err });
+        this.log.warn('cannot register a segment in the cache; downloading it without caching', {
+          segment: seg.index,
+          err,
+        });
         continue;
       }
       this.releases.push(store.pin(seg.segmentId));
@@ -234,13 +281,20 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     this.trace({ type: 'cached', blocks: cached.length, bytes: cached.reduce((a, n) => a + n, 0) });
     this.state = 'running';
     this.changed();
-    if (transfer.sched.isDone()) { this.finish(); return; }
+    if (transfer.sched.isDone()) {
+      this.finish();
+      return;
+    }
     await transfer.run();
   }
 
   private transferHost(): TransferHost {
     return {
-      ctx: this.ctx, url: this.url, headers: this.headers, log: this.log, signal: this.abort.signal,
+      ctx: this.ctx,
+      url: this.url,
+      headers: this.headers,
+      log: this.log,
+      signal: this.abort.signal,
       ended: this.done,
       stopped: () => this.finished,
       readerLow: () => this.readerLow(),
@@ -269,7 +323,9 @@ export class EngineJob extends EventEmitter implements DownloadJob {
 
   // ------------------------------------------------------------------ end of job
 
-  private emitProgress(): void { this.emit('progress', this.progress()); }
+  private emitProgress(): void {
+    this.emit('progress', this.progress());
+  }
 
   private cleanup(): void {
     queueMicrotask(() => this.maybeDropPlain());
@@ -297,7 +353,15 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       durationMs: this.ctx.now() - this.started,
       peerStats: stats,
     };
-    this.log.info('download complete', { url: this.url, bytes: result.contentLength, fromOrigin: result.fromOrigin, fromPeers: result.fromPeers, fromCache: result.fromCache, peers: result.peers, ms: result.durationMs });
+    this.log.info('download complete', {
+      url: this.url,
+      bytes: result.contentLength,
+      fromOrigin: result.fromOrigin,
+      fromPeers: result.fromPeers,
+      fromCache: result.fromCache,
+      peers: result.peers,
+      ms: result.durationMs,
+    });
     this.changed();
     this.resolveDone(result);
     this.emit('done', result);
@@ -305,7 +369,12 @@ export class EngineJob extends EventEmitter implements DownloadJob {
 
   private fail(err: unknown): void {
     if (this.finished) return;
-    const e = err instanceof DownloadError ? err : new DownloadError('LOCAL', `download of ${this.url} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    const e =
+      err instanceof DownloadError
+        ? err
+        : new DownloadError('LOCAL', `download of ${this.url} failed: ${(err as Error)?.message ?? String(err)}`, {
+            cause: err,
+          });
     this.error = e;
     this.state = 'failed';
     this.abort.abort(e);

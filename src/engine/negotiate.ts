@@ -23,8 +23,12 @@ export type Negotiated =
   | { peerdist: true; meta: OriginMeta; contentInfo: ContentInfo };
 
 export async function negotiate(
-  ctx: Pick<JobContext, 'deps' | 'http'>, url: string, headers: Record<string, string>, signal: AbortSignal,
-  onContentInfoBytes: (n: number) => void, budget?: MemoryBudget,
+  ctx: Pick<JobContext, 'deps' | 'http'>,
+  url: string,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+  onContentInfoBytes: (n: number) => void,
+  budget?: MemoryBudget,
 ): Promise<Negotiated> {
   const { deps, http } = ctx;
   const reqHeaders = { ...headers, ...clientRequestHeaders({ maxContentVersion: deps.maxContentVersion ?? 2 }) };
@@ -35,9 +39,12 @@ export async function negotiate(
   }
   const pd = parsePeerDistResponse(res.headers);
   const meta: OriginMeta = {};
-  const etag = header(res.headers, 'etag'); if (etag) meta.etag = etag;
-  const lm = header(res.headers, 'last-modified'); if (lm) meta.lastModified = lm;
-  const ct = header(res.headers, 'content-type'); if (ct) meta.contentType = ct;
+  const etag = header(res.headers, 'etag');
+  if (etag) meta.etag = etag;
+  const lm = header(res.headers, 'last-modified');
+  if (lm) meta.lastModified = lm;
+  const ct = header(res.headers, 'content-type');
+  if (ct) meta.contentType = ct;
   if (!pd.peerdist) return { peerdist: false, meta, res };
 
   // Refuse before reading content information whose block state could never fit (issue 16.7).
@@ -52,18 +59,35 @@ export async function negotiate(
     if (why) throw new DownloadError('BAD_SIGNATURE', `content information for ${url} rejected: ${why}`);
   }
   let ci: ContentInfo;
-  try { ci = parseContentInfo(body); } catch (err) {
-    throw new DownloadError('BAD_CONTENT_INFO', `origin sent malformed content information for ${url}: ${(err as Error).message}`, { cause: err });
+  try {
+    ci = parseContentInfo(body);
+  } catch (err) {
+    throw new DownloadError(
+      'BAD_CONTENT_INFO',
+      `origin sent malformed content information for ${url}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
-  if (pd.contentLength === undefined) throw new DownloadError('BAD_CONTENT_INFO', `PeerDist response for ${url} lacks X-P2P-PeerDist ContentLength`);
+  if (pd.contentLength === undefined)
+    throw new DownloadError('BAD_CONTENT_INFO', `PeerDist response for ${url} lacks X-P2P-PeerDist ContentLength`);
   if (ci.rangeStart !== 0 || ci.rangeEnd !== pd.contentLength || ci.contentLength !== pd.contentLength) {
-    throw new DownloadError('BAD_CONTENT_INFO', `content information for ${url} covers ${ci.rangeStart}-${ci.rangeEnd} of ${ci.contentLength} bytes but ContentLength is ${pd.contentLength}`);
+    throw new DownloadError(
+      'BAD_CONTENT_INFO',
+      `content information for ${url} covers ${ci.rangeStart}-${ci.rangeEnd} of ${ci.contentLength} bytes but ContentLength is ${pd.contentLength}`,
+    );
   }
-  if (ci.version > (deps.maxContentVersion ?? 2)) throw new DownloadError('BAD_CONTENT_INFO', `origin sent content information v${ci.version}, we asked for at most v${deps.maxContentVersion}`);
+  if (ci.version > (deps.maxContentVersion ?? 2))
+    throw new DownloadError(
+      'BAD_CONTENT_INFO',
+      `origin sent content information v${ci.version}, we asked for at most v${deps.maxContentVersion}`,
+    );
   return { peerdist: true, meta, contentInfo: ci };
 }
 
 export function tooLarge(url: string, length: number, need: number, budget: MemoryBudget): DownloadError {
   const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
-  return new DownloadError('TOO_LARGE', `download of ${url} (${length} bytes) is too large for this daemon's memory: its block state needs about ${mib(need)}, ${mib(Math.max(0, budget.total - budget.inUse))} of ${mib(budget.total)} is free (raise --max-old-space-size)`);
+  return new DownloadError(
+    'TOO_LARGE',
+    `download of ${url} (${length} bytes) is too large for this daemon's memory: its block state needs about ${mib(need)}, ${mib(Math.max(0, budget.total - budget.inUse))} of ${mib(budget.total)} is free (raise --max-old-space-size)`,
+  );
 }

@@ -35,8 +35,17 @@ export class UndiciOriginClient implements OriginClient {
   private readonly o: Required<UndiciOriginOptions>;
 
   constructor(opts: UndiciOriginOptions = {}) {
-    this.o = { connections: opts.connections ?? 6, headersTimeoutMs: opts.headersTimeoutMs ?? 15_000, bodyTimeoutMs: opts.bodyTimeoutMs ?? 30_000 };
-    this.agent = new Agent({ connections: this.o.connections, headersTimeout: this.o.headersTimeoutMs, bodyTimeout: this.o.bodyTimeoutMs, connectTimeout: 10_000 });
+    this.o = {
+      connections: opts.connections ?? 6,
+      headersTimeoutMs: opts.headersTimeoutMs ?? 15_000,
+      bodyTimeoutMs: opts.bodyTimeoutMs ?? 30_000,
+    };
+    this.agent = new Agent({
+      connections: this.o.connections,
+      headersTimeout: this.o.headersTimeoutMs,
+      bodyTimeout: this.o.bodyTimeoutMs,
+      connectTimeout: 10_000,
+    });
   }
 
   async get(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<OriginResponse> {
@@ -47,11 +56,15 @@ export class UndiciOriginClient implements OriginClient {
         status: res.statusCode,
         headers: res.headers as HeaderMap,
         body: body as AsyncIterable<Buffer>,
-        discard: () => { body.destroy(); },
+        discard: () => {
+          body.destroy();
+        },
       };
     } catch (err) {
       if (signal?.aborted) throw new DownloadError('CANCELLED', 'download cancelled', { cause: err });
-      throw new DownloadError('ORIGIN_UNREACHABLE', `origin unreachable: ${url}: ${(err as Error).message}`, { cause: err });
+      throw new DownloadError('ORIGIN_UNREACHABLE', `origin unreachable: ${url}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 
@@ -61,12 +74,19 @@ export class UndiciOriginClient implements OriginClient {
 }
 
 /** Reads a whole body, refusing more than `max` bytes (DownloadError with `code`). */
-export async function readBody(res: OriginResponse, max: number, code: DownloadErrorCode = 'BAD_CONTENT_INFO'): Promise<Buffer> {
+export async function readBody(
+  res: OriginResponse,
+  max: number,
+  code: DownloadErrorCode = 'BAD_CONTENT_INFO',
+): Promise<Buffer> {
   const parts: Buffer[] = [];
   let n = 0;
   for await (const chunk of res.body) {
     n += chunk.length;
-    if (n > max) { res.discard(); throw new DownloadError(code, `response body larger than ${max} bytes`); }
+    if (n > max) {
+      res.discard();
+      throw new DownloadError(code, `response body larger than ${max} bytes`);
+    }
     parts.push(chunk);
   }
   return Buffer.concat(parts, n);

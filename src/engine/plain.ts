@@ -20,7 +20,10 @@ export function plainLength(headers: HeaderMap): number {
  * job ended meanwhile (`stopped`), true once the body is complete (`expected` bytes, if >= 0).
  */
 export async function receivePlain(
-  res: OriginResponse, buf: PlainBuffer, expected: number, url: string,
+  res: OriginResponse,
+  buf: PlainBuffer,
+  expected: number,
+  url: string,
   hooks: { stopped(): boolean; received(n: number): void },
 ): Promise<boolean> {
   try {
@@ -31,10 +34,13 @@ export async function receivePlain(
     }
   } catch (err) {
     if (hooks.stopped()) return false;
-    throw new DownloadError('ORIGIN_UNREACHABLE', `origin connection failed during ${url}: ${(err as Error).message}`, { cause: err });
+    throw new DownloadError('ORIGIN_UNREACHABLE', `origin connection failed during ${url}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   if (hooks.stopped()) return false;
-  if (expected >= 0 && buf.size !== expected) throw new DownloadError('ORIGIN_UNREACHABLE', `origin sent ${buf.size} of ${expected} bytes for ${url}`);
+  if (expected >= 0 && buf.size !== expected)
+    throw new DownloadError('ORIGIN_UNREACHABLE', `origin sent ${buf.size} of ${expected} bytes for ${url}`);
   await buf.finish();
   return true;
 }
@@ -42,7 +48,11 @@ export async function receivePlain(
 export class PlainBuffer {
   private written = 0;
   private complete = false;
-  private constructor(private readonly dir: string, readonly path: string, private readonly fh: FileHandle) {}
+  private constructor(
+    private readonly dir: string,
+    readonly path: string,
+    private readonly fh: FileHandle,
+  ) {}
 
   static async create(tmpDir?: string): Promise<PlainBuffer> {
     const dir = await mkdtemp(join(tmpDir ?? tmpdir(), 'peerdist-dl-'));
@@ -51,8 +61,12 @@ export class PlainBuffer {
     return new PlainBuffer(dir, path, fh);
   }
 
-  get size(): number { return this.written; }
-  get finished(): boolean { return this.complete; }
+  get size(): number {
+    return this.written;
+  }
+  get finished(): boolean {
+    return this.complete;
+  }
 
   async append(chunk: Buffer): Promise<void> {
     let off = 0;
@@ -63,7 +77,9 @@ export class PlainBuffer {
     this.written += chunk.length;
   }
 
-  async finish(): Promise<void> { this.complete = true; }
+  async finish(): Promise<void> {
+    this.complete = true;
+  }
 
   /** Reads up to `len` bytes at `pos` (never beyond what was written). */
   async read(pos: number, len: number): Promise<Buffer> {
@@ -91,7 +107,11 @@ export class PlainBuffer {
  */
 export async function clearStaleBuffers(dir: string): Promise<number> {
   let names: string[];
-  try { names = await readdir(dir); } catch { return 0; }
+  try {
+    names = await readdir(dir);
+  } catch {
+    return 0;
+  }
   let n = 0;
   for (const name of names) {
     if (!name.startsWith('peerdist-dl-')) continue;

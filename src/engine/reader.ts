@@ -43,7 +43,8 @@ const PLAIN_CHUNK = 256 * 1024;
 
 export function blockReader(src: ReaderSource): Readable {
   if (!Number.isSafeInteger(src.start) || src.start < 0) throw new RangeError('start must be a non-negative integer');
-  if (src.end !== undefined && (!Number.isSafeInteger(src.end) || src.end < src.start - 1)) throw new RangeError('end must be an integer >= start - 1');
+  if (src.end !== undefined && (!Number.isSafeInteger(src.end) || src.end < src.start - 1))
+    throw new RangeError('end must be an integer >= start - 1');
   return Readable.from(generate(src), { objectMode: false });
 }
 
@@ -56,7 +57,10 @@ async function* generate(src: ReaderSource): AsyncGenerator<Buffer> {
   }
 }
 
-async function* generateTracked(src: ReaderSource, cursor: { at(block: number): void } | undefined): AsyncGenerator<Buffer> {
+async function* generateTracked(
+  src: ReaderSource,
+  cursor: { at(block: number): void } | undefined,
+): AsyncGenerator<Buffer> {
   const info = await src.info;
   const stop = src.end === undefined ? Infinity : src.end + 1;
   if (!info.peerdist) {
@@ -87,11 +91,14 @@ async function* generateTracked(src: ReaderSource, cursor: { at(block: number): 
         if (src.store.hasBlock(id, b.index) || src.held?.(g)) break;
         const f = src.failure();
         if (f) throw f;
-        if (src.finished()) throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} is no longer in the cache`);
+        if (src.finished())
+          throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} is no longer in the cache`);
         await change;
       }
-      const data = src.held?.(g) ?? src.recent?.(g) ?? await src.store.readBlock(id, b.index, 'local') ?? src.held?.(g);
-      if (!data) throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} could not be read from the cache`);
+      const data =
+        src.held?.(g) ?? src.recent?.(g) ?? (await src.store.readBlock(id, b.index, 'local')) ?? src.held?.(g);
+      if (!data)
+        throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} could not be read from the cache`);
       const off = layout.offsets[g]!;
       const from = Math.max(src.start, off) - off;
       const to = Math.min(endAt, off + b.length) - off;
@@ -118,17 +125,23 @@ async function* plainChunks(src: ReaderSource, stop: number): AsyncGenerator<Buf
     if (pb?.finished) return;
     const f = src.failure();
     if (f) throw f;
-    if (!pb && src.plainReleased?.()) throw new DownloadError('LOCAL', 'the download finished and its buffered body was released; fetch it again');
+    if (!pb && src.plainReleased?.())
+      throw new DownloadError('LOCAL', 'the download finished and its buffered body was released; fetch it again');
     await change;
   }
 }
 
 /** Index of the block containing `pos` (offsets ascending). */
 export function firstBlockAt(offsets: ArrayLike<number>, pos: number): number {
-  let lo = 0, hi = offsets.length - 1, ans = 0;
+  let lo = 0,
+    hi = offsets.length - 1,
+    ans = 0;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
-    if (offsets[mid]! <= pos) { ans = mid; lo = mid + 1; } else hi = mid - 1;
+    if (offsets[mid]! <= pos) {
+      ans = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
   }
   return ans;
 }

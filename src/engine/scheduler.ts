@@ -38,7 +38,11 @@ export class BlockTable {
     return t;
   }
 
-  set(g: number, seg: number, index: number, length: number): void { this.seg[g] = seg; this.index[g] = index; this.size[g] = length; }
+  set(g: number, seg: number, index: number, length: number): void {
+    this.seg[g] = seg;
+    this.index[g] = index;
+    this.size[g] = length;
+  }
 
   /** Block g as an object (made on each call). */
   at(g: number): BlockDesc | undefined {
@@ -46,9 +50,7 @@ export class BlockTable {
   }
 }
 
-export type Assignment =
-  | { kind: 'peer'; block: number; peer: string }
-  | { kind: 'origin'; block: number };
+export type Assignment = { kind: 'peer'; block: number; peer: string } | { kind: 'origin'; block: number };
 
 /**
  * not-available: the peer lacks the block; bad-block: wrong data (ban); unusable: the address
@@ -107,7 +109,11 @@ export interface PeerStat {
   backoffUntil: number;
 }
 
-export interface SchedulerFailure { block: number; reason: 'origin' | 'mismatch'; attempts: number }
+export interface SchedulerFailure {
+  block: number;
+  reason: 'origin' | 'mismatch';
+  attempts: number;
+}
 
 interface PeerState {
   address: string;
@@ -129,7 +135,9 @@ interface PeerState {
   stat: { blocks: number; bytes: number; failures: number; notAvailable: number; badBlocks: number };
 }
 
-const MISSING = 0, INFLIGHT = 1, DONE = 2;
+const MISSING = 0,
+  INFLIGHT = 1,
+  DONE = 2;
 const EWMA_ALPHA = 0.3;
 const PEER_BACKOFF_BASE_MS = 250;
 const PEER_BACKOFF_MAX_MS = 10_000;
@@ -210,21 +218,39 @@ export class Scheduler {
     for (let g = 0; g < this.n; g++) {
       const seg = this.blocks.seg[g]!;
       if (this.segStart[seg] === undefined) this.segStart[seg] = g;
-      if (opts.present?.(g)) { this.state[g] = DONE; this.doneCount++; this.firstHeld[g] = -Infinity; }
+      if (opts.present?.(g)) {
+        this.state[g] = DONE;
+        this.doneCount++;
+        this.firstHeld[g] = -Infinity;
+      }
     }
   }
 
   // ------------------------------------------------------------------ queries
 
-  get total(): number { return this.n; }
-  get completed(): number { return this.doneCount; }
-  isDone(): boolean { return this.doneCount === this.n; }
+  get total(): number {
+    return this.n;
+  }
+  get completed(): number {
+    return this.doneCount;
+  }
+  isDone(): boolean {
+    return this.doneCount === this.n;
+  }
   /** Set once a block cannot be obtained from any source; the job fails with it. */
-  failed(): SchedulerFailure | undefined { return this.failure; }
-  hasBlock(g: number): boolean { return this.state[g] === DONE; }
+  failed(): SchedulerFailure | undefined {
+    return this.failure;
+  }
+  hasBlock(g: number): boolean {
+    return this.state[g] === DONE;
+  }
   /** Time (same clock as `now`) at which next() should be called again even without events. */
-  nextWakeAt(): number | undefined { return Number.isFinite(this.wakeAt) ? this.wakeAt : undefined; }
-  estimatedOriginBlockMs(): number { return this.originBlockMs; }
+  nextWakeAt(): number | undefined {
+    return Number.isFinite(this.wakeAt) ? this.wakeAt : undefined;
+  }
+  estimatedOriginBlockMs(): number {
+    return this.originBlockMs;
+  }
 
   /** Segments that still miss blocks. */
   segmentsNeeded(): number[] {
@@ -232,7 +258,11 @@ export class Scheduler {
     for (let s = 0; s < this.segStart.length; s++) {
       const start = this.segStart[s]!;
       const end = this.segStart[s + 1] ?? this.n;
-      for (let g = start; g < end; g++) if (this.state[g] !== DONE) { out.push(s); break; }
+      for (let g = start; g < end; g++)
+        if (this.state[g] !== DONE) {
+          out.push(s);
+          break;
+        }
     }
     return out;
   }
@@ -260,13 +290,22 @@ export class Scheduler {
 
   peerStats(): PeerStat[] {
     return [...this.peers.values()].map((p) => ({
-      address: p.address, ewmaBps: Math.round(p.ewmaBps), outstanding: p.outstanding,
-      blocks: p.stat.blocks, bytes: p.stat.bytes, failures: p.stat.failures, notAvailable: p.stat.notAvailable,
-      badBlocks: p.stat.badBlocks, banned: p.banned, backoffUntil: p.backoffUntil,
+      address: p.address,
+      ewmaBps: Math.round(p.ewmaBps),
+      outstanding: p.outstanding,
+      blocks: p.stat.blocks,
+      bytes: p.stat.bytes,
+      failures: p.stat.failures,
+      notAvailable: p.stat.notAvailable,
+      badBlocks: p.stat.badBlocks,
+      banned: p.banned,
+      backoffUntil: p.backoffUntil,
     }));
   }
 
-  peerCount(): number { return this.peers.size; }
+  peerCount(): number {
+    return this.peers.size;
+  }
 
   /** Peers on trial with their trial request in flight (the origin gate waits for their answers). */
   trialsPending(): number {
@@ -279,7 +318,9 @@ export class Scheduler {
    * Starts no block at or beyond `limit` until it is raised (the cache cannot take more and the
    * readers have not caught up, issue 16.4). Blocks already in flight complete normally.
    */
-  setLimit(limit: number): void { this.limit = Math.max(0, Math.min(this.n, Math.floor(limit))); }
+  setLimit(limit: number): void {
+    this.limit = Math.max(0, Math.min(this.n, Math.floor(limit)));
+  }
 
   // ------------------------------------------------------------------ knowledge about peers
 
@@ -287,8 +328,17 @@ export class Scheduler {
     let p = this.peers.get(address);
     if (!p) {
       p = {
-        address, ewmaBps: this.o.peerBpsPrior, outstanding: 0, consecutiveFailures: 0, backoffUntil: 0, banned: false,
-        full: new Set(), partial: new Map(), lastGrowth: -Infinity, answered: false, trialSince: Infinity,
+        address,
+        ewmaBps: this.o.peerBpsPrior,
+        outstanding: 0,
+        consecutiveFailures: 0,
+        backoffUntil: 0,
+        banned: false,
+        full: new Set(),
+        partial: new Map(),
+        lastGrowth: -Infinity,
+        answered: false,
+        trialSince: Infinity,
         stat: { blocks: 0, bytes: 0, failures: 0, notAvailable: 0, badBlocks: 0 },
       };
       this.peers.set(address, p);
@@ -296,7 +346,9 @@ export class Scheduler {
     return p;
   }
 
-  addPeer(address: string): void { this.peer(address); }
+  addPeer(address: string): void {
+    this.peer(address);
+  }
 
   /**
    * The peer holds every block of `seg` (a ProbeMatch for a complete segment). `grewAt`: the peer
@@ -308,7 +360,8 @@ export class Scheduler {
     if (grewAt !== undefined && !p.full.has(seg)) p.lastGrowth = Math.max(p.lastGrowth, grewAt);
     if (grewAt !== undefined) this.clock = Math.max(this.clock, grewAt);
     const first = this.segStart[seg];
-    if (first !== undefined) for (let g = first; g < first + this.blocksInSegment(seg); g++) this.noteHeld(g, this.clock);
+    if (first !== undefined)
+      for (let g = first; g < first + this.blocksInSegment(seg); g++) this.noteHeld(g, this.clock);
     p.full.add(seg);
     p.partial.delete(seg);
   }
@@ -322,8 +375,15 @@ export class Scheduler {
     this.clock = Math.max(this.clock, now);
     const count = this.blocksInSegment(seg);
     const set = new Set<number>();
-    for (const i of indices) if (Number.isInteger(i) && i >= 0 && i < count) { set.add(i); this.noteHeld(this.segStart[seg]! + i, now); }
-    if (set.size === count && count > 0) { this.peerHasSegment(address, seg); return; }
+    for (const i of indices)
+      if (Number.isInteger(i) && i >= 0 && i < count) {
+        set.add(i);
+        this.noteHeld(this.segStart[seg]! + i, now);
+      }
+    if (set.size === count && count > 0) {
+      this.peerHasSegment(address, seg);
+      return;
+    }
     p.full.delete(seg);
     const old = p.partial.get(seg);
     if (!old || set.size > old.size) p.lastGrowth = now;
@@ -339,7 +399,10 @@ export class Scheduler {
     if (p.full.has(seg) || index < 0 || index >= this.blocksInSegment(seg)) return;
     this.noteHeld(this.segStart[seg]! + index, this.clock);
     let set = p.partial.get(seg);
-    if (!set) { set = new Set(); p.partial.set(seg, set); }
+    if (!set) {
+      set = new Set();
+      p.partial.set(seg, set);
+    }
     set.add(index);
   }
 
@@ -352,7 +415,9 @@ export class Scheduler {
     return p.full.has(seg) || (p.partial.get(seg)?.has(this.blocks.index[g]!) ?? false);
   }
 
-  private usable(p: PeerState, now: number): boolean { return !p.banned && p.backoffUntil <= now; }
+  private usable(p: PeerState, now: number): boolean {
+    return !p.banned && p.backoffUntil <= now;
+  }
 
   /** Never gave a valid answer, here or (as the retrieval client knows) before: see SchedulerOptions.proven. */
   private onTrial(p: PeerState): boolean {
@@ -369,7 +434,9 @@ export class Scheduler {
   }
 
   /** Requests a peer may have in flight: one while on trial. */
-  private slots(p: PeerState): number { return this.onTrial(p) ? 1 : this.o.peerConcurrency; }
+  private slots(p: PeerState): number {
+    return this.onTrial(p) ? 1 : this.o.peerConcurrency;
+  }
 
   private forget(p: PeerState, g: number): void {
     const b = this.blocks.at(g)!;
@@ -422,7 +489,8 @@ export class Scheduler {
       this.originAttempts[g]!++;
       out.push({ kind: 'origin', block: g });
     }
-    for (const p of this.peers.values()) if (!p.banned && p.backoffUntil > now) this.wakeAt = Math.min(this.wakeAt, p.backoffUntil);
+    for (const p of this.peers.values())
+      if (!p.banned && p.backoffUntil > now) this.wakeAt = Math.min(this.wakeAt, p.backoffUntil);
     return out;
   }
 
@@ -440,8 +508,12 @@ export class Scheduler {
 
   private assignPeers(now: number, out: Assignment[]): void {
     if (this.peerInflight >= this.o.totalPeerConcurrency) return;
-    const ready = [...this.peers.values()].filter((p) => this.usable(p, now) && p.outstanding < this.slots(p)
-      && (p.full.size > 0 || [...p.partial.values()].some((set) => set.size > 0)));
+    const ready = [...this.peers.values()].filter(
+      (p) =>
+        this.usable(p, now) &&
+        p.outstanding < this.slots(p) &&
+        (p.full.size > 0 || [...p.partial.values()].some((set) => set.size > 0)),
+    );
     const slots = new Map(ready.map((p) => [p, this.slots(p)]));
     if (ready.length === 0) return; // (also spares the scan below when known peers hold nothing)
     while (this.low < this.n && this.state[this.low] === DONE) this.low++;
@@ -455,7 +527,10 @@ export class Scheduler {
         if (!this.mayTrial(p, g)) continue;
         // Least expected completion time: queued work on that peer plus this block, at its rate.
         const cost = ((p.outstanding + 1) * len) / Math.max(p.ewmaBps, 1);
-        if (cost < bestCost || (cost === bestCost && this.random() < 0.5)) { best = p; bestCost = cost; }
+        if (cost < bestCost || (cost === bestCost && this.random() < 0.5)) {
+          best = p;
+          bestCost = cost;
+        }
       }
       if (!best) continue;
       this.state[g] = INFLIGHT;
@@ -471,7 +546,10 @@ export class Scheduler {
   /** A block no usable peer can supply, not in flight, not waiting for an origin retry. */
   private originCandidate(g: number, now: number): boolean {
     if (this.state[g] !== MISSING || g >= this.limit) return false;
-    if (this.retryAt[g]! > now) { this.wakeAt = Math.min(this.wakeAt, this.retryAt[g]!); return false; }
+    if (this.retryAt[g]! > now) {
+      this.wakeAt = Math.min(this.wakeAt, this.retryAt[g]!);
+      return false;
+    }
     return !this.peerCanSupply(g, now, true);
   }
 
@@ -506,7 +584,11 @@ export class Scheduler {
     const active = this.anyActivePeer(now);
     const cand = new Uint8Array(this.n);
     let any = false;
-    for (let g = 0; g < this.n; g++) if (this.originCandidate(g, now)) { cand[g] = 1; any = true; }
+    for (let g = 0; g < this.n; g++)
+      if (this.originCandidate(g, now)) {
+        cand[g] = 1;
+        any = true;
+      }
     if (!any) return undefined;
     if (this.cursor === undefined && !active && this.doneCount + this.originInflight + this.peerInflight === 0) {
       // First pick of a job nobody is known to help with: a random rotation, so clients that start
@@ -560,7 +642,13 @@ export class Scheduler {
     if (regions.length > 0) {
       let r = this.random() * weight;
       let pick = regions[regions.length - 1]!;
-      for (const reg of regions) { if (r < reg.w) { pick = reg; break; } r -= reg.w; }
+      for (const reg of regions) {
+        if (r < reg.w) {
+          pick = reg;
+          break;
+        }
+        r -= reg.w;
+      }
       return this.startRun((pick.from + Math.floor(this.random() * pick.len)) % this.n);
     }
     if (deferredPick) return this.startRun(deferredPick.g);
@@ -568,7 +656,10 @@ export class Scheduler {
   }
 
   private firstCandidateFrom(cand: Uint8Array, from: number): number {
-    for (let k = 0; k < this.n; k++) { const g = (from + k) % this.n; if (cand[g]) return g; }
+    for (let k = 0; k < this.n; k++) {
+      const g = (from + k) % this.n;
+      if (cand[g]) return g;
+    }
     return from;
   }
 
@@ -581,14 +672,22 @@ export class Scheduler {
   private gaps(cand: Uint8Array): Array<{ start: number; len: number }> {
     const out: Array<{ start: number; len: number }> = [];
     let firstNon = -1;
-    for (let g = 0; g < this.n; g++) if (!cand[g]) { firstNon = g; break; }
+    for (let g = 0; g < this.n; g++)
+      if (!cand[g]) {
+        firstNon = g;
+        break;
+      }
     if (firstNon < 0) return [{ start: 0, len: this.n }];
     let g = (firstNon + 1) % this.n;
     for (let k = 0; k < this.n; k++, g = (g + 1) % this.n) {
       if (!cand[g]) continue;
       const start = g;
       let len = 0;
-      while (cand[g] && len < this.n) { len++; g = (g + 1) % this.n; k++; }
+      while (cand[g] && len < this.n) {
+        len++;
+        g = (g + 1) % this.n;
+        k++;
+      }
       out.push({ start, len });
     }
     return out;
@@ -652,7 +751,11 @@ export class Scheduler {
     // Somebody else fetched the same block: our runs have met (or run in lockstep). Half the time
     // we leave and start a new run elsewhere, so of two lockstepped clients one soon moves away.
     let collided = false;
-    for (const p of this.peers.values()) if (!p.banned && this.holds(p, g)) { collided = true; break; }
+    for (const p of this.peers.values())
+      if (!p.banned && this.holds(p, g)) {
+        collided = true;
+        break;
+      }
     if (collided && this.random() < 0.5) this.cursor = undefined;
     this.complete(g);
   }
@@ -671,7 +774,8 @@ export class Scheduler {
   whyOrigin(g: number, now: number): OriginReason {
     if (this.peers.size === 0) return 'no-peer-found';
     const holders = [...this.peers.values()].filter((p) => this.holds(p, g));
-    if (holders.length === 0) return this.lastPeerFail[g] === 1 ? 'peer-timeout' : this.lastPeerFail[g] === 3 ? 'peer-banned' : 'not-held';
+    if (holders.length === 0)
+      return this.lastPeerFail[g] === 1 ? 'peer-timeout' : this.lastPeerFail[g] === 3 ? 'peer-banned' : 'not-held';
     if (holders.every((p) => p.banned)) return 'peer-banned';
     if (this.lastPeerFail[g] === 0 && holders.every((p) => p.banned || !this.mayTrial(p, g))) return 'peer-unproven';
     void now;

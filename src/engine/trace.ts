@@ -20,7 +20,15 @@ export type OriginReason =
   | 'peer-unproven';
 
 export type TraceEvent =
-  | { type: 'content'; version: 1 | 2; contentLength: number; segments: number; blocks: number; hashAlgorithm: string; contentInfoBytes: number }
+  | {
+      type: 'content';
+      version: 1 | 2;
+      contentLength: number;
+      segments: number;
+      blocks: number;
+      hashAlgorithm: string;
+      contentInfoBytes: number;
+    }
   | { type: 'plain'; contentLength: number }
   | { type: 'cached'; blocks: number; bytes: number }
   /** A discovery round started: a watch for `segments` segment IDs (initial batch or re-probe). */

@@ -40,7 +40,9 @@ export const HOLD_BYTES = 8 * 1024 * 1024;
 /** Cache failures that mean "no room", not "broken": the block is delivered without caching. */
 export function isCacheCapacityError(err: unknown): boolean {
   const code = (err as { code?: string } | undefined)?.code;
-  return code === 'CACHE_FULL' || code === 'NO_SPACE' || code === 'UNKNOWN_SEGMENT' || code === 'ENOSPC' || code === 'EDQUOT';
+  return (
+    code === 'CACHE_FULL' || code === 'NO_SPACE' || code === 'UNKNOWN_SEGMENT' || code === 'ENOSPC' || code === 'EDQUOT'
+  );
 }
 
 /** What a transfer needs from its job. */
@@ -80,7 +82,10 @@ export function contentLayout(ci: ContentInfo): { layout: BlockLayout; segByHex:
     }
   }
   const segOf = (g: number) => ci.segments[blocks.seg[g]!]!;
-  return { layout: { blocks, offsets, segmentId: (g) => segOf(g).segmentId, contentLength: ci.contentLength }, segByHex };
+  return {
+    layout: { blocks, offsets, segmentId: (g) => segOf(g).segmentId, contentLength: ci.contentLength },
+    segByHex,
+  };
 }
 
 export class Transfer implements Session {
@@ -111,7 +116,10 @@ export class Transfer implements Session {
   private holding = false;
   private readonly holdBlocks: number;
 
-  constructor(readonly ci: ContentInfo, private readonly host: TransferHost) {
+  constructor(
+    readonly ci: ContentInfo,
+    private readonly host: TransferHost,
+  ) {
     this.ctx = host.ctx;
     this.url = host.url;
     this.headers = host.headers;
@@ -139,13 +147,18 @@ export class Transfer implements Session {
   }
 
   /** A block delivered without caching, while some reader still needs it. */
-  heldBlock(g: number): Buffer | undefined { return this.held.get(g); }
+  heldBlock(g: number): Buffer | undefined {
+    return this.held.get(g);
+  }
 
   /** Readers moved (or came and went): drop held blocks behind all of them, move the window. */
   readersMoved(): void {
     const low = this.host.readerLow();
     for (const [g, data] of this.held) {
-      if (low === undefined || g < low) { this.held.delete(g); this.heldBytes -= data.length; }
+      if (low === undefined || g < low) {
+        this.held.delete(g);
+        this.heldBytes -= data.length;
+      }
     }
     if (!this.holding) return;
     this.sched.setLimit(low === undefined ? this.layout.blocks.length : low + this.holdBlocks);
@@ -156,21 +169,30 @@ export class Transfer implements Session {
   private hold(g: number, data: Buffer, why: unknown): void {
     if (!this.holding) {
       this.holding = true;
-      this.log.warn('cache cannot take more of this download; delivering it without caching', { url: this.url, why: (why as Error)?.message });
+      this.log.warn('cache cannot take more of this download; delivering it without caching', {
+        url: this.url,
+        why: (why as Error)?.message,
+      });
     }
     const low = this.host.readerLow();
-    if (low !== undefined && g >= low && !this.held.has(g)) { this.held.set(g, data); this.heldBytes += data.length; }
+    if (low !== undefined && g >= low && !this.held.has(g)) {
+      this.held.set(g, data);
+      this.heldBytes += data.length;
+    }
     this.sched.setLimit(low === undefined ? this.layout.blocks.length : low + this.holdBlocks);
   }
 
   /** Lengths of the blocks already in the cache when the transfer starts. */
   cachedAtStart(): number[] {
     const out: number[] = [];
-    for (let g = 0; g < this.layout.blocks.length; g++) if (this.sched.hasBlock(g)) out.push(this.layout.blocks.at(g)!.length);
+    for (let g = 0; g < this.layout.blocks.length; g++)
+      if (this.sched.hasBlock(g)) out.push(this.layout.blocks.at(g)!.length);
     return out;
   }
 
-  peerStats(): PeerStat[] { return this.sched.peerStats(); }
+  peerStats(): PeerStat[] {
+    return this.sched.peerStats();
+  }
 
   /** Runs until the origin gate opened; fetches then go on until the job finishes or fails. */
   async run(): Promise<void> {
@@ -187,7 +209,12 @@ export class Transfer implements Session {
       if (this.ci.version === 2) await this.until(new Promise(() => undefined), V2_SIGHTING_GRACE_MS);
       await this.until(this.feed.refreshAll(), GATE_REFRESH_WAIT_MS);
       if (this.sched.trialsPending() > 0) {
-        await this.until(new Promise<void>((r) => { this.trialsSettled = r; }), GATE_TRIAL_WAIT_MS);
+        await this.until(
+          new Promise<void>((r) => {
+            this.trialsSettled = r;
+          }),
+          GATE_TRIAL_WAIT_MS,
+        );
         this.trialsSettled = undefined;
       }
     }
@@ -208,14 +235,18 @@ export class Transfer implements Session {
   }
 
   /** A verified block stored moments ago, still in memory (readers at the front take it from here). */
-  recentBlock(g: number): Buffer | undefined { return this.recent.get(g); }
+  recentBlock(g: number): Buffer | undefined {
+    return this.recent.get(g);
+  }
 
   /** Settles once no cache write is in flight. */
   async idle(): Promise<void> {
     while (this.storing.size > 0) await Promise.allSettled([...this.storing]);
   }
 
-  stopped(): boolean { return this.host.stopped(); }
+  stopped(): boolean {
+    return this.host.stopped();
+  }
 
   /** Starts whatever the scheduler decides now and arms a timer for its next deadline. */
   pump(): void {
@@ -234,7 +265,14 @@ export class Transfer implements Session {
       if (this.timer !== undefined) this.ctx.timers.clear(this.timer);
       this.wakeAt = wake;
       // Not weak: a job waiting out a retry backoff must keep a standalone process alive.
-      this.timer = this.ctx.timers.set(() => { this.timer = undefined; this.wakeAt = Infinity; this.pump(); }, Math.max(1, wake - now));
+      this.timer = this.ctx.timers.set(
+        () => {
+          this.timer = undefined;
+          this.wakeAt = Infinity;
+          this.pump();
+        },
+        Math.max(1, wake - now),
+      );
     }
   }
 
@@ -242,16 +280,25 @@ export class Transfer implements Session {
     let t: unknown;
     await Promise.race([
       p.catch(() => undefined),
-      new Promise<void>((r) => { t = this.ctx.timers.set(r, ms); }),
-      this.host.ended.then(() => undefined, () => undefined),
+      new Promise<void>((r) => {
+        t = this.ctx.timers.set(r, ms);
+      }),
+      this.host.ended.then(
+        () => undefined,
+        () => undefined,
+      ),
     ]);
     this.ctx.timers.clear(t);
   }
 
-  segInfo(g: number): SegmentInfo { return this.ci.segments[this.layout.blocks.at(g)!.seg]!; }
+  segInfo(g: number): SegmentInfo {
+    return this.ci.segments[this.layout.blocks.at(g)!.seg]!;
+  }
 
   check(g: number, data: Buffer): boolean {
-    const b = this.layout.blocks.at(g)!, seg = this.segInfo(g), st = this.ctx.deps.store;
+    const b = this.layout.blocks.at(g)!,
+      seg = this.segInfo(g),
+      st = this.ctx.deps.store;
     if (st.checkBlock) {
       if (st.checkBlock(seg.segmentId, b.index, data)) return true;
       // The store refused: tell wrong bytes (the sender's fault) from a store that lost the segment.
@@ -271,8 +318,13 @@ export class Transfer implements Session {
         if (this.recent.size > RECENT_BLOCKS) this.recent.delete(this.recent.keys().next().value!);
       }
     } catch (err) {
-      if (isCacheCapacityError(err)) { this.hold(g, data, err); return; }
-      throw new DownloadError('LOCAL', `cannot store block ${b.index} of segment ${b.seg}: ${(err as Error).message}`, { cause: err });
+      if (isCacheCapacityError(err)) {
+        this.hold(g, data, err);
+        return;
+      }
+      throw new DownloadError('LOCAL', `cannot store block ${b.index} of segment ${b.seg}: ${(err as Error).message}`, {
+        cause: err,
+      });
     } finally {
       this.storing.delete(write);
     }
@@ -286,11 +338,17 @@ export class Transfer implements Session {
     }
   }
 
-  landed(source: ByteSource, n: number): void { this.host.landed(source, n); }
+  landed(source: ByteSource, n: number): void {
+    this.host.landed(source, n);
+  }
 
-  badPeer(peer: string): void { this.feed.reportFailure(peer); }
+  badPeer(peer: string): void {
+    this.feed.reportFailure(peer);
+  }
 
-  trace(ev: TraceEvent): void { this.host.trace(ev); }
+  trace(ev: TraceEvent): void {
+    this.host.trace(ev);
+  }
 
   /** Blocks another job (or an import) stores meanwhile count as cache hits. */
   private readonly onStoreBlock = (idHex: string, index: number): void => {
@@ -310,7 +368,19 @@ export class Transfer implements Session {
   private failBlock(g: number, reason: 'origin' | 'mismatch'): void {
     const b = this.layout.blocks.at(g)!;
     const where = `block ${b.index} of segment ${b.seg} (bytes ${this.layout.offsets[g]}-${this.layout.offsets[g]! + b.length - 1})`;
-    if (reason === 'mismatch') this.host.fail(new DownloadError('ORIGIN_MISMATCH', `origin returned data that does not match its content information: ${where} of ${this.url}`));
-    else this.host.fail(new DownloadError('BLOCK_FAILED', `could not get ${where} of ${this.url} from any peer or the origin${this.lastOriginError ? `: ${this.lastOriginError}` : ''}`));
+    if (reason === 'mismatch')
+      this.host.fail(
+        new DownloadError(
+          'ORIGIN_MISMATCH',
+          `origin returned data that does not match its content information: ${where} of ${this.url}`,
+        ),
+      );
+    else
+      this.host.fail(
+        new DownloadError(
+          'BLOCK_FAILED',
+          `could not get ${where} of ${this.url} from any peer or the origin${this.lastOriginError ? `: ${this.lastOriginError}` : ''}`,
+        ),
+      );
   }
 }

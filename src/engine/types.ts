@@ -12,8 +12,8 @@ import type { PeerStat } from './scheduler.js';
 
 /** What the engine needs from a discovery sighting (src/discovery PeerSighting). */
 export interface SightingLike {
-  segmentId: string;   // upper-case hex
-  address: string;     // host:port
+  segmentId: string; // upper-case hex
+  address: string; // host:port
   blockCount: number;
   complete: boolean;
 }
@@ -34,8 +34,21 @@ export interface DiscoveryLike {
 
 /** Structural subset of RetrievalClient. Ranges are [firstIndex, count]. */
 export interface RetrievalLike {
-  getBlock(req: { peer: string; segmentId: Buffer; index: number; kp: Buffer; expectedLength: number; verify: (plain: Buffer) => boolean; signal?: AbortSignal }): Promise<{ data: Buffer; nextBlockIndex: number; bytesOnWire: number }>;
-  getBlockList(req: { peer: string; segmentId: Buffer; ranges: Array<[number, number]>; signal?: AbortSignal }): Promise<{ ranges: Array<[number, number]>; nextBlockIndex: number }>;
+  getBlock(req: {
+    peer: string;
+    segmentId: Buffer;
+    index: number;
+    kp: Buffer;
+    expectedLength: number;
+    verify: (plain: Buffer) => boolean;
+    signal?: AbortSignal;
+  }): Promise<{ data: Buffer; nextBlockIndex: number; bytesOnWire: number }>;
+  getBlockList(req: {
+    peer: string;
+    segmentId: Buffer;
+    ranges: Array<[number, number]>;
+    signal?: AbortSignal;
+  }): Promise<{ ranges: Array<[number, number]>; nextBlockIndex: number }>;
   /** False while the address is quarantined (it never gave a valid answer): do not use it. */
   usable?(peer: string): boolean;
   /** The address gave a valid MS-PCCRR answer before. */
@@ -46,7 +59,9 @@ export interface RetrievalLike {
  * The store operations the engine uses (BlockStore). `checkBlock` (optional for fakes) verifies a
  * block so that putBlock does not hash it again.
  */
-export type StoreLike = Pick<BlockStore, 'addSegment' | 'hasBlock' | 'putBlock' | 'readBlock' | 'pin' | 'getSegment'> & Partial<Pick<BlockStore, 'checkBlock'>> & Pick<EventEmitter, 'on' | 'off'>;
+export type StoreLike = Pick<BlockStore, 'addSegment' | 'hasBlock' | 'putBlock' | 'readBlock' | 'pin' | 'getSegment'> &
+  Partial<Pick<BlockStore, 'checkBlock'>> &
+  Pick<EventEmitter, 'on' | 'off'>;
 
 export interface EngineDeps {
   store: StoreLike;

@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { PeerdistError } from '../util/errors.js';
 
 export class CertificateError extends PeerdistError {
-  constructor(message: string, options?: { cause?: unknown }) { super('BAD_CERTIFICATE', message, options); }
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BAD_CERTIFICATE', message, options);
+  }
 }
 
 // ---- minimal DER ----
@@ -33,7 +35,7 @@ const set = (...p: Buffer[]) => tlv(0x31, Buffer.concat(p));
 function uint(b: Buffer): Buffer {
   let v = b;
   while (v.length > 1 && v[0] === 0 && (v[1]! & 0x80) === 0) v = v.subarray(1);
-  return tlv(0x02, (v[0]! & 0x80) ? Buffer.concat([Buffer.from([0]), v]) : v);
+  return tlv(0x02, v[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), v]) : v);
 }
 function oid(dotted: string): Buffer {
   const parts = dotted.split('.').map(Number);
@@ -54,14 +56,22 @@ const name = (cn: string) => seq(set(seq(oid('2.5.4.3'), tlv(0x0c, Buffer.from(c
 function ipBytes(ip: string): Buffer {
   if (isIP(ip) === 4) return Buffer.from(ip.split('.').map(Number));
   // IPv6: expand '::'
-  const [head, tail] = ip.includes('::') ? ip.split('::') as [string, string] : [ip, undefined];
+  const [head, tail] = ip.includes('::') ? (ip.split('::') as [string, string]) : [ip, undefined];
   const h = head ? head.split(':') : [];
   const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
   const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  return Buffer.from(groups.flatMap((g) => { const v = parseInt(g, 16); return [v >> 8, v & 0xff]; }));
+  return Buffer.from(
+    groups.flatMap((g) => {
+      const v = parseInt(g, 16);
+      return [v >> 8, v & 0xff];
+    }),
+  );
 }
 
-export interface GeneratedCertificate { certPem: string; keyPem: string }
+export interface GeneratedCertificate {
+  certPem: string;
+  keyPem: string;
+}
 
 /** A self-signed certificate for `names` (DNS names and IP addresses; the first is the CN). */
 export function generateSelfSigned(names: string[], opts: { days?: number; now?: Date } = {}): GeneratedCertificate {
@@ -74,18 +84,27 @@ export function generateSelfSigned(names: string[], opts: { days?: number; now?:
   const serial = randomBytes(16);
   serial[0]! &= 0x7f;
   const sigAlg = seq(oid('1.2.840.113549.1.1.11'), Buffer.from([0x05, 0x00]));
-  const san = seq(...names.map((n) => isIP(n) ? tlv(0x87, ipBytes(n)) : tlv(0x82, Buffer.from(n, 'ascii'))));
+  const san = seq(...names.map((n) => (isIP(n) ? tlv(0x87, ipBytes(n)) : tlv(0x82, Buffer.from(n, 'ascii')))));
   const ext = (id: string, critical: boolean, value: Buffer) =>
     seq(oid(id), ...(critical ? [Buffer.from([0x01, 0x01, 0xff])] : []), tlv(0x04, value));
-  const extensions = tlv(0xa3, seq(
-    ext('2.5.29.17', false, san),
-    ext('2.5.29.19', true, seq(Buffer.from([0x01, 0x01, 0xff]))),
-    ext('2.5.29.15', true, tlv(0x03, Buffer.from([0x02, 0xa4]))), // digitalSignature, keyEncipherment, keyCertSign
-    ext('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.1'))),
-  ));
+  const extensions = tlv(
+    0xa3,
+    seq(
+      ext('2.5.29.17', false, san),
+      ext('2.5.29.19', true, seq(Buffer.from([0x01, 0x01, 0xff]))),
+      ext('2.5.29.15', true, tlv(0x03, Buffer.from([0x02, 0xa4]))), // digitalSignature, keyEncipherment, keyCertSign
+      ext('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.1'))),
+    ),
+  );
   const tbs = seq(
-    tlv(0xa0, uint(Buffer.from([2]))), uint(serial), sigAlg, name(names[0]!),
-    seq(time(notBefore), time(notAfter)), name(names[0]!), spki, extensions,
+    tlv(0xa0, uint(Buffer.from([2]))),
+    uint(serial),
+    sigAlg,
+    name(names[0]!),
+    seq(time(notBefore), time(notAfter)),
+    name(names[0]!),
+    spki,
+    extensions,
   );
   const signature = sign('sha256', tbs, privateKey);
   const der = seq(tbs, sigAlg, tlv(0x03, Buffer.concat([Buffer.from([0]), signature])));
@@ -96,9 +115,17 @@ export function generateSelfSigned(names: string[], opts: { days?: number; now?:
 /** Checks that the PEM pair parses and belongs together; returns the parsed certificate. */
 export function checkPair(certPem: string, keyPem: string): X509Certificate {
   let cert: X509Certificate;
-  try { cert = new X509Certificate(certPem); } catch (err) { throw new CertificateError(`certificate does not parse: ${(err as Error).message}`, { cause: err }); }
+  try {
+    cert = new X509Certificate(certPem);
+  } catch (err) {
+    throw new CertificateError(`certificate does not parse: ${(err as Error).message}`, { cause: err });
+  }
   let key: KeyObject;
-  try { key = createPrivateKey(keyPem); } catch (err) { throw new CertificateError(`private key does not parse: ${(err as Error).message}`, { cause: err }); }
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (err) {
+    throw new CertificateError(`private key does not parse: ${(err as Error).message}`, { cause: err });
+  }
   if (!cert.checkPrivateKey(key)) throw new CertificateError('the private key does not belong to the certificate');
   return cert;
 }
@@ -107,26 +134,55 @@ export const tlsDir = (stateDir: string) => join(stateDir, 'tls');
 export const certPath = (stateDir: string) => join(tlsDir(stateDir), 'cert.pem');
 const keyPath = (stateDir: string) => join(tlsDir(stateDir), 'key.pem');
 
-export interface LoadedCertificate { certPem: string; keyPem: string; generated: boolean; fingerprint256: string; subjectAltName?: string; path: string }
+export interface LoadedCertificate {
+  certPem: string;
+  keyPem: string;
+  generated: boolean;
+  fingerprint256: string;
+  subjectAltName?: string;
+  path: string;
+}
 
 /**
  * The admin's pair when both files are given; else the one generated earlier in `<stateDir>/tls/`;
  * else a new self-signed certificate for `names`, written there (key mode 0600).
  */
-export async function loadOrCreateCertificate(stateDir: string, opts: { certFile?: string; keyFile?: string; names: string[] }): Promise<LoadedCertificate> {
-  if (!!opts.certFile !== !!opts.keyFile) throw new CertificateError('give both the certificate and the key file, or neither');
+export async function loadOrCreateCertificate(
+  stateDir: string,
+  opts: { certFile?: string; keyFile?: string; names: string[] },
+): Promise<LoadedCertificate> {
+  if (!!opts.certFile !== !!opts.keyFile)
+    throw new CertificateError('give both the certificate and the key file, or neither');
   if (opts.certFile && opts.keyFile) {
-    const certPem = await readFile(opts.certFile, 'utf8').catch((e) => { throw new CertificateError(`cannot read ${opts.certFile}: ${(e as Error).message}`, { cause: e }); });
-    const keyPem = await readFile(opts.keyFile, 'utf8').catch((e) => { throw new CertificateError(`cannot read ${opts.keyFile}: ${(e as Error).message}`, { cause: e }); });
+    const certPem = await readFile(opts.certFile, 'utf8').catch((e) => {
+      throw new CertificateError(`cannot read ${opts.certFile}: ${(e as Error).message}`, { cause: e });
+    });
+    const keyPem = await readFile(opts.keyFile, 'utf8').catch((e) => {
+      throw new CertificateError(`cannot read ${opts.keyFile}: ${(e as Error).message}`, { cause: e });
+    });
     const c = checkPair(certPem, keyPem);
-    return { certPem, keyPem, generated: false, fingerprint256: c.fingerprint256, subjectAltName: c.subjectAltName, path: opts.certFile };
+    return {
+      certPem,
+      keyPem,
+      generated: false,
+      fingerprint256: c.fingerprint256,
+      subjectAltName: c.subjectAltName,
+      path: opts.certFile,
+    };
   }
   const cp = certPath(stateDir);
   const kp = keyPath(stateDir);
   const existing = await Promise.all([readFile(cp, 'utf8'), readFile(kp, 'utf8')]).catch(() => undefined);
   if (existing) {
     const c = checkPair(existing[0], existing[1]);
-    return { certPem: existing[0], keyPem: existing[1], generated: false, fingerprint256: c.fingerprint256, subjectAltName: c.subjectAltName, path: cp };
+    return {
+      certPem: existing[0],
+      keyPem: existing[1],
+      generated: false,
+      fingerprint256: c.fingerprint256,
+      subjectAltName: c.subjectAltName,
+      path: cp,
+    };
   }
   const g = generateSelfSigned(opts.names);
   await mkdir(tlsDir(stateDir), { recursive: true, mode: 0o700 });
@@ -143,8 +199,13 @@ export async function loadOrCreateCertificate(stateDir: string, opts: { certFile
 /** The certificate a hosted cache uses (generated or supplied), PEM or DER, for export. */
 export async function exportCertificate(stateDir: string, format: 'pem' | 'der'): Promise<Buffer> {
   let pem: string;
-  try { pem = await readFile(certPath(stateDir), 'utf8'); } catch (err) {
-    throw new CertificateError(`no generated certificate in ${tlsDir(stateDir)} (start the hosted cache once, or use your own)`, { cause: err });
+  try {
+    pem = await readFile(certPath(stateDir), 'utf8');
+  } catch (err) {
+    throw new CertificateError(
+      `no generated certificate in ${tlsDir(stateDir)} (start the hosted cache once, or use your own)`,
+      { cause: err },
+    );
   }
   const cert = new X509Certificate(pem);
   return format === 'der' ? cert.raw : Buffer.from(cert.toString());

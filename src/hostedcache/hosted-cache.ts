@@ -49,7 +49,15 @@ export interface HostedCacheConfig {
   maxUploads?: number;
 }
 
-export interface HostedCacheReady { event: 'ready'; role: 'hosted-cache'; http: string; https: string | null; admin: string; certificate: string | null; pid: number }
+export interface HostedCacheReady {
+  event: 'ready';
+  role: 'hosted-cache';
+  http: string;
+  https: string | null;
+  admin: string;
+  certificate: string | null;
+  pid: number;
+}
 
 export interface RunningHostedCache {
   readonly ready: HostedCacheReady;
@@ -99,14 +107,22 @@ function drop(res: ServerResponse, status: number): void {
  * offer (protocol/pchc.md) gets 400 and the connection closed; other paths 404, other methods 405,
  * bodies over the cap 413.
  */
-export function createHostedCacheHandler(offers: OfferHandler, retrieval: RetrievalServer | undefined, log: Logger): (req: IncomingMessage, res: ServerResponse) => void {
+export function createHostedCacheHandler(
+  offers: OfferHandler,
+  retrieval: RetrievalServer | undefined,
+  log: Logger,
+): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     const route = routeOf(req.url);
     if (route === 'pccrr' && retrieval) return retrieval.handler(req, res);
     if (route !== 'pchc') return drop(res, 404);
-    if (req.method !== 'POST') { res.setHeader('Allow', 'POST'); return drop(res, 405); }
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST');
+      return drop(res, 405);
+    }
     const declared = req.headers['content-length'];
-    if (declared !== undefined && (!/^\d+$/.test(declared) || Number(declared) > MAX_REQUEST_SIZE)) return drop(res, 413);
+    if (declared !== undefined && (!/^\d+$/.test(declared) || Number(declared) > MAX_REQUEST_SIZE))
+      return drop(res, 413);
     const chunks: Buffer[] = [];
     let n = 0;
     let over = false;
@@ -114,7 +130,12 @@ export function createHostedCacheHandler(offers: OfferHandler, retrieval: Retrie
     req.on('data', (c: Buffer) => {
       if (over) return;
       n += c.length;
-      if (n > MAX_REQUEST_SIZE) { over = true; drop(res, 413); req.socket.destroy(); return; }
+      if (n > MAX_REQUEST_SIZE) {
+        over = true;
+        drop(res, 413);
+        req.socket.destroy();
+        return;
+      }
       chunks.push(c);
     });
     req.on('error', () => clearTimeout(timer));
@@ -129,7 +150,11 @@ export function createHostedCacheHandler(offers: OfferHandler, retrieval: Retrie
         return drop(res, 500);
       }
       if (!r.ok) {
-        log.debug('hosted cache: dropped a malformed offer', { remote: req.socket.remoteAddress, field: r.error.field, err: r.error.message });
+        log.debug('hosted cache: dropped a malformed offer', {
+          remote: req.socket.remoteAddress,
+          field: r.error.field,
+          err: r.error.message,
+        });
         return drop(res, 400);
       }
       res.writeHead(200, { 'Content-Length': r.body.length });
@@ -138,11 +163,18 @@ export function createHostedCacheHandler(offers: OfferHandler, retrieval: Retrie
   };
 }
 
-interface Listener { server: Server; sockets: Set<Socket>; address: AddressInfo }
+interface Listener {
+  server: Server;
+  sockets: Set<Socket>;
+  address: AddressInfo;
+}
 
 function listen(server: Server, where: HostPort): Promise<Listener> {
   const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
@@ -156,52 +188,91 @@ function listen(server: Server, where: HostPort): Promise<Listener> {
 }
 
 function closeListener(l: Listener): Promise<void> {
-  return new Promise((r) => { l.server.close(() => r()); for (const s of l.sockets) s.destroy(); });
+  return new Promise((r) => {
+    l.server.close(() => r());
+    for (const s of l.sockets) s.destroy();
+  });
 }
 
 async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
-  try { return await fn(); } catch (err) {
+  try {
+    return await fn();
+  } catch (err) {
     if (err instanceof PeerdistError) throw err;
     throw new HostedCacheStartError(what, err);
   }
 }
 
-export async function startHostedCache(config: HostedCacheConfig, opts: { logger?: Logger } = {}): Promise<RunningHostedCache> {
+export async function startHostedCache(
+  config: HostedCacheConfig,
+  opts: { logger?: Logger } = {},
+): Promise<RunningHostedCache> {
   const log = opts.logger ?? createLogger({ component: 'hosted-cache' });
   const closers: Array<{ name: string; close: () => Promise<void> | void }> = [];
   const closeAll = async () => {
     for (const c of closers.splice(0).reverse()) {
-      try { await c.close(); } catch (err) { log.warn('shutdown step failed', { step: c.name, err }); }
+      try {
+        await c.close();
+      } catch (err) {
+        log.warn('shutdown step failed', { step: c.name, err });
+      }
     }
   };
   try {
     await mkdir(config.stateDir, { recursive: true });
-    const store = await BlockStore.open({ dir: join(config.stateDir, 'cache'), limitBytes: config.cacheLimitBytes, logger: log.child({ component: 'cache' }) });
+    const store = await BlockStore.open({
+      dir: join(config.stateDir, 'cache'),
+      limitBytes: config.cacheLimitBytes,
+      logger: log.child({ component: 'cache' }),
+    });
     closers.push({ name: 'store', close: () => store.close() });
 
     const client = new RetrievalClient({ connections: 4, logger: log.child({ component: 'pccrr-client' }) });
     closers.push({ name: 'retrieval client', close: () => client.close() });
     const puller = new Puller({
-      store, client, concurrency: config.fetchConcurrency, perPeer: config.fetchPerClient,
-      rateBytesPerSec: config.fetchRateBytesPerSec, logger: log.child({ component: 'puller' }),
+      store,
+      client,
+      concurrency: config.fetchConcurrency,
+      perPeer: config.fetchPerClient,
+      rateBytesPerSec: config.fetchRateBytesPerSec,
+      logger: log.child({ component: 'puller' }),
     });
     closers.push({ name: 'puller', close: () => puller.close() });
-    const offers = new OfferHandler({ store, pull: (t) => puller.offer(t), logger: log.child({ component: 'offers' }) });
-    const retrieval = createRetrievalServer({ source: store, maxConcurrent: config.maxUploads ?? 1024, logger: log.child({ component: 'pccrr-server' }) });
+    const offers = new OfferHandler({
+      store,
+      pull: (t) => puller.offer(t),
+      logger: log.child({ component: 'offers' }),
+    });
+    const retrieval = createRetrievalServer({
+      source: store,
+      maxConcurrent: config.maxUploads ?? 1024,
+      logger: log.child({ component: 'pccrr-server' }),
+    });
     const handler = createHostedCacheHandler(offers, retrieval, log);
 
-    const http = await step(`HTTP listener on ${formatHostPort(config.http)}`, () => listen(createHttpServer(handler), config.http));
+    const http = await step(`HTTP listener on ${formatHostPort(config.http)}`, () =>
+      listen(createHttpServer(handler), config.http),
+    );
     closers.push({ name: 'http', close: () => closeListener(http) });
 
     let https: Listener | undefined;
     let certificate: string | null = null;
     if (config.https) {
       const cert = await loadOrCreateCertificate(config.stateDir, {
-        certFile: config.certFile, keyFile: config.keyFile, names: config.tlsNames?.length ? config.tlsNames : [hostname(), 'localhost', '127.0.0.1'],
+        certFile: config.certFile,
+        keyFile: config.keyFile,
+        names: config.tlsNames?.length ? config.tlsNames : [hostname(), 'localhost', '127.0.0.1'],
       });
-      if (cert.generated) log.info('generated a self-signed certificate for the HTTPS listener', { path: cert.path, fingerprint256: cert.fingerprint256, names: cert.subjectAltName });
+      if (cert.generated)
+        log.info('generated a self-signed certificate for the HTTPS listener', {
+          path: cert.path,
+          fingerprint256: cert.fingerprint256,
+          names: cert.subjectAltName,
+        });
       certificate = cert.path;
-      https = await step(`HTTPS listener on ${formatHostPort(config.https)}`, () => listen(createHttpsServer({ cert: cert.certPem, key: cert.keyPem }, handler), config.https!));
+      https = await step(`HTTPS listener on ${formatHostPort(config.https)}`, () =>
+        listen(createHttpsServer({ cert: cert.certPem, key: cert.keyPem }, handler), config.https!),
+      );
       const l = https;
       closers.push({ name: 'https', close: () => closeListener(l) });
     }
@@ -211,23 +282,36 @@ export async function startHostedCache(config: HostedCacheConfig, opts: { logger
       const p: PullStats = puller.snapshot();
       const r = retrieval.stats();
       return {
-        ...offers.stats, segmentsPulled: p.segmentsPulled, blocksPulled: p.blocksPulled, bytesPulled: p.bytesPulled,
-        pullFailures: p.failures, pullsRefused: p.refused, pullsInProgress: p.inProgress, pullsWaiting: p.waiting,
-        bytesServed: r.bytesServed, blocksServed: r.blocksServed,
+        ...offers.stats,
+        segmentsPulled: p.segmentsPulled,
+        blocksPulled: p.blocksPulled,
+        bytesPulled: p.bytesPulled,
+        pullFailures: p.failures,
+        pullsRefused: p.refused,
+        pullsInProgress: p.inProgress,
+        pullsWaiting: p.waiting,
+        bytesServed: r.bytesServed,
+        blocksServed: r.blocksServed,
       };
     };
-    const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () => startAdminServer(config.admin, {
-      logger: log.child({ component: 'admin' }),
-      status: () => hostedCacheStatus({ stats: stats(), store, retrieval, started }),
-      metrics: () => renderMetrics(hostedCacheMetrics(stats(), store.stats())),
-      cache: { stats: () => store.stats(), list: () => store.list(), verifyAll: () => store.verifyAll() },
-    }));
+    const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () =>
+      startAdminServer(config.admin, {
+        logger: log.child({ component: 'admin' }),
+        status: () => hostedCacheStatus({ stats: stats(), store, retrieval, started }),
+        metrics: () => renderMetrics(hostedCacheMetrics(stats(), store.stats())),
+        cache: { stats: () => store.stats(), list: () => store.list(), verifyAll: () => store.verifyAll() },
+      }),
+    );
     closers.push({ name: 'admin', close: () => admin.close() });
 
     const ready: HostedCacheReady = {
-      event: 'ready', role: 'hosted-cache', http: formatHostPort({ host: http.address.address, port: http.address.port }),
+      event: 'ready',
+      role: 'hosted-cache',
+      http: formatHostPort({ host: http.address.address, port: http.address.port }),
       https: https ? formatHostPort({ host: https.address.address, port: https.address.port }) : null,
-      admin: admin.address || formatAdminAddress(config.admin), certificate, pid: process.pid,
+      admin: admin.address || formatAdminAddress(config.admin),
+      certificate,
+      pid: process.pid,
     };
     log.info('hosted cache ready', { ...ready, stateDir: config.stateDir });
     let closing: Promise<void> | undefined;
@@ -239,34 +323,95 @@ export async function startHostedCache(config: HostedCacheConfig, opts: { logger
 }
 
 /** The /v1/status document: the daemon's shape (so `peerdist status` reads it) plus a hostedCache section. */
-export function hostedCacheStatus(p: { stats: HostedCacheStats; store: { stats(): object }; retrieval: { stats(): object }; started: number; now?: number }): object {
+export function hostedCacheStatus(p: {
+  stats: HostedCacheStats;
+  store: { stats(): object };
+  retrieval: { stats(): object };
+  started: number;
+  now?: number;
+}): object {
   const now = p.now ?? Date.now();
   return {
-    version: HOSTED_CACHE_VERSION, role: 'hosted-cache', pid: process.pid, uptimeSeconds: Math.max(0, (now - p.started) / 1000),
+    version: HOSTED_CACHE_VERSION,
+    role: 'hosted-cache',
+    pid: process.pid,
+    uptimeSeconds: Math.max(0, (now - p.started) / 1000),
     downloads: [],
-    totals: { fromOrigin: 0, fromPeers: 0, fromCache: 0, contentInfoBytes: 0, servedToPeers: p.stats.bytesServed, blocksServedToPeers: p.stats.blocksServed },
-    cache: p.store.stats(), hostedCache: p.stats, retrievalServer: p.retrieval.stats(),
+    totals: {
+      fromOrigin: 0,
+      fromPeers: 0,
+      fromCache: 0,
+      contentInfoBytes: 0,
+      servedToPeers: p.stats.bytesServed,
+      blocksServedToPeers: p.stats.blocksServed,
+    },
+    cache: p.store.stats(),
+    hostedCache: p.stats,
+    retrievalServer: p.retrieval.stats(),
   };
 }
 
-export function hostedCacheMetrics(s: HostedCacheStats, cache: { bytes: number; limitBytes: number; segments: number; blocks: number; evictions: number }): Metric[] {
+export function hostedCacheMetrics(
+  s: HostedCacheStats,
+  cache: { bytes: number; limitBytes: number; segments: number; blocks: number; evictions: number },
+): Metric[] {
   return [
-    { name: 'peerdist_hc_offers_received_total', type: 'counter', help: 'MS-PCHC offers received, by message type.', value: [
-      { labels: { type: 'initial_offer' }, value: s.initialOffers },
-      { labels: { type: 'segment_info' }, value: s.segmentInfos },
-      { labels: { type: 'batched_offer' }, value: s.batchedOffers },
-    ] },
-    { name: 'peerdist_hc_offers_dropped_total', type: 'counter', help: 'MS-PCHC requests dropped as malformed.', value: s.dropped },
-    { name: 'peerdist_hc_segments_pulled_total', type: 'counter', help: 'Segments pulled completely from offering clients.', value: s.segmentsPulled },
-    { name: 'peerdist_hc_bytes_pulled_total', type: 'counter', help: 'Block bytes pulled from offering clients.', value: s.bytesPulled },
-    { name: 'peerdist_hc_pull_failures_total', type: 'counter', help: 'Block pulls that failed.', value: s.pullFailures },
+    {
+      name: 'peerdist_hc_offers_received_total',
+      type: 'counter',
+      help: 'MS-PCHC offers received, by message type.',
+      value: [
+        { labels: { type: 'initial_offer' }, value: s.initialOffers },
+        { labels: { type: 'segment_info' }, value: s.segmentInfos },
+        { labels: { type: 'batched_offer' }, value: s.batchedOffers },
+      ],
+    },
+    {
+      name: 'peerdist_hc_offers_dropped_total',
+      type: 'counter',
+      help: 'MS-PCHC requests dropped as malformed.',
+      value: s.dropped,
+    },
+    {
+      name: 'peerdist_hc_segments_pulled_total',
+      type: 'counter',
+      help: 'Segments pulled completely from offering clients.',
+      value: s.segmentsPulled,
+    },
+    {
+      name: 'peerdist_hc_bytes_pulled_total',
+      type: 'counter',
+      help: 'Block bytes pulled from offering clients.',
+      value: s.bytesPulled,
+    },
+    {
+      name: 'peerdist_hc_pull_failures_total',
+      type: 'counter',
+      help: 'Block pulls that failed.',
+      value: s.pullFailures,
+    },
     { name: 'peerdist_hc_pulls_in_progress', type: 'gauge', help: 'Segment pulls running.', value: s.pullsInProgress },
-    { name: 'peerdist_served_bytes_total', type: 'counter', help: 'Block bytes served to peers (MS-PCCRR).', value: s.bytesServed },
-    { name: 'peerdist_served_blocks_total', type: 'counter', help: 'Blocks served to peers (MS-PCCRR).', value: s.blocksServed },
+    {
+      name: 'peerdist_served_bytes_total',
+      type: 'counter',
+      help: 'Block bytes served to peers (MS-PCCRR).',
+      value: s.bytesServed,
+    },
+    {
+      name: 'peerdist_served_blocks_total',
+      type: 'counter',
+      help: 'Blocks served to peers (MS-PCCRR).',
+      value: s.blocksServed,
+    },
     { name: 'peerdist_cache_bytes', type: 'gauge', help: 'Bytes of blocks held in the cache.', value: cache.bytes },
     { name: 'peerdist_cache_limit_bytes', type: 'gauge', help: 'Cache size limit.', value: cache.limitBytes },
     { name: 'peerdist_cache_segments', type: 'gauge', help: 'Segments in the cache.', value: cache.segments },
     { name: 'peerdist_cache_blocks', type: 'gauge', help: 'Blocks in the cache.', value: cache.blocks },
-    { name: 'peerdist_cache_evictions_total', type: 'counter', help: 'Segments evicted from the cache.', value: cache.evictions },
+    {
+      name: 'peerdist_cache_evictions_total',
+      type: 'counter',
+      help: 'Segments evicted from the cache.',
+      value: cache.evictions,
+    },
   ];
 }

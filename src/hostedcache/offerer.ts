@@ -9,8 +9,15 @@
 import { Agent, request } from 'undici';
 import type { SegmentMeta } from '../cache/meta.js';
 import {
-  decodeResponse, encodeRequest, encodeSegmentInformation, MAX_BATCHED_DESCRIPTORS, PCHC_PATH_V1, PCHC_PATH_V2,
-  BATCHED_HASH_ALGO_V2, type RequestMessage, type ResponseCode,
+  decodeResponse,
+  encodeRequest,
+  encodeSegmentInformation,
+  MAX_BATCHED_DESCRIPTORS,
+  PCHC_PATH_V1,
+  PCHC_PATH_V2,
+  BATCHED_HASH_ALGO_V2,
+  type RequestMessage,
+  type ResponseCode,
 } from '../protocol/pchc/codec.js';
 import { formatHostPort } from '../util/address.js';
 import { type Logger, nullLogger } from '../util/log.js';
@@ -49,18 +56,42 @@ export interface OffererOptions {
   logger?: Logger;
 }
 
-export interface OffererStats { requests: number; segmentsOffered: number; ok: number; interested: number; failures: number; queued: number }
+export interface OffererStats {
+  requests: number;
+  segmentsOffered: number;
+  ok: number;
+  interested: number;
+  failures: number;
+  queued: number;
+}
 
-function undiciPost(ca: string | undefined, localAddress: string | undefined): { post: PchcPost; close: () => Promise<void> } {
-  const agent = new Agent({ connect: ca ? { ca } : {}, ...(localAddress ? { localAddress } : {}), keepAliveTimeout: 10_000, connections: 1 });
+function undiciPost(
+  ca: string | undefined,
+  localAddress: string | undefined,
+): { post: PchcPost; close: () => Promise<void> } {
+  const agent = new Agent({
+    connect: ca ? { ca } : {},
+    ...(localAddress ? { localAddress } : {}),
+    keepAliveTimeout: 10_000,
+    connections: 1,
+  });
   return {
     post: async (url, body, signal) => {
-      const res = await request(url, { method: 'POST', body, dispatcher: agent, signal, headers: { 'content-length': String(body.length) } });
+      const res = await request(url, {
+        method: 'POST',
+        body,
+        dispatcher: agent,
+        signal,
+        headers: { 'content-length': String(body.length) },
+      });
       const chunks: Buffer[] = [];
       let n = 0;
       for await (const c of res.body as AsyncIterable<Buffer>) {
         n += c.length;
-        if (n > 64) { res.body.destroy(); throw new Error('response too long'); }
+        if (n > 64) {
+          res.body.destroy();
+          throw new Error('response too long');
+        }
         chunks.push(c);
       }
       if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
@@ -86,7 +117,10 @@ export class Offerer {
     const t = opts.target;
     const scheme = t.version === 1 ? 'https' : 'http';
     this.url = `${scheme}://${formatHostPort({ host: t.host, port: t.port })}${t.version === 1 ? PCHC_PATH_V1 : PCHC_PATH_V2}`;
-    if (opts.post) { this.post = opts.post; this.closeTransport = async () => undefined; } else {
+    if (opts.post) {
+      this.post = opts.post;
+      this.closeTransport = async () => undefined;
+    } else {
       const u = undiciPost(t.ca, opts.localAddress);
       this.post = u.post;
       this.closeTransport = u.close;
@@ -94,9 +128,13 @@ export class Offerer {
     this.log = opts.logger ?? nullLogger;
   }
 
-  get target(): HostedCacheTarget { return this.opts.target; }
+  get target(): HostedCacheTarget {
+    return this.opts.target;
+  }
 
-  snapshot(): OffererStats { return { ...this.stats, queued: this.queue.length }; }
+  snapshot(): OffererStats {
+    return { ...this.stats, queued: this.queue.length };
+  }
 
   /** Queues a completed, verified segment. Segments of the other content version are not offerable and are ignored. */
   offer(meta: SegmentMeta): void {
@@ -105,12 +143,18 @@ export class Offerer {
     if (this.offered.has(key) || this.queue.length >= MAX_QUEUED) return;
     this.remember(key);
     this.queue.push(meta);
-    this.timer ??= setTimeout(() => { this.timer = undefined; this.kick(); }, this.opts.batchDelayMs ?? 100);
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      this.kick();
+    }, this.opts.batchDelayMs ?? 100);
   }
 
   /** Sends everything queued now; resolves when the queue is empty. */
   async flush(): Promise<void> {
-    if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     this.kick();
     while (this.running) await this.running;
   }
@@ -130,7 +174,10 @@ export class Offerer {
 
   private kick(): void {
     if (this.running || this.queue.length === 0) return;
-    this.running = this.drain().finally(() => { this.running = undefined; if (this.queue.length) this.kick(); });
+    this.running = this.drain().finally(() => {
+      this.running = undefined;
+      if (this.queue.length) this.kick();
+    });
   }
 
   private async drain(): Promise<void> {
@@ -145,7 +192,8 @@ export class Offerer {
     const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
     try {
       const code = decodeResponse(await this.post(this.url, encodeRequest(m), signal));
-      if (code === 0) this.stats.ok++; else this.stats.interested++;
+      if (code === 0) this.stats.ok++;
+      else this.stats.interested++;
       return code;
     } catch (err) {
       this.stats.failures++;
@@ -156,8 +204,15 @@ export class Offerer {
 
   private async batched(segs: SegmentMeta[]): Promise<void> {
     const code = await this.send({
-      type: 'BATCHED_OFFER', port: this.opts.localPort,
-      descriptors: segs.map((s) => ({ blockSize: s.length, segmentSize: s.length, contentTag: PEERDIST_CONTENT_TAG, hashAlgorithm: BATCHED_HASH_ALGO_V2, segmentId: s.segmentId })),
+      type: 'BATCHED_OFFER',
+      port: this.opts.localPort,
+      descriptors: segs.map((s) => ({
+        blockSize: s.length,
+        segmentSize: s.length,
+        contentTag: PEERDIST_CONTENT_TAG,
+        hashAlgorithm: BATCHED_HASH_ALGO_V2,
+        segmentId: s.segmentId,
+      })),
     });
     if (code !== undefined) this.stats.segmentsOffered += segs.length;
     else for (const s of segs) this.offered.delete(s.segmentId.toString('hex')); // may be offered again later
@@ -165,14 +220,27 @@ export class Offerer {
 
   private async initial(s: SegmentMeta): Promise<void> {
     const code = await this.send({ type: 'INITIAL_OFFER', port: this.opts.localPort, hash: s.segmentId });
-    if (code === undefined) { this.offered.delete(s.segmentId.toString('hex')); return; }
+    if (code === undefined) {
+      this.offered.delete(s.segmentId.toString('hex'));
+      return;
+    }
     this.stats.segmentsOffered++;
     if (code === 0) return;
     if (s.hashAlgorithm === 'SHA-512/256t') return;
     const segmentInformation = encodeSegmentInformation({
-      hashAlgorithm: s.hashAlgorithm, offsetInContent: 0, length: s.length, hod: s.hod, kp: s.kp, blockHashes: s.blockHashes,
+      hashAlgorithm: s.hashAlgorithm,
+      offsetInContent: 0,
+      length: s.length,
+      hod: s.hod,
+      kp: s.kp,
+      blockHashes: s.blockHashes,
     });
-    const r = await this.send({ type: 'SEGMENT_INFO', port: this.opts.localPort, contentTag: PEERDIST_CONTENT_TAG, segmentInformation });
+    const r = await this.send({
+      type: 'SEGMENT_INFO',
+      port: this.opts.localPort,
+      contentTag: PEERDIST_CONTENT_TAG,
+      segmentInformation,
+    });
     if (r === 1) this.log.info('hosted cache answered SEGMENT_INFO with INTERESTED', { url: this.url });
   }
 }

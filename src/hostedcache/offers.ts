@@ -5,8 +5,14 @@
  */
 import type { SegmentMeta } from '../cache/meta.js';
 import {
-  BATCHED_HASH_ALGO_SHA256, BATCHED_HASH_ALGO_V2, decodeRequest, encodeResponse, parseSegmentInformation,
-  HostedCacheParseError, type Decoded, type ResponseCode,
+  BATCHED_HASH_ALGO_SHA256,
+  BATCHED_HASH_ALGO_V2,
+  decodeRequest,
+  encodeResponse,
+  parseSegmentInformation,
+  HostedCacheParseError,
+  type Decoded,
+  type ResponseCode,
 } from '../protocol/pchc/codec.js';
 import { V2_MAX_SEGMENT_SIZE } from '../protocol/pccrc/types.js';
 import { formatHostPort } from '../util/address.js';
@@ -45,9 +51,7 @@ export interface OfferStats {
   pullsRequested: number;
 }
 
-export type OfferResult =
-  | { ok: true; body: Buffer; code: ResponseCode }
-  | { ok: false; error: HostedCacheParseError };
+export type OfferResult = { ok: true; body: Buffer; code: ResponseCode } | { ok: false; error: HostedCacheParseError };
 
 /** Normalises the socket's address (IPv4-mapped IPv6 → IPv4). */
 export function peerHost(remoteAddress: string): string {
@@ -56,8 +60,17 @@ export function peerHost(remoteAddress: string): string {
 
 export class OfferHandler {
   readonly stats: OfferStats = {
-    offersReceived: 0, initialOffers: 0, segmentInfos: 0, batchedOffers: 0, descriptors: 0, answeredOk: 0,
-    answeredInterested: 0, dropped: 0, badSegmentInfo: 0, skippedDescriptors: 0, pullsRequested: 0,
+    offersReceived: 0,
+    initialOffers: 0,
+    segmentInfos: 0,
+    batchedOffers: 0,
+    descriptors: 0,
+    answeredOk: 0,
+    answeredInterested: 0,
+    dropped: 0,
+    badSegmentInfo: 0,
+    skippedDescriptors: 0,
+    pullsRequested: 0,
   };
   private readonly log: Logger;
 
@@ -99,12 +112,22 @@ export class OfferHandler {
         } catch (e) {
           if (!(e instanceof HostedCacheParseError)) throw e;
           this.stats.badSegmentInfo++;
-          this.log.info('hosted cache: SEGMENT_INFO with bad content information (answered OK, not fetched)', { remote: remoteAddress, field: e.field, err: e.message });
+          this.log.info('hosted cache: SEGMENT_INFO with bad content information (answered OK, not fetched)', {
+            remote: remoteAddress,
+            field: e.field,
+            err: e.message,
+          });
           return this.answer(0);
         }
         const meta: SegmentMeta = {
-          segmentId: seg.segmentId, version: 1, hashAlgorithm: seg.hashAlgorithm, hod: seg.hod, kp: seg.kp,
-          length: seg.length, blockSize: seg.blockSize, blockHashes: seg.blockHashes,
+          segmentId: seg.segmentId,
+          version: 1,
+          hashAlgorithm: seg.hashAlgorithm,
+          hod: seg.hod,
+          kp: seg.kp,
+          length: seg.length,
+          blockSize: seg.blockSize,
+          blockHashes: seg.blockHashes,
         };
         if (peer && !this.deps.store.isComplete(seg.segmentId)) this.request({ kind: 'v1', peer, meta });
         return this.answer(0);
@@ -131,7 +154,8 @@ export class OfferHandler {
   }
 
   private answer(code: ResponseCode): OfferResult {
-    if (code === 0) this.stats.answeredOk++; else this.stats.answeredInterested++;
+    if (code === 0) this.stats.answeredOk++;
+    else this.stats.answeredInterested++;
     return { ok: true, body: encodeResponse(code), code };
   }
 }

@@ -23,7 +23,12 @@ export interface HostedCachePeer {
 /** The retrieval calls the source makes (RetrievalClient satisfies it). */
 export interface ListClient {
   getSegmentList(req: { peer: string; segmentIds: Buffer[]; signal?: AbortSignal }): Promise<number[]>;
-  getBlockList(req: { peer: string; segmentId: Buffer; ranges: Array<[number, number]>; signal?: AbortSignal }): Promise<{ ranges: Array<[number, number]> }>;
+  getBlockList(req: {
+    peer: string;
+    segmentId: Buffer;
+    ranges: Array<[number, number]>;
+    signal?: AbortSignal;
+  }): Promise<{ ranges: Array<[number, number]> }>;
 }
 
 export interface HostedCacheSourceOptions {
@@ -37,7 +42,11 @@ export interface HostedCacheSourceOptions {
 const IDS_PER_SEGLIST = 1000;
 const MAX_BACKOFF_MS = 8000;
 
-export interface HostedCacheSourceStats { polls: number; failures: number; sightings: number }
+export interface HostedCacheSourceStats {
+  polls: number;
+  failures: number;
+  sightings: number;
+}
 
 class MergedWatch extends EventEmitter implements WatchLike {
   private readonly found = new Map<string, SightingLike[]>();
@@ -53,28 +62,41 @@ class MergedWatch extends EventEmitter implements WatchLike {
     private readonly src: HostedCacheSource,
   ) {
     super();
-    this.hitP = new Promise((r) => { this.hit = r; });
+    this.hitP = new Promise((r) => {
+      this.hit = r;
+    });
     inner.on('peer', (p: SightingLike) => this.emit('peer', p));
     for (const hc of src.caches) void this.poll(hc, src.pollMs);
   }
 
   private async poll(hc: HostedCachePeer, backoff: number): Promise<void> {
     if (this.closed) return;
-    const wanted = this.ids.filter((id) => !this.found.get(id.toString('hex').toUpperCase())?.some((s) => s.address === hc.address));
+    const wanted = this.ids.filter(
+      (id) => !this.found.get(id.toString('hex').toUpperCase())?.some((s) => s.address === hc.address),
+    );
     if (wanted.length === 0) return;
     let ok = true;
     try {
       if (hc.version === 2) {
         for (let i = 0; i < wanted.length && !this.closed; i += IDS_PER_SEGLIST) {
           const batch = wanted.slice(i, i + IDS_PER_SEGLIST);
-          const held = await this.src.client.getSegmentList({ peer: hc.address, segmentIds: batch, signal: this.ac.signal });
+          const held = await this.src.client.getSegmentList({
+            peer: hc.address,
+            segmentIds: batch,
+            signal: this.ac.signal,
+          });
           this.src.stats.polls++;
           for (const k of held) if (batch[k]) this.sighting(hc, batch[k]!, 1);
         }
       } else {
         for (const id of wanted) {
           if (this.closed) break;
-          const r = await this.src.client.getBlockList({ peer: hc.address, segmentId: id, ranges: [[0, MAX_BLOCKS_PER_SEGMENT]], signal: this.ac.signal });
+          const r = await this.src.client.getBlockList({
+            peer: hc.address,
+            segmentId: id,
+            ranges: [[0, MAX_BLOCKS_PER_SEGMENT]],
+            signal: this.ac.signal,
+          });
           this.src.stats.polls++;
           const n = r.ranges.reduce((a, [, c]) => a + c, 0);
           if (n > 0) this.sighting(hc, id, n);
@@ -88,7 +110,10 @@ class MergedWatch extends EventEmitter implements WatchLike {
     }
     if (this.closed) return;
     const next = ok ? this.src.pollMs : Math.min(MAX_BACKOFF_MS, backoff * 2);
-    const t = setTimeout(() => { this.timers.delete(t); void this.poll(hc, next); }, next);
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      void this.poll(hc, next);
+    }, next);
     t.unref?.();
     this.timers.add(t);
   }
@@ -109,7 +134,9 @@ class MergedWatch extends EventEmitter implements WatchLike {
     return [...this.inner.peers(segmentId), ...(this.found.get(segmentId.toString('hex').toUpperCase()) ?? [])];
   }
 
-  reportFailure(address: string): void { this.inner.reportFailure(address); }
+  reportFailure(address: string): void {
+    this.inner.reportFailure(address);
+  }
 
   waitForPeers(timeoutMs: number): Promise<void> {
     if (this.found.size > 0) return Promise.resolve();
@@ -147,7 +174,9 @@ export class HostedCacheSource {
     if (this.caches.length === 0) return inner;
     const src = this;
     return {
-      get initialWaitMs() { return inner.initialWaitMs; },
+      get initialWaitMs() {
+        return inner.initialWaitMs;
+      },
       watch(ids: Buffer[], version: 1 | 2): WatchLike {
         return new MergedWatch(inner.watch(ids, version), ids, src);
       },

@@ -24,8 +24,21 @@ export interface PullStore {
 
 /** What a pull needs from the MS-PCCRR client (RetrievalClient satisfies it). */
 export interface PullClient {
-  getBlock(req: { peer: string; segmentId: Buffer; index: number; kp: Buffer; expectedLength: number; verify: (plain: Buffer) => boolean; signal?: AbortSignal }): Promise<{ data: Buffer }>;
-  getRawBlock(req: { peer: string; segmentId: Buffer; index: number; signal?: AbortSignal }): Promise<{ cryptoAlgo: CryptoAlgo; block: Buffer; iv: Buffer }>;
+  getBlock(req: {
+    peer: string;
+    segmentId: Buffer;
+    index: number;
+    kp: Buffer;
+    expectedLength: number;
+    verify: (plain: Buffer) => boolean;
+    signal?: AbortSignal;
+  }): Promise<{ data: Buffer }>;
+  getRawBlock(req: {
+    peer: string;
+    segmentId: Buffer;
+    index: number;
+    signal?: AbortSignal;
+  }): Promise<{ cryptoAlgo: CryptoAlgo; block: Buffer; iv: Buffer }>;
 }
 
 export type PullTask =
@@ -63,15 +76,27 @@ export interface PullStats {
   waiting: number;
 }
 
-const defaultSleep = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
-  const t = setTimeout(resolve, ms);
-  signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
-});
+const defaultSleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
 
 /** Byte-rate limiter: each acquire books its bytes on a timeline and waits until it may start. */
 export class RateLimiter {
   private free = 0;
-  constructor(private readonly rate: number, private readonly now: () => number, private readonly burstMs = 100) {}
+  constructor(
+    private readonly rate: number,
+    private readonly now: () => number,
+    private readonly burstMs = 100,
+  ) {}
   /** Milliseconds to wait before sending `bytes`. */
   book(bytes: number): number {
     if (!(this.rate > 0)) return 0;
@@ -93,11 +118,19 @@ export class Puller {
   private readonly o: Required<Pick<PullerOptions, 'concurrency' | 'perPeer' | 'maxQueued'>>;
   private readonly log: Logger;
   private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
-  readonly stats: Omit<PullStats, 'inProgress' | 'waiting'> = { queued: 0, refused: 0, segmentsPulled: 0, blocksPulled: 0, bytesPulled: 0, failures: 0 };
+  readonly stats: Omit<PullStats, 'inProgress' | 'waiting'> = {
+    queued: 0,
+    refused: 0,
+    segmentsPulled: 0,
+    blocksPulled: 0,
+    bytesPulled: 0,
+    failures: 0,
+  };
 
   constructor(private readonly opts: PullerOptions) {
     this.o = { concurrency: opts.concurrency ?? 8, perPeer: opts.perPeer ?? 4, maxQueued: opts.maxQueued ?? 4096 };
-    for (const [k, v] of Object.entries(this.o)) if (!Number.isInteger(v) || v < 1) throw new RangeError(`${k} must be a positive integer, got ${v}`);
+    for (const [k, v] of Object.entries(this.o))
+      if (!Number.isInteger(v) || v < 1) throw new RangeError(`${k} must be a positive integer, got ${v}`);
     const rate = opts.rateBytesPerSec ?? 32 * 1024 * 1024;
     if (!(rate >= 0)) throw new RangeError(`rateBytesPerSec must be >= 0, got ${rate}`);
     this.rate = new RateLimiter(rate, opts.now ?? Date.now);
@@ -110,14 +143,19 @@ export class Puller {
   }
 
   /** True when a pull of this segment is waiting or running. */
-  pending(segmentId: Buffer): boolean { return this.keys.has(segmentId.toString('hex')); }
+  pending(segmentId: Buffer): boolean {
+    return this.keys.has(segmentId.toString('hex'));
+  }
 
   /** Queues a pull; false if the segment is already being pulled or the queue is full. */
   offer(task: PullTask): boolean {
     if (this.ac.signal.aborted) return false;
     const key = (task.kind === 'v1' ? task.meta.segmentId : task.segmentId).toString('hex');
     if (this.keys.has(key)) return false;
-    if (this.queue.length >= this.o.maxQueued) { this.stats.refused++; return false; }
+    if (this.queue.length >= this.o.maxQueued) {
+      this.stats.refused++;
+      return false;
+    }
     this.keys.add(key);
     this.queue.push(task);
     this.stats.queued++;
@@ -144,14 +182,17 @@ export class Puller {
       const task = this.queue.splice(k, 1)[0]!;
       this.active++;
       this.perPeerActive.set(task.peer, (this.perPeerActive.get(task.peer) ?? 0) + 1);
-      this.run(task).catch((err) => this.log.warn('hosted cache pull failed', { peer: task.peer, err })).finally(() => {
-        this.active--;
-        const n = (this.perPeerActive.get(task.peer) ?? 1) - 1;
-        if (n <= 0) this.perPeerActive.delete(task.peer); else this.perPeerActive.set(task.peer, n);
-        this.keys.delete((task.kind === 'v1' ? task.meta.segmentId : task.segmentId).toString('hex'));
-        this.pump();
-        if (this.active === 0 && this.queue.length === 0) for (const w of this.idleWaiters.splice(0)) w();
-      });
+      this.run(task)
+        .catch((err) => this.log.warn('hosted cache pull failed', { peer: task.peer, err }))
+        .finally(() => {
+          this.active--;
+          const n = (this.perPeerActive.get(task.peer) ?? 1) - 1;
+          if (n <= 0) this.perPeerActive.delete(task.peer);
+          else this.perPeerActive.set(task.peer, n);
+          this.keys.delete((task.kind === 'v1' ? task.meta.segmentId : task.segmentId).toString('hex'));
+          this.pump();
+          if (this.active === 0 && this.queue.length === 0) for (const w of this.idleWaiters.splice(0)) w();
+        });
     }
   }
 
@@ -175,13 +216,21 @@ export class Puller {
       let got = 0;
       for (let i = 0; i < n; i++) {
         if (this.ac.signal.aborted) return;
-        if (store.hasBlock(meta.segmentId, i)) { got++; continue; }
+        if (store.hasBlock(meta.segmentId, i)) {
+          got++;
+          continue;
+        }
         const [s, e] = blockRange(1, meta, i);
         await this.paced(e - s);
         try {
           const { data } = await client.getBlock({
-            peer, segmentId: meta.segmentId, index: i, kp: meta.kp, expectedLength: e - s,
-            verify: (plain) => verifyBlock(1, info, i, plain), signal: this.ac.signal,
+            peer,
+            segmentId: meta.segmentId,
+            index: i,
+            kp: meta.kp,
+            expectedLength: e - s,
+            verify: (plain) => verifyBlock(1, info, i, plain),
+            signal: this.ac.signal,
           });
           await store.putBlock(meta.segmentId, i, data);
           got++;
@@ -189,7 +238,12 @@ export class Puller {
           this.stats.bytesPulled += data.length;
         } catch (err) {
           this.stats.failures++;
-          this.log.info('hosted cache: block pull failed; giving up on the segment', { peer, segmentId: meta.segmentId.toString('hex'), index: i, err: (err as Error).message });
+          this.log.info('hosted cache: block pull failed; giving up on the segment', {
+            peer,
+            segmentId: meta.segmentId.toString('hex'),
+            index: i,
+            err: (err as Error).message,
+          });
           return; // the client lacks it or misbehaves: the next offer will try again
         }
       }
@@ -208,7 +262,11 @@ export class Puller {
       rec = await client.getRawBlock({ peer, segmentId, index: 0, signal: this.ac.signal });
     } catch (err) {
       this.stats.failures++;
-      this.log.info('hosted cache: segment pull failed', { peer, segmentId: segmentId.toString('hex'), err: (err as Error).message });
+      this.log.info('hosted cache: segment pull failed', {
+        peer,
+        segmentId: segmentId.toString('hex'),
+        err: (err as Error).message,
+      });
       return;
     }
     const why = replayImplausible(rec, segmentSize);
@@ -219,8 +277,15 @@ export class Puller {
     }
     const record = encodeReplayRecord(rec);
     const meta: SegmentMeta = {
-      segmentId, version: 2, hashAlgorithm: 'SHA-512/256t', hod: digest('SHA-512/256t', record), kp: Buffer.alloc(0),
-      length: record.length, blockSize: record.length, blockHashes: [], replay: true,
+      segmentId,
+      version: 2,
+      hashAlgorithm: 'SHA-512/256t',
+      hod: digest('SHA-512/256t', record),
+      kp: Buffer.alloc(0),
+      length: record.length,
+      blockSize: record.length,
+      blockHashes: [],
+      replay: true,
     };
     await store.addSegment(meta);
     const release = store.pin(segmentId);

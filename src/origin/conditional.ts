@@ -6,8 +6,12 @@ function opaque(tag: string): string {
 }
 
 /** If-None-Match (weak comparison) takes precedence over If-Modified-Since. */
-export function isNotModified(ifNoneMatch: string | undefined, ifModifiedSince: string | undefined,
-  etag: string | undefined, lastModifiedMs: number | undefined): boolean {
+export function isNotModified(
+  ifNoneMatch: string | undefined,
+  ifModifiedSince: string | undefined,
+  etag: string | undefined,
+  lastModifiedMs: number | undefined,
+): boolean {
   if (ifNoneMatch !== undefined) {
     if (ifNoneMatch.trim() === '*') return etag !== undefined;
     if (etag === undefined) return false;
@@ -23,7 +27,11 @@ export function isNotModified(ifNoneMatch: string | undefined, ifModifiedSince: 
 }
 
 /** If-Range: a strong ETag must match exactly; a date must equal Last-Modified exactly. */
-export function ifRangeMatches(ifRange: string | undefined, etag: string | undefined, lastModified: string | undefined): boolean {
+export function ifRangeMatches(
+  ifRange: string | undefined,
+  etag: string | undefined,
+  lastModified: string | undefined,
+): boolean {
   if (ifRange === undefined) return true;
   const v = ifRange.trim();
   if (v.startsWith('"') || v.startsWith('W/')) return etag !== undefined && !etag.startsWith('W/') && v === etag;

@@ -41,7 +41,13 @@ export function servedEtag(e: StoredEntity): string {
 }
 
 interface Meta {
-  url: string; length: number; sha256: string; etag?: string; lastModified?: string; contentType?: string; storedAt: number;
+  url: string;
+  length: number;
+  sha256: string;
+  etag?: string;
+  lastModified?: string;
+  contentType?: string;
+  storedAt: number;
 }
 
 /** A fill in progress: bytes go to a `.part` file while their SHA-256 is computed. */
@@ -50,7 +56,11 @@ export class EntityWriter {
   bytes = 0;
   private done = false;
 
-  constructor(readonly path: string, private readonly fh: FileHandle, private readonly limit: number) {}
+  constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    private readonly limit: number,
+  ) {}
 
   /** Appends a chunk; false (and nothing written) once the entity would exceed the store limit. */
   async write(chunk: Buffer): Promise<boolean> {
@@ -70,7 +80,10 @@ export class EntityWriter {
   }
 
   async abort(): Promise<void> {
-    if (!this.done) { this.done = true; await this.fh.close().catch(() => undefined); }
+    if (!this.done) {
+      this.done = true;
+      await this.fh.close().catch(() => undefined);
+    }
     await rm(this.path, { force: true });
   }
 }
@@ -83,7 +96,11 @@ export class EntityStore {
   /** Entities evicted since start. */
   evictions = 0;
 
-  private constructor(readonly dir: string, readonly limit: number, private readonly log: Logger) {}
+  private constructor(
+    readonly dir: string,
+    readonly limit: number,
+    private readonly log: Logger,
+  ) {}
 
   static async open(dir: string, limit: number, log: Logger): Promise<EntityStore> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -103,12 +120,22 @@ export class EntityStore {
         const meta = JSON.parse(await readFile(join(this.dir, name), 'utf8')) as Meta;
         const st = await stat(join(this.dir, `${id}.data`));
         const mst = await stat(join(this.dir, name));
-        if (typeof meta.url !== 'string' || !Number.isSafeInteger(meta.length) || st.size !== meta.length || !/^[0-9a-f]{64}$/.test(meta.sha256)) throw new Error('inconsistent');
+        if (
+          typeof meta.url !== 'string' ||
+          !Number.isSafeInteger(meta.length) ||
+          st.size !== meta.length ||
+          !/^[0-9a-f]{64}$/.test(meta.sha256)
+        )
+          throw new Error('inconsistent');
         if (entityId(meta.url, meta.sha256) !== id) throw new Error('misnamed');
         const prev = this.entries.get(meta.url);
         const e: StoredEntity = { ...meta, file: `${id}.data`, validatedAt: 0, lastUsed: mst.mtimeMs };
         if (prev && prev.storedAt >= e.storedAt) throw new Error('superseded');
-        if (prev) { kept.delete(prev.file.slice(0, -5)); this.used -= prev.length; await this.removeFiles(prev); }
+        if (prev) {
+          kept.delete(prev.file.slice(0, -5));
+          this.used -= prev.length;
+          await this.removeFiles(prev);
+        }
         this.entries.set(meta.url, e);
         this.used += e.length;
         kept.add(id);
@@ -158,7 +185,11 @@ export class EntityStore {
     const id = entityId(m.url, sha256);
     const meta: Meta = { ...m, length: w.bytes, sha256, storedAt: Date.now() };
     const old = this.entries.get(m.url);
-    if (old) { this.entries.delete(m.url); this.used -= old.length; if (old.file !== `${id}.data`) await this.removeFiles(old); }
+    if (old) {
+      this.entries.delete(m.url);
+      this.used -= old.length;
+      if (old.file !== `${id}.data`) await this.removeFiles(old);
+    }
     await this.evict(w.bytes);
     await rename(w.path, join(this.dir, `${id}.data`));
     const tmp = join(this.dir, `${id}.json.${randomBytes(4).toString('hex')}.part`);

@@ -55,19 +55,36 @@ export function fileProducer(ctx: FileContext, id: FileIdentity, version: Conten
   return async (signal) => {
     const ci = await hashFile(id.path, { secret: ctx.secret, version, chunking: ctx.chunking, signal });
     const after = await stat(id.path, { bigint: true });
-    if (ci.contentLength !== id.size || Number(after.size) !== id.size || after.mtimeNs !== id.mtimeNs || after.ino !== id.ino) {
+    if (
+      ci.contentLength !== id.size ||
+      Number(after.size) !== id.size ||
+      after.mtimeNs !== id.mtimeNs ||
+      after.ino !== id.ino
+    ) {
       throw new Error(`${id.path} changed while it was being hashed`);
     }
     return encodeContentInfo(ci);
   };
 }
 
-export async function serveFile(ctx: FileContext, req: IncomingMessage, res: ServerResponse, n: Negotiation, segments: string[]): Promise<void> {
+export async function serveFile(
+  ctx: FileContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  n: Negotiation,
+  segments: string[],
+): Promise<void> {
   const r = await resolveUnderRoot(ctx.rootReal, segments);
   if (!r.ok) return plainError(res, r.status);
   // A symlink with an ordinary name may resolve into a hidden name (cfg -> .git/config): the real
   // path under the root must not have one either.
-  if (!ctx.allowDotfiles && relative(ctx.rootReal, r.path).split(sep).some((s) => s.startsWith('.'))) return plainError(res, 404);
+  if (
+    !ctx.allowDotfiles &&
+    relative(ctx.rootReal, r.path)
+      .split(sep)
+      .some((s) => s.startsWith('.'))
+  )
+    return plainError(res, 404);
   let fh: FileHandle;
   try {
     fh = await open(r.path, 'r');
@@ -81,12 +98,19 @@ export async function serveFile(ctx: FileContext, req: IncomingMessage, res: Ser
     const id = identityOf(r.path, st);
     const lastModifiedMs = Number(st.mtimeNs / 1_000_000n);
     const headers: Record<string, string> = {
-      'ETag': fileEtag(id),
+      ETag: fileEtag(id),
       'Last-Modified': new Date(lastModifiedMs).toUTCString(),
       'Content-Type': 'application/octet-stream',
-      'Vary': 'Accept-Encoding',
+      Vary: 'Accept-Encoding',
     };
-    if (isNotModified(str(req.headers['if-none-match']), str(req.headers['if-modified-since']), headers['ETag'], lastModifiedMs)) {
+    if (
+      isNotModified(
+        str(req.headers['if-none-match']),
+        str(req.headers['if-modified-since']),
+        headers['ETag'],
+        lastModifiedMs,
+      )
+    ) {
       ctx.stats.notModified++;
       res.writeHead(304, headers).end();
       return;
@@ -94,27 +118,44 @@ export async function serveFile(ctx: FileContext, req: IncomingMessage, res: Ser
     const rangeHeader = str(req.headers.range);
     if (req.method === 'GET' && n.peerdist && n.contentVersion && id.size > 0 && rangeHeader === undefined) {
       const key = fileCacheKey(id, { version: n.contentVersion, chunking: ctx.chunking, secret: ctx.secret });
-      const outcome = await tryPeerDist(ctx, req, res, n, key, fileProducer(ctx, id, n.contentVersion), headers, id.size);
+      const outcome = await tryPeerDist(
+        ctx,
+        req,
+        res,
+        n,
+        key,
+        fileProducer(ctx, id, n.contentVersion),
+        headers,
+        id.size,
+      );
       if (outcome === 'sent') return;
       Object.assign(headers, makeHashRequestHeaders());
       ctx.stats.makeHashRequests++;
     }
     headers['Accept-Ranges'] = 'bytes';
-    let status = 200, start = 0, end = id.size - 1;
+    let status = 200,
+      start = 0,
+      end = id.size - 1;
     const range = ifRangeMatches(str(req.headers['if-range']), headers['ETag'], headers['Last-Modified'])
-      ? parseRange(rangeHeader, id.size) : { kind: 'none' as const };
+      ? parseRange(rangeHeader, id.size)
+      : { kind: 'none' as const };
     if (range.kind === 'unsatisfiable') {
       res.writeHead(416, { ...headers, 'Content-Range': `bytes */${id.size}`, 'Content-Length': '0' }).end();
       return;
     }
     if (range.kind === 'single') {
-      status = 206; start = range.start; end = range.end;
+      status = 206;
+      start = range.start;
+      end = range.end;
       headers['Content-Range'] = `bytes ${start}-${end}/${id.size}`;
     }
     const length = end - start + 1;
     headers['Content-Length'] = String(length);
     res.writeHead(status, headers);
-    if (req.method === 'HEAD' || length === 0) { res.end(); return; }
+    if (req.method === 'HEAD' || length === 0) {
+      res.end();
+      return;
+    }
     res.on('finish', () => countBody(ctx, n, length));
     handedOff = true;
     const stream = fh.createReadStream({ start, end, autoClose: true });

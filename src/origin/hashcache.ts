@@ -65,7 +65,10 @@ export class HashCache {
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') {
-        throw new PeerdistError('HASH_CACHE_LOCKED', `hash cache ${hashCacheDir(stateDir)} is in use by another process (a running peerdist serve or publish with the same --state-dir)`);
+        throw new PeerdistError(
+          'HASH_CACHE_LOCKED',
+          `hash cache ${hashCacheDir(stateDir)} is in use by another process (a running peerdist serve or publish with the same --state-dir)`,
+        );
       }
       throw err;
     }

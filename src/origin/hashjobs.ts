@@ -18,10 +18,16 @@ export class HashJobs {
   /** Hash throughput of finished jobs, bytes/s (EWMA; undefined before the first job of ≥ 1 MiB). */
   private rate: number | undefined;
 
-  constructor(private readonly cache: HashCache, private readonly concurrency: number, private readonly log: Logger) {}
+  constructor(
+    private readonly cache: HashCache,
+    private readonly concurrency: number,
+    private readonly log: Logger,
+  ) {}
 
   /** Jobs waiting for a free slot. */
-  get queued(): number { return this.waiting.length; }
+  get queued(): number {
+    return this.waiting.length;
+  }
 
   /** The running (or queued) job for a key, if any. */
   get(key: string): Promise<Buffer | undefined> | undefined {
@@ -77,8 +83,16 @@ export class HashJobs {
   }
 
   private slot(): Promise<void> {
-    if (this.running < this.concurrency) { this.running++; return Promise.resolve(); }
-    return new Promise((resolve) => this.waiting.push(() => { this.running++; resolve(); }));
+    if (this.running < this.concurrency) {
+      this.running++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) =>
+      this.waiting.push(() => {
+        this.running++;
+        resolve();
+      }),
+    );
   }
 
   /** Resolves once no job is queued or running (jobs started meanwhile are waited for too). */

@@ -51,7 +51,9 @@ export class SignatureMemo {
 /** Resolves to the job's result, or undefined after `ms` (the job keeps running). */
 function within<T>(p: Promise<T | undefined>, ms: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(resolve, ms, undefined); });
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(resolve, ms, undefined);
+  });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
@@ -64,8 +66,16 @@ function within<T>(p: Promise<T | undefined>, ms: number): Promise<T | undefined
  * length over the hash rate measured on earlier jobs) is more than twice that bound, in which case
  * waiting would only delay the plain answer. See protocol/pccrtp.md, "First request".
  */
-export async function tryPeerDist(ctx: PeerDistContext, req: IncomingMessage, res: ServerResponse, n: Negotiation,
-  key: string, produce: Producer, entityHeaders: Record<string, string>, identityLength: number): Promise<'sent' | 'pending'> {
+export async function tryPeerDist(
+  ctx: PeerDistContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  n: Negotiation,
+  key: string,
+  produce: Producer,
+  entityHeaders: Record<string, string>,
+  identityLength: number,
+): Promise<'sent' | 'pending'> {
   let blob = await ctx.cache.get(key);
   const hit = blob !== undefined;
   if (!blob) {
@@ -79,7 +89,10 @@ export async function tryPeerDist(ctx: PeerDistContext, req: IncomingMessage, re
   if (!blob) return 'pending';
   if (hit) ctx.stats.cacheHits++;
   const signature = ctx.signatures.sign(ctx.signingKey, {
-    path: req.url ?? '/', etag: entityHeaders['ETag'], contentLength: identityLength, body: blob,
+    path: req.url ?? '/',
+    etag: entityHeaders['ETag'],
+    contentLength: identityLength,
+    body: blob,
   });
   res.writeHead(200, {
     ...entityHeaders,
@@ -88,7 +101,10 @@ export async function tryPeerDist(ctx: PeerDistContext, req: IncomingMessage, re
     [HDR_SIGNATURE]: signature,
   });
   const size = blob.length;
-  res.on('finish', () => { ctx.stats.peerdistResponses++; ctx.stats.bytesContentInfo += size; });
+  res.on('finish', () => {
+    ctx.stats.peerdistResponses++;
+    ctx.stats.bytesContentInfo += size;
+  });
   res.end(blob);
   return 'sent';
 }

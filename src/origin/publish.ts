@@ -67,7 +67,14 @@ export async function publishDirectory(opts: PublishOptions): Promise<PublishSum
   const chunking = opts.chunking ?? 'cdc';
   const files = await listFiles(rootReal);
   const total = files.reduce((n, f) => n + f.size, 0) * opts.versions.length;
-  const summary: PublishSummary = { files: files.length, bytes: total / Math.max(1, opts.versions.length), hashed: 0, cached: 0, failed: [], versions: opts.versions };
+  const summary: PublishSummary = {
+    files: files.length,
+    bytes: total / Math.max(1, opts.versions.length),
+    hashed: 0,
+    cached: 0,
+    failed: [],
+    versions: opts.versions,
+  };
   const cache = await HashCache.open(opts.stateDir);
   let done = 0;
   try {
@@ -81,18 +88,27 @@ export async function publishDirectory(opts: PublishOptions): Promise<PublishSum
           const base = done;
           try {
             const ci = await hashFile(id.path, {
-              secret: opts.secret, version, chunking, signal: opts.signal,
+              secret: opts.secret,
+              version,
+              chunking,
+              signal: opts.signal,
               onProgress: (n) => opts.onProgress?.({ done: base + n, total, file: id.path }),
             });
             const after = await stat(id.path, { bigint: true });
-            if (ci.contentLength !== id.size || after.mtimeNs !== id.mtimeNs || after.ino !== id.ino || Number(after.size) !== id.size) {
+            if (
+              ci.contentLength !== id.size ||
+              after.mtimeNs !== id.mtimeNs ||
+              after.ino !== id.ino ||
+              Number(after.size) !== id.size
+            ) {
               throw new Error('changed while being hashed');
             }
             await cache.put(key, encodeContentInfo(ci));
             summary.hashed++;
           } catch (err) {
             if (opts.signal?.aborted) throw err;
-            if (!summary.failed.some((f) => f.path === id.path)) summary.failed.push({ path: id.path, error: (err as Error).message });
+            if (!summary.failed.some((f) => f.path === id.path))
+              summary.failed.push({ path: id.path, error: (err as Error).message });
           }
         }
         done += id.size;

@@ -14,7 +14,10 @@ export function parseRange(header: string | undefined, size: number): RangeReque
   if (header === undefined) return { kind: 'none' };
   const m = /^\s*bytes\s*=\s*(.*)$/i.exec(header);
   if (!m) return { kind: 'none' };
-  const specs = m[1]!.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const specs = m[1]!
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (specs.length !== 1) return { kind: 'none' }; // multiple ranges: we answer 200 with the whole entity
   const s = SPEC.exec(specs[0]!);
   if (!s) return { kind: 'none' };

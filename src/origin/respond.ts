@@ -5,7 +5,13 @@ import type { OriginStats } from './stats.js';
 
 /** Adds a sent identity body to the stats (missing-data requests are counted separately). */
 export function countBody(ctx: { stats: OriginStats }, n: Negotiation, length: number): void {
-  if (n.missingData) { ctx.stats.missingDataRequests++; ctx.stats.bytesMissingData += length; } else { ctx.stats.fullResponses++; ctx.stats.bytesFull += length; }
+  if (n.missingData) {
+    ctx.stats.missingDataRequests++;
+    ctx.stats.bytesMissingData += length;
+  } else {
+    ctx.stats.fullResponses++;
+    ctx.stats.bytesFull += length;
+  }
 }
 
 /** A short text/plain error response. */

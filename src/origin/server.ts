@@ -92,34 +92,64 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   let rootReal = '';
   if (opts.root !== undefined) {
     rootReal = await realpath(opts.root);
-    if (!(await stat(rootReal)).isDirectory()) throw new PeerdistError('NOT_A_DIRECTORY', `${opts.root} is not a directory`);
+    if (!(await stat(rootReal)).isDirectory())
+      throw new PeerdistError('NOT_A_DIRECTORY', `${opts.root} is not a directory`);
   }
   let upstream: URL | undefined;
   if (opts.upstream !== undefined) {
-    try { upstream = new URL(opts.upstream); } catch { throw new UsageError(`bad upstream URL ${opts.upstream}`); }
-    if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new UsageError(`upstream must be http(s): ${opts.upstream}`);
+    try {
+      upstream = new URL(opts.upstream);
+    } catch {
+      throw new UsageError(`bad upstream URL ${opts.upstream}`);
+    }
+    if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:')
+      throw new UsageError(`upstream must be http(s): ${opts.upstream}`);
   }
-  const secret = opts.secret ?? await loadOrCreateSecret(opts.stateDir);
-  const signingKey = opts.signingKey ?? await loadOrCreateSigningKey(opts.stateDir);
+  const secret = opts.secret ?? (await loadOrCreateSecret(opts.stateDir));
+  const signingKey = opts.signingKey ?? (await loadOrCreateSigningKey(opts.stateDir));
   const cache = await HashCache.open(opts.stateDir);
   const jobs = new HashJobs(cache, opts.hashConcurrency ?? 2, log);
   const counters = emptyStats();
   const dispatcher = new Agent({ keepAliveTimeout: 4_000 });
   const chunking = opts.chunking ?? 'cdc';
-  const base = { cache, jobs, stats: counters, signingKey, signatures: new SignatureMemo(), hashWaitMs: opts.hashWaitMs ?? 60_000,
-    firstWaitMs: opts.firstWaitMs ?? DEFAULT_FIRST_WAIT_MS, secret, chunking };
+  const base = {
+    cache,
+    jobs,
+    stats: counters,
+    signingKey,
+    signatures: new SignatureMemo(),
+    hashWaitMs: opts.hashWaitMs ?? 60_000,
+    firstWaitMs: opts.firstWaitMs ?? DEFAULT_FIRST_WAIT_MS,
+    secret,
+    chunking,
+  };
   const fileCtx: FileContext = { ...base, rootReal, allowDotfiles: opts.allowDotfiles ?? false };
   const storeLimit = opts.upstreamStoreLimit ?? DEFAULT_UPSTREAM_STORE_LIMIT;
-  const store = upstream && storeLimit > 0 ? await EntityStore.open(join(originDir(opts.stateDir), 'entities'), storeLimit, log) : undefined;
-  const upCtx: UpstreamContext | undefined = upstream ? {
-    ...base, upstream, dispatcher, store, log, fills: new Map(),
-    revalidateMs: opts.upstreamRevalidateMs ?? DEFAULT_UPSTREAM_REVALIDATE_MS, fillWaitMs: 10_000,
-  } : undefined;
+  const store =
+    upstream && storeLimit > 0
+      ? await EntityStore.open(join(originDir(opts.stateDir), 'entities'), storeLimit, log)
+      : undefined;
+  const upCtx: UpstreamContext | undefined = upstream
+    ? {
+        ...base,
+        upstream,
+        dispatcher,
+        store,
+        log,
+        fills: new Map(),
+        revalidateMs: opts.upstreamRevalidateMs ?? DEFAULT_UPSTREAM_REVALIDATE_MS,
+        fillWaitMs: 10_000,
+      }
+    : undefined;
   const pem = publicKeyPem(signingKey);
 
   const stats = (): OriginStats => ({
-    ...counters, hashJobs: jobs.started, hashJobsFailed: jobs.failed,
-    ...(store ? { storeEntities: store.stats().entities, storeBytes: store.stats().bytes, storeEvictions: store.evictions } : {}),
+    ...counters,
+    hashJobs: jobs.started,
+    hashJobsFailed: jobs.failed,
+    ...(store
+      ? { storeEntities: store.stats().entities, storeBytes: store.stats().bytes, storeEvictions: store.evictions }
+      : {}),
   });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -139,17 +169,26 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   function serveReserved(req: IncomingMessage, res: ServerResponse, segments: string[]): void {
     const name = segments.slice(1).join('/');
     let body: string, type: string;
-    if (name === 'stats') { body = JSON.stringify(stats()) + '\n'; type = 'application/json'; }
-    else if (name === 'public-key') { body = pem; type = 'application/x-pem-file'; }
-    else return plainError(res, 404);
-    res.writeHead(200, { 'Content-Type': type, 'Content-Length': String(Buffer.byteLength(body)), 'Cache-Control': 'no-store' });
+    if (name === 'stats') {
+      body = JSON.stringify(stats()) + '\n';
+      type = 'application/json';
+    } else if (name === 'public-key') {
+      body = pem;
+      type = 'application/x-pem-file';
+    } else return plainError(res, 404);
+    res.writeHead(200, {
+      'Content-Type': type,
+      'Content-Length': String(Buffer.byteLength(body)),
+      'Cache-Control': 'no-store',
+    });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       log.error('request failed', { url: req.url, err: err as Error });
-      if (!res.headersSent) plainError(res, 500); else res.destroy();
+      if (!res.headersSent) plainError(res, 500);
+      else res.destroy();
     });
   });
   server.on('clientError', (_err, socket) => {
@@ -162,25 +201,32 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
     publicKeyPem: pem,
     stats,
     hashingIdle: () => jobs.idle(),
-    listen: () => new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
-        server.off('error', reject);
-        const a = server.address() as AddressInfo;
-        log.info('listening', { host: a.address, port: a.port, root: rootReal || undefined, upstream: opts.upstream });
-        resolve({ host: a.address, port: a.port });
-      });
-    }),
-    close: () => closed ??= (async () => {
-      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const grace = setTimeout(() => server.closeAllConnections(), 2_000);
-      await jobs.close();
-      if (upCtx) await Promise.all([...upCtx.fills.values()]);
-      await stopped;
-      clearTimeout(grace);
-      await dispatcher.close();
-      await cache.close();
-    })(),
+    listen: () =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
+          server.off('error', reject);
+          const a = server.address() as AddressInfo;
+          log.info('listening', {
+            host: a.address,
+            port: a.port,
+            root: rootReal || undefined,
+            upstream: opts.upstream,
+          });
+          resolve({ host: a.address, port: a.port });
+        });
+      }),
+    close: () =>
+      (closed ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const grace = setTimeout(() => server.closeAllConnections(), 2_000);
+        await jobs.close();
+        if (upCtx) await Promise.all([...upCtx.fills.values()]);
+        await stopped;
+        clearTimeout(grace);
+        await dispatcher.close();
+        await cache.close();
+      })()),
   };
 }

@@ -38,8 +38,23 @@ export interface OriginStats {
 
 export function emptyStats(): OriginStats {
   return {
-    requests: 0, bytesFull: 0, fullResponses: 0, bytesContentInfo: 0, peerdistResponses: 0,
-    bytesMissingData: 0, missingDataRequests: 0, makeHashRequests: 0, firstWaitsExpired: 0, hashRequests: 0, notModified: 0,
-    hashJobs: 0, hashJobsFailed: 0, cacheHits: 0, upstreamFetches: 0, upstreamBytes: 0, upstreamNotModified: 0, storeResponses: 0,
+    requests: 0,
+    bytesFull: 0,
+    fullResponses: 0,
+    bytesContentInfo: 0,
+    peerdistResponses: 0,
+    bytesMissingData: 0,
+    missingDataRequests: 0,
+    makeHashRequests: 0,
+    firstWaitsExpired: 0,
+    hashRequests: 0,
+    notModified: 0,
+    hashJobs: 0,
+    hashJobsFailed: 0,
+    cacheHits: 0,
+    upstreamFetches: 0,
+    upstreamBytes: 0,
+    upstreamNotModified: 0,
+    storeResponses: 0,
   };
 }

@@ -45,10 +45,23 @@ export interface UpstreamContext extends PeerDistContext {
 /** Request headers forwarded to the upstream. */
 const FORWARD = ['range', 'if-none-match', 'if-modified-since', 'if-range', 'if-match', 'if-unmodified-since'];
 /** Response headers relayed from the upstream. */
-const RELAY = ['content-type', 'content-length', 'content-range', 'content-encoding', 'content-disposition', 'etag', 'last-modified',
-  'accept-ranges', 'cache-control', 'expires', 'location', 'retry-after'];
+const RELAY = [
+  'content-type',
+  'content-length',
+  'content-range',
+  'content-encoding',
+  'content-disposition',
+  'etag',
+  'last-modified',
+  'accept-ranges',
+  'cache-control',
+  'expires',
+  'location',
+  'retry-after',
+];
 const CANONICAL: Record<string, string> = { etag: 'ETag' };
-const canon = (h: string) => CANONICAL[h] ?? h.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase());
+const canon = (h: string) =>
+  CANONICAL[h] ?? h.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase());
 
 /** Upstream URL for a request-target already validated by parseRequestPath. */
 export function upstreamUrl(base: URL, target: string): string {
@@ -60,7 +73,10 @@ export function upstreamUrl(base: URL, target: string): string {
  * The identity of an upstream 200 response, when it is versionable, has a known length and is not
  * content-coded (we never ask for a coding, but a misbehaving upstream might apply one anyway).
  */
-export function upstreamIdentity(url: string, headers: Record<string, string | string[] | undefined>): UrlIdentity | undefined {
+export function upstreamIdentity(
+  url: string,
+  headers: Record<string, string | string[] | undefined>,
+): UrlIdentity | undefined {
   const coding = str(headers['content-encoding'])?.trim().toLowerCase();
   if (coding && coding !== 'identity') return undefined;
   const etag = str(headers['etag']);
@@ -92,7 +108,8 @@ function refetchProducer(ctx: UpstreamContext, id: UrlIdentity, version: Content
     const r = await request(id.url, { method: 'GET', dispatcher: ctx.dispatcher, signal });
     try {
       const now = r.statusCode === 200 ? upstreamIdentity(id.url, r.headers) : undefined;
-      if (!now || now.validator !== id.validator || now.length !== id.length) throw new Error(`upstream entity ${id.url} changed or unavailable`);
+      if (!now || now.validator !== id.validator || now.length !== id.length)
+        throw new Error(`upstream entity ${id.url} changed or unavailable`);
       return await hashBody(ctx, r.body, id, version, signal);
     } finally {
       discard(r.body);
@@ -100,16 +117,25 @@ function refetchProducer(ctx: UpstreamContext, id: UrlIdentity, version: Content
   };
 }
 
-async function hashBody(ctx: UpstreamContext, body: AsyncIterable<Buffer>, id: UrlIdentity, version: ContentVersion, signal: AbortSignal): Promise<Buffer> {
+async function hashBody(
+  ctx: UpstreamContext,
+  body: AsyncIterable<Buffer>,
+  id: UrlIdentity,
+  version: ContentVersion,
+  signal: AbortSignal,
+): Promise<Buffer> {
   const ci = await hashStream(body, { secret: ctx.secret, version, chunking: ctx.chunking, signal });
-  if (ci.contentLength !== id.length) throw new Error(`upstream body of ${id.url} was ${ci.contentLength} bytes, expected ${id.length}`);
+  if (ci.contentLength !== id.length)
+    throw new Error(`upstream body of ${id.url} was ${ci.contentLength} bytes, expected ${id.length}`);
   return encodeContentInfo(ci);
 }
 
 /** Resolves to the promise's value, or undefined after `ms` (the work goes on). */
 function within<T>(p: Promise<T | undefined>, ms: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(resolve, ms, undefined); });
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(resolve, ms, undefined);
+  });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
@@ -124,10 +150,12 @@ export function obtainEntity(ctx: UpstreamContext, url: string): Promise<StoredE
   if (e && Date.now() - e.validatedAt < ctx.revalidateMs) return Promise.resolve(e);
   let p = ctx.fills.get(url);
   if (!p) {
-    p = fill(ctx, store, url, e).catch((err: unknown) => {
-      ctx.log.warn('upstream fetch into the entity store failed', { url, err: err as Error });
-      return e; // unreachable or broken upstream: the stored copy (if any) is still one consistent version
-    }).finally(() => ctx.fills.delete(url));
+    p = fill(ctx, store, url, e)
+      .catch((err: unknown) => {
+        ctx.log.warn('upstream fetch into the entity store failed', { url, err: err as Error });
+        return e; // unreachable or broken upstream: the stored copy (if any) is still one consistent version
+      })
+      .finally(() => ctx.fills.delete(url));
     ctx.fills.set(url, p);
   }
   return p;
@@ -138,7 +166,12 @@ export function obtainEntity(ctx: UpstreamContext, url: string): Promise<StoredE
  * otherwise a full fetch whose bytes are stored under their SHA-256, so a changed entity is a new
  * version even when the upstream's validators did not change or do not exist.
  */
-async function fill(ctx: UpstreamContext, store: EntityStore, url: string, old: StoredEntity | undefined): Promise<StoredEntity | undefined> {
+async function fill(
+  ctx: UpstreamContext,
+  store: EntityStore,
+  url: string,
+  old: StoredEntity | undefined,
+): Promise<StoredEntity | undefined> {
   const headers: Record<string, string> = {};
   if (old?.etag) headers['if-none-match'] = old.etag;
   if (old?.lastModified) headers['if-modified-since'] = old.lastModified;
@@ -150,15 +183,25 @@ async function fill(ctx: UpstreamContext, store: EntityStore, url: string, old: 
       return old;
     }
     if (up.statusCode >= 500) return old;
-    if (up.statusCode !== 200) { await store.remove(url); return undefined; }
+    if (up.statusCode !== 200) {
+      await store.remove(url);
+      return undefined;
+    }
     const coding = str(up.headers['content-encoding'])?.trim().toLowerCase();
     const cl = str(up.headers['content-length']);
     const length = cl !== undefined && /^\d{1,16}$/.test(cl) ? Number(cl) : undefined;
-    if ((coding && coding !== 'identity') || (length !== undefined && length > store.limit)) { await store.remove(url); return undefined; }
+    if ((coding && coding !== 'identity') || (length !== undefined && length > store.limit)) {
+      await store.remove(url);
+      return undefined;
+    }
     const w = await store.begin();
     try {
       for await (const chunk of up.body) {
-        if (!(await w.write(chunk as Buffer))) { await w.abort(); await store.remove(url); return undefined; }
+        if (!(await w.write(chunk as Buffer))) {
+          await w.abort();
+          await store.remove(url);
+          return undefined;
+        }
       }
       if (length !== undefined && w.bytes !== length) throw new Error(`upstream sent ${w.bytes} of ${length} bytes`);
     } catch (err) {
@@ -169,8 +212,10 @@ async function fill(ctx: UpstreamContext, store: EntityStore, url: string, old: 
     ctx.stats.upstreamBytes += w.bytes;
     const etag = str(up.headers['etag']);
     return await store.install(w, {
-      url, etag: etag && !etag.startsWith('W/') ? etag : undefined,
-      lastModified: str(up.headers['last-modified']), contentType: str(up.headers['content-type']),
+      url,
+      etag: etag && !etag.startsWith('W/') ? etag : undefined,
+      lastModified: str(up.headers['last-modified']),
+      contentType: str(up.headers['content-type']),
     });
   } finally {
     discard(up.body);
@@ -181,21 +226,40 @@ async function fill(ctx: UpstreamContext, store: EntityStore, url: string, old: 
 function storedProducer(ctx: UpstreamContext, e: StoredEntity, version: ContentVersion): Producer {
   return async (signal) => {
     const ci = await hashFile(ctx.store!.path(e), { secret: ctx.secret, version, chunking: ctx.chunking, signal });
-    if (ci.contentLength !== e.length) throw new Error(`stored entity of ${e.url} is ${ci.contentLength} bytes, expected ${e.length}`);
+    if (ci.contentLength !== e.length)
+      throw new Error(`stored entity of ${e.url} is ${ci.contentLength} bytes, expected ${e.length}`);
     return encodeContentInfo(ci);
   };
 }
 
 /** Answers a GET or HEAD from the stored entity (`fh` is its open data file; this closes it). */
-async function serveStored(ctx: UpstreamContext, req: IncomingMessage, res: ServerResponse, n: Negotiation, e: StoredEntity, fh: FileHandle): Promise<void> {
+async function serveStored(
+  ctx: UpstreamContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  n: Negotiation,
+  e: StoredEntity,
+  fh: FileHandle,
+): Promise<void> {
   let handedOff = false;
   try {
     ctx.stats.storeResponses++;
     const etag = servedEtag(e);
-    const headers: Record<string, string> = { 'ETag': etag, 'Content-Type': e.contentType ?? 'application/octet-stream', 'Vary': 'Accept-Encoding' };
+    const headers: Record<string, string> = {
+      ETag: etag,
+      'Content-Type': e.contentType ?? 'application/octet-stream',
+      Vary: 'Accept-Encoding',
+    };
     if (e.lastModified) headers['Last-Modified'] = e.lastModified;
     const lmMs = e.lastModified ? Date.parse(e.lastModified) : NaN;
-    if (isNotModified(str(req.headers['if-none-match']), str(req.headers['if-modified-since']), etag, Number.isNaN(lmMs) ? undefined : lmMs)) {
+    if (
+      isNotModified(
+        str(req.headers['if-none-match']),
+        str(req.headers['if-modified-since']),
+        etag,
+        Number.isNaN(lmMs) ? undefined : lmMs,
+      )
+    ) {
       ctx.stats.notModified++;
       res.writeHead(304, headers).end();
       return;
@@ -203,27 +267,48 @@ async function serveStored(ctx: UpstreamContext, req: IncomingMessage, res: Serv
     const rangeHeader = str(req.headers.range);
     if (req.method === 'GET' && n.peerdist && n.contentVersion && e.length > 0 && rangeHeader === undefined) {
       // Keyed by the SHA-256 of the stored bytes: content information always describes exactly them.
-      const key = urlCacheKey({ url: e.url, validator: `sha256:${e.sha256}`, length: e.length }, { version: n.contentVersion, chunking: ctx.chunking, secret: ctx.secret });
-      const outcome = await tryPeerDist(ctx, req, res, n, key, storedProducer(ctx, e, n.contentVersion), headers, e.length);
+      const key = urlCacheKey(
+        { url: e.url, validator: `sha256:${e.sha256}`, length: e.length },
+        { version: n.contentVersion, chunking: ctx.chunking, secret: ctx.secret },
+      );
+      const outcome = await tryPeerDist(
+        ctx,
+        req,
+        res,
+        n,
+        key,
+        storedProducer(ctx, e, n.contentVersion),
+        headers,
+        e.length,
+      );
       if (outcome === 'sent') return;
       Object.assign(headers, makeHashRequestHeaders());
       ctx.stats.makeHashRequests++;
     }
     headers['Accept-Ranges'] = 'bytes';
-    let status = 200, start = 0, end = e.length - 1;
-    const range = ifRangeMatches(str(req.headers['if-range']), etag, e.lastModified) ? parseRange(rangeHeader, e.length) : { kind: 'none' as const };
+    let status = 200,
+      start = 0,
+      end = e.length - 1;
+    const range = ifRangeMatches(str(req.headers['if-range']), etag, e.lastModified)
+      ? parseRange(rangeHeader, e.length)
+      : { kind: 'none' as const };
     if (range.kind === 'unsatisfiable') {
       res.writeHead(416, { ...headers, 'Content-Range': `bytes */${e.length}`, 'Content-Length': '0' }).end();
       return;
     }
     if (range.kind === 'single') {
-      status = 206; start = range.start; end = range.end;
+      status = 206;
+      start = range.start;
+      end = range.end;
       headers['Content-Range'] = `bytes ${start}-${end}/${e.length}`;
     }
     const length = end - start + 1;
     headers['Content-Length'] = String(length);
     res.writeHead(status, headers);
-    if (req.method === 'HEAD' || length === 0) { res.end(); return; }
+    if (req.method === 'HEAD' || length === 0) {
+      res.end();
+      return;
+    }
     res.on('finish', () => countBody(ctx, n, length));
     handedOff = true;
     await pipeline(fh.createReadStream({ start, end, autoClose: true }), res).catch(() => undefined);
@@ -232,14 +317,22 @@ async function serveStored(ctx: UpstreamContext, req: IncomingMessage, res: Serv
   }
 }
 
-export async function serveUpstream(ctx: UpstreamContext, req: IncomingMessage, res: ServerResponse, n: Negotiation): Promise<void> {
+export async function serveUpstream(
+  ctx: UpstreamContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  n: Negotiation,
+): Promise<void> {
   const url = upstreamUrl(ctx.upstream, req.url ?? '/');
   if (ctx.store) {
     // HEAD never fills the store (it would fetch a whole entity); it is answered from a fresh copy or relayed.
     const fresh = ctx.store.get(url);
-    const e = req.method === 'HEAD'
-      ? (fresh && Date.now() - fresh.validatedAt < ctx.revalidateMs ? fresh : undefined)
-      : await within(obtainEntity(ctx, url), ctx.fillWaitMs);
+    const e =
+      req.method === 'HEAD'
+        ? fresh && Date.now() - fresh.validatedAt < ctx.revalidateMs
+          ? fresh
+          : undefined
+        : await within(obtainEntity(ctx, url), ctx.fillWaitMs);
     if (e) {
       const fh = await open(ctx.store.path(e), 'r').catch(() => undefined); // evicted meanwhile: relay
       if (fh) return serveStored(ctx, req, res, n, e, fh);
@@ -254,7 +347,14 @@ export async function serveUpstream(ctx: UpstreamContext, req: IncomingMessage, 
  * (relay-only mode); otherwise (the store could not answer in time) a PeerDist client gets the
  * plain answer with MakeHashRequest=true, as the store will have the entity shortly.
  */
-async function relay(ctx: UpstreamContext, req: IncomingMessage, res: ServerResponse, n: Negotiation, url: string, hashing: boolean): Promise<void> {
+async function relay(
+  ctx: UpstreamContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  n: Negotiation,
+  url: string,
+  hashing: boolean,
+): Promise<void> {
   const fwd: Record<string, string> = {};
   for (const h of FORWARD) {
     const v = str(req.headers[h]);
@@ -273,10 +373,25 @@ async function relay(ctx: UpstreamContext, req: IncomingMessage, res: ServerResp
   try {
     const headers = relayHeaders(up.headers);
     const id = up.statusCode === 200 ? upstreamIdentity(url, up.headers) : undefined;
-    if (!hashing && method === 'GET' && n.peerdist && n.contentVersion && up.statusCode === 200 && fwd['range'] === undefined) {
+    if (
+      !hashing &&
+      method === 'GET' &&
+      n.peerdist &&
+      n.contentVersion &&
+      up.statusCode === 200 &&
+      fwd['range'] === undefined
+    ) {
       Object.assign(headers, makeHashRequestHeaders());
       ctx.stats.makeHashRequests++;
-    } else if (hashing && method === 'GET' && n.peerdist && n.contentVersion && id && id.length > 0 && fwd['range'] === undefined) {
+    } else if (
+      hashing &&
+      method === 'GET' &&
+      n.peerdist &&
+      n.contentVersion &&
+      id &&
+      id.length > 0 &&
+      fwd['range'] === undefined
+    ) {
       const version = n.contentVersion;
       const key = urlCacheKey(id, { version, chunking: ctx.chunking, secret: ctx.secret });
       const refetch = refetchProducer(ctx, id, version);
@@ -286,8 +401,9 @@ async function relay(ctx: UpstreamContext, req: IncomingMessage, res: ServerResp
         if (!unclaimed.delete(firstBody)) return refetch(signal);
         return hashBody(ctx, firstBody, id, version, signal);
       };
-      const peerHeaders: Record<string, string> = { 'Vary': 'Accept-Encoding' };
-      for (const h of ['ETag', 'Last-Modified', 'Content-Type']) if (headers[h] !== undefined) peerHeaders[h] = headers[h]!;
+      const peerHeaders: Record<string, string> = { Vary: 'Accept-Encoding' };
+      for (const h of ['ETag', 'Last-Modified', 'Content-Type'])
+        if (headers[h] !== undefined) peerHeaders[h] = headers[h]!;
       const outcome = await tryPeerDist(ctx, req, res, n, key, produce, peerHeaders, id.length);
       if (outcome === 'sent') return;
       if (!unclaimed.has(firstBody)) {
@@ -307,10 +423,15 @@ async function relay(ctx: UpstreamContext, req: IncomingMessage, res: ServerResp
     }
     let sent = 0;
     const status = up.statusCode;
-    res.on('finish', () => { if (status === 200 || status === 206) countBody(ctx, n, sent); });
+    res.on('finish', () => {
+      if (status === 200 || status === 206) countBody(ctx, n, sent);
+    });
     unclaimed.delete(up.body);
     const counter = async function* (src: AsyncIterable<Buffer>) {
-      for await (const chunk of src) { sent += chunk.length; yield chunk; }
+      for await (const chunk of src) {
+        sent += chunk.length;
+        yield chunk;
+      }
     };
     await pipeline(up.body, counter, res).catch(() => undefined);
   } catch {

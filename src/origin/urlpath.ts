@@ -29,7 +29,11 @@ export function parseRequestPath(target: string | undefined): RequestPath {
   if (/%[0-9a-f]{2}/i.test(decoded)) return { ok: false, status: 403, reason: 'double encoding' };
   const segments = decoded.split('/').filter((s) => s !== '');
   if (segments.some((s) => s === '.' || s === '..')) return { ok: false, status: 403, reason: 'dot segment' };
-  return { ok: true, segments, reserved: decoded.startsWith(RESERVED_PREFIX) || decoded === RESERVED_PREFIX.slice(0, -1) };
+  return {
+    ok: true,
+    segments,
+    reserved: decoded.startsWith(RESERVED_PREFIX) || decoded === RESERVED_PREFIX.slice(0, -1),
+  };
 }
 
 /**

@@ -20,11 +20,14 @@ export class WireReader {
     protected readonly fail: FieldError,
   ) {}
 
-  get remaining(): number { return this.buf.length - this.pos; }
+  get remaining(): number {
+    return this.buf.length - this.pos;
+  }
 
   /** Throws unless `n` more bytes are there. */
   need(n: number, field: string): void {
-    if (n > this.remaining) throw this.fail(field, `truncated: need ${n} bytes at offset ${this.pos}, ${this.remaining} left`);
+    if (n > this.remaining)
+      throw this.fail(field, `truncated: need ${n} bytes at offset ${this.pos}, ${this.remaining} left`);
   }
 
   u8(field: string): number {
@@ -75,7 +78,8 @@ export class WireReader {
 
   /** Throws unless the input is fully consumed. */
   end(field = 'trailer'): void {
-    if (this.remaining !== 0) throw this.fail(field, `${this.remaining} unexpected trailing bytes at offset ${this.pos}`);
+    if (this.remaining !== 0)
+      throw this.fail(field, `${this.remaining} unexpected trailing bytes at offset ${this.pos}`);
   }
 }
 
@@ -88,30 +92,43 @@ export class WireWriter {
     protected readonly fail: FieldError,
   ) {}
 
-  get length(): number { return this.len; }
+  get length(): number {
+    return this.len;
+  }
 
   private uint(n: number, size: 1 | 2 | 4, field: string): this {
     if (!Number.isInteger(n) || n < 0 || n >= 2 ** (8 * size)) throw this.fail(field, `${n} is not a u${8 * size}`);
     const b = Buffer.allocUnsafe(size);
     if (size === 1) b[0] = n;
-    else if (size === 2) { if (this.littleEndian) b.writeUInt16LE(n); else b.writeUInt16BE(n); }
-    else if (this.littleEndian) b.writeUInt32LE(n);
+    else if (size === 2) {
+      if (this.littleEndian) b.writeUInt16LE(n);
+      else b.writeUInt16BE(n);
+    } else if (this.littleEndian) b.writeUInt32LE(n);
     else b.writeUInt32BE(n);
     return this.push(b);
   }
 
-  u8(n: number, field: string): this { return this.uint(n, 1, field); }
-  u16(n: number, field: string): this { return this.uint(n, 2, field); }
-  u32(n: number, field: string): this { return this.uint(n, 4, field); }
+  u8(n: number, field: string): this {
+    return this.uint(n, 1, field);
+  }
+  u16(n: number, field: string): this {
+    return this.uint(n, 2, field);
+  }
+  u32(n: number, field: string): this {
+    return this.uint(n, 4, field);
+  }
 
   u64(n: number, field: string): this {
     if (!Number.isSafeInteger(n) || n < 0) throw this.fail(field, `${n} is not a u64 we can represent`);
     const b = Buffer.allocUnsafe(8);
-    if (this.littleEndian) b.writeBigUInt64LE(BigInt(n)); else b.writeBigUInt64BE(BigInt(n));
+    if (this.littleEndian) b.writeBigUInt64LE(BigInt(n));
+    else b.writeBigUInt64BE(BigInt(n));
     return this.push(b);
   }
 
-  bytes(b: Buffer): this { return this.push(b); }
+  bytes(b: Buffer): this {
+    return this.push(b);
+  }
 
   /** Zero bytes up to the next `align`-byte boundary, relative to the start of this writer. */
   pad(align: number): this {

@@ -5,9 +5,20 @@
  */
 import { blockCount, blockRange } from '../protocol/pccrc/types.js';
 import {
-  decodeRequest, encodeResponse, isSupportedMajor, protVerFromU32,
-  SUPPORTED_MAX, SUPPORTED_MIN, HEADER_SIZE,
-  type CryptoAlgo, type Decoded, type GetBlkList, type GetBlks, type GetSegList, type Range, type ResponseMessage,
+  decodeRequest,
+  encodeResponse,
+  isSupportedMajor,
+  protVerFromU32,
+  SUPPORTED_MAX,
+  SUPPORTED_MIN,
+  HEADER_SIZE,
+  type CryptoAlgo,
+  type Decoded,
+  type GetBlkList,
+  type GetBlks,
+  type GetSegList,
+  type Range,
+  type ResponseMessage,
 } from '../protocol/pccrr/codec.js';
 import { encryptBlock } from '../protocol/pccrr/crypto.js';
 import { intersectRanges, nextHeld, normalizeRanges, rangesFromIndexes } from '../protocol/pccrr/ranges.js';
@@ -17,7 +28,9 @@ import { decodeReplayRecord } from './replay-record.js';
 /** Where served blocks come from (the cache's BlockStore satisfies this structurally). */
 export interface BlockSource {
   /** `replay`: a hosted cache's v2 record, sent as stored (replay-record.ts). */
-  getSegment(segmentId: Buffer): { version: 1 | 2; kp: Buffer; length: number; blockSize: number; replay?: boolean } | undefined;
+  getSegment(
+    segmentId: Buffer,
+  ): { version: 1 | 2; kp: Buffer; length: number; blockSize: number; replay?: boolean } | undefined;
   hasBlock(segmentId: Buffer, index: number): boolean;
   presentBlocks(segmentId: Buffer): number[];
   readBlock(segmentId: Buffer, index: number, purpose?: 'local' | 'peer'): Promise<Buffer | undefined>;
@@ -60,7 +73,8 @@ export async function respond(body: Buffer, deps: ResponderDeps): Promise<Reply>
     if (!isSupportedMajor(major)) {
       // The body layout of an unknown version is unknown; only its MsgSize must be consistent.
       const size = body.readUInt32BE(8);
-      if (size !== body.length) return { ok: false, error: new RetrievalParseError('MsgSize', `${size} but message is ${body.length} bytes`) };
+      if (size !== body.length)
+        return { ok: false, error: new RetrievalParseError('MsgSize', `${size} but message is ${body.length} bytes`) };
       return reply(negoResp(), 'version');
     }
   }
@@ -86,7 +100,17 @@ export async function respond(body: Buffer, deps: ResponderDeps): Promise<Reply>
 async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
   const index = Math.min(...req.ranges.map(([i]) => i)); // several blocks named: serve only the lowest
   const empty = (outcome: Outcome): Reply =>
-    reply({ type: 'BLK', segmentId: req.segmentId, blockIndex: index, nextBlockIndex: 0, block: Buffer.alloc(0), iv: Buffer.alloc(0) }, outcome);
+    reply(
+      {
+        type: 'BLK',
+        segmentId: req.segmentId,
+        blockIndex: index,
+        nextBlockIndex: 0,
+        block: Buffer.alloc(0),
+        iv: Buffer.alloc(0),
+      },
+      outcome,
+    );
   if (deps.busy) return empty('busy');
   const { source } = deps;
   const seg = source.getSegment(req.segmentId);
@@ -96,7 +120,19 @@ async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
     // Sent exactly as the offering client sent it: we never had the key (protocol/pchc.md).
     const rec = data && index === 0 ? decodeReplayRecord(data) : undefined;
     if (!rec) return empty('missing');
-    return reply({ type: 'BLK', cryptoAlgo: rec.cryptoAlgo, segmentId: req.segmentId, blockIndex: 0, nextBlockIndex: 0, block: rec.block, iv: rec.iv }, 'served', rec.block.length);
+    return reply(
+      {
+        type: 'BLK',
+        cryptoAlgo: rec.cryptoAlgo,
+        segmentId: req.segmentId,
+        blockIndex: 0,
+        nextBlockIndex: 0,
+        block: rec.block,
+        iv: rec.iv,
+      },
+      'served',
+      rec.block.length,
+    );
   }
   const [s, e] = blockRange(seg.version, seg, index);
   if (!data || data.length !== e - s) return empty('missing');
@@ -106,7 +142,19 @@ async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
   if (seg.kp.length < KEY_BYTES[algo]) return empty('missing');
   const { cipher, iv } = encryptBlock(algo, seg.kp, data, deps.randomIv?.());
   const next = seg.version === 2 ? 0 : nextHeld(source.presentBlocks(req.segmentId), index);
-  return reply({ type: 'BLK', cryptoAlgo: algo as CryptoAlgo, segmentId: req.segmentId, blockIndex: index, nextBlockIndex: next, block: cipher, iv }, 'served', data.length);
+  return reply(
+    {
+      type: 'BLK',
+      cryptoAlgo: algo as CryptoAlgo,
+      segmentId: req.segmentId,
+      blockIndex: index,
+      nextBlockIndex: next,
+      block: cipher,
+      iv,
+    },
+    'served',
+    data.length,
+  );
 }
 
 async function getBlockList(req: GetBlkList, deps: ResponderDeps): Promise<Reply> {
@@ -120,7 +168,10 @@ async function getBlockList(req: GetBlkList, deps: ResponderDeps): Promise<Reply
     const last = wanted[wanted.length - 1]!;
     next = nextHeld(held, last[0] + last[1] - 1);
   }
-  return reply({ type: 'BLKLIST', segmentId: req.segmentId, ranges, nextBlockIndex: next }, deps.busy ? 'busy' : 'list');
+  return reply(
+    { type: 'BLKLIST', segmentId: req.segmentId, ranges, nextBlockIndex: next },
+    deps.busy ? 'busy' : 'list',
+  );
 }
 
 async function getSegmentList(req: GetSegList, deps: ResponderDeps): Promise<Reply> {

@@ -7,9 +7,20 @@ import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { createLogger, type Logger } from '../util/log.js';
 import {
-  decodeResponse, encodeRequest, protVerString, PCCRR_PATH, MAX_RESPONSE_SIZE, TRANSPORT_HEADER_SIZE,
-  MAX_GETBLKLIST_RANGES, SUPPORTED_MAX, SUPPORTED_MIN,
-  type CryptoAlgo, type Decoded, type ProtVer, type Range, type ResponseMessage,
+  decodeResponse,
+  encodeRequest,
+  protVerString,
+  PCCRR_PATH,
+  MAX_RESPONSE_SIZE,
+  TRANSPORT_HEADER_SIZE,
+  MAX_GETBLKLIST_RANGES,
+  SUPPORTED_MAX,
+  SUPPORTED_MIN,
+  type CryptoAlgo,
+  type Decoded,
+  type ProtVer,
+  type Range,
+  type ResponseMessage,
 } from '../protocol/pccrr/codec.js';
 import { decryptBlock } from '../protocol/pccrr/crypto.js';
 import { normalizeRanges } from '../protocol/pccrr/ranges.js';
@@ -117,13 +128,20 @@ export class RetrievalClient {
   }
 
   /** Whether `peer` has given a valid MS-PCCRR answer. */
-  proven(peer: string): boolean { return this.health.get(peer)?.proven ?? false; }
+  proven(peer: string): boolean {
+    return this.health.get(peer)?.proven ?? false;
+  }
 
   private healthOf(peer: string): PeerHealth {
     let h = this.health.get(peer);
     if (!h) {
       if (this.health.size >= MAX_HEALTH_ENTRIES) {
-        for (const [k, v] of this.health) { if (!v.probing) { this.health.delete(k); break; } }
+        for (const [k, v] of this.health) {
+          if (!v.probing) {
+            this.health.delete(k);
+            break;
+          }
+        }
       }
       h = { proven: false, quarantinedUntil: 0, strikes: 0 };
       this.health.set(peer, h);
@@ -137,11 +155,17 @@ export class RetrievalClient {
     const body = encodeRequest({ type: 'GETBLKS', cryptoAlgo: this.cryptoAlgo, segmentId, ranges: [[index, 1]] });
     const { msg, bytes } = await this.exchange(peer, body, req.signal);
     if (msg.type !== 'BLK') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_BLK, got MSG_${msg.type}`);
-    if (!msg.segmentId.equals(segmentId)) throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLK SegmentID differs from the request');
-    if (msg.blockIndex !== index) throw new PeerError('PEER_PROTOCOL', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
+    if (!msg.segmentId.equals(segmentId))
+      throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLK SegmentID differs from the request');
+    if (msg.blockIndex !== index)
+      throw new PeerError('PEER_PROTOCOL', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
     if (msg.block.length === 0) throw new PeerError('PEER_NOT_AVAILABLE', peer, `block ${index} not available`);
     if (msg.block.length < req.expectedLength) {
-      throw new PeerError('PEER_PROTOCOL', peer, `SizeOfBlock ${msg.block.length} shorter than the ${req.expectedLength}-byte block`);
+      throw new PeerError(
+        'PEER_PROTOCOL',
+        peer,
+        `SizeOfBlock ${msg.block.length} shorter than the ${req.expectedLength}-byte block`,
+      );
     }
     let data: Buffer;
     try {
@@ -158,13 +182,20 @@ export class RetrievalClient {
    * was offered a v2 segment without its key; protocol/pchc.md). Checks only that the reply is the
    * MSG_BLK asked for; an empty block is PEER_NOT_AVAILABLE.
    */
-  async getRawBlock(req: { peer: string; segmentId: Buffer; index: number; signal?: AbortSignal }): Promise<{ cryptoAlgo: CryptoAlgo; block: Buffer; iv: Buffer; bytesOnWire: number }> {
+  async getRawBlock(req: {
+    peer: string;
+    segmentId: Buffer;
+    index: number;
+    signal?: AbortSignal;
+  }): Promise<{ cryptoAlgo: CryptoAlgo; block: Buffer; iv: Buffer; bytesOnWire: number }> {
     const { peer, segmentId, index } = req;
     const body = encodeRequest({ type: 'GETBLKS', cryptoAlgo: this.cryptoAlgo, segmentId, ranges: [[index, 1]] });
     const { msg, bytes } = await this.exchange(peer, body, req.signal);
     if (msg.type !== 'BLK') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_BLK, got MSG_${msg.type}`);
-    if (!msg.segmentId.equals(segmentId)) throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLK SegmentID differs from the request');
-    if (msg.blockIndex !== index) throw new PeerError('PEER_PROTOCOL', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
+    if (!msg.segmentId.equals(segmentId))
+      throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLK SegmentID differs from the request');
+    if (msg.blockIndex !== index)
+      throw new PeerError('PEER_PROTOCOL', peer, `MSG_BLK BlockIndex ${msg.blockIndex}, asked for ${index}`);
     if (msg.block.length === 0) throw new PeerError('PEER_NOT_AVAILABLE', peer, `block ${index} not available`);
     return { cryptoAlgo: msg.cryptoAlgo, block: msg.block, iv: msg.iv, bytesOnWire: bytes + body.length };
   }
@@ -176,25 +207,38 @@ export class RetrievalClient {
   async getSegmentList(req: { peer: string; segmentIds: Buffer[]; signal?: AbortSignal }): Promise<number[]> {
     const { peer } = req;
     const requestId = randomBytes(16);
-    const body = encodeRequest({ type: 'GETSEGLIST', cryptoAlgo: this.cryptoAlgo, requestId, segmentIds: req.segmentIds });
+    const body = encodeRequest({
+      type: 'GETSEGLIST',
+      cryptoAlgo: this.cryptoAlgo,
+      requestId,
+      segmentIds: req.segmentIds,
+    });
     const { msg } = await this.exchange(peer, body, req.signal);
     if (msg.type !== 'SEGLIST') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_SEGLIST, got MSG_${msg.type}`);
-    if (!msg.requestId.equals(requestId)) throw new PeerError('PEER_PROTOCOL', peer, 'MSG_SEGLIST RequestID differs from the request');
+    if (!msg.requestId.equals(requestId))
+      throw new PeerError('PEER_PROTOCOL', peer, 'MSG_SEGLIST RequestID differs from the request');
     const out: number[] = [];
     for (const [i, c] of msg.ranges) for (let k = i; k < i + c && k < req.segmentIds.length; k++) out.push(k);
     return [...new Set(out)].sort((a, b) => a - b);
   }
 
   /** Ask which of the given block ranges a peer holds. */
-  async getBlockList(req: { peer: string; segmentId: Buffer; ranges: Range[]; signal?: AbortSignal }): Promise<{ ranges: Range[]; nextBlockIndex: number }> {
+  async getBlockList(req: {
+    peer: string;
+    segmentId: Buffer;
+    ranges: Range[];
+    signal?: AbortSignal;
+  }): Promise<{ ranges: Range[]; nextBlockIndex: number }> {
     const { peer, segmentId } = req;
     const ranges = normalizeRanges(req.ranges);
     if (ranges.length === 0) return { ranges: [], nextBlockIndex: 0 };
-    if (ranges.length > MAX_GETBLKLIST_RANGES) throw new RangeError(`at most ${MAX_GETBLKLIST_RANGES} ranges per MSG_GETBLKLIST`);
+    if (ranges.length > MAX_GETBLKLIST_RANGES)
+      throw new RangeError(`at most ${MAX_GETBLKLIST_RANGES} ranges per MSG_GETBLKLIST`);
     const body = encodeRequest({ type: 'GETBLKLIST', cryptoAlgo: this.cryptoAlgo, segmentId, ranges });
     const { msg } = await this.exchange(peer, body, req.signal);
     if (msg.type !== 'BLKLIST') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_BLKLIST, got MSG_${msg.type}`);
-    if (!msg.segmentId.equals(segmentId)) throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLKLIST SegmentID differs from the request');
+    if (!msg.segmentId.equals(segmentId))
+      throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLKLIST SegmentID differs from the request');
     return { ranges: normalizeRanges(msg.ranges), nextBlockIndex: msg.nextBlockIndex };
   }
 
@@ -202,7 +246,8 @@ export class RetrievalClient {
   async negotiate(peer: string, signal?: AbortSignal): Promise<{ min: ProtVer; max: ProtVer }> {
     const body = encodeRequest({ type: 'NEGO_REQ', min: SUPPORTED_MIN, max: SUPPORTED_MAX });
     const { msg } = await this.exchange(peer, body, signal, true);
-    if (msg.type !== 'NEGO_RESP') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_NEGO_RESP, got MSG_${msg.type}`);
+    if (msg.type !== 'NEGO_RESP')
+      throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_NEGO_RESP, got MSG_${msg.type}`);
     return { min: msg.min, max: msg.max };
   }
 
@@ -243,20 +288,32 @@ export class RetrievalClient {
    * POST one request and return the decoded response. `allowNego`: a MSG_NEGO_RESP is the
    * expected answer; otherwise it means the peer rejected our version → 'PEER_PROTOCOL'.
    */
-  private async exchange(peer: string, body: Buffer, signal?: AbortSignal, allowNego = false): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
+  private async exchange(
+    peer: string,
+    body: Buffer,
+    signal?: AbortSignal,
+    allowNego = false,
+  ): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
     if (this.closed) throw new PeerError('PEER_UNREACHABLE', peer, 'client closed');
     if (signal?.aborted) throw new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
     if (!this.probation) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs);
     const h = this.healthOf(peer);
     for (;;) {
-      if (h.quarantinedUntil > this.now()) throw new PeerError('PEER_QUARANTINED', peer, 'not used: it failed without ever giving a valid MS-PCCRR answer');
+      if (h.quarantinedUntil > this.now())
+        throw new PeerError(
+          'PEER_QUARANTINED',
+          peer,
+          'not used: it failed without ever giving a valid MS-PCCRR answer',
+        );
       if (h.proven) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs);
       if (!h.probing) break;
       await waitOrAbort(h.probing, signal, peer);
     }
     // On probation: this request is the only one in flight to that address.
     let release!: () => void;
-    h.probing = new Promise<void>((r) => { release = r; });
+    h.probing = new Promise<void>((r) => {
+      release = r;
+    });
     try {
       const r = await this.exchangeOnce(peer, body, signal, allowNego, this.probation.firstByteTimeoutMs);
       h.proven = true;
@@ -266,11 +323,17 @@ export class RetrievalClient {
       const err = e as PeerError;
       // A refused message (HTTP 400: python-peerdist answers MSG_GETBLKLIST so), a busy server or
       // our own abort say nothing against the address.
-      const benign = err.code === 'ABORTED' || err.code === 'PEER_BUSY' || (err.code === 'PEER_HTTP' && / 400$/.test(err.message));
+      const benign =
+        err.code === 'ABORTED' || err.code === 'PEER_BUSY' || (err.code === 'PEER_HTTP' && / 400$/.test(err.message));
       if (!benign) {
         h.strikes++;
-        h.quarantinedUntil = this.now() + Math.min(this.probation.maxQuarantineMs, this.probation.quarantineMs * 2 ** (h.strikes - 1));
-        this.log.info('peer quarantined: no valid MS-PCCRR answer', { peer, code: err.code, ms: h.quarantinedUntil - this.now() });
+        h.quarantinedUntil =
+          this.now() + Math.min(this.probation.maxQuarantineMs, this.probation.quarantineMs * 2 ** (h.strikes - 1));
+        this.log.info('peer quarantined: no valid MS-PCCRR answer', {
+          peer,
+          code: err.code,
+          ms: h.quarantinedUntil - this.now(),
+        });
       }
       throw err;
     } finally {
@@ -279,7 +342,13 @@ export class RetrievalClient {
     }
   }
 
-  private async exchangeOnce(peer: string, body: Buffer, signal: AbortSignal | undefined, allowNego: boolean, firstByteMs: number): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
+  private async exchangeOnce(
+    peer: string,
+    body: Buffer,
+    signal: AbortSignal | undefined,
+    allowNego: boolean,
+    firstByteMs: number,
+  ): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
     const pool = this.pool(peer);
     const timer = new AbortController();
     const t = setTimeout(() => timer.abort(), this.requestTimeoutMs);
@@ -287,9 +356,13 @@ export class RetrievalClient {
     const failure = (e: unknown): PeerError => {
       if (e instanceof PeerError) return e;
       if (signal?.aborted) return new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
-      if (timer.signal.aborted) return new PeerError('PEER_TIMEOUT', peer, `no complete response within ${this.requestTimeoutMs} ms`, { cause: e });
+      if (timer.signal.aborted)
+        return new PeerError('PEER_TIMEOUT', peer, `no complete response within ${this.requestTimeoutMs} ms`, {
+          cause: e,
+        });
       const code = (e as { code?: string }).code ?? '';
-      if (/TIMEOUT/.test(code)) return new PeerError('PEER_TIMEOUT', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
+      if (/TIMEOUT/.test(code))
+        return new PeerError('PEER_TIMEOUT', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
       return new PeerError('PEER_UNREACHABLE', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });
     };
     try {
@@ -326,11 +399,16 @@ export class RetrievalClient {
       try {
         msg = decodeResponse(Buffer.concat(chunks, n));
       } catch (e) {
-        if (e instanceof RetrievalParseError) throw new PeerError('PEER_PROTOCOL', peer, `bad response: ${e.message}`, { cause: e });
+        if (e instanceof RetrievalParseError)
+          throw new PeerError('PEER_PROTOCOL', peer, `bad response: ${e.message}`, { cause: e });
         throw e;
       }
       if (msg.type === 'NEGO_RESP' && !allowNego) {
-        throw new PeerError('PEER_PROTOCOL', peer, `peer supports versions ${protVerString(msg.min)}..${protVerString(msg.max)} only`);
+        throw new PeerError(
+          'PEER_PROTOCOL',
+          peer,
+          `peer supports versions ${protVerString(msg.min)}..${protVerString(msg.max)} only`,
+        );
       }
       return { msg, bytes: n };
     } catch (e) {
@@ -350,6 +428,9 @@ function waitOrAbort(p: Promise<void>, signal: AbortSignal | undefined, peer: st
     const onAbort = () => reject(new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason }));
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
-    p.then(() => { signal.removeEventListener('abort', onAbort); resolve(); });
+    p.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
   });
 }

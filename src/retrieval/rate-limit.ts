@@ -24,7 +24,8 @@ export class TokenBucket {
   private readonly now: () => number;
 
   constructor(opts: TokenBucketOptions) {
-    if (!(opts.rate > 0) || !Number.isFinite(opts.rate)) throw new RangeError(`rate must be a positive number of bytes/s, got ${opts.rate}`);
+    if (!(opts.rate > 0) || !Number.isFinite(opts.rate))
+      throw new RangeError(`rate must be a positive number of bytes/s, got ${opts.rate}`);
     this.rate = opts.rate;
     this.burst = opts.burst ?? Math.max(65536 + 1024, Math.round(opts.rate / 10));
     if (!(this.burst > 0)) throw new RangeError(`burst must be positive, got ${this.burst}`);
@@ -56,5 +57,8 @@ export class TokenBucket {
   }
 
   /** Bytes available right now (negative while in debt). */
-  available(): number { this.refill(); return this.tokens; }
+  available(): number {
+    this.refill();
+    return this.tokens;
+  }
 }

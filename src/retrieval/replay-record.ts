@@ -5,7 +5,11 @@
  */
 import { AES_BLOCK, type CryptoAlgo } from '../protocol/pccrr/codec.js';
 
-export interface ReplayRecord { cryptoAlgo: CryptoAlgo; iv: Buffer; block: Buffer }
+export interface ReplayRecord {
+  cryptoAlgo: CryptoAlgo;
+  iv: Buffer;
+  block: Buffer;
+}
 
 /**
  * Checks a received payload against the segment size the offer announced: plaintext exactly
@@ -35,5 +39,9 @@ export function decodeReplayRecord(b: Buffer): ReplayRecord | undefined {
   const algo = b[0]!;
   const ivLen = b[1]!;
   if (algo > 3 || (ivLen !== 0 && ivLen !== AES_BLOCK) || b.length < 2 + ivLen) return undefined;
-  return { cryptoAlgo: algo as CryptoAlgo, iv: Buffer.from(b.subarray(2, 2 + ivLen)), block: Buffer.from(b.subarray(2 + ivLen)) };
+  return {
+    cryptoAlgo: algo as CryptoAlgo,
+    iv: Buffer.from(b.subarray(2, 2 + ivLen)),
+    block: Buffer.from(b.subarray(2 + ivLen)),
+  };
 }

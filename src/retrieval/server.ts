@@ -81,21 +81,36 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   const maxConcurrent = opts.maxConcurrent ?? 64;
   const uploadTimeoutMs = opts.uploadTimeoutMs ?? 15_000;
   const cryptoAlgo: ServedAlgo = opts.cryptoAlgo ?? 3;
-  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new RangeError(`maxConcurrent must be a positive integer, got ${maxConcurrent}`);
+  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1)
+    throw new RangeError(`maxConcurrent must be a positive integer, got ${maxConcurrent}`);
   if (!(uploadTimeoutMs > 0)) throw new RangeError(`uploadTimeoutMs must be positive, got ${uploadTimeoutMs}`);
-  if (![1, 2, 3].includes(cryptoAlgo)) throw new RangeError(`cryptoAlgo must be 1, 2 or 3 (peers never get plaintext), got ${cryptoAlgo}`);
+  if (![1, 2, 3].includes(cryptoAlgo))
+    throw new RangeError(`cryptoAlgo must be 1, 2 or 3 (peers never get plaintext), got ${cryptoAlgo}`);
   const log = opts.logger ?? createLogger({ component: 'pccrr-server' });
   const st: RetrievalStats = {
-    requests: 0, blocksServed: 0, bytesServed: 0, blocksMissing: 0, busy: 0, malformed: 0, byStatus: {},
-    throttled: 0, throttledMs: 0, busyRateLimited: 0, notServing: 0, connectionsDropped: 0, connections: 0,
+    requests: 0,
+    blocksServed: 0,
+    bytesServed: 0,
+    blocksMissing: 0,
+    busy: 0,
+    malformed: 0,
+    byStatus: {},
+    throttled: 0,
+    throttledMs: 0,
+    busyRateLimited: 0,
+    notServing: 0,
+    connectionsDropped: 0,
+    connections: 0,
   };
   const rate = opts.uploadRateLimit;
-  if (rate !== undefined && (!Number.isFinite(rate) || rate < 0)) throw new RangeError(`uploadRateLimit must be a non-negative number, got ${rate}`);
+  if (rate !== undefined && (!Number.isFinite(rate) || rate < 0))
+    throw new RangeError(`uploadRateLimit must be a non-negative number, got ${rate}`);
   const bucket = opts.bucket ?? (rate ? new TokenBucket({ rate }) : undefined);
   const maxThrottleWaitMs = opts.maxThrottleWaitMs ?? 3000;
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const maxConnections = opts.maxConnections;
-  if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) throw new RangeError(`maxConnections must be a positive integer, got ${maxConnections}`);
+  if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1))
+    throw new RangeError(`maxConnections must be a positive integer, got ${maxConnections}`);
   let active = 0;
   let server: Server | undefined;
   const sockets = new Set<Socket>();
@@ -140,7 +155,10 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     };
     // Upload timer: the whole exchange (receiving, reading the block, sending) must finish in time.
     const timer = setTimeout(() => {
-      log.warn('upload timer expired, cutting off client', { remote: req.socket.remoteAddress, timeoutMs: uploadTimeoutMs });
+      log.warn('upload timer expired, cutting off client', {
+        remote: req.socket.remoteAddress,
+        timeoutMs: uploadTimeoutMs,
+      });
       release();
       req.socket.destroy();
     }, uploadTimeoutMs);
@@ -178,58 +196,71 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         }
         return r;
       };
-      answer().then((r) => {
-        if (done || res.destroyed) return;
-        if (!r.ok) {
-          st.malformed++;
-          log.debug('malformed request', { field: r.error.field, error: r.error });
-          return finish(res, 400, undefined, true);
-        }
-        if (r.outcome === 'served') {
-          st.blocksServed++;
-          st.bytesServed += r.blockBytes;
-        } else if (r.outcome === 'missing') st.blocksMissing++;
-        else if (r.outcome === 'busy') st.busy++;
-        finish(res, 200, r.body);
-      }, (e: unknown) => {
-        log.error('block source failed', { error: e });
-        if (!done && !res.destroyed) finish(res, 500, undefined, true);
-      });
+      answer().then(
+        (r) => {
+          if (done || res.destroyed) return;
+          if (!r.ok) {
+            st.malformed++;
+            log.debug('malformed request', { field: r.error.field, error: r.error });
+            return finish(res, 400, undefined, true);
+          }
+          if (r.outcome === 'served') {
+            st.blocksServed++;
+            st.bytesServed += r.blockBytes;
+          } else if (r.outcome === 'missing') st.blocksMissing++;
+          else if (r.outcome === 'busy') st.busy++;
+          finish(res, 200, r.body);
+        },
+        (e: unknown) => {
+          log.error('block source failed', { error: e });
+          if (!done && !res.destroyed) finish(res, 500, undefined, true);
+        },
+      );
     });
   };
 
   return {
     handler,
     stats: () => ({ ...st, byStatus: { ...st.byStatus } }),
-    listen: () => new Promise((resolve, reject) => {
-      // Bound slow request headers too (the upload timer starts once the headers are in).
-      const srv = createServer({
-        headersTimeout: Math.min(uploadTimeoutMs, 60_000),
-        requestTimeout: uploadTimeoutMs + 1000,
-        connectionsCheckingInterval: Math.min(1000, uploadTimeoutMs),
-      }, handler);
-      if (maxConnections !== undefined) srv.maxConnections = maxConnections;
-      srv.on('drop', () => { st.connectionsDropped++; });
-      srv.on('connection', (s) => {
-        sockets.add(s);
-        st.connections = sockets.size;
-        s.on('close', () => { sockets.delete(s); st.connections = sockets.size; });
-      });
-      srv.once('error', reject);
-      srv.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
-        srv.off('error', reject);
-        server = srv;
-        const a = srv.address() as AddressInfo;
-        log.info('PCCRR server listening', { host: a.address, port: a.port });
-        resolve({ host: a.address, port: a.port });
-      });
-    }),
-    close: () => new Promise((resolve) => {
-      if (!server) return resolve();
-      const srv = server;
-      server = undefined;
-      srv.close(() => resolve());
-      for (const s of sockets) s.destroy();
-    }),
+    listen: () =>
+      new Promise((resolve, reject) => {
+        // Bound slow request headers too (the upload timer starts once the headers are in).
+        const srv = createServer(
+          {
+            headersTimeout: Math.min(uploadTimeoutMs, 60_000),
+            requestTimeout: uploadTimeoutMs + 1000,
+            connectionsCheckingInterval: Math.min(1000, uploadTimeoutMs),
+          },
+          handler,
+        );
+        if (maxConnections !== undefined) srv.maxConnections = maxConnections;
+        srv.on('drop', () => {
+          st.connectionsDropped++;
+        });
+        srv.on('connection', (s) => {
+          sockets.add(s);
+          st.connections = sockets.size;
+          s.on('close', () => {
+            sockets.delete(s);
+            st.connections = sockets.size;
+          });
+        });
+        srv.once('error', reject);
+        srv.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
+          srv.off('error', reject);
+          server = srv;
+          const a = srv.address() as AddressInfo;
+          log.info('PCCRR server listening', { host: a.address, port: a.port });
+          resolve({ host: a.address, port: a.port });
+        });
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        if (!server) return resolve();
+        const srv = server;
+        server = undefined;
+        srv.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
   };
 }

@@ -6,10 +6,15 @@ import { isIP } from 'node:net';
 import { PeerdistError } from './errors.js';
 
 export class AddressError extends PeerdistError {
-  constructor(message: string) { super('BAD_ADDRESS', message); }
+  constructor(message: string) {
+    super('BAD_ADDRESS', message);
+  }
 }
 
-export interface HostPort { host: string; port: number; }
+export interface HostPort {
+  host: string;
+  port: number;
+}
 
 /** An admin endpoint: TCP on loopback, or a unix socket (named pipe on Windows) path. */
 export type AdminAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'socket'; path: string };
@@ -63,7 +68,9 @@ export function parseAdminAddress(s: string): AdminAddress {
   if (v.includes('/') || v.includes('\\') || v.startsWith('.')) return { kind: 'socket', path: v };
   const hp = parseHostPort(v, 'admin address', '127.0.0.1');
   if (!isLoopbackHost(hp.host)) {
-    throw new AddressError(`admin API must listen on loopback or a unix socket, not ${hp.host} (it can start downloads and reads cache state)`);
+    throw new AddressError(
+      `admin API must listen on loopback or a unix socket, not ${hp.host} (it can start downloads and reads cache state)`,
+    );
   }
   return { kind: 'tcp', host: hp.host === 'localhost' ? '127.0.0.1' : hp.host, port: hp.port };
 }

@@ -53,7 +53,8 @@ export const ERROR_CODES = {
   BAD_LIMIT: 'an invalid cache size limit',
   CACHE_LOCKED: 'the cache is in use by a running daemon',
   CACHE_CLOSED: 'the block store is closed (the daemon is shutting down)',
-  CACHE_FULL: 'the cache is at its size limit and the rest is pinned by downloads in progress (the block is delivered without caching)',
+  CACHE_FULL:
+    'the cache is at its size limit and the rest is pinned by downloads in progress (the block is delivered without caching)',
   NO_SPACE: "the cache's filesystem is full and nothing is left to evict (the block is delivered without caching)",
   BAD_PACKAGE: 'a cache package is truncated, malformed or of an unknown version',
   REPLAY_SEGMENT: "the segment is a hosted cache's replay record (v2, kept encrypted) and cannot be exported",

@@ -27,5 +27,7 @@ export class ParseError extends PeerdistError {
 
 /** The command or options make no sense together (the CLI exits 2, as for a bad option value). */
 export class UsageError extends PeerdistError {
-  constructor(message: string) { super('USAGE', message); }
+  constructor(message: string) {
+    super('USAGE', message);
+  }
 }

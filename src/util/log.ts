@@ -19,8 +19,11 @@ function defaultLevel(): LogLevel {
   return process.env.PEERDIST_TEST === '1' ? 'silent' : 'info';
 }
 
-export function createLogger(base: Record<string, unknown> = {}, level: LogLevel = defaultLevel(),
-  write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
+export function createLogger(
+  base: Record<string, unknown> = {},
+  level: LogLevel = defaultLevel(),
+  write: (line: string) => void = (l) => process.stderr.write(l),
+): Logger {
   const emit = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[lvl] < ORDER[level]) return;
     const rec: Record<string, unknown> = { t: new Date().toISOString(), level: lvl, msg, ...base, ...fields };
@@ -64,9 +67,21 @@ export interface RateLimitOptions {
  * per-download logger bounds one download's log whatever its fields say.
  */
 export function rateLimited(log: Logger, opts: RateLimitOptions = {}): RateLimitedLogger {
-  const burst = opts.burst ?? 5, windowMs = opts.windowMs ?? 10_000, now = opts.now ?? Date.now;
+  const burst = opts.burst ?? 5,
+    windowMs = opts.windowMs ?? 10_000,
+    now = opts.now ?? Date.now;
   type Level = 'debug' | 'info' | 'warn' | 'error';
-  const seen = new Map<string, { start: number; count: number; suppressed: number; emit: (m: string, f?: Record<string, unknown>) => void; level: Level; msg: string }>();
+  const seen = new Map<
+    string,
+    {
+      start: number;
+      count: number;
+      suppressed: number;
+      emit: (m: string, f?: Record<string, unknown>) => void;
+      level: Level;
+      msg: string;
+    }
+  >();
   const wrap = (target: Logger): RateLimitedLogger => {
     const send = (level: Level) => (msg: string, fields?: Record<string, unknown>) => {
       const key = `${level}\0${msg}`;
@@ -78,12 +93,18 @@ export function rateLimited(log: Logger, opts: RateLimitOptions = {}): RateLimit
         seen.set(key, e);
         if (pending > 0) fields = { ...fields, suppressed: pending };
       }
-      if (e.count >= burst) { e.suppressed++; return; }
+      if (e.count >= burst) {
+        e.suppressed++;
+        return;
+      }
       e.count++;
       target[level](msg, fields);
     };
     return {
-      debug: send('debug'), info: send('info'), warn: send('warn'), error: send('error'),
+      debug: send('debug'),
+      info: send('info'),
+      warn: send('warn'),
+      error: send('error'),
       child: (f) => wrap(target.child(f)),
       flush: () => {
         for (const e of seen.values()) {

@@ -12,7 +12,9 @@ function readVersion(): string {
     try {
       const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
       if (pkg.name === 'peerdist' && typeof pkg.version === 'string') return pkg.version;
-    } catch { /* no package.json here: look further up */ }
+    } catch {
+      /* no package.json here: look further up */
+    }
     const up = dirname(dir);
     if (up === dir) return '0.0.0-unknown';
     dir = up;

@@ -17,7 +17,13 @@ t.test('addFile stores every v2 segment of a file and reports the ones that do n
   const store = await BlockStore.open({ dir: join(dir, 'cache'), limitBytes: 1 << 30 });
   t.teardown(() => store.close());
   const rep = await addFile(store, ci, file);
-  t.match(rep, { segments: ci.segments.length, blocks: ci.segments.length, stored: ci.segments.length, bytes: data.length, mismatches: [] });
+  t.match(rep, {
+    segments: ci.segments.length,
+    blocks: ci.segments.length,
+    stored: ci.segments.length,
+    bytes: data.length,
+    mismatches: [],
+  });
   for (const seg of ci.segments) {
     t.ok(store.isComplete(seg.segmentId));
     t.same(await store.readBlock(seg.segmentId, 0), data.subarray(seg.offset, seg.offset + seg.length));
@@ -29,7 +35,13 @@ t.test('addFile stores every v2 segment of a file and reports the ones that do n
   await writeFile(file, changed.subarray(0, data.length - 50));
   const rep2 = await addFile(store, ci, file);
   const last = ci.segments.length - 1;
-  t.same(rep2.mismatches.map((m) => [m.segment, m.block, m.reason]), [[3, 0, 'hash'], [last, 0, 'short file']]);
+  t.same(
+    rep2.mismatches.map((m) => [m.segment, m.block, m.reason]),
+    [
+      [3, 0, 'hash'],
+      [last, 0, 'short file'],
+    ],
+  );
   t.equal(rep2.stored, ci.segments.length - 2);
   t.notOk(store.hasBlock(ci.segments[3]!.segmentId, 0));
   t.ok(store.hasBlock(ci.segments[4]!.segmentId, 0));

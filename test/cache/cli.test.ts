@@ -38,7 +38,9 @@ t.test('peerdist cache commands with --json on a temp state dir', async (t) => {
 
   r = await cli('ls');
   t.equal(r.code, 0);
-  t.match(JSON.parse(r.stdout), [{ segmentId: segId, version: 1, blocksPresent: 6, blocksTotal: 6, bytes: data.length }]);
+  t.match(JSON.parse(r.stdout), [
+    { segmentId: segId, version: 1, blocksPresent: 6, blocksTotal: 6, bytes: data.length },
+  ]);
 
   r = await cli('show', segId);
   t.equal(r.code, 0);
@@ -62,7 +64,9 @@ t.test('peerdist cache commands with --json on a temp state dir', async (t) => {
 
   // corrupt one block's bytes in the segment file: verify reports it, drops it, exits 1
   const segPath = join(state, 'cache', 'blocks', segId.slice(0, 2), segId);
-  const bad = await readFile(segPath); bad[3 * 65536 + 10]! ^= 1; await writeFile(segPath, bad);
+  const bad = await readFile(segPath);
+  bad[3 * 65536 + 10]! ^= 1;
+  await writeFile(segPath, bad);
   r = await cli('verify');
   t.equal(r.code, 1, 'verify exits 1 when it found bad blocks');
   t.match(json(r.stdout), { blocks: 5, bad: [{ segmentId: segId, index: 3 }] });
@@ -87,11 +91,18 @@ t.test('peerdist cache commands with --json on a temp state dir', async (t) => {
 
   // a file that does not match its content information
   const other = join(root, 'other.bin');
-  const changed = Buffer.from(data); changed[65536 * 2 + 5]! ^= 1;
+  const changed = Buffer.from(data);
+  changed[65536 * 2 + 5]! ^= 1;
   await writeFile(other, changed.subarray(0, data.length - 100));
   r = await cli('add', other, '--content-info', ciPath);
   t.equal(r.code, 1);
-  t.match(json(r.stdout), { stored: 4, mismatches: [{ block: 2, reason: 'hash' }, { block: 5, reason: 'short file' }] });
+  t.match(json(r.stdout), {
+    stored: 4,
+    mismatches: [
+      { block: 2, reason: 'hash' },
+      { block: 5, reason: 'short file' },
+    ],
+  });
 
   r = await cli('import', ciPath);
   t.equal(r.code, 1);

@@ -7,7 +7,10 @@ import { v1Segment } from './make.js';
 import { readFile } from 'node:fs/promises';
 
 const [dir, dataPath] = process.argv.slice(2) as [string, string];
-if (!dir) { process.stdout.write('1..0 # SKIP helper process for crash.test\n'); process.exit(0); }
+if (!dir) {
+  process.stdout.write('1..0 # SKIP helper process for crash.test\n');
+  process.exit(0);
+}
 const seg = v1Segment(await readFile(dataPath));
 const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
 await store.addSegment(seg.meta);

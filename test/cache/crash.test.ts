@@ -19,16 +19,25 @@ t.test('killed mid-write: after reopen only complete, indexed blocks are served'
   for (let round = 0; round < 3; round++) {
     const p = spawn(process.execPath, [child, store, dataPath], { stdio: ['ignore', 'pipe', 'inherit'] });
     const closed = new Promise((r) => p.once('close', r));
-    t.teardown(() => { p.kill('SIGKILL'); });
+    t.teardown(() => {
+      p.kill('SIGKILL');
+    });
     let out = '';
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('child did not make progress')), 20_000);
       p.stdout.setEncoding('utf8').on('data', (d: string) => {
         out += d;
         // kill at a varying point after some blocks are stored
-        if ((out.match(/stored/g) ?? []).length >= 5 + round * 7) { clearTimeout(timer); p.kill('SIGKILL'); resolve(); }
+        if ((out.match(/stored/g) ?? []).length >= 5 + round * 7) {
+          clearTimeout(timer);
+          p.kill('SIGKILL');
+          resolve();
+        }
       });
-      p.on('exit', () => { clearTimeout(timer); resolve(); });
+      p.on('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
     await closed;
     const s = await BlockStore.open({ dir: store, limitBytes: 1 << 30 });

@@ -23,27 +23,43 @@ t.test('concurrent writes under size pressure keep the index, memory and disk co
   let store = await BlockStore.open({ dir, limitBytes: 4 * segBytes });
   // three downloads at a time, each pinning its segment and writing its blocks concurrently
   let next = 0;
-  await Promise.all([0, 1, 2].map(async () => {
-    while (next < segs.length) {
-      const s = segs[next++]!;
-      const release = store.pin(s.meta.segmentId);
-      try {
-        await store.addSegment(s.meta);
-        await Promise.all(s.blocks.map((b, i) => store.putBlock(s.meta.segmentId, i, b)));
-      } finally { release(); }
-    }
-  }));
+  await Promise.all(
+    [0, 1, 2].map(async () => {
+      while (next < segs.length) {
+        const s = segs[next++]!;
+        const release = store.pin(s.meta.segmentId);
+        try {
+          await store.addSegment(s.meta);
+          await Promise.all(s.blocks.map((b, i) => store.putBlock(s.meta.segmentId, i, b)));
+        } finally {
+          release();
+        }
+      }
+    }),
+  );
   const st = store.stats();
   t.ok(st.bytes <= 4 * segBytes, `within the limit once unpinned (${st.bytes})`);
   t.equal(st.bytes, presentBytes(store), 'accounted bytes = bytes of present blocks');
-  t.equal(st.blocks, store.list().reduce((n, r) => n + r.blocksPresent, 0));
+  t.equal(
+    st.blocks,
+    store.list().reduce((n, r) => n + r.blocksPresent, 0),
+  );
   const files: string[] = [];
-  for (const fan of await readdir(join(dir, 'blocks'))) files.push(...await readdir(join(dir, 'blocks', fan)));
-  t.same(files.sort(), store.list().map((r) => r.segmentId).sort(), 'one file per cached segment, evicted ones removed');
-  t.equal(st.blocks, st.bytes / segBytes * 4);
+  for (const fan of await readdir(join(dir, 'blocks'))) files.push(...(await readdir(join(dir, 'blocks', fan))));
+  t.same(
+    files.sort(),
+    store
+      .list()
+      .map((r) => r.segmentId)
+      .sort(),
+    'one file per cached segment, evicted ones removed',
+  );
+  t.equal(st.blocks, (st.bytes / segBytes) * 4);
   t.ok(st.evictions >= 1, `evicted ${st.evictions}`);
   const before = new Map(store.list().map((r) => [r.segmentId, r.blocksPresent]));
-  for (const s of segs) for (const i of store.presentBlocks(s.meta.segmentId)) t.same(await store.readBlock(s.meta.segmentId, i), s.blocks[i]);
+  for (const s of segs)
+    for (const i of store.presentBlocks(s.meta.segmentId))
+      t.same(await store.readBlock(s.meta.segmentId, i), s.blocks[i]);
   await store.close();
   store = await BlockStore.open({ dir });
   t.teardown(() => store.close());
@@ -54,29 +70,53 @@ t.test('concurrent writes under size pressure keep the index, memory and disk co
 t.test('last use is batched in memory and persisted by flush/close', async (t) => {
   const dir = await tempDir(t);
   let clock = 5000;
-  const a = randomV2(1000), b = randomV2(2000);
+  const a = randomV2(1000),
+    b = randomV2(2000);
   let store = await BlockStore.open({ dir, limitBytes: 1 << 20, now: () => clock, flushIntervalMs: 60_000 });
-  await store.addSegment(a.meta); await putAll(store, a);
+  await store.addSegment(a.meta);
+  await putAll(store, a);
   clock = 6000;
-  await store.addSegment(b.meta); await putAll(store, b);
+  await store.addSegment(b.meta);
+  await putAll(store, b);
   clock = 9000;
   await store.readBlock(a.meta.segmentId, 0, 'peer');
-  t.same(store.list().map((r) => [r.segmentId, r.lastUse]), [[a.meta.segmentId.toString('hex'), 9000], [b.meta.segmentId.toString('hex'), 6000]]);
+  t.same(
+    store.list().map((r) => [r.segmentId, r.lastUse]),
+    [
+      [a.meta.segmentId.toString('hex'), 9000],
+      [b.meta.segmentId.toString('hex'), 6000],
+    ],
+  );
   await store.close();
   store = await BlockStore.open({ dir, now: () => clock });
   t.teardown(() => store.close());
-  t.match(store.list(), [{ segmentId: a.meta.segmentId.toString('hex'), lastUse: 9000, hitsPeer: 1 }, { lastUse: 6000, hitsPeer: 0 }]);
+  t.match(store.list(), [
+    { segmentId: a.meta.segmentId.toString('hex'), lastUse: 9000, hitsPeer: 1 },
+    { lastUse: 6000, hitsPeer: 0 },
+  ]);
 });
 
 t.test('an unreadable segment record in the index is dropped with its files', async (t) => {
   const dir = await tempDir(t);
-  const a = randomV1(2), b = randomV1(1);
+  const a = randomV1(2),
+    b = randomV1(1);
   let store = await BlockStore.open({ dir, limitBytes: 1 << 24 });
-  await store.addSegment(a.meta); await putAll(store, a);
-  await store.addSegment(b.meta); await putAll(store, b);
+  await store.addSegment(a.meta);
+  await putAll(store, a);
+  await store.addSegment(b.meta);
+  await putAll(store, b);
   await store.close();
   const db = new Level<string, unknown>(join(dir, 'index'), { valueEncoding: 'json' });
-  await db.put(`m!${a.meta.segmentId.toString('hex')}`, { v: 1, alg: 'SHA-256', hod: '00', kp: '11', len: 5, bs: 65536, bh: '', added: 0 });
+  await db.put(`m!${a.meta.segmentId.toString('hex')}`, {
+    v: 1,
+    alg: 'SHA-256',
+    hod: '00',
+    kp: '11',
+    len: 5,
+    bs: 65536,
+    bh: '',
+    added: 0,
+  });
   await db.close();
   store = await BlockStore.open({ dir });
   t.teardown(() => store.close());
@@ -95,7 +135,8 @@ t.test('parseSize / formatSize', async (t) => {
   t.equal(parseSize('64k'), 65536);
   t.equal(parseSize('2T'), 2 * 2 ** 40);
   t.equal(parseSize('100b'), 100);
-  for (const bad of ['', 'G', '-1', '10X', '1e9', '99999999999T']) t.throws(() => parseSize(bad), { code: 'BAD_SIZE' }, bad);
+  for (const bad of ['', 'G', '-1', '10X', '1e9', '99999999999T'])
+    t.throws(() => parseSize(bad), { code: 'BAD_SIZE' }, bad);
   t.equal(formatSize(1536), '1.5 KiB');
   t.equal(formatSize(10), '10 B');
 });
@@ -103,31 +144,48 @@ t.test('parseSize / formatSize', async (t) => {
 t.test('group commit: concurrent writes to one segment share fdatasync calls; each write is synced', async (t) => {
   const dir = await tempDir(t);
   const probe = await open(join(dir, 'probe'), 'w');
-  const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void>; write: (...a: unknown[]) => Promise<unknown> };
+  const proto = Object.getPrototypeOf(probe) as {
+    datasync: () => Promise<void>;
+    write: (...a: unknown[]) => Promise<unknown>;
+  };
   await probe.close();
-  const origSync = proto.datasync, origWrite = proto.write;
+  const origSync = proto.datasync,
+    origWrite = proto.write;
   // Each completed write gets a sequence number; a datasync covers every write completed before it
   // started. A putBlock may resolve only once a covering datasync has finished.
-  let writes = 0, syncs = 0, syncedUpTo = 0, unsyncedAtResolve = 0;
+  let writes = 0,
+    syncs = 0,
+    syncedUpTo = 0,
+    unsyncedAtResolve = 0;
   const seqOf = new Map<unknown, number>();
-  proto.write = async function (this: unknown, ...a: unknown[]) { const r = await origWrite.apply(this, a); seqOf.set(a[0], ++writes); return r; };
+  proto.write = async function (this: unknown, ...a: unknown[]) {
+    const r = await origWrite.apply(this, a);
+    seqOf.set(a[0], ++writes);
+    return r;
+  };
   // a slow disk (20 ms per sync) makes the sharing deterministic whatever the filesystem
   proto.datasync = async function (this: unknown) {
-    syncs++; const covered = writes;
+    syncs++;
+    const covered = writes;
     await new Promise((r) => setTimeout(r, 20));
     await origSync.call(this);
     syncedUpTo = Math.max(syncedUpTo, covered);
   };
-  t.teardown(() => { proto.datasync = origSync; proto.write = origWrite; });
+  t.teardown(() => {
+    proto.datasync = origSync;
+    proto.write = origWrite;
+  });
   const s = randomV1(16);
   const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
   t.teardown(() => store.close());
   await store.addSegment(s.meta);
-  await Promise.all(s.blocks.map(async (b, i) => {
-    await store.putBlock(s.meta.segmentId, i, b);
-    const seq = seqOf.get(b);
-    if (seq === undefined || syncedUpTo < seq) unsyncedAtResolve++;
-  }));
+  await Promise.all(
+    s.blocks.map(async (b, i) => {
+      await store.putBlock(s.meta.segmentId, i, b);
+      const seq = seqOf.get(b);
+      if (seq === undefined || syncedUpTo < seq) unsyncedAtResolve++;
+    }),
+  );
   t.ok(store.isComplete(s.meta.segmentId));
   t.equal(unsyncedAtResolve, 0, 'no putBlock resolved before its data was synced');
   t.equal(writes, 16);
@@ -137,9 +195,17 @@ t.test('group commit: concurrent writes to one segment share fdatasync calls; ea
 t.test('segments that never got a block are forgotten after the TTL unless pinned', async (t) => {
   const dir = await tempDir(t);
   let clock = 1_000_000;
-  const store = await BlockStore.open({ dir, limitBytes: 1 << 24, now: () => clock, flushIntervalMs: 60_000, emptySegmentTtlMs: 1000 });
+  const store = await BlockStore.open({
+    dir,
+    limitBytes: 1 << 24,
+    now: () => clock,
+    flushIntervalMs: 60_000,
+    emptySegmentTtlMs: 1000,
+  });
   t.teardown(() => store.close());
-  const empty = randomV1(2), pinned = randomV1(2), full = randomV1(1);
+  const empty = randomV1(2),
+    pinned = randomV1(2),
+    full = randomV1(1);
   for (const s of [empty, pinned, full]) await store.addSegment(s.meta);
   await putAll(store, full);
   const release = store.pin(pinned.meta.segmentId);
@@ -169,26 +235,35 @@ t.test('close waits for writes in flight; afterwards writes fail clearly and rea
   t.ok(store.isComplete(s.meta.segmentId), 'every write that was in flight at close landed');
 });
 
-t.test('checkBlock: a verified buffer is stored without a second hash, but only for the block it was checked for', async (t) => {
-  const dir = await tempDir(t);
-  const s = randomV1(3);
-  const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
-  t.teardown(() => store.close());
-  t.equal(store.checkBlock(s.meta.segmentId, 0, s.blocks[0]!), false, 'unknown segment');
-  await store.addSegment(s.meta);
-  const bad = Buffer.from(s.blocks[1]!); bad[5]! ^= 1;
-  t.equal(store.checkBlock(s.meta.segmentId, 1, bad), false, 'wrong bytes');
-  t.equal(store.checkBlock(s.meta.segmentId, 9, s.blocks[0]!), false, 'index out of range');
-  t.equal(store.checkBlock(s.meta.segmentId, 0, s.blocks[0]!), true);
-  // checked as block 0, offered as block 2: hashed again and refused
-  await t.rejects(store.putBlock(s.meta.segmentId, 2, s.blocks[0]!), { code: 'BAD_BLOCK' });
-  t.equal(store.hasBlock(s.meta.segmentId, 2), false);
-  await store.putBlock(s.meta.segmentId, 0, s.blocks[0]!);
-  await Promise.all([1, 2].map(async (i) => { t.ok(store.checkBlock(s.meta.segmentId, i, s.blocks[i]!)); await store.putBlock(s.meta.segmentId, i, s.blocks[i]!); }));
-  t.ok(store.isComplete(s.meta.segmentId));
-  for (let i = 0; i < 3; i++) t.same(await store.readBlock(s.meta.segmentId, i), s.blocks[i]);
-  await store.close();
-  const again = await BlockStore.open({ dir, limitBytes: 1 << 30 });
-  t.teardown(() => again.close());
-  t.same(again.presentBlocks(s.meta.segmentId), [0, 1, 2], 'batched present marks reached the index');
-});
+t.test(
+  'checkBlock: a verified buffer is stored without a second hash, but only for the block it was checked for',
+  async (t) => {
+    const dir = await tempDir(t);
+    const s = randomV1(3);
+    const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
+    t.teardown(() => store.close());
+    t.equal(store.checkBlock(s.meta.segmentId, 0, s.blocks[0]!), false, 'unknown segment');
+    await store.addSegment(s.meta);
+    const bad = Buffer.from(s.blocks[1]!);
+    bad[5]! ^= 1;
+    t.equal(store.checkBlock(s.meta.segmentId, 1, bad), false, 'wrong bytes');
+    t.equal(store.checkBlock(s.meta.segmentId, 9, s.blocks[0]!), false, 'index out of range');
+    t.equal(store.checkBlock(s.meta.segmentId, 0, s.blocks[0]!), true);
+    // checked as block 0, offered as block 2: hashed again and refused
+    await t.rejects(store.putBlock(s.meta.segmentId, 2, s.blocks[0]!), { code: 'BAD_BLOCK' });
+    t.equal(store.hasBlock(s.meta.segmentId, 2), false);
+    await store.putBlock(s.meta.segmentId, 0, s.blocks[0]!);
+    await Promise.all(
+      [1, 2].map(async (i) => {
+        t.ok(store.checkBlock(s.meta.segmentId, i, s.blocks[i]!));
+        await store.putBlock(s.meta.segmentId, i, s.blocks[i]!);
+      }),
+    );
+    t.ok(store.isComplete(s.meta.segmentId));
+    for (let i = 0; i < 3; i++) t.same(await store.readBlock(s.meta.segmentId, i), s.blocks[i]);
+    await store.close();
+    const again = await BlockStore.open({ dir, limitBytes: 1 << 30 });
+    t.teardown(() => again.close());
+    t.same(again.presentBlocks(s.meta.segmentId), [0, 1, 2], 'batched present marks reached the index');
+  },
+);

@@ -9,7 +9,14 @@ import { randomV1, randomV2, tempDir, putAll } from './make.js';
 /** xorshift32: deterministic, so a failure names its iteration. */
 function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;
-  return () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 2 ** 32; };
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
 }
 
 t.test('mutated packages never crash import and never store unverified data', async (t) => {
@@ -17,7 +24,10 @@ t.test('mutated packages never crash import and never store unverified data', as
   const segs = [randomV1(2, 4000), randomV2(3000)];
   const src = await BlockStore.open({ dir: join(dir, 'src'), limitBytes: 1 << 24 });
   t.teardown(() => src.close());
-  for (const s of segs) { await src.addSegment(s.meta); await putAll(src, s); }
+  for (const s of segs) {
+    await src.addSegment(s.meta);
+    await putAll(src, s);
+  }
   const pkg = join(dir, 'p.pdpkg');
   await src.exportPackage(pkg);
   const good = await readFile(pkg);
@@ -41,14 +51,18 @@ t.test('mutated packages never crash import and never store unverified data', as
       outcomes.ok++;
       outcomes.rejectedBlocks += r.rejected;
     } catch (err) {
-      if (!(err instanceof PackageError)) { t.fail(`iteration ${iter}: unexpected ${(err as Error).name}: ${(err as Error).message}`); continue; }
+      if (!(err instanceof PackageError)) {
+        t.fail(`iteration ${iter}: unexpected ${(err as Error).name}: ${(err as Error).message}`);
+        continue;
+      }
       outcomes.packageErrors++;
     }
   }
   t.comment(JSON.stringify(outcomes));
   t.ok(outcomes.packageErrors > 0 && outcomes.ok > 0, 'both outcomes exercised');
   // whatever got in is exactly the original data
-  for (const s of segs) for (const i of dst.presentBlocks(s.meta.segmentId)) t.same(await dst.readBlock(s.meta.segmentId, i), s.blocks[i]);
+  for (const s of segs)
+    for (const i of dst.presentBlocks(s.meta.segmentId)) t.same(await dst.readBlock(s.meta.segmentId, i), s.blocks[i]);
   t.same((await dst.verifyAll()).bad, []);
   t.equal(dst.stats().corruptBlocks, 0);
 });

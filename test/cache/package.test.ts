@@ -3,19 +3,30 @@ import { open, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlockStore } from '../../src/cache/store.js';
 import { PackageError } from '../../src/cache/errors.js';
-import { PACKAGE_MAGIC, HEADER_LEN, SEGMENT_REC_HEAD, BLOCK_REC_HEAD, encodeSegmentRecord } from '../../src/cache/package-format.js';
+import {
+  PACKAGE_MAGIC,
+  HEADER_LEN,
+  SEGMENT_REC_HEAD,
+  BLOCK_REC_HEAD,
+  encodeSegmentRecord,
+} from '../../src/cache/package-format.js';
 import { randomV1, randomV2, tempDir, putAll } from './make.js';
 
 async function storeWith(t: Test, ...segs: ReturnType<typeof randomV1>[]) {
   const dir = await tempDir(t);
   const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
   t.teardown(() => store.close());
-  for (const s of segs) { await store.addSegment(s.meta); await putAll(store, s); }
+  for (const s of segs) {
+    await store.addSegment(s.meta);
+    await putAll(store, s);
+  }
   return { dir, store };
 }
 
 t.test('export/import round trip: byte-identical blocks in a fresh store', async (t) => {
-  const a = randomV1(3, 12345), b = randomV2(100000), c = randomV1(2);
+  const a = randomV1(3, 12345),
+    b = randomV2(100000),
+    c = randomV1(2);
   const { dir, store } = await storeWith(t, a, b, c);
   const pkg = join(dir, 'out.pdpkg');
   const r = await store.exportPackage(pkg);
@@ -51,7 +62,11 @@ t.test('a package with a bad block: rejected, counted, not stored', async (t) =>
   // flip a byte inside block 1's data
   const off = HEADER_LEN + encodeSegmentRecord(a.meta).length + (BLOCK_REC_HEAD + 65536) + BLOCK_REC_HEAD + 500;
   const fh = await open(pkg, 'r+');
-  const b = Buffer.alloc(1); await fh.read(b, 0, 1, off); b[0]! ^= 0x55; await fh.write(b, 0, 1, off); await fh.close();
+  const b = Buffer.alloc(1);
+  await fh.read(b, 0, 1, off);
+  b[0]! ^= 0x55;
+  await fh.write(b, 0, 1, off);
+  await fh.close();
   const { store: fresh } = await storeWith(t);
   t.same(await fresh.importPackage(pkg), { segments: 1, blocks: 2, rejected: 1 });
   t.same(fresh.presentBlocks(a.meta.segmentId), [0, 2]);
@@ -72,7 +87,8 @@ t.test('a segment whose Kp does not produce its ID is rejected with its blocks',
 });
 
 t.test('truncated or garbage packages: clear error, nothing imported', async (t) => {
-  const a = randomV1(2), b = randomV1(2);
+  const a = randomV1(2),
+    b = randomV1(2);
   const { dir, store } = await storeWith(t, a, b);
   const pkg = join(dir, 'out.pdpkg');
   await store.exportPackage(pkg);
@@ -88,7 +104,16 @@ t.test('truncated or garbage packages: clear error, nothing imported', async (t)
   const { store: fresh } = await storeWith(t);
   await t.rejects(fresh.importPackage(pkg), { code: 'BAD_PACKAGE', message: /bad magic/ });
   // a valid header then garbage
-  await writeFile(pkg, Buffer.concat([(await readFile(pkg)).subarray(0, 0), PACKAGE_MAGIC, Buffer.from([0, 1]), Buffer.alloc(6), Buffer.from([0x42, 1, 2, 3])]));
+  await writeFile(
+    pkg,
+    Buffer.concat([
+      (await readFile(pkg)).subarray(0, 0),
+      PACKAGE_MAGIC,
+      Buffer.from([0, 1]),
+      Buffer.alloc(6),
+      Buffer.from([0x42, 1, 2, 3]),
+    ]),
+  );
   await t.rejects(fresh.importPackage(pkg), { code: 'BAD_PACKAGE', message: /unknown record type/ });
   // trailing bytes after the end record
   await store.exportPackage(pkg);
@@ -106,12 +131,60 @@ t.test('segment record codec: round trip and typed rejections', async (t) => {
     t.same(decodeSegmentBody(rec.subarray(SEGMENT_REC_HEAD)), s.meta);
   }
   const body = encodeSegmentRecord(randomV1(2).meta).subarray(SEGMENT_REC_HEAD);
-  const mut = (f: (b: Buffer) => void) => { const b = Buffer.from(body); f(b); return b; };
+  const mut = (f: (b: Buffer) => void) => {
+    const b = Buffer.from(body);
+    f(b);
+    return b;
+  };
   t.throws(() => decodeSegmentBody(body.subarray(0, 10)), { code: 'BAD_PACKAGE', message: /truncated/ });
-  t.throws(() => decodeSegmentBody(mut((b) => { b[0] = 3; })), { code: 'BAD_PACKAGE', message: /version/ });
-  t.throws(() => decodeSegmentBody(mut((b) => { b[1] = 9; })), { code: 'BAD_PACKAGE', message: /hash algorithm/ });
-  t.throws(() => decodeSegmentBody(mut((b) => { b[2] = 48; })), { code: 'BAD_PACKAGE', message: /hash algorithm/ });
-  t.throws(() => decodeSegmentBody(body.subarray(0, body.length - 1)), { code: 'BAD_PACKAGE', message: /length does not match/ });
-  t.throws(() => decodeSegmentBody(mut((b) => { b[body.length - 1]! ^= 1; })), { code: 'BAD_PACKAGE', message: /hod/ }, 'v1 HoD check');
-  t.throws(() => decodeSegmentBody(mut((b) => { b.writeUInt32BE(3 * 65536, 4); })), { code: 'BAD_PACKAGE', message: /blockHashes/ });
+  t.throws(
+    () =>
+      decodeSegmentBody(
+        mut((b) => {
+          b[0] = 3;
+        }),
+      ),
+    { code: 'BAD_PACKAGE', message: /version/ },
+  );
+  t.throws(
+    () =>
+      decodeSegmentBody(
+        mut((b) => {
+          b[1] = 9;
+        }),
+      ),
+    { code: 'BAD_PACKAGE', message: /hash algorithm/ },
+  );
+  t.throws(
+    () =>
+      decodeSegmentBody(
+        mut((b) => {
+          b[2] = 48;
+        }),
+      ),
+    { code: 'BAD_PACKAGE', message: /hash algorithm/ },
+  );
+  t.throws(() => decodeSegmentBody(body.subarray(0, body.length - 1)), {
+    code: 'BAD_PACKAGE',
+    message: /length does not match/,
+  });
+  t.throws(
+    () =>
+      decodeSegmentBody(
+        mut((b) => {
+          b[body.length - 1]! ^= 1;
+        }),
+      ),
+    { code: 'BAD_PACKAGE', message: /hod/ },
+    'v1 HoD check',
+  );
+  t.throws(
+    () =>
+      decodeSegmentBody(
+        mut((b) => {
+          b.writeUInt32BE(3 * 65536, 4);
+        }),
+      ),
+    { code: 'BAD_PACKAGE', message: /blockHashes/ },
+  );
 });

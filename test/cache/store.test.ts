@@ -9,11 +9,21 @@ const segFile = (dir: string, idHex: string) => join(dir, 'blocks', idHex.slice(
 
 async function readAt(path: string, offset: number, length: number): Promise<Buffer> {
   const fh = await open(path, 'r');
-  try { const b = Buffer.alloc(length); const { bytesRead } = await fh.read(b, 0, length, offset); return b.subarray(0, bytesRead); } finally { await fh.close(); }
+  try {
+    const b = Buffer.alloc(length);
+    const { bytesRead } = await fh.read(b, 0, length, offset);
+    return b.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
 }
 async function writeAt(path: string, offset: number, data: Buffer): Promise<void> {
   const fh = await open(path, 'r+');
-  try { await fh.write(data, 0, data.length, offset); } finally { await fh.close(); }
+  try {
+    await fh.write(data, 0, data.length, offset);
+  } finally {
+    await fh.close();
+  }
 }
 
 t.test('put/read/has/present, and restart persistence', async (t) => {
@@ -34,7 +44,11 @@ t.test('put/read/has/present, and restart persistence', async (t) => {
   t.same(store.presentBlocks(s1.meta.segmentId), [0, 2]);
   t.equal(store.isComplete(s1.meta.segmentId), false);
   t.equal(store.isComplete(s2.meta.segmentId), true);
-  t.same(events, [[s1.meta.segmentId.toString('hex'), 2], [s1.meta.segmentId.toString('hex'), 0], [s2.meta.segmentId.toString('hex'), 0]]);
+  t.same(events, [
+    [s1.meta.segmentId.toString('hex'), 2],
+    [s1.meta.segmentId.toString('hex'), 0],
+    [s2.meta.segmentId.toString('hex'), 0],
+  ]);
   t.same(await store.readBlock(s1.meta.segmentId, 2), s1.blocks[2]);
   t.equal(await store.readBlock(s1.meta.segmentId, 1), undefined);
   t.same(await store.readBlock(s2.meta.segmentId, 0, 'peer'), s2.blocks[0]);
@@ -63,7 +77,8 @@ t.test('putBlock with wrong data: BadBlockError and nothing stored', async (t) =
   const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
   t.teardown(() => store.close());
   await store.addSegment(s.meta);
-  const bad = Buffer.from(s.blocks[0]!); bad[100]! ^= 1;
+  const bad = Buffer.from(s.blocks[0]!);
+  bad[100]! ^= 1;
   await t.rejects(store.putBlock(s.meta.segmentId, 0, bad), BadBlockError);
   await t.rejects(store.putBlock(s.meta.segmentId, 1, s.blocks[0]!.subarray(0, 100)), BadBlockError, 'wrong length');
   await t.rejects(store.putBlock(s.meta.segmentId, 5, s.blocks[0]!), BadBlockError, 'out of range');
@@ -93,36 +108,57 @@ t.test('LRU eviction of whole segments; pinned segments survive', async (t) => {
   t.teardown(() => store.close());
   const evicted: string[] = [];
   store.on('evict', (id: string) => evicted.push(id));
-  for (const s of segs.slice(0, 3)) { clock += 10; await store.addSegment(s.meta); await putAll(store, s); }
+  for (const s of segs.slice(0, 3)) {
+    clock += 10;
+    await store.addSegment(s.meta);
+    await putAll(store, s);
+  }
   // use segment 0 so segment 1 becomes least recently used
-  clock += 10; await store.readBlock(segs[0]!.meta.segmentId, 0);
-  clock += 10; await store.addSegment(segs[3]!.meta); await putAll(store, segs[3]!);
+  clock += 10;
+  await store.readBlock(segs[0]!.meta.segmentId, 0);
+  clock += 10;
+  await store.addSegment(segs[3]!.meta);
+  await putAll(store, segs[3]!);
   t.same(evicted, [segs[1]!.meta.segmentId.toString('hex')], 'LRU segment evicted whole');
   t.equal(store.getSegment(segs[1]!.meta.segmentId), undefined);
   t.same(store.presentBlocks(segs[1]!.meta.segmentId), []);
-  await t.rejects(stat(segFile(dir, segs[1]!.meta.segmentId.toString('hex'))), { code: 'ENOENT' }, 'segment file removed');
+  await t.rejects(
+    stat(segFile(dir, segs[1]!.meta.segmentId.toString('hex'))),
+    { code: 'ENOENT' },
+    'segment file removed',
+  );
   t.equal(store.stats().bytes, 3 * 2 * 65536);
 
   // pin the LRU one (segment 2) — segment 0 is evicted instead
   const release = store.pin(segs[2]!.meta.segmentId);
   const s4 = randomV1(1);
-  clock += 10; await store.addSegment(s4.meta); await putAll(store, s4);
+  clock += 10;
+  await store.addSegment(s4.meta);
+  await putAll(store, s4);
   t.equal(evicted.at(-1), segs[0]!.meta.segmentId.toString('hex'));
   t.ok(store.isComplete(segs[2]!.meta.segmentId), 'pinned segment survived');
 
   // everything else pinned: a write that would go over the limit is refused (issue 16.4: pinned
   // downloads used to grow the cache until the disk was full); the engine delivers such blocks
   // without caching them
-  const r3 = store.pin(segs[3]!.meta.segmentId), r4 = store.pin(s4.meta.segmentId);
+  const r3 = store.pin(segs[3]!.meta.segmentId),
+    r4 = store.pin(s4.meta.segmentId);
   const s5 = randomV1(2);
   await store.addSegment(s5.meta);
   await store.putBlock(s5.meta.segmentId, 0, s5.blocks[0]!); // the 6th block: exactly at the limit
   const before = store.stats().bytes;
-  await t.rejects(store.putBlock(s5.meta.segmentId, 1, s5.blocks[1]!), { code: 'CACHE_FULL' }, 'over-limit write refused');
+  await t.rejects(
+    store.putBlock(s5.meta.segmentId, 1, s5.blocks[1]!),
+    { code: 'CACHE_FULL' },
+    'over-limit write refused',
+  );
   t.equal(store.stats().bytes, before, 'nothing stored');
   t.equal(store.stats().overLimitBytes, 0);
   t.equal(store.stats().pinnedSegments, 3);
-  release(); release(); r3(); r4();
+  release();
+  release();
+  r3();
+  r4();
   await putAll(store, s5);
   t.ok(store.isComplete(s5.meta.segmentId), 'once unpinned, older segments make room');
   t.ok(store.stats().bytes <= 3 * 2 * 65536);
@@ -137,11 +173,13 @@ t.test('corrupted block file: detected on read, dropped, corrupt event; verifyAl
   const s = randomV1(3);
   const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
   t.teardown(() => store.close());
-  await store.addSegment(s.meta); await putAll(store, s);
+  await store.addSegment(s.meta);
+  await putAll(store, s);
   const idHex = s.meta.segmentId.toString('hex');
   const corrupt: [string, number][] = [];
   store.on('corrupt', (id: string, i: number) => corrupt.push([id, i]));
-  const bad = Buffer.from(s.blocks[1]!); bad[0]! ^= 0xff;
+  const bad = Buffer.from(s.blocks[1]!);
+  bad[0]! ^= 0xff;
   await writeAt(segFile(dir, idHex), 65536, bad);
   t.equal(await store.readBlock(s.meta.segmentId, 1), undefined, 'not served');
   t.same(corrupt, [[idHex, 1]]);
@@ -163,12 +201,17 @@ t.test('corrupted block file: detected on read, dropped, corrupt event; verifyAl
 
 t.test('reconcile on open: unindexed bytes not served, missing/short files unmarked, orphans removed', async (t) => {
   const dir = await tempDir(t);
-  const a = randomV1(3), b = randomV1(2), c = randomV1(2);
+  const a = randomV1(3),
+    b = randomV1(2),
+    c = randomV1(2);
   let store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
   await store.addSegment(a.meta);
   await store.putBlock(a.meta.segmentId, 0, a.blocks[0]!);
   await store.putBlock(a.meta.segmentId, 1, a.blocks[1]!);
-  for (const s of [b, c]) { await store.addSegment(s.meta); await putAll(store, s); }
+  for (const s of [b, c]) {
+    await store.addSegment(s.meta);
+    await putAll(store, s);
+  }
   await store.close();
   const [ah, bh, ch] = [a, b, c].map((s) => s.meta.segmentId.toString('hex')) as [string, string, string];
   // crash between data write and index update: block 2's bytes are on disk, the index does not know
@@ -207,7 +250,8 @@ t.test('modes: dirs 0700, segment files 0600', { skip: process.platform === 'win
   const s = randomV1(1);
   const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
   t.teardown(() => store.close());
-  await store.addSegment(s.meta); await putAll(store, s);
+  await store.addSegment(s.meta);
+  await putAll(store, s);
   const idHex = s.meta.segmentId.toString('hex');
   for (const d of [dir, join(dir, 'index'), join(dir, 'blocks'), join(dir, 'blocks', idHex.slice(0, 2))]) {
     t.equal((await stat(d)).mode & 0o777, 0o700, d);
@@ -234,9 +278,12 @@ t.test('default limit is 5% of the filesystem; resize persists; clear keeps pinn
   store = await BlockStore.open({ dir });
   t.teardown(() => store.close());
   t.equal(store.stats().limitBytes, 123456789);
-  const a = randomV1(1), b = randomV2(1000);
-  await store.addSegment(a.meta); await putAll(store, a);
-  await store.addSegment(b.meta); await putAll(store, b);
+  const a = randomV1(1),
+    b = randomV2(1000);
+  await store.addSegment(a.meta);
+  await putAll(store, a);
+  await store.addSegment(b.meta);
+  await putAll(store, b);
   const release = store.pin(b.meta.segmentId);
   await store.clear();
   t.equal(store.getSegment(a.meta.segmentId), undefined);
@@ -252,7 +299,11 @@ t.test('over the limit while pinned: shrinks back as soon as the pins are releas
   const segs = [randomV1(2), randomV1(2), randomV1(2)];
   const store = await BlockStore.open({ dir, limitBytes: 3 * 2 * 65536, now: () => clock });
   t.teardown(() => store.close());
-  for (const s of segs) { clock += 10; await store.addSegment(s.meta); await putAll(store, s); }
+  for (const s of segs) {
+    clock += 10;
+    await store.addSegment(s.meta);
+    await putAll(store, s);
+  }
   const pins = segs.map((s) => store.pin(s.meta.segmentId));
   await store.resize(2 * 65536);
   t.equal(store.stats().bytes, 3 * 2 * 65536, 'pinned segments stay');
@@ -263,32 +314,43 @@ t.test('over the limit while pinned: shrinks back as soon as the pins are releas
   t.ok(store.isComplete(segs[2]!.meta.segmentId), 'most recently used kept');
 });
 
-t.test('disk full while evicting to stay under the limit: the block is stored, the data file is freed first (issue 16.4)', async (t) => {
-  const dir = await tempDir(t);
-  let clock = 1000;
-  const segs = [randomV1(2), randomV1(2)];
-  const store = await BlockStore.open({ dir, limitBytes: 2 * 65536, now: () => clock });
-  t.teardown(() => store.close());
-  clock += 10; await store.addSegment(segs[0]!.meta); await putAll(store, segs[0]!);
-  clock += 10; await store.addSegment(segs[1]!.meta);
-  // From now on the index's log cannot grow until a data file is removed (LevelDB's own error,
-  // as classic-level reports it: code LEVEL_IO_ERROR, message naming ENOSPC).
-  const db = (store as unknown as { db: { batch: (ops: unknown[]) => Promise<void> } }).db;
-  const realBatch = db.batch.bind(db);
-  const victim = segFile(dir, segs[0]!.meta.segmentId.toString('hex'));
-  let refused = 0;
-  db.batch = async (ops: unknown[]) => {
-    const fileGone = await stat(victim).then(() => false, () => true);
-    if (!fileGone) {
-      refused++;
-      throw Object.assign(new Error(`IO error: ${dir}/index/000003.log: No space left on device`), { code: 'LEVEL_IO_ERROR' });
-    }
-    return realBatch(ops);
-  };
-  await putAll(store, segs[1]!);
-  t.ok(store.isComplete(segs[1]!.meta.segmentId), 'the new segment is stored');
-  t.equal(store.getSegment(segs[0]!.meta.segmentId), undefined, 'the LRU segment was evicted');
-  await t.rejects(stat(victim), { code: 'ENOENT' }, 'its data file is gone');
-  t.equal(refused, 0, 'no index write was attempted while the data file still held the space');
-  t.ok(store.stats().bytes <= 2 * 65536);
-});
+t.test(
+  'disk full while evicting to stay under the limit: the block is stored, the data file is freed first (issue 16.4)',
+  async (t) => {
+    const dir = await tempDir(t);
+    let clock = 1000;
+    const segs = [randomV1(2), randomV1(2)];
+    const store = await BlockStore.open({ dir, limitBytes: 2 * 65536, now: () => clock });
+    t.teardown(() => store.close());
+    clock += 10;
+    await store.addSegment(segs[0]!.meta);
+    await putAll(store, segs[0]!);
+    clock += 10;
+    await store.addSegment(segs[1]!.meta);
+    // From now on the index's log cannot grow until a data file is removed (LevelDB's own error,
+    // as classic-level reports it: code LEVEL_IO_ERROR, message naming ENOSPC).
+    const db = (store as unknown as { db: { batch: (ops: unknown[]) => Promise<void> } }).db;
+    const realBatch = db.batch.bind(db);
+    const victim = segFile(dir, segs[0]!.meta.segmentId.toString('hex'));
+    let refused = 0;
+    db.batch = async (ops: unknown[]) => {
+      const fileGone = await stat(victim).then(
+        () => false,
+        () => true,
+      );
+      if (!fileGone) {
+        refused++;
+        throw Object.assign(new Error(`IO error: ${dir}/index/000003.log: No space left on device`), {
+          code: 'LEVEL_IO_ERROR',
+        });
+      }
+      return realBatch(ops);
+    };
+    await putAll(store, segs[1]!);
+    t.ok(store.isComplete(segs[1]!.meta.segmentId), 'the new segment is stored');
+    t.equal(store.getSegment(segs[0]!.meta.segmentId), undefined, 'the LRU segment was evicted');
+    await t.rejects(stat(victim), { code: 'ENOENT' }, 'its data file is gone');
+    t.equal(refused, 0, 'no index write was attempted while the data file still held the space');
+    t.ok(store.stats().bytes <= 2 * 65536);
+  },
+);

@@ -8,7 +8,10 @@ import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { startDaemonChild, freeUdpPort, type DaemonChild } from '../daemon/daemon-child.js';
 
-interface Report { ok: boolean; checks: Array<{ id: string; status: string; detail: string; remedy?: string; blocking?: boolean }> }
+interface Report {
+  ok: boolean;
+  checks: Array<{ id: string; status: string; detail: string; remedy?: string; blocking?: boolean }>;
+}
 const byId = (r: Report, id: string) => r.checks.find((c) => c.id === id);
 
 t.test('doctor with two daemons on loopback, then with none', async (t) => {
@@ -19,19 +22,47 @@ t.test('doctor with two daemons on loopback, then with none', async (t) => {
     await rm(root, { recursive: true, force: true });
   });
   const port = await freeUdpPort();
-  const args = (n: number) => ['--state-dir', join(root, `d${n}`), '--listen', `127.0.0.${40 + n}:0`, '--interface', '127.0.0.1',
-    '--admin', '127.0.0.1:0', '--discovery-port', String(port), '--no-presence'];
-  const [d1, d2] = await Promise.all([startDaemonChild(args(1), { timeoutMs: 60_000 }), startDaemonChild(args(2), { timeoutMs: 60_000 })]);
+  const args = (n: number) => [
+    '--state-dir',
+    join(root, `d${n}`),
+    '--listen',
+    `127.0.0.${40 + n}:0`,
+    '--interface',
+    '127.0.0.1',
+    '--admin',
+    '127.0.0.1:0',
+    '--discovery-port',
+    String(port),
+    '--no-presence',
+  ];
+  const [d1, d2] = await Promise.all([
+    startDaemonChild(args(1), { timeoutMs: 60_000 }),
+    startDaemonChild(args(2), { timeoutMs: 60_000 }),
+  ]);
   children.push(d1!, d2!);
 
   const ok = await runCli(['doctor', '--daemon', d1!.ready.admin, '--expect-peers', '--json'], { timeoutMs: 30_000 });
   t.equal(ok.code, 0, `exit 0: ${ok.stdout}`);
   const r = JSON.parse(ok.stdout) as Report;
   t.equal(r.ok, true);
-  for (const id of ['daemon', 'state-dir', 'retrieval-port', 'admin-port', 'discovery-port', 'multicast-self', 'multicast-peers', 'clock', 'cache-limit']) {
+  for (const id of [
+    'daemon',
+    'state-dir',
+    'retrieval-port',
+    'admin-port',
+    'discovery-port',
+    'multicast-self',
+    'multicast-peers',
+    'clock',
+    'cache-limit',
+  ]) {
     t.equal(byId(r, id)?.status, 'pass', `${id}: ${byId(r, id)?.detail}`);
   }
-  t.match(byId(r, 'multicast-peers')?.detail, new RegExp(d2!.ready.retrieval.replace(/\./g, '\\.')), 'the other daemon answered the liveness probe');
+  t.match(
+    byId(r, 'multicast-peers')?.detail,
+    new RegExp(d2!.ready.retrieval.replace(/\./g, '\\.')),
+    'the other daemon answered the liveness probe',
+  );
   t.equal(byId(r, 'interface')?.status, 'warn', 'loopback mode is a warning');
   const text = await runCli(['doctor', '--daemon', d1!.ready.admin], { timeoutMs: 30_000 });
   t.match(text.stdout, /^PASS {2}multicast: other daemons\s+1 other daemon answered: 127\.0\.0\.42:\d+ in \d+ ms$/m);
@@ -43,8 +74,29 @@ t.test('doctor with two daemons on loopback, then with none', async (t) => {
   t.teardown(() => busy.close());
   const taken = (busy.address() as { port: number }).port;
   await writeFile(join(root, 'bad.pem'), 'not a key\n');
-  const bad = await runCli(['doctor', '--daemon', '127.0.0.1:1', '--state-dir', join(root, 'none'), '--listen', `127.0.0.1:${taken}`,
-    '--admin', '127.0.0.1:0', '--discovery-port', String(port), '--interface', '127.0.0.1', '--origin-public-key', join(root, 'bad.pem'), '--timeout', '800', '--json'], { timeoutMs: 30_000 });
+  const bad = await runCli(
+    [
+      'doctor',
+      '--daemon',
+      '127.0.0.1:1',
+      '--state-dir',
+      join(root, 'none'),
+      '--listen',
+      `127.0.0.1:${taken}`,
+      '--admin',
+      '127.0.0.1:0',
+      '--discovery-port',
+      String(port),
+      '--interface',
+      '127.0.0.1',
+      '--origin-public-key',
+      join(root, 'bad.pem'),
+      '--timeout',
+      '800',
+      '--json',
+    ],
+    { timeoutMs: 30_000 },
+  );
   t.equal(bad.code, 1, 'exit 1: something blocks peer caching');
   const b = JSON.parse(bad.stdout) as Report;
   t.equal(b.ok, false);

@@ -19,24 +19,44 @@ const DATA = randomBytes(200_000);
 const SLOW = randomBytes(240_000); // 'slow': 4 KiB every 20 ms, about 1.2 s
 
 async function rig(t: Test) {
-  const engine = new FakeEngine(new Map([
-    ['http://o.test/dir/good.bin', { data: DATA }],
-    ['http://o.test/dir/slow.bin', { data: SLOW, behaviour: 'slow' as const }],
-  ]));
+  const engine = new FakeEngine(
+    new Map([
+      ['http://o.test/dir/good.bin', { data: DATA }],
+      ['http://o.test/dir/slow.bin', { data: SLOW, behaviour: 'slow' as const }],
+    ]),
+  );
   const jobs = new JobBook(engine);
-  const admin = await startAdminServer({ kind: 'tcp', host: '127.0.0.1', port: 0 }, {
-    jobs, status: () => ({}), metrics: () => '', cache: { stats: () => ({}), list: () => [], verifyAll: async () => ({}) },
-  });
+  const admin = await startAdminServer(
+    { kind: 'tcp', host: '127.0.0.1', port: 0 },
+    {
+      jobs,
+      status: () => ({}),
+      metrics: () => '',
+      cache: { stats: () => ({}), list: () => [], verifyAll: async () => ({}) },
+    },
+  );
   const dir = await mkdtemp(join(tmpdir(), 'pd-out-'));
-  t.teardown(async () => { await admin.close(); await rm(dir, { recursive: true, force: true }); });
+  t.teardown(async () => {
+    await admin.close();
+    await rm(dir, { recursive: true, force: true });
+  });
   return { engine, admin, dir };
 }
 
 function startGet(args: string[], cwd: string): { done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [cliEntry, 'get', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERDIST_LOG: 'silent' } });
-  let stdout = '', stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const child = spawn(process.execPath, [cliEntry, 'get', ...args], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PEERDIST_LOG: 'silent' },
+  });
+  let stdout = '',
+    stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
   return { done: new Promise((r) => child.once('close', (code) => r({ code, stdout, stderr }))) };
 }
 
@@ -50,7 +70,8 @@ t.test('two gets with the same -o: each writes and renames only its own file', a
   // B starts once A is writing.
   const partBytes = async () => {
     let n = 0;
-    for (const f of await readdir(dir)) if (f.endsWith('.part')) n += (await stat(join(dir, f)).catch(() => ({ size: 0 }))).size;
+    for (const f of await readdir(dir))
+      if (f.endsWith('.part')) n += (await stat(join(dir, f)).catch(() => ({ size: 0 }))).size;
     return n;
   };
   for (let i = 0; i < 400 && (await partBytes()) < 40_000; i++) await sleep(10);
@@ -73,11 +94,18 @@ t.test('an interrupted get leaves an existing output untouched and no temporary 
   const out = join(dir, 'keep.bin');
   const first = await runCli(['get', 'http://o.test/dir/good.bin', '-o', out, '--daemon', admin.address], { cwd: dir });
   t.equal(first.code, 0, first.stderr);
-  const child = spawn(process.execPath, [cliEntry, 'get', 'http://o.test/dir/slow.bin', '-o', out, '--daemon', admin.address], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [cliEntry, 'get', 'http://o.test/dir/slow.bin', '-o', out, '--daemon', admin.address],
+    { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-  t.teardown(() => { child.kill('SIGKILL'); });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
   const partSize = async () => {
-    for (const f of await readdir(dir)) if (f.endsWith('.part')) return (await stat(join(dir, f)).catch(() => ({ size: 0 }))).size;
+    for (const f of await readdir(dir))
+      if (f.endsWith('.part')) return (await stat(join(dir, f)).catch(() => ({ size: 0 }))).size;
     return 0;
   };
   for (let i = 0; i < 400 && (await partSize()) === 0; i++) await sleep(10);
@@ -92,7 +120,10 @@ function readFifo(path: string): { data: Promise<Buffer>; kill: () => void } {
   const child = spawn('cat', [path], { stdio: ['ignore', 'pipe', 'ignore'] });
   const chunks: Buffer[] = [];
   child.stdout.on('data', (c: Buffer) => chunks.push(c));
-  return { data: new Promise((r) => child.once('close', () => r(Buffer.concat(chunks)))), kill: () => child.kill('SIGKILL') };
+  return {
+    data: new Promise((r) => child.once('close', () => r(Buffer.concat(chunks)))),
+    kill: () => child.kill('SIGKILL'),
+  };
 }
 
 t.test('a FIFO, and a symlink to one, is written in place, never renamed over', async (t) => {
@@ -104,7 +135,10 @@ t.test('a FIFO, and a symlink to one, is written in place, never renamed over', 
   for (const target of [fifo, link]) {
     const reader = readFifo(fifo);
     t.teardown(reader.kill);
-    const r = await runCli(['get', 'http://o.test/dir/good.bin', '-o', target, '--daemon', admin.address, '--json'], { cwd: dir, timeoutMs: 20_000 });
+    const r = await runCli(['get', 'http://o.test/dir/good.bin', '-o', target, '--daemon', admin.address, '--json'], {
+      cwd: dir,
+      timeoutMs: 20_000,
+    });
     t.equal(r.code, 0, r.stderr);
     t.ok((await lstat(fifo)).isFIFO(), `${target}: the FIFO is still a FIFO`);
     t.ok((await lstat(link)).isSymbolicLink(), `${target}: the symlink is still a symlink`);
@@ -121,7 +155,10 @@ t.test('a character device (a private copy of /dev/null) is written in place', a
   const { admin, dir } = await rig(t);
   const dev = join(dir, 'null');
   // mknod needs root (CAP_MKNOD); the node lives in the test's own temp dir, never /dev.
-  if (spawnSync('mknod', ['-m', '666', dev, 'c', '1', '3']).status !== 0) { t.comment('mknod not permitted here: device case not run'); return; }
+  if (spawnSync('mknod', ['-m', '666', dev, 'c', '1', '3']).status !== 0) {
+    t.comment('mknod not permitted here: device case not run');
+    return;
+  }
   const r = await runCli(['get', 'http://o.test/dir/good.bin', '-o', dev, '--daemon', admin.address], { cwd: dir });
   const st = await lstat(dev);
   t.ok(st.isCharacterDevice(), 'still the device node, not a regular file');
@@ -131,11 +168,17 @@ t.test('a character device (a private copy of /dev/null) is written in place', a
 
 t.test('-o - writes the content to stdout; the result line goes to stderr', async (t) => {
   const { admin, dir } = await rig(t);
-  const child = spawn(process.execPath, [cliEntry, 'get', 'http://o.test/dir/good.bin', '-o', '-', '--daemon', admin.address, '--json'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERDIST_LOG: 'silent' } });
+  const child = spawn(
+    process.execPath,
+    [cliEntry, 'get', 'http://o.test/dir/good.bin', '-o', '-', '--daemon', admin.address, '--json'],
+    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERDIST_LOG: 'silent' } },
+  );
   const out: Buffer[] = [];
   let err = '';
   child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
   const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
   t.equal(code, 0, err);
   t.equal(sha(Buffer.concat(out)), sha(DATA), 'stdout is exactly the content');
@@ -147,7 +190,9 @@ t.test('-o EXISTING_DIR writes DIR/<name from the URL>', async (t) => {
   const { admin, dir } = await rig(t);
   const sub = join(dir, 'sub');
   await mkdir(sub);
-  const r = await runCli(['get', 'http://o.test/dir/good.bin', '-o', sub, '--daemon', admin.address, '--json'], { cwd: dir });
+  const r = await runCli(['get', 'http://o.test/dir/good.bin', '-o', sub, '--daemon', admin.address, '--json'], {
+    cwd: dir,
+  });
   t.equal(r.code, 0, r.stderr);
   t.equal(sha(await readFile(join(sub, 'good.bin'))), sha(DATA));
   t.match(JSON.parse(r.stdout) as object, { output: join(sub, 'good.bin') });
@@ -163,5 +208,6 @@ t.test('-o EXISTING_DIR writes DIR/<name from the URL>', async (t) => {
 });
 
 t.test('/dev/stdout and friends mean stdout (checked without writing anything under /dev)', async (t) => {
-  for (const p of ['-', '/dev/stdout', '/proc/self/fd/1', '/dev/fd/1']) t.equal((await openOutput('http://h/a.bin', p)).output, '-', p);
+  for (const p of ['-', '/dev/stdout', '/proc/self/fd/1', '/dev/fd/1'])
+    t.equal((await openOutput('http://h/a.bin', p)).output, '-', p);
 });

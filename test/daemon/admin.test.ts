@@ -25,7 +25,11 @@ function deps(engine: FakeEngine): AdminDeps {
   };
 }
 
-function raw(addr: { host: string; port: number }, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer; headers: IncomingMessage['headers'] }> {
+function raw(
+  addr: { host: string; port: number },
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: Buffer; headers: IncomingMessage['headers'] }> {
   return new Promise((resolveP, reject) => {
     const req = request({ host: addr.host, port: addr.port, path, headers }, (res) => {
       readBody(res).then((body) => resolveP({ status: res.statusCode!, body, headers: res.headers }), reject);
@@ -36,10 +40,12 @@ function raw(addr: { host: string; port: number }, path: string, headers: Record
 }
 
 t.test('admin API over loopback TCP', async (t) => {
-  const engine = new FakeEngine(new Map([
-    ['http://origin.test/a.bin', { data: DATA }],
-    ['http://origin.test/broken.bin', { data: randomBytes(100_000), behaviour: 'fail-mid' as const }],
-  ]));
+  const engine = new FakeEngine(
+    new Map([
+      ['http://origin.test/a.bin', { data: DATA }],
+      ['http://origin.test/broken.bin', { data: randomBytes(100_000), behaviour: 'fail-mid' as const }],
+    ]),
+  );
   const admin = await startAdminServer({ kind: 'tcp', host: '127.0.0.1', port: 0 }, deps(engine));
   t.teardown(() => admin.close());
   t.match(admin.address, /^127\.0\.0\.1:\d+$/);
@@ -54,14 +60,27 @@ t.test('admin API over loopback TCP', async (t) => {
   const body = await readBody(res);
   t.equal(sha(body), sha(DATA), 'streamed bytes equal the content');
   const job = await adminJson<Record<string, unknown>>(addr, `/v1/jobs/${jobId}`);
-  t.match(job, { id: jobId, url: 'http://origin.test/a.bin', state: 'done', bytesDone: DATA.length, fromOrigin: DATA.length, peerdist: true });
+  t.match(job, {
+    id: jobId,
+    url: 'http://origin.test/a.bin',
+    state: 'done',
+    bytesDone: DATA.length,
+    fromOrigin: DATA.length,
+    peerdist: true,
+  });
   t.equal(engine.started.length, 1);
 
-  const missing = await raw({ host: host!, port: Number(port) }, `/v1/fetch?url=${encodeURIComponent('http://origin.test/nope')}`);
+  const missing = await raw(
+    { host: host!, port: Number(port) },
+    `/v1/fetch?url=${encodeURIComponent('http://origin.test/nope')}`,
+  );
   t.equal(missing.status, 404, 'origin status passed through');
   t.match(JSON.parse(missing.body.toString()), { error: /404/, job: String });
 
-  const bad = await raw({ host: host!, port: Number(port) }, `/v1/fetch?url=${encodeURIComponent('file:///etc/passwd')}`);
+  const bad = await raw(
+    { host: host!, port: Number(port) },
+    `/v1/fetch?url=${encodeURIComponent('file:///etc/passwd')}`,
+  );
   t.equal(bad.status, 400, 'only http(s) URLs');
 
   const broken = await adminRequest(addr, `/v1/fetch?url=${encodeURIComponent('http://origin.test/broken.bin')}`);
@@ -73,7 +92,11 @@ t.test('admin API over loopback TCP', async (t) => {
   t.same(await adminJson(addr, '/v1/cache/ls'), [{ segmentId: 'AA' }]);
   t.same(await adminJson(addr, '/v1/cache/stats'), { bytes: 1 });
   t.same(await adminJson(addr, '/v1/cache/verify', 'POST'), { bad: [] });
-  const status = (p: Promise<unknown>) => p.then(() => 200, (e: { status?: number }) => e.status);
+  const status = (p: Promise<unknown>) =>
+    p.then(
+      () => 200,
+      (e: { status?: number }) => e.status,
+    );
   t.equal(await status(adminJson(addr, '/v1/cache/verify')), 405, 'verify needs POST');
   t.equal(await status(adminJson(addr, '/v1/jobs/nonexistent')), 404);
   const badEscape = await raw({ host: host!, port: Number(port) }, '/v1/jobs/%E0%A4%A');
@@ -89,7 +112,11 @@ t.test('admin API over loopback TCP', async (t) => {
   t.equal(rebind.status, 403, 'a foreign Host header (DNS rebinding) is refused');
   const page = await raw({ host: host!, port: Number(port) }, '/v1/status', { origin: 'http://evil.example' });
   t.equal(page.status, 403, 'a request with Origin (made by a web page) is refused');
-  const img = await raw({ host: host!, port: Number(port) }, `/v1/fetch?url=${encodeURIComponent('http://origin.test/a.bin')}`, { 'sec-fetch-site': 'cross-site' });
+  const img = await raw(
+    { host: host!, port: Number(port) },
+    `/v1/fetch?url=${encodeURIComponent('http://origin.test/a.bin')}`,
+    { 'sec-fetch-site': 'cross-site' },
+  );
   t.equal(img.status, 403, 'a cross-site browser fetch is refused');
   t.equal(engine.started.length, 3, 'and started no download');
   const typed = await raw({ host: host!, port: Number(port) }, '/v1/status', { 'sec-fetch-site': 'none' });
@@ -98,15 +125,28 @@ t.test('admin API over loopback TCP', async (t) => {
 
 t.test('admin API refuses non-loopback listen addresses and peers', async (t) => {
   const engine = new FakeEngine();
-  await t.rejects(startAdminServer({ kind: 'tcp', host: '0.0.0.0', port: 0 }, deps(engine)), { code: 'BAD_ADDRESS', message: /loopback/ });
+  await t.rejects(startAdminServer({ kind: 'tcp', host: '0.0.0.0', port: 0 }, deps(engine)), {
+    code: 'BAD_ADDRESS',
+    message: /loopback/,
+  });
   const handler = createAdminHandler(deps(engine), 'tcp');
   for (const remote of ['192.168.1.9', '::ffff:10.1.2.3', '2001:db8::1']) {
-    const req = Object.assign(new EventEmitter(), { socket: { remoteAddress: remote }, headers: {}, url: '/v1/status', method: 'GET' }) as unknown as IncomingMessage;
+    const req = Object.assign(new EventEmitter(), {
+      socket: { remoteAddress: remote },
+      headers: {},
+      url: '/v1/status',
+      method: 'GET',
+    }) as unknown as IncomingMessage;
     let status = 0;
     const res = {
       headersSent: false,
-      writeHead(s: number) { status = s; return this; },
-      end() { return this; },
+      writeHead(s: number) {
+        status = s;
+        return this;
+      },
+      end() {
+        return this;
+      },
       destroy() {},
     } as unknown as ServerResponse;
     handler(req, res);
@@ -121,7 +161,11 @@ t.test('admin API over a unix socket', { skip: process.platform === 'win32' }, a
   const engine = new FakeEngine(new Map([['http://o.test/x', { data: DATA.subarray(0, 1000) }]]));
   const admin = await startAdminServer({ kind: 'socket', path }, deps(engine));
   t.equal(admin.address, path);
-  await t.rejects(startAdminServer({ kind: 'socket', path }, deps(engine)), { message: /in use/ }, 'second daemon on the same socket refused');
+  await t.rejects(
+    startAdminServer({ kind: 'socket', path }, deps(engine)),
+    { message: /in use/ },
+    'second daemon on the same socket refused',
+  );
   const addr: AdminAddress = { kind: 'socket', path };
   const res = await adminRequest(addr, `/v1/fetch?url=${encodeURIComponent('http://o.test/x')}`);
   t.equal(sha(await readBody(res)), sha(DATA.subarray(0, 1000)));

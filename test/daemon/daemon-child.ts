@@ -3,7 +3,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { cliEntry } from '../helpers/paths.js';
 
-export interface ReadyLine { event: 'ready'; retrieval: string; admin: string; proxy: string | null; pid: number; }
+export interface ReadyLine {
+  event: 'ready';
+  retrieval: string;
+  admin: string;
+  proxy: string | null;
+  pid: number;
+}
 
 export interface DaemonChild {
   proc: ChildProcess;
@@ -13,13 +19,19 @@ export interface DaemonChild {
   stop(graceMs?: number): Promise<number | null>;
 }
 
-export function startDaemonChild(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<DaemonChild> {
+export function startDaemonChild(
+  args: string[],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<DaemonChild> {
   const proc = spawn(process.execPath, [cliEntry, 'daemon', ...args], {
     env: { ...process.env, PEERDIST_LOG: process.env.PEERDIST_LOG ?? 'warn', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let out = '', err = '';
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
+  let out = '',
+    err = '';
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   const stop = async (graceMs = 8000): Promise<number | null> => {
     if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
@@ -30,7 +42,10 @@ export function startDaemonChild(args: string[], opts: { timeoutMs?: number; env
     return code;
   };
   return new Promise((resolveP, reject) => {
-    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`daemon not ready in time; stderr:\n${err}`)); }, opts.timeoutMs ?? 15_000);
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`daemon not ready in time; stderr:\n${err}`));
+    }, opts.timeoutMs ?? 15_000);
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       const nl = out.indexOf('\n');
@@ -39,9 +54,15 @@ export function startDaemonChild(args: string[], opts: { timeoutMs?: number; env
       try {
         const ready = JSON.parse(out.slice(0, nl)) as ReadyLine;
         resolveP({ proc, ready, stderr: () => err, stop });
-      } catch (e) { proc.kill('SIGKILL'); reject(new Error(`bad ready line ${out}: ${(e as Error).message}`)); }
+      } catch (e) {
+        proc.kill('SIGKILL');
+        reject(new Error(`bad ready line ${out}: ${(e as Error).message}`));
+      }
     });
-    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`daemon exited with ${code} before ready; stderr:\n${err}`)); });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited with ${code} before ready; stderr:\n${err}`));
+    });
   });
 }
 

@@ -23,13 +23,26 @@ for (const version of [1, 2] as const) {
     t.teardown(() => rm(root, { recursive: true, force: true }));
     await mkdir(join(root, 'www'));
     await writeFile(join(root, 'www', 'f.bin'), randomBytes(1024 * 1024 + 777));
-    const origin = await createOriginServer({ root: join(root, 'www'), stateDir: join(root, 'origin'), host: '127.0.0.1', port: 0, chunking: 'fixed' });
+    const origin = await createOriginServer({
+      root: join(root, 'www'),
+      stateDir: join(root, 'origin'),
+      host: '127.0.0.1',
+      port: 0,
+      chunking: 'fixed',
+    });
     const o = await origin.listen();
     t.teardown(() => origin.close());
     const discoveryPort = await freeUdpPort();
     const config = resolveConfig({
       defaultStateDir: join(root, 'd'),
-      flags: { listen: '127.0.0.5:0', interface: '127.0.0.1', admin: '127.0.0.1:0', discoveryPort: String(discoveryPort), presence: false, maxContentVersion: String(version) },
+      flags: {
+        listen: '127.0.0.5:0',
+        interface: '127.0.0.1',
+        admin: '127.0.0.1:0',
+        discoveryPort: String(discoveryPort),
+        presence: false,
+        maxContentVersion: String(version),
+      },
     });
     const d = await startDaemon(config, { logger: nullLogger });
     t.teardown(() => d.close());
@@ -53,7 +66,10 @@ for (const version of [1, 2] as const) {
     t.teardown(() => client.close());
     const peer = d.ready.retrieval;
     const raw = await client.getRawBlock({ peer, segmentId: id, index: bad }).catch((e: { code?: string }) => e.code);
-    t.ok(raw === 'PEER_NOT_AVAILABLE' || (typeof raw === 'object' && raw.block.length === 0), `the corrupt block is not served (${typeof raw === 'string' ? raw : 'empty MSG_BLK'})`);
+    t.ok(
+      raw === 'PEER_NOT_AVAILABLE' || (typeof raw === 'object' && raw.block.length === 0),
+      `the corrupt block is not served (${typeof raw === 'string' ? raw : 'empty MSG_BLK'})`,
+    );
     t.notOk(d.store.hasBlock(id, bad), 'and it was dropped from the cache');
     t.equal(d.store.stats().corruptBlocks, 1);
 
@@ -63,11 +79,20 @@ for (const version of [1, 2] as const) {
     t.notOk(listed.includes(bad), `MSG_BLKLIST no longer lists block ${bad}: ${JSON.stringify(list.ranges)}`);
     t.equal(listed.length, seg.blocksTotal - 1, 'every other block still listed');
     const again = await client.getRawBlock({ peer, segmentId: id, index: bad }).catch((e: { code?: string }) => e.code);
-    t.ok(again === 'PEER_NOT_AVAILABLE' || (typeof again === 'object' && again.block.length === 0), 'asked again: still not available');
+    t.ok(
+      again === 'PEER_NOT_AVAILABLE' || (typeof again === 'object' && again.block.length === 0),
+      'asked again: still not available',
+    );
 
     // Probes: a prober on the same discovery port asks for the damaged and an intact segment.
     const other = segs[1] ? Buffer.from(segs[1].segmentId, 'hex') : undefined;
-    const prober = new Discovery({ port: discoveryPort, interfaces: ['127.0.0.1'], loopback: true, xaddrs: () => [], lookup: (ids) => ids.map(() => undefined) });
+    const prober = new Discovery({
+      port: discoveryPort,
+      interfaces: ['127.0.0.1'],
+      loopback: true,
+      xaddrs: () => [],
+      lookup: (ids) => ids.map(() => undefined),
+    });
     await prober.start();
     t.teardown(() => prober.close());
     const w = prober.watch(other ? [id, other] : [id], version);

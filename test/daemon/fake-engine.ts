@@ -13,11 +13,21 @@ import type { DownloadJob, DownloadResult, JobInfo, JobProgress } from '../../sr
 export type Behaviour = 'ok' | 'fail-info' | 'fail-mid' | 'fail-start' | 'slow';
 
 class HttpishError extends Error {
-  constructor(message: string, readonly status: number) { super(message); }
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
 }
 
 class CodedError extends Error {
-  constructor(readonly code: string, message: string) { super(message); }
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 export class FakeJob extends EventEmitter implements DownloadJob {
@@ -31,10 +41,19 @@ export class FakeJob extends EventEmitter implements DownloadJob {
   cancelled = false;
   readonly headers?: Record<string, string>;
 
-  constructor(readonly id: string, readonly url: string, private readonly data: Buffer | undefined, readonly behaviour: Behaviour, headers?: Record<string, string>) {
+  constructor(
+    readonly id: string,
+    readonly url: string,
+    private readonly data: Buffer | undefined,
+    readonly behaviour: Behaviour,
+    headers?: Record<string, string>,
+  ) {
     super();
     this.headers = headers;
-    this.done = new Promise<DownloadResult>((res, rej) => { this.resolveDone = res; this.rejectDone = rej; });
+    this.done = new Promise<DownloadResult>((res, rej) => {
+      this.resolveDone = res;
+      this.rejectDone = rej;
+    });
     this.done.catch(() => {});
     if (behaviour === 'fail-info' || !data) {
       this.info = Promise.reject(new HttpishError('origin answered 404', 404));
@@ -43,7 +62,12 @@ export class FakeJob extends EventEmitter implements DownloadJob {
       this.error = 'origin answered 404';
       this.rejectDone(new Error(this.error));
     } else {
-      this.info = Promise.resolve({ contentLength: data.length, peerdist: true, contentType: 'application/x-test', etag: '"e1"' });
+      this.info = Promise.resolve({
+        contentLength: data.length,
+        peerdist: true,
+        contentType: 'application/x-test',
+        etag: '"e1"',
+      });
       this.state = 'running';
     }
   }
@@ -51,41 +75,53 @@ export class FakeJob extends EventEmitter implements DownloadJob {
   progress(): JobProgress {
     const len = this.data?.length;
     return {
-      state: this.state, contentLength: this.behaviour === 'fail-info' ? undefined : len, bytesDone: this.sent,
-      fromOrigin: this.sent, fromPeers: 0, fromCache: 0, contentInfoBytes: 100, peers: 2,
-      blocksTotal: len ? Math.ceil(len / 65536) : 0, blocksDone: Math.ceil(this.sent / 65536), error: this.error,
+      state: this.state,
+      contentLength: this.behaviour === 'fail-info' ? undefined : len,
+      bytesDone: this.sent,
+      fromOrigin: this.sent,
+      fromPeers: 0,
+      fromCache: 0,
+      contentInfoBytes: 100,
+      peers: 2,
+      blocksTotal: len ? Math.ceil(len / 65536) : 0,
+      blocksDone: Math.ceil(this.sent / 65536),
+      error: this.error,
     };
   }
 
   createReadStream(start = 0, end?: number): NodeJS.ReadableStream {
     const data = this.data!;
     const last = end ?? data.length - 1;
-    const failAt = this.behaviour === 'fail-mid' ? Math.floor(data.length / 2) : this.behaviour === 'fail-start' ? 0 : Infinity;
+    const failAt =
+      this.behaviour === 'fail-mid' ? Math.floor(data.length / 2) : this.behaviour === 'fail-start' ? 0 : Infinity;
     let pos = start;
     const job = this;
     return new Readable({
       read() {
-        setTimeout(() => {
-          if (pos > last) {
-            job.sent = data.length;
-            job.state = 'done';
-            job.resolveDone(job.result());
-            this.push(null);
-            return;
-          }
-          if (pos >= failAt) {
-            job.state = 'failed';
-            job.error = `block ${Math.floor(pos / 65536)} of segment 0 could not be obtained: peer and origin both failed`;
-            const e = new CodedError('BLOCK_FAILED', job.error);
-            job.rejectDone(e);
-            this.destroy(e);
-            return;
-          }
-          const n = Math.min(job.behaviour === 'slow' ? 4096 : 16384, last + 1 - pos, failAt - pos);
-          this.push(data.subarray(pos, pos + n));
-          pos += n;
-          job.sent = Math.max(job.sent, pos);
-        }, job.behaviour === 'slow' ? 20 : 1);
+        setTimeout(
+          () => {
+            if (pos > last) {
+              job.sent = data.length;
+              job.state = 'done';
+              job.resolveDone(job.result());
+              this.push(null);
+              return;
+            }
+            if (pos >= failAt) {
+              job.state = 'failed';
+              job.error = `block ${Math.floor(pos / 65536)} of segment 0 could not be obtained: peer and origin both failed`;
+              const e = new CodedError('BLOCK_FAILED', job.error);
+              job.rejectDone(e);
+              this.destroy(e);
+              return;
+            }
+            const n = Math.min(job.behaviour === 'slow' ? 4096 : 16384, last + 1 - pos, failAt - pos);
+            this.push(data.subarray(pos, pos + n));
+            pos += n;
+            job.sent = Math.max(job.sent, pos);
+          },
+          job.behaviour === 'slow' ? 20 : 1,
+        );
       },
     });
   }
@@ -93,14 +129,26 @@ export class FakeJob extends EventEmitter implements DownloadJob {
   private result(): DownloadResult {
     const p = this.progress();
     return {
-      url: this.url, contentLength: this.data!.length, peerdist: true, fromOrigin: p.fromOrigin, fromPeers: p.fromPeers, fromCache: p.fromCache,
-      contentInfoBytes: p.contentInfoBytes, peers: p.peers, durationMs: 0, peerStats: [],
+      url: this.url,
+      contentLength: this.data!.length,
+      peerdist: true,
+      fromOrigin: p.fromOrigin,
+      fromPeers: p.fromPeers,
+      fromCache: p.fromCache,
+      contentInfoBytes: p.contentInfoBytes,
+      peers: p.peers,
+      durationMs: 0,
+      peerStats: [],
     };
   }
 
-  cancel(): void { this.cancelled = true; }
+  cancel(): void {
+    this.cancelled = true;
+  }
 
-  async idle(): Promise<void> { /* no cache writes */ }
+  async idle(): Promise<void> {
+    /* no cache writes */
+  }
 }
 
 export class FakeEngine implements EngineLike {
@@ -110,12 +158,29 @@ export class FakeEngine implements EngineLike {
 
   download(url: string, opts?: { headers?: Record<string, string> }): FakeJob {
     const c = this.content.get(url);
-    const job = new FakeJob(`job${++this.n}`, url, c?.data, c?.behaviour ?? (c?.data ? 'ok' : 'fail-info'), opts?.headers);
+    const job = new FakeJob(
+      `job${++this.n}`,
+      url,
+      c?.data,
+      c?.behaviour ?? (c?.data ? 'ok' : 'fail-info'),
+      opts?.headers,
+    );
     this.started.push(job);
     return job;
   }
 
-  jobs(): FakeJob[] { return this.started.filter((j) => j.progress().state === 'running'); }
-  totals(): object { return { fromOrigin: this.started.reduce((a, j) => a + j.progress().fromOrigin, 0), fromPeers: 0, fromCache: 0, contentInfoBytes: 0 }; }
-  async close(): Promise<void> { for (const j of this.started) j.cancel(); }
+  jobs(): FakeJob[] {
+    return this.started.filter((j) => j.progress().state === 'running');
+  }
+  totals(): object {
+    return {
+      fromOrigin: this.started.reduce((a, j) => a + j.progress().fromOrigin, 0),
+      fromPeers: 0,
+      fromCache: 0,
+      contentInfoBytes: 0,
+    };
+  }
+  async close(): Promise<void> {
+    for (const j of this.started) j.cancel();
+  }
 }

@@ -26,7 +26,12 @@ t.test('battery and upload cap with real daemons', async (t) => {
   const data = randomBytes(SIZE);
   await writeFile(join(www, 'f.bin'), data);
   const originState = join(root, 'origin');
-  await publishDirectory({ root: www, stateDir: originState, secret: await loadOrCreateSecret(originState), versions: [1, 2] });
+  await publishDirectory({
+    root: www,
+    stateDir: originState,
+    secret: await loadOrCreateSecret(originState),
+    versions: [1, 2],
+  });
   const origin = await createOriginServer({ root: www, stateDir: originState, host: '127.0.0.1', port: 0 });
   const o = await origin.listen();
   t.teardown(() => origin.close());
@@ -39,10 +44,23 @@ t.test('battery and upload cap with real daemons', async (t) => {
 
   const discoveryPort = await freeUdpPort();
   const args = (n: number, extra: string[] = []) => [
-    '--state-dir', join(root, `d${n}`), '--listen', `127.0.0.${n + 20}:0`, '--interface', '127.0.0.1',
-    '--admin', '127.0.0.1:0', '--discovery-port', String(discoveryPort), '--no-presence', ...extra,
+    '--state-dir',
+    join(root, `d${n}`),
+    '--listen',
+    `127.0.0.${n + 20}:0`,
+    '--interface',
+    '127.0.0.1',
+    '--admin',
+    '127.0.0.1:0',
+    '--discovery-port',
+    String(discoveryPort),
+    '--no-presence',
+    ...extra,
   ];
-  const d1 = await startDaemonChild(args(1), { timeoutMs: 60_000, env: { PEERDIST_POWER_SUPPLY_DIR: join(root, 'power') } });
+  const d1 = await startDaemonChild(args(1), {
+    timeoutMs: 60_000,
+    env: { PEERDIST_POWER_SUPPLY_DIR: join(root, 'power') },
+  });
   children.push(d1);
   const d2 = await startDaemonChild(args(2), { timeoutMs: 60_000 });
   children.push(d2);
@@ -50,15 +68,20 @@ t.test('battery and upload cap with real daemons', async (t) => {
   children.push(d3);
 
   const get = async (d: DaemonChild, name: string) => {
-    const r = await runCli(['get', url, '-o', join(root, name), '--daemon', d.ready.admin, '--json'], { timeoutMs: 60_000 });
+    const r = await runCli(['get', url, '-o', join(root, name), '--daemon', d.ready.admin, '--json'], {
+      timeoutMs: 60_000,
+    });
     t.equal(r.code, 0, r.stderr);
     t.equal(sha(await readFile(join(root, name))), sha(data), `${name} is intact`);
     return JSON.parse(r.stdout) as Record<string, number>;
   };
-  const status = async (d: DaemonChild) => JSON.parse((await runCli(['status', '--daemon', d.ready.admin, '--json'])).stdout) as {
-    retrievalServer: Record<string, number>; discovery: Record<string, number>; shares: { lastHour: Record<string, number>; lastDay: Record<string, number> };
-    discoveryAttempts: { attempts: number; successes: number };
-  };
+  const status = async (d: DaemonChild) =>
+    JSON.parse((await runCli(['status', '--daemon', d.ready.admin, '--json'])).stdout) as {
+      retrievalServer: Record<string, number>;
+      discovery: Record<string, number>;
+      shares: { lastHour: Record<string, number>; lastDay: Record<string, number> };
+      discoveryAttempts: { attempts: number; successes: number };
+    };
 
   const r1 = await get(d1, 'one.bin');
   t.equal(r1.fromOrigin, SIZE, 'daemon 1 (on battery) fetched from the origin');
@@ -73,13 +96,25 @@ t.test('battery and upload cap with real daemons', async (t) => {
   t.equal(r3.fromPeers, SIZE, 'daemon 3 (upload cap 1000 B/s) got the whole file from daemon 2');
   const s3 = await status(d3);
   t.equal(s3.retrievalServer.throttled, 0, 'its own download never went through its upload cap');
-  t.match(s3.shares.lastHour, { fromPeers: SIZE, fromOrigin: 0, bytes: SIZE, peerShare: 1 }, 'status: 100% from peers in the last hour');
+  t.match(
+    s3.shares.lastHour,
+    { fromPeers: SIZE, fromOrigin: 0, bytes: SIZE, peerShare: 1 },
+    'status: 100% from peers in the last hour',
+  );
   t.match(s3.shares.lastDay, { fromPeers: SIZE, peerShare: 1 });
   t.ok(s3.discoveryAttempts.successes >= 1, 'a discovery round found a peer');
   const text = await runCli(['status', '--daemon', d3.ready.admin]);
-  t.match(text.stdout, /^last hour \(up \d+ min\): 1\.0 MiB downloaded, 100% from peers \(origin 0%, local cache 0%\)$/m, 'status text shows the share from peers');
+  t.match(
+    text.stdout,
+    /^last hour \(up \d+ min\): 1\.0 MiB downloaded, 100% from peers \(origin 0%, local cache 0%\)$/m,
+    'status text shows the share from peers',
+  );
   const m = await fetch(`http://${d3.ready.admin}/metrics`).then((r) => r.text());
-  t.match(m, new RegExp(`^peerdist_retrieval_bytes_from_cache_total ${SIZE}$`, 'm'), 'BranchCache counter: bytes from cache');
+  t.match(
+    m,
+    new RegExp(`^peerdist_retrieval_bytes_from_cache_total ${SIZE}$`, 'm'),
+    'BranchCache counter: bytes from cache',
+  );
   t.match(m, /^peerdist_retrieval_bytes_from_server_total 0$/m);
   t.match(m, /^peerdist_cache_hit_ratio 1$/m);
   t.match(m, /^peerdist_cache_complete_segments [1-9]\d*$/m);

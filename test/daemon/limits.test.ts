@@ -38,8 +38,13 @@ t.test('store: evictOlderThan drops unpinned segments stored before the cutoff',
   let now = 1_000_000;
   const store = await BlockStore.open({ dir, limitBytes: 1 << 30, now: () => now });
   t.teardown(() => store.close());
-  const old = randomV1(2), pinned = randomV1(1), fresh = randomV1(1);
-  for (const s of [old, pinned]) { await store.addSegment(s.meta); for (let i = 0; i < s.blocks.length; i++) await store.putBlock(s.meta.segmentId, i, s.blocks[i]!); }
+  const old = randomV1(2),
+    pinned = randomV1(1),
+    fresh = randomV1(1);
+  for (const s of [old, pinned]) {
+    await store.addSegment(s.meta);
+    for (let i = 0; i < s.blocks.length; i++) await store.putBlock(s.meta.segmentId, i, s.blocks[i]!);
+  }
   now += 10_000;
   await store.addSegment(fresh.meta);
   await store.putBlock(fresh.meta.segmentId, 0, fresh.blocks[0]!);
@@ -54,33 +59,36 @@ t.test('store: evictOlderThan drops unpinned segments stored before the cutoff',
   t.equal(store.stats().segments, 1);
 });
 
-t.test('serve policy: entries past the maximum age are neither announced nor served; battery stops serving', async (t) => {
-  const dir = await tempDir(t);
-  let now = 5_000_000;
-  const store = await BlockStore.open({ dir, limitBytes: 1 << 30, now: () => now });
-  t.teardown(() => store.close());
-  const s = randomV1(2);
-  await store.addSegment(s.meta);
-  for (let i = 0; i < 2; i++) await store.putBlock(s.meta.segmentId, i, s.blocks[i]!);
-  let power: 'ac' | 'battery' | 'unknown' = 'battery';
-  const p = new ServePolicy({ maxAgeMs: 60_000, serveOnBattery: false, power: () => power, now: () => now });
-  const src = p.source(store);
-  t.equal(p.notServing(), 'on battery');
-  power = 'unknown';
-  t.equal(p.notServing(), undefined, 'unknown power: serve');
-  t.ok(src.getSegment(s.meta.segmentId));
-  t.ok((await src.readBlock(s.meta.segmentId, 1, 'peer'))?.equals(s.blocks[1]!), 'young entry served');
-  now += 60_001;
-  t.ok(p.tooOld(store, s.meta.segmentId));
-  t.equal(src.getSegment(s.meta.segmentId), undefined, 'old entry: not there for peers');
-  t.equal(src.hasBlock(s.meta.segmentId, 0), false);
-  t.same(src.presentBlocks(s.meta.segmentId), []);
-  t.equal(await src.readBlock(s.meta.segmentId, 0, 'peer'), undefined);
-  t.ok(store.hasBlock(s.meta.segmentId, 0), 'still in the store until the sweep (local downloads may use it)');
-  const onBattery = new ServePolicy({ maxAgeMs: 0, serveOnBattery: true, power: () => 'battery', now: () => now });
-  t.equal(onBattery.notServing(), undefined, 'serveOnBattery keeps serving');
-  t.equal(onBattery.tooOld(store, s.meta.segmentId), false, 'maxAge 0: no limit');
-});
+t.test(
+  'serve policy: entries past the maximum age are neither announced nor served; battery stops serving',
+  async (t) => {
+    const dir = await tempDir(t);
+    let now = 5_000_000;
+    const store = await BlockStore.open({ dir, limitBytes: 1 << 30, now: () => now });
+    t.teardown(() => store.close());
+    const s = randomV1(2);
+    await store.addSegment(s.meta);
+    for (let i = 0; i < 2; i++) await store.putBlock(s.meta.segmentId, i, s.blocks[i]!);
+    let power: 'ac' | 'battery' | 'unknown' = 'battery';
+    const p = new ServePolicy({ maxAgeMs: 60_000, serveOnBattery: false, power: () => power, now: () => now });
+    const src = p.source(store);
+    t.equal(p.notServing(), 'on battery');
+    power = 'unknown';
+    t.equal(p.notServing(), undefined, 'unknown power: serve');
+    t.ok(src.getSegment(s.meta.segmentId));
+    t.ok((await src.readBlock(s.meta.segmentId, 1, 'peer'))?.equals(s.blocks[1]!), 'young entry served');
+    now += 60_001;
+    t.ok(p.tooOld(store, s.meta.segmentId));
+    t.equal(src.getSegment(s.meta.segmentId), undefined, 'old entry: not there for peers');
+    t.equal(src.hasBlock(s.meta.segmentId, 0), false);
+    t.same(src.presentBlocks(s.meta.segmentId), []);
+    t.equal(await src.readBlock(s.meta.segmentId, 0, 'peer'), undefined);
+    t.ok(store.hasBlock(s.meta.segmentId, 0), 'still in the store until the sweep (local downloads may use it)');
+    const onBattery = new ServePolicy({ maxAgeMs: 0, serveOnBattery: true, power: () => 'battery', now: () => now });
+    t.equal(onBattery.notServing(), undefined, 'serveOnBattery keeps serving');
+    t.equal(onBattery.tooOld(store, s.meta.segmentId), false, 'maxAge 0: no limit');
+  },
+);
 
 t.test('config: limit keys, units, defaults, precedence', async (t) => {
   const d = resolveConfig({ defaultStateDir: '/d' });
@@ -100,14 +108,24 @@ t.test('config: limit keys, units, defaults, precedence', async (t) => {
   t.equal(c.maxPeerRequests, 8);
   t.equal(c.cacheMaxAgeMs, 12 * 3_600_000);
   t.equal(c.serveOnBattery, true);
-  t.equal(resolveConfig({ flags: { uploadRateLimit: '0' }, defaultStateDir: '/d' }).uploadRateLimit, undefined, '0 = unlimited');
+  t.equal(
+    resolveConfig({ flags: { uploadRateLimit: '0' }, defaultStateDir: '/d' }).uploadRateLimit,
+    undefined,
+    '0 = unlimited',
+  );
   t.equal(resolveConfig({ flags: { cacheMaxAge: '0' }, defaultStateDir: '/d' }).cacheMaxAgeMs, 0);
   t.equal(parseRate('500K/s'), 500 * 1024);
   t.equal(parseDuration(90), 90_000, 'a number is seconds');
   t.equal(parseDuration('30m'), 1_800_000);
   t.equal(parseDuration('1.5d'), 1.5 * 86_400_000);
   t.throws(() => parseDuration('soon'), ConfigError);
-  t.throws(() => resolveConfig({ flags: { maxPeerConnections: '0' }, defaultStateDir: '/d' }), { message: /maxPeerConnections/ });
-  t.throws(() => resolveConfig({ flags: { uploadRateLimit: 'fast' }, defaultStateDir: '/d' }), { message: /uploadRateLimit/ });
-  t.throws(() => resolveConfig({ flags: { serveOnBattery: 'maybe' }, defaultStateDir: '/d' }), { message: /serveOnBattery/ });
+  t.throws(() => resolveConfig({ flags: { maxPeerConnections: '0' }, defaultStateDir: '/d' }), {
+    message: /maxPeerConnections/,
+  });
+  t.throws(() => resolveConfig({ flags: { uploadRateLimit: 'fast' }, defaultStateDir: '/d' }), {
+    message: /uploadRateLimit/,
+  });
+  t.throws(() => resolveConfig({ flags: { serveOnBattery: 'maybe' }, defaultStateDir: '/d' }), {
+    message: /serveOnBattery/,
+  });
 });

@@ -18,7 +18,11 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const DATA = randomBytes(300_000);
 
 /** One raw HTTP/1.1 exchange through the proxy; returns the head lines and the raw body bytes. */
-function rawGet(port: number, url: string, extra = ''): Promise<{ status: number; headers: Map<string, string>; raw: Buffer }> {
+function rawGet(
+  port: number,
+  url: string,
+  extra = '',
+): Promise<{ status: number; headers: Map<string, string>; raw: Buffer }> {
   return new Promise((resolveP, reject) => {
     const s = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -44,9 +48,14 @@ function curl(args: string[]): Promise<{ status: number | null; stderr: string }
   return new Promise((resolveP) => {
     const c = spawn('curl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    c.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    c.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     const timer = setTimeout(() => c.kill('SIGKILL'), 20_000);
-    c.once('close', (status) => { clearTimeout(timer); resolveP({ status, stderr }); });
+    c.once('close', (status) => {
+      clearTimeout(timer);
+      resolveP({ status, stderr });
+    });
   });
 }
 
@@ -73,11 +82,17 @@ function dechunk(raw: Buffer): Buffer {
 t.test('bodies of unknown length are framed chunked; ranges on them get the whole body', async (t) => {
   // /chunked: Transfer-Encoding: chunked (node's default without Content-Length).
   const origin = createServer((req, res) => {
-    if (req.url !== '/chunked.bin') { res.writeHead(404).end(); return; }
+    if (req.url !== '/chunked.bin') {
+      res.writeHead(404).end();
+      return;
+    }
     res.writeHead(200, { 'content-type': 'application/x-test' });
     let off = 0;
     const next = () => {
-      if (off >= DATA.length) { res.end(); return; }
+      if (off >= DATA.length) {
+        res.end();
+        return;
+      }
       res.write(DATA.subarray(off, off + 50_000));
       off += 50_000;
       setImmediate(next);
@@ -87,13 +102,27 @@ t.test('bodies of unknown length are framed chunked; ranges on them get the whol
   await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
   // /close.bin: neither Content-Length nor chunked; the body ends when the connection closes.
   const closeOrigin = createNetServer((s) => {
-    s.once('data', () => { s.end(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: application/x-test\r\nConnection: close\r\n\r\n'), DATA])); });
-    s.on('error', () => { /* client went away */ });
+    s.once('data', () => {
+      s.end(
+        Buffer.concat([
+          Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: application/x-test\r\nConnection: close\r\n\r\n'),
+          DATA,
+        ]),
+      );
+    });
+    s.on('error', () => {
+      /* client went away */
+    });
   });
   await new Promise<void>((r) => closeOrigin.listen(0, '127.0.0.1', r));
   const tmp = await mkdtemp(join(tmpdir(), 'pd-proxy-framing-'));
   const none = {} as unknown;
-  const engine = new DownloadEngine({ store: none as StoreLike, discovery: none as DiscoveryLike, retrieval: none as RetrievalLike, tmpDir: tmp });
+  const engine = new DownloadEngine({
+    store: none as StoreLike,
+    discovery: none as DiscoveryLike,
+    retrieval: none as RetrievalLike,
+    tmpDir: tmp,
+  });
   const proxy = await startProxyServer({ host: '127.0.0.1', port: 0 }, { jobs: new JobBook(engine) });
   t.teardown(async () => {
     await proxy.close();

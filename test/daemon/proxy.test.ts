@@ -12,7 +12,13 @@ import { FakeEngine } from './fake-engine.js';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const DATA = randomBytes(100_000);
 
-function viaProxy(proxyPort: number, method: string, url: string, headers: Record<string, string> = {}, body?: Buffer): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+function viaProxy(
+  proxyPort: number,
+  method: string,
+  url: string,
+  headers: Record<string, string> = {},
+  body?: Buffer,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
   return new Promise((resolveP, reject) => {
     const req = request({ host: '127.0.0.1', port: proxyPort, method, path: url, headers }, (res) => {
       readBody(res).then((b) => resolveP({ status: res.statusCode!, headers: res.headers, body: b }), reject);
@@ -50,10 +56,20 @@ t.test('proxy', async (t) => {
 
   const engine = new FakeEngine(new Map([[`${up}/file.bin`, { data: DATA }]]));
   const proxy = await startProxyServer({ host: '127.0.0.1', port: 0 }, { jobs: new JobBook(engine) });
-  t.teardown(async () => { await proxy.close(); await new Promise((r) => { upstream.close(r); upstream.closeAllConnections(); }); });
+  t.teardown(async () => {
+    await proxy.close();
+    await new Promise((r) => {
+      upstream.close(r);
+      upstream.closeAllConnections();
+    });
+  });
   const port = Number(proxy.address.split(':')[1]);
 
-  const whole = await viaProxy(port, 'GET', `${up}/file.bin`, { 'user-agent': 'apt', 'proxy-connection': 'keep-alive', range: 'pages=1' });
+  const whole = await viaProxy(port, 'GET', `${up}/file.bin`, {
+    'user-agent': 'apt',
+    'proxy-connection': 'keep-alive',
+    range: 'pages=1',
+  });
   t.equal(whole.status, 200, 'a malformed Range is ignored');
   t.equal(sha(whole.body), sha(DATA));
   t.equal(whole.headers['content-length'], String(DATA.length));
@@ -75,12 +91,18 @@ t.test('proxy', async (t) => {
 
   const missing = await viaProxy(port, 'GET', `${up}/missing`);
   t.equal(engine.started.at(-1)?.url, `${up}/missing`, 'tried through the engine first');
-  t.equal(missing.status, 201, 'engine failure: the origin\'s own answer is passed through');
+  t.equal(missing.status, 201, "engine failure: the origin's own answer is passed through");
   t.equal(missing.body.toString(), 'got GET');
   t.match(seen.at(-1), { method: 'GET', url: '/missing' });
   seen.length = 0;
 
-  const post = await viaProxy(port, 'POST', `${up}/submit`, { 'content-type': 'text/plain', 'content-length': '5' }, Buffer.from('hello'));
+  const post = await viaProxy(
+    port,
+    'POST',
+    `${up}/submit`,
+    { 'content-type': 'text/plain', 'content-length': '5' },
+    Buffer.from('hello'),
+  );
   t.equal(post.status, 201);
   t.equal(post.body.toString(), 'got POST');
   t.equal(post.headers['x-upstream'], 'yes');
@@ -100,9 +122,16 @@ t.test('proxy', async (t) => {
   t.equal(origin.status, 400, 'origin-form requests are refused');
 
   const connectReply = await new Promise<string>((resolveP, reject) => {
-    const s = connect(port, '127.0.0.1', () => s.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'));
+    const s = connect(port, '127.0.0.1', () =>
+      s.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'),
+    );
     let buf = '';
-    s.setEncoding('utf8').on('data', (d) => { buf += d; }).on('end', () => resolveP(buf)).on('error', reject);
+    s.setEncoding('utf8')
+      .on('data', (d) => {
+        buf += d;
+      })
+      .on('end', () => resolveP(buf))
+      .on('error', reject);
   });
   t.match(connectReply, /^HTTP\/1\.1 501 /, 'CONNECT refused');
 });

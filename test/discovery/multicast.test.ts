@@ -13,7 +13,10 @@ type Held = Map<string, { blockCount: number; complete: boolean }>;
 
 async function node(t: Tap, name: string, ip: string, held: Held, extra: Partial<DiscoveryOptions> = {}) {
   const d = new Discovery({
-    port, interfaces: ['127.0.0.1'], loopback: true, localSubnets: [],
+    port,
+    interfaces: ['127.0.0.1'],
+    loopback: true,
+    localSubnets: [],
     xaddrs: () => [`${ip}:8${name.charCodeAt(0)}`],
     lookup: (ids) => ids.map((id) => held.get(hex(id))),
     timing: { repeatMinMs: 150, repeatMaxMs: 250 },
@@ -38,10 +41,21 @@ function until<T>(what: string, fn: () => T | undefined, ms = 3000): Promise<T> 
   });
 }
 
-t.test('three daemons find each other\'s segments (v1, partial holder, late joiner)', async (t) => {
-  const s1 = seg(1), s2 = seg(2), s3 = seg(3);
+t.test("three daemons find each other's segments (v1, partial holder, late joiner)", async (t) => {
+  const s1 = seg(1),
+    s2 = seg(2),
+    s3 = seg(3);
   const a = await node(t, 'A', '127.0.0.2', new Map([[hex(s1), { blockCount: 5, complete: true }]]));
-  const b = await node(t, 'B', '127.0.0.3', new Map([[hex(s1), { blockCount: 3, complete: false }], [hex(s2), { blockCount: 7, complete: true }], [hex(s3), { blockCount: 0, complete: false }]]));
+  const b = await node(
+    t,
+    'B',
+    '127.0.0.3',
+    new Map([
+      [hex(s1), { blockCount: 3, complete: false }],
+      [hex(s2), { blockCount: 7, complete: true }],
+      [hex(s3), { blockCount: 0, complete: false }],
+    ]),
+  );
   const c = await node(t, 'C', '127.0.0.4', new Map());
 
   const w = c.watch([s1, s2, s3], 1);
@@ -52,23 +66,42 @@ t.test('three daemons find each other\'s segments (v1, partial holder, late join
   await w.waitForPeers(2000);
   t.ok(Date.now() - t0 < 1500, `first peer after ${Date.now() - t0} ms`);
   const p1 = await until('two peers for s1', () => (w.peers(s1).length >= 2 ? w.peers(s1) : undefined));
-  t.same(p1.map((p) => [p.address, p.blockCount]), [['127.0.0.2:865', 5], ['127.0.0.3:866', 3]], 'full holder first, partial count sent');
+  t.same(
+    p1.map((p) => [p.address, p.blockCount]),
+    [
+      ['127.0.0.2:865', 5],
+      ['127.0.0.3:866', 3],
+    ],
+    'full holder first, partial count sent',
+  );
   const p2 = await until('peer for s2', () => (w.peers(s2).length ? w.peers(s2) : undefined));
-  t.same(p2.map((p) => [p.segmentId, p.address, p.blockCount]), [[hex(s2), '127.0.0.3:866', 7]]);
+  t.same(
+    p2.map((p) => [p.segmentId, p.address, p.blockCount]),
+    [[hex(s2), '127.0.0.3:866', 7]],
+  );
   t.same(w.peers(s3), [], 'a zero count is not announced');
-  t.ok(events.some((e) => e.segmentId === hex(s1) && e.address === '127.0.0.2:865'), 'peer event emitted');
+  t.ok(
+    events.some((e) => e.segmentId === hex(s1) && e.address === '127.0.0.2:865'),
+    'peer event emitted',
+  );
 
   // A late joiner is found by the continuing probes (new MessageIDs).
   const d = await node(t, 'D', '127.0.0.5', new Map([[hex(s3), { blockCount: 2, complete: false }]]));
   const p3 = await until('late peer for s3', () => (w.peers(s3).length ? w.peers(s3) : undefined));
-  t.same(p3.map((p) => [p.address, p.blockCount]), [['127.0.0.5:868', 2]]);
+  t.same(
+    p3.map((p) => [p.address, p.blockCount]),
+    [['127.0.0.5:868', 2]],
+  );
 
   // Nobody lists itself: A watching s1 sees only B.
   const wa = a.watch([s1], 1);
   t.teardown(() => wa.close());
   await until('A sees B', () => (wa.peers(s1).length ? true : undefined));
   await new Promise((r) => setTimeout(r, 400));
-  t.same(wa.peers(s1).map((p) => p.address), ['127.0.0.3:866']);
+  t.same(
+    wa.peers(s1).map((p) => p.address),
+    ['127.0.0.3:866'],
+  );
 
   t.ok(c.stats().probesSent >= 3, 'C probed');
   t.equal(c.stats().peersKnown, 3, 'C knows A, B and D');
@@ -81,21 +114,42 @@ t.test('three daemons find each other\'s segments (v1, partial holder, late join
 });
 
 t.test('v2 discovery over real sockets', async (t) => {
-  const x = seg(0x21), y = seg(0x22), z = seg(0x23);
-  await node(t, 'E', '127.0.0.6', new Map([[hex(x), { blockCount: 1, complete: true }], [hex(z), { blockCount: 1, complete: true }]]));
+  const x = seg(0x21),
+    y = seg(0x22),
+    z = seg(0x23);
+  await node(
+    t,
+    'E',
+    '127.0.0.6',
+    new Map([
+      [hex(x), { blockCount: 1, complete: true }],
+      [hex(z), { blockCount: 1, complete: true }],
+    ]),
+  );
   await node(t, 'F', '127.0.0.7', new Map([[hex(y), { blockCount: 1, complete: true }]]));
   const g = await node(t, 'G', '127.0.0.8', new Map());
   const w = g.watch([x, y, z], 2);
   t.teardown(() => w.close());
   await until('v2 peers', () => (w.peers(x).length && w.peers(y).length && w.peers(z).length ? true : undefined));
-  t.same(w.peers(x).map((p) => [p.address, p.blockCount, p.complete]), [['127.0.0.6:869', 1, true]]);
-  t.same(w.peers(y).map((p) => [p.address, p.blockCount, p.complete]), [['127.0.0.7:870', 1, true]]);
-  t.same(w.peers(z).map((p) => p.address), ['127.0.0.6:869']);
+  t.same(
+    w.peers(x).map((p) => [p.address, p.blockCount, p.complete]),
+    [['127.0.0.6:869', 1, true]],
+  );
+  t.same(
+    w.peers(y).map((p) => [p.address, p.blockCount, p.complete]),
+    [['127.0.0.7:870', 1, true]],
+  );
+  t.same(
+    w.peers(z).map((p) => p.address),
+    ['127.0.0.6:869'],
+  );
   t.equal(g.initialWaitMs, 300, 'replies keep the initial wait at its maximum');
 });
 
 t.test('nobody home: waitForPeers times out and the initial wait drops toward 0', async (t) => {
-  const h = await node(t, 'H', '127.0.0.9', new Map(), { timing: { repeatMinMs: 100, repeatMaxMs: 100, requestTimerMs: 150 } });
+  const h = await node(t, 'H', '127.0.0.9', new Map(), {
+    timing: { repeatMinMs: 100, repeatMaxMs: 100, requestTimerMs: 150 },
+  });
   const w = h.watch([seg(0x40)], 1);
   t.teardown(() => w.close());
   const t0 = Date.now();
@@ -125,7 +179,13 @@ t.test('hostile datagrams sent to a live responder are counted and ignored', asy
   for (const b of bad) sock.send(Buffer.from(b), port, '127.0.0.1');
   // then a valid unicast probe: still answered, to our socket
   const { encodeProbe } = await import('../../src/protocol/pccrd/codec.js');
-  sock.send(Buffer.from(encodeProbe({ version: 1, messageId: 'urn:uuid:12121212-0000-4000-8000-000000000001', segmentIds: [s] })), port, '127.0.0.1');
+  sock.send(
+    Buffer.from(
+      encodeProbe({ version: 1, messageId: 'urn:uuid:12121212-0000-4000-8000-000000000001', segmentIds: [s] }),
+    ),
+    port,
+    '127.0.0.1',
+  );
   await until('a reply', () => (replies.length ? true : undefined));
   t.match(replies[0]!.toString(), '<PeerDist:BlockCount>00000004</PeerDist:BlockCount>');
   t.ok((d.stats().dropped.malformed ?? 0) >= 3, `malformed counted: ${JSON.stringify(d.stats().dropped)}`);
@@ -133,14 +193,42 @@ t.test('hostile datagrams sent to a live responder are counted and ignored', asy
 
 t.test('peerdist peers --segment probes over real sockets and lists the holders', async (t) => {
   const { runCli } = await import('../helpers/cli.js');
-  const s1 = seg(0x70), s2 = seg(0x71);
+  const s1 = seg(0x70),
+    s2 = seg(0x71);
   await node(t, 'J', '127.0.0.13', new Map([[hex(s1), { blockCount: 9, complete: true }]]));
-  await node(t, 'K', '127.0.0.14', new Map([[hex(s1), { blockCount: 2, complete: false }], [hex(s2), { blockCount: 1, complete: true }]]));
-  const args = ['peers', '--segment', hex(s1), '--segment', hex(s2).toLowerCase(), '--timeout', '700', '--discovery-port', String(port), '--interface', '127.0.0.1'];
+  await node(
+    t,
+    'K',
+    '127.0.0.14',
+    new Map([
+      [hex(s1), { blockCount: 2, complete: false }],
+      [hex(s2), { blockCount: 1, complete: true }],
+    ]),
+  );
+  const args = [
+    'peers',
+    '--segment',
+    hex(s1),
+    '--segment',
+    hex(s2).toLowerCase(),
+    '--timeout',
+    '700',
+    '--discovery-port',
+    String(port),
+    '--interface',
+    '127.0.0.1',
+  ];
   const out = await runCli([...args, '--json'], { timeoutMs: 20_000 });
   t.equal(out.code, 0, out.stderr);
   const rows = JSON.parse(out.stdout) as Array<{ segmentId: string; address: string; blockCount: number }>;
-  t.same(rows.map((r) => [r.segmentId.slice(0, 2), r.address, r.blockCount]), [['70', '127.0.0.13:874', 9], ['70', '127.0.0.14:875', 2], ['71', '127.0.0.14:875', 1]]);
+  t.same(
+    rows.map((r) => [r.segmentId.slice(0, 2), r.address, r.blockCount]),
+    [
+      ['70', '127.0.0.13:874', 9],
+      ['70', '127.0.0.14:875', 2],
+      ['71', '127.0.0.14:875', 1],
+    ],
+  );
   const text = await runCli(args, { timeoutMs: 20_000 });
   t.match(text.stdout, /^SEGMENT\s+ADDRESS\s+BLOCKS\s+COMPLETE\n7070707070707070…\s+127\.0\.0\.13:874\s+9\s+-\n/);
   const bad = await runCli(['peers', '--segment', 'abc']);

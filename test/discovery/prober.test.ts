@@ -2,7 +2,12 @@
 import t from 'tap';
 import { Prober, type PeerSighting } from '../../src/discovery/prober.js';
 import { DampingTable } from '../../src/discovery/damping.js';
-import { encodeProbeMatches, parseDiscoveryMessage, type Probe, type ProbeMatches } from '../../src/protocol/pccrd/codec.js';
+import {
+  encodeProbeMatches,
+  parseDiscoveryMessage,
+  type Probe,
+  type ProbeMatches,
+} from '../../src/protocol/pccrd/codec.js';
 import { localAddressFilter } from '../../src/discovery/subnet.js';
 import { FakeClock, fakeRuntime } from './fakes.js';
 
@@ -16,22 +21,37 @@ function setup() {
   const rt = fakeRuntime(clock, () => 0.5);
   const sent: Array<{ at: number; probe: Probe }> = [];
   const damping = new DampingTable();
-  const prober = new Prober({
-    send: (d) => sent.push({ at: clock.t, probe: parseDiscoveryMessage(d) as Probe }),
-    isLocal: localAddressFilter([{ address: '10.0.0.1', netmask: '255.255.255.0' }]),
-    ownEndpoint: OWN,
-    damping,
-  }, rt);
+  const prober = new Prober(
+    {
+      send: (d) => sent.push({ at: clock.t, probe: parseDiscoveryMessage(d) as Probe }),
+      isLocal: localAddressFilter([{ address: '10.0.0.1', netmask: '255.255.255.0' }]),
+      ownEndpoint: OWN,
+      damping,
+    },
+    rt,
+  );
   return { clock, rt, sent, prober, damping };
 }
 
 let n = 0;
-function match(relatesTo: string, matches: Array<{ id: Buffer; count: number }>, o: Partial<Omit<ProbeMatches, 'kind'>> = {}): Buffer {
-  return Buffer.from(encodeProbeMatches({
-    version: 1, messageId: `urn:uuid:99999999-0000-4000-8000-${String(++n).padStart(12, '0')}`, relatesTo,
-    instanceId: 1, messageNumber: n, endpoint: 'urn:uuid:eeeeeeee-0000-4000-8000-000000000001',
-    matches: matches.map((m) => ({ segmentId: m.id, blockCount: m.count })), xaddrs: ['10.0.0.7:80'], ...o,
-  }));
+function match(
+  relatesTo: string,
+  matches: Array<{ id: Buffer; count: number }>,
+  o: Partial<Omit<ProbeMatches, 'kind'>> = {},
+): Buffer {
+  return Buffer.from(
+    encodeProbeMatches({
+      version: 1,
+      messageId: `urn:uuid:99999999-0000-4000-8000-${String(++n).padStart(12, '0')}`,
+      relatesTo,
+      instanceId: 1,
+      messageNumber: n,
+      endpoint: 'urn:uuid:eeeeeeee-0000-4000-8000-000000000001',
+      matches: matches.map((m) => ({ segmentId: m.id, blockCount: m.count })),
+      xaddrs: ['10.0.0.7:80'],
+      ...o,
+    }),
+  );
 }
 
 t.test('retransmits with the same MessageID, then keeps probing with new ones', async (t) => {
@@ -39,7 +59,10 @@ t.test('retransmits with the same MessageID, then keeps probing with new ones', 
   const start = clock.t;
   const w = prober.watch([seg(1), seg(2)], 1);
   clock.advance(350);
-  t.same(sent.map((s) => s.at - start), [0, 100, 300]);
+  t.same(
+    sent.map((s) => s.at - start),
+    [0, 100, 300],
+  );
   t.equal(new Set(sent.map((s) => s.probe.messageId)).size, 1, 'one MessageID for the first probe and its repeats');
   t.same(sent[0]!.probe.segmentIds.map(hex), [hex(seg(1)), hex(seg(2))], 'several IDs in one probe');
   clock.advance(1500 - 50); // random 0.5 -> 1500 ms after the last repeat
@@ -69,10 +92,23 @@ t.test('large watches are split: v1 32 IDs per probe, v2 up to 255', async (t) =
   const { clock, sent, prober } = setup();
   const ids = Array.from({ length: 70 }, (_, k) => seg(k));
   const w1 = prober.watch(ids, 1);
-  const w2 = prober.watch(Array.from({ length: 300 }, (_, k) => { const b = Buffer.alloc(32, 1); b.writeUInt16BE(k); return b; }), 2);
+  const w2 = prober.watch(
+    Array.from({ length: 300 }, (_, k) => {
+      const b = Buffer.alloc(32, 1);
+      b.writeUInt16BE(k);
+      return b;
+    }),
+    2,
+  );
   clock.advance(0);
-  t.same(sent.filter((s) => s.probe.version === 1).map((s) => s.probe.segmentIds.length), [32, 32, 6]);
-  t.same(sent.filter((s) => s.probe.version === 2).map((s) => s.probe.segmentIds.length), [255, 45]);
+  t.same(
+    sent.filter((s) => s.probe.version === 1).map((s) => s.probe.segmentIds.length),
+    [32, 32, 6],
+  );
+  t.same(
+    sent.filter((s) => s.probe.version === 2).map((s) => s.probe.segmentIds.length),
+    [255, 45],
+  );
   w1.close();
   w2.close();
 });
@@ -96,8 +132,21 @@ t.test('accepts only ProbeMatches relating to an outstanding probe, from local s
   t.same(w.peers(seg(1)), []);
 
   clock.advance(5);
-  prober.handle(match(id, [{ id: seg(1), count: 4 }, { id: seg(9), count: 8 }], { xaddrs: ['10.0.0.7:80', '8.8.8.8:80'] }), PEER);
-  t.same(w.peers(seg(1)).map((p) => [p.segmentId, p.address, p.blockCount, p.complete, p.failures]), [[hex(seg(1)), '10.0.0.7:80', 4, false, 0]]);
+  prober.handle(
+    match(
+      id,
+      [
+        { id: seg(1), count: 4 },
+        { id: seg(9), count: 8 },
+      ],
+      { xaddrs: ['10.0.0.7:80', '8.8.8.8:80'] },
+    ),
+    PEER,
+  );
+  t.same(
+    w.peers(seg(1)).map((p) => [p.segmentId, p.address, p.blockCount, p.complete, p.failures]),
+    [[hex(seg(1)), '10.0.0.7:80', 4, false, 0]],
+  );
   t.same(w.peers(seg(9)), [], 'segments we did not probe are ignored');
   t.equal(rt.stats.matchesReceived, 1);
   t.equal(damping.seenCount(hex(seg(1))), 1, 'observations feed the damping table');
@@ -112,7 +161,14 @@ t.test('a ProbeMatch listing many XAddrs: only the first 4 are used (issue 16.5)
   const id = sent[0]!.probe.messageId;
   const many = Array.from({ length: 16 }, (_, i) => `10.0.0.7:${8000 + i}`);
   prober.handle(match(id, [{ id: seg(1), count: 4 }], { xaddrs: many }), PEER);
-  t.same(w.peers(seg(1)).map((p) => p.address).sort(), many.slice(0, 4).sort(), 'four addresses kept');
+  t.same(
+    w
+      .peers(seg(1))
+      .map((p) => p.address)
+      .sort(),
+    many.slice(0, 4).sort(),
+    'four addresses kept',
+  );
   t.equal(rt.stats.dropped.extraXAddrs, 1, 'counted');
   w.close();
 });
@@ -146,10 +202,27 @@ t.test('peer table updates, events, failures and ordering', async (t) => {
   prober.handle(match(id, [{ id: seg(1), count: 6 }], { xaddrs: ['10.0.0.7:80'] }), PEER);
   t.equal(events.length, 2, 'count changed: event');
   t.equal(events[1]!.blockCount, 6);
-  prober.handle(match(id, [{ id: seg(1), count: 3 }], { xaddrs: ['10.0.0.8:80'], endpoint: 'urn:uuid:eeeeeeee-0000-4000-8000-000000000002' }), { address: '10.0.0.8', port: 3702 });
-  t.same(w.peers(seg(1)).map((p) => p.address), ['10.0.0.7:80', '10.0.0.8:80'], 'more blocks first');
+  prober.handle(
+    match(id, [{ id: seg(1), count: 3 }], {
+      xaddrs: ['10.0.0.8:80'],
+      endpoint: 'urn:uuid:eeeeeeee-0000-4000-8000-000000000002',
+    }),
+    { address: '10.0.0.8', port: 3702 },
+  );
+  t.same(
+    w.peers(seg(1)).map((p) => p.address),
+    ['10.0.0.7:80', '10.0.0.8:80'],
+    'more blocks first',
+  );
   w.reportFailure('10.0.0.7:80');
-  t.same(w.peers(seg(1)).map((p) => [p.address, p.failures]), [['10.0.0.8:80', 0], ['10.0.0.7:80', 1]], 'failures sort last');
+  t.same(
+    w.peers(seg(1)).map((p) => [p.address, p.failures]),
+    [
+      ['10.0.0.8:80', 0],
+      ['10.0.0.7:80', 1],
+    ],
+    'failures sort last',
+  );
   // returned sightings are copies
   w.peers(seg(1))[0]!.failures = 99;
   t.equal(w.peers(seg(1))[0]!.failures, 0);
@@ -161,7 +234,9 @@ t.test('waitForPeers resolves early on a peer, otherwise at the timeout', async 
   const { clock, sent, prober } = setup();
   const w = prober.watch([seg(1)], 1);
   let done = false;
-  const p = w.waitForPeers(1000).then(() => { done = true; });
+  const p = w.waitForPeers(1000).then(() => {
+    done = true;
+  });
   clock.advance(40);
   await Promise.resolve();
   t.notOk(done);
@@ -171,7 +246,9 @@ t.test('waitForPeers resolves early on a peer, otherwise at the timeout', async 
   await w.waitForPeers(1000); // already has a peer: immediate
   const w2 = prober.watch([seg(2)], 1);
   let done2 = false;
-  const p2 = w2.waitForPeers(200).then(() => { done2 = true; });
+  const p2 = w2.waitForPeers(200).then(() => {
+    done2 = true;
+  });
   clock.advance(199);
   await Promise.resolve();
   t.notOk(done2);
@@ -210,15 +287,34 @@ t.test('v2 ProbeMatches are bound to the probe order', async (t) => {
   const ids = [seg(1), seg(2), seg(3)];
   const w = prober.watch(ids, 2);
   const id = sent[0]!.probe.messageId;
-  const reply = Buffer.from(encodeProbeMatches({
-    version: 2, messageId: 'urn:uuid:99999999-0000-4000-8000-00000000ffff', relatesTo: id, instanceId: 1, messageNumber: 1,
-    endpoint: 'urn:uuid:eeeeeeee-0000-4000-8000-000000000001', xaddrs: ['10.0.0.7:80'],
-    matches: [{ segmentId: seg(2), partial: true, complete: true }, { segmentId: seg(3), partial: true, complete: false }],
-  }, ids));
+  const reply = Buffer.from(
+    encodeProbeMatches(
+      {
+        version: 2,
+        messageId: 'urn:uuid:99999999-0000-4000-8000-00000000ffff',
+        relatesTo: id,
+        instanceId: 1,
+        messageNumber: 1,
+        endpoint: 'urn:uuid:eeeeeeee-0000-4000-8000-000000000001',
+        xaddrs: ['10.0.0.7:80'],
+        matches: [
+          { segmentId: seg(2), partial: true, complete: true },
+          { segmentId: seg(3), partial: true, complete: false },
+        ],
+      },
+      ids,
+    ),
+  );
   prober.handle(reply, PEER);
   t.same(w.peers(seg(1)), []);
-  t.same(w.peers(seg(2)).map((p) => [p.blockCount, p.complete]), [[1, true]]);
-  t.same(w.peers(seg(3)).map((p) => [p.blockCount, p.complete]), [[1, false]]);
+  t.same(
+    w.peers(seg(2)).map((p) => [p.blockCount, p.complete]),
+    [[1, true]],
+  );
+  t.same(
+    w.peers(seg(3)).map((p) => [p.blockCount, p.complete]),
+    [[1, false]],
+  );
   // a v1 reply to a v2 probe is refused
   prober.handle(match(id, [{ id: seg(1), count: 1 }]), PEER);
   t.same(w.peers(seg(1)), []);
@@ -228,7 +324,11 @@ t.test('v2 ProbeMatches are bound to the probe order', async (t) => {
 
 t.test('all transmissions are paced (15/s, burst 30) however many segments are watched', async (t) => {
   const { clock, sent, prober } = setup();
-  const ids = Array.from({ length: 40 * 32 }, (_, k) => { const b = Buffer.alloc(32, 7); b.writeUInt16BE(k); return b; });
+  const ids = Array.from({ length: 40 * 32 }, (_, k) => {
+    const b = Buffer.alloc(32, 7);
+    b.writeUInt16BE(k);
+    return b;
+  });
   const w = prober.watch(ids, 1);
   clock.advance(0);
   t.equal(sent.length, 30, 'burst at start');

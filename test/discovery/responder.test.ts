@@ -11,11 +11,20 @@ const seg = (n: number) => Buffer.alloc(32, n);
 const hex = (b: Buffer) => b.toString('hex').toUpperCase();
 const EP = 'urn:uuid:aaaaaaaa-0000-4000-8000-000000000001';
 let probeNo = 0;
-const probe = (ids: Buffer[], version: 1 | 2 = 1, messageId = `urn:uuid:bbbbbbbb-0000-4000-8000-${String(++probeNo).padStart(12, '0')}`) =>
-  Buffer.from(encodeProbe({ version, messageId, segmentIds: ids }));
+const probe = (
+  ids: Buffer[],
+  version: 1 | 2 = 1,
+  messageId = `urn:uuid:bbbbbbbb-0000-4000-8000-${String(++probeNo).padStart(12, '0')}`,
+) => Buffer.from(encodeProbe({ version, messageId, segmentIds: ids }));
 const SRC: Peer = { address: '192.168.1.20', port: 50000 };
 
-function setup(opts: { held?: Map<string, { blockCount: number; complete: boolean; ageMs?: number }>; random?: () => number; cfg?: Partial<ResponderConfig> } = {}) {
+function setup(
+  opts: {
+    held?: Map<string, { blockCount: number; complete: boolean; ageMs?: number }>;
+    random?: () => number;
+    cfg?: Partial<ResponderConfig>;
+  } = {},
+) {
   const clock = new FakeClock();
   const rt = fakeRuntime(clock, opts.random ?? (() => 0.5));
   const sent: Array<{ at: number; to: Peer; msg: ProbeMatches; bytes: number; raw: Buffer }> = [];
@@ -23,18 +32,31 @@ function setup(opts: { held?: Map<string, { blockCount: number; complete: boolea
   const lookup: SegmentLookup = (ids) => ids.map((id) => held.get(hex(id)));
   let n = 0;
   const damping = new DampingTable();
-  const r = new Responder({
-    lookup, xaddrs: () => ['192.168.1.10:80'], endpoint: EP, instanceId: 1700000000,
-    nextMessageNumber: () => ++n, isLocal: localAddressFilter([{ address: '192.168.1.10', netmask: '255.255.255.0' }]),
-    isOwnProbe: () => false, damping,
-    send: (d, to) => sent.push({ at: clock.t, to, msg: parseDiscoveryMessage(d) as ProbeMatches, bytes: d.length, raw: d }),
-    ...opts.cfg,
-  }, rt);
+  const r = new Responder(
+    {
+      lookup,
+      xaddrs: () => ['192.168.1.10:80'],
+      endpoint: EP,
+      instanceId: 1700000000,
+      nextMessageNumber: () => ++n,
+      isLocal: localAddressFilter([{ address: '192.168.1.10', netmask: '255.255.255.0' }]),
+      isOwnProbe: () => false,
+      damping,
+      send: (d, to) =>
+        sent.push({ at: clock.t, to, msg: parseDiscoveryMessage(d) as ProbeMatches, bytes: d.length, raw: d }),
+      ...opts.cfg,
+    },
+    rt,
+  );
   return { clock, rt, sent, r, damping, held };
 }
 
 t.test('replies after a random 1..65 ms delay, unicast to the source, only held segments', async (t) => {
-  for (const [rnd, expected] of [[0, 1], [0.5, 33], [0.99999, 65]] as const) {
+  for (const [rnd, expected] of [
+    [0, 1],
+    [0.5, 33],
+    [0.99999, 65],
+  ] as const) {
     const { clock, sent, r } = setup({ random: () => rnd });
     const p = probe([seg(9), seg(1)]);
     const start = clock.t;
@@ -47,7 +69,10 @@ t.test('replies after a random 1..65 ms delay, unicast to the source, only held 
     t.same(sent[0]!.to, SRC);
     const m = sent[0]!.msg;
     t.equal(m.relatesTo, (parseDiscoveryMessage(p) as { messageId: string }).messageId);
-    t.same(m.matches.map((x) => [hex(x.segmentId), x.blockCount]), [[hex(seg(1)), 5]]);
+    t.same(
+      m.matches.map((x) => [hex(x.segmentId), x.blockCount]),
+      [[hex(seg(1)), 5]],
+    );
     t.same(m.xaddrs, ['192.168.1.10:80']);
     t.equal(m.endpoint, EP);
     t.equal(m.instanceId, 1700000000);
@@ -55,11 +80,17 @@ t.test('replies after a random 1..65 ms delay, unicast to the source, only held 
 });
 
 t.test('partial counts are sent, zero counts and unknown segments are not; silence when nothing held', async (t) => {
-  const held = new Map([[hex(seg(1)), { blockCount: 3, complete: false }], [hex(seg(2)), { blockCount: 0, complete: false }]]);
+  const held = new Map([
+    [hex(seg(1)), { blockCount: 3, complete: false }],
+    [hex(seg(2)), { blockCount: 0, complete: false }],
+  ]);
   const { clock, sent, r, rt } = setup({ held });
   r.handle(probe([seg(2), seg(1), seg(3)]), SRC);
   clock.advance(100);
-  t.same(sent[0]!.msg.matches.map((x) => [hex(x.segmentId), x.blockCount]), [[hex(seg(1)), 3]]);
+  t.same(
+    sent[0]!.msg.matches.map((x) => [hex(x.segmentId), x.blockCount]),
+    [[hex(seg(1)), 3]],
+  );
   r.handle(probe([seg(2), seg(3)]), SRC);
   clock.advance(100);
   t.equal(sent.length, 1, 'no reply for a zero count / unknown segment');
@@ -79,7 +110,10 @@ t.test('MessageNumber increments per message; de-duplication by MessageID with e
   t.equal(rt.stats.dropped.duplicate, 2);
   r.handle(probe([seg(1)]), SRC);
   clock.advance(100);
-  t.same(sent.map((s) => s.msg.messageNumber), [1, 2]);
+  t.same(
+    sent.map((s) => s.msg.messageNumber),
+    [1, 2],
+  );
   t.not(sent[0]!.msg.messageId, sent[1]!.msg.messageId);
   clock.advance(11_000);
   r.handle(probe([seg(1)], 1, id), SRC);
@@ -110,8 +144,13 @@ t.test('damping (protocol/pccrd.md, Windows 7 behaviour)', async (t) => {
     t.equal(rt.stats.dropped.damped, 1);
   }
   // 10+ replies but fewer than 10 full: answer with probability 0.33
-  for (const [rnd, answers] of [[0.32, true], [0.34, false]] as const) {
-    const { clock, sent, r, damping } = setup({ random: sequence([rnd, 0.5]) /* damping draw first, then the delay */ });
+  for (const [rnd, answers] of [
+    [0.32, true],
+    [0.34, false],
+  ] as const) {
+    const { clock, sent, r, damping } = setup({
+      random: sequence([rnd, 0.5]) /* damping draw first, then the delay */,
+    });
     for (let k = 0; k < 12; k++) damping.observe(hex(s), `urn:uuid:peer-${k}`, k < 9 ? 5 : 2, false);
     r.handle(probe([s]), SRC);
     clock.advance(100);
@@ -119,12 +158,18 @@ t.test('damping (protocol/pccrd.md, Windows 7 behaviour)', async (t) => {
   }
   // damping applies per segment: a damped segment is left out, others still answered
   {
-    const held = new Map([[hex(seg(1)), { blockCount: 5, complete: true }], [hex(seg(2)), { blockCount: 4, complete: true }]]);
+    const held = new Map([
+      [hex(seg(1)), { blockCount: 5, complete: true }],
+      [hex(seg(2)), { blockCount: 4, complete: true }],
+    ]);
     const { clock, sent, r, damping } = setup({ held });
     for (let k = 0; k < 10; k++) damping.observe(hex(seg(1)), `urn:uuid:peer-${k}`, 5, false);
     r.handle(probe([seg(1), seg(2)]), SRC);
     clock.advance(100);
-    t.same(sent[0]!.msg.matches.map((m) => hex(m.segmentId)), [hex(seg(2))]);
+    t.same(
+      sent[0]!.msg.matches.map((m) => hex(m.segmentId)),
+      [hex(seg(2))],
+    );
   }
   // a partial holder (still downloading) is never damped
   {
@@ -188,7 +233,11 @@ t.test('own probes, malformed input and ProbeMatches are ignored without throwin
 });
 
 t.test('a reply stays within one datagram: the scope list is truncated', async (t) => {
-  const ids = Array.from({ length: 255 }, (_, k) => { const b = Buffer.alloc(32, k); b[0] = 0xee; return b; });
+  const ids = Array.from({ length: 255 }, (_, k) => {
+    const b = Buffer.alloc(32, k);
+    b[0] = 0xee;
+    return b;
+  });
   const held = new Map(ids.map((id, k) => [hex(id), { blockCount: k + 1, complete: true }]));
   const { clock, sent, r, rt } = setup({ held });
   r.handle(probe(ids), SRC);
@@ -197,7 +246,10 @@ t.test('a reply stays within one datagram: the scope list is truncated', async (
   t.ok(sent[0]!.bytes <= 8192, `${sent[0]!.bytes} bytes`);
   const m = sent[0]!.msg;
   t.ok(m.matches.length > 50 && m.matches.length < 255, `${m.matches.length} segments kept`);
-  m.matches.forEach((x, k) => { t.equal(hex(x.segmentId), hex(ids[k]!)); t.equal(x.blockCount, k + 1); });
+  m.matches.forEach((x, k) => {
+    t.equal(hex(x.segmentId), hex(ids[k]!));
+    t.equal(x.blockCount, k + 1);
+  });
   t.equal(rt.stats.dropped.truncated, 1);
 });
 
@@ -218,7 +270,13 @@ t.test('v2: availability pairs in probe order and segment ages', async (t) => {
   // pairs 00 10 00 00 | 11 -> 0x20 0xC0
   t.ok(text.includes(`<wsd:Scopes>${Buffer.from([0x20, 0xc0]).toString('base64')}</wsd:Scopes>`));
   const m = parseDiscoveryMessage(raw[0]!, { probeSegments: () => ids }) as ProbeMatches;
-  t.same(m.matches.map((x) => [x.segmentId[0], x.partial, x.complete]), [[2, true, false], [5, true, true]]);
+  t.same(
+    m.matches.map((x) => [x.segmentId[0], x.partial, x.complete]),
+    [
+      [2, true, false],
+      [5, true, true],
+    ],
+  );
   t.same(m.segmentAges, { units: 3, entries: [{ index: 4, age: 6000 }] });
 });
 

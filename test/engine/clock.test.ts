@@ -10,7 +10,7 @@ import { readAll, sha256 } from './harness.js';
 
 const BLOCK = 65536;
 
-t.test('origin gate: with no peer known the origin is asked only after discovery\'s initial wait', async (t) => {
+t.test("origin gate: with no peer known the origin is asked only after discovery's initial wait", async (t) => {
   const c = await makeContent(3 * BLOCK + 100, 1);
   const w = world(c, { initialWaitMs: 1000 });
   const job = w.engine.download(w.url);
@@ -21,7 +21,11 @@ t.test('origin gate: with no peer known the origin is asked only after discovery
   t.equal(w.origin.ranged.length, 0, 'no range request during the initial wait');
   await runUntil(w.clock, job.done);
   const r = await job.done;
-  t.same(w.origin.ranged.map((q) => q.t - w.origin.requests[0]!.t), [1000, 1000, 1000, 1000], 'every block asked for when the wait ended');
+  t.same(
+    w.origin.ranged.map((q) => q.t - w.origin.requests[0]!.t),
+    [1000, 1000, 1000, 1000],
+    'every block asked for when the wait ended',
+  );
   t.equal(r.fromOrigin, c.data.length);
   t.equal(r.fromPeers + r.fromCache, 0);
   t.equal(r.durationMs, 1000, 'duration measured on the injected clock');
@@ -31,36 +35,51 @@ t.test('origin gate: with no peer known the origin is asked only after discovery
   t.equal(w.store.pinned, 0, 'every segment unpinned');
 });
 
-t.test('origin down and no peer has the content: retried with backoff, then a clear error, nothing complete', async (t) => {
-  const c = await makeContent(2 * BLOCK, 1);
-  const w = world(c, { initialWaitMs: 1000 });
-  const job = w.engine.download(w.url);
-  const reader = readAll(job.createReadStream()).then(() => undefined, (e: unknown) => e);
-  await settle();
-  await job.info;
-  w.origin.down = true;
-  const took = await runUntil(w.clock, job.done);
-  const err = await job.done.then(() => undefined, (e: unknown) => e);
-  t.ok(err instanceof DownloadError, 'done rejects with a DownloadError');
-  t.equal((err as DownloadError).code, 'BLOCK_FAILED');
-  t.match((err as DownloadError).message, /from any peer or the origin/);
-  t.match((err as DownloadError).message, /fake origin down/, 'the last origin error is named');
-  const p = job.progress();
-  t.equal(p.state, 'failed');
-  t.ok(p.blocksDone < p.blocksTotal, 'not reported complete');
-  t.match(p.error, /from any peer or the origin/);
-  t.match(await reader, { code: 'BLOCK_FAILED' }, 'a reader sees the failure');
-  t.equal(w.engine.totals().failed, 1);
-  // Up to four attempts per block, 200, 400 and 800 ms apart (the scheduler's origin backoff);
-  // the job fails when the first block used its fourth.
-  const start = w.origin.requests[0]!.t;
-  const attempts = [0, 1].map((g) => w.origin.ranged.filter((q) => q.range === `bytes=${g * BLOCK}-${(g + 1) * BLOCK - 1}`).map((q) => q.t - start));
-  for (const [g, a] of attempts.entries()) t.same(a, [1000, 1200, 1600, 2400].slice(0, a.length), `block ${g} attempts at ${a.join(', ')} ms`);
-  t.ok(attempts.some((a) => a.length === 4), 'a block was tried four times');
-  t.ok(took >= 2400 && took <= 2410, `failed after the last retry (${took} ms of fake time)`);
-  t.equal(w.clock.pending, 0, 'no timer left');
-  t.equal(w.store.pinned, 0, 'every segment unpinned');
-});
+t.test(
+  'origin down and no peer has the content: retried with backoff, then a clear error, nothing complete',
+  async (t) => {
+    const c = await makeContent(2 * BLOCK, 1);
+    const w = world(c, { initialWaitMs: 1000 });
+    const job = w.engine.download(w.url);
+    const reader = readAll(job.createReadStream()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await settle();
+    await job.info;
+    w.origin.down = true;
+    const took = await runUntil(w.clock, job.done);
+    const err = await job.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.ok(err instanceof DownloadError, 'done rejects with a DownloadError');
+    t.equal((err as DownloadError).code, 'BLOCK_FAILED');
+    t.match((err as DownloadError).message, /from any peer or the origin/);
+    t.match((err as DownloadError).message, /fake origin down/, 'the last origin error is named');
+    const p = job.progress();
+    t.equal(p.state, 'failed');
+    t.ok(p.blocksDone < p.blocksTotal, 'not reported complete');
+    t.match(p.error, /from any peer or the origin/);
+    t.match(await reader, { code: 'BLOCK_FAILED' }, 'a reader sees the failure');
+    t.equal(w.engine.totals().failed, 1);
+    // Up to four attempts per block, 200, 400 and 800 ms apart (the scheduler's origin backoff);
+    // the job fails when the first block used its fourth.
+    const start = w.origin.requests[0]!.t;
+    const attempts = [0, 1].map((g) =>
+      w.origin.ranged.filter((q) => q.range === `bytes=${g * BLOCK}-${(g + 1) * BLOCK - 1}`).map((q) => q.t - start),
+    );
+    for (const [g, a] of attempts.entries())
+      t.same(a, [1000, 1200, 1600, 2400].slice(0, a.length), `block ${g} attempts at ${a.join(', ')} ms`);
+    t.ok(
+      attempts.some((a) => a.length === 4),
+      'a block was tried four times',
+    );
+    t.ok(took >= 2400 && took <= 2410, `failed after the last retry (${took} ms of fake time)`);
+    t.equal(w.clock.pending, 0, 'no timer left');
+    t.equal(w.store.pinned, 0, 'every segment unpinned');
+  },
+);
 
 t.test('re-probes every 500 ms while no peer is known, and none once one is', async (t) => {
   const c = await makeContent(4 * BLOCK, 1);
@@ -94,7 +113,12 @@ t.test('v1: block lists of a partial holder are refreshed every blockListRefresh
   w.origin.rangeDelayMs = 5000;
   const all = blocksOf(c);
   const peer = w.peers.add('10.0.0.3:80', all.slice(0, 2));
-  w.discovery.announce('10.0.0.3:80', c.ci.segments.map((s) => s.segmentId), false, 2);
+  w.discovery.announce(
+    '10.0.0.3:80',
+    c.ci.segments.map((s) => s.segmentId),
+    false,
+    2,
+  );
   const t0 = w.clock.t;
   const job = w.engine.download(w.url);
   await settle();
@@ -103,7 +127,8 @@ t.test('v1: block lists of a partial holder are refreshed every blockListRefresh
   await runUntil(w.clock, job.done);
   const r = await job.done;
   const lists = w.peers.log.filter((q) => q.kind === 'list').map((q) => q.t - t0);
-  for (const tick of [300, 600, 900]) t.ok(lists.includes(tick), `block list asked for at ${tick} ms (${lists.join(' ')})`);
+  for (const tick of [300, 600, 900])
+    t.ok(lists.includes(tick), `block list asked for at ${tick} ms (${lists.join(' ')})`);
   t.equal(r.fromPeers + r.fromOrigin, c.data.length);
   t.ok(r.fromPeers >= 2 * BLOCK, `the partial holder supplied ${r.fromPeers} bytes`);
   t.equal(sha256(await readAll(job.createReadStream())), sha256(c.data), 'content correct');

@@ -58,11 +58,15 @@ t.test('a peer stopped mid-transfer: the origin finishes the download', async (t
   await origin.warm('f.bin', 1);
   const port = testPort();
   const a = await startNode(t, 13, port, v1);
-  const b = await startNode(t, 14, port, { engine: { maxContentVersion: 1, peerConcurrency: 1, totalPeerConcurrency: 1 } });
+  const b = await startNode(t, 14, port, {
+    engine: { maxContentVersion: 1, peerConcurrency: 1, totalPeerConcurrency: 1 },
+  });
   await a.engine.download(origin.url('f.bin')).done;
   const job = b.engine.download(origin.url('f.bin'));
   let stopping: Promise<void> | undefined;
-  job.on('progress', (p: { fromPeers: number }) => { if (!stopping && p.fromPeers >= MiB) stopping = a.close(); });
+  job.on('progress', (p: { fromPeers: number }) => {
+    if (!stopping && p.fromPeers >= MiB) stopping = a.close();
+  });
   const r = await job.done;
   await stopping;
   t.ok(stopping, 'peer was stopped during the transfer');
@@ -102,7 +106,11 @@ t.test('resume: blocks already in the cache are not fetched again', async (t) =>
   const b = await startNode(t, 18, port, v1);
   // Interrupt a first download once a quarter of it is in, as a restart would.
   const first = b.engine.download(origin.url('f.bin'));
-  await new Promise<void>((resolve) => first.on('progress', (p: { bytesDone: number }) => { if (p.bytesDone >= MiB) resolve(); }));
+  await new Promise<void>((resolve) =>
+    first.on('progress', (p: { bytesDone: number }) => {
+      if (p.bytesDone >= MiB) resolve();
+    }),
+  );
   first.cancel();
   await t.rejects(first.done, { code: 'CANCELLED' });
   // Blocks that arrived just before the cancel are still written to the cache (and counted).

@@ -22,7 +22,11 @@ export interface GetblksOnlyPeer {
 
 /** `holds(segIndex, blockIndex)`: which blocks the peer has (default: all). */
 export async function startGetblksOnlyPeer(opts: {
-  host: string; ci: ContentInfo; data: Buffer; discoveryPort: number; holds?: (seg: number, index: number) => boolean;
+  host: string;
+  ci: ContentInfo;
+  data: Buffer;
+  discoveryPort: number;
+  holds?: (seg: number, index: number) => boolean;
 }): Promise<GetblksOnlyPeer> {
   const { ci, data } = opts;
   const holds = opts.holds ?? (() => true);
@@ -38,40 +42,80 @@ export async function startGetblksOnlyPeer(opts: {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      if ((req.url ?? '').toLowerCase() !== PCCRR_PATH.toLowerCase()) { res.writeHead(404).end(); return; }
+      if ((req.url ?? '').toLowerCase() !== PCCRR_PATH.toLowerCase()) {
+        res.writeHead(404).end();
+        return;
+      }
       let m: ReturnType<typeof decodeRequest>;
-      try { m = decodeRequest(Buffer.concat(chunks)); } catch { counts.http400 = (counts.http400 ?? 0) + 1; res.writeHead(400, { 'Content-Length': 0 }).end(); return; }
+      try {
+        m = decodeRequest(Buffer.concat(chunks));
+      } catch {
+        counts.http400 = (counts.http400 ?? 0) + 1;
+        res.writeHead(400, { 'Content-Length': 0 }).end();
+        return;
+      }
       counts[m.type] = (counts[m.type] ?? 0) + 1;
-      if (m.type !== 'GETBLKS') { counts.http400 = (counts.http400 ?? 0) + 1; res.writeHead(400, { 'Content-Length': 0 }).end(); return; }
+      if (m.type !== 'GETBLKS') {
+        counts.http400 = (counts.http400 ?? 0) + 1;
+        res.writeHead(400, { 'Content-Length': 0 }).end();
+        return;
+      }
       const seg = segs.get(m.segmentId.toString('hex'));
       const index = m.ranges[0]![0];
-      const empty: ResponseMessage = { type: 'BLK', segmentId: m.segmentId, blockIndex: index, nextBlockIndex: 0, block: Buffer.alloc(0), iv: Buffer.alloc(0) };
+      const empty: ResponseMessage = {
+        type: 'BLK',
+        segmentId: m.segmentId,
+        blockIndex: index,
+        nextBlockIndex: 0,
+        block: Buffer.alloc(0),
+        iv: Buffer.alloc(0),
+      };
       if (!seg || !holds(seg.index, index)) return send(res, empty);
       const [s, e] = blockRange(1, seg, index);
       if (e <= s) return send(res, empty);
       const { cipher, iv } = encryptBlock(1, seg.kp, data.subarray(seg.offset + s, seg.offset + e));
       state.blocksServed++;
-      return send(res, { type: 'BLK', cryptoAlgo: 1, segmentId: m.segmentId, blockIndex: index, nextBlockIndex: 0, block: cipher, iv });
+      return send(res, {
+        type: 'BLK',
+        cryptoAlgo: 1,
+        segmentId: m.segmentId,
+        blockIndex: index,
+        nextBlockIndex: 0,
+        block: cipher,
+        iv,
+      });
     });
   });
-  server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, opts.host, () => resolve()); });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, opts.host, () => resolve());
+  });
   const address = `${opts.host}:${(server.address() as AddressInfo).port}`;
   const discovery = new Discovery({
-    port: opts.discoveryPort, interfaces: ['127.0.0.1'], loopback: true,
+    port: opts.discoveryPort,
+    interfaces: ['127.0.0.1'],
+    loopback: true,
     xaddrs: () => [address],
-    lookup: (ids) => ids.map((id) => {
-      const s = segs.get(id.toString('hex'));
-      if (!s) return undefined;
-      let n = 0;
-      for (let i = 0; i < Math.ceil(s.length / 65536); i++) if (holds(s.index, i)) n++;
-      return n > 0 ? { blockCount: n, complete: false } : undefined;
-    }),
+    lookup: (ids) =>
+      ids.map((id) => {
+        const s = segs.get(id.toString('hex'));
+        if (!s) return undefined;
+        let n = 0;
+        for (let i = 0; i < Math.ceil(s.length / 65536); i++) if (holds(s.index, i)) n++;
+        return n > 0 ? { blockCount: n, complete: false } : undefined;
+      }),
   });
   await discovery.start();
   return {
-    address, counts,
-    get blocksServed() { return state.blocksServed; },
+    address,
+    counts,
+    get blocksServed() {
+      return state.blocksServed;
+    },
     close: async () => {
       await discovery.close();
       for (const s of sockets) s.destroy();

@@ -22,28 +22,35 @@ t.test('peer holding the whole file, GETBLKS only: every block from it', async (
   const job = node.engine.download(origin.url('f.bin'));
   const r = await job.done;
   t.equal(sha256(await readAll(job.createReadStream())), sha256(data), 'content exact');
-  t.equal(r.fromPeers, size, `every block from the GETBLKS-only peer (origin ${r.fromOrigin}, peer requests ${JSON.stringify(peer.counts)})`);
+  t.equal(
+    r.fromPeers,
+    size,
+    `every block from the GETBLKS-only peer (origin ${r.fromOrigin}, peer requests ${JSON.stringify(peer.counts)})`,
+  );
   t.equal(r.fromOrigin, 0, 'no block bytes from the origin');
   t.ok(peer.blocksServed >= Math.ceil(size / 65536), 'the peer served the blocks');
   t.same((await node.store.verifyAll()).bad, [], 'cache verifies');
 });
 
-t.test('peer holding part of the file, block list refused: held blocks from it, the rest from the origin', async (t) => {
-  const size = 2 * MiB;
-  const data = payload(size);
-  const origin = await startOrigin(t, { 'f.bin': data });
-  await origin.warm('f.bin', 1);
-  const ci = (await fetchContentInfo(origin.url('f.bin'), 1))!;
-  const port = testPort();
-  const held = (_seg: number, i: number) => i % 2 === 0; // every other block (16 of 32)
-  const peer = await startGetblksOnlyPeer({ host: '127.0.0.63', ci, data, discoveryPort: port, holds: held });
-  t.teardown(() => peer.close());
-  const node = await startNode(t, 64, port, { engine: { maxContentVersion: 1 }, timing: { maxWaitMs: 2000 } });
-  const job = node.engine.download(origin.url('f.bin'));
-  const r = await job.done;
-  t.equal(sha256(await readAll(job.createReadStream())), sha256(data), 'content exact');
-  t.ok((peer.counts.GETBLKLIST ?? 0) >= 1, 'a block list was asked for and refused');
-  t.equal(r.fromPeers, size / 2, `the 16 held blocks from the peer (peer requests ${JSON.stringify(peer.counts)})`);
-  t.equal(r.fromOrigin, size / 2, 'the 16 others from the origin');
-  t.ok((peer.counts.GETBLKS ?? 0) <= 32 + 8, `bounded GETBLKS: ${peer.counts.GETBLKS}`);
-});
+t.test(
+  'peer holding part of the file, block list refused: held blocks from it, the rest from the origin',
+  async (t) => {
+    const size = 2 * MiB;
+    const data = payload(size);
+    const origin = await startOrigin(t, { 'f.bin': data });
+    await origin.warm('f.bin', 1);
+    const ci = (await fetchContentInfo(origin.url('f.bin'), 1))!;
+    const port = testPort();
+    const held = (_seg: number, i: number) => i % 2 === 0; // every other block (16 of 32)
+    const peer = await startGetblksOnlyPeer({ host: '127.0.0.63', ci, data, discoveryPort: port, holds: held });
+    t.teardown(() => peer.close());
+    const node = await startNode(t, 64, port, { engine: { maxContentVersion: 1 }, timing: { maxWaitMs: 2000 } });
+    const job = node.engine.download(origin.url('f.bin'));
+    const r = await job.done;
+    t.equal(sha256(await readAll(job.createReadStream())), sha256(data), 'content exact');
+    t.ok((peer.counts.GETBLKLIST ?? 0) >= 1, 'a block list was asked for and refused');
+    t.equal(r.fromPeers, size / 2, `the 16 held blocks from the peer (peer requests ${JSON.stringify(peer.counts)})`);
+    t.equal(r.fromOrigin, size / 2, 'the 16 others from the origin');
+    t.ok((peer.counts.GETBLKS ?? 0) <= 32 + 8, `bounded GETBLKS: ${peer.counts.GETBLKS}`);
+  },
+);

@@ -28,7 +28,9 @@ export async function tmp(t: Test, prefix: string): Promise<string> {
 }
 
 /** Deterministic-enough test payload (random bytes, so blocks differ). */
-export function payload(size: number): Buffer { return randomBytes(size); }
+export function payload(size: number): Buffer {
+  return randomBytes(size);
+}
 
 export interface Origin {
   server: OriginServer;
@@ -41,21 +43,42 @@ export interface Origin {
   stop(): Promise<void>;
 }
 
-export async function startOrigin(t: Test, files: Record<string, Buffer>, opts: { firstWaitMs?: number } = {}): Promise<Origin> {
+export async function startOrigin(
+  t: Test,
+  files: Record<string, Buffer>,
+  opts: { firstWaitMs?: number } = {},
+): Promise<Origin> {
   const root = await tmp(t, 'origin-root');
   const stateDir = await tmp(t, 'origin-state');
   for (const [name, data] of Object.entries(files)) await writeFile(join(root, name), data);
-  const server = await createOriginServer({ root, stateDir, host: '127.0.0.1', port: 0, chunking: 'fixed', firstWaitMs: opts.firstWaitMs });
+  const server = await createOriginServer({
+    root,
+    stateDir,
+    host: '127.0.0.1',
+    port: 0,
+    chunking: 'fixed',
+    firstWaitMs: opts.firstWaitMs,
+  });
   const { port } = await server.listen();
   let stopped = false;
-  const stop = async () => { if (!stopped) { stopped = true; await server.close(); } };
+  const stop = async () => {
+    if (!stopped) {
+      stopped = true;
+      await server.close();
+    }
+  };
   t.teardown(stop);
   const base = `http://127.0.0.1:${port}`;
   return {
-    server, root, base, stop,
+    server,
+    root,
+    base,
+    stop,
     url: (name) => `${base}/${name}`,
     warm: async (name, version) => {
-      const res = await request(`${base}/${name}`, { headers: clientRequestHeaders({ maxContentVersion: version, hashRequest: true }) });
+      const res = await request(`${base}/${name}`, {
+        headers: clientRequestHeaders({ maxContentVersion: version, hashRequest: true }),
+      });
       await res.body.arrayBuffer();
       if (res.headers['content-encoding'] !== 'peerdist') throw new Error(`origin did not hash ${name}`);
     },
@@ -73,15 +96,20 @@ export interface Node {
 
 export const testPort = () => 20000 + Math.floor(Math.random() * 40000);
 
-export async function startNode(t: Test, n: number, discoveryPort: number, opts: {
-  engine?: Partial<EngineOptions>;
-  /** Serve blocks through this wrapper (e.g. a corrupting peer). */
-  source?: (store: BlockStore) => BlockSource;
-  /** Discovery prober timing (e.g. a longer initial wait on a loaded machine). */
-  timing?: Partial<ProberTiming>;
-  /** Wraps the PCCRR client (instrumentation). */
-  wrapRetrieval?: (r: RetrievalLike) => RetrievalLike;
-} = {}): Promise<Node> {
+export async function startNode(
+  t: Test,
+  n: number,
+  discoveryPort: number,
+  opts: {
+    engine?: Partial<EngineOptions>;
+    /** Serve blocks through this wrapper (e.g. a corrupting peer). */
+    source?: (store: BlockStore) => BlockSource;
+    /** Discovery prober timing (e.g. a longer initial wait on a loaded machine). */
+    timing?: Partial<ProberTiming>;
+    /** Wraps the PCCRR client (instrumentation). */
+    wrapRetrieval?: (r: RetrievalLike) => RetrievalLike;
+  } = {},
+): Promise<Node> {
   const dir = await tmp(t, `node${n}`);
   const store = await BlockStore.open({ dir, limitBytes: 512 * MiB, fsync: false });
   const host = `127.0.0.${n}`;
@@ -89,18 +117,27 @@ export async function startNode(t: Test, n: number, discoveryPort: number, opts:
   const bound = await retrievalServer.listen();
   const address = `${host}:${bound.port}`;
   const discovery = new Discovery({
-    port: discoveryPort, interfaces: ['127.0.0.1'], loopback: true, timing: opts.timing,
+    port: discoveryPort,
+    interfaces: ['127.0.0.1'],
+    loopback: true,
+    timing: opts.timing,
     xaddrs: () => [address],
-    lookup: (ids, version) => ids.map((id) => {
-      if (!store.getSegment(id)) return undefined;
-      const complete = store.isComplete(id);
-      const blockCount = version === 2 ? (complete ? 1 : 0) : store.presentBlocks(id).length;
-      return blockCount > 0 ? { blockCount, complete } : undefined;
-    }),
+    lookup: (ids, version) =>
+      ids.map((id) => {
+        if (!store.getSegment(id)) return undefined;
+        const complete = store.isComplete(id);
+        const blockCount = version === 2 ? (complete ? 1 : 0) : store.presentBlocks(id).length;
+        return blockCount > 0 ? { blockCount, complete } : undefined;
+      }),
   });
   await discovery.start();
   const retrieval = new RetrievalClient({ requestTimeoutMs: 3000 });
-  const engine = new DownloadEngine({ store, discovery, retrieval: opts.wrapRetrieval ? opts.wrapRetrieval(retrieval) : retrieval, ...opts.engine });
+  const engine = new DownloadEngine({
+    store,
+    discovery,
+    retrieval: opts.wrapRetrieval ? opts.wrapRetrieval(retrieval) : retrieval,
+    ...opts.engine,
+  });
   let closed = false;
   const close = async () => {
     if (closed) return;

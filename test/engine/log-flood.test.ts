@@ -19,7 +19,10 @@ t.test('an origin file changing mid-download: few warning lines, the real cause'
   await job.info;
   // The file changes under the origin after it sent the content information.
   await writeFile(join(origin.root, 'f.bin'), payload(size));
-  const err = await job.done.then(() => undefined, (e: unknown) => e);
+  const err = await job.done.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.ok(err instanceof DownloadError, 'the download fails');
   t.match((err as DownloadError).code, /^(ORIGIN_MISMATCH|BLOCK_FAILED)$/);
   const mism = lines.filter((l) => l.msg === 'origin block does not match the content information');

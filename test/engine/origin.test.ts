@@ -8,28 +8,51 @@ import type { DownloadError } from '../../src/engine/errors.js';
 import { clientRequestHeaders } from '../../src/protocol/pccrtp/headers.js';
 import { MiB, payload, readAll, sha256, startNode, startOrigin, testPort } from './harness.js';
 
-async function fakeOrigin(t: Test, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; requests: IncomingMessage[] }> {
+async function fakeOrigin(
+  t: Test,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ url: string; requests: IncomingMessage[] }> {
   const requests: IncomingMessage[] = [];
-  const server = createServer((req, res) => { requests.push(req); handler(req, res); });
+  const server = createServer((req, res) => {
+    requests.push(req);
+    handler(req, res);
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }));
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  );
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/file`, requests };
 }
 
 /** Content information (and its response headers) of `data` as the real origin produces it. */
 async function realContentInfo(t: Test, data: Buffer, version: 1 | 2) {
   const origin = await startOrigin(t, { 'x.bin': data });
-  const res = await request(origin.url('x.bin'), { headers: clientRequestHeaders({ maxContentVersion: version, hashRequest: true }) });
+  const res = await request(origin.url('x.bin'), {
+    headers: clientRequestHeaders({ maxContentVersion: version, hashRequest: true }),
+  });
   const body = Buffer.from(await res.body.arrayBuffer());
   t.equal(res.headers['content-encoding'], 'peerdist');
   return { body, headers: res.headers, origin };
 }
 
-const failure = (p: Promise<unknown>) => p.then(() => { throw new Error('expected a failure'); }, (e: unknown) => e as DownloadError);
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => {
+      throw new Error('expected a failure');
+    },
+    (e: unknown) => e as DownloadError,
+  );
 
 t.test('plain origin: streamed through, counted from the origin, readable twice and afterwards', async (t) => {
   const data = payload(MiB + 99);
-  const o = await fakeOrigin(t, (_req, res) => { res.writeHead(200, { 'Content-Length': String(data.length), 'Content-Type': 'application/x-test' }); res.end(data); });
+  const o = await fakeOrigin(t, (_req, res) => {
+    res.writeHead(200, { 'Content-Length': String(data.length), 'Content-Type': 'application/x-test' });
+    res.end(data);
+  });
   const n = await startNode(t, 20, testPort());
   const job = n.engine.download(o.url);
   const r1 = readAll(job.createReadStream());
@@ -73,7 +96,11 @@ t.test('fresh origin (nothing published): the first download already gets conten
 t.test('malformed or inconsistent content information: clear error', async (t) => {
   const n = await startNode(t, 22, testPort());
   const garbage = await fakeOrigin(t, (_req, res) => {
-    res.writeHead(200, { 'Content-Encoding': 'peerdist', 'X-P2P-PeerDist': 'Version=1.1, ContentLength=100', ETag: '"x"' });
+    res.writeHead(200, {
+      'Content-Encoding': 'peerdist',
+      'X-P2P-PeerDist': 'Version=1.1, ContentLength=100',
+      ETag: '"x"',
+    });
     res.end(Buffer.from('this is not content information'));
   });
   const e1 = await failure(n.engine.download(garbage.url).done);
@@ -83,16 +110,25 @@ t.test('malformed or inconsistent content information: clear error', async (t) =
   const data = payload(200_000);
   const real = await realContentInfo(t, data, 2);
   const wrongLen = await fakeOrigin(t, (_req, res) => {
-    res.writeHead(200, { 'Content-Encoding': 'peerdist', 'X-P2P-PeerDist': `Version=1.1, ContentLength=${data.length + 1}` });
+    res.writeHead(200, {
+      'Content-Encoding': 'peerdist',
+      'X-P2P-PeerDist': `Version=1.1, ContentLength=${data.length + 1}`,
+    });
     res.end(real.body);
   });
   const e2 = await failure(n.engine.download(wrongLen.url).done);
   t.equal(e2.code, 'BAD_CONTENT_INFO');
   t.match(e2.message, /ContentLength/);
-  const noLen = await fakeOrigin(t, (_req, res) => { res.writeHead(200, { 'Content-Encoding': 'peerdist' }); res.end(real.body); });
+  const noLen = await fakeOrigin(t, (_req, res) => {
+    res.writeHead(200, { 'Content-Encoding': 'peerdist' });
+    res.end(real.body);
+  });
   t.equal((await failure(n.engine.download(noLen.url).done)).code, 'BAD_CONTENT_INFO');
 
-  const missing = await fakeOrigin(t, (_req, res) => { res.writeHead(404); res.end('nope'); });
+  const missing = await fakeOrigin(t, (_req, res) => {
+    res.writeHead(404);
+    res.end('nope');
+  });
   const e3 = await failure(n.engine.download(missing.url).done);
   t.equal(e3.code, 'ORIGIN_STATUS');
   t.equal(e3.status, 404);
@@ -106,14 +142,19 @@ t.test('signatures: the origin key is accepted, another key or no signature is r
   const ok = await startNode(t, 23, port, { engine: { signaturePublicKeyPem: origin.server.publicKeyPem } });
   const r = await ok.engine.download(origin.url('f.bin')).done;
   t.equal(r.peerdist, true, 'signed by the configured key');
-  const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const other = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    .publicKey.export({ type: 'spki', format: 'pem' })
+    .toString();
   const bad = await startNode(t, 24, port, { engine: { signaturePublicKeyPem: other } });
   const e = await failure(bad.engine.download(origin.url('f.bin')).done);
   t.equal(e.code, 'BAD_SIGNATURE');
   t.match(e.message, /rejected: signature/);
   const real = await realContentInfo(t, data, 2);
   const unsigned = await fakeOrigin(t, (_req, res) => {
-    res.writeHead(200, { 'Content-Encoding': 'peerdist', 'X-P2P-PeerDist': `Version=1.1, ContentLength=${data.length}` });
+    res.writeHead(200, {
+      'Content-Encoding': 'peerdist',
+      'X-P2P-PeerDist': `Version=1.1, ContentLength=${data.length}`,
+    });
     res.end(real.body);
   });
   const strict = await startNode(t, 25, port, { engine: { signaturePublicKeyPem: origin.server.publicKeyPem } });
@@ -127,11 +168,15 @@ t.test('an origin whose bytes do not match its content information: retried, the
   const liar = await fakeOrigin(t, (req, res) => {
     const range = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['range'] ?? ''));
     if (!range) {
-      res.writeHead(200, { 'Content-Encoding': 'peerdist', 'X-P2P-PeerDist': `Version=1.1, ContentLength=${data.length}` });
+      res.writeHead(200, {
+        'Content-Encoding': 'peerdist',
+        'X-P2P-PeerDist': `Version=1.1, ContentLength=${data.length}`,
+      });
       res.end(real.body);
       return;
     }
-    const s = Number(range[1]), e = Number(range[2]);
+    const s = Number(range[1]),
+      e = Number(range[2]);
     res.writeHead(206, { 'Content-Range': `bytes ${s}-${e}/${data.length}` });
     res.end(other.subarray(s, e + 1));
   });
@@ -143,7 +188,10 @@ t.test('an origin whose bytes do not match its content information: retried, the
   const ranged = liar.requests.filter((r) => r.headers['range']);
   t.ok(ranged.length >= 2, `retried (${ranged.length} range requests)`);
   t.match(String(ranged[0]!.headers['x-p2p-peerdist']), /MissingDataRequest=true/, 'fallback requests are flagged');
-  t.notOk(String(ranged[0]!.headers['accept-encoding'] ?? '').includes('peerdist'), 'no peerdist coding on fallback requests');
+  t.notOk(
+    String(ranged[0]!.headers['accept-encoding'] ?? '').includes('peerdist'),
+    'no peerdist coding on fallback requests',
+  );
   t.equal(job.progress().blocksDone, 0, 'nothing unverified was stored');
   const ci = (await job.info).contentInfo!;
   t.notOk(n.store.hasBlock(ci.segments[0]!.segmentId, 0), 'the cache holds none of the bad bytes');

@@ -65,7 +65,11 @@ t.test('v2 content: identical concurrent requests share one job; second client f
   t.equal(sha256(s2), sha256(data));
   t.equal((await j1.info).contentInfo?.version, 2);
   t.equal(r1.fromOrigin, size);
-  t.equal(origin.server.stats().peerdistResponses, 2, 'one content-information request for both callers (plus the warm-up)');
+  t.equal(
+    origin.server.stats().peerdistResponses,
+    2,
+    'one content-information request for both callers (plus the warm-up)',
+  );
 
   const rb = await b.engine.download(origin.url('v2.bin')).done;
   t.equal(rb.fromOrigin, 0, 'v2: zero block bytes from the origin');

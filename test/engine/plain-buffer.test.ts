@@ -17,12 +17,26 @@ const DATA = randomBytes(3_000_000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function rig(t: Test) {
-  const origin = createServer((_req, res) => { res.writeHead(200, { 'content-length': DATA.length }); res.end(DATA); });
+  const origin = createServer((_req, res) => {
+    res.writeHead(200, { 'content-length': DATA.length });
+    res.end(DATA);
+  });
   await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
   const tmp = await mkdtemp(join(tmpdir(), 'pd-plainbuf-'));
   const none = {} as unknown;
-  const engine = new DownloadEngine({ store: none as StoreLike, discovery: none as DiscoveryLike, retrieval: none as RetrievalLike, tmpDir: tmp, plainLingerMs: 50 });
-  t.teardown(async () => { await engine.close(); origin.closeAllConnections(); await new Promise((r) => origin.close(r)); await rm(tmp, { recursive: true, force: true }); });
+  const engine = new DownloadEngine({
+    store: none as StoreLike,
+    discovery: none as DiscoveryLike,
+    retrieval: none as RetrievalLike,
+    tmpDir: tmp,
+    plainLingerMs: 50,
+  });
+  t.teardown(async () => {
+    await engine.close();
+    origin.closeAllConnections();
+    await new Promise((r) => origin.close(r));
+    await rm(tmp, { recursive: true, force: true });
+  });
   return { engine, tmp, url: `http://127.0.0.1:${(origin.address() as AddressInfo).port}/f.bin` };
 }
 
@@ -47,7 +61,12 @@ t.test('a body stays while a reader still streams it, and goes when that reader 
   const { engine, tmp, url } = await rig(t);
   const job = engine.download(url);
   const slow = job.createReadStream();
-  const first = await new Promise<Buffer>((r) => (slow as NodeJS.ReadableStream).once('data', (c: Buffer) => { (slow as NodeJS.ReadableStream).pause(); r(c); }));
+  const first = await new Promise<Buffer>((r) =>
+    (slow as NodeJS.ReadableStream).once('data', (c: Buffer) => {
+      (slow as NodeJS.ReadableStream).pause();
+      r(c);
+    }),
+  );
   t.ok(first.length > 0);
   await job.done;
   await sleep(300);
@@ -62,7 +81,10 @@ t.test('a body stays while a reader still streams it, and goes when that reader 
 t.test('stale peerdist-dl-* dirs are cleared; nothing else is touched', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'pd-stale-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  for (const n of ['peerdist-dl-aaaa', 'peerdist-dl-bbbb']) { await mkdir(join(dir, n)); await writeFile(join(dir, n, 'body'), 'x'); }
+  for (const n of ['peerdist-dl-aaaa', 'peerdist-dl-bbbb']) {
+    await mkdir(join(dir, n));
+    await writeFile(join(dir, n, 'body'), 'x');
+  }
   await writeFile(join(dir, 'other'), 'keep');
   await mkdir(join(dir, 'peerdist-other'));
   t.equal(await clearStaleBuffers(dir), 2);

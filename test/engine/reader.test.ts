@@ -24,7 +24,10 @@ t.test('empty file, ranges at the edges, bad arguments', async (t) => {
   await j.done;
   t.ok((await readAll(j.createReadStream(199_990))).equals(data.subarray(199_990)), 'tail');
   t.equal((await readAll(j.createReadStream(500_000))).length, 0, 'start beyond the end: empty');
-  t.ok((await readAll(j.createReadStream(65530, 65541))).equals(data.subarray(65530, 65542)), 'across a block boundary');
+  t.ok(
+    (await readAll(j.createReadStream(65530, 65541))).equals(data.subarray(65530, 65542)),
+    'across a block boundary',
+  );
   t.equal((await readAll(j.createReadStream(7, 6))).length, 0, 'end = start - 1: empty');
   t.throws(() => j.createReadStream(-1), RangeError);
   t.throws(() => j.createReadStream(10, 5), RangeError);

@@ -69,61 +69,78 @@ t.test('a full holder gets the blocks, not the origin', async (t) => {
   t.equal(originOf(a).length, 0, 'blocks a usable peer holds never go to the origin');
 });
 
-t.test('peers that never answered get one request each until they do (issue 16.5: tarpits are tried side by side)', async (t) => {
-  const answered = new Set(['good:1']);
-  const s = mk(256, { peerConcurrency: 16, totalPeerConcurrency: 64, originConcurrency: 2, proven: (a) => answered.has(a) });
-  for (let i = 0; i < 16; i++) s.peerHasSegment(`tarpit:${i}`, 0);
-  const a = peersOf(s.next(0, false));
-  const perPeer = new Map<string, number>();
-  for (const x of a) perPeer.set(x.peer, (perPeer.get(x.peer) ?? 0) + 1);
-  t.equal(perPeer.size, 16, 'every unproven holder gets a trial request at once');
-  t.ok([...perPeer.values()].every((n) => n === 1), 'one request each while unproven');
-  // One answers (a valid MS-PCCRR answer): it gets the full concurrency from then on.
-  const first = a.find((x) => x.peer === 'tarpit:3')!;
-  s.peerSucceeded('tarpit:3', first.block, BS, 5);
-  const b = peersOf(s.next(6, false));
-  t.equal(b.filter((x) => x.peer === 'tarpit:3').length, 16, 'answered: full per-peer concurrency');
-  t.equal(b.filter((x) => x.peer !== 'tarpit:3').length, 0, 'the others still wait for their trial');
-  // Blocks held only by peers busy with their trial are not kept from the origin.
-  const s4 = mk(64, { peerConcurrency: 8, originConcurrency: 2, proven: () => false });
-  s4.peerHasSegment('tarpit:a', 0);
-  s4.peerHasSegment('tarpit:b', 0);
-  const c4 = s4.next(0);
-  t.equal(peersOf(c4).length, 2, 'one trial request per unproven holder');
-  t.equal(originOf(c4).length, 0, 'a young trial keeps the blocks from the origin (a genuine peer answers in time)');
-  t.ok(s4.nextWakeAt() !== undefined && s4.nextWakeAt()! <= 300, 'a wake-up at the end of the grace');
-  const late = s4.next(300);
-  t.equal(originOf(late).length, 1, 'then the origin goes on meanwhile (one blind stream)');
-  const o = originOf(late)[0]!.block;
-  t.equal(s4.whyOrigin(o, 300), 'peer-unproven', 'explain says why');
-  s4.originSucceeded(o, 50);
-  t.equal(originOf(s4.next(360)).length, 2, 'full origin concurrency while the trials are pending');
-  // A block whose trial failed goes to the origin, not to the next new address that claims it.
-  const s6 = mk(2, { peerConcurrency: 8, originConcurrency: 2, proven: () => false });
-  s6.peerHasSegment('tarpit:a', 0);
-  const [tr] = peersOf(s6.next(0, false));
-  s6.peerFailed('tarpit:a', tr!.block, 'unusable', 1500);
-  s6.peerHasSegment('tarpit:b', 0);
-  const c6 = s6.next(1501);
-  t.notOk(peersOf(c6).some((x) => x.block === tr!.block), 'the failed block is not a new trial');
-  t.ok(originOf(c6).some((x) => x.block === tr!.block), 'the origin takes it');
-  // A proven peer busy with all its slots still keeps its blocks from the origin.
-  const s5 = mk(64, { peerConcurrency: 4, originConcurrency: 2, proven: () => true });
-  s5.peerHasSegment('good:1', 0);
-  const c5 = s5.next(0);
-  t.equal(peersOf(c5).length, 4);
-  t.equal(originOf(c5).length, 0, 'a busy proven holder: nothing from the origin');
-  // A peer the retrieval client already knows as proven is not put on trial.
-  const s2 = mk(64, { peerConcurrency: 8, proven: (a) => answered.has(a) });
-  s2.peerHasSegment('good:1', 0);
-  t.equal(peersOf(s2.next(0)).length, 8, 'proven elsewhere: full concurrency at once');
-  // A valid "not available" answer also ends the trial.
-  const s3 = mk(64, { peerConcurrency: 8, proven: () => false });
-  s3.peerHasSegment('p:1', 0);
-  const [c] = peersOf(s3.next(0, false));
-  s3.peerFailed('p:1', c!.block, 'not-available', 1);
-  t.equal(peersOf(s3.next(2, false)).length, 8, 'answered (not available): full concurrency');
-});
+t.test(
+  'peers that never answered get one request each until they do (issue 16.5: tarpits are tried side by side)',
+  async (t) => {
+    const answered = new Set(['good:1']);
+    const s = mk(256, {
+      peerConcurrency: 16,
+      totalPeerConcurrency: 64,
+      originConcurrency: 2,
+      proven: (a) => answered.has(a),
+    });
+    for (let i = 0; i < 16; i++) s.peerHasSegment(`tarpit:${i}`, 0);
+    const a = peersOf(s.next(0, false));
+    const perPeer = new Map<string, number>();
+    for (const x of a) perPeer.set(x.peer, (perPeer.get(x.peer) ?? 0) + 1);
+    t.equal(perPeer.size, 16, 'every unproven holder gets a trial request at once');
+    t.ok(
+      [...perPeer.values()].every((n) => n === 1),
+      'one request each while unproven',
+    );
+    // One answers (a valid MS-PCCRR answer): it gets the full concurrency from then on.
+    const first = a.find((x) => x.peer === 'tarpit:3')!;
+    s.peerSucceeded('tarpit:3', first.block, BS, 5);
+    const b = peersOf(s.next(6, false));
+    t.equal(b.filter((x) => x.peer === 'tarpit:3').length, 16, 'answered: full per-peer concurrency');
+    t.equal(b.filter((x) => x.peer !== 'tarpit:3').length, 0, 'the others still wait for their trial');
+    // Blocks held only by peers busy with their trial are not kept from the origin.
+    const s4 = mk(64, { peerConcurrency: 8, originConcurrency: 2, proven: () => false });
+    s4.peerHasSegment('tarpit:a', 0);
+    s4.peerHasSegment('tarpit:b', 0);
+    const c4 = s4.next(0);
+    t.equal(peersOf(c4).length, 2, 'one trial request per unproven holder');
+    t.equal(originOf(c4).length, 0, 'a young trial keeps the blocks from the origin (a genuine peer answers in time)');
+    t.ok(s4.nextWakeAt() !== undefined && s4.nextWakeAt()! <= 300, 'a wake-up at the end of the grace');
+    const late = s4.next(300);
+    t.equal(originOf(late).length, 1, 'then the origin goes on meanwhile (one blind stream)');
+    const o = originOf(late)[0]!.block;
+    t.equal(s4.whyOrigin(o, 300), 'peer-unproven', 'explain says why');
+    s4.originSucceeded(o, 50);
+    t.equal(originOf(s4.next(360)).length, 2, 'full origin concurrency while the trials are pending');
+    // A block whose trial failed goes to the origin, not to the next new address that claims it.
+    const s6 = mk(2, { peerConcurrency: 8, originConcurrency: 2, proven: () => false });
+    s6.peerHasSegment('tarpit:a', 0);
+    const [tr] = peersOf(s6.next(0, false));
+    s6.peerFailed('tarpit:a', tr!.block, 'unusable', 1500);
+    s6.peerHasSegment('tarpit:b', 0);
+    const c6 = s6.next(1501);
+    t.notOk(
+      peersOf(c6).some((x) => x.block === tr!.block),
+      'the failed block is not a new trial',
+    );
+    t.ok(
+      originOf(c6).some((x) => x.block === tr!.block),
+      'the origin takes it',
+    );
+    // A proven peer busy with all its slots still keeps its blocks from the origin.
+    const s5 = mk(64, { peerConcurrency: 4, originConcurrency: 2, proven: () => true });
+    s5.peerHasSegment('good:1', 0);
+    const c5 = s5.next(0);
+    t.equal(peersOf(c5).length, 4);
+    t.equal(originOf(c5).length, 0, 'a busy proven holder: nothing from the origin');
+    // A peer the retrieval client already knows as proven is not put on trial.
+    const s2 = mk(64, { peerConcurrency: 8, proven: (a) => answered.has(a) });
+    s2.peerHasSegment('good:1', 0);
+    t.equal(peersOf(s2.next(0)).length, 8, 'proven elsewhere: full concurrency at once');
+    // A valid "not available" answer also ends the trial.
+    const s3 = mk(64, { peerConcurrency: 8, proven: () => false });
+    s3.peerHasSegment('p:1', 0);
+    const [c] = peersOf(s3.next(0, false));
+    s3.peerFailed('p:1', c!.block, 'not-available', 1);
+    t.equal(peersOf(s3.next(2, false)).length, 8, 'answered (not available): full concurrency');
+  },
+);
 
 t.test('balancing by throughput and outstanding requests', async (t) => {
   const s = mk(64, { peerConcurrency: 8, totalPeerConcurrency: 8, originConcurrency: 0 });
@@ -139,7 +156,8 @@ t.test('balancing by throughput and outstanding requests', async (t) => {
   t.ok(fast >= 7, `fast peer gets most of the work (${fast}/8)`);
   // With equal rates, outstanding requests spread the load.
   const e = mk(16, { peerConcurrency: 8, totalPeerConcurrency: 8, originConcurrency: 0 });
-  e.peerHasSegment('a:1', 0); e.peerHasSegment('b:1', 0);
+  e.peerHasSegment('a:1', 0);
+  e.peerHasSegment('b:1', 0);
   const eq = peersOf(e.next(0));
   t.equal(eq.filter((x) => x.peer === 'a:1').length, 4);
   t.equal(eq.filter((x) => x.peer === 'b:1').length, 4);
@@ -155,7 +173,10 @@ t.test('transient failure: backoff, re-queue elsewhere, origin when no peer left
   t.equal(stat.failures, 1);
   t.ok(stat.backoffUntil > 5, 'backing off');
   const b = s.next(6);
-  t.ok(b.every((x) => x.kind === 'origin'), 'peer in backoff: origin takes over');
+  t.ok(
+    b.every((x) => x.kind === 'origin'),
+    'peer in backoff: origin takes over',
+  );
   t.ok(s.nextWakeAt() !== undefined, 'a wake-up is scheduled for the end of the backoff');
   s.peerFailed('p:1', 1, 'timeout', 7); // (counts even when not its block; consecutive failures grow)
   t.ok(s.peerStats()[0]!.backoffUntil - 7 > stat.backoffUntil - 5, 'exponential backoff');
@@ -207,7 +228,11 @@ t.test('origin failures: retry with backoff, then the job fails', async (t) => {
   let now = 0;
   for (let i = 0; i < 3; i++) {
     let a = s.next(now);
-    while (a.length === 0) { now = s.nextWakeAt()!; t.ok(now !== undefined); a = s.next(now); }
+    while (a.length === 0) {
+      now = s.nextWakeAt()!;
+      t.ok(now !== undefined);
+      a = s.next(now);
+    }
     t.same(a, [{ kind: 'origin', block: 0 }]);
     s.originFailed(0, 'error', now);
   }
@@ -217,7 +242,8 @@ t.test('origin failures: retry with backoff, then the job fails', async (t) => {
 
 t.test('origin mismatch twice fails with reason mismatch', async (t) => {
   const s = mk(1);
-  s.next(0); s.originFailed(0, 'mismatch', 0);
+  s.next(0);
+  s.originFailed(0, 'mismatch', 0);
   t.equal(s.failed(), undefined, 'one retry');
   let a = s.next(0);
   if (a.length === 0) a = s.next(s.nextWakeAt()!);
@@ -243,7 +269,10 @@ t.test('re-check before each origin fetch: a block a peer gained is not fetched 
   s.originSucceeded(0, 50);
   const next = s.next(60);
   t.ok(next.some((x) => x.kind === 'peer' && x.block === 1));
-  t.notOk(next.some((x) => x.kind === 'origin' && x.block === 1), 'block 1 goes to the peer that has it');
+  t.notOk(
+    next.some((x) => x.kind === 'origin' && x.block === 1),
+    'block 1 goes to the peer that has it',
+  );
 });
 
 t.test('gap splitting: a long gap behind an active peer is entered in its middle half', async (t) => {
@@ -260,7 +289,13 @@ t.test('gap splitting: a long gap behind an active peer is entered in its middle
 });
 
 t.test('short gap behind an active peer: wait a bounded time, then fetch the far end', async (t) => {
-  const s = mk(12, { originConcurrency: 1, visibilityLagMs: 100, originBlockMsPrior: 100, maxDeferMs: 2000, peerConcurrency: 16 });
+  const s = mk(12, {
+    originConcurrency: 1,
+    visibilityLagMs: 100,
+    originBlockMsPrior: 100,
+    maxDeferMs: 2000,
+    peerConcurrency: 16,
+  });
   s.peerBlocks('p:1', 0, [...Array(10).keys()], 0);
   const a = s.next(0);
   t.equal(originOf(a).length, 0, 'blocks 10 and 11 are left to the active peer for now');
@@ -272,7 +307,10 @@ t.test('short gap behind an active peer: wait a bounded time, then fetch the far
   // The peer stalls: after the bound, the origin fetches it.
   let now = 300;
   let got: Assignment[] = [];
-  for (let i = 0; i < 10 && got.length === 0; i++) { now = s.nextWakeAt() ?? now + 500; got = originOf(s.next(now)); }
+  for (let i = 0; i < 10 && got.length === 0; i++) {
+    now = s.nextWakeAt() ?? now + 500;
+    got = originOf(s.next(now));
+  }
   t.same(got, [{ kind: 'origin', block: 11 }]);
   t.ok(now <= 2300, `within the bound (${now} ms)`);
 });
@@ -281,14 +319,31 @@ t.test('a gap nobody consumes is fetched without waiting', async (t) => {
   const s = mk(12, { originConcurrency: 1 });
   s.peerHasSegment('p:1', 0); // full holder is not downloading
   s.peerFailed('p:1', 0, 'bad-block', 0); // ...and banned
-  t.same(s.next(1).map((x) => x.kind), ['origin']);
+  t.same(
+    s.next(1).map((x) => x.kind),
+    ['origin'],
+  );
 });
 
 t.test('simulated flash crowd: 8 schedulers, shared view with lag, origin bytes close to 1x', async (t) => {
   // Discrete-time model: WAN origin block time 100 ms per request, LAN peer block 5 ms, the view
   // of other peers' blocks lags 300 ms. Checks that duplicated origin fetches stay small.
-  const N = 256, C = 8, T_ORIGIN = 100, T_PEER = 5, LAG = 300;
-  const scheds = Array.from({ length: C }, (_, i) => new Scheduler({ blocks: blocks(N), random: rng(100 + i), originConcurrency: 2, visibilityLagMs: LAG, originBlockMsPrior: T_ORIGIN }));
+  const N = 256,
+    C = 8,
+    T_ORIGIN = 100,
+    T_PEER = 5,
+    LAG = 300;
+  const scheds = Array.from(
+    { length: C },
+    (_, i) =>
+      new Scheduler({
+        blocks: blocks(N),
+        random: rng(100 + i),
+        originConcurrency: 2,
+        visibilityLagMs: LAG,
+        originBlockMsPrior: T_ORIGIN,
+      }),
+  );
   const haveAt = Array.from({ length: C }, () => new Float64Array(N).fill(Infinity));
   type Flight = { c: number; a: Assignment; end: number };
   let flights: Flight[] = [];
@@ -299,30 +354,41 @@ t.test('simulated flash crowd: 8 schedulers, shared view with lag, origin bytes 
     // completions
     const still: Flight[] = [];
     for (const f of flights) {
-      if (f.end > now) { still.push(f); continue; }
+      if (f.end > now) {
+        still.push(f);
+        continue;
+      }
       const s = scheds[f.c]!;
-      if (f.a.kind === 'origin') s.originSucceeded(f.a.block, T_ORIGIN); else s.peerSucceeded(f.a.peer, f.a.block, BS, T_PEER);
+      if (f.a.kind === 'origin') s.originSucceeded(f.a.block, T_ORIGIN);
+      else s.peerSucceeded(f.a.peer, f.a.block, BS, T_PEER);
       haveAt[f.c]![f.a.block] = Math.min(haveAt[f.c]![f.a.block]!, now);
     }
     flights = still;
     // lagged views (block lists every LAG ms)
     if (now % LAG === 0) {
-      for (let c = 0; c < C; c++) for (let o = 0; o < C; o++) {
-        if (o === c) continue;
-        const held: number[] = [];
-        for (let g = 0; g < N; g++) if (haveAt[o]![g]! <= now) held.push(g);
-        if (held.length) scheds[c]!.peerBlocks(names[o]!, 0, held, now);
-      }
+      for (let c = 0; c < C; c++)
+        for (let o = 0; o < C; o++) {
+          if (o === c) continue;
+          const held: number[] = [];
+          for (let g = 0; g < N; g++) if (haveAt[o]![g]! <= now) held.push(g);
+          if (held.length) scheds[c]!.peerBlocks(names[o]!, 0, held, now);
+        }
     }
     for (let c = 0; c < C; c++) {
       for (const a of scheds[c]!.next(now)) {
         if (a.kind === 'origin') originFetches++;
-        else if (haveAt[Number(a.peer.slice(1, -2))]![a.block]! > now) { scheds[c]!.peerFailed(a.peer, a.block, 'not-available', now); continue; }
+        else if (haveAt[Number(a.peer.slice(1, -2))]![a.block]! > now) {
+          scheds[c]!.peerFailed(a.peer, a.block, 'not-available', now);
+          continue;
+        }
         flights.push({ c, a, end: now + (a.kind === 'origin' ? T_ORIGIN : T_PEER) });
       }
     }
   }
-  t.ok(scheds.every((s) => s.isDone()), `all done at ${now} ms`);
+  t.ok(
+    scheds.every((s) => s.isDone()),
+    `all done at ${now} ms`,
+  );
   const ratio = originFetches / N;
   t.ok(ratio <= 1.15, `origin blocks / file blocks = ${ratio.toFixed(3)}`);
   // One client alone with 2 origin streams needs N/2 * 100 ms.

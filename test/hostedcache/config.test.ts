@@ -13,12 +13,25 @@ t.test('hosted cache settings', async (t) => {
     { host: 'fd00::1', port: 81, version: 2, retrievalPort: 81 },
     { host: 'fd00::2', port: 80, version: 2, retrievalPort: 80 },
   ]);
-  t.same(resolve({ hostedCache: ['hc'], hostedCacheVersion: '1', hostedCacheCa: '/etc/hc.pem' }).hostedCaches,
-    [{ host: 'hc', port: 443, version: 1, retrievalPort: 80, caFile: '/etc/hc.pem' }]);
-  t.same(resolve({ hostedCache: ['hc:8443'], hostedCacheVersion: '1', hostedCacheRetrievalPort: '8080' }).hostedCaches,
-    [{ host: 'hc', port: 8443, version: 1, retrievalPort: 8080 }]);
-  t.same(resolve({}, { env: configFromEnv({ PEERDIST_HOSTED_CACHE: 'a:1, b:2' }) }).hostedCaches.map((h) => `${h.host}:${h.port}`), ['a:1', 'b:2']);
-  t.same(resolve({}, { file: configFromJson({ hostedCache: ['c:3'], hostedCacheVersion: 2 }) }).hostedCaches.map((h) => `${h.host}:${h.port}`), ['c:3']);
+  t.same(resolve({ hostedCache: ['hc'], hostedCacheVersion: '1', hostedCacheCa: '/etc/hc.pem' }).hostedCaches, [
+    { host: 'hc', port: 443, version: 1, retrievalPort: 80, caFile: '/etc/hc.pem' },
+  ]);
+  t.same(
+    resolve({ hostedCache: ['hc:8443'], hostedCacheVersion: '1', hostedCacheRetrievalPort: '8080' }).hostedCaches,
+    [{ host: 'hc', port: 8443, version: 1, retrievalPort: 8080 }],
+  );
+  t.same(
+    resolve({}, { env: configFromEnv({ PEERDIST_HOSTED_CACHE: 'a:1, b:2' }) }).hostedCaches.map(
+      (h) => `${h.host}:${h.port}`,
+    ),
+    ['a:1', 'b:2'],
+  );
+  t.same(
+    resolve({}, { file: configFromJson({ hostedCache: ['c:3'], hostedCacheVersion: 2 }) }).hostedCaches.map(
+      (h) => `${h.host}:${h.port}`,
+    ),
+    ['c:3'],
+  );
   t.throws(() => resolve({ hostedCache: ['hc'], hostedCacheVersion: '3' }), ConfigError);
   t.throws(() => resolve({ hostedCache: ['hc:0'] }), ConfigError);
   t.throws(() => resolve({ hostedCache: ['hc:99999'] }), ConfigError);

@@ -40,29 +40,54 @@ async function scenario(t: Test, version: 1 | 2): Promise<void> {
   const data = randomBytes(SIZE);
   await writeFile(join(www, 'f.bin'), data);
   const originState = join(root, 'origin');
-  await publishDirectory({ root: www, stateDir: originState, secret: await loadOrCreateSecret(originState), versions: [1, 2] });
+  await publishDirectory({
+    root: www,
+    stateDir: originState,
+    secret: await loadOrCreateSecret(originState),
+    versions: [1, 2],
+  });
   const origin = await createOriginServer({ root: www, stateDir: originState, host: '127.0.0.1', port: 0 });
   const o = await origin.listen();
   t.teardown(() => origin.close());
   const url = `http://127.0.0.1:${o.port}/f.bin`;
 
-  const hc = await startHostedCache({
-    stateDir: join(root, 'hc'), http: { host: '127.0.0.1', port: 0 }, https: version === 1 ? { host: '127.0.0.1', port: 0 } : undefined,
-    admin: { kind: 'tcp', host: '127.0.0.1', port: 0 }, cacheLimitBytes: 1 << 30,
-  }, { logger: dbg });
+  const hc = await startHostedCache(
+    {
+      stateDir: join(root, 'hc'),
+      http: { host: '127.0.0.1', port: 0 },
+      https: version === 1 ? { host: '127.0.0.1', port: 0 } : undefined,
+      admin: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+      cacheLimitBytes: 1 << 30,
+    },
+    { logger: dbg },
+  );
   t.teardown(() => hc.close());
   const httpPort = hc.ready.http.split(':')[1]!;
-  const hcFlags = version === 2
-    ? { hostedCache: [`127.0.0.1:${httpPort}`], hostedCacheVersion: '2' }
-    : { hostedCache: [`127.0.0.1:${hc.ready.https!.split(':')[1]}`], hostedCacheVersion: '1', hostedCacheCa: certPath(join(root, 'hc')), hostedCacheRetrievalPort: httpPort };
+  const hcFlags =
+    version === 2
+      ? { hostedCache: [`127.0.0.1:${httpPort}`], hostedCacheVersion: '2' }
+      : {
+          hostedCache: [`127.0.0.1:${hc.ready.https!.split(':')[1]}`],
+          hostedCacheVersion: '1',
+          hostedCacheCa: certPath(join(root, 'hc')),
+          hostedCacheRetrievalPort: httpPort,
+        };
 
   const daemons: RunningDaemon[] = [];
-  t.teardown(async () => { for (const d of daemons) await d.close(); });
+  t.teardown(async () => {
+    for (const d of daemons) await d.close();
+  });
   for (const n of [1, 2]) {
     const config = resolveConfig({
       flags: {
-        stateDir: join(root, `d${n}`), listen: `127.0.0.${n + 1}:0`, interface: '127.0.0.1', admin: '127.0.0.1:0',
-        discoveryPort: String(await freeUdpPort()), presence: false, maxContentVersion: String(version), ...hcFlags,
+        stateDir: join(root, `d${n}`),
+        listen: `127.0.0.${n + 1}:0`,
+        interface: '127.0.0.1',
+        admin: '127.0.0.1:0',
+        discoveryPort: String(await freeUdpPort()),
+        presence: false,
+        maxContentVersion: String(version),
+        ...hcFlags,
       },
       defaultStateDir: root,
     });
@@ -73,7 +98,13 @@ async function scenario(t: Test, version: 1 | 2): Promise<void> {
 
   const r1 = await d1.engine.download(url).done;
   t.equal(r1.fromOrigin, SIZE, 'first client: everything from the origin');
-  t.ok(await until(() => hc.stats().bytesPulled >= SIZE && hc.stats().pullsInProgress + hc.stats().pullsWaiting === 0, 10_000), 'the hosted cache pulled the offered segments');
+  t.ok(
+    await until(
+      () => hc.stats().bytesPulled >= SIZE && hc.stats().pullsInProgress + hc.stats().pullsWaiting === 0,
+      10_000,
+    ),
+    'the hosted cache pulled the offered segments',
+  );
   await hc.puller.idle();
   const st = hc.stats();
   t.equal(st.pullFailures, 0);
@@ -89,7 +120,10 @@ async function scenario(t: Test, version: 1 | 2): Promise<void> {
   const r2 = await job.done;
   t.equal(r2.fromOrigin, 0, 'second client (other subnet): nothing from the origin');
   t.equal(r2.fromPeers, SIZE, 'every block from the hosted cache');
-  t.same(r2.peerStats.filter((p) => p.blocks > 0).map((p) => p.address), [`127.0.0.1:${httpPort}`]);
+  t.same(
+    r2.peerStats.filter((p) => p.blocks > 0).map((p) => p.address),
+    [`127.0.0.1:${httpPort}`],
+  );
   const chunks: Buffer[] = [];
   for await (const c of job.createReadStream() as AsyncIterable<Buffer>) chunks.push(c);
   t.equal(sha(Buffer.concat(chunks)), sha(data), 'content correct');

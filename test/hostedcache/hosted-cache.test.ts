@@ -21,21 +21,38 @@ import { runCli } from '../helpers/cli.js';
 import { putAll, randomV1, randomV2, tempDir, type TestSegment } from '../cache/make.js';
 
 async function client(t: Test, segs: TestSegment[]) {
-  const store = await BlockStore.open({ dir: await tempDir(t, 'peerdist-hc-client-'), fsync: false, limitBytes: 1 << 30 });
+  const store = await BlockStore.open({
+    dir: await tempDir(t, 'peerdist-hc-client-'),
+    fsync: false,
+    limitBytes: 1 << 30,
+  });
   t.teardown(() => store.close());
-  for (const s of segs) { await store.addSegment(s.meta); await putAll(store, s); }
+  for (const s of segs) {
+    await store.addSegment(s.meta);
+    await putAll(store, s);
+  }
   const server = createRetrievalServer({ source: store, logger: nullLogger });
   const { port } = await server.listen();
   t.teardown(() => server.close());
   return { store, server, port };
 }
 
-async function hostedCache(t: Test, extra: Partial<Parameters<typeof startHostedCache>[0]> = {}): Promise<RunningHostedCache & { stateDir: string }> {
+async function hostedCache(
+  t: Test,
+  extra: Partial<Parameters<typeof startHostedCache>[0]> = {},
+): Promise<RunningHostedCache & { stateDir: string }> {
   const stateDir = await tempDir(t, 'peerdist-hc-');
-  const hc = await startHostedCache({
-    stateDir, http: { host: '127.0.0.1', port: 0 }, https: { host: '127.0.0.1', port: 0 },
-    admin: { kind: 'tcp', host: '127.0.0.1', port: 0 }, cacheLimitBytes: 1 << 30, ...extra,
-  }, { logger: nullLogger });
+  const hc = await startHostedCache(
+    {
+      stateDir,
+      http: { host: '127.0.0.1', port: 0 },
+      https: { host: '127.0.0.1', port: 0 },
+      admin: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+      cacheLimitBytes: 1 << 30,
+      ...extra,
+    },
+    { logger: nullLogger },
+  );
   t.teardown(() => hc.close());
   return Object.assign(hc, { stateDir });
 }
@@ -46,10 +63,18 @@ async function fetchAll(t: Test, peer: string, segs: TestSegment[]): Promise<voi
   for (const s of segs) {
     for (let i = 0; i < s.blocks.length; i++) {
       const r = await rc.getBlock({
-        peer, segmentId: s.meta.segmentId, index: i, kp: s.meta.kp, expectedLength: s.blocks[i]!.length,
+        peer,
+        segmentId: s.meta.segmentId,
+        index: i,
+        kp: s.meta.kp,
+        expectedLength: s.blocks[i]!.length,
         verify: (b) => verifyBlock(s.meta.version, asSegmentInfo(s.meta), i, b),
       });
-      t.same(r.data, s.blocks[i], `block ${i} of ${s.meta.segmentId.toString('hex').slice(0, 8)} from the hosted cache`);
+      t.same(
+        r.data,
+        s.blocks[i],
+        `block ${i} of ${s.meta.segmentId.toString('hex').slice(0, 8)} from the hosted cache`,
+      );
     }
   }
 }
@@ -58,7 +83,11 @@ t.test('v2: BATCHED_OFFER over HTTP, replay records served verbatim and decrypte
   const segs = [randomV2(39390), randomV2(60320), randomV2(131072)];
   const c = await client(t, segs);
   const hc = await hostedCache(t);
-  const offerer = new Offerer({ target: { host: '127.0.0.1', port: Number(hc.ready.http.split(':')[1]), version: 2 }, localPort: c.port, logger: nullLogger });
+  const offerer = new Offerer({
+    target: { host: '127.0.0.1', port: Number(hc.ready.http.split(':')[1]), version: 2 },
+    localPort: c.port,
+    logger: nullLogger,
+  });
   t.teardown(() => offerer.close());
   for (const s of segs) offerer.offer(s.meta);
   offerer.offer(segs[0]!.meta); // offered once only
@@ -69,7 +98,11 @@ t.test('v2: BATCHED_OFFER over HTTP, replay records served verbatim and decrypte
   t.equal(st.batchedOffers, 1);
   t.equal(st.descriptors, 3);
   t.equal(st.segmentsPulled, 3);
-  t.equal(st.bytesPulled, segs.reduce((a, s) => a + Math.ceil((s.data.length + 1) / 16) * 16, 0), 'AES ciphertext bytes pulled');
+  t.equal(
+    st.bytesPulled,
+    segs.reduce((a, s) => a + Math.ceil((s.data.length + 1) / 16) * 16, 0),
+    'AES ciphertext bytes pulled',
+  );
   for (const s of segs) {
     const m = hc.store.getSegment(s.meta.segmentId);
     t.ok(m?.replay, 'stored as a replay record');
@@ -108,7 +141,11 @@ t.test('v1: INITIAL_OFFER / SEGMENT_INFO over HTTPS with the generated certifica
   const hc = await hostedCache(t);
   const ca = await readFile(certPath(hc.stateDir), 'utf8');
   const port = Number(hc.ready.https!.split(':')[1]);
-  const offerer = new Offerer({ target: { host: '127.0.0.1', port, version: 1, ca }, localPort: c.port, logger: nullLogger });
+  const offerer = new Offerer({
+    target: { host: '127.0.0.1', port, version: 1, ca },
+    localPort: c.port,
+    logger: nullLogger,
+  });
   t.teardown(() => offerer.close());
   for (const s of segs) offerer.offer(s.meta);
   await offerer.flush();
@@ -130,7 +167,11 @@ t.test('v1: INITIAL_OFFER / SEGMENT_INFO over HTTPS with the generated certifica
   await again.flush();
   t.same(again.snapshot(), { requests: 1, segmentsOffered: 1, ok: 1, interested: 0, failures: 0, queued: 0 });
   // Without the CA the HTTPS offer fails (the certificate is not trusted by default).
-  const untrusting = new Offerer({ target: { host: '127.0.0.1', port, version: 1 }, localPort: c.port, logger: nullLogger });
+  const untrusting = new Offerer({
+    target: { host: '127.0.0.1', port, version: 1 },
+    localPort: c.port,
+    logger: nullLogger,
+  });
   t.teardown(() => untrusting.close());
   untrusting.offer(randomV1(1).meta);
   await untrusting.flush();
@@ -141,10 +182,15 @@ t.test('pulls go only to the offering address; a client that lacks the blocks co
   const s = randomV1(2);
   const c = await client(t, []); // holds nothing
   const hc = await hostedCache(t);
-  const offerer = new Offerer({ target: { host: '127.0.0.1', port: Number(hc.ready.http.split(':')[1]), version: 1 }, localPort: c.port, logger: nullLogger, post: async (url, body, signal) => {
-    const r = await request(url.replace('https:', 'http:'), { method: 'POST', body, signal });
-    return Buffer.from(await r.body.arrayBuffer());
-  } });
+  const offerer = new Offerer({
+    target: { host: '127.0.0.1', port: Number(hc.ready.http.split(':')[1]), version: 1 },
+    localPort: c.port,
+    logger: nullLogger,
+    post: async (url, body, signal) => {
+      const r = await request(url.replace('https:', 'http:'), { method: 'POST', body, signal });
+      return Buffer.from(await r.body.arrayBuffer());
+    },
+  });
   t.teardown(() => offerer.close());
   offerer.offer(s.meta);
   await offerer.flush();
@@ -164,21 +210,37 @@ t.test('HTTP front: malformed 400, oversized 413, wrong path 404, wrong method 4
     return { status: r.statusCode, body: Buffer.from(await r.body.arrayBuffer()) };
   };
   const good = encodeRequest({ type: 'INITIAL_OFFER', port: 1, hash: Buffer.alloc(32, 9) });
-  t.same(await post(PCHC_PATH_V2, good), { status: 200, body: Buffer.from('0000000101', 'hex') }, 'unknown segment: INTERESTED');
+  t.same(
+    await post(PCHC_PATH_V2, good),
+    { status: 200, body: Buffer.from('0000000101', 'hex') },
+    'unknown segment: INTERESTED',
+  );
   t.same((await post(PCHC_PATH_V1.toLowerCase() + '/', good)).status, 200, 'either path, any case, trailing slash');
   t.equal((await post(PCHC_PATH_V2 + '?x=1', good)).status, 200);
   t.equal((await post(PCHC_PATH_V2, good.subarray(0, 20))).status, 400);
   t.equal((await post(PCHC_PATH_V2, Buffer.alloc(0))).status, 400);
-  const badVersion = Buffer.from(good); badVersion[1] = 3;
+  const badVersion = Buffer.from(good);
+  badVersion[1] = 3;
   t.equal((await post(PCHC_PATH_V2, badVersion)).status, 400);
   t.equal((await post(PCHC_PATH_V2, Buffer.alloc(70_000))).status, 413);
   t.equal((await post('/elsewhere', good)).status, 404);
   t.equal((await post(PCHC_PATH_V2, good, 'GET')).status, 405);
   // SEGMENT_INFO with a bad content information: OK, nothing fetched.
-  const si = encodeRequest({ type: 'SEGMENT_INFO', port: 1, contentTag: Buffer.alloc(16), segmentInformation: Buffer.from('garbage') });
+  const si = encodeRequest({
+    type: 'SEGMENT_INFO',
+    port: 1,
+    contentTag: Buffer.alloc(16),
+    segmentInformation: Buffer.from('garbage'),
+  });
   t.same((await post(PCHC_PATH_V2, si)).body, Buffer.from('0000000100', 'hex'));
   // BATCHED_OFFER with an unknown HashAlgorithm: OK, skipped.
-  const bo = encodeRequest({ type: 'BATCHED_OFFER', port: 1, descriptors: [{ blockSize: 10, segmentSize: 10, contentTag: Buffer.from('t'), hashAlgorithm: 9, segmentId: Buffer.alloc(32) }] });
+  const bo = encodeRequest({
+    type: 'BATCHED_OFFER',
+    port: 1,
+    descriptors: [
+      { blockSize: 10, segmentSize: 10, contentTag: Buffer.from('t'), hashAlgorithm: 9, segmentId: Buffer.alloc(32) },
+    ],
+  });
   t.same((await post(PCHC_PATH_V2, bo)).body, Buffer.from('0000000100', 'hex'));
   const st = hc.stats();
   t.equal(st.offersReceived, 5);
@@ -188,7 +250,11 @@ t.test('HTTP front: malformed 400, oversized 413, wrong path 404, wrong method 4
   t.equal(st.pullsRequested, 0);
 
   const admin = `http://${hc.ready.admin}`;
-  const status = await (await request(`${admin}/v1/status`)).body.json() as { role: string; downloads: unknown[]; hostedCache: { offersReceived: number } };
+  const status = (await (await request(`${admin}/v1/status`)).body.json()) as {
+    role: string;
+    downloads: unknown[];
+    hostedCache: { offersReceived: number };
+  };
   t.equal(status.role, 'hosted-cache');
   t.same(status.downloads, []);
   t.equal(status.hostedCache.offersReceived, 5);

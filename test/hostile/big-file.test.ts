@@ -49,7 +49,9 @@ async function sparseContent(size: number, path?: string): Promise<{ ci: Content
     try {
       await fh.truncate(size);
       for (let s = 0; s * V1_SEGMENT_SIZE < size; s++) await fh.write(marker(s), 0, 16, s * V1_SEGMENT_SIZE);
-    } finally { await fh.close(); }
+    } finally {
+      await fh.close();
+    }
   }
   const ks = serverSecret(1, randomBytes(32));
   const zeroBlock = sha256(Buffer.alloc(V1_BLOCK_SIZE));
@@ -66,29 +68,58 @@ async function sparseContent(size: number, path?: string): Promise<{ ci: Content
     }
     const hod = sha256(Buffer.concat(blockHashes));
     const kp = segmentSecret(1, ks, hod);
-    segments.push({ index: s, offset, length, blockSize: V1_BLOCK_SIZE, hod, kp, segmentId: segmentIdOf(1, kp, hod), blockHashes });
+    segments.push({
+      index: s,
+      offset,
+      length,
+      blockSize: V1_BLOCK_SIZE,
+      hod,
+      kp,
+      segmentId: segmentIdOf(1, kp, hod),
+      blockHashes,
+    });
   }
-  const ci: ContentInfo = { version: 1, hashAlgorithm: 'SHA-256', rangeStart: 0, rangeEnd: size, contentLength: size, segments };
+  const ci: ContentInfo = {
+    version: 1,
+    hashAlgorithm: 'SHA-256',
+    rangeStart: 0,
+    rangeEnd: size,
+    contentLength: size,
+    segments,
+  };
   return { ci, body: encodeContentInfo(ci) };
 }
 
 /** A loopback MS-PCCRTP origin for one file: content information, and ranges read from `path`. */
-async function sparseOrigin(t: Test, files: Record<string, { size: number; body: Buffer; path?: string }>): Promise<{ base: string; rangeBytes: () => number }> {
+async function sparseOrigin(
+  t: Test,
+  files: Record<string, { size: number; body: Buffer; path?: string }>,
+): Promise<{ base: string; rangeBytes: () => number }> {
   let rangeBytes = 0;
   const server = createServer((req: IncomingMessage, res) => {
     const f = files[(req.url ?? '/').slice(1)];
-    if (!f) { res.writeHead(404, { 'Content-Length': 0 }).end(); return; }
+    if (!f) {
+      res.writeHead(404, { 'Content-Length': 0 }).end();
+      return;
+    }
     const range = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers.range ?? ''));
     if (range) {
-      const start = Number(range[1]), end = Math.min(Number(range[2]), f.size - 1);
-      if (!f.path || start > end) { res.writeHead(416, { 'Content-Length': 0 }).end(); return; }
+      const start = Number(range[1]),
+        end = Math.min(Number(range[2]), f.size - 1);
+      if (!f.path || start > end) {
+        res.writeHead(416, { 'Content-Length': 0 }).end();
+        return;
+      }
       rangeBytes += end - start + 1;
       res.writeHead(206, { 'Content-Length': end - start + 1, 'Content-Range': `bytes ${start}-${end}/${f.size}` });
       createReadStream(f.path, { start, end }).pipe(res);
       return;
     }
     const n = negotiate(req.headers);
-    if (!n.peerdist) { res.writeHead(406, { 'Content-Length': 0 }).end(); return; } // this test origin speaks PeerDist only
+    if (!n.peerdist) {
+      res.writeHead(406, { 'Content-Length': 0 }).end();
+      return;
+    } // this test origin speaks PeerDist only
     res.writeHead(200, { ...peerDistResponseHeaders(n.responseVersion, f.size), 'Content-Length': f.body.length });
     res.end(f.body);
   });
@@ -104,20 +135,33 @@ function adminJson<T>(admin: string, path: string): Promise<T> {
     const req = request({ host, port: Number(port), path }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => { try { resolve(JSON.parse(Buffer.concat(parts).toString()) as T); } catch (e) { reject(e); } });
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(parts).toString()) as T);
+        } catch (e) {
+          reject(e);
+        }
+      });
     });
     req.on('error', reject);
     req.end();
   });
 }
 
-interface Status { memory?: { heapUsedBytes: number; heapLimitBytes: number; rssBytes: number }; downloads: Array<{ blocksTotal: number; bytesDone: number }> }
+interface Status {
+  memory?: { heapUsedBytes: number; heapLimitBytes: number; rssBytes: number };
+  downloads: Array<{ blocksTotal: number; bytesDone: number }>;
+}
 
 /**
  * Streams GET /v1/fetch?url= from the daemon; `onBytes(total)` sees the count as it grows and may
  * return true to stop. Resolves with the status code, bytes read, and the error body if not 200.
  */
-function fetchThrough(admin: string, url: string, onBytes: (n: number) => boolean | Promise<boolean>): Promise<{ status: number; bytes: number; error?: string }> {
+function fetchThrough(
+  admin: string,
+  url: string,
+  onBytes: (n: number) => boolean | Promise<boolean>,
+): Promise<{ status: number; bytes: number; error?: string }> {
   const [host, port] = admin.split(':');
   return new Promise((resolve, reject) => {
     const req = request({ host, port: Number(port), path: `/v1/fetch?url=${encodeURIComponent(url)}` }, (res) => {
@@ -126,77 +170,125 @@ function fetchThrough(admin: string, url: string, onBytes: (n: number) => boolea
       let stopping = false;
       res.on('data', (d: Buffer) => {
         n += d.length;
-        if (res.statusCode !== 200) { parts.push(d); return; }
+        if (res.statusCode !== 200) {
+          parts.push(d);
+          return;
+        }
         if (stopping) return;
         res.pause();
         void Promise.resolve(onBytes(n)).then((stop) => {
-          if (stop) { stopping = true; req.destroy(); resolve({ status: 200, bytes: n }); } else res.resume();
+          if (stop) {
+            stopping = true;
+            req.destroy();
+            resolve({ status: 200, bytes: n });
+          } else res.resume();
         }, reject);
       });
-      const settle = () => resolve({ status: res.statusCode ?? 0, bytes: n, ...(res.statusCode !== 200 ? { error: Buffer.concat(parts).toString() } : {}) });
+      const settle = () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          bytes: n,
+          ...(res.statusCode !== 200 ? { error: Buffer.concat(parts).toString() } : {}),
+        });
       res.on('end', settle);
       res.on('close', settle); // cut short by the daemon: the count says how far it got
       res.on('error', () => undefined);
     });
-    req.on('error', (e) => { if (!(e as NodeJS.ErrnoException).code?.includes('ECONNRESET')) reject(e); });
+    req.on('error', (e) => {
+      if (!(e as NodeJS.ErrnoException).code?.includes('ECONNRESET')) reject(e);
+    });
     req.end();
   });
 }
 
-t.test('5 GiB download under the unit heap cap: block state stays small, the daemon survives; a download that cannot fit is refused', async (t) => {
-  const root = await tmpDir(t, 'bigfile');
-  const size = 5 * GiB + 12345; // 161 segments, 81,921 blocks
-  const path = join(root, 'big.bin');
-  const big = await sparseContent(size, path);
-  const small = await sparseContent(3 * MiB + 5, join(root, 'small.bin'));
-  // 200 GiB (3,276,800 blocks; 105 MiB of content information, under the 256 MiB cap): block
-  // state that does not fit under a 64 MiB heap.
-  const hugeSize = 200 * GiB;
-  const hugeBody = await hugeContentInfo(hugeSize);
-  const origin = await sparseOrigin(t, {
-    'big.bin': { size, body: big.body, path },
-    'small.bin': { size: 3 * MiB + 5, body: small.body, path: join(root, 'small.bin') },
-    'huge.bin': { size: hugeSize, body: hugeBody },
-  });
-  const children: DaemonChild[] = [];
-  t.teardown(() => Promise.all(children.map((c) => c.stop(3000))));
-  const d = await startDaemonChild(['--state-dir', join(root, 'state'), '--listen', '127.0.0.2:0', '--interface', '127.0.0.1', '--admin', '127.0.0.1:0',
-    '--discovery-port', String(await freeUdpPort()), '--no-presence', '--max-content-version', '1', '--cache-limit', '256M'], { env: UNIT_ENV, timeoutMs: 30_000 });
-  children.push(d);
-  let exitCode: number | null | undefined;
-  d.proc.once('exit', (code, sig) => { exitCode = code ?? (sig ? -1 : null); });
+t.test(
+  '5 GiB download under the unit heap cap: block state stays small, the daemon survives; a download that cannot fit is refused',
+  async (t) => {
+    const root = await tmpDir(t, 'bigfile');
+    const size = 5 * GiB + 12345; // 161 segments, 81,921 blocks
+    const path = join(root, 'big.bin');
+    const big = await sparseContent(size, path);
+    const small = await sparseContent(3 * MiB + 5, join(root, 'small.bin'));
+    // 200 GiB (3,276,800 blocks; 105 MiB of content information, under the 256 MiB cap): block
+    // state that does not fit under a 64 MiB heap.
+    const hugeSize = 200 * GiB;
+    const hugeBody = await hugeContentInfo(hugeSize);
+    const origin = await sparseOrigin(t, {
+      'big.bin': { size, body: big.body, path },
+      'small.bin': { size: 3 * MiB + 5, body: small.body, path: join(root, 'small.bin') },
+      'huge.bin': { size: hugeSize, body: hugeBody },
+    });
+    const children: DaemonChild[] = [];
+    t.teardown(() => Promise.all(children.map((c) => c.stop(3000))));
+    const d = await startDaemonChild(
+      [
+        '--state-dir',
+        join(root, 'state'),
+        '--listen',
+        '127.0.0.2:0',
+        '--interface',
+        '127.0.0.1',
+        '--admin',
+        '127.0.0.1:0',
+        '--discovery-port',
+        String(await freeUdpPort()),
+        '--no-presence',
+        '--max-content-version',
+        '1',
+        '--cache-limit',
+        '256M',
+      ],
+      { env: UNIT_ENV, timeoutMs: 30_000 },
+    );
+    children.push(d);
+    let exitCode: number | null | undefined;
+    d.proc.once('exit', (code, sig) => {
+      exitCode = code ?? (sig ? -1 : null);
+    });
 
-  const before = await adminJson<Status>(d.ready.admin, '/v1/status');
-  t.ok(before.memory, 'status reports the daemon memory');
-  t.equal(before.memory!.heapLimitBytes < 128 * MiB, true, `the unit's heap cap is in force (${(before.memory!.heapLimitBytes / MiB).toFixed(0)} MiB)`);
+    const before = await adminJson<Status>(d.ready.admin, '/v1/status');
+    t.ok(before.memory, 'status reports the daemon memory');
+    t.equal(
+      before.memory!.heapLimitBytes < 128 * MiB,
+      true,
+      `the unit's heap cap is in force (${(before.memory!.heapLimitBytes / MiB).toFixed(0)} MiB)`,
+    );
 
-  // 1. 5 GiB: stop once 96 MiB went through, measuring the heap along the way.
-  let peakHeap = 0, blocksTotal = 0, samples = 0;
-  const part = 96 * MiB;
-  const r = await fetchThrough(d.ready.admin, `${origin.base}/big.bin`, async (n) => {
-    if (n < part && n % (16 * MiB) >= 1 * MiB) return false;
-    const s = await adminJson<Status>(d.ready.admin, '/v1/status');
-    samples++;
-    peakHeap = Math.max(peakHeap, s.memory?.heapUsedBytes ?? 0);
-    blocksTotal = Math.max(blocksTotal, s.downloads[0]?.blocksTotal ?? 0);
-    return n >= part;
-  });
-  t.equal(r.status, 200, `5 GiB download streams (${r.error ?? ''})`);
-  t.ok(r.bytes >= part, `${(r.bytes / MiB).toFixed(0)} MiB went through`);
-  t.equal(blocksTotal, 81_921, 'block state for all 81,921 blocks was set up');
-  t.equal(exitCode, undefined, 'the daemon is alive');
-  t.comment(`heap: ${(before.memory!.heapUsedBytes / MiB).toFixed(1)} MiB idle, peak ${(peakHeap / MiB).toFixed(1)} MiB with the 5 GiB download running (${samples} samples), limit ${(before.memory!.heapLimitBytes / MiB).toFixed(0)} MiB`);
-  t.ok(peakHeap - before.memory!.heapUsedBytes < 24 * MiB, `the 5 GiB download adds ${((peakHeap - before.memory!.heapUsedBytes) / MiB).toFixed(1)} MiB of heap (< 24 MiB)`);
+    // 1. 5 GiB: stop once 96 MiB went through, measuring the heap along the way.
+    let peakHeap = 0,
+      blocksTotal = 0,
+      samples = 0;
+    const part = 96 * MiB;
+    const r = await fetchThrough(d.ready.admin, `${origin.base}/big.bin`, async (n) => {
+      if (n < part && n % (16 * MiB) >= 1 * MiB) return false;
+      const s = await adminJson<Status>(d.ready.admin, '/v1/status');
+      samples++;
+      peakHeap = Math.max(peakHeap, s.memory?.heapUsedBytes ?? 0);
+      blocksTotal = Math.max(blocksTotal, s.downloads[0]?.blocksTotal ?? 0);
+      return n >= part;
+    });
+    t.equal(r.status, 200, `5 GiB download streams (${r.error ?? ''})`);
+    t.ok(r.bytes >= part, `${(r.bytes / MiB).toFixed(0)} MiB went through`);
+    t.equal(blocksTotal, 81_921, 'block state for all 81,921 blocks was set up');
+    t.equal(exitCode, undefined, 'the daemon is alive');
+    t.comment(
+      `heap: ${(before.memory!.heapUsedBytes / MiB).toFixed(1)} MiB idle, peak ${(peakHeap / MiB).toFixed(1)} MiB with the 5 GiB download running (${samples} samples), limit ${(before.memory!.heapLimitBytes / MiB).toFixed(0)} MiB`,
+    );
+    t.ok(
+      peakHeap - before.memory!.heapUsedBytes < 24 * MiB,
+      `the 5 GiB download adds ${((peakHeap - before.memory!.heapUsedBytes) / MiB).toFixed(1)} MiB of heap (< 24 MiB)`,
+    );
 
-  // 2. Block state that cannot fit: refused with a clear error, the daemon is unharmed.
-  const h = await fetchThrough(d.ready.admin, `${origin.base}/huge.bin`, () => true);
-  t.not(h.status, 200, 'a 200 GiB download is refused');
-  t.match(h.error ?? '', /TOO_LARGE|too large|memory/i, `with a clear error: ${h.error}`);
-  t.equal(exitCode, undefined, 'the daemon is alive');
-  const s = await fetchThrough(d.ready.admin, `${origin.base}/small.bin`, () => false);
-  t.equal(s.status, 200, 'another download works afterwards');
-  t.equal(s.bytes, 3 * MiB + 5, 'completely');
-});
+    // 2. Block state that cannot fit: refused with a clear error, the daemon is unharmed.
+    const h = await fetchThrough(d.ready.admin, `${origin.base}/huge.bin`, () => true);
+    t.not(h.status, 200, 'a 200 GiB download is refused');
+    t.match(h.error ?? '', /TOO_LARGE|too large|memory/i, `with a clear error: ${h.error}`);
+    t.equal(exitCode, undefined, 'the daemon is alive');
+    const s = await fetchThrough(d.ready.admin, `${origin.base}/small.bin`, () => false);
+    t.equal(s.status, 200, 'another download works afterwards');
+    t.equal(s.bytes, 3 * MiB + 5, 'completely');
+  },
+);
 
 /** Content information for `size` bytes of zeros (no file behind it): identical 32 MiB segments. */
 async function hugeContentInfo(size: number): Promise<Buffer> {
@@ -206,6 +298,23 @@ async function hugeContentInfo(size: number): Promise<Buffer> {
   const kp = segmentSecret(1, serverSecret(1, randomBytes(32)), hod);
   const segmentId = segmentIdOf(1, kp, hod);
   const segments: SegmentInfo[] = [];
-  for (let s = 0; s * V1_SEGMENT_SIZE < size; s++) segments.push({ index: s, offset: s * V1_SEGMENT_SIZE, length: V1_SEGMENT_SIZE, blockSize: V1_BLOCK_SIZE, hod, kp, segmentId, blockHashes });
-  return encodeContentInfo({ version: 1, hashAlgorithm: 'SHA-256', rangeStart: 0, rangeEnd: size, contentLength: size, segments });
+  for (let s = 0; s * V1_SEGMENT_SIZE < size; s++)
+    segments.push({
+      index: s,
+      offset: s * V1_SEGMENT_SIZE,
+      length: V1_SEGMENT_SIZE,
+      blockSize: V1_BLOCK_SIZE,
+      hod,
+      kp,
+      segmentId,
+      blockHashes,
+    });
+  return encodeContentInfo({
+    version: 1,
+    hashAlgorithm: 'SHA-256',
+    rangeStart: 0,
+    rangeEnd: size,
+    contentLength: size,
+    segments,
+  });
 }

@@ -27,14 +27,24 @@ function admin<T>(addr: string, path: string, method = 'GET'): Promise<T> {
     const req = request({ host, port: Number(port), path, method }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => { try { resolve(JSON.parse(Buffer.concat(parts).toString()) as T); } catch (e) { reject(e); } });
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(parts).toString()) as T);
+        } catch (e) {
+          reject(e);
+        }
+      });
     });
     req.on('error', reject);
     req.end();
   });
 }
 
-interface CacheStats { bytes: number; limitBytes: number; overLimitBytes: number }
+interface CacheStats {
+  bytes: number;
+  limitBytes: number;
+  overLimitBytes: number;
+}
 
 async function usedBytes(mnt: string): Promise<number> {
   const s = await statfs(mnt);
@@ -51,7 +61,12 @@ async function watchUse<T>(mnt: string, work: Promise<T>): Promise<{ result: T; 
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
-  try { return { result: await work, maxUsed }; } finally { done = true; await poll; }
+  try {
+    return { result: await work, maxUsed };
+  } finally {
+    done = true;
+    await poll;
+  }
 }
 
 /** Writes a file until the filesystem is full (ENOSPC); returns its size. */
@@ -61,7 +76,9 @@ async function fill(path: string): Promise<number> {
   let n = 0;
   try {
     for (;;) {
-      try { n += (await fh.write(chunk)).bytesWritten; } catch (e) {
+      try {
+        n += (await fh.write(chunk)).bytesWritten;
+      } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOSPC') break;
         throw e;
       }
@@ -69,10 +86,18 @@ async function fill(path: string): Promise<number> {
     // The last partial chunk: fill byte by byte-ish until nothing fits.
     for (const size of [65536, 4096, 512, 1]) {
       for (;;) {
-        try { const w = (await fh.write(Buffer.alloc(size))).bytesWritten; n += w; if (w === 0) break; } catch { break; }
+        try {
+          const w = (await fh.write(Buffer.alloc(size))).bytesWritten;
+          n += w;
+          if (w === 0) break;
+        } catch {
+          break;
+        }
       }
     }
-  } finally { await fh.close().catch(() => undefined); }
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
   return n;
 }
 
@@ -83,60 +108,96 @@ async function mountTmpfs(t: Test, dir: string, size: string): Promise<boolean> 
   } catch {
     return false;
   }
-  t.teardown(() => { try { execFileSync('umount', ['-l', dir], { stdio: 'ignore' }); } catch { /* already gone */ } });
+  t.teardown(() => {
+    try {
+      execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
+    } catch {
+      /* already gone */
+    }
+  });
   return true;
 }
 
-t.test('full disk: a download bigger than the cache and the disk succeeds; ENOSPC never breaks the daemon', async (t) => {
-  const root = await tmpDir(t, 'diskfull');
-  const mnt = join(root, 'mnt');
-  if (!(await mountTmpfs(t, mnt, '20m'))) {
-    t.plan(0, 'cannot mount a tmpfs here (needs root): disk-full case not exercised');
-    return;
-  }
-  const limit = 6 * MiB;
-  const big = randomBytes(48 * MiB + 12345);  // > the 20 MiB disk, and more than one 32 MiB v1 segment
-  const small = randomBytes(5 * MiB + 777);
-  const other = randomBytes(3 * MiB + 99);
-  const { base } = await publishedOrigin(t, root, { 'big.bin': big, 'small.bin': small, 'other.bin': other });
-  const children: DaemonChild[] = [];
-  t.teardown(() => Promise.all(children.map((c) => c.stop(3000))));
-  const d = await startDaemonChild(['--state-dir', join(mnt, 'state'), '--listen', '127.0.0.2:0', '--interface', '127.0.0.1',
-    '--admin', '127.0.0.1:0', '--discovery-port', String(await freeUdpPort()), '--no-presence', '--max-content-version', '1',
-    '--cache-limit', String(limit)]);
-  children.push(d);
-  const baseline = await usedBytes(mnt); // the empty index
-  const get = (name: string) => runCli(['get', `${base}/${name}`, '-o', join(root, `out-${name}`), '--daemon', d.ready.admin, '--json'], { timeoutMs: 120_000 });
+t.test(
+  'full disk: a download bigger than the cache and the disk succeeds; ENOSPC never breaks the daemon',
+  async (t) => {
+    const root = await tmpDir(t, 'diskfull');
+    const mnt = join(root, 'mnt');
+    if (!(await mountTmpfs(t, mnt, '20m'))) {
+      t.plan(0, 'cannot mount a tmpfs here (needs root): disk-full case not exercised');
+      return;
+    }
+    const limit = 6 * MiB;
+    const big = randomBytes(48 * MiB + 12345); // > the 20 MiB disk, and more than one 32 MiB v1 segment
+    const small = randomBytes(5 * MiB + 777);
+    const other = randomBytes(3 * MiB + 99);
+    const { base } = await publishedOrigin(t, root, { 'big.bin': big, 'small.bin': small, 'other.bin': other });
+    const children: DaemonChild[] = [];
+    t.teardown(() => Promise.all(children.map((c) => c.stop(3000))));
+    const d = await startDaemonChild([
+      '--state-dir',
+      join(mnt, 'state'),
+      '--listen',
+      '127.0.0.2:0',
+      '--interface',
+      '127.0.0.1',
+      '--admin',
+      '127.0.0.1:0',
+      '--discovery-port',
+      String(await freeUdpPort()),
+      '--no-presence',
+      '--max-content-version',
+      '1',
+      '--cache-limit',
+      String(limit),
+    ]);
+    children.push(d);
+    const baseline = await usedBytes(mnt); // the empty index
+    const get = (name: string) =>
+      runCli(['get', `${base}/${name}`, '-o', join(root, `out-${name}`), '--daemon', d.ready.admin, '--json'], {
+        timeoutMs: 120_000,
+      });
 
-  // 1. Bigger than the cache limit and than the whole filesystem.
-  const { result: r1, maxUsed } = await watchUse(mnt, get('big.bin'));
-  t.equal(r1.code, 0, `get of a 48 MiB file on a 20 MiB disk with a 6 MiB cache succeeds ${r1.stderr.trim().split('\n')[0] ?? ''}`);
-  if (r1.code === 0) t.equal(sha(await readFile(join(root, 'out-big.bin'))), sha(big), 'output exact');
-  await rm(join(root, 'out-big.bin'), { force: true });
-  // Slack: blocks in flight, segment files' last partial page, the LevelDB log.
-  t.ok(maxUsed - baseline <= limit + 4 * MiB, `filesystem use stayed near the cache limit: peak ${((maxUsed - baseline) / MiB).toFixed(1)} MiB above the empty cache`);
-  const s1 = await admin<CacheStats>(d.ready.admin, '/v1/cache/stats');
-  t.ok(s1.bytes <= limit, `cache back under its limit once the download is over (${s1.bytes} bytes)`);
+    // 1. Bigger than the cache limit and than the whole filesystem.
+    const { result: r1, maxUsed } = await watchUse(mnt, get('big.bin'));
+    t.equal(
+      r1.code,
+      0,
+      `get of a 48 MiB file on a 20 MiB disk with a 6 MiB cache succeeds ${r1.stderr.trim().split('\n')[0] ?? ''}`,
+    );
+    if (r1.code === 0) t.equal(sha(await readFile(join(root, 'out-big.bin'))), sha(big), 'output exact');
+    await rm(join(root, 'out-big.bin'), { force: true });
+    // Slack: blocks in flight, segment files' last partial page, the LevelDB log.
+    t.ok(
+      maxUsed - baseline <= limit + 4 * MiB,
+      `filesystem use stayed near the cache limit: peak ${((maxUsed - baseline) / MiB).toFixed(1)} MiB above the empty cache`,
+    );
+    const s1 = await admin<CacheStats>(d.ready.admin, '/v1/cache/stats');
+    t.ok(s1.bytes <= limit, `cache back under its limit once the download is over (${s1.bytes} bytes)`);
 
-  // 2. Somebody else fills the disk: the cache hits ENOSPC below its limit.
-  const filler = join(mnt, 'filler');
-  const filled = await fill(filler);
-  t.ok(filled > 0, `disk filled (${(filled / MiB).toFixed(1)} MiB filler)`);
-  const r2 = await get('small.bin');
-  t.equal(r2.code, 0, `with the disk full, a download still succeeds ${r2.stderr.trim().split('\n')[0] ?? ''}`);
-  if (r2.code === 0) t.equal(sha(await readFile(join(root, 'out-small.bin'))), sha(small), 'output exact');
+    // 2. Somebody else fills the disk: the cache hits ENOSPC below its limit.
+    const filler = join(mnt, 'filler');
+    const filled = await fill(filler);
+    t.ok(filled > 0, `disk filled (${(filled / MiB).toFixed(1)} MiB filler)`);
+    const r2 = await get('small.bin');
+    t.equal(r2.code, 0, `with the disk full, a download still succeeds ${r2.stderr.trim().split('\n')[0] ?? ''}`);
+    if (r2.code === 0) t.equal(sha(await readFile(join(root, 'out-small.bin'))), sha(small), 'output exact');
 
-  // 3. Space back: the next download works and is cached again.
-  await rm(filler, { force: true });
-  const r3 = await get('other.bin');
-  t.equal(r3.code, 0, `after space is freed, downloads work again ${r3.stderr.trim().split('\n')[0] ?? ''}`);
-  if (r3.code === 0) t.equal(sha(await readFile(join(root, 'out-other.bin'))), sha(other), 'output exact');
-  const s3 = await admin<CacheStats>(d.ready.admin, '/v1/cache/stats');
-  t.ok(s3.bytes >= other.length && s3.bytes <= limit, `and it is cached (${s3.bytes} bytes in the cache, limit ${limit})`);
-  const v = await admin<{ bad: unknown[] }>(d.ready.admin, '/v1/cache/verify', 'POST');
-  t.same(v.bad, [], 'cache verifies clean');
-  const r4 = await get('other.bin');
-  t.equal(r4.code, 0, 'a repeat download works');
-  const j4 = JSON.parse(r4.stdout || '{}') as { fromCache?: number };
-  t.equal(j4.fromCache, other.length, 'and comes from the cache');
-});
+    // 3. Space back: the next download works and is cached again.
+    await rm(filler, { force: true });
+    const r3 = await get('other.bin');
+    t.equal(r3.code, 0, `after space is freed, downloads work again ${r3.stderr.trim().split('\n')[0] ?? ''}`);
+    if (r3.code === 0) t.equal(sha(await readFile(join(root, 'out-other.bin'))), sha(other), 'output exact');
+    const s3 = await admin<CacheStats>(d.ready.admin, '/v1/cache/stats');
+    t.ok(
+      s3.bytes >= other.length && s3.bytes <= limit,
+      `and it is cached (${s3.bytes} bytes in the cache, limit ${limit})`,
+    );
+    const v = await admin<{ bad: unknown[] }>(d.ready.admin, '/v1/cache/verify', 'POST');
+    t.same(v.bad, [], 'cache verifies clean');
+    const r4 = await get('other.bin');
+    t.equal(r4.code, 0, 'a repeat download works');
+    const j4 = JSON.parse(r4.stdout || '{}') as { fromCache?: number };
+    t.equal(j4.fromCache, other.length, 'and comes from the cache');
+  },
+);

@@ -33,19 +33,28 @@ async function front(t: Test, target: string, opts: { pace?: number; corrupt?: b
   const up = new URL(target);
   let plainBodies = 0;
   const server: Server = createServer((req, res) => {
-    const fwd = request({ host: up.hostname, port: up.port, path: req.url, method: req.method, headers: req.headers }, (r: IncomingMessage) => {
-      const peerdist = r.headers['content-encoding'] === 'peerdist';
-      res.writeHead(r.statusCode!, r.headers);
-      let first = !peerdist && ++plainBodies % 3 === 0;
-      r.on('data', (c: Buffer) => {
-        if (opts.corrupt && first && c.length > 0) { c = Buffer.from(c); c[0]! ^= 0xff; }
-        first = false;
-        if (!peerdist && opts.pace) { r.pause(); setTimeout(() => r.resume(), Math.ceil((10 * c.length) / opts.pace!)); }
-        res.write(c);
-      });
-      r.on('end', () => res.end());
-      r.on('error', () => res.destroy());
-    });
+    const fwd = request(
+      { host: up.hostname, port: up.port, path: req.url, method: req.method, headers: req.headers },
+      (r: IncomingMessage) => {
+        const peerdist = r.headers['content-encoding'] === 'peerdist';
+        res.writeHead(r.statusCode!, r.headers);
+        let first = !peerdist && ++plainBodies % 3 === 0;
+        r.on('data', (c: Buffer) => {
+          if (opts.corrupt && first && c.length > 0) {
+            c = Buffer.from(c);
+            c[0]! ^= 0xff;
+          }
+          first = false;
+          if (!peerdist && opts.pace) {
+            r.pause();
+            setTimeout(() => r.resume(), Math.ceil((10 * c.length) / opts.pace!));
+          }
+          res.write(c);
+        });
+        r.on('end', () => res.end());
+        r.on('error', () => res.destroy());
+      },
+    );
     fwd.on('error', () => res.destroy());
     req.pipe(fwd);
   });
@@ -67,7 +76,13 @@ async function statusJson(admin: string): Promise<{ downloads: Array<{ bytesDone
     const req = request({ host, port: Number(port), path: '/v1/status' }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => { try { resolve(JSON.parse(Buffer.concat(parts).toString())); } catch (e) { reject(e); } });
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(parts).toString()));
+        } catch (e) {
+          reject(e);
+        }
+      });
     });
     req.on('error', reject);
     req.end();
@@ -82,8 +97,23 @@ t.test('SIGKILL of the daemon mid-download, restart: resumes, cache consistent',
   const slow = await front(t, base, { pace: 32 * 1024 }); // ~3 MiB/s for block bodies
   const url = `${slow}/big.bin`;
   const stateDir = join(root, 'd');
-  const args = async () => ['--state-dir', stateDir, '--listen', '127.0.0.2:0', '--interface', '127.0.0.1', '--admin', '127.0.0.1:0',
-    '--discovery-port', String(await freeUdpPort()), '--mdns-port', String(await freeUdpPort()), '--no-presence', '--max-content-version', '1'];
+  const args = async () => [
+    '--state-dir',
+    stateDir,
+    '--listen',
+    '127.0.0.2:0',
+    '--interface',
+    '127.0.0.1',
+    '--admin',
+    '127.0.0.1:0',
+    '--discovery-port',
+    String(await freeUdpPort()),
+    '--mdns-port',
+    String(await freeUdpPort()),
+    '--no-presence',
+    '--max-content-version',
+    '1',
+  ];
   const children: DaemonChild[] = [];
   t.teardown(() => Promise.all(children.map((c) => c.stop(2000))));
   const d1 = await startDaemonChild(await args());
@@ -100,7 +130,11 @@ t.test('SIGKILL of the daemon mid-download, restart: resumes, cache consistent',
   const r1 = await first;
   t.not(r1.code, 0, 'the interrupted get fails');
   // Regression: this used to say "DOWNLOAD_FAILED: download of out.bin failed: aborted".
-  t.match(r1.stderr, /DAEMON_GONE: the daemon (at \S+ )?closed the connection/, `clear error: ${r1.stderr.trim().split('\n')[0]}`);
+  t.match(
+    r1.stderr,
+    /DAEMON_GONE: the daemon (at \S+ )?closed the connection/,
+    `clear error: ${r1.stderr.trim().split('\n')[0]}`,
+  );
   await t.rejects(stat(out), { code: 'ENOENT' }, 'no partial output file under the final name');
 
   const d2 = await startDaemonChild(await args());
@@ -119,52 +153,87 @@ t.test('SIGKILL of the daemon mid-download, restart: resumes, cache consistent',
   t.equal(rep.bytes, size, 'every block present once');
 });
 
-t.test('disk full while writing blocks: the download completes without caching; only verified blocks kept and served', async (t) => {
-  const root = await tmpDir(t, 'full');
-  const mnt = join(root, 'mnt');
-  await mkdir(mnt);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { stdio: 'ignore' });
-  } catch {
-    t.plan(0, 'cannot mount a tmpfs here (needs root): disk-full fault not exercised');
-    return;
-  }
-  t.teardown(() => { try { execFileSync('umount', ['-l', mnt], { stdio: 'ignore' }); } catch { /* already gone */ } });
-  const size = 8 * MiB;
-  const data = randomBytes(size);
-  const { base } = await publishedOrigin(t, root, { 'f.bin': data });
-  const store = await BlockStore.open({ dir: join(mnt, 'cache'), limitBytes: 64 * MiB });
-  const discovery = new Discovery({ port: await freeUdpPort(), interfaces: ['127.0.0.1'], loopback: true, xaddrs: () => ['127.0.0.30:1'], lookup: (ids) => ids.map(() => undefined) });
-  await discovery.start();
-  const retrieval = new RetrievalClient({ requestTimeoutMs: 2000 });
-  const engine = new DownloadEngine({ store, discovery, retrieval, maxContentVersion: 1, tmpDir: root });
-  const server = createRetrievalServer({ source: store, host: '127.0.0.30', port: 0 });
-  const { port } = await server.listen();
-  t.teardown(async () => { await server.close(); await engine.close(); await retrieval.close(); await discovery.close(); await store.close(); });
+t.test(
+  'disk full while writing blocks: the download completes without caching; only verified blocks kept and served',
+  async (t) => {
+    const root = await tmpDir(t, 'full');
+    const mnt = join(root, 'mnt');
+    await mkdir(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { stdio: 'ignore' });
+    } catch {
+      t.plan(0, 'cannot mount a tmpfs here (needs root): disk-full fault not exercised');
+      return;
+    }
+    t.teardown(() => {
+      try {
+        execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
+      } catch {
+        /* already gone */
+      }
+    });
+    const size = 8 * MiB;
+    const data = randomBytes(size);
+    const { base } = await publishedOrigin(t, root, { 'f.bin': data });
+    const store = await BlockStore.open({ dir: join(mnt, 'cache'), limitBytes: 64 * MiB });
+    const discovery = new Discovery({
+      port: await freeUdpPort(),
+      interfaces: ['127.0.0.1'],
+      loopback: true,
+      xaddrs: () => ['127.0.0.30:1'],
+      lookup: (ids) => ids.map(() => undefined),
+    });
+    await discovery.start();
+    const retrieval = new RetrievalClient({ requestTimeoutMs: 2000 });
+    const engine = new DownloadEngine({ store, discovery, retrieval, maxContentVersion: 1, tmpDir: root });
+    const server = createRetrievalServer({ source: store, host: '127.0.0.30', port: 0 });
+    const { port } = await server.listen();
+    t.teardown(async () => {
+      await server.close();
+      await engine.close();
+      await retrieval.close();
+      await discovery.close();
+      await store.close();
+    });
 
-  const job = engine.download(`${base}/f.bin`);
-  // Issue 16.4: the cache is an optimisation. What does not fit goes to the reader from memory.
-  const streamed = readAll(job.createReadStream());
-  const r = await job.done.then((v) => v, (e: unknown) => e);
-  t.notOk(r instanceof Error, `download completes (${r instanceof Error ? r.message : 'ok'})`);
-  t.equal(sha(await streamed), sha(data), 'the reader got every byte, exact');
-  const rep = await store.verifyAll();
-  t.same(rep.bad, [], 'no bad block in the cache');
-  t.ok(rep.bytes < size, `only part of the file fitted (${rep.bytes} bytes)`);
-  const ci = (await fetchContentInfo(`${base}/f.bin`, 1))!;
-  const seg = ci.segments[0]!;
-  const present = store.presentBlocks(seg.segmentId);
-  const inexact: number[] = [];
-  for (const i of present) if (!(await store.readBlock(seg.segmentId, i))?.equals(data.subarray(i * 65536, (i + 1) * 65536))) inexact.push(i);
-  t.same(inexact, [], `all ${present.length} stored blocks read back exact`);
-  // A block that did not fit is not served (empty MSG_BLK), whatever is on disk.
-  const missing = Array.from({ length: 128 }, (_, i) => i).find((i) => !present.includes(i));
-  t.ok(missing !== undefined, 'some block is missing');
-  const body = encodeMessage({ type: 'GETBLKS', segmentId: seg.segmentId, ranges: [[missing!, 1]] });
-  const raw = await rawExchange('127.0.0.30', port, Buffer.concat([Buffer.from(`POST ${PCCRR_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`), body]));
-  const m = decodeResponse(splitResponse(raw).body);
-  t.ok(m.type === 'BLK' && m.block.length === 0, `block ${missing} (not stored) is not served`);
-});
+    const job = engine.download(`${base}/f.bin`);
+    // Issue 16.4: the cache is an optimisation. What does not fit goes to the reader from memory.
+    const streamed = readAll(job.createReadStream());
+    const r = await job.done.then(
+      (v) => v,
+      (e: unknown) => e,
+    );
+    t.notOk(r instanceof Error, `download completes (${r instanceof Error ? r.message : 'ok'})`);
+    t.equal(sha(await streamed), sha(data), 'the reader got every byte, exact');
+    const rep = await store.verifyAll();
+    t.same(rep.bad, [], 'no bad block in the cache');
+    t.ok(rep.bytes < size, `only part of the file fitted (${rep.bytes} bytes)`);
+    const ci = (await fetchContentInfo(`${base}/f.bin`, 1))!;
+    const seg = ci.segments[0]!;
+    const present = store.presentBlocks(seg.segmentId);
+    const inexact: number[] = [];
+    for (const i of present)
+      if (!(await store.readBlock(seg.segmentId, i))?.equals(data.subarray(i * 65536, (i + 1) * 65536)))
+        inexact.push(i);
+    t.same(inexact, [], `all ${present.length} stored blocks read back exact`);
+    // A block that did not fit is not served (empty MSG_BLK), whatever is on disk.
+    const missing = Array.from({ length: 128 }, (_, i) => i).find((i) => !present.includes(i));
+    t.ok(missing !== undefined, 'some block is missing');
+    const body = encodeMessage({ type: 'GETBLKS', segmentId: seg.segmentId, ranges: [[missing!, 1]] });
+    const raw = await rawExchange(
+      '127.0.0.30',
+      port,
+      Buffer.concat([
+        Buffer.from(
+          `POST ${PCCRR_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+        ),
+        body,
+      ]),
+    );
+    const m = decodeResponse(splitResponse(raw).body);
+    t.ok(m.type === 'BLK' && m.block.length === 0, `block ${missing} (not stored) is not served`);
+  },
+);
 
 t.test('origin bytes differ from its content information: detected, clear error, nothing bad cached', async (t) => {
   const root = await tmpDir(t, 'liar');
@@ -173,13 +242,27 @@ t.test('origin bytes differ from its content information: detected, clear error,
   const { base } = await publishedOrigin(t, root, { 'f.bin': data });
   const liar = await front(t, base, { corrupt: true });
   const store = await BlockStore.open({ dir: join(root, 'cache'), limitBytes: 64 * MiB, fsync: false });
-  const discovery = new Discovery({ port: await freeUdpPort(), interfaces: ['127.0.0.1'], loopback: true, xaddrs: () => ['127.0.0.31:1'], lookup: (ids) => ids.map(() => undefined) });
+  const discovery = new Discovery({
+    port: await freeUdpPort(),
+    interfaces: ['127.0.0.1'],
+    loopback: true,
+    xaddrs: () => ['127.0.0.31:1'],
+    lookup: (ids) => ids.map(() => undefined),
+  });
   await discovery.start();
   const retrieval = new RetrievalClient({ requestTimeoutMs: 2000 });
   const engine = new DownloadEngine({ store, discovery, retrieval, maxContentVersion: 1, tmpDir: root });
-  t.teardown(async () => { await engine.close(); await retrieval.close(); await discovery.close(); await store.close(); });
+  t.teardown(async () => {
+    await engine.close();
+    await retrieval.close();
+    await discovery.close();
+    await store.close();
+  });
   const job = engine.download(`${liar}/f.bin`);
-  const err = await job.done.then(() => undefined, (e: unknown) => e);
+  const err = await job.done.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.ok(err instanceof DownloadError, 'download fails');
   t.equal((err as DownloadError).code, 'ORIGIN_MISMATCH', `code ORIGIN_MISMATCH: ${(err as Error).message}`);
   const rep = await store.verifyAll();

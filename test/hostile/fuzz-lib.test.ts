@@ -5,7 +5,10 @@ import { caseSeed, mutate, mutateText, Rng } from '../../testkit/fuzz/lib.js';
 t.test('Rng and caseSeed are deterministic', async (t) => {
   const a = new Rng(42);
   const b = new Rng(42);
-  t.same(Array.from({ length: 8 }, () => a.u32()), Array.from({ length: 8 }, () => b.u32()));
+  t.same(
+    Array.from({ length: 8 }, () => a.u32()),
+    Array.from({ length: 8 }, () => b.u32()),
+  );
   t.equal(caseSeed(7, 100), caseSeed(7, 100));
   const r = new Rng(1);
   for (let k = 0; k < 1000; k++) {

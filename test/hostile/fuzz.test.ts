@@ -18,7 +18,11 @@ for (const target of allTargets()) {
     try {
       for (const c of crashers) {
         let outcome: string;
-        try { outcome = await target.run(c.input); } catch (e) { outcome = `failure: ${(e as Error).message}`; }
+        try {
+          outcome = await target.run(c.input);
+        } catch (e) {
+          outcome = `failure: ${(e as Error).message}`;
+        }
         t.match(outcome, /^(accepted|rejected)$/, `kept crasher ${c.file} replays cleanly`);
       }
     } finally {
@@ -27,9 +31,19 @@ for (const target of allTargets()) {
     const cases = CASES[target.name] ?? DEFAULT_CASES;
     const r = await runTarget(target, { cases, seed: SEED });
     t.equal(r.stats.cases, cases);
-    t.same(r.findings.map((f) => `case ${f.caseNo}: ${f.error.split('\n')[0]}`), [], `no crash, untyped rejection or hang (seed ${SEED})`);
-    t.ok(r.stats.accepted > 0 && r.stats.rejected > 0, `mutations reach both outcomes (${r.stats.accepted} accepted, ${r.stats.rejected} rejected)`);
+    t.same(
+      r.findings.map((f) => `case ${f.caseNo}: ${f.error.split('\n')[0]}`),
+      [],
+      `no crash, untyped rejection or hang (seed ${SEED})`,
+    );
+    t.ok(
+      r.stats.accepted > 0 && r.stats.rejected > 0,
+      `mutations reach both outcomes (${r.stats.accepted} accepted, ${r.stats.rejected} rejected)`,
+    );
     t.ok(r.stats.maxMs < HANG_MS, `max time per case ${r.stats.maxMs.toFixed(1)} ms`);
-    t.ok(r.heapAfterMiB - r.heapBeforeMiB < 32, `heap ${r.heapBeforeMiB.toFixed(1)} → ${r.heapAfterMiB.toFixed(1)} MiB`);
+    t.ok(
+      r.heapAfterMiB - r.heapBeforeMiB < 32,
+      `heap ${r.heapBeforeMiB.toFixed(1)} → ${r.heapAfterMiB.toFixed(1)} MiB`,
+    );
   });
 }

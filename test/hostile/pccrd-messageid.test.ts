@@ -22,11 +22,27 @@ for (const bad of ['urn:a&amp;b', 'urn:a&gt;b', 'urn:&quot;', 'urn:&apos;x', 'ur
     const sent: Buffer[] = [];
     const stats = newStats();
     const timers: Array<() => void> = [];
-    const r = new Responder({
-      lookup: (ids) => ids.map(() => ({ blockCount: 1, complete: true })),
-      xaddrs: () => ['127.0.0.2:7170'], endpoint: 'urn:uuid:me', instanceId: 1, nextMessageNumber: () => 1,
-      isLocal: () => true, isOwnProbe: () => false, damping: new DampingTable(), send: (d) => sent.push(d),
-    }, { now: () => 1000, random: () => 0.5, timers: { set: (fn) => timers.push(fn), clear: () => undefined }, newMessageId: () => 'urn:uuid:r', logger: nullLogger, stats });
+    const r = new Responder(
+      {
+        lookup: (ids) => ids.map(() => ({ blockCount: 1, complete: true })),
+        xaddrs: () => ['127.0.0.2:7170'],
+        endpoint: 'urn:uuid:me',
+        instanceId: 1,
+        nextMessageNumber: () => 1,
+        isLocal: () => true,
+        isOwnProbe: () => false,
+        damping: new DampingTable(),
+        send: (d) => sent.push(d),
+      },
+      {
+        now: () => 1000,
+        random: () => 0.5,
+        timers: { set: (fn) => timers.push(fn), clear: () => undefined },
+        newMessageId: () => 'urn:uuid:r',
+        logger: nullLogger,
+        stats,
+      },
+    );
     t.doesNotThrow(() => r.handle(Buffer.from(probe), { address: '127.0.0.1', port: 3702 }));
     for (const fn of timers) fn();
     t.equal(stats.dropped.malformed, 1, 'counted as malformed');
@@ -35,5 +51,8 @@ for (const bad of ['urn:a&amp;b', 'urn:a&gt;b', 'urn:&quot;', 'urn:&apos;x', 'ur
 }
 
 t.test('a well-formed probe is still answered', async (t) => {
-  t.equal((parseDiscoveryMessage(valid) as { messageId: string }).messageId, 'urn:uuid:11111111-2222-4333-8444-555555555555');
+  t.equal(
+    (parseDiscoveryMessage(valid) as { messageId: string }).messageId,
+    'urn:uuid:11111111-2222-4333-8444-555555555555',
+  );
 });

@@ -17,7 +17,16 @@ import { freeUdpPort } from '../daemon/daemon-child.js';
 import { startEvilPeer, type EvilMode } from './evil-peer.js';
 import { publishedOrigin, sha, tmpDir } from './rig.js';
 
-const MODES: EvilMode[] = ['wrong-data', 'wrong-segment', 'wrong-index', 'truncated', 'short-message', 'stall', 'drip', 'flood'];
+const MODES: EvilMode[] = [
+  'wrong-data',
+  'wrong-segment',
+  'wrong-index',
+  'truncated',
+  'short-message',
+  'stall',
+  'drip',
+  'flood',
+];
 
 async function readAll(s: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -33,15 +42,28 @@ t.test('every kind of malicious peer at once: download exact, cache clean, peers
   const url = `${base}/f.bin`;
   const ci = (await fetchContentInfo(url, 1))!;
   const port = await freeUdpPort();
-  const evil = await Promise.all(MODES.map((mode, k) => startEvilPeer({ host: `127.0.0.${20 + k}`, mode, ci, data, discoveryPort: port })));
+  const evil = await Promise.all(
+    MODES.map((mode, k) => startEvilPeer({ host: `127.0.0.${20 + k}`, mode, ci, data, discoveryPort: port })),
+  );
   t.teardown(() => Promise.all(evil.map((e) => e.close())));
 
   const store = await BlockStore.open({ dir: join(root, 'victim'), limitBytes: 256 * 1024 * 1024, fsync: false });
-  const discovery = new Discovery({ port, interfaces: ['127.0.0.1'], loopback: true, xaddrs: () => ['127.0.0.40:1'], lookup: (ids) => ids.map(() => undefined) });
+  const discovery = new Discovery({
+    port,
+    interfaces: ['127.0.0.1'],
+    loopback: true,
+    xaddrs: () => ['127.0.0.40:1'],
+    lookup: (ids) => ids.map(() => undefined),
+  });
   await discovery.start();
   const retrieval = new RetrievalClient({ requestTimeoutMs: 1500, firstByteTimeoutMs: 600 });
   const engine = new DownloadEngine({ store, discovery, retrieval, maxContentVersion: 1 });
-  t.teardown(async () => { await engine.close(); await retrieval.close(); await discovery.close(); await store.close(); });
+  t.teardown(async () => {
+    await engine.close();
+    await retrieval.close();
+    await discovery.close();
+    await store.close();
+  });
 
   const rss0 = process.memoryUsage().rss;
   const job = engine.download(url);
@@ -69,6 +91,8 @@ t.test('every kind of malicious peer at once: download exact, cache clean, peers
     t.comment(`${e.mode}: ${e.getblks} GETBLKS, ${s.failures} failures, ${s.badBlocks} bad blocks, banned ${s.banned}`);
   }
   const flood = evil.find((e) => e.mode === 'flood')!;
-  t.comment(`flood peer pushed ${(flood.bytesSent / 1048576).toFixed(1)} MiB for ${flood.getblks} requests; victim RSS grew ${((process.memoryUsage().rss - rss0) / 1048576).toFixed(0)} MiB`);
+  t.comment(
+    `flood peer pushed ${(flood.bytesSent / 1048576).toFixed(1)} MiB for ${flood.getblks} requests; victim RSS grew ${((process.memoryUsage().rss - rss0) / 1048576).toFixed(0)} MiB`,
+  );
   t.ok(process.memoryUsage().rss - rss0 < 256 * 1024 * 1024, 'memory stays bounded under the flood');
 });

@@ -18,7 +18,11 @@ export async function tmpDir(t: Test, prefix: string): Promise<string> {
 }
 
 /** A real origin serving `files`, hashed up front (v1 and v2) so every request gets content information. */
-export async function publishedOrigin(t: Test, root: string, files: Record<string, Buffer>): Promise<{ base: string; stateDir: string; www: string }> {
+export async function publishedOrigin(
+  t: Test,
+  root: string,
+  files: Record<string, Buffer>,
+): Promise<{ base: string; stateDir: string; www: string }> {
   const www = join(root, 'www');
   await mkdir(www, { recursive: true });
   for (const [name, data] of Object.entries(files)) await writeFile(join(www, name), data);
@@ -35,10 +39,19 @@ export function rawExchange(host: string, port: number, request: Buffer | string
   return new Promise((resolve, reject) => {
     const sock = connect({ host, port });
     const parts: Buffer[] = [];
-    const timer = setTimeout(() => { sock.destroy(); resolve(Buffer.concat(parts)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(Buffer.concat(parts));
+    }, timeoutMs);
     sock.on('data', (d: Buffer) => parts.push(d));
-    sock.on('error', (e) => { clearTimeout(timer); reject(e); });
-    sock.on('close', () => { clearTimeout(timer); resolve(Buffer.concat(parts)); });
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(parts));
+    });
     sock.on('connect', () => sock.write(request));
   });
 }

@@ -20,7 +20,8 @@ async function tree(t: Parameters<typeof tempDir>[0]) {
   const top = await tempDir(t);
   const root = join(top, 'root');
   await mkdir(join(root, 'nested'), { recursive: true });
-  const a = randomBytes(300_000), b = randomBytes(70_000);
+  const a = randomBytes(300_000),
+    b = randomBytes(70_000);
   await writeFile(join(root, 'a.bin'), a);
   await writeFile(join(root, 'nested', 'b.bin'), b);
   await writeFile(join(root, 'empty'), '');
@@ -29,20 +30,33 @@ async function tree(t: Parameters<typeof tempDir>[0]) {
 
 t.test('serve: listening line, fetch, SIGTERM exits 0', async (t) => {
   const f = await tree(t);
-  const child = spawn(process.execPath, [cliEntry, 'serve', f.root, '--port', '0', '--host', '127.0.0.1', '--state-dir', join(f.top, 'state')], {
-    env: { ...process.env, PEERDIST_LOG: 'silent' }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [cliEntry, 'serve', f.root, '--port', '0', '--host', '127.0.0.1', '--state-dir', join(f.top, 'state')],
+    {
+      env: { ...process.env, PEERDIST_LOG: 'silent' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no listening line; stdout: ${out}`)), 30_000);
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       const m = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
-      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
     });
-    child.on('exit', () => { clearTimeout(timer); reject(new Error(`exited early; stdout: ${out}`)); });
+    child.on('exit', () => {
+      clearTimeout(timer);
+      reject(new Error(`exited early; stdout: ${out}`));
+    });
   });
   const r = await request(`http://127.0.0.1:${port}/nested/b.bin`, { headers: { connection: 'close' } });
   t.equal(r.statusCode, 200);
@@ -61,7 +75,14 @@ t.test('serve: usage errors exit 2', async (t) => {
   const none = await runCli(['serve', '--state-dir', join(f.top, 'state')]);
   t.equal(none.code, 2, 'neither a directory nor --upstream');
   t.match(none.stderr, /USAGE: .*directory|upstream/);
-  const both = await runCli(['serve', f.root, '--upstream', 'http://127.0.0.1:9/', '--state-dir', join(f.top, 'state')]);
+  const both = await runCli([
+    'serve',
+    f.root,
+    '--upstream',
+    'http://127.0.0.1:9/',
+    '--state-dir',
+    join(f.top, 'state'),
+  ]);
   t.equal(both.code, 2, 'both a directory and --upstream');
   const ftp = await runCli(['serve', '--upstream', 'ftp://example.test/', '--state-dir', join(f.top, 'state')]);
   t.equal(ftp.code, 2, 'an upstream that is not http(s)');
@@ -72,7 +93,8 @@ t.test('serve: usage errors exit 2', async (t) => {
 
 t.test('secret export / import: two origins, identical content information', async (t) => {
   const f = await tree(t);
-  const sa = join(f.top, 'a'), sb = join(f.top, 'b');
+  const sa = join(f.top, 'a'),
+    sb = join(f.top, 'b');
   const exp = await runCli(['secret', 'export', '--state-dir', sa, '-o', join(f.top, 'key.hex')]);
   t.equal(exp.code, 0, exp.stderr);
   const hex = (await readFile(join(f.top, 'key.hex'), 'utf8')).trim();
@@ -114,7 +136,10 @@ t.test('publish precomputes hashes the server uses at once', async (t) => {
   const summary = JSON.parse(r.stdout);
   t.match(summary, { files: 2, bytes: 370_000, hashed: 4, cached: 0, failed: [], versions: [1, 2] });
   const again = await runCli(['publish', f.root, '--state-dir', state]);
-  t.match(again.stdout, /^published 2 files \(370000 bytes\), content versions 1,2: 0 hashed, 4 already cached, 0 failed in [\d.]+ s\n$/);
+  t.match(
+    again.stdout,
+    /^published 2 files \(370000 bytes\), content versions 1,2: 0 hashed, 4 already cached, 0 failed in [\d.]+ s\n$/,
+  );
 
   const s = await startOrigin(t, { root: f.root, stateDir: state, signingKey: testSigningKey() });
   const v2 = await get(s, '/nested/b.bin', V2);
@@ -126,7 +151,15 @@ t.test('publish precomputes hashes the server uses at once', async (t) => {
   t.equal(describesData(parseContentInfo(v1.body), f.a, secret), undefined);
   t.equal(s.server.stats().hashJobs, 0, 'no hashing by the server');
 
-  const only1 = await runCli(['publish', f.root, '--state-dir', join(f.top, 'state1'), '--content-version', '1', '--json']);
+  const only1 = await runCli([
+    'publish',
+    f.root,
+    '--state-dir',
+    join(f.top, 'state1'),
+    '--content-version',
+    '1',
+    '--json',
+  ]);
   t.match(JSON.parse(only1.stdout), { hashed: 2, versions: [1] });
   const badV = await runCli(['publish', f.root, '--content-version', '3']);
   t.equal(badV.code, 2);

@@ -23,15 +23,32 @@ async function tree(t: Parameters<typeof tempDir>[0]) {
   return { root, state };
 }
 
-const PEERDIST = { 'accept-encoding': 'peerdist', 'x-p2p-peerdistex': 'MinContentInformation=1.0, MaxContentInformation=2.0' };
+const PEERDIST = {
+  'accept-encoding': 'peerdist',
+  'x-p2p-peerdistex': 'MinContentInformation=1.0, MaxContentInformation=2.0',
+};
 
 t.test('hidden names and trailing slashes are not served by default', async (t) => {
   const { root, state } = await tree(t);
   const s = await startOrigin(t, { root, stateDir: state });
   for (const p of ['/file.bin', '/sub/ok.txt']) t.equal((await get(s, p)).status, 200, `${p} is served`);
   t.equal((await get(s, '/.peerdist/public-key')).status, 200, 'the reserved prefix still answers');
-  for (const p of ['/.hidden', '/.env', '/.git/config', '/sub/.secret', '/cfg', '/%2egit/config', '/sub/%2Esecret', '/file.bin/', '/sub/ok.txt/', '/sub/']) {
-    for (const [what, h] of [['plain', {}], ['PeerDist', PEERDIST]] as const) {
+  for (const p of [
+    '/.hidden',
+    '/.env',
+    '/.git/config',
+    '/sub/.secret',
+    '/cfg',
+    '/%2egit/config',
+    '/sub/%2Esecret',
+    '/file.bin/',
+    '/sub/ok.txt/',
+    '/sub/',
+  ]) {
+    for (const [what, h] of [
+      ['plain', {}],
+      ['PeerDist', PEERDIST],
+    ] as const) {
       const r = await get(s, p, { ...h });
       t.equal(r.status, 404, `${p} (${what}) → 404`);
       t.notMatch(r.body.toString(), /hunter2|secret|hidden/, `${p}: no content`);

@@ -14,20 +14,43 @@ export function testSigningKey(): KeyObject {
   return key;
 }
 
-export interface Started { server: OriginServer; base: string; port: number; agent: Agent }
+export interface Started {
+  server: OriginServer;
+  base: string;
+  port: number;
+  agent: Agent;
+}
 
 export async function startOrigin(t: Teardown, opts: OriginServerOptions): Promise<Started> {
   const server = await createOriginServer({ signingKey: testSigningKey(), ...opts });
   const { port } = await server.listen();
   const agent = new Agent();
-  t.teardown(async () => { await agent.close(); await server.close(); });
+  t.teardown(async () => {
+    await agent.close();
+    await server.close();
+  });
   return { server, base: `http://127.0.0.1:${port}`, port, agent };
 }
 
-export interface Got { status: number; headers: Record<string, string>; body: Buffer }
+export interface Got {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
 
-export async function get(s: Started, path: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' | 'POST' = 'GET'): Promise<Got> {
-  const r = await request(s.base + path, { method, headers, dispatcher: s.agent, headersTimeout: 30_000, bodyTimeout: 30_000 });
+export async function get(
+  s: Started,
+  path: string,
+  headers: Record<string, string> = {},
+  method: 'GET' | 'HEAD' | 'POST' = 'GET',
+): Promise<Got> {
+  const r = await request(s.base + path, {
+    method,
+    headers,
+    dispatcher: s.agent,
+    headersTimeout: 30_000,
+    bodyTimeout: 30_000,
+  });
   const body = Buffer.from(await r.body.arrayBuffer());
   const h: Record<string, string> = {};
   for (const [k, v] of Object.entries(r.headers)) if (v !== undefined) h[k] = Array.isArray(v) ? v.join(', ') : v;
@@ -39,9 +62,15 @@ export function rawGet(port: number, target: string): Promise<{ status: number; 
   return new Promise((resolve, reject) => {
     const sock = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
-    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`raw GET ${target} timed out`)); }, 10_000);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`raw GET ${target} timed out`));
+    }, 10_000);
     sock.on('data', (d: Buffer) => chunks.push(d));
-    sock.on('error', (e) => { clearTimeout(timer); reject(e); });
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     sock.on('close', () => {
       clearTimeout(timer);
       const text = Buffer.concat(chunks).toString('latin1');
@@ -63,8 +92,14 @@ export function describesData(ci: ContentInfo, data: Buffer, secret: Buffer): st
     let hod: Buffer;
     if (ci.version === 1) {
       const bh: Buffer[] = [];
-      for (let i = 0; i < bytes.length; i += 65536) bh.push(createHash('sha256').update(bytes.subarray(i, i + 65536)).digest());
-      if (bh.length !== seg.blockHashes.length || bh.some((h, i) => !h.equals(seg.blockHashes[i]!))) return `segment ${seg.index} block hashes`;
+      for (let i = 0; i < bytes.length; i += 65536)
+        bh.push(
+          createHash('sha256')
+            .update(bytes.subarray(i, i + 65536))
+            .digest(),
+        );
+      if (bh.length !== seg.blockHashes.length || bh.some((h, i) => !h.equals(seg.blockHashes[i]!)))
+        return `segment ${seg.index} block hashes`;
       hod = createHash('sha256').update(Buffer.concat(bh)).digest();
     } else {
       hod = createHash('sha512').update(bytes).digest().subarray(0, 32);

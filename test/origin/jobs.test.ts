@@ -13,16 +13,25 @@ t.test('HashJobs: dedup, concurrency limit, results cached, failures reported', 
   const dir = await tempDir(t);
   const cache = await HashCache.open(dir);
   const jobs = new HashJobs(cache, 2, nullLogger);
-  t.teardown(async () => { await jobs.close(); await cache.close(); });
-  let running = 0, maxRunning = 0, calls = 0;
+  t.teardown(async () => {
+    await jobs.close();
+    await cache.close();
+  });
+  let running = 0,
+    maxRunning = 0,
+    calls = 0;
   const gates: Array<() => void> = [];
   // started(n) resolves once n producers have begun (an awaited event, not a sleep).
   const startWaiters: Array<{ n: number; resolve: () => void }> = [];
-  const started = (n: number) => new Promise<void>((resolve) => {
-    if (calls >= n) resolve(); else startWaiters.push({ n, resolve });
-  });
+  const started = (n: number) =>
+    new Promise<void>((resolve) => {
+      if (calls >= n) resolve();
+      else startWaiters.push({ n, resolve });
+    });
   const producer = (value: string) => async () => {
-    calls++; running++; maxRunning = Math.max(maxRunning, running);
+    calls++;
+    running++;
+    maxRunning = Math.max(maxRunning, running);
     const gate = new Promise<void>((r) => gates.push(r));
     for (const w of startWaiters.filter((x) => calls >= x.n)) w.resolve();
     await gate;
@@ -47,9 +56,22 @@ t.test('HashJobs: dedup, concurrency limit, results cached, failures reported', 
   t.equal(jobs.started, 3);
   t.equal((await cache.get('b'))?.toString(), 'B', 'result stored in the cache');
   // A cached key does not run the producer again.
-  t.equal((await jobs.run('b', async () => { throw new Error('must not run'); }))?.toString(), 'B');
+  t.equal(
+    (
+      await jobs.run('b', async () => {
+        throw new Error('must not run');
+      })
+    )?.toString(),
+    'B',
+  );
   t.equal(jobs.started, 3);
-  t.equal(await jobs.run('bad', async () => { throw new Error('boom'); }), undefined, 'failure resolves to undefined');
+  t.equal(
+    await jobs.run('bad', async () => {
+      throw new Error('boom');
+    }),
+    undefined,
+    'failure resolves to undefined',
+  );
   t.equal(jobs.failed, 1);
   t.equal(await cache.get('bad'), undefined);
 });
@@ -68,11 +90,20 @@ t.test('HashJobs.close aborts running jobs', async (t) => {
   const jobs = new HashJobs(cache, 1, nullLogger);
   let sawAbort = false;
   let slowStarted!: () => void;
-  const running = new Promise<void>((r) => { slowStarted = r; });
-  const p = jobs.run('slow', (signal) => new Promise<Buffer>((_resolve, reject) => {
-    signal.addEventListener('abort', () => { sawAbort = true; reject(signal.reason); });
-    slowStarted();
-  }));
+  const running = new Promise<void>((r) => {
+    slowStarted = r;
+  });
+  const p = jobs.run(
+    'slow',
+    (signal) =>
+      new Promise<Buffer>((_resolve, reject) => {
+        signal.addEventListener('abort', () => {
+          sawAbort = true;
+          reject(signal.reason);
+        });
+        slowStarted();
+      }),
+  );
   const queued = jobs.run('queued', async () => Buffer.from('never'));
   await running;
   await jobs.close();
@@ -85,7 +116,8 @@ t.test('HashJobs.close aborts running jobs', async (t) => {
 
 t.test('cache keys separate identity, version, chunking and secret', async (t) => {
   const id = { path: '/x', size: 10, mtimeNs: 5n, ino: 7n };
-  const s1 = Buffer.alloc(32, 1), s2 = Buffer.alloc(32, 2);
+  const s1 = Buffer.alloc(32, 1),
+    s2 = Buffer.alloc(32, 2);
   const keys = new Set([
     fileCacheKey(id, { version: 2, chunking: 'cdc', secret: s1 }),
     fileCacheKey(id, { version: 2, chunking: 'fixed', secret: s1 }),
@@ -96,7 +128,11 @@ t.test('cache keys separate identity, version, chunking and secret', async (t) =
     fileCacheKey({ ...id, ino: 8n }, { version: 2, chunking: 'cdc', secret: s1 }),
   ]);
   t.equal(keys.size, 7);
-  t.equal(fileCacheKey(id, { version: 1, chunking: 'cdc', secret: s1 }), fileCacheKey(id, { version: 1, chunking: 'fixed', secret: s1 }), 'chunking is irrelevant for v1');
+  t.equal(
+    fileCacheKey(id, { version: 1, chunking: 'cdc', secret: s1 }),
+    fileCacheKey(id, { version: 1, chunking: 'fixed', secret: s1 }),
+    'chunking is irrelevant for v1',
+  );
 });
 
 t.test('server: concurrent hash requests share one job; the wait is bounded', async (t) => {
@@ -120,16 +156,26 @@ t.test('server: concurrent hash requests share one job; the wait is bounded', as
   t.equal(s2.server.stats().hashJobs, 1, 'one job for four concurrent hash requests');
 });
 
-t.test('HashJobs measures its hash rate: expectedMs is 0 before the first job of 1 MiB or more, then length / rate', async (t) => {
-  const top = await tempDir(t);
-  const cache = await HashCache.open(join(top, 'state'));
-  t.teardown(() => cache.close());
-  const jobs = new HashJobs(cache, 1, nullLogger);
-  t.equal(jobs.expectedMs(1e9), 0, 'optimistic before any measurement');
-  await jobs.run('small', async () => Buffer.from('x'), 1000);
-  t.equal(jobs.expectedMs(1e9), 0, 'a small job is not measured');
-  await jobs.run('one', async () => { await new Promise((r) => setTimeout(r, 100)); return Buffer.from('y'); }, 10 * 1024 * 1024);
-  const e = jobs.expectedMs(100 * 1024 * 1024);
-  t.ok(e >= 900 && e < 1000 * 20, `100 MiB at the measured rate (10 MiB per >= 100 ms): ${e.toFixed(0)} ms`);
-  await jobs.close();
-});
+t.test(
+  'HashJobs measures its hash rate: expectedMs is 0 before the first job of 1 MiB or more, then length / rate',
+  async (t) => {
+    const top = await tempDir(t);
+    const cache = await HashCache.open(join(top, 'state'));
+    t.teardown(() => cache.close());
+    const jobs = new HashJobs(cache, 1, nullLogger);
+    t.equal(jobs.expectedMs(1e9), 0, 'optimistic before any measurement');
+    await jobs.run('small', async () => Buffer.from('x'), 1000);
+    t.equal(jobs.expectedMs(1e9), 0, 'a small job is not measured');
+    await jobs.run(
+      'one',
+      async () => {
+        await new Promise((r) => setTimeout(r, 100));
+        return Buffer.from('y');
+      },
+      10 * 1024 * 1024,
+    );
+    const e = jobs.expectedMs(100 * 1024 * 1024);
+    t.ok(e >= 900 && e < 1000 * 20, `100 MiB at the measured rate (10 MiB per >= 100 ms): ${e.toFixed(0)} ms`);
+    await jobs.close();
+  },
+);

@@ -112,7 +112,15 @@ t.test('PeerDist negotiation over HTTP', async (t) => {
   const ci2 = parseContentInfo(v2.body);
   t.equal(ci2.version, 2);
   t.equal(describesData(ci2, data, secret), undefined, 'v2 blob describes the file');
-  t.same(verifyContentInfoSignature({ publicKeyPem: s.server.publicKeyPem, path: '/file.bin', headers: v2.headers, body: v2.body }), { ok: true });
+  t.same(
+    verifyContentInfoSignature({
+      publicKeyPem: s.server.publicKeyPem,
+      path: '/file.bin',
+      headers: v2.headers,
+      body: v2.body,
+    }),
+    { ok: true },
+  );
 
   // Now cached: a plain PeerDist request gets it immediately.
   const again = await get(s, '/file.bin', V2);
@@ -133,7 +141,10 @@ t.test('PeerDist negotiation over HTTP', async (t) => {
   t.ok(w7.body.equals(v1.body));
 
   // 2.0 only.
-  const only2 = await get(s, '/file.bin', { ...V2, 'X-P2P-PeerDistEx': 'MinContentInformation=2.0, MaxContentInformation=2.0' });
+  const only2 = await get(s, '/file.bin', {
+    ...V2,
+    'X-P2P-PeerDistEx': 'MinContentInformation=2.0, MaxContentInformation=2.0',
+  });
   t.equal(parseContentInfo(only2.body).version, 2);
 
   // Unsatisfiable or malformed: plain body, no MakeHashRequest.
@@ -164,10 +175,27 @@ t.test('PeerDist negotiation over HTTP', async (t) => {
   t.equal(empty.headers['x-p2p-peerdistex'], undefined);
 
   // Signature checks over HTTP: tampered body and missing header.
-  const tampered = Buffer.from(v2.body); tampered[tampered.length - 1]! ^= 0xff;
-  t.same(verifyContentInfoSignature({ publicKeyPem: s.server.publicKeyPem, path: '/file.bin', headers: v2.headers, body: tampered }), { ok: false, reason: 'bad-signature' });
+  const tampered = Buffer.from(v2.body);
+  tampered[tampered.length - 1]! ^= 0xff;
+  t.same(
+    verifyContentInfoSignature({
+      publicKeyPem: s.server.publicKeyPem,
+      path: '/file.bin',
+      headers: v2.headers,
+      body: tampered,
+    }),
+    { ok: false, reason: 'bad-signature' },
+  );
   const { 'x-peerdist-signature': _drop, ...unsigned } = v2.headers;
-  t.same(verifyContentInfoSignature({ publicKeyPem: s.server.publicKeyPem, path: '/file.bin', headers: unsigned, body: v2.body }), { ok: false, reason: 'missing' });
+  t.same(
+    verifyContentInfoSignature({
+      publicKeyPem: s.server.publicKeyPem,
+      path: '/file.bin',
+      headers: unsigned,
+      body: v2.body,
+    }),
+    { ok: false, reason: 'missing' },
+  );
   const pk = await get(s, '/.peerdist/public-key');
   t.equal(pk.body.toString(), s.server.publicKeyPem);
 });
@@ -176,11 +204,32 @@ t.test('paths outside the root are refused', async (t) => {
   const f = await fixture(t);
   const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret });
   const attempts = [
-    '/../outside.txt', '/sub/../../outside.txt', '/%2e%2e/outside.txt', '/%2E%2E/outside.txt', '/sub/%2e%2e/%2e%2e/outside.txt',
-    '/..%2foutside.txt', '/%2e%2e%2foutside.txt', '/%252e%252e/outside.txt', '/%252e%252e%252foutside.txt',
-    '/..\\outside.txt', '/sub\\..\\..\\outside.txt', '/%5c..%5coutside.txt', '/escape', '/escape-dir/outside.txt',
-    `/${f.top}/outside.txt`, `//${f.top.slice(1)}/outside.txt`, `http://127.0.0.1/../outside.txt`, '/file.bin%00.txt',
-    '/.', '/./file.bin/..', '/sub', '/sub/', '/', '/.peerdist/', '/.peerdist/file.bin', '/%ZZ',
+    '/../outside.txt',
+    '/sub/../../outside.txt',
+    '/%2e%2e/outside.txt',
+    '/%2E%2E/outside.txt',
+    '/sub/%2e%2e/%2e%2e/outside.txt',
+    '/..%2foutside.txt',
+    '/%2e%2e%2foutside.txt',
+    '/%252e%252e/outside.txt',
+    '/%252e%252e%252foutside.txt',
+    '/..\\outside.txt',
+    '/sub\\..\\..\\outside.txt',
+    '/%5c..%5coutside.txt',
+    '/escape',
+    '/escape-dir/outside.txt',
+    `/${f.top}/outside.txt`,
+    `//${f.top.slice(1)}/outside.txt`,
+    `http://127.0.0.1/../outside.txt`,
+    '/file.bin%00.txt',
+    '/.',
+    '/./file.bin/..',
+    '/sub',
+    '/sub/',
+    '/',
+    '/.peerdist/',
+    '/.peerdist/file.bin',
+    '/%ZZ',
   ];
   for (const target of attempts) {
     const r = await rawGet(s.port, target);
@@ -193,22 +242,33 @@ t.test('paths outside the root are refused', async (t) => {
 t.test('missing-data requests and stats', async (t) => {
   const f = await fixture(t);
   const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret, firstWaitMs: 0 });
-  await get(s, '/file.bin');                                               // full 200000
-  await get(s, '/file.bin', { Range: 'bytes=0-99' });                     // full 100 (ranged, not missing data)
+  await get(s, '/file.bin'); // full 200000
+  await get(s, '/file.bin', { Range: 'bytes=0-99' }); // full 100 (ranged, not missing data)
   const md = await get(s, '/file.bin', { ...missingDataRequestHeaders(), Range: 'bytes=65536-131071' });
   t.equal(md.status, 206);
   t.ok(md.body.equals(data.subarray(65536, 131072)));
-  const ci = await get(s, '/file.bin', V2_HASH);                           // peerdist (waited for job 1)
-  await get(s, '/file.bin', V2);                                           // peerdist, cache hit
-  const mk = await get(s, '/sub/dir/a%20b.txt', V2);                       // MakeHashRequest, full 11, job 2 in background
+  const ci = await get(s, '/file.bin', V2_HASH); // peerdist (waited for job 1)
+  await get(s, '/file.bin', V2); // peerdist, cache hit
+  const mk = await get(s, '/sub/dir/a%20b.txt', V2); // MakeHashRequest, full 11, job 2 in background
   t.equal(mk.headers['x-p2p-peerdistex'], 'MakeHashRequest=true');
-  await get(s, '/file.bin', { 'If-None-Match': ci.headers['etag']! });      // 304
-  await s.server.hashingIdle();                                            // job 2 finished
+  await get(s, '/file.bin', { 'If-None-Match': ci.headers['etag']! }); // 304
+  await s.server.hashingIdle(); // job 2 finished
   const st = JSON.parse((await get(s, '/.peerdist/stats')).body.toString());
   t.match(st, {
-    requests: 8, bytesFull: 200_111, fullResponses: 3, bytesMissingData: 65536, missingDataRequests: 1,
-    bytesContentInfo: ci.body.length * 2, peerdistResponses: 2, makeHashRequests: 1, firstWaitsExpired: 0, hashRequests: 1,
-    notModified: 1, hashJobs: 2, hashJobsFailed: 0, cacheHits: 1,
+    requests: 8,
+    bytesFull: 200_111,
+    fullResponses: 3,
+    bytesMissingData: 65536,
+    missingDataRequests: 1,
+    bytesContentInfo: ci.body.length * 2,
+    peerdistResponses: 2,
+    makeHashRequests: 1,
+    firstWaitsExpired: 0,
+    hashRequests: 1,
+    notModified: 1,
+    hashJobs: 2,
+    hashJobsFailed: 0,
+    cacheHits: 1,
   });
   t.same(s.server.stats(), { ...st, requests: 8 }, 'stats() matches the endpoint');
 });
@@ -236,7 +296,11 @@ t.test('hash cache survives a restart; changed files are rehashed', async (t) =>
   t.equal(changed.headers['x-p2p-peerdistex'], 'MakeHashRequest=true');
   const re = await get(b, '/file.bin', V2_HASH);
   const ci = parseContentInfo(re.body);
-  t.equal(describesData(ci, Buffer.concat([data, extra]), secret), undefined, 'new content information describes the new bytes');
+  t.equal(
+    describesData(ci, Buffer.concat([data, extra]), secret),
+    undefined,
+    'new content information describes the new bytes',
+  );
   t.ok(b.server.stats().hashJobs >= 1);
 });
 
@@ -250,36 +314,68 @@ t.test('same secret on two origins gives identical content information', async (
   const bb = (await get(b, '/file.bin', V2_HASH)).body;
   const bc = (await get(c, '/file.bin', V2_HASH)).body;
   t.ok(ba.equals(bb), 'identical blobs');
-  t.notOk(parseContentInfo(bc).segments[0]!.segmentId.equals(parseContentInfo(ba).segments[0]!.segmentId), 'another secret gives other segment IDs');
+  t.notOk(
+    parseContentInfo(bc).segments[0]!.segmentId.equals(parseContentInfo(ba).segments[0]!.segmentId),
+    'another secret gives other segment IDs',
+  );
 });
 
-t.test('first request on a fresh origin: waits for hashing (bounded) and answers with content information', async (t) => {
-  const f = await fixture(t);
-  const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret });
-  const first = await get(s, '/file.bin', V2);
-  t.equal(first.headers['content-encoding'], 'peerdist', 'no publish needed: the first PeerDist request gets content information');
-  t.equal(first.headers['x-p2p-peerdistex'], undefined, 'no MakeHashRequest');
-  t.equal(describesData(parseContentInfo(first.body), data, secret), undefined, 'it describes the file');
-  t.same(verifyContentInfoSignature({ publicKeyPem: s.server.publicKeyPem, path: '/file.bin', headers: first.headers, body: first.body }), { ok: true });
-  const w7 = await get(s, '/file.bin', WIN7);
-  t.equal(w7.headers['content-encoding'], 'peerdist', 'a v1 (Windows 7 style) first request waits too');
-  t.match(s.server.stats(), { bytesFull: 0, peerdistResponses: 2, makeHashRequests: 0, firstWaitsExpired: 0, hashJobs: 2, cacheHits: 0 });
-  const plain = await get(s, '/sub/dir/a%20b.txt');
-  t.equal(plain.headers['x-p2p-peerdistex'], undefined, 'a client that did not offer PeerDist is not kept waiting or told to hash');
-  t.equal(s.server.stats().hashJobs, 2, 'and starts no hash job');
-});
+t.test(
+  'first request on a fresh origin: waits for hashing (bounded) and answers with content information',
+  async (t) => {
+    const f = await fixture(t);
+    const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret });
+    const first = await get(s, '/file.bin', V2);
+    t.equal(
+      first.headers['content-encoding'],
+      'peerdist',
+      'no publish needed: the first PeerDist request gets content information',
+    );
+    t.equal(first.headers['x-p2p-peerdistex'], undefined, 'no MakeHashRequest');
+    t.equal(describesData(parseContentInfo(first.body), data, secret), undefined, 'it describes the file');
+    t.same(
+      verifyContentInfoSignature({
+        publicKeyPem: s.server.publicKeyPem,
+        path: '/file.bin',
+        headers: first.headers,
+        body: first.body,
+      }),
+      { ok: true },
+    );
+    const w7 = await get(s, '/file.bin', WIN7);
+    t.equal(w7.headers['content-encoding'], 'peerdist', 'a v1 (Windows 7 style) first request waits too');
+    t.match(s.server.stats(), {
+      bytesFull: 0,
+      peerdistResponses: 2,
+      makeHashRequests: 0,
+      firstWaitsExpired: 0,
+      hashJobs: 2,
+      cacheHits: 0,
+    });
+    const plain = await get(s, '/sub/dir/a%20b.txt');
+    t.equal(
+      plain.headers['x-p2p-peerdistex'],
+      undefined,
+      'a client that did not offer PeerDist is not kept waiting or told to hash',
+    );
+    t.equal(s.server.stats().hashJobs, 2, 'and starts no hash job');
+  },
+);
 
-t.test('first request beyond the bound: the plain body with MakeHashRequest, and later clients get content information', async (t) => {
-  const f = await fixture(t);
-  const big = randomBytes(16 * 1024 * 1024);
-  await writeFile(join(f.root, 'big.bin'), big);
-  const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret, firstWaitMs: 1 });
-  const first = await get(s, '/big.bin', V2);
-  t.equal(first.headers['content-encoding'], undefined, 'hashing 16 MiB takes longer than 1 ms: plain body');
-  t.equal(first.headers['x-p2p-peerdistex'], 'MakeHashRequest=true');
-  t.ok(first.body.equals(big));
-  t.match(s.server.stats(), { firstWaitsExpired: 1, makeHashRequests: 1, bytesFull: big.length });
-  const later = await get(s, '/big.bin', V2_HASH);
-  t.equal(later.headers['content-encoding'], 'peerdist', 'the background job finished for the next client');
-  t.equal(s.server.stats().hashJobs, 1, 'one job for both requests');
-});
+t.test(
+  'first request beyond the bound: the plain body with MakeHashRequest, and later clients get content information',
+  async (t) => {
+    const f = await fixture(t);
+    const big = randomBytes(16 * 1024 * 1024);
+    await writeFile(join(f.root, 'big.bin'), big);
+    const s = await startOrigin(t, { root: f.root, stateDir: f.state, secret, firstWaitMs: 1 });
+    const first = await get(s, '/big.bin', V2);
+    t.equal(first.headers['content-encoding'], undefined, 'hashing 16 MiB takes longer than 1 ms: plain body');
+    t.equal(first.headers['x-p2p-peerdistex'], 'MakeHashRequest=true');
+    t.ok(first.body.equals(big));
+    t.match(s.server.stats(), { firstWaitsExpired: 1, makeHashRequests: 1, bytesFull: big.length });
+    const later = await get(s, '/big.bin', V2_HASH);
+    t.equal(later.headers['content-encoding'], 'peerdist', 'the background job finished for the next client');
+    t.equal(s.server.stats().hashJobs, 1, 'one job for both requests');
+  },
+);

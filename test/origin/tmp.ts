@@ -3,7 +3,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export interface Teardown { teardown(fn: () => unknown): void }
+export interface Teardown {
+  teardown(fn: () => unknown): void;
+}
 
 export async function tempDir(t: Teardown, prefix = 'pd-origin-'): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), prefix));

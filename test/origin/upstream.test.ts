@@ -20,11 +20,20 @@ async function upstream(t: { teardown(fn: () => unknown): void }, body: Buffer) 
     seen.push({ url: req.url ?? '', headers: req.headers });
     if (req.url === '/files/data.bin') {
       const etag = '"up-1"';
-      if (req.headers['if-none-match'] === etag) { res.writeHead(304, { ETag: etag }).end(); return; }
+      if (req.headers['if-none-match'] === etag) {
+        res.writeHead(304, { ETag: etag }).end();
+        return;
+      }
       const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
       if (m) {
-        const s = Number(m[1]), e = Number(m[2]);
-        res.writeHead(206, { ETag: etag, 'Content-Range': `bytes ${s}-${e}/${body.length}`, 'Content-Length': String(e - s + 1), 'Content-Type': 'application/x-test' });
+        const s = Number(m[1]),
+          e = Number(m[2]);
+        res.writeHead(206, {
+          ETag: etag,
+          'Content-Range': `bytes ${s}-${e}/${body.length}`,
+          'Content-Length': String(e - s + 1),
+          'Content-Type': 'application/x-test',
+        });
         res.end(body.subarray(s, e + 1));
         return;
       }
@@ -41,7 +50,13 @@ async function upstream(t: { teardown(fn: () => unknown): void }, body: Buffer) 
     }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  );
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/files`, seen };
 }
 
@@ -50,7 +65,13 @@ t.test('reverse proxy mode', async (t) => {
   const up = await upstream(t, body);
   const dir = await tempDir(t);
   // Relay-only mode (no entity store), the MS-PCCRTP first answer (no wait).
-  const s = await startOrigin(t, { upstream: up.url, stateDir: join(dir, 'state'), secret, firstWaitMs: 0, upstreamStoreLimit: 0 });
+  const s = await startOrigin(t, {
+    upstream: up.url,
+    stateDir: join(dir, 'state'),
+    secret,
+    firstWaitMs: 0,
+    upstreamStoreLimit: 0,
+  });
 
   const plain = await get(s, '/data.bin');
   t.equal(plain.status, 200);
@@ -74,7 +95,15 @@ t.test('reverse proxy mode', async (t) => {
   t.equal(pd.headers['x-p2p-peerdist'], `Version=1.1, ContentLength=${body.length}`);
   t.equal(pd.headers['etag'], '"up-1"');
   t.equal(describesData(parseContentInfo(pd.body), body, secret), undefined, 'describes the upstream entity');
-  t.same(verifyContentInfoSignature({ publicKeyPem: s.server.publicKeyPem, path: '/data.bin', headers: pd.headers, body: pd.body }), { ok: true });
+  t.same(
+    verifyContentInfoSignature({
+      publicKeyPem: s.server.publicKeyPem,
+      path: '/data.bin',
+      headers: pd.headers,
+      body: pd.body,
+    }),
+    { ok: true },
+  );
 
   const again = await get(s, '/data.bin', V2);
   t.equal(again.headers['content-encoding'], 'peerdist', 'cached');
@@ -103,8 +132,17 @@ t.test('reverse proxy mode', async (t) => {
     t.equal(r.headers['x-p2p-peerdistex'], undefined);
     t.notMatch(String(r.headers['accept-encoding'] ?? ''), /peerdist/i);
   }
-  t.ok(up.seen.some((r) => r.headers.range === 'bytes=100-199'), 'Range forwarded');
-  t.match(s.server.stats(), { bytesFull: 600_100, fullResponses: 5, peerdistResponses: 2, notModified: 1, makeHashRequests: 1 });
+  t.ok(
+    up.seen.some((r) => r.headers.range === 'bytes=100-199'),
+    'Range forwarded',
+  );
+  t.match(s.server.stats(), {
+    bytesFull: 600_100,
+    fullResponses: 5,
+    peerdistResponses: 2,
+    notModified: 1,
+    makeHashRequests: 1,
+  });
 });
 
 t.test('upstream unreachable gives 502', async (t) => {

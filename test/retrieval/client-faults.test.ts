@@ -11,16 +11,30 @@ const A = await makeContent(65536 + 5000);
 type Tap = Test;
 
 /** A fake peer: `behave` decides what to send for each decoded request. */
-async function fakePeer(t: Tap, behave: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void, onConnection?: () => void) {
+async function fakePeer(
+  t: Tap,
+  behave: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void,
+  onConnection?: () => void,
+) {
   const srv = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => behave(req, res, Buffer.concat(chunks)));
   });
   const sockets = new Set<import('node:net').Socket>();
-  srv.on('connection', (s) => { onConnection?.(); sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  srv.on('connection', (s) => {
+    onConnection?.();
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => { srv.close(() => r()); for (const s of sockets) s.destroy(); }));
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        srv.close(() => r());
+        for (const s of sockets) s.destroy();
+      }),
+  );
   return `127.0.0.1:${(srv.address() as AddressInfo).port}`;
 }
 
@@ -30,17 +44,37 @@ function blkFor(body: Buffer, tweak: (m: Blk) => Blk = (m) => m): Buffer {
   if (req.type !== 'GETBLKS') throw new Error('fake peer expects GETBLKS');
   const index = req.ranges[0]![0];
   const { cipher, iv } = encryptBlock(1, A.seg.kp, blockOf(A, index));
-  return encodeResponse(tweak({ type: 'BLK', cryptoAlgo: 1, segmentId: req.segmentId, blockIndex: index, nextBlockIndex: 0, block: cipher, iv }));
+  return encodeResponse(
+    tweak({
+      type: 'BLK',
+      cryptoAlgo: 1,
+      segmentId: req.segmentId,
+      blockIndex: index,
+      nextBlockIndex: 0,
+      block: cipher,
+      iv,
+    }),
+  );
 }
 
-const send = (res: ServerResponse, b: Buffer) => { res.writeHead(200, { 'Content-Length': b.length }); res.end(b); };
+const send = (res: ServerResponse, b: Buffer) => {
+  res.writeHead(200, { 'Content-Length': b.length });
+  res.end(b);
+};
 const want = (peer: string, index = 1) => ({
-  peer, segmentId: A.seg.segmentId, index, kp: A.seg.kp, expectedLength: blockOf(A, index).length,
+  peer,
+  segmentId: A.seg.segmentId,
+  index,
+  kp: A.seg.kp,
+  expectedLength: blockOf(A, index).length,
   verify: (p: Buffer) => verifyBlock(1, A.seg, index, p),
 });
 
 async function expectCode(t: Tap, p: Promise<unknown>, code: PeerErrorCode, msg: string) {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.ok(err instanceof PeerError, `${msg}: PeerError`);
   t.equal((err as PeerError | undefined)?.code, code, msg);
   return err as PeerError;
@@ -55,10 +89,15 @@ t.test('client accepts a correct AES-128 answer from a fake peer (honours the re
 });
 
 t.test('tampered ciphertext → BAD_BLOCK', async (t) => {
-  const peer = await fakePeer(t, (_q, res, body) => send(res, blkFor(body, (m) => {
-    m.block[100]! ^= 1;
-    return m;
-  })));
+  const peer = await fakePeer(t, (_q, res, body) =>
+    send(
+      res,
+      blkFor(body, (m) => {
+        m.block[100]! ^= 1;
+        return m;
+      }),
+    ),
+  );
   const c = new RetrievalClient();
   t.teardown(() => c.close());
   await expectCode(t, c.getBlock(want(peer)), 'BAD_BLOCK', 'one flipped ciphertext bit');
@@ -70,10 +109,29 @@ t.test('wrong SegmentID, wrong BlockIndex, short block, bad framing, NEGO_RESP �
     ['wrong BlockIndex', (b) => blkFor(b, (m) => ({ ...m, blockIndex: 0 }))],
     ['ciphertext shorter than the block', (b) => blkFor(b, (m) => ({ ...m, block: m.block.subarray(0, 4096) }))],
     ['IV of 8 bytes', (b) => blkFor(b, (m) => ({ ...m, iv: m.iv.subarray(0, 8) }))],
-    ['transport size mismatch', (b) => { const x = blkFor(b); x.writeUInt32BE(7, 0); return x; }],
+    [
+      'transport size mismatch',
+      (b) => {
+        const x = blkFor(b);
+        x.writeUInt32BE(7, 0);
+        return x;
+      },
+    ],
     ['garbage', () => Buffer.from('not a pccrr message')],
-    ['NEGO_RESP', () => encodeResponse({ type: 'NEGO_RESP', min: { major: 1, minor: 0 }, max: { major: 1, minor: 0 } })],
-    ['BLKLIST instead of BLK', (b) => encodeResponse({ type: 'BLKLIST', segmentId: decodeRequest(b).type === 'GETBLKS' ? A.seg.segmentId : A.seg.segmentId, ranges: [], nextBlockIndex: 0 })],
+    [
+      'NEGO_RESP',
+      () => encodeResponse({ type: 'NEGO_RESP', min: { major: 1, minor: 0 }, max: { major: 1, minor: 0 } }),
+    ],
+    [
+      'BLKLIST instead of BLK',
+      (b) =>
+        encodeResponse({
+          type: 'BLKLIST',
+          segmentId: decodeRequest(b).type === 'GETBLKS' ? A.seg.segmentId : A.seg.segmentId,
+          ranges: [],
+          nextBlockIndex: 0,
+        }),
+    ],
   ];
   let which = 0;
   const peer = await fakePeer(t, (_q, res, body) => send(res, cases[which]![1](body)));
@@ -97,7 +155,9 @@ t.test('stalled peer → timeout within the timers', async (t) => {
   const dt = Date.now() - t0;
   t.ok(dt >= 250 && dt < 4000, `gave up after ${dt} ms`);
 
-  const silent = await fakePeer(t, () => { /* never answers */ });
+  const silent = await fakePeer(t, () => {
+    /* never answers */
+  });
   const t1 = Date.now();
   await expectCode(t, c.getBlock(want(silent)), 'PEER_TIMEOUT', 'no headers');
   t.ok(Date.now() - t1 < 4000, 'bounded');
@@ -110,7 +170,15 @@ t.test('oversized response is cut off, HTTP errors, refused connection, abort', 
       res.writeHead(200); // chunked, no length: the client must stop reading past the cap
       const chunk = Buffer.alloc(65536);
       let sent = 0;
-      const pump = () => { while (sent < 2 * MAX_RESPONSE_SIZE && res.write(chunk)) sent += chunk.length; if (sent < 2 * MAX_RESPONSE_SIZE) res.once('drain', () => { sent += chunk.length; pump(); }); else res.end(); };
+      const pump = () => {
+        while (sent < 2 * MAX_RESPONSE_SIZE && res.write(chunk)) sent += chunk.length;
+        if (sent < 2 * MAX_RESPONSE_SIZE)
+          res.once('drain', () => {
+            sent += chunk.length;
+            pump();
+          });
+        else res.end();
+      };
       pump();
     } else if (mode === 'declared') {
       res.writeHead(200, { 'Content-Length': MAX_RESPONSE_SIZE + 5 });
@@ -149,7 +217,12 @@ t.test('oversized response is cut off, HTTP errors, refused connection, abort', 
 
 t.test('client request bytes: the GETBLKS vector for T, AES-128 requested by default', async (t) => {
   const T = Buffer.from(Array.from({ length: 100 }, (_, i) => i));
-  const info = await (await import('../../src/protocol/pccrc/hash.js')).hashStream((async function* () { yield T; })(), { secret: Buffer.from('no more secrets'), version: 1 });
+  const info = await (await import('../../src/protocol/pccrc/hash.js')).hashStream(
+    (async function* () {
+      yield T;
+    })(),
+    { secret: Buffer.from('no more secrets'), version: 1 },
+  );
   const seg = info.segments[0]!;
   const bodies: Buffer[] = [];
   const peer = await fakePeer(t, (q, res, body) => {
@@ -157,26 +230,56 @@ t.test('client request bytes: the GETBLKS vector for T, AES-128 requested by def
     t.equal(q.method, 'POST');
     t.equal(q.url, '/116B50EB-ECE2-41ac-8429-9F9E963361B7/');
     const { cipher, iv } = encryptBlock(2, seg.kp, T);
-    send(res, encodeResponse({ type: 'BLK', cryptoAlgo: 2, segmentId: seg.segmentId, blockIndex: 0, nextBlockIndex: 0, block: cipher, iv }));
+    send(
+      res,
+      encodeResponse({
+        type: 'BLK',
+        cryptoAlgo: 2,
+        segmentId: seg.segmentId,
+        blockIndex: 0,
+        nextBlockIndex: 0,
+        block: cipher,
+        iv,
+      }),
+    );
   });
   const c = new RetrievalClient();
   t.teardown(() => c.close());
-  const r = await c.getBlock({ peer, segmentId: seg.segmentId, index: 0, kp: seg.kp, expectedLength: 100, verify: (p) => verifyBlock(1, seg, 0, p) });
+  const r = await c.getBlock({
+    peer,
+    segmentId: seg.segmentId,
+    index: 0,
+    kp: seg.kp,
+    expectedLength: 100,
+    verify: (p) => verifyBlock(1, seg, 0, p),
+  });
   t.ok(r.data.equals(T), 'AES-192 answer honoured');
-  const vectors = JSON.parse((await import('node:fs')).readFileSync((await import('../helpers/paths.js')).fixture('retrieval', 'vectors.json'), 'utf8')) as Record<string, string>;
+  const vectors = JSON.parse(
+    (await import('node:fs')).readFileSync(
+      (await import('../helpers/paths.js')).fixture('retrieval', 'vectors.json'),
+      'utf8',
+    ),
+  ) as Record<string, string>;
   t.equal(bodies[0]!.toString('hex'), vectors.t_getblks, 'request is the section 6 GETBLKS vector');
-  t.equal(r.bytesOnWire, 68 + 204, "request body + response body (vector-sized)");
+  t.equal(r.bytesOnWire, 68 + 204, 'request body + response body (vector-sized)');
 });
 
 t.test('keep-alive and the per-peer connection cap', async (t) => {
   let connections = 0;
   let inFlight = 0;
   let maxInFlight = 0;
-  const peer = await fakePeer(t, (_q, res, body) => {
-    inFlight++;
-    maxInFlight = Math.max(maxInFlight, inFlight);
-    setTimeout(() => { inFlight--; send(res, blkFor(body)); }, 20);
-  }, () => connections++);
+  const peer = await fakePeer(
+    t,
+    (_q, res, body) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      setTimeout(() => {
+        inFlight--;
+        send(res, blkFor(body));
+      }, 20);
+    },
+    () => connections++,
+  );
   const one = new RetrievalClient({ connections: 1 });
   t.teardown(() => one.close());
   for (let i = 0; i < 5; i++) await one.getBlock(want(peer, i % 2));
@@ -194,18 +297,41 @@ t.test('keep-alive and the per-peer connection cap', async (t) => {
 
 t.test('probation (issue 16.5): a tarpit gets one connection, then is quarantined; other services too', async (t) => {
   let connections = 0;
-  const tarpit = await fakePeer(t, () => { /* accepts, never answers */ }, () => connections++);
+  const tarpit = await fakePeer(
+    t,
+    () => {
+      /* accepts, never answers */
+    },
+    () => connections++,
+  );
   let clock = 1_000_000;
-  const c = new RetrievalClient({ requestTimeoutMs: 5000, firstByteTimeoutMs: 2000, probation: { firstByteTimeoutMs: 300, quarantineMs: 10_000 }, now: () => clock });
+  const c = new RetrievalClient({
+    requestTimeoutMs: 5000,
+    firstByteTimeoutMs: 2000,
+    probation: { firstByteTimeoutMs: 300, quarantineMs: 10_000 },
+    now: () => clock,
+  });
   t.teardown(() => c.close());
   const t0 = Date.now();
-  const all = await Promise.all(Array.from({ length: 20 }, (_, i) => c.getBlock(want(tarpit, i % 2)).then(() => 'ok', (e: PeerError) => e.code)));
+  const all = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      c.getBlock(want(tarpit, i % 2)).then(
+        () => 'ok',
+        (e: PeerError) => e.code,
+      ),
+    ),
+  );
   t.equal(connections, 1, '20 concurrent requests to an unproven address: one connection');
   t.equal(all.filter((x) => x === 'PEER_TIMEOUT').length, 1, 'the probe timed out');
   t.equal(all.filter((x) => x === 'PEER_QUARANTINED').length, 19, 'the others were never sent');
   t.ok(Date.now() - t0 < 2000, `short first-byte timer on probation (${Date.now() - t0} ms)`);
   t.equal(c.usable(tarpit), false, 'quarantined');
-  await expectCode(t, c.getBlockList({ peer: tarpit, segmentId: A.seg.segmentId, ranges: [[0, 2]] }), 'PEER_QUARANTINED', 'block lists too');
+  await expectCode(
+    t,
+    c.getBlockList({ peer: tarpit, segmentId: A.seg.segmentId, ranges: [[0, 2]] }),
+    'PEER_QUARANTINED',
+    'block lists too',
+  );
   t.equal(connections, 1, 'still one connection');
   clock += 10_001;
   t.equal(c.usable(tarpit), true, 'quarantine is for a while');
@@ -216,24 +342,41 @@ t.test('probation (issue 16.5): a tarpit gets one connection, then is quarantine
 
   // An HTTP service that is not a PCCRR peer (an origin, an admin port): one request, then quarantined.
   let posts = 0;
-  const web = await fakePeer(t, (_q, res) => { posts++; res.writeHead(404, { 'Content-Length': 0 }).end(); });
+  const web = await fakePeer(t, (_q, res) => {
+    posts++;
+    res.writeHead(404, { 'Content-Length': 0 }).end();
+  });
   await expectCode(t, c.getBlock(want(web)), 'PEER_HTTP', 'HTTP 404');
   await expectCode(t, c.getBlock(want(web)), 'PEER_QUARANTINED', 'not asked again');
   t.equal(posts, 1, 'one POST to the other service');
 
   // HTTP 400 to MSG_GETBLKLIST (python-peerdist) is not held against a peer; a good answer proves it.
   const limited = await fakePeer(t, (_q, res, body) => {
-    if (decodeRequest(body).type !== 'GETBLKS') { res.writeHead(400, { 'Content-Length': 0 }).end(); return; }
+    if (decodeRequest(body).type !== 'GETBLKS') {
+      res.writeHead(400, { 'Content-Length': 0 }).end();
+      return;
+    }
     send(res, blkFor(body));
   });
-  await expectCode(t, c.getBlockList({ peer: limited, segmentId: A.seg.segmentId, ranges: [[0, 2]] }), 'PEER_HTTP', 'block list refused');
+  await expectCode(
+    t,
+    c.getBlockList({ peer: limited, segmentId: A.seg.segmentId, ranges: [[0, 2]] }),
+    'PEER_HTTP',
+    'block list refused',
+  );
   t.ok(c.usable(limited), 'not quarantined for that');
   t.ok((await c.getBlock(want(limited))).data.equals(blockOf(A, 1)), 'blocks from it');
   t.ok(c.proven(limited), 'proven');
 
   // A proven peer that fails later is not quarantined (the engine's backoff handles it).
   let fail = false;
-  const good = await fakePeer(t, (_q, res, body) => { if (fail) { res.writeHead(500, { 'Content-Length': 0 }).end(); return; } send(res, blkFor(body)); });
+  const good = await fakePeer(t, (_q, res, body) => {
+    if (fail) {
+      res.writeHead(500, { 'Content-Length': 0 }).end();
+      return;
+    }
+    send(res, blkFor(body));
+  });
   await c.getBlock(want(good));
   fail = true;
   await expectCode(t, c.getBlock(want(good)), 'PEER_HTTP', 'HTTP 500');

@@ -35,7 +35,11 @@ const agent = new Agent({ connections: 4 });
 t.teardown(() => agent.close());
 
 const want = (c: Content, index: number, peer: string) => ({
-  peer, segmentId: c.seg.segmentId, index, kp: c.seg.kp, expectedLength: blockOf(c, index).length,
+  peer,
+  segmentId: c.seg.segmentId,
+  index,
+  kp: c.seg.kp,
+  expectedLength: blockOf(c, index).length,
   verify: (p: Buffer) => verifyBlock(c.info.version, c.seg, index, p),
 });
 
@@ -44,16 +48,22 @@ t.test('server: block responses wait for the cap; too long a queue is answered b
   const sleeps: number[] = [];
   const bucket = new TokenBucket({ rate: 65536, burst: 70_000, now: () => now });
   const server = createRetrievalServer({
-    source: new MemorySource().add(A), bucket, maxThrottleWaitMs: 1500,
+    source: new MemorySource().add(A),
+    bucket,
+    maxThrottleWaitMs: 1500,
     // The fake sleep advances the fake clock, so the bucket sees the time pass.
-    sleep: async (ms) => { sleeps.push(ms); now += ms; },
+    sleep: async (ms) => {
+      sleeps.push(ms);
+      now += ms;
+    },
   });
   const { host, port } = await server.listen();
   t.teardown(() => server.close());
   const peer = `${host}:${port}`;
   const c = new RetrievalClient({});
   t.teardown(() => c.close());
-  for (const i of [0, 1, 2]) t.ok((await c.getBlock(want(A, i, peer))).data.equals(blockOf(A, i)), `block ${i} served intact`);
+  for (const i of [0, 1, 2])
+    t.ok((await c.getBlock(want(A, i, peer))).data.equals(blockOf(A, i)), `block ${i} served intact`);
   t.equal(sleeps.length, 2, 'the first response fit the burst; the next two waited');
   for (const ms of sleeps) t.ok(ms > 900 && ms < 1100, `waited ${ms} ms for a 64 KiB block at 64 KiB/s`);
   const st = server.stats();
@@ -61,11 +71,21 @@ t.test('server: block responses wait for the cap; too long a queue is answered b
   t.equal(st.throttledMs, sleeps[0]! + sleeps[1]!);
   // Now put the bucket deep in debt: the wait exceeds 1500 ms, so the answer is an empty block.
   bucket.reserve(200_000);
-  await t.rejects(c.getBlock(want(A, 3, peer)), { code: 'PEER_NOT_AVAILABLE' }, 'a request that would wait too long is answered busy');
+  await t.rejects(
+    c.getBlock(want(A, 3, peer)),
+    { code: 'PEER_NOT_AVAILABLE' },
+    'a request that would wait too long is answered busy',
+  );
   t.equal(server.stats().busyRateLimited, 1);
   t.equal(server.stats().blocksServed, 3);
   // Block lists are never throttled.
-  const bl = decodeResponse((await raw(agent, `http://${peer}`, { body: encodeRequest({ type: 'GETBLKLIST', segmentId: A.seg.segmentId, ranges: [[0, 4]] }) })).body);
+  const bl = decodeResponse(
+    (
+      await raw(agent, `http://${peer}`, {
+        body: encodeRequest({ type: 'GETBLKLIST', segmentId: A.seg.segmentId, ranges: [[0, 4]] }),
+      })
+    ).body,
+  );
   t.same(bl.type === 'BLKLIST' && bl.ranges, [[0, 4]], 'block list answered at once');
 });
 
@@ -79,7 +99,13 @@ t.test('server: notServing answers every request busy (on battery)', async (t) =
   const c = new RetrievalClient({});
   t.teardown(() => c.close());
   await t.rejects(c.getBlock(want(A, 0, peer)), { code: 'PEER_NOT_AVAILABLE' });
-  const bl = decodeResponse((await raw(agent, `http://${peer}`, { body: encodeRequest({ type: 'GETBLKLIST', segmentId: A.seg.segmentId, ranges: [[0, 4]] }) })).body);
+  const bl = decodeResponse(
+    (
+      await raw(agent, `http://${peer}`, {
+        body: encodeRequest({ type: 'GETBLKLIST', segmentId: A.seg.segmentId, ranges: [[0, 4]] }),
+      })
+    ).body,
+  );
   t.same(bl.type === 'BLKLIST' && bl.ranges, [], 'no block list either');
   t.equal(source.reads, 0, 'the store was not read');
   t.equal(server.stats().notServing, 2);
@@ -92,12 +118,19 @@ t.test('server: connections beyond maxConnections are closed', async (t) => {
   const { host, port } = await server.listen();
   t.teardown(() => server.close());
   const { connect } = await import('node:net');
-  const open = (): Promise<import('node:net').Socket> => new Promise((res, rej) => { const s = connect(port, host, () => res(s)); s.on('error', rej); });
+  const open = (): Promise<import('node:net').Socket> =>
+    new Promise((res, rej) => {
+      const s = connect(port, host, () => res(s));
+      s.on('error', rej);
+    });
   const a = await open();
   t.teardown(() => a.destroy());
   for (let i = 0; i < 100 && server.stats().connections < 1; i++) await new Promise((r) => setTimeout(r, 10));
   const b = await open();
-  const closed = await new Promise<boolean>((res) => { b.once('close', () => res(true)); setTimeout(() => res(false), 3000); });
+  const closed = await new Promise<boolean>((res) => {
+    b.once('close', () => res(true));
+    setTimeout(() => res(false), 3000);
+  });
   t.ok(closed, 'the second connection was closed by the server');
   t.equal(server.stats().connectionsDropped, 1);
   t.equal(server.stats().connections, 1);

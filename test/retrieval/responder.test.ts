@@ -11,19 +11,33 @@ const T = Buffer.from(Array.from({ length: 100 }, (_, i) => i));
 const IV = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex');
 
 async function contentOf(data: Buffer, version: 1 | 2): Promise<Content> {
-  const info = await hashStream((async function* () { yield data; })(), { secret: Buffer.from('no more secrets'), version, chunking: 'fixed' });
+  const info = await hashStream(
+    (async function* () {
+      yield data;
+    })(),
+    { secret: Buffer.from('no more secrets'), version, chunking: 'fixed' },
+  );
   return { data, info, seg: info.segments[0]! };
 }
 const T1 = await contentOf(T, 1);
 const T2 = await contentOf(T, 2);
 
 t.test('the served MSG_BLK for T is byte-identical to the section 6 vectors (fixed IV)', async (t) => {
-  t.equal(T1.seg.segmentId.toString('hex'), V.t_v1_segment_id, 'our content information reproduces the vector segment ID');
+  t.equal(
+    T1.seg.segmentId.toString('hex'),
+    V.t_v1_segment_id,
+    'our content information reproduces the vector segment ID',
+  );
   t.equal(T2.seg.segmentId.toString('hex'), V.t_v2_segment_id);
   const source = new MemorySource().add(T1).add(T2);
   const deps = (cryptoAlgo: 1 | 2 | 3): ResponderDeps => ({ source, cryptoAlgo, busy: false, randomIv: () => IV });
-  const req = (id: Buffer, algo: 0 | 1 = 1) => encodeRequest({ type: 'GETBLKS', cryptoAlgo: algo, segmentId: id, ranges: [[0, 1]] });
-  for (const [algo, key] of [[1, 't_blk_aes128'], [2, 't_blk_aes192'], [3, 't_blk_aes256']] as const) {
+  const req = (id: Buffer, algo: 0 | 1 = 1) =>
+    encodeRequest({ type: 'GETBLKS', cryptoAlgo: algo, segmentId: id, ranges: [[0, 1]] });
+  for (const [algo, key] of [
+    [1, 't_blk_aes128'],
+    [2, 't_blk_aes192'],
+    [3, 't_blk_aes256'],
+  ] as const) {
     const r = await respond(req(T1.seg.segmentId, 0), deps(algo));
     t.ok(r.ok);
     if (r.ok) {
@@ -53,16 +67,26 @@ t.test('busy: empty answers and no store access', async (t) => {
 
 t.test('version handling and malformed input', async (t) => {
   const deps: ResponderDeps = { source: new MemorySource().add(T1), cryptoAlgo: 3, busy: false };
-  const nego = await respond(encodeRequest({ type: 'NEGO_REQ', min: { major: 1, minor: 0 }, max: { major: 5, minor: 0 } }), deps);
+  const nego = await respond(
+    encodeRequest({ type: 'NEGO_REQ', min: { major: 1, minor: 0 }, max: { major: 5, minor: 0 } }),
+    deps,
+  );
   const n = nego.ok ? decodeResponse(nego.body) : undefined;
-  t.same(n?.type === 'NEGO_RESP' && [n.min, n.max], [{ major: 1, minor: 0 }, { major: 2, minor: 0 }]);
+  t.same(n?.type === 'NEGO_RESP' && [n.min, n.max], [
+    { major: 1, minor: 0 },
+    { major: 2, minor: 0 },
+  ]);
   for (const major of [0, 3, 0xffff]) {
     const b = encodeRequest({ type: 'GETBLKS', segmentId: T1.seg.segmentId, ranges: [[0, 1]] });
     b.writeUInt32BE(protVerToU32({ major, minor: 7 }), 0);
     b.writeUInt32BE(99, 4); // an unknown type in an unknown version is still answered with our range
     const r = await respond(b, deps);
     t.equal(r.ok && r.outcome, 'version', `major ${major}`);
-    t.equal(r.ok && r.body.toString('hex'), '000000180000000100000001000000180000000000000001' + '00000002', 'NEGO_RESP 1.0..2.0 bytes');
+    t.equal(
+      r.ok && r.body.toString('hex'),
+      '000000180000000100000001000000180000000000000001' + '00000002',
+      'NEGO_RESP 1.0..2.0 bytes',
+    );
   }
   const bad = encodeRequest({ type: 'GETBLKS', segmentId: T1.seg.segmentId, ranges: [[0, 1]] });
   bad.writeUInt32BE(protVerToU32({ major: 3, minor: 0 }), 0);
@@ -83,13 +107,29 @@ t.test('mutated requests never throw: every answer is a response or a named pars
   const deps: ResponderDeps = { source, cryptoAlgo: 3, busy: false, randomIv: () => IV };
   const seeds = [
     encodeRequest({ type: 'GETBLKS', cryptoAlgo: 1, segmentId: T1.seg.segmentId, ranges: [[0, 1]] }),
-    encodeRequest({ type: 'GETBLKLIST', segmentId: T1.seg.segmentId, ranges: [[0, 1], [3, 4]] }),
-    encodeRequest({ type: 'GETSEGLIST', requestId: Buffer.alloc(16), segmentIds: [T1.seg.segmentId, T2.seg.segmentId] }),
+    encodeRequest({
+      type: 'GETBLKLIST',
+      segmentId: T1.seg.segmentId,
+      ranges: [
+        [0, 1],
+        [3, 4],
+      ],
+    }),
+    encodeRequest({
+      type: 'GETSEGLIST',
+      requestId: Buffer.alloc(16),
+      segmentIds: [T1.seg.segmentId, T2.seg.segmentId],
+    }),
     encodeRequest({ type: 'NEGO_REQ', min: { major: 1, minor: 0 }, max: { major: 2, minor: 0 } }),
   ];
   // deterministic PRNG so a failure is reproducible
   let x = 0x12345678;
-  const rnd = (n: number) => { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; return (x >>> 0) % n; };
+  const rnd = (n: number) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
   const seen = { ok: 0, bad: 0 };
   for (let i = 0; i < 3000; i++) {
     const b = Buffer.from(seeds[i % seeds.length]!);

@@ -29,7 +29,11 @@ function client(t: Tap, opts: ConstructorParameters<typeof RetrievalClient>[0] =
 }
 
 const want = (c: Content, index: number, peer: string) => ({
-  peer, segmentId: c.seg.segmentId, index, kp: c.seg.kp, expectedLength: blockOf(c, index).length,
+  peer,
+  segmentId: c.seg.segmentId,
+  index,
+  kp: c.seg.kp,
+  expectedLength: blockOf(c, index).length,
   verify: (p: Buffer) => verifyBlock(c.info.version, c.seg, index, p),
 });
 
@@ -75,7 +79,10 @@ t.test('server never sends plaintext, even when asked for algorithm 0; random IV
     t.equal(status, 200);
     t.equal(body.readUInt32BE(4 + 12), 3, `asked ${algo}: CryptoAlgoId on the wire is 3 (AES-256)`);
     const m = decodeResponse(body);
-    if (m.type !== 'BLK') { t.fail('not BLK'); continue; }
+    if (m.type !== 'BLK') {
+      t.fail('not BLK');
+      continue;
+    }
     t.equal(m.iv.length, 16);
     t.equal(m.block.length, 1008, '1000 bytes + PKCS#7 padding');
     t.equal(body.indexOf(blockOf(A, 2).subarray(0, 64)), -1, 'plaintext does not appear on the wire');
@@ -92,7 +99,9 @@ t.test('missing block and unknown segment → empty MSG_BLK echoing the request'
   await rejects(t, c.getBlock(want(A, 1, peer)), 'PEER_NOT_AVAILABLE', 'missing block');
   await rejects(t, c.getBlock(want(B, 0, peer)), 'PEER_NOT_AVAILABLE', 'unknown segment');
   await rejects(t, c.getBlock({ ...want(A, 2, peer), index: 7 }), 'PEER_NOT_AVAILABLE', 'index past the end');
-  const { body } = await raw(agent, base, { body: encodeRequest({ type: 'GETBLKS', cryptoAlgo: 1, segmentId: B.seg.segmentId, ranges: [[5, 1]] }) });
+  const { body } = await raw(agent, base, {
+    body: encodeRequest({ type: 'GETBLKS', cryptoAlgo: 1, segmentId: B.seg.segmentId, ranges: [[5, 1]] }),
+  });
   const m = decodeResponse(body);
   t.equal(m.type, 'BLK');
   if (m.type === 'BLK') {
@@ -110,12 +119,43 @@ t.test('missing block and unknown segment → empty MSG_BLK echoing the request'
 t.test('GETBLKLIST answers the intersection with held blocks; GETSEGLIST lists held segments', async (t) => {
   const { base, peer } = await start(t, new MemorySource().add(A, [0, 2]).add(V2));
   const c = client(t);
-  t.same(await c.getBlockList({ peer, segmentId: A.seg.segmentId, ranges: [[0, 3]] }), { ranges: [[0, 1], [2, 1]], nextBlockIndex: 0 });
-  t.same(await c.getBlockList({ peer, segmentId: A.seg.segmentId, ranges: [[0, 1]] }), { ranges: [[0, 1]], nextBlockIndex: 2 });
-  t.same(await c.getBlockList({ peer, segmentId: A.seg.segmentId, ranges: [[1, 1], [3, 10]] }), { ranges: [], nextBlockIndex: 0 }, 'nothing held after the last requested range');
-  t.same(await c.getBlockList({ peer, segmentId: A.seg.segmentId, ranges: [[1, 1]] }), { ranges: [], nextBlockIndex: 2 }, 'next held after the request');
-  t.same(await c.getBlockList({ peer, segmentId: B.seg.segmentId, ranges: [[0, 2]] }), { ranges: [], nextBlockIndex: 0 });
-  const req = encodeRequest({ type: 'GETSEGLIST', requestId: Buffer.alloc(16, 9), segmentIds: [B.seg.segmentId, A.seg.segmentId, V2.seg.segmentId] });
+  t.same(await c.getBlockList({ peer, segmentId: A.seg.segmentId, ranges: [[0, 3]] }), {
+    ranges: [
+      [0, 1],
+      [2, 1],
+    ],
+    nextBlockIndex: 0,
+  });
+  t.same(await c.getBlockList({ peer, segmentId: A.seg.segmentId, ranges: [[0, 1]] }), {
+    ranges: [[0, 1]],
+    nextBlockIndex: 2,
+  });
+  t.same(
+    await c.getBlockList({
+      peer,
+      segmentId: A.seg.segmentId,
+      ranges: [
+        [1, 1],
+        [3, 10],
+      ],
+    }),
+    { ranges: [], nextBlockIndex: 0 },
+    'nothing held after the last requested range',
+  );
+  t.same(
+    await c.getBlockList({ peer, segmentId: A.seg.segmentId, ranges: [[1, 1]] }),
+    { ranges: [], nextBlockIndex: 2 },
+    'next held after the request',
+  );
+  t.same(await c.getBlockList({ peer, segmentId: B.seg.segmentId, ranges: [[0, 2]] }), {
+    ranges: [],
+    nextBlockIndex: 0,
+  });
+  const req = encodeRequest({
+    type: 'GETSEGLIST',
+    requestId: Buffer.alloc(16, 9),
+    segmentIds: [B.seg.segmentId, A.seg.segmentId, V2.seg.segmentId],
+  });
   const m = decodeResponse((await raw(agent, base, { body: req })).body);
   t.equal(m.type, 'SEGLIST');
   if (m.type === 'SEGLIST') {
@@ -126,7 +166,15 @@ t.test('GETBLKLIST answers the intersection with held blocks; GETSEGLIST lists h
 
 t.test('GETBLKS naming several blocks serves only the lowest index', async (t) => {
   const { base } = await start(t, new MemorySource().add(A));
-  const req = encodeRequest({ type: 'GETBLKS', cryptoAlgo: 1, segmentId: A.seg.segmentId, ranges: [[2, 1], [1, 2]] });
+  const req = encodeRequest({
+    type: 'GETBLKS',
+    cryptoAlgo: 1,
+    segmentId: A.seg.segmentId,
+    ranges: [
+      [2, 1],
+      [1, 2],
+    ],
+  });
   const m = decodeResponse((await raw(agent, base, { body: req })).body);
   t.equal(m.type, 'BLK');
   if (m.type === 'BLK') {
@@ -148,7 +196,13 @@ t.test('at the concurrency cap requests get empty responses', async (t) => {
   for (let i = 0; i < 500 && source.reads === 0; i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(source.reads, 1, 'first request is inside readBlock');
   await rejects(t, c.getBlock(want(A, 1, peer)), 'PEER_NOT_AVAILABLE', 'second request while at the cap');
-  const bl = decodeResponse((await raw(agent, base, { body: encodeRequest({ type: 'GETBLKLIST', segmentId: A.seg.segmentId, ranges: [[0, 3]] }) })).body);
+  const bl = decodeResponse(
+    (
+      await raw(agent, base, {
+        body: encodeRequest({ type: 'GETBLKLIST', segmentId: A.seg.segmentId, ranges: [[0, 3]] }),
+      })
+    ).body,
+  );
   t.same(bl.type === 'BLKLIST' && bl.ranges, [], 'empty BLKLIST at the cap');
   t.equal(server.stats().busy, 2);
   t.equal(source.reads, 1, 'busy requests never touch the store');
@@ -162,8 +216,16 @@ t.test('HTTP errors: 404 path, 405 method, 413 oversized, 411 no length, 400 gar
   const { server, base, peer } = await start(t, new MemorySource().add(A));
   const good = encodeRequest({ type: 'GETBLKS', segmentId: A.seg.segmentId, ranges: [[0, 1]] });
   t.equal((await raw(agent, base, { path: '/other/', body: good })).status, 404);
-  t.equal((await raw(agent, base, { path: '/116B50EB-ECE2-41ac-8429-9F9E963361B7', body: good })).status, 404, 'trailing slash required');
-  t.equal((await raw(agent, base, { path: '/116b50eb-ece2-41AC-8429-9f9e963361b7/', body: good })).status, 200, 'path is case-insensitive');
+  t.equal(
+    (await raw(agent, base, { path: '/116B50EB-ECE2-41ac-8429-9F9E963361B7', body: good })).status,
+    404,
+    'trailing slash required',
+  );
+  t.equal(
+    (await raw(agent, base, { path: '/116b50eb-ece2-41AC-8429-9f9e963361b7/', body: good })).status,
+    200,
+    'path is case-insensitive',
+  );
   t.equal((await raw(agent, base, { method: 'GET' })).status, 405);
   t.equal((await raw(agent, base, { body: Buffer.alloc(98_305) })).status, 413);
   t.equal((await raw(agent, base, { body: Buffer.from('hello, this is not pccrr at all') })).status, 400);
@@ -171,14 +233,21 @@ t.test('HTTP errors: 404 path, 405 method, 413 oversized, 411 no length, 400 gar
   const asResponse = encodeMessage({ type: 'NEGO_RESP', min: { major: 1, minor: 0 }, max: { major: 1, minor: 0 } });
   t.equal((await raw(agent, base, { body: asResponse })).status, 400, 'a response type is not a request');
   // chunked body without Content-Length → 411
-  async function* chunks() { yield good; }
+  async function* chunks() {
+    yield good;
+  }
   t.equal((await raw(agent, base, { body: chunks() as unknown as Buffer })).status, 411);
   const s = server.stats();
   t.same(s.byStatus, { 200: 1, 400: 3, 404: 2, 405: 1, 411: 1, 413: 1 });
   t.equal(s.malformed, 3);
   t.equal(s.requests, 9);
   // the client maps a 4xx to 'PEER_HTTP'
-  const e = await rejects(t, client(t).getBlock({ ...want(A, 0, peer), segmentId: Buffer.alloc(0) }), 'PEER_HTTP', 'a request the server rejects (empty SegmentID)');
+  const e = await rejects(
+    t,
+    client(t).getBlock({ ...want(A, 0, peer), segmentId: Buffer.alloc(0) }),
+    'PEER_HTTP',
+    'a request the server rejects (empty SegmentID)',
+  );
   t.match(e?.message, /HTTP 400/);
 });
 
@@ -206,17 +275,28 @@ async function rawSocket(t: Test, base: string) {
   sock.on('error', () => undefined);
   await new Promise((r) => sock.once('connect', r));
   let closedAt = 0;
-  const closedP = new Promise<void>((r) => sock.once('close', () => { closedAt = Date.now(); r(); }));
+  const closedP = new Promise<void>((r) =>
+    sock.once('close', () => {
+      closedAt = Date.now();
+      r();
+    }),
+  );
   const closed = async (ms: number): Promise<number> => {
     const t0 = Date.now();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([closedP, new Promise<void>((r) => { timer = setTimeout(r, ms); })]);
+    await Promise.race([
+      closedP,
+      new Promise<void>((r) => {
+        timer = setTimeout(r, ms);
+      }),
+    ]);
     clearTimeout(timer);
     return closedAt ? closedAt - t0 : -1;
   };
   return { sock, closed };
 }
-const head = (n: number) => `POST /116B50EB-ECE2-41ac-8429-9F9E963361B7/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${n}\r\n\r\n`;
+const head = (n: number) =>
+  `POST /116B50EB-ECE2-41ac-8429-9F9E963361B7/ HTTP/1.1\r\nHost: x\r\nContent-Length: ${n}\r\n\r\n`;
 
 t.test('upload timer cuts off a client that stalls sending', async (t) => {
   const { server, base } = await start(t, new MemorySource().add(A), { uploadTimeoutMs: 200 });
@@ -239,7 +319,9 @@ t.test('a client that stops reading is cut off by the upload timer', async (t) =
   sock.write(Buffer.concat(Array.from({ length: 200 }, () => one)));
   await new Promise((r) => setTimeout(r, 1500));
   let got = 0;
-  sock.on('data', (d: Buffer) => { got += d.length; });
+  sock.on('data', (d: Buffer) => {
+    got += d.length;
+  });
   sock.resume();
   t.ok((await closed(5000)) >= 0, 'connection was closed by the server');
   t.ok(got < 200 * 65_536, `only ${got} bytes of ${200 * 65_632} delivered`);
@@ -259,7 +341,13 @@ t.test('handler mounts in another node:http server; options are validated', asyn
   const rr = createRetrievalServer({ source: new MemorySource().add(A) });
   const outer = createServer(rr.handler);
   await new Promise<void>((r) => outer.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => { outer.closeAllConnections(); outer.close(() => r()); }));
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        outer.closeAllConnections();
+        outer.close(() => r());
+      }),
+  );
   const port = (outer.address() as import('node:net').AddressInfo).port;
   const r = await client(t).getBlock(want(A, 2, `127.0.0.1:${port}`));
   t.ok(r.data.equals(blockOf(A, 2)));

@@ -2,16 +2,31 @@
 import { randomBytes } from 'node:crypto';
 import { type Agent, request } from 'undici';
 import { hashStream } from '../../src/protocol/pccrc/hash.js';
-import { blockCount, blockRange, verifyBlock, type ContentInfo, type SegmentInfo } from '../../src/protocol/pccrc/types.js';
+import {
+  blockCount,
+  blockRange,
+  verifyBlock,
+  type ContentInfo,
+  type SegmentInfo,
+} from '../../src/protocol/pccrc/types.js';
 import type { BlockSource } from '../../src/retrieval/server.js';
 import { PCCRR_PATH } from '../../src/protocol/pccrr/codec.js';
 
-export interface Content { data: Buffer; info: ContentInfo; seg: SegmentInfo }
+export interface Content {
+  data: Buffer;
+  info: ContentInfo;
+  seg: SegmentInfo;
+}
 
 /** Random content of `length` bytes hashed into real content information (one segment). */
 export async function makeContent(length: number, version: 1 | 2 = 1): Promise<Content> {
   const data = randomBytes(length);
-  const info = await hashStream((async function* () { yield data; })(), { secret: Buffer.from('no more secrets'), version, chunking: 'fixed' });
+  const info = await hashStream(
+    (async function* () {
+      yield data;
+    })(),
+    { secret: Buffer.from('no more secrets'), version, chunking: 'fixed' },
+  );
   return { data, info, seg: info.segments[0]! };
 }
 
@@ -53,12 +68,18 @@ export class MemorySource implements BlockSource {
 
 export function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
-  const promise = new Promise<void>((r) => { resolve = r; });
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
   return { promise, resolve };
 }
 
 /** One raw HTTP exchange; returns status and the whole body. */
-export async function raw(agent: Agent, base: string, opts: { method?: string; path?: string; body?: Buffer; headers?: Record<string, string> } = {}) {
+export async function raw(
+  agent: Agent,
+  base: string,
+  opts: { method?: string; path?: string; body?: Buffer; headers?: Record<string, string> } = {},
+) {
   const res = await request(base + (opts.path ?? PCCRR_PATH), {
     dispatcher: agent,
     method: (opts.method ?? 'POST') as 'POST',

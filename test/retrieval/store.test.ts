@@ -26,16 +26,27 @@ t.test('BlockStore as BlockSource: served blocks decrypt and verify; absent ones
   const client = new RetrievalClient();
   t.teardown(() => client.close());
   const peer = `${host}:${port}`;
-  const ask = (index: number) => client.getBlock({
-    peer, segmentId: c.seg.segmentId, index, kp: c.seg.kp, expectedLength: blockOf(c, index).length,
-    verify: (p) => verifyBlock(1, c.seg, index, p),
-  });
+  const ask = (index: number) =>
+    client.getBlock({
+      peer,
+      segmentId: c.seg.segmentId,
+      index,
+      kp: c.seg.kp,
+      expectedLength: blockOf(c, index).length,
+      verify: (p) => verifyBlock(1, c.seg, index, p),
+    });
   const r0 = await ask(0);
   t.ok(r0.data.equals(blockOf(c, 0)));
   t.equal(r0.nextBlockIndex, 2, 'next held block skips the missing one');
   t.ok((await ask(2)).data.equals(blockOf(c, 2)));
   await t.rejects(ask(1), { code: 'PEER_NOT_AVAILABLE' });
-  t.same(await client.getBlockList({ peer, segmentId: c.seg.segmentId, ranges: [[0, 3]] }), { ranges: [[0, 1], [2, 1]], nextBlockIndex: 0 });
+  t.same(await client.getBlockList({ peer, segmentId: c.seg.segmentId, ranges: [[0, 3]] }), {
+    ranges: [
+      [0, 1],
+      [2, 1],
+    ],
+    nextBlockIndex: 0,
+  });
   t.equal(store.stats().hitsPeer, 2, 'reads were counted as peer hits');
   t.equal(server.stats().blocksServed, 2);
 });

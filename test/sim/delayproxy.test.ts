@@ -6,10 +6,17 @@ import { startDelayProxy } from '../../testkit/sim/delayproxy.js';
 
 async function echoServer(t: Test) {
   const sockets = new Set<Socket>();
-  const s = createServer((c) => { sockets.add(c); c.on('close', () => sockets.delete(c)); c.pipe(c); });
+  const s = createServer((c) => {
+    sockets.add(c);
+    c.on('close', () => sockets.delete(c));
+    c.pipe(c);
+  });
   s.listen(0, '127.0.0.1');
   await once(s, 'listening');
-  t.teardown(() => { for (const c of sockets) c.destroy(); s.close(); });
+  t.teardown(() => {
+    for (const c of sockets) c.destroy();
+    s.close();
+  });
   return (s.address() as { port: number }).port;
 }
 
@@ -22,7 +29,7 @@ t.test('a round trip through the proxy takes at least twice the one-way delay', 
   await once(c, 'connect');
   const started = performance.now();
   c.write('ping');
-  const [data] = await once(c, 'data') as [Buffer];
+  const [data] = (await once(c, 'data')) as [Buffer];
   const rtt = performance.now() - started;
   t.equal(data.toString(), 'ping');
   t.ok(rtt >= 235, `round trip ${rtt.toFixed(0)} ms >= 2 x 120 ms`);
@@ -33,14 +40,24 @@ t.test('a round trip through the proxy takes at least twice the one-way delay', 
 
 t.test('a bulk transfer arrives intact and in order, and the half-close is forwarded', async (t) => {
   const port = await echoServer(t);
-  const p = await startDelayProxy({ listenHost: '127.0.0.1', targetHost: '127.0.0.1', targetPort: port, delayMs: 20, highWaterBytes: 256 * 1024 });
+  const p = await startDelayProxy({
+    listenHost: '127.0.0.1',
+    targetHost: '127.0.0.1',
+    targetPort: port,
+    delayMs: 20,
+    highWaterBytes: 256 * 1024,
+  });
   t.teardown(() => p.close());
   const payload = randomBytes(6 * 1024 * 1024 + 17);
   const c = connect(p.port, '127.0.0.1');
   t.teardown(() => c.destroy());
   const h = createHash('sha256');
   let n = 0;
-  c.on('data', (d: Buffer) => { h.update(d); n += d.length; if (n === payload.length) c.end(); });
+  c.on('data', (d: Buffer) => {
+    h.update(d);
+    n += d.length;
+    if (n === payload.length) c.end();
+  });
   c.write(payload);
   await once(c, 'close');
   t.equal(n, payload.length, 'every byte echoed back');
@@ -50,10 +67,18 @@ t.test('a bulk transfer arrives intact and in order, and the half-close is forwa
 });
 
 t.test('a connection to a dead target is closed, the proxy keeps serving', async (t) => {
-  const s = createServer(); s.listen(0, '127.0.0.1'); await once(s, 'listening');
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
   const deadPort = (s.address() as { port: number }).port;
-  s.close(); await once(s, 'close');
-  const p = await startDelayProxy({ listenHost: '127.0.0.1', targetHost: '127.0.0.1', targetPort: deadPort, delayMs: 5 });
+  s.close();
+  await once(s, 'close');
+  const p = await startDelayProxy({
+    listenHost: '127.0.0.1',
+    targetHost: '127.0.0.1',
+    targetPort: deadPort,
+    delayMs: 5,
+  });
   t.teardown(() => p.close());
   const c = connect(p.port, '127.0.0.1');
   c.on('error', () => {});

@@ -14,14 +14,18 @@ const support = await netnsSupport();
 
 async function cluster(t: Test, clients: number, size: number, extra: Partial<ClusterOptions> = {}) {
   const c = await Cluster.create({
-    network: await NetnsNetwork.create(), clients, wan: { rateBps: 40e6, delayMs: 10 },
-    files: [{ name: 'f.bin', size }], ...extra,
+    network: await NetnsNetwork.create(),
+    clients,
+    wan: { rateBps: 40e6, delayMs: 10 },
+    files: [{ name: 'f.bin', size }],
+    ...extra,
   });
   t.teardown(() => c.close());
   return c;
 }
 
-const describe = (d: SimDownload) => `client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache} peerdist=${d.peerdist}`;
+const describe = (d: SimDownload) =>
+  `client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache} peerdist=${d.peerdist}`;
 
 function checkAll(t: Test, ds: SimDownload[], size: number) {
   for (const d of ds) {
@@ -48,25 +52,34 @@ if (!support.ok) {
     t.equal(r.origin.makeHashRequests, 0, 'no client was told to come back later');
   });
 
-  t.test('peerdist serve --upstream in front of a server without Range or validators: two clients, the file crosses the WAN once', async (t) => {
-    const size = 8 * MiB + 777;
-    const c = await cluster(t, 2, size, { upstreamPlain: true, publish: false });
-    await c.startDaemons();
-    const r = await runDownloads(c, 'f.bin', { mode: 'sequential', clients: [1, 2] });
-    for (const d of r.downloads) t.comment(describe(d));
-    checkAll(t, r.downloads, size);
-    t.ok(r.downloads[0]!.peerdist, 'the first client got content information');
-    t.equal(r.downloads[1]!.fromOrigin, 0, 'the second client took nothing from the origin');
-    const blocks = originBlockBytes(r.origin);
-    t.equal(blocks, r.downloads[0]!.fromOrigin + r.downloads[1]!.fromOrigin, 'origin counters agree with the clients');
-    t.ok(blocks <= size * 1.05, `origin sent ${(blocks / size).toFixed(3)} x the file (at most 1.05)`);
-    t.ok((r.origin.storeResponses ?? 0) > 0, 'missing-data ranges were answered from the entity store');
-  });
+  t.test(
+    'peerdist serve --upstream in front of a server without Range or validators: two clients, the file crosses the WAN once',
+    async (t) => {
+      const size = 8 * MiB + 777;
+      const c = await cluster(t, 2, size, { upstreamPlain: true, publish: false });
+      await c.startDaemons();
+      const r = await runDownloads(c, 'f.bin', { mode: 'sequential', clients: [1, 2] });
+      for (const d of r.downloads) t.comment(describe(d));
+      checkAll(t, r.downloads, size);
+      t.ok(r.downloads[0]!.peerdist, 'the first client got content information');
+      t.equal(r.downloads[1]!.fromOrigin, 0, 'the second client took nothing from the origin');
+      const blocks = originBlockBytes(r.origin);
+      t.equal(
+        blocks,
+        r.downloads[0]!.fromOrigin + r.downloads[1]!.fromOrigin,
+        'origin counters agree with the clients',
+      );
+      t.ok(blocks <= size * 1.05, `origin sent ${(blocks / size).toFixed(3)} x the file (at most 1.05)`);
+      t.ok((r.origin.storeResponses ?? 0) > 0, 'missing-data ranges were answered from the entity store');
+    },
+  );
 
   t.test('IPv6 discovery (--ipv6): blocks come from a peer found over ff02::c only', async (t) => {
     const size = 4 * MiB + 99;
     const c = await Cluster.create({
-      network: await NetnsNetwork.create({ ipv6: true }), clients: 3, wan: { rateBps: 40e6, delayMs: 10 },
+      network: await NetnsNetwork.create({ ipv6: true }),
+      clients: 3,
+      wan: { rateBps: 40e6, delayMs: 10 },
       files: [{ name: 'f.bin', size }],
     });
     t.teardown(() => c.close());
@@ -74,8 +87,8 @@ if (!support.ok) {
     // way between hosts is IPv6 multicast on eth0; retrieval listens on [::] and is advertised at the ULA.
     const base = ['--listen', '[::]:0', '--interface', '127.0.0.1'];
     await c.startDaemon(1, [...base, '--ipv6', 'eth0']);
-    await c.startDaemon(2, [...base, '--ipv6']);          // true: every interface with IPv6 (eth0 here)
-    await c.startDaemon(3, base);                         // control: no IPv6 discovery
+    await c.startDaemon(2, [...base, '--ipv6']); // true: every interface with IPv6 (eth0 here)
+    await c.startDaemon(3, base); // control: no IPv6 discovery
     const d1 = await c.download(1, 'f.bin');
     const d2 = await c.download(2, 'f.bin');
     const d3 = await c.download(3, 'f.bin');
@@ -85,7 +98,10 @@ if (!support.ok) {
     t.equal(d2.fromPeers, size, 'client 2 got every block from client 1, found over IPv6');
     t.equal(d2.fromOrigin, 0);
     const known = (await c.daemonStatus(2)).peers as string[];
-    t.ok(known.some((p) => p.includes('fd70:7064:1::11')), `client 2 knows client 1 by its IPv6 address: ${JSON.stringify(known)}`);
+    t.ok(
+      known.some((p) => p.includes('fd70:7064:1::11')),
+      `client 2 knows client 1 by its IPv6 address: ${JSON.stringify(known)}`,
+    );
     t.equal(d3.fromPeers, 0, 'control: without --ipv6 the same client finds no peer (the IPv4 path is closed)');
   });
 }

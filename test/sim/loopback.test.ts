@@ -8,14 +8,21 @@ import { LoopbackNetwork } from '../../testkit/sim/loopback.js';
 import { runDownloads } from '../../testkit/sim/scenarios.js';
 
 const size = 3 * 1024 * 1024 + 777;
-const c = await Cluster.create({ network: new LoopbackNetwork({ base: 40 }), clients: 3, files: [{ name: 'f.bin', size }], wan: { delayMs: 5 } });
+const c = await Cluster.create({
+  network: new LoopbackNetwork({ base: 40 }),
+  clients: 3,
+  files: [{ name: 'f.bin', size }],
+  wan: { delayMs: 5 },
+});
 t.teardown(() => c.close());
 
 t.test('sequential clients on loopback: the second and third take no file bytes from the origin', async (t) => {
   await c.startDaemons();
   const r = await runDownloads(c, 'f.bin', { mode: 'sequential', clients: [1, 2, 3] });
   for (const d of r.downloads) {
-    t.comment(`client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache}`);
+    t.comment(
+      `client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache}`,
+    );
     t.ok(d.correct, `client ${d.client}: file matches the payload's SHA-256`);
     t.equal(d.fromOrigin + d.fromPeers + d.fromCache, size, `client ${d.client}: byte sources add up to the file size`);
   }
@@ -33,7 +40,11 @@ t.test('a second download on the same client comes from its own cache', async (t
 });
 
 t.test('a malicious peer on loopback cannot corrupt a download', async (t) => {
-  const c2 = await Cluster.create({ network: new LoopbackNetwork({ base: 60 }), clients: 2, files: [{ name: 'g.bin', size }] });
+  const c2 = await Cluster.create({
+    network: new LoopbackNetwork({ base: 60 }),
+    clients: 2,
+    files: [{ name: 'g.bin', size }],
+  });
   t.teardown(() => c2.close());
   const evil = await c2.startEvilPeer('g.bin', 'random');
   await c2.startDaemons();

@@ -17,7 +17,12 @@ const support = await netnsSupport();
 if (!support.ok) {
   t.plan(0, `network namespaces unavailable: ${support.reason}`);
 } else {
-  const rootLinks = () => execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).split('\n').map((l) => l.split(':')[1]?.trim().split('@')[0]).filter(Boolean).sort();
+  const rootLinks = () =>
+    execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.split(':')[1]?.trim().split('@')[0])
+      .filter(Boolean)
+      .sort();
   const linksBefore = rootLinks();
   const lab = await NetnsLab.create();
   t.teardown(() => lab.destroy());
@@ -29,7 +34,14 @@ if (!support.ok) {
   const file = await writePayload(join(dir, 'f.bin'), 3 * 1024 * 1024, 'netns');
 
   const serve = async (h: NsHost) => {
-    const child = lab.spawn(h, process.execPath, [agentEntry, 'serve-file', '--listen', `${h.address}:8080`, '--dir', dir]);
+    const child = lab.spawn(h, process.execPath, [
+      agentEntry,
+      'serve-file',
+      '--listen',
+      `${h.address}:8080`,
+      '--dir',
+      dir,
+    ]);
     t.teardown(() => child.stop());
     await child.firstJsonLine((v) => v.event === 'ready', 10_000);
     return child;
@@ -57,7 +69,20 @@ if (!support.ok) {
   t.test('multicast from one host reaches the others across the bridge', async (t) => {
     const group = '239.255.255.250';
     const port = '3702';
-    const recv = [b, c].map((h) => lab.spawn(h, process.execPath, [agentEntry, 'mcast-recv', '--group', group, '--port', port, '--iface', h.address, '--timeout-ms', '8000']));
+    const recv = [b, c].map((h) =>
+      lab.spawn(h, process.execPath, [
+        agentEntry,
+        'mcast-recv',
+        '--group',
+        group,
+        '--port',
+        port,
+        '--iface',
+        h.address,
+        '--timeout-ms',
+        '8000',
+      ]),
+    );
     for (const r of recv) t.teardown(() => r.stop());
     const readies = recv.map((r) => r.firstJsonLine((v) => v.event === 'ready', 10_000));
     await Promise.all(readies);
@@ -65,16 +90,33 @@ if (!support.ok) {
     // Retry a few times: a datagram sent before a membership settles can be lost.
     let results: Array<Record<string, unknown>> = [];
     for (let i = 0; i < 5; i++) {
-      const s = await lab.run(a, process.execPath, [agentEntry, 'mcast-send', '--group', group, '--port', port, '--iface', a.address, '--message', 'hello-lab']);
+      const s = await lab.run(a, process.execPath, [
+        agentEntry,
+        'mcast-send',
+        '--group',
+        group,
+        '--port',
+        port,
+        '--iface',
+        a.address,
+        '--message',
+        'hello-lab',
+      ]);
       t.equal(s.code, 0, 'sent');
-      const settled = await Promise.race([Promise.all(got), new Promise<undefined>((r) => setTimeout(() => r(undefined), 500))]);
-      if (settled) { results = settled; break; }
+      const settled = await Promise.race([
+        Promise.all(got),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 500)),
+      ]);
+      if (settled) {
+        results = settled;
+        break;
+      }
     }
     t.equal(results.length, 2, 'both receivers finished');
     for (const r of results) t.same(r, { from: a.address, message: 'hello-lab' });
   });
 
-  t.test('tbf shaping limits a host\'s egress rate', async (t) => {
+  t.test("tbf shaping limits a host's egress rate", async (t) => {
     const rate = 8_000_000; // 8 Mbit/s -> 3 MiB takes about 3.1 s
     await lab.shape(a, { rateBps: rate, latencyMs: 200 });
     t.match(await lab.qdisc(a), /tbf .*rate 8Mbit/);
@@ -86,11 +128,23 @@ if (!support.ok) {
     // The other direction (b's egress) is not shaped: b -> a goes fast.
     await serve(b);
     const back = await fetch(a, `http://${b.address}:8080/f.bin`);
-    t.ok((back.bytes * 8) / back.seconds > rate * 1.5, `unshaped direction runs at ${((back.bytes * 8) / back.seconds / 1e6).toFixed(0)} Mbit/s`);
+    t.ok(
+      (back.bytes * 8) / back.seconds > rate * 1.5,
+      `unshaped direction runs at ${((back.bytes * 8) / back.seconds / 1e6).toFixed(0)} Mbit/s`,
+    );
   });
 
   t.test('the delay proxy inside a namespace adds its delay to a request', async (t) => {
-    const proxy = lab.spawn(c, process.execPath, [agentEntry, 'delay-proxy', '--listen', `${c.address}:81`, '--target', `${b.address}:8080`, '--delay-ms', '150']);
+    const proxy = lab.spawn(c, process.execPath, [
+      agentEntry,
+      'delay-proxy',
+      '--listen',
+      `${c.address}:81`,
+      '--target',
+      `${b.address}:8080`,
+      '--delay-ms',
+      '150',
+    ]);
     t.teardown(() => proxy.stop());
     await proxy.firstJsonLine((v) => v.event === 'ready', 10_000);
     const direct = await fetch(a, `http://${b.address}:8080/nothing`);
@@ -114,10 +168,23 @@ if (!support.ok) {
 
     // A namespace left by a dead run (pid that does not exist) is swept.
     let dead = 4_000_000;
-    while (dead < 4_194_304) { try { process.kill(dead, 0); dead++; } catch { break; } }
+    while (dead < 4_194_304) {
+      try {
+        process.kill(dead, 0);
+        dead++;
+      } catch {
+        break;
+      }
+    }
     const stale = `pdsim-${dead}-1-sw`;
     execFileSync('ip', ['netns', 'add', stale]);
-    t.teardown(() => { try { execFileSync('ip', ['netns', 'del', stale], { stdio: 'ignore' }); } catch { /* swept */ } });
+    t.teardown(() => {
+      try {
+        execFileSync('ip', ['netns', 'del', stale], { stdio: 'ignore' });
+      } catch {
+        /* swept */
+      }
+    });
     const removed = sweepStaleNamespaces();
     t.ok(removed.includes(stale), 'stale namespace swept');
     t.ok(listNamespaces(lab.prefix).length >= 4, 'the live lab is left alone');

@@ -4,14 +4,21 @@ import { parseListenLine, lastJsonLine, diffCounters, originBlockBytes } from '.
 import { parseRate, parseSize } from '../../testkit/sim/files.js';
 
 t.test('childEnv drops test-runner preloads from NODE_OPTIONS and keeps the rest', async (t) => {
-  const e = childEnv({ NODE_OPTIONS: '--max-old-space-size=512 --import=file:///x/node_modules/@tapjs/processinfo/dist/esm/import.mjs --import file:///x/node_modules/@tapjs/mock/import.mjs', A: '1' });
+  const e = childEnv({
+    NODE_OPTIONS:
+      '--max-old-space-size=512 --import=file:///x/node_modules/@tapjs/processinfo/dist/esm/import.mjs --import file:///x/node_modules/@tapjs/mock/import.mjs',
+    A: '1',
+  });
   t.equal(e.NODE_OPTIONS, '--max-old-space-size=512');
   t.equal(e.A, '1');
   t.notOk('NODE_OPTIONS' in childEnv({ NODE_OPTIONS: '--import=/n/@tapjs/x.mjs' }), 'emptied NODE_OPTIONS is removed');
 });
 
 t.test('a tracked child: first JSON line, then stop', async (t) => {
-  const c = spawnTracked(process.execPath, ['-e', 'console.log("noise"); console.log(JSON.stringify({event:"ready",n:1})); setInterval(()=>{},1000)']);
+  const c = spawnTracked(process.execPath, [
+    '-e',
+    'console.log("noise"); console.log(JSON.stringify({event:"ready",n:1})); setInterval(()=>{},1000)',
+  ]);
   t.teardown(() => c.stop('SIGKILL'));
   const v = await c.firstJsonLine((x) => x.event === 'ready', 10_000);
   t.same(v, { event: 'ready', n: 1 });
@@ -22,7 +29,10 @@ t.test('a tracked child: first JSON line, then stop', async (t) => {
 
 t.test('a child that exits before its ready line rejects with its stderr', async (t) => {
   const c = spawnTracked(process.execPath, ['-e', 'console.error("boom"); process.exit(3)']);
-  await t.rejects(c.firstJsonLine(() => true, 10_000), /exited \(3\).*boom/s);
+  await t.rejects(
+    c.firstJsonLine(() => true, 10_000),
+    /exited \(3\).*boom/s,
+  );
 });
 
 t.test('runCommand kills a command at its timeout', async (t) => {
@@ -37,7 +47,10 @@ t.test('parsers', async (t) => {
   t.equal(parseListenLine('starting'), undefined);
   t.same(lastJsonLine('x\n{"a":1}\n{"b":2}\nnot json\n'), { b: 2 });
   t.equal(lastJsonLine('nothing'), undefined);
-  const d = diffCounters({ bytesFull: 10, bytesContentInfo: 5, bytesMissingData: 7, requests: 9 }, { bytesFull: 4, bytesContentInfo: 1, bytesMissingData: 2, requests: 3 });
+  const d = diffCounters(
+    { bytesFull: 10, bytesContentInfo: 5, bytesMissingData: 7, requests: 9 },
+    { bytesFull: 4, bytesContentInfo: 1, bytesMissingData: 2, requests: 3 },
+  );
   t.same(d, { bytesFull: 6, bytesContentInfo: 4, bytesMissingData: 5, requests: 6 });
   t.equal(originBlockBytes(d), 11);
   t.equal(parseSize('48MiB'), 48 * 1024 * 1024);
@@ -73,7 +86,12 @@ t.test('an interrupted run (SIGINT) kills its processes and removes its temp dir
   t.notOk(existsSync(ready.root), 'temp dir removed');
   let alive = true;
   for (let i = 0; i < 50 && alive; i++) {
-    try { process.kill(ready.origin, 0); await new Promise((r) => setTimeout(r, 100)); } catch { alive = false; }
+    try {
+      process.kill(ready.origin, 0);
+      await new Promise((r) => setTimeout(r, 100));
+    } catch {
+      alive = false;
+    }
   }
   t.notOk(alive, 'origin process killed');
 });

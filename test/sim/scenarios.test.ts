@@ -13,19 +13,29 @@ import { runDownloads } from '../../testkit/sim/scenarios.js';
 const MiB = 1024 * 1024;
 const support = await netnsSupport();
 
-async function cluster(t: Test, clients: number, size: number, extra: { wanRateBps?: number; wanDelayMs?: number; lanRateBps?: number } = {}) {
+async function cluster(
+  t: Test,
+  clients: number,
+  size: number,
+  extra: { wanRateBps?: number; wanDelayMs?: number; lanRateBps?: number } = {},
+) {
   const c = await Cluster.create({
-    network: await NetnsNetwork.create(), clients,
-    wan: { rateBps: extra.wanRateBps ?? 40e6, delayMs: extra.wanDelayMs ?? 10 }, lanRateBps: extra.lanRateBps,
+    network: await NetnsNetwork.create(),
+    clients,
+    wan: { rateBps: extra.wanRateBps ?? 40e6, delayMs: extra.wanDelayMs ?? 10 },
+    lanRateBps: extra.lanRateBps,
     files: [{ name: 'f.bin', size }],
   });
   t.teardown(() => c.close());
   return c;
 }
 
-const servedBytes = (st: Record<string, unknown>) => Number((st.retrievalServer as Record<string, unknown> | undefined)?.bytesServed ?? 0);
-const sum = (ds: SimDownload[], k: 'fromOrigin' | 'fromPeers' | 'fromCache' | 'bytes') => ds.reduce((a, d) => a + d[k], 0);
-const describe = (d: SimDownload) => `client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache}`;
+const servedBytes = (st: Record<string, unknown>) =>
+  Number((st.retrievalServer as Record<string, unknown> | undefined)?.bytesServed ?? 0);
+const sum = (ds: SimDownload[], k: 'fromOrigin' | 'fromPeers' | 'fromCache' | 'bytes') =>
+  ds.reduce((a, d) => a + d[k], 0);
+const describe = (d: SimDownload) =>
+  `client ${d.client}: ${d.seconds.toFixed(2)} s origin=${d.fromOrigin} peers=${d.fromPeers} cache=${d.fromCache}`;
 
 function checkAll(t: Test, ds: SimDownload[], size: number) {
   for (const d of ds) {
@@ -45,11 +55,16 @@ if (!support.ok) {
     const r = await runDownloads(c, 'f.bin', { mode: 'sequential', clients: [1, 2, 3, 4, 5, 6, 7, 8] });
     for (const d of r.downloads) t.comment(describe(d));
     checkAll(t, r.downloads, size);
-    for (const d of r.downloads.slice(1)) t.equal(d.fromOrigin, 0, `client ${d.client} took no file bytes from the origin`);
-    for (const d of r.downloads.slice(1)) t.equal(d.fromPeers, size, `client ${d.client} got the whole file from peers`);
+    for (const d of r.downloads.slice(1))
+      t.equal(d.fromOrigin, 0, `client ${d.client} took no file bytes from the origin`);
+    for (const d of r.downloads.slice(1))
+      t.equal(d.fromPeers, size, `client ${d.client} got the whole file from peers`);
     const blocks = originBlockBytes(r.origin);
     t.equal(blocks, sum(r.downloads, 'fromOrigin'), 'origin counters agree with what the clients report');
-    t.ok(blocks <= size * 1.05, `origin sent ${blocks} file bytes = ${(blocks / size).toFixed(3)} x the file (target <= 1.05)`);
+    t.ok(
+      blocks <= size * 1.05,
+      `origin sent ${blocks} file bytes = ${(blocks / size).toFixed(3)} x the file (target <= 1.05)`,
+    );
     t.ok(r.origin.bytesContentInfo > 0, 'content information came from the origin');
   });
 
@@ -130,7 +145,11 @@ if (!support.ok) {
     t.comment(`the malicious peer served ${served.blocksServed} corrupted blocks (${served.bytesServed} bytes)`);
     checkAll(t, ds, size);
     t.ok(served.blocksServed > 0, 'the malicious peer was asked for blocks (the attack was exercised)');
-    t.equal(originBlockBytes(seq.origin) + originBlockBytes(flash.origin), sum(ds, 'fromOrigin'), 'origin counters agree with the clients');
+    t.equal(
+      originBlockBytes(seq.origin) + originBlockBytes(flash.origin),
+      sum(ds, 'fromOrigin'),
+      'origin counters agree with the clients',
+    );
   });
 
   t.test('origin link 20x slower than the LAN', async (t) => {

@@ -29,8 +29,13 @@ async function main(): Promise<void> {
   const started = performance.now();
   out(`peerdist demo: one origin and ${CLIENTS} peer daemons on 127.0.0.x (no root needed)`);
   const c = await Cluster.create({
-    network: new LoopbackNetwork(), clients: CLIENTS, env: { PEERDIST_LOG: process.env.PEERDIST_LOG ?? 'error' },
-    files: [{ name: 'demo-file.bin', size: SIZE, seed: 'demo-1' }, { name: 'demo-flash.bin', size: FLASH_SIZE, seed: 'demo-2' }],
+    network: new LoopbackNetwork(),
+    clients: CLIENTS,
+    env: { PEERDIST_LOG: process.env.PEERDIST_LOG ?? 'error' },
+    files: [
+      { name: 'demo-file.bin', size: SIZE, seed: 'demo-1' },
+      { name: 'demo-flash.bin', size: FLASH_SIZE, seed: 'demo-2' },
+    ],
   });
   let ok = false;
   try {
@@ -38,7 +43,8 @@ async function main(): Promise<void> {
     const flash = c.files.get('demo-flash.bin')!;
     const ds = await c.startDaemons();
     out(`origin   http://${c.originAddress}/  (peerdist serve)`);
-    for (const d of ds) out(`client ${d.index} daemon pid ${d.pid}: peers reach it at ${d.retrieval}, admin ${d.admin}`);
+    for (const d of ds)
+      out(`client ${d.index} daemon pid ${d.pid}: peers reach it at ${d.retrieval}, admin ${d.admin}`);
     out();
 
     out(`Round 1: each client downloads ${big.path.split('/').pop()} (${formatBytes(big.size)}) one after another`);
@@ -47,14 +53,18 @@ async function main(): Promise<void> {
     out(roundSummary(r1.downloads, originBlockBytes(r1.origin), big.size, r1.totalSeconds));
     out();
 
-    out(`Round 2: flash crowd, all ${CLIENTS} clients download ${flash.path.split('/').pop()} (${formatBytes(flash.size)}) at the same time`);
+    out(
+      `Round 2: flash crowd, all ${CLIENTS} clients download ${flash.path.split('/').pop()} (${formatBytes(flash.size)}) at the same time`,
+    );
     const r2 = await runDownloads(c, 'demo-flash.bin', { mode: 'flash', clients: ds.map((d) => d.index) });
     out(table(DOWNLOAD_HEAD, downloadRows(r2.downloads)));
     out(roundSummary(r2.downloads, originBlockBytes(r2.origin), flash.size, r2.totalSeconds));
     out();
 
     const s = await c.originStats();
-    out(`origin totals: ${formatBytes(originBlockBytes(s))} of file data, ${formatBytes(s.bytesContentInfo)} of content information, ${s.requests} requests`);
+    out(
+      `origin totals: ${formatBytes(originBlockBytes(s))} of file data, ${formatBytes(s.bytesContentInfo)} of content information, ${s.requests} requests`,
+    );
     ok = r1.downloads.every((d) => d.correct) && r2.downloads.every((d) => d.correct);
   } finally {
     await c.close();

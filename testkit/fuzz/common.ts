@@ -26,7 +26,8 @@ export const fixturesDir = (...p: string[]) => join(process.cwd(), 'fixtures', .
 
 /** Every hex string value in a JSON document (recursively). */
 export function hexValues(v: unknown, out: Buffer[] = []): Buffer[] {
-  if (typeof v === 'string' && v.length >= 8 && v.length % 2 === 0 && /^[0-9a-f]+$/i.test(v)) out.push(Buffer.from(v, 'hex'));
+  if (typeof v === 'string' && v.length >= 8 && v.length % 2 === 0 && /^[0-9a-f]+$/i.test(v))
+    out.push(Buffer.from(v, 'hex'));
   else if (Array.isArray(v)) for (const x of v) hexValues(x, out);
   else if (v && typeof v === 'object') for (const x of Object.values(v)) hexValues(x, out);
   return out;

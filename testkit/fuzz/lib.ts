@@ -58,8 +58,8 @@ export function caseSeed(seed: number, n: number): number {
 
 /** Integer values that tend to sit on boundaries of length and count fields. */
 export const INTERESTING_U32: readonly number[] = [
-  0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 68, 127, 128, 255, 256, 511, 512, 513,
-  0x7fff, 0x8000, 0xffff, 0x10000, 65535, 65536, 98_304, 393_216, 0x200_0000, 0x7fff_ffff, 0x8000_0000, 0xffff_fffe, 0xffff_ffff,
+  0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 68, 127, 128, 255, 256, 511, 512, 513, 0x7fff, 0x8000,
+  0xffff, 0x10000, 65535, 65536, 98_304, 393_216, 0x200_0000, 0x7fff_ffff, 0x8000_0000, 0xffff_fffe, 0xffff_ffff,
 ];
 
 export interface MutateOptions {
@@ -78,9 +78,20 @@ const at = (rng: Rng, b: Buffer) => (b.length === 0 ? 0 : rng.int(b.length));
 /** Byte-level mutators; each returns a new buffer. */
 const BINARY_MUTATORS: readonly Mutator[] = [
   // flip one bit
-  (rng, b) => { const o = Buffer.from(b); if (o.length) { const i = at(rng, o); o[i]! ^= 1 << rng.int(8); } return o; },
+  (rng, b) => {
+    const o = Buffer.from(b);
+    if (o.length) {
+      const i = at(rng, o);
+      o[i]! ^= 1 << rng.int(8);
+    }
+    return o;
+  },
   // set a byte to a random / boundary value
-  (rng, b) => { const o = Buffer.from(b); if (o.length) o[at(rng, o)] = rng.pick([0, 1, 0x7f, 0x80, 0xff, rng.int(256)]); return o; },
+  (rng, b) => {
+    const o = Buffer.from(b);
+    if (o.length) o[at(rng, o)] = rng.pick([0, 1, 0x7f, 0x80, 0xff, rng.int(256)]);
+    return o;
+  },
   // overwrite an aligned or unaligned u32 (either byte order) with an interesting value
   (rng, b) => {
     const o = Buffer.from(b);
@@ -88,7 +99,8 @@ const BINARY_MUTATORS: readonly Mutator[] = [
     let i = rng.int(o.length - 3);
     if (rng.bool(0.7)) i &= ~3;
     const v = rng.bool(0.8) ? rng.pick(INTERESTING_U32) : rng.u32();
-    if (rng.bool()) o.writeUInt32BE(v >>> 0, i); else o.writeUInt32LE(v >>> 0, i);
+    if (rng.bool()) o.writeUInt32BE(v >>> 0, i);
+    else o.writeUInt32LE(v >>> 0, i);
     return o;
   },
   // add/subtract a small delta to a u32 (length fields off by a few)
@@ -97,18 +109,27 @@ const BINARY_MUTATORS: readonly Mutator[] = [
     if (o.length < 4) return o;
     const i = rng.int(o.length - 3) & ~3;
     const delta = rng.range(-8, 8);
-    if (rng.bool()) o.writeUInt32BE((o.readUInt32BE(i) + delta) >>> 0, i); else o.writeUInt32LE((o.readUInt32LE(i) + delta) >>> 0, i);
+    if (rng.bool()) o.writeUInt32BE((o.readUInt32BE(i) + delta) >>> 0, i);
+    else o.writeUInt32LE((o.readUInt32LE(i) + delta) >>> 0, i);
     return o;
   },
   // truncate
   (rng, b) => b.subarray(0, rng.int(b.length + 1)),
   // drop a range
-  (rng, b) => { const i = at(rng, b); const n = rng.range(1, 16); return Buffer.concat([b.subarray(0, i), b.subarray(i + n)]); },
+  (rng, b) => {
+    const i = at(rng, b);
+    const n = rng.range(1, 16);
+    return Buffer.concat([b.subarray(0, i), b.subarray(i + n)]);
+  },
   // insert random bytes
-  (rng, b) => { const i = at(rng, b); return Buffer.concat([b.subarray(0, i), rng.bytes(rng.range(1, 16)), b.subarray(i)]); },
+  (rng, b) => {
+    const i = at(rng, b);
+    return Buffer.concat([b.subarray(0, i), rng.bytes(rng.range(1, 16)), b.subarray(i)]);
+  },
   // duplicate a range in place
   (rng, b) => {
-    const i = at(rng, b); const n = rng.range(1, 64);
+    const i = at(rng, b);
+    const n = rng.range(1, 64);
     return Buffer.concat([b.subarray(0, i + n), b.subarray(i, i + n), b.subarray(i + n)]);
   },
   // append garbage
@@ -137,10 +158,52 @@ export function mutate(rng: Rng, input: Buffer, opts: MutateOptions = {}): Buffe
 
 /** Tokens that stress XML readers (markup, entities, namespaces, whitespace, non-ASCII). */
 export const XML_TOKENS: readonly string[] = [
-  '<', '>', '/>', '</', '<!--', '-->', '<![CDATA[', ']]>', '<?', '?>', '<!DOCTYPE x [<!ENTITY a "b">]>', '<!ENTITY e SYSTEM "file:///etc/passwd">',
-  '&amp;', '&lt;', '&#0;', '&#x10FFFF;', '&#xD800;', '&e;', '&', ';', '"', "'", '=', ' ', '\t', '\r\n', '\u0000', '\uFFFE', 'é', '\u{1F600}',
-  'xmlns=""', 'xmlns:x="urn:x"', 'xmlns:soap="http://www.w3.org/2003/05/soap-envelope"', 'x:y', ':', 'a:b:c', '0', '-1', '4294967296',
-  'urn:uuid:00000000-0000-0000-0000-000000000000', 'AAAA', '====', 'ZZ', 'ff', 'FFFFFFFF', '00000000',
+  '<',
+  '>',
+  '/>',
+  '</',
+  '<!--',
+  '-->',
+  '<![CDATA[',
+  ']]>',
+  '<?',
+  '?>',
+  '<!DOCTYPE x [<!ENTITY a "b">]>',
+  '<!ENTITY e SYSTEM "file:///etc/passwd">',
+  '&amp;',
+  '&lt;',
+  '&#0;',
+  '&#x10FFFF;',
+  '&#xD800;',
+  '&e;',
+  '&',
+  ';',
+  '"',
+  "'",
+  '=',
+  ' ',
+  '\t',
+  '\r\n',
+  '\u0000',
+  '\uFFFE',
+  'é',
+  '\u{1F600}',
+  'xmlns=""',
+  'xmlns:x="urn:x"',
+  'xmlns:soap="http://www.w3.org/2003/05/soap-envelope"',
+  'x:y',
+  ':',
+  'a:b:c',
+  '0',
+  '-1',
+  '4294967296',
+  'urn:uuid:00000000-0000-0000-0000-000000000000',
+  'AAAA',
+  '====',
+  'ZZ',
+  'ff',
+  'FFFFFFFF',
+  '00000000',
 ];
 
 /** Text mutations: byte-level ones on the UTF-8 form, plus token insertion and tag-level edits. */
@@ -157,7 +220,11 @@ export function mutateText(rng: Rng, input: string, opts: MutateOptions & { toke
       // replace the text between two '>' '<' (an element's content) with a token or garbage
       const gt = s.indexOf('>', i);
       const lt = gt < 0 ? -1 : s.indexOf('<', gt);
-      if (lt > gt) s = s.slice(0, gt + 1) + (rng.bool() ? rng.pick(tokens) : rng.pick(tokens).repeat(rng.range(1, 64))) + s.slice(lt);
+      if (lt > gt)
+        s =
+          s.slice(0, gt + 1) +
+          (rng.bool() ? rng.pick(tokens) : rng.pick(tokens).repeat(rng.range(1, 64))) +
+          s.slice(lt);
     } else if (k === 3) {
       // duplicate a run (repeated elements, attributes)
       const n = rng.range(1, 200);
@@ -165,7 +232,13 @@ export function mutateText(rng: Rng, input: string, opts: MutateOptions & { toke
     } else if (k === 4) {
       // swap two characters
       const j = rng.int(s.length + 1);
-      if (i < s.length && j < s.length) s = s.slice(0, Math.min(i, j)) + s[Math.max(i, j)] + s.slice(Math.min(i, j) + 1, Math.max(i, j)) + s[Math.min(i, j)] + s.slice(Math.max(i, j) + 1);
+      if (i < s.length && j < s.length)
+        s =
+          s.slice(0, Math.min(i, j)) +
+          s[Math.max(i, j)] +
+          s.slice(Math.min(i, j) + 1, Math.max(i, j)) +
+          s[Math.min(i, j)] +
+          s.slice(Math.max(i, j) + 1);
     } else {
       s = mutate(rng, Buffer.from(s, 'utf8'), { rounds: 1, maxLength: opts.maxLength }).toString('latin1');
     }
@@ -189,14 +262,21 @@ export class FuzzStats {
     this.cases++;
     this[outcome === 'failure' ? 'failures' : outcome]++;
     this.totalNs += ns;
-    if (ns > this.maxNs) { this.maxNs = ns; this.slowestCase = caseNo; }
+    if (ns > this.maxNs) {
+      this.maxNs = ns;
+      this.slowestCase = caseNo;
+    }
   }
-  get maxMs(): number { return Number(this.maxNs) / 1e6; }
+  get maxMs(): number {
+    return Number(this.maxNs) / 1e6;
+  }
   /** Time per case at quantile q (0..1), in ms. */
   quantileMs(q: number): number {
     if (this.samples.length === 0) return 0;
     const sorted = Float64Array.from(this.samples).sort();
     return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! / 1e6;
   }
-  get meanUs(): number { return this.cases ? Number(this.totalNs / BigInt(this.cases)) / 1e3 : 0; }
+  get meanUs(): number {
+    return this.cases ? Number(this.totalNs / BigInt(this.cases)) / 1e3 : 0;
+  }
 }

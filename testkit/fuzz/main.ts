@@ -37,8 +37,17 @@ function parseArgs(argv: string[]): { cases: number; seed: number; targets: stri
 function row(r: RunResult): string {
   const s = r.stats;
   return [
-    r.target.padEnd(16), String(s.cases).padStart(8), String(s.accepted).padStart(8), String(s.rejected).padStart(8), String(s.failures).padStart(5),
-    s.meanUs.toFixed(1).padStart(9), s.quantileMs(0.999).toFixed(2).padStart(9), s.maxMs.toFixed(2).padStart(9), r.slowestAloneMs.toFixed(2).padStart(9), `${r.heapBeforeMiB.toFixed(1)}→${r.heapAfterMiB.toFixed(1)}`.padStart(13), (r.wallMs / 1000).toFixed(1).padStart(7),
+    r.target.padEnd(16),
+    String(s.cases).padStart(8),
+    String(s.accepted).padStart(8),
+    String(s.rejected).padStart(8),
+    String(s.failures).padStart(5),
+    s.meanUs.toFixed(1).padStart(9),
+    s.quantileMs(0.999).toFixed(2).padStart(9),
+    s.maxMs.toFixed(2).padStart(9),
+    r.slowestAloneMs.toFixed(2).padStart(9),
+    `${r.heapBeforeMiB.toFixed(1)}→${r.heapAfterMiB.toFixed(1)}`.padStart(13),
+    (r.wallMs / 1000).toFixed(1).padStart(7),
   ].join(' ');
 }
 
@@ -48,7 +57,9 @@ async function main(): Promise<void> {
   if (targets.length === 0) throw new Error(`no target among ${args.targets.join(', ')}`);
   if (!args.json) {
     console.log(`fuzz: ${args.cases} cases per target, seed ${args.seed}, node ${process.version}`);
-    console.log('target              cases accepted rejected fails  mean µs p99.9 ms   max ms  alone ms      heap MiB  wall s');
+    console.log(
+      'target              cases accepted rejected fails  mean µs p99.9 ms   max ms  alone ms      heap MiB  wall s',
+    );
   }
   const results: RunResult[] = [];
   let bad = false;
@@ -59,15 +70,33 @@ async function main(): Promise<void> {
     if (r.stats.failures > 0 || grew > HEAP_GROWTH_LIMIT_MIB) bad = true;
     if (!args.json) {
       console.log(row(r));
-      for (const f of r.findings) console.log(`  case ${f.caseNo}: ${f.error.split('\n')[0]}${f.file ? ` (kept as ${f.file})` : ''}`);
+      for (const f of r.findings)
+        console.log(`  case ${f.caseNo}: ${f.error.split('\n')[0]}${f.file ? ` (kept as ${f.file})` : ''}`);
     }
   }
   if (args.json) {
-    console.log(JSON.stringify(results.map((r) => ({
-      target: r.target, cases: r.stats.cases, accepted: r.stats.accepted, rejected: r.stats.rejected, failures: r.stats.failures,
-      meanUs: r.stats.meanUs, p999Ms: r.stats.quantileMs(0.999), maxMs: r.stats.maxMs, slowestCase: r.stats.slowestCase, slowestAloneMs: r.slowestAloneMs, heapBeforeMiB: r.heapBeforeMiB, heapAfterMiB: r.heapAfterMiB, wallMs: r.wallMs,
-      findings: r.findings.map((f) => ({ caseNo: f.caseNo, error: f.error.split('\n')[0], file: f.file })),
-    })), null, 2));
+    console.log(
+      JSON.stringify(
+        results.map((r) => ({
+          target: r.target,
+          cases: r.stats.cases,
+          accepted: r.stats.accepted,
+          rejected: r.stats.rejected,
+          failures: r.stats.failures,
+          meanUs: r.stats.meanUs,
+          p999Ms: r.stats.quantileMs(0.999),
+          maxMs: r.stats.maxMs,
+          slowestCase: r.stats.slowestCase,
+          slowestAloneMs: r.slowestAloneMs,
+          heapBeforeMiB: r.heapBeforeMiB,
+          heapAfterMiB: r.heapAfterMiB,
+          wallMs: r.wallMs,
+          findings: r.findings.map((f) => ({ caseNo: f.caseNo, error: f.error.split('\n')[0], file: f.file })),
+        })),
+        null,
+        2,
+      ),
+    );
   }
   process.exitCode = bad ? 1 : 0;
 }

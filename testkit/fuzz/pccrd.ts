@@ -15,20 +15,55 @@ import { fixturesDir, FuzzFailure, typed, type FuzzTarget } from './common.js';
 
 function discoverySeeds(): string[] {
   const dir = fixturesDir('discovery');
-  const seeds = readdirSync(dir).filter((f) => f.endsWith('.xml')).map((f) => readFileSync(join(dir, f), 'utf8'));
+  const seeds = readdirSync(dir)
+    .filter((f) => f.endsWith('.xml'))
+    .map((f) => readFileSync(join(dir, f), 'utf8'));
   const rng = new Rng(0xd1);
   const ids = [rng.bytes(32), rng.bytes(32), rng.bytes(48)];
   seeds.push(encodeProbe({ version: 1, messageId: 'urn:uuid:11111111-2222-4333-8444-555555555555', segmentIds: ids }));
-  seeds.push(encodeProbe({ version: 2, messageId: 'urn:uuid:11111111-2222-4333-8444-666666666666', segmentIds: ids.slice(0, 2) }));
-  const base = { messageId: 'urn:uuid:a', relatesTo: 'urn:uuid:b', instanceId: 7, messageNumber: 9, endpoint: 'urn:uuid:c', xaddrs: ['127.0.0.2:7170', '[::1]:80'] };
-  seeds.push(encodeProbeMatches({ ...base, version: 1, matches: [{ segmentId: ids[0]!, blockCount: 3 }, { segmentId: ids[2]!, blockCount: 512 }] }));
-  seeds.push(encodeProbeMatches({ ...base, version: 2, matches: [{ segmentId: ids[1]!, partial: true, complete: true }], segmentAges: { units: 3, entries: [{ index: 0, age: 5 }] } }, ids.slice(0, 2)));
+  seeds.push(
+    encodeProbe({
+      version: 2,
+      messageId: 'urn:uuid:11111111-2222-4333-8444-666666666666',
+      segmentIds: ids.slice(0, 2),
+    }),
+  );
+  const base = {
+    messageId: 'urn:uuid:a',
+    relatesTo: 'urn:uuid:b',
+    instanceId: 7,
+    messageNumber: 9,
+    endpoint: 'urn:uuid:c',
+    xaddrs: ['127.0.0.2:7170', '[::1]:80'],
+  };
+  seeds.push(
+    encodeProbeMatches({
+      ...base,
+      version: 1,
+      matches: [
+        { segmentId: ids[0]!, blockCount: 3 },
+        { segmentId: ids[2]!, blockCount: 512 },
+      ],
+    }),
+  );
+  seeds.push(
+    encodeProbeMatches(
+      {
+        ...base,
+        version: 2,
+        matches: [{ segmentId: ids[1]!, partial: true, complete: true }],
+        segmentAges: { units: 3, entries: [{ index: 0, age: 5 }] },
+      },
+      ids.slice(0, 2),
+    ),
+  );
   return seeds;
 }
 
 function xmlInput(rng: Rng, seeds: string[]): Buffer {
   const seed = rng.pick(seeds);
-  if (rng.bool(0.3)) return mutate(rng, Buffer.from(seed, 'utf8'), { corpus: seeds.map((s) => Buffer.from(s)), maxLength: 40_000 });
+  if (rng.bool(0.3))
+    return mutate(rng, Buffer.from(seed, 'utf8'), { corpus: seeds.map((s) => Buffer.from(s)), maxLength: 40_000 });
   return Buffer.from(mutateText(rng, seed, { maxLength: 40_000 }), 'utf8');
 }
 
@@ -44,7 +79,9 @@ export function pccrdCodecTarget(): FuzzTarget {
         // v2 ProbeMatches are also decoded against a probe's segment list.
         parseDiscoveryMessage(input, { probeSegments: () => probed });
         return 'accepted';
-      } catch (e) { return typed(e, DiscoveryParseError); }
+      } catch (e) {
+        return typed(e, DiscoveryParseError);
+      }
     },
   };
 }
@@ -57,12 +94,27 @@ function manualRuntime(): Runtime & { advance(ms: number): void; flush(): void }
   return {
     now: () => now,
     random: () => 0.5,
-    timers: { set: (fn) => { timers.set(++seq, fn); return seq; }, clear: (h) => { timers.delete(h as number); } },
+    timers: {
+      set: (fn) => {
+        timers.set(++seq, fn);
+        return seq;
+      },
+      clear: (h) => {
+        timers.delete(h as number);
+      },
+    },
     newMessageId: () => `urn:uuid:00000000-0000-4000-8000-${String(++seq).padStart(12, '0')}`,
     logger: nullLogger,
     stats: newStats(),
-    advance: (ms) => { now += ms; },
-    flush: () => { for (const [k, fn] of [...timers]) { timers.delete(k); fn(); } },
+    advance: (ms) => {
+      now += ms;
+    },
+    flush: () => {
+      for (const [k, fn] of [...timers]) {
+        timers.delete(k);
+        fn();
+      }
+    },
   };
 }
 
@@ -74,23 +126,41 @@ export function pccrdResponderTarget(): FuzzTarget & { runtime: Runtime } {
     try {
       const m = parseDiscoveryMessage(s);
       if (m.kind === 'Probe') for (const id of m.segmentIds) held.add(id.toString('hex'));
-    } catch { /* a fixture that is not a probe */ }
+    } catch {
+      /* a fixture that is not a probe */
+    }
   }
   const rt = manualRuntime();
   const isLocal = localAddressFilter([{ address: '10.1.0.1', netmask: '255.255.0.0' }]);
   const sent: Array<{ d: Buffer; to: Peer }> = [];
-  const responder = new Responder({
-    lookup: (ids) => ids.map((id) => (held.has(id.toString('hex')) ? { blockCount: 4, complete: true, ageMs: 1000 } : undefined)),
-    xaddrs: () => ['127.0.0.9:7170'],
-    endpoint: 'urn:uuid:fuzz',
-    instanceId: 1,
-    nextMessageNumber: (() => { let n = 0; return () => ++n; })(),
-    isLocal,
-    isOwnProbe: () => false,
-    damping: new DampingTable(),
-    send: (d, to) => sent.push({ d, to }),
-  }, rt);
-  const sources = ['127.0.0.1', '10.1.2.3', '10.1.200.7', '10.2.0.1', '192.168.1.5', '::1', 'fe80::1', '::ffff:10.1.0.9'];
+  const responder = new Responder(
+    {
+      lookup: (ids) =>
+        ids.map((id) => (held.has(id.toString('hex')) ? { blockCount: 4, complete: true, ageMs: 1000 } : undefined)),
+      xaddrs: () => ['127.0.0.9:7170'],
+      endpoint: 'urn:uuid:fuzz',
+      instanceId: 1,
+      nextMessageNumber: (() => {
+        let n = 0;
+        return () => ++n;
+      })(),
+      isLocal,
+      isOwnProbe: () => false,
+      damping: new DampingTable(),
+      send: (d, to) => sent.push({ d, to }),
+    },
+    rt,
+  );
+  const sources = [
+    '127.0.0.1',
+    '10.1.2.3',
+    '10.1.200.7',
+    '10.2.0.1',
+    '192.168.1.5',
+    '::1',
+    'fe80::1',
+    '::ffff:10.1.0.9',
+  ];
   let n = 0;
   return {
     name: 'pccrd-responder',
@@ -122,7 +192,10 @@ export function pccrdProberTarget(): FuzzTarget & { runtime: Runtime } {
   const rt = manualRuntime();
   const isLocal = localAddressFilter([{ address: '10.1.0.1', netmask: '255.255.0.0' }]);
   const probes: Buffer[] = [];
-  const prober = new Prober({ send: (d) => probes.push(d), isLocal, ownEndpoint: 'urn:uuid:me', damping: new DampingTable() }, rt);
+  const prober = new Prober(
+    { send: (d) => probes.push(d), isLocal, ownEndpoint: 'urn:uuid:me', damping: new DampingTable() },
+    rt,
+  );
   const rng = new Rng(0xab);
   const ids = { 1: [rng.bytes(32), rng.bytes(32)], 2: [rng.bytes(32), rng.bytes(32), rng.bytes(32)] };
   const watches: SegmentWatch[] = [prober.watch(ids[1], 1), prober.watch(ids[2], 2)];
@@ -132,10 +205,30 @@ export function pccrdProberTarget(): FuzzTarget & { runtime: Runtime } {
   for (const p of probes) {
     const m = parseDiscoveryMessage(p);
     if (m.kind !== 'Probe') continue;
-    const base = { messageId: `urn:uuid:reply-${seeds.length}`, relatesTo: m.messageId, instanceId: 3, messageNumber: 4, endpoint: 'urn:uuid:peer', xaddrs: ['127.0.0.5:7170', '10.1.3.4:80', '[::1]:7170'] };
-    seeds.push(m.version === 1
-      ? encodeProbeMatches({ ...base, version: 1, matches: m.segmentIds.map((segmentId, k) => ({ segmentId, blockCount: k + 1 })) })
-      : encodeProbeMatches({ ...base, version: 2, matches: m.segmentIds.map((segmentId, k) => ({ segmentId, partial: true, complete: k % 2 === 0 })) }, m.segmentIds));
+    const base = {
+      messageId: `urn:uuid:reply-${seeds.length}`,
+      relatesTo: m.messageId,
+      instanceId: 3,
+      messageNumber: 4,
+      endpoint: 'urn:uuid:peer',
+      xaddrs: ['127.0.0.5:7170', '10.1.3.4:80', '[::1]:7170'],
+    };
+    seeds.push(
+      m.version === 1
+        ? encodeProbeMatches({
+            ...base,
+            version: 1,
+            matches: m.segmentIds.map((segmentId, k) => ({ segmentId, blockCount: k + 1 })),
+          })
+        : encodeProbeMatches(
+            {
+              ...base,
+              version: 2,
+              matches: m.segmentIds.map((segmentId, k) => ({ segmentId, partial: true, complete: k % 2 === 0 })),
+            },
+            m.segmentIds,
+          ),
+    );
   }
   if (seeds.length === 0) throw new Error('prober sent no probes');
   const sources = ['127.0.0.1', '10.1.2.3', '10.9.9.9', '::1'];

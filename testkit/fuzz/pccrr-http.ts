@@ -18,8 +18,15 @@ import { memorySource, responderSeeds } from './pccrr.js';
 function readHttpResponse(sock: Socket, timeoutMs: number): Promise<{ status: number; body: Buffer } | 'closed'> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => { sock.destroy(); reject(new FuzzFailure(`no response within ${timeoutMs} ms`)); }, timeoutMs);
-    const done = (v: { status: number; body: Buffer } | 'closed') => { clearTimeout(timer); sock.removeAllListeners('data'); resolve(v); };
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new FuzzFailure(`no response within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const done = (v: { status: number; body: Buffer } | 'closed') => {
+      clearTimeout(timer);
+      sock.removeAllListeners('data');
+      resolve(v);
+    };
     sock.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
       const end = buf.indexOf('\r\n\r\n');
@@ -36,9 +43,20 @@ function readHttpResponse(sock: Socket, timeoutMs: number): Promise<{ status: nu
 
 const HTTP_METHODS = ['POST', 'GET', 'PUT', 'HEAD', 'OPTIONS', 'DELETE', 'PATCH', 'CONNECT', 'TRACE', 'post', 'P0ST'];
 const HTTP_PATHS = [
-  PCCRR_PATH, PCCRR_PATH.toLowerCase(), PCCRR_PATH.slice(0, -1), `${PCCRR_PATH}?x=1`, `${PCCRR_PATH}../../etc/passwd`, '/',
-  '/../../../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', '/cache/blocks', '/index', '//etc/passwd', '/116B50EB-ECE2-41ac-8429-9F9E963361B7/..%2f..%2f',
-  'http://127.0.0.1/116B50EB-ECE2-41ac-8429-9F9E963361B7/', '*',
+  PCCRR_PATH,
+  PCCRR_PATH.toLowerCase(),
+  PCCRR_PATH.slice(0, -1),
+  `${PCCRR_PATH}?x=1`,
+  `${PCCRR_PATH}../../etc/passwd`,
+  '/',
+  '/../../../../etc/passwd',
+  '/%2e%2e/%2e%2e/etc/passwd',
+  '/cache/blocks',
+  '/index',
+  '//etc/passwd',
+  '/116B50EB-ECE2-41ac-8429-9F9E963361B7/..%2f..%2f',
+  'http://127.0.0.1/116B50EB-ECE2-41ac-8429-9F9E963361B7/',
+  '*',
 ];
 
 /** The retrieval server over real HTTP: mutated bodies, methods, paths and framing on raw sockets. */
@@ -51,16 +69,27 @@ export function pccrrServerTarget(): FuzzTarget & { stats(): ReturnType<Retrieva
     name: 'pccrr-server',
     stats: () => server?.stats(),
     async setup() {
-      server = createRetrievalServer({ source: mem.source, host: '127.0.0.1', port: 0, uploadTimeoutMs: 2000, logger: nullLogger });
+      server = createRetrievalServer({
+        source: mem.source,
+        host: '127.0.0.1',
+        port: 0,
+        uploadTimeoutMs: 2000,
+        logger: nullLogger,
+      });
       port = (await server.listen()).port;
     },
-    async teardown() { await server?.close(); },
+    async teardown() {
+      await server?.close();
+    },
     generate(rng) {
       const body = fromSeeds(rng, seeds, 16);
       const wellFormed = rng.bool(0.6);
       const method = wellFormed ? 'POST' : rng.pick(HTTP_METHODS);
       const path = wellFormed ? PCCRR_PATH : rng.pick(HTTP_PATHS);
-      const len = wellFormed || rng.bool(0.7) ? String(body.length) : rng.pick(['', '-1', '99999999', '0x10', String(body.length + 3), '1e3']);
+      const len =
+        wellFormed || rng.bool(0.7)
+          ? String(body.length)
+          : rng.pick(['', '-1', '99999999', '0x10', String(body.length + 3), '1e3']);
       const head = `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${len === '' ? '' : `Content-Length: ${len}\r\n`}\r\n`;
       const raw = Buffer.concat([Buffer.from(head, 'latin1'), body]);
       // Occasionally corrupt the framing itself.
@@ -68,7 +97,10 @@ export function pccrrServerTarget(): FuzzTarget & { stats(): ReturnType<Retrieva
     },
     async run(input) {
       const sock = connect({ host: '127.0.0.1', port });
-      await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+      await new Promise<void>((resolve, reject) => {
+        sock.once('connect', resolve);
+        sock.once('error', reject);
+      });
       const reply = readHttpResponse(sock, 5000);
       sock.end(input);
       const r = await reply;
@@ -80,11 +112,15 @@ export function pccrrServerTarget(): FuzzTarget & { stats(): ReturnType<Retrieva
         return 'rejected';
       }
       const head = input.subarray(0, input.indexOf('\r\n\r\n') + 4).toString('latin1');
-      if (!head.startsWith(`POST ${PCCRR_PATH.split('?')[0]}`) && !/^POST \/116b50eb-ece2-41ac-8429-9f9e963361b7\/(\?|\s)/i.test(head)) {
+      if (
+        !head.startsWith(`POST ${PCCRR_PATH.split('?')[0]}`) &&
+        !/^POST \/116b50eb-ece2-41ac-8429-9f9e963361b7\/(\?|\s)/i.test(head)
+      ) {
         throw new FuzzFailure(`200 for a request that is not a POST to the PCCRR path: ${head.slice(0, 60)}`);
       }
       const m = decodeResponse(r.body);
-      if (m.type === 'BLK' && m.block.length > 0 && m.cryptoAlgo === 0) throw new FuzzFailure('plaintext block over HTTP');
+      if (m.type === 'BLK' && m.block.length > 0 && m.cryptoAlgo === 0)
+        throw new FuzzFailure('plaintext block over HTTP');
       return 'accepted';
     },
   };
@@ -104,11 +140,40 @@ export function pccrrClientTarget(): FuzzTarget {
     const plain = mem.blocks.get(index)!;
     for (const algo of [1, 2, 3] as const) {
       const { cipher, iv } = encryptBlock(algo, mem.kp, plain);
-      seeds.push(encodeResponse({ type: 'BLK', cryptoAlgo: algo, segmentId: mem.segmentId, blockIndex: index, nextBlockIndex: index + 1, block: cipher, iv }));
+      seeds.push(
+        encodeResponse({
+          type: 'BLK',
+          cryptoAlgo: algo,
+          segmentId: mem.segmentId,
+          blockIndex: index,
+          nextBlockIndex: index + 1,
+          block: cipher,
+          iv,
+        }),
+      );
     }
   }
-  seeds.push(encodeResponse({ type: 'BLK', segmentId: mem.segmentId, blockIndex: 0, nextBlockIndex: 0, block: Buffer.alloc(0), iv: Buffer.alloc(0) }));
-  seeds.push(encodeResponse({ type: 'BLKLIST', segmentId: mem.segmentId, ranges: [[0, 2], [4, 1]], nextBlockIndex: 0 }));
+  seeds.push(
+    encodeResponse({
+      type: 'BLK',
+      segmentId: mem.segmentId,
+      blockIndex: 0,
+      nextBlockIndex: 0,
+      block: Buffer.alloc(0),
+      iv: Buffer.alloc(0),
+    }),
+  );
+  seeds.push(
+    encodeResponse({
+      type: 'BLKLIST',
+      segmentId: mem.segmentId,
+      ranges: [
+        [0, 2],
+        [4, 1],
+      ],
+      nextBlockIndex: 0,
+    }),
+  );
   seeds.push(encodeResponse({ type: 'NEGO_RESP', min: { major: 1, minor: 0 }, max: { major: 2, minor: 0 } }));
   seeds.push(encodeResponse({ type: 'SEGLIST', requestId: rng.bytes(16), ranges: [[0, 1]] }));
   let next: { status: number; body: Buffer } = { status: 200, body: Buffer.alloc(0) };
@@ -123,7 +188,10 @@ export function pccrrClientTarget(): FuzzTarget {
         req.resume();
         req.on('end', () => res.writeHead(next.status, { 'Content-Length': next.body.length }).end(next.body));
       });
-      server.on('connection', (c) => { sockets.add(c); c.on('close', () => sockets.delete(c)); });
+      server.on('connection', (c) => {
+        sockets.add(c);
+        c.on('close', () => sockets.delete(c));
+      });
       await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
       peer = `127.0.0.1:${(server.address() as AddressInfo).port}`;
       client = new RetrievalClient({ requestTimeoutMs: 3000, logger: nullLogger, probation: false }); // every case against one peer: no quarantine
@@ -136,7 +204,9 @@ export function pccrrClientTarget(): FuzzTarget {
     generate(r) {
       const status = r.bool(0.95) ? 200 : r.pick([204, 400, 404, 500, 503]);
       const k = r.int(seeds.length);
-      const body = r.bool(0.05) ? Buffer.from(seeds[k]!) : mutate(r, seeds[k]!, { corpus: seeds, rounds: r.range(1, 2) });
+      const body = r.bool(0.05)
+        ? Buffer.from(seeds[k]!)
+        : mutate(r, seeds[k]!, { corpus: seeds, rounds: r.range(1, 2) });
       const out = Buffer.alloc(5 + body.length);
       out.writeUInt32BE(status);
       // Which request the client makes: mostly the one this seed answers (BLK seeds are 3 per block index).
@@ -155,7 +225,14 @@ export function pccrrClientTarget(): FuzzTarget {
           const index = [0, 1, 4][which % 3]!;
           const plain = mem.blocks.get(index)!;
           const [s, e] = blockRange(1, seg, index);
-          const r = await client!.getBlock({ peer, segmentId: mem.segmentId, index, kp: mem.kp, expectedLength: e - s, verify: (b) => b.equals(plain) });
+          const r = await client!.getBlock({
+            peer,
+            segmentId: mem.segmentId,
+            index,
+            kp: mem.kp,
+            expectedLength: e - s,
+            verify: (b) => b.equals(plain),
+          });
           if (!r.data.equals(plain)) throw new FuzzFailure('client returned a block that is not the held block');
         }
         return 'accepted';

@@ -2,12 +2,28 @@
 import { isDeepStrictEqual } from 'node:util';
 import { segmentIdOf } from '../../src/protocol/pccrc/keys.js';
 import { blockRange, V1_BLOCK_SIZE } from '../../src/protocol/pccrc/types.js';
-import { decodeMessage, decodeRequest, decodeResponse, encodeMessage, type Message, type Decoded } from '../../src/protocol/pccrr/codec.js';
+import {
+  decodeMessage,
+  decodeRequest,
+  decodeResponse,
+  encodeMessage,
+  type Message,
+  type Decoded,
+} from '../../src/protocol/pccrr/codec.js';
 import { RetrievalParseError } from '../../src/protocol/pccrr/errors.js';
 import { decryptBlock } from '../../src/protocol/pccrr/crypto.js';
 import { respond, type BlockSource } from '../../src/retrieval/block-responder.js';
 import { Rng } from './lib.js';
-import { fixturesDir, FuzzFailure, fromSeeds, hexValues, readJson, typed, type FuzzTarget, type Outcome } from './common.js';
+import {
+  fixturesDir,
+  FuzzFailure,
+  fromSeeds,
+  hexValues,
+  readJson,
+  typed,
+  type FuzzTarget,
+  type Outcome,
+} from './common.js';
 
 export function pccrrSeeds(): Buffer[] {
   const seeds: Buffer[] = [];
@@ -21,13 +37,48 @@ export function pccrrSeeds(): Buffer[] {
   const msgs: Message[] = [
     { type: 'NEGO_REQ', min: { major: 1, minor: 0 }, max: { major: 2, minor: 0 } },
     { type: 'NEGO_RESP', min: { major: 1, minor: 0 }, max: { major: 2, minor: 0 } },
-    { type: 'GETBLKLIST', segmentId: id, ranges: [[0, 3], [7, 1]] },
+    {
+      type: 'GETBLKLIST',
+      segmentId: id,
+      ranges: [
+        [0, 3],
+        [7, 1],
+      ],
+    },
     { type: 'BLKLIST', segmentId: rng.bytes(48), ranges: [[0, 512]], nextBlockIndex: 0 },
     { type: 'GETBLKS', segmentId: id, ranges: [[5, 1]], vrfData: rng.bytes(5) },
-    { type: 'BLK', cryptoAlgo: 1, segmentId: id, blockIndex: 2, nextBlockIndex: 3, block: rng.bytes(64), vrfBlock: rng.bytes(3), iv: rng.bytes(16) },
-    { type: 'BLK', segmentId: rng.bytes(64), blockIndex: 9, nextBlockIndex: 0, block: Buffer.alloc(0), iv: Buffer.alloc(0) },
-    { type: 'GETSEGLIST', requestId: rng.bytes(16), segmentIds: [id, rng.bytes(32), rng.bytes(48)], extensibleBlob: rng.bytes(7) },
-    { type: 'SEGLIST', requestId: rng.bytes(16), ranges: [[0, 2], [5, 1]] },
+    {
+      type: 'BLK',
+      cryptoAlgo: 1,
+      segmentId: id,
+      blockIndex: 2,
+      nextBlockIndex: 3,
+      block: rng.bytes(64),
+      vrfBlock: rng.bytes(3),
+      iv: rng.bytes(16),
+    },
+    {
+      type: 'BLK',
+      segmentId: rng.bytes(64),
+      blockIndex: 9,
+      nextBlockIndex: 0,
+      block: Buffer.alloc(0),
+      iv: Buffer.alloc(0),
+    },
+    {
+      type: 'GETSEGLIST',
+      requestId: rng.bytes(16),
+      segmentIds: [id, rng.bytes(32), rng.bytes(48)],
+      extensibleBlob: rng.bytes(7),
+    },
+    {
+      type: 'SEGLIST',
+      requestId: rng.bytes(16),
+      ranges: [
+        [0, 2],
+        [5, 1],
+      ],
+    },
   ];
   for (const m of msgs) seeds.push(encodeMessage(m));
   return seeds;
@@ -49,13 +100,23 @@ export function pccrrCodecTarget(): FuzzTarget {
         const m = decodeMessage(input);
         if (!sameMessage(decodeMessage(encodeMessage(m)), m)) throw new FuzzFailure(`${m.type} re-encodes differently`);
         accepted = true;
-      } catch (e) { typed(e, RetrievalParseError); }
+      } catch (e) {
+        typed(e, RetrievalParseError);
+      }
       // The request/response entry points must agree with decodeMessage and stay typed.
-      try { decodeRequest(input); } catch (e) { typed(e, RetrievalParseError); }
+      try {
+        decodeRequest(input);
+      } catch (e) {
+        typed(e, RetrievalParseError);
+      }
       const framed = Buffer.alloc(4 + input.length);
       framed.writeUInt32BE(input.length);
       input.copy(framed, 4);
-      try { decodeResponse(framed); } catch (e) { typed(e, RetrievalParseError); }
+      try {
+        decodeResponse(framed);
+      } catch (e) {
+        typed(e, RetrievalParseError);
+      }
       return accepted ? 'accepted' : 'rejected';
     },
   };
@@ -65,7 +126,12 @@ export function pccrrCodecTarget(): FuzzTarget {
 // MS-PCCRR responder (respond()) and HTTP server
 
 /** An in-memory BlockSource holding one v1 segment (3 blocks of 5, blocks 0, 1 and 4 present). */
-export function memorySource(rng: Rng): { source: BlockSource; segmentId: Buffer; kp: Buffer; blocks: Map<number, Buffer> } {
+export function memorySource(rng: Rng): {
+  source: BlockSource;
+  segmentId: Buffer;
+  kp: Buffer;
+  blocks: Map<number, Buffer>;
+} {
   const length = 4 * V1_BLOCK_SIZE + 1000;
   const kp = rng.bytes(32);
   const segmentId = segmentIdOf(1, kp, rng.bytes(32));
@@ -92,9 +158,25 @@ export function responderSeeds(segmentId: Buffer): Buffer[] {
     { type: 'GETBLKS', segmentId, ranges: [[0, 1]] },
     { type: 'GETBLKS', segmentId, ranges: [[4, 1]] },
     { type: 'GETBLKS', segmentId, ranges: [[2, 1]] },
-    { type: 'GETBLKS', segmentId, ranges: [[1, 2], [4, 1]], version: { major: 2, minor: 0 } },
+    {
+      type: 'GETBLKS',
+      segmentId,
+      ranges: [
+        [1, 2],
+        [4, 1],
+      ],
+      version: { major: 2, minor: 0 },
+    },
     { type: 'GETBLKLIST', segmentId, ranges: [[0, 5]] },
-    { type: 'GETBLKLIST', segmentId, ranges: [[3, 2], [0, 1]], cryptoAlgo: 3 },
+    {
+      type: 'GETBLKLIST',
+      segmentId,
+      ranges: [
+        [3, 2],
+        [0, 1],
+      ],
+      cryptoAlgo: 3,
+    },
     { type: 'GETSEGLIST', requestId: rng.bytes(16), segmentIds: [rng.bytes(32), segmentId] },
     { type: 'NEGO_REQ', min: { major: 1, minor: 0 }, max: { major: 3, minor: 0 } },
   ];
@@ -115,7 +197,8 @@ async function checkRespond(input: Buffer, mem: ReturnType<typeof memorySource>,
     const plain = mem.blocks.get(m.blockIndex);
     if (!plain || !m.segmentId.equals(mem.segmentId)) throw new FuzzFailure('served a block the source does not hold');
     if (m.block.includes(plain.subarray(0, 64))) throw new FuzzFailure('plaintext visible in the served block');
-    if (!decryptBlock(m.cryptoAlgo, mem.kp, m.block, m.iv, plain.length).equals(plain)) throw new FuzzFailure('served block does not decrypt to the held block');
+    if (!decryptBlock(m.cryptoAlgo, mem.kp, m.block, m.iv, plain.length).equals(plain))
+      throw new FuzzFailure('served block does not decrypt to the held block');
   }
   return 'accepted';
 }

@@ -1,24 +1,45 @@
 /** Fuzz target: MS-PCHC codec (request decode/re-encode, response decode, SEGMENT_INFO content information). */
 import { isDeepStrictEqual } from 'node:util';
 import {
-  decodeRequest, decodeResponse, encodeRequest, encodeSegmentInformation, parseSegmentInformation,
+  decodeRequest,
+  decodeResponse,
+  encodeRequest,
+  encodeSegmentInformation,
+  parseSegmentInformation,
 } from '../../src/protocol/pchc/codec.js';
 import { HostedCacheParseError } from '../../src/protocol/pchc/errors.js';
 import { segmentIdOf } from '../../src/protocol/pccrc/keys.js';
 import { OfferHandler } from '../../src/hostedcache/offers.js';
 import type { SegmentMeta } from '../../src/cache/meta.js';
 import { Rng } from './lib.js';
-import { fixturesDir, FuzzFailure, fromSeeds, hexValues, readJson, typed, type FuzzTarget, type Outcome } from './common.js';
+import {
+  fixturesDir,
+  FuzzFailure,
+  fromSeeds,
+  hexValues,
+  readJson,
+  typed,
+  type FuzzTarget,
+  type Outcome,
+} from './common.js';
 
 export function pchcSeeds(): Buffer[] {
   const seeds = hexValues(readJson(fixturesDir('pchc', 'vectors.json'))).filter((b) => b.length >= 16);
   const rng = new Rng(0x9c);
   seeds.push(encodeRequest({ type: 'INITIAL_OFFER', port: 7170, hash: rng.bytes(64) }));
-  seeds.push(encodeRequest({
-    type: 'BATCHED_OFFER', port: 1, descriptors: Array.from({ length: 5 }, (_, k) => ({
-      blockSize: 1000 + k, segmentSize: 1000 + k, contentTag: rng.bytes(1 + k), hashAlgorithm: k, segmentId: rng.bytes(32),
-    })),
-  }));
+  seeds.push(
+    encodeRequest({
+      type: 'BATCHED_OFFER',
+      port: 1,
+      descriptors: Array.from({ length: 5 }, (_, k) => ({
+        blockSize: 1000 + k,
+        segmentSize: 1000 + k,
+        contentTag: rng.bytes(1 + k),
+        hashAlgorithm: k,
+        segmentId: rng.bytes(32),
+      })),
+    }),
+  );
   return seeds;
 }
 
@@ -37,14 +58,28 @@ export function pchcCodecTarget(): FuzzTarget {
         if (m.type === 'SEGMENT_INFO') {
           try {
             const s = parseSegmentInformation(m.segmentInformation);
-            if (!s.segmentId.equals(segmentIdOf(1, s.kp, s.hod))) throw new FuzzFailure('segment ID is not HMAC(Kp, HoD || C)');
+            if (!s.segmentId.equals(segmentIdOf(1, s.kp, s.hod)))
+              throw new FuzzFailure('segment ID is not HMAC(Kp, HoD || C)');
             const back = encodeSegmentInformation(s);
-            if (!isDeepStrictEqual(parseSegmentInformation(back), s)) throw new FuzzFailure('SegmentInformation re-encodes differently');
-          } catch (e) { typed(e, HostedCacheParseError); }
+            if (!isDeepStrictEqual(parseSegmentInformation(back), s))
+              throw new FuzzFailure('SegmentInformation re-encodes differently');
+          } catch (e) {
+            typed(e, HostedCacheParseError);
+          }
         }
-      } catch (e) { typed(e, HostedCacheParseError); }
-      try { decodeResponse(input.subarray(0, 5)); } catch (e) { typed(e, HostedCacheParseError); }
-      try { parseSegmentInformation(input); } catch (e) { typed(e, HostedCacheParseError); }
+      } catch (e) {
+        typed(e, HostedCacheParseError);
+      }
+      try {
+        decodeResponse(input.subarray(0, 5));
+      } catch (e) {
+        typed(e, HostedCacheParseError);
+      }
+      try {
+        parseSegmentInformation(input);
+      } catch (e) {
+        typed(e, HostedCacheParseError);
+      }
       return outcome;
     },
   };
@@ -57,7 +92,8 @@ export function pchcOffersTarget(): FuzzTarget {
   const handler = new OfferHandler({
     store: { getSegment: (id) => known.get(id.toString('hex')), isComplete: () => false },
     pull: (task) => {
-      if (!/^127\.0\.0\.1:\d+$/.test(task.peer)) throw new FuzzFailure(`pull from ${task.peer}, not the offering address`);
+      if (!/^127\.0\.0\.1:\d+$/.test(task.peer))
+        throw new FuzzFailure(`pull from ${task.peer}, not the offering address`);
       if (task.kind === 'v1') known.set(task.meta.segmentId.toString('hex'), task.meta);
       return true;
     },

@@ -14,7 +14,12 @@ import type { FuzzTarget } from './targets.js';
 /** A case slower than this counts as a hang. */
 export const HANG_MS = 1000;
 
-export interface Finding { caseNo: number; error: string; input: Buffer; file?: string }
+export interface Finding {
+  caseNo: number;
+  error: string;
+  input: Buffer;
+  file?: string;
+}
 
 export interface RunResult {
   target: string;
@@ -42,7 +47,10 @@ export function fullGc(): void {
 const heapMiB = () => process.memoryUsage().heapUsed / (1024 * 1024);
 
 /** Runs `cases` cases of `target` starting at case `first` (cases are independent given the seed). */
-export async function runTarget(target: FuzzTarget, opts: { cases: number; seed: number; first?: number; saveCrashers?: boolean; maxFindings?: number }): Promise<RunResult> {
+export async function runTarget(
+  target: FuzzTarget,
+  opts: { cases: number; seed: number; first?: number; saveCrashers?: boolean; maxFindings?: number },
+): Promise<RunResult> {
   const stats = new FuzzStats();
   const findings: Finding[] = [];
   await target.setup?.();
@@ -80,14 +88,26 @@ export async function runTarget(target: FuzzTarget, opts: { cases: number; seed:
   }
   const wallMs = Date.now() - t0;
   fullGc();
-  return { target: target.name, stats, findings, heapBeforeMiB: heapBefore, heapAfterMiB: heapMiB(), wallMs, slowestAloneMs };
+  return {
+    target: target.name,
+    stats,
+    findings,
+    heapBeforeMiB: heapBefore,
+    heapAfterMiB: heapMiB(),
+    wallMs,
+    slowestAloneMs,
+  };
 }
 
 async function bestOf3(target: FuzzTarget, input: Buffer): Promise<number> {
   let best = Infinity;
   for (let k = 0; k < 3; k++) {
     const start = process.hrtime.bigint();
-    try { await target.run(input); } catch { /* already reported */ }
+    try {
+      await target.run(input);
+    } catch {
+      /* already reported */
+    }
     best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e6);
   }
   return best;
@@ -105,5 +125,8 @@ export function saveCrasher(target: string, input: Buffer): string {
 export function loadCrashers(target: string): Array<{ file: string; input: Buffer }> {
   const dir = crasherDir(target);
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => f.endsWith('.bin')).sort().map((f) => ({ file: join(dir, f), input: readFileSync(join(dir, f)) }));
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.bin'))
+    .sort()
+    .map((f) => ({ file: join(dir, f), input: readFileSync(join(dir, f)) }));
 }

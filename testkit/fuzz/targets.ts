@@ -14,12 +14,31 @@ import { pchcCodecTarget, pchcOffersTarget } from './pchc.js';
 import type { FuzzTarget } from './common.js';
 
 export { FuzzFailure, type FuzzTarget, type Outcome } from './common.js';
-export { contentInfoTarget, pccrrCodecTarget, pccrrResponderTarget, pccrrClientTarget, pccrrServerTarget, pccrdCodecTarget, pccrdProberTarget, pccrdResponderTarget, pchcCodecTarget, pchcOffersTarget };
+export {
+  contentInfoTarget,
+  pccrrCodecTarget,
+  pccrrResponderTarget,
+  pccrrClientTarget,
+  pccrrServerTarget,
+  pccrdCodecTarget,
+  pccrdProberTarget,
+  pccrdResponderTarget,
+  pchcCodecTarget,
+  pchcOffersTarget,
+};
 
 /** All targets, in report order. */
 export function allTargets(): FuzzTarget[] {
   return [
-    contentInfoTarget(), pccrrCodecTarget(), pccrrResponderTarget(), pccrrServerTarget(), pccrrClientTarget(),
-    pccrdCodecTarget(), pccrdResponderTarget(), pccrdProberTarget(), pchcCodecTarget(), pchcOffersTarget(),
+    contentInfoTarget(),
+    pccrrCodecTarget(),
+    pccrrResponderTarget(),
+    pccrrServerTarget(),
+    pccrrClientTarget(),
+    pccrdCodecTarget(),
+    pccrdResponderTarget(),
+    pccrdProberTarget(),
+    pchcCodecTarget(),
+    pchcOffersTarget(),
   ];
 }

@@ -24,35 +24,72 @@ import { createOriginServer } from '../../src/origin/server.js';
 import { startEvilPeer, startTarpitPeer } from './evilpeer.js';
 import { splitHostPort } from './entrypoints.js';
 
-function say(v: Record<string, unknown>): void { process.stdout.write(JSON.stringify(v) + '\n'); }
+function say(v: Record<string, unknown>): void {
+  process.stdout.write(JSON.stringify(v) + '\n');
+}
 
 function onTerm(fn: () => void): void {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, fn);
 }
 
 async function delayProxy(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { listen: { type: 'string' }, target: { type: 'string' }, 'delay-ms': { type: 'string' } } });
+  const { values } = parseArgs({
+    args,
+    options: { listen: { type: 'string' }, target: { type: 'string' }, 'delay-ms': { type: 'string' } },
+  });
   const l = splitHostPort(values.listen ?? '');
   const t = splitHostPort(values.target ?? '');
-  const p = await startDelayProxy({ listenHost: l.host, listenPort: l.port, targetHost: t.host, targetPort: t.port, delayMs: Number(values['delay-ms'] ?? 0) });
+  const p = await startDelayProxy({
+    listenHost: l.host,
+    listenPort: l.port,
+    targetHost: t.host,
+    targetPort: t.port,
+    delayMs: Number(values['delay-ms'] ?? 0),
+  });
   say({ event: 'ready', address: `${p.host}:${p.port}` });
-  onTerm(() => { void p.close().then(() => process.exit(0)); });
+  onTerm(() => {
+    void p.close().then(() => process.exit(0));
+  });
 }
 
 async function origin(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { listen: { type: 'string' }, dir: { type: 'string' }, 'state-dir': { type: 'string' } } });
+  const { values } = parseArgs({
+    args,
+    options: { listen: { type: 'string' }, dir: { type: 'string' }, 'state-dir': { type: 'string' } },
+  });
   const l = splitHostPort(values.listen ?? '');
-  const server = await createOriginServer({ root: values.dir ?? '.', host: l.host, port: l.port, stateDir: values['state-dir'] ?? '.' });
+  const server = await createOriginServer({
+    root: values.dir ?? '.',
+    host: l.host,
+    port: l.port,
+    stateDir: values['state-dir'] ?? '.',
+  });
   const a = await server.listen();
   say({ event: 'ready', address: `${a.host}:${a.port}` });
-  onTerm(() => { void server.close().then(() => process.exit(0)); });
+  onTerm(() => {
+    void server.close().then(() => process.exit(0));
+  });
 }
 
 async function evilPeer(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { url: { type: 'string' }, file: { type: 'string' }, listen: { type: 'string' }, interface: { type: 'string' }, 'discovery-port': { type: 'string' }, random: { type: 'boolean' } } });
+  const { values } = parseArgs({
+    args,
+    options: {
+      url: { type: 'string' },
+      file: { type: 'string' },
+      listen: { type: 'string' },
+      interface: { type: 'string' },
+      'discovery-port': { type: 'string' },
+      random: { type: 'boolean' },
+    },
+  });
   const p = await startEvilPeer({
-    url: values.url ?? '', file: values.file, listenHost: values.listen ?? '127.0.0.1', interfaceAddress: values.interface ?? '127.0.0.1',
-    discoveryPort: Number(values['discovery-port'] ?? 3702), corruption: values.random ? 'random' : 'flip',
+    url: values.url ?? '',
+    file: values.file,
+    listenHost: values.listen ?? '127.0.0.1',
+    interfaceAddress: values.interface ?? '127.0.0.1',
+    discoveryPort: Number(values['discovery-port'] ?? 3702),
+    corruption: values.random ? 'random' : 'flip',
   });
   say({ event: 'ready', address: p.address, segments: p.segments });
   onTerm(() => {
@@ -63,10 +100,22 @@ async function evilPeer(args: string[]): Promise<void> {
 }
 
 async function tarpitPeer(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { listen: { type: 'string' }, interface: { type: 'string' }, 'discovery-port': { type: 'string' }, sockets: { type: 'string' }, xaddr: { type: 'string', multiple: true } } });
+  const { values } = parseArgs({
+    args,
+    options: {
+      listen: { type: 'string' },
+      interface: { type: 'string' },
+      'discovery-port': { type: 'string' },
+      sockets: { type: 'string' },
+      xaddr: { type: 'string', multiple: true },
+    },
+  });
   const p = await startTarpitPeer({
-    listenHost: values.listen ?? '127.0.0.1', interfaceAddress: values.interface ?? '127.0.0.1', discoveryPort: Number(values['discovery-port'] ?? 3702),
-    sockets: values.sockets ? Number(values.sockets) : undefined, extraXAddrs: values.xaddr ?? [],
+    listenHost: values.listen ?? '127.0.0.1',
+    interfaceAddress: values.interface ?? '127.0.0.1',
+    discoveryPort: Number(values['discovery-port'] ?? 3702),
+    sockets: values.sockets ? Number(values.sockets) : undefined,
+    extraXAddrs: values.xaddr ?? [],
   });
   say({ event: 'ready', xaddrs: p.xaddrs });
   onTerm(() => {
@@ -83,18 +132,32 @@ async function serveFile(args: string[]): Promise<void> {
     const rel = normalize(decodeURIComponent((req.url ?? '/').split('?')[0]!)).replace(/^(\.\.[/\\])+/, '');
     const path = join(root, rel);
     let size: number;
-    try { const st = statSync(path); if (!st.isFile()) throw new Error('not a file'); size = st.size; } catch { res.writeHead(404).end(); return; }
+    try {
+      const st = statSync(path);
+      if (!st.isFile()) throw new Error('not a file');
+      size = st.size;
+    } catch {
+      res.writeHead(404).end();
+      return;
+    }
     res.writeHead(200, { 'content-length': String(size), 'content-type': 'application/octet-stream' });
     createReadStream(path).pipe(res);
   });
   await new Promise<void>((resolve) => server.listen(l.port, l.host, resolve));
   const a = server.address();
   say({ event: 'ready', address: `${l.host}:${typeof a === 'object' && a ? a.port : 0}` });
-  onTerm(() => { server.closeAllConnections(); server.close(() => process.exit(0)); });
+  onTerm(() => {
+    server.closeAllConnections();
+    server.close(() => process.exit(0));
+  });
 }
 
 async function fetchUrl(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { output: { type: 'string', short: 'o' }, 'timeout-ms': { type: 'string' }, body: { type: 'boolean' } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { output: { type: 'string', short: 'o' }, 'timeout-ms': { type: 'string' }, body: { type: 'boolean' } },
+  });
   const url = positionals[0];
   if (!url) throw new Error('fetch: URL required');
   const started = performance.now();
@@ -104,22 +167,50 @@ async function fetchUrl(args: string[]): Promise<void> {
   const status = await new Promise<number>((resolve, reject) => {
     const req = http.get(url, { timeout: Number(values['timeout-ms'] ?? 120_000) }, (res) => {
       const out = values.output ? createWriteStream(values.output) : undefined;
-      res.on('data', (d: Buffer) => { bytes += d.length; hash.update(d); out?.write(d); if (values.body && bytes <= 1 << 20) kept.push(d); });
-      res.on('end', () => { if (out) out.end(() => resolve(res.statusCode ?? 0)); else resolve(res.statusCode ?? 0); });
+      res.on('data', (d: Buffer) => {
+        bytes += d.length;
+        hash.update(d);
+        out?.write(d);
+        if (values.body && bytes <= 1 << 20) kept.push(d);
+      });
+      res.on('end', () => {
+        if (out) out.end(() => resolve(res.statusCode ?? 0));
+        else resolve(res.statusCode ?? 0);
+      });
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
   });
-  say({ status, bytes, seconds: (performance.now() - started) / 1000, sha256: hash.digest('hex'), ...(values.body ? { body: Buffer.concat(kept).toString('utf8') } : {}) });
+  say({
+    status,
+    bytes,
+    seconds: (performance.now() - started) / 1000,
+    sha256: hash.digest('hex'),
+    ...(values.body ? { body: Buffer.concat(kept).toString('utf8') } : {}),
+  });
 }
 
 async function mcastRecv(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { group: { type: 'string' }, port: { type: 'string' }, iface: { type: 'string' }, 'timeout-ms': { type: 'string' } } });
+  const { values } = parseArgs({
+    args,
+    options: {
+      group: { type: 'string' },
+      port: { type: 'string' },
+      iface: { type: 'string' },
+      'timeout-ms': { type: 'string' },
+    },
+  });
   const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
   await new Promise<void>((resolve) => sock.bind(Number(values.port), resolve));
   sock.addMembership(values.group!, values.iface);
-  const timer = setTimeout(() => { say({ timeout: true }); sock.close(); }, Number(values['timeout-ms'] ?? 5000));
+  const timer = setTimeout(
+    () => {
+      say({ timeout: true });
+      sock.close();
+    },
+    Number(values['timeout-ms'] ?? 5000),
+  );
   sock.once('message', (msg, rinfo) => {
     clearTimeout(timer);
     say({ from: rinfo.address, message: msg.toString('utf8') });
@@ -129,18 +220,37 @@ async function mcastRecv(args: string[]): Promise<void> {
 }
 
 async function mcastSend(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { group: { type: 'string' }, port: { type: 'string' }, iface: { type: 'string' }, message: { type: 'string' } } });
+  const { values } = parseArgs({
+    args,
+    options: {
+      group: { type: 'string' },
+      port: { type: 'string' },
+      iface: { type: 'string' },
+      message: { type: 'string' },
+    },
+  });
   const sock = dgram.createSocket('udp4');
   await new Promise<void>((resolve) => sock.bind(0, values.iface, resolve));
   sock.setMulticastInterface(values.iface!);
   sock.setMulticastTTL(1);
-  await new Promise<void>((resolve, reject) => sock.send(Buffer.from(values.message ?? ''), Number(values.port), values.group!, (e) => (e ? reject(e) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    sock.send(Buffer.from(values.message ?? ''), Number(values.port), values.group!, (e) =>
+      e ? reject(e) : resolve(),
+    ),
+  );
   sock.close();
   say({ sent: true });
 }
 
 const commands: Record<string, (args: string[]) => Promise<void>> = {
-  'delay-proxy': delayProxy, origin, 'evil-peer': evilPeer, 'tarpit-peer': tarpitPeer, 'serve-file': serveFile, fetch: fetchUrl, 'mcast-recv': mcastRecv, 'mcast-send': mcastSend,
+  'delay-proxy': delayProxy,
+  origin,
+  'evil-peer': evilPeer,
+  'tarpit-peer': tarpitPeer,
+  'serve-file': serveFile,
+  fetch: fetchUrl,
+  'mcast-recv': mcastRecv,
+  'mcast-send': mcastSend,
 };
 
 const [cmd, ...rest] = process.argv.slice(2);

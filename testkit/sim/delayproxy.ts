@@ -25,10 +25,20 @@ export interface DelayProxy {
   close(): Promise<void>;
 }
 
-interface Pending { due: number; chunk: Buffer | null /* null = end of stream */ }
+interface Pending {
+  due: number;
+  chunk: Buffer | null /* null = end of stream */;
+}
 
 /** Pipes src to dst delaying each chunk by delayMs; calls `count` with the bytes forwarded. */
-export function delayedPipe(src: Socket, dst: Socket, delayMs: number, highWater: number, now: () => number, count: (n: number) => void): void {
+export function delayedPipe(
+  src: Socket,
+  dst: Socket,
+  delayMs: number,
+  highWater: number,
+  now: () => number,
+  count: (n: number) => void,
+): void {
   const queue: Pending[] = [];
   let queued = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -39,12 +49,18 @@ export function delayedPipe(src: Socket, dst: Socket, delayMs: number, highWater
     const t = now();
     while (queue.length > 0 && queue[0]!.due <= t) {
       const p = queue.shift()!;
-      if (p.chunk === null) { dst.end(); return; }
+      if (p.chunk === null) {
+        dst.end();
+        return;
+      }
       queued -= p.chunk.length;
       count(p.chunk.length);
       if (!dst.destroyed) dst.write(p.chunk);
     }
-    if (paused && queued < highWater / 2 && dst.writableLength < highWater) { paused = false; src.resume(); }
+    if (paused && queued < highWater / 2 && dst.writableLength < highWater) {
+      paused = false;
+      src.resume();
+    }
     schedule();
   };
   const schedule = () => {
@@ -54,11 +70,22 @@ export function delayedPipe(src: Socket, dst: Socket, delayMs: number, highWater
   src.on('data', (chunk: Buffer) => {
     queue.push({ due: now() + delayMs, chunk });
     queued += chunk.length;
-    if (queued >= highWater && !paused) { paused = true; src.pause(); }
+    if (queued >= highWater && !paused) {
+      paused = true;
+      src.pause();
+    }
     schedule();
   });
-  dst.on('drain', () => { if (paused && queued < highWater / 2) { paused = false; src.resume(); } });
-  src.on('end', () => { queue.push({ due: now() + delayMs, chunk: null }); schedule(); });
+  dst.on('drain', () => {
+    if (paused && queued < highWater / 2) {
+      paused = false;
+      src.resume();
+    }
+  });
+  src.on('end', () => {
+    queue.push({ due: now() + delayMs, chunk: null });
+    schedule();
+  });
   dst.on('close', () => {
     if (timer) clearTimeout(timer);
     timer = undefined;
@@ -77,13 +104,24 @@ export function startDelayProxy(opts: DelayProxyOptions): Promise<DelayProxy> {
     const upstream = connect({ host: opts.targetHost, port: opts.targetPort });
     client.setNoDelay(true);
     upstream.setNoDelay(true);
-    sockets.add(client); sockets.add(upstream);
-    const kill = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
-    client.on('error', kill); upstream.on('error', kill);
+    sockets.add(client);
+    sockets.add(upstream);
+    const kill = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', kill);
+    upstream.on('error', kill);
     client.on('close', () => sockets.delete(client));
     upstream.on('close', () => sockets.delete(upstream));
-    delayedPipe(client, upstream, opts.delayMs, highWater, now, (n) => { st.upBytes += n; });
-    delayedPipe(upstream, client, opts.delayMs, highWater, now, (n) => { st.downBytes += n; });
+    delayedPipe(client, upstream, opts.delayMs, highWater, now, (n) => {
+      st.upBytes += n;
+    });
+    delayedPipe(upstream, client, opts.delayMs, highWater, now, (n) => {
+      st.downBytes += n;
+    });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -94,10 +132,11 @@ export function startDelayProxy(opts: DelayProxyOptions): Promise<DelayProxy> {
         host: opts.listenHost,
         port,
         stats: () => ({ ...st }),
-        close: () => new Promise<void>((res) => {
-          for (const s of sockets) s.destroy();
-          server.close(() => res());
-        }),
+        close: () =>
+          new Promise<void>((res) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => res());
+          }),
       });
     });
   });

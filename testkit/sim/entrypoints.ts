@@ -12,6 +12,7 @@ export const agentEntry = join(here, 'agent.js');
 export function splitHostPort(s: string): { host: string; port: number } {
   const i = s.lastIndexOf(':');
   const port = Number(s.slice(i + 1));
-  if (i <= 0 || s.slice(i + 1) === '' || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad HOST:PORT ${s}`);
+  if (i <= 0 || s.slice(i + 1) === '' || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`bad HOST:PORT ${s}`);
   return { host: s.slice(0, i), port };
 }

@@ -8,7 +8,13 @@ import { open } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { parseContentInfo } from '../../src/protocol/pccrc/codec.js';
-import { blockCount, blockRange, type ContentInfo, type ContentVersion, type SegmentInfo } from '../../src/protocol/pccrc/types.js';
+import {
+  blockCount,
+  blockRange,
+  type ContentInfo,
+  type ContentVersion,
+  type SegmentInfo,
+} from '../../src/protocol/pccrc/types.js';
 import { clientRequestHeaders, parsePeerDistResponse } from '../../src/protocol/pccrtp/headers.js';
 import { createRetrievalServer, type RetrievalStats } from '../../src/retrieval/server.js';
 import { Discovery } from '../../src/discovery/discovery.js';
@@ -35,15 +41,32 @@ export interface EvilPeer {
 /** Fetches the content information of `url` for one version (HTTP GET offering the peerdist coding). */
 export function fetchContentInfo(url: string, version: ContentVersion): Promise<ContentInfo | undefined> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers: clientRequestHeaders({ maxContentVersion: version, hashRequest: true }), timeout: 60_000 }, (res) => {
-      const info = parsePeerDistResponse(res.headers);
-      if (res.statusCode !== 200 || !info.peerdist) { res.resume(); resolve(undefined); return; }
-      const parts: Buffer[] = [];
-      let n = 0;
-      res.on('data', (d: Buffer) => { n += d.length; if (n <= 64 << 20) parts.push(d); });
-      res.on('end', () => { try { resolve(parseContentInfo(Buffer.concat(parts))); } catch (e) { reject(e); } });
-      res.on('error', reject);
-    });
+    const req = http.get(
+      url,
+      { headers: clientRequestHeaders({ maxContentVersion: version, hashRequest: true }), timeout: 60_000 },
+      (res) => {
+        const info = parsePeerDistResponse(res.headers);
+        if (res.statusCode !== 200 || !info.peerdist) {
+          res.resume();
+          resolve(undefined);
+          return;
+        }
+        const parts: Buffer[] = [];
+        let n = 0;
+        res.on('data', (d: Buffer) => {
+          n += d.length;
+          if (n <= 64 << 20) parts.push(d);
+        });
+        res.on('end', () => {
+          try {
+            resolve(parseContentInfo(Buffer.concat(parts)));
+          } catch (e) {
+            reject(e);
+          }
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('content information request timed out')));
     req.on('error', reject);
   });
@@ -53,17 +76,28 @@ export async function startEvilPeer(o: EvilPeerOptions): Promise<EvilPeer> {
   const segs = new Map<string, { version: ContentVersion; seg: SegmentInfo }>();
   for (const v of [1, 2] as const) {
     const ci = await fetchContentInfo(o.url, v);
-    if (ci && ci.version === v) for (const seg of ci.segments) segs.set(seg.segmentId.toString('hex'), { version: v, seg });
+    if (ci && ci.version === v)
+      for (const seg of ci.segments) segs.set(seg.segmentId.toString('hex'), { version: v, seg });
   }
   if (segs.size === 0) throw new Error(`no content information for ${o.url}`);
   const fh = o.file ? await open(o.file, 'r') : undefined;
   const find = (id: Buffer) => segs.get(id.toString('hex'));
-  const all = (id: Buffer) => { const s = find(id); return s ? Array.from({ length: blockCount(s.version, s.seg) }, (_, i) => i) : []; };
+  const all = (id: Buffer) => {
+    const s = find(id);
+    return s ? Array.from({ length: blockCount(s.version, s.seg) }, (_, i) => i) : [];
+  };
   const server = createRetrievalServer({
-    host: o.listenHost, port: 0,
+    host: o.listenHost,
+    port: 0,
     source: {
-      getSegment: (id) => { const s = find(id); return s && { version: s.version, kp: s.seg.kp, length: s.seg.length, blockSize: s.seg.blockSize }; },
-      hasBlock: (id, index) => { const s = find(id); return s !== undefined && index >= 0 && index < blockCount(s.version, s.seg); },
+      getSegment: (id) => {
+        const s = find(id);
+        return s && { version: s.version, kp: s.seg.kp, length: s.seg.length, blockSize: s.seg.blockSize };
+      },
+      hasBlock: (id, index) => {
+        const s = find(id);
+        return s !== undefined && index >= 0 && index < blockCount(s.version, s.seg);
+      },
       presentBlocks: all,
       readBlock: async (id, index) => {
         const s = find(id);
@@ -81,14 +115,26 @@ export async function startEvilPeer(o: EvilPeerOptions): Promise<EvilPeer> {
   const addr = await server.listen();
   const address = `${addr.host}:${addr.port}`;
   const discovery = new Discovery({
-    port: o.discoveryPort, interfaces: [o.interfaceAddress], loopback: o.interfaceAddress.startsWith('127.'),
+    port: o.discoveryPort,
+    interfaces: [o.interfaceAddress],
+    loopback: o.interfaceAddress.startsWith('127.'),
     xaddrs: () => [address],
-    lookup: (ids) => ids.map((id) => { const s = find(id); return s ? { blockCount: blockCount(s.version, s.seg), complete: true } : undefined; }),
+    lookup: (ids) =>
+      ids.map((id) => {
+        const s = find(id);
+        return s ? { blockCount: blockCount(s.version, s.seg), complete: true } : undefined;
+      }),
   });
   await discovery.start();
   return {
-    address, segments: segs.size, stats: () => server.stats(),
-    close: async () => { await discovery.close(); await server.close(); await fh?.close(); },
+    address,
+    segments: segs.size,
+    stats: () => server.stats(),
+    close: async () => {
+      await discovery.close();
+      await server.close();
+      await fh?.close();
+    },
   };
 }
 
@@ -130,10 +176,11 @@ export async function startTarpitPeer(o: TarpitOptions): Promise<TarpitPeer> {
   const sockets = new Set<import('node:net').Socket>();
   const servers: import('node:net').Server[] = [];
   const { createServer } = await import('node:net');
-  const listen = (srv: import('node:net').Server) => new Promise<number>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, o.listenHost, () => resolve((srv.address() as import('node:net').AddressInfo).port));
-  });
+  const listen = (srv: import('node:net').Server) =>
+    new Promise<number>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(0, o.listenHost, () => resolve((srv.address() as import('node:net').AddressInfo).port));
+    });
   const addrs: string[] = [];
   for (let i = 0; i < (o.sockets ?? 16); i++) {
     const srv = createServer((s) => {
@@ -155,13 +202,18 @@ export async function startTarpitPeer(o: TarpitOptions): Promise<TarpitPeer> {
     req.resume();
     res.writeHead(404, { 'Content-Length': 0 }).end();
   });
-  service.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  service.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
   servers.push(service);
   addrs.push(`${o.listenHost}:${await listen(service)}`);
   const all = [...addrs, ...(o.extraXAddrs ?? [])];
   let turn = 0;
   const discovery = new Discovery({
-    port: o.discoveryPort, interfaces: [o.interfaceAddress], loopback: o.interfaceAddress.startsWith('127.'),
+    port: o.discoveryPort,
+    interfaces: [o.interfaceAddress],
+    loopback: o.interfaceAddress.startsWith('127.'),
     xaddrs: () => {
       const k = turn++ % all.length;
       st.probeMatches++;
@@ -173,7 +225,12 @@ export async function startTarpitPeer(o: TarpitOptions): Promise<TarpitPeer> {
   await discovery.start();
   return {
     xaddrs: all,
-    stats: () => ({ connections: { ...st.connections }, attempts: structuredClone(st.attempts), serviceRequests: { ...st.serviceRequests }, probeMatches: st.probeMatches }),
+    stats: () => ({
+      connections: { ...st.connections },
+      attempts: structuredClone(st.attempts),
+      serviceRequests: { ...st.serviceRequests },
+      probeMatches: st.probeMatches,
+    }),
     close: async () => {
       await discovery.close();
       for (const s of sockets) s.destroy();

@@ -3,7 +3,11 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 
-export interface FileInfo { path: string; size: number; sha256: string }
+export interface FileInfo {
+  path: string;
+  size: number;
+  sha256: string;
+}
 
 /** Writes `size` bytes of seeded pseudo-random data (fast, incompressible, no repeated blocks). */
 export async function writePayload(path: string, size: number, seed = 'peerdist'): Promise<FileInfo> {
@@ -31,7 +35,10 @@ export async function digestFile(path: string): Promise<{ sha256: string; size: 
   const hash = createHash('sha256');
   let size = 0;
   try {
-    for await (const chunk of createReadStream(path)) { hash.update(chunk as Buffer); size += (chunk as Buffer).length; }
+    for await (const chunk of createReadStream(path)) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -43,7 +50,9 @@ export async function digestFile(path: string): Promise<{ sha256: string; size: 
 export function parseSize(s: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$/i.exec(s);
   if (!m) throw new Error(`bad size ${s}`);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[
+    m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'
+  ];
   return Math.round(Number(m[1]) * mult);
 }
 

@@ -89,19 +89,29 @@ export interface OriginCounters {
 }
 
 /** Bytes of file content the origin sent: full bodies plus missing-data (range) bodies. */
-export function originBlockBytes(s: OriginCounters): number { return (s.bytesFull ?? 0) + (s.bytesMissingData ?? 0); }
+export function originBlockBytes(s: OriginCounters): number {
+  return (s.bytesFull ?? 0) + (s.bytesMissingData ?? 0);
+}
 
 export function diffCounters(after: OriginCounters, before: OriginCounters): OriginCounters {
   const out: OriginCounters = { bytesFull: 0, bytesContentInfo: 0, bytesMissingData: 0, requests: 0 };
-  for (const [k, v] of Object.entries(after)) if (typeof v === 'number') out[k] = v - (typeof before[k] === 'number' ? before[k]! : 0);
+  for (const [k, v] of Object.entries(after))
+    if (typeof v === 'number') out[k] = v - (typeof before[k] === 'number' ? before[k]! : 0);
   return out;
 }
 
 /** Parses the last JSON object line of a command's stdout. */
 export function lastJsonLine(stdout: string): Record<string, unknown> | undefined {
-  const lines = stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('{'));
+  const lines = stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('{'));
   for (let i = lines.length - 1; i >= 0; i--) {
-    try { return JSON.parse(lines[i]!) as Record<string, unknown>; } catch { /* keep looking */ }
+    try {
+      return JSON.parse(lines[i]!) as Record<string, unknown>;
+    } catch {
+      /* keep looking */
+    }
   }
   return undefined;
 }
@@ -113,10 +123,15 @@ export function parseListenLine(line: string): { host: string; port: number } | 
     try {
       const v = JSON.parse(s) as Record<string, unknown>;
       for (const k of ['address', 'listen', 'url', 'origin']) {
-        if (typeof v[k] === 'string') { const r = parseListenLine(v[k] as string); if (r) return r; }
+        if (typeof v[k] === 'string') {
+          const r = parseListenLine(v[k] as string);
+          if (r) return r;
+        }
       }
       if (typeof v.port === 'number') return { host: typeof v.host === 'string' ? v.host : '127.0.0.1', port: v.port };
-    } catch { /* fall through to text */ }
+    } catch {
+      /* fall through to text */
+    }
   }
   const m = /(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})/.exec(s);
   if (m) return { host: m[1]!, port: Number(m[2]) };
@@ -128,7 +143,9 @@ const commandCache = new Map<string, Promise<boolean>>();
 export function hasCommand(name: string): Promise<boolean> {
   let p = commandCache.get(name);
   if (!p) {
-    p = runCommand(process.execPath, [peerdistEntry, name, '--help'], { timeoutMs: 15_000 }).then((r) => r.code === 0 && r.stdout.includes(name));
+    p = runCommand(process.execPath, [peerdistEntry, name, '--help'], { timeoutMs: 15_000 }).then(
+      (r) => r.code === 0 && r.stdout.includes(name),
+    );
     commandCache.set(name, p);
   }
   return p;
@@ -164,14 +181,21 @@ export class Cluster {
 
   private readonly unhook: () => void;
 
-  private constructor(readonly opts: ClusterOptions, readonly root: string) {
+  private constructor(
+    readonly opts: ClusterOptions,
+    readonly root: string,
+  ) {
     this.discoveryPort = opts.discoveryPort ?? 20000 + Math.floor(Math.random() * 40000);
     // Temp dirs go even when the run is interrupted (children are killed by proc.ts's own hook).
     this.unhook = onProcessExit(() => rmSync(root, { recursive: true, force: true }));
   }
 
-  get network(): SimNetwork { return this.opts.network; }
-  get originRoot(): string { return join(this.root, 'www'); }
+  get network(): SimNetwork {
+    return this.opts.network;
+  }
+  get originRoot(): string {
+    return join(this.root, 'www');
+  }
 
   /** Creates the client hosts, shapes the links, and starts the origin (daemons start separately). */
   static async create(opts: ClusterOptions): Promise<Cluster> {
@@ -180,7 +204,8 @@ export class Cluster {
     try {
       await mkdir(c.originRoot);
       for (let i = 1; i <= opts.clients; i++) c.hosts.push(await opts.network.addHost(`c${i}`));
-      if (opts.wan?.rateBps) await opts.network.shapeOrigin({ rateBps: opts.wan.rateBps, burstBytes: opts.wan.burstBytes });
+      if (opts.wan?.rateBps)
+        await opts.network.shapeOrigin({ rateBps: opts.wan.rateBps, burstBytes: opts.wan.burstBytes });
       if (opts.lanRateBps) for (const h of c.hosts) await opts.network.shapeHost(h, { rateBps: opts.lanRateBps });
       for (const f of opts.files ?? []) await c.addFile(f.name, f.size, f.seed);
       if ((opts.files?.length ?? 0) > 0 && opts.publish !== false) await c.publish();
@@ -196,7 +221,9 @@ export class Cluster {
     return { ...process.env, PEERDIST_LOG: process.env.PEERDIST_LOG ?? 'warn', ...this.opts.env, PEERDIST_TEST: '' };
   }
 
-  private get readyMs(): number { return this.opts.readyTimeoutMs ?? 60_000; }
+  private get readyMs(): number {
+    return this.opts.readyTimeoutMs ?? 60_000;
+  }
 
   /** Writes a seeded payload into the origin's directory. */
   async addFile(name: string, size: number, seed = name): Promise<FileInfo> {
@@ -205,23 +232,35 @@ export class Cluster {
     return info;
   }
 
-  private get originState(): string { return join(this.root, 'origin-state'); }
+  private get originState(): string {
+    return join(this.root, 'origin-state');
+  }
 
   /** Precomputes content information for the origin's directory (only while the origin is not running). */
   async publish(): Promise<void> {
-    if (this.originChild?.running) throw new SimError('SIM_CLUSTER', 'publish needs the origin stopped (the hash cache is single-process)');
+    if (this.originChild?.running)
+      throw new SimError('SIM_CLUSTER', 'publish needs the origin stopped (the hash cache is single-process)');
     await this.seedSigningKey();
     if (!(await hasCommand('publish'))) return;
-    const r = await runCommand(process.execPath, [peerdistEntry, 'publish', this.originRoot, '--state-dir', this.originState, '--json'], { timeoutMs: 600_000, env: this.env() });
-    if (r.code !== 0) throw new SimError('SIM_STEP', `peerdist publish failed (${r.code}): ${r.stderr.trim().slice(-1000)}`);
+    const r = await runCommand(
+      process.execPath,
+      [peerdistEntry, 'publish', this.originRoot, '--state-dir', this.originState, '--json'],
+      { timeoutMs: 600_000, env: this.env() },
+    );
+    if (r.code !== 0)
+      throw new SimError('SIM_STEP', `peerdist publish failed (${r.code}): ${r.stderr.trim().slice(-1000)}`);
   }
 
-  url(name: string): string { return `http://${this.originFront}/${name}`; }
+  url(name: string): string {
+    return `http://${this.originFront}/${name}`;
+  }
 
   private async seedSigningKey(): Promise<void> {
     if (signingKeyPem === undefined) return;
     await mkdir(join(this.originState, 'origin'), { recursive: true, mode: 0o700 });
-    await writeFile(join(this.originState, SIGNING_KEY_FILE), signingKeyPem, { mode: 0o600, flag: 'wx' }).catch(() => { /* already there */ });
+    await writeFile(join(this.originState, SIGNING_KEY_FILE), signingKeyPem, { mode: 0o600, flag: 'wx' }).catch(() => {
+      /* already there */
+    });
   }
 
   private async startOrigin(): Promise<void> {
@@ -234,7 +273,14 @@ export class Cluster {
     const stateDir = this.originState;
     let served = [this.originRoot];
     if (this.opts.upstreamPlain) {
-      this.upstreamChild = net.spawn(o, process.execPath, [agentEntry, 'serve-file', '--listen', `${o.localAddress}:0`, '--dir', this.originRoot]);
+      this.upstreamChild = net.spawn(o, process.execPath, [
+        agentEntry,
+        'serve-file',
+        '--listen',
+        `${o.localAddress}:0`,
+        '--dir',
+        this.originRoot,
+      ]);
       const up = await this.upstreamChild.firstJsonLine<{ address: string }>((v) => v.event === 'ready', this.readyMs);
       served = ['--upstream', `http://${up.address}/`];
     }
@@ -248,7 +294,16 @@ export class Cluster {
     this.originFront = this.originDirect;
     if (delay > 0) {
       const listen = net.kind === 'loopback' ? `${o.address}:0` : `${o.address}:80`;
-      this.proxyChild = net.spawn(o, process.execPath, [agentEntry, 'delay-proxy', '--listen', listen, '--target', this.originDirect, '--delay-ms', String(delay)]);
+      this.proxyChild = net.spawn(o, process.execPath, [
+        agentEntry,
+        'delay-proxy',
+        '--listen',
+        listen,
+        '--target',
+        this.originDirect,
+        '--delay-ms',
+        String(delay),
+      ]);
       const r = await this.proxyChild.firstJsonLine<{ address: string }>((v) => v.event === 'ready', this.readyMs);
       this.originFront = r.address;
     }
@@ -260,12 +315,38 @@ export class Cluster {
     if (!host) throw new SimError('SIM_CLUSTER', `no client ${i}`);
     if (this.daemons[i - 1]?.child.running) throw new SimError('SIM_CLUSTER', `daemon ${i} already running`);
     const stateDir = join(this.root, `c${i}-state`);
-    const args = [peerdistEntry, 'daemon', '--state-dir', stateDir, '--listen', `${host.address}:0`, '--admin', `${host.localAddress}:0`,
-      '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort), '--no-presence',
-      ...(this.hostedCache ? ['--hosted-cache', this.hostedCache.address] : []), ...(this.opts.daemonArgs ?? []), ...extraArgs];
+    const args = [
+      peerdistEntry,
+      'daemon',
+      '--state-dir',
+      stateDir,
+      '--listen',
+      `${host.address}:0`,
+      '--admin',
+      `${host.localAddress}:0`,
+      '--interface',
+      host.discoveryInterface,
+      '--discovery-port',
+      String(this.discoveryPort),
+      '--no-presence',
+      ...(this.hostedCache ? ['--hosted-cache', this.hostedCache.address] : []),
+      ...(this.opts.daemonArgs ?? []),
+      ...extraArgs,
+    ];
     const child = this.network.spawn(host, process.execPath, args, this.env());
-    const ready = await child.firstJsonLine<{ retrieval: string; admin: string; pid: number }>((v) => v.event === 'ready', this.readyMs);
-    const d: DaemonHandle = { index: i, host, retrieval: ready.retrieval, admin: ready.admin, pid: ready.pid ?? child.pid ?? 0, stateDir, child };
+    const ready = await child.firstJsonLine<{ retrieval: string; admin: string; pid: number }>(
+      (v) => v.event === 'ready',
+      this.readyMs,
+    );
+    const d: DaemonHandle = {
+      index: i,
+      host,
+      retrieval: ready.retrieval,
+      admin: ready.admin,
+      pid: ready.pid ?? child.pid ?? 0,
+      stateDir,
+      child,
+    };
     this.daemons[i - 1] = d;
     return d;
   }
@@ -279,7 +360,19 @@ export class Cluster {
     const host = await this.network.addHost('hc', { subnet: opts.subnet ?? 1 });
     const stateDir = join(this.root, 'hc-state');
     const listen = this.network.kind === 'loopback' ? `${host.address}:0` : `${host.address}:80`;
-    const args = [peerdistEntry, 'hosted-cache', '--state-dir', stateDir, '--http', listen, '--https', 'off', '--admin', `${host.localAddress}:0`, ...(opts.args ?? [])];
+    const args = [
+      peerdistEntry,
+      'hosted-cache',
+      '--state-dir',
+      stateDir,
+      '--http',
+      listen,
+      '--https',
+      'off',
+      '--admin',
+      `${host.localAddress}:0`,
+      ...(opts.args ?? []),
+    ];
     const child = this.network.spawn(host, process.execPath, args, this.env());
     this.extraChildren.push(child);
     const ready = await child.firstJsonLine<{ http: string; admin: string }>((v) => v.event === 'ready', this.readyMs);
@@ -291,9 +384,15 @@ export class Cluster {
   async hostedCacheStatus(): Promise<Record<string, unknown>> {
     const hc = this.hostedCache;
     if (!hc) throw new SimError('SIM_CLUSTER', 'no hosted cache');
-    const r = await this.network.run(hc.host, process.execPath, [peerdistEntry, 'status', '--daemon', hc.admin, '--json'], { timeoutMs: 15_000, env: this.env() });
+    const r = await this.network.run(
+      hc.host,
+      process.execPath,
+      [peerdistEntry, 'status', '--daemon', hc.admin, '--json'],
+      { timeoutMs: 15_000, env: this.env() },
+    );
     const j = lastJsonLine(r.stdout);
-    if (r.code !== 0 || !j) throw new SimError('SIM_STEP', `status of the hosted cache failed: ${r.stderr.trim().slice(-500)}`);
+    if (r.code !== 0 || !j)
+      throw new SimError('SIM_STEP', `status of the hosted cache failed: ${r.stderr.trim().slice(-500)}`);
     return j;
   }
 
@@ -314,46 +413,99 @@ export class Cluster {
     if (!file) throw new SimError('SIM_CLUSTER', `unknown file ${name}`);
     const output = join(this.root, `out-c${i}-${++this.outCounter}-${name}`);
     const url = this.url(name);
-    const r = await this.network.run(d.host, process.execPath, [peerdistEntry, 'get', url, '-o', output, '--daemon', d.admin, '--json'], { timeoutMs, env: this.env() });
+    const r = await this.network.run(
+      d.host,
+      process.execPath,
+      [peerdistEntry, 'get', url, '-o', output, '--daemon', d.admin, '--json'],
+      { timeoutMs, env: this.env() },
+    );
     const j = lastJsonLine(r.stdout);
-    if (r.code !== 0 || !j) throw new SimError('SIM_STEP', `client ${i}: peerdist get exited ${r.code}: ${r.stderr.trim().slice(-1500)} ${r.stdout.slice(-500)}`);
+    if (r.code !== 0 || !j)
+      throw new SimError(
+        'SIM_STEP',
+        `client ${i}: peerdist get exited ${r.code}: ${r.stderr.trim().slice(-1500)} ${r.stdout.slice(-500)}`,
+      );
     const dg = await digestFile(output);
     await rm(output, { force: true });
     return {
-      client: i, url, output, bytes: num(j.bytes), seconds: num(j.seconds), fromOrigin: num(j.fromOrigin), fromPeers: num(j.fromPeers),
-      fromCache: num(j.fromCache), contentInfoBytes: num(j.contentInfoBytes), peers: j.peers, peerdist: j.peerdist === true,
-      wallSeconds: r.ms / 1000, sha256: dg?.sha256 ?? '', correct: dg !== undefined && dg.size === file.size && dg.sha256 === file.sha256,
+      client: i,
+      url,
+      output,
+      bytes: num(j.bytes),
+      seconds: num(j.seconds),
+      fromOrigin: num(j.fromOrigin),
+      fromPeers: num(j.fromPeers),
+      fromCache: num(j.fromCache),
+      contentInfoBytes: num(j.contentInfoBytes),
+      peers: j.peers,
+      peerdist: j.peerdist === true,
+      wallSeconds: r.ms / 1000,
+      sha256: dg?.sha256 ?? '',
+      correct: dg !== undefined && dg.size === file.size && dg.sha256 === file.sha256,
     };
   }
 
   /** A plain HTTP GET of `name` from client i (no PeerDist headers): the straight-from-origin baseline. */
-  async plainFetch(i: number, name: string, timeoutMs = 300_000): Promise<{ seconds: number; bytes: number; correct: boolean }> {
+  async plainFetch(
+    i: number,
+    name: string,
+    timeoutMs = 300_000,
+  ): Promise<{ seconds: number; bytes: number; correct: boolean }> {
     const host = this.hosts[i - 1];
     if (!host) throw new SimError('SIM_CLUSTER', `no client ${i}`);
-    const r = await this.network.run(host, process.execPath, [agentEntry, 'fetch', this.url(name), '--timeout-ms', String(timeoutMs)], { timeoutMs: timeoutMs + 5000 });
+    const r = await this.network.run(
+      host,
+      process.execPath,
+      [agentEntry, 'fetch', this.url(name), '--timeout-ms', String(timeoutMs)],
+      { timeoutMs: timeoutMs + 5000 },
+    );
     const j = lastJsonLine(r.stdout);
-    if (r.code !== 0 || !j) throw new SimError('SIM_STEP', `plain fetch on client ${i} failed: ${r.stderr.trim().slice(-1000)}`);
+    if (r.code !== 0 || !j)
+      throw new SimError('SIM_STEP', `plain fetch on client ${i} failed: ${r.stderr.trim().slice(-1000)}`);
     const f = this.files.get(name);
-    return { seconds: num(j.seconds), bytes: num(j.bytes), correct: j.status === 200 && f !== undefined && j.sha256 === f.sha256 };
+    return {
+      seconds: num(j.seconds),
+      bytes: num(j.bytes),
+      correct: j.status === 200 && f !== undefined && j.sha256 === f.sha256,
+    };
   }
 
   /**
    * Starts a malicious peer on a host of its own: it announces every segment of `name` and serves
    * corrupted blocks. Returns a stop function that resolves with what it served.
    */
-  async startEvilPeer(name: string, corruption: 'flip' | 'random' = 'flip'): Promise<{ address: string; stop: () => Promise<{ blocksServed: number; bytesServed: number }> }> {
+  async startEvilPeer(
+    name: string,
+    corruption: 'flip' | 'random' = 'flip',
+  ): Promise<{ address: string; stop: () => Promise<{ blocksServed: number; bytesServed: number }> }> {
     const file = this.files.get(name);
     if (!file) throw new SimError('SIM_CLUSTER', `unknown file ${name}`);
     const host = await this.network.addHost(`evil${++this.evilCounter}`);
-    const args = [agentEntry, 'evil-peer', '--url', this.url(name), '--file', file.path, '--listen', host.address,
-      '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort), ...(corruption === 'random' ? ['--random'] : [])];
+    const args = [
+      agentEntry,
+      'evil-peer',
+      '--url',
+      this.url(name),
+      '--file',
+      file.path,
+      '--listen',
+      host.address,
+      '--interface',
+      host.discoveryInterface,
+      '--discovery-port',
+      String(this.discoveryPort),
+      ...(corruption === 'random' ? ['--random'] : []),
+    ];
     const child = this.network.spawn(host, process.execPath, args, this.env());
     this.extraChildren.push(child);
     const ready = await child.firstJsonLine<{ address: string }>((v) => v.event === 'ready', this.readyMs);
     return {
       address: ready.address,
       stop: async () => {
-        const stats = child.firstJsonLine<{ blocksServed: number; bytesServed: number }>((v) => v.event === 'stats', 10_000);
+        const stats = child.firstJsonLine<{ blocksServed: number; bytesServed: number }>(
+          (v) => v.event === 'stats',
+          10_000,
+        );
         await child.stop('SIGTERM', 5000);
         return stats;
       },
@@ -365,15 +517,28 @@ export class Cluster {
    * never answer, a 404-answering HTTP service, and `extraXAddrs`. `stats()` asks it for its
    * counters (connections and requests by source address) without stopping it.
    */
-  async startTarpitPeer(opts: { sockets?: number; extraXAddrs?: string[] } = {}): Promise<{ xaddrs: string[]; host: SimHost; stop: () => Promise<TarpitStats> }> {
+  async startTarpitPeer(
+    opts: { sockets?: number; extraXAddrs?: string[] } = {},
+  ): Promise<{ xaddrs: string[]; host: SimHost; stop: () => Promise<TarpitStats> }> {
     const host = await this.network.addHost(`tarpit${++this.evilCounter}`);
-    const args = [agentEntry, 'tarpit-peer', '--listen', host.address, '--interface', host.discoveryInterface, '--discovery-port', String(this.discoveryPort),
-      ...(opts.sockets ? ['--sockets', String(opts.sockets)] : []), ...(opts.extraXAddrs ?? []).flatMap((x) => ['--xaddr', x])];
+    const args = [
+      agentEntry,
+      'tarpit-peer',
+      '--listen',
+      host.address,
+      '--interface',
+      host.discoveryInterface,
+      '--discovery-port',
+      String(this.discoveryPort),
+      ...(opts.sockets ? ['--sockets', String(opts.sockets)] : []),
+      ...(opts.extraXAddrs ?? []).flatMap((x) => ['--xaddr', x]),
+    ];
     const child = this.network.spawn(host, process.execPath, args, this.env());
     this.extraChildren.push(child);
     const ready = await child.firstJsonLine<{ xaddrs: string[] }>((v) => v.event === 'ready', this.readyMs);
     return {
-      xaddrs: ready.xaddrs, host,
+      xaddrs: ready.xaddrs,
+      host,
       stop: async () => {
         const stats = child.firstJsonLine<TarpitStats>((v) => v.event === 'stats', 10_000);
         await child.stop('SIGTERM', 5000);
@@ -386,29 +551,48 @@ export class Cluster {
   async daemonStatus(i: number): Promise<Record<string, unknown>> {
     const d = this.daemons[i - 1];
     if (!d) throw new SimError('SIM_CLUSTER', `daemon ${i} not started`);
-    const r = await this.network.run(d.host, process.execPath, [peerdistEntry, 'status', '--daemon', d.admin, '--json'], { timeoutMs: 15_000, env: this.env() });
+    const r = await this.network.run(
+      d.host,
+      process.execPath,
+      [peerdistEntry, 'status', '--daemon', d.admin, '--json'],
+      { timeoutMs: 15_000, env: this.env() },
+    );
     const j = lastJsonLine(r.stdout);
-    if (r.code !== 0 || !j) throw new SimError('SIM_STEP', `status of daemon ${i} failed: ${r.stderr.trim().slice(-500)}`);
+    if (r.code !== 0 || !j)
+      throw new SimError('SIM_STEP', `status of daemon ${i} failed: ${r.stderr.trim().slice(-500)}`);
     return j;
   }
 
   /** The origin's `/.peerdist/stats` counters (cumulative since it started). */
   async originStats(): Promise<OriginCounters> {
-    const r = await this.network.run(this.network.origin, process.execPath, [agentEntry, 'fetch', `http://${this.originDirect}/.peerdist/stats`, '--body'], { timeoutMs: 15_000 });
+    const r = await this.network.run(
+      this.network.origin,
+      process.execPath,
+      [agentEntry, 'fetch', `http://${this.originDirect}/.peerdist/stats`, '--body'],
+      { timeoutMs: 15_000 },
+    );
     const j = lastJsonLine(r.stdout);
-    if (r.code !== 0 || !j || typeof j.body !== 'string') throw new SimError('SIM_STEP', `origin stats failed: ${r.stderr.trim().slice(-500)}`);
+    if (r.code !== 0 || !j || typeof j.body !== 'string')
+      throw new SimError('SIM_STEP', `origin stats failed: ${r.stderr.trim().slice(-500)}`);
     const body = JSON.parse(j.body) as Record<string, unknown>;
-    const flat = (typeof body.bytesFull === 'number' ? body : (body.stats ?? body.totals ?? body)) as Record<string, unknown>;
+    const flat = (typeof body.bytesFull === 'number' ? body : (body.stats ?? body.totals ?? body)) as Record<
+      string,
+      unknown
+    >;
     const out: OriginCounters = { bytesFull: 0, bytesContentInfo: 0, bytesMissingData: 0, requests: 0 };
     for (const [k, v] of Object.entries(flat)) if (typeof v === 'number') out[k] = v;
     return out;
   }
 
   /** Process id of the origin server (0 before it started). */
-  get originPid(): number { return this.originChild?.pid ?? 0; }
+  get originPid(): number {
+    return this.originChild?.pid ?? 0;
+  }
 
   /** Address (host:port) of the origin host's front, for reports. */
-  get originAddress(): string { return this.originFront; }
+  get originAddress(): string {
+    return this.originFront;
+  }
 
   /** Stops daemons, proxy and origin; destroys the network; removes temp dirs. Safe to call twice. */
   async close(): Promise<void> {
@@ -424,4 +608,3 @@ export class Cluster {
     this.unhook();
   }
 }
-

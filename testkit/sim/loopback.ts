@@ -27,11 +27,22 @@ export class LoopbackNetwork implements SimNetwork {
     return spawnTracked(cmd, args, { env: env ?? process.env });
   }
 
-  run(_host: SimHost, cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  run(
+    _host: SimHost,
+    cmd: string,
+    args: string[],
+    opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<RunResult> {
     return runCommand(cmd, args, opts);
   }
 
-  async shapeOrigin(): Promise<boolean> { return false; }
-  async shapeHost(): Promise<boolean> { return false; }
-  async destroy(): Promise<void> { /* nothing beyond the processes, which the cluster stops */ }
+  async shapeOrigin(): Promise<boolean> {
+    return false;
+  }
+  async shapeHost(): Promise<boolean> {
+    return false;
+  }
+  async destroy(): Promise<void> {
+    /* nothing beyond the processes, which the cluster stops */
+  }
 }

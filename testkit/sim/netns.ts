@@ -26,7 +26,8 @@ export interface Shaping {
 /** Whether this process can build a lab: root, `ip` and `tc` present, and namespaces creatable. */
 export async function netnsSupport(): Promise<{ ok: true } | { ok: false; reason: string }> {
   if (process.platform !== 'linux') return { ok: false, reason: 'network namespaces need Linux' };
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return { ok: false, reason: 'network namespaces need root' };
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0)
+    return { ok: false, reason: 'network namespaces need root' };
   for (const tool of ['ip', 'tc']) {
     const r = await runCommand(tool, ['-V'], { timeoutMs: 5000 });
     if (r.code !== 0) return { ok: false, reason: `\`${tool}\` (iproute2) is not available` };
@@ -41,29 +42,61 @@ export async function netnsSupport(): Promise<{ ok: true } | { ok: false; reason
 }
 
 function pidAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function killNamespacePidsSync(ns: string): void {
   try {
-    const out = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
+    const out = execFileSync('ip', ['netns', 'pids', ns], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 5000,
+    });
     for (const p of out.split(/\s+/).filter(Boolean)) {
       const pid = Number(p);
-      if (Number.isInteger(pid) && pid > 1 && pid !== process.pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      if (Number.isInteger(pid) && pid > 1 && pid !== process.pid) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
     }
-  } catch { /* namespace already gone */ }
+  } catch {
+    /* namespace already gone */
+  }
 }
 
 function deleteNamespaceSync(ns: string): void {
   killNamespacePidsSync(ns);
-  try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: 5000 }); } catch { /* gone */ }
+  try {
+    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: 5000 });
+  } catch {
+    /* gone */
+  }
 }
 
 /** Lists namespaces whose name starts with `prefix`. */
 export function listNamespaces(prefix = NS_PREFIX): string[] {
   let out = '';
-  try { out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }); } catch { return []; }
-  return out.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(prefix));
+  try {
+    out = execFileSync('ip', ['netns', 'list'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 5000,
+    });
+  } catch {
+    return [];
+  }
+  return out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0] ?? '')
+    .filter((n) => n.startsWith(prefix));
 }
 
 /** Deletes pdsim-<pid>-* namespaces (and kills their processes) left by runs whose process is gone. */
@@ -103,7 +136,10 @@ export class NetnsLab {
   private destroyed = false;
   private readonly unhook: () => void;
 
-  private constructor(readonly subnet: string, readonly ipv6 = false) {
+  private constructor(
+    readonly subnet: string,
+    readonly ipv6 = false,
+  ) {
     this.prefix = `${NS_PREFIX}${process.pid}-${++labCounter}-`;
     this.switchNs = `${this.prefix}sw`;
     this.unhook = onProcessExit(() => this.destroySync());
@@ -143,7 +179,11 @@ export class NetnsLab {
    * Adds a host namespace with address `<subnet>.<octet>`, attached to a bridge (default br0 and
    * the lab's subnet); multicast routed via its link; `gateway` adds a default route (a router).
    */
-  async addHost(name: string, octet: number, opts: { bridge?: string; subnet?: string; gateway?: string } = {}): Promise<NsHost> {
+  async addHost(
+    name: string,
+    octet: number,
+    opts: { bridge?: string; subnet?: string; gateway?: string } = {},
+  ): Promise<NsHost> {
     if (this.destroyed) throw new SimError('SIM_LAB', 'lab destroyed');
     if (!/^[a-z][a-z0-9]{0,9}$/.test(name)) throw new SimError('SIM_LAB', `bad host name ${name}`);
     if (!Number.isInteger(octet) || octet < 1 || octet > 253) throw new SimError('SIM_LAB', `bad host octet ${octet}`);
@@ -153,7 +193,11 @@ export class NetnsLab {
     await this.addNamespace(ns);
     if (this.ipv6) {
       // Before the veth appears in the namespace, so its addresses are usable at once (no DAD wait).
-      await mustRun('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'], { timeoutMs: 10_000 });
+      await mustRun(
+        'ip',
+        ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'],
+        { timeoutMs: 10_000 },
+      );
     }
     await this.ip(this.switchNs, ['link', 'add', port, 'type', 'veth', 'peer', 'name', IFACE, 'netns', ns]);
     await this.ip(this.switchNs, ['link', 'set', port, 'master', opts.bridge ?? 'br0']);
@@ -207,8 +251,28 @@ export class NetnsLab {
     const rate = Math.max(8000, Math.round(s.rateBps));
     const burst = Math.max(32 * 1024, Math.round(s.burstBytes ?? rate / 8 / 100));
     const latency = Math.max(1, Math.round(s.latencyMs ?? 100));
-    await mustRun('ip', ['netns', 'exec', host.ns, 'tc', 'qdisc', 'replace', 'dev', host.iface, 'root', 'tbf',
-      'rate', `${rate}bit`, 'burst', `${burst}`, 'latency', `${latency}ms`], { timeoutMs: 10_000 });
+    await mustRun(
+      'ip',
+      [
+        'netns',
+        'exec',
+        host.ns,
+        'tc',
+        'qdisc',
+        'replace',
+        'dev',
+        host.iface,
+        'root',
+        'tbf',
+        'rate',
+        `${rate}bit`,
+        'burst',
+        `${burst}`,
+        'latency',
+        `${latency}ms`,
+      ],
+      { timeoutMs: 10_000 },
+    );
   }
 
   /**
@@ -218,7 +282,15 @@ export class NetnsLab {
    * (UDP 3702) no longer gets from one host to another, while unicast still does.
    */
   async multicastFlood(host: NsHost, on: boolean): Promise<void> {
-    await this.ip(this.switchNs, ['link', 'set', `p-${host.name}`, 'type', 'bridge_slave', 'mcast_flood', on ? 'on' : 'off']);
+    await this.ip(this.switchNs, [
+      'link',
+      'set',
+      `p-${host.name}`,
+      'type',
+      'bridge_slave',
+      'mcast_flood',
+      on ? 'on' : 'off',
+    ]);
   }
 
   /** Current qdisc description of a host's link (for reports and tests). */
@@ -244,5 +316,7 @@ export class NetnsLab {
     for (const ns of [...this.namespaces].reverse()) deleteNamespaceSync(ns);
   }
 
-  async destroy(): Promise<void> { this.destroySync(); }
+  async destroy(): Promise<void> {
+    this.destroySync();
+  }
 }

@@ -27,7 +27,12 @@ export interface SimNetwork {
   /** Adds a client host (octet/index chosen by the network; on a branch network, `subnet` or round robin). */
   addHost(name: string, opts?: { subnet?: number }): Promise<SimHost>;
   spawn(host: SimHost, cmd: string, args: string[], env?: NodeJS.ProcessEnv): TrackedChild;
-  run(host: SimHost, cmd: string, args: string[], opts?: { timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<RunResult>;
+  run(
+    host: SimHost,
+    cmd: string,
+    args: string[],
+    opts?: { timeoutMs?: number; env?: NodeJS.ProcessEnv },
+  ): Promise<RunResult>;
   /** Shapes what the origin sends (the WAN downlink). No-op on loopback (returns false). */
   shapeOrigin(s: Shaping): Promise<boolean>;
   /** Shapes what a client sends onto the LAN. No-op on loopback (returns false). */
@@ -51,7 +56,11 @@ export class NetnsNetwork implements SimNetwork {
   private roundRobin = 0;
   private readonly ns = new Map<string, NsHost>();
 
-  private constructor(readonly lab: NetnsLab, readonly origin: SimHost, readonly subnets: number) {}
+  private constructor(
+    readonly lab: NetnsLab,
+    readonly origin: SimHost,
+    readonly subnets: number,
+  ) {}
 
   static async create(opts: { subnet?: string; ipv6?: boolean; subnets?: number } = {}): Promise<NetnsNetwork> {
     const lab = await NetnsLab.create(opts);
@@ -60,7 +69,10 @@ export class NetnsNetwork implements SimNetwork {
       if (subnets > 0) {
         if (!Number.isInteger(subnets) || subnets > 8) throw new Error(`subnets must be 1..8, got ${subnets}`);
         for (let k = 1; k <= subnets; k++) await lab.addBridge(`br${k}`);
-        await lab.addRouter([{ bridge: 'br0', subnet: lab.subnet }, ...Array.from({ length: subnets }, (_, i) => ({ bridge: `br${i + 1}`, subnet: branchSubnet(i + 1) }))]);
+        await lab.addRouter([
+          { bridge: 'br0', subnet: lab.subnet },
+          ...Array.from({ length: subnets }, (_, i) => ({ bridge: `br${i + 1}`, subnet: branchSubnet(i + 1) })),
+        ]);
       }
       const o = await lab.addHost('origin', 1, subnets > 0 ? { gateway: `${lab.subnet}.254` } : {});
       const net = new NetnsNetwork(lab, { ...NetnsNetwork.wrap(o), ...(subnets > 0 ? { subnet: 0 } : {}) }, subnets);
@@ -73,7 +85,15 @@ export class NetnsNetwork implements SimNetwork {
   }
 
   private static wrap(h: NsHost, subnet?: number): SimHost {
-    return { name: h.name, address: h.address, localAddress: '127.0.0.1', discoveryInterface: h.address, iface: h.iface, address6: h.address6, ...(subnet !== undefined ? { subnet } : {}) };
+    return {
+      name: h.name,
+      address: h.address,
+      localAddress: '127.0.0.1',
+      discoveryInterface: h.address,
+      iface: h.iface,
+      address6: h.address6,
+      ...(subnet !== undefined ? { subnet } : {}),
+    };
   }
 
   async addHost(name: string, opts: { subnet?: number } = {}): Promise<SimHost> {
@@ -86,7 +106,11 @@ export class NetnsNetwork implements SimNetwork {
     if (!Number.isInteger(k) || k < 1 || k > this.subnets) throw new Error(`no subnet ${k}`);
     const octet = this.nextIn.get(k) ?? 11;
     this.nextIn.set(k, octet + 1);
-    const h = await this.lab.addHost(name, octet, { bridge: `br${k}`, subnet: branchSubnet(k), gateway: `${branchSubnet(k)}.254` });
+    const h = await this.lab.addHost(name, octet, {
+      bridge: `br${k}`,
+      subnet: branchSubnet(k),
+      gateway: `${branchSubnet(k)}.254`,
+    });
     this.ns.set(name, h);
     return NetnsNetwork.wrap(h, k);
   }
@@ -101,13 +125,28 @@ export class NetnsNetwork implements SimNetwork {
     return this.lab.spawn(this.nsHost(host), cmd, args, env);
   }
 
-  run(host: SimHost, cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  run(
+    host: SimHost,
+    cmd: string,
+    args: string[],
+    opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<RunResult> {
     return this.lab.run(this.nsHost(host), cmd, args, opts);
   }
 
-  async shapeOrigin(s: Shaping): Promise<boolean> { await this.lab.shape(this.nsHost(this.origin), s); return true; }
+  async shapeOrigin(s: Shaping): Promise<boolean> {
+    await this.lab.shape(this.nsHost(this.origin), s);
+    return true;
+  }
   /** Lets multicast through the switch to every host, or drops it (see NetnsLab.multicastFlood). */
-  async multicast(on: boolean): Promise<void> { for (const h of this.ns.values()) await this.lab.multicastFlood(h, on); }
-  async shapeHost(host: SimHost, s: Shaping): Promise<boolean> { await this.lab.shape(this.nsHost(host), s); return true; }
-  async destroy(): Promise<void> { await this.lab.destroy(); }
+  async multicast(on: boolean): Promise<void> {
+    for (const h of this.ns.values()) await this.lab.multicastFlood(h, on);
+  }
+  async shapeHost(host: SimHost, s: Shaping): Promise<boolean> {
+    await this.lab.shape(this.nsHost(host), s);
+    return true;
+  }
+  async destroy(): Promise<void> {
+    await this.lab.destroy();
+  }
 }

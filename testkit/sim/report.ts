@@ -9,8 +9,18 @@ export function table(head: string[], rows: string[][]): string {
   return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
 }
 
-export function downloadRows(ds: SimDownload[], label: (d: SimDownload) => string = (d) => `client ${d.client}`): string[][] {
-  return ds.map((d) => [label(d), d.seconds.toFixed(2), formatBytes(d.fromOrigin), formatBytes(d.fromPeers), formatBytes(d.fromCache), d.correct ? 'ok' : 'WRONG']);
+export function downloadRows(
+  ds: SimDownload[],
+  label: (d: SimDownload) => string = (d) => `client ${d.client}`,
+): string[][] {
+  return ds.map((d) => [
+    label(d),
+    d.seconds.toFixed(2),
+    formatBytes(d.fromOrigin),
+    formatBytes(d.fromPeers),
+    formatBytes(d.fromCache),
+    d.correct ? 'ok' : 'WRONG',
+  ]);
 }
 
 export const DOWNLOAD_HEAD = ['', 'seconds', 'from origin', 'from peers', 'from cache', 'sha256'];
@@ -24,7 +34,10 @@ export function formatScenario(r: ScenarioReport): string {
     '',
     `origin sent: ${formatBytes(r.originBlockBytes)} of file data (${r.origin.bytesFull} full-body + ${r.origin.bytesMissingData} missing-data bytes), ${formatBytes(r.origin.bytesContentInfo)} of content information`,
     `origin bytes / file size: ${r.originRatio.toFixed(3)}`,
-    `time for all clients: ${r.totalSeconds.toFixed(2)} s` + (r.baselineSeconds ? `; one plain download from the origin: ${r.baselineSeconds.toFixed(2)} s; ratio ${r.timeRatio!.toFixed(2)}` : ''),
+    `time for all clients: ${r.totalSeconds.toFixed(2)} s` +
+      (r.baselineSeconds
+        ? `; one plain download from the origin: ${r.baselineSeconds.toFixed(2)} s; ratio ${r.timeRatio!.toFixed(2)}`
+        : ''),
     `all files correct: ${r.allCorrect ? 'yes' : 'NO'}`,
   ];
   return out.join('\n');

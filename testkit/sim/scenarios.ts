@@ -59,13 +59,24 @@ export async function makeNetwork(kind: 'netns' | 'loopback'): Promise<SimNetwor
 }
 
 /** Runs the clients' downloads on an already started cluster and returns the report. */
-export async function runDownloads(c: Cluster, name: string, opts: Pick<ScenarioOptions, 'mode' | 'timeoutMs' | 'onDownload'> & { clients: number[] }): Promise<{ downloads: SimDownload[]; origin: OriginCounters; totalSeconds: number }> {
+export async function runDownloads(
+  c: Cluster,
+  name: string,
+  opts: Pick<ScenarioOptions, 'mode' | 'timeoutMs' | 'onDownload'> & { clients: number[] },
+): Promise<{ downloads: SimDownload[]; origin: OriginCounters; totalSeconds: number }> {
   const before = await c.originStats();
   const started = performance.now();
-  const one = async (i: number) => { const r = await c.download(i, name, opts.timeoutMs); opts.onDownload?.(r); return r; };
+  const one = async (i: number) => {
+    const r = await c.download(i, name, opts.timeoutMs);
+    opts.onDownload?.(r);
+    return r;
+  };
   let downloads: SimDownload[];
   if (opts.mode === 'flash') downloads = await Promise.all(opts.clients.map(one));
-  else { downloads = []; for (const i of opts.clients) downloads.push(await one(i)); }
+  else {
+    downloads = [];
+    for (const i of opts.clients) downloads.push(await one(i));
+  }
   const totalSeconds = (performance.now() - started) / 1000;
   const after = await c.originStats();
   return { downloads, origin: diffCounters(after, before), totalSeconds };
@@ -77,7 +88,10 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
   const network = await makeNetwork(o.network);
   note(`writing and publishing a ${o.size}-byte payload`);
   const c = await Cluster.create({
-    network, clients: o.clients, wan: { rateBps: o.wanRateBps, delayMs: o.wanDelayMs }, lanRateBps: o.lanRateBps,
+    network,
+    clients: o.clients,
+    wan: { rateBps: o.wanRateBps, delayMs: o.wanDelayMs },
+    lanRateBps: o.lanRateBps,
     files: [{ name: 'payload.bin', size: o.size, seed: `sim-${o.size}` }],
   });
   try {
@@ -92,12 +106,28 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
     await c.startDaemons();
     note(`${o.mode} downloads`);
     const ids = c.hosts.map((_, k) => k + 1);
-    const r = await runDownloads(c, 'payload.bin', { mode: o.mode, timeoutMs: o.timeoutMs, onDownload: o.onDownload, clients: ids });
+    const r = await runDownloads(c, 'payload.bin', {
+      mode: o.mode,
+      timeoutMs: o.timeoutMs,
+      onDownload: o.onDownload,
+      clients: ids,
+    });
     const blocks = originBlockBytes(r.origin);
     return {
-      mode: o.mode, network: o.network, clients: o.clients, size: o.size, wanRateBps: o.wanRateBps, wanDelayMs: o.wanDelayMs, lanRateBps: o.lanRateBps,
-      downloads: r.downloads, origin: r.origin, originBlockBytes: blocks, originRatio: blocks / o.size, totalSeconds: r.totalSeconds,
-      baselineSeconds, timeRatio: baselineSeconds ? r.totalSeconds / baselineSeconds : undefined,
+      mode: o.mode,
+      network: o.network,
+      clients: o.clients,
+      size: o.size,
+      wanRateBps: o.wanRateBps,
+      wanDelayMs: o.wanDelayMs,
+      lanRateBps: o.lanRateBps,
+      downloads: r.downloads,
+      origin: r.origin,
+      originBlockBytes: blocks,
+      originRatio: blocks / o.size,
+      totalSeconds: r.totalSeconds,
+      baselineSeconds,
+      timeRatio: baselineSeconds ? r.totalSeconds / baselineSeconds : undefined,
       allCorrect: r.downloads.every((d) => d.correct),
     };
   } finally {

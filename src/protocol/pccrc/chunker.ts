@@ -40,7 +40,9 @@ export class CdcChunker implements Chunker {
   private pos = 0; // bytes of the current segment consumed so far
   private h = 0; // gear hash (int32), reset at every cut
 
-  get pending(): number { return this.pos; }
+  get pending(): number {
+    return this.pos;
+  }
 
   findCut(buf: Uint8Array, start: number): number {
     const len = buf.length;
@@ -49,7 +51,10 @@ export class CdcChunker implements Chunker {
     // The first CDC_MIN_SIZE bytes of a segment are never hashed.
     const minEnd = base + CDC_MIN_SIZE;
     if (i < minEnd) {
-      if (len <= minEnd) { this.pos = len - base; return -1; }
+      if (len <= minEnd) {
+        this.pos = len - base;
+        return -1;
+      }
       i = minEnd;
     }
     const gear = GEAR;
@@ -88,12 +93,14 @@ export class CdcChunker implements Chunker {
       if ((h & CDC_MASK_LARGE) === 0) return this.cut(i + 1);
     }
     if (i === base + CDC_MAX_SIZE) return this.cut(i);
-    this.pos = i - base; this.h = h;
+    this.pos = i - base;
+    this.h = h;
     return -1;
   }
 
   private cut(end: number): number {
-    this.pos = 0; this.h = 0;
+    this.pos = 0;
+    this.h = 0;
     return end;
   }
 }
@@ -102,10 +109,15 @@ export class CdcChunker implements Chunker {
 export class FixedChunker implements Chunker {
   private pos = 0;
   constructor(private readonly size = FIXED_SEGMENT_SIZE) {}
-  get pending(): number { return this.pos; }
+  get pending(): number {
+    return this.pos;
+  }
   findCut(buf: Uint8Array, start: number): number {
     const want = this.size - this.pos;
-    if (buf.length - start >= want) { this.pos = 0; return start + want; }
+    if (buf.length - start >= want) {
+      this.pos = 0;
+      return start + want;
+    }
     this.pos += buf.length - start;
     return -1;
   }
@@ -117,7 +129,10 @@ export function segmentLengths(chunker: Chunker, data: Uint8Array): number[] {
   let start = 0;
   while (start < data.length) {
     const cut = chunker.findCut(data, start);
-    if (cut < 0) { out.push(data.length - start); break; }
+    if (cut < 0) {
+      out.push(data.length - start);
+      break;
+    }
     out.push(cut - start);
     start = cut;
   }

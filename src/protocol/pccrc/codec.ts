@@ -8,8 +8,14 @@ import { WireReader } from '../wire.js';
 import { ContentInfoError } from './errors.js';
 import { segmentIdOf } from './keys.js';
 import {
-  V1_BLOCK_SIZE, V1_SEGMENT_SIZE, V2_MAX_SEGMENT_SIZE, digest, packedHashes,
-  type ContentInfo, type HashAlgorithm, type SegmentInfo,
+  V1_BLOCK_SIZE,
+  V1_SEGMENT_SIZE,
+  V2_MAX_SEGMENT_SIZE,
+  digest,
+  packedHashes,
+  type ContentInfo,
+  type HashAlgorithm,
+  type SegmentInfo,
 } from './types.js';
 
 export { ContentInfoError } from './errors.js';
@@ -21,7 +27,9 @@ const V2_CHUNK_HEADER_SIZE = 5;
 const MAX_U32 = 0xffffffff;
 
 const V1_ALGO_CODES: ReadonlyArray<[number, HashAlgorithm, number]> = [
-  [0x800c, 'SHA-256', 32], [0x800d, 'SHA-384', 48], [0x800e, 'SHA-512', 64],
+  [0x800c, 'SHA-256', 32],
+  [0x800d, 'SHA-384', 48],
+  [0x800e, 'SHA-512', 64],
 ];
 
 /** Reader over a blob of one version: v1 is little-endian, v2 big-endian (MS-PCCRC 2.3, 2.4). */
@@ -54,8 +62,10 @@ function parseV1(buf: Buffer): ContentInfo {
     throw new ContentInfoError('cSegments', `${cSegments} segments cannot fit in the ${r.remaining} bytes that remain`);
   }
   if (cSegments === 0) {
-    if (offsetInFirst !== 0) throw new ContentInfoError('dwOffsetInFirstSegment', 'must be 0 when there are no segments');
-    if (readBytesInLast !== 0) throw new ContentInfoError('dwReadBytesInLastSegment', 'must be 0 when there are no segments');
+    if (offsetInFirst !== 0)
+      throw new ContentInfoError('dwOffsetInFirstSegment', 'must be 0 when there are no segments');
+    if (readBytesInLast !== 0)
+      throw new ContentInfoError('dwReadBytesInLastSegment', 'must be 0 when there are no segments');
     r.end();
     return { version: 1, hashAlgorithm, rangeStart: 0, rangeEnd: 0, contentLength: 0, segments: [] };
   }
@@ -65,12 +75,18 @@ function parseV1(buf: Buffer): ContentInfo {
     const offset = r.u64(`${f}.ullOffsetInContent`);
     const length = r.u32(`${f}.cbSegment`);
     const blockSize = r.u32(`${f}.cbBlockSize`);
-    if (length === 0 || length > V1_SEGMENT_SIZE) throw new ContentInfoError(`${f}.cbSegment`, `${length} is not in 1..${V1_SEGMENT_SIZE}`);
-    if (k < cSegments - 1 && length !== V1_SEGMENT_SIZE) throw new ContentInfoError(`${f}.cbSegment`, `non-last segment must be ${V1_SEGMENT_SIZE} bytes, got ${length}`);
-    if (blockSize !== V1_BLOCK_SIZE) throw new ContentInfoError(`${f}.cbBlockSize`, `must be ${V1_BLOCK_SIZE}, got ${blockSize}`);
-    if (k === 0 && offset % V1_SEGMENT_SIZE !== 0) throw new ContentInfoError(`${f}.ullOffsetInContent`, `${offset} is not a multiple of ${V1_SEGMENT_SIZE}`);
-    if (k > 0 && offset !== descs[k - 1]!.offset + V1_SEGMENT_SIZE) throw new ContentInfoError(`${f}.ullOffsetInContent`, `${offset} does not follow the previous segment`);
-    if (offset + length > Number.MAX_SAFE_INTEGER) throw new ContentInfoError(`${f}.ullOffsetInContent`, 'segment end exceeds 2^53-1');
+    if (length === 0 || length > V1_SEGMENT_SIZE)
+      throw new ContentInfoError(`${f}.cbSegment`, `${length} is not in 1..${V1_SEGMENT_SIZE}`);
+    if (k < cSegments - 1 && length !== V1_SEGMENT_SIZE)
+      throw new ContentInfoError(`${f}.cbSegment`, `non-last segment must be ${V1_SEGMENT_SIZE} bytes, got ${length}`);
+    if (blockSize !== V1_BLOCK_SIZE)
+      throw new ContentInfoError(`${f}.cbBlockSize`, `must be ${V1_BLOCK_SIZE}, got ${blockSize}`);
+    if (k === 0 && offset % V1_SEGMENT_SIZE !== 0)
+      throw new ContentInfoError(`${f}.ullOffsetInContent`, `${offset} is not a multiple of ${V1_SEGMENT_SIZE}`);
+    if (k > 0 && offset !== descs[k - 1]!.offset + V1_SEGMENT_SIZE)
+      throw new ContentInfoError(`${f}.ullOffsetInContent`, `${offset} does not follow the previous segment`);
+    if (offset + length > Number.MAX_SAFE_INTEGER)
+      throw new ContentInfoError(`${f}.ullOffsetInContent`, 'segment end exceeds 2^53-1');
     descs.push({ offset, length, hod: r.bytes(d, `${f}.SegmentHashOfData`), kp: r.bytes(d, `${f}.SegmentSecret`) });
   }
   const segments: SegmentInfo[] = [];
@@ -79,7 +95,8 @@ function parseV1(buf: Buffer): ContentInfo {
     const desc = descs[k]!;
     const cBlocks = r.u32(`${f}.cBlocks`);
     const maxBlocks = Math.ceil(desc.length / V1_BLOCK_SIZE);
-    if (cBlocks === 0 || cBlocks > maxBlocks) throw new ContentInfoError(`${f}.cBlocks`, `${cBlocks} is not in 1..${maxBlocks}`);
+    if (cBlocks === 0 || cBlocks > maxBlocks)
+      throw new ContentInfoError(`${f}.cBlocks`, `${cBlocks} is not in 1..${maxBlocks}`);
     r.need(cBlocks * d, `${f}.BlockHashes`);
     const packed = r.bytes(cBlocks * d, `${f}.BlockHashes`);
     const blockHashes = packedHashes(packed, d);
@@ -87,20 +104,34 @@ function parseV1(buf: Buffer): ContentInfo {
       throw new ContentInfoError(`${f}.SegmentHashOfData`, 'does not match the hash of the block hashes');
     }
     segments.push({
-      index: desc.offset / V1_SEGMENT_SIZE, offset: desc.offset, length: desc.length, blockSize: V1_BLOCK_SIZE,
-      hod: desc.hod, kp: desc.kp, segmentId: segmentIdOf(1, desc.kp, desc.hod), blockHashes,
+      index: desc.offset / V1_SEGMENT_SIZE,
+      offset: desc.offset,
+      length: desc.length,
+      blockSize: V1_BLOCK_SIZE,
+      hod: desc.hod,
+      kp: desc.kp,
+      segmentId: segmentIdOf(1, desc.kp, desc.hod),
+      blockHashes,
     });
   }
   r.end();
   const first = segments[0]!;
   const last = segments[segments.length - 1]!;
   const contentLength = last.offset + last.length;
-  if (offsetInFirst >= first.length) throw new ContentInfoError('dwOffsetInFirstSegment', `${offsetInFirst} is beyond the first segment (${first.length} bytes)`);
+  if (offsetInFirst >= first.length)
+    throw new ContentInfoError(
+      'dwOffsetInFirstSegment',
+      `${offsetInFirst} is beyond the first segment (${first.length} bytes)`,
+    );
   const rangeStart = first.offset + offsetInFirst;
   let rangeEnd = contentLength;
   if (readBytesInLast !== 0) {
     rangeEnd = segments.length === 1 ? rangeStart + readBytesInLast : last.offset + readBytesInLast;
-    if (rangeEnd > contentLength) throw new ContentInfoError('dwReadBytesInLastSegment', `range end ${rangeEnd} is beyond the last segment end ${contentLength}`);
+    if (rangeEnd > contentLength)
+      throw new ContentInfoError(
+        'dwReadBytesInLastSegment',
+        `range end ${rangeEnd} is beyond the last segment end ${contentLength}`,
+      );
   }
   return { version: 1, hashAlgorithm, rangeStart, rangeEnd, contentLength, segments };
 }
@@ -110,7 +141,8 @@ function parseV2(buf: Buffer): ContentInfo {
   r.u8('bMinorVersion');
   r.u8('bMajorVersion');
   const algo = r.u8('bHashAlgo');
-  if (algo !== 4) throw new ContentInfoError('bHashAlgo', `must be 0x04 (truncated SHA-512), got 0x${algo.toString(16)}`);
+  if (algo !== 4)
+    throw new ContentInfoError('bHashAlgo', `must be 0x04 (truncated SHA-512), got 0x${algo.toString(16)}`);
   const startInContent = r.u64('ullStartInContent');
   const firstIndex = r.u64('ullIndexOfFirstSegment');
   const offsetInFirst = r.u32('dwOffsetInFirstSegment');
@@ -122,31 +154,59 @@ function parseV2(buf: Buffer): ContentInfo {
     const type = r.u8(`${f}.bChunkType`);
     if (type !== 0) throw new ContentInfoError(`${f}.bChunkType`, `unknown chunk type ${type}`);
     const len = r.u32(`${f}.dwChunkDataLength`);
-    if (len === 0 || len % V2_SEGMENT_DESC_SIZE !== 0) throw new ContentInfoError(`${f}.dwChunkDataLength`, `${len} is not a non-zero multiple of ${V2_SEGMENT_DESC_SIZE}`);
+    if (len === 0 || len % V2_SEGMENT_DESC_SIZE !== 0)
+      throw new ContentInfoError(
+        `${f}.dwChunkDataLength`,
+        `${len} is not a non-zero multiple of ${V2_SEGMENT_DESC_SIZE}`,
+      );
     r.need(len, `${f}.dwChunkDataLength`);
     for (let n = len / V2_SEGMENT_DESC_SIZE; n > 0; n--) {
       const k = segments.length;
       const sf = `segments[${k}]`;
       const length = r.u32(`${sf}.cbSegment`);
-      if (length === 0 || length > V2_MAX_SEGMENT_SIZE) throw new ContentInfoError(`${sf}.cbSegment`, `${length} is not in 1..${V2_MAX_SEGMENT_SIZE}`);
-      if (offset + length > Number.MAX_SAFE_INTEGER || firstIndex + k > Number.MAX_SAFE_INTEGER) throw new ContentInfoError(`${sf}.cbSegment`, 'segment end exceeds 2^53-1');
+      if (length === 0 || length > V2_MAX_SEGMENT_SIZE)
+        throw new ContentInfoError(`${sf}.cbSegment`, `${length} is not in 1..${V2_MAX_SEGMENT_SIZE}`);
+      if (offset + length > Number.MAX_SAFE_INTEGER || firstIndex + k > Number.MAX_SAFE_INTEGER)
+        throw new ContentInfoError(`${sf}.cbSegment`, 'segment end exceeds 2^53-1');
       const hod = r.bytes(32, `${sf}.SegmentHashOfData`);
       const kp = r.bytes(32, `${sf}.SegmentSecret`);
-      segments.push({ index: firstIndex + k, offset, length, blockSize: length, hod, kp, segmentId: segmentIdOf(2, kp, hod), blockHashes: [] });
+      segments.push({
+        index: firstIndex + k,
+        offset,
+        length,
+        blockSize: length,
+        hod,
+        kp,
+        segmentId: segmentIdOf(2, kp, hod),
+        blockHashes: [],
+      });
       offset += length;
     }
   }
   if (segments.length === 0) {
-    for (const [name, v] of [['ullStartInContent', startInContent], ['ullIndexOfFirstSegment', firstIndex], ['dwOffsetInFirstSegment', offsetInFirst], ['ullLengthOfRange', lengthOfRange]] as const) {
+    for (const [name, v] of [
+      ['ullStartInContent', startInContent],
+      ['ullIndexOfFirstSegment', firstIndex],
+      ['dwOffsetInFirstSegment', offsetInFirst],
+      ['ullLengthOfRange', lengthOfRange],
+    ] as const) {
       if (v !== 0) throw new ContentInfoError(name, 'must be 0 when there are no segments');
     }
     return { version: 2, hashAlgorithm: 'SHA-512/256t', rangeStart: 0, rangeEnd: 0, contentLength: 0, segments };
   }
   const contentLength = offset;
-  if (offsetInFirst >= segments[0]!.length) throw new ContentInfoError('dwOffsetInFirstSegment', `${offsetInFirst} is beyond the first segment (${segments[0]!.length} bytes)`);
+  if (offsetInFirst >= segments[0]!.length)
+    throw new ContentInfoError(
+      'dwOffsetInFirstSegment',
+      `${offsetInFirst} is beyond the first segment (${segments[0]!.length} bytes)`,
+    );
   const rangeStart = startInContent + offsetInFirst;
   const rangeEnd = lengthOfRange === 0 ? contentLength : rangeStart + lengthOfRange;
-  if (rangeEnd > contentLength) throw new ContentInfoError('ullLengthOfRange', `range end ${rangeEnd} is beyond the last segment end ${contentLength}`);
+  if (rangeEnd > contentLength)
+    throw new ContentInfoError(
+      'ullLengthOfRange',
+      `range end ${rangeEnd} is beyond the last segment end ${contentLength}`,
+    );
   return { version: 2, hashAlgorithm: 'SHA-512/256t', rangeStart, rangeEnd, contentLength, segments };
 }
 
@@ -158,12 +218,22 @@ export function encodeContentInfo(ci: ContentInfo): Buffer {
   return ci.version === 1 ? encodeV1(ci) : encodeV2(ci);
 }
 
-function rangeFields(ci: ContentInfo): { offsetInFirst: number; first?: SegmentInfo; last?: SegmentInfo; whole: boolean } {
+function rangeFields(ci: ContentInfo): {
+  offsetInFirst: number;
+  first?: SegmentInfo;
+  last?: SegmentInfo;
+  whole: boolean;
+} {
   const first = ci.segments[0];
   const last = ci.segments[ci.segments.length - 1];
   if (!first || !last) return { offsetInFirst: 0, whole: true };
   const end = last.offset + last.length;
-  if (ci.rangeStart < first.offset || ci.rangeStart >= first.offset + first.length || ci.rangeEnd <= ci.rangeStart || ci.rangeEnd > end) {
+  if (
+    ci.rangeStart < first.offset ||
+    ci.rangeStart >= first.offset + first.length ||
+    ci.rangeEnd <= ci.rangeStart ||
+    ci.rangeEnd > end
+  ) {
     throw new RangeError(`content range [${ci.rangeStart}, ${ci.rangeEnd}) does not fit the listed segments`);
   }
   return { offsetInFirst: ci.rangeStart - first.offset, first, last, whole: ci.rangeEnd === end };
@@ -175,7 +245,8 @@ function encodeV1(ci: ContentInfo): Buffer {
   const d = algo[2];
   const { offsetInFirst, first, last, whole } = rangeFields(ci);
   let readBytes = 0;
-  if (!whole && first && last) readBytes = ci.segments.length === 1 ? ci.rangeEnd - ci.rangeStart : ci.rangeEnd - last.offset;
+  if (!whole && first && last)
+    readBytes = ci.segments.length === 1 ? ci.rangeEnd - ci.rangeStart : ci.rangeEnd - last.offset;
   let size = V1_HEADER_SIZE;
   for (const s of ci.segments) size += 16 + 2 * d + 4 + s.blockHashes.length * d;
   const out = Buffer.alloc(size);

@@ -9,8 +9,12 @@ import { createHash, type Hash } from 'node:crypto';
 import { CdcChunker, FixedChunker, type Chunker } from './chunker.js';
 import { segmentIdOf, segmentSecret, serverSecret } from './keys.js';
 import {
-  V1_BLOCK_SIZE, V1_SEGMENT_SIZE, algorithmFor,
-  type ContentInfo, type ContentVersion, type SegmentInfo,
+  V1_BLOCK_SIZE,
+  V1_SEGMENT_SIZE,
+  algorithmFor,
+  type ContentInfo,
+  type ContentVersion,
+  type SegmentInfo,
 } from './types.js';
 
 export interface HashOptions {
@@ -39,7 +43,9 @@ class V1Hasher implements Hasher {
   private segOffset = 0;
   private segLength = 0;
 
-  constructor(secret: Buffer) { this.ks = serverSecret(1, secret); }
+  constructor(secret: Buffer) {
+    this.ks = serverSecret(1, secret);
+  }
 
   update(buf: Buffer): void {
     const len = buf.length;
@@ -48,7 +54,11 @@ class V1Hasher implements Hasher {
       const n = Math.min(V1_BLOCK_SIZE - this.blockFill, len - i);
       if (n === V1_BLOCK_SIZE) {
         // Whole block inside this buffer: one-shot hash of a subarray, no copy.
-        this.blockHashes.push(createHash('sha256').update(buf.subarray(i, i + n)).digest());
+        this.blockHashes.push(
+          createHash('sha256')
+            .update(buf.subarray(i, i + n))
+            .digest(),
+        );
         this.segLength += n;
         i += n;
         this.afterBlock();
@@ -78,8 +88,14 @@ class V1Hasher implements Hasher {
     const hod = createHash('sha256').update(Buffer.concat(this.blockHashes)).digest();
     const kp = segmentSecret(1, this.ks, hod);
     this.segments.push({
-      index: this.segments.length, offset: this.segOffset, length: this.segLength, blockSize: V1_BLOCK_SIZE,
-      hod, kp, segmentId: segmentIdOf(1, kp, hod), blockHashes: this.blockHashes,
+      index: this.segments.length,
+      offset: this.segOffset,
+      length: this.segLength,
+      blockSize: V1_BLOCK_SIZE,
+      hod,
+      kp,
+      segmentId: segmentIdOf(1, kp, hod),
+      blockHashes: this.blockHashes,
     });
     this.segOffset += this.segLength;
     this.segLength = 0;
@@ -100,7 +116,12 @@ class V2Hasher implements Hasher {
   private segOffset = 0;
   private segLength = 0;
 
-  constructor(secret: Buffer, private readonly chunker: Chunker) { this.ks = serverSecret(2, secret); }
+  constructor(
+    secret: Buffer,
+    private readonly chunker: Chunker,
+  ) {
+    this.ks = serverSecret(2, secret);
+  }
 
   update(buf: Buffer): void {
     let start = 0;
@@ -119,8 +140,14 @@ class V2Hasher implements Hasher {
     const hod = this.seg!.digest().subarray(0, 32);
     const kp = segmentSecret(2, this.ks, hod);
     this.segments.push({
-      index: this.segments.length, offset: this.segOffset, length: this.segLength, blockSize: this.segLength,
-      hod, kp, segmentId: segmentIdOf(2, kp, hod), blockHashes: [],
+      index: this.segments.length,
+      offset: this.segOffset,
+      length: this.segLength,
+      blockSize: this.segLength,
+      hod,
+      kp,
+      segmentId: segmentIdOf(2, kp, hod),
+      blockHashes: [],
     });
     this.seg = null;
     this.segOffset += this.segLength;
@@ -135,7 +162,8 @@ class V2Hasher implements Hasher {
 
 function makeHasher(opts: HashOptions): Hasher {
   if (opts.version === 1) return new V1Hasher(opts.secret);
-  if (opts.version === 2) return new V2Hasher(opts.secret, opts.chunking === 'fixed' ? new FixedChunker() : new CdcChunker());
+  if (opts.version === 2)
+    return new V2Hasher(opts.secret, opts.chunking === 'fixed' ? new FixedChunker() : new CdcChunker());
   throw new RangeError(`unsupported content information version ${String(opts.version)}`);
 }
 
@@ -143,13 +171,21 @@ function makeHasher(opts: HashOptions): Hasher {
  * Hashes a sequence of buffers. Each buffer is fully consumed before the next is requested, so a
  * source may reuse a buffer once `next()` is called again (hashFile relies on this).
  */
-export async function hashChunks(input: AsyncIterable<Buffer | string | Uint8Array>, opts: HashOptions): Promise<ContentInfo> {
+export async function hashChunks(
+  input: AsyncIterable<Buffer | string | Uint8Array>,
+  opts: HashOptions,
+): Promise<ContentInfo> {
   const hasher = makeHasher(opts);
   let done = 0;
   opts.signal?.throwIfAborted();
   for await (const chunk of input) {
     opts.signal?.throwIfAborted();
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const buf =
+      typeof chunk === 'string'
+        ? Buffer.from(chunk)
+        : Buffer.isBuffer(chunk)
+          ? chunk
+          : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     if (buf.length === 0) continue;
     hasher.update(buf);
     done += buf.length;
@@ -157,10 +193,20 @@ export async function hashChunks(input: AsyncIterable<Buffer | string | Uint8Arr
   }
   opts.signal?.throwIfAborted();
   const segments = hasher.finish();
-  return { version: opts.version, hashAlgorithm: algorithmFor(opts.version), rangeStart: 0, rangeEnd: done, contentLength: done, segments };
+  return {
+    version: opts.version,
+    hashAlgorithm: algorithmFor(opts.version),
+    rangeStart: 0,
+    rangeEnd: done,
+    contentLength: done,
+    segments,
+  };
 }
 
 /** Content information for a stream of bytes (whole content, range [0, length)). */
-export function hashStream(input: AsyncIterable<Buffer> | NodeJS.ReadableStream, opts: HashOptions): Promise<ContentInfo> {
+export function hashStream(
+  input: AsyncIterable<Buffer> | NodeJS.ReadableStream,
+  opts: HashOptions,
+): Promise<ContentInfo> {
   return hashChunks(input as AsyncIterable<Buffer | string | Uint8Array>, opts);
 }

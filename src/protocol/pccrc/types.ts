@@ -54,7 +54,11 @@ export function blockCount(version: ContentVersion, seg: Pick<SegmentInfo, 'leng
 }
 
 /** [start, end) of block `index` relative to the segment start. */
-export function blockRange(version: ContentVersion, seg: Pick<SegmentInfo, 'length' | 'blockSize'>, index: number): [number, number] {
+export function blockRange(
+  version: ContentVersion,
+  seg: Pick<SegmentInfo, 'length' | 'blockSize'>,
+  index: number,
+): [number, number] {
   if (version === 2) return [0, seg.length];
   const start = index * seg.blockSize;
   return [start, Math.min(seg.length, start + seg.blockSize)];
@@ -63,10 +67,14 @@ export function blockRange(version: ContentVersion, seg: Pick<SegmentInfo, 'leng
 /** Digest function for an algorithm (v2 = first 32 bytes of SHA-512). */
 export function digest(alg: HashAlgorithm, data: Buffer | Uint8Array): Buffer {
   switch (alg) {
-    case 'SHA-256': return createHash('sha256').update(data).digest();
-    case 'SHA-384': return createHash('sha384').update(data).digest();
-    case 'SHA-512': return createHash('sha512').update(data).digest();
-    case 'SHA-512/256t': return createHash('sha512').update(data).digest().subarray(0, 32);
+    case 'SHA-256':
+      return createHash('sha256').update(data).digest();
+    case 'SHA-384':
+      return createHash('sha384').update(data).digest();
+    case 'SHA-512':
+      return createHash('sha512').update(data).digest();
+    case 'SHA-512/256t':
+      return createHash('sha512').update(data).digest().subarray(0, 32);
   }
 }
 
@@ -76,7 +84,11 @@ export function algorithmFor(version: ContentVersion, digestLength = 32): HashAl
 }
 
 /** Expected hash of block `index`: v1 the listed block hash, v2 the segment HoD. */
-export function expectedBlockHash(version: ContentVersion, seg: Pick<SegmentInfo, 'hod' | 'blockHashes'>, index: number): Buffer | undefined {
+export function expectedBlockHash(
+  version: ContentVersion,
+  seg: Pick<SegmentInfo, 'hod' | 'blockHashes'>,
+  index: number,
+): Buffer | undefined {
   return version === 2 ? (index === 0 ? seg.hod : undefined) : seg.blockHashes[index];
 }
 
@@ -110,15 +122,28 @@ export function packedHashes(packed: Buffer, digestLength: number): Buffer[] {
       const i = index(k);
       return i === undefined ? Reflect.get(t, k, recv) : item(i);
     },
-    has(t, k) { return index(k) !== undefined || Reflect.has(t, k); },
+    has(t, k) {
+      return index(k) !== undefined || Reflect.has(t, k);
+    },
     getOwnPropertyDescriptor(t, k) {
       const i = index(k);
-      if (i === undefined) return k === 'length' ? { value: n, writable: true, enumerable: false, configurable: false } : Reflect.getOwnPropertyDescriptor(t, k);
+      if (i === undefined)
+        return k === 'length'
+          ? { value: n, writable: true, enumerable: false, configurable: false }
+          : Reflect.getOwnPropertyDescriptor(t, k);
       return { value: item(i), writable: false, enumerable: true, configurable: true };
     },
-    ownKeys(t) { return [...Array.from({ length: n }, (_, i) => String(i)), ...Reflect.ownKeys(t)]; },
-    set() { return false; },
-    defineProperty() { return false; },
-    deleteProperty() { return false; },
+    ownKeys(t) {
+      return [...Array.from({ length: n }, (_, i) => String(i)), ...Reflect.ownKeys(t)];
+    },
+    set() {
+      return false;
+    },
+    defineProperty() {
+      return false;
+    },
+    deleteProperty() {
+      return false;
+    },
   });
 }

@@ -9,10 +9,26 @@
  */
 import { DiscoveryParseError, type DiscoveryErrorCode } from './errors.js';
 import {
-  MAX_SCOPES, segmentIdHex, encodeV2Scopes, decodeV2Scopes, encodeAvailability, decodeAvailability, decodeBase64, parseXAddr,
+  MAX_SCOPES,
+  segmentIdHex,
+  encodeV2Scopes,
+  decodeV2Scopes,
+  encodeAvailability,
+  decodeAvailability,
+  decodeBase64,
+  parseXAddr,
   type Availability,
 } from './values.js';
-import { parseXml, child, attr, resolveQName, escapeXml, type XmlElement, type XmlLimits, DEFAULT_XML_LIMITS } from './xml.js';
+import {
+  parseXml,
+  child,
+  attr,
+  resolveQName,
+  escapeXml,
+  type XmlElement,
+  type XmlLimits,
+  DEFAULT_XML_LIMITS,
+} from './xml.js';
 import { encodeSegmentAges, decodeSegmentAges, type SegmentAges } from './segment-ages.js';
 
 export type DiscoveryVersion = 1 | 2;
@@ -33,8 +49,17 @@ export const MATCH_BY_V2 = 'http://schemas.microsoft.com/p2p/2010/05/PeerDistV2M
 const TYPE_LOCAL: Record<DiscoveryVersion, string> = { 1: 'PeerDistData', 2: 'PeerDistDataV2' };
 
 export {
-  MAX_SCOPES, V2_SEGMENT_HASH_SIZE, segmentIdHex, encodeV2Scopes, decodeV2Scopes, encodeAvailability, decodeAvailability,
-  decodeBase64, formatXAddr, parseXAddr, type Availability,
+  MAX_SCOPES,
+  V2_SEGMENT_HASH_SIZE,
+  segmentIdHex,
+  encodeV2Scopes,
+  decodeV2Scopes,
+  encodeAvailability,
+  decodeAvailability,
+  decodeBase64,
+  formatXAddr,
+  parseXAddr,
+  type Availability,
 } from './values.js';
 
 /** Accepted v1 HoHoDk sizes (SHA-256/384/512). */
@@ -89,12 +114,14 @@ const fail = (code: DiscoveryErrorCode, field: string, msg: string): never => {
 // ---------------------------------------------------------------------------------------------
 // Encoders
 
-const ENVELOPE_OPEN = '<?xml version="1.0" encoding="utf-8"?>' +
+const ENVELOPE_OPEN =
+  '<?xml version="1.0" encoding="utf-8"?>' +
   `<soap:Envelope xmlns:soap="${NS.soap}" xmlns:wsa="${NS.wsa}" xmlns:wsd="${NS.wsd}" xmlns:PeerDist="${NS.PeerDist}">`;
 const ENVELOPE_CLOSE = '</soap:Envelope>';
 
 function checkUri(value: string, field: string): string {
-  if (value.length === 0 || value.length > MAX_URI || /[\s<>&"']/.test(value)) throw new RangeError(`${field}: invalid URI ${JSON.stringify(value)}`);
+  if (value.length === 0 || value.length > MAX_URI || /[\s<>&"']/.test(value))
+    throw new RangeError(`${field}: invalid URI ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -108,12 +135,14 @@ export function encodeProbe(probe: Omit<Probe, 'kind'>): string {
   if (ids.length < 1 || ids.length > MAX_SCOPES) throw new RangeError(`probe carries 1..${MAX_SCOPES} segment IDs`);
   let scopes: string;
   if (probe.version === 1) {
-    for (const id of ids) if (!V1_ID_SIZES.has(id.length)) throw new RangeError('v1 segment IDs are 32, 48 or 64 bytes');
+    for (const id of ids)
+      if (!V1_ID_SIZES.has(id.length)) throw new RangeError('v1 segment IDs are 32, 48 or 64 bytes');
     scopes = `<wsd:Scopes MatchBy="${MATCH_BY_V1}">${ids.map(segmentIdHex).join(' ')}</wsd:Scopes>`;
   } else {
     scopes = `<wsd:Scopes MatchBy="${MATCH_BY_V2}">${encodeV2Scopes(ids)}</wsd:Scopes>`;
   }
-  return ENVELOPE_OPEN +
+  return (
+    ENVELOPE_OPEN +
     '<soap:Header>' +
     `<wsa:To>${WSD_TO}</wsa:To>` +
     `<wsa:Action>${ACTION_PROBE}</wsa:Action>` +
@@ -122,7 +151,9 @@ export function encodeProbe(probe: Omit<Probe, 'kind'>): string {
     '<soap:Body><wsd:Probe>' +
     `<wsd:Types>PeerDist:${TYPE_LOCAL[probe.version]}</wsd:Types>` +
     scopes +
-    '</wsd:Probe></soap:Body>' + ENVELOPE_CLOSE;
+    '</wsd:Probe></soap:Body>' +
+    ENVELOPE_CLOSE
+  );
 }
 
 /**
@@ -136,7 +167,8 @@ export function encodeProbeMatches(pm: Omit<ProbeMatches, 'kind'>, probeSegmentI
   let scopes: string;
   let data: string;
   if (pm.version === 1) {
-    if (pm.matches.length < 1 || pm.matches.length > MAX_SCOPES) throw new RangeError(`ProbeMatch carries 1..${MAX_SCOPES} segments`);
+    if (pm.matches.length < 1 || pm.matches.length > MAX_SCOPES)
+      throw new RangeError(`ProbeMatch carries 1..${MAX_SCOPES} segments`);
     const counts = pm.matches.map((m) => {
       const c = checkU32(m.blockCount ?? -1, 'BlockCount');
       if (c === 0) throw new RangeError('BlockCount 0 must not be announced');
@@ -145,7 +177,8 @@ export function encodeProbeMatches(pm: Omit<ProbeMatches, 'kind'>, probeSegmentI
     scopes = pm.matches.map((m) => segmentIdHex(m.segmentId)).join(' ');
     data = `<PeerDist:BlockCount>${counts.join('')}</PeerDist:BlockCount>`;
   } else {
-    if (!probeSegmentIds || probeSegmentIds.length < 1 || probeSegmentIds.length > MAX_SCOPES) throw new RangeError('v2 ProbeMatch needs the probe\'s segment IDs');
+    if (!probeSegmentIds || probeSegmentIds.length < 1 || probeSegmentIds.length > MAX_SCOPES)
+      throw new RangeError("v2 ProbeMatch needs the probe's segment IDs");
     const pairs = probeSegmentIds.map((id) => {
       const m = pm.matches.find((x) => x.segmentId.equals(id));
       return { partial: !!m && (!!m.partial || !!m.complete), complete: !!m && !!m.complete };
@@ -154,7 +187,8 @@ export function encodeProbeMatches(pm: Omit<ProbeMatches, 'kind'>, probeSegmentI
     const ages = pm.segmentAges ?? { units: 3, entries: [] };
     data = `<PeerDist:SegmentAges>${encodeSegmentAges(ages).toString('base64')}</PeerDist:SegmentAges>`;
   }
-  return ENVELOPE_OPEN +
+  return (
+    ENVELOPE_OPEN +
     '<soap:Header>' +
     `<wsa:To>${ANONYMOUS_TO}</wsa:To>` +
     `<wsa:Action>${ACTION_PROBE_MATCHES}</wsa:Action>` +
@@ -169,7 +203,9 @@ export function encodeProbeMatches(pm: Omit<ProbeMatches, 'kind'>, probeSegmentI
     `<wsd:XAddrs>${pm.xaddrs.join(' ')}</wsd:XAddrs>` +
     `<wsd:MetadataVersion>${pm.metadataVersion ?? pm.version}</wsd:MetadataVersion>` +
     `<PeerDist:PeerDistData>${data}</PeerDist:PeerDistData>` +
-    '</wsd:ProbeMatch></wsd:ProbeMatches></soap:Body>' + ENVELOPE_CLOSE;
+    '</wsd:ProbeMatch></wsd:ProbeMatches></soap:Body>' +
+    ENVELOPE_CLOSE
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,7 +225,8 @@ function need(el: XmlElement | undefined, field: string): XmlElement {
 function uriText(el: XmlElement | undefined, field: string): string {
   const v = need(el, field).text.trim();
   // Same rule as the encoders' checkUri, so every ID we accept can be echoed (RelatesTo) in a reply.
-  if (v.length === 0 || v.length > MAX_URI || /[\s<>&"']/.test(v)) fail('PCCRD_INVALID', field, 'empty, overlong, or contains whitespace or <>&"\'');
+  if (v.length === 0 || v.length > MAX_URI || /[\s<>&"']/.test(v))
+    fail('PCCRD_INVALID', field, 'empty, overlong, or contains whitespace or <>&"\'');
   return v;
 }
 
@@ -242,7 +279,8 @@ function typesVersion(el: XmlElement | undefined): DiscoveryVersion {
 function parseU32Attr(el: XmlElement, name: string): number {
   const v = attr(el, name);
   if (v === undefined) return fail('PCCRD_MISSING', `AppSequence@${name}`, 'attribute missing');
-  if (!/^[0-9]{1,10}$/.test(v.trim()) || Number(v) > 0xffffffff) fail('PCCRD_INVALID', `AppSequence@${name}`, 'not an unsigned 32-bit integer');
+  if (!/^[0-9]{1,10}$/.test(v.trim()) || Number(v) > 0xffffffff)
+    fail('PCCRD_INVALID', `AppSequence@${name}`, 'not an unsigned 32-bit integer');
   return Number(v);
 }
 
@@ -252,7 +290,8 @@ function parseProbe(body: XmlElement, messageId: string): Probe {
   const scopes = need(child(probe, NS.wsd, 'Scopes'), 'Scopes');
   const matchBy = attr(scopes, 'MatchBy')?.trim();
   if (version === 1) {
-    if (matchBy !== undefined && matchBy !== MATCH_BY_V1) fail('PCCRD_INVALID', 'Scopes@MatchBy', 'unsupported matching rule for v1');
+    if (matchBy !== undefined && matchBy !== MATCH_BY_V1)
+      fail('PCCRD_INVALID', 'Scopes@MatchBy', 'unsupported matching rule for v1');
     return { kind: 'Probe', version, messageId, segmentIds: parseHexIds(scopes.text, 'Scopes') };
   }
   if (matchBy !== MATCH_BY_V2) fail('PCCRD_INVALID', 'Scopes@MatchBy', 'v2 probe needs the PeerDistV2MatchingRule');
@@ -283,11 +322,22 @@ function parseProbeMatches(header: XmlElement, body: XmlElement, messageId: stri
     metadataVersion = Number(t);
   }
   const data = child(pm, NS.PeerDist, 'PeerDistData');
-  const base = { kind: 'ProbeMatches' as const, version, messageId, relatesTo, instanceId, messageNumber, endpoint, xaddrs, metadataVersion };
+  const base = {
+    kind: 'ProbeMatches' as const,
+    version,
+    messageId,
+    relatesTo,
+    instanceId,
+    messageNumber,
+    endpoint,
+    xaddrs,
+    metadataVersion,
+  };
   if (version === 1) {
     const ids = parseHexIds(scopes.text, 'Scopes');
     const bcText = need(data && child(data, NS.PeerDist, 'BlockCount'), 'BlockCount').text.replace(/[ \t\r\n]+/g, '');
-    if (bcText.length !== 8 * ids.length) fail('PCCRD_INVALID', 'BlockCount', `${bcText.length} hex digits for ${ids.length} segments`);
+    if (bcText.length !== 8 * ids.length)
+      fail('PCCRD_INVALID', 'BlockCount', `${bcText.length} hex digits for ${ids.length} segments`);
     if (!/^[0-9A-Fa-f]*$/.test(bcText)) fail('PCCRD_INVALID', 'BlockCount', 'not hex');
     const matches: ProbeMatchEntry[] = [];
     ids.forEach((segmentId, k) => {
@@ -297,7 +347,8 @@ function parseProbeMatches(header: XmlElement, body: XmlElement, messageId: stri
     return { ...base, matches };
   }
   const bits = decodeBase64(scopes.text, 'Scopes');
-  if (bits.length > Math.ceil(MAX_SCOPES / 4)) fail('XML_LIMIT', 'Scopes', 'availability array longer than 255 segments');
+  if (bits.length > Math.ceil(MAX_SCOPES / 4))
+    fail('XML_LIMIT', 'Scopes', 'availability array longer than 255 segments');
   const availability = decodeAvailability(bits);
   let segmentAges: SegmentAges | undefined;
   const agesEl = data && child(data, NS.PeerDist, 'SegmentAges');
@@ -312,7 +363,8 @@ function parseProbeMatches(header: XmlElement, body: XmlElement, messageId: stri
   const matches: ProbeMatchEntry[] = [];
   const probed = opts.probeSegments?.(relatesTo);
   if (probed) {
-    if (bits.length !== Math.ceil(probed.length / 4)) fail('PCCRD_INVALID', 'Scopes', `${bits.length} bytes of availability for ${probed.length} probed segments`);
+    if (bits.length !== Math.ceil(probed.length / 4))
+      fail('PCCRD_INVALID', 'Scopes', `${bits.length} bytes of availability for ${probed.length} probed segments`);
     probed.forEach((segmentId, k) => {
       const a = availability[k]!;
       if (a.partial || a.complete) matches.push({ segmentId, partial: a.partial || a.complete, complete: a.complete });
@@ -324,7 +376,8 @@ function parseProbeMatches(header: XmlElement, body: XmlElement, messageId: stri
 /** Parses a Probe or ProbeMatches datagram. Throws DiscoveryParseError for anything else. */
 export function parseDiscoveryMessage(input: Buffer | string, opts: ParseOptions = {}): DiscoveryMessage {
   const env = parseXml(input, opts.limits ?? DEFAULT_XML_LIMITS);
-  if (env.ns !== NS.soap || env.local !== 'Envelope') fail('PCCRD_INVALID', 'Envelope', 'root is not a SOAP 1.2 Envelope');
+  if (env.ns !== NS.soap || env.local !== 'Envelope')
+    fail('PCCRD_INVALID', 'Envelope', 'root is not a SOAP 1.2 Envelope');
   const header = need(child(env, NS.soap, 'Header'), 'Header');
   const body = need(child(env, NS.soap, 'Body'), 'Body');
   const action = uriText(child(header, NS.wsa, 'Action'), 'Action');

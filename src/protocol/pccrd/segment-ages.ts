@@ -39,7 +39,8 @@ export function decodeSegmentAges(buf: Buffer): SegmentAges {
   const units = buf.readUInt8(2);
   if (units < 1 || units > 4) throw new DiscoveryParseError('PCCRD_INVALID', 'SegmentAges', `units ${units}`);
   const count = buf.readUInt8(3);
-  if (buf.length < 4 * (count + 1)) throw new DiscoveryParseError('PCCRD_INVALID', 'SegmentAges', `blob too short for ${count} entries`);
+  if (buf.length < 4 * (count + 1))
+    throw new DiscoveryParseError('PCCRD_INVALID', 'SegmentAges', `blob too short for ${count} entries`);
   const entries: SegmentAges['entries'] = [];
   for (let k = 0; k < count; k++) entries.push({ index: buf.readUInt8(4 + 4 * k), age: buf.readUIntLE(5 + 4 * k, 3) });
   return { units: units as SegmentAgeUnits, entries };

@@ -10,7 +10,10 @@ export const MAX_SCOPES = 255;
 /** v2 SegmentHashSize: HoHoDk is 32 bytes. */
 export const V2_SEGMENT_HASH_SIZE = 32;
 
-export interface Availability { partial: boolean; complete: boolean }
+export interface Availability {
+  partial: boolean;
+  complete: boolean;
+}
 
 const fail = (code: DiscoveryErrorCode, field: string, msg: string): never => {
   throw new DiscoveryParseError(code, field, msg);
@@ -37,7 +40,8 @@ export function decodeV2Scopes(b64: string): Buffer[] {
   if (size !== V2_SEGMENT_HASH_SIZE) fail('PCCRD_INVALID', 'Scopes', `SegmentHashSize ${size}, expected 32`);
   const count = buf.readUInt8(2);
   if (count === 0) fail('PCCRD_INVALID', 'Scopes', 'SegmentHashCount is 0');
-  if (buf.length !== 3 + count * size) fail('PCCRD_INVALID', 'Scopes', `length ${buf.length} does not match ${count} x ${size}`);
+  if (buf.length !== 3 + count * size)
+    fail('PCCRD_INVALID', 'Scopes', `length ${buf.length} does not match ${count} x ${size}`);
   const ids: Buffer[] = [];
   for (let k = 0; k < count; k++) ids.push(Buffer.from(buf.subarray(3 + k * size, 3 + (k + 1) * size)));
   return ids;
@@ -70,7 +74,8 @@ export function decodeAvailability(buf: Buffer): Availability[] {
 export function decodeBase64(text: string, field: string): Buffer {
   const b64 = text.replace(/[ \t\r\n]+/g, '');
   if (b64.length === 0) fail('PCCRD_INVALID', field, 'empty base64');
-  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(b64)) fail('PCCRD_INVALID', field, 'malformed base64');
+  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(b64))
+    fail('PCCRD_INVALID', field, 'malformed base64');
   const buf = Buffer.from(b64, 'base64');
   if (buf.toString('base64') !== b64) fail('PCCRD_INVALID', field, 'non-canonical base64');
   return buf;
@@ -81,7 +86,8 @@ export function formatXAddr(host: string, port: number): string {
   return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** Parses one XAddrs entry (`host:port` or `[v6]:port`); undefined when malformed. */
 export function parseXAddr(s: string): { host: string; port: number } | undefined {

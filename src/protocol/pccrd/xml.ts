@@ -30,7 +30,11 @@ export const DEFAULT_XML_LIMITS: XmlLimits = {
   maxReferences: 256,
 };
 
-export interface XmlAttribute { ns: string; local: string; value: string }
+export interface XmlAttribute {
+  ns: string;
+  local: string;
+  value: string;
+}
 
 export interface XmlElement {
   /** Namespace URI ('' when none). */
@@ -47,7 +51,8 @@ export interface XmlElement {
 const XML_NS = 'http://www.w3.org/XML/1998/namespace';
 const XMLNS_NS = 'http://www.w3.org/2000/xmlns/';
 const NAME_RE = /[A-Za-z_][A-Za-z0-9._-]*(?::[A-Za-z_][A-Za-z0-9._-]*)?/y;
-const DECL_RE = /^<\?xml\s+version\s*=\s*(["'])1\.[0-9]\1(?:\s+encoding\s*=\s*(["'])([A-Za-z][A-Za-z0-9._-]*)\2)?(?:\s+standalone\s*=\s*(["'])(?:yes|no)\4)?\s*\?>/;
+const DECL_RE =
+  /^<\?xml\s+version\s*=\s*(["'])1\.[0-9]\1(?:\s+encoding\s*=\s*(["'])([A-Za-z][A-Za-z0-9._-]*)\2)?(?:\s+standalone\s*=\s*(["'])(?:yes|no)\4)?\s*\?>/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: finds the characters XML 1.0 forbids
 const BAD_CHARS_RE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
 /** In-scope prefix bindings (each new declaration copies the map, so this bounds the work). */
@@ -63,8 +68,14 @@ function isXmlWhitespace(c: string | undefined): boolean {
 }
 
 function validCodePoint(cp: number): boolean {
-  return cp === 0x9 || cp === 0xa || cp === 0xd || (cp >= 0x20 && cp <= 0xd7ff) ||
-    (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff);
+  return (
+    cp === 0x9 ||
+    cp === 0xa ||
+    cp === 0xd ||
+    (cp >= 0x20 && cp <= 0xd7ff) ||
+    (cp >= 0xe000 && cp <= 0xfffd) ||
+    (cp >= 0x10000 && cp <= 0x10ffff)
+  );
 }
 
 /**
@@ -77,7 +88,10 @@ export function decodeEntities(raw: string, field: string, budget?: { left: numb
   let i = 0;
   while (i < raw.length) {
     const amp = raw.indexOf('&', i);
-    if (amp < 0) { out += raw.slice(i); break; }
+    if (amp < 0) {
+      out += raw.slice(i);
+      break;
+    }
     out += raw.slice(i, amp);
     if (budget && --budget.left < 0) fail('XML_LIMIT', field, 'too many entity references');
     const semi = raw.indexOf(';', amp + 1);
@@ -97,7 +111,8 @@ export function decodeEntities(raw: string, field: string, budget?: { left: numb
 
 function toText(input: Buffer | string, limits: XmlLimits): string {
   if (Buffer.isBuffer(input)) {
-    if (input.length > limits.maxBytes) fail('XML_TOO_LARGE', 'document', `${input.length} bytes exceeds ${limits.maxBytes}`);
+    if (input.length > limits.maxBytes)
+      fail('XML_TOO_LARGE', 'document', `${input.length} bytes exceeds ${limits.maxBytes}`);
     try {
       return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(input);
     } catch {
@@ -112,7 +127,10 @@ function toText(input: Buffer | string, limits: XmlLimits): string {
   return input.charCodeAt(0) === 0xfeff ? input.slice(1) : input;
 }
 
-interface Open { el: XmlElement; qname: string }
+interface Open {
+  el: XmlElement;
+  qname: string;
+}
 
 /** Parses one XML document into its root element. Throws DiscoveryParseError on any violation. */
 export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML_LIMITS): XmlElement {
@@ -124,7 +142,8 @@ export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML
     const m = DECL_RE.exec(s.slice(0, 256));
     if (!m) fail('XML_MALFORMED', 'xml-declaration', 'malformed XML declaration');
     const enc = m![3];
-    if (enc !== undefined && !/^utf-?8$/i.test(enc)) fail('XML_ENCODING', 'xml-declaration', `unsupported encoding ${enc}`);
+    if (enc !== undefined && !/^utf-?8$/i.test(enc))
+      fail('XML_ENCODING', 'xml-declaration', `unsupported encoding ${enc}`);
     i = m![0].length;
   }
   const stack: Open[] = [];
@@ -188,7 +207,8 @@ export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML
       if (s[i] !== '>') fail('XML_MALFORMED', name, 'malformed end tag');
       i++;
       const top = stack.pop();
-      if (!top || top.qname !== name) fail('XML_MALFORMED', name, `end tag does not match ${top ? top.qname : 'any open element'}`);
+      if (!top || top.qname !== name)
+        fail('XML_MALFORMED', name, `end tag does not match ${top ? top.qname : 'any open element'}`);
       continue;
     }
     // Start tag.
@@ -202,8 +222,15 @@ export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML
     for (;;) {
       const hadWs = skipWs();
       if (i >= n) fail('XML_MALFORMED', qname, 'unterminated start tag');
-      if (s[i] === '>') { i++; break; }
-      if (s[i] === '/' && s[i + 1] === '>') { i += 2; selfClosing = true; break; }
+      if (s[i] === '>') {
+        i++;
+        break;
+      }
+      if (s[i] === '/' && s[i + 1] === '>') {
+        i += 2;
+        selfClosing = true;
+        break;
+      }
       if (!hadWs) fail('XML_MALFORMED', qname, 'expected whitespace before attribute');
       const aname = readName(qname);
       skipWs();
@@ -218,19 +245,23 @@ export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML
       const rawValue = s.slice(i + 1, close);
       if (rawValue.includes('<')) fail('XML_MALFORMED', `${qname}@${aname}`, "'<' in attribute value");
       i = close + 1;
-      if (rawAttrs.length >= limits.maxAttributes) fail('XML_LIMIT', qname, `more than ${limits.maxAttributes} attributes`);
+      if (rawAttrs.length >= limits.maxAttributes)
+        fail('XML_LIMIT', qname, `more than ${limits.maxAttributes} attributes`);
       if (rawAttrs.some(([a]) => a === aname)) fail('XML_MALFORMED', `${qname}@${aname}`, 'duplicate attribute');
       // Normalise literal whitespace first so character references (&#10;) survive, as XML specifies.
       rawAttrs.push([aname, decodeEntities(rawValue.replace(/[\t\n\r]/g, ' '), `${qname}@${aname}`, refs)]);
     }
     const parent = stack[stack.length - 1];
-    let bindings: Map<string, string> | ReadonlyMap<string, string> = parent ? parent.el.bindings : new Map([['xml', XML_NS]]);
+    let bindings: Map<string, string> | ReadonlyMap<string, string> = parent
+      ? parent.el.bindings
+      : new Map([['xml', XML_NS]]);
     const decls = rawAttrs.filter(([a]) => a === 'xmlns' || a.startsWith('xmlns:'));
     if (decls.length > 0) {
       const copy = new Map(bindings);
       for (const [a, v] of decls) {
         const prefix = a === 'xmlns' ? '' : a.slice(6);
-        if (prefix === 'xmlns' || (prefix === 'xml' && v !== XML_NS) || v === XMLNS_NS) fail('XML_NAMESPACE', `${qname}@${a}`, 'reserved namespace binding');
+        if (prefix === 'xmlns' || (prefix === 'xml' && v !== XML_NS) || v === XMLNS_NS)
+          fail('XML_NAMESPACE', `${qname}@${a}`, 'reserved namespace binding');
         if (prefix !== '' && v === '') fail('XML_NAMESPACE', `${qname}@${a}`, 'prefix bound to an empty URI');
         if (prefix === '' && v === '') copy.delete('');
         else copy.set(prefix, v);
@@ -250,7 +281,8 @@ export function parseXml(input: Buffer | string, limits: XmlLimits = DEFAULT_XML
     for (const [a, v] of rawAttrs) {
       if (a === 'xmlns' || a.startsWith('xmlns:')) continue;
       const [ans, alocal] = resolve(a, true);
-      if (attrs.some((x) => x.ns === ans && x.local === alocal)) fail('XML_MALFORMED', `${qname}@${a}`, 'duplicate expanded attribute name');
+      if (attrs.some((x) => x.ns === ans && x.local === alocal))
+        fail('XML_MALFORMED', `${qname}@${a}`, 'duplicate expanded attribute name');
       attrs.push({ ns: ans, local: alocal, value: v });
     }
     const el: XmlElement = { ns, local, attrs, children: [], text: '', bindings };
@@ -283,5 +315,7 @@ export function resolveQName(el: XmlElement, qname: string): { ns: string; local
 
 /** Escapes text for element content or a double-quoted attribute. */
 export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '"' ? '&quot;' : '&apos;'));
+  return s.replace(/[&<>"']/g, (c) =>
+    c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '"' ? '&quot;' : '&apos;',
+  );
 }

@@ -37,13 +37,25 @@ export const MSG_TYPE = {
   SEGLIST: 7,
 } as const;
 export type MsgTypeName = keyof typeof MSG_TYPE;
-const TYPE_NAMES: MsgTypeName[] = ['NEGO_REQ', 'NEGO_RESP', 'GETBLKLIST', 'GETBLKS', 'BLKLIST', 'BLK', 'GETSEGLIST', 'SEGLIST'];
+const TYPE_NAMES: MsgTypeName[] = [
+  'NEGO_REQ',
+  'NEGO_RESP',
+  'GETBLKLIST',
+  'GETBLKS',
+  'BLKLIST',
+  'BLK',
+  'GETSEGLIST',
+  'SEGLIST',
+];
 const REQUEST_TYPES = new Set<MsgTypeName>(['NEGO_REQ', 'GETBLKLIST', 'GETBLKS', 'GETSEGLIST']);
 
 /** CryptoAlgoId: 0 none, 1 AES-128-CBC, 2 AES-192-CBC, 3 AES-256-CBC. */
 export type CryptoAlgo = 0 | 1 | 2 | 3;
 
-export interface ProtVer { major: number; minor: number }
+export interface ProtVer {
+  major: number;
+  minor: number;
+}
 export const V1_0: ProtVer = { major: 1, minor: 0 };
 export const V2_0: ProtVer = { major: 2, minor: 0 };
 /** The protocol versions this implementation speaks (majors 1 and 2). */
@@ -59,11 +71,33 @@ interface Common {
   /** CryptoAlgoId header field; defaults to 0 on encode. */
   cryptoAlgo?: CryptoAlgo;
 }
-export interface NegoReq extends Common { type: 'NEGO_REQ'; min: ProtVer; max: ProtVer }
-export interface NegoResp extends Common { type: 'NEGO_RESP'; min: ProtVer; max: ProtVer }
-export interface GetBlkList extends Common { type: 'GETBLKLIST'; segmentId: Buffer; ranges: Range[] }
-export interface BlkList extends Common { type: 'BLKLIST'; segmentId: Buffer; ranges: Range[]; nextBlockIndex: number }
-export interface GetBlks extends Common { type: 'GETBLKS'; segmentId: Buffer; ranges: Range[]; vrfData?: Buffer }
+export interface NegoReq extends Common {
+  type: 'NEGO_REQ';
+  min: ProtVer;
+  max: ProtVer;
+}
+export interface NegoResp extends Common {
+  type: 'NEGO_RESP';
+  min: ProtVer;
+  max: ProtVer;
+}
+export interface GetBlkList extends Common {
+  type: 'GETBLKLIST';
+  segmentId: Buffer;
+  ranges: Range[];
+}
+export interface BlkList extends Common {
+  type: 'BLKLIST';
+  segmentId: Buffer;
+  ranges: Range[];
+  nextBlockIndex: number;
+}
+export interface GetBlks extends Common {
+  type: 'GETBLKS';
+  segmentId: Buffer;
+  ranges: Range[];
+  vrfData?: Buffer;
+}
 export interface Blk extends Common {
   type: 'BLK';
   segmentId: Buffer;
@@ -75,8 +109,18 @@ export interface Blk extends Common {
   /** IV used for `block`; 16 bytes for AES, empty for algorithm 0 or an empty block. */
   iv: Buffer;
 }
-export interface GetSegList extends Common { type: 'GETSEGLIST'; requestId: Buffer; segmentIds: Buffer[]; extensibleBlob?: Buffer }
-export interface SegList extends Common { type: 'SEGLIST'; requestId: Buffer; ranges: Range[]; extensibleBlob?: Buffer }
+export interface GetSegList extends Common {
+  type: 'GETSEGLIST';
+  requestId: Buffer;
+  segmentIds: Buffer[];
+  extensibleBlob?: Buffer;
+}
+export interface SegList extends Common {
+  type: 'SEGLIST';
+  requestId: Buffer;
+  ranges: Range[];
+  extensibleBlob?: Buffer;
+}
 
 export type RequestMessage = NegoReq | GetBlkList | GetBlks | GetSegList;
 export type ResponseMessage = NegoResp | BlkList | Blk | SegList;
@@ -84,14 +128,19 @@ export type Message = RequestMessage | ResponseMessage;
 /** A decoded message: header fields always present. */
 export type Decoded<M extends Message> = M & { version: ProtVer; cryptoAlgo: CryptoAlgo; size: number };
 
-export interface MessageHeader { version: ProtVer; type: MsgTypeName; size: number; cryptoAlgo: CryptoAlgo }
+export interface MessageHeader {
+  version: ProtVer;
+  type: MsgTypeName;
+  size: number;
+  cryptoAlgo: CryptoAlgo;
+}
 
 // ---------------------------------------------------------------------------------------------
 // ProtVer
 
 /** ProtVer as the BE u32 minor × 65536 + major. */
 export function protVerToU32(v: ProtVer): number {
-  return ((v.minor & 0xffff) * 0x10000) + (v.major & 0xffff);
+  return (v.minor & 0xffff) * 0x10000 + (v.major & 0xffff);
 }
 export function protVerFromU32(n: number): ProtVer {
   return { major: n & 0xffff, minor: n >>> 16 };
@@ -110,7 +159,9 @@ const encodeError: FieldError = (field, message) => new RetrievalEncodeError(`${
 
 /** PCCRR encoder: big-endian u32 fields, 4-byte alignment padding relative to the message start. */
 class Writer extends WireWriter {
-  constructor() { super(false, encodeError); }
+  constructor() {
+    super(false, encodeError);
+  }
   sized(b: Buffer, field: string, pad: boolean): this {
     this.u32(b.length, field).bytes(b);
     return pad ? this.pad(4) : this;
@@ -152,15 +203,21 @@ function writeMessage(m: Message, prefix: number): Buffer {
       w.sized(m.segmentId, 'SizeOfSegmentID', true).ranges(m.ranges, 'NeededBlocksRange');
       break;
     case 'BLKLIST':
-      w.sized(m.segmentId, 'SizeOfSegmentId', true).ranges(m.ranges, 'BlockRange').u32(m.nextBlockIndex, 'NextBlockIndex');
+      w.sized(m.segmentId, 'SizeOfSegmentId', true)
+        .ranges(m.ranges, 'BlockRange')
+        .u32(m.nextBlockIndex, 'NextBlockIndex');
       break;
     case 'GETBLKS':
-      w.sized(m.segmentId, 'SizeOfSegmentID', true).ranges(m.ranges, 'ReqBlockRange')
+      w.sized(m.segmentId, 'SizeOfSegmentID', true)
+        .ranges(m.ranges, 'ReqBlockRange')
         .sized(m.vrfData ?? Buffer.alloc(0), 'SizeOfDataForVrfBlock', false);
       break;
     case 'BLK':
-      w.sized(m.segmentId, 'SizeOfSegmentId', true).u32(m.blockIndex, 'BlockIndex').u32(m.nextBlockIndex, 'NextBlockIndex')
-        .sized(m.block, 'SizeOfBlock', true).sized(m.vrfBlock ?? Buffer.alloc(0), 'SizeOfVrfBlock', true)
+      w.sized(m.segmentId, 'SizeOfSegmentId', true)
+        .u32(m.blockIndex, 'BlockIndex')
+        .u32(m.nextBlockIndex, 'NextBlockIndex')
+        .sized(m.block, 'SizeOfBlock', true)
+        .sized(m.vrfBlock ?? Buffer.alloc(0), 'SizeOfVrfBlock', true)
         .sized(m.iv, 'SizeOfIVBlock', false);
       break;
     case 'GETSEGLIST':
@@ -171,7 +228,9 @@ function writeMessage(m: Message, prefix: number): Buffer {
       break;
     case 'SEGLIST':
       if (m.requestId.length !== REQUEST_ID_SIZE) throw new RetrievalEncodeError('RequestID: must be 16 bytes');
-      w.bytes(m.requestId).ranges(m.ranges, 'SegmentRange').sized(m.extensibleBlob ?? Buffer.alloc(0), 'SizeOfExtensibleBlob', false);
+      w.bytes(m.requestId)
+        .ranges(m.ranges, 'SegmentRange')
+        .sized(m.extensibleBlob ?? Buffer.alloc(0), 'SizeOfExtensibleBlob', false);
       break;
   }
   const out = w.finish();
@@ -199,7 +258,9 @@ export function encodeResponse(m: ResponseMessage): Buffer {
 
 /** PCCRR decoder: big-endian u32 fields; byte fields are views into the request/response body. */
 class Reader extends WireReader {
-  constructor(buf: Buffer) { super(buf, false, (field, message) => new RetrievalParseError(field, message)); }
+  constructor(buf: Buffer) {
+    super(buf, false, (field, message) => new RetrievalParseError(field, message));
+  }
   override bytes(n: number, field: string): Buffer {
     if (n > this.remaining) throw new RetrievalParseError(field, `${n} bytes declared, ${this.remaining} left`);
     return this.view(n, field);
@@ -219,7 +280,8 @@ class Reader extends WireReader {
   }
   segmentId(sizeField: string): Buffer {
     const n = this.u32(sizeField);
-    if (n !== 32 && n !== 48 && n !== 64) throw new RetrievalParseError(sizeField, `${n} is not a segment ID size (32, 48 or 64)`);
+    if (n !== 32 && n !== 48 && n !== 64)
+      throw new RetrievalParseError(sizeField, `${n} is not a segment ID size (32, 48 or 64)`);
     const b = this.bytes(n, sizeField.replace(/^SizeOf/, ''));
     this.pad('SegmentID.ZeroPad');
     return Buffer.from(b);
@@ -228,7 +290,8 @@ class Reader extends WireReader {
   ranges(field: string, min: number, max: number, blockRanges: boolean): Range[] {
     const count = this.u32(`${field}Count`);
     if (count < min || count > max) throw new RetrievalParseError(`${field}Count`, `${count} outside ${min}..${max}`);
-    if (count * 8 > this.remaining) throw new RetrievalParseError(`${field}Count`, `${count} ranges declared, ${this.remaining} bytes left`);
+    if (count * 8 > this.remaining)
+      throw new RetrievalParseError(`${field}Count`, `${count} ranges declared, ${this.remaining} bytes left`);
     const out: Range[] = [];
     for (let k = 0; k < count; k++) {
       const index = this.u32(`${field}s[${k}].Index`);
@@ -246,7 +309,8 @@ class Reader extends WireReader {
   override end(): void {
     const slack = this.remaining;
     if (slack === 0) return;
-    if (slack > 3 || (this.pos + slack) % 4 !== 0) throw new RetrievalParseError('MsgSize', `${slack} unexpected trailing bytes`);
+    if (slack > 3 || (this.pos + slack) % 4 !== 0)
+      throw new RetrievalParseError('MsgSize', `${slack} unexpected trailing bytes`);
   }
 }
 
@@ -269,7 +333,8 @@ export function decodeHeader(msg: Buffer): MessageHeader {
  * its direction, the version (majors 1..2; segment-list types need 2.x) and every body field.
  */
 export function decodeMessage(msg: Buffer): Decoded<Message> {
-  if (msg.length < MIN_MESSAGE_SIZE) throw new RetrievalParseError('MsgSize', `message of ${msg.length} bytes is shorter than 16`);
+  if (msg.length < MIN_MESSAGE_SIZE)
+    throw new RetrievalParseError('MsgSize', `message of ${msg.length} bytes is shorter than 16`);
   const h = decodeHeader(msg);
   const isRequest = REQUEST_TYPES.has(h.type);
   const limit = isRequest ? MAX_REQUEST_SIZE : MAX_RESPONSE_SIZE;
@@ -290,7 +355,10 @@ export function decodeMessage(msg: Buffer): Decoded<Message> {
       const min = protVerFromU32(r.u32('MinSupportedProtocolVersion'));
       const max = protVerFromU32(r.u32('MaxSupportedProtocolVersion'));
       if (min.major > max.major || (min.major === max.major && min.minor > max.minor)) {
-        throw new RetrievalParseError('MaxSupportedProtocolVersion', `${protVerString(max)} below minimum ${protVerString(min)}`);
+        throw new RetrievalParseError(
+          'MaxSupportedProtocolVersion',
+          `${protVerString(max)} below minimum ${protVerString(min)}`,
+        );
       }
       out = { ...base, type: h.type, min, max };
       break;
@@ -324,17 +392,29 @@ export function decodeMessage(msg: Buffer): Decoded<Message> {
       const iv = r.sized('SizeOfIVBlock', 'IVBlock', false);
       if (block.length > 0 && h.cryptoAlgo !== 0) {
         if (iv.length !== AES_BLOCK) throw new RetrievalParseError('SizeOfIVBlock', `${iv.length} but AES needs 16`);
-        if (block.length % AES_BLOCK !== 0) throw new RetrievalParseError('SizeOfBlock', `${block.length} is not a multiple of 16`);
+        if (block.length % AES_BLOCK !== 0)
+          throw new RetrievalParseError('SizeOfBlock', `${block.length} is not a multiple of 16`);
       }
-      if (block.length > 0 && h.cryptoAlgo === 0 && iv.length !== 0) throw new RetrievalParseError('SizeOfIVBlock', `${iv.length} with no encryption`);
-      out = { ...base, type: 'BLK', segmentId, blockIndex, nextBlockIndex, block: Buffer.from(block), vrfBlock: Buffer.from(vrfBlock), iv: Buffer.from(iv) };
+      if (block.length > 0 && h.cryptoAlgo === 0 && iv.length !== 0)
+        throw new RetrievalParseError('SizeOfIVBlock', `${iv.length} with no encryption`);
+      out = {
+        ...base,
+        type: 'BLK',
+        segmentId,
+        blockIndex,
+        nextBlockIndex,
+        block: Buffer.from(block),
+        vrfBlock: Buffer.from(vrfBlock),
+        iv: Buffer.from(iv),
+      };
       break;
     }
     case 'GETSEGLIST': {
       const requestId = Buffer.from(r.bytes(REQUEST_ID_SIZE, 'RequestID'));
       const count = r.u32('CountOfSegmentIDs');
       // each entry needs at least 4 + 32 bytes
-      if (count * 36 > r.remaining) throw new RetrievalParseError('CountOfSegmentIDs', `${count} IDs declared, ${r.remaining} bytes left`);
+      if (count * 36 > r.remaining)
+        throw new RetrievalParseError('CountOfSegmentIDs', `${count} IDs declared, ${r.remaining} bytes left`);
       const segmentIds: Buffer[] = [];
       for (let k = 0; k < count; k++) segmentIds.push(r.segmentId(`SizeOfSegmentID[${k}]`));
       const extensibleBlob = Buffer.from(r.sized('SizeOfExtensibleBlob', 'ExtensibleBlob', false));
@@ -355,7 +435,8 @@ export function decodeMessage(msg: Buffer): Decoded<Message> {
 
 /** Decode a request body (POST body): request types only, 16..98,304 bytes. */
 export function decodeRequest(body: Buffer): Decoded<RequestMessage> {
-  if (body.length > MAX_REQUEST_SIZE) throw new RetrievalParseError('MsgSize', `request of ${body.length} bytes exceeds ${MAX_REQUEST_SIZE}`);
+  if (body.length > MAX_REQUEST_SIZE)
+    throw new RetrievalParseError('MsgSize', `request of ${body.length} bytes exceeds ${MAX_REQUEST_SIZE}`);
   const m = decodeMessage(body);
   if (!REQUEST_TYPES.has(m.type)) throw new RetrievalParseError('MsgType', `${m.type} is not a request`);
   return m as Decoded<RequestMessage>;
@@ -363,7 +444,8 @@ export function decodeRequest(body: Buffer): Decoded<RequestMessage> {
 
 /** Decode a response body: TRANSPORT_RESPONSE_HEADER (must equal the remaining length) + one response message. */
 export function decodeResponse(body: Buffer): Decoded<ResponseMessage> {
-  if (body.length < TRANSPORT_HEADER_SIZE) throw new RetrievalParseError('TransportSize', `body of ${body.length} bytes`);
+  if (body.length < TRANSPORT_HEADER_SIZE)
+    throw new RetrievalParseError('TransportSize', `body of ${body.length} bytes`);
   const size = body.readUInt32BE(0);
   const rest = body.length - TRANSPORT_HEADER_SIZE;
   if (size !== rest) throw new RetrievalParseError('TransportSize', `${size} but ${rest} bytes follow`);

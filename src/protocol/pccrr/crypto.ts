@@ -13,7 +13,8 @@ const CIPHER: Record<CryptoAlgo, string> = { 0: '', 1: 'aes-128-cbc', 2: 'aes-19
 function keyFor(algo: CryptoAlgo, kp: Buffer): Buffer {
   const n = KEY_BYTES[algo];
   if (n === undefined) throw new RetrievalParseError('CryptoAlgoId', `unknown algorithm ${String(algo)}`);
-  if (kp.length < n) throw new RetrievalParseError('CryptoAlgoId', `algorithm ${algo} needs a ${n}-byte key, Kp has ${kp.length}`);
+  if (kp.length < n)
+    throw new RetrievalParseError('CryptoAlgoId', `algorithm ${algo} needs a ${n}-byte key, Kp has ${kp.length}`);
   return kp.subarray(0, n);
 }
 
@@ -40,7 +41,8 @@ export function decryptBlock(algo: CryptoAlgo, kp: Buffer, cipher: Buffer, iv: B
   } else {
     const key = keyFor(algo, kp);
     if (iv.length !== 16) throw new RetrievalParseError('IVBlock', `IV must be 16 bytes, got ${iv.length}`);
-    if (cipher.length % 16 !== 0) throw new RetrievalParseError('Block', `ciphertext of ${cipher.length} bytes is not a multiple of 16`);
+    if (cipher.length % 16 !== 0)
+      throw new RetrievalParseError('Block', `ciphertext of ${cipher.length} bytes is not a multiple of 16`);
     const d = createDecipheriv(CIPHER[algo], key, iv);
     d.setAutoPadding(false);
     // Without padding and with whole cipher blocks, update() returns everything and final() nothing.

@@ -3,7 +3,10 @@ import type { Range } from './codec.js';
 
 /** Sort, drop empty and merge overlapping/adjacent [index, count] ranges. */
 export function normalizeRanges(ranges: readonly Range[]): Range[] {
-  const rs = ranges.filter(([, c]) => c > 0).map(([i, c]) => [i, i + c] as [number, number]).sort((a, b) => a[0] - b[0]);
+  const rs = ranges
+    .filter(([, c]) => c > 0)
+    .map(([i, c]) => [i, i + c] as [number, number])
+    .sort((a, b) => a[0] - b[0]);
   const out: Array<[number, number]> = [];
   for (const [s, e] of rs) {
     const last = out[out.length - 1];

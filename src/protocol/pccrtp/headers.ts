@@ -8,7 +8,10 @@ export const HDR_PEERDIST = 'X-P2P-PeerDist';
 export const HDR_PEERDIST_EX = 'X-P2P-PeerDistEx';
 export const PEERDIST_CODING = 'peerdist';
 
-export interface PeerDistVersion { major: number; minor: number; }
+export interface PeerDistVersion {
+  major: number;
+  minor: number;
+}
 
 export type HeaderBag = Record<string, string | string[] | number | undefined>;
 
@@ -75,7 +78,10 @@ function codings(value: string | undefined): Array<{ token: string; q: number }>
     let q = 1;
     for (const p of params) {
       const m = /^\s*q\s*=\s*([0-9.]+)\s*$/i.exec(p);
-      if (m) { const n = Number(m[1]); q = Number.isFinite(n) ? n : 0; }
+      if (m) {
+        const n = Number(m[1]);
+        q = Number.isFinite(n) ? n : 0;
+      }
     }
     out.push({ token, q });
   }
@@ -93,7 +99,10 @@ const isTrue = (v: string | undefined) => v !== undefined && v.toLowerCase() ===
 // Client side
 
 /** Headers for a GET that asks the origin for content information (MS-PCCRTP 1.1 client). */
-export function clientRequestHeaders(opts: { maxContentVersion: ContentVersion; hashRequest?: boolean }): Record<string, string> {
+export function clientRequestHeaders(opts: {
+  maxContentVersion: ContentVersion;
+  hashRequest?: boolean;
+}): Record<string, string> {
   let ex = `MinContentInformation=1.0, MaxContentInformation=${opts.maxContentVersion === 2 ? '2.0' : '1.0'}`;
   if (opts.hashRequest) ex += ', HashRequest=true';
   return {
@@ -183,7 +192,10 @@ export function negotiate(headers: HeaderBag, opts: { preferVersion?: ContentVer
 }
 
 /** Response headers for a PeerDist body (besides Content-Length and validators). */
-export function peerDistResponseHeaders(responseVersion: '1.0' | '1.1', identityLength: number): Record<string, string> {
+export function peerDistResponseHeaders(
+  responseVersion: '1.0' | '1.1',
+  identityLength: number,
+): Record<string, string> {
   return {
     'Content-Encoding': PEERDIST_CODING,
     [HDR_PEERDIST]: `Version=${responseVersion}, ContentLength=${identityLength}`,

@@ -12,10 +12,7 @@
  *   <ContentLength from the X-P2P-PeerDist response header (decimal), or empty>
  *   <lower-case hex SHA-256 of the response body>
  */
-import {
-  constants, createHash, createPublicKey, sign, verify,
-  type KeyObject,
-} from 'node:crypto';
+import { constants, createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { getHeader, parseParams, parsePeerDistResponse, HDR_PEERDIST, type HeaderBag } from './headers.js';
 
 export const HDR_SIGNATURE = 'X-PeerDist-Signature';
@@ -33,19 +30,26 @@ export interface SignedFields {
 
 /** The exact bytes that are signed. */
 export function signatureMessage(f: SignedFields): Buffer {
-  return Buffer.from([
-    SIGNATURE_LABEL,
-    f.path,
-    f.etag ?? '',
-    f.contentLength === undefined ? '' : String(f.contentLength),
-    createHash('sha256').update(f.body).digest('hex'),
-  ].join('\n'), 'utf8');
+  return Buffer.from(
+    [
+      SIGNATURE_LABEL,
+      f.path,
+      f.etag ?? '',
+      f.contentLength === undefined ? '' : String(f.contentLength),
+      createHash('sha256').update(f.body).digest('hex'),
+    ].join('\n'),
+    'utf8',
+  );
 }
 
 /** Key identifier: first 16 bytes of SHA-256 over the DER SubjectPublicKeyInfo, hex. */
 export function keyId(key: KeyObject): string {
   const pub = key.type === 'private' ? createPublicKey(key) : key;
-  return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest().subarray(0, 16).toString('hex');
+  return createHash('sha256')
+    .update(pub.export({ type: 'spki', format: 'der' }))
+    .digest()
+    .subarray(0, 16)
+    .toString('hex');
 }
 
 export function publicKeyPem(key: KeyObject): string {
@@ -56,25 +60,40 @@ export function publicKeyPem(key: KeyObject): string {
 /** The X-PeerDist-Signature header value for a response. */
 export function signContentInfo(privateKey: KeyObject, f: SignedFields): string {
   const sig = sign('sha256', signatureMessage(f), {
-    key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: PSS_SALT_LENGTH,
+    key: privateKey,
+    padding: constants.RSA_PKCS1_PSS_PADDING,
+    saltLength: PSS_SALT_LENGTH,
   });
   return `alg=${SIGNATURE_ALG}, keyid=${keyId(privateKey)}, sig=${sig.toString('base64')}`;
 }
 
-export type VerifyResult = { ok: true } | { ok: false; reason: 'missing' | 'malformed' | 'bad-signature' | 'wrong-key' };
+export type VerifyResult =
+  | { ok: true }
+  | { ok: false; reason: 'missing' | 'malformed' | 'bad-signature' | 'wrong-key' };
 
 /**
  * Checks a PeerDist response's signature. `path` is the request-target the client sent
  * (URL pathname + search); `headers` are the response headers; `body` the content information.
  */
-export function verifyContentInfoSignature(opts: { publicKeyPem: string; path: string; headers: HeaderBag; body: Buffer }): VerifyResult {
+export function verifyContentInfoSignature(opts: {
+  publicKeyPem: string;
+  path: string;
+  headers: HeaderBag;
+  body: Buffer;
+}): VerifyResult {
   const raw = getHeader(opts.headers, HDR_SIGNATURE);
   if (raw === undefined || raw.trim() === '') return { ok: false, reason: 'missing' };
   const p = parseParams(raw);
   const alg = p.get('alg');
   const kid = p.get('keyid');
   const sigB64 = p.get('sig');
-  if (alg !== SIGNATURE_ALG || !kid || !/^[0-9a-f]{32}$/i.test(kid) || !sigB64 || !/^[A-Za-z0-9+/]+={0,2}$/.test(sigB64)) {
+  if (
+    alg !== SIGNATURE_ALG ||
+    !kid ||
+    !/^[0-9a-f]{32}$/i.test(kid) ||
+    !sigB64 ||
+    !/^[A-Za-z0-9+/]+={0,2}$/.test(sigB64)
+  ) {
     return { ok: false, reason: 'malformed' };
   }
   let pub: KeyObject;
@@ -88,12 +107,20 @@ export function verifyContentInfoSignature(opts: { publicKeyPem: string; path: s
   const msg = signatureMessage({
     path: opts.path,
     etag: getHeader(opts.headers, 'etag'),
-    contentLength: getHeader(opts.headers, HDR_PEERDIST) === undefined ? undefined : parsePeerDistResponse(opts.headers).contentLength,
+    contentLength:
+      getHeader(opts.headers, HDR_PEERDIST) === undefined
+        ? undefined
+        : parsePeerDistResponse(opts.headers).contentLength,
     body: opts.body,
   });
   let good = false;
   try {
-    good = verify('sha256', msg, { key: pub, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: PSS_SALT_LENGTH }, Buffer.from(sigB64, 'base64'));
+    good = verify(
+      'sha256',
+      msg,
+      { key: pub, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: PSS_SALT_LENGTH },
+      Buffer.from(sigB64, 'base64'),
+    );
   } catch {
     return { ok: false, reason: 'malformed' };
   }

@@ -51,7 +51,10 @@ interface Common {
   /** ConnectionInformation.Port: the offering client's MS-PCCRR listening port. */
   port: number;
 }
-export interface InitialOffer extends Common { type: 'INITIAL_OFFER'; /** The segment's HoHoDk (32, 48 or 64 bytes). */ hash: Buffer }
+export interface InitialOffer extends Common {
+  type: 'INITIAL_OFFER' /** The segment's HoHoDk (32, 48 or 64 bytes). */;
+  hash: Buffer;
+}
 export interface SegmentInfoMessage extends Common {
   type: 'SEGMENT_INFO';
   /** 16 opaque bytes (e.g. "WinINet" NUL-padded). */
@@ -67,7 +70,10 @@ export interface SegmentDescriptor {
   /** SegmentHoHoDk (32 bytes). */
   segmentId: Buffer;
 }
-export interface BatchedOffer extends Common { type: 'BATCHED_OFFER'; descriptors: SegmentDescriptor[] }
+export interface BatchedOffer extends Common {
+  type: 'BATCHED_OFFER';
+  descriptors: SegmentDescriptor[];
+}
 
 export type RequestMessage = InitialOffer | SegmentInfoMessage | BatchedOffer;
 export type Decoded<M extends RequestMessage = RequestMessage> = M & { version: PchcVersion };
@@ -85,39 +91,53 @@ export function defaultVersion(type: MsgTypeName): PchcVersion {
 /** Encode one request (the HTTP POST body). */
 export function encodeRequest(m: RequestMessage): Buffer {
   const version = m.version ?? defaultVersion(m.type);
-  if (version !== 1 && version !== 2) throw new HostedCacheEncodeError(`MajorVersion: ${String(version)} is not 1 or 2`);
+  if (version !== 1 && version !== 2)
+    throw new HostedCacheEncodeError(`MajorVersion: ${String(version)} is not 1 or 2`);
   const w = new WireWriter(false, encodeError);
   w.u8(0, 'MinorVersion').u8(version, 'MajorVersion').u16(MSG_TYPE[m.type], 'Type').bytes(Buffer.alloc(4));
   w.u16(m.port, 'ConnectionInformation.Port').bytes(Buffer.alloc(6));
   switch (m.type) {
     case 'INITIAL_OFFER':
-      if (![32, 48, 64].includes(m.hash.length)) throw new HostedCacheEncodeError(`Hash: ${m.hash.length} bytes is not a HoHoDk size`);
+      if (![32, 48, 64].includes(m.hash.length))
+        throw new HostedCacheEncodeError(`Hash: ${m.hash.length} bytes is not a HoHoDk size`);
       w.bytes(m.hash);
       break;
     case 'SEGMENT_INFO':
-      if (m.contentTag.length !== CONTENT_TAG_SIZE) throw new HostedCacheEncodeError(`ContentTag: must be ${CONTENT_TAG_SIZE} bytes`);
+      if (m.contentTag.length !== CONTENT_TAG_SIZE)
+        throw new HostedCacheEncodeError(`ContentTag: must be ${CONTENT_TAG_SIZE} bytes`);
       w.bytes(m.contentTag).bytes(m.segmentInformation);
       break;
     case 'BATCHED_OFFER':
       if (m.descriptors.length < 1 || m.descriptors.length > MAX_BATCHED_DESCRIPTORS) {
-        throw new HostedCacheEncodeError(`SegmentDescriptors: ${m.descriptors.length} outside 1..${MAX_BATCHED_DESCRIPTORS}`);
+        throw new HostedCacheEncodeError(
+          `SegmentDescriptors: ${m.descriptors.length} outside 1..${MAX_BATCHED_DESCRIPTORS}`,
+        );
       }
       m.descriptors.forEach((d, k) => {
         const f = `SegmentDescriptors[${k}]`;
         if (d.contentTag.length < 1) throw new HostedCacheEncodeError(`${f}.ContentTag: must not be empty`);
-        if (d.segmentId.length !== SEGMENT_ID_SIZE_V2) throw new HostedCacheEncodeError(`${f}.SegmentHoHoDk: must be ${SEGMENT_ID_SIZE_V2} bytes`);
-        w.u32(d.blockSize, `${f}.BlockSize`).u32(d.segmentSize, `${f}.SegmentSize`)
-          .u16(d.contentTag.length, `${f}.SizeOfContentTag`).bytes(d.contentTag)
-          .u8(d.hashAlgorithm, `${f}.HashAlgorithm`).bytes(d.segmentId);
+        if (d.segmentId.length !== SEGMENT_ID_SIZE_V2)
+          throw new HostedCacheEncodeError(`${f}.SegmentHoHoDk: must be ${SEGMENT_ID_SIZE_V2} bytes`);
+        w.u32(d.blockSize, `${f}.BlockSize`)
+          .u32(d.segmentSize, `${f}.SegmentSize`)
+          .u16(d.contentTag.length, `${f}.SizeOfContentTag`)
+          .bytes(d.contentTag)
+          .u8(d.hashAlgorithm, `${f}.HashAlgorithm`)
+          .bytes(d.segmentId);
       });
       break;
   }
   const out = w.finish();
-  if (out.length > MAX_REQUEST_SIZE) throw new HostedCacheEncodeError(`message of ${out.length} bytes exceeds ${MAX_REQUEST_SIZE}`);
+  if (out.length > MAX_REQUEST_SIZE)
+    throw new HostedCacheEncodeError(`message of ${out.length} bytes exceeds ${MAX_REQUEST_SIZE}`);
   return out;
 }
 
-export interface RequestHeader { version: PchcVersion; type: MsgTypeName; port: number }
+export interface RequestHeader {
+  version: PchcVersion;
+  type: MsgTypeName;
+  port: number;
+}
 
 /** Parse and validate the 16-byte MESSAGE_HEADER + CONNECTION_INFORMATION. */
 export function decodeHeader(body: Buffer): RequestHeader {
@@ -129,7 +149,8 @@ export function decodeHeader(body: Buffer): RequestHeader {
   const port = r.u16('ConnectionInformation.Port');
   r.skip(6, 'ConnectionInformation.Padding');
   if (minor !== 0) throw new HostedCacheParseError('MinorVersion', `${minor} is not 0`, 'PCHC_VERSION');
-  if (major !== 1 && major !== 2) throw new HostedCacheParseError('MajorVersion', `${major} is not 1 or 2`, 'PCHC_VERSION');
+  if (major !== 1 && major !== 2)
+    throw new HostedCacheParseError('MajorVersion', `${major} is not 1 or 2`, 'PCHC_VERSION');
   const type = TYPE_NAMES[t];
   if (type === undefined) throw new HostedCacheParseError('Type', `unknown message type ${t}`);
   return { version: major, type, port };
@@ -141,7 +162,12 @@ export function decodeHeader(body: Buffer): RequestHeader {
  * information stays opaque), 1..128 whole descriptors with a non-empty ContentTag in BATCHED_OFFER.
  */
 export function decodeRequest(body: Buffer): Decoded {
-  if (body.length > MAX_REQUEST_SIZE) throw new HostedCacheParseError('MessageSize', `${body.length} bytes exceeds ${MAX_REQUEST_SIZE}`, 'PCHC_TOO_LARGE');
+  if (body.length > MAX_REQUEST_SIZE)
+    throw new HostedCacheParseError(
+      'MessageSize',
+      `${body.length} bytes exceeds ${MAX_REQUEST_SIZE}`,
+      'PCHC_TOO_LARGE',
+    );
   const h = decodeHeader(body);
   const r = new WireReader(body, false, parseError);
   r.pos = REQUEST_HEADER_SIZE;
@@ -149,18 +175,25 @@ export function decodeRequest(body: Buffer): Decoded {
   switch (h.type) {
     case 'INITIAL_OFFER': {
       const n = r.remaining;
-      if (n !== 32 && n !== 48 && n !== 64) throw new HostedCacheParseError('Hash', `${n} bytes is not a HoHoDk size (32, 48 or 64)`);
+      if (n !== 32 && n !== 48 && n !== 64)
+        throw new HostedCacheParseError('Hash', `${n} bytes is not a HoHoDk size (32, 48 or 64)`);
       return { ...base, type: 'INITIAL_OFFER', hash: r.bytes(n, 'Hash') };
     }
     case 'SEGMENT_INFO': {
       const contentTag = r.bytes(CONTENT_TAG_SIZE, 'ContentTag');
-      return { ...base, type: 'SEGMENT_INFO', contentTag, segmentInformation: r.bytes(r.remaining, 'SegmentInformation') };
+      return {
+        ...base,
+        type: 'SEGMENT_INFO',
+        contentTag,
+        segmentInformation: r.bytes(r.remaining, 'SegmentInformation'),
+      };
     }
     case 'BATCHED_OFFER': {
       const descriptors: SegmentDescriptor[] = [];
       while (r.remaining > 0) {
         const f = `SegmentDescriptors[${descriptors.length}]`;
-        if (descriptors.length === MAX_BATCHED_DESCRIPTORS) throw new HostedCacheParseError('SegmentDescriptors', `more than ${MAX_BATCHED_DESCRIPTORS} descriptors`);
+        if (descriptors.length === MAX_BATCHED_DESCRIPTORS)
+          throw new HostedCacheParseError('SegmentDescriptors', `more than ${MAX_BATCHED_DESCRIPTORS} descriptors`);
         const blockSize = r.u32(`${f}.BlockSize`);
         const segmentSize = r.u32(`${f}.SegmentSize`);
         const tagLen = r.u16(`${f}.SizeOfContentTag`);
@@ -200,7 +233,9 @@ export function decodeResponse(body: Buffer): ResponseCode {
 // SegmentInformation: one-segment MS-PCCRC v1.0 content information (little-endian)
 
 const V1_ALGOS: ReadonlyArray<[number, HashAlgorithm, number]> = [
-  [0x800c, 'SHA-256', 32], [0x800d, 'SHA-384', 48], [0x800e, 'SHA-512', 64],
+  [0x800c, 'SHA-256', 32],
+  [0x800d, 'SHA-384', 48],
+  [0x800e, 'SHA-512', 64],
 ];
 
 export interface OfferedSegment {
@@ -228,8 +263,14 @@ export interface OfferedSegment {
  * <= 32 MiB, cBlocks = ceil(cbSegment / 65536), no trailing bytes, HoD = H(block hashes).
  */
 export function parseSegmentInformation(buf: Buffer): OfferedSegment {
-  const r = new WireReader(buf, true, (field, message) => new HostedCacheParseError(`SegmentInformation.${field}`, message));
-  const fail = (field: string, message: string): never => { throw new HostedCacheParseError(`SegmentInformation.${field}`, message); };
+  const r = new WireReader(
+    buf,
+    true,
+    (field, message) => new HostedCacheParseError(`SegmentInformation.${field}`, message),
+  );
+  const fail = (field: string, message: string): never => {
+    throw new HostedCacheParseError(`SegmentInformation.${field}`, message);
+  };
   const version = r.u16('Version');
   if (version !== 0x0100) fail('Version', `0x${version.toString(16).padStart(4, '0')} is not 0x0100`);
   const code = r.u32('dwHashAlgo');
@@ -244,8 +285,10 @@ export function parseSegmentInformation(buf: Buffer): OfferedSegment {
   const length = r.u32('segments[0].cbSegment');
   const blockSize = r.u32('segments[0].cbBlockSize');
   if (blockSize !== V1_BLOCK_SIZE) fail('segments[0].cbBlockSize', `${blockSize} is not ${V1_BLOCK_SIZE}`);
-  if (length === 0 || length > V1_SEGMENT_SIZE) fail('segments[0].cbSegment', `${length} outside 1..${V1_SEGMENT_SIZE}`);
-  if (offsetInFirstSegment >= length) fail('dwOffsetInFirstSegment', `${offsetInFirstSegment} is not inside the ${length}-byte segment`);
+  if (length === 0 || length > V1_SEGMENT_SIZE)
+    fail('segments[0].cbSegment', `${length} outside 1..${V1_SEGMENT_SIZE}`);
+  if (offsetInFirstSegment >= length)
+    fail('dwOffsetInFirstSegment', `${offsetInFirstSegment} is not inside the ${length}-byte segment`);
   const hod = r.bytes(d, 'segments[0].SegmentHashOfData');
   const kp = r.bytes(d, 'segments[0].SegmentSecret');
   const cBlocks = r.u32('blocks[0].cBlocks');
@@ -255,10 +298,19 @@ export function parseSegmentInformation(buf: Buffer): OfferedSegment {
   const blockHashes: Buffer[] = [];
   for (let i = 0; i < cBlocks; i++) blockHashes.push(r.bytes(d, `blocks[0].BlockHashes[${i}]`));
   r.end('blocks[0]');
-  if (!digest(hashAlgorithm, Buffer.concat(blockHashes)).equals(hod)) fail('segments[0].SegmentHashOfData', 'does not match the hash of the block hashes');
+  if (!digest(hashAlgorithm, Buffer.concat(blockHashes)).equals(hod))
+    fail('segments[0].SegmentHashOfData', 'does not match the hash of the block hashes');
   return {
-    hashAlgorithm: hashAlgorithm as OfferedSegment['hashAlgorithm'], offsetInFirstSegment, readBytesInLastSegment,
-    offsetInContent, length, blockSize, hod, kp, blockHashes, segmentId: segmentIdOf(1, kp, hod),
+    hashAlgorithm: hashAlgorithm as OfferedSegment['hashAlgorithm'],
+    offsetInFirstSegment,
+    readBytesInLastSegment,
+    offsetInContent,
+    length,
+    blockSize,
+    hod,
+    kp,
+    blockHashes,
+    segmentId: segmentIdOf(1, kp, hod),
   };
 }
 
@@ -266,20 +318,33 @@ export function parseSegmentInformation(buf: Buffer): OfferedSegment {
  * Build the content information of one v1 segment for SEGMENT_INFO. dwReadBytesInLastSegment
  * defaults to cbSegment (the whole segment is described); dwOffsetInFirstSegment to 0.
  */
-export function encodeSegmentInformation(s: Omit<OfferedSegment, 'segmentId' | 'offsetInFirstSegment' | 'readBytesInLastSegment' | 'blockSize'> &
-  Partial<Pick<OfferedSegment, 'offsetInFirstSegment' | 'readBytesInLastSegment' | 'blockSize'>>): Buffer {
+export function encodeSegmentInformation(
+  s: Omit<OfferedSegment, 'segmentId' | 'offsetInFirstSegment' | 'readBytesInLastSegment' | 'blockSize'> &
+    Partial<Pick<OfferedSegment, 'offsetInFirstSegment' | 'readBytesInLastSegment' | 'blockSize'>>,
+): Buffer {
   const algo = V1_ALGOS.find(([, name]) => name === s.hashAlgorithm);
   if (!algo) throw new HostedCacheEncodeError(`dwHashAlgo: ${s.hashAlgorithm} is not a v1 algorithm`);
   const [code, , d] = algo;
   const blockSize = s.blockSize ?? V1_BLOCK_SIZE;
-  for (const [name, b] of [['SegmentHashOfData', s.hod], ['SegmentSecret', s.kp], ...s.blockHashes.map((h, i) => [`BlockHashes[${i}]`, h] as const)] as const) {
+  for (const [name, b] of [
+    ['SegmentHashOfData', s.hod],
+    ['SegmentSecret', s.kp],
+    ...s.blockHashes.map((h, i) => [`BlockHashes[${i}]`, h] as const),
+  ] as const) {
     if (b.length !== d) throw new HostedCacheEncodeError(`${name}: must be ${d} bytes for ${s.hashAlgorithm}`);
   }
   const w = new WireWriter(true, encodeError);
-  w.u16(0x0100, 'Version').u32(code, 'dwHashAlgo').u32(s.offsetInFirstSegment ?? 0, 'dwOffsetInFirstSegment')
-    .u32(s.readBytesInLastSegment ?? s.length, 'dwReadBytesInLastSegment').u32(1, 'cSegments')
-    .u64(s.offsetInContent, 'ullOffsetInContent').u32(s.length, 'cbSegment').u32(blockSize, 'cbBlockSize')
-    .bytes(s.hod).bytes(s.kp).u32(s.blockHashes.length, 'cBlocks');
+  w.u16(0x0100, 'Version')
+    .u32(code, 'dwHashAlgo')
+    .u32(s.offsetInFirstSegment ?? 0, 'dwOffsetInFirstSegment')
+    .u32(s.readBytesInLastSegment ?? s.length, 'dwReadBytesInLastSegment')
+    .u32(1, 'cSegments')
+    .u64(s.offsetInContent, 'ullOffsetInContent')
+    .u32(s.length, 'cbSegment')
+    .u32(blockSize, 'cbBlockSize')
+    .bytes(s.hod)
+    .bytes(s.kp)
+    .u32(s.blockHashes.length, 'cBlocks');
   for (const h of s.blockHashes) w.bytes(h);
   return w.finish();
 }

@@ -31,7 +31,9 @@ function checkV1(t: Test, ci: ContentInfo, data: Buffer): void {
     t.equal(s.length, slice.length, `segment ${k} length`);
     t.equal(s.blockHashes.length, Math.ceil(slice.length / 65536), `segment ${k} block count`);
     let ok = true;
-    s.blockHashes.forEach((h, j) => { ok &&= h.equals(sha256(slice.subarray(j * 65536, (j + 1) * 65536))); });
+    s.blockHashes.forEach((h, j) => {
+      ok &&= h.equals(sha256(slice.subarray(j * 65536, (j + 1) * 65536)));
+    });
     t.ok(ok, `segment ${k}: every block hash is SHA-256 of its slice`);
     t.same(s.hod, sha256(Buffer.concat(s.blockHashes)), `segment ${k}: HoD = H(block hashes)`);
     t.same(s.kp, segmentSecret(1, ks, s.hod), `segment ${k}: Kp`);
@@ -47,7 +49,13 @@ function checkV2(t: Test, ci: ContentInfo, data: Buffer, chunking: 'cdc' | 'fixe
   let ok = true;
   for (const [k, s] of ci.segments.entries()) {
     const slice = data.subarray(s.offset, s.offset + s.length);
-    ok &&= s.offset === offset && s.index === k && s.length > 0 && s.length <= V2_MAX_SEGMENT_SIZE && s.blockSize === s.length && s.blockHashes.length === 0;
+    ok &&=
+      s.offset === offset &&
+      s.index === k &&
+      s.length > 0 &&
+      s.length <= V2_MAX_SEGMENT_SIZE &&
+      s.blockSize === s.length &&
+      s.blockHashes.length === 0;
     if (chunking === 'fixed' && k < ci.segments.length - 1) ok &&= s.length === 65536;
     ok &&= s.hod.equals(createHash('sha512').update(slice).digest().subarray(0, 32));
     ok &&= s.kp.equals(segmentSecret(2, ks, s.hod)) && s.segmentId.equals(segmentIdOf(2, s.kp, s.hod));
@@ -58,7 +66,6 @@ function checkV2(t: Test, ci: ContentInfo, data: Buffer, chunking: 'cdc' | 'fixe
   if (chunking === 'fixed') t.equal(ci.segments.length, Math.ceil(data.length / 65536), 'fixed segment count');
 }
 
-
 t.test('boundary sizes', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'peerdist-ci-sizes-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -66,14 +73,19 @@ t.test('boundary sizes', async (t) => {
     const file = join(dir, `f${size}`);
     await writePseudoRandomFile(file, size, `size ${size}`);
     const data = pseudoRandomBytes(size, `size ${size}`);
-    for (const [version, chunking] of [[1, 'cdc'], [2, 'cdc'], [2, 'fixed']] as const) {
+    for (const [version, chunking] of [
+      [1, 'cdc'],
+      [2, 'cdc'],
+      [2, 'fixed'],
+    ] as const) {
       await t.test(`${size} bytes, v${version}${version === 2 ? ` ${chunking}` : ''}`, async (t) => {
         const ci = await hashFile(file, { secret, version, chunking });
         t.equal(ci.version, version);
         t.equal(ci.contentLength, size);
         t.equal(ci.rangeStart, 0);
         t.equal(ci.rangeEnd, size);
-        if (version === 1) checkV1(t, ci, data); else checkV2(t, ci, data, chunking);
+        if (version === 1) checkV1(t, ci, data);
+        else checkV2(t, ci, data, chunking);
         // Same result whatever the read sizes (boundaries falling inside buffers).
         const streamed = await hashStream(pieces(data, 65536 * 3 + 17), { secret, version, chunking });
         t.same(contentInfoToJson(streamed), contentInfoToJson(ci), 'hashStream with odd pieces agrees');
@@ -82,7 +94,11 @@ t.test('boundary sizes', async (t) => {
         t.same(contentInfoToJson(back), contentInfoToJson(ci), 'parse(encode(ci)) == ci');
         t.equal(back.rangeEnd, size);
         t.same(encodeContentInfo(back), blob, 'encode(parse(blob)) == blob');
-        t.same(contentInfoToJson(contentInfoFromJson(JSON.parse(JSON.stringify(contentInfoToJson(ci))))), contentInfoToJson(ci), 'JSON round trip');
+        t.same(
+          contentInfoToJson(contentInfoFromJson(JSON.parse(JSON.stringify(contentInfoToJson(ci))))),
+          contentInfoToJson(ci),
+          'JSON round trip',
+        );
         if (size === 0) t.equal(blob.length, version === 1 ? 18 : 31, 'empty content: header only');
       });
     }
@@ -98,14 +114,28 @@ t.test('progress, abort, and streams', async (t) => {
   ac.abort();
   await t.rejects(hashStream(pieces(data, 100000), { secret, version: 2, signal: ac.signal }), { name: 'AbortError' });
   const ac2 = new AbortController();
-  await t.rejects(hashStream(pieces(data, 100000), { secret, version: 1, signal: ac2.signal, onProgress: () => ac2.abort() }), { name: 'AbortError' });
+  await t.rejects(
+    hashStream(pieces(data, 100000), { secret, version: 1, signal: ac2.signal, onProgress: () => ac2.abort() }),
+    { name: 'AbortError' },
+  );
   const dir = await mkdtemp(join(tmpdir(), 'peerdist-ci-abort-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'big');
   await writePseudoRandomFile(file, 12 * MiB, 'abort');
   const ac3 = new AbortController();
   const progress: number[] = [];
-  await t.rejects(hashFile(file, { secret, version: 2, signal: ac3.signal, onProgress: (n) => { progress.push(n); ac3.abort(); } }), { name: 'AbortError' });
+  await t.rejects(
+    hashFile(file, {
+      secret,
+      version: 2,
+      signal: ac3.signal,
+      onProgress: (n) => {
+        progress.push(n);
+        ac3.abort();
+      },
+    }),
+    { name: 'AbortError' },
+  );
   t.same(progress, [4 * MiB], 'hashFile stops after the read that saw the abort');
   const fileProgress: number[] = [];
   await hashFile(file, { secret, version: 1, onProgress: (n) => fileProgress.push(n) });
@@ -120,7 +150,9 @@ t.test('progress, abort, and streams', async (t) => {
 t.test('content over 4 GiB (v1, streamed zeros)', async (t) => {
   const piece = Buffer.alloc(8 * MiB);
   const total = 4 * 1024 * MiB + 8 * MiB;
-  async function* zeros() { for (let i = 0; i < total; i += piece.length) yield piece; }
+  async function* zeros() {
+    for (let i = 0; i < total; i += piece.length) yield piece;
+  }
   const ci = await hashStream(zeros(), { secret, version: 1 });
   t.equal(ci.contentLength, total);
   t.equal(ci.segments.length, 129);

@@ -18,7 +18,11 @@ function expectSegments(t: Test, ci: ContentInfo, v: BlobVector): void {
     t.equal(s.segmentId.toString('hex'), sv.segmentId, `seg ${k} segment ID`);
     if (ci.version === 1) {
       t.equal(s.blockSize, 65536, `seg ${k} block size`);
-      t.same(s.blockHashes.map((h) => h.toString('hex')), sv.blockHashes, `seg ${k} block hashes`);
+      t.same(
+        s.blockHashes.map((h) => h.toString('hex')),
+        sv.blockHashes,
+        `seg ${k} block hashes`,
+      );
     } else {
       t.equal(s.blockSize, sv.length, `seg ${k} is one block`);
       t.same(s.blockHashes, [], `seg ${k} has no block list`);
@@ -67,7 +71,9 @@ t.test('iis-85 v2: HoD is the truncated SHA-512 of segment 0', async (t) => {
 
 t.test('iis-85 v1: block hashes hash to HoD', async (t) => {
   const s = vectors.iis85.v1.segments[0]!;
-  const hod = createHash('sha256').update(Buffer.concat(s.blockHashes!.map(hex))).digest('hex');
+  const hod = createHash('sha256')
+    .update(Buffer.concat(s.blockHashes!.map(hex)))
+    .digest('hex');
   t.equal(hod, s.hod);
 });
 
@@ -78,7 +84,10 @@ t.test('synthetic secret and Ks', async (t) => {
   t.equal(serverSecret(2, secret).toString('hex'), vectors.synthetic.ksV2);
 });
 
-for (const [name, make] of [['T', contentT], ['M', contentM]] as const) {
+for (const [name, make] of [
+  ['T', contentT],
+  ['M', contentM],
+] as const) {
   const data = make();
   const vs = vectors.synthetic[name];
   t.test(`synthetic ${name}: content`, async (t) => {
@@ -88,9 +97,10 @@ for (const [name, make] of [['T', contentT], ['M', contentM]] as const) {
   for (const version of [1, 2] as const) {
     const v = version === 1 ? vs.v1 : vs.v2;
     // Feed in uneven pieces so block/segment boundaries fall inside buffers.
-    const pieces = (): AsyncIterable<Buffer> => (async function* () {
-      for (let i = 0; i < data.length; i += 7777) yield data.subarray(i, i + 7777);
-    })();
+    const pieces = (): AsyncIterable<Buffer> =>
+      (async function* () {
+        for (let i = 0; i < data.length; i += 7777) yield data.subarray(i, i + 7777);
+      })();
     t.test(`synthetic ${name} v${version}: generated blob matches byte for byte`, async (t) => {
       const ci = await hashStream(pieces(), { secret, version, chunking: v.chunking ?? 'fixed' });
       expectSegments(t, ci, v);
@@ -103,7 +113,10 @@ for (const [name, make] of [['T', contentT], ['M', contentM]] as const) {
         const n = version === 1 ? s.blockHashes.length : 1;
         for (let j = 0; j < n; j++) {
           const start = s.offset + j * s.blockSize;
-          t.ok(verifyBlock(version, s, j, data.subarray(start, Math.min(s.offset + s.length, start + s.blockSize))), `block ${j} of segment ${s.index} verifies`);
+          t.ok(
+            verifyBlock(version, s, j, data.subarray(start, Math.min(s.offset + s.length, start + s.blockSize))),
+            `block ${j} of segment ${s.index} verifies`,
+          );
         }
       }
     });

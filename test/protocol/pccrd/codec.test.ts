@@ -1,7 +1,17 @@
 import t from 'tap';
 import {
-  encodeProbe, encodeProbeMatches, parseDiscoveryMessage, encodeV2Scopes, decodeV2Scopes, encodeAvailability,
-  decodeAvailability, parseXAddr, formatXAddr, NS, type Probe, type ProbeMatches,
+  encodeProbe,
+  encodeProbeMatches,
+  parseDiscoveryMessage,
+  encodeV2Scopes,
+  decodeV2Scopes,
+  encodeAvailability,
+  decodeAvailability,
+  parseXAddr,
+  formatXAddr,
+  NS,
+  type Probe,
+  type ProbeMatches,
 } from '../../../src/protocol/pccrd/codec.js';
 import { encodeSegmentAges, decodeSegmentAges, ageToMs, msToAge } from '../../../src/protocol/pccrd/segment-ages.js';
 import { DiscoveryParseError } from '../../../src/protocol/pccrd/errors.js';
@@ -20,7 +30,10 @@ const EP = 'urn:uuid:bbbbbbbb-cccc-4ddd-8eee-ffffffffffff';
 t.test('v2 probe scopes match the MS-PCCRD examples (vectors.md 4)', async (t) => {
   const one = Buffer.from(V2_ONE_HEX, 'hex').subarray(3);
   t.equal(encodeV2Scopes([one]), V2_ONE_B64);
-  t.same(decodeV2Scopes(V2_ONE_B64).map((b) => b.toString('hex')), [one.toString('hex')]);
+  t.same(
+    decodeV2Scopes(V2_ONE_B64).map((b) => b.toString('hex')),
+    [one.toString('hex')],
+  );
   const two = Buffer.from(V2_TWO_ID, 'hex');
   t.equal(encodeV2Scopes([two, two]), V2_TWO_B64);
   const dec = decodeV2Scopes(V2_TWO_B64);
@@ -35,14 +48,28 @@ t.test('v2 availability array: spec example and MSB-first bit order', async (t) 
   t.equal(encodeAvailability(all).toString('base64'), '/////////////w==');
   t.same(decodeAvailability(Buffer.from('/////////////w==', 'base64')).slice(0, 40), all);
   // segment 0 partial only (10), segment 1 absent (00), segment 2 complete (11), segment 3 absent
-  const buf = encodeAvailability([{ partial: true, complete: false }, { partial: false, complete: false }, { partial: true, complete: true }]);
+  const buf = encodeAvailability([
+    { partial: true, complete: false },
+    { partial: false, complete: false },
+    { partial: true, complete: true },
+  ]);
   t.equal(buf.toString('hex'), '8c');
-  t.same(decodeAvailability(buf).slice(0, 3), [{ partial: true, complete: false }, { partial: false, complete: false }, { partial: true, complete: true }]);
+  t.same(decodeAvailability(buf).slice(0, 3), [
+    { partial: true, complete: false },
+    { partial: false, complete: false },
+    { partial: true, complete: true },
+  ]);
 });
 
 t.test('segment ages blob: spec example', async (t) => {
   const ages = decodeSegmentAges(Buffer.from('AAEDAgBg6gACYOoA', 'base64'));
-  t.same(ages, { units: 3, entries: [{ index: 0, age: 60000 }, { index: 2, age: 60000 }] });
+  t.same(ages, {
+    units: 3,
+    entries: [
+      { index: 0, age: 60000 },
+      { index: 2, age: 60000 },
+    ],
+  });
   t.equal(encodeSegmentAges(ages).toString('base64'), 'AAEDAgBg6gACYOoA');
   t.equal(ageToMs(60000, 3), 600000);
   t.equal(msToAge(600000, 3), 60000);
@@ -56,7 +83,10 @@ t.test('segment ages blob: spec example', async (t) => {
 t.test('v1 probe encodes and round-trips', async (t) => {
   const ids = [id(0xab), id(0x01, 64)];
   const xml = encodeProbe({ version: 1, messageId: MID, segmentIds: ids });
-  t.match(xml, `<wsd:Scopes MatchBy="http://schemas.xmlsoap.org/ws/2005/04/discovery/strcmp0">${'AB'.repeat(32)} ${'01'.repeat(64)}</wsd:Scopes>`);
+  t.match(
+    xml,
+    `<wsd:Scopes MatchBy="http://schemas.xmlsoap.org/ws/2005/04/discovery/strcmp0">${'AB'.repeat(32)} ${'01'.repeat(64)}</wsd:Scopes>`,
+  );
   t.match(xml, '<wsd:Types>PeerDist:PeerDistData</wsd:Types>');
   t.match(xml, `xmlns:PeerDist="${NS.PeerDist}"`);
   t.match(xml, '<wsa:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</wsa:Action>');
@@ -65,15 +95,24 @@ t.test('v1 probe encodes and round-trips', async (t) => {
   t.equal(p.kind, 'Probe');
   t.equal(p.version, 1);
   t.equal(p.messageId, MID);
-  t.same(p.segmentIds.map((b) => b.toString('hex')), ids.map((b) => b.toString('hex')));
+  t.same(
+    p.segmentIds.map((b) => b.toString('hex')),
+    ids.map((b) => b.toString('hex')),
+  );
 });
 
 t.test('v1 probe with IDs wrapped across lines', async (t) => {
-  const a = 'AB'.repeat(32), b = 'cd'.repeat(32);
-  const xml = encodeProbe({ version: 1, messageId: MID, segmentIds: [id(0)] })
-    .replace(/>[0-9A-F]{64}</, `>\n  ${a.slice(0, 40)}\n  ${a.slice(40)}\t${b.slice(0, 10)}\r\n${b.slice(10)}\n<`);
+  const a = 'AB'.repeat(32),
+    b = 'cd'.repeat(32);
+  const xml = encodeProbe({ version: 1, messageId: MID, segmentIds: [id(0)] }).replace(
+    />[0-9A-F]{64}</,
+    `>\n  ${a.slice(0, 40)}\n  ${a.slice(40)}\t${b.slice(0, 10)}\r\n${b.slice(10)}\n<`,
+  );
   const p = parseDiscoveryMessage(xml) as Probe;
-  t.same(p.segmentIds.map((x) => x.toString('hex')), [a.toLowerCase(), b]);
+  t.same(
+    p.segmentIds.map((x) => x.toString('hex')),
+    [a.toLowerCase(), b],
+  );
 });
 
 t.test('v2 probe encodes and round-trips', async (t) => {
@@ -88,8 +127,16 @@ t.test('v2 probe encodes and round-trips', async (t) => {
 
 t.test('v1 ProbeMatch: iPXE substrings, 8-digit upper-case BlockCount, round trip', async (t) => {
   const pm = {
-    version: 1 as const, messageId: MID, relatesTo: RID, instanceId: 1700000000, messageNumber: 7, endpoint: EP,
-    matches: [{ segmentId: id(0xcd), blockCount: 42 }, { segmentId: id(0xef), blockCount: 0x1abcd }],
+    version: 1 as const,
+    messageId: MID,
+    relatesTo: RID,
+    instanceId: 1700000000,
+    messageNumber: 7,
+    endpoint: EP,
+    matches: [
+      { segmentId: id(0xcd), blockCount: 42 },
+      { segmentId: id(0xef), blockCount: 0x1abcd },
+    ],
     xaddrs: ['127.0.0.2:8080', '[fe80::1]:80'],
   };
   const xml = encodeProbeMatches(pm);
@@ -102,8 +149,10 @@ t.test('v1 ProbeMatch: iPXE substrings, 8-digit upper-case BlockCount, round tri
   t.notOk(/<wsd:Scopes\/>|<wsd:XAddrs\/>|<PeerDist:BlockCount\/>/.test(xml));
   const back = parseDiscoveryMessage(xml) as ProbeMatches;
   t.equal(back.kind, 'ProbeMatches');
-  t.same({ ...back, kind: undefined, metadataVersion: undefined, availability: undefined, segmentAges: undefined },
-    { ...pm, kind: undefined, metadataVersion: undefined, availability: undefined, segmentAges: undefined });
+  t.same(
+    { ...back, kind: undefined, metadataVersion: undefined, availability: undefined, segmentAges: undefined },
+    { ...pm, kind: undefined, metadataVersion: undefined, availability: undefined, segmentAges: undefined },
+  );
   t.throws(() => encodeProbeMatches({ ...pm, matches: [{ segmentId: id(1), blockCount: 0 }] }), RangeError);
 });
 
@@ -143,17 +192,40 @@ t.test('v1 spec example BlockCount 0000002A (64-byte placeholder ID, wrapped val
 });
 
 t.test('v1 zero counts are dropped when parsing', async (t) => {
-  const xml = encodeProbeMatches({ version: 1, messageId: MID, relatesTo: RID, instanceId: 1, messageNumber: 1, endpoint: EP, matches: [{ segmentId: id(1), blockCount: 5 }, { segmentId: id(2), blockCount: 9 }], xaddrs: ['127.0.0.1:1'] });
+  const xml = encodeProbeMatches({
+    version: 1,
+    messageId: MID,
+    relatesTo: RID,
+    instanceId: 1,
+    messageNumber: 1,
+    endpoint: EP,
+    matches: [
+      { segmentId: id(1), blockCount: 5 },
+      { segmentId: id(2), blockCount: 9 },
+    ],
+    xaddrs: ['127.0.0.1:1'],
+  });
   const zeroed = xml.replace('0000000500000009', '0000000000000009');
   const pm = parseDiscoveryMessage(zeroed) as ProbeMatches;
-  t.same(pm.matches.map((m) => [m.segmentId[0], m.blockCount]), [[2, 9]]);
+  t.same(
+    pm.matches.map((m) => [m.segmentId[0], m.blockCount]),
+    [[2, 9]],
+  );
 });
 
 t.test('v2 ProbeMatch round trip with availability and ages', async (t) => {
   const probeIds = [id(1), id(2), id(3), id(4), id(5)];
   const pm = {
-    version: 2 as const, messageId: MID, relatesTo: RID, instanceId: 9, messageNumber: 2, endpoint: EP,
-    matches: [{ segmentId: id(2), partial: true, complete: false }, { segmentId: id(5), partial: true, complete: true }],
+    version: 2 as const,
+    messageId: MID,
+    relatesTo: RID,
+    instanceId: 9,
+    messageNumber: 2,
+    endpoint: EP,
+    matches: [
+      { segmentId: id(2), partial: true, complete: false },
+      { segmentId: id(5), partial: true, complete: true },
+    ],
     xaddrs: ['127.0.0.3:80'],
     segmentAges: { units: 3 as const, entries: [{ index: 4, age: 123 }] },
   };
@@ -162,17 +234,27 @@ t.test('v2 ProbeMatch round trip with availability and ages', async (t) => {
   t.ok(xml.includes('<wsd:MetadataVersion>2</wsd:MetadataVersion>'));
   // pairs: 00 10 00 00 | 11 -> 0x20 0xC0
   t.ok(xml.includes(`<wsd:Scopes>${Buffer.from([0x20, 0xc0]).toString('base64')}</wsd:Scopes>`));
-  t.ok(xml.includes(`<PeerDist:SegmentAges>${encodeSegmentAges(pm.segmentAges).toString('base64')}</PeerDist:SegmentAges>`));
+  t.ok(
+    xml.includes(
+      `<PeerDist:SegmentAges>${encodeSegmentAges(pm.segmentAges).toString('base64')}</PeerDist:SegmentAges>`,
+    ),
+  );
   const back = parseDiscoveryMessage(xml, { probeSegments: (r) => (r === RID ? probeIds : undefined) }) as ProbeMatches;
   t.same(back.matches, pm.matches);
   t.same(back.segmentAges, pm.segmentAges);
   const unbound = parseDiscoveryMessage(xml) as ProbeMatches;
   t.same(unbound.matches, [], 'without the probe list there is nothing to bind');
-  t.same(unbound.availability!.slice(0, 5).map((a) => a.partial), [false, true, false, false, true]);
+  t.same(
+    unbound.availability!.slice(0, 5).map((a) => a.partial),
+    [false, true, false, false, true],
+  );
   // wrong probe size for the bit array is a typed error
   t.throws(() => parseDiscoveryMessage(xml, { probeSegments: () => probeIds.slice(0, 3) }), DiscoveryParseError);
   // an invalid ages blob is discarded, not the message
-  const badAges = xml.replace(/<PeerDist:SegmentAges>[^<]*</, `<PeerDist:SegmentAges>${Buffer.from('00010902', 'hex').toString('base64')}<`);
+  const badAges = xml.replace(
+    /<PeerDist:SegmentAges>[^<]*</,
+    `<PeerDist:SegmentAges>${Buffer.from('00010902', 'hex').toString('base64')}<`,
+  );
   const kept = parseDiscoveryMessage(badAges, { probeSegments: () => probeIds }) as ProbeMatches;
   t.equal(kept.segmentAges, undefined);
   t.equal(kept.matches.length, 2);
@@ -182,7 +264,17 @@ t.test('XAddrs parsing and formatting', async (t) => {
   t.same(parseXAddr('192.0.2.10:80'), { host: '192.0.2.10', port: 80 });
   t.same(parseXAddr('[fe80::1]:8080'), { host: 'fe80::1', port: 8080 });
   t.same(parseXAddr('peer-1.local:3'), { host: 'peer-1.local', port: 3 });
-  for (const bad of ['192.0.2.10', '192.0.2.10:0', '192.0.2.10:65536', 'fe80::1:80', '[zz::1]:80', 'http://a:80/', '999.1.1.1:80', ':80', 'a b:80']) {
+  for (const bad of [
+    '192.0.2.10',
+    '192.0.2.10:0',
+    '192.0.2.10:65536',
+    'fe80::1:80',
+    '[zz::1]:80',
+    'http://a:80/',
+    '999.1.1.1:80',
+    ':80',
+    'a b:80',
+  ]) {
     t.equal(parseXAddr(bad), undefined, bad);
   }
   t.equal(formatXAddr('::1', 80), '[::1]:80');

@@ -1,7 +1,13 @@
 /** Our messages byte for byte against fixtures/discovery, and read the way iPXE reads them. */
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { encodeProbe, encodeProbeMatches, parseDiscoveryMessage, type Probe, type ProbeMatches } from '../../../src/protocol/pccrd/codec.js';
+import {
+  encodeProbe,
+  encodeProbeMatches,
+  parseDiscoveryMessage,
+  type Probe,
+  type ProbeMatches,
+} from '../../../src/protocol/pccrd/codec.js';
 import { fixture } from '../../helpers/paths.js';
 
 const a = Buffer.from('0A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F9', 'hex');
@@ -10,28 +16,62 @@ const c = Buffer.alloc(32, 0x33);
 const read = (name: string) => readFileSync(fixture('discovery', name), 'utf8').replace(/\n$/, '');
 
 const v1Match = {
-  version: 1 as const, messageId: 'urn:uuid:7a2d9e13-6b4f-4f0a-8c3e-1d5b7f9a2c03', relatesTo: 'urn:uuid:5f1c8a52-0d4b-4c8e-9a51-2f6e3b7c9d01',
-  instanceId: 1764030000, messageNumber: 12, endpoint: 'urn:uuid:c4e8b1f2-3a5d-4e6f-9b0c-7d1e2f3a4b05',
-  matches: [{ segmentId: a, blockCount: 512 }, { segmentId: b, blockCount: 42 }], xaddrs: ['192.0.2.10:80'],
+  version: 1 as const,
+  messageId: 'urn:uuid:7a2d9e13-6b4f-4f0a-8c3e-1d5b7f9a2c03',
+  relatesTo: 'urn:uuid:5f1c8a52-0d4b-4c8e-9a51-2f6e3b7c9d01',
+  instanceId: 1764030000,
+  messageNumber: 12,
+  endpoint: 'urn:uuid:c4e8b1f2-3a5d-4e6f-9b0c-7d1e2f3a4b05',
+  matches: [
+    { segmentId: a, blockCount: 512 },
+    { segmentId: b, blockCount: 42 },
+  ],
+  xaddrs: ['192.0.2.10:80'],
 };
 
 t.test('encoders reproduce the golden fixtures', async (t) => {
-  t.equal(encodeProbe({ version: 1, messageId: 'urn:uuid:5f1c8a52-0d4b-4c8e-9a51-2f6e3b7c9d01', segmentIds: [a, b] }), read('probe-v1.xml'));
-  t.equal(encodeProbe({ version: 2, messageId: 'urn:uuid:5f1c8a52-0d4b-4c8e-9a51-2f6e3b7c9d02', segmentIds: [a, b, c] }), read('probe-v2.xml'));
+  t.equal(
+    encodeProbe({ version: 1, messageId: 'urn:uuid:5f1c8a52-0d4b-4c8e-9a51-2f6e3b7c9d01', segmentIds: [a, b] }),
+    read('probe-v1.xml'),
+  );
+  t.equal(
+    encodeProbe({ version: 2, messageId: 'urn:uuid:5f1c8a52-0d4b-4c8e-9a51-2f6e3b7c9d02', segmentIds: [a, b, c] }),
+    read('probe-v2.xml'),
+  );
   t.equal(encodeProbeMatches(v1Match), read('probematches-v1.xml'));
-  t.equal(encodeProbeMatches({
-    version: 2, messageId: 'urn:uuid:7a2d9e13-6b4f-4f0a-8c3e-1d5b7f9a2c04', relatesTo: 'urn:uuid:5f1c8a52-0d4b-4c8e-9a51-2f6e3b7c9d02',
-    instanceId: 1764030000, messageNumber: 13, endpoint: 'urn:uuid:c4e8b1f2-3a5d-4e6f-9b0c-7d1e2f3a4b05',
-    matches: [{ segmentId: a, partial: true, complete: true }, { segmentId: c, partial: true, complete: false }],
-    xaddrs: ['192.0.2.10:80', '[2001:db8::10]:80'], segmentAges: { units: 3, entries: [{ index: 0, age: 60000 }] },
-  }, [a, b, c]), read('probematches-v2.xml'));
+  t.equal(
+    encodeProbeMatches(
+      {
+        version: 2,
+        messageId: 'urn:uuid:7a2d9e13-6b4f-4f0a-8c3e-1d5b7f9a2c04',
+        relatesTo: 'urn:uuid:5f1c8a52-0d4b-4c8e-9a51-2f6e3b7c9d02',
+        instanceId: 1764030000,
+        messageNumber: 13,
+        endpoint: 'urn:uuid:c4e8b1f2-3a5d-4e6f-9b0c-7d1e2f3a4b05',
+        matches: [
+          { segmentId: a, partial: true, complete: true },
+          { segmentId: c, partial: true, complete: false },
+        ],
+        xaddrs: ['192.0.2.10:80', '[2001:db8::10]:80'],
+        segmentAges: { units: 3, entries: [{ index: 0, age: 60000 }] },
+      },
+      [a, b, c],
+    ),
+    read('probematches-v2.xml'),
+  );
 });
 
 t.test('golden fixtures parse back', async (t) => {
   const p2 = parseDiscoveryMessage(read('probe-v2.xml')) as Probe;
   t.same(p2.segmentIds, [a, b, c]);
   const m2 = parseDiscoveryMessage(read('probematches-v2.xml'), { probeSegments: () => [a, b, c] }) as ProbeMatches;
-  t.same(m2.matches.map((m) => [m.segmentId.equals(a) ? 'a' : m.segmentId.equals(c) ? 'c' : '?', m.complete]), [['a', true], ['c', false]]);
+  t.same(
+    m2.matches.map((m) => [m.segmentId.equals(a) ? 'a' : m.segmentId.equals(c) ? 'c' : '?', m.complete]),
+    [
+      ['a', true],
+      ['c', false],
+    ],
+  );
   t.same(m2.xaddrs, ['192.0.2.10:80', '[2001:db8::10]:80']);
 });
 
@@ -52,7 +92,11 @@ function ipxeRead(xml: string): { scopes: string[]; xaddrs: string[]; counts: nu
 
 t.test('an iPXE-style substring reader understands our v1 ProbeMatches', async (t) => {
   const got = ipxeRead(read('probematches-v1.xml'));
-  t.same(got, { scopes: [a.toString('hex').toUpperCase(), b.toString('hex').toUpperCase()], xaddrs: ['192.0.2.10:80'], counts: [512, 42] });
+  t.same(got, {
+    scopes: [a.toString('hex').toUpperCase(), b.toString('hex').toUpperCase()],
+    xaddrs: ['192.0.2.10:80'],
+    counts: [512, 42],
+  });
 });
 
 t.test('a foreign-style v1 ProbeMatches (other prefixes, default namespace, wrapped values) parses', async (t) => {
@@ -62,5 +106,11 @@ t.test('a foreign-style v1 ProbeMatches (other prefixes, default namespace, wrap
   t.equal(m.instanceId, 1700000001);
   t.equal(m.messageNumber, 3);
   t.same(m.xaddrs, ['192.0.2.20:8080'], 'the malformed XAddrs entry is skipped');
-  t.same(m.matches.map((x) => [x.segmentId.toString('hex'), x.blockCount]), [[a.toString('hex'), 512], [b.toString('hex'), 42]]);
+  t.same(
+    m.matches.map((x) => [x.segmentId.toString('hex'), x.blockCount]),
+    [
+      [a.toString('hex'), 512],
+      [b.toString('hex'), 42],
+    ],
+  );
 });

@@ -3,10 +3,20 @@ import { readFileSync } from 'node:fs';
 import { createCipheriv, createHash } from 'node:crypto';
 import { fixture } from '../../helpers/paths.js';
 import {
-  decodeRequest, decodeResponse, encodeRequest, encodeResponse, encodeMessage,
-  protVerFromU32, protVerToU32,
-  MAX_REQUEST_SIZE, MAX_RESPONSE_SIZE, RetrievalParseError,
-  type Message, type ResponseMessage, type RequestMessage, type CryptoAlgo,
+  decodeRequest,
+  decodeResponse,
+  encodeRequest,
+  encodeResponse,
+  encodeMessage,
+  protVerFromU32,
+  protVerToU32,
+  MAX_REQUEST_SIZE,
+  MAX_RESPONSE_SIZE,
+  RetrievalParseError,
+  type Message,
+  type ResponseMessage,
+  type RequestMessage,
+  type CryptoAlgo,
 } from '../../../src/protocol/pccrr/codec.js';
 import { decryptBlock, encryptBlock } from '../../../src/protocol/pccrr/crypto.js';
 import { intersectRanges, normalizeRanges, nextHeld } from '../../../src/protocol/pccrr/ranges.js';
@@ -44,18 +54,35 @@ t.test('section 5 request vectors encode and decode byte for byte', async (t) =>
     t.equal(m.segmentId.toString('hex'), id);
     t.same(m.ranges, [[index, 1]]);
     t.equal(m.vrfData!.length, 0);
-    const enc = encodeRequest({ type: 'GETBLKS', cryptoAlgo: 1, segmentId: Buffer.from(id, 'hex'), ranges: [[index, 1]] });
+    const enc = encodeRequest({
+      type: 'GETBLKS',
+      cryptoAlgo: 1,
+      segmentId: Buffer.from(id, 'hex'),
+      ranges: [[index, 1]],
+    });
     t.equal(enc.toString('hex'), V[k], `${k} re-encodes`);
   }
   const nego = decodeRequest(hex('nego_req_1_0_to_2_0'));
-  t.same(strip(nego), { type: 'NEGO_REQ', version: { major: 1, minor: 0 }, cryptoAlgo: 0, min: { major: 1, minor: 0 }, max: { major: 2, minor: 0 } });
-  t.equal(encodeRequest({ type: 'NEGO_REQ', min: { major: 1, minor: 0 }, max: { major: 2, minor: 0 } }).toString('hex'), V.nego_req_1_0_to_2_0);
+  t.same(strip(nego), {
+    type: 'NEGO_REQ',
+    version: { major: 1, minor: 0 },
+    cryptoAlgo: 0,
+    min: { major: 1, minor: 0 },
+    max: { major: 2, minor: 0 },
+  });
+  t.equal(
+    encodeRequest({ type: 'NEGO_REQ', min: { major: 1, minor: 0 }, max: { major: 2, minor: 0 } }).toString('hex'),
+    V.nego_req_1_0_to_2_0,
+  );
 });
 
 t.test('section 6 MSG_BLK vectors decode, decrypt to T and re-encode byte for byte', async (t) => {
   const cases: Array<[string, CryptoAlgo, string]> = [
-    ['t_blk_aes128', 1, 't_v1_kp'], ['t_blk_aes192', 2, 't_v1_kp'], ['t_blk_aes256', 3, 't_v1_kp'],
-    ['t_blk_plain', 0, 't_v1_kp'], ['t_blk_v2_aes128', 1, 't_v2_kp'],
+    ['t_blk_aes128', 1, 't_v1_kp'],
+    ['t_blk_aes192', 2, 't_v1_kp'],
+    ['t_blk_aes256', 3, 't_v1_kp'],
+    ['t_blk_plain', 0, 't_v1_kp'],
+    ['t_blk_v2_aes128', 1, 't_v2_kp'],
   ];
   for (const [k, algo, kpKey] of cases) {
     const wire = hex(k);
@@ -73,7 +100,15 @@ t.test('section 6 MSG_BLK vectors decode, decrypt to T and re-encode byte for by
     t.ok(plain.equals(T), `${k} decrypts to T`);
     if (!k.includes('v2')) t.equal(createHash('sha256').update(plain).digest('hex'), V.t_v1_block0_hash);
     const { cipher, iv } = encryptBlock(algo, kp, T, IV);
-    const enc = encodeResponse({ type: 'BLK', cryptoAlgo: algo, segmentId: m.segmentId, blockIndex: 0, nextBlockIndex: 0, block: cipher, iv });
+    const enc = encodeResponse({
+      type: 'BLK',
+      cryptoAlgo: algo,
+      segmentId: m.segmentId,
+      blockIndex: 0,
+      nextBlockIndex: 0,
+      block: cipher,
+      iv,
+    });
     t.equal(enc.toString('hex'), V[k], `${k} re-encodes byte for byte`);
   }
   const na = decodeResponse(hex('t_blk_not_available'));
@@ -82,7 +117,14 @@ t.test('section 6 MSG_BLK vectors decode, decrypt to T and re-encode byte for by
     t.equal(na.block.length, 0);
     t.equal(na.iv.length, 0);
     t.equal(na.segmentId.toString('hex'), V.t_v1_segment_id);
-    const enc = encodeResponse({ type: 'BLK', segmentId: na.segmentId, blockIndex: 0, nextBlockIndex: 0, block: Buffer.alloc(0), iv: Buffer.alloc(0) });
+    const enc = encodeResponse({
+      type: 'BLK',
+      segmentId: na.segmentId,
+      blockIndex: 0,
+      nextBlockIndex: 0,
+      block: Buffer.alloc(0),
+      iv: Buffer.alloc(0),
+    });
     t.equal(enc.toString('hex'), V.t_blk_not_available);
   }
 });
@@ -90,16 +132,88 @@ t.test('section 6 MSG_BLK vectors decode, decrypt to T and re-encode byte for by
 const SID = Buffer.alloc(32, 0xab);
 const SID48 = Buffer.alloc(48, 0xcd);
 const samples: Message[] = [
-  { type: 'NEGO_REQ', version: { major: 1, minor: 0 }, cryptoAlgo: 0, min: { major: 1, minor: 0 }, max: { major: 2, minor: 5 } },
-  { type: 'NEGO_RESP', version: { major: 1, minor: 0 }, cryptoAlgo: 0, min: { major: 1, minor: 0 }, max: { major: 2, minor: 0 } },
-  { type: 'GETBLKLIST', version: { major: 1, minor: 0 }, cryptoAlgo: 1, segmentId: SID, ranges: [[0, 4], [10, 2]] },
-  { type: 'BLKLIST', version: { major: 1, minor: 0 }, cryptoAlgo: 0, segmentId: SID48, ranges: [[1, 3]], nextBlockIndex: 7 },
+  {
+    type: 'NEGO_REQ',
+    version: { major: 1, minor: 0 },
+    cryptoAlgo: 0,
+    min: { major: 1, minor: 0 },
+    max: { major: 2, minor: 5 },
+  },
+  {
+    type: 'NEGO_RESP',
+    version: { major: 1, minor: 0 },
+    cryptoAlgo: 0,
+    min: { major: 1, minor: 0 },
+    max: { major: 2, minor: 0 },
+  },
+  {
+    type: 'GETBLKLIST',
+    version: { major: 1, minor: 0 },
+    cryptoAlgo: 1,
+    segmentId: SID,
+    ranges: [
+      [0, 4],
+      [10, 2],
+    ],
+  },
+  {
+    type: 'BLKLIST',
+    version: { major: 1, minor: 0 },
+    cryptoAlgo: 0,
+    segmentId: SID48,
+    ranges: [[1, 3]],
+    nextBlockIndex: 7,
+  },
   { type: 'BLKLIST', version: { major: 1, minor: 0 }, cryptoAlgo: 0, segmentId: SID, ranges: [], nextBlockIndex: 0 },
-  { type: 'GETBLKS', version: { major: 1, minor: 0 }, cryptoAlgo: 3, segmentId: SID, ranges: [[5, 1]], vrfData: Buffer.from('abcde') },
-  { type: 'BLK', version: { major: 1, minor: 0 }, cryptoAlgo: 0, segmentId: SID, blockIndex: 2, nextBlockIndex: 3, block: Buffer.from('xyz'), vrfBlock: Buffer.from('v'), iv: Buffer.alloc(0) },
-  { type: 'BLK', version: { major: 1, minor: 0 }, cryptoAlgo: 3, segmentId: SID, blockIndex: 511, nextBlockIndex: 0, block: Buffer.alloc(65552, 7), vrfBlock: Buffer.alloc(0), iv: IV },
-  { type: 'GETSEGLIST', version: { major: 2, minor: 0 }, cryptoAlgo: 0, requestId: Buffer.alloc(16, 1), segmentIds: [SID, SID48], extensibleBlob: Buffer.from('000103020060ea000260ea00', 'hex') },
-  { type: 'SEGLIST', version: { major: 2, minor: 0 }, cryptoAlgo: 0, requestId: Buffer.alloc(16, 2), ranges: [[0, 1], [3, 2]], extensibleBlob: Buffer.alloc(0) },
+  {
+    type: 'GETBLKS',
+    version: { major: 1, minor: 0 },
+    cryptoAlgo: 3,
+    segmentId: SID,
+    ranges: [[5, 1]],
+    vrfData: Buffer.from('abcde'),
+  },
+  {
+    type: 'BLK',
+    version: { major: 1, minor: 0 },
+    cryptoAlgo: 0,
+    segmentId: SID,
+    blockIndex: 2,
+    nextBlockIndex: 3,
+    block: Buffer.from('xyz'),
+    vrfBlock: Buffer.from('v'),
+    iv: Buffer.alloc(0),
+  },
+  {
+    type: 'BLK',
+    version: { major: 1, minor: 0 },
+    cryptoAlgo: 3,
+    segmentId: SID,
+    blockIndex: 511,
+    nextBlockIndex: 0,
+    block: Buffer.alloc(65552, 7),
+    vrfBlock: Buffer.alloc(0),
+    iv: IV,
+  },
+  {
+    type: 'GETSEGLIST',
+    version: { major: 2, minor: 0 },
+    cryptoAlgo: 0,
+    requestId: Buffer.alloc(16, 1),
+    segmentIds: [SID, SID48],
+    extensibleBlob: Buffer.from('000103020060ea000260ea00', 'hex'),
+  },
+  {
+    type: 'SEGLIST',
+    version: { major: 2, minor: 0 },
+    cryptoAlgo: 0,
+    requestId: Buffer.alloc(16, 2),
+    ranges: [
+      [0, 1],
+      [3, 2],
+    ],
+    extensibleBlob: Buffer.alloc(0),
+  },
 ];
 const isRequest = (m: Message) => ['NEGO_REQ', 'GETBLKLIST', 'GETBLKS', 'GETSEGLIST'].includes(m.type);
 const enc = (m: Message) => (isRequest(m) ? encodeRequest(m as RequestMessage) : encodeResponse(m as ResponseMessage));
@@ -163,7 +277,11 @@ t.test('specific rejections name the field', async (t) => {
       t.match((e as RetrievalParseError).field, field);
     }
   };
-  const mut = (b: Buffer, off: number, v: number) => { const c = Buffer.from(b); c.writeUInt32BE(v, off); return c; };
+  const mut = (b: Buffer, off: number, v: number) => {
+    const c = Buffer.from(b);
+    c.writeUInt32BE(v, off);
+    return c;
+  };
   expectField(mut(getblks, 4, 9), /MsgType/);
   expectField(mut(getblks, 8, 67), /MsgSize/);
   expectField(mut(getblks, 12, 4), /CryptoAlgoId/);
@@ -174,12 +292,19 @@ t.test('specific rejections name the field', async (t) => {
   expectField(mut(getblks, 60, 0), /Count/);
   expectField(mut(getblks, 56, 512), /ReqBlockRange/);
   expectField(mut(getblks, 64, 4), /DataForVrfBlock/);
-  expectField(Buffer.concat([getblks.subarray(0, 8), Buffer.from([0, 0, 0, 72]), getblks.subarray(12), Buffer.alloc(4)]), /MsgSize/);
+  expectField(
+    Buffer.concat([getblks.subarray(0, 8), Buffer.from([0, 0, 0, 72]), getblks.subarray(12), Buffer.alloc(4)]),
+    /MsgSize/,
+  );
   expectField(getblks, /TransportSize/, decodeResponse); // a request has no transport header
   const blk = hex('t_blk_aes128');
   expectField(blk.subarray(4), /TransportSize/, decodeResponse);
   expectField(mut(blk, 0, 1000), /TransportSize/, decodeResponse);
-  expectField(Buffer.concat([Buffer.from([0, 0, 0, 200]), blk.subarray(4)]).subarray(0, 100), /TransportSize/, decodeResponse);
+  expectField(
+    Buffer.concat([Buffer.from([0, 0, 0, 200]), blk.subarray(4)]).subarray(0, 100),
+    /TransportSize/,
+    decodeResponse,
+  );
   // IV size must be 16 for AES
   const badIv = Buffer.from(blk);
   badIv.writeUInt32BE(15, 4 + 16 + 4 + 32 + 12 + 112 + 4);
@@ -191,12 +316,47 @@ t.test('specific rejections name the field', async (t) => {
   getblks.copy(big);
   big.writeUInt32BE(big.length, 8);
   expectField(big, /MsgSize/);
-  t.throws(() => encodeResponse({ type: 'BLK', segmentId: SID, blockIndex: 0, nextBlockIndex: 0, block: Buffer.alloc(MAX_RESPONSE_SIZE), iv: IV, cryptoAlgo: 3 }));
+  t.throws(() =>
+    encodeResponse({
+      type: 'BLK',
+      segmentId: SID,
+      blockIndex: 0,
+      nextBlockIndex: 0,
+      block: Buffer.alloc(MAX_RESPONSE_SIZE),
+      iv: IV,
+      cryptoAlgo: 3,
+    }),
+  );
 });
 
 t.test('range helpers', async (t) => {
-  t.same(normalizeRanges([[5, 2], [0, 1], [1, 2], [6, 4], [20, 0]]), [[0, 3], [5, 5]]);
-  t.same(intersectRanges([[0, 3], [10, 5]], [1, 2, 4, 10, 11, 14, 15]), [[1, 2], [10, 2], [14, 1]]);
+  t.same(
+    normalizeRanges([
+      [5, 2],
+      [0, 1],
+      [1, 2],
+      [6, 4],
+      [20, 0],
+    ]),
+    [
+      [0, 3],
+      [5, 5],
+    ],
+  );
+  t.same(
+    intersectRanges(
+      [
+        [0, 3],
+        [10, 5],
+      ],
+      [1, 2, 4, 10, 11, 14, 15],
+    ),
+    [
+      [1, 2],
+      [10, 2],
+      [14, 1],
+    ],
+  );
   t.same(intersectRanges([[0, 1]], [5]), []);
   t.equal(nextHeld([0, 3, 9], 0), 3);
   t.equal(nextHeld([9, 3, 0], 3), 9);
@@ -209,7 +369,10 @@ t.test('crypto: key = leading bytes of Kp, padding tolerated, short plaintext re
   const { cipher, iv } = encryptBlock(1, kp, T);
   t.equal(iv.length, 16);
   t.equal(cipher.length, 112);
-  t.ok(decryptBlock(1, Buffer.concat([kp.subarray(0, 16), Buffer.alloc(16)]), cipher, iv, 100).equals(T), 'only Kp[0..15] matters for AES-128');
+  t.ok(
+    decryptBlock(1, Buffer.concat([kp.subarray(0, 16), Buffer.alloc(16)]), cipher, iv, 100).equals(T),
+    'only Kp[0..15] matters for AES-128',
+  );
   const { cipher: c2 } = encryptBlock(3, kp, T);
   t.not(c2.toString('hex'), encryptBlock(3, kp, T).cipher.toString('hex'), 'random IV per call');
   // corrupt padding: decryption still returns the expected length

@@ -2,9 +2,19 @@ import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { fixture } from '../../helpers/paths.js';
 import {
-  decodeRequest, decodeResponse, encodeRequest, encodeResponse, encodeSegmentInformation, parseSegmentInformation,
-  decodeHeader, HostedCacheParseError, HostedCacheEncodeError, MAX_BATCHED_DESCRIPTORS, MAX_REQUEST_SIZE,
-  type BatchedOffer, type SegmentDescriptor,
+  decodeRequest,
+  decodeResponse,
+  encodeRequest,
+  encodeResponse,
+  encodeSegmentInformation,
+  parseSegmentInformation,
+  decodeHeader,
+  HostedCacheParseError,
+  HostedCacheEncodeError,
+  MAX_BATCHED_DESCRIPTORS,
+  MAX_REQUEST_SIZE,
+  type BatchedOffer,
+  type SegmentDescriptor,
 } from '../../../src/protocol/pchc/codec.js';
 import { ParseError } from '../../../src/util/errors.js';
 import { parseContentInfo } from '../../../src/protocol/pccrc/codec.js';
@@ -23,7 +33,8 @@ function rejects(t: Test, f: () => unknown, field: string | RegExp, code = 'PCHC
   } catch (e) {
     t.ok(e instanceof HostedCacheParseError && e instanceof ParseError, `typed error (${(e as Error).message})`);
     const err = e as HostedCacheParseError;
-    if (typeof field === 'string') t.equal(err.field, field); else t.match(err.field, field);
+    if (typeof field === 'string') t.equal(err.field, field);
+    else t.match(err.field, field);
     t.equal(err.code, code);
   }
 }
@@ -63,9 +74,19 @@ t.test('SEGMENT_INFO example: tag, content information and the derived HoHoDk', 
   t.equal(seg.segmentId.toString('hex'), V.segment_v1_hohodk, 'HMAC(Kp, HoD || C) is the INITIAL_OFFER hash');
   // Our encoder builds the same bytes from the model, and the whole message too.
   const ci = parseContentInfo(windows).segments[0]!;
-  const built = encodeSegmentInformation({ hashAlgorithm: 'SHA-256', offsetInContent: 0, length: ci.length, hod: ci.hod, kp: ci.kp, blockHashes: ci.blockHashes });
+  const built = encodeSegmentInformation({
+    hashAlgorithm: 'SHA-256',
+    offsetInContent: 0,
+    length: ci.length,
+    hod: ci.hod,
+    kp: ci.kp,
+    blockHashes: ci.blockHashes,
+  });
   t.same(built, m.segmentInformation);
-  t.same(encodeRequest({ type: 'SEGMENT_INFO', port: 80, contentTag: WININET, segmentInformation: built }), hex('segment_info_v1'));
+  t.same(
+    encodeRequest({ type: 'SEGMENT_INFO', port: 80, contentTag: WININET, segmentInformation: built }),
+    hex('segment_info_v1'),
+  );
   // The Windows original (0 in dwReadBytesInLastSegment) is accepted too.
   t.equal(parseSegmentInformation(windows).segmentId.toString('hex'), V.segment_v1_hohodk);
 });
@@ -87,7 +108,11 @@ t.test('BATCHED_OFFER example: both v2 segments', async (t) => {
   });
   t.equal(m.descriptors[1]!.segmentId.toString('hex'), V.segment_v2_hohodk_1);
   const descriptors: SegmentDescriptor[] = segs.map((s) => ({
-    blockSize: s.length, segmentSize: s.length, contentTag: WININET, hashAlgorithm: 4, segmentId: Buffer.from(s.segmentId, 'hex'),
+    blockSize: s.length,
+    segmentSize: s.length,
+    contentTag: WININET,
+    hashAlgorithm: 4,
+    segmentId: Buffer.from(s.segmentId, 'hex'),
   }));
   t.same(encodeRequest({ type: 'BATCHED_OFFER', port: 80, descriptors }), hex('batched_offer_v2'));
   t.equal(hex('batched_offer_v2').length, 16 + 2 * 59);
@@ -107,7 +132,11 @@ t.test('responses', async (t) => {
 
 t.test('header validation: what Windows drops', async (t) => {
   const good = hex('initial_offer_v1');
-  const mod = (off: number, byte: number) => { const b = Buffer.from(good); b[off] = byte; return b; };
+  const mod = (off: number, byte: number) => {
+    const b = Buffer.from(good);
+    b[off] = byte;
+    return b;
+  };
   rejects(t, () => decodeRequest(good.subarray(0, 15)), /Padding|Port/);
   rejects(t, () => decodeRequest(Buffer.alloc(0)), 'MinorVersion');
   rejects(t, () => decodeRequest(mod(0, 1)), 'MinorVersion', 'PCHC_VERSION');
@@ -118,14 +147,20 @@ t.test('header validation: what Windows drops', async (t) => {
   rejects(t, () => decodeRequest(mod(2, 1)), 'Type');
   // Padding bytes are ignored.
   const padded = Buffer.from(good);
-  padded.fill(0xff, 4, 8); padded.fill(0xee, 10, 16);
+  padded.fill(0xff, 4, 8);
+  padded.fill(0xee, 10, 16);
   t.equal(decodeRequest(padded).type, 'INITIAL_OFFER');
   t.same(decodeHeader(padded), { version: 1, type: 'INITIAL_OFFER', port: 80 });
   // HoHoDk sizes only.
   rejects(t, () => decodeRequest(good.subarray(0, 16 + 31)), 'Hash');
   rejects(t, () => decodeRequest(good.subarray(0, 16)), 'Hash');
   t.equal(decodeRequest(Buffer.concat([good.subarray(0, 16), Buffer.alloc(64, 7)])).type, 'INITIAL_OFFER');
-  rejects(t, () => decodeRequest(Buffer.concat([good, Buffer.alloc(MAX_REQUEST_SIZE)])), 'MessageSize', 'PCHC_TOO_LARGE');
+  rejects(
+    t,
+    () => decodeRequest(Buffer.concat([good, Buffer.alloc(MAX_REQUEST_SIZE)])),
+    'MessageSize',
+    'PCHC_TOO_LARGE',
+  );
   // SEGMENT_INFO needs a whole ContentTag; its content information is not judged by decodeRequest.
   const si = hex('segment_info_v1');
   rejects(t, () => decodeRequest(si.subarray(0, 31)), 'ContentTag');
@@ -144,7 +179,13 @@ t.test('BATCHED_OFFER validation', async (t) => {
   const longTag = Buffer.from(good);
   longTag.writeUInt16BE(0xffff, 16 + 8);
   rejects(t, () => decodeRequest(longTag), 'SegmentDescriptors[0].ContentTag');
-  const d: SegmentDescriptor = { blockSize: 100, segmentSize: 100, contentTag: Buffer.from('x'), hashAlgorithm: 1, segmentId: Buffer.alloc(32, 1) };
+  const d: SegmentDescriptor = {
+    blockSize: 100,
+    segmentSize: 100,
+    contentTag: Buffer.from('x'),
+    hashAlgorithm: 1,
+    segmentId: Buffer.alloc(32, 1),
+  };
   const max: BatchedOffer = { type: 'BATCHED_OFFER', port: 8282, descriptors: Array(MAX_BATCHED_DESCRIPTORS).fill(d) };
   const enc = encodeRequest(max);
   const back = decodeRequest(enc);
@@ -155,7 +196,10 @@ t.test('BATCHED_OFFER validation', async (t) => {
   rejects(t, () => decodeRequest(over), 'SegmentDescriptors');
   t.throws(() => encodeRequest({ ...max, descriptors: [...max.descriptors, d] }), HostedCacheEncodeError);
   t.throws(() => encodeRequest({ ...max, descriptors: [] }), HostedCacheEncodeError);
-  t.throws(() => encodeRequest({ ...max, descriptors: [{ ...d, segmentId: Buffer.alloc(48) }] }), HostedCacheEncodeError);
+  t.throws(
+    () => encodeRequest({ ...max, descriptors: [{ ...d, segmentId: Buffer.alloc(48) }] }),
+    HostedCacheEncodeError,
+  );
   t.throws(() => encodeRequest({ type: 'INITIAL_OFFER', port: 70000, hash: Buffer.alloc(32) }), HostedCacheEncodeError);
 });
 
@@ -163,18 +207,52 @@ t.test('SegmentInformation validation names the field', async (t) => {
   const m = decodeRequest(hex('segment_info_v1'));
   if (m.type !== 'SEGMENT_INFO') return t.fail('type');
   const ci = m.segmentInformation;
-  const mod = (f: (b: Buffer) => void) => { const b = Buffer.from(ci); f(b); return b; };
+  const mod = (f: (b: Buffer) => void) => {
+    const b = Buffer.from(ci);
+    f(b);
+    return b;
+  };
   rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt16LE(0x0200, 0))), 'SegmentInformation.Version');
   rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt32LE(0x8003, 2))), 'SegmentInformation.dwHashAlgo');
   rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt32LE(0, 14))), 'SegmentInformation.cSegments');
   rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt32LE(2, 14))), 'SegmentInformation.cSegments');
-  rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt32LE(4096, 30))), 'SegmentInformation.segments[0].cbBlockSize');
-  rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt32LE(32 * 1024 * 1024 + 1, 26))), 'SegmentInformation.segments[0].cbSegment');
+  rejects(
+    t,
+    () => parseSegmentInformation(mod((b) => b.writeUInt32LE(4096, 30))),
+    'SegmentInformation.segments[0].cbBlockSize',
+  );
+  rejects(
+    t,
+    () => parseSegmentInformation(mod((b) => b.writeUInt32LE(32 * 1024 * 1024 + 1, 26))),
+    'SegmentInformation.segments[0].cbSegment',
+  );
   rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt32LE(3, 98))), 'SegmentInformation.blocks[0].cBlocks');
-  rejects(t, () => parseSegmentInformation(mod((b) => { b[34]! ^= 1; })), 'SegmentInformation.segments[0].SegmentHashOfData');
-  rejects(t, () => parseSegmentInformation(mod((b) => { b[120]! ^= 1; })), 'SegmentInformation.segments[0].SegmentHashOfData');
+  rejects(
+    t,
+    () =>
+      parseSegmentInformation(
+        mod((b) => {
+          b[34]! ^= 1;
+        }),
+      ),
+    'SegmentInformation.segments[0].SegmentHashOfData',
+  );
+  rejects(
+    t,
+    () =>
+      parseSegmentInformation(
+        mod((b) => {
+          b[120]! ^= 1;
+        }),
+      ),
+    'SegmentInformation.segments[0].SegmentHashOfData',
+  );
   rejects(t, () => parseSegmentInformation(ci.subarray(0, ci.length - 1)), /BlockHashes/);
   rejects(t, () => parseSegmentInformation(Buffer.concat([ci, Buffer.alloc(1)])), 'SegmentInformation.blocks[0]');
   rejects(t, () => parseSegmentInformation(Buffer.alloc(0)), 'SegmentInformation.Version');
-  rejects(t, () => parseSegmentInformation(mod((b) => b.writeUInt32LE(99710, 6))), 'SegmentInformation.dwOffsetInFirstSegment');
+  rejects(
+    t,
+    () => parseSegmentInformation(mod((b) => b.writeUInt32LE(99710, 6))),
+    'SegmentInformation.dwOffsetInFirstSegment',
+  );
 });
