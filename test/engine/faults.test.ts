@@ -30,11 +30,16 @@ t.test('a peer serving corrupted blocks is banned; the download is still correct
   await origin.warm('f.bin', 1);
   const port = testPort();
   const good = await startNode(t, 10, port, v1);
-  const evil = await startNode(t, 11, port, { ...v1, source: corrupting });
+  // Peers are expected: a loaded machine (CI runs two test files at once) may answer probes late, so
+  // the downloaders wait up to 2 s for discovery (they stop waiting as soon as a peer answers).
+  const evil = await startNode(t, 11, port, { ...v1, source: corrupting, timing: { maxWaitMs: 2000 } });
   await good.engine.download(origin.url('f.bin')).done;
   const re = await evil.engine.download(origin.url('f.bin')).done;
   t.equal(re.fromOrigin, 0, 'evil peer got its (good) copy from the good peer');
-  const c = await startNode(t, 12, port, { engine: { maxContentVersion: 1, peerConcurrency: 2 } });
+  const c = await startNode(t, 12, port, {
+    engine: { maxContentVersion: 1, peerConcurrency: 2 },
+    timing: { maxWaitMs: 2000 },
+  });
   const job = c.engine.download(origin.url('f.bin'));
   const r = await job.done;
   t.equal(sha256(await readAll(job.createReadStream())), sha256(data), 'content correct');
