@@ -4,7 +4,7 @@
  * MALLOC_ARENA_MAX=2). A real `peerdist daemon` child with those settings downloads a 5 GiB sparse
  * file (81,921 v1 blocks) from a loopback origin through its admin API. Bounded in time: once the
  * content information and block state for all 81,921 blocks are set up and 96 MiB went through,
- * the daemon's V8 heap is measured; the full 5 GiB run is in RELIABILITY.md. A download whose
+ * the daemon's V8 heap is measured (PEERDIST_BIG_FILE_FULL=1 runs all 5 GiB; not yet measured, RELIABILITY.md). A download whose
  * block state cannot fit in the daemon's memory is refused with a clear error, and the daemon
  * keeps serving other downloads.
  *
