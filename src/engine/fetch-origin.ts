@@ -1,102 +1,198 @@
 /**
- * Fetching one block from the origin: a range request flagged MissingDataRequest (MS-PCCRTP),
- * after a last check that no known peer gained the block meanwhile. The bytes are verified
- * against the content information before they are stored.
+ * Fetching blocks from the origin: one range request flagged MissingDataRequest (MS-PCCRTP) covers
+ * one block, or a run of adjacent blocks when the scheduler allows it (MS-PCCRTP allows any range;
+ * protocol/engine.md "Origin"), after a last check that no known peer gained them meanwhile. The
+ * body is cut into blocks as it arrives; each block is verified against the content information
+ * and stored on its own, so a run costs one round trip, a bad block costs only itself (the blocks
+ * after it go back to the scheduler), and memory holds at most one unverified block per request
+ * plus MAX_PENDING_STORES cache writes.
  */
 import { missingDataRequestHeaders } from '../protocol/pccrtp/headers.js';
 import { DownloadError } from './errors.js';
-import { readBody } from './origin-client.js';
 import type { Session } from './session.js';
+import type { OriginReason } from './trace.js';
 
 /** Pre-origin re-check: peers asked, and how long we wait for them. */
 const RECHECK_PEERS = 8;
 const RECHECK_WAIT_MS = 50;
+/** Cache writes a range request may have pending before it stops reading the body (backpressure). */
+const MAX_PENDING_STORES = 4;
 
-export async function fetchFromOrigin(s: Session, g: number): Promise<void> {
-  const { ci, sched } = s,
-    b = s.layout.blocks.at(g)!;
-  const start = s.layout.offsets[g]!;
-  if (await peerHasItNow(s, g)) {
-    if (s.stopped()) return;
-    sched.originSkipped(g);
+/** Fetches blocks g .. g + count - 1 (contiguous content bytes) and reports each to the scheduler once. */
+export async function fetchFromOrigin(s: Session, g: number, count = 1): Promise<void> {
+  const { sched } = s,
+    blocks = s.layout.blocks,
+    offsets = s.layout.offsets;
+  const end = g + count; // exclusive
+  // Every block of the assignment is reported exactly once (`endsRequest` false), then the slot is freed.
+  let reported = g;
+  const skipRest = () => {
+    while (reported < end) sched.originSkipped(reported++, false);
+    sched.originRequestEnded();
+  };
+  const held = await peersHoldNow(s, g, count);
+  if (s.stopped()) return;
+  // Fetch the leading run that no peer holds; the rest goes back to the scheduler (peers first).
+  let last = g;
+  while (last < end && !held.has(last)) last++;
+  if (last === g) {
     s.trace({ type: 'origin-skipped', block: g });
+    skipRest();
     return;
   }
-  if (s.stopped()) return;
+  const start = offsets[g]!;
+  const stop = offsets[last - 1]! + blocks.at(last - 1)!.length; // exclusive
   const t0 = s.ctx.now();
   const reason = sched.whyOrigin(g, t0);
-  let data: Buffer;
+  const pending: Promise<void>[] = [];
+  let t = t0;
+  let failure: string | undefined;
+  /** Reports the block being received (`reported`) as failed. */
+  const fail = (why: 'error' | 'mismatch', message: string) => {
+    const block = reported++;
+    failure = message;
+    sched.originFailed(block, why, s.ctx.now(), false);
+    s.trace({ type: 'origin-fail', block, reason, error: message });
+    s.recheckStore(block);
+  };
   try {
-    const res = await s.ctx.http.get(
-      s.url,
-      { ...s.headers, ...missingDataRequestHeaders(), Range: `bytes=${start}-${start + b.length - 1}` },
-      s.signal,
-    );
-    if (res.status !== 206 && !(res.status === 200 && start === 0 && b.length === ci.contentLength)) {
-      res.discard();
-      throw new DownloadError('ORIGIN_STATUS', `origin answered HTTP ${res.status} to a range request`);
+    try {
+      const res = await s.ctx.http.get(
+        s.url,
+        { ...s.headers, ...missingDataRequestHeaders(), Range: `bytes=${start}-${stop - 1}` },
+        s.signal,
+      );
+      if (res.status !== 206 && !(res.status === 200 && start === 0 && stop === s.ci.contentLength)) {
+        res.discard();
+        throw new DownloadError('ORIGIN_STATUS', `origin answered HTTP ${res.status} to a range request`);
+      }
+      let cur = Buffer.allocUnsafe(blocks.at(g)!.length);
+      let filled = 0;
+      for await (const chunk of res.body) {
+        let off = 0;
+        while (off < chunk.length) {
+          if (reported >= last) {
+            res.discard();
+            throw new DownloadError('ORIGIN_MISMATCH', `origin sent more than the ${stop - start} bytes asked for`);
+          }
+          const n = Math.min(chunk.length - off, cur.length - filled);
+          chunk.copy(cur, filled, off, off + n);
+          filled += n;
+          off += n;
+          if (filled < cur.length) continue;
+          if (s.stopped()) {
+            res.discard();
+            return;
+          }
+          const block = reported;
+          if (!s.check(block, cur)) {
+            const b = blocks.at(block)!;
+            s.log.warn('origin block does not match the content information', {
+              block,
+              segment: b.seg,
+              index: b.index,
+            });
+            res.discard();
+            fail('mismatch', "the origin's block does not match the content information");
+            return;
+          }
+          reported++;
+          stored(s, pending, block, cur, t, reason);
+          t = s.ctx.now();
+          if (reported < last) {
+            cur = Buffer.allocUnsafe(blocks.at(reported)!.length);
+            filled = 0;
+          }
+          while (pending.length >= MAX_PENDING_STORES) await pending.shift();
+        }
+      }
+      if (reported < last)
+        throw new DownloadError('ORIGIN_MISMATCH', `origin sent ${filled} bytes short of the range asked for`);
+    } catch (err) {
+      if (s.stopped()) return;
+      if (err instanceof DownloadError && err.code === 'LOCAL') throw err; // the cache failed: the job fails
+      s.log.debug('origin range failed', { first: g, count: last - g, err });
+      // The block being received failed; blocks not started yet go back without penalty.
+      if (reported < last)
+        fail(
+          err instanceof DownloadError && err.code === 'ORIGIN_MISMATCH' ? 'mismatch' : 'error',
+          (err as Error).message,
+        );
     }
-    data = await readBody(res, b.length, 'ORIGIN_MISMATCH');
-  } catch (err) {
-    if (s.stopped()) return;
-    s.lastOriginError = (err as Error).message;
-    s.log.debug('origin block failed', { block: g, err });
-    s.trace({ type: 'origin-fail', block: g, reason, error: (err as Error).message });
-    sched.originFailed(
-      g,
-      err instanceof DownloadError && err.code === 'ORIGIN_MISMATCH' ? 'mismatch' : 'error',
-      s.ctx.now(),
-    );
-    s.recheckStore(g);
-    return;
+  } finally {
+    // Blocks already verified are stored (and reported) before the request's slot is freed.
+    const settled = await Promise.allSettled(pending);
+    if (!s.stopped()) skipRest();
+    if (failure !== undefined) s.lastOriginError = failure;
+    const bad = settled.find((r) => r.status === 'rejected');
+    // biome-ignore lint/correctness/noUnsafeFinally: a failed cache write fails the job (DownloadError LOCAL)
+    if (bad && !s.stopped()) throw (bad as PromiseRejectedResult).reason;
   }
-  if (s.stopped()) return;
-  if (!s.check(g, data)) {
-    s.log.warn('origin block does not match the content information', { block: g, segment: b.seg, index: b.index });
-    sched.originFailed(g, 'mismatch', s.ctx.now());
-    s.trace({
-      type: 'origin-fail',
-      block: g,
-      reason,
-      error: "the origin's block does not match the content information",
-    });
-    s.recheckStore(g);
-    return;
-  }
-  await s.store(g, data);
-  sched.originSucceeded(g, s.ctx.now() - t0);
-  s.trace({ type: 'origin-block', block: g, bytes: b.length, ms: s.ctx.now() - t0, reason });
-  s.landed('fromOrigin', b.length);
+}
+
+/** Stores a verified origin block and reports it when it is in the cache. */
+function stored(
+  s: Session,
+  pending: Promise<void>[],
+  block: number,
+  data: Buffer,
+  since: number,
+  reason: OriginReason,
+) {
+  const p = s.store(block, data).then(() => {
+    const ms = s.ctx.now() - since;
+    s.sched.originSucceeded(block, ms, false);
+    s.trace({ type: 'origin-block', block, bytes: data.length, ms, reason });
+    s.landed('fromOrigin', data.length);
+  });
+  p.catch(() => undefined);
+  pending.push(p);
 }
 
 /**
- * Last check before an origin fetch: asks the known peers that might have gained this block
- * since our last look (one MSG_GETBLKLIST each, bounded wait). A yes saves a WAN transfer.
+ * Last check before an origin fetch: asks the known peers that might have gained these blocks
+ * since our last look (one MSG_GETBLKLIST per peer and segment, bounded wait). A yes saves a WAN
+ * transfer. Returns the blocks some peer holds.
  */
-async function peerHasItNow(s: Session, g: number): Promise<boolean> {
+async function peersHoldNow(s: Session, g: number, count: number): Promise<Set<number>> {
   const { sched } = s,
-    b = s.layout.blocks.at(g)!,
-    seg = s.segInfo(g);
-  const peers = sched.recheckPeers(b.seg, s.ctx.now(), RECHECK_PEERS).filter((p) => !s.noBlockLists.has(p));
-  if (peers.length === 0) return false;
-  let found = false;
-  const asks = peers.map(async (peer) => {
-    try {
-      const r = await s.ctx.deps.retrieval.getBlockList({
-        peer,
-        segmentId: seg.segmentId,
-        ranges: [[b.index, 1]],
-        signal: s.signal,
-      });
-      if (r.ranges.some(([first, count]) => first <= b.index && b.index < first + count)) {
-        found = true;
-        if (s.ci.version === 2) sched.peerHasSegment(peer, b.seg, s.ctx.now());
-        else sched.peerHasBlock(peer, b.seg, b.index);
-      }
-    } catch {
-      /* no answer: the origin it is */
+    blocks = s.layout.blocks;
+  const held = new Set<number>();
+  // Blocks of the run grouped by segment: [seg, first index, count, first block number].
+  const groups: Array<[number, number, number, number]> = [];
+  for (let h = g; h < g + count; h++) {
+    const b = blocks.at(h)!,
+      prev = groups[groups.length - 1];
+    if (prev && prev[0] === b.seg) prev[2]++;
+    else groups.push([b.seg, b.index, 1, h]);
+  }
+  const asks: Promise<void>[] = [];
+  for (const [seg, first, n, g0] of groups) {
+    const peers = sched.recheckPeers(seg, s.ctx.now(), RECHECK_PEERS).filter((p) => !s.noBlockLists.has(p));
+    const segmentId = s.ci.segments[seg]!.segmentId;
+    for (const peer of peers) {
+      asks.push(
+        (async () => {
+          try {
+            const r = await s.ctx.deps.retrieval.getBlockList({
+              peer,
+              segmentId,
+              ranges: [[first, n]],
+              signal: s.signal,
+            });
+            for (let i = first; i < first + n; i++) {
+              if (!r.ranges.some(([f, c]) => f <= i && i < f + c)) continue;
+              held.add(g0 + i - first);
+              if (s.ci.version === 2) sched.peerHasSegment(peer, seg, s.ctx.now());
+              else sched.peerHasBlock(peer, seg, i);
+            }
+          } catch {
+            /* no answer: the origin it is */
+          }
+        })(),
+      );
     }
-  });
-  await s.until(Promise.all(asks), RECHECK_WAIT_MS);
-  return found;
+  }
+  if (asks.length > 0) await s.until(Promise.all(asks), RECHECK_WAIT_MS);
+  return held;
 }

@@ -391,6 +391,7 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     if (!this.finished) this.cancel();
     if (this.dropTimer !== undefined) this.ctx.timers.clear(this.dropTimer);
     this.dropTimer = undefined;
+    this.transfer?.releaseMemory();
     const body = this.plain;
     this.plain = undefined;
     this.plainReleased = true;

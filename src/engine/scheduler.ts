@@ -50,7 +50,15 @@ export class BlockTable {
   }
 }
 
-export type Assignment = { kind: 'peer'; block: number; peer: string } | { kind: 'origin'; block: number };
+/**
+ * An origin assignment covers `count` (default 1) adjacent blocks starting at `block`: one range
+ * request. Each block is reported on its own (originSucceeded/originFailed/originSkipped); either
+ * the last report passes `endsRequest` true or, after reports with `endsRequest` false,
+ * originRequestEnded() frees the request's slot.
+ */
+export type Assignment =
+  | { kind: 'peer'; block: number; peer: string }
+  | { kind: 'origin'; block: number; count?: number };
 
 /**
  * not-available: the peer lacks the block; bad-block: wrong data (ban); unusable: the address
@@ -66,6 +74,17 @@ export interface SchedulerOptions {
   present?: (block: number) => boolean;
   random?: () => number;
   originConcurrency?: number;
+  /**
+   * Adjacent missing blocks one origin request may cover once we have fetched from the origin
+   * alone (no peer known) for `aloneAfterMs` (default 1: one block per request).
+   */
+  originRunBlocks?: number;
+  /**
+   * Long origin ranges only after this long fetching from the origin with no peer known at all
+   * (default 3000 ms): clients of a flash crowd cannot see each other at first, and a long range
+   * claims blocks the others cannot know are taken.
+   */
+  aloneAfterMs?: number;
   /** Concurrent requests per peer. */
   peerConcurrency?: number;
   /**
@@ -184,6 +203,12 @@ export class Scheduler {
   private wakeAt = Infinity;
   /** Lowest block that may still be missing (peer assignment scans from here). */
   private low = 0;
+  /** Since when we fetch from the origin with no peer known at all (undefined: not now). */
+  private aloneSince: number | undefined;
+  /** Whether the last next() found us alone (origin runs follow the reader). */
+  private alone = false;
+  /** The slowest reader's next block (setReaderAt). */
+  private readerAt: number | undefined;
   /** Blocks at or beyond this index are not started (a window ahead of the readers, see setLimit). */
   private limit: number;
 
@@ -203,6 +228,8 @@ export class Scheduler {
     this.proven = opts.proven;
     this.o = {
       originConcurrency: opts.originConcurrency ?? 6,
+      originRunBlocks: Math.max(1, opts.originRunBlocks ?? 1),
+      aloneAfterMs: opts.aloneAfterMs ?? 3000,
       peerConcurrency: opts.peerConcurrency ?? 16,
       totalPeerConcurrency: opts.totalPeerConcurrency ?? 32,
       maxOriginAttempts: opts.maxOriginAttempts ?? 4,
@@ -320,6 +347,16 @@ export class Scheduler {
    */
   setLimit(limit: number): void {
     this.limit = Math.max(0, Math.min(this.n, Math.floor(limit)));
+  }
+
+  /**
+   * Where the slowest reader streaming the download is (the next block it needs; undefined: no
+   * reader). Once we fetch from the origin alone (no peer known for `aloneAfterMs`), origin runs
+   * follow it, so blocks arrive in the order they are read and reach the reader from memory; a
+   * flash crowd's spread over the file only matters while other clients may be starting too.
+   */
+  setReaderAt(block: number | undefined): void {
+    this.readerAt = block;
   }
 
   // ------------------------------------------------------------------ knowledge about peers
@@ -480,14 +517,35 @@ export class Scheduler {
     if (this.failure || this.isDone()) return out;
     this.assignPeers(now, out);
     const originCap = this.originLimit(now);
+    // Alone: no peer known at all (a known peer may be fetching the same content unseen so far).
+    if (this.peers.size > 0) this.aloneSince = undefined;
+    else if (allowOrigin) this.aloneSince ??= now;
+    const alone = this.aloneSince !== undefined && now - this.aloneSince >= this.o.aloneAfterMs && this.originDone > 0;
+    this.alone = alone;
+    const runCap = alone ? this.o.originRunBlocks : 1;
+    if (!alone && this.aloneSince !== undefined && this.o.originRunBlocks > 1)
+      this.wakeAt = Math.min(this.wakeAt, this.aloneSince + this.o.aloneAfterMs);
     while (allowOrigin && this.originInflight < originCap) {
       const g = this.pickOrigin(now);
       if (g === undefined) break;
-      this.state[g] = INFLIGHT;
-      this.deferSince[g] = 0;
+      // Extend along our run while the next block is still ours to take (contiguous bytes: no wrap).
+      let count = 1;
+      while (
+        count < runCap &&
+        g + count < this.n &&
+        this.cursor === g + count &&
+        this.originCandidate(g + count, now)
+      ) {
+        count++;
+        this.cursor = (g + count) % this.n;
+      }
+      for (let h = g; h < g + count; h++) {
+        this.state[h] = INFLIGHT;
+        this.deferSince[h] = 0;
+        this.originAttempts[h]!++;
+      }
       this.originInflight++;
-      this.originAttempts[g]!++;
-      out.push({ kind: 'origin', block: g });
+      out.push(count > 1 ? { kind: 'origin', block: g, count } : { kind: 'origin', block: g });
     }
     for (const p of this.peers.values())
       if (!p.banned && p.backoffUntil > now) this.wakeAt = Math.min(this.wakeAt, p.backoffUntil);
@@ -576,6 +634,14 @@ export class Scheduler {
    * consumer for a bounded time. Unconsumed gaps are entered at a random point of their first half.
    */
   private pickOrigin(now: number): number | undefined {
+    if (this.alone && this.readerAt !== undefined && this.readerAt < this.n) {
+      // Alone with a reader: the first missing block from the reader on (then from the start).
+      for (let k = 0; k < this.n; k++) {
+        const g = (this.readerAt + k) % this.n;
+        if (this.originCandidate(g, now)) return this.startRun(g);
+      }
+      return undefined;
+    }
     if (this.cursor !== undefined && this.originCandidate(this.cursor, now)) {
       const g = this.cursor;
       this.cursor = (g + 1) % this.n;
@@ -744,8 +810,9 @@ export class Scheduler {
     p.backoffUntil = now + Math.min(PEER_BACKOFF_MAX_MS, PEER_BACKOFF_BASE_MS * 2 ** (p.consecutiveFailures - 1));
   }
 
-  originSucceeded(g: number, ms: number): void {
-    this.originInflight = Math.max(0, this.originInflight - 1);
+  /** `ms`: time this block took (in a range, since the previous block of it arrived). */
+  originSucceeded(g: number, ms: number, endsRequest = true): void {
+    if (endsRequest) this.originInflight = Math.max(0, this.originInflight - 1);
     this.originBlockMs = EWMA_ALPHA * Math.max(ms, 1) + (1 - EWMA_ALPHA) * this.originBlockMs;
     this.originDone++;
     // Somebody else fetched the same block: our runs have met (or run in lockstep). Half the time
@@ -760,9 +827,14 @@ export class Scheduler {
     this.complete(g);
   }
 
-  /** An origin assignment was not carried out (a peer turned out to hold the block): undo it. */
-  originSkipped(g: number): void {
+  /** The range request of an origin assignment ended (its blocks were reported with `endsRequest` false). */
+  originRequestEnded(): void {
     this.originInflight = Math.max(0, this.originInflight - 1);
+  }
+
+  /** An origin assignment was not carried out (a peer turned out to hold the block): undo it. */
+  originSkipped(g: number, endsRequest = true): void {
+    if (endsRequest) this.originInflight = Math.max(0, this.originInflight - 1);
     if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
     if (this.originAttempts[g]! > 0) this.originAttempts[g]!--;
   }
@@ -792,9 +864,9 @@ export class Scheduler {
     return out;
   }
 
-  originFailed(g: number, why: OriginFailure, now: number): void {
+  originFailed(g: number, why: OriginFailure, now: number, endsRequest = true): void {
     this.clock = Math.max(this.clock, now);
-    this.originInflight = Math.max(0, this.originInflight - 1);
+    if (endsRequest) this.originInflight = Math.max(0, this.originInflight - 1);
     if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
     if (why === 'mismatch') {
       this.originMismatches[g]!++;

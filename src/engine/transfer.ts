@@ -23,12 +23,20 @@ const GATE_REFRESH_WAIT_MS = 500;
  */
 const GATE_TRIAL_WAIT_MS = 1500;
 /**
- * Verified blocks kept in memory after they were stored, for readers streaming the download: a
- * reader at the download front takes the block from here instead of reading and hashing it again
- * from the cache. About the blocks in flight at once (32 from peers), so a reader keeping up
- * never reads from disk; at most 64 x 128 KiB.
+ * Verified blocks kept in memory after they were stored, for the readers streaming the download:
+ * a block at or ahead of the slowest reader stays here until every reader has passed it, so a
+ * reader takes it from memory instead of reading and hashing it again from the cache (issue 11:
+ * the lone-daemon profile showed a quarter of the verification work in such re-reads once origin
+ * requests ran ahead of the reader). Bounded: beyond this many bytes the block furthest ahead goes
+ * (it is read from the cache when its turn comes).
  */
-const RECENT_BLOCKS = 64;
+export const RECENT_BYTES = 16 * 1024 * 1024;
+/**
+ * Blocks per origin range request once the job has fetched from the origin alone for a while
+ * (protocol/engine.md "Origin"): one round trip and one request for 2 MiB of v1 content instead of
+ * 16, as the issue-11 lone-daemon figures in BENCHMARKS.md measure.
+ */
+const ORIGIN_RANGE_BLOCKS = 16;
 const V2_SIGHTING_GRACE_MS = 60;
 /**
  * When the cache cannot take a verified block (its limit is reached by pinned downloads, or its
@@ -109,6 +117,7 @@ export class Transfer implements Session {
   private readonly storing = new Set<Promise<void>>();
   /** Recently stored verified blocks by block number (insertion order = age). */
   private readonly recent = new Map<number, Buffer>();
+  private recentBytes = 0;
   /** Verified blocks the cache refused, kept until the readers have passed them. */
   private readonly held = new Map<number, Buffer>();
   private heldBytes = 0;
@@ -134,6 +143,8 @@ export class Transfer implements Session {
       present: (g) => deps.store.hasBlock(layout.segmentId(g), layout.blocks.at(g)!.index),
       random: this.ctx.random,
       originConcurrency: deps.originConcurrency,
+      originRunBlocks: deps.originRangeBlocks ?? ORIGIN_RANGE_BLOCKS,
+      aloneAfterMs: deps.originAloneAfterMs,
       peerConcurrency: deps.peerConcurrency,
       proven: deps.retrieval.proven ? (a) => deps.retrieval.proven!(a) : undefined,
       totalPeerConcurrency: deps.totalPeerConcurrency,
@@ -154,6 +165,13 @@ export class Transfer implements Session {
   /** Readers moved (or came and went): drop held blocks behind all of them, move the window. */
   readersMoved(): void {
     const low = this.host.readerLow();
+    this.sched.setReaderAt(low);
+    for (const [g, data] of this.recent) {
+      if (low === undefined || g < low) {
+        this.recent.delete(g);
+        this.recentBytes -= data.length;
+      }
+    }
     for (const [g, data] of this.held) {
       if (low === undefined || g < low) {
         this.held.delete(g);
@@ -163,6 +181,27 @@ export class Transfer implements Session {
     if (!this.holding) return;
     this.sched.setLimit(low === undefined ? this.layout.blocks.length : low + this.holdBlocks);
     this.pump();
+  }
+
+  /** A block just stored, kept while a reader has yet to pass it (within RECENT_BYTES, nearest first). */
+  private keepForReaders(g: number, data: Buffer): void {
+    const low = this.host.readerLow();
+    if (low === undefined || g < low || this.recent.has(g)) return;
+    this.recent.set(g, data);
+    this.recentBytes += data.length;
+    while (this.recentBytes > RECENT_BYTES) {
+      let far = -1;
+      for (const k of this.recent.keys()) if (k > far) far = k;
+      this.recentBytes -= this.recent.get(far)!.length;
+      this.recent.delete(far);
+    }
+  }
+
+  private forget(g: number): void {
+    const data = this.recent.get(g);
+    if (!data) return;
+    this.recent.delete(g);
+    this.recentBytes -= data.length;
   }
 
   /** The cache could not take block g: keep it for the readers (nobody reads: nothing to keep). */
@@ -231,7 +270,16 @@ export class Transfer implements Session {
     this.timer = undefined;
     this.feed.close();
     this.ctx.deps.store.off('block', this.onStoreBlock);
+    // Readers still streaming take the blocks kept for them (readersMoved drops what they passed).
+    if (this.host.readerLow() === undefined) this.releaseMemory();
+  }
+
+  /** Drops every block kept in memory for readers (the job is disposed of). */
+  releaseMemory(): void {
     this.recent.clear();
+    this.recentBytes = 0;
+    this.held.clear();
+    this.heldBytes = 0;
   }
 
   /** A verified block stored moments ago, still in memory (readers at the front take it from here). */
@@ -309,15 +357,15 @@ export class Transfer implements Session {
 
   async store(g: number, data: Buffer): Promise<void> {
     const b = this.layout.blocks.at(g)!;
+    // Kept for the readers before the write: the store marks the block present (and a waiting reader
+    // wakes) before this function resumes.
+    if (!this.stopped()) this.keepForReaders(g, data);
     const write = this.ctx.deps.store.putBlock(this.segInfo(g).segmentId, b.index, data);
     this.storing.add(write);
     try {
       await write;
-      if (!this.stopped()) {
-        this.recent.set(g, data);
-        if (this.recent.size > RECENT_BLOCKS) this.recent.delete(this.recent.keys().next().value!);
-      }
     } catch (err) {
+      this.forget(g);
       if (isCacheCapacityError(err)) {
         this.hold(g, data, err);
         return;
@@ -361,7 +409,7 @@ export class Transfer implements Session {
   };
 
   private launch(a: Assignment): void {
-    const run = a.kind === 'peer' ? fetchFromPeer(this, a.block, a.peer) : fetchFromOrigin(this, a.block);
+    const run = a.kind === 'peer' ? fetchFromPeer(this, a.block, a.peer) : fetchFromOrigin(this, a.block, a.count ?? 1);
     run.catch((err) => this.host.fail(err)).finally(() => this.pump());
   }
 

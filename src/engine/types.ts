@@ -74,8 +74,12 @@ export interface EngineDeps {
   /** Timers of the engine's state machines (default: the real ones; tests pass a fake clock). */
   timers?: Timers;
   random?: () => number;
-  /** Concurrent origin range requests per download (default 3). */
+  /** Concurrent origin range requests per download (default 6). */
   originConcurrency?: number;
+  /** Adjacent blocks one origin range request may cover when no peer is known (default 16). */
+  originRangeBlocks?: number;
+  /** Origin ranges longer than one block only after this long alone (default 3000 ms; protocol/engine.md). */
+  originAloneAfterMs?: number;
   /** Concurrent block requests per peer (default 16). */
   peerConcurrency?: number;
   /** Concurrent peer block requests per download (default 32). */

@@ -196,3 +196,131 @@ t.test('an origin whose bytes do not match its content information: retried, the
   const ci = (await job.info).contentInfo!;
   t.notOk(n.store.hasBlock(ci.segments[0]!.segmentId, 0), 'the cache holds none of the bad bytes');
 });
+
+t.test(
+  'alone: runs of adjacent blocks in one Range, each block verified and stored as it arrives; a bad block mid-range costs only itself',
+  async (t) => {
+    const data = payload(40 * 65536 + 1234);
+    const real = await realContentInfo(t, data, 1);
+    let corrupted = false;
+    const ranges: Array<[number, number]> = [];
+    const o = await fakeOrigin(t, (req, res) => {
+      const range = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['range'] ?? ''));
+      if (!range) {
+        res.writeHead(200, {
+          'Content-Encoding': 'peerdist',
+          'X-P2P-PeerDist': `Version=1.1, ContentLength=${data.length}`,
+        });
+        res.end(real.body);
+        return;
+      }
+      const s = Number(range[1]),
+        e = Number(range[2]);
+      ranges.push([s, e]);
+      const body = Buffer.from(data.subarray(s, e + 1));
+      // The first multi-block range carries one bad byte in its third block.
+      if (!corrupted && e - s + 1 > 3 * 65536) {
+        corrupted = true;
+        body[2 * 65536 + 7]! ^= 0xff;
+      }
+      res.writeHead(206, { 'Content-Range': `bytes ${s}-${e}/${data.length}` });
+      // Sent in odd-sized pieces, so blocks are cut across chunk boundaries.
+      for (let off = 0; off < body.length; off += 10_007) res.write(body.subarray(off, off + 10_007));
+      res.end();
+    });
+    const n = await startNode(t, 28, testPort(), {
+      engine: { maxContentVersion: 1, originRangeBlocks: 8, originAloneAfterMs: 0 },
+    });
+    const job = n.engine.download(o.url);
+    const out = readAll(job.createReadStream());
+    const r = await job.done;
+    t.equal(sha256(await out), sha256(data), 'content correct');
+    t.equal(r.fromOrigin, data.length, 'every block counted once');
+    t.ok(corrupted, 'a range with a bad block was served');
+    const multi = ranges.filter(([s, e]) => e - s + 1 > 65536);
+    t.ok(
+      multi.length > 0 && multi.every(([s, e]) => e - s + 1 <= 8 * 65536),
+      `ranges of up to 8 blocks (${ranges.length} requests for 41 blocks)`,
+    );
+    t.ok(ranges.length < 41, 'fewer requests than blocks');
+    const ci = (await job.info).contentInfo!;
+    t.same(n.store.presentBlocks(ci.segments[0]!.segmentId).length, 41, 'all blocks stored');
+    t.same((await n.store.verifyAll()).bad, [], 'every stored block verifies');
+  },
+);
+
+t.test('a range answered short: the verified blocks are kept, the rest fetched again', async (t) => {
+  const data = payload(20 * 65536);
+  const real = await realContentInfo(t, data, 1);
+  let cut = 0;
+  const o = await fakeOrigin(t, (req, res) => {
+    const range = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['range'] ?? ''));
+    if (!range) {
+      res.writeHead(200, {
+        'Content-Encoding': 'peerdist',
+        'X-P2P-PeerDist': `Version=1.1, ContentLength=${data.length}`,
+      });
+      res.end(real.body);
+      return;
+    }
+    const s = Number(range[1]),
+      e = Number(range[2]);
+    res.writeHead(206, { 'Content-Range': `bytes ${s}-${e}/${data.length}`, 'Content-Length': String(e - s + 1) });
+    if (cut === 0 && e - s + 1 >= 4 * 65536) {
+      // The connection drops in the middle of the third block.
+      cut++;
+      res.write(data.subarray(s, s + 2 * 65536 + 100));
+      setImmediate(() => res.destroy());
+      return;
+    }
+    res.end(data.subarray(s, e + 1));
+  });
+  const n = await startNode(t, 29, testPort(), {
+    engine: { maxContentVersion: 1, originRangeBlocks: 8, originAloneAfterMs: 0 },
+  });
+  const job = n.engine.download(o.url);
+  const out = readAll(job.createReadStream());
+  const r = await job.done;
+  t.equal(sha256(await out), sha256(data), 'content correct');
+  t.equal(cut, 1, 'one range was cut short');
+  t.equal(r.fromOrigin, data.length, 'every block counted once');
+  t.same((await n.store.verifyAll()).bad, [], 'every stored block verifies');
+});
+
+t.test(
+  'a lone download streamed to a reader: blocks reach the reader from memory, not re-read from the cache',
+  async (t) => {
+    const data = payload(24 * MiB + 4321);
+    const real = await realContentInfo(t, data, 1);
+    const o = await fakeOrigin(t, (req, res) => {
+      const range = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['range'] ?? ''));
+      if (!range) {
+        res.writeHead(200, {
+          'Content-Encoding': 'peerdist',
+          'X-P2P-PeerDist': `Version=1.1, ContentLength=${data.length}`,
+        });
+        res.end(real.body);
+        return;
+      }
+      const s = Number(range[1]),
+        e = Number(range[2]);
+      res.writeHead(206, { 'Content-Range': `bytes ${s}-${e}/${data.length}` });
+      res.end(data.subarray(s, e + 1));
+    });
+    const n = await startNode(t, 33, testPort(), {
+      engine: { maxContentVersion: 1, originRangeBlocks: 16, originAloneAfterMs: 0 },
+    });
+    let reads = 0;
+    const read = n.store.readBlock.bind(n.store);
+    n.store.readBlock = (...args: Parameters<typeof read>) => {
+      reads++;
+      return read(...args);
+    };
+    const job = n.engine.download(o.url);
+    const out = readAll(job.createReadStream());
+    await job.done;
+    t.equal(sha256(await out), sha256(data), 'content correct');
+    const blocks = Math.ceil(data.length / 65536);
+    t.ok(reads <= blocks / 10, `${reads} of ${blocks} blocks re-read from the cache`);
+  },
+);

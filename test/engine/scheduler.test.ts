@@ -429,6 +429,9 @@ t.test('liveness: with trial peers, tarpits, failures and late claims, every run
       originConcurrency: 1 + Math.floor(r() * 4),
       peerConcurrency: 1 + Math.floor(r() * 8),
       proven: r() < 0.8 ? (a) => answered.has(a) : undefined,
+      // Origin ranges (issue 11): half the runs let one request cover up to 16 adjacent blocks.
+      originRunBlocks: r() < 0.5 ? 1 + Math.floor(r() * 16) : 1,
+      aloneAfterMs: Math.floor(r() * 300),
     });
     const segs = Math.ceil(n / (s.blocksInSegment(0) || 1));
     const kinds = new Map<string, 'good' | 'tarpit' | 'flaky' | 'liar'>();
@@ -462,8 +465,18 @@ t.test('liveness: with trial peers, tarpits, failures and late claims, every run
       flights.shift();
       const { a } = f;
       if (a.kind === 'origin') {
-        if (r() < 0.05) s.originFailed(a.block, 'error', now);
-        else s.originSucceeded(a.block, 50);
+        // As fetchFromOrigin reports a range: blocks succeed in order until one fails; the blocks
+        // after a failure go back unfetched; then the request's slot is freed.
+        const count = a.count ?? 1;
+        let failedAt = -1;
+        for (let g = a.block; g < a.block + count; g++) {
+          if (failedAt >= 0) s.originSkipped(g, false);
+          else if (r() < 0.05) {
+            failedAt = g;
+            s.originFailed(g, r() < 0.2 ? 'mismatch' : 'error', now, false);
+          } else s.originSucceeded(g, 50, false);
+        }
+        s.originRequestEnded();
         continue;
       }
       const k = kinds.get(a.peer)!;
@@ -483,4 +496,105 @@ t.test('liveness: with trial peers, tarpits, failures and late claims, every run
   }
   t.equal(stalls, 0, 'no stall in 200 random runs');
   t.equal(unfinished, 0, 'every run finished (done, or failed by the origin retry limit)');
+});
+
+t.test(
+  'origin ranges: alone, one request covers up to originRunBlocks adjacent blocks; every block assigned once; a failed range releases its blocks',
+  async (t) => {
+    const n = 100;
+    const s = mk(n, { originConcurrency: 3, originRunBlocks: 8, aloneAfterMs: 500 });
+    const span = (a: Assignment) => (a.kind === 'origin' ? (a.count ?? 1) : 1);
+    const seen = new Uint8Array(n);
+    const take = (as: Assignment[]) => {
+      for (const a of as) {
+        t.equal(a.kind, 'origin');
+        t.ok(a.block + span(a) <= n, 'a range never wraps around the end');
+        for (let g = a.block; g < a.block + span(a); g++) {
+          t.equal(seen[g], 0, `block ${g} assigned once`);
+          seen[g] = 1;
+        }
+      }
+    };
+    const finish = (as: Assignment[]) => {
+      for (const a of as)
+        for (let g = a.block; g < a.block + span(a); g++) s.originSucceeded(g, 10, g === a.block + span(a) - 1);
+    };
+    const first = s.next(0);
+    t.equal(first.length, 1, 'blind start: one stream');
+    t.equal(span(first[0]!), 1, 'blind start: one block per request');
+    take(first);
+    finish(first);
+    const short = s.next(1);
+    t.ok(
+      short.length === 3 && short.every((a) => span(a) === 1),
+      'full concurrency, one block per request until alone for aloneAfterMs',
+    );
+    t.equal(s.nextWakeAt(), 500, 'a wake-up when the wait ends');
+    take(short);
+    finish(short);
+    let now = 600;
+    const ranges = s.next(now);
+    t.equal(ranges.length, 3, 'full concurrency once alone');
+    t.ok(
+      ranges.every((a) => span(a) === 8),
+      'ranges of 8 blocks',
+    );
+    take(ranges);
+    // The first range fails at its second block: that one is retried later, the rest go back unfetched.
+    const bad = ranges[0]!;
+    s.originSucceeded(bad.block, 10, false);
+    s.originFailed(bad.block + 1, 'error', now, false);
+    seen[bad.block + 1] = 0;
+    for (let g = bad.block + 2; g < bad.block + span(bad); g++) {
+      s.originSkipped(g, false);
+      seen[g] = 0;
+    }
+    s.originRequestEnded();
+    finish(ranges.slice(1));
+    t.equal(s.completed, 1 + 3 + 1 + 16, 'blocks completed so far');
+    for (let round = 0; round < 200 && !s.isDone(); round++) {
+      now += 1000;
+      const as = s.next(now);
+      take(as);
+      finish(as);
+    }
+    t.ok(s.isDone(), 'all blocks fetched');
+    t.equal(s.failed(), undefined);
+  },
+);
+
+t.test('origin ranges: with a peer known, one block per origin request', async (t) => {
+  const s = mk(64, { originConcurrency: 6, originRunBlocks: 16, aloneAfterMs: 0 });
+  const first = s.next(0);
+  s.originSucceeded(first[0]!.block, 10);
+  t.ok(
+    originOf(s.next(1)).some((a) => (a.kind === 'origin' ? (a.count ?? 1) : 1) > 1),
+    'alone: ranges',
+  );
+  const s2 = mk(64, { originConcurrency: 6, originRunBlocks: 16, aloneAfterMs: 0 });
+  s2.originSucceeded(s2.next(0)[0]!.block, 10);
+  s2.peerBlocks('p:1', 0, [40], 1);
+  const as = originOf(s2.next(2));
+  t.ok(as.length > 0, 'origin requests go on');
+  for (const a of as) t.equal(a.kind === 'origin' ? (a.count ?? 1) : 1, 1, 'one block each');
+});
+
+t.test('alone with a reader: origin runs start at the reader, not at a random point', async (t) => {
+  const s = mk(200, { originConcurrency: 2, originRunBlocks: 4, aloneAfterMs: 0, random: () => 0.7 });
+  s.setReaderAt(0);
+  const first = s.next(0);
+  t.equal(first[0]!.block, 140, 'blind start: a random rotation (others may be starting too)');
+  s.originSucceeded(first[0]!.block, 10);
+  const as = originOf(s.next(1));
+  t.same(
+    as.map((a) => [a.block, a.kind === 'origin' ? a.count : 0]),
+    [
+      [0, 4],
+      [4, 4],
+    ],
+    'alone: runs from the reader on',
+  );
+  s.setReaderAt(100);
+  for (const a of as) for (let g = a.block; g < a.block + 4; g++) s.originSucceeded(g, 10, g === a.block + 3);
+  t.equal(originOf(s.next(2))[0]!.block, 100, 'they follow the reader when it moves');
 });
