@@ -45,8 +45,17 @@ export interface RetrievalClientOptions {
    * a time, short connect and first-byte timers, and after a failure the address is quarantined
    * (requests fail at once with PEER_QUARANTINED, nothing is sent) for `quarantineMs`, doubling per
    * repeat up to `maxQuarantineMs`. `false` turns it off. Issue 16.5.
+   *
+   * Slow is not hostile: the caller gets PEER_TIMEOUT after `firstByteTimeoutMs`, but the request
+   * goes on in the background for `answerWithinMs` (default 3000 ms); a valid answer
+   * by then proves the address, and only silence (or a wrong answer) quarantines it. Until then
+   * further requests to it fail at once with PEER_TIMEOUT. (Quarantining at the short timer put
+   * honest peers of a CPU-starved 32-client flash crowd out of use for 30 s: 586 quarantines, 7.7x
+   * the file from the origin; BENCHMARKS.md "Scale curve".)
    */
-  probation?: false | { firstByteTimeoutMs?: number; quarantineMs?: number; maxQuarantineMs?: number };
+  probation?:
+    | false
+    | { firstByteTimeoutMs?: number; answerWithinMs?: number; quarantineMs?: number; maxQuarantineMs?: number };
   now?: () => number;
 }
 
@@ -54,8 +63,10 @@ export interface RetrievalClientOptions {
 interface PeerHealth {
   /** Gave a valid MS-PCCRR answer once: no probation any more. */
   proven: boolean;
-  /** The one request in flight while on probation; others wait for its outcome. */
+  /** The one request in flight while on probation; others wait for its outcome (or its short timer). */
   probing?: Promise<void>;
+  /** The probe's short timer fired and its answer is still awaited in the background. */
+  overdue?: boolean;
   quarantinedUntil: number;
   strikes: number;
 }
@@ -99,7 +110,9 @@ export class RetrievalClient {
   private readonly cryptoAlgo: CryptoAlgo;
   private readonly log: Logger;
   private closed = false;
-  private readonly probation: { firstByteTimeoutMs: number; quarantineMs: number; maxQuarantineMs: number } | undefined;
+  private readonly probation:
+    | { firstByteTimeoutMs: number; answerWithinMs: number; quarantineMs: number; maxQuarantineMs: number }
+    | undefined;
   private readonly health = new Map<string, PeerHealth>();
   private readonly now: () => number;
 
@@ -115,6 +128,9 @@ export class RetrievalClient {
       this.probation = {
         // A LAN peer answers in milliseconds; a loaded one may take a while, a tarpit never does.
         firstByteTimeoutMs: Math.min(p.firstByteTimeoutMs ?? 1500, this.firstByteTimeoutMs),
+        // Ends by undici's headers timer well before the request timer: an aborted request makes the
+        // undici pool open a new connection to the address (measured), a headers timeout does not.
+        answerWithinMs: Math.min(p.answerWithinMs ?? 3000, Math.max(1, this.requestTimeoutMs - 1500)),
         quarantineMs: p.quarantineMs ?? 30_000,
         maxQuarantineMs: p.maxQuarantineMs ?? 15 * 60_000,
       };
@@ -306,39 +322,67 @@ export class RetrievalClient {
           'not used: it failed without ever giving a valid MS-PCCRR answer',
         );
       if (h.proven) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs);
+      if (h.overdue)
+        throw new PeerError('PEER_TIMEOUT', peer, 'on probation: the answer to its first request is overdue');
       if (!h.probing) break;
       await waitOrAbort(h.probing, signal, peer);
     }
     // On probation: this request is the only one in flight to that address.
+    const probation = this.probation;
     let release!: () => void;
     h.probing = new Promise<void>((r) => {
       release = r;
     });
-    try {
-      const r = await this.exchangeOnce(peer, body, signal, allowNego, this.probation.firstByteTimeoutMs);
-      h.proven = true;
-      h.strikes = 0;
-      return r;
-    } catch (e) {
-      const err = e as PeerError;
-      // A refused message (HTTP 400: python-peerdist answers MSG_GETBLKLIST so), a busy server or
-      // our own abort say nothing against the address.
-      const benign =
-        err.code === 'ABORTED' || err.code === 'PEER_BUSY' || (err.code === 'PEER_HTTP' && / 400$/.test(err.message));
-      if (!benign) {
-        h.strikes++;
-        h.quarantinedUntil =
-          this.now() + Math.min(this.probation.maxQuarantineMs, this.probation.quarantineMs * 2 ** (h.strikes - 1));
-        this.log.info('peer quarantined: no valid MS-PCCRR answer', {
-          peer,
-          code: err.code,
-          ms: h.quarantinedUntil - this.now(),
-        });
-      }
-      throw err;
-    } finally {
+    const attempt = this.exchangeOnce(peer, body, signal, allowNego, probation.answerWithinMs).then(
+      (r) => {
+        h.proven = true;
+        h.strikes = 0;
+        return r;
+      },
+      (e: unknown) => {
+        const err = e as PeerError;
+        // A refused message (HTTP 400: python-peerdist answers MSG_GETBLKLIST so), a busy server or
+        // our own abort say nothing against the address.
+        const benign =
+          err.code === 'ABORTED' || err.code === 'PEER_BUSY' || (err.code === 'PEER_HTTP' && / 400$/.test(err.message));
+        if (!benign) {
+          h.strikes++;
+          h.quarantinedUntil =
+            this.now() + Math.min(probation.maxQuarantineMs, probation.quarantineMs * 2 ** (h.strikes - 1));
+          this.log.info('peer quarantined: no valid MS-PCCRR answer', {
+            peer,
+            code: err.code,
+            ms: h.quarantinedUntil - this.now(),
+          });
+        }
+        throw err;
+      },
+    );
+    const settled = attempt.finally(() => {
       h.probing = undefined;
+      h.overdue = false;
       release();
+    });
+    settled.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const shortTimer = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        h.overdue = true;
+        release();
+        reject(
+          new PeerError(
+            'PEER_TIMEOUT',
+            peer,
+            `no answer within ${probation.firstByteTimeoutMs} ms (on probation: still waiting for it up to ${probation.answerWithinMs} ms)`,
+          ),
+        );
+      }, probation.firstByteTimeoutMs);
+    });
+    shortTimer.catch(() => undefined);
+    try {
+      return await Promise.race([settled, shortTimer]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
