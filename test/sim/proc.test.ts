@@ -95,3 +95,14 @@ t.test('an interrupted run (SIGINT) kills its processes and removes its temp dir
   }
   t.notOk(alive, 'origin process killed');
 });
+
+t.test('runCommand returns all of stdout, also what arrives after the exit', async (t) => {
+  // 'exit' may be handled before the last stdout data is read; a loaded machine once lost a `get
+  // --json` result line so (client 9 of a 32-client flash crowd: exit code 0, empty stdout). Made
+  // deterministic here: the child exits at once and a process it started writes the line later.
+  const late = 'setTimeout(() => console.log(JSON.stringify({ done: true })), 300)';
+  const script = `require('node:child_process').spawn(process.execPath, ['-e', ${JSON.stringify(late)}], { stdio: ['ignore', 'inherit', 'ignore'] }); process.exit(0);`;
+  const r = await runCommand(process.execPath, ['-e', script]);
+  t.equal(r.code, 0);
+  t.same(lastJsonLine(r.stdout), { done: true }, 'the line written after the exit is in stdout');
+});

@@ -235,8 +235,19 @@ export function runCommand(
       tc.stderrTail += `\n(killed after ${opts.timeoutMs ?? 60000} ms)`;
       tc.child.kill('SIGKILL');
     }, opts.timeoutMs ?? 60_000);
-    void tc.exited.then((code) => {
+    // 'exit' can come before the last stdout data is read (a loaded machine once lost a `get
+    // --json` result line so): the result waits for stdout to end as well (bounded: a grandchild
+    // may hold the pipe open).
+    const out = tc.child.stdout;
+    const stdoutDone = out
+      ? new Promise<void>((r) => {
+          if (out.readableEnded || out.destroyed) r();
+          else out.once('end', r).once('close', r);
+        })
+      : Promise.resolve();
+    void tc.exited.then(async (code) => {
       clearTimeout(timer);
+      await Promise.race([stdoutDone, new Promise((r) => setTimeout(r, 5000))]);
       resolve({ code, stdout, stderr: tc.stderrTail, ms: performance.now() - started });
     });
   });
