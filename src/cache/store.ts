@@ -326,6 +326,15 @@ export class BlockStore extends EventEmitter {
     return !!e && e.present.count === e.present.size;
   }
 
+  /**
+   * A segment's holdings as discovery answers from them (one map lookup by hex ID, no arrays: a
+   * 255-ID probe from each of 31 peers is the hot path of a flash crowd); undefined when unknown.
+   */
+  probeState(idHex: string): { present: number; total: number; added: number } | undefined {
+    const e = this.entries.get(idHex);
+    return e && { present: e.present.count, total: e.present.size, added: e.added };
+  }
+
   /** When the segment entered the cache (ms since epoch), or undefined when it is not held. */
   addedAt(segmentId: Buffer): number | undefined {
     return this.entries.get(segmentId.toString('hex'))?.added;

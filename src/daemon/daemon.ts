@@ -184,10 +184,13 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       lookup: (ids, version) =>
         ids.map((id) => {
           if (version === 1 && isLivenessProbe(id)) return { blockCount: 1, complete: false }; // `peerdist doctor`
-          if (!store.getSegment(id) || policy.notServing() !== undefined || policy.tooOld(store, id)) return undefined;
-          const complete = store.isComplete(id);
-          const blockCount = version === 2 ? (complete ? 1 : 0) : store.presentBlocks(id).length;
-          return blockCount > 0 ? { blockCount, complete } : undefined;
+          const hex = id.toString('hex');
+          const st = store.probeState(hex);
+          if (!st || policy.notServing() !== undefined || policy.tooOldAt(st.added)) return undefined;
+          const complete = st.present === st.total;
+          const blockCount = version === 2 ? (complete ? 1 : 0) : st.present;
+          // idHex saves the responder's damping check a second hex conversion (segmentIdHex is upper-case).
+          return blockCount > 0 ? { blockCount, complete, idHex: complete ? hex.toUpperCase() : undefined } : undefined;
         }),
       localSubnets: localSubnets(iface, ifaces, ipv6),
       logger: log.child({ component: 'discovery' }),

@@ -34,7 +34,12 @@ export class ServePolicy {
   tooOld(store: AgedStore, segmentId: Buffer): boolean {
     if (!(this.o.maxAgeMs > 0)) return false;
     const t = store.addedAt(segmentId);
-    return t !== undefined && this.now() - t > this.o.maxAgeMs;
+    return t !== undefined && this.tooOldAt(t);
+  }
+
+  /** The same for a segment that entered the cache at `added` (ms since epoch). */
+  tooOldAt(added: number): boolean {
+    return this.o.maxAgeMs > 0 && this.now() - added > this.o.maxAgeMs;
   }
 
   /** The store as the retrieval server sees it: segments past the maximum age are not there. */

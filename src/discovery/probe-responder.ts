@@ -23,7 +23,10 @@ import { msToAge } from '../protocol/pccrd/segment-ages.js';
 export type SegmentLookup = (
   segmentIds: Buffer[],
   version: DiscoveryVersion,
-) => Array<{ blockCount: number; complete: boolean; ageMs?: number } | undefined>;
+) => Array<
+  | { blockCount: number; complete: boolean; ageMs?: number /** segmentIdHex(id), when known */; idHex?: string }
+  | undefined
+>;
 
 /** APP_MAX_DELAY for PeerDist (MS-PCCRD; protocol/pccrd.md, "Responder behaviour"). */
 export const APP_MAX_DELAY_MS = 65;
@@ -114,7 +117,10 @@ export class Responder {
       const r = found[index];
       if (!r || !(r.blockCount > 0 || (probe.version === 2 && r.complete))) return;
       // Damping only concerns segments we hold completely (we downloaded them and saw others' replies).
-      if (r.complete && !this.cfg.damping.shouldAnswer(segmentIdHex(segmentId), r.blockCount, this.rt.random)) {
+      if (
+        r.complete &&
+        !this.cfg.damping.shouldAnswer(r.idHex ?? segmentIdHex(segmentId), r.blockCount, this.rt.random)
+      ) {
         damped++;
         return;
       }

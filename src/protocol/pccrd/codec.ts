@@ -157,6 +157,30 @@ export function encodeProbe(probe: Omit<Probe, 'kind'>): string {
 }
 
 /**
+ * The match of each probed ID (undefined: not held). The responder builds its matches from the
+ * probe's own ID buffers, so they pair by reference; other callers' matches pair by ID. (The
+ * former search of every match for every probed ID was the largest single cost of a daemon in a
+ * 32-client flash crowd.)
+ */
+function pairMatches(ids: Buffer[], matches: ProbeMatchEntry[]): Array<ProbeMatchEntry | undefined> {
+  const byRef = new Map<Buffer, ProbeMatchEntry>();
+  for (const m of matches) byRef.set(m.segmentId, m);
+  const used = new Set<ProbeMatchEntry>();
+  const out = ids.map((id) => {
+    const m = byRef.get(id);
+    if (m) used.add(m);
+    return m;
+  });
+  if (used.size === matches.length) return out;
+  const byId = new Map<string, ProbeMatchEntry>();
+  for (const m of matches) {
+    const k = m.segmentId.toString('hex');
+    if (!byId.has(k)) byId.set(k, m);
+  }
+  return ids.map((id) => byId.get(id.toString('hex')));
+}
+
+/**
  * Encodes a ProbeMatches message. v1: `matches` lists the segments held, each with its block count
  * (8 upper-case hex digits each in BlockCount). v2: `probeSegmentIds` (the probe's list, in its
  * order) is required; each probed segment's pair comes from the match with the same ID (absent = 00).
@@ -179,10 +203,10 @@ export function encodeProbeMatches(pm: Omit<ProbeMatches, 'kind'>, probeSegmentI
   } else {
     if (!probeSegmentIds || probeSegmentIds.length < 1 || probeSegmentIds.length > MAX_SCOPES)
       throw new RangeError("v2 ProbeMatch needs the probe's segment IDs");
-    const pairs = probeSegmentIds.map((id) => {
-      const m = pm.matches.find((x) => x.segmentId.equals(id));
-      return { partial: !!m && (!!m.partial || !!m.complete), complete: !!m && !!m.complete };
-    });
+    const pairs = pairMatches(probeSegmentIds, pm.matches).map((m) => ({
+      partial: !!m && (!!m.partial || !!m.complete),
+      complete: !!m && !!m.complete,
+    }));
     scopes = encodeAvailability(pairs).toString('base64');
     const ages = pm.segmentAges ?? { units: 3, entries: [] };
     data = `<PeerDist:SegmentAges>${encodeSegmentAges(ages).toString('base64')}</PeerDist:SegmentAges>`;

@@ -16,6 +16,7 @@ import {
 import { encodeSegmentAges, decodeSegmentAges, ageToMs, msToAge } from '../../../src/protocol/pccrd/segment-ages.js';
 import { DiscoveryParseError } from '../../../src/protocol/pccrd/errors.js';
 import { ParseError } from '../../../src/util/errors.js';
+import { decodeBase64 } from '../../../src/protocol/pccrd/values.js';
 
 const V2_ONE_B64 = 'ACABKQEaAQAAAAAwHRoBAAAAAEEAQQBEAHkAZwBNAE0AMQA=';
 const V2_ONE_HEX = '00200129011a0100000000301d1a0100000000410041004400790067004d004d003100';
@@ -290,4 +291,57 @@ t.test('error type is a ParseError subclass naming the field', async (t) => {
     t.ok(err instanceof ParseError);
     t.equal((err as DiscoveryParseError).field, 'Envelope');
   }
+});
+
+t.test('base64 fields: canonical standard base64 only', async (t) => {
+  t.same(decodeBase64('QUJD', 'f'), Buffer.from('ABC'));
+  t.same(decodeBase64('QUI=', 'f'), Buffer.from('AB'));
+  t.same(decodeBase64('QQ==', 'f'), Buffer.from('A'));
+  t.same(decodeBase64(' QU\nJD ', 'f'), Buffer.from('ABC'), 'whitespace is ignored');
+  for (const bad of ['', 'QUJ', 'QUJDR', 'QU=D', 'Q===', '====', 'QUJD====', 'QU-D', 'QU_D', 'QUJ*', 'QQ=A']) {
+    t.throws(() => decodeBase64(bad, 'f'), { code: 'PCCRD_INVALID' }, `refused: ${JSON.stringify(bad)}`);
+  }
+  t.throws(() => decodeBase64('QR==', 'f'), /non-canonical/, 'non-zero pad bits');
+  t.throws(() => decodeBase64('QUJ=', 'f'), /non-canonical/, 'non-zero pad bits (one =)');
+});
+
+t.test('ProbeMatch v2 pairs: matches listed out of probe order or as copies of the IDs pair by ID', async (t) => {
+  const ids = [0, 1, 2, 3].map((i) => Buffer.alloc(32, i));
+  const base = {
+    version: 2 as const,
+    messageId: 'urn:uuid:00000000-0000-4000-8000-000000000001',
+    relatesTo: 'urn:uuid:00000000-0000-4000-8000-000000000002',
+    instanceId: 1,
+    messageNumber: 1,
+    endpoint: 'urn:uuid:00000000-0000-4000-8000-000000000003',
+    xaddrs: ['10.0.0.1:80'],
+  };
+  const byRef = encodeProbeMatches(
+    {
+      ...base,
+      matches: [
+        { segmentId: ids[1]!, complete: true },
+        { segmentId: ids[3]!, partial: true },
+      ],
+    },
+    ids,
+  );
+  const copies = encodeProbeMatches(
+    {
+      ...base,
+      matches: [
+        { segmentId: Buffer.from(ids[3]!), partial: true },
+        { segmentId: Buffer.from(ids[1]!), complete: true },
+      ],
+    },
+    ids,
+  );
+  t.equal(copies, byRef, 'same datagram');
+  const pm = parseDiscoveryMessage(Buffer.from(byRef));
+  t.same(pm.kind === 'ProbeMatches' && pm.availability?.slice(0, 4), [
+    { partial: false, complete: false },
+    { partial: true, complete: true },
+    { partial: false, complete: false },
+    { partial: true, complete: false },
+  ]);
 });
