@@ -14,6 +14,11 @@ const MAX_RESPONDERS = 64;
 interface Seen {
   /** endpoint -> v1 block count announced (v2: 1), and whether it claimed the whole segment (v2 bit). */
   responders: Map<string, { blockCount: number; complete: boolean }>;
+  /**
+   * Full-segment replies counted for a given `ourBlockCount`, until the next observation: a daemon
+   * answering 255-ID probes from 31 peers asked this for every held segment of every probe.
+   */
+  full?: { ours: number; count: number };
 }
 
 export class DampingTable {
@@ -28,8 +33,10 @@ export class DampingTable {
       if (this.segments.size >= MAX_SEGMENTS) this.segments.delete(this.segments.keys().next().value!);
     }
     this.segments.set(segmentHex, s);
-    if (s.responders.has(endpoint) || s.responders.size < MAX_RESPONDERS)
+    if (s.responders.has(endpoint) || s.responders.size < MAX_RESPONDERS) {
       s.responders.set(endpoint, { blockCount, complete });
+      s.full = undefined;
+    }
   }
 
   /**
@@ -39,9 +46,12 @@ export class DampingTable {
   shouldAnswer(segmentHex: string, ourBlockCount: number, random: () => number): boolean {
     const s = this.segments.get(segmentHex);
     if (!s || s.responders.size < DAMPING_THRESHOLD) return true;
-    let full = 0;
-    for (const r of s.responders.values()) if (r.complete || r.blockCount >= ourBlockCount) full++;
-    if (full >= DAMPING_THRESHOLD) return false;
+    if (s.full?.ours !== ourBlockCount) {
+      let count = 0;
+      for (const r of s.responders.values()) if (r.complete || r.blockCount >= ourBlockCount) count++;
+      s.full = { ours: ourBlockCount, count };
+    }
+    if (s.full.count >= DAMPING_THRESHOLD) return false;
     return random() < DAMPING_PROBABILITY;
   }
 
