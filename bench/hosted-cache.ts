@@ -5,11 +5,13 @@
  *   npm run build && node dist/bench/hosted-cache.js [--subnets 3] [--per-subnet 2] [--size 8MiB] [--wan-rate 20mbit] [--lan-rate 100mbit] [--json]
  * Prints origin bytes / file size for sequential (one client per subnet, one after another; target
  * <= 1.05 with the hosted cache) and flash (every client at once; target <= 1.3), and the rate of a
- * client on a subnet with no peer that gets the file from the hosted cache, against the LAN rate.
+ * client on a subnet with no peer that gets the file from the hosted cache, against the LAN rate
+ * and against a plain HTTP GET of the same file from the hosted cache's host over the same link.
  */
 import { parseArgs } from 'node:util';
 import { parseRate, parseSize } from '../testkit/sim/files.js';
-import { Cluster, originBlockBytes } from '../testkit/sim/harness.js';
+import { agentEntry } from '../testkit/sim/entrypoints.js';
+import { Cluster, lastJsonLine, originBlockBytes } from '../testkit/sim/harness.js';
 import { NetnsNetwork } from '../testkit/sim/network.js';
 import { netnsSupport } from '../testkit/sim/netns.js';
 import { runDownloads } from '../testkit/sim/scenarios.js';
@@ -52,8 +54,9 @@ async function run(withHc: boolean) {
     readyTimeoutMs: 120_000,
   });
   try {
+    let hc: Awaited<ReturnType<typeof c.startHostedCache>> | undefined;
     if (withHc) {
-      const hc = await c.startHostedCache({ subnet: 1 });
+      hc = await c.startHostedCache({ subnet: 1 });
       await c.network.shapeHost(hc.host, { rateBps: lanRateBps });
     }
     await c.startDaemons();
@@ -67,6 +70,36 @@ async function run(withHc: boolean) {
       timeoutMs: 900_000,
     });
     const hcStatus = withHc ? (await c.hostedCacheStatus()).hostedCache : undefined;
+    // The LAN reference, side by side: a plain HTTP GET of the same file from the hosted cache's
+    // host (same shaped link) by each client that was alone on its subnet in the sequential run.
+    const plainLan: Array<{ client: number; seconds: number }> = [];
+    if (hc) {
+      const server = c.network.spawn(hc.host, process.execPath, [
+        agentEntry,
+        'serve-file',
+        '--listen',
+        `${hc.address.slice(0, hc.address.lastIndexOf(':'))}:0`,
+        '--dir',
+        c.originRoot,
+      ]);
+      try {
+        const up = await server.firstJsonLine<{ address: string }>((v) => v.event === 'ready', 30_000);
+        for (const client of firstRow.slice(1)) {
+          const r = await c.network.run(
+            c.hosts[client - 1]!,
+            process.execPath,
+            [agentEntry, 'fetch', `http://${up.address}/seq.bin`],
+            { timeoutMs: 900_000 },
+          );
+          const j = lastJsonLine(r.stdout);
+          if (r.code !== 0 || !j || j.bytes !== size)
+            throw new Error(`plain LAN fetch failed: ${r.stderr.slice(-500)}`);
+          plainLan.push({ client, seconds: j.seconds as number });
+        }
+      } finally {
+        await server.stop('SIGTERM', 2000);
+      }
+    }
     return {
       withHostedCache: withHc,
       sequential: {
@@ -85,6 +118,7 @@ async function run(withHc: boolean) {
         allCorrect: flash.downloads.every((d) => d.correct),
       },
       hostedCache: hcStatus,
+      plainLan,
     };
   } finally {
     await c.close();
@@ -95,12 +129,18 @@ const without = await run(false);
 const withHc = await run(true);
 // LAN-speed figure: clients 2..N of the sequential run are alone on their subnet; with the hosted cache they get the file from it.
 const lonely = withHc.sequential.downloads.slice(1);
-const lanFigure = lonely.map((d) => ({
-  client: d.client,
-  mbitPerSec: (size * 8) / d.seconds / 1e6,
-  ofLanRate: (size * 8) / d.seconds / lanRateBps,
-  fromPeers: d.fromPeers,
-}));
+const lanFigure = lonely.map((d) => {
+  const plain = withHc.plainLan.find((p) => p.client === d.client)?.seconds;
+  return {
+    client: d.client,
+    mbitPerSec: (size * 8) / d.seconds / 1e6,
+    ofLanRate: (size * 8) / d.seconds / lanRateBps,
+    plainLanSeconds: plain,
+    /** Throughput from the hosted cache / a plain GET over the same LAN path. */
+    ofPlainLan: plain === undefined ? undefined : plain / d.seconds,
+    fromPeers: d.fromPeers,
+  };
+});
 const out = { subnets, perSubnet: per, size, wanRateBps, wanDelayMs, lanRateBps, without, with: withHc, lanFigure };
 if (values.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
 else {
@@ -116,6 +156,6 @@ else {
   );
   for (const l of lanFigure)
     process.stdout.write(
-      `  client ${l.client} (no peer on its subnet): ${l.mbitPerSec.toFixed(1)} Mbit/s from the hosted cache = ${l.ofLanRate.toFixed(2)} x the LAN rate\n`,
+      `  client ${l.client} (no peer on its subnet): ${l.mbitPerSec.toFixed(1)} Mbit/s from the hosted cache = ${l.ofLanRate.toFixed(2)} x the LAN rate, ${l.ofPlainLan?.toFixed(2) ?? 'n/a'} x a plain HTTP GET from the hosted cache's host (${l.plainLanSeconds?.toFixed(2) ?? 'n/a'} s)\n`,
     );
 }

@@ -290,7 +290,9 @@ t.test('a range answered short: the verified blocks are kept, the rest fetched a
 t.test(
   'a lone download streamed to a reader: blocks reach the reader from memory, not re-read from the cache',
   async (t) => {
-    const data = payload(24 * MiB + 4321);
+    // Smaller than the 16 MiB a job keeps for its readers: however far the download runs ahead of
+    // the reader (in one process the local origin outruns it), nothing is dropped before it is read.
+    const data = payload(12 * MiB + 4321);
     const real = await realContentInfo(t, data, 1);
     const o = await fakeOrigin(t, (req, res) => {
       const range = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['range'] ?? ''));
@@ -321,6 +323,6 @@ t.test(
     await job.done;
     t.equal(sha256(await out), sha256(data), 'content correct');
     const blocks = Math.ceil(data.length / 65536);
-    t.ok(reads <= blocks / 10, `${reads} of ${blocks} blocks re-read from the cache`);
+    t.equal(reads, 0, `${reads} of ${blocks} blocks re-read from the cache`);
   },
 );
