@@ -33,8 +33,8 @@ const GATE_TRIAL_WAIT_MS = 1500;
 export const RECENT_BYTES = 16 * 1024 * 1024;
 /**
  * Blocks per origin range request once the job has fetched from the origin alone for a while
- * (protocol/engine.md "Origin"): one round trip and one request for 2 MiB of v1 content instead of
- * 16, as the issue-11 lone-daemon figures in BENCHMARKS.md measure.
+ * (protocol/engine.md "Origin"): one request and one round trip for 1 MiB of v1 content instead of
+ * 16 (issue 11; BENCHMARKS.md has the lone-daemon figures).
  */
 const ORIGIN_RANGE_BLOCKS = 16;
 const V2_SIGHTING_GRACE_MS = 60;
@@ -115,7 +115,7 @@ export class Transfer implements Session {
   private trialsSettled: (() => void) | undefined;
   /** Cache writes in flight (a block that arrived just before cancel() is still stored and counted). */
   private readonly storing = new Set<Promise<void>>();
-  /** Recently stored verified blocks by block number (insertion order = age). */
+  /** Verified blocks kept for the readers by block number (keepForReaders, RECENT_BYTES). */
   private readonly recent = new Map<number, Buffer>();
   private recentBytes = 0;
   /** Verified blocks the cache refused, kept until the readers have passed them. */
