@@ -202,6 +202,12 @@ export function collectMetrics(p: DaemonParts): Metric[] {
       value: num(ds, 'matchesSent', 'probeMatchesSent'),
     },
     {
+      name: 'peerdist_probe_follow_ups_sent_total',
+      type: 'counter',
+      help: 'Follow-up ProbeMatches sent (a probed segment arrived after the probe; also in probe_matches_sent).',
+      value: num(ds, 'followUpsSent'),
+    },
+    {
       name: 'peerdist_probe_matches_received_total',
       type: 'counter',
       help: 'MS-PCCRD ProbeMatches received.',

@@ -28,6 +28,9 @@ export type { PeerSighting, SegmentWatch, DiscoveryStats };
 export const DISCOVERY_PORT = 3702;
 export const IPV4_GROUP = '239.255.255.250';
 export const IPV6_GROUP = 'ff02::c';
+/** How long, and how many, other hosts' probes are kept for onForeignProbe's replay. */
+const RECENT_PROBES_MS = 3000;
+const RECENT_PROBES_MAX = 128;
 
 export interface DiscoveryOptions {
   /** UDP port of the responder and of the probes' destination (default 3702). */
@@ -71,6 +74,8 @@ export class Discovery extends EventEmitter {
   private probeSockets: Array<{ socket: Socket; group: string }> = [];
   private started = false;
   private closed = false;
+  /** Other hosts' probes of the last moments (onForeignProbe replays them to a new listener). */
+  private readonly recentProbes: Array<{ at: number; ids: Buffer[]; from: string }> = [];
   /** Our endpoint reference (urn:uuid), new for every run like Windows does. */
   readonly endpoint = `urn:uuid:${randomUUID()}`;
 
@@ -112,9 +117,31 @@ export class Discovery extends EventEmitter {
         send: (d, to) => this.unicast(d, to.address, to.port),
         perSourceRate: opts.perSourceRate,
         globalRate: opts.globalRate,
+        onProbe: (ids, from) => {
+          const at = now();
+          this.recentProbes.push({ at, ids, from: from.address });
+          while (this.recentProbes.length > RECENT_PROBES_MAX || this.recentProbes[0]!.at < at - RECENT_PROBES_MS)
+            this.recentProbes.shift();
+          if (this.listenerCount('foreign-probe') > 0) this.emit('foreign-probe', ids, from.address);
+        },
       },
       this.rt,
     );
+  }
+
+  /**
+   * Calls `fn` with the segment IDs and source address of every new probe another host sends
+   * (another client wants those segments now: the download engine's flash-crowd signal), first
+   * for those of the last RECENT_PROBES_MS (a client that started a moment before us probed before
+   * our download existed). Returns the function that stops it.
+   */
+  onForeignProbe(fn: (segmentIds: Buffer[], from: string) => void): () => void {
+    const since = (this.opts.now ?? Date.now)() - RECENT_PROBES_MS;
+    for (const p of this.recentProbes) if (p.at >= since) fn(p.ids, p.from);
+    this.on('foreign-probe', fn);
+    return () => {
+      this.off('foreign-probe', fn);
+    };
   }
 
   get port(): number {
@@ -204,6 +231,14 @@ export class Discovery extends EventEmitter {
   watch(segmentIds: Buffer[], version: DiscoveryVersion): SegmentWatch {
     if (this.closed) throw new Error('Discovery is closed');
     return this.prober.watch(segmentIds, version);
+  }
+
+  /**
+   * A segment entered our cache (ID as hex): probes that asked for it moments ago get a follow-up
+   * ProbeMatch (protocol/pccrd.md, "Follow-up ProbeMatches").
+   */
+  announce(segmentIdHex: string): void {
+    if (!this.closed) this.responder.announce(segmentIdHex);
   }
 
   /** Suggested wait for a first peer: drops toward 0 while probes find nobody, back to max on any reply. */

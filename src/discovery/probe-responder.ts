@@ -19,6 +19,7 @@ import type { DampingTable } from './damping.js';
 import { ExpiringSet, KeyedRateLimiter, TokenBucket } from './limits.js';
 import { countDrop, type Peer, type Runtime } from './runtime.js';
 import { msToAge } from '../protocol/pccrd/segment-ages.js';
+import { DEFAULT_FOLLOW_UP_LIMITS, FollowUps, type FollowUpLimits, type Waiting } from './follow-ups.js';
 
 export type SegmentLookup = (
   segmentIds: Buffer[],
@@ -51,6 +52,18 @@ export interface ResponderConfig {
   perSourceRate?: { rate: number; burst: number };
   globalRate?: { rate: number; burst: number };
   maxReplyBytes?: number;
+  /**
+   * Follow-up ProbeMatches (protocol/pccrd.md): probes for segments we lack are remembered and
+   * answered when announce() says one arrived. `false` turns them off.
+   */
+  followUps?: Partial<FollowUpLimits> | false;
+  /** Follow-up datagrams per second and burst, over all probers (default 100/s, burst 200). */
+  followUpRate?: { rate: number; burst: number };
+  /**
+   * Every new probe from another host (after the rate limits, parsing and de-duplication), whether
+   * we answer it or not: another client on the subnet wants these segments now.
+   */
+  onProbe?: (segmentIds: Buffer[], from: Peer) => void;
 }
 
 export class Responder {
@@ -58,6 +71,8 @@ export class Responder {
   private readonly perSource: KeyedRateLimiter;
   private readonly global: TokenBucket;
   private readonly pending = new Set<unknown>();
+  private readonly followUps: FollowUps | undefined;
+  private readonly followUpBucket: TokenBucket;
   private closed = false;
 
   constructor(
@@ -68,6 +83,9 @@ export class Responder {
     const g = cfg.globalRate ?? { rate: 200, burst: 400 };
     this.perSource = new KeyedRateLimiter(ps.rate, ps.burst);
     this.global = new TokenBucket(g.rate, g.burst, rt.now());
+    if (cfg.followUps !== false) this.followUps = new FollowUps({ ...DEFAULT_FOLLOW_UP_LIMITS, ...cfg.followUps });
+    const f = cfg.followUpRate ?? { rate: 100, burst: 200 };
+    this.followUpBucket = new TokenBucket(f.rate, f.burst, rt.now());
   }
 
   /** Handles one datagram received on the discovery port. */
@@ -92,7 +110,17 @@ export class Responder {
     if (this.cfg.isOwnProbe(probe.messageId)) return countDrop(stats, 'own');
     stats.probesReceived++;
     if (this.seen.checkAndAdd(probe.messageId, now)) return countDrop(stats, 'duplicate');
-    const reply = this.buildReply(probe);
+    this.cfg.onProbe?.(probe.segmentIds, from);
+    const found = this.cfg.lookup(probe.segmentIds, probe.version);
+    const reply = this.buildReply(probe, found);
+    if (this.followUps) {
+      const missing: Array<{ index: number; hex: string }> = [];
+      probe.segmentIds.forEach((id, index) => {
+        const r = found[index];
+        if (!r || !(r.blockCount > 0 || r.complete)) missing.push({ index, hex: segmentIdHex(id) });
+      });
+      this.followUps.remember(probe, from, missing, now);
+    }
     if (!reply) return;
     const delay = 1 + Math.floor(this.rt.random() * APP_MAX_DELAY_MS);
     const h = this.rt.timers.set(
@@ -107,10 +135,50 @@ export class Responder {
     this.pending.add(h);
   }
 
-  /** The ProbeMatches datagram for a probe, or undefined to stay silent. */
-  buildReply(probe: Probe): Buffer | undefined {
+  /**
+   * A segment (ID as hex, any case) entered our cache: probes that asked for it in the last
+   * moments get a follow-up ProbeMatch for it (with whatever else of theirs arrived meanwhile)
+   * after the usual random delay.
+   */
+  announce(idHex: string): void {
+    if (this.closed || !this.followUps) return;
+    for (const w of this.followUps.arrived(idHex.toUpperCase(), this.rt.now())) {
+      if (w.timer !== undefined) continue;
+      const delay = 1 + Math.floor(this.rt.random() * APP_MAX_DELAY_MS);
+      w.timer = this.rt.timers.set(() => {
+        this.pending.delete(w.timer);
+        this.sendFollowUp(w);
+      }, delay);
+      this.pending.add(w.timer);
+    }
+  }
+
+  private sendFollowUp(w: Waiting): void {
     const { stats } = this.rt;
-    const found = this.cfg.lookup(probe.segmentIds, probe.version);
+    const ready = w.ready;
+    this.followUps!.sent(w);
+    if (this.closed || ready.length === 0) return;
+    if (!this.followUpBucket.take(this.rt.now())) return countDrop(stats, 'rateFollowUp');
+    // Only the segments that arrived are looked up (and answered); the rest of the probe's list
+    // stays for the encoding, which refers to the probe's IDs by position (v2).
+    const sub = this.cfg.lookup(
+      ready.map((i) => w.probe.segmentIds[i]!),
+      w.probe.version,
+    );
+    const found: ReturnType<SegmentLookup> = new Array(w.probe.segmentIds.length);
+    ready.forEach((i, k) => {
+      found[i] = sub[k];
+    });
+    const reply = this.buildReply(w.probe, found);
+    if (!reply) return;
+    this.cfg.send(reply, w.from);
+    stats.matchesSent++;
+    stats.followUpsSent++;
+  }
+
+  /** The ProbeMatches datagram for a probe (given what lookup found for its IDs), or undefined to stay silent. */
+  buildReply(probe: Probe, found = this.cfg.lookup(probe.segmentIds, probe.version)): Buffer | undefined {
+    const { stats } = this.rt;
     const held: Array<{ index: number; entry: ProbeMatchEntry; ageMs?: number }> = [];
     let damped = 0;
     probe.segmentIds.forEach((segmentId, index) => {
@@ -192,5 +260,6 @@ export class Responder {
     this.closed = true;
     for (const h of this.pending) this.rt.timers.clear(h);
     this.pending.clear();
+    this.followUps?.clear();
   }
 }

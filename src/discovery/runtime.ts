@@ -9,12 +9,14 @@ export interface DiscoveryStats {
   probesReceived: number;
   matchesSent: number;
   matchesReceived: number;
+  /** ProbeMatches sent as follow-ups (a segment arrived after the probe; counted in matchesSent too). */
+  followUpsSent: number;
   /** Datagrams ignored, by reason (malformed, notLocal, rateSource, duplicate, notHeld, ...). */
   dropped: Record<string, number>;
 }
 
 export function newStats(): DiscoveryStats {
-  return { probesSent: 0, probesReceived: 0, matchesSent: 0, matchesReceived: 0, dropped: {} };
+  return { probesSent: 0, probesReceived: 0, matchesSent: 0, matchesReceived: 0, followUpsSent: 0, dropped: {} };
 }
 
 export function countDrop(stats: DiscoveryStats, reason: string, log?: Logger, fields?: Record<string, unknown>): void {

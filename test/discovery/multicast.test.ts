@@ -246,3 +246,27 @@ t.test('start fails cleanly when the discovery port is taken exclusively', async
   await d.close(); // idempotent after the failed start
   t.throws(() => d.watch([seg(1)], 1), /closed/);
 });
+
+t.test(
+  'follow-up ProbeMatch over real sockets; foreign probes reach a listener that subscribes after them',
+  async (t) => {
+    const s7 = seg(7);
+    const heldA: Held = new Map();
+    const a = await node(t, 'F', '127.0.0.5', heldA);
+    const b = await node(t, 'G', '127.0.0.6', new Map(), { timing: { repeatMinMs: 60_000, repeatMaxMs: 60_000 } });
+    const w = b.watch([s7], 2);
+    t.teardown(() => w.close());
+    // A hears B's probe; a listener that subscribes afterwards still gets it (replayed), once.
+    await until('A received the probe', () => (a.stats().probesReceived > 0 ? true : undefined));
+    const seen: string[] = [];
+    const stop = a.onForeignProbe((ids, from) => seen.push(`${from} ${ids.map(hex).join(',')}`));
+    t.teardown(stop);
+    t.same(seen, [`127.0.0.1 ${hex(s7)}`], 'the probe sent before the subscription is replayed');
+    // B probes only once a minute from now on: the sighting can only come from A's follow-up.
+    heldA.set(hex(s7), { blockCount: 1, complete: true });
+    a.announce(hex(s7));
+    const sighting = await until('B sees A', () => w.peers(s7)[0]);
+    t.equal(sighting.address, '127.0.0.5:870', "A's follow-up ProbeMatch reached B's watch");
+    t.equal(a.stats().followUpsSent, 1, 'one follow-up sent');
+  },
+);

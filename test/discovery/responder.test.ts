@@ -303,3 +303,124 @@ t.test('close cancels pending replies', async (t) => {
   clock.advance(100);
   t.equal(sent.length, 0);
 });
+
+// ------------------------------------------------------------------ follow-up ProbeMatches
+
+const idOf = (raw: Buffer) => (parseDiscoveryMessage(raw) as { messageId: string }).messageId;
+/** Segment IDs a reply names (v2 replies refer to the probe's list by position). */
+const named = (raw: Buffer, probed: Buffer[]) =>
+  (parseDiscoveryMessage(raw, { probeSegments: () => probed }) as ProbeMatches).matches.map((x) => hex(x.segmentId));
+
+t.test('follow-up: a probe for a segment we lack is answered when the segment arrives (v1 and v2)', async (t) => {
+  for (const version of [1, 2] as const) {
+    const held = new Map<string, { blockCount: number; complete: boolean }>();
+    const { clock, sent, r, rt } = setup({ held });
+    const p = probe([seg(1), seg(2), seg(3)], version);
+    r.handle(p, SRC);
+    clock.advance(100);
+    t.equal(sent.length, 0, `v${version}: nothing held, no reply`);
+    held.set(hex(seg(2)), { blockCount: 1, complete: version === 2 });
+    r.announce(hex(seg(2)).toLowerCase());
+    clock.advance(65);
+    t.equal(sent.length, 1, `v${version}: one follow-up after the arrival`);
+    const m = sent[0]!.msg;
+    t.equal(m.relatesTo, idOf(p), 'related to the probe that asked');
+    t.same(sent[0]!.to, SRC, 'sent to the prober');
+    t.same(named(sent[0]!.raw, [seg(1), seg(2), seg(3)]), [hex(seg(2))], 'names only the segment that arrived');
+    t.equal(rt.stats.followUpsSent, 1);
+    t.equal(rt.stats.matchesSent, 1);
+    r.announce(hex(seg(2)));
+    clock.advance(100);
+    t.equal(sent.length, 1, 'a segment is followed up once per probe');
+  }
+});
+
+t.test('follow-up: arrivals close together go out in one datagram after the random delay', async (t) => {
+  const held = new Map<string, { blockCount: number; complete: boolean }>();
+  const { clock, sent, r } = setup({ held, random: () => 0.5 });
+  r.handle(probe([seg(1), seg(2), seg(3)], 2), SRC);
+  held.set(hex(seg(1)), { blockCount: 1, complete: true });
+  r.announce(hex(seg(1)));
+  clock.advance(10);
+  held.set(hex(seg(3)), { blockCount: 1, complete: true });
+  r.announce(hex(seg(3)));
+  clock.advance(23);
+  t.equal(sent.length, 1, 'one datagram 33 ms after the first arrival');
+  t.same(named(sent[0]!.raw, [seg(1), seg(2), seg(3)]), [hex(seg(1)), hex(seg(3))]);
+});
+
+t.test('follow-up: only the newest probe of a prober socket is answered, and only within the TTL', async (t) => {
+  const held = new Map<string, { blockCount: number; complete: boolean }>();
+  const { clock, sent, r } = setup({ held });
+  const old = probe([seg(1), seg(2)], 2);
+  const newer = probe([seg(1)], 2);
+  r.handle(old, SRC);
+  clock.advance(500);
+  r.handle(newer, SRC);
+  held.set(hex(seg(1)), { blockCount: 1, complete: true });
+  r.announce(hex(seg(1)));
+  clock.advance(100);
+  t.equal(sent.length, 1, 'one follow-up for segment 1');
+  t.equal(sent[0]!.msg.relatesTo, idOf(newer), 'to the newest probe that asked for it');
+  // Segment 2 was asked for only by the older probe: still answered, within its TTL.
+  held.set(hex(seg(2)), { blockCount: 1, complete: true });
+  r.announce(hex(seg(2)));
+  clock.advance(100);
+  t.equal(sent.length, 2);
+  t.equal(sent[1]!.msg.relatesTo, idOf(old));
+  // A probe older than the TTL (3 s) is forgotten.
+  r.handle(probe([seg(3)], 2), SRC);
+  clock.advance(3001);
+  held.set(hex(seg(3)), { blockCount: 1, complete: true });
+  r.announce(hex(seg(3)));
+  clock.advance(100);
+  t.equal(sent.length, 2, 'no follow-up after the TTL');
+});
+
+t.test('follow-up: bounded per source address, in all, and by rate; off when configured off', async (t) => {
+  const held = new Map<string, { blockCount: number; complete: boolean }>();
+  const { clock, sent, r, rt } = setup({
+    held,
+    cfg: { perSourceRate: { rate: 1000, burst: 1000 }, followUpRate: { rate: 1, burst: 5 } },
+  });
+  // 20 probe sockets of one host: only the newest 8 are kept.
+  for (let port = 1; port <= 20; port++) r.handle(probe([seg(7)], 2), { address: SRC.address, port });
+  held.set(hex(seg(7)), { blockCount: 1, complete: true });
+  r.announce(hex(seg(7)));
+  clock.advance(100);
+  t.same(
+    sent.map((s) => s.to.port),
+    [13, 14, 15, 16, 17],
+    '8 kept per source address, and the follow-up bucket (burst 5) lets 5 go',
+  );
+  t.equal(rt.stats.dropped.rateFollowUp, 3, 'the other 3 counted as rate-limited');
+
+  const off = setup({ held: new Map(), cfg: { followUps: false } });
+  off.r.handle(probe([seg(8)], 2), SRC);
+  off.held.set(hex(seg(8)), { blockCount: 1, complete: true });
+  off.r.announce(hex(seg(8)));
+  off.clock.advance(100);
+  t.equal(off.sent.length, 0, 'followUps: false sends none');
+});
+
+t.test('follow-up: a segment that is no longer held when the timer fires is not announced', async (t) => {
+  const held = new Map<string, { blockCount: number; complete: boolean }>();
+  const { clock, sent, r } = setup({ held });
+  r.handle(probe([seg(4)], 2), SRC);
+  r.announce(hex(seg(4))); // arrived and dropped again before the send (lookup says not held)
+  clock.advance(100);
+  t.equal(sent.length, 0);
+});
+
+t.test('onProbe sees every new foreign probe with its source, answered or not', async (t) => {
+  const seen: Array<{ ids: string[]; from: string }> = [];
+  const { clock, r } = setup({
+    held: new Map(),
+    cfg: { onProbe: (ids, from) => seen.push({ ids: ids.map(hex), from: from.address }) },
+  });
+  const p = probe([seg(5), seg(6)], 2);
+  r.handle(p, SRC);
+  r.handle(p, SRC); // a retransmission (same MessageID)
+  clock.advance(100);
+  t.same(seen, [{ ids: [hex(seg(5)), hex(seg(6))], from: SRC.address }]);
+});

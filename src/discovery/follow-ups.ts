@@ -1,0 +1,155 @@
+/**
+ * Probes remembered for follow-up ProbeMatches (our extension, protocol/pccrd.md "Follow-up
+ * ProbeMatches"): a probe for segments we do not hold yet is kept for a short while, and when one of
+ * them arrives in our cache we answer that probe then, instead of leaving the prober to find out at
+ * its next probe 1-2 s later. Pure bookkeeping: no sockets, no timers; time is passed in.
+ *
+ * Bounds: a probe is kept at most `ttlMs`; at most `maxProbes` in all and `maxPerSource` per source
+ * address (the oldest go first); for each (segment, prober socket) only the newest probe is kept, so
+ * a prober repeating its probe gets one follow-up per segment, related to its latest MessageID
+ * (the one it is sure to still accept).
+ */
+import type { Probe } from '../protocol/pccrd/codec.js';
+import type { Peer } from './runtime.js';
+
+export interface Waiting {
+  probe: Probe;
+  from: Peer;
+  expires: number;
+  /** Indices (into probe.segmentIds) that arrived since the last follow-up was sent. */
+  ready: number[];
+  /** IDs of this probe still indexed (waiting for their segment). */
+  live: number;
+  /** Set by the owner while a follow-up send is scheduled. */
+  timer?: unknown;
+}
+
+export interface FollowUpLimits {
+  ttlMs: number;
+  maxProbes: number;
+  maxPerSource: number;
+}
+
+export const DEFAULT_FOLLOW_UP_LIMITS: FollowUpLimits = { ttlMs: 3000, maxProbes: 256, maxPerSource: 8 };
+
+export class FollowUps {
+  /** By MessageID; Map order is arrival order (oldest first). */
+  private readonly probes = new Map<string, Waiting>();
+  /** Upper-case segment ID hex -> prober socket ("addr|port") -> the newest probe asking and the ID's index in it. */
+  private readonly bySegment = new Map<string, Map<string, { w: Waiting; index: number }>>();
+  private readonly perSource = new Map<string, number>();
+
+  constructor(private readonly limits: FollowUpLimits = DEFAULT_FOLLOW_UP_LIMITS) {}
+
+  get size(): number {
+    return this.probes.size;
+  }
+
+  /**
+   * Remembers `probe` for the IDs at `missing` (indices into probe.segmentIds, with their upper-case
+   * hex). A probe already remembered (same MessageID) is left as it is.
+   */
+  remember(probe: Probe, from: Peer, missing: Array<{ index: number; hex: string }>, now: number): void {
+    this.sweep(now);
+    if (missing.length === 0 || this.probes.has(probe.messageId)) return;
+    while ((this.perSource.get(from.address) ?? 0) >= this.limits.maxPerSource) this.dropOldestOf(from.address);
+    while (this.probes.size >= this.limits.maxProbes) this.drop(this.probes.values().next().value!);
+    const w: Waiting = { probe, from, expires: now + this.limits.ttlMs, ready: [], live: 0 };
+    const socket = `${from.address}|${from.port}`;
+    for (const { index, hex } of missing) {
+      let m = this.bySegment.get(hex);
+      if (!m) {
+        m = new Map();
+        this.bySegment.set(hex, m);
+      }
+      const old = m.get(socket);
+      if (old) this.release(old.w);
+      m.set(socket, { w, index });
+      w.live++;
+    }
+    this.probes.set(probe.messageId, w);
+    this.perSource.set(from.address, (this.perSource.get(from.address) ?? 0) + 1);
+  }
+
+  /**
+   * Segment `hex` (upper case) is now held: every remembered probe still asking for it gets the
+   * index added to its `ready` list. Returns those probes (each once), for the owner to schedule a send.
+   */
+  arrived(hex: string, now: number): Waiting[] {
+    this.sweep(now);
+    const m = this.bySegment.get(hex);
+    if (!m) return [];
+    this.bySegment.delete(hex);
+    const out: Waiting[] = [];
+    for (const { w, index } of m.values()) {
+      w.ready.push(index);
+      w.live--;
+      out.push(w);
+    }
+    return out;
+  }
+
+  /** The owner sent (or gave up on) a probe's ready follow-up: forget it once nothing else waits. */
+  sent(w: Waiting): void {
+    w.ready = [];
+    w.timer = undefined;
+    if (w.live <= 0) this.forget(w);
+  }
+
+  /** Drops everything (the responder closes). */
+  clear(): Waiting[] {
+    const all = [...this.probes.values()];
+    this.probes.clear();
+    this.bySegment.clear();
+    this.perSource.clear();
+    return all;
+  }
+
+  private sweep(now: number): void {
+    for (const w of this.probes.values()) {
+      if (w.expires > now) break;
+      this.drop(w);
+    }
+  }
+
+  private dropOldestOf(address: string): void {
+    for (const w of this.probes.values())
+      if (w.from.address === address) {
+        this.drop(w);
+        return;
+      }
+    this.perSource.delete(address);
+  }
+
+  /** Stops waiting for any of w's segments (a follow-up already scheduled still goes out: the owner holds w). */
+  private drop(w: Waiting): void {
+    if (w.live > 0) {
+      const socket = `${w.from.address}|${w.from.port}`;
+      for (let i = 0; i < w.probe.segmentIds.length && w.live > 0; i++) {
+        const hex = w.probe.segmentIds[i]!.toString('hex').toUpperCase();
+        const m = this.bySegment.get(hex);
+        if (m?.get(socket)?.w === w) {
+          m.delete(socket);
+          if (m.size === 0) this.bySegment.delete(hex);
+          w.live--;
+        }
+      }
+      w.live = 0;
+    }
+    this.forget(w);
+  }
+
+  /** A newer probe from the same socket took over one of w's segments. */
+  private release(w: Waiting): void {
+    w.live--;
+    if (w.live <= 0 && w.timer === undefined && w.ready.length === 0) this.forget(w);
+  }
+
+  private forget(w: Waiting): void {
+    if (this.probes.get(w.probe.messageId) !== w) return;
+    this.probes.delete(w.probe.messageId);
+    const n = (this.perSource.get(w.from.address) ?? 1) - 1;
+    if (n <= 0) this.perSource.delete(w.from.address);
+    else this.perSource.set(w.from.address, n);
+  }
+}
