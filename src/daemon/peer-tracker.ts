@@ -36,6 +36,8 @@ export class PeerTracker {
       get initialWaitMs() {
         return inner.initialWaitMs;
       },
+      onForeignProbe: inner.onForeignProbe ? (fn) => inner.onForeignProbe!(fn) : undefined,
+      announce: inner.announce ? (id) => inner.announce!(id) : undefined,
       watch(ids: Buffer[], version: 1 | 2): WatchLike {
         const w = inner.watch(ids, version);
         tracker.discoveries.attempts++;

@@ -119,10 +119,12 @@ export class DiscoveryFeed {
     if (n >= REPROBE_MAX || s.stopped()) return;
     this.reprobeTimer = s.ctx.timers.set(
       () => {
+        const { sched, ci } = s;
+        // The last re-probe stays open once a peer is known: other clients answer its MessageID
+        // with follow-up ProbeMatches as their segments arrive (protocol/pccrd.md).
+        if (s.stopped() || sched.peerCount() > 0) return;
         this.extraWatch?.close();
         this.extraWatch = undefined;
-        const { sched, ci } = s;
-        if (s.stopped() || sched.peerCount() > 0) return;
         const needed = sched.segmentsNeeded();
         for (let i = needed.length - 1; i > 0; i--) {
           const j = Math.floor(s.ctx.random() * (i + 1));
@@ -165,7 +167,7 @@ export class DiscoveryFeed {
     }
     // A new peer may hold other segments of this content too.
     if (ci.version === 1) for (const s of sched.segmentsNeeded()) if (s !== seg) void this.refreshPeer(p.address, s);
-    this.s.pump();
+    this.s.pumpSoon();
   }
 
   /** Block lists of every partial holder for every segment still needed (v1). */

@@ -95,6 +95,7 @@ export class DownloadEngine extends EventEmitter {
         this.sums[field] += n;
       },
       budget: this.budget,
+      selfAddresses: () => this.deps.selfAddresses?.() ?? [],
       isSelf: (a) => {
         if (!this.deps.selfAddresses) return false;
         self.clear();

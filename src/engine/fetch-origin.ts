@@ -144,6 +144,9 @@ function stored(
     s.sched.originSucceeded(block, ms, false);
     s.trace({ type: 'origin-block', block, bytes: data.length, ms, reason });
     s.landed('fromOrigin', data.length);
+    // Probably the first copy on the subnet: clients that probed for it moments ago hear now
+    // (a follow-up ProbeMatch), not at their next probe (protocol/pccrd.md).
+    s.ctx.deps.discovery.announce?.(s.segInfo(block).segmentId.toString('hex'));
   });
   p.catch(() => undefined);
   pending.push(p);

@@ -113,6 +113,12 @@ export interface SchedulerOptions {
   originBlockMsPrior?: number;
   /** Prior for peer throughput until measured (bytes/s). */
   peerBpsPrior?: number;
+  /**
+   * This daemon's identity in a flash crowd (its IP address as the other clients see it). With it,
+   * the origin blocks of a crowd are shared out by rendezvous hashing (see crowdSeen); without it,
+   * the crowd only spreads over the file.
+   */
+  self?: string;
 }
 
 export interface PeerStat {
@@ -171,6 +177,35 @@ const UNUSABLE_BACKOFF_MS = 30_000;
 const ORIGIN_RETRY_BASE_MS = 200;
 /** Origin requests per download while other peers are downloading the same content. */
 const CROWD_ORIGIN_STREAMS = 2;
+/** A crowd member counts for this long after it was last seen probing or growing. */
+const MEMBER_WINDOW_MS = 5000;
+/** Bounds of the wait for a block another crowd member owns (3 origin block times in between). */
+const OWNER_GRACE_MIN_MS = 750;
+const OWNER_GRACE_MAX_MS = 3000;
+/** Owner index meaning "us" (crowds larger than this share the last index: only a heuristic). */
+const OWN = 255;
+
+/** 32-bit FNV-1a of a string: a member's seed for rendezvous hashing (the same on every client). */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** Rendezvous score of block g for the member with seed `seed` (an integer mix, murmur3's finaliser). */
+function score(seed: number, g: number): number {
+  let h = (seed ^ Math.imul(g + 1, 0x9e3779b1)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** The host part of `host:port` or `[v6]:port` (a peer's identity as a crowd member). */
+export function hostOf(address: string): string {
+  if (address.startsWith('[')) return address.slice(1, address.indexOf(']'));
+  const i = address.lastIndexOf(':');
+  return i > 0 && address.indexOf(':') === i ? address.slice(0, i) : address;
+}
 
 export class Scheduler {
   readonly blocks: BlockTable;
@@ -191,7 +226,9 @@ export class Scheduler {
   private readonly segStart: number[] = [];
   private readonly peers = new Map<string, PeerState>();
   private readonly random: () => number;
-  private readonly o: Required<Omit<SchedulerOptions, 'blocks' | 'present' | 'random' | 'proven'>>;
+  private readonly o: Required<Omit<SchedulerOptions, 'blocks' | 'present' | 'random' | 'proven' | 'self'>> & {
+    self: string | undefined;
+  };
   private readonly proven: ((address: string) => boolean) | undefined;
   private doneCount = 0;
   private originInflight = 0;
@@ -211,6 +248,13 @@ export class Scheduler {
   private readerAt: number | undefined;
   /** Blocks at or beyond this index are not started (a window ahead of the readers, see setLimit). */
   private limit: number;
+  /** Other crowd members seen probing for this content: identity -> last seen (crowdSeen). */
+  private readonly probers = new Map<string, number>();
+  /** The crowd the ownership was computed for (identities joined), and the per-block ranks. */
+  private ownershipKey = '';
+  private ranks: { rank: Uint8Array; owner: Uint8Array } | undefined;
+  /** When an unidentified crowd member was last seen probing (crowdSeen). */
+  private anonymousCrowdAt = -Infinity;
 
   constructor(opts: SchedulerOptions) {
     this.blocks = BlockTable.of(opts.blocks);
@@ -240,6 +284,7 @@ export class Scheduler {
       maxDeferMs: opts.maxDeferMs ?? 1000,
       originBlockMsPrior: opts.originBlockMsPrior ?? 250,
       peerBpsPrior: opts.peerBpsPrior ?? 20e6,
+      self: opts.self,
     };
     this.originBlockMs = this.o.originBlockMsPrior;
     for (let g = 0; g < this.n; g++) {
@@ -357,6 +402,80 @@ export class Scheduler {
    */
   setReaderAt(block: number | undefined): void {
     this.readerAt = block;
+  }
+
+  /**
+   * Another client (identity: its IP address) probed for this content just now: it is downloading
+   * the same thing, so we are a flash crowd even before any of us holds a block the others could
+   * see. While a crowd is known, each member takes from the origin first the blocks it owns by
+   * rendezvous hashing over the members it knows (every client computes the same owner from the
+   * same view; views that differ move only the blocks of the members one side lacks), and another
+   * member's block only after a grace period (protocol/engine.md, "Flash crowds"). `member`
+   * undefined: a crowd whose member cannot be told apart (several daemons probing from one
+   * loopback address): it only makes us a crowd (fewer origin streams, no long ranges).
+   */
+  crowdSeen(member: string | undefined, now: number): void {
+    this.clock = Math.max(this.clock, now);
+    if (member === undefined) this.anonymousCrowdAt = now;
+    else if (member !== this.o.self) this.probers.set(member, now);
+  }
+
+  /** Another client probed for this content within MEMBER_WINDOW_MS. */
+  private crowdByProbe(now: number): boolean {
+    if (now - this.anonymousCrowdAt <= MEMBER_WINDOW_MS) return true;
+    for (const at of this.probers.values()) if (now - at <= MEMBER_WINDOW_MS) return true;
+    return false;
+  }
+
+  /** Identities of the other crowd members (seen probing, or growing, within MEMBER_WINDOW_MS). */
+  private crowdMembers(now: number): string[] {
+    const out = new Set<string>();
+    for (const [m, at] of this.probers) {
+      if (now - at <= MEMBER_WINDOW_MS) out.add(m);
+      else this.probers.delete(m);
+    }
+    for (const p of this.peers.values())
+      if (!p.banned && now - p.lastGrowth <= MEMBER_WINDOW_MS) out.add(hostOf(p.address));
+    if (this.o.self !== undefined) out.delete(this.o.self);
+    return [...out];
+  }
+
+  /**
+   * Per block, for the crowd `members` (+ self): our rank by rendezvous score (0: we own it; k: k
+   * members score higher) and the owner (index into the sorted member list, OWN for us).
+   * Recomputed only when the crowd changed.
+   */
+  private ownership(members: string[]): { rank: Uint8Array; owner: Uint8Array } {
+    const sorted = [...members].sort();
+    const key = `${this.o.self} ${sorted.join(' ')}`;
+    if (this.ranks && key === this.ownershipKey) return this.ranks;
+    const selfSeed = fnv1a(this.o.self!);
+    const seeds = sorted.map(fnv1a);
+    const rank = this.ranks?.rank ?? new Uint8Array(this.n);
+    const owner = this.ranks?.owner ?? new Uint8Array(this.n);
+    for (let g = 0; g < this.n; g++) {
+      const own = score(selfSeed, g);
+      let r = 0,
+        best = own,
+        bestSeed = selfSeed,
+        who = OWN;
+      for (let i = 0; i < seeds.length; i++) {
+        const seed = seeds[i]!;
+        const other = score(seed, g);
+        // Ties (practically never) go to the smaller seed: the same answer on every client.
+        if (other > own || (other === own && seed < selfSeed)) r++;
+        if (other > best || (other === best && seed < bestSeed)) {
+          best = other;
+          bestSeed = seed;
+          who = Math.min(i, OWN - 1);
+        }
+      }
+      rank[g] = Math.min(r, 255);
+      owner[g] = who;
+    }
+    this.ranks = { rank, owner };
+    this.ownershipKey = key;
+    return this.ranks;
   }
 
   // ------------------------------------------------------------------ knowledge about peers
@@ -518,7 +637,7 @@ export class Scheduler {
     this.assignPeers(now, out);
     const originCap = this.originLimit(now);
     // Alone: no peer known at all (a known peer may be fetching the same content unseen so far).
-    if (this.peers.size > 0) this.aloneSince = undefined;
+    if (this.peers.size > 0 || this.crowdByProbe(now)) this.aloneSince = undefined;
     else if (allowOrigin) this.aloneSince ??= now;
     const alone = this.aloneSince !== undefined && now - this.aloneSince >= this.o.aloneAfterMs && this.originDone > 0;
     this.alone = alone;
@@ -560,7 +679,8 @@ export class Scheduler {
    */
   private originLimit(now: number): number {
     if (this.originDone === 0) return Math.min(1, this.o.originConcurrency);
-    if (this.anyActivePeer(now)) return Math.min(CROWD_ORIGIN_STREAMS, this.o.originConcurrency);
+    if (this.anyActivePeer(now) || this.crowdByProbe(now))
+      return Math.min(CROWD_ORIGIN_STREAMS, this.o.originConcurrency);
     return this.o.originConcurrency;
   }
 
@@ -642,6 +762,10 @@ export class Scheduler {
       }
       return undefined;
     }
+    if (this.o.self !== undefined) {
+      const members = this.crowdMembers(now);
+      if (members.length > 0) return this.pickOwned(now, members);
+    }
     if (this.cursor !== undefined && this.originCandidate(this.cursor, now)) {
       const g = this.cursor;
       this.cursor = (g + 1) % this.n;
@@ -718,6 +842,44 @@ export class Scheduler {
       return this.startRun((pick.from + Math.floor(this.random() * pick.len)) % this.n);
     }
     if (deferredPick) return this.startRun(deferredPick.g);
+    return undefined;
+  }
+
+  /**
+   * Origin block choice in a known crowd (crowdSeen): the first block we own, in file order (the
+   * crowd fills the file from its start, where readers are); when none is left, a random block of
+   * another member whose grace (three origin block times, bounded) has passed, so a member that
+   * left or stalls costs a wait, never the download.
+   */
+  private pickOwned(now: number, members: string[]): number | undefined {
+    const { rank, owner } = this.ownership(members);
+    this.cursor = undefined;
+    for (let g = this.low; g < this.limit; g++) if (rank[g] === 0 && this.originCandidate(g, now)) return g;
+    // Another member's block: we are its k-th stand-in (k = our rank: members scoring higher, the
+    // owner first) and take it k grace periods after we first wanted it, so stand-ins do not all
+    // jump in at once. An owner works through its blocks in file order, CROWD_ORIGIN_STREAMS at a
+    // time: its next ones are probably in flight (invisible to us) and wait one grace more, and
+    // the latest blocks go first.
+    const grace = Math.min(OWNER_GRACE_MAX_MS, Math.max(OWNER_GRACE_MIN_MS, 3 * this.originBlockMs));
+    const cand: number[] = [];
+    const ahead = new Uint8Array(this.n);
+    const seen = new Uint16Array(OWN);
+    for (let g = this.low; g < this.limit; g++) {
+      if (rank[g] === 0 || !this.originCandidate(g, now)) continue;
+      cand.push(g);
+      const o = owner[g]!;
+      if (o !== OWN && seen[o]! < CROWD_ORIGIN_STREAMS) {
+        seen[o]!++;
+        ahead[g] = 1;
+      }
+    }
+    for (let k = cand.length - 1; k >= 0; k--) {
+      const g = cand[k]!;
+      if (this.deferSince[g] === 0) this.deferSince[g] = now;
+      const at = this.deferSince[g]! + (rank[g]! + ahead[g]!) * grace;
+      if (at <= now) return g;
+      this.wakeAt = Math.min(this.wakeAt, at);
+    }
     return undefined;
   }
 

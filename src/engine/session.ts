@@ -24,6 +24,8 @@ export interface JobContext {
   /** Memory for the block state of running downloads (TOO_LARGE when a download does not fit). */
   budget?: MemoryBudget;
   isSelf: (address: string) => boolean;
+  /** This daemon's own retrieval addresses (host:port), when known. */
+  selfAddresses: () => string[];
 }
 
 export interface Session {
@@ -47,6 +49,11 @@ export interface Session {
   stopped(): boolean;
   /** Starts whatever the scheduler decides now. */
   pump(): void;
+  /**
+   * pump() once the current task is over: news that comes in bursts (a ProbeMatch naming 60
+   * segments is 60 sightings) costs one scheduling pass, not one per item.
+   */
+  pumpSoon(): void;
   /** Waits for `p` but at most `ms` and not beyond the end of the job. */
   until(p: Promise<unknown>, ms: number): Promise<void>;
   segInfo(block: number): SegmentInfo;

@@ -10,10 +10,11 @@ import { DownloadError } from './errors.js';
 import { fetchFromOrigin } from './fetch-origin.js';
 import { fetchFromPeer } from './fetch-peer.js';
 import type { BlockLayout } from './reader.js';
-import { type Assignment, BlockTable, type PeerStat, Scheduler } from './scheduler.js';
+import { type Assignment, BlockTable, hostOf, type PeerStat, Scheduler } from './scheduler.js';
 import type { JobContext, Session } from './session.js';
 import type { TraceEvent } from './trace.js';
 import type { ByteSource } from './types.js';
+import { isLoopbackHost } from '../util/address.js';
 
 const GATE_REFRESH_WAIT_MS = 500;
 /**
@@ -124,6 +125,8 @@ export class Transfer implements Session {
   /** The cache refused a block: fetching stays within HOLD_BYTES of the slowest reader. */
   private holding = false;
   private readonly holdBlocks: number;
+  private unsubscribeProbes: (() => void) | undefined;
+  private pumpQueued = false;
 
   constructor(
     readonly ci: ContentInfo,
@@ -150,6 +153,8 @@ export class Transfer implements Session {
       totalPeerConcurrency: deps.totalPeerConcurrency,
       // v1: block lists every refresh period; v2: discovery repeats (1-2 s) and pre-origin re-checks.
       visibilityLagMs: ci.version === 1 ? (deps.blockListRefreshMs ?? 300) + 100 : 1000,
+      // Our identity in a flash crowd: the address the other clients see (hostOf our first XAddr).
+      self: selfIdentity(this.ctx.selfAddresses()),
     });
     this.feed = new DiscoveryFeed(this);
     let maxBlock = 1;
@@ -238,6 +243,15 @@ export class Transfer implements Session {
     if (this.stopped()) return;
     const { store, discovery } = this.ctx.deps;
     store.on('block', this.onStoreBlock);
+    // Another client probing for our segments: it downloads the same content now (a flash crowd).
+    this.unsubscribeProbes = discovery.onForeignProbe?.((ids, from) => {
+      for (const id of ids)
+        if (this.segByHex.has(id.toString('hex').toUpperCase())) {
+          // Daemons on one host probe from one loopback address: a crowd, but no identity.
+          this.sched.crowdSeen(isLoopbackHost(from) ? undefined : from, this.ctx.now());
+          return;
+        }
+    });
     this.feed.start();
     this.pump(); // peers already known start right away
 
@@ -266,6 +280,8 @@ export class Transfer implements Session {
 
   /** Stops timers and discovery (the job ended). */
   close(): void {
+    this.unsubscribeProbes?.();
+    this.unsubscribeProbes = undefined;
     if (this.timer !== undefined) this.ctx.timers.clear(this.timer);
     this.timer = undefined;
     this.feed.close();
@@ -297,6 +313,15 @@ export class Transfer implements Session {
   }
 
   /** Starts whatever the scheduler decides now and arms a timer for its next deadline. */
+  pumpSoon(): void {
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    queueMicrotask(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
+  }
+
   pump(): void {
     const sched = this.sched;
     if (this.stopped()) return;
@@ -431,4 +456,10 @@ export class Transfer implements Session {
         ),
       );
   }
+}
+
+/** This daemon's crowd identity: the host of its first advertised address (undefined: unknown). */
+function selfIdentity(addresses: string[] | undefined): string | undefined {
+  const first = addresses?.[0];
+  return first === undefined ? undefined : hostOf(first);
 }

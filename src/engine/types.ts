@@ -30,6 +30,13 @@ export interface WatchLike {
 export interface DiscoveryLike {
   watch(segmentIds: Buffer[], version: 1 | 2): WatchLike;
   readonly initialWaitMs: number;
+  /**
+   * Calls `fn` with the segment IDs and source address of every new probe another host sends
+   * (Discovery.onForeignProbe); returns the function that stops it.
+   */
+  onForeignProbe?(fn: (segmentIds: Buffer[], from: string) => void): () => void;
+  /** A segment (ID as hex) entered our cache from the origin: follow-up ProbeMatches (Discovery.announce). */
+  announce?(segmentIdHex: string): void;
 }
 
 /** Structural subset of RetrievalClient. Ranges are [firstIndex, count]. */

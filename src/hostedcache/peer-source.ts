@@ -177,6 +177,8 @@ export class HostedCacheSource {
       get initialWaitMs() {
         return inner.initialWaitMs;
       },
+      onForeignProbe: inner.onForeignProbe ? (fn) => inner.onForeignProbe!(fn) : undefined,
+      announce: inner.announce ? (id) => inner.announce!(id) : undefined,
       watch(ids: Buffer[], version: 1 | 2): WatchLike {
         return new MergedWatch(inner.watch(ids, version), ids, src);
       },

@@ -95,7 +95,7 @@ t.test('re-probes every 500 ms while no peer is known, and none once one is', as
   // A peer with everything shows up: no more re-probes.
   const seg = c.ci.segments.map((s) => s.segmentId);
   w.peers.add('10.0.0.2:80', blocksOf(c));
-  w.discovery.announce('10.0.0.2:80', seg);
+  w.discovery.sight('10.0.0.2:80', seg);
   await runUntil(w.clock, job.done);
   const r = await job.done;
   t.same(times(), [0, 1500, 2000, 2500], 'no re-probe after a peer was found');
@@ -113,7 +113,7 @@ t.test('v1: block lists of a partial holder are refreshed every blockListRefresh
   w.origin.rangeDelayMs = 5000;
   const all = blocksOf(c);
   const peer = w.peers.add('10.0.0.3:80', all.slice(0, 2));
-  w.discovery.announce(
+  w.discovery.sight(
     '10.0.0.3:80',
     c.ci.segments.map((s) => s.segmentId),
     false,
@@ -138,3 +138,68 @@ t.test('v1: block lists of a partial holder are refreshed every blockListRefresh
   t.equal(w.clock.pending, 0, 'refresh timer stopped');
   t.equal(w.store.pinned, 0, 'every segment unpinned');
 });
+
+t.test('origin blocks are announced for follow-up ProbeMatches; blocks from peers are not', async (t) => {
+  const c = await makeContent(8 * BLOCK, 2);
+  t.ok(c.ci.segments.length >= 4, `${c.ci.segments.length} segments`);
+  const w = world(c, { initialWaitMs: 1000 });
+  const ids = c.ci.segments.map((s) => s.segmentId.toString('hex').toUpperCase());
+  const half = Math.floor(ids.length / 2);
+  const fromPeer = blocksOf(c).filter((b) => ids.indexOf(b.idHex.toUpperCase()) < half);
+  w.peers.add('10.0.0.2:80', fromPeer);
+  w.discovery.sight(
+    '10.0.0.2:80',
+    c.ci.segments.slice(0, half).map((s) => s.segmentId),
+  );
+  const job = w.engine.download(w.url);
+  await runUntil(w.clock, job.done);
+  const r = await job.done;
+  t.ok(r.fromPeers > 0 && r.fromOrigin > 0, `peer ${r.fromPeers} bytes, origin ${r.fromOrigin} bytes`);
+  t.same([...w.discovery.announced].sort(), ids.slice(half).sort(), 'exactly the segments that came from the origin');
+});
+
+t.test(
+  'another host probing for the content: a crowd; two such clients take disjoint origin blocks first',
+  async (t) => {
+    const c = await makeContent(16 * BLOCK, 2);
+    const n = c.ci.segments.length;
+    const ids = c.ci.segments.map((s) => s.segmentId);
+    const segOf = (range: string) =>
+      c.ci.segments.findIndex((s) => s.offset === Number(/bytes=(\d+)-/.exec(range)![1]));
+    const run = async (self: string, other: string) => {
+      const w = world(c, { initialWaitMs: 1000, selfAddresses: [`${self}:80`] });
+      w.origin.rangeDelayMs = 100;
+      const t0 = w.clock.t;
+      const job = w.engine.download(w.url);
+      await settle();
+      w.discovery.foreignProbe(other, ids); // the other client's probe, before our origin gate opens
+      await runUntil(w.clock, job.done);
+      const r = await job.done;
+      t.equal(r.fromOrigin, c.data.length, `${self}: everything from the origin in the end (the other never delivers)`);
+      t.equal(sha256(await readAll(job.createReadStream())), sha256(c.data), `${self}: content correct`);
+      const reqs = w.origin.ranged.map((q) => ({ t: q.t - t0, seg: segOf(q.range!) }));
+      // In flight at once: a crowd's two origin streams, never the six of a lone client.
+      for (const q of reqs) {
+        const inFlight = reqs.filter((x) => x.t <= q.t && x.t + 100 > q.t).length;
+        t.ok(inFlight <= 2, `${self}: ${inFlight} origin requests in flight at ${q.t} ms`);
+      }
+      // Ours first, in file order; the other's blocks only after a pause (its grace period).
+      const gapAt = reqs.findIndex((q, i) => i > 0 && q.t - reqs[i - 1]!.t >= 500);
+      t.ok(gapAt > 0, `${self}: a pause before the other member's blocks (${reqs.map((q) => q.t).join(' ')})`);
+      const first = reqs.slice(0, gapAt).map((q) => q.seg);
+      t.same(
+        first,
+        [...first].sort((a, b) => a - b),
+        `${self}: own blocks in file order`,
+      );
+      return new Set(first);
+    };
+    const a = await run('10.0.0.1', '10.0.0.9');
+    const b = await run('10.0.0.9', '10.0.0.1');
+    t.equal(a.size + b.size, n, `together the two first phases cover the file once (${a.size} + ${b.size} of ${n})`);
+    t.ok(
+      [...a].every((s) => !b.has(s)),
+      'no block in both first phases',
+    );
+  },
+);

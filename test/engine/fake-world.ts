@@ -263,9 +263,12 @@ class FakeWatch extends EventEmitter implements WatchLike {
   }
 }
 
-/** Discovery: peers become known when a test announces them; watches are logged with their fake time. */
+/** Discovery: peers become known when a test sights them; watches are logged with their fake time. */
 export class FakeDiscovery implements DiscoveryLike {
   readonly sightings: SightingLike[] = [];
+  /** Segment IDs (upper-case hex) the engine announced (origin blocks, for follow-up ProbeMatches). */
+  readonly announced: string[] = [];
+  private readonly probeListeners = new Set<(ids: Buffer[], from: string) => void>();
   readonly watches: Array<{ t: number; watch: FakeWatch }> = [];
   constructor(
     readonly clock: FakeClock,
@@ -277,7 +280,7 @@ export class FakeDiscovery implements DiscoveryLike {
     return w;
   }
   /** `address` holds `blockCount` blocks of each given segment (complete: all of them). */
-  announce(address: string, segmentIds: Buffer[], complete = true, blockCount = 1): void {
+  sight(address: string, segmentIds: Buffer[], complete = true, blockCount = 1): void {
     for (const id of segmentIds) {
       const s: SightingLike = { segmentId: id.toString('hex').toUpperCase(), address, blockCount, complete };
       this.sightings.push(s);
@@ -286,6 +289,17 @@ export class FakeDiscovery implements DiscoveryLike {
   }
   get open(): number {
     return this.watches.filter((w) => !w.watch.closed).length;
+  }
+  announce(segmentIdHex: string): void {
+    this.announced.push(segmentIdHex.toUpperCase());
+  }
+  onForeignProbe(fn: (ids: Buffer[], from: string) => void): () => void {
+    this.probeListeners.add(fn);
+    return () => this.probeListeners.delete(fn);
+  }
+  /** Another host (`from`, an IP address) probes for these segments. */
+  foreignProbe(from: string, segmentIds: Buffer[]): void {
+    for (const fn of this.probeListeners) fn(segmentIds, from);
   }
 }
 
@@ -301,7 +315,13 @@ export interface World {
 
 export function world(
   c: Content,
-  opts: { initialWaitMs?: number; maxContentVersion?: 1 | 2; blockListRefreshMs?: number } = {},
+  opts: {
+    initialWaitMs?: number;
+    maxContentVersion?: 1 | 2;
+    blockListRefreshMs?: number;
+    /** This daemon's retrieval addresses (its identity in a flash crowd). */
+    selfAddresses?: string[];
+  } = {},
 ): World {
   const clock = new FakeClock();
   const store = new MemStore();
@@ -318,6 +338,7 @@ export function world(
     random: () => 0.5,
     maxContentVersion: opts.maxContentVersion ?? c.ci.version,
     blockListRefreshMs: opts.blockListRefreshMs ?? 300,
+    selfAddresses: opts.selfAddresses ? () => opts.selfAddresses! : undefined,
   });
   return { clock, store, origin, peers, discovery, engine, url: 'http://origin.test/f.bin' };
 }

@@ -325,23 +325,35 @@ t.test('a gap nobody consumes is fetched without waiting', async (t) => {
   );
 });
 
-t.test('simulated flash crowd: 8 schedulers, shared view with lag, origin bytes close to 1x', async (t) => {
-  // Discrete-time model: WAN origin block time 100 ms per request, LAN peer block 5 ms, the view
-  // of other peers' blocks lags 300 ms. Checks that duplicated origin fetches stay small.
-  const N = 256,
-    C = 8,
-    T_ORIGIN = 100,
-    T_PEER = 5,
-    LAG = 300;
+/**
+ * Discrete-time flash-crowd model: C schedulers for one file of N blocks; an origin request takes
+ * T_ORIGIN ms, a peer block T_PEER ms; each client sees the others' blocks `lag` ms late (block
+ * lists, or follow-up ProbeMatches). With `crowd`, clients know each other as crowd members (their
+ * probes) from their start on, and use their identity for ownership. Client c starts at starts[c].
+ */
+function simulateCrowd(o: {
+  n: number;
+  clients: number;
+  lag: number;
+  crowd: boolean;
+  starts?: number[];
+  seed?: number;
+}): { ratio: number; time: number; done: boolean } {
+  const { n: N, clients: C, lag: LAG } = o;
+  const T_ORIGIN = 100,
+    T_PEER = 5;
+  const starts = o.starts ?? new Array(C).fill(0);
+  const names = Array.from({ length: C }, (_, i) => `c${i}:1`);
   const scheds = Array.from(
     { length: C },
     (_, i) =>
       new Scheduler({
         blocks: blocks(N),
-        random: rng(100 + i),
+        random: rng((o.seed ?? 100) + i),
         originConcurrency: 2,
         visibilityLagMs: LAG,
         originBlockMsPrior: T_ORIGIN,
+        self: o.crowd ? `c${i}` : undefined,
       }),
   );
   const haveAt = Array.from({ length: C }, () => new Float64Array(N).fill(Infinity));
@@ -349,9 +361,7 @@ t.test('simulated flash crowd: 8 schedulers, shared view with lag, origin bytes 
   let flights: Flight[] = [];
   let originFetches = 0;
   let now = 0;
-  const names = Array.from({ length: C }, (_, i) => `c${i}:1`);
   for (; now < 120_000 && scheds.some((s) => !s.isDone()); now += 5) {
-    // completions
     const still: Flight[] = [];
     for (const f of flights) {
       if (f.end > now) {
@@ -364,17 +374,22 @@ t.test('simulated flash crowd: 8 schedulers, shared view with lag, origin bytes 
       haveAt[f.c]![f.a.block] = Math.min(haveAt[f.c]![f.a.block]!, now);
     }
     flights = still;
-    // lagged views (block lists every LAG ms)
     if (now % LAG === 0) {
       for (let c = 0; c < C; c++)
-        for (let o = 0; o < C; o++) {
-          if (o === c) continue;
+        for (let x = 0; x < C; x++) {
+          if (x === c || starts[c]! > now) continue;
           const held: number[] = [];
-          for (let g = 0; g < N; g++) if (haveAt[o]![g]! <= now) held.push(g);
-          if (held.length) scheds[c]!.peerBlocks(names[o]!, 0, held, now);
+          for (let g = 0; g < N; g++) if (haveAt[x]![g]! <= now) held.push(g);
+          if (held.length) scheds[c]!.peerBlocks(names[x]!, 0, held, now);
         }
     }
+    // Probes: a running client probes at its start and every 1000 ms; the others that run see it.
+    if (o.crowd)
+      for (let x = 0; x < C; x++)
+        if (now >= starts[x]! && (now - starts[x]!) % 1000 === 0 && !scheds[x]!.isDone())
+          for (let c = 0; c < C; c++) if (c !== x && now >= starts[c]!) scheds[c]!.crowdSeen(`c${x}`, now);
     for (let c = 0; c < C; c++) {
+      if (now < starts[c]!) continue;
       for (const a of scheds[c]!.next(now)) {
         if (a.kind === 'origin') originFetches++;
         else if (haveAt[Number(a.peer.slice(1, -2))]![a.block]! > now) {
@@ -385,16 +400,105 @@ t.test('simulated flash crowd: 8 schedulers, shared view with lag, origin bytes 
       }
     }
   }
-  t.ok(
-    scheds.every((s) => s.isDone()),
-    `all done at ${now} ms`,
-  );
-  const ratio = originFetches / N;
-  t.ok(ratio <= 1.15, `origin blocks / file blocks = ${ratio.toFixed(3)}`);
+  return { ratio: originFetches / N, time: now, done: scheds.every((s) => s.isDone()) };
+}
+
+t.test('simulated flash crowd: 8 schedulers, shared view with lag, origin bytes close to 1x', async (t) => {
+  // The view of other peers' blocks lags 300 ms; nobody knows the crowd before it sees blocks.
+  const N = 256;
+  const r = simulateCrowd({ n: N, clients: 8, lag: 300, crowd: false });
+  t.ok(r.done, `all done at ${r.time} ms`);
+  t.ok(r.ratio <= 1.15, `origin blocks / file blocks = ${r.ratio.toFixed(3)}`);
   // One client alone with 2 origin streams needs N/2 * 100 ms.
-  const alone = (N / 2) * T_ORIGIN;
-  t.ok(now <= 1.5 * alone, `all 8 done in ${now} ms vs ${alone} ms for one straight download`);
-  t.comment(`flash crowd model: ratio ${ratio.toFixed(3)}, time ${now} ms (one client alone ${alone} ms)`);
+  const alone = (N / 2) * 100;
+  t.ok(r.time <= 1.5 * alone, `all 8 done in ${r.time} ms vs ${alone} ms for one straight download`);
+  t.comment(`flash crowd model: ratio ${r.ratio.toFixed(3)}, time ${r.time} ms (one client alone ${alone} ms)`);
+});
+
+t.test(
+  'simulated small-file flash crowd: crowd members known by their probes share the origin blocks out',
+  async (t) => {
+    // 60 blocks (a 4 MiB v2 file), clients starting over 400 ms, view lag 100 ms (follow-ups).
+    for (const seed of [100, 200, 300]) {
+      const starts = [0, 30, 60, 120, 180, 250, 320, 400];
+      const owned = simulateCrowd({ n: 60, clients: 8, lag: 100, crowd: true, starts, seed });
+      const blind = simulateCrowd({ n: 60, clients: 8, lag: 100, crowd: false, starts, seed });
+      t.ok(owned.done && blind.done, 'every client finished');
+      t.ok(owned.ratio <= 1.15, `seed ${seed}: with crowd ownership, origin blocks / file = ${owned.ratio.toFixed(3)}`);
+      t.ok(
+        owned.ratio < blind.ratio,
+        `seed ${seed}: fewer origin blocks than without it (${blind.ratio.toFixed(3)}); time ${owned.time} vs ${blind.time} ms`,
+      );
+    }
+  },
+);
+
+t.test('crowd ownership: members with the same view take disjoint blocks, in file order', async (t) => {
+  const members = ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4'];
+  const firstPicks = members.map((self) => {
+    const s = new Scheduler({ blocks: blocks(64), random: rng(1), originConcurrency: 2, self });
+    for (const m of members) s.crowdSeen(m, 0);
+    const picks: number[] = [];
+    // Each member fetches what it owns, one block after another, nothing from the others.
+    for (let now = 0; picks.length < 64; now += 10) {
+      const a = originOf(s.next(now));
+      if (a.length === 0) break;
+      for (const x of a) {
+        picks.push(x.block);
+        s.originSucceeded(x.block, 10);
+      }
+    }
+    return picks;
+  });
+  const all = firstPicks.flat().sort((a, b) => a - b);
+  t.same(all, [...new Set(all)], 'no block owned twice');
+  t.equal(all.length, 64, 'every block owned by someone');
+  for (const p of firstPicks)
+    t.same(
+      p,
+      [...p].sort((a, b) => a - b),
+      'each member in file order',
+    );
+  t.ok(
+    firstPicks.every((p) => p.length >= 8 && p.length <= 28),
+    `shares: ${firstPicks.map((p) => p.length).join(', ')}`,
+  );
+});
+
+t.test("crowd ownership: a silent member's blocks go to its stand-ins one grace period apart", async (t) => {
+  // Three members: we and two others that never deliver. For each of their blocks we are the
+  // first or second stand-in: first stand-in blocks come one grace period (3 x the 250 ms origin
+  // block time) after we ran out of our own, second stand-in blocks two.
+  const self = '10.0.0.1';
+  const s = new Scheduler({ blocks: blocks(48), random: rng(1), originConcurrency: 2, self });
+  s.crowdSeen('10.0.0.2', 0);
+  s.crowdSeen('10.0.0.3', 0);
+  const mine: number[] = [];
+  let now = 0;
+  for (; now < 100; now++)
+    for (const a of originOf(s.next(now))) {
+      mine.push(a.block);
+      s.originSucceeded(a.block, 250);
+    }
+  t.ok(mine.length > 0 && mine.length < 48, `we own ${mine.length} of 48 blocks`);
+  t.same(originOf(s.next(now)), [], 'then nothing: the rest belongs to the others');
+  const takenAt = new Map<number, number>();
+  for (; now < 3000 && !s.isDone(); now += 10) {
+    s.crowdSeen('10.0.0.2', now);
+    s.crowdSeen('10.0.0.3', now);
+    for (const a of originOf(s.next(now))) {
+      takenAt.set(a.block, now);
+      s.originSucceeded(a.block, 250);
+    }
+  }
+  t.ok(s.isDone(), 'the download completes without the silent members');
+  // Our own blocks were all out by ~15 ms; the grace is 3 x the 250 ms origin block time (then two
+  // blocks per 10 ms step: the origin streams of a crowd).
+  const at = [...takenAt.values()];
+  const first = at.filter((x) => x >= 750 && x < 1000).length;
+  const second = at.filter((x) => x >= 1500 && x < 1750).length;
+  t.equal(first + second, at.length, `every stand-in block one or two grace periods late (${at.join(', ')})`);
+  t.ok(first > 0 && second > 0, `${first} blocks as first stand-in, ${second} as second`);
 });
 
 t.test('whyOrigin: the reason a block goes to the origin (peerdist explain)', async (t) => {

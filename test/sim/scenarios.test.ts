@@ -77,10 +77,11 @@ if (!support.ok) {
     checkAll(t, r.downloads, size);
     const blocks = originBlockBytes(r.origin);
     t.equal(blocks, sum(r.downloads, 'fromOrigin'), 'origin counters agree with what the clients report');
-    // The <= 1.2 x target is a performance target: it is stated (met or NOT met) and measured in
-    // BENCHMARKS.md ("Flash crowd with a small file"), not asserted here.
+    // Issue 12's target: clients that see each other's probes share the origin blocks out
+    // (protocol/engine.md, "Flash crowds" 7-8). Measured 1.000-1.051 on a quiet machine and
+    // 1.016-1.030 beside two busy loops (BENCHMARKS.md).
     t.comment(`origin bytes / file size = ${(blocks / size).toFixed(3)}; all done in ${r.totalSeconds.toFixed(2)} s`);
-    t.ok(blocks < size * 8, 'the origin sent less than one copy per client');
+    t.ok(blocks <= size * 1.2, `the origin sent ${(blocks / size).toFixed(3)} x the file (target <= 1.2)`);
     t.ok(sum(r.downloads, 'fromPeers') > 0, 'peers supplied data to each other');
   });
 
