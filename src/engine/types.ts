@@ -37,6 +37,11 @@ export interface DiscoveryLike {
   onForeignProbe?(fn: (segmentIds: Buffer[], from: string) => void): () => void;
   /** A segment (ID as hex) entered our cache from the origin: follow-up ProbeMatches (Discovery.announce). */
   announce?(segmentIdHex: string): void;
+  /**
+   * Peers beyond the subnet take part (hosted caches): clients on other subnets download the same
+   * content unseen by our probes, so a flash crowd is not shared out by ownership (protocol/engine.md).
+   */
+  readonly bridged?: boolean;
 }
 
 /** Structural subset of RetrievalClient. Ranges are [firstIndex, count]. */

@@ -179,6 +179,7 @@ export class HostedCacheSource {
       },
       onForeignProbe: inner.onForeignProbe ? (fn) => inner.onForeignProbe!(fn) : undefined,
       announce: inner.announce ? (id) => inner.announce!(id) : undefined,
+      bridged: true,
       watch(ids: Buffer[], version: 1 | 2): WatchLike {
         return new MergedWatch(inner.watch(ids, version), ids, src);
       },

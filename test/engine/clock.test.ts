@@ -201,5 +201,24 @@ t.test(
       [...a].every((s) => !b.has(s)),
       'no block in both first phases',
     );
+
+    // With hosted caches (clients on other subnets, unseen by our probes) the crowd is not shared
+    // out: the blocks follow one another with no pause, still two origin streams at a time.
+    const w = world(c, { initialWaitMs: 1000, selfAddresses: ['10.0.0.1:80'] });
+    w.discovery.bridged = true;
+    w.origin.rangeDelayMs = 100;
+    const job = w.engine.download(w.url);
+    await settle();
+    w.discovery.foreignProbe('10.0.0.9', ids);
+    await runUntil(w.clock, job.done);
+    const times = w.origin.ranged.map((q) => q.t);
+    t.ok(
+      times.every((x, i) => i === 0 || x - times[i - 1]! < 500),
+      `bridged: no pause between origin requests (${times.map((x) => x - times[0]!).join(' ')})`,
+    );
+    t.ok(
+      times.every((x) => times.filter((y) => y <= x && y + 100 > x).length <= 2),
+      'bridged: still a crowd (two origin streams)',
+    );
   },
 );

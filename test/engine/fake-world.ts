@@ -268,6 +268,8 @@ export class FakeDiscovery implements DiscoveryLike {
   readonly sightings: SightingLike[] = [];
   /** Segment IDs (upper-case hex) the engine announced (origin blocks, for follow-up ProbeMatches). */
   readonly announced: string[] = [];
+  /** Hosted caches take part (DiscoveryLike.bridged). */
+  bridged = false;
   private readonly probeListeners = new Set<(ids: Buffer[], from: string) => void>();
   readonly watches: Array<{ t: number; watch: FakeWatch }> = [];
   constructor(
