@@ -847,9 +847,9 @@ export class Scheduler {
 
   /**
    * Origin block choice in a known crowd (crowdSeen): the first block we own, in file order (the
-   * crowd fills the file from its start, where readers are); when none is left, a random block of
-   * another member whose grace (three origin block times, bounded) has passed, so a member that
-   * left or stalls costs a wait, never the download.
+   * crowd fills the file from its start, where readers are); when none is left, another member's
+   * block once its wait (below) has passed, so a member that left or stalls costs a wait, never
+   * the download.
    */
   private pickOwned(now: number, members: string[]): number | undefined {
     const { rank, owner } = this.ownership(members);
@@ -862,7 +862,7 @@ export class Scheduler {
     // the latest blocks go first.
     const grace = Math.min(OWNER_GRACE_MAX_MS, Math.max(OWNER_GRACE_MIN_MS, 3 * this.originBlockMs));
     const cand: number[] = [];
-    const ahead = new Uint8Array(this.n);
+    const ahead = new Set<number>();
     const seen = new Uint16Array(OWN);
     for (let g = this.low; g < this.limit; g++) {
       if (rank[g] === 0 || !this.originCandidate(g, now)) continue;
@@ -870,13 +870,13 @@ export class Scheduler {
       const o = owner[g]!;
       if (o !== OWN && seen[o]! < CROWD_ORIGIN_STREAMS) {
         seen[o]!++;
-        ahead[g] = 1;
+        ahead.add(g);
       }
     }
     for (let k = cand.length - 1; k >= 0; k--) {
       const g = cand[k]!;
       if (this.deferSince[g] === 0) this.deferSince[g] = now;
-      const at = this.deferSince[g]! + (rank[g]! + ahead[g]!) * grace;
+      const at = this.deferSince[g]! + (rank[g]! + (ahead.has(g) ? 1 : 0)) * grace;
       if (at <= now) return g;
       this.wakeAt = Math.min(this.wakeAt, at);
     }
