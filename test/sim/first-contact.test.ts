@@ -4,6 +4,8 @@
  * origin must send the file about once. Skips unless root with iproute2.
  */
 import t, { type Test } from 'tap';
+import { readdir } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { Cluster, originBlockBytes, type ClusterOptions, type SimDownload } from '../../testkit/sim/harness.js';
 import { NetnsNetwork } from '../../testkit/sim/network.js';
 import { netnsSupport } from '../../testkit/sim/netns.js';
@@ -103,5 +105,29 @@ if (!support.ok) {
       `client 2 knows client 1 by its IPv6 address: ${JSON.stringify(known)}`,
     );
     t.equal(d3.fromPeers, 0, 'control: without --ipv6 the same client finds no peer (the IPv4 path is closed)');
+  });
+
+  t.test("the origin dies mid-download: get reports the daemon's error, and no output file is left", async (t) => {
+    const size = 16 * MiB;
+    // 8 Mbit/s: the download takes about 17 s, so it is well under way when the origin goes.
+    const c = await cluster(t, 1, size, { wan: { rateBps: 8e6, delayMs: 10 } });
+    await c.startDaemons();
+    const pending = c.getRaw(1, 'f.bin', 60_000);
+    let got = 0;
+    for (let i = 0; i < 100 && got < MiB; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const st = await c.daemonStatus(1);
+      got = Number((st.totals as Record<string, unknown> | undefined)?.fromOrigin ?? 0);
+    }
+    t.ok(got >= MiB, `the daemon had ${got} bytes from the origin when it was stopped`);
+    await c.stopOrigin();
+    const r = await pending;
+    t.comment(r.stderr.trim());
+    t.not(r.code, 0, `peerdist get failed (exit ${r.code})`);
+    t.match(r.stderr, /(BLOCK_FAILED|ORIGIN_[A-Z_]+): /, "stderr names the daemon's error code and reason");
+    t.notMatch(r.stderr, /DAEMON_GONE/, 'not "the daemon closed the connection"');
+    const dir = dirname(r.output);
+    const left = (await readdir(dir)).filter((f) => f.startsWith(basename(r.output)) || f.includes('.part'));
+    t.same(left, [], 'no output file, final or temporary');
   });
 }

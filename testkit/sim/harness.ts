@@ -405,20 +405,40 @@ export class Cluster {
     await this.daemons[i - 1]?.child.stop(signal, 5000);
   }
 
-  /** Runs `peerdist get` for `name` on client i and checks the output against the payload. */
-  async download(i: number, name: string, timeoutMs = 120_000): Promise<SimDownload> {
+  /** Stops the origin server (the delay proxy in front of it stays: connections to it then fail). */
+  async stopOrigin(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await this.originChild?.stop(signal, 2000);
+  }
+
+  /**
+   * Runs `peerdist get` for `name` on client i and returns what the user sees (exit code, stdout,
+   * stderr) and the output path, whatever the outcome.
+   */
+  async getRaw(
+    i: number,
+    name: string,
+    timeoutMs = 120_000,
+  ): Promise<{ code: number | null; stdout: string; stderr: string; output: string; ms: number }> {
     const d = this.daemons[i - 1];
     if (!d) throw new SimError('SIM_CLUSTER', `daemon ${i} not started`);
-    const file = this.files.get(name);
-    if (!file) throw new SimError('SIM_CLUSTER', `unknown file ${name}`);
+    if (!this.files.has(name)) throw new SimError('SIM_CLUSTER', `unknown file ${name}`);
     const output = join(this.root, `out-c${i}-${++this.outCounter}-${name}`);
-    const url = this.url(name);
     const r = await this.network.run(
       d.host,
       process.execPath,
-      [peerdistEntry, 'get', url, '-o', output, '--daemon', d.admin, '--json'],
+      [peerdistEntry, 'get', this.url(name), '-o', output, '--daemon', d.admin, '--json'],
       { timeoutMs, env: this.env() },
     );
+    return { code: r.code, stdout: r.stdout, stderr: r.stderr, output, ms: r.ms };
+  }
+
+  /** Runs `peerdist get` for `name` on client i and checks the output against the payload. */
+  async download(i: number, name: string, timeoutMs = 120_000): Promise<SimDownload> {
+    const file = this.files.get(name);
+    if (!file) throw new SimError('SIM_CLUSTER', `unknown file ${name}`);
+    const url = this.url(name);
+    const r = await this.getRaw(i, name, timeoutMs);
+    const output = r.output;
     const j = lastJsonLine(r.stdout);
     if (r.code !== 0 || !j)
       throw new SimError(
