@@ -1,11 +1,14 @@
 /**
  * First contact (issue 12), in the namespace simulation: what a new user sees without preparing
  * anything. A fresh origin nobody ran `peerdist publish` on, two clients one after another: the
- * origin must send the file about once. Skips unless root with iproute2.
+ * origin must send the file about once; the same behind `serve --upstream`; IPv6 discovery; the
+ * daemon's real error through `get` when the origin dies; a block found corrupt is no longer
+ * announced. Skips unless root with iproute2.
  */
 import t, { type Test } from 'tap';
-import { readdir } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { open, readdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { peerdistEntry } from '../../testkit/sim/entrypoints.js';
 import { Cluster, originBlockBytes, type ClusterOptions, type SimDownload } from '../../testkit/sim/harness.js';
 import { NetnsNetwork } from '../../testkit/sim/network.js';
 import { netnsSupport } from '../../testkit/sim/netns.js';
@@ -129,5 +132,43 @@ if (!support.ok) {
     const dir = dirname(r.output);
     const left = (await readdir(dir)).filter((f) => f.startsWith(basename(r.output)) || f.includes('.part'));
     t.same(left, [], 'no output file, final or temporary');
+  });
+
+  t.test('a cached block found corrupt while serving is dropped and no longer announced', async (t) => {
+    const size = 2 * MiB;
+    const c = await cluster(t, 2, size);
+    await c.startDaemons();
+    const d1 = await c.download(1, 'f.bin');
+    t.ok(d1.correct, 'client 1 has the file');
+    // v2 content: one file per segment under <state>/cache/blocks/<2 hex>/<segment ID>.
+    const blocksDir = join(c.daemons[0]!.stateDir, 'cache', 'blocks');
+    const segs = (await Promise.all((await readdir(blocksDir)).map((d) => readdir(join(blocksDir, d))))).flat().sort();
+    t.ok(segs.length > 2, `client 1 holds ${segs.length} segments`);
+    const [bad, good] = [segs[0]!, segs[1]!];
+    const fh = await open(join(blocksDir, bad.slice(0, 2), bad), 'r+');
+    await fh.write(Buffer.from('corrupted!'), 0, 10, 100);
+    await fh.close();
+    // Client 2 downloads: client 1 finds the damage when it serves the block, refuses it and drops it.
+    const d2 = await c.download(2, 'f.bin');
+    t.ok(d2.correct, 'client 2 got a correct file all the same');
+    t.ok(d2.fromPeers > 0, `client 2 took ${d2.fromPeers} bytes from client 1`);
+    // A probe from client 2's host for both segments: client 1 announces the intact one only.
+    const r = await c.network.run(
+      c.hosts[1]!,
+      process.execPath,
+      [
+        peerdistEntry,
+        'peers',
+        ...['--segment', bad, '--segment', good, '--content-version', '2', '--json', '--timeout', '1500'],
+        ...['--interface', c.hosts[1]!.discoveryInterface, '--discovery-port', String(c.discoveryPort)],
+      ],
+      { timeoutMs: 15_000 },
+    );
+    t.equal(r.code, 0, `peerdist peers --segment ran (${r.stderr.trim()})`);
+    const seen = JSON.parse(r.stdout) as Array<{ segmentId: string; address: string }>;
+    const by = (id: string) => seen.filter((x) => x.segmentId.toUpperCase() === id.toUpperCase()).map((x) => x.address);
+    const c1 = c.daemons[0]!.retrieval;
+    t.ok(by(good).includes(c1), `the intact segment is announced by client 1 (${by(good).join(', ')})`);
+    t.notOk(by(bad).includes(c1), `the dropped one is not (${by(bad).join(', ') || 'nobody else'})`);
   });
 }
