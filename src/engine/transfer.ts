@@ -314,7 +314,7 @@ export class Transfer implements Session {
     return this.host.stopped();
   }
 
-  /** Starts whatever the scheduler decides now and arms a timer for its next deadline. */
+  /** pump() once the current task is over, once however often it is asked for meanwhile (Session). */
   pumpSoon(): void {
     if (this.pumpQueued) return;
     this.pumpQueued = true;
@@ -324,6 +324,7 @@ export class Transfer implements Session {
     });
   }
 
+  /** Starts whatever the scheduler decides now and arms a timer for its next deadline. */
   pump(): void {
     const sched = this.sched;
     if (this.stopped()) return;
