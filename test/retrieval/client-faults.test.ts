@@ -328,7 +328,11 @@ t.test('probation (issue 16.5): a tarpit gets one connection, then is quarantine
   await expectCode(t, c.getBlock(want(tarpit)), 'PEER_TIMEOUT', 'overdue: fails at once');
   t.equal(connections, 1, 'nothing more sent');
   while (c.usable(tarpit) && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
-  t.ok(Date.now() - t0 >= 650, `quarantined once the answer window passed (${Date.now() - t0} ms)`);
+  // The window (700 ms) is ended by undici's headers timer, which runs on undici's coarse fast
+  // timers (about 0.5 s resolution; CI saw it end at 639 ms): what must hold is that the quarantine
+  // came from the window, well after the 300 ms first-byte timer, and not from the 5 s request timer.
+  const at = Date.now() - t0;
+  t.ok(at >= 400 && at < 1500, `quarantined once the answer window passed (${at} ms)`);
   t.equal(c.usable(tarpit), false, 'quarantined');
   await expectCode(
     t,
