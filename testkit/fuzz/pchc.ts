@@ -11,6 +11,16 @@ import { HostedCacheParseError } from '../../src/protocol/pchc/errors.js';
 import { segmentIdOf } from '../../src/protocol/pccrc/keys.js';
 import { OfferHandler } from '../../src/hostedcache/offers.js';
 import type { SegmentMeta } from '../../src/cache/meta.js';
+import type { IncomingMessage } from 'node:http';
+import { encodeRequest as encodePccrr } from '../../src/protocol/pccrr/codec.js';
+import {
+  CROWD_HEADER,
+  CROWD_REQUEST_VALUE,
+  MAX_CROWD_ADDRESSES,
+  formatCrowd,
+  parseCrowd,
+} from '../../src/protocol/pchc/crowd.js';
+import { CrowdTracker, crowdHeaders } from '../../src/hostedcache/crowd.js';
 import { Rng } from './lib.js';
 import {
   fixturesDir,
@@ -105,6 +115,51 @@ export function pchcOffersTarget(): FuzzTarget {
       const r = handler.handle(input, '::ffff:127.0.0.1');
       if (!r.ok) return typed(r.error, HostedCacheParseError);
       if (decodeResponse(r.body) !== r.code) throw new FuzzFailure('response body does not match its code');
+      return 'accepted';
+    },
+  };
+}
+
+/**
+ * The PeerDist-Crowd header (protocol/pchc.md, "Crowds across subnets"): any value parses to a
+ * list of at most 32 IP addresses that formats back to itself, or to undefined; never a throw.
+ * The hosted cache's hook takes any marked body: no throw, and a header it sends parses back.
+ */
+export function pchcCrowdTarget(): FuzzTarget {
+  const seeds = ['', '10.0.2.11', '10.0.2.11 10.0.3.11', 'fd00::1 ::ffff:10.1.1.1', '1 2 3', '10.0.0.1,10.0.0.2'].map(
+    (v) => Buffer.from(v, 'latin1'),
+  );
+  const rng = new Rng(0xc4);
+  const bodies = [
+    encodePccrr({
+      type: 'GETSEGLIST',
+      cryptoAlgo: 1,
+      requestId: rng.bytes(16),
+      segmentIds: [rng.bytes(32), rng.bytes(32)],
+    }),
+    encodePccrr({ type: 'GETBLKLIST', cryptoAlgo: 1, segmentId: rng.bytes(32), ranges: [[0, 4]] }),
+    encodePccrr({ type: 'GETBLKS', cryptoAlgo: 1, segmentId: rng.bytes(32), ranges: [[1, 1]] }),
+  ];
+  const { hook } = crowdHeaders(new CrowdTracker(), () => 0);
+  let n = 0;
+  return {
+    name: 'pchc-crowd',
+    generate: (r) => (r.bool(0.5) ? fromSeeds(r, seeds) : Buffer.concat([Buffer.from([0]), fromSeeds(r, bodies)])),
+    run(input): Outcome {
+      if (input[0] === 0) {
+        const from = `10.9.${(n >> 8) & 255}.${n++ & 255}`;
+        const req = { headers: { [CROWD_HEADER]: CROWD_REQUEST_VALUE }, socket: { remoteAddress: from } };
+        const h = hook(req as unknown as IncomingMessage, input.subarray(1));
+        if (h === undefined) return 'rejected';
+        if (parseCrowd(h[CROWD_HEADER]) === undefined)
+          throw new FuzzFailure(`hook sent an unparsable header ${h[CROWD_HEADER]}`);
+        return 'accepted';
+      }
+      const v = input.toString('latin1');
+      const list = parseCrowd(v);
+      if (list === undefined) return 'rejected';
+      if (list.length > MAX_CROWD_ADDRESSES) throw new FuzzFailure(`${list.length} addresses`);
+      if (!isDeepStrictEqual(parseCrowd(formatCrowd(list)), list)) throw new FuzzFailure(`${v} does not format back`);
       return 'accepted';
     },
   };

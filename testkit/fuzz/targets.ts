@@ -10,7 +10,7 @@ import { contentInfoTarget } from './contentinfo.js';
 import { pccrrCodecTarget, pccrrResponderTarget } from './pccrr.js';
 import { pccrrClientTarget, pccrrServerTarget } from './pccrr-http.js';
 import { pccrdCodecTarget, pccrdProberTarget, pccrdResponderTarget } from './pccrd.js';
-import { pchcCodecTarget, pchcOffersTarget } from './pchc.js';
+import { pchcCodecTarget, pchcCrowdTarget, pchcOffersTarget } from './pchc.js';
 import type { FuzzTarget } from './common.js';
 
 export { FuzzFailure, type FuzzTarget, type Outcome } from './common.js';
@@ -25,6 +25,7 @@ export {
   pccrdResponderTarget,
   pchcCodecTarget,
   pchcOffersTarget,
+  pchcCrowdTarget,
 };
 
 /** All targets, in report order. */
@@ -40,5 +41,6 @@ export function allTargets(): FuzzTarget[] {
     pccrdProberTarget(),
     pchcCodecTarget(),
     pchcOffersTarget(),
+    pchcCrowdTarget(),
   ];
 }
