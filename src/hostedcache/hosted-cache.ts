@@ -12,6 +12,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { BlockStore } from '../cache/store.js';
 import { createRetrievalServer, type RetrievalServer } from '../retrieval/server.js';
+import { CrowdTracker, crowdHeaders } from './crowd.js';
 import { RetrievalClient } from '../retrieval/client.js';
 import { PCHC_PATH_V1, PCHC_PATH_V2, MAX_REQUEST_SIZE } from '../protocol/pchc/codec.js';
 import { PCCRR_PATH } from '../protocol/pccrr/codec.js';
@@ -78,6 +79,8 @@ export interface HostedCacheStats extends OfferStats {
   pullsWaiting: number;
   bytesServed: number;
   blocksServed: number;
+  /** MS-PCCRR answers that named the other askers of the same segments (PeerDist-Crowd). */
+  crowdAnswers: number;
 }
 
 export class HostedCacheStartError extends PeerdistError {
@@ -243,9 +246,12 @@ export async function startHostedCache(
       pull: (t) => puller.offer(t),
       logger: log.child({ component: 'offers' }),
     });
+    // Crowds across subnets: who else asked for the same segments (protocol/pchc.md).
+    const crowd = crowdHeaders(new CrowdTracker());
     const retrieval = createRetrievalServer({
       source: store,
       maxConcurrent: config.maxUploads ?? 1024,
+      responseHeaders: crowd.hook,
       logger: log.child({ component: 'pccrr-server' }),
     });
     const handler = createHostedCacheHandler(offers, retrieval, log);
@@ -292,6 +298,7 @@ export async function startHostedCache(
         pullsWaiting: p.waiting,
         bytesServed: r.bytesServed,
         blocksServed: r.blocksServed,
+        crowdAnswers: crowd.answered(),
       };
     };
     const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () =>
@@ -389,6 +396,12 @@ export function hostedCacheMetrics(
       type: 'counter',
       help: 'Block pulls that failed.',
       value: s.pullFailures,
+    },
+    {
+      name: 'peerdist_hc_crowd_answers_total',
+      type: 'counter',
+      help: 'MS-PCCRR answers naming the other clients that asked for the same segments (PeerDist-Crowd).',
+      value: s.crowdAnswers,
     },
     { name: 'peerdist_hc_pulls_in_progress', type: 'gauge', help: 'Segment pulls running.', value: s.pullsInProgress },
     {

@@ -39,6 +39,12 @@ export interface RetrievalServerOptions {
    * battery, ...); every block, block-list and segment-list request is then answered as busy.
    */
   notServing?: () => string | undefined;
+  /**
+   * Extra headers for a request's 200 response, asked once its body is in (a hosted cache's
+   * `PeerDist-Crowd` answer, protocol/pchc.md). Called with the raw request body, which may be
+   * malformed.
+   */
+  responseHeaders?: (req: IncomingMessage, body: Buffer) => Record<string, string> | undefined;
   logger?: Logger;
 }
 
@@ -178,6 +184,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     req.on('end', () => {
       if (done) return;
       const body = Buffer.concat(chunks, received);
+      const extra = opts.responseHeaders?.(req, body);
       const why = opts.notServing?.();
       if (why !== undefined) st.notServing++;
       const answer = async () => {
@@ -209,6 +216,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
             st.bytesServed += r.blockBytes;
           } else if (r.outcome === 'missing') st.blocksMissing++;
           else if (r.outcome === 'busy') st.busy++;
+          if (extra) for (const [k, v] of Object.entries(extra)) res.setHeader(k, v);
           finish(res, 200, r.body);
         },
         (e: unknown) => {

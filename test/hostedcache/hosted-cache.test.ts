@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap';
 import { readFile } from 'node:fs/promises';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { BlockStore } from '../../src/cache/store.js';
 import { createRetrievalServer } from '../../src/retrieval/server.js';
 import { RetrievalClient } from '../../src/retrieval/client.js';
@@ -17,6 +17,8 @@ import { certPath } from '../../src/hostedcache/cert.js';
 import { Offerer } from '../../src/hostedcache/offerer.js';
 import { encodeRequest, PCHC_PATH_V2, PCHC_PATH_V1 } from '../../src/protocol/pchc/codec.js';
 import { nullLogger } from '../../src/util/log.js';
+import { PCCRR_PATH, encodeRequest as encodePccrr } from '../../src/protocol/pccrr/codec.js';
+import { CROWD_HEADER, CROWD_REQUEST_VALUE, parseCrowd } from '../../src/protocol/pchc/crowd.js';
 import { runCli } from '../helpers/cli.js';
 import { putAll, randomV1, randomV2, tempDir, type TestSegment } from '../cache/make.js';
 
@@ -264,3 +266,59 @@ t.test('HTTP front: malformed 400, oversized 413, wrong path 404, wrong method 4
   t.equal((await request(`${admin}/v1/fetch?url=http://x/`)).statusCode, 404);
   t.same(await (await request(`${admin}/v1/jobs`)).body.json(), []);
 });
+
+t.test(
+  'crowds across subnets: marked MS-PCCRR requests are answered with the other askers (PeerDist-Crowd)',
+  async (t) => {
+    const hc = await hostedCache(t, { https: undefined });
+    const url = `http://${hc.ready.http}${PCCRR_PATH}`;
+    const agents = new Map<string, Agent>();
+    t.teardown(async () => {
+      for (const a of agents.values()) await a.close();
+    });
+    // Clients on different "subnets": distinct loopback source addresses.
+    const ask = async (from: string, msg: Buffer, mark: boolean) => {
+      let agent = agents.get(from);
+      if (!agent) {
+        agent = new Agent({ localAddress: from });
+        agents.set(from, agent);
+      }
+      const r = await request(url, {
+        method: 'POST',
+        body: msg,
+        dispatcher: agent,
+        headers: mark ? { [CROWD_HEADER]: CROWD_REQUEST_VALUE } : {},
+      });
+      const body = Buffer.from(await r.body.arrayBuffer());
+      return { status: r.statusCode, crowd: r.headers[CROWD_HEADER], body };
+    };
+    const ids = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
+    const seglist = (segmentIds: Buffer[]) =>
+      encodePccrr({ type: 'GETSEGLIST', cryptoAlgo: 1, requestId: Buffer.alloc(16, 7), segmentIds });
+    const a = await ask('127.0.0.2', seglist(ids), true);
+    t.equal(a.status, 200);
+    t.equal(a.crowd, '', 'first asker: an empty crowd (the header says the hosted cache reports crowds)');
+    const b = await ask('127.0.0.3', seglist([ids[1]!]), true);
+    t.equal(b.crowd, '127.0.0.2', 'the second asker is told of the first');
+    const c = await ask(
+      '127.0.0.4',
+      encodePccrr({ type: 'GETBLKS', cryptoAlgo: 1, segmentId: ids[0]!, ranges: [[0, 1]] }),
+      true,
+    );
+    t.equal(c.crowd, '127.0.0.2', 'GETBLKS names its segment too');
+    t.same(parseCrowd((await ask('127.0.0.2', seglist(ids), true)).crowd as string), ['127.0.0.4', '127.0.0.3']);
+    // Unmarked (a Windows client): byte for byte the same response, no header, and not recorded.
+    const plain = await ask('127.0.0.5', seglist(ids), false);
+    const marked = await ask('127.0.0.6', seglist(ids), true);
+    t.equal(plain.crowd, undefined, 'no PeerDist-Crowd header without the mark');
+    t.same(plain.body, marked.body, 'the MS-PCCRR body is the same');
+    t.notOk(parseCrowd(marked.crowd as string)!.includes('127.0.0.5'), 'an unmarked asker is not named');
+    // A malformed marked request: the usual 400, no crowd header, nothing recorded.
+    const bad = await ask('127.0.0.7', Buffer.alloc(40, 0xff), true);
+    t.equal(bad.status, 400);
+    t.equal(bad.crowd, undefined);
+    t.equal(hc.stats().crowdAnswers, 5);
+    const metrics = await (await request(`http://${hc.ready.admin}/metrics`)).body.text();
+    t.match(metrics, /peerdist_hc_crowd_answers_total 5/);
+  },
+);
