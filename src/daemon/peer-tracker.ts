@@ -37,7 +37,9 @@ export class PeerTracker {
         return inner.initialWaitMs;
       },
       onForeignProbe: inner.onForeignProbe ? (fn) => inner.onForeignProbe!(fn) : undefined,
-      bridged: inner.bridged,
+      get bridged() {
+        return inner.bridged;
+      },
       announce: inner.announce ? (id) => inner.announce!(id) : undefined,
       watch(ids: Buffer[], version: 1 | 2): WatchLike {
         const w = inner.watch(ids, version);

@@ -156,6 +156,7 @@ export class DiscoveryFeed {
     const seg = this.s.segByHex.get(p.segmentId.toUpperCase());
     if (seg === undefined || p.blockCount <= 0 || !this.admit(p.address)) return;
     this.s.trace({ type: 'answer', round, peer: p.address, seg, blockCount: p.blockCount, at: ctx.now() });
+    if (p.relay) sched.peerIsRelay(p.address);
     if (ci.version === 2) sched.peerHasSegment(p.address, seg, ctx.now());
     // v1 ProbeMatches carry a BlockCount: all of the segment's blocks means the whole segment, and
     // blocks are asked for directly (issue 16.11: peers such as python-peerdist do not answer

@@ -119,6 +119,11 @@ export interface SchedulerOptions {
    * the crowd only spreads over the file.
    */
   self?: string;
+  /**
+   * Asked at every origin pick: false while clients we cannot see may download the same content
+   * (hosted caches that do not name the crowd), and ownership is then not used.
+   */
+  crowdVisible?: () => boolean;
 }
 
 export interface PeerStat {
@@ -153,6 +158,8 @@ interface PeerState {
   partial: Map<number, Set<number>>;
   /** Last time the known block set of a partial segment grew. */
   lastGrowth: number;
+  /** A hosted cache (peerIsRelay): grows with other clients' offers; never a crowd member. */
+  relay: boolean;
   /** Gave a valid answer in this job (a block, or "not available"). */
   answered: boolean;
   /** When its (first) trial request was sent, while on trial. */
@@ -226,8 +233,11 @@ export class Scheduler {
   private readonly segStart: number[] = [];
   private readonly peers = new Map<string, PeerState>();
   private readonly random: () => number;
-  private readonly o: Required<Omit<SchedulerOptions, 'blocks' | 'present' | 'random' | 'proven' | 'self'>> & {
+  private readonly o: Required<
+    Omit<SchedulerOptions, 'blocks' | 'present' | 'random' | 'proven' | 'self' | 'crowdVisible'>
+  > & {
     self: string | undefined;
+    crowdVisible: (() => boolean) | undefined;
   };
   private readonly proven: ((address: string) => boolean) | undefined;
   private doneCount = 0;
@@ -285,6 +295,7 @@ export class Scheduler {
       originBlockMsPrior: opts.originBlockMsPrior ?? 250,
       peerBpsPrior: opts.peerBpsPrior ?? 20e6,
       self: opts.self,
+      crowdVisible: opts.crowdVisible,
     };
     this.originBlockMs = this.o.originBlockMsPrior;
     for (let g = 0; g < this.n; g++) {
@@ -435,7 +446,7 @@ export class Scheduler {
       else this.probers.delete(m);
     }
     for (const p of this.peers.values())
-      if (!p.banned && now - p.lastGrowth <= MEMBER_WINDOW_MS) out.add(hostOf(p.address));
+      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS) out.add(hostOf(p.address));
     if (this.o.self !== undefined) out.delete(this.o.self);
     return [...out];
   }
@@ -493,6 +504,7 @@ export class Scheduler {
         full: new Set(),
         partial: new Map(),
         lastGrowth: -Infinity,
+        relay: false,
         answered: false,
         trialSince: Infinity,
         stat: { blocks: 0, bytes: 0, failures: 0, notAvailable: 0, badBlocks: 0 },
@@ -504,6 +516,11 @@ export class Scheduler {
 
   addPeer(address: string): void {
     this.peer(address);
+  }
+
+  /** The peer is a hosted cache: its holdings grow with other clients' offers; never a crowd member. */
+  peerIsRelay(address: string): void {
+    this.peer(address).relay = true;
   }
 
   /**
@@ -762,7 +779,7 @@ export class Scheduler {
       }
       return undefined;
     }
-    if (this.o.self !== undefined) {
+    if (this.o.self !== undefined && this.o.crowdVisible?.() !== false) {
       const members = this.crowdMembers(now);
       if (members.length > 0) return this.pickOwned(now, members);
     }

@@ -154,9 +154,10 @@ export class Transfer implements Session {
       // v1: block lists every refresh period; v2: discovery repeats (1-2 s) and pre-origin re-checks.
       visibilityLagMs: ci.version === 1 ? (deps.blockListRefreshMs ?? 300) + 100 : 1000,
       // Our identity in a flash crowd: the address the other clients see (hostOf our first XAddr).
-      // Not with hosted caches: clients on the other subnets fetch the same blocks in the same
-      // order, unseen by our probes (protocol/engine.md, "Flash crowds" 8).
-      self: deps.discovery.bridged ? undefined : selfIdentity(this.ctx.selfAddresses()),
+      // Not while hosted caches may hide clients on other subnets, which would fetch the same
+      // blocks in the same order unseen (protocol/engine.md, "Flash crowds" 8).
+      self: selfIdentity(this.ctx.selfAddresses()),
+      crowdVisible: () => !deps.discovery.bridged,
     });
     this.feed = new DiscoveryFeed(this);
     let maxBlock = 1;

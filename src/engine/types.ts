@@ -16,6 +16,8 @@ export interface SightingLike {
   address: string; // host:port
   blockCount: number;
   complete: boolean;
+  /** A hosted cache: it holds what other clients offered and does not download itself (never a crowd member). */
+  relay?: boolean;
 }
 
 export interface WatchLike {
@@ -38,8 +40,11 @@ export interface DiscoveryLike {
   /** A segment (ID as hex) entered our cache from the origin: follow-up ProbeMatches (Discovery.announce). */
   announce?(segmentIdHex: string): void;
   /**
-   * Peers beyond the subnet take part (hosted caches): clients on other subnets download the same
-   * content unseen by our probes, so a flash crowd is not shared out by ownership (protocol/engine.md).
+   * Peers beyond the subnet take part (hosted caches) and clients on other subnets may download the
+   * same content unseen: a flash crowd is then not shared out by ownership (protocol/engine.md,
+   * "Flash crowds" 8). Read at every origin pick: it turns false once every hosted cache names the
+   * clients that ask it for the same segments (protocol/pchc.md, "Crowds across subnets"); those
+   * arrive through onForeignProbe like probes.
    */
   readonly bridged?: boolean;
 }

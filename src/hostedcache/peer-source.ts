@@ -10,6 +10,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { DiscoveryLike, SightingLike, WatchLike } from '../engine/types.js';
+import type { CrowdCallback } from '../retrieval/client.js';
 import { MAX_BLOCKS_PER_SEGMENT } from '../protocol/pccrr/codec.js';
 import { type Logger, nullLogger } from '../util/log.js';
 
@@ -22,12 +23,18 @@ export interface HostedCachePeer {
 
 /** The retrieval calls the source makes (RetrievalClient satisfies it). */
 export interface ListClient {
-  getSegmentList(req: { peer: string; segmentIds: Buffer[]; signal?: AbortSignal }): Promise<number[]>;
+  getSegmentList(req: {
+    peer: string;
+    segmentIds: Buffer[];
+    signal?: AbortSignal;
+    crowd?: CrowdCallback;
+  }): Promise<number[]>;
   getBlockList(req: {
     peer: string;
     segmentId: Buffer;
     ranges: Array<[number, number]>;
     signal?: AbortSignal;
+    crowd?: CrowdCallback;
   }): Promise<{ ranges: Array<[number, number]> }>;
 }
 
@@ -36,17 +43,31 @@ export interface HostedCacheSourceOptions {
   client: ListClient;
   /** Poll period for segments not yet held (default 500 ms); doubles up to 8 s while a cache fails. */
   pollMs?: number;
+  /**
+   * Poll period of a download's first watches while they are young (default 100 ms for the first
+   * 1.5 s of the first 4 watches): clients that start together learn of each other, and of each
+   * other's first segments, before the file has crossed the WAN.
+   */
+  fastPollMs?: number;
+  fastWindowMs?: number;
+  now?: () => number;
   logger?: Logger;
 }
 
 const IDS_PER_SEGLIST = 1000;
 const MAX_BACKOFF_MS = 8000;
+/** Watches alive at once that poll fast while young (a download's first 4 x 255 v2 segments). */
+const FAST_WATCHES = 4;
 
 export interface HostedCacheSourceStats {
   polls: number;
   failures: number;
   sightings: number;
+  /** Other clients a hosted cache named as asking for the same segments (PeerDist-Crowd). */
+  crowdMembers: number;
 }
+
+type ProbeListener = (segmentIds: Buffer[], from: string) => void;
 
 class MergedWatch extends EventEmitter implements WatchLike {
   private readonly found = new Map<string, SightingLike[]>();
@@ -55,6 +76,9 @@ class MergedWatch extends EventEmitter implements WatchLike {
   private hit: (() => void) | undefined;
   private readonly hitP: Promise<void>;
   private closed = false;
+  private readonly born: number;
+  /** Polls every fastPollMs while younger than fastWindowMs (one of the first FAST_WATCHES). */
+  private readonly fast: boolean;
 
   constructor(
     private readonly inner: WatchLike,
@@ -65,6 +89,8 @@ class MergedWatch extends EventEmitter implements WatchLike {
     this.hitP = new Promise((r) => {
       this.hit = r;
     });
+    this.born = src.now();
+    this.fast = src.liveWatches++ < FAST_WATCHES;
     inner.on('peer', (p: SightingLike) => this.emit('peer', p));
     for (const hc of src.caches) void this.poll(hc, src.pollMs);
   }
@@ -84,6 +110,7 @@ class MergedWatch extends EventEmitter implements WatchLike {
             peer: hc.address,
             segmentIds: batch,
             signal: this.ac.signal,
+            crowd: (m) => this.src.crowdAnswer(hc, batch, m),
           });
           this.src.stats.polls++;
           for (const k of held) if (batch[k]) this.sighting(hc, batch[k]!, 1);
@@ -96,6 +123,7 @@ class MergedWatch extends EventEmitter implements WatchLike {
             segmentId: id,
             ranges: [[0, MAX_BLOCKS_PER_SEGMENT]],
             signal: this.ac.signal,
+            crowd: (m) => this.src.crowdAnswer(hc, [id], m),
           });
           this.src.stats.polls++;
           const n = r.ranges.reduce((a, [, c]) => a + c, 0);
@@ -109,7 +137,8 @@ class MergedWatch extends EventEmitter implements WatchLike {
       this.src.log.debug('hosted cache poll failed', { cache: hc.address, err: (err as Error).message });
     }
     if (this.closed) return;
-    const next = ok ? this.src.pollMs : Math.min(MAX_BACKOFF_MS, backoff * 2);
+    const young = this.fast && this.src.now() - this.born < this.src.fastWindowMs;
+    const next = ok ? (young ? this.src.fastPollMs : this.src.pollMs) : Math.min(MAX_BACKOFF_MS, backoff * 2);
     const t = setTimeout(() => {
       this.timers.delete(t);
       void this.poll(hc, next);
@@ -121,7 +150,8 @@ class MergedWatch extends EventEmitter implements WatchLike {
   private sighting(hc: HostedCachePeer, id: Buffer, blockCount: number): void {
     const key = id.toString('hex').toUpperCase();
     // complete: false: the engine asks for block lists (v1) or takes the segment as held (v2).
-    const s: SightingLike = { segmentId: key, address: hc.address, blockCount, complete: false };
+    // relay: what it holds came from other clients; it is not a crowd member itself.
+    const s: SightingLike = { segmentId: key, address: hc.address, blockCount, complete: false, relay: true };
     const list = this.found.get(key) ?? [];
     list.push(s);
     this.found.set(key, list);
@@ -146,6 +176,7 @@ class MergedWatch extends EventEmitter implements WatchLike {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.src.liveWatches--;
     this.ac.abort();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
@@ -159,14 +190,44 @@ export class HostedCacheSource {
   readonly caches: HostedCachePeer[];
   readonly client: ListClient;
   readonly pollMs: number;
+  readonly fastPollMs: number;
+  readonly fastWindowMs: number;
+  readonly now: () => number;
   readonly log: Logger;
-  readonly stats: HostedCacheSourceStats = { polls: 0, failures: 0, sightings: 0 };
+  readonly stats: HostedCacheSourceStats = { polls: 0, failures: 0, sightings: 0, crowdMembers: 0 };
+  /** Watches open now (MergedWatch counts itself in and out). */
+  liveWatches = 0;
+  /** Per hosted cache: whether its last answer carried a valid crowd header. */
+  private readonly reportsCrowds = new Map<string, boolean>();
+  private readonly probeListeners = new Set<ProbeListener>();
 
   constructor(opts: HostedCacheSourceOptions) {
     this.caches = opts.caches;
     this.client = opts.client;
     this.pollMs = opts.pollMs ?? 500;
+    this.fastPollMs = opts.fastPollMs ?? 100;
+    this.fastWindowMs = opts.fastWindowMs ?? 1500;
+    this.now = opts.now ?? Date.now;
     this.log = opts.logger ?? nullLogger;
+  }
+
+  /**
+   * Whether clients beyond our probes may download unseen: true until every hosted cache has
+   * answered with a crowd header (a peerdist hosted cache names the other clients that ask it for
+   * the same segments, so the crowd is complete again; a Windows one does not).
+   */
+  get unseenCrowd(): boolean {
+    return this.caches.some((hc) => this.reportsCrowds.get(hc.address) !== true);
+  }
+
+  /** A hosted cache's crowd answer for a request that named `ids`: each member counts as a prober of them. */
+  crowdAnswer(hc: HostedCachePeer, ids: Buffer[], members: string[] | undefined): void {
+    this.reportsCrowds.set(hc.address, members !== undefined);
+    if (!members) return;
+    for (const m of members) {
+      this.stats.crowdMembers++;
+      for (const fn of this.probeListeners) fn(ids, m);
+    }
   }
 
   /** A DiscoveryLike that adds the hosted caches to every watch of `inner`. */
@@ -177,9 +238,19 @@ export class HostedCacheSource {
       get initialWaitMs() {
         return inner.initialWaitMs;
       },
-      onForeignProbe: inner.onForeignProbe ? (fn) => inner.onForeignProbe!(fn) : undefined,
+      // Other hosts' probes on our subnet, and the clients a hosted cache names (crowdAnswer).
+      onForeignProbe(fn) {
+        const stopInner = inner.onForeignProbe?.(fn);
+        src.probeListeners.add(fn);
+        return () => {
+          stopInner?.();
+          src.probeListeners.delete(fn);
+        };
+      },
       announce: inner.announce ? (id) => inner.announce!(id) : undefined,
-      bridged: true,
+      get bridged() {
+        return src.unseenCrowd;
+      },
       watch(ids: Buffer[], version: 1 | 2): WatchLike {
         return new MergedWatch(inner.watch(ids, version), ids, src);
       },

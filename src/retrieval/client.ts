@@ -25,9 +25,18 @@ import {
 import { decryptBlock } from '../protocol/pccrr/crypto.js';
 import { normalizeRanges } from '../protocol/pccrr/ranges.js';
 import { PeerError, RetrievalParseError } from '../protocol/pccrr/errors.js';
+import { CROWD_HEADER, CROWD_REQUEST_VALUE, parseCrowd } from '../protocol/pchc/crowd.js';
 
 export { PeerError } from '../protocol/pccrr/errors.js';
 export type { PeerErrorCode } from '../protocol/pccrr/errors.js';
+
+/**
+ * Given on a request to a hosted cache: the request carries the `PeerDist-Crowd` mark and the
+ * callback gets the answer's crowd (the other clients that asked for the same segments), or
+ * undefined when the answer has no valid crowd header (not a peerdist hosted cache). See
+ * protocol/pchc.md, "Crowds across subnets".
+ */
+export type CrowdCallback = (members: string[] | undefined) => void;
 
 export interface RetrievalClientOptions {
   /** Bound on one whole exchange (request sent to body fully read), default 5000 ms. */
@@ -220,7 +229,13 @@ export class RetrievalClient {
    * MSG_GETSEGLIST (ProtVer 2.0): which of `segmentIds` the peer holds (fully or partly), as
    * indexes into the list. Hosted caches answer it; Windows peers in distributed mode need not.
    */
-  async getSegmentList(req: { peer: string; segmentIds: Buffer[]; signal?: AbortSignal }): Promise<number[]> {
+  async getSegmentList(req: {
+    peer: string;
+    segmentIds: Buffer[];
+    signal?: AbortSignal;
+    /** Mark the request for a hosted cache's crowd answer and receive it (see CrowdCallback). */
+    crowd?: CrowdCallback;
+  }): Promise<number[]> {
     const { peer } = req;
     const requestId = randomBytes(16);
     const body = encodeRequest({
@@ -229,7 +244,7 @@ export class RetrievalClient {
       requestId,
       segmentIds: req.segmentIds,
     });
-    const { msg } = await this.exchange(peer, body, req.signal);
+    const { msg } = await this.exchange(peer, body, req.signal, false, req.crowd);
     if (msg.type !== 'SEGLIST') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_SEGLIST, got MSG_${msg.type}`);
     if (!msg.requestId.equals(requestId))
       throw new PeerError('PEER_PROTOCOL', peer, 'MSG_SEGLIST RequestID differs from the request');
@@ -244,6 +259,7 @@ export class RetrievalClient {
     segmentId: Buffer;
     ranges: Range[];
     signal?: AbortSignal;
+    crowd?: CrowdCallback;
   }): Promise<{ ranges: Range[]; nextBlockIndex: number }> {
     const { peer, segmentId } = req;
     const ranges = normalizeRanges(req.ranges);
@@ -251,7 +267,7 @@ export class RetrievalClient {
     if (ranges.length > MAX_GETBLKLIST_RANGES)
       throw new RangeError(`at most ${MAX_GETBLKLIST_RANGES} ranges per MSG_GETBLKLIST`);
     const body = encodeRequest({ type: 'GETBLKLIST', cryptoAlgo: this.cryptoAlgo, segmentId, ranges });
-    const { msg } = await this.exchange(peer, body, req.signal);
+    const { msg } = await this.exchange(peer, body, req.signal, false, req.crowd);
     if (msg.type !== 'BLKLIST') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_BLKLIST, got MSG_${msg.type}`);
     if (!msg.segmentId.equals(segmentId))
       throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLKLIST SegmentID differs from the request');
@@ -309,10 +325,11 @@ export class RetrievalClient {
     body: Buffer,
     signal?: AbortSignal,
     allowNego = false,
+    crowd?: CrowdCallback,
   ): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
     if (this.closed) throw new PeerError('PEER_UNREACHABLE', peer, 'client closed');
     if (signal?.aborted) throw new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
-    if (!this.probation) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs);
+    if (!this.probation) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs, crowd);
     const h = this.healthOf(peer);
     for (;;) {
       if (h.quarantinedUntil > this.now())
@@ -321,7 +338,7 @@ export class RetrievalClient {
           peer,
           'not used: it failed without ever giving a valid MS-PCCRR answer',
         );
-      if (h.proven) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs);
+      if (h.proven) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs, crowd);
       if (h.overdue)
         throw new PeerError('PEER_TIMEOUT', peer, 'on probation: the answer to its first request is overdue');
       if (!h.probing) break;
@@ -333,7 +350,7 @@ export class RetrievalClient {
     h.probing = new Promise<void>((r) => {
       release = r;
     });
-    const attempt = this.exchangeOnce(peer, body, signal, allowNego, probation.answerWithinMs).then(
+    const attempt = this.exchangeOnce(peer, body, signal, allowNego, probation.answerWithinMs, crowd).then(
       (r) => {
         h.proven = true;
         h.strikes = 0;
@@ -392,6 +409,7 @@ export class RetrievalClient {
     signal: AbortSignal | undefined,
     allowNego: boolean,
     firstByteMs: number,
+    crowd?: CrowdCallback,
   ): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
     const pool = this.pool(peer);
     const timer = new AbortController();
@@ -416,7 +434,11 @@ export class RetrievalClient {
         body,
         headersTimeout: firstByteMs,
         bodyTimeout: firstByteMs,
-        headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length) },
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-length': String(body.length),
+          ...(crowd ? { [CROWD_HEADER]: CROWD_REQUEST_VALUE } : {}),
+        },
         signal: combined,
       });
       if (res.statusCode !== 200) {
@@ -454,6 +476,7 @@ export class RetrievalClient {
           `peer supports versions ${protVerString(msg.min)}..${protVerString(msg.max)} only`,
         );
       }
+      crowd?.(parseCrowd(res.headers[CROWD_HEADER]));
       return { msg, bytes: n };
     } catch (e) {
       const err = failure(e);

@@ -220,5 +220,23 @@ t.test(
       times.every((x) => times.filter((y) => y <= x && y + 100 > x).length <= 2),
       'bridged: still a crowd (two origin streams)',
     );
+
+    // Hosted caches that name the crowd (PeerDist-Crowd): bridged turns false once they answered,
+    // after the download started, and the crowd is shared out again (the pause before the other
+    // member's blocks).
+    const w2 = world(c, { initialWaitMs: 1000, selfAddresses: ['10.0.0.1:80'] });
+    w2.discovery.bridged = true;
+    w2.origin.rangeDelayMs = 100;
+    const job2 = w2.engine.download(w2.url);
+    await settle();
+    w2.discovery.bridged = false;
+    w2.discovery.foreignProbe('10.0.0.9', ids);
+    await runUntil(w2.clock, job2.done);
+    const times2 = w2.origin.ranged.map((q) => q.t);
+    t.ok(
+      times2.some((x, i) => i > 0 && x - times2[i - 1]! >= 500),
+      `no longer bridged: a pause before the other member's blocks (${times2.map((x) => x - times2[0]!).join(' ')})`,
+    );
+    t.equal(sha256(await readAll(job2.createReadStream())), sha256(c.data), 'content correct');
   },
 );

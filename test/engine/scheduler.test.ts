@@ -501,6 +501,64 @@ t.test("crowd ownership: a silent member's blocks go to its stand-ins one grace 
   t.ok(first > 0 && second > 0, `${first} blocks as first stand-in, ${second} as second`);
 });
 
+t.test(
+  'crowd ownership: a hosted cache (relay) is never a member; no ownership while the crowd is not visible',
+  async (t) => {
+    const self = '10.0.0.1';
+    /** Blocks taken at once (no time passes, so no grace period ends) with the given setup. */
+    const firstPicks = (setup: (s: Scheduler) => void, crowdVisible?: () => boolean) => {
+      const s = new Scheduler({ blocks: blocks(64, 1), random: rng(3), originConcurrency: 2, self, crowdVisible });
+      s.crowdSeen('10.0.0.2', 0);
+      setup(s);
+      const picks: number[] = [];
+      for (let k = 0; k < 64; k++) {
+        const a = originOf(s.next(1));
+        if (a.length === 0) break;
+        for (const x of a) {
+          picks.push(x.block);
+          s.originSucceeded(x.block, 10);
+        }
+      }
+      return picks.sort((a, b) => a - b);
+    };
+    const twoMembers = firstPicks(() => undefined);
+    t.ok(twoMembers.length > 10 && twoMembers.length < 54, `two members: we own ${twoMembers.length} of 64`);
+    // A hosted cache whose holdings grow (other clients offered segment 63 to it).
+    const grows = (s: Scheduler) => s.peerHasSegment('10.0.0.9:80', 63, 0);
+    t.same(
+      firstPicks((s) => {
+        s.peerIsRelay('10.0.0.9:80');
+        grows(s);
+      }),
+      twoMembers.filter((g) => g !== 63),
+      'a relay peer does not change who owns what',
+    );
+    t.notSame(
+      firstPicks(grows),
+      twoMembers.filter((g) => g !== 63),
+      'the same peer not marked as a relay counts as a third member',
+    );
+    let visible = false;
+    t.equal(
+      firstPicks(
+        () => undefined,
+        () => visible,
+      ).length,
+      64,
+      'crowd not visible: every block at once (no ownership)',
+    );
+    visible = true;
+    t.same(
+      firstPicks(
+        () => undefined,
+        () => visible,
+      ),
+      twoMembers,
+      'visible: ownership as without the option',
+    );
+  },
+);
+
 t.test('whyOrigin: the reason a block goes to the origin (peerdist explain)', async (t) => {
   const s = mk(4);
   t.equal(s.whyOrigin(0, 0), 'no-peer-found', 'discovery found nobody');

@@ -4,8 +4,9 @@
  * downloads the same small file one after another: without the hosted cache every subnet pulls
  * the file over the WAN (discovery does not cross the router); with it, the first client's
  * segments are offered, pulled by the hosted cache, and the other subnets get them from there.
- * A flash crowd on the same branch is checked for correctness (its origin ratio is a target in
- * BENCHMARKS.md, measured by bench/hosted-cache.ts). Skips unless root with iproute2.
+ * A flash crowd of all six clients on the same branch takes at most 1.3 x the file from the origin
+ * (the hosted cache names the crowd across subnets; bench/hosted-cache.ts measures larger files).
+ * Skips unless root with iproute2.
  */
 import t, { type Test } from 'tap';
 import { Cluster, originBlockBytes, type SimDownload as DownloadResult } from '../../testkit/sim/harness.js';
@@ -108,19 +109,20 @@ if (!support.ok) {
       flash.downloads.reduce((a, d) => a + d.fromOrigin, 0),
       'origin counters agree with what the clients report',
     );
-    // The <= 1.3 x flash target is a performance target, stated in BENCHMARKS.md, not asserted here.
     t.comment(
       `flash crowd: origin bytes / file size = ${(fb / SIZE).toFixed(3)}; all done in ${flash.totalSeconds.toFixed(2)} s`,
     );
-    // Measured on a quiet machine, identical runs gave 1.37-3.17 x (BENCHMARKS.md), so "less than
-    // one copy per subnet" was a coin toss near its bound. What must hold in every run: the clients
-    // shared (peers and the hosted cache supplied bytes) and no two clients both took the whole file
-    // from the origin.
+    // The hosted cache names each client's crowd (PeerDist-Crowd), so the six clients of three
+    // subnets share the origin blocks out as one crowd. Before, each subnet fetched the same blocks
+    // unseen by the others: 1.37-3.17 x in identical runs (BENCHMARKS.md); since, 1.000-1.033 x,
+    // beside two busy loops too (10 runs). The issue's target is <= 1.3.
+    const crowd = (await c.hostedCacheStatus()).hostedCache as { crowdAnswers: number };
+    t.ok(crowd.crowdAnswers > 0, `the hosted cache named the crowd ${crowd.crowdAnswers} times`);
+    t.ok(
+      fb <= SIZE * 1.3,
+      `flash crowd over 3 subnets: origin sent ${(fb / SIZE).toFixed(3)} x the file (target <= 1.3)`,
+    );
     const shared = flash.downloads.reduce((a, d) => a + d.fromPeers, 0);
     t.ok(shared > 0, `peers and the hosted cache supplied ${shared} bytes of the flash crowd`);
-    t.ok(
-      fb < SIZE * (flash.downloads.length - 1),
-      `origin sent less than ${flash.downloads.length - 1} copies (${(fb / SIZE).toFixed(3)})`,
-    );
   });
 }
