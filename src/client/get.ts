@@ -26,6 +26,8 @@ export interface GetResult extends ByteCounts {
   output: string;
   bytes: number;
   seconds: number;
+  /** Seconds until the daemon had the origin's answer (content information or plain headers), as the daemon measured it. */
+  originAnswerSeconds?: number;
   peers: number;
   peerdist: boolean;
 }
@@ -302,6 +304,7 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
       output,
       bytes: received,
       seconds: (now() - started) / 1000,
+      ...(job.originAnswerSeconds !== undefined ? { originAnswerSeconds: job.originAnswerSeconds } : {}),
       fromOrigin: job.fromOrigin,
       fromPeers: job.fromPeers,
       fromCache: job.fromCache,

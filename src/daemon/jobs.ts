@@ -20,6 +20,11 @@ export interface JobView extends JobProgress {
   peerdist: boolean | null;
   startedAt: string;
   seconds: number;
+  /**
+   * Seconds from the start until the origin answered (the content information, or the headers of a
+   * plain body); absent until then. What comes after it is the data phase.
+   */
+  originAnswerSeconds?: number;
   /** Code of the failure (BLOCK_FAILED, ORIGIN_MISMATCH, LOCAL, ...) once the job failed; `error` has the reason. */
   errorCode?: string;
 }
@@ -28,6 +33,8 @@ interface Entry {
   job: DownloadJob;
   info?: JobInfo;
   started: number;
+  /** When job.info resolved (the origin's answer). */
+  infoAt?: number;
   finished?: number;
   errorCode?: string;
 }
@@ -66,6 +73,7 @@ export class JobBook {
     job.info.then(
       (i) => {
         e.info = i;
+        e.infoAt = this.now();
       },
       () => {
         /* reported through progress().error */
@@ -107,6 +115,7 @@ export class JobBook {
       peerdist: e.info ? e.info.peerdist : null,
       startedAt: new Date(e.started).toISOString(),
       seconds: Math.max(0, end - e.started) / 1000,
+      ...(e.infoAt !== undefined ? { originAnswerSeconds: Math.max(0, e.infoAt - e.started) / 1000 } : {}),
       ...p,
       ...(p.state === 'failed' && e.errorCode ? { errorCode: e.errorCode } : {}),
     };

@@ -86,12 +86,17 @@ t.test('get and status through the admin API', async (t) => {
       'fromCache',
       'fromOrigin',
       'fromPeers',
+      'originAnswerSeconds',
       'output',
       'peerdist',
       'peers',
       'seconds',
       'url',
     ].sort(),
+  );
+  t.ok(
+    (r.originAnswerSeconds as number) >= 0 && (r.originAnswerSeconds as number) <= (r.seconds as number),
+    'the origin answered within the download',
   );
   t.match(r, {
     url: 'http://o.test/dir/good.bin',

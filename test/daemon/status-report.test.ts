@@ -214,6 +214,8 @@ t.test('job book: joins running jobs, keeps finished ones up to a limit', async 
       /* discard */
     }
   };
+  now = 160;
+  await new Promise((r) => setImmediate(r)); // the origin's answer (job.info) is seen at 160
   now = 600;
   await drain(a.createReadStream());
   await a.done;
@@ -222,6 +224,7 @@ t.test('job book: joins running jobs, keeps finished ones up to a limit', async 
   t.match(book.view(a.id), {
     state: 'done',
     seconds: 0.5,
+    originAnswerSeconds: 0.06,
     startedAt: new Date(100).toISOString(),
     bytesDone: 1000,
     peerdist: true,
@@ -238,4 +241,5 @@ t.test('job book: joins running jobs, keeps finished ones up to a limit', async 
   await failed.done.catch(() => {});
   await new Promise((r) => setImmediate(r));
   t.match(book.view(failed.id), { state: 'failed', error: /404/, peerdist: null });
+  t.notOk('originAnswerSeconds' in book.view(failed.id)!, 'no origin answer: no originAnswerSeconds');
 });

@@ -453,6 +453,7 @@ export class Cluster {
       output,
       bytes: num(j.bytes),
       seconds: num(j.seconds),
+      ...(j.originAnswerSeconds !== undefined ? { originAnswerSeconds: num(j.originAnswerSeconds) } : {}),
       fromOrigin: num(j.fromOrigin),
       fromPeers: num(j.fromPeers),
       fromCache: num(j.fromCache),
