@@ -105,6 +105,20 @@ t.test('the crowd a hosted cache names reaches onForeignProbe listeners, beside 
   t.equal(got.length, 3, 'nothing after the listener stopped');
 });
 
+t.test('a v1.0 hosted cache (GETBLKLIST per segment) names the crowd of each segment asked', async (t) => {
+  const client = new FakeCaches();
+  client.crowd.set('10.0.0.7:443', ['10.0.2.11']);
+  const src = new HostedCacheSource({ caches: [{ address: '10.0.0.7:443', version: 1 }], client });
+  const d = src.wrap(inner());
+  const got: string[] = [];
+  d.onForeignProbe!((probed, from) => got.push(`${probed.map((b) => b[0]).join(',')}@${from}`));
+  const w = d.watch(ids, 1);
+  await until(() => got.length >= 2);
+  w.close();
+  t.same(got.slice(0, 2), ['1@10.0.2.11', '2@10.0.2.11']);
+  t.equal(d.bridged, false);
+});
+
 t.test('bridged until every hosted cache names its crowd, read live through the daemon wrappers', async (t) => {
   const client = new FakeCaches();
   const caches = [
