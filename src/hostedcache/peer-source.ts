@@ -63,7 +63,7 @@ export interface HostedCacheSourceStats {
   polls: number;
   failures: number;
   sightings: number;
-  /** Other clients a hosted cache named as asking for the same segments (PeerDist-Crowd). */
+  /** Other clients named by hosted caches as asking for the same segments (PeerDist-Crowd), counted per answer. */
   crowdMembers: number;
 }
 
@@ -134,6 +134,8 @@ class MergedWatch extends EventEmitter implements WatchLike {
       if (this.closed) return;
       ok = false;
       this.src.stats.failures++;
+      // Unreachable, it names nobody: clients on other subnets may be downloading unseen again.
+      this.src.crowdAnswer(hc, [], undefined);
       this.src.log.debug('hosted cache poll failed', { cache: hc.address, err: (err as Error).message });
     }
     if (this.closed) return;

@@ -142,6 +142,34 @@ t.test('bridged until every hosted cache names its crowd, read live through the 
   );
 });
 
+t.test('a hosted cache that stops answering names nobody: bridged again', async (t) => {
+  const client = new FakeCaches();
+  client.crowd.set('10.0.0.5:80', []);
+  let failing = false;
+  const list = client.getSegmentList.bind(client);
+  client.getSegmentList = async (req) => {
+    if (failing) {
+      client.polls.set('failed', (client.polls.get('failed') ?? 0) + 1);
+      throw new Error('connect ECONNREFUSED');
+    }
+    return list(req);
+  };
+  const src = new HostedCacheSource({
+    caches: [{ address: '10.0.0.5:80', version: 2 }],
+    client,
+    pollMs: 1,
+    fastPollMs: 1,
+  });
+  const d = src.wrap(inner());
+  const w = d.watch(ids, 2);
+  t.teardown(() => w.close());
+  await until(() => d.bridged === false);
+  failing = true;
+  await until(() => (client.polls.get('failed') ?? 0) > 0);
+  t.equal(d.bridged, true, 'after a failed poll the crowd is not known to be complete');
+  t.equal(src.stats.failures, 1);
+});
+
 t.test("a download's first watches poll fast while young, later ones at the normal period", async (t) => {
   const client = new FakeCaches();
   const caches = Array.from({ length: 5 }, (_, k) => ({ address: `10.0.0.${k + 1}:80`, version: 2 as const }));
