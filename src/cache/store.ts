@@ -128,6 +128,8 @@ interface Counters {
 }
 
 const pKey = (idHex: string, i: number) => `p!${idHex}!${i}`;
+/** Segments registered per index write (addSegments). */
+const ADD_BATCH = 1024;
 
 export class BlockStore extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
@@ -274,42 +276,60 @@ export class BlockStore extends EventEmitter {
   // ---- segments ----
 
   async addSegment(meta: SegmentMeta): Promise<void> {
-    validateMeta(meta);
-    const idHex = meta.segmentId.toString('hex');
-    await this.mutex.run(async () => {
-      const old = this.entries.get(idHex);
-      if (old) {
-        if (!sameMeta(old.meta, meta))
-          throw new CacheError('SEGMENT_CONFLICT', `segment ${idHex} is already cached with different metadata`);
-        return;
-      }
-      // One packed buffer per segment, not a Buffer per block (issue 16.7).
-      const copy: SegmentMeta = {
-        ...meta,
-        blockHashes: packedHashes(Buffer.concat(meta.blockHashes), digestLength(meta.hashAlgorithm)),
-      };
-      if (!copy.replay) delete copy.replay;
-      const t = this.now();
-      await this.withSpace(
-        idHex,
-        () =>
-          this.db.batch([
+    await this.addSegments([meta]);
+  }
+
+  /**
+   * Registers segments (their metadata, no blocks yet): one index write per ADD_BATCH new segments,
+   * not one per segment (a download's 16,384 v2 segments took 0.9 s one by one). A segment already
+   * known with the same metadata is left as it is; with different metadata it is a SEGMENT_CONFLICT.
+   * A batch that fails (conflict, or no space after evicting what can be evicted) registers none of
+   * its segments; earlier batches stay registered.
+   */
+  async addSegments(metas: readonly SegmentMeta[]): Promise<void> {
+    for (const m of metas) validateMeta(m);
+    for (let i = 0; i < metas.length; i += ADD_BATCH) {
+      const chunk = metas.slice(i, i + ADD_BATCH);
+      await this.mutex.run(async () => {
+        const fresh = new Map<string, SegmentMeta>();
+        for (const meta of chunk) {
+          const idHex = meta.segmentId.toString('hex');
+          const old = this.entries.get(idHex)?.meta ?? fresh.get(idHex);
+          if (old) {
+            if (!sameMeta(old, meta))
+              throw new CacheError('SEGMENT_CONFLICT', `segment ${idHex} is already cached with different metadata`);
+            continue;
+          }
+          // One packed buffer per segment, not a Buffer per block (issue 16.7).
+          const copy: SegmentMeta = {
+            ...meta,
+            blockHashes: packedHashes(Buffer.concat(meta.blockHashes), digestLength(meta.hashAlgorithm)),
+          };
+          if (!copy.replay) delete copy.replay;
+          fresh.set(idHex, copy);
+        }
+        if (fresh.size === 0) return;
+        const t = this.now();
+        const ops: Array<{ type: 'put'; key: string; value: object }> = [];
+        for (const [idHex, copy] of fresh)
+          ops.push(
             { type: 'put', key: `m!${idHex}`, value: toRecord(copy, t) },
             { type: 'put', key: `u!${idHex}`, value: { lastUse: t, hitsLocal: 0, hitsPeer: 0 } },
-          ]),
-        true,
-      );
-      this.entries.set(idHex, {
-        idHex,
-        meta: copy,
-        present: new Bitmap(metaBlockCount(copy)),
-        bytes: 0,
-        lastUse: t,
-        hitsLocal: 0,
-        hitsPeer: 0,
-        added: t,
+          );
+        await this.withSpace('', () => this.db.batch(ops), true);
+        for (const [idHex, copy] of fresh)
+          this.entries.set(idHex, {
+            idHex,
+            meta: copy,
+            present: new Bitmap(metaBlockCount(copy)),
+            bytes: 0,
+            lastUse: t,
+            hitsLocal: 0,
+            hitsPeer: 0,
+            added: t,
+          });
       });
-    });
+    }
   }
 
   getSegment(segmentId: Buffer): SegmentMeta | undefined {

@@ -254,9 +254,21 @@ export class EngineJob extends EventEmitter implements DownloadJob {
 
   private async runPeerDist(ci: ContentInfo): Promise<void> {
     const { store } = this.ctx.deps;
-    for (const seg of ci.segments) {
+    const metas = ci.segments.map((seg) => segmentMetaFrom(ci.version, ci.hashAlgorithm, seg));
+    // All at once (few index writes); when the cache's filesystem is full, one by one below, so
+    // that only the segments that find no room go uncached.
+    let registered = false;
+    if (store.addSegments) {
       try {
-        await store.addSegment(segmentMetaFrom(ci.version, ci.hashAlgorithm, seg));
+        await store.addSegments(metas);
+        registered = true;
+      } catch (err) {
+        if (!isCacheCapacityError(err)) throw err;
+      }
+    }
+    for (const [k, seg] of ci.segments.entries()) {
+      try {
+        if (!registered) await store.addSegment(metas[k]!);
       } catch (err) {
         // No room even for the index entry (full filesystem): the segment is downloaded without
         // caching, its blocks go to the readers from memory (issue 16.4).

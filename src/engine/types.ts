@@ -77,7 +77,7 @@ export interface RetrievalLike {
  * block so that putBlock does not hash it again.
  */
 export type StoreLike = Pick<BlockStore, 'addSegment' | 'hasBlock' | 'putBlock' | 'readBlock' | 'pin' | 'getSegment'> &
-  Partial<Pick<BlockStore, 'checkBlock'>> &
+  Partial<Pick<BlockStore, 'checkBlock' | 'addSegments'>> &
   Pick<EventEmitter, 'on' | 'off'>;
 
 export interface EngineDeps {

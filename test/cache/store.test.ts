@@ -100,6 +100,46 @@ t.test('addSegment rejects a v1 segment whose HoD does not match its block hashe
   await t.rejects(store.addSegment({ ...s.meta, kp: Buffer.alloc(32, 1) }), { code: 'SEGMENT_CONFLICT' });
 });
 
+t.test(
+  'addSegments: many segments in few index writes, persisted; repeats allowed; a conflict registers none of its batch',
+  async (t) => {
+    const dir = await tempDir(t);
+    let store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
+    const segs = Array.from({ length: 2500 }, () => randomV2(100));
+    const metas = segs.map((s) => s.meta);
+    await store.addSegments([...metas, metas[7]!]); // a segment named twice (content with a repeated segment)
+    t.ok(
+      metas.every((m) => store.getSegment(m.segmentId) !== undefined),
+      'every segment registered (2,500: three batches)',
+    );
+    await store.addSegments(metas.slice(0, 10)); // already known, same metadata: nothing to do
+    await putAll(store, segs[2400]!);
+    t.same(
+      await store.readBlock(metas[2400]!.segmentId, 0),
+      segs[2400]!.blocks[0],
+      'a block of the last batch stored and read back',
+    );
+    await store.close();
+    store = await BlockStore.open({ dir });
+    t.teardown(() => store.close());
+    t.ok(
+      metas.every((m) => store.getSegment(m.segmentId) !== undefined),
+      'all of them in the index after reopening',
+    );
+    const more = Array.from({ length: 3 }, () => randomV2(100).meta);
+    await t.rejects(store.addSegments([more[0]!, { ...metas[0]!, kp: Buffer.alloc(32, 1) }, more[1]!]), {
+      code: 'SEGMENT_CONFLICT',
+    });
+    t.equal(store.getSegment(more[0]!.segmentId), undefined, 'nothing of the failing batch registered');
+    await t.rejects(
+      store.addSegments([more[2]!, { ...more[2]!, kp: Buffer.alloc(32, 2) }]),
+      { code: 'SEGMENT_CONFLICT' },
+      'a conflict within one call',
+    );
+    t.equal(store.getSegment(more[2]!.segmentId), undefined);
+  },
+);
+
 t.test('LRU eviction of whole segments; pinned segments survive', async (t) => {
   const dir = await tempDir(t);
   let clock = 1000;

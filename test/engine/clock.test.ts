@@ -240,3 +240,56 @@ t.test(
     t.equal(sha256(await readAll(job2.createReadStream())), sha256(c.data), 'content correct');
   },
 );
+
+t.test(
+  'segments are registered in one call when the store can (addSegments), one by one when it is full',
+  async (t) => {
+    const c = await makeContent(8 * 65536, 2);
+    const n = c.ci.segments.length;
+    // The store registers every segment at once: no per-segment call, every segment pinned.
+    const w = world(c);
+    const calls = { batch: 0, single: 0 };
+    const single = w.store.addSegment.bind(w.store);
+    Object.assign(w.store, {
+      addSegments: async (metas: Parameters<typeof single>[0][]) => {
+        calls.batch++;
+        for (const m of metas) await single(m);
+      },
+      addSegment: async (m: Parameters<typeof single>[0]) => {
+        calls.single++;
+        return single(m);
+      },
+    });
+    const job = w.engine.download(w.url);
+    await settle();
+    t.equal(w.store.pinned, n, 'every segment pinned while the job runs');
+    await runUntil(w.clock, job.done);
+    t.same(calls, { batch: 1, single: 0 }, 'one addSegments call for the whole content');
+    t.equal(sha256(await readAll(job.createReadStream())), sha256(c.data));
+
+    // Full filesystem: addSegments fails as a whole, each segment is tried alone, and the one that
+    // finds no room is downloaded without caching.
+    const w2 = world(c);
+    const single2 = w2.store.addSegment.bind(w2.store);
+    const full = Object.assign(new Error('no space left'), { code: 'NO_SPACE' });
+    const tried: number[] = [];
+    Object.assign(w2.store, {
+      addSegments: async () => {
+        throw full;
+      },
+      addSegment: async (m: Parameters<typeof single2>[0]) => {
+        const k = c.ci.segments.findIndex((s) => s.segmentId.equals(m.segmentId));
+        tried.push(k);
+        if (k === 3) throw full;
+        return single2(m);
+      },
+    });
+    const job2 = w2.engine.download(w2.url);
+    await settle();
+    t.same(tried, [...Array(n).keys()], 'each segment registered on its own');
+    t.equal(w2.store.pinned, n - 1, 'all but the one without room pinned');
+    await runUntil(w2.clock, job2.done);
+    t.equal(sha256(await readAll(job2.createReadStream())), sha256(c.data), 'content correct, segment 3 uncached');
+    t.equal(w2.store.segments.size, n - 1);
+  },
+);
