@@ -184,6 +184,19 @@ const UNUSABLE_BACKOFF_MS = 30_000;
 const ORIGIN_RETRY_BASE_MS = 200;
 /** Origin requests per download while other peers are downloading the same content. */
 const CROWD_ORIGIN_STREAMS = 2;
+/**
+ * Crowd ownership goes by units of this many consecutive blocks, and an owner fetches the rest of
+ * its unit with its block in one range request (256 KiB of 64 KiB blocks). One 64 KiB range per
+ * request left each origin connection idle for a round trip per block and never out of TCP slow
+ * start: 8 clients x 2 streams moved 25 of 50 Mbit/s (protocol/engine.md, "Flash crowds" 8).
+ */
+const CROWD_UNIT_BLOCKS = 4;
+/**
+ * Whole units go in one request only once the crowd has been the same for this long: while members
+ * keep arriving (the first moments of a flash crowd) ownership keeps moving, and every block in
+ * flight that just changed hands is fetched twice, so requests stay one block long.
+ */
+const CROWD_STABLE_MS = 1000;
 /** A crowd member counts for this long after it was last seen probing or growing. */
 const MEMBER_WINDOW_MS = 5000;
 /** Bounds of the wait for a block another crowd member owns (3 origin block times in between). */
@@ -262,7 +275,11 @@ export class Scheduler {
   private readonly probers = new Map<string, number>();
   /** The crowd the ownership was computed for (identities joined), and the per-block ranks. */
   private ownershipKey = '';
+  /** When the crowd (ownershipKey) last changed. */
+  private ownershipSince = 0;
   private ranks: { rank: Uint8Array; owner: Uint8Array } | undefined;
+  /** Run length the last origin pick allows (pickOwned: the rest of our unit), else next()'s own cap. */
+  private pickRun: number | undefined;
   /** When an unidentified crowd member was last seen probing (crowdSeen). */
   private anonymousCrowdAt = -Infinity;
 
@@ -456,23 +473,31 @@ export class Scheduler {
    * members score higher) and the owner (index into the sorted member list, OWN for us).
    * Recomputed only when the crowd changed.
    */
-  private ownership(members: string[]): { rank: Uint8Array; owner: Uint8Array } {
+  private ownership(members: string[], now: number): { rank: Uint8Array; owner: Uint8Array } {
     const sorted = [...members].sort();
     const key = `${this.o.self} ${sorted.join(' ')}`;
     if (this.ranks && key === this.ownershipKey) return this.ranks;
+    this.ownershipSince = now;
     const selfSeed = fnv1a(this.o.self!);
     const seeds = sorted.map(fnv1a);
     const rank = this.ranks?.rank ?? new Uint8Array(this.n);
     const owner = this.ranks?.owner ?? new Uint8Array(this.n);
     for (let g = 0; g < this.n; g++) {
-      const own = score(selfSeed, g);
+      if (g % CROWD_UNIT_BLOCKS !== 0) {
+        // The same owner for the whole unit (computed at its first block).
+        rank[g] = rank[g - 1]!;
+        owner[g] = owner[g - 1]!;
+        continue;
+      }
+      const unit = g / CROWD_UNIT_BLOCKS;
+      const own = score(selfSeed, unit);
       let r = 0,
         best = own,
         bestSeed = selfSeed,
         who = OWN;
       for (let i = 0; i < seeds.length; i++) {
         const seed = seeds[i]!;
-        const other = score(seed, g);
+        const other = score(seed, unit);
         // Ties (practically never) go to the smaller seed: the same answer on every client.
         if (other > own || (other === own && seed < selfSeed)) r++;
         if (other > best || (other === best && seed < bestSeed)) {
@@ -662,16 +687,13 @@ export class Scheduler {
     if (!alone && this.aloneSince !== undefined && this.o.originRunBlocks > 1)
       this.wakeAt = Math.min(this.wakeAt, this.aloneSince + this.o.aloneAfterMs);
     while (allowOrigin && this.originInflight < originCap) {
+      this.pickRun = undefined;
       const g = this.pickOrigin(now);
       if (g === undefined) break;
+      const cap = this.pickRun ?? runCap;
       // Extend along our run while the next block is still ours to take (contiguous bytes: no wrap).
       let count = 1;
-      while (
-        count < runCap &&
-        g + count < this.n &&
-        this.cursor === g + count &&
-        this.originCandidate(g + count, now)
-      ) {
+      while (count < cap && g + count < this.n && this.cursor === g + count && this.originCandidate(g + count, now)) {
         count++;
         this.cursor = (g + count) % this.n;
       }
@@ -869,14 +891,23 @@ export class Scheduler {
    * the download.
    */
   private pickOwned(now: number, members: string[]): number | undefined {
-    const { rank, owner } = this.ownership(members);
+    const { rank, owner } = this.ownership(members, now);
     this.cursor = undefined;
-    for (let g = this.low; g < this.limit; g++) if (rank[g] === 0 && this.originCandidate(g, now)) return g;
+    for (let g = this.low; g < this.limit; g++)
+      if (rank[g] === 0 && this.originCandidate(g, now)) {
+        // Once the crowd is stable, the rest of our unit goes in the same range request (next()
+        // extends the run).
+        if (now - this.ownershipSince >= CROWD_STABLE_MS) {
+          this.cursor = g + 1;
+          this.pickRun = CROWD_UNIT_BLOCKS - (g % CROWD_UNIT_BLOCKS);
+        }
+        return g;
+      }
     // Another member's block: we are its k-th stand-in (k = our rank: members scoring higher, the
     // owner first) and take it k grace periods after we first wanted it, so stand-ins do not all
-    // jump in at once. An owner works through its blocks in file order, CROWD_ORIGIN_STREAMS at a
-    // time: its next ones are probably in flight (invisible to us) and wait one grace more, and
-    // the latest blocks go first.
+    // jump in at once. An owner works through its units in file order, CROWD_ORIGIN_STREAMS at a
+    // time: the blocks of its next ones are probably in flight (invisible to us) and wait one grace
+    // more, and the latest blocks go first.
     const grace = Math.min(OWNER_GRACE_MAX_MS, Math.max(OWNER_GRACE_MIN_MS, 3 * this.originBlockMs));
     const cand: number[] = [];
     const ahead = new Set<number>();
@@ -885,7 +916,7 @@ export class Scheduler {
       if (rank[g] === 0 || !this.originCandidate(g, now)) continue;
       cand.push(g);
       const o = owner[g]!;
-      if (o !== OWN && seen[o]! < CROWD_ORIGIN_STREAMS) {
+      if (o !== OWN && seen[o]! < CROWD_ORIGIN_STREAMS * CROWD_UNIT_BLOCKS) {
         seen[o]!++;
         ahead.add(g);
       }

@@ -19,6 +19,16 @@ function rng(seed: number): () => number {
 const mk = (n: number, o: Partial<SchedulerOptions> = {}) => new Scheduler({ blocks: blocks(n), random: rng(1), ...o });
 const peersOf = (as: Assignment[]) => as.filter((a): a is Extract<Assignment, { kind: 'peer' }> => a.kind === 'peer');
 const originOf = (as: Assignment[]) => as.filter((a) => a.kind === 'origin');
+/** Completes an origin assignment (every block of its range, the request ending with the last) and returns its blocks. */
+function originDone(s: Scheduler, a: Assignment, ms: number): number[] {
+  const n = a.kind === 'origin' ? (a.count ?? 1) : 1;
+  const out: number[] = [];
+  for (let g = a.block; g < a.block + n; g++) {
+    s.originSucceeded(g, ms, g === a.block + n - 1);
+    out.push(g);
+  }
+  return out;
+}
 
 t.test('blocks present at start count as done; nothing to do when all present', async (t) => {
   const s = mk(4, { present: () => true });
@@ -357,7 +367,8 @@ function simulateCrowd(o: {
       }),
   );
   const haveAt = Array.from({ length: C }, () => new Float64Array(N).fill(Infinity));
-  type Flight = { c: number; a: Assignment; end: number };
+  // An origin range lands block by block (T_ORIGIN each), its request ending with the last block.
+  type Flight = { c: number; a: Assignment; end: number; last: boolean };
   let flights: Flight[] = [];
   let originFetches = 0;
   let now = 0;
@@ -369,7 +380,7 @@ function simulateCrowd(o: {
         continue;
       }
       const s = scheds[f.c]!;
-      if (f.a.kind === 'origin') s.originSucceeded(f.a.block, T_ORIGIN);
+      if (f.a.kind === 'origin') s.originSucceeded(f.a.block, T_ORIGIN, f.last);
       else s.peerSucceeded(f.a.peer, f.a.block, BS, T_PEER);
       haveAt[f.c]![f.a.block] = Math.min(haveAt[f.c]![f.a.block]!, now);
     }
@@ -391,12 +402,20 @@ function simulateCrowd(o: {
     for (let c = 0; c < C; c++) {
       if (now < starts[c]!) continue;
       for (const a of scheds[c]!.next(now)) {
-        if (a.kind === 'origin') originFetches++;
+        if (a.kind === 'origin') originFetches += a.count ?? 1;
         else if (haveAt[Number(a.peer.slice(1, -2))]![a.block]! > now) {
           scheds[c]!.peerFailed(a.peer, a.block, 'not-available', now);
           continue;
         }
-        flights.push({ c, a, end: now + (a.kind === 'origin' ? T_ORIGIN : T_PEER) });
+        if (a.kind === 'peer') flights.push({ c, a, end: now + T_PEER, last: true });
+        else
+          for (let k = 0; k < (a.count ?? 1); k++)
+            flights.push({
+              c,
+              a: { kind: 'origin', block: a.block + k },
+              end: now + T_ORIGIN * (k + 1),
+              last: k === (a.count ?? 1) - 1,
+            });
       }
     }
   }
@@ -433,34 +452,47 @@ t.test(
   },
 );
 
-t.test('crowd ownership: members with the same view take disjoint blocks, in file order', async (t) => {
+t.test('crowd ownership: members with the same view take disjoint units of 4 blocks, in file order', async (t) => {
   const members = ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4'];
+  const N = 256;
+  const requests: Array<{ a: Assignment; now: number }> = [];
   const firstPicks = members.map((self) => {
-    const s = new Scheduler({ blocks: blocks(64), random: rng(1), originConcurrency: 2, self });
+    const s = new Scheduler({ blocks: blocks(N), random: rng(1), originConcurrency: 2, self });
     for (const m of members) s.crowdSeen(m, 0);
     const picks: number[] = [];
-    // Each member fetches what it owns, one block after another, nothing from the others.
-    for (let now = 0; picks.length < 64; now += 10) {
+    // Each member fetches what it owns, in file order, nothing from the others; two requests per
+    // 100 ms step, so the crowd is a second old before the shares are done.
+    for (let now = 0; picks.length < N; now += 100) {
+      for (const m of members) s.crowdSeen(m, now);
       const a = originOf(s.next(now));
       if (a.length === 0) break;
       for (const x of a) {
-        picks.push(x.block);
-        s.originSucceeded(x.block, 10);
+        requests.push({ a: x, now });
+        picks.push(...originDone(s, x, 10));
       }
     }
     return picks;
   });
   const all = firstPicks.flat().sort((a, b) => a - b);
   t.same(all, [...new Set(all)], 'no block owned twice');
-  t.equal(all.length, 64, 'every block owned by someone');
-  for (const p of firstPicks)
-    t.same(
-      p,
-      [...p].sort((a, b) => a - b),
-      'each member in file order',
-    );
+  t.equal(all.length, N, 'every block owned by someone');
+  const early = requests.filter((r) => r.now < 1000);
+  const late = requests.filter((r) => r.now >= 1000);
   t.ok(
-    firstPicks.every((p) => p.length >= 8 && p.length <= 28),
+    early.every((r) => r.a.kind === 'origin' && r.a.count === undefined),
+    `while the crowd is new (under 1 s): one block per request (${early.length})`,
+  );
+  const span = (a: Assignment) => (a.kind === 'origin' ? (a.count ?? 1) : 1);
+  t.ok(
+    late.length > 0 && late.every((r) => (r.a.block % 4) + span(r.a) === 4),
+    `then each request runs to the end of its unit of 4 blocks (${late.length})`,
+  );
+  t.ok(
+    late.filter((r) => span(r.a) === 4).length >= late.length / 2,
+    `mostly whole units: ${late.map((r) => span(r.a)).join(' ')}`,
+  );
+  t.ok(
+    firstPicks.every((p) => p.length >= 32 && p.length <= 112),
     `shares: ${firstPicks.map((p) => p.length).join(', ')}`,
   );
 });
@@ -475,21 +507,14 @@ t.test("crowd ownership: a silent member's blocks go to its stand-ins one grace 
   s.crowdSeen('10.0.0.3', 0);
   const mine: number[] = [];
   let now = 0;
-  for (; now < 100; now++)
-    for (const a of originOf(s.next(now))) {
-      mine.push(a.block);
-      s.originSucceeded(a.block, 250);
-    }
+  for (; now < 100; now++) for (const a of originOf(s.next(now))) mine.push(...originDone(s, a, 250));
   t.ok(mine.length > 0 && mine.length < 48, `we own ${mine.length} of 48 blocks`);
   t.same(originOf(s.next(now)), [], 'then nothing: the rest belongs to the others');
   const takenAt = new Map<number, number>();
   for (; now < 3000 && !s.isDone(); now += 10) {
     s.crowdSeen('10.0.0.2', now);
     s.crowdSeen('10.0.0.3', now);
-    for (const a of originOf(s.next(now))) {
-      takenAt.set(a.block, now);
-      s.originSucceeded(a.block, 250);
-    }
+    for (const a of originOf(s.next(now))) for (const g of originDone(s, a, 250)) takenAt.set(g, now);
   }
   t.ok(s.isDone(), 'the download completes without the silent members');
   // Our own blocks were all out by ~15 ms; the grace is 3 x the 250 ms origin block time (then two
@@ -514,10 +539,7 @@ t.test(
       for (let k = 0; k < 64; k++) {
         const a = originOf(s.next(1));
         if (a.length === 0) break;
-        for (const x of a) {
-          picks.push(x.block);
-          s.originSucceeded(x.block, 10);
-        }
+        for (const x of a) picks.push(...originDone(s, x, 10));
       }
       return picks.sort((a, b) => a - b);
     };
