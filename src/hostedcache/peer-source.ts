@@ -44,9 +44,10 @@ export interface HostedCacheSourceOptions {
   /** Poll period for segments not yet held (default 500 ms); doubles up to 8 s while a cache fails. */
   pollMs?: number;
   /**
-   * Poll period of a download's first watches while they are young (default 100 ms for the first
-   * 1.5 s of the first 4 watches): clients that start together learn of each other, and of each
-   * other's first segments, before the file has crossed the WAN.
+   * Poll period of young watches (default 100 ms for the first 1.5 s of a watch opened while fewer
+   * than 4 are open): clients that start together learn of each other, and of each other's first
+   * segments, before the file has crossed the WAN. Bounded so that a large download (one watch per
+   * 255 v2 segments) or many at once do not multiply the requests.
    */
   fastPollMs?: number;
   fastWindowMs?: number;
@@ -56,7 +57,7 @@ export interface HostedCacheSourceOptions {
 
 const IDS_PER_SEGLIST = 1000;
 const MAX_BACKOFF_MS = 8000;
-/** Watches alive at once that poll fast while young (a download's first 4 x 255 v2 segments). */
+/** A watch polls fast while young if fewer than this many were open when it opened (a lone download's first 4 x 255 v2 segments). */
 const FAST_WATCHES = 4;
 
 export interface HostedCacheSourceStats {
