@@ -2,12 +2,30 @@
  * Failures with real modules: corrupting peer, peer leaving mid-transfer, origin down. (Origin down
  * with no peer holding the content waits out the retry backoff: clock.test.ts, on a fake clock.)
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { BlockStore } from '../../src/cache/store.js';
 import type { BlockSource } from '../../src/retrieval/server.js';
+import { UndiciOriginClient, type OriginClient } from '../../src/engine/origin-client.js';
 import { MiB, payload, readAll, sha256, startNode, startOrigin, testPort } from './harness.js';
 
 const v1 = { engine: { maxContentVersion: 1 as const } };
+
+/**
+ * An origin client whose block (range) requests take `ms` longer: on a loaded machine a peer's
+ * ProbeMatch can arrive a few hundred ms late, and a loopback origin would have delivered the whole
+ * file by then.
+ */
+function slowRanges(t: Test, ms: number): OriginClient {
+  const inner = new UndiciOriginClient();
+  t.teardown(() => inner.close());
+  return {
+    get: async (url, headers, signal) => {
+      if (Object.keys(headers).some((h) => h.toLowerCase() === 'range')) await new Promise((r) => setTimeout(r, ms));
+      return inner.get(url, headers, signal);
+    },
+    close: async () => undefined,
+  };
+}
 
 /** A peer whose server flips a byte of every block it serves (its own cache stays good). */
 const corrupting = (store: BlockStore): BlockSource => ({
@@ -36,8 +54,11 @@ t.test('a peer serving corrupted blocks is banned; the download is still correct
   await good.engine.download(origin.url('f.bin')).done;
   const re = await evil.engine.download(origin.url('f.bin')).done;
   t.equal(re.fromOrigin, 0, 'evil peer got its (good) copy from the good peer');
+  // The evil peer may answer the probe first and be banned before the good peer's answer arrives
+  // (the engine suite loads the machine): origin blocks take 250 ms here, so the good peer is known
+  // before the origin could deliver the file (it failed once in six suite runs with an instant origin).
   const c = await startNode(t, 12, port, {
-    engine: { maxContentVersion: 1, peerConcurrency: 2 },
+    engine: { maxContentVersion: 1, peerConcurrency: 2, http: slowRanges(t, 250) },
     timing: { maxWaitMs: 2000 },
   });
   const job = c.engine.download(origin.url('f.bin'));
