@@ -455,7 +455,15 @@ export class Scheduler {
     return false;
   }
 
-  /** Identities of the other crowd members (seen probing, or growing, within MEMBER_WINDOW_MS). */
+  /**
+   * Identities of the other crowd members that can still be expected to fetch blocks from the
+   * origin: seen probing, or growing, within MEMBER_WINDOW_MS, less those that cannot (issue 26,
+   * protocol/engine.md "Flash crowds" 9): a member we know as a peer that is failing us (banned,
+   * quarantined or backing off after a timeout or error: a daemon starved of CPU, or gone) and a
+   * member that already holds every block (its download is over; it stands in for nobody). Their
+   * units go to the next owner by rendezvous score at once, instead of waiting a grace period per
+   * rank for somebody who will not fetch them.
+   */
   private crowdMembers(now: number): string[] {
     const out = new Set<string>();
     for (const [m, at] of this.probers) {
@@ -465,6 +473,12 @@ export class Scheduler {
     for (const p of this.peers.values())
       if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS) out.add(hostOf(p.address));
     if (this.o.self !== undefined) out.delete(this.o.self);
+    if (out.size === 0) return [];
+    const segments = this.segStart.length;
+    for (const p of this.peers.values()) {
+      if (p.relay) continue;
+      if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(hostOf(p.address));
+    }
     return [...out];
   }
 
@@ -662,6 +676,16 @@ export class Scheduler {
         return true;
       }
     }
+    return false;
+  }
+
+  /**
+   * Whether some usable peer (not banned, not backing off or quarantined) is believed to hold
+   * block `g` and may be asked for it now. A query for tests and traces: no side effects.
+   */
+  usablePeerHolds(g: number, now: number): boolean {
+    if (this.peerAttempts[g]! >= this.o.maxPeerAttempts) return false;
+    for (const p of this.peers.values()) if (this.usable(p, now) && this.holds(p, g)) return true;
     return false;
   }
 
