@@ -584,6 +584,18 @@ export class Cluster {
     return j;
   }
 
+  /** `peerdist explain` (text) of client i's latest download. */
+  async explain(i: number): Promise<string> {
+    const d = this.daemons[i - 1];
+    if (!d) throw new SimError('SIM_CLUSTER', `daemon ${i} not started`);
+    const r = await this.network.run(d.host, process.execPath, [peerdistEntry, 'explain', '--daemon', d.admin], {
+      timeoutMs: 15_000,
+      env: this.env(),
+    });
+    if (r.code !== 0) throw new SimError('SIM_STEP', `explain on daemon ${i} failed: ${r.stderr.trim().slice(-500)}`);
+    return r.stdout;
+  }
+
   /** The origin's `/.peerdist/stats` counters (cumulative since it started). */
   async originStats(): Promise<OriginCounters> {
     const r = await this.network.run(

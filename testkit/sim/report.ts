@@ -38,7 +38,9 @@ export function formatScenario(r: ScenarioReport): string {
       (r.baselineSeconds
         ? `; one plain download from the origin: ${r.baselineSeconds.toFixed(2)} s; ratio ${r.timeRatio!.toFixed(2)}`
         : ''),
+    `median client: ${r.medianSeconds.toFixed(2)} s; slowest (client ${r.slowestClient}): ${r.slowestSeconds.toFixed(2)} s, ${(r.slowestSeconds - r.medianSeconds).toFixed(2)} s after the median`,
     `all files correct: ${r.allCorrect ? 'yes' : 'NO'}`,
+    ...(r.slowestExplain ? ['', `peerdist explain on client ${r.slowestClient}:`, r.slowestExplain.trimEnd()] : []),
   ];
   return out.join('\n');
 }

@@ -26,6 +26,8 @@ export interface ScenarioOptions {
   onDownload?: (r: SimDownload) => void;
   /** Called with progress notes ("starting daemons" ...). */
   onNote?: (msg: string) => void;
+  /** Keep `peerdist explain` of the slowest client's download (issue 26: what did it wait for). */
+  explainSlowest?: boolean;
 }
 
 export interface ScenarioReport {
@@ -48,7 +50,24 @@ export interface ScenarioReport {
   baselineSeconds?: number;
   /** totalSeconds / baselineSeconds. */
   timeRatio?: number;
+  /** Median and slowest client download time (s), and the slowest client's number. */
+  medianSeconds: number;
+  slowestSeconds: number;
+  slowestClient: number;
+  /** `peerdist explain` of the slowest client's download (explainSlowest). */
+  slowestExplain?: string;
   allCorrect: boolean;
+}
+
+/** Median, slowest time and slowest client of a run's downloads. */
+export function spread(ds: SimDownload[]): { medianSeconds: number; slowestSeconds: number; slowestClient: number } {
+  const sorted = [...ds].sort((a, b) => a.seconds - b.seconds);
+  const slowest = sorted[sorted.length - 1];
+  return {
+    medianSeconds: sorted[Math.floor((sorted.length - 1) / 2)]?.seconds ?? 0,
+    slowestSeconds: slowest?.seconds ?? 0,
+    slowestClient: slowest?.client ?? 0,
+  };
 }
 
 export async function makeNetwork(kind: 'netns' | 'loopback'): Promise<SimNetwork> {
@@ -113,6 +132,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
       clients: ids,
     });
     const blocks = originBlockBytes(r.origin);
+    const sp = spread(r.downloads);
+    const slowestExplain = o.explainSlowest ? await c.explain(sp.slowestClient).catch((e) => String(e)) : undefined;
     return {
       mode: o.mode,
       network: o.network,
@@ -128,6 +149,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
       totalSeconds: r.totalSeconds,
       baselineSeconds,
       timeRatio: baselineSeconds ? r.totalSeconds / baselineSeconds : undefined,
+      ...sp,
+      ...(slowestExplain !== undefined ? { slowestExplain } : {}),
       allCorrect: r.downloads.every((d) => d.correct),
     };
   } finally {
