@@ -16,6 +16,9 @@ case "$arch" in
   armhf) prebuild=linux-arm ;;
   *) echo "build-deb: no prebuilt native addon for $arch" >&2; exit 1 ;;
 esac
+for t in dpkg-deb objdump gzip; do
+  command -v "$t" >/dev/null || { echo "build-deb: $t is needed (objdump: binutils)" >&2; exit 1; }
+done
 out=${PEERDIST_DEB_OUT:-$repo/.build/deb}
 work=$out/work
 tarball=${1:+$(realpath "$1")}
@@ -100,7 +103,7 @@ install -m 0644 packaging/deb/templates "$ctl/"
 echo /etc/peerdist/config.json >"$ctl/conffiles"
 # The native addon's libraries: the highest glibc symbol version it uses.
 glibc=$(find "$app/node_modules" -name '*.node' -exec objdump -T {} + 2>/dev/null |
-  grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
+  grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1 || true)
 size=$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
 cat >"$ctl/control" <<CONTROL
 Package: peerdist
