@@ -7,6 +7,7 @@ import { type RawConfig, configFromEnv, readConfigFile, resolveConfig } from '..
 import { defaultStateDir } from '../util/paths.js';
 import { formatAdminAddress, parseAdminAddress } from '../util/address.js';
 import { doctorText, runDoctor } from '../client/doctor.js';
+import { jsonForTerminal } from '../util/terminal.js';
 
 interface DoctorFlags {
   config?: string;
@@ -73,7 +74,7 @@ export function register(program: Command): void {
         origin: o.origin,
         listenMs: timeout && timeout > 0 ? timeout : undefined,
       });
-      process.stdout.write(o.json ? JSON.stringify(report) + '\n' : doctorText(report) + '\n');
+      process.stdout.write(o.json ? jsonForTerminal(report) + '\n' : doctorText(report) + '\n');
       if (!report.ok) process.exitCode = 1;
     });
 }

@@ -20,6 +20,7 @@ import { IPV4_GROUP } from '../discovery/discovery.js';
 import { formatHostPort, type AdminAddress } from '../util/address.js';
 import { formatBytes } from '../util/size.js';
 import { adminJson } from './admin-client.js';
+import { textForTerminal } from '../util/terminal.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -690,5 +691,6 @@ export function doctorText(r: DoctorReport): string {
   lines.push(
     r.ok ? 'peer caching: ready' : `peer caching: BLOCKED (${blocking} problem${blocking === 1 ? '' : 's'} to fix)`,
   );
-  return lines.join('\n');
+  // Details quote answers from the network (ProbeMatch addresses, origin errors; issue 27.8).
+  return textForTerminal(lines.join('\n'));
 }
