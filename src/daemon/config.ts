@@ -5,7 +5,8 @@
  * protocol/admin-api.md.
  */
 import { createPublicKey } from 'node:crypto';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { makeDirs } from '../util/mkdirs.js';
 import { dirname } from 'node:path';
 import { PeerdistError } from '../util/errors.js';
 import { parseSize as parseBytes } from '../util/size.js';
@@ -423,7 +424,8 @@ export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFil
   if (st && !st.isDirectory()) throw new ConfigError(`stateDir: ${config.stateDir} exists and is not a directory`);
   if (!st) {
     try {
-      await mkdir(config.stateDir, { recursive: true });
+      // Not mkdir's own recursive mode: it never returns under /proc (issue 27.10).
+      await makeDirs(config.stateDir);
     } catch (err) {
       throw new ConfigError(`stateDir: cannot create ${config.stateDir}: ${firstLine(err)}`, { cause: err });
     }
