@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { daemonAddress, adminJson } from '../client/admin-client.js';
 import { getToFile } from '../client/get.js';
 import { finalLine, progressLine, statusText, type StatusDoc } from '../client/format.js';
+import { jsonForTerminal } from '../util/terminal.js';
 
 export function register(program: Command): void {
   program
@@ -46,7 +47,7 @@ export function register(program: Command): void {
         if (shown) process.stderr.write('\r\x1b[K');
         // With -o - the content went to stdout: the result line goes to stderr.
         (r.output === '-' ? process.stderr : process.stdout).write(
-          o.json ? JSON.stringify(r) + '\n' : finalLine(r) + '\n',
+          o.json ? jsonForTerminal(r) + '\n' : finalLine(r) + '\n',
         );
       } catch (err) {
         if (shown) process.stderr.write('\n');
@@ -67,6 +68,6 @@ export function register(program: Command): void {
     .option('--json', 'print the raw /v1/status JSON')
     .action(async (o: { daemon?: string; json?: boolean }) => {
       const s = await adminJson<StatusDoc>(daemonAddress(o.daemon), '/v1/status');
-      process.stdout.write(o.json ? JSON.stringify(s) + '\n' : statusText(s) + '\n');
+      process.stdout.write(o.json ? jsonForTerminal(s) + '\n' : statusText(s) + '\n');
     });
 }

@@ -16,6 +16,7 @@ interface DaemonFlags {
   adminSocket?: string;
   proxyPort?: string;
   proxyHost?: string;
+  proxyAllow?: string[];
   discoveryPort?: string;
   cacheLimit?: string;
   originPublicKey?: string;
@@ -48,7 +49,12 @@ export function register(program: Command): void {
     .option('--admin <host:port>', 'admin API on a loopback address (default 127.0.0.1:7171)')
     .option('--admin-socket <path>', 'admin API on a unix socket instead')
     .option('--proxy-port <port>', 'also run a local HTTP forward proxy on this port')
-    .option('--proxy-host <host>', 'address for the proxy (default 127.0.0.1)')
+    .option('--proxy-host <host>', 'address for the proxy (default 127.0.0.1); off loopback it needs --proxy-allow')
+    .option(
+      '--proxy-allow <cidr>',
+      "let clients in this network use the proxy besides loopback, e.g. 192.168.1.0/24 (repeatable); the proxy never connects to loopback, link-local or this host's own addresses",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--discovery-port <port>', 'WS-Discovery UDP port (default 3702)')
     .option('--cache-limit <bytes>', 'cache size limit (e.g. 10G)')
     .option('--origin-public-key <file>', 'PEM public key; content information must carry a valid origin signature')
@@ -93,6 +99,7 @@ export function register(program: Command): void {
         adminSocket: o.adminSocket,
         proxyPort: o.proxyPort,
         proxyHost: o.proxyHost,
+        proxyAllow: o.proxyAllow,
         discoveryPort: o.discoveryPort,
         cacheLimit: o.cacheLimit,
         originPublicKey: o.originPublicKey,
@@ -128,6 +135,11 @@ export function register(program: Command): void {
       const daemon = await startDaemon(config, {
         logger: log,
         powerSupplyDir: process.env.PEERDIST_POWER_SUPPLY_DIR || undefined,
+        // PEERDIST_PROXY_TEST_TARGETS: ip:port targets on loopback the proxy may reach (tests).
+        proxyTestTargets: (process.env.PEERDIST_PROXY_TEST_TARGETS ?? '')
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean),
       });
       process.stdout.write(JSON.stringify(daemon.ready) + '\n');
 

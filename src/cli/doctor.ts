@@ -7,6 +7,7 @@ import { type RawConfig, configFromEnv, readConfigFile, resolveConfig } from '..
 import { defaultStateDir } from '../util/paths.js';
 import { formatAdminAddress, parseAdminAddress } from '../util/address.js';
 import { doctorText, runDoctor } from '../client/doctor.js';
+import { jsonForTerminal } from '../util/terminal.js';
 
 interface DoctorFlags {
   config?: string;
@@ -21,6 +22,7 @@ interface DoctorFlags {
   expectPeers?: boolean;
   origin?: string;
   timeout?: string;
+  checkTimeout?: string;
   json?: boolean;
 }
 
@@ -37,6 +39,7 @@ export function register(program: Command): void {
     .option('--expect-peers', 'other daemons run on this subnet: fail when none answers our probe')
     .option('--origin <url>', 'an origin URL to compare the clock with (its Date header)')
     .option('--timeout <ms>', 'how long to listen for multicast answers (default 2500)')
+    .option('--check-timeout <ms>', 'how long one check may take before it is reported failed (default 10000)')
     .option('--json', 'print {ok, checks: [{id, name, status, detail, remedy, blocking}]}')
     .option('--config <file>', "the daemon's JSON config file (default $PEERDIST_CONFIG)")
     .option('--state-dir <dir>', 'as for `peerdist daemon` (used when no daemon answers)')
@@ -66,14 +69,20 @@ export function register(program: Command): void {
       });
       const daemon = parseAdminAddress(o.daemon ?? (process.env.PEERDIST_DAEMON || formatAdminAddress(config.admin)));
       const timeout = o.timeout === undefined ? undefined : Number(o.timeout);
+      const checkTimeout = o.checkTimeout === undefined ? undefined : Number(o.checkTimeout);
       const report = await runDoctor({
         config,
         daemon,
         expectPeers: o.expectPeers,
         origin: o.origin,
         listenMs: timeout && timeout > 0 ? timeout : undefined,
+        checkTimeoutMs: checkTimeout && checkTimeout > 0 ? checkTimeout : undefined,
       });
-      process.stdout.write(o.json ? JSON.stringify(report) + '\n' : doctorText(report) + '\n');
-      if (!report.ok) process.exitCode = 1;
+      const code = report.ok ? 0 : 1;
+      // A check that timed out may have left work that never settles (a read of a FIFO, a hung
+      // mount): it must not keep doctor from ending once the report is out (issue 27.10).
+      process.stdout.write(o.json ? jsonForTerminal(report) + '\n' : doctorText(report) + '\n', () =>
+        process.exit(code),
+      );
     });
 }

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { adminJson, daemonAddress } from '../client/admin-client.js';
 import { explainText } from '../client/explain.js';
 import type { DownloadTrace } from '../daemon/traces.js';
+import { jsonForTerminal } from '../util/terminal.js';
 
 export function register(program: Command): void {
   program
@@ -27,6 +28,6 @@ export function register(program: Command): void {
             ? `?url=${encodeURIComponent(target)}`
             : `?job=${encodeURIComponent(target)}`;
       const t = await adminJson<DownloadTrace>(daemonAddress(o.daemon), `/v1/explain${q}`);
-      process.stdout.write(o.json ? JSON.stringify(t) + '\n' : explainText(t) + '\n');
+      process.stdout.write(o.json ? jsonForTerminal(t) + '\n' : explainText(t) + '\n');
     });
 }

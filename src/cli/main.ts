@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { PeerdistError, UsageError } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
+import { textForTerminal } from '../util/terminal.js';
 
 type Area = { register: (program: Command) => void };
 
@@ -55,7 +56,8 @@ export async function main(argv: string[]): Promise<void> {
     }
     const msg =
       err instanceof PeerdistError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
-    process.stderr.write(`peerdist: error: ${msg}\n`);
+    // Messages quote remote data (URLs, origins' and peers' answers): no raw control characters (issue 27.8).
+    process.stderr.write(`peerdist: error: ${textForTerminal(msg)}\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   }
 }

@@ -8,6 +8,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { browsePeers } from '../discovery/presence.js';
 import { Discovery, type PeerSighting } from '../discovery/discovery.js';
 import { formatBytes as humanBytes } from '../util/size.js';
+import { forTerminal, jsonForTerminal } from '../util/terminal.js';
 
 function positiveInt(max: number) {
   return (value: string): number => {
@@ -28,7 +29,9 @@ function contentVersion(value: string): 1 | 2 {
   return Number(value) as 1 | 2;
 }
 
-function table(header: string[], rows: string[][]): string {
+/** A table of cells; every cell is escaped first (names, addresses and TXT values come from any LAN host). */
+function table(header: string[], cells: string[][]): string {
+  const rows = cells.map((l) => l.map(forTerminal));
   const widths = header.map((h, k) => Math.max(h.length, ...rows.map((l) => l[k]!.length)));
   return [header, ...rows]
     .map(
@@ -58,7 +61,7 @@ async function listDaemons(opts: PeersOptions): Promise<void> {
     return { ...p, cacheBytes: cache };
   });
   if (opts.json) {
-    process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+    process.stdout.write(jsonForTerminal(rows, 2) + '\n');
     return;
   }
   if (rows.length === 0) {
@@ -99,9 +102,8 @@ async function probeSegments(ids: Buffer[], opts: PeersOptions): Promise<void> {
   }
   if (opts.json) {
     process.stdout.write(
-      JSON.stringify(
+      jsonForTerminal(
         sightings.map(({ segmentId, address, blockCount, complete }) => ({ segmentId, address, blockCount, complete })),
-        null,
         2,
       ) + '\n',
     );

@@ -6,7 +6,7 @@
  */
 import { randomUUID, createPublicKey, createHash } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { access, mkdir, readFile, rm, statfs, writeFile, constants } from 'node:fs/promises';
+import { access, readFile, rm, stat, statfs, writeFile, constants } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
@@ -20,6 +20,8 @@ import { IPV4_GROUP } from '../discovery/discovery.js';
 import { formatHostPort, type AdminAddress } from '../util/address.js';
 import { formatBytes } from '../util/size.js';
 import { adminJson } from './admin-client.js';
+import { makeDirs } from '../util/mkdirs.js';
+import { textForTerminal } from '../util/terminal.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -50,6 +52,53 @@ export interface DoctorOptions {
   origin?: string;
   interfaces?: () => NodeJS.Dict<NetworkInterfaceInfo[]>;
   now?: () => number;
+  /**
+   * How long one check may take (default 10 s; the multicast check gets `listenMs` on top): a
+   * check that has not finished by then is reported as failed, so doctor always ends (issue 27.10).
+   */
+  checkTimeoutMs?: number;
+}
+
+/** A check's work did not finish in time (a hung filesystem, a FIFO, an unanswering peer). */
+class CheckTimeout extends Error {
+  readonly code = 'ETIMEDOUT';
+}
+
+/** Runs `fn`, rejecting with CheckTimeout when it has not settled within `ms` (the work itself may go on). */
+function within<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
+  return new Promise<T>((resolveP, reject) => {
+    const timer = setTimeout(() => reject(new CheckTimeout(`${what} did not finish within ${ms} ms`)), ms);
+    fn().then(
+      (v) => {
+        clearTimeout(timer);
+        resolveP(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** What to do about a state directory that cannot be used, by the error's code. */
+function stateDirRemedy(e: unknown, dir: string): string {
+  const other = 'choose another with --state-dir / PEERDIST_STATE_DIR';
+  switch ((e as NodeJS.ErrnoException).code) {
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return `${dir} or one of its parents is a file, not a directory: ${other}`;
+    case 'EROFS':
+      return `the filesystem is read-only: ${other} on a writable filesystem`;
+    case 'ENOENT':
+    case 'EPERM':
+    case 'EINVAL':
+      return `it cannot be created there (a virtual filesystem such as /proc or /sys refuses it): ${other} on a real disk`;
+    case 'ETIMEDOUT':
+      return `the filesystem does not answer (a hung network mount?): fix the mount or ${other}`;
+    default:
+      return `make it writable by the daemon's user (\`chown peerdist: ${dir}\`), or ${other}`;
+  }
 }
 
 /** What the daemon's /v1/status reports about itself (the parts doctor reads). */
@@ -222,11 +271,12 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
   const now = opts.now ?? Date.now;
   const ifaces = (opts.interfaces ?? networkInterfaces)();
   const cfg = opts.config;
+  const checkMs = opts.checkTimeoutMs ?? 10_000;
 
   // -- the daemon
   let st: DaemonStatus | undefined;
   try {
-    st = await adminJson<DaemonStatus>(opts.daemon, '/v1/status');
+    st = await within(checkMs, 'the admin API', () => adminJson<DaemonStatus>(opts.daemon, '/v1/status'));
   } catch (e) {
     checks.push(
       check({
@@ -254,14 +304,17 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
 
   // -- state directory
   try {
-    await mkdir(stateDir, { recursive: true });
-    const probe = join(stateDir, `.doctor-${process.pid}-${randomUUID()}`);
-    await writeFile(probe, 'x');
-    await rm(probe);
-    if (ep || st)
-      await access(join(stateDir, 'cache'), constants.W_OK).catch(() => {
-        throw Object.assign(new Error(`${join(stateDir, 'cache')} is not writable`), { code: 'EACCES' });
-      });
+    await within(checkMs, `using ${stateDir}`, async () => {
+      // Not mkdir's own recursive mode: it never returns under /proc.
+      await makeDirs(stateDir);
+      const probe = join(stateDir, `.doctor-${process.pid}-${randomUUID()}`);
+      await writeFile(probe, 'x', { flag: 'wx' });
+      await rm(probe);
+      if (ep || st)
+        await access(join(stateDir, 'cache'), constants.W_OK).catch(() => {
+          throw Object.assign(new Error(`${join(stateDir, 'cache')} is not writable`), { code: 'EACCES' });
+        });
+    });
     checks.push(check({ id: 'state-dir', name: 'state directory', status: 'pass', detail: `${stateDir} is writable` }));
   } catch (e) {
     checks.push(
@@ -271,7 +324,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
         status: 'fail',
         blocking: true,
         detail: `${stateDir}: ${(e as Error).message}`,
-        remedy: `make it writable by the daemon's user (\`chown peerdist: ${stateDir}\`), or choose another with --state-dir / PEERDIST_STATE_DIR`,
+        remedy: stateDirRemedy(e, stateDir),
       }),
     );
   }
@@ -285,7 +338,9 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
     ];
     const bad: string[] = [];
     for (const x of targets) {
-      const why = await negotiate(x);
+      const why = await within(checkMs, `MS-PCCRR negotiation with ${x}`, () => negotiate(x)).catch(
+        (e: Error) => e.message,
+      );
       if (why) bad.push(`${x}: ${why}`);
     }
     if (targets.length === 0)
@@ -443,12 +498,14 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
   }
 
   // -- multicast
-  const mc = await multicastProbe(
-    discoveryPort,
-    ifaceAddress ?? (v4.length === 1 ? v4[0]!.address : undefined),
-    loopback,
-    opts.listenMs ?? 2500,
-  );
+  const mc = await within((opts.listenMs ?? 2500) + checkMs, 'the multicast probe', () =>
+    multicastProbe(
+      discoveryPort,
+      ifaceAddress ?? (v4.length === 1 ? v4[0]!.address : undefined),
+      loopback,
+      opts.listenMs ?? 2500,
+    ),
+  ).catch((e: Error): MulticastResult => ({ heardOwn: false, answers: [], bindError: e.message }));
   const mcRemedy = `allow UDP ${discoveryPort} multicast to and from ${IPV4_GROUP} in the host firewall, and make sure the network passes it (switch IGMP snooping without a querier, Wi-Fi client isolation and VPNs drop it)`;
   if (mc.bindError || mc.joinError || mc.sendError) {
     const what = mc.bindError
@@ -538,7 +595,8 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
     );
   } else if (opts.origin) {
     try {
-      const d = await headDate(opts.origin);
+      const origin = opts.origin;
+      const d = await within(checkMs, `asking ${origin} for its Date`, () => headDate(origin));
       if (d === undefined)
         checks.push(
           check({
@@ -589,7 +647,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
 
   // -- cache limit against free disk
   try {
-    const fs = await statfs(stateDir);
+    const fs = await within(checkMs, `reading the free space of ${stateDir}`, () => statfs(stateDir));
     const free = fs.bavail * fs.bsize;
     const used = st?.cache.bytes ?? 0;
     const limit = st?.cache.limitBytes ?? cfg.cacheLimitBytes;
@@ -636,7 +694,10 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
   const keyFile = ep ? ep.originPublicKey : cfg.originPublicKeyFile;
   if (keyFile) {
     try {
-      const pem = await readFile(keyFile, 'utf8');
+      // A FIFO or device would block the read (and the daemon) forever: only regular files.
+      const kst = await within(checkMs, `looking at ${keyFile}`, () => stat(keyFile));
+      if (!kst.isFile()) throw new Error('not a regular file');
+      const pem = await within(checkMs, `reading ${keyFile}`, () => readFile(keyFile, 'utf8'));
       const key = createPublicKey(pem);
       const fp = createHash('sha256')
         .update(key.export({ type: 'spki', format: 'der' }))
@@ -690,5 +751,6 @@ export function doctorText(r: DoctorReport): string {
   lines.push(
     r.ok ? 'peer caching: ready' : `peer caching: BLOCKED (${blocking} problem${blocking === 1 ? '' : 's'} to fix)`,
   );
-  return lines.join('\n');
+  // Details quote answers from the network (ProbeMatch addresses, origin errors; issue 27.8).
+  return textForTerminal(lines.join('\n'));
 }

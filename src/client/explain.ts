@@ -1,6 +1,7 @@
 /** Human-readable form of a download trace (`peerdist explain`). Pure. */
 import type { DownloadTrace } from '../daemon/traces.js';
 import { formatBytes as humanBytes } from '../util/size.js';
+import { forTerminal, textForTerminal } from '../util/terminal.js';
 
 export const REASON_TEXT: Record<string, string> = {
   'no-peer-found': 'discovery found nobody',
@@ -18,9 +19,9 @@ const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 export function explainText(t: DownloadTrace): string {
   const L: string[] = [];
   L.push(`download ${t.id}`);
-  L.push(`  ${t.url}`);
+  L.push(`  ${forTerminal(t.url)}`);
   L.push(
-    `  started ${t.startedAt}; ${t.state}${t.durationMs !== undefined ? ` after ${secs(t.durationMs)}` : ''}${t.error ? `: ${t.error}` : ''}`,
+    `  started ${t.startedAt}; ${t.state}${t.durationMs !== undefined ? ` after ${secs(t.durationMs)}` : ''}${t.error ? `: ${forTerminal(t.error)}` : ''}`,
   );
   if (t.plain) {
     L.push(
@@ -97,5 +98,6 @@ export function explainText(t: DownloadTrace): string {
       `totals: ${humanBytes(x.bytes)}: peers ${humanBytes(x.fromPeers)} (${pct(x.fromPeers, x.bytes)}), origin ${humanBytes(x.fromOrigin)} (${pct(x.fromOrigin, x.bytes)}), local cache ${humanBytes(x.fromCache)} (${pct(x.fromCache, x.bytes)}); content information ${humanBytes(x.contentInfoBytes)}`,
     );
   }
-  return L.join('\n');
+  // URLs, peer addresses and error texts in a trace come from the network (issue 27.8).
+  return textForTerminal(L.join('\n'));
 }

@@ -1,5 +1,6 @@
 /** Human-readable text for the CLI client (progress bar, final line, status). Pure. */
 import { formatBytes as humanBytes } from '../util/size.js';
+import { forTerminal, textForTerminal } from '../util/terminal.js';
 import type { GetResult } from './get.js';
 
 export { humanBytes };
@@ -36,7 +37,7 @@ export function progressLine(
 export function finalLine(r: GetResult): string {
   const rate = r.seconds > 0 ? r.bytes / r.seconds : 0;
   return (
-    `${r.output}: ${humanBytes(r.bytes)} in ${r.seconds.toFixed(2)} s (${humanBytes(Math.round(rate))}/s); ` +
+    `${forTerminal(r.output)}: ${humanBytes(r.bytes)} in ${r.seconds.toFixed(2)} s (${humanBytes(Math.round(rate))}/s); ` +
     `origin ${humanBytes(r.fromOrigin)}, peers ${humanBytes(r.fromPeers)} (${pct(r.fromPeers, r.bytes)}), cache ${humanBytes(r.fromCache)}; ` +
     `${r.peers} peer${r.peers === 1 ? '' : 's'}${r.peerdist ? '' : '; origin did not offer PeerDist'}`
   );
@@ -95,7 +96,7 @@ export function statusText(s: StatusDoc): string {
       lines.push(
         `cache: ${humanBytes(s.cache.bytes ?? 0)} of ${humanBytes(s.cache.limitBytes ?? 0)} in ${s.cache.segments ?? 0} segments`,
       );
-    return lines.join('\n');
+    return textForTerminal(lines.join('\n'));
   }
   lines.push(
     `totals: origin ${humanBytes(t.fromOrigin)}, peers ${humanBytes(t.fromPeers)}, cache ${humanBytes(t.fromCache)}, served to peers ${humanBytes(t.servedToPeers)}`,
@@ -123,15 +124,16 @@ export function statusText(s: StatusDoc): string {
       ]
         .filter(Boolean)
         .join(', ');
-      lines.push(`  ${p.address}: ${what}; last ${new Date(p.lastFailure).toISOString()}`);
+      lines.push(`  ${forTerminal(p.address)}: ${what}; last ${new Date(p.lastFailure).toISOString()}`);
     }
   } else if (s.troublePeers) lines.push('no peer failed or was banned');
   if (s.downloads.length === 0) lines.push('no downloads in progress');
   for (const d of s.downloads) {
     const total = d.contentLength;
     lines.push(
-      `  ${d.id} ${d.state} ${humanBytes(d.bytesDone)}${total !== undefined ? ` / ${humanBytes(total)}` : ''} ${d.url}`,
+      `  ${d.id} ${d.state} ${humanBytes(d.bytesDone)}${total !== undefined ? ` / ${humanBytes(total)}` : ''} ${forTerminal(d.url)}`,
     );
   }
-  return lines.join('\n');
+  // The document comes from the daemon, whose strings come from the network (issue 27.8).
+  return textForTerminal(lines.join('\n'));
 }

@@ -14,6 +14,7 @@ import { type FileHandle, lstat, rename, unlink, open, realpath, stat } from 'no
 import type { Stats } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { basename, join, resolve } from 'node:path';
+import { safeFileName } from '../util/terminal.js';
 import type { AdminAddress } from '../util/address.js';
 import { AdminClientError, adminJson, adminRequest, errorFrom } from './admin-client.js';
 import type { JobView } from '../daemon/jobs.js';
@@ -32,7 +33,11 @@ export interface GetResult extends ByteCounts {
   peerdist: boolean;
 }
 
-/** Default output name: the URL's last path segment, made safe as a plain file name. */
+/**
+ * Default output name: the URL's last path segment, made safe as a plain file name: no path
+ * separators, and no control or bidi characters (a URL like `x%1b%5d0%3bPWNED%07` must not create
+ * a file whose name drives the terminal of whoever lists the directory; issue 27.8).
+ */
 export function defaultOutputName(url: string): string {
   let seg = '';
   try {
@@ -40,7 +45,7 @@ export function defaultOutputName(url: string): string {
   } catch {
     /* keep empty */
   }
-  seg = seg.replace(/[/\\\0]/g, '_').trim();
+  seg = safeFileName(seg).trim();
   if (seg === '' || seg === '.' || seg === '..') return 'index.html';
   return seg;
 }

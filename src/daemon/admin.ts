@@ -1,7 +1,8 @@
 /**
  * The daemon's admin API (protocol/admin-api.md). Served ONLY on a loopback address or a unix
  * socket; every request's peer address and Host header are checked too, and requests made by
- * web pages (Origin / Sec-Fetch-Site) are refused. The API never writes
+ * web pages (Origin / Sec-Fetch-Site) or that came through a proxy (Via, Forwarded,
+ * X-Forwarded-*) are refused. The API never writes
  * files at client-named paths: fetched content is streamed back in the response.
  */
 import { connect } from 'node:net';
@@ -55,6 +56,19 @@ function fromBrowserPage(req: IncomingMessage): boolean {
   return req.headers.origin !== undefined;
 }
 
+/**
+ * Headers a proxy adds to what it forwards: ours adds `Via: 1.1 peerdist` (and refuses local
+ * targets anyway); other proxies add these too. Our clients (the CLI, curl, scripts talking to
+ * the admin address directly) send none of them, so a request carrying one came through a proxy
+ * and is refused: the admin API must not be reachable through one (issue 27.2).
+ */
+const PROXY_HEADERS = ['via', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip'];
+
+/** The first proxy-marked header of a request, or undefined. */
+export function proxiedBy(req: IncomingMessage): string | undefined {
+  return PROXY_HEADERS.find((h) => req.headers[h] !== undefined);
+}
+
 function isHttpUrl(s: string): boolean {
   try {
     const u = new URL(s);
@@ -86,6 +100,17 @@ export function createAdminHandler(
         site: req.headers['sec-fetch-site'],
       });
       sendJson(res, 403, { error: 'the admin API does not answer requests made by web pages' });
+      return;
+    }
+    const proxied = proxiedBy(req);
+    if (proxied) {
+      log.warn('admin: refused a request that came through a proxy', {
+        header: proxied,
+        value: String(req.headers[proxied]).slice(0, 200),
+      });
+      sendJson(res, 403, {
+        error: `the admin API does not answer requests that came through a proxy (${proxied} header)`,
+      });
       return;
     }
     route(deps, req, res).catch((err) => {

@@ -5,11 +5,20 @@
  * protocol/admin-api.md.
  */
 import { createPublicKey } from 'node:crypto';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { makeDirs } from '../util/mkdirs.js';
 import { dirname } from 'node:path';
 import { PeerdistError } from '../util/errors.js';
 import { parseSize as parseBytes } from '../util/size.js';
-import { type AdminAddress, type HostPort, parseAdminAddress, parseHostPort, AddressError } from '../util/address.js';
+import {
+  type AdminAddress,
+  type HostPort,
+  parseAdminAddress,
+  parseHostPort,
+  AddressError,
+  isLoopbackHost,
+} from '../util/address.js';
+import { parseCidrList } from '../util/ip.js';
 
 export class ConfigError extends PeerdistError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -26,6 +35,8 @@ export interface RawConfig {
   adminSocket?: string;
   proxyPort?: number | string;
   proxyHost?: string;
+  /** Networks whose clients may use the proxy (CIDR): a list (config file), or comma-separated. */
+  proxyAllow?: string | string[];
   discoveryPort?: number | string;
   cacheLimit?: number | string;
   originPublicKey?: string;
@@ -67,6 +78,11 @@ export interface DaemonConfig {
   admin: AdminAddress;
   /** Local HTTP forward proxy; undefined = disabled. */
   proxy?: HostPort;
+  /**
+   * CIDRs (or addresses) whose clients may use the proxy besides loopback; required when the
+   * proxy listens off loopback (issue 27.2).
+   */
+  proxyAllow: string[];
   discoveryPort: number;
   /** Cache size limit in bytes; undefined = the store's default. */
   cacheLimitBytes?: number;
@@ -118,6 +134,7 @@ export const ENV_VARS: Record<keyof RawConfig, string> = {
   adminSocket: 'PEERDIST_ADMIN_SOCKET',
   proxyPort: 'PEERDIST_PROXY_PORT',
   proxyHost: 'PEERDIST_PROXY_HOST',
+  proxyAllow: 'PEERDIST_PROXY_ALLOW',
   discoveryPort: 'PEERDIST_DISCOVERY_PORT',
   cacheLimit: 'PEERDIST_CACHE_LIMIT',
   originPublicKey: 'PEERDIST_ORIGIN_PUBLIC_KEY',
@@ -163,6 +180,10 @@ export function configFromJson(json: unknown, source = 'config file'): RawConfig
     }
     if (k === 'hostedCache' && Array.isArray(v) && v.every((x) => typeof x === 'string')) {
       out.hostedCache = v as string[];
+      continue;
+    }
+    if (k === 'proxyAllow' && Array.isArray(v) && v.every((x) => typeof x === 'string')) {
+      out.proxyAllow = v as string[];
       continue;
     }
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
@@ -306,6 +327,11 @@ export function resolveConfig(sources: {
           host: String(pick('proxyHost') ?? DEFAULTS.proxyHost),
           port: parseIntSetting(proxyPortRaw, 'proxyPort', 0, 65535),
         };
+  const proxyAllow = proxyAllowSetting(pick('proxyAllow'));
+  if (proxy && !isLoopbackHost(proxy.host) && proxyAllow.length === 0)
+    throw new ConfigError(
+      `proxyHost: the proxy would listen on ${proxy.host}, which is not loopback, and serve anyone who reaches it: name the networks whose clients may use it with --proxy-allow CIDR (PEERDIST_PROXY_ALLOW, proxyAllow), e.g. --proxy-allow 192.168.1.0/24`,
+    );
 
   const cacheLimit = pick('cacheLimit');
   const mcv = parseIntSetting(pick('maxContentVersion') ?? DEFAULTS.maxContentVersion, 'maxContentVersion', 1, 2) as
@@ -326,6 +352,7 @@ export function resolveConfig(sources: {
     interface: iface === undefined || iface === '' ? undefined : String(iface),
     admin,
     proxy,
+    proxyAllow,
     discoveryPort: parseIntSetting(pick('discoveryPort') ?? DEFAULTS.discoveryPort, 'discoveryPort', 0, 65535),
     cacheLimitBytes: cacheLimit === undefined ? undefined : parseSize(cacheLimit, 'cacheLimit'),
     originPublicKeyFile: pick('originPublicKey') === undefined ? undefined : String(pick('originPublicKey')),
@@ -397,7 +424,8 @@ export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFil
   if (st && !st.isDirectory()) throw new ConfigError(`stateDir: ${config.stateDir} exists and is not a directory`);
   if (!st) {
     try {
-      await mkdir(config.stateDir, { recursive: true });
+      // Not mkdir's own recursive mode: it never returns under /proc (issue 27.10).
+      await makeDirs(config.stateDir);
     } catch (err) {
       throw new ConfigError(`stateDir: cannot create ${config.stateDir}: ${firstLine(err)}`, { cause: err });
     }
@@ -414,6 +442,17 @@ export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFil
     if (!d.isDirectory()) throw new ConfigError(`adminSocket: ${dir} is not a directory`);
   }
   return out;
+}
+
+/** `proxyAllow`: CIDRs or addresses (a list, or comma-separated), each checked. */
+function proxyAllowSetting(v: string | string[] | undefined): string[] {
+  const entries = (Array.isArray(v) ? v : (v ?? '').split(',')).map((e) => e.trim()).filter((e) => e !== '');
+  try {
+    parseCidrList(entries);
+  } catch (err) {
+    throw new ConfigError(`proxyAllow: ${(err as Error).message}`);
+  }
+  return entries;
 }
 
 function hostedCaches(

@@ -22,6 +22,8 @@ import { type InterfaceMap, advertisedAddresses, chooseInterface, localSubnets, 
 import { JobBook } from './jobs.js';
 import { startAdminServer } from './admin.js';
 import { startProxyServer } from './proxy.js';
+import { TargetGuard } from './proxy-guard.js';
+import { parseCidrList } from '../util/ip.js';
 import { collectMetrics, statusDocument, type DaemonParts } from './status-report.js';
 import { renderMetrics } from './metrics.js';
 import { PeerTracker } from './peer-tracker.js';
@@ -66,6 +68,11 @@ export interface StartOptions {
   powerSupplyDir?: string;
   /** Clock for the maximum cache entry age (default Date.now). */
   now?: () => number;
+  /**
+   * Exact `ip:port` targets the proxy may reach although they are local (tests only: their origin
+   * runs on loopback; PEERDIST_PROXY_TEST_TARGETS).
+   */
+  proxyTestTargets?: string[];
 }
 
 /** How often segments past the maximum cache entry age are evicted. */
@@ -346,8 +353,15 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
 
     let proxyAddr: string | null = null;
     if (config.proxy) {
+      const exempt = opts.proxyTestTargets ?? [];
+      if (exempt.length) log.warn('proxy: test hook lets these local targets through', { targets: exempt });
       const proxy = await step(`proxy on ${formatHostPort(config.proxy)}`, () =>
-        startProxyServer(config.proxy!, { jobs, logger: log.child({ component: 'proxy' }) }),
+        startProxyServer(config.proxy!, {
+          jobs,
+          logger: log.child({ component: 'proxy' }),
+          guard: new TargetGuard(exempt.length ? { exempt } : {}),
+          ...(config.proxyAllow.length ? { allow: parseCidrList(config.proxyAllow) } : {}),
+        }),
       );
       closers.push({ name: 'proxy', close: () => proxy.close() });
       proxyAddr = proxy.address;

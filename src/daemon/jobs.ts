@@ -3,10 +3,11 @@
  * jobs they started so a finished job's final stats stay queryable at /v1/jobs/<id>.
  * Structural types: src/engine/engine.ts's DownloadEngine satisfies EngineLike.
  */
+import type { OriginClient } from '../engine/origin-client.js';
 import type { DownloadJob, JobInfo, JobProgress } from '../engine/types.js';
 
 export interface EngineLike {
-  download(url: string, opts?: { headers?: Record<string, string> }): DownloadJob;
+  download(url: string, opts?: { headers?: Record<string, string>; http?: OriginClient }): DownloadJob;
   jobs(): DownloadJob[];
   totals(): object;
   close(): Promise<void>;
@@ -31,6 +32,8 @@ export interface JobView extends JobProgress {
 
 interface Entry {
   job: DownloadJob;
+  /** The origin client the job was started with (undefined = the engine's own). */
+  http?: OriginClient;
   info?: JobInfo;
   started: number;
   /** When job.info resolved (the origin's answer). */
@@ -54,21 +57,25 @@ export class JobBook {
     return (this.opts.now ?? Date.now)();
   }
 
-  /** Starts a download of `url`, or joins an active one for the same URL. */
-  obtain(url: string, headers?: Record<string, string>): DownloadJob {
+  /**
+   * Starts a download of `url`, or joins an active one for the same URL started with the same
+   * origin client (`http`: the proxy's, which refuses local targets; undefined = the engine's).
+   */
+  obtain(url: string, headers?: Record<string, string>, http?: OriginClient): DownloadJob {
     for (const e of this.entries.values()) {
-      if (e.job.url !== url || e.finished !== undefined) continue;
+      if (e.job.url !== url || e.finished !== undefined || e.http !== http) continue;
       const st = e.job.progress().state;
       if (st === 'starting' || st === 'running') return e.job;
     }
-    const job = this.engine.download(url, headers ? { headers } : undefined);
-    this.add(job);
+    const opts = { ...(headers ? { headers } : {}), ...(http ? { http } : {}) };
+    const job = this.engine.download(url, Object.keys(opts).length ? opts : undefined);
+    this.add(job, http);
     return job;
   }
 
-  add(job: DownloadJob): void {
+  add(job: DownloadJob, http?: OriginClient): void {
     if (this.entries.has(job.id)) return;
-    const e: Entry = { job, started: this.now() };
+    const e: Entry = { job, started: this.now(), ...(http ? { http } : {}) };
     this.entries.set(job.id, e);
     job.info.then(
       (i) => {

@@ -6,16 +6,24 @@
  * origin's own status (404 ...).
  * Every other method, GET https:// in absolute form, and requests carrying Authorization or
  * Cookie headers are forwarded unchanged with undici, without caching. CONNECT is refused with 501: the proxy is not a general tunnel, and TLS
- * traffic could not be cached anyway. See protocol/admin-api.md.
+ * traffic could not be cached anyway.
+ * It is no way into this host (issue 27.2, ./proxy-guard.ts): targets on loopback, link-local,
+ * unspecified or this host's own addresses get 403, clients off loopback are served only inside
+ * `--proxy-allow` networks, and what it forwards carries `Via: 1.1 peerdist`, which the admin APIs
+ * refuse. See protocol/admin-api.md.
  */
 import type { IncomingMessage, ServerResponse, IncomingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
-import { request as undiciRequest, type Dispatcher } from 'undici';
+import type { BlockList } from 'node:net';
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { errorMessage, listenHttp, sendText, upstreamStatus } from './http-util.js';
 import type { JobBook } from './jobs.js';
-import { type HostPort, formatHostPort, isLoopbackHost } from '../util/address.js';
-import { type Logger, nullLogger } from '../util/log.js';
+import { ProxyRefusedError, TargetGuard, proxyRefusal } from './proxy-guard.js';
+import { clientAllowed } from '../util/ip.js';
+import { UndiciOriginClient } from '../engine/origin-client.js';
+import { AddressError, type HostPort, formatHostPort, isLoopbackHost } from '../util/address.js';
+import { type Logger, nullLogger, rateLimited } from '../util/log.js';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -84,12 +92,54 @@ export function parseRange(header: string | undefined, length: number): [number,
 export interface ProxyDeps {
   jobs: JobBook;
   logger?: Logger;
-  dispatcher?: Dispatcher;
+  /** Which targets the proxy may reach (default: loopback, link-local, unspecified and own addresses refused). */
+  guard?: TargetGuard;
+  /** Networks whose clients may use the proxy besides loopback (`--proxy-allow`). */
+  allow?: BlockList;
 }
 
-export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const log = deps.logger ?? nullLogger;
+/** The `Via` the proxy adds to what it forwards (RFC 9110 7.6.3); the admin APIs refuse requests carrying one. */
+const VIA = '1.1 peerdist';
+
+function withVia(v: string | string[] | undefined): string {
+  const prev = Array.isArray(v) ? v.join(', ') : v;
+  return prev ? `${prev}, ${VIA}` : VIA;
+}
+
+/** What one proxy uses: the request handler, and the connection pools it owns. */
+interface ProxyParts {
+  guard: TargetGuard;
+  /** Forwarded requests: connections only to checked addresses. */
+  dispatcher: Agent;
+  /** The engine's origin requests for jobs started by the proxy: the same checks, plus `Via`. */
+  origin: UndiciOriginClient;
+}
+
+function createParts(deps: ProxyDeps): ProxyParts {
+  const guard = deps.guard ?? new TargetGuard();
+  return {
+    guard,
+    dispatcher: new Agent({ connect: guard.connector(), keepAliveTimeout: 4_000 }),
+    origin: new UndiciOriginClient({ connect: guard.connector(), extraHeaders: { via: VIA } }),
+  };
+}
+
+function createProxyHandler(deps: ProxyDeps, parts: ProxyParts): (req: IncomingMessage, res: ServerResponse) => void {
+  const log = rateLimited(deps.logger ?? nullLogger);
+  const refuse = (res: ServerResponse, err: ProxyRefusedError, what: Record<string, unknown>) => {
+    log.warn('proxy: refused', { ...what, reason: err.message });
+    sendText(res, 403, `peerdist proxy: ${err.code}: ${err.message}\n`);
+  };
   return (req, res) => {
+    const remote = req.socket.remoteAddress;
+    if (!clientAllowed(remote, deps.allow)) {
+      refuse(
+        res,
+        new ProxyRefusedError(`client ${remote ?? '?'} is not on loopback nor in an allowed network (--proxy-allow)`),
+        { remote },
+      );
+      return;
+    }
     let target: URL;
     try {
       target = new URL(req.url ?? '');
@@ -101,12 +151,22 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       sendText(res, 400, `peerdist proxy: unsupported scheme ${target.protocol}\n`);
       return;
     }
+    const port = Number(target.port) || (target.protocol === 'https:' ? 443 : 80);
     // Requests with credentials are forwarded as-is: downloads are shared by URL, and one user's
     // authorised download must not be joined by another request.
     const credentials = req.headers.authorization !== undefined || req.headers.cookie !== undefined;
     const cacheable = req.method === 'GET' && target.protocol === 'http:' && !credentials;
-    const work = cacheable ? viaEngine(deps, target, req, res) : forward(deps, target, req, res);
+    // The target is checked before anything starts (a clear 403); the connections themselves are
+    // checked again (parts.guard.connector), against a name that resolves differently later.
+    const work = parts.guard
+      .check(target.hostname, port)
+      .then(() => (cacheable ? viaEngine(deps, parts, target, req, res) : forward(parts, target, req, res)));
     work.catch((err) => {
+      const refusal = proxyRefusal(err);
+      if (refusal && !res.headersSent) {
+        refuse(res, refusal, { url: target.href, remote });
+        return;
+      }
       log.warn('proxy: request failed', { url: target.href, err: errorMessage(err) });
       if (!res.headersSent) sendText(res, upstreamStatus(err), `peerdist proxy: ${errorMessage(err)}\n`);
       else res.destroy();
@@ -114,11 +174,17 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
   };
 }
 
-async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function viaEngine(
+  deps: ProxyDeps,
+  parts: ProxyParts,
+  target: URL,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   const headers = dropHopByHop(req.headers, ENGINE_OWNED);
   const flat: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) flat[k] = Array.isArray(v) ? v.join(', ') : v;
-  const job = deps.jobs.obtain(target.href, Object.keys(flat).length ? flat : undefined);
+  for (const [k, v] of Object.entries(headers)) if (k !== 'via') flat[k] = Array.isArray(v) ? v.join(', ') : v;
+  const job = deps.jobs.obtain(target.href, Object.keys(flat).length ? flat : undefined, parts.origin);
   let info: Awaited<typeof job.info>;
   try {
     info = await job.info;
@@ -130,7 +196,8 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
       err: errorMessage(err),
     });
     if (req.destroyed) return;
-    return forward(deps, target, req, res);
+    if (proxyRefusal(err)) throw err;
+    return forward(parts, target, req, res);
   }
   if (req.destroyed) return;
   // The length is unknown (-1) when the origin sent no Content-Length (chunked or close-delimited
@@ -139,7 +206,7 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
   // Accept-Ranges is not advertised.
   const len = info.contentLength;
   const known = Number.isSafeInteger(len) && len >= 0;
-  const out: Record<string, string | number> = { 'x-peerdist-job': job.id, via: '1.1 peerdist' };
+  const out: Record<string, string | number> = { 'x-peerdist-job': job.id, via: VIA };
   if (known) out['accept-ranges'] = 'bytes';
   if (info.contentType) out['content-type'] = info.contentType;
   if (info.etag) out['etag'] = info.etag;
@@ -176,17 +243,19 @@ async function viaEngine(deps: ProxyDeps, target: URL, req: IncomingMessage, res
   });
 }
 
-async function forward(deps: ProxyDeps, target: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function forward(parts: ProxyParts, target: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const method = (req.method ?? 'GET') as Dispatcher.HttpMethod;
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+  const headers = dropHopByHop(req.headers);
+  headers['via'] = withVia(headers['via']);
   const up = await undiciRequest(target, {
     method,
-    headers: dropHopByHop(req.headers),
+    headers,
     body: hasBody ? req : undefined,
-    dispatcher: deps.dispatcher,
+    dispatcher: parts.dispatcher,
   });
-  const headers = dropHopByHop(up.headers as Record<string, string | string[] | undefined>);
-  res.writeHead(up.statusCode, { ...headers, via: '1.1 peerdist' });
+  const upHeaders = dropHopByHop(up.headers as Record<string, string | string[] | undefined>);
+  res.writeHead(up.statusCode, { ...upHeaders, via: withVia(upHeaders['via']) });
   pipeline(up.body, res, (err) => {
     if (err && !res.destroyed) res.destroy(err);
   });
@@ -198,7 +267,19 @@ export interface ProxyServer {
 }
 
 export async function startProxyServer(where: HostPort, deps: ProxyDeps): Promise<ProxyServer> {
-  const s = await listenHttp(where, createProxyHandler(deps));
+  // Off loopback the proxy would serve the whole LAN: only the networks named with --proxy-allow.
+  if (!isLoopbackHost(where.host) && !deps.allow)
+    throw new AddressError(
+      `the proxy listens on ${where.host}, which is not loopback: name the networks whose clients may use it with --proxy-allow CIDR`,
+    );
+  const parts = createParts(deps);
+  let s: Awaited<ReturnType<typeof listenHttp>>;
+  try {
+    s = await listenHttp(where, createProxyHandler(deps, parts));
+  } catch (err) {
+    await Promise.all([parts.dispatcher.close(), parts.origin.close()]).catch(() => undefined);
+    throw err;
+  }
   s.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => {
       /* client went away */
@@ -209,7 +290,11 @@ export async function startProxyServer(where: HostPort, deps: ProxyDeps): Promis
     );
   });
   const a = s.address as { address: string; port: number };
-  if (!isLoopbackHost(where.host))
-    (deps.logger ?? nullLogger).warn('proxy listens on a non-loopback address', { host: where.host });
-  return { address: formatHostPort({ host: a.address, port: a.port }), close: s.close };
+  return {
+    address: formatHostPort({ host: a.address, port: a.port }),
+    close: async () => {
+      await s.close();
+      await Promise.all([parts.dispatcher.close(), parts.origin.close()]).catch(() => undefined);
+    },
+  };
 }

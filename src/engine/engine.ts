@@ -68,8 +68,12 @@ export class DownloadEngine extends EventEmitter {
     this.budget = new MemoryBudget(deps.blockStateBudgetBytes);
   }
 
-  /** Starts a download, or returns the running job for the same URL. */
-  download(url: string, opts: { headers?: Record<string, string> } = {}): DownloadJob {
+  /**
+   * Starts a download, or returns the running job for the same URL. `http` fetches from the origin
+   * for this job instead of the engine's client (the proxy's, which refuses local targets); jobs
+   * with another client are never joined.
+   */
+  download(url: string, opts: { headers?: Record<string, string>; http?: OriginClient } = {}): DownloadJob {
     if (this.closed) throw new DownloadError('ENGINE_CLOSED', 'download engine is closed');
     let parsed: URL;
     try {
@@ -81,12 +85,13 @@ export class DownloadEngine extends EventEmitter {
       throw new DownloadError('ORIGIN_STATUS', `unsupported URL scheme: ${parsed.protocol}`);
     parsed.hash = '';
     const key = parsed.href;
-    const existing = this.running.get(key);
+    const runKey = opts.http && opts.http !== this.http ? `${this.clientTag(opts.http)} ${key}` : key;
+    const existing = this.running.get(runKey);
     if (existing && !existing.finished) return existing;
     const self = new Set<string>();
     const ctx: JobContext = {
       deps: this.deps,
-      http: this.http,
+      http: opts.http ?? this.http,
       log: (this.deps.logger ?? nullLogger).child({ component: 'download' }),
       now: this.deps.now ?? Date.now,
       timers: this.deps.timers ?? realTimers,
@@ -104,7 +109,7 @@ export class DownloadEngine extends EventEmitter {
       },
     };
     const job = new EngineJob(randomUUID(), key, { ...(opts.headers ?? {}) }, ctx);
-    this.running.set(key, job);
+    this.running.set(runKey, job);
     this.all.push(job);
     this.sums.jobs++;
     this.sums.active++;
@@ -112,7 +117,7 @@ export class DownloadEngine extends EventEmitter {
       this.sums.active--;
       if (ok) this.sums.completed++;
       else this.sums.failed++;
-      if (this.running.get(key) === job) this.running.delete(key);
+      if (this.running.get(runKey) === job) this.running.delete(runKey);
       this.trim();
     };
     job.done.then(
@@ -122,6 +127,17 @@ export class DownloadEngine extends EventEmitter {
     job.start();
     this.emit('job', job);
     return job;
+  }
+
+  private readonly clientTags = new WeakMap<OriginClient, number>();
+  private nextClientTag = 1;
+  private clientTag(c: OriginClient): string {
+    let n = this.clientTags.get(c);
+    if (n === undefined) {
+      n = this.nextClientTag++;
+      this.clientTags.set(c, n);
+    }
+    return `client${n}`;
   }
 
   jobs(): DownloadJob[] {

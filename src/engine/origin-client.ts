@@ -2,7 +2,7 @@
  * HTTP access to origins for the download engine: one undici Agent (a small connection pool per
  * origin) shared by every job. Injectable (OriginClient) so engine tests can fake the origin.
  */
-import { Agent, request } from 'undici';
+import { Agent, type buildConnector, request } from 'undici';
 import { DownloadError, type DownloadErrorCode } from './errors.js';
 
 export type HeaderMap = Record<string, string | string[] | undefined>;
@@ -28,11 +28,16 @@ export interface UndiciOriginOptions {
   headersTimeoutMs?: number;
   /** Maximum silence while receiving a body. Default 30 s. */
   bodyTimeoutMs?: number;
+  /** How connections are made (default undici's); the proxy's checks which addresses it reaches. */
+  connect?: buildConnector.connector;
+  /** Headers added to every request (the proxy's `Via`). */
+  extraHeaders?: Record<string, string>;
 }
 
 export class UndiciOriginClient implements OriginClient {
   private readonly agent: Agent;
-  private readonly o: Required<UndiciOriginOptions>;
+  private readonly o: Required<Omit<UndiciOriginOptions, 'connect' | 'extraHeaders'>>;
+  private readonly extra: Record<string, string>;
 
   constructor(opts: UndiciOriginOptions = {}) {
     this.o = {
@@ -40,17 +45,23 @@ export class UndiciOriginClient implements OriginClient {
       headersTimeoutMs: opts.headersTimeoutMs ?? 15_000,
       bodyTimeoutMs: opts.bodyTimeoutMs ?? 30_000,
     };
+    this.extra = opts.extraHeaders ?? {};
     this.agent = new Agent({
       connections: this.o.connections,
       headersTimeout: this.o.headersTimeoutMs,
       bodyTimeout: this.o.bodyTimeoutMs,
-      connectTimeout: 10_000,
+      ...(opts.connect ? { connect: opts.connect } : { connectTimeout: 10_000 }),
     });
   }
 
   async get(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<OriginResponse> {
     try {
-      const res = await request(url, { method: 'GET', headers, signal, dispatcher: this.agent });
+      const res = await request(url, {
+        method: 'GET',
+        headers: { ...headers, ...this.extra },
+        signal,
+        dispatcher: this.agent,
+      });
       const body = res.body;
       return {
         status: res.statusCode,

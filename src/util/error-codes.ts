@@ -82,6 +82,10 @@ export const ERROR_CODES = {
   LOCAL: 'a local failure during a download (cache, temporary file)',
   TOO_LARGE: "the download's block state would not fit in the memory the daemon may use",
 
+  // Local HTTP proxy
+  PROXY_REFUSED:
+    "the proxy refused the request: its target is a loopback, link-local or unspecified address or one of this host's own, or the client is outside --proxy-allow",
+
   // Clients of the daemon (get, status)
   NO_DAEMON: 'no daemon answers at the admin address',
   DAEMON_GONE: 'the daemon closed the connection (stopped or crashed)',

@@ -57,6 +57,7 @@ t.test('a failed download reports its code and reason, and leaves no file', asyn
 
 t.test('the proxy logs the real cause when a download fails mid-stream', async (t) => {
   const { startProxyServer } = await import('../../src/daemon/proxy.js');
+  const { TargetGuard } = await import('../../src/daemon/proxy-guard.js');
   const { createLogger } = await import('../../src/util/log.js');
   const { request } = await import('node:http');
   const lines: string[] = [];
@@ -65,7 +66,12 @@ t.test('the proxy logs the real cause when a download fails mid-stream', async (
   );
   const proxy = await startProxyServer(
     { host: '127.0.0.1', port: 0 },
-    { jobs: new JobBook(engine), logger: createLogger({}, 'info', (l) => lines.push(l)) },
+    {
+      jobs: new JobBook(engine),
+      logger: createLogger({}, 'info', (l) => lines.push(l)),
+      // o.test resolves nowhere: the guard is told it is a public address (the fake engine never connects).
+      guard: new TargetGuard({ resolve: async () => [{ address: '198.51.100.1', family: 4 }] }),
+    },
   );
   t.teardown(() => proxy.close());
   const port = Number(proxy.address.split(':')[1]);

@@ -76,7 +76,12 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
     // Daemon 3 also requires origin signatures on content information.
     ...(n === 3 ? ['--proxy-port', '0', '--origin-public-key', join(root, 'origin.pub')] : []),
   ];
-  const [d1, d2, d3] = await Promise.all([1, 2, 3].map((n) => startDaemonChild(daemonArgs(n))));
+  // The origin runs on loopback, which the proxy refuses (issue 27.2): daemon 3 lets exactly it through.
+  const [d1, d2, d3] = await Promise.all(
+    [1, 2, 3].map((n) =>
+      startDaemonChild(daemonArgs(n), n === 3 ? { env: { PEERDIST_PROXY_TEST_TARGETS: `127.0.0.1:${o.port}` } } : {}),
+    ),
+  );
   children.push(d1!, d2!, d3!);
   t.match(d1!.ready, {
     event: 'ready',
@@ -187,6 +192,7 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
     404,
     "the origin's 404 reaches proxy clients",
   );
+  t.equal((await proxyGet(`http://${d3!.ready.admin}/v1/status`)).status, 403, 'not its own admin API, though');
 
   // A failed download leaves neither FILE nor FILE.part.
   const bad = await runCli(

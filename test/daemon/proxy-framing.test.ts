@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startProxyServer } from '../../src/daemon/proxy.js';
 import { JobBook } from '../../src/daemon/jobs.js';
+import { TargetGuard } from '../../src/daemon/proxy-guard.js';
 import { DownloadEngine } from '../../src/engine/engine.js';
 import type { DiscoveryLike, RetrievalLike, StoreLike } from '../../src/engine/types.js';
 
@@ -123,7 +124,11 @@ t.test('bodies of unknown length are framed chunked; ranges on them get the whol
     retrieval: none as RetrievalLike,
     tmpDir: tmp,
   });
-  const proxy = await startProxyServer({ host: '127.0.0.1', port: 0 }, { jobs: new JobBook(engine) });
+  // The origins run on loopback, which the proxy refuses (issue 27.2): this test lets their ports through.
+  const guard = new TargetGuard({
+    exempt: [origin, closeOrigin].map((s) => `127.0.0.1:${(s.address() as { port: number }).port}`),
+  });
+  const proxy = await startProxyServer({ host: '127.0.0.1', port: 0 }, { jobs: new JobBook(engine), guard });
   t.teardown(async () => {
     await proxy.close();
     await engine.close();
