@@ -160,6 +160,12 @@ export function createHostedCacheHandler(
         });
         return drop(res, 400);
       }
+      if (r.busy) {
+        // MS-PCHC has no "not taken" code (OK and INTERESTED only): an offer we could not queue fails
+        // at the HTTP level, so the client does not take it as accepted (protocol/pchc.md).
+        res.writeHead(503, { 'Content-Length': 0, 'Retry-After': String(r.retryAfterSeconds) });
+        return res.end();
+      }
       res.writeHead(200, { 'Content-Length': r.body.length });
       res.end(r.body);
     });
