@@ -24,6 +24,9 @@ import { PeerdistError } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
 import { OfferHandler, type OfferStats } from './offers.js';
 import { Puller, type PullStats } from './puller.js';
+import { Shares } from './shares.js';
+import { clientKey } from './client-key.js';
+import { decodeRequest as decodePccrr } from '../protocol/pccrr/codec.js';
 import { loadOrCreateCertificate } from './cert.js';
 
 export const HOSTED_CACHE_VERSION = VERSION;
@@ -75,6 +78,15 @@ export interface HostedCacheStats extends OfferStats {
   bytesPulled: number;
   pullFailures: number;
   pullsRefused: number;
+  /** Pulls not made because the offering client's share of the cache was full (protocol/pchc.md, "Fair shares"). */
+  pullsRefusedNoRoom: number;
+  /** Pulls asked of a second client that offered the same segment. */
+  pullsFromOtherOfferers: number;
+  /** Segments pulled on an offer that no other client has asked for yet, and their bytes. */
+  unaskedSegments: number;
+  unaskedBytes: number;
+  /** Unasked segments evicted to keep clients within their shares. */
+  unaskedEvicted: number;
   pullsInProgress: number;
   pullsWaiting: number;
   bytesServed: number;
@@ -236,6 +248,12 @@ export async function startHostedCache(
     });
     closers.push({ name: 'store', close: () => store.close() });
 
+    // Per-client shares of the cache (issue 27.3). Segments held from before a restart that nobody
+    // has asked for count as unasked, under no client.
+    const shares = new Shares(store);
+    store.on('evict', (idHex: string) => shares.forget(idHex));
+    for (const seg of store.list()) if (seg.hitsPeer === 0) shares.adopt('', seg.segmentId, seg.bytes);
+
     const client = new RetrievalClient({ connections: 4, logger: log.child({ component: 'pccrr-client' }) });
     closers.push({ name: 'retrieval client', close: () => client.close() });
     const puller = new Puller({
@@ -244,6 +262,7 @@ export async function startHostedCache(
       concurrency: config.fetchConcurrency,
       perPeer: config.fetchPerClient,
       rateBytesPerSec: config.fetchRateBytesPerSec,
+      shares,
       logger: log.child({ component: 'puller' }),
     });
     closers.push({ name: 'puller', close: () => puller.close() });
@@ -257,7 +276,19 @@ export async function startHostedCache(
     const retrieval = createRetrievalServer({
       source: store,
       maxConcurrent: config.maxUploads ?? 1024,
-      responseHeaders: crowd.hook,
+      responseHeaders: (req, body) => {
+        // A block asked for by another client than the one that offered it: the segment is in use.
+        if (body.length < 256) {
+          try {
+            const m = decodePccrr(body);
+            if (m.type === 'GETBLKS')
+              shares.asked(m.segmentId.toString('hex'), clientKey(req.socket.remoteAddress ?? ''));
+          } catch {
+            // malformed: the retrieval server answers it
+          }
+        }
+        return crowd.hook(req, body);
+      },
       logger: log.child({ component: 'pccrr-server' }),
     });
     const handler = createHostedCacheHandler(offers, retrieval, log);
@@ -292,6 +323,7 @@ export async function startHostedCache(
     const started = Date.now();
     const stats = (): HostedCacheStats => {
       const p: PullStats = puller.snapshot();
+      const sh = shares.stats();
       const r = retrieval.stats();
       return {
         ...offers.stats,
@@ -300,6 +332,11 @@ export async function startHostedCache(
         bytesPulled: p.bytesPulled,
         pullFailures: p.failures,
         pullsRefused: p.refused,
+        pullsRefusedNoRoom: p.refusedNoRoom,
+        pullsFromOtherOfferers: p.alternateAttempts,
+        unaskedSegments: sh.unaskedSegments,
+        unaskedBytes: sh.unaskedBytes,
+        unaskedEvicted: sh.evicted,
         pullsInProgress: p.inProgress,
         pullsWaiting: p.waiting,
         bytesServed: r.bytesServed,

@@ -72,6 +72,14 @@ export interface PullerOptions {
   maxQueuedPerClient?: number;
   /** Byte rate cap over all pulls, bytes/s (default 32 MiB/s; 0 = no cap). */
   rateBytesPerSec?: number;
+  /**
+   * Per-client shares of the cache (shares.ts): a pull of a segment the store does not hold yet is
+   * made only when admitted, and settled when it ends. Absent: no shares (tests of the queue).
+   */
+  shares?: {
+    admit(client: string, idHex: string, bytes: number): Promise<boolean>;
+    settle(idHex: string, held: boolean): void;
+  };
   logger?: Logger;
   now?: () => number;
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
@@ -84,6 +92,8 @@ export interface PullStats {
   refused: number;
   /** Blocks or segments asked of another client that offered the segment after the first failed. */
   alternateAttempts: number;
+  /** Pulls not made: the client's share of the cache was full of segments nobody has asked for. */
+  refusedNoRoom: number;
   /** Segment pulls that ended with every block stored. */
   segmentsPulled: number;
   blocksPulled: number;
@@ -146,6 +156,7 @@ export class Puller {
     queued: 0,
     refused: 0,
     alternateAttempts: 0,
+    refusedNoRoom: 0,
     segmentsPulled: 0,
     blocksPulled: 0,
     bytesPulled: 0,
@@ -280,6 +291,18 @@ export class Puller {
   private async run(task: PullTask): Promise<void> {
     const key = segmentKey(task);
     const segmentId = task.kind === 'v1' ? task.meta.segmentId : task.segmentId;
+    const { shares, store } = this.opts;
+    // A segment new to the store takes room from the offering client's share (issue 27.3). v2: the
+    // record is the MSG_BLK payload, at most SegmentSize + 16 (PKCS#7) + 16 (IV) + 2.
+    const admitted = !!shares && !store.getSegment(segmentId);
+    if (admitted) {
+      const bytes = task.kind === 'v1' ? task.meta.length : task.segmentSize + 34;
+      if (!(await shares.admit(clientKeyOfPeer(task.peer), key, bytes))) {
+        this.stats.refusedNoRoom++;
+        this.log.info("hosted cache: offer not pulled, the client's share of the cache is full", { peer: task.peer });
+        return;
+      }
+    }
     try {
       for (let t: PullTask | undefined = task; t; t = this.pendingPulls.get(key)?.alternates.shift()) {
         if (this.ac.signal.aborted) return;
@@ -290,7 +313,8 @@ export class Puller {
       }
     } finally {
       // Nothing stored: the metadata the pull registered goes too (issue 27.5).
-      await this.opts.store.evictSegment?.(segmentId, { ifEmpty: true }).catch(() => false);
+      await store.evictSegment?.(segmentId, { ifEmpty: true }).catch(() => false);
+      if (admitted) shares.settle(key, !!store.getSegment(segmentId));
     }
   }
 
