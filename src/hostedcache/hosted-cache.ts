@@ -272,7 +272,8 @@ export async function startHostedCache(
       logger: log.child({ component: 'offers' }),
     });
     // Crowds across subnets: who else asked for the same segments (protocol/pchc.md).
-    const crowd = crowdHeaders(new CrowdTracker());
+    // Askers of segments we hold or are pulling are kept apart from the rest (issue 27.6).
+    const crowd = crowdHeaders(new CrowdTracker({ known: (id) => !!store.getSegment(id) || puller.pending(id) }));
     const retrieval = createRetrievalServer({
       source: store,
       maxConcurrent: config.maxUploads ?? 1024,
