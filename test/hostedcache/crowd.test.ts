@@ -77,3 +77,16 @@ t.test('27.6: one host cannot replace a crowd: one asker per /64, members that f
   t.equal(crowd.length, 32);
   t.same(crowd.slice(0, 2), ['10.0.2.11', '10.0.1.11'], 'members that fetched blocks come first and stay');
 });
+
+t.test('client keys: an IPv4 address, or the /64 of an IPv6 address', async (t) => {
+  const { clientKey, clientKeyOfPeer } = await import('../../src/hostedcache/client-key.js');
+  t.equal(clientKey('10.1.2.3'), '10.1.2.3');
+  t.equal(clientKey('::ffff:10.1.2.3'), '10.1.2.3', 'IPv4-mapped');
+  t.equal(clientKey('fd00:1:2:3:4:5:6:7'), 'fd00:1:2:3::/64');
+  t.equal(clientKey('FD00:1:2:3::99%eth0'), 'fd00:1:2:3::/64', 'case and zone ignored');
+  t.equal(clientKey('fd00::1'), 'fd00:0:0:0::/64');
+  t.equal(clientKey('::1'), '0:0:0:0::/64');
+  t.equal(clientKey('64:ff9b::10.0.0.1'), '64:ff9b:0:0::/64', 'embedded IPv4 tail');
+  t.equal(clientKeyOfPeer('[fd00:1:2:3::10]:80'), 'fd00:1:2:3::/64');
+  t.equal(clientKeyOfPeer('10.0.0.1:8080'), '10.0.0.1');
+});
