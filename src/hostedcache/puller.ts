@@ -54,6 +54,8 @@ export type PullOutcome = 'queued' | 'pending' | 'refused';
 
 /** Other clients that offered a segment while its pull was waiting or running, asked in turn if it fails. */
 const MAX_ALTERNATES = 4;
+/** Bad blocks (failed hash check, undecryptable, malformed answer) after which a v1 pull stops asking that client. */
+const MAX_BAD_BLOCKS = 4;
 
 export type PullTask =
   | { kind: 'v1'; peer: string; meta: SegmentMeta }
@@ -337,6 +339,7 @@ export class Puller {
       const info = asSegmentInfo(meta);
       const n = meta.blockHashes.length;
       let got = 0;
+      let bad = 0;
       for (let i = 0; i < n; i++) {
         if (this.ac.signal.aborted) return false;
         if (store.hasBlock(meta.segmentId, i)) {
@@ -362,9 +365,12 @@ export class Puller {
         } catch (err) {
           this.stats.failures++;
           // A block the client lacks (Windows offers segments it holds in part) or sends bad: go on
-          // with the next one. A client that cannot be reached or the cache refusing: stop here.
-          const perBlock =
-            err instanceof PeerError && ['PEER_NOT_AVAILABLE', 'BAD_BLOCK', 'PEER_PROTOCOL'].includes(err.code);
+          // with the next one, up to MAX_BAD_BLOCKS bad ones (each costs a block of the pull rate).
+          // A client that cannot be reached or the cache refusing: stop here.
+          const code = err instanceof PeerError ? err.code : undefined;
+          const isBad = code === 'BAD_BLOCK' || code === 'PEER_PROTOCOL';
+          if (isBad) bad++;
+          const perBlock = code === 'PEER_NOT_AVAILABLE' || (isBad && bad < MAX_BAD_BLOCKS);
           this.log.info('hosted cache: block pull failed', {
             peer,
             segmentId: meta.segmentId.toString('hex'),

@@ -135,3 +135,19 @@ t.test('27.5: pulls that store nothing leave nothing in the index', async (t) =>
   t.equal(store.stats().segments, 0, 'nor in the index on disk');
   await store.close();
 });
+
+t.test('27.11: a client that sends only bad blocks is asked for at most 4 of them', async (t) => {
+  const store = await openStore(t);
+  t.teardown(() => store.close());
+  const s = randomV1(10);
+  const client = fakeClients([s], (peer) => (peer.startsWith('10.0.0.1:') ? 'bad' : 'good'));
+  const puller = new Puller({ store, client, rateBytesPerSec: 0 });
+  const offers = new OfferHandler({ store, pull: (task) => puller.offer(task) });
+  offers.handle(segmentInfo(s, 80), '10.0.0.1');
+  offers.handle(segmentInfo(s, 80), '10.0.0.2');
+  await puller.idle();
+  t.equal(client.asked.filter((a) => a.startsWith('10.0.0.1:')).length, 4, 'four bad blocks, then the next offerer');
+  t.equal(client.asked.filter((a) => a.startsWith('10.0.0.2:')).length, 10);
+  t.ok(store.isComplete(s.meta.segmentId));
+  await puller.close();
+});
