@@ -69,7 +69,8 @@ export class CrowdTracker {
       const key = id.toString('hex');
       const isKnown = this.known(id);
       const table = isKnown ? this.knownSegs : this.otherSegs;
-      let askers = table.get(key) ?? (isKnown ? this.otherSegs.get(key) : undefined);
+      // A segment moves between the tables when it becomes held (or is evicted): its askers go with it.
+      let askers = this.knownSegs.get(key) ?? this.otherSegs.get(key);
       this.knownSegs.delete(key); // re-inserted below: most recently used last
       this.otherSegs.delete(key);
       askers ??= new Map();
