@@ -424,6 +424,12 @@ export function hostedCacheMetrics(
       value: s.dropped,
     },
     {
+      name: 'peerdist_hc_offers_busy_total',
+      type: 'counter',
+      help: 'MS-PCHC offers answered HTTP 503 because their pulls could not be queued.',
+      value: s.answeredBusy,
+    },
+    {
       name: 'peerdist_hc_segments_pulled_total',
       type: 'counter',
       help: 'Segments pulled completely from offering clients.',

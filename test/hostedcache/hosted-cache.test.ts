@@ -282,6 +282,7 @@ t.test('HTTP front: malformed 400, oversized 413, wrong path 404, wrong method 4
   const metrics = await (await request(`${admin}/metrics`)).body.text();
   t.match(metrics, /peerdist_hc_offers_received_total\{type="initial_offer"\} 3/);
   t.match(metrics, /peerdist_hc_offers_dropped_total 3/);
+  t.match(metrics, /peerdist_hc_offers_busy_total 0/);
   t.equal((await request(`${admin}/v1/fetch?url=http://x/`)).statusCode, 404);
   t.same(await (await request(`${admin}/v1/jobs`)).body.json(), []);
 });
