@@ -378,6 +378,26 @@ export class BlockStore extends EventEmitter {
     return n;
   }
 
+  /**
+   * Evicts one segment (blocks and metadata) unless it is pinned; with `ifEmpty`, only when it
+   * holds no block. For a caller with its own policy: the hosted cache drops what a failed pull
+   * registered and makes room by its per-client shares (protocol/pchc.md). True when it went.
+   */
+  async evictSegment(segmentId: Buffer, opts: { ifEmpty?: boolean } = {}): Promise<boolean> {
+    const idHex = segmentId.toString('hex');
+    return this.mutex.run(async () => {
+      const e = this.entries.get(idHex);
+      if (!e || this.pins.has(idHex) || (opts.ifEmpty && e.present.count > 0)) return false;
+      await this.evictLocked(e);
+      return true;
+    });
+  }
+
+  /** Bytes held (and being written) against the limit, without walking the segments as stats() does. */
+  usage(): { bytes: number; limitBytes: number } {
+    return { bytes: this.total + this.reserved, limitBytes: this.limit };
+  }
+
   // ---- blocks ----
 
   /**

@@ -24,6 +24,9 @@ import { PeerdistError } from '../util/errors.js';
 import { VERSION } from '../util/version.js';
 import { OfferHandler, type OfferStats } from './offers.js';
 import { Puller, type PullStats } from './puller.js';
+import { Shares } from './shares.js';
+import { clientKey } from './client-key.js';
+import { decodeRequest as decodePccrr } from '../protocol/pccrr/codec.js';
 import { loadOrCreateCertificate } from './cert.js';
 
 export const HOSTED_CACHE_VERSION = VERSION;
@@ -75,6 +78,15 @@ export interface HostedCacheStats extends OfferStats {
   bytesPulled: number;
   pullFailures: number;
   pullsRefused: number;
+  /** Pulls not made because the offering client's share of the cache was full (protocol/pchc.md, "Fair shares"). */
+  pullsRefusedNoRoom: number;
+  /** Pulls asked of a second client that offered the same segment. */
+  pullsFromOtherOfferers: number;
+  /** Segments pulled on an offer that no other client has asked for yet, and their bytes. */
+  unaskedSegments: number;
+  unaskedBytes: number;
+  /** Unasked segments evicted to keep clients within their shares. */
+  unaskedEvicted: number;
   pullsInProgress: number;
   pullsWaiting: number;
   bytesServed: number;
@@ -160,6 +172,12 @@ export function createHostedCacheHandler(
         });
         return drop(res, 400);
       }
+      if (r.busy) {
+        // MS-PCHC has no "not taken" code (OK and INTERESTED only): an offer we could not queue fails
+        // at the HTTP level, so the client does not take it as accepted (protocol/pchc.md).
+        res.writeHead(503, { 'Content-Length': 0, 'Retry-After': String(r.retryAfterSeconds) });
+        return res.end();
+      }
       res.writeHead(200, { 'Content-Length': r.body.length });
       res.end(r.body);
     });
@@ -230,6 +248,12 @@ export async function startHostedCache(
     });
     closers.push({ name: 'store', close: () => store.close() });
 
+    // Per-client shares of the cache (issue 27.3). Segments held from before a restart that nobody
+    // has asked for count as unasked, under no client.
+    const shares = new Shares(store);
+    store.on('evict', (idHex: string) => shares.forget(idHex));
+    for (const seg of store.list()) if (seg.hitsPeer === 0) shares.adopt('', seg.segmentId, seg.bytes);
+
     const client = new RetrievalClient({ connections: 4, logger: log.child({ component: 'pccrr-client' }) });
     closers.push({ name: 'retrieval client', close: () => client.close() });
     const puller = new Puller({
@@ -238,6 +262,7 @@ export async function startHostedCache(
       concurrency: config.fetchConcurrency,
       perPeer: config.fetchPerClient,
       rateBytesPerSec: config.fetchRateBytesPerSec,
+      shares,
       logger: log.child({ component: 'puller' }),
     });
     closers.push({ name: 'puller', close: () => puller.close() });
@@ -247,11 +272,24 @@ export async function startHostedCache(
       logger: log.child({ component: 'offers' }),
     });
     // Crowds across subnets: who else asked for the same segments (protocol/pchc.md).
-    const crowd = crowdHeaders(new CrowdTracker());
+    // Askers of segments we hold or are pulling are kept apart from the rest (issue 27.6).
+    const crowd = crowdHeaders(new CrowdTracker({ known: (id) => !!store.getSegment(id) || puller.pending(id) }));
     const retrieval = createRetrievalServer({
       source: store,
       maxConcurrent: config.maxUploads ?? 1024,
-      responseHeaders: crowd.hook,
+      responseHeaders: (req, body) => {
+        // A block asked for by another client than the one that offered it: the segment is in use.
+        if (body.length < 256) {
+          try {
+            const m = decodePccrr(body);
+            if (m.type === 'GETBLKS')
+              shares.asked(m.segmentId.toString('hex'), clientKey(req.socket.remoteAddress ?? ''));
+          } catch {
+            // malformed: the retrieval server answers it
+          }
+        }
+        return crowd.hook(req, body);
+      },
       logger: log.child({ component: 'pccrr-server' }),
     });
     const handler = createHostedCacheHandler(offers, retrieval, log);
@@ -286,6 +324,7 @@ export async function startHostedCache(
     const started = Date.now();
     const stats = (): HostedCacheStats => {
       const p: PullStats = puller.snapshot();
+      const sh = shares.stats();
       const r = retrieval.stats();
       return {
         ...offers.stats,
@@ -294,6 +333,11 @@ export async function startHostedCache(
         bytesPulled: p.bytesPulled,
         pullFailures: p.failures,
         pullsRefused: p.refused,
+        pullsRefusedNoRoom: p.refusedNoRoom,
+        pullsFromOtherOfferers: p.alternateAttempts,
+        unaskedSegments: sh.unaskedSegments,
+        unaskedBytes: sh.unaskedBytes,
+        unaskedEvicted: sh.evicted,
         pullsInProgress: p.inProgress,
         pullsWaiting: p.waiting,
         bytesServed: r.bytesServed,
@@ -378,6 +422,12 @@ export function hostedCacheMetrics(
       type: 'counter',
       help: 'MS-PCHC requests dropped as malformed.',
       value: s.dropped,
+    },
+    {
+      name: 'peerdist_hc_offers_busy_total',
+      type: 'counter',
+      help: 'MS-PCHC offers answered HTTP 503 because their pulls could not be queued.',
+      value: s.answeredBusy,
     },
     {
       name: 'peerdist_hc_segments_pulled_total',

@@ -28,6 +28,28 @@ export const PEERDIST_CONTENT_TAG = Buffer.concat([Buffer.from('peerdist'), Buff
 const REQUEST_TIMEOUT_MS = 5_000;
 const REMEMBER_OFFERED = 16_384;
 const MAX_QUEUED = 65_536;
+/** Wait before offering again after a 503 without a usable Retry-After, and the longest wait we accept. */
+const BUSY_RETRY_MS = 5_000;
+const MAX_BUSY_RETRY_MS = 60_000;
+
+/**
+ * A PCHC request answered with another HTTP status than 200. A hosted cache that could not queue an
+ * offer answers 503 with Retry-After (protocol/pchc.md): the segments are offered again after it.
+ */
+export class PchcHttpError extends Error {
+  constructor(
+    readonly status: number,
+    /** From Retry-After (seconds), when present and numeric. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(`HTTP ${status}`);
+  }
+}
+
+function retryAfterMs(v: string | string[] | undefined): number | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  return s !== undefined && /^\d{1,6}$/.test(s.trim()) ? Number(s.trim()) * 1000 : undefined;
+}
 
 export interface HostedCacheTarget {
   host: string;
@@ -62,6 +84,8 @@ export interface OffererStats {
   ok: number;
   interested: number;
   failures: number;
+  /** Requests answered 503 (the hosted cache could not queue the pulls): offered again later. */
+  busy: number;
   queued: number;
 }
 
@@ -94,7 +118,7 @@ function undiciPost(
         }
         chunks.push(c);
       }
-      if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
+      if (res.statusCode !== 200) throw new PchcHttpError(res.statusCode, retryAfterMs(res.headers['retry-after']));
       return Buffer.concat(chunks, n);
     },
     close: () => agent.close(),
@@ -111,7 +135,15 @@ export class Offerer {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private readonly ac = new AbortController();
-  readonly stats: Omit<OffererStats, 'queued'> = { requests: 0, segmentsOffered: 0, ok: 0, interested: 0, failures: 0 };
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
+  readonly stats: Omit<OffererStats, 'queued'> = {
+    requests: 0,
+    segmentsOffered: 0,
+    ok: 0,
+    interested: 0,
+    failures: 0,
+    busy: 0,
+  };
 
   constructor(private readonly opts: OffererOptions) {
     const t = opts.target;
@@ -162,6 +194,8 @@ export class Offerer {
   async close(): Promise<void> {
     this.ac.abort();
     if (this.timer) clearTimeout(this.timer);
+    for (const r of this.retryTimers) clearTimeout(r);
+    this.retryTimers.clear();
     this.queue.length = 0;
     await this.running?.catch(() => undefined);
     await this.closeTransport();
@@ -187,7 +221,22 @@ export class Offerer {
     }
   }
 
-  private async send(m: RequestMessage): Promise<ResponseCode | undefined> {
+  /** Queues segments again after the hosted cache said it could not take them now (HTTP 503). */
+  private later(segs: SegmentMeta[], ms: number | undefined): void {
+    if (this.ac.signal.aborted) return;
+    const r = setTimeout(
+      () => {
+        this.retryTimers.delete(r);
+        for (const s of segs) if (this.queue.length < MAX_QUEUED) this.queue.push(s);
+        this.kick();
+      },
+      Math.min(MAX_BUSY_RETRY_MS, ms ?? BUSY_RETRY_MS),
+    );
+    this.retryTimers.add(r);
+  }
+
+  /** The response code; 'busy' for a 503 (offer again later); undefined when the request failed. */
+  private async send(m: RequestMessage): Promise<ResponseCode | { busy: number | undefined } | undefined> {
     this.stats.requests++;
     const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
     try {
@@ -196,6 +245,11 @@ export class Offerer {
       else this.stats.interested++;
       return code;
     } catch (err) {
+      if (err instanceof PchcHttpError && err.status === 503) {
+        this.stats.busy++;
+        this.log.info('hosted cache busy: offering again later', { url: this.url, type: m.type });
+        return { busy: err.retryAfterMs };
+      }
       this.stats.failures++;
       this.log.info('hosted cache offer failed', { url: this.url, type: m.type, err: (err as Error).message });
       return undefined;
@@ -214,7 +268,8 @@ export class Offerer {
         segmentId: s.segmentId,
       })),
     });
-    if (code !== undefined) this.stats.segmentsOffered += segs.length;
+    if (typeof code === 'object') this.later(segs, code.busy);
+    else if (code !== undefined) this.stats.segmentsOffered += segs.length;
     else for (const s of segs) this.offered.delete(s.segmentId.toString('hex')); // may be offered again later
   }
 
@@ -224,6 +279,7 @@ export class Offerer {
       this.offered.delete(s.segmentId.toString('hex'));
       return;
     }
+    if (typeof code === 'object') return this.later([s], code.busy);
     this.stats.segmentsOffered++;
     if (code === 0) return;
     if (s.hashAlgorithm === 'SHA-512/256t') return;
@@ -241,6 +297,7 @@ export class Offerer {
       contentTag: PEERDIST_CONTENT_TAG,
       segmentInformation,
     });
-    if (r === 1) this.log.info('hosted cache answered SEGMENT_INFO with INTERESTED', { url: this.url });
+    if (typeof r === 'object') this.later([s], r.busy);
+    else if (r === 1) this.log.info('hosted cache answered SEGMENT_INFO with INTERESTED', { url: this.url });
   }
 }

@@ -17,7 +17,13 @@ import {
 import { V2_MAX_SEGMENT_SIZE } from '../protocol/pccrc/types.js';
 import { formatHostPort } from '../util/address.js';
 import { type Logger, nullLogger } from '../util/log.js';
-import type { PullTask } from './puller.js';
+import type { PullOutcome, PullTask } from './puller.js';
+
+/**
+ * What a client is told to wait before offering again when its offer could not be queued (HTTP 503
+ * Retry-After: MS-PCHC has no response code for "not taken", protocol/pchc.md).
+ */
+export const OFFER_RETRY_AFTER_SECONDS = 5;
 
 export interface OfferStore {
   getSegment(segmentId: Buffer): SegmentMeta | undefined;
@@ -26,8 +32,8 @@ export interface OfferStore {
 
 export interface OfferDeps {
   store: OfferStore;
-  /** Queues a pull (Puller.offer); false when refused or already in progress. */
-  pull(task: PullTask): boolean;
+  /** Queues a pull (Puller.offer). */
+  pull(task: PullTask): PullOutcome;
   logger?: Logger;
 }
 
@@ -41,6 +47,8 @@ export interface OfferStats {
   descriptors: number;
   answeredOk: number;
   answeredInterested: number;
+  /** Offers answered HTTP 503 because a pull they asked for could not be queued (the client's share was full). */
+  answeredBusy: number;
   /** Requests dropped (undecodable: HTTP 400). */
   dropped: number;
   /** SEGMENT_INFO whose content information failed validation (answered OK, nothing fetched). */
@@ -51,7 +59,15 @@ export interface OfferStats {
   pullsRequested: number;
 }
 
-export type OfferResult = { ok: true; body: Buffer; code: ResponseCode } | { ok: false; error: HostedCacheParseError };
+/**
+ * The verdict on one request: a PCHC response; `busy` (HTTP 503 with Retry-After, no PCHC
+ * response) when a pull the offer asked for could not be queued, so that it is not answered OK;
+ * or a drop (HTTP 400).
+ */
+export type OfferResult =
+  | { ok: true; body: Buffer; code: ResponseCode; busy?: undefined }
+  | { ok: true; busy: true; retryAfterSeconds: number; body?: undefined; code?: undefined }
+  | { ok: false; error: HostedCacheParseError };
 
 /** Normalises the socket's address (IPv4-mapped IPv6 → IPv4). */
 export function peerHost(remoteAddress: string): string {
@@ -67,6 +83,7 @@ export class OfferHandler {
     descriptors: 0,
     answeredOk: 0,
     answeredInterested: 0,
+    answeredBusy: 0,
     dropped: 0,
     badSegmentInfo: 0,
     skippedDescriptors: 0,
@@ -99,7 +116,8 @@ export class OfferHandler {
         const meta = this.deps.store.getSegment(m.hash);
         // OK only when we already hold HoD, block hashes and Kp (a v1 segment we know); then fetch what is missing.
         if (meta && meta.version === 1 && !meta.replay) {
-          if (!this.deps.store.isComplete(m.hash) && peer) this.request({ kind: 'v1', peer, meta });
+          if (!this.deps.store.isComplete(m.hash) && peer && !this.request({ kind: 'v1', peer, meta }))
+            return this.busy();
           return this.answer(0);
         }
         return this.answer(1);
@@ -129,11 +147,13 @@ export class OfferHandler {
           blockSize: seg.blockSize,
           blockHashes: seg.blockHashes,
         };
-        if (peer && !this.deps.store.isComplete(seg.segmentId)) this.request({ kind: 'v1', peer, meta });
+        if (peer && !this.deps.store.isComplete(seg.segmentId) && !this.request({ kind: 'v1', peer, meta }))
+          return this.busy();
         return this.answer(0);
       }
       case 'BATCHED_OFFER': {
         this.stats.batchedOffers++;
+        let refused = false;
         for (const d of m.descriptors) {
           this.stats.descriptors++;
           const algoOk = d.hashAlgorithm === BATCHED_HASH_ALGO_V2 || d.hashAlgorithm === BATCHED_HASH_ALGO_SHA256;
@@ -142,15 +162,24 @@ export class OfferHandler {
             continue;
           }
           if (!peer || this.deps.store.getSegment(d.segmentId)) continue;
-          this.request({ kind: 'v2', peer, segmentId: d.segmentId, segmentSize: d.segmentSize });
+          if (!this.request({ kind: 'v2', peer, segmentId: d.segmentId, segmentSize: d.segmentSize })) refused = true;
         }
-        return this.answer(0);
+        // Those that were queued are pulled; the client offers the batch again later (held or pending ones are skipped then).
+        return refused ? this.busy() : this.answer(0);
       }
     }
   }
 
-  private request(task: PullTask): void {
-    if (this.deps.pull(task)) this.stats.pullsRequested++;
+  /** False when the pull could not be queued. */
+  private request(task: PullTask): boolean {
+    const r = this.deps.pull(task);
+    if (r === 'queued') this.stats.pullsRequested++;
+    return r !== 'refused';
+  }
+
+  private busy(): OfferResult {
+    this.stats.answeredBusy++;
+    return { ok: true, busy: true, retryAfterSeconds: OFFER_RETRY_AFTER_SECONDS };
   }
 
   private answer(code: ResponseCode): OfferResult {

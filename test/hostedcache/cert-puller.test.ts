@@ -104,11 +104,12 @@ t.test('Puller: concurrency caps overall and per client, dedup, bounded queue', 
   );
   t.same(
     results,
-    [true, true, true, true, true, true, true, true, false],
+    ['queued', 'queued', 'queued', 'queued', 'queued', 'queued', 'queued', 'queued', 'refused'],
     'queue holds 5 waiting beyond the 3 running',
   );
-  t.notOk(
+  t.equal(
     p.offer({ kind: 'v2', peer: '10.0.0.9:80', segmentId: segs[0]!.meta.segmentId, segmentSize: 100 }),
+    'pending',
     'already pending',
   );
   t.equal(p.snapshot().refused, 1);

@@ -105,7 +105,7 @@ export function pchcOffersTarget(): FuzzTarget {
       if (!/^127\.0\.0\.1:\d+$/.test(task.peer))
         throw new FuzzFailure(`pull from ${task.peer}, not the offering address`);
       if (task.kind === 'v1') known.set(task.meta.segmentId.toString('hex'), task.meta);
-      return true;
+      return 'queued';
     },
   });
   return {
@@ -114,6 +114,7 @@ export function pchcOffersTarget(): FuzzTarget {
     run(input): Outcome {
       const r = handler.handle(input, '::ffff:127.0.0.1');
       if (!r.ok) return typed(r.error, HostedCacheParseError);
+      if (r.busy) throw new FuzzFailure('busy although every pull was queued');
       if (decodeResponse(r.body) !== r.code) throw new FuzzFailure('response body does not match its code');
       return 'accepted';
     },
