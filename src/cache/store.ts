@@ -12,8 +12,9 @@
  *   index as one batch.
  * - readBlock re-verifies every block it returns (SHA-256 costs ~40 µs per 64 KiB block on an idle
  *   core); a bad or short block is dropped (marked absent) and reported with 'corrupt'.
- * - Size limit: LRU eviction of whole unpinned segments. A write that would still take the cache over
- *   its limit (everything else is pinned by downloads in progress) is refused with CACHE_FULL: the
+ * - Size limit: LRU eviction of whole unpinned segments. Downloads pin their segments while they run
+ *   and, after, while a reader has yet to read them (issue 27.1). A write that would still take the
+ *   cache over its limit (everything else is pinned) is refused with CACHE_FULL: the
  *   cache is an optimisation, and the engine then delivers the block to its readers without caching
  *   it (issue 16.4: pinned downloads used to grow the cache until the disk was full). When pins are
  *   released and the cache is over its limit (a smaller limit, a restart), it shrinks at once.
@@ -544,19 +545,32 @@ export class BlockStore extends EventEmitter {
   }
 
   private shrinking = false;
+  /** A pin was released while a shrink was under way: shrink once more when it is over. */
+  private shrinkAgain = false;
 
   /** Back under the limit as soon as pins allow (pins are released synchronously, eviction is async). */
   private shrinkSoon(): void {
-    if (this.shrinking || this.closed) return;
+    if (this.closed) return;
+    if (this.shrinking) {
+      this.shrinkAgain = true;
+      return;
+    }
     this.shrinking = true;
     this.active++;
     this.mutex
-      .run(() => this.shrinkLocked(0, undefined))
+      .run(async () => {
+        try {
+          do {
+            this.shrinkAgain = false;
+            await this.shrinkLocked(0, undefined);
+          } while (this.shrinkAgain && this.total > this.limit);
+        } finally {
+          // Still inside the section: a release from now on queues a shrink of its own.
+          this.shrinking = false;
+        }
+      })
       .catch((err) => this.log.warn('cache shrink failed', { err }))
-      .finally(() => {
-        this.shrinking = false;
-        this.settle();
-      });
+      .finally(() => this.settle());
   }
 
   /**
@@ -607,13 +621,19 @@ export class BlockStore extends EventEmitter {
       this.overWarned = false;
       return;
     }
-    const victims = [...this.entries.values()]
-      .filter((v) => v.idHex !== keep && v.bytes > 0 && !this.pins.has(v.idHex))
-      .sort((a, b) => a.lastUse - b.lastUse);
-    for (const v of victims) {
-      if (this.total + incoming <= this.limit) return;
-      if (this.pins.has(v.idHex) || this.entries.get(v.idHex) !== v) continue; // pinned meanwhile
-      await this.evictLocked(v);
+    // Pins released while evicting (a reader finished meanwhile) make more segments evictable:
+    // look again until nothing more can go (issue 27.1: a cache stayed over its limit for good).
+    for (let evicted = true; evicted && this.total + incoming > this.limit; ) {
+      evicted = false;
+      const victims = [...this.entries.values()]
+        .filter((v) => v.idHex !== keep && v.bytes > 0 && !this.pins.has(v.idHex))
+        .sort((a, b) => a.lastUse - b.lastUse);
+      for (const v of victims) {
+        if (this.total + incoming <= this.limit) break;
+        if (this.pins.has(v.idHex) || this.entries.get(v.idHex) !== v) continue; // pinned meanwhile
+        await this.evictLocked(v);
+        evicted = true;
+      }
     }
     const over = this.total + incoming > this.limit;
     if (over && !this.overWarned)
