@@ -47,7 +47,7 @@ import {
   toRecord,
   validateMeta,
 } from './meta.js';
-import { exportPackage, importPackage } from './package.js';
+import { exportPackage, type ImportReport, importPackage } from './package.js';
 
 export { type SegmentMeta, segmentMetaFrom } from './meta.js';
 export { BadBlockError, CacheLockedError, CacheError } from './errors.js';
@@ -764,7 +764,7 @@ export class BlockStore extends EventEmitter {
     });
   }
 
-  async importPackage(path: string): Promise<{ segments: number; blocks: number; rejected: number }> {
+  async importPackage(path: string): Promise<ImportReport> {
     return importPackage(path, this);
   }
 

@@ -194,7 +194,12 @@ export function register(program: Command): void {
     .argument('<file>', 'package file (.pdpkg)')
     .action(async (file: string, opts: CommonOpts) => {
       const r = await withStore(opts, (s) => s.importPackage(file));
-      print(opts, r, () => `imported ${r.segments} segments, ${r.blocks} blocks; ${r.rejected} rejected\n`);
+      print(
+        opts,
+        r,
+        () =>
+          `imported ${r.segments} segments, ${r.blocks} blocks; ${r.rejected} rejected; ${r.skipped} records skipped (already in the cache or repeated)\n`,
+      );
     });
 
   sub('add', 'store a local copy of a file, verified against its content information')
