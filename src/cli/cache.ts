@@ -83,9 +83,9 @@ export function register(program: Command): void {
       st,
       () =>
         [
-          `segments  ${st.segments} (${st.completeSegments} complete, ${st.pinnedSegments} in use)`,
+          `segments  ${st.segments} (${st.completeSegments} complete, ${st.pinnedSegments} in use; at most ${st.maxSegments})`,
           `blocks    ${st.blocks}`,
-          `bytes     ${st.bytes} (${formatSize(st.bytes)})`,
+          `bytes     ${st.bytes} (${formatSize(st.bytes)}) of blocks, ${st.metaBytes} (${formatSize(st.metaBytes)}) of metadata`,
           `limit     ${st.limitBytes} (${formatSize(st.limitBytes)})${st.overLimitBytes ? `, over by ${st.overLimitBytes}` : ''}`,
           `hits      local ${st.hitsLocal}, peer ${st.hitsPeer}`,
           `misses    ${st.misses}`,

@@ -325,6 +325,9 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   private async runPeerDist(ci: ContentInfo): Promise<void> {
     const { store } = this.ctx.deps;
     const metas = ci.segments.map((seg) => segmentMetaFrom(ci.version, ci.hashAlgorithm, seg));
+    // Pinned before they are registered: the store makes room for new segments' metadata by
+    // evicting unpinned ones, which must not be this download's own earlier batches (issue 27.5).
+    for (const [k, seg] of ci.segments.entries()) this.segPins.set(k, store.pin(seg.segmentId));
     // All at once (few index writes); when the cache's filesystem is full, one by one below, so
     // that only the segments that find no room go uncached.
     let registered = false;
@@ -347,9 +350,7 @@ export class EngineJob extends EventEmitter implements DownloadJob {
           segment: seg.index,
           err,
         });
-        continue;
       }
-      this.segPins.set(k, store.pin(seg.segmentId));
     }
     if (this.finished) {
       // Cancelled while registering: cleanup() already ran, so release what was pinned since.
