@@ -85,10 +85,11 @@ t.test(
   'a reader joining a running download gets the blocks the cache refused before it came',
   { timeout: 180_000 },
   async (t) => {
-    // 16 MiB in v2 blocks of at most 128 KiB: more than the 8 MiB the job fetches ahead of its
-    // slowest reader once the cache refuses blocks (HOLD_BYTES), so the job cannot end while the
-    // first reader stalls at 4 MiB.
-    const a = payload(16 * MiB);
+    // 24 MiB in v2 blocks of at most 128 KiB (192 blocks). Once the cache refuses a block the job
+    // starts nothing more than 8 MiB (64 blocks) ahead of its slowest reader (HOLD_BYTES); before
+    // that it has at most 1 MiB stored and 6 origin runs of at most 16 blocks in flight. So while
+    // the first reader stalls at 4 MiB the job cannot end, by design.
+    const a = payload(24 * MiB);
     const origin = await startOrigin(t, { 'a.bin': a });
     await origin.warm('a.bin', 2);
     const n = await startNode(t, 55, testPort());
