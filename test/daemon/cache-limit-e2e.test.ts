@@ -45,7 +45,6 @@ t.test('peerdist get of files many times larger than the cache limit', async (t)
   };
   // Twice each, the second time with part of the file cached; two downloads at once each round.
   for (const round of [1, 2]) await Promise.all([get('a.bin', `a${round}.bin`), get('b.bin', `b${round}.bin`)]);
-  t.notMatch(d.stderr(), /no longer in the cache|could not be read from the cache/, 'no reader lost a block');
 
   // Nothing stays pinned once the readers are done: the cache shrinks back within its limit.
   const stats = async () =>
