@@ -72,6 +72,19 @@ export function asSegmentInfo(m: SegmentMeta): SegmentInfo {
   };
 }
 
+/** Fixed part of a segment's metadata cost: its index keys and usage record, its state in memory. */
+const META_FIXED_COST = 512;
+
+/**
+ * What a segment's metadata counts against the cache's limit (issue 27.5): an estimate of its
+ * index record (hashes in hex) and of its state in memory (packed hashes, bitmap, map entry).
+ */
+export function metaCost(m: SegmentMeta): number {
+  let hashes = 0;
+  for (const h of m.blockHashes) hashes += h.length;
+  return META_FIXED_COST + 3 * (m.hod.length + m.kp.length + hashes);
+}
+
 export function metaBlockCount(m: SegmentMeta): number {
   return blockCount(m.version, m);
 }

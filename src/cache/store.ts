@@ -12,8 +12,11 @@
  *   index as one batch.
  * - readBlock re-verifies every block it returns (SHA-256 costs ~40 µs per 64 KiB block on an idle
  *   core); a bad or short block is dropped (marked absent) and reported with 'corrupt'.
- * - Size limit: LRU eviction of whole unpinned segments. A write that would still take the cache over
- *   its limit (everything else is pinned by downloads in progress) is refused with CACHE_FULL: the
+ * - Size limit: LRU eviction of whole unpinned segments. Segment metadata counts against the limit
+ *   (metaCost: index record and memory), so segments without blocks are evicted least recently used
+ *   too, and the number of segments is capped (maxSegments; issue 27.5). Downloads pin their segments while they run
+ *   and, after, while a reader has yet to read them (issue 27.1). A write that would still take the
+ *   cache over its limit (everything else is pinned) is refused with CACHE_FULL: the
  *   cache is an optimisation, and the engine then delivers the block to its readers without caching
  *   it (issue 16.4: pinned downloads used to grow the cache until the disk was full). When pins are
  *   released and the cache is over its limit (a smaller limit, a restart), it shrinks at once.
@@ -42,11 +45,12 @@ import {
   digestLength,
   fromRecord,
   metaBlockCount,
+  metaCost,
   sameMeta,
   toRecord,
   validateMeta,
 } from './meta.js';
-import { exportPackage, importPackage } from './package.js';
+import { exportPackage, type ImportReport, importPackage } from './package.js';
 
 export { type SegmentMeta, segmentMetaFrom } from './meta.js';
 export { BadBlockError, CacheLockedError, CacheError } from './errors.js';
@@ -64,15 +68,25 @@ export interface BlockStoreOptions {
   flushIntervalMs?: number;
   /** Segments with no blocks, unpinned and unused for this long are forgotten at the next flush (default 1 h). */
   emptySegmentTtlMs?: number;
+  /**
+   * Most segments held; beyond it the least recently used unpinned ones go (issue 27.5). Default:
+   * one per 32 KiB of the limit (v2 segments are up to 128 KiB), at least 4,096, at most 4,194,304.
+   */
+  maxSegments?: number;
 }
 
 export interface CacheStats {
   segments: number;
   completeSegments: number;
   blocks: number;
+  /** Block bytes. */
   bytes: number;
+  /** What the segments' metadata counts against the limit (metaCost). */
+  metaBytes: number;
   limitBytes: number;
+  /** bytes + metaBytes beyond the limit. */
   overLimitBytes: number;
+  maxSegments: number;
   pinnedSegments: number;
   hitsLocal: number;
   hitsPeer: number;
@@ -113,6 +127,8 @@ interface Entry {
   hitsPeer: number;
   /** When the segment entered the cache (ms since epoch). */
   added: number;
+  /** metaCost(meta). */
+  metaBytes: number;
 }
 interface Usage {
   lastUse: number;
@@ -139,6 +155,9 @@ export class BlockStore extends EventEmitter {
   private counters: Counters = { hitsLocal: 0, hitsPeer: 0, misses: 0, evictions: 0, corruptBlocks: 0 };
   private countersDirty = false;
   private total = 0;
+  /** Sum of the entries' metaBytes. */
+  private metaTotal = 0;
+  private maxSegments = 0;
   /** Bytes of block writes in flight (counted against the limit before they land). */
   private reserved = 0;
   private limit = 0;
@@ -160,6 +179,7 @@ export class BlockStore extends EventEmitter {
     private readonly log: Logger,
     private readonly now: () => number,
     private readonly emptyTtl: number,
+    private readonly segmentCap: number | undefined,
   ) {
     super();
   }
@@ -169,6 +189,8 @@ export class BlockStore extends EventEmitter {
     if (opts.limitBytes !== undefined && (!Number.isSafeInteger(opts.limitBytes) || opts.limitBytes < 0)) {
       throw new CacheError('BAD_LIMIT', `invalid size limit ${opts.limitBytes}`);
     }
+    if (opts.maxSegments !== undefined && (!Number.isSafeInteger(opts.maxSegments) || opts.maxSegments < 1))
+      throw new CacheError('BAD_LIMIT', `invalid segment cap ${opts.maxSegments}`);
     const log = opts.logger ?? nullLogger;
     await mkdir(dir, { recursive: true, mode: DIR_MODE });
     await chmod(dir, DIR_MODE);
@@ -183,7 +205,15 @@ export class BlockStore extends EventEmitter {
       throw err;
     }
     const files = new SegmentFiles(dir, opts.fsync ?? true);
-    const store = new BlockStore(dir, db, files, log, opts.now ?? Date.now, opts.emptySegmentTtlMs ?? 3_600_000);
+    const store = new BlockStore(
+      dir,
+      db,
+      files,
+      log,
+      opts.now ?? Date.now,
+      opts.emptySegmentTtlMs ?? 3_600_000,
+      opts.maxSegments,
+    );
     try {
       await chmod(indexDir, DIR_MODE);
       await files.init();
@@ -227,6 +257,7 @@ export class BlockStore extends EventEmitter {
           hitsLocal: 0,
           hitsPeer: 0,
           added: (v as MetaRecord).added,
+          metaBytes: metaCost(meta),
         });
       } else if (k.startsWith('p!')) {
         const [, idHex, idx] = k.split('!');
@@ -266,11 +297,29 @@ export class BlockStore extends EventEmitter {
       this.log.warn('cache reconcile removed stale index entries', { count: dels.length });
       await this.db.batch(dels.map((key) => ({ type: 'del' as const, key })));
     }
-    for (const e of this.entries.values()) this.total += e.bytes;
-    this.limit = limitBytes ?? storedLimit ?? (await defaultLimit(this.dir));
+    for (const e of this.entries.values()) {
+      this.total += e.bytes;
+      this.metaTotal += e.metaBytes;
+    }
+    this.setLimit(limitBytes ?? storedLimit ?? (await defaultLimit(this.dir)));
     // An explicit limit (the daemon's configuration) is remembered, so later openers (the CLI) honour it.
     if (limitBytes !== undefined && limitBytes !== storedLimit) await this.db.put('c!limit', limitBytes);
-    if (this.total > this.limit) await this.mutex.run(() => this.shrinkLocked(0, undefined));
+    if (this.over()) await this.mutex.run(() => this.shrinkLocked(0, undefined));
+  }
+
+  private setLimit(limit: number): void {
+    this.limit = limit;
+    this.maxSegments = this.segmentCap ?? Math.min(4_194_304, Math.max(4096, Math.floor(limit / 32_768)));
+  }
+
+  /** Bytes counted against the limit: blocks and metadata. */
+  private used(): number {
+    return this.total + this.metaTotal;
+  }
+
+  /** Over the size limit (with `incoming` more bytes) or the segment cap. */
+  private over(incoming = 0): boolean {
+    return this.used() + incoming > this.limit || this.entries.size > this.maxSegments;
   }
 
   // ---- segments ----
@@ -317,7 +366,9 @@ export class BlockStore extends EventEmitter {
             { type: 'put', key: `u!${idHex}`, value: { lastUse: t, hitsLocal: 0, hitsPeer: 0 } },
           );
         await this.withSpace('', () => this.db.batch(ops), true);
-        for (const [idHex, copy] of fresh)
+        for (const [idHex, copy] of fresh) {
+          const metaBytes = metaCost(copy);
+          this.metaTotal += metaBytes;
           this.entries.set(idHex, {
             idHex,
             meta: copy,
@@ -327,7 +378,13 @@ export class BlockStore extends EventEmitter {
             hitsLocal: 0,
             hitsPeer: 0,
             added: t,
+            metaBytes,
           });
+        }
+        // Room for their metadata (and within the segment cap): older unpinned segments go, never
+        // these (their caller pins them next). Pinned ones may overshoot: a download's are bounded
+        // by the engine's state budget, a hosted cache's by its pull queue.
+        if (this.over()) await this.shrinkLocked(0, new Set(fresh.keys()));
       });
     }
   }
@@ -444,14 +501,14 @@ export class BlockStore extends EventEmitter {
     let added = false;
     this.reserved += data.length;
     try {
-      if (this.total + this.reserved > this.limit) {
+      if (this.used() + this.reserved > this.limit) {
         await this.mutex.run(() => this.shrinkLocked(0, idHex));
         // Refused only when the committed bytes leave no room for this block: writes in flight
         // (bounded by the engines' concurrency) may overlap the limit for a moment.
-        if (this.total + data.length > this.limit) {
+        if (this.used() + data.length > this.limit) {
           throw new CacheError(
             'CACHE_FULL',
-            `cache full: ${this.total} bytes held and ${this.reserved} being written, limit ${this.limit}; the rest is pinned by downloads in progress`,
+            `cache full: ${this.total} bytes of blocks and ${this.metaTotal} of metadata held, ${this.reserved} being written, limit ${this.limit}; the rest is pinned by downloads in progress`,
           );
         }
       }
@@ -559,24 +616,37 @@ export class BlockStore extends EventEmitter {
       const n = (this.pins.get(idHex) ?? 1) - 1;
       if (n <= 0) this.pins.delete(idHex);
       else this.pins.set(idHex, n);
-      if (n <= 0 && this.total > this.limit) this.shrinkSoon();
+      if (n <= 0 && this.over()) this.shrinkSoon();
     };
   }
 
   private shrinking = false;
+  /** A pin was released while a shrink was under way: shrink once more when it is over. */
+  private shrinkAgain = false;
 
   /** Back under the limit as soon as pins allow (pins are released synchronously, eviction is async). */
   private shrinkSoon(): void {
-    if (this.shrinking || this.closed) return;
+    if (this.closed) return;
+    if (this.shrinking) {
+      this.shrinkAgain = true;
+      return;
+    }
     this.shrinking = true;
     this.active++;
     this.mutex
-      .run(() => this.shrinkLocked(0, undefined))
+      .run(async () => {
+        try {
+          do {
+            this.shrinkAgain = false;
+            await this.shrinkLocked(0, undefined);
+          } while (this.shrinkAgain && this.over());
+        } finally {
+          // Still inside the section: a release from now on queues a shrink of its own.
+          this.shrinking = false;
+        }
+      })
       .catch((err) => this.log.warn('cache shrink failed', { err }))
-      .finally(() => {
-        this.shrinking = false;
-        this.settle();
-      });
+      .finally(() => this.settle());
   }
 
   /**
@@ -620,25 +690,37 @@ export class BlockStore extends EventEmitter {
     this.dirty.add(e.idHex);
   }
 
-  /** Evicts LRU unpinned segments (never `keep`) until `incoming` more bytes fit. Caller holds the mutex. */
-  private async shrinkLocked(incoming: number, keep: string | undefined): Promise<void> {
+  /**
+   * Evicts LRU unpinned segments (never `keep`), with or without blocks, until `incoming` more bytes
+   * fit and the segment cap holds. Caller holds the mutex.
+   */
+  private async shrinkLocked(incoming: number, keep: string | ReadonlySet<string> | undefined): Promise<void> {
     incoming += this.reserved;
-    if (this.total + incoming <= this.limit) {
+    if (!this.over(incoming)) {
       this.overWarned = false;
       return;
     }
-    const victims = [...this.entries.values()]
-      .filter((v) => v.idHex !== keep && v.bytes > 0 && !this.pins.has(v.idHex))
-      .sort((a, b) => a.lastUse - b.lastUse);
-    for (const v of victims) {
-      if (this.total + incoming <= this.limit) return;
-      if (this.pins.has(v.idHex) || this.entries.get(v.idHex) !== v) continue; // pinned meanwhile
-      await this.evictLocked(v);
+    const kept = (id: string) => (typeof keep === 'string' ? id === keep : (keep?.has(id) ?? false));
+    // Pins released while evicting (a reader finished meanwhile) make more segments evictable:
+    // look again until nothing more can go (issue 27.1: a cache stayed over its limit for good).
+    for (let evicted = true; evicted && this.over(incoming); ) {
+      evicted = false;
+      const victims = [...this.entries.values()]
+        .filter((v) => !kept(v.idHex) && !this.pins.has(v.idHex))
+        .sort((a, b) => a.lastUse - b.lastUse);
+      for (const v of victims) {
+        if (!this.over(incoming)) break;
+        if (this.pins.has(v.idHex) || this.entries.get(v.idHex) !== v) continue; // pinned meanwhile
+        await this.evictLocked(v);
+        evicted = true;
+      }
     }
-    const over = this.total + incoming > this.limit;
+    const over = this.over(incoming);
     if (over && !this.overWarned)
-      this.log.warn('cache over its size limit: remaining segments are pinned or in use', {
-        over: this.total + incoming - this.limit,
+      this.log.warn('cache over its size limit or segment cap: remaining segments are pinned or in use', {
+        over: Math.max(0, this.used() + incoming - this.limit),
+        segments: this.entries.size,
+        maxSegments: this.maxSegments,
       });
     this.overWarned = over;
   }
@@ -653,6 +735,7 @@ export class BlockStore extends EventEmitter {
     this.entries.delete(e.idHex);
     this.dirty.delete(e.idHex);
     this.total -= e.bytes;
+    this.metaTotal -= e.metaBytes;
     await this.files.removeSegment(e.idHex);
     const ops: { type: 'del'; key: string }[] = [
       { type: 'del', key: `m!${e.idHex}` },
@@ -669,7 +752,7 @@ export class BlockStore extends EventEmitter {
     if (!Number.isSafeInteger(limitBytes) || limitBytes < 0)
       throw new CacheError('BAD_LIMIT', `invalid size limit ${limitBytes}`);
     await this.mutex.run(async () => {
-      this.limit = limitBytes;
+      this.setLimit(limitBytes);
       await this.db.put('c!limit', limitBytes);
       await this.shrinkLocked(0, undefined);
     });
@@ -697,8 +780,10 @@ export class BlockStore extends EventEmitter {
       completeSegments: complete,
       blocks,
       bytes: this.total,
+      metaBytes: this.metaTotal,
       limitBytes: this.limit,
-      overLimitBytes: Math.max(0, this.total - this.limit),
+      overLimitBytes: Math.max(0, this.used() - this.limit),
+      maxSegments: this.maxSegments,
       pinnedSegments: [...this.pins.keys()].filter((k) => this.entries.has(k)).length,
       ...this.counters,
     };
@@ -764,7 +849,7 @@ export class BlockStore extends EventEmitter {
     });
   }
 
-  async importPackage(path: string): Promise<{ segments: number; blocks: number; rejected: number }> {
+  async importPackage(path: string): Promise<ImportReport> {
     return importPackage(path, this);
   }
 

@@ -83,9 +83,9 @@ export function register(program: Command): void {
       st,
       () =>
         [
-          `segments  ${st.segments} (${st.completeSegments} complete, ${st.pinnedSegments} in use)`,
+          `segments  ${st.segments} (${st.completeSegments} complete, ${st.pinnedSegments} in use; at most ${st.maxSegments})`,
           `blocks    ${st.blocks}`,
-          `bytes     ${st.bytes} (${formatSize(st.bytes)})`,
+          `bytes     ${st.bytes} (${formatSize(st.bytes)}) of blocks, ${st.metaBytes} (${formatSize(st.metaBytes)}) of metadata`,
           `limit     ${st.limitBytes} (${formatSize(st.limitBytes)})${st.overLimitBytes ? `, over by ${st.overLimitBytes}` : ''}`,
           `hits      local ${st.hitsLocal}, peer ${st.hitsPeer}`,
           `misses    ${st.misses}`,
@@ -194,7 +194,12 @@ export function register(program: Command): void {
     .argument('<file>', 'package file (.pdpkg)')
     .action(async (file: string, opts: CommonOpts) => {
       const r = await withStore(opts, (s) => s.importPackage(file));
-      print(opts, r, () => `imported ${r.segments} segments, ${r.blocks} blocks; ${r.rejected} rejected\n`);
+      print(
+        opts,
+        r,
+        () =>
+          `imported ${r.segments} segments, ${r.blocks} blocks; ${r.rejected} rejected; ${r.skipped} records skipped (already in the cache or repeated)\n`,
+      );
     });
 
   sub('add', 'store a local copy of a file, verified against its content information')

@@ -17,7 +17,7 @@ import { negotiate, tooLarge, type OriginMeta } from './negotiate.js';
 import { stateBytes } from './budget.js';
 import type { OriginResponse } from './origin-client.js';
 import { PlainBuffer, plainLength, receivePlain } from './plain.js';
-import { blockReader } from './reader.js';
+import { blockReader, firstBlockAt, type ReaderCursor } from './reader.js';
 import type { PeerStat } from './scheduler.js';
 import type { JobContext } from './session.js';
 import { isCacheCapacityError, Transfer, type TransferHost } from './transfer.js';
@@ -41,8 +41,14 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   private peerdist = false;
   private transfer: Transfer | undefined;
   private plain: PlainBuffer | undefined;
-  /** Undo actions run when the job ends (segment pins). */
+  /** Undo actions run when the job ends (the memory budget's reservation). */
   private releases: Array<() => void> = [];
+  /**
+   * The job's pin on each of its segments (by segment number). Held while the job runs and, once
+   * it has ended, while an open reader has yet to read the segment (issue 27.1: blocks stored ahead
+   * of a reader used to become evictable the moment the job ended). See keepForReaders().
+   */
+  private readonly segPins = new Map<number, () => void>();
   /** Repeats of one message are capped per download (an origin file changing mid-download once logged thousands). */
   private readonly log: RateLimitedLogger;
   /** Resolved and replaced whenever a block lands or the state changes (readers wait on it). */
@@ -127,8 +133,11 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   }
 
   createReadStream(start = 0, end?: number): Readable {
-    // Counted from now (not from its first read): a plain body is kept while any reader is open.
+    // Counted from now (not from its first read): a plain body is kept while any reader is open,
+    // and the blocks it will read are kept for it (pinned in the cache, or in memory when the cache
+    // refuses them) from now on, not from its first read.
     this.readers++;
+    const cursor = this.track(start, end);
     const stream = blockReader({
       start,
       end,
@@ -139,12 +148,13 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       store: this.ctx.deps.store,
       recent: (g) => this.transfer?.recentBlock(g),
       held: (g) => this.transfer?.heldBlock(g),
-      track: () => this.track(),
+      cursor,
       waitChange: () => this.tick,
       failure: () => this.error,
       finished: () => this.finished,
     });
     stream.once('close', () => {
+      cursor.done();
       this.readers--;
       this.maybeDropPlain();
     });
@@ -172,23 +182,83 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     );
   }
 
-  /** Where each active reader is (next block it needs); blocks kept in memory wait for them. */
-  private readonly readerCursors = new Set<{ g: number }>();
+  /**
+   * Where each active reader is: the next block it needs (`g`) and one past the last block it will
+   * read (`end`; Infinity until known). Blocks kept in memory and segment pins wait for them.
+   */
+  private readonly readerCursors = new Set<{ g: number; end: number }>();
 
-  private track(): { at(g: number): void; done(): void } {
-    const cursor = { g: 0 };
+  private track(start: number, endByte: number | undefined): ReaderCursor {
+    const layout = this.transfer?.layout;
+    const cursor = { g: 0, end: Infinity };
+    if (layout) {
+      cursor.g = firstBlockAt(layout.offsets, start);
+      if (endByte !== undefined) cursor.end = Math.max(cursor.g, firstBlockAt(layout.offsets, endByte) + 1);
+    }
     this.readerCursors.add(cursor);
+    if (this.finished) this.pinForReader(cursor);
+    else this.transfer?.readerJoined(cursor.g, cursor.end);
+    this.transfer?.readersMoved();
     return {
-      at: (g) => {
-        if (cursor.g !== g) {
-          cursor.g = g;
-          this.transfer?.readersMoved();
-        }
+      at: (g, end) => {
+        const was = { ...cursor };
+        cursor.g = Math.max(cursor.g, g);
+        cursor.end = Math.min(cursor.end, end);
+        if (cursor.g === was.g && cursor.end === was.end) return;
+        this.transfer?.readersMoved();
+        this.unpinPassed(was.g, cursor.g);
+        this.unpinPassed(cursor.end, was.end);
       },
       done: () => {
-        if (this.readerCursors.delete(cursor)) this.transfer?.readersMoved();
+        if (!this.readerCursors.delete(cursor)) return;
+        this.transfer?.readersMoved();
+        this.unpinPassed(cursor.g, cursor.end);
       },
     };
+  }
+
+  /** A reader came after the job ended: pins what is left of the segments it will read. */
+  private pinForReader(c: { g: number; end: number }): void {
+    const t = this.transfer;
+    if (!t) return;
+    const { blocks } = t.layout;
+    const end = Math.min(c.end, blocks.length);
+    for (let g = c.g; g < end; g++) {
+      const seg = blocks.at(g)!.seg;
+      if (!this.segPins.has(seg)) this.segPins.set(seg, this.ctx.deps.store.pin(t.layout.segmentId(g)));
+    }
+  }
+
+  /**
+   * After the job ended: releases the pins of the segments holding blocks [from, to) that no open
+   * reader needs any more (the blocks left behind by a reader, or beyond its range).
+   */
+  private unpinPassed(from: number, to: number): void {
+    const t = this.transfer;
+    if (!this.finished || !t || this.segPins.size === 0) return;
+    const { blocks } = t.layout;
+    to = Math.min(to, blocks.length);
+    let last = -1;
+    for (let g = Math.max(0, from); g < to; g++) {
+      const seg = blocks.at(g)!.seg;
+      if (seg === last) continue;
+      last = seg;
+      const unpin = this.segPins.get(seg);
+      if (unpin && !this.readerNeeds(seg)) {
+        this.segPins.delete(seg);
+        unpin();
+      }
+    }
+  }
+
+  /** Some open reader has yet to read a block of segment `seg`. */
+  private readerNeeds(seg: number): boolean {
+    const sched = this.transfer?.sched;
+    const first = sched?.blockOf(seg, 0);
+    if (!sched || first === undefined) return false;
+    const last = first + sched.blocksInSegment(seg) - 1;
+    for (const c of this.readerCursors) if (c.g <= last && first < c.end) return true;
+    return false;
   }
 
   private readerLow(): number | undefined {
@@ -255,6 +325,9 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   private async runPeerDist(ci: ContentInfo): Promise<void> {
     const { store } = this.ctx.deps;
     const metas = ci.segments.map((seg) => segmentMetaFrom(ci.version, ci.hashAlgorithm, seg));
+    // Pinned before they are registered: the store makes room for new segments' metadata by
+    // evicting unpinned ones, which must not be this download's own earlier batches (issue 27.5).
+    for (const [k, seg] of ci.segments.entries()) this.segPins.set(k, store.pin(seg.segmentId));
     // All at once (few index writes); when the cache's filesystem is full, one by one below, so
     // that only the segments that find no room go uncached.
     let registered = false;
@@ -277,13 +350,11 @@ export class EngineJob extends EventEmitter implements DownloadJob {
           segment: seg.index,
           err,
         });
-        continue;
       }
-      this.releases.push(store.pin(seg.segmentId));
     }
     if (this.finished) {
       // Cancelled while registering: cleanup() already ran, so release what was pinned since.
-      for (const u of this.releases.splice(0)) u();
+      this.unpinAll();
       return;
     }
     const transfer = new Transfer(ci, this.transferHost());
@@ -339,12 +410,21 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     this.emit('progress', this.progress());
   }
 
+  /** The job ended: releases what it held, except the segments its open readers have yet to read. */
   private cleanup(): void {
     queueMicrotask(() => this.maybeDropPlain());
     this.transfer?.close();
     for (const u of this.releases) u();
     this.releases = [];
+    // A failed job's readers end with its error: they need nothing more.
+    if (this.state === 'failed' || !this.transfer) this.unpinAll();
+    else this.unpinPassed(0, this.transfer.layout.blocks.length);
     this.log.flush();
+  }
+
+  private unpinAll(): void {
+    for (const unpin of this.segPins.values()) unpin();
+    this.segPins.clear();
   }
 
   private finish(): void {
@@ -403,7 +483,11 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     if (!this.finished) this.cancel();
     if (this.dropTimer !== undefined) this.ctx.timers.clear(this.dropTimer);
     this.dropTimer = undefined;
-    this.transfer?.releaseMemory();
+    // A reader still streaming keeps its blocks (memory and pins); its done() releases them.
+    if (this.readerCursors.size === 0) {
+      this.transfer?.releaseMemory();
+      this.unpinAll();
+    }
     const body = this.plain;
     this.plain = undefined;
     this.plainReleased = true;

@@ -1,7 +1,9 @@
 /**
  * In-order reader of a download's content: yields verified blocks from the block store as they
  * land (waiting for the next one), or the buffered body of a plain download. Works while the job
- * runs and after it finished; segments stay pinned while a reader streams.
+ * runs and after it finished. The job keeps what a reader has yet to read (segment pins, blocks
+ * the cache refused in memory) from the moment the reader is created (issue 27.1); the reader
+ * reports where it is through its cursor.
  */
 import { Readable } from 'node:stream';
 import { DownloadError } from './errors.js';
@@ -31,12 +33,20 @@ export interface ReaderSource {
   recent?(block: number): Buffer | undefined;
   /** A verified block the cache could not take, kept in memory for readers (issue 16.4). */
   held?(block: number): Buffer | undefined;
-  /** Registers this reader's position (the next block it needs) while it runs. */
-  track?(): { at(block: number): void; done(): void };
+  /** This reader's position, registered with the job when the reader was created. */
+  cursor?: ReaderCursor;
   /** A promise settled at the next change (block landed, state changed). */
   waitChange(): Promise<void>;
   failure(): Error | undefined;
   finished(): boolean;
+}
+
+/** A reader's position as the job sees it. */
+export interface ReaderCursor {
+  /** The next block the reader needs, and one past the last block it will read. */
+  at(block: number, end: number): void;
+  /** The reader ended (idempotent). */
+  done(): void;
 }
 
 const PLAIN_CHUNK = 256 * 1024;
@@ -49,18 +59,14 @@ export function blockReader(src: ReaderSource): Readable {
 }
 
 async function* generate(src: ReaderSource): AsyncGenerator<Buffer> {
-  const cursor = src.track?.();
   try {
-    yield* generateTracked(src, cursor);
+    yield* generateTracked(src, src.cursor);
   } finally {
-    cursor?.done();
+    src.cursor?.done();
   }
 }
 
-async function* generateTracked(
-  src: ReaderSource,
-  cursor: { at(block: number): void } | undefined,
-): AsyncGenerator<Buffer> {
+async function* generateTracked(src: ReaderSource, cursor: ReaderCursor | undefined): AsyncGenerator<Buffer> {
   const info = await src.info;
   const stop = src.end === undefined ? Infinity : src.end + 1;
   if (!info.peerdist) {
@@ -78,34 +84,29 @@ async function* generateTracked(
   }
   const endAt = Math.min(stop, layout.contentLength);
   if (src.start >= endAt) return;
-  const pins = new Map<string, () => void>();
-  try {
-    for (let g = firstBlockAt(layout.offsets, src.start); g < layout.blocks.length && layout.offsets[g]! < endAt; g++) {
-      const id = layout.segmentId(g);
-      const hex = id.toString('hex');
-      if (!pins.has(hex)) pins.set(hex, src.store.pin(id));
-      const b = layout.blocks.at(g)!;
-      cursor?.at(g);
-      for (;;) {
-        const change = src.waitChange();
-        if (src.store.hasBlock(id, b.index) || src.held?.(g)) break;
-        const f = src.failure();
-        if (f) throw f;
-        if (src.finished())
-          throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} is no longer in the cache`);
-        await change;
-      }
-      const data =
-        src.held?.(g) ?? src.recent?.(g) ?? (await src.store.readBlock(id, b.index, 'local')) ?? src.held?.(g);
-      if (!data)
-        throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} could not be read from the cache`);
-      const off = layout.offsets[g]!;
-      const from = Math.max(src.start, off) - off;
-      const to = Math.min(endAt, off + b.length) - off;
-      yield from === 0 && to === data.length ? data : data.subarray(from, to);
+  const endBlock = endAt >= layout.contentLength ? layout.blocks.length : firstBlockAt(layout.offsets, endAt - 1) + 1;
+  for (let g = firstBlockAt(layout.offsets, src.start); g < endBlock; g++) {
+    const id = layout.segmentId(g);
+    const b = layout.blocks.at(g)!;
+    cursor?.at(g, endBlock);
+    for (;;) {
+      const change = src.waitChange();
+      if (src.store.hasBlock(id, b.index) || src.held?.(g) || src.recent?.(g)) break;
+      const f = src.failure();
+      if (f) throw f;
+      // Only a reader created after its job ended can get here: the job keeps every block of an
+      // earlier reader until it has read it (pinned in the cache or in memory).
+      if (src.finished())
+        throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} is no longer in the cache`);
+      await change;
     }
-  } finally {
-    for (const unpin of pins.values()) unpin();
+    const data = src.held?.(g) ?? src.recent?.(g) ?? (await src.store.readBlock(id, b.index, 'local')) ?? src.held?.(g);
+    if (!data)
+      throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} could not be read from the cache`);
+    const off = layout.offsets[g]!;
+    const from = Math.max(src.start, off) - off;
+    const to = Math.min(endAt, off + b.length) - off;
+    yield from === 0 && to === data.length ? data : data.subarray(from, to);
   }
 }
 

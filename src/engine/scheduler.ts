@@ -1116,6 +1116,17 @@ export class Scheduler {
     this.retryAt[g] = now + ORIGIN_RETRY_BASE_MS * 2 ** Math.max(0, this.originAttempts[g]! - 1);
   }
 
+  /**
+   * A block counted as done is needed again: the cache could not take it, its copy in memory was
+   * dropped, and then a reader came that still has to read it (issue 27.1). It is fetched again.
+   */
+  markMissing(g: number): void {
+    if (this.state[g] !== DONE) return;
+    this.state[g] = MISSING;
+    this.doneCount--;
+    if (g < this.low) this.low = g;
+  }
+
   /** The block arrived by other means (another job filled the cache). */
   markDone(g: number): void {
     if (this.state[g] === DONE) return;

@@ -191,6 +191,28 @@ export class Transfer implements Session {
     this.pump();
   }
 
+  /**
+   * A reader joined the running job at block `from` (reading up to `end`, exclusive): blocks it
+   * will read that the cache refused and that were dropped from memory before it came (earlier
+   * readers had passed them, or nobody read) are fetched again (issue 27.1).
+   */
+  readerJoined(from: number, end: number): void {
+    const store = this.ctx.deps.store;
+    const to = Math.min(end, this.layout.blocks.length);
+    let lost = 0;
+    for (let g = from; g < to; g++) {
+      if (!this.sched.hasBlock(g) || this.held.has(g) || this.recent.has(g)) continue;
+      if (store.hasBlock(this.layout.segmentId(g), this.layout.blocks.at(g)!.index)) continue;
+      this.sched.markMissing(g);
+      lost++;
+    }
+    if (lost === 0) return;
+    this.log.info('a reader joined after blocks it needs were delivered without caching; fetching them again', {
+      blocks: lost,
+    });
+    this.pumpSoon();
+  }
+
   /** A block just stored, kept while a reader has yet to pass it (within RECENT_BYTES, nearest first). */
   private keepForReaders(g: number, data: Buffer): void {
     const low = this.host.readerLow();

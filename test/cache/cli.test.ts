@@ -79,7 +79,7 @@ t.test('peerdist cache commands with --json on a temp state dir', async (t) => {
 
   r = await cli('import', pkg);
   t.equal(r.code, 0, r.stderr);
-  t.same(json(r.stdout), { segments: 1, blocks: 6, rejected: 0 });
+  t.same(json(r.stdout), { segments: 1, blocks: 6, rejected: 0, skipped: 0 });
 
   r = await cli('resize', '64K');
   t.equal(r.code, 0, r.stderr);

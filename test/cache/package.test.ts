@@ -8,6 +8,9 @@ import {
   HEADER_LEN,
   SEGMENT_REC_HEAD,
   BLOCK_REC_HEAD,
+  encodeBlockHead,
+  encodeEnd,
+  encodeHeader,
   encodeSegmentRecord,
 } from '../../src/cache/package-format.js';
 import { randomV1, randomV2, tempDir, putAll } from './make.js';
@@ -36,7 +39,7 @@ t.test('export/import round trip: byte-identical blocks in a fresh store', async
   t.same(head.subarray(0, 8), PACKAGE_MAGIC);
 
   const { store: fresh } = await storeWith(t);
-  t.same(await fresh.importPackage(pkg), { segments: 3, blocks: 6, rejected: 0 });
+  t.same(await fresh.importPackage(pkg), { segments: 3, blocks: 6, rejected: 0, skipped: 0 });
   for (const s of [a, b, c]) {
     t.same(fresh.getSegment(s.meta.segmentId)?.kp, s.meta.kp);
     t.ok(fresh.isComplete(s.meta.segmentId));
@@ -49,7 +52,7 @@ t.test('export/import round trip: byte-identical blocks in a fresh store', async
   await partial.putBlock(a.meta.segmentId, 1, a.blocks[1]!);
   const pkg2 = join(dir, 'sub.pdpkg');
   t.same(await store.exportPackage(pkg2, [b.meta.segmentId]), { segments: 1, blocks: 1, bytes: b.data.length });
-  t.same(await partial.importPackage(pkg2), { segments: 1, blocks: 1, rejected: 0 });
+  t.same(await partial.importPackage(pkg2), { segments: 1, blocks: 1, rejected: 0, skipped: 0 });
   t.same(partial.presentBlocks(a.meta.segmentId), [1]);
   await t.rejects(store.exportPackage(join(dir, 'x.pdpkg'), [Buffer.alloc(32)]), { code: 'UNKNOWN_SEGMENT' });
 });
@@ -68,7 +71,7 @@ t.test('a package with a bad block: rejected, counted, not stored', async (t) =>
   await fh.write(b, 0, 1, off);
   await fh.close();
   const { store: fresh } = await storeWith(t);
-  t.same(await fresh.importPackage(pkg), { segments: 1, blocks: 2, rejected: 1 });
+  t.same(await fresh.importPackage(pkg), { segments: 1, blocks: 2, rejected: 1, skipped: 0 });
   t.same(fresh.presentBlocks(a.meta.segmentId), [0, 2]);
 });
 
@@ -82,7 +85,7 @@ t.test('a segment whose Kp does not produce its ID is rejected with its blocks',
   buf[kpOff]! ^= 1;
   await writeFile(pkg, buf);
   const { store: fresh } = await storeWith(t);
-  t.same(await fresh.importPackage(pkg), { segments: 0, blocks: 0, rejected: 1 });
+  t.same(await fresh.importPackage(pkg), { segments: 0, blocks: 0, rejected: 1, skipped: 0 });
   t.equal(fresh.getSegment(a.meta.segmentId), undefined);
 });
 
@@ -187,4 +190,39 @@ t.test('segment record codec: round trip and typed rejections', async (t) => {
       ),
     { code: 'BAD_PACKAGE', message: /blockHashes/ },
   );
+});
+
+t.test('repeated records: counted as skipped, not as imported, and not verified again (issue 27.12)', async (t) => {
+  // One real segment, its record and its block record repeated N times (the report said
+  // "imported 200000 segments" for 1 real one, after 77 s).
+  const N = 20_000;
+  const a = randomV1(1, 100);
+  const seg = encodeSegmentRecord(a.meta);
+  const blk = Buffer.concat([encodeBlockHead(0, a.blocks[0]!.length), a.blocks[0]!]);
+  const { dir, store } = await storeWith(t);
+  const pkg = join(dir, 'dup.pdpkg');
+  const body: Buffer[] = [encodeHeader()];
+  for (let i = 0; i < N; i++) body.push(seg, blk);
+  body.push(encodeEnd(N, N, N * a.blocks[0]!.length));
+  await writeFile(pkg, Buffer.concat(body));
+  t.same(await store.importPackage(pkg), { segments: 1, blocks: 1, rejected: 0, skipped: 2 * (N - 1) });
+  t.equal(store.stats().segments, 1);
+  t.same(await store.readBlock(a.meta.segmentId, 0), a.blocks[0]);
+  // Everything is already held the second time: nothing imported, every record skipped.
+  t.same(await store.importPackage(pkg), { segments: 0, blocks: 0, rejected: 0, skipped: 2 * N });
+  // A repeated record with other metadata under the same ID is a conflict: its blocks are rejected.
+  const b = randomV1(2);
+  const forged = { ...b.meta, segmentId: a.meta.segmentId };
+  const mixed = join(dir, 'mixed.pdpkg');
+  await writeFile(
+    mixed,
+    Buffer.concat([
+      encodeHeader(),
+      encodeSegmentRecord(forged),
+      encodeBlockHead(1, b.blocks[1]!.length),
+      b.blocks[1]!,
+      encodeEnd(1, 1, b.blocks[1]!.length),
+    ]),
+  );
+  t.same(await store.importPackage(mixed), { segments: 0, blocks: 0, rejected: 1, skipped: 0 });
 });

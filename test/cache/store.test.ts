@@ -3,6 +3,7 @@ import { open, readdir, stat, truncate, writeFile, mkdir, rm } from 'node:fs/pro
 import { join } from 'node:path';
 import { BlockStore, BadBlockError } from '../../src/cache/store.js';
 import { CacheError, CacheLockedError } from '../../src/cache/errors.js';
+import { metaCost } from '../../src/cache/meta.js';
 import { randomV1, randomV2, tempDir, putAll } from './make.js';
 
 const segFile = (dir: string, idHex: string) => join(dir, 'blocks', idHex.slice(0, 2), idHex);
@@ -144,7 +145,9 @@ t.test('LRU eviction of whole segments; pinned segments survive', async (t) => {
   const dir = await tempDir(t);
   let clock = 1000;
   const segs = [randomV1(2), randomV1(2), randomV1(2), randomV1(2)];
-  const store = await BlockStore.open({ dir, limitBytes: 3 * 2 * 65536, now: () => clock });
+  // Metadata counts too (issue 27.5): room for 6 blocks, three 2-block segments and a 1-block one.
+  const limit = 6 * 65536 + 3 * metaCost(segs[0]!.meta) + metaCost(randomV1(1).meta);
+  const store = await BlockStore.open({ dir, limitBytes: limit, now: () => clock });
   t.teardown(() => store.close());
   const evicted: string[] = [];
   store.on('evict', (id: string) => evicted.push(id));
@@ -337,7 +340,7 @@ t.test('over the limit while pinned: shrinks back as soon as the pins are releas
   const dir = await tempDir(t);
   let clock = 1000;
   const segs = [randomV1(2), randomV1(2), randomV1(2)];
-  const store = await BlockStore.open({ dir, limitBytes: 3 * 2 * 65536, now: () => clock });
+  const store = await BlockStore.open({ dir, limitBytes: 1 << 24, now: () => clock });
   t.teardown(() => store.close());
   for (const s of segs) {
     clock += 10;
@@ -345,12 +348,14 @@ t.test('over the limit while pinned: shrinks back as soon as the pins are releas
     await putAll(store, s);
   }
   const pins = segs.map((s) => store.pin(s.meta.segmentId));
-  await store.resize(2 * 65536);
+  const limit = 2 * 65536 + metaCost(segs[0]!.meta); // one segment and its metadata (issue 27.5)
+  await store.resize(limit);
   t.equal(store.stats().bytes, 3 * 2 * 65536, 'pinned segments stay');
   for (const release of pins) release();
   // No further write or resize: releasing the pins alone brings the cache back under its limit.
-  for (let i = 0; i < 100 && store.stats().bytes > 2 * 65536; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 100 && store.stats().overLimitBytes > 0; i++) await new Promise((r) => setTimeout(r, 10));
   t.ok(store.stats().bytes <= 2 * 65536, `back under the limit (${store.stats().bytes} bytes)`);
+  t.equal(store.stats().overLimitBytes, 0, 'metadata included');
   t.ok(store.isComplete(segs[2]!.meta.segmentId), 'most recently used kept');
 });
 
@@ -360,7 +365,9 @@ t.test(
     const dir = await tempDir(t);
     let clock = 1000;
     const segs = [randomV1(2), randomV1(2)];
-    const store = await BlockStore.open({ dir, limitBytes: 2 * 65536, now: () => clock });
+    // Two blocks, and the metadata of both segments (issue 27.5).
+    const limit = 2 * 65536 + 2 * metaCost(segs[0]!.meta);
+    const store = await BlockStore.open({ dir, limitBytes: limit, now: () => clock });
     t.teardown(() => store.close());
     clock += 10;
     await store.addSegment(segs[0]!.meta);
