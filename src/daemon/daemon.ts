@@ -312,6 +312,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       store,
       server,
       discovery,
+      retrievalClient: retrieval,
       peers,
       started,
       version: DAEMON_VERSION,
