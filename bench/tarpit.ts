@@ -57,6 +57,10 @@ try {
     const st = await tarpit.stop();
     if (!slow.correct) throw new Error(`run ${k}: download with the tarpit is wrong`);
     const conns = Object.values(st.connections).reduce((a, b) => a + b, 0);
+    // Per tarpit address: how often the daemon connected, and the gaps between connections.
+    const per = Object.values(st.attempts);
+    const most = Math.max(0, ...per.map((x) => x.length));
+    const gaps = per.flatMap((x) => x.slice(1).map((at, i) => ((at - x[i]!) / 1000).toFixed(1)));
     rows.push({
       run: k + 1,
       plain: plain.wallSeconds,
@@ -66,7 +70,7 @@ try {
     });
     if (!values.json)
       process.stdout.write(
-        `run ${k + 1}: without ${plain.wallSeconds.toFixed(2)} s, with ${values.sockets} tarpit addresses ${slow.wallSeconds.toFixed(2)} s (${(slow.wallSeconds / plain.wallSeconds).toFixed(2)}x; ${conns} tarpit connections)\n`,
+        `run ${k + 1}: without ${plain.wallSeconds.toFixed(2)} s, with ${values.sockets} tarpit addresses ${slow.wallSeconds.toFixed(2)} s (${(slow.wallSeconds / plain.wallSeconds).toFixed(2)}x; ${conns} tarpit connections to ${per.length} addresses, at most ${most} to one${gaps.length ? `, reconnected after ${gaps.join(', ')} s` : ''})\n`,
       );
   }
 } finally {
