@@ -648,7 +648,11 @@ export class Scheduler {
   /** Failed its trial and is still not known to answer (see PeerState.silent). */
   private isSilent(p: PeerState): boolean {
     if (!p.silent) return false;
-    if (this.proven?.(p.address)) p.silent = false; // its answer came after all
+    if (this.proven?.(p.address)) {
+      // Its answer came after all: usable again at once.
+      p.silent = false;
+      p.backoffUntil = 0;
+    }
     return p.silent;
   }
 
@@ -1049,6 +1053,7 @@ export class Scheduler {
       // next unproven address.
       p.silent = true;
       p.ewmaBps = 0;
+      p.backoffUntil = now + UNUSABLE_BACKOFF_MS; // what status shows; `silent` keeps it out beyond
       return;
     }
     if (why === 'unusable') {
