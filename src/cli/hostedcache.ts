@@ -26,6 +26,8 @@ interface RunFlags {
   fetchPerClient: string;
   fetchRate: string;
   maxUploads: string;
+  maxConnections: string;
+  maxConnectionsPerHost: string;
 }
 
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -66,6 +68,8 @@ export function register(program: Command): void {
     .option('--fetch-per-client <n>', 'segment pulls from one client at once', '4')
     .option('--fetch-rate <bytes/s>', 'pull rate cap over all clients (e.g. 32M; 0 = none)', '32M')
     .option('--max-uploads <n>', 'MS-PCCRR requests served at once', '1024')
+    .option('--max-connections <n>', 'open connections at most (HTTP and HTTPS together)', '4096')
+    .option('--max-connections-per-host <n>', 'open connections from one address (IPv6: one /64) at most', '64')
     .action(async (o: RunFlags) => {
       const size = (v: string, what: string) => {
         try {
@@ -87,6 +91,8 @@ export function register(program: Command): void {
         fetchPerClient: int(o.fetchPerClient, '--fetch-per-client', 1),
         fetchRateBytesPerSec: size(o.fetchRate, '--fetch-rate'),
         maxUploads: int(o.maxUploads, '--max-uploads', 1),
+        maxConnections: int(o.maxConnections, '--max-connections', 1),
+        maxConnectionsPerSource: int(o.maxConnectionsPerHost, '--max-connections-per-host', 1),
       };
       const log = createLogger({ component: 'hosted-cache' });
       process.on('unhandledRejection', (err) => log.error('unhandled promise rejection', { err }));

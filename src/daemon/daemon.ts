@@ -42,6 +42,12 @@ export const DAEMON_VERSION = VERSION;
 const PRESENCE_REFRESH_MS = 60_000;
 /** Connections per peer for block requests: matches the engine's per-peer request cap (16), well under a peer's 64-request server cap. */
 const PEER_CONNECTIONS = 16;
+/**
+ * Connections one peer (an IPv4 address, an IPv6 /64) may hold to our retrieval server: twice what
+ * our own client opens to a peer. Beyond --max-peer-connections, slots are shared fairly between
+ * peers (src/retrieval/fair-share.ts; issue 27.7).
+ */
+const PEER_CONNECTIONS_PER_SOURCE = 2 * PEER_CONNECTIONS;
 /** How long the advertised XAddrs are reused before the interfaces are listed again. */
 const XADDRS_REFRESH_MS = 30_000;
 
@@ -163,6 +169,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       logger: log.child({ component: 'pccrr-server' }),
       uploadRateLimit: config.uploadRateLimit,
       maxConnections: config.maxPeerConnections,
+      maxConnectionsPerSource: PEER_CONNECTIONS_PER_SOURCE,
       maxConcurrent: config.maxPeerRequests,
       notServing: () => policy.notServing(),
     });
@@ -319,6 +326,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       store,
       server,
       discovery,
+      retrievalClient: retrieval,
       peers,
       started,
       version: DAEMON_VERSION,

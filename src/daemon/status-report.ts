@@ -32,6 +32,8 @@ export interface DaemonParts {
     stats(): { blocksServed: number; bytesServed: number; requests: number; blocksMissing: number; busy: number };
   };
   discovery: { stats(): object };
+  /** The MS-PCCRR client downloads use (its AES second-reading counts, issue 27.11). */
+  retrievalClient?: { stats(): { aesWholeSecret: { recovered: number; rejected: number } } };
   peers: { known(): string[]; discoveries?: { attempts: number; successes: number } };
   /** Offers to and polls of the configured hosted caches (MS-PCHC); absent without any. */
   hostedCaches?: () => object[];
@@ -170,6 +172,15 @@ export function collectMetrics(p: DaemonParts): Metric[] {
       type: 'counter',
       help: 'Blocks served to peers (MS-PCCRR).',
       value: ss.blocksServed,
+    },
+    {
+      name: 'peerdist_retrieval_aes_whole_secret_total',
+      type: 'counter',
+      help: 'AES_128/AES_192 blocks from peers that failed the hash check and were decrypted again with the whole segment secret as the key: recovered or rejected.',
+      value: [
+        { labels: { outcome: 'recovered' }, value: p.retrievalClient?.stats().aesWholeSecret.recovered ?? 0 },
+        { labels: { outcome: 'rejected' }, value: p.retrievalClient?.stats().aesWholeSecret.rejected ?? 0 },
+      ],
     },
     {
       name: 'peerdist_retrieval_requests_total',

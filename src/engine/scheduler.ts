@@ -164,6 +164,12 @@ interface PeerState {
   answered: boolean;
   /** When its (first) trial request was sent, while on trial. */
   trialSince: number;
+  /**
+   * Failed its trial (timeout, connection or HTTP error, quarantine) without ever answering: not
+   * used again in this job unless the retrieval client comes to know it as proven (its answer
+   * arrived late), and never a crowd member or an active peer (issue 27.9).
+   */
+  silent: boolean;
   stat: { blocks: number; bytes: number; failures: number; notAvailable: number; badBlocks: number };
 }
 
@@ -174,11 +180,18 @@ const EWMA_ALPHA = 0.3;
 const PEER_BACKOFF_BASE_MS = 250;
 const PEER_BACKOFF_MAX_MS = 10_000;
 /**
- * How long a peer's pending trial request keeps the blocks it claims from the origin. A genuine
- * LAN peer answers well within it and then takes them all; after it, the origin may (a host naming
- * addresses that never answer stalls nothing beyond this, issue 16.5).
+ * How long a peer's pending trial request keeps the blocks it claims from the origin, as long as
+ * the origin has not delivered a block yet. A genuine LAN peer answers well within it and then
+ * takes them all; after it, the origin may (a host naming addresses that never answer stalls
+ * nothing beyond this, issue 16.5; and nothing at all once the origin runs, issue 27.9).
  */
 const TRIAL_GRACE_MS = 300;
+/**
+ * What a failed trial costs: the retrieval client's first-byte timer for an address on probation.
+ * Once the origin could fetch everything left sooner than that, no new trial starts (a block
+ * given to an address that turns out silent would hold up the end of the download, issue 27.9).
+ */
+const TRIAL_COST_MS = 1500;
 /** Backoff of an address the retrieval client quarantined (never gave a valid answer). */
 const UNUSABLE_BACKOFF_MS = 30_000;
 const ORIGIN_RETRY_BASE_MS = 200;
@@ -282,6 +295,8 @@ export class Scheduler {
   private pickRun: number | undefined;
   /** When an unidentified crowd member was last seen probing (crowdSeen). */
   private anonymousCrowdAt = -Infinity;
+  /** Set by next(): the origin would finish the rest before a trial could fail (TRIAL_COST_MS). */
+  private tooLateForTrials = false;
 
   constructor(opts: SchedulerOptions) {
     this.blocks = BlockTable.of(opts.blocks);
@@ -384,7 +399,7 @@ export class Scheduler {
   /** Peers that hold `seg` only partially (candidates for a block-list refresh). */
   partialHolders(seg: number): string[] {
     const out: string[] = [];
-    for (const p of this.peers.values()) if (!p.banned && !p.full.has(seg)) out.push(p.address);
+    for (const p of this.peers.values()) if (!p.banned && !p.full.has(seg) && !this.isSilent(p)) out.push(p.address);
     return out;
   }
 
@@ -471,7 +486,8 @@ export class Scheduler {
       else this.probers.delete(m);
     }
     for (const p of this.peers.values())
-      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS) out.add(hostOf(p.address));
+      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p))
+        out.add(hostOf(p.address));
     if (this.o.self !== undefined) out.delete(this.o.self);
     if (out.size === 0) return [];
     const segments = this.segStart.length;
@@ -546,6 +562,7 @@ export class Scheduler {
         relay: false,
         answered: false,
         trialSince: Infinity,
+        silent: false,
         stat: { blocks: 0, bytes: 0, failures: 0, notAvailable: 0, badBlocks: 0 },
       };
       this.peers.set(address, p);
@@ -628,7 +645,29 @@ export class Scheduler {
   }
 
   private usable(p: PeerState, now: number): boolean {
-    return !p.banned && p.backoffUntil <= now;
+    return !p.banned && p.backoffUntil <= now && !this.isSilent(p);
+  }
+
+  /**
+   * Has never answered (on trial, or failed its trial): whatever its sightings say, it is not an
+   * active peer or a crowd member, so it shapes neither the origin streams nor the block
+   * ownership (issue 27.9: a tarpit re-sighted as a v2 holder every second halved the origin
+   * streams and left half the blocks to it). A genuine member counts once it answered once, or
+   * from the start when it is seen probing (crowdSeen).
+   */
+  private unheard(p: PeerState): boolean {
+    return this.isSilent(p) || this.onTrial(p);
+  }
+
+  /** Failed its trial and is still not known to answer (see PeerState.silent). */
+  private isSilent(p: PeerState): boolean {
+    if (!p.silent) return false;
+    if (this.proven?.(p.address)) {
+      // Its answer came after all: usable again at once.
+      p.silent = false;
+      p.backoffUntil = 0;
+    }
+    return p.silent;
   }
 
   /** Never gave a valid answer, here or (as the retrieval client knows) before: see SchedulerOptions.proven. */
@@ -642,7 +681,7 @@ export class Scheduler {
    * never answers would otherwise hold the same block hostage again and again).
    */
   private mayTrial(p: PeerState, g: number): boolean {
-    return !this.onTrial(p) || (p.outstanding === 0 && this.peerAttempts[g] === 0);
+    return !this.onTrial(p) || (p.outstanding === 0 && this.peerAttempts[g] === 0 && !this.tooLateForTrials);
   }
 
   /** Requests a peer may have in flight: one while on trial. */
@@ -671,7 +710,10 @@ export class Scheduler {
     for (const p of this.peers.values()) {
       if (!this.usable(p, now) || !this.holds(p, g)) continue;
       if (!forOrigin || this.mayTrial(p, g)) return true;
-      if (this.peerAttempts[g] === 0 && now < p.trialSince + TRIAL_GRACE_MS) {
+      // Only before the origin delivered anything: once it runs, an unproven address gets its one
+      // trial block in parallel with it and pauses nothing (issue 27.9: each new batch of tarpit
+      // addresses held every block back for the grace).
+      if (this.peerAttempts[g] === 0 && this.originDone === 0 && now < p.trialSince + TRIAL_GRACE_MS) {
         this.wakeAt = Math.min(this.wakeAt, p.trialSince + TRIAL_GRACE_MS);
         return true;
       }
@@ -700,6 +742,9 @@ export class Scheduler {
     this.wakeAt = Infinity;
     const out: Assignment[] = [];
     if (this.failure || this.isDone()) return out;
+    const left = this.n - this.doneCount - this.peerInflight - this.originInflight;
+    this.tooLateForTrials =
+      this.originDone > 0 && (left * this.originBlockMs) / Math.max(1, this.originLimit(now)) < TRIAL_COST_MS;
     this.assignPeers(now, out);
     const originCap = this.originLimit(now);
     // Alone: no peer known at all (a known peer may be fetching the same content unseen so far).
@@ -797,14 +842,15 @@ export class Scheduler {
   /** A peer that is itself downloading (partial holder that gained blocks recently) holds `g`. */
   private activeHolder(g: number, now: number): boolean {
     for (const p of this.peers.values()) {
-      if (p.banned || now - p.lastGrowth > this.o.activeWindowMs) continue;
+      if (p.banned || now - p.lastGrowth > this.o.activeWindowMs || this.unheard(p)) continue;
       if (this.holds(p, g)) return true;
     }
     return false;
   }
 
   private anyActivePeer(now: number): boolean {
-    for (const p of this.peers.values()) if (!p.banned && now - p.lastGrowth <= this.o.activeWindowMs) return true;
+    for (const p of this.peers.values())
+      if (!p.banned && now - p.lastGrowth <= this.o.activeWindowMs && !this.unheard(p)) return true;
     return false;
   }
 
@@ -1024,6 +1070,16 @@ export class Scheduler {
     }
     p.stat.failures++;
     this.lastPeerFail[g] = why === 'timeout' ? 1 : why === 'bad-block' ? 3 : 2;
+    if (why !== 'busy' && why !== 'bad-block' && this.onTrial(p)) {
+      // Never answered and failed its one trial request: dropped at its first timeout (issue
+      // 27.9; a tarpit address used to cost four, one backoff after another, and kept claiming
+      // every block meanwhile). The block goes elsewhere at once; peerAttempts keeps it from the
+      // next unproven address.
+      p.silent = true;
+      p.ewmaBps = 0;
+      p.backoffUntil = now + UNUSABLE_BACKOFF_MS; // what status shows; `silent` keeps it out beyond
+      return;
+    }
     if (why === 'unusable') {
       // A tarpit, or some other service a ProbeMatch named (quarantined by the client): left alone
       // for a long while; asking again costs nothing until its quarantine ends (no request is sent).

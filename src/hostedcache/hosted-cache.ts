@@ -12,6 +12,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { BlockStore } from '../cache/store.js';
 import { createRetrievalServer, type RetrievalServer } from '../retrieval/server.js';
+import { ConnectionGuard, type ConnectionGuardStats } from '../retrieval/fair-share.js';
 import { CrowdTracker, crowdHeaders } from './crowd.js';
 import { RetrievalClient } from '../retrieval/client.js';
 import { PCHC_PATH_V1, PCHC_PATH_V2, MAX_REQUEST_SIZE } from '../protocol/pchc/codec.js';
@@ -51,7 +52,17 @@ export interface HostedCacheConfig {
   fetchRateBytesPerSec?: number;
   /** MS-PCCRR requests served at once (default 1024, Windows' hosted cache figure). */
   maxUploads?: number;
+  /**
+   * Open connections at most over the HTTP and HTTPS listeners (default 4096), and per source
+   * (IPv4 address or IPv6 /64; default 64). When all are taken, a host holding fewer takes a slot
+   * from the host holding the most (src/retrieval/fair-share.ts). Issue 27.7: one host held 18,000.
+   */
+  maxConnections?: number;
+  maxConnectionsPerSource?: number;
 }
+
+const DEFAULT_MAX_CONNECTIONS = 4096;
+const DEFAULT_MAX_CONNECTIONS_PER_SOURCE = 64;
 
 export interface HostedCacheReady {
   event: 'ready';
@@ -93,6 +104,8 @@ export interface HostedCacheStats extends OfferStats {
   blocksServed: number;
   /** MS-PCCRR answers that named the other askers of the same segments (PeerDist-Crowd). */
   crowdAnswers: number;
+  /** The listeners' connections: open, sources, dropped, evicted (fair-share.ts). */
+  connections: ConnectionGuardStats;
 }
 
 export class HostedCacheStartError extends PeerdistError {
@@ -190,9 +203,11 @@ interface Listener {
   address: AddressInfo;
 }
 
-function listen(server: Server, where: HostPort): Promise<Listener> {
+function listen(server: Server, where: HostPort, guard: ConnectionGuard): Promise<Listener> {
   const sockets = new Set<Socket>();
+  guard.attach(server);
   server.on('connection', (s: Socket) => {
+    if (s.destroyed) return;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -293,9 +308,14 @@ export async function startHostedCache(
       logger: log.child({ component: 'pccrr-server' }),
     });
     const handler = createHostedCacheHandler(offers, retrieval, log);
+    // One connection budget for both listeners, shared fairly between sources.
+    const guard = new ConnectionGuard({
+      maxConnections: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      maxPerSource: config.maxConnectionsPerSource ?? DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    });
 
     const http = await step(`HTTP listener on ${formatHostPort(config.http)}`, () =>
-      listen(createHttpServer(handler), config.http),
+      listen(createHttpServer(handler), config.http, guard),
     );
     closers.push({ name: 'http', close: () => closeListener(http) });
 
@@ -315,7 +335,7 @@ export async function startHostedCache(
         });
       certificate = cert.path;
       https = await step(`HTTPS listener on ${formatHostPort(config.https)}`, () =>
-        listen(createHttpsServer({ cert: cert.certPem, key: cert.keyPem }, handler), config.https!),
+        listen(createHttpsServer({ cert: cert.certPem, key: cert.keyPem }, handler), config.https!, guard),
       );
       const l = https;
       closers.push({ name: 'https', close: () => closeListener(l) });
@@ -343,6 +363,7 @@ export async function startHostedCache(
         bytesServed: r.bytesServed,
         blocksServed: r.blocksServed,
         crowdAnswers: crowd.answered(),
+        connections: guard.stats(),
       };
     };
     const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () =>

@@ -22,7 +22,7 @@ import {
   type Range,
   type ResponseMessage,
 } from '../protocol/pccrr/codec.js';
-import { decryptBlock } from '../protocol/pccrr/crypto.js';
+import { decryptBlock, decryptWholeSecret } from '../protocol/pccrr/crypto.js';
 import { normalizeRanges } from '../protocol/pccrr/ranges.js';
 import { PeerError, RetrievalParseError } from '../protocol/pccrr/errors.js';
 import { CROWD_HEADER, CROWD_REQUEST_VALUE, parseCrowd } from '../protocol/pchc/crowd.js';
@@ -105,6 +105,14 @@ export interface GetBlockResult {
 
 const MAX_BODY = MAX_RESPONSE_SIZE + TRANSPORT_HEADER_SIZE;
 
+export interface RetrievalClientStats {
+  /**
+   * AES_128/AES_192 blocks that failed the hash check and were decrypted again with AES over the
+   * whole segment secret (issue 27.11): recovered (the second reading verified) or rejected.
+   */
+  aesWholeSecret: { recovered: number; rejected: number };
+}
+
 /** Stop reading a response body; the abort error undici then emits is expected and ignored. */
 function discard(body: { on(ev: 'error', f: () => void): unknown; destroy(): unknown }): void {
   body.on('error', () => undefined);
@@ -124,6 +132,7 @@ export class RetrievalClient {
     | undefined;
   private readonly health = new Map<string, PeerHealth>();
   private readonly now: () => number;
+  private readonly st: RetrievalClientStats = { aesWholeSecret: { recovered: 0, rejected: 0 } };
 
   constructor(opts: RetrievalClientOptions = {}) {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
@@ -144,6 +153,10 @@ export class RetrievalClient {
         maxQuarantineMs: p.maxQuarantineMs ?? 15 * 60_000,
       };
     }
+  }
+
+  stats(): RetrievalClientStats {
+    return { aesWholeSecret: { ...this.st.aesWholeSecret } };
   }
 
   /** False while `peer` is quarantined (it failed while on probation): callers should not use it. */
@@ -198,8 +211,36 @@ export class RetrievalClient {
     } catch (e) {
       throw new PeerError('PEER_PROTOCOL', peer, `cannot decrypt: ${(e as Error).message}`, { cause: e });
     }
-    if (!req.verify(data)) throw new PeerError('BAD_BLOCK', peer, `block ${index} failed the hash check`);
+    if (!req.verify(data)) {
+      const again = msg.cryptoAlgo === 1 || msg.cryptoAlgo === 2 ? this.wholeSecret(req, msg) : undefined;
+      if (!again) throw new PeerError('BAD_BLOCK', peer, `block ${index} failed the hash check`);
+      data = again;
+    }
     return { data, nextBlockIndex: msg.nextBlockIndex, bytesOnWire: bytes + body.length };
+  }
+
+  /**
+   * The second reading of an AES_128/AES_192 block that failed the hash check: AES keyed with the
+   * whole segment secret, as Microsoft's protocol test suite encrypts (protocol/pccrr.md, "Crypto").
+   * Returns the verified plaintext, or undefined (counted either way).
+   */
+  private wholeSecret(req: GetBlockRequest, msg: { block: Buffer; iv: Buffer; cryptoAlgo: CryptoAlgo }) {
+    let plain: Buffer | undefined;
+    try {
+      plain = decryptWholeSecret(req.kp, msg.block, msg.iv, req.expectedLength);
+    } catch {
+      plain = undefined;
+    }
+    if (plain && req.verify(plain)) {
+      this.st.aesWholeSecret.recovered++;
+      this.log.debug('AES block verified with the whole segment secret as key', {
+        peer: req.peer,
+        cryptoAlgo: msg.cryptoAlgo,
+      });
+      return plain;
+    }
+    this.st.aesWholeSecret.rejected++;
+    return undefined;
   }
 
   /**

@@ -56,6 +56,11 @@ export class TokenBucket {
     return wait;
   }
 
+  /** The bucket's clock (ms). */
+  time(): number {
+    return this.now();
+  }
+
   /** Bytes available right now (negative while in debt). */
   available(): number {
     this.refill();

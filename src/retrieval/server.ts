@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../util/log.js';
 import { MAX_REQUEST_SIZE, MIN_MESSAGE_SIZE, PCCRR_PATH } from '../protocol/pccrr/codec.js';
 import { respond, type BlockSource, type ServedAlgo } from './block-responder.js';
 import { TokenBucket } from './rate-limit.js';
+import { ConnectionGuard, FairSlots, FairUploadQueue, sourceKey } from './fair-share.js';
 
 export type { BlockSource } from './block-responder.js';
 
@@ -15,7 +16,10 @@ export interface RetrievalServerOptions {
   source: BlockSource;
   host?: string;
   port?: number;
-  /** Active client cap; at the cap requests get empty responses (default 64). */
+  /**
+   * Requests in progress at most; beyond it a request gets the empty (busy) response when its
+   * source already has its share of the slots (default 64). Sources: fair-share.ts.
+   */
   maxConcurrent?: number;
   /** A request not completed within this time is cut off (default 15000 ms). */
   uploadTimeoutMs?: number;
@@ -32,8 +36,13 @@ export interface RetrievalServerOptions {
   maxThrottleWaitMs?: number;
   /** How the server waits for the cap (default setTimeout; tests inject). */
   sleep?: (ms: number) => Promise<void>;
-  /** Open peer connections at most; further connections are closed at once (default unlimited). */
+  /**
+   * Open peer connections at most (default unlimited). When all are taken, a host holding fewer
+   * takes a slot from the host holding the most (fair-share.ts, ConnectionGuard).
+   */
   maxConnections?: number;
+  /** Open connections one source (IPv4 address, IPv6 /64) may hold (default: maxConnections). */
+  maxConnectionsPerSource?: number;
   /**
    * Asked before every request: a string is the reason we do not serve peers right now (on
    * battery, ...); every block, block-list and segment-list request is then answered as busy.
@@ -69,10 +78,15 @@ export interface RetrievalStats {
   busyRateLimited: number;
   /** Requests answered busy because serving was off (notServing: on battery, ...). */
   notServing: number;
-  /** Connections closed at once because maxConnections were open. */
+  /** Connections closed at once (their source at its cap, or every slot taken and shared fairly). */
   connectionsDropped: number;
-  /** Open peer connections now. */
+  /** Connections closed to give their slot to a source holding fewer. */
+  connectionsEvicted: number;
+  /** Open peer connections now, and the sources (IPv4 addresses, IPv6 /64s) they come from. */
   connections: number;
+  sources: number;
+  /** Block responses waiting for the upload cap now. */
+  uploadWaiting: number;
 }
 
 export interface RetrievalServer {
@@ -106,7 +120,10 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     busyRateLimited: 0,
     notServing: 0,
     connectionsDropped: 0,
+    connectionsEvicted: 0,
     connections: 0,
+    sources: 0,
+    uploadWaiting: 0,
   };
   const rate = opts.uploadRateLimit;
   if (rate !== undefined && (!Number.isFinite(rate) || rate < 0))
@@ -114,10 +131,13 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   const bucket = opts.bucket ?? (rate ? new TokenBucket({ rate }) : undefined);
   const maxThrottleWaitMs = opts.maxThrottleWaitMs ?? 3000;
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const maxConnections = opts.maxConnections;
-  if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1))
-    throw new RangeError(`maxConnections must be a positive integer, got ${maxConnections}`);
-  let active = 0;
+  // Connection slots, request slots and the upload budget are shared fairly between sources.
+  const guard = new ConnectionGuard({
+    maxConnections: opts.maxConnections,
+    maxPerSource: opts.maxConnectionsPerSource,
+  });
+  const slots = new FairSlots(maxConcurrent);
+  const uploads = bucket ? new FairUploadQueue(bucket, maxThrottleWaitMs, sleep) : undefined;
   let server: Server | undefined;
   const sockets = new Set<Socket>();
 
@@ -150,13 +170,14 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
       return finish(res, 400, undefined, true);
     }
 
-    active++;
-    const busy = active > maxConcurrent;
+    const source = sourceKey(req.socket.remoteAddress);
+    const slot = slots.take(source);
+    const busy = slot.over;
     let done = false;
     const release = () => {
       if (done) return;
       done = true;
-      active--;
+      slot.release();
       clearTimeout(timer);
     };
     // Upload timer: the whole exchange (receiving, reading the block, sending) must finish in time.
@@ -189,17 +210,17 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
       if (why !== undefined) st.notServing++;
       const answer = async () => {
         const r = await respond(body, { source: opts.source, cryptoAlgo, busy: busy || why !== undefined });
-        if (!bucket || !r.ok || r.outcome !== 'served') return r;
-        // The upload cap: wait our turn, or say busy when the queue is too long (the peer backs off).
-        if (bucket.waitFor(r.body.length) > maxThrottleWaitMs) {
+        if (!uploads || !r.ok || r.outcome !== 'served') return r;
+        // The upload cap, shared fairly between sources: wait our turn, or say busy when our
+        // source's fair wait is too long (the peer backs off).
+        const waited = await uploads.wait(source, r.body.length, () => done || res.destroyed);
+        if (waited === undefined) {
           st.busyRateLimited++;
           return respond(body, { source: opts.source, cryptoAlgo, busy: true });
         }
-        const wait = bucket.reserve(r.body.length);
-        if (wait > 0) {
+        if (waited > 0) {
           st.throttled++;
-          st.throttledMs += wait;
-          await sleep(wait);
+          st.throttledMs += waited;
         }
         return r;
       };
@@ -229,7 +250,18 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
 
   return {
     handler,
-    stats: () => ({ ...st, byStatus: { ...st.byStatus } }),
+    stats: () => {
+      const g = guard.stats();
+      return {
+        ...st,
+        byStatus: { ...st.byStatus },
+        connectionsDropped: g.dropped,
+        connectionsEvicted: g.evicted,
+        connections: g.connections,
+        sources: g.sources,
+        uploadWaiting: uploads?.waiting ?? 0,
+      };
+    },
     listen: () =>
       new Promise((resolve, reject) => {
         // Bound slow request headers too (the upload timer starts once the headers are in).
@@ -241,17 +273,11 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
           },
           handler,
         );
-        if (maxConnections !== undefined) srv.maxConnections = maxConnections;
-        srv.on('drop', () => {
-          st.connectionsDropped++;
-        });
+        guard.attach(srv);
         srv.on('connection', (s) => {
+          if (s.destroyed) return;
           sockets.add(s);
-          st.connections = sockets.size;
-          s.on('close', () => {
-            sockets.delete(s);
-            st.connections = sockets.size;
-          });
+          s.on('close', () => sockets.delete(s));
         });
         srv.once('error', reject);
         srv.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
@@ -267,6 +293,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         if (!server) return resolve();
         const srv = server;
         server = undefined;
+        uploads?.close();
         srv.close(() => resolve());
         for (const s of sockets) s.destroy();
       }),

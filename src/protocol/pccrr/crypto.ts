@@ -1,7 +1,8 @@
 /**
  * Block encryption for MS-PCCRR: AES-CBC keyed with the leading 16/24/32 bytes of the segment
- * secret Kp, PKCS#7 padding, IV sent beside the ciphertext. Algorithm 0 = no encryption.
- * See protocol/pccrr.md, "Crypto".
+ * secret Kp, PKCS#7 padding, IV sent beside the ciphertext. Algorithm 0 = no encryption. A second
+ * reading keys AES with the whole secret whatever the algorithm says (decryptWholeSecret). See
+ * protocol/pccrr.md, "Crypto".
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { RetrievalParseError } from './errors.js';
@@ -35,21 +36,35 @@ export function encryptBlock(algo: CryptoAlgo, kp: Buffer, plain: Buffer, iv?: B
  * is a view of one fresh buffer (algorithm 0: of `cipher`), never a further copy.
  */
 export function decryptBlock(algo: CryptoAlgo, kp: Buffer, cipher: Buffer, iv: Buffer, expectedLength: number): Buffer {
-  let plain: Buffer;
-  if (algo === 0) {
-    plain = cipher;
-  } else {
-    const key = keyFor(algo, kp);
-    if (iv.length !== 16) throw new RetrievalParseError('IVBlock', `IV must be 16 bytes, got ${iv.length}`);
-    if (cipher.length % 16 !== 0)
-      throw new RetrievalParseError('Block', `ciphertext of ${cipher.length} bytes is not a multiple of 16`);
-    const d = createDecipheriv(CIPHER[algo], key, iv);
-    d.setAutoPadding(false);
-    // Without padding and with whole cipher blocks, update() returns everything and final() nothing.
-    plain = d.update(cipher);
-    const tail = d.final();
-    if (tail.length) plain = Buffer.concat([plain, tail]);
-  }
+  const plain = algo === 0 ? cipher : aesCbc(CIPHER[algo], keyFor(algo, kp), cipher, iv);
+  return trimmed(plain, expectedLength);
+}
+
+/**
+ * The second reading of an AES block (issue 27.11): AES-CBC keyed with the whole segment secret,
+ * the key size taken from Kp's length (32 bytes: AES-256), whatever CryptoAlgoId the response
+ * names. Microsoft's protocol test suite encrypts AES_128 blocks so; the caller tries it only
+ * after the first reading failed the hash check.
+ */
+export function decryptWholeSecret(kp: Buffer, cipher: Buffer, iv: Buffer, expectedLength: number): Buffer {
+  const algo = ({ 16: 1, 24: 2, 32: 3 } as Record<number, CryptoAlgo>)[kp.length];
+  if (algo === undefined) throw new RetrievalParseError('CryptoAlgoId', `no AES key of ${kp.length} bytes`);
+  return trimmed(aesCbc(CIPHER[algo], kp, cipher, iv), expectedLength);
+}
+
+function aesCbc(cipherName: string, key: Buffer, cipher: Buffer, iv: Buffer): Buffer {
+  if (iv.length !== 16) throw new RetrievalParseError('IVBlock', `IV must be 16 bytes, got ${iv.length}`);
+  if (cipher.length % 16 !== 0)
+    throw new RetrievalParseError('Block', `ciphertext of ${cipher.length} bytes is not a multiple of 16`);
+  const d = createDecipheriv(cipherName, key, iv);
+  d.setAutoPadding(false);
+  // Without padding and with whole cipher blocks, update() returns everything and final() nothing.
+  const plain = d.update(cipher);
+  const tail = d.final();
+  return tail.length ? Buffer.concat([plain, tail]) : plain;
+}
+
+function trimmed(plain: Buffer, expectedLength: number): Buffer {
   if (plain.length < expectedLength) {
     throw new RetrievalParseError('SizeOfBlock', `${plain.length} bytes decrypted, ${expectedLength} expected`);
   }
