@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../util/log.js';
 import { MAX_REQUEST_SIZE, MIN_MESSAGE_SIZE, PCCRR_PATH } from '../protocol/pccrr/codec.js';
 import { respond, type BlockSource, type ServedAlgo } from './block-responder.js';
 import { TokenBucket } from './rate-limit.js';
+import { SealedBlocks, SEALED_BUDGET_BYTES } from './sealed-blocks.js';
 
 export type { BlockSource } from './block-responder.js';
 
@@ -21,6 +22,11 @@ export interface RetrievalServerOptions {
   uploadTimeoutMs?: number;
   /** Algorithm we encrypt blocks with (default 3, AES-256 with all of Kp). Never plaintext. */
   cryptoAlgo?: ServedAlgo;
+  /**
+   * Memory for encrypted blocks kept for reuse (a block several peers ask for is read and encrypted
+   * once; sealed-blocks.ts), default 16 MiB; 0 turns it off.
+   */
+  sealedBudgetBytes?: number;
   /**
    * Upload cap in bytes/s on block responses (token bucket); undefined or 0 = unlimited. Only what
    * this server sends is capped: the same machine's downloads from peers never go through it.
@@ -117,6 +123,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   const maxConnections = opts.maxConnections;
   if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1))
     throw new RangeError(`maxConnections must be a positive integer, got ${maxConnections}`);
+  const sealed = new SealedBlocks(opts.sealedBudgetBytes ?? SEALED_BUDGET_BYTES);
   let active = 0;
   let server: Server | undefined;
   const sockets = new Set<Socket>();
@@ -188,7 +195,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
       const why = opts.notServing?.();
       if (why !== undefined) st.notServing++;
       const answer = async () => {
-        const r = await respond(body, { source: opts.source, cryptoAlgo, busy: busy || why !== undefined });
+        const r = await respond(body, { source: opts.source, cryptoAlgo, busy: busy || why !== undefined, sealed });
         if (!bucket || !r.ok || r.outcome !== 'served') return r;
         // The upload cap: wait our turn, or say busy when the queue is too long (the peer backs off).
         if (bucket.waitFor(r.body.length) > maxThrottleWaitMs) {
@@ -269,6 +276,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         server = undefined;
         srv.close(() => resolve());
         for (const s of sockets) s.destroy();
+        sealed.clear();
       }),
   };
 }
