@@ -4,7 +4,9 @@
  * decrypting and verifying as the daemon does. Run twice side by side in one invocation: with the
  * sealed-block memory (a block is read, verified and encrypted once for all peers) and without it
  * (sealedBudgetBytes 0: every request reads, verifies and encrypts). The server runs in a child
- * process; its CPU (user + system, /proc/<pid>/stat) per GiB served is the figure.
+ * process; its CPU (user + system, /proc/<pid>/stat) per GiB served is the figure. The peers run
+ * in this process: their CPU per GiB received (exchange, decrypt, verify; no cache, no scheduler)
+ * is printed too (--peers 1 --only 0 compares receiving code between builds).
  *   npm run build && node dist/bench/serve-crowd.js [--size 64] [--peers 4] [--alternations 2]
  */
 import { createHash } from 'node:crypto';
@@ -26,6 +28,8 @@ const { values } = parseArgs({
     size: { type: 'string', default: '64' },
     peers: { type: 'string', default: '4' },
     alternations: { type: 'string', default: '2' },
+    /** Only this setting of the sealed memory (bytes), not both. */
+    only: { type: 'string' },
     serve: { type: 'string' },
     sealed: { type: 'string' },
   },
@@ -77,6 +81,7 @@ if (values.serve) {
     );
     const { peer } = await new Promise<{ peer: string }>((r) => child.once('message', (m) => r(m as { peer: string })));
     const cpu0 = await cpuSeconds(child.pid!);
+    const own0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: peers }, async () => {
@@ -110,20 +115,21 @@ if (values.serve) {
     );
     const seconds = (performance.now() - t0) / 1000;
     const cpu = (await cpuSeconds(child.pid!)) - cpu0;
+    const own = process.cpuUsage(own0);
     child.disconnect();
     await new Promise((r) => child.once('exit', r));
     await rm(dir, { recursive: true, force: true });
     const gib = (peers * totalBlocks * BLOCK) / 2 ** 30;
-    return { seconds, cpu, perGiB: cpu / gib };
+    return { seconds, cpu, perGiB: cpu / gib, clientPerGiB: (own.user + own.system) / 1e6 / gib };
   };
   process.stdout.write(
-    `${peers} peers x ${SIZE_MIB} MiB (${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | sealed memory | server CPU s | CPU s per GiB served | wall s |\n|---|---|---:|---:|---:|\n`,
+    `${peers} peers x ${SIZE_MIB} MiB (${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | sealed memory | server CPU s | CPU s per GiB served | peers' CPU s per GiB received | wall s |\n|---|---|---:|---:|---:|---:|\n`,
   );
   for (let k = 0; k < Number(values.alternations); k++) {
-    for (const sealed of [0, 16 * 1024 * 1024]) {
+    for (const sealed of values.only !== undefined ? [Number(values.only)] : [0, 16 * 1024 * 1024]) {
       const r = await run(sealed);
       process.stdout.write(
-        `| ${k + 1} | ${sealed ? '16 MiB' : 'off'} | ${r.cpu.toFixed(2)} | ${r.perGiB.toFixed(1)} | ${r.seconds.toFixed(2)} |\n`,
+        `| ${k + 1} | ${sealed ? '16 MiB' : 'off'} | ${r.cpu.toFixed(2)} | ${r.perGiB.toFixed(1)} | ${r.clientPerGiB.toFixed(1)} | ${r.seconds.toFixed(2)} |\n`,
       );
     }
   }
