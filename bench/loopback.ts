@@ -4,12 +4,22 @@
  * client 1 (MS-PCCRR, encrypted blocks, verified) and a plain HTTP GET fetches it straight from the
  * origin. Both write the file to disk. `curl` (when installed) fetches the same file from the same
  * origin beside them, as the reference for what the machine does with one HTTP stream. CPU =
- * user + system seconds of each daemon over the peer download, also per GiB moved.
- * Target: peer throughput >= 0.8 x plain HTTP.
- *   npm run build && node dist/bench/loopback.js [--size 256MiB] [--rounds 2] [--json]
+ * user + system seconds of each daemon over the peer download, also per GiB moved, and of
+ * `peerdist get` (its own `cpuSeconds` report).
+ * Beside them each round runs the yardstick (`../shared/bench/ref-pipeline.mjs` from the project
+ * root, or --yardstick PATH; skipped when absent): the same block work reduced to its bones in one
+ * process (one POST per 128 KiB block, AES, SHA-512, positioned write). Its MB/s and CPU s per GiB
+ * (both ends together) are printed beside ours, with the ratios (issue 25).
+ * --profile DIR: every daemon of the run writes a CPU profile (the `--cpu-prof` format) into DIR
+ * when it stops, as daemon-<pid>.cpuprofile; their pids are printed to tell them apart.
+ * Targets: peer throughput >= 0.8 x the yardstick and >= 0.4 x plain HTTP; CPU s per GiB: receiving
+ * daemon <= 10, serving daemon <= 5, get <= 1.
+ *   npm run build && node dist/bench/loopback.js [--size 256MiB] [--rounds 2] [--json] [--profile DIR]
  */
 import { parseArgs } from 'node:util';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Cluster } from '../testkit/sim/harness.js';
 import { LoopbackNetwork } from '../testkit/sim/loopback.js';
 import { agentEntry } from '../testkit/sim/entrypoints.js';
@@ -31,6 +41,33 @@ function curlSeconds(url: string, out: string): Promise<number | undefined> {
   });
 }
 
+const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+interface Yardstick {
+  /** MB/s of the block pipeline and of the plain GET beside it (the better of its two rounds). */
+  blocksMBs: number;
+  plainMBs: number;
+  /** CPU s per GiB, server and client together (one process). */
+  blocksCpuPerGiB: number;
+}
+
+/** Runs the yardstick on `file` (from the project root, where it resolves undici). */
+function yardstick(script: string, file: string): Promise<Yardstick | undefined> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, file], { cwd: projectRoot, maxBuffer: 1 << 20 }, (err, stdout) => {
+      if (err) return reject(err);
+      let best: Yardstick | undefined;
+      for (const line of stdout.split('\n')) {
+        const m = /plain GET (\d+) MB\/s .*blocks \S+ x\d+ in flight (\d+) MB\/s \(([\d.]+) CPU s\/GiB/.exec(line);
+        if (!m) continue;
+        const y = { plainMBs: Number(m[1]), blocksMBs: Number(m[2]), blocksCpuPerGiB: Number(m[3]) };
+        if (!best || y.blocksMBs > best.blocksMBs) best = y;
+      }
+      resolve(best);
+    });
+  });
+}
+
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
 async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
@@ -43,8 +80,11 @@ const { values } = parseArgs({
     size: { type: 'string', default: '256MiB' },
     rounds: { type: 'string', default: '2' },
     json: { type: 'boolean' },
+    yardstick: { type: 'string', default: join(projectRoot, '..', 'shared', 'bench', 'ref-pipeline.mjs') },
+    profile: { type: 'string' },
   },
 });
+const yardstickScript = existsSync(values.yardstick!) ? values.yardstick! : undefined;
 const size = parseSize(values.size!);
 const rounds = Math.max(1, Number(values.rounds));
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
@@ -54,9 +94,19 @@ const c = await Cluster.create({
   network: new LoopbackNetwork({ base: 120 }),
   clients: 1 + rounds,
   files: [{ name: 'f.bin', size }],
+  ...(values.profile
+    ? {
+        env: {
+          NODE_OPTIONS:
+            `${process.env.NODE_OPTIONS ?? ''} --import=${new URL('./cpu-profile-preload.js', import.meta.url).href}`.trim(),
+          PEERDIST_PROFILE_DIR: resolve(values.profile),
+        },
+      }
+    : {}),
 });
 try {
   await c.startDaemons();
+  log(`daemon pids: ${c.daemons.map((d, i) => `client ${i + 1} ${d?.pid}`).join(', ')}`);
   log('client 1 fills its cache from the origin');
   const first = await c.download(1, 'f.bin', 900_000);
   if (!first.correct) throw new Error('client 1 download wrong');
@@ -70,7 +120,10 @@ try {
     curlRatio?: number;
     serverCpu: number;
     clientCpu: number;
+    getCpu?: number;
+    yard?: Yardstick;
   }> = [];
+  const file = c.files.get('f.bin')!.path;
   for (let k = 0; k < rounds; k++) {
     const out = join(c.root, `plain-${k}.bin`);
     const h = await runCommand(process.execPath, [agentEntry, 'fetch', `http://${c.originDirect}/f.bin`, '-o', out], {
@@ -79,13 +132,17 @@ try {
     await rm(out, { force: true });
     const cs = await curlSeconds(`http://${c.originDirect}/f.bin`, out);
     await rm(out, { force: true });
+    const yard = yardstickScript ? await yardstick(yardstickScript, file) : undefined;
     const hj = lastJsonLine(h.stdout);
     if (!hj || hj.bytes !== size) throw new Error(`plain fetch failed: ${h.stderr}`);
-    const server = c.daemons[0]!.pid;
+    // Every daemon that already holds the file may serve it (round 2 on: client 1 and client 2):
+    // the serving CPU is theirs together.
+    const servers = c.daemons.slice(0, 1 + k).map((d) => d!.pid);
     const client = c.daemons[1 + k]!.pid;
-    const cpu0 = [await cpuSeconds(server), await cpuSeconds(client)];
+    const serving = async () => (await Promise.all(servers.map(cpuSeconds))).reduce((a, b) => a + b, 0);
+    const cpu0 = [await serving(), await cpuSeconds(client)];
     const p = await c.download(2 + k, 'f.bin', 900_000);
-    const serverCpu = (await cpuSeconds(server)) - cpu0[0]!;
+    const serverCpu = (await serving()) - cpu0[0]!;
     const clientCpu = (await cpuSeconds(client)) - cpu0[1]!;
     if (!p.correct) throw new Error(`client ${2 + k} download wrong`);
     const httpSeconds = hj.seconds as number;
@@ -99,9 +156,11 @@ try {
       curlRatio: cs === undefined ? undefined : cs / p.seconds,
       serverCpu,
       clientCpu,
+      getCpu: p.cpuSeconds,
+      yard,
     });
     log(
-      `round ${k + 1}: peer ${p.seconds.toFixed(2)} s (${p.fromPeers} bytes from peers; CPU: serving daemon ${serverCpu.toFixed(1)} s, receiving daemon ${clientCpu.toFixed(1)} s), plain HTTP ${httpSeconds.toFixed(2)} s, curl ${cs?.toFixed(2) ?? 'n/a'} s`,
+      `round ${k + 1}: peer ${p.seconds.toFixed(2)} s (${p.fromPeers} bytes from peers; CPU: serving daemon(s) ${serverCpu.toFixed(1)} s, receiving daemon ${clientCpu.toFixed(1)} s, get ${p.cpuSeconds?.toFixed(2) ?? 'n/a'} s), plain HTTP ${httpSeconds.toFixed(2)} s, curl ${cs?.toFixed(2) ?? 'n/a'} s${yard ? `, yardstick ${yard.blocksMBs} MB/s at ${yard.blocksCpuPerGiB} CPU s/GiB` : ''}`,
     );
   }
   const best = rows.reduce((a, r) => (r.ratio > a.ratio ? r : a));
@@ -112,17 +171,47 @@ try {
       `file ${size} bytes on loopback; client 1 took it from the origin in ${first.seconds.toFixed(2)} s\n`,
     );
     const gib = size / 2 ** 30;
+    const f1 = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(1));
+    const f2 = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(2));
     process.stdout.write(
-      '| round | peer-to-peer s | MB/s | CPU s serving / receiving daemon | CPU s per GiB serving / receiving | plain HTTP s | MB/s | curl s | MB/s | p2p / http | p2p / curl |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n',
+      '| round | peer-to-peer s | MB/s | plain HTTP s | MB/s | curl s | MB/s | yardstick MB/s | p2p / http | p2p / yardstick | p2p / curl |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n',
     );
     for (const r of rows) {
       const curl = r.curlSeconds === undefined ? 'n/a | n/a' : `${r.curlSeconds.toFixed(2)} | ${mbs(r.curlSeconds)}`;
+      const yr = r.yard ? size / 1e6 / r.p2pSeconds / r.yard.blocksMBs : undefined;
       process.stdout.write(
-        `| ${r.round} | ${r.p2pSeconds.toFixed(2)} | ${mbs(r.p2pSeconds)} | ${r.serverCpu.toFixed(1)} / ${r.clientCpu.toFixed(1)} | ${(r.serverCpu / gib).toFixed(1)} / ${(r.clientCpu / gib).toFixed(1)} | ${r.httpSeconds.toFixed(2)} | ${mbs(r.httpSeconds)} | ${curl} | ${r.ratio.toFixed(2)} | ${r.curlRatio?.toFixed(2) ?? 'n/a'} |\n`,
+        `| ${r.round} | ${r.p2pSeconds.toFixed(2)} | ${mbs(r.p2pSeconds)} | ${r.httpSeconds.toFixed(2)} | ${mbs(r.httpSeconds)} | ${curl} | ${r.yard?.blocksMBs ?? 'n/a'} | ${r.ratio.toFixed(2)} | ${f2(yr)} | ${r.curlRatio?.toFixed(2) ?? 'n/a'} |\n`,
       );
     }
     process.stdout.write(
-      `best p2p / http ratio ${best.ratio.toFixed(2)} (target >= 0.8: ${best.ratio >= 0.8 ? 'met' : 'NOT met'})\n`,
+      '\n| round | CPU s per GiB: receiving daemon | serving daemon | get | yardstick (both ends) | receiving / yardstick | serving / yardstick |\n|---|---:|---:|---:|---:|---:|---:|\n',
+    );
+    for (const r of rows) {
+      const rc = r.clientCpu / gib,
+        sc = r.serverCpu / gib,
+        y = r.yard?.blocksCpuPerGiB;
+      process.stdout.write(
+        `| ${r.round} | ${rc.toFixed(1)} | ${sc.toFixed(1)} | ${f1(r.getCpu === undefined ? undefined : r.getCpu / gib)} | ${f1(y)} | ${f2(y ? rc / y : undefined)} | ${f2(y ? sc / y : undefined)} |\n`,
+      );
+    }
+    const bestY = rows.reduce<number | undefined>((a, r) => {
+      const v = r.yard ? size / 1e6 / r.p2pSeconds / r.yard.blocksMBs : undefined;
+      return v !== undefined && (a === undefined || v > a) ? v : a;
+    }, undefined);
+    const minOf = (f: (r: (typeof rows)[number]) => number | undefined) =>
+      rows.reduce<number | undefined>((a, r) => {
+        const v = f(r);
+        return v !== undefined && (a === undefined || v < a) ? v : a;
+      }, undefined);
+    const met = (ok: boolean | undefined) => (ok === undefined ? 'n/a' : ok ? 'met' : 'NOT met');
+    const rcv = minOf((r) => r.clientCpu / gib),
+      srv = minOf((r) => r.serverCpu / gib),
+      gt = minOf((r) => (r.getCpu === undefined ? undefined : r.getCpu / gib));
+    process.stdout.write(
+      `best p2p / yardstick ${f2(bestY)} (target >= 0.8: ${met(bestY === undefined ? undefined : bestY >= 0.8)}); best CPU s per GiB receiving ${f1(rcv)} (<= 10: ${met(rcv! <= 10)}), serving ${f1(srv)} (<= 5: ${met(srv! <= 5)}), get ${f1(gt)} (<= 1: ${met(gt === undefined ? undefined : gt <= 1)})\n`,
+    );
+    process.stdout.write(
+      `best p2p / http ratio ${best.ratio.toFixed(2)} (target >= 0.4: ${best.ratio >= 0.4 ? 'met' : 'NOT met'})\n`,
     );
   }
 } finally {

@@ -47,7 +47,7 @@ export function register(program: Command): void {
         if (shown) process.stderr.write('\r\x1b[K');
         // With -o - the content went to stdout: the result line goes to stderr.
         (r.output === '-' ? process.stderr : process.stdout).write(
-          o.json ? jsonForTerminal(r) + '\n' : finalLine(r) + '\n',
+          o.json ? jsonForTerminal({ ...r, cpuSeconds: cpuSecondsSoFar() }) + '\n' : finalLine(r) + '\n',
         );
       } catch (err) {
         if (shown) process.stderr.write('\n');
@@ -70,4 +70,10 @@ export function register(program: Command): void {
       const s = await adminJson<StatusDoc>(daemonAddress(o.daemon), '/v1/status');
       process.stdout.write(o.json ? jsonForTerminal(s) + '\n' : statusText(s) + '\n');
     });
+}
+
+/** CPU seconds (user + system) this process used so far: `get --json` reports its own cost. */
+function cpuSecondsSoFar(): number {
+  const u = process.cpuUsage();
+  return Math.round((u.user + u.system) / 1000) / 1000;
 }

@@ -24,6 +24,7 @@ import { encryptBlock } from '../protocol/pccrr/crypto.js';
 import { intersectRanges, nextHeld, normalizeRanges, rangesFromIndexes } from '../protocol/pccrr/ranges.js';
 import { RetrievalParseError } from '../protocol/pccrr/errors.js';
 import { decodeReplayRecord } from './replay-record.js';
+import type { Sealed, SealedBlocks } from './sealed-blocks.js';
 
 /** Where served blocks come from (the cache's BlockStore satisfies this structurally). */
 export interface BlockSource {
@@ -46,6 +47,8 @@ export interface ResponderDeps {
   busy: boolean;
   /** IV source (default: 16 random bytes per response). */
   randomIv?: () => Buffer;
+  /** Encrypted blocks kept for reuse: a block asked for again is not read or encrypted again. */
+  sealed?: SealedBlocks;
 }
 
 /** What happened, for statistics and logs. */
@@ -115,8 +118,8 @@ async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
   const { source } = deps;
   const seg = source.getSegment(req.segmentId);
   if (!seg || index >= blockCount(seg.version, seg) || !source.hasBlock(req.segmentId, index)) return empty('missing');
-  const data = await source.readBlock(req.segmentId, index, 'peer');
   if (seg.replay) {
+    const data = await source.readBlock(req.segmentId, index, 'peer');
     // Sent exactly as the offering client sent it: we never had the key (protocol/pchc.md).
     const rec = data && index === 0 ? decodeReplayRecord(data) : undefined;
     if (!rec) return empty('missing');
@@ -135,12 +138,19 @@ async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
     );
   }
   const [s, e] = blockRange(seg.version, seg, index);
-  if (!data || data.length !== e - s) return empty('missing');
   // Strongest algorithm that the segment key supports, up to the configured one.
   let algo: ServedAlgo = deps.cryptoAlgo;
   while (algo > 1 && seg.kp.length < KEY_BYTES[algo]) algo = (algo - 1) as ServedAlgo;
   if (seg.kp.length < KEY_BYTES[algo]) return empty('missing');
-  const { cipher, iv } = encryptBlock(algo, seg.kp, data, deps.randomIv?.());
+  // The store verifies the block as it reads it: only verified bytes are encrypted (and kept).
+  const seal = async (): Promise<Sealed | undefined> => {
+    const data = await source.readBlock(req.segmentId, index, 'peer');
+    if (!data || data.length !== e - s) return undefined;
+    return { ...encryptBlock(algo, seg.kp, data, deps.randomIv?.()), length: data.length };
+  };
+  const sealed = deps.sealed ? await deps.sealed.get(req.segmentId, index, algo, seg.kp, seal) : await seal();
+  if (!sealed) return empty('missing');
+  const { cipher, iv } = sealed;
   const next = seg.version === 2 ? 0 : nextHeld(source.presentBlocks(req.segmentId), index);
   return reply(
     {
@@ -153,7 +163,7 @@ async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
       iv,
     },
     'served',
-    data.length,
+    sealed.length,
   );
 }
 

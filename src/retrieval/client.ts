@@ -104,6 +104,22 @@ export interface GetBlockResult {
 }
 
 const MAX_BODY = MAX_RESPONSE_SIZE + TRANSPORT_HEADER_SIZE;
+/**
+ * How often the one timer of a client looks for exchanges past requestTimeoutMs (issue 25: a timer,
+ * a combined AbortSignal and their closures per block cost more than the rest of the exchange's
+ * own bookkeeping). An exchange is cut off at most this much after its deadline; undici's own
+ * headers and body timers (firstByteTimeoutMs) still act at once.
+ */
+const SWEEP_MS = 250;
+
+/** One exchange in flight: its deadline and how to stop it. */
+interface InFlight {
+  deadline: number;
+  ctl: AbortController;
+  /** Set when requestTimeoutMs cut it off. */
+  timedOut: boolean;
+  caller: AbortSignal | undefined;
+}
 
 export interface RetrievalClientStats {
   /**
@@ -133,6 +149,11 @@ export class RetrievalClient {
   private readonly health = new Map<string, PeerHealth>();
   private readonly now: () => number;
   private readonly st: RetrievalClientStats = { aesWholeSecret: { recovered: 0, rejected: 0 } };
+
+  private readonly inFlight = new Set<InFlight>();
+  private sweeper: NodeJS.Timeout | undefined;
+  /** Exchanges by the caller's signal: one 'abort' listener per signal, not one per exchange. */
+  private readonly bySignal = new WeakMap<AbortSignal, Set<InFlight>>();
 
   constructor(opts: RetrievalClientOptions = {}) {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
@@ -326,6 +347,8 @@ export class RetrievalClient {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
@@ -453,21 +476,7 @@ export class RetrievalClient {
     crowd?: CrowdCallback,
   ): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
     const pool = this.pool(peer);
-    const timer = new AbortController();
-    const t = setTimeout(() => timer.abort(), this.requestTimeoutMs);
-    const combined = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
-    const failure = (e: unknown): PeerError => {
-      if (e instanceof PeerError) return e;
-      if (signal?.aborted) return new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
-      if (timer.signal.aborted)
-        return new PeerError('PEER_TIMEOUT', peer, `no complete response within ${this.requestTimeoutMs} ms`, {
-          cause: e,
-        });
-      const code = (e as { code?: string }).code ?? '';
-      if (/TIMEOUT/.test(code))
-        return new PeerError('PEER_TIMEOUT', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
-      return new PeerError('PEER_UNREACHABLE', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });
-    };
+    const x = this.track(signal);
     try {
       const res = await pool.request({
         path: PCCRR_PATH,
@@ -480,7 +489,7 @@ export class RetrievalClient {
           'content-length': String(body.length),
           ...(crowd ? { [CROWD_HEADER]: CROWD_REQUEST_VALUE } : {}),
         },
-        signal: combined,
+        signal: x.ctl.signal,
       });
       if (res.statusCode !== 200) {
         discard(res.body);
@@ -504,7 +513,8 @@ export class RetrievalClient {
       }
       let msg: Decoded<ResponseMessage>;
       try {
-        msg = decodeResponse(Buffer.concat(chunks, n));
+        // The concatenated body is ours alone: the block is decoded as a view into it, not copied.
+        msg = decodeResponse(Buffer.concat(chunks, n), { views: true });
       } catch (e) {
         if (e instanceof RetrievalParseError)
           throw new PeerError('PEER_PROTOCOL', peer, `bad response: ${e.message}`, { cause: e });
@@ -520,12 +530,84 @@ export class RetrievalClient {
       crowd?.(parseCrowd(res.headers[CROWD_HEADER]));
       return { msg, bytes: n };
     } catch (e) {
-      const err = failure(e);
+      const err = this.failure(e, peer, signal, x, firstByteMs);
       this.log.debug('PCCRR exchange failed', { peer, code: err.code, error: err });
       throw err;
     } finally {
-      clearTimeout(t);
+      this.untrack(x);
     }
+  }
+
+  private failure(
+    e: unknown,
+    peer: string,
+    signal: AbortSignal | undefined,
+    x: InFlight,
+    firstByteMs: number,
+  ): PeerError {
+    if (e instanceof PeerError) return e;
+    if (signal?.aborted) return new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
+    if (x.timedOut)
+      return new PeerError('PEER_TIMEOUT', peer, `no complete response within ${this.requestTimeoutMs} ms`, {
+        cause: e,
+      });
+    const code = (e as { code?: string }).code ?? '';
+    if (/TIMEOUT/.test(code))
+      return new PeerError('PEER_TIMEOUT', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
+    return new PeerError('PEER_UNREACHABLE', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });
+  }
+
+  /** Registers an exchange: the sweeper enforces its deadline, the caller's signal aborts it. */
+  private track(signal: AbortSignal | undefined): InFlight {
+    const x: InFlight = {
+      deadline: performance.now() + this.requestTimeoutMs,
+      ctl: new AbortController(),
+      timedOut: false,
+      caller: signal,
+    };
+    this.inFlight.add(x);
+    if (signal) {
+      let set = this.bySignal.get(signal);
+      if (!set) {
+        const mine = new Set<InFlight>();
+        set = mine;
+        this.bySignal.set(signal, mine);
+        signal.addEventListener(
+          'abort',
+          () => {
+            for (const y of mine) y.ctl.abort(signal.reason);
+          },
+          { once: true },
+        );
+      }
+      set.add(x);
+      if (signal.aborted) x.ctl.abort(signal.reason);
+    }
+    if (!this.sweeper) {
+      this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+      this.sweeper.unref();
+    }
+    return x;
+  }
+
+  private untrack(x: InFlight): void {
+    this.inFlight.delete(x);
+    if (x.caller) this.bySignal.get(x.caller)?.delete(x);
+  }
+
+  /** Cuts off exchanges past their deadline; stops itself when nothing is in flight. */
+  private sweep(): void {
+    if (this.inFlight.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      return;
+    }
+    const now = performance.now();
+    for (const x of this.inFlight)
+      if (!x.timedOut && now >= x.deadline) {
+        x.timedOut = true;
+        x.ctl.abort();
+      }
   }
 }
 

@@ -9,6 +9,7 @@ import { MAX_REQUEST_SIZE, MIN_MESSAGE_SIZE, PCCRR_PATH } from '../protocol/pccr
 import { respond, type BlockSource, type ServedAlgo } from './block-responder.js';
 import { TokenBucket } from './rate-limit.js';
 import { ConnectionGuard, FairSlots, FairUploadQueue, sourceKey } from './fair-share.js';
+import { SealedBlocks, SEALED_BUDGET_BYTES } from './sealed-blocks.js';
 
 export type { BlockSource } from './block-responder.js';
 
@@ -25,6 +26,11 @@ export interface RetrievalServerOptions {
   uploadTimeoutMs?: number;
   /** Algorithm we encrypt blocks with (default 3, AES-256 with all of Kp). Never plaintext. */
   cryptoAlgo?: ServedAlgo;
+  /**
+   * Memory for encrypted blocks kept for reuse (a block several peers ask for is read and encrypted
+   * once; sealed-blocks.ts), default 16 MiB; 0 turns it off.
+   */
+  sealedBudgetBytes?: number;
   /**
    * Upload cap in bytes/s on block responses (token bucket); undefined or 0 = unlimited. Only what
    * this server sends is capped: the same machine's downloads from peers never go through it.
@@ -138,6 +144,8 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   });
   const slots = new FairSlots(maxConcurrent);
   const uploads = bucket ? new FairUploadQueue(bucket, maxThrottleWaitMs, sleep) : undefined;
+  // A block several peers ask for is read and encrypted once (issue 25, protocol/pccrr.md).
+  const sealed = new SealedBlocks(opts.sealedBudgetBytes ?? SEALED_BUDGET_BYTES);
   let server: Server | undefined;
   const sockets = new Set<Socket>();
 
@@ -209,7 +217,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
       const why = opts.notServing?.();
       if (why !== undefined) st.notServing++;
       const answer = async () => {
-        const r = await respond(body, { source: opts.source, cryptoAlgo, busy: busy || why !== undefined });
+        const r = await respond(body, { source: opts.source, cryptoAlgo, busy: busy || why !== undefined, sealed });
         if (!uploads || !r.ok || r.outcome !== 'served') return r;
         // The upload cap, shared fairly between sources: wait our turn, or say busy when our
         // source's fair wait is too long (the peer backs off).
@@ -296,6 +304,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         uploads?.close();
         srv.close(() => resolve());
         for (const s of sockets) s.destroy();
+        sealed.clear();
       }),
   };
 }

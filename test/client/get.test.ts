@@ -83,6 +83,7 @@ t.test('get and status through the admin API', async (t) => {
     [
       'bytes',
       'contentInfoBytes',
+      'cpuSeconds',
       'fromCache',
       'fromOrigin',
       'fromPeers',

@@ -73,6 +73,8 @@ export interface SimDownload extends Omit<GetResult, 'peers'> {
   client: number;
   /** As the JSON said (not checked). */
   peers: unknown;
+  /** CPU seconds of the `peerdist get` process (its own report; undefined from an older build). */
+  cpuSeconds?: number;
   /** Wall-clock time of the whole `peerdist get` process, s. */
   wallSeconds: number;
   sha256: string;
@@ -460,6 +462,7 @@ export class Cluster {
       contentInfoBytes: num(j.contentInfoBytes),
       peers: j.peers,
       peerdist: j.peerdist === true,
+      ...(typeof j.cpuSeconds === 'number' ? { cpuSeconds: j.cpuSeconds } : {}),
       wallSeconds: r.ms / 1000,
       sha256: dg?.sha256 ?? '',
       correct: dg !== undefined && dg.size === file.size && dg.sha256 === file.sha256,

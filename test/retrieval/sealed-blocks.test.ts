@@ -1,0 +1,106 @@
+/**
+ * Issue 25, serving side: a block that several peers ask for is read (and verified) and encrypted
+ * once; every answer carries the same ciphertext and IV, which decrypt to the block. Bounded memory;
+ * a block the store no longer holds is never answered from memory.
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { respond, type ResponderDeps } from '../../src/retrieval/block-responder.js';
+import { SealedBlocks } from '../../src/retrieval/sealed-blocks.js';
+import { decodeResponse, encodeRequest } from '../../src/protocol/pccrr/codec.js';
+import { decryptBlock } from '../../src/protocol/pccrr/crypto.js';
+import { blockOf, deferred, makeContent, MemorySource } from './source.js';
+
+const C = await makeContent(3 * 65536 + 100); // v1: four blocks of up to 64 KiB
+const req = (index: number) =>
+  encodeRequest({ type: 'GETBLKS', cryptoAlgo: 1, segmentId: C.seg.segmentId, ranges: [[index, 1]] });
+
+/** The block a response carries, decrypted, with its IV. */
+function opened(r: Awaited<ReturnType<typeof respond>>, index: number): { plain: Buffer; iv: Buffer } {
+  if (!r.ok) throw new Error('not ok');
+  const m = decodeResponse(r.body);
+  if (m.type !== 'BLK') throw new Error(`got ${m.type}`);
+  return { plain: decryptBlock(m.cryptoAlgo, C.seg.kp, m.block, m.iv, blockOf(C, index).length), iv: m.iv };
+}
+
+function deps(source: MemorySource, sealed: SealedBlocks): ResponderDeps & { ivs: number } {
+  const d = {
+    source,
+    cryptoAlgo: 3 as const,
+    busy: false,
+    sealed,
+    ivs: 0,
+    randomIv: () => {
+      d.ivs++;
+      return randomBytes(16);
+    },
+  };
+  return d;
+}
+
+t.test('a block asked for three times is read and encrypted once, same IV, right bytes', async (t) => {
+  const source = new MemorySource().add(C);
+  const d = deps(source, new SealedBlocks());
+  const answers = [];
+  for (let k = 0; k < 3; k++) answers.push(opened(await respond(req(1), d), 1));
+  t.equal(source.reads, 1, 'one read of the block from the store');
+  t.equal(d.ivs, 1, 'one encryption');
+  for (const a of answers) {
+    t.ok(a.plain.equals(blockOf(C, 1)), 'decrypts to the block');
+    t.ok(a.iv.equals(answers[0]!.iv), 'the same IV with the same ciphertext');
+  }
+  opened(await respond(req(2), d), 2);
+  t.equal(source.reads, 2, 'another block is read on its own');
+});
+
+t.test('requests arriving while the block is being read share that read', async (t) => {
+  const source = new MemorySource().add(C);
+  const gate = deferred();
+  source.hold = gate.promise;
+  const d = deps(source, new SealedBlocks());
+  const pending = [respond(req(0), d), respond(req(0), d), respond(req(0), d)];
+  gate.resolve();
+  for (const r of await Promise.all(pending)) t.ok(opened(r, 0).plain.equals(blockOf(C, 0)));
+  t.equal(source.reads, 1);
+});
+
+t.test('bounded: beyond the budget the least recently used block goes', async (t) => {
+  const source = new MemorySource().add(C);
+  const one = 65536 + 16 + 16; // ciphertext of a full block (PKCS#7 adds 16) and its IV
+  const sealed = new SealedBlocks(2 * one);
+  const d = deps(source, sealed);
+  for (const i of [0, 1, 0, 2]) opened(await respond(req(i), d), i);
+  t.equal(source.reads, 3, 'blocks 0, 1, 2 read once each (0 again from memory)');
+  t.ok(sealed.size() <= 2 * one, `held ${sealed.size()} bytes, budget ${2 * one}`);
+  opened(await respond(req(1), d), 1);
+  t.equal(source.reads, 4, 'block 1 was the least recently used and went (now 0 goes)');
+  opened(await respond(req(2), d), 2);
+  t.equal(source.reads, 4, 'block 2 (the newest before it) stayed');
+});
+
+t.test('a block the store no longer holds is not served from memory', async (t) => {
+  const source = new MemorySource().add(C);
+  const d = deps(source, new SealedBlocks());
+  opened(await respond(req(3), d), 3);
+  source.held.get(C.seg.segmentId.toString('hex'))!.blocks.delete(3);
+  const r = await respond(req(3), d);
+  t.equal(r.ok && r.outcome, 'missing');
+});
+
+t.test('a read that fails is not kept: the next request reads again', async (t) => {
+  const source = new MemorySource().add(C);
+  const d = deps(source, new SealedBlocks());
+  const real = source.readBlock.bind(source);
+  let fail = true;
+  source.readBlock = async (id, i) => {
+    if (fail) {
+      source.reads++;
+      throw new Error('disk gone');
+    }
+    return real(id, i);
+  };
+  await t.rejects(respond(req(0), d), /disk gone/);
+  fail = false;
+  t.ok(opened(await respond(req(0), d), 0).plain.equals(blockOf(C, 0)));
+  t.equal(source.reads, 2);
+});
