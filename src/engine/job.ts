@@ -346,6 +346,9 @@ export class EngineJob extends EventEmitter implements DownloadJob {
         // No room even for the index entry (full filesystem): the segment is downloaded without
         // caching, its blocks go to the readers from memory (issue 16.4).
         if (!isCacheCapacityError(err)) throw err;
+        // Not in the cache: nothing of it to keep, so no pin either.
+        this.segPins.get(k)?.();
+        this.segPins.delete(k);
         this.log.warn('cannot register a segment in the cache; downloading it without caching', {
           segment: seg.index,
           err,
