@@ -14,6 +14,7 @@
  */
 import { constants, type FileHandle, chmod, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { makeDirs } from '../util/mkdirs.js';
 
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
@@ -41,7 +42,7 @@ export class SegmentFiles {
 
   async init(): Promise<void> {
     for (const d of [this.root, this.blocksDir]) {
-      await mkdir(d, { recursive: true, mode: DIR_MODE });
+      await makeDirs(d, DIR_MODE);
       await chmod(d, DIR_MODE);
     }
   }

@@ -29,7 +29,7 @@
  * `u!<id>` usage {lastUse, hitsLocal, hitsPeer}, `c!limit` configured limit, `c!stats` counters.
  */
 import { EventEmitter } from 'node:events';
-import { chmod, mkdir, statfs } from 'node:fs/promises';
+import { chmod, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Level } from 'level';
 import { blockRange, packedHashes, verifyBlock } from '../protocol/pccrc/types.js';
@@ -51,6 +51,7 @@ import {
   validateMeta,
 } from './meta.js';
 import { exportPackage, type ImportReport, importPackage } from './package.js';
+import { makeDirs } from '../util/mkdirs.js';
 
 export { type SegmentMeta, segmentMetaFrom } from './meta.js';
 export { BadBlockError, CacheLockedError, CacheError } from './errors.js';
@@ -192,7 +193,7 @@ export class BlockStore extends EventEmitter {
     if (opts.maxSegments !== undefined && (!Number.isSafeInteger(opts.maxSegments) || opts.maxSegments < 1))
       throw new CacheError('BAD_LIMIT', `invalid segment cap ${opts.maxSegments}`);
     const log = opts.logger ?? nullLogger;
-    await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    await makeDirs(dir, DIR_MODE);
     await chmod(dir, DIR_MODE);
     const indexDir = join(dir, 'index');
     const db = new Level<string, unknown>(indexDir, { valueEncoding: 'json' });

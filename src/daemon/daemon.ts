@@ -3,7 +3,7 @@
  * discovery answering from the store, DNS-SD presence, the download engine, the admin API and
  * the optional local HTTP proxy. `close()` shuts everything down in reverse order.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { BlockStore } from '../cache/store.js';
@@ -34,6 +34,7 @@ import { ServePolicy } from './serve-policy.js';
 import { isLivenessProbe } from '../discovery/liveness.js';
 import { TraceBook, type TracedJob } from './traces.js';
 import { ByteHistory, HISTORY_SAMPLE_MS, PeerHealth, type PeerStatLike } from './history.js';
+import { makeDirs } from '../util/mkdirs.js';
 
 const isWildcard = (h: string) => h === '0.0.0.0' || h === '::' || h === '';
 
@@ -121,7 +122,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
   };
 
   try {
-    await mkdir(config.stateDir, { recursive: true });
+    await makeDirs(config.stateDir);
     const store = await BlockStore.open({
       dir: join(config.stateDir, 'cache'),
       limitBytes: config.cacheLimitBytes,
@@ -134,7 +135,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
     const tmpDir = join(config.stateDir, 'tmp');
     const stale = await clearStaleBuffers(tmpDir);
     if (stale > 0) log.info('removed stale download buffers', { dir: tmpDir, count: stale });
-    await mkdir(tmpDir, { recursive: true });
+    await makeDirs(tmpDir);
 
     const power = new PowerMonitor(opts.powerSupplyDir);
     await power.start();

@@ -6,10 +6,11 @@
  * (sha256WithRSAEncryption, subjectAltName, basicConstraints CA, serverAuth) assembled in DER here.
  */
 import { type KeyObject, X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { PeerdistError } from '../util/errors.js';
+import { makeDirs } from '../util/mkdirs.js';
 
 export class CertificateError extends PeerdistError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -185,7 +186,7 @@ export async function loadOrCreateCertificate(
     };
   }
   const g = generateSelfSigned(opts.names);
-  await mkdir(tlsDir(stateDir), { recursive: true, mode: 0o700 });
+  await makeDirs(tlsDir(stateDir), 0o700);
   await chmod(tlsDir(stateDir), 0o700);
   // key first, then the certificate: a certificate on disk always has its key
   await writeFile(`${kp}.tmp`, g.keyPem, { mode: 0o600 });

@@ -7,7 +7,6 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { BlockStore } from '../cache/store.js';
@@ -29,6 +28,7 @@ import { Shares } from './shares.js';
 import { clientKey } from './client-key.js';
 import { decodeRequest as decodePccrr } from '../protocol/pccrr/codec.js';
 import { loadOrCreateCertificate } from './cert.js';
+import { makeDirs } from '../util/mkdirs.js';
 
 export const HOSTED_CACHE_VERSION = VERSION;
 
@@ -255,7 +255,7 @@ export async function startHostedCache(
     }
   };
   try {
-    await mkdir(config.stateDir, { recursive: true });
+    await makeDirs(config.stateDir);
     const store = await BlockStore.open({
       dir: join(config.stateDir, 'cache'),
       limitBytes: config.cacheLimitBytes,

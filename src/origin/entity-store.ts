@@ -11,9 +11,10 @@
  * anything inconsistent (metadata without data or with another size, stray data, parts) is removed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.js';
+import { makeDirs } from '../util/mkdirs.js';
 
 export interface StoredEntity {
   url: string;
@@ -103,7 +104,7 @@ export class EntityStore {
   ) {}
 
   static async open(dir: string, limit: number, log: Logger): Promise<EntityStore> {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirs(dir, 0o700);
     const s = new EntityStore(dir, limit, log);
     await s.load();
     await s.evict(0);

@@ -4,9 +4,10 @@
  * hex text so an operator can copy the secret between origins; import also accepts raw bytes.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PeerdistError } from '../util/errors.js';
+import { makeDirs } from '../util/mkdirs.js';
 
 export const SECRET_LENGTH = 32;
 
@@ -21,7 +22,7 @@ export function secretPath(stateDir: string): string {
 /** Creates `<stateDir>` and `<stateDir>/origin` (0700 when created; origin/ is forced to 0700). */
 export async function ensureOriginDir(stateDir: string): Promise<string> {
   const dir = originDir(stateDir);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await makeDirs(dir, 0o700);
   await chmod(dir, 0o700);
   return dir;
 }

@@ -167,3 +167,19 @@ t.test('a FIFO as the origin key, and an origin that never answers: doctor ends'
   );
   t.match(stateDir(rep), { status: 'pass' }, 'a usable state directory still passes');
 });
+
+t.test('every command that makes a state directory ends with an error under /proc', async (t) => {
+  // Noticed with item 10: hosted-cache, cache and serve called Node's recursive mkdir too, and
+  // hung on a state directory under /proc instead of failing.
+  const dir = `/proc/peerdist-${process.pid}-x`;
+  for (const args of [
+    ['hosted-cache', '--state-dir', dir, '--http', '127.0.0.1:0', '--https', 'off', '--admin', '127.0.0.1:0'],
+    ['cache', 'stats', '--state-dir', dir],
+    ['serve', root, '--state-dir', dir, '--host', '127.0.0.1', '--port', '0'],
+    ['daemon', '--state-dir', dir, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--interface', '127.0.0.1'],
+  ]) {
+    const r = await runCli(args, { timeoutMs: 60_000 });
+    t.equal(r.code, 1, `${args[0]} ${args[1]}: exit 1`);
+    t.match(r.stderr, /proc/, `${args[0]} ${args[1]}: the error names the path (${r.stderr.trim().slice(0, 120)})`);
+  }
+});
