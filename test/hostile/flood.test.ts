@@ -1,16 +1,20 @@
 /**
  * Probe floods against the discovery responder.
  * - A real `peerdist daemon` child holding a file: one source sends 1,000 probes per second for
- *   2 s while an honest neighbour probes 10 times per second; the neighbour gets every answer, the
- *   flooder gets no more than the per-source limit allows, and bytes out / bytes in is reported.
- *   (Regression: the global bucket used to be charged before the per-source one, so a single
- *   flooder drained it and the neighbour went unanswered.)
+ *   2 s while an honest neighbour probes 10 times per second; no probe is refused by the global
+ *   bucket, every probe the daemon read past the rate limits is answered, the neighbour gets every
+ *   answer unless the kernel dropped datagrams from the daemon's full receive queue (a busy
+ *   machine; then at most that many are missing), and the flooder gets no more than the
+ *   per-source limit allows. (Regression: the global bucket used to be charged before the
+ *   per-source one, so a single flooder drained it and the neighbour went unanswered. Issue 27.13:
+ *   the test waited a fixed 300 ms and required 9 in 10 answers, which a busy machine broke.)
  * - State machine (fake clock): probes from outside the local subnets never get a ProbeMatch, and no
  *   ProbeMatch exceeds the reply bound whatever the probe lists.
  */
 import t from 'tap';
 import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { encodeProbe, parseDiscoveryMessage } from '../../src/protocol/pccrd/codec.js';
 import { DampingTable } from '../../src/discovery/damping.js';
 import { join } from 'node:path';
@@ -51,9 +55,30 @@ function adminText(hostPort: string, path: string): Promise<string> {
   });
 }
 
+/** Datagrams the kernel dropped on the UDP socket bound to `port` (the "drops" column of /proc/net/udp). */
+function kernelDrops(port: number): number {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  let drops = 0;
+  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.split(':')[1] === hex) drops += Number(f[12] ?? 0);
+  }
+  return drops;
+}
+
+/** Polls `cond` every `everyMs` until it holds; fails after 120 s (a hang, not a slow machine). */
+async function until(cond: () => boolean | Promise<boolean>, what: string, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 async function udp(host: string): Promise<Socket> {
   const s = createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, host, () => r()));
+  s.setRecvBufferSize(4 * 1024 * 1024); // capped by net.core.rmem_max; the test's own queues must not drop answers
   return s;
 }
 
@@ -64,49 +89,58 @@ t.test(
     const data = randomBytes(300_000);
     const { base } = await publishedOrigin(t, root, { 'f.bin': data });
     const port = await freeUdpPort();
-    const d = await startDaemonChild([
-      '--state-dir',
-      join(root, 'd'),
-      '--listen',
-      '127.0.0.2:0',
-      '--interface',
-      '127.0.0.1',
-      '--admin',
-      '127.0.0.1:0',
-      '--discovery-port',
-      String(port),
-      '--mdns-port',
-      String(await freeUdpPort()),
-      '--no-presence',
-      '--max-content-version',
-      '1',
-    ]);
+    const d = await startDaemonChild(
+      [
+        '--state-dir',
+        join(root, 'd'),
+        '--listen',
+        '127.0.0.2:0',
+        '--interface',
+        '127.0.0.1',
+        '--admin',
+        '127.0.0.1:0',
+        '--discovery-port',
+        String(port),
+        '--mdns-port',
+        String(await freeUdpPort()),
+        '--no-presence',
+        '--max-content-version',
+        '1',
+      ],
+      { timeoutMs: 60_000 },
+    );
     t.teardown(() => d.stop(3000));
     const got0 = await runCli(['get', `${base}/f.bin`, '-o', join(root, 'f.bin'), '--daemon', d.ready.admin], {
-      timeoutMs: 30_000,
+      timeoutMs: 120_000,
     });
     t.equal(got0.code, 0, got0.stderr);
     const segmentId = (await fetchContentInfo(`${base}/f.bin`, 1))!.segments[0]!.segmentId;
 
     const flooder = await udp('127.0.0.50');
     const neighbour = await udp('127.0.0.60');
+    const sentinel = await udp('127.0.0.70');
     t.teardown(() => {
       flooder.close();
       neighbour.close();
+      sentinel.close();
     });
-    const got = { flooder: 0, flooderBytes: 0, neighbour: 0 };
+    const got = { flooder: 0, flooderBytes: 0, flooderMaxBytes: 0, neighbour: 0, sentinel: 0 };
     flooder.on('message', (m) => {
       got.flooder++;
       got.flooderBytes += m.length;
+      got.flooderMaxBytes = Math.max(got.flooderMaxBytes, m.length);
     });
     neighbour.on('message', (m) => {
       if (parseDiscoveryMessage(m).kind === 'ProbeMatches') got.neighbour++;
     });
+    sentinel.on('message', () => got.sentinel++);
+    const dropsBefore = kernelDrops(port);
 
     const DURATION_MS = 2000;
     let sentBytes = 0;
     let sent = 0;
     let neighbourSent = 0;
+    let probeBytes = 0;
     const start = Date.now();
     // 1,000 probes per second (sent in 10 ms ticks); the neighbour sends one every 100 ms.
     await new Promise<void>((resolve) => {
@@ -116,6 +150,7 @@ t.test(
         const due = Math.min(now - start, DURATION_MS);
         while (sent < due) {
           const p = probe([segmentId]);
+          probeBytes = Math.max(probeBytes, p.length);
           sentBytes += p.length;
           sent++;
           flooder.send(p, port, '127.0.0.1');
@@ -131,27 +166,62 @@ t.test(
         }
       }, 10);
     });
-    await new Promise((r) => setTimeout(r, 300)); // replies are delayed up to 65 ms
+    // No fixed wait (on a busy machine the daemon reads the queued flood seconds later). The
+    // responder reads its socket in order, so once a sentinel probe sent after the flood is
+    // answered, every earlier datagram has been read; then every probe that passed the rate
+    // limits has been answered when matchesSent reaches probesReceived, and every answer is here
+    // when our sockets have counted as many. (The sentinel repeats, with a new MessageID, until a
+    // copy gets through a full queue.)
+    const status = async () =>
+      JSON.parse(await adminText(d.ready.admin, '/v1/status')).discovery as {
+        probesReceived: number;
+        matchesSent: number;
+        dropped: Record<string, number>;
+      };
+    await until(
+      () => {
+        if (got.sentinel === 0) sentinel.send(probe([segmentId]), port, '127.0.0.1');
+        return got.sentinel > 0;
+      },
+      'a probe sent after the flood is answered',
+      500,
+    );
+    let ds = await status();
+    await until(async () => (ds = await status()).matchesSent >= ds.probesReceived, 'every probe read is answered');
+    await until(() => got.flooder + got.neighbour + got.sentinel >= ds.matchesSent, 'every answer sent has arrived');
     const elapsed = (Date.now() - start) / 1000;
-    const metrics = await adminText(d.ready.admin, '/metrics');
+    const kernel = kernelDrops(port) - dropsBefore;
     t.comment(
-      `neighbour: ${got.neighbour}/${neighbourSent} answered; flooder: ${sent} probes (${sentBytes} B) in ${elapsed.toFixed(1)} s → ${got.flooder} ProbeMatches (${got.flooderBytes} B), bytes out/in ${(got.flooderBytes / sentBytes).toFixed(4)}`,
+      `neighbour: ${got.neighbour}/${neighbourSent} answered; flooder: ${sent} probes (${sentBytes} B) → ${got.flooder} ProbeMatches (${got.flooderBytes} B) in ${elapsed.toFixed(1)} s; the kernel dropped ${kernel} datagrams before the daemon read them; daemon: ${ds.probesReceived} probes past the rate limits, ${ds.matchesSent} answered, dropped ${JSON.stringify(ds.dropped)}`,
     );
     t.equal(sent, DURATION_MS);
-    // A datagram can still be lost in the kernel's receive queue on a loaded machine: allow one in ten.
-    t.ok(
-      got.neighbour >= Math.ceil(neighbourSent * 0.9),
-      `the neighbour got ${got.neighbour} of ${neighbourSent} answers during the flood`,
-    );
-    const allowed = 40 + 20 * elapsed; // per-source limit: 20/s with a burst of 40
+    // What the design guarantees, asserted exactly:
+    // 1. The per-source bucket is charged before the global one, so the flooder never reaches the
+    //    shared budget and no probe is ever refused by it (the regression: it was, and the
+    //    neighbour went unanswered).
+    t.equal(ds.dropped.rateGlobal ?? 0, 0, 'no probe refused by the global bucket');
+    // 2. Every probe that passed the rate limits was answered, and every answer arrived.
+    t.equal(ds.matchesSent, ds.probesReceived, 'every probe read past the rate limits was answered');
+    t.equal(got.flooder + got.neighbour + got.sentinel, ds.matchesSent, 'every answer arrived');
+    // 3. The neighbour never exceeds its own limit, so every probe of its that the daemon read was
+    //    answered. A datagram the kernel dropped from a full receive queue (a busy machine: the
+    //    daemon reads slower than 1,000/s) never reached the daemon; which ones it drops is not up to
+    //    the daemon. With no such drop, the neighbour got every answer.
+    if (kernel === 0)
+      t.equal(got.neighbour, neighbourSent, 'nothing was dropped by the kernel: the neighbour got every answer');
+    else
+      t.ok(
+        got.neighbour >= neighbourSent - kernel,
+        `the neighbour got ${got.neighbour} of ${neighbourSent} answers (the kernel dropped ${kernel} datagrams of the flood)`,
+      );
+    // 4. The flooder gets at most what its bucket allows (20/s, burst 40) over the whole time its
+    //    datagrams were being read, and no answer is much bigger than the probe it answers.
+    const allowed = 40 + 20 * elapsed;
     t.ok(got.flooder <= allowed, `flooder answered ${got.flooder} times (limit ${allowed.toFixed(0)})`);
     t.ok(got.flooder > 0, 'the flooder is a local peer and does get some answers');
-    t.ok(got.flooderBytes / sentBytes < 0.1, 'no amplification: bytes out are a small fraction of bytes in');
-    const metric = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics)?.[1] ?? NaN);
-    const matchesSent = metric('peerdist_probe_matches_sent_total');
     t.ok(
-      matchesSent >= got.flooder + got.neighbour && matchesSent <= allowed + neighbourSent,
-      `daemon metrics: ${matchesSent} ProbeMatches sent in all (${metric('peerdist_probes_received_total')} probes past the rate limits)`,
+      got.flooderMaxBytes <= 2 * probeBytes,
+      `no amplification per answer: largest answer ${got.flooderMaxBytes} B for a ${probeBytes} B probe`,
     );
     const d2 = await runCli(['status', '--daemon', d.ready.admin, '--json']);
     t.equal(d2.code, 0, 'status answers');

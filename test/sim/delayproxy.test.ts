@@ -89,3 +89,98 @@ t.test('a connection to a dead target is closed, the proxy keeps serving', async
   await once(c2, 'close');
   t.equal(p.stats().connections, 2);
 });
+
+/**
+ * Issue 27.16: `npm run sim` stopped with "plain fetch on client 1 failed: agent fetch: aborted".
+ * The origin sends the whole body and closes its end (here at once; `peerdist serve` after its
+ * keep-alive timeout, while the body still sits in the proxy's queue or the client's slow link);
+ * the proxy destroyed the client's socket as soon as the upstream closed, cutting the body.
+ */
+async function sendThenClose(t: Test, payload: Buffer) {
+  const s = createServer((c) => {
+    c.end(payload);
+  });
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  t.teardown(() => s.close());
+  return (s.address() as { port: number }).port;
+}
+
+async function readAll(c: Socket): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  c.on('data', (d: Buffer) => parts.push(d));
+  await once(c, 'end');
+  return Buffer.concat(parts);
+}
+
+t.test('a target that sends its data and closes at once: the client gets every byte, then the end', async (t) => {
+  const payload = randomBytes(3 * 1024 * 1024 + 5);
+  const port = await sendThenClose(t, payload);
+  const p = await startDelayProxy({ listenHost: '127.0.0.1', targetHost: '127.0.0.1', targetPort: port, delayMs: 200 });
+  t.teardown(() => p.close());
+  const c = connect(p.port, '127.0.0.1');
+  t.teardown(() => c.destroy());
+  const got = await readAll(c);
+  t.equal(got.length, payload.length, 'every byte arrived before the end');
+  t.ok(got.equals(payload), 'in order');
+});
+
+t.test('a client that half-closes after its request still gets the whole answer', async (t) => {
+  const payload = randomBytes(1024 * 1024);
+  const s = createServer({ allowHalfOpen: true }, (c) => {
+    c.resume();
+    c.on('end', () => c.end(payload));
+  });
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  t.teardown(() => s.close());
+  const port = (s.address() as { port: number }).port;
+  const p = await startDelayProxy({ listenHost: '127.0.0.1', targetHost: '127.0.0.1', targetPort: port, delayMs: 50 });
+  t.teardown(() => p.close());
+  const c = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true });
+  t.teardown(() => c.destroy());
+  await once(c, 'connect');
+  c.end('request');
+  const got = await readAll(c);
+  t.equal(got.length, payload.length, 'the answer to a half-closed request arrives whole');
+});
+
+t.test('an HTTP origin closing its idle keep-alive connection does not cut the body still in the proxy', async (t) => {
+  const { createServer: createHttpServer, get, Agent } = await import('node:http');
+  const body = randomBytes(2 * 1024 * 1024);
+  // The origin's keep-alive timer starts once it has written the body (into the proxy) and closes
+  // the connection soon after (Node adds up to a second to keepAliveTimeout), while the proxy still
+  // delays the body by 1.5 s.
+  const s = createHttpServer((_req, res) => {
+    res.setHeader('content-length', body.length);
+    res.end(body);
+  });
+  s.keepAliveTimeout = 100;
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  t.teardown(() => {
+    s.closeAllConnections();
+    s.close();
+  });
+  const port = (s.address() as { port: number }).port;
+  const p = await startDelayProxy({
+    listenHost: '127.0.0.1',
+    targetHost: '127.0.0.1',
+    targetPort: port,
+    delayMs: 1500,
+  });
+  t.teardown(() => p.close());
+  const agent = new Agent({ keepAlive: true });
+  t.teardown(() => agent.destroy());
+  const got = await new Promise<Buffer>((resolve, reject) => {
+    get({ host: '127.0.0.1', port: p.port, path: '/', agent }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('end', () => resolve(Buffer.concat(parts)));
+      res.on('error', reject);
+      res.on('aborted', () => reject(new Error('aborted')));
+    }).on('error', reject);
+  });
+  t.equal(got.length, body.length, 'the whole body arrived');
+  t.ok(got.equals(body));
+});

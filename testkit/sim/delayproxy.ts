@@ -50,7 +50,7 @@ export function delayedPipe(
     while (queue.length > 0 && queue[0]!.due <= t) {
       const p = queue.shift()!;
       if (p.chunk === null) {
-        dst.end();
+        if (!dst.destroyed) dst.end();
         return;
       }
       queued -= p.chunk.length;
@@ -70,27 +70,41 @@ export function delayedPipe(
   src.on('data', (chunk: Buffer) => {
     queue.push({ due: now() + delayMs, chunk });
     queued += chunk.length;
-    if (queued >= highWater && !paused) {
+    // What dst has not sent yet counts too: a slow receiver must not make us buffer without bound.
+    if (queued + dst.writableLength >= highWater && !paused) {
       paused = true;
       src.pause();
     }
     schedule();
   });
   dst.on('drain', () => {
-    if (paused && queued < highWater / 2) {
+    if (paused && queued + dst.writableLength < highWater / 2) {
       paused = false;
       src.resume();
     }
   });
-  src.on('end', () => {
+  // The source's end (or close without one) is forwarded as an end after the data before it:
+  // dst.end() flushes what dst still buffers. (Destroying the other socket when one closed cut
+  // the body an origin had sent just before closing: issue 27.16.)
+  let ended = false;
+  const endLater = () => {
+    if (ended) return;
+    ended = true;
     queue.push({ due: now() + delayMs, chunk: null });
     schedule();
-  });
+  };
+  src.on('end', endLater);
+  src.on('close', endLater);
   dst.on('close', () => {
+    // Nothing more can be delivered this way; the other direction finishes on its own.
     if (timer) clearTimeout(timer);
     timer = undefined;
     queue.length = 0;
-    src.destroy();
+    queued = 0;
+    if (paused) {
+      paused = false;
+      src.resume();
+    }
   });
 }
 
@@ -99,9 +113,11 @@ export function startDelayProxy(opts: DelayProxyOptions): Promise<DelayProxy> {
   const highWater = opts.highWaterBytes ?? 4 * 1024 * 1024;
   const sockets = new Set<Socket>();
   const st = { connections: 0, upBytes: 0, downBytes: 0 };
-  const server: Server = createServer((client) => {
+  // Half-open on both sockets: each direction ends on its own when its source ended and its data
+  // went out (an HTTP client may half-close after its request; the answer must still arrive).
+  const server: Server = createServer({ allowHalfOpen: true }, (client) => {
     st.connections++;
-    const upstream = connect({ host: opts.targetHost, port: opts.targetPort });
+    const upstream = connect({ host: opts.targetHost, port: opts.targetPort, allowHalfOpen: true });
     client.setNoDelay(true);
     upstream.setNoDelay(true);
     sockets.add(client);

@@ -390,7 +390,7 @@ export class Cluster {
       hc.host,
       process.execPath,
       [peerdistEntry, 'status', '--daemon', hc.admin, '--json'],
-      { timeoutMs: 15_000, env: this.env() },
+      { timeoutMs: this.readyMs, env: this.env() },
     );
     const j = lastJsonLine(r.stdout);
     if (r.code !== 0 || !j)
@@ -579,7 +579,7 @@ export class Cluster {
       d.host,
       process.execPath,
       [peerdistEntry, 'status', '--daemon', d.admin, '--json'],
-      { timeoutMs: 15_000, env: this.env() },
+      { timeoutMs: this.readyMs, env: this.env() },
     );
     const j = lastJsonLine(r.stdout);
     if (r.code !== 0 || !j)
@@ -605,7 +605,8 @@ export class Cluster {
       this.network.origin,
       process.execPath,
       [agentEntry, 'fetch', `http://${this.originDirect}/.peerdist/stats`, '--body'],
-      { timeoutMs: 15_000 },
+      // A node child's start alone took over 15 s beside other work (issue 27.13): the ready bound.
+      { timeoutMs: this.readyMs },
     );
     const j = lastJsonLine(r.stdout);
     if (r.code !== 0 || !j || typeof j.body !== 'string')

@@ -258,34 +258,83 @@ function tokens(text: string): string[] {
   return text.split(/[ \t\r\n]+/).filter((s) => s.length > 0);
 }
 
-/**
- * Whitespace-separated hex segment IDs. The spec's examples also wrap one long ID across lines, so
- * when some token is not a whole ID we re-split the concatenated hex into equal-sized IDs, choosing
- * the first size (32, 48, 64 bytes) whose ID boundaries no token crosses.
- */
-function parseHexIds(text: string, field: string): Buffer[] {
+/** Whitespace tokens of a hex Scopes value, checked for size and hex digits. */
+function hexTokens(text: string, field: string): string[] {
   const toks = tokens(text);
   if (toks.length === 0) fail('PCCRD_INVALID', field, 'no segment IDs');
   if (toks.length > MAX_SCOPES * 4) fail('XML_LIMIT', field, 'too many tokens');
   for (const tok of toks) if (!/^[0-9A-Fa-f]+$/.test(tok)) fail('PCCRD_INVALID', field, 'segment ID is not hex');
-  let ids = toks;
-  if (!toks.every((tok) => V1_ID_SIZES.has(tok.length / 2))) {
-    const all = toks.join('');
-    const size = [64, 96, 128].find((s) => {
-      if (all.length % s !== 0) return false;
-      let at = 0;
-      return toks.every((tok) => {
-        const ok = Math.floor(at / s) === Math.floor((at + tok.length - 1) / s);
-        at += tok.length;
-        return ok;
-      });
+  return toks;
+}
+
+/**
+ * The ways a hex Scopes value can be read as segment IDs, in order of preference: the tokens
+ * themselves when each is a whole ID, then the concatenated hex re-split into equal IDs of 32, 48
+ * or 64 bytes whose boundaries no token crosses (the spec's examples wrap one long ID across lines,
+ * even as two 32-byte halves of a 64-byte ID).
+ */
+function hexIdReadings(toks: string[]): string[][] {
+  const readings: string[][] = [];
+  if (toks.every((tok) => V1_ID_SIZES.has(tok.length / 2))) readings.push(toks);
+  const all = toks.join('');
+  for (const s of [64, 96, 128]) {
+    if (all.length % s !== 0) continue;
+    let at = 0;
+    const fits = toks.every((tok) => {
+      const ok = Math.floor(at / s) === Math.floor((at + tok.length - 1) / s);
+      at += tok.length;
+      return ok;
     });
-    if (size === undefined) fail('PCCRD_INVALID', field, 'segment IDs are not 32/48/64 bytes of hex');
-    ids = [];
-    for (let at = 0; at < all.length; at += size!) ids.push(all.slice(at, at + size!));
+    if (!fits) continue;
+    const ids: string[] = [];
+    for (let k = 0; k < all.length; k += s) ids.push(all.slice(k, k + s));
+    if (!readings.some((r) => r.length === ids.length)) readings.push(ids);
   }
-  if (ids.length > MAX_SCOPES) fail('XML_LIMIT', field, `more than ${MAX_SCOPES} segment IDs`);
-  return ids.map((tok) => Buffer.from(tok, 'hex'));
+  return readings;
+}
+
+function toIds(hex: string[], field: string): Buffer[] {
+  if (hex.length > MAX_SCOPES) fail('XML_LIMIT', field, `more than ${MAX_SCOPES} segment IDs`);
+  return hex.map((tok) => Buffer.from(tok, 'hex'));
+}
+
+/** Whitespace-separated hex segment IDs (a Probe's Scopes): the first reading of hexIdReadings. */
+function parseHexIds(text: string, field: string): Buffer[] {
+  const first = hexIdReadings(hexTokens(text, field))[0];
+  if (!first) return fail('PCCRD_INVALID', field, 'segment IDs are not 32/48/64 bytes of hex');
+  return toIds(first, field);
+}
+
+/**
+ * A v1 ProbeMatch's Scopes and BlockCount read together (protocol/pccrd.md, "BlockCount width").
+ * A count is 8 hex digits (what we send, the spec's message examples, iPXE) or 4 (the 2.2.3.9 prose
+ * example). 8 digits per segment of any Scopes reading of hexIdReadings are tried first (the spec's
+ * 4.3 example needs its two 64-digit lines read as one 64-byte ID); 4 digits only with the first
+ * reading, so a 4-digit BlockCount never also re-joins whole IDs into a longer one. For a given
+ * number of segments the widths give different lengths: the length decides.
+ */
+function parseV1Matches(scopesText: string, bcText: string): ProbeMatchEntry[] {
+  const readings = hexIdReadings(hexTokens(scopesText, 'Scopes'));
+  if (readings.length === 0) fail('PCCRD_INVALID', 'Scopes', 'segment IDs are not 32/48/64 bytes of hex');
+  if (!/^[0-9A-Fa-f]*$/.test(bcText)) fail('PCCRD_INVALID', 'BlockCount', 'not hex');
+  let width = 8;
+  let hex = readings.find((r) => r.length * 8 === bcText.length);
+  if (!hex && readings[0]!.length * 4 === bcText.length) {
+    width = 4;
+    hex = readings[0];
+  }
+  if (!hex)
+    return fail(
+      'PCCRD_INVALID',
+      'BlockCount',
+      `${bcText.length} hex digits for ${readings[0]!.length} segments (8 or 4 per segment)`,
+    );
+  const matches: ProbeMatchEntry[] = [];
+  toIds(hex, 'Scopes').forEach((segmentId, k) => {
+    const blockCount = parseInt(bcText.slice(width * k, width * k + width), 16);
+    if (blockCount > 0) matches.push({ segmentId, blockCount });
+  });
+  return matches;
 }
 
 /** Version from wsd:Types (a QName list; the PeerDist one decides). */
@@ -358,17 +407,8 @@ function parseProbeMatches(header: XmlElement, body: XmlElement, messageId: stri
     metadataVersion,
   };
   if (version === 1) {
-    const ids = parseHexIds(scopes.text, 'Scopes');
     const bcText = need(data && child(data, NS.PeerDist, 'BlockCount'), 'BlockCount').text.replace(/[ \t\r\n]+/g, '');
-    if (bcText.length !== 8 * ids.length)
-      fail('PCCRD_INVALID', 'BlockCount', `${bcText.length} hex digits for ${ids.length} segments`);
-    if (!/^[0-9A-Fa-f]*$/.test(bcText)) fail('PCCRD_INVALID', 'BlockCount', 'not hex');
-    const matches: ProbeMatchEntry[] = [];
-    ids.forEach((segmentId, k) => {
-      const blockCount = parseInt(bcText.slice(8 * k, 8 * k + 8), 16);
-      if (blockCount > 0) matches.push({ segmentId, blockCount });
-    });
-    return { ...base, matches };
+    return { ...base, matches: parseV1Matches(scopes.text, bcText) };
   }
   const bits = decodeBase64(scopes.text, 'Scopes');
   if (bits.length > Math.ceil(MAX_SCOPES / 4))

@@ -193,21 +193,7 @@ t.test('v1 spec example BlockCount 0000002A (64-byte placeholder ID, wrapped val
 });
 
 t.test('v1 zero counts are dropped when parsing', async (t) => {
-  const xml = encodeProbeMatches({
-    version: 1,
-    messageId: MID,
-    relatesTo: RID,
-    instanceId: 1,
-    messageNumber: 1,
-    endpoint: EP,
-    matches: [
-      { segmentId: id(1), blockCount: 5 },
-      { segmentId: id(2), blockCount: 9 },
-    ],
-    xaddrs: ['127.0.0.1:1'],
-  });
-  const zeroed = xml.replace('0000000500000009', '0000000000000009');
-  const pm = parseDiscoveryMessage(zeroed) as ProbeMatches;
+  const pm = parseDiscoveryMessage(v1MatchWith([id(1), id(2)], '0000000000000009')) as ProbeMatches;
   t.same(
     pm.matches.map((m) => [m.segmentId[0], m.blockCount]),
     [[2, 9]],
@@ -344,4 +330,83 @@ t.test('ProbeMatch v2 pairs: matches listed out of probe order or as copies of t
     { partial: false, complete: false },
     { partial: true, complete: false },
   ]);
+});
+
+/** A v1 ProbeMatches listing `ids` with the BlockCount text `bc` as given (any width). */
+function v1MatchWith(ids: Buffer[], bc: string): string {
+  const xml = encodeProbeMatches({
+    version: 1,
+    messageId: MID,
+    relatesTo: RID,
+    instanceId: 1,
+    messageNumber: 1,
+    endpoint: EP,
+    matches: ids.map((segmentId) => ({ segmentId, blockCount: 1 })),
+    xaddrs: ['127.0.0.1:1'],
+  });
+  return xml.replace(
+    /<PeerDist:BlockCount>[0-9A-F]*<\/PeerDist:BlockCount>/,
+    `<PeerDist:BlockCount>${bc}</PeerDist:BlockCount>`,
+  );
+}
+
+t.test('v1 BlockCount of 4 hex digits per segment, the MS-PCCRD 2.2.3.9 prose example (issue 27.15)', async (t) => {
+  const ids = [id(1), id(2), id(3)];
+  const pm = parseDiscoveryMessage(v1MatchWith(ids, '001900040010')) as ProbeMatches;
+  t.same(
+    pm.matches.map((m) => [m.segmentId[0], m.blockCount]),
+    [
+      [1, 25],
+      [2, 4],
+      [3, 16],
+    ],
+  );
+  // Zero counts are dropped at either width; line breaks inside the value are fine.
+  const z = parseDiscoveryMessage(v1MatchWith(ids, '0000\n01FF 0002')) as ProbeMatches;
+  t.same(
+    z.matches.map((m) => [m.segmentId[0], m.blockCount]),
+    [
+      [2, 511],
+      [3, 2],
+    ],
+  );
+  // The same counts at 8 digits still read as before.
+  const eight = parseDiscoveryMessage(v1MatchWith(ids, '000000190000000400000010')) as ProbeMatches;
+  t.same(
+    eight.matches.map((m) => m.blockCount),
+    [25, 4, 16],
+  );
+});
+
+t.test('v1 BlockCount lengths that fit neither width are rejected', async (t) => {
+  const ids = [id(1), id(2)];
+  for (const bc of ['', '0019', '001900', '0019000400', '00190004001000', '000000190000000400'])
+    t.throws(
+      () => parseDiscoveryMessage(v1MatchWith(ids, bc)),
+      { code: 'PCCRD_INVALID', field: 'BlockCount' },
+      `${bc.length} digits for 2 segments`,
+    );
+});
+
+t.test('v1 BlockCount width decides how wrapped Scopes split: 8 digits before 4 (issue 27.15)', async (t) => {
+  // Two 64-hex-digit lines are either two 32-byte IDs or one 64-byte ID wrapped (as in MS-PCCRD 4.3).
+  const a = 'AB'.repeat(32);
+  const b = 'CD'.repeat(32);
+  const wrapped = (bc: string) =>
+    v1MatchWith([id(9)], bc).replace(/<wsd:Scopes>[0-9A-F]*<\/wsd:Scopes>/, `<wsd:Scopes>${a}\n${b}</wsd:Scopes>`);
+  const one = parseDiscoveryMessage(wrapped('0000002A')) as ProbeMatches;
+  t.same(
+    one.matches.map((m) => [m.segmentId.toString('hex').toUpperCase(), m.blockCount]),
+    [[a + b, 42]],
+    '8 digits: one 64-byte ID',
+  );
+  const two = parseDiscoveryMessage(wrapped('0000002A00000007')) as ProbeMatches;
+  t.same(
+    two.matches.map((m) => [m.segmentId.toString('hex').toUpperCase(), m.blockCount]),
+    [
+      [a, 42],
+      [b, 7],
+    ],
+    '16 digits: two 32-byte IDs at 8 digits each',
+  );
 });

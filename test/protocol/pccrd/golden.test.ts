@@ -114,3 +114,74 @@ t.test('a foreign-style v1 ProbeMatches (other prefixes, default namespace, wrap
     ],
   );
 });
+
+/**
+ * MS-PCCRD's own section 4 examples (fixtures/discovery/spec-*.xml; the README says what was fixed
+ * to make them well-formed). 4.4 carries the v2 SegmentAges in <PeerDist:PeerDistData> (as do
+ * 2.2.2.2 and 2.2.3.9): PeerDistDataV2 is only the wsd:Types name.
+ */
+t.test('MS-PCCRD 4.2 v2 Probe example parses', async (t) => {
+  const p = parseDiscoveryMessage(read('spec-probe-v2.xml')) as Probe;
+  t.equal(p.version, 2);
+  t.equal(p.messageId, 'urn:uuid:91528b47-b96d-4e30-981f-308c0586926f');
+  const hohodk = '23BE1A0100000000301D1A0100000000410041004400790067004D004D003100';
+  t.same(
+    p.segmentIds.map((x) => x.toString('hex').toUpperCase()),
+    [hohodk, hohodk],
+  );
+});
+
+t.test(
+  'MS-PCCRD 4.3 v1 ProbeMatch example parses: one 64-byte ID wrapped in two lines, 42 blocks (issue 27.15)',
+  async (t) => {
+    const m = parseDiscoveryMessage(read('spec-probematches-v1.xml')) as ProbeMatches;
+    t.equal(m.version, 1);
+    t.equal(m.relatesTo, 'urn:uuid:91528b47-b96d-4e30-981f-308c0586926f');
+    t.equal(m.instanceId, 1218765447);
+    t.equal(m.messageNumber, 4);
+    t.equal(m.endpoint, 'urn:uuid:87A89944-0230-43a5-AC4E-FAB1386C8E2C');
+    t.same(m.xaddrs, ['157.59.141.183:54321']);
+    t.same(
+      m.matches.map((x) => [x.segmentId.toString('hex'), x.blockCount]),
+      [['02' + '00'.repeat(63), 42]],
+    );
+  },
+);
+
+t.test(
+  'MS-PCCRD 4.4 v2 ProbeMatch example parses: 40 complete segments, ages of segments 1 and 3 (issue 27.14)',
+  async (t) => {
+    const m = parseDiscoveryMessage(read('spec-probematches-v2.xml')) as ProbeMatches;
+    t.equal(m.version, 2);
+    t.equal(m.metadataVersion, 2);
+    t.same(m.xaddrs, ['157.59.141.183:54321']);
+    t.equal(m.availability?.length, 40);
+    t.ok(m.availability?.every((a) => a.partial && a.complete));
+    t.same(m.segmentAges, {
+      units: 3,
+      entries: [
+        { index: 0, age: 60000 },
+        { index: 2, age: 60000 },
+      ],
+    });
+    // Read against a 40-segment probe, every probed segment is a complete match.
+    const probed = Array.from({ length: 40 }, (_, k) => Buffer.alloc(32, k));
+    const r = parseDiscoveryMessage(read('spec-probematches-v2.xml'), { probeSegments: () => probed }) as ProbeMatches;
+    t.equal(r.matches.filter((x) => x.complete).length, 40);
+  },
+);
+
+t.test('our v2 ProbeMatch has the shape of the MS-PCCRD 4.4 example: SegmentAges inside PeerDistData', async (t) => {
+  const ours = read('probematches-v2.xml');
+  t.match(ours, /<wsd:Types>PeerDist:PeerDistDataV2<\/wsd:Types>/);
+  t.match(
+    ours,
+    /<PeerDist:PeerDistData><PeerDist:SegmentAges>[A-Za-z0-9+\/=]+<\/PeerDist:SegmentAges><\/PeerDist:PeerDistData>/,
+  );
+  t.notMatch(ours, /<PeerDist:PeerDistDataV2>/);
+  const spec = read('spec-probematches-v2.xml').replace(/\s+/g, '');
+  t.match(
+    spec,
+    /<PeerDist:PeerDistData><PeerDist:SegmentAges>AAEDAgBg6gACYOoA<\/PeerDist:SegmentAges><\/PeerDist:PeerDistData>/,
+  );
+});
