@@ -24,6 +24,9 @@ import { loadOrCreateSigningKey } from './signing-key.js';
 import { emptyStats, type OriginStats } from './stats.js';
 import { serveUpstream, type UpstreamContext } from './upstream.js';
 import { isHiddenTarget, parseRequestPath } from './urlpath.js';
+import { serveBlob, type BlobContext } from './blobs.js';
+import { SharedHashJobs } from './shared-hash.js';
+import type { ObjectStore } from './store.js';
 
 export type { OriginStats } from './stats.js';
 
@@ -32,6 +35,10 @@ export interface OriginServerOptions {
   root?: string;
   /** Base URL of an upstream HTTP server to reverse-proxy. */
   upstream?: string;
+  /** An object store to publish (azblob://...); content information is shared through it. */
+  store?: ObjectStore;
+  /** Store mode: how often a node waiting for another node's hash looks for its record (default 250 ms). */
+  storePollMs?: number;
   host?: string;
   port?: number;
   stateDir: string;
@@ -64,6 +71,12 @@ export interface OriginServerOptions {
   allowDotfiles?: boolean;
 }
 
+/** Stands in for the hash cache in store mode (nothing is cached locally). */
+const NO_CACHE = {
+  get: async (): Promise<Buffer | undefined> => undefined,
+  put: async (): Promise<void> => undefined,
+};
+
 export const DEFAULT_UPSTREAM_STORE_LIMIT = 10 * 2 ** 30;
 export const DEFAULT_UPSTREAM_REVALIDATE_MS = 5_000;
 
@@ -85,8 +98,8 @@ export interface OriginServer {
 }
 
 export async function createOriginServer(opts: OriginServerOptions): Promise<OriginServer> {
-  if ((opts.root === undefined) === (opts.upstream === undefined)) {
-    throw new UsageError('give exactly one of a directory to serve or an upstream URL');
+  if ([opts.root, opts.upstream, opts.store].filter((x) => x !== undefined).length !== 1) {
+    throw new UsageError('give exactly one of a directory to serve, an upstream URL or a store');
   }
   const log = opts.logger ?? createLogger({ component: 'origin' });
   let rootReal = '';
@@ -107,13 +120,14 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   }
   const secret = opts.secret ?? (await loadOrCreateSecret(opts.stateDir));
   const signingKey = opts.signingKey ?? (await loadOrCreateSigningKey(opts.stateDir));
-  const cache = await HashCache.open(opts.stateDir);
-  const jobs = new HashJobs(cache, opts.hashConcurrency ?? 2, log);
+  // Store mode keeps its content information in the store, not in the local hash cache.
+  const cache = opts.store ? undefined : await HashCache.open(opts.stateDir);
+  const jobs = new HashJobs(cache ?? NO_CACHE, opts.hashConcurrency ?? 2, log);
   const counters = emptyStats();
   const dispatcher = new Agent({ keepAliveTimeout: 4_000 });
   const chunking = opts.chunking ?? 'cdc';
   const base = {
-    cache,
+    cache: cache ?? NO_CACHE,
     jobs,
     stats: counters,
     signingKey,
@@ -141,12 +155,47 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
         fillWaitMs: 10_000,
       }
     : undefined;
+  const shared = opts.store
+    ? new SharedHashJobs({
+        store: opts.store,
+        secret,
+        log,
+        concurrency: opts.hashConcurrency ?? 2,
+        pollMs: opts.storePollMs,
+      })
+    : undefined;
+  const blobCtx: BlobContext | undefined =
+    opts.store && shared
+      ? {
+          stats: counters,
+          signingKey,
+          signatures: base.signatures,
+          hashWaitMs: base.hashWaitMs,
+          firstWaitMs: base.firstWaitMs,
+          store: opts.store,
+          shared,
+          secret,
+          chunking,
+          log,
+          retryAfterS: 5,
+          outage: {},
+        }
+      : undefined;
   const pem = publicKeyPem(signingKey);
 
   const stats = (): OriginStats => ({
     ...counters,
     hashJobs: jobs.started,
     hashJobsFailed: jobs.failed,
+    ...(shared
+      ? {
+          hashJobs: shared.started,
+          hashJobsFailed: shared.failed,
+          recordHits: shared.recordHits,
+          recordsRejected: shared.recordsRejected,
+          lockWaits: shared.lockWaits,
+        }
+      : {}),
     ...(store
       ? { storeEntities: store.stats().entities, storeBytes: store.stats().bytes, storeEvictions: store.evictions }
       : {}),
@@ -162,6 +211,11 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
     if (n.hashRequest) counters.hashRequests++;
     if (upCtx) return serveUpstream(upCtx, req, res, n);
     // Hidden names (unless allowed) and trailing slashes are not served: 404 like a missing file.
+    // In store mode this also keeps the store's own `.peerdist/` records out of reach.
+    if (blobCtx) {
+      if (isHiddenTarget(req.url ?? '/', p.segments, false)) return plainError(res, 404);
+      return serveBlob(blobCtx, req, res, n, p.segments);
+    }
     if (isHiddenTarget(req.url ?? '/', p.segments, fileCtx.allowDotfiles ?? false)) return plainError(res, 404);
     return serveFile(fileCtx, req, res, n, p.segments);
   }
@@ -200,7 +254,10 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   return {
     publicKeyPem: pem,
     stats,
-    hashingIdle: () => jobs.idle(),
+    hashingIdle: async () => {
+      await jobs.idle();
+      await shared?.idle();
+    },
     listen: () =>
       new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -212,6 +269,7 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
             port: a.port,
             root: rootReal || undefined,
             upstream: opts.upstream,
+            store: opts.store?.url,
           });
           resolve({ host: a.address, port: a.port });
         });
@@ -222,11 +280,12 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
         server.closeIdleConnections();
         const grace = setTimeout(() => server.closeAllConnections(), 2_000);
         await jobs.close();
+        await shared?.close();
         if (upCtx) await Promise.all([...upCtx.fills.values()]);
         await stopped;
         clearTimeout(grace);
         await dispatcher.close();
-        await cache.close();
+        await cache?.close();
       })()),
   };
 }
