@@ -17,11 +17,13 @@ import {
   storeSecret,
 } from '../origin/secret.js';
 import { publicKeyPem } from '../protocol/pccrtp/signature.js';
-import { loadOrCreateSigningKey } from '../origin/signing-key.js';
+import { loadOrCreateSigningKey, readSigningKeyFile } from '../origin/signing-key.js';
 import type { ContentVersion } from '../protocol/pccrc/types.js';
 import { UsageError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
 import { defaultStateDir } from '../util/paths.js';
+import { openStore } from '../origin/open-store.js';
+import { publishStore } from '../origin/publish-store.js';
 
 function parsePort(v: string): number {
   const n = Number(v);
@@ -51,6 +53,12 @@ async function secretFor(opts: { secretFile?: string; stateDir: string }): Promi
   return opts.secretFile ? readSecretFile(opts.secretFile) : loadOrCreateSecret(opts.stateDir);
 }
 
+const secretFileOption = (what: string) =>
+  new Option(
+    '--secret-file <file>',
+    `use the server secret in this file (raw bytes) ${what}; the same file on every node of a store`,
+  ).env('PEERDIST_SECRET_FILE');
+
 const stateDirOption = () =>
   new Option('--state-dir <dir>', 'state directory (secret, signing key, hash cache)').default(defaultStateDir());
 
@@ -59,7 +67,10 @@ interface ServeOptions {
   port: number;
   stateDir: string;
   secretFile?: string;
+  signingKeyFile?: string;
   upstream?: string;
+  store?: string;
+  storeConfig?: string;
   contentVersionDefault: ContentVersion;
   chunking: 'cdc' | 'fixed';
   hashConcurrency: number;
@@ -70,17 +81,19 @@ interface ServeOptions {
 }
 
 async function serve(dir: string | undefined, opts: ServeOptions): Promise<void> {
-  if (dir === undefined && opts.upstream === undefined)
-    throw new UsageError('give a directory to serve or --upstream URL');
-  if (dir !== undefined && opts.upstream !== undefined)
-    throw new UsageError('give either a directory or --upstream, not both');
+  const sources = [dir, opts.upstream, opts.store].filter((x) => x !== undefined).length;
+  if (sources === 0) throw new UsageError('give a directory to serve, --upstream URL or --store URL');
+  if (sources > 1) throw new UsageError('give only one of a directory, --upstream and --store');
+  const store = opts.store ? await openStore(opts.store, { configFile: opts.storeConfig }) : undefined;
   const server = await createOriginServer({
     root: dir,
     upstream: opts.upstream,
+    store,
     host: opts.host,
     port: opts.port,
     stateDir: opts.stateDir,
     secret: opts.secretFile ? await readSecretFile(opts.secretFile) : undefined,
+    signingKey: opts.signingKeyFile ? await readSigningKeyFile(opts.signingKeyFile) : undefined,
     logger: createLogger({ component: 'origin' }),
     chunking: opts.chunking,
     preferVersion: opts.contentVersionDefault,
@@ -136,8 +149,25 @@ export function register(program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0 = any free port)', parsePort, 8080)
     .addOption(stateDirOption())
-    .option('--secret-file <file>', 'use the raw server secret in this file instead of <state-dir>/origin/secret')
+    .addOption(secretFileOption('instead of <state-dir>/origin/secret'))
+    .addOption(
+      new Option(
+        '--signing-key-file <file>',
+        'sign content information with this PEM private key instead of <state-dir>/origin/signing-key.pem ' +
+          '(the same file on every node of a store)',
+      ).env('PEERDIST_SIGNING_KEY_FILE'),
+    )
     .option('--upstream <url>', 'reverse-proxy this upstream base URL instead of serving a directory')
+    .option(
+      '--store <url>',
+      'publish an object store instead of a directory: azblob://ACCOUNT/CONTAINER[/PREFIX] ' +
+        '(credentials from AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_SAS_URL or --store-config)',
+    )
+    .addOption(
+      new Option('--store-config <file>', 'JSON file with store credentials per account (see README)').env(
+        'PEERDIST_STORE_CONFIG',
+      ),
+    )
     .addOption(
       new Option('--content-version-default <n>', 'content information version to send when a client accepts both')
         .argParser(parseOneVersion)
@@ -193,17 +223,28 @@ export function register(program: Command): void {
 
   program
     .command('publish')
-    .description('precompute content information for every file in a directory (into the origin hash cache)')
-    .argument('<dir>', 'directory to publish')
+    .description(
+      'precompute content information for every file in a directory (into the origin hash cache), ' +
+        'or for every blob of a store (into the store, shared by every node)',
+    )
+    .argument('[dir]', 'directory to publish')
+    .option('--store <url>', 'publish an object store instead: azblob://ACCOUNT/CONTAINER[/PREFIX]')
+    .addOption(
+      new Option('--store-config <file>', 'JSON file with store credentials per account (see README)').env(
+        'PEERDIST_STORE_CONFIG',
+      ),
+    )
     .addOption(stateDirOption())
-    .option('--secret-file <file>', 'use the raw server secret in this file')
+    .addOption(secretFileOption('instead of <state-dir>/origin/secret'))
     .addOption(new Option('--content-version <v>', '1, 2 or both').argParser(parseVersions).default([1, 2], 'both'))
     .addOption(new Option('--chunking <mode>', 'v2 segment boundaries').choices(['cdc', 'fixed']).default('cdc'))
     .option('--json', 'print the summary as JSON')
     .action(
       async (
-        dir: string,
+        dir: string | undefined,
         opts: {
+          store?: string;
+          storeConfig?: string;
           stateDir: string;
           secretFile?: string;
           contentVersion: ContentVersion[];
@@ -211,16 +252,26 @@ export function register(program: Command): void {
           json?: boolean;
         },
       ) => {
+        if ((dir === undefined) === (opts.store === undefined))
+          throw new UsageError('give either a directory or --store URL');
         const started = Date.now();
         const bar = progressBar();
-        const s = await publishDirectory({
-          root: dir,
-          stateDir: opts.stateDir,
-          secret: await secretFor(opts),
-          versions: opts.contentVersion,
-          chunking: opts.chunking,
-          onProgress: (p) => bar.update(p),
-        });
+        const s = opts.store
+          ? await publishStore({
+              store: await openStore(opts.store, { configFile: opts.storeConfig }),
+              secret: await secretFor(opts),
+              versions: opts.contentVersion,
+              chunking: opts.chunking,
+              onProgress: (p) => bar.update(p),
+            })
+          : await publishDirectory({
+              root: dir!,
+              stateDir: opts.stateDir,
+              secret: await secretFor(opts),
+              versions: opts.contentVersion,
+              chunking: opts.chunking,
+              onProgress: (p) => bar.update(p),
+            });
         bar.done();
         const seconds = (Date.now() - started) / 1000;
         if (opts.json) {
