@@ -23,6 +23,7 @@ import { UsageError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
 import { defaultStateDir } from '../util/paths.js';
 import { openStore } from '../origin/open-store.js';
+import { loadTlsPair } from '../origin/tls.js';
 import { publishStore } from '../origin/publish-store.js';
 
 function parsePort(v: string): number {
@@ -71,6 +72,8 @@ interface ServeOptions {
   upstream?: string;
   store?: string;
   storeConfig?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   contentVersionDefault: ContentVersion;
   chunking: 'cdc' | 'fixed';
   hashConcurrency: number;
@@ -84,7 +87,11 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
   const sources = [dir, opts.upstream, opts.store].filter((x) => x !== undefined).length;
   if (sources === 0) throw new UsageError('give a directory to serve, --upstream URL or --store URL');
   if (sources > 1) throw new UsageError('give only one of a directory, --upstream and --store');
+  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
+    throw new UsageError('give both --tls-cert and --tls-key, or neither');
+  const tls = opts.tlsCert && opts.tlsKey ? await loadTlsPair(opts.tlsCert, opts.tlsKey) : undefined;
   const store = opts.store ? await openStore(opts.store, { configFile: opts.storeConfig }) : undefined;
+  const log = createLogger({ component: 'origin' });
   const server = await createOriginServer({
     root: dir,
     upstream: opts.upstream,
@@ -94,7 +101,8 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
     stateDir: opts.stateDir,
     secret: opts.secretFile ? await readSecretFile(opts.secretFile) : undefined,
     signingKey: opts.signingKeyFile ? await readSigningKeyFile(opts.signingKeyFile) : undefined,
-    logger: createLogger({ component: 'origin' }),
+    logger: log,
+    tls,
     chunking: opts.chunking,
     preferVersion: opts.contentVersionDefault,
     hashConcurrency: opts.hashConcurrency,
@@ -105,7 +113,19 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
   });
   const addr = await server.listen();
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
-  process.stdout.write(`listening on http://${host}:${addr.port}/\n`);
+  process.stdout.write(`listening on ${tls ? 'https' : 'http'}://${host}:${addr.port}/\n`);
+  // SIGHUP: read the certificate and key again (a renewed certificate); on error keep the old pair.
+  const reload = () => {
+    if (!opts.tlsCert || !opts.tlsKey) return;
+    loadTlsPair(opts.tlsCert, opts.tlsKey).then(
+      (pair) => {
+        server.setTls(pair);
+        log.info('TLS certificate reloaded', { cert: opts.tlsCert });
+      },
+      (err: unknown) => log.error('TLS certificate reload failed; keeping the previous one', { err: err as Error }),
+    );
+  };
+  process.on('SIGHUP', reload);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGTERM', stop);
@@ -115,6 +135,7 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  process.off('SIGHUP', reload);
   await server.close();
 }
 
@@ -158,6 +179,8 @@ export function register(program: Command): void {
       ).env('PEERDIST_SIGNING_KEY_FILE'),
     )
     .option('--upstream <url>', 'reverse-proxy this upstream base URL instead of serving a directory')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain); reloaded on SIGHUP')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert')
     .option(
       '--store <url>',
       'publish an object store instead of a directory: azblob://ACCOUNT/CONTAINER[/PREFIX] ' +

@@ -4,6 +4,7 @@
  * `resolveConfig` is pure; `readConfigFile` and `checkConfigFiles` touch the disk. See
  * protocol/admin-api.md.
  */
+import { readCaFile } from '../util/origin-trust.js';
 import { createPublicKey } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -29,6 +30,7 @@ export interface RawConfig {
   discoveryPort?: number | string;
   cacheLimit?: number | string;
   originPublicKey?: string;
+  originCa?: string;
   maxContentVersion?: number | string;
   presence?: boolean | string;
   mdnsPort?: number | string;
@@ -72,6 +74,8 @@ export interface DaemonConfig {
   cacheLimitBytes?: number;
   /** PEM file with the origin's content-information signing key; undefined = no signature check. */
   originPublicKeyFile?: string;
+  /** PEM file of CAs trusted for HTTPS origins besides the bundled and system ones. */
+  originCaFile?: string;
   maxContentVersion: 1 | 2;
   /** Announce the daemon with DNS-SD (mDNS). */
   presence: boolean;
@@ -121,6 +125,7 @@ export const ENV_VARS: Record<keyof RawConfig, string> = {
   discoveryPort: 'PEERDIST_DISCOVERY_PORT',
   cacheLimit: 'PEERDIST_CACHE_LIMIT',
   originPublicKey: 'PEERDIST_ORIGIN_PUBLIC_KEY',
+  originCa: 'PEERDIST_ORIGIN_CA',
   maxContentVersion: 'PEERDIST_MAX_CONTENT_VERSION',
   presence: 'PEERDIST_PRESENCE',
   mdnsPort: 'PEERDIST_MDNS_PORT',
@@ -329,6 +334,7 @@ export function resolveConfig(sources: {
     discoveryPort: parseIntSetting(pick('discoveryPort') ?? DEFAULTS.discoveryPort, 'discoveryPort', 0, 65535),
     cacheLimitBytes: cacheLimit === undefined ? undefined : parseSize(cacheLimit, 'cacheLimit'),
     originPublicKeyFile: pick('originPublicKey') === undefined ? undefined : String(pick('originPublicKey')),
+    originCaFile: pick('originCa') === undefined ? undefined : String(pick('originCa')),
     maxContentVersion: mcv,
     presence: presence === undefined ? true : parseBool(presence, 'presence'),
     mdnsPort: mdnsPort === undefined ? undefined : parseIntSetting(mdnsPort, 'mdnsPort', 1, 65535),
@@ -362,6 +368,8 @@ const firstLine = (err: unknown) => String((err as Error)?.message ?? err).split
 /** What `checkConfigFiles` read: the origin public key's PEM text, when configured. */
 export interface CheckedFiles {
   originPublicKeyPem?: string;
+  /** The originCa file's PEM text, when configured. */
+  originCaPem?: string;
 }
 
 /**
@@ -392,6 +400,13 @@ export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFil
       throw new ConfigError(`originPublicKey: ${file} is not a PEM public key (${firstLine(err)})`, { cause: err });
     }
     out.originPublicKeyPem = pem;
+  }
+  if (config.originCaFile !== undefined) {
+    try {
+      out.originCaPem = await readCaFile(config.originCaFile);
+    } catch (err) {
+      throw new ConfigError(`originCa: ${firstLine(err)}`, { cause: err });
+    }
   }
   const st = await stat(config.stateDir).catch(() => undefined);
   if (st && !st.isDirectory()) throw new ConfigError(`stateDir: ${config.stateDir} exists and is not a directory`);

@@ -28,11 +28,16 @@ export interface UndiciOriginOptions {
   headersTimeoutMs?: number;
   /** Maximum silence while receiving a body. Default 30 s. */
   bodyTimeoutMs?: number;
+  /**
+   * Certificate authorities HTTPS origins may chain to (PEM strings), replacing Node's default
+   * list: see util/origin-trust.ts (bundled + system + --origin-ca). Default: Node's bundled roots.
+   */
+  ca?: string[];
 }
 
 export class UndiciOriginClient implements OriginClient {
   private readonly agent: Agent;
-  private readonly o: Required<UndiciOriginOptions>;
+  private readonly o: Required<Omit<UndiciOriginOptions, 'ca'>>;
 
   constructor(opts: UndiciOriginOptions = {}) {
     this.o = {
@@ -45,6 +50,7 @@ export class UndiciOriginClient implements OriginClient {
       headersTimeout: this.o.headersTimeoutMs,
       bodyTimeout: this.o.bodyTimeoutMs,
       connectTimeout: 10_000,
+      ...(opts.ca ? { connect: { ca: opts.ca } } : {}),
     });
   }
 

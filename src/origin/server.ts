@@ -3,6 +3,7 @@
  * speaks the PeerDist HTTP extension (MS-PCCRTP). See protocol/pccrtp.md.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { realpath, stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { KeyObject } from 'node:crypto';
@@ -27,6 +28,7 @@ import { isHiddenTarget, parseRequestPath } from './urlpath.js';
 import { serveBlob, type BlobContext } from './blobs.js';
 import { SharedHashJobs } from './shared-hash.js';
 import type { ObjectStore } from './store.js';
+import type { TlsPair } from './tls.js';
 
 export type { OriginStats } from './stats.js';
 
@@ -37,6 +39,8 @@ export interface OriginServerOptions {
   upstream?: string;
   /** An object store to publish (azblob://...); content information is shared through it. */
   store?: ObjectStore;
+  /** Serve HTTPS with this certificate and key (PEM) instead of HTTP. */
+  tls?: TlsPair;
   /** Store mode: how often a node waiting for another node's hash looks for its record (default 250 ms). */
   storePollMs?: number;
   host?: string;
@@ -95,6 +99,8 @@ export interface OriginServer {
   hashingIdle(): Promise<void>;
   /** PEM (SPKI) of the key that signs content information. */
   readonly publicKeyPem: string;
+  /** HTTPS only: new connections use this certificate from now on (open ones keep theirs). */
+  setTls(pair: TlsPair): void;
 }
 
 export async function createOriginServer(opts: OriginServerOptions): Promise<OriginServer> {
@@ -238,12 +244,20 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
-  const server: Server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: unknown) => {
       log.error('request failed', { url: req.url, err: err as Error });
       if (!res.headersSent) plainError(res, 500);
       else res.destroy();
     });
+  };
+  const tlsServer: HttpsServer | undefined = opts.tls
+    ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
+    : undefined;
+  const server: Server = tlsServer ?? createServer(onRequest);
+  tlsServer?.on('tlsClientError', (err, socket) => {
+    log.debug('TLS handshake failed', { remote: socket.remoteAddress, err: err.message });
+    socket.destroy();
   });
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -254,6 +268,10 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   return {
     publicKeyPem: pem,
     stats,
+    setTls: (pair) => {
+      if (!tlsServer) throw new UsageError('this origin serves plain HTTP');
+      tlsServer.setSecureContext({ cert: pair.cert, key: pair.key });
+    },
     hashingIdle: async () => {
       await jobs.idle();
       await shared?.idle();
@@ -270,6 +288,7 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
             root: rootReal || undefined,
             upstream: opts.upstream,
             store: opts.store?.url,
+            tls: tlsServer !== undefined,
           });
           resolve({ host: a.address, port: a.port });
         });

@@ -3,7 +3,6 @@
  * identity (--secret-file, --signing-key-file), credentials from the environment or a config file.
  */
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,8 +13,8 @@ import { clientRequestHeaders } from '../../src/protocol/pccrtp/headers.js';
 import { verifyContentInfoSignature } from '../../src/protocol/pccrtp/signature.js';
 import { startAzurite, AZURITE_ACCOUNT, type Azurite } from '../../testkit/azurite.js';
 import { runCli } from '../helpers/cli.js';
-import { cliEntry } from '../helpers/paths.js';
 import { describesData, testSigningKey } from './http.js';
+import { startServeChild } from './serve-child.js';
 import { tempDir } from './tmp.js';
 
 const V2 = clientRequestHeaders({ maxContentVersion: 2 });
@@ -29,28 +28,7 @@ t.teardown(async () => {
 });
 
 async function serveStore(t: Test, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const child = spawn(process.execPath, [cliEntry, 'serve', '--port', '0', ...args], {
-    env: { ...process.env, PEERDIST_LOG: 'silent', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  let out = '';
-  let err = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-  });
-  return new Promise<number>((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', () => reject(new Error(`serve exited early: ${out}${err}`)));
-  });
+  return (await startServeChild(t, args, env)).port;
 }
 
 t.test('publish --store hashes every blob once; serve --store nodes answer from the records', async (t) => {
