@@ -24,6 +24,7 @@ import { createLogger } from '../util/log.js';
 import { defaultStateDir } from '../util/paths.js';
 import { openStore } from '../origin/open-store.js';
 import { loadTlsPair } from '../origin/tls.js';
+import { DEFAULT_PREFIX_CLAIM, TokenGate } from '../origin/auth.js';
 import { publishStore } from '../origin/publish-store.js';
 
 function parsePort(v: string): number {
@@ -74,6 +75,11 @@ interface ServeOptions {
   storeConfig?: string;
   tlsCert?: string;
   tlsKey?: string;
+  requireJwt?: boolean;
+  jwks?: string;
+  audience?: string;
+  issuer?: string;
+  prefixClaim: string;
   contentVersionDefault: ContentVersion;
   chunking: 'cdc' | 'fixed';
   hashConcurrency: number;
@@ -92,6 +98,18 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
   const tls = opts.tlsCert && opts.tlsKey ? await loadTlsPair(opts.tlsCert, opts.tlsKey) : undefined;
   const store = opts.store ? await openStore(opts.store, { configFile: opts.storeConfig }) : undefined;
   const log = createLogger({ component: 'origin' });
+  if (opts.requireJwt && (!opts.jwks || !opts.audience))
+    throw new UsageError('--require-jwt needs --jwks FILE|URL and --audience');
+  if (!opts.requireJwt && (opts.jwks || opts.audience))
+    throw new UsageError('--jwks and --audience only apply with --require-jwt');
+  const tokenGate = opts.requireJwt
+    ? await TokenGate.create({
+        jwks: opts.jwks!,
+        audience: opts.audience!,
+        issuer: opts.issuer,
+        prefixClaim: opts.prefixClaim,
+      })
+    : undefined;
   const server = await createOriginServer({
     root: dir,
     upstream: opts.upstream,
@@ -103,6 +121,7 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
     signingKey: opts.signingKeyFile ? await readSigningKeyFile(opts.signingKeyFile) : undefined,
     logger: log,
     tls,
+    tokenGate,
     chunking: opts.chunking,
     preferVersion: opts.contentVersionDefault,
     hashConcurrency: opts.hashConcurrency,
@@ -179,6 +198,15 @@ export function register(program: Command): void {
       ).env('PEERDIST_SIGNING_KEY_FILE'),
     )
     .option('--upstream <url>', 'reverse-proxy this upstream base URL instead of serving a directory')
+    .option('--require-jwt', 'require Authorization: Bearer <JWT> for content and content information')
+    .option('--jwks <file|url>', 'with --require-jwt: the JSON Web Key Set that signs tokens')
+    .option('--audience <aud>', 'with --require-jwt: the audience tokens must name')
+    .option('--issuer <iss>', 'with --require-jwt: the issuer tokens must name (optional)')
+    .option(
+      '--prefix-claim <name>',
+      'with --require-jwt: claim holding the path prefix (or prefixes) a token may read',
+      DEFAULT_PREFIX_CLAIM,
+    )
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain); reloaded on SIGHUP')
     .option('--tls-key <file>', 'the PEM private key of --tls-cert')
     .option(

@@ -29,6 +29,7 @@ import { serveBlob, type BlobContext } from './blobs.js';
 import { SharedHashJobs } from './shared-hash.js';
 import type { ObjectStore } from './store.js';
 import type { TlsPair } from './tls.js';
+import type { TokenGate } from './auth.js';
 
 export type { OriginStats } from './stats.js';
 
@@ -39,6 +40,8 @@ export interface OriginServerOptions {
   upstream?: string;
   /** An object store to publish (azblob://...); content information is shared through it. */
   store?: ObjectStore;
+  /** Require a bearer token (JWT) for every content request (`--require-jwt`). */
+  tokenGate?: TokenGate;
   /** Serve HTTPS with this certificate and key (PEM) instead of HTTP. */
   tls?: TlsPair;
   /** Store mode: how often a node waiting for another node's hash looks for its record (default 250 ms). */
@@ -213,6 +216,22 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
     const p = parseRequestPath(req.url);
     if (!p.ok) return plainError(res, p.status);
     if (p.reserved) return serveReserved(req, res, p.segments);
+    if (opts.tokenGate) {
+      const g = await opts.tokenGate.check(req.headers.authorization, p.segments);
+      if (!g.ok) {
+        counters.authRejected = (counters.authRejected ?? 0) + 1;
+        const body = `${g.status} ${g.reason}\n`;
+        res
+          .writeHead(g.status, {
+            'Content-Type': 'text/plain',
+            'Content-Length': String(Buffer.byteLength(body)),
+            'WWW-Authenticate': g.header,
+            'Cache-Control': 'no-store',
+          })
+          .end(req.method === 'HEAD' ? undefined : body);
+        return;
+      }
+    }
     const n = negotiate(req.headers, { preferVersion: opts.preferVersion });
     if (n.hashRequest) counters.hashRequests++;
     if (upCtx) return serveUpstream(upCtx, req, res, n);

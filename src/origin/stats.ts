@@ -34,6 +34,8 @@ export interface OriginStats {
   storeEntities?: number;
   storeBytes?: number;
   storeEvictions?: number;
+  /** With --require-jwt: requests refused (401/403) for a missing, invalid or insufficient token. */
+  authRejected?: number;
   /** Object-store mode (`--store`): requests answered 503 because the store was unreachable. */
   storeUnavailable?: number;
   /** Object-store mode: content-information records read from the store and accepted. */
