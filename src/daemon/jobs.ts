@@ -4,6 +4,7 @@
  * Structural types: src/engine/engine.ts's DownloadEngine satisfies EngineLike.
  */
 import type { DownloadJob, JobInfo, JobProgress } from '../engine/types.js';
+import { credentialKey } from '../engine/origin-client.js';
 
 export interface EngineLike {
   download(url: string, opts?: { headers?: Record<string, string> }): DownloadJob;
@@ -31,6 +32,8 @@ export interface JobView extends JobProgress {
 
 interface Entry {
   job: DownloadJob;
+  /** credentialKey() of the headers it was started with ('' = none). */
+  cred?: string;
   info?: JobInfo;
   started: number;
   /** When job.info resolved (the origin's answer). */
@@ -56,13 +59,16 @@ export class JobBook {
 
   /** Starts a download of `url`, or joins an active one for the same URL. */
   obtain(url: string, headers?: Record<string, string>): DownloadJob {
+    const cred = credentialKey(headers);
     for (const e of this.entries.values()) {
-      if (e.job.url !== url || e.finished !== undefined) continue;
+      if (e.job.url !== url || e.finished !== undefined || (e.cred ?? '') !== cred) continue;
       const st = e.job.progress().state;
       if (st === 'starting' || st === 'running') return e.job;
     }
     const job = this.engine.download(url, headers ? { headers } : undefined);
     this.add(job);
+    const e = this.entries.get(job.id);
+    if (e && cred) e.cred = cred;
     return job;
   }
 

@@ -10,7 +10,7 @@ import { realTimers } from '../util/timers.js';
 import { MemoryBudget } from './budget.js';
 import { DownloadError } from './errors.js';
 import { EngineJob } from './job.js';
-import { type OriginClient, UndiciOriginClient } from './origin-client.js';
+import { credentialKey, type OriginClient, UndiciOriginClient } from './origin-client.js';
 import type { JobContext } from './session.js';
 import type { DownloadJob, EngineDeps, EngineTotals } from './types.js';
 
@@ -81,7 +81,9 @@ export class DownloadEngine extends EventEmitter {
       throw new DownloadError('ORIGIN_STATUS', `unsupported URL scheme: ${parsed.protocol}`);
     parsed.hash = '';
     const key = parsed.href;
-    const existing = this.running.get(key);
+    const cred = credentialKey(opts.headers);
+    const joinKey = cred ? `${key}\0${cred}` : key;
+    const existing = this.running.get(joinKey);
     if (existing && !existing.finished) return existing;
     const self = new Set<string>();
     const ctx: JobContext = {
@@ -104,7 +106,7 @@ export class DownloadEngine extends EventEmitter {
       },
     };
     const job = new EngineJob(randomUUID(), key, { ...(opts.headers ?? {}) }, ctx);
-    this.running.set(key, job);
+    this.running.set(joinKey, job);
     this.all.push(job);
     this.sums.jobs++;
     this.sums.active++;
@@ -112,7 +114,7 @@ export class DownloadEngine extends EventEmitter {
       this.sums.active--;
       if (ok) this.sums.completed++;
       else this.sums.failed++;
-      if (this.running.get(key) === job) this.running.delete(key);
+      if (this.running.get(joinKey) === job) this.running.delete(joinKey);
       this.trim();
     };
     job.done.then(
