@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { BlobServiceClient, ContainerSASPermissions, type ContainerClient } from '@azure/storage-blob';
 import { parseContentInfo } from '../../src/protocol/pccrc/codec.js';
 import { clientRequestHeaders } from '../../src/protocol/pccrtp/headers.js';
 import { verifyContentInfoSignature } from '../../src/protocol/pccrtp/signature.js';
@@ -92,6 +92,30 @@ t.test('store URLs and credentials', async (t) => {
   await t.rejects(
     AzblobStore.open(u, { env: { AZURE_STORAGE_CONNECTION_STRING: az.connectionString } }),
     /is for account devstoreaccount1, not acct1/,
+  );
+});
+
+t.test('credentials from a container SAS URL (read, write records, lease)', async (t) => {
+  const { name, c } = await freshContainer();
+  await upload(c, 'f.bin', Buffer.from('hello sas'));
+  const sas = await c.generateSasUrl({
+    permissions: ContainerSASPermissions.parse('racwdl'),
+    expiresOn: new Date(Date.now() + 3600_000),
+  });
+  const store = await AzblobStore.open(parseStoreUrl(`azblob://${AZURITE_ACCOUNT}/${name}`), {
+    env: { AZURE_STORAGE_SAS_URL: sas },
+  });
+  t.equal((await store.stat('f.bin'))?.size, 9);
+  await store.putRecord('.peerdist/ci/probe', Buffer.from('x'));
+  t.same(await store.getRecord('.peerdist/ci/probe'), Buffer.from('x'));
+  const lock = await store.tryLock('probe');
+  t.ok(lock, 'a lease through the SAS');
+  await lock!.release();
+  await t.rejects(
+    AzblobStore.open(parseStoreUrl(`azblob://${AZURITE_ACCOUNT}/othercontainer`), {
+      env: { AZURE_STORAGE_SAS_URL: sas },
+    }),
+    /SAS URL is for another container/,
   );
 });
 
