@@ -2,6 +2,7 @@
  * `peerdist get` and `peerdist status`: clients of a running daemon's admin API
  * (protocol/admin-api.md).
  */
+import { parseHeaderArgs } from '../util/origin-headers.js';
 import type { Command } from 'commander';
 import { daemonAddress, adminJson } from '../client/admin-client.js';
 import { getToFile } from '../client/get.js';
@@ -22,8 +23,14 @@ export function register(program: Command): void {
       'daemon admin address HOST:PORT or socket path (default $PEERDIST_DAEMON or 127.0.0.1:7171)',
     )
     .option('--json', 'print one JSON object with the result and where the bytes came from')
-    .action(async (url: string, o: { output?: string; daemon?: string; json?: boolean }) => {
+    .option(
+      '-H, --header <header>',
+      "send 'Name: value' to the origin only (repeatable; e.g. 'Authorization: Bearer ...'); never to peers, never logged",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .action(async (url: string, o: { output?: string; daemon?: string; json?: boolean; header?: string[] }) => {
       const daemon = daemonAddress(o.daemon);
+      const originHeaders = parseHeaderArgs(o.header ?? []);
       const ac = new AbortController();
       const onSignal = () => ac.abort();
       process.once('SIGINT', onSignal);
@@ -36,6 +43,7 @@ export function register(program: Command): void {
           daemon,
           url,
           output: o.output,
+          originHeaders,
           signal: ac.signal,
           onProgress: tty
             ? (p) => {

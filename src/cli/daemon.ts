@@ -33,6 +33,7 @@ interface DaemonFlags {
   hostedCacheVersion?: string;
   hostedCacheCa?: string;
   hostedCacheRetrievalPort?: string;
+  originCa?: string;
 }
 
 /** How long shutdown may take before the process exits anyway. */
@@ -82,6 +83,7 @@ export function register(program: Command): void {
       '--hosted-cache-version <1|2>',
       'MS-PCHC version: 2 = BATCHED_OFFER over HTTP (Windows 8+), 1 = INITIAL_OFFER/SEGMENT_INFO over HTTPS (Windows 7) (default 2)',
     )
+    .option('--origin-ca <file>', 'PEM certificate(s) to trust for HTTPS origins, besides the bundled and system CAs')
     .option(
       '--hosted-cache-ca <file>',
       'PEM certificate(s) to trust for a v1 hosted cache (e.g. from peerdist hosted-cache export-cert)',
@@ -115,6 +117,7 @@ export function register(program: Command): void {
         hostedCache: o.hostedCache,
         hostedCacheVersion: o.hostedCacheVersion,
         hostedCacheCa: o.hostedCacheCa,
+        originCa: o.originCa,
         hostedCacheRetrievalPort: o.hostedCacheRetrievalPort,
       };
       const configPath = o.config ?? process.env.PEERDIST_CONFIG;

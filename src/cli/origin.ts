@@ -17,11 +17,15 @@ import {
   storeSecret,
 } from '../origin/secret.js';
 import { publicKeyPem } from '../protocol/pccrtp/signature.js';
-import { loadOrCreateSigningKey } from '../origin/signing-key.js';
+import { loadOrCreateSigningKey, readSigningKeyFile } from '../origin/signing-key.js';
 import type { ContentVersion } from '../protocol/pccrc/types.js';
 import { UsageError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
 import { defaultStateDir } from '../util/paths.js';
+import { openStore } from '../origin/open-store.js';
+import { loadTlsPair } from '../origin/tls.js';
+import { DEFAULT_PREFIX_CLAIM, TokenGate } from '../origin/auth.js';
+import { publishStore } from '../origin/publish-store.js';
 
 function parsePort(v: string): number {
   const n = Number(v);
@@ -51,6 +55,12 @@ async function secretFor(opts: { secretFile?: string; stateDir: string }): Promi
   return opts.secretFile ? readSecretFile(opts.secretFile) : loadOrCreateSecret(opts.stateDir);
 }
 
+const secretFileOption = (what: string) =>
+  new Option(
+    '--secret-file <file>',
+    `use the server secret in this file (raw bytes) ${what}; the same file on every node of a store`,
+  ).env('PEERDIST_SECRET_FILE');
+
 const stateDirOption = () =>
   new Option('--state-dir <dir>', 'state directory (secret, signing key, hash cache)').default(defaultStateDir());
 
@@ -59,7 +69,17 @@ interface ServeOptions {
   port: number;
   stateDir: string;
   secretFile?: string;
+  signingKeyFile?: string;
   upstream?: string;
+  store?: string;
+  storeConfig?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  requireJwt?: boolean;
+  jwks?: string;
+  audience?: string;
+  issuer?: string;
+  prefixClaim: string;
   contentVersionDefault: ContentVersion;
   chunking: 'cdc' | 'fixed';
   hashConcurrency: number;
@@ -70,18 +90,38 @@ interface ServeOptions {
 }
 
 async function serve(dir: string | undefined, opts: ServeOptions): Promise<void> {
-  if (dir === undefined && opts.upstream === undefined)
-    throw new UsageError('give a directory to serve or --upstream URL');
-  if (dir !== undefined && opts.upstream !== undefined)
-    throw new UsageError('give either a directory or --upstream, not both');
+  const sources = [dir, opts.upstream, opts.store].filter((x) => x !== undefined).length;
+  if (sources === 0) throw new UsageError('give a directory to serve, --upstream URL or --store URL');
+  if (sources > 1) throw new UsageError('give only one of a directory, --upstream and --store');
+  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
+    throw new UsageError('give both --tls-cert and --tls-key, or neither');
+  const tls = opts.tlsCert && opts.tlsKey ? await loadTlsPair(opts.tlsCert, opts.tlsKey) : undefined;
+  const store = opts.store ? await openStore(opts.store, { configFile: opts.storeConfig }) : undefined;
+  const log = createLogger({ component: 'origin' });
+  if (opts.requireJwt && (!opts.jwks || !opts.audience))
+    throw new UsageError('--require-jwt needs --jwks FILE|URL and --audience');
+  if (!opts.requireJwt && (opts.jwks || opts.audience))
+    throw new UsageError('--jwks and --audience only apply with --require-jwt');
+  const tokenGate = opts.requireJwt
+    ? await TokenGate.create({
+        jwks: opts.jwks!,
+        audience: opts.audience!,
+        issuer: opts.issuer,
+        prefixClaim: opts.prefixClaim,
+      })
+    : undefined;
   const server = await createOriginServer({
     root: dir,
     upstream: opts.upstream,
+    store,
     host: opts.host,
     port: opts.port,
     stateDir: opts.stateDir,
     secret: opts.secretFile ? await readSecretFile(opts.secretFile) : undefined,
-    logger: createLogger({ component: 'origin' }),
+    signingKey: opts.signingKeyFile ? await readSigningKeyFile(opts.signingKeyFile) : undefined,
+    logger: log,
+    tls,
+    tokenGate,
     chunking: opts.chunking,
     preferVersion: opts.contentVersionDefault,
     hashConcurrency: opts.hashConcurrency,
@@ -92,7 +132,19 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
   });
   const addr = await server.listen();
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
-  process.stdout.write(`listening on http://${host}:${addr.port}/\n`);
+  process.stdout.write(`listening on ${tls ? 'https' : 'http'}://${host}:${addr.port}/\n`);
+  // SIGHUP: read the certificate and key again (a renewed certificate); on error keep the old pair.
+  const reload = () => {
+    if (!opts.tlsCert || !opts.tlsKey) return;
+    loadTlsPair(opts.tlsCert, opts.tlsKey).then(
+      (pair) => {
+        server.setTls(pair);
+        log.info('TLS certificate reloaded', { cert: opts.tlsCert });
+      },
+      (err: unknown) => log.error('TLS certificate reload failed; keeping the previous one', { err: err as Error }),
+    );
+  };
+  process.on('SIGHUP', reload);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGTERM', stop);
@@ -102,6 +154,7 @@ async function serve(dir: string | undefined, opts: ServeOptions): Promise<void>
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  process.off('SIGHUP', reload);
   await server.close();
 }
 
@@ -136,8 +189,36 @@ export function register(program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0 = any free port)', parsePort, 8080)
     .addOption(stateDirOption())
-    .option('--secret-file <file>', 'use the raw server secret in this file instead of <state-dir>/origin/secret')
+    .addOption(secretFileOption('instead of <state-dir>/origin/secret'))
+    .addOption(
+      new Option(
+        '--signing-key-file <file>',
+        'sign content information with this PEM private key instead of <state-dir>/origin/signing-key.pem ' +
+          '(the same file on every node of a store)',
+      ).env('PEERDIST_SIGNING_KEY_FILE'),
+    )
     .option('--upstream <url>', 'reverse-proxy this upstream base URL instead of serving a directory')
+    .option('--require-jwt', 'require Authorization: Bearer <JWT> for content and content information')
+    .option('--jwks <file|url>', 'with --require-jwt: the JSON Web Key Set that signs tokens')
+    .option('--audience <aud>', 'with --require-jwt: the audience tokens must name')
+    .option('--issuer <iss>', 'with --require-jwt: the issuer tokens must name (optional)')
+    .option(
+      '--prefix-claim <name>',
+      'with --require-jwt: claim holding the path prefix (or prefixes) a token may read',
+      DEFAULT_PREFIX_CLAIM,
+    )
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain); reloaded on SIGHUP')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+    .option(
+      '--store <url>',
+      'publish an object store instead of a directory: azblob://ACCOUNT/CONTAINER[/PREFIX] ' +
+        '(credentials from AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_SAS_URL or --store-config)',
+    )
+    .addOption(
+      new Option('--store-config <file>', 'JSON file with store credentials per account (see README)').env(
+        'PEERDIST_STORE_CONFIG',
+      ),
+    )
     .addOption(
       new Option('--content-version-default <n>', 'content information version to send when a client accepts both')
         .argParser(parseOneVersion)
@@ -193,17 +274,28 @@ export function register(program: Command): void {
 
   program
     .command('publish')
-    .description('precompute content information for every file in a directory (into the origin hash cache)')
-    .argument('<dir>', 'directory to publish')
+    .description(
+      'precompute content information for every file in a directory (into the origin hash cache), ' +
+        'or for every blob of a store (into the store, shared by every node)',
+    )
+    .argument('[dir]', 'directory to publish')
+    .option('--store <url>', 'publish an object store instead: azblob://ACCOUNT/CONTAINER[/PREFIX]')
+    .addOption(
+      new Option('--store-config <file>', 'JSON file with store credentials per account (see README)').env(
+        'PEERDIST_STORE_CONFIG',
+      ),
+    )
     .addOption(stateDirOption())
-    .option('--secret-file <file>', 'use the raw server secret in this file')
+    .addOption(secretFileOption('instead of <state-dir>/origin/secret'))
     .addOption(new Option('--content-version <v>', '1, 2 or both').argParser(parseVersions).default([1, 2], 'both'))
     .addOption(new Option('--chunking <mode>', 'v2 segment boundaries').choices(['cdc', 'fixed']).default('cdc'))
     .option('--json', 'print the summary as JSON')
     .action(
       async (
-        dir: string,
+        dir: string | undefined,
         opts: {
+          store?: string;
+          storeConfig?: string;
           stateDir: string;
           secretFile?: string;
           contentVersion: ContentVersion[];
@@ -211,16 +303,26 @@ export function register(program: Command): void {
           json?: boolean;
         },
       ) => {
+        if ((dir === undefined) === (opts.store === undefined))
+          throw new UsageError('give either a directory or --store URL');
         const started = Date.now();
         const bar = progressBar();
-        const s = await publishDirectory({
-          root: dir,
-          stateDir: opts.stateDir,
-          secret: await secretFor(opts),
-          versions: opts.contentVersion,
-          chunking: opts.chunking,
-          onProgress: (p) => bar.update(p),
-        });
+        const s = opts.store
+          ? await publishStore({
+              store: await openStore(opts.store, { configFile: opts.storeConfig }),
+              secret: await secretFor(opts),
+              versions: opts.contentVersion,
+              chunking: opts.chunking,
+              onProgress: (p) => bar.update(p),
+            })
+          : await publishDirectory({
+              root: dir!,
+              stateDir: opts.stateDir,
+              secret: await secretFor(opts),
+              versions: opts.contentVersion,
+              chunking: opts.chunking,
+              onProgress: (p) => bar.update(p),
+            });
         bar.done();
         const seconds = (Date.now() - started) / 1000;
         if (opts.json) {

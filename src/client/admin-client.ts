@@ -40,12 +40,18 @@ function describe(addr: AdminAddress): string {
 export function adminRequest(
   addr: AdminAddress,
   path: string,
-  opts: { method?: string; signal?: AbortSignal } = {},
+  opts: { method?: string; signal?: AbortSignal; headers?: Record<string, string> } = {},
 ): Promise<IncomingMessage> {
   return new Promise((resolveP, reject) => {
     const target = addr.kind === 'socket' ? { socketPath: addr.path } : { host: addr.host, port: addr.port };
     const req = request(
-      { ...target, path, method: opts.method ?? 'GET', signal: opts.signal, headers: { accept: 'application/json' } },
+      {
+        ...target,
+        path,
+        method: opts.method ?? 'GET',
+        signal: opts.signal,
+        headers: { accept: 'application/json', ...opts.headers },
+      },
       resolveP,
     );
     req.on('error', (err) => {

@@ -19,6 +19,7 @@ import type { AdminAddress } from '../util/address.js';
 import { AdminClientError, adminJson, adminRequest, errorFrom } from './admin-client.js';
 import type { JobView } from '../daemon/jobs.js';
 import { isErrorCode } from '../util/error-codes.js';
+import { encodeOriginHeaders, ORIGIN_HEADERS_HEADER } from '../util/origin-headers.js';
 import type { ByteCounts } from '../engine/types.js';
 
 /** The `get --json` document (protocol/admin-api.md). */
@@ -58,6 +59,8 @@ export interface GetOptions {
   onProgress?: (p: { received: number; total?: number; job?: JobView }) => void;
   progressIntervalMs?: number;
   signal?: AbortSignal;
+  /** Headers for the origin only (`-H`, e.g. Authorization); see util/origin-headers.ts. */
+  originHeaders?: Record<string, string>;
   /** How long to wait for the job to report done after the last byte arrived. */
   settleTimeoutMs?: number;
   now?: () => number;
@@ -262,7 +265,11 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
   let received = 0;
   let timer: NodeJS.Timeout | undefined;
   try {
-    res = await adminRequest(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}`, { signal: opts.signal });
+    const oh = opts.originHeaders && Object.keys(opts.originHeaders).length ? opts.originHeaders : undefined;
+    res = await adminRequest(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}`, {
+      signal: opts.signal,
+      ...(oh ? { headers: { [ORIGIN_HEADERS_HEADER]: encodeOriginHeaders(oh) } } : {}),
+    });
     if (res.statusCode !== 200) throw await errorFrom(res);
     const jobId = res.headers['x-peerdist-job'];
     if (typeof jobId !== 'string' || jobId === '')

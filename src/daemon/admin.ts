@@ -5,6 +5,7 @@
  * X-Forwarded-*) are refused. The API never writes
  * files at client-named paths: fetched content is streamed back in the response.
  */
+import { decodeOriginHeaders, ORIGIN_HEADERS_HEADER } from '../util/origin-headers.js';
 import { connect } from 'node:net';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -186,7 +187,16 @@ async function fetchRoute(
 ): Promise<void> {
   const log = deps.logger ?? nullLogger;
   if (!url || !isHttpUrl(url)) return sendJson(res, 400, { error: 'url must be an absolute http:// or https:// URL' });
-  const job = deps.jobs!.obtain(url);
+  let originHeaders: Record<string, string> | undefined;
+  const oh = req.headers[ORIGIN_HEADERS_HEADER];
+  if (typeof oh === 'string') {
+    try {
+      originHeaders = decodeOriginHeaders(oh);
+    } catch (err) {
+      return sendJson(res, 400, { error: (err as Error).message });
+    }
+  }
+  const job = deps.jobs!.obtain(url, originHeaders);
   let info: Awaited<typeof job.info>;
   try {
     info = await job.info;

@@ -4,6 +4,7 @@
  * `resolveConfig` is pure; `readConfigFile` and `checkConfigFiles` touch the disk. See
  * protocol/admin-api.md.
  */
+import { readCaFile } from '../util/origin-trust.js';
 import { createPublicKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { makeDirs } from '../util/mkdirs.js';
@@ -40,6 +41,7 @@ export interface RawConfig {
   discoveryPort?: number | string;
   cacheLimit?: number | string;
   originPublicKey?: string;
+  originCa?: string;
   maxContentVersion?: number | string;
   presence?: boolean | string;
   mdnsPort?: number | string;
@@ -88,6 +90,8 @@ export interface DaemonConfig {
   cacheLimitBytes?: number;
   /** PEM file with the origin's content-information signing key; undefined = no signature check. */
   originPublicKeyFile?: string;
+  /** PEM file of CAs trusted for HTTPS origins besides the bundled and system ones. */
+  originCaFile?: string;
   maxContentVersion: 1 | 2;
   /** Announce the daemon with DNS-SD (mDNS). */
   presence: boolean;
@@ -138,6 +142,7 @@ export const ENV_VARS: Record<keyof RawConfig, string> = {
   discoveryPort: 'PEERDIST_DISCOVERY_PORT',
   cacheLimit: 'PEERDIST_CACHE_LIMIT',
   originPublicKey: 'PEERDIST_ORIGIN_PUBLIC_KEY',
+  originCa: 'PEERDIST_ORIGIN_CA',
   maxContentVersion: 'PEERDIST_MAX_CONTENT_VERSION',
   presence: 'PEERDIST_PRESENCE',
   mdnsPort: 'PEERDIST_MDNS_PORT',
@@ -356,6 +361,7 @@ export function resolveConfig(sources: {
     discoveryPort: parseIntSetting(pick('discoveryPort') ?? DEFAULTS.discoveryPort, 'discoveryPort', 0, 65535),
     cacheLimitBytes: cacheLimit === undefined ? undefined : parseSize(cacheLimit, 'cacheLimit'),
     originPublicKeyFile: pick('originPublicKey') === undefined ? undefined : String(pick('originPublicKey')),
+    originCaFile: pick('originCa') === undefined ? undefined : String(pick('originCa')),
     maxContentVersion: mcv,
     presence: presence === undefined ? true : parseBool(presence, 'presence'),
     mdnsPort: mdnsPort === undefined ? undefined : parseIntSetting(mdnsPort, 'mdnsPort', 1, 65535),
@@ -389,6 +395,8 @@ const firstLine = (err: unknown) => String((err as Error)?.message ?? err).split
 /** What `checkConfigFiles` read: the origin public key's PEM text, when configured. */
 export interface CheckedFiles {
   originPublicKeyPem?: string;
+  /** The originCa file's PEM text, when configured. */
+  originCaPem?: string;
 }
 
 /**
@@ -419,6 +427,13 @@ export async function checkConfigFiles(config: DaemonConfig): Promise<CheckedFil
       throw new ConfigError(`originPublicKey: ${file} is not a PEM public key (${firstLine(err)})`, { cause: err });
     }
     out.originPublicKeyPem = pem;
+  }
+  if (config.originCaFile !== undefined) {
+    try {
+      out.originCaPem = await readCaFile(config.originCaFile);
+    } catch (err) {
+      throw new ConfigError(`originCa: ${firstLine(err)}`, { cause: err });
+    }
   }
   const st = await stat(config.stateDir).catch(() => undefined);
   if (st && !st.isDirectory()) throw new ConfigError(`stateDir: ${config.stateDir} exists and is not a directory`);

@@ -11,7 +11,8 @@ import { createRetrievalServer } from '../retrieval/server.js';
 import { RetrievalClient } from '../retrieval/client.js';
 import { Discovery } from '../discovery/discovery.js';
 import { startPresence } from '../discovery/presence.js';
-import { DownloadEngine } from '../engine/engine.js';
+import { DownloadEngine, UndiciOriginClient } from '../engine/engine.js';
+import { originTrust } from '../util/origin-trust.js';
 import { clearStaleBuffers } from '../engine/plain.js';
 import { type Logger, createLogger } from '../util/log.js';
 import { PeerdistError } from '../util/errors.js';
@@ -107,7 +108,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
   const ifaces = (opts.networkInterfaces ?? networkInterfaces)();
   const iface = config.interface ? chooseInterface(config.interface, ifaces) : undefined;
   // Every file-valued setting is checked before anything starts (one-line BAD_CONFIG errors).
-  const { originPublicKeyPem: signaturePublicKeyPem } = await checkConfigFiles(config);
+  const { originPublicKeyPem: signaturePublicKeyPem, originCaPem } = await checkConfigFiles(config);
 
   // Everything started so far, closed in reverse order if a later step fails or on shutdown.
   const closers: Array<{ name: string; close: () => Promise<void> | void }> = [];
@@ -277,7 +278,11 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
         if (meta) for (const o of offerers) o.offer(meta);
       });
     }
+    // HTTPS origins: Node's roots + the system bundle + --origin-ca (util/origin-trust.ts).
+    const http = new UndiciOriginClient({ ca: originTrust(originCaPem ? [originCaPem] : []) });
+    closers.push({ name: 'origin client', close: () => http.close() });
     const engine = new DownloadEngine({
+      http,
       store,
       discovery: peers.wrap(hcSource.wrap(discovery)),
       retrieval,

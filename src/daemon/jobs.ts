@@ -5,6 +5,7 @@
  */
 import type { OriginClient } from '../engine/origin-client.js';
 import type { DownloadJob, JobInfo, JobProgress } from '../engine/types.js';
+import { credentialKey } from '../engine/origin-client.js';
 
 export interface EngineLike {
   download(url: string, opts?: { headers?: Record<string, string>; http?: OriginClient }): DownloadJob;
@@ -34,6 +35,8 @@ interface Entry {
   job: DownloadJob;
   /** The origin client the job was started with (undefined = the engine's own). */
   http?: OriginClient;
+  /** credentialKey() of the headers it was started with ('' = none). */
+  cred?: string;
   info?: JobInfo;
   started: number;
   /** When job.info resolved (the origin's answer). */
@@ -59,17 +62,21 @@ export class JobBook {
 
   /**
    * Starts a download of `url`, or joins an active one for the same URL started with the same
-   * origin client (`http`: the proxy's, which refuses local targets; undefined = the engine's).
+   * origin client (`http`: the proxy's, which refuses local targets; undefined = the engine's)
+   * and the same credentials (Authorization, Cookie: see credentialKey).
    */
   obtain(url: string, headers?: Record<string, string>, http?: OriginClient): DownloadJob {
+    const cred = credentialKey(headers);
     for (const e of this.entries.values()) {
-      if (e.job.url !== url || e.finished !== undefined || e.http !== http) continue;
+      if (e.job.url !== url || e.finished !== undefined || e.http !== http || (e.cred ?? '') !== cred) continue;
       const st = e.job.progress().state;
       if (st === 'starting' || st === 'running') return e.job;
     }
     const opts = { ...(headers ? { headers } : {}), ...(http ? { http } : {}) };
     const job = this.engine.download(url, Object.keys(opts).length ? opts : undefined);
     this.add(job, http);
+    const e = this.entries.get(job.id);
+    if (e && cred) e.cred = cred;
     return job;
   }
 

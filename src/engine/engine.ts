@@ -10,7 +10,7 @@ import { realTimers } from '../util/timers.js';
 import { MemoryBudget } from './budget.js';
 import { DownloadError } from './errors.js';
 import { EngineJob } from './job.js';
-import { type OriginClient, UndiciOriginClient } from './origin-client.js';
+import { credentialKey, type OriginClient, UndiciOriginClient } from './origin-client.js';
 import type { JobContext } from './session.js';
 import type { DownloadJob, EngineDeps, EngineTotals } from './types.js';
 
@@ -85,8 +85,11 @@ export class DownloadEngine extends EventEmitter {
       throw new DownloadError('ORIGIN_STATUS', `unsupported URL scheme: ${parsed.protocol}`);
     parsed.hash = '';
     const key = parsed.href;
-    const runKey = opts.http && opts.http !== this.http ? `${this.clientTag(opts.http)} ${key}` : key;
-    const existing = this.running.get(runKey);
+    const cred = credentialKey(opts.headers);
+    const clientKey = opts.http && opts.http !== this.http ? `${this.clientTag(opts.http)} ${key}` : key;
+    // A job is joined only by a download through the same origin client with the same credentials.
+    const joinKey = cred ? `${clientKey}\0${cred}` : clientKey;
+    const existing = this.running.get(joinKey);
     if (existing && !existing.finished) return existing;
     const self = new Set<string>();
     const ctx: JobContext = {
@@ -109,7 +112,7 @@ export class DownloadEngine extends EventEmitter {
       },
     };
     const job = new EngineJob(randomUUID(), key, { ...(opts.headers ?? {}) }, ctx);
-    this.running.set(runKey, job);
+    this.running.set(joinKey, job);
     this.all.push(job);
     this.sums.jobs++;
     this.sums.active++;
@@ -117,7 +120,7 @@ export class DownloadEngine extends EventEmitter {
       this.sums.active--;
       if (ok) this.sums.completed++;
       else this.sums.failed++;
-      if (this.running.get(runKey) === job) this.running.delete(runKey);
+      if (this.running.get(joinKey) === job) this.running.delete(joinKey);
       this.trim();
     };
     job.done.then(

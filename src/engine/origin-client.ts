@@ -2,6 +2,7 @@
  * HTTP access to origins for the download engine: one undici Agent (a small connection pool per
  * origin) shared by every job. Injectable (OriginClient) so engine tests can fake the origin.
  */
+import { createHash } from 'node:crypto';
 import { Agent, type buildConnector, request } from 'undici';
 import { DownloadError, type DownloadErrorCode } from './errors.js';
 
@@ -32,11 +33,16 @@ export interface UndiciOriginOptions {
   connect?: buildConnector.connector;
   /** Headers added to every request (the proxy's `Via`). */
   extraHeaders?: Record<string, string>;
+  /**
+   * Certificate authorities HTTPS origins may chain to (PEM strings), replacing Node's default
+   * list: see util/origin-trust.ts (bundled + system + --origin-ca). Default: Node's bundled roots.
+   */
+  ca?: string[];
 }
 
 export class UndiciOriginClient implements OriginClient {
   private readonly agent: Agent;
-  private readonly o: Required<Omit<UndiciOriginOptions, 'connect' | 'extraHeaders'>>;
+  private readonly o: Required<Omit<UndiciOriginOptions, 'connect' | 'extraHeaders' | 'ca'>>;
   private readonly extra: Record<string, string>;
 
   constructor(opts: UndiciOriginOptions = {}) {
@@ -50,7 +56,10 @@ export class UndiciOriginClient implements OriginClient {
       connections: this.o.connections,
       headersTimeout: this.o.headersTimeoutMs,
       bodyTimeout: this.o.bodyTimeoutMs,
-      ...(opts.connect ? { connect: opts.connect } : { connectTimeout: 10_000 }),
+      // The proxy's connector (its own address checks) or undici's, with the trusted CAs.
+      ...(opts.connect
+        ? { connect: opts.connect }
+        : { connectTimeout: 10_000, ...(opts.ca ? { connect: { ca: opts.ca } } : {}) }),
     });
   }
 
@@ -101,6 +110,23 @@ export async function readBody(
     parts.push(chunk);
   }
   return Buffer.concat(parts, n);
+}
+
+/**
+ * What a download's credentials (Authorization, Cookie headers sent to the origin, e.g. from
+ * `get -H`) look like for joining: '' without any, else a digest. Downloads are shared by URL only
+ * between requests with the same credentials, so a request without a token never joins (and
+ * receives the bytes of) another user's authorized download.
+ */
+export function credentialKey(headers: Record<string, string> | undefined): string {
+  if (!headers) return '';
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(headers)) {
+    const n = k.toLowerCase();
+    if (n === 'authorization' || n === 'cookie' || n === 'proxy-authorization') parts.push(`${n}:${v}`);
+  }
+  if (parts.length === 0) return '';
+  return createHash('sha256').update(parts.sort().join('\n')).digest('hex');
 }
 
 /** Single header value (first when repeated). */

@@ -9,11 +9,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hashFile } from './hash-file.js';
 import { encodeContentInfo } from '../protocol/pccrc/codec.js';
 import type { ContentVersion } from '../protocol/pccrc/types.js';
-import { isNotModified, ifRangeMatches } from './conditional.js';
+import { isNotModified } from './conditional.js';
 import { fileCacheKey, type Chunking, type FileIdentity } from './hashcache.js';
 import { makeHashRequestHeaders, type Negotiation } from '../protocol/pccrtp/headers.js';
 import { tryPeerDist, type PeerDistContext } from './peerdist-response.js';
-import { parseRange } from './range.js';
+import { planBody } from './range.js';
 import type { Producer } from './hashjobs.js';
 import { countBody, plainError, str } from './respond.js';
 
@@ -132,25 +132,9 @@ export async function serveFile(
       Object.assign(headers, makeHashRequestHeaders());
       ctx.stats.makeHashRequests++;
     }
-    headers['Accept-Ranges'] = 'bytes';
-    let status = 200,
-      start = 0,
-      end = id.size - 1;
-    const range = ifRangeMatches(str(req.headers['if-range']), headers['ETag'], headers['Last-Modified'])
-      ? parseRange(rangeHeader, id.size)
-      : { kind: 'none' as const };
-    if (range.kind === 'unsatisfiable') {
-      res.writeHead(416, { ...headers, 'Content-Range': `bytes */${id.size}`, 'Content-Length': '0' }).end();
-      return;
-    }
-    if (range.kind === 'single') {
-      status = 206;
-      start = range.start;
-      end = range.end;
-      headers['Content-Range'] = `bytes ${start}-${end}/${id.size}`;
-    }
-    const length = end - start + 1;
-    headers['Content-Length'] = String(length);
+    const plan = planBody({ range: rangeHeader, 'if-range': str(req.headers['if-range']) }, headers, id.size, res);
+    if (!plan) return;
+    const { status, start, end, length } = plan;
     res.writeHead(status, headers);
     if (req.method === 'HEAD' || length === 0) {
       res.end();

@@ -4,13 +4,13 @@
  */
 import type { Logger } from '../util/log.js';
 import type { HashCache } from './hashcache.js';
+import { Slots } from './slots.js';
 
 export type Producer = (signal: AbortSignal) => Promise<Buffer>;
 
 export class HashJobs {
   private readonly inflight = new Map<string, Promise<Buffer | undefined>>();
-  private readonly waiting: Array<() => void> = [];
-  private running = 0;
+  private readonly slots: Slots;
   private readonly abort = new AbortController();
   /** Jobs that started hashing. */
   started = 0;
@@ -19,14 +19,16 @@ export class HashJobs {
   private rate: number | undefined;
 
   constructor(
-    private readonly cache: HashCache,
-    private readonly concurrency: number,
+    private readonly cache: Pick<HashCache, 'get' | 'put'>,
+    concurrency: number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.slots = new Slots(concurrency);
+  }
 
   /** Jobs waiting for a free slot. */
   get queued(): number {
-    return this.waiting.length;
+    return this.slots.queued;
   }
 
   /** The running (or queued) job for a key, if any. */
@@ -55,7 +57,7 @@ export class HashJobs {
   }
 
   private async execute(key: string, produce: Producer, length: number): Promise<Buffer | undefined> {
-    await this.slot();
+    await this.slots.acquire();
     try {
       if (this.abort.signal.aborted) return undefined;
       const cached = await this.cache.get(key);
@@ -77,22 +79,8 @@ export class HashJobs {
       }
       return undefined;
     } finally {
-      this.running--;
-      this.waiting.shift()?.();
+      this.slots.release();
     }
-  }
-
-  private slot(): Promise<void> {
-    if (this.running < this.concurrency) {
-      this.running++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) =>
-      this.waiting.push(() => {
-        this.running++;
-        resolve();
-      }),
-    );
   }
 
   /** Resolves once no job is queued or running (jobs started meanwhile are waited for too). */
@@ -103,7 +91,7 @@ export class HashJobs {
   /** Aborts every job and waits until none is running. */
   async close(): Promise<void> {
     this.abort.abort();
-    while (this.waiting.length) this.waiting.shift()!();
+    this.slots.drain();
     await Promise.all([...this.inflight.values()]);
   }
 }

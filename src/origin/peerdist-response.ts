@@ -6,17 +6,27 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash, type KeyObject } from 'node:crypto';
-import type { HashCache } from './hashcache.js';
-import type { HashJobs, Producer } from './hashjobs.js';
+import type { Producer } from './hashjobs.js';
 import { peerDistResponseHeaders, type Negotiation } from '../protocol/pccrtp/headers.js';
 import { HDR_SIGNATURE, signatureMessage, signContentInfo, type SignedFields } from '../protocol/pccrtp/signature.js';
 import type { OriginStats } from './stats.js';
 
+/** Where finished content information is looked up (the local hash cache, or the shared store). */
+export interface ContentInfoLookup {
+  get(key: string): Promise<Buffer | undefined>;
+}
+
+/** Runs (or joins) the hash job for a key; see HashJobs. */
+export interface HashRunner {
+  run(key: string, produce: Producer, length?: number): Promise<Buffer | undefined>;
+  expectedMs(length: number): number;
+}
+
 export interface PeerDistContext {
-  cache: HashCache;
+  cache: ContentInfoLookup;
   /** Recent X-PeerDist-Signature values by signed message digest (RSA signing costs milliseconds). */
   signatures: SignatureMemo;
-  jobs: HashJobs;
+  jobs: HashRunner;
   stats: OriginStats;
   signingKey: KeyObject;
   /** How long a HashRequest=true request waits for hashing. */

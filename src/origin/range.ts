@@ -1,4 +1,5 @@
 /** Single byte-range parsing (RFC 9110 14.1.2) for the origin. Pure. */
+import { ifRangeMatches } from './conditional.js';
 
 export type RangeRequest =
   /** No usable Range: serve the whole entity with 200 (absent, not bytes=, syntactically invalid, or several ranges). */
@@ -33,4 +34,40 @@ export function parseRange(header: string | undefined, size: number): RangeReque
   if (start >= size) return { kind: 'unsatisfiable' };
   const end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
   return { kind: 'single', start, end };
+}
+
+/** What an identity response sends: status and inclusive byte span, or undefined for 416 (already answered). */
+export interface BodyPlan {
+  status: 200 | 206;
+  start: number;
+  end: number;
+  length: number;
+}
+
+/**
+ * Applies Range / If-Range to an entity of `size` bytes whose validators are in `headers` (ETag,
+ * Last-Modified): sets Accept-Ranges, Content-Range and Content-Length in `headers` and returns the
+ * span to send; answers 416 itself and returns undefined when the range is unsatisfiable.
+ */
+export function planBody(
+  reqHeaders: { range?: string; 'if-range'?: string },
+  headers: Record<string, string>,
+  size: number,
+  res: { writeHead(status: number, headers: Record<string, string>): { end(): void } },
+): BodyPlan | undefined {
+  headers['Accept-Ranges'] = 'bytes';
+  const range = ifRangeMatches(reqHeaders['if-range'], headers['ETag'], headers['Last-Modified'])
+    ? parseRange(reqHeaders.range, size)
+    : { kind: 'none' as const };
+  if (range.kind === 'unsatisfiable') {
+    res.writeHead(416, { ...headers, 'Content-Range': `bytes */${size}`, 'Content-Length': '0' }).end();
+    return undefined;
+  }
+  let plan: BodyPlan = { status: 200, start: 0, end: size - 1, length: size };
+  if (range.kind === 'single') {
+    plan = { status: 206, start: range.start, end: range.end, length: range.end - range.start + 1 };
+    headers['Content-Range'] = `bytes ${range.start}-${range.end}/${size}`;
+  }
+  headers['Content-Length'] = String(plan.length);
+  return plan;
 }

@@ -3,6 +3,7 @@
  * speaks the PeerDist HTTP extension (MS-PCCRTP). See protocol/pccrtp.md.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { realpath, stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { KeyObject } from 'node:crypto';
@@ -24,6 +25,11 @@ import { loadOrCreateSigningKey } from './signing-key.js';
 import { emptyStats, type OriginStats } from './stats.js';
 import { serveUpstream, type UpstreamContext } from './upstream.js';
 import { isHiddenTarget, parseRequestPath } from './urlpath.js';
+import { serveBlob, type BlobContext } from './blobs.js';
+import { SharedHashJobs } from './shared-hash.js';
+import type { ObjectStore } from './store.js';
+import type { TlsPair } from './tls.js';
+import type { TokenGate } from './auth.js';
 
 export type { OriginStats } from './stats.js';
 
@@ -32,6 +38,14 @@ export interface OriginServerOptions {
   root?: string;
   /** Base URL of an upstream HTTP server to reverse-proxy. */
   upstream?: string;
+  /** An object store to publish (azblob://...); content information is shared through it. */
+  store?: ObjectStore;
+  /** Require a bearer token (JWT) for every content request (`--require-jwt`). */
+  tokenGate?: TokenGate;
+  /** Serve HTTPS with this certificate and key (PEM) instead of HTTP. */
+  tls?: TlsPair;
+  /** Store mode: how often a node waiting for another node's hash looks for its record (default 250 ms). */
+  storePollMs?: number;
   host?: string;
   port?: number;
   stateDir: string;
@@ -64,6 +78,12 @@ export interface OriginServerOptions {
   allowDotfiles?: boolean;
 }
 
+/** Stands in for the hash cache in store mode (nothing is cached locally). */
+const NO_CACHE = {
+  get: async (): Promise<Buffer | undefined> => undefined,
+  put: async (): Promise<void> => undefined,
+};
+
 export const DEFAULT_UPSTREAM_STORE_LIMIT = 10 * 2 ** 30;
 export const DEFAULT_UPSTREAM_REVALIDATE_MS = 5_000;
 
@@ -82,11 +102,13 @@ export interface OriginServer {
   hashingIdle(): Promise<void>;
   /** PEM (SPKI) of the key that signs content information. */
   readonly publicKeyPem: string;
+  /** HTTPS only: new connections use this certificate from now on (open ones keep theirs). */
+  setTls(pair: TlsPair): void;
 }
 
 export async function createOriginServer(opts: OriginServerOptions): Promise<OriginServer> {
-  if ((opts.root === undefined) === (opts.upstream === undefined)) {
-    throw new UsageError('give exactly one of a directory to serve or an upstream URL');
+  if ([opts.root, opts.upstream, opts.store].filter((x) => x !== undefined).length !== 1) {
+    throw new UsageError('give exactly one of a directory to serve, an upstream URL or a store');
   }
   const log = opts.logger ?? createLogger({ component: 'origin' });
   let rootReal = '';
@@ -107,13 +129,14 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   }
   const secret = opts.secret ?? (await loadOrCreateSecret(opts.stateDir));
   const signingKey = opts.signingKey ?? (await loadOrCreateSigningKey(opts.stateDir));
-  const cache = await HashCache.open(opts.stateDir);
-  const jobs = new HashJobs(cache, opts.hashConcurrency ?? 2, log);
+  // Store mode keeps its content information in the store, not in the local hash cache.
+  const cache = opts.store ? undefined : await HashCache.open(opts.stateDir);
+  const jobs = new HashJobs(cache ?? NO_CACHE, opts.hashConcurrency ?? 2, log);
   const counters = emptyStats();
   const dispatcher = new Agent({ keepAliveTimeout: 4_000 });
   const chunking = opts.chunking ?? 'cdc';
   const base = {
-    cache,
+    cache: cache ?? NO_CACHE,
     jobs,
     stats: counters,
     signingKey,
@@ -141,12 +164,47 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
         fillWaitMs: 10_000,
       }
     : undefined;
+  const shared = opts.store
+    ? new SharedHashJobs({
+        store: opts.store,
+        secret,
+        log,
+        concurrency: opts.hashConcurrency ?? 2,
+        pollMs: opts.storePollMs,
+      })
+    : undefined;
+  const blobCtx: BlobContext | undefined =
+    opts.store && shared
+      ? {
+          stats: counters,
+          signingKey,
+          signatures: base.signatures,
+          hashWaitMs: base.hashWaitMs,
+          firstWaitMs: base.firstWaitMs,
+          store: opts.store,
+          shared,
+          secret,
+          chunking,
+          log,
+          retryAfterS: 5,
+          outage: {},
+        }
+      : undefined;
   const pem = publicKeyPem(signingKey);
 
   const stats = (): OriginStats => ({
     ...counters,
     hashJobs: jobs.started,
     hashJobsFailed: jobs.failed,
+    ...(shared
+      ? {
+          hashJobs: shared.started,
+          hashJobsFailed: shared.failed,
+          recordHits: shared.recordHits,
+          recordsRejected: shared.recordsRejected,
+          lockWaits: shared.lockWaits,
+        }
+      : {}),
     ...(store
       ? { storeEntities: store.stats().entities, storeBytes: store.stats().bytes, storeEvictions: store.evictions }
       : {}),
@@ -158,10 +216,31 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
     const p = parseRequestPath(req.url);
     if (!p.ok) return plainError(res, p.status);
     if (p.reserved) return serveReserved(req, res, p.segments);
+    if (opts.tokenGate) {
+      const g = await opts.tokenGate.check(req.headers.authorization, p.segments);
+      if (!g.ok) {
+        counters.authRejected = (counters.authRejected ?? 0) + 1;
+        const body = `${g.status} ${g.reason}\n`;
+        res
+          .writeHead(g.status, {
+            'Content-Type': 'text/plain',
+            'Content-Length': String(Buffer.byteLength(body)),
+            'WWW-Authenticate': g.header,
+            'Cache-Control': 'no-store',
+          })
+          .end(req.method === 'HEAD' ? undefined : body);
+        return;
+      }
+    }
     const n = negotiate(req.headers, { preferVersion: opts.preferVersion });
     if (n.hashRequest) counters.hashRequests++;
     if (upCtx) return serveUpstream(upCtx, req, res, n);
     // Hidden names (unless allowed) and trailing slashes are not served: 404 like a missing file.
+    // In store mode this also keeps the store's own `.peerdist/` records out of reach.
+    if (blobCtx) {
+      if (isHiddenTarget(req.url ?? '/', p.segments, false)) return plainError(res, 404);
+      return serveBlob(blobCtx, req, res, n, p.segments);
+    }
     if (isHiddenTarget(req.url ?? '/', p.segments, fileCtx.allowDotfiles ?? false)) return plainError(res, 404);
     return serveFile(fileCtx, req, res, n, p.segments);
   }
@@ -184,12 +263,20 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
-  const server: Server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: unknown) => {
       log.error('request failed', { url: req.url, err: err as Error });
       if (!res.headersSent) plainError(res, 500);
       else res.destroy();
     });
+  };
+  const tlsServer: HttpsServer | undefined = opts.tls
+    ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
+    : undefined;
+  const server: Server = tlsServer ?? createServer(onRequest);
+  tlsServer?.on('tlsClientError', (err, socket) => {
+    log.debug('TLS handshake failed', { remote: socket.remoteAddress, err: err.message });
+    socket.destroy();
   });
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -200,7 +287,14 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
   return {
     publicKeyPem: pem,
     stats,
-    hashingIdle: () => jobs.idle(),
+    setTls: (pair) => {
+      if (!tlsServer) throw new UsageError('this origin serves plain HTTP');
+      tlsServer.setSecureContext({ cert: pair.cert, key: pair.key });
+    },
+    hashingIdle: async () => {
+      await jobs.idle();
+      await shared?.idle();
+    },
     listen: () =>
       new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -212,6 +306,8 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
             port: a.port,
             root: rootReal || undefined,
             upstream: opts.upstream,
+            store: opts.store?.url,
+            tls: tlsServer !== undefined,
           });
           resolve({ host: a.address, port: a.port });
         });
@@ -222,11 +318,12 @@ export async function createOriginServer(opts: OriginServerOptions): Promise<Ori
         server.closeIdleConnections();
         const grace = setTimeout(() => server.closeAllConnections(), 2_000);
         await jobs.close();
+        await shared?.close();
         if (upCtx) await Promise.all([...upCtx.fills.values()]);
         await stopped;
         clearTimeout(grace);
         await dispatcher.close();
-        await cache.close();
+        await cache?.close();
       })()),
   };
 }

@@ -3,11 +3,25 @@ import { createPrivateKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { PeerdistError } from '../util/errors.js';
 import { SIGNING_KEY_BITS } from '../protocol/pccrtp/signature.js';
 import { ensureOriginDir, originDir } from './secret.js';
 
 export function signingKeyPath(stateDir: string): string {
   return join(originDir(stateDir), 'signing-key.pem');
+}
+
+/** Reads a PEM private key shared by several origin nodes (`serve --signing-key-file`). */
+export async function readSigningKeyFile(file: string): Promise<KeyObject> {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new PeerdistError('BAD_SIGNING_KEY', `signing key ${file}: ${(err as Error).message}`);
+  }
+  if (key.asymmetricKeyType !== 'rsa')
+    throw new PeerdistError('BAD_SIGNING_KEY', `signing key ${file} is ${key.asymmetricKeyType}, not RSA`);
+  return key;
 }
 
 const generateKeyPairP = promisify(generateKeyPair);

@@ -34,6 +34,16 @@ export interface OriginStats {
   storeEntities?: number;
   storeBytes?: number;
   storeEvictions?: number;
+  /** With --require-jwt: requests refused (401/403) for a missing, invalid or insufficient token. */
+  authRejected?: number;
+  /** Object-store mode (`--store`): requests answered 503 because the store was unreachable. */
+  storeUnavailable?: number;
+  /** Object-store mode: content-information records read from the store and accepted. */
+  recordHits?: number;
+  /** Object-store mode: records that failed their check and were recomputed. */
+  recordsRejected?: number;
+  /** Object-store mode: hash jobs that found another node hashing and waited for its record. */
+  lockWaits?: number;
 }
 
 export function emptyStats(): OriginStats {

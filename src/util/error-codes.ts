@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   HASH_CACHE_LOCKED: "the origin's hash cache is in use by another serve or publish process",
   BAD_SECRET: 'the server secret file is empty or unusable',
   NO_SECRET: 'hashing needs the server secret and none was given or found',
+  BAD_SIGNING_KEY: 'the signing key file does not hold an RSA private key in PEM',
+  BAD_STORE_CONFIG: 'the object-store config file does not parse or gives no credentials for the account',
 
   // Content information (MS-PCCRC) and its signature
   BAD_CONTENT_INFO: 'content information is malformed, or inconsistent with the content it describes',

@@ -187,7 +187,10 @@ t.test(
       500,
     );
     let ds = await status();
-    await until(async () => (ds = await status()).matchesSent >= ds.probesReceived, 'every probe read is answered');
+    await until(async () => {
+      ds = await status();
+      return ds.matchesSent >= ds.probesReceived;
+    }, 'every probe read is answered');
     await until(() => got.flooder + got.neighbour + got.sentinel >= ds.matchesSent, 'every answer sent has arrived');
     const elapsed = (Date.now() - start) / 1000;
     const kernel = kernelDrops(port) - dropsBefore;
