@@ -6,21 +6,11 @@
  */
 import t from 'tap';
 import { type Assignment, type BlockDesc, type PeerFailure, Scheduler } from '../../src/engine/scheduler.js';
+import { rng } from '../helpers/rng.js';
 
 const BS = 65536;
 function blocks(n: number): BlockDesc[] {
   return Array.from({ length: n }, (_, g) => ({ seg: g, index: 0, length: BS }));
-}
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 const host = (c: number) => `10.0.0.${c + 1}`;
 const addr = (c: number) => `${host(c)}:80`;

@@ -1,20 +1,10 @@
 import t from 'tap';
 import { type Assignment, type BlockDesc, Scheduler, type SchedulerOptions } from '../../src/engine/scheduler.js';
+import { rng } from '../helpers/rng.js';
 
 const BS = 65536;
 function blocks(n: number, perSeg = n): BlockDesc[] {
   return Array.from({ length: n }, (_, g) => ({ seg: Math.floor(g / perSeg), index: g % perSeg, length: BS }));
-}
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 const mk = (n: number, o: Partial<SchedulerOptions> = {}) => new Scheduler({ blocks: blocks(n), random: rng(1), ...o });
 const peersOf = (as: Assignment[]) => as.filter((a): a is Extract<Assignment, { kind: 'peer' }> => a.kind === 'peer');
