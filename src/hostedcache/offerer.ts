@@ -8,6 +8,7 @@
  */
 import { Agent, request } from 'undici';
 import type { SegmentMeta } from '../cache/meta.js';
+import { originTrust } from '../util/origin-trust.js';
 import {
   decodeResponse,
   encodeRequest,
@@ -94,7 +95,9 @@ function undiciPost(
   localAddress: string | undefined,
 ): { post: PchcPost; close: () => Promise<void> } {
   const agent = new Agent({
-    connect: ca ? { ca } : {},
+    // The extra CA is added to Node's roots and the system bundle, never in place of them
+    // (protocol/admin-api.md, `hostedCacheCa`).
+    connect: ca ? { ca: originTrust([ca]) } : {},
     ...(localAddress ? { localAddress } : {}),
     keepAliveTimeout: 10_000,
     connections: 1,
