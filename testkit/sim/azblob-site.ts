@@ -9,6 +9,7 @@
  * bench/azblob-crowd.ts; everything it starts is stopped by close().
  */
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +20,7 @@ import { startAzurite, AZURITE_ACCOUNT, type Azurite } from '../azurite.js';
 import { startBalancer, startRelay, type Balancer, type Relay } from '../balancer.js';
 import { peerdistEntry } from './entrypoints.js';
 import { lastJsonLine, parseListenLine } from './harness.js';
-import { runCommand, spawnTracked, type TrackedChild } from './proc.js';
+import { onProcessExit, runCommand, spawnTracked, type TrackedChild } from './proc.js';
 
 export interface NodeStats {
   bytesFull: number;
@@ -89,11 +90,23 @@ export class AzblobSite {
   ci3: string | undefined;
   private killedAfter = 0;
   private onNode3Bytes: ((n: number) => void) | undefined;
+  private unhook: (() => void) | undefined;
   /** Bound of one `peerdist get` (a hang ends the run; not a timing assertion). */
   getTimeoutMs = 300_000;
 
   async start(o: { blobs: Record<string, number>; clients?: number; env?: NodeJS.ProcessEnv }): Promise<void> {
     this.root = await mkdtemp(join(tmpdir(), 'pd-azsite-'));
+    // An interrupted run (a test timeout, ^C) leaves no node or daemon behind, nor its files.
+    const root = this.root;
+    this.unhook = onProcessExit(() => {
+      for (const c of this.children)
+        try {
+          if (c.pid) process.kill(c.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      rmSync(root, { recursive: true, force: true });
+    });
     this.az = await startAzurite();
     const container = BlobServiceClient.fromConnectionString(this.az.connectionString).getContainerClient('media');
     await container.create();
@@ -287,6 +300,7 @@ export class AzblobSite {
     await Promise.all(this.nodes.map((n) => n.relay?.cut()));
     await this.az?.stop();
     if (this.root) await rm(this.root, { recursive: true, force: true });
+    this.unhook?.();
   }
 }
 
