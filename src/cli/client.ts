@@ -3,6 +3,7 @@
  * (protocol/admin-api.md).
  */
 import { parseHeaderArgs } from '../util/origin-headers.js';
+import { UsageError } from '../util/errors.js';
 import type { Command } from 'commander';
 import { daemonAddress, adminJson } from '../client/admin-client.js';
 import { getToFile } from '../client/get.js';
@@ -28,43 +29,56 @@ export function register(program: Command): void {
       "send 'Name: value' to the origin only (repeatable; e.g. 'Authorization: Bearer ...'); never to peers, never logged",
       (v: string, prev: string[] = []) => [...prev, v],
     )
-    .action(async (url: string, o: { output?: string; daemon?: string; json?: boolean; header?: string[] }) => {
-      const daemon = daemonAddress(o.daemon);
-      const originHeaders = parseHeaderArgs(o.header ?? []);
-      const ac = new AbortController();
-      const onSignal = () => ac.abort();
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-      const tty = !o.json && process.stderr.isTTY === true;
-      const t0 = Date.now();
-      let shown = false;
-      try {
-        const r = await getToFile({
-          daemon,
-          url,
-          output: o.output,
-          originHeaders,
-          signal: ac.signal,
-          onProgress: tty
-            ? (p) => {
-                shown = true;
-                process.stderr.write(`\r\x1b[K${progressLine({ ...p, seconds: (Date.now() - t0) / 1000 })}`);
-              }
-            : undefined,
-        });
-        if (shown) process.stderr.write('\r\x1b[K');
-        // With -o - the content went to stdout: the result line goes to stderr.
-        (r.output === '-' ? process.stderr : process.stdout).write(
-          o.json ? jsonForTerminal({ ...r, cpuSeconds: cpuSecondsSoFar() }) + '\n' : finalLine(r) + '\n',
-        );
-      } catch (err) {
-        if (shown) process.stderr.write('\n');
-        throw err;
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-      }
-    });
+    .option(
+      '--mirror <url>',
+      "another origin node with the same content (repeatable): origin ranges fail over to it when the origin fails, once its content information matches; a bare http://host:port takes the URL's path",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .action(
+      async (
+        url: string,
+        o: { output?: string; daemon?: string; json?: boolean; header?: string[]; mirror?: string[] },
+      ) => {
+        const daemon = daemonAddress(o.daemon);
+        for (const m of o.mirror ?? [])
+          if (!/^https?:\/\/[^/]/i.test(m)) throw new UsageError(`--mirror ${m}: not an http:// or https:// URL`);
+        const originHeaders = parseHeaderArgs(o.header ?? []);
+        const ac = new AbortController();
+        const onSignal = () => ac.abort();
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        const tty = !o.json && process.stderr.isTTY === true;
+        const t0 = Date.now();
+        let shown = false;
+        try {
+          const r = await getToFile({
+            daemon,
+            url,
+            output: o.output,
+            originHeaders,
+            ...(o.mirror?.length ? { mirrors: o.mirror } : {}),
+            signal: ac.signal,
+            onProgress: tty
+              ? (p) => {
+                  shown = true;
+                  process.stderr.write(`\r\x1b[K${progressLine({ ...p, seconds: (Date.now() - t0) / 1000 })}`);
+                }
+              : undefined,
+          });
+          if (shown) process.stderr.write('\r\x1b[K');
+          // With -o - the content went to stdout: the result line goes to stderr.
+          (r.output === '-' ? process.stderr : process.stdout).write(
+            o.json ? jsonForTerminal({ ...r, cpuSeconds: cpuSecondsSoFar() }) + '\n' : finalLine(r) + '\n',
+          );
+        } catch (err) {
+          if (shown) process.stderr.write('\n');
+          throw err;
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+      },
+    );
 
   program
     .command('status')

@@ -59,6 +59,8 @@ export interface GetOptions {
   onProgress?: (p: { received: number; total?: number; job?: JobView }) => void;
   progressIntervalMs?: number;
   signal?: AbortSignal;
+  /** Other origin nodes with the same content (`--mirror`), used when the origin fails. */
+  mirrors?: string[];
   /** Headers for the origin only (`-H`, e.g. Authorization); see util/origin-headers.ts. */
   originHeaders?: Record<string, string>;
   /** How long to wait for the job to report done after the last byte arrived. */
@@ -266,7 +268,8 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
   let timer: NodeJS.Timeout | undefined;
   try {
     const oh = opts.originHeaders && Object.keys(opts.originHeaders).length ? opts.originHeaders : undefined;
-    res = await adminRequest(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}`, {
+    const mirrorQuery = (opts.mirrors ?? []).map((m) => `&mirror=${encodeURIComponent(m)}`).join('');
+    res = await adminRequest(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}${mirrorQuery}`, {
       signal: opts.signal,
       ...(oh ? { headers: { [ORIGIN_HEADERS_HEADER]: encodeOriginHeaders(oh) } } : {}),
     });

@@ -162,7 +162,8 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
     return view ? sendJson(res, 200, view) : sendJson(res, 404, { error: 'no such job' });
   }
   if (get && path === '/v1/jobs') return sendJson(res, 200, jobs.active());
-  if (get && path === '/v1/fetch') return fetchRoute(deps, u.searchParams.get('url'), req, res);
+  if (get && path === '/v1/fetch')
+    return fetchRoute(deps, u.searchParams.get('url'), req, res, u.searchParams.getAll('mirror'));
   const known = [
     '/v1/explain',
     '/v1/status',
@@ -178,15 +179,22 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
   sendJson(res, 404, { error: `unknown endpoint ${path}` });
 }
 
-/** GET /v1/fetch?url=URL: starts or joins a download and streams its bytes in order. */
+/**
+ * GET /v1/fetch?url=URL[&mirror=URL...]: starts or joins a download and streams its bytes in
+ * order. Mirrors name other origin nodes with the same content (get --mirror).
+ */
 async function fetchRoute(
   deps: AdminDeps,
   url: string | null,
   req: IncomingMessage,
   res: ServerResponse,
+  mirrors: string[] = [],
 ): Promise<void> {
   const log = deps.logger ?? nullLogger;
   if (!url || !isHttpUrl(url)) return sendJson(res, 400, { error: 'url must be an absolute http:// or https:// URL' });
+  const badMirror = mirrors.find((m) => !isHttpUrl(m));
+  if (badMirror !== undefined)
+    return sendJson(res, 400, { error: 'every mirror must be an absolute http:// or https:// URL' });
   let originHeaders: Record<string, string> | undefined;
   const oh = req.headers[ORIGIN_HEADERS_HEADER];
   if (typeof oh === 'string') {
@@ -196,7 +204,7 @@ async function fetchRoute(
       return sendJson(res, 400, { error: (err as Error).message });
     }
   }
-  const job = deps.jobs!.obtain(url, originHeaders);
+  const job = deps.jobs!.obtain(url, originHeaders, undefined, mirrors);
   let info: Awaited<typeof job.info>;
   try {
     info = await job.info;

@@ -8,7 +8,10 @@ import type { DownloadJob, JobInfo, JobProgress } from '../engine/types.js';
 import { credentialKey } from '../engine/origin-client.js';
 
 export interface EngineLike {
-  download(url: string, opts?: { headers?: Record<string, string>; http?: OriginClient }): DownloadJob;
+  download(
+    url: string,
+    opts?: { headers?: Record<string, string>; http?: OriginClient; mirrors?: string[] },
+  ): DownloadJob;
   jobs(): DownloadJob[];
   totals(): object;
   close(): Promise<void>;
@@ -63,16 +66,21 @@ export class JobBook {
   /**
    * Starts a download of `url`, or joins an active one for the same URL started with the same
    * origin client (`http`: the proxy's, which refuses local targets; undefined = the engine's)
-   * and the same credentials (Authorization, Cookie: see credentialKey).
+   * and the same credentials (Authorization, Cookie: see credentialKey). `mirrors` (get --mirror)
+   * name other nodes with the same content for a new job; a joined job keeps its own.
    */
-  obtain(url: string, headers?: Record<string, string>, http?: OriginClient): DownloadJob {
+  obtain(url: string, headers?: Record<string, string>, http?: OriginClient, mirrors?: string[]): DownloadJob {
     const cred = credentialKey(headers);
     for (const e of this.entries.values()) {
       if (e.job.url !== url || e.finished !== undefined || e.http !== http || (e.cred ?? '') !== cred) continue;
       const st = e.job.progress().state;
       if (st === 'starting' || st === 'running') return e.job;
     }
-    const opts = { ...(headers ? { headers } : {}), ...(http ? { http } : {}) };
+    const opts = {
+      ...(headers ? { headers } : {}),
+      ...(http ? { http } : {}),
+      ...(mirrors?.length ? { mirrors } : {}),
+    };
     const job = this.engine.download(url, Object.keys(opts).length ? opts : undefined);
     this.add(job, http);
     const e = this.entries.get(job.id);

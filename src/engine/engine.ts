@@ -73,7 +73,10 @@ export class DownloadEngine extends EventEmitter {
    * for this job instead of the engine's client (the proxy's, which refuses local targets); jobs
    * with another client are never joined.
    */
-  download(url: string, opts: { headers?: Record<string, string>; http?: OriginClient } = {}): DownloadJob {
+  download(
+    url: string,
+    opts: { headers?: Record<string, string>; http?: OriginClient; mirrors?: string[] } = {},
+  ): DownloadJob {
     if (this.closed) throw new DownloadError('ENGINE_CLOSED', 'download engine is closed');
     let parsed: URL;
     try {
@@ -111,7 +114,8 @@ export class DownloadEngine extends EventEmitter {
         return self.has(a);
       },
     };
-    const job = new EngineJob(randomUUID(), key, { ...(opts.headers ?? {}) }, ctx);
+    const mirrors = (opts.mirrors ?? []).map((m) => mirrorUrl(m, parsed)).filter((m) => m !== key);
+    const job = new EngineJob(randomUUID(), key, { ...(opts.headers ?? {}) }, ctx, [...new Set(mirrors)]);
     this.running.set(joinKey, job);
     this.all.push(job);
     this.sums.jobs++;
@@ -173,4 +177,26 @@ export class DownloadEngine extends EventEmitter {
     await Promise.all(this.all.map((j) => j.dispose()));
     if (this.ownHttp) await this.http.close();
   }
+}
+
+/**
+ * A mirror (`get --mirror`) as the URL of the same content on another node: a URL with a path is
+ * taken as it is; a bare node (`http://host:port` or with path `/`) gets the download's path and
+ * query. Only http:// and https:// (ORIGIN_STATUS otherwise, like the URL itself).
+ */
+export function mirrorUrl(mirror: string, of: URL): string {
+  let m: URL;
+  try {
+    m = new URL(mirror);
+  } catch {
+    throw new DownloadError('ORIGIN_STATUS', `mirror is not a URL: ${mirror}`);
+  }
+  if (m.protocol !== 'http:' && m.protocol !== 'https:')
+    throw new DownloadError('ORIGIN_STATUS', `unsupported mirror URL scheme: ${m.protocol}`);
+  m.hash = '';
+  if (m.pathname === '/' && m.search === '') {
+    m.pathname = of.pathname;
+    m.search = of.search;
+  }
+  return m.href;
 }

@@ -9,6 +9,7 @@
  */
 import { missingDataRequestHeaders } from '../protocol/pccrtp/headers.js';
 import { DownloadError } from './errors.js';
+import { nodeFault } from './origins.js';
 import type { Session } from './session.js';
 import type { OriginReason } from './trace.js';
 
@@ -55,16 +56,22 @@ export async function fetchFromOrigin(s: Session, g: number, count = 1): Promise
     s.trace({ type: 'origin-fail', block, reason, error: message });
     s.recheckStore(block);
   };
+  // With mirrors (get --mirror), the node the request goes to: the current one, or the next that
+  // describes the same content when it failed (origins.ts).
+  const node = s.origins ? await s.origins.pick() : s.url;
   try {
     try {
+      if (s.stopped()) return;
       const res = await s.ctx.http.get(
-        s.url,
+        node,
         { ...s.headers, ...missingDataRequestHeaders(), Range: `bytes=${start}-${stop - 1}` },
         s.signal,
       );
       if (res.status !== 206 && !(res.status === 200 && start === 0 && stop === s.ci.contentLength)) {
         res.discard();
-        throw new DownloadError('ORIGIN_STATUS', `origin answered HTTP ${res.status} to a range request`);
+        throw new DownloadError('ORIGIN_STATUS', `origin answered HTTP ${res.status} to a range request`, {
+          status: res.status,
+        });
       }
       let cur = Buffer.allocUnsafe(blocks.at(g)!.length);
       let filled = 0;
@@ -108,10 +115,13 @@ export async function fetchFromOrigin(s: Session, g: number, count = 1): Promise
       }
       if (reported < last)
         throw new DownloadError('ORIGIN_MISMATCH', `origin sent ${filled} bytes short of the range asked for`);
+      s.origins?.succeeded(node);
     } catch (err) {
       if (s.stopped()) return;
       if (err instanceof DownloadError && err.code === 'LOCAL') throw err; // the cache failed: the job fails
-      s.log.debug('origin range failed', { first: g, count: last - g, err });
+      s.log.debug('origin range failed', { first: g, count: last - g, node, err });
+      // Refused, reset, 5xx, cut short: the node is in trouble (backoff; the next request fails over).
+      if (nodeFault(err)) s.origins?.failed(node);
       // The block being received failed; blocks not started yet go back without penalty.
       if (reported < last)
         fail(

@@ -13,7 +13,8 @@ import { segmentMetaFrom } from '../cache/store.js';
 import { type RateLimitedLogger, rateLimited } from '../util/log.js';
 import { JobCounters } from './counters.js';
 import { DownloadError } from './errors.js';
-import { negotiate, tooLarge, type OriginMeta } from './negotiate.js';
+import { negotiate, tooLarge, type Negotiated, type OriginMeta } from './negotiate.js';
+import { nodeFault, OriginSet } from './origins.js';
 import { stateBytes } from './budget.js';
 import type { OriginResponse } from './origin-client.js';
 import { PlainBuffer, plainLength, receivePlain } from './plain.js';
@@ -59,12 +60,15 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   private dropTimer: unknown;
   /** The plain body was dropped (finished, no reader left). */
   private plainReleased = false;
+  /** The URL and its mirrors (get --mirror); undefined without mirrors. */
+  private readonly origins: OriginSet | undefined;
 
   constructor(
     readonly id: string,
     readonly url: string,
     private readonly headers: Record<string, string>,
     private readonly ctx: JobContext,
+    mirrors: readonly string[] = [],
   ) {
     super();
     this.started = ctx.now();
@@ -73,6 +77,12 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     setMaxListeners(256, this.abort.signal);
     this.log = rateLimited(ctx.log.child({ job: id }), { now: ctx.now });
     this.counters = new JobCounters(ctx.count);
+    if (mirrors.length > 0)
+      this.origins = new OriginSet([url, ...mirrors], {
+        now: ctx.now,
+        log: this.log,
+        fetchContentInfo: (u) => this.mirrorContentInfo(u),
+      });
     this.info = new Promise((res, rej) => {
       this.resolveInfo = res;
       this.rejectInfo = rej;
@@ -272,15 +282,48 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     await this.transfer?.idle();
   }
 
-  private async run(): Promise<void> {
-    const answer = await negotiate(
+  private negotiate(url: string): Promise<Negotiated> {
+    return negotiate(
       this.ctx,
-      this.url,
+      url,
       this.headers,
       this.abort.signal,
       (n) => this.counters.add('contentInfoBytes', n),
       this.ctx.budget,
     );
+  }
+
+  /** A mirror's content information, which must match the download's before any byte of it is used. */
+  private async mirrorContentInfo(url: string): Promise<ContentInfo | undefined> {
+    const a = await this.negotiate(url);
+    if (a.peerdist) return a.contentInfo;
+    a.res.discard();
+    return undefined;
+  }
+
+  /**
+   * The first request: to the URL, or with mirrors to the first node that answers (one that is
+   * down, or answers 5xx, passes the question on). That node's content information is the one the
+   * others must match.
+   */
+  private async firstAnswer(): Promise<Negotiated> {
+    const urls = this.origins?.urls ?? [this.url];
+    for (const [k, url] of urls.entries()) {
+      try {
+        const answer = await this.negotiate(url);
+        if (answer.peerdist) this.origins?.setReference(url, answer.contentInfo);
+        return answer;
+      } catch (err) {
+        if (k === urls.length - 1 || !nodeFault(err) || this.abort.signal.aborted) throw err;
+        this.origins?.failed(url);
+        this.log.warn('origin node failed the first request; asking the next', { url, err });
+      }
+    }
+    throw new DownloadError('ORIGIN_UNREACHABLE', `no origin node answered for ${this.url}`);
+  }
+
+  private async run(): Promise<void> {
+    const answer = await this.firstAnswer();
     if (!answer.peerdist) return this.runPlain(answer.res, answer.meta);
     const ci = answer.contentInfo;
     this.trace({
@@ -379,6 +422,7 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       ctx: this.ctx,
       url: this.url,
       headers: this.headers,
+      ...(this.origins ? { origins: this.origins } : {}),
       log: this.log,
       signal: this.abort.signal,
       ended: this.done,

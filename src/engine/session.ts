@@ -12,6 +12,7 @@ import type { Scheduler } from './scheduler.js';
 import type { TraceEvent } from './trace.js';
 import type { ByteSource, EngineDeps } from './types.js';
 import type { MemoryBudget } from './budget.js';
+import type { OriginSet } from './origins.js';
 
 export interface JobContext {
   deps: EngineDeps;
@@ -33,6 +34,8 @@ export interface Session {
   readonly url: string;
   /** The caller's request headers (passed on to the origin). */
   readonly headers: Record<string, string>;
+  /** The origin nodes (the URL and its mirrors, `get --mirror`); absent: origin ranges go to `url`. */
+  readonly origins?: OriginSet;
   readonly log: Logger;
   /** Aborted when the job ends. */
   readonly signal: AbortSignal;

@@ -14,6 +14,7 @@ import { type Assignment, BlockTable, hostOf, type PeerStat, Scheduler } from '.
 import type { JobContext, Session } from './session.js';
 import type { TraceEvent } from './trace.js';
 import type { ByteSource } from './types.js';
+import type { OriginSet } from './origins.js';
 import { isLoopbackHost } from '../util/address.js';
 
 const GATE_REFRESH_WAIT_MS = 500;
@@ -59,6 +60,8 @@ export interface TransferHost {
   readonly ctx: JobContext;
   readonly url: string;
   readonly headers: Record<string, string>;
+  /** The origin nodes when the download names mirrors (origins.ts). */
+  readonly origins?: OriginSet;
   readonly log: Logger;
   readonly signal: AbortSignal;
   /** Settles when the job ends. */
@@ -101,6 +104,7 @@ export class Transfer implements Session {
   readonly ctx: JobContext;
   readonly url: string;
   readonly headers: Record<string, string>;
+  readonly origins?: OriginSet;
   readonly log: Logger;
   readonly signal: AbortSignal;
   readonly layout: BlockLayout;
@@ -135,6 +139,7 @@ export class Transfer implements Session {
     this.ctx = host.ctx;
     this.url = host.url;
     this.headers = host.headers;
+    if (host.origins) this.origins = host.origins;
     this.log = host.log;
     this.signal = host.signal;
     const { layout, segByHex } = contentLayout(ci);
