@@ -7,7 +7,7 @@
  * process; its CPU (user + system, /proc/<pid>/stat) per GiB served is the figure. The peers run
  * in this process: their CPU per GiB received (exchange, decrypt, verify; no cache, no scheduler)
  * is printed too (--peers 1 --only 0 compares receiving code between builds).
- *   npm run build && node dist/bench/serve-crowd.js [--size 64] [--peers 4] [--alternations 2]
+ *   npm run build && node dist/bench/serve-crowd.js [--size 64] [--peers 4] [--alternations 2] [--profile DIR]
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -32,6 +32,8 @@ const { values } = parseArgs({
     only: { type: 'string' },
     serve: { type: 'string' },
     sealed: { type: 'string' },
+    /** Write a CPU profile of the server child into this directory (node --cpu-prof). */
+    profile: { type: 'string' },
   },
 });
 const BLOCK = V1_BLOCK_SIZE;
@@ -77,7 +79,10 @@ if (values.serve) {
     const child = fork(
       fileURLToPath(import.meta.url),
       ['--serve', dir, '--sealed', String(sealed), '--size', String(SIZE_MIB)],
-      { env: { ...process.env, PEERDIST_LOG: 'warn' } },
+      {
+        env: { ...process.env, PEERDIST_LOG: 'warn' },
+        execArgv: values.profile ? [...process.execArgv, '--cpu-prof', '--cpu-prof-dir', values.profile] : undefined,
+      },
     );
     const { peer } = await new Promise<{ peer: string }>((r) => child.once('message', (m) => r(m as { peer: string })));
     const cpu0 = await cpuSeconds(child.pid!);

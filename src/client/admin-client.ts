@@ -36,6 +36,31 @@ function describe(addr: AdminAddress): string {
   return addr.kind === 'socket' ? addr.path : `${addr.host}:${addr.port}`;
 }
 
+/**
+ * What a failed connection to the daemon means for the user: NO_DAEMON (nothing listens),
+ * DAEMON_GONE (reset), ADMIN_IO; an AbortError (the caller's signal) is passed on as it is, so the
+ * caller can say "interrupted".
+ */
+export function connectionError(addr: AdminAddress, err: Error): Error {
+  const code = (err as { code?: string }).code;
+  if (err.name === 'AbortError') return err;
+  if (code === 'ECONNREFUSED' || code === 'ENOENT')
+    return new AdminClientError(
+      'NO_DAEMON',
+      `no peerdist daemon at ${describe(addr)} (start one with \`peerdist daemon\`, or pass --daemon)`,
+      undefined,
+      { cause: err },
+    );
+  if (code === 'ECONNRESET')
+    return new AdminClientError(
+      'DAEMON_GONE',
+      `the daemon at ${describe(addr)} closed the connection (shutting down?)`,
+      undefined,
+      { cause: err },
+    );
+  return new AdminClientError('ADMIN_IO', `admin API at ${describe(addr)}: ${err.message}`, undefined, { cause: err });
+}
+
 /** Sends a request and resolves with the response head (body unread). */
 export function adminRequest(
   addr: AdminAddress,
@@ -54,33 +79,7 @@ export function adminRequest(
       },
       resolveP,
     );
-    req.on('error', (err) => {
-      const code = (err as { code?: string }).code;
-      if (err.name === 'AbortError')
-        reject(err); // the caller's signal: let it say "interrupted"
-      else if (code === 'ECONNREFUSED' || code === 'ENOENT') {
-        reject(
-          new AdminClientError(
-            'NO_DAEMON',
-            `no peerdist daemon at ${describe(addr)} (start one with \`peerdist daemon\`, or pass --daemon)`,
-            undefined,
-            { cause: err },
-          ),
-        );
-      } else if (code === 'ECONNRESET') {
-        reject(
-          new AdminClientError(
-            'DAEMON_GONE',
-            `the daemon at ${describe(addr)} closed the connection (shutting down?)`,
-            undefined,
-            { cause: err },
-          ),
-        );
-      } else
-        reject(
-          new AdminClientError('ADMIN_IO', `admin API at ${describe(addr)}: ${err.message}`, undefined, { cause: err }),
-        );
-    });
+    req.on('error', (err) => reject(connectionError(addr, err)));
     req.end();
   });
 }
@@ -98,7 +97,17 @@ export async function readBody(res: IncomingMessage, limit = 64 * 1024 * 1024): 
 
 /** The `error` field of a JSON error body, or the raw text. */
 export async function errorFrom(res: IncomingMessage): Promise<AdminClientError> {
-  const text = (await readBody(res, 1024 * 1024).catch(() => Buffer.alloc(0))).toString('utf8');
+  const body = await readBody(res, 1024 * 1024).catch(() => Buffer.alloc(0));
+  return errorFromBody(res.statusCode, res.statusMessage, body);
+}
+
+/** An error answer of the daemon (status, reason phrase, body) as the error the user sees. */
+export function errorFromBody(
+  status: number | undefined,
+  statusText: string | undefined,
+  body: Buffer,
+): AdminClientError {
+  const text = body.toString('utf8');
   let msg = text.trim();
   let code: ErrorCode = 'ADMIN_HTTP';
   try {
@@ -109,7 +118,7 @@ export async function errorFrom(res: IncomingMessage): Promise<AdminClientError>
   } catch {
     /* not JSON */
   }
-  return new AdminClientError(code, `daemon answered ${res.statusCode}: ${msg || res.statusMessage}`, res.statusCode);
+  return new AdminClientError(code, `daemon answered ${status}: ${msg || statusText}`, status);
 }
 
 export async function adminJson<T = unknown>(addr: AdminAddress, path: string, method = 'GET'): Promise<T> {

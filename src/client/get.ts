@@ -11,12 +11,12 @@
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, lstat, rename, unlink, open, realpath, stat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import { type Stats, writeSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { safeFileName } from '../util/terminal.js';
 import type { AdminAddress } from '../util/address.js';
-import { AdminClientError, adminJson, adminRequest, errorFrom } from './admin-client.js';
+import { AdminClientError, adminJson, connectionError, errorFromBody } from './admin-client.js';
+import { RawHttpError, rawGet, type RawResponse } from './raw-http.js';
 import type { JobView } from '../daemon/jobs.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { encodeOriginHeaders, ORIGIN_HEADERS_HEADER } from '../util/origin-headers.js';
@@ -55,9 +55,14 @@ export interface GetOptions {
   daemon: AdminAddress;
   url: string;
   output?: string;
-  /** Called a few times a second while downloading (for a progress bar). */
+  /**
+   * Called a few times a second while downloading (for a progress bar): every `progressIntervalMs`
+   * (default 250, never below 100: at most 10 a second), never per chunk received.
+   */
   onProgress?: (p: { received: number; total?: number; job?: JobView }) => void;
   progressIntervalMs?: number;
+  /** Runs `tick` every `ms` until the returned function is called (default setInterval; tests inject). */
+  every?: (tick: () => void, ms: number) => () => void;
   signal?: AbortSignal;
   /** Other origin nodes with the same content (`--mirror`), used when the origin fails. */
   mirrors?: string[];
@@ -67,6 +72,14 @@ export interface GetOptions {
   settleTimeoutMs?: number;
   now?: () => number;
 }
+
+/** Progress is drawn at most this often (issue 25: at most 10 times a second). */
+export const MIN_PROGRESS_INTERVAL_MS = 100;
+
+const everyMs = (tick: () => void, ms: number) => {
+  const t = setInterval(tick, ms);
+  return () => clearInterval(t);
+};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -78,7 +91,11 @@ async function jobView(daemon: AdminAddress, id: string): Promise<JobView> {
 interface Sink {
   /** What the result reports as `output`. */
   output: string;
-  write(chunk: Buffer): Promise<void>;
+  /**
+   * Writes buf[start, end) (valid only during the call: the receive buffer is reused). Files are
+   * written synchronously, one write per socket read; a returned promise pauses the download.
+   */
+  write(buf: Buffer, start: number, end: number): void | Promise<void>;
   /** Makes the content visible under its final name (after every check passed). */
   commit(received: number): Promise<void>;
   /** Undoes what can be undone (removes the temporary file). */
@@ -88,6 +105,11 @@ interface Sink {
 /** Paths that name this process's stdout. */
 const STDOUT_PATHS = new Set(['/dev/stdout', '/proc/self/fd/1', '/dev/fd/1']);
 
+/** Writes buf[start, end) to `fd` at its current position, synchronously. */
+function writeAll(fd: number, buf: Buffer, start: number, end: number): void {
+  for (let off = start; off < end; ) off += writeSync(fd, buf, off, end - off);
+}
+
 const outputError = (msg: string, err?: unknown) =>
   new AdminClientError('OUTPUT', msg, undefined, err === undefined ? undefined : { cause: err });
 const statOrUndefined = (p: string): Promise<Stats | undefined> => stat(p).catch(() => undefined);
@@ -95,8 +117,10 @@ const statOrUndefined = (p: string): Promise<Stats | undefined> => stat(p).catch
 function stdoutSink(): Sink {
   return {
     output: '-',
-    write: async (chunk) => {
-      if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+    write: (buf, start, end) => {
+      // process.stdout may keep the buffer until it is flushed: give it its own copy.
+      if (!process.stdout.write(Buffer.from(buf.subarray(start, end))))
+        return once(process.stdout, 'drain').then(() => undefined);
     },
     commit: async () => {
       /* nothing to rename */
@@ -117,9 +141,7 @@ async function inPlaceSink(path: string): Promise<Sink> {
   }
   return {
     output: path,
-    write: async (chunk) => {
-      for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off)).bytesWritten;
-    },
+    write: (buf, start, end) => writeAll(fh.fd, buf, start, end),
     commit: async () => {
       await fh.close();
     },
@@ -145,9 +167,7 @@ async function fileSink(output: string): Promise<Sink> {
   }
   return {
     output,
-    write: async (chunk) => {
-      for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off)).bytesWritten;
-    },
+    write: (buf, start, end) => writeAll(fh.fd, buf, start, end),
     commit: async (received) => {
       await fh.sync();
       // The file must hold exactly what was received (nobody else writes it; checked anyway, since
@@ -263,27 +283,36 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
   const started = now();
   const sink = await openOutput(opts.url, opts.output);
   const output = sink.output;
-  let res: IncomingMessage | undefined;
+  let res: RawResponse | undefined;
   let received = 0;
-  let timer: NodeJS.Timeout | undefined;
+  let stopProgress: (() => void) | undefined;
   try {
     const oh = opts.originHeaders && Object.keys(opts.originHeaders).length ? opts.originHeaders : undefined;
     const mirrorQuery = (opts.mirrors ?? []).map((m) => `&mirror=${encodeURIComponent(m)}`).join('');
-    res = await adminRequest(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}${mirrorQuery}`, {
+    // A raw socket, not node:http: the body is written as it is read, one write per read into one
+    // reused buffer (raw-http.ts; issue 25).
+    res = await rawGet(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}${mirrorQuery}`, {
       signal: opts.signal,
-      ...(oh ? { headers: { [ORIGIN_HEADERS_HEADER]: encodeOriginHeaders(oh) } } : {}),
+      headers: { accept: 'application/json', ...(oh ? { [ORIGIN_HEADERS_HEADER]: encodeOriginHeaders(oh) } : {}) },
+    }).catch((err: Error) => {
+      throw connectionError(opts.daemon, err);
     });
-    if (res.statusCode !== 200) throw await errorFrom(res);
-    const jobId = res.headers['x-peerdist-job'];
+    const head = res.head;
+    if (head.status !== 200) {
+      const text = await res.text(1024 * 1024).catch(() => Buffer.alloc(0));
+      throw errorFromBody(head.status, head.statusText, text);
+    }
+    const jobId = head.headers['x-peerdist-job'];
     if (typeof jobId !== 'string' || jobId === '')
       throw new AdminClientError('ADMIN_HTTP', 'daemon response lacks X-PeerDist-Job');
-    const lenHeader = res.headers['content-length'];
+    const lenHeader = head.headers['content-length'];
     const total = lenHeader === undefined ? undefined : Number(lenHeader);
 
     if (opts.onProgress) {
       const report = opts.onProgress;
       let polling = false;
-      timer = setInterval(() => {
+      const ms = Math.max(MIN_PROGRESS_INTERVAL_MS, opts.progressIntervalMs ?? 250);
+      stopProgress = (opts.every ?? everyMs)(() => {
         if (polling) return;
         polling = true;
         jobView(opts.daemon, jobId)
@@ -294,14 +323,15 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
           .finally(() => {
             polling = false;
           });
-      }, opts.progressIntervalMs ?? 250);
+      }, ms);
     }
-    for await (const chunk of res as AsyncIterable<Buffer>) {
-      opts.signal?.throwIfAborted();
-      await sink.write(chunk);
-      received += chunk.length;
-    }
-    if (!res.complete) throw new AdminClientError('TRUNCATED', 'the daemon closed the stream early');
+    const write = sink.write;
+    await res.body((buf, start, end) => {
+      const w = write(buf, start, end);
+      received += end - start;
+      return w;
+    });
+    opts.signal?.throwIfAborted();
     if (total !== undefined && received !== total) {
       throw new AdminClientError('TRUNCATED', `received ${received} of ${total} bytes`);
     }
@@ -333,16 +363,20 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     if (opts.signal?.aborted) throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
     if ((err as { name?: string }).name === 'AbortError')
       throw new AdminClientError('ABORTED', 'download interrupted', undefined, { cause: err });
-    const jobId = res?.headers['x-peerdist-job'];
+    const jobId = res?.head?.headers['x-peerdist-job'];
     // The stream ended early (cut, or closed short): ask the daemon why. A running daemon tells the
     // job's real failure (BLOCK_FAILED, LOCAL: disk full, ORIGIN_* ...); only a daemon that no
     // longer answers is reported as gone.
     const streamBroke =
-      (err as { code?: string }).code === 'ECONNRESET' || (err instanceof AdminClientError && err.code === 'TRUNCATED');
+      (err as { code?: string }).code === 'ECONNRESET' ||
+      (err instanceof RawHttpError && err.code === 'TRUNCATED') ||
+      (err instanceof AdminClientError && err.code === 'TRUNCATED');
     if (streamBroke && typeof jobId === 'string' && jobId !== '') {
       throw await explainBrokenStream(opts.daemon, jobId, basename(output), err, now);
     }
     if (err instanceof AdminClientError) throw err;
+    if (err instanceof RawHttpError && err.code === 'TRUNCATED')
+      throw new AdminClientError('TRUNCATED', err.message, undefined, { cause: err });
     throw new AdminClientError(
       'DOWNLOAD_FAILED',
       `download of ${basename(output)} failed: ${(err as Error).message}`,
@@ -350,6 +384,6 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
       { cause: err },
     );
   } finally {
-    if (timer) clearInterval(timer);
+    stopProgress?.();
   }
 }

@@ -16,6 +16,12 @@ export interface Sealed {
   iv: Buffer;
   /** Plaintext length. */
   length: number;
+  /**
+   * The whole encoded MSG_BLK response (transport header included), sent as it is to every
+   * request for this block whose NextBlockIndex is `next`; `cipher` is then a view into it.
+   */
+  body?: Buffer;
+  next?: number;
 }
 
 interface Entry {

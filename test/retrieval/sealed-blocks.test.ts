@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { respond, type ResponderDeps } from '../../src/retrieval/block-responder.js';
+import { IvPool, respond, type ResponderDeps } from '../../src/retrieval/block-responder.js';
 import { SealedBlocks } from '../../src/retrieval/sealed-blocks.js';
 import { decodeResponse, encodeRequest } from '../../src/protocol/pccrr/codec.js';
 import { decryptBlock } from '../../src/protocol/pccrr/crypto.js';
@@ -103,4 +103,44 @@ t.test('a read that fails is not kept: the next request reads again', async (t) 
   fail = false;
   t.ok(opened(await respond(req(0), d), 0).plain.equals(blockOf(C, 0)));
   t.equal(source.reads, 2);
+});
+
+t.test('the response is encoded once: a repeat is the same bytes, the kept ciphertext lives inside it', async (t) => {
+  const source = new MemorySource().add(C);
+  const sealed = new SealedBlocks();
+  const d = deps(source, sealed);
+  const first = await respond(req(1), d);
+  const again = await respond(req(1), d);
+  if (!first.ok || !again.ok) throw new Error('not ok');
+  t.equal(again.body, first.body, 'the same buffer answers again (no second encoding)');
+  const m = decodeResponse(again.body);
+  if (m.type !== 'BLK') throw new Error(m.type);
+  t.equal(m.blockIndex, 1);
+  t.equal(m.nextBlockIndex, 2, 'v1: NextBlockIndex names the next block held');
+  t.ok(opened(again, 1).plain.equals(blockOf(C, 1)));
+  t.ok(sealed.size() >= m.block.length, 'the memory counts the ciphertext');
+  // The next block goes: NextBlockIndex changes, so the answer is encoded afresh around the same
+  // ciphertext and IV (no new read, no new encryption).
+  source.held.get(C.seg.segmentId.toString('hex'))!.blocks.delete(2);
+  const later = await respond(req(1), d);
+  if (!later.ok) throw new Error('not ok');
+  const m2 = decodeResponse(later.body);
+  if (m2.type !== 'BLK') throw new Error(m2.type);
+  t.equal(m2.nextBlockIndex, 3, 'NextBlockIndex skips the block no longer held');
+  t.ok(m2.block.equals(m.block) && m2.iv.equals(m.iv), 'same ciphertext and IV');
+  t.equal(source.reads, 1, 'read once');
+  t.equal(d.ivs, 1, 'encrypted once');
+});
+
+t.test('IvPool: 16-byte IVs, each handed out once, across batches', async (t) => {
+  const pool = new IvPool(4);
+  const seen = new Set<string>();
+  let sized = 0;
+  for (let k = 0; k < 1000; k++) {
+    const iv = pool.next();
+    if (iv.length === 16) sized++;
+    seen.add(iv.toString('hex'));
+  }
+  t.equal(sized, 1000, 'every IV is 16 bytes');
+  t.equal(seen.size, 1000, 'no IV repeats');
 });
