@@ -4,6 +4,8 @@
  * directory, telemetry off; stop() ends the process and removes the directory.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { onProcessExit } from './sim/proc.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -45,6 +47,11 @@ function launch(dir: string, port: number): Promise<{ proc: ChildProcess; port: 
     '--disableTelemetry',
   ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A run ended by a test timeout or ^C must not leave Azurite behind (the sim's exit registry).
+  const unhook = onProcessExit(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  });
+  proc.once('exit', unhook);
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
@@ -90,6 +97,7 @@ export async function startAzurite(): Promise<Azurite> {
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+  const unhookDir = onProcessExit(() => rmSync(dir, { recursive: true, force: true }));
   const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
   return {
     port,
@@ -99,6 +107,7 @@ export async function startAzurite(): Promise<Azurite> {
       `BlobEndpoint=${endpoint};`,
     async stop() {
       await stopProc(cur);
+      unhookDir();
       await rm(dir, { recursive: true, force: true });
     },
     async pause() {
