@@ -23,10 +23,10 @@ import { fileURLToPath } from 'node:url';
 import { Cluster } from '../testkit/sim/harness.js';
 import { LoopbackNetwork } from '../testkit/sim/loopback.js';
 import { agentEntry } from '../testkit/sim/entrypoints.js';
-import { runCommand } from '../testkit/sim/proc.js';
+import { processCpuSeconds, runCommand } from '../testkit/sim/proc.js';
 import { lastJsonLine } from '../testkit/sim/harness.js';
 import { parseSize } from '../testkit/sim/files.js';
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 
 /** Seconds curl takes to fetch `url` into `out` (undefined when curl is not installed). */
@@ -68,12 +68,7 @@ function yardstick(script: string, file: string): Promise<Yardstick | undefined>
   });
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
+const cpuSeconds = processCpuSeconds;
 
 const { values } = parseArgs({
   options: {

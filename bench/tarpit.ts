@@ -12,6 +12,7 @@ import { Cluster } from '../testkit/sim/harness.js';
 import { NetnsNetwork } from '../testkit/sim/network.js';
 import { netnsSupport } from '../testkit/sim/netns.js';
 import { parseRate, parseSize } from '../testkit/sim/files.js';
+import { processCpuSeconds } from '../testkit/sim/proc.js';
 
 const { values } = parseArgs({
   options: {
@@ -40,20 +41,36 @@ const c = await Cluster.create({
   wan: { rateBps: parseRate(values['wan-rate']!), delayMs: Number(values['wan-delay']) },
   files,
 });
-const rows: Array<{ run: number; plain: number; tarpit: number; tarpitConnections: number; fromPeers: number }> = [];
+const rows: Array<{
+  run: number;
+  plain: number;
+  tarpit: number;
+  /** The daemon's CPU seconds (user + system) over each download: a load-robust measure. */
+  plainCpu: number;
+  tarpitCpu: number;
+  tarpitConnections: number;
+  fromPeers: number;
+}> = [];
+/** Runs client 1's download of `name` and measures its daemon's CPU seconds over it. */
+const measured = async (name: string) => {
+  const pid = c.daemons[0]!.pid;
+  const cpu0 = await processCpuSeconds(pid);
+  const d = await c.download(1, name, 600_000);
+  return { d, cpu: (await processCpuSeconds(pid)) - cpu0 };
+};
 try {
   await c.startDaemon(1);
   for (let k = 0; k < runs; k++) {
     // Without: a fresh daemon, no tarpit.
     await c.stopDaemon(1);
     await c.startDaemon(1);
-    const plain = await c.download(1, `plain${k}.bin`, 600_000);
+    const { d: plain, cpu: plainCpu } = await measured(`plain${k}.bin`);
     if (!plain.correct) throw new Error(`run ${k}: download without the tarpit is wrong`);
     // With: a fresh daemon, the tarpit answering every probe.
     const tarpit = await c.startTarpitPeer({ sockets: Number(values.sockets) });
     await c.stopDaemon(1);
     await c.startDaemon(1);
-    const slow = await c.download(1, `tarpit${k}.bin`, 600_000);
+    const { d: slow, cpu: tarpitCpu } = await measured(`tarpit${k}.bin`);
     const st = await tarpit.stop();
     if (!slow.correct) throw new Error(`run ${k}: download with the tarpit is wrong`);
     const conns = Object.values(st.connections).reduce((a, b) => a + b, 0);
@@ -65,12 +82,14 @@ try {
       run: k + 1,
       plain: plain.wallSeconds,
       tarpit: slow.wallSeconds,
+      plainCpu,
+      tarpitCpu,
       tarpitConnections: conns,
       fromPeers: slow.fromPeers,
     });
     if (!values.json)
       process.stdout.write(
-        `run ${k + 1}: without ${plain.wallSeconds.toFixed(2)} s, with ${values.sockets} tarpit addresses ${slow.wallSeconds.toFixed(2)} s (${(slow.wallSeconds / plain.wallSeconds).toFixed(2)}x; ${conns} tarpit connections to ${per.length} addresses, at most ${most} to one${gaps.length ? `, reconnected after ${gaps.join(', ')} s` : ''})\n`,
+        `run ${k + 1}: without ${plain.wallSeconds.toFixed(2)} s, with ${values.sockets} tarpit addresses ${slow.wallSeconds.toFixed(2)} s (${(slow.wallSeconds / plain.wallSeconds).toFixed(2)}x; daemon CPU ${plainCpu.toFixed(2)} s / ${tarpitCpu.toFixed(2)} s; ${conns} tarpit connections to ${per.length} addresses, at most ${most} to one${gaps.length ? `, reconnected after ${gaps.join(', ')} s` : ''})\n`,
       );
   }
 } finally {

@@ -180,12 +180,14 @@ const EWMA_ALPHA = 0.3;
 const PEER_BACKOFF_BASE_MS = 250;
 const PEER_BACKOFF_MAX_MS = 10_000;
 /**
- * How long a peer's pending trial request keeps the blocks it claims from the origin, as long as
- * the origin has not delivered a block yet. A genuine LAN peer answers well within it and then
- * takes them all; after it, the origin may (a host naming addresses that never answer stalls
- * nothing beyond this, issue 16.5; and nothing at all once the origin runs, issue 27.9).
+ * How long the download's first trial request keeps the blocks unproven peers claim from the
+ * origin, as long as the origin has not delivered a block yet; the origin gate waits no longer
+ * for trial answers either (src/engine/transfer.ts). A genuine LAN peer answers well within it
+ * and then takes them all; after it, the origin may (a host naming addresses that never answer
+ * stalls nothing beyond this, issue 16.5; not again for each later batch of addresses, and
+ * nothing at all once the origin runs, issue 27.9).
  */
-const TRIAL_GRACE_MS = 300;
+export const TRIAL_GRACE_MS = 300;
 /**
  * What a failed trial costs: the retrieval client's first-byte timer for an address on probation.
  * Once the origin could fetch everything left sooner than that, no new trial starts (a block
@@ -297,6 +299,8 @@ export class Scheduler {
   private anonymousCrowdAt = -Infinity;
   /** Set by next(): the origin would finish the rest before a trial could fail (TRIAL_COST_MS). */
   private tooLateForTrials = false;
+  /** When the download's first trial request was sent (Infinity: none yet); see TRIAL_GRACE_MS. */
+  private firstTrialAt = Infinity;
 
   constructor(opts: SchedulerOptions) {
     this.blocks = BlockTable.of(opts.blocks);
@@ -420,6 +424,14 @@ export class Scheduler {
 
   peerCount(): number {
     return this.peers.size;
+  }
+
+  /**
+   * Until when the origin gate may wait for the answers of peers on trial: the trial grace from
+   * the download's first trial request (undefined: no trial yet).
+   */
+  trialGraceEndsAt(): number | undefined {
+    return Number.isFinite(this.firstTrialAt) ? this.firstTrialAt + TRIAL_GRACE_MS : undefined;
   }
 
   /** Peers on trial with their trial request in flight (the origin gate waits for their answers). */
@@ -710,11 +722,13 @@ export class Scheduler {
     for (const p of this.peers.values()) {
       if (!this.usable(p, now) || !this.holds(p, g)) continue;
       if (!forOrigin || this.mayTrial(p, g)) return true;
-      // Only before the origin delivered anything: once it runs, an unproven address gets its one
-      // trial block in parallel with it and pauses nothing (issue 27.9: each new batch of tarpit
-      // addresses held every block back for the grace).
-      if (this.peerAttempts[g] === 0 && this.originDone === 0 && now < p.trialSince + TRIAL_GRACE_MS) {
-        this.wakeAt = Math.min(this.wakeAt, p.trialSince + TRIAL_GRACE_MS);
+      // Only before the origin delivered anything, and only within the grace of the download's
+      // first trial: once it runs, an unproven address gets its one trial block in parallel with
+      // it and pauses nothing, and a later batch of new addresses does not restart the wait
+      // (issue 27.9: each new batch of tarpit addresses held every block back for the grace).
+      const graceEnd = this.firstTrialAt + TRIAL_GRACE_MS;
+      if (this.peerAttempts[g] === 0 && this.originDone === 0 && now < graceEnd) {
+        this.wakeAt = Math.min(this.wakeAt, graceEnd);
         return true;
       }
     }
@@ -747,8 +761,10 @@ export class Scheduler {
       this.originDone > 0 && (left * this.originBlockMs) / Math.max(1, this.originLimit(now)) < TRIAL_COST_MS;
     this.assignPeers(now, out);
     const originCap = this.originLimit(now);
-    // Alone: no peer known at all (a known peer may be fetching the same content unseen so far).
-    if (this.peers.size > 0 || this.crowdByProbe(now)) this.aloneSince = undefined;
+    // Alone: no peer known (a known peer may be fetching the same content unseen so far), apart
+    // from addresses that were asked and never answered: a host naming addresses that never
+    // answer kept every origin request one block long for the whole download (issue 27.9).
+    if (this.anyPeerCounts() || this.crowdByProbe(now)) this.aloneSince = undefined;
     else if (allowOrigin) this.aloneSince ??= now;
     const alone = this.aloneSince !== undefined && now - this.aloneSince >= this.o.aloneAfterMs && this.originDone > 0;
     this.alone = alone;
@@ -820,7 +836,10 @@ export class Scheduler {
       }
       if (!best) continue;
       this.state[g] = INFLIGHT;
-      if (this.onTrial(best)) best.trialSince = Math.min(best.trialSince, now);
+      if (this.onTrial(best)) {
+        best.trialSince = Math.min(best.trialSince, now);
+        this.firstTrialAt = Math.min(this.firstTrialAt, now);
+      }
       best.outstanding++;
       this.peerInflight++;
       this.peerAttempts[g]!++;
@@ -845,6 +864,17 @@ export class Scheduler {
       if (p.banned || now - p.lastGrowth > this.o.activeWindowMs || this.unheard(p)) continue;
       if (this.holds(p, g)) return true;
     }
+    return false;
+  }
+
+  /**
+   * Some known peer may be another client fetching the same content: any peer but one that was
+   * asked for a block and never answered (its trial request pending or failed). A genuine peer
+   * answers its trial within a round trip and counts from then on; one that was never asked
+   * (it holds nothing we still need) counts as before.
+   */
+  private anyPeerCounts(): boolean {
+    for (const p of this.peers.values()) if (!(this.unheard(p) && (p.silent || p.trialSince < Infinity))) return true;
     return false;
   }
 

@@ -19,12 +19,6 @@ import { isLoopbackHost } from '../util/address.js';
 
 const GATE_REFRESH_WAIT_MS = 500;
 /**
- * The gate also waits this long at most for the first answers of peers on trial (the retrieval
- * client's first-byte limit for addresses that never answered): a genuine LAN peer answers in
- * milliseconds and then takes the blocks it holds, instead of the origin.
- */
-const GATE_TRIAL_WAIT_MS = 1500;
-/**
  * Verified blocks kept in memory after they were stored, for the readers streaming the download:
  * a block at or ahead of the slowest reader stays here until every reader has passed it, so a
  * reader takes it from memory instead of reading and hashing it again from the cache (issue 11:
@@ -291,12 +285,18 @@ export class Transfer implements Session {
     if (this.sched.peerCount() > 0) {
       if (this.ci.version === 2) await this.until(new Promise(() => undefined), V2_SIGHTING_GRACE_MS);
       await this.until(this.feed.refreshAll(), GATE_REFRESH_WAIT_MS);
-      if (this.sched.trialsPending() > 0) {
+      // The gate also waits for the first answers of peers on trial, but only for the trial grace
+      // from the first trial request (Scheduler.trialGraceEndsAt): a genuine LAN peer answers in
+      // milliseconds and then takes the blocks it holds, instead of the origin. Waiting for the
+      // retrieval client's 1.5 s first-byte limit, and longer while a host kept naming new silent
+      // addresses, cost every download beside a tarpit about 2 s of idle origin (issue 27.9).
+      const graceEnd = this.sched.trialGraceEndsAt();
+      if (this.sched.trialsPending() > 0 && graceEnd !== undefined && graceEnd > this.ctx.now()) {
         await this.until(
           new Promise<void>((r) => {
             this.trialsSettled = r;
           }),
-          GATE_TRIAL_WAIT_MS,
+          graceEnd - this.ctx.now(),
         );
         this.trialsSettled = undefined;
       }

@@ -192,7 +192,7 @@ export interface FakePeer {
 export class FakePeers implements RetrievalLike {
   readonly peers = new Map<string, FakePeer>();
   readonly log: Array<{ t: number; peer: string; kind: 'block' | 'list' }> = [];
-  constructor(private readonly clock: FakeClock) {}
+  constructor(protected readonly clock: FakeClock) {}
   add(address: string, blocks: Array<{ idHex: string; index: number; data: Buffer }>, fail?: PeerErrorCode): FakePeer {
     const p: FakePeer = {
       blocks: new Map(blocks.map((b) => [`${b.idHex}/${b.index}`, b.data])),
@@ -323,12 +323,17 @@ export function world(
     blockListRefreshMs?: number;
     /** This daemon's retrieval addresses (its identity in a flash crowd). */
     selfAddresses?: string[];
+    /** Peers by address (default: a FakePeers on the world's clock). */
+    peers?: (clock: FakeClock) => FakePeers;
+    /** Origin range policy (EngineDeps): blocks per range once alone, and after how long alone. */
+    originAloneAfterMs?: number;
+    originRangeBlocks?: number;
   } = {},
 ): World {
   const clock = new FakeClock();
   const store = new MemStore();
   const origin = new FakeOrigin(c, clock);
-  const peers = new FakePeers(clock);
+  const peers = opts.peers?.(clock) ?? new FakePeers(clock);
   const discovery = new FakeDiscovery(clock, opts.initialWaitMs ?? 1000);
   const engine = new DownloadEngine({
     store,
@@ -341,6 +346,8 @@ export function world(
     maxContentVersion: opts.maxContentVersion ?? c.ci.version,
     blockListRefreshMs: opts.blockListRefreshMs ?? 300,
     selfAddresses: opts.selfAddresses ? () => opts.selfAddresses! : undefined,
+    ...(opts.originAloneAfterMs !== undefined ? { originAloneAfterMs: opts.originAloneAfterMs } : {}),
+    ...(opts.originRangeBlocks !== undefined ? { originRangeBlocks: opts.originRangeBlocks } : {}),
   });
   return { clock, store, origin, peers, discovery, engine, url: 'http://origin.test/f.bin' };
 }

@@ -3,10 +3,18 @@
  * and a process-wide registry so every child is killed when the run ends, throws or is interrupted.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { PeerdistError } from '../../src/util/errors.js';
 
 export class SimError extends PeerdistError {}
+
+/** CPU seconds (user + system) process `pid` has used so far, from /proc/<pid>/stat. */
+export async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
 
 const live = new Set<ChildProcess>();
 const exitHooks = new Set<() => void>();
