@@ -1,12 +1,17 @@
 #!/usr/bin/env node
 // Stage table of a daemon CPU profile (issue 25; BENCHMARKS.md). Usage:
-//   node scripts/profile-stages.mjs DIR/daemon-<pid>.cpuprofile [CPU_S_PER_GIB]
-// (profiles from: node dist/bench/loopback.js --profile DIR).
+//   node scripts/profile-stages.mjs DIR/daemon-<pid>.cpuprofile [CPU_S_PER_GIB] [--last-download]
+// (profiles from: node dist/bench/loopback.js --profile DIR). `--last-download`: only the samples
+// from the first to the last sample of the daemon's last peer download (the last run of samples
+// under fetchFromPeer without a gap over 2 s), i.e. without start-up, the rounds before, or the
+// probes answered while other daemons downloaded: the span the bench's CPU s per GiB measures.
 // Stage table from a CPU profile: every sample charged to a stage by the nearest frame of our own
 // code (dist/src/...), else by what node/undici frames the stack holds. Prints share of busy samples
 // and, given the process's measured CPU s per GiB, the CPU s per GiB of each stage.
 import fs from 'node:fs';
-const [file, perGiB] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const lastDownload = args.includes('--last-download');
+const [file, perGiB] = args.filter((a) => a !== '--last-download');
 const p = JSON.parse(fs.readFileSync(file));
 const parent = new Map();
 const byId = new Map();
@@ -14,9 +19,38 @@ for (const n of p.nodes) {
   byId.set(n.id, n);
   for (const c of n.children ?? []) parent.set(c, n.id);
 }
-const t = new Map();
 const dt = p.timeDeltas;
-for (let i = 0; i < p.samples.length; i++) t.set(p.samples[i], (t.get(p.samples[i]) ?? 0) + (dt[i + 1] ?? 0));
+let from = 0;
+let to = p.samples.length - 1;
+if (lastDownload) {
+  const under = new Map();
+  const receiving = (id) => {
+    if (!under.has(id)) {
+      let cur = id;
+      let r = false;
+      for (; cur !== undefined; cur = parent.get(cur))
+        if (byId.get(cur).callFrame.functionName === 'fetchFromPeer') {
+          r = true;
+          break;
+        }
+      under.set(id, r);
+    }
+    return under.get(id);
+  };
+  let clock = 0;
+  let prev;
+  from = -1;
+  for (let i = 0; i < p.samples.length; i++) {
+    clock += dt[i];
+    if (!receiving(p.samples[i])) continue;
+    if (prev === undefined || clock - prev > 2e6) from = i;
+    prev = clock;
+    to = i;
+  }
+  if (from < 0) throw new Error('no sample under fetchFromPeer in this profile');
+}
+const t = new Map();
+for (let i = from; i <= to; i++) t.set(p.samples[i], (t.get(p.samples[i]) ?? 0) + (dt[i + 1] ?? 0));
 const byFile = [
   [/^retrieval\/client|^protocol\/pccrr\/codec|^protocol\/wire/, 'MS-PCCRR exchange (client, codec, undici)'],
   [/^protocol\/pccrr\/crypto/, 'AES (decrypt / encrypt)'],

@@ -4,7 +4,7 @@
  * the algorithm the response names, then the caller's hash check. See protocol/pccrr.md.
  */
 import { randomBytes } from 'node:crypto';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { createLogger, type Logger } from '../util/log.js';
 import {
   decodeResponse,
@@ -112,27 +112,12 @@ const MAX_BODY = MAX_RESPONSE_SIZE + TRANSPORT_HEADER_SIZE;
  */
 const SWEEP_MS = 250;
 
-/** One exchange in flight: its deadline and how to stop it. */
-interface InFlight {
-  deadline: number;
-  ctl: AbortController;
-  /** Set when requestTimeoutMs cut it off. */
-  timedOut: boolean;
-  caller: AbortSignal | undefined;
-}
-
 export interface RetrievalClientStats {
   /**
    * AES_128/AES_192 blocks that failed the hash check and were decrypted again with AES over the
    * whole segment secret (issue 27.11): recovered (the second reading verified) or rejected.
    */
   aesWholeSecret: { recovered: number; rejected: number };
-}
-
-/** Stop reading a response body; the abort error undici then emits is expected and ignored. */
-function discard(body: { on(ev: 'error', f: () => void): unknown; destroy(): unknown }): void {
-  body.on('error', () => undefined);
-  body.destroy();
 }
 
 export class RetrievalClient {
@@ -150,10 +135,10 @@ export class RetrievalClient {
   private readonly now: () => number;
   private readonly st: RetrievalClientStats = { aesWholeSecret: { recovered: 0, rejected: 0 } };
 
-  private readonly inFlight = new Set<InFlight>();
+  private readonly inFlight = new Set<Exchange>();
   private sweeper: NodeJS.Timeout | undefined;
   /** Exchanges by the caller's signal: one 'abort' listener per signal, not one per exchange. */
-  private readonly bySignal = new WeakMap<AbortSignal, Set<InFlight>>();
+  private readonly bySignal = new WeakMap<AbortSignal, Set<Exchange>>();
 
   constructor(opts: RetrievalClientOptions = {}) {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
@@ -467,7 +452,14 @@ export class RetrievalClient {
     }
   }
 
-  private async exchangeOnce(
+  /**
+   * One POST through undici's dispatcher interface: the response body goes straight into one
+   * buffer of its declared length (no body stream, async iterator, chunk list or concatenation),
+   * and the exchange object itself is the handler, the sweeper's record and the abort path (no
+   * AbortController per exchange). Issue 25: the exchange was the largest stage of the receiving
+   * daemon (BENCHMARKS.md).
+   */
+  private exchangeOnce(
     peer: string,
     body: Buffer,
     signal: AbortSignal | undefined,
@@ -476,121 +468,64 @@ export class RetrievalClient {
     crowd?: CrowdCallback,
   ): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
     const pool = this.pool(peer);
-    const x = this.track(signal);
-    try {
-      const res = await pool.request({
-        path: PCCRR_PATH,
-        method: 'POST',
-        body,
-        headersTimeout: firstByteMs,
-        bodyTimeout: firstByteMs,
-        headers: {
-          'content-type': 'application/octet-stream',
-          'content-length': String(body.length),
-          ...(crowd ? { [CROWD_HEADER]: CROWD_REQUEST_VALUE } : {}),
+    return new Promise((resolve, reject) => {
+      const x = new Exchange(this, peer, signal, allowNego, firstByteMs, crowd, resolve, reject);
+      this.track(x);
+      pool.dispatch(
+        {
+          path: PCCRR_PATH,
+          method: 'POST',
+          body,
+          headersTimeout: firstByteMs,
+          bodyTimeout: firstByteMs,
+          headers: crowd ? CROWD_HEADERS : HEADERS,
         },
-        signal: x.ctl.signal,
-      });
-      if (res.statusCode !== 200) {
-        discard(res.body);
-        if (res.statusCode === 503) throw new PeerError('PEER_BUSY', peer, 'HTTP 503');
-        throw new PeerError('PEER_HTTP', peer, `HTTP ${res.statusCode}`);
-      }
-      const declared = Number(res.headers['content-length'] ?? NaN);
-      if (declared > MAX_BODY) {
-        discard(res.body);
-        throw new PeerError('PEER_PROTOCOL', peer, `response of ${declared} bytes exceeds the ${MAX_BODY}-byte limit`);
-      }
-      const chunks: Buffer[] = [];
-      let n = 0;
-      for await (const c of res.body as AsyncIterable<Buffer>) {
-        n += c.length;
-        if (n > MAX_BODY) {
-          discard(res.body);
-          throw new PeerError('PEER_PROTOCOL', peer, `response exceeds the ${MAX_BODY}-byte limit`);
-        }
-        chunks.push(c);
-      }
-      let msg: Decoded<ResponseMessage>;
-      try {
-        // The concatenated body is ours alone: the block is decoded as a view into it, not copied.
-        msg = decodeResponse(Buffer.concat(chunks, n), { views: true });
-      } catch (e) {
-        if (e instanceof RetrievalParseError)
-          throw new PeerError('PEER_PROTOCOL', peer, `bad response: ${e.message}`, { cause: e });
-        throw e;
-      }
-      if (msg.type === 'NEGO_RESP' && !allowNego) {
-        throw new PeerError(
-          'PEER_PROTOCOL',
-          peer,
-          `peer supports versions ${protVerString(msg.min)}..${protVerString(msg.max)} only`,
-        );
-      }
-      crowd?.(parseCrowd(res.headers[CROWD_HEADER]));
-      return { msg, bytes: n };
-    } catch (e) {
-      const err = this.failure(e, peer, signal, x, firstByteMs);
-      this.log.debug('PCCRR exchange failed', { peer, code: err.code, error: err });
-      throw err;
-    } finally {
-      this.untrack(x);
-    }
+        x,
+      );
+    });
   }
 
-  private failure(
-    e: unknown,
-    peer: string,
-    signal: AbortSignal | undefined,
-    x: InFlight,
-    firstByteMs: number,
-  ): PeerError {
-    if (e instanceof PeerError) return e;
-    if (signal?.aborted) return new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
-    if (x.timedOut)
-      return new PeerError('PEER_TIMEOUT', peer, `no complete response within ${this.requestTimeoutMs} ms`, {
-        cause: e,
-      });
-    const code = (e as { code?: string }).code ?? '';
-    if (/TIMEOUT/.test(code))
-      return new PeerError('PEER_TIMEOUT', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
-    return new PeerError('PEER_UNREACHABLE', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });
+  /** @internal An exchange ended (Exchange calls it once). */
+  settled(x: Exchange, err: unknown): void {
+    this.untrack(x);
+    if (err !== undefined)
+      this.log.debug('PCCRR exchange failed', { peer: x.peer, code: (err as PeerError).code, error: err });
+  }
+
+  /** @internal */
+  failure(e: unknown, peer: string, signal: AbortSignal | undefined, x: Exchange, firstByteMs: number): PeerError {
+    return failure(e, peer, signal, x.timedOut, firstByteMs, this.requestTimeoutMs);
   }
 
   /** Registers an exchange: the sweeper enforces its deadline, the caller's signal aborts it. */
-  private track(signal: AbortSignal | undefined): InFlight {
-    const x: InFlight = {
-      deadline: performance.now() + this.requestTimeoutMs,
-      ctl: new AbortController(),
-      timedOut: false,
-      caller: signal,
-    };
+  private track(x: Exchange): void {
+    x.deadline = performance.now() + this.requestTimeoutMs;
     this.inFlight.add(x);
+    const signal = x.caller;
     if (signal) {
       let set = this.bySignal.get(signal);
       if (!set) {
-        const mine = new Set<InFlight>();
+        const mine = new Set<Exchange>();
         set = mine;
         this.bySignal.set(signal, mine);
         signal.addEventListener(
           'abort',
           () => {
-            for (const y of mine) y.ctl.abort(signal.reason);
+            for (const y of mine) y.cancel();
           },
           { once: true },
         );
       }
       set.add(x);
-      if (signal.aborted) x.ctl.abort(signal.reason);
+      if (signal.aborted) x.cancel();
     }
     if (!this.sweeper) {
       this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
       this.sweeper.unref();
     }
-    return x;
   }
 
-  private untrack(x: InFlight): void {
+  private untrack(x: Exchange): void {
     this.inFlight.delete(x);
     if (x.caller) this.bySignal.get(x.caller)?.delete(x);
   }
@@ -606,7 +541,7 @@ export class RetrievalClient {
     for (const x of this.inFlight)
       if (!x.timedOut && now >= x.deadline) {
         x.timedOut = true;
-        x.ctl.abort();
+        x.cancel();
       }
   }
 }
@@ -623,4 +558,178 @@ function waitOrAbort(p: Promise<void>, signal: AbortSignal | undefined, peer: st
       resolve();
     });
   });
+}
+
+/** Request headers of every exchange (undici adds Content-Length for a Buffer body). */
+const HEADERS = ['content-type', 'application/octet-stream'];
+const CROWD_HEADERS = [...HEADERS, CROWD_HEADER, CROWD_REQUEST_VALUE];
+
+type Settle<T> = (v: T) => void;
+
+/**
+ * One MS-PCCRR exchange: undici's (legacy) dispatch handler, the sweeper's record and the abort
+ * path in one object. Settles its promise exactly once; whatever undici reports afterwards is
+ * ignored.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  deadline = 0;
+  /** Set when requestTimeoutMs cut it off. */
+  timedOut = false;
+  private done = false;
+  private abortFn: ((err: Error) => void) | undefined;
+  private status = 0;
+  private buf: Buffer | undefined;
+  private chunks: Buffer[] | undefined;
+  private n = 0;
+  private crowdValue: string | string[] | undefined;
+
+  constructor(
+    private readonly client: RetrievalClient,
+    readonly peer: string,
+    readonly caller: AbortSignal | undefined,
+    private readonly allowNego: boolean,
+    private readonly firstByteMs: number,
+    private readonly crowd: CrowdCallback | undefined,
+    private readonly resolve: Settle<{ msg: Decoded<ResponseMessage>; bytes: number }>,
+    private readonly reject: Settle<unknown>,
+  ) {}
+
+  /** Stops the exchange (caller's abort or the request timer); fails it at once. */
+  cancel(): void {
+    if (this.done) return;
+    const err = this.client.failure(new Error('aborted'), this.peer, this.caller, this, this.firstByteMs);
+    this.fail(err);
+  }
+
+  private fail(err: PeerError): void {
+    if (this.done) return;
+    this.done = true;
+    this.buf = undefined;
+    this.chunks = undefined;
+    this.client.settled(this, err);
+    this.reject(err);
+    // Stop the request (closes its connection once it was sent); a queued one stops in onConnect.
+    this.abortFn?.(err);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortFn = abort;
+    if (this.done) abort(new Error('aborted'));
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[] | string[] | null, _resume: () => void): boolean {
+    if (this.done) return false;
+    this.status = statusCode;
+    if (statusCode !== 200) {
+      this.fail(
+        statusCode === 503
+          ? new PeerError('PEER_BUSY', this.peer, 'HTTP 503')
+          : new PeerError('PEER_HTTP', this.peer, `HTTP ${statusCode}`),
+      );
+      return false;
+    }
+    let declared = -1;
+    const raw = rawHeaders ?? [];
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = String(raw[i]).toLowerCase();
+      if (name === 'content-length') declared = Number(String(raw[i + 1]));
+      else if (this.crowd && name === CROWD_HEADER) {
+        const v = String(raw[i + 1]);
+        this.crowdValue =
+          this.crowdValue === undefined
+            ? v
+            : Array.isArray(this.crowdValue)
+              ? [...this.crowdValue, v]
+              : [this.crowdValue, v];
+      }
+    }
+    if (declared > MAX_BODY) {
+      this.fail(
+        new PeerError('PEER_PROTOCOL', this.peer, `response of ${declared} bytes exceeds the ${MAX_BODY}-byte limit`),
+      );
+      return false;
+    }
+    // A declared length: one buffer of that size (undici fails a body that does not match it).
+    if (Number.isSafeInteger(declared) && declared >= 0) this.buf = Buffer.allocUnsafe(declared);
+    else this.chunks = [];
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.done) return false;
+    const end = this.n + chunk.length;
+    if (end > MAX_BODY || (this.buf && end > this.buf.length)) {
+      this.fail(new PeerError('PEER_PROTOCOL', this.peer, `response exceeds the ${MAX_BODY}-byte limit`));
+      return false;
+    }
+    if (this.buf) chunk.copy(this.buf, this.n);
+    else this.chunks!.push(chunk);
+    this.n = end;
+    return true;
+  }
+
+  onComplete(): void {
+    if (this.done) return;
+    if (this.status !== 200) return; // already failed in onHeaders
+    const n = this.n;
+    const body = this.buf ? this.buf.subarray(0, n) : Buffer.concat(this.chunks!, n);
+    let msg: Decoded<ResponseMessage>;
+    try {
+      // The body is ours alone: the block is decoded as a view into it, not copied.
+      msg = decodeResponse(body, { views: true });
+    } catch (e) {
+      this.fail(
+        e instanceof RetrievalParseError
+          ? new PeerError('PEER_PROTOCOL', this.peer, `bad response: ${e.message}`, { cause: e })
+          : this.client.failure(e, this.peer, this.caller, this, this.firstByteMs),
+      );
+      return;
+    }
+    if (msg.type === 'NEGO_RESP' && !this.allowNego) {
+      this.fail(
+        new PeerError(
+          'PEER_PROTOCOL',
+          this.peer,
+          `peer supports versions ${protVerString(msg.min)}..${protVerString(msg.max)} only`,
+        ),
+      );
+      return;
+    }
+    if (this.crowd) {
+      try {
+        this.crowd(parseCrowd(this.crowdValue));
+      } catch (e) {
+        this.fail(this.client.failure(e, this.peer, this.caller, this, this.firstByteMs));
+        return;
+      }
+    }
+    this.done = true;
+    this.buf = undefined;
+    this.chunks = undefined;
+    this.client.settled(this, undefined);
+    this.resolve({ msg, bytes: n });
+  }
+
+  onError(err: Error): void {
+    if (this.done) return;
+    this.fail(this.client.failure(err, this.peer, this.caller, this, this.firstByteMs));
+  }
+}
+
+function failure(
+  e: unknown,
+  peer: string,
+  signal: AbortSignal | undefined,
+  timedOut: boolean,
+  firstByteMs: number,
+  requestTimeoutMs: number,
+): PeerError {
+  if (e instanceof PeerError) return e;
+  if (signal?.aborted) return new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
+  if (timedOut)
+    return new PeerError('PEER_TIMEOUT', peer, `no complete response within ${requestTimeoutMs} ms`, { cause: e });
+  const code = (e as { code?: string }).code ?? '';
+  if (/TIMEOUT/.test(code))
+    return new PeerError('PEER_TIMEOUT', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
+  return new PeerError('PEER_UNREACHABLE', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });
 }

@@ -88,6 +88,39 @@ t.test('client accepts a correct AES-128 answer from a fake peer (honours the re
   t.ok(r.data.equals(blockOf(A, 1)));
 });
 
+t.test('answer bodies: chunked in small pieces, declared length in pieces, a body shorter than declared', async (t) => {
+  let mode = 'chunked';
+  const peer = await fakePeer(t, (_q, res, body) => {
+    const b = blkFor(body);
+    if (mode === 'short') {
+      res.writeHead(200, { 'Content-Length': b.length });
+      res.end(b.subarray(0, b.length - 7));
+      res.socket?.end();
+      return;
+    }
+    res.writeHead(200, mode === 'chunked' ? {} : { 'Content-Length': b.length });
+    // Many small writes: the client puts the pieces together in order.
+    let off = 0;
+    const step = () => {
+      if (off >= b.length) return void res.end();
+      res.write(b.subarray(off, off + 1000));
+      off += 1000;
+      setImmediate(step);
+    };
+    step();
+  });
+  const c = new RetrievalClient({ probation: false });
+  t.teardown(() => c.close());
+  const r1 = await c.getBlock(want(peer));
+  t.ok(r1.data.equals(blockOf(A, 1)), 'chunked (no Content-Length): the block decrypts and verifies');
+  mode = 'pieces';
+  const r2 = await c.getBlock(want(peer, 0));
+  t.ok(r2.data.equals(blockOf(A, 0)), 'Content-Length, body in 1000-byte pieces: the block decrypts and verifies');
+  t.ok(r2.bytesOnWire > blockOf(A, 0).length, 'bytes on the wire counted');
+  mode = 'short';
+  await expectCode(t, c.getBlock(want(peer)), 'PEER_UNREACHABLE', 'body shorter than its Content-Length');
+});
+
 t.test('tampered ciphertext → BAD_BLOCK', async (t) => {
   const peer = await fakePeer(t, (_q, res, body) =>
     send(
