@@ -6,7 +6,8 @@
  *      Target: the node at least 0.9x.
  *   2. first-request latency of a PeerDist request (HashRequest=true: answered once content
  *      information exists) on a blob nobody hashed, versus on a blob `publish --store` hashed.
- *   npm run build && node dist/bench/azblob.js [--size 256M] [--runs 3]
+ *   npm run build && node dist/bench/azblob.js [--size 256M] [--runs 3] [--throughput-only]
+ *     [--profile DIR] [--compare-bin OTHER/bin/peerdist.js]
  */
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -36,6 +37,11 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     /** Only the throughput comparison (skip the first-request latencies). */
     'throughput-only': { type: 'boolean', default: false },
+    /**
+     * bin/peerdist.js of another build (a checkout of main, say): a second node runs it, and its
+     * downloads interleave with the others, so a before/after comparison sees the same load.
+     */
+    'compare-bin': { type: 'string' },
   },
 });
 const size = parseSize(values.size!);
@@ -91,12 +97,12 @@ try {
   const secret = randomBytes(32);
   await writeFile(join(state, 'secret'), secret, { mode: 0o600 });
   // Each node is a `peerdist serve --store` process of its own, as deployed.
-  const node = async () => {
+  const node = async (bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'peerdist.js')) => {
     const child = spawn(
       process.execPath,
       [
         ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : []),
-        join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'peerdist.js'),
+        bin,
         'serve',
         '--store',
         `azblob://${AZURITE_ACCOUNT}/bench`,
@@ -125,11 +131,12 @@ try {
     return `http://127.0.0.1:${port}`;
   };
   const base = await node();
+  const other = values['compare-bin'] ? await node(values['compare-bin']) : undefined;
   const agent = new Agent({ bodyTimeout: 600_000, headersTimeout: 600_000 });
 
-  const viaNode = async (): Promise<number> => {
+  const viaNode = async (url = base): Promise<number> => {
     const t0 = performance.now();
-    const r = await request(`${base}/big.bin`, { dispatcher: agent });
+    const r = await request(`${url}/big.bin`, { dispatcher: agent });
     let n = 0;
     for await (const c of r.body) n += (c as Buffer).length;
     if (n !== size) throw new Error(`node sent ${n} bytes`);
@@ -149,13 +156,13 @@ try {
     if (n !== size) throw new Error(`Azurite sent ${n} bytes`);
     return (performance.now() - t0) / 1000;
   };
-  await viaNode(); // warm both paths once (Azurite's extent files into the page cache)
+  await viaNode(); // warm the paths once (Azurite's extent files into the page cache)
+  if (other) await viaNode(other);
   await direct();
   // CPU-seconds (user+system) of each process over one download: load-robust where wall-clock
   // is not. Azurite and the node are children of this process; /proc gives their CPU time.
   const azuritePid = childPids().find((p) => /azurite/.test(cmdline(p)));
-  const nodePid = nodes[0]!.pid!;
-  const measure = async (path: () => Promise<number>): Promise<Sample> => {
+  const measure = async (path: () => Promise<number>, nodePid = nodes[0]!.pid!): Promise<Sample> => {
     const c0 = process.cpuUsage();
     const a0 = azuritePid ? procCpu(azuritePid) : Number.NaN;
     const n0 = procCpu(nodePid);
@@ -170,9 +177,11 @@ try {
   };
   const nodeRuns: Sample[] = [];
   const directRuns: Sample[] = [];
+  const otherRuns: Sample[] = [];
   for (let i = 0; i < runs; i++) {
     directRuns.push(await measure(direct));
-    nodeRuns.push(await measure(viaNode));
+    nodeRuns.push(await measure(() => viaNode()));
+    if (other) otherRuns.push(await measure(() => viaNode(other), nodes[1]!.pid!));
   }
   const best = (xs: Sample[]) => xs.reduce((a, b) => (b.s < a.s ? b : a));
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -196,6 +205,12 @@ try {
   console.log(
     `| through the origin node (plain GET) | ${bestNode.toFixed(2)} | ${mbps(bestNode)} | ${(bestDirect / bestNode).toFixed(2)} | ${cpuCols(nodeRuns)} |`,
   );
+  if (other) {
+    const s = best(otherRuns).s;
+    console.log(
+      `| through a node of ${values['compare-bin']} | ${s.toFixed(2)} | ${mbps(s)} | ${(bestDirect / s).toFixed(2)} | ${cpuCols(otherRuns)} |`,
+    );
+  }
   console.log(`(CPU columns: median over the ${runs} runs; seconds: best of ${runs})`);
   if (!values['throughput-only']) {
     // First-request latency: HashRequest=true waits for the content information.
