@@ -12,6 +12,7 @@ import { hashChunks } from '../protocol/pccrc/hash.js';
 import type { ContentVersion } from '../protocol/pccrc/types.js';
 import { makeHashRequestHeaders, type Negotiation } from '../protocol/pccrtp/headers.js';
 import type { Logger } from '../util/log.js';
+import { coalesce } from './coalesce.js';
 import { isNotModified } from './conditional.js';
 import type { Chunking } from './hashcache.js';
 import type { Producer } from './hashjobs.js';
@@ -87,6 +88,9 @@ async function guarded<T>(ctx: BlobContext, res: ServerResponse, op: () => Promi
 }
 const FAILED = Symbol('failed');
 
+/** Largest single write of a relayed blob body to the client (see coalesce.ts). */
+const RELAY_WRITE_BYTES = 256 * 1024;
+
 export async function serveBlob(
   ctx: BlobContext,
   req: IncomingMessage,
@@ -154,7 +158,8 @@ export async function serveBlob(
   }
   res.writeHead(status, headers);
   res.on('finish', () => countBody(ctx, n, length));
-  await pipeline(stream, res).catch((err: unknown) => {
+  // Fewer, larger writes to the client (coalesce.ts says why).
+  await pipeline(stream, coalesce(RELAY_WRITE_BYTES), res).catch((err: unknown) => {
     if (!res.writableFinished) {
       ctx.log.info('blob read ended early', { name: blob.name, err: (err as Error).message });
       res.destroy();
