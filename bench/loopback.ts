@@ -189,25 +189,27 @@ try {
         `| ${r.round} | ${rc.toFixed(1)} | ${sc.toFixed(1)} | ${f1(r.getCpu === undefined ? undefined : r.getCpu / gib)} | ${f1(y)} | ${f2(y ? rc / y : undefined)} | ${f2(y ? sc / y : undefined)} |\n`,
       );
     }
-    const bestY = rows.reduce<number | undefined>((a, r) => {
-      const v = r.yard ? size / 1e6 / r.p2pSeconds / r.yard.blocksMBs : undefined;
-      return v !== undefined && (a === undefined || v > a) ? v : a;
-    }, undefined);
-    const minOf = (f: (r: (typeof rows)[number]) => number | undefined) =>
-      rows.reduce<number | undefined>((a, r) => {
-        const v = f(r);
-        return v !== undefined && (a === undefined || v < a) ? v : a;
-      }, undefined);
+    // Verdicts on the median round, never the best one: a round whose plain GET happened to be
+    // slow once printed "met" for a target the other rounds missed.
+    const medianOf = (f: (r: (typeof rows)[number]) => number | undefined) => {
+      const v = rows
+        .map(f)
+        .filter((x): x is number => x !== undefined)
+        .sort((a, b) => a - b);
+      if (v.length === 0) return undefined;
+      const m = v.length >> 1;
+      return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+    };
     const met = (ok: boolean | undefined) => (ok === undefined ? 'n/a' : ok ? 'met' : 'NOT met');
-    const rcv = minOf((r) => r.clientCpu / gib),
-      srv = minOf((r) => r.serverCpu / gib),
-      gt = minOf((r) => (r.getCpu === undefined ? undefined : r.getCpu / gib));
+    const yr = medianOf((r) => (r.yard ? size / 1e6 / r.p2pSeconds / r.yard.blocksMBs : undefined));
+    const rcv = medianOf((r) => r.clientCpu / gib),
+      srv = medianOf((r) => r.serverCpu / gib),
+      gt = medianOf((r) => (r.getCpu === undefined ? undefined : r.getCpu / gib)),
+      hr = medianOf((r) => r.ratio)!;
     process.stdout.write(
-      `best p2p / yardstick ${f2(bestY)} (target >= 0.8: ${met(bestY === undefined ? undefined : bestY >= 0.8)}); best CPU s per GiB receiving ${f1(rcv)} (<= 10: ${met(rcv! <= 10)}), serving ${f1(srv)} (<= 5: ${met(srv! <= 5)}), get ${f1(gt)} (<= 1: ${met(gt === undefined ? undefined : gt <= 1)})\n`,
+      `median of ${rows.length} rounds: p2p / yardstick ${f2(yr)} (target >= 0.8: ${met(yr === undefined ? undefined : yr >= 0.8)}); CPU s per GiB receiving ${f1(rcv)} (<= 10: ${met(rcv! <= 10)}), serving ${f1(srv)} (<= 5: ${met(srv! <= 5)}), get ${f1(gt)} (<= 1: ${met(gt === undefined ? undefined : gt <= 1)})\n`,
     );
-    process.stdout.write(
-      `best p2p / http ratio ${best.ratio.toFixed(2)} (target >= 0.4: ${best.ratio >= 0.4 ? 'met' : 'NOT met'})\n`,
-    );
+    process.stdout.write(`median p2p / http ratio ${hr.toFixed(2)} (target >= 0.4: ${met(hr >= 0.4)})\n`);
   }
 } finally {
   await c.close();
