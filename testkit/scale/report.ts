@@ -14,7 +14,7 @@ export function describe(run: ScaleRun): string {
     `completion after arrival: p50 ${s1(r.completionMs.p50)} s (${r.vsPlain.p50}x plain), p95 ${s1(r.completionMs.p95)} s (${r.vsPlain.p95}x), p99 ${s1(r.completionMs.p99)} s (${r.vsPlain.p99}x), max ${s1(r.completionMs.max)} s (${r.vsPlain.max}x)`,
     `origin: ${r.originCopies} copies of the file; per subnet min ${Math.min(...per)} max ${Math.max(...per)}; peak ${(r.peakOriginBps / 1e6).toFixed(1)} Mbit/s`,
     `bytes by source: origin ${mb(r.bytesBySource.origin)} MiB, peers ${mb(r.bytesBySource.peer)} MiB, hosted caches ${mb(r.bytesBySource.hostedCache)} MiB (caches pulled ${mb(r.hostedCachePullBytes)} MiB from clients)`,
-    `simulated ${s1(r.simulatedMs)} s in ${s1(run.wallMs)} s wall, ${s1(run.cpuMs)} s CPU: ${r.events} events (${run.eventsPerSec}/s), ${r.schedulerCalls} scheduler next() calls, ${r.rateUpdates} rate changes, peak RSS ${mb(run.peakRssBytes)} MiB`,
+    `simulated ${s1(r.simulatedMs)} s in ${s1(run.wallMs)} s wall, ${s1(run.cpuMs)} s CPU: ${r.events} events (${run.eventsPerSec}/s), ${r.schedulerCalls} scheduler next() calls, ${r.originFlows} origin requests, ${r.lanTransfers} LAN transfers, peak RSS ${mb(run.peakRssBytes)} MiB`,
   ];
   return lines.join('\n');
 }

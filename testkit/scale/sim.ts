@@ -5,10 +5,11 @@
  *
  * - Blocks are tokens: a unit of `unitBytes` (a v2 segment, or a run of them for large files)
  *   stands for its bytes; nothing is hashed or copied, so a run costs memory and CPU per event.
- * - Network: every client has a LAN NIC (up and down, `lanBps` each); each subnet is a site with
- *   its own WAN downlink (`wanBps`); the origin has an uplink (`originUpBps`, default unlimited).
- *   Origin flows cross origin uplink, WAN and the client's downlink; peer flows the serving peer's
- *   uplink and the client's downlink; links are shared by flow counting (net.ts).
+ * - Network (net.ts): every client has a LAN NIC (up and down, `lanBps` each); each subnet is a
+ *   site with its own WAN downlink (`wanBps`, at most `lanBps`); the origin has an uplink
+ *   (`originUpBps`, default unlimited). Origin flows share their site's WAN by flow counting, and
+ *   the WAN links share the origin uplink the same way; they do not load the client's NIC. Peer
+ *   and hosted cache transfers take their turn on the sender's uplink and the receiver's downlink.
  * - Discovery (multicast, TTL 1: inside a subnet only): every `tickMs` a downloading client's
  *   probes are heard by the others downloading in its subnet (Scheduler.crowdSeen), and it learns
  *   who holds what from ProbeMatches: each block it still misses, at most `holdersPerBlock` holders
@@ -24,7 +25,7 @@
  */
 import { type Assignment, BlockTable, Scheduler } from '../../src/engine/scheduler.js';
 import { rng } from '../../test/helpers/rng.js';
-import { Network } from './net.js';
+import { FifoLink, lanTransfer, SharedLinks } from './net.js';
 import { EventQueue } from './queue.js';
 
 export type Arrival = { kind: 'flash'; jitterMs: number } | { kind: 'spread'; overMs: number };
@@ -67,7 +68,8 @@ export interface ScaleResult {
   peakOriginBps: number;
   simulatedMs: number;
   events: number;
-  rateUpdates: number;
+  originFlows: number;
+  lanTransfers: number;
   schedulerCalls: number;
   originSeries: { bucketMs: number; bytes: number[] };
   /** Per client, completion time after its arrival (ms), in client order. */
@@ -87,7 +89,8 @@ const ARRIVE = 1,
   TICK = 2,
   WAKE = 3,
   BEGIN = 4,
-  FINISH = 5;
+  FINISH = 5,
+  LAN_DONE = 6;
 // Sources.
 const ORIGIN = 0,
   PEER = 1,
@@ -164,19 +167,29 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
 
   const queue = new EventQueue(4096);
   const series: number[] = [];
-  const net = new Network<Tag>(queue, { begin: BEGIN, finish: FINISH }, (tag, from, to, bytes) => {
-    if (tag.src === ORIGIN) addSeries(bytes, from, to);
-  });
-  const originUp = net.addLink(cfg.originUpBps ? bytesPerMs(cfg.originUpBps) : Infinity);
+  if (cfg.wanBps > cfg.lanBps) throw new RangeError('the model needs wan <= lan');
+  const net = new SharedLinks<Tag>(
+    queue,
+    { begin: BEGIN, finish: FINISH },
+    cfg.originUpBps ? bytesPerMs(cfg.originUpBps) : Infinity,
+    (_link, from, to, bytes) => addSeries(bytes, from, to),
+  );
   const wan = Array.from({ length: S }, () => net.addLink(bytesPerMs(cfg.wanBps)));
-  const up = new Int32Array(C);
-  const down = new Int32Array(C);
-  for (let c = 0; c < C; c++) {
-    up[c] = net.addLink(bytesPerMs(cfg.lanBps));
-    down[c] = net.addLink(bytesPerMs(cfg.lanBps));
-  }
-  const hcUp = Array.from({ length: H }, () => net.addLink(bytesPerMs(cfg.lanBps)));
-  const hcDown = Array.from({ length: H }, () => net.addLink(bytesPerMs(cfg.lanBps)));
+  const lan = bytesPerMs(cfg.lanBps);
+  const up = Array.from({ length: C }, () => new FifoLink(lan));
+  const down = Array.from({ length: C }, () => new FifoLink(lan));
+  const hcUp = Array.from({ length: H }, () => new FifoLink(lan));
+  const hcDown = Array.from({ length: H }, () => new FifoLink(lan));
+  /** LAN transfers under way: tag and request time, by slot. */
+  const lanTags: Array<Tag | undefined> = [];
+  const lanAt: number[] = [];
+  const lanFree: number[] = [];
+  const lanStart = (from: FifoLink, to: FifoLink, bytes: number, tag: Tag) => {
+    const slot = lanFree.pop() ?? lanTags.length;
+    lanTags[slot] = tag;
+    lanAt[slot] = now;
+    queue.push(lanTransfer(from, to, bytes, lanRtt, now), LAN_DONE, slot, bytes);
+  };
   const hcOf = (s: number) => (H === 0 ? -1 : s % H);
   const hcHas = Array.from({ length: H }, () => new Uint8Array(n));
   const hcPulling = Array.from({ length: H }, () => new Uint8Array(n));
@@ -220,6 +233,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   let now = 0;
   let completed = 0;
   let lastFinish = 0;
+  let lanTransfers = 0;
 
   function addSeries(bytes: number, from: number, to: number): void {
     if (to <= from) {
@@ -254,7 +268,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     if (src === ORIGIN && h >= 0 && !hcHas[h]![g] && !hcPulling[h]![g]) {
       // The client offers the block; its hosted cache pulls it over the LAN.
       hcPulling[h]![g] = 1;
-      net.start([up[c]!, hcDown[h]!], sizeOf(g), lanRtt, now, { src: PULL, c, block: g, count: 1, from: h });
+      lanStart(up[c]!, hcDown[h]!, sizeOf(g), { src: PULL, c, block: g, count: 1, from: h });
     }
   };
 
@@ -277,7 +291,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         const count = a.count ?? 1;
         let bytes = 0;
         for (let k = 0; k < count; k++) bytes += sizeOf(a.block + k);
-        net.start([originUp, wan[subnet[c]!]!, down[c]!], bytes, wanRtt, now, {
+        net.start(wan[subnet[c]!]!, bytes, wanRtt, now, {
           src: ORIGIN,
           c,
           block: a.block,
@@ -286,23 +300,10 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         });
       } else {
         const x = addrIndex.get(a.peer)!;
-        if (x >= 0)
-          net.start([up[x]!, down[c]!], sizeOf(a.block), lanRtt, now, {
-            src: PEER,
-            c,
-            block: a.block,
-            count: 1,
-            from: x,
-          });
+        if (x >= 0) lanStart(up[x]!, down[c]!, sizeOf(a.block), { src: PEER, c, block: a.block, count: 1, from: x });
         else {
           const h = -1 - x;
-          net.start([hcUp[h]!, down[c]!], sizeOf(a.block), lanRtt, now, {
-            src: HC,
-            c,
-            block: a.block,
-            count: 1,
-            from: h,
-          });
+          lanStart(hcUp[h]!, down[c]!, sizeOf(a.block), { src: HC, c, block: a.block, count: 1, from: h });
         }
       }
     }
@@ -386,32 +387,39 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       pump(x);
     } else if (kind === BEGIN) {
       net.begin(x, now);
-    } else {
-      const r = net.finish(x, queue.y, now);
-      if (!r) continue;
-      const tag = r.tag;
-      if (tag.src === PULL) {
-        bytesBy[PULL]! += r.bytes;
-        hcHas[tag.from]![tag.block] = 1;
-        hcLog[tag.from]!.add(tag.block, -1, now);
-        continue;
-      }
-      const c = tag.c;
-      const sc = sched[c]!;
-      const ms = now - r.requestedAt;
-      if (tag.src === ORIGIN) {
+    } else if (kind === FINISH) {
+      for (const r of net.finish(x, queue.y, now)) {
+        const tag = r.tag;
+        const c = tag.c;
+        const sc = sched[c]!;
+        const ms = now - r.requestedAt;
         bytesBy[ORIGIN]! += r.bytes;
         originBySubnet[subnet[c]!]! += r.bytes;
         for (let k = 0; k < tag.count; k++) {
           sc.originSucceeded(tag.block + k, ms / tag.count, k === tag.count - 1);
           gain(c, tag.block + k, ORIGIN);
         }
-      } else {
-        bytesBy[tag.src]! += r.bytes;
-        const peer = tag.src === PEER ? addr[tag.from]! : hcAddrOf(tag.from);
-        sc.peerSucceeded(peer, tag.block, r.bytes, ms);
-        gain(c, tag.block, tag.src);
+        if (sc.isDone()) done(c);
+        else pump(c);
       }
+    } else {
+      const tag = lanTags[x]!;
+      const bytes = queue.y;
+      const ms = now - lanAt[x]!;
+      lanTags[x] = undefined;
+      lanFree.push(x);
+      lanTransfers++;
+      if (tag.src === PULL) {
+        bytesBy[PULL]! += bytes;
+        hcHas[tag.from]![tag.block] = 1;
+        hcLog[tag.from]!.add(tag.block, -1, now);
+        continue;
+      }
+      const c = tag.c;
+      const sc = sched[c]!;
+      bytesBy[tag.src]! += bytes;
+      sc.peerSucceeded(tag.src === PEER ? addr[tag.from]! : hcAddrOf(tag.from), tag.block, bytes, ms);
+      gain(c, tag.block, tag.src);
       if (sc.isDone()) done(c);
       else pump(c);
     }
@@ -472,7 +480,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     peakOriginBps: Math.round((peak * 8 * 1000) / bucketMs),
     simulatedMs: r3(lastFinish),
     events,
-    rateUpdates: net.rateUpdates,
+    originFlows: net.starts,
+    lanTransfers,
     schedulerCalls,
     originSeries: { bucketMs, bytes: Array.from(series, (b) => Math.round(b ?? 0)) },
     completions,
