@@ -60,6 +60,11 @@ for (const hostedCaches of [0, 'per-subnet', 2] as const)
     });
   }
 
+t.test('invariants: a view smaller than the subnet (each client hears 3 of its 7 neighbours)', async (t) => {
+  const cfg = { ...base, view: 3 };
+  invariants(t, cfg, runScale(cfg));
+});
+
 t.test('the same seed gives the same run; another seed another', async (t) => {
   const cfg = { ...base, hostedCaches: 'per-subnet' as const };
   const a = runScale(cfg);

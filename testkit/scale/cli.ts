@@ -61,6 +61,7 @@ const program = new Command('scale')
   .option('--lan-rtt <ms>', 'LAN round trip', Number, 1)
   .option('--arrival <mode>', 'flash, flash:<jitter> or spread:<duration>', arrival, arrival('flash'))
   .option('--holders <n>', 'holders a client learns per block (ProbeMatch damping)', int, 8)
+  .option('--view <n>', 'members of its subnet a client hears and learns holdings from', int, 32)
   .option('--seed <list>', 'seed, or several comma separated (side by side)', '1')
   .option('--json', 'print JSON')
   .option('--svg <file>', 'write the completion CDF and origin rate over time as SVG')
@@ -87,6 +88,7 @@ const runs = String(o.seed)
       arrival: o.arrival,
       seed: int(seedText),
       holdersPerBlock: o.holders,
+      view: o.view,
     };
     const run = measureScale(cfg);
     if (!o.json) console.log(describe(run));

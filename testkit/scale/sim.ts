@@ -10,11 +10,15 @@
  *   (`originUpBps`, default unlimited). Origin flows share their site's WAN by flow counting, and
  *   the WAN links share the origin uplink the same way; they do not load the client's NIC. Peer
  *   and hosted cache transfers take their turn on the sender's uplink and the receiver's downlink.
- * - Discovery (multicast, TTL 1: inside a subnet only): every `tickMs` a downloading client's
- *   probes are heard by the others downloading in its subnet (Scheduler.crowdSeen), and it learns
- *   who holds what from ProbeMatches: each block it still misses, at most `holdersPerBlock` holders
- *   (responders stay silent once enough have answered), v2 style (a sighting is a whole segment,
- *   with the time the holder got it as its growth while the holder is still downloading).
+ * - Discovery (multicast, TTL 1: inside a subnet only): every `tickMs` a client hears the probes
+ *   of the members of its view that are downloading (Scheduler.crowdSeen), and learns from
+ *   ProbeMatches which blocks they hold: each block it still misses, at most `holdersPerBlock`
+ *   holders (responders stay silent once enough have answered), v2 style (a sighting is a whole
+ *   segment, with the time the holder got it as its growth while the holder is still downloading).
+ *   The view is `view` random members of its subnet (default 32), not the whole subnet: the real
+ *   Scheduler's peer assignment costs (missing blocks x known peers) per call and its crowd
+ *   ownership (members) per call, which a whole 200-client subnet makes unaffordable here (see
+ *   BENCHMARKS.md, "Scale simulation"). A subnet no larger than the view is seen whole.
  * - Hosted caches: a cache serves its subnets like a LAN peer (peerIsRelay); it pulls each block a
  *   client of its subnets fetched from the origin (the client's offer) over the LAN, once; clients
  *   learn its holdings at their ticks (GETSEGLIST polls). With hosted caches the clients do not use
@@ -46,6 +50,8 @@ export interface ScaleConfig {
   arrival: Arrival;
   seed: number;
   holdersPerBlock?: number;
+  /** Members of its subnet a client hears and learns holdings from (default 32). */
+  view?: number;
   tickMs?: number;
   /** Origin-rate series bucket (ms). */
   bucketMs?: number;
@@ -194,7 +200,6 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const hcHas = Array.from({ length: H }, () => new Uint8Array(n));
   const hcPulling = Array.from({ length: H }, () => new Uint8Array(n));
   const hcLog = Array.from({ length: H }, () => new GainLog());
-  const subnetLog = Array.from({ length: S }, () => new GainLog());
   const addrIndex = new Map<string, number>();
   for (let h = 0; h < H; h++) addrIndex.set(hcAddrOf(h), -1 - h);
 
@@ -203,20 +208,28 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const finish = new Float64Array(C).fill(Infinity);
   const gateAt = new Float64Array(C);
   const pendingWake = new Float64Array(C).fill(Infinity);
-  const subCursor = new Int32Array(C);
   const hcCursor = new Int32Array(C);
   const sched: Array<Scheduler | undefined> = new Array(C);
   const known: Array<Uint8Array | undefined> = new Array(C);
   const addr: string[] = new Array(C);
-  /** Per subnet, the clients downloading now (their probes are heard). */
-  const downloading = Array.from({ length: S }, () => [] as number[]);
-  const posIn = new Int32Array(C).fill(-1);
+  const ip: string[] = new Array(C);
+  /** Per client, the blocks it got in order and when (what its neighbours learn at their ticks). */
+  const gotBlock: Array<Int32Array | undefined> = new Array(C);
+  const gotAt: Array<Float64Array | undefined> = new Array(C);
+  const gotN = new Int32Array(C);
+  /** Per client, its view (members of its subnet it hears) and how far it has read each one's gains. */
+  const viewOf: Array<Int32Array | undefined> = new Array(C);
+  const viewCursor: Array<Int32Array | undefined> = new Array(C);
+  const membersOf = Array.from({ length: S }, () => [] as number[]);
+  const V = cfg.view ?? 32;
   const table = new BlockTable(n);
   for (let g = 0; g < n; g++) table.set(g, g, 0, sizeOf(g));
 
   for (let c = 0; c < C; c++) {
     subnet[c] = c % S;
-    addr[c] = `${ipOf(c)}:80`;
+    ip[c] = ipOf(c);
+    addr[c] = `${ip[c]}:80`;
+    membersOf[c % S]!.push(c);
     addrIndex.set(addr[c]!, c);
     const at =
       cfg.arrival.kind === 'flash'
@@ -249,21 +262,11 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     }
   }
 
-  const leave = (c: number) => {
-    const s = subnet[c]!;
-    const list = downloading[s]!;
-    const i = posIn[c]!;
-    const last = list.pop()!;
-    if (last !== c) {
-      list[i] = last;
-      posIn[last] = i;
-    }
-    posIn[c] = -1;
-  };
-
   const gain = (c: number, g: number, src: number) => {
     const s = subnet[c]!;
-    subnetLog[s]!.add(g, c, now);
+    gotBlock[c]![gotN[c]!] = g;
+    gotAt[c]![gotN[c]!] = now;
+    gotN[c]!++;
     const h = hcOf(s);
     if (src === ORIGIN && h >= 0 && !hcHas[h]![g] && !hcPulling[h]![g]) {
       // The client offers the block; its hosted cache pulls it over the LAN.
@@ -276,7 +279,6 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     finish[c] = now;
     lastFinish = now;
     completed++;
-    leave(c);
     sched[c] = undefined;
     known[c] = undefined;
   };
@@ -322,18 +324,26 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const tick = (c: number) => {
     const sc = sched[c]!;
     const s = subnet[c]!;
-    for (const x of downloading[s]!) if (x !== c) sc.crowdSeen(ipOf(x), now);
     const kn = known[c]!;
-    const log = subnetLog[s]!;
-    for (let i = subCursor[c]!; i < log.n; i++) {
-      const g = log.block[i]!;
-      const x = log.who[i]!;
-      if (x === c || kn[g]! >= M || sc.hasBlock(g)) continue;
-      kn[g]!++;
-      // A holder still downloading shows growth (v2: a new sighting is its progress).
-      sc.peerHasSegment(addr[x]!, g, finish[x] === Infinity ? log.at[i] : undefined);
+    const view = viewOf[c]!;
+    const cursor = viewCursor[c]!;
+    for (let k = 0; k < view.length; k++) {
+      const x = view[k]!;
+      const xn = gotN[x]!;
+      const downloadingNow = sched[x] !== undefined;
+      if (downloadingNow) sc.crowdSeen(ip[x]!, now);
+      const gb = gotBlock[x];
+      if (!gb) continue;
+      const ga = gotAt[x]!;
+      for (let i = cursor[k]!; i < xn; i++) {
+        const g = gb[i]!;
+        if (kn[g]! >= M || sc.hasBlock(g)) continue;
+        kn[g]!++;
+        // A holder still downloading shows growth (v2: a new sighting is its progress).
+        sc.peerHasSegment(addr[x]!, g, downloadingNow ? ga[i] : undefined);
+      }
+      cursor[k] = xn;
     }
-    subCursor[c] = log.n;
     const h = hcOf(s);
     if (h >= 0) {
       const hl = hcLog[h]!;
@@ -360,7 +370,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         random: rng(cfg.seed * 1_000_003 + c + 1),
         visibilityLagMs: tickMs,
         originBlockMsPrior: (250 * unit) / 65536,
-        self: ipOf(c),
+        self: ip[c],
         crowdVisible: h >= 0 ? () => false : undefined,
       });
       sched[c] = sc;
@@ -369,10 +379,23 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         sc.addPeer(hcAddrOf(h));
         sc.peerIsRelay(hcAddrOf(h));
       }
-      posIn[c] = downloading[s]!.length;
-      downloading[s]!.push(c);
+      gotBlock[c] = new Int32Array(n);
+      gotAt[c] = new Float64Array(n);
+      // The view: every other member of a small subnet, else V of them drawn with the run's PRNG.
+      const members = membersOf[s]!;
+      const others = members.filter((m) => m !== c);
+      if (others.length > V)
+        for (let k = 0; k < V; k++) {
+          const j = k + Math.floor(random() * (others.length - k));
+          const tmp = others[k]!;
+          others[k] = others[j]!;
+          others[j] = tmp;
+        }
+      viewOf[c] = Int32Array.from(others.slice(0, V));
+      viewCursor[c] = new Int32Array(Math.min(V, others.length));
       tick(c);
-      const peersKnown = subCursor[c]! > 0 || (h >= 0 && hcCursor[c]! > 0);
+      let peersKnown = h >= 0 && hcCursor[c]! > 0;
+      for (const x of viewOf[c]!) if (gotN[x]! > 0) peersKnown = true;
       gateAt[c] = now + (peersKnown ? 60 : 300);
       pump(c);
       queue.push(now + tickMs, TICK, c);
@@ -460,6 +483,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       arrival: cfg.arrival,
       seed: cfg.seed,
       holdersPerBlock: M,
+      view: V,
       tickMs,
       bucketMs,
     },
