@@ -4,6 +4,7 @@
  * the same seed gives the same run (a different seed another).
  */
 import t, { type Test } from 'tap';
+import { svg } from '../../testkit/scale/report.js';
 import { type ScaleConfig, type ScaleResult, runScale } from '../../testkit/scale/sim.js';
 
 const MiB = 2 ** 20;
@@ -80,4 +81,18 @@ t.test('one client alone takes about a plain download', async (t) => {
   // The initial discovery wait (300 ms), one stream until the first block, then up to 6 streams.
   t.ok(r.completionMs.max >= r.plainMs, `not faster than the plain download (${r.completionMs.max} ms)`);
   t.ok(r.completionMs.max <= r.plainMs + 1000, `${r.completionMs.max} ms vs plain ${r.plainMs} ms`);
+});
+
+t.test('the SVG: per run a CDF, the plain-download line and the origin rate, side by side', async (t) => {
+  const a = runScale(base);
+  const b = runScale({ ...base, hostedCaches: 'per-subnet' });
+  const out = svg([
+    { label: 'no caches', result: a },
+    { label: 'caches <&>', result: b },
+  ]);
+  t.match(out, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  t.ok(out.endsWith('</svg>'));
+  t.equal(out.match(/<polyline /g)?.length, 6, 'three lines per run');
+  t.match(out, /caches &lt;&amp;&gt;/, 'labels are escaped');
+  t.notMatch(out, /NaN|Infinity/, 'every coordinate is a number');
 });
