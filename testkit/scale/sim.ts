@@ -1,0 +1,533 @@
+/**
+ * Scale simulation (issue 24): thousands of clients downloading one file in simulated time, each
+ * with the project's real block Scheduler (src/engine/scheduler.ts) deciding what to fetch from
+ * whom. Everything around the schedulers is a model, and deliberately a coarse one:
+ *
+ * - Blocks are tokens: a unit of `unitBytes` (a v2 segment, or a run of them for large files)
+ *   stands for its bytes; nothing is hashed or copied, so a run costs memory and CPU per event.
+ * - Network (net.ts): every client has a LAN NIC (up and down, `lanBps` each); each subnet is a
+ *   site with its own WAN downlink (`wanBps`, at most `lanBps`); the origin has an uplink
+ *   (`originUpBps`, default unlimited). Origin flows share their site's WAN by flow counting, and
+ *   the WAN links share the origin uplink the same way; they do not load the client's NIC. Peer
+ *   and hosted cache transfers take their turn on the sender's uplink and the receiver's downlink.
+ * - Discovery (multicast, TTL 1: inside a subnet only): every `tickMs` a client hears the probes
+ *   of the members of its view that are downloading (Scheduler.crowdSeen), and learns from
+ *   ProbeMatches which blocks they hold: each block it still misses, at most `holdersPerBlock`
+ *   holders (responders stay silent once enough have answered), v2 style (a sighting is a whole
+ *   segment, with the time the holder got it as its growth while the holder is still downloading).
+ *   The view is `view` random members of its subnet (default 32), not the whole subnet: the real
+ *   Scheduler's peer assignment costs (missing blocks x known peers) per call and its crowd
+ *   ownership (members) per call, which a whole 200-client subnet makes unaffordable here (see
+ *   BENCHMARKS.md, "Scale simulation"). A subnet no larger than the view is seen whole.
+ * - Hosted caches: a cache serves its subnets like a LAN peer (peerIsRelay); it pulls each block a
+ *   client of its subnets fetched from the origin (the client's offer) over the LAN, once; clients
+ *   learn its holdings at their ticks (GETSEGLIST polls). With hosted caches the clients do not use
+ *   crowd ownership (crowdVisible false, as the real engine does when a hosted cache bridges).
+ * - The origin gate: a client starts the origin after the adaptive initial wait (300 ms with no
+ *   peer known, 60 ms with one), as transfer.ts does.
+ * Not modelled: loss, TCP slow start, CPU, the cache's disk, readers (no setReaderAt/setLimit).
+ */
+import { type Assignment, BlockTable, Scheduler } from '../../src/engine/scheduler.js';
+import { rng } from '../../test/helpers/rng.js';
+import { FifoLink, lanTransfer, SharedLinks } from './net.js';
+import { EventQueue } from './queue.js';
+
+export type Arrival = { kind: 'flash'; jitterMs: number } | { kind: 'spread'; overMs: number };
+
+export interface ScaleConfig {
+  clients: number;
+  subnets: number;
+  /** 'per-subnet', a number of caches (subnet s is served by cache s % N), or 0 for none. */
+  hostedCaches: 'per-subnet' | number;
+  fileBytes: number;
+  /** Bytes per token (default: 64 KiB up to 64 MiB files, then file / 1024 rounded up to a power of two). */
+  unitBytes?: number;
+  wanBps: number;
+  lanBps: number;
+  originUpBps?: number;
+  wanRttMs?: number;
+  lanRttMs?: number;
+  arrival: Arrival;
+  seed: number;
+  holdersPerBlock?: number;
+  /** Members of its subnet a client hears and learns holdings from (default 32). */
+  view?: number;
+  tickMs?: number;
+  /** Origin-rate series bucket (ms). */
+  bucketMs?: number;
+}
+
+export interface ScaleResult {
+  config: Required<Omit<ScaleConfig, 'originUpBps'>> & { originUpBps: number | null };
+  tokens: number;
+  completed: number;
+  /** One client alone, plain HTTP download over the same path (ms). */
+  plainMs: number;
+  completionMs: { p50: number; p95: number; p99: number; max: number; mean: number };
+  /** completionMs / plainMs. */
+  vsPlain: { p50: number; p95: number; p99: number; max: number };
+  originCopies: number;
+  originCopiesPerSubnet: number[];
+  bytesBySource: { origin: number; peer: number; hostedCache: number };
+  /** Bytes hosted caches pulled from clients (offers), not part of any client's download. */
+  hostedCachePullBytes: number;
+  peakOriginBps: number;
+  simulatedMs: number;
+  events: number;
+  originFlows: number;
+  lanTransfers: number;
+  schedulerCalls: number;
+  originSeries: { bucketMs: number; bytes: number[] };
+  /** Per client, completion time after its arrival (ms), in client order. */
+  completions: number[];
+}
+
+export interface ScaleRun {
+  result: ScaleResult;
+  wallMs: number;
+  cpuMs: number;
+  eventsPerSec: number;
+  peakRssBytes: number;
+}
+
+// Event kinds.
+const ARRIVE = 1,
+  TICK = 2,
+  WAKE = 3,
+  BEGIN = 4,
+  FINISH = 5,
+  LAN_DONE = 6;
+// Sources.
+const ORIGIN = 0,
+  PEER = 1,
+  HC = 2,
+  PULL = 3;
+
+interface Tag {
+  src: number;
+  /** Client that receives (for PULL: the serving client). */
+  c: number;
+  block: number;
+  count: number;
+  /** Peer client index or hosted cache index (PULL: the cache). */
+  from: number;
+}
+
+const ipOf = (c: number) => `10.${(c >> 16) & 255}.${(c >> 8) & 255}.${c & 255}`;
+const hcAddrOf = (h: number) => `172.16.${(h >> 8) & 255}.${h & 255}:443`;
+
+/** A growable log of (block, holder, time): who got what when, per subnet or per cache. */
+class GainLog {
+  block = new Int32Array(1024);
+  who = new Int32Array(1024);
+  at = new Float64Array(1024);
+  n = 0;
+  add(block: number, who: number, at: number): void {
+    if (this.n === this.block.length) {
+      const cap = this.n * 2;
+      const b = new Int32Array(cap);
+      b.set(this.block);
+      this.block = b;
+      const w = new Int32Array(cap);
+      w.set(this.who);
+      this.who = w;
+      const a = new Float64Array(cap);
+      a.set(this.at);
+      this.at = a;
+    }
+    this.block[this.n] = block;
+    this.who[this.n] = who;
+    this.at[this.n] = at;
+    this.n++;
+  }
+}
+
+export function defaultUnit(fileBytes: number): number {
+  if (fileBytes <= 64 * 1024 * 1024) return 64 * 1024;
+  let u = 64 * 1024;
+  while (u * 1024 < fileBytes) u *= 2;
+  return u;
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/** `observe` is called every 65,536 events (the caller samples memory there). */
+export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
+  const C = cfg.clients;
+  const S = cfg.subnets;
+  if (!(C >= 1 && S >= 1 && S <= C)) throw new RangeError('need 1 <= subnets <= clients');
+  const unit = cfg.unitBytes ?? defaultUnit(cfg.fileBytes);
+  const n = Math.ceil(cfg.fileBytes / unit);
+  const sizeOf = (g: number) => (g === n - 1 ? cfg.fileBytes - unit * (n - 1) : unit);
+  const wanRtt = cfg.wanRttMs ?? 20;
+  const lanRtt = cfg.lanRttMs ?? 1;
+  const M = cfg.holdersPerBlock ?? 8;
+  const tickMs = cfg.tickMs ?? 1000;
+  const bucketMs = cfg.bucketMs ?? 1000;
+  const H = cfg.hostedCaches === 'per-subnet' ? S : cfg.hostedCaches;
+  const bytesPerMs = (bps: number) => bps / 8 / 1000;
+  const random = rng(cfg.seed);
+
+  const queue = new EventQueue(4096);
+  const series: number[] = [];
+  if (cfg.wanBps > cfg.lanBps) throw new RangeError('the model needs wan <= lan');
+  const net = new SharedLinks<Tag>(
+    queue,
+    { begin: BEGIN, finish: FINISH },
+    cfg.originUpBps ? bytesPerMs(cfg.originUpBps) : Infinity,
+    (_link, from, to, bytes) => addSeries(bytes, from, to),
+  );
+  const wan = Array.from({ length: S }, () => net.addLink(bytesPerMs(cfg.wanBps)));
+  const lan = bytesPerMs(cfg.lanBps);
+  const up = Array.from({ length: C }, () => new FifoLink(lan));
+  const down = Array.from({ length: C }, () => new FifoLink(lan));
+  const hcUp = Array.from({ length: H }, () => new FifoLink(lan));
+  const hcDown = Array.from({ length: H }, () => new FifoLink(lan));
+  /** LAN transfers under way: tag and request time, by slot. */
+  const lanTags: Array<Tag | undefined> = [];
+  const lanAt: number[] = [];
+  const lanFree: number[] = [];
+  const lanStart = (from: FifoLink, to: FifoLink, bytes: number, tag: Tag) => {
+    const slot = lanFree.pop() ?? lanTags.length;
+    lanTags[slot] = tag;
+    lanAt[slot] = now;
+    queue.push(lanTransfer(from, to, bytes, lanRtt, now), LAN_DONE, slot, bytes);
+  };
+  const hcOf = (s: number) => (H === 0 ? -1 : s % H);
+  const hcHas = Array.from({ length: H }, () => new Uint8Array(n));
+  const hcPulling = Array.from({ length: H }, () => new Uint8Array(n));
+  const hcLog = Array.from({ length: H }, () => new GainLog());
+  const addrIndex = new Map<string, number>();
+  for (let h = 0; h < H; h++) addrIndex.set(hcAddrOf(h), -1 - h);
+
+  const subnet = new Int32Array(C);
+  const arrive = new Float64Array(C);
+  const finish = new Float64Array(C).fill(Infinity);
+  const gateAt = new Float64Array(C);
+  const pendingWake = new Float64Array(C).fill(Infinity);
+  const hcCursor = new Int32Array(C);
+  const sched: Array<Scheduler | undefined> = new Array(C);
+  const known: Array<Uint8Array | undefined> = new Array(C);
+  const addr: string[] = new Array(C);
+  const ip: string[] = new Array(C);
+  /** Per client, the blocks it got in order and when (what its neighbours learn at their ticks). */
+  const gotBlock: Array<Int32Array | undefined> = new Array(C);
+  const gotAt: Array<Float64Array | undefined> = new Array(C);
+  const gotN = new Int32Array(C);
+  /** Per client, its view (members of its subnet it hears) and how far it has read each one's gains. */
+  const viewOf: Array<Int32Array | undefined> = new Array(C);
+  const viewCursor: Array<Int32Array | undefined> = new Array(C);
+  const membersOf = Array.from({ length: S }, () => [] as number[]);
+  const V = cfg.view ?? 32;
+  const table = new BlockTable(n);
+  for (let g = 0; g < n; g++) table.set(g, g, 0, sizeOf(g));
+
+  for (let c = 0; c < C; c++) {
+    subnet[c] = c % S;
+    ip[c] = ipOf(c);
+    addr[c] = `${ip[c]}:80`;
+    membersOf[c % S]!.push(c);
+    addrIndex.set(addr[c]!, c);
+    const at =
+      cfg.arrival.kind === 'flash'
+        ? Math.floor(random() * cfg.arrival.jitterMs)
+        : Math.floor(random() * cfg.arrival.overMs);
+    arrive[c] = at;
+    queue.push(at, ARRIVE, c);
+  }
+
+  const bytesBy = new Float64Array(4);
+  const originBySubnet = new Float64Array(S);
+  let events = 0;
+  let schedulerCalls = 0;
+  let now = 0;
+  let completed = 0;
+  let lastFinish = 0;
+  let lanTransfers = 0;
+
+  function addSeries(bytes: number, from: number, to: number): void {
+    if (to <= from) {
+      const b = Math.floor(to / bucketMs);
+      series[b] = (series[b] ?? 0) + bytes;
+      return;
+    }
+    const rate = bytes / (to - from);
+    for (let b = Math.floor(from / bucketMs); b * bucketMs < to; b++) {
+      const lo = Math.max(from, b * bucketMs);
+      const hi = Math.min(to, (b + 1) * bucketMs);
+      if (hi > lo) series[b] = (series[b] ?? 0) + rate * (hi - lo);
+    }
+  }
+
+  const gain = (c: number, g: number, src: number) => {
+    const s = subnet[c]!;
+    gotBlock[c]![gotN[c]!] = g;
+    gotAt[c]![gotN[c]!] = now;
+    gotN[c]!++;
+    const h = hcOf(s);
+    if (src === ORIGIN && h >= 0 && !hcHas[h]![g] && !hcPulling[h]![g]) {
+      // The client offers the block; its hosted cache pulls it over the LAN.
+      hcPulling[h]![g] = 1;
+      lanStart(up[c]!, hcDown[h]!, sizeOf(g), { src: PULL, c, block: g, count: 1, from: h });
+    }
+  };
+
+  const done = (c: number) => {
+    finish[c] = now;
+    lastFinish = now;
+    completed++;
+    sched[c] = undefined;
+    known[c] = undefined;
+  };
+
+  const pump = (c: number) => {
+    const sc = sched[c];
+    if (!sc || sc.isDone()) return;
+    schedulerCalls++;
+    const as: Assignment[] = sc.next(now, now >= gateAt[c]!);
+    for (const a of as) {
+      if (a.kind === 'origin') {
+        const count = a.count ?? 1;
+        let bytes = 0;
+        for (let k = 0; k < count; k++) bytes += sizeOf(a.block + k);
+        net.start(wan[subnet[c]!]!, bytes, wanRtt, now, {
+          src: ORIGIN,
+          c,
+          block: a.block,
+          count,
+          from: -1,
+        });
+      } else {
+        const x = addrIndex.get(a.peer)!;
+        if (x >= 0) lanStart(up[x]!, down[c]!, sizeOf(a.block), { src: PEER, c, block: a.block, count: 1, from: x });
+        else {
+          const h = -1 - x;
+          lanStart(hcUp[h]!, down[c]!, sizeOf(a.block), { src: HC, c, block: a.block, count: 1, from: h });
+        }
+      }
+    }
+    let w = sc.nextWakeAt() ?? Infinity;
+    if (now < gateAt[c]!) w = Math.min(w, gateAt[c]!);
+    if (Number.isFinite(w)) {
+      w = Math.max(w, now + 1);
+      if (w < pendingWake[c]! || pendingWake[c]! <= now) {
+        pendingWake[c] = w;
+        queue.push(w, WAKE, c);
+      }
+    }
+  };
+
+  /** Discovery round of client c: crowd probes heard, ProbeMatches, hosted cache polls. */
+  const tick = (c: number) => {
+    const sc = sched[c]!;
+    const s = subnet[c]!;
+    const kn = known[c]!;
+    const view = viewOf[c]!;
+    const cursor = viewCursor[c]!;
+    for (let k = 0; k < view.length; k++) {
+      const x = view[k]!;
+      const xn = gotN[x]!;
+      const downloadingNow = sched[x] !== undefined;
+      if (downloadingNow) sc.crowdSeen(ip[x]!, now);
+      const gb = gotBlock[x];
+      if (!gb) continue;
+      const ga = gotAt[x]!;
+      for (let i = cursor[k]!; i < xn; i++) {
+        const g = gb[i]!;
+        if (kn[g]! >= M || sc.hasBlock(g)) continue;
+        kn[g]!++;
+        // A holder still downloading shows growth (v2: a new sighting is its progress).
+        sc.peerHasSegment(addr[x]!, g, downloadingNow ? ga[i] : undefined);
+      }
+      cursor[k] = xn;
+    }
+    const h = hcOf(s);
+    if (h >= 0) {
+      const hl = hcLog[h]!;
+      for (let i = hcCursor[c]!; i < hl.n; i++) {
+        const g = hl.block[i]!;
+        if (!sc.hasBlock(g)) sc.peerHasSegment(hcAddrOf(h), g);
+      }
+      hcCursor[c] = hl.n;
+    }
+  };
+
+  while (queue.pop()) {
+    now = queue.t;
+    events++;
+    if ((events & 0xffff) === 0) observe?.();
+    const kind = queue.k;
+    const x = queue.x;
+    if (kind === ARRIVE) {
+      const c = x;
+      const s = subnet[c]!;
+      const h = hcOf(s);
+      const sc = new Scheduler({
+        blocks: table,
+        random: rng(cfg.seed * 1_000_003 + c + 1),
+        visibilityLagMs: tickMs,
+        originBlockMsPrior: (250 * unit) / 65536,
+        self: ip[c],
+        crowdVisible: h >= 0 ? () => false : undefined,
+      });
+      sched[c] = sc;
+      known[c] = new Uint8Array(n);
+      if (h >= 0) {
+        sc.addPeer(hcAddrOf(h));
+        sc.peerIsRelay(hcAddrOf(h));
+      }
+      gotBlock[c] = new Int32Array(n);
+      gotAt[c] = new Float64Array(n);
+      // The view: every other member of a small subnet, else V of them drawn with the run's PRNG.
+      const members = membersOf[s]!;
+      const others = members.filter((m) => m !== c);
+      if (others.length > V)
+        for (let k = 0; k < V; k++) {
+          const j = k + Math.floor(random() * (others.length - k));
+          const tmp = others[k]!;
+          others[k] = others[j]!;
+          others[j] = tmp;
+        }
+      viewOf[c] = Int32Array.from(others.slice(0, V));
+      viewCursor[c] = new Int32Array(Math.min(V, others.length));
+      tick(c);
+      let peersKnown = h >= 0 && hcCursor[c]! > 0;
+      for (const x of viewOf[c]!) if (gotN[x]! > 0) peersKnown = true;
+      gateAt[c] = now + (peersKnown ? 60 : 300);
+      pump(c);
+      queue.push(now + tickMs, TICK, c);
+    } else if (kind === TICK) {
+      if (!sched[x]) continue;
+      tick(x);
+      pump(x);
+      queue.push(now + tickMs, TICK, x);
+    } else if (kind === WAKE) {
+      if (pendingWake[x] !== now) continue;
+      pendingWake[x] = Infinity;
+      pump(x);
+    } else if (kind === BEGIN) {
+      net.begin(x, now);
+    } else if (kind === FINISH) {
+      for (const r of net.finish(x, queue.y, now)) {
+        const tag = r.tag;
+        const c = tag.c;
+        const sc = sched[c]!;
+        const ms = now - r.requestedAt;
+        bytesBy[ORIGIN]! += r.bytes;
+        originBySubnet[subnet[c]!]! += r.bytes;
+        for (let k = 0; k < tag.count; k++) {
+          sc.originSucceeded(tag.block + k, ms / tag.count, k === tag.count - 1);
+          gain(c, tag.block + k, ORIGIN);
+        }
+        if (sc.isDone()) done(c);
+        else pump(c);
+      }
+    } else {
+      const tag = lanTags[x]!;
+      const bytes = queue.y;
+      const ms = now - lanAt[x]!;
+      lanTags[x] = undefined;
+      lanFree.push(x);
+      lanTransfers++;
+      if (tag.src === PULL) {
+        bytesBy[PULL]! += bytes;
+        hcHas[tag.from]![tag.block] = 1;
+        hcLog[tag.from]!.add(tag.block, -1, now);
+        continue;
+      }
+      const c = tag.c;
+      const sc = sched[c]!;
+      bytesBy[tag.src]! += bytes;
+      sc.peerSucceeded(tag.src === PEER ? addr[tag.from]! : hcAddrOf(tag.from), tag.block, bytes, ms);
+      gain(c, tag.block, tag.src);
+      if (sc.isDone()) done(c);
+      else pump(c);
+    }
+  }
+
+  const completions = Array.from({ length: C }, (_, c) => finish[c]! - arrive[c]!);
+  const sorted = completions.filter(Number.isFinite).sort((a, b) => a - b);
+  const plainMs =
+    wanRtt +
+    cfg.fileBytes /
+      Math.min(
+        bytesPerMs(cfg.wanBps),
+        bytesPerMs(cfg.lanBps),
+        cfg.originUpBps ? bytesPerMs(cfg.originUpBps) : Infinity,
+      );
+  const cm = {
+    p50: pct(sorted, 50),
+    p95: pct(sorted, 95),
+    p99: pct(sorted, 99),
+    max: sorted[sorted.length - 1] ?? NaN,
+    mean: sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length),
+  };
+  let peak = 0;
+  for (const b of series) if ((b ?? 0) > peak) peak = b!;
+  const r3 = (v: number) => Math.round(v * 1000) / 1000;
+  return {
+    config: {
+      clients: C,
+      subnets: S,
+      hostedCaches: cfg.hostedCaches,
+      fileBytes: cfg.fileBytes,
+      unitBytes: unit,
+      wanBps: cfg.wanBps,
+      lanBps: cfg.lanBps,
+      originUpBps: cfg.originUpBps ?? null,
+      wanRttMs: wanRtt,
+      lanRttMs: lanRtt,
+      arrival: cfg.arrival,
+      seed: cfg.seed,
+      holdersPerBlock: M,
+      view: V,
+      tickMs,
+      bucketMs,
+    },
+    tokens: n,
+    completed,
+    plainMs: r3(plainMs),
+    completionMs: { p50: r3(cm.p50), p95: r3(cm.p95), p99: r3(cm.p99), max: r3(cm.max), mean: r3(cm.mean) },
+    vsPlain: {
+      p50: r3(cm.p50 / plainMs),
+      p95: r3(cm.p95 / plainMs),
+      p99: r3(cm.p99 / plainMs),
+      max: r3(cm.max / plainMs),
+    },
+    originCopies: r3(bytesBy[ORIGIN]! / cfg.fileBytes),
+    originCopiesPerSubnet: Array.from(originBySubnet, (b) => r3(b / cfg.fileBytes)),
+    bytesBySource: { origin: bytesBy[ORIGIN]!, peer: bytesBy[PEER]!, hostedCache: bytesBy[HC]! },
+    hostedCachePullBytes: bytesBy[PULL]!,
+    peakOriginBps: Math.round((peak * 8 * 1000) / bucketMs),
+    simulatedMs: r3(lastFinish),
+    events,
+    originFlows: net.starts,
+    lanTransfers,
+    schedulerCalls,
+    originSeries: { bucketMs, bytes: Array.from(series, (b) => Math.round(b ?? 0)) },
+    completions,
+  };
+}
+
+/** runScale with wall-clock, CPU and memory figures of the run itself. */
+export function measureScale(cfg: ScaleConfig): ScaleRun {
+  let peakRss = process.memoryUsage.rss();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const result = runScale(cfg, () => {
+    peakRss = Math.max(peakRss, process.memoryUsage.rss());
+  });
+  const wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  peakRss = Math.max(peakRss, process.memoryUsage.rss());
+  return {
+    result,
+    wallMs: Math.round(wallMs),
+    cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+    eventsPerSec: Math.round(result.events / Math.max(wallMs / 1000, 1e-9)),
+    peakRssBytes: peakRss,
+  };
+}
