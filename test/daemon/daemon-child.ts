@@ -99,3 +99,25 @@ export async function freeUdpPort(): Promise<number> {
   await new Promise<void>((r) => s.close(() => r()));
   return port;
 }
+
+/**
+ * The arguments of a daemon alone on loopback: its state directory, MS-PCCRR on `listen`, the admin
+ * API on an ephemeral loopback port, discovery and mDNS on ports of its own, no DNS-SD presence.
+ */
+export async function loopbackDaemonArgs(stateDir: string, listen = '127.0.0.2:0'): Promise<string[]> {
+  return [
+    '--state-dir',
+    stateDir,
+    '--listen',
+    listen,
+    '--interface',
+    '127.0.0.1',
+    '--admin',
+    '127.0.0.1:0',
+    '--discovery-port',
+    String(await freeUdpPort()),
+    '--mdns-port',
+    String(await freeUdpPort()),
+    '--no-presence',
+  ];
+}

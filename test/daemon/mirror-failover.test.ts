@@ -15,7 +15,7 @@ import { startBalancer, startRelay } from '../../testkit/balancer.js';
 import { runCli } from '../helpers/cli.js';
 import { startServeChild, type ServeChild } from '../origin/serve-child.js';
 import { tempDir } from '../origin/tmp.js';
-import { startDaemonChild, freeUdpPort } from './daemon-child.js';
+import { loopbackDaemonArgs, startDaemonChild } from './daemon-child.js';
 
 const SIZE = 4 * 1024 * 1024 + 4321;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -70,21 +70,7 @@ async function site(t: Test): Promise<Site> {
     await cp(await publish(secret), state, { recursive: true });
     return startServeChild(t, [www, '--state-dir', state, '--secret-file', secrets[secret]]);
   };
-  const d = await startDaemonChild([
-    '--state-dir',
-    join(dir, 'daemon'),
-    '--listen',
-    '127.0.0.1:0',
-    '--interface',
-    '127.0.0.1',
-    '--admin',
-    '127.0.0.1:0',
-    '--discovery-port',
-    String(await freeUdpPort()),
-    '--mdns-port',
-    String(await freeUdpPort()),
-    '--no-presence',
-  ]);
+  const d = await startDaemonChild(await loopbackDaemonArgs(join(dir, 'daemon'), '127.0.0.1:0'));
   t.teardown(() => d.stop(3000));
   return { dir, data, data2, node, daemon: d.ready.admin };
 }

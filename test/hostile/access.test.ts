@@ -18,7 +18,7 @@ import { fetchContentInfo } from '../../testkit/sim/evilpeer.js';
 import { decodeResponse, encodeMessage, PCCRR_PATH, type Message } from '../../src/protocol/pccrr/codec.js';
 import { decryptBlock } from '../../src/protocol/pccrr/crypto.js';
 import { runCli } from '../helpers/cli.js';
-import { freeUdpPort, startDaemonChild } from '../daemon/daemon-child.js';
+import { freeUdpPort, loopbackDaemonArgs, startDaemonChild } from '../daemon/daemon-child.js';
 import { publishedOrigin, rawExchange, sha, splitResponse, tmpDir } from './rig.js';
 
 const MARKER = Buffer.from('PEERDIST-HOSTILE-MARKER-0123456789');
@@ -64,23 +64,7 @@ t.test('a running daemon: admin checks, retrieval port serves nothing but encryp
   const data = Buffer.concat([MARKER, randomBytes(300_000)]);
   const other = randomBytes(200_000);
   const { base } = await publishedOrigin(t, root, { 'f.bin': data, 'other.bin': other });
-  const d = await startDaemonChild([
-    '--state-dir',
-    join(root, 'd'),
-    '--listen',
-    '127.0.0.2:0',
-    '--interface',
-    '127.0.0.1',
-    '--admin',
-    '127.0.0.1:0',
-    '--discovery-port',
-    String(await freeUdpPort()),
-    '--mdns-port',
-    String(await freeUdpPort()),
-    '--no-presence',
-    '--max-content-version',
-    '1',
-  ]);
+  const d = await startDaemonChild([...(await loopbackDaemonArgs(join(root, 'd'))), '--max-content-version', '1']);
   t.teardown(() => d.stop(3000));
   const got = await runCli(['get', `${base}/f.bin`, '-o', join(root, 'out.bin'), '--daemon', d.ready.admin], {
     timeoutMs: 30_000,

@@ -20,7 +20,7 @@ import { createRetrievalServer } from '../../src/retrieval/server.js';
 import { decodeResponse, encodeMessage, PCCRR_PATH } from '../../src/protocol/pccrr/codec.js';
 import { fetchContentInfo } from '../../testkit/sim/evilpeer.js';
 import { runCli } from '../helpers/cli.js';
-import { freeUdpPort, startDaemonChild, type DaemonChild } from '../daemon/daemon-child.js';
+import { freeUdpPort, loopbackDaemonArgs, startDaemonChild, type DaemonChild } from '../daemon/daemon-child.js';
 import { publishedOrigin, rawExchange, sha, splitResponse, tmpDir } from './rig.js';
 
 const MiB = 1024 * 1024;
@@ -97,23 +97,7 @@ t.test('SIGKILL of the daemon mid-download, restart: resumes, cache consistent',
   const slow = await front(t, base, { pace: 32 * 1024 }); // ~3 MiB/s for block bodies
   const url = `${slow}/big.bin`;
   const stateDir = join(root, 'd');
-  const args = async () => [
-    '--state-dir',
-    stateDir,
-    '--listen',
-    '127.0.0.2:0',
-    '--interface',
-    '127.0.0.1',
-    '--admin',
-    '127.0.0.1:0',
-    '--discovery-port',
-    String(await freeUdpPort()),
-    '--mdns-port',
-    String(await freeUdpPort()),
-    '--no-presence',
-    '--max-content-version',
-    '1',
-  ];
+  const args = async () => [...(await loopbackDaemonArgs(stateDir)), '--max-content-version', '1'];
   const children: DaemonChild[] = [];
   t.teardown(() => Promise.all(children.map((c) => c.stop(2000))));
   const d1 = await startDaemonChild(await args());
