@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { publishedOrigin, sha, tmpDir } from '../hostile/rig.js';
-import { freeUdpPort, startDaemonChild } from './daemon-child.js';
+import { loopbackDaemonArgs, startDaemonChild } from './daemon-child.js';
 
 const LIMIT = 256 * 1024;
 
@@ -17,21 +17,7 @@ t.test('peerdist get of files many times larger than the cache limit', async (t)
   const files = { 'a.bin': randomBytes(3 * 1024 * 1024 + 17), 'b.bin': randomBytes(2 * 1024 * 1024 + 3) };
   const { base } = await publishedOrigin(t, root, files);
   const d = await startDaemonChild(
-    [
-      '--state-dir',
-      join(root, 'd'),
-      '--listen',
-      '127.0.0.41:0',
-      '--interface',
-      '127.0.0.1',
-      '--admin',
-      '127.0.0.1:0',
-      '--discovery-port',
-      String(await freeUdpPort()),
-      '--no-presence',
-      '--cache-limit',
-      String(LIMIT),
-    ],
+    [...(await loopbackDaemonArgs(join(root, 'd'), '127.0.0.41:0')), '--cache-limit', String(LIMIT)],
     { timeoutMs: 60_000 },
   );
   t.teardown(() => d.stop(2000));

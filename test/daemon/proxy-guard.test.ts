@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDaemonChild, freeUdpPort } from './daemon-child.js';
+import { loopbackDaemonArgs, startDaemonChild } from './daemon-child.js';
 import { startHostedCache } from '../../src/hostedcache/hosted-cache.js';
 import { startProxyServer } from '../../src/daemon/proxy.js';
 import { TargetGuard } from '../../src/daemon/proxy-guard.js';
@@ -142,21 +142,7 @@ t.test('attacks through a running daemon proxy are refused; the services see not
   );
   t.teardown(() => hc.close());
   const d = await startDaemonChild(
-    [
-      '--state-dir',
-      join(root, 'd'),
-      '--listen',
-      '127.0.0.1:0',
-      '--interface',
-      '127.0.0.1',
-      '--admin',
-      '127.0.0.1:0',
-      '--discovery-port',
-      String(await freeUdpPort()),
-      '--no-presence',
-      '--proxy-port',
-      '0',
-    ],
+    [...(await loopbackDaemonArgs(join(root, 'd'), '127.0.0.1:0')), '--proxy-port', '0'],
     { timeoutMs: 60_000 },
   );
   t.teardown(() => d.stop(2000));

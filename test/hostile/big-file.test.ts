@@ -24,7 +24,7 @@ import { encodeContentInfo } from '../../src/protocol/pccrc/codec.js';
 import { segmentIdOf, segmentSecret, serverSecret } from '../../src/protocol/pccrc/keys.js';
 import { V1_BLOCK_SIZE, V1_SEGMENT_SIZE, type ContentInfo, type SegmentInfo } from '../../src/protocol/pccrc/types.js';
 import { negotiate, peerDistResponseHeaders } from '../../src/protocol/pccrtp/headers.js';
-import { freeUdpPort, startDaemonChild, type DaemonChild } from '../daemon/daemon-child.js';
+import { loopbackDaemonArgs, startDaemonChild, type DaemonChild } from '../daemon/daemon-child.js';
 import { tmpDir } from './rig.js';
 
 const MiB = 1024 * 1024;
@@ -221,23 +221,7 @@ t.test(
     const children: DaemonChild[] = [];
     t.teardown(() => Promise.all(children.map((c) => c.stop(3000))));
     const d = await startDaemonChild(
-      [
-        '--state-dir',
-        join(root, 'state'),
-        '--listen',
-        '127.0.0.2:0',
-        '--interface',
-        '127.0.0.1',
-        '--admin',
-        '127.0.0.1:0',
-        '--discovery-port',
-        String(await freeUdpPort()),
-        '--no-presence',
-        '--max-content-version',
-        '1',
-        '--cache-limit',
-        '256M',
-      ],
+      [...(await loopbackDaemonArgs(join(root, 'state'))), '--max-content-version', '1', '--cache-limit', '256M'],
       { env: UNIT_ENV, timeoutMs: 30_000 },
     );
     children.push(d);

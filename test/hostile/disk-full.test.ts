@@ -16,7 +16,7 @@ import { mkdir, open, readFile, rm, statfs } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
-import { freeUdpPort, startDaemonChild, type DaemonChild } from '../daemon/daemon-child.js';
+import { loopbackDaemonArgs, startDaemonChild, type DaemonChild } from '../daemon/daemon-child.js';
 import { publishedOrigin, sha, tmpDir } from './rig.js';
 
 const MiB = 1024 * 1024;
@@ -135,17 +135,7 @@ t.test(
     const children: DaemonChild[] = [];
     t.teardown(() => Promise.all(children.map((c) => c.stop(3000))));
     const d = await startDaemonChild([
-      '--state-dir',
-      join(mnt, 'state'),
-      '--listen',
-      '127.0.0.2:0',
-      '--interface',
-      '127.0.0.1',
-      '--admin',
-      '127.0.0.1:0',
-      '--discovery-port',
-      String(await freeUdpPort()),
-      '--no-presence',
+      ...(await loopbackDaemonArgs(join(mnt, 'state'))),
       '--max-content-version',
       '1',
       '--cache-limit',

@@ -14,7 +14,7 @@ import { JobBook, type EngineLike } from '../../src/daemon/jobs.js';
 import type { DownloadJob } from '../../src/engine/types.js';
 import { decodeOriginHeaders, parseHeaderArgs } from '../../src/util/origin-headers.js';
 import { runCli } from '../helpers/cli.js';
-import { freeUdpPort, startDaemonChild } from '../daemon/daemon-child.js';
+import { loopbackDaemonArgs, startDaemonChild } from '../daemon/daemon-child.js';
 import { testSigningKey } from './http.js';
 import { tempDir } from './tmp.js';
 
@@ -81,23 +81,9 @@ t.test('get -H through the daemon to a token-checking origin', async (t) => {
     .setExpirationTime('10m')
     .sign(privateKey);
 
-  const d = await startDaemonChild(
-    [
-      '--state-dir',
-      join(dir, 'd1'),
-      '--listen',
-      '127.0.0.2:0',
-      '--interface',
-      '127.0.0.1',
-      '--admin',
-      '127.0.0.1:0',
-      '--discovery-port',
-      String(await freeUdpPort()),
-      '--mdns-port',
-      String(await freeUdpPort()),
-    ],
-    { env: { PEERDIST_LOG: 'debug' } },
-  );
+  const d = await startDaemonChild(await loopbackDaemonArgs(join(dir, 'd1')), {
+    env: { PEERDIST_LOG: 'debug' },
+  });
   t.teardown(() => d.stop());
 
   const denied = await runCli(['get', url, '-o', join(dir, 'no.bin'), '--daemon', d.ready.admin], {
