@@ -81,6 +81,11 @@ export class DiscoveryFeed {
     return Promise.race(this.watches.map((w) => w.waitForPeers(ms)));
   }
 
+  /** Resolves once every watch's hosted caches gave their first answers (WatchLike.firstAnswers). */
+  firstAnswers(): Promise<unknown> {
+    return Promise.all(this.watches.map((w) => w.firstAnswers?.()));
+  }
+
   /** Tells discovery that `address` misbehaved. */
   reportFailure(address: string): void {
     for (const w of this.watches) w.reportFailure(address);

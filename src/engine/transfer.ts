@@ -18,6 +18,8 @@ import type { OriginSet } from './origins.js';
 import { isLoopbackHost } from '../util/address.js';
 
 const GATE_REFRESH_WAIT_MS = 500;
+/** The longest the origin gate waits for the hosted caches' first answers (firstAnswers). */
+const HOSTED_CACHE_WAIT_MS = 1500;
 /**
  * Verified blocks kept in memory after they were stored, for the readers streaming the download:
  * a block at or ahead of the slowest reader stays here until every reader has passed it, so a
@@ -279,6 +281,12 @@ export class Transfer implements Session {
     this.feed.start();
     this.pump(); // peers already known start right away
 
+    // A hosted cache's first answer names the clients on every subnet that ask for the same
+    // segments now: with it a flash crowd shares the origin blocks out from its first block. It
+    // answers within a LAN round trip, or within a second on a busy host; without the wait each
+    // client of a crowd over several subnets started its origin fetches blind (RELIABILITY.md
+    // item 13). Bounded; a hosted cache that failed its last request is not waited for.
+    await this.until(this.feed.firstAnswers(), HOSTED_CACHE_WAIT_MS);
     // Adaptive initial wait: the origin is only used once discovery had its chance.
     const wait = Math.max(0, discovery.initialWaitMs);
     if (this.sched.peerCount() === 0 && wait > 0) await this.until(this.feed.waitForPeers(wait), wait + 50);

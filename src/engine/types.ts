@@ -25,6 +25,12 @@ export interface WatchLike {
   peers(segmentId: Buffer): SightingLike[];
   reportFailure(address: string): void;
   waitForPeers(timeoutMs: number): Promise<void>;
+  /**
+   * Resolves once every hosted cache that is not known to be failing has answered (or failed)
+   * its first request for this watch's segments: its answer names the other clients on every
+   * subnet asking for the same segments now (PeerDist-Crowd). Absent: nothing to wait for.
+   */
+  firstAnswers?(): Promise<void>;
   close(): void;
 }
 

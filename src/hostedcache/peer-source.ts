@@ -80,6 +80,10 @@ class MergedWatch extends EventEmitter implements WatchLike {
   private readonly born: number;
   /** Polls every fastPollMs while younger than fastWindowMs (one of the first FAST_WATCHES). */
   private readonly fast: boolean;
+  /** Hosted caches whose first answer for this watch is still to come (firstAnswers). */
+  private readonly unanswered = new Set<string>();
+  private answeredAll: (() => void) | undefined;
+  private readonly answeredP: Promise<void>;
 
   constructor(
     private readonly inner: WatchLike,
@@ -92,6 +96,12 @@ class MergedWatch extends EventEmitter implements WatchLike {
     });
     this.born = src.now();
     this.fast = src.liveWatches++ < FAST_WATCHES;
+    // A hosted cache that failed its last request is not waited for (it may be down for long).
+    for (const hc of src.caches) if (!src.failing(hc)) this.unanswered.add(hc.address);
+    this.answeredP = new Promise((r) => {
+      this.answeredAll = r;
+    });
+    if (this.unanswered.size === 0) this.answeredAll?.();
     inner.on('peer', (p: SightingLike) => this.emit('peer', p));
     for (const hc of src.caches) void this.poll(hc, src.pollMs);
   }
@@ -139,6 +149,8 @@ class MergedWatch extends EventEmitter implements WatchLike {
       this.src.crowdAnswer(hc, [], undefined);
       this.src.log.debug('hosted cache poll failed', { cache: hc.address, err: (err as Error).message });
     }
+    this.src.setFailing(hc, !ok);
+    if (this.unanswered.delete(hc.address) && this.unanswered.size === 0) this.answeredAll?.();
     if (this.closed) return;
     const young = this.fast && this.src.now() - this.born < this.src.fastWindowMs;
     const next = ok ? (young ? this.src.fastPollMs : this.src.pollMs) : Math.min(MAX_BACKOFF_MS, backoff * 2);
@@ -176,6 +188,10 @@ class MergedWatch extends EventEmitter implements WatchLike {
     return Promise.race([this.inner.waitForPeers(timeoutMs), this.hitP]);
   }
 
+  firstAnswers(): Promise<void> {
+    return this.answeredP;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -184,6 +200,7 @@ class MergedWatch extends EventEmitter implements WatchLike {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.hit?.();
+    this.answeredAll?.();
     this.inner.close();
     this.emit('close');
   }
@@ -200,6 +217,8 @@ export class HostedCacheSource {
   readonly stats: HostedCacheSourceStats = { polls: 0, failures: 0, sightings: 0, crowdMembers: 0 };
   /** Watches open now (MergedWatch counts itself in and out). */
   liveWatches = 0;
+  /** Hosted caches whose last request failed (not waited for by new watches). */
+  private readonly failed = new Set<string>();
   /** Per hosted cache: whether its last answer carried a valid crowd header. */
   private readonly reportsCrowds = new Map<string, boolean>();
   private readonly probeListeners = new Set<ProbeListener>();
@@ -221,6 +240,15 @@ export class HostedCacheSource {
    */
   get unseenCrowd(): boolean {
     return this.caches.some((hc) => this.reportsCrowds.get(hc.address) !== true);
+  }
+
+  failing(hc: HostedCachePeer): boolean {
+    return this.failed.has(hc.address);
+  }
+
+  setFailing(hc: HostedCachePeer, failed: boolean): void {
+    if (failed) this.failed.add(hc.address);
+    else this.failed.delete(hc.address);
   }
 
   /** A hosted cache's crowd answer for a request that named `ids`: each member counts as a prober of them. */

@@ -328,6 +328,8 @@ export function world(
     /** Origin range policy (EngineDeps): blocks per range once alone, and after how long alone. */
     originAloneAfterMs?: number;
     originRangeBlocks?: number;
+    /** What the engine sees of discovery (e.g. HostedCacheSource.wrap around the fake). */
+    wrapDiscovery?: (d: FakeDiscovery) => DiscoveryLike;
   } = {},
 ): World {
   const clock = new FakeClock();
@@ -337,7 +339,7 @@ export function world(
   const discovery = new FakeDiscovery(clock, opts.initialWaitMs ?? 1000);
   const engine = new DownloadEngine({
     store,
-    discovery,
+    discovery: opts.wrapDiscovery?.(discovery) ?? discovery,
     retrieval: peers,
     http: origin,
     now: clock.now,
