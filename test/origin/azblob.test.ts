@@ -328,6 +328,33 @@ t.test('a node waiting for another node answers plain after --first-wait, and th
   t.equal(ci.headers['content-encoding'], 'peerdist');
 });
 
+t.test('a node that died holding the hash lock: its lease expires and a waiting node takes over', async (t) => {
+  const { name, c } = await freshContainer();
+  const data = randomBytes(1024 * 1024);
+  await upload(c, 'dead.bin', data);
+  // The lock as a node that died mid-hash left it: taken (15 s lease, Azure's shortest), never
+  // renewed or released.
+  const store = await AzblobStore.open(parseStoreUrl(`azblob://${AZURITE_ACCOUNT}/${name}`), {
+    env: { AZURE_STORAGE_CONNECTION_STRING: az.connectionString },
+  });
+  const props = await c.getBlobClient('dead.bin').getProperties();
+  const spec = recordSpec({ name: 'dead.bin', etag: props.etag!, size: data.length }, 2, 'cdc', secret);
+  t.ok(await store.tryLock(spec.name), 'lock taken by the node that then dies');
+  const takenAt = Date.now();
+  const s = await node(t, name, { firstWaitMs: 0 });
+  const r = await get(s, '/dead.bin', V2);
+  t.equal(r.headers['content-encoding'], undefined, 'plain answer while the lease holds');
+  t.ok(r.body.equals(data));
+  await s.server.hashingIdle();
+  const st = await stats(s);
+  t.equal(st.lockWaits, 1, 'the node waited for the lock');
+  t.equal(st.hashJobs, 1, 'and hashed once the lease had expired');
+  t.ok(Date.now() - takenAt >= 14_000, 'not before the lease expired (15 s)');
+  const ci = await get(s, '/dead.bin', V2);
+  t.equal(ci.headers['content-encoding'], 'peerdist');
+  t.equal(describesData(parseContentInfo(ci.body), data, secret), undefined, 'content information describes the blob');
+});
+
 t.test('storage unreachable: 503 with Retry-After, then recovery without restart', async (t) => {
   const { name, c } = await freshContainer();
   const data = randomBytes(100_000);
