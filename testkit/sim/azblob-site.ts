@@ -405,8 +405,10 @@ export async function runAzblobSite(
       'crowd.bin',
       Array.from({ length: n }, (_, k) => k + 1),
     );
-    // Node 3's answer as it died (its relay already cut), then nodes 1 and 2.
-    contentInfo['crowd.bin'] = [...(await site.contentInfo('crowd.bin', [1, 2])), site.ci3 ?? ''];
+    // Node 3's answer as it died (its relay already cut), then nodes 1 and 2; all three if it lived.
+    contentInfo['crowd.bin'] = site.node3Killed
+      ? [...(await site.contentInfo('crowd.bin', [1, 2])), site.ci3 ?? '']
+      : await site.contentInfo('crowd.bin');
     const nodeStats = await Promise.all([1, 2, 3].map((i) => site.stats(i)));
     return {
       sequential,
