@@ -188,19 +188,25 @@ export class AzblobSite {
       PEERDIST_SECRET_FILE: secretFile,
       PEERDIST_SIGNING_KEY_FILE: keyFile,
     };
-    for (const [name, size] of Object.entries(o.blobs)) {
-      const file = join(this.root, `blob-${name}`);
-      const info = await writePayload(file, size, `${name}:${randomBytes(8).toString('hex')}`);
-      const r = await this.net.run(
-        site,
-        process.execPath,
-        [agentEntry, 'az-upload', '--container', 'media', '--name', name, '--file', file],
-        { timeoutMs: this.readyMs, env: this.env },
-      );
-      if (r.code !== 0) throw new SimError('SIM_STEP', `upload of ${name} failed: ${r.stderr.trim().slice(-500)}`);
-      await rm(file);
-      this.blobs.set(name, { size, sha256: info.sha256 });
-    }
+    // The blobs go up while the nodes start (a node needs none of them to start).
+    const uploaded = Promise.all(
+      Object.entries(o.blobs).map(async ([name, size]) => {
+        const file = join(this.root, `blob-${name}`);
+        const info = await writePayload(file, size, `${name}:${randomBytes(8).toString('hex')}`);
+        const r = await this.net.run(
+          site,
+          process.execPath,
+          [agentEntry, 'az-upload', '--container', 'media', '--name', name, '--file', file],
+          { timeoutMs: this.readyMs, env: this.env },
+        );
+        if (r.code !== 0) throw new SimError('SIM_STEP', `upload of ${name} failed: ${r.stderr.trim().slice(-500)}`);
+        await rm(file);
+        this.blobs.set(name, { size, sha256: info.sha256 });
+      }),
+    );
+    uploaded.catch(() => {
+      /* awaited below */
+    });
     await Promise.all(
       [1, 2, 3].map(async (i) => {
         const child = this.spawnSite([
@@ -244,6 +250,7 @@ export class AzblobSite {
       ...this.nodes.flatMap((n) => ['--backend', n.front]),
     ]);
     this.lb = (await lb.firstJsonLine<{ address: string }>((v) => v.event === 'ready', this.readyMs)).address;
+    await uploaded;
     this.daemons.push(...(await daemonsReady));
   }
 
