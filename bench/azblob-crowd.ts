@@ -5,18 +5,22 @@
  * Prints per run the origin bytes summed over the nodes in copies of the file (target: at most
  * 1.1), the hash jobs per node (target: one per blob over all nodes), whether every file was
  * right, and the load average beside the wall-clock figures.
- *   npm run build && node dist/bench/azblob-crowd.js [--seq 1M] [--crowd 2M] [--kill-after 256K]
+ * With --netns (root, iproute2) every client daemon runs in a network namespace of its own, so crowd
+ * members have distinct addresses; by default all are on loopback.
+ *   npm run build && node dist/bench/azblob-crowd.js [--netns] [--seq 1M] [--crowd 2M] [--kill-after 256K]
  */
 import { parseArgs } from 'node:util';
 import { loadavg } from 'node:os';
 import { parseSize } from '../src/util/size.js';
 import { runAzblobSite } from '../testkit/sim/azblob-site.js';
+import { NetnsNetwork } from '../testkit/sim/network.js';
 
 const { values } = parseArgs({
   options: {
     seq: { type: 'string', default: '1M' },
     crowd: { type: 'string', default: '2M' },
     'kill-after': { type: 'string', default: '256K' },
+    netns: { type: 'boolean', default: false },
   },
 });
 const load0 = loadavg()[0]!.toFixed(1);
@@ -24,7 +28,9 @@ const r = await runAzblobSite({
   seqSize: parseSize(values.seq!),
   crowdSize: parseSize(values.crowd!),
   killAfter: parseSize(values['kill-after']!),
+  ...(values.netns ? { network: await NetnsNetwork.create() } : {}),
 });
+console.log(`clients ${values.netns ? 'in network namespaces (one address each)' : 'on loopback'}`);
 for (const run of [r.sequential, r.crowd]) {
   const ok = run.clients.every((c) => c.correct);
   console.log(

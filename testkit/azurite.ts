@@ -33,8 +33,9 @@ function blobMain(): string {
   return join(dirname(req.resolve('azurite/package.json')), 'dist', 'src', 'blob', 'main.js');
 }
 
-function launch(dir: string, port: number): Promise<{ proc: ChildProcess; port: number }> {
-  const args = [
+/** `node` arguments that run Azurite's blob service on 127.0.0.1:`port` (0: the OS picks) with data in `dir`. */
+export function azuriteArgs(dir: string, port = 0): string[] {
+  return [
     blobMain(),
     '--blobHost',
     '127.0.0.1',
@@ -46,6 +47,24 @@ function launch(dir: string, port: number): Promise<{ proc: ChildProcess; port: 
     '--silent',
     '--disableTelemetry',
   ];
+}
+
+/** The port in Azurite's "listens on" line, if `text` has it. */
+export function azuriteListenPort(text: string): number | undefined {
+  const m = /listens on http:\/\/127\.0\.0\.1:(\d+)/.exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The connection string of Azurite's development account at `endpoint` (http://HOST:PORT/ACCOUNT). */
+export function azuriteConnectionString(endpoint: string): string {
+  return (
+    `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};` +
+    `BlobEndpoint=${endpoint};`
+  );
+}
+
+function launch(dir: string, port: number): Promise<{ proc: ChildProcess; port: number }> {
+  const args = azuriteArgs(dir, port);
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   // A run ended by a test timeout or ^C must not leave Azurite behind (the sim's exit registry).
   const unhook = onProcessExit(() => {
@@ -57,12 +76,12 @@ function launch(dir: string, port: number): Promise<{ proc: ChildProcess; port: 
     let err = '';
     const onData = (d: Buffer) => {
       out += d.toString();
-      const m = /listens on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) {
+      const p = azuriteListenPort(out);
+      if (p !== undefined) {
         proc.stdout!.off('data', onData);
         proc.off('exit', onExit);
         proc.stdout!.resume();
-        resolve({ proc, port: Number(m[1]) });
+        resolve({ proc, port: p });
       }
     };
     const onExit = (code: number | null) =>
@@ -102,9 +121,7 @@ export async function startAzurite(): Promise<Azurite> {
   return {
     port,
     endpoint,
-    connectionString:
-      `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};` +
-      `BlobEndpoint=${endpoint};`,
+    connectionString: azuriteConnectionString(endpoint),
     async stop() {
       await stopProc(cur);
       unhookDir();

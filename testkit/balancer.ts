@@ -184,6 +184,7 @@ export interface Relay {
 export async function startRelay(opts: {
   target: string;
   host?: string;
+  port?: number;
   onBytes?: (total: number) => void;
 }): Promise<Relay> {
   const [th, tp] = splitHostPort(opts.target);
@@ -212,7 +213,7 @@ export async function startRelay(opts: {
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, opts.host ?? '127.0.0.1', () => resolve());
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
   });
   const a = server.address() as AddressInfo;
   return {

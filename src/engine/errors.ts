@@ -7,6 +7,7 @@ export type DownloadErrorCode =
   | 'BAD_CONTENT_INFO' // content information malformed, wrong length or inconsistent
   | 'BAD_SIGNATURE' // signature required and missing or invalid
   | 'ORIGIN_MISMATCH' // the origin's bytes do not match its own content information
+  | 'ORIGIN_CHANGED' // the content changed at the origin during the download (new ETag); nothing of it was used
   | 'BLOCK_FAILED' // a block could not be obtained from any source
   | 'CANCELLED'
   | 'ENGINE_CLOSED'

@@ -9,6 +9,7 @@
  */
 import { missingDataRequestHeaders } from '../protocol/pccrtp/headers.js';
 import { DownloadError } from './errors.js';
+import { header } from './origin-client.js';
 import { nodeFault } from './origins.js';
 import type { Session } from './session.js';
 import type { OriginReason } from './trace.js';
@@ -100,6 +101,9 @@ export async function fetchFromOrigin(s: Session, g: number, count = 1): Promise
               index: b.index,
             });
             res.discard();
+            // Another version than the content information describes (the blob was replaced)?
+            const now = header(res.headers, 'etag');
+            if (s.etag !== undefined && now !== undefined && now !== s.etag) s.originEtagNow = now;
             fail('mismatch', "the origin's block does not match the content information");
             return;
           }

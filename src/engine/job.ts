@@ -41,6 +41,8 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   private contentLength: number | undefined;
   private peerdist = false;
   private transfer: Transfer | undefined;
+  /** The ETag the content information came with (the version of the content being downloaded). */
+  private etag: string | undefined;
   private plain: PlainBuffer | undefined;
   /** Undo actions run when the job ends (the memory budget's reservation). */
   private releases: Array<() => void> = [];
@@ -343,6 +345,7 @@ export class EngineJob extends EventEmitter implements DownloadJob {
     }
     this.peerdist = true;
     this.contentLength = ci.contentLength;
+    this.etag = answer.meta.etag;
     this.resolveInfo({ ...answer.meta, contentLength: ci.contentLength, peerdist: true, contentInfo: ci });
     await this.runPeerDist(ci);
   }
@@ -423,6 +426,7 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       url: this.url,
       headers: this.headers,
       ...(this.origins ? { origins: this.origins } : {}),
+      ...(this.etag !== undefined ? { etag: this.etag } : {}),
       log: this.log,
       signal: this.abort.signal,
       ended: this.done,

@@ -48,6 +48,13 @@ export interface Session {
   readonly noBlockLists: Set<string>;
   /** Message of the last failed origin range request (for the final error). */
   lastOriginError: string | undefined;
+  /** The ETag the content information came with (absent: the origin sent none). */
+  readonly etag?: string;
+  /**
+   * Set when an origin range whose bytes failed their hashes came with another ETag than `etag`:
+   * the content changed at the origin during the download (the final error says so).
+   */
+  originEtagNow: string | undefined;
   /** The job ended (done, failed or cancelled): stop quietly. */
   stopped(): boolean;
   /** Starts whatever the scheduler decides now. */

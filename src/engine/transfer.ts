@@ -58,6 +58,8 @@ export interface TransferHost {
   readonly headers: Record<string, string>;
   /** The origin nodes when the download names mirrors (origins.ts). */
   readonly origins?: OriginSet;
+  /** The ETag the content information came with (its version of the content). */
+  readonly etag?: string;
   readonly log: Logger;
   readonly signal: AbortSignal;
   /** Settles when the job ends. */
@@ -107,6 +109,8 @@ export class Transfer implements Session {
   readonly segByHex: ReadonlyMap<string, number>;
   readonly sched: Scheduler;
   lastOriginError: string | undefined;
+  readonly etag?: string;
+  originEtagNow: string | undefined;
   readonly noBlockLists = new Set<string>();
   private readonly feed: DiscoveryFeed;
   private timer: unknown;
@@ -135,6 +139,7 @@ export class Transfer implements Session {
     this.ctx = host.ctx;
     this.url = host.url;
     this.headers = host.headers;
+    if (host.etag !== undefined) this.etag = host.etag;
     if (host.origins) this.origins = host.origins;
     this.log = host.log;
     this.signal = host.signal;
@@ -480,7 +485,15 @@ export class Transfer implements Session {
   private failBlock(g: number, reason: 'origin' | 'mismatch'): void {
     const b = this.layout.blocks.at(g)!;
     const where = `block ${b.index} of segment ${b.seg} (bytes ${this.layout.offsets[g]}-${this.layout.offsets[g]! + b.length - 1})`;
-    if (reason === 'mismatch')
+    if (reason === 'mismatch' && this.originEtagNow !== undefined)
+      this.host.fail(
+        new DownloadError(
+          'ORIGIN_CHANGED',
+          `${this.url} changed at the origin during the download (ETag ${this.etag} when it started, ` +
+            `${this.originEtagNow} now): no byte of the new version was used; download it again`,
+        ),
+      );
+    else if (reason === 'mismatch')
       this.host.fail(
         new DownloadError(
           'ORIGIN_MISMATCH',

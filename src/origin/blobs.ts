@@ -6,13 +6,12 @@
  * ends the response early (the client sees a short body), never a mix of two versions.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { encodeContentInfo } from '../protocol/pccrc/codec.js';
 import { hashChunks } from '../protocol/pccrc/hash.js';
 import type { ContentVersion } from '../protocol/pccrc/types.js';
 import { makeHashRequestHeaders, type Negotiation } from '../protocol/pccrtp/headers.js';
 import type { Logger } from '../util/log.js';
-import { coalesce } from './coalesce.js';
+import { relayCoalesced } from './coalesce.js';
 import { isNotModified } from './conditional.js';
 import type { Chunking } from './hashcache.js';
 import type { Producer } from './hashjobs.js';
@@ -158,8 +157,8 @@ export async function serveBlob(
   }
   res.writeHead(status, headers);
   res.on('finish', () => countBody(ctx, n, length));
-  // Fewer, larger writes to the client (coalesce.ts says why).
-  await pipeline(stream, coalesce(RELAY_WRITE_BYTES), res).catch((err: unknown) => {
+  // Fewer, larger writes to the client, no copies (coalesce.ts says why).
+  await relayCoalesced(stream, res, RELAY_WRITE_BYTES).catch((err: unknown) => {
     if (!res.writableFinished) {
       ctx.log.info('blob read ended early', { name: blob.name, err: (err as Error).message });
       res.destroy();

@@ -78,6 +78,8 @@ export const ERROR_CODES = {
   ORIGIN_UNREACHABLE: 'the origin could not be reached, or closed the connection before sending everything',
   ORIGIN_STATUS: 'the origin answered with an error status, or the URL cannot be fetched',
   ORIGIN_MISMATCH: "the origin's bytes do not match its own content information",
+  ORIGIN_CHANGED:
+    'the content changed at the origin during the download (a new ETag); no byte of the new version was used',
   BLOCK_FAILED: 'a block could not be obtained from any peer or the origin',
   CANCELLED: 'the download was cancelled',
   ENGINE_CLOSED: 'the download engine is closed (the daemon is shutting down)',

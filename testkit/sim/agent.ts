@@ -9,7 +9,12 @@
  *   tarpit-peer --listen HOST --interface ADDR --discovery-port P [--sockets N] [--xaddr H:P ...]
  *                                                          {"event":"ready","xaddrs"} ... on SIGTERM {"event":"stats","connections",...}
  *   serve-file --listen H:P --dir DIR                      {"event":"ready","address":"H:P"} plain HTTP file server
- *   fetch URL [-o FILE] [--timeout-ms N] [--body]          {"status","bytes","seconds","sha256"[,"body"]} plain HTTP GET, no PeerDist headers
+ *   fetch URL [-o FILE] [--timeout-ms N] [--body] [-H K:V ...]   {"status","bytes","seconds","sha256","encoding"[,"body"]} HTTP GET (no PeerDist headers unless given)
+ *   balancer --listen H:P --backend H:P ...                {"event":"ready","address":"H:P"} testkit/balancer.ts until SIGTERM
+ *   relay --listen H:P --target H:P [--cut-after N]        {"event":"ready","address"}; SIGUSR2 arms it ({"event":"armed"}): N
+ *                                                          bytes to clients later it cuts every connection, stops listening
+ *                                                          and says {"event":"cut","bytes"} (bytes since armed)
+ *   az-upload --container C --name N --file F              {"event":"done"} uploads F as blob N (AZURE_STORAGE_CONNECTION_STRING)
  *   mcast-recv --group G --port P --iface ADDR [--timeout-ms N]   {"event":"ready"} then {"from","message"} or {"timeout":true}
  *   mcast-send --group G --port P --iface ADDR --message M         {"sent":true}
  */
@@ -23,6 +28,7 @@ import { startDelayProxy } from './delayproxy.js';
 import { createOriginServer } from '../../src/origin/server.js';
 import { startEvilPeer, startTarpitPeer } from './evilpeer.js';
 import { splitHostPort } from './entrypoints.js';
+import { startBalancer, startRelay, type Relay } from '../balancer.js';
 
 function say(v: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify(v) + '\n');
@@ -156,16 +162,28 @@ async function fetchUrl(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { output: { type: 'string', short: 'o' }, 'timeout-ms': { type: 'string' }, body: { type: 'boolean' } },
+    options: {
+      output: { type: 'string', short: 'o' },
+      'timeout-ms': { type: 'string' },
+      body: { type: 'boolean' },
+      header: { type: 'string', short: 'H', multiple: true },
+    },
   });
+  const headers: Record<string, string> = {};
+  for (const h of values.header ?? []) {
+    const i = h.indexOf(':');
+    headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+  }
   const url = positionals[0];
   if (!url) throw new Error('fetch: URL required');
   const started = performance.now();
   const hash = createHash('sha256');
   let bytes = 0;
   const kept: Buffer[] = [];
+  let encoding = '';
   const status = await new Promise<number>((resolve, reject) => {
-    const req = http.get(url, { timeout: Number(values['timeout-ms'] ?? 120_000) }, (res) => {
+    const req = http.get(url, { timeout: Number(values['timeout-ms'] ?? 120_000), headers }, (res) => {
+      encoding = res.headers['content-encoding'] ?? '';
       const out = values.output ? createWriteStream(values.output) : undefined;
       res.on('data', (d: Buffer) => {
         bytes += d.length;
@@ -187,6 +205,7 @@ async function fetchUrl(args: string[]): Promise<void> {
     bytes,
     seconds: (performance.now() - started) / 1000,
     sha256: hash.digest('hex'),
+    encoding,
     ...(values.body ? { body: Buffer.concat(kept).toString('utf8') } : {}),
   });
 }
@@ -242,7 +261,67 @@ async function mcastSend(args: string[]): Promise<void> {
   say({ sent: true });
 }
 
+async function balancer(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { listen: { type: 'string' }, backend: { type: 'string', multiple: true } },
+  });
+  const l = splitHostPort(values.listen ?? '');
+  const b = await startBalancer({ backends: values.backend ?? [], host: l.host, port: l.port });
+  say({ event: 'ready', address: b.address });
+  onTerm(() => {
+    void b.close().then(() => process.exit(0));
+  });
+}
+
+async function relay(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { listen: { type: 'string' }, target: { type: 'string' }, 'cut-after': { type: 'string' } },
+  });
+  const l = splitHostPort(values.listen ?? '');
+  const cutAfter = values['cut-after'] === undefined ? Number.POSITIVE_INFINITY : Number(values['cut-after']);
+  let cutting = false;
+  let base: number | undefined;
+  const r: Relay = await startRelay({
+    target: values.target ?? '',
+    host: l.host,
+    port: l.port,
+    onBytes: (n) => {
+      if (cutting || base === undefined || n - base < cutAfter) return;
+      cutting = true;
+      const bytes = n - base;
+      void r.cut().then(() => say({ event: 'cut', bytes }));
+    },
+  });
+  process.on('SIGUSR2', () => {
+    base = r.bytesDown();
+    say({ event: 'armed', bytes: base });
+  });
+  say({ event: 'ready', address: r.address });
+  onTerm(() => {
+    void r.cut().then(() => process.exit(0));
+  });
+}
+
+async function azUpload(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { container: { type: 'string' }, name: { type: 'string' }, file: { type: 'string' } },
+  });
+  const { BlobServiceClient } = await import('@azure/storage-blob');
+  const cs = process.env.AZURE_STORAGE_CONNECTION_STRING;
+  if (!cs) throw new Error('az-upload: AZURE_STORAGE_CONNECTION_STRING not set');
+  const container = BlobServiceClient.fromConnectionString(cs).getContainerClient(values.container ?? '');
+  await container.createIfNotExists();
+  await container.getBlockBlobClient(values.name ?? '').uploadFile(values.file ?? '');
+  say({ event: 'done' });
+}
+
 const commands: Record<string, (args: string[]) => Promise<void>> = {
+  balancer,
+  relay,
+  'az-upload': azUpload,
   'delay-proxy': delayProxy,
   origin,
   'evil-peer': evilPeer,
