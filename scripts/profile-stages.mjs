@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Stage table of a daemon CPU profile (issue 25; BENCHMARKS.md). Usage:
-//   node scripts/profile-stages.mjs DIR/daemon-<pid>.cpuprofile [CPU_S_PER_GIB] [--last-download]
+//   node scripts/profile-stages.mjs DIR/daemon-<pid>.cpuprofile [CPU_S_PER_GIB] [--last-download | --last-serving]
 // (profiles from: node dist/bench/loopback.js --profile DIR). `--last-download`: only the samples
 // from the first to the last sample of the daemon's last peer download (the last run of samples
 // under fetchFromPeer without a gap over 2 s), i.e. without start-up, the rounds before, or the
@@ -11,7 +11,8 @@
 import fs from 'node:fs';
 const args = process.argv.slice(2);
 const lastDownload = args.includes('--last-download');
-const [file, perGiB] = args.filter((a) => a !== '--last-download');
+const lastServing = args.includes('--last-serving');
+const [file, perGiB] = args.filter((a) => a !== '--last-download' && a !== '--last-serving');
 const p = JSON.parse(fs.readFileSync(file));
 const parent = new Map();
 const byId = new Map();
@@ -22,14 +23,17 @@ for (const n of p.nodes) {
 const dt = p.timeDeltas;
 let from = 0;
 let to = p.samples.length - 1;
-if (lastDownload) {
+if (lastDownload || lastServing) {
+  const inWindow = lastDownload
+    ? (cf) => cf.functionName === 'fetchFromPeer'
+    : (cf) => /dist\/src\/retrieval\/(server|block-responder)\.js$/.test(cf.url);
   const under = new Map();
   const receiving = (id) => {
     if (!under.has(id)) {
       let cur = id;
       let r = false;
       for (; cur !== undefined; cur = parent.get(cur))
-        if (byId.get(cur).callFrame.functionName === 'fetchFromPeer') {
+        if (inWindow(byId.get(cur).callFrame)) {
           r = true;
           break;
         }
@@ -47,7 +51,8 @@ if (lastDownload) {
     prev = clock;
     to = i;
   }
-  if (from < 0) throw new Error('no sample under fetchFromPeer in this profile');
+  if (from < 0)
+    throw new Error(`no sample under ${lastDownload ? 'fetchFromPeer' : 'the retrieval server'} in this profile`);
 }
 const t = new Map();
 for (let i = from; i <= to; i++) t.set(p.samples[i], (t.get(p.samples[i]) ?? 0) + (dt[i + 1] ?? 0));

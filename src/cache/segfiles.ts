@@ -138,15 +138,22 @@ export class SegmentFiles {
 
   /** Reads `length` bytes at `offset`; a short buffer if the file ends early. */
   async read(idHex: string, offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    const got = await this.readInto(idHex, offset, length, buf);
+    return got === length ? buf : buf.subarray(0, got);
+  }
+
+  /** Reads `length` bytes at `offset` into `dest` (from its start); the count read (less if the file ends early). */
+  async readInto(idHex: string, offset: number, length: number, dest: Buffer): Promise<number> {
+    if (dest.length < length) throw new RangeError(`${length} bytes do not fit a ${dest.length}-byte buffer`);
     return this.with(idHex, async (fh) => {
-      const buf = Buffer.allocUnsafe(length);
       let got = 0;
       while (got < length) {
-        const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+        const { bytesRead } = await fh.read(dest, got, length - got, offset + got);
         if (bytesRead === 0) break;
         got += bytesRead;
       }
-      return got === length ? buf : buf.subarray(0, got);
+      return got;
     });
   }
 

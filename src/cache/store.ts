@@ -546,6 +546,29 @@ export class BlockStore extends EventEmitter {
   }
 
   async readBlock(segmentId: Buffer, index: number, purpose: 'local' | 'peer' = 'local'): Promise<Buffer | undefined> {
+    return this.readCounted(segmentId, index, purpose, undefined);
+  }
+
+  /**
+   * readBlock into `dest` (from its start; it must hold the block): the block's length once it is
+   * read and verified, undefined when it is not held (or was bad, and is dropped). For a server that
+   * reads into buffers of its own instead of a fresh buffer per block.
+   */
+  async readBlockInto(
+    segmentId: Buffer,
+    index: number,
+    dest: Buffer,
+    purpose: 'local' | 'peer' = 'local',
+  ): Promise<number | undefined> {
+    return (await this.readCounted(segmentId, index, purpose, dest))?.length;
+  }
+
+  private async readCounted(
+    segmentId: Buffer,
+    index: number,
+    purpose: 'local' | 'peer',
+    dest: Buffer | undefined,
+  ): Promise<Buffer | undefined> {
     const idHex = segmentId.toString('hex');
     const e = this.closed ? undefined : this.entries.get(idHex);
     if (!e?.present.has(index)) {
@@ -556,7 +579,7 @@ export class BlockStore extends EventEmitter {
     this.active++;
     let data: Buffer | undefined;
     try {
-      data = await this.readVerified(e, index);
+      data = await this.readVerified(e, index, dest);
     } finally {
       this.settle();
     }
@@ -577,11 +600,16 @@ export class BlockStore extends EventEmitter {
     return data;
   }
 
-  /** Reads and verifies a present block; drops it (and emits 'corrupt') when missing or bad. */
-  private async readVerified(e: Entry, index: number): Promise<Buffer | undefined> {
+  /**
+   * Reads and verifies a present block (into `dest` when given: the result is then a view of it);
+   * drops it (and emits 'corrupt') when missing or bad.
+   */
+  private async readVerified(e: Entry, index: number, dest?: Buffer): Promise<Buffer | undefined> {
     if (this.entries.get(e.idHex) !== e || !e.present.has(index)) return undefined;
     const [s, end] = blockRange(e.meta.version, e.meta, index);
-    const data = await this.files.read(e.idHex, s, end - s);
+    const data = dest
+      ? dest.subarray(0, await this.files.readInto(e.idHex, s, end - s, dest))
+      : await this.files.read(e.idHex, s, end - s);
     if (this.entries.get(e.idHex) !== e || !e.present.has(index)) return undefined; // evicted/dropped meanwhile
     if (verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) return data;
     await this.drop(e, index, data.length < end - s ? 'file too short' : 'hash mismatch');

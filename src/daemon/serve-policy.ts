@@ -49,6 +49,12 @@ export class ServePolicy {
       hasBlock: (id, i) => !this.tooOld(store, id) && store.hasBlock(id, i),
       presentBlocks: (id) => (this.tooOld(store, id) ? [] : store.presentBlocks(id)),
       readBlock: async (id, i, purpose) => (this.tooOld(store, id) ? undefined : store.readBlock(id, i, purpose)),
+      ...(store.readBlockInto
+        ? {
+            readBlockInto: async (id: Buffer, i: number, dest: Buffer, purpose?: 'local' | 'peer') =>
+              this.tooOld(store, id) ? undefined : store.readBlockInto!(id, i, dest, purpose),
+          }
+        : {}),
     };
   }
 }

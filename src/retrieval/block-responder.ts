@@ -7,13 +7,13 @@ import { randomBytes } from 'node:crypto';
 import { blockCount, blockRange } from '../protocol/pccrc/types.js';
 import {
   decodeRequest,
+  encodeBlkResponseParts,
   encodeResponse,
   isSupportedMajor,
   protVerFromU32,
   SUPPORTED_MAX,
   SUPPORTED_MIN,
   HEADER_SIZE,
-  TRANSPORT_HEADER_SIZE,
   type Blk,
   type CryptoAlgo,
   type Decoded,
@@ -23,7 +23,7 @@ import {
   type Range,
   type ResponseMessage,
 } from '../protocol/pccrr/codec.js';
-import { encryptBlock } from '../protocol/pccrr/crypto.js';
+import { encryptBlock, encryptWithRoom, paddedLength } from '../protocol/pccrr/crypto.js';
 import { intersectRanges, nextHeld, normalizeRanges, rangesFromIndexes } from '../protocol/pccrr/ranges.js';
 import { RetrievalParseError } from '../protocol/pccrr/errors.js';
 import { decodeReplayRecord } from './replay-record.js';
@@ -38,6 +38,16 @@ export interface BlockSource {
   hasBlock(segmentId: Buffer, index: number): boolean;
   presentBlocks(segmentId: Buffer): number[];
   readBlock(segmentId: Buffer, index: number, purpose?: 'local' | 'peer'): Promise<Buffer | undefined>;
+  /**
+   * readBlock into `dest` (from its start): the verified block's length, undefined when not held.
+   * When offered, served blocks are read into reused buffers (no fresh buffer per block).
+   */
+  readBlockInto?(
+    segmentId: Buffer,
+    index: number,
+    dest: Buffer,
+    purpose?: 'local' | 'peer',
+  ): Promise<number | undefined>;
 }
 
 export type ServedAlgo = 1 | 2 | 3;
@@ -57,9 +67,18 @@ export interface ResponderDeps {
 /** What happened, for statistics and logs. */
 export type Outcome = 'served' | 'missing' | 'busy' | 'list' | 'nego' | 'version';
 
+/**
+ * `parts`: the response body (transport header included) in pieces to be written in order without
+ * joining them (a block's ciphertext is one piece, never copied); `length` their total.
+ */
 export type Reply =
-  | { ok: true; body: Buffer; outcome: Outcome; blockBytes: number; type: ResponseMessage['type'] }
+  | { ok: true; parts: Buffer[]; length: number; outcome: Outcome; blockBytes: number; type: ResponseMessage['type'] }
   | { ok: false; error: RetrievalParseError };
+
+/** The whole body of a reply in one buffer (tests and logs; the server writes the parts). */
+export function replyBody(r: Extract<Reply, { ok: true }>): Buffer {
+  return r.parts.length === 1 ? r.parts[0]! : Buffer.concat(r.parts, r.length);
+}
 
 /**
  * IVs from the CSPRNG, drawn `batch` at a time: one call per 256 blocks sealed instead of one per
@@ -82,10 +101,40 @@ export class IvPool {
 }
 const ivs = new IvPool();
 
+/**
+ * Buffers that served blocks are read into and padded in (then encrypted into a fresh ciphertext):
+ * reused, so a served block costs one new buffer (its ciphertext), not three. At most `keep` are
+ * kept while idle; more are made while many requests are in progress.
+ */
+export class ScratchBuffers {
+  private readonly free: Buffer[] = [];
+  constructor(private readonly keep = 4) {}
+  take(length: number): Buffer {
+    const i = this.free.findIndex((b) => b.length >= length);
+    if (i >= 0) return this.free.splice(i, 1)[0]!;
+    return Buffer.allocUnsafeSlow(Math.ceil(length / 4096) * 4096);
+  }
+  give(b: Buffer): void {
+    if (this.free.length < this.keep) this.free.push(b);
+  }
+}
+const scratch = new ScratchBuffers();
+
 const KEY_BYTES: Record<ServedAlgo, number> = { 1: 16, 2: 24, 3: 32 };
 
 function reply(m: ResponseMessage, outcome: Outcome, blockBytes = 0): Reply {
-  return { ok: true, body: encodeResponse(m), outcome, blockBytes, type: m.type };
+  const body = encodeResponse(m);
+  return { ok: true, parts: [body], length: body.length, outcome, blockBytes, type: m.type };
+}
+
+function blkReply(m: Blk, blockBytes: number): Reply {
+  return partsReply(encodeBlkResponseParts(m), blockBytes);
+}
+
+function partsReply(parts: Buffer[], blockBytes: number): Reply {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  return { ok: true, parts, length, outcome: 'served', blockBytes, type: 'BLK' };
 }
 
 function negoResp(): ResponseMessage {
@@ -178,32 +227,35 @@ async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
   });
   // The store verifies the block as it reads it: only verified bytes are encrypted (and kept).
   // The whole response is built here, once: a block asked for again is answered with the same
-  // bytes, not encoded again (the same IV and ciphertext; protocol/pccrr.md, "Crypto").
+  // bytes, not encoded again (the same IV and ciphertext; protocol/pccrr.md, "Crypto"). The block
+  // is read into a reused buffer with room for the padding and encrypted in one pass; the
+  // ciphertext is sent as it is, between the response's head and tail (no copy).
   const seal = async (): Promise<Sealed | undefined> => {
-    const data = await source.readBlock(req.segmentId, index, 'peer');
-    if (!data || data.length !== e - s) return undefined;
-    const { cipher, iv } = encryptBlock(algo, seg.kp, data, deps.randomIv?.() ?? ivs.next());
-    const body = encodeResponse(blk(cipher, iv));
-    return { cipher: cipherIn(body, req.segmentId.length, cipher), iv, length: data.length, body, next };
+    const iv = deps.randomIv?.() ?? ivs.next();
+    let cipher: Buffer;
+    if (source.readBlockInto) {
+      const buf = scratch.take(paddedLength(e - s));
+      try {
+        const n = await source.readBlockInto(req.segmentId, index, buf, 'peer');
+        if (n !== e - s) return undefined;
+        cipher = encryptWithRoom(algo, seg.kp, buf, n, iv);
+      } finally {
+        scratch.give(buf);
+      }
+    } else {
+      const data = await source.readBlock(req.segmentId, index, 'peer');
+      if (!data || data.length !== e - s) return undefined;
+      cipher = encryptBlock(algo, seg.kp, data, iv).cipher;
+    }
+    const parts = encodeBlkResponseParts(blk(cipher, iv));
+    const tail = parts[2];
+    return { cipher, iv: tail.subarray(tail.length - iv.length), length: e - s, parts, next };
   };
   const sealed = deps.sealed ? await deps.sealed.get(req.segmentId, index, algo, seg.kp, seal) : await seal();
   if (!sealed) return empty('missing');
   // NextBlockIndex (v1: the next block held) is the one field that may differ between requests.
-  if (sealed.body && sealed.next === next)
-    return { ok: true, body: sealed.body, outcome: 'served', blockBytes: sealed.length, type: 'BLK' };
-  return reply(blk(sealed.cipher, sealed.iv), 'served', sealed.length);
-}
-
-/**
- * The ciphertext inside an encoded MSG_BLK response (so a kept block holds its bytes once):
- * TRANSPORT_RESPONSE_HEADER, MESSAGE_HEADER, SizeOfSegmentId, SegmentId padded to 4, BlockIndex,
- * NextBlockIndex, SizeOfBlock, then the block (MS-PCCRR 2.2.4.2). `cipher` itself when the layout
- * is not as expected.
- */
-function cipherIn(body: Buffer, segmentIdLength: number, cipher: Buffer): Buffer {
-  const at = TRANSPORT_HEADER_SIZE + HEADER_SIZE + 4 + Math.ceil(segmentIdLength / 4) * 4 + 12;
-  if (body.length < at + cipher.length || body.readUInt32BE(at - 4) !== cipher.length) return cipher;
-  return body.subarray(at, at + cipher.length);
+  if (sealed.parts && sealed.next === next) return partsReply(sealed.parts, sealed.length);
+  return blkReply(blk(sealed.cipher, sealed.iv), sealed.length);
 }
 
 async function getBlockList(req: GetBlkList, deps: ResponderDeps): Promise<Reply> {

@@ -17,10 +17,11 @@ export interface Sealed {
   /** Plaintext length. */
   length: number;
   /**
-   * The whole encoded MSG_BLK response (transport header included), sent as it is to every
-   * request for this block whose NextBlockIndex is `next`; `cipher` is then a view into it.
+   * The whole encoded MSG_BLK response (transport header included) as [head, cipher, tail], sent
+   * as it is to every request for this block whose NextBlockIndex is `next`; `cipher` is its
+   * middle piece (held once).
    */
-  body?: Buffer;
+  parts?: Buffer[];
   next?: number;
 }
 

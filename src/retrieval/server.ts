@@ -149,12 +149,15 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   let server: Server | undefined;
   const sockets = new Set<Socket>();
 
-  const finish = (res: ServerResponse, status: number, body?: Buffer, close = false) => {
+  /** `body`: the response body in pieces (written in one tick: node corks them into one writev). */
+  const finish = (res: ServerResponse, status: number, body?: { parts: Buffer[]; length: number }, close = false) => {
     st.byStatus[status] = (st.byStatus[status] ?? 0) + 1;
     if (close) res.setHeader('Connection', 'close');
     if (body) {
       res.writeHead(status, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length });
-      res.end(body);
+      const last = body.parts.length - 1;
+      for (let i = 0; i < last; i++) res.write(body.parts[i]);
+      res.end(body.parts[last]);
     } else {
       res.writeHead(status, { 'Content-Length': 0 });
       res.end();
@@ -221,7 +224,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         if (!uploads || !r.ok || r.outcome !== 'served') return r;
         // The upload cap, shared fairly between sources: wait our turn, or say busy when our
         // source's fair wait is too long (the peer backs off).
-        const waited = await uploads.wait(source, r.body.length, () => done || res.destroyed);
+        const waited = await uploads.wait(source, r.length, () => done || res.destroyed);
         if (waited === undefined) {
           st.busyRateLimited++;
           return respond(body, { source: opts.source, cryptoAlgo, busy: true });
@@ -246,7 +249,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
           } else if (r.outcome === 'missing') st.blocksMissing++;
           else if (r.outcome === 'busy') st.busy++;
           if (extra) for (const [k, v] of Object.entries(extra)) res.setHeader(k, v);
-          finish(res, 200, r.body);
+          finish(res, 200, r);
         },
         (e: unknown) => {
           log.error('block source failed', { error: e });

@@ -242,6 +242,41 @@ t.test('corrupted block file: detected on read, dropped, corrupt event; verifyAl
   t.same(await store.readBlock(s.meta.segmentId, 1), s.blocks[1]);
 });
 
+t.test(
+  'readBlockInto: verified bytes into the caller buffer; a bad or short file is not served and is dropped',
+  async (t) => {
+    const dir = await tempDir(t);
+    const s = randomV1(3, 1000);
+    const v2 = randomV2(70000);
+    const store = await BlockStore.open({ dir, limitBytes: 1 << 30 });
+    t.teardown(() => store.close());
+    await store.addSegment(s.meta);
+    await store.addSegment(v2.meta);
+    await putAll(store, s);
+    await putAll(store, v2);
+    const dest = Buffer.alloc(70016, 0x77);
+    t.equal(await store.readBlockInto(s.meta.segmentId, 2, dest, 'peer'), 1000, 'the short last block');
+    t.same(dest.subarray(0, 1000), s.blocks[2]);
+    t.equal(dest[1000], 0x77, 'nothing written past the block');
+    t.equal(await store.readBlockInto(v2.meta.segmentId, 0, dest), 70000);
+    t.same(dest.subarray(0, 70000), v2.blocks[0]);
+    t.equal(await store.readBlockInto(s.meta.segmentId, 7, dest), undefined, 'not held');
+    await t.rejects(store.readBlockInto(s.meta.segmentId, 0, Buffer.alloc(100)), RangeError, 'a buffer too small');
+    t.match(store.stats(), { hitsLocal: 1, hitsPeer: 1, misses: 1 });
+    const idHex = s.meta.segmentId.toString('hex');
+    const corrupt: number[] = [];
+    store.on('corrupt', (_id: string, i: number) => corrupt.push(i));
+    const bad = Buffer.from(s.blocks[1]!);
+    bad[100]! ^= 1;
+    await writeAt(segFile(dir, idHex), 65536, bad);
+    t.equal(await store.readBlockInto(s.meta.segmentId, 1, dest), undefined, 'a bad block is not served');
+    await truncate(segFile(dir, idHex), 2 * 65536 + 10);
+    t.equal(await store.readBlockInto(s.meta.segmentId, 2, dest), undefined, 'a short file is not served');
+    t.same(corrupt, [1, 2], 'both dropped and reported');
+    t.same(store.presentBlocks(s.meta.segmentId), [0]);
+  },
+);
+
 t.test('reconcile on open: unindexed bytes not served, missing/short files unmarked, orphans removed', async (t) => {
   const dir = await tempDir(t);
   const a = randomV1(3),

@@ -77,12 +77,16 @@ t.test(
     t.equal(p.notServing(), undefined, 'unknown power: serve');
     t.ok(src.getSegment(s.meta.segmentId));
     t.ok((await src.readBlock(s.meta.segmentId, 1, 'peer'))?.equals(s.blocks[1]!), 'young entry served');
+    const dest = Buffer.alloc(65536 + 16);
+    t.equal(await src.readBlockInto?.(s.meta.segmentId, 1, dest, 'peer'), 65536, 'young entry served into a buffer');
+    t.ok(dest.subarray(0, 65536).equals(s.blocks[1]!));
     now += 60_001;
     t.ok(p.tooOld(store, s.meta.segmentId));
     t.equal(src.getSegment(s.meta.segmentId), undefined, 'old entry: not there for peers');
     t.equal(src.hasBlock(s.meta.segmentId, 0), false);
     t.same(src.presentBlocks(s.meta.segmentId), []);
     t.equal(await src.readBlock(s.meta.segmentId, 0, 'peer'), undefined);
+    t.equal(await src.readBlockInto?.(s.meta.segmentId, 0, dest, 'peer'), undefined, 'nor into a buffer');
     t.ok(store.hasBlock(s.meta.segmentId, 0), 'still in the store until the sweep (local downloads may use it)');
     const onBattery = new ServePolicy({ maxAgeMs: 0, serveOnBattery: true, power: () => 'battery', now: () => now });
     t.equal(onBattery.notServing(), undefined, 'serveOnBattery keeps serving');

@@ -1,10 +1,10 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { fixture } from '../helpers/paths.js';
 import { hashStream } from '../../src/protocol/pccrc/hash.js';
-import { respond, type ResponderDeps } from '../../src/retrieval/block-responder.js';
+import { replyBody, respond, type ResponderDeps } from '../../src/retrieval/block-responder.js';
 import { decodeResponse, encodeRequest, protVerToU32 } from '../../src/protocol/pccrr/codec.js';
-import { MemorySource, type Content } from './source.js';
+import { IntoSource, MemorySource, type Content } from './source.js';
 
 const V = JSON.parse(readFileSync(fixture('retrieval', 'vectors.json'), 'utf8')) as Record<string, string>;
 const T = Buffer.from(Array.from({ length: 100 }, (_, i) => i));
@@ -29,7 +29,12 @@ t.test('the served MSG_BLK for T is byte-identical to the section 6 vectors (fix
     'our content information reproduces the vector segment ID',
   );
   t.equal(T2.seg.segmentId.toString('hex'), V.t_v2_segment_id);
-  const source = new MemorySource().add(T1).add(T2);
+  for (const source of [new MemorySource().add(T1).add(T2), new IntoSource().add(T1).add(T2)])
+    await t.test(source.constructor.name, (t) => vectors(t, source));
+});
+
+/** The vectors from one source: readBlock (a fresh buffer) or readBlockInto (a reused buffer). */
+async function vectors(t: Test, source: MemorySource): Promise<void> {
   const deps = (cryptoAlgo: 1 | 2 | 3): ResponderDeps => ({ source, cryptoAlgo, busy: false, randomIv: () => IV });
   const req = (id: Buffer, algo: 0 | 1 = 1) =>
     encodeRequest({ type: 'GETBLKS', cryptoAlgo: algo, segmentId: id, ranges: [[0, 1]] });
@@ -41,26 +46,27 @@ t.test('the served MSG_BLK for T is byte-identical to the section 6 vectors (fix
     const r = await respond(req(T1.seg.segmentId, 0), deps(algo));
     t.ok(r.ok);
     if (r.ok) {
-      t.equal(r.body.toString('hex'), V[key], `${key} byte for byte`);
+      t.equal(replyBody(r).toString('hex'), V[key], `${key} byte for byte`);
       t.equal(r.outcome, 'served');
       t.equal(r.blockBytes, 100);
     }
   }
   const v2 = await respond(req(T2.seg.segmentId), deps(1));
-  t.equal(v2.ok && v2.body.toString('hex'), V.t_blk_v2_aes128, 'v2 segment vector');
+  t.equal(v2.ok && replyBody(v2).toString('hex'), V.t_blk_v2_aes128, 'v2 segment vector');
   const missing = await respond(req(T1.seg.segmentId), { source: new MemorySource(), cryptoAlgo: 3, busy: false });
-  t.equal(missing.ok && missing.body.toString('hex'), V.t_blk_not_available, 'not-available vector');
+  t.equal(missing.ok && replyBody(missing).toString('hex'), V.t_blk_not_available, 'not-available vector');
   t.equal(missing.ok && missing.outcome, 'missing');
-});
+  if (source instanceof IntoSource) t.equal(source.intoReads, 4, 'every block was read into a reused buffer');
+}
 
 t.test('busy: empty answers and no store access', async (t) => {
   const source = new MemorySource().add(T1);
   const deps: ResponderDeps = { source, cryptoAlgo: 3, busy: true };
   const r = await respond(encodeRequest({ type: 'GETBLKS', segmentId: T1.seg.segmentId, ranges: [[0, 1]] }), deps);
   t.equal(r.ok && r.outcome, 'busy');
-  t.equal(r.ok && r.body.toString('hex'), V.t_blk_not_available, 'same bytes as not-available');
+  t.equal(r.ok && replyBody(r).toString('hex'), V.t_blk_not_available, 'same bytes as not-available');
   const l = await respond(encodeRequest({ type: 'GETBLKLIST', segmentId: T1.seg.segmentId, ranges: [[0, 1]] }), deps);
-  const m = l.ok ? decodeResponse(l.body) : undefined;
+  const m = l.ok ? decodeResponse(replyBody(l)) : undefined;
   t.same(m?.type === 'BLKLIST' && [m.ranges, m.nextBlockIndex], [[], 0]);
   t.equal(source.reads, 0);
 });
@@ -71,7 +77,7 @@ t.test('version handling and malformed input', async (t) => {
     encodeRequest({ type: 'NEGO_REQ', min: { major: 1, minor: 0 }, max: { major: 5, minor: 0 } }),
     deps,
   );
-  const n = nego.ok ? decodeResponse(nego.body) : undefined;
+  const n = nego.ok ? decodeResponse(replyBody(nego)) : undefined;
   t.same(n?.type === 'NEGO_RESP' && [n.min, n.max], [
     { major: 1, minor: 0 },
     { major: 2, minor: 0 },
@@ -83,7 +89,7 @@ t.test('version handling and malformed input', async (t) => {
     const r = await respond(b, deps);
     t.equal(r.ok && r.outcome, 'version', `major ${major}`);
     t.equal(
-      r.ok && r.body.toString('hex'),
+      r.ok && replyBody(r).toString('hex'),
       '000000180000000100000001000000180000000000000001' + '00000002',
       'NEGO_RESP 1.0..2.0 bytes',
     );
@@ -142,7 +148,7 @@ t.test('mutated requests never throw: every answer is a response or a named pars
     const r = await respond(cut, deps);
     if (r.ok) {
       seen.ok++;
-      decodeResponse(r.body); // our own answers always decode
+      decodeResponse(replyBody(r)); // our own answers always decode
     } else {
       seen.bad++;
       if (typeof r.error.field !== 'string' || !r.error.field) t.fail('parse error without a field');

@@ -5,11 +5,11 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { IvPool, respond, type ResponderDeps } from '../../src/retrieval/block-responder.js';
+import { IvPool, replyBody, respond, type ResponderDeps } from '../../src/retrieval/block-responder.js';
 import { SealedBlocks } from '../../src/retrieval/sealed-blocks.js';
 import { decodeResponse, encodeRequest } from '../../src/protocol/pccrr/codec.js';
 import { decryptBlock } from '../../src/protocol/pccrr/crypto.js';
-import { blockOf, deferred, makeContent, MemorySource } from './source.js';
+import { blockOf, deferred, IntoSource, makeContent, MemorySource } from './source.js';
 
 const C = await makeContent(3 * 65536 + 100); // v1: four blocks of up to 64 KiB
 const req = (index: number) =>
@@ -18,7 +18,7 @@ const req = (index: number) =>
 /** The block a response carries, decrypted, with its IV. */
 function opened(r: Awaited<ReturnType<typeof respond>>, index: number): { plain: Buffer; iv: Buffer } {
   if (!r.ok) throw new Error('not ok');
-  const m = decodeResponse(r.body);
+  const m = decodeResponse(replyBody(r));
   if (m.type !== 'BLK') throw new Error(`got ${m.type}`);
   return { plain: decryptBlock(m.cryptoAlgo, C.seg.kp, m.block, m.iv, blockOf(C, index).length), iv: m.iv };
 }
@@ -112,9 +112,10 @@ t.test('the response is encoded once: a repeat is the same bytes, the kept ciphe
   const first = await respond(req(1), d);
   const again = await respond(req(1), d);
   if (!first.ok || !again.ok) throw new Error('not ok');
-  t.equal(again.body, first.body, 'the same buffer answers again (no second encoding)');
-  const m = decodeResponse(again.body);
+  t.equal(again.parts, first.parts, 'the same buffers answer again (no second encoding)');
+  const m = decodeResponse(replyBody(again));
   if (m.type !== 'BLK') throw new Error(m.type);
+  t.ok(m.block.equals(again.parts[1]!), 'the ciphertext is the middle piece, sent as it is');
   t.equal(m.blockIndex, 1);
   t.equal(m.nextBlockIndex, 2, 'v1: NextBlockIndex names the next block held');
   t.ok(opened(again, 1).plain.equals(blockOf(C, 1)));
@@ -124,7 +125,7 @@ t.test('the response is encoded once: a repeat is the same bytes, the kept ciphe
   source.held.get(C.seg.segmentId.toString('hex'))!.blocks.delete(2);
   const later = await respond(req(1), d);
   if (!later.ok) throw new Error('not ok');
-  const m2 = decodeResponse(later.body);
+  const m2 = decodeResponse(replyBody(later));
   if (m2.type !== 'BLK') throw new Error(m2.type);
   t.equal(m2.nextBlockIndex, 3, 'NextBlockIndex skips the block no longer held');
   t.ok(m2.block.equals(m.block) && m2.iv.equals(m.iv), 'same ciphertext and IV');
@@ -143,4 +144,16 @@ t.test('IvPool: 16-byte IVs, each handed out once, across batches', async (t) =>
   }
   t.equal(sized, 1000, 'every IV is 16 bytes');
   t.equal(seen.size, 1000, 'no IV repeats');
+});
+
+t.test('blocks read into reused buffers: every answer stays intact after later blocks are read', async (t) => {
+  const source = new IntoSource().add(C);
+  for (const sealed of [new SealedBlocks(), new SealedBlocks(0)]) {
+    const d = deps(source, sealed);
+    const answers = [];
+    for (const i of [0, 1, 2, 3, 0, 3]) answers.push([i, await respond(req(i), d)] as const);
+    for (const [i, r] of answers)
+      t.ok(opened(r, i).plain.equals(blockOf(C, i)), `block ${i}, budget ${sealed.budgetBytes}`);
+  }
+  t.ok(source.intoReads >= 8, 'read through readBlockInto');
 });

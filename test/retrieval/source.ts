@@ -66,6 +66,23 @@ export class MemorySource implements BlockSource {
   }
 }
 
+/**
+ * The same source offering readBlockInto (as the cache's BlockStore does): blocks are copied into
+ * the caller's buffer; the bytes after the block are scribbled over first, so a reader that relies
+ * on them is caught.
+ */
+export class IntoSource extends MemorySource {
+  intoReads = 0;
+  async readBlockInto(id: Buffer, index: number, dest: Buffer): Promise<number | undefined> {
+    this.intoReads++;
+    const b = await this.readBlock(id, index);
+    if (!b) return undefined;
+    dest.fill(0xa5);
+    b.copy(dest);
+    return b.length;
+  }
+}
+
 export function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
   const promise = new Promise<void>((r) => {

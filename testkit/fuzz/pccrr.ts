@@ -12,7 +12,7 @@ import {
 } from '../../src/protocol/pccrr/codec.js';
 import { RetrievalParseError } from '../../src/protocol/pccrr/errors.js';
 import { decryptBlock } from '../../src/protocol/pccrr/crypto.js';
-import { respond, type BlockSource } from '../../src/retrieval/block-responder.js';
+import { replyBody, respond, type BlockSource } from '../../src/retrieval/block-responder.js';
 import { Rng } from './lib.js';
 import {
   fixturesDir,
@@ -190,7 +190,7 @@ async function checkRespond(input: Buffer, mem: ReturnType<typeof memorySource>,
     if (!(r.error instanceof RetrievalParseError)) throw new FuzzFailure('rejection is not a RetrievalParseError');
     return 'rejected';
   }
-  const m = decodeResponse(r.body); // must be a valid response
+  const m = decodeResponse(replyBody(r)); // must be a valid response
   if (m.type !== r.type) throw new FuzzFailure(`reply type ${m.type} != ${r.type}`);
   if (m.type === 'BLK' && m.block.length > 0) {
     if (m.cryptoAlgo === 0) throw new FuzzFailure('plaintext block served');

@@ -29,6 +29,31 @@ export function encryptBlock(algo: CryptoAlgo, kp: Buffer, plain: Buffer, iv?: B
   return { cipher: Buffer.concat([c.update(plain), c.final()]), iv: Buffer.from(useIv) };
 }
 
+/** Bytes of AES-CBC ciphertext for `n` plaintext bytes with PKCS#7 padding (always 1-16 added). */
+export function paddedLength(n: number): number {
+  return (Math.floor(n / 16) + 1) * 16;
+}
+
+/**
+ * encryptBlock for a plaintext held in `buf[0, length)` where `buf` has room for the padding
+ * (at least paddedLength(length) bytes): the PKCS#7 padding is written into `buf` itself and the
+ * whole is encrypted in one pass, so the ciphertext is one fresh buffer (no concatenation of
+ * update() and final()). Byte for byte what encryptBlock gives with the same IV. The IV is used
+ * as given (not copied).
+ */
+export function encryptWithRoom(algo: 1 | 2 | 3, kp: Buffer, buf: Buffer, length: number, iv: Buffer): Buffer {
+  if (iv.length !== 16) throw new RetrievalParseError('IVBlock', `IV must be 16 bytes, got ${iv.length}`);
+  const padded = paddedLength(length);
+  if (!Number.isInteger(length) || length < 0 || buf.length < padded)
+    throw new RangeError(`a ${length}-byte block needs a buffer of ${padded} bytes, got ${buf.length}`);
+  buf.fill(padded - length, length, padded);
+  const c = createCipheriv(CIPHER[algo], keyFor(algo, kp), iv);
+  c.setAutoPadding(false);
+  const out = c.update(buf.subarray(0, padded));
+  c.final(); // nothing left: whole AES blocks, padding done above
+  return out;
+}
+
 /**
  * Decrypt one block and return exactly `expectedLength` plaintext bytes. Padding is not checked
  * (like iPXE): everything is decrypted and the tail beyond the expected length ignored; the hash

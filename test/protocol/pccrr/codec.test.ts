@@ -7,6 +7,7 @@ import {
   decodeResponse,
   encodeRequest,
   encodeResponse,
+  encodeBlkResponseParts,
   encodeMessage,
   protVerFromU32,
   protVerToU32,
@@ -18,7 +19,7 @@ import {
   type RequestMessage,
   type CryptoAlgo,
 } from '../../../src/protocol/pccrr/codec.js';
-import { decryptBlock, encryptBlock } from '../../../src/protocol/pccrr/crypto.js';
+import { decryptBlock, encryptBlock, encryptWithRoom, paddedLength } from '../../../src/protocol/pccrr/crypto.js';
 import { intersectRanges, normalizeRanges, nextHeld } from '../../../src/protocol/pccrr/ranges.js';
 import { ParseError } from '../../../src/util/errors.js';
 
@@ -384,3 +385,66 @@ t.test('crypto: key = leading bytes of Kp, padding tolerated, short plaintext re
   t.throws(() => decryptBlock(2, kp, cipher, iv.subarray(0, 8), 100), RetrievalParseError);
   t.throws(() => encryptBlock(3, kp.subarray(0, 16), T), RetrievalParseError);
 });
+
+t.test('encryptWithRoom: the padding written in place, byte for byte what encryptBlock gives', async (t) => {
+  const kp = createHash('sha256').update('kp').digest();
+  for (const n of [0, 1, 15, 16, 17, 100, 65536, 148_480, 148_483]) {
+    const plain = createHash('sha512').update(String(n)).digest();
+    const data = Buffer.alloc(n);
+    for (let i = 0; i < n; i += plain.length) plain.copy(data, i);
+    const room = Buffer.alloc(paddedLength(n) + 7, 0x5a); // larger than needed: the rest untouched
+    data.copy(room);
+    for (const algo of [1, 2, 3] as const) {
+      const got = encryptWithRoom(algo, kp, room, n, IV);
+      t.ok(got.equals(encryptBlock(algo, kp, data, IV).cipher), `${n} bytes, algorithm ${algo}`);
+      t.equal(got.length, paddedLength(n));
+      t.ok(decryptBlock(algo, kp, got, IV, n).equals(data), 'decrypts to the block');
+    }
+    t.equal(room[paddedLength(n)], 0x5a, 'nothing written past the padding');
+  }
+  t.equal(paddedLength(0), 16);
+  t.equal(paddedLength(15), 16);
+  t.equal(paddedLength(16), 32);
+  t.throws(() => encryptWithRoom(1, kp, Buffer.alloc(100), 100, IV), RangeError, 'no room for the padding');
+  t.throws(() => encryptWithRoom(1, kp, Buffer.alloc(112), 100, IV.subarray(0, 8)), RetrievalParseError, 'short IV');
+  t.throws(() => encryptWithRoom(3, kp.subarray(0, 16), Buffer.alloc(112), 100, IV), RetrievalParseError, 'short key');
+  t.throws(() => encryptWithRoom(1, kp, Buffer.alloc(112), -1, IV), RangeError);
+});
+
+t.test(
+  'encodeBlkResponseParts: [head, block, tail] join to encodeResponse exactly; the block not copied',
+  async (t) => {
+    const cases: ResponseMessage[] = [];
+    for (const len of [0, 1, 2, 3, 16, 100, 65552])
+      for (const segLen of [32, 33, 35])
+        cases.push({
+          type: 'BLK',
+          cryptoAlgo: len % 2 ? 0 : 3,
+          segmentId: Buffer.alloc(segLen, 7),
+          blockIndex: len,
+          nextBlockIndex: len + 1,
+          block: Buffer.alloc(len, 0xc3),
+          iv: len ? IV : Buffer.alloc(0),
+          ...(segLen === 33 ? { vrfBlock: Buffer.alloc(5, 1) } : {}),
+          ...(len === 3 ? { version: { major: 1, minor: 5 } } : {}),
+        });
+    cases.push(decodeResponse(hex('t_blk_aes128')) as ResponseMessage);
+    for (const m of cases) {
+      if (m.type !== 'BLK') throw new Error(m.type);
+      const parts = encodeBlkResponseParts(m);
+      t.ok(Buffer.concat(parts).equals(encodeResponse(m)), `block ${m.block.length}, segment ID ${m.segmentId.length}`);
+      t.equal(parts[1], m.block, 'the block itself is the middle piece');
+    }
+    t.ok(
+      Buffer.concat(encodeBlkResponseParts(decodeResponse(hex('t_blk_aes128')) as never)).equals(hex('t_blk_aes128')),
+    );
+    const big = { type: 'BLK', cryptoAlgo: 3, segmentId: Buffer.alloc(32), blockIndex: 0, nextBlockIndex: 0, iv: IV };
+    t.throws(
+      () => encodeBlkResponseParts({ ...big, block: Buffer.alloc(MAX_RESPONSE_SIZE) } as never),
+      /MsgSize/,
+      'over MAX_RESPONSE_SIZE refused as encodeResponse refuses it',
+    );
+    t.throws(() => encodeBlkResponseParts({ ...big, cryptoAlgo: 9, block: Buffer.alloc(16) } as never), /CryptoAlgoId/);
+    t.throws(() => encodeBlkResponseParts({ ...big, blockIndex: -1, block: Buffer.alloc(16) } as never), /BlockIndex/);
+  },
+);
