@@ -158,6 +158,12 @@ interface PeerState {
   partial: Map<number, Set<number>>;
   /** Last time the known block set of a partial segment grew. */
   lastGrowth: number;
+  /**
+   * The blocks it is known to hold (full and partial together), one bit per block, and how many:
+   * `holds` is one bit test instead of two Set lookups (kept in step by setHeld).
+   */
+  bits: Uint32Array;
+  heldCount: number;
   /** A hosted cache (peerIsRelay): grows with other clients' offers; never a crowd member. */
   relay: boolean;
   /** Gave a valid answer in this job (a block, or "not available"). */
@@ -256,6 +262,13 @@ export class Scheduler {
   private readonly firstHeld: Float64Array;
   /** Last peer failure per block (0 none, 1 timeout, 2 other transient, 3 bad block), for whyOrigin. */
   private readonly lastPeerFail: Uint8Array;
+  /**
+   * Per block, how many known peers (banned or not) hold it (setHeld): loops over the peers for a
+   * block nobody holds are skipped, which is most of the file in a flash crowd's first half.
+   */
+  private readonly holderCount: Uint32Array;
+  /** Peers with `silent` set: isSilent may then clear it, so the skips above are not taken. */
+  private silentCount = 0;
   /** Latest time seen by any call (for results reported without a clock). */
   private clock = 0;
   private readonly segStart: number[] = [];
@@ -314,6 +327,7 @@ export class Scheduler {
     this.deferSince = new Float64Array(this.n);
     this.firstHeld = new Float64Array(this.n).fill(Infinity);
     this.lastPeerFail = new Uint8Array(this.n);
+    this.holderCount = new Uint32Array(this.n);
     this.random = opts.random ?? Math.random;
     this.proven = opts.proven;
     this.o = {
@@ -571,6 +585,8 @@ export class Scheduler {
         full: new Set(),
         partial: new Map(),
         lastGrowth: -Infinity,
+        bits: new Uint32Array((this.n + 31) >>> 5),
+        heldCount: 0,
         relay: false,
         answered: false,
         trialSince: Infinity,
@@ -602,7 +618,10 @@ export class Scheduler {
     if (grewAt !== undefined) this.clock = Math.max(this.clock, grewAt);
     const first = this.segStart[seg];
     if (first !== undefined)
-      for (let g = first; g < first + this.blocksInSegment(seg); g++) this.noteHeld(g, this.clock);
+      for (let g = first; g < first + this.blocksInSegment(seg); g++) {
+        this.noteHeld(g, this.clock);
+        this.setHeld(p, g, true);
+      }
     p.full.add(seg);
     p.partial.delete(seg);
   }
@@ -629,6 +648,7 @@ export class Scheduler {
     const old = p.partial.get(seg);
     if (!old || set.size > old.size) p.lastGrowth = now;
     p.partial.set(seg, set);
+    for (let i = 0; i < count; i++) this.setHeld(p, this.segStart[seg]! + i, set.has(i));
   }
 
   /**
@@ -645,15 +665,34 @@ export class Scheduler {
       p.partial.set(seg, set);
     }
     set.add(index);
+    this.setHeld(p, this.segStart[seg]! + index, true);
   }
 
   private noteHeld(g: number, now: number): void {
     if (this.firstHeld[g] === Infinity) this.firstHeld[g] = now;
   }
 
+  /** Whether `p` is known to hold block `g` (its segment in `full`, or the block in `partial`). */
   private holds(p: PeerState, g: number): boolean {
-    const seg = this.blocks.seg[g]!;
-    return p.full.has(seg) || (p.partial.get(seg)?.has(this.blocks.index[g]!) ?? false);
+    return (p.bits[g >>> 5]! & (1 << (g & 31))) !== 0;
+  }
+
+  /** Keeps `bits`, `heldCount` and `holderCount` in step with `full`/`partial` (every change goes through here). */
+  private setHeld(p: PeerState, g: number, on: boolean): void {
+    const w = g >>> 5,
+      bit = 1 << (g & 31);
+    if (((p.bits[w]! & bit) !== 0) === on) return;
+    p.bits[w]! ^= bit;
+    p.heldCount += on ? 1 : -1;
+    this.holderCount[g]! += on ? 1 : -1;
+  }
+
+  /**
+   * No known peer holds `g`, and skipping the per-peer loop for it skips no side effect (isSilent
+   * clears `silent` when the retrieval client has come to know the address).
+   */
+  private nobodyHolds(g: number): boolean {
+    return this.holderCount[g] === 0 && this.silentCount === 0;
   }
 
   private usable(p: PeerState, now: number): boolean {
@@ -677,6 +716,7 @@ export class Scheduler {
     if (this.proven?.(p.address)) {
       // Its answer came after all: usable again at once.
       p.silent = false;
+      this.silentCount--;
       p.backoffUntil = 0;
     }
     return p.silent;
@@ -708,6 +748,7 @@ export class Scheduler {
       for (let i = 0; i < this.blocksInSegment(b.seg); i++) if (i !== b.index) set.add(i);
       p.partial.set(b.seg, set);
     } else p.partial.get(b.seg)?.delete(b.index);
+    this.setHeld(p, g, false);
   }
 
   /**
@@ -718,7 +759,7 @@ export class Scheduler {
    * trip and takes the rest from then on.
    */
   private peerCanSupply(g: number, now: number, forOrigin = false): boolean {
-    if (this.peerAttempts[g]! >= this.o.maxPeerAttempts) return false;
+    if (this.peerAttempts[g]! >= this.o.maxPeerAttempts || this.nobodyHolds(g)) return false;
     for (const p of this.peers.values()) {
       if (!this.usable(p, now) || !this.holds(p, g)) continue;
       if (!forOrigin || this.mayTrial(p, g)) return true;
@@ -740,7 +781,7 @@ export class Scheduler {
    * block `g` and may be asked for it now. A query for tests and traces: no side effects.
    */
   usablePeerHolds(g: number, now: number): boolean {
-    if (this.peerAttempts[g]! >= this.o.maxPeerAttempts) return false;
+    if (this.peerAttempts[g]! >= this.o.maxPeerAttempts || this.nobodyHolds(g)) return false;
     for (const p of this.peers.values()) if (this.usable(p, now) && this.holds(p, g)) return true;
     return false;
   }
@@ -810,16 +851,30 @@ export class Scheduler {
 
   private assignPeers(now: number, out: Assignment[]): void {
     if (this.peerInflight >= this.o.totalPeerConcurrency) return;
+    // (A peer holds something when its full set is not empty, or it holds a block: a partial set
+    // only ever names blocks of the content.)
     const ready = [...this.peers.values()].filter(
-      (p) =>
-        this.usable(p, now) &&
-        p.outstanding < this.slots(p) &&
-        (p.full.size > 0 || [...p.partial.values()].some((set) => set.size > 0)),
+      (p) => this.usable(p, now) && p.outstanding < this.slots(p) && (p.full.size > 0 || p.heldCount > 0),
     );
     const slots = new Map(ready.map((p) => [p, this.slots(p)]));
     if (ready.length === 0) return; // (also spares the scan below when known peers hold nothing)
     while (this.low < this.n && this.state[this.low] === DONE) this.low++;
+    // `held`: the blocks of word `word` (32 blocks) some ready peer with a free slot holds, taken
+    // when the scan enters the word; slots only fill up during the scan, so a block outside it has
+    // no peer to go to now and is passed over at one bit test, as the peer loop below would.
+    let word = -1,
+      held = 0;
     for (let g = this.low; g < this.limit && this.peerInflight < this.o.totalPeerConcurrency; g++) {
+      if (g >>> 5 !== word) {
+        word = g >>> 5;
+        held = 0;
+        for (const p of ready) if (p.outstanding < slots.get(p)!) held |= p.bits[word]!;
+        if (held === 0) {
+          g = word * 32 + 31;
+          continue;
+        }
+      }
+      if ((held & (1 << (g & 31))) === 0) continue;
       if (this.state[g] !== MISSING || this.peerAttempts[g]! >= this.o.maxPeerAttempts) continue;
       const len = this.blocks.size[g]!;
       let best: PeerState | undefined;
@@ -860,6 +915,7 @@ export class Scheduler {
 
   /** A peer that is itself downloading (partial holder that gained blocks recently) holds `g`. */
   private activeHolder(g: number, now: number): boolean {
+    if (this.nobodyHolds(g)) return false;
     for (const p of this.peers.values()) {
       if (p.banned || now - p.lastGrowth > this.o.activeWindowMs || this.unheard(p)) continue;
       if (this.holds(p, g)) return true;
@@ -1105,6 +1161,7 @@ export class Scheduler {
       // 27.9; a tarpit address used to cost four, one backoff after another, and kept claiming
       // every block meanwhile). The block goes elsewhere at once; peerAttempts keeps it from the
       // next unproven address.
+      if (!p.silent) this.silentCount++;
       p.silent = true;
       p.ewmaBps = 0;
       p.backoffUntil = now + UNUSABLE_BACKOFF_MS; // what status shows; `silent` keeps it out beyond
@@ -1138,11 +1195,12 @@ export class Scheduler {
     // Somebody else fetched the same block: our runs have met (or run in lockstep). Half the time
     // we leave and start a new run elsewhere, so of two lockstepped clients one soon moves away.
     let collided = false;
-    for (const p of this.peers.values())
-      if (!p.banned && this.holds(p, g)) {
-        collided = true;
-        break;
-      }
+    if (this.holderCount[g] !== 0)
+      for (const p of this.peers.values())
+        if (!p.banned && this.holds(p, g)) {
+          collided = true;
+          break;
+        }
     if (collided && this.random() < 0.5) this.cursor = undefined;
     this.complete(g);
   }
