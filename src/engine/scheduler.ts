@@ -267,6 +267,10 @@ export class Scheduler {
    * block nobody holds are skipped, which is most of the file in a flash crowd's first half.
    */
   private readonly holderCount: Uint32Array;
+  /** One bit per block some known peer holds (holderCount > 0). */
+  private readonly heldBits: Uint32Array;
+  /** One bit per block in state MISSING (setState), so assignPeers passes over the rest 32 at a time. */
+  private readonly missBits: Uint32Array;
   /** Peers with `silent` set: isSilent may then clear it, so the skips above are not taken. */
   private silentCount = 0;
   /** Latest time seen by any call (for results reported without a clock). */
@@ -328,6 +332,9 @@ export class Scheduler {
     this.firstHeld = new Float64Array(this.n).fill(Infinity);
     this.lastPeerFail = new Uint8Array(this.n);
     this.holderCount = new Uint32Array(this.n);
+    this.heldBits = new Uint32Array((this.n + 31) >>> 5);
+    this.missBits = new Uint32Array((this.n + 31) >>> 5);
+    for (let g = 0; g < this.n; g++) this.missBits[g >>> 5]! |= 1 << (g & 31);
     this.random = opts.random ?? Math.random;
     this.proven = opts.proven;
     this.o = {
@@ -352,7 +359,7 @@ export class Scheduler {
       const seg = this.blocks.seg[g]!;
       if (this.segStart[seg] === undefined) this.segStart[seg] = g;
       if (opts.present?.(g)) {
-        this.state[g] = DONE;
+        this.setState(g, DONE);
         this.doneCount++;
         this.firstHeld[g] = -Infinity;
       }
@@ -614,8 +621,10 @@ export class Scheduler {
    */
   peerHasSegment(address: string, seg: number, grewAt?: number): void {
     const p = this.peer(address);
-    if (grewAt !== undefined && !p.full.has(seg)) p.lastGrowth = Math.max(p.lastGrowth, grewAt);
     if (grewAt !== undefined) this.clock = Math.max(this.clock, grewAt);
+    // Known already: its blocks were noted held when it was added, and `partial` lacks it.
+    if (p.full.has(seg)) return;
+    if (grewAt !== undefined) p.lastGrowth = Math.max(p.lastGrowth, grewAt);
     const first = this.segStart[seg];
     if (first !== undefined)
       for (let g = first; g < first + this.blocksInSegment(seg); g++) {
@@ -672,6 +681,12 @@ export class Scheduler {
     if (this.firstHeld[g] === Infinity) this.firstHeld[g] = now;
   }
 
+  private setState(g: number, to: number): void {
+    this.state[g] = to;
+    if (to === MISSING) this.missBits[g >>> 5]! |= 1 << (g & 31);
+    else this.missBits[g >>> 5]! &= ~(1 << (g & 31));
+  }
+
   /** Whether `p` is known to hold block `g` (its segment in `full`, or the block in `partial`). */
   private holds(p: PeerState, g: number): boolean {
     return (p.bits[g >>> 5]! & (1 << (g & 31))) !== 0;
@@ -684,7 +699,9 @@ export class Scheduler {
     if (((p.bits[w]! & bit) !== 0) === on) return;
     p.bits[w]! ^= bit;
     p.heldCount += on ? 1 : -1;
-    this.holderCount[g]! += on ? 1 : -1;
+    const holders = (this.holderCount[g]! += on ? 1 : -1);
+    if (holders === 0) this.heldBits[w]! &= ~bit;
+    else this.heldBits[w]! |= bit;
   }
 
   /**
@@ -824,7 +841,7 @@ export class Scheduler {
         this.cursor = (g + count) % this.n;
       }
       for (let h = g; h < g + count; h++) {
-        this.state[h] = INFLIGHT;
+        this.setState(h, INFLIGHT);
         this.deferSince[h] = 0;
         this.originAttempts[h]!++;
       }
@@ -856,19 +873,24 @@ export class Scheduler {
     const ready = [...this.peers.values()].filter(
       (p) => this.usable(p, now) && p.outstanding < this.slots(p) && (p.full.size > 0 || p.heldCount > 0),
     );
-    const slots = new Map(ready.map((p) => [p, this.slots(p)]));
+    const slots = ready.map((p) => this.slots(p));
     if (ready.length === 0) return; // (also spares the scan below when known peers hold nothing)
     while (this.low < this.n && this.state[this.low] === DONE) this.low++;
-    // `held`: the blocks of word `word` (32 blocks) some ready peer with a free slot holds, taken
-    // when the scan enters the word; slots only fill up during the scan, so a block outside it has
-    // no peer to go to now and is passed over at one bit test, as the peer loop below would.
+    // `held`: the blocks of word `word` (32 blocks) still missing that some ready peer with a free
+    // slot holds, taken when the scan enters the word; slots only fill up and blocks only leave
+    // MISSING during the scan, so a block outside it has no peer to go to now and is passed over at
+    // one bit test, as the checks below would.
     let word = -1,
       held = 0;
     for (let g = this.low; g < this.limit && this.peerInflight < this.o.totalPeerConcurrency; g++) {
       if (g >>> 5 !== word) {
         word = g >>> 5;
         held = 0;
-        for (const p of ready) if (p.outstanding < slots.get(p)!) held |= p.bits[word]!;
+        const open = this.missBits[word]! & this.heldBits[word]!;
+        if (open !== 0) {
+          for (let i = 0; i < ready.length; i++) if (ready[i]!.outstanding < slots[i]!) held |= ready[i]!.bits[word]!;
+          held &= open;
+        }
         if (held === 0) {
           g = word * 32 + 31;
           continue;
@@ -879,8 +901,9 @@ export class Scheduler {
       const len = this.blocks.size[g]!;
       let best: PeerState | undefined;
       let bestCost = Infinity;
-      for (const p of ready) {
-        if (p.outstanding >= slots.get(p)! || !this.holds(p, g)) continue;
+      for (let i = 0; i < ready.length; i++) {
+        const p = ready[i]!;
+        if (p.outstanding >= slots[i]! || !this.holds(p, g)) continue;
         if (!this.mayTrial(p, g)) continue;
         // Least expected completion time: queued work on that peer plus this block, at its rate.
         const cost = ((p.outstanding + 1) * len) / Math.max(p.ewmaBps, 1);
@@ -890,7 +913,7 @@ export class Scheduler {
         }
       }
       if (!best) continue;
-      this.state[g] = INFLIGHT;
+      this.setState(g, INFLIGHT);
       if (this.onTrial(best)) {
         best.trialSince = Math.min(best.trialSince, now);
         this.firstTrialAt = Math.min(this.firstTrialAt, now);
@@ -899,7 +922,7 @@ export class Scheduler {
       this.peerInflight++;
       this.peerAttempts[g]!++;
       out.push({ kind: 'peer', block: g, peer: best.address });
-      if (!ready.some((p) => p.outstanding < slots.get(p)!)) return;
+      if (!ready.some((p, i) => p.outstanding < slots[i]!)) return;
     }
   }
 
@@ -1147,7 +1170,7 @@ export class Scheduler {
     const p = this.peer(address);
     p.outstanding = Math.max(0, p.outstanding - 1);
     this.peerInflight = Math.max(0, this.peerInflight - 1);
-    if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
+    if (this.state[g] === INFLIGHT) this.setState(g, MISSING);
     if (why === 'not-available') {
       p.answered = true;
       p.stat.notAvailable++;
@@ -1213,7 +1236,7 @@ export class Scheduler {
   /** An origin assignment was not carried out (a peer turned out to hold the block): undo it. */
   originSkipped(g: number, endsRequest = true): void {
     if (endsRequest) this.originInflight = Math.max(0, this.originInflight - 1);
-    if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
+    if (this.state[g] === INFLIGHT) this.setState(g, MISSING);
     if (this.originAttempts[g]! > 0) this.originAttempts[g]!--;
   }
 
@@ -1245,7 +1268,7 @@ export class Scheduler {
   originFailed(g: number, why: OriginFailure, now: number, endsRequest = true): void {
     this.clock = Math.max(this.clock, now);
     if (endsRequest) this.originInflight = Math.max(0, this.originInflight - 1);
-    if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
+    if (this.state[g] === INFLIGHT) this.setState(g, MISSING);
     if (why === 'mismatch') {
       this.originMismatches[g]!++;
       if (this.originMismatches[g]! >= this.o.maxOriginMismatches) {
@@ -1266,7 +1289,7 @@ export class Scheduler {
    */
   markMissing(g: number): void {
     if (this.state[g] !== DONE) return;
-    this.state[g] = MISSING;
+    this.setState(g, MISSING);
     this.doneCount--;
     if (g < this.low) this.low = g;
   }
@@ -1280,7 +1303,7 @@ export class Scheduler {
 
   private complete(g: number): void {
     if (this.state[g] === DONE) return;
-    this.state[g] = DONE;
+    this.setState(g, DONE);
     this.doneCount++;
     this.noteHeld(g, this.clock);
   }
