@@ -77,6 +77,11 @@ export interface ScaleResult {
   originFlows: number;
   lanTransfers: number;
   schedulerCalls: number;
+  /**
+   * 32-bit FNV-1a over every assignment the schedulers made, in order (client, kind, block, count,
+   * peer): two runs with the same value made the same decisions (bench/scheduler-ab.ts).
+   */
+  decisionHash: number;
   originSeries: { bucketMs: number; bytes: number[] };
   /** Per client, completion time after its arrival (ms), in client order. */
   completions: number[];
@@ -111,6 +116,12 @@ interface Tag {
   count: number;
   /** Peer client index or hosted cache index (PULL: the cache). */
   from: number;
+}
+
+/** One 32-bit word into an FNV-1a hash, byte by byte. */
+function mix(h: number, v: number): number {
+  for (let k = 0; k < 4; k++) h = Math.imul(h ^ ((v >>> (8 * k)) & 255), 0x01000193);
+  return h;
 }
 
 const ipOf = (c: number) => `10.${(c >> 16) & 255}.${(c >> 8) & 255}.${c & 255}`;
@@ -243,6 +254,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const originBySubnet = new Float64Array(S);
   let events = 0;
   let schedulerCalls = 0;
+  let decisionHash = 0x811c9dc5;
   let now = 0;
   let completed = 0;
   let lastFinish = 0;
@@ -289,6 +301,10 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     schedulerCalls++;
     const as: Assignment[] = sc.next(now, now >= gateAt[c]!);
     for (const a of as) {
+      decisionHash = mix(
+        mix(mix(mix(decisionHash, c), a.kind === 'origin' ? -1 : addrIndex.get(a.peer)!), a.block),
+        a.kind === 'origin' ? (a.count ?? 1) : 0,
+      );
       if (a.kind === 'origin') {
         const count = a.count ?? 1;
         let bytes = 0;
@@ -507,6 +523,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     originFlows: net.starts,
     lanTransfers,
     schedulerCalls,
+    decisionHash: decisionHash >>> 0,
     originSeries: { bucketMs, bytes: Array.from(series, (b) => Math.round(b ?? 0)) },
     completions,
   };
