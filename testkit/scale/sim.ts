@@ -32,7 +32,11 @@ import { rng } from '../../test/helpers/rng.js';
 import { FifoLink, lanTransfer, SharedLinks } from './net.js';
 import { EventQueue } from './queue.js';
 
-export type Arrival = { kind: 'flash'; jitterMs: number } | { kind: 'spread'; overMs: number };
+/**
+ * flash: every client within `jitterMs`; spread: uniformly over `overMs`; sequential: one after
+ * another, each as the previous one completes (bench/sim.ts --mode sequential).
+ */
+export type Arrival = { kind: 'flash'; jitterMs: number } | { kind: 'spread'; overMs: number } | { kind: 'sequential' };
 
 export interface ScaleConfig {
   clients: number;
@@ -245,9 +249,11 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     const at =
       cfg.arrival.kind === 'flash'
         ? Math.floor(random() * cfg.arrival.jitterMs)
-        : Math.floor(random() * cfg.arrival.overMs);
+        : cfg.arrival.kind === 'spread'
+          ? Math.floor(random() * cfg.arrival.overMs)
+          : 0;
     arrive[c] = at;
-    queue.push(at, ARRIVE, c);
+    if (cfg.arrival.kind !== 'sequential' || c === 0) queue.push(at, ARRIVE, c);
   }
 
   const bytesBy = new Float64Array(4);
@@ -293,6 +299,10 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     completed++;
     sched[c] = undefined;
     known[c] = undefined;
+    if (cfg.arrival.kind === 'sequential' && c + 1 < C) {
+      arrive[c + 1] = now;
+      queue.push(now, ARRIVE, c + 1);
+    }
   };
 
   const pump = (c: number) => {
@@ -385,6 +395,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         blocks: table,
         random: rng(cfg.seed * 1_000_003 + c + 1),
         visibilityLagMs: tickMs,
+        // As transfer.ts: ranges of 16 segments (1 MiB of v2) once a client fetches alone.
+        originRunBlocks: Math.max(1, Math.round((16 * 65536) / unit)),
         originBlockMsPrior: (250 * unit) / 65536,
         self: ip[c],
         crowdVisible: h >= 0 ? () => false : undefined,
