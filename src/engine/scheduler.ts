@@ -147,6 +147,8 @@ export interface SchedulerFailure {
 
 interface PeerState {
   address: string;
+  /** hostOf(address): its identity as a crowd member. */
+  host: string;
   ewmaBps: number;
   outstanding: number;
   consecutiveFailures: number;
@@ -350,6 +352,8 @@ export class Scheduler {
   /** When the crowd (ownershipKey) last changed. */
   private ownershipSince = 0;
   private ranks: { rank: Uint8Array; owner: Uint8Array } | undefined;
+  /** The member list of the last ownership() call, in the order given (its key is ownershipKey). */
+  private lastMembers: string[] = [];
   /** Run length the last origin pick allows (pickOwned: the rest of our unit), else next()'s own cap. */
   private pickRun: number | undefined;
   /** When an unidentified crowd member was last seen probing (crowdSeen). */
@@ -559,14 +563,13 @@ export class Scheduler {
       else this.probers.delete(m);
     }
     for (const p of this.peers.values())
-      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p))
-        out.add(hostOf(p.address));
+      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p)) out.add(p.host);
     if (this.o.self !== undefined) out.delete(this.o.self);
     if (out.size === 0) return [];
     const segments = this.segStart.length;
     for (const p of this.peers.values()) {
       if (p.relay) continue;
-      if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(hostOf(p.address));
+      if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(p.host);
     }
     return [...out];
   }
@@ -577,6 +580,10 @@ export class Scheduler {
    * Recomputed only when the crowd changed.
    */
   private ownership(members: string[], now: number): { rank: Uint8Array; owner: Uint8Array } {
+    // The same list in the same order as last time (the usual case): the same key, without sorting.
+    const last = this.lastMembers;
+    if (this.ranks && members.length === last.length && members.every((m, i) => m === last[i])) return this.ranks;
+    this.lastMembers = members.slice();
     const sorted = [...members].sort();
     const key = `${this.o.self} ${sorted.join(' ')}`;
     if (this.ranks && key === this.ownershipKey) return this.ranks;
@@ -624,6 +631,7 @@ export class Scheduler {
     if (!p) {
       p = {
         address,
+        host: hostOf(address),
         ewmaBps: this.o.peerBpsPrior,
         outstanding: 0,
         consecutiveFailures: 0,
