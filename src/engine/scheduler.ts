@@ -352,6 +352,8 @@ export class Scheduler {
   /** When the crowd (ownershipKey) last changed. */
   private ownershipSince = 0;
   private ranks: { rank: Uint8Array; owner: Uint8Array } | undefined;
+  /** pickOwned's scratch buffers (allocated at its first call). */
+  private ownedBufs: { cand: Int32Array; ahead: Uint8Array; seen: Uint16Array } | undefined;
   /** The member list of the last ownership() call, in the order given (its key is ownershipKey). */
   private lastMembers: string[] = [];
   /** Run length the last origin pick allows (pickOwned: the rest of our unit), else next()'s own cap. */
@@ -1136,22 +1138,28 @@ export class Scheduler {
     // time: the blocks of its next ones are probably in flight (invisible to us) and wait one grace
     // more, and the latest blocks go first.
     const grace = Math.min(OWNER_GRACE_MAX_MS, Math.max(OWNER_GRACE_MIN_MS, 3 * this.originBlockMs));
-    const cand: number[] = [];
-    const ahead = new Set<number>();
-    const seen = new Uint16Array(OWN);
+    // Candidates in file order, and whether each is among its owner's next units ("ahead"), in
+    // buffers kept across calls (a pick per block made them most of the garbage of a crowd run).
+    const bufs = (this.ownedBufs ??= {
+      cand: new Int32Array(this.n),
+      ahead: new Uint8Array(this.n),
+      seen: new Uint16Array(OWN),
+    });
+    const { cand, ahead, seen } = bufs;
+    seen.fill(0);
+    let count = 0;
     for (let g = this.low; g < this.limit; g++) {
       if (rank[g] === 0 || !this.originCandidate(g, now)) continue;
-      cand.push(g);
       const o = owner[g]!;
-      if (o !== OWN && seen[o]! < CROWD_ORIGIN_STREAMS * CROWD_UNIT_BLOCKS) {
-        seen[o]!++;
-        ahead.add(g);
-      }
+      const isAhead = o !== OWN && seen[o]! < CROWD_ORIGIN_STREAMS * CROWD_UNIT_BLOCKS;
+      if (isAhead) seen[o]!++;
+      cand[count] = g;
+      ahead[count++] = isAhead ? 1 : 0;
     }
-    for (let k = cand.length - 1; k >= 0; k--) {
+    for (let k = count - 1; k >= 0; k--) {
       const g = cand[k]!;
       if (this.deferSince[g] === 0) this.deferSince[g] = now;
-      const at = this.deferSince[g]! + (rank[g]! + (ahead.has(g) ? 1 : 0)) * grace;
+      const at = this.deferSince[g]! + (rank[g]! + ahead[k]!) * grace;
       if (at <= now) return g;
       this.wakeAt = Math.min(this.wakeAt, at);
     }
