@@ -147,17 +147,25 @@ export interface SchedulerFailure {
 
 interface PeerState {
   address: string;
+  /** hostOf(address): its identity as a crowd member. */
+  host: string;
   ewmaBps: number;
   outstanding: number;
   consecutiveFailures: number;
   backoffUntil: number;
   banned: boolean;
   /** Segments the peer holds completely. */
-  full: Set<number>;
+  full: SegmentSet;
   /** Blocks the peer is known to hold in segments it holds partially. */
   partial: Map<number, Set<number>>;
   /** Last time the known block set of a partial segment grew. */
   lastGrowth: number;
+  /**
+   * The blocks it is known to hold (full and partial together), one bit per block, and how many:
+   * `holds` is one bit test instead of two Set lookups (kept in step by setHeld).
+   */
+  bits: Uint32Array;
+  heldCount: number;
   /** A hosted cache (peerIsRelay): grows with other clients' offers; never a crowd member. */
   relay: boolean;
   /** Gave a valid answer in this job (a block, or "not available"). */
@@ -220,6 +228,46 @@ const OWNER_GRACE_MAX_MS = 3000;
 /** Owner index meaning "us" (crowds larger than this share the last index: only a heuristic). */
 const OWN = 255;
 
+/**
+ * A set of segment numbers as a bitmap over the content's segments (a Set of numbers per peer
+ * took ~20 bytes a segment: 0.7 MiB per client of a 1,024-segment crowd with 32 peers in the
+ * scale simulation); a number outside the content (a sighting of a segment it lacks) goes to a
+ * Set on the side, so `size` counts what a Set would.
+ */
+class SegmentSet {
+  private readonly bits: Uint32Array;
+  private other: Set<number> | undefined;
+  size = 0;
+  constructor(private readonly segments: number) {
+    this.bits = new Uint32Array((segments + 31) >>> 5);
+  }
+  private inside(seg: number): boolean {
+    return Number.isInteger(seg) && seg >= 0 && seg < this.segments;
+  }
+  has(seg: number): boolean {
+    if (!this.inside(seg)) return this.other?.has(seg) ?? false;
+    return (this.bits[seg >>> 5]! & (1 << (seg & 31))) !== 0;
+  }
+  add(seg: number): void {
+    if (!this.inside(seg)) {
+      this.other ??= new Set();
+      if (!this.other.has(seg)) this.size++;
+      this.other.add(seg);
+    } else if (!this.has(seg)) {
+      this.bits[seg >>> 5]! |= 1 << (seg & 31);
+      this.size++;
+    }
+  }
+  delete(seg: number): boolean {
+    if (!this.inside(seg)) {
+      if (!this.other?.delete(seg)) return false;
+    } else if (this.has(seg)) this.bits[seg >>> 5]! &= ~(1 << (seg & 31));
+    else return false;
+    this.size--;
+    return true;
+  }
+}
+
 /** 32-bit FNV-1a of a string: a member's seed for rendezvous hashing (the same on every client). */
 function fnv1a(text: string): number {
   let h = 0x811c9dc5;
@@ -256,6 +304,17 @@ export class Scheduler {
   private readonly firstHeld: Float64Array;
   /** Last peer failure per block (0 none, 1 timeout, 2 other transient, 3 bad block), for whyOrigin. */
   private readonly lastPeerFail: Uint8Array;
+  /**
+   * Per block, how many known peers (banned or not) hold it (setHeld): loops over the peers for a
+   * block nobody holds are skipped, which is most of the file in a flash crowd's first half.
+   */
+  private readonly holderCount: Uint32Array;
+  /** One bit per block some known peer holds (holderCount > 0). */
+  private readonly heldBits: Uint32Array;
+  /** One bit per block in state MISSING (setState), so assignPeers passes over the rest 32 at a time. */
+  private readonly missBits: Uint32Array;
+  /** Peers with `silent` set: isSilent may then clear it, so the skips above are not taken. */
+  private silentCount = 0;
   /** Latest time seen by any call (for results reported without a clock). */
   private clock = 0;
   private readonly segStart: number[] = [];
@@ -293,6 +352,10 @@ export class Scheduler {
   /** When the crowd (ownershipKey) last changed. */
   private ownershipSince = 0;
   private ranks: { rank: Uint8Array; owner: Uint8Array } | undefined;
+  /** pickOwned's scratch buffers (allocated at its first call). */
+  private ownedBufs: { cand: Int32Array; ahead: Uint8Array; seen: Uint16Array } | undefined;
+  /** The member list of the last ownership() call, in the order given (its key is ownershipKey). */
+  private lastMembers: string[] = [];
   /** Run length the last origin pick allows (pickOwned: the rest of our unit), else next()'s own cap. */
   private pickRun: number | undefined;
   /** When an unidentified crowd member was last seen probing (crowdSeen). */
@@ -314,6 +377,10 @@ export class Scheduler {
     this.deferSince = new Float64Array(this.n);
     this.firstHeld = new Float64Array(this.n).fill(Infinity);
     this.lastPeerFail = new Uint8Array(this.n);
+    this.holderCount = new Uint32Array(this.n);
+    this.heldBits = new Uint32Array((this.n + 31) >>> 5);
+    this.missBits = new Uint32Array((this.n + 31) >>> 5);
+    for (let g = 0; g < this.n; g++) this.missBits[g >>> 5]! |= 1 << (g & 31);
     this.random = opts.random ?? Math.random;
     this.proven = opts.proven;
     this.o = {
@@ -338,7 +405,7 @@ export class Scheduler {
       const seg = this.blocks.seg[g]!;
       if (this.segStart[seg] === undefined) this.segStart[seg] = g;
       if (opts.present?.(g)) {
-        this.state[g] = DONE;
+        this.setState(g, DONE);
         this.doneCount++;
         this.firstHeld[g] = -Infinity;
       }
@@ -498,14 +565,13 @@ export class Scheduler {
       else this.probers.delete(m);
     }
     for (const p of this.peers.values())
-      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p))
-        out.add(hostOf(p.address));
+      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p)) out.add(p.host);
     if (this.o.self !== undefined) out.delete(this.o.self);
     if (out.size === 0) return [];
     const segments = this.segStart.length;
     for (const p of this.peers.values()) {
       if (p.relay) continue;
-      if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(hostOf(p.address));
+      if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(p.host);
     }
     return [...out];
   }
@@ -516,6 +582,10 @@ export class Scheduler {
    * Recomputed only when the crowd changed.
    */
   private ownership(members: string[], now: number): { rank: Uint8Array; owner: Uint8Array } {
+    // The same list in the same order as last time (the usual case): the same key, without sorting.
+    const last = this.lastMembers;
+    if (this.ranks && members.length === last.length && members.every((m, i) => m === last[i])) return this.ranks;
+    this.lastMembers = members.slice();
     const sorted = [...members].sort();
     const key = `${this.o.self} ${sorted.join(' ')}`;
     if (this.ranks && key === this.ownershipKey) return this.ranks;
@@ -563,14 +633,17 @@ export class Scheduler {
     if (!p) {
       p = {
         address,
+        host: hostOf(address),
         ewmaBps: this.o.peerBpsPrior,
         outstanding: 0,
         consecutiveFailures: 0,
         backoffUntil: 0,
         banned: false,
-        full: new Set(),
+        full: new SegmentSet(this.segStart.length),
         partial: new Map(),
         lastGrowth: -Infinity,
+        bits: new Uint32Array((this.n + 31) >>> 5),
+        heldCount: 0,
         relay: false,
         answered: false,
         trialSince: Infinity,
@@ -598,11 +671,16 @@ export class Scheduler {
    */
   peerHasSegment(address: string, seg: number, grewAt?: number): void {
     const p = this.peer(address);
-    if (grewAt !== undefined && !p.full.has(seg)) p.lastGrowth = Math.max(p.lastGrowth, grewAt);
     if (grewAt !== undefined) this.clock = Math.max(this.clock, grewAt);
+    // Known already: its blocks were noted held when it was added, and `partial` lacks it.
+    if (p.full.has(seg)) return;
+    if (grewAt !== undefined) p.lastGrowth = Math.max(p.lastGrowth, grewAt);
     const first = this.segStart[seg];
     if (first !== undefined)
-      for (let g = first; g < first + this.blocksInSegment(seg); g++) this.noteHeld(g, this.clock);
+      for (let g = first; g < first + this.blocksInSegment(seg); g++) {
+        this.noteHeld(g, this.clock);
+        this.setHeld(p, g, true);
+      }
     p.full.add(seg);
     p.partial.delete(seg);
   }
@@ -629,6 +707,7 @@ export class Scheduler {
     const old = p.partial.get(seg);
     if (!old || set.size > old.size) p.lastGrowth = now;
     p.partial.set(seg, set);
+    for (let i = 0; i < count; i++) this.setHeld(p, this.segStart[seg]! + i, set.has(i));
   }
 
   /**
@@ -645,15 +724,42 @@ export class Scheduler {
       p.partial.set(seg, set);
     }
     set.add(index);
+    this.setHeld(p, this.segStart[seg]! + index, true);
   }
 
   private noteHeld(g: number, now: number): void {
     if (this.firstHeld[g] === Infinity) this.firstHeld[g] = now;
   }
 
+  private setState(g: number, to: number): void {
+    this.state[g] = to;
+    if (to === MISSING) this.missBits[g >>> 5]! |= 1 << (g & 31);
+    else this.missBits[g >>> 5]! &= ~(1 << (g & 31));
+  }
+
+  /** Whether `p` is known to hold block `g` (its segment in `full`, or the block in `partial`). */
   private holds(p: PeerState, g: number): boolean {
-    const seg = this.blocks.seg[g]!;
-    return p.full.has(seg) || (p.partial.get(seg)?.has(this.blocks.index[g]!) ?? false);
+    return (p.bits[g >>> 5]! & (1 << (g & 31))) !== 0;
+  }
+
+  /** Keeps `bits`, `heldCount` and `holderCount` in step with `full`/`partial` (every change goes through here). */
+  private setHeld(p: PeerState, g: number, on: boolean): void {
+    const w = g >>> 5,
+      bit = 1 << (g & 31);
+    if (((p.bits[w]! & bit) !== 0) === on) return;
+    p.bits[w]! ^= bit;
+    p.heldCount += on ? 1 : -1;
+    const holders = (this.holderCount[g]! += on ? 1 : -1);
+    if (holders === 0) this.heldBits[w]! &= ~bit;
+    else this.heldBits[w]! |= bit;
+  }
+
+  /**
+   * No known peer holds `g`, and skipping the per-peer loop for it skips no side effect (isSilent
+   * clears `silent` when the retrieval client has come to know the address).
+   */
+  private nobodyHolds(g: number): boolean {
+    return this.holderCount[g] === 0 && this.silentCount === 0;
   }
 
   private usable(p: PeerState, now: number): boolean {
@@ -677,6 +783,7 @@ export class Scheduler {
     if (this.proven?.(p.address)) {
       // Its answer came after all: usable again at once.
       p.silent = false;
+      this.silentCount--;
       p.backoffUntil = 0;
     }
     return p.silent;
@@ -708,6 +815,7 @@ export class Scheduler {
       for (let i = 0; i < this.blocksInSegment(b.seg); i++) if (i !== b.index) set.add(i);
       p.partial.set(b.seg, set);
     } else p.partial.get(b.seg)?.delete(b.index);
+    this.setHeld(p, g, false);
   }
 
   /**
@@ -718,7 +826,7 @@ export class Scheduler {
    * trip and takes the rest from then on.
    */
   private peerCanSupply(g: number, now: number, forOrigin = false): boolean {
-    if (this.peerAttempts[g]! >= this.o.maxPeerAttempts) return false;
+    if (this.peerAttempts[g]! >= this.o.maxPeerAttempts || this.nobodyHolds(g)) return false;
     for (const p of this.peers.values()) {
       if (!this.usable(p, now) || !this.holds(p, g)) continue;
       if (!forOrigin || this.mayTrial(p, g)) return true;
@@ -740,7 +848,7 @@ export class Scheduler {
    * block `g` and may be asked for it now. A query for tests and traces: no side effects.
    */
   usablePeerHolds(g: number, now: number): boolean {
-    if (this.peerAttempts[g]! >= this.o.maxPeerAttempts) return false;
+    if (this.peerAttempts[g]! >= this.o.maxPeerAttempts || this.nobodyHolds(g)) return false;
     for (const p of this.peers.values()) if (this.usable(p, now) && this.holds(p, g)) return true;
     return false;
   }
@@ -783,7 +891,7 @@ export class Scheduler {
         this.cursor = (g + count) % this.n;
       }
       for (let h = g; h < g + count; h++) {
-        this.state[h] = INFLIGHT;
+        this.setState(h, INFLIGHT);
         this.deferSince[h] = 0;
         this.originAttempts[h]!++;
       }
@@ -810,22 +918,42 @@ export class Scheduler {
 
   private assignPeers(now: number, out: Assignment[]): void {
     if (this.peerInflight >= this.o.totalPeerConcurrency) return;
+    // (A peer holds something when its full set is not empty, or it holds a block: a partial set
+    // only ever names blocks of the content.)
     const ready = [...this.peers.values()].filter(
-      (p) =>
-        this.usable(p, now) &&
-        p.outstanding < this.slots(p) &&
-        (p.full.size > 0 || [...p.partial.values()].some((set) => set.size > 0)),
+      (p) => this.usable(p, now) && p.outstanding < this.slots(p) && (p.full.size > 0 || p.heldCount > 0),
     );
-    const slots = new Map(ready.map((p) => [p, this.slots(p)]));
+    const slots = ready.map((p) => this.slots(p));
     if (ready.length === 0) return; // (also spares the scan below when known peers hold nothing)
     while (this.low < this.n && this.state[this.low] === DONE) this.low++;
+    // `held`: the blocks of word `word` (32 blocks) still missing that some ready peer with a free
+    // slot holds, taken when the scan enters the word; slots only fill up and blocks only leave
+    // MISSING during the scan, so a block outside it has no peer to go to now and is passed over at
+    // one bit test, as the checks below would.
+    let word = -1,
+      held = 0;
     for (let g = this.low; g < this.limit && this.peerInflight < this.o.totalPeerConcurrency; g++) {
+      if (g >>> 5 !== word) {
+        word = g >>> 5;
+        held = 0;
+        const open = this.missBits[word]! & this.heldBits[word]!;
+        if (open !== 0) {
+          for (let i = 0; i < ready.length; i++) if (ready[i]!.outstanding < slots[i]!) held |= ready[i]!.bits[word]!;
+          held &= open;
+        }
+        if (held === 0) {
+          g = word * 32 + 31;
+          continue;
+        }
+      }
+      if ((held & (1 << (g & 31))) === 0) continue;
       if (this.state[g] !== MISSING || this.peerAttempts[g]! >= this.o.maxPeerAttempts) continue;
       const len = this.blocks.size[g]!;
       let best: PeerState | undefined;
       let bestCost = Infinity;
-      for (const p of ready) {
-        if (p.outstanding >= slots.get(p)! || !this.holds(p, g)) continue;
+      for (let i = 0; i < ready.length; i++) {
+        const p = ready[i]!;
+        if (p.outstanding >= slots[i]! || !this.holds(p, g)) continue;
         if (!this.mayTrial(p, g)) continue;
         // Least expected completion time: queued work on that peer plus this block, at its rate.
         const cost = ((p.outstanding + 1) * len) / Math.max(p.ewmaBps, 1);
@@ -835,7 +963,7 @@ export class Scheduler {
         }
       }
       if (!best) continue;
-      this.state[g] = INFLIGHT;
+      this.setState(g, INFLIGHT);
       if (this.onTrial(best)) {
         best.trialSince = Math.min(best.trialSince, now);
         this.firstTrialAt = Math.min(this.firstTrialAt, now);
@@ -844,7 +972,7 @@ export class Scheduler {
       this.peerInflight++;
       this.peerAttempts[g]!++;
       out.push({ kind: 'peer', block: g, peer: best.address });
-      if (!ready.some((p) => p.outstanding < slots.get(p)!)) return;
+      if (!ready.some((p, i) => p.outstanding < slots[i]!)) return;
     }
   }
 
@@ -860,6 +988,7 @@ export class Scheduler {
 
   /** A peer that is itself downloading (partial holder that gained blocks recently) holds `g`. */
   private activeHolder(g: number, now: number): boolean {
+    if (this.nobodyHolds(g)) return false;
     for (const p of this.peers.values()) {
       if (p.banned || now - p.lastGrowth > this.o.activeWindowMs || this.unheard(p)) continue;
       if (this.holds(p, g)) return true;
@@ -1009,22 +1138,28 @@ export class Scheduler {
     // time: the blocks of its next ones are probably in flight (invisible to us) and wait one grace
     // more, and the latest blocks go first.
     const grace = Math.min(OWNER_GRACE_MAX_MS, Math.max(OWNER_GRACE_MIN_MS, 3 * this.originBlockMs));
-    const cand: number[] = [];
-    const ahead = new Set<number>();
-    const seen = new Uint16Array(OWN);
+    // Candidates in file order, and whether each is among its owner's next units ("ahead"), in
+    // buffers kept across calls (a pick per block made them most of the garbage of a crowd run).
+    const bufs = (this.ownedBufs ??= {
+      cand: new Int32Array(this.n),
+      ahead: new Uint8Array(this.n),
+      seen: new Uint16Array(OWN),
+    });
+    const { cand, ahead, seen } = bufs;
+    seen.fill(0);
+    let count = 0;
     for (let g = this.low; g < this.limit; g++) {
       if (rank[g] === 0 || !this.originCandidate(g, now)) continue;
-      cand.push(g);
       const o = owner[g]!;
-      if (o !== OWN && seen[o]! < CROWD_ORIGIN_STREAMS * CROWD_UNIT_BLOCKS) {
-        seen[o]!++;
-        ahead.add(g);
-      }
+      const isAhead = o !== OWN && seen[o]! < CROWD_ORIGIN_STREAMS * CROWD_UNIT_BLOCKS;
+      if (isAhead) seen[o]!++;
+      cand[count] = g;
+      ahead[count++] = isAhead ? 1 : 0;
     }
-    for (let k = cand.length - 1; k >= 0; k--) {
+    for (let k = count - 1; k >= 0; k--) {
       const g = cand[k]!;
       if (this.deferSince[g] === 0) this.deferSince[g] = now;
-      const at = this.deferSince[g]! + (rank[g]! + (ahead.has(g) ? 1 : 0)) * grace;
+      const at = this.deferSince[g]! + (rank[g]! + ahead[k]!) * grace;
       if (at <= now) return g;
       this.wakeAt = Math.min(this.wakeAt, at);
     }
@@ -1091,7 +1226,7 @@ export class Scheduler {
     const p = this.peer(address);
     p.outstanding = Math.max(0, p.outstanding - 1);
     this.peerInflight = Math.max(0, this.peerInflight - 1);
-    if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
+    if (this.state[g] === INFLIGHT) this.setState(g, MISSING);
     if (why === 'not-available') {
       p.answered = true;
       p.stat.notAvailable++;
@@ -1105,6 +1240,7 @@ export class Scheduler {
       // 27.9; a tarpit address used to cost four, one backoff after another, and kept claiming
       // every block meanwhile). The block goes elsewhere at once; peerAttempts keeps it from the
       // next unproven address.
+      if (!p.silent) this.silentCount++;
       p.silent = true;
       p.ewmaBps = 0;
       p.backoffUntil = now + UNUSABLE_BACKOFF_MS; // what status shows; `silent` keeps it out beyond
@@ -1138,11 +1274,12 @@ export class Scheduler {
     // Somebody else fetched the same block: our runs have met (or run in lockstep). Half the time
     // we leave and start a new run elsewhere, so of two lockstepped clients one soon moves away.
     let collided = false;
-    for (const p of this.peers.values())
-      if (!p.banned && this.holds(p, g)) {
-        collided = true;
-        break;
-      }
+    if (this.holderCount[g] !== 0)
+      for (const p of this.peers.values())
+        if (!p.banned && this.holds(p, g)) {
+          collided = true;
+          break;
+        }
     if (collided && this.random() < 0.5) this.cursor = undefined;
     this.complete(g);
   }
@@ -1155,7 +1292,7 @@ export class Scheduler {
   /** An origin assignment was not carried out (a peer turned out to hold the block): undo it. */
   originSkipped(g: number, endsRequest = true): void {
     if (endsRequest) this.originInflight = Math.max(0, this.originInflight - 1);
-    if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
+    if (this.state[g] === INFLIGHT) this.setState(g, MISSING);
     if (this.originAttempts[g]! > 0) this.originAttempts[g]!--;
   }
 
@@ -1187,7 +1324,7 @@ export class Scheduler {
   originFailed(g: number, why: OriginFailure, now: number, endsRequest = true): void {
     this.clock = Math.max(this.clock, now);
     if (endsRequest) this.originInflight = Math.max(0, this.originInflight - 1);
-    if (this.state[g] === INFLIGHT) this.state[g] = MISSING;
+    if (this.state[g] === INFLIGHT) this.setState(g, MISSING);
     if (why === 'mismatch') {
       this.originMismatches[g]!++;
       if (this.originMismatches[g]! >= this.o.maxOriginMismatches) {
@@ -1208,7 +1345,7 @@ export class Scheduler {
    */
   markMissing(g: number): void {
     if (this.state[g] !== DONE) return;
-    this.state[g] = MISSING;
+    this.setState(g, MISSING);
     this.doneCount--;
     if (g < this.low) this.low = g;
   }
@@ -1222,7 +1359,7 @@ export class Scheduler {
 
   private complete(g: number): void {
     if (this.state[g] === DONE) return;
-    this.state[g] = DONE;
+    this.setState(g, DONE);
     this.doneCount++;
     this.noteHeld(g, this.clock);
   }

@@ -96,3 +96,19 @@ t.test('the SVG: per run a CDF, the plain-download line and the origin rate, sid
   t.match(out, /caches &lt;&amp;&gt;/, 'labels are escaped');
   t.notMatch(out, /NaN|Infinity/, 'every coordinate is a number');
 });
+
+t.test(
+  'sequential arrivals: each client starts as the previous one completes; after the first, nothing from the origin',
+  async (t) => {
+    const cfg: ScaleConfig = { ...base, clients: 6, subnets: 1, arrival: { kind: 'sequential' } };
+    const r = runScale(cfg);
+    invariants(t, cfg, r);
+    t.equal(r.originCopies, 1, 'one copy: the later clients take every block from the earlier ones');
+    t.equal(r.bytesBySource.peer, cfg.fileBytes * (cfg.clients - 1), 'the other five copies came from peers');
+    const sum = r.completions.reduce((a, b) => a + b, 0);
+    t.ok(
+      Math.abs(sum - r.simulatedMs) < 1,
+      `the downloads follow each other: ${sum.toFixed(0)} ms in all, last done at ${r.simulatedMs} ms`,
+    );
+  },
+);

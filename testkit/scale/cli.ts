@@ -25,9 +25,10 @@ function duration(text: string): number {
 
 function arrival(text: string): Arrival {
   if (text === 'flash') return { kind: 'flash', jitterMs: 1000 };
+  if (text === 'sequential') return { kind: 'sequential' };
   if (text.startsWith('flash:')) return { kind: 'flash', jitterMs: duration(text.slice(6)) };
   if (text.startsWith('spread:')) return { kind: 'spread', overMs: duration(text.slice(7)) };
-  throw new InvalidArgumentError('arrival: flash, flash:<jitter> or spread:<duration>');
+  throw new InvalidArgumentError('arrival: flash, flash:<jitter>, spread:<duration> or sequential');
 }
 
 function int(text: string): number {
@@ -59,7 +60,7 @@ const program = new Command('scale')
   .option('--origin-up <rate>', 'origin uplink (default: unlimited)', rate)
   .option('--wan-rtt <ms>', 'WAN round trip', Number, 20)
   .option('--lan-rtt <ms>', 'LAN round trip', Number, 1)
-  .option('--arrival <mode>', 'flash, flash:<jitter> or spread:<duration>', arrival, arrival('flash'))
+  .option('--arrival <mode>', 'flash, flash:<jitter>, spread:<duration> or sequential', arrival, arrival('flash'))
   .option('--holders <n>', 'holders a client learns per block (ProbeMatch damping)', int, 8)
   .option('--view <n>', 'members of its subnet a client hears and learns holdings from', int, 32)
   .option('--seed <list>', 'seed, or several comma separated (side by side)', '1')

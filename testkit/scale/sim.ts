@@ -32,7 +32,11 @@ import { rng } from '../../test/helpers/rng.js';
 import { FifoLink, lanTransfer, SharedLinks } from './net.js';
 import { EventQueue } from './queue.js';
 
-export type Arrival = { kind: 'flash'; jitterMs: number } | { kind: 'spread'; overMs: number };
+/**
+ * flash: every client within `jitterMs`; spread: uniformly over `overMs`; sequential: one after
+ * another, each as the previous one completes (bench/sim.ts --mode sequential).
+ */
+export type Arrival = { kind: 'flash'; jitterMs: number } | { kind: 'spread'; overMs: number } | { kind: 'sequential' };
 
 export interface ScaleConfig {
   clients: number;
@@ -77,6 +81,11 @@ export interface ScaleResult {
   originFlows: number;
   lanTransfers: number;
   schedulerCalls: number;
+  /**
+   * 32-bit FNV-1a over every assignment the schedulers made, in order (client, kind, block, count,
+   * peer): two runs with the same value made the same decisions (bench/scheduler-ab.ts).
+   */
+  decisionHash: number;
   originSeries: { bucketMs: number; bytes: number[] };
   /** Per client, completion time after its arrival (ms), in client order. */
   completions: number[];
@@ -111,6 +120,12 @@ interface Tag {
   count: number;
   /** Peer client index or hosted cache index (PULL: the cache). */
   from: number;
+}
+
+/** One 32-bit word into an FNV-1a hash, byte by byte. */
+function mix(h: number, v: number): number {
+  for (let k = 0; k < 4; k++) h = Math.imul(h ^ ((v >>> (8 * k)) & 255), 0x01000193);
+  return h;
 }
 
 const ipOf = (c: number) => `10.${(c >> 16) & 255}.${(c >> 8) & 255}.${c & 255}`;
@@ -234,15 +249,18 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     const at =
       cfg.arrival.kind === 'flash'
         ? Math.floor(random() * cfg.arrival.jitterMs)
-        : Math.floor(random() * cfg.arrival.overMs);
+        : cfg.arrival.kind === 'spread'
+          ? Math.floor(random() * cfg.arrival.overMs)
+          : 0;
     arrive[c] = at;
-    queue.push(at, ARRIVE, c);
+    if (cfg.arrival.kind !== 'sequential' || c === 0) queue.push(at, ARRIVE, c);
   }
 
   const bytesBy = new Float64Array(4);
   const originBySubnet = new Float64Array(S);
   let events = 0;
   let schedulerCalls = 0;
+  let decisionHash = 0x811c9dc5;
   let now = 0;
   let completed = 0;
   let lastFinish = 0;
@@ -281,6 +299,10 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     completed++;
     sched[c] = undefined;
     known[c] = undefined;
+    if (cfg.arrival.kind === 'sequential' && c + 1 < C) {
+      arrive[c + 1] = now;
+      queue.push(now, ARRIVE, c + 1);
+    }
   };
 
   const pump = (c: number) => {
@@ -289,6 +311,10 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     schedulerCalls++;
     const as: Assignment[] = sc.next(now, now >= gateAt[c]!);
     for (const a of as) {
+      decisionHash = mix(
+        mix(mix(mix(decisionHash, c), a.kind === 'origin' ? -1 : addrIndex.get(a.peer)!), a.block),
+        a.kind === 'origin' ? (a.count ?? 1) : 0,
+      );
       if (a.kind === 'origin') {
         const count = a.count ?? 1;
         let bytes = 0;
@@ -369,6 +395,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         blocks: table,
         random: rng(cfg.seed * 1_000_003 + c + 1),
         visibilityLagMs: tickMs,
+        // As transfer.ts: ranges of 16 segments (1 MiB of v2) once a client fetches alone.
+        originRunBlocks: Math.max(1, Math.round((16 * 65536) / unit)),
         originBlockMsPrior: (250 * unit) / 65536,
         self: ip[c],
         crowdVisible: h >= 0 ? () => false : undefined,
@@ -507,6 +535,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     originFlows: net.starts,
     lanTransfers,
     schedulerCalls,
+    decisionHash: decisionHash >>> 0,
     originSeries: { bucketMs, bytes: Array.from(series, (b) => Math.round(b ?? 0)) },
     completions,
   };

@@ -1,0 +1,30 @@
+/**
+ * Issue 24 item 3: the scale model against the namespace simulation on the same cases (8 and 16
+ * clients, sequential and flash, the file sizes and link rates of bench/sim.ts's published runs),
+ * side by side, each within 15% or not, on the origin ratio and the time ratio. Root + iproute2.
+ *   npm run build && node dist/bench/scale-validate.js [--only 8] [--json]
+ */
+import { parseArgs } from 'node:util';
+import { netnsSupport } from '../testkit/sim/netns.js';
+import { formatValidation, type Validation, type ValidationCase, validate } from '../testkit/scale/validate.js';
+
+const MiB = 2 ** 20;
+const { values } = parseArgs({ options: { only: { type: 'string' }, json: { type: 'boolean' } } });
+const cases: ValidationCase[] = [];
+for (const mode of ['sequential', 'flash'] as const) {
+  cases.push({ clients: 8, size: 64 * MiB, wanRateBps: 50e6, wanDelayMs: 20, mode });
+  cases.push({ clients: 16, size: 16 * MiB, wanRateBps: 20e6, wanDelayMs: 20, mode });
+}
+const support = await netnsSupport();
+if (!support.ok) {
+  process.stderr.write(`bench/scale-validate: ${support.reason}; the namespace side needs root and iproute2\n`);
+  process.exit(2);
+}
+const out: Validation[] = [];
+for (const c of cases) {
+  if (values.only && String(c.clients) !== values.only) continue;
+  const v = await validate(c, (m) => process.stderr.write(`[validate] ${m}\n`));
+  out.push(v);
+  if (!values.json) process.stdout.write(`${formatValidation(v)}\n`);
+}
+if (values.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

@@ -1,0 +1,93 @@
+/**
+ * The scale model (sim.ts) beside the namespace simulation (testkit/sim: real daemons in network
+ * namespaces, tbf-shaped WAN, delay proxy) on the same case: clients, file size, WAN rate and
+ * delay, sequential or flash (issue 24 item 3). Needs root and iproute2 for the namespace side.
+ * Origin ratio: origin file bytes / file size. Time ratio: from the first start to the last
+ * completion, over one plain download of the file over the same WAN (the namespace side measures
+ * it in the same run; the model computes it: one round trip plus the bytes at the WAN rate).
+ */
+import { runScenario, type ScenarioReport } from '../sim/scenarios.js';
+import { runScale, type ScaleResult } from './sim.js';
+
+export interface ValidationCase {
+  clients: number;
+  size: number;
+  wanRateBps: number;
+  /** Added each way (the model's WAN round trip is twice this). */
+  wanDelayMs: number;
+  mode: 'sequential' | 'flash';
+}
+
+export interface Side {
+  originRatio: number;
+  timeRatio: number;
+}
+
+export interface Validation {
+  case: ValidationCase;
+  namespace: Side & { totalSeconds: number; baselineSeconds: number; allCorrect: boolean };
+  model: Side & { simulatedSeconds: number; plainSeconds: number };
+  /** (model - namespace) / namespace. */
+  originDiff: number;
+  timeDiff: number;
+}
+
+/** The model's run of a case: one subnet, no hosted cache, LAN 1 Gbit/s, flash arrivals within 100 ms. */
+export function modelOf(c: ValidationCase, seed = 1): { side: Side; result: ScaleResult } {
+  const result = runScale({
+    clients: c.clients,
+    subnets: 1,
+    hostedCaches: 0,
+    fileBytes: c.size,
+    wanBps: c.wanRateBps,
+    lanBps: 1e9,
+    wanRttMs: 2 * c.wanDelayMs,
+    arrival: c.mode === 'flash' ? { kind: 'flash', jitterMs: 100 } : { kind: 'sequential' },
+    seed,
+  });
+  return {
+    side: { originRatio: result.originCopies, timeRatio: result.simulatedMs / result.plainMs },
+    result,
+  };
+}
+
+export async function validate(c: ValidationCase, onNote?: (m: string) => void): Promise<Validation> {
+  const r: ScenarioReport = await runScenario({
+    clients: c.clients,
+    size: c.size,
+    mode: c.mode,
+    network: 'netns',
+    wanRateBps: c.wanRateBps,
+    wanDelayMs: c.wanDelayMs,
+    timeoutMs: 600_000,
+    onNote,
+  });
+  const model = modelOf(c);
+  const m = model.side;
+  const ns = {
+    originRatio: r.originRatio,
+    timeRatio: r.timeRatio ?? NaN,
+    totalSeconds: r.totalSeconds,
+    baselineSeconds: r.baselineSeconds ?? NaN,
+    allCorrect: r.allCorrect,
+  };
+  return {
+    case: c,
+    namespace: ns,
+    model: { ...m, simulatedSeconds: model.result.simulatedMs / 1000, plainSeconds: model.result.plainMs / 1000 },
+    originDiff: (m.originRatio - ns.originRatio) / ns.originRatio,
+    timeDiff: (m.timeRatio - ns.timeRatio) / ns.timeRatio,
+  };
+}
+
+export function formatValidation(v: Validation): string {
+  const c = v.case;
+  const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(0)}%`;
+  const ok = (x: number) => (Math.abs(x) <= 0.15 ? 'within 15%' : 'NOT within 15%');
+  return (
+    `${c.clients} clients, ${(c.size / 2 ** 20).toFixed(0)} MiB, ${c.wanRateBps / 1e6} Mbit/s + ${c.wanDelayMs} ms, ${c.mode}: ` +
+    `origin ${v.namespace.originRatio.toFixed(3)} (namespace) / ${v.model.originRatio.toFixed(3)} (model) ${pct(v.originDiff)} ${ok(v.originDiff)}; ` +
+    `time ${v.namespace.timeRatio.toFixed(2)} (${v.namespace.totalSeconds.toFixed(1)} s / ${v.namespace.baselineSeconds.toFixed(1)} s) / ` +
+    `${v.model.timeRatio.toFixed(2)} (${v.model.simulatedSeconds.toFixed(1)} s / ${v.model.plainSeconds.toFixed(1)} s) ${pct(v.timeDiff)} ${ok(v.timeDiff)}`
+  );
+}
