@@ -749,7 +749,8 @@ export class Scheduler {
     if (((p.bits[w]! & bit) !== 0) === on) return;
     p.bits[w]! ^= bit;
     p.heldCount += on ? 1 : -1;
-    const holders = (this.holderCount[g]! += on ? 1 : -1);
+    this.holderCount[g]! += on ? 1 : -1;
+    const holders = this.holderCount[g]!;
     if (holders === 0) this.heldBits[w]! &= ~bit;
     else this.heldBits[w]! |= bit;
   }
@@ -1140,12 +1141,12 @@ export class Scheduler {
     const grace = Math.min(OWNER_GRACE_MAX_MS, Math.max(OWNER_GRACE_MIN_MS, 3 * this.originBlockMs));
     // Candidates in file order, and whether each is among its owner's next units ("ahead"), in
     // buffers kept across calls (a pick per block made them most of the garbage of a crowd run).
-    const bufs = (this.ownedBufs ??= {
+    this.ownedBufs ??= {
       cand: new Int32Array(this.n),
       ahead: new Uint8Array(this.n),
       seen: new Uint16Array(OWN),
-    });
-    const { cand, ahead, seen } = bufs;
+    };
+    const { cand, ahead, seen } = this.ownedBufs;
     seen.fill(0);
     let count = 0;
     for (let g = this.low; g < this.limit; g++) {
