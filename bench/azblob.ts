@@ -7,7 +7,10 @@
  *   2. first-request latency of a PeerDist request (HashRequest=true: answered once content
  *      information exists) on a blob nobody hashed, versus on a blob `publish --store` hashed.
  *   npm run build && node dist/bench/azblob.js [--size 256M] [--runs 3] [--throughput-only]
- *     [--profile DIR] [--compare-bin OTHER/bin/peerdist.js]
+ *     [--profile DIR] [--compare-bin OTHER/bin/peerdist.js] [--storage-rate 100M] [--storage-delay-ms 2]
+ * With --storage-rate (bytes per second, per connection) both paths reach Azurite through a link of
+ * that rate (testkit's delay proxy, in this process): storage as a remote service, not a process
+ * sharing the 2 cores with the node and the client.
  */
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -27,7 +30,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, cpus, loadavg } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AZURITE_ACCOUNT, startAzurite } from '../testkit/azurite.js';
+import { AZURITE_ACCOUNT, azuriteConnectionString, startAzurite } from '../testkit/azurite.js';
+import { startDelayProxy } from '../testkit/sim/delayproxy.js';
 
 const { values } = parseArgs({
   options: {
@@ -42,6 +46,8 @@ const { values } = parseArgs({
      * downloads interleave with the others, so a before/after comparison sees the same load.
      */
     'compare-bin': { type: 'string' },
+    'storage-rate': { type: 'string' },
+    'storage-delay-ms': { type: 'string', default: '0' },
   },
 });
 const size = parseSize(values.size!);
@@ -70,6 +76,19 @@ function cmdline(pid: number): string {
 }
 
 const az = await startAzurite();
+// Storage as a remote service: a link of --storage-rate in front of Azurite, for both paths.
+const link = values['storage-rate']
+  ? await startDelayProxy({
+      listenHost: '127.0.0.1',
+      targetHost: '127.0.0.1',
+      targetPort: az.port,
+      delayMs: Number(values['storage-delay-ms']),
+      rateBytesPerSecond: parseSize(values['storage-rate']),
+    })
+  : undefined;
+const storageConnectionString = link
+  ? azuriteConnectionString(`http://127.0.0.1:${link.port}/${AZURITE_ACCOUNT}`)
+  : az.connectionString;
 const state = await mkdtemp(join(tmpdir(), 'pd-bench-az-'));
 const nodes: ChildProcess[] = [];
 try {
@@ -114,7 +133,7 @@ try {
         join(state, 'secret'),
       ],
       {
-        env: { ...process.env, PEERDIST_LOG: 'error', AZURE_STORAGE_CONNECTION_STRING: az.connectionString },
+        env: { ...process.env, PEERDIST_LOG: 'error', AZURE_STORAGE_CONNECTION_STRING: storageConnectionString },
         stdio: ['ignore', 'pipe', 'inherit'],
       },
     );
@@ -143,10 +162,14 @@ try {
     return (performance.now() - t0) / 1000;
   };
   // The same client (undici) and a ranged GET on the blob's SAS URL: only the path differs.
-  const sas = await container.getBlobClient('big.bin').generateSasUrl({
-    permissions: BlobSASPermissions.parse('r'),
-    expiresOn: new Date(Date.now() + 3600_000),
-  });
+  const sasUrl = new URL(
+    await container.getBlobClient('big.bin').generateSasUrl({
+      permissions: BlobSASPermissions.parse('r'),
+      expiresOn: new Date(Date.now() + 3600_000),
+    }),
+  );
+  if (link) sasUrl.port = String(link.port);
+  const sas = sasUrl.toString();
   const direct = async (): Promise<number> => {
     const t0 = performance.now();
     const r = await request(sas, { dispatcher: agent, headers: { Range: `bytes=0-${size - 1}` } });
@@ -193,7 +216,7 @@ try {
       .map((k) => (k === 'node' && xs === directRuns ? '-' : median(xs.map((x) => x[k])).toFixed(2)))
       .join(' | ');
   console.log(
-    `blob: ${values.size} pseudo-random in Azurite 3.35 (127.0.0.1); ${cpus().length} CPUs; node ${process.version}; best of ${runs}; load average ${loadavg()
+    `blob: ${values.size} pseudo-random in Azurite 3.35 (127.0.0.1${link ? `, through a link of ${values['storage-rate']}B/s + ${values['storage-delay-ms']} ms` : ''}); ${cpus().length} CPUs; node ${process.version}; best of ${runs}; load average ${loadavg()
       .map((l) => l.toFixed(2))
       .join(' ')}`,
   );
@@ -245,6 +268,7 @@ try {
     n.kill('SIGTERM');
     await exited;
   }
+  await link?.close();
   await az.stop();
   await rm(state, { recursive: true, force: true });
 }

@@ -66,6 +66,36 @@ t.test('a bulk transfer arrives intact and in order, and the half-close is forwa
   t.equal(p.stats().downBytes, payload.length);
 });
 
+t.test('with a rate, a bulk transfer takes at least its size over the rate, intact', async (t) => {
+  const port = await echoServer(t);
+  const rate = 16 * 1024 * 1024;
+  const p = await startDelayProxy({
+    listenHost: '127.0.0.1',
+    targetHost: '127.0.0.1',
+    targetPort: port,
+    delayMs: 0,
+    rateBytesPerSecond: rate,
+  });
+  t.teardown(() => p.close());
+  const payload = randomBytes(4 * 1024 * 1024);
+  const c = connect(p.port, '127.0.0.1');
+  t.teardown(() => c.destroy());
+  const h = createHash('sha256');
+  let n = 0;
+  const started = performance.now();
+  c.on('data', (d: Buffer) => {
+    h.update(d);
+    n += d.length;
+    if (n === payload.length) c.end();
+  });
+  c.write(payload);
+  await once(c, 'close');
+  const s = (performance.now() - started) / 1000;
+  t.equal(h.digest('hex'), createHash('sha256').update(payload).digest('hex'), 'every byte, in order');
+  // Up and back down, each at the rate (they overlap): never faster than one way at the rate.
+  t.ok(s >= payload.length / rate - 0.01, `${s.toFixed(3)} s >= ${(payload.length / rate).toFixed(3)} s`);
+});
+
 t.test('a connection to a dead target is closed, the proxy keeps serving', async (t) => {
   const s = createServer();
   s.listen(0, '127.0.0.1');

@@ -3,6 +3,8 @@
  * round trip through it costs at least 2 x delay, while the throughput of a long transfer is kept
  * (chunks are pipelined, not sent one at a time). Used to emulate WAN latency where `tc netem` is absent.
  * Backpressure: a direction holding more than `highWaterBytes` in flight pauses its source.
+ * With `rateBytesPerSecond`, each direction of each connection is also a link of that rate: a chunk
+ * leaves once the chunks before it have been sent at that rate, then takes the delay.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -13,6 +15,8 @@ export interface DelayProxyOptions {
   targetPort: number;
   /** One-way delay per direction, ms. */
   delayMs: number;
+  /** Rate of each direction of each connection, bytes per second (default: unlimited). */
+  rateBytesPerSecond?: number;
   highWaterBytes?: number;
   /** Clock and timer injection for tests; defaults to the real ones. */
   now?: () => number;
@@ -38,8 +42,11 @@ export function delayedPipe(
   highWater: number,
   now: () => number,
   count: (n: number) => void,
+  rateBytesPerSecond?: number,
 ): void {
   const queue: Pending[] = [];
+  /** When the link has sent everything queued so far (ms, same clock as `now`). */
+  let linkFree = 0;
   let queued = 0;
   let timer: NodeJS.Timeout | undefined;
   let paused = false;
@@ -68,7 +75,8 @@ export function delayedPipe(
     timer = setTimeout(flush, Math.max(0, queue[0]!.due - now()));
   };
   src.on('data', (chunk: Buffer) => {
-    queue.push({ due: now() + delayMs, chunk });
+    linkFree = Math.max(now(), linkFree) + (rateBytesPerSecond ? (chunk.length * 1000) / rateBytesPerSecond : 0);
+    queue.push({ due: linkFree + delayMs, chunk });
     queued += chunk.length;
     // What dst has not sent yet counts too: a slow receiver must not make us buffer without bound.
     if (queued + dst.writableLength >= highWater && !paused) {
@@ -132,12 +140,28 @@ export function startDelayProxy(opts: DelayProxyOptions): Promise<DelayProxy> {
     upstream.on('error', kill);
     client.on('close', () => sockets.delete(client));
     upstream.on('close', () => sockets.delete(upstream));
-    delayedPipe(client, upstream, opts.delayMs, highWater, now, (n) => {
-      st.upBytes += n;
-    });
-    delayedPipe(upstream, client, opts.delayMs, highWater, now, (n) => {
-      st.downBytes += n;
-    });
+    delayedPipe(
+      client,
+      upstream,
+      opts.delayMs,
+      highWater,
+      now,
+      (n) => {
+        st.upBytes += n;
+      },
+      opts.rateBytesPerSecond,
+    );
+    delayedPipe(
+      upstream,
+      client,
+      opts.delayMs,
+      highWater,
+      now,
+      (n) => {
+        st.downBytes += n;
+      },
+      opts.rateBytesPerSecond,
+    );
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
