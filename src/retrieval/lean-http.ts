@@ -16,6 +16,8 @@ import { sourceKey } from './fair-share.js';
 export const MAX_HEAD_BYTES = 16_384;
 /** An idle keep-alive connection is closed after this (node:http's default keepAliveTimeout). */
 export const KEEP_ALIVE_MS = 5000;
+/** How long a closing connection is read (and dropped) for before it is destroyed. */
+const LINGER_MS = 2000;
 /** Bytes of later (pipelined) requests buffered while one is answered; beyond it reading pauses. */
 const PIPELINE_BYTES = 65_536;
 
@@ -225,6 +227,7 @@ class Connection implements LeanExchange {
       this.readEnded = true;
       if (this.state === State.Body)
         socket.destroy(); // the rest of the body will never come
+      else if (this.state === State.Closing) socket.destroySoon();
       else this.pump();
     });
     socket.on('error', () => undefined); // 'close' follows
@@ -254,8 +257,9 @@ class Connection implements LeanExchange {
       if (this.bodyAt === body.length) this.dispatch(body);
       return;
     }
+    if (this.state === State.Closing) return; // read and dropped (see closeSoon)
     this.pending = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    if (this.state === State.Busy || this.state === State.Closing) {
+    if (this.state === State.Busy) {
       if (this.pending.length > PIPELINE_BYTES && !this.paused) {
         this.paused = true;
         this.socket.pause();
@@ -380,12 +384,7 @@ class Connection implements LeanExchange {
     this.endExchange();
     if (this.socket.destroyed) return;
     this.head = undefined;
-    if (this.closeAfter) {
-      this.state = State.Closing;
-      this.deadline = Date.now() + 1000;
-      this.socket.destroySoon();
-      return;
-    }
+    if (this.closeAfter) return this.closeSoon();
     this.state = State.Idle;
     this.deadline = Date.now() + KEEP_ALIVE_MS;
     if (this.paused) {
@@ -395,10 +394,21 @@ class Connection implements LeanExchange {
     this.pump();
   }
 
+  /**
+   * Ends our side and reads (and drops) whatever the client still sends until it closes its side or
+   * LINGER_MS pass: closing with unread bytes would reset the connection, and a reset can discard
+   * the answers the client has not read yet (the pipelined responses before a refusal).
+   */
   private closeSoon(): void {
     this.state = State.Closing;
-    this.deadline = Date.now() + 1000;
-    this.socket.destroySoon();
+    this.pending = undefined;
+    this.deadline = Date.now() + LINGER_MS;
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    this.socket.end();
+    if (this.readEnded) this.socket.destroySoon();
   }
 
   /** Called by the sweep: acts on an expired deadline. */
@@ -412,8 +422,7 @@ class Connection implements LeanExchange {
       // Slow headers (slowloris): 408, as node:http answers, and the connection closes.
       this.closeAfter = true;
       this.send({ status: 408 }, false);
-      this.state = State.Closing;
-      this.deadline = now + 1000;
+      this.deadline = now + LINGER_MS;
     } else this.socket.destroy(); // idle keep-alive, or closing too slowly
   }
 }
