@@ -158,6 +158,8 @@ export interface LeanHandler {
   wantHeaders: boolean;
   uploadTimeoutMs: number;
   headersTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this (default KEEP_ALIVE_MS). */
+  keepAliveMs?: number;
   /**
    * A request head is in. Returns a refusal to send at once (404, 405, 411, 413, 400 for a short
    * body; the connection is closed after it), or undefined to read `head.contentLength` bytes of body.
@@ -214,6 +216,9 @@ class Connection implements LeanExchange {
   onEnd: (() => void) | undefined;
   readonly source: string;
   private readonly written = () => this.afterWrite();
+  private readonly keepAliveMs: number;
+  /** `Keep-Alive: timeout=N` (whole seconds, at least 1): clients stop reusing the connection before we close it. */
+  private readonly keepAliveHeader: string;
 
   constructor(
     readonly socket: Socket,
@@ -221,6 +226,8 @@ class Connection implements LeanExchange {
     conns: Set<Connection>,
   ) {
     this.source = sourceKey(socket.remoteAddress);
+    this.keepAliveMs = h.keepAliveMs ?? KEEP_ALIVE_MS;
+    this.keepAliveHeader = `Keep-Alive: timeout=${Math.max(1, Math.floor(this.keepAliveMs / 1000))}\r\n`;
     this.deadline = Date.now() + h.headersTimeoutMs;
     socket.on('data', (c: Buffer) => this.onData(c));
     socket.on('end', () => {
@@ -362,8 +369,8 @@ class Connection implements LeanExchange {
     text += close
       ? 'Connection: close\r\n\r\n'
       : this.head?.minor === 0
-        ? 'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n'
-        : 'Keep-Alive: timeout=5\r\n\r\n';
+        ? `Connection: keep-alive\r\n${this.keepAliveHeader}\r\n`
+        : `${this.keepAliveHeader}\r\n`;
     this.state = State.Busy;
     const s = this.socket;
     const parts = a.parts;
@@ -386,7 +393,7 @@ class Connection implements LeanExchange {
     this.head = undefined;
     if (this.closeAfter) return this.closeSoon();
     this.state = State.Idle;
-    this.deadline = Date.now() + KEEP_ALIVE_MS;
+    this.deadline = Date.now() + this.keepAliveMs;
     if (this.paused) {
       this.paused = false;
       this.socket.resume();
@@ -446,7 +453,8 @@ export function createLeanServer(h: LeanHandler, admit: (s: Socket) => boolean):
     if (s.destroyed || !admit(s)) return;
     conns.add(new Connection(s, h, conns));
   });
-  const every = Math.max(25, Math.min(1000, Math.floor(Math.min(h.uploadTimeoutMs, h.headersTimeoutMs) / 4)));
+  const shortest = Math.min(h.uploadTimeoutMs, h.headersTimeoutMs, h.keepAliveMs ?? KEEP_ALIVE_MS);
+  const every = Math.max(25, Math.min(1000, Math.floor(shortest / 4)));
   const sweep = setInterval(() => {
     if (conns.size === 0) return;
     const now = Date.now();

@@ -79,6 +79,8 @@ export interface RetrievalServerOptions {
    * answers either way; `handler` mounts in another node:http server whichever is chosen.
    */
   transport?: 'lean' | 'node';
+  /** The lean transport closes a keep-alive connection idle this long (default 5000 ms, as node:http). */
+  keepAliveTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -136,6 +138,8 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1)
     throw new RangeError(`maxConcurrent must be a positive integer, got ${maxConcurrent}`);
   if (!(uploadTimeoutMs > 0)) throw new RangeError(`uploadTimeoutMs must be positive, got ${uploadTimeoutMs}`);
+  if (opts.keepAliveTimeoutMs !== undefined && !(opts.keepAliveTimeoutMs > 0))
+    throw new RangeError(`keepAliveTimeoutMs must be positive, got ${opts.keepAliveTimeoutMs}`);
   if (![1, 2, 3].includes(cryptoAlgo))
     throw new RangeError(`cryptoAlgo must be 1, 2 or 3 (peers never get plaintext), got ${cryptoAlgo}`);
   const log = opts.logger ?? createLogger({ component: 'pccrr-server' });
@@ -317,6 +321,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     wantHeaders: opts.responseHeaders !== undefined,
     uploadTimeoutMs,
     headersTimeoutMs,
+    keepAliveMs: opts.keepAliveTimeoutMs,
     route(head: RequestHead): LeanAnswer | undefined {
       const status = refusal(
         head.method,

@@ -58,7 +58,11 @@ t.test('head parser: fields, header case, refusals', async (t) => {
   for (const [s, status] of refused) t.equal(parseRequestHead(s, false), status, JSON.stringify(s));
 });
 
-async function start(t: Test, transport: 'lean' | 'node', opts: { uploadTimeoutMs?: number } = {}) {
+async function start(
+  t: Test,
+  transport: 'lean' | 'node',
+  opts: { uploadTimeoutMs?: number; keepAliveTimeoutMs?: number } = {},
+) {
   const source = new MemorySource().add(A);
   const server = createRetrievalServer({ source, transport, logger: nullLogger, ...opts });
   const { port } = await server.listen();
@@ -251,6 +255,21 @@ t.test('slowloris: a head trickled in byte by byte is cut off by the header dead
   clearInterval(timer);
   t.ok(i < text.length, `closed after ${i} bytes, before the head could finish`);
   t.equal(finals(c.received())[0]?.status, 408, '408 Request Timeout, as node:http answers');
+});
+
+t.test('an idle keep-alive connection is closed by the server; so is one that never sends a byte', async (t) => {
+  const { port } = await start(t, 'lean', { uploadTimeoutMs: 400, keepAliveTimeoutMs: 200 });
+  const c = await open(t, port);
+  c.sock.write(request(0));
+  const [r] = finals(await c.until((b) => finals(b).length >= 1));
+  blockIn(t, r, 0);
+  t.match(r?.head, /\r\nKeep-Alive: timeout=1(\r\n|$)/, 'the timeout announced in whole seconds, at least 1');
+  await c.closed; // the test waits for the server to close it (no timed assertion)
+  t.equal(finals(c.received()).length, 1, 'closed after its one answer, nothing more sent');
+  const d = await open(t, port);
+  await d.closed;
+  t.equal(d.received().length, 0, 'a silent connection is closed without an answer');
+  t.throws(() => createRetrievalServer({ source: new MemorySource(), keepAliveTimeoutMs: 0 }), RangeError);
 });
 
 t.test('every refused request gets the status the node:http transport gives', async (t) => {
