@@ -8,10 +8,11 @@
  * in this process: their CPU per GiB received (exchange, decrypt, verify; no cache, no scheduler)
  * is printed too (--peers 1 --only 0 compares receiving code between builds).
  *   npm run build && node dist/bench/serve-crowd.js [--size 64] [--peers 4] [--alternations 2] [--profile DIR]
+ *     [--transport lean|node|both] (both: the lean server and node:http alternating)
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fork } from 'node:child_process';
@@ -34,6 +35,8 @@ const { values } = parseArgs({
     sealed: { type: 'string' },
     /** Write a CPU profile of the server child into this directory (node --cpu-prof). */
     profile: { type: 'string' },
+    /** The server's transport: lean, node, or both (alternating lean and node:http in each alternation). */
+    transport: { type: 'string', default: 'lean' },
   },
 });
 const BLOCK = V1_BLOCK_SIZE;
@@ -67,18 +70,22 @@ if (values.serve) {
     for (let i = 0; i * BLOCK < data.length; i++)
       await store.putBlock(meta.segmentId, i, data.subarray(i * BLOCK, (i + 1) * BLOCK));
   }
-  const server = createRetrievalServer({ source: store, sealedBudgetBytes: Number(values.sealed) });
+  const server = createRetrievalServer({
+    source: store,
+    sealedBudgetBytes: Number(values.sealed),
+    transport: values.transport === 'node' ? 'node' : 'lean',
+  });
   const { host, port } = await server.listen();
   process.send!({ peer: `${host}:${port}` });
   process.on('disconnect', () => void server.close().then(() => store.close?.()));
 } else {
   const peers = Number(values.peers);
   const segs = Array.from({ length: nSegs }, (_, s) => segment(s).meta);
-  const run = async (sealed: number) => {
+  const run = async (sealed: number, transport: string) => {
     const dir = await mkdtemp(join(tmpdir(), 'peerdist-bench-serve-'));
     const child = fork(
       fileURLToPath(import.meta.url),
-      ['--serve', dir, '--sealed', String(sealed), '--size', String(SIZE_MIB)],
+      ['--serve', dir, '--sealed', String(sealed), '--size', String(SIZE_MIB), '--transport', transport],
       {
         env: { ...process.env, PEERDIST_LOG: 'warn' },
         execArgv: values.profile ? [...process.execArgv, '--cpu-prof', '--cpu-prof-dir', values.profile] : undefined,
@@ -128,14 +135,15 @@ if (values.serve) {
     return { seconds, cpu, perGiB: cpu / gib, clientPerGiB: (own.user + own.system) / 1e6 / gib };
   };
   process.stdout.write(
-    `${peers} peers x ${SIZE_MIB} MiB (${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | sealed memory | server CPU s | CPU s per GiB served | peers' CPU s per GiB received | wall s |\n|---|---|---:|---:|---:|---:|\n`,
+    `${peers} peers x ${SIZE_MIB} MiB (${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | transport | sealed memory | server CPU s | CPU s per GiB served | peers' CPU s per GiB received | wall s | load |\n|---|---|---|---:|---:|---:|---:|---|\n`,
   );
   for (let k = 0; k < Number(values.alternations); k++) {
-    for (const sealed of values.only !== undefined ? [Number(values.only)] : [0, 16 * 1024 * 1024]) {
-      const r = await run(sealed);
-      process.stdout.write(
-        `| ${k + 1} | ${sealed ? '16 MiB' : 'off'} | ${r.cpu.toFixed(2)} | ${r.perGiB.toFixed(1)} | ${r.clientPerGiB.toFixed(1)} | ${r.seconds.toFixed(2)} |\n`,
-      );
-    }
+    for (const transport of values.transport === 'both' ? ['lean', 'node'] : [values.transport!])
+      for (const sealed of values.only !== undefined ? [Number(values.only)] : [0, 16 * 1024 * 1024]) {
+        const r = await run(sealed, transport);
+        process.stdout.write(
+          `| ${k + 1} | ${transport} | ${sealed ? '16 MiB' : 'off'} | ${r.cpu.toFixed(2)} | ${r.perGiB.toFixed(1)} | ${r.clientPerGiB.toFixed(1)} | ${r.seconds.toFixed(2)} | ${loadavg()[0]!.toFixed(1)} |\n`,
+        );
+      }
   }
 }

@@ -26,7 +26,7 @@ let to = p.samples.length - 1;
 if (lastDownload || lastServing) {
   const inWindow = lastDownload
     ? (cf) => cf.functionName === 'fetchFromPeer'
-    : (cf) => /dist\/src\/retrieval\/(server|block-responder)\.js$/.test(cf.url);
+    : (cf) => /dist\/src\/retrieval\/(server|lean-http|block-responder)\.js$/.test(cf.url);
   const under = new Map();
   const receiving = (id) => {
     if (!under.has(id)) {
@@ -68,7 +68,10 @@ const byFile = [
   [/^engine\/trace|^daemon\/traces/, 'traces for explain'],
   [/^util\/timers/, 'timers'],
   [/^util\/log/, 'logging'],
-  [/^retrieval\/server|^retrieval\/block-responder|^retrieval\/sealed|^retrieval\/rate/, 'serving (retrieval server)'],
+  [
+    /^retrieval\/server|^retrieval\/lean-http|^retrieval\/fair-share|^retrieval\/block-responder|^retrieval\/sealed|^retrieval\/rate/,
+    'serving (retrieval server)',
+  ],
   [/^engine\//, 'engine per-block glue (transfer, fetch, job)'],
   [/^cli\/|^daemon\/daemon|^daemon\/config/, 'start-up and daemon plumbing'],
 ];

@@ -14,7 +14,7 @@
  * segment: the oldest asker that only listed the segment goes first, one that fetched blocks of
  * it (GETBLKS of a held segment) last; answers name fetchers first, then the most recent.
  */
-import type { IncomingMessage } from 'node:http';
+import type { RetrievalRequestView } from '../retrieval/server.js';
 import { decodeRequest } from '../protocol/pccrr/codec.js';
 import { CROWD_HEADER, CROWD_REQUEST_VALUE, crowdAddress, formatCrowd } from '../protocol/pchc/crowd.js';
 import { clientKey } from './client-key.js';
@@ -128,9 +128,9 @@ function better(a: Asker, b: Asker): boolean {
 export function crowdHeaders(
   tracker: CrowdTracker,
   now: () => number = Date.now,
-): { hook: (req: IncomingMessage, body: Buffer) => Record<string, string> | undefined; answered: () => number } {
+): { hook: (req: RetrievalRequestView, body: Buffer) => Record<string, string> | undefined; answered: () => number } {
   let answered = 0;
-  const hook = (req: IncomingMessage, body: Buffer): Record<string, string> | undefined => {
+  const hook = (req: RetrievalRequestView, body: Buffer): Record<string, string> | undefined => {
     if (req.headers[CROWD_HEADER] !== CROWD_REQUEST_VALUE) return undefined;
     const from = crowdAddress(req.socket.remoteAddress ?? '');
     if (from === undefined) return undefined;

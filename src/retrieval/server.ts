@@ -1,17 +1,29 @@
 /**
- * MS-PCCRR block server over node:http. Routes only POST /116B50EB-ECE2-41ac-8429-9F9E963361B7/
- * (case-insensitive); protocol semantics live in responder.ts. See protocol/pccrr.md.
+ * MS-PCCRR block server. Routes only POST /116B50EB-ECE2-41ac-8429-9F9E963361B7/ (case-insensitive);
+ * protocol semantics live in block-responder.ts. listen() serves over the lean HTTP/1.1 server on
+ * `net` (lean-http.ts; issue 25) or node:http; `handler` mounts in another node:http server (the
+ * hosted cache). See protocol/pccrr.md.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { createLogger, type Logger } from '../util/log.js';
 import { MAX_REQUEST_SIZE, MIN_MESSAGE_SIZE, PCCRR_PATH } from '../protocol/pccrr/codec.js';
-import { respond, type BlockSource, type ServedAlgo } from './block-responder.js';
+import { respond, type BlockSource, type Reply, type ServedAlgo } from './block-responder.js';
+import {
+  createLeanServer,
+  type LeanAnswer,
+  type LeanExchange,
+  type LeanHandler,
+  type LeanServer,
+  type RequestHead,
+} from './lean-http.js';
 import { TokenBucket } from './rate-limit.js';
 import { ConnectionGuard, FairSlots, FairUploadQueue, sourceKey } from './fair-share.js';
 import { SealedBlocks, SEALED_BUDGET_BYTES } from './sealed-blocks.js';
 
 export type { BlockSource } from './block-responder.js';
+
+const PCCRR_PATH_LOWER = PCCRR_PATH.toLowerCase();
 
 export interface RetrievalServerOptions {
   source: BlockSource;
@@ -59,8 +71,24 @@ export interface RetrievalServerOptions {
    * `PeerDist-Crowd` answer, protocol/pchc.md). Called with the raw request body, which may be
    * malformed.
    */
-  responseHeaders?: (req: IncomingMessage, body: Buffer) => Record<string, string> | undefined;
+  responseHeaders?: (req: RetrievalRequestView, body: Buffer) => Record<string, string> | undefined;
+  /**
+   * What listen() serves with: 'lean' (default), the MS-PCCRR-only HTTP/1.1 server on `net`
+   * (lean-http.ts: no node:http objects per request), or 'node', node:http with `handler` (the
+   * transport before issue 25; kept for side-by-side measurements). The same guards, timeouts and
+   * answers either way; `handler` mounts in another node:http server whichever is chosen.
+   */
+  transport?: 'lean' | 'node';
+  /** The lean transport closes a keep-alive connection idle this long (default 5000 ms, as node:http). */
+  keepAliveTimeoutMs?: number;
   logger?: Logger;
+}
+
+/** What a responseHeaders hook sees of a request (an IncomingMessage is one). */
+export interface RetrievalRequestView {
+  /** Header names lowercased. */
+  headers: IncomingHttpHeaders;
+  socket: { remoteAddress?: string };
 }
 
 export interface RetrievalStats {
@@ -110,6 +138,8 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1)
     throw new RangeError(`maxConcurrent must be a positive integer, got ${maxConcurrent}`);
   if (!(uploadTimeoutMs > 0)) throw new RangeError(`uploadTimeoutMs must be positive, got ${uploadTimeoutMs}`);
+  if (opts.keepAliveTimeoutMs !== undefined && !(opts.keepAliveTimeoutMs > 0))
+    throw new RangeError(`keepAliveTimeoutMs must be positive, got ${opts.keepAliveTimeoutMs}`);
   if (![1, 2, 3].includes(cryptoAlgo))
     throw new RangeError(`cryptoAlgo must be 1, 2 or 3 (peers never get plaintext), got ${cryptoAlgo}`);
   const log = opts.logger ?? createLogger({ component: 'pccrr-server' });
@@ -146,8 +176,10 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   const uploads = bucket ? new FairUploadQueue(bucket, maxThrottleWaitMs, sleep) : undefined;
   // A block several peers ask for is read and encrypted once (issue 25, protocol/pccrr.md).
   const sealed = new SealedBlocks(opts.sealedBudgetBytes ?? SEALED_BUDGET_BYTES);
-  let server: Server | undefined;
+  let server: NetServer | undefined;
+  let leanServer: LeanServer | undefined;
   const sockets = new Set<Socket>();
+  const transport = opts.transport ?? 'lean';
 
   /** `body`: the response body in pieces (written in one tick: node corks them into one writev). */
   const finish = (res: ServerResponse, status: number, body?: { parts: Buffer[]; length: number }, close = false) => {
@@ -164,23 +196,73 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     }
   };
 
-  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+  /**
+   * What a request head is refused with before its body is read (both transports): 404 other paths
+   * (case-insensitive, query ignored), 405 other methods, 411 no Content-Length (chunked bodies),
+   * 413 over MAX_REQUEST_SIZE, 400 shorter than a message header. Undefined: read the body.
+   */
+  const refusal = (
+    method: string | undefined,
+    url: string,
+    length: string | number | undefined,
+  ): number | undefined => {
     st.requests++;
-    const path = (req.url ?? '').split('?')[0]!;
-    if (path.toLowerCase() !== PCCRR_PATH.toLowerCase()) return finish(res, 404, undefined, true);
-    if (req.method !== 'POST') {
-      res.setHeader('Allow', 'POST');
-      return finish(res, 405, undefined, true);
-    }
-    const lenHeader = req.headers['content-length'];
-    if (lenHeader === undefined || !/^\d+$/.test(lenHeader)) return finish(res, 411, undefined, true);
-    const length = Number(lenHeader);
-    if (length > MAX_REQUEST_SIZE) return finish(res, 413, undefined, true);
-    if (length < MIN_MESSAGE_SIZE) {
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    if (path.length !== PCCRR_PATH.length || path.toLowerCase() !== PCCRR_PATH_LOWER) return 404;
+    if (method !== 'POST') return 405;
+    if (length === undefined || (typeof length === 'string' && !/^\d+$/.test(length))) return 411;
+    const n = Number(length);
+    if (n > MAX_REQUEST_SIZE) return 413;
+    if (n < MIN_MESSAGE_SIZE) {
       st.malformed++;
-      return finish(res, 400, undefined, true);
+      return 400;
     }
+    return undefined;
+  };
 
+  /** The answer to one request body: MS-PCCRR (block-responder.ts), then the upload cap. */
+  const exchange = async (body: Buffer, source: string, busy: boolean, gone: () => boolean): Promise<Reply> => {
+    const why = opts.notServing?.();
+    if (why !== undefined) st.notServing++;
+    const r = await respond(body, { source: opts.source, cryptoAlgo, busy: busy || why !== undefined, sealed });
+    if (!uploads || !r.ok || r.outcome !== 'served') return r;
+    // The upload cap, shared fairly between sources: wait our turn, or say busy when our
+    // source's fair wait is too long (the peer backs off).
+    const waited = await uploads.wait(source, r.length, gone);
+    if (waited === undefined) {
+      st.busyRateLimited++;
+      return respond(body, { source: opts.source, cryptoAlgo, busy: true });
+    }
+    if (waited > 0) {
+      st.throttled++;
+      st.throttledMs += waited;
+    }
+    return r;
+  };
+
+  /** Counts a reply that is about to be sent; its HTTP status (400: not a valid request). */
+  const settle = (r: Reply): 200 | 400 => {
+    if (!r.ok) {
+      st.malformed++;
+      log.debug('malformed request', { field: r.error.field, error: r.error });
+      return 400;
+    }
+    if (r.outcome === 'served') {
+      st.blocksServed++;
+      st.bytesServed += r.blockBytes;
+    } else if (r.outcome === 'missing') st.blocksMissing++;
+    else if (r.outcome === 'busy') st.busy++;
+    return 200;
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const refused = refusal(req.method, req.url ?? '', req.headers['content-length']);
+    if (refused !== undefined) {
+      if (refused === 405) res.setHeader('Allow', 'POST');
+      return finish(res, refused, undefined, true);
+    }
+    const length = Number(req.headers['content-length']);
     const source = sourceKey(req.socket.remoteAddress);
     const slot = slots.take(source);
     const busy = slot.over;
@@ -193,10 +275,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     };
     // Upload timer: the whole exchange (receiving, reading the block, sending) must finish in time.
     const timer = setTimeout(() => {
-      log.warn('upload timer expired, cutting off client', {
-        remote: req.socket.remoteAddress,
-        timeoutMs: uploadTimeoutMs,
-      });
+      timedOut(req.socket.remoteAddress);
       release();
       req.socket.destroy();
     }, uploadTimeoutMs);
@@ -217,39 +296,13 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
       if (done) return;
       const body = Buffer.concat(chunks, received);
       const extra = opts.responseHeaders?.(req, body);
-      const why = opts.notServing?.();
-      if (why !== undefined) st.notServing++;
-      const answer = async () => {
-        const r = await respond(body, { source: opts.source, cryptoAlgo, busy: busy || why !== undefined, sealed });
-        if (!uploads || !r.ok || r.outcome !== 'served') return r;
-        // The upload cap, shared fairly between sources: wait our turn, or say busy when our
-        // source's fair wait is too long (the peer backs off).
-        const waited = await uploads.wait(source, r.length, () => done || res.destroyed);
-        if (waited === undefined) {
-          st.busyRateLimited++;
-          return respond(body, { source: opts.source, cryptoAlgo, busy: true });
-        }
-        if (waited > 0) {
-          st.throttled++;
-          st.throttledMs += waited;
-        }
-        return r;
-      };
-      answer().then(
+      exchange(body, source, busy, () => done || res.destroyed).then(
         (r) => {
           if (done || res.destroyed) return;
-          if (!r.ok) {
-            st.malformed++;
-            log.debug('malformed request', { field: r.error.field, error: r.error });
-            return finish(res, 400, undefined, true);
-          }
-          if (r.outcome === 'served') {
-            st.blocksServed++;
-            st.bytesServed += r.blockBytes;
-          } else if (r.outcome === 'missing') st.blocksMissing++;
-          else if (r.outcome === 'busy') st.busy++;
+          const status = settle(r);
+          if (!r.ok) return finish(res, status, undefined, true);
           if (extra) for (const [k, v] of Object.entries(extra)) res.setHeader(k, v);
-          finish(res, 200, r);
+          finish(res, status, r);
         },
         (e: unknown) => {
           log.error('block source failed', { error: e });
@@ -257,6 +310,47 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         },
       );
     });
+  };
+
+  const timedOut = (remote: string | undefined) =>
+    log.warn('upload timer expired, cutting off client', { remote, timeoutMs: uploadTimeoutMs });
+  const headersTimeoutMs = Math.min(uploadTimeoutMs, 60_000);
+
+  /** The lean transport's view of the same server (lean-http.ts). */
+  const lean: LeanHandler = {
+    wantHeaders: opts.responseHeaders !== undefined,
+    uploadTimeoutMs,
+    headersTimeoutMs,
+    keepAliveMs: opts.keepAliveTimeoutMs,
+    route(head: RequestHead): LeanAnswer | undefined {
+      const status = refusal(
+        head.method,
+        head.target,
+        head.transferEncoding || head.contentLength < 0 ? undefined : head.contentLength,
+      );
+      if (status === undefined) return undefined;
+      return { status, close: true, extraLines: status === 405 ? 'Allow: POST\r\n' : undefined };
+    },
+    async answer(body: Buffer, head: RequestHead, ex: LeanExchange): Promise<LeanAnswer | undefined> {
+      const slot = slots.take(ex.source);
+      ex.onEnd = slot.release;
+      const extra = opts.responseHeaders?.({ headers: head.headers ?? {}, socket: ex.socket }, body);
+      let r: Reply;
+      try {
+        r = await exchange(body, ex.source, slot.over, ex.gone);
+      } catch (e) {
+        log.error('block source failed', { error: e });
+        return { status: 500, close: true };
+      }
+      if (ex.gone()) return undefined;
+      const status = settle(r);
+      if (!r.ok) return { status, close: true };
+      return { status, parts: r.parts, length: r.length, headers: extra };
+    },
+    timedOut,
+    responded(status: number) {
+      st.byStatus[status] = (st.byStatus[status] ?? 0) + 1;
+    },
   };
 
   return {
@@ -275,27 +369,34 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     },
     listen: () =>
       new Promise((resolve, reject) => {
-        // Bound slow request headers too (the upload timer starts once the headers are in).
-        const srv = createServer(
-          {
-            headersTimeout: Math.min(uploadTimeoutMs, 60_000),
-            requestTimeout: uploadTimeoutMs + 1000,
-            connectionsCheckingInterval: Math.min(1000, uploadTimeoutMs),
-          },
-          handler,
-        );
-        guard.attach(srv);
-        srv.on('connection', (s) => {
-          if (s.destroyed) return;
-          sockets.add(s);
-          s.on('close', () => sockets.delete(s));
-        });
+        let srv: NetServer;
+        if (transport === 'lean') {
+          leanServer = createLeanServer(lean, (s) => guard.admit(s));
+          srv = leanServer.server;
+        } else {
+          // Bound slow request headers too (the upload timer starts once the headers are in).
+          const hs = createServer(
+            {
+              headersTimeout: headersTimeoutMs,
+              requestTimeout: uploadTimeoutMs + 1000,
+              connectionsCheckingInterval: Math.min(1000, uploadTimeoutMs),
+            },
+            handler,
+          );
+          guard.attach(hs);
+          hs.on('connection', (s) => {
+            if (s.destroyed) return;
+            sockets.add(s);
+            s.on('close', () => sockets.delete(s));
+          });
+          srv = hs;
+        }
         srv.once('error', reject);
         srv.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
           srv.off('error', reject);
           server = srv;
           const a = srv.address() as AddressInfo;
-          log.info('PCCRR server listening', { host: a.address, port: a.port });
+          log.info('PCCRR server listening', { host: a.address, port: a.port, transport });
           resolve({ host: a.address, port: a.port });
         });
       }),
@@ -307,6 +408,8 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         uploads?.close();
         srv.close(() => resolve());
         for (const s of sockets) s.destroy();
+        leanServer?.destroyAll();
+        leanServer = undefined;
         sealed.clear();
       }),
   };

@@ -7,7 +7,7 @@ import t from 'tap';
 import { allTargets } from '../../testkit/fuzz/targets.js';
 import { HANG_MS, loadCrashers, runTarget } from '../../testkit/fuzz/run.js';
 
-const CASES: Record<string, number> = { 'pccrr-server': 600 };
+const CASES: Record<string, number> = { 'pccrr-server': 600, 'pccrr-framing': 300 };
 const DEFAULT_CASES = 2500;
 const SEED = Number(process.env.PEERDIST_FUZZ_SEED ?? 20261125);
 

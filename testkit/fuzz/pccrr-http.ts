@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { blockRange } from '../../src/protocol/pccrc/types.js';
-import { decodeResponse, encodeResponse, PCCRR_PATH } from '../../src/protocol/pccrr/codec.js';
+import { decodeResponse, encodeRequest, encodeResponse, PCCRR_PATH } from '../../src/protocol/pccrr/codec.js';
 import { encryptBlock } from '../../src/protocol/pccrr/crypto.js';
 import { PeerError, RetrievalClient } from '../../src/retrieval/client.js';
 import { createRetrievalServer, type RetrievalServer } from '../../src/retrieval/server.js';
@@ -240,6 +240,189 @@ export function pccrrClientTarget(): FuzzTarget {
         if (e instanceof PeerError) return 'rejected';
         throw e;
       }
+    },
+  };
+}
+
+/** Splits a raw response stream into HTTP/1.1 responses; throws FuzzFailure on anything malformed. */
+function splitHttpResponses(buf: Buffer): Array<{ status: number; head: string; body: Buffer }> {
+  const out: Array<{ status: number; head: string; body: Buffer }> = [];
+  let at = 0;
+  while (at < buf.length) {
+    const end = buf.indexOf('\r\n\r\n', at);
+    if (end < 0) throw new FuzzFailure(`a truncated response head: ${buf.subarray(at, at + 60).toString('latin1')}`);
+    const head = buf.subarray(at, end).toString('latin1');
+    const m = /^HTTP\/1\.1 (\d{3}) [^\r\n]+/.exec(head);
+    if (!m) throw new FuzzFailure(`not an HTTP/1.1 status line: ${head.slice(0, 60)}`);
+    const status = Number(m[1]);
+    const len = /\r\ncontent-length: *(\d+)/i.exec(head);
+    if (status === 100) {
+      if (len) throw new FuzzFailure('100 Continue with a body');
+      at = end + 4;
+      continue;
+    }
+    if (!len) throw new FuzzFailure(`HTTP ${status} without Content-Length`);
+    const n = Number(len[1]);
+    if (end + 4 + n > buf.length) throw new FuzzFailure(`HTTP ${status}: body cut short`);
+    out.push({ status, head, body: buf.subarray(end + 4, end + 4 + n) });
+    at = end + 4 + n;
+  }
+  return out;
+}
+
+/**
+ * The retrieval server's HTTP/1.1 framing (lean-http.ts, issue 25): a connection carries one to
+ * five pipelined pieces (valid requests in several spellings, mutated ones, chunked bodies,
+ * `Expect`, huge heads, garbage), written whole, in random slices or byte by byte, then half-closed.
+ * Input byte 0: bit 0 = the first piece is an untouched valid request (its answer must be a 200
+ * with a block), bits 1-2 = how the bytes are sliced. The server must answer with well-formed
+ * responses only (every one with a Content-Length), never plaintext, and close the connection by
+ * itself once the client's side is closed; and it must answer a fresh connection afterwards.
+ */
+export function pccrrFramingTarget(): FuzzTarget {
+  const mem = memorySource(new Rng(0x71));
+  const seeds = responderSeeds(mem.segmentId);
+  const good = encodeRequest({ type: 'GETBLKS', segmentId: mem.segmentId, ranges: [[1, 1]] });
+  let server: RetrievalServer | undefined;
+  let port = 0;
+  const head = (len: number, extra = '', path = PCCRR_PATH, version = '1.1') =>
+    `POST ${path} HTTP/${version}\r\nHost: 127.0.0.1\r\n${extra}Content-Length: ${len}\r\n\r\n`;
+  const valid = () => Buffer.concat([Buffer.from(head(good.length), 'latin1'), good]);
+  const exchange = async (input: Buffer, slicing: number, rng: Rng) => {
+    const sock = connect({ host: '127.0.0.1', port });
+    sock.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', reject);
+    });
+    const chunks: Buffer[] = [];
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    const closed = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 4000);
+      sock.once('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    if (slicing === 0) sock.write(input);
+    else {
+      let at = 0;
+      for (let k = 0; at < input.length && !sock.destroyed; k++) {
+        const n = k >= 60 ? input.length - at : slicing === 1 ? 1 : rng.range(1, 700);
+        sock.write(input.subarray(at, at + n));
+        at += n;
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    if (!sock.destroyed) sock.end();
+    const ok = await closed;
+    sock.destroy();
+    if (!ok) throw new FuzzFailure('the server kept a half-closed connection open');
+    return Buffer.concat(chunks);
+  };
+  return {
+    name: 'pccrr-framing',
+    async setup() {
+      server = createRetrievalServer({
+        source: mem.source,
+        host: '127.0.0.1',
+        port: 0,
+        uploadTimeoutMs: 2000,
+        logger: nullLogger,
+      });
+      port = (await server.listen()).port;
+    },
+    async teardown() {
+      await server?.close();
+    },
+    generate(rng) {
+      const pieces: Buffer[] = [];
+      const firstValid = rng.bool(0.5);
+      if (firstValid) pieces.push(valid());
+      const n = rng.range(firstValid ? 0 : 1, 4);
+      for (let k = 0; k < n; k++) {
+        const body = rng.bool(0.5) ? good : fromSeeds(rng, seeds, 16);
+        switch (rng.int(9)) {
+          case 0:
+            pieces.push(valid());
+            break;
+          case 1: // header names in other cases, extra headers, keep-alive
+            pieces.push(
+              Buffer.concat([
+                Buffer.from(
+                  `POST ${PCCRR_PATH} HTTP/1.1\r\nhost: x\r\nCONTENT-LENGTH: ${body.length}\r\nConnection: Keep-Alive\r\nX-Other:  y \r\n\r\n`,
+                  'latin1',
+                ),
+                body,
+              ]),
+            );
+            break;
+          case 2: // Expect: 100-continue, or an expectation we do not meet
+            pieces.push(
+              Buffer.concat([
+                Buffer.from(head(body.length, `Expect: ${rng.bool(0.7) ? '100-continue' : 'teapot'}\r\n`), 'latin1'),
+                body,
+              ]),
+            );
+            break;
+          case 3: {
+            // a chunked body (411), sometimes with a Content-Length as well (400)
+            const cl = rng.bool(0.3) ? `Content-Length: ${body.length}\r\n` : '';
+            const h = `POST ${PCCRR_PATH} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n${cl}\r\n`;
+            pieces.push(
+              Buffer.from(`${h}${body.length.toString(16)}\r\n${body.toString('latin1')}\r\n0\r\n\r\n`, 'latin1'),
+            );
+            break;
+          }
+          case 4: // a huge head
+            pieces.push(Buffer.from(head(body.length, `X-Big: ${'a'.repeat(rng.range(8000, 20000))}\r\n`), 'latin1'));
+            break;
+          case 5:
+            pieces.push(rng.bytes(rng.range(1, 300)));
+            break;
+          case 6: // HTTP/1.0 (the connection closes after the answer)
+            pieces.push(Buffer.concat([Buffer.from(head(body.length, '', PCCRR_PATH, '1.0'), 'latin1'), body]));
+            break;
+          case 7: // a body shorter than announced (the connection ends first)
+            pieces.push(Buffer.concat([Buffer.from(head(body.length + rng.range(1, 50)), 'latin1'), body]));
+            break;
+          default:
+            pieces.push(mutate(rng, Buffer.concat([Buffer.from(head(body.length), 'latin1'), body]), { rounds: 1 }));
+        }
+      }
+      const flags = (firstValid ? 1 : 0) | (rng.int(3) << 1);
+      return Buffer.concat([Buffer.from([flags]), ...pieces]);
+    },
+    async run(input) {
+      if (input.length < 2) return 'rejected';
+      const flags = input[0]!;
+      const rng = new Rng(input.length * 2654435761 + input[input.length - 1]!);
+      const responses = splitHttpResponses(await exchange(input.subarray(1), (flags >> 1) % 3, rng));
+      let served = 0;
+      for (const r of responses) {
+        if (r.status >= 500) throw new FuzzFailure(`HTTP ${r.status}`);
+        if (r.status !== 200) {
+          if (r.body.length !== 0) throw new FuzzFailure(`HTTP ${r.status} with a body`);
+          continue;
+        }
+        const m = decodeResponse(r.body);
+        if (m.type === 'BLK' && m.block.length > 0) {
+          if (m.cryptoAlgo === 0) throw new FuzzFailure('plaintext block over HTTP');
+          served++;
+        }
+      }
+      if (flags & 1) {
+        const first = responses[0];
+        if (first?.status !== 200) throw new FuzzFailure(`a valid first request got ${first?.status ?? 'nothing'}`);
+        const m = decodeResponse(first!.body);
+        if (m.type !== 'BLK' || m.blockIndex !== 1 || m.block.length === 0)
+          throw new FuzzFailure('a valid first request was not answered with its block');
+      }
+      // The server still serves a fresh connection.
+      const after = splitHttpResponses(await exchange(valid(), 0, rng));
+      if (after.length !== 1 || after[0]!.status !== 200)
+        throw new FuzzFailure('a fresh request after the case failed');
+      return served > 0 ? 'accepted' : 'rejected';
     },
   };
 }

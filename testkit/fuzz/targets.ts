@@ -8,7 +8,7 @@
  */
 import { contentInfoTarget } from './contentinfo.js';
 import { pccrrCodecTarget, pccrrResponderTarget } from './pccrr.js';
-import { pccrrClientTarget, pccrrServerTarget } from './pccrr-http.js';
+import { pccrrClientTarget, pccrrFramingTarget, pccrrServerTarget } from './pccrr-http.js';
 import { pccrdCodecTarget, pccrdProberTarget, pccrdResponderTarget } from './pccrd.js';
 import { pchcCodecTarget, pchcCrowdTarget, pchcOffersTarget } from './pchc.js';
 import type { FuzzTarget } from './common.js';
@@ -20,6 +20,7 @@ export {
   pccrrResponderTarget,
   pccrrClientTarget,
   pccrrServerTarget,
+  pccrrFramingTarget,
   pccrdCodecTarget,
   pccrdProberTarget,
   pccrdResponderTarget,
@@ -35,6 +36,7 @@ export function allTargets(): FuzzTarget[] {
     pccrrCodecTarget(),
     pccrrResponderTarget(),
     pccrrServerTarget(),
+    pccrrFramingTarget(),
     pccrrClientTarget(),
     pccrdCodecTarget(),
     pccrdResponderTarget(),
