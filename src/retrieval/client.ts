@@ -679,6 +679,7 @@ class Exchange implements Dispatcher.DispatchHandler, WireHandler {
   /** Set when requestTimeoutMs cut it off. */
   timedOut = false;
   private done = false;
+  private failed = false;
   abortFn: ((err: Error) => void) | undefined;
   /** The net transport's idle timer (peer-wire.ts), run by the client's sweeper. */
   progressAt = 0;
@@ -712,6 +713,10 @@ class Exchange implements Dispatcher.DispatchHandler, WireHandler {
     return this.done;
   }
 
+  get failedYet(): boolean {
+    return this.failed;
+  }
+
   /** No progress within idleMs (connect, headers or between body reads). */
   stalled(): void {
     if (this.done) return;
@@ -734,6 +739,7 @@ class Exchange implements Dispatcher.DispatchHandler, WireHandler {
   private fail(err: PeerError): void {
     if (this.done) return;
     this.done = true;
+    this.failed = true;
     this.buf = undefined;
     this.chunks = undefined;
     this.client.settled(this, err);
@@ -859,6 +865,9 @@ function failure(
   if (timedOut)
     return new PeerError('PEER_TIMEOUT', peer, `no complete response within ${requestTimeoutMs} ms`, { cause: e });
   const code = (e as { code?: string }).code ?? '';
+  // The net transport's verdict on a malformed HTTP answer (peer-wire.ts).
+  if (code === 'BAD_RESPONSE' || code === 'HEAD_TOO_LARGE')
+    return new PeerError('PEER_PROTOCOL', peer, `bad HTTP answer: ${(e as Error).message}`, { cause: e });
   if (/TIMEOUT/.test(code))
     return new PeerError('PEER_TIMEOUT', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
   return new PeerError('PEER_UNREACHABLE', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });

@@ -21,8 +21,9 @@ export interface WireHandler {
   idleMs: number;
   /** Why idleMs runs: 'connect' or 'headers' or 'body' (the error code of a cut-off). */
   idleWhat: string;
-  /** Whether the exchange has settled. */
+  /** Whether the exchange has settled; and whether it failed. */
   readonly settledYet: boolean;
+  readonly failedYet: boolean;
   /** Response head: status and raw [name, value, ...] of the headers the client reads. False: failed. */
   onHeaders(statusCode: number, rawHeaders: string[], resume: () => void): boolean;
   /** Where the next body bytes go (declared length), or undefined (chunks are handed to onData). */
@@ -198,7 +199,9 @@ class Link {
   gone(c: Conn): void {
     this.conns.delete(c);
     if (this.conns.size === 0 && this.qHead === this.queue.length) this.wire.forget(this);
-    else this.pump();
+    // Later in this task: an abort that stops several requests at once (the caller's signal) takes
+    // the queued ones out first, rather than opening a connection for each in turn.
+    else if (this.qHead < this.queue.length) queueMicrotask(() => this.pump());
   }
 
   destroy(): void {
@@ -521,11 +524,15 @@ class Conn {
   /** The whole answer is read: the exchange completes, the connection is free again. */
   private finish(): void {
     const p = this.current!;
+    const drained = this.phase === Phase.Drain;
     this.current = undefined;
     this.phase = Phase.Idle;
     this.uses++;
     if (!this.keepAlive) this.dead = true;
     if (!p.h.settledYet) p.h.onComplete();
+    // An answer that did not make sense (a lying Content-Length, say) may have more bytes coming
+    // that would be read as the next answer: the connection is not used again.
+    if (p.h.failedYet && !drained) this.dead = true;
     if (this.dead) this.destroy();
   }
 
