@@ -6,7 +6,8 @@
  * system, process.cpuUsage, all threads) per GiB received. The client transports ('net', the
  * client's own; 'undici', the one before) alternate in one invocation, so they share the load.
  *   npm run build && node dist/bench/pccrr-client.js [--size 32] [--version 2] [--repeat 4]
- *     [--alternations 3] [--inflight 16] [--transports net,undici]
+ *     [--alternations 3] [--inflight 16] [--transports net,undici,crypto]
+ * ('crypto' is no exchange: decrypt and hash check of the same blocks in a loop, the floor.)
  */
 import { fork } from 'node:child_process';
 import { loadavg } from 'node:os';
@@ -22,6 +23,7 @@ import {
 } from '../src/protocol/pccrc/types.js';
 import { createRetrievalServer, type BlockSource } from '../src/retrieval/server.js';
 import { RetrievalClient } from '../src/retrieval/client.js';
+import { decryptBlock, encryptBlock } from '../src/protocol/pccrr/crypto.js';
 
 const { values } = parseArgs({
   options: {
@@ -91,7 +93,26 @@ if (values.serve) {
   const peer = await new Promise<string>((r) => child.once('message', (m: { peer: string }) => r(m.peer)));
   const repeat = Number(values.repeat);
   const inflight = Number(values.inflight);
-  const run = async (transport: 'net' | 'undici') => {
+  /** 'crypto': no exchange at all, the decrypt and hash check of the same blocks (the floor). */
+  const sealed = new Map<number, { cipher: Buffer; iv: Buffer }>();
+  const floor = () => {
+    if (sealed.size === 0) jobs.forEach(([g, i], k) => sealed.set(k, encryptBlock(3, g.kp, block(g, i))));
+    let bytes = 0;
+    const t0 = performance.now();
+    const u0 = process.cpuUsage();
+    for (let k = 0; k < jobs.length * repeat; k++) {
+      const [g, i] = jobs[k % jobs.length]!;
+      const { cipher, iv } = sealed.get(k % jobs.length)!;
+      const plain = decryptBlock(3, g.kp, cipher, iv, block(g, i).length);
+      if (!verifyBlock(version, g, i, plain)) throw new Error('bad block');
+      bytes += plain.length;
+    }
+    const u = process.cpuUsage(u0);
+    const cpu = (u.user + u.system) / 1e6;
+    return { cpu, perGiB: cpu / (bytes / 2 ** 30), mbs: bytes / 1e6 / ((performance.now() - t0) / 1000) };
+  };
+  const run = async (transport: 'net' | 'undici' | 'crypto') => {
+    if (transport === 'crypto') return floor();
     const c = new RetrievalClient({
       transport,
       connections: Number(values.connections),
@@ -125,7 +146,7 @@ if (values.serve) {
     const cpu = (u.user + u.system) / 1e6;
     return { cpu, perGiB: cpu / (bytes / 2 ** 30), mbs: bytes / 1e6 / s };
   };
-  const transports = values.transports!.split(',') as Array<'net' | 'undici'>;
+  const transports = values.transports!.split(',') as Array<'net' | 'undici' | 'crypto'>;
   console.log(
     `v${version}, ${jobs.length} blocks (${info.segments.length} segments) x ${repeat}, ${inflight} in flight, ${values.connections} connections`,
   );

@@ -371,29 +371,33 @@ export class RetrievalClient {
     return { min: msg.min, max: msg.max };
   }
 
-  /** @internal A buffer for a response body of `n` bytes (a recycled one when there is one). */
+  /**
+   * @internal A buffer for a response body of `n` bytes: a view into a recycled buffer of the
+   * next power of two (v2 blocks differ in length), or a new one.
+   */
   bodyBuffer(n: number): Buffer {
-    const list = this.bodies.get(n);
-    const b = list?.pop();
+    if (n < MIN_RECYCLED) return Buffer.allocUnsafe(n);
+    const cap = 2 ** Math.ceil(Math.log2(n));
+    const b = this.bodies.get(cap)?.pop();
     if (b) {
-      this.bodyBytes -= n;
-      return b;
+      this.bodyBytes -= cap;
+      return b.subarray(0, n);
     }
-    return Buffer.allocUnsafe(n);
+    return Buffer.allocUnsafeSlow(cap).subarray(0, n);
   }
 
-  /** Keeps a body buffer nobody refers to any more for the next exchange of its length. */
-  private recycle(b: Buffer): void {
-    if (b.byteOffset !== 0 || b.length !== b.buffer.byteLength || b.length < 4096) return;
-    if (this.bodyBytes + b.length > MAX_RECYCLED_BYTES) return;
-    let list = this.bodies.get(b.length);
+  /** Keeps a body buffer nobody refers to any more for the next exchange (bounded bytes). */
+  private recycle(view: Buffer): void {
+    const cap = view.buffer.byteLength;
+    if (view.length < MIN_RECYCLED || view.byteOffset !== 0 || cap !== 2 ** Math.ceil(Math.log2(view.length))) return;
+    if (this.bodyBytes + cap > MAX_RECYCLED_BYTES) return;
+    let list = this.bodies.get(cap);
     if (!list) {
-      if (this.bodies.size >= 8) return;
       list = [];
-      this.bodies.set(b.length, list);
+      this.bodies.set(cap, list);
     }
-    list.push(b);
-    this.bodyBytes += b.length;
+    list.push(Buffer.from(view.buffer, 0, cap));
+    this.bodyBytes += cap;
   }
 
   async close(): Promise<void> {
@@ -668,6 +672,8 @@ interface Answer {
 
 /** At most this many bytes of finished response bodies are kept for reuse (per client). */
 const MAX_RECYCLED_BYTES = 8 * 1024 * 1024;
+/** Smaller bodies come from node's shared pool (not recycled). */
+const MIN_RECYCLED = 8192;
 
 /**
  * One MS-PCCRR exchange: undici's (legacy) dispatch handler, the sweeper's record and the abort
