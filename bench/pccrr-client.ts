@@ -96,7 +96,11 @@ if (values.serve) {
   /** 'crypto': no exchange at all, the decrypt and hash check of the same blocks (the floor). */
   const sealed = new Map<number, { cipher: Buffer; iv: Buffer }>();
   const floor = () => {
-    if (sealed.size === 0) jobs.forEach(([g, i], k) => sealed.set(k, encryptBlock(3, g.kp, block(g, i))));
+    if (sealed.size === 0)
+      for (let k = 0; k < jobs.length; k++) {
+        const [g, i] = jobs[k]!;
+        sealed.set(k, encryptBlock(3, g.kp, block(g, i)));
+      }
     let bytes = 0;
     const t0 = performance.now();
     const u0 = process.cpuUsage();

@@ -131,7 +131,10 @@ t.test('request bytes on the wire; answers in one write and byte by byte; keep-a
     if (!dribble) return void c.sock.write(out);
     let i = 0;
     const step = () => {
-      if (i < out.length) c.sock.write(out.subarray(i, (i += 7)), () => setImmediate(step));
+      if (i >= out.length) return;
+      const piece = out.subarray(i, i + 7);
+      i += 7;
+      c.sock.write(piece, () => setImmediate(step));
     };
     step();
   });
