@@ -57,7 +57,10 @@ if (lastDownload || lastServing) {
 const t = new Map();
 for (let i = from; i <= to; i++) t.set(p.samples[i], (t.get(p.samples[i]) ?? 0) + (dt[i + 1] ?? 0));
 const byFile = [
-  [/^retrieval\/client|^protocol\/pccrr\/codec|^protocol\/wire/, 'MS-PCCRR exchange (client, codec, undici)'],
+  [
+    /^retrieval\/(client|peer-wire)|^protocol\/pccrr\/codec|^protocol\/wire/,
+    'MS-PCCRR exchange (client, codec, undici)',
+  ],
   [/^protocol\/pccrr\/crypto/, 'AES (decrypt / encrypt)'],
   [/^protocol\/pccrc\/types|checkBlock|verify/, 'SHA hash check'],
   [/^cache\//, 'cache write / read and index (segment files, LevelDB)'],

@@ -26,6 +26,7 @@ import { decryptBlock, decryptWholeSecret } from '../protocol/pccrr/crypto.js';
 import { normalizeRanges } from '../protocol/pccrr/ranges.js';
 import { PeerError, RetrievalParseError } from '../protocol/pccrr/errors.js';
 import { CROWD_HEADER, CROWD_REQUEST_VALUE, parseCrowd } from '../protocol/pchc/crowd.js';
+import { PeerWire, type WireHandler } from './peer-wire.js';
 
 export { PeerError } from '../protocol/pccrr/errors.js';
 export type { PeerErrorCode } from '../protocol/pccrr/errors.js';
@@ -66,6 +67,12 @@ export interface RetrievalClientOptions {
     | false
     | { firstByteTimeoutMs?: number; answerWithinMs?: number; quarantineMs?: number; maxQuarantineMs?: number };
   now?: () => number;
+  /**
+   * How requests reach peers: 'net' (default), the client's own HTTP/1.1 transport (peer-wire.ts:
+   * keep-alive connections, the body read straight into one buffer), or 'undici' (a Pool per peer,
+   * as before issue 25's redesign; kept to compare the two).
+   */
+  transport?: 'net' | 'undici';
 }
 
 /** What the client remembers about a peer address (bounded: oldest entries are forgotten). */
@@ -122,6 +129,12 @@ export interface RetrievalClientStats {
 
 export class RetrievalClient {
   private readonly pools = new Map<string, Pool>();
+  private readonly wire: PeerWire | undefined;
+  private readonly addresses = new Map<string, { hostname: string; port: number }>();
+  /** Response bodies of a finished exchange, by length, for the next exchange (bounded bytes). */
+  private readonly bodies = new Map<number, Buffer[]>();
+  private bodyBytes = 0;
+  private sweepMs = SWEEP_MS;
   private readonly requestTimeoutMs: number;
   private readonly firstByteTimeoutMs: number;
   private readonly connections: number;
@@ -149,16 +162,42 @@ export class RetrievalClient {
     this.now = opts.now ?? Date.now;
     if (opts.probation !== false) {
       const p = opts.probation ?? {};
+      // A LAN peer answers in milliseconds; a loaded one may take a while, a tarpit never does.
+      const firstByteTimeoutMs = Math.min(p.firstByteTimeoutMs ?? 1500, this.firstByteTimeoutMs);
       this.probation = {
-        // A LAN peer answers in milliseconds; a loaded one may take a while, a tarpit never does.
-        firstByteTimeoutMs: Math.min(p.firstByteTimeoutMs ?? 1500, this.firstByteTimeoutMs),
-        // Ends by undici's headers timer well before the request timer: an aborted request makes the
-        // undici pool open a new connection to the address (measured), a headers timeout does not.
-        answerWithinMs: Math.min(p.answerWithinMs ?? 3000, Math.max(1, this.requestTimeoutMs - 1500)),
+        firstByteTimeoutMs,
+        // Ends by the headers timer well before the request timer (with undici: an aborted request
+        // makes the pool open a new connection to the address, a headers timeout does not), and
+        // never before the short timer it follows (a short requestTimeoutMs made it 1 ms).
+        answerWithinMs: Math.max(
+          firstByteTimeoutMs,
+          Math.min(p.answerWithinMs ?? 3000, Math.max(1, this.requestTimeoutMs - 1500)),
+        ),
         quarantineMs: p.quarantineMs ?? 30_000,
         maxQuarantineMs: p.maxQuarantineMs ?? 15 * 60_000,
       };
     }
+    const connectTimeoutMs = this.connectTimeoutMs();
+    if ((opts.transport ?? 'net') === 'net') {
+      this.wire = new PeerWire({
+        connections: this.connections,
+        connectTimeoutMs,
+        firstByteMs: (h) => (h as Exchange).firstByteMs,
+      });
+      // The sweeper also runs the first-byte, between-reads and connect timers: a quarter of the
+      // shortest of them is how late one may act.
+      const shortest = Math.min(
+        this.firstByteTimeoutMs,
+        this.probation?.firstByteTimeoutMs ?? Infinity,
+        connectTimeoutMs,
+      );
+      this.sweepMs = Math.max(20, Math.min(SWEEP_MS, Math.floor(shortest / 4)));
+    }
+  }
+
+  /** A LAN peer accepts a connection in milliseconds. */
+  private connectTimeoutMs(): number {
+    return Math.min(this.firstByteTimeoutMs, this.probation?.firstByteTimeoutMs ?? Infinity, 1000);
   }
 
   stats(): RetrievalClientStats {
@@ -197,7 +236,7 @@ export class RetrievalClient {
   async getBlock(req: GetBlockRequest): Promise<GetBlockResult> {
     const { peer, segmentId, index } = req;
     const body = encodeRequest({ type: 'GETBLKS', cryptoAlgo: this.cryptoAlgo, segmentId, ranges: [[index, 1]] });
-    const { msg, bytes } = await this.exchange(peer, body, req.signal);
+    const { msg, bytes, body: answer } = await this.exchange(peer, body, req.signal);
     if (msg.type !== 'BLK') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_BLK, got MSG_${msg.type}`);
     if (!msg.segmentId.equals(segmentId))
       throw new PeerError('PEER_PROTOCOL', peer, 'MSG_BLK SegmentID differs from the request');
@@ -222,6 +261,8 @@ export class RetrievalClient {
       if (!again) throw new PeerError('BAD_BLOCK', peer, `block ${index} failed the hash check`);
       data = again;
     }
+    // The answer's buffer serves the next exchange, unless the block is a view into it (algorithm 0).
+    if (data.buffer !== answer.buffer) this.recycle(answer);
     return { data, nextBlockIndex: msg.nextBlockIndex, bytesOnWire: bytes + body.length };
   }
 
@@ -330,35 +371,82 @@ export class RetrievalClient {
     return { min: msg.min, max: msg.max };
   }
 
+  /**
+   * @internal A buffer for a response body of `n` bytes: a view into a recycled buffer of the
+   * next power of two (v2 blocks differ in length), or a new one.
+   */
+  bodyBuffer(n: number): Buffer {
+    if (n < MIN_RECYCLED) return Buffer.allocUnsafe(n);
+    const cap = 2 ** Math.ceil(Math.log2(n));
+    const b = this.bodies.get(cap)?.pop();
+    if (b) {
+      this.bodyBytes -= cap;
+      return b.subarray(0, n);
+    }
+    return Buffer.allocUnsafeSlow(cap).subarray(0, n);
+  }
+
+  /** Keeps a body buffer nobody refers to any more for the next exchange (bounded bytes). */
+  private recycle(view: Buffer): void {
+    const cap = view.buffer.byteLength;
+    if (view.length < MIN_RECYCLED || view.byteOffset !== 0 || cap !== 2 ** Math.ceil(Math.log2(view.length))) return;
+    if (this.bodyBytes + cap > MAX_RECYCLED_BYTES) return;
+    let list = this.bodies.get(cap);
+    if (!list) {
+      list = [];
+      this.bodies.set(cap, list);
+    }
+    list.push(Buffer.from(view.buffer, 0, cap));
+    this.bodyBytes += cap;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
+    this.wire?.close();
+    this.bodies.clear();
+    this.bodyBytes = 0;
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
   }
 
+  /** host:port or [v6]:port as a URL origin, its host name (no brackets) and port. */
+  private static parse(peer: string): { origin: string; hostname: string; port: number } {
+    try {
+      const u = new URL(`http://${peer}`);
+      // The URL parser elides the scheme's default port: 'host:80' has u.port ''.
+      const port = u.port || (/:80$/.test(peer) ? '80' : '');
+      if (!port || u.pathname !== '/' || u.username || u.search) throw new Error('not host:port');
+      const h = u.hostname;
+      return { origin: u.origin, hostname: h.startsWith('[') ? h.slice(1, -1) : h, port: Number(port) };
+    } catch {
+      throw new PeerError('PEER_UNREACHABLE', peer, 'peer address must be host:port');
+    }
+  }
+
+  private address(peer: string): { hostname: string; port: number } {
+    let a = this.addresses.get(peer);
+    if (!a) {
+      const { hostname, port } = RetrievalClient.parse(peer);
+      a = { hostname, port };
+      if (this.addresses.size >= MAX_HEALTH_ENTRIES) this.addresses.clear();
+      this.addresses.set(peer, a);
+    }
+    return a;
+  }
+
   private pool(peer: string): Pool {
     let p = this.pools.get(peer);
     if (!p) {
-      let origin: string;
-      try {
-        const u = new URL(`http://${peer}`);
-        // The URL parser elides the scheme's default port: 'host:80' has u.port ''.
-        const port = u.port || (/:80$/.test(peer) ? '80' : '');
-        if (!port || u.pathname !== '/' || u.username || u.search) throw new Error('not host:port');
-        origin = u.origin;
-      } catch {
-        throw new PeerError('PEER_UNREACHABLE', peer, 'peer address must be host:port');
-      }
+      const { origin } = RetrievalClient.parse(peer);
       p = new Pool(origin, {
         connections: this.connections,
         keepAliveTimeout: 30_000,
         headersTimeout: this.firstByteTimeoutMs,
         bodyTimeout: this.firstByteTimeoutMs,
-        // A LAN peer accepts a connection in milliseconds.
-        connectTimeout: Math.min(this.firstByteTimeoutMs, this.probation?.firstByteTimeoutMs ?? Infinity, 1000),
+        connectTimeout: this.connectTimeoutMs(),
       });
       this.pools.set(peer, p);
     }
@@ -375,7 +463,7 @@ export class RetrievalClient {
     signal?: AbortSignal,
     allowNego = false,
     crowd?: CrowdCallback,
-  ): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
+  ): Promise<Answer> {
     if (this.closed) throw new PeerError('PEER_UNREACHABLE', peer, 'client closed');
     if (signal?.aborted) throw new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
     if (!this.probation) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs, crowd);
@@ -466,7 +554,16 @@ export class RetrievalClient {
     allowNego: boolean,
     firstByteMs: number,
     crowd?: CrowdCallback,
-  ): Promise<{ msg: Decoded<ResponseMessage>; bytes: number }> {
+  ): Promise<Answer> {
+    if (this.wire) {
+      const { hostname, port } = this.address(peer);
+      const wire = this.wire;
+      return new Promise((resolve, reject) => {
+        const x = new Exchange(this, peer, signal, allowNego, firstByteMs, crowd, resolve, reject);
+        this.track(x);
+        if (!x.settledYet) wire.dispatch(peer, hostname, port, body, crowd !== undefined, x);
+      });
+    }
     const pool = this.pool(peer);
     return new Promise((resolve, reject) => {
       const x = new Exchange(this, peer, signal, allowNego, firstByteMs, crowd, resolve, reject);
@@ -520,7 +617,7 @@ export class RetrievalClient {
       if (signal.aborted) x.cancel();
     }
     if (!this.sweeper) {
-      this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+      this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
       this.sweeper.unref();
     }
   }
@@ -542,7 +639,7 @@ export class RetrievalClient {
       if (!x.timedOut && now >= x.deadline) {
         x.timedOut = true;
         x.cancel();
-      }
+      } else if (x.idleMs > 0 && now - x.progressAt >= x.idleMs) x.stalled();
   }
 }
 
@@ -566,17 +663,34 @@ const CROWD_HEADERS = [...HEADERS, CROWD_HEADER, CROWD_REQUEST_VALUE];
 
 type Settle<T> = (v: T) => void;
 
+/** A decoded answer, its body length, and the body buffer (the message's fields are views into it). */
+interface Answer {
+  msg: Decoded<ResponseMessage>;
+  bytes: number;
+  body: Buffer;
+}
+
+/** At most this many bytes of finished response bodies are kept for reuse (per client). */
+const MAX_RECYCLED_BYTES = 8 * 1024 * 1024;
+/** Smaller bodies come from node's shared pool (not recycled). */
+const MIN_RECYCLED = 8192;
+
 /**
  * One MS-PCCRR exchange: undici's (legacy) dispatch handler, the sweeper's record and the abort
  * path in one object. Settles its promise exactly once; whatever undici reports afterwards is
  * ignored.
  */
-class Exchange implements Dispatcher.DispatchHandler {
+class Exchange implements Dispatcher.DispatchHandler, WireHandler {
   deadline = 0;
   /** Set when requestTimeoutMs cut it off. */
   timedOut = false;
   private done = false;
-  private abortFn: ((err: Error) => void) | undefined;
+  private failed = false;
+  abortFn: ((err: Error) => void) | undefined;
+  /** The net transport's idle timer (peer-wire.ts), run by the client's sweeper. */
+  progressAt = 0;
+  idleMs = 0;
+  idleWhat = 'HEADERS_TIMEOUT';
   private status = 0;
   private buf: Buffer | undefined;
   private chunks: Buffer[] | undefined;
@@ -588,9 +702,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     readonly peer: string,
     readonly caller: AbortSignal | undefined,
     private readonly allowNego: boolean,
-    private readonly firstByteMs: number,
+    readonly firstByteMs: number,
     private readonly crowd: CrowdCallback | undefined,
-    private readonly resolve: Settle<{ msg: Decoded<ResponseMessage>; bytes: number }>,
+    private readonly resolve: Settle<Answer>,
     private readonly reject: Settle<unknown>,
   ) {}
 
@@ -601,9 +715,37 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.fail(err);
   }
 
+  get settledYet(): boolean {
+    return this.done;
+  }
+
+  get failedYet(): boolean {
+    return this.failed;
+  }
+
+  /** No progress within idleMs (connect, headers or between body reads). */
+  stalled(): void {
+    if (this.done) return;
+    const what = this.idleWhat;
+    const e = Object.assign(new Error(`${what.toLowerCase().replace('_', ' ')}`), { code: what });
+    this.fail(
+      this.client.failure(e, this.peer, this.caller, this, what === 'CONNECT_TIMEOUT' ? this.idleMs : this.firstByteMs),
+    );
+  }
+
+  /** Where the next body bytes go (the buffer of the declared length, from the current offset). */
+  target(): Buffer | undefined {
+    return this.buf?.subarray(this.n);
+  }
+
+  advance(n: number): void {
+    this.n += n;
+  }
+
   private fail(err: PeerError): void {
     if (this.done) return;
     this.done = true;
+    this.failed = true;
     this.buf = undefined;
     this.chunks = undefined;
     this.client.settled(this, err);
@@ -650,7 +792,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       return false;
     }
     // A declared length: one buffer of that size (undici fails a body that does not match it).
-    if (Number.isSafeInteger(declared) && declared >= 0) this.buf = Buffer.allocUnsafe(declared);
+    if (Number.isSafeInteger(declared) && declared >= 0) this.buf = this.client.bodyBuffer(declared);
     else this.chunks = [];
     return true;
   }
@@ -707,7 +849,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.buf = undefined;
     this.chunks = undefined;
     this.client.settled(this, undefined);
-    this.resolve({ msg, bytes: n });
+    this.resolve({ msg, bytes: n, body });
   }
 
   onError(err: Error): void {
@@ -729,6 +871,9 @@ function failure(
   if (timedOut)
     return new PeerError('PEER_TIMEOUT', peer, `no complete response within ${requestTimeoutMs} ms`, { cause: e });
   const code = (e as { code?: string }).code ?? '';
+  // The net transport's verdict on a malformed HTTP answer (peer-wire.ts).
+  if (code === 'BAD_RESPONSE' || code === 'HEAD_TOO_LARGE')
+    return new PeerError('PEER_PROTOCOL', peer, `bad HTTP answer: ${(e as Error).message}`, { cause: e });
   if (/TIMEOUT/.test(code))
     return new PeerError('PEER_TIMEOUT', peer, `${code}: no data within ${firstByteMs} ms`, { cause: e });
   return new PeerError('PEER_UNREACHABLE', peer, `${code || 'error'}: ${(e as Error).message}`, { cause: e });
