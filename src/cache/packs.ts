@@ -77,6 +77,8 @@ export class Packs {
     /** Writes the present marks of one commit to the index as one batch. */
     private readonly writeIndex: (ops: { type: 'put'; key: string; value: PackedMark }[]) => Promise<void>,
     private readonly onError: (err: unknown, seq: number) => void,
+    /** Bytes appended to one pack before the next starts (PACK_BYTES; smaller in tests). */
+    readonly packBytes = PACK_BYTES,
   ) {}
 
   /** At open: a pack found on disk with its size; the live bytes are added by claim(). */
@@ -97,7 +99,7 @@ export class Packs {
   /** Reserves room for `length` bytes at the end of the current pack (a new one when it is full). */
   reserve(length: number): PackLoc {
     let cur = this.active ? this.packs.get(this.active) : undefined;
-    if (!cur || cur.size + length > PACK_BYTES) {
+    if (!cur || (cur.size > 0 && cur.size + length > this.packBytes)) {
       const old = this.active;
       this.active = this.nextSeq++;
       cur = { live: 0, pending: 0, size: 0 };
@@ -184,10 +186,10 @@ export class Packs {
     return n;
   }
 
-  /** The sealed pack with the smallest share of live bytes, when under half of it is live. */
+  /** The sealed pack with the smallest share of live bytes, when at most half of it is live. */
   mostlyDead(): number | undefined {
     let best: number | undefined;
-    let bestShare = 0.5;
+    let bestShare = 0.5000001;
     for (const [seq, p] of this.packs) {
       if (seq === this.active || p.pending > 0 || p.size === 0) continue;
       const share = p.live / p.size;

@@ -77,6 +77,8 @@ export interface BlockStoreOptions {
    * one per 32 KiB of the limit (v2 segments are up to 128 KiB), at least 4,096, at most 4,194,304.
    */
   maxSegments?: number;
+  /** Bytes appended to one v2 pack file before the next starts (default PACK_BYTES, 16 MiB; packs.ts). */
+  packBytes?: number;
 }
 
 export interface CacheStats {
@@ -190,12 +192,14 @@ export class BlockStore extends EventEmitter {
     private readonly now: () => number,
     private readonly emptyTtl: number,
     private readonly segmentCap: number | undefined,
+    packBytes: number,
   ) {
     super();
     this.packs = new Packs(
       files,
       (ops) => db.batch(ops),
       (err, seq) => log.warn('cache: removing an unused pack file failed', { pack: seq, err }),
+      packBytes,
     );
   }
 
@@ -206,6 +210,8 @@ export class BlockStore extends EventEmitter {
     }
     if (opts.maxSegments !== undefined && (!Number.isSafeInteger(opts.maxSegments) || opts.maxSegments < 1))
       throw new CacheError('BAD_LIMIT', `invalid segment cap ${opts.maxSegments}`);
+    if (opts.packBytes !== undefined && (!Number.isSafeInteger(opts.packBytes) || opts.packBytes < 1))
+      throw new CacheError('BAD_LIMIT', `invalid pack size ${opts.packBytes}`);
     const log = opts.logger ?? nullLogger;
     await makeDirs(dir, DIR_MODE);
     await chmod(dir, DIR_MODE);
@@ -228,6 +234,7 @@ export class BlockStore extends EventEmitter {
       opts.now ?? Date.now,
       opts.emptySegmentTtlMs ?? 3_600_000,
       opts.maxSegments,
+      opts.packBytes ?? PACK_BYTES,
     );
     try {
       await chmod(indexDir, DIR_MODE);
@@ -853,7 +860,7 @@ export class BlockStore extends EventEmitter {
    * one, both durable. Caller holds the mutex.
    */
   private async compactLocked(): Promise<void> {
-    const bound = Math.max(4 * PACK_BYTES, this.limit / 8);
+    const bound = Math.max(4 * this.packs.packBytes, this.limit / 8);
     const tried = new Set<number>();
     for (;;) {
       const seq = this.packs.mostlyDead();
