@@ -486,6 +486,19 @@ export class BlockStore extends EventEmitter {
     });
   }
 
+  /**
+   * Where a present block's bytes are on disk: the file (a pack for v2 blocks, else the segment's
+   * file) and the block's offset in it; undefined when the block is not held. For diagnostics and
+   * tests (a test that damages a cached block on disk finds it here).
+   */
+  blockFile(segmentId: Buffer, index: number): { path: string; offset: number } | undefined {
+    const idHex = segmentId.toString('hex');
+    const e = this.entries.get(idHex);
+    if (!e?.present.has(index)) return undefined;
+    if (e.loc) return { path: this.files.packPath(e.loc.pack), offset: e.loc.off };
+    return { path: this.files.segmentPath(idHex), offset: blockRange(e.meta.version, e.meta, index)[0] };
+  }
+
   /** Bytes held (and being written) against the limit, without walking the segments as stats() does. */
   usage(): { bytes: number; limitBytes: number } {
     return { bytes: this.total + this.reserved, limitBytes: this.limit };
