@@ -51,6 +51,7 @@ export function isPackedMark(v: unknown): v is PackedMark {
 interface Waiter {
   key: string;
   loc: PackLoc;
+  data: Buffer;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -97,7 +98,7 @@ export class Packs {
   }
 
   /** Reserves room for `length` bytes at the end of the current pack (a new one when it is full). */
-  reserve(length: number): PackLoc {
+  private reserve(length: number): PackLoc {
     let cur = this.active ? this.packs.get(this.active) : undefined;
     if (!cur || (cur.size > 0 && cur.size + length > this.packBytes)) {
       const old = this.active;
@@ -112,22 +113,21 @@ export class Packs {
     return loc;
   }
 
-  /** Writes the block's bytes at its reserved place. */
-  write(loc: PackLoc, data: Buffer): Promise<void> {
-    return this.files.writePack(loc.pack, loc.off, data);
-  }
-
   /**
-   * Makes the block durable and marks it present in the index under `key`: resolves once an
-   * fdatasync of its pack that started after its write finished, and then the index batch with its
-   * mark, are done (shared with every block written meanwhile).
+   * Appends a block at a place reserved now and marks it present in the index under `key`. `done`
+   * resolves once its bytes were written, an fdatasync of its pack covered them, and the index
+   * batch with its mark was written. Blocks that arrive while a group is being committed form the
+   * next group: their adjacent bytes go out in one writev, then one fdatasync per pack and one
+   * index batch serve them all. The caller calls settle(loc) when it is done with the place.
    */
-  commit(key: string, loc: PackLoc): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('the pack files are closed'));
-    return new Promise<void>((resolve, reject) => {
-      this.waiting.push({ key, loc, resolve, reject });
-      if (!this.committing) void this.runCommits();
+  append(key: string, data: Buffer): { loc: PackLoc; done: Promise<void> } {
+    const loc = this.reserve(data.length);
+    if (this.closed) return { loc, done: Promise.reject(new Error('the pack files are closed')) };
+    const done = new Promise<void>((resolve, reject) => {
+      this.waiting.push({ key, loc, data, resolve, reject });
     });
+    if (!this.committing) void this.runCommits();
+    return { loc, done };
   }
 
   private async runCommits(): Promise<void> {
@@ -137,6 +137,17 @@ export class Packs {
         const group = this.waiting;
         this.waiting = [];
         try {
+          // Reserved in order, so the group's blocks of one pack lie end to end: one writev a run.
+          for (let i = 0; i < group.length; ) {
+            const first = group[i]!.loc;
+            let end = first.off;
+            const bufs: Buffer[] = [];
+            for (; i < group.length && group[i]!.loc.pack === first.pack && group[i]!.loc.off === end; i++) {
+              bufs.push(group[i]!.data);
+              end += group[i]!.data.length;
+            }
+            await this.files.writePackv(first.pack, first.off, bufs);
+          }
           let last = 0;
           for (const w of group) {
             if (w.loc.pack === last) continue;

@@ -222,6 +222,24 @@ export class SegmentFiles {
     });
   }
 
+  /** Writes `bufs` end to end from `offset` of pack `seq` (one writev when the kernel takes it all); no fdatasync. */
+  async writePackv(seq: number, offset: number, bufs: Buffer[]): Promise<void> {
+    if (bufs.length === 1) return this.writePack(seq, offset, bufs[0]!);
+    await this.with(packKey(seq), async (fh) => {
+      let total = 0;
+      for (const b of bufs) total += b.length;
+      let done = (await fh.writev(bufs, offset)).bytesWritten;
+      // A short writev (rare on a regular file): the rest buffer by buffer.
+      let pos = 0;
+      for (const b of bufs) {
+        if (done >= total) break;
+        const end = pos + b.length;
+        while (done < end) done += (await fh.write(b, done - pos, end - done, offset + done)).bytesWritten;
+        pos = end;
+      }
+    });
+  }
+
   /** fdatasync of pack `seq` (a no-op when the store runs without fsync). */
   async syncPack(seq: number): Promise<void> {
     if (this.fsync) await this.with(packKey(seq), (fh) => fh.datasync());

@@ -597,10 +597,9 @@ export class BlockStore extends EventEmitter {
     const run = this.withSpace(
       e.idHex,
       async () => {
-        const loc = this.packs.reserve(data.length);
+        const { loc, done } = this.packs.append(key, data);
         try {
-          await this.packs.write(loc, data);
-          await this.packs.commit(key, loc);
+          await done;
           if (this.entries.get(e.idHex) === e && e.present.set(index)) {
             e.loc = loc;
             this.packs.claim(loc, data.length);
@@ -887,10 +886,9 @@ export class BlockStore extends EventEmitter {
         const got = await this.files.readPackInto(loc.pack, loc.off, len, data);
         // A bad block stays where it is: the next read of it drops it (drop() needs the mutex).
         if (got !== len || !verifyBlock(2, asSegmentInfo(e.meta), 0, data) || e.loc !== loc) continue;
-        const to = this.packs.reserve(len);
+        const { loc: to, done } = this.packs.append(pKey(e.idHex, 0), data);
         try {
-          await this.packs.write(to, data);
-          await this.packs.commit(pKey(e.idHex, 0), to);
+          await done;
           if (this.entries.get(e.idHex) === e && e.loc === loc) {
             e.loc = to;
             this.packs.claim(to, len);
