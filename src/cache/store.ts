@@ -706,9 +706,10 @@ export class BlockStore extends EventEmitter {
       try {
         data = buf.subarray(0, await this.files.readPackInto(loc.pack, loc.off, end - s, buf));
       } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         // Moved (compaction) or evicted while this read waited, and its pack removed: read it again.
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && e.loc !== loc) return this.readVerified(e, index, dest);
-        throw err;
+        if (e.loc !== loc) return this.readVerified(e, index, dest);
+        data = buf.subarray(0, 0); // the pack is gone from under the index: dropped below as too short
       }
     } else
       data = dest
@@ -883,7 +884,7 @@ export class BlockStore extends EventEmitter {
         if (!loc || loc.pack !== seq || this.closed) continue;
         const [, len] = blockRange(2, e.meta, 0);
         const data = Buffer.allocUnsafe(len);
-        const got = await this.files.readPackInto(loc.pack, loc.off, len, data);
+        const got = await this.files.readPackInto(loc.pack, loc.off, len, data).catch(() => 0);
         // A bad block stays where it is: the next read of it drops it (drop() needs the mutex).
         if (got !== len || !verifyBlock(2, asSegmentInfo(e.meta), 0, data) || e.loc !== loc) continue;
         const { loc: to, done } = this.packs.append(pKey(e.idHex, 0), data);
