@@ -1,6 +1,8 @@
 /**
- * Block data on disk: one sparse file per segment at `<dir>/blocks/<id[0:2]>/<idHex>`, block i at
- * byte offset i * blockSize (v2: the single block at 0). A block is written in place with pwrite and
+ * Block data on disk: v1 in one sparse file per segment at `<dir>/blocks/<id[0:2]>/<idHex>`, block i
+ * at byte offset i * blockSize; v2 blocks (one per segment) in shared append-only pack files under
+ * `<dir>/packs/` (packs.ts has why and how; stores written before issue 25 keep their v2 blocks in
+ * segment files, still read from there). For segment files: A block is written in place with pwrite and
  * fdatasync'd BEFORE the index marks it present, so a crash between the two leaves bytes that the
  * index does not claim (never served; overwritten by the next write of that block). Present blocks
  * are never rewritten, so a torn write can only hit bytes that are not being served.
@@ -19,6 +21,9 @@ import { makeDirs } from '../util/mkdirs.js';
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
 const MAX_OPEN = 64;
+/** Descriptor-cache keys of pack files (segment IDs are lowercase hex, so they cannot collide). */
+const PACK_KEY = 'P';
+const packKey = (seq: number) => PACK_KEY + seq.toString(16).padStart(8, '0');
 
 interface Handle {
   fh: Promise<FileHandle>;
@@ -31,6 +36,7 @@ interface Handle {
 
 export class SegmentFiles {
   readonly blocksDir: string;
+  readonly packsDir: string;
   private readonly open = new Map<string, Handle>();
 
   constructor(
@@ -38,10 +44,11 @@ export class SegmentFiles {
     private readonly fsync: boolean,
   ) {
     this.blocksDir = join(root, 'blocks');
+    this.packsDir = join(root, 'packs');
   }
 
   async init(): Promise<void> {
-    for (const d of [this.root, this.blocksDir]) {
+    for (const d of [this.root, this.blocksDir, this.packsDir]) {
       await makeDirs(d, DIR_MODE);
       await chmod(d, DIR_MODE);
     }
@@ -55,10 +62,10 @@ export class SegmentFiles {
    * Runs fn with the segment's descriptor (opened read-write, created 0600 on first use). Callers only
    * touch segments the index knows, so creating here never resurrects an evicted segment.
    */
-  private async with<T>(idHex: string, fn: (fh: FileHandle, h: Handle) => Promise<T>): Promise<T> {
+  private async with<T>(idHex: string, fn: (fh: FileHandle, h: Handle) => Promise<T>, create = true): Promise<T> {
     let h = this.open.get(idHex);
     if (!h) {
-      const fresh: Handle = { fh: this.openFile(idHex), users: 0 };
+      const fresh: Handle = { fh: this.openFile(idHex, create), users: 0 };
       fresh.fh.catch(() => {
         if (this.open.get(idHex) === fresh) this.open.delete(idHex);
       });
@@ -78,7 +85,12 @@ export class SegmentFiles {
     }
   }
 
-  private async openFile(idHex: string): Promise<FileHandle> {
+  private async openFile(idHex: string, create: boolean): Promise<FileHandle> {
+    if (idHex.startsWith(PACK_KEY)) {
+      // A pack is created by its first write only: a read racing its removal must not bring it back.
+      const seq = Number.parseInt(idHex.slice(PACK_KEY.length), 16);
+      return open(this.packPath(seq), constants.O_RDWR | (create ? constants.O_CREAT : 0), FILE_MODE);
+    }
     const path = this.segmentPath(idHex);
     const flags = constants.O_RDWR | constants.O_CREAT;
     try {
@@ -164,7 +176,10 @@ export class SegmentFiles {
       this.open.delete(idHex);
       if (h.users === 0) await this.closeHandle(h);
     }
-    await rm(this.segmentPath(idHex), { force: true });
+    const path = idHex.startsWith(PACK_KEY)
+      ? this.packPath(Number.parseInt(idHex.slice(PACK_KEY.length), 16))
+      : this.segmentPath(idHex);
+    await rm(path, { force: true });
   }
 
   async removePath(p: string): Promise<void> {
@@ -191,6 +206,78 @@ export class SegmentFiles {
       }
     }
     return { segments, strays };
+  }
+
+  // ---- packs (packs.ts): append-only files shared by many v2 blocks ----
+
+  packPath(seq: number): string {
+    return join(this.packsDir, seq.toString(16).padStart(8, '0'));
+  }
+
+  /** Writes `data` at `offset` of pack `seq` (created on its first write); no fdatasync (syncPack). */
+  async writePack(seq: number, offset: number, data: Buffer): Promise<void> {
+    await this.with(packKey(seq), async (fh) => {
+      let off = 0;
+      while (off < data.length) off += (await fh.write(data, off, data.length - off, offset + off)).bytesWritten;
+    });
+  }
+
+  /** Writes `bufs` end to end from `offset` of pack `seq` (one writev when the kernel takes it all); no fdatasync. */
+  async writePackv(seq: number, offset: number, bufs: Buffer[]): Promise<void> {
+    if (bufs.length === 1) return this.writePack(seq, offset, bufs[0]!);
+    await this.with(packKey(seq), async (fh) => {
+      let total = 0;
+      for (const b of bufs) total += b.length;
+      let done = (await fh.writev(bufs, offset)).bytesWritten;
+      // A short writev (rare on a regular file): the rest buffer by buffer.
+      let pos = 0;
+      for (const b of bufs) {
+        if (done >= total) break;
+        const end = pos + b.length;
+        while (done < end) done += (await fh.write(b, done - pos, end - done, offset + done)).bytesWritten;
+        pos = end;
+      }
+    });
+  }
+
+  /** fdatasync of pack `seq` (a no-op when the store runs without fsync). */
+  async syncPack(seq: number): Promise<void> {
+    if (this.fsync) await this.with(packKey(seq), (fh) => fh.datasync());
+  }
+
+  /** Reads `length` bytes at `offset` of pack `seq` into `dest`; the count read. ENOENT when the pack is gone. */
+  async readPackInto(seq: number, offset: number, length: number, dest: Buffer): Promise<number> {
+    if (dest.length < length) throw new RangeError(`${length} bytes do not fit a ${dest.length}-byte buffer`);
+    return this.with(
+      packKey(seq),
+      async (fh) => {
+        let got = 0;
+        while (got < length) {
+          const { bytesRead } = await fh.read(dest, got, length - got, offset + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        return got;
+      },
+      false,
+    );
+  }
+
+  async removePack(seq: number): Promise<void> {
+    await this.removeSegment(packKey(seq));
+  }
+
+  /** Every pack file (by sequence number) with its size, plus entries that do not belong. */
+  async scanPacks(): Promise<{ packs: Map<number, number>; strays: string[] }> {
+    const packs = new Map<number, number>();
+    const strays: string[] = [];
+    for (const ent of await readdir(this.packsDir, { withFileTypes: true })) {
+      const p = join(this.packsDir, ent.name);
+      if (ent.isFile() && /^[0-9a-f]{8}$/.test(ent.name))
+        packs.set(Number.parseInt(ent.name, 16), (await stat(p)).size);
+      else strays.push(p);
+    }
+    return { packs, strays };
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,9 @@
 /**
  * BlockStore: the local verified block cache.
  *
- * - Metadata lives in `level` under `<dir>/index` (keys below); block data in one sparse file per
- *   segment under `<dir>/blocks/` (segfiles.ts explains the choice). The index wins: on open, segment
+ * - Metadata lives in `level` under `<dir>/index` (keys below); block data of v1 segments in one
+ *   sparse file per segment under `<dir>/blocks/` (segfiles.ts explains the choice), v2 blocks in
+ *   append-only pack files under `<dir>/packs/` with group commit (packs.ts; issue 25). The index wins: on open, segment
  *   files without an index entry are removed, and present marks whose bytes are not on disk are dropped.
  * - The present bitmap of every segment is in memory, so hasBlock/presentBlocks/isComplete are sync.
  * - putBlock verifies, writes the block in place and fdatasyncs it, THEN marks it present in the index
@@ -25,7 +26,8 @@
  *   evict it fails with NO_SPACE. Nothing stays broken: the next write after space is back works.
  * - Last use and hit counters are kept in memory and flushed to the index in batches.
  *
- * Index keys: `m!<id>` segment metadata (MetaRecord), `p!<id>!<index>` block present,
+ * Index keys: `m!<id>` segment metadata (MetaRecord), `p!<id>!<index>` block present (1: in the
+ * segment file; {k: pack, o: offset}: a v2 block in a pack),
  * `u!<id>` usage {lastUse, hitsLocal, hitsPeer}, `c!limit` configured limit, `c!stats` counters.
  */
 import { EventEmitter } from 'node:events';
@@ -38,6 +40,7 @@ import { Bitmap } from './bitmap.js';
 import { BadBlockError, CacheError, CacheLockedError } from './errors.js';
 import { DIR_MODE, SegmentFiles } from './segfiles.js';
 import { Mutex } from './lock.js';
+import { isPackedMark, PACK_BYTES, type PackLoc, Packs } from './packs.js';
 import {
   type MetaRecord,
   type SegmentMeta,
@@ -74,6 +77,8 @@ export interface BlockStoreOptions {
    * one per 32 KiB of the limit (v2 segments are up to 128 KiB), at least 4,096, at most 4,194,304.
    */
   maxSegments?: number;
+  /** Bytes appended to one v2 pack file before the next starts (default PACK_BYTES, 16 MiB; packs.ts). */
+  packBytes?: number;
 }
 
 export interface CacheStats {
@@ -130,6 +135,8 @@ interface Entry {
   added: number;
   /** metaCost(meta). */
   metaBytes: number;
+  /** Where a present v2 block is when it is in a pack (packs.ts); undefined: in the segment file. */
+  loc?: PackLoc;
 }
 interface Usage {
   lastUse: number;
@@ -172,6 +179,10 @@ export class BlockStore extends EventEmitter {
   private readonly verified = new WeakMap<Buffer, string>();
   /** Present marks waiting for the next index batch. */
   private marks: { keys: string[]; written: Promise<void> } | undefined;
+  /** v2 blocks: append-only pack files with group commit (packs.ts). */
+  private readonly packs: Packs;
+  /** v2 block writes in flight by pKey: a second put of the same block waits for the first. */
+  private readonly packing = new Map<string, Promise<void>>();
 
   private constructor(
     readonly dir: string,
@@ -181,8 +192,15 @@ export class BlockStore extends EventEmitter {
     private readonly now: () => number,
     private readonly emptyTtl: number,
     private readonly segmentCap: number | undefined,
+    packBytes: number,
   ) {
     super();
+    this.packs = new Packs(
+      files,
+      (ops) => db.batch(ops),
+      (err, seq) => log.warn('cache: removing an unused pack file failed', { pack: seq, err }),
+      packBytes,
+    );
   }
 
   static async open(opts: BlockStoreOptions): Promise<BlockStore> {
@@ -192,6 +210,8 @@ export class BlockStore extends EventEmitter {
     }
     if (opts.maxSegments !== undefined && (!Number.isSafeInteger(opts.maxSegments) || opts.maxSegments < 1))
       throw new CacheError('BAD_LIMIT', `invalid segment cap ${opts.maxSegments}`);
+    if (opts.packBytes !== undefined && (!Number.isSafeInteger(opts.packBytes) || opts.packBytes < 1))
+      throw new CacheError('BAD_LIMIT', `invalid pack size ${opts.packBytes}`);
     const log = opts.logger ?? nullLogger;
     await makeDirs(dir, DIR_MODE);
     await chmod(dir, DIR_MODE);
@@ -214,6 +234,7 @@ export class BlockStore extends EventEmitter {
       opts.now ?? Date.now,
       opts.emptySegmentTtlMs ?? 3_600_000,
       opts.maxSegments,
+      opts.packBytes ?? PACK_BYTES,
     );
     try {
       await chmod(indexDir, DIR_MODE);
@@ -234,7 +255,7 @@ export class BlockStore extends EventEmitter {
   /** Loads the index into memory and reconciles it with the block files. */
   private async load(limitBytes: number | undefined): Promise<void> {
     const usage = new Map<string, Usage>();
-    const present: [string, number][] = [];
+    const present: [string, number, unknown][] = [];
     let storedLimit: number | undefined;
     const badMeta: string[] = [];
     for await (const [k, v] of this.db.iterator()) {
@@ -262,7 +283,7 @@ export class BlockStore extends EventEmitter {
         });
       } else if (k.startsWith('p!')) {
         const [, idHex, idx] = k.split('!');
-        present.push([idHex!, Number(idx)]);
+        present.push([idHex!, Number(idx), v]);
       } else if (k.startsWith('u!')) usage.set(k.slice(2), v as Usage);
       else if (k === 'c!limit') storedLimit = v as number;
       else if (k === 'c!stats') this.counters = { ...this.counters, ...(v as Counters) };
@@ -275,28 +296,42 @@ export class BlockStore extends EventEmitter {
     for (const idHex of usage.keys()) if (!this.entries.has(idHex)) dels.push(`u!${idHex}`);
     // Index entries first: a block is present only if its segment file exists and reaches the block's
     // end. (Contents are not checked here: every read verifies the block anyway.)
+    // A packed mark ({k, o}: v2 only) needs its pack to reach the block's end.
     const { segments: onDisk, strays } = await this.files.scan();
-    for (const [idHex, i] of present) {
+    const { packs: packsOnDisk, strays: packStrays } = await this.files.scanPacks();
+    for (const [seq, size] of packsOnDisk) this.packs.adopt(seq, size);
+    for (const [idHex, i, v] of present) {
       const e = this.entries.get(idHex);
-      const size = onDisk.get(idHex);
+      const packed = isPackedMark(v) ? v : undefined;
+      const size = packed ? packsOnDisk.get(packed.k) : onDisk.get(idHex);
       if (!e || size === undefined || !Number.isInteger(i) || i < 0 || i >= e.present.size) {
         dels.push(pKey(idHex, i));
         continue;
       }
       const [s, end] = blockRange(e.meta.version, e.meta, i);
-      if (size < end || !e.present.set(i)) {
+      if ((packed && (e.meta.version !== 2 || size < packed.o + end)) || (!packed && size < end) || !e.present.set(i)) {
         dels.push(pKey(idHex, i));
         continue;
       }
       e.bytes += end - s;
+      if (packed) {
+        e.loc = { pack: packed.k, off: packed.o };
+        this.packs.claim(e.loc, end - s);
+      }
     }
     // Then files: a segment file the index does not know, or anything else in blocks/, is removed.
     // (Bytes of blocks the index does not mark present stay in their file unserved until rewritten.)
-    for (const p of strays) await this.files.removePath(p);
+    for (const p of [...strays, ...packStrays]) await this.files.removePath(p);
     for (const idHex of onDisk.keys()) if (!this.entries.has(idHex)) await this.files.removeSegment(idHex);
     if (dels.length) {
       this.log.warn('cache reconcile removed stale index entries', { count: dels.length });
       await this.db.batch(dels.map((key) => ({ type: 'del' as const, key })));
+    }
+    // Packs no present block is in (a crash after the bytes, before their marks) go; writing starts
+    // in a new pack, so nothing already in one is ever written again.
+    for (const seq of this.packs.unused()) {
+      this.packs.forget(seq);
+      await this.files.removePack(seq);
     }
     for (const e of this.entries.values()) {
       this.total += e.bytes;
@@ -451,6 +486,19 @@ export class BlockStore extends EventEmitter {
     });
   }
 
+  /**
+   * Where a present block's bytes are on disk: the file (a pack for v2 blocks, else the segment's
+   * file) and the block's offset in it; undefined when the block is not held. For diagnostics and
+   * tests (a test that damages a cached block on disk finds it here).
+   */
+  blockFile(segmentId: Buffer, index: number): { path: string; offset: number } | undefined {
+    const idHex = segmentId.toString('hex');
+    const e = this.entries.get(idHex);
+    if (!e?.present.has(index)) return undefined;
+    if (e.loc) return { path: this.files.packPath(e.loc.pack), offset: e.loc.off };
+    return { path: this.files.segmentPath(idHex), offset: blockRange(e.meta.version, e.meta, index)[0] };
+  }
+
   /** Bytes held (and being written) against the limit, without walking the segments as stats() does. */
   usage(): { bytes: number; limitBytes: number } {
     return { bytes: this.total + this.reserved, limitBytes: this.limit };
@@ -513,14 +561,17 @@ export class BlockStore extends EventEmitter {
           );
         }
       }
-      const [s] = blockRange(e.meta.version, e.meta, index);
-      // durable (fdatasync) before the index says present
-      await this.withSpace(idHex, () => this.files.write(idHex, s, data), false);
-      await this.withSpace(idHex, () => this.mark(pKey(idHex, index)), false);
-      if (this.entries.get(idHex) === e && e.present.set(index)) {
-        e.bytes += data.length;
-        this.total += data.length;
-        added = true;
+      if (e.meta.version === 2) added = await this.putPacked(e, index, data);
+      else {
+        const [s] = blockRange(e.meta.version, e.meta, index);
+        // durable (fdatasync) before the index says present
+        await this.withSpace(idHex, () => this.files.write(idHex, s, data), false);
+        await this.withSpace(idHex, () => this.mark(pKey(idHex, index)), false);
+        if (this.entries.get(idHex) === e && e.present.set(index)) {
+          e.bytes += data.length;
+          this.total += data.length;
+          added = true;
+        }
       }
     } finally {
       this.reserved -= data.length;
@@ -528,6 +579,47 @@ export class BlockStore extends EventEmitter {
     }
     this.touch(e);
     if (added) this.emit('block', idHex, index);
+  }
+
+  /**
+   * A v2 block into the current pack: appended, made durable and marked present with the blocks
+   * written meanwhile (one fdatasync and one index batch for the group, packs.ts). True when it
+   * became present. The caller holds a pin on the segment.
+   */
+  private async putPacked(e: Entry, index: number, data: Buffer): Promise<boolean> {
+    const key = pKey(e.idHex, index);
+    const other = this.packing.get(key);
+    if (other) {
+      await other; // the same block is being written: its outcome is this one's
+      return false;
+    }
+    let added = false;
+    const run = this.withSpace(
+      e.idHex,
+      async () => {
+        const { loc, done } = this.packs.append(key, data);
+        try {
+          await done;
+          if (this.entries.get(e.idHex) === e && e.present.set(index)) {
+            e.loc = loc;
+            this.packs.claim(loc, data.length);
+            e.bytes += data.length;
+            this.total += data.length;
+            added = true;
+          }
+        } finally {
+          this.packs.settle(loc);
+        }
+      },
+      false,
+    );
+    this.packing.set(key, run);
+    try {
+      await run;
+    } finally {
+      this.packing.delete(key);
+    }
+    return added;
   }
 
   /** Writes a present mark with the others of this turn of the event loop (one index batch). */
@@ -607,10 +699,24 @@ export class BlockStore extends EventEmitter {
   private async readVerified(e: Entry, index: number, dest?: Buffer): Promise<Buffer | undefined> {
     if (this.entries.get(e.idHex) !== e || !e.present.has(index)) return undefined;
     const [s, end] = blockRange(e.meta.version, e.meta, index);
-    const data = dest
-      ? dest.subarray(0, await this.files.readInto(e.idHex, s, end - s, dest))
-      : await this.files.read(e.idHex, s, end - s);
+    const loc = e.loc;
+    let data: Buffer;
+    if (loc) {
+      const buf = dest ?? Buffer.allocUnsafe(end - s);
+      try {
+        data = buf.subarray(0, await this.files.readPackInto(loc.pack, loc.off, end - s, buf));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        // Moved (compaction) or evicted while this read waited, and its pack removed: read it again.
+        if (e.loc !== loc) return this.readVerified(e, index, dest);
+        data = buf.subarray(0, 0); // the pack is gone from under the index: dropped below as too short
+      }
+    } else
+      data = dest
+        ? dest.subarray(0, await this.files.readInto(e.idHex, s, end - s, dest))
+        : await this.files.read(e.idHex, s, end - s);
     if (this.entries.get(e.idHex) !== e || !e.present.has(index)) return undefined; // evicted/dropped meanwhile
+    if (e.loc !== loc) return this.readVerified(e, index, dest); // moved meanwhile: read the new place
     if (verifyBlock(e.meta.version, asSegmentInfo(e.meta), index, data)) return data;
     await this.drop(e, index, data.length < end - s ? 'file too short' : 'hash mismatch');
     return undefined;
@@ -624,6 +730,10 @@ export class BlockStore extends EventEmitter {
       const [s, end] = blockRange(e.meta.version, e.meta, index);
       e.bytes -= end - s;
       this.total -= end - s;
+      if (e.loc) {
+        this.packs.release(e.loc, end - s);
+        e.loc = undefined;
+      }
       return true;
     });
     if (!dropped) return;
@@ -744,6 +854,7 @@ export class BlockStore extends EventEmitter {
         evicted = true;
       }
     }
+    await this.compactLocked();
     const over = this.over(incoming);
     if (over && !this.overWarned)
       this.log.warn('cache over its size limit or segment cap: remaining segments are pinned or in use', {
@@ -752,6 +863,43 @@ export class BlockStore extends EventEmitter {
         maxSegments: this.maxSegments,
       });
     this.overWarned = over;
+  }
+
+  /**
+   * Keeps the dead bytes of pack files (blocks evicted from packs that still hold others) under
+   * max(4 packs, limit / 8): the live blocks of the most dead sealed pack are read, verified and
+   * appended to the current pack (one group commit, as any write), their marks moved, and the old
+   * pack goes with its last block. A crash in between leaves the mark at the old place or the new
+   * one, both durable. Caller holds the mutex.
+   */
+  private async compactLocked(): Promise<void> {
+    const bound = Math.max(4 * this.packs.packBytes, this.limit / 8);
+    const tried = new Set<number>();
+    for (;;) {
+      const seq = this.packs.mostlyDead();
+      if (seq === undefined || tried.has(seq) || this.packs.deadBytes() <= bound) return;
+      tried.add(seq);
+      for (const e of [...this.entries.values()]) {
+        const loc = e.loc;
+        if (!loc || loc.pack !== seq || this.closed) continue;
+        const [, len] = blockRange(2, e.meta, 0);
+        const data = Buffer.allocUnsafe(len);
+        const got = await this.files.readPackInto(loc.pack, loc.off, len, data).catch(() => 0);
+        // A bad block stays where it is: the next read of it drops it (drop() needs the mutex).
+        if (got !== len || !verifyBlock(2, asSegmentInfo(e.meta), 0, data) || e.loc !== loc) continue;
+        const { loc: to, done } = this.packs.append(pKey(e.idHex, 0), data);
+        try {
+          await done;
+          if (this.entries.get(e.idHex) === e && e.loc === loc) {
+            e.loc = to;
+            this.packs.claim(to, len);
+            this.packs.release(loc, len);
+          }
+        } finally {
+          this.packs.settle(to);
+        }
+      }
+    }
   }
 
   /**
@@ -765,7 +913,10 @@ export class BlockStore extends EventEmitter {
     this.dirty.delete(e.idHex);
     this.total -= e.bytes;
     this.metaTotal -= e.metaBytes;
-    await this.files.removeSegment(e.idHex);
+    if (e.loc) {
+      this.packs.release(e.loc, e.bytes);
+      e.loc = undefined;
+    } else await this.files.removeSegment(e.idHex);
     const ops: { type: 'del'; key: string }[] = [
       { type: 'del', key: `m!${e.idHex}` },
       { type: 'del', key: `u!${e.idHex}` },
@@ -893,6 +1044,7 @@ export class BlockStore extends EventEmitter {
         if (e.present.count === 0 && e.lastUse < cutoff && !this.pins.has(e.idHex) && this.entries.get(e.idHex) === e)
           await this.evictLocked(e);
       }
+      await this.compactLocked();
       const ops: { type: 'put'; key: string; value: unknown }[] = [];
       for (const idHex of this.dirty) {
         const e = this.entries.get(idHex);
@@ -926,6 +1078,7 @@ export class BlockStore extends EventEmitter {
     if (this.active > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
     await this.mutex.idle();
     await this.flush();
+    this.packs.close();
     await this.db.close();
     await this.files.close();
   }

@@ -46,7 +46,11 @@ export function randomV1(nBlocks: number, lastLen = V1_BLOCK_SIZE): TestSegment 
 
 /** A v2 segment: one block = the whole segment, hash = first32(SHA-512). */
 export function randomV2(len: number): TestSegment {
-  const data = randomBytes(len);
+  return v2Segment(randomBytes(len));
+}
+
+/** A v2 segment over `data` (at most 128 KiB). */
+export function v2Segment(data: Buffer): TestSegment {
   const hod = createHash('sha512').update(data).digest().subarray(0, 32);
   const ks = createHash('sha512').update('test secret').digest().subarray(0, 32);
   const kp = createHmac('sha512', ks).update(hod).digest().subarray(0, 32);
@@ -58,8 +62,8 @@ export function randomV2(len: number): TestSegment {
       hashAlgorithm: 'SHA-512/256t',
       hod,
       kp,
-      length: len,
-      blockSize: len,
+      length: data.length,
+      blockSize: data.length,
       blockHashes: [],
     },
     blocks: [data],

@@ -13,7 +13,6 @@ import { resolveConfig } from '../../src/daemon/config.js';
 import { startDaemon } from '../../src/daemon/daemon.js';
 import { Discovery } from '../../src/discovery/discovery.js';
 import { RetrievalClient } from '../../src/retrieval/client.js';
-import { blockRange } from '../../src/protocol/pccrc/types.js';
 import { nullLogger } from '../../src/util/log.js';
 import { freeUdpPort } from './daemon-child.js';
 
@@ -51,14 +50,14 @@ for (const version of [1, 2] as const) {
     const segs = d.store.list().sort((a, b) => a.segmentId.localeCompare(b.segmentId));
     const seg = segs[0]!;
     const id = Buffer.from(seg.segmentId, 'hex');
-    const meta = d.store.getSegment(id)!;
     const bad = seg.blocksTotal > 2 ? 2 : 0;
     t.ok(d.store.isComplete(id), 'the daemon holds the whole segment');
 
-    // Corrupt the block on disk (the segment file under <state>/cache/blocks/<2 hex>/<id>).
-    const [start] = blockRange(meta.version, meta, bad);
-    const fh = await open(join(config.stateDir, 'cache', 'blocks', seg.segmentId.slice(0, 2), seg.segmentId), 'r+');
-    await fh.write(Buffer.from('corrupted!'), 0, 10, start + 100);
+    // Corrupt the block on disk (v1: in the segment file, v2: in a pack file).
+    const where = d.store.blockFile(id, bad)!;
+    t.ok(where.path.startsWith(join(config.stateDir, 'cache')), `the block is in ${where.path}`);
+    const fh = await open(where.path, 'r+');
+    await fh.write(Buffer.from('corrupted!'), 0, 10, where.offset + 100);
     await fh.close();
 
     // A peer asks for it: the daemon finds the mismatch while serving, answers "not available", drops it.

@@ -13,6 +13,7 @@ import { Cluster, originBlockBytes, type ClusterOptions, type SimDownload } from
 import { NetnsNetwork } from '../../testkit/sim/network.js';
 import { netnsSupport } from '../../testkit/sim/netns.js';
 import { runDownloads } from '../../testkit/sim/scenarios.js';
+import { BlockStore } from '../../src/cache/store.js';
 
 const MiB = 1024 * 1024;
 const support = await netnsSupport();
@@ -140,14 +141,22 @@ if (!support.ok) {
     await c.startDaemons();
     const d1 = await c.download(1, 'f.bin');
     t.ok(d1.correct, 'client 1 has the file');
-    // v2 content: one file per segment under <state>/cache/blocks/<2 hex>/<segment ID>.
-    const blocksDir = join(c.daemons[0]!.stateDir, 'cache', 'blocks');
-    const segs = (await Promise.all((await readdir(blocksDir)).map((d) => readdir(join(blocksDir, d))))).flat().sort();
+    // v2 content: the blocks are in pack files (src/cache/packs.ts); client 1's daemon is stopped
+    // while the test opens its cache to find where one is, damages it, and starts again.
+    await c.stopDaemon(1);
+    const cache = await BlockStore.open({ dir: join(c.daemons[0]!.stateDir, 'cache') });
+    const segs = cache
+      .list()
+      .map((r) => r.segmentId)
+      .sort();
     t.ok(segs.length > 2, `client 1 holds ${segs.length} segments`);
     const [bad, good] = [segs[0]!, segs[1]!];
-    const fh = await open(join(blocksDir, bad.slice(0, 2), bad), 'r+');
-    await fh.write(Buffer.from('corrupted!'), 0, 10, 100);
+    const where = cache.blockFile(Buffer.from(bad, 'hex'), 0)!;
+    await cache.close();
+    const fh = await open(where.path, 'r+');
+    await fh.write(Buffer.from('corrupted!'), 0, 10, where.offset + 100);
     await fh.close();
+    await c.startDaemon(1);
     // Client 2 downloads: client 1 finds the damage when it serves the block, refuses it and drops it.
     const d2 = await c.download(2, 'f.bin');
     t.ok(d2.correct, 'client 2 got a correct file all the same');
