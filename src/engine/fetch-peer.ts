@@ -55,12 +55,25 @@ export async function fetchFromPeer(s: Session, g: number, peer: string): Promis
     return;
   }
   if (s.stopped()) return;
-  await s.store(g, data);
-  sched.peerSucceeded(peer, g, b.length, s.ctx.now() - t0);
-  s.trace({ type: 'peer-block', peer, block: g, bytes: b.length, ms: s.ctx.now() - t0 });
+  const ms = s.ctx.now() - t0;
+  // The peer's part is done once the block is verified: its slot goes back to the scheduler while
+  // the cache makes the block durable (a group commit's fdatasync takes milliseconds to tens of
+  // them; holding the slot through it capped a peer download at about what 16 slots carry per
+  // fdatasync). The download still ends only after every write (Transfer.pump), and a
+  // block is still in the index only once its bytes are on disk. Memory stays bounded: beyond
+  // STORE_BACKLOG_BLOCKS unfinished writes, the slot is held through the write as before.
+  const write = s.store(g, data);
+  if (s.storeBacklog() > STORE_BACKLOG_BLOCKS) await write;
+  sched.peerSucceeded(peer, g, b.length, ms);
   if (next > b.index) sched.peerHasBlock(peer, b.seg, next);
+  s.pumpSoon(); // the freed slot takes its next block now, not when the write is done
+  await write;
+  s.trace({ type: 'peer-block', peer, block: g, bytes: b.length, ms });
   s.landed('fromPeers', b.length);
 }
+
+/** Verified peer blocks that may wait for their cache write without holding a peer slot (~8 MiB of v2). */
+export const STORE_BACKLOG_BLOCKS = 64;
 
 /** How the scheduler should treat a failed peer request (anything but a PeerError is a plain error). */
 export function classifyPeerError(err: unknown): PeerFailure {

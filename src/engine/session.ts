@@ -74,6 +74,8 @@ export interface Session {
   check(block: number, data: Buffer): boolean;
   /** Writes a verified block to the cache. */
   store(block: number, data: Buffer): Promise<void>;
+  /** Verified blocks whose cache write has not finished yet (held in memory meanwhile). */
+  storeBacklog(): number;
   /** After a failed attempt: counts the block as a cache hit if it reached the cache another way. */
   recheckStore(block: number): void;
   /** `n` verified bytes landed from `source`. */

@@ -371,7 +371,12 @@ export class Transfer implements Session {
     if (this.stopped()) return;
     const f = sched.failed();
     if (f) return this.failBlock(f.block, f.reason);
-    if (sched.isDone()) return this.host.finish();
+    if (sched.isDone()) {
+      // Peer blocks count as done once verified (fetch-peer.ts); the job ends once the cache has
+      // them too. Each write's task pumps again when it finishes.
+      if (this.storing.size === 0) this.host.finish();
+      return;
+    }
     const now = this.ctx.now();
     for (const a of sched.next(now, this.originOpen)) this.launch(a);
     if (this.trialsSettled && sched.trialsPending() === 0) this.trialsSettled();
@@ -445,6 +450,10 @@ export class Transfer implements Session {
     } finally {
       this.storing.delete(write);
     }
+  }
+
+  storeBacklog(): number {
+    return this.storing.size;
   }
 
   recheckStore(g: number): void {
