@@ -364,6 +364,8 @@ export class Scheduler {
   private tooLateForTrials = false;
   /** When the download's first trial request was sent (Infinity: none yet); see TRIAL_GRACE_MS. */
   private firstTrialAt = Infinity;
+  /** Whether the last origin pick went by crowd ownership (pickOwned): see crowdRank. */
+  private lastPickOwned = false;
 
   constructor(opts: SchedulerOptions) {
     this.blocks = BlockTable.of(opts.blocks);
@@ -436,6 +438,15 @@ export class Scheduler {
   }
   estimatedOriginBlockMs(): number {
     return this.originBlockMs;
+  }
+
+  /**
+   * For traces (the scale simulation's duplicate analysis): when the last origin pick went by
+   * crowd ownership, our rank for block `g` in it (0: we own it; k: k members score higher);
+   * undefined when it did not.
+   */
+  crowdRank(g: number): number | undefined {
+    return this.lastPickOwned && this.ranks ? this.ranks.rank[g] : undefined;
   }
 
   /** Segments that still miss blocks. */
@@ -1023,6 +1034,7 @@ export class Scheduler {
    * consumer for a bounded time. Unconsumed gaps are entered at a random point of their first half.
    */
   private pickOrigin(now: number): number | undefined {
+    this.lastPickOwned = false;
     if (this.alone && this.readerAt !== undefined && this.readerAt < this.n) {
       // Alone with a reader: the first missing block from the reader on (then from the start).
       for (let k = 0; k < this.n; k++) {
@@ -1033,7 +1045,10 @@ export class Scheduler {
     }
     if (this.o.self !== undefined && this.o.crowdVisible?.() !== false) {
       const members = this.crowdMembers(now);
-      if (members.length > 0) return this.pickOwned(now, members);
+      if (members.length > 0) {
+        this.lastPickOwned = true;
+        return this.pickOwned(now, members);
+      }
     }
     if (this.cursor !== undefined && this.originCandidate(this.cursor, now)) {
       const g = this.cursor;

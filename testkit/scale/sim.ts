@@ -59,10 +59,35 @@ export interface ScaleConfig {
   tickMs?: number;
   /** Origin-rate series bucket (ms). */
   bucketMs?: number;
+  /** Classify every origin fetch of a block its subnet already fetched (ScaleResult.duplicates). */
+  diagnose?: boolean;
+}
+
+/**
+ * Why the origin sent a block a second time into the same subnet (diagnose): counted per block
+ * fetch, by what the subnet's earlier copy was doing when the fetch was assigned, and by how the
+ * fetching client chose it (its crowd rank for the block: owner, k-th stand-in, or no ownership).
+ */
+export interface DuplicateReport {
+  /** Block fetches from the origin, and how many of them were the subnet's first. */
+  fetches: number;
+  first: number;
+  /** Another client of the subnet was fetching it from the origin at that moment. */
+  whileInFlight: number;
+  /** Some client of the subnet held it already (the fetcher had not heard yet). */
+  whileHeld: number;
+  /** By the fetcher's role: rank 0 (owner), 1, 2, 3+ (stand-ins), none (no crowd ownership). */
+  byRole: Record<string, number>;
+  /** Of whileInFlight: the earlier copy's fetcher was the owner (rank 0) / a stand-in / without ownership. */
+  earlierBy: Record<string, number>;
+  /** Duplicate fetches by the time since the fetcher's arrival (s): <2, 2-10, 10-60, >=60. */
+  bySinceArrival: Record<string, number>;
+  /** Duplicate fetches by how long the earlier copy had been in flight (s): <1, 1-3, 3-10, 10-30, >=30. */
+  byInFlightAge: Record<string, number>;
 }
 
 export interface ScaleResult {
-  config: Required<Omit<ScaleConfig, 'originUpBps'>> & { originUpBps: number | null };
+  config: Required<Omit<ScaleConfig, 'originUpBps' | 'diagnose'>> & { originUpBps: number | null };
   tokens: number;
   completed: number;
   /** One client alone, plain HTTP download over the same path (ms). */
@@ -89,6 +114,7 @@ export interface ScaleResult {
   originSeries: { bucketMs: number; bytes: number[] };
   /** Per client, completion time after its arrival (ms), in client order. */
   completions: number[];
+  duplicates?: DuplicateReport;
 }
 
 export interface ScaleRun {
@@ -265,6 +291,49 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   let completed = 0;
   let lastFinish = 0;
   let lanTransfers = 0;
+  // Duplicate analysis (diagnose): per subnet x block, origin fetches in flight, when the oldest
+  // started and its fetcher's role, and when a client of the subnet first held it.
+  const diag = cfg.diagnose ? { inflight: new Uint16Array(S * n), since: new Float64Array(S * n), role: new Int8Array(S * n), fetched: new Uint8Array(S * n), heldAt: new Float64Array(S * n).fill(Infinity) } : undefined;
+  const dup: DuplicateReport = {
+    fetches: 0,
+    first: 0,
+    whileInFlight: 0,
+    whileHeld: 0,
+    byRole: {},
+    earlierBy: {},
+    bySinceArrival: {},
+    byInFlightAge: {},
+  };
+  const bump = (rec: Record<string, number>, key: string) => {
+    rec[key] = (rec[key] ?? 0) + 1;
+  };
+  const noteOriginFetch = (c: number, g: number, rank: number | undefined) => {
+    const d = diag!;
+    const i = subnet[c]! * n + g;
+    const role = rank === undefined ? 'none' : rank >= 3 ? '3+' : String(rank);
+    dup.fetches++;
+    if (!d.fetched[i]) {
+      dup.first++;
+      d.fetched[i] = 1;
+    } else {
+      bump(dup.byRole, role);
+      const t = (now - arrive[c]!) / 1000;
+      bump(dup.bySinceArrival, t < 2 ? '<2' : t < 10 ? '2-10' : t < 60 ? '10-60' : '>=60');
+      if (d.heldAt[i]! <= now) dup.whileHeld++;
+      else if (d.inflight[i]! > 0) {
+        dup.whileInFlight++;
+        const r = d.role[i]!;
+        bump(dup.earlierBy, r < 0 ? 'none' : r === 0 ? 'owner' : 'stand-in');
+        const age = (now - d.since[i]!) / 1000;
+        bump(dup.byInFlightAge, age < 1 ? '<1' : age < 3 ? '1-3' : age < 10 ? '3-10' : age < 30 ? '10-30' : '>=30');
+      }
+    }
+    if (d.inflight[i] === 0) {
+      d.since[i] = now;
+      d.role[i] = rank === undefined ? -1 : Math.min(rank, 100);
+    }
+    d.inflight[i]!++;
+  };
 
   function addSeries(bytes: number, from: number, to: number): void {
     if (to <= from) {
@@ -317,6 +386,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       );
       if (a.kind === 'origin') {
         const count = a.count ?? 1;
+        if (diag) for (let k = 0; k < count; k++) noteOriginFetch(c, a.block + k, sc.crowdRank(a.block + k));
         let bytes = 0;
         for (let k = 0; k < count; k++) bytes += sizeOf(a.block + k);
         net.start(wan[subnet[c]!]!, bytes, wanRtt, now, {
@@ -447,6 +517,11 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         bytesBy[ORIGIN]! += r.bytes;
         originBySubnet[subnet[c]!]! += r.bytes;
         for (let k = 0; k < tag.count; k++) {
+          if (diag) {
+            const i = subnet[c]! * n + tag.block + k;
+            diag.inflight[i]!--;
+            diag.heldAt[i] = Math.min(diag.heldAt[i]!, now);
+          }
           sc.originSucceeded(tag.block + k, ms / tag.count, k === tag.count - 1);
           gain(c, tag.block + k, ORIGIN);
         }
@@ -538,6 +613,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     decisionHash: decisionHash >>> 0,
     originSeries: { bucketMs, bytes: Array.from(series, (b) => Math.round(b ?? 0)) },
     completions,
+    ...(diag ? { duplicates: dup } : {}),
   };
 }
 
