@@ -22,7 +22,8 @@
  * - Hosted caches: a cache serves its subnets like a LAN peer (peerIsRelay); it pulls each block a
  *   client of its subnets fetched from the origin (the client's offer) over the LAN, once; clients
  *   learn its holdings at their ticks (GETSEGLIST polls). With hosted caches the clients do not use
- *   crowd ownership (crowdVisible false, as the real engine does when a hosted cache bridges).
+ *   crowd ownership (crowdVisible false, as the real engine does when a hosted cache bridges),
+ *   unless `cachesNameCrowd` (a peerdist cache per subnet names its crowd: ownership as without).
  * - The origin gate: a client starts the origin after the adaptive initial wait (300 ms with no
  *   peer known, 60 ms with one), as transfer.ts does.
  * Not modelled: loss, TCP slow start, CPU, the cache's disk, readers (no setReaderAt/setLimit).
@@ -61,6 +62,14 @@ export interface ScaleConfig {
   bucketMs?: number;
   /** Classify every origin fetch of a block its subnet already fetched (ScaleResult.duplicates). */
   diagnose?: boolean;
+  /**
+   * With a hosted cache per subnet: the caches name the clients that ask them for the same
+   * segments (a peerdist hosted cache, protocol/pchc.md "Crowds across subnets"), so the engine
+   * shares the crowd out by ownership (DiscoveryLike.bridged false); a cache's crowd is then its
+   * subnet, which multicast already shows. Default false: caches that do not (Windows), no
+   * ownership. (Caches serving several subnets are always modelled as not naming the crowd.)
+   */
+  cachesNameCrowd?: boolean;
 }
 
 /**
@@ -293,7 +302,15 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   let lanTransfers = 0;
   // Duplicate analysis (diagnose): per subnet x block, origin fetches in flight, when the oldest
   // started and its fetcher's role, and when a client of the subnet first held it.
-  const diag = cfg.diagnose ? { inflight: new Uint16Array(S * n), since: new Float64Array(S * n), role: new Int8Array(S * n), fetched: new Uint8Array(S * n), heldAt: new Float64Array(S * n).fill(Infinity) } : undefined;
+  const diag = cfg.diagnose
+    ? {
+        inflight: new Uint16Array(S * n),
+        since: new Float64Array(S * n),
+        role: new Int8Array(S * n),
+        fetched: new Uint8Array(S * n),
+        heldAt: new Float64Array(S * n).fill(Infinity),
+      }
+    : undefined;
   const dup: DuplicateReport = {
     fetches: 0,
     first: 0,
@@ -387,9 +404,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       if (a.kind === 'origin') {
         const count = a.count ?? 1;
         if (diag) for (let k = 0; k < count; k++) noteOriginFetch(c, a.block + k, sc.crowdRank(a.block + k));
-        let bytes = 0;
-        for (let k = 0; k < count; k++) bytes += sizeOf(a.block + k);
-        net.start(wan[subnet[c]!]!, bytes, wanRtt, now, {
+        // The request's first block; the rest follow one by one (FINISH).
+        net.start(wan[subnet[c]!]!, sizeOf(a.block), wanRtt, now, {
           src: ORIGIN,
           c,
           block: a.block,
@@ -469,7 +485,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         originRunBlocks: Math.max(1, Math.round((16 * 65536) / unit)),
         originBlockMsPrior: (250 * unit) / 65536,
         self: ip[c],
-        crowdVisible: h >= 0 ? () => false : undefined,
+        crowdVisible: h >= 0 && !(cfg.cachesNameCrowd && H === S) ? () => false : undefined,
       });
       sched[c] = sc;
       known[c] = new Uint8Array(n);
@@ -516,15 +532,25 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         const ms = now - r.requestedAt;
         bytesBy[ORIGIN]! += r.bytes;
         originBySubnet[subnet[c]!]! += r.bytes;
-        for (let k = 0; k < tag.count; k++) {
-          if (diag) {
-            const i = subnet[c]! * n + tag.block + k;
-            diag.inflight[i]!--;
-            diag.heldAt[i] = Math.min(diag.heldAt[i]!, now);
-          }
-          sc.originSucceeded(tag.block + k, ms / tag.count, k === tag.count - 1);
-          gain(c, tag.block + k, ORIGIN);
+        // One block of a range request landed (`count`: the blocks of the request from this one
+        // on); the next one follows on the same connection, as an HTTP range response delivers
+        // its blocks in order and transfer.ts reports each as it arrives.
+        const g = tag.block;
+        if (diag) {
+          const i = subnet[c]! * n + g;
+          diag.inflight[i]!--;
+          diag.heldAt[i] = Math.min(diag.heldAt[i]!, now);
         }
+        if (tag.count > 1)
+          net.start(wan[subnet[c]!]!, sizeOf(g + 1), 0, now, {
+            src: ORIGIN,
+            c,
+            block: g + 1,
+            count: tag.count - 1,
+            from: -1,
+          });
+        sc.originSucceeded(g, ms, tag.count === 1);
+        gain(c, g, ORIGIN);
         if (sc.isDone()) done(c);
         else pump(c);
       }
@@ -576,6 +602,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       clients: C,
       subnets: S,
       hostedCaches: cfg.hostedCaches,
+      cachesNameCrowd: cfg.cachesNameCrowd ?? false,
       fileBytes: cfg.fileBytes,
       unitBytes: unit,
       wanBps: cfg.wanBps,
