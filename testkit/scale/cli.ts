@@ -64,6 +64,8 @@ const program = new Command('scale')
   .option('--holders <n>', 'holders a client learns per block (ProbeMatch damping)', int, 8)
   .option('--view <n>', 'members of its subnet a client hears and learns holdings from', int, 32)
   .option('--seed <list>', 'seed, or several comma separated (side by side)', '1')
+  .option('--caches-name-crowd', 'hosted caches name their crowd (peerdist, one per subnet): crowd ownership')
+  .option('--diagnose', 'classify the origin fetches of blocks a subnet already fetched (why duplicates)')
   .option('--json', 'print JSON')
   .option('--svg <file>', 'write the completion CDF and origin rate over time as SVG')
   .parse();
@@ -90,9 +92,12 @@ const runs = String(o.seed)
       seed: int(seedText),
       holdersPerBlock: o.holders,
       view: o.view,
+      diagnose: o.diagnose === true,
+      cachesNameCrowd: o.cachesNameCrowd === true,
     };
     const run = measureScale(cfg);
     if (!o.json) console.log(describe(run));
+    if (o.diagnose && !o.json) console.log(`duplicates: ${JSON.stringify(run.result.duplicates)}`);
     return run;
   });
 if (o.json) console.log(JSON.stringify(runs.length === 1 ? summary(runs[0]!) : runs.map(summary), null, 2));

@@ -9,7 +9,7 @@ export function describe(run: ScaleRun): string {
   const c = r.config;
   const per = r.originCopiesPerSubnet;
   const lines = [
-    `clients ${c.clients}, subnets ${c.subnets}, hosted caches ${c.hostedCaches}, file ${mb(c.fileBytes)} MiB in ${r.tokens} tokens of ${c.unitBytes / 1024} KiB, arrival ${c.arrival.kind === 'flash' ? `flash (${c.arrival.jitterMs} ms)` : c.arrival.kind === 'spread' ? `spread over ${s1(c.arrival.overMs)} s` : 'sequential'}, seed ${c.seed}`,
+    `clients ${c.clients}, subnets ${c.subnets}, hosted caches ${c.hostedCaches}${c.cachesNameCrowd ? ' (naming the crowd)' : ''}, file ${mb(c.fileBytes)} MiB in ${r.tokens} tokens of ${c.unitBytes / 1024} KiB, arrival ${c.arrival.kind === 'flash' ? `flash (${c.arrival.jitterMs} ms)` : c.arrival.kind === 'spread' ? `spread over ${s1(c.arrival.overMs)} s` : 'sequential'}, seed ${c.seed}`,
     `completed ${r.completed}/${c.clients}; plain download alone ${s1(r.plainMs)} s`,
     `completion after arrival: p50 ${s1(r.completionMs.p50)} s (${r.vsPlain.p50}x plain), p95 ${s1(r.completionMs.p95)} s (${r.vsPlain.p95}x), p99 ${s1(r.completionMs.p99)} s (${r.vsPlain.p99}x), max ${s1(r.completionMs.max)} s (${r.vsPlain.max}x)`,
     `origin: ${r.originCopies} copies of the file; per subnet min ${Math.min(...per)} max ${Math.max(...per)}; peak ${(r.peakOriginBps / 1e6).toFixed(1)} Mbit/s`,

@@ -22,7 +22,8 @@
  * - Hosted caches: a cache serves its subnets like a LAN peer (peerIsRelay); it pulls each block a
  *   client of its subnets fetched from the origin (the client's offer) over the LAN, once; clients
  *   learn its holdings at their ticks (GETSEGLIST polls). With hosted caches the clients do not use
- *   crowd ownership (crowdVisible false, as the real engine does when a hosted cache bridges).
+ *   crowd ownership (crowdVisible false, as the real engine does when a hosted cache bridges),
+ *   unless `cachesNameCrowd` (a peerdist cache per subnet names its crowd: ownership as without).
  * - The origin gate: a client starts the origin after the adaptive initial wait (300 ms with no
  *   peer known, 60 ms with one), as transfer.ts does.
  * Not modelled: loss, TCP slow start, CPU, the cache's disk, readers (no setReaderAt/setLimit).
@@ -59,10 +60,43 @@ export interface ScaleConfig {
   tickMs?: number;
   /** Origin-rate series bucket (ms). */
   bucketMs?: number;
+  /** Classify every origin fetch of a block its subnet already fetched (ScaleResult.duplicates). */
+  diagnose?: boolean;
+  /**
+   * With a hosted cache per subnet: the caches name the clients that ask them for the same
+   * segments (a peerdist hosted cache, protocol/pchc.md "Crowds across subnets"), so the engine
+   * shares the crowd out by ownership (DiscoveryLike.bridged false); a cache's crowd is then its
+   * subnet, which multicast already shows. Default false: caches that do not (Windows), no
+   * ownership. (Caches serving several subnets are always modelled as not naming the crowd.)
+   */
+  cachesNameCrowd?: boolean;
+}
+
+/**
+ * Why the origin sent a block a second time into the same subnet (diagnose): counted per block
+ * fetch, by what the subnet's earlier copy was doing when the fetch was assigned, and by how the
+ * fetching client chose it (its crowd rank for the block: owner, k-th stand-in, or no ownership).
+ */
+export interface DuplicateReport {
+  /** Block fetches from the origin, and how many of them were the subnet's first. */
+  fetches: number;
+  first: number;
+  /** Another client of the subnet was fetching it from the origin at that moment. */
+  whileInFlight: number;
+  /** Some client of the subnet held it already (the fetcher had not heard yet). */
+  whileHeld: number;
+  /** By the fetcher's role: rank 0 (owner), 1, 2, 3+ (stand-ins), none (no crowd ownership). */
+  byRole: Record<string, number>;
+  /** Of whileInFlight: the earlier copy's fetcher was the owner (rank 0) / a stand-in / without ownership. */
+  earlierBy: Record<string, number>;
+  /** Duplicate fetches by the time since the fetcher's arrival (s): <2, 2-10, 10-60, >=60. */
+  bySinceArrival: Record<string, number>;
+  /** Duplicate fetches by how long the earlier copy had been in flight (s): <1, 1-3, 3-10, 10-30, >=30. */
+  byInFlightAge: Record<string, number>;
 }
 
 export interface ScaleResult {
-  config: Required<Omit<ScaleConfig, 'originUpBps'>> & { originUpBps: number | null };
+  config: Required<Omit<ScaleConfig, 'originUpBps' | 'diagnose'>> & { originUpBps: number | null };
   tokens: number;
   completed: number;
   /** One client alone, plain HTTP download over the same path (ms). */
@@ -89,6 +123,7 @@ export interface ScaleResult {
   originSeries: { bucketMs: number; bytes: number[] };
   /** Per client, completion time after its arrival (ms), in client order. */
   completions: number[];
+  duplicates?: DuplicateReport;
 }
 
 export interface ScaleRun {
@@ -265,6 +300,57 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   let completed = 0;
   let lastFinish = 0;
   let lanTransfers = 0;
+  // Duplicate analysis (diagnose): per subnet x block, origin fetches in flight, when the oldest
+  // started and its fetcher's role, and when a client of the subnet first held it.
+  const diag = cfg.diagnose
+    ? {
+        inflight: new Uint16Array(S * n),
+        since: new Float64Array(S * n),
+        role: new Int8Array(S * n),
+        fetched: new Uint8Array(S * n),
+        heldAt: new Float64Array(S * n).fill(Infinity),
+      }
+    : undefined;
+  const dup: DuplicateReport = {
+    fetches: 0,
+    first: 0,
+    whileInFlight: 0,
+    whileHeld: 0,
+    byRole: {},
+    earlierBy: {},
+    bySinceArrival: {},
+    byInFlightAge: {},
+  };
+  const bump = (rec: Record<string, number>, key: string) => {
+    rec[key] = (rec[key] ?? 0) + 1;
+  };
+  const noteOriginFetch = (c: number, g: number, rank: number | undefined) => {
+    const d = diag!;
+    const i = subnet[c]! * n + g;
+    const role = rank === undefined ? 'none' : rank >= 3 ? '3+' : String(rank);
+    dup.fetches++;
+    if (!d.fetched[i]) {
+      dup.first++;
+      d.fetched[i] = 1;
+    } else {
+      bump(dup.byRole, role);
+      const t = (now - arrive[c]!) / 1000;
+      bump(dup.bySinceArrival, t < 2 ? '<2' : t < 10 ? '2-10' : t < 60 ? '10-60' : '>=60');
+      if (d.heldAt[i]! <= now) dup.whileHeld++;
+      else if (d.inflight[i]! > 0) {
+        dup.whileInFlight++;
+        const r = d.role[i]!;
+        bump(dup.earlierBy, r < 0 ? 'none' : r === 0 ? 'owner' : 'stand-in');
+        const age = (now - d.since[i]!) / 1000;
+        bump(dup.byInFlightAge, age < 1 ? '<1' : age < 3 ? '1-3' : age < 10 ? '3-10' : age < 30 ? '10-30' : '>=30');
+      }
+    }
+    if (d.inflight[i] === 0) {
+      d.since[i] = now;
+      d.role[i] = rank === undefined ? -1 : Math.min(rank, 100);
+    }
+    d.inflight[i]!++;
+  };
 
   function addSeries(bytes: number, from: number, to: number): void {
     if (to <= from) {
@@ -317,9 +403,9 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       );
       if (a.kind === 'origin') {
         const count = a.count ?? 1;
-        let bytes = 0;
-        for (let k = 0; k < count; k++) bytes += sizeOf(a.block + k);
-        net.start(wan[subnet[c]!]!, bytes, wanRtt, now, {
+        if (diag) for (let k = 0; k < count; k++) noteOriginFetch(c, a.block + k, sc.crowdRank(a.block + k));
+        // The request's first block; the rest follow one by one (FINISH).
+        net.start(wan[subnet[c]!]!, sizeOf(a.block), wanRtt, now, {
           src: ORIGIN,
           c,
           block: a.block,
@@ -399,7 +485,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         originRunBlocks: Math.max(1, Math.round((16 * 65536) / unit)),
         originBlockMsPrior: (250 * unit) / 65536,
         self: ip[c],
-        crowdVisible: h >= 0 ? () => false : undefined,
+        crowdVisible: h >= 0 && !(cfg.cachesNameCrowd && H === S) ? () => false : undefined,
       });
       sched[c] = sc;
       known[c] = new Uint8Array(n);
@@ -446,10 +532,25 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         const ms = now - r.requestedAt;
         bytesBy[ORIGIN]! += r.bytes;
         originBySubnet[subnet[c]!]! += r.bytes;
-        for (let k = 0; k < tag.count; k++) {
-          sc.originSucceeded(tag.block + k, ms / tag.count, k === tag.count - 1);
-          gain(c, tag.block + k, ORIGIN);
+        // One block of a range request landed (`count`: the blocks of the request from this one
+        // on); the next one follows on the same connection, as an HTTP range response delivers
+        // its blocks in order and transfer.ts reports each as it arrives.
+        const g = tag.block;
+        if (diag) {
+          const i = subnet[c]! * n + g;
+          diag.inflight[i]!--;
+          diag.heldAt[i] = Math.min(diag.heldAt[i]!, now);
         }
+        if (tag.count > 1)
+          net.start(wan[subnet[c]!]!, sizeOf(g + 1), 0, now, {
+            src: ORIGIN,
+            c,
+            block: g + 1,
+            count: tag.count - 1,
+            from: -1,
+          });
+        sc.originSucceeded(g, ms, tag.count === 1);
+        gain(c, g, ORIGIN);
         if (sc.isDone()) done(c);
         else pump(c);
       }
@@ -501,6 +602,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       clients: C,
       subnets: S,
       hostedCaches: cfg.hostedCaches,
+      cachesNameCrowd: cfg.cachesNameCrowd ?? false,
       fileBytes: cfg.fileBytes,
       unitBytes: unit,
       wanBps: cfg.wanBps,
@@ -538,6 +640,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     decisionHash: decisionHash >>> 0,
     originSeries: { bucketMs, bytes: Array.from(series, (b) => Math.round(b ?? 0)) },
     completions,
+    ...(diag ? { duplicates: dup } : {}),
   };
 }
 
