@@ -11,17 +11,15 @@ import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import {
   type BlobLeaseClient,
-  BlobSASPermissions,
   BlobServiceClient,
   ContainerClient,
-  generateBlobSASQueryParameters,
   RestError,
   StorageSharedKeyCredential,
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
-import { Agent } from 'undici';
 import { PeerdistError, UsageError } from '../util/errors.js';
 import {
+  ObjectChangedError,
   RECORD_PREFIX,
   StoreUnavailableError,
   type ObjectInfo,
@@ -29,7 +27,6 @@ import {
   type StoreLock,
   type StoreUrl,
 } from './store.js';
-import { readRange } from './store-range.js';
 
 /** One account's entry in the store config file. */
 export interface AzureAccountConfig {
@@ -162,19 +159,9 @@ class AzureLock implements StoreLock {
   }
 }
 
-/** How long the SAS of one blob read is valid (it is made per read and only ever sent to storage). */
-const READ_SAS_MS = 60 * 60_000;
-
 export class AzblobStore implements ObjectStore {
   readonly url: string;
   private readonly leaseSeconds: number;
-  /** Blob reads go through undici (store-range.ts says why); the SDK does everything else. */
-  private readonly reads = new Agent({
-    connectTimeout: 10_000,
-    headersTimeout: 30_000,
-    bodyTimeout: 60_000,
-    keepAliveTimeout: 30_000,
-  });
 
   private constructor(
     private readonly u: StoreUrl,
@@ -216,29 +203,18 @@ export class AzblobStore implements ObjectStore {
   }
 
   async read(name: string, etag: string, start: number, end: number): Promise<Readable> {
-    const full = this.full(name);
-    return readRange({ dispatcher: this.reads, url: () => this.readUrl(full), name, etag }, start, end);
-  }
-
-  /**
-   * The URL a blob is read from, with its authorization in the query: with an account key, a
-   * read-only SAS for this one blob made here (the key itself never leaves the process); with a
-   * SAS URL, the SDK's blob URL, which carries it.
-   */
-  private readUrl(full: string): string {
-    const blob = this.container.getBlobClient(full);
-    const cred = this.container.credential;
-    if (!(cred instanceof StorageSharedKeyCredential)) return blob.url;
-    const sas = generateBlobSASQueryParameters(
-      {
-        containerName: this.u.container,
-        blobName: full,
-        permissions: BlobSASPermissions.parse('r'),
-        expiresOn: new Date(Date.now() + READ_SAS_MS),
-      },
-      cred,
-    ).toString();
-    return `${blob.url}${blob.url.includes('?') ? '&' : '?'}${sas}`;
+    try {
+      const r = await this.container
+        .getBlobClient(this.full(name))
+        .download(start, end - start + 1, { conditions: { ifMatch: etag }, maxRetryRequests: 3 });
+      const body = r.readableStreamBody;
+      if (!body) throw new StoreUnavailableError(`storage sent no body for ${name}`);
+      return body as Readable;
+    } catch (err) {
+      const s = statusOf(err);
+      if (s === 404 || s === 412) throw new ObjectChangedError(name);
+      unavailable(err, `read of ${name}`);
+    }
   }
 
   async *list(prefix = ''): AsyncIterable<ObjectInfo> {

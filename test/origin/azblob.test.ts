@@ -12,8 +12,7 @@ import { AzblobStore } from '../../src/origin/store-azblob.js';
 import { parseStoreUrl } from '../../src/origin/store.js';
 import { recordSpec } from '../../src/origin/shared-hash.js';
 import { createLogger } from '../../src/util/log.js';
-import { startAzurite, AZURITE_ACCOUNT, azuriteConnectionString, type Azurite } from '../../testkit/azurite.js';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { startAzurite, AZURITE_ACCOUNT, type Azurite } from '../../testkit/azurite.js';
 import { describesData, get, startOrigin, type Started } from './http.js';
 import { tempDir, type Teardown } from './tmp.js';
 
@@ -107,8 +106,6 @@ t.test('credentials from a container SAS URL (read, write records, lease)', asyn
     env: { AZURE_STORAGE_SAS_URL: sas },
   });
   t.equal((await store.stat('f.bin'))?.size, 9);
-  const etag = (await store.stat('f.bin'))!.etag;
-  t.equal((await collect(await store.read('f.bin', etag, 2, 4))).toString(), 'llo', 'a range read through the SAS');
   await store.putRecord('.peerdist/ci/probe', Buffer.from('x'));
   t.same(await store.getRecord('.peerdist/ci/probe'), Buffer.from('x'));
   const lock = await store.tryLock('probe');
@@ -120,87 +117,6 @@ t.test('credentials from a container SAS URL (read, write records, lease)', asyn
     }),
     /SAS URL is for another container/,
   );
-});
-
-async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-/**
- * A TCP relay to Azurite that cuts the connection carrying the next `cutAfter` bytes from storage
- * (once per setting): a read broken off mid-body, as a flaky network does it.
- */
-async function cuttingRelay(t: Teardown): Promise<{ endpoint: string; cutNext(bytes: number): void; cuts: number }> {
-  const state = { cutAfter: undefined as number | undefined, cuts: 0 };
-  const open = new Set<Socket>();
-  const server = createServer((down) => {
-    const up = connect(az.port, '127.0.0.1');
-    open.add(up).add(down);
-    let sent = 0;
-    up.on('data', (chunk: Buffer) => {
-      sent += chunk.length;
-      if (state.cutAfter !== undefined && sent > state.cutAfter) {
-        state.cutAfter = undefined;
-        state.cuts++;
-        down.destroy();
-        up.destroy();
-        return;
-      }
-      down.write(chunk);
-    });
-    down.on('data', (chunk: Buffer) => up.write(chunk));
-    const close = () => {
-      up.destroy();
-      down.destroy();
-      open.delete(up);
-      open.delete(down);
-    };
-    up.on('error', close).on('close', close);
-    down.on('error', close).on('close', close);
-  });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  t.teardown(
-    () =>
-      new Promise<void>((ok) => {
-        server.close(() => ok());
-        // The store keeps its storage connections alive; end them rather than wait them out.
-        for (const s of open) s.destroy();
-      }),
-  );
-  const port = (server.address() as AddressInfo).port;
-  return {
-    endpoint: `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`,
-    cutNext: (bytes) => {
-      state.cutAfter = bytes;
-    },
-    get cuts() {
-      return state.cuts;
-    },
-  };
-}
-
-t.test('a blob read broken off mid-body resumes where it stopped, and never mixes two versions', async (t) => {
-  const { name, c } = await freshContainer();
-  const body = randomBytes(3 << 20);
-  await upload(c, 'big.bin', body);
-  const relay = await cuttingRelay(t);
-  const store = await AzblobStore.open(parseStoreUrl(`azblob://${AZURITE_ACCOUNT}/${name}`), {
-    env: { AZURE_STORAGE_CONNECTION_STRING: azuriteConnectionString(relay.endpoint) },
-  });
-  const info = (await store.stat('big.bin'))!;
-  relay.cutNext(1 << 20);
-  const got = await collect(await store.read('big.bin', info.etag, 1000, body.length - 1));
-  t.equal(relay.cuts, 1, 'the relay cut the body once');
-  t.ok(got.equals(body.subarray(1000)), 'every byte, once, in order');
-
-  // Cut again, and replace the blob before the read asks for the rest: the rest is refused.
-  const stream = await store.read('big.bin', info.etag, 0, body.length - 1);
-  relay.cutNext(512 << 10);
-  await upload(c, 'big.bin', randomBytes(body.length));
-  await t.rejects(collect(stream), { name: 'ObjectChangedError' }, 'the new version is never appended to the old');
-  t.equal(relay.cuts, 2);
 });
 
 t.test('blobs are served like files: validators, HEAD, ranges, conditionals, hidden names', async (t) => {
