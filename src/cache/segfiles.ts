@@ -158,15 +158,7 @@ export class SegmentFiles {
   /** Reads `length` bytes at `offset` into `dest` (from its start); the count read (less if the file ends early). */
   async readInto(idHex: string, offset: number, length: number, dest: Buffer): Promise<number> {
     if (dest.length < length) throw new RangeError(`${length} bytes do not fit a ${dest.length}-byte buffer`);
-    return this.with(idHex, async (fh) => {
-      let got = 0;
-      while (got < length) {
-        const { bytesRead } = await fh.read(dest, got, length - got, offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return got;
-    });
+    return this.with(idHex, (fh) => readFully(fh, dest, length, offset));
   }
 
   /** Deletes a segment's file; readers still holding the descriptor finish on the unlinked inode. */
@@ -248,19 +240,7 @@ export class SegmentFiles {
   /** Reads `length` bytes at `offset` of pack `seq` into `dest`; the count read. ENOENT when the pack is gone. */
   async readPackInto(seq: number, offset: number, length: number, dest: Buffer): Promise<number> {
     if (dest.length < length) throw new RangeError(`${length} bytes do not fit a ${dest.length}-byte buffer`);
-    return this.with(
-      packKey(seq),
-      async (fh) => {
-        let got = 0;
-        while (got < length) {
-          const { bytesRead } = await fh.read(dest, got, length - got, offset + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        return got;
-      },
-      false,
-    );
+    return this.with(packKey(seq), (fh) => readFully(fh, dest, length, offset), false);
   }
 
   async removePack(seq: number): Promise<void> {
@@ -285,4 +265,15 @@ export class SegmentFiles {
     this.open.clear();
     await Promise.all(hs.map((h) => this.closeHandle(h)));
   }
+}
+
+/** Reads `length` bytes at `offset` into the start of `dest`; the count read (less if the file ends early). */
+async function readFully(fh: FileHandle, dest: Buffer, length: number, offset: number): Promise<number> {
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(dest, got, length - got, offset + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
 }
