@@ -9,19 +9,22 @@
  * is printed too (--peers 1 --only 0 compares receiving code between builds).
  *   npm run build && node dist/bench/serve-crowd.js [--size 64] [--peers 4] [--alternations 2] [--profile DIR]
  *     [--transport lean|node|both] (both: the lean server and node:http alternating)
+ *     [--version 1|2] (v1: 64 KiB blocks, 512 per segment; v2: one 128 KiB block per segment, SHA-512)
+ *     [--base DIR] (also a server built from another tree's dist/ DIR, alternating with this one)
+ *     [--node-args '...'] (extra node options for the server child, e.g. --trace-gc)
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { BlockStore } from '../src/cache/store.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type * as StoreModule from '../src/cache/store.js';
+import type * as ServerModule from '../src/retrieval/server.js';
 import type { SegmentMeta } from '../src/cache/meta.js';
-import { v1Segment } from '../test/cache/make.js';
-import { V1_BLOCK_SIZE } from '../src/protocol/pccrc/types.js';
-import { createRetrievalServer } from '../src/retrieval/server.js';
+import { v1Segment, v2Segment } from '../test/cache/make.js';
+import { V1_BLOCK_SIZE, V2_MAX_SEGMENT_SIZE } from '../src/protocol/pccrc/types.js';
 import { RetrievalClient } from '../src/retrieval/client.js';
 
 const { values } = parseArgs({
@@ -37,10 +40,19 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     /** The server's transport: lean, node, or both (alternating lean and node:http in each alternation). */
     transport: { type: 'string', default: 'lean' },
+    version: { type: 'string', default: '1' },
+    /** A dist/ directory of another build: its server alternates with this build's. */
+    base: { type: 'string' },
+    /** The dist/ directory the server child loads its modules from (set by the parent). */
+    root: { type: 'string' },
+    'node-args': { type: 'string' },
+    /** Print each server thread's CPU seconds (to stderr). */
+    threads: { type: 'boolean', default: false },
   },
 });
-const BLOCK = V1_BLOCK_SIZE;
-const PER_SEG = 512;
+const V2 = values.version === '2';
+const BLOCK = V2 ? V2_MAX_SEGMENT_SIZE : V1_BLOCK_SIZE;
+const PER_SEG = V2 ? 1 : 512;
 const SIZE_MIB = Number(values.size);
 const totalBlocks = Math.max(1, Math.floor((SIZE_MIB * 1048576) / BLOCK));
 const nSegs = Math.ceil(totalBlocks / PER_SEG);
@@ -52,17 +64,30 @@ function segment(s: number): { meta: SegmentMeta; data: Buffer } {
   const n = Math.min(PER_SEG, totalBlocks - s * PER_SEG);
   const data = Buffer.from(base.subarray(0, n * BLOCK));
   for (let i = 0; i < n; i++) data.writeUInt32BE(s, i * BLOCK);
-  return { meta: v1Segment(data).meta, data };
+  return { meta: (V2 ? v2Segment(data) : v1Segment(data)).meta, data };
 }
 
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+/** CPU seconds of every thread of `pid` by thread id (ascending: the main thread, V8's, then libuv's and LevelDB's as started). */
+async function threadCpu(pid: number): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  for (const t of (await readdir(`/proc/${pid}/task`)).map(Number).sort((a, b) => a - b))
+    out.set(t, await cpuSeconds(pid, t).catch(() => 0));
+  return out;
+}
+
+async function cpuSeconds(pid: number, tid?: number): Promise<number> {
+  const stat = await readFile(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 if (values.serve) {
   // Child: fill the store, serve, report the port; exit when the parent disconnects.
+  const root = values.root ?? fileURLToPath(new URL('..', import.meta.url));
+  const { BlockStore } = (await import(pathToFileURL(join(root, 'src/cache/store.js')).href)) as typeof StoreModule;
+  const { createRetrievalServer } = (await import(
+    pathToFileURL(join(root, 'src/retrieval/server.js')).href
+  )) as typeof ServerModule;
   const store = await BlockStore.open({ dir: values.serve, limitBytes: 2 ** 50 });
   for (let s = 0; s < nSegs; s++) {
     const { meta, data } = segment(s);
@@ -81,18 +106,31 @@ if (values.serve) {
 } else {
   const peers = Number(values.peers);
   const segs = Array.from({ length: nSegs }, (_, s) => segment(s).meta);
-  const run = async (sealed: number, transport: string) => {
+  const run = async (sealed: number, transport: string, root: string | undefined) => {
     const dir = await mkdtemp(join(tmpdir(), 'peerdist-bench-serve-'));
+    const execArgv = [...process.execArgv, ...(values['node-args']?.split(' ').filter(Boolean) ?? [])];
+    if (values.profile) execArgv.push('--cpu-prof', '--cpu-prof-dir', values.profile);
     const child = fork(
       fileURLToPath(import.meta.url),
-      ['--serve', dir, '--sealed', String(sealed), '--size', String(SIZE_MIB), '--transport', transport],
-      {
-        env: { ...process.env, PEERDIST_LOG: 'warn' },
-        execArgv: values.profile ? [...process.execArgv, '--cpu-prof', '--cpu-prof-dir', values.profile] : undefined,
-      },
+      [
+        '--serve',
+        dir,
+        '--sealed',
+        String(sealed),
+        '--size',
+        String(SIZE_MIB),
+        '--transport',
+        transport,
+        '--version',
+        V2 ? '2' : '1',
+        ...(root ? ['--root', root] : []),
+      ],
+      { env: { ...process.env, PEERDIST_LOG: 'warn' }, execArgv },
     );
     const { peer } = await new Promise<{ peer: string }>((r) => child.once('message', (m) => r(m as { peer: string })));
     const cpu0 = await cpuSeconds(child.pid!);
+    const main0 = await cpuSeconds(child.pid!, child.pid!);
+    const threads0 = await threadCpu(child.pid!);
     const own0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(
@@ -117,7 +155,10 @@ if (values.serve) {
                 index: i,
                 kp: m.kp,
                 expectedLength: len,
-                verify: (p) => createHash('sha256').update(p).digest().equals(m.blockHashes[i]!),
+                verify: (p) =>
+                  V2
+                    ? createHash('sha512').update(p).digest().subarray(0, 32).equals(m.hod)
+                    : createHash('sha256').update(p).digest().equals(m.blockHashes[i]!),
               });
             }
           }),
@@ -127,23 +168,41 @@ if (values.serve) {
     );
     const seconds = (performance.now() - t0) / 1000;
     const cpu = (await cpuSeconds(child.pid!)) - cpu0;
+    // The main thread (JavaScript, syscalls it makes); the rest is V8's GC / compiler threads and libuv's pool.
+    const main = (await cpuSeconds(child.pid!, child.pid!)) - main0;
+    const threads1 = await threadCpu(child.pid!);
+    const threads = [...threads1]
+      .map(([tid, c]) => [tid, c - (threads0.get(tid) ?? 0)] as const)
+      .filter(([, c]) => c > 0);
     const own = process.cpuUsage(own0);
     child.disconnect();
     await new Promise((r) => child.once('exit', r));
     await rm(dir, { recursive: true, force: true });
     const gib = (peers * totalBlocks * BLOCK) / 2 ** 30;
-    return { seconds, cpu, perGiB: cpu / gib, clientPerGiB: (own.user + own.system) / 1e6 / gib };
+    return {
+      seconds,
+      cpu,
+      perGiB: cpu / gib,
+      mainPerGiB: main / gib,
+      threads,
+      clientPerGiB: (own.user + own.system) / 1e6 / gib,
+    };
   };
   process.stdout.write(
-    `${peers} peers x ${SIZE_MIB} MiB (${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | transport | sealed memory | server CPU s | CPU s per GiB served | peers' CPU s per GiB received | wall s | load |\n|---|---|---|---:|---:|---:|---:|---|\n`,
+    `${peers} peers x ${SIZE_MIB} MiB (v${V2 ? 2 : 1}, ${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | build | transport | sealed memory | server CPU s | CPU s per GiB served | of it main thread | other threads | peers' CPU s per GiB received | wall s | load |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---|\n`,
   );
   for (let k = 0; k < Number(values.alternations); k++) {
-    for (const transport of values.transport === 'both' ? ['lean', 'node'] : [values.transport!])
-      for (const sealed of values.only !== undefined ? [Number(values.only)] : [0, 16 * 1024 * 1024]) {
-        const r = await run(sealed, transport);
-        process.stdout.write(
-          `| ${k + 1} | ${transport} | ${sealed ? '16 MiB' : 'off'} | ${r.cpu.toFixed(2)} | ${r.perGiB.toFixed(1)} | ${r.clientPerGiB.toFixed(1)} | ${r.seconds.toFixed(2)} | ${loadavg()[0]!.toFixed(1)} |\n`,
-        );
-      }
+    for (const root of values.base ? [undefined, values.base] : [undefined])
+      for (const transport of values.transport === 'both' ? ['lean', 'node'] : [values.transport!])
+        for (const sealed of values.only !== undefined ? [Number(values.only)] : [0, 16 * 1024 * 1024]) {
+          const r = await run(sealed, transport, root);
+          if (values.threads)
+            process.stderr.write(
+              `threads (tid: CPU s): ${r.threads.map(([t, c]) => `${t - r.threads[0]![0]}: ${c.toFixed(2)}`).join(', ')}\n`,
+            );
+          process.stdout.write(
+            `| ${k + 1} | ${root ? 'base' : 'this'} | ${transport} | ${sealed ? '16 MiB' : 'off'} | ${r.cpu.toFixed(2)} | ${r.perGiB.toFixed(1)} | ${r.mainPerGiB.toFixed(1)} | ${(r.perGiB - r.mainPerGiB).toFixed(1)} | ${r.clientPerGiB.toFixed(1)} | ${r.seconds.toFixed(2)} | ${loadavg()[0]!.toFixed(1)} |\n`,
+          );
+        }
   }
 }
