@@ -38,7 +38,7 @@ export const SEALED_BUDGET_BYTES = 16 * 1024 * 1024;
 export class SealedBlocks {
   private readonly entries = new Map<string, Entry>();
   private bytes = 0;
-  /** Requests answered from memory (or joined to a sealing in progress), and blocks sealed. */
+  /** Requests answered from memory (or joined to a sealing in progress), and blocks sealed (kept or not). */
   hits = 0;
   sealedCount = 0;
 
@@ -62,7 +62,11 @@ export class SealedBlocks {
     kp: Buffer,
     seal: () => Promise<Sealed | undefined>,
   ): Promise<Sealed | undefined> {
-    if (this.budgetBytes === 0) return seal();
+    if (this.budgetBytes === 0)
+      return seal().then((s) => {
+        if (s) this.sealedCount++;
+        return s;
+      });
     const key = `${segmentId.toString('base64')}/${index}/${algo}`;
     const e = this.entries.get(key);
     if (e?.kp.equals(kp)) {

@@ -121,6 +121,12 @@ export interface RetrievalStats {
   sources: number;
   /** Block responses waiting for the upload cap now. */
   uploadWaiting: number;
+  /**
+   * Blocks read, verified and encrypted for peers (sealed), and block requests answered from the
+   * sealed-block memory instead (or joined to a sealing in progress): sealed-blocks.ts.
+   */
+  blocksSealed: number;
+  sealedHits: number;
 }
 
 export interface RetrievalServer {
@@ -160,6 +166,8 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     connections: 0,
     sources: 0,
     uploadWaiting: 0,
+    blocksSealed: 0,
+    sealedHits: 0,
   };
   const rate = opts.uploadRateLimit;
   if (rate !== undefined && (!Number.isFinite(rate) || rate < 0))
@@ -365,6 +373,8 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         connections: g.connections,
         sources: g.sources,
         uploadWaiting: uploads?.waiting ?? 0,
+        blocksSealed: sealed.sealedCount,
+        sealedHits: sealed.hits,
       };
     },
     listen: () =>

@@ -157,3 +157,13 @@ t.test('blocks read into reused buffers: every answer stays intact after later b
   }
   t.ok(source.intoReads >= 8, 'read through readBlockInto');
 });
+
+t.test('counted: blocks sealed and requests answered from memory, with and without a budget', async (t) => {
+  const source = new MemorySource().add(C);
+  const on = new SealedBlocks();
+  for (const i of [0, 0, 1, 0]) opened(await respond(req(i), deps(source, on)), i);
+  t.match(on, { sealedCount: 2, hits: 2 }, 'blocks 0 and 1 sealed, block 0 answered twice from memory');
+  const off = new SealedBlocks(0);
+  for (const i of [0, 0, 1]) opened(await respond(req(i), deps(source, off)), i);
+  t.match(off, { sealedCount: 3, hits: 0 }, 'no memory: every request sealed');
+});
