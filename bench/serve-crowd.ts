@@ -103,7 +103,8 @@ if (values.serve) {
   const { host, port } = await server.listen();
   process.send!({ peer: `${host}:${port}` });
   process.on('message', (m) => {
-    if (m === 'stats') process.send!({ stats: server.stats() });
+    // Blocks read from the store for peers (the base build has no sealing counters; this tells both).
+    if (m === 'stats') process.send!({ stats: server.stats(), storeReads: store.stats().hitsPeer });
   });
   process.on('disconnect', () => void server.close().then(() => store.close?.()));
 } else {
@@ -171,8 +172,9 @@ if (values.serve) {
     );
     const seconds = (performance.now() - t0) / 1000;
     child.send('stats');
-    const { stats } = await new Promise<{
+    const { stats, storeReads } = await new Promise<{
       stats: { blocksServed: number; blocksSealed?: number; sealedHits?: number };
+      storeReads: number;
     }>((r) => child.once('message', (m) => r(m as never)));
     const cpu = (await cpuSeconds(child.pid!)) - cpu0;
     // The main thread (JavaScript, syscalls it makes); the rest is V8's GC / compiler threads and libuv's pool.
@@ -192,12 +194,13 @@ if (values.serve) {
       perGiB: cpu / gib,
       mainPerGiB: main / gib,
       stats,
+      storeReads,
       threads,
       clientPerGiB: (own.user + own.system) / 1e6 / gib,
     };
   };
   process.stdout.write(
-    `${peers} peers x ${SIZE_MIB} MiB (v${V2 ? 2 : 1}, ${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | build | transport | sealed memory | server CPU s | CPU s per GiB served | of it main thread | other threads | peers' CPU s per GiB received | wall s | load | blocks served / sealed / from memory |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|\n`,
+    `${peers} peers x ${SIZE_MIB} MiB (v${V2 ? 2 : 1}, ${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | build | transport | sealed memory | server CPU s | CPU s per GiB served | of it main thread | other threads | peers' CPU s per GiB received | wall s | load | blocks served / sealed / from memory | blocks read from the store |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|\n`,
   );
   for (let k = 0; k < Number(values.alternations); k++) {
     for (const root of values.base ? [undefined, values.base] : [undefined])
@@ -209,7 +212,7 @@ if (values.serve) {
               `threads (tid: CPU s): ${r.threads.map(([t, c]) => `${t - r.threads[0]![0]}: ${c.toFixed(2)}`).join(', ')}\n`,
             );
           process.stdout.write(
-            `| ${k + 1} | ${root ? 'base' : 'this'} | ${transport} | ${sealed ? '16 MiB' : 'off'} | ${r.cpu.toFixed(2)} | ${r.perGiB.toFixed(1)} | ${r.mainPerGiB.toFixed(1)} | ${(r.perGiB - r.mainPerGiB).toFixed(1)} | ${r.clientPerGiB.toFixed(1)} | ${r.seconds.toFixed(2)} | ${loadavg()[0]!.toFixed(1)} | ${r.stats.blocksServed} / ${r.stats.blocksSealed ?? 'n/a'} / ${r.stats.sealedHits ?? 'n/a'} |\n`,
+            `| ${k + 1} | ${root ? 'base' : 'this'} | ${transport} | ${sealed ? '16 MiB' : 'off'} | ${r.cpu.toFixed(2)} | ${r.perGiB.toFixed(1)} | ${r.mainPerGiB.toFixed(1)} | ${(r.perGiB - r.mainPerGiB).toFixed(1)} | ${r.clientPerGiB.toFixed(1)} | ${r.seconds.toFixed(2)} | ${loadavg()[0]!.toFixed(1)} | ${r.stats.blocksServed} / ${r.stats.blocksSealed ?? 'n/a'} / ${r.stats.sealedHits ?? 'n/a'} | ${r.storeReads} |\n`,
           );
         }
   }
