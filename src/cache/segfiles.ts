@@ -15,7 +15,6 @@
  * Descriptors are cached (at most MAX_OPEN, least recently used closed first).
  */
 import { constants, type FileHandle, chmod, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
-import { readSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeDirs } from '../util/mkdirs.js';
 
@@ -28,8 +27,6 @@ const packKey = (seq: number) => PACK_KEY + seq.toString(16).padStart(8, '0');
 
 interface Handle {
   fh: Promise<FileHandle>;
-  /** The descriptor once `fh` has resolved (for the synchronous reads of readIntoNow). */
-  fd?: number;
   users: number;
   /** The fdatasync in progress (or last finished). */
   running?: Promise<void>;
@@ -69,14 +66,9 @@ export class SegmentFiles {
     let h = this.open.get(idHex);
     if (!h) {
       const fresh: Handle = { fh: this.openFile(idHex, create), users: 0 };
-      fresh.fh.then(
-        (fh) => {
-          fresh.fd = fh.fd;
-        },
-        () => {
-          if (this.open.get(idHex) === fresh) this.open.delete(idHex);
-        },
-      );
+      fresh.fh.catch(() => {
+        if (this.open.get(idHex) === fresh) this.open.delete(idHex);
+      });
       this.open.set(idHex, fresh);
       this.trim();
       h = fresh;
@@ -167,38 +159,6 @@ export class SegmentFiles {
   async readInto(idHex: string, offset: number, length: number, dest: Buffer): Promise<number> {
     if (dest.length < length) throw new RangeError(`${length} bytes do not fit a ${dest.length}-byte buffer`);
     return this.with(idHex, (fh) => readFully(fh, dest, length, offset));
-  }
-
-  /**
-   * readInto, synchronously (one pread on the cached descriptor, no hand-off to libuv's pool), when
-   * the segment's descriptor is open already; undefined when it is not (the caller reads with
-   * readInto, which opens it). For the serving path (issue 25): blocks served are mostly in the
-   * page cache, and the pool's hand-off cost more CPU than the read itself (bench/crypto-floor.ts).
-   */
-  readIntoNow(idHex: string, offset: number, length: number, dest: Buffer): number | undefined {
-    return this.now(idHex, offset, length, dest);
-  }
-
-  /** readPackInto synchronously when the pack's descriptor is open (readIntoNow); undefined when not. */
-  readPackIntoNow(seq: number, offset: number, length: number, dest: Buffer): number | undefined {
-    return this.now(packKey(seq), offset, length, dest);
-  }
-
-  private now(key: string, offset: number, length: number, dest: Buffer): number | undefined {
-    if (dest.length < length) throw new RangeError(`${length} bytes do not fit a ${dest.length}-byte buffer`);
-    const h = this.open.get(key);
-    if (h?.fd === undefined) return undefined;
-    this.open.delete(key);
-    this.open.set(key, h); // most recently used last
-    // Nothing can close the descriptor while this runs: it is synchronous, and users > 0 only
-    // matters to the asynchronous paths, which yield.
-    let got = 0;
-    while (got < length) {
-      const n = readSync(h.fd, dest, got, length - got, offset + got);
-      if (n === 0) break;
-      got += n;
-    }
-    return got;
   }
 
   /** Deletes a segment's file; readers still holding the descriptor finish on the unlinked inode. */

@@ -701,15 +701,7 @@ export class BlockStore extends EventEmitter {
     const [s, end] = blockRange(e.meta.version, e.meta, index);
     const loc = e.loc;
     let data: Buffer;
-    // A read into the caller's buffer (the serving path) is one synchronous pread when the file is
-    // open already (segfiles.ts readIntoNow); the result is checked exactly as below.
-    const now = dest
-      ? loc
-        ? this.files.readPackIntoNow(loc.pack, loc.off, end - s, dest)
-        : this.files.readIntoNow(e.idHex, s, end - s, dest)
-      : undefined;
-    if (now !== undefined) data = dest!.subarray(0, now);
-    else if (loc) {
+    if (loc) {
       const buf = dest ?? Buffer.allocUnsafe(end - s);
       try {
         data = buf.subarray(0, await this.files.readPackInto(loc.pack, loc.off, end - s, buf));
