@@ -252,8 +252,8 @@ async function fetchRoute(
 }
 
 /** A batch smaller than this waits up to FLUSH_MS for more blocks before it is written. */
-const FLUSH_BYTES = 512 * 1024;
-const FLUSH_MS = 4;
+const FLUSH_BYTES = 1024 * 1024;
+const FLUSH_MS = 25;
 
 /**
  * Writes the content to the response in large writes (issue 25: the stream to `get`): the blocks
