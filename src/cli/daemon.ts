@@ -143,8 +143,6 @@ export function register(program: Command): void {
           .split(',')
           .map((x) => x.trim())
           .filter(Boolean),
-        // PEERDIST_STREAM_SOCKET=off: no stream socket beside a TCP admin address (benchmarks).
-        streamSocket: process.env.PEERDIST_STREAM_SOCKET !== 'off',
       });
       process.stdout.write(JSON.stringify(daemon.ready) + '\n');
 

@@ -68,8 +68,6 @@ export interface GetOptions {
   mirrors?: string[];
   /** Headers for the origin only (`-H`, e.g. Authorization); see util/origin-headers.ts. */
   originHeaders?: Record<string, string>;
-  /** false: stream over the admin address even when the daemon offers a stream socket. */
-  streamSocket?: boolean;
   /** How long to wait for the job to report done after the last byte arrived. */
   settleTimeoutMs?: number;
   now?: () => number;
@@ -84,21 +82,6 @@ const everyMs = (tick: () => void, ms: number) => {
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * The unix socket a daemon on a TCP admin address offers for the content stream (GET
- * /v1/stream-socket; protocol/admin-api.md), or undefined (none offered, an older daemon, or the
- * admin address is a socket already).
- */
-export async function streamSocketOf(daemon: AdminAddress): Promise<AdminAddress | undefined> {
-  if (daemon.kind !== 'tcp') return undefined;
-  try {
-    const r = await adminJson<{ path?: unknown }>(daemon, '/v1/stream-socket');
-    return typeof r.path === 'string' && r.path !== '' ? { kind: 'socket', path: r.path } : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 async function jobView(daemon: AdminAddress, id: string): Promise<JobView> {
   return adminJson<JobView>(daemon, `/v1/jobs/${encodeURIComponent(id)}`);
@@ -308,16 +291,10 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     const mirrorQuery = (opts.mirrors ?? []).map((m) => `&mirror=${encodeURIComponent(m)}`).join('');
     // A raw socket, not node:http: the body is written as it is read, one write per read into one
     // reused buffer (raw-http.ts; issue 25).
-    const fetchPath = `/v1/fetch?url=${encodeURIComponent(opts.url)}${mirrorQuery}`;
-    const fetchOpts = {
+    res = await rawGet(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}${mirrorQuery}`, {
       signal: opts.signal,
       headers: { accept: 'application/json', ...(oh ? { [ORIGIN_HEADERS_HEADER]: encodeOriginHeaders(oh) } : {}) },
-    };
-    // The content over the daemon's stream socket when it offers one (no TCP stack on either end
-    // of every write); over the admin address when it does not, or when this user cannot connect.
-    const via = opts.streamSocket === false ? undefined : await streamSocketOf(opts.daemon);
-    if (via) res = await rawGet(via, fetchPath, fetchOpts).catch(() => undefined);
-    res ??= await rawGet(opts.daemon, fetchPath, fetchOpts).catch((err: Error) => {
+    }).catch((err: Error) => {
       throw connectionError(opts.daemon, err);
     });
     const head = res.head;

@@ -27,12 +27,6 @@ export interface AdminDeps {
   /** The trace of a recent download (`peerdist explain`): by job ID, the latest for a URL, or the latest. */
   explain?(q: { job?: string; url?: string }): unknown;
   logger?: Logger;
-  /**
-   * A unix socket that serves this same API beside a TCP admin address (the daemon's state dir):
-   * `GET /v1/stream-socket` names it, and `peerdist get` streams the content over it (issue 25:
-   * a local stream without the TCP stack). Absent: 404.
-   */
-  streamSocket?: string;
 }
 
 /** True when a TCP request came from a loopback address. */
@@ -134,10 +128,6 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
   const get = method === 'GET';
 
   if (get && path === '/v1/status') return sendJson(res, 200, await deps.status());
-  if (get && path === '/v1/stream-socket')
-    return deps.streamSocket !== undefined && deps.jobs
-      ? sendJson(res, 200, { path: deps.streamSocket })
-      : sendJson(res, 404, { error: 'this daemon offers no stream socket' });
   if (get && path === '/metrics') return sendText(res, 200, await deps.metrics(), METRICS_CONTENT_TYPE);
   if (get && path === '/v1/explain' && deps.explain) {
     const job = u.searchParams.get('job') ?? undefined,
@@ -183,7 +173,6 @@ async function route(deps: AdminDeps, req: IncomingMessage, res: ServerResponse)
     '/v1/cache/verify',
     '/v1/fetch',
     '/v1/jobs',
-    '/v1/stream-socket',
   ];
   if (known.includes(path) || path.startsWith('/v1/jobs/'))
     return sendJson(res, 405, { error: `method ${method} not allowed` });

@@ -81,15 +81,7 @@ export interface StartOptions {
    * runs on loopback; PEERDIST_PROXY_TEST_TARGETS).
    */
   proxyTestTargets?: string[];
-  /**
-   * false: no stream socket beside a TCP admin address (PEERDIST_STREAM_SOCKET=off; benchmarks
-   * compare the two).
-   */
-  streamSocket?: boolean;
 }
-
-/** The unix socket in the state dir that serves the admin API beside a TCP admin address. */
-export const STREAM_SOCKET_NAME = 'admin.sock';
 
 /** How often segments past the maximum cache entry age are evicted. */
 const MAX_AGE_SWEEP_MS = 60_000;
@@ -361,30 +353,15 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
           }
         : {}),
     };
-    const adminDeps = {
-      jobs,
-      logger: log.child({ component: 'admin' }),
-      status: () => statusDocument(parts),
-      explain: (q: { job?: string; url?: string }) => traces.find(q),
-      metrics: () => renderMetrics(collectMetrics(parts)),
-      cache: { stats: () => store.stats(), list: () => store.list(), verifyAll: () => store.verifyAll() },
-    };
-    // Beside a TCP admin address, the same API on a unix socket in the state dir (mode 0660: no
-    // wider than the loopback port): `peerdist get` streams the content over it, without the TCP
-    // stack on both ends of every write (issue 25; protocol/admin-api.md "Stream socket").
-    let streamSocket: string | undefined;
-    const sockPath = join(config.stateDir, STREAM_SOCKET_NAME);
-    if (config.admin.kind === 'tcp' && opts.streamSocket !== false && Buffer.byteLength(sockPath) <= 100) {
-      try {
-        const s = await startAdminServer({ kind: 'socket', path: sockPath }, adminDeps);
-        closers.push({ name: 'stream socket', close: () => s.close() });
-        streamSocket = s.address;
-      } catch (err) {
-        log.warn('stream socket unavailable; `get` streams over the TCP admin address', { path: sockPath, err });
-      }
-    }
     const admin = await step(`admin API on ${formatAdminAddress(config.admin)}`, () =>
-      startAdminServer(config.admin, { ...adminDeps, ...(streamSocket !== undefined ? { streamSocket } : {}) }),
+      startAdminServer(config.admin, {
+        jobs,
+        logger: log.child({ component: 'admin' }),
+        status: () => statusDocument(parts),
+        explain: (q) => traces.find(q),
+        metrics: () => renderMetrics(collectMetrics(parts)),
+        cache: { stats: () => store.stats(), list: () => store.list(), verifyAll: () => store.verifyAll() },
+      }),
     );
     closers.push({ name: 'admin', close: () => admin.close() });
 
