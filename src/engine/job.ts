@@ -18,7 +18,7 @@ import { nodeFault, OriginSet } from './origins.js';
 import { stateBytes } from './budget.js';
 import type { OriginResponse } from './origin-client.js';
 import { PlainBuffer, plainLength, receivePlain } from './plain.js';
-import { blockReader, firstBlockAt, type ReaderCursor } from './reader.js';
+import { blockBatches, blockReader, firstBlockAt, type ReaderCursor, type ReaderSource } from './reader.js';
 import type { PeerStat } from './scheduler.js';
 import type { JobContext } from './session.js';
 import { isCacheCapacityError, Transfer, type TransferHost } from './transfer.js';
@@ -145,12 +145,38 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   }
 
   createReadStream(start = 0, end?: number): Readable {
+    const { source, closed } = this.readerSource(start, end);
+    const stream = blockReader(source);
+    stream.once('close', closed);
+    return stream;
+  }
+
+  /**
+   * The same bytes as createReadStream, as batches of the blocks that are ready together (the
+   * stream to `get` writes a batch with one system call; reader.ts blockBatches). The reader ends
+   * when the generator does, or at close() (the client went away; idempotent).
+   */
+  readBatches(start = 0, end?: number): { batches: AsyncGenerator<Buffer[]>; close(): void } {
+    const { source, closed } = this.readerSource(start, end);
+    async function* run(): AsyncGenerator<Buffer[]> {
+      try {
+        yield* blockBatches(source);
+      } finally {
+        closed();
+      }
+    }
+    return { batches: run(), close: closed };
+  }
+
+  /** A reader's source, counted and tracked from now; `closed` ends it (idempotent). */
+  private readerSource(start: number, end: number | undefined): { source: ReaderSource; closed: () => void } {
     // Counted from now (not from its first read): a plain body is kept while any reader is open,
     // and the blocks it will read are kept for it (pinned in the cache, or in memory when the cache
     // refuses them) from now on, not from its first read.
     this.readers++;
     const cursor = this.track(start, end);
-    const stream = blockReader({
+    let open = true;
+    const source: ReaderSource = {
       start,
       end,
       info: this.info,
@@ -164,13 +190,15 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       waitChange: () => this.tick,
       failure: () => this.error,
       finished: () => this.finished,
-    });
-    stream.once('close', () => {
+    };
+    const closed = () => {
       cursor.done();
+      if (!open) return;
+      open = false;
       this.readers--;
       this.maybeDropPlain();
-    });
-    return stream;
+    };
+    return { source, closed };
   }
 
   /**

@@ -52,25 +52,50 @@ export interface ReaderCursor {
 const PLAIN_CHUNK = 256 * 1024;
 
 export function blockReader(src: ReaderSource): Readable {
+  checkRange(src);
+  return Readable.from(single(generate(src, 0)), { objectMode: false });
+}
+
+/**
+ * The same bytes in batches: every block that is ready when the reader gets to it (in memory or
+ * in the cache) joins the batch, up to `maxBytes`, so that the stream to `get` writes them with
+ * one system call (issue 25). A batch holds at least one buffer; it waits only for its first block.
+ */
+export function blockBatches(src: ReaderSource, maxBytes = BATCH_BYTES): AsyncGenerator<Buffer[]> {
+  checkRange(src);
+  return generate(src, maxBytes);
+}
+
+/** Batches of ready blocks end at this many bytes. */
+export const BATCH_BYTES = 1024 * 1024;
+
+function checkRange(src: ReaderSource): void {
   if (!Number.isSafeInteger(src.start) || src.start < 0) throw new RangeError('start must be a non-negative integer');
   if (src.end !== undefined && (!Number.isSafeInteger(src.end) || src.end < src.start - 1))
     throw new RangeError('end must be an integer >= start - 1');
-  return Readable.from(generate(src), { objectMode: false });
 }
 
-async function* generate(src: ReaderSource): AsyncGenerator<Buffer> {
+async function* single(batches: AsyncGenerator<Buffer[]>): AsyncGenerator<Buffer> {
+  for await (const batch of batches) yield* batch;
+}
+
+async function* generate(src: ReaderSource, maxBytes: number): AsyncGenerator<Buffer[]> {
   try {
-    yield* generateTracked(src, src.cursor);
+    yield* generateTracked(src, src.cursor, maxBytes);
   } finally {
     src.cursor?.done();
   }
 }
 
-async function* generateTracked(src: ReaderSource, cursor: ReaderCursor | undefined): AsyncGenerator<Buffer> {
+async function* generateTracked(
+  src: ReaderSource,
+  cursor: ReaderCursor | undefined,
+  maxBytes: number,
+): AsyncGenerator<Buffer[]> {
   const info = await src.info;
   const stop = src.end === undefined ? Infinity : src.end + 1;
   if (!info.peerdist) {
-    yield* plainChunks(src, stop);
+    for await (const chunk of plainChunks(src, stop)) yield [chunk];
     return;
   }
   let layout = src.layout();
@@ -85,13 +110,14 @@ async function* generateTracked(src: ReaderSource, cursor: ReaderCursor | undefi
   const endAt = Math.min(stop, layout.contentLength);
   if (src.start >= endAt) return;
   const endBlock = endAt >= layout.contentLength ? layout.blocks.length : firstBlockAt(layout.offsets, endAt - 1) + 1;
-  for (let g = firstBlockAt(layout.offsets, src.start); g < endBlock; g++) {
-    const id = layout.segmentId(g);
+  const ready = (g: number) =>
+    src.store.hasBlock(layout.segmentId(g), layout.blocks.at(g)!.index) || !!src.held?.(g) || !!src.recent?.(g);
+  for (let g = firstBlockAt(layout.offsets, src.start); g < endBlock; ) {
     const b = layout.blocks.at(g)!;
     cursor?.at(g, endBlock);
     for (;;) {
       const change = src.waitChange();
-      if (src.store.hasBlock(id, b.index) || src.held?.(g) || src.recent?.(g)) break;
+      if (ready(g)) break;
       const f = src.failure();
       if (f) throw f;
       // Only a reader created after its job ended can get here: the job keeps every block of an
@@ -100,14 +126,33 @@ async function* generateTracked(src: ReaderSource, cursor: ReaderCursor | undefi
         throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} is no longer in the cache`);
       await change;
     }
-    const data = src.held?.(g) ?? src.recent?.(g) ?? (await src.store.readBlock(id, b.index, 'local')) ?? src.held?.(g);
-    if (!data)
-      throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} could not be read from the cache`);
-    const off = layout.offsets[g]!;
-    const from = Math.max(src.start, off) - off;
-    const to = Math.min(endAt, off + b.length) - off;
-    yield from === 0 && to === data.length ? data : data.subarray(from, to);
+    const batch: Buffer[] = [];
+    let bytes = 0;
+    do {
+      if (batch.length > 0) cursor?.at(g, endBlock);
+      const data = await readOne(src, layout, g);
+      const off = layout.offsets[g]!;
+      const from = Math.max(src.start, off) - off;
+      const to = Math.min(endAt, off + layout.blocks.at(g)!.length) - off;
+      const piece = from === 0 && to === data.length ? data : data.subarray(from, to);
+      batch.push(piece);
+      bytes += piece.length;
+      g++;
+    } while (g < endBlock && bytes < maxBytes && ready(g));
+    yield batch;
   }
+}
+
+/** Block g, which is ready: from memory, else from the cache (verified there). */
+async function readOne(src: ReaderSource, layout: BlockLayout, g: number): Promise<Buffer> {
+  const b = layout.blocks.at(g)!;
+  const data =
+    src.held?.(g) ??
+    src.recent?.(g) ??
+    (await src.store.readBlock(layout.segmentId(g), b.index, 'local')) ??
+    src.held?.(g);
+  if (!data) throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} could not be read from the cache`);
+  return data;
 }
 
 async function* plainChunks(src: ReaderSource, stop: number): AsyncGenerator<Buffer> {

@@ -60,8 +60,9 @@ export interface Session {
   /** Starts whatever the scheduler decides now. */
   pump(): void;
   /**
-   * pump() once the current task is over: news that comes in bursts (a ProbeMatch naming 60
-   * segments is 60 sightings) costs one scheduling pass, not one per item.
+   * pump() once the current turn of the event loop is over: news that comes in bursts (a
+   * ProbeMatch naming 60 segments is 60 sightings; the answers one poll of the sockets delivers;
+   * the writes one group commit finishes) costs one scheduling pass, not one per item.
    */
   pumpSoon(): void;
   /** Waits for `p` but at most `ms` and not beyond the end of the job. */

@@ -143,6 +143,8 @@ export interface DownloadJob extends EventEmitter {
   progress(): JobProgress;
   /** Content bytes [start, end] (end inclusive, like fs.createReadStream) in order, as they become available. */
   createReadStream(start?: number, end?: number): NodeJS.ReadableStream;
+  /** The same bytes as batches of buffers that were ready together (absent: use createReadStream). */
+  readBatches?(start?: number, end?: number): { batches: AsyncGenerator<Buffer[]>; close(): void };
   readonly done: Promise<DownloadResult>;
   cancel(): void;
   /** Settles once no cache write is in flight (after cancel() the counters and cache stop changing). */
