@@ -325,6 +325,8 @@ export class Scheduler {
   private clock = 0;
   private readonly segStart: number[] = [];
   private readonly peers = new Map<string, PeerState>();
+  /** The same peers in the order they were added (the Map's order; none is ever removed): loops go over this. */
+  private readonly peerList: PeerState[] = [];
   private readonly random: () => number;
   private readonly o: Required<
     Omit<SchedulerOptions, 'blocks' | 'present' | 'random' | 'proven' | 'self' | 'crowdVisible'>
@@ -389,6 +391,36 @@ export class Scheduler {
   private inNext = false;
   /** Whether the last origin pick went by crowd ownership (pickOwned): see crowdRank. */
   private lastPickOwned = false;
+  /**
+   * Bumped by every change that can make a block an origin candidate or stop it being one, or
+   * move an owner's wait: a block entering or leaving MISSING, a MISSING block's holders, a peer's
+   * failure or first answer, an owner's gains, the limit, an origin pick outside pickOwned. While
+   * it stands (and the other conditions of `ownedIdle` hold), pickOwned's answer "nothing before
+   * time T" stands too, and its two passes over the file are not repeated (issue 24).
+   */
+  private candVersion = 0;
+  /** Bumped by every change that can change crowdMembers' answer other than the passing of time. */
+  private memberVersion = 0;
+  /**
+   * crowdMembers' last answer, valid at `from` <= now while the version stands and no member's
+   * window (from its oldest time, `oldest`) or backoff (`backoffEnd`) has passed.
+   */
+  private membersCache:
+    | { version: number; from: number; oldest: number; backoffEnd: number; list: string[] }
+    | undefined;
+  /** pickOwned found nothing to take before `until` (its wake-up contribution `wake`): see candVersion. */
+  private ownedIdle:
+    | { version: number; from: number; until: number; key: string; originBlockMs: number; limit: number }
+    | undefined;
+  /** The member list ownership() was last called with (the same array: the same crowd). */
+  private lastMembersRef: string[] | undefined;
+  /** Peers that have not answered in this job (`answered` false): see trustSettled. */
+  private unansweredPeers = 0;
+  /** The latest backoffUntil ever set: at or after it no peer is backing off. */
+  private backoffMax = -Infinity;
+  /** assignPeers' per-call buffers: the ready peers and their slots. */
+  private readyBuf: PeerState[] = [];
+  private slotBuf: number[] = [];
 
   constructor(opts: SchedulerOptions) {
     this.blocks = BlockTable.of(opts.blocks);
@@ -504,7 +536,7 @@ export class Scheduler {
   /** Peers that hold `seg` only partially (candidates for a block-list refresh). */
   partialHolders(seg: number): string[] {
     const out: string[] = [];
-    for (const p of this.peers.values()) if (!p.banned && !p.full.has(seg) && !this.isSilent(p)) out.push(p.address);
+    for (const p of this.peerList) if (!p.banned && !p.full.has(seg) && !this.isSilent(p)) out.push(p.address);
     return out;
   }
 
@@ -538,7 +570,7 @@ export class Scheduler {
   /** Peers on trial with their trial request in flight (the origin gate waits for their answers). */
   trialsPending(): number {
     let n = 0;
-    for (const p of this.peers.values()) if (!p.banned && this.onTrial(p) && p.outstanding > 0) n++;
+    for (const p of this.peerList) if (!p.banned && this.onTrial(p) && p.outstanding > 0) n++;
     return n;
   }
 
@@ -547,7 +579,9 @@ export class Scheduler {
    * readers have not caught up, issue 16.4). Blocks already in flight complete normally.
    */
   setLimit(limit: number): void {
-    this.limit = Math.max(0, Math.min(this.n, Math.floor(limit)));
+    const to = Math.max(0, Math.min(this.n, Math.floor(limit)));
+    if (to !== this.limit) this.candVersion++;
+    this.limit = to;
   }
 
   /**
@@ -573,7 +607,12 @@ export class Scheduler {
   crowdSeen(member: string | undefined, now: number): void {
     this.clock = Math.max(this.clock, now);
     if (member === undefined) this.anonymousCrowdAt = now;
-    else if (member !== this.o.self) this.probers.set(member, now);
+    else if (member !== this.o.self) {
+      // A member seen again within its window stays a member (its window only moves later).
+      const last = this.probers.get(member);
+      if (last === undefined || !(now - last <= MEMBER_WINDOW_MS) || now < last) this.memberVersion++;
+      this.probers.set(member, now);
+    }
   }
 
   /** Another client probed for this content within MEMBER_WINDOW_MS. */
@@ -593,21 +632,54 @@ export class Scheduler {
    * rank for somebody who will not fetch them.
    */
   private crowdMembers(now: number): string[] {
+    // The same answer as at the last call while nothing it depends on changed (memberVersion) and
+    // no time limit in it passed: every member counted is still within its window (the oldest
+    // one's time decides) and no peer's backoff left then has ended.
+    const c = this.membersCache;
+    if (
+      c &&
+      c.version === this.memberVersion &&
+      now >= c.from &&
+      now - c.oldest <= MEMBER_WINDOW_MS &&
+      now < c.backoffEnd &&
+      this.trustSettled()
+    )
+      return c.list;
     const out = new Set<string>();
+    let oldest = Infinity,
+      backoffEnd = Infinity;
     for (const [m, at] of this.probers) {
-      if (now - at <= MEMBER_WINDOW_MS) out.add(m);
-      else this.probers.delete(m);
+      if (now - at <= MEMBER_WINDOW_MS) {
+        out.add(m);
+        oldest = Math.min(oldest, at);
+      } else this.probers.delete(m);
     }
-    for (const p of this.peers.values())
-      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p)) out.add(p.host);
+    for (const p of this.peerList)
+      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p)) {
+        out.add(p.host);
+        oldest = Math.min(oldest, p.lastGrowth);
+      }
     if (this.o.self !== undefined) out.delete(this.o.self);
-    if (out.size === 0) return [];
-    const segments = this.segStart.length;
-    for (const p of this.peers.values()) {
-      if (p.relay) continue;
-      if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(p.host);
+    let list: string[] = [];
+    if (out.size > 0) {
+      const segments = this.segStart.length;
+      for (const p of this.peerList) {
+        if (p.relay) continue;
+        if (p.backoffUntil > now) backoffEnd = Math.min(backoffEnd, p.backoffUntil);
+        if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(p.host);
+      }
+      list = [...out];
     }
-    return [...out];
+    this.membersCache = { version: this.memberVersion, from: now, oldest, backoffEnd, list };
+    return list;
+  }
+
+  /**
+   * Whether the peers' trial state (unheard, onTrial, isSilent) can change only by calls that bump
+   * the versions above: no `proven` callback to consult, or no peer whose answer it could decide.
+   */
+  private trustSettled(): boolean {
+    return this.proven === undefined || (this.unansweredPeers === 0 && this.silentCount === 0);
   }
 
   /**
@@ -617,6 +689,8 @@ export class Scheduler {
    */
   private ownership(members: string[], now: number): { rank: Uint8Array; owner: Uint16Array } {
     // The same list in the same order as last time (the usual case): the same key, without sorting.
+    if (this.ranks && members === this.lastMembersRef) return this.ranks;
+    this.lastMembersRef = members;
     const last = this.lastMembers;
     if (this.ranks && members.length === last.length && members.every((m, i) => m === last[i])) return this.ranks;
     this.lastMembers = members.slice();
@@ -686,6 +760,8 @@ export class Scheduler {
         stat: { blocks: 0, bytes: 0, failures: 0, notAvailable: 0, badBlocks: 0 },
       };
       this.peers.set(address, p);
+      this.peerList.push(p);
+      this.unansweredPeers++;
     }
     return p;
   }
@@ -697,6 +773,7 @@ export class Scheduler {
   /** The peer is a hosted cache: its holdings grow with other clients' offers; never a crowd member. */
   peerIsRelay(address: string): void {
     this.peer(address).relay = true;
+    this.memberVersion++;
   }
 
   /**
@@ -709,7 +786,7 @@ export class Scheduler {
     if (grewAt !== undefined) this.clock = Math.max(this.clock, grewAt);
     // Known already: its blocks were noted held when it was added, and `partial` lacks it.
     if (p.full.has(seg)) return;
-    if (grewAt !== undefined) p.lastGrowth = Math.max(p.lastGrowth, grewAt);
+    if (grewAt !== undefined) this.grew(p, Math.max(p.lastGrowth, grewAt));
     const first = this.segStart[seg];
     if (first !== undefined)
       for (let g = first; g < first + this.blocksInSegment(seg); g++) {
@@ -718,7 +795,19 @@ export class Scheduler {
         if (grewAt !== undefined) this.ownerGained(p, g, grewAt);
       }
     p.full.add(seg);
+    if (p.full.size >= this.segStart.length) this.memberVersion++;
     p.partial.delete(seg);
+  }
+
+  /**
+   * Sets the peer's last growth; a peer that was outside its member window when crowdMembers last
+   * answered (or moves back in time) may change the answer.
+   */
+  private grew(p: PeerState, at: number): void {
+    if (at === p.lastGrowth) return;
+    const c = this.membersCache;
+    if (!c || at < p.lastGrowth || !(c.from - p.lastGrowth <= MEMBER_WINDOW_MS)) this.memberVersion++;
+    p.lastGrowth = at;
   }
 
   /**
@@ -739,9 +828,9 @@ export class Scheduler {
       this.peerHasSegment(address, seg);
       return;
     }
-    p.full.delete(seg);
+    if (p.full.delete(seg)) this.memberVersion++;
     const old = p.partial.get(seg);
-    if (!old || set.size > old.size) p.lastGrowth = now;
+    if (!old || set.size > old.size) this.grew(p, now);
     p.partial.set(seg, set);
     for (let i = 0; i < count; i++) {
       const g = this.segStart[seg]! + i;
@@ -787,14 +876,16 @@ export class Scheduler {
     else if (at > last.at) {
       last.gap = last.gap === Infinity ? at - last.at : EWMA_ALPHA * (at - last.at) + (1 - EWMA_ALPHA) * last.gap;
       last.at = at;
-    }
+    } else return;
+    this.candVersion++;
   }
 
   private noteHeld(g: number, now: number): void {
     if (this.firstHeld[g] === Infinity) this.firstHeld[g] = now;
   }
 
-  private setState(g: number, to: number): void {
+  private setState(g: number, to: number, candidateMayChange = true): void {
+    if (candidateMayChange && (to === MISSING || this.state[g] === MISSING)) this.candVersion++;
     this.state[g] = to;
     if (to === MISSING) this.missBits[g >>> 5]! |= 1 << (g & 31);
     else this.missBits[g >>> 5]! &= ~(1 << (g & 31));
@@ -810,6 +901,7 @@ export class Scheduler {
     const w = g >>> 5,
       bit = 1 << (g & 31);
     if (((p.bits[w]! & bit) !== 0) === on) return;
+    if (this.state[g] === MISSING) this.candVersion++;
     p.bits[w]! ^= bit;
     p.heldCount += on ? 1 : -1;
     this.holderCount[g]! += on ? 1 : -1;
@@ -849,6 +941,8 @@ export class Scheduler {
       p.silent = false;
       this.silentCount--;
       p.backoffUntil = 0;
+      this.candVersion++;
+      this.memberVersion++;
     }
     return p.silent;
   }
@@ -867,14 +961,10 @@ export class Scheduler {
     return !this.onTrial(p) || (p.outstanding === 0 && this.peerAttempts[g] === 0 && !this.tooLateForTrials);
   }
 
-  /** Requests a peer may have in flight: one while on trial. */
-  private slots(p: PeerState): number {
-    return this.onTrial(p) ? 1 : this.o.peerConcurrency;
-  }
-
   private forget(p: PeerState, g: number): void {
     const b = this.blocks.at(g)!;
     if (p.full.delete(b.seg)) {
+      this.memberVersion++;
       const set = new Set<number>();
       for (let i = 0; i < this.blocksInSegment(b.seg); i++) if (i !== b.index) set.add(i);
       p.partial.set(b.seg, set);
@@ -900,7 +990,7 @@ export class Scheduler {
       const bits = this.supplyMap(now);
       if ((bits[g >>> 5]! & (1 << (g & 31))) !== 0) return true;
     }
-    for (const p of this.peers.values()) {
+    for (const p of this.peerList) {
       if (!this.usable(p, now) || !this.holds(p, g)) continue;
       if (!forOrigin || this.mayTrial(p, g)) return true;
       // Only before the origin delivered anything, and only within the grace of the download's
@@ -922,7 +1012,7 @@ export class Scheduler {
     this.supplyBuf ??= new Uint32Array((this.n + 31) >>> 5);
     const bits = this.supplyBuf;
     bits.fill(0);
-    for (const p of this.peers.values()) {
+    for (const p of this.peerList) {
       if (p.heldCount === 0 || !this.usable(p, now) || this.onTrial(p)) continue;
       const pb = p.bits;
       for (let w = 0; w < bits.length; w++) bits[w]! |= pb[w]!;
@@ -937,7 +1027,7 @@ export class Scheduler {
    */
   usablePeerHolds(g: number, now: number): boolean {
     if (this.peerAttempts[g]! >= this.o.maxPeerAttempts || this.nobodyHolds(g)) return false;
-    for (const p of this.peers.values()) if (this.usable(p, now) && this.holds(p, g)) return true;
+    for (const p of this.peerList) if (this.usable(p, now) && this.holds(p, g)) return true;
     return false;
   }
 
@@ -997,8 +1087,10 @@ export class Scheduler {
       this.originInflight++;
       out.push(count > 1 ? { kind: 'origin', block: g, count } : { kind: 'origin', block: g });
     }
-    for (const p of this.peers.values())
-      if (!p.banned && p.backoffUntil > now) this.wakeAt = Math.min(this.wakeAt, p.backoffUntil);
+    // (No peer backs off once `now` is past the latest backoff ever set.)
+    if (this.backoffMax > now)
+      for (const p of this.peerList)
+        if (!p.banned && p.backoffUntil > now) this.wakeAt = Math.min(this.wakeAt, p.backoffUntil);
     return out;
   }
 
@@ -1017,12 +1109,28 @@ export class Scheduler {
 
   private assignPeers(now: number, out: Assignment[]): void {
     if (this.peerInflight >= this.o.totalPeerConcurrency) return;
+    // No block from `low` to `limit` both missing and held by any known peer: nothing to assign
+    // (the usual call in a crowd: what peers hold is in flight or done). Not while a peer is silent:
+    // the readiness check below may clear that flag (isSilent), a side effect the skip would lose.
+    if (this.silentCount === 0 && !this.anyOpen()) return;
     // (A peer holds something when its full set is not empty, or it holds a block: a partial set
     // only ever names blocks of the content.)
-    const ready = [...this.peers.values()].filter(
-      (p) => this.usable(p, now) && p.outstanding < this.slots(p) && (p.full.size > 0 || p.heldCount > 0),
-    );
-    const slots = ready.map((p) => this.slots(p));
+    const ready = this.readyBuf;
+    const slots = this.slotBuf;
+    ready.length = 0;
+    slots.length = 0;
+    // (usable, inlined: a peer not silent needs no isSilent call; its slots: one while on trial,
+    // and one that answered is not.)
+    const proven = this.proven;
+    const concurrency = this.o.peerConcurrency;
+    for (const p of this.peerList) {
+      if (p.banned || p.backoffUntil > now || (p.silent && this.isSilent(p))) continue;
+      const slot = !p.answered && proven !== undefined && !proven(p.address) ? 1 : concurrency;
+      if (p.outstanding < slot && (p.full.size > 0 || p.heldCount > 0)) {
+        ready.push(p);
+        slots.push(slot);
+      }
+    }
     if (ready.length === 0) return; // (also spares the scan below when known peers hold nothing)
     while (this.low < this.n && this.state[this.low] === DONE) this.low++;
     // `held`: the blocks of word `word` (32 blocks) still missing that some ready peer with a free
@@ -1062,7 +1170,10 @@ export class Scheduler {
         }
       }
       if (!best) continue;
-      this.setState(g, INFLIGHT);
+      // A block a usable peer not on trial holds was no origin candidate (peerCanSupply), and the
+      // peer was as usable when pickOwned last looked, or a change since has bumped candVersion:
+      // taking it changes no candidate (most assignments in a crowd; see ownedIdle).
+      this.setState(g, INFLIGHT, this.onTrial(best));
       if (this.onTrial(best)) {
         best.trialSince = Math.min(best.trialSince, now);
         this.firstTrialAt = Math.min(this.firstTrialAt, now);
@@ -1073,6 +1184,14 @@ export class Scheduler {
       out.push({ kind: 'peer', block: g, peer: best.address });
       if (!ready.some((p, i) => p.outstanding < slots[i]!)) return;
     }
+  }
+
+  /** Some word of blocks from `low` to `limit` has a block missing and held by a known peer. */
+  private anyOpen(): boolean {
+    if (this.low >= this.limit) return false;
+    const last = (this.limit - 1) >>> 5;
+    for (let w = this.low >>> 5; w <= last; w++) if ((this.missBits[w]! & this.heldBits[w]!) !== 0) return true;
+    return false;
   }
 
   /** A block no usable peer can supply, not in flight, not waiting for an origin retry. */
@@ -1088,7 +1207,7 @@ export class Scheduler {
   /** A peer that is itself downloading (partial holder that gained blocks recently) holds `g`. */
   private activeHolder(g: number, now: number): boolean {
     if (this.nobodyHolds(g)) return false;
-    for (const p of this.peers.values()) {
+    for (const p of this.peerList) {
       if (p.banned || now - p.lastGrowth > this.o.activeWindowMs || this.unheard(p)) continue;
       if (this.holds(p, g)) return true;
     }
@@ -1102,12 +1221,12 @@ export class Scheduler {
    * (it holds nothing we still need) counts as before.
    */
   private anyPeerCounts(): boolean {
-    for (const p of this.peers.values()) if (!(this.unheard(p) && (p.silent || p.trialSince < Infinity))) return true;
+    for (const p of this.peerList) if (!(this.unheard(p) && (p.silent || p.trialSince < Infinity))) return true;
     return false;
   }
 
   private anyActivePeer(now: number): boolean {
-    for (const p of this.peers.values())
+    for (const p of this.peerList)
       if (!p.banned && now - p.lastGrowth <= this.o.activeWindowMs && !this.unheard(p)) return true;
     return false;
   }
@@ -1137,6 +1256,8 @@ export class Scheduler {
         return this.pickOwned(now, members);
       }
     }
+    // (The gap logic below may set blocks' deferSince: pickOwned's last answer no longer stands.)
+    this.candVersion++;
     if (this.cursor !== undefined && this.originCandidate(this.cursor, now)) {
       const g = this.cursor;
       this.cursor = (g + 1) % this.n;
@@ -1223,6 +1344,54 @@ export class Scheduler {
    * the download.
    */
   private pickOwned(now: number, members: string[]): number | undefined {
+    this.ownership(members, now);
+    // "Nothing before time T": when the last scan found nothing to take, the same scan gives the
+    // same answer (and the same wake-up) until T, as long as nothing it reads changed: the blocks'
+    // states and holders, the peers' use (no backoff running, no trial whose answer could change),
+    // the owners' gains, the crowd, our origin block time and the limit (candVersion and the rest
+    // below). Every candidate's deferSince was set by that scan. A crowd member with its origin
+    // streams free and every candidate waiting for its owner asked this at every call (issue 24).
+    const settled =
+      this.trustSettled() &&
+      this.silentCount === 0 &&
+      (this.originDone > 0 || this.firstTrialAt === Infinity) &&
+      this.backoffMax <= now;
+    const idle = this.ownedIdle;
+    if (
+      settled &&
+      idle &&
+      idle.version === this.candVersion &&
+      idle.key === this.ownershipKey &&
+      idle.originBlockMs === this.originBlockMs &&
+      idle.limit === this.limit &&
+      now >= idle.from &&
+      now < idle.until
+    ) {
+      this.cursor = undefined;
+      this.wakeAt = Math.min(this.wakeAt, idle.until);
+      return undefined;
+    }
+    const saved = this.wakeAt;
+    this.wakeAt = Infinity;
+    const g = this.scanOwned(now, members);
+    const until = this.wakeAt;
+    this.wakeAt = Math.min(saved, until);
+    this.ownedIdle =
+      g === undefined && settled
+        ? {
+            version: this.candVersion,
+            from: now,
+            until,
+            key: this.ownershipKey,
+            originBlockMs: this.originBlockMs,
+            limit: this.limit,
+          }
+        : undefined;
+    return g;
+  }
+
+  /** pickOwned's scan: the first block we own, else another member's once its wait has passed. */
+  private scanOwned(now: number, members: string[]): number | undefined {
     const { rank, owner } = this.ownership(members, now);
     this.cursor = undefined;
     for (let g = this.low; g < this.limit; g++)
@@ -1342,8 +1511,11 @@ export class Scheduler {
     p.ewmaBps = p.stat.blocks === 0 ? sample : EWMA_ALPHA * sample + (1 - EWMA_ALPHA) * p.ewmaBps;
     p.consecutiveFailures = 0;
     const gain = this.ownerGain.get(p.host);
-    if (gain) gain.failing = false;
-    p.answered = true;
+    if (gain?.failing) {
+      gain.failing = false;
+      this.candVersion++;
+    }
+    this.answered(p);
     p.stat.blocks++;
     p.stat.bytes += bytes;
     const b = this.blocks.at(g)!;
@@ -1357,8 +1529,11 @@ export class Scheduler {
     p.outstanding = Math.max(0, p.outstanding - 1);
     this.peerInflight = Math.max(0, this.peerInflight - 1);
     if (this.state[g] === INFLIGHT) this.setState(g, MISSING);
+    // Every failure may change the peer's use (backoff, ban, trial) and its owner's wait.
+    this.candVersion++;
+    this.memberVersion++;
     if (why === 'not-available') {
-      p.answered = true;
+      this.answered(p);
       p.stat.notAvailable++;
       this.forget(p, g);
       return;
@@ -1376,7 +1551,7 @@ export class Scheduler {
       if (!p.silent) this.silentCount++;
       p.silent = true;
       p.ewmaBps = 0;
-      p.backoffUntil = now + UNUSABLE_BACKOFF_MS; // what status shows; `silent` keeps it out beyond
+      this.backoff(p, now + UNUSABLE_BACKOFF_MS); // what status shows; `silent` keeps it out beyond
       return;
     }
     if (why === 'unusable') {
@@ -1384,7 +1559,7 @@ export class Scheduler {
       // for a long while; asking again costs nothing until its quarantine ends (no request is sent).
       p.consecutiveFailures++;
       p.ewmaBps = 0;
-      p.backoffUntil = now + UNUSABLE_BACKOFF_MS;
+      this.backoff(p, now + UNUSABLE_BACKOFF_MS);
       return;
     }
     if (why === 'bad-block') {
@@ -1396,7 +1571,21 @@ export class Scheduler {
     }
     p.consecutiveFailures++;
     p.ewmaBps /= 2;
-    p.backoffUntil = now + Math.min(PEER_BACKOFF_MAX_MS, PEER_BACKOFF_BASE_MS * 2 ** (p.consecutiveFailures - 1));
+    this.backoff(p, now + Math.min(PEER_BACKOFF_MAX_MS, PEER_BACKOFF_BASE_MS * 2 ** (p.consecutiveFailures - 1)));
+  }
+
+  private backoff(p: PeerState, until: number): void {
+    p.backoffUntil = until;
+    this.backoffMax = Math.max(this.backoffMax, until);
+  }
+
+  /** The peer gave a valid answer in this job. */
+  private answered(p: PeerState): void {
+    if (p.answered) return;
+    p.answered = true;
+    this.unansweredPeers--;
+    this.candVersion++;
+    this.memberVersion++;
   }
 
   /** `ms`: time this block took (in a range, since the previous block of it arrived). */
@@ -1408,7 +1597,7 @@ export class Scheduler {
     // we leave and start a new run elsewhere, so of two lockstepped clients one soon moves away.
     let collided = false;
     if (this.holderCount[g] !== 0)
-      for (const p of this.peers.values())
+      for (const p of this.peerList)
         if (!p.banned && this.holds(p, g)) {
           collided = true;
           break;
@@ -1447,7 +1636,7 @@ export class Scheduler {
   /** Usable peers not known to hold all of `seg` (worth asking about one of its blocks). */
   recheckPeers(seg: number, now: number, max: number): string[] {
     const out: string[] = [];
-    for (const p of this.peers.values()) {
+    for (const p of this.peerList) {
       if (out.length >= max) break;
       if (this.usable(p, now) && !p.full.has(seg)) out.push(p.address);
     }
