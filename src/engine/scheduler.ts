@@ -156,15 +156,16 @@ interface PeerState {
   banned: boolean;
   /** Segments the peer holds completely. */
   full: SegmentSet;
-  /** Blocks the peer is known to hold in segments it holds partially. */
-  partial: Map<number, Set<number>>;
+  /** Blocks the peer is known to hold in segments it holds partially (made at the first: v2 never needs it). */
+  partial: Map<number, Set<number>> | undefined;
   /** Last time the known block set of a partial segment grew. */
   lastGrowth: number;
   /**
-   * The blocks it is known to hold (full and partial together), one bit per block, and how many:
-   * `holds` is one bit test instead of two Set lookups (kept in step by setHeld).
+   * Where its bitmap of the blocks it is known to hold (full and partial together, one bit per
+   * block) starts in the Scheduler's `heldPool`, and how many: `holds` is one bit test instead of
+   * two Set lookups (kept in step by setHeld).
    */
-  bits: Uint32Array;
+  off: number;
   heldCount: number;
   /** A hosted cache (peerIsRelay): grows with other clients' offers; never a crowd member. */
   relay: boolean;
@@ -241,18 +242,20 @@ const OWN = 65535;
  * Set on the side, so `size` counts what a Set would.
  */
 class SegmentSet {
-  private readonly bits: Uint32Array;
   private other: Set<number> | undefined;
   size = 0;
-  constructor(private readonly segments: number) {
-    this.bits = new Uint32Array((segments + 31) >>> 5);
-  }
+  /** Its bits: (segments + 31) >>> 5 words of `buf` from `off` (a chunk of a Slab, shared). */
+  constructor(
+    private readonly segments: number,
+    private readonly buf: Uint32Array,
+    private readonly off: number,
+  ) {}
   private inside(seg: number): boolean {
     return Number.isInteger(seg) && seg >= 0 && seg < this.segments;
   }
   has(seg: number): boolean {
     if (!this.inside(seg)) return this.other?.has(seg) ?? false;
-    return (this.bits[seg >>> 5]! & (1 << (seg & 31))) !== 0;
+    return (this.buf[this.off + (seg >>> 5)]! & (1 << (seg & 31))) !== 0;
   }
   add(seg: number): void {
     if (!this.inside(seg)) {
@@ -260,17 +263,42 @@ class SegmentSet {
       if (!this.other.has(seg)) this.size++;
       this.other.add(seg);
     } else if (!this.has(seg)) {
-      this.bits[seg >>> 5]! |= 1 << (seg & 31);
+      this.buf[this.off + (seg >>> 5)]! |= 1 << (seg & 31);
       this.size++;
     }
   }
   delete(seg: number): boolean {
     if (!this.inside(seg)) {
       if (!this.other?.delete(seg)) return false;
-    } else if (this.has(seg)) this.bits[seg >>> 5]! &= ~(1 << (seg & 31));
+    } else if (this.has(seg)) this.buf[this.off + (seg >>> 5)]! &= ~(1 << (seg & 31));
     else return false;
     this.size--;
     return true;
+  }
+}
+
+/**
+ * Hands out zeroed runs of `words` words, many to one buffer: a typed array of its own per peer
+ * (an ArrayBuffer and an allocation outside the heap each) cost about as much again as its bits
+ * (issue 24: 10,000 clients with 200 peers each).
+ */
+class Slab {
+  /** The chunk the last take() came from. */
+  buf = new Uint32Array(0);
+  private used = 0;
+  private next = 8;
+  constructor(private readonly words: number) {}
+  /** `words` zeroed words of `buf` (read it after the call) from the offset returned. */
+  take(): number {
+    if (this.used + this.words > this.buf.length) {
+      // Chunks double from 8 bitmaps up to about 64 KiB.
+      this.buf = new Uint32Array(Math.max(1, this.words * this.next));
+      this.used = 0;
+      this.next = Math.min(this.next * 2, Math.max(8, Math.floor(16384 / Math.max(1, this.words))));
+    }
+    const off = this.used;
+    this.used += this.words;
+    return off;
   }
 }
 
@@ -319,6 +347,23 @@ export class Scheduler {
   private readonly heldBits: Uint32Array;
   /** One bit per block in state MISSING (setState), so assignPeers passes over the rest 32 at a time. */
   private readonly missBits: Uint32Array;
+  /** Words per block bitmap. */
+  private readonly words: number;
+  /**
+   * Every peer's bitmap of the blocks it holds, `words` words each from its `off`, in one buffer
+   * (grown by doubling): the loops over peers read one place, not one typed array per peer.
+   */
+  private heldPool: Uint32Array;
+  /** Where the peers' segment bitmaps (SegmentSet) come from. */
+  private segSlab: Slab | undefined;
+  /**
+   * assignPeers' ready list (peers usable, with a free slot and holding something) as last built;
+   * `readyVersion` is bumped by every change of those conditions (see readyCache).
+   */
+  private readyVersion = 0;
+  private readyBuiltAt = -1;
+  /** assignPeers' ready peers' bitmap offsets (heldPool). */
+  private readyOff = new Int32Array(16);
   /** Peers with `silent` set: isSilent may then clear it, so the skips above are not taken. */
   private silentCount = 0;
   /** Latest time seen by any call (for results reported without a clock). */
@@ -406,12 +451,24 @@ export class Scheduler {
    * window (from its oldest time, `oldest`) or backoff (`backoffEnd`) has passed.
    */
   private membersCache:
-    | { version: number; from: number; oldest: number; backoffEnd: number; list: string[] }
+    | {
+        version: number;
+        from: number;
+        oldest: number;
+        backoffEnd: number;
+        list: string[];
+        members: Map<string, number>;
+      }
     | undefined;
   /** pickOwned found nothing to take before `until` (its wake-up contribution `wake`): see candVersion. */
   private ownedIdle:
     | { version: number; from: number; until: number; key: string; originBlockMs: number; limit: number }
     | undefined;
+  /**
+   * Recompute everything at every call, as before the caches above (candVersion, memberVersion,
+   * readyVersion): test/scale/scheduler-reuse.test.ts runs a Scheduler with and one without them.
+   */
+  private noReuse = false;
   /** The member list ownership() was last called with (the same array: the same crowd). */
   private lastMembersRef: string[] | undefined;
   /** Peers that have not answered in this job (`answered` false): see trustSettled. */
@@ -437,6 +494,8 @@ export class Scheduler {
     this.holderCount = new Uint32Array(this.n);
     this.heldBits = new Uint32Array((this.n + 31) >>> 5);
     this.missBits = new Uint32Array((this.n + 31) >>> 5);
+    this.words = (this.n + 31) >>> 5;
+    this.heldPool = new Uint32Array(this.words * 4);
     for (let g = 0; g < this.n; g++) this.missBits[g >>> 5]! |= 1 << (g & 31);
     this.random = opts.random ?? Math.random;
     this.proven = opts.proven;
@@ -608,9 +667,15 @@ export class Scheduler {
     this.clock = Math.max(this.clock, now);
     if (member === undefined) this.anonymousCrowdAt = now;
     else if (member !== this.o.self) {
-      // A member seen again within its window stays a member (its window only moves later).
+      // A member seen again stays a member (its window only moves later), and so does one seen
+      // within its window that was left out (excluded, see crowdMembers).
       const last = this.probers.get(member);
-      if (last === undefined || !(now - last <= MEMBER_WINDOW_MS) || now < last) this.memberVersion++;
+      if (
+        last === undefined ||
+        now < last ||
+        (!this.membersCache?.members.has(member) && !(now - last <= MEMBER_WINDOW_MS))
+      )
+        this.memberVersion++;
       this.probers.set(member, now);
     }
   }
@@ -637,6 +702,7 @@ export class Scheduler {
     // one's time decides) and no peer's backoff left then has ended.
     const c = this.membersCache;
     if (
+      !this.noReuse &&
       c &&
       c.version === this.memberVersion &&
       now >= c.from &&
@@ -645,22 +711,19 @@ export class Scheduler {
       this.trustSettled()
     )
       return c.list;
-    const out = new Set<string>();
-    let oldest = Infinity,
-      backoffEnd = Infinity;
+    // Member -> the latest time that makes it one (a probe, or a growth of one of its peers).
+    const out = new Map<string, number>();
+    let backoffEnd = Infinity;
     for (const [m, at] of this.probers) {
-      if (now - at <= MEMBER_WINDOW_MS) {
-        out.add(m);
-        oldest = Math.min(oldest, at);
-      } else this.probers.delete(m);
+      if (now - at <= MEMBER_WINDOW_MS) out.set(m, at);
+      else this.probers.delete(m);
     }
     for (const p of this.peerList)
-      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p)) {
-        out.add(p.host);
-        oldest = Math.min(oldest, p.lastGrowth);
-      }
+      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p))
+        out.set(p.host, Math.max(out.get(p.host) ?? -Infinity, p.lastGrowth));
     if (this.o.self !== undefined) out.delete(this.o.self);
     let list: string[] = [];
+    let oldest = Infinity;
     if (out.size > 0) {
       const segments = this.segStart.length;
       for (const p of this.peerList) {
@@ -668,9 +731,10 @@ export class Scheduler {
         if (p.backoffUntil > now) backoffEnd = Math.min(backoffEnd, p.backoffUntil);
         if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(p.host);
       }
-      list = [...out];
+      list = [...out.keys()];
+      for (const at of out.values()) oldest = Math.min(oldest, at);
     }
-    this.membersCache = { version: this.memberVersion, from: now, oldest, backoffEnd, list };
+    this.membersCache = { version: this.memberVersion, from: now, oldest, backoffEnd, list, members: out };
     return list;
   }
 
@@ -689,7 +753,7 @@ export class Scheduler {
    */
   private ownership(members: string[], now: number): { rank: Uint8Array; owner: Uint16Array } {
     // The same list in the same order as last time (the usual case): the same key, without sorting.
-    if (this.ranks && members === this.lastMembersRef) return this.ranks;
+    if (this.ranks && members === this.lastMembersRef && !this.noReuse) return this.ranks;
     this.lastMembersRef = members;
     const last = this.lastMembers;
     if (this.ranks && members.length === last.length && members.every((m, i) => m === last[i])) return this.ranks;
@@ -748,10 +812,10 @@ export class Scheduler {
         consecutiveFailures: 0,
         backoffUntil: 0,
         banned: false,
-        full: new SegmentSet(this.segStart.length),
-        partial: new Map(),
+        full: this.segmentSet(),
+        partial: undefined,
         lastGrowth: -Infinity,
-        bits: new Uint32Array((this.n + 31) >>> 5),
+        off: this.peerList.length * this.words,
         heldCount: 0,
         relay: false,
         answered: false,
@@ -761,9 +825,20 @@ export class Scheduler {
       };
       this.peers.set(address, p);
       this.peerList.push(p);
+      if (p.off + this.words > this.heldPool.length) {
+        const grown = new Uint32Array(Math.max(this.heldPool.length * 2, p.off + this.words));
+        grown.set(this.heldPool);
+        this.heldPool = grown;
+      }
       this.unansweredPeers++;
     }
     return p;
+  }
+
+  private segmentSet(): SegmentSet {
+    this.segSlab ??= new Slab((this.segStart.length + 31) >>> 5);
+    const off = this.segSlab.take();
+    return new SegmentSet(this.segStart.length, this.segSlab.buf, off);
   }
 
   addPeer(address: string): void {
@@ -796,17 +871,20 @@ export class Scheduler {
       }
     p.full.add(seg);
     if (p.full.size >= this.segStart.length) this.memberVersion++;
-    p.partial.delete(seg);
+    if (p.full.size === 1) this.readyVersion++;
+    p.partial?.delete(seg);
   }
 
   /**
-   * Sets the peer's last growth; a peer that was outside its member window when crowdMembers last
-   * answered (or moves back in time) may change the answer.
+   * Sets the peer's last growth; a peer of a host that was no member when crowdMembers last
+   * answered, outside its window then (or one moving back in time), may change the answer.
    */
   private grew(p: PeerState, at: number): void {
     if (at === p.lastGrowth) return;
     const c = this.membersCache;
-    if (!c || at < p.lastGrowth || !(c.from - p.lastGrowth <= MEMBER_WINDOW_MS)) this.memberVersion++;
+    // (A member whose peer grows stays one: its window only moves later.)
+    if (!c || at < p.lastGrowth || (!c.members.has(p.host) && !(c.from - p.lastGrowth <= MEMBER_WINDOW_MS)))
+      this.memberVersion++;
     p.lastGrowth = at;
   }
 
@@ -828,9 +906,13 @@ export class Scheduler {
       this.peerHasSegment(address, seg);
       return;
     }
-    if (p.full.delete(seg)) this.memberVersion++;
-    const old = p.partial.get(seg);
+    if (p.full.delete(seg)) {
+      this.memberVersion++;
+      this.readyVersion++;
+    }
+    const old = p.partial?.get(seg);
     if (!old || set.size > old.size) this.grew(p, now);
+    p.partial ??= new Map();
     p.partial.set(seg, set);
     for (let i = 0; i < count; i++) {
       const g = this.segStart[seg]! + i;
@@ -848,6 +930,7 @@ export class Scheduler {
     const p = this.peer(address);
     if (p.full.has(seg) || index < 0 || index >= this.blocksInSegment(seg)) return;
     this.noteHeld(this.segStart[seg]! + index, this.clock);
+    p.partial ??= new Map();
     let set = p.partial.get(seg);
     if (!set) {
       set = new Set();
@@ -893,17 +976,20 @@ export class Scheduler {
 
   /** Whether `p` is known to hold block `g` (its segment in `full`, or the block in `partial`). */
   private holds(p: PeerState, g: number): boolean {
-    return (p.bits[g >>> 5]! & (1 << (g & 31))) !== 0;
+    return (this.heldPool[p.off + (g >>> 5)]! & (1 << (g & 31))) !== 0;
   }
 
   /** Keeps `bits`, `heldCount` and `holderCount` in step with `full`/`partial` (every change goes through here). */
   private setHeld(p: PeerState, g: number, on: boolean): void {
     const w = g >>> 5,
       bit = 1 << (g & 31);
-    if (((p.bits[w]! & bit) !== 0) === on) return;
+    const pool = this.heldPool;
+    if (((pool[p.off + w]! & bit) !== 0) === on) return;
     if (this.state[g] === MISSING) this.candVersion++;
-    p.bits[w]! ^= bit;
+    pool[p.off + w]! ^= bit;
     p.heldCount += on ? 1 : -1;
+    // (Holding something or nothing changes the peer's readiness: assignPeers.)
+    if (p.heldCount === (on ? 1 : 0)) this.readyVersion++;
     this.holderCount[g]! += on ? 1 : -1;
     const holders = this.holderCount[g]!;
     if (holders === 0) this.heldBits[w]! &= ~bit;
@@ -943,6 +1029,7 @@ export class Scheduler {
       p.backoffUntil = 0;
       this.candVersion++;
       this.memberVersion++;
+      this.readyVersion++;
     }
     return p.silent;
   }
@@ -965,10 +1052,12 @@ export class Scheduler {
     const b = this.blocks.at(g)!;
     if (p.full.delete(b.seg)) {
       this.memberVersion++;
+      this.readyVersion++;
       const set = new Set<number>();
       for (let i = 0; i < this.blocksInSegment(b.seg); i++) if (i !== b.index) set.add(i);
+      p.partial ??= new Map();
       p.partial.set(b.seg, set);
-    } else p.partial.get(b.seg)?.delete(b.index);
+    } else p.partial?.get(b.seg)?.delete(b.index);
     this.setHeld(p, g, false);
   }
 
@@ -1014,8 +1103,9 @@ export class Scheduler {
     bits.fill(0);
     for (const p of this.peerList) {
       if (p.heldCount === 0 || !this.usable(p, now) || this.onTrial(p)) continue;
-      const pb = p.bits;
-      for (let w = 0; w < bits.length; w++) bits[w]! |= pb[w]!;
+      const pool = this.heldPool;
+      const off = p.off;
+      for (let w = 0; w < bits.length; w++) bits[w]! |= pool[off + w]!;
     }
     this.supply = bits;
     return bits;
@@ -1112,27 +1202,38 @@ export class Scheduler {
     // No block from `low` to `limit` both missing and held by any known peer: nothing to assign
     // (the usual call in a crowd: what peers hold is in flight or done). Not while a peer is silent:
     // the readiness check below may clear that flag (isSilent), a side effect the skip would lose.
-    if (this.silentCount === 0 && !this.anyOpen()) return;
+    if (this.silentCount === 0 && !this.noReuse && !this.anyOpen()) return;
     // (A peer holds something when its full set is not empty, or it holds a block: a partial set
     // only ever names blocks of the content.)
     const ready = this.readyBuf;
     const slots = this.slotBuf;
-    ready.length = 0;
-    slots.length = 0;
-    // (usable, inlined: a peer not silent needs no isSilent call; its slots: one while on trial,
-    // and one that answered is not.)
-    const proven = this.proven;
-    const concurrency = this.o.peerConcurrency;
-    for (const p of this.peerList) {
-      if (p.banned || p.backoffUntil > now || (p.silent && this.isSilent(p))) continue;
-      const slot = !p.answered && proven !== undefined && !proven(p.address) ? 1 : concurrency;
-      if (p.outstanding < slot && (p.full.size > 0 || p.heldCount > 0)) {
-        ready.push(p);
-        slots.push(slot);
+    const settled = this.silentCount === 0 && this.trustSettled() && this.backoffMax <= now && !this.noReuse;
+    if (!settled || this.readyBuiltAt !== this.readyVersion) {
+      // (usable, inlined: a peer not silent needs no isSilent call; its slots: one while on trial,
+      // and one that answered is not.)
+      ready.length = 0;
+      slots.length = 0;
+      const proven = this.proven;
+      const concurrency = this.o.peerConcurrency;
+      for (const p of this.peerList) {
+        if (p.banned || p.backoffUntil > now || (p.silent && this.isSilent(p))) continue;
+        const slot = !p.answered && proven !== undefined && !proven(p.address) ? 1 : concurrency;
+        if (p.outstanding < slot && (p.full.size > 0 || p.heldCount > 0)) {
+          ready.push(p);
+          slots.push(slot);
+        }
       }
+      if (this.readyOff.length < ready.length) this.readyOff = new Int32Array(ready.length * 2);
+      for (let i = 0; i < ready.length; i++) this.readyOff[i] = ready[i]!.off;
+      // Kept for the next call while nothing but the versioned changes can alter it: no backoff
+      // running out, no silent peer, no trial whose answer `proven` decides (every slot count is
+      // then peerConcurrency, and a peer filling or freeing its last slot bumps readyVersion).
+      this.readyBuiltAt = settled ? this.readyVersion : -1;
     }
     if (ready.length === 0) return; // (also spares the scan below when known peers hold nothing)
     while (this.low < this.n && this.state[this.low] === DONE) this.low++;
+    const pool = this.heldPool;
+    const offs = this.readyOff;
     // `held`: the blocks of word `word` (32 blocks) still missing that some ready peer with a free
     // slot holds, taken when the scan enters the word; slots only fill up and blocks only leave
     // MISSING during the scan, so a block outside it has no peer to go to now and is passed over at
@@ -1145,8 +1246,10 @@ export class Scheduler {
         held = 0;
         const open = this.missBits[word]! & this.heldBits[word]!;
         if (open !== 0) {
-          for (let i = 0; i < ready.length; i++) if (ready[i]!.outstanding < slots[i]!) held |= ready[i]!.bits[word]!;
-          held &= open;
+          for (let i = 0; i < ready.length; i++) {
+            const b = pool[offs[i]! + word]! & open;
+            if (b !== 0 && ready[i]!.outstanding < slots[i]!) held |= b;
+          }
         }
         if (held === 0) {
           g = word * 32 + 31;
@@ -1156,11 +1259,14 @@ export class Scheduler {
       if ((held & (1 << (g & 31))) === 0) continue;
       if (this.state[g] !== MISSING || this.peerAttempts[g]! >= this.o.maxPeerAttempts) continue;
       const len = this.blocks.size[g]!;
+      const w = g >>> 5,
+        bit = 1 << (g & 31);
       let best: PeerState | undefined;
       let bestCost = Infinity;
       for (let i = 0; i < ready.length; i++) {
+        if ((pool[offs[i]! + w]! & bit) === 0) continue;
         const p = ready[i]!;
-        if (p.outstanding >= slots[i]! || !this.holds(p, g)) continue;
+        if (p.outstanding >= slots[i]!) continue;
         if (!this.mayTrial(p, g)) continue;
         // Least expected completion time: queued work on that peer plus this block, at its rate.
         const cost = ((p.outstanding + 1) * len) / Math.max(p.ewmaBps, 1);
@@ -1178,11 +1284,19 @@ export class Scheduler {
         best.trialSince = Math.min(best.trialSince, now);
         this.firstTrialAt = Math.min(this.firstTrialAt, now);
       }
+      // (A peer that fills its slots stays in the list, passed over by the slot checks above; one
+      // that frees its last slot bumps readyVersion, see peerSucceeded.)
       best.outstanding++;
       this.peerInflight++;
       this.peerAttempts[g]!++;
       out.push({ kind: 'peer', block: g, peer: best.address });
-      if (!ready.some((p, i) => p.outstanding < slots[i]!)) return;
+      let free = false;
+      for (let i = 0; i < ready.length; i++)
+        if (ready[i]!.outstanding < slots[i]!) {
+          free = true;
+          break;
+        }
+      if (!free) return;
     }
   }
 
@@ -1352,6 +1466,7 @@ export class Scheduler {
     // below). Every candidate's deferSince was set by that scan. A crowd member with its origin
     // streams free and every candidate waiting for its owner asked this at every call (issue 24).
     const settled =
+      !this.noReuse &&
       this.trustSettled() &&
       this.silentCount === 0 &&
       (this.originDone > 0 || this.firstTrialAt === Infinity) &&
@@ -1505,6 +1620,7 @@ export class Scheduler {
 
   peerSucceeded(address: string, g: number, bytes: number, ms: number): void {
     const p = this.peer(address);
+    if (p.outstanding >= this.o.peerConcurrency) this.readyVersion++;
     p.outstanding = Math.max(0, p.outstanding - 1);
     this.peerInflight = Math.max(0, this.peerInflight - 1);
     const sample = (bytes * 1000) / Math.max(ms, 1);
@@ -1528,6 +1644,7 @@ export class Scheduler {
     const p = this.peer(address);
     p.outstanding = Math.max(0, p.outstanding - 1);
     this.peerInflight = Math.max(0, this.peerInflight - 1);
+    this.readyVersion++;
     if (this.state[g] === INFLIGHT) this.setState(g, MISSING);
     // Every failure may change the peer's use (backoff, ban, trial) and its owner's wait.
     this.candVersion++;
@@ -1584,8 +1701,11 @@ export class Scheduler {
     if (p.answered) return;
     p.answered = true;
     this.unansweredPeers--;
+    // (Without `proven` nobody is on trial, and an answer changes no decision.)
+    if (this.proven === undefined) return;
     this.candVersion++;
     this.memberVersion++;
+    this.readyVersion++;
   }
 
   /** `ms`: time this block took (in a range, since the previous block of it arrived). */
