@@ -673,7 +673,7 @@ export class Scheduler {
       if (
         last === undefined ||
         now < last ||
-        (!this.membersCache?.members.has(member) && !(now - last <= MEMBER_WINDOW_MS))
+        (!(now - last <= MEMBER_WINDOW_MS) && !this.membersCache?.members.has(member))
       )
         this.memberVersion++;
       this.probers.set(member, now);
