@@ -29,8 +29,9 @@
  * - CPU (optional, `cpu`; issue 24 item 3): a client spends `receiveSecPerGiB` of CPU on every
  *   byte it receives (origin, peers, hosted cache: hashing, decryption, the cache write) and a
  *   serving client `serveSecPerGiB` on every byte it serves (encryption); the work takes its turn
- *   on a CPU in order (a FifoLink of CPU time), one per client, or `cores` shared by all clients
- *   (the namespace simulation's daemons on one machine). A block counts as arrived when both its
+ *   on a CPU in order (a FifoLink of CPU time): a core of the client's own (a daemon's event loop)
+ *   and, with `cores`, also the cores all clients share (the namespace simulation's daemons on
+ *   one machine). A block counts as arrived when both its
  *   bytes and the receiver's work on it are through; a peer's bytes leave once the sender's work
  *   on them is done. Hosted caches and their pulls cost no CPU. `startupMs`: from a client's
  *   arrival to its first step (content information, segment registration), counted in its time.
@@ -90,7 +91,7 @@ export interface CpuModel {
   receiveSecPerGiB: number;
   /** CPU seconds per GiB served to peers. */
   serveSecPerGiB: number;
-  /** Cores all clients share (one machine); absent: a core of its own per client. */
+  /** Cores all clients share (one machine) besides each one's own; absent: only its own. */
   cores?: number;
 }
 
@@ -265,10 +266,13 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const cpuCfg = cfg.cpu;
   const recvMsPerByte = cpuCfg ? (cpuCfg.receiveSecPerGiB * 1000) / 2 ** 30 : 0;
   const serveMsPerByte = cpuCfg ? (cpuCfg.serveSecPerGiB * 1000) / 2 ** 30 : 0;
+  // A daemon's work goes through one core of its own (its event loop) and, on one machine, through
+  // the machine's cores shared by all.
   const sharedCpu = cpuCfg?.cores ? new FifoLink(cpuCfg.cores) : undefined;
-  const ownCpu = cpuCfg && !sharedCpu ? Array.from({ length: C }, () => new FifoLink(1)) : undefined;
+  const ownCpu = cpuCfg ? Array.from({ length: C }, () => new FifoLink(1)) : undefined;
   /** When client c's CPU is through with `ms` of work handed to it at `at`. */
-  const cpuWork = (c: number, at: number, ms: number) => (ms <= 0 ? at : (sharedCpu ?? ownCpu![c]!).reserve(at, ms));
+  const cpuWork = (c: number, at: number, ms: number) =>
+    ms <= 0 ? at : Math.max(ownCpu![c]!.reserve(at, ms), sharedCpu?.reserve(at, ms) ?? 0);
   const startupMs = cfg.startupMs ?? 0;
   const hcUp = Array.from({ length: H }, () => new FifoLink(lan));
   const hcDown = Array.from({ length: H }, () => new FifoLink(lan));
