@@ -2,18 +2,43 @@
  * Issue 24 item 3: the scale model against the namespace simulation on the same cases (8 and 16
  * clients, sequential and flash, the file sizes and link rates of bench/sim.ts's published runs),
  * side by side, each within 15% or not, on the origin ratio and the time ratio. Root + iproute2.
- *   npm run build && node dist/bench/scale-validate.js [--only 8] [--json]
+ *   npm run build && node dist/bench/scale-validate.js [--only 8] [--json] [--model-only]
+ * --model-only: the model's side alone, on the namespace machine (CPU, start-up) and bare; needs
+ * no root (the namespace side wants a quiet machine: eight daemons on 2 cores).
  */
 import { parseArgs } from 'node:util';
 import { netnsSupport } from '../testkit/sim/netns.js';
-import { formatValidation, type Validation, type ValidationCase, validate } from '../testkit/scale/validate.js';
+import {
+  BARE,
+  formatValidation,
+  modelOf,
+  NAMESPACE_MACHINE,
+  type Validation,
+  type ValidationCase,
+  validate,
+} from '../testkit/scale/validate.js';
 
 const MiB = 2 ** 20;
-const { values } = parseArgs({ options: { only: { type: 'string' }, json: { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: { only: { type: 'string' }, json: { type: 'boolean' }, 'model-only': { type: 'boolean' } },
+});
 const cases: ValidationCase[] = [];
 for (const mode of ['sequential', 'flash'] as const) {
   cases.push({ clients: 8, size: 64 * MiB, wanRateBps: 50e6, wanDelayMs: 20, mode });
   cases.push({ clients: 16, size: 16 * MiB, wanRateBps: 20e6, wanDelayMs: 20, mode });
+}
+if (values['model-only']) {
+  for (const c of cases) {
+    if (values.only && String(c.clients) !== values.only) continue;
+    const m = modelOf(c, 1, NAMESPACE_MACHINE).side;
+    const b = modelOf(c, 1, BARE).side;
+    process.stdout.write(
+      `${c.clients} clients, ${c.size / MiB} MiB, ${c.wanRateBps / 1e6} Mbit/s + ${c.wanDelayMs} ms, ${c.mode}: ` +
+        `model on the namespace machine origin ${m.originRatio.toFixed(3)}, time ${m.timeRatio.toFixed(2)}; ` +
+        `bare origin ${b.originRatio.toFixed(3)}, time ${b.timeRatio.toFixed(2)}\n`,
+    );
+  }
+  process.exit(0);
 }
 const support = await netnsSupport();
 if (!support.ok) {

@@ -37,6 +37,24 @@ const scenarios: Record<string, object> = {
   },
   '200 clients, 10 subnets, hosted caches': { ...base, clients: 200, subnets: 10, hostedCaches: 'per-subnet' },
   '16 clients x 1 GiB, seed 2': { ...base, fileBytes: 1024 * MiB, clients: 16, subnets: 1, hostedCaches: 0, seed: 2 },
+  // The shape of issue 24's 10,000-client run, one subnet of it: whole-subnet views, crowd ownership.
+  '100 clients x 1 GiB, view 100': {
+    ...base,
+    fileBytes: 1024 * MiB,
+    clients: 100,
+    subnets: 1,
+    hostedCaches: 0,
+    view: 100,
+  },
+  '200 clients x 1 GiB, hosted cache naming the crowd, view 200': {
+    ...base,
+    fileBytes: 1024 * MiB,
+    clients: 200,
+    subnets: 1,
+    hostedCaches: 'per-subnet',
+    cachesNameCrowd: true,
+    view: 200,
+  },
 };
 
 // Child mode: run one scenario with the dist/ this file belongs to and print its figures.

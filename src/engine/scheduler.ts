@@ -156,18 +156,21 @@ interface PeerState {
   banned: boolean;
   /** Segments the peer holds completely. */
   full: SegmentSet;
-  /** Blocks the peer is known to hold in segments it holds partially. */
-  partial: Map<number, Set<number>>;
+  /** Blocks the peer is known to hold in segments it holds partially (made at the first: v2 never needs it). */
+  partial: Map<number, Set<number>> | undefined;
   /** Last time the known block set of a partial segment grew. */
   lastGrowth: number;
   /**
-   * The blocks it is known to hold (full and partial together), one bit per block, and how many:
-   * `holds` is one bit test instead of two Set lookups (kept in step by setHeld).
+   * Where its bitmap of the blocks it is known to hold (full and partial together, one bit per
+   * block) starts in the Scheduler's `heldPool`, and how many: `holds` is one bit test instead of
+   * two Set lookups (kept in step by setHeld).
    */
-  bits: Uint32Array;
+  off: number;
   heldCount: number;
   /** A hosted cache (peerIsRelay): grows with other clients' offers; never a crowd member. */
   relay: boolean;
+  /** crowdMembers' answer (its `gen`) that last counted its host as a member. */
+  memberOf: number;
   /** Gave a valid answer in this job (a block, or "not available"). */
   answered: boolean;
   /** When its (first) trial request was sent, while on trial. */
@@ -241,18 +244,20 @@ const OWN = 65535;
  * Set on the side, so `size` counts what a Set would.
  */
 class SegmentSet {
-  private readonly bits: Uint32Array;
   private other: Set<number> | undefined;
   size = 0;
-  constructor(private readonly segments: number) {
-    this.bits = new Uint32Array((segments + 31) >>> 5);
-  }
+  /** Its bits: (segments + 31) >>> 5 words of `buf` from `off` (a chunk of a Slab, shared). */
+  constructor(
+    private readonly segments: number,
+    private readonly buf: Uint32Array,
+    private readonly off: number,
+  ) {}
   private inside(seg: number): boolean {
     return Number.isInteger(seg) && seg >= 0 && seg < this.segments;
   }
   has(seg: number): boolean {
     if (!this.inside(seg)) return this.other?.has(seg) ?? false;
-    return (this.bits[seg >>> 5]! & (1 << (seg & 31))) !== 0;
+    return (this.buf[this.off + (seg >>> 5)]! & (1 << (seg & 31))) !== 0;
   }
   add(seg: number): void {
     if (!this.inside(seg)) {
@@ -260,17 +265,42 @@ class SegmentSet {
       if (!this.other.has(seg)) this.size++;
       this.other.add(seg);
     } else if (!this.has(seg)) {
-      this.bits[seg >>> 5]! |= 1 << (seg & 31);
+      this.buf[this.off + (seg >>> 5)]! |= 1 << (seg & 31);
       this.size++;
     }
   }
   delete(seg: number): boolean {
     if (!this.inside(seg)) {
       if (!this.other?.delete(seg)) return false;
-    } else if (this.has(seg)) this.bits[seg >>> 5]! &= ~(1 << (seg & 31));
+    } else if (this.has(seg)) this.buf[this.off + (seg >>> 5)]! &= ~(1 << (seg & 31));
     else return false;
     this.size--;
     return true;
+  }
+}
+
+/**
+ * Hands out zeroed runs of `words` words, many to one buffer: a typed array of its own per peer
+ * (an ArrayBuffer and an allocation outside the heap each) cost about as much again as its bits
+ * (issue 24: 10,000 clients with 200 peers each).
+ */
+class Slab {
+  /** The chunk the last take() came from. */
+  buf = new Uint32Array(0);
+  private used = 0;
+  private next = 8;
+  constructor(private readonly words: number) {}
+  /** `words` zeroed words of `buf` (read it after the call) from the offset returned. */
+  take(): number {
+    if (this.used + this.words > this.buf.length) {
+      // Chunks double from 8 bitmaps up to about 64 KiB.
+      this.buf = new Uint32Array(Math.max(1, this.words * this.next));
+      this.used = 0;
+      this.next = Math.min(this.next * 2, Math.max(8, Math.floor(16384 / Math.max(1, this.words))));
+    }
+    const off = this.used;
+    this.used += this.words;
+    return off;
   }
 }
 
@@ -303,7 +333,8 @@ export class Scheduler {
   private readonly originAttempts: Uint16Array;
   private readonly originMismatches: Uint8Array;
   private readonly peerAttempts: Uint16Array;
-  private readonly retryAt: Float64Array;
+  /** When a block may go to the origin again after a failure (made at the first failure). */
+  private retryAt: Float64Array | undefined;
   /** First time a block was held back for an active peer (0 = not deferred). */
   private readonly deferSince: Float64Array;
   /** When anybody (a peer or we) was first known to hold the block (Infinity = nobody yet). */
@@ -319,12 +350,32 @@ export class Scheduler {
   private readonly heldBits: Uint32Array;
   /** One bit per block in state MISSING (setState), so assignPeers passes over the rest 32 at a time. */
   private readonly missBits: Uint32Array;
+  /** Words per block bitmap. */
+  private readonly words: number;
+  /**
+   * Every peer's bitmap of the blocks it holds, `words` words each from its `off`, in one buffer
+   * (grown by doubling): the loops over peers read one place, not one typed array per peer.
+   */
+  private heldPool: Uint32Array;
+  /** Where the peers' segment bitmaps (SegmentSet) come from. */
+  private segSlab: Slab | undefined;
+  /**
+   * assignPeers' ready list (peers usable, with a free slot and holding something) as last built;
+   * `readyVersion` is bumped by every change of those conditions (see readyCache).
+   */
+  private readyVersion = 0;
+  private readyBuiltAt = -1;
+  /** assignPeers' ready peers' bitmap offsets (heldPool). */
+  private readyOff = new Int32Array(16);
   /** Peers with `silent` set: isSilent may then clear it, so the skips above are not taken. */
   private silentCount = 0;
   /** Latest time seen by any call (for results reported without a clock). */
   private clock = 0;
-  private readonly segStart: number[] = [];
+  /** First block of each segment (trimmed to its length after the constructor fills it). */
+  private segStart: number[] = [];
   private readonly peers = new Map<string, PeerState>();
+  /** The same peers in the order they were added (the Map's order; none is ever removed): loops go over this. */
+  private readonly peerList: PeerState[] = [];
   private readonly random: () => number;
   private readonly o: Required<
     Omit<SchedulerOptions, 'blocks' | 'present' | 'random' | 'proven' | 'self' | 'crowdVisible'>
@@ -389,6 +440,49 @@ export class Scheduler {
   private inNext = false;
   /** Whether the last origin pick went by crowd ownership (pickOwned): see crowdRank. */
   private lastPickOwned = false;
+  /**
+   * Bumped by every change that can make a block an origin candidate or stop it being one, or
+   * move an owner's wait: a block entering or leaving MISSING, a MISSING block's holders, a peer's
+   * failure or first answer, an owner's gains, the limit, an origin pick outside pickOwned. While
+   * it stands (and the other conditions of `ownedIdle` hold), pickOwned's answer "nothing before
+   * time T" stands too, and its two passes over the file are not repeated (issue 24).
+   */
+  private candVersion = 0;
+  /** Bumped by every change that can change crowdMembers' answer other than the passing of time. */
+  private memberVersion = 0;
+  /**
+   * crowdMembers' last answer, valid at `from` <= now while the version stands and no member's
+   * window (from its oldest time, `oldest`) or backoff (`backoffEnd`) has passed.
+   */
+  private membersCache:
+    | {
+        version: number;
+        from: number;
+        oldest: number;
+        backoffEnd: number;
+        list: string[];
+        /** Peers whose host is in `list` carry this in `memberOf`. */
+        gen: number;
+      }
+    | undefined;
+  /** pickOwned found nothing to take before `until` (its wake-up contribution `wake`): see candVersion. */
+  private ownedIdle:
+    | { version: number; from: number; until: number; key: string; originBlockMs: number; limit: number }
+    | undefined;
+  /**
+   * Recompute everything at every call, as before the caches above (candVersion, memberVersion,
+   * readyVersion): test/scale/scheduler-reuse.test.ts runs a Scheduler with and one without them.
+   */
+  private noReuse = false;
+  /** The member list ownership() was last called with (the same array: the same crowd). */
+  private lastMembersRef: string[] | undefined;
+  /** Peers that have not answered in this job (`answered` false): see trustSettled. */
+  private unansweredPeers = 0;
+  /** The latest backoffUntil ever set: at or after it no peer is backing off. */
+  private backoffMax = -Infinity;
+  /** assignPeers' per-call buffers: the ready peers and their slots. */
+  private readyBuf: PeerState[] = [];
+  private slotBuf: number[] = [];
 
   constructor(opts: SchedulerOptions) {
     this.blocks = BlockTable.of(opts.blocks);
@@ -398,13 +492,14 @@ export class Scheduler {
     this.originAttempts = new Uint16Array(this.n);
     this.originMismatches = new Uint8Array(this.n);
     this.peerAttempts = new Uint16Array(this.n);
-    this.retryAt = new Float64Array(this.n);
     this.deferSince = new Float64Array(this.n);
     this.firstHeld = new Float64Array(this.n).fill(Infinity);
     this.lastPeerFail = new Uint8Array(this.n);
     this.holderCount = new Uint32Array(this.n);
     this.heldBits = new Uint32Array((this.n + 31) >>> 5);
     this.missBits = new Uint32Array((this.n + 31) >>> 5);
+    this.words = (this.n + 31) >>> 5;
+    this.heldPool = new Uint32Array(this.words * 4);
     for (let g = 0; g < this.n; g++) this.missBits[g >>> 5]! |= 1 << (g & 31);
     this.random = opts.random ?? Math.random;
     this.proven = opts.proven;
@@ -435,6 +530,9 @@ export class Scheduler {
         this.firstHeld[g] = -Infinity;
       }
     }
+    // (Grown one segment at a time, the array kept half as much room again: 6 KiB per download of
+    // 1,024 segments, times 10,000 clients in the scale simulation.)
+    this.segStart = this.segStart.slice();
   }
 
   // ------------------------------------------------------------------ queries
@@ -504,7 +602,7 @@ export class Scheduler {
   /** Peers that hold `seg` only partially (candidates for a block-list refresh). */
   partialHolders(seg: number): string[] {
     const out: string[] = [];
-    for (const p of this.peers.values()) if (!p.banned && !p.full.has(seg) && !this.isSilent(p)) out.push(p.address);
+    for (const p of this.peerList) if (!p.banned && !p.full.has(seg) && !this.isSilent(p)) out.push(p.address);
     return out;
   }
 
@@ -538,7 +636,7 @@ export class Scheduler {
   /** Peers on trial with their trial request in flight (the origin gate waits for their answers). */
   trialsPending(): number {
     let n = 0;
-    for (const p of this.peers.values()) if (!p.banned && this.onTrial(p) && p.outstanding > 0) n++;
+    for (const p of this.peerList) if (!p.banned && this.onTrial(p) && p.outstanding > 0) n++;
     return n;
   }
 
@@ -547,7 +645,9 @@ export class Scheduler {
    * readers have not caught up, issue 16.4). Blocks already in flight complete normally.
    */
   setLimit(limit: number): void {
-    this.limit = Math.max(0, Math.min(this.n, Math.floor(limit)));
+    const to = Math.max(0, Math.min(this.n, Math.floor(limit)));
+    if (to !== this.limit) this.candVersion++;
+    this.limit = to;
   }
 
   /**
@@ -573,7 +673,13 @@ export class Scheduler {
   crowdSeen(member: string | undefined, now: number): void {
     this.clock = Math.max(this.clock, now);
     if (member === undefined) this.anonymousCrowdAt = now;
-    else if (member !== this.o.self) this.probers.set(member, now);
+    else if (member !== this.o.self) {
+      // A member seen again stays a member (its window only moves later), and so does one seen
+      // within its window that was left out (excluded, see crowdMembers).
+      const last = this.probers.get(member);
+      if (last === undefined || now < last || !(now - last <= MEMBER_WINDOW_MS)) this.memberVersion++;
+      this.probers.set(member, now);
+    }
   }
 
   /** Another client probed for this content within MEMBER_WINDOW_MS. */
@@ -593,21 +699,55 @@ export class Scheduler {
    * rank for somebody who will not fetch them.
    */
   private crowdMembers(now: number): string[] {
-    const out = new Set<string>();
+    // The same answer as at the last call while nothing it depends on changed (memberVersion) and
+    // no time limit in it passed: every member counted is still within its window (the oldest
+    // one's time decides) and no peer's backoff left then has ended.
+    const c = this.membersCache;
+    if (
+      !this.noReuse &&
+      c &&
+      c.version === this.memberVersion &&
+      now >= c.from &&
+      now - c.oldest <= MEMBER_WINDOW_MS &&
+      now < c.backoffEnd &&
+      this.trustSettled()
+    )
+      return c.list;
+    // Member -> the latest time that makes it one (a probe, or a growth of one of its peers).
+    const out = new Map<string, number>();
+    let backoffEnd = Infinity;
     for (const [m, at] of this.probers) {
-      if (now - at <= MEMBER_WINDOW_MS) out.add(m);
+      if (now - at <= MEMBER_WINDOW_MS) out.set(m, at);
       else this.probers.delete(m);
     }
-    for (const p of this.peers.values())
-      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p)) out.add(p.host);
+    for (const p of this.peerList)
+      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p))
+        out.set(p.host, Math.max(out.get(p.host) ?? -Infinity, p.lastGrowth));
     if (this.o.self !== undefined) out.delete(this.o.self);
-    if (out.size === 0) return [];
-    const segments = this.segStart.length;
-    for (const p of this.peers.values()) {
-      if (p.relay) continue;
-      if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(p.host);
+    let list: string[] = [];
+    let oldest = Infinity;
+    if (out.size > 0) {
+      const segments = this.segStart.length;
+      for (const p of this.peerList) {
+        if (p.relay) continue;
+        if (p.backoffUntil > now) backoffEnd = Math.min(backoffEnd, p.backoffUntil);
+        if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(p.host);
+      }
+      list = [...out.keys()];
+      for (const at of out.values()) oldest = Math.min(oldest, at);
     }
-    return [...out];
+    const gen = (this.membersCache?.gen ?? 0) + 1;
+    if (out.size > 0) for (const p of this.peerList) if (out.has(p.host)) p.memberOf = gen;
+    this.membersCache = { version: this.memberVersion, from: now, oldest, backoffEnd, list, gen };
+    return list;
+  }
+
+  /**
+   * Whether the peers' trial state (unheard, onTrial, isSilent) can change only by calls that bump
+   * the versions above: no `proven` callback to consult, or no peer whose answer it could decide.
+   */
+  private trustSettled(): boolean {
+    return this.proven === undefined || (this.unansweredPeers === 0 && this.silentCount === 0);
   }
 
   /**
@@ -617,6 +757,8 @@ export class Scheduler {
    */
   private ownership(members: string[], now: number): { rank: Uint8Array; owner: Uint16Array } {
     // The same list in the same order as last time (the usual case): the same key, without sorting.
+    if (this.ranks && members === this.lastMembersRef && !this.noReuse) return this.ranks;
+    this.lastMembersRef = members;
     const last = this.lastMembers;
     if (this.ranks && members.length === last.length && members.every((m, i) => m === last[i])) return this.ranks;
     this.lastMembers = members.slice();
@@ -674,20 +816,36 @@ export class Scheduler {
         consecutiveFailures: 0,
         backoffUntil: 0,
         banned: false,
-        full: new SegmentSet(this.segStart.length),
-        partial: new Map(),
+        full: this.segmentSet(),
+        partial: undefined,
         lastGrowth: -Infinity,
-        bits: new Uint32Array((this.n + 31) >>> 5),
+        off: this.peerList.length * this.words,
         heldCount: 0,
         relay: false,
+        memberOf: 0,
         answered: false,
         trialSince: Infinity,
         silent: false,
         stat: { blocks: 0, bytes: 0, failures: 0, notAvailable: 0, badBlocks: 0 },
       };
       this.peers.set(address, p);
+      this.peerList.push(p);
+      if (p.off + this.words > this.heldPool.length) {
+        const grown = new Uint32Array(
+          Math.max(Math.ceil((this.heldPool.length * 1.5) / this.words) * this.words, p.off + this.words),
+        );
+        grown.set(this.heldPool);
+        this.heldPool = grown;
+      }
+      this.unansweredPeers++;
     }
     return p;
+  }
+
+  private segmentSet(): SegmentSet {
+    this.segSlab ??= new Slab((this.segStart.length + 31) >>> 5);
+    const off = this.segSlab.take();
+    return new SegmentSet(this.segStart.length, this.segSlab.buf, off);
   }
 
   addPeer(address: string): void {
@@ -697,6 +855,7 @@ export class Scheduler {
   /** The peer is a hosted cache: its holdings grow with other clients' offers; never a crowd member. */
   peerIsRelay(address: string): void {
     this.peer(address).relay = true;
+    this.memberVersion++;
   }
 
   /**
@@ -709,7 +868,7 @@ export class Scheduler {
     if (grewAt !== undefined) this.clock = Math.max(this.clock, grewAt);
     // Known already: its blocks were noted held when it was added, and `partial` lacks it.
     if (p.full.has(seg)) return;
-    if (grewAt !== undefined) p.lastGrowth = Math.max(p.lastGrowth, grewAt);
+    if (grewAt !== undefined) this.grew(p, Math.max(p.lastGrowth, grewAt));
     const first = this.segStart[seg];
     if (first !== undefined)
       for (let g = first; g < first + this.blocksInSegment(seg); g++) {
@@ -718,7 +877,22 @@ export class Scheduler {
         if (grewAt !== undefined) this.ownerGained(p, g, grewAt);
       }
     p.full.add(seg);
-    p.partial.delete(seg);
+    if (p.full.size >= this.segStart.length) this.memberVersion++;
+    if (p.full.size === 1) this.readyVersion++;
+    p.partial?.delete(seg);
+  }
+
+  /**
+   * Sets the peer's last growth; a peer of a host that was no member when crowdMembers last
+   * answered, outside its window then (or one moving back in time), may change the answer.
+   */
+  private grew(p: PeerState, at: number): void {
+    if (at === p.lastGrowth) return;
+    const c = this.membersCache;
+    // (A member whose peer grows stays one: its window only moves later.)
+    if (!c || at < p.lastGrowth || (p.memberOf !== c.gen && !(c.from - p.lastGrowth <= MEMBER_WINDOW_MS)))
+      this.memberVersion++;
+    p.lastGrowth = at;
   }
 
   /**
@@ -739,9 +913,13 @@ export class Scheduler {
       this.peerHasSegment(address, seg);
       return;
     }
-    p.full.delete(seg);
-    const old = p.partial.get(seg);
-    if (!old || set.size > old.size) p.lastGrowth = now;
+    if (p.full.delete(seg)) {
+      this.memberVersion++;
+      this.readyVersion++;
+    }
+    const old = p.partial?.get(seg);
+    if (!old || set.size > old.size) this.grew(p, now);
+    p.partial ??= new Map();
     p.partial.set(seg, set);
     for (let i = 0; i < count; i++) {
       const g = this.segStart[seg]! + i;
@@ -759,6 +937,7 @@ export class Scheduler {
     const p = this.peer(address);
     if (p.full.has(seg) || index < 0 || index >= this.blocksInSegment(seg)) return;
     this.noteHeld(this.segStart[seg]! + index, this.clock);
+    p.partial ??= new Map();
     let set = p.partial.get(seg);
     if (!set) {
       set = new Set();
@@ -787,14 +966,16 @@ export class Scheduler {
     else if (at > last.at) {
       last.gap = last.gap === Infinity ? at - last.at : EWMA_ALPHA * (at - last.at) + (1 - EWMA_ALPHA) * last.gap;
       last.at = at;
-    }
+    } else return;
+    this.candVersion++;
   }
 
   private noteHeld(g: number, now: number): void {
     if (this.firstHeld[g] === Infinity) this.firstHeld[g] = now;
   }
 
-  private setState(g: number, to: number): void {
+  private setState(g: number, to: number, candidateMayChange = true): void {
+    if (candidateMayChange && (to === MISSING || this.state[g] === MISSING)) this.candVersion++;
     this.state[g] = to;
     if (to === MISSING) this.missBits[g >>> 5]! |= 1 << (g & 31);
     else this.missBits[g >>> 5]! &= ~(1 << (g & 31));
@@ -802,16 +983,20 @@ export class Scheduler {
 
   /** Whether `p` is known to hold block `g` (its segment in `full`, or the block in `partial`). */
   private holds(p: PeerState, g: number): boolean {
-    return (p.bits[g >>> 5]! & (1 << (g & 31))) !== 0;
+    return (this.heldPool[p.off + (g >>> 5)]! & (1 << (g & 31))) !== 0;
   }
 
   /** Keeps `bits`, `heldCount` and `holderCount` in step with `full`/`partial` (every change goes through here). */
   private setHeld(p: PeerState, g: number, on: boolean): void {
     const w = g >>> 5,
       bit = 1 << (g & 31);
-    if (((p.bits[w]! & bit) !== 0) === on) return;
-    p.bits[w]! ^= bit;
+    const pool = this.heldPool;
+    if (((pool[p.off + w]! & bit) !== 0) === on) return;
+    if (this.state[g] === MISSING) this.candVersion++;
+    pool[p.off + w]! ^= bit;
     p.heldCount += on ? 1 : -1;
+    // (Holding something or nothing changes the peer's readiness: assignPeers.)
+    if (p.heldCount === (on ? 1 : 0)) this.readyVersion++;
     this.holderCount[g]! += on ? 1 : -1;
     const holders = this.holderCount[g]!;
     if (holders === 0) this.heldBits[w]! &= ~bit;
@@ -849,6 +1034,9 @@ export class Scheduler {
       p.silent = false;
       this.silentCount--;
       p.backoffUntil = 0;
+      this.candVersion++;
+      this.memberVersion++;
+      this.readyVersion++;
     }
     return p.silent;
   }
@@ -867,18 +1055,16 @@ export class Scheduler {
     return !this.onTrial(p) || (p.outstanding === 0 && this.peerAttempts[g] === 0 && !this.tooLateForTrials);
   }
 
-  /** Requests a peer may have in flight: one while on trial. */
-  private slots(p: PeerState): number {
-    return this.onTrial(p) ? 1 : this.o.peerConcurrency;
-  }
-
   private forget(p: PeerState, g: number): void {
     const b = this.blocks.at(g)!;
     if (p.full.delete(b.seg)) {
+      this.memberVersion++;
+      this.readyVersion++;
       const set = new Set<number>();
       for (let i = 0; i < this.blocksInSegment(b.seg); i++) if (i !== b.index) set.add(i);
+      p.partial ??= new Map();
       p.partial.set(b.seg, set);
-    } else p.partial.get(b.seg)?.delete(b.index);
+    } else p.partial?.get(b.seg)?.delete(b.index);
     this.setHeld(p, g, false);
   }
 
@@ -900,7 +1086,7 @@ export class Scheduler {
       const bits = this.supplyMap(now);
       if ((bits[g >>> 5]! & (1 << (g & 31))) !== 0) return true;
     }
-    for (const p of this.peers.values()) {
+    for (const p of this.peerList) {
       if (!this.usable(p, now) || !this.holds(p, g)) continue;
       if (!forOrigin || this.mayTrial(p, g)) return true;
       // Only before the origin delivered anything, and only within the grace of the download's
@@ -922,10 +1108,11 @@ export class Scheduler {
     this.supplyBuf ??= new Uint32Array((this.n + 31) >>> 5);
     const bits = this.supplyBuf;
     bits.fill(0);
-    for (const p of this.peers.values()) {
+    for (const p of this.peerList) {
       if (p.heldCount === 0 || !this.usable(p, now) || this.onTrial(p)) continue;
-      const pb = p.bits;
-      for (let w = 0; w < bits.length; w++) bits[w]! |= pb[w]!;
+      const pool = this.heldPool;
+      const off = p.off;
+      for (let w = 0; w < bits.length; w++) bits[w]! |= pool[off + w]!;
     }
     this.supply = bits;
     return bits;
@@ -937,7 +1124,7 @@ export class Scheduler {
    */
   usablePeerHolds(g: number, now: number): boolean {
     if (this.peerAttempts[g]! >= this.o.maxPeerAttempts || this.nobodyHolds(g)) return false;
-    for (const p of this.peers.values()) if (this.usable(p, now) && this.holds(p, g)) return true;
+    for (const p of this.peerList) if (this.usable(p, now) && this.holds(p, g)) return true;
     return false;
   }
 
@@ -997,8 +1184,10 @@ export class Scheduler {
       this.originInflight++;
       out.push(count > 1 ? { kind: 'origin', block: g, count } : { kind: 'origin', block: g });
     }
-    for (const p of this.peers.values())
-      if (!p.banned && p.backoffUntil > now) this.wakeAt = Math.min(this.wakeAt, p.backoffUntil);
+    // (No peer backs off once `now` is past the latest backoff ever set.)
+    if (this.backoffMax > now)
+      for (const p of this.peerList)
+        if (!p.banned && p.backoffUntil > now) this.wakeAt = Math.min(this.wakeAt, p.backoffUntil);
     return out;
   }
 
@@ -1017,14 +1206,41 @@ export class Scheduler {
 
   private assignPeers(now: number, out: Assignment[]): void {
     if (this.peerInflight >= this.o.totalPeerConcurrency) return;
+    // No block from `low` to `limit` both missing and held by any known peer: nothing to assign
+    // (the usual call in a crowd: what peers hold is in flight or done). Not while a peer is silent:
+    // the readiness check below may clear that flag (isSilent), a side effect the skip would lose.
+    if (this.silentCount === 0 && !this.noReuse && !this.anyOpen()) return;
     // (A peer holds something when its full set is not empty, or it holds a block: a partial set
     // only ever names blocks of the content.)
-    const ready = [...this.peers.values()].filter(
-      (p) => this.usable(p, now) && p.outstanding < this.slots(p) && (p.full.size > 0 || p.heldCount > 0),
-    );
-    const slots = ready.map((p) => this.slots(p));
+    const ready = this.readyBuf;
+    const slots = this.slotBuf;
+    const settled = this.silentCount === 0 && this.trustSettled() && this.backoffMax <= now && !this.noReuse;
+    if (!settled || this.readyBuiltAt !== this.readyVersion) {
+      // (usable, inlined: a peer not silent needs no isSilent call; its slots: one while on trial,
+      // and one that answered is not.)
+      ready.length = 0;
+      slots.length = 0;
+      const proven = this.proven;
+      const concurrency = this.o.peerConcurrency;
+      for (const p of this.peerList) {
+        if (p.banned || p.backoffUntil > now || (p.silent && this.isSilent(p))) continue;
+        const slot = !p.answered && proven !== undefined && !proven(p.address) ? 1 : concurrency;
+        if (p.outstanding < slot && (p.full.size > 0 || p.heldCount > 0)) {
+          ready.push(p);
+          slots.push(slot);
+        }
+      }
+      if (this.readyOff.length < ready.length) this.readyOff = new Int32Array(ready.length * 2);
+      for (let i = 0; i < ready.length; i++) this.readyOff[i] = ready[i]!.off;
+      // Kept for the next call while nothing but the versioned changes can alter it: no backoff
+      // running out, no silent peer, no trial whose answer `proven` decides (every slot count is
+      // then peerConcurrency, and a peer filling or freeing its last slot bumps readyVersion).
+      this.readyBuiltAt = settled ? this.readyVersion : -1;
+    }
     if (ready.length === 0) return; // (also spares the scan below when known peers hold nothing)
     while (this.low < this.n && this.state[this.low] === DONE) this.low++;
+    const pool = this.heldPool;
+    const offs = this.readyOff;
     // `held`: the blocks of word `word` (32 blocks) still missing that some ready peer with a free
     // slot holds, taken when the scan enters the word; slots only fill up and blocks only leave
     // MISSING during the scan, so a block outside it has no peer to go to now and is passed over at
@@ -1037,8 +1253,10 @@ export class Scheduler {
         held = 0;
         const open = this.missBits[word]! & this.heldBits[word]!;
         if (open !== 0) {
-          for (let i = 0; i < ready.length; i++) if (ready[i]!.outstanding < slots[i]!) held |= ready[i]!.bits[word]!;
-          held &= open;
+          for (let i = 0; i < ready.length; i++) {
+            const b = pool[offs[i]! + word]! & open;
+            if (b !== 0 && ready[i]!.outstanding < slots[i]!) held |= b;
+          }
         }
         if (held === 0) {
           g = word * 32 + 31;
@@ -1048,11 +1266,14 @@ export class Scheduler {
       if ((held & (1 << (g & 31))) === 0) continue;
       if (this.state[g] !== MISSING || this.peerAttempts[g]! >= this.o.maxPeerAttempts) continue;
       const len = this.blocks.size[g]!;
+      const w = g >>> 5,
+        bit = 1 << (g & 31);
       let best: PeerState | undefined;
       let bestCost = Infinity;
       for (let i = 0; i < ready.length; i++) {
+        if ((pool[offs[i]! + w]! & bit) === 0) continue;
         const p = ready[i]!;
-        if (p.outstanding >= slots[i]! || !this.holds(p, g)) continue;
+        if (p.outstanding >= slots[i]!) continue;
         if (!this.mayTrial(p, g)) continue;
         // Least expected completion time: queued work on that peer plus this block, at its rate.
         const cost = ((p.outstanding + 1) * len) / Math.max(p.ewmaBps, 1);
@@ -1062,24 +1283,44 @@ export class Scheduler {
         }
       }
       if (!best) continue;
-      this.setState(g, INFLIGHT);
+      // A block a usable peer not on trial holds was no origin candidate (peerCanSupply), and the
+      // peer was as usable when pickOwned last looked, or a change since has bumped candVersion:
+      // taking it changes no candidate (most assignments in a crowd; see ownedIdle).
+      this.setState(g, INFLIGHT, this.onTrial(best));
       if (this.onTrial(best)) {
         best.trialSince = Math.min(best.trialSince, now);
         this.firstTrialAt = Math.min(this.firstTrialAt, now);
       }
+      // (A peer that fills its slots stays in the list, passed over by the slot checks above; one
+      // that frees its last slot bumps readyVersion, see peerSucceeded.)
       best.outstanding++;
       this.peerInflight++;
       this.peerAttempts[g]!++;
       out.push({ kind: 'peer', block: g, peer: best.address });
-      if (!ready.some((p, i) => p.outstanding < slots[i]!)) return;
+      let free = false;
+      for (let i = 0; i < ready.length; i++)
+        if (ready[i]!.outstanding < slots[i]!) {
+          free = true;
+          break;
+        }
+      if (!free) return;
     }
+  }
+
+  /** Some word of blocks from `low` to `limit` has a block missing and held by a known peer. */
+  private anyOpen(): boolean {
+    if (this.low >= this.limit) return false;
+    const last = (this.limit - 1) >>> 5;
+    for (let w = this.low >>> 5; w <= last; w++) if ((this.missBits[w]! & this.heldBits[w]!) !== 0) return true;
+    return false;
   }
 
   /** A block no usable peer can supply, not in flight, not waiting for an origin retry. */
   private originCandidate(g: number, now: number): boolean {
     if (this.state[g] !== MISSING || g >= this.limit) return false;
-    if (this.retryAt[g]! > now) {
-      this.wakeAt = Math.min(this.wakeAt, this.retryAt[g]!);
+    const retryAt = this.retryAt;
+    if (retryAt !== undefined && retryAt[g]! > now) {
+      this.wakeAt = Math.min(this.wakeAt, retryAt[g]!);
       return false;
     }
     return !this.peerCanSupply(g, now, true);
@@ -1088,7 +1329,7 @@ export class Scheduler {
   /** A peer that is itself downloading (partial holder that gained blocks recently) holds `g`. */
   private activeHolder(g: number, now: number): boolean {
     if (this.nobodyHolds(g)) return false;
-    for (const p of this.peers.values()) {
+    for (const p of this.peerList) {
       if (p.banned || now - p.lastGrowth > this.o.activeWindowMs || this.unheard(p)) continue;
       if (this.holds(p, g)) return true;
     }
@@ -1102,12 +1343,12 @@ export class Scheduler {
    * (it holds nothing we still need) counts as before.
    */
   private anyPeerCounts(): boolean {
-    for (const p of this.peers.values()) if (!(this.unheard(p) && (p.silent || p.trialSince < Infinity))) return true;
+    for (const p of this.peerList) if (!(this.unheard(p) && (p.silent || p.trialSince < Infinity))) return true;
     return false;
   }
 
   private anyActivePeer(now: number): boolean {
-    for (const p of this.peers.values())
+    for (const p of this.peerList)
       if (!p.banned && now - p.lastGrowth <= this.o.activeWindowMs && !this.unheard(p)) return true;
     return false;
   }
@@ -1137,6 +1378,8 @@ export class Scheduler {
         return this.pickOwned(now, members);
       }
     }
+    // (The gap logic below may set blocks' deferSince: pickOwned's last answer no longer stands.)
+    this.candVersion++;
     if (this.cursor !== undefined && this.originCandidate(this.cursor, now)) {
       const g = this.cursor;
       this.cursor = (g + 1) % this.n;
@@ -1223,6 +1466,55 @@ export class Scheduler {
    * the download.
    */
   private pickOwned(now: number, members: string[]): number | undefined {
+    this.ownership(members, now);
+    // "Nothing before time T": when the last scan found nothing to take, the same scan gives the
+    // same answer (and the same wake-up) until T, as long as nothing it reads changed: the blocks'
+    // states and holders, the peers' use (no backoff running, no trial whose answer could change),
+    // the owners' gains, the crowd, our origin block time and the limit (candVersion and the rest
+    // below). Every candidate's deferSince was set by that scan. A crowd member with its origin
+    // streams free and every candidate waiting for its owner asked this at every call (issue 24).
+    const settled =
+      !this.noReuse &&
+      this.trustSettled() &&
+      this.silentCount === 0 &&
+      (this.originDone > 0 || this.firstTrialAt === Infinity) &&
+      this.backoffMax <= now;
+    const idle = this.ownedIdle;
+    if (
+      settled &&
+      idle &&
+      idle.version === this.candVersion &&
+      idle.key === this.ownershipKey &&
+      idle.originBlockMs === this.originBlockMs &&
+      idle.limit === this.limit &&
+      now >= idle.from &&
+      now < idle.until
+    ) {
+      this.cursor = undefined;
+      this.wakeAt = Math.min(this.wakeAt, idle.until);
+      return undefined;
+    }
+    const saved = this.wakeAt;
+    this.wakeAt = Infinity;
+    const g = this.scanOwned(now, members);
+    const until = this.wakeAt;
+    this.wakeAt = Math.min(saved, until);
+    this.ownedIdle =
+      g === undefined && settled
+        ? {
+            version: this.candVersion,
+            from: now,
+            until,
+            key: this.ownershipKey,
+            originBlockMs: this.originBlockMs,
+            limit: this.limit,
+          }
+        : undefined;
+    return g;
+  }
+
+  /** pickOwned's scan: the first block we own, else another member's once its wait has passed. */
+  private scanOwned(now: number, members: string[]): number | undefined {
     const { rank, owner } = this.ownership(members, now);
     this.cursor = undefined;
     for (let g = this.low; g < this.limit; g++)
@@ -1336,14 +1628,18 @@ export class Scheduler {
 
   peerSucceeded(address: string, g: number, bytes: number, ms: number): void {
     const p = this.peer(address);
+    if (p.outstanding >= this.o.peerConcurrency) this.readyVersion++;
     p.outstanding = Math.max(0, p.outstanding - 1);
     this.peerInflight = Math.max(0, this.peerInflight - 1);
     const sample = (bytes * 1000) / Math.max(ms, 1);
     p.ewmaBps = p.stat.blocks === 0 ? sample : EWMA_ALPHA * sample + (1 - EWMA_ALPHA) * p.ewmaBps;
     p.consecutiveFailures = 0;
     const gain = this.ownerGain.get(p.host);
-    if (gain) gain.failing = false;
-    p.answered = true;
+    if (gain?.failing) {
+      gain.failing = false;
+      this.candVersion++;
+    }
+    this.answered(p);
     p.stat.blocks++;
     p.stat.bytes += bytes;
     const b = this.blocks.at(g)!;
@@ -1356,9 +1652,13 @@ export class Scheduler {
     const p = this.peer(address);
     p.outstanding = Math.max(0, p.outstanding - 1);
     this.peerInflight = Math.max(0, this.peerInflight - 1);
+    this.readyVersion++;
     if (this.state[g] === INFLIGHT) this.setState(g, MISSING);
+    // Every failure may change the peer's use (backoff, ban, trial) and its owner's wait.
+    this.candVersion++;
+    this.memberVersion++;
     if (why === 'not-available') {
-      p.answered = true;
+      this.answered(p);
       p.stat.notAvailable++;
       this.forget(p, g);
       return;
@@ -1376,7 +1676,7 @@ export class Scheduler {
       if (!p.silent) this.silentCount++;
       p.silent = true;
       p.ewmaBps = 0;
-      p.backoffUntil = now + UNUSABLE_BACKOFF_MS; // what status shows; `silent` keeps it out beyond
+      this.backoff(p, now + UNUSABLE_BACKOFF_MS); // what status shows; `silent` keeps it out beyond
       return;
     }
     if (why === 'unusable') {
@@ -1384,7 +1684,7 @@ export class Scheduler {
       // for a long while; asking again costs nothing until its quarantine ends (no request is sent).
       p.consecutiveFailures++;
       p.ewmaBps = 0;
-      p.backoffUntil = now + UNUSABLE_BACKOFF_MS;
+      this.backoff(p, now + UNUSABLE_BACKOFF_MS);
       return;
     }
     if (why === 'bad-block') {
@@ -1396,7 +1696,24 @@ export class Scheduler {
     }
     p.consecutiveFailures++;
     p.ewmaBps /= 2;
-    p.backoffUntil = now + Math.min(PEER_BACKOFF_MAX_MS, PEER_BACKOFF_BASE_MS * 2 ** (p.consecutiveFailures - 1));
+    this.backoff(p, now + Math.min(PEER_BACKOFF_MAX_MS, PEER_BACKOFF_BASE_MS * 2 ** (p.consecutiveFailures - 1)));
+  }
+
+  private backoff(p: PeerState, until: number): void {
+    p.backoffUntil = until;
+    this.backoffMax = Math.max(this.backoffMax, until);
+  }
+
+  /** The peer gave a valid answer in this job. */
+  private answered(p: PeerState): void {
+    if (p.answered) return;
+    p.answered = true;
+    this.unansweredPeers--;
+    // (Without `proven` nobody is on trial, and an answer changes no decision.)
+    if (this.proven === undefined) return;
+    this.candVersion++;
+    this.memberVersion++;
+    this.readyVersion++;
   }
 
   /** `ms`: time this block took (in a range, since the previous block of it arrived). */
@@ -1408,7 +1725,7 @@ export class Scheduler {
     // we leave and start a new run elsewhere, so of two lockstepped clients one soon moves away.
     let collided = false;
     if (this.holderCount[g] !== 0)
-      for (const p of this.peers.values())
+      for (const p of this.peerList)
         if (!p.banned && this.holds(p, g)) {
           collided = true;
           break;
@@ -1447,7 +1764,7 @@ export class Scheduler {
   /** Usable peers not known to hold all of `seg` (worth asking about one of its blocks). */
   recheckPeers(seg: number, now: number, max: number): string[] {
     const out: string[] = [];
-    for (const p of this.peers.values()) {
+    for (const p of this.peerList) {
       if (out.length >= max) break;
       if (this.usable(p, now) && !p.full.has(seg)) out.push(p.address);
     }
@@ -1469,6 +1786,7 @@ export class Scheduler {
       this.failure = { block: g, reason: 'origin', attempts: this.originAttempts[g]! };
       return;
     }
+    this.retryAt ??= new Float64Array(this.n);
     this.retryAt[g] = now + ORIGIN_RETRY_BASE_MS * 2 ** Math.max(0, this.originAttempts[g]! - 1);
   }
 

@@ -13,12 +13,15 @@ import { rng } from '../helpers/rng.js';
 
 interface PeerView {
   full: Set<number>;
-  partial: Map<number, Set<number>>;
-  bits: Uint32Array;
+  partial: Map<number, Set<number>> | undefined;
+  /** Where its bitmap starts in heldPool. */
+  off: number;
   heldCount: number;
 }
 interface Internals {
   peers: Map<string, PeerView>;
+  heldPool: Uint32Array;
+  words: number;
   state: Uint8Array;
   holderCount: Uint32Array;
   heldBits: Uint32Array;
@@ -32,13 +35,14 @@ const bit = (words: Uint32Array, g: number) => (words[g >>> 5]! & (1 << (g & 31)
 /** Every index entry against the sets and states it is kept from; returns the first mismatch. */
 function mismatch(s: Scheduler, n: number): string | undefined {
   const x = s as unknown as Internals;
+  const bitsOf = (p: PeerView) => x.heldPool.subarray(p.off, p.off + x.words);
   for (let g = 0; g < n; g++) {
     if (bit(x.missBits, g) !== (x.state[g] === MISSING)) return `missBits of block ${g}`;
     let holders = 0;
     for (const [address, p] of x.peers) {
       const seg = x.blocks.seg[g]!;
-      const holds = p.full.has(seg) || (p.partial.get(seg)?.has(x.blocks.index[g]!) ?? false);
-      if (bit(p.bits, g) !== holds) return `bit of block ${g} for ${address}`;
+      const holds = p.full.has(seg) || (p.partial?.get(seg)?.has(x.blocks.index[g]!) ?? false);
+      if (bit(bitsOf(p), g) !== holds) return `bit of block ${g} for ${address}`;
       if (holds) holders++;
     }
     if (x.holderCount[g] !== holders) return `holderCount of block ${g}: ${x.holderCount[g]} for ${holders}`;
@@ -46,7 +50,7 @@ function mismatch(s: Scheduler, n: number): string | undefined {
   }
   for (const [address, p] of x.peers) {
     let count = 0;
-    for (let g = 0; g < n; g++) if (bit(p.bits, g)) count++;
+    for (let g = 0; g < n; g++) if (bit(bitsOf(p), g)) count++;
     if (p.heldCount !== count) return `heldCount of ${address}: ${p.heldCount} for ${count}`;
   }
   return undefined;

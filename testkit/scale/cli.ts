@@ -65,6 +65,10 @@ const program = new Command('scale')
   .option('--view <n>', 'members of its subnet a client hears and learns holdings from', int, 32)
   .option('--seed <list>', 'seed, or several comma separated (side by side)', '1')
   .option('--caches-name-crowd', 'hosted caches name their crowd (peerdist, one per subnet): crowd ownership')
+  .option('--cpu-receive <s>', 'CPU seconds per GiB a client spends receiving (default: no CPU model)', Number)
+  .option('--cpu-serve <s>', 'CPU seconds per GiB a client spends serving peers', Number, 0)
+  .option('--cpu-cores <n>', 'cores all clients share (one machine); default: a core per client', int)
+  .option('--startup <duration>', "from a client's arrival to its first request", duration, 0)
   .option('--diagnose', 'classify the origin fetches of blocks a subnet already fetched (why duplicates)')
   .option('--json', 'print JSON')
   .option('--svg <file>', 'write the completion CDF and origin rate over time as SVG')
@@ -94,6 +98,10 @@ const runs = String(o.seed)
       view: o.view,
       diagnose: o.diagnose === true,
       cachesNameCrowd: o.cachesNameCrowd === true,
+      ...(o.cpuReceive !== undefined
+        ? { cpu: { receiveSecPerGiB: o.cpuReceive, serveSecPerGiB: o.cpuServe, cores: o.cpuCores } }
+        : {}),
+      startupMs: o.startup,
     };
     const run = measureScale(cfg);
     if (!o.json) console.log(describe(run));

@@ -26,7 +26,17 @@
  *   unless `cachesNameCrowd` (a peerdist cache per subnet names its crowd: ownership as without).
  * - The origin gate: a client starts the origin after the adaptive initial wait (300 ms with no
  *   peer known, 60 ms with one), as transfer.ts does.
- * Not modelled: loss, TCP slow start, CPU, the cache's disk, readers (no setReaderAt/setLimit).
+ * - CPU (optional, `cpu`; issue 24 item 3): a client spends `receiveSecPerGiB` of CPU on every
+ *   byte it receives (origin, peers, hosted cache: hashing, decryption, the cache write) and a
+ *   serving client `serveSecPerGiB` on every byte it serves (encryption); the work takes its turn
+ *   on a CPU in order (a FifoLink of CPU time): a core of the client's own (a daemon's event loop)
+ *   and, with `cores`, also the cores all clients share (the namespace simulation's daemons on
+ *   one machine). A block counts as arrived when both its
+ *   bytes and the receiver's work on it are through; a peer's bytes leave once the sender's work
+ *   on them is done. Hosted caches and their pulls cost no CPU. `startupMs`: from a client's
+ *   arrival to its first step (content information, segment registration), counted in its time.
+ * Not modelled: loss, TCP slow start, the cache's disk, readers (no setReaderAt/setLimit), and
+ * CPU unless `cpu` is given.
  */
 import { type Assignment, BlockTable, Scheduler } from '../../src/engine/scheduler.js';
 import { rng } from '../../test/helpers/rng.js';
@@ -70,6 +80,19 @@ export interface ScaleConfig {
    * ownership. (Caches serving several subnets are always modelled as not naming the crowd.)
    */
   cachesNameCrowd?: boolean;
+  /** Per-client CPU cost of receiving and serving (see the module comment); absent: none. */
+  cpu?: CpuModel;
+  /** From a client's arrival to its first step (default 0). */
+  startupMs?: number;
+}
+
+export interface CpuModel {
+  /** CPU seconds per GiB received (bench/loopback.ts measures the daemon's). */
+  receiveSecPerGiB: number;
+  /** CPU seconds per GiB served to peers. */
+  serveSecPerGiB: number;
+  /** Cores all clients share (one machine) besides each one's own; absent: only its own. */
+  cores?: number;
 }
 
 /**
@@ -96,7 +119,10 @@ export interface DuplicateReport {
 }
 
 export interface ScaleResult {
-  config: Required<Omit<ScaleConfig, 'originUpBps' | 'diagnose'>> & { originUpBps: number | null };
+  config: Required<Omit<ScaleConfig, 'originUpBps' | 'diagnose' | 'cpu'>> & {
+    originUpBps: number | null;
+    cpu: CpuModel | null;
+  };
   tokens: number;
   completed: number;
   /** One client alone, plain HTTP download over the same path (ms). */
@@ -140,7 +166,9 @@ const ARRIVE = 1,
   WAKE = 3,
   BEGIN = 4,
   FINISH = 5,
-  LAN_DONE = 6;
+  LAN_DONE = 6,
+  /** An origin block's bytes arrived earlier; the receiver's CPU is through with it now. */
+  ORIGIN_DONE = 7;
 // Sources.
 const ORIGIN = 0,
   PEER = 1,
@@ -234,6 +262,18 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const lan = bytesPerMs(cfg.lanBps);
   const up = Array.from({ length: C }, () => new FifoLink(lan));
   const down = Array.from({ length: C }, () => new FifoLink(lan));
+  // CPU as links of CPU time: `work` bytes of "CPU ms per byte" each (see CpuModel).
+  const cpuCfg = cfg.cpu;
+  const recvMsPerByte = cpuCfg ? (cpuCfg.receiveSecPerGiB * 1000) / 2 ** 30 : 0;
+  const serveMsPerByte = cpuCfg ? (cpuCfg.serveSecPerGiB * 1000) / 2 ** 30 : 0;
+  // A daemon's work goes through one core of its own (its event loop) and, on one machine, through
+  // the machine's cores shared by all.
+  const sharedCpu = cpuCfg?.cores ? new FifoLink(cpuCfg.cores) : undefined;
+  const ownCpu = cpuCfg ? Array.from({ length: C }, () => new FifoLink(1)) : undefined;
+  /** When client c's CPU is through with `ms` of work handed to it at `at`. */
+  const cpuWork = (c: number, at: number, ms: number) =>
+    ms <= 0 ? at : Math.max(ownCpu![c]!.reserve(at, ms), sharedCpu?.reserve(at, ms) ?? 0);
+  const startupMs = cfg.startupMs ?? 0;
   const hcUp = Array.from({ length: H }, () => new FifoLink(lan));
   const hcDown = Array.from({ length: H }, () => new FifoLink(lan));
   /** LAN transfers under way: tag and request time, by slot. */
@@ -244,7 +284,14 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     const slot = lanFree.pop() ?? lanTags.length;
     lanTags[slot] = tag;
     lanAt[slot] = now;
-    queue.push(lanTransfer(from, to, bytes, lanRtt, now), LAN_DONE, slot, bytes);
+    let at = lanTransfer(from, to, bytes, lanRtt, now);
+    if (cpuCfg && tag.src !== PULL) {
+      // The sender encrypts the block (a client; a hosted cache costs nothing here), then its
+      // bytes go; the receiver's work on them follows their arrival.
+      const sent = tag.src === PEER ? cpuWork(tag.from, now + lanRtt, bytes * serveMsPerByte) : now;
+      at = cpuWork(tag.c, Math.max(at, sent + bytes / lan), bytes * recvMsPerByte);
+    }
+    queue.push(at, LAN_DONE, slot, bytes);
   };
   const hcOf = (s: number) => (H === 0 ? -1 : s % H);
   const hcHas = Array.from({ length: H }, () => new Uint8Array(n));
@@ -288,7 +335,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
           ? Math.floor(random() * cfg.arrival.overMs)
           : 0;
     arrive[c] = at;
-    if (cfg.arrival.kind !== 'sequential' || c === 0) queue.push(at, ARRIVE, c);
+    if (cfg.arrival.kind !== 'sequential' || c === 0) queue.push(at + startupMs, ARRIVE, c);
   }
 
   const bytesBy = new Float64Array(4);
@@ -387,7 +434,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     known[c] = undefined;
     if (cfg.arrival.kind === 'sequential' && c + 1 < C) {
       arrive[c + 1] = now;
-      queue.push(now, ARRIVE, c + 1);
+      queue.push(now + startupMs, ARRIVE, c + 1);
     }
   };
 
@@ -549,11 +596,30 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
             count: tag.count - 1,
             from: -1,
           });
+        if (cpuCfg) {
+          // The receiver's CPU works through the block after its bytes; it is reported then.
+          const slot = lanFree.pop() ?? lanTags.length;
+          lanTags[slot] = tag;
+          lanAt[slot] = r.requestedAt;
+          queue.push(cpuWork(c, now, r.bytes * recvMsPerByte), ORIGIN_DONE, slot, r.bytes);
+          continue;
+        }
         sc.originSucceeded(g, ms, tag.count === 1);
         gain(c, g, ORIGIN);
         if (sc.isDone()) done(c);
         else pump(c);
       }
+    } else if (kind === ORIGIN_DONE) {
+      const tag = lanTags[x]!;
+      const ms = now - lanAt[x]!;
+      lanTags[x] = undefined;
+      lanFree.push(x);
+      const c = tag.c;
+      const sc = sched[c]!;
+      sc.originSucceeded(tag.block, ms, tag.count === 1);
+      gain(c, tag.block, ORIGIN);
+      if (sc.isDone()) done(c);
+      else pump(c);
     } else {
       const tag = lanTags[x]!;
       const bytes = queue.y;
@@ -616,6 +682,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       view: V,
       tickMs,
       bucketMs,
+      cpu: cfg.cpu ?? null,
+      startupMs,
     },
     tokens: n,
     completed,

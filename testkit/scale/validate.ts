@@ -7,7 +7,27 @@
  * it in the same run; the model computes it: one round trip plus the bytes at the WAN rate).
  */
 import { runScenario, type ScenarioReport } from '../sim/scenarios.js';
-import { runScale, type ScaleResult } from './sim.js';
+import { type CpuModel, runScale, type ScaleResult } from './sim.js';
+
+/** What the model adds for a machine: a CPU model and a start-up per download (sim.ts). */
+export interface Machine {
+  cpu?: CpuModel;
+  startupMs?: number;
+}
+
+/**
+ * The namespace simulation's machine in the model: every daemon's work on one machine of 2
+ * cores, at the daemon's CPU cost (bench/loopback.ts, 2026-12-07: receiving about 18, serving
+ * about 12 CPU seconds per GiB), and about 0.8 s from a daemon's start to its first origin
+ * request (content information, segment registration: the namespace runs, BENCHMARKS.md "Scale
+ * simulation", validation). Without it (`BARE`) the model has no CPU and starts at once, and its
+ * time ratios came out 28-96% below the namespace's.
+ */
+export const NAMESPACE_MACHINE: Machine = {
+  cpu: { receiveSecPerGiB: 18, serveSecPerGiB: 12, cores: 2 },
+  startupMs: 800,
+};
+export const BARE: Machine = {};
 
 export interface ValidationCase {
   clients: number;
@@ -26,15 +46,25 @@ export interface Side {
 export interface Validation {
   case: ValidationCase;
   namespace: Side & { totalSeconds: number; baselineSeconds: number; allCorrect: boolean };
-  model: Side & { simulatedSeconds: number; plainSeconds: number };
+  model: Side & { simulatedSeconds: number; plainSeconds: number; machine: Machine };
+  /** The model without a machine (no CPU, no start-up), for comparison. */
+  bare: Side;
   /** (model - namespace) / namespace. */
   originDiff: number;
   timeDiff: number;
 }
 
-/** The model's run of a case: one subnet, no hosted cache, LAN 1 Gbit/s, flash arrivals within 100 ms. */
-export function modelOf(c: ValidationCase, seed = 1): { side: Side; result: ScaleResult } {
+/**
+ * The model's run of a case: one subnet, no hosted cache, LAN 1 Gbit/s, flash arrivals within
+ * 100 ms, on `machine` (default: the namespace simulation's).
+ */
+export function modelOf(
+  c: ValidationCase,
+  seed = 1,
+  machine: Machine = NAMESPACE_MACHINE,
+): { side: Side; result: ScaleResult } {
   const result = runScale({
+    ...machine,
     clients: c.clients,
     subnets: 1,
     hostedCaches: 0,
@@ -64,6 +94,7 @@ export async function validate(c: ValidationCase, onNote?: (m: string) => void):
   });
   const model = modelOf(c);
   const m = model.side;
+  const bare = modelOf(c, 1, BARE).side;
   const ns = {
     originRatio: r.originRatio,
     timeRatio: r.timeRatio ?? NaN,
@@ -74,7 +105,13 @@ export async function validate(c: ValidationCase, onNote?: (m: string) => void):
   return {
     case: c,
     namespace: ns,
-    model: { ...m, simulatedSeconds: model.result.simulatedMs / 1000, plainSeconds: model.result.plainMs / 1000 },
+    model: {
+      ...m,
+      simulatedSeconds: model.result.simulatedMs / 1000,
+      plainSeconds: model.result.plainMs / 1000,
+      machine: NAMESPACE_MACHINE,
+    },
+    bare,
     originDiff: (m.originRatio - ns.originRatio) / ns.originRatio,
     timeDiff: (m.timeRatio - ns.timeRatio) / ns.timeRatio,
   };
@@ -88,6 +125,7 @@ export function formatValidation(v: Validation): string {
     `${c.clients} clients, ${(c.size / 2 ** 20).toFixed(0)} MiB, ${c.wanRateBps / 1e6} Mbit/s + ${c.wanDelayMs} ms, ${c.mode}: ` +
     `origin ${v.namespace.originRatio.toFixed(3)} (namespace) / ${v.model.originRatio.toFixed(3)} (model) ${pct(v.originDiff)} ${ok(v.originDiff)}; ` +
     `time ${v.namespace.timeRatio.toFixed(2)} (${v.namespace.totalSeconds.toFixed(1)} s / ${v.namespace.baselineSeconds.toFixed(1)} s) / ` +
-    `${v.model.timeRatio.toFixed(2)} (${v.model.simulatedSeconds.toFixed(1)} s / ${v.model.plainSeconds.toFixed(1)} s) ${pct(v.timeDiff)} ${ok(v.timeDiff)}`
+    `${v.model.timeRatio.toFixed(2)} (${v.model.simulatedSeconds.toFixed(1)} s / ${v.model.plainSeconds.toFixed(1)} s) ${pct(v.timeDiff)} ${ok(v.timeDiff)}` +
+    ` (model without CPU and start-up: origin ${v.bare.originRatio.toFixed(3)}, time ${v.bare.timeRatio.toFixed(2)})`
   );
 }
