@@ -125,6 +125,12 @@ export interface RetrievalClientStats {
    * whole segment secret (issue 27.11): recovered (the second reading verified) or rejected.
    */
   aesWholeSecret: { recovered: number; rejected: number };
+  /**
+   * Probation outcomes (issue 25, the 32-client crowd): first requests whose short timer fired
+   * (`overdue`), of those the ones answered validly later (`provenLate`: slow, not hostile), and
+   * quarantines by the error that caused them.
+   */
+  probation: { overdue: number; provenLate: number; quarantined: number; byCode: Record<string, number> };
 }
 
 export class RetrievalClient {
@@ -146,7 +152,10 @@ export class RetrievalClient {
     | undefined;
   private readonly health = new Map<string, PeerHealth>();
   private readonly now: () => number;
-  private readonly st: RetrievalClientStats = { aesWholeSecret: { recovered: 0, rejected: 0 } };
+  private readonly st: RetrievalClientStats = {
+    aesWholeSecret: { recovered: 0, rejected: 0 },
+    probation: { overdue: 0, provenLate: 0, quarantined: 0, byCode: {} },
+  };
 
   private readonly inFlight = new Set<Exchange>();
   private sweeper: NodeJS.Timeout | undefined;
@@ -201,7 +210,8 @@ export class RetrievalClient {
   }
 
   stats(): RetrievalClientStats {
-    return { aesWholeSecret: { ...this.st.aesWholeSecret } };
+    const p = this.st.probation;
+    return { aesWholeSecret: { ...this.st.aesWholeSecret }, probation: { ...p, byCode: { ...p.byCode } } };
   }
 
   /** False while `peer` is quarantined (it failed while on probation): callers should not use it. */
@@ -489,6 +499,7 @@ export class RetrievalClient {
     });
     const attempt = this.exchangeOnce(peer, body, signal, allowNego, probation.answerWithinMs, crowd).then(
       (r) => {
+        if (h.overdue) this.st.probation.provenLate++;
         h.proven = true;
         h.strikes = 0;
         return r;
@@ -501,6 +512,9 @@ export class RetrievalClient {
           err.code === 'ABORTED' || err.code === 'PEER_BUSY' || (err.code === 'PEER_HTTP' && / 400$/.test(err.message));
         if (!benign) {
           h.strikes++;
+          const pst = this.st.probation;
+          pst.quarantined++;
+          pst.byCode[err.code] = (pst.byCode[err.code] ?? 0) + 1;
           h.quarantinedUntil =
             this.now() + Math.min(probation.maxQuarantineMs, probation.quarantineMs * 2 ** (h.strikes - 1));
           this.log.info('peer quarantined: no valid MS-PCCRR answer', {
@@ -522,6 +536,7 @@ export class RetrievalClient {
     const shortTimer = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         h.overdue = true;
+        this.st.probation.overdue++;
         release();
         reject(
           new PeerError(
