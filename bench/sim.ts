@@ -2,11 +2,14 @@
  * End-to-end benchmark on the namespace network (root + iproute2): 8 clients fetch one file over a
  * shaped WAN link, once one after another and once all at once, each measured against one plain
  * HTTP download of the same file over the same link in the same run.
- *   npm run build && node dist/bench/sim.js [--clients 8] [--size 64MiB] [--wan-rate 50mbit] [--wan-delay 20] [--mode flash] [--explain-slowest] [--json]
+ *   npm run build && node dist/bench/sim.js [--clients 8] [--size 64MiB] [--wan-rate 50mbit] [--wan-delay 20] [--mode flash] [--explain-slowest] [--diagnose] [--json]
  * Prints origin bytes / file size (targets: <= 1.05 sequential, <= 1.2 flash), time for all
  * clients / one straight download (target <= 1.5 for the flash crowd) and how far the slowest
  * client finished after the median (flash: <= 3 s, issue 26); --explain-slowest adds
- * `peerdist explain` of the slowest client's download.
+ * `peerdist explain` of the slowest client's download; --diagnose a table of every daemon's CPU,
+ * discovery traffic, probation outcomes and origin reasons over the run (testkit/sim/diagnose.ts).
+ * CPU profiles of some daemons: NODE_OPTIONS=--import=file://$PWD/dist/bench/cpu-profile-preload.js
+ * PEERDIST_PROFILE_DIR=DIR PEERDIST_PROFILE_MATCH='c(1|9|17)-state' (bench/cpu-profile-preload.ts).
  */
 import { parseArgs } from 'node:util';
 import { parseRate, parseSize } from '../testkit/sim/files.js';
@@ -24,6 +27,7 @@ const { values } = parseArgs({
     json: { type: 'boolean' },
     mode: { type: 'string' },
     'explain-slowest': { type: 'boolean' },
+    diagnose: { type: 'boolean' },
   },
 });
 
@@ -42,6 +46,7 @@ const common = {
   timeoutMs: 900_000,
   onNote: (m: string) => process.stderr.write(`[bench] ${m}\n`),
   explainSlowest: values['explain-slowest'] === true,
+  diagnose: values.diagnose === true,
 };
 const modes = values.mode ? [values.mode as 'sequential' | 'flash'] : (['sequential', 'flash'] as const);
 const reports: ScenarioReport[] = [];

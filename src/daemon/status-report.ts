@@ -82,6 +82,8 @@ export interface StatusDocument {
   peers: string[];
   discovery: object;
   retrievalServer: ReturnType<DaemonParts['server']['stats']>;
+  /** The MS-PCCRR client's counters (probation outcomes: the crowd diagnosis of issue 25). */
+  retrievalClient?: object;
   /** Bytes by source and the share from peers over the last hour and day. */
   shares: { lastHour: WindowShare; lastDay: WindowShare };
   /** Peers that failed or were banned in downloads (most recent first, up to 20). */
@@ -113,6 +115,7 @@ export function statusDocument(p: DaemonParts): StatusDocument {
     peers: p.peers.known(),
     discovery: p.discovery.stats(),
     retrievalServer: p.server.stats(),
+    ...(p.retrievalClient ? { retrievalClient: p.retrievalClient.stats() } : {}),
     memory: memory(),
     shares: shares(p, now),
     troublePeers: p.health?.list().slice(0, 20) ?? [],

@@ -117,6 +117,7 @@ export class Discovery extends EventEmitter {
         send: (d, to) => this.unicast(d, to.address, to.port),
         perSourceRate: opts.perSourceRate,
         globalRate: opts.globalRate,
+        followUpTtlMs: () => this.prober.followUpTtlMs,
         onProbe: (ids, from) => {
           const at = now();
           this.recentProbes.push({ at, ids, from: from.address });

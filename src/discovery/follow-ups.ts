@@ -4,7 +4,9 @@
  * them arrives in our cache we answer that probe then, instead of leaving the prober to find out at
  * its next probe 1-2 s later. Pure bookkeeping: no sockets, no timers; time is passed in.
  *
- * Bounds: a probe is kept at most `ttlMs`; at most `maxProbes` in all and `maxPerSource` per source
+ * Bounds: a probe is kept at most `ttlMs` (longer in a crowd, whose probers repeat less often:
+ * Prober.followUpTtlMs; the sweep stops at the first probe not yet expired, so a shorter one behind
+ * a longer one goes a little late); at most `maxProbes` in all and `maxPerSource` per source
  * address (the oldest go first); for each (segment, prober socket) only the newest probe is kept, so
  * a prober repeating its probe gets one follow-up per segment, related to its latest MessageID
  * (the one it is sure to still accept).
@@ -49,12 +51,18 @@ export class FollowUps {
    * Remembers `probe` for the IDs at `missing` (indices into probe.segmentIds, with their upper-case
    * hex). A probe already remembered (same MessageID) is left as it is.
    */
-  remember(probe: Probe, from: Peer, missing: Array<{ index: number; hex: string }>, now: number): void {
+  remember(
+    probe: Probe,
+    from: Peer,
+    missing: Array<{ index: number; hex: string }>,
+    now: number,
+    ttlMs = this.limits.ttlMs,
+  ): void {
     this.sweep(now);
     if (missing.length === 0 || this.probes.has(probe.messageId)) return;
     while ((this.perSource.get(from.address) ?? 0) >= this.limits.maxPerSource) this.dropOldestOf(from.address);
     while (this.probes.size >= this.limits.maxProbes) this.drop(this.probes.values().next().value!);
-    const w: Waiting = { probe, from, expires: now + this.limits.ttlMs, ready: [], live: 0 };
+    const w: Waiting = { probe, from, expires: now + ttlMs, ready: [], live: 0 };
     const socket = `${from.address}|${from.port}`;
     for (const { index, hex } of missing) {
       let m = this.bySegment.get(hex);

@@ -64,6 +64,8 @@ export interface ResponderConfig {
    * we answer it or not: another client on the subnet wants these segments now.
    */
   onProbe?: (segmentIds: Buffer[], from: Peer) => void;
+  /** How long to remember a probe for follow-ups now (default: the follow-up limits' ttlMs). */
+  followUpTtlMs?: () => number;
 }
 
 export class Responder {
@@ -119,7 +121,7 @@ export class Responder {
         const r = found[index];
         if (!r || !(r.blockCount > 0 || r.complete)) missing.push({ index, hex: segmentIdHex(id) });
       });
-      this.followUps.remember(probe, from, missing, now);
+      this.followUps.remember(probe, from, missing, now, this.cfg.followUpTtlMs?.());
     }
     if (!reply) return;
     const delay = 1 + Math.floor(this.rt.random() * APP_MAX_DELAY_MS);

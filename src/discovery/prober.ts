@@ -59,6 +59,25 @@ export const MAX_XADDRS_PER_MATCH = 4;
 function isLoopback(address: string): boolean {
   return /^127\./.test(address) || address === '::1' || /^::ffff:127\./i.test(address);
 }
+/**
+ * Probing that scales with the crowd (issue 25): in a 32-client flash crowd every daemon repeated
+ * each probe every 1-2 s and each probe drew an answer from most of the other 31, so each daemon
+ * parsed about 3,300 probes and 4,000 ProbeMatches in a 16 MiB download and discovery took 42% of
+ * its CPU (a profile of 4 daemons, bench/sim.js --diagnose). Now the repeat period grows with the
+ * distinct responders that answered us within CROWD_WINDOW_MS: x (responders / CROWD_UNIT),
+ * between 1 and CROWD_MAX_FACTOR, at most CROWD_REPEAT_CAP_MS; the LAN's probe rate grows with
+ * the crowd, each daemon's work much less. What we learn meanwhile comes from follow-up
+ * ProbeMatches, remembered by the responders for a correspondingly longer while (followUpTtlMs),
+ * and each repeat still gets every answer. The cap keeps a member's probes within the engine's
+ * 5 s crowd-membership window.
+ */
+export const CROWD_UNIT = 8;
+export const CROWD_MAX_FACTOR = 3;
+export const CROWD_REPEAT_CAP_MS = 4500;
+const CROWD_WINDOW_MS = 5000;
+/** Follow-ups are remembered this long by default (follow-ups.ts DEFAULT_FOLLOW_UP_LIMITS). */
+const FOLLOW_UP_TTL_MS = 3000;
+
 /** Message IDs of a chunk that still accept replies (the current probe and the two before). */
 const KEEP_IDS_PER_CHUNK = 3;
 
@@ -99,6 +118,8 @@ export class Prober {
   private readonly ready = new Set<Chunk>();
   private pumpTimer?: unknown;
   private wait: number;
+  /** Responder endpoints that answered us, by the last time (oldest first). */
+  private readonly responders = new Map<string, number>();
 
   constructor(
     private readonly cfg: ProberConfig,
@@ -195,6 +216,8 @@ export class Prober {
       chunk.step++;
     } else {
       delay = t.repeatMinMs + this.rt.random() * (t.repeatMaxMs - t.repeatMinMs);
+      const f = this.crowdFactor(now);
+      if (f > 1) delay = Math.min(delay * f, Math.max(delay, CROWD_REPEAT_CAP_MS));
       chunk.cycle++;
       chunk.step = 0;
     }
@@ -238,6 +261,10 @@ export class Prober {
       addrs.length = MAX_XADDRS_PER_MATCH;
     }
     stats.matchesReceived++;
+    this.responders.delete(pm.endpoint);
+    this.responders.set(pm.endpoint, now);
+    if (this.responders.size > 4 * CROWD_UNIT * CROWD_MAX_FACTOR)
+      this.responders.delete(this.responders.keys().next().value!);
     rec.replied = true;
     this.wait = this.timing.maxWaitMs;
     const probed = new Set(rec.chunk.segmentIds.map(segmentIdHex));
@@ -250,6 +277,25 @@ export class Prober {
       this.cfg.damping.observe(hex, pm.endpoint, blockCount, complete);
       for (const address of addrs) rec.chunk.watch.upsert(hex, address, blockCount, complete, now);
     }
+  }
+
+  /** How many times the usual repeat period the crowd around us calls for (1 when few answer). */
+  crowdFactor(now = this.rt.now()): number {
+    for (const [k, at] of this.responders) {
+      if (at >= now - CROWD_WINDOW_MS) break;
+      this.responders.delete(k);
+    }
+    return Math.min(CROWD_MAX_FACTOR, Math.max(1, this.responders.size / CROWD_UNIT));
+  }
+
+  /**
+   * How long our responder should remember other hosts' probes for follow-ups: their probers see
+   * the crowd we see and repeat their probes as seldom, so the memory covers their repeat period.
+   */
+  get followUpTtlMs(): number {
+    const f = this.crowdFactor();
+    if (f <= 1) return FOLLOW_UP_TTL_MS;
+    return Math.max(FOLLOW_UP_TTL_MS, Math.min(this.timing.repeatMaxMs * f, CROWD_REPEAT_CAP_MS) + 1000);
   }
 
   /** Called by a watch when it closes. */

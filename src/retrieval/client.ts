@@ -57,8 +57,8 @@ export interface RetrievalClientOptions {
    * repeat up to `maxQuarantineMs`. `false` turns it off. Issue 16.5.
    *
    * Slow is not hostile: the caller gets PEER_TIMEOUT after `firstByteTimeoutMs`, but the request
-   * goes on in the background for `answerWithinMs` (default 3000 ms); a valid answer
-   * by then proves the address, and only silence (or a wrong answer) quarantines it. Until then
+   * goes on in the background for `answerWithinMs` (default 15 s, PROBATION_SILENCE_MS); a valid
+   * answer by then proves the address, and only silence (or a wrong answer) quarantines it. Until then
    * further requests to it fail at once with PEER_TIMEOUT. (Quarantining at the short timer put
    * honest peers of a CPU-starved 32-client flash crowd out of use for 30 s: 586 quarantines, 7.7x
    * the file from the origin; BENCHMARKS.md "Scale curve".)
@@ -118,6 +118,8 @@ const MAX_BODY = MAX_RESPONSE_SIZE + TRANSPORT_HEADER_SIZE;
  * headers and body timers (firstByteTimeoutMs) still act at once.
  */
 const SWEEP_MS = 250;
+/** How long an address on probation may stay silent before it is quarantined (answerWithinMs). */
+export const PROBATION_SILENCE_MS = 15_000;
 
 export interface RetrievalClientStats {
   /**
@@ -125,6 +127,12 @@ export interface RetrievalClientStats {
    * whole segment secret (issue 27.11): recovered (the second reading verified) or rejected.
    */
   aesWholeSecret: { recovered: number; rejected: number };
+  /**
+   * Probation outcomes (issue 25, the 32-client crowd): first requests whose short timer fired
+   * (`overdue`), of those the ones answered validly later (`provenLate`: slow, not hostile), and
+   * quarantines by the error that caused them.
+   */
+  probation: { overdue: number; provenLate: number; quarantined: number; byCode: Record<string, number> };
 }
 
 export class RetrievalClient {
@@ -146,7 +154,10 @@ export class RetrievalClient {
     | undefined;
   private readonly health = new Map<string, PeerHealth>();
   private readonly now: () => number;
-  private readonly st: RetrievalClientStats = { aesWholeSecret: { recovered: 0, rejected: 0 } };
+  private readonly st: RetrievalClientStats = {
+    aesWholeSecret: { recovered: 0, rejected: 0 },
+    probation: { overdue: 0, provenLate: 0, quarantined: 0, byCode: {} },
+  };
 
   private readonly inFlight = new Set<Exchange>();
   private sweeper: NodeJS.Timeout | undefined;
@@ -169,10 +180,11 @@ export class RetrievalClient {
         // Ends by the headers timer well before the request timer (with undici: an aborted request
         // makes the pool open a new connection to the address, a headers timeout does not), and
         // never before the short timer it follows (a short requestTimeoutMs made it 1 ms).
-        answerWithinMs: Math.max(
-          firstByteTimeoutMs,
-          Math.min(p.answerWithinMs ?? 3000, Math.max(1, this.requestTimeoutMs - 1500)),
-        ),
+        // Silence, not slowness, quarantines (issue 25): a daemon starved of CPU in a 32-client
+        // crowd answered its first request after 3-10 s and was quarantined at 3 s (495 times in
+        // one run), its blocks fetched from the origin. The probe exchange runs past the request
+        // timer for this window (track), one request per address, so a tarpit costs one socket.
+        answerWithinMs: Math.max(firstByteTimeoutMs, p.answerWithinMs ?? PROBATION_SILENCE_MS),
         quarantineMs: p.quarantineMs ?? 30_000,
         maxQuarantineMs: p.maxQuarantineMs ?? 15 * 60_000,
       };
@@ -201,7 +213,8 @@ export class RetrievalClient {
   }
 
   stats(): RetrievalClientStats {
-    return { aesWholeSecret: { ...this.st.aesWholeSecret } };
+    const p = this.st.probation;
+    return { aesWholeSecret: { ...this.st.aesWholeSecret }, probation: { ...p, byCode: { ...p.byCode } } };
   }
 
   /** False while `peer` is quarantined (it failed while on probation): callers should not use it. */
@@ -489,6 +502,7 @@ export class RetrievalClient {
     });
     const attempt = this.exchangeOnce(peer, body, signal, allowNego, probation.answerWithinMs, crowd).then(
       (r) => {
+        if (h.overdue) this.st.probation.provenLate++;
         h.proven = true;
         h.strikes = 0;
         return r;
@@ -501,6 +515,9 @@ export class RetrievalClient {
           err.code === 'ABORTED' || err.code === 'PEER_BUSY' || (err.code === 'PEER_HTTP' && / 400$/.test(err.message));
         if (!benign) {
           h.strikes++;
+          const pst = this.st.probation;
+          pst.quarantined++;
+          pst.byCode[err.code] = (pst.byCode[err.code] ?? 0) + 1;
           h.quarantinedUntil =
             this.now() + Math.min(probation.maxQuarantineMs, probation.quarantineMs * 2 ** (h.strikes - 1));
           this.log.info('peer quarantined: no valid MS-PCCRR answer', {
@@ -512,7 +529,9 @@ export class RetrievalClient {
         throw err;
       },
     );
+    let over = false;
     const settled = attempt.finally(() => {
+      over = true;
       h.probing = undefined;
       h.overdue = false;
       release();
@@ -520,8 +539,11 @@ export class RetrievalClient {
     settled.catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     const shortTimer = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+      // The verdict after the poll phase: an answer that arrived while we were not running wins.
+      const verdict = () => {
+        if (over) return;
         h.overdue = true;
+        this.st.probation.overdue++;
         release();
         reject(
           new PeerError(
@@ -530,7 +552,8 @@ export class RetrievalClient {
             `no answer within ${probation.firstByteTimeoutMs} ms (on probation: still waiting for it up to ${probation.answerWithinMs} ms)`,
           ),
         );
-      }, probation.firstByteTimeoutMs);
+      };
+      timer = setTimeout(() => setImmediate(verdict), probation.firstByteTimeoutMs);
     });
     shortTimer.catch(() => undefined);
     try {
@@ -596,7 +619,8 @@ export class RetrievalClient {
 
   /** Registers an exchange: the sweeper enforces its deadline, the caller's signal aborts it. */
   private track(x: Exchange): void {
-    x.deadline = performance.now() + this.requestTimeoutMs;
+    // A probation exchange (answer window longer than the request timer) may take its window.
+    x.deadline = performance.now() + Math.max(this.requestTimeoutMs, x.firstByteMs + 1000);
     this.inFlight.add(x);
     const signal = x.caller;
     if (signal) {
@@ -617,7 +641,8 @@ export class RetrievalClient {
       if (signal.aborted) x.cancel();
     }
     if (!this.sweeper) {
-      this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
+      this.lastSweep = performance.now();
+      this.sweeper = setInterval(this.sweepSoon, this.sweepMs);
       this.sweeper.unref();
     }
   }
@@ -627,20 +652,47 @@ export class RetrievalClient {
     if (x.caller) this.bySignal.get(x.caller)?.delete(x);
   }
 
-  /** Cuts off exchanges past their deadline; stops itself when nothing is in flight. */
-  private sweep(): void {
+  /**
+   * The sweeper's verdicts come after the event loop's poll phase (setImmediate), not in the timers
+   * phase that runs first after a stall: an answer that reached our socket while this process was
+   * not running (starved of CPU, a long GC) is read before anybody is judged for it.
+   */
+  private readonly sweepSoon = () => {
+    if (!this.sweepQueued) {
+      this.sweepQueued = true;
+      setImmediate(this.sweep);
+    }
+  };
+  private sweepQueued = false;
+  private lastSweep = 0;
+
+  /**
+   * Cuts off exchanges past their deadline; stops itself when nothing is in flight. Time this
+   * process did not run does not count against a peer (issue 25: in a CPU-starved crowd our own
+   * stalls made honest peers look silent): a sweep later than its period by more than a period
+   * moves every deadline and idle timer on by the excess.
+   */
+  private readonly sweep = (): void => {
+    this.sweepQueued = false;
     if (this.inFlight.size === 0) {
       clearInterval(this.sweeper);
       this.sweeper = undefined;
       return;
     }
     const now = performance.now();
+    const late = now - this.lastSweep - this.sweepMs;
+    this.lastSweep = now;
+    if (late > this.sweepMs)
+      for (const x of this.inFlight) {
+        x.deadline += late;
+        if (x.progressAt > 0) x.progressAt += late;
+      }
     for (const x of this.inFlight)
       if (!x.timedOut && now >= x.deadline) {
         x.timedOut = true;
         x.cancel();
       } else if (x.idleMs > 0 && now - x.progressAt >= x.idleMs) x.stalled();
-  }
+  };
 }
 
 /** Waits for `p`, or fails with 'aborted' when the caller's signal fires first. */

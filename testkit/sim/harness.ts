@@ -599,6 +599,22 @@ export class Cluster {
     return r.stdout;
   }
 
+  /** `peerdist explain --json` of client i's latest download (the DownloadTrace document). */
+  async explainJson(i: number): Promise<Record<string, unknown>> {
+    const d = this.daemons[i - 1];
+    if (!d) throw new SimError('SIM_CLUSTER', `daemon ${i} not started`);
+    const r = await this.network.run(
+      d.host,
+      process.execPath,
+      [peerdistEntry, 'explain', '--daemon', d.admin, '--json'],
+      { timeoutMs: 15_000, env: this.env() },
+    );
+    const j = lastJsonLine(r.stdout);
+    if (r.code !== 0 || !j)
+      throw new SimError('SIM_STEP', `explain on daemon ${i} failed: ${r.stderr.trim().slice(-500)}`);
+    return j;
+  }
+
   /** The origin's `/.peerdist/stats` counters (cumulative since it started). */
   async originStats(): Promise<OriginCounters> {
     const r = await this.network.run(

@@ -2,6 +2,7 @@
 import type { SimDownload } from './harness.js';
 import type { ScenarioReport } from './scenarios.js';
 import { formatBytes } from './files.js';
+import { formatDiagnosis } from './diagnose.js';
 
 export function table(head: string[], rows: string[][]): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -40,6 +41,7 @@ export function formatScenario(r: ScenarioReport): string {
         : ''),
     `median client: ${r.medianSeconds.toFixed(2)} s; slowest (client ${r.slowestClient}): ${r.slowestSeconds.toFixed(2)} s, ${(r.slowestSeconds - r.medianSeconds).toFixed(2)} s after the median`,
     `all files correct: ${r.allCorrect ? 'yes' : 'NO'}`,
+    ...(r.diagnosis ? ['', formatDiagnosis(r.diagnosis)] : []),
     ...(r.slowestExplain ? ['', `peerdist explain on client ${r.slowestClient}:`, r.slowestExplain.trimEnd()] : []),
   ];
   return out.join('\n');

@@ -7,6 +7,7 @@ import { Cluster, diffCounters, originBlockBytes, type SimDownload, type OriginC
 import { LoopbackNetwork } from './loopback.js';
 import { NetnsNetwork, type SimNetwork } from './network.js';
 import { netnsSupport } from './netns.js';
+import { daemonCpu, diagnose, type Diagnosis } from './diagnose.js';
 
 export type Mode = 'sequential' | 'flash';
 
@@ -28,6 +29,8 @@ export interface ScenarioOptions {
   onNote?: (msg: string) => void;
   /** Keep `peerdist explain` of the slowest client's download (issue 26: what did it wait for). */
   explainSlowest?: boolean;
+  /** Collect every daemon's counters after the run (CPU, discovery, probation, origin reasons). */
+  diagnose?: boolean;
 }
 
 export interface ScenarioReport {
@@ -56,6 +59,8 @@ export interface ScenarioReport {
   slowestClient: number;
   /** `peerdist explain` of the slowest client's download (explainSlowest). */
   slowestExplain?: string;
+  /** Per-daemon counters over the run (`diagnose`). */
+  diagnosis?: Diagnosis;
   allCorrect: boolean;
 }
 
@@ -125,6 +130,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
     await c.startDaemons();
     note(`${o.mode} downloads`);
     const ids = c.hosts.map((_, k) => k + 1);
+    const cpuBefore = o.diagnose ? daemonCpu(c) : [];
     const r = await runDownloads(c, 'payload.bin', {
       mode: o.mode,
       timeoutMs: o.timeoutMs,
@@ -133,6 +139,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
     });
     const blocks = originBlockBytes(r.origin);
     const sp = spread(r.downloads);
+    const diagnosis = o.diagnose ? await diagnose(c, ids, cpuBefore) : undefined;
     const slowestExplain = o.explainSlowest ? await c.explain(sp.slowestClient).catch((e) => String(e)) : undefined;
     return {
       mode: o.mode,
@@ -151,6 +158,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
       timeRatio: baselineSeconds ? r.totalSeconds / baselineSeconds : undefined,
       ...sp,
       ...(slowestExplain !== undefined ? { slowestExplain } : {}),
+      ...(diagnosis ? { diagnosis } : {}),
       allCorrect: r.downloads.every((d) => d.correct),
     };
   } finally {
