@@ -193,7 +193,13 @@ async function sink(): Promise<{ socket: Socket; stop: () => Promise<void> }> {
   return {
     socket,
     stop: async () => {
-      socket.end();
+      // The reader answers our FIN with its own; end its process only after that, or an exit
+      // racing the close resets the connection (ECONNRESET, an unhandled error, seen once).
+      socket.on('error', () => {});
+      await new Promise((r) => {
+        socket.once('close', r);
+        socket.end();
+      });
       child.stdin!.end();
       await new Promise((r) => child.once('exit', r));
     },
