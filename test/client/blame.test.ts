@@ -2,11 +2,11 @@
 // and the download failed (BLOCK_FAILED ...), the user sees that code and reason, never
 // `DAEMON_GONE ... (shutting down?)`, and no output file (final or temporary) is left.
 import t from 'tap';
+import { startJobsAdmin } from '../helpers/admin.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startAdminServer } from '../../src/daemon/admin.js';
 import { JobBook } from '../../src/daemon/jobs.js';
 import { runCli } from '../helpers/cli.js';
 import { FakeEngine } from '../daemon/fake-engine.js';
@@ -19,15 +19,7 @@ t.test('a failed download reports its code and reason, and leaves no file', asyn
     ]),
   );
   const jobs = new JobBook(engine);
-  const admin = await startAdminServer(
-    { kind: 'tcp', host: '127.0.0.1', port: 0 },
-    {
-      jobs,
-      status: () => ({}),
-      metrics: () => '',
-      cache: { stats: () => ({}), list: () => [], verifyAll: async () => ({}) },
-    },
-  );
+  const admin = await startJobsAdmin(jobs);
   const dir = await mkdtemp(join(tmpdir(), 'pd-blame-'));
   t.teardown(async () => {
     await admin.close();

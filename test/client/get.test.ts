@@ -1,6 +1,7 @@
 // `peerdist get` / `peerdist status` as child processes against an in-process admin API backed by
 // a fake engine: atomic rename, no partial files on failure, the --json shape.
 import t from 'tap';
+import { startJobsAdmin } from '../helpers/admin.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -178,15 +179,7 @@ t.test('get and status through the admin API', async (t) => {
 t.test('an unwritable target fails before any download starts', async (t) => {
   const engine = new FakeEngine(new Map([['http://o.test/a', { data: DATA }]]));
   const jobs = new JobBook(engine);
-  const admin = await startAdminServer(
-    { kind: 'tcp', host: '127.0.0.1', port: 0 },
-    {
-      jobs,
-      status: () => ({}),
-      metrics: () => '',
-      cache: { stats: () => ({}), list: () => [], verifyAll: async () => ({}) },
-    },
-  );
+  const admin = await startJobsAdmin(jobs);
   const dir = await mkdtemp(join(tmpdir(), 'pd-get-'));
   t.teardown(async () => {
     await admin.close();

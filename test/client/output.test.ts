@@ -7,10 +7,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startAdminServer } from '../../src/daemon/admin.js';
 import { JobBook } from '../../src/daemon/jobs.js';
 import { openOutput } from '../../src/client/get.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
+import { startJobsAdmin } from '../helpers/admin.js';
 import { cliEntry } from '../helpers/paths.js';
 import { FakeEngine } from '../daemon/fake-engine.js';
 
@@ -26,15 +26,7 @@ async function rig(t: Test) {
     ]),
   );
   const jobs = new JobBook(engine);
-  const admin = await startAdminServer(
-    { kind: 'tcp', host: '127.0.0.1', port: 0 },
-    {
-      jobs,
-      status: () => ({}),
-      metrics: () => '',
-      cache: { stats: () => ({}), list: () => [], verifyAll: async () => ({}) },
-    },
-  );
+  const admin = await startJobsAdmin(jobs);
   const dir = await mkdtemp(join(tmpdir(), 'pd-out-'));
   t.teardown(async () => {
     await admin.close();

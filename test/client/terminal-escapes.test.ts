@@ -4,13 +4,13 @@
 // instance name and TXT values), an error relayed from the daemon that quotes remote text, and the
 // status / explain / doctor formatters fed hostile strings.
 import t from 'tap';
+import { startJobsAdmin } from '../helpers/admin.js';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import makeMdns from 'multicast-dns';
-import { startAdminServer } from '../../src/daemon/admin.js';
 import { JobBook } from '../../src/daemon/jobs.js';
 import { defaultOutputName } from '../../src/client/get.js';
 import { statusText, finalLine } from '../../src/client/format.js';
@@ -63,15 +63,7 @@ t.test('derived output file names', async (t) => {
 t.test("peerdist get of the issue's URL: safe file name and output", async (t) => {
   const url = 'http://o.test/x%1b%5d0%3bPWNED%07%1b%5b2J';
   const engine = new FakeEngine(new Map([[url, { data: Buffer.from('hello\n') }]]));
-  const admin = await startAdminServer(
-    { kind: 'tcp', host: '127.0.0.1', port: 0 },
-    {
-      jobs: new JobBook(engine),
-      status: () => ({}),
-      metrics: () => '',
-      cache: { stats: () => ({}), list: () => [], verifyAll: async () => ({}) },
-    },
-  );
+  const admin = await startJobsAdmin(new JobBook(engine));
   const dir = await mkdtemp(join(tmpdir(), 'pd-escapes-'));
   t.teardown(async () => {
     await admin.close();

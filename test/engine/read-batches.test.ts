@@ -5,8 +5,8 @@
  * world: every count is exact.
  */
 import t from 'tap';
+import { startJobsAdmin } from '../helpers/admin.js';
 import { BATCH_BYTES } from '../../src/engine/reader.js';
-import { startAdminServer } from '../../src/daemon/admin.js';
 import { JobBook } from '../../src/daemon/jobs.js';
 import { rawGet } from '../../src/client/raw-http.js';
 import { blocksOf, makeContent, runUntil, world } from './fake-world.js';
@@ -57,15 +57,7 @@ t.test('/v1/fetch streams a running download in batches, intact', async (t) => {
   const w = world(c, { initialWaitMs: 1000 });
   w.peers.add('10.0.0.2:8081', blocksOf(c));
   const jobs = new JobBook(w.engine);
-  const admin = await startAdminServer(
-    { kind: 'tcp', host: '127.0.0.1', port: 0 },
-    {
-      jobs,
-      status: () => ({}),
-      metrics: () => '',
-      cache: { stats: () => ({}), list: () => [], verifyAll: async () => ({}) },
-    },
-  );
+  const admin = await startJobsAdmin(jobs);
   t.teardown(() => admin.close());
   const [host, port] = admin.address.split(':');
   const resP = rawGet({ kind: 'tcp', host: host!, port: Number(port) }, `/v1/fetch?url=${encodeURIComponent(w.url)}`);
