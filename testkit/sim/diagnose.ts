@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import type { Cluster } from './harness.js';
 import { table } from './report.js';
+import type { DiscoveryStats } from '../../src/discovery/runtime.js';
 
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ: 100 on every Linux Node runs on). */
 const USER_HZ = 100;
@@ -29,14 +30,7 @@ export interface DaemonDiagnosis {
   client: number;
   /** CPU seconds of the daemon between the crowd's start and its end. */
   cpuSeconds: number;
-  discovery: {
-    probesSent: number;
-    probesReceived: number;
-    matchesSent: number;
-    matchesReceived: number;
-    followUpsSent: number;
-    dropped: Record<string, number>;
-  };
+  discovery: DiscoveryStats;
   probation: { overdue: number; provenLate: number; quarantined: number; byCode: Record<string, number> };
   /** Origin blocks of the client's download by OriginReason (src/engine/trace.ts). */
   originByReason: Record<string, number>;
