@@ -1,10 +1,12 @@
 /**
  * Issue 24 item 3: the scale model (testkit/scale/sim.ts) against the namespace simulation (real
- * daemons in network namespaces) on the same case, 8 clients, sequential and flash. Sequential: the
- * origin ratio (bytes the origin's own counters say it sent, over the file size) must agree within
- * 15% (it counts bytes and holds by design). The time ratios, and the flash crowd's origin ratio,
- * are printed, not asserted: on the namespace side they depend on how much CPU the shared machine
- * leaves the daemons (BENCHMARKS.md, "Scale simulation", has the runs and which are NOT within 15%).
+ * daemons in network namespaces) on the same case, 8 clients one after another: the origin ratio
+ * (bytes the origin's own counters say it sent, over the file size) must agree within 15% (it
+ * counts bytes and holds by design). The time ratio is printed, not asserted: on the namespace side
+ * it depends on how much CPU the shared machine leaves the daemons. The flash crowd is compared by
+ * `node dist/bench/scale-validate.js` (BENCHMARKS.md, "Scale simulation", has the runs and which
+ * are NOT within 15%), not here: its namespace side asserted no more than test/sim/scenarios does
+ * and cost about 30 s of the suite's 15 minutes.
  * Skips unless root with iproute2, like the other namespace tests.
  */
 import t from 'tap';
@@ -27,13 +29,5 @@ if (!support.ok) {
       Math.abs(v.originDiff) <= 0.15,
       `origin ratio: model ${v.model.originRatio.toFixed(3)} vs namespace ${v.namespace.originRatio.toFixed(3)} (${(100 * v.originDiff).toFixed(1)}%)`,
     );
-  });
-  // The flash crowd's origin ratio depends on timing on the namespace side (a daemon starved of
-  // CPU lets its blocks go to the stand-ins): printed beside the model's, not asserted.
-  t.test('8 clients x 8 MiB over 20 Mbit/s + 20 ms, flash: both sides run; the figures side by side', async (t) => {
-    const v = await validate({ ...base, mode: 'flash' });
-    t.comment(formatValidation(v));
-    t.ok(v.namespace.allCorrect, 'every namespace client got the file intact');
-    t.ok(v.namespace.originRatio >= 0.999 && v.model.originRatio >= 0.999, 'each side sent at least one copy');
   });
 }
