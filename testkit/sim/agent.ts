@@ -3,7 +3,6 @@
  * Small helper programs the simulation runs inside a host (a network namespace or a loopback
  * address). Each prints exactly one JSON line on stdout when ready or done:
  *   delay-proxy --listen H:P --target H:P --delay-ms D     {"event":"ready","address":"H:P"} then runs until SIGTERM
- *   origin --listen H:P --dir DIR --state-dir D             {"event":"ready","address":"H:P"} the PeerDist origin in-process (createOriginServer)
  *   evil-peer --url URL [--file F] --listen HOST --interface ADDR --discovery-port P [--random]
  *                                                          {"event":"ready","address"} ... on SIGTERM {"event":"stats","blocksServed",...}
  *   tarpit-peer --listen HOST --interface ADDR --discovery-port P [--sockets N] [--xaddr H:P ...]
@@ -25,7 +24,6 @@ import { join, normalize } from 'node:path';
 import http from 'node:http';
 import dgram from 'node:dgram';
 import { startDelayProxy } from './delayproxy.js';
-import { createOriginServer } from '../../src/origin/server.js';
 import { startEvilPeer, startTarpitPeer } from './evilpeer.js';
 import { splitHostPort } from './entrypoints.js';
 import { startBalancer, startRelay, type Relay } from '../balancer.js';
@@ -55,25 +53,6 @@ async function delayProxy(args: string[]): Promise<void> {
   say({ event: 'ready', address: `${p.host}:${p.port}` });
   onTerm(() => {
     void p.close().then(() => process.exit(0));
-  });
-}
-
-async function origin(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { listen: { type: 'string' }, dir: { type: 'string' }, 'state-dir': { type: 'string' } },
-  });
-  const l = splitHostPort(values.listen ?? '');
-  const server = await createOriginServer({
-    root: values.dir ?? '.',
-    host: l.host,
-    port: l.port,
-    stateDir: values['state-dir'] ?? '.',
-  });
-  const a = await server.listen();
-  say({ event: 'ready', address: `${a.host}:${a.port}` });
-  onTerm(() => {
-    void server.close().then(() => process.exit(0));
   });
 }
 
@@ -323,7 +302,6 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
   relay,
   'az-upload': azUpload,
   'delay-proxy': delayProxy,
-  origin,
   'evil-peer': evilPeer,
   'tarpit-peer': tarpitPeer,
   'serve-file': serveFile,

@@ -140,19 +140,6 @@ export function parseListenLine(line: string): { host: string; port: number } | 
   return undefined;
 }
 
-const commandCache = new Map<string, Promise<boolean>>();
-/** Whether this build's `peerdist` CLI has the given command (the origin falls back to createOriginServer). */
-export function hasCommand(name: string): Promise<boolean> {
-  let p = commandCache.get(name);
-  if (!p) {
-    p = runCommand(process.execPath, [peerdistEntry, name, '--help'], { timeoutMs: 15_000 }).then(
-      (r) => r.code === 0 && r.stdout.includes(name),
-    );
-    commandCache.set(name, p);
-  }
-  return p;
-}
-
 /**
  * The origin's RSA signing key, kept from the first origin this process started and given to later
  * ones (generating a key takes seconds; every cluster's origin would otherwise make its own).
@@ -243,7 +230,6 @@ export class Cluster {
     if (this.originChild?.running)
       throw new SimError('SIM_CLUSTER', 'publish needs the origin stopped (the hash cache is single-process)');
     await this.seedSigningKey();
-    if (!(await hasCommand('publish'))) return;
     const r = await runCommand(
       process.execPath,
       [peerdistEntry, 'publish', this.originRoot, '--state-dir', this.originState, '--json'],
@@ -286,9 +272,7 @@ export class Cluster {
       const up = await this.upstreamChild.firstJsonLine<{ address: string }>((v) => v.event === 'ready', this.readyMs);
       served = ['--upstream', `http://${up.address}/`];
     }
-    const args = (await hasCommand('serve'))
-      ? [peerdistEntry, 'serve', ...served, '--host', host, '--port', '0', '--state-dir', stateDir]
-      : [agentEntry, 'origin', '--dir', this.originRoot, '--listen', `${host}:0`, '--state-dir', stateDir];
+    const args = [peerdistEntry, 'serve', ...served, '--host', host, '--port', '0', '--state-dir', stateDir];
     this.originChild = net.spawn(o, process.execPath, args, this.env());
     const addr = await this.originChild.firstLine((l) => parseListenLine(l), this.readyMs);
     this.originDirect = `${addr.host}:${addr.port}`;
