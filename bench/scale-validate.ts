@@ -2,7 +2,9 @@
  * Issue 24 item 3: the scale model against the namespace simulation on the same cases (8 and 16
  * clients, sequential and flash, the file sizes and link rates of bench/sim.ts's published runs),
  * side by side, each within 15% or not, on the origin ratio and the time ratio. Root + iproute2.
- *   npm run build && node dist/bench/scale-validate.js [--only 8] [--json] [--model-only]
+ *   npm run build && node dist/bench/scale-validate.js [--only 8] [--json] [--model-only] [--fixed-cpu]
+ * The model's CPU costs are measured first, on this machine and build (one bench/loopback.js round:
+ * measureMachine); --fixed-cpu uses NAMESPACE_MACHINE's constants instead.
  * --model-only: the model's side alone, on the namespace machine (CPU, start-up) and bare; needs
  * no root (the namespace side wants a quiet machine: eight daemons on 2 cores).
  */
@@ -11,6 +13,8 @@ import { netnsSupport } from '../testkit/sim/netns.js';
 import {
   BARE,
   formatValidation,
+  type Machine,
+  measureMachine,
   modelOf,
   NAMESPACE_MACHINE,
   type Validation,
@@ -20,7 +24,12 @@ import {
 
 const MiB = 2 ** 20;
 const { values } = parseArgs({
-  options: { only: { type: 'string' }, json: { type: 'boolean' }, 'model-only': { type: 'boolean' } },
+  options: {
+    only: { type: 'string' },
+    json: { type: 'boolean' },
+    'model-only': { type: 'boolean' },
+    'fixed-cpu': { type: 'boolean' },
+  },
 });
 const cases: ValidationCase[] = [];
 for (const mode of ['sequential', 'flash'] as const) {
@@ -45,10 +54,20 @@ if (!support.ok) {
   process.stderr.write(`bench/scale-validate: ${support.reason}; the namespace side needs root and iproute2\n`);
   process.exit(2);
 }
+let machine: Machine = NAMESPACE_MACHINE;
+if (!values['fixed-cpu']) {
+  process.stderr.write('[validate] measuring this machine: one bench/loopback.js round of 128 MiB\n');
+  machine = await measureMachine();
+}
+const cpu = machine.cpu;
+process.stdout.write(
+  `model machine: receiving ${cpu?.receiveSecPerGiB.toFixed(1)}, serving ${cpu?.serveSecPerGiB.toFixed(1)} CPU s/GiB, ` +
+    `${cpu?.cores} cores, start-up ${machine.startupMs} ms${values['fixed-cpu'] ? ' (fixed)' : ' (measured)'}\n`,
+);
 const out: Validation[] = [];
 for (const c of cases) {
   if (values.only && String(c.clients) !== values.only) continue;
-  const v = await validate(c, (m) => process.stderr.write(`[validate] ${m}\n`));
+  const v = await validate(c, (m) => process.stderr.write(`[validate] ${m}\n`), machine);
   out.push(v);
   if (!values.json) process.stdout.write(`${formatValidation(v)}\n`);
 }
