@@ -74,7 +74,7 @@ t.test('decodeBlockResponse decodes what decodeResponse decodes, and refuses wha
   ];
   const wellFormed: Buffer[] = [];
   for (const version of versions)
-    for (const sidLen of [32, 48, 64])
+    for (const sidLen of [32, 64])
       for (const [algo, blockLen, ivLen, vrfLen] of [
         [1, 4096, 16, 0],
         [3, 48, 16, 0],
@@ -111,9 +111,8 @@ t.test('decodeBlockResponse decodes what decodeResponse decodes, and refuses wha
   for (const [i, body] of wellFormed.entries()) {
     check(body, `well-formed ${i}`);
     // Every truncation and extension by up to 8 bytes.
-    for (let cut = 1; cut <= 8 && cut < body.length; cut++)
-      check(body.subarray(0, body.length - cut), `${i} cut ${cut}`);
-    for (let add = 1; add <= 8; add++) {
+    for (const cut of [1, 2, 3, 4, 7]) check(body.subarray(0, body.length - cut), `${i} cut ${cut}`);
+    for (const add of [1, 2, 3, 4, 7]) {
       const longer = Buffer.concat([body, Buffer.alloc(add)]);
       check(longer, `${i} + ${add} zero bytes`);
       const fixed = Buffer.from(longer);
@@ -130,12 +129,12 @@ t.test('decodeBlockResponse decodes what decodeResponse decodes, and refuses wha
     for (let w = 0; w < Math.min(body.length >> 2, 24); w++) words.add(w);
     for (let w = Math.max(0, (body.length >> 2) - 10); w < body.length >> 2; w++) words.add(w);
     for (const w of words)
-      for (const v of [0, 3, 16, 32, 0xffffffff, rnd(), rnd() & 0xff]) {
+      for (const v of [0, 16, 0xffffffff, rnd()]) {
         const m = Buffer.from(body);
         m.writeUInt32BE(v >>> 0, w * 4);
         check(m, `${i} word ${w} = ${v >>> 0}`);
       }
-    for (let k = 0; k < 20; k++) {
+    for (let k = 0; k < 12; k++) {
       const m = Buffer.from(body);
       const at = rnd() % m.length;
       m[at] = rnd() & 0xff;
@@ -143,7 +142,7 @@ t.test('decodeBlockResponse decodes what decodeResponse decodes, and refuses wha
     }
   }
   t.same(differ, [], 'no case decoded differently');
-  t.ok(accepted > 50 && refused > 300, `both outcomes exercised (${accepted} accepted, ${refused} refused)`);
+  t.ok(accepted > 50 && refused > 200, `both outcomes exercised (${accepted} accepted, ${refused} refused)`);
 });
 
 t.test('decodeBlockResponse: the block, VrfBlock and IV are views into the body; SegmentId is a copy', async (t) => {
