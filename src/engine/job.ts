@@ -485,8 +485,9 @@ export class EngineJob extends EventEmitter implements DownloadJob {
 
   // ------------------------------------------------------------------ end of job
 
+  /** Per landed block: built only when somebody listens (issue 25: no per-block objects for nobody). */
   private emitProgress(): void {
-    this.emit('progress', this.progress());
+    if (this.listenerCount('progress') > 0) this.emit('progress', this.progress());
   }
 
   /** The job ended: releases what it held, except the segments its open readers have yet to read. */

@@ -110,8 +110,10 @@ async function* generateTracked(
   const endAt = Math.min(stop, layout.contentLength);
   if (src.start >= endAt) return;
   const endBlock = endAt >= layout.contentLength ? layout.blocks.length : firstBlockAt(layout.offsets, endAt - 1) + 1;
+  // Memory first: during a download the next block is usually still there (a number lookup, not a
+  // segment ID turned into hex for the store's map).
   const ready = (g: number) =>
-    src.store.hasBlock(layout.segmentId(g), layout.blocks.at(g)!.index) || !!src.held?.(g) || !!src.recent?.(g);
+    !!src.recent?.(g) || !!src.held?.(g) || src.store.hasBlock(layout.segmentId(g), layout.blocks.at(g)!.index);
   for (let g = firstBlockAt(layout.offsets, src.start); g < endBlock; ) {
     const b = layout.blocks.at(g)!;
     cursor?.at(g, endBlock);

@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { Pool, type Dispatcher } from 'undici';
 import { createLogger, type Logger } from '../util/log.js';
 import {
-  decodeResponse,
+  decodeBlockResponse,
+  encodeGetBlock,
   encodeRequest,
   protVerString,
   PCCRR_PATH,
@@ -248,7 +249,7 @@ export class RetrievalClient {
   /** Fetch, decrypt and verify one block from one peer. */
   async getBlock(req: GetBlockRequest): Promise<GetBlockResult> {
     const { peer, segmentId, index } = req;
-    const body = encodeRequest({ type: 'GETBLKS', cryptoAlgo: this.cryptoAlgo, segmentId, ranges: [[index, 1]] });
+    const body = encodeGetBlock(segmentId, index, this.cryptoAlgo);
     const { msg, bytes, body: answer } = await this.exchange(peer, body, req.signal);
     if (msg.type !== 'BLK') throw new PeerError('PEER_PROTOCOL', peer, `expected MSG_BLK, got MSG_${msg.type}`);
     if (!msg.segmentId.equals(segmentId))
@@ -870,7 +871,7 @@ class Exchange implements Dispatcher.DispatchHandler, WireHandler {
     let msg: Decoded<ResponseMessage>;
     try {
       // The body is ours alone: the block is decoded as a view into it, not copied.
-      msg = decodeResponse(body, { views: true });
+      msg = decodeBlockResponse(body);
     } catch (e) {
       this.fail(
         e instanceof RetrievalParseError

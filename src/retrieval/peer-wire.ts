@@ -379,46 +379,15 @@ class Conn {
 
   /** Parses a response head; false when the exchange or the connection ended. */
   private head(text: string, h: WireHandler): boolean {
-    const lines = text.split('\r\n');
-    const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0]!);
-    if (!m) {
-      this.fail(wireError('BAD_RESPONSE', `not an HTTP/1.x status line: ${JSON.stringify(lines[0]!.slice(0, 40))}`));
+    const r = parseResponseHead(text);
+    if (typeof r === 'string') {
+      this.fail(wireError('BAD_RESPONSE', r));
       return false;
     }
-    const status = Number(m[2]);
-    let length = -1;
-    let chunked = false;
-    let connection = '';
-    const raw: string[] = [];
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      const colon = line.indexOf(':');
-      if (colon <= 0 || line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9) {
-        this.fail(wireError('BAD_RESPONSE', 'malformed response header line'));
-        return false;
-      }
-      const name = line.slice(0, colon).trim().toLowerCase();
-      const value = line.slice(colon + 1).trim();
-      if (name === 'content-length') {
-        const v = /^\d{1,15}$/.test(value) ? Number(value) : Number.NaN;
-        if (Number.isNaN(v) || (length >= 0 && v !== length)) {
-          this.fail(wireError('BAD_RESPONSE', `bad Content-Length ${JSON.stringify(value.slice(0, 20))}`));
-          return false;
-        }
-        length = v;
-        raw.push(name, value);
-      } else if (name === 'transfer-encoding') {
-        chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
-        if (!chunked) {
-          this.fail(wireError('BAD_RESPONSE', `unsupported Transfer-Encoding ${JSON.stringify(value.slice(0, 20))}`));
-          return false;
-        }
-      } else if (name === 'connection') connection = value.toLowerCase();
-      else if (name === 'keep-alive') {
-        const t = /timeout=(\d+)/i.exec(value);
-        if (t) this.keepAliveHintMs = Number(t[1]) * 1000;
-      } else raw.push(name, value);
-    }
+    const { status, raw, connection } = r;
+    let length = r.length;
+    const chunked = r.chunked;
+    if (r.keepAliveMs !== undefined) this.keepAliveHintMs = r.keepAliveMs;
     if (status >= 100 && status < 200) {
       if (status === 101) {
         this.fail(wireError('BAD_RESPONSE', 'HTTP 101 to a POST'));
@@ -430,7 +399,7 @@ class Conn {
       this.fail(wireError('BAD_RESPONSE', 'both Content-Length and chunked'));
       return false;
     }
-    this.keepAlive = m[1] === '1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
+    this.keepAlive = r.minor === 1 ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
     if (status === 204 || status === 304) length = 0;
     const ok = h.onHeaders(
       status,
@@ -581,3 +550,98 @@ class Conn {
 }
 
 function noop(): void {}
+
+/** A response head as the transport reads it (names of `raw` in lower case, values trimmed). */
+export interface ResponseHead {
+  minor: 0 | 1;
+  status: number;
+  /** Declared Content-Length, or -1. */
+  length: number;
+  chunked: boolean;
+  /** Connection header value in lower case ('' when absent). */
+  connection: string;
+  /** Keep-Alive: timeout=N, in ms. */
+  keepAliveMs?: number;
+  /** [name, value, ...] of every header but Transfer-Encoding, Connection and Keep-Alive. */
+  raw: string[];
+}
+
+const isOws = (c: number) => c === 32 || c === 9;
+
+/** Whether text[from, to) is 1 to 15 ASCII digits. */
+function allDigits(text: string, from: number, to: number): boolean {
+  if (to <= from || to - from > 15) return false;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+/**
+ * Parses a response head (without its final CRLF CRLF) in one pass over the string: status line
+ * `HTTP/1.x NNN[ reason]`, header lines `name: value` split at CRLF (issue 25: no split of the head
+ * into lines, no regular expression per line). Returns the reason it is malformed as a string.
+ */
+export function parseResponseHead(text: string): ResponseHead | string {
+  let eol = text.indexOf('\r\n');
+  if (eol < 0) eol = text.length;
+  const c7 = text.charCodeAt(7);
+  if (
+    eol < 12 ||
+    !text.startsWith('HTTP/1.') ||
+    (c7 !== 48 && c7 !== 49) ||
+    text.charCodeAt(8) !== 32 ||
+    !allDigits(text, 9, 12) ||
+    (eol > 12 && text.charCodeAt(12) !== 32)
+  )
+    return `not an HTTP/1.x status line: ${JSON.stringify(text.slice(0, Math.min(eol, 40)))}`;
+  const head: ResponseHead = {
+    minor: c7 === 49 ? 1 : 0,
+    status: Number(text.slice(9, 12)),
+    length: -1,
+    chunked: false,
+    connection: '',
+    raw: [],
+  };
+  for (let start = eol + 2; start < text.length + 2 && eol < text.length; start = eol + 2) {
+    eol = text.indexOf('\r\n', start);
+    if (eol < 0) eol = text.length;
+    const colon = text.indexOf(':', start);
+    if (colon <= start || colon >= eol || isOws(text.charCodeAt(start))) return 'malformed response header line';
+    let ne = colon;
+    while (ne > start && isOws(text.charCodeAt(ne - 1))) ne--;
+    let vs = colon + 1;
+    let ve = eol;
+    while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
+    while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
+    const name = text.slice(start, ne).toLowerCase();
+    switch (name) {
+      case 'content-length': {
+        const v = allDigits(text, vs, ve) ? Number(text.slice(vs, ve)) : Number.NaN;
+        if (Number.isNaN(v) || (head.length >= 0 && v !== head.length))
+          return `bad Content-Length ${JSON.stringify(text.slice(vs, Math.min(ve, vs + 20)))}`;
+        head.length = v;
+        head.raw.push(name, text.slice(vs, ve));
+        break;
+      }
+      case 'transfer-encoding': {
+        const value = text.slice(vs, ve);
+        head.chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+        if (!head.chunked) return `unsupported Transfer-Encoding ${JSON.stringify(value.slice(0, 20))}`;
+        break;
+      }
+      case 'connection':
+        head.connection = text.slice(vs, ve).toLowerCase();
+        break;
+      case 'keep-alive': {
+        const t = /timeout=(\d+)/i.exec(text.slice(vs, ve));
+        if (t) head.keepAliveMs = Number(t[1]) * 1000;
+        break;
+      }
+      default:
+        head.raw.push(name, text.slice(vs, ve));
+    }
+  }
+  return head;
+}

@@ -500,3 +500,98 @@ export function decodeResponse(body: Buffer, opts?: DecodeOptions): Decoded<Resp
   if (REQUEST_TYPES.has(m.type)) throw new RetrievalParseError('MsgType', `${m.type} is not a response`);
   return m as Decoded<ResponseMessage>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The retrieval client's per-block path (issue 25): the one request and the one answer of every
+// block, encoded and decoded with direct reads and writes on one buffer (no field writer parts, no
+// reader object, no per-field names built). Byte for byte and field for field what encodeRequest and
+// decodeResponse give; anything out of the ordinary is handed to them, so every error stays theirs.
+
+/**
+ * encodeRequest({ type: 'GETBLKS', cryptoAlgo, segmentId, ranges: [[index, 1]] }) in one buffer:
+ * MSG_GETBLKS for one block (MS-PCCRR 2.2.4.3), ProtVer 1.0 as encodeRequest defaults it.
+ */
+export function encodeGetBlock(segmentId: Buffer, index: number, cryptoAlgo: CryptoAlgo): Buffer {
+  const sid = segmentId.length;
+  if (!(cryptoAlgo >= 0 && cryptoAlgo <= 3) || !Number.isInteger(index) || index < 0 || index > 0xffffffff)
+    return encodeRequest({ type: 'GETBLKS', cryptoAlgo, segmentId, ranges: [[index, 1]] });
+  const pad = (4 - (sid % 4)) % 4;
+  const size = HEADER_SIZE + 4 + sid + pad + 4 + 8 + 4;
+  const out = Buffer.allocUnsafe(size);
+  out.writeUInt32BE(protVerToU32(V1_0), 0);
+  out.writeUInt32BE(MSG_TYPE.GETBLKS, 4);
+  out.writeUInt32BE(size, 8);
+  out.writeUInt32BE(cryptoAlgo, 12);
+  out.writeUInt32BE(sid, 16);
+  segmentId.copy(out, 20);
+  let p = 20 + sid;
+  if (pad) out.fill(0, p, p + pad);
+  p += pad;
+  out.writeUInt32BE(1, p); // ReqBlockRangeCount
+  out.writeUInt32BE(index, p + 4);
+  out.writeUInt32BE(1, p + 8);
+  out.writeUInt32BE(0, p + 12); // SizeOfDataForVrfBlock: no DataForVrfBlock
+  return out;
+}
+
+/**
+ * decodeResponse(body, { views: true }) for a well-formed MSG_BLK (MS-PCCRR 2.2.4.4) read in place:
+ * Block, VrfBlock and IVBlock are views into `body`, SegmentId a copy. Any other message, and every
+ * malformed one, goes through decodeResponse (the same result or the same error).
+ */
+export function decodeBlockResponse(body: Buffer): Decoded<ResponseMessage> {
+  const n = body.length;
+  const slow = () => decodeResponse(body, { views: true });
+  if (n < TRANSPORT_HEADER_SIZE + HEADER_SIZE + 4) return slow();
+  const rest = n - TRANSPORT_HEADER_SIZE;
+  if (body.readUInt32BE(0) !== rest || rest > MAX_RESPONSE_SIZE) return slow();
+  const M = TRANSPORT_HEADER_SIZE; // message start: field alignment is relative to it
+  const ver = body.readUInt32BE(M);
+  const major = ver & 0xffff;
+  const algo = body.readUInt32BE(M + 12);
+  if (body.readUInt32BE(M + 4) !== MSG_TYPE.BLK || body.readUInt32BE(M + 8) !== rest || algo > 3) return slow();
+  if (!isSupportedMajor(major)) return slow();
+  let p = M + HEADER_SIZE;
+  const sid = body.readUInt32BE(p);
+  p += 4;
+  if ((sid !== 32 && sid !== 48 && sid !== 64) || p + sid + 12 > n) return slow();
+  const segmentId = Buffer.from(body.subarray(p, p + sid));
+  p += sid; // 32, 48 and 64 keep 4-byte alignment
+  const blockIndex = body.readUInt32BE(p);
+  const nextBlockIndex = body.readUInt32BE(p + 4);
+  const blen = body.readUInt32BE(p + 8);
+  p += 12;
+  if (blen > n - p) return slow();
+  const block = body.subarray(p, p + blen);
+  p += blen;
+  p += (4 - ((p - M) % 4)) % 4;
+  if (p + 4 > n) return slow();
+  const vlen = body.readUInt32BE(p);
+  p += 4;
+  if (vlen > n - p) return slow();
+  const vrfBlock = body.subarray(p, p + vlen);
+  p += vlen;
+  p += (4 - ((p - M) % 4)) % 4;
+  if (p + 4 > n) return slow();
+  const ivlen = body.readUInt32BE(p);
+  p += 4;
+  if (ivlen > n - p) return slow();
+  const iv = body.subarray(p, p + ivlen);
+  p += ivlen;
+  const slack = n - p;
+  if (slack > 3 || (slack > 0 && (p - M + slack) % 4 !== 0)) return slow();
+  if (blen > 0 && algo !== 0 && (ivlen !== AES_BLOCK || blen % AES_BLOCK !== 0)) return slow();
+  if (blen > 0 && algo === 0 && ivlen !== 0) return slow();
+  return {
+    version: { major, minor: ver >>> 16 },
+    cryptoAlgo: algo as CryptoAlgo,
+    size: rest,
+    type: 'BLK',
+    segmentId,
+    blockIndex,
+    nextBlockIndex,
+    block,
+    vrfBlock,
+    iv,
+  };
+}
