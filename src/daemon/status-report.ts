@@ -91,13 +91,31 @@ export interface StatusDocument {
   discoveryAttempts: { attempts: number; successes: number };
   endpoints?: object;
   hostedCaches?: object[];
-  /** This process: resident set, V8 heap in use and its limit (--max-old-space-size). */
-  memory: { rssBytes: number; heapUsedBytes: number; heapLimitBytes: number };
+  /**
+   * This process: resident set, V8 heap in use, reserved and its limit (--max-old-space-size),
+   * memory outside the heap that V8 tracks (external, of which ArrayBuffers and Buffers).
+   */
+  memory: {
+    rssBytes: number;
+    heapUsedBytes: number;
+    heapTotalBytes: number;
+    heapLimitBytes: number;
+    externalBytes: number;
+    arrayBuffersBytes: number;
+  };
 }
 
 function memory(): StatusDocument['memory'] {
   const h = getHeapStatistics();
-  return { rssBytes: process.memoryUsage.rss(), heapUsedBytes: h.used_heap_size, heapLimitBytes: h.heap_size_limit };
+  const m = process.memoryUsage();
+  return {
+    rssBytes: m.rss,
+    heapUsedBytes: h.used_heap_size,
+    heapTotalBytes: m.heapTotal,
+    heapLimitBytes: h.heap_size_limit,
+    externalBytes: m.external,
+    arrayBuffersBytes: m.arrayBuffers,
+  };
 }
 
 const HOUR_MS = 3_600_000;
