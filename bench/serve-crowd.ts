@@ -15,9 +15,9 @@
  *     [--floor] (after each alternation, bench/crypto-floor.js on the same size, v2 stages: the floor
  *       beside the server in the same minutes)
  * The server's CPU is split by thread: main; V8's platform threads (GC marking and sweeping, JIT;
- * the threads started with the process, next to the main thread); libuv's pool and LevelDB's
- * (started later, with the first file access); threads started while serving (the seal worker,
- * seal-worker.ts). Mark-compacts / scavenges: the server's main isolate during the serving.
+ * the threads started with the process, next to the main thread); libuv's pool, LevelDB's and the
+ * seal worker's (seal-worker.ts; it starts with the server); threads started while serving (none
+ * expected). Mark-compacts / scavenges: the server's main isolate during the serving.
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -238,7 +238,7 @@ if (values.serve) {
     };
   };
   process.stdout.write(
-    `${peers} peers x ${SIZE_MIB} MiB (v${V2 ? 2 : 1}, ${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | build | transport | sealed memory | server CPU s | CPU s per GiB served | of it main thread | other threads | V8 helpers | pool, LevelDB | started while serving | mark-compacts / scavenges | peers' CPU s per GiB received | wall s | load | blocks served / sealed / from memory | blocks read from the store |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|\n`,
+    `${peers} peers x ${SIZE_MIB} MiB (v${V2 ? 2 : 1}, ${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | build | transport | sealed memory | server CPU s | CPU s per GiB served | of it main thread | other threads | V8 helpers | pool, LevelDB, seal worker | started while serving | mark-compacts / scavenges | peers' CPU s per GiB received | wall s | load | blocks served / sealed / from memory | blocks read from the store |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|\n`,
   );
   for (let k = 0; k < Number(values.alternations); k++) {
     for (const root of values.base ? [undefined, values.base] : [undefined])
