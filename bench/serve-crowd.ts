@@ -12,6 +12,7 @@
  *     [--version 1|2] (v1: 64 KiB blocks, 512 per segment; v2: one 128 KiB block per segment, SHA-512)
  *     [--base DIR] (also a server built from another tree's dist/ DIR, alternating with this one)
  *     [--node-args '...'] (extra node options for the server child, e.g. --trace-gc)
+ *     [--seal-worker on|off] (this build's server encrypts on a worker thread, seal-worker.ts; default on)
  *     [--floor] (after each alternation, bench/crypto-floor.js on the same size, v2 stages: the floor
  *       beside the server in the same minutes)
  * The server's CPU is split by thread: main; V8's platform threads (GC marking and sweeping, JIT;
@@ -56,6 +57,8 @@ const { values } = parseArgs({
     /** Print each server thread's CPU seconds (to stderr). */
     threads: { type: 'boolean', default: false },
     floor: { type: 'boolean', default: false },
+    /** This build's server encrypts on a worker thread (seal-worker.ts): on (default) or off. */
+    'seal-worker': { type: 'string', default: 'on' },
   },
 });
 const V2 = values.version === '2';
@@ -117,6 +120,7 @@ if (values.serve) {
     source: store,
     sealedBudgetBytes: Number(values.sealed),
     transport: values.transport === 'node' ? 'node' : 'lean',
+    sealWorker: values['seal-worker'] !== 'off',
   });
   const { host, port } = await server.listen();
   await new Promise((r) => setImmediate(r)); // the fill's GC entries are delivered
@@ -147,6 +151,8 @@ if (values.serve) {
         String(SIZE_MIB),
         '--transport',
         transport,
+        '--seal-worker',
+        values['seal-worker']!,
         '--version',
         V2 ? '2' : '1',
         ...(root ? ['--root', root] : []),

@@ -46,8 +46,10 @@ export interface RetrievalServerOptions {
   sealedBudgetBytes?: number;
   /**
    * Encrypt served blocks on a worker thread, in memory shared with it (seal-worker.ts; default
-   * true): the block-sized ciphertext of every served block is then made in the worker's heap, not
-   * this one (issue 25: it drove this heap's full collections).
+   * false): the block-sized ciphertext of every served block is then made in the worker's heap, not
+   * this one (issue 25: it drove this heap's full collections). Off by default until measured end
+   * to end on a quiet machine: on a busy one each block waits for one more thread to be scheduled
+   * (BENCHMARKS.md, issue 25, "blocks encrypted on a worker thread").
    */
   sealWorker?: boolean;
   /**
@@ -134,6 +136,8 @@ export interface RetrievalStats {
    */
   blocksSealed: number;
   sealedHits: number;
+  /** Of the blocks sealed, those encrypted by the seal worker (option sealWorker; seal-worker.ts). */
+  sealedInWorker: number;
 }
 
 export interface RetrievalServer {
@@ -175,6 +179,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     uploadWaiting: 0,
     blocksSealed: 0,
     sealedHits: 0,
+    sealedInWorker: 0,
   };
   const rate = opts.uploadRateLimit;
   if (rate !== undefined && (!Number.isFinite(rate) || rate < 0))
@@ -192,10 +197,9 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   // A block several peers ask for is read and encrypted once (issue 25, protocol/pccrr.md).
   const sealed = new SealedBlocks(opts.sealedBudgetBytes ?? SEALED_BUDGET_BYTES);
   // Slots for what is being sent and what the sealed memory keeps (128 KiB each), made as needed.
-  const sealer =
-    opts.sealWorker === false
-      ? undefined
-      : new SealWorker({ maxSlots: maxConcurrent + Math.ceil(sealed.budgetBytes / 131_072) + 16 });
+  const sealer = opts.sealWorker
+    ? new SealWorker({ maxSlots: maxConcurrent + Math.ceil(sealed.budgetBytes / 131_072) + 16 })
+    : undefined;
   let server: NetServer | undefined;
   let leanServer: LeanServer | undefined;
   const sockets = new Set<Socket>();
@@ -411,6 +415,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         uploadWaiting: uploads?.waiting ?? 0,
         blocksSealed: sealed.sealedCount,
         sealedHits: sealed.hits,
+        sealedInWorker: sealer?.encrypted ?? 0,
       };
     },
     listen: () =>

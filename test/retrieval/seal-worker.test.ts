@@ -10,9 +10,12 @@ import { SealedBlocks } from '../../src/retrieval/sealed-blocks.js';
 import { SealWorker } from '../../src/retrieval/seal-worker.js';
 import { decodeResponse, encodeRequest } from '../../src/protocol/pccrr/codec.js';
 import { decryptBlock } from '../../src/protocol/pccrr/crypto.js';
+import { verifyBlock } from '../../src/protocol/pccrc/types.js';
+import { createRetrievalServer } from '../../src/retrieval/server.js';
+import { RetrievalClient } from '../../src/retrieval/client.js';
 import { blockOf, IntoSource, makeContent, type Content } from './source.js';
 
-const V2 = await makeContent(131_072, 2); // one v2 block of 128 KiB (its own segment)
+const V2 = await makeContent(131_072, 2); // v2: the first segment (one block) of it
 const V1 = await makeContent(9 * 65536 + 100); // v1: ten blocks of up to 64 KiB
 
 const req = (c: Content, index: number) =>
@@ -145,4 +148,43 @@ t.test('without a working worker blocks are sealed inline', async (t) => {
   t.ok(plain(V2, r, 0).equals(blockOf(V2, 0)), 'no slots: served inline');
   t.equal(r.release, undefined, 'holding nothing');
   t.equal(none.encrypted, 0);
+});
+
+t.test('a server with the seal worker: blocks over HTTP, both transports, slots given back', async (t) => {
+  for (const transport of ['lean', 'node'] as const) {
+    const source = new IntoSource().add(V1).add(V2);
+    const server = createRetrievalServer({ source, sealWorker: true, transport, sealedBudgetBytes: 0 });
+    const { host, port } = await server.listen();
+    const peer = `${host}:${port}`;
+    const c = new RetrievalClient({ probation: false });
+    /** Block `i` of `content` from the server, checked against the source. */
+    const fetch = async (content: Content, i: number) => {
+      const r = await c.getBlock({
+        peer,
+        segmentId: content.seg.segmentId,
+        index: i,
+        kp: content.seg.kp,
+        expectedLength: blockOf(content, i).length,
+        verify: (p) => verifyBlock(content.info.version, content.seg, i, p),
+      });
+      t.ok(r.data.equals(blockOf(content, i)), `${transport}: v${content.info.version} block ${i}`);
+    };
+    try {
+      // Sealed inline until the worker runs (started as the server listened), then by it.
+      await fetch(V1, 0);
+      while (server.stats().sealedInWorker === 0) {
+        await fetch(V1, 1);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const before = server.stats();
+      await Promise.all([...Array(10).keys(), ...Array(10).keys()].map((i) => fetch(V1, i)));
+      await fetch(V2, 0);
+      const after = server.stats();
+      t.equal(after.blocksServed - before.blocksServed, 21);
+      t.equal(after.sealedInWorker - before.sealedInWorker, 21, 'all 21 encrypted by the worker');
+    } finally {
+      await c.close();
+      await server.close();
+    }
+  }
 });
