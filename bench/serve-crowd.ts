@@ -12,13 +12,21 @@
  *     [--version 1|2] (v1: 64 KiB blocks, 512 per segment; v2: one 128 KiB block per segment, SHA-512)
  *     [--base DIR] (also a server built from another tree's dist/ DIR, alternating with this one)
  *     [--node-args '...'] (extra node options for the server child, e.g. --trace-gc)
+ *     [--seal-worker on|off] (this build's server encrypts on a worker thread, seal-worker.ts; default on)
+ *     [--floor] (after each alternation, bench/crypto-floor.js on the same size, v2 stages: the floor
+ *       beside the server in the same minutes)
+ * The server's CPU is split by thread: main; V8's platform threads (GC marking and sweeping, JIT;
+ * the threads started with the process, next to the main thread); libuv's pool, LevelDB's and the
+ * seal worker's (seal-worker.ts; it starts with the server); threads started while serving (none
+ * expected). Mark-compacts / scavenges: the server's main isolate during the serving.
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fork } from 'node:child_process';
+import { execFile, fork } from 'node:child_process';
+import { constants as perfConstants, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as StoreModule from '../src/cache/store.js';
 import type * as ServerModule from '../src/retrieval/server.js';
@@ -48,6 +56,9 @@ const { values } = parseArgs({
     'node-args': { type: 'string' },
     /** Print each server thread's CPU seconds (to stderr). */
     threads: { type: 'boolean', default: false },
+    floor: { type: 'boolean', default: false },
+    /** This build's server encrypts on a worker thread (seal-worker.ts): on (default) or off. */
+    'seal-worker': { type: 'string', default: 'on' },
   },
 });
 const V2 = values.version === '2';
@@ -81,8 +92,18 @@ async function cpuSeconds(pid: number, tid?: number): Promise<number> {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
+/** The main isolate's collections (mark-compacts, scavenges) so far, counted in the server child. */
+const gcCount = { major: 0, minor: 0 };
+
 if (values.serve) {
   // Child: fill the store, serve, report the port; exit when the parent disconnects.
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcCount.major++;
+      else if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcCount.minor++;
+    }
+  }).observe({ entryTypes: ['gc'] });
   const root = values.root ?? fileURLToPath(new URL('..', import.meta.url));
   const { BlockStore } = (await import(pathToFileURL(join(root, 'src/cache/store.js')).href)) as typeof StoreModule;
   const { createRetrievalServer } = (await import(
@@ -99,12 +120,17 @@ if (values.serve) {
     source: store,
     sealedBudgetBytes: Number(values.sealed),
     transport: values.transport === 'node' ? 'node' : 'lean',
+    sealWorker: values['seal-worker'] !== 'off',
   });
   const { host, port } = await server.listen();
-  process.send!({ peer: `${host}:${port}` });
+  await new Promise((r) => setImmediate(r)); // the fill's GC entries are delivered
+  process.send!({ peer: `${host}:${port}`, gc: { ...gcCount } });
   process.on('message', (m) => {
     // Blocks read from the store for peers (the base build has no sealing counters; this tells both).
-    if (m === 'stats') process.send!({ stats: server.stats(), storeReads: store.stats().hitsPeer });
+    if (m === 'stats')
+      setImmediate(() =>
+        process.send!({ stats: server.stats(), storeReads: store.stats().hitsPeer, gc: { ...gcCount } }),
+      );
   });
   process.on('disconnect', () => void server.close().then(() => store.close?.()));
 } else {
@@ -125,13 +151,17 @@ if (values.serve) {
         String(SIZE_MIB),
         '--transport',
         transport,
+        '--seal-worker',
+        values['seal-worker']!,
         '--version',
         V2 ? '2' : '1',
         ...(root ? ['--root', root] : []),
       ],
       { env: { ...process.env, PEERDIST_LOG: 'warn' }, execArgv },
     );
-    const { peer } = await new Promise<{ peer: string }>((r) => child.once('message', (m) => r(m as { peer: string })));
+    const { peer, gc: gc0 } = await new Promise<{ peer: string; gc: typeof gcCount }>((r) =>
+      child.once('message', (m) => r(m as never)),
+    );
     const cpu0 = await cpuSeconds(child.pid!);
     const main0 = await cpuSeconds(child.pid!, child.pid!);
     const threads0 = await threadCpu(child.pid!);
@@ -172,9 +202,10 @@ if (values.serve) {
     );
     const seconds = (performance.now() - t0) / 1000;
     child.send('stats');
-    const { stats, storeReads } = await new Promise<{
+    const { stats, storeReads, gc } = await new Promise<{
       stats: { blocksServed: number; blocksSealed?: number; sealedHits?: number };
       storeReads: number;
+      gc: typeof gcCount;
     }>((r) => child.once('message', (m) => r(m as never)));
     const cpu = (await cpuSeconds(child.pid!)) - cpu0;
     // The main thread (JavaScript, syscalls it makes); the rest is V8's GC / compiler threads and libuv's pool.
@@ -183,6 +214,17 @@ if (values.serve) {
     const threads = [...threads1]
       .map(([tid, c]) => [tid, c - (threads0.get(tid) ?? 0)] as const)
       .filter(([, c]) => c > 0);
+    // By group: V8's platform threads are the first six after the main thread (four workers; the
+    // others idle), the pool's come later; threads that were not there before serving are new.
+    const order = [...threads0.keys()];
+    const group = { v8: 0, pool: 0, fresh: 0 };
+    for (const [tid, c] of threads) {
+      const at = order.indexOf(tid);
+      if (at === 0) continue;
+      if (at < 0) group.fresh += c;
+      else if (at <= 6) group.v8 += c;
+      else group.pool += c;
+    }
     const own = process.cpuUsage(own0);
     child.disconnect();
     await new Promise((r) => child.once('exit', r));
@@ -196,11 +238,13 @@ if (values.serve) {
       stats,
       storeReads,
       threads,
+      group: { v8: group.v8 / gib, pool: group.pool / gib, fresh: group.fresh / gib },
+      gc: { major: gc.major - gc0.major, minor: gc.minor - gc0.minor },
       clientPerGiB: (own.user + own.system) / 1e6 / gib,
     };
   };
   process.stdout.write(
-    `${peers} peers x ${SIZE_MIB} MiB (v${V2 ? 2 : 1}, ${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | build | transport | sealed memory | server CPU s | CPU s per GiB served | of it main thread | other threads | peers' CPU s per GiB received | wall s | load | blocks served / sealed / from memory | blocks read from the store |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|\n`,
+    `${peers} peers x ${SIZE_MIB} MiB (v${V2 ? 2 : 1}, ${totalBlocks} blocks of ${BLOCK} bytes), 16 requests in flight each\n| alternation | build | transport | sealed memory | server CPU s | CPU s per GiB served | of it main thread | other threads | V8 helpers | pool, LevelDB, seal worker | started while serving | mark-compacts / scavenges | peers' CPU s per GiB received | wall s | load | blocks served / sealed / from memory | blocks read from the store |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|\n`,
   );
   for (let k = 0; k < Number(values.alternations); k++) {
     for (const root of values.base ? [undefined, values.base] : [undefined])
@@ -212,8 +256,29 @@ if (values.serve) {
               `threads (tid: CPU s): ${r.threads.map(([t, c]) => `${t - r.threads[0]![0]}: ${c.toFixed(2)}`).join(', ')}\n`,
             );
           process.stdout.write(
-            `| ${k + 1} | ${root ? 'base' : 'this'} | ${transport} | ${sealed ? '16 MiB' : 'off'} | ${r.cpu.toFixed(2)} | ${r.perGiB.toFixed(1)} | ${r.mainPerGiB.toFixed(1)} | ${(r.perGiB - r.mainPerGiB).toFixed(1)} | ${r.clientPerGiB.toFixed(1)} | ${r.seconds.toFixed(2)} | ${loadavg()[0]!.toFixed(1)} | ${r.stats.blocksServed} / ${r.stats.blocksSealed ?? 'n/a'} / ${r.stats.sealedHits ?? 'n/a'} | ${r.storeReads} |\n`,
+            `| ${k + 1} | ${root ? 'base' : 'this'} | ${transport} | ${sealed ? '16 MiB' : 'off'} | ${r.cpu.toFixed(2)} | ${r.perGiB.toFixed(1)} | ${r.mainPerGiB.toFixed(1)} | ${(r.perGiB - r.mainPerGiB).toFixed(1)} | ${r.group.v8.toFixed(1)} | ${r.group.pool.toFixed(1)} | ${r.group.fresh.toFixed(1)} | ${r.gc.major} / ${r.gc.minor} | ${r.clientPerGiB.toFixed(1)} | ${r.seconds.toFixed(2)} | ${loadavg()[0]!.toFixed(1)} | ${r.stats.blocksServed} / ${r.stats.blocksSealed ?? 'n/a'} / ${r.stats.sealedHits ?? 'n/a'} | ${r.storeReads} |\n`,
           );
         }
+    if (values.floor) process.stdout.write(`floor: ${await floor()}\n`);
   }
+}
+
+/** bench/crypto-floor.js, one round on the same size: its v2 stages (CPU s per GiB) on one line. */
+async function floor(): Promise<string> {
+  const script = fileURLToPath(new URL('./crypto-floor.js', import.meta.url));
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(
+      process.execPath,
+      [script, '--size', String(Math.min(256, SIZE_MIB)), '--rounds', '1', '--json'],
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    ),
+  );
+  const j = JSON.parse(out.trim().split('\n').pop()!) as {
+    load: number[];
+    perGiB: Record<string, Record<string, number[]>>;
+  };
+  const v2 = Object.entries(j.perGiB).find(([k]) => k.startsWith('v2'))![1];
+  return `${Object.entries(v2)
+    .map(([k, v]) => `${k}: ${v[0]!.toFixed(2)}`)
+    .join('; ')} (load ${j.load[0]!.toFixed(1)})`;
 }

@@ -28,6 +28,7 @@ import { intersectRanges, nextHeld, normalizeRanges, rangesFromIndexes } from '.
 import { RetrievalParseError } from '../protocol/pccrr/errors.js';
 import { decodeReplayRecord } from './replay-record.js';
 import type { Sealed, SealedBlocks } from './sealed-blocks.js';
+import type { SealWorker } from './seal-worker.js';
 
 /** Where served blocks come from (the cache's BlockStore satisfies this structurally). */
 export interface BlockSource {
@@ -62,6 +63,11 @@ export interface ResponderDeps {
   randomIv?: () => Buffer;
   /** Encrypted blocks kept for reuse: a block asked for again is not read or encrypted again. */
   sealed?: SealedBlocks;
+  /**
+   * Blocks are read into shared slots and encrypted there by a worker thread (seal-worker.ts: no
+   * block-sized allocation in this isolate). Without it, or when it has no slot free, inline.
+   */
+  sealer?: SealWorker;
 }
 
 /** What happened, for statistics and logs. */
@@ -69,10 +75,20 @@ export type Outcome = 'served' | 'missing' | 'busy' | 'list' | 'nego' | 'version
 
 /**
  * `parts`: the response body (transport header included) in pieces to be written in order without
- * joining them (a block's ciphertext is one piece, never copied); `length` their total.
+ * joining them (a block's ciphertext is one piece, never copied); `length` their total. `release`:
+ * when set, the parts are shared memory (seal-worker.ts) that the caller must give back, once,
+ * when they are written (or will not be).
  */
 export type Reply =
-  | { ok: true; parts: Buffer[]; length: number; outcome: Outcome; blockBytes: number; type: ResponseMessage['type'] }
+  | {
+      ok: true;
+      parts: Buffer[];
+      length: number;
+      outcome: Outcome;
+      blockBytes: number;
+      type: ResponseMessage['type'];
+      release?: () => void;
+    }
   | { ok: false; error: RetrievalParseError };
 
 /** The whole body of a reply in one buffer (tests and logs; the server writes the parts). */
@@ -127,14 +143,14 @@ function reply(m: ResponseMessage, outcome: Outcome, blockBytes = 0): Reply {
   return { ok: true, parts: [body], length: body.length, outcome, blockBytes, type: m.type };
 }
 
-function blkReply(m: Blk, blockBytes: number): Reply {
-  return partsReply(encodeBlkResponseParts(m), blockBytes);
+function blkReply(m: Blk, blockBytes: number, release?: () => void): Reply {
+  return partsReply(encodeBlkResponseParts(m), blockBytes, release);
 }
 
-function partsReply(parts: Buffer[], blockBytes: number): Reply {
+function partsReply(parts: Buffer[], blockBytes: number, release?: () => void): Reply {
   let length = 0;
   for (const p of parts) length += p.length;
-  return { ok: true, parts, length, outcome: 'served', blockBytes, type: 'BLK' };
+  return { ok: true, parts, length, outcome: 'served', blockBytes, type: 'BLK', release };
 }
 
 function negoResp(): ResponseMessage {
@@ -232,8 +248,29 @@ async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
   // ciphertext is sent as it is, between the response's head and tail (no copy).
   const seal = async (): Promise<Sealed | undefined> => {
     const iv = deps.randomIv?.() ?? ivs.next();
-    let cipher: Buffer;
-    if (source.readBlockInto) {
+    let cipher: Buffer | undefined;
+    let slot: Sealed['slot'];
+    const taken = source.readBlockInto ? deps.sealer?.take(e - s) : undefined;
+    if (taken) {
+      // Read and verified into a shared slot, encrypted there by the worker (seal-worker.ts).
+      try {
+        const n = await source.readBlockInto!(req.segmentId, index, taken.slot.buf, 'peer');
+        if (n !== e - s) {
+          taken.release();
+          return undefined;
+        }
+        cipher = await deps.sealer!.encrypt(taken.slot, algo, seg.kp.subarray(0, KEY_BYTES[algo]), n, iv);
+        slot = taken.slot;
+        // The sealing's own reference outlives every request waiting for this sealing (they take
+        // theirs in the microtasks that follow) and the memory's, taken as it keeps the block.
+        setImmediate(taken.release);
+      } catch (err) {
+        taken.release();
+        if (!(err instanceof Error && /seal worker/.test(err.message))) throw err;
+        cipher = undefined; // the worker failed: sealed inline below
+      }
+    }
+    if (!cipher && source.readBlockInto) {
       const buf = scratch.take(paddedLength(e - s));
       try {
         const n = await source.readBlockInto(req.segmentId, index, buf, 'peer');
@@ -242,20 +279,22 @@ async function getBlocks(req: GetBlks, deps: ResponderDeps): Promise<Reply> {
       } finally {
         scratch.give(buf);
       }
-    } else {
+    } else if (!cipher) {
       const data = await source.readBlock(req.segmentId, index, 'peer');
       if (!data || data.length !== e - s) return undefined;
       cipher = encryptBlock(algo, seg.kp, data, iv).cipher;
     }
     const parts = encodeBlkResponseParts(blk(cipher, iv));
     const tail = parts[2];
-    return { cipher, iv: tail.subarray(tail.length - iv.length), length: e - s, parts, next };
+    return { cipher, iv: tail.subarray(tail.length - iv.length), length: e - s, parts, next, slot };
   };
   const sealed = deps.sealed ? await deps.sealed.get(req.segmentId, index, algo, seg.kp, seal) : await seal();
   if (!sealed) return empty('missing');
+  // This response's reference to the slot the ciphertext is in (if it is in one).
+  const release = sealed.slot?.hold();
   // NextBlockIndex (v1: the next block held) is the one field that may differ between requests.
-  if (sealed.parts && sealed.next === next) return partsReply(sealed.parts, sealed.length);
-  return blkReply(blk(sealed.cipher, sealed.iv), sealed.length);
+  if (sealed.parts && sealed.next === next) return partsReply(sealed.parts, sealed.length, release);
+  return blkReply(blk(sealed.cipher, sealed.iv), sealed.length, release);
 }
 
 async function getBlockList(req: GetBlkList, deps: ResponderDeps): Promise<Reply> {

@@ -9,6 +9,7 @@
  * store holds the block before asking (an evicted block is never answered from here).
  */
 import type { CryptoAlgo } from '../protocol/pccrr/codec.js';
+import type { Slot } from './seal-worker.js';
 
 /** One block, encrypted: what a MSG_BLK carries. */
 export interface Sealed {
@@ -23,6 +24,11 @@ export interface Sealed {
    */
   parts?: Buffer[];
   next?: number;
+  /**
+   * The shared slot `cipher` is a view of (seal-worker.ts), when sealed by the worker: whoever
+   * keeps or sends these bytes holds a reference to it.
+   */
+  slot?: Slot;
 }
 
 interface Entry {
@@ -30,6 +36,8 @@ interface Entry {
   kp: Buffer;
   sealed?: Sealed;
   pending?: Promise<Sealed | undefined>;
+  /** This memory's reference to the sealed block's slot, if it is in one. */
+  release?: () => void;
 }
 
 /** Default budget: 16 MiB of ciphertext, about 110 v2 blocks of 148 KB or 256 v1 blocks. */
@@ -74,6 +82,9 @@ export class SealedBlocks {
         this.hits++;
         this.entries.delete(key); // most recently used last
         this.entries.set(key, e);
+        // Its slot stays held until the caller, resuming after this promise, holds it itself
+        // (an eviction meanwhile must not free it for another block).
+        if (e.sealed.slot) setImmediate(e.sealed.slot.hold());
         return Promise.resolve(e.sealed);
       }
       if (e.pending) {
@@ -98,6 +109,7 @@ export class SealedBlocks {
           return s;
         }
         fresh.sealed = s;
+        fresh.release = s.slot?.hold();
         this.bytes += n;
         this.entries.delete(key);
         this.entries.set(key, fresh);
@@ -116,6 +128,7 @@ export class SealedBlocks {
 
   /** Forgets everything (memory back). */
   clear(): void {
+    for (const e of this.entries.values()) e.release?.();
     this.entries.clear();
     this.bytes = 0;
   }
@@ -124,6 +137,8 @@ export class SealedBlocks {
     this.entries.delete(key);
     if (e.sealed) this.bytes -= e.sealed.cipher.length + e.sealed.iv.length;
     e.pending = undefined;
+    e.release?.();
+    e.release = undefined;
   }
 
   /** Oldest sealed blocks out until within budget (sealings in progress hold no bytes yet). */

@@ -20,6 +20,7 @@ import {
 import { TokenBucket } from './rate-limit.js';
 import { ConnectionGuard, FairSlots, FairUploadQueue, sourceKey } from './fair-share.js';
 import { SealedBlocks, SEALED_BUDGET_BYTES } from './sealed-blocks.js';
+import { SealWorker } from './seal-worker.js';
 
 export type { BlockSource } from './block-responder.js';
 
@@ -43,6 +44,14 @@ export interface RetrievalServerOptions {
    * once; sealed-blocks.ts), default 16 MiB; 0 turns it off.
    */
   sealedBudgetBytes?: number;
+  /**
+   * Encrypt served blocks on a worker thread, in memory shared with it (seal-worker.ts; default
+   * false): the block-sized ciphertext of every served block is then made in the worker's heap, not
+   * this one (issue 25: it drove this heap's full collections). Off by default until measured end
+   * to end on a quiet machine: on a busy one each block waits for one more thread to be scheduled
+   * (BENCHMARKS.md, issue 25, "blocks encrypted on a worker thread").
+   */
+  sealWorker?: boolean;
   /**
    * Upload cap in bytes/s on block responses (token bucket); undefined or 0 = unlimited. Only what
    * this server sends is capped: the same machine's downloads from peers never go through it.
@@ -127,6 +136,8 @@ export interface RetrievalStats {
    */
   blocksSealed: number;
   sealedHits: number;
+  /** Of the blocks sealed, those encrypted by the seal worker (option sealWorker; seal-worker.ts). */
+  sealedInWorker: number;
 }
 
 export interface RetrievalServer {
@@ -168,6 +179,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
     uploadWaiting: 0,
     blocksSealed: 0,
     sealedHits: 0,
+    sealedInWorker: 0,
   };
   const rate = opts.uploadRateLimit;
   if (rate !== undefined && (!Number.isFinite(rate) || rate < 0))
@@ -184,6 +196,10 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   const uploads = bucket ? new FairUploadQueue(bucket, maxThrottleWaitMs, sleep) : undefined;
   // A block several peers ask for is read and encrypted once (issue 25, protocol/pccrr.md).
   const sealed = new SealedBlocks(opts.sealedBudgetBytes ?? SEALED_BUDGET_BYTES);
+  // Slots for what is being sent and what the sealed memory keeps (128 KiB each), made as needed.
+  const sealer = opts.sealWorker
+    ? new SealWorker({ maxSlots: maxConcurrent + Math.ceil(sealed.budgetBytes / 131_072) + 16 })
+    : undefined;
   let server: NetServer | undefined;
   let leanServer: LeanServer | undefined;
   const sockets = new Set<Socket>();
@@ -233,12 +249,19 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
   const exchange = async (body: Buffer, source: string, busy: boolean, gone: () => boolean): Promise<Reply> => {
     const why = opts.notServing?.();
     if (why !== undefined) st.notServing++;
-    const r = await respond(body, { source: opts.source, cryptoAlgo, busy: busy || why !== undefined, sealed });
+    const r = await respond(body, {
+      source: opts.source,
+      cryptoAlgo,
+      busy: busy || why !== undefined,
+      sealed,
+      sealer,
+    });
     if (!uploads || !r.ok || r.outcome !== 'served') return r;
     // The upload cap, shared fairly between sources: wait our turn, or say busy when our
     // source's fair wait is too long (the peer backs off).
     const waited = await uploads.wait(source, r.length, gone);
     if (waited === undefined) {
+      r.release?.();
       st.busyRateLimited++;
       return respond(body, { source: opts.source, cryptoAlgo, busy: true });
     }
@@ -306,6 +329,10 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
       const extra = opts.responseHeaders?.(req, body);
       exchange(body, source, busy, () => done || res.destroyed).then(
         (r) => {
+          if (r.ok && r.release) {
+            if (done || res.destroyed) return r.release();
+            res.once('close', r.release); // the shared memory is given back once written (or not)
+          }
           if (done || res.destroyed) return;
           const status = settle(r);
           if (!r.ok) return finish(res, status, undefined, true);
@@ -350,6 +377,19 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         log.error('block source failed', { error: e });
         return { status: 500, close: true };
       }
+      if (r.ok && r.release) {
+        if (ex.gone()) {
+          r.release();
+          return undefined;
+        }
+        // The shared memory is given back when the exchange ends (written, timed out or closed).
+        const { release } = r;
+        const before = ex.onEnd;
+        ex.onEnd = () => {
+          before?.();
+          release();
+        };
+      }
       if (ex.gone()) return undefined;
       const status = settle(r);
       if (!r.ok) return { status, close: true };
@@ -375,6 +415,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         uploadWaiting: uploads?.waiting ?? 0,
         blocksSealed: sealed.sealedCount,
         sealedHits: sealed.hits,
+        sealedInWorker: sealer?.encrypted ?? 0,
       };
     },
     listen: () =>
@@ -402,6 +443,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
           srv = hs;
         }
         srv.once('error', reject);
+        sealer?.start(); // warm by the first request (until it runs, blocks are sealed inline)
         srv.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
           srv.off('error', reject);
           server = srv;
@@ -421,6 +463,7 @@ export function createRetrievalServer(opts: RetrievalServerOptions): RetrievalSe
         leanServer?.destroyAll();
         leanServer = undefined;
         sealed.clear();
+        void sealer?.close();
       }),
   };
 }
