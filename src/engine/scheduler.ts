@@ -232,6 +232,19 @@ const MEMBER_WINDOW_MS = 5000;
  */
 const OWNER_GRACE_MIN_MS = 750;
 /**
+ * Before our first origin request, a crowd still growing (its member set changed within the
+ * visibility lag) is waited for, at most this many visibility lags from our first pick: members
+ * that rank over different views each take themselves for the owner of the same unit (issue 25
+ * target 4; protocol/engine.md "Flash crowds" 11).
+ */
+const SETTLE_MAX_LAGS = 3;
+/**
+ * Until some owner has been seen gaining one of its own blocks, a stand-in does not step in before
+ * this long after our first pick in the crowd: in a big crowd on one WAN the first origin blocks
+ * take tens of seconds, and nothing measured them yet (protocol/engine.md "Flash crowds" 11).
+ */
+const NO_GAIN_WAIT_MS = 60_000;
+/**
  * Owner index meaning "us" (crowds larger than this share the last index: only a heuristic; it was
  * 255 in one byte, and a subnet of 500 clients in the scale simulation put half of them there).
  */
@@ -408,7 +421,7 @@ export class Scheduler {
   private ownershipKey = '';
   /** When the crowd (ownershipKey) last changed. */
   private ownershipSince = 0;
-  private ranks: { rank: Uint8Array; owner: Uint16Array } | undefined;
+  private ranks: { rank: Uint16Array; owner: Uint16Array } | undefined;
   /** The members (without us) the ranks were computed for, sorted: `owner` indexes into it. */
   private rankedMembers: string[] = [];
   /**
@@ -420,6 +433,14 @@ export class Scheduler {
   private readonly ownerGain = new Map<string, { at: number; gap: number; failing: boolean }>();
   /** pickOwned's scratch buffers (allocated at its first call). */
   private ownedBufs: { cand: Int32Array; ahead: Uint8Array; seen: Uint16Array; grew: Float64Array } | undefined;
+  /** When we first picked from the origin by ownership (after the settling wait), and when that wait began. */
+  private crowdFrom: number | undefined;
+  private settleFrom: number | undefined;
+  /**
+   * How long after crowdFrom some owner was first seen gaining one of its own blocks: the crowd's
+   * own measure of an origin block time, for members that fetched none themselves (see pace).
+   */
+  private crowdFirstGainMs: number | undefined;
   /** The member list of the last ownership() call, in the order given (its key is ownershipKey). */
   private lastMembers: string[] = [];
   /** Run length the last origin pick allows (pickOwned: the rest of our unit), else next()'s own cap. */
@@ -568,6 +589,21 @@ export class Scheduler {
    */
   crowdRank(g: number): number | undefined {
     return this.lastPickOwned && this.ranks ? this.ranks.rank[g] : undefined;
+  }
+
+  /**
+   * For traces: the identity of block `g`'s owner in the last crowd ranking (our own `self` when
+   * it is ours), undefined without one.
+   */
+  crowdOwner(g: number): string | undefined {
+    if (!this.ranks) return undefined;
+    const o = this.ranks.owner[g]!;
+    return o === OWN ? this.o.self : this.rankedMembers[o];
+  }
+
+  /** For traces: the members (without us) of the last crowd ranking. */
+  crowdRanked(): readonly string[] {
+    return this.rankedMembers;
   }
 
   /** Segments that still miss blocks. */
@@ -755,7 +791,7 @@ export class Scheduler {
    * members score higher) and the owner (index into the sorted member list, OWN for us).
    * Recomputed only when the crowd changed.
    */
-  private ownership(members: string[], now: number): { rank: Uint8Array; owner: Uint16Array } {
+  private ownership(members: string[], now: number): { rank: Uint16Array; owner: Uint16Array } {
     // The same list in the same order as last time (the usual case): the same key, without sorting.
     if (this.ranks && members === this.lastMembersRef && !this.noReuse) return this.ranks;
     this.lastMembersRef = members;
@@ -768,7 +804,7 @@ export class Scheduler {
     this.ownershipSince = now;
     const selfSeed = fnv1a(this.o.self!);
     const seeds = sorted.map(fnv1a);
-    const rank = this.ranks?.rank ?? new Uint8Array(this.n);
+    const rank = this.ranks?.rank ?? new Uint16Array(this.n);
     const owner = this.ranks?.owner ?? new Uint16Array(this.n);
     for (let g = 0; g < this.n; g++) {
       if (g % CROWD_UNIT_BLOCKS !== 0) {
@@ -794,7 +830,7 @@ export class Scheduler {
           who = Math.min(i, OWN - 1);
         }
       }
-      rank[g] = Math.min(r, 255);
+      rank[g] = Math.min(r, OWN);
       owner[g] = who;
     }
     this.ranks = { rank, owner };
@@ -961,6 +997,10 @@ export class Scheduler {
     // interval, then an EWMA. Gains seen with the same time count once (a sighting names several
     // blocks at a time).
     const last = this.ownerGain.get(p.host);
+    // The first gain of any owner since we began picking by ownership measures the crowd's origin
+    // block time (pace).
+    if (this.crowdFrom !== undefined && this.crowdFirstGainMs === undefined && at >= this.crowdFrom)
+      this.crowdFirstGainMs = Math.max(0, at - this.crowdFrom - this.o.visibilityLagMs);
     if (!last) this.ownerGain.set(p.host, { at, gap: Infinity, failing: false });
     else if (last.at === -Infinity) last.at = at;
     else if (at > last.at) {
@@ -1467,6 +1507,21 @@ export class Scheduler {
    */
   private pickOwned(now: number, members: string[]): number | undefined {
     this.ownership(members, now);
+    if (this.crowdFrom === undefined) {
+      // Before our first origin request: while the crowd is still growing, wait for it to settle
+      // (bounded), so that we rank over the view the others will have too.
+      if (this.originDone === 0 && this.originInflight === 0) {
+        this.settleFrom ??= now;
+        const lag = this.o.visibilityLagMs;
+        const until = Math.min(this.ownershipSince + lag, this.settleFrom + SETTLE_MAX_LAGS * lag);
+        if (now < until) {
+          this.cursor = undefined;
+          this.wakeAt = Math.min(this.wakeAt, until);
+          return undefined;
+        }
+      }
+      this.crowdFrom = now;
+    }
     // "Nothing before time T": when the last scan found nothing to take, the same scan gives the
     // same answer (and the same wake-up) until T, as long as nothing it reads changed: the blocks'
     // states and holders, the peers' use (no backoff running, no trial whose answer could change),
@@ -1533,7 +1588,12 @@ export class Scheduler {
     // time: the blocks of its next ones are probably in flight (invisible to us) and wait one grace
     // more, and the latest blocks go first. The grace is 3 origin block times, with no upper bound:
     // our own origin blocks measure how long the owner's take on the shared WAN.
-    const grace = Math.max(OWNER_GRACE_MIN_MS, 3 * this.originBlockMs);
+    const pace = this.pace();
+    const grace = Math.max(OWNER_GRACE_MIN_MS, 3 * pace);
+    // Before any owner was seen gaining one of its own blocks, nothing measured the crowd's origin
+    // block time: stand-ins wait NO_GAIN_WAIT_MS from our first pick (an owner that left or fails
+    // our requests is no member, and its units have owners who do not wait).
+    const noGainUntil = this.crowdFirstGainMs === undefined ? this.crowdFrom! + NO_GAIN_WAIT_MS : -Infinity;
     // Candidates in file order, and whether each is among its owner's next units ("ahead"), in
     // buffers kept across calls (a pick per block made them most of the garbage of a crowd run).
     // (Per owner: as many as the ranked members, grown when the crowd grows.)
@@ -1558,7 +1618,7 @@ export class Scheduler {
     // (grew: NaN until looked up in this pick; hosted caches are never members, so never owners.)
     grew.fill(Number.NaN, 0, owners);
     const ranked = this.rankedMembers;
-    const liveMs = 2 * this.originBlockMs + this.o.visibilityLagMs;
+    const liveMs = 2 * pace + this.o.visibilityLagMs;
     let count = 0;
     for (let g = this.low; g < this.limit; g++) {
       if (rank[g] === 0 || !this.originCandidate(g, now)) continue;
@@ -1572,11 +1632,11 @@ export class Scheduler {
       const g = cand[k]!;
       if (this.deferSince[g] === 0) this.deferSince[g] = now;
       const o = owner[g]!;
-      let at = this.deferSince[g]! + (rank[g]! + ahead[k]!) * grace;
+      let at = Math.max(noGainUntil, this.deferSince[g]! + (rank[g]! + ahead[k]!) * grace);
       if (o < OWN - 1) {
         if (Number.isNaN(grew[o])) {
           const gain = this.ownerGain.get(ranked[o]!);
-          grew[o] = gain && !gain.failing && gain.gap <= 2 * this.originBlockMs ? gain.at : -Infinity;
+          grew[o] = gain && !gain.failing && gain.gap <= 2 * pace ? gain.at : -Infinity;
         }
         at = Math.max(at, grew[o]! + liveMs + (rank[g]! - 1) * grace);
       }
@@ -1584,6 +1644,16 @@ export class Scheduler {
       this.wakeAt = Math.min(this.wakeAt, at);
     }
     return undefined;
+  }
+
+  /**
+   * The origin block time stand-ins judge owners by: ours, or the crowd's first measured one
+   * (crowdFirstGainMs) when longer. A member that fetched nothing itself has only the prior, which
+   * in a big crowd on one WAN is ten times too short (issue 24/25: stand-ins of a 500-client crowd
+   * stepped in 12 s after start while every first block took 30-40 s).
+   */
+  private pace(): number {
+    return Math.max(this.originBlockMs, this.crowdFirstGainMs ?? 0);
   }
 
   private firstCandidateFrom(cand: Uint8Array, from: number): number {
@@ -1721,6 +1791,11 @@ export class Scheduler {
     if (endsRequest) this.originInflight = Math.max(0, this.originInflight - 1);
     this.originBlockMs = EWMA_ALPHA * Math.max(ms, 1) + (1 - EWMA_ALPHA) * this.originBlockMs;
     this.originDone++;
+    // Our own first block in the crowd measures its origin block time as well as an owner's would.
+    if (this.crowdFrom !== undefined && this.crowdFirstGainMs === undefined) {
+      this.crowdFirstGainMs = Math.max(1, ms);
+      this.candVersion++;
+    }
     // Somebody else fetched the same block: our runs have met (or run in lockstep). Half the time
     // we leave and start a new run elsewhere, so of two lockstepped clients one soon moves away.
     let collided = false;

@@ -166,6 +166,11 @@ t.test(
     const ids = c.ci.segments.map((s) => s.segmentId);
     const segOf = (range: string) =>
       c.ci.segments.findIndex((s) => s.offset === Number(/bytes=(\d+)-/.exec(range)![1]));
+    // The segments a range request covers (a crowd settled before its first pick fetches whole units).
+    const segsOf = (range: string) => {
+      const [, from, to] = /bytes=(\d+)-(\d+)/.exec(range)!.map(Number);
+      return c.ci.segments.flatMap((s, i) => (s.offset >= from! && s.offset <= to! ? [i] : []));
+    };
     const run = async (self: string, other: string) => {
       const w = world(c, { initialWaitMs: 1000, selfAddresses: [`${self}:80`] });
       w.origin.rangeDelayMs = 100;
@@ -177,7 +182,7 @@ t.test(
       const r = await job.done;
       t.equal(r.fromOrigin, c.data.length, `${self}: everything from the origin in the end (the other never delivers)`);
       t.equal(sha256(await readAll(job.createReadStream())), sha256(c.data), `${self}: content correct`);
-      const reqs = w.origin.ranged.map((q) => ({ t: q.t - t0, seg: segOf(q.range!) }));
+      const reqs = w.origin.ranged.map((q) => ({ t: q.t - t0, seg: segOf(q.range!), segs: segsOf(q.range!) }));
       // In flight at once: a crowd's two origin streams, never the six of a lone client.
       for (const q of reqs) {
         const inFlight = reqs.filter((x) => x.t <= q.t && x.t + 100 > q.t).length;
@@ -186,7 +191,7 @@ t.test(
       // Ours first, in file order; the other's blocks only after a pause (its grace period).
       const gapAt = reqs.findIndex((q, i) => i > 0 && q.t - reqs[i - 1]!.t >= 500);
       t.ok(gapAt > 0, `${self}: a pause before the other member's blocks (${reqs.map((q) => q.t).join(' ')})`);
-      const first = reqs.slice(0, gapAt).map((q) => q.seg);
+      const first = reqs.slice(0, gapAt).flatMap((q) => q.segs);
       t.same(
         first,
         [...first].sort((a, b) => a - b),

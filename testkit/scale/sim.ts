@@ -112,6 +112,12 @@ export interface DuplicateReport {
   byRole: Record<string, number>;
   /** Of whileInFlight: the earlier copy's fetcher was the owner (rank 0) / a stand-in / without ownership. */
   earlierBy: Record<string, number>;
+  /**
+   * Of whileInFlight with crowd ownership on both sides: the two fetchers named different owners
+   * for the block (their crowds differed: `views differ`), or the same one (`views agree`: a
+   * stand-in stepped in while the owner's copy, or the owner while a stand-in's, was in flight).
+   */
+  owners: Record<string, number>;
   /** Duplicate fetches by the time since the fetcher's arrival (s): <2, 2-10, 10-60, >=60. */
   bySinceArrival: Record<string, number>;
   /** Duplicate fetches by how long the earlier copy had been in flight (s): <1, 1-3, 3-10, 10-30, >=30. */
@@ -355,6 +361,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         since: new Float64Array(S * n),
         role: new Int8Array(S * n),
         fetched: new Uint8Array(S * n),
+        /** The client whose copy is the oldest in flight. */
+        who: new Int32Array(S * n),
         heldAt: new Float64Array(S * n).fill(Infinity),
       }
     : undefined;
@@ -365,6 +373,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     whileHeld: 0,
     byRole: {},
     earlierBy: {},
+    owners: {},
     bySinceArrival: {},
     byInFlightAge: {},
   };
@@ -388,6 +397,9 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         dup.whileInFlight++;
         const r = d.role[i]!;
         bump(dup.earlierBy, r < 0 ? 'none' : r === 0 ? 'owner' : 'stand-in');
+        const e = sched[d.who[i]!];
+        if (r >= 0 && rank !== undefined && e)
+          bump(dup.owners, e.crowdOwner(g) === sched[c]!.crowdOwner(g) ? 'views agree' : 'views differ');
         const age = (now - d.since[i]!) / 1000;
         bump(dup.byInFlightAge, age < 1 ? '<1' : age < 3 ? '1-3' : age < 10 ? '3-10' : age < 30 ? '10-30' : '>=30');
       }
@@ -395,6 +407,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     if (d.inflight[i] === 0) {
       d.since[i] = now;
       d.role[i] = rank === undefined ? -1 : Math.min(rank, 100);
+      d.who[i] = c;
     }
     d.inflight[i]!++;
   };
