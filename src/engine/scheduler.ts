@@ -240,8 +240,9 @@ const OWNER_GRACE_MIN_MS = 750;
 const SETTLE_MAX_LAGS = 3;
 /**
  * Until some owner has been seen gaining one of its own blocks, a stand-in does not step in before
- * this long after our first pick in the crowd: in a big crowd on one WAN the first origin blocks
- * take tens of seconds, and nothing measured them yet (protocol/engine.md "Flash crowds" 11).
+ * one grace per crowd member, and at most this long, after our first pick in the crowd: in a big
+ * crowd on one WAN the first origin blocks take tens of seconds, and nothing measured them yet
+ * (protocol/engine.md "Flash crowds" 11).
  */
 const NO_GAIN_WAIT_MS = 60_000;
 /**
@@ -1591,9 +1592,15 @@ export class Scheduler {
     const pace = this.pace();
     const grace = Math.max(OWNER_GRACE_MIN_MS, 3 * pace);
     // Before any owner was seen gaining one of its own blocks, nothing measured the crowd's origin
-    // block time: stand-ins wait NO_GAIN_WAIT_MS from our first pick (an owner that left or fails
-    // our requests is no member, and its units have owners who do not wait).
-    const noGainUntil = this.crowdFirstGainMs === undefined ? this.crowdFrom! + NO_GAIN_WAIT_MS : -Infinity;
+    // block time: stand-ins wait as long as the first blocks of the whole crowd could take on one
+    // WAN, one grace per member, at most NO_GAIN_WAIT_MS from our first pick (an owner that left or
+    // fails our requests is no member, and its units have owners who do not wait). A fixed 60 s
+    // kept a two-client crowd waiting a minute for a block its other member had dropped and would
+    // never fetch (test/engine/crowd-agree.test.ts; test/sim/first-contact.test.ts went 14 -> 75 s).
+    const noGainUntil =
+      this.crowdFirstGainMs === undefined
+        ? this.crowdFrom! + Math.min(NO_GAIN_WAIT_MS, (this.rankedMembers.length + 1) * grace)
+        : -Infinity;
     // Candidates in file order, and whether each is among its owner's next units ("ahead"), in
     // buffers kept across calls (a pick per block made them most of the garbage of a crowd run).
     // (Per owner: as many as the ranked members, grown when the crowd grows.)

@@ -133,3 +133,19 @@ t.test('crowd ranks are 16 bits: a member of a 300-client crowd can be the 300th
   for (let g = 0; g < 256; g++) max = Math.max(max, s.crowdRank(g) ?? 0);
   t.ok(max > 255, `highest rank ${max}`);
 });
+
+t.test(
+  'a crowd of two whose other member never gains its blocks: they come from the origin within seconds',
+  async (t) => {
+    // The other member holds the file but dropped a block it found corrupt (test/sim/first-contact):
+    // it owns that block's unit and will never fetch it. Nothing measures the crowd's pace, so the
+    // stand-in wait was a fixed 60 s; now one grace per member (2 x 750 ms here) bounds it.
+    const { s } = standInFor(1, 8);
+    let first: number | undefined;
+    for (let now = 0; now < 70_000 && first === undefined; now += 50) {
+      if (now % 1000 === 0) s.crowdSeen(ip(0), now);
+      for (const a of s.next(now)) if (a.kind === 'origin') first = now;
+    }
+    t.ok(first !== undefined && first < 10_000, `first origin fetch at ${first} ms, not after 60 s`);
+  },
+);
