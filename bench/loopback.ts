@@ -12,6 +12,9 @@
  * (both ends together) are printed beside ours, with the ratios (issue 25).
  * --profile DIR: every daemon of the run writes a CPU profile (the `--cpu-prof` format) into DIR
  * when it stops, as daemon-<pid>.cpuprofile; their pids are printed to tell them apart.
+ * --warm SIZE: before its measured download, each receiving daemon downloads another file of SIZE
+ * from client 1 (not measured): the measured download then runs on a daemon whose code V8 has
+ * already compiled, as in a long-running daemon; without it every round measures a fresh process.
  * Targets: peer throughput >= 0.8 x the yardstick and >= 0.4 x plain HTTP; CPU s per GiB: receiving
  * daemon <= 10, serving daemon <= 5, get <= 1.
  *   npm run build && node dist/bench/loopback.js [--size 256MiB] [--rounds 2] [--json] [--profile DIR]
@@ -26,7 +29,7 @@ import { agentEntry } from '../testkit/sim/entrypoints.js';
 import { processCpuSeconds, runCommand } from '../testkit/sim/proc.js';
 import { lastJsonLine } from '../testkit/sim/harness.js';
 import { parseSize } from '../testkit/sim/files.js';
-import { rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 
 /** Seconds curl takes to fetch `url` into `out` (undefined when curl is not installed). */
@@ -70,6 +73,35 @@ function yardstick(script: string, file: string): Promise<Yardstick | undefined>
 
 const cpuSeconds = processCpuSeconds;
 
+/**
+ * CPU seconds (user and system apart) of the main thread of `pid` and of its other threads together
+ * (V8's compiler and GC helpers, libuv's pool for fs jobs, LevelDB's compaction) so far.
+ */
+async function threadCpu(pid: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+  for (const tid of tids) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => undefined);
+    if (!stat) continue;
+    // Node 20 names every thread "node": the main thread is the one whose id is the pid.
+    const name = tid === String(pid) ? 'main' : 'other threads';
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.set(`${name} user`, (out.get(`${name} user`) ?? 0) + Number(f[11]) / 100);
+    out.set(`${name} system`, (out.get(`${name} system`) ?? 0) + Number(f[12]) / 100);
+  }
+  return out;
+}
+
+/** "name a.bc s, ..." of what each kind of thread spent between two threadCpu snapshots. */
+function threadDelta(a: Map<string, number>, b: Map<string, number>): string {
+  return [...b]
+    .map(([k, v]) => [k, v - (a.get(k) ?? 0)] as const)
+    .filter(([, v]) => v > 0)
+    .sort((x, y) => y[1] - x[1])
+    .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+    .join(', ');
+}
+
 const { values } = parseArgs({
   options: {
     size: { type: 'string', default: '256MiB' },
@@ -77,18 +109,20 @@ const { values } = parseArgs({
     json: { type: 'boolean' },
     yardstick: { type: 'string', default: join(projectRoot, '..', 'shared', 'bench', 'ref-pipeline.mjs') },
     profile: { type: 'string' },
+    warm: { type: 'string' },
   },
 });
 const yardstickScript = existsSync(values.yardstick!) ? values.yardstick! : undefined;
 const size = parseSize(values.size!);
 const rounds = Math.max(1, Number(values.rounds));
+const warmSize = values.warm ? parseSize(values.warm) : 0;
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 
 log(`writing and publishing a ${size}-byte file`);
 const c = await Cluster.create({
   network: new LoopbackNetwork({ base: 120 }),
   clients: 1 + rounds,
-  files: [{ name: 'f.bin', size }],
+  files: [{ name: 'f.bin', size }, ...(warmSize > 0 ? [{ name: 'w.bin', size: warmSize }] : [])],
   ...(values.profile
     ? {
         env: {
@@ -105,6 +139,7 @@ try {
   log('client 1 fills its cache from the origin');
   const first = await c.download(1, 'f.bin', 900_000);
   if (!first.correct) throw new Error('client 1 download wrong');
+  if (warmSize > 0 && !(await c.download(1, 'w.bin', 900_000)).correct) throw new Error('client 1 warm-up wrong');
   const rows: Array<{
     round: number;
     p2pSeconds: number;
@@ -128,6 +163,8 @@ try {
     const cs = await curlSeconds(`http://${c.originDirect}/f.bin`, out);
     await rm(out, { force: true });
     const yard = yardstickScript ? await yardstick(yardstickScript, file) : undefined;
+    if (warmSize > 0 && !(await c.download(2 + k, 'w.bin', 900_000)).correct)
+      throw new Error(`client ${2 + k} warm-up wrong`);
     const hj = lastJsonLine(h.stdout);
     if (!hj || hj.bytes !== size) throw new Error(`plain fetch failed: ${h.stderr}`);
     // Every daemon that already holds the file may serve it (round 2 on: client 1 and client 2):
@@ -136,9 +173,12 @@ try {
     const client = c.daemons[1 + k]!.pid;
     const serving = async () => (await Promise.all(servers.map(cpuSeconds))).reduce((a, b) => a + b, 0);
     const cpu0 = [await serving(), await cpuSeconds(client)];
+    const threads0 = await threadCpu(client);
+    log(`round ${k + 1}: measuring the download by client ${2 + k} (pid ${client})`);
     const p = await c.download(2 + k, 'f.bin', 900_000);
     const serverCpu = (await serving()) - cpu0[0]!;
     const clientCpu = (await cpuSeconds(client)) - cpu0[1]!;
+    log(`round ${k + 1}: receiving daemon's threads (CPU s): ${threadDelta(threads0, await threadCpu(client))}`);
     if (!p.correct) throw new Error(`client ${2 + k} download wrong`);
     const httpSeconds = hj.seconds as number;
     rows.push({
