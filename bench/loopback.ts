@@ -15,6 +15,7 @@
  * --warm SIZE: before its measured download, each receiving daemon downloads another file of SIZE
  * from client 1 (not measured): the measured download then runs on a daemon whose code V8 has
  * already compiled, as in a long-running daemon; without it every round measures a fresh process.
+ * --warm-files N: N such files (default 1), downloaded one after the other.
  * Targets: peer throughput >= 0.8 x the yardstick and >= 0.4 x plain HTTP; CPU s per GiB: receiving
  * daemon <= 10, serving daemon <= 5, get <= 1.
  *   npm run build && node dist/bench/loopback.js [--size 256MiB] [--rounds 2] [--json] [--profile DIR]
@@ -110,19 +111,22 @@ const { values } = parseArgs({
     yardstick: { type: 'string', default: join(projectRoot, '..', 'shared', 'bench', 'ref-pipeline.mjs') },
     profile: { type: 'string' },
     warm: { type: 'string' },
+    'warm-files': { type: 'string', default: '1' },
   },
 });
 const yardstickScript = existsSync(values.yardstick!) ? values.yardstick! : undefined;
 const size = parseSize(values.size!);
 const rounds = Math.max(1, Number(values.rounds));
 const warmSize = values.warm ? parseSize(values.warm) : 0;
+const warmNames =
+  warmSize > 0 ? Array.from({ length: Math.max(1, Number(values['warm-files'])) }, (_, i) => `w${i}.bin`) : [];
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 
 log(`writing and publishing a ${size}-byte file`);
 const c = await Cluster.create({
   network: new LoopbackNetwork({ base: 120 }),
   clients: 1 + rounds,
-  files: [{ name: 'f.bin', size }, ...(warmSize > 0 ? [{ name: 'w.bin', size: warmSize }] : [])],
+  files: [{ name: 'f.bin', size }, ...warmNames.map((name) => ({ name, size: warmSize }))],
   ...(values.profile
     ? {
         env: {
@@ -139,7 +143,7 @@ try {
   log('client 1 fills its cache from the origin');
   const first = await c.download(1, 'f.bin', 900_000);
   if (!first.correct) throw new Error('client 1 download wrong');
-  if (warmSize > 0 && !(await c.download(1, 'w.bin', 900_000)).correct) throw new Error('client 1 warm-up wrong');
+  for (const w of warmNames) if (!(await c.download(1, w, 900_000)).correct) throw new Error('client 1 warm-up wrong');
   const rows: Array<{
     round: number;
     p2pSeconds: number;
@@ -163,8 +167,8 @@ try {
     const cs = await curlSeconds(`http://${c.originDirect}/f.bin`, out);
     await rm(out, { force: true });
     const yard = yardstickScript ? await yardstick(yardstickScript, file) : undefined;
-    if (warmSize > 0 && !(await c.download(2 + k, 'w.bin', 900_000)).correct)
-      throw new Error(`client ${2 + k} warm-up wrong`);
+    for (const w of warmNames)
+      if (!(await c.download(2 + k, w, 900_000)).correct) throw new Error(`client ${2 + k} warm-up wrong`);
     const hj = lastJsonLine(h.stdout);
     if (!hj || hj.bytes !== size) throw new Error(`plain fetch failed: ${h.stderr}`);
     // Every daemon that already holds the file may serve it (round 2 on: client 1 and client 2):
