@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { type RawConfig, configFromEnv, readConfigFile, resolveConfig } from '../daemon/config.js';
 import { defaultStateDir } from '../util/paths.js';
 import { createLogger } from '../util/log.js';
+import { settleArrayBufferDetaching } from '../util/jit.js';
 
 interface DaemonFlags {
   config?: string;
@@ -132,6 +133,9 @@ export function register(program: Command): void {
       // A stray rejected promise in some component is logged, not fatal: one failed peer or
       // download must not take the whole daemon down.
       process.on('unhandledRejection', (err) => log.error('unhandled promise rejection', { err }));
+      // Before any code is hot: the first ArrayBuffer detach otherwise deoptimizes the block path
+      // mid-download (util/jit.ts).
+      settleArrayBufferDetaching();
       // Loaded on demand: the daemon pulls in every subsystem, which other commands don't need.
       const { startDaemon } = await import('../daemon/daemon.js');
       // PEERDIST_POWER_SUPPLY_DIR: a fake /sys/class/power_supply tree (tests).
