@@ -395,7 +395,9 @@ t.test(
     const admit = process.env.PEERDIST_BIG_FILE_FULL === '1' ? most : Math.min(most, 2000);
     const segLen = 4096; // the state is per segment, whatever its length: little data to move
     const part = 512 * 1024;
-    const fit = smallSegmentsV2(admit, segLen, (2 * part) / segLen);
+    // All with their true hashes: the daemon fetches ahead of the reader, and a made-up hash would
+    // fail the download (ORIGIN_MISMATCH) wherever it got to first.
+    const fit = smallSegmentsV2(admit, segLen, admit);
     // 40,000 segments (about 2.8 GiB of v2 content at the chunker's average): about 40 MB of state
     // at the ~1 KB per segment measured (test/engine/budget.test.ts), which with the idle daemon
     // does not fit under the unit's 64 MiB. The budget's old 700 B per segment admitted it.
@@ -416,18 +418,22 @@ t.test(
     // 2. A download it admits runs, with its whole state in hand, within the heap.
     const heap: number[] = [];
     let blocksTotal = 0;
+    // Sampled at the first bytes of every 128 KiB step, however the stream is cut into chunks.
+    let nextSample = 0;
     const r = await fetchThrough(d.ready.admin, `${origin.base}/fit.bin`, async (n) => {
-      if (n % (128 * 1024) >= 32 * 1024 && n < part) return false;
+      if (n < nextSample && n < part) return false;
+      nextSample = (Math.floor(n / (128 * 1024)) + 1) * 128 * 1024;
       const s = await adminJson<Status>(d.ready.admin, '/v1/status');
       heap.push(s.memory?.heapUsedBytes ?? 0);
-      blocksTotal = Math.max(blocksTotal, s.downloads[0]?.blocksTotal ?? 0);
+      for (const j of s.downloads) blocksTotal = Math.max(blocksTotal, j.blocksTotal);
       return n >= part;
     });
     t.equal(
       r.status,
       200,
-      `${admit} v2 segments (${((admit * BYTES_PER_V2_SEGMENT) / MiB).toFixed(1)} MiB of the ${(budget / MiB).toFixed(1)} MiB budget) are admitted (${r.error ?? ''})`,
+      `${admit} v2 segments (${((admit * BYTES_PER_V2_SEGMENT) / MiB).toFixed(1)} MiB of the ${(budget / MiB).toFixed(1)} MiB budget) are admitted (${r.bytes} bytes read${r.error ? `, ${r.error}` : ''})`,
     );
+    t.ok(r.bytes >= part, `${r.bytes} bytes streamed (the download did not fail)`);
     t.equal(blocksTotal, admit, 'with block state for every segment');
     t.equal(exitCode, undefined, 'the daemon is alive');
     const idle = before.memory!.heapUsedBytes;
