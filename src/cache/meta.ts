@@ -13,6 +13,7 @@ import {
   packedHashes,
 } from '../protocol/pccrc/types.js';
 import { segmentIdOf } from '../protocol/pccrc/keys.js';
+import { PackedSegment } from '../protocol/pccrc/packed.js';
 import { CacheError } from './errors.js';
 
 export interface SegmentMeta {
@@ -46,6 +47,8 @@ export function digestLength(alg: HashAlgorithm): number {
 }
 
 export function segmentMetaFrom(version: ContentVersion, hashAlgorithm: HashAlgorithm, seg: SegmentInfo): SegmentMeta {
+  // A packed v2 segment is its own metadata (no copies of its keys per index entry).
+  if (seg instanceof PackedSegment && version === 2 && hashAlgorithm === seg.hashAlgorithm) return seg;
   return {
     segmentId: seg.segmentId,
     version,

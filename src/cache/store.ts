@@ -35,6 +35,7 @@ import { chmod, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Level } from 'level';
 import { blockRange, packedHashes, verifyBlock } from '../protocol/pccrc/types.js';
+import { PackedSegment } from '../protocol/pccrc/packed.js';
 import { type Logger, nullLogger } from '../util/log.js';
 import { Bitmap } from './bitmap.js';
 import { BadBlockError, CacheError, CacheLockedError } from './errors.js';
@@ -385,12 +386,17 @@ export class BlockStore extends EventEmitter {
               throw new CacheError('SEGMENT_CONFLICT', `segment ${idHex} is already cached with different metadata`);
             continue;
           }
-          // One packed buffer per segment, not a Buffer per block (issue 16.7).
-          const copy: SegmentMeta = {
-            ...meta,
-            blockHashes: packedHashes(Buffer.concat(meta.blockHashes), digestLength(meta.hashAlgorithm)),
-          };
-          if (!copy.replay) delete copy.replay;
+          // One packed buffer per segment, not a Buffer per block (issue 16.7); a packed v2 segment
+          // of parsed content information is kept as it is (pccrc/packed.ts).
+          let copy: SegmentMeta;
+          if (meta instanceof PackedSegment) copy = meta;
+          else {
+            copy = {
+              ...meta,
+              blockHashes: packedHashes(Buffer.concat(meta.blockHashes), digestLength(meta.hashAlgorithm)),
+            };
+            if (!copy.replay) delete copy.replay;
+          }
           fresh.set(idHex, copy);
         }
         if (fresh.size === 0) return;
@@ -746,7 +752,9 @@ export class BlockStore extends EventEmitter {
   // ---- pins, eviction, limits ----
 
   pin(segmentId: Buffer): () => void {
-    const idHex = segmentId.toString('hex');
+    // Keyed by the index entry's own string when there is one (not a second 64-character copy).
+    const hex = segmentId.toString('hex');
+    const idHex = this.entries.get(hex)?.idHex ?? hex;
     this.pins.set(idHex, (this.pins.get(idHex) ?? 0) + 1);
     let done = false;
     return () => {

@@ -100,11 +100,24 @@ interface Outstanding {
 interface Chunk {
   watch: Watch<Chunk>;
   version: DiscoveryVersion;
-  segmentIds: Buffer[];
+  /**
+   * The chunk's segment IDs, packed (v2 IDs are 32 bytes, v1 32, 48 or 64, one length per chunk):
+   * views are made when a probe goes out or an answer comes in, instead of a Buffer per watched
+   * segment held for the life of the watch (issue 25 target 6).
+   */
+  packed: Buffer;
+  idLength: number;
   ids: string[];
   cycle: number;
   step: number;
   timer?: unknown;
+}
+
+/** A chunk's segment IDs as Buffers (views over its packed IDs). */
+function chunkIds(c: Chunk): Buffer[] {
+  const out: Buffer[] = [];
+  for (let p = 0; p < c.packed.length; p += c.idLength) out.push(c.packed.subarray(p, p + c.idLength));
+  return out;
 }
 
 export class Prober {
@@ -155,11 +168,20 @@ export class Prober {
     this.watches.add(w);
     const ids = [...unique.values()];
     const per = MAX_IDS_PER_PROBE[version];
-    for (let k = 0; k < ids.length; k += per) {
-      const chunk: Chunk = { watch: w, version, segmentIds: ids.slice(k, k + per), ids: [], cycle: 0, step: 0 };
-      w.chunks.push(chunk);
-      this.due(chunk);
+    // One chunk per probe, of IDs of one length (v1 content of one hash algorithm has one).
+    const byLength = new Map<number, Buffer[]>();
+    for (const id of ids) {
+      const list = byLength.get(id.length);
+      if (list) list.push(id);
+      else byLength.set(id.length, [id]);
     }
+    for (const [idLength, list] of byLength)
+      for (let k = 0; k < list.length; k += per) {
+        const packed = Buffer.concat(list.slice(k, k + per));
+        const chunk: Chunk = { watch: w, version, packed, idLength, ids: [], cycle: 0, step: 0 };
+        w.chunks.push(chunk);
+        this.due(chunk);
+      }
     return w;
   }
 
@@ -207,7 +229,7 @@ export class Prober {
       chunk.watch.timers.add(h);
     }
     const messageId = chunk.ids[chunk.ids.length - 1]!;
-    this.cfg.send(Buffer.from(encodeProbe({ version: chunk.version, messageId, segmentIds: chunk.segmentIds })));
+    this.cfg.send(Buffer.from(encodeProbe({ version: chunk.version, messageId, segmentIds: chunkIds(chunk) })));
     this.rt.stats.probesSent++;
     let delay: number;
     const offsets = chunk.cycle === 0 ? [0, ...t.retransmitMs] : [0];
@@ -233,7 +255,10 @@ export class Prober {
     let pm: ProbeMatches;
     try {
       const msg = parseDiscoveryMessage(datagram, {
-        probeSegments: (rel) => this.outstanding.get(rel)?.chunk.segmentIds,
+        probeSegments: (rel) => {
+          const c = this.outstanding.get(rel)?.chunk;
+          return c && chunkIds(c);
+        },
       });
       if (msg.kind !== 'ProbeMatches') return countDrop(stats, 'unexpected');
       pm = msg;
@@ -267,7 +292,7 @@ export class Prober {
       this.responders.delete(this.responders.keys().next().value!);
     rec.replied = true;
     this.wait = this.timing.maxWaitMs;
-    const probed = new Set(rec.chunk.segmentIds.map(segmentIdHex));
+    const probed = new Set(chunkIds(rec.chunk).map(segmentIdHex));
     for (const m of pm.matches) {
       const hex = segmentIdHex(m.segmentId);
       if (!probed.has(hex)) continue;

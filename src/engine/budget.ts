@@ -1,8 +1,13 @@
 /**
  * Memory budget for the block state of running downloads (issue 16.7). A 5 GiB v1 file has 81,921
  * blocks; its layout, scheduler state, packed block hashes and the cache's bitmap take about 100
- * bytes per block (measured: 7.9 MiB for 81,921 blocks), v2 content about 700 bytes per segment
- * (one SegmentInfo with its hashes and keys each). A download whose estimate does not fit in what
+ * bytes per block (measured: 7.9 MiB for 81,921 blocks). v2 content: BYTES_PER_V2_SEGMENT per
+ * segment, from the state measured by bench/segment-heap.ts and test/engine/budget.test.ts (parsed
+ * content information, cache index entry, segment pin, Transfer, discovery watch with a peer per
+ * segment: about 1 KB of heap and ArrayBuffers per segment, BENCHMARKS.md "Per-segment state")
+ * with half again for a few more peers per segment, the block state of the daemon's other tables
+ * and garbage between collections. It was 700, while the daemon held about 1.9 KB per segment
+ * (RELIABILITY.md "Found 2026-12-07"). A download whose estimate does not fit in what
  * is left of the budget is refused with TOO_LARGE before anything is fetched, instead of taking
  * the daemon (and every other download) down with a V8 out-of-memory crash. The budget is half the
  * V8 heap limit (the systemd unit sets --max-old-space-size=64), shared by running downloads.
@@ -11,7 +16,7 @@ import { getHeapStatistics } from 'node:v8';
 import { V1_BLOCK_SIZE, V2_MAX_SEGMENT_SIZE, type ContentInfo } from '../protocol/pccrc/types.js';
 
 export const BYTES_PER_V1_BLOCK = 100;
-export const BYTES_PER_V2_SEGMENT = 700;
+export const BYTES_PER_V2_SEGMENT = 1500;
 
 /** Estimated block-state bytes of a download of `ci`. */
 export function stateBytes(ci: Pick<ContentInfo, 'version' | 'contentLength' | 'segments'>): number {

@@ -13,6 +13,7 @@ import type { TraceEvent } from './trace.js';
 import type { ByteSource, EngineDeps } from './types.js';
 import type { MemoryBudget } from './budget.js';
 import type { OriginSet } from './origins.js';
+import type { SegmentIndex } from './segment-index.js';
 
 export interface JobContext {
   deps: EngineDeps;
@@ -42,8 +43,8 @@ export interface Session {
   readonly ci: ContentInfo;
   readonly sched: Scheduler;
   readonly layout: BlockLayout;
-  /** Segment number by upper-case hex segment ID. */
-  readonly segByHex: ReadonlyMap<string, number>;
+  /** Segment number by hex segment ID (get) or by ID (ofId); segment-index.ts. */
+  readonly segByHex: Pick<SegmentIndex, 'get' | 'has' | 'ofId'>;
   /** Peers that refused MSG_GETBLKLIST (HTTP 400): asked for blocks directly, never for lists. */
   readonly noBlockLists: Set<string>;
   /** Message of the last failed origin range request (for the final error). */

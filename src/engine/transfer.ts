@@ -16,6 +16,7 @@ import type { TraceEvent } from './trace.js';
 import type { ByteSource } from './types.js';
 import type { OriginSet } from './origins.js';
 import { isLoopbackHost } from '../util/address.js';
+import { SegmentIndex } from './segment-index.js';
 
 const GATE_REFRESH_WAIT_MS = 500;
 /** The longest the origin gate waits for the hosted caches' first answers (firstAnswers). */
@@ -73,17 +74,15 @@ export interface TransferHost {
   trace(ev: TraceEvent): void;
 }
 
-/** Every block of every segment in content order, and segment numbers by hex segment ID. */
-export function contentLayout(ci: ContentInfo): { layout: BlockLayout; segByHex: Map<string, number> } {
+/** Every block of every segment in content order, and segment numbers by segment ID. */
+export function contentLayout(ci: ContentInfo): { layout: BlockLayout; segByHex: SegmentIndex } {
   let total = 0;
   for (const seg of ci.segments) total += blockCount(ci.version, seg);
   // Typed arrays, not an object per block (issue 16.7).
   const blocks = new BlockTable(total);
   const offsets = new Float64Array(total);
-  const segByHex = new Map<string, number>();
   let g = 0;
   for (const seg of ci.segments) {
-    segByHex.set(seg.segmentId.toString('hex').toUpperCase(), seg.index);
     const n = blockCount(ci.version, seg);
     for (let i = 0; i < n; i++, g++) {
       const [s, e] = blockRange(ci.version, seg, i);
@@ -94,7 +93,8 @@ export function contentLayout(ci: ContentInfo): { layout: BlockLayout; segByHex:
   const segOf = (g: number) => ci.segments[blocks.seg[g]!]!;
   return {
     layout: { blocks, offsets, segmentId: (g) => segOf(g).segmentId, contentLength: ci.contentLength },
-    segByHex,
+    // Segment numbers by ID without a hex string per segment (issue 25 target 6).
+    segByHex: SegmentIndex.of(ci.segments),
   };
 }
 
@@ -106,7 +106,7 @@ export class Transfer implements Session {
   readonly log: Logger;
   readonly signal: AbortSignal;
   readonly layout: BlockLayout;
-  readonly segByHex: ReadonlyMap<string, number>;
+  readonly segByHex: SegmentIndex;
   readonly sched: Scheduler;
   lastOriginError: string | undefined;
   readonly etag?: string;
@@ -277,7 +277,7 @@ export class Transfer implements Session {
     // Another client probing for our segments: it downloads the same content now (a flash crowd).
     this.unsubscribeProbes = discovery.onForeignProbe?.((ids, from) => {
       for (const id of ids)
-        if (this.segByHex.has(id.toString('hex').toUpperCase())) {
+        if (this.segByHex.ofId(id) !== undefined) {
           // Daemons on one host probe from one loopback address: a crowd, but no identity.
           this.sched.crowdSeen(isLoopbackHost(from) ? undefined : from, this.ctx.now());
           return;
@@ -484,7 +484,7 @@ export class Transfer implements Session {
 
   /** Blocks another job (or an import) stores meanwhile count as cache hits. */
   private readonly onStoreBlock = (idHex: string, index: number): void => {
-    const seg = this.segByHex.get(idHex.toUpperCase());
+    const seg = this.segByHex.get(idHex);
     if (seg === undefined) return;
     const g = this.sched.blockOf(seg, index);
     if (g === undefined || this.sched.hasBlock(g)) return;

@@ -3,10 +3,16 @@
  * (packaging/peerdist.service: NODE_OPTIONS=--max-old-space-size=64 --max-semi-space-size=2,
  * MALLOC_ARENA_MAX=2). A real `peerdist daemon` child with those settings downloads a 5 GiB sparse
  * file (81,921 v1 blocks) from a loopback origin through its admin API. Bounded in time: once the
- * content information and block state for all 81,921 blocks are set up and 96 MiB went through,
+ * content information and block state for all 81,921 blocks are set up and 32 MiB went through,
  * the daemon's V8 heap is measured (PEERDIST_BIG_FILE_FULL=1 runs all 5 GiB; not yet measured, RELIABILITY.md). A download whose
  * block state cannot fit in the daemon's memory is refused with a clear error, and the daemon
  * keeps serving other downloads.
+ *
+ * v2 (RELIABILITY.md "Found 2026-12-07"): under the same settings, a v2 download of 40,000
+ * segments, whose state does not fit, is refused with TOO_LARGE before anything is fetched (the
+ * budget assumed 700 bytes per v2 segment where the daemon held about 1.9 KB, so it admitted it and
+ * ran at its heap limit), and an admitted one runs within the heap (the largest the budget admits,
+ * 24,466 segments, with PEERDIST_BIG_FILE_FULL=1: minutes of index writes on a busy machine).
  *
  * The origin here is a small MS-PCCRTP server of the test's own: content information for a sparse
  * file (zeros except a 16-byte marker at the start of every segment, so every segment has its own
@@ -26,6 +32,7 @@ import { V1_BLOCK_SIZE, V1_SEGMENT_SIZE, type ContentInfo, type SegmentInfo } fr
 import { negotiate, peerDistResponseHeaders } from '../../src/protocol/pccrtp/headers.js';
 import { loopbackDaemonArgs, startDaemonChild, type DaemonChild } from '../daemon/daemon-child.js';
 import { tmpDir } from './rig.js';
+import { BYTES_PER_V2_SEGMENT } from '../../src/engine/budget.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -93,7 +100,7 @@ async function sparseContent(size: number, path?: string): Promise<{ ci: Content
 /** A loopback MS-PCCRTP origin for one file: content information, and ranges read from `path`. */
 async function sparseOrigin(
   t: Test,
-  files: Record<string, { size: number; body: Buffer; path?: string }>,
+  files: Record<string, { size: number; body: Buffer; path?: string; bytes?: (start: number, end: number) => Buffer }>,
 ): Promise<{ base: string; rangeBytes: () => number }> {
   let rangeBytes = 0;
   const server = createServer((req: IncomingMessage, res) => {
@@ -106,13 +113,14 @@ async function sparseOrigin(
     if (range) {
       const start = Number(range[1]),
         end = Math.min(Number(range[2]), f.size - 1);
-      if (!f.path || start > end) {
+      if (!(f.path || f.bytes) || start > end) {
         res.writeHead(416, { 'Content-Length': 0 }).end();
         return;
       }
       rangeBytes += end - start + 1;
       res.writeHead(206, { 'Content-Length': end - start + 1, 'Content-Range': `bytes ${start}-${end}/${f.size}` });
-      createReadStream(f.path, { start, end }).pipe(res);
+      if (f.bytes) res.end(f.bytes(start, end + 1));
+      else createReadStream(f.path!, { start, end }).pipe(res);
       return;
     }
     const n = negotiate(req.headers);
@@ -238,14 +246,14 @@ t.test(
       `the unit's heap cap is in force (${(before.memory!.heapLimitBytes / MiB).toFixed(0)} MiB)`,
     );
 
-    // 1. 5 GiB: stop once 96 MiB went through, measuring the heap along the way (the whole file
+    // 1. 5 GiB: stop once 32 MiB went through, measuring the heap along the way (the whole file
     // with PEERDIST_BIG_FILE_FULL=1: minutes, so not in the suite; figures in RELIABILITY.md).
     let peakHeap = 0,
       blocksTotal = 0,
       samples = 0;
-    const part = process.env.PEERDIST_BIG_FILE_FULL === '1' ? size : 96 * MiB;
+    const part = process.env.PEERDIST_BIG_FILE_FULL === '1' ? size : 32 * MiB;
     const r = await fetchThrough(d.ready.admin, `${origin.base}/big.bin`, async (n) => {
-      if (n < part && n % (16 * MiB) >= 1 * MiB) return false;
+      if (n < part && n % (8 * MiB) >= 1 * MiB) return false;
       const s = await adminJson<Status>(d.ready.admin, '/v1/status');
       samples++;
       peakHeap = Math.max(peakHeap, s.memory?.heapUsedBytes ?? 0);
@@ -302,4 +310,169 @@ async function hugeContentInfo(size: number): Promise<Buffer> {
     contentLength: size,
     segments,
   });
+}
+
+/**
+ * v2 content of `n` segments of `segLen` bytes: segment k is its marker then zeros (no file). The
+ * first `real` segments have their true hashes; the others distinct made-up ones (they are never
+ * fetched: hashing them all would cost the suite seconds).
+ */
+function smallSegmentsV2(
+  n: number,
+  segLen: number,
+  real: number,
+): { body: Buffer; size: number; bytes: (a: number, b: number) => Buffer } {
+  const ks = serverSecret(2, randomBytes(32));
+  const segments: SegmentInfo[] = [];
+  const data = Buffer.alloc(segLen);
+  for (let k = 0; k < n; k++) {
+    let hod: Buffer, kp: Buffer;
+    if (k < real) {
+      marker(k).copy(data, 0);
+      hod = createHash('sha512').update(data).digest().subarray(0, 32);
+      kp = segmentSecret(2, ks, hod);
+    } else {
+      hod = Buffer.alloc(32, 0x5a);
+      hod.writeUInt32BE(k, 0);
+      kp = Buffer.alloc(32, 0xa5);
+      kp.writeUInt32BE(k, 28);
+    }
+    segments.push({
+      index: k,
+      offset: k * segLen,
+      length: segLen,
+      blockSize: segLen,
+      hod,
+      kp,
+      segmentId: Buffer.alloc(32), // not on the wire (the daemon derives it)
+      blockHashes: [],
+    });
+  }
+  const size = n * segLen;
+  const body = encodeContentInfo({
+    version: 2,
+    hashAlgorithm: 'SHA-512/256t',
+    rangeStart: 0,
+    rangeEnd: size,
+    contentLength: size,
+    segments,
+  });
+  const bytes = (a: number, b: number) => {
+    const out = Buffer.alloc(b - a);
+    for (let k = Math.floor(a / segLen); k * segLen < b; k++) {
+      const m = marker(k);
+      for (let i = 0; i < 16; i++) {
+        const at = k * segLen + i;
+        if (at >= a && at < b) out[at - a] = m[i]!;
+      }
+    }
+    return out;
+  };
+  return { body, size, bytes };
+}
+
+t.test(
+  'v2 under the unit heap cap: a download the state budget admits runs within the heap (the largest with PEERDIST_BIG_FILE_FULL=1); one whose state does not fit is refused with TOO_LARGE',
+  async (t) => {
+    const root = await tmpDir(t, 'bigfile-v2');
+    const d = await startDaemonChild([...(await loopbackDaemonArgs(join(root, 'state'))), '--cache-limit', '256M'], {
+      env: UNIT_ENV,
+      timeoutMs: 30_000,
+    });
+    t.teardown(() => d.stop(3000));
+    let exitCode: number | null | undefined;
+    d.proc.once('exit', (code, sig) => {
+      exitCode = code ?? (sig ? -1 : null);
+    });
+    const before = await adminJson<Status>(d.ready.admin, '/v1/status');
+    const limit = before.memory!.heapLimitBytes;
+    t.ok(limit < 128 * MiB, `the unit's heap cap is in force (${(limit / MiB).toFixed(0)} MiB)`);
+    // The engine's budget is half the heap limit (src/engine/budget.ts): the most v2 segments it
+    // admits. In the suite a download of 2,000 segments is run (registering 24,000 segments in the
+    // cache index alone takes seconds); PEERDIST_BIG_FILE_FULL=1 runs the largest it admits.
+    const budget = Math.floor(limit / 2);
+    const most = Math.floor(budget / BYTES_PER_V2_SEGMENT);
+    const admit = process.env.PEERDIST_BIG_FILE_FULL === '1' ? most : Math.min(most, 2000);
+    const segLen = 4096; // the state is per segment, whatever its length: little data to move
+    const part = 512 * 1024;
+    // All with their true hashes: the daemon fetches ahead of the reader, and a made-up hash would
+    // fail the download (ORIGIN_MISMATCH) wherever it got to first.
+    const fit = smallSegmentsV2(admit, segLen, admit);
+    // 40,000 segments (about 2.8 GiB of v2 content at the chunker's average): about 40 MB of state
+    // at the ~1 KB per segment measured (test/engine/budget.test.ts), which with the idle daemon
+    // does not fit under the unit's 64 MiB. The budget's old 700 B per segment admitted it.
+    const refused = 40_000;
+    const tooMany = v2Descriptors(refused, segLen);
+    const origin = await sparseOrigin(t, {
+      'fit.bin': { size: fit.size, body: fit.body, bytes: fit.bytes },
+      'too-many.bin': { size: refused * segLen, body: tooMany },
+    });
+
+    // 1. State that does not fit: refused before anything is fetched, the daemon unharmed.
+    const h = await fetchThrough(d.ready.admin, `${origin.base}/too-many.bin`, () => true);
+    t.not(h.status, 200, `${refused} v2 segments are refused (the budget admits ${most})`);
+    t.match(h.error ?? '', /TOO_LARGE|too large/i, `with a clear error: ${h.error}`);
+    t.equal(origin.rangeBytes(), 0, 'nothing was fetched');
+    t.equal(exitCode, undefined, 'the daemon is alive');
+
+    // 2. A download it admits runs, with its whole state in hand, within the heap.
+    const heap: number[] = [];
+    let blocksTotal = 0;
+    // Sampled at the first bytes of every 128 KiB step, however the stream is cut into chunks.
+    let nextSample = 0;
+    const r = await fetchThrough(d.ready.admin, `${origin.base}/fit.bin`, async (n) => {
+      if (n < nextSample && n < part) return false;
+      nextSample = (Math.floor(n / (128 * 1024)) + 1) * 128 * 1024;
+      const s = await adminJson<Status>(d.ready.admin, '/v1/status');
+      heap.push(s.memory?.heapUsedBytes ?? 0);
+      for (const j of s.downloads) blocksTotal = Math.max(blocksTotal, j.blocksTotal);
+      return n >= part;
+    });
+    t.equal(
+      r.status,
+      200,
+      `${admit} v2 segments (${((admit * BYTES_PER_V2_SEGMENT) / MiB).toFixed(1)} MiB of the ${(budget / MiB).toFixed(1)} MiB budget) are admitted (${r.bytes} bytes read${r.error ? `, ${r.error}` : ''})`,
+    );
+    t.ok(r.bytes >= part, `${r.bytes} bytes streamed (the download did not fail)`);
+    t.equal(blocksTotal, admit, 'with block state for every segment');
+    t.equal(exitCode, undefined, 'the daemon is alive');
+    const idle = before.memory!.heapUsedBytes;
+    const low = Math.min(...heap);
+    t.comment(
+      `heap: idle ${(idle / MiB).toFixed(1)} MiB; with ${admit} v2 segments in hand ${(low / MiB).toFixed(1)}-${(Math.max(...heap) / MiB).toFixed(1)} MiB (${heap.length} samples), limit ${(limit / MiB).toFixed(0)} MiB`,
+    );
+    t.ok(
+      low - idle <= budget,
+      `the download's state (${((low - idle) / MiB).toFixed(1)} MiB) fits in the ${(budget / MiB).toFixed(1)} MiB the budget holds for it`,
+    );
+  },
+);
+
+/**
+ * Wire v2 content information (MS-PCCRC 2.4) of `n` segments of `segLen` bytes with made-up,
+ * distinct HoD and Kp, written directly (no SegmentInfo objects): content that is never fetched.
+ */
+function v2Descriptors(n: number, segLen: number): Buffer {
+  const perChunk = 1000;
+  const chunks = Math.ceil(n / perChunk);
+  const out = Buffer.alloc(31 + chunks * 5 + n * 68);
+  out.writeUInt8(0, 0); // bMinorVersion
+  out.writeUInt8(2, 1); // bMajorVersion
+  out.writeUInt8(4, 2); // bHashAlgo: truncated SHA-512
+  // ullStartInContent, ullIndexOfFirstSegment, dwOffsetInFirstSegment, ullLengthOfRange: all 0
+  let p = 31;
+  for (let k = 0; k < n; k += perChunk) {
+    const m = Math.min(perChunk, n - k);
+    out.writeUInt8(0, p);
+    out.writeUInt32BE(m * 68, p + 1);
+    p += 5;
+    for (let j = k; j < k + m; j++) {
+      out.writeUInt32BE(segLen, p);
+      out.fill(0x5a, p + 4, p + 68);
+      out.writeUInt32BE(j, p + 4); // HoD
+      out.writeUInt32BE(j, p + 64); // Kp
+      p += 68;
+    }
+  }
+  return out;
 }

@@ -7,6 +7,7 @@
 import { WireReader } from '../wire.js';
 import { ContentInfoError } from './errors.js';
 import { segmentIdOf } from './keys.js';
+import { SegmentColumns } from './packed.js';
 import {
   V1_BLOCK_SIZE,
   V1_SEGMENT_SIZE,
@@ -147,7 +148,12 @@ function parseV2(buf: Buffer): ContentInfo {
   const firstIndex = r.u64('ullIndexOfFirstSegment');
   const offsetInFirst = r.u32('dwOffsetInFirstSegment');
   const lengthOfRange = r.u64('ullLengthOfRange');
-  const segments: SegmentInfo[] = [];
+  // Packed (packed.ts): at most one segment per descriptor of the bytes that remain.
+  const most = Math.floor(r.remaining / V2_SEGMENT_DESC_SIZE);
+  const offsets = new Float64Array(most);
+  const lengths = new Uint32Array(most);
+  const keys = Buffer.alloc(most * 64);
+  let n = 0;
   let offset = startInContent;
   for (let c = 0; r.remaining > 0; c++) {
     const f = `chunks[${c}]`;
@@ -160,30 +166,23 @@ function parseV2(buf: Buffer): ContentInfo {
         `${len} is not a non-zero multiple of ${V2_SEGMENT_DESC_SIZE}`,
       );
     r.need(len, `${f}.dwChunkDataLength`);
-    for (let n = len / V2_SEGMENT_DESC_SIZE; n > 0; n--) {
-      const k = segments.length;
+    for (let m = len / V2_SEGMENT_DESC_SIZE; m > 0; m--) {
+      const k = n;
       const sf = `segments[${k}]`;
       const length = r.u32(`${sf}.cbSegment`);
       if (length === 0 || length > V2_MAX_SEGMENT_SIZE)
         throw new ContentInfoError(`${sf}.cbSegment`, `${length} is not in 1..${V2_MAX_SEGMENT_SIZE}`);
       if (offset + length > Number.MAX_SAFE_INTEGER || firstIndex + k > Number.MAX_SAFE_INTEGER)
         throw new ContentInfoError(`${sf}.cbSegment`, 'segment end exceeds 2^53-1');
-      const hod = r.bytes(32, `${sf}.SegmentHashOfData`);
-      const kp = r.bytes(32, `${sf}.SegmentSecret`);
-      segments.push({
-        index: firstIndex + k,
-        offset,
-        length,
-        blockSize: length,
-        hod,
-        kp,
-        segmentId: segmentIdOf(2, kp, hod),
-        blockHashes: [],
-      });
+      // SegmentHashOfData then SegmentSecret: copied out as they lie, 64 bytes.
+      r.view(64, `${sf}.SegmentHashOfData`).copy(keys, k * 64);
+      offsets[k] = offset;
+      lengths[k] = length;
+      n++;
       offset += length;
     }
   }
-  if (segments.length === 0) {
+  if (n === 0) {
     for (const [name, v] of [
       ['ullStartInContent', startInContent],
       ['ullIndexOfFirstSegment', firstIndex],
@@ -192,13 +191,25 @@ function parseV2(buf: Buffer): ContentInfo {
     ] as const) {
       if (v !== 0) throw new ContentInfoError(name, 'must be 0 when there are no segments');
     }
-    return { version: 2, hashAlgorithm: 'SHA-512/256t', rangeStart: 0, rangeEnd: 0, contentLength: 0, segments };
+    return { version: 2, hashAlgorithm: 'SHA-512/256t', rangeStart: 0, rangeEnd: 0, contentLength: 0, segments: [] };
   }
+  const ids = Buffer.alloc(n * 32);
+  for (let k = 0; k < n; k++)
+    segmentIdOf(2, keys.subarray(k * 64 + 32, k * 64 + 64), keys.subarray(k * 64, k * 64 + 32)).copy(ids, k * 32);
+  const cols = new SegmentColumns(
+    firstIndex,
+    offsets.slice(0, n),
+    lengths.slice(0, n),
+    n === most ? keys : Buffer.from(keys.subarray(0, n * 64)),
+    ids,
+  );
+  const segments: SegmentInfo[] = new Array(n);
+  for (let k = 0; k < n; k++) segments[k] = cols.segment(k);
   const contentLength = offset;
-  if (offsetInFirst >= segments[0]!.length)
+  if (offsetInFirst >= lengths[0]!)
     throw new ContentInfoError(
       'dwOffsetInFirstSegment',
-      `${offsetInFirst} is beyond the first segment (${segments[0]!.length} bytes)`,
+      `${offsetInFirst} is beyond the first segment (${lengths[0]!} bytes)`,
     );
   const rangeStart = startInContent + offsetInFirst;
   const rangeEnd = lengthOfRange === 0 ? contentLength : rangeStart + lengthOfRange;

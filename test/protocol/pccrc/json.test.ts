@@ -3,6 +3,7 @@ import t from 'tap';
 import { ContentInfoError, parseContentInfo } from '../../../src/protocol/pccrc/codec.js';
 import { contentInfoFromJson, contentInfoToJson } from '../../../src/protocol/pccrc/json.js';
 import { hex, vectors } from './vectors.js';
+import { plainSegment } from '../../../src/protocol/pccrc/packed.js';
 
 const v1 = parseContentInfo(hex(vectors.iis85.v1.blob));
 const v2 = parseContentInfo(hex(vectors.iis85.v2.blob));
@@ -38,7 +39,12 @@ t.test('shape', async (t) => {
 });
 
 t.test('round trip and rejection', async (t) => {
-  for (const ci of [v1, v2]) t.same(contentInfoFromJson(JSON.parse(JSON.stringify(contentInfoToJson(ci)))), ci);
+  // Parsed v2 segments are packed (getters over shared columns): compared as plain objects.
+  for (const ci of [v1, v2])
+    t.same(contentInfoFromJson(JSON.parse(JSON.stringify(contentInfoToJson(ci)))), {
+      ...ci,
+      segments: ci.version === 2 ? ci.segments.map(plainSegment) : ci.segments,
+    });
   // biome-ignore lint/suspicious/noExplicitAny: the mutators reach into arbitrary JSON
   const bad = (mutate: (j: Record<string, any>) => void, field: string) => {
     const j = JSON.parse(JSON.stringify(contentInfoToJson(v1)));
