@@ -46,6 +46,8 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   private plain: PlainBuffer | undefined;
   /** Undo actions run when the job ends (the memory budget's reservation). */
   private releases: Array<() => void> = [];
+  /** Content-information version to ask for, when the daemon's own setting was too much (v2 too large). */
+  private maxVersion: 1 | 2 | undefined;
   /**
    * The job's pin on each of its segments (by segment number). Held while the job runs and, once
    * it has ended, while an open reader has yet to read the segment (issue 27.1: blocks stored ahead
@@ -320,7 +322,18 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       this.abort.signal,
       (n) => this.counters.add('contentInfoBytes', n),
       this.ctx.budget,
+      this.maxVersion,
     );
+  }
+
+  /** Takes the memory budget's share for a download of `ci`: its release, or null when it does not fit. */
+  private reserveState(ci: ContentInfo): (() => void) | null {
+    if (!this.ctx.budget) return () => {};
+    return this.ctx.budget.reserve(stateBytes(ci)) ?? null;
+  }
+
+  private fitsAsV1(length: number): boolean {
+    return this.ctx.budget?.fits(stateBytes({ version: 1, contentLength: length, segments: [] })) ?? true;
   }
 
   /** A mirror's content information, which must match the download's before any byte of it is used. */
@@ -353,9 +366,31 @@ export class EngineJob extends EventEmitter implements DownloadJob {
   }
 
   private async run(): Promise<void> {
-    const answer = await this.firstAnswer();
+    let answer = await this.firstAnswer();
     if (!answer.peerdist) return this.runPlain(answer.res, answer.meta);
+    let release = this.reserveState(answer.contentInfo);
+    if (release === null && answer.contentInfo.version === 2 && this.fitsAsV1(answer.contentInfo.contentLength)) {
+      // v2 content information has a segment per 64 KiB-1 MiB chunk, v1 one per 32 MiB: the same
+      // file as v1 needs about a tenth of the state (protocol/engine.md "Memory per download"). Ask
+      // again for v1 rather than fail a download the daemon can carry.
+      this.log.info('v2 block state does not fit the memory budget; asking for v1 content information', {
+        segments: answer.contentInfo.segments.length,
+      });
+      this.maxVersion = 1;
+      const v2 = answer.contentInfo;
+      try {
+        answer = await this.firstAnswer();
+      } catch (err) {
+        if (this.abort.signal.aborted) throw err;
+        const why = `asking for v1 content information instead failed: ${(err as Error).message}`;
+        throw tooLarge(this.url, v2.contentLength, stateBytes(v2), this.ctx.budget!, why);
+      }
+      if (!answer.peerdist) return this.runPlain(answer.res, answer.meta);
+      release = this.reserveState(answer.contentInfo);
+    }
     const ci = answer.contentInfo;
+    if (release === null) throw tooLarge(this.url, ci.contentLength, stateBytes(ci), this.ctx.budget!);
+    this.releases.push(release);
     this.trace({
       type: 'content',
       version: ci.version,
@@ -365,12 +400,6 @@ export class EngineJob extends EventEmitter implements DownloadJob {
       blocks: ci.segments.reduce((n, s) => n + blockCount(ci.version, s), 0),
       contentInfoBytes: this.counters.counts.contentInfoBytes,
     });
-    if (this.ctx.budget) {
-      const need = stateBytes(ci);
-      const release = this.ctx.budget.reserve(need);
-      if (!release) throw tooLarge(this.url, ci.contentLength, need, this.ctx.budget);
-      this.releases.push(release);
-    }
     this.peerdist = true;
     this.contentLength = ci.contentLength;
     this.etag = answer.meta.etag;

@@ -29,9 +29,12 @@ export async function negotiate(
   signal: AbortSignal,
   onContentInfoBytes: (n: number) => void,
   budget?: MemoryBudget,
+  /** Ask for at most this content-information version (default: the daemon's setting, else 2). */
+  maxVersion?: 1 | 2,
 ): Promise<Negotiated> {
   const { deps, http } = ctx;
-  const reqHeaders = { ...headers, ...clientRequestHeaders({ maxContentVersion: deps.maxContentVersion ?? 2 }) };
+  const maxContentVersion = maxVersion ?? deps.maxContentVersion ?? 2;
+  const reqHeaders = { ...headers, ...clientRequestHeaders({ maxContentVersion }) };
   const res = await http.get(url, reqHeaders, signal);
   if (res.status !== 200) {
     res.discard();
@@ -76,18 +79,24 @@ export async function negotiate(
       `content information for ${url} covers ${ci.rangeStart}-${ci.rangeEnd} of ${ci.contentLength} bytes but ContentLength is ${pd.contentLength}`,
     );
   }
-  if (ci.version > (deps.maxContentVersion ?? 2))
+  if (ci.version > maxContentVersion)
     throw new DownloadError(
       'BAD_CONTENT_INFO',
-      `origin sent content information v${ci.version}, we asked for at most v${deps.maxContentVersion}`,
+      `origin sent content information v${ci.version}, we asked for at most v${maxContentVersion}`,
     );
   return { peerdist: true, meta, contentInfo: ci };
 }
 
-export function tooLarge(url: string, length: number, need: number, budget: MemoryBudget): DownloadError {
+export function tooLarge(
+  url: string,
+  length: number,
+  need: number,
+  budget: MemoryBudget,
+  also?: string,
+): DownloadError {
   const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
   return new DownloadError(
     'TOO_LARGE',
-    `download of ${url} (${length} bytes) is too large for this daemon's memory: its block state needs about ${mib(need)}, ${mib(Math.max(0, budget.total - budget.inUse))} of ${mib(budget.total)} is free (raise --max-old-space-size)`,
+    `download of ${url} (${length} bytes) is too large for this daemon's memory: its block state needs about ${mib(need)}, ${mib(Math.max(0, budget.total - budget.inUse))} of ${mib(budget.total)} is free (raise --max-old-space-size)${also ? `; ${also}` : ''}`,
   );
 }

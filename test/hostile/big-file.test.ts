@@ -12,7 +12,9 @@
  * segments, whose state does not fit, is refused with TOO_LARGE before anything is fetched (the
  * budget assumed 700 bytes per v2 segment where the daemon held about 1.9 KB, so it admitted it and
  * ran at its heap limit), and an admitted one runs within the heap (the largest the budget admits,
- * 24,466 segments, with PEERDIST_BIG_FILE_FULL=1: minutes of index writes on a busy machine).
+ * 24,466 segments, with PEERDIST_BIG_FILE_FULL=1: minutes of index writes on a busy machine). When
+ * the origin also has v1 content information for the file, the daemon asks for it and the download
+ * goes through (a tenth of the state) instead of failing.
  *
  * The origin here is a small MS-PCCRTP server of the test's own: content information for a sparse
  * file (zeros except a 16-byte marker at the start of every segment, so every segment has its own
@@ -100,9 +102,20 @@ async function sparseContent(size: number, path?: string): Promise<{ ci: Content
 /** A loopback MS-PCCRTP origin for one file: content information, and ranges read from `path`. */
 async function sparseOrigin(
   t: Test,
-  files: Record<string, { size: number; body: Buffer; path?: string; bytes?: (start: number, end: number) => Buffer }>,
-): Promise<{ base: string; rangeBytes: () => number }> {
+  files: Record<
+    string,
+    {
+      size: number;
+      body: Buffer;
+      /** v1 content information, for a client that asks for at most v1 (`body` is then v2). */
+      bodyV1?: Buffer;
+      path?: string;
+      bytes?: (start: number, end: number) => Buffer;
+    }
+  >,
+): Promise<{ base: string; rangeBytes: () => number; askedV1: () => number }> {
   let rangeBytes = 0;
+  let askedV1 = 0;
   const server = createServer((req: IncomingMessage, res) => {
     const f = files[(req.url ?? '/').slice(1)];
     if (!f) {
@@ -128,13 +141,19 @@ async function sparseOrigin(
       res.writeHead(406, { 'Content-Length': 0 }).end();
       return;
     } // this test origin speaks PeerDist only
-    res.writeHead(200, { ...peerDistResponseHeaders(n.responseVersion, f.size), 'Content-Length': f.body.length });
-    res.end(f.body);
+    const body = n.contentVersion === 1 && f.bodyV1 ? f.bodyV1 : f.body;
+    if (n.contentVersion === 1) askedV1++;
+    res.writeHead(200, { ...peerDistResponseHeaders(n.responseVersion, f.size), 'Content-Length': body.length });
+    res.end(body);
   });
   server.on('connection', (s) => t.teardown(() => s.destroy()));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, rangeBytes: () => rangeBytes };
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    rangeBytes: () => rangeBytes,
+    askedV1: () => askedV1,
+  };
 }
 
 function adminJson<T>(admin: string, path: string): Promise<T> {
@@ -398,21 +417,39 @@ t.test(
     // All with their true hashes: the daemon fetches ahead of the reader, and a made-up hash would
     // fail the download (ORIGIN_MISMATCH) wherever it got to first.
     const fit = smallSegmentsV2(admit, segLen, admit);
-    // 40,000 segments (about 2.8 GiB of v2 content at the chunker's average): about 40 MB of state
+    // 40,960 segments (about 2.9 GiB of v2 content at the chunker's average): about 40 MB of state
     // at the ~1 KB per segment measured (test/engine/budget.test.ts), which with the idle daemon
-    // does not fit under the unit's 64 MiB. The budget's old 700 B per segment admitted it.
-    const refused = 40_000;
+    // does not fit under the unit's 64 MiB. The budget's old 700 B per segment admitted it. Its
+    // 160 MiB are zeros: as v1 content information, five identical 32 MiB segments.
+    const refused = 40_960;
     const tooMany = v2Descriptors(refused, segLen);
+    const zeros = (a: number, b: number) => Buffer.alloc(b - a);
     const origin = await sparseOrigin(t, {
       'fit.bin': { size: fit.size, body: fit.body, bytes: fit.bytes },
       'too-many.bin': { size: refused * segLen, body: tooMany },
+      'too-many-v1.bin': {
+        size: refused * segLen,
+        body: tooMany,
+        bodyV1: await hugeContentInfo(refused * segLen),
+        bytes: zeros,
+      },
     });
 
-    // 1. State that does not fit: refused before anything is fetched, the daemon unharmed.
+    // 1. v2 state that does not fit, from an origin that has nothing else: refused before anything
+    // is fetched, the daemon unharmed.
     const h = await fetchThrough(d.ready.admin, `${origin.base}/too-many.bin`, () => true);
     t.not(h.status, 200, `${refused} v2 segments are refused (the budget admits ${most})`);
-    t.match(h.error ?? '', /TOO_LARGE|too large/i, `with a clear error: ${h.error}`);
+    t.match(h.error ?? '', /TOO_LARGE.*too large/, `with a clear error: ${h.error}`);
     t.equal(origin.rangeBytes(), 0, 'nothing was fetched');
+    t.equal(origin.askedV1(), 1, 'after asking for v1 content information once');
+    t.equal(exitCode, undefined, 'the daemon is alive');
+
+    // 1b. The same from an origin that also has v1 content information: the daemon asks for it
+    // and the download goes through whole (protocol/engine.md "Memory per download").
+    const v1 = await fetchThrough(d.ready.admin, `${origin.base}/too-many-v1.bin`, () => false);
+    t.equal(v1.status, 200, `${refused} v2 segments: downloaded with v1 content information (${v1.error ?? ''})`);
+    t.equal(v1.bytes, refused * segLen, 'completely');
+    t.equal(origin.askedV1(), 2, 'the daemon asked for v1');
     t.equal(exitCode, undefined, 'the daemon is alive');
 
     // 2. A download it admits runs, with its whole state in hand, within the heap.
