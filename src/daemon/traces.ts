@@ -12,15 +12,15 @@ const MAX_ROUNDS = 40;
 const MAX_PEERS = 64;
 const MAX_ANSWERERS_PER_ROUND = 16;
 const MAX_ORIGIN_REQUESTS = 40;
-const MAX_ORIGIN_PICKS = 2048;
-const MAX_MEMBERS = 512;
+const MAX_ORIGIN_PICKS = 512;
+const MAX_MEMBERS = 128;
 
 /**
  * One origin block for the crowd's duplicate analysis (testkit/sim/diagnose.ts):
  * [block, picked (ms after start), stored (ms after start), our rank (-1: not picked by
- * ownership), its owner ('' none), other members ranked over].
+ * ownership), its owner ('' none), other members ranked over, why from the origin].
  */
-export type OriginPick = [number, number, number, number, string, number];
+export type OriginPick = [number, number, number, number, string, number, OriginReason];
 
 export interface RoundTrace {
   round: number;
@@ -275,7 +275,16 @@ export class TraceBook {
             tr.origin.picks ??= [];
             const picks = tr.origin.picks;
             if (picks.length >= MAX_ORIGIN_PICKS) tr.origin.picksOmitted = (tr.origin.picksOmitted ?? 0) + 1;
-            else picks.push([ev.block, at(ev.picked), at(this.now()), ev.rank ?? -1, ev.owner ?? '', ev.members ?? 0]);
+            else
+              picks.push([
+                ev.block,
+                at(ev.picked),
+                at(this.now()),
+                ev.rank ?? -1,
+                ev.owner ?? '',
+                ev.members ?? 0,
+                ev.reason,
+              ]);
           }
           break;
         }

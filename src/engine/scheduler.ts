@@ -730,8 +730,8 @@ export class Scheduler {
    * Identities of the other crowd members that can still be expected to fetch blocks from the
    * origin: seen probing, or growing, within MEMBER_WINDOW_MS, less those that cannot (issue 26,
    * protocol/engine.md "Flash crowds" 9): a member we know as a peer that is failing us (banned,
-   * quarantined or backing off after a timeout or error: a daemon starved of CPU, or gone) and a
-   * member that already holds every block (its download is over; it stands in for nobody). Their
+   * quarantined or backing off after a timeout or error: a daemon starved of CPU, or gone) unless
+   * it is seen at work on its units ("Flash crowds" 12), and a member that already holds every block (its download is over; it stands in for nobody). Their
    * units go to the next owner by rendezvous score at once, instead of waiting a grace period per
    * rank for somebody who will not fetch them.
    */

@@ -211,8 +211,8 @@ export interface CrowdTrace {
   self: string;
   /** Wall clock (ms) of the download's start. */
   startMs: number;
-  /** Origin blocks: [block, picked, stored (wall ms), rank (-1: not by ownership), owner, members]. */
-  picks: Array<[number, number, number, number, string, number]>;
+  /** Origin blocks: [block, picked, stored (wall ms), rank (-1: not by ownership), owner, members, why]. */
+  picks: Array<[number, number, number, number, string, number, string]>;
   /** Other hosts: when first seen probing / as a holder (wall ms). */
   members: Map<string, { probe?: number; peer?: number }>;
 }
@@ -224,7 +224,15 @@ export function crowdTrace(client: number, trace: Json): CrowdTrace | undefined 
   const picks: CrowdTrace['picks'] = [];
   for (const p of Array.isArray(origin.picks) ? origin.picks : []) {
     if (!Array.isArray(p) || p.length < 6) continue;
-    picks.push([n(p[0]), startMs + n(p[1]), startMs + n(p[2]), n(p[3]), String(p[4] ?? ''), n(p[5])]);
+    picks.push([
+      n(p[0]),
+      startMs + n(p[1]),
+      startMs + n(p[2]),
+      n(p[3]),
+      String(p[4] ?? ''),
+      n(p[5]),
+      String(p[6] ?? '?'),
+    ]);
   }
   const crowd = obj(trace.crowd);
   const members = new Map<string, { probe?: number; peer?: number }>();
@@ -281,6 +289,7 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
     rank: number;
     owner: string;
     members: number;
+    why: string;
   };
   const byBlock = new Map<number, Copy[]>();
   const a: DuplicateAnalysis = {
@@ -299,7 +308,7 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
     secondBySecond: {},
   };
   for (const t of traces)
-    for (const [block, picked, stored, rank, owner, members] of t.picks) {
+    for (const [block, picked, stored, rank, owner, members, why] of t.picks) {
       a.originBlocks++;
       if (rank >= 0) a.membersAtPick.push(members);
       let list = byBlock.get(block);
@@ -307,7 +316,7 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
         list = [];
         byBlock.set(block, list);
       }
-      list.push({ t, block, picked, stored, rank, owner, members });
+      list.push({ t, block, picked, stored, rank, owner, members, why });
     }
   a.distinct = byBlock.size;
   for (const copies of byBlock.values()) {
@@ -329,7 +338,7 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
       const knew = l.t.members.get(e.t.self);
       const knewProbe = knew?.probe !== undefined && knew.probe <= l.picked;
       const knewPeer = knew?.peer !== undefined && knew.peer <= l.picked;
-      const k = `${inFlight ? 'in flight' : 'after stored'}: ${role(l.rank)} / ${role(e.rank)}, ${views}, knew it ${knewPeer ? 'as holder' : knewProbe ? 'by probe' : 'not'}`;
+      const k = `${inFlight ? 'in flight' : 'after stored'}: ${role(l.rank)} / ${role(e.rank)}, ${views}, knew it ${knewPeer ? 'as holder' : knewProbe ? 'by probe' : 'not'}; ${l.why}`;
       a.byClass[k] = (a.byClass[k] ?? 0) + 1;
       const sec = String(Math.floor((l.picked - t0) / 1000));
       a.secondBySecond[sec] = (a.secondBySecond[sec] ?? 0) + 1;
@@ -363,7 +372,7 @@ export function formatDuplicates(a: DuplicateAnalysis): string {
     .join(' ');
   return [
     `duplicate origin blocks (${a.crowd} traces): ${a.originBlocks} origin blocks, ${a.distinct} distinct, ${a.second} later copies`,
-    'later copies by: when picked (earlier copy in flight / already stored), fetcher role / earlier fetcher role, their owners, whether the fetcher knew the earlier fetcher at its pick:',
+    'later copies by: when picked (earlier copy in flight / already stored), fetcher role / earlier fetcher role, their owners, whether the fetcher knew the earlier fetcher at its pick; why the later copy came from the origin:',
     ...rows,
     `later copies by second of the crowd: ${secs || '-'}`,
     `picked after the earlier copy was stored, by: ${quantiles(a.afterStoredMs)}; the earlier fetcher first seen as a holder after the pick by ${quantiles(a.holderSeenAfterPickMs)}, never: ${a.holderNeverSeen}`,
