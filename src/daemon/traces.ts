@@ -12,6 +12,15 @@ const MAX_ROUNDS = 40;
 const MAX_PEERS = 64;
 const MAX_ANSWERERS_PER_ROUND = 16;
 const MAX_ORIGIN_REQUESTS = 40;
+const MAX_ORIGIN_PICKS = 512;
+const MAX_MEMBERS = 128;
+
+/**
+ * One origin block for the crowd's duplicate analysis (testkit/sim/diagnose.ts):
+ * [block, picked (ms after start), stored (ms after start), our rank (-1: not picked by
+ * ownership), its owner ('' none), other members ranked over, why from the origin].
+ */
+export type OriginPick = [number, number, number, number, string, number, OriginReason];
 
 export interface RoundTrace {
   round: number;
@@ -78,7 +87,15 @@ export interface DownloadTrace {
     skipped: number;
     requests: OriginRequestTrace[];
     requestsOmitted: number;
+    /** Every origin block (up to MAX_ORIGIN_PICKS; picksOmitted counts the rest). */
+    picks?: OriginPick[];
+    picksOmitted?: number;
   };
+  /**
+   * The crowd as this download saw it: our identity, and per other host when we first saw it
+   * probing for our segments and first saw it as a holder (ms after start).
+   */
+  crowd?: { self?: string; members: Record<string, { probeMs?: number; peerMs?: number }>; omitted: number };
   retries: { origin: number; peer: number };
   totals?: ByteCounts & { bytes: number };
 }
@@ -254,6 +271,21 @@ export class TraceBook {
           r.bytes += ev.bytes;
           if (originTried.has(ev.block)) tr.retries.origin++;
           listRequest({ block: ev.block, bytes: ev.bytes, reason: ev.reason, ms: ev.ms });
+          if (ev.picked !== undefined) {
+            tr.origin.picks ??= [];
+            const picks = tr.origin.picks;
+            if (picks.length >= MAX_ORIGIN_PICKS) tr.origin.picksOmitted = (tr.origin.picksOmitted ?? 0) + 1;
+            else
+              picks.push([
+                ev.block,
+                at(ev.picked),
+                at(this.now()),
+                ev.rank ?? -1,
+                ev.owner ?? '',
+                ev.members ?? 0,
+                ev.reason,
+              ]);
+          }
           break;
         }
         case 'origin-fail':
@@ -265,6 +297,26 @@ export class TraceBook {
         case 'origin-skipped':
           tr.origin.skipped++;
           break;
+        case 'member': {
+          tr.crowd ??= { members: {}, omitted: 0 };
+          const c = tr.crowd;
+          if (ev.via === 'self') {
+            c.self = ev.host;
+            break;
+          }
+          let m = c.members[ev.host];
+          if (!m) {
+            if (Object.keys(c.members).length >= MAX_MEMBERS) {
+              c.omitted++;
+              break;
+            }
+            m = {};
+            c.members[ev.host] = m;
+          }
+          if (ev.via === 'probe') m.probeMs ??= at(ev.at);
+          else m.peerMs ??= at(ev.at);
+          break;
+        }
       }
     });
     const settle = () => {

@@ -6,6 +6,7 @@
 import { PeerError } from '../protocol/pccrr/errors.js';
 import type { Session } from './session.js';
 import type { SightingLike, WatchLike } from './types.js';
+import { hostOf } from './scheduler.js';
 
 /**
  * Segment IDs per discovery watch: what one probe can carry (v1 32 IDs per probe, so 2 probes;
@@ -161,6 +162,7 @@ export class DiscoveryFeed {
     const seg = this.s.segByHex.get(p.segmentId.toUpperCase());
     if (seg === undefined || p.blockCount <= 0 || !this.admit(p.address)) return;
     this.s.trace({ type: 'answer', round, peer: p.address, seg, blockCount: p.blockCount, at: ctx.now() });
+    if (!p.relay) this.s.memberSeen(hostOf(p.address), 'peer');
     if (p.relay) sched.peerIsRelay(p.address);
     if (ci.version === 2) sched.peerHasSegment(p.address, seg, ctx.now());
     // v1 ProbeMatches carry a BlockCount: all of the segment's blocks means the whole segment, and

@@ -32,6 +32,8 @@ export async function fetchFromOrigin(s: Session, g: number, count = 1): Promise
     while (reported < end) sched.originSkipped(reported++, false);
     sched.originRequestEnded();
   };
+  // Crowd ownership at the pick (launch() calls us right after the Scheduler's pick), for traces.
+  const pick = crowdAtPick(s, g);
   const held = await peersHoldNow(s, g, count);
   if (s.stopped()) return;
   // Fetch the leading run that no peer holds; the rest goes back to the scheduler (peers first).
@@ -108,7 +110,7 @@ export async function fetchFromOrigin(s: Session, g: number, count = 1): Promise
             return;
           }
           reported++;
-          stored(s, pending, block, cur, t, reason);
+          stored(s, pending, block, cur, t, reason, pick);
           t = s.ctx.now();
           if (reported < last) {
             cur = Buffer.allocUnsafe(blocks.at(reported)!.length);
@@ -144,6 +146,21 @@ export async function fetchFromOrigin(s: Session, g: number, count = 1): Promise
   }
 }
 
+interface CrowdPick {
+  picked: number;
+  rank?: number;
+  owner?: string;
+  members?: number;
+}
+
+/** When the origin request of block `g` was picked and, when it went by crowd ownership, how. */
+function crowdAtPick(s: Session, g: number): CrowdPick {
+  const { sched } = s;
+  const rank = sched.crowdRank(g);
+  if (rank === undefined) return { picked: s.ctx.now() };
+  return { picked: s.ctx.now(), rank, owner: sched.crowdOwner(g), members: sched.crowdRanked().length };
+}
+
 /** Stores a verified origin block and reports it when it is in the cache. */
 function stored(
   s: Session,
@@ -152,11 +169,12 @@ function stored(
   data: Buffer,
   since: number,
   reason: OriginReason,
+  pick: CrowdPick,
 ) {
   const p = s.store(block, data).then(() => {
     const ms = s.ctx.now() - since;
     s.sched.originSucceeded(block, ms, false);
-    s.trace({ type: 'origin-block', block, bytes: data.length, ms, reason });
+    s.trace({ type: 'origin-block', block, bytes: data.length, ms, reason, ...pick });
     s.landed('fromOrigin', data.length);
     // Probably the first copy on the subnet: clients that probed for it moments ago hear now
     // (a follow-up ProbeMatch), not at their next probe (protocol/pccrd.md).

@@ -427,11 +427,11 @@ export class Scheduler {
   private rankedMembers: string[] = [];
   /**
    * Per crowd member (hostOf), when it was last seen gaining a block it owns in our ranking (its
-   * origin fetches are under way), the mean time between such gains (EWMA), and whether our last
-   * request to it failed (timeout, error: a daemon starved of CPU is not at work as it should be);
-   * see pickOwned.
+   * origin fetches are under way) and the mean time between such gains (EWMA); see pickOwned.
+   * (Whether our requests to it fail does not count: a daemon starved of CPU answers late while its
+   * origin fetches go on, and only its gains are seen alike by every member; "Flash crowds" 12.)
    */
-  private readonly ownerGain = new Map<string, { at: number; gap: number; failing: boolean }>();
+  private readonly ownerGain = new Map<string, { at: number; gap: number }>();
   /** pickOwned's scratch buffers (allocated at its first call). */
   private ownedBufs: { cand: Int32Array; ahead: Uint8Array; seen: Uint16Array; grew: Float64Array } | undefined;
   /** When we first picked from the origin by ownership (after the settling wait), and when that wait began. */
@@ -730,8 +730,8 @@ export class Scheduler {
    * Identities of the other crowd members that can still be expected to fetch blocks from the
    * origin: seen probing, or growing, within MEMBER_WINDOW_MS, less those that cannot (issue 26,
    * protocol/engine.md "Flash crowds" 9): a member we know as a peer that is failing us (banned,
-   * quarantined or backing off after a timeout or error: a daemon starved of CPU, or gone) and a
-   * member that already holds every block (its download is over; it stands in for nobody). Their
+   * quarantined or backing off after a timeout or error: a daemon starved of CPU, or gone) unless
+   * it is seen at work on its units ("Flash crowds" 12), and a member that already holds every block (its download is over; it stands in for nobody). Their
    * units go to the next owner by rendezvous score at once, instead of waiting a grace period per
    * rank for somebody who will not fetch them.
    */
@@ -765,10 +765,27 @@ export class Scheduler {
     let oldest = Infinity;
     if (out.size > 0) {
       const segments = this.segStart.length;
+      // A member backing off after failing us is left out unless it is at work on its units (seen
+      // gaining its own blocks at the crowd's pace, as in scanOwned): our requests to it failing is
+      // our own knowledge, its progress every member sees alike. In a crowd starved of CPU every
+      // member times out on some others, each on other ones: leaving them all out at once gave
+      // every member its own crowd (a 16-client crowd's members ranked over 1-15 of 15 others), and
+      // each owner of a unit in its own view fetched it (protocol/engine.md "Flash crowds" 12). A
+      // member starved in its own fetches too (slower than that) is left out as before (item 9).
+      const pace = this.pace();
+      const liveMs = 2 * pace + this.o.visibilityLagMs;
       for (const p of this.peerList) {
         if (p.relay) continue;
-        if (p.backoffUntil > now) backoffEnd = Math.min(backoffEnd, p.backoffUntil);
-        if (p.banned || p.backoffUntil > now || p.full.size >= segments) out.delete(p.host);
+        if (p.banned || p.full.size >= segments) {
+          out.delete(p.host);
+          continue;
+        }
+        if (!(p.backoffUntil > now)) continue;
+        backoffEnd = Math.min(backoffEnd, p.backoffUntil);
+        const gain = this.ownerGain.get(p.host);
+        if (gain && gain.gap <= 2 * pace && now - gain.at <= liveMs)
+          backoffEnd = Math.min(backoffEnd, gain.at + liveMs + 1);
+        else out.delete(p.host);
       }
       list = [...out.keys()];
       for (const at of out.values()) oldest = Math.min(oldest, at);
@@ -1002,8 +1019,7 @@ export class Scheduler {
     // block time (pace).
     if (this.crowdFrom !== undefined && this.crowdFirstGainMs === undefined && at >= this.crowdFrom)
       this.crowdFirstGainMs = Math.max(0, at - this.crowdFrom - this.o.visibilityLagMs);
-    if (!last) this.ownerGain.set(p.host, { at, gap: Infinity, failing: false });
-    else if (last.at === -Infinity) last.at = at;
+    if (!last) this.ownerGain.set(p.host, { at, gap: Infinity });
     else if (at > last.at) {
       last.gap = last.gap === Infinity ? at - last.at : EWMA_ALPHA * (at - last.at) + (1 - EWMA_ALPHA) * last.gap;
       last.at = at;
@@ -1643,7 +1659,7 @@ export class Scheduler {
       if (o < OWN - 1) {
         if (Number.isNaN(grew[o])) {
           const gain = this.ownerGain.get(ranked[o]!);
-          grew[o] = gain && !gain.failing && gain.gap <= 2 * pace ? gain.at : -Infinity;
+          grew[o] = gain && gain.gap <= 2 * pace ? gain.at : -Infinity;
         }
         at = Math.max(at, grew[o]! + liveMs + (rank[g]! - 1) * grace);
       }
@@ -1711,11 +1727,6 @@ export class Scheduler {
     const sample = (bytes * 1000) / Math.max(ms, 1);
     p.ewmaBps = p.stat.blocks === 0 ? sample : EWMA_ALPHA * sample + (1 - EWMA_ALPHA) * p.ewmaBps;
     p.consecutiveFailures = 0;
-    const gain = this.ownerGain.get(p.host);
-    if (gain?.failing) {
-      gain.failing = false;
-      this.candVersion++;
-    }
     this.answered(p);
     p.stat.blocks++;
     p.stat.bytes += bytes;
@@ -1742,9 +1753,6 @@ export class Scheduler {
     }
     p.stat.failures++;
     this.lastPeerFail[g] = why === 'timeout' ? 1 : why === 'bad-block' ? 3 : 2;
-    const gain = this.ownerGain.get(p.host);
-    if (gain) gain.failing = true;
-    else this.ownerGain.set(p.host, { at: -Infinity, gap: Infinity, failing: true });
     if (why !== 'busy' && why !== 'bad-block' && this.onTrial(p)) {
       // Never answered and failed its one trial request: dropped at its first timeout (issue
       // 27.9; a tarpit address used to cost four, one backoff after another, and kept claiming

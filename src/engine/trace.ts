@@ -39,9 +39,27 @@ export type TraceEvent =
   | { type: 'gate'; at: number; peers: number }
   | { type: 'peer-block'; peer: string; block: number; bytes: number; ms: number }
   | { type: 'peer-fail'; peer: string; block: number; why: string }
-  | { type: 'origin-block'; block: number; bytes: number; ms: number; reason: OriginReason }
+  | {
+      type: 'origin-block';
+      block: number;
+      bytes: number;
+      ms: number;
+      reason: OriginReason;
+      /** When the request for it was picked (the clock of `at`), for the crowd's duplicate analysis. */
+      picked?: number;
+      /** Crowd ownership at the pick (testkit/sim/diagnose.ts): our rank, 0 = we own it (absent: not picked by ownership). */
+      rank?: number;
+      /** The block's owner in that ranking (our own identity when ours) and the other members ranked over. */
+      owner?: string;
+      members?: number;
+    }
   | { type: 'origin-fail'; block: number; reason: OriginReason; error: string }
   /** An origin fetch was dropped because a peer turned out to hold the block. */
-  | { type: 'origin-skipped'; block: number };
+  | { type: 'origin-skipped'; block: number }
+  /**
+   * First sign of another client of the crowd (once per host and way): its probe for our segments
+   * ('probe'), a sighting of it as a holder ('peer'); 'self' names our own identity.
+   */
+  | { type: 'member'; host: string; via: 'probe' | 'peer' | 'self'; at: number };
 
 export type TraceSink = (ev: TraceEvent) => void;

@@ -130,6 +130,8 @@ export class Transfer implements Session {
   private holding = false;
   private readonly holdBlocks: number;
   private unsubscribeProbes: (() => void) | undefined;
+  /** Crowd members traced so far ("probe host" / "peer host"), for memberSeen. */
+  private readonly membersTraced = new Set<string>();
   private pumpQueued = false;
 
   constructor(
@@ -280,9 +282,12 @@ export class Transfer implements Session {
         if (this.segByHex.ofId(id) !== undefined) {
           // Daemons on one host probe from one loopback address: a crowd, but no identity.
           this.sched.crowdSeen(isLoopbackHost(from) ? undefined : from, this.ctx.now());
+          this.memberSeen(from, 'probe');
           return;
         }
     });
+    const self = selfIdentity(this.ctx.selfAddresses());
+    if (self !== undefined) this.trace({ type: 'member', host: self, via: 'self', at: this.ctx.now() });
     this.feed.start();
     this.pump(); // peers already known start right away
 
@@ -474,6 +479,13 @@ export class Transfer implements Session {
     this.host.landed(source, n);
   }
 
+  memberSeen(host: string, via: 'probe' | 'peer'): void {
+    const key = `${via} ${host}`;
+    if (this.membersTraced.has(key) || this.membersTraced.size >= MAX_MEMBERS_TRACED) return;
+    this.membersTraced.add(key);
+    this.trace({ type: 'member', host, via, at: this.ctx.now() });
+  }
+
   badPeer(peer: string): void {
     this.feed.reportFailure(peer);
   }
@@ -526,6 +538,9 @@ export class Transfer implements Session {
       );
   }
 }
+
+/** memberSeen traces at most this many (host, way) pairs per download. */
+const MAX_MEMBERS_TRACED = 512;
 
 /** This daemon's crowd identity: the host of its first advertised address (undefined: unknown). */
 function selfIdentity(addresses: string[] | undefined): string | undefined {

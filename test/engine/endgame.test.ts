@@ -32,11 +32,18 @@ interface CrowdModel {
   diesAt?: Map<number, number>;
   timeoutMs?: number;
   seed?: number;
+  /**
+   * Share of requests to a healthy holder that time out all the same (every daemon starved of CPU
+   * in turn: its answers come late, its own origin fetches go on at the crowd's pace).
+   */
+  flaky?: number;
 }
 
 interface CrowdResult {
   finished: number[];
   origin: number;
+  /** Blocks fetched from the origin by two clients that each ranked itself the block's owner. */
+  twoOwners: number;
 }
 
 /**
@@ -71,6 +78,8 @@ function runCrowd(m: CrowdModel): CrowdResult {
   const peerOut = Array.from({ length: C }, () => new Set<number>());
   const originInflightBlocks = Array.from({ length: C }, () => new Set<number>());
   let origin = 0;
+  const flakyRandom = rng((m.seed ?? 1) * 7919 + 13);
+  const ownerPicks = new Uint8Array(N);
   const dead = (c: number, now: number) => (m.diesAt?.get(c) ?? Infinity) <= now;
   /** Blocks each client gained, in order, and how far each client has seen them. */
   const gained = Array.from({ length: C }, () => [] as Array<{ g: number; at: number }>);
@@ -130,6 +139,7 @@ function runCrowd(m: CrowdModel): CrowdResult {
         if (a.kind === 'origin') {
           const count = a.count ?? 1;
           origin += count;
+          for (let k = 0; k < count; k++) if (s.crowdRank(a.block + k) === 0) ownerPicks[a.block + k]!++;
           originOut[c]!++;
           const slow = m.starved?.has(c) ? 4 : 1;
           for (let k = 0; k < count; k++) {
@@ -145,14 +155,14 @@ function runCrowd(m: CrowdModel): CrowdResult {
         }
         const x = Number(a.peer.split('.')[3]!.split(':')[0]) - 1;
         peerOut[c]!.add(a.block);
-        if (dead(x, now) || m.starved?.has(x))
+        if (dead(x, now) || m.starved?.has(x) || (m.flaky !== undefined && flakyRandom() < m.flaky))
           flights.push({ c, a, end: now + timeoutMs, last: true, fail: 'timeout' });
         else if (haveAt[x]![a.block]! > now) flights.push({ c, a, end: now + 1, last: true, fail: 'not-available' });
         else flights.push({ c, a, end: now + m.tPeer, last: true });
       }
     }
   }
-  return { finished, origin: origin / N };
+  return { finished, origin: origin / N, twoOwners: ownerPicks.filter((k) => k > 1).length };
 }
 
 function median(xs: number[]): number {
@@ -249,4 +259,28 @@ t.test('16-client crowd: a block whose every holder is failing goes to the origi
   }
   t.ok(s.isDone(), `done at ${now} ms`);
   t.equal(idle, 0, 'no 10 ms step with an origin stream idle while blocks were missing');
+});
+
+t.test('16-client crowd whose members all answer late at times: one crowd, one owner per block', async (t) => {
+  // Every daemon starved of CPU in turn (issue 25 target 4): a third of the requests to a holder
+  // time out, and the asker backs off from it, but every member's own origin fetches go on at the
+  // crowd's pace and everybody sees each member's blocks arrive. Leaving a member out of the crowd
+  // because our requests to it failed gave each member its own crowd (a real 16-client crowd's
+  // members ranked over 1-15 of 15 others), and the owners of a unit in each view all fetched it.
+  for (const seed of [1, 2]) {
+    const r = runCrowd({ n: 192, clients: 16, tOrigin: 400, tPeer: 20, lag: 300, flaky: 0.33, seed });
+    const done = r.finished;
+    const med = median(done),
+      last = Math.max(...done);
+    // (Not asserted: the last client, 2.7-6.3 s after the median here, 5.6-5.7 s before the fix,
+    // waits for peer requests that time out; that is the block path's starvation, not ownership.)
+    t.comment(`seed ${seed}: median ${med} ms, last ${last} ms, origin ${r.origin.toFixed(2)} copies`);
+    t.ok(done.every(Number.isFinite), `seed ${seed}: every client finished`);
+    t.equal(
+      r.twoOwners,
+      0,
+      `seed ${seed}: blocks fetched by two members that each ranked itself owner: ${r.twoOwners}`,
+    );
+    t.ok(r.origin <= 1.1, `seed ${seed}: origin blocks / file ${r.origin.toFixed(2)}`);
+  }
 });

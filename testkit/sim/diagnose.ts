@@ -6,7 +6,7 @@
  * the origin and how its peer requests failed (`peerdist explain --json`). Everything is read
  * from counters the daemon keeps anyway; nothing here changes what the daemons do.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Cluster } from './harness.js';
 import { table } from './report.js';
 import type { DiscoveryStats } from '../../src/discovery/runtime.js';
@@ -45,6 +45,8 @@ export interface Diagnosis {
   daemons: DaemonDiagnosis[];
   /** Sums over the daemons. */
   totals: Omit<DaemonDiagnosis, 'client' | 'troublePeers'> & { troublePeers: number };
+  /** Who fetched each duplicate origin block, and what the fetchers knew (analyseDuplicates). */
+  duplicates?: DuplicateAnalysis;
 }
 
 type Json = Record<string, unknown>;
@@ -128,6 +130,8 @@ export function sumDiagnoses(daemons: DaemonDiagnosis[]): Diagnosis {
 export async function diagnose(c: Cluster, clients: number[], cpuBefore: number[]): Promise<Diagnosis> {
   const cpuAfter = daemonCpu(c);
   const out: DaemonDiagnosis[] = [];
+  const crowd: CrowdTrace[] = [];
+  const raw: Record<number, Json> = {};
   // Four at a time: each is a node child process on a machine the crowd just saturated.
   for (let k = 0; k < clients.length; k += 4) {
     const batch = clients.slice(k, k + 4);
@@ -137,12 +141,18 @@ export async function diagnose(c: Cluster, clients: number[], cpuBefore: number[
           c.daemonStatus(i).catch(() => ({})),
           c.explainJson(i).catch(() => ({})),
         ]);
+        const ct = crowdTrace(i, trace);
+        if (ct) crowd.push(ct);
+        if (process.env.PEERDIST_DIAGNOSE_DUMP)
+          raw[i] = { origin: obj(trace).origin, crowd: obj(trace).crowd, startedAt: obj(trace).startedAt };
         return diagnoseDaemon(i, (cpuAfter[i - 1] ?? Number.NaN) - (cpuBefore[i - 1] ?? Number.NaN), status, trace);
       }),
     );
     out.push(...got);
   }
-  return sumDiagnoses(out);
+  // The raw traces, for a closer look than the summary (PEERDIST_DIAGNOSE_DUMP=file.json).
+  if (process.env.PEERDIST_DIAGNOSE_DUMP) writeFileSync(process.env.PEERDIST_DIAGNOSE_DUMP, JSON.stringify(raw));
+  return { ...sumDiagnoses(out), ...(crowd.length > 1 ? { duplicates: analyseDuplicates(crowd) } : {}) };
 }
 
 const kv = (r: Record<string, number>) =>
@@ -190,5 +200,184 @@ export function formatDiagnosis(g: Diagnosis): string {
     `all daemons: ${t.cpuSeconds.toFixed(1)} CPU s; probes sent ${d.probesSent}, received ${d.probesReceived}; ProbeMatches sent ${d.matchesSent} (${d.followUpsSent} follow-ups), received ${d.matchesReceived}; discovery drops: ${kv(d.dropped)}`,
     `probation: ${t.probation.overdue} first requests overdue, ${t.probation.provenLate} of them answered validly later; ${t.probation.quarantined} quarantines (${kv(t.probation.byCode)})`,
     `origin blocks: ${t.originBlocks} (${kv(t.originByReason)}); failed peer requests: ${kv(t.peerFailures)}; peers that failed a daemon at least once: ${t.troublePeers}`,
+    ...(g.duplicates ? [formatDuplicates(g.duplicates)] : []),
+  ].join('\n');
+}
+
+/** One daemon's crowd view from its download trace (src/daemon/traces.ts `origin.picks`, `crowd`). */
+export interface CrowdTrace {
+  client: number;
+  /** Our identity in the crowd ('' unknown). */
+  self: string;
+  /** Wall clock (ms) of the download's start. */
+  startMs: number;
+  /** Origin blocks: [block, picked, stored (wall ms), rank (-1: not by ownership), owner, members, why]. */
+  picks: Array<[number, number, number, number, string, number, string]>;
+  /** Other hosts: when first seen probing / as a holder (wall ms). */
+  members: Map<string, { probe?: number; peer?: number }>;
+}
+
+export function crowdTrace(client: number, trace: Json): CrowdTrace | undefined {
+  const startMs = Date.parse(String(trace.startedAt ?? ''));
+  if (!Number.isFinite(startMs)) return undefined;
+  const origin = obj(trace.origin);
+  const picks: CrowdTrace['picks'] = [];
+  for (const p of Array.isArray(origin.picks) ? origin.picks : []) {
+    if (!Array.isArray(p) || p.length < 6) continue;
+    picks.push([
+      n(p[0]),
+      startMs + n(p[1]),
+      startMs + n(p[2]),
+      n(p[3]),
+      String(p[4] ?? ''),
+      n(p[5]),
+      String(p[6] ?? '?'),
+    ]);
+  }
+  const crowd = obj(trace.crowd);
+  const members = new Map<string, { probe?: number; peer?: number }>();
+  for (const [host, v] of Object.entries(obj(crowd.members))) {
+    const m = obj(v);
+    members.set(host, {
+      ...(typeof m.probeMs === 'number' ? { probe: startMs + m.probeMs } : {}),
+      ...(typeof m.peerMs === 'number' ? { peer: startMs + m.peerMs } : {}),
+    });
+  }
+  return { client, self: typeof crowd.self === 'string' ? crowd.self : '', startMs, picks, members };
+}
+
+const role = (rank: number) => (rank < 0 ? 'no-ownership' : rank === 0 ? 'owner' : rank === 1 ? 'rank 1' : 'rank 2+');
+
+function quantiles(xs: number[]): string {
+  if (xs.length === 0) return '-';
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (f: number) => s[Math.min(s.length - 1, Math.floor(f * s.length))]!;
+  return `p10 ${(q(0.1) / 1000).toFixed(2)} / p50 ${(q(0.5) / 1000).toFixed(2)} / p90 ${(q(0.9) / 1000).toFixed(2)} / max ${(s[s.length - 1]! / 1000).toFixed(2)} s`;
+}
+
+export interface DuplicateAnalysis {
+  crowd: number;
+  originBlocks: number;
+  distinct: number;
+  second: number;
+  /** Second copies by [when picked: 'in flight' | 'after stored'] x [fetcher role / earlier role] x views. */
+  byClass: Record<string, number>;
+  /** Second copies picked after the earlier copy was stored: how long after (ms). */
+  afterStoredMs: number[];
+  /** Second copies picked after the earlier was stored, when the fetcher first saw the earlier fetcher as a holder: after its pick (ms), or never. */
+  holderSeenAfterPickMs: number[];
+  holderNeverSeen: number;
+  /** Per ordered pair (A learns of B): B's first stored origin block -> A's first sighting of B as a holder (ms). */
+  firstSightingLagMs: number[];
+  /** Per ordered pair: B's start -> A's first sight of B's probe (ms), and pairs where A never saw one. */
+  probeLagMs: number[];
+  probeNeverSeen: number;
+  /** Members each fetcher ranked over at its picks (excluding itself): quantiles of the count. */
+  membersAtPick: number[];
+  /** Second copies by the second of the crowd (from its first start) they were picked in. */
+  secondBySecond: Record<string, number>;
+}
+
+/** Who fetched each duplicate origin block, how they ranked it and what each knew of the other. */
+export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
+  const t0 = Math.min(...traces.map((t) => t.startMs));
+  type Copy = {
+    t: CrowdTrace;
+    block: number;
+    picked: number;
+    stored: number;
+    rank: number;
+    owner: string;
+    members: number;
+    why: string;
+  };
+  const byBlock = new Map<number, Copy[]>();
+  const a: DuplicateAnalysis = {
+    crowd: traces.length,
+    originBlocks: 0,
+    distinct: 0,
+    second: 0,
+    byClass: {},
+    afterStoredMs: [],
+    holderSeenAfterPickMs: [],
+    holderNeverSeen: 0,
+    firstSightingLagMs: [],
+    probeLagMs: [],
+    probeNeverSeen: 0,
+    membersAtPick: [],
+    secondBySecond: {},
+  };
+  for (const t of traces)
+    for (const [block, picked, stored, rank, owner, members, why] of t.picks) {
+      a.originBlocks++;
+      if (rank >= 0) a.membersAtPick.push(members);
+      let list = byBlock.get(block);
+      if (!list) {
+        list = [];
+        byBlock.set(block, list);
+      }
+      list.push({ t, block, picked, stored, rank, owner, members, why });
+    }
+  a.distinct = byBlock.size;
+  for (const copies of byBlock.values()) {
+    copies.sort((x, y) => x.picked - y.picked);
+    for (let i = 1; i < copies.length; i++) {
+      const l = copies[i]!;
+      let e = copies[0]!;
+      for (let j = 1; j < i; j++) if (copies[j]!.stored < e.stored) e = copies[j]!;
+      a.second++;
+      const inFlight = l.picked < e.stored;
+      const views =
+        l.rank < 0 || e.rank < 0
+          ? 'no ranking'
+          : l.owner === e.owner
+            ? 'same owner'
+            : l.rank === 0 && e.rank === 0
+              ? 'both owner'
+              : 'owners differ';
+      const knew = l.t.members.get(e.t.self);
+      const knewProbe = knew?.probe !== undefined && knew.probe <= l.picked;
+      const knewPeer = knew?.peer !== undefined && knew.peer <= l.picked;
+      const k = `${inFlight ? 'in flight' : 'after stored'}: ${role(l.rank)} / ${role(e.rank)}, ${views}, knew it ${knewPeer ? 'as holder' : knewProbe ? 'by probe' : 'not'}; ${l.why}`;
+      a.byClass[k] = (a.byClass[k] ?? 0) + 1;
+      const sec = String(Math.floor((l.picked - t0) / 1000));
+      a.secondBySecond[sec] = (a.secondBySecond[sec] ?? 0) + 1;
+      if (!inFlight) {
+        a.afterStoredMs.push(l.picked - e.stored);
+        if (knew?.peer === undefined) a.holderNeverSeen++;
+        else if (knew.peer > l.picked) a.holderSeenAfterPickMs.push(knew.peer - l.picked);
+      }
+    }
+  }
+  for (const x of traces) {
+    for (const y of traces) {
+      if (x === y || !y.self) continue;
+      const seen = x.members.get(y.self);
+      if (seen?.probe !== undefined) a.probeLagMs.push(seen.probe - y.startMs);
+      else a.probeNeverSeen++;
+      const firstStored = Math.min(...y.picks.map((p) => p[2]));
+      if (seen?.peer !== undefined && Number.isFinite(firstStored)) a.firstSightingLagMs.push(seen.peer - firstStored);
+    }
+  }
+  return a;
+}
+
+export function formatDuplicates(a: DuplicateAnalysis): string {
+  const rows = Object.entries(a.byClass)
+    .sort((x, y) => y[1] - x[1])
+    .map(([k, v]) => `  ${String(v).padStart(4)}  ${k}`);
+  const secs = Object.entries(a.secondBySecond)
+    .sort((x, y) => Number(x[0]) - Number(y[0]))
+    .map(([s, v]) => `${s}s:${v}`)
+    .join(' ');
+  return [
+    `duplicate origin blocks (${a.crowd} traces): ${a.originBlocks} origin blocks, ${a.distinct} distinct, ${a.second} later copies`,
+    'later copies by: when picked (earlier copy in flight / already stored), fetcher role / earlier fetcher role, their owners, whether the fetcher knew the earlier fetcher at its pick; why the later copy came from the origin:',
+    ...rows,
+    `later copies by second of the crowd: ${secs || '-'}`,
+    `picked after the earlier copy was stored, by: ${quantiles(a.afterStoredMs)}; the earlier fetcher first seen as a holder after the pick by ${quantiles(a.holderSeenAfterPickMs)}, never: ${a.holderNeverSeen}`,
+    `first sighting of a member as holder after its first origin block was stored: ${quantiles(a.firstSightingLagMs)} (${a.firstSightingLagMs.length} pairs)`,
+    `first probe of a member seen after it started: ${quantiles(a.probeLagMs)} (${a.probeLagMs.length} pairs; never seen: ${a.probeNeverSeen})`,
+    `members ranked over at ownership picks: ${a.membersAtPick.length ? quantiles(a.membersAtPick.map((m) => m * 1000)).replaceAll(' s', '') : '-'}`,
   ].join('\n');
 }
