@@ -132,6 +132,11 @@ t.test('three daemons on loopback and a PeerDist origin', async (t) => {
   t.equal(st1.code, 0, st1.stderr);
   const s1 = JSON.parse(st1.stdout) as { totals: Record<string, number>; downloads: unknown[] };
   t.match(s1.totals, { fromOrigin: SIZE, fromPeers: 0, servedToPeers: SIZE });
+  // The seal worker (config sealWorker; PEERDIST_SEAL_WORKER=1 in this process's environment turns
+  // it on in every daemon here) encrypted every block served, or none.
+  const rs = (s1 as unknown as { retrievalServer: { blocksSealed: number; sealedInWorker: number } }).retrievalServer;
+  t.ok(rs.blocksSealed > 0, 'blocks were sealed for the peer');
+  t.equal(rs.sealedInWorker, process.env.PEERDIST_SEAL_WORKER === '1' ? rs.blocksSealed : 0, 'sealed where configured');
   t.same(s1.downloads, [], 'nothing in progress');
   const s2 = JSON.parse((await runCli(['status', '--daemon', d2!.ready.admin, '--json'])).stdout) as {
     totals: Record<string, number>;
