@@ -2,7 +2,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import t from 'tap';
-import { childEnv } from '../../testkit/sim/proc.js';
 import { cliEntry } from '../helpers/paths.js';
 
 /**
@@ -49,10 +48,7 @@ export function startDaemonChild(
   opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<DaemonChild> {
   const proc = spawn(process.execPath, [cliEntry, 'daemon', ...args], {
-    // Without tap's preloads (childEnv): its process-info hook spent about 0.25 CPU s in a daemon
-    // AFTER its 'stopped' log (writing its record at exit), 2-4 s of wall time at load 11-16, which
-    // is what brought e2e's SIGTERM test to 5.1-5.3 s; and about 1 CPU s more per start.
-    env: { ...childEnv(), PEERDIST_LOG: process.env.PEERDIST_LOG ?? 'warn', ...opts.env },
+    env: { ...process.env, PEERDIST_LOG: process.env.PEERDIST_LOG ?? 'warn', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   track(proc);

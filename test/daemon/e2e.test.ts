@@ -284,7 +284,7 @@ t.test(
     // Promptly = without waiting for the download: the origin had not sent its whole body when the
     // daemon exited (the daemon's own shutdown grace is 5 s; exit status 0 says it closed within it).
     // Not a wall-clock bound: at load 11-16 a stop took 2-4.5 s here, most of it tap's process-info
-    // hook in the child (since dropped, daemon-child.ts).
+    // hook in the child, after its "stopped" (RELIABILITY.md, "Found 2026-12-07 (h-serve)").
     t.equal(await d.stop(), 0, 'exit status 0');
     t.ok(sent < 1 << 20, `exited with the download still in flight (${sent} of ${1 << 20} bytes sent)`);
     const r = await get;

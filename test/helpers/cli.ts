@@ -1,6 +1,5 @@
 /** Runs the compiled CLI in a child process and captures its output. */
 import { spawn } from 'node:child_process';
-import { childEnv } from '../../testkit/sim/proc.js';
 import { cliEntry } from './paths.js';
 
 export interface CliResult {
@@ -16,9 +15,7 @@ export function runCli(
   return new Promise((resolveP, reject) => {
     const child = spawn(process.execPath, [cliEntry, ...args], {
       cwd: opts.cwd,
-      // Without tap's preloads (childEnv): its process-info hook costs each CLI child about 1 CPU
-      // second at start and exit, which a busy machine stretches into seconds of wall time.
-      env: { ...childEnv(), PEERDIST_LOG: process.env.PEERDIST_LOG ?? 'silent', ...opts.env },
+      env: { ...process.env, PEERDIST_LOG: process.env.PEERDIST_LOG ?? 'silent', ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '',
