@@ -29,6 +29,7 @@ interface DaemonFlags {
   maxPeerRequests?: string;
   cacheMaxAge?: string;
   serveOnBattery?: boolean;
+  sealWorker?: boolean;
   ipv6?: boolean | string;
   hostedCache?: string[];
   hostedCacheVersion?: string;
@@ -75,6 +76,8 @@ export function register(program: Command): void {
       'discover over IPv6 too (ff02::c): on the discovery interface, or all interfaces with IPv6, or these (comma-separated)',
     )
     .option('--serve-on-battery', 'keep serving peers while the machine runs on battery (default: stop)')
+    .option('--seal-worker', 'encrypt blocks served to peers on a worker thread (default: off)')
+    .option('--no-seal-worker', 'encrypt blocks served to peers on the main thread')
     .option(
       '--hosted-cache <host[:port]>',
       'offer downloaded segments to this MS-PCHC hosted cache and fetch from it (repeatable; port default 80 for v2, 443 for v1)',
@@ -114,6 +117,7 @@ export function register(program: Command): void {
         maxPeerRequests: o.maxPeerRequests,
         cacheMaxAge: o.cacheMaxAge,
         serveOnBattery: o.serveOnBattery ? true : undefined,
+        sealWorker: cmd.getOptionValueSource('sealWorker') === 'cli' ? o.sealWorker : undefined,
         ipv6: o.ipv6,
         hostedCache: o.hostedCache,
         hostedCacheVersion: o.hostedCacheVersion,

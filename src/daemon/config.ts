@@ -50,6 +50,7 @@ export interface RawConfig {
   maxPeerRequests?: number | string;
   cacheMaxAge?: number | string;
   serveOnBattery?: boolean | string;
+  sealWorker?: boolean | string;
   /** IPv6 discovery: true/false, or interface names (comma-separated string or JSON array). */
   ipv6?: boolean | string | string[];
   /** Hosted caches HOST[:PORT]: a list (config file), or comma-separated (env, repeated flags joined). */
@@ -108,6 +109,11 @@ export interface DaemonConfig {
   /** Serve peers while the machine runs on battery. */
   serveOnBattery: boolean;
   /**
+   * Encrypt served blocks on a worker thread (src/retrieval/seal-worker.ts) instead of the
+   * retrieval server's main thread.
+   */
+  sealWorker: boolean;
+  /**
    * Discovery over IPv6 too (ff02::c): false, true (the discovery interface when one is chosen,
    * else every interface with a non-internal IPv6 address) or these interface names.
    */
@@ -127,6 +133,7 @@ export const DEFAULTS = {
   /** 28 days, BranchCache's default maximum data cache entry age. */
   cacheMaxAge: '28d',
   serveOnBattery: false,
+  sealWorker: false,
 } as const;
 
 /** Environment variable for each setting. PEERDIST_CONFIG names the config file itself. */
@@ -151,6 +158,7 @@ export const ENV_VARS: Record<keyof RawConfig, string> = {
   maxPeerRequests: 'PEERDIST_MAX_PEER_REQUESTS',
   cacheMaxAge: 'PEERDIST_CACHE_MAX_AGE',
   serveOnBattery: 'PEERDIST_SERVE_ON_BATTERY',
+  sealWorker: 'PEERDIST_SEAL_WORKER',
   ipv6: 'PEERDIST_IPV6',
   hostedCache: 'PEERDIST_HOSTED_CACHE',
   hostedCacheVersion: 'PEERDIST_HOSTED_CACHE_VERSION',
@@ -350,6 +358,7 @@ export function resolveConfig(sources: {
   const upload = pick('uploadRateLimit');
   const uploadRateLimit = upload === undefined ? 0 : parseRate(upload, 'uploadRateLimit');
   const sob = pick('serveOnBattery');
+  const seal = pick('sealWorker');
 
   return {
     stateDir,
@@ -380,6 +389,7 @@ export function resolveConfig(sources: {
     ),
     cacheMaxAgeMs: parseDuration(pick('cacheMaxAge') ?? DEFAULTS.cacheMaxAge, 'cacheMaxAge'),
     serveOnBattery: sob === undefined ? DEFAULTS.serveOnBattery : parseBool(sob, 'serveOnBattery'),
+    sealWorker: seal === undefined ? DEFAULTS.sealWorker : parseBool(seal, 'sealWorker'),
     ipv6: parseIPv6Setting(pick('ipv6')),
     hostedCaches: hostedCaches(
       pick('hostedCache'),

@@ -174,6 +174,7 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       maxConnectionsPerSource: PEER_CONNECTIONS_PER_SOURCE,
       maxConcurrent: config.maxPeerRequests,
       notServing: () => policy.notServing(),
+      sealWorker: config.sealWorker,
     });
     const bound = await step(`retrieval server on ${formatHostPort(config.listen)}`, () => server.listen());
     closers.push({ name: 'retrieval server', close: () => server.close() });

@@ -133,3 +133,15 @@ t.test('config: limit keys, units, defaults, precedence', async (t) => {
     message: /serveOnBattery/,
   });
 });
+
+t.test('config: sealWorker (off by default; env, file, a flag either way)', async (t) => {
+  t.equal(resolveConfig({ defaultStateDir: '/d' }).sealWorker, false);
+  t.equal(resolveConfig({ env: { sealWorker: '1' }, defaultStateDir: '/d' }).sealWorker, true);
+  t.equal(resolveConfig({ file: { sealWorker: true }, defaultStateDir: '/d' }).sealWorker, true);
+  t.equal(
+    resolveConfig({ flags: { sealWorker: false }, env: { sealWorker: '1' }, defaultStateDir: '/d' }).sealWorker,
+    false,
+    '--no-seal-worker wins over the environment',
+  );
+  t.throws(() => resolveConfig({ env: { sealWorker: 'perhaps' }, defaultStateDir: '/d' }), { message: /sealWorker/ });
+});
