@@ -16,6 +16,7 @@ import { PeerError } from '../../src/protocol/pccrr/errors.js';
 import { Scheduler, TRIAL_COST_MS, TRIAL_GRACE_MS, TRIAL_LAG_FACTOR } from '../../src/engine/scheduler.js';
 import { type Content, FakeClock, FakePeers, blocksOf, makeContent, runUntil, settle, world } from './fake-world.js';
 import { readAll, sha256 } from './harness.js';
+import type { TraceEvent } from '../../src/engine/trace.js';
 
 const BLOCKS = 42; // v2, fixed chunking: one 64 KiB block per segment
 const ANSWER_MS = 700;
@@ -79,6 +80,10 @@ async function download(t: Test, c: Content, lag: number, opts: { tarpit?: boole
   // Its ProbeMatch for every segment (258 ms in the original run, before the lag).
   w.clock.set(() => w.discovery.sight(PEER, ids), 258);
   const job = w.engine.download(w.url);
+  let gate: { graceMs?: number } | undefined;
+  job.on('trace', (ev: TraceEvent) => {
+    if (ev.type === 'gate') gate = ev;
+  });
   const body = readAll(job.createReadStream());
   await settle();
   const t0 = w.clock.t;
@@ -91,6 +96,7 @@ async function download(t: Test, c: Content, lag: number, opts: { tarpit?: boole
     firstTrial: firstTrial === undefined ? undefined : firstTrial - t0,
     firstRange: w.origin.ranged[0] === undefined ? undefined : w.origin.ranged[0].t - t0,
     ranges: w.origin.ranged.length,
+    graceMs: gate?.graceMs,
   };
 }
 
@@ -100,8 +106,13 @@ t.test('a slow genuine peer on a starved machine supplies every block it holds; 
   // (Unstarved, lag 0, the grace is the old 300 ms: a peer answering after 700 ms loses blocks to
   // the origin as before; the tarpit test below bounds that case.)
   for (const lag of [100, 150]) {
-    const { r, firstTrial, ranges } = await download(t, c, lag);
+    const { r, firstTrial, ranges, graceMs } = await download(t, c, lag);
     t.comment(`lag ${lag} ms: first trial at ${firstTrial} ms, ${ranges} origin requests, ${r.durationMs} ms`);
+    t.equal(
+      graceMs,
+      Math.min(TRIAL_COST_MS, TRIAL_GRACE_MS + TRIAL_LAG_FACTOR * lag),
+      'the grace the gate trace reports',
+    );
     t.equal(r.fromOrigin, 0, `lag ${lag} ms: no origin bytes (${ranges} origin requests)`);
     t.equal(r.fromPeers, c.data.length, `lag ${lag} ms: every byte from the peer`);
   }
@@ -110,7 +121,8 @@ t.test('a slow genuine peer on a starved machine supplies every block it holds; 
 t.test('a tarpit on a starved machine still costs at most the trial cost before the origin runs', async (t) => {
   const c = await makeContent(BLOCKS * 65536, 2);
   for (const lag of [0, 150]) {
-    const { r, firstTrial, firstRange } = await download(t, c, lag, { tarpit: true });
+    const { r, firstTrial, firstRange, graceMs } = await download(t, c, lag, { tarpit: true });
+    t.equal(graceMs, lag === 0 ? TRIAL_GRACE_MS : TRIAL_COST_MS, `lag ${lag} ms: the gate's trial grace`);
     t.comment(`lag ${lag} ms: first trial at ${firstTrial} ms, first origin request at ${firstRange} ms`);
     t.equal(r.fromPeers, 0, 'nothing from the tarpit');
     t.ok(firstTrial !== undefined && firstRange !== undefined, 'the tarpit got its trial; the origin ran');
