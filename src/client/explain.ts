@@ -53,7 +53,9 @@ export function explainText(t: DownloadTrace): string {
     if (t.rounds.length > 0 && answered === 0 && t.cachedAtStart?.blocks !== c.blocks)
       L.push('  => no peer answered discovery');
     if (t.gate)
-      L.push(`origin allowed after ${secs(t.gate.ms)} with ${t.gate.peers} peer${t.gate.peers === 1 ? '' : 's'} known`);
+      L.push(
+        `origin allowed after ${secs(t.gate.ms)} with ${t.gate.peers} peer${t.gate.peers === 1 ? '' : 's'} known${t.gate.graceMs !== undefined ? ` (trial grace ${Math.round(t.gate.graceMs)} ms)` : ''}`,
+      );
     const blocks = c.blocks;
     if (t.peers.length === 0) L.push('peers: none served a block');
     else {

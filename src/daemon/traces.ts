@@ -72,7 +72,7 @@ export interface DownloadTrace {
   plain?: { contentLength: number };
   cachedAtStart?: { blocks: number; bytes: number };
   /** When the origin was first allowed (ms after start) and how many peers were known then. */
-  gate?: { ms: number; peers: number };
+  gate?: { ms: number; peers: number; graceMs?: number };
   rounds: RoundTrace[];
   roundsOmitted: number;
   peers: PeerTrace[];
@@ -233,7 +233,7 @@ export class TraceBook {
           break;
         }
         case 'gate':
-          tr.gate = { ms: at(ev.at), peers: ev.peers };
+          tr.gate = { ms: at(ev.at), peers: ev.peers, ...(ev.graceMs !== undefined ? { graceMs: ev.graceMs } : {}) };
           break;
         case 'peer-block': {
           const p = peer(ev.peer);

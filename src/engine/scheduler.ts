@@ -192,7 +192,8 @@ const PEER_BACKOFF_BASE_MS = 250;
 const PEER_BACKOFF_MAX_MS = 10_000;
 /**
  * How long the download's first trial request keeps the blocks unproven peers claim from the
- * origin, as long as the origin has not delivered a block yet; the origin gate waits no longer
+ * origin (on a machine whose timers run on time; longer on a starved one, TRIAL_LAG_FACTOR), as
+ * long as the origin has not delivered a block yet; the origin gate waits no longer
  * for trial answers either (src/engine/transfer.ts). A genuine LAN peer answers well within it
  * and then takes them all; after it, the origin may (a host naming addresses that never answer
  * stalls nothing beyond this, issue 16.5; not again for each later batch of addresses, and
@@ -203,8 +204,19 @@ export const TRIAL_GRACE_MS = 300;
  * What a failed trial costs: the retrieval client's first-byte timer for an address on probation.
  * Once the origin could fetch everything left sooner than that, no new trial starts (a block
  * given to an address that turns out silent would hold up the end of the download, issue 27.9).
+ * Also the cap of the trial grace on a starved machine (TRIAL_LAG_FACTOR): a trial has failed by
+ * then anyway.
  */
-const TRIAL_COST_MS = 1500;
+export const TRIAL_COST_MS = 1500;
+/**
+ * The trial grace grows by this many times the latest our own timers have fired in this download
+ * (timerLate), up to TRIAL_COST_MS: on a CPU-starved machine a genuine peer's first answer takes
+ * several of the wake-ups a late timer measures (its process and ours, each side's socket and
+ * worker turns), and the fixed 300 ms lost its blocks to the origin (RELIABILITY.md, "Found
+ * 2026-12-07 (h-serve)" item 2). Our own lateness, not the peer's pace: nothing a remote host
+ * says or delays can lengthen it (protocol/engine.md, "Peers that are not peers").
+ */
+export const TRIAL_LAG_FACTOR = 8;
 /** Backoff of an address the retrieval client quarantined (never gave a valid answer). */
 const UNUSABLE_BACKOFF_MS = 30_000;
 const ORIGIN_RETRY_BASE_MS = 200;
@@ -452,6 +464,8 @@ export class Scheduler {
   private tooLateForTrials = false;
   /** When the download's first trial request was sent (Infinity: none yet); see TRIAL_GRACE_MS. */
   private firstTrialAt = Infinity;
+  /** The latest a timer of this download fired (ms after it was due; timerLate), see TRIAL_LAG_FACTOR. */
+  private lateMax = 0;
   /**
    * Within next(): the blocks some usable peer that is not on trial holds (supplyMap), computed at
    * the first origin check that needs it and dropped at the next call (peers change only between
@@ -667,7 +681,27 @@ export class Scheduler {
    * the download's first trial request (undefined: no trial yet).
    */
   trialGraceEndsAt(): number | undefined {
-    return Number.isFinite(this.firstTrialAt) ? this.firstTrialAt + TRIAL_GRACE_MS : undefined;
+    return Number.isFinite(this.firstTrialAt) ? this.firstTrialAt + this.trialGraceMs() : undefined;
+  }
+
+  /**
+   * The trial grace: TRIAL_GRACE_MS, plus TRIAL_LAG_FACTOR times the latest our own timers fired
+   * in this download, at most TRIAL_COST_MS.
+   */
+  trialGraceMs(): number {
+    return Math.min(TRIAL_COST_MS, TRIAL_GRACE_MS + TRIAL_LAG_FACTOR * this.lateMax);
+  }
+
+  /**
+   * A timer of this download fired `ms` after it was due (the caller's event loop was starved of
+   * CPU that long): the trial grace may grow (trialGraceMs).
+   */
+  timerLate(ms: number): void {
+    if (!(ms > this.lateMax)) return;
+    const before = this.trialGraceMs();
+    this.lateMax = ms;
+    // A longer grace can stop a block being an origin candidate (see candVersion).
+    if (this.trialGraceMs() !== before) this.candVersion++;
   }
 
   /** Peers on trial with their trial request in flight (the origin gate waits for their answers). */
@@ -1128,7 +1162,7 @@ export class Scheduler {
   /**
    * Some usable peer is believed to hold `g` and peers have not failed it too often. `forOrigin`:
    * a peer on trial counts only while it could still take `g` (see mayTrial) or its trial request
-   * is younger than TRIAL_GRACE_MS: a host claiming everything under addresses that never answer
+   * is younger than the trial grace (trialGraceMs): a host claiming everything under addresses that never answer
    * must not stall a download (issue 16.5), while a genuine peer answers its trial within a round
    * trip and takes the rest from then on.
    */
@@ -1150,7 +1184,7 @@ export class Scheduler {
       // first trial: once it runs, an unproven address gets its one trial block in parallel with
       // it and pauses nothing, and a later batch of new addresses does not restart the wait
       // (issue 27.9: each new batch of tarpit addresses held every block back for the grace).
-      const graceEnd = this.firstTrialAt + TRIAL_GRACE_MS;
+      const graceEnd = this.firstTrialAt + this.trialGraceMs();
       if (this.peerAttempts[g] === 0 && this.originDone === 0 && now < graceEnd) {
         this.wakeAt = Math.min(this.wakeAt, graceEnd);
         return true;

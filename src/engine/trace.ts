@@ -36,7 +36,8 @@ export type TraceEvent =
   /** A peer answered round `round` for segment number `seg` (`at` is the clock when the answer was seen). */
   | { type: 'answer'; round: number; peer: string; seg: number; blockCount: number; at: number }
   /** The origin gate opened: discovery had its chance. */
-  | { type: 'gate'; at: number; peers: number }
+  /** `graceMs`: the trial grace then (Scheduler.trialGraceMs), when a trial request had gone out. */
+  | { type: 'gate'; at: number; peers: number; graceMs?: number }
   | { type: 'peer-block'; peer: string; block: number; bytes: number; ms: number }
   | { type: 'peer-fail'; peer: string; block: number; why: string }
   | {

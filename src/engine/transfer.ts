@@ -308,8 +308,12 @@ export class Transfer implements Session {
       // milliseconds and then takes the blocks it holds, instead of the origin. Waiting for the
       // retrieval client's 1.5 s first-byte limit, and longer while a host kept naming new silent
       // addresses, cost every download beside a tarpit about 2 s of idle origin (issue 27.9).
-      const graceEnd = this.sched.trialGraceEndsAt();
-      if (this.sched.trialsPending() > 0 && graceEnd !== undefined && graceEnd > this.ctx.now()) {
+      // On a starved machine the grace grows with how late our own timers fire (this one's too:
+      // Scheduler.timerLate), so the wait goes on until the grace as it stands now has passed.
+      for (;;) {
+        const graceEnd = this.sched.trialGraceEndsAt();
+        if (this.stopped() || this.sched.trialsPending() === 0 || graceEnd === undefined || graceEnd <= this.ctx.now())
+          break;
         await this.until(
           new Promise<void>((r) => {
             this.trialsSettled = r;
@@ -320,7 +324,12 @@ export class Transfer implements Session {
       }
     }
     if (this.stopped()) return;
-    this.trace({ type: 'gate', at: this.ctx.now(), peers: this.sched.peerCount() });
+    this.trace({
+      type: 'gate',
+      at: this.ctx.now(),
+      peers: this.sched.peerCount(),
+      ...(this.sched.trialGraceEndsAt() !== undefined ? { graceMs: this.sched.trialGraceMs() } : {}),
+    });
     this.originOpen = true;
     this.pump();
     this.feed.reprobe();
@@ -397,24 +406,36 @@ export class Transfer implements Session {
     if (wake !== undefined && wake < this.wakeAt) {
       if (this.timer !== undefined) this.ctx.timers.clear(this.timer);
       this.wakeAt = wake;
+      const delay = Math.max(1, wake - now);
       // Not weak: a job waiting out a retry backoff must keep a standalone process alive.
-      this.timer = this.ctx.timers.set(
-        () => {
-          this.timer = undefined;
-          this.wakeAt = Infinity;
-          this.pump();
-        },
-        Math.max(1, wake - now),
-      );
+      this.timer = this.ctx.timers.set(() => {
+        this.timer = undefined;
+        this.wakeAt = Infinity;
+        this.timerFired(now + delay);
+        this.pump();
+      }, delay);
     }
+  }
+
+  /**
+   * One of our timers, due at `due`, fires now: how late tells the scheduler how starved of CPU
+   * this process is (Scheduler.timerLate: the trial grace grows with it).
+   */
+  private timerFired(due: number): void {
+    const late = this.ctx.now() - due;
+    if (late > 0) this.sched.timerLate(late);
   }
 
   async until(p: Promise<unknown>, ms: number): Promise<void> {
     let t: unknown;
+    const due = this.ctx.now() + ms;
     await Promise.race([
       p.catch(() => undefined),
       new Promise<void>((r) => {
-        t = this.ctx.timers.set(r, ms);
+        t = this.ctx.timers.set(() => {
+          this.timerFired(due);
+          r();
+        }, ms);
       }),
       this.host.ended.then(
         () => undefined,

@@ -330,9 +330,11 @@ export function world(
     originRangeBlocks?: number;
     /** What the engine sees of discovery (e.g. HostedCacheSource.wrap around the fake). */
     wrapDiscovery?: (d: FakeDiscovery) => DiscoveryLike;
+    /** The world's clock (default a FakeClock; e.g. one whose timers fire late, a starved machine). */
+    clock?: FakeClock;
   } = {},
 ): World {
-  const clock = new FakeClock();
+  const clock = opts.clock ?? new FakeClock();
   const store = new MemStore();
   const origin = new FakeOrigin(c, clock);
   const peers = opts.peers?.(clock) ?? new FakePeers(clock);
