@@ -236,7 +236,7 @@ async function fetchRoute(
     const reader = job.readBatches();
     // The reader lets go of what it pinned as soon as the client goes, not at its next block.
     res.once('close', reader.close);
-    writeBatches(reader.batches, res, reader.release).then(() => ended(undefined), ended);
+    writeBatches(reader.batches, res).then(() => ended(undefined), ended);
   } else pipeline(job.createReadStream(), res, ended);
 }
 
@@ -250,11 +250,7 @@ const FLUSH_MS = 25;
  * the next ones (one timer per write, none per block). Honours back-pressure; stops reading
  * (returning the generator, which ends the reader) when the client goes away.
  */
-async function writeBatches(
-  batches: AsyncGenerator<Buffer[]>,
-  res: ServerResponse,
-  release: (b: Buffer) => void,
-): Promise<void> {
+async function writeBatches(batches: AsyncGenerator<Buffer[]>, res: ServerResponse): Promise<void> {
   let pending: Buffer[] = [];
   let bytes = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -263,9 +259,7 @@ async function writeBatches(
     timer = undefined;
     if (pending.length === 0 || res.destroyed) return;
     res.cork();
-    // A buffer goes back to the reader once the socket has taken its bytes (the write's callback
-    // without an error); one whose write failed is not given back (it is collected instead).
-    for (const b of pending) res.write(b, (err) => err || release(b));
+    for (const b of pending) res.write(b);
     res.uncork();
     pending = [];
     bytes = 0;

@@ -12,7 +12,6 @@ import { DownloadError } from './errors.js';
 import { header } from './origin-client.js';
 import { nodeFault } from './origins.js';
 import type { Session } from './session.js';
-import { blockPool } from './block-pool.js';
 import type { OriginReason } from './trace.js';
 
 /** Pre-origin re-check: peers asked, and how long we wait for them. */
@@ -77,57 +76,48 @@ export async function fetchFromOrigin(s: Session, g: number, count = 1): Promise
           status: res.status,
         });
       }
-      // Blocks are received into block-pool buffers (block-pool.ts); a verified one goes to the
-      // store (which takes this hold over), any other goes back when this function is done with it.
-      let cur: Buffer | undefined = blockPool.take(blocks.at(g)!.length);
+      let cur = Buffer.allocUnsafe(blocks.at(g)!.length);
       let filled = 0;
-      try {
-        for await (const chunk of res.body) {
-          let off = 0;
-          while (off < chunk.length) {
-            if (reported >= last) {
-              res.discard();
-              throw new DownloadError('ORIGIN_MISMATCH', `origin sent more than the ${stop - start} bytes asked for`);
-            }
-            if (!cur) break;
-            const n = Math.min(chunk.length - off, cur.length - filled);
-            chunk.copy(cur, filled, off, off + n);
-            filled += n;
-            off += n;
-            if (filled < cur.length) continue;
-            if (s.stopped()) {
-              res.discard();
-              return;
-            }
-            const block = reported;
-            if (!s.check(block, cur)) {
-              const b = blocks.at(block)!;
-              s.log.warn('origin block does not match the content information', {
-                block,
-                segment: b.seg,
-                index: b.index,
-              });
-              res.discard();
-              // Another version than the content information describes (the blob was replaced)?
-              const now = header(res.headers, 'etag');
-              if (s.etag !== undefined && now !== undefined && now !== s.etag) s.originEtagNow = now;
-              fail('mismatch', "the origin's block does not match the content information");
-              return;
-            }
-            reported++;
-            const full = cur;
-            cur = undefined;
-            stored(s, pending, block, full, t, reason, pick);
-            t = s.ctx.now();
-            if (reported < last) {
-              cur = blockPool.take(blocks.at(reported)!.length);
-              filled = 0;
-            }
-            while (pending.length >= MAX_PENDING_STORES) await pending.shift();
+      for await (const chunk of res.body) {
+        let off = 0;
+        while (off < chunk.length) {
+          if (reported >= last) {
+            res.discard();
+            throw new DownloadError('ORIGIN_MISMATCH', `origin sent more than the ${stop - start} bytes asked for`);
           }
+          const n = Math.min(chunk.length - off, cur.length - filled);
+          chunk.copy(cur, filled, off, off + n);
+          filled += n;
+          off += n;
+          if (filled < cur.length) continue;
+          if (s.stopped()) {
+            res.discard();
+            return;
+          }
+          const block = reported;
+          if (!s.check(block, cur)) {
+            const b = blocks.at(block)!;
+            s.log.warn('origin block does not match the content information', {
+              block,
+              segment: b.seg,
+              index: b.index,
+            });
+            res.discard();
+            // Another version than the content information describes (the blob was replaced)?
+            const now = header(res.headers, 'etag');
+            if (s.etag !== undefined && now !== undefined && now !== s.etag) s.originEtagNow = now;
+            fail('mismatch', "the origin's block does not match the content information");
+            return;
+          }
+          reported++;
+          stored(s, pending, block, cur, t, reason, pick);
+          t = s.ctx.now();
+          if (reported < last) {
+            cur = Buffer.allocUnsafe(blocks.at(reported)!.length);
+            filled = 0;
+          }
+          while (pending.length >= MAX_PENDING_STORES) await pending.shift();
         }
-      } finally {
-        if (cur) blockPool.release(cur);
       }
       if (reported < last)
         throw new DownloadError('ORIGIN_MISMATCH', `origin sent ${filled} bytes short of the range asked for`);

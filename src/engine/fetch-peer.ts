@@ -6,7 +6,6 @@
 import { PeerError } from '../protocol/pccrr/errors.js';
 import type { PeerFailure } from './scheduler.js';
 import type { Session } from './session.js';
-import { blockPool } from './block-pool.js';
 
 export async function fetchFromPeer(s: Session, g: number, peer: string): Promise<void> {
   const { sched } = s,
@@ -15,11 +14,7 @@ export async function fetchFromPeer(s: Session, g: number, peer: string): Promis
   const t0 = s.ctx.now();
   let data: Buffer;
   let next = 0;
-  // The decrypted block is copied into a block-pool buffer before it is verified (block-pool.ts):
-  // the block lives on (kept for readers, waiting for its group commit) in a reused buffer, and
-  // the fresh plaintext the decipher made dies at once. The copy is what is verified and stored.
-  let seen: Buffer | undefined;
-  let own: Buffer | undefined;
+  let verified: Buffer | undefined;
   try {
     const r = await s.ctx.deps.retrieval.getBlock({
       peer,
@@ -28,31 +23,18 @@ export async function fetchFromPeer(s: Session, g: number, peer: string): Promis
       kp: seg.kp,
       expectedLength: b.length,
       verify: (plain) => {
-        const copy = blockPool.take(plain.length);
-        plain.copy(copy);
-        const ok = s.check(g, copy);
-        if (!ok) {
-          blockPool.release(copy);
-          return false;
-        }
-        if (own) blockPool.release(own);
-        own = copy;
-        seen = plain;
-        return true;
+        const ok = s.check(g, plain);
+        if (ok) verified = plain;
+        return ok;
       },
       signal: s.signal,
     });
+    data = r.data;
     next = r.nextBlockIndex;
     // Whatever the client did with the callback, only bytes that passed it are stored.
-    if (own && r.data === seen) data = own;
-    else {
-      if (own) blockPool.release(own);
-      own = undefined;
-      data = r.data;
-      if (!s.check(g, data)) throw new PeerError('BAD_BLOCK', peer, `block ${b.index} does not match its hash`);
-    }
+    if (data !== verified && !s.check(g, data))
+      throw new PeerError('BAD_BLOCK', peer, `block ${b.index} does not match its hash`);
   } catch (err) {
-    if (own) blockPool.release(own);
     if (s.stopped()) return;
     let why = classifyPeerError(err);
     // An address that never answered validly and failed now is quarantined by the client: drop it.
@@ -72,10 +54,7 @@ export async function fetchFromPeer(s: Session, g: number, peer: string): Promis
     s.recheckStore(g);
     return;
   }
-  if (s.stopped()) {
-    blockPool.release(data);
-    return;
-  }
+  if (s.stopped()) return;
   const ms = s.ctx.now() - t0;
   // The peer's part is done once the block is verified: its slot goes back to the scheduler while
   // the cache makes the block durable (a group commit's fdatasync takes milliseconds to tens of

@@ -18,7 +18,6 @@ import { nodeFault, OriginSet } from './origins.js';
 import { stateBytes } from './budget.js';
 import type { OriginResponse } from './origin-client.js';
 import { PlainBuffer, plainLength, receivePlain } from './plain.js';
-import { blockPool } from './block-pool.js';
 import { blockBatches, blockReader, firstBlockAt, type ReaderCursor, type ReaderSource } from './reader.js';
 import type { PeerStat } from './scheduler.js';
 import type { JobContext } from './session.js';
@@ -159,7 +158,7 @@ export class EngineJob extends EventEmitter implements DownloadJob {
    * stream to `get` writes a batch with one system call; reader.ts blockBatches). The reader ends
    * when the generator does, or at close() (the client went away; idempotent).
    */
-  readBatches(start = 0, end?: number): { batches: AsyncGenerator<Buffer[]>; close(): void; release(b: Buffer): void } {
+  readBatches(start = 0, end?: number): { batches: AsyncGenerator<Buffer[]>; close(): void } {
     const { source, closed } = this.readerSource(start, end);
     async function* run(): AsyncGenerator<Buffer[]> {
       try {
@@ -168,7 +167,7 @@ export class EngineJob extends EventEmitter implements DownloadJob {
         closed();
       }
     }
-    return { batches: run(), close: closed, release: (b) => blockPool.release(b) };
+    return { batches: run(), close: closed };
   }
 
   /** A reader's source, counted and tracked from now; `closed` ends it (idempotent). */

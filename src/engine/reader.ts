@@ -6,7 +6,6 @@
  * reports where it is through its cursor.
  */
 import { Readable } from 'node:stream';
-import { blockPool } from './block-pool.js';
 import { DownloadError } from './errors.js';
 import type { PlainBuffer } from './plain.js';
 import type { BlockDesc, BlockTable } from './scheduler.js';
@@ -146,32 +145,14 @@ async function* generateTracked(
   }
 }
 
-/**
- * Block g, which is ready: from memory, else from the cache (verified there). The reader holds
- * what it returns (block-pool.ts): a block kept in memory is retained at once (the download may
- * let go of it, and its buffer must not be reused while this reader's bytes are on their way), a
- * block read from the cache is read into a buffer of the pool. Whoever consumes the reader
- * releases each buffer once written (readBatches: `release`), or never (it is then collected).
- */
+/** Block g, which is ready: from memory, else from the cache (verified there). */
 async function readOne(src: ReaderSource, layout: BlockLayout, g: number): Promise<Buffer> {
   const b = layout.blocks.at(g)!;
-  const kept = src.held?.(g) ?? src.recent?.(g);
-  if (kept) {
-    blockPool.retain(kept);
-    return kept;
-  }
-  const id = layout.segmentId(g);
-  let data: Buffer | undefined;
-  if (src.store.readBlockInto) {
-    const buf = blockPool.take(b.length);
-    const n = await src.store.readBlockInto(id, b.index, buf, 'local');
-    if (n !== undefined) data = n === buf.length ? buf : buf.subarray(0, n);
-    else blockPool.release(buf);
-  } else data = await src.store.readBlock(id, b.index, 'local');
-  if (!data) {
-    data = src.held?.(g);
-    if (data) blockPool.retain(data);
-  }
+  const data =
+    src.held?.(g) ??
+    src.recent?.(g) ??
+    (await src.store.readBlock(layout.segmentId(g), b.index, 'local')) ??
+    src.held?.(g);
   if (!data) throw new DownloadError('LOCAL', `block ${b.index} of segment ${b.seg} could not be read from the cache`);
   return data;
 }

@@ -76,10 +76,7 @@ export interface Session {
    * the bytes match the content information.
    */
   check(block: number, data: Buffer): boolean;
-  /**
-   * Writes a verified block to the cache. Takes over the caller's hold on `data` when it is a
-   * block-pool buffer (block-pool.ts): the caller must not write into it afterwards.
-   */
+  /** Writes a verified block to the cache. */
   store(block: number, data: Buffer): Promise<void>;
   /** Verified blocks whose cache write has not finished yet (held in memory meanwhile). */
   storeBacklog(): number;

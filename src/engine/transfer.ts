@@ -17,7 +17,6 @@ import type { ByteSource } from './types.js';
 import type { OriginSet } from './origins.js';
 import { isLoopbackHost } from '../util/address.js';
 import { SegmentIndex } from './segment-index.js';
-import { blockPool } from './block-pool.js';
 
 const GATE_REFRESH_WAIT_MS = 500;
 /** The longest the origin gate waits for the hosted caches' first answers (firstAnswers). */
@@ -183,21 +182,17 @@ export class Transfer implements Session {
   readersMoved(): void {
     const low = this.host.readerLow();
     this.sched.setReaderAt(low);
-    // By key (not [key, value] entries: called for every block a reader passes, an entry array per
-    // kept block was ~35 MB of garbage every 15 s of a 1 GiB download; BENCHMARKS.md h-mem).
-    for (const g of this.recent.keys()) {
-      if (low !== undefined && g >= low) continue;
-      const data = this.recent.get(g)!;
-      this.recent.delete(g);
-      this.recentBytes -= data.length;
-      blockPool.release(data);
+    for (const [g, data] of this.recent) {
+      if (low === undefined || g < low) {
+        this.recent.delete(g);
+        this.recentBytes -= data.length;
+      }
     }
-    for (const g of this.held.keys()) {
-      if (low !== undefined && g >= low) continue;
-      const data = this.held.get(g)!;
-      this.held.delete(g);
-      this.heldBytes -= data.length;
-      blockPool.release(data);
+    for (const [g, data] of this.held) {
+      if (low === undefined || g < low) {
+        this.held.delete(g);
+        this.heldBytes -= data.length;
+      }
     }
     if (!this.holding) return;
     this.sched.setLimit(low === undefined ? this.layout.blocks.length : low + this.holdBlocks);
@@ -230,16 +225,13 @@ export class Transfer implements Session {
   private keepForReaders(g: number, data: Buffer): void {
     const low = this.host.readerLow();
     if (low === undefined || g < low || this.recent.has(g)) return;
-    blockPool.retain(data);
     this.recent.set(g, data);
     this.recentBytes += data.length;
     while (this.recentBytes > RECENT_BYTES) {
       let far = -1;
       for (const k of this.recent.keys()) if (k > far) far = k;
-      const gone = this.recent.get(far)!;
-      this.recentBytes -= gone.length;
+      this.recentBytes -= this.recent.get(far)!.length;
       this.recent.delete(far);
-      blockPool.release(gone);
     }
   }
 
@@ -248,7 +240,6 @@ export class Transfer implements Session {
     if (!data) return;
     this.recent.delete(g);
     this.recentBytes -= data.length;
-    blockPool.release(data);
   }
 
   /** The cache could not take block g: keep it for the readers (nobody reads: nothing to keep). */
@@ -262,7 +253,6 @@ export class Transfer implements Session {
     }
     const low = this.host.readerLow();
     if (low !== undefined && g >= low && !this.held.has(g)) {
-      blockPool.retain(data);
       this.held.set(g, data);
       this.heldBytes += data.length;
     }
@@ -350,8 +340,6 @@ export class Transfer implements Session {
 
   /** Drops every block kept in memory for readers (the job is disposed of). */
   releaseMemory(): void {
-    for (const data of this.recent.values()) blockPool.release(data);
-    for (const data of this.held.values()) blockPool.release(data);
     this.recent.clear();
     this.recentBytes = 0;
     this.held.clear();
@@ -457,13 +445,7 @@ export class Transfer implements Session {
     // Kept for the readers before the write: the store marks the block present (and a waiting reader
     // wakes) before this function resumes.
     if (!this.stopped()) this.keepForReaders(g, data);
-    let write: Promise<void>;
-    try {
-      write = this.ctx.deps.store.putBlock(this.segInfo(g).segmentId, b.index, data);
-    } catch (err) {
-      blockPool.release(data);
-      throw err;
-    }
+    const write = this.ctx.deps.store.putBlock(this.segInfo(g).segmentId, b.index, data);
     this.storing.add(write);
     try {
       await write;
@@ -478,8 +460,6 @@ export class Transfer implements Session {
       });
     } finally {
       this.storing.delete(write);
-      // The caller's hold (block-pool.ts): the cache write is over, whatever its outcome.
-      blockPool.release(data);
     }
   }
 

@@ -83,7 +83,7 @@ export interface RetrievalLike {
  * block so that putBlock does not hash it again.
  */
 export type StoreLike = Pick<BlockStore, 'addSegment' | 'hasBlock' | 'putBlock' | 'readBlock' | 'pin' | 'getSegment'> &
-  Partial<Pick<BlockStore, 'checkBlock' | 'addSegments' | 'readBlockInto'>> &
+  Partial<Pick<BlockStore, 'checkBlock' | 'addSegments'>> &
   Pick<EventEmitter, 'on' | 'off'>;
 
 export interface EngineDeps {
@@ -144,14 +144,7 @@ export interface DownloadJob extends EventEmitter {
   /** Content bytes [start, end] (end inclusive, like fs.createReadStream) in order, as they become available. */
   createReadStream(start?: number, end?: number): NodeJS.ReadableStream;
   /** The same bytes as batches of buffers that were ready together (absent: use createReadStream). */
-  /**
-   * `release(b)`: the consumer is done with a buffer it was given (its bytes were written): it may
-   * then be reused (engine/block-pool.ts). A buffer never released is simply not reused.
-   */
-  readBatches?(
-    start?: number,
-    end?: number,
-  ): { batches: AsyncGenerator<Buffer[]>; close(): void; release(b: Buffer): void };
+  readBatches?(start?: number, end?: number): { batches: AsyncGenerator<Buffer[]>; close(): void };
   readonly done: Promise<DownloadResult>;
   cancel(): void;
   /** Settles once no cache write is in flight (after cancel() the counters and cache stop changing). */
