@@ -11,13 +11,34 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runScenario, type ScenarioReport } from '../sim/scenarios.js';
-import { type CpuModel, runScale, type ScaleResult } from './sim.js';
+import { type CpuModel, type DaemonDiscovery, runScale, type ScaleResult } from './sim.js';
 
-/** What the model adds for a machine: a CPU model and a start-up per download (sim.ts). */
+/**
+ * What the model adds for a machine: a CPU model, a start-up per download, discovery as the
+ * daemon does it and peer requests that time out (sim.ts).
+ */
 export interface Machine {
   cpu?: CpuModel;
   startupMs?: number;
+  discovery?: DaemonDiscovery;
+  peerTimeouts?: boolean;
 }
+
+/**
+ * CPU per discovery datagram of a 16 MiB v2 flash crowd, `nice -n 10 node
+ * dist/bench/discovery-cost.js --rounds 4` (2026-12-07 17:25 UTC, load 46; rounds 2-4, the first
+ * warms up): a probe of 255 IDs handled and answered 0.44-0.53 ms, a ProbeMatch of 128 entries
+ * handled 0.34-0.40, a follow-up-sized one 0.21-0.24, a probe sent 0.15-0.23. Measured on a busy
+ * machine, as the namespace runs are; a check against the daemons' own profile: the 32-client
+ * crowd (BENCHMARKS.md "Issue 25 target 4", main 8e0b9e9) spent about 3.95 of 9.4 CPU s per
+ * daemon on about 8,500 datagrams, 0.46 ms each.
+ */
+export const DAEMON_DISCOVERY: DaemonDiscovery = {
+  probeSentMs: 0.17,
+  probeHandledMs: 0.47,
+  matchHandledMs: 0.36,
+  followUpMs: 0.23,
+};
 
 /**
  * The namespace simulation's machine in the model: every daemon's work on one machine of 2
@@ -30,6 +51,8 @@ export interface Machine {
 export const NAMESPACE_MACHINE: Machine = {
   cpu: { receiveSecPerGiB: 18, serveSecPerGiB: 12, cores: 2 },
   startupMs: 800,
+  discovery: DAEMON_DISCOVERY,
+  peerTimeouts: true,
 };
 export const BARE: Machine = {};
 
@@ -57,6 +80,8 @@ export function measureMachine(size = 128 * 2 ** 20): Promise<Machine & { cpu: C
             cores: availableParallelism(),
           },
           startupMs: NAMESPACE_MACHINE.startupMs,
+          discovery: NAMESPACE_MACHINE.discovery,
+          peerTimeouts: NAMESPACE_MACHINE.peerTimeouts,
         });
       } catch (e) {
         reject(new Error(`bench/loopback.js: unreadable report (${(e as Error).message})`));
