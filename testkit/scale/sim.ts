@@ -420,7 +420,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     return t !== undefined && t <= now;
   };
   const prove = (c: number, x: number, at: number) => {
-    const m = (provenAt[c] ??= new Map());
+    let m = provenAt[c];
+    if (!m) provenAt[c] = m = new Map();
     if (!(m.get(x)! <= at)) m.set(x, at);
   };
   const hcUp = Array.from({ length: H }, () => new FifoLink(lan));
@@ -804,7 +805,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       const k = mK[x]!;
       mFree.push(x);
       const m = viewOf[c]![k]!;
-      (heard[m] ??= new Map()).set(c, now);
+      if (!heard[m]) heard[m] = new Map();
+      heard[m].set(c, now);
       sched[m]?.crowdSeen(ip[c]!, now);
       if (!sched[c]) continue;
       followUntil[c]![k] = now + followTtl(m, now);
