@@ -18,7 +18,9 @@
  *   The view is `view` random members of its subnet (default 32), not the whole subnet: the real
  *   Scheduler's peer assignment costs (missing blocks x known peers) per call and its crowd
  *   ownership (members) per call, which a whole 200-client subnet makes unaffordable here (see
- *   BENCHMARKS.md, "Scale simulation"). A subnet no larger than the view is seen whole.
+ *   BENCHMARKS.md, "Scale simulation"). A subnet no larger than the view is seen whole. With
+   `discovery` (DaemonDiscovery) the tick gives way to discovery as the daemon does it: probes on
+   their repeat period, ProbeMatches and follow-ups after their delays, each on the daemons' CPUs.
  * - Hosted caches: a cache serves its subnets like a LAN peer (peerIsRelay); it pulls each block a
  *   client of its subnets fetched from the origin (the client's offer) over the LAN, once; clients
  *   learn its holdings at their ticks (GETSEGLIST polls). With hosted caches the clients do not use
@@ -35,6 +37,8 @@
  *   bytes and the receiver's work on it are through; a peer's bytes leave once the sender's work
  *   on them is done. Hosted caches and their pulls cost no CPU. `startupMs`: from a client's
  *   arrival to its first step (content information, segment registration), counted in its time.
+ * - Peer timeouts (optional, `peerTimeouts`): a served block's first byte later than the retrieval
+ *   client's first-byte timeout fails the request ('timeout', the Scheduler's backoff).
  * Not modelled: loss, TCP slow start, the cache's disk, readers (no setReaderAt/setLimit), and
  * CPU unless `cpu` is given.
  */
@@ -140,6 +144,22 @@ export interface CpuModel {
   /** Cores all clients share (one machine) besides each one's own; absent: only its own. */
   cores?: number;
 }
+
+/**
+ * CPU per discovery datagram of a 16 MiB v2 flash crowd, `nice -n 10 node
+ * dist/bench/discovery-cost.js --rounds 4` (2026-12-07 17:25 UTC, load 46; rounds 2-4, the first
+ * warms up): a probe of 255 IDs handled and answered 0.44-0.53 ms, a ProbeMatch of 128 entries
+ * handled 0.34-0.40, a follow-up-sized one 0.21-0.24, a probe sent 0.15-0.23. Measured on a busy
+ * machine, as the namespace runs are; a check against the daemons' own profile: the 32-client
+ * crowd (BENCHMARKS.md "Issue 25 target 4", main 8e0b9e9) spent about 3.95 of 9.4 CPU s per
+ * daemon on about 8,500 datagrams, 0.46 ms each.
+ */
+export const DAEMON_DISCOVERY: DaemonDiscovery = {
+  probeSentMs: 0.17,
+  probeHandledMs: 0.47,
+  matchHandledMs: 0.36,
+  followUpMs: 0.23,
+};
 
 /**
  * Why the origin sent a block a second time into the same subnet (diagnose): counted per block

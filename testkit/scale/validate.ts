@@ -11,7 +11,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runScenario, type ScenarioReport } from '../sim/scenarios.js';
-import { type CpuModel, type DaemonDiscovery, runScale, type ScaleResult } from './sim.js';
+import { type CpuModel, DAEMON_DISCOVERY, type DaemonDiscovery, runScale, type ScaleResult } from './sim.js';
 
 /**
  * What the model adds for a machine: a CPU model, a start-up per download, discovery as the
@@ -25,28 +25,15 @@ export interface Machine {
 }
 
 /**
- * CPU per discovery datagram of a 16 MiB v2 flash crowd, `nice -n 10 node
- * dist/bench/discovery-cost.js --rounds 4` (2026-12-07 17:25 UTC, load 46; rounds 2-4, the first
- * warms up): a probe of 255 IDs handled and answered 0.44-0.53 ms, a ProbeMatch of 128 entries
- * handled 0.34-0.40, a follow-up-sized one 0.21-0.24, a probe sent 0.15-0.23. Measured on a busy
- * machine, as the namespace runs are; a check against the daemons' own profile: the 32-client
- * crowd (BENCHMARKS.md "Issue 25 target 4", main 8e0b9e9) spent about 3.95 of 9.4 CPU s per
- * daemon on about 8,500 datagrams, 0.46 ms each.
- */
-export const DAEMON_DISCOVERY: DaemonDiscovery = {
-  probeSentMs: 0.17,
-  probeHandledMs: 0.47,
-  matchHandledMs: 0.36,
-  followUpMs: 0.23,
-};
-
-/**
  * The namespace simulation's machine in the model: every daemon's work on one machine of 2
  * cores, at the daemon's CPU cost (bench/loopback.ts, 2026-12-07: receiving about 18, serving
  * about 12 CPU seconds per GiB), and about 0.8 s from a daemon's start to its first origin
  * request (content information, segment registration: the namespace runs, BENCHMARKS.md "Scale
  * simulation", validation). Without it (`BARE`) the model has no CPU and starts at once, and its
- * time ratios came out 28-96% below the namespace's.
+ * time ratios came out 28-96% below the namespace's. Its daemons discover as the real ones do, at
+ * the CPU per datagram bench/discovery-cost.js measured (DAEMON_DISCOVERY), and their peer
+ * requests time out as the retrieval client's do (BENCHMARKS.md, "The scale model reproduces the
+ * namespace flash crowds").
  */
 export const NAMESPACE_MACHINE: Machine = {
   cpu: { receiveSecPerGiB: 18, serveSecPerGiB: 12, cores: 2 },
