@@ -20,7 +20,7 @@ const base: ScaleConfig = {
   seed: 5,
 };
 
-t.test('one after another: the second learns the first one`s blocks from its ProbeMatch', async (t) => {
+t.test("one after another: the second learns the first one's blocks from its ProbeMatch", async (t) => {
   const r = runScale({ ...base, clients: 2, arrival: { kind: 'sequential' }, discovery: FREE });
   t.equal(r.completed, 2);
   t.equal(r.bytesBySource.origin, base.fileBytes, 'the origin sent the file once');
