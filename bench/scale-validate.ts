@@ -2,11 +2,13 @@
  * Issue 24 item 3: the scale model against the namespace simulation on the same cases (8 and 16
  * clients, sequential and flash, the file sizes and link rates of bench/sim.ts's published runs),
  * side by side, each within 15% or not, on the origin ratio and the time ratio. Root + iproute2.
- *   npm run build && node dist/bench/scale-validate.js [--only 8] [--json] [--model-only] [--fixed-cpu]
+ *   npm run build && node dist/bench/scale-validate.js [--only 8] [--json] [--model-only [--cpu-scale k]] [--fixed-cpu]
  * The model's CPU costs are measured first, on this machine and build (one bench/loopback.js round:
  * measureMachine); --fixed-cpu uses NAMESPACE_MACHINE's constants instead.
  * --model-only: the model's side alone, on the namespace machine (CPU, start-up) and bare; needs
- * no root (the namespace side wants a quiet machine: eight daemons on 2 cores).
+ * no root (the namespace side wants a quiet machine: eight daemons on 2 cores). --cpu-scale k
+ * multiplies every CPU cost of the namespace machine (bytes received and served, datagrams): how
+ * the model answers a machine that gives its daemons 1/k of the CPU it measured.
  */
 import { parseArgs } from 'node:util';
 import { netnsSupport } from '../testkit/sim/netns.js';
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     json: { type: 'boolean' },
     'model-only': { type: 'boolean' },
     'fixed-cpu': { type: 'boolean' },
+    'cpu-scale': { type: 'string' },
   },
 });
 const cases: ValidationCase[] = [];
@@ -37,13 +40,27 @@ for (const mode of ['sequential', 'flash'] as const) {
   cases.push({ clients: 16, size: 16 * MiB, wanRateBps: 20e6, wanDelayMs: 20, mode });
 }
 if (values['model-only']) {
+  const k = Number(values['cpu-scale'] ?? 1);
+  const M = NAMESPACE_MACHINE;
+  const machine: Machine = {
+    ...M,
+    cpu: M.cpu && { ...M.cpu, receiveSecPerGiB: M.cpu.receiveSecPerGiB * k, serveSecPerGiB: M.cpu.serveSecPerGiB * k },
+    discovery: M.discovery && {
+      probeSentMs: M.discovery.probeSentMs * k,
+      probeHandledMs: M.discovery.probeHandledMs * k,
+      matchHandledMs: M.discovery.matchHandledMs * k,
+      followUpMs: M.discovery.followUpMs * k,
+    },
+  };
   for (const c of cases) {
     if (values.only && String(c.clients) !== values.only) continue;
-    const m = modelOf(c, 1, NAMESPACE_MACHINE).side;
+    const run = modelOf(c, 1, machine);
+    const m = run.side;
     const b = modelOf(c, 1, BARE).side;
     process.stdout.write(
       `${c.clients} clients, ${c.size / MiB} MiB, ${c.wanRateBps / 1e6} Mbit/s + ${c.wanDelayMs} ms, ${c.mode}: ` +
-        `model on the namespace machine origin ${m.originRatio.toFixed(3)}, time ${m.timeRatio.toFixed(2)}; ` +
+        `model on the namespace machine${k !== 1 ? ` (CPU x ${k})` : ''} origin ${m.originRatio.toFixed(3)}, time ${m.timeRatio.toFixed(2)}, ` +
+        `${run.result.peerTimeouts} peer timeouts; ` +
         `bare origin ${b.originRatio.toFixed(3)}, time ${b.timeRatio.toFixed(2)}\n`,
     );
   }

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { parseSize } from '../../src/util/size.js';
 import { describe, summary, svg } from './report.js';
-import { type Arrival, type ScaleConfig, measureScale } from './sim.js';
+import { type Arrival, DAEMON_DISCOVERY, type ScaleConfig, measureScale } from './sim.js';
 
 function rate(text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)(?:bit|bps|b)?(?:\/s)?$/i.exec(text.trim());
@@ -69,6 +69,11 @@ const program = new Command('scale')
   .option('--cpu-serve <s>', 'CPU seconds per GiB a client spends serving peers', Number, 0)
   .option('--cpu-cores <n>', 'cores all clients share (one machine); default: a core per client', int)
   .option('--startup <duration>', "from a client's arrival to its first request", duration, 0)
+  .option(
+    '--daemon-discovery',
+    "discovery as the daemon does it, at validate.ts's measured CPU per datagram (needs --cpu-receive for the CPU)",
+  )
+  .option('--peer-timeouts', "peer requests with the retrieval client's first-byte timeouts")
   .option('--diagnose', 'classify the origin fetches of blocks a subnet already fetched (why duplicates)')
   .option('--json', 'print JSON')
   .option('--svg <file>', 'write the completion CDF and origin rate over time as SVG')
@@ -102,6 +107,8 @@ const runs = String(o.seed)
         ? { cpu: { receiveSecPerGiB: o.cpuReceive, serveSecPerGiB: o.cpuServe, cores: o.cpuCores } }
         : {}),
       startupMs: o.startup,
+      ...(o.daemonDiscovery ? { discovery: DAEMON_DISCOVERY } : {}),
+      peerTimeouts: o.peerTimeouts === true,
     };
     const run = measureScale(cfg);
     if (!o.json) console.log(describe(run));

@@ -16,6 +16,8 @@ export function describe(run: ScaleRun): string {
     `bytes by source: origin ${mb(r.bytesBySource.origin)} MiB, peers ${mb(r.bytesBySource.peer)} MiB, hosted caches ${mb(r.bytesBySource.hostedCache)} MiB (caches pulled ${mb(r.hostedCachePullBytes)} MiB from clients)`,
     `simulated ${s1(r.simulatedMs)} s in ${s1(run.wallMs)} s wall, ${s1(run.cpuMs)} s CPU: ${r.events} events (${run.eventsPerSec}/s), ${r.schedulerCalls} scheduler next() calls, ${r.originFlows} origin requests, ${r.lanTransfers} LAN transfers, peak RSS ${mb(run.peakRssBytes)} MiB`,
   ];
+  if (c.discovery || c.peerTimeouts)
+    lines.push(`discovery datagrams ${r.discoveryDatagrams}, peer requests timed out ${r.peerTimeouts}`);
   return lines.join('\n');
 }
 

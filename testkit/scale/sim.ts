@@ -18,7 +18,9 @@
  *   The view is `view` random members of its subnet (default 32), not the whole subnet: the real
  *   Scheduler's peer assignment costs (missing blocks x known peers) per call and its crowd
  *   ownership (members) per call, which a whole 200-client subnet makes unaffordable here (see
- *   BENCHMARKS.md, "Scale simulation"). A subnet no larger than the view is seen whole.
+ *   BENCHMARKS.md, "Scale simulation"). A subnet no larger than the view is seen whole. With
+   `discovery` (DaemonDiscovery) the tick gives way to discovery as the daemon does it: probes on
+   their repeat period, ProbeMatches and follow-ups after their delays, each on the daemons' CPUs.
  * - Hosted caches: a cache serves its subnets like a LAN peer (peerIsRelay); it pulls each block a
  *   client of its subnets fetched from the origin (the client's offer) over the LAN, once; clients
  *   learn its holdings at their ticks (GETSEGLIST polls). With hosted caches the clients do not use
@@ -35,10 +37,16 @@
  *   bytes and the receiver's work on it are through; a peer's bytes leave once the sender's work
  *   on them is done. Hosted caches and their pulls cost no CPU. `startupMs`: from a client's
  *   arrival to its first step (content information, segment registration), counted in its time.
+ * - Peer timeouts (optional, `peerTimeouts`): a served block's first byte later than the retrieval
+ *   client's first-byte timeout fails the request ('timeout', the Scheduler's backoff).
  * Not modelled: loss, TCP slow start, the cache's disk, readers (no setReaderAt/setLimit), and
  * CPU unless `cpu` is given.
  */
+import { CROWD_MAX_FACTOR, CROWD_REPEAT_CAP_MS, CROWD_UNIT, DEFAULT_TIMING } from '../../src/discovery/prober.js';
+import { APP_MAX_DELAY_MS } from '../../src/discovery/probe-responder.js';
+import { DEFAULT_FOLLOW_UP_LIMITS } from '../../src/discovery/follow-ups.js';
 import { type Assignment, BlockTable, Scheduler } from '../../src/engine/scheduler.js';
+import { PROBATION_SILENCE_MS } from '../../src/retrieval/client.js';
 import { rng } from '../../test/helpers/rng.js';
 import { FifoLink, lanTransfer, SharedLinks } from './net.js';
 import { EventQueue } from './queue.js';
@@ -84,6 +92,48 @@ export interface ScaleConfig {
   cpu?: CpuModel;
   /** From a client's arrival to its first step (default 0). */
   startupMs?: number;
+  /**
+   * Discovery as the daemon does it (see DaemonDiscovery) instead of the tick's instant view;
+   * absent: every `tickMs` a client hears its view's probes and learns their new blocks at once.
+   */
+  discovery?: DaemonDiscovery;
+  /**
+   * Peer requests with the retrieval client's first-byte timeouts (src/retrieval/client.ts): a
+   * served block whose first byte comes later than 2 s (1.5 s from a peer not yet proven) fails
+   * as 'timeout' with the Scheduler's own backoff; the Scheduler gets `proven`, as transfer.ts
+   * passes it (an answer up to PROBATION_SILENCE_MS late still proves the peer). Default false:
+   * peers never time out.
+   */
+  peerTimeouts?: boolean;
+}
+
+/**
+ * MS-PCCRD as src/discovery does it (protocol/pccrd.md), on the clients' CPUs:
+ * - A downloading client multicasts a probe for its missing segments at its start and then every
+ *   DEFAULT_TIMING.repeatMinMs-repeatMaxMs, times its crowd factor (prober.ts: the distinct
+ *   responders of the last 5 s / CROWD_UNIT, 1..CROWD_MAX_FACTOR, capped at CROWD_REPEAT_CAP_MS).
+ *   The first probe's retransmits (same MessageID) are left out: the model loses no datagram.
+ * - Every member of its view handles the probe (the crowd member is seen then:
+ *   Scheduler.crowdSeen; a daemon not downloading yet keeps it for RECENT_PROBES_MS, discovery.ts)
+ *   and, if it holds something the prober has not heard of, answers after 1..APP_MAX_DELAY_MS
+ *   (probe-responder.ts). It remembers the probe (follow-ups.ts: DEFAULT_FOLLOW_UP_LIMITS.ttlMs,
+ *   longer in a crowd, Prober.followUpTtlMs) and sends a follow-up ProbeMatch 1..APP_MAX_DELAY_MS
+ *   after a block arrives, at most FOLLOW_UP_RATE per second (burst FOLLOW_UP_BURST).
+ * - Holdings are learnt only from those ProbeMatches (at most `holdersPerBlock` holders a block,
+ *   standing in for damping); a sent probe, a handled probe and a handled ProbeMatch each cost
+ *   its DaemonDiscovery cost on the daemon's CPU (the CPU model's FIFO), so a busy daemon probes, hears and
+ *   learns late. Hosted caches keep the tick (GETSEGLIST polls).
+ * Views are symmetric here: a client's probes reach the members of its own view.
+ */
+export interface DaemonDiscovery {
+  /** CPU ms per datagram (bench/discovery-cost.ts measures them): a probe sent. */
+  probeSentMs: number;
+  /** A probe handled (and answered). */
+  probeHandledMs: number;
+  /** A ProbeMatch answering a probe handled. */
+  matchHandledMs: number;
+  /** A follow-up ProbeMatch (a few segments) sent, and handled. */
+  followUpMs: number;
 }
 
 export interface CpuModel {
@@ -94,6 +144,22 @@ export interface CpuModel {
   /** Cores all clients share (one machine) besides each one's own; absent: only its own. */
   cores?: number;
 }
+
+/**
+ * CPU per discovery datagram of a 16 MiB v2 flash crowd, `nice -n 10 node
+ * dist/bench/discovery-cost.js --rounds 4` (2026-12-07 17:25 UTC, load 46; rounds 2-4, the first
+ * warms up): a probe of 255 IDs handled and answered 0.44-0.53 ms, a ProbeMatch of 128 entries
+ * handled 0.34-0.40, a follow-up-sized one 0.21-0.24, a probe sent 0.15-0.23. Measured on a busy
+ * machine, as the namespace runs are; a check against the daemons' own profile: the 32-client
+ * crowd (BENCHMARKS.md "Issue 25 target 4", main 8e0b9e9) spent about 3.95 of 9.4 CPU s per
+ * daemon on about 8,500 datagrams, 0.46 ms each.
+ */
+export const DAEMON_DISCOVERY: DaemonDiscovery = {
+  probeSentMs: 0.17,
+  probeHandledMs: 0.47,
+  matchHandledMs: 0.36,
+  followUpMs: 0.23,
+};
 
 /**
  * Why the origin sent a block a second time into the same subnet (diagnose): counted per block
@@ -125,9 +191,10 @@ export interface DuplicateReport {
 }
 
 export interface ScaleResult {
-  config: Required<Omit<ScaleConfig, 'originUpBps' | 'diagnose' | 'cpu'>> & {
+  config: Required<Omit<ScaleConfig, 'originUpBps' | 'diagnose' | 'cpu' | 'discovery'>> & {
     originUpBps: number | null;
     cpu: CpuModel | null;
+    discovery: DaemonDiscovery | null;
   };
   tokens: number;
   completed: number;
@@ -147,6 +214,10 @@ export interface ScaleResult {
   originFlows: number;
   lanTransfers: number;
   schedulerCalls: number;
+  /** Peer requests that hit the first-byte timeout (peerTimeouts). */
+  peerTimeouts: number;
+  /** Discovery datagrams sent or handled by the clients (daemon discovery). */
+  discoveryDatagrams: number;
   /**
    * 32-bit FNV-1a over every assignment the schedulers made, in order (client, kind, block, count,
    * peer): two runs with the same value made the same decisions (bench/scheduler-ab.ts).
@@ -174,7 +245,29 @@ const ARRIVE = 1,
   FINISH = 5,
   LAN_DONE = 6,
   /** An origin block's bytes arrived earlier; the receiver's CPU is through with it now. */
-  ORIGIN_DONE = 7;
+  ORIGIN_DONE = 7,
+  /** Client x's probe timer fired (daemon discovery). */
+  PROBE = 8,
+  /** A member handled a probe (slot: prober, view index). */
+  HEARD = 9,
+  /** The prober handled a ProbeMatch (slot: prober, view index, send time). */
+  MATCH = 10,
+  /** A responder's follow-up timer fired (slot: prober, view index). */
+  FOLLOW = 11,
+  /** A peer request's first-byte timer fired before its first byte (lan slot). */
+  PEER_TIMEOUT = 12,
+  /** A discovery datagram reached a daemon: its CPU takes it in turn (slot: then HEARD or MATCH). */
+  DELIVER = 13;
+/** Follow-up ProbeMatches per second and burst over all probers (probe-responder.ts defaults). */
+const FOLLOW_UP_RATE = 100,
+  FOLLOW_UP_BURST = 200;
+/** Responders counted for the crowd factor over this window (prober.ts CROWD_WINDOW_MS). */
+const CROWD_WINDOW_MS = 5000;
+/** Probes heard before a download began still name crowd members (discovery.ts RECENT_PROBES_MS). */
+const RECENT_PROBES_MS = 3000;
+/** First-byte timeouts of the retrieval client (client.ts defaults: proven peer; on probation). */
+const FIRST_BYTE_MS = 2000,
+  PROBATION_FIRST_BYTE_MS = 1500;
 // Sources.
 const ORIGIN = 0,
   PEER = 1,
@@ -280,6 +373,77 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const cpuWork = (c: number, at: number, ms: number) =>
     ms <= 0 ? at : Math.max(ownCpu![c]!.reserve(at, ms), sharedCpu?.reserve(at, ms) ?? 0);
   const startupMs = cfg.startupMs ?? 0;
+  // Daemon discovery (DaemonDiscovery) and peer timeouts: state only when asked for.
+  const disc = cfg.discovery;
+  const drand = rng(cfg.seed * 7919 + 17);
+  /** When daemon c has handled one discovery datagram that reached it (or was due) at `at`. */
+  let datagrams = 0;
+  const msgWork = (c: number, at: number, ms: number) => {
+    datagrams++;
+    return cpuCfg ? cpuWork(c, at, ms) : at;
+  };
+  // Per prober, by view index: until when that member remembers its latest probe (follow-ups),
+  // whether a follow-up is on its way, when that member last answered (the crowd factor).
+  const followUntil: Array<Float64Array | undefined> = new Array(C);
+  const followPending: Array<Uint8Array | undefined> = new Array(C);
+  const lastMatch: Array<Float64Array | undefined> = new Array(C);
+  /** Per member: (prober, view index) pairs, flat: the probers whose view holds it. */
+  const watchers: number[][] = disc ? Array.from({ length: C }, () => []) : [];
+  /** Per daemon: the probers it heard, and when. */
+  const heard: Array<Map<number, number> | undefined> = new Array(C);
+  const fuTokens = new Float64Array(disc ? C : 0).fill(FOLLOW_UP_BURST);
+  const fuAt = new Float64Array(disc ? C : 0);
+  /** Discovery datagrams on their way: prober, view index, the time the answer left. */
+  const mC: number[] = [];
+  const mK: number[] = [];
+  const mT: number[] = [];
+  /** For DELIVER: the daemon the datagram reached, the event once it has handled it, its CPU ms. */
+  const mTo: number[] = [];
+  const mKind: number[] = [];
+  const mCost: number[] = [];
+  const mFree: number[] = [];
+  const msg = (c: number, k: number, t: number) => {
+    const slot = mFree.pop() ?? mC.length;
+    mC[slot] = c;
+    mK[slot] = k;
+    mT[slot] = t;
+    return slot;
+  };
+  /**
+   * A datagram reaching daemon `to` at `at`: handled (`kind`) once its CPU gets to it. Its CPU is
+   * reserved at the arrival, not ahead of it (a reservation ahead would idle the FIFO meanwhile).
+   */
+  const deliver = (at: number, to: number, kind: number, slot: number, ms: number) => {
+    mTo[slot] = to;
+    mKind[slot] = kind;
+    mCost[slot] = ms;
+    queue.push(at, DELIVER, slot);
+  };
+  /** Prober.crowdFactor: distinct responders of the last CROWD_WINDOW_MS over CROWD_UNIT. */
+  const crowdFactor = (c: number, at: number) => {
+    const lm = lastMatch[c];
+    if (!lm) return 1;
+    let r = 0;
+    for (let k = 0; k < lm.length; k++) if (lm[k]! >= at - CROWD_WINDOW_MS) r++;
+    return Math.min(CROWD_MAX_FACTOR, Math.max(1, r / CROWD_UNIT));
+  };
+  /** Prober.followUpTtlMs of daemon x. */
+  const followTtl = (x: number, at: number) => {
+    const f = crowdFactor(x, at);
+    const ttl = DEFAULT_FOLLOW_UP_LIMITS.ttlMs;
+    return f <= 1 ? ttl : Math.max(ttl, Math.min(DEFAULT_TIMING.repeatMaxMs * f, CROWD_REPEAT_CAP_MS) + 1000);
+  };
+  /** Per receiving client: when each peer became proven to its retrieval client (peerTimeouts). */
+  const provenAt: Array<Map<number, number> | undefined> = new Array(C);
+  const isProven = (c: number, x: number) => {
+    const t = provenAt[c]?.get(x);
+    return t !== undefined && t <= now;
+  };
+  const prove = (c: number, x: number, at: number) => {
+    let m = provenAt[c];
+    if (!m) provenAt[c] = m = new Map();
+    if (!(m.get(x)! <= at)) m.set(x, at);
+  };
   const hcUp = Array.from({ length: H }, () => new FifoLink(lan));
   const hcDown = Array.from({ length: H }, () => new FifoLink(lan));
   /** LAN transfers under way: tag and request time, by slot. */
@@ -290,13 +454,24 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     const slot = lanFree.pop() ?? lanTags.length;
     lanTags[slot] = tag;
     lanAt[slot] = now;
-    let at = lanTransfer(from, to, bytes, lanRtt, now);
-    if (cpuCfg && tag.src !== PULL) {
-      // The sender encrypts the block (a client; a hosted cache costs nothing here), then its
-      // bytes go; the receiver's work on them follows their arrival.
-      const sent = tag.src === PEER ? cpuWork(tag.from, now + lanRtt, bytes * serveMsPerByte) : now;
-      at = cpuWork(tag.c, Math.max(at, sent + bytes / lan), bytes * recvMsPerByte);
+    // The sender encrypts the block (a client; a hosted cache costs nothing here), then its
+    // bytes go; the receiver's work on them follows their arrival.
+    const sent = cpuCfg && tag.src === PEER ? cpuWork(tag.from, now + lanRtt, bytes * serveMsPerByte) : now;
+    if (cfg.peerTimeouts && tag.src === PEER) {
+      // The retrieval client's first-byte timer (client.ts): 2 s for a proven peer, 1.5 s on
+      // probation, whose answer still proves the peer up to PROBATION_SILENCE_MS. The sender
+      // has done its work; the bytes are not sent.
+      const first = Math.max(now + lanRtt, sent, from.free) + lanRtt / 2 - now;
+      const proven = isProven(tag.c, tag.from);
+      const limit = proven ? FIRST_BYTE_MS : PROBATION_FIRST_BYTE_MS;
+      if (first > limit) {
+        if (!proven && first <= PROBATION_SILENCE_MS) prove(tag.c, tag.from, now + first);
+        queue.push(now + limit, PEER_TIMEOUT, slot, bytes);
+        return;
+      }
     }
+    let at = lanTransfer(from, to, bytes, lanRtt, now);
+    if (cpuCfg && tag.src !== PULL) at = cpuWork(tag.c, Math.max(at, sent + bytes / lan), bytes * recvMsPerByte);
     queue.push(at, LAN_DONE, slot, bytes);
   };
   const hcOf = (s: number) => (H === 0 ? -1 : s % H);
@@ -353,6 +528,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   let completed = 0;
   let lastFinish = 0;
   let lanTransfers = 0;
+  let timeouts = 0;
   // Duplicate analysis (diagnose): per subnet x block, origin fetches in flight, when the oldest
   // started and its fetcher's role, and when a client of the subnet first held it.
   const diag = cfg.diagnose
@@ -431,6 +607,17 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     gotBlock[c]![gotN[c]!] = g;
     gotAt[c]![gotN[c]!] = now;
     gotN[c]!++;
+    if (disc) {
+      // Follow-ups (probe-responder.ts announce): to every prober whose probe c still remembers.
+      const w = watchers[c]!;
+      for (let i = 0; i < w.length; i += 2) {
+        const p = w[i]!;
+        const k = w[i + 1]!;
+        if (followUntil[p]![k]! < now || followPending[p]![k] || !sched[p] || sched[p].hasBlock(g)) continue;
+        followPending[p]![k] = 1;
+        queue.push(now + 1 + Math.floor(drand() * APP_MAX_DELAY_MS), FOLLOW, msg(p, k, 0));
+      }
+    }
     const h = hcOf(s);
     if (src === ORIGIN && h >= 0 && !hcHas[h]![g] && !hcPulling[h]![g]) {
       // The client offers the block; its hosted cache pulls it over the LAN.
@@ -499,7 +686,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     const kn = known[c]!;
     const view = viewOf[c]!;
     const cursor = viewCursor[c]!;
-    for (let k = 0; k < view.length; k++) {
+    for (let k = 0; k < view.length && !disc; k++) {
       const x = view[k]!;
       const xn = gotN[x]!;
       const downloadingNow = sched[x] !== undefined;
@@ -527,6 +714,26 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     }
   };
 
+  /** A ProbeMatch from member k of c's view, sent at `sentAt`: what that member held then. */
+  const learn = (c: number, k: number, sentAt: number) => {
+    const sc = sched[c]!;
+    const kn = known[c]!;
+    const x = viewOf[c]![k]!;
+    const cursor = viewCursor[c]!;
+    const gb = gotBlock[x];
+    if (!gb) return;
+    const ga = gotAt[x]!;
+    const downloadingNow = sched[x] !== undefined;
+    let i = cursor[k]!;
+    for (; i < gotN[x]! && ga[i]! <= sentAt; i++) {
+      const g = gb[i]!;
+      if (kn[g]! >= M || sc.hasBlock(g)) continue;
+      kn[g]!++;
+      sc.peerHasSegment(addr[x]!, g, downloadingNow ? ga[i] : undefined);
+    }
+    cursor[k] = i;
+  };
+
   while (queue.pop()) {
     now = queue.t;
     events++;
@@ -546,6 +753,12 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         originBlockMsPrior: (250 * unit) / 65536,
         self: ip[c],
         crowdVisible: h >= 0 && !(cfg.cachesNameCrowd && H === S) ? () => false : undefined,
+        proven: cfg.peerTimeouts
+          ? (a: string) => {
+              const x = addrIndex.get(a)!;
+              return x < 0 || isProven(c, x);
+            }
+          : undefined,
       });
       sched[c] = sc;
       known[c] = new Uint8Array(n);
@@ -569,7 +782,16 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       viewCursor[c] = new Int32Array(Math.min(V, others.length));
       tick(c);
       let peersKnown = h >= 0 && hcCursor[c]! > 0;
-      for (const x of viewOf[c]!) if (gotN[x]! > 0) peersKnown = true;
+      if (disc) {
+        const len = viewOf[c]!.length;
+        followUntil[c] = new Float64Array(len).fill(-Infinity);
+        followPending[c] = new Uint8Array(len);
+        lastMatch[c] = new Float64Array(len).fill(-Infinity);
+        for (let k = 0; k < len; k++) watchers[viewOf[c]![k]!]!.push(c, k);
+        // Probes heard lately name crowd members at once (discovery.ts recentProbes).
+        for (const [p, at] of heard[c] ?? []) if (at >= now - RECENT_PROBES_MS && sched[p]) sc.crowdSeen(ip[p]!, at);
+        queue.push(now, PROBE, c);
+      } else for (const x of viewOf[c]!) if (gotN[x]! > 0) peersKnown = true;
       gateAt[c] = now + (peersKnown ? 60 : 300);
       pump(c);
       queue.push(now + tickMs, TICK, c);
@@ -582,6 +804,67 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       if (pendingWake[x] !== now) continue;
       pendingWake[x] = Infinity;
       pump(x);
+    } else if (kind === PROBE) {
+      // Probe timer of client x (prober.ts due): the probe leaves once x's CPU gets to it.
+      const c = x;
+      if (!sched[c]) continue;
+      const sentAt = msgWork(c, now, disc!.probeSentMs);
+      const view = viewOf[c]!;
+      for (let k = 0; k < view.length; k++)
+        deliver(sentAt + lanRtt / 2, view[k]!, HEARD, msg(c, k, sentAt), disc!.probeHandledMs);
+      let delay = DEFAULT_TIMING.repeatMinMs + drand() * (DEFAULT_TIMING.repeatMaxMs - DEFAULT_TIMING.repeatMinMs);
+      const f = crowdFactor(c, sentAt);
+      if (f > 1) delay = Math.min(delay * f, Math.max(delay, CROWD_REPEAT_CAP_MS));
+      queue.push(sentAt + delay, PROBE, c);
+    } else if (kind === DELIVER) {
+      queue.push(msgWork(mTo[x]!, now, mCost[x]!), mKind[x]!, x);
+    } else if (kind === HEARD) {
+      // Member m handled c's probe: c is in its crowd; it remembers the probe for follow-ups and
+      // answers with what it holds that c has not heard of (probe-responder.ts).
+      const c = mC[x]!;
+      const k = mK[x]!;
+      mFree.push(x);
+      const m = viewOf[c]![k]!;
+      if (!heard[m]) heard[m] = new Map();
+      heard[m].set(c, now);
+      sched[m]?.crowdSeen(ip[c]!, now);
+      if (!sched[c]) continue;
+      followUntil[c]![k] = now + followTtl(m, now);
+      if (gotN[m]! > viewCursor[c]![k]!) {
+        const d = 1 + Math.floor(drand() * APP_MAX_DELAY_MS);
+        deliver(now + d + lanRtt / 2, c, MATCH, msg(c, k, now + d), disc!.matchHandledMs);
+      }
+    } else if (kind === MATCH) {
+      const c = mC[x]!;
+      const k = mK[x]!;
+      const sentAt = mT[x]!;
+      mFree.push(x);
+      if (!sched[c]) continue;
+      lastMatch[c]![k] = now;
+      learn(c, k, sentAt);
+      pump(c);
+    } else if (kind === FOLLOW) {
+      const c = mC[x]!;
+      const k = mK[x]!;
+      mFree.push(x);
+      followPending[c]![k] = 0;
+      if (!sched[c]) continue;
+      const m = viewOf[c]![k]!;
+      fuTokens[m] = Math.min(FOLLOW_UP_BURST, fuTokens[m]! + ((now - fuAt[m]!) * FOLLOW_UP_RATE) / 1000);
+      fuAt[m] = now;
+      if (fuTokens[m]! < 1) continue;
+      fuTokens[m]!--;
+      const sentAt = msgWork(m, now, disc!.followUpMs);
+      deliver(sentAt + lanRtt / 2, c, MATCH, msg(c, k, sentAt), disc!.followUpMs);
+    } else if (kind === PEER_TIMEOUT) {
+      const tag = lanTags[x]!;
+      lanTags[x] = undefined;
+      lanFree.push(x);
+      const sc = sched[tag.c];
+      if (!sc) continue;
+      timeouts++;
+      sc.peerFailed(addr[tag.from]!, tag.block, 'timeout', now);
+      pump(tag.c);
     } else if (kind === BEGIN) {
       net.begin(x, now);
     } else if (kind === FINISH) {
@@ -649,6 +932,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       const c = tag.c;
       const sc = sched[c]!;
       bytesBy[tag.src]! += bytes;
+      if (cfg.peerTimeouts && tag.src === PEER) prove(c, tag.from, now);
       sc.peerSucceeded(tag.src === PEER ? addr[tag.from]! : hcAddrOf(tag.from), tag.block, bytes, ms);
       gain(c, tag.block, tag.src);
       if (sc.isDone()) done(c);
@@ -697,6 +981,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       bucketMs,
       cpu: cfg.cpu ?? null,
       startupMs,
+      discovery: disc ?? null,
+      peerTimeouts: cfg.peerTimeouts ?? false,
     },
     tokens: n,
     completed,
@@ -718,6 +1004,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     originFlows: net.starts,
     lanTransfers,
     schedulerCalls,
+    peerTimeouts: timeouts,
+    discoveryDatagrams: datagrams,
     decisionHash: decisionHash >>> 0,
     originSeries: { bucketMs, bytes: Array.from(series, (b) => Math.round(b ?? 0)) },
     completions,

@@ -11,12 +11,17 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runScenario, type ScenarioReport } from '../sim/scenarios.js';
-import { type CpuModel, runScale, type ScaleResult } from './sim.js';
+import { type CpuModel, DAEMON_DISCOVERY, type DaemonDiscovery, runScale, type ScaleResult } from './sim.js';
 
-/** What the model adds for a machine: a CPU model and a start-up per download (sim.ts). */
+/**
+ * What the model adds for a machine: a CPU model, a start-up per download, discovery as the
+ * daemon does it and peer requests that time out (sim.ts).
+ */
 export interface Machine {
   cpu?: CpuModel;
   startupMs?: number;
+  discovery?: DaemonDiscovery;
+  peerTimeouts?: boolean;
 }
 
 /**
@@ -25,11 +30,16 @@ export interface Machine {
  * about 12 CPU seconds per GiB), and about 0.8 s from a daemon's start to its first origin
  * request (content information, segment registration: the namespace runs, BENCHMARKS.md "Scale
  * simulation", validation). Without it (`BARE`) the model has no CPU and starts at once, and its
- * time ratios came out 28-96% below the namespace's.
+ * time ratios came out 28-96% below the namespace's. Its daemons discover as the real ones do, at
+ * the CPU per datagram bench/discovery-cost.js measured (DAEMON_DISCOVERY), and their peer
+ * requests time out as the retrieval client's do (BENCHMARKS.md, "The scale model reproduces the
+ * namespace flash crowds").
  */
 export const NAMESPACE_MACHINE: Machine = {
   cpu: { receiveSecPerGiB: 18, serveSecPerGiB: 12, cores: 2 },
   startupMs: 800,
+  discovery: DAEMON_DISCOVERY,
+  peerTimeouts: true,
 };
 export const BARE: Machine = {};
 
@@ -57,6 +67,8 @@ export function measureMachine(size = 128 * 2 ** 20): Promise<Machine & { cpu: C
             cores: availableParallelism(),
           },
           startupMs: NAMESPACE_MACHINE.startupMs,
+          discovery: NAMESPACE_MACHINE.discovery,
+          peerTimeouts: NAMESPACE_MACHINE.peerTimeouts,
         });
       } catch (e) {
         reject(new Error(`bench/loopback.js: unreadable report (${(e as Error).message})`));
