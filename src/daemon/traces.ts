@@ -18,9 +18,10 @@ const MAX_MEMBERS = 128;
 /**
  * One origin block for the crowd's duplicate analysis (testkit/sim/diagnose.ts):
  * [block, picked (ms after start), stored (ms after start), our rank (-1: not picked by
- * ownership), its owner ('' none), other members ranked over, why from the origin].
+ * ownership), its owner ('' none), other members ranked over, why from the origin, and when the
+ * pre-origin re-check asked peers their answers (TraceEvent `asked`)].
  */
-export type OriginPick = [number, number, number, number, string, number, OriginReason];
+export type OriginPick = [number, number, number, number, string, number, OriginReason, string?];
 
 export interface RoundTrace {
   round: number;
@@ -275,8 +276,8 @@ export class TraceBook {
             tr.origin.picks ??= [];
             const picks = tr.origin.picks;
             if (picks.length >= MAX_ORIGIN_PICKS) tr.origin.picksOmitted = (tr.origin.picksOmitted ?? 0) + 1;
-            else
-              picks.push([
+            else {
+              const pick: OriginPick = [
                 ev.block,
                 at(ev.picked),
                 at(this.now()),
@@ -284,7 +285,10 @@ export class TraceBook {
                 ev.owner ?? '',
                 ev.members ?? 0,
                 ev.reason,
-              ]);
+              ];
+              if (ev.asked) pick.push(ev.asked);
+              picks.push(pick);
+            }
           }
           break;
         }

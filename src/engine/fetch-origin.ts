@@ -11,6 +11,7 @@ import { missingDataRequestHeaders } from '../protocol/pccrtp/headers.js';
 import { DownloadError } from './errors.js';
 import { header } from './origin-client.js';
 import { nodeFault } from './origins.js';
+import { hostOf } from './scheduler.js';
 import type { Session } from './session.js';
 import type { OriginReason } from './trace.js';
 
@@ -34,7 +35,7 @@ export async function fetchFromOrigin(s: Session, g: number, count = 1): Promise
   };
   // Crowd ownership at the pick (launch() calls us right after the Scheduler's pick), for traces.
   const pick = crowdAtPick(s, g);
-  const held = await peersHoldNow(s, g, count);
+  const held = await peersHoldNow(s, g, count, pick);
   if (s.stopped()) return;
   // Fetch the leading run that no peer holds; the rest goes back to the scheduler (peers first).
   let last = g;
@@ -151,6 +152,8 @@ interface CrowdPick {
   rank?: number;
   owner?: string;
   members?: number;
+  /** The pre-origin re-check's hosts and answers so far (trace.ts `asked`), set by peersHoldNow. */
+  asked?: () => string;
 }
 
 /** When the origin request of block `g` was picked and, when it went by crowd ownership, how. */
@@ -174,7 +177,16 @@ function stored(
   const p = s.store(block, data).then(() => {
     const ms = s.ctx.now() - since;
     s.sched.originSucceeded(block, ms, false);
-    s.trace({ type: 'origin-block', block, bytes: data.length, ms, reason, ...pick });
+    const { asked, ...at } = pick;
+    s.trace({
+      type: 'origin-block',
+      block,
+      bytes: data.length,
+      ms,
+      reason,
+      ...at,
+      ...(asked ? { asked: asked() } : {}),
+    });
     s.landed('fromOrigin', data.length);
     // Probably the first copy on the subnet: clients that probed for it moments ago hear now
     // (a follow-up ProbeMatch), not at their next probe (protocol/pccrd.md).
@@ -189,7 +201,7 @@ function stored(
  * since our last look (one MSG_GETBLKLIST per peer and segment, bounded wait). A yes saves a WAN
  * transfer. Returns the blocks some peer holds.
  */
-async function peersHoldNow(s: Session, g: number, count: number): Promise<Set<number>> {
+async function peersHoldNow(s: Session, g: number, count: number, pick?: CrowdPick): Promise<Set<number>> {
   const { sched } = s,
     blocks = s.layout.blocks;
   const held = new Set<number>();
@@ -202,10 +214,15 @@ async function peersHoldNow(s: Session, g: number, count: number): Promise<Set<n
     else groups.push([b.seg, b.index, 1, h]);
   }
   const asks: Promise<void>[] = [];
+  // For traces: each asked host's answer, in asking order (see CrowdPick.asked).
+  const answers: Array<[string, string]> = [];
+  let waited = false;
   for (const [seg, first, n, g0] of groups) {
     const peers = sched.recheckPeers(seg, s.ctx.now(), RECHECK_PEERS).filter((p) => !s.noBlockLists.has(p));
     const segmentId = s.ci.segments[seg]!.segmentId;
     for (const peer of peers) {
+      const answer: [string, string] = [hostOf(peer), '?'];
+      if (pick && seg === blocks.at(g)!.seg) answers.push(answer);
       asks.push(
         (async () => {
           try {
@@ -215,6 +232,8 @@ async function peersHoldNow(s: Session, g: number, count: number): Promise<Set<n
               ranges: [[first, n]],
               signal: s.signal,
             });
+            const has = r.ranges.some(([f, c]) => f <= first && first < f + c);
+            answer[1] = waited ? (has ? 'Y' : 'N') : has ? 'y' : 'n';
             for (let i = first; i < first + n; i++) {
               if (!r.ranges.some(([f, c]) => f <= i && i < f + c)) continue;
               held.add(g0 + i - first);
@@ -223,11 +242,14 @@ async function peersHoldNow(s: Session, g: number, count: number): Promise<Set<n
             }
           } catch {
             /* no answer: the origin it is */
+            answer[1] = 'x';
           }
         })(),
       );
     }
   }
   if (asks.length > 0) await s.until(Promise.all(asks), RECHECK_WAIT_MS);
+  waited = true;
+  if (pick && answers.length > 0) pick.asked = () => answers.map(([h, a]) => `${h}=${a}`).join(' ');
   return held;
 }

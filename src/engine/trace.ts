@@ -52,6 +52,11 @@ export type TraceEvent =
       /** The block's owner in that ranking (our own identity when ours) and the other members ranked over. */
       owner?: string;
       members?: number;
+      /**
+       * The pre-origin re-check (fetch-origin.ts): each host asked, `host=` and its answer: y / n
+       * (holds it or not, within the wait), Y / N (the same, after the wait), x (failed).
+       */
+      asked?: string;
     }
   | { type: 'origin-fail'; block: number; reason: OriginReason; error: string }
   /** An origin fetch was dropped because a peer turned out to hold the block. */
