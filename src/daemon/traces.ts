@@ -96,7 +96,12 @@ export interface DownloadTrace {
    * The crowd as this download saw it: our identity, and per other host when we first saw it
    * probing for our segments and first saw it as a holder (ms after start).
    */
-  crowd?: { self?: string; members: Record<string, { probeMs?: number; peerMs?: number }>; omitted: number };
+  crowd?: {
+    self?: string;
+    /** cappedMs: first sighting as a holder that the cap on unproven peer addresses refused. */
+    members: Record<string, { probeMs?: number; peerMs?: number; cappedMs?: number }>;
+    omitted: number;
+  };
   retries: { origin: number; peer: number };
   totals?: ByteCounts & { bytes: number };
 }
@@ -318,6 +323,7 @@ export class TraceBook {
             c.members[ev.host] = m;
           }
           if (ev.via === 'probe') m.probeMs ??= at(ev.at);
+          else if (ev.via === 'capped') m.cappedMs ??= at(ev.at);
           else m.peerMs ??= at(ev.at);
           break;
         }

@@ -56,7 +56,11 @@ export class DiscoveryFeed {
     const retrieval = ctx.deps.retrieval;
     if (retrieval.usable?.(address) === false) return false;
     const cap = retrieval.proven?.(address) ? PROVEN_PEER_CAP : PEER_CAP;
-    if (this.admitted.size >= cap) return false;
+    if (this.admitted.size >= cap) {
+      // For traces (the crowd's duplicate analysis): a holder we will not learn from.
+      this.s.memberSeen(hostOf(address), 'capped');
+      return false;
+    }
     this.admitted.add(address);
     return true;
   }

@@ -63,8 +63,10 @@ export type TraceEvent =
   | { type: 'origin-skipped'; block: number }
   /**
    * First sign of another client of the crowd (once per host and way): its probe for our segments
-   * ('probe'), a sighting of it as a holder ('peer'); 'self' names our own identity.
+   * ('probe'), a sighting of it as a holder ('peer'), a sighting of it as a holder that the
+   * download's cap on unproven peer addresses refused ('capped', discovery-feed.ts); 'self' names
+   * our own identity.
    */
-  | { type: 'member'; host: string; via: 'probe' | 'peer' | 'self'; at: number };
+  | { type: 'member'; host: string; via: 'probe' | 'peer' | 'capped' | 'self'; at: number };
 
 export type TraceSink = (ev: TraceEvent) => void;

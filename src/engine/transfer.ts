@@ -479,7 +479,7 @@ export class Transfer implements Session {
     this.host.landed(source, n);
   }
 
-  memberSeen(host: string, via: 'probe' | 'peer'): void {
+  memberSeen(host: string, via: 'probe' | 'peer' | 'capped'): void {
     const key = `${via} ${host}`;
     if (this.membersTraced.has(key) || this.membersTraced.size >= MAX_MEMBERS_TRACED) return;
     this.membersTraced.add(key);

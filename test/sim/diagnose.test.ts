@@ -33,7 +33,7 @@ function traceOf(
   self: string,
   t0: number,
   picks: Array<[number, number, number, number, string, number, string?]>,
-  seen: Array<[string, 'probe' | 'peer', number]>,
+  seen: Array<[string, 'probe' | 'peer' | 'capped', number]>,
 ): Record<string, unknown> {
   let now = t0;
   const book = new TraceBook(() => now);
@@ -83,7 +83,15 @@ t.test('each later origin copy is classified by when, by whom and with what view
     ],
   );
   const tb = traceOf(B, 1000, [[4, 2500, 3500, 0, B, 1]], [[A, 'peer', 2200]]);
-  const tc = traceOf(C, 1000, [[4, 5000, 6000, 1, A, 2, `${B}=n`]], [[A, 'probe', 1100]]);
+  const tc = traceOf(
+    C,
+    1000,
+    [[4, 5000, 6000, 1, A, 2, `${B}=n`]],
+    [
+      [A, 'probe', 1100],
+      [A, 'capped', 1500],
+    ],
+  );
   t.same(
     (ta.origin as { picks: unknown[] }).picks[0],
     [4, 1000, 2000, 0, A, 2, 'not-held'],
@@ -106,7 +114,12 @@ t.test('each later origin copy is classified by when, by whom and with what view
     [4, 4000, 5000, 1, A, 2, 'not-held', `${B}=n`],
     'the re-check kept',
   );
-  t.same(a.recheck, { 'did not know it as holder, not asked (1 others asked)': 1 }, "C's re-check asked B, not A");
+  t.same(
+    a.recheck,
+    { 'its sightings refused by the peer cap, not asked (1 others asked)': 1 },
+    "C's re-check asked B, not A, whose sightings C's peer cap had refused",
+  );
+  t.same((tc.crowd as { members: unknown }).members, { [A]: { probeMs: 100, cappedMs: 500 } });
   t.same(a.firstSightingLagMs, [-800], "B saw A as a holder 0.8 s before A's first block was stored");
 });
 

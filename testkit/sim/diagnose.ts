@@ -213,8 +213,8 @@ export interface CrowdTrace {
   startMs: number;
   /** Origin blocks: [block, picked, stored (wall ms), rank (-1: not by ownership), owner, members, why, re-check answers]. */
   picks: Array<[number, number, number, number, string, number, string, string?]>;
-  /** Other hosts: when first seen probing / as a holder (wall ms). */
-  members: Map<string, { probe?: number; peer?: number }>;
+  /** Other hosts: when first seen probing / as a holder / as a holder the peer cap refused (wall ms). */
+  members: Map<string, { probe?: number; peer?: number; capped?: number }>;
 }
 
 export function crowdTrace(client: number, trace: Json): CrowdTrace | undefined {
@@ -237,12 +237,13 @@ export function crowdTrace(client: number, trace: Json): CrowdTrace | undefined 
     picks.push(pick);
   }
   const crowd = obj(trace.crowd);
-  const members = new Map<string, { probe?: number; peer?: number }>();
+  const members = new Map<string, { probe?: number; peer?: number; capped?: number }>();
   for (const [host, v] of Object.entries(obj(crowd.members))) {
     const m = obj(v);
     members.set(host, {
       ...(typeof m.probeMs === 'number' ? { probe: startMs + m.probeMs } : {}),
       ...(typeof m.peerMs === 'number' ? { peer: startMs + m.peerMs } : {}),
+      ...(typeof m.cappedMs === 'number' ? { capped: startMs + m.cappedMs } : {}),
     });
   }
   return { client, self: typeof crowd.self === 'string' ? crowd.self : '', startMs, picks, members };
@@ -363,7 +364,8 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
       a.secondBySecond[sec] = (a.secondBySecond[sec] ?? 0) + 1;
       if (!inFlight) {
         a.afterStoredMs.push(l.picked - e.stored);
-        const rk = `${knewPeer ? 'knew it as holder' : 'did not know it as holder'}, ${recheckOf(l.asked, e.t.self)}`;
+        const capped = !knewPeer && knew?.capped !== undefined && knew.capped <= l.picked;
+        const rk = `${knewPeer ? 'knew it as holder' : capped ? 'its sightings refused by the peer cap' : 'did not know it as holder'}, ${recheckOf(l.asked, e.t.self)}`;
         a.recheck[rk] = (a.recheck[rk] ?? 0) + 1;
         if (knew?.peer === undefined) a.holderNeverSeen++;
         else if (knew.peer > l.picked) a.holderSeenAfterPickMs.push(knew.peer - l.picked);
