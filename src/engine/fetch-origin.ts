@@ -218,7 +218,8 @@ async function peersHoldNow(s: Session, g: number, count: number, pick?: CrowdPi
   const answers: Array<[string, string]> = [];
   let waited = false;
   for (const [seg, first, n, g0] of groups) {
-    const peers = sched.recheckPeers(seg, s.ctx.now(), RECHECK_PEERS).filter((p) => !s.noBlockLists.has(p));
+    // The likely holders first (Scheduler.recheckPeers): by the crowd's ranking of the block.
+    const peers = sched.recheckPeers(seg, s.ctx.now(), RECHECK_PEERS, g0).filter((p) => !s.noBlockLists.has(p));
     const segmentId = s.ci.segments[seg]!.segmentId;
     for (const peer of peers) {
       const answer: [string, string] = [hostOf(peer), '?'];
