@@ -282,6 +282,7 @@ export class Transfer implements Session {
         if (this.segByHex.ofId(id) !== undefined) {
           // Daemons on one host probe from one loopback address: a crowd, but no identity.
           this.sched.crowdSeen(isLoopbackHost(from) ? undefined : from, this.ctx.now());
+          if (!isLoopbackHost(from)) this.feed.proberSeen(from);
           this.memberSeen(from, 'probe');
           return;
         }
