@@ -7,7 +7,7 @@
  * probed are capped at 16 as before. The engine runs on a fake clock; every count is exact.
  */
 import t from 'tap';
-import { type Content, FakePeers, makeContent, runUntil, settle, world } from './fake-world.js';
+import { type Content, type FakePeers, makeContent, runUntil, settle, world } from './fake-world.js';
 import { readAll, sha256 } from './harness.js';
 
 const SEGMENTS = 24;
@@ -17,7 +17,7 @@ const HOLDERS = 20;
 async function crowd(c: Content, probing: boolean): Promise<{ originBlocks: number; asked: Set<string> }> {
   const w = world(c, { initialWaitMs: 300 });
   w.origin.rangeDelayMs = 200;
-  const peers = w.peers as FakePeers;
+  const peers: FakePeers = w.peers;
   const ids = c.ci.segments.map((s) => s.segmentId);
   const blocks = c.ci.segments.map((s) => ({
     idHex: s.segmentId.toString('hex'),
