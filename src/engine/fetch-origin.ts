@@ -18,6 +18,14 @@ import type { OriginReason } from './trace.js';
 /** Pre-origin re-check: peers asked, and how long we wait for them. */
 const RECHECK_PEERS = 8;
 const RECHECK_WAIT_MS = 50;
+/**
+ * How long the re-check waits in all for the peers asked that have answered validly before
+ * (retrieval `proven`): a member of a CPU-starved crowd that fetched the block itself answered
+ * yes after the 50 ms in 153-213 of a 32-client crowd's later copies (protocol/engine.md "Flash
+ * crowds" 14). An address that never answered validly (a tarpit) still costs at most
+ * RECHECK_WAIT_MS.
+ */
+const RECHECK_PROVEN_WAIT_MS = 300;
 /** Cache writes a range request may have pending before it stops reading the body (backpressure). */
 const MAX_PENDING_STORES = 4;
 
@@ -214,6 +222,14 @@ async function peersHoldNow(s: Session, g: number, count: number, pick?: CrowdPi
     else groups.push([b.seg, b.index, 1, h]);
   }
   const asks: Promise<void>[] = [];
+  // The asks to proven peers (see RECHECK_PROVEN_WAIT_MS).
+  const provenAsks: Promise<void>[] = [];
+  const retrieval = s.ctx.deps.retrieval;
+  // Resolved once some peer holds every block asked about: nothing left to wait for.
+  let allHeld = () => {};
+  const heldAll = new Promise<void>((r) => {
+    allHeld = r;
+  });
   // For traces: each asked host's answer, in asking order (see CrowdPick.asked).
   const answers: Array<[string, string]> = [];
   let waited = false;
@@ -224,32 +240,39 @@ async function peersHoldNow(s: Session, g: number, count: number, pick?: CrowdPi
     for (const peer of peers) {
       const answer: [string, string] = [hostOf(peer), '?'];
       if (pick && seg === blocks.at(g)!.seg) answers.push(answer);
-      asks.push(
-        (async () => {
-          try {
-            const r = await s.ctx.deps.retrieval.getBlockList({
-              peer,
-              segmentId,
-              ranges: [[first, n]],
-              signal: s.signal,
-            });
-            const has = r.ranges.some(([f, c]) => f <= first && first < f + c);
-            answer[1] = waited ? (has ? 'Y' : 'N') : has ? 'y' : 'n';
-            for (let i = first; i < first + n; i++) {
-              if (!r.ranges.some(([f, c]) => f <= i && i < f + c)) continue;
-              held.add(g0 + i - first);
-              if (s.ci.version === 2) sched.peerHasSegment(peer, seg, s.ctx.now());
-              else sched.peerHasBlock(peer, seg, i);
-            }
-          } catch {
-            /* no answer: the origin it is */
-            answer[1] = 'x';
+      const ask = (async () => {
+        try {
+          const r = await s.ctx.deps.retrieval.getBlockList({
+            peer,
+            segmentId,
+            ranges: [[first, n]],
+            signal: s.signal,
+          });
+          const has = r.ranges.some(([f, c]) => f <= first && first < f + c);
+          answer[1] = waited ? (has ? 'Y' : 'N') : has ? 'y' : 'n';
+          for (let i = first; i < first + n; i++) {
+            if (!r.ranges.some(([f, c]) => f <= i && i < f + c)) continue;
+            held.add(g0 + i - first);
+            if (s.ci.version === 2) sched.peerHasSegment(peer, seg, s.ctx.now());
+            else sched.peerHasBlock(peer, seg, i);
           }
-        })(),
-      );
+          if (held.size >= count) allHeld();
+        } catch {
+          /* no answer: the origin it is */
+          answer[1] = 'x';
+        }
+      })();
+      asks.push(ask);
+      if (retrieval.proven?.(peer)) provenAsks.push(ask);
     }
   }
+  const started = s.ctx.now();
   if (asks.length > 0) await s.until(Promise.all(asks), RECHECK_WAIT_MS);
+  // Proven peers that have not answered yet get the rest of RECHECK_PROVEN_WAIT_MS, unless one of
+  // them (or anyone) has already said it holds every block asked about.
+  const rest = RECHECK_PROVEN_WAIT_MS - (s.ctx.now() - started);
+  if (provenAsks.length > 0 && held.size < count && rest > 0 && !s.stopped())
+    await s.until(Promise.race([Promise.all(provenAsks), heldAll]), rest);
   waited = true;
   if (pick && answers.length > 0) pick.asked = () => answers.map(([h, a]) => `${h}=${a}`).join(' ');
   return held;
