@@ -18,9 +18,10 @@ const MAX_MEMBERS = 128;
 /**
  * One origin block for the crowd's duplicate analysis (testkit/sim/diagnose.ts):
  * [block, picked (ms after start), stored (ms after start), our rank (-1: not picked by
- * ownership), its owner ('' none), other members ranked over, why from the origin].
+ * ownership), its owner ('' none), other members ranked over, why from the origin, and when the
+ * pre-origin re-check asked peers their answers (TraceEvent `asked`)].
  */
-export type OriginPick = [number, number, number, number, string, number, OriginReason];
+export type OriginPick = [number, number, number, number, string, number, OriginReason, string?];
 
 export interface RoundTrace {
   round: number;
@@ -95,7 +96,12 @@ export interface DownloadTrace {
    * The crowd as this download saw it: our identity, and per other host when we first saw it
    * probing for our segments and first saw it as a holder (ms after start).
    */
-  crowd?: { self?: string; members: Record<string, { probeMs?: number; peerMs?: number }>; omitted: number };
+  crowd?: {
+    self?: string;
+    /** cappedMs: first sighting as a holder that the cap on unproven peer addresses refused. */
+    members: Record<string, { probeMs?: number; peerMs?: number; cappedMs?: number }>;
+    omitted: number;
+  };
   retries: { origin: number; peer: number };
   totals?: ByteCounts & { bytes: number };
 }
@@ -275,8 +281,8 @@ export class TraceBook {
             tr.origin.picks ??= [];
             const picks = tr.origin.picks;
             if (picks.length >= MAX_ORIGIN_PICKS) tr.origin.picksOmitted = (tr.origin.picksOmitted ?? 0) + 1;
-            else
-              picks.push([
+            else {
+              const pick: OriginPick = [
                 ev.block,
                 at(ev.picked),
                 at(this.now()),
@@ -284,7 +290,10 @@ export class TraceBook {
                 ev.owner ?? '',
                 ev.members ?? 0,
                 ev.reason,
-              ]);
+              ];
+              if (ev.asked) pick.push(ev.asked);
+              picks.push(pick);
+            }
           }
           break;
         }
@@ -314,6 +323,7 @@ export class TraceBook {
             c.members[ev.host] = m;
           }
           if (ev.via === 'probe') m.probeMs ??= at(ev.at);
+          else if (ev.via === 'capped') m.cappedMs ??= at(ev.at);
           else m.peerMs ??= at(ev.at);
           break;
         }

@@ -26,6 +26,8 @@ const REPROBE_SAMPLE = { 1: 32, 2: 255 } as const;
  */
 const PEER_CAP = 16;
 const PROVEN_PEER_CAP = 64;
+/** Hosts remembered as probers of this content (proberSeen), for admission; the oldest go first. */
+const MAX_PROBERS = 256;
 
 export class DiscoveryFeed {
   private watches: WatchLike[] = [];
@@ -36,6 +38,11 @@ export class DiscoveryFeed {
   private rounds = 0;
   /** Addresses this download admitted as peers (see PEER_CAP). */
   private readonly admitted = new Set<string>();
+  /**
+   * Hosts seen probing for this content (a flash crowd's members, transfer.ts onForeignProbe): an
+   * address on such a host is admitted up to PROVEN_PEER_CAP (see admit).
+   */
+  private readonly probers = new Set<string>();
   /** The origin's own host:port: never a peer, whatever a ProbeMatch says. */
   private readonly originAddress: string | undefined;
 
@@ -55,10 +62,25 @@ export class DiscoveryFeed {
     if (ctx.isSelf(address) || address === this.originAddress) return false;
     const retrieval = ctx.deps.retrieval;
     if (retrieval.usable?.(address) === false) return false;
-    const cap = retrieval.proven?.(address) ? PROVEN_PEER_CAP : PEER_CAP;
-    if (this.admitted.size >= cap) return false;
+    // A crowd member (its host probed for this content) is admitted like a proven address: in a
+    // crowd of more than 16 others the cap kept each member from learning what all but 16 of the
+    // others held, so it fetched their blocks from the origin again (protocol/engine.md "Flash
+    // crowds" 13). A host naming addresses it did not probe from gains nothing by it.
+    const cap = retrieval.proven?.(address) || this.probers.has(hostOf(address)) ? PROVEN_PEER_CAP : PEER_CAP;
+    if (this.admitted.size >= cap) {
+      // For traces (the crowd's duplicate analysis): a holder we will not learn from.
+      this.s.memberSeen(hostOf(address), 'capped');
+      return false;
+    }
     this.admitted.add(address);
     return true;
+  }
+
+  /** Another host probed for this content (its IP address as the probe came from; not loopback). */
+  proberSeen(host: string): void {
+    if (this.probers.has(host)) return;
+    if (this.probers.size >= MAX_PROBERS) this.probers.delete(this.probers.values().next().value!);
+    this.probers.add(host);
   }
 
   /** Watches every missing segment, a batch of IDs per watch; v1 also refreshes block lists periodically. */

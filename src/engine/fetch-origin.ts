@@ -11,12 +11,21 @@ import { missingDataRequestHeaders } from '../protocol/pccrtp/headers.js';
 import { DownloadError } from './errors.js';
 import { header } from './origin-client.js';
 import { nodeFault } from './origins.js';
+import { hostOf } from './scheduler.js';
 import type { Session } from './session.js';
 import type { OriginReason } from './trace.js';
 
 /** Pre-origin re-check: peers asked, and how long we wait for them. */
 const RECHECK_PEERS = 8;
 const RECHECK_WAIT_MS = 50;
+/**
+ * How long the re-check waits in all for the peers asked that have answered validly before
+ * (retrieval `proven`): a member of a CPU-starved crowd that fetched the block itself answered
+ * yes after the 50 ms in 153-213 of a 32-client crowd's later copies (protocol/engine.md "Flash
+ * crowds" 14). An address that never answered validly (a tarpit) still costs at most
+ * RECHECK_WAIT_MS.
+ */
+const RECHECK_PROVEN_WAIT_MS = 300;
 /** Cache writes a range request may have pending before it stops reading the body (backpressure). */
 const MAX_PENDING_STORES = 4;
 
@@ -34,7 +43,7 @@ export async function fetchFromOrigin(s: Session, g: number, count = 1): Promise
   };
   // Crowd ownership at the pick (launch() calls us right after the Scheduler's pick), for traces.
   const pick = crowdAtPick(s, g);
-  const held = await peersHoldNow(s, g, count);
+  const held = await peersHoldNow(s, g, count, pick);
   if (s.stopped()) return;
   // Fetch the leading run that no peer holds; the rest goes back to the scheduler (peers first).
   let last = g;
@@ -151,6 +160,8 @@ interface CrowdPick {
   rank?: number;
   owner?: string;
   members?: number;
+  /** The pre-origin re-check's hosts and answers so far (trace.ts `asked`), set by peersHoldNow. */
+  asked?: () => string;
 }
 
 /** When the origin request of block `g` was picked and, when it went by crowd ownership, how. */
@@ -174,7 +185,16 @@ function stored(
   const p = s.store(block, data).then(() => {
     const ms = s.ctx.now() - since;
     s.sched.originSucceeded(block, ms, false);
-    s.trace({ type: 'origin-block', block, bytes: data.length, ms, reason, ...pick });
+    const { asked, ...at } = pick;
+    s.trace({
+      type: 'origin-block',
+      block,
+      bytes: data.length,
+      ms,
+      reason,
+      ...at,
+      ...(asked ? { asked: asked() } : {}),
+    });
     s.landed('fromOrigin', data.length);
     // Probably the first copy on the subnet: clients that probed for it moments ago hear now
     // (a follow-up ProbeMatch), not at their next probe (protocol/pccrd.md).
@@ -189,7 +209,7 @@ function stored(
  * since our last look (one MSG_GETBLKLIST per peer and segment, bounded wait). A yes saves a WAN
  * transfer. Returns the blocks some peer holds.
  */
-async function peersHoldNow(s: Session, g: number, count: number): Promise<Set<number>> {
+async function peersHoldNow(s: Session, g: number, count: number, pick?: CrowdPick): Promise<Set<number>> {
   const { sched } = s,
     blocks = s.layout.blocks;
   const held = new Set<number>();
@@ -202,32 +222,58 @@ async function peersHoldNow(s: Session, g: number, count: number): Promise<Set<n
     else groups.push([b.seg, b.index, 1, h]);
   }
   const asks: Promise<void>[] = [];
+  // The asks to proven peers (see RECHECK_PROVEN_WAIT_MS).
+  const provenAsks: Promise<void>[] = [];
+  const retrieval = s.ctx.deps.retrieval;
+  // Resolved once some peer holds every block asked about: nothing left to wait for.
+  let allHeld = () => {};
+  const heldAll = new Promise<void>((r) => {
+    allHeld = r;
+  });
+  // For traces: each asked host's answer, in asking order (see CrowdPick.asked).
+  const answers: Array<[string, string]> = [];
+  let waited = false;
   for (const [seg, first, n, g0] of groups) {
-    const peers = sched.recheckPeers(seg, s.ctx.now(), RECHECK_PEERS).filter((p) => !s.noBlockLists.has(p));
+    // The likely holders first (Scheduler.recheckPeers): by the crowd's ranking of the block.
+    const peers = sched.recheckPeers(seg, s.ctx.now(), RECHECK_PEERS, g0).filter((p) => !s.noBlockLists.has(p));
     const segmentId = s.ci.segments[seg]!.segmentId;
     for (const peer of peers) {
-      asks.push(
-        (async () => {
-          try {
-            const r = await s.ctx.deps.retrieval.getBlockList({
-              peer,
-              segmentId,
-              ranges: [[first, n]],
-              signal: s.signal,
-            });
-            for (let i = first; i < first + n; i++) {
-              if (!r.ranges.some(([f, c]) => f <= i && i < f + c)) continue;
-              held.add(g0 + i - first);
-              if (s.ci.version === 2) sched.peerHasSegment(peer, seg, s.ctx.now());
-              else sched.peerHasBlock(peer, seg, i);
-            }
-          } catch {
-            /* no answer: the origin it is */
+      const answer: [string, string] = [hostOf(peer), '?'];
+      if (pick && seg === blocks.at(g)!.seg) answers.push(answer);
+      const ask = (async () => {
+        try {
+          const r = await s.ctx.deps.retrieval.getBlockList({
+            peer,
+            segmentId,
+            ranges: [[first, n]],
+            signal: s.signal,
+          });
+          const has = r.ranges.some(([f, c]) => f <= first && first < f + c);
+          answer[1] = waited ? (has ? 'Y' : 'N') : has ? 'y' : 'n';
+          for (let i = first; i < first + n; i++) {
+            if (!r.ranges.some(([f, c]) => f <= i && i < f + c)) continue;
+            held.add(g0 + i - first);
+            if (s.ci.version === 2) sched.peerHasSegment(peer, seg, s.ctx.now());
+            else sched.peerHasBlock(peer, seg, i);
           }
-        })(),
-      );
+          if (held.size >= count) allHeld();
+        } catch {
+          /* no answer: the origin it is */
+          answer[1] = 'x';
+        }
+      })();
+      asks.push(ask);
+      if (retrieval.proven?.(peer)) provenAsks.push(ask);
     }
   }
+  const started = s.ctx.now();
   if (asks.length > 0) await s.until(Promise.all(asks), RECHECK_WAIT_MS);
+  // Proven peers that have not answered yet get the rest of RECHECK_PROVEN_WAIT_MS, unless one of
+  // them (or anyone) has already said it holds every block asked about.
+  const rest = RECHECK_PROVEN_WAIT_MS - (s.ctx.now() - started);
+  if (provenAsks.length > 0 && held.size < count && rest > 0 && !s.stopped())
+    await s.until(Promise.race([Promise.all(provenAsks), heldAll]), rest);
+  waited = true;
+  if (pick && answers.length > 0) pick.asked = () => answers.map(([h, a]) => `${h}=${a}`).join(' ');
   return held;
 }

@@ -1885,14 +1885,28 @@ export class Scheduler {
     return this.lastPeerFail[g] === 1 ? 'peer-timeout' : 'peer-failed';
   }
 
-  /** Usable peers not known to hold all of `seg` (worth asking about one of its blocks). */
-  recheckPeers(seg: number, now: number, max: number): string[] {
-    const out: string[] = [];
+  /**
+   * Usable peers not known to hold all of `seg` (worth asking about one of its blocks), at most
+   * `max`. With `g` (the block about to be fetched from the origin), the peers most likely to have
+   * fetched it themselves come first: by rendezvous score of its crowd unit, the order in which the
+   * crowd's members own and stand in for it (protocol/engine.md "Flash crowds" 13). A member
+   * whose holdings did not reach us (its follow-up ProbeMatch went to the members that probed that
+   * segment lately, or was lost) is the block's owner in its own view, so it scores high; asking
+   * the first `max` peers in the order we met them missed it whenever the crowd had more peers.
+   */
+  recheckPeers(seg: number, now: number, max: number, g?: number): string[] {
+    const out: PeerState[] = [];
     for (const p of this.peerList) {
-      if (out.length >= max) break;
-      if (this.usable(p, now) && !p.full.has(seg)) out.push(p.address);
+      if (g === undefined && out.length >= max) break;
+      if (this.usable(p, now) && !p.full.has(seg)) out.push(p);
     }
-    return out;
+    if (g === undefined || out.length === 0) return out.map((p) => p.address);
+    const unit = Math.floor(g / CROWD_UNIT_BLOCKS);
+    return out
+      .map((p) => ({ p, k: score(fnv1a(p.host), unit) }))
+      .sort((a, b) => b.k - a.k)
+      .slice(0, max)
+      .map((x) => x.p.address);
   }
 
   originFailed(g: number, why: OriginFailure, now: number, endsRequest = true): void {

@@ -48,7 +48,7 @@ export interface Session {
   /** Peers that refused MSG_GETBLKLIST (HTTP 400): asked for blocks directly, never for lists. */
   readonly noBlockLists: Set<string>;
   /** Traces the first sign of a crowd member (once per host and way; protocol/engine.md "Flash crowds"). */
-  memberSeen(host: string, via: 'probe' | 'peer'): void;
+  memberSeen(host: string, via: 'probe' | 'peer' | 'capped'): void;
   /** Message of the last failed origin range request (for the final error). */
   lastOriginError: string | undefined;
   /** The ETag the content information came with (absent: the origin sent none). */

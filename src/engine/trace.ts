@@ -53,14 +53,21 @@ export type TraceEvent =
       /** The block's owner in that ranking (our own identity when ours) and the other members ranked over. */
       owner?: string;
       members?: number;
+      /**
+       * The pre-origin re-check (fetch-origin.ts): each host asked, `host=` and its answer: y / n
+       * (holds it or not, within the wait), Y / N (the same, after the wait), x (failed).
+       */
+      asked?: string;
     }
   | { type: 'origin-fail'; block: number; reason: OriginReason; error: string }
   /** An origin fetch was dropped because a peer turned out to hold the block. */
   | { type: 'origin-skipped'; block: number }
   /**
    * First sign of another client of the crowd (once per host and way): its probe for our segments
-   * ('probe'), a sighting of it as a holder ('peer'); 'self' names our own identity.
+   * ('probe'), a sighting of it as a holder ('peer'), a sighting of it as a holder that the
+   * download's cap on unproven peer addresses refused ('capped', discovery-feed.ts); 'self' names
+   * our own identity.
    */
-  | { type: 'member'; host: string; via: 'probe' | 'peer' | 'self'; at: number };
+  | { type: 'member'; host: string; via: 'probe' | 'peer' | 'capped' | 'self'; at: number };
 
 export type TraceSink = (ev: TraceEvent) => void;

@@ -283,6 +283,7 @@ export class Transfer implements Session {
         if (this.segByHex.ofId(id) !== undefined) {
           // Daemons on one host probe from one loopback address: a crowd, but no identity.
           this.sched.crowdSeen(isLoopbackHost(from) ? undefined : from, this.ctx.now());
+          if (!isLoopbackHost(from)) this.feed.proberSeen(from);
           this.memberSeen(from, 'probe');
           return;
         }
@@ -501,7 +502,7 @@ export class Transfer implements Session {
     this.host.landed(source, n);
   }
 
-  memberSeen(host: string, via: 'probe' | 'peer'): void {
+  memberSeen(host: string, via: 'probe' | 'peer' | 'capped'): void {
     const key = `${via} ${host}`;
     if (this.membersTraced.has(key) || this.membersTraced.size >= MAX_MEMBERS_TRACED) return;
     this.membersTraced.add(key);

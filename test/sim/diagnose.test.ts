@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import t from 'tap';
 import { TraceBook, type TracedJob } from '../../src/daemon/traces.js';
 import type { TraceEvent } from '../../src/engine/trace.js';
-import { analyseDuplicates, crowdTrace } from '../../testkit/sim/diagnose.js';
+import { analyseDuplicates, crowdTrace, recheckOf } from '../../testkit/sim/diagnose.js';
 
 function fakeJob(id: string): TracedJob & { emit(e: 'trace', ev: TraceEvent): boolean } {
   const j = new EventEmitter() as EventEmitter & TracedJob;
@@ -32,8 +32,8 @@ function fakeJob(id: string): TracedJob & { emit(e: 'trace', ev: TraceEvent): bo
 function traceOf(
   self: string,
   t0: number,
-  picks: Array<[number, number, number, number, string, number]>,
-  seen: Array<[string, 'probe' | 'peer', number]>,
+  picks: Array<[number, number, number, number, string, number, string?]>,
+  seen: Array<[string, 'probe' | 'peer' | 'capped', number]>,
 ): Record<string, unknown> {
   let now = t0;
   const book = new TraceBook(() => now);
@@ -42,7 +42,7 @@ function traceOf(
   job.emit('trace', { type: 'member', host: self, via: 'self', at: t0 });
   const events: Array<{ at: number; ev: TraceEvent }> = [];
   for (const [host, via, at] of seen) events.push({ at, ev: { type: 'member', host, via, at } });
-  for (const [block, picked, stored, rank, owner, members] of picks)
+  for (const [block, picked, stored, rank, owner, members, asked] of picks)
     events.push({
       at: stored,
       ev: {
@@ -53,6 +53,7 @@ function traceOf(
         reason: 'not-held',
         picked,
         ...(rank >= 0 ? { rank, owner, members } : {}),
+        ...(asked !== undefined ? { asked } : {}),
       },
     });
   events.sort((a, b) => a.at - b.at);
@@ -82,7 +83,15 @@ t.test('each later origin copy is classified by when, by whom and with what view
     ],
   );
   const tb = traceOf(B, 1000, [[4, 2500, 3500, 0, B, 1]], [[A, 'peer', 2200]]);
-  const tc = traceOf(C, 1000, [[4, 5000, 6000, 1, A, 2]], [[A, 'probe', 1100]]);
+  const tc = traceOf(
+    C,
+    1000,
+    [[4, 5000, 6000, 1, A, 2, `${B}=n`]],
+    [
+      [A, 'probe', 1100],
+      [A, 'capped', 1500],
+    ],
+  );
   t.same(
     (ta.origin as { picks: unknown[] }).picks[0],
     [4, 1000, 2000, 0, A, 2, 'not-held'],
@@ -100,5 +109,22 @@ t.test('each later origin copy is classified by when, by whom and with what view
   });
   t.same(a.afterStoredMs, [2000], 'C picked block 4 two seconds after A stored it');
   t.equal(a.holderNeverSeen, 1, 'C never saw A as a holder');
+  t.same(
+    (tc.origin as { picks: unknown[] }).picks[0],
+    [4, 4000, 5000, 1, A, 2, 'not-held', `${B}=n`],
+    'the re-check kept',
+  );
+  t.same(
+    a.recheck,
+    { 'its sightings refused by the peer cap, not asked (1 others asked)': 1 },
+    "C's re-check asked B, not A, whose sightings C's peer cap had refused",
+  );
+  t.same((tc.crowd as { members: unknown }).members, { [A]: { probeMs: 100, cappedMs: 500 } });
   t.same(a.firstSightingLagMs, [-800], "B saw A as a holder 0.8 s before A's first block was stored");
+});
+
+t.test("a pick's re-check answers, as seen for one host", async (t) => {
+  t.equal(recheckOf(undefined, '10.0.0.1'), 'no re-check');
+  t.equal(recheckOf('10.0.0.2=y 10.0.0.1=N', '10.0.0.1'), 'asked it: N');
+  t.equal(recheckOf('10.0.0.2=y 10.0.0.10=x', '10.0.0.1'), 'not asked (2 others asked)', 'a prefix is not the host');
 });

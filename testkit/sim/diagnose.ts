@@ -211,10 +211,10 @@ export interface CrowdTrace {
   self: string;
   /** Wall clock (ms) of the download's start. */
   startMs: number;
-  /** Origin blocks: [block, picked, stored (wall ms), rank (-1: not by ownership), owner, members, why]. */
-  picks: Array<[number, number, number, number, string, number, string]>;
-  /** Other hosts: when first seen probing / as a holder (wall ms). */
-  members: Map<string, { probe?: number; peer?: number }>;
+  /** Origin blocks: [block, picked, stored (wall ms), rank (-1: not by ownership), owner, members, why, re-check answers]. */
+  picks: Array<[number, number, number, number, string, number, string, string?]>;
+  /** Other hosts: when first seen probing / as a holder / as a holder the peer cap refused (wall ms). */
+  members: Map<string, { probe?: number; peer?: number; capped?: number }>;
 }
 
 export function crowdTrace(client: number, trace: Json): CrowdTrace | undefined {
@@ -224,7 +224,7 @@ export function crowdTrace(client: number, trace: Json): CrowdTrace | undefined 
   const picks: CrowdTrace['picks'] = [];
   for (const p of Array.isArray(origin.picks) ? origin.picks : []) {
     if (!Array.isArray(p) || p.length < 6) continue;
-    picks.push([
+    const pick: CrowdTrace['picks'][number] = [
       n(p[0]),
       startMs + n(p[1]),
       startMs + n(p[2]),
@@ -232,15 +232,18 @@ export function crowdTrace(client: number, trace: Json): CrowdTrace | undefined 
       String(p[4] ?? ''),
       n(p[5]),
       String(p[6] ?? '?'),
-    ]);
+    ];
+    if (typeof p[7] === 'string') pick.push(p[7]);
+    picks.push(pick);
   }
   const crowd = obj(trace.crowd);
-  const members = new Map<string, { probe?: number; peer?: number }>();
+  const members = new Map<string, { probe?: number; peer?: number; capped?: number }>();
   for (const [host, v] of Object.entries(obj(crowd.members))) {
     const m = obj(v);
     members.set(host, {
       ...(typeof m.probeMs === 'number' ? { probe: startMs + m.probeMs } : {}),
       ...(typeof m.peerMs === 'number' ? { peer: startMs + m.peerMs } : {}),
+      ...(typeof m.cappedMs === 'number' ? { capped: startMs + m.cappedMs } : {}),
     });
   }
   return { client, self: typeof crowd.self === 'string' ? crowd.self : '', startMs, picks, members };
@@ -276,6 +279,21 @@ export interface DuplicateAnalysis {
   membersAtPick: number[];
   /** Second copies by the second of the crowd (from its first start) they were picked in. */
   secondBySecond: Record<string, number>;
+  /**
+   * Second copies picked after the earlier copy was stored: what the later fetcher's pre-origin
+   * re-check asked the earlier fetcher (its answer y/n in time, Y/N late, x failed), or that it did
+   * not ask it (and how many others it asked).
+   */
+  recheck: Record<string, number>;
+}
+
+/** What a pick's re-check (`asked`, "host=a host=a") got from `host`. */
+export function recheckOf(asked: string | undefined, host: string): string {
+  if (asked === undefined || asked === '') return 'no re-check';
+  const all = asked.split(' ');
+  const mine = all.find((x) => x.startsWith(`${host}=`));
+  if (mine) return `asked it: ${mine.slice(host.length + 1)}`;
+  return `not asked (${all.length} others asked)`;
 }
 
 /** Who fetched each duplicate origin block, how they ranked it and what each knew of the other. */
@@ -290,6 +308,7 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
     owner: string;
     members: number;
     why: string;
+    asked?: string;
   };
   const byBlock = new Map<number, Copy[]>();
   const a: DuplicateAnalysis = {
@@ -306,9 +325,10 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
     probeNeverSeen: 0,
     membersAtPick: [],
     secondBySecond: {},
+    recheck: {},
   };
   for (const t of traces)
-    for (const [block, picked, stored, rank, owner, members, why] of t.picks) {
+    for (const [block, picked, stored, rank, owner, members, why, asked] of t.picks) {
       a.originBlocks++;
       if (rank >= 0) a.membersAtPick.push(members);
       let list = byBlock.get(block);
@@ -316,7 +336,7 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
         list = [];
         byBlock.set(block, list);
       }
-      list.push({ t, block, picked, stored, rank, owner, members, why });
+      list.push({ t, block, picked, stored, rank, owner, members, why, ...(asked !== undefined ? { asked } : {}) });
     }
   a.distinct = byBlock.size;
   for (const copies of byBlock.values()) {
@@ -344,6 +364,9 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
       a.secondBySecond[sec] = (a.secondBySecond[sec] ?? 0) + 1;
       if (!inFlight) {
         a.afterStoredMs.push(l.picked - e.stored);
+        const capped = !knewPeer && knew?.capped !== undefined && knew.capped <= l.picked;
+        const rk = `${knewPeer ? 'knew it as holder' : capped ? 'its sightings refused by the peer cap' : 'did not know it as holder'}, ${recheckOf(l.asked, e.t.self)}`;
+        a.recheck[rk] = (a.recheck[rk] ?? 0) + 1;
         if (knew?.peer === undefined) a.holderNeverSeen++;
         else if (knew.peer > l.picked) a.holderSeenAfterPickMs.push(knew.peer - l.picked);
       }
@@ -376,6 +399,7 @@ export function formatDuplicates(a: DuplicateAnalysis): string {
     ...rows,
     `later copies by second of the crowd: ${secs || '-'}`,
     `picked after the earlier copy was stored, by: ${quantiles(a.afterStoredMs)}; the earlier fetcher first seen as a holder after the pick by ${quantiles(a.holderSeenAfterPickMs)}, never: ${a.holderNeverSeen}`,
+    `picked after the earlier copy was stored: the later fetcher's pre-origin re-check of the earlier fetcher: ${kv(a.recheck)}`,
     `first sighting of a member as holder after its first origin block was stored: ${quantiles(a.firstSightingLagMs)} (${a.firstSightingLagMs.length} pairs)`,
     `first probe of a member seen after it started: ${quantiles(a.probeLagMs)} (${a.probeLagMs.length} pairs; never seen: ${a.probeNeverSeen})`,
     `members ranked over at ownership picks: ${a.membersAtPick.length ? quantiles(a.membersAtPick.map((m) => m * 1000)).replaceAll(' s', '') : '-'}`,
