@@ -229,6 +229,22 @@ export class FakePeers implements RetrievalLike {
   }
 }
 
+/**
+ * FakePeers whose `proven` is the retrieval client's: an address is proven once it has given a
+ * valid block answer. Subclasses add delays or silence before calling super.getBlock.
+ */
+export class ProvingPeers extends FakePeers {
+  readonly answered = new Set<string>();
+  proven(peer: string): boolean {
+    return this.answered.has(peer);
+  }
+  override async getBlock(req: Parameters<FakePeers['getBlock']>[0]): ReturnType<FakePeers['getBlock']> {
+    const r = await super.getBlock(req);
+    this.answered.add(req.peer);
+    return r;
+  }
+}
+
 class FakeWatch extends EventEmitter implements WatchLike {
   closed = false;
   readonly failures: string[] = [];

@@ -11,8 +11,9 @@
 import t from 'tap';
 import {
   type Content,
-  FakePeers,
   type FakeClock,
+  type FakePeers,
+  ProvingPeers,
   blocksOf,
   makeContent,
   runUntil,
@@ -24,23 +25,14 @@ import { readAll, sha256 } from './harness.js';
 const BLOCKS = 8;
 const PEER = '10.0.0.7:9000';
 
-/** FakePeers whose block-list answers take `listMs`; `proven` as the retrieval client's. */
-class SlowListPeers extends FakePeers {
-  readonly answered = new Set<string>();
+/** Peers whose block-list answers take `listMs`; proven once they gave a block (ProvingPeers). */
+class SlowListPeers extends ProvingPeers {
   lists = 0;
   constructor(
     clock: FakeClock,
     private readonly listMs: number,
   ) {
     super(clock);
-  }
-  proven(peer: string): boolean {
-    return this.answered.has(peer);
-  }
-  override async getBlock(req: Parameters<FakePeers['getBlock']>[0]): ReturnType<FakePeers['getBlock']> {
-    const r = await super.getBlock(req);
-    this.answered.add(req.peer);
-    return r;
   }
   override async getBlockList(req: Parameters<FakePeers['getBlockList']>[0]): ReturnType<FakePeers['getBlockList']> {
     this.lists++;

@@ -14,7 +14,17 @@
 import t, { type Test } from 'tap';
 import { PeerError } from '../../src/protocol/pccrr/errors.js';
 import { Scheduler, TRIAL_COST_MS, TRIAL_GRACE_MS, TRIAL_LAG_FACTOR } from '../../src/engine/scheduler.js';
-import { type Content, FakeClock, FakePeers, blocksOf, makeContent, runUntil, settle, world } from './fake-world.js';
+import {
+  type Content,
+  FakeClock,
+  type FakePeers,
+  ProvingPeers,
+  blocksOf,
+  makeContent,
+  runUntil,
+  settle,
+  world,
+} from './fake-world.js';
 import { readAll, sha256 } from './harness.js';
 import type { TraceEvent } from '../../src/engine/trace.js';
 
@@ -34,8 +44,7 @@ class StarvedClock extends FakeClock {
 }
 
 /** Peers that answer `answerMs` after each request (fake time) or, if silent, never; proven once answered. */
-class SlowPeers extends FakePeers {
-  readonly answered = new Set<string>();
+class SlowPeers extends ProvingPeers {
   readonly silent = new Set<string>();
   readonly asked: Array<{ t: number; peer: string }> = [];
   constructor(
@@ -43,9 +52,6 @@ class SlowPeers extends FakePeers {
     private readonly answerMs: number,
   ) {
     super(clock);
-  }
-  proven(peer: string): boolean {
-    return this.answered.has(peer);
   }
   override async getBlock(req: Parameters<FakePeers['getBlock']>[0]): ReturnType<FakePeers['getBlock']> {
     this.asked.push({ t: this.clock.t, peer: req.peer });
@@ -56,9 +62,7 @@ class SlowPeers extends FakePeers {
     await new Promise<void>((r) => {
       this.clock.set(r, this.answerMs);
     });
-    const r = await super.getBlock(req);
-    this.answered.add(req.peer);
-    return r;
+    return super.getBlock(req);
   }
 }
 
