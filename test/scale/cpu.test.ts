@@ -51,3 +51,64 @@ t.test("a lone client's start-up adds to its time, and the options absent change
   t.equal(again.decisionHash, first.decisionHash, 'start-up 0: the same decisions');
   t.same(again.completions, first.completions, 'start-up 0: the same completions');
 });
+
+t.test('the CPU each daemon was given adds up to its bytes, its start and nothing else', async (t) => {
+  const cpu = { receiveSecPerGiB: 18, serveSecPerGiB: 12, cores: 2, receiveStartSec: 0.25 };
+  const r = runScale({ ...base, cpu });
+  t.equal(r.completed, base.clients, 'every client completed');
+  const sum = r.cpu!.daemonSeconds.reduce((a, b) => a + b, 0);
+  const expected =
+    (base.clients * base.fileBytes * cpu.receiveSecPerGiB + r.bytesBySource.peer * cpu.serveSecPerGiB) / 2 ** 30 +
+    base.clients * cpu.receiveStartSec;
+  t.ok(Math.abs(sum - expected) < 0.01, `daemons' CPU ${sum.toFixed(3)} s, bytes and starts ${expected.toFixed(3)} s`);
+  t.equal(r.cpu!.clientSeconds, 0, 'no client program CPU unless asked for');
+});
+
+t.test("a fresh download's fixed CPU comes before its blocks are through", async (t) => {
+  const alone: ScaleConfig = { ...base, clients: 1 };
+  const cpu = { receiveSecPerGiB: 18, serveSecPerGiB: 12 };
+  const a = runScale({ ...alone, cpu });
+  const b = runScale({ ...alone, cpu: { ...cpu, receiveStartSec: 2 } });
+  const recvMs = (base.fileBytes * cpu.receiveSecPerGiB * 1000) / 2 ** 30;
+  // Its own core does 2 s of start, then every block's work: it cannot finish sooner.
+  t.ok(
+    b.completions[0]! >= 2000 + recvMs,
+    `done ${b.completions[0]} ms after arrival, start + blocks ${2000 + recvMs} ms`,
+  );
+  t.ok(b.completions[0]! > a.completions[0]!, `later than without (${a.completions[0]} ms)`);
+});
+
+t.test("client programs take the shared cores first: a flash crowd's starts queue on them", async (t) => {
+  const cpu = { receiveSecPerGiB: 18, serveSecPerGiB: 12, cores: 1, clientSec: 1 };
+  const r = runScale({ ...base, cpu });
+  t.equal(r.completed, base.clients, 'every client completed');
+  t.equal(r.cpu!.clientSeconds, base.clients * cpu.clientSec, 'one client program per download');
+  // One core runs six 1 s client programs one after another: the last client starts after 6 s.
+  t.ok(r.simulatedMs >= base.clients * 1000, `done at ${r.simulatedMs} ms`);
+  const seq = runScale({ ...base, arrival: { kind: 'sequential' }, cpu, startupMs: 300 });
+  const noClient = runScale({
+    ...base,
+    arrival: { kind: 'sequential' },
+    cpu: { ...cpu, clientSec: 0 },
+    startupMs: 300,
+  });
+  // One after another on an idle core: each start-up is max(300 ms, 1 s of client CPU), 700 ms more.
+  for (let c = 0; c < base.clients; c++)
+    t.ok(
+      Math.abs(seq.completions[c]! - noClient.completions[c]! - 700) < 1,
+      `client ${c}: ${seq.completions[c]} ms against ${noClient.completions[c]} ms`,
+    );
+});
+
+t.test("with part of the work on helper threads, the daemon's own core is through sooner", async (t) => {
+  const alone: ScaleConfig = { ...base, clients: 1 };
+  // CPU far slower than the WAN, no shared cores: the own core bounds the download.
+  const cpu = { receiveSecPerGiB: 200, serveSecPerGiB: 12 };
+  const recvMs = (base.fileBytes * cpu.receiveSecPerGiB * 1000) / 2 ** 30;
+  const whole = runScale({ ...alone, cpu });
+  const half = runScale({ ...alone, cpu: { ...cpu, mainShare: 0.5 } });
+  t.ok(whole.completions[0]! >= recvMs, `all on the event loop: ${whole.completions[0]} ms >= ${recvMs} ms`);
+  t.ok(half.completions[0]! >= recvMs / 2, `half on it: ${half.completions[0]} ms >= ${recvMs / 2} ms`);
+  t.ok(half.completions[0]! < recvMs, `and sooner than all of it (${recvMs} ms)`);
+  t.same(half.cpu!.daemonSeconds, whole.cpu!.daemonSeconds, 'the same CPU spent either way');
+});

@@ -143,6 +143,24 @@ export interface CpuModel {
   serveSecPerGiB: number;
   /** Cores all clients share (one machine) besides each one's own; absent: only its own. */
   cores?: number;
+  /**
+   * CPU seconds a download costs its receiving daemon besides the per-GiB cost (a fresh daemon's
+   * compilation and set-up: bench/scale-machine.ts fits both), spent at the download's first step
+   * on the daemon's own core and the shared cores. Default 0.
+   */
+  receiveStartSec?: number;
+  /**
+   * CPU seconds of the program that asks for the download (`peerdist get`: its start, its copy of
+   * the bytes, its exit), on the shared cores only, from the client's arrival: its start-up ends
+   * no earlier than the shared cores are through with it. Default 0.
+   */
+  clientSec?: number;
+  /**
+   * The share of a daemon's CPU on its event loop (its own core); the rest runs on V8's and
+   * libuv's helper threads, in parallel, on the shared cores only (bench/scale-machine.ts
+   * measures it from the main thread's CPU). Default 1: all of it on the event loop.
+   */
+  mainShare?: number;
 }
 
 /**
@@ -226,6 +244,11 @@ export interface ScaleResult {
   originSeries: { bucketMs: number; bytes: number[] };
   /** Per client, completion time after its arrival (ms), in client order. */
   completions: number[];
+  /**
+   * With `cpu`: CPU seconds each daemon was given (bytes received and served, its start,
+   * discovery datagrams), in client order, and the client programs' (cpu.clientSec) together.
+   */
+  cpu?: { daemonSeconds: number[]; clientSeconds: number };
   duplicates?: DuplicateReport;
 }
 
@@ -257,7 +280,9 @@ const ARRIVE = 1,
   /** A peer request's first-byte timer fired before its first byte (lan slot). */
   PEER_TIMEOUT = 12,
   /** A discovery datagram reached a daemon: its CPU takes it in turn (slot: then HEARD or MATCH). */
-  DELIVER = 13;
+  DELIVER = 13,
+  /** Client x arrived; its client program's CPU takes its turn on the shared cores (cpu.clientSec). */
+  START = 14;
 /** Follow-up ProbeMatches per second and burst over all probers (probe-responder.ts defaults). */
 const FOLLOW_UP_RATE = 100,
   FOLLOW_UP_BURST = 200;
@@ -370,9 +395,27 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const sharedCpu = cpuCfg?.cores ? new FifoLink(cpuCfg.cores) : undefined;
   const ownCpu = cpuCfg ? Array.from({ length: C }, () => new FifoLink(1)) : undefined;
   /** When client c's CPU is through with `ms` of work handed to it at `at`. */
-  const cpuWork = (c: number, at: number, ms: number) =>
-    ms <= 0 ? at : Math.max(ownCpu![c]!.reserve(at, ms), sharedCpu?.reserve(at, ms) ?? 0);
+  const mainShare = cpuCfg?.mainShare ?? 1;
+  /** CPU ms each daemon was given (ScaleResult.cpu), and the client programs' together. */
+  const cpuSpent = new Float64Array(cpuCfg ? C : 0);
+  let clientCpuMs = 0;
+  const cpuWork = (c: number, at: number, ms: number) => {
+    if (ms <= 0) return at;
+    cpuSpent[c]! += ms;
+    return Math.max(ownCpu![c]!.reserve(at, ms * mainShare), sharedCpu?.reserve(at, ms) ?? 0);
+  };
   const startupMs = cfg.startupMs ?? 0;
+  const receiveStartMs = (cpuCfg?.receiveStartSec ?? 0) * 1000;
+  const clientMs = (cpuCfg?.clientSec ?? 0) * 1000;
+  /**
+   * Client c arrives at `at` (now or later): its first step comes after its start-up and, with a
+   * client program's CPU, no earlier than the shared cores are through with that (START reserves
+   * it when the client arrives, so reservations go in time order).
+   */
+  const arriveAt = (at: number, c: number) => {
+    if (clientMs > 0 && sharedCpu) queue.push(at, START, c);
+    else queue.push(at + startupMs, ARRIVE, c);
+  };
   // Daemon discovery (DaemonDiscovery) and peer timeouts: state only when asked for.
   const disc = cfg.discovery;
   const drand = rng(cfg.seed * 7919 + 17);
@@ -516,7 +559,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
           ? Math.floor(random() * cfg.arrival.overMs)
           : 0;
     arrive[c] = at;
-    if (cfg.arrival.kind !== 'sequential' || c === 0) queue.push(at + startupMs, ARRIVE, c);
+    if (cfg.arrival.kind !== 'sequential' || c === 0) arriveAt(at, c);
   }
 
   const bytesBy = new Float64Array(4);
@@ -634,7 +677,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     known[c] = undefined;
     if (cfg.arrival.kind === 'sequential' && c + 1 < C) {
       arrive[c + 1] = now;
-      queue.push(now + startupMs, ARRIVE, c + 1);
+      arriveAt(now, c + 1);
     }
   };
 
@@ -761,6 +804,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
           : undefined,
       });
       sched[c] = sc;
+      // A fresh download's fixed CPU: the blocks it receives are worked through after it.
+      if (receiveStartMs > 0) cpuWork(c, now, receiveStartMs);
       known[c] = new Uint8Array(n);
       if (h >= 0) {
         sc.addPeer(hcAddrOf(h));
@@ -795,6 +840,9 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       gateAt[c] = now + (peersKnown ? 60 : 300);
       pump(c);
       queue.push(now + tickMs, TICK, c);
+    } else if (kind === START) {
+      clientCpuMs += clientMs;
+      queue.push(Math.max(now + startupMs, sharedCpu!.reserve(now, clientMs)), ARRIVE, x);
     } else if (kind === TICK) {
       if (!sched[x]) continue;
       tick(x);
@@ -1009,6 +1057,9 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     decisionHash: decisionHash >>> 0,
     originSeries: { bucketMs, bytes: Array.from(series, (b) => Math.round(b ?? 0)) },
     completions,
+    ...(cpuCfg
+      ? { cpu: { daemonSeconds: Array.from(cpuSpent, (ms) => r3(ms / 1000)), clientSeconds: r3(clientCpuMs / 1000) } }
+      : {}),
     ...(diag ? { duplicates: dup } : {}),
   };
 }
