@@ -3,22 +3,26 @@
  * clients, sequential and flash, the file sizes and link rates of bench/sim.ts's published runs),
  * side by side, each within 15% or not, on the origin ratio and the time ratio. Root + iproute2.
  *   npm run build && node dist/bench/scale-validate.js [--only 8] [--json] [--model-only [--cpu-scale k]] [--fixed-cpu]
- * The model's CPU costs are measured first, on this machine and build (one bench/loopback.js round:
- * measureMachine); --fixed-cpu uses NAMESPACE_MACHINE's constants instead.
- * --model-only: the model's side alone, on the namespace machine (CPU, start-up) and bare; needs
- * no root (the namespace side wants a quiet machine: eight daemons on 2 cores). --cpu-scale k
- * multiplies every CPU cost of the namespace machine (bytes received and served, datagrams): how
- * the model answers a machine that gives its daemons 1/k of the CPU it measured.
+ * The model's machine is measured first, on this machine and build (bench/scale-machine.ts's
+ * loopback rounds: what a fresh daemon's download costs, fixed and per GiB, and the time around it;
+ * measureMachine); --fixed-cpu uses NAMESPACE_DOWNLOADS's figures instead.
+ * --model-only: the model's side alone, on the namespace machine (NAMESPACE_DOWNLOADS) and bare;
+ * needs no root (the namespace side wants a quiet machine: eight daemons on 2 cores). --cpu-scale k
+ * multiplies every CPU cost of the namespace machine (bytes received and served, a download's
+ * fixed parts, datagrams): how the model answers a machine that gives its daemons 1/k of the CPU
+ * it measured.
  */
 import { parseArgs } from 'node:util';
 import { netnsSupport } from '../testkit/sim/netns.js';
 import {
   BARE,
+  type DownloadCosts,
   formatValidation,
   type Machine,
+  machineFor,
   measureMachine,
   modelOf,
-  NAMESPACE_MACHINE,
+  NAMESPACE_DOWNLOADS,
   type Validation,
   type ValidationCase,
   validate,
@@ -41,26 +45,37 @@ for (const mode of ['sequential', 'flash'] as const) {
 }
 if (values['model-only']) {
   const k = Number(values['cpu-scale'] ?? 1);
-  const M = NAMESPACE_MACHINE;
-  const machine: Machine = {
-    ...M,
-    cpu: M.cpu && { ...M.cpu, receiveSecPerGiB: M.cpu.receiveSecPerGiB * k, serveSecPerGiB: M.cpu.serveSecPerGiB * k },
-    discovery: M.discovery && {
-      probeSentMs: M.discovery.probeSentMs * k,
-      probeHandledMs: M.discovery.probeHandledMs * k,
-      matchHandledMs: M.discovery.matchHandledMs * k,
-      followUpMs: M.discovery.followUpMs * k,
-    },
+  const machineOf = (c: ValidationCase): Machine => {
+    const M = machineFor(NAMESPACE_DOWNLOADS, c);
+    return {
+      ...M,
+      cpu: {
+        ...M.cpu,
+        receiveSecPerGiB: M.cpu.receiveSecPerGiB * k,
+        serveSecPerGiB: M.cpu.serveSecPerGiB * k,
+        receiveStartSec: (M.cpu.receiveStartSec ?? 0) * k,
+        clientSec: (M.cpu.clientSec ?? 0) * k,
+      },
+      discovery: M.discovery && {
+        probeSentMs: M.discovery.probeSentMs * k,
+        probeHandledMs: M.discovery.probeHandledMs * k,
+        matchHandledMs: M.discovery.matchHandledMs * k,
+        followUpMs: M.discovery.followUpMs * k,
+      },
+    };
   };
   for (const c of cases) {
     if (values.only && String(c.clients) !== values.only) continue;
-    const run = modelOf(c, 1, machine);
+    const run = modelOf(c, 1, machineOf(c));
     const m = run.side;
+    const cpu = run.result.cpu;
     const b = modelOf(c, 1, BARE).side;
     process.stdout.write(
       `${c.clients} clients, ${c.size / MiB} MiB, ${c.wanRateBps / 1e6} Mbit/s + ${c.wanDelayMs} ms, ${c.mode}: ` +
         `model on the namespace machine${k !== 1 ? ` (CPU x ${k})` : ''} origin ${m.originRatio.toFixed(3)}, time ${m.timeRatio.toFixed(2)}, ` +
-        `${run.result.peerTimeouts} peer timeouts; ` +
+        `${run.result.peerTimeouts} peer timeouts, ${run.result.discoveryDatagrams} datagrams, ` +
+        `CPU s: daemons ${cpu?.daemonSeconds.reduce((a, b) => a + b, 0).toFixed(1)}, get ${cpu?.clientSeconds.toFixed(1)}; ` +
+        `per client s: ${run.result.completions.map((x) => (x / 1000).toFixed(2)).join(' ')}; ` +
         `bare origin ${b.originRatio.toFixed(3)}, time ${b.timeRatio.toFixed(2)}\n`,
     );
   }
@@ -71,20 +86,21 @@ if (!support.ok) {
   process.stderr.write(`bench/scale-validate: ${support.reason}; the namespace side needs root and iproute2\n`);
   process.exit(2);
 }
-let machine: Machine = NAMESPACE_MACHINE;
+let costs: DownloadCosts = NAMESPACE_DOWNLOADS;
 if (!values['fixed-cpu']) {
-  process.stderr.write('[validate] measuring this machine: one bench/loopback.js round of 128 MiB\n');
-  machine = await measureMachine();
+  process.stderr.write('[validate] measuring this machine: fresh daemons on loopback, 16 and 64 MiB\n');
+  costs = await measureMachine((m) => process.stderr.write(`[validate] ${m}\n`));
 }
-const cpu = machine.cpu;
+const line = (l: { fixed: number; perGiB: number }) => `${l.fixed.toFixed(3)} + ${l.perGiB.toFixed(2)}/GiB`;
 process.stdout.write(
-  `model machine: receiving ${cpu?.receiveSecPerGiB.toFixed(1)}, serving ${cpu?.serveSecPerGiB.toFixed(1)} CPU s/GiB, ` +
-    `${cpu?.cores} cores, start-up ${machine.startupMs} ms${values['fixed-cpu'] ? ' (fixed)' : ' (measured)'}\n`,
+  `model machine: CPU s receiving ${line(costs.receive)} (main thread ${(100 * costs.mainShare).toFixed(0)}%), ` +
+    `serving ${line(costs.serve)}, get ${line(costs.get)}; around a transfer ${line(costs.around)} s; ` +
+    `${costs.cores} cores${values['fixed-cpu'] ? ' (fixed)' : ' (measured)'}\n`,
 );
 const out: Validation[] = [];
 for (const c of cases) {
   if (values.only && String(c.clients) !== values.only) continue;
-  const v = await validate(c, (m) => process.stderr.write(`[validate] ${m}\n`), machine);
+  const v = await validate(c, (m) => process.stderr.write(`[validate] ${m}\n`), costs);
   out.push(v);
   if (!values.json) process.stdout.write(`${formatValidation(v)}\n`);
 }

@@ -4,13 +4,11 @@
  * delay, sequential or flash (issue 24 item 3). Needs root and iproute2 for the namespace side.
  * Origin ratio: origin file bytes / file size. Time ratio: from the first start to the last
  * completion, over one plain download of the file over the same WAN (the namespace side measures
- * it in the same run; the model computes it: one round trip plus the bytes at the WAN rate).
+ * it in the same run; the model computes it: one round trip plus the bytes at the WAN link's payload
+ * rate, TBF_PAYLOAD_SHARE).
  */
-import { execFile } from 'node:child_process';
-import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { runScenario, type ScenarioReport } from '../sim/scenarios.js';
+import { type MachineMeasurement, measureDownloads } from './machine.js';
 import { type CpuModel, DAEMON_DISCOVERY, type DaemonDiscovery, runScale, type ScaleResult } from './sim.js';
 
 /**
@@ -25,56 +23,71 @@ export interface Machine {
 }
 
 /**
- * The namespace simulation's machine in the model: every daemon's work on one machine of 2
- * cores, at the daemon's CPU cost (bench/loopback.ts, 2026-12-07: receiving about 18, serving
- * about 12 CPU seconds per GiB), and about 0.8 s from a daemon's start to its first origin
- * request (content information, segment registration: the namespace runs, BENCHMARKS.md "Scale
- * simulation", validation). Without it (`BARE`) the model has no CPU and starts at once, and its
- * time ratios came out 28-96% below the namespace's. Its daemons discover as the real ones do, at
- * the CPU per datagram bench/discovery-cost.js measured (DAEMON_DISCOVERY), and their peer
- * requests time out as the retrieval client's do (BENCHMARKS.md, "The scale model reproduces the
- * namespace flash crowds").
+ * The payload share of a tbf-shaped link's rate: the namespace simulation's links are shaped by
+ * `tc ... tbf` (testkit/sim/netns.ts), which counts every frame's Ethernet, IP and TCP headers
+ * (14 + 20 + 32 bytes with timestamps) against the rate, so a 1,500-byte MTU carries 1,448 bytes of
+ * payload per 1,514 counted. The model's WAN is given the payload rate; its plain download then
+ * takes what the namespace's baseline measures (64 MiB at 50 Mbit/s: 11.27 s against 11.3 s
+ * measured, 16 MiB at 20 Mbit/s: 7.06 s against 7.1 s; without it 10.78 s and 6.75 s).
  */
-export const NAMESPACE_MACHINE: Machine = {
-  cpu: { receiveSecPerGiB: 18, serveSecPerGiB: 12, cores: 2 },
-  startupMs: 800,
-  discovery: DAEMON_DISCOVERY,
-  peerTimeouts: true,
-};
-export const BARE: Machine = {};
+export const TBF_PAYLOAD_SHARE = 1448 / 1514;
 
 /**
- * This machine and this build, measured rather than assumed: one `bench/loopback.js` round (a peer
- * download of `size` bytes between two daemons on loopback) gives the receiving and the serving
- * daemon's CPU seconds per GiB, so the model's CPU costs follow the code being validated (they
- * fell from 18 / 12 to 16-17 / 11 within a day of the constants above being measured). The
- * start-up stays NAMESPACE_MACHINE's.
+ * The namespace simulation's machine, from `nice -n 10 node dist/bench/scale-machine.js --json`
+ * (testkit/scale/machine.ts: fresh daemons on loopback downloading 16 and 64 MiB from the daemons
+ * that hold it, 3 each, one after another; h-model, 2026-12-07 20:06 UTC, load 7.6, main f31e931
+ * plus this branch, no daemon change). Medians, fitted as a fixed part per download plus a part per
+ * GiB:
+ * - receiving daemon: 0.52-0.56 CPU s for 16 MiB, 1.24-1.44 for 64 MiB: 0.25 s + 17.1 s/GiB; of
+ *   it the main thread 51% (the rest V8's and libuv's helper threads);
+ * - serving daemon(s): 0.14-0.26 / 0.82-1.14: no fixed part, 12.1 s/GiB;
+ * - `peerdist get`: 0.19-0.20 / 0.26-0.28: 0.165 s + 1.7 s/GiB;
+ * - around the transfer (the harness's download call minus get's own seconds, plus get's time to
+ *   the origin's answer: the get's start and exit, the output's SHA-256 check, the content
+ *   information on loopback): 0.28-0.39 / 0.62-0.96 s: 0.15 s + 8.7 s/GiB.
+ * `bench/scale-validate.js` measures these again on the machine and build it validates.
  */
-export function measureMachine(size = 128 * 2 ** 20): Promise<Machine & { cpu: CpuModel }> {
-  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'loopback.js');
-  const args = [script, '--size', String(size), '--rounds', '1', '--json', '--yardstick', '/nonexistent'];
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, args, { timeout: 600_000, maxBuffer: 1 << 20 }, (err, stdout) => {
-      if (err) return reject(new Error(`bench/loopback.js failed: ${err.message}`));
-      try {
-        const r = (JSON.parse(stdout) as { rows: Array<{ clientCpu: number; serverCpu: number }> }).rows[0];
-        if (!r) throw new Error('no round in its report');
-        const gib = size / 2 ** 30;
-        resolve({
-          cpu: {
-            receiveSecPerGiB: r.clientCpu / gib,
-            serveSecPerGiB: r.serverCpu / gib,
-            cores: availableParallelism(),
-          },
-          startupMs: NAMESPACE_MACHINE.startupMs,
-          discovery: NAMESPACE_MACHINE.discovery,
-          peerTimeouts: NAMESPACE_MACHINE.peerTimeouts,
-        });
-      } catch (e) {
-        reject(new Error(`bench/loopback.js: unreadable report (${(e as Error).message})`));
-      }
-    });
-  });
+export const NAMESPACE_DOWNLOADS: DownloadCosts = {
+  cores: 2,
+  receive: { fixed: 0.253, perGiB: 17.07 },
+  mainShare: 0.514,
+  serve: { fixed: 0, perGiB: 12.08 },
+  get: { fixed: 0.165, perGiB: 1.728 },
+  around: { fixed: 0.153, perGiB: 8.685 },
+};
+export type DownloadCosts = Omit<MachineMeasurement, 'samples'>;
+
+/**
+ * The model's machine for a case, from what a download costs (`costs`): every cost for the case's
+ * file size (fixed part plus part per GiB); the start-up is the time around a transfer plus the
+ * content information's two WAN round trips (a fresh connection: its handshake, then the
+ * request), which loopback does not have. Its daemons discover as the real ones do, at the CPU
+ * per datagram bench/discovery-cost.js measured (DAEMON_DISCOVERY), and their peer requests time
+ * out as the retrieval client's do (BENCHMARKS.md, "The scale model reproduces the namespace flash
+ * crowds").
+ */
+export function machineFor(costs: DownloadCosts, c: ValidationCase): Machine & { cpu: CpuModel } {
+  const g = c.size / 2 ** 30;
+  return {
+    cpu: {
+      receiveSecPerGiB: costs.receive.perGiB,
+      serveSecPerGiB: costs.serve.perGiB,
+      cores: costs.cores,
+      receiveStartSec: costs.receive.fixed,
+      mainShare: costs.mainShare,
+      clientSec: costs.get.fixed + costs.get.perGiB * g,
+    },
+    startupMs: 1000 * (costs.around.fixed + costs.around.perGiB * g) + 2 * (2 * c.wanDelayMs),
+    discovery: DAEMON_DISCOVERY,
+    peerTimeouts: true,
+  };
+}
+export const BARE: Machine = {};
+
+/** This machine and this build, measured (testkit/scale/machine.ts: 3 fresh daemons at 16 and at 64 MiB). */
+export async function measureMachine(log?: (m: string) => void): Promise<DownloadCosts> {
+  const { samples: _, ...costs } = await measureDownloads([16 * 2 ** 20, 64 * 2 ** 20], 3, log);
+  return costs;
 }
 
 export interface ValidationCase {
@@ -103,13 +116,14 @@ export interface Validation {
 }
 
 /**
- * The model's run of a case: one subnet, no hosted cache, LAN 1 Gbit/s, flash arrivals within
- * 100 ms, on `machine` (default: the namespace simulation's).
+ * The model's run of a case: one subnet, no hosted cache, LAN 1 Gbit/s, the WAN at its payload
+ * rate (TBF_PAYLOAD_SHARE), flash arrivals within 100 ms, on `machine` (default: the namespace
+ * simulation's, NAMESPACE_DOWNLOADS).
  */
 export function modelOf(
   c: ValidationCase,
   seed = 1,
-  machine: Machine = NAMESPACE_MACHINE,
+  machine: Machine = machineFor(NAMESPACE_DOWNLOADS, c),
 ): { side: Side; result: ScaleResult } {
   const result = runScale({
     ...machine,
@@ -117,7 +131,7 @@ export function modelOf(
     subnets: 1,
     hostedCaches: 0,
     fileBytes: c.size,
-    wanBps: c.wanRateBps,
+    wanBps: c.wanRateBps * TBF_PAYLOAD_SHARE,
     lanBps: 1e9,
     wanRttMs: 2 * c.wanDelayMs,
     arrival: c.mode === 'flash' ? { kind: 'flash', jitterMs: 100 } : { kind: 'sequential' },
@@ -132,8 +146,9 @@ export function modelOf(
 export async function validate(
   c: ValidationCase,
   onNote?: (m: string) => void,
-  machine: Machine = NAMESPACE_MACHINE,
+  costs: DownloadCosts = NAMESPACE_DOWNLOADS,
 ): Promise<Validation> {
+  const machine = machineFor(costs, c);
   const r: ScenarioReport = await runScenario({
     clients: c.clients,
     size: c.size,
