@@ -17,6 +17,7 @@ import { netnsSupport } from '../testkit/sim/netns.js';
 import {
   BARE,
   type DownloadCosts,
+  formatCounts,
   formatValidation,
   type Machine,
   machineFor,
@@ -100,8 +101,8 @@ process.stdout.write(
 const out: Validation[] = [];
 for (const c of cases) {
   if (values.only && String(c.clients) !== values.only) continue;
-  const v = await validate(c, (m) => process.stderr.write(`[validate] ${m}\n`), costs);
+  const v = await validate(c, (m) => process.stderr.write(`[validate] ${m}\n`), costs, true);
   out.push(v);
-  if (!values.json) process.stdout.write(`${formatValidation(v)}\n`);
+  if (!values.json) process.stdout.write(`${formatValidation(v)}\n${formatCounts(v)}\n`);
 }
 if (values.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

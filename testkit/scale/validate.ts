@@ -104,10 +104,23 @@ export interface Side {
   timeRatio: number;
 }
 
+/**
+ * What each side did, to tell where they part (counted, not timed): every client's time from its
+ * start to its file (s, client order; the namespace's: its `peerdist get` process), and with
+ * `diagnose` the daemons' CPU over the run (the namespace's from /proc), peer requests that timed
+ * out and discovery datagrams sent and handled.
+ */
+export interface Counts {
+  clientSeconds: number[];
+  daemonCpuSeconds?: number;
+  peerTimeouts?: number;
+  datagrams?: number;
+}
+
 export interface Validation {
   case: ValidationCase;
-  namespace: Side & { totalSeconds: number; baselineSeconds: number; allCorrect: boolean };
-  model: Side & { simulatedSeconds: number; plainSeconds: number; machine: Machine };
+  namespace: Side & { totalSeconds: number; baselineSeconds: number; allCorrect: boolean; counts: Counts };
+  model: Side & { simulatedSeconds: number; plainSeconds: number; machine: Machine; counts: Counts };
   /** The model without a machine (no CPU, no start-up), for comparison. */
   bare: Side;
   /** (model - namespace) / namespace. */
@@ -147,9 +160,11 @@ export async function validate(
   c: ValidationCase,
   onNote?: (m: string) => void,
   costs: DownloadCosts = NAMESPACE_DOWNLOADS,
+  diagnose = false,
 ): Promise<Validation> {
   const machine = machineFor(costs, c);
   const r: ScenarioReport = await runScenario({
+    diagnose,
     clients: c.clients,
     size: c.size,
     mode: c.mode,
@@ -168,6 +183,7 @@ export async function validate(
     totalSeconds: r.totalSeconds,
     baselineSeconds: r.baselineSeconds ?? NaN,
     allCorrect: r.allCorrect,
+    counts: namespaceCounts(r),
   };
   return {
     case: c,
@@ -177,11 +193,43 @@ export async function validate(
       simulatedSeconds: model.result.simulatedMs / 1000,
       plainSeconds: model.result.plainMs / 1000,
       machine,
+      counts: modelCounts(model.result),
     },
     bare,
     originDiff: (m.originRatio - ns.originRatio) / ns.originRatio,
     timeDiff: (m.timeRatio - ns.timeRatio) / ns.timeRatio,
   };
+}
+
+function namespaceCounts(r: ScenarioReport): Counts {
+  const out: Counts = { clientSeconds: [...r.downloads].sort((a, b) => a.client - b.client).map((d) => d.wallSeconds) };
+  const t = r.diagnosis?.totals;
+  if (t) {
+    const d = t.discovery;
+    out.daemonCpuSeconds = t.cpuSeconds;
+    out.peerTimeouts = t.peerFailures.timeout ?? 0;
+    out.datagrams = d.probesSent + d.probesReceived + d.matchesSent + d.matchesReceived;
+  }
+  return out;
+}
+
+function modelCounts(r: ScaleResult): Counts {
+  return {
+    clientSeconds: r.completions.map((ms) => ms / 1000),
+    ...(r.cpu ? { daemonCpuSeconds: r.cpu.daemonSeconds.reduce((a, b) => a + b, 0) } : {}),
+    peerTimeouts: r.peerTimeouts,
+    datagrams: r.discoveryDatagrams,
+  };
+}
+
+/** One line per side: its clients' times and what it counted. */
+export function formatCounts(v: Validation): string {
+  const one = (name: string, k: Counts) =>
+    `  ${name}: per client s ${k.clientSeconds.map((x) => x.toFixed(2)).join(' ')}` +
+    (k.daemonCpuSeconds !== undefined ? `; daemons' CPU ${k.daemonCpuSeconds.toFixed(1)} s` : '') +
+    (k.peerTimeouts !== undefined ? `; ${k.peerTimeouts} peer timeouts` : '') +
+    (k.datagrams !== undefined ? `; ${k.datagrams} datagrams` : '');
+  return `${one('namespace', v.namespace.counts)}\n${one('model', v.model.counts)}`;
 }
 
 export function formatValidation(v: Validation): string {
