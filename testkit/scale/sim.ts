@@ -35,7 +35,10 @@
  *   and, with `cores`, also the cores all clients share (the namespace simulation's daemons on
  *   one machine). A block counts as arrived when both its
  *   bytes and the receiver's work on it are through; a peer's bytes leave once the sender's work
- *   on them is done. Hosted caches and their pulls cost no CPU. `startupMs`: from a client's
+ *   on them is done. Hosted caches and their pulls cost no CPU. A download may also cost a fixed
+ *   part at its start (`receiveStartSec`), its client program's CPU on the shared cores
+ *   (`clientSec`), and a daemon's own core may carry only its event loop's share (`mainShare`).
+ *   `startupMs`: from a client's
  *   arrival to its first step (content information, segment registration), counted in its time.
  * - Peer timeouts (optional, `peerTimeouts`): a served block's first byte later than the retrieval
  *   client's first-byte timeout fails the request ('timeout', the Scheduler's backoff).
@@ -152,7 +155,7 @@ export interface CpuModel {
   /**
    * CPU seconds of the program that asks for the download (`peerdist get`: its start, its copy of
    * the bytes, its exit), on the shared cores only, from the client's arrival: its start-up ends
-   * no earlier than the shared cores are through with it. Default 0.
+   * no earlier than the shared cores are through with it. Needs `cores` (ignored without). Default 0.
    */
   clientSec?: number;
   /**
