@@ -7,7 +7,7 @@
  *   npm run build && node dist/bench/get-stream.js [--size 1GiB] [--rounds 3] [--unix] [--null] [--base /path/to/src/cli/run.js]
  */
 import { createServer, type ServerResponse } from 'node:http';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseSize } from '../testkit/sim/files.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     size: { type: 'string', default: '1GiB' },
     rounds: { type: 'string', default: '3' },

@@ -20,7 +20,7 @@
  * daemon <= 10, serving daemon <= 5, get <= 1.
  *   npm run build && node dist/bench/loopback.js [--size 256MiB] [--rounds 2] [--json] [--profile DIR]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { dirname, join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -103,7 +103,7 @@ function threadDelta(a: Map<string, number>, b: Map<string, number>): string {
     .join(', ');
 }
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     size: { type: 'string', default: '256MiB' },
     rounds: { type: 'string', default: '2' },

@@ -10,7 +10,7 @@
  * multiplies every CPU cost of the namespace machine (bytes received and served, datagrams): how
  * the model answers a machine that gives its daemons 1/k of the CPU it measured.
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { netnsSupport } from '../testkit/sim/netns.js';
 import {
   BARE,
@@ -25,7 +25,7 @@ import {
 } from '../testkit/scale/validate.js';
 
 const MiB = 2 ** 20;
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     only: { type: 'string' },
     json: { type: 'boolean' },
