@@ -11,7 +11,8 @@
  * WebAssembly.Memory: V8 maps it on a page boundary) and written from it in large aligned writes
  * through a second descriptor of the same file opened with O_DIRECT (reopened through
  * /proc/self/fd, so it is the very inode the exclusive create made: no path is looked up again).
- * The last partial 4 KiB of the file goes through the ordinary descriptor. Wherever O_DIRECT is not
+ * The last partial 4 KiB of the file goes through the ordinary descriptor. `get` reads the socket
+ * straight into the free part of the stage (readBuffer), so the body is not copied in user space. Wherever O_DIRECT is not
  * available (no /proc, a file system without it, a device with larger alignment rules: the open or
  * the first write fails with EINVAL), everything goes through the ordinary descriptor, as before.
  * The bytes are those the daemon streamed: verified by the daemon before it sends them.
@@ -22,6 +23,8 @@ import { closeSync, constants, openSync, writeSync } from 'node:fs';
 export const DIRECT_ALIGN = 4096;
 /** Staged bytes written at once. */
 export const STAGE_BYTES = 4 * 1024 * 1024;
+/** Room past the stage for one socket read straight into it (readBuffer). */
+export const READ_ROOM = 1024 * 1024;
 /**
  * A slow stream's bytes reach the file at least this often (at the next write after it): the
  * temporary file grows while the download runs, as it did before staging.
@@ -56,6 +59,8 @@ function alignedBuffer(bytes: number): Buffer {
  */
 export class StagedFileWriter {
   private readonly stage: Buffer;
+  /** Staged bytes that trigger a write (the stage's length less READ_ROOM). */
+  private readonly stageBytes: number;
   private fill = 0;
   /** File offset of stage[0]; always a multiple of DIRECT_ALIGN while direct writes are on. */
   private pos = 0;
@@ -72,7 +77,8 @@ export class StagedFileWriter {
     this.lastFlush = this.now();
     const stageBytes = opts.stageBytes ?? STAGE_BYTES;
     if (stageBytes % DIRECT_ALIGN !== 0) throw new RangeError('stageBytes must be a multiple of DIRECT_ALIGN');
-    this.stage = alignedBuffer(stageBytes);
+    this.stageBytes = stageBytes;
+    this.stage = alignedBuffer(stageBytes + READ_ROOM);
     if (opts.direct === false) this.directOff = 'not asked for';
     else if (constants.O_DIRECT === undefined) this.directOff = 'O_DIRECT not on this platform';
     else {
@@ -95,14 +101,35 @@ export class StagedFileWriter {
     return this.directFd !== undefined;
   }
 
-  /** Copies buf[start, end) to the file (through the stage). */
+  /**
+   * Where the next socket read may go: the free part of the stage (READ_ROOM bytes). Bytes read
+   * there and then passed to `write` at that very place are staged without a copy. Valid until the
+   * next `write` or `finish`: the caller reads into it and writes it before anything else is written.
+   */
+  readBuffer(): Buffer {
+    return this.stage.subarray(this.fill, this.fill + READ_ROOM);
+  }
+
+  /** Stages buf[start, end) for the file (copied, unless it is already where readBuffer() put it). */
   write(buf: Uint8Array, start: number, end: number): void {
-    while (start < end) {
-      const n = Math.min(end - start, this.stage.length - this.fill);
-      this.stage.set(buf.subarray(start, start + n), this.fill);
-      this.fill += n;
-      start += n;
-      if (this.fill === this.stage.length) this.flush('full');
+    if (
+      start < end &&
+      buf.buffer === this.stage.buffer &&
+      buf.byteOffset + start === this.stage.byteOffset + this.fill &&
+      end - start <= this.stage.length - this.fill
+    ) {
+      // Read straight into the stage (readBuffer): nothing to copy.
+      this.fill += end - start;
+      if (this.fill >= this.stageBytes) this.flush('full');
+    } else {
+      while (start < end) {
+        const n = Math.min(end - start, this.stageBytes - this.fill);
+        // TypedArray.set copies correctly even when buf is a later part of the stage itself.
+        this.stage.set(buf.subarray(start, start + n), this.fill);
+        this.fill += n;
+        start += n;
+        if (this.fill >= this.stageBytes) this.flush('full');
+      }
     }
     if (this.fill > 0 && this.now() - this.lastFlush >= VISIBLE_MS) this.flush('visible');
   }

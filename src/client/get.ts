@@ -126,6 +126,8 @@ interface Sink {
   commit(received: number): Promise<void>;
   /** Undoes what can be undone (removes the temporary file). */
   abort(): Promise<void>;
+  /** Where socket reads may go so that `write` need not copy them (direct-file.ts). */
+  readBuffer?: () => Buffer;
 }
 
 /** Paths that name this process's stdout. */
@@ -196,6 +198,7 @@ async function fileSink(output: string): Promise<Sink> {
   return {
     output,
     write: (buf, start, end) => file.write(buf, start, end),
+    readBuffer: () => file.readBuffer(),
     commit: async (received) => {
       file.finish();
       await fh.sync();
@@ -324,6 +327,8 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     res = await rawGet(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}${mirrorQuery}`, {
       signal: opts.signal,
       headers: { accept: 'application/json', ...(oh ? { [ORIGIN_HEADERS_HEADER]: encodeOriginHeaders(oh) } : {}) },
+      // A file is read into its own write stage: the bytes are not copied again (direct-file.ts).
+      ...(sink.readBuffer ? { readBuffer: sink.readBuffer } : {}),
     }).catch((err: Error) => {
       throw connectionError(opts.daemon, err);
     });

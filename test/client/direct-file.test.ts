@@ -10,10 +10,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { DIRECT_ALIGN, type DirectFs, StagedFileWriter, VISIBLE_MS } from '../../src/client/direct-file.js';
+import { DIRECT_ALIGN, type DirectFs, READ_ROOM, StagedFileWriter, VISIBLE_MS } from '../../src/client/direct-file.js';
 import { rng } from '../helpers/rng.js';
 
 const STAGE = 4 * DIRECT_ALIGN;
+/** A clock that never moves: no time-based flush, whatever the machine's load (write counts are exact). */
+const frozen = () => 0;
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** Pseudo-random bytes (seeded: a failure is reproducible). */
@@ -100,7 +102,7 @@ t.test('the file holds exactly what was written, for every size and split (direc
       const content = data(size, seed++);
       await withFile(t, (path, fd) => {
         const { fs, calls } = fakeFs(path);
-        const w = new StagedFileWriter(fd, { stageBytes: STAGE, fs, procPath: 'unused' });
+        const w = new StagedFileWriter(fd, { stageBytes: STAGE, fs, procPath: 'unused', now: frozen });
         t.ok(w.direct, 'direct writes on');
         t.equal(writeInPieces(w, content, pieces), size, `${size} in ${pieces.join('/')}: count`);
         t.equal(sha(readFileSync(path)), sha(content), `${size} in ${pieces.join('/')}: bytes`);
@@ -129,6 +131,45 @@ t.test('the file holds exactly what was written, for every size and split (direc
       });
     }
 });
+
+t.test(
+  'reads straight into the stage (readBuffer) are staged in place; other views of the stage are copied',
+  async (t) => {
+    for (const refuseOpen of [false, true]) {
+      const content = data(7 * STAGE + 3333, 77);
+      await withFile(t, (path, fd) => {
+        const { fs, calls } = fakeFs(path, { refuseOpen });
+        const w = new StagedFileWriter(fd, { stageBytes: STAGE, fs, procPath: 'unused', now: frozen });
+        const sizes = [READ_ROOM, 1, 4095, 5000, 100, READ_ROOM - 1, 9000];
+        let at = 0;
+        for (let k = 0; at < content.length; k++) {
+          const region = w.readBuffer();
+          t.ok(region.length >= READ_ROOM, 'room for a whole read');
+          const n = Math.min(sizes[k % sizes.length]!, content.length - at);
+          if (k % 5 === 3 && n > 10) {
+            // As chunked framing does: a few bytes of framing first, the data after them, in the same region.
+            region.fill(0x2a, 0, 7);
+            content.copy(region, 7, at, at + n - 7);
+            w.write(region, 7, n);
+            at += n - 7;
+          } else {
+            content.copy(region, 0, at, at + n);
+            w.write(region, 0, n);
+            at += n;
+          }
+        }
+        t.equal(w.finish(), content.length, `direct ${!refuseOpen}: count`);
+        t.equal(sha(readFileSync(path)), sha(content), `direct ${!refuseOpen}: bytes`);
+        t.ok(
+          calls
+            .filter((c) => c.fd === 'direct')
+            .every((c) => c.position % DIRECT_ALIGN === 0 && c.length % DIRECT_ALIGN === 0),
+          'direct writes aligned',
+        );
+      });
+    }
+  },
+);
 
 t.test('a slow stream reaches the file every VISIBLE_MS, and the direct writes stay aligned', async (t) => {
   for (const refuseOpen of [false, true]) {
@@ -164,7 +205,7 @@ t.test('O_DIRECT refused at open: everything through the ordinary descriptor', a
   const content = data(3 * STAGE + 123, 99);
   await withFile(t, (path, fd) => {
     const { fs, calls } = fakeFs(path, { refuseOpen: true });
-    const w = new StagedFileWriter(fd, { stageBytes: STAGE, fs, procPath: 'unused' });
+    const w = new StagedFileWriter(fd, { stageBytes: STAGE, fs, procPath: 'unused', now: frozen });
     t.notOk(w.direct);
     t.match(w.directOff, /^open: EINVAL/);
     t.equal(writeInPieces(w, content, [5000]), content.length);
@@ -181,7 +222,7 @@ t.test('a direct write refused (first, or a later one): the rest through the ord
     const content = data(5 * STAGE + 777, 200 + fail);
     await withFile(t, (path, fd) => {
       const { fs, calls } = fakeFs(path, { failDirectWrites: [fail] });
-      const w = new StagedFileWriter(fd, { stageBytes: STAGE, fs, procPath: 'unused' });
+      const w = new StagedFileWriter(fd, { stageBytes: STAGE, fs, procPath: 'unused', now: frozen });
       t.equal(writeInPieces(w, content, [STAGE - 100]), content.length, `direct write ${fail} refused`);
       t.equal(sha(readFileSync(path)), sha(content), `direct write ${fail} refused: bytes`);
       t.match(w.directOff, /^write: EINVAL/);
@@ -200,7 +241,7 @@ t.test('a write error that is not about O_DIRECT reaches the caller', async (t) 
         throw enospc;
       },
     };
-    const w = new StagedFileWriter(fd, { stageBytes: STAGE, fs: failing, procPath: 'unused' });
+    const w = new StagedFileWriter(fd, { stageBytes: STAGE, fs: failing, procPath: 'unused', now: frozen });
     t.throws(() => w.write(Buffer.alloc(STAGE), 0, STAGE), /ENOSPC/);
   });
 });
