@@ -9,13 +9,13 @@
  * members have distinct addresses; by default all are on loopback.
  *   npm run build && node dist/bench/azblob-crowd.js [--netns] [--seq 1M] [--crowd 2M] [--kill-after 256K]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { loadavg } from 'node:os';
 import { parseSize } from '../src/util/size.js';
 import { runAzblobSite } from '../testkit/sim/azblob-site.js';
 import { NetnsNetwork } from '../testkit/sim/network.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     seq: { type: 'string', default: '1M' },
     crowd: { type: 'string', default: '2M' },

@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { BlobSASPermissions, BlobServiceClient } from '@azure/storage-blob';
 import { Agent, request } from 'undici';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -33,7 +33,7 @@ import { join } from 'node:path';
 import { AZURITE_ACCOUNT, azuriteConnectionString, startAzurite } from '../testkit/azurite.js';
 import { startDelayProxy } from '../testkit/sim/delayproxy.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     size: { type: 'string', default: '256M' },
     runs: { type: 'string', default: '3' },

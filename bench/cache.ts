@@ -8,13 +8,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { BlockStore } from '../src/cache/store.js';
 import type { SegmentMeta } from '../src/cache/meta.js';
 import { segmentIdOf, segmentSecret } from '../src/protocol/pccrc/keys.js';
 import { V1_BLOCK_SIZE } from '../src/protocol/pccrc/types.js';
 
-const { values } = parseArgs({ options: { size: { type: 'string', default: '1024' }, dir: { type: 'string' } } });
+const { values } = benchArgs(import.meta.url, {
+  options: { size: { type: 'string', default: '1024' }, dir: { type: 'string' } },
+});
 const SIZE_MIB = Number(values.size);
 const BLOCK = V1_BLOCK_SIZE;
 const PER_SEG = 512;

@@ -9,6 +9,9 @@ import { CdcChunker, segmentLengths } from '../src/protocol/pccrc/chunker.js';
 import { hashStream } from '../src/protocol/pccrc/hash.js';
 import type { ContentInfo } from '../src/protocol/pccrc/types.js';
 import { pseudoRandomBytes, withInsertion } from './contentinfo-data.js';
+import { exitOnHelp } from './args.js';
+
+exitOnHelp(import.meta.url, { size: { type: 'string', default: '64' } });
 
 const i = process.argv.indexOf('--size');
 const sizeMiB = i >= 0 ? Number(process.argv[i + 1]) : 64;

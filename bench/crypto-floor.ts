@@ -23,10 +23,10 @@ import { open } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { encryptBlock, paddedLength } from '../src/protocol/pccrr/crypto.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     size: { type: 'string', default: '256' },
     rounds: { type: 'string', default: '3' },

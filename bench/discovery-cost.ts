@@ -6,7 +6,7 @@
  * system, garbage collection included) over many datagrams, divided by their number.
  *   npm run build && node dist/bench/discovery-cost.js [--rounds 3] [--json]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { DampingTable } from '../src/discovery/damping.js';
 import { Responder, type SegmentLookup } from '../src/discovery/probe-responder.js';
 import { Prober } from '../src/discovery/prober.js';
@@ -15,7 +15,7 @@ import { localAddressFilter } from '../src/discovery/subnet.js';
 import { encodeProbe, type Probe, parseDiscoveryMessage } from '../src/protocol/pccrd/codec.js';
 import { nullLogger } from '../src/util/log.js';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string' }, json: { type: 'boolean' } } });
+const { values } = benchArgs(import.meta.url, { options: { rounds: { type: 'string' }, json: { type: 'boolean' } } });
 const rounds = Number(values.rounds ?? 3);
 
 /** Timers that run only when asked (run()), on a clock moved by hand. */

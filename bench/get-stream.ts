@@ -4,10 +4,10 @@
  * v2 block at a time) and answers /v1/jobs/<id> as done; `peerdist get --json` runs as a child and
  * reports its own cpuSeconds (it writes DIR/f.bin, or /dev/null with --null: without the page cache). `get --help` is run too, for the start-up cost alone. With --base
  * CLI_ENTRY a second build's `get` runs alternately in the same run (side by side).
- *   npm run build && node dist/bench/get-stream.js [--size 1GiB] [--rounds 3] [--unix] [--null] [--base /path/to/src/cli/run.js]
+ *   npm run build && node dist/bench/get-stream.js [--size 1GiB] [--rounds 3] [--unix] [--null] [--keep] [--base /path/to/src/cli/run.js]
  */
 import { createServer, type ServerResponse } from 'node:http';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,13 +15,18 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseSize } from '../testkit/sim/files.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     size: { type: 'string', default: '1GiB' },
     rounds: { type: 'string', default: '3' },
     unix: { type: 'boolean', default: false },
     /** Write to /dev/null (in place, no file): what receiving costs without the page cache. */
     null: { type: 'boolean', default: false },
+    /**
+     * Keep every round's output until the end (as a user keeps downloads): each get then writes into
+     * page-cache pages nobody used before, instead of the pages the previous round's deleted file freed.
+     */
+    keep: { type: 'boolean', default: false },
     base: { type: 'string' },
   },
 });
@@ -96,10 +101,12 @@ function startupCpu(cli: string): Promise<number> {
   );
 }
 
+let outputs = 0;
+
 /** CPU seconds of `get --help` (start-up) and of a get of SIZE bytes (its own cpuSeconds). */
 async function measure(cli: string): Promise<{ startup: number; get: number; seconds: number }> {
   const startup = await startupCpu(cli);
-  const out = values.null ? '/dev/null' : join(dir, 'f.bin');
+  const out = values.null ? '/dev/null' : join(dir, `f${++outputs}.bin`);
   const w0 = performance.now();
   const stdout = await run(cli, ['get', 'http://o.test/f', '--daemon', addr, '-o', out, '--json']);
   const seconds = (performance.now() - w0) / 1000;
@@ -107,7 +114,7 @@ async function measure(cli: string): Promise<{ startup: number; get: number; sec
   if (r.bytes !== size) throw new Error('get received the wrong size');
   if (!values.null) {
     if ((await stat(out)).size !== size) throw new Error('get wrote the wrong size');
-    await rm(out);
+    if (!values.keep) await rm(out);
   }
   return { startup, get: r.cpuSeconds, seconds };
 }

@@ -11,6 +11,9 @@ import { join } from 'node:path';
 import { hashFile } from '../src/origin/hash-file.js';
 import type { HashOptions } from '../src/protocol/pccrc/hash.js';
 import { writePseudoRandomFile } from './contentinfo-data.js';
+import { exitOnHelp } from './args.js';
+
+exitOnHelp(import.meta.url, { size: { type: 'string', default: '512' }, runs: { type: 'string', default: '2' } });
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);

@@ -9,7 +9,7 @@
  * and against a plain HTTP GET of the same file from the hosted cache's host over the same link,
  * for the whole download and for its data phase (after the content information from the origin).
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { parseRate, parseSize } from '../testkit/sim/files.js';
 import { agentEntry } from '../testkit/sim/entrypoints.js';
 import { Cluster, lastJsonLine, originBlockBytes } from '../testkit/sim/harness.js';
@@ -17,7 +17,7 @@ import { NetnsNetwork } from '../testkit/sim/network.js';
 import { netnsSupport } from '../testkit/sim/netns.js';
 import { runDownloads } from '../testkit/sim/scenarios.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     subnets: { type: 'string', default: '3' },
     'per-subnet': { type: 'string', default: '2' },

@@ -8,13 +8,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { BlockStore } from '../src/cache/store.js';
 import type { SegmentMeta } from '../src/cache/meta.js';
 import { encodeBlockHead, encodeEnd, encodeHeader, encodeSegmentRecord } from '../src/cache/package-format.js';
 import { segmentIdOf, segmentSecret } from '../src/protocol/pccrc/keys.js';
 
-const { values } = parseArgs({ options: { records: { type: 'string', default: '200000' } } });
+const { values } = benchArgs(import.meta.url, { options: { records: { type: 'string', default: '200000' } } });
 const N = Number(values.records);
 
 const block = randomBytes(100);

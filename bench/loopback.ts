@@ -16,11 +16,15 @@
  * from client 1 (not measured): the measured download then runs on a daemon whose code V8 has
  * already compiled, as in a long-running daemon; without it every round measures a fresh process.
  * --warm-files N: N such files (default 1), downloaded one after the other.
+ * --perf DIR: `perf record -F 499 -g` (Linux perf, all threads, kernel included) of every `get`
+ * (DIR/get-N.perf) and, over each measured download, of the receiving daemon and of each serving
+ * daemon (DIR/round-K-receiving-PID.perf, DIR/round-K-serving-PID.perf); with the main thread's and
+ * the other threads' CPU printed per round, read them with scripts/perf-stages.mjs.
  * Targets: peer throughput >= 0.8 x the yardstick and >= 0.4 x plain HTTP; CPU s per GiB: receiving
  * daemon <= 10, serving daemon <= 5, get <= 1.
  *   npm run build && node dist/bench/loopback.js [--size 256MiB] [--rounds 2] [--json] [--profile DIR]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { dirname, join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -30,8 +34,9 @@ import { agentEntry } from '../testkit/sim/entrypoints.js';
 import { processCpuSeconds, runCommand } from '../testkit/sim/proc.js';
 import { lastJsonLine } from '../testkit/sim/harness.js';
 import { parseSize } from '../testkit/sim/files.js';
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 
 /** Seconds curl takes to fetch `url` into `out` (undefined when curl is not installed). */
 function curlSeconds(url: string, out: string): Promise<number | undefined> {
@@ -103,7 +108,7 @@ function threadDelta(a: Map<string, number>, b: Map<string, number>): string {
     .join(', ');
 }
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     size: { type: 'string', default: '256MiB' },
     rounds: { type: 'string', default: '2' },
@@ -112,6 +117,7 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     warm: { type: 'string' },
     'warm-files': { type: 'string', default: '1' },
+    perf: { type: 'string' },
   },
 });
 const yardstickScript = existsSync(values.yardstick!) ? values.yardstick! : undefined;
@@ -121,12 +127,37 @@ const warmSize = values.warm ? parseSize(values.warm) : 0;
 const warmNames =
   warmSize > 0 ? Array.from({ length: Math.max(1, Number(values['warm-files'])) }, (_, i) => `w${i}.bin`) : [];
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
+const perfDir = values.perf ? resolve(values.perf) : undefined;
+if (perfDir) await mkdir(perfDir, { recursive: true });
+let getRuns = 0;
+const perfArgs = (out: string) => ['record', '-F', '499', '-g', '-o', out];
+
+/** `perf record` attached to `pid` until the returned function is awaited. */
+async function perfAttach(pid: number, out: string): Promise<() => Promise<void>> {
+  const child = spawn('perf', [...perfArgs(out), '-p', String(pid)], { stdio: 'ignore' });
+  await once(child, 'spawn');
+  await new Promise((r) => setTimeout(r, 300)); // let it attach before the download starts
+  return async () => {
+    const exited = once(child, 'exit');
+    child.kill('SIGINT');
+    await exited;
+  };
+}
 
 log(`writing and publishing a ${size}-byte file`);
 const c = await Cluster.create({
   network: new LoopbackNetwork({ base: 120 }),
   clients: 1 + rounds,
   files: [{ name: 'f.bin', size }, ...warmNames.map((name) => ({ name, size: warmSize }))],
+  ...(perfDir
+    ? {
+        wrapGet: (cmd: string, args: string[]) => {
+          const out = join(perfDir, `get-${++getRuns}.perf`);
+          log(`get run ${getRuns} under perf: ${out}`);
+          return { cmd: 'perf', args: [...perfArgs(out), '--', cmd, ...args] };
+        },
+      }
+    : {}),
   ...(values.profile
     ? {
         env: {
@@ -178,11 +209,23 @@ try {
     const serving = async () => (await Promise.all(servers.map(cpuSeconds))).reduce((a, b) => a + b, 0);
     const cpu0 = [await serving(), await cpuSeconds(client)];
     const threads0 = await threadCpu(client);
+    const serverThreads0 = await Promise.all(servers.map(threadCpu));
+    const perfStops = perfDir
+      ? await Promise.all([
+          perfAttach(client, join(perfDir, `round-${k + 1}-receiving-${client}.perf`)),
+          ...servers.map((pid) => perfAttach(pid, join(perfDir, `round-${k + 1}-serving-${pid}.perf`))),
+        ])
+      : [];
     log(`round ${k + 1}: measuring the download by client ${2 + k} (pid ${client})`);
     const p = await c.download(2 + k, 'f.bin', 900_000);
     const serverCpu = (await serving()) - cpu0[0]!;
     const clientCpu = (await cpuSeconds(client)) - cpu0[1]!;
+    for (const stop of perfStops) await stop();
     log(`round ${k + 1}: receiving daemon's threads (CPU s): ${threadDelta(threads0, await threadCpu(client))}`);
+    for (const [i, pid] of servers.entries())
+      log(
+        `round ${k + 1}: serving daemon ${pid}'s threads (CPU s): ${threadDelta(serverThreads0[i]!, await threadCpu(pid))}`,
+      );
     if (!p.correct) throw new Error(`client ${2 + k} download wrong`);
     const httpSeconds = hj.seconds as number;
     rows.push({

@@ -12,7 +12,7 @@
 import { fork } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { hashStream } from '../src/protocol/pccrc/hash.js';
 import {
   blockCount,
@@ -25,7 +25,7 @@ import { createRetrievalServer, type BlockSource } from '../src/retrieval/server
 import { RetrievalClient } from '../src/retrieval/client.js';
 import { decryptBlock, encryptBlock } from '../src/protocol/pccrr/crypto.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     size: { type: 'string', default: '32' },
     version: { type: 'string', default: '2' },

@@ -8,12 +8,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { BlockStore } from '../src/cache/store.js';
 import type { SegmentMeta } from '../src/cache/meta.js';
 import { segmentIdOf, segmentSecret } from '../src/protocol/pccrc/keys.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: { segments: { type: 'string', default: '16384' }, rounds: { type: 'string', default: '3' } },
 });
 const N = Number(values.segments);

@@ -4,13 +4,15 @@
  * /proc/<pid>/status). Target (issue 11): < 120 MB with default settings.
  *   npm run build && node dist/bench/rss.js [--size 1GiB] [--json]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { readFile } from 'node:fs/promises';
 import { Cluster } from '../testkit/sim/harness.js';
 import { LoopbackNetwork } from '../testkit/sim/loopback.js';
 import { parseSize } from '../testkit/sim/files.js';
 
-const { values } = parseArgs({ options: { size: { type: 'string', default: '1GiB' }, json: { type: 'boolean' } } });
+const { values } = benchArgs(import.meta.url, {
+  options: { size: { type: 'string', default: '1GiB' }, json: { type: 'boolean' } },
+});
 const size = parseSize(values.size!);
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 

@@ -12,7 +12,7 @@
  * fixed parts, datagrams): how the model answers a machine that gives its daemons 1/k of the CPU
  * it measured.
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { netnsSupport } from '../testkit/sim/netns.js';
 import {
   BARE,
@@ -30,7 +30,7 @@ import {
 } from '../testkit/scale/validate.js';
 
 const MiB = 2 ** 20;
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     only: { type: 'string' },
     json: { type: 'boolean' },

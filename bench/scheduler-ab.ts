@@ -15,7 +15,7 @@ import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import ts from 'typescript';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -74,7 +74,9 @@ if (process.argv[2] === '--child') {
   process.exit(0);
 }
 
-const { values } = parseArgs({ options: { rev: { type: 'string', default: 'main' }, only: { type: 'string' } } });
+const { values } = benchArgs(import.meta.url, {
+  options: { rev: { type: 'string', default: 'main' }, only: { type: 'string' } },
+});
 const rev = values.rev!;
 const source = execFileSync('git', ['show', `${rev}:src/engine/scheduler.ts`], { cwd: repo, encoding: 'utf8' });
 const old = mkdtempSync(join(tmpdir(), 'scheduler-ab-'));

@@ -10,9 +10,11 @@ import { constants } from 'node:fs';
 import { type FileHandle, mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 
-const { values } = parseArgs({ options: { blocks: { type: 'string', default: '904' }, dir: { type: 'string' } } });
+const { values } = benchArgs(import.meta.url, {
+  options: { blocks: { type: 'string', default: '904' }, dir: { type: 'string' } },
+});
 const N = Number(values.blocks);
 const SIZE = 148 * 1024;
 const CONCURRENCY = 16;

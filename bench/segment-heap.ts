@@ -8,7 +8,7 @@
  * and process RSS added per segment by each stage, after full GCs. Run with --expose-gc:
  *   npm run build && node --expose-gc dist/bench/segment-heap.js [--segments 14436] [--json]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { BlockStore } from '../src/cache/store.js';
 import { BYTES_PER_V2_SEGMENT } from '../src/engine/budget.js';
 import { buildSegmentState, syntheticV2ContentInfo } from '../testkit/segment-state.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: { segments: { type: 'string', default: '14436' }, json: { type: 'boolean' } },
 });
 const n = Number(values.segments);

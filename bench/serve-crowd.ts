@@ -24,7 +24,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { execFile, fork } from 'node:child_process';
 import { constants as perfConstants, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -35,7 +35,7 @@ import { v1Segment, v2Segment } from '../test/cache/make.js';
 import { V1_BLOCK_SIZE, V2_MAX_SEGMENT_SIZE } from '../src/protocol/pccrc/types.js';
 import { RetrievalClient } from '../src/retrieval/client.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     size: { type: 'string', default: '64' },
     peers: { type: 'string', default: '4' },

@@ -9,7 +9,7 @@
  * (target >= 0.8) and CPU seconds per GiB of the receiving daemon, the serving daemon and `get`.
  *   npm run build && node dist/bench/sim-pair.js [--size 256MiB] [--rounds 3] [--lan-rate 1gbit] [--json]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { dirname, join, basename } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { Cluster, lastJsonLine } from '../testkit/sim/harness.js';
@@ -19,7 +19,7 @@ import { agentEntry } from '../testkit/sim/entrypoints.js';
 import { processCpuSeconds } from '../testkit/sim/proc.js';
 import { parseRate, parseSize } from '../testkit/sim/files.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     size: { type: 'string', default: '256MiB' },
     rounds: { type: 'string', default: '3' },

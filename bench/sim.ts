@@ -11,13 +11,13 @@
  * CPU profiles of some daemons: NODE_OPTIONS=--import=file://$PWD/dist/bench/cpu-profile-preload.js
  * PEERDIST_PROFILE_DIR=DIR PEERDIST_PROFILE_MATCH='c(1|9|17)-state' (bench/cpu-profile-preload.ts).
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { parseRate, parseSize } from '../testkit/sim/files.js';
 import { runScenario, type ScenarioReport } from '../testkit/sim/scenarios.js';
 import { formatScenario } from '../testkit/sim/report.js';
 import { netnsSupport } from '../testkit/sim/netns.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     clients: { type: 'string', default: '8' },
     size: { type: 'string', default: '64MiB' },

@@ -13,11 +13,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import type { BlockStore as Store, SegmentMeta } from '../src/cache/store.js';
 import { SEGMENT_ID_CONSTANT } from '../src/protocol/pccrc/types.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     blocks: { type: 'string', default: '1024' },
     size: { type: 'string', default: '131072' },

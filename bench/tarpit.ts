@@ -7,14 +7,14 @@
  * ratio of the medians (target: at most 1.3).
  *   npm run build && node dist/bench/tarpit.js [--runs 3] [--size 100MiB] [--sockets 64] [--wan-rate 1gbit] [--wan-delay 5]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { Cluster } from '../testkit/sim/harness.js';
 import { NetnsNetwork } from '../testkit/sim/network.js';
 import { netnsSupport } from '../testkit/sim/netns.js';
 import { parseRate, parseSize } from '../testkit/sim/files.js';
 import { processCpuSeconds } from '../testkit/sim/proc.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     runs: { type: 'string', default: '3' },
     size: { type: 'string', default: '100MiB' },

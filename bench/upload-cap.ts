@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { BlockStore, segmentMetaFrom } from '../src/cache/store.js';
 import { hashStream } from '../src/protocol/pccrc/hash.js';
 import { blockCount, blockRange, verifyBlock } from '../src/protocol/pccrc/types.js';
@@ -18,7 +18,7 @@ import { RetrievalClient } from '../src/retrieval/client.js';
 import { parseSize, formatBytes } from '../src/util/size.js';
 import { nullLogger } from '../src/util/log.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     seconds: { type: 'string', default: '10' },
     caps: { type: 'string', default: '1M,2M,4M,8M' },

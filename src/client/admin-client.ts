@@ -2,7 +2,7 @@
  * Client side of the admin API (used by `peerdist get` / `peerdist status`): plain node:http so
  * both loopback TCP and unix sockets work.
  */
-import { request, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { type AdminAddress, parseAdminAddress } from '../util/address.js';
 import { type ErrorCode, PeerdistError } from '../util/errors.js';
 import { isErrorCode } from '../util/error-codes.js';
@@ -62,11 +62,13 @@ export function connectionError(addr: AdminAddress, err: Error): Error {
 }
 
 /** Sends a request and resolves with the response head (body unread). */
-export function adminRequest(
+export async function adminRequest(
   addr: AdminAddress,
   path: string,
   opts: { method?: string; signal?: AbortSignal; headers?: Record<string, string> } = {},
 ): Promise<IncomingMessage> {
+  // Loaded when first used: `peerdist get` never needs node:http (raw-http.ts).
+  const { request } = await import('node:http');
   return new Promise((resolveP, reject) => {
     const target = addr.kind === 'socket' ? { socketPath: addr.path } : { host: addr.host, port: addr.port };
     const req = request(

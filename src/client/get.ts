@@ -9,14 +9,14 @@
  * `-o DIR` writes DIR/<name from the URL>.
  */
 import { once } from 'node:events';
-import { randomBytes } from 'node:crypto';
 import { type FileHandle, lstat, rename, unlink, open, realpath, stat } from 'node:fs/promises';
 import { type Stats, writeSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { safeFileName } from '../util/terminal.js';
 import type { AdminAddress } from '../util/address.js';
-import { AdminClientError, adminJson, connectionError, errorFromBody } from './admin-client.js';
+import { AdminClientError, connectionError, errorFromBody } from './admin-client.js';
 import { RawHttpError, rawGet, type RawResponse } from './raw-http.js';
+import { StagedFileWriter } from './direct-file.js';
 import type { JobView } from '../daemon/jobs.js';
 import { isErrorCode } from '../util/error-codes.js';
 import { encodeOriginHeaders, ORIGIN_HEADERS_HEADER } from '../util/origin-headers.js';
@@ -83,8 +83,34 @@ const everyMs = (tick: () => void, ms: number) => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * GET /v1/jobs/<id> over the same raw client as the stream (not node:http, which `get` then never
+ * loads: about 0.02 CPU s of every start; issue 25). Errors as adminJson's: NO_DAEMON, DAEMON_GONE,
+ * ADMIN_IO for the connection, the daemon's own error for a non-200 answer, ADMIN_HTTP for bad JSON.
+ */
 async function jobView(daemon: AdminAddress, id: string): Promise<JobView> {
-  return adminJson<JobView>(daemon, `/v1/jobs/${encodeURIComponent(id)}`);
+  const path = `/v1/jobs/${encodeURIComponent(id)}`;
+  const failed = (err: Error) => {
+    throw connectionError(daemon, err);
+  };
+  const res = await rawGet(daemon, path, { headers: { accept: 'application/json' } }).catch(failed);
+  if (res.head.status !== 200) {
+    const text = await res.text(1024 * 1024).catch(() => Buffer.alloc(0));
+    throw errorFromBody(res.head.status, res.head.statusText, text);
+  }
+  const body = await res.text(64 * 1024 * 1024).catch(failed);
+  try {
+    return JSON.parse(body.toString('utf8')) as JobView;
+  } catch (err) {
+    throw new AdminClientError('ADMIN_HTTP', `daemon sent invalid JSON for ${path}`, res.head.status, { cause: err });
+  }
+}
+
+/** 12 hex digits for a temporary file's name (unique enough: the file is created with O_EXCL anyway). */
+function randomHex12(): string {
+  return Math.floor(Math.random() * 2 ** 48)
+    .toString(16)
+    .padStart(12, '0');
 }
 
 /** Where the bytes go. */
@@ -100,6 +126,8 @@ interface Sink {
   commit(received: number): Promise<void>;
   /** Undoes what can be undone (removes the temporary file). */
   abort(): Promise<void>;
+  /** Where socket reads may go so that `write` need not copy them (direct-file.ts). */
+  readBuffer?: () => Buffer;
 }
 
 /** Paths that name this process's stdout. */
@@ -158,17 +186,21 @@ async function fileSink(output: string): Promise<Sink> {
   // Created before the daemon is asked to download, so an unwritable target fails early. The name
   // is unique to this run and created exclusively (O_EXCL): another get writing the same FILE, or
   // a symlink planted at some name, is never followed or replaced.
-  const part = `${output}.${randomBytes(6).toString('hex')}.part`;
+  const part = `${output}.${randomHex12()}.part`;
   let fh: FileHandle;
   try {
     fh = await open(part, 'wx');
   } catch (err) {
     throw outputError(`cannot write ${part}: ${(err as Error).message}`, err);
   }
+  // Written around the page cache where the file system allows it (direct-file.ts; issue 25).
+  const file = new StagedFileWriter(fh.fd);
   return {
     output,
-    write: (buf, start, end) => writeAll(fh.fd, buf, start, end),
+    write: (buf, start, end) => file.write(buf, start, end),
+    readBuffer: () => file.readBuffer(),
     commit: async (received) => {
+      file.finish();
       await fh.sync();
       // The file must hold exactly what was received (nobody else writes it; checked anyway, since
       // the result reports these bytes as written).
@@ -178,6 +210,7 @@ async function fileSink(output: string): Promise<Sink> {
       await rename(part, output);
     },
     abort: async () => {
+      file.closeDirect();
       await fh.close().catch(() => {
         /* already closed */
       });
@@ -294,6 +327,8 @@ export async function getToFile(opts: GetOptions): Promise<GetResult> {
     res = await rawGet(opts.daemon, `/v1/fetch?url=${encodeURIComponent(opts.url)}${mirrorQuery}`, {
       signal: opts.signal,
       headers: { accept: 'application/json', ...(oh ? { [ORIGIN_HEADERS_HEADER]: encodeOriginHeaders(oh) } : {}) },
+      // A file is read into its own write stage: the bytes are not copied again (direct-file.ts).
+      ...(sink.readBuffer ? { readBuffer: sink.readBuffer } : {}),
     }).catch((err: Error) => {
       throw connectionError(opts.daemon, err);
     });

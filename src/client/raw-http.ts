@@ -139,7 +139,16 @@ export class ChunkedDecoder {
 export function rawGet(
   addr: AdminAddress,
   path: string,
-  opts: { headers?: Record<string, string>; signal?: AbortSignal; bufferBytes?: number } = {},
+  opts: {
+    headers?: Record<string, string>;
+    signal?: AbortSignal;
+    bufferBytes?: number;
+    /**
+     * Where each socket read goes (instead of one reused buffer of `bufferBytes`): called before
+     * every read; the bytes are then handed to the body writer in that same memory.
+     */
+    readBuffer?: () => Buffer;
+  } = {},
 ): Promise<RawResponse> {
   const hdrs = { host: addr.kind === 'socket' ? 'localhost' : `${addr.host}:${addr.port}`, ...opts.headers };
   let req = `GET ${path} HTTP/1.1\r\n`;
@@ -165,7 +174,14 @@ export function rawGet(
 
     const sock: Socket = connect({
       ...(addr.kind === 'socket' ? { path: addr.path } : { host: addr.host, port: addr.port }),
-      onread: { buffer, callback: (n: number, buf: Uint8Array) => onData(buf as Buffer, n) },
+      onread: {
+        // Node asks for the next read's memory right after each read's callback. opts.readBuffer's
+        // memory is lent only once the writer is in place: the head, and body bytes kept before
+        // body() was called, are read into our own buffer (the writer may stage them where the
+        // lent memory would be).
+        buffer: opts.readBuffer ? () => (writer ? opts.readBuffer!() : buffer) : buffer,
+        callback: (n: number, buf: Uint8Array) => onData(buf as Buffer, n),
+      },
     });
 
     const fail = (err: Error) => {

@@ -9,6 +9,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChunkedDecoder, parseHead, rawGet } from '../../src/client/raw-http.js';
+import { StagedFileWriter } from '../../src/client/direct-file.js';
+import { closeSync, openSync } from 'node:fs';
 import type { AdminAddress } from '../../src/util/address.js';
 import { getToFile, MIN_PROGRESS_INTERVAL_MS } from '../../src/client/get.js';
 import { startAdminServer } from '../../src/daemon/admin.js';
@@ -143,6 +145,38 @@ t.test('chunked body across reads', async (t) => {
   const r = await collect(addr, 8192);
   t.equal(r.n, data.length);
   t.equal(sha(r.body), sha(data));
+});
+
+t.test('reads into a StagedFileWriter stage (readBuffer), Content-Length and chunked: the file is exact', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pd-raw-stage-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const data = randomBytes(3_000_000);
+  const wires = {
+    length: Buffer.concat([head(['HTTP/1.1 200 OK', `Content-Length: ${data.length}`]), data]),
+    chunked: Buffer.concat([
+      head(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked']),
+      chunkedBody(data, [7, 65_536, 1_000_000, 4096, 1_930_361]),
+    ]),
+  };
+  for (const [kind, wire] of Object.entries(wires)) {
+    const { addr } = await scripted(t, split(wire, 30, 20, 3, 65_550, 2, 1, 1_500_000, 4097));
+    const path = join(dir, `${kind}.bin`);
+    const fd = openSync(path, 'wx');
+    const w = new StagedFileWriter(fd, { stageBytes: 64 * 1024 });
+    let regions = 0;
+    const res = await rawGet(addr, '/', {
+      readBuffer: () => {
+        regions++;
+        return w.readBuffer();
+      },
+    });
+    const n = await res.body((b, s, e) => w.write(b, s, e));
+    t.equal(n, data.length, kind);
+    t.equal(w.finish(), data.length, `${kind}: written`);
+    closeSync(fd);
+    t.equal(sha(await readFile(path)), sha(data), `${kind}: every byte, in order`);
+    t.ok(regions > 3, `${kind}: reads went to the stage (${regions})`);
+  }
 });
 
 t.test('a body delimited by the end of the connection', async (t) => {

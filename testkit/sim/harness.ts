@@ -46,6 +46,11 @@ export interface ClusterOptions {
    * host's loopback that serves the origin directory, ignores Range and sends no validator.
    */
   upstreamPlain?: boolean;
+  /**
+   * Runs each `peerdist get` through a wrapper: given node and its arguments, returns the command
+   * to run instead (e.g. `perf record ... -- node ...`; bench/loopback.ts --perf).
+   */
+  wrapGet?: (cmd: string, args: string[]) => { cmd: string; args: string[] };
 }
 
 /** The branch's hosted cache (`peerdist hosted-cache`) on a host of its own. */
@@ -409,12 +414,9 @@ export class Cluster {
     if (!d) throw new SimError('SIM_CLUSTER', `daemon ${i} not started`);
     if (!this.files.has(name)) throw new SimError('SIM_CLUSTER', `unknown file ${name}`);
     const output = join(this.root, `out-c${i}-${++this.outCounter}-${name}`);
-    const r = await this.network.run(
-      d.host,
-      process.execPath,
-      [peerdistEntry, 'get', this.url(name), '-o', output, '--daemon', d.admin, '--json'],
-      { timeoutMs, env: this.env() },
-    );
+    const getArgs = [peerdistEntry, 'get', this.url(name), '-o', output, '--daemon', d.admin, '--json'];
+    const run = this.opts.wrapGet?.(process.execPath, getArgs) ?? { cmd: process.execPath, args: getArgs };
+    const r = await this.network.run(d.host, run.cmd, run.args, { timeoutMs, env: this.env() });
     return { code: r.code, stdout: r.stdout, stderr: r.stderr, output, ms: r.ms };
   }
 
