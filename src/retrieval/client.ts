@@ -734,8 +734,13 @@ export class RetrievalClient {
           }
           continue;
         }
-        if (!x.stretch || x.idleWhat === 'CONNECT_TIMEOUT' || idle >= stretchedIdleMs(x.idleMs, lateMs)) {
+        if (!x.stretch || x.idleWhat === 'CONNECT_TIMEOUT') {
           x.stalled();
+          continue;
+        }
+        const limit = stretchedIdleMs(x.idleMs, lateMs);
+        if (idle >= limit) {
+          x.stalled(Math.round(limit));
           continue;
         }
         if (x.overSince !== x.progressAt) {
@@ -832,13 +837,13 @@ class Exchange implements Dispatcher.DispatchHandler, WireHandler {
   }
 
   /** No progress within idleMs (connect, headers or between body reads). */
-  stalled(): void {
+  stalled(limitMs?: number): void {
     if (this.done) return;
     const what = this.idleWhat;
     const e = Object.assign(new Error(`${what.toLowerCase().replace('_', ' ')}`), { code: what });
-    this.fail(
-      this.client.failure(e, this.peer, this.caller, this, what === 'CONNECT_TIMEOUT' ? this.idleMs : this.firstByteMs),
-    );
+    // limitMs: the limit stretched by our own lateness (lateness.ts), when it was.
+    const ms = limitMs ?? (what === 'CONNECT_TIMEOUT' ? this.idleMs : this.firstByteMs);
+    this.fail(this.client.failure(e, this.peer, this.caller, this, ms));
   }
 
   /** Where the next body bytes go (the buffer of the declared length, from the current offset). */
