@@ -111,6 +111,8 @@ export interface GetBlockResult {
   bytesOnWire: number;
 }
 
+import { LATE_WINDOW_MS, RecentLateness, stretchedIdleMs } from './lateness.js';
+
 const MAX_BODY = MAX_RESPONSE_SIZE + TRANSPORT_HEADER_SIZE;
 /**
  * How often the one timer of a client looks for exchanges past requestTimeoutMs (issue 25: a timer,
@@ -134,6 +136,13 @@ export interface RetrievalClientStats {
    * quarantines by the error that caused them.
    */
   probation: { overdue: number; provenLate: number; quarantined: number; byCode: Record<string, number> };
+  /**
+   * A proven peer's first-byte or between-reads limit stretched by our own timer lateness (issue 25
+   * target 4, lateness.ts): exchanges that ran past the unstretched limit (`stretched`), and of
+   * those the ones that made progress before the stretched limit (`answered`: not a timeout any
+   * more).
+   */
+  lateness: { stretched: number; answered: number };
 }
 
 export class RetrievalClient {
@@ -158,6 +167,7 @@ export class RetrievalClient {
   private readonly st: RetrievalClientStats = {
     aesWholeSecret: { recovered: 0, rejected: 0 },
     probation: { overdue: 0, provenLate: 0, quarantined: 0, byCode: {} },
+    lateness: { stretched: 0, answered: 0 },
   };
 
   private readonly inFlight = new Set<Exchange>();
@@ -215,7 +225,11 @@ export class RetrievalClient {
 
   stats(): RetrievalClientStats {
     const p = this.st.probation;
-    return { aesWholeSecret: { ...this.st.aesWholeSecret }, probation: { ...p, byCode: { ...p.byCode } } };
+    return {
+      aesWholeSecret: { ...this.st.aesWholeSecret },
+      probation: { ...p, byCode: { ...p.byCode } },
+      lateness: { ...this.st.lateness },
+    };
   }
 
   /** False while `peer` is quarantined (it failed while on probation): callers should not use it. */
@@ -480,7 +494,7 @@ export class RetrievalClient {
   ): Promise<Answer> {
     if (this.closed) throw new PeerError('PEER_UNREACHABLE', peer, 'client closed');
     if (signal?.aborted) throw new PeerError('ABORTED', peer, 'aborted', { cause: signal.reason });
-    if (!this.probation) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs, crowd);
+    if (!this.probation) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs, crowd, true);
     const h = this.healthOf(peer);
     for (;;) {
       if (h.quarantinedUntil > this.now())
@@ -489,7 +503,7 @@ export class RetrievalClient {
           peer,
           'not used: it failed without ever giving a valid MS-PCCRR answer',
         );
-      if (h.proven) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs, crowd);
+      if (h.proven) return this.exchangeOnce(peer, body, signal, allowNego, this.firstByteTimeoutMs, crowd, true);
       if (h.overdue)
         throw new PeerError('PEER_TIMEOUT', peer, 'on probation: the answer to its first request is overdue');
       if (!h.probing) break;
@@ -501,7 +515,7 @@ export class RetrievalClient {
     h.probing = new Promise<void>((r) => {
       release = r;
     });
-    const attempt = this.exchangeOnce(peer, body, signal, allowNego, probation.answerWithinMs, crowd).then(
+    const attempt = this.exchangeOnce(peer, body, signal, allowNego, probation.answerWithinMs, crowd, false).then(
       (r) => {
         if (h.overdue) this.st.probation.provenLate++;
         h.proven = true;
@@ -577,13 +591,15 @@ export class RetrievalClient {
     signal: AbortSignal | undefined,
     allowNego: boolean,
     firstByteMs: number,
-    crowd?: CrowdCallback,
+    crowd: CrowdCallback | undefined,
+    stretch: boolean,
   ): Promise<Answer> {
     if (this.wire) {
       const { hostname, port } = this.address(peer);
       const wire = this.wire;
       return new Promise((resolve, reject) => {
         const x = new Exchange(this, peer, signal, allowNego, firstByteMs, crowd, resolve, reject);
+        x.stretch = stretch;
         this.track(x);
         if (!x.settledYet) wire.dispatch(peer, hostname, port, body, crowd !== undefined, x);
       });
@@ -609,6 +625,7 @@ export class RetrievalClient {
   /** @internal An exchange ended (Exchange calls it once). */
   settled(x: Exchange, err: unknown): void {
     this.untrack(x);
+    if (x.overSince > 0 && err === undefined) this.st.lateness.answered++;
     if (err !== undefined)
       this.log.debug('PCCRR exchange failed', { peer: x.peer, code: (err as PeerError).code, error: err });
   }
@@ -643,6 +660,7 @@ export class RetrievalClient {
     }
     if (!this.sweeper) {
       this.lastSweep = performance.now();
+      this.nextSweepDue = this.lastSweep + this.sweepMs;
       this.sweeper = setInterval(this.sweepSoon, this.sweepMs);
       this.sweeper.unref();
     }
@@ -659,19 +677,30 @@ export class RetrievalClient {
    * not running (starved of CPU, a long GC) is read before anybody is judged for it.
    */
   private readonly sweepSoon = () => {
+    const now = performance.now();
     if (!this.sweepQueued) {
       this.sweepQueued = true;
+      this.sweepDue = this.nextSweepDue;
       setImmediate(this.sweep);
     }
+    this.nextSweepDue = now + this.sweepMs;
   };
   private sweepQueued = false;
   private lastSweep = 0;
+  /** When the interval was due that queued the coming sweep, and when the next one is due. */
+  private sweepDue = 0;
+  private nextSweepDue = 0;
+  /** How late our own sweeps ran lately (due time to verdict, after the poll phase). */
+  private readonly lateness = new RecentLateness(LATE_WINDOW_MS);
 
   /**
    * Cuts off exchanges past their deadline; stops itself when nothing is in flight. Time this
    * process did not run does not count against a peer (issue 25: in a CPU-starved crowd our own
    * stalls made honest peers look silent): a sweep later than its period by more than a period
-   * moves every deadline and idle timer on by the excess.
+   * moves every deadline and idle timer on by the excess. And a proven peer's first-byte and
+   * between-reads limits stretch with how late these sweeps ran in the last few seconds
+   * (stretchedIdleMs, at most doubled): on a starved machine its answer takes several of the
+   * wake-ups a late sweep measures, ours and its own.
    */
   private readonly sweep = (): void => {
     this.sweepQueued = false;
@@ -683,16 +712,43 @@ export class RetrievalClient {
     const now = performance.now();
     const late = now - this.lastSweep - this.sweepMs;
     this.lastSweep = now;
+    this.lateness.record(now, now - this.sweepDue);
+    const lateMs = this.lateness.max(now);
     if (late > this.sweepMs)
       for (const x of this.inFlight) {
         x.deadline += late;
         if (x.progressAt > 0) x.progressAt += late;
+        if (x.overSince > 0) x.overSince += late;
       }
     for (const x of this.inFlight)
       if (!x.timedOut && now >= x.deadline) {
         x.timedOut = true;
         x.cancel();
-      } else if (x.idleMs > 0 && now - x.progressAt >= x.idleMs) x.stalled();
+      } else if (x.idleMs > 0) {
+        const idle = now - x.progressAt;
+        if (idle < x.idleMs) {
+          if (x.overSince > 0) {
+            // Progress after the unstretched limit, before the stretched one: not a timeout.
+            x.overSince = 0;
+            this.st.lateness.answered++;
+          }
+          continue;
+        }
+        if (!x.stretch || x.idleWhat === 'CONNECT_TIMEOUT') {
+          x.stalled();
+          continue;
+        }
+        const limit = stretchedIdleMs(x.idleMs, lateMs);
+        if (idle >= limit) {
+          x.stalled(Math.round(limit));
+          continue;
+        }
+        if (x.overSince !== x.progressAt) {
+          if (x.overSince !== 0) this.st.lateness.answered++; // progress, then past the limit again
+          this.st.lateness.stretched++;
+          x.overSince = x.progressAt;
+        }
+      }
   };
 }
 
@@ -737,6 +793,10 @@ class Exchange implements Dispatcher.DispatchHandler, WireHandler {
   deadline = 0;
   /** Set when requestTimeoutMs cut it off. */
   timedOut = false;
+  /** A proven peer's exchange: its idle limits stretch with our own lateness (lateness.ts). */
+  stretch = false;
+  /** progressAt when the sweeper found it past its unstretched idle limit (0: not past it). */
+  overSince = 0;
   private done = false;
   private failed = false;
   abortFn: ((err: Error) => void) | undefined;
@@ -777,13 +837,13 @@ class Exchange implements Dispatcher.DispatchHandler, WireHandler {
   }
 
   /** No progress within idleMs (connect, headers or between body reads). */
-  stalled(): void {
+  stalled(limitMs?: number): void {
     if (this.done) return;
     const what = this.idleWhat;
     const e = Object.assign(new Error(`${what.toLowerCase().replace('_', ' ')}`), { code: what });
-    this.fail(
-      this.client.failure(e, this.peer, this.caller, this, what === 'CONNECT_TIMEOUT' ? this.idleMs : this.firstByteMs),
-    );
+    // limitMs: the limit stretched by our own lateness (lateness.ts), when it was.
+    const ms = limitMs ?? (what === 'CONNECT_TIMEOUT' ? this.idleMs : this.firstByteMs);
+    this.fail(this.client.failure(e, this.peer, this.caller, this, ms));
   }
 
   /** Where the next body bytes go (the buffer of the declared length, from the current offset). */

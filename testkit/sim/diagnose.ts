@@ -32,6 +32,11 @@ export interface DaemonDiagnosis {
   cpuSeconds: number;
   discovery: DiscoveryStats;
   probation: { overdue: number; provenLate: number; quarantined: number; byCode: Record<string, number> };
+  /**
+   * Proven peers' exchanges past the unstretched first-byte / between-reads limit, and of those
+   * the ones answered within the limit stretched by our own lateness (src/retrieval/lateness.ts).
+   */
+  lateness: { stretched: number; answered: number };
   /** Origin blocks of the client's download by OriginReason (src/engine/trace.ts). */
   originByReason: Record<string, number>;
   originBlocks: number;
@@ -70,6 +75,7 @@ export function daemonCpu(c: Cluster): number[] {
 export function diagnoseDaemon(client: number, cpuSeconds: number, status: Json, trace: Json): DaemonDiagnosis {
   const d = obj(status.discovery);
   const p = obj(obj(status.retrievalClient).probation);
+  const late = obj(obj(status.retrievalClient).lateness);
   const origin = obj(trace.origin);
   const originByReason: Record<string, number> = {};
   for (const [k, v] of Object.entries(obj(origin.byReason))) originByReason[k] = n(obj(v).blocks);
@@ -92,6 +98,7 @@ export function diagnoseDaemon(client: number, cpuSeconds: number, status: Json,
       quarantined: n(p.quarantined),
       byCode: counts(p.byCode),
     },
+    lateness: { stretched: n(late.stretched), answered: n(late.answered) },
     originByReason,
     originBlocks: n(origin.blocks),
     peerFailures,
@@ -104,6 +111,7 @@ export function sumDiagnoses(daemons: DaemonDiagnosis[]): Diagnosis {
     cpuSeconds: 0,
     discovery: { probesSent: 0, probesReceived: 0, matchesSent: 0, matchesReceived: 0, followUpsSent: 0, dropped: {} },
     probation: { overdue: 0, provenLate: 0, quarantined: 0, byCode: {} },
+    lateness: { stretched: 0, answered: 0 },
     originByReason: {},
     originBlocks: 0,
     peerFailures: {},
@@ -118,6 +126,8 @@ export function sumDiagnoses(daemons: DaemonDiagnosis[]): Diagnosis {
     t.probation.provenLate += x.probation.provenLate;
     t.probation.quarantined += x.probation.quarantined;
     add(t.probation.byCode, x.probation.byCode);
+    t.lateness.stretched += x.lateness.stretched;
+    t.lateness.answered += x.lateness.answered;
     add(t.originByReason, x.originByReason);
     t.originBlocks += x.originBlocks;
     add(t.peerFailures, x.peerFailures);
@@ -199,6 +209,7 @@ export function formatDiagnosis(g: Diagnosis): string {
     ),
     `all daemons: ${t.cpuSeconds.toFixed(1)} CPU s; probes sent ${d.probesSent}, received ${d.probesReceived}; ProbeMatches sent ${d.matchesSent} (${d.followUpsSent} follow-ups), received ${d.matchesReceived}; discovery drops: ${kv(d.dropped)}`,
     `probation: ${t.probation.overdue} first requests overdue, ${t.probation.provenLate} of them answered validly later; ${t.probation.quarantined} quarantines (${kv(t.probation.byCode)})`,
+    `own lateness: ${t.lateness.stretched} proven peers' requests past the first-byte / between-reads limit, ${t.lateness.answered} of them answered within the limit stretched by our timers' lateness`,
     `origin blocks: ${t.originBlocks} (${kv(t.originByReason)}); failed peer requests: ${kv(t.peerFailures)}; peers that failed a daemon at least once: ${t.troublePeers}`,
     ...(g.duplicates ? [formatDuplicates(g.duplicates)] : []),
   ].join('\n');
