@@ -11,13 +11,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { IPV4_GROUP } from '../src/discovery/discovery.js';
 import { Cluster } from '../testkit/sim/harness.js';
 import { LoopbackNetwork } from '../testkit/sim/loopback.js';
 import { processCpuSeconds } from '../testkit/sim/proc.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     probes: { type: 'string', default: '2000' },
     rate: { type: 'string', default: '200' },

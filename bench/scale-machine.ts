@@ -5,11 +5,11 @@
  * time around each transfer are fitted as a fixed part per download plus a part per GiB.
  *   npm run build && node dist/bench/scale-machine.js [--sizes 16MiB,64MiB] [--rounds 3] [--json]
  */
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { parseSize } from '../testkit/sim/files.js';
 import { measureDownloads } from '../testkit/scale/machine.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(import.meta.url, {
   options: {
     sizes: { type: 'string', default: '16MiB,64MiB' },
     rounds: { type: 'string', default: '3' },
