@@ -246,7 +246,8 @@ const MEMBER_WINDOW_MS = 5000;
 /**
  * A member left out of our crowd (not seen within MEMBER_WINDOW_MS, or failing us) but seen within
  * this long still shadows the units it outscores us for: our rank there is one more (see
- * crowdMembers, scanOwned; protocol/engine.md "Flash crowds" 15). At most SHADOW_MAX such hosts.
+ * crowdMembers, scanOwned; protocol/engine.md "Flash crowds" 15). At most SHADOW_MAX such hosts
+ * count (the probers are kept this long instead of MEMBER_WINDOW_MS).
  */
 const SHADOW_MS = 20_000;
 const SHADOW_MAX = 256;
@@ -441,10 +442,11 @@ export class Scheduler {
   private readerAt: number | undefined;
   /** Blocks at or beyond this index are not started (a window ahead of the readers, see setLimit). */
   private limit: number;
-  /** Other crowd members seen probing for this content: identity -> last seen (crowdSeen). */
+  /**
+   * Other crowd members seen probing for this content: identity -> last seen (crowdSeen); kept for
+   * SHADOW_MS (members for MEMBER_WINDOW_MS of it, see crowdMembers).
+   */
   private readonly probers = new Map<string, number>();
-  /** The same over SHADOW_MS (at most SHADOW_MAX, the least recent dropped): see shadowed. */
-  private readonly probersLong = new Map<string, number>();
   /**
    * Members seen within SHADOW_MS that crowdMembers left out (expired from MEMBER_WINDOW_MS, or
    * failing us), with why ('e' expired, 'f' failing): they shadow the units they outscore us for.
@@ -452,8 +454,9 @@ export class Scheduler {
   private absent: Array<[string, 'e' | 'f']> = [];
   /** Per block: 1 when an absent member outscores us for its unit (our rank there is one more). */
   private shadow: Uint8Array | undefined;
-  /** The absent members and the crowd the shadow was computed for. */
-  private shadowKey = '';
+  /** Bumped when the hosts in `absent` change; the one `shadow` was computed for. */
+  private absentGen = 0;
+  private shadowFor = -1;
   /** The crowd the ownership was computed for (identities joined), and the per-block ranks. */
   private ownershipKey = '';
   /** When the crowd (ownershipKey) last changed. */
@@ -534,7 +537,7 @@ export class Scheduler {
         from: number;
         until: number;
         key: string;
-        shadowKey: string;
+        absentGen: number;
         originBlockMs: number;
         limit: number;
       }
@@ -786,9 +789,6 @@ export class Scheduler {
       const last = this.probers.get(member);
       if (last === undefined || now < last || !(now - last <= MEMBER_WINDOW_MS)) this.memberVersion++;
       this.probers.set(member, now);
-      this.probersLong.delete(member);
-      this.probersLong.set(member, now);
-      if (this.probersLong.size > SHADOW_MAX) this.probersLong.delete(this.probersLong.keys().next().value!);
     }
   }
 
@@ -829,7 +829,7 @@ export class Scheduler {
     let backoffEnd = Infinity;
     for (const [m, at] of this.probers) {
       if (now - at <= MEMBER_WINDOW_MS) out.set(m, at);
-      else this.probers.delete(m);
+      else if (!(now - at <= SHADOW_MS)) this.probers.delete(m);
     }
     for (const p of this.peerList)
       if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p))
@@ -870,25 +870,30 @@ export class Scheduler {
     }
     // The members seen within SHADOW_MS that are not in the list (expired from the member window,
     // or failing us): they shadow the units they outscore us for (scanOwned). Those that are done
-    // (every block) or banned do not.
-    const absent: Array<[string, 'e' | 'f']> = [];
+    // (every block) or banned do not. (No allocation while every one of them is in the list.)
+    let absent: Array<[string, 'e' | 'f']> = [];
     let absentOldest = Infinity;
     if (this.o.self !== undefined && list.length > 0) {
-      const seen = new Map<string, number>();
-      for (const [m, at] of this.probersLong)
-        if (now - at <= SHADOW_MS) seen.set(m, at);
-        else this.probersLong.delete(m);
-      for (const p of this.peerList)
-        if (!p.relay && !p.banned && now - p.lastGrowth <= SHADOW_MS && !this.unheard(p))
-          seen.set(p.host, Math.max(seen.get(p.host) ?? -Infinity, p.lastGrowth));
-      for (const [m, at] of seen) {
-        if (m === this.o.self || out.has(m) || gone.has(m)) continue;
-        if (absent.length >= SHADOW_MAX) break;
-        absent.push([m, failing.has(m) ? 'f' : 'e']);
-        // A failing member leaves the shadow when its window ends (it is then merely expired).
-        absentOldest = Math.min(absentOldest, at);
+      let seen: Map<string, number> | undefined;
+      for (const [m, at] of this.probers)
+        if (now - at <= SHADOW_MS && m !== this.o.self && !out.has(m) && !gone.has(m)) (seen ??= new Map()).set(m, at);
+      for (const p of this.peerList) {
+        if (p.relay || p.banned || out.has(p.host) || gone.has(p.host) || p.host === this.o.self) continue;
+        if (!(now - p.lastGrowth <= SHADOW_MS) || this.unheard(p)) continue;
+        seen ??= new Map();
+        seen.set(p.host, Math.max(seen.get(p.host) ?? -Infinity, p.lastGrowth));
       }
+      if (seen)
+        for (const [m, at] of seen) {
+          if (absent.length >= SHADOW_MAX) break;
+          absent.push([m, failing.has(m) ? 'f' : 'e']);
+          // A failing member leaves the shadow when its window ends (it is then merely expired).
+          absentOldest = Math.min(absentOldest, at);
+        }
     }
+    const old = this.absent;
+    if (old.length !== absent.length || old.some(([m], k) => m !== absent[k]![0])) this.absentGen++;
+    else if (old.every(([, w], k) => w === absent[k]![1])) absent = old;
     this.absent = absent;
     const gen = (this.membersCache?.gen ?? 0) + 1;
     if (out.size > 0) for (const p of this.peerList) if (out.has(p.host)) p.memberOf = gen;
@@ -964,12 +969,12 @@ export class Scheduler {
    * which may well lack us too, so it may own the unit in its view and be fetching it; we take it
    * only as its first stand-in would, one grace later. All absent members together add one rank at
    * most (a member that left costs one grace on its units, never one per absent member). Recomputed
-   * only when the crowd or the absent members changed.
+   * only when the absent members changed.
    */
   private shadowed(): Uint8Array {
-    const key = `${this.ownershipKey}|${this.absent.map(([m]) => m).join(' ')}`;
-    if (this.shadow && key === this.shadowKey && !this.noReuse) return this.shadow;
-    this.shadowKey = key;
+    // (It depends on the absent members and our own identity only, not on the crowd we rank over.)
+    if (this.shadow && this.shadowFor === this.absentGen && !this.noReuse) return this.shadow;
+    this.shadowFor = this.absentGen;
     const shadow = this.shadow ?? new Uint8Array(this.n);
     shadow.fill(0);
     if (this.absent.length > 0 && this.o.crowdShadow) {
@@ -1708,7 +1713,7 @@ export class Scheduler {
       idle &&
       idle.version === this.candVersion &&
       idle.key === this.ownershipKey &&
-      idle.shadowKey === this.shadowKey &&
+      idle.absentGen === this.absentGen &&
       idle.originBlockMs === this.originBlockMs &&
       idle.limit === this.limit &&
       now >= idle.from &&
@@ -1730,7 +1735,7 @@ export class Scheduler {
             from: now,
             until,
             key: this.ownershipKey,
-            shadowKey: this.shadowKey,
+            absentGen: this.absentGen,
             originBlockMs: this.originBlockMs,
             limit: this.limit,
           }
