@@ -887,7 +887,6 @@ export class Scheduler {
         for (const [m, at] of seen) {
           if (absent.length >= SHADOW_MAX) break;
           absent.push([m, failing.has(m) ? 'f' : 'e']);
-          // A failing member leaves the shadow when its window ends (it is then merely expired).
           absentOldest = Math.min(absentOldest, at);
         }
     }
