@@ -875,8 +875,11 @@ export class Scheduler {
     let absentOldest = Infinity;
     if (this.o.self !== undefined && list.length > 0) {
       let seen: Map<string, number> | undefined;
-      for (const [m, at] of this.probers)
-        if (now - at <= SHADOW_MS && m !== this.o.self && !out.has(m) && !gone.has(m)) (seen ??= new Map()).set(m, at);
+      for (const [m, at] of this.probers) {
+        if (!(now - at <= SHADOW_MS) || m === this.o.self || out.has(m) || gone.has(m)) continue;
+        seen ??= new Map();
+        seen.set(m, at);
+      }
       for (const p of this.peerList) {
         if (p.relay || p.banned || out.has(p.host) || gone.has(p.host) || p.host === this.o.self) continue;
         if (!(now - p.lastGrowth <= SHADOW_MS) || this.unheard(p)) continue;
