@@ -19,9 +19,10 @@ const MAX_MEMBERS = 128;
  * One origin block for the crowd's duplicate analysis (testkit/sim/diagnose.ts):
  * [block, picked (ms after start), stored (ms after start), our rank (-1: not picked by
  * ownership), its owner ('' none), other members ranked over, why from the origin, and when the
- * pre-origin re-check asked peers their answers (TraceEvent `asked`)].
+ * pre-origin re-check asked peers their answers (TraceEvent `asked`; '' none), and the members left
+ * out of the ranking that outscored us (TraceEvent `shadow`)].
  */
-export type OriginPick = [number, number, number, number, string, number, OriginReason, string?];
+export type OriginPick = [number, number, number, number, string, number, OriginReason, string?, string?];
 
 export interface RoundTrace {
   round: number;
@@ -291,7 +292,8 @@ export class TraceBook {
                 ev.members ?? 0,
                 ev.reason,
               ];
-              if (ev.asked) pick.push(ev.asked);
+              if (ev.asked || ev.shadow) pick.push(ev.asked ?? '');
+              if (ev.shadow) pick.push(ev.shadow);
               picks.push(pick);
             }
           }

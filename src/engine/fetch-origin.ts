@@ -160,6 +160,8 @@ interface CrowdPick {
   rank?: number;
   owner?: string;
   members?: number;
+  /** Members left out of the ranking that outscore us for the block (Scheduler.crowdShadow). */
+  shadow?: string;
   /** The pre-origin re-check's hosts and answers so far (trace.ts `asked`), set by peersHoldNow. */
   asked?: () => string;
 }
@@ -169,7 +171,14 @@ function crowdAtPick(s: Session, g: number): CrowdPick {
   const { sched } = s;
   const rank = sched.crowdRank(g);
   if (rank === undefined) return { picked: s.ctx.now() };
-  return { picked: s.ctx.now(), rank, owner: sched.crowdOwner(g), members: sched.crowdRanked().length };
+  const shadow = sched.crowdShadow(g);
+  return {
+    picked: s.ctx.now(),
+    rank,
+    owner: sched.crowdOwner(g),
+    members: sched.crowdRanked().length,
+    ...(shadow ? { shadow } : {}),
+  };
 }
 
 /** Stores a verified origin block and reports it when it is in the cache. */

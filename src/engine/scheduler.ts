@@ -124,6 +124,12 @@ export interface SchedulerOptions {
    * (hosted caches that do not name the crowd), and ownership is then not used.
    */
   crowdVisible?: () => boolean;
+  /**
+   * A member left out of our crowd but seen within SHADOW_MS raises our rank by one on the units it
+   * outscores us for (default true; protocol/engine.md "Flash crowds" 15). False: the engine before
+   * that rule (for side-by-side models); the left-out members are still named in traces.
+   */
+  crowdShadow?: boolean;
 }
 
 export interface PeerStat {
@@ -237,6 +243,14 @@ const CROWD_UNIT_BLOCKS = 4;
 const CROWD_STABLE_MS = 1000;
 /** A crowd member counts for this long after it was last seen probing or growing. */
 const MEMBER_WINDOW_MS = 5000;
+/**
+ * A member left out of our crowd (not seen within MEMBER_WINDOW_MS, or failing us) but seen within
+ * this long still shadows the units it outscores us for: our rank there is one more (see
+ * crowdMembers, scanOwned; protocol/engine.md "Flash crowds" 15). At most SHADOW_MAX such hosts
+ * count (the probers are kept this long instead of MEMBER_WINDOW_MS).
+ */
+const SHADOW_MS = 20_000;
+const SHADOW_MAX = 256;
 /**
  * Least wait for a block another crowd member owns (else 3 origin block times: as long as our own
  * requests take, which in a big crowd on one WAN is tens of seconds; a cap of 3 s here made
@@ -428,8 +442,21 @@ export class Scheduler {
   private readerAt: number | undefined;
   /** Blocks at or beyond this index are not started (a window ahead of the readers, see setLimit). */
   private limit: number;
-  /** Other crowd members seen probing for this content: identity -> last seen (crowdSeen). */
+  /**
+   * Other crowd members seen probing for this content: identity -> last seen (crowdSeen); kept for
+   * SHADOW_MS (members for MEMBER_WINDOW_MS of it, see crowdMembers).
+   */
   private readonly probers = new Map<string, number>();
+  /**
+   * Members seen within SHADOW_MS that crowdMembers left out (expired from MEMBER_WINDOW_MS, or
+   * failing us), with why ('e' expired, 'f' failing): they shadow the units they outscore us for.
+   */
+  private absent: Array<[string, 'e' | 'f']> = [];
+  /** Per block: 1 when an absent member outscores us for its unit (our rank there is one more). */
+  private shadow: Uint8Array | undefined;
+  /** Bumped when the hosts in `absent` change; the one `shadow` was computed for. */
+  private absentGen = 0;
+  private shadowFor = -1;
   /** The crowd the ownership was computed for (identities joined), and the per-block ranks. */
   private ownershipKey = '';
   /** When the crowd (ownershipKey) last changed. */
@@ -495,6 +522,8 @@ export class Scheduler {
         version: number;
         from: number;
         oldest: number;
+        /** The least recent sighting among `absent` (it leaves at SHADOW_MS). */
+        absentOldest: number;
         backoffEnd: number;
         list: string[];
         /** Peers whose host is in `list` carry this in `memberOf`. */
@@ -503,7 +532,15 @@ export class Scheduler {
     | undefined;
   /** pickOwned found nothing to take before `until` (its wake-up contribution `wake`): see candVersion. */
   private ownedIdle:
-    | { version: number; from: number; until: number; key: string; originBlockMs: number; limit: number }
+    | {
+        version: number;
+        from: number;
+        until: number;
+        key: string;
+        absentGen: number;
+        originBlockMs: number;
+        limit: number;
+      }
     | undefined;
   /**
    * Recompute everything at every call, as before the caches above (candVersion, memberVersion,
@@ -550,6 +587,7 @@ export class Scheduler {
       maxPeerAttempts: opts.maxPeerAttempts ?? 8,
       visibilityLagMs: opts.visibilityLagMs ?? 400,
       activeWindowMs: opts.activeWindowMs ?? 2000,
+      crowdShadow: opts.crowdShadow ?? true,
       maxDeferMs: opts.maxDeferMs ?? 1000,
       originBlockMsPrior: opts.originBlockMsPrior ?? 250,
       peerBpsPrior: opts.peerBpsPrior ?? 20e6,
@@ -599,11 +637,12 @@ export class Scheduler {
 
   /**
    * For traces (the scale simulation's duplicate analysis): when the last origin pick went by
-   * crowd ownership, our rank for block `g` in it (0: we own it; k: k members score higher);
-   * undefined when it did not.
+   * crowd ownership, our rank for block `g` in it (0: we own it; k: k members score higher; one
+   * more where a member left out of the crowd outscores us, see shadowed); undefined when it did not.
    */
   crowdRank(g: number): number | undefined {
-    return this.lastPickOwned && this.ranks ? this.ranks.rank[g] : undefined;
+    if (!this.lastPickOwned || !this.ranks) return undefined;
+    return this.ranks.rank[g]! + (this.shadow?.[g] ?? 0);
   }
 
   /**
@@ -780,6 +819,7 @@ export class Scheduler {
       c.version === this.memberVersion &&
       now >= c.from &&
       now - c.oldest <= MEMBER_WINDOW_MS &&
+      now - c.absentOldest <= SHADOW_MS &&
       now < c.backoffEnd &&
       this.trustSettled()
     )
@@ -789,7 +829,7 @@ export class Scheduler {
     let backoffEnd = Infinity;
     for (const [m, at] of this.probers) {
       if (now - at <= MEMBER_WINDOW_MS) out.set(m, at);
-      else this.probers.delete(m);
+      else if (!(now - at <= SHADOW_MS)) this.probers.delete(m);
     }
     for (const p of this.peerList)
       if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p))
@@ -797,6 +837,9 @@ export class Scheduler {
     if (this.o.self !== undefined) out.delete(this.o.self);
     let list: string[] = [];
     let oldest = Infinity;
+    // Left out below: done or banned (gone), or failing us and not at work (failing).
+    const gone = new Set<string>();
+    const failing = new Set<string>();
     if (out.size > 0) {
       const segments = this.segStart.length;
       // A member backing off after failing us is left out unless it is at work on its units (seen
@@ -812,6 +855,7 @@ export class Scheduler {
         if (p.relay) continue;
         if (p.banned || p.full.size >= segments) {
           out.delete(p.host);
+          gone.add(p.host);
           continue;
         }
         if (!(p.backoffUntil > now)) continue;
@@ -819,14 +863,43 @@ export class Scheduler {
         const gain = this.ownerGain.get(p.host);
         if (gain && gain.gap <= 2 * pace && now - gain.at <= liveMs)
           backoffEnd = Math.min(backoffEnd, gain.at + liveMs + 1);
-        else out.delete(p.host);
+        else if (out.delete(p.host)) failing.add(p.host);
       }
       list = [...out.keys()];
       for (const at of out.values()) oldest = Math.min(oldest, at);
     }
+    // The members seen within SHADOW_MS that are not in the list (expired from the member window,
+    // or failing us): they shadow the units they outscore us for (scanOwned). Those that are done
+    // (every block) or banned do not. (No allocation while every one of them is in the list.)
+    let absent: Array<[string, 'e' | 'f']> = [];
+    let absentOldest = Infinity;
+    if (this.o.self !== undefined && list.length > 0) {
+      let seen: Map<string, number> | undefined;
+      for (const [m, at] of this.probers) {
+        if (!(now - at <= SHADOW_MS) || m === this.o.self || out.has(m) || gone.has(m)) continue;
+        seen ??= new Map();
+        seen.set(m, at);
+      }
+      for (const p of this.peerList) {
+        if (p.relay || p.banned || out.has(p.host) || gone.has(p.host) || p.host === this.o.self) continue;
+        if (!(now - p.lastGrowth <= SHADOW_MS) || this.unheard(p)) continue;
+        seen ??= new Map();
+        seen.set(p.host, Math.max(seen.get(p.host) ?? -Infinity, p.lastGrowth));
+      }
+      if (seen)
+        for (const [m, at] of seen) {
+          if (absent.length >= SHADOW_MAX) break;
+          absent.push([m, failing.has(m) ? 'f' : 'e']);
+          absentOldest = Math.min(absentOldest, at);
+        }
+    }
+    const old = this.absent;
+    if (old.length !== absent.length || old.some(([m], k) => m !== absent[k]![0])) this.absentGen++;
+    else if (old.every(([, w], k) => w === absent[k]![1])) absent = old;
+    this.absent = absent;
     const gen = (this.membersCache?.gen ?? 0) + 1;
     if (out.size > 0) for (const p of this.peerList) if (out.has(p.host)) p.memberOf = gen;
-    this.membersCache = { version: this.memberVersion, from: now, oldest, backoffEnd, list, gen };
+    this.membersCache = { version: this.memberVersion, from: now, oldest, absentOldest, backoffEnd, list, gen };
     return list;
   }
 
@@ -889,6 +962,56 @@ export class Scheduler {
     this.rankedMembers = sorted;
     this.ownershipKey = key;
     return this.ranks;
+  }
+
+  /**
+   * Per block, 1 when a member left out of the crowd we rank over but seen within SHADOW_MS
+   * (`absent`, see crowdMembers) outscores us for its unit: our rank there is one more than in
+   * `ownership` (protocol/engine.md "Flash crowds" 15). That member ranks itself over its own view,
+   * which may well lack us too, so it may own the unit in its view and be fetching it; we take it
+   * only as its first stand-in would, one grace later. All absent members together add one rank at
+   * most (a member that left costs one grace on its units, never one per absent member). Recomputed
+   * only when the absent members changed.
+   */
+  private shadowed(): Uint8Array {
+    // (It depends on the absent members and our own identity only, not on the crowd we rank over.)
+    if (this.shadow && this.shadowFor === this.absentGen && !this.noReuse) return this.shadow;
+    this.shadowFor = this.absentGen;
+    const shadow = this.shadow ?? new Uint8Array(this.n);
+    shadow.fill(0);
+    if (this.absent.length > 0 && this.o.crowdShadow) {
+      const selfSeed = fnv1a(this.o.self!);
+      const seeds = this.absent.map(([m]) => fnv1a(m));
+      for (let g = 0; g < this.n; g += CROWD_UNIT_BLOCKS) {
+        const unit = g / CROWD_UNIT_BLOCKS;
+        const own = score(selfSeed, unit);
+        let hit = false;
+        for (const seed of seeds) {
+          const other = score(seed, unit);
+          if (other > own || (other === own && seed < selfSeed)) {
+            hit = true;
+            break;
+          }
+        }
+        if (hit) shadow.fill(1, g, Math.min(this.n, g + CROWD_UNIT_BLOCKS));
+      }
+    }
+    this.shadow = shadow;
+    return shadow;
+  }
+
+  /**
+   * For traces: the members left out of our crowd that outscore us for block `g`'s unit, each as
+   * `host:e` (not seen within the member window) or `host:f` (failing us), space-separated; '' none.
+   */
+  crowdShadow(g: number): string {
+    if (this.absent.length === 0 || this.o.self === undefined) return '';
+    const unit = Math.floor(g / CROWD_UNIT_BLOCKS);
+    const own = score(fnv1a(this.o.self), unit);
+    return this.absent
+      .filter(([m]) => score(fnv1a(m), unit) > own)
+      .map(([m, why]) => `${m}:${why}`)
+      .join(' ');
   }
 
   // ------------------------------------------------------------------ knowledge about peers
@@ -1558,6 +1681,7 @@ export class Scheduler {
    */
   private pickOwned(now: number, members: string[]): number | undefined {
     this.ownership(members, now);
+    this.shadowed();
     if (this.crowdFrom === undefined) {
       // Before our first origin request: while the crowd is still growing, wait for it to settle
       // (bounded), so that we rank over the view the others will have too.
@@ -1591,6 +1715,7 @@ export class Scheduler {
       idle &&
       idle.version === this.candVersion &&
       idle.key === this.ownershipKey &&
+      idle.absentGen === this.absentGen &&
       idle.originBlockMs === this.originBlockMs &&
       idle.limit === this.limit &&
       now >= idle.from &&
@@ -1612,6 +1737,7 @@ export class Scheduler {
             from: now,
             until,
             key: this.ownershipKey,
+            absentGen: this.absentGen,
             originBlockMs: this.originBlockMs,
             limit: this.limit,
           }
@@ -1622,9 +1748,10 @@ export class Scheduler {
   /** pickOwned's scan: the first block we own, else another member's once its wait has passed. */
   private scanOwned(now: number, members: string[]): number | undefined {
     const { rank, owner } = this.ownership(members, now);
+    const shadow = this.shadowed();
     this.cursor = undefined;
     for (let g = this.low; g < this.limit; g++)
-      if (rank[g] === 0 && this.originCandidate(g, now)) {
+      if (rank[g] === 0 && shadow[g] === 0 && this.originCandidate(g, now)) {
         // Once the crowd is stable, the rest of our unit goes in the same range request (next()
         // extends the run).
         if (now - this.ownershipSince >= CROWD_STABLE_MS) {
@@ -1678,7 +1805,7 @@ export class Scheduler {
     const liveMs = 2 * pace + this.o.visibilityLagMs;
     let count = 0;
     for (let g = this.low; g < this.limit; g++) {
-      if (rank[g] === 0 || !this.originCandidate(g, now)) continue;
+      if ((rank[g] === 0 && shadow[g] === 0) || !this.originCandidate(g, now)) continue;
       const o = owner[g]!;
       const isAhead = o !== OWN && seen[o]! < CROWD_ORIGIN_STREAMS * CROWD_UNIT_BLOCKS;
       if (isAhead) seen[o]!++;
@@ -1689,13 +1816,21 @@ export class Scheduler {
       const g = cand[k]!;
       if (this.deferSince[g] === 0) this.deferSince[g] = now;
       const o = owner[g]!;
-      let at = Math.max(noGainUntil, this.deferSince[g]! + (rank[g]! + ahead[k]!) * grace);
+      // Our rank, one more where a member left out of our crowd outscores us (shadowed). A unit we
+      // own in our crowd but not in the shadow's waits one grace from when we first wanted it: not
+      // the wait for a crowd whose pace nobody measured yet (noGainUntil), as its owner is no
+      // member we could measure, and it may have left.
+      const r = rank[g]! + shadow[g]!;
+      let at =
+        rank[g] === 0
+          ? this.deferSince[g]! + grace
+          : Math.max(noGainUntil, this.deferSince[g]! + (r + ahead[k]!) * grace);
       if (o < OWN - 1) {
         if (Number.isNaN(grew[o])) {
           const gain = this.ownerGain.get(ranked[o]!);
           grew[o] = gain && gain.gap <= 2 * pace ? gain.at : -Infinity;
         }
-        at = Math.max(at, grew[o]! + liveMs + (rank[g]! - 1) * grace);
+        at = Math.max(at, grew[o]! + liveMs + (r - 1) * grace);
       }
       if (at <= now) return g;
       this.wakeAt = Math.min(this.wakeAt, at);

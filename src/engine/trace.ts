@@ -58,6 +58,11 @@ export type TraceEvent =
        * (holds it or not, within the wait), Y / N (the same, after the wait), x (failed).
        */
       asked?: string;
+      /**
+       * Members left out of the ranking that outscore us for the block (Scheduler.crowdShadow):
+       * `host:e` not seen within the member window, `host:f` failing us.
+       */
+      shadow?: string;
     }
   | { type: 'origin-fail'; block: number; reason: OriginReason; error: string }
   /** An origin fetch was dropped because a peer turned out to hold the block. */

@@ -28,11 +28,11 @@ function fakeJob(id: string): TracedJob & { emit(e: 'trace', ev: TraceEvent): bo
   return j as TracedJob & { emit(e: 'trace', ev: TraceEvent): boolean };
 }
 
-/** One client's download: starts at `t0`, fetches `picks` [block, picked, stored, rank, owner, members]. */
+/** One client's download: starts at `t0`, fetches `picks` [block, picked, stored, rank, owner, members, asked, shadow]. */
 function traceOf(
   self: string,
   t0: number,
-  picks: Array<[number, number, number, number, string, number, string?]>,
+  picks: Array<[number, number, number, number, string, number, string?, string?]>,
   seen: Array<[string, 'probe' | 'peer' | 'capped', number]>,
 ): Record<string, unknown> {
   let now = t0;
@@ -42,7 +42,7 @@ function traceOf(
   job.emit('trace', { type: 'member', host: self, via: 'self', at: t0 });
   const events: Array<{ at: number; ev: TraceEvent }> = [];
   for (const [host, via, at] of seen) events.push({ at, ev: { type: 'member', host, via, at } });
-  for (const [block, picked, stored, rank, owner, members, asked] of picks)
+  for (const [block, picked, stored, rank, owner, members, asked, shadow] of picks)
     events.push({
       at: stored,
       ev: {
@@ -53,7 +53,8 @@ function traceOf(
         reason: 'not-held',
         picked,
         ...(rank >= 0 ? { rank, owner, members } : {}),
-        ...(asked !== undefined ? { asked } : {}),
+        ...(asked ? { asked } : {}),
+        ...(shadow !== undefined ? { shadow } : {}),
       },
     });
   events.sort((a, b) => a.at - b.at);
@@ -82,7 +83,9 @@ t.test('each later origin copy is classified by when, by whom and with what view
       [C, 'probe', 1200],
     ],
   );
-  const tb = traceOf(B, 1000, [[4, 2500, 3500, 0, B, 1]], [[A, 'peer', 2200]]);
+  // (B's pick names A among the members left out of its ranking that outscored it: not seen
+  // within the member window.)
+  const tb = traceOf(B, 1000, [[4, 2500, 3500, 0, B, 1, undefined, `${A}:e`]], [[A, 'peer', 2200]]);
   const tc = traceOf(
     C,
     1000,
@@ -121,6 +124,19 @@ t.test('each later origin copy is classified by when, by whom and with what view
   );
   t.same((tc.crowd as { members: unknown }).members, { [A]: { probeMs: 100, cappedMs: 500 } });
   t.same(a.firstSightingLagMs, [-800], "B saw A as a holder 0.8 s before A's first block was stored");
+  t.same(
+    (tb.origin as { picks: unknown[] }).picks[0],
+    [4, 1500, 2500, 0, B, 1, 'not-held', '', `${A}:e`],
+    'the left-out members kept (after an empty re-check)',
+  );
+  t.same(
+    a.viewGaps,
+    {
+      'later lacked earlier: expired; earlier lacked later: -': 1,
+      'later lacked earlier: -; earlier lacked later: -': 1,
+    },
+    'B had left A out (not seen within the member window); C ranked A as owner',
+  );
 });
 
 t.test("a pick's re-check answers, as seen for one host", async (t) => {

@@ -222,8 +222,11 @@ export interface CrowdTrace {
   self: string;
   /** Wall clock (ms) of the download's start. */
   startMs: number;
-  /** Origin blocks: [block, picked, stored (wall ms), rank (-1: not by ownership), owner, members, why, re-check answers]. */
-  picks: Array<[number, number, number, number, string, number, string, string?]>;
+  /**
+   * Origin blocks: [block, picked, stored (wall ms), rank (-1: not by ownership), owner, members,
+   * why, re-check answers, members left out of the ranking that outscored us (`host:e` / `host:f`)].
+   */
+  picks: Array<[number, number, number, number, string, number, string, string?, string?]>;
   /** Other hosts: when first seen probing / as a holder / as a holder the peer cap refused (wall ms). */
   members: Map<string, { probe?: number; peer?: number; capped?: number }>;
 }
@@ -245,6 +248,7 @@ export function crowdTrace(client: number, trace: Json): CrowdTrace | undefined 
       String(p[6] ?? '?'),
     ];
     if (typeof p[7] === 'string') pick.push(p[7]);
+    if (typeof p[8] === 'string') pick.push(p[8]);
     picks.push(pick);
   }
   const crowd = obj(trace.crowd);
@@ -296,6 +300,12 @@ export interface DuplicateAnalysis {
    * not ask it (and how many others it asked).
    */
   recheck: Record<string, number>;
+  /**
+   * Later copies by whether each fetcher's pick named the other among the members left out of its
+   * ranking that outscored it (the pick's shadow): 'expired' (not seen within the member window),
+   * 'failing' (failing that fetcher), '-' (not named).
+   */
+  viewGaps: Record<string, number>;
 }
 
 /** What a pick's re-check (`asked`, "host=a host=a") got from `host`. */
@@ -320,6 +330,7 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
     members: number;
     why: string;
     asked?: string;
+    shadow?: string;
   };
   const byBlock = new Map<number, Copy[]>();
   const a: DuplicateAnalysis = {
@@ -337,9 +348,10 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
     membersAtPick: [],
     secondBySecond: {},
     recheck: {},
+    viewGaps: {},
   };
   for (const t of traces)
-    for (const [block, picked, stored, rank, owner, members, why, asked] of t.picks) {
+    for (const [block, picked, stored, rank, owner, members, why, asked, shadow] of t.picks) {
       a.originBlocks++;
       if (rank >= 0) a.membersAtPick.push(members);
       let list = byBlock.get(block);
@@ -347,7 +359,18 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
         list = [];
         byBlock.set(block, list);
       }
-      list.push({ t, block, picked, stored, rank, owner, members, why, ...(asked !== undefined ? { asked } : {}) });
+      list.push({
+        t,
+        block,
+        picked,
+        stored,
+        rank,
+        owner,
+        members,
+        why,
+        ...(asked ? { asked } : {}),
+        ...(shadow ? { shadow } : {}),
+      });
     }
   a.distinct = byBlock.size;
   for (const copies of byBlock.values()) {
@@ -371,6 +394,18 @@ export function analyseDuplicates(traces: CrowdTrace[]): DuplicateAnalysis {
       const knewPeer = knew?.peer !== undefined && knew.peer <= l.picked;
       const k = `${inFlight ? 'in flight' : 'after stored'}: ${role(l.rank)} / ${role(e.rank)}, ${views}, knew it ${knewPeer ? 'as holder' : knewProbe ? 'by probe' : 'not'}; ${l.why}`;
       a.byClass[k] = (a.byClass[k] ?? 0) + 1;
+      // Why the two views differed, when one of the two left the other out of its ranking (the
+      // other scoring higher for the unit): not seen within the member window, failing us, or
+      // neither (never seen, or its sighting older than the shadow's memory).
+      const views2 = [
+        [l, e],
+        [e, l],
+      ].map(([x, y]) => {
+        const m = x!.shadow?.split(' ').find((s) => s.startsWith(`${y!.t.self}:`));
+        return m ? (m.endsWith(':f') ? 'failing' : 'expired') : '-';
+      });
+      const sk = `later lacked earlier: ${views2[0]}; earlier lacked later: ${views2[1]}`;
+      a.viewGaps[sk] = (a.viewGaps[sk] ?? 0) + 1;
       const sec = String(Math.floor((l.picked - t0) / 1000));
       a.secondBySecond[sec] = (a.secondBySecond[sec] ?? 0) + 1;
       if (!inFlight) {
@@ -413,6 +448,7 @@ export function formatDuplicates(a: DuplicateAnalysis): string {
     `picked after the earlier copy was stored: the later fetcher's pre-origin re-check of the earlier fetcher: ${kv(a.recheck)}`,
     `first sighting of a member as holder after its first origin block was stored: ${quantiles(a.firstSightingLagMs)} (${a.firstSightingLagMs.length} pairs)`,
     `first probe of a member seen after it started: ${quantiles(a.probeLagMs)} (${a.probeLagMs.length} pairs; never seen: ${a.probeNeverSeen})`,
+    `why the two fetchers' views differed (a member left out that outscored the fetcher): ${kv(a.viewGaps)}`,
     `members ranked over at ownership picks: ${a.membersAtPick.length ? quantiles(a.membersAtPick.map((m) => m * 1000)).replaceAll(' s', '') : '-'}`,
   ].join('\n');
 }
