@@ -9,15 +9,14 @@
  * - once space is back, the next download works and is cached again (nothing stays broken, no
  *   `cache clear` needed).
  */
-import t, { type Test } from 'tap';
-import { execFileSync } from 'node:child_process';
+import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rm, statfs } from 'node:fs/promises';
+import { open, readFile, rm, statfs } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { loopbackDaemonArgs, startDaemonChild, type DaemonChild } from '../daemon/daemon-child.js';
-import { publishedOrigin, sha, tmpDir } from './rig.js';
+import { mountedTmpfs, publishedOrigin, sha, tmpDir } from './rig.js';
 
 const MiB = 1024 * 1024;
 
@@ -101,29 +100,12 @@ async function fill(path: string): Promise<number> {
   return n;
 }
 
-async function mountTmpfs(t: Test, dir: string, size: string): Promise<boolean> {
-  await mkdir(dir, { recursive: true });
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'ignore' });
-  } catch {
-    return false;
-  }
-  t.teardown(() => {
-    try {
-      execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
-    } catch {
-      /* already gone */
-    }
-  });
-  return true;
-}
-
 t.test(
   'full disk: a download bigger than the cache and the disk succeeds; ENOSPC never breaks the daemon',
   async (t) => {
     const root = await tmpDir(t, 'diskfull');
-    const mnt = join(root, 'mnt');
-    if (!(await mountTmpfs(t, mnt, '20m'))) {
+    const mnt = await mountedTmpfs(t, '20m');
+    if (mnt === null) {
       t.plan(0, 'cannot mount a tmpfs here (needs root): disk-full case not exercised');
       return;
     }

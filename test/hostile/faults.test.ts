@@ -5,9 +5,8 @@
  * its own content information (detected, clear error, nothing bad cached).
  */
 import t, { type Test } from 'tap';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -21,7 +20,7 @@ import { decodeResponse, encodeMessage, PCCRR_PATH } from '../../src/protocol/pc
 import { fetchContentInfo } from '../../testkit/sim/evilpeer.js';
 import { runCli } from '../helpers/cli.js';
 import { freeUdpPort, loopbackDaemonArgs, startDaemonChild, type DaemonChild } from '../daemon/daemon-child.js';
-import { publishedOrigin, rawExchange, sha, splitResponse, tmpDir } from './rig.js';
+import { mountedTmpfs, publishedOrigin, rawExchange, sha, splitResponse, tmpDir } from './rig.js';
 
 const MiB = 1024 * 1024;
 
@@ -141,21 +140,11 @@ t.test(
   'disk full while writing blocks: the download completes without caching; only verified blocks kept and served',
   async (t) => {
     const root = await tmpDir(t, 'full');
-    const mnt = join(root, 'mnt');
-    await mkdir(mnt);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { stdio: 'ignore' });
-    } catch {
+    const mnt = await mountedTmpfs(t, '3m');
+    if (mnt === null) {
       t.plan(0, 'cannot mount a tmpfs here (needs root): disk-full fault not exercised');
       return;
     }
-    t.teardown(() => {
-      try {
-        execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
-      } catch {
-        /* already gone */
-      }
-    });
     const size = 8 * MiB;
     const data = randomBytes(size);
     const { base } = await publishedOrigin(t, root, { 'f.bin': data });

@@ -1,5 +1,7 @@
 /** Shared pieces of the hostile tests: temp dirs, a published origin, raw HTTP on loopback. */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +17,84 @@ export async function tmpDir(t: Test, prefix: string): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), `pd-hostile-${prefix}-`));
   t.teardown(() => rm(d, { recursive: true, force: true }));
   return d;
+}
+
+/** Temp dirs holding a tmpfs mount (mountedTmpfs) start with this, then the owning process's pid. */
+const TMPFS_PREFIX = 'pd-hostile-tmpfs-';
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function unmount(dir: string): void {
+  try {
+    execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
+  } catch {
+    /* not mounted, or already gone */
+  }
+}
+
+/**
+ * Removes what mountedTmpfs left behind in runs killed before their teardown: every
+ * `<tmpdir>/pd-hostile-tmpfs-<pid>-*` whose process is gone is unmounted and deleted. Returns the
+ * dirs removed.
+ */
+export function sweepStaleTmpfs(dir = tmpdir()): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  let mounts = '';
+  try {
+    mounts = readFileSync('/proc/self/mounts', 'utf8');
+  } catch {
+    /* not Linux: nothing can be mounted by us either */
+  }
+  for (const name of names) {
+    const m = new RegExp(`^${TMPFS_PREFIX}(\\d+)-`).exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || pidAlive(pid)) continue;
+    const root = join(dir, name);
+    for (const line of mounts.split('\n')) {
+      const at = line.split(' ')[1];
+      if (at?.startsWith(`${root}/`)) unmount(at);
+    }
+    rmSync(root, { recursive: true, force: true });
+    removed.push(root);
+  }
+  return removed;
+}
+
+/**
+ * A tmpfs of `size` (mount's syntax: "3m") mounted at a fresh dir, unmounted and removed at
+ * teardown; null where this process may not mount (not root). Its parent is named with our pid, so
+ * a run killed before its teardown leaves a mount the next run's sweepStaleTmpfs removes.
+ */
+export async function mountedTmpfs(t: Test, size: string): Promise<string | null> {
+  sweepStaleTmpfs();
+  const root = await mkdtemp(join(tmpdir(), `${TMPFS_PREFIX}${process.pid}-`));
+  const mnt = join(root, 'mnt');
+  await mkdir(mnt);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt], { stdio: 'ignore' });
+  } catch {
+    await rm(root, { recursive: true, force: true });
+    return null;
+  }
+  t.teardown(async () => {
+    unmount(mnt);
+    await rm(root, { recursive: true, force: true });
+  });
+  return mnt;
 }
 
 /** A real origin serving `files`, hashed up front (v1 and v2) so every request gets content information. */
