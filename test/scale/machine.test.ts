@@ -4,7 +4,7 @@
  * part negative puts the whole cost per GiB. Pure arithmetic, no I/O.
  */
 import t from 'tap';
-import { fitLine } from '../../testkit/scale/machine.js';
+import { fitLine, fitRamp } from '../../testkit/scale/machine.js';
 
 const MiB = 2 ** 20;
 
@@ -35,4 +35,25 @@ t.test('a negative fixed part is noise: the cost is then all per GiB', async (t)
 t.test('one size: all per GiB', async (t) => {
   const l = fitLine([{ size: 128 * MiB, value: 2 }]);
   t.same(l, { fixed: 0, perGiB: 16 });
+});
+
+t.test('fitRamp gives back where a fresh download spends its fixed part', async (t) => {
+  // 17 s/GiB, a fixed part of 0.35 s: 0.07 s before the first block, 0.28 s over the first 5 MiB.
+  const line = { fixed: 0.35, perGiB: 17 };
+  const cost = (size: number) => 0.07 + 0.28 * Math.min(1, size / (5 * MiB)) + (17 * size) / 2 ** 30;
+  const points = [1, 2, 4, 8, 16, 64].flatMap((m) => [
+    { size: m * MiB, value: cost(m * MiB) },
+    { size: m * MiB, value: cost(m * MiB) },
+  ]);
+  const r = fitRamp(points, line);
+  t.ok(Math.abs(r.startSec - 0.07) < 0.01, `before the first block ${r.startSec}`);
+  t.ok(Math.abs(r.startSec + r.rampSec - 0.35) < 1e-9, 'the two parts make the fixed part');
+  // The grid steps by 5%.
+  t.ok(Math.abs(r.rampBytes / (5 * MiB) - 1) <= 0.05, `over ${r.rampBytes} bytes`);
+  // All of it at the start: the smallest sizes cost the whole fixed part.
+  const flat = fitRamp(
+    [1, 4, 16, 64].map((m) => ({ size: m * MiB, value: 0.35 + (17 * m * MiB) / 2 ** 30 })),
+    line,
+  );
+  t.ok(Math.abs(flat.startSec - 0.35) < 1e-9, `flat: ${flat.startSec} s before the first block`);
 });
