@@ -1,9 +1,11 @@
 /**
  * The machine measurement's fit (testkit/scale/machine.ts, issue 24 item 3): a cost per download
  * as a fixed part plus a part per GiB, through the medians of each size; noise that would make a
- * part negative puts the whole cost per GiB. Pure arithmetic, no I/O.
+ * part negative puts the whole cost per GiB; the ramp of the fixed part over the first bytes; a
+ * crowd daemon's counts priced at the model's figures. Pure arithmetic, no I/O.
  */
 import t from 'tap';
+import { charge } from '../../testkit/scale/flash.js';
 import { fitLine, fitRamp } from '../../testkit/scale/machine.js';
 
 const MiB = 2 ** 20;
@@ -56,4 +58,31 @@ t.test('fitRamp gives back where a fresh download spends its fixed part', async 
     line,
   );
   t.ok(Math.abs(flat.startSec - 0.35) < 1e-9, `flat: ${flat.startSec} s before the first block`);
+});
+
+t.test("charge prices a crowd daemon's counts at the model's figures", async (t) => {
+  const d = {
+    client: 2,
+    downloading: true,
+    cpu: 3,
+    fromPeers: 48 * MiB,
+    fromOrigin: 16 * MiB,
+    served: 32 * MiB,
+    blocksServed: 512,
+    serverRequests: 512,
+    probesSent: 10,
+    probesReceived: 100,
+    matchesReceived: 50,
+    followUpsSent: 20,
+    seconds: 12,
+  };
+  const costs = { receive: { fixed: 0.25, perGiB: 16 }, serve: { fixed: 0, perGiB: 12 } };
+  const disc = { probeSentMs: 0.2, probeHandledMs: 1, matchHandledMs: 0.5, followUpMs: 0.25 };
+  const c = charge(d, costs, disc);
+  // 64 MiB at 16 s/GiB = 1 s, plus the fixed part; 32 MiB served at 12 s/GiB.
+  t.ok(Math.abs(c.receive - 1.25) < 1e-9, `receive ${c.receive}`);
+  t.ok(Math.abs(c.serve - 0.375) < 1e-9, `serve ${c.serve}`);
+  t.ok(Math.abs(c.discovery - (10 * 0.2 + 100 + 25 + 5) / 1000) < 1e-9, `discovery ${c.discovery}`);
+  // The seed only serves: no receiving cost.
+  t.equal(charge({ ...d, downloading: false, fromPeers: 0, fromOrigin: 0 }, costs, disc).receive, 0);
 });
