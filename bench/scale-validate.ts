@@ -4,8 +4,9 @@
  * side by side, each within 15% or not, on the origin ratio and the time ratio. Root + iproute2.
  *   npm run build && node dist/bench/scale-validate.js [--only 8] [--json] [--model-only [--cpu-scale k]] [--fixed-cpu]
  * The model's machine is measured first, on this machine and build (bench/scale-machine.ts's
- * loopback rounds: what a fresh daemon's download costs, fixed and per GiB, and the time around it;
- * measureMachine); --fixed-cpu uses NAMESPACE_DOWNLOADS's figures instead.
+ * loopback rounds: what a fresh daemon's download costs, fixed and per GiB, and the time around it,
+ * how the fixed part falls over the first bytes, what a block that comes or is served alone costs
+ * more; measureMachine); --fixed-cpu uses NAMESPACE_DOWNLOADS's figures instead.
  * --model-only: the model's side alone, on the namespace machine (NAMESPACE_DOWNLOADS) and bare;
  * needs no root (the namespace side wants a quiet machine: eight daemons on 2 cores). --cpu-scale k
  * multiplies every CPU cost of the namespace machine (bytes received and served, a download's
@@ -56,6 +57,10 @@ if (values['model-only']) {
         serveSecPerGiB: M.cpu.serveSecPerGiB * k,
         receiveStartSec: (M.cpu.receiveStartSec ?? 0) * k,
         clientSec: (M.cpu.clientSec ?? 0) * k,
+        ...(M.cpu.receiveRamp ? { receiveRamp: { ...M.cpu.receiveRamp, sec: M.cpu.receiveRamp.sec * k } } : {}),
+        ...(M.cpu.alone
+          ? { alone: { ...M.cpu.alone, receiveMs: M.cpu.alone.receiveMs * k, serveMs: M.cpu.alone.serveMs * k } }
+          : {}),
       },
       discovery: M.discovery && {
         probeSentMs: M.discovery.probeSentMs * k,
@@ -89,14 +94,23 @@ if (!support.ok) {
 }
 let costs: DownloadCosts = NAMESPACE_DOWNLOADS;
 if (!values['fixed-cpu']) {
-  process.stderr.write('[validate] measuring this machine: fresh daemons on loopback, 16 and 64 MiB\n');
+  process.stderr.write(
+    '[validate] measuring this machine: fresh daemons on loopback, 1-64 MiB; a block stored alone; 64 MiB with uploads capped\n',
+  );
   costs = await measureMachine((m) => process.stderr.write(`[validate] ${m}\n`));
 }
 const line = (l: { fixed: number; perGiB: number }) => `${l.fixed.toFixed(3)} + ${l.perGiB.toFixed(2)}/GiB`;
 process.stdout.write(
   `model machine: CPU s receiving ${line(costs.receive)} (main thread ${(100 * costs.mainShare).toFixed(0)}%), ` +
     `serving ${line(costs.serve)}, get ${line(costs.get)}; around a transfer ${line(costs.around)} s; ` +
-    `${costs.cores} cores${values['fixed-cpu'] ? ' (fixed)' : ' (measured)'}\n`,
+    `${costs.cores} cores${values['fixed-cpu'] ? ' (fixed)' : ' (measured)'}` +
+    (costs.receiveRamp
+      ? `; fixed part ${costs.receiveRamp.startSec.toFixed(3)} s at the start, ${costs.receiveRamp.rampSec.toFixed(3)} s over the first ${(costs.receiveRamp.rampBytes / MiB).toFixed(2)} MiB`
+      : '') +
+    (costs.alone
+      ? `; a 64 KiB unit alone (${costs.alone.windowMs.toFixed(2)} ms apart) receiving +${costs.alone.receiveMs.toFixed(3)}, serving +${costs.alone.serveMs.toFixed(3)} CPU ms`
+      : '') +
+    '\n',
 );
 const out: Validation[] = [];
 for (const c of cases) {

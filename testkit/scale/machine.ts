@@ -43,6 +43,8 @@ export interface MachineMeasurement {
   cores: number;
   samples: DownloadSample[];
   receive: Line;
+  /** With more than two sizes: how the receiving daemon's fixed part falls over its first bytes (fitRamp). */
+  receiveRamp?: { startSec: number; rampSec: number; rampBytes: number };
   /** Main-thread CPU over all CPU of the receiving daemons, all samples together. */
   mainShare: number;
   serve: Line;
@@ -82,6 +84,43 @@ export function fitLine(points: Array<{ size: number; value: number }>): Line {
   return { fixed, perGiB };
 }
 
+/**
+ * When a fresh download's fixed cost falls (issue 24 item 3): a daemon compiles the code its
+ * blocks run as they first come, so a download smaller than the ramp costs less than the fixed
+ * part. Given the line (fixed + per GiB) and the medians of several sizes, fits what each size
+ * costs above its per-GiB part as `startSec` before the first block plus the rest of the fixed part
+ * spread evenly over the first `rampBytes` (least squares over a grid of ramp lengths from 64 KiB
+ * to the largest size; `startSec` within 0..fixed). Needs sizes below the ramp's end to tell it.
+ */
+export function fitRamp(
+  points: Array<{ size: number; value: number }>,
+  line: Line,
+): { startSec: number; rampSec: number; rampBytes: number } {
+  const bySize = new Map<number, number[]>();
+  for (const p of points) bySize.set(p.size, [...(bySize.get(p.size) ?? []), p.value]);
+  const pts = [...bySize].map(([size, vs]) => ({ size, excess: median(vs) - (line.perGiB * size) / 2 ** 30 }));
+  const max = Math.max(...pts.map((p) => p.size));
+  let best = { err: Infinity, startSec: line.fixed, rampBytes: 0 };
+  for (let n = 64 * 1024; n <= max; n = Math.ceil(n * 1.05)) {
+    // excess = a + (F - a) * m  =>  excess - F * m = a * (1 - m)
+    let sxy = 0;
+    let sxx = 0;
+    for (const p of pts) {
+      const m = Math.min(1, p.size / n);
+      sxy += (p.excess - line.fixed * m) * (1 - m);
+      sxx += (1 - m) ** 2;
+    }
+    const a = sxx > 0 ? Math.min(line.fixed, Math.max(0, sxy / sxx)) : line.fixed;
+    let err = 0;
+    for (const p of pts) {
+      const m = Math.min(1, p.size / n);
+      err += (p.excess - a - (line.fixed - a) * m) ** 2;
+    }
+    if (err < best.err) best = { err, startSec: a, rampBytes: n };
+  }
+  return { startSec: best.startSec, rampSec: line.fixed - best.startSec, rampBytes: best.rampBytes };
+}
+
 /** CPU seconds of the main thread of `pid` (its thread id is the pid). */
 async function mainThreadCpu(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/task/${pid}/stat`, 'utf8');
@@ -93,14 +132,19 @@ export async function measureDownloads(
   sizes: number[],
   rounds = 3,
   log: (m: string) => void = () => {},
+  /** Extra `peerdist daemon` arguments (e.g. an upload cap: testkit/scale/flash.ts measureTrickle). */
+  daemonArgs: string[] = [],
 ): Promise<MachineMeasurement> {
   const samples: DownloadSample[] = [];
   for (const size of sizes) {
-    log(`loopback, ${size} bytes: client 1 from the origin, then ${rounds} fresh daemons from peers`);
+    log(
+      `loopback, ${size} bytes: client 1 from the origin, then ${rounds} fresh daemons from peers${daemonArgs.length ? ` (daemons: ${daemonArgs.join(' ')})` : ''}`,
+    );
     const c = await Cluster.create({
       network: new LoopbackNetwork({ base: 170 }),
       clients: 1 + rounds,
       files: [{ name: 'f.bin', size }],
+      daemonArgs,
     });
     try {
       await c.startDaemons();
@@ -138,11 +182,24 @@ export async function measureDownloads(
       await c.close();
     }
   }
-  const line = (f: (s: DownloadSample) => number) => fitLine(samples.map((s) => ({ size: s.size, value: f(s) })));
+  // With more than two sizes the lines go through the two largest (past the ramp) and the smaller
+  // ones tell the ramp (fitRamp).
+  const large = [...new Set(sizes)].sort((a, b) => b - a).slice(0, 2);
+  const line = (f: (s: DownloadSample) => number) =>
+    fitLine(samples.filter((s) => large.includes(s.size)).map((s) => ({ size: s.size, value: f(s) })));
+  const receive = line((s) => s.receiveCpu);
   return {
+    ...(new Set(sizes).size > 2
+      ? {
+          receiveRamp: fitRamp(
+            samples.map((s) => ({ size: s.size, value: s.receiveCpu })),
+            receive,
+          ),
+        }
+      : {}),
     cores: availableParallelism(),
     samples,
-    receive: line((s) => s.receiveCpu),
+    receive,
     mainShare: samples.reduce((a, s) => a + s.receiveMainCpu, 0) / samples.reduce((a, s) => a + s.receiveCpu, 0),
     serve: line((s) => s.serveCpu),
     get: line((s) => s.getCpu),

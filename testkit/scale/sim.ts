@@ -159,6 +159,26 @@ export interface CpuModel {
    */
   clientSec?: number;
   /**
+   * CPU seconds a fresh download costs its receiving daemon over its first `bytes` received (the
+   * code its blocks run compiled as they first come: bench/scale-machine.ts measures it from
+   * downloads of 1-64 MiB, testkit/scale/machine.ts fitRamp), spread evenly over those bytes on top
+   * of their per-GiB cost; `receiveStartSec` is then the part spent before the first block. Absent:
+   * none (the whole fixed part at the first step).
+   */
+  receiveRamp?: { sec: number; bytes: number };
+  /**
+   * Blocks that come alone (issue 24 item 3): a unit whose bytes reach its daemon `aloneWindowMs` or
+   * more after the daemon's previous one costs `aloneReceiveMs` of CPU more, and a unit a daemon
+   * serves that long after the previous one it served `aloneServeMs` more. Work on a stream of
+   * blocks is shared (the cache's group commit, src/cache/packs.ts: one fdatasync and one index
+   * batch for every block that arrived meanwhile; one wake-up of the event loop for several
+   * completions), as in the loopback downloads the per-GiB costs are measured from; a block that
+   * trickles in over a WAN-bound or CPU-starved link pays all of it. testkit/scale/flash.ts
+   * measureTrickle measures the two costs, testkit/scale/commit.ts the window (a commit's time).
+   * Absent: none beyond the per-GiB costs.
+   */
+  alone?: { receiveMs: number; serveMs: number; windowMs: number };
+  /**
    * The share of a daemon's CPU on its event loop (its own core); the rest runs on V8's and
    * libuv's helper threads, in parallel, on the shared cores only (bench/scale-machine.ts
    * measures it from the main thread's CPU). Default 1: all of it on the event loop.
@@ -407,6 +427,35 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     cpuSpent[c]! += ms;
     return Math.max(ownCpu![c]!.reserve(at, ms * mainShare), sharedCpu?.reserve(at, ms) ?? 0);
   };
+  // A fresh download's compilation over its first bytes, and the cache's commits (CpuModel).
+  const rampMsPerByte = cpuCfg?.receiveRamp ? (cpuCfg.receiveRamp.sec * 1000) / cpuCfg.receiveRamp.bytes : 0;
+  const rampLeft = new Float64Array(rampMsPerByte > 0 ? C : 0);
+  const alone = cpuCfg?.alone;
+  const lastArrival = new Float64Array(alone ? C : 0).fill(-Infinity);
+  const lastServed = new Float64Array(alone ? C : 0).fill(-Infinity);
+  /** The receiver's CPU on `bytes` whose last byte reached daemon c at `at`: when it is through. */
+  const receiveWork = (c: number, at: number, bytes: number) => {
+    let ms = bytes * recvMsPerByte;
+    if (rampMsPerByte > 0 && rampLeft[c]! > 0) {
+      const take = Math.min(bytes, rampLeft[c]!);
+      rampLeft[c]! -= take;
+      ms += take * rampMsPerByte;
+    }
+    if (alone) {
+      if (at - lastArrival[c]! >= alone.windowMs) ms += alone.receiveMs;
+      lastArrival[c] = at;
+    }
+    return cpuWork(c, at, ms);
+  };
+  /** The server's CPU on `bytes` daemon c is asked for at `at`: when they can leave. */
+  const serveWork = (c: number, at: number, bytes: number) => {
+    let ms = bytes * serveMsPerByte;
+    if (alone) {
+      if (at - lastServed[c]! >= alone.windowMs) ms += alone.serveMs;
+      lastServed[c] = at;
+    }
+    return cpuWork(c, at, ms);
+  };
   const startupMs = cfg.startupMs ?? 0;
   const receiveStartMs = (cpuCfg?.receiveStartSec ?? 0) * 1000;
   const clientMs = (cpuCfg?.clientSec ?? 0) * 1000;
@@ -502,7 +551,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     lanAt[slot] = now;
     // The sender encrypts the block (a client; a hosted cache costs nothing here), then its
     // bytes go; the receiver's work on them follows their arrival.
-    const sent = cpuCfg && tag.src === PEER ? cpuWork(tag.from, now + lanRtt, bytes * serveMsPerByte) : now;
+    const sent = cpuCfg && tag.src === PEER ? serveWork(tag.from, now + lanRtt, bytes) : now;
     if (cfg.peerTimeouts && tag.src === PEER) {
       // The retrieval client's first-byte timer (client.ts): 2 s for a proven peer, 1.5 s on
       // probation, whose answer still proves the peer up to PROBATION_SILENCE_MS. The sender
@@ -517,7 +566,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       }
     }
     let at = lanTransfer(from, to, bytes, lanRtt, now);
-    if (cpuCfg && tag.src !== PULL) at = cpuWork(tag.c, Math.max(at, sent + bytes / lan), bytes * recvMsPerByte);
+    if (cpuCfg && tag.src !== PULL) at = receiveWork(tag.c, Math.max(at, sent + bytes / lan), bytes);
     queue.push(at, LAN_DONE, slot, bytes);
   };
   const hcOf = (s: number) => (H === 0 ? -1 : s % H);
@@ -809,6 +858,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       sched[c] = sc;
       // A fresh download's fixed CPU: the blocks it receives are worked through after it.
       if (receiveStartMs > 0) cpuWork(c, now, receiveStartMs);
+      if (rampMsPerByte > 0) rampLeft[c] = cpuCfg!.receiveRamp!.bytes;
       known[c] = new Uint8Array(n);
       if (h >= 0) {
         sc.addPeer(hcAddrOf(h));
@@ -948,7 +998,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
           const slot = lanFree.pop() ?? lanTags.length;
           lanTags[slot] = tag;
           lanAt[slot] = r.requestedAt;
-          queue.push(cpuWork(c, now, r.bytes * recvMsPerByte), ORIGIN_DONE, slot, r.bytes);
+          queue.push(receiveWork(c, now, r.bytes), ORIGIN_DONE, slot, r.bytes);
           continue;
         }
         sc.originSucceeded(g, ms, tag.count === 1);

@@ -8,6 +8,8 @@
  * rate, TBF_PAYLOAD_SHARE).
  */
 import { runScenario, type ScenarioReport } from '../sim/scenarios.js';
+import { measureCommit } from './commit.js';
+import { measureTrickle } from './flash.js';
 import { type MachineMeasurement, measureDownloads } from './machine.js';
 import { type CpuModel, DAEMON_DISCOVERY, type DaemonDiscovery, runScale, type ScaleResult } from './sim.js';
 
@@ -45,17 +47,38 @@ export const TBF_PAYLOAD_SHARE = 1448 / 1514;
  * - around the transfer (the harness's download call minus get's own seconds, plus get's time to
  *   the origin's answer: the get's start and exit, the output's SHA-256 check, the content
  *   information on loopback): 0.28-0.39 / 0.62-0.96 s: 0.15 s + 8.7 s/GiB.
+ * When the receiving daemon's fixed part falls (h-flash, `nice -n 10 node dist/bench/scale-machine.js
+ * --sizes 1MiB,2MiB,4MiB,8MiB,16MiB,64MiB --rounds 2 --json`, 2026-12-07 22:31-22:33 UTC, load
+ * 4.7-7.7): above their per-GiB part (17.6 s/GiB, the 16/64 MiB line), downloads of 1, 2, 4, 8, 16
+ * MiB cost 0.13, 0.18, 0.29, 0.33, 0.34 CPU s: fitRamp puts 0.073 of the 0.345 s fixed part (21%)
+ * before the first block and the rest over the first 5.05 MiB (5,291,438 bytes, about 80 blocks).
+ * Here the same shares of the fixed part above: 0.054 s, then 0.199 s over those bytes.
+ * A block alone (h-flash): `nice -n 10 node dist/bench/scale-machine.js --sizes 64MiB --rounds 2
+ * --trickle 6MiB` (22:39-22:40 UTC, load 6-7; testkit/scale/flash.ts measureTrickle): with every
+ * daemon's upload capped at 6 MiB/s the receiving daemon spent 2.05-2.69 CPU s on 64 MiB against
+ * 1.20-1.37 uncapped, the serving ones 1.46-1.69 against 0.87-0.98: 1.274 and 0.630 CPU ms more per
+ * 64 KiB. Of the receiving part, the cache's commit alone: `... scale-machine.js --commit` (22:33,
+ * load 6.7; testkit/scale/commit.ts) a 64 KiB block stored alone 0.44 CPU ms more than one of 16 in
+ * flight (0.31-0.72 in 3 rounds); a commit takes 2.4 ms (1.6-5.1): the window.
  * `bench/scale-validate.js` measures these again on the machine and build it validates.
  */
 export const NAMESPACE_DOWNLOADS: DownloadCosts = {
   cores: 2,
   receive: { fixed: 0.253, perGiB: 17.07 },
+  receiveRamp: { startSec: 0.054, rampSec: 0.199, rampBytes: 5_291_438 },
+  alone: { receiveMs: 1.274, serveMs: 0.63, windowMs: 2.4 },
   mainShare: 0.514,
   serve: { fixed: 0, perGiB: 12.08 },
   get: { fixed: 0.165, perGiB: 1.728 },
   around: { fixed: 0.153, perGiB: 8.685 },
 };
-export type DownloadCosts = Omit<MachineMeasurement, 'samples'>;
+export type DownloadCosts = Omit<MachineMeasurement, 'samples'> & {
+  /**
+   * A 64 KiB unit received and served alone (testkit/scale/flash.ts measureTrickle): the extra CPU
+   * ms of each, and the window (a commit's time, testkit/scale/commit.ts). CpuModel.alone.
+   */
+  alone?: { receiveMs: number; serveMs: number; windowMs: number };
+};
 
 /**
  * The model's machine for a case, from what a download costs (`costs`): every cost for the case's
@@ -73,7 +96,13 @@ export function machineFor(costs: DownloadCosts, c: ValidationCase): Machine & {
       receiveSecPerGiB: costs.receive.perGiB,
       serveSecPerGiB: costs.serve.perGiB,
       cores: costs.cores,
-      receiveStartSec: costs.receive.fixed,
+      ...(costs.receiveRamp
+        ? {
+            receiveStartSec: costs.receiveRamp.startSec,
+            receiveRamp: { sec: costs.receiveRamp.rampSec, bytes: costs.receiveRamp.rampBytes },
+          }
+        : { receiveStartSec: costs.receive.fixed }),
+      ...(costs.alone ? { alone: costs.alone } : {}),
       mainShare: costs.mainShare,
       clientSec: costs.get.fixed + costs.get.perGiB * g,
     },
@@ -95,10 +124,20 @@ export const BARE: Machine = {};
  */
 export const NAMESPACE_DISCOVERY: DaemonDiscovery = { ...DAEMON_DISCOVERY, probeHandledMs: 1.3 };
 
-/** This machine and this build, measured (testkit/scale/machine.ts: 3 fresh daemons at 16 and at 64 MiB). */
+/**
+ * This machine and this build, measured (testkit/scale/machine.ts: 3 fresh daemons at each of 1, 2,
+ * 4, 8, 16 and 64 MiB, the lines through 16 and 64 MiB, the ramp from all; a block alone from
+ * testkit/scale/commit.ts and flash.ts measureTrickle, 64 MiB with uploads capped at 6 MiB/s).
+ */
 export async function measureMachine(log?: (m: string) => void): Promise<DownloadCosts> {
-  const { samples: _, ...costs } = await measureDownloads([16 * 2 ** 20, 64 * 2 ** 20], 3, log);
-  return costs;
+  const { samples: _, ...costs } = await measureDownloads(
+    [1, 2, 4, 8, 16, 64].map((m) => m * 2 ** 20),
+    3,
+    log,
+  );
+  const c = await measureCommit(512, 65536, 16, 3, log);
+  const t = await measureTrickle(64 * 2 ** 20, 6 * 2 ** 20, 1, log);
+  return { ...costs, alone: { receiveMs: t.receiveMsPerUnit, serveMs: t.serveMsPerUnit, windowMs: c.commitWallMs } };
 }
 
 export interface ValidationCase {
