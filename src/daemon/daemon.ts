@@ -198,16 +198,15 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       ipv6,
       loopback: iface?.loopback ?? false,
       xaddrs,
-      lookup: (ids, version) =>
-        ids.map((id) => {
+      // keys: each ID's hex, made once per datagram by discovery (src/discovery/keys.ts).
+      lookup: (ids, version, keys) =>
+        ids.map((id, i) => {
           if (version === 1 && isLivenessProbe(id)) return { blockCount: 1, complete: false }; // `peerdist doctor`
-          const hex = id.toString('hex');
-          const st = store.probeState(hex);
+          const st = store.probeState(keys ? keys.lower(i) : id.toString('hex'));
           if (!st || policy.notServing() !== undefined || policy.tooOldAt(st.added)) return undefined;
           const complete = st.present === st.total;
           const blockCount = version === 2 ? (complete ? 1 : 0) : st.present;
-          // idHex saves the responder's damping check a second hex conversion (segmentIdHex is upper-case).
-          return blockCount > 0 ? { blockCount, complete, idHex: complete ? hex.toUpperCase() : undefined } : undefined;
+          return blockCount > 0 ? { blockCount, complete } : undefined;
         }),
       localSubnets: localSubnets(iface, ifaces, ipv6),
       logger: log.child({ component: 'discovery' }),

@@ -11,7 +11,11 @@ export const DAMPING_PROBABILITY = 0.33;
 const MAX_SEGMENTS = 4096;
 const MAX_RESPONDERS = 64;
 
+import { ownKey } from './keys.js';
+
 interface Seen {
+  /** The table's key (its own copy: callers may pass substrings of a datagram's hex). */
+  key: string;
   /** endpoint -> v1 block count announced (v2: 1), and whether it claimed the whole segment (v2 bit). */
   responders: Map<string, { blockCount: number; complete: boolean }>;
   /**
@@ -27,12 +31,12 @@ export class DampingTable {
   /** Prober side: a ProbeMatch from `endpoint` announced this segment. */
   observe(segmentHex: string, endpoint: string, blockCount: number, complete: boolean): void {
     let s = this.segments.get(segmentHex);
-    if (s) this.segments.delete(segmentHex);
+    if (s) this.segments.delete(s.key);
     else {
-      s = { responders: new Map() };
+      s = { key: ownKey(segmentHex), responders: new Map() };
       if (this.segments.size >= MAX_SEGMENTS) this.segments.delete(this.segments.keys().next().value!);
     }
-    this.segments.set(segmentHex, s);
+    this.segments.set(s.key, s);
     if (s.responders.has(endpoint) || s.responders.size < MAX_RESPONDERS) {
       s.responders.set(endpoint, { blockCount, complete });
       s.full = undefined;

@@ -12,7 +12,16 @@
  * (the one it is sure to still accept).
  */
 import type { Probe } from '../protocol/pccrd/codec.js';
+import { ownKey, SegmentKeys } from './keys.js';
 import type { Peer } from './runtime.js';
+
+/** One prober socket waiting for a segment: the newest probe from it asking, and the ID's index there. */
+interface Asker {
+  w: Waiting;
+  index: number;
+  /** When the socket first asked for the segment (kept while newer probes take over): arrival order. */
+  seq: number;
+}
 
 export interface Waiting {
   probe: Probe;
@@ -37,8 +46,14 @@ export const DEFAULT_FOLLOW_UP_LIMITS: FollowUpLimits = { ttlMs: 3000, maxProbes
 export class FollowUps {
   /** By MessageID; Map order is arrival order (oldest first). */
   private readonly probes = new Map<string, Waiting>();
-  /** Upper-case segment ID hex -> prober socket ("addr|port") -> the newest probe asking and the ID's index in it. */
-  private readonly bySegment = new Map<string, Map<string, { w: Waiting; index: number }>>();
+  /**
+   * Prober socket ("addr|port") -> upper-case segment ID hex -> the newest probe from that socket
+   * asking for it and the ID's index in it. By socket first (a probe's IDs all go into one Map,
+   * instead of one Map per segment: a 255-ID probe touches 255 segments, and a segment's arrival,
+   * which looks into every socket's Map, is rarer than that by far).
+   */
+  private readonly bySocket = new Map<string, Map<string, Asker>>();
+  private seq = 0;
   private readonly perSource = new Map<string, number>();
 
   constructor(private readonly limits: FollowUpLimits = DEFAULT_FOLLOW_UP_LIMITS) {}
@@ -48,13 +63,14 @@ export class FollowUps {
   }
 
   /**
-   * Remembers `probe` for the IDs at `missing` (indices into probe.segmentIds, with their upper-case
+   * Remembers `probe` for the IDs at `missing` (indices into probe.segmentIds; `keys` has their
    * hex). A probe already remembered (same MessageID) is left as it is.
    */
   remember(
     probe: Probe,
     from: Peer,
-    missing: Array<{ index: number; hex: string }>,
+    missing: number[],
+    keys: SegmentKeys,
     now: number,
     ttlMs = this.limits.ttlMs,
   ): void {
@@ -63,16 +79,20 @@ export class FollowUps {
     while ((this.perSource.get(from.address) ?? 0) >= this.limits.maxPerSource) this.dropOldestOf(from.address);
     while (this.probes.size >= this.limits.maxProbes) this.drop(this.probes.values().next().value!);
     const w: Waiting = { probe, from, expires: now + ttlMs, ready: [], live: 0 };
-    const socket = `${from.address}|${from.port}`;
-    for (const { index, hex } of missing) {
-      let m = this.bySegment.get(hex);
-      if (!m) {
-        m = new Map();
-        this.bySegment.set(hex, m);
-      }
-      const old = m.get(socket);
-      if (old) this.release(old.w);
-      m.set(socket, { w, index });
+    const socket = socketKey(from);
+    let asks = this.bySocket.get(socket);
+    if (!asks) {
+      asks = new Map();
+      this.bySocket.set(socket, asks);
+    }
+    for (const index of missing) {
+      const hex = keys.upper(index);
+      const old = asks.get(hex);
+      if (old) {
+        this.release(old.w);
+        old.w = w;
+        old.index = index;
+      } else asks.set(ownKey(hex), { w, index, seq: ++this.seq });
       w.live++;
     }
     this.probes.set(probe.messageId, w);
@@ -81,15 +101,22 @@ export class FollowUps {
 
   /**
    * Segment `hex` (upper case) is now held: every remembered probe still asking for it gets the
-   * index added to its `ready` list. Returns those probes (each once), for the owner to schedule a send.
+   * index added to its `ready` list. Returns those probes (each once; in the order their sockets
+   * first asked for it), for the owner to schedule a send.
    */
   arrived(hex: string, now: number): Waiting[] {
     this.sweep(now);
-    const m = this.bySegment.get(hex);
-    if (!m) return [];
-    this.bySegment.delete(hex);
+    const found: Asker[] = [];
+    for (const [socket, asks] of this.bySocket) {
+      const a = asks.get(hex);
+      if (!a) continue;
+      found.push(a);
+      asks.delete(hex);
+      if (asks.size === 0) this.bySocket.delete(socket);
+    }
+    found.sort((x, y) => x.seq - y.seq);
     const out: Waiting[] = [];
-    for (const { w, index } of m.values()) {
+    for (const { w, index } of found) {
       w.ready.push(index);
       w.live--;
       out.push(w);
@@ -108,7 +135,7 @@ export class FollowUps {
   clear(): Waiting[] {
     const all = [...this.probes.values()];
     this.probes.clear();
-    this.bySegment.clear();
+    this.bySocket.clear();
     this.perSource.clear();
     return all;
   }
@@ -132,16 +159,17 @@ export class FollowUps {
   /** Stops waiting for any of w's segments (a follow-up already scheduled still goes out: the owner holds w). */
   private drop(w: Waiting): void {
     if (w.live > 0) {
-      const socket = `${w.from.address}|${w.from.port}`;
-      for (let i = 0; i < w.probe.segmentIds.length && w.live > 0; i++) {
-        const hex = w.probe.segmentIds[i]!.toString('hex').toUpperCase();
-        const m = this.bySegment.get(hex);
-        if (m?.get(socket)?.w === w) {
-          m.delete(socket);
-          if (m.size === 0) this.bySegment.delete(hex);
+      const socket = socketKey(w.from);
+      const asks = this.bySocket.get(socket);
+      const keys = new SegmentKeys(w.probe.segmentIds);
+      for (let i = 0; asks && i < w.probe.segmentIds.length && w.live > 0; i++) {
+        const hex = keys.upper(i);
+        if (asks.get(hex)?.w === w) {
+          asks.delete(hex);
           w.live--;
         }
       }
+      if (asks?.size === 0) this.bySocket.delete(socket);
       w.live = 0;
     }
     this.forget(w);
@@ -160,4 +188,8 @@ export class FollowUps {
     if (n <= 0) this.perSource.delete(w.from.address);
     else this.perSource.set(w.from.address, n);
   }
+}
+
+function socketKey(p: Peer): string {
+  return `${p.address}|${p.port}`;
 }

@@ -42,9 +42,36 @@ export function decodeV2Scopes(b64: string): Buffer[] {
   if (count === 0) fail('PCCRD_INVALID', 'Scopes', 'SegmentHashCount is 0');
   if (buf.length !== 3 + count * size)
     fail('PCCRD_INVALID', 'Scopes', `length ${buf.length} does not match ${count} x ${size}`);
+  // Views over the one decoded buffer (it holds nothing else): no copy per ID, and the IDs of a
+  // probe stay contiguous, so a responder can hex them in one go (segmentKeys).
   const ids: Buffer[] = [];
-  for (let k = 0; k < count; k++) ids.push(Buffer.from(buf.subarray(3 + k * size, 3 + (k + 1) * size)));
+  for (let k = 0; k < count; k++) ids.push(buf.subarray(3 + k * size, 3 + (k + 1) * size));
   return ids;
+}
+
+/**
+ * The availability pairs of a v2 ProbeMatch as numbers (0..3, high bit "has at least part", low
+ * bit "has all"), four per byte MSB first, padding pairs included: decodeAvailability without an
+ * object per pair, for the prober's hot path.
+ */
+export function availabilityPairs(buf: Buffer): Uint8Array {
+  const out = new Uint8Array(buf.length * 4);
+  for (let k = 0; k < out.length; k++) out[k] = (buf[k >> 2]! >> (6 - 2 * (k & 3))) & 3;
+  return out;
+}
+
+/**
+ * encodeAvailability from pair values (0..3 each, as availabilityPairs returns; bit 1 alone or
+ * with bit 0, as encodeAvailability normalises {complete} to "partial and complete").
+ */
+export function encodeAvailabilityPairs(pairs: Uint8Array): Buffer {
+  const out = Buffer.alloc(Math.ceil(pairs.length / 4));
+  for (let k = 0; k < pairs.length; k++) {
+    const p = pairs[k]!;
+    const v = p & 1 ? 3 : p & 2;
+    out[k >> 2]! |= v << (6 - 2 * (k & 3));
+  }
+  return out;
 }
 
 /**
