@@ -12,15 +12,24 @@
  * (the one it is sure to still accept).
  */
 import type { Probe } from '../protocol/pccrd/codec.js';
-import { ownKey, SegmentKeys } from './keys.js';
+import { ownKey, packedSpan, type SegmentKeys } from './keys.js';
 import type { Peer } from './runtime.js';
 
 /** One prober socket waiting for a segment: the newest probe from it asking, and the ID's index there. */
 interface Asker {
   w: Waiting;
+  /** The ID's index in w's probe; -1 once the entry left the index (arrived or dropped). */
   index: number;
   /** When the socket first asked for the segment (kept while newer probes take over): arrival order. */
   seq: number;
+  /** The entry's key (its own copy, hashed once). */
+  key: string;
+}
+
+/** A prober socket's entries, and its newest remembered probe. */
+interface SocketAsks {
+  asks: Map<string, Asker>;
+  last?: Waiting;
 }
 
 export interface Waiting {
@@ -33,6 +42,8 @@ export interface Waiting {
   live: number;
   /** Set by the owner while a follow-up send is scheduled. */
   timer?: unknown;
+  /** This probe's entries in its socket's index, by ID index (those it took over included). */
+  asks: Array<Asker | undefined>;
 }
 
 export interface FollowUpLimits {
@@ -52,7 +63,7 @@ export class FollowUps {
    * instead of one Map per segment: a 255-ID probe touches 255 segments, and a segment's arrival,
    * which looks into every socket's Map, is rarer than that by far).
    */
-  private readonly bySocket = new Map<string, Map<string, Asker>>();
+  private readonly bySocket = new Map<string, SocketAsks>();
   private seq = 0;
   private readonly perSource = new Map<string, number>();
 
@@ -78,25 +89,59 @@ export class FollowUps {
     if (missing.length === 0 || this.probes.has(probe.messageId)) return;
     while ((this.perSource.get(from.address) ?? 0) >= this.limits.maxPerSource) this.dropOldestOf(from.address);
     while (this.probes.size >= this.limits.maxProbes) this.drop(this.probes.values().next().value!);
-    const w: Waiting = { probe, from, expires: now + ttlMs, ready: [], live: 0 };
+    const w: Waiting = { probe, from, expires: now + ttlMs, ready: [], live: 0, asks: [] };
     const socket = socketKey(from);
-    let asks = this.bySocket.get(socket);
-    if (!asks) {
-      asks = new Map();
-      this.bySocket.set(socket, asks);
+    let sock = this.bySocket.get(socket);
+    if (!sock) {
+      sock = { asks: new Map() };
+      this.bySocket.set(socket, sock);
     }
-    for (const index of missing) {
-      const hex = keys.upper(index);
-      const old = asks.get(hex);
-      if (old) {
-        this.release(old.w);
-        old.w = w;
-        old.index = index;
-      } else asks.set(ownKey(hex), { w, index, seq: ++this.seq });
-      w.live++;
+    const prev = sock.last;
+    if (prev && this.repeats(prev, probe, missing)) {
+      // The socket's prober repeated its last probe (a new MessageID, the same IDs) and we still
+      // lack the same segments: its entries pass to the new probe as they are, without a lookup
+      // per ID (what the loop below would do to them, in the same order).
+      for (const index of missing) {
+        const a = prev.asks[index]!;
+        this.release(prev);
+        a.w = w;
+        w.asks[index] = a;
+        w.live++;
+      }
+    } else {
+      const asks = sock.asks;
+      for (const index of missing) {
+        const hex = keys.upper(index);
+        let a = asks.get(hex);
+        if (a) {
+          this.release(a.w);
+          a.w = w;
+          a.index = index;
+        } else {
+          const key = ownKey(hex);
+          a = { w, index, seq: ++this.seq, key };
+          asks.set(key, a);
+        }
+        w.asks[index] = a;
+        w.live++;
+      }
     }
+    sock.last = w;
     this.probes.set(probe.messageId, w);
     this.perSource.set(from.address, (this.perSource.get(from.address) ?? 0) + 1);
+  }
+
+  /**
+   * Whether `probe` asks for what `prev` (the same socket's last probe) still waits for: the same
+   * IDs in the same order, and each missing one's entry still prev's at that index.
+   */
+  private repeats(prev: Waiting, probe: Probe, missing: number[]): boolean {
+    if (!sameIds(prev.probe.segmentIds, probe.segmentIds)) return false;
+    for (const index of missing) {
+      const a = prev.asks[index];
+      if (!a || a.w !== prev || a.index !== index) return false;
+    }
+    return true;
   }
 
   /**
@@ -107,16 +152,18 @@ export class FollowUps {
   arrived(hex: string, now: number): Waiting[] {
     this.sweep(now);
     const found: Asker[] = [];
-    for (const [socket, asks] of this.bySocket) {
-      const a = asks.get(hex);
+    for (const [socket, sock] of this.bySocket) {
+      const a = sock.asks.get(hex);
       if (!a) continue;
       found.push(a);
-      asks.delete(hex);
-      if (asks.size === 0) this.bySocket.delete(socket);
+      sock.asks.delete(hex);
+      if (sock.asks.size === 0) this.bySocket.delete(socket);
     }
     found.sort((x, y) => x.seq - y.seq);
     const out: Waiting[] = [];
-    for (const { w, index } of found) {
+    for (const a of found) {
+      const { w, index } = a;
+      a.index = -1;
       w.ready.push(index);
       w.live--;
       out.push(w);
@@ -160,16 +207,17 @@ export class FollowUps {
   private drop(w: Waiting): void {
     if (w.live > 0) {
       const socket = socketKey(w.from);
-      const asks = this.bySocket.get(socket);
-      const keys = new SegmentKeys(w.probe.segmentIds);
-      for (let i = 0; asks && i < w.probe.segmentIds.length && w.live > 0; i++) {
-        const hex = keys.upper(i);
-        if (asks.get(hex)?.w === w) {
-          asks.delete(hex);
+      const sock = this.bySocket.get(socket);
+      // In ID order, as w asked; an entry another probe took over, or that left, is not w's.
+      for (let i = 0; sock && i < w.asks.length && w.live > 0; i++) {
+        const a = w.asks[i];
+        if (a && a.w === w && a.index === i) {
+          sock.asks.delete(a.key);
+          a.index = -1;
           w.live--;
         }
       }
-      if (asks?.size === 0) this.bySocket.delete(socket);
+      if (sock?.asks.size === 0) this.bySocket.delete(socket);
       w.live = 0;
     }
     this.forget(w);
@@ -188,6 +236,17 @@ export class FollowUps {
     if (n <= 0) this.perSource.delete(w.from.address);
     else this.perSource.set(w.from.address, n);
   }
+}
+
+/** The same segment IDs in the same order (byte for byte). */
+function sameIds(a: readonly Buffer[], b: readonly Buffer[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  const sa = packedSpan(a);
+  const sb = sa && packedSpan(b);
+  if (sa && sb) return sa.equals(sb) && a[0]!.length === b[0]!.length;
+  for (let k = 0; k < a.length; k++) if (!a[k]!.equals(b[k]!)) return false;
+  return true;
 }
 
 function socketKey(p: Peer): string {

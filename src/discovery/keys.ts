@@ -1,3 +1,5 @@
+import { PACKED_IDS } from '../protocol/pccrd/values.js';
+
 /**
  * Hex keys of a datagram's segment IDs, made once per datagram (issue 24 item 3): in a flash
  * crowd a daemon handles about 1,200 datagrams of up to 255 IDs each per download, and turning
@@ -50,25 +52,28 @@ export class SegmentKeys {
       for (const id of ids) o.push(o[o.length - 1]! + 2 * id.length);
       this.offsets = o;
     }
-    // IDs parsed from one v2 probe are consecutive views of one buffer: hex them in place.
-    let contiguous = ids.length > 0;
-    for (let k = 1; k < ids.length && contiguous; k++) {
-      const a = ids[k - 1]!;
-      const b = ids[k]!;
-      contiguous = b.buffer === a.buffer && b.byteOffset === a.byteOffset + a.length;
-    }
-    const first = ids[0];
-    const all =
-      contiguous && first
-        ? Buffer.from(
-            first.buffer,
-            first.byteOffset,
-            ids[ids.length - 1]!.byteOffset + ids[ids.length - 1]!.length - first.byteOffset,
-          )
-        : Buffer.concat(ids as Buffer[]);
+    const all = packedSpan(ids) ?? Buffer.concat(ids as Buffer[]);
     this.lowerAll = all.toString('hex');
     return this.lowerAll;
   }
+}
+
+/**
+ * The IDs' bytes as one Buffer when they are consecutive views of one buffer (the IDs parsed from
+ * one v2 probe are, and say so: withPackedIds), else undefined.
+ */
+export function packedSpan(ids: readonly Buffer[]): Buffer | undefined {
+  const marked = (ids as { [PACKED_IDS]?: Buffer })[PACKED_IDS];
+  if (marked) return marked;
+  const first = ids[0];
+  if (!first) return undefined;
+  for (let k = 1; k < ids.length; k++) {
+    const a = ids[k - 1]!;
+    const b = ids[k]!;
+    if (b.buffer !== a.buffer || b.byteOffset !== a.byteOffset + a.length) return undefined;
+  }
+  const last = ids[ids.length - 1]!;
+  return Buffer.from(first.buffer, first.byteOffset, last.byteOffset + last.length - first.byteOffset);
 }
 
 /** A copy of `key` that does not keep a datagram's whole hex string alive (for keys stored in tables). */

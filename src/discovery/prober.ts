@@ -12,6 +12,7 @@ import {
   type DiscoveryVersion,
   type ProbeMatches,
 } from '../protocol/pccrd/codec.js';
+import { withPackedIds } from '../protocol/pccrd/values.js';
 import { DiscoveryParseError } from '../protocol/pccrd/errors.js';
 import type { DampingTable } from './damping.js';
 import { ExpiringSet, TokenBucket } from './limits.js';
@@ -118,7 +119,7 @@ interface Chunk {
 function chunkIds(c: Chunk): Buffer[] {
   const out: Buffer[] = [];
   for (let p = 0; p < c.packed.length; p += c.idLength) out.push(c.packed.subarray(p, p + c.idLength));
-  return out;
+  return withPackedIds(out, c.packed);
 }
 
 export class Prober {
