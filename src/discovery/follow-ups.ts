@@ -26,10 +26,14 @@ interface Asker {
   key: string;
 }
 
-/** A prober socket's entries, and its newest remembered probe. */
+/** A prober socket's entries, and its newest remembered probes. */
 interface SocketAsks {
   asks: Map<string, Asker>;
-  last?: Waiting;
+  /**
+   * Its newest remembered probes, newest last (a prober repeats each of its chunks' probes in
+   * turn: the one repeated now is seldom the very last one it sent).
+   */
+  recent: Waiting[];
 }
 
 export interface Waiting {
@@ -51,6 +55,9 @@ export interface FollowUpLimits {
   maxProbes: number;
   maxPerSource: number;
 }
+
+/** Probes per socket looked at for a repeat (a 1 GiB v2 watch has 57 chunks; a 64 MiB one 4). */
+const RECENT_PER_SOCKET = 8;
 
 export const DEFAULT_FOLLOW_UP_LIMITS: FollowUpLimits = { ttlMs: 3000, maxProbes: 256, maxPerSource: 8 };
 
@@ -93,12 +100,14 @@ export class FollowUps {
     const socket = socketKey(from);
     let sock = this.bySocket.get(socket);
     if (!sock) {
-      sock = { asks: new Map() };
+      sock = { asks: new Map(), recent: [] };
       this.bySocket.set(socket, sock);
     }
-    const prev = sock.last;
-    if (prev && this.repeats(prev, probe, missing)) {
-      // The socket's prober repeated its last probe (a new MessageID, the same IDs) and we still
+    let prev: Waiting | undefined;
+    for (let k = sock.recent.length - 1; k >= 0 && !prev; k--)
+      if (this.repeats(sock.recent[k]!, probe, missing)) prev = sock.recent[k];
+    if (prev) {
+      // The socket's prober repeated an earlier probe (a new MessageID, the same IDs) and we still
       // lack the same segments: its entries pass to the new probe as they are, without a lookup
       // per ID (what the loop below would do to them, in the same order).
       for (const index of missing) {
@@ -126,13 +135,14 @@ export class FollowUps {
         w.live++;
       }
     }
-    sock.last = w;
+    sock.recent.push(w);
+    if (sock.recent.length > RECENT_PER_SOCKET) sock.recent.shift();
     this.probes.set(probe.messageId, w);
     this.perSource.set(from.address, (this.perSource.get(from.address) ?? 0) + 1);
   }
 
   /**
-   * Whether `probe` asks for what `prev` (the same socket's last probe) still waits for: the same
+   * Whether `probe` asks for what `prev` (an earlier probe of the same socket) still waits for: the same
    * IDs in the same order, and each missing one's entry still prev's at that index.
    */
   private repeats(prev: Waiting, probe: Probe, missing: number[]): boolean {
