@@ -39,6 +39,9 @@ import { makeDirs } from '../util/mkdirs.js';
 
 const isWildcard = (h: string) => h === '0.0.0.0' || h === '::' || h === '';
 
+/** What discovery's lookup says for a v2 segment held whole (shared: the responder only reads it). */
+const V2_HELD = Object.freeze({ blockCount: 1, complete: true });
+
 export const DAEMON_VERSION = VERSION;
 /** How often the DNS-SD TXT record (cache size) is refreshed. */
 const PRESENCE_REFRESH_MS = 60_000;
@@ -198,16 +201,16 @@ export async function startDaemon(config: DaemonConfig, opts: StartOptions = {})
       ipv6,
       loopback: iface?.loopback ?? false,
       xaddrs,
-      lookup: (ids, version) =>
-        ids.map((id) => {
+      // keys: each ID's hex, made once per datagram by discovery (src/discovery/keys.ts).
+      lookup: (ids, version, keys) =>
+        ids.map((id, i) => {
           if (version === 1 && isLivenessProbe(id)) return { blockCount: 1, complete: false }; // `peerdist doctor`
-          const hex = id.toString('hex');
-          const st = store.probeState(hex);
+          const st = store.probeState(keys ? keys.lower(i) : id.toString('hex'));
           if (!st || policy.notServing() !== undefined || policy.tooOldAt(st.added)) return undefined;
           const complete = st.present === st.total;
-          const blockCount = version === 2 ? (complete ? 1 : 0) : st.present;
-          // idHex saves the responder's damping check a second hex conversion (segmentIdHex is upper-case).
-          return blockCount > 0 ? { blockCount, complete, idHex: complete ? hex.toUpperCase() : undefined } : undefined;
+          // v2 answers only for whole segments: one shared answer instead of an object per ID.
+          if (version === 2) return complete ? V2_HELD : undefined;
+          return st.present > 0 ? { blockCount: st.present, complete } : undefined;
         }),
       localSubnets: localSubnets(iface, ifaces, ipv6),
       logger: log.child({ component: 'discovery' }),

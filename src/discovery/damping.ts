@@ -11,32 +11,66 @@ export const DAMPING_PROBABILITY = 0.33;
 const MAX_SEGMENTS = 4096;
 const MAX_RESPONDERS = 64;
 
+import { ownKey } from './keys.js';
+
 interface Seen {
-  /** endpoint -> v1 block count announced (v2: 1), and whether it claimed the whole segment (v2 bit). */
-  responders: Map<string, { blockCount: number; complete: boolean }>;
+  /** The table's key (its own copy: callers may pass substrings of a datagram's hex). */
+  key: string;
+  /**
+   * endpoint -> v1 block count announced (v2: 1), or Infinity when it claimed the whole segment
+   * (v2 bit): what shouldAnswer compares, a number instead of an object per observation.
+   */
+  responders: Map<string, number>;
   /**
    * Full-segment replies counted for a given `ourBlockCount`, until the next observation: a daemon
    * answering 255-ID probes from 31 peers asked this for every held segment of every probe.
    */
   full?: { ours: number; count: number };
+  /** Neighbours in the table's order of last observation (least recent first). */
+  older?: Seen;
+  newer?: Seen;
 }
 
 export class DampingTable {
   private readonly segments = new Map<string, Seen>();
+  /**
+   * The segments in order of last observation, least recent first: the one to forget when the table
+   * is full. A list beside the Map, not the Map's own order kept by deleting and re-adding each
+   * observed segment (for every segment of every ProbeMatch: a large part of handling one).
+   */
+  private oldest?: Seen;
+  private newest?: Seen;
 
   /** Prober side: a ProbeMatch from `endpoint` announced this segment. */
   observe(segmentHex: string, endpoint: string, blockCount: number, complete: boolean): void {
     let s = this.segments.get(segmentHex);
-    if (s) this.segments.delete(segmentHex);
+    if (s) this.unlink(s);
     else {
-      s = { responders: new Map() };
-      if (this.segments.size >= MAX_SEGMENTS) this.segments.delete(this.segments.keys().next().value!);
+      if (this.segments.size >= MAX_SEGMENTS) {
+        const gone = this.oldest!;
+        this.unlink(gone);
+        this.segments.delete(gone.key);
+      }
+      s = { key: ownKey(segmentHex), responders: new Map() };
+      this.segments.set(s.key, s);
     }
-    this.segments.set(segmentHex, s);
+    s.older = this.newest;
+    if (this.newest) this.newest.newer = s;
+    else this.oldest = s;
+    this.newest = s;
     if (s.responders.has(endpoint) || s.responders.size < MAX_RESPONDERS) {
-      s.responders.set(endpoint, { blockCount, complete });
+      s.responders.set(endpoint, complete ? Number.POSITIVE_INFINITY : blockCount);
       s.full = undefined;
     }
+  }
+
+  private unlink(s: Seen): void {
+    if (s.older) s.older.newer = s.newer;
+    else this.oldest = s.newer;
+    if (s.newer) s.newer.older = s.older;
+    else this.newest = s.older;
+    s.older = undefined;
+    s.newer = undefined;
   }
 
   /**
@@ -48,7 +82,7 @@ export class DampingTable {
     if (!s || s.responders.size < DAMPING_THRESHOLD) return true;
     if (s.full?.ours !== ourBlockCount) {
       let count = 0;
-      for (const r of s.responders.values()) if (r.complete || r.blockCount >= ourBlockCount) count++;
+      for (const announced of s.responders.values()) if (announced >= ourBlockCount) count++;
       s.full = { ours: ourBlockCount, count };
     }
     if (s.full.count >= DAMPING_THRESHOLD) return false;

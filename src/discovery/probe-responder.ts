@@ -6,13 +6,12 @@
  */
 import {
   encodeProbeMatches,
+  encodeProbeMatchesV2,
   parseDiscoveryMessage,
   parseXAddr,
-  segmentIdHex,
   MAX_XADDRS,
   type DiscoveryVersion,
   type Probe,
-  type ProbeMatchEntry,
 } from '../protocol/pccrd/codec.js';
 import { DiscoveryParseError } from '../protocol/pccrd/errors.js';
 import type { DampingTable } from './damping.js';
@@ -20,10 +19,16 @@ import { ExpiringSet, KeyedRateLimiter, TokenBucket } from './limits.js';
 import { countDrop, type Peer, type Runtime } from './runtime.js';
 import { msToAge } from '../protocol/pccrd/segment-ages.js';
 import { DEFAULT_FOLLOW_UP_LIMITS, FollowUps, type FollowUpLimits, type Waiting } from './follow-ups.js';
+import { SegmentKeys } from './keys.js';
 
+/**
+ * What we hold of each ID. `keys` (when given) has each ID's hex, made once for the datagram
+ * (keys.lower(i) is `segmentIds[i].toString('hex')`): a lookup by hex need not convert again.
+ */
 export type SegmentLookup = (
   segmentIds: Buffer[],
   version: DiscoveryVersion,
+  keys?: SegmentKeys,
 ) => Array<
   | { blockCount: number; complete: boolean; ageMs?: number /** segmentIdHex(id), when known */; idHex?: string }
   | undefined
@@ -113,15 +118,17 @@ export class Responder {
     stats.probesReceived++;
     if (this.seen.checkAndAdd(probe.messageId, now)) return countDrop(stats, 'duplicate');
     this.cfg.onProbe?.(probe.segmentIds, from);
-    const found = this.cfg.lookup(probe.segmentIds, probe.version);
-    const reply = this.buildReply(probe, found);
+    // Each ID's hex once for this datagram, for the lookup, damping and follow-ups alike.
+    const keys = new SegmentKeys(probe.segmentIds);
+    const found = this.cfg.lookup(probe.segmentIds, probe.version, keys);
+    const reply = this.buildReply(probe, found, keys);
     if (this.followUps) {
-      const missing: Array<{ index: number; hex: string }> = [];
-      probe.segmentIds.forEach((id, index) => {
+      const missing: number[] = [];
+      for (let index = 0; index < found.length; index++) {
         const r = found[index];
-        if (!r || !(r.blockCount > 0 || r.complete)) missing.push({ index, hex: segmentIdHex(id) });
-      });
-      this.followUps.remember(probe, from, missing, now, this.cfg.followUpTtlMs?.());
+        if (!r || !(r.blockCount > 0 || r.complete)) missing.push(index);
+      }
+      this.followUps.remember(probe, from, missing, keys, now, this.cfg.followUpTtlMs?.());
     }
     if (!reply) return;
     const delay = 1 + Math.floor(this.rt.random() * APP_MAX_DELAY_MS);
@@ -163,10 +170,8 @@ export class Responder {
     if (!this.followUpBucket.take(this.rt.now())) return countDrop(stats, 'rateFollowUp');
     // Only the segments that arrived are looked up (and answered); the rest of the probe's list
     // stays for the encoding, which refers to the probe's IDs by position (v2).
-    const sub = this.cfg.lookup(
-      ready.map((i) => w.probe.segmentIds[i]!),
-      w.probe.version,
-    );
+    const subIds = ready.map((i) => w.probe.segmentIds[i]!);
+    const sub = this.cfg.lookup(subIds, w.probe.version, new SegmentKeys(subIds));
     const found: ReturnType<SegmentLookup> = new Array(w.probe.segmentIds.length);
     ready.forEach((i, k) => {
       found[i] = sub[k];
@@ -179,27 +184,27 @@ export class Responder {
   }
 
   /** The ProbeMatches datagram for a probe (given what lookup found for its IDs), or undefined to stay silent. */
-  buildReply(probe: Probe, found = this.cfg.lookup(probe.segmentIds, probe.version)): Buffer | undefined {
+  buildReply(
+    probe: Probe,
+    found?: ReturnType<SegmentLookup>,
+    keys = new SegmentKeys(probe.segmentIds),
+  ): Buffer | undefined {
     const { stats } = this.rt;
-    const held: Array<{ index: number; entry: ProbeMatchEntry; ageMs?: number }> = [];
+    found ??= this.cfg.lookup(probe.segmentIds, probe.version, keys);
+    const v2 = probe.version === 2;
+    /** Indices (into the probe's IDs) we answer for, in probe order. */
+    const held: number[] = [];
     let damped = 0;
-    probe.segmentIds.forEach((segmentId, index) => {
+    for (let index = 0; index < probe.segmentIds.length; index++) {
       const r = found[index];
-      if (!r || !(r.blockCount > 0 || (probe.version === 2 && r.complete))) return;
+      if (!r || !(r.blockCount > 0 || (v2 && r.complete))) continue;
       // Damping only concerns segments we hold completely (we downloaded them and saw others' replies).
-      if (
-        r.complete &&
-        !this.cfg.damping.shouldAnswer(r.idHex ?? segmentIdHex(segmentId), r.blockCount, this.rt.random)
-      ) {
+      if (r.complete && !this.cfg.damping.shouldAnswer(r.idHex ?? keys.upper(index), r.blockCount, this.rt.random)) {
         damped++;
-        return;
+        continue;
       }
-      const entry: ProbeMatchEntry =
-        probe.version === 1
-          ? { segmentId, blockCount: r.blockCount }
-          : { segmentId, partial: true, complete: r.complete };
-      held.push({ index, entry, ageMs: r.ageMs });
-    });
+      held.push(index);
+    }
     if (held.length === 0) {
       countDrop(stats, damped > 0 ? 'damped' : 'notHeld');
       return undefined;
@@ -223,32 +228,35 @@ export class Responder {
       xaddrs,
     };
     const limit = this.cfg.maxReplyBytes ?? MAX_REPLY_BYTES;
-    const encode = (list: typeof held) =>
-      Buffer.from(
-        encodeProbeMatches(
-          {
+    /** The reply naming the first `n` of `held`. */
+    const encode = (n: number): Buffer => {
+      if (!v2)
+        return Buffer.from(
+          encodeProbeMatches({
             ...base,
-            matches: list.map((h) => h.entry),
-            segmentAges:
-              probe.version === 2
-                ? {
-                    units: 3,
-                    entries: list
-                      .filter((h) => h.ageMs !== undefined)
-                      .map((h) => ({ index: h.index, age: msToAge(h.ageMs!, 3) })),
-                  }
-                : undefined,
-          },
-          probe.segmentIds,
-        ),
-      );
-    let out = encode(held);
+            matches: held
+              .slice(0, n)
+              .map((i) => ({ segmentId: probe.segmentIds[i]!, blockCount: found[i]!.blockCount })),
+          }),
+        );
+      // v2 names segments by position: one availability pair per probed ID (protocol/pccrd.md).
+      const pairs = new Uint8Array(probe.segmentIds.length);
+      const entries: Array<{ index: number; age: number }> = [];
+      for (let k = 0; k < n; k++) {
+        const i = held[k]!;
+        const r = found[i]!;
+        pairs[i] = r.complete ? 3 : 2;
+        if (r.ageMs !== undefined) entries.push({ index: i, age: msToAge(r.ageMs, 3) });
+      }
+      return Buffer.from(encodeProbeMatchesV2({ ...base, segmentAges: { units: 3, entries } }, pairs));
+    };
+    let out = encode(held.length);
     if (out.length > limit && held.length > 1) {
       // Truncate the scope list rather than exceed one datagram: estimate, then trim to fit.
-      const perEntry = (out.length - encode(held.slice(0, 1)).length) / (held.length - 1);
+      const perEntry = (out.length - encode(1).length) / (held.length - 1);
       let keep = Math.max(1, Math.min(held.length - 1, Math.floor(held.length - (out.length - limit) / perEntry)));
-      out = encode(held.slice(0, keep));
-      while (out.length > limit && keep > 1) out = encode(held.slice(0, --keep));
+      out = encode(keep);
+      while (out.length > limit && keep > 1) out = encode(--keep);
       countDrop(stats, 'truncated');
     }
     if (out.length > limit) {

@@ -12,11 +12,13 @@ import {
   type DiscoveryVersion,
   type ProbeMatches,
 } from '../protocol/pccrd/codec.js';
+import { withPackedIds } from '../protocol/pccrd/values.js';
 import { DiscoveryParseError } from '../protocol/pccrd/errors.js';
 import type { DampingTable } from './damping.js';
 import { ExpiringSet, TokenBucket } from './limits.js';
 import { countDrop, type Peer, type Runtime } from './runtime.js';
 import { Watch, type PeerSighting, type SegmentWatch } from './watch.js';
+import { SegmentKeys } from './keys.js';
 
 export type { PeerSighting, SegmentWatch };
 
@@ -117,7 +119,7 @@ interface Chunk {
 function chunkIds(c: Chunk): Buffer[] {
   const out: Buffer[] = [];
   for (let p = 0; p < c.packed.length; p += c.idLength) out.push(c.packed.subarray(p, p + c.idLength));
-  return out;
+  return withPackedIds(out, c.packed);
 }
 
 export class Prober {
@@ -254,14 +256,19 @@ export class Prober {
     if (!this.cfg.isLocal(from.address)) return countDrop(stats, 'notLocal', logger, { from: from.address });
     let pm: ProbeMatches;
     try {
-      const msg = parseDiscoveryMessage(datagram, {
-        probeSegments: (rel) => {
-          const c = this.outstanding.get(rel)?.chunk;
-          return c && chunkIds(c);
-        },
-      });
+      // v2 answers are read by position (pairs) against the chunk's packed IDs below; v1 answers
+      // name their IDs and are checked against the probe's.
+      const msg = parseDiscoveryMessage(datagram, { pairs: true });
       if (msg.kind !== 'ProbeMatches') return countDrop(stats, 'unexpected');
       pm = msg;
+      const c = this.outstanding.get(pm.relatesTo)?.chunk;
+      // The check the parser makes when given the probe's IDs (protocol/pccrd.md): one pair per probed ID.
+      if (c && pm.pairs && pm.pairs.length !== 4 * Math.ceil(c.packed.length / c.idLength / 4))
+        throw new DiscoveryParseError(
+          'PCCRD_INVALID',
+          'Scopes',
+          `${pm.pairs.length / 4} bytes of availability for ${c.packed.length / c.idLength} probed segments`,
+        );
     } catch (err) {
       if (!(err instanceof DiscoveryParseError)) throw err;
       return countDrop(stats, 'malformed', logger, { from: from.address, err });
@@ -292,15 +299,33 @@ export class Prober {
       this.responders.delete(this.responders.keys().next().value!);
     rec.replied = true;
     this.wait = this.timing.maxWaitMs;
-    const probed = new Set(chunkIds(rec.chunk).map(segmentIdHex));
-    for (const m of pm.matches) {
-      const hex = segmentIdHex(m.segmentId);
-      if (!probed.has(hex)) continue;
-      const blockCount = pm.version === 1 ? (m.blockCount ?? 0) : 1;
-      const complete = pm.version === 2 ? !!m.complete : false;
-      if (blockCount <= 0) continue;
+    const chunk = rec.chunk;
+    const ids = chunkIds(chunk);
+    // Each probed ID's hex once for this datagram (damping and the peer table are keyed by it).
+    const keys = new SegmentKeys(ids);
+    const sighted = (k: number, blockCount: number, complete: boolean) => {
+      const hex = keys.upper(k);
       this.cfg.damping.observe(hex, pm.endpoint, blockCount, complete);
-      for (const address of addrs) rec.chunk.watch.upsert(hex, address, blockCount, complete, now);
+      for (const address of addrs) chunk.watch.upsert(hex, address, blockCount, complete, now);
+    };
+    if (pm.pairs) {
+      // v2: pair k is probed ID k (checked above); 0 = not held.
+      const pairs = pm.pairs;
+      for (let k = 0; k < ids.length; k++) if (pairs[k] !== 0) sighted(k, 1, (pairs[k]! & 1) !== 0);
+      return;
+    }
+    let index: Map<string, number> | undefined;
+    for (const m of pm.matches) {
+      // v1 names its IDs: only those we probed count.
+      if (!index) {
+        index = new Map();
+        for (let k = 0; k < ids.length; k++) index.set(keys.upper(k), k);
+      }
+      const k = index.get(segmentIdHex(m.segmentId));
+      if (k === undefined) continue;
+      const blockCount = m.blockCount ?? 0;
+      if (blockCount <= 0) continue;
+      sighted(k, blockCount, false);
     }
   }
 

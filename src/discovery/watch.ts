@@ -4,6 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { segmentIdHex } from '../protocol/pccrd/values.js';
+import { ownKey } from './keys.js';
 import type { Timers } from './runtime.js';
 
 export interface PeerSighting {
@@ -53,6 +54,7 @@ export class Watch<C = unknown> extends EventEmitter implements SegmentWatch {
     super();
   }
 
+  /** `segmentId` is upper-case hex (may be a substring of a datagram's hex: it is copied when kept). */
   upsert(segmentId: string, address: string, blockCount: number, complete: boolean, now: number): void {
     const at = this.table.get(segmentId);
     const old =
@@ -66,12 +68,23 @@ export class Watch<C = unknown> extends EventEmitter implements SegmentWatch {
       return;
     }
     if (at instanceof Map && at.size >= MAX_PEERS_PER_SEGMENT) return;
-    const p: PeerSighting = { segmentId, address, blockCount, complete, firstSeen: now, lastSeen: now, failures: 0 };
-    if (at === undefined) this.table.set(segmentId, p);
+    // One copy of the key per segment: the first sighting's, shared by the later ones.
+    const key =
+      at === undefined ? ownKey(segmentId) : at instanceof Map ? at.values().next().value!.segmentId : at.segmentId;
+    const p: PeerSighting = {
+      segmentId: key,
+      address,
+      blockCount,
+      complete,
+      firstSeen: now,
+      lastSeen: now,
+      failures: 0,
+    };
+    if (at === undefined) this.table.set(key, p);
     else if (at instanceof Map) at.set(address, p);
     else
       this.table.set(
-        segmentId,
+        key,
         new Map([
           [at.address, at],
           [address, p],

@@ -14,7 +14,9 @@ import {
   encodeV2Scopes,
   decodeV2Scopes,
   encodeAvailability,
+  encodeAvailabilityPairs,
   decodeAvailability,
+  availabilityPairs,
   decodeBase64,
   parseXAddr,
   type Availability,
@@ -55,7 +57,9 @@ export {
   encodeV2Scopes,
   decodeV2Scopes,
   encodeAvailability,
+  encodeAvailabilityPairs,
   decodeAvailability,
+  availabilityPairs,
   decodeBase64,
   formatXAddr,
   parseXAddr,
@@ -101,6 +105,8 @@ export interface ProbeMatches {
   metadataVersion?: number;
   /** v2: the raw two-bit pairs (four per byte, so trailing pad pairs included). */
   availability?: Availability[];
+  /** v2 with ParseOptions.pairs: the same pairs as numbers 0..3 (availabilityPairs), instead of `availability`. */
+  pairs?: Uint8Array;
   /** v2: decoded SegmentAges blob, if present and valid (an invalid blob is discarded, protocol/pccrd.md). */
   segmentAges?: SegmentAges;
 }
@@ -186,8 +192,7 @@ function pairMatches(ids: Buffer[], matches: ProbeMatchEntry[]): Array<ProbeMatc
  * order) is required; each probed segment's pair comes from the match with the same ID (absent = 00).
  */
 export function encodeProbeMatches(pm: Omit<ProbeMatches, 'kind'>, probeSegmentIds?: Buffer[]): string {
-  if (pm.xaddrs.length === 0) throw new RangeError('XAddrs must not be empty');
-  for (const x of pm.xaddrs) if (!parseXAddr(x)) throw new RangeError(`XAddrs: invalid entry ${JSON.stringify(x)}`);
+  checkXAddrs(pm.xaddrs);
   let scopes: string;
   let data: string;
   if (pm.version === 1) {
@@ -208,9 +213,41 @@ export function encodeProbeMatches(pm: Omit<ProbeMatches, 'kind'>, probeSegmentI
       complete: !!m && !!m.complete,
     }));
     scopes = encodeAvailability(pairs).toString('base64');
-    const ages = pm.segmentAges ?? { units: 3, entries: [] };
-    data = `<PeerDist:SegmentAges>${encodeSegmentAges(ages).toString('base64')}</PeerDist:SegmentAges>`;
+    data = v2Data(pm.segmentAges);
   }
+  return probeMatchesEnvelope(pm, scopes, data);
+}
+
+/**
+ * A v2 ProbeMatches from its availability pairs directly (one per probed segment, in probe order:
+ * 0 none, 2 part, 3 all; see encodeAvailabilityPairs): the same bytes as encodeProbeMatches for the
+ * same segments, without a match object per segment (the responder's hot path).
+ */
+export function encodeProbeMatchesV2(
+  pm: Omit<ProbeMatches, 'kind' | 'matches' | 'version'>,
+  pairs: Uint8Array,
+): string {
+  checkXAddrs(pm.xaddrs);
+  if (pairs.length < 1 || pairs.length > MAX_SCOPES)
+    throw new RangeError("v2 ProbeMatch needs the probe's segment IDs");
+  return probeMatchesEnvelope(
+    { ...pm, version: 2 },
+    encodeAvailabilityPairs(pairs).toString('base64'),
+    v2Data(pm.segmentAges),
+  );
+}
+
+function checkXAddrs(xaddrs: string[]): void {
+  if (xaddrs.length === 0) throw new RangeError('XAddrs must not be empty');
+  for (const x of xaddrs) if (!parseXAddr(x)) throw new RangeError(`XAddrs: invalid entry ${JSON.stringify(x)}`);
+}
+
+function v2Data(segmentAges: SegmentAges | undefined): string {
+  const ages = segmentAges ?? { units: 3, entries: [] };
+  return `<PeerDist:SegmentAges>${encodeSegmentAges(ages).toString('base64')}</PeerDist:SegmentAges>`;
+}
+
+function probeMatchesEnvelope(pm: Omit<ProbeMatches, 'kind' | 'matches'>, scopes: string, data: string): string {
   return (
     ENVELOPE_OPEN +
     '<soap:Header>' +
@@ -238,6 +275,12 @@ export function encodeProbeMatches(pm: Omit<ProbeMatches, 'kind'>, probeSegmentI
 export interface ParseOptions {
   /** v2 ProbeMatches carry only bits in probe order: return the probe's IDs for a RelatesTo to get `matches`. */
   probeSegments?: (relatesTo: string) => Buffer[] | undefined;
+  /**
+   * v2 ProbeMatches: return the availability as `pairs` (numbers, availabilityPairs) instead of
+   * an `availability` object per pair, and no `matches` unless probeSegments is given (the
+   * prober's hot path reads the pairs by position).
+   */
+  pairs?: boolean;
   limits?: XmlLimits;
 }
 
@@ -413,7 +456,6 @@ function parseProbeMatches(header: XmlElement, body: XmlElement, messageId: stri
   const bits = decodeBase64(scopes.text, 'Scopes');
   if (bits.length > Math.ceil(MAX_SCOPES / 4))
     fail('XML_LIMIT', 'Scopes', 'availability array longer than 255 segments');
-  const availability = decodeAvailability(bits);
   let segmentAges: SegmentAges | undefined;
   const agesEl = data && child(data, NS.PeerDist, 'SegmentAges');
   if (agesEl) {
@@ -426,14 +468,23 @@ function parseProbeMatches(header: XmlElement, body: XmlElement, messageId: stri
   }
   const matches: ProbeMatchEntry[] = [];
   const probed = opts.probeSegments?.(relatesTo);
-  if (probed) {
-    if (bits.length !== Math.ceil(probed.length / 4))
-      fail('PCCRD_INVALID', 'Scopes', `${bits.length} bytes of availability for ${probed.length} probed segments`);
+  if (probed && bits.length !== Math.ceil(probed.length / 4))
+    fail('PCCRD_INVALID', 'Scopes', `${bits.length} bytes of availability for ${probed.length} probed segments`);
+  if (opts.pairs) {
+    const pairs = availabilityPairs(bits);
+    if (probed)
+      probed.forEach((segmentId, k) => {
+        const p = pairs[k]!;
+        if (p !== 0) matches.push({ segmentId, partial: true, complete: (p & 1) !== 0 });
+      });
+    return { ...base, matches, pairs, segmentAges };
+  }
+  const availability = decodeAvailability(bits);
+  if (probed)
     probed.forEach((segmentId, k) => {
       const a = availability[k]!;
       if (a.partial || a.complete) matches.push({ segmentId, partial: a.partial || a.complete, complete: a.complete });
     });
-  }
   return { ...base, matches, availability, segmentAges };
 }
 
