@@ -6,13 +6,17 @@
  * The model's machine is measured first, on this machine and build (bench/scale-machine.ts's
  * loopback rounds: what a fresh daemon's download costs, fixed and per GiB, and the time around it,
  * how the fixed part falls over the first bytes, what a block that comes or is served alone costs
- * more; measureMachine); --fixed-cpu uses NAMESPACE_DOWNLOADS's figures instead.
+ * more; measureMachine), then what a daemon spends on a probe it answers and on a ProbeMatch
+ * (bench/discovery-daemon.js); --fixed-cpu uses NAMESPACE_DOWNLOADS's and NAMESPACE_DISCOVERY's
+ * figures instead.
  * --model-only: the model's side alone, on the namespace machine (NAMESPACE_DOWNLOADS) and bare;
  * needs no root (the namespace side wants a quiet machine: eight daemons on 2 cores). --cpu-scale k
  * multiplies every CPU cost of the namespace machine (bytes received and served, a download's
  * fixed parts, datagrams): how the model answers a machine that gives its daemons 1/k of the CPU
  * it measured.
  */
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { benchArgs } from './args.js';
 import { netnsSupport } from '../testkit/sim/netns.js';
 import {
@@ -98,6 +102,39 @@ if (!values['fixed-cpu']) {
     '[validate] measuring this machine: fresh daemons on loopback, 1-64 MiB; a block stored alone; 64 MiB with uploads capped\n',
   );
   costs = await measureMachine((m) => process.stderr.write(`[validate] ${m}\n`));
+  process.stderr.write('[validate] measuring discovery inside running daemons (bench/discovery-daemon.js)\n');
+  const discovery = await measureDiscovery();
+  if (discovery) costs = { ...costs, discovery };
+  else process.stderr.write('[validate] discovery not measured: NAMESPACE_DISCOVERY figures\n');
+}
+/**
+ * CPU ms per probe answered (the median of the daemons that hold the file) and per ProbeMatch
+ * handled, from bench/discovery-daemon.js --json on this machine and build; undefined if it failed.
+ */
+async function measureDiscovery(): Promise<{ probeMs: number; matchMs: number } | undefined> {
+  const script = fileURLToPath(new URL('./discovery-daemon.js', import.meta.url));
+  const out = await new Promise<string | undefined>((resolve) =>
+    execFile(process.execPath, [script, '--json'], { maxBuffer: 1 << 20, timeout: 300_000 }, (err, stdout) =>
+      resolve(err ? undefined : stdout),
+    ),
+  );
+  if (out === undefined) return undefined;
+  try {
+    const r = JSON.parse(out) as {
+      rows: Array<{ holds: boolean; msPerProbe: number }>;
+      matches?: { msPerMatch: number };
+    };
+    const answering = r.rows
+      .filter((x) => x.holds)
+      .map((x) => x.msPerProbe)
+      .sort((a, b) => a - b);
+    const probeMs = answering[Math.floor((answering.length - 1) / 2)];
+    const matchMs = r.matches?.msPerMatch;
+    if (!(probeMs! > 0) || !(matchMs! > 0)) return undefined;
+    return { probeMs: probeMs!, matchMs: matchMs! };
+  } catch {
+    return undefined;
+  }
 }
 const line = (l: { fixed: number; perGiB: number }) => `${l.fixed.toFixed(3)} + ${l.perGiB.toFixed(2)}/GiB`;
 process.stdout.write(
@@ -109,6 +146,9 @@ process.stdout.write(
       : '') +
     (costs.alone
       ? `; a 64 KiB unit alone (${costs.alone.windowMs.toFixed(2)} ms apart) receiving +${costs.alone.receiveMs.toFixed(3)}, serving +${costs.alone.serveMs.toFixed(3)} CPU ms`
+      : '') +
+    (costs.discovery
+      ? `; in a daemon a probe answered ${costs.discovery.probeMs.toFixed(3)}, a ProbeMatch ${costs.discovery.matchMs.toFixed(3)} CPU ms (measured)`
       : '') +
     '\n',
 );
