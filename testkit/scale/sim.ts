@@ -708,8 +708,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const fuLast = new Float64Array(L);
   /** Per subnet: the clients whose download is over (they hold every token and answer). */
   const doneOf: number[][] = lim ? Array.from({ length: S }, () => []) : [];
-  /** Per subnet: the probers and their total probe rate in the last second (for a download that starts). */
-  const lastProbers: number[][] = lim ? Array.from({ length: S }, () => []) : [];
+  /** Per subnet: the total probe rate of its members in the last second (for a download that starts). */
   const lastRate = new Float64Array(lim ? S : 0);
   const lr: LimitsReport = {
     probesSent: 0,
@@ -883,10 +882,22 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     fuUntil[c] = new Float64Array(FU).fill(-Infinity);
     fuBySource[c] = new Map();
     const s = subnet[c]!;
-    const ps = lastProbers[s]!.filter((p) => sched[p] && p !== c);
+    const ps = membersOf[s]!.filter((p) => sched[p] !== undefined && p !== c);
     if (ps.length === 0) return;
-    const take = Math.min(lim!.recentProbes, Math.round(3 * Math.min(lastRate[s]!, lim!.globalRate)));
+    // Probes of the members downloading now, the last 3 s of them its responder took (at most
+    // recentProbes): members picked at random.
+    const rate = lastRate[s]! > 0 ? lastRate[s]! : ps.length * probeRate(lim!, chunks, 1);
+    const take = Math.min(lim!.recentProbes, Math.round(3 * Math.min(rate, lim!.globalRate)));
     for (let k = 0; k < take; k++) proberSeen(c, ps[Math.floor(lrand() * ps.length)]!);
+    // Its first probes (a burst of up to probeBurst) reach the members at once, each with the share
+    // their responders take (the first second: their burst over the probes of the crowd so far).
+    const first = Math.min(lim!.probeBurst, chunks);
+    const share =
+      lastRate[s]! > 0
+        ? Math.min(1, lim!.globalRate / lastRate[s]!)
+        : Math.min(1, (lim!.globalBurst + lim!.globalRate) / ((ps.length + 1) * first));
+    const heardBy = 1 - (1 - share) ** first;
+    for (const m of ps) if (lrand() < heardBy) proberSeen(m, c);
   };
   /** One second of subnet s's discovery (see ScaleConfig.limits). */
   const limitsSecond = (s: number) => {
@@ -894,7 +905,6 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     const rates = D.map((p) => probeRate(lim!, chunks, crowdFactorOf(Math.min(96, answersLast5(p)))));
     let R = 0;
     for (const r of rates) R += r;
-    lastProbers[s] = D;
     lastRate[s] = R;
     if (D.length === 0) return;
     // A responder takes at most globalRate probes a second: each probe reaches it with this chance.
