@@ -938,9 +938,15 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         const want = done.length * a;
         const cnt = Math.floor(want) + (lrand() < want - Math.floor(want) ? 1 : 0);
         got += cnt;
-        const all = cnt >= done.length;
-        for (let i = 0; i < cnt && inTok[p]! >= 1; i++)
-          answer(p, all ? done[i]! : done[Math.floor(lrand() * done.length)]!, q);
+        // Distinct holders in random order (their answers come 1-65 ms after the probe, each at a
+        // random delay: the prober's inbound limit takes whichever come first).
+        for (let i = 0; i < cnt && inTok[p]! >= 1; i++) {
+          const j = i + Math.floor(lrand() * (done.length - i));
+          const m = done[j]!;
+          done[j] = done[i]!;
+          done[i] = m;
+          answer(p, m, q);
+        }
         lr.probesAccepted += got;
         lr.probesDropped += Math.max(0, others - got);
       }
