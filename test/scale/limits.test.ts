@@ -36,7 +36,7 @@ t.test('a small crowd: every probe gets through, the crowd shares, nothing is ca
 });
 
 t.test("a responder's global limit drops probes in proportion; the caps bound what is admitted", async (t) => {
-  const tight: RealLimits = { ...REAL_LIMITS, globalRate: 10, peerCap: 2, provenPeerCap: 3 };
+  const tight: RealLimits = { ...REAL_LIMITS, globalRate: 10, peerCap: 2, crowdPeerCap: 3 };
   const r = runScale({ ...base, clients: 30, limits: tight });
   t.equal(r.completed, 30, 'every client still completes');
   const l = r.limits!;

@@ -34,9 +34,12 @@ export interface RealLimits {
   /** Follow-up ProbeMatches per second and burst (probe-responder.ts followUpRate 100/s, 200). */
   followUpRate: number;
   followUpBurst: number;
-  /** DiscoveryFeed admission (discovery-feed.ts PEER_CAP 16, PROVEN_PEER_CAP 64, MAX_PROBERS 256). */
+  /**
+   * DiscoveryFeed admission (discovery-feed.ts PEER_CAP 16; CROWD_PEER_CAP 256 for addresses on
+   * hosts seen probing, 64 before issue 24 item 5; MAX_PROBERS 256).
+   */
   peerCap: number;
-  provenPeerCap: number;
+  crowdPeerCap: number;
   maxProbers: number;
   /** Probes of others kept for a download that starts (discovery.ts RECENT_PROBES_MAX 128, 3 s). */
   recentProbes: number;
@@ -60,7 +63,7 @@ export const REAL_LIMITS: RealLimits = {
   followUpRate: 100,
   followUpBurst: 200,
   peerCap: 16,
-  provenPeerCap: 64,
+  crowdPeerCap: 256,
   maxProbers: 256,
   recentProbes: 128,
 };

@@ -119,7 +119,7 @@ export interface ScaleConfig {
    * segments answer with what their damping lets through (silent for a segment after
    * dampingThreshold replies seen, while it is among the last dampingSegments they observed),
    * up to the prober's inbound rate; a holder's holdings reach the prober's Scheduler only if
-   * DiscoveryFeed admits it (peerCap, provenPeerCap for hosts seen probing, MAX_PROBERS of them).
+   * DiscoveryFeed admits it (peerCap, crowdPeerCap for hosts seen probing, MAX_PROBERS of them).
    * Answers and crowd sightings count at the second's start; follow-ups when a block arrives.
    * Not modelled: the first probe's retransmits as distinct datagrams (a prober's first cycle is
    * paced like the rest), re-probes while no peer is known, bursts, datagram loss.
@@ -756,7 +756,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const admit = (p: number, m: number) => {
     const a = admitted[p]!;
     if (a.has(m)) return true;
-    if (a.size >= (probersOf[p]!.has(m) ? lim!.provenPeerCap : lim!.peerCap)) {
+    if (a.size >= (probersOf[p]!.has(m) ? lim!.crowdPeerCap : lim!.peerCap)) {
       lr.capped++;
       return false;
     }
