@@ -735,9 +735,13 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     return sum;
   };
   /** Prober p handles one ProbeMatch (inbound limit first, prober.ts handle); false if dropped. */
-  const inbound = (p: number) => {
-    inTok[p] = Math.min(lim!.inboundBurst, inTok[p]! + ((now - inAt[p]!) * lim!.inboundRate) / 1000);
-    inAt[p] = now;
+  const refill = (p: number, at: number) => {
+    if (!(at > inAt[p]!)) return;
+    inTok[p] = Math.min(lim!.inboundBurst, inTok[p]! + ((at - inAt[p]!) * lim!.inboundRate) / 1000);
+    inAt[p] = at;
+  };
+  const inbound = (p: number, at = now) => {
+    refill(p, at);
     if (inTok[p]! < 1) {
       lr.matchesDropped++;
       return false;
@@ -768,7 +772,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     dampN[m][g]! >= lim!.dampingThreshold &&
     probeSeq[m]! - chunkSeq[m]![Math.floor(g / perProbe)]! < dampChunks;
   /** Responder m answers p's probe for chunk q (what it holds there that its damping lets through). */
-  const answer = (p: number, m: number, q: number) => {
+  const answer = (p: number, m: number, q: number, at: number) => {
     const hm = haveAt[m]!;
     const lo = q * perProbe;
     const hi = Math.min(n, lo + perProbe);
@@ -779,7 +783,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       return;
     }
     lr.matchesSent++;
-    if (!inbound(p)) return;
+    if (!inbound(p, at)) return;
     cost(p, lim!.costs?.matchHandledMs ?? 0);
     const dn = dampN[p]!;
     const ok = admit(p, m);
@@ -922,6 +926,8 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       lr.probesSent += k;
       cost(p, k * (lim!.costs?.probeSentMs ?? 0));
       for (let t = 0; t < k; t++) {
+        // The second's probes go out spread over it: the prober's inbound limit refills between them.
+        const at = now + (t * 1000) / k;
         const q = probeSeq[p]! % chunks;
         probeSeq[p]!++;
         chunkSeq[p]![q] = probeSeq[p]!;
@@ -932,7 +938,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
           got++;
           proberSeen(m, p);
           remember(m, p, q);
-          if (heldIn[m]![q]! > 0) answer(p, m, q);
+          if (heldIn[m]![q]! > 0) answer(p, m, q, at);
         }
         // Holders done with their download: as many as take the probe, up to the prober's inbound.
         const want = done.length * a;
@@ -940,12 +946,13 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
         got += cnt;
         // Distinct holders in random order (their answers come 1-65 ms after the probe, each at a
         // random delay: the prober's inbound limit takes whichever come first).
+        refill(p, at);
         for (let i = 0; i < cnt && inTok[p]! >= 1; i++) {
           const j = i + Math.floor(lrand() * (done.length - i));
           const m = done[j]!;
           done[j] = done[i]!;
           done[i] = m;
-          answer(p, m, q);
+          answer(p, m, q, at);
         }
         lr.probesAccepted += got;
         lr.probesDropped += Math.max(0, others - got);
