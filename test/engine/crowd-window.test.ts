@@ -47,7 +47,7 @@ const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
 
 t.test('members heard every 5 s at random stay in the crowd between sightings', async (t) => {
   const { ranked, alive } = run(40, 0.2, 120, 40);
-  // With the fixed 5 s window about 1 - e^-1 = 63% of the members were ranked over (base: 25.6 of 40).
+  // With the fixed 5 s window about 1 - e^-1 = 63% of the members were ranked over (on 0b6233e: 29.7 of 39.1, least 23).
   t.ok(
     mean(ranked) >= 0.9 * mean(alive),
     `ranked over ${mean(ranked).toFixed(1)} of ${mean(alive).toFixed(1)} members`,
