@@ -26,6 +26,15 @@ const REPROBE_SAMPLE = { 1: 32, 2: 255 } as const;
  */
 const PEER_CAP = 16;
 const PROVEN_PEER_CAP = 64;
+/**
+ * Addresses on hosts seen probing for this content (crowd members) are admitted up to this many
+ * (issue 24 item 5; protocol/engine.md "Flash crowds" 17): in one subnet of 1,000 downloading
+ * daemons a responder takes 1 probe in 75 (200/s of 15,000/s), so a member hears from each peer
+ * it admitted only every few minutes; with 64 admitted, 94% of the answers it got named peers it
+ * could not use and it fetched from the origin what its subnet held. As many as MAX_PROBERS: a host
+ * can add an address only by probing from it, and the probers kept are bounded.
+ */
+const CROWD_PEER_CAP = 256;
 /** Hosts remembered as probers of this content (proberSeen), for admission; the oldest go first. */
 const MAX_PROBERS = 256;
 
@@ -66,7 +75,11 @@ export class DiscoveryFeed {
     // crowd of more than 16 others the cap kept each member from learning what all but 16 of the
     // others held, so it fetched their blocks from the origin again (protocol/engine.md "Flash
     // crowds" 13). A host naming addresses it did not probe from gains nothing by it.
-    const cap = retrieval.proven?.(address) || this.probers.has(hostOf(address)) ? PROVEN_PEER_CAP : PEER_CAP;
+    const cap = this.probers.has(hostOf(address))
+      ? CROWD_PEER_CAP
+      : retrieval.proven?.(address)
+        ? PROVEN_PEER_CAP
+        : PEER_CAP;
     if (this.admitted.size >= cap) {
       // For traces (the crowd's duplicate analysis): a holder we will not learn from.
       this.s.memberSeen(hostOf(address), 'capped');

@@ -252,6 +252,24 @@ const MEMBER_WINDOW_MS = 5000;
 const SHADOW_MS = 20_000;
 const SHADOW_MAX = 256;
 /**
+ * The member window follows how seldom members are heard (issue 24 item 5; protocol/engine.md
+ * "Flash crowds" 16): a responder takes at most 200 probes a second (probe-responder.ts), so in a
+ * subnet of 1,000 downloading daemons, each sending 15 a second, a daemon hears a given member
+ * about every 5 s, at random, and a fixed MEMBER_WINDOW_MS left a third of the crowd out at any
+ * moment, another third at every member: the members ranked over different crowds and fetched the
+ * same units. The window is the GAP_QUANTILE of the gaps between two sightings of a member (those
+ * up to SHADOW_MS, once GAP_SAMPLES_MIN were seen), whole seconds, at least MEMBER_WINDOW_MS and
+ * at most MEMBER_WINDOW_MAX_MS. Members heard at their probe period (every probe gets through)
+ * keep the 5 s window. A LAN host probing seldom can lengthen it only up to the cap: members then
+ * count a little longer (their units wait a grace longer), never more requests.
+ */
+const MEMBER_WINDOW_MAX_MS = 15_000;
+const GAP_BUCKET_MS = 250;
+const GAP_QUANTILE = 0.95;
+const GAP_SAMPLES_MIN = 64;
+/** Gap counts are halved once they reach this many (recent gaps weigh more). */
+const GAP_SAMPLES_HALVE = 1024;
+/**
  * Least wait for a block another crowd member owns (else 3 origin block times: as long as our own
  * requests take, which in a big crowd on one WAN is tens of seconds; a cap of 3 s here made
  * stand-ins fetch blocks their owners were still fetching, issue 24).
@@ -447,6 +465,13 @@ export class Scheduler {
    * SHADOW_MS (members for MEMBER_WINDOW_MS of it, see crowdMembers).
    */
   private readonly probers = new Map<string, number>();
+  /** Gaps between two sightings of a member (crowdSeen), by GAP_BUCKET_MS, and their count. */
+  private readonly seenGaps = new Uint32Array(Math.ceil(SHADOW_MS / GAP_BUCKET_MS) + 1);
+  private gapCount = 0;
+  /** The member window (see MEMBER_WINDOW_MAX_MS); recomputed at most once a second after new gaps. */
+  private windowMs = MEMBER_WINDOW_MS;
+  private windowDirty = false;
+  private windowAt = -Infinity;
   /**
    * Members seen within SHADOW_MS that crowdMembers left out (expired from MEMBER_WINDOW_MS, or
    * failing us), with why ('e' expired, 'f' failing): they shadow the units they outscore us for.
@@ -787,15 +812,52 @@ export class Scheduler {
       // A member seen again stays a member (its window only moves later), and so does one seen
       // within its window that was left out (excluded, see crowdMembers).
       const last = this.probers.get(member);
-      if (last === undefined || now < last || !(now - last <= MEMBER_WINDOW_MS)) this.memberVersion++;
+      if (last !== undefined && now > last && now - last <= SHADOW_MS) this.noteGap(now - last);
+      if (last === undefined || now < last || !(now - last <= this.memberWindow(now))) this.memberVersion++;
       this.probers.set(member, now);
     }
   }
 
+  private noteGap(ms: number): void {
+    this.seenGaps[Math.min(this.seenGaps.length - 1, Math.floor(ms / GAP_BUCKET_MS))]!++;
+    this.windowDirty = true;
+    if (++this.gapCount < GAP_SAMPLES_HALVE) return;
+    this.gapCount = 0;
+    for (let b = 0; b < this.seenGaps.length; b++) {
+      this.seenGaps[b] = this.seenGaps[b]! >>> 1;
+      this.gapCount += this.seenGaps[b]!;
+    }
+  }
+
+  /** How long a member counts after it was last seen (see MEMBER_WINDOW_MAX_MS). */
+  private memberWindow(now: number): number {
+    if (!this.windowDirty || now - this.windowAt < 1000) return this.windowMs;
+    this.windowDirty = false;
+    this.windowAt = now;
+    let w = MEMBER_WINDOW_MS;
+    if (this.gapCount >= GAP_SAMPLES_MIN) {
+      const target = this.gapCount * GAP_QUANTILE;
+      let sum = 0;
+      let b = 0;
+      for (; b < this.seenGaps.length - 1; b++) {
+        sum += this.seenGaps[b]!;
+        if (sum >= target) break;
+      }
+      const edge = Math.ceil(((b + 1) * GAP_BUCKET_MS) / 1000) * 1000;
+      w = Math.min(MEMBER_WINDOW_MAX_MS, Math.max(MEMBER_WINDOW_MS, edge));
+    }
+    if (w !== this.windowMs) {
+      this.windowMs = w;
+      this.memberVersion++;
+    }
+    return w;
+  }
+
   /** Another client probed for this content within MEMBER_WINDOW_MS. */
   private crowdByProbe(now: number): boolean {
-    if (now - this.anonymousCrowdAt <= MEMBER_WINDOW_MS) return true;
-    for (const at of this.probers.values()) if (now - at <= MEMBER_WINDOW_MS) return true;
+    const w = this.memberWindow(now);
+    if (now - this.anonymousCrowdAt <= w) return true;
+    for (const at of this.probers.values()) if (now - at <= w) return true;
     return false;
   }
 
@@ -812,13 +874,14 @@ export class Scheduler {
     // The same answer as at the last call while nothing it depends on changed (memberVersion) and
     // no time limit in it passed: every member counted is still within its window (the oldest
     // one's time decides) and no peer's backoff left then has ended.
+    const window = this.memberWindow(now);
     const c = this.membersCache;
     if (
       !this.noReuse &&
       c &&
       c.version === this.memberVersion &&
       now >= c.from &&
-      now - c.oldest <= MEMBER_WINDOW_MS &&
+      now - c.oldest <= window &&
       now - c.absentOldest <= SHADOW_MS &&
       now < c.backoffEnd &&
       this.trustSettled()
@@ -828,11 +891,11 @@ export class Scheduler {
     const out = new Map<string, number>();
     let backoffEnd = Infinity;
     for (const [m, at] of this.probers) {
-      if (now - at <= MEMBER_WINDOW_MS) out.set(m, at);
+      if (now - at <= window) out.set(m, at);
       else if (!(now - at <= SHADOW_MS)) this.probers.delete(m);
     }
     for (const p of this.peerList)
-      if (!p.banned && !p.relay && now - p.lastGrowth <= MEMBER_WINDOW_MS && !this.unheard(p))
+      if (!p.banned && !p.relay && now - p.lastGrowth <= window && !this.unheard(p))
         out.set(p.host, Math.max(out.get(p.host) ?? -Infinity, p.lastGrowth));
     if (this.o.self !== undefined) out.delete(this.o.self);
     let list: string[] = [];
@@ -1101,7 +1164,7 @@ export class Scheduler {
     if (at === p.lastGrowth) return;
     const c = this.membersCache;
     // (A member whose peer grows stays one: its window only moves later.)
-    if (!c || at < p.lastGrowth || (p.memberOf !== c.gen && !(c.from - p.lastGrowth <= MEMBER_WINDOW_MS)))
+    if (!c || at < p.lastGrowth || (p.memberOf !== c.gen && !(c.from - p.lastGrowth <= this.windowMs)))
       this.memberVersion++;
     p.lastGrowth = at;
   }

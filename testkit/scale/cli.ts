@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { parseSize } from '../../src/util/size.js';
 import { describe, summary, svg } from './report.js';
+import { REAL_LIMITS, type RealLimits } from './limits.js';
 import { type Arrival, DAEMON_DISCOVERY, type ScaleConfig, measureScale } from './sim.js';
 
 function rate(text: string): number {
@@ -73,6 +74,16 @@ const program = new Command('scale')
     '--daemon-discovery',
     "discovery as the daemon does it, at validate.ts's measured CPU per datagram (needs --cpu-receive for the CPU)",
   )
+  .option(
+    '--real-limits',
+    "discovery over the whole subnet through the daemon's real limits (testkit/scale/limits.ts; --view ignored)",
+  )
+  .option(
+    '--limit <name=value>',
+    'a real limit changed, e.g. globalRate=1000 (repeatable; with --real-limits)',
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  )
   .option('--peer-timeouts', "peer requests with the retrieval client's first-byte timeouts")
   .option('--diagnose', 'classify the origin fetches of blocks a subnet already fetched (why duplicates)')
   .option('--json', 'print JSON')
@@ -80,6 +91,17 @@ const program = new Command('scale')
   .parse();
 
 const o = program.opts();
+
+function limitsOf(changes: string[], withCpu: boolean): RealLimits {
+  const l: RealLimits = { ...REAL_LIMITS, ...(withCpu ? { costs: DAEMON_DISCOVERY } : {}) };
+  for (const ch of changes) {
+    const [k, v] = ch.split('=');
+    if (!k || !(k in REAL_LIMITS) || k === 'costs' || !(Number(v) >= 0))
+      throw new InvalidArgumentError(`--limit ${ch}`);
+    (l as unknown as Record<string, number>)[k] = Number(v);
+  }
+  return l;
+}
 const hcText = String(o.hostedCaches);
 const hostedCaches: ScaleConfig['hostedCaches'] =
   hcText === '1-per-subnet' || hcText === 'per-subnet' ? 'per-subnet' : int(hcText);
@@ -109,6 +131,7 @@ const runs = String(o.seed)
       startupMs: o.startup,
       ...(o.daemonDiscovery ? { discovery: DAEMON_DISCOVERY } : {}),
       peerTimeouts: o.peerTimeouts === true,
+      ...(o.realLimits ? { limits: limitsOf(o.limit as string[], o.cpuReceive !== undefined) } : {}),
     };
     const run = measureScale(cfg);
     if (!o.json) console.log(describe(run));

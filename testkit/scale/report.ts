@@ -18,6 +18,7 @@ export function describe(run: ScaleRun): string {
   ];
   if (c.discovery || c.peerTimeouts)
     lines.push(`discovery datagrams ${r.discoveryDatagrams}, peer requests timed out ${r.peerTimeouts}`);
+  if (r.limits) lines.push(`real limits: ${JSON.stringify(r.limits)}`);
   return lines.join('\n');
 }
 

@@ -51,6 +51,7 @@ import { DEFAULT_FOLLOW_UP_LIMITS } from '../../src/discovery/follow-ups.js';
 import { type Assignment, BlockTable, Scheduler } from '../../src/engine/scheduler.js';
 import { PROBATION_SILENCE_MS } from '../../src/retrieval/client.js';
 import { rng } from '../../test/helpers/rng.js';
+import { crowdFactorOf, type LimitsReport, probeRate, type RealLimits } from './limits.js';
 import { FifoLink, lanTransfer, SharedLinks } from './net.js';
 import { EventQueue } from './queue.js';
 
@@ -108,6 +109,22 @@ export interface ScaleConfig {
    * peers never time out.
    */
   peerTimeouts?: boolean;
+  /**
+   * Discovery over the whole subnet through the daemon's real limits (testkit/scale/limits.ts;
+   * `view` is ignored): every second each downloading member sends its probes (one per 255
+   * segments, paced, repeated as the crowd factor says); every daemon of the subnet accepts at most
+   * the responder's global rate of them (a random share when more come), and only an accepted probe
+   * names its prober a crowd member (Scheduler.crowdSeen), is remembered for follow-ups (at most
+   * followUpProbes, followUpPerSource a source) and is answered: the holders of the probe's
+   * segments answer with what their damping lets through (silent for a segment after
+   * dampingThreshold replies seen, while it is among the last dampingSegments they observed),
+   * up to the prober's inbound rate; a holder's holdings reach the prober's Scheduler only if
+   * DiscoveryFeed admits it (peerCap, crowdPeerCap for hosts seen probing, MAX_PROBERS of them).
+   * Answers and crowd sightings count at the second's start; follow-ups when a block arrives.
+   * Not modelled: the first probe's retransmits as distinct datagrams (a prober's first cycle is
+   * paced like the rest), re-probes while no peer is known, bursts, datagram loss.
+   */
+  limits?: RealLimits;
 }
 
 /**
@@ -232,10 +249,11 @@ export interface DuplicateReport {
 }
 
 export interface ScaleResult {
-  config: Required<Omit<ScaleConfig, 'originUpBps' | 'diagnose' | 'cpu' | 'discovery'>> & {
+  config: Required<Omit<ScaleConfig, 'originUpBps' | 'diagnose' | 'cpu' | 'discovery' | 'limits'>> & {
     originUpBps: number | null;
     cpu: CpuModel | null;
     discovery: DaemonDiscovery | null;
+    limits?: RealLimits;
   };
   tokens: number;
   completed: number;
@@ -273,6 +291,8 @@ export interface ScaleResult {
    */
   cpu?: { daemonSeconds: number[]; clientSeconds: number };
   duplicates?: DuplicateReport;
+  /** With `limits`: what the limits did. */
+  limits?: LimitsReport;
 }
 
 export interface ScaleRun {
@@ -305,7 +325,9 @@ const ARRIVE = 1,
   /** A discovery datagram reached a daemon: its CPU takes it in turn (slot: then HEARD or MATCH). */
   DELIVER = 13,
   /** Client x arrived; its client program's CPU takes its turn on the shared cores (cpu.clientSec). */
-  START = 14;
+  START = 14,
+  /** A second of subnet x's discovery through the real limits (`limits`). */
+  LIMITS = 15;
 /** Follow-up ProbeMatches per second and burst over all probers (probe-responder.ts defaults). */
 const FOLLOW_UP_RATE = 100,
   FOLLOW_UP_BURST = 200;
@@ -594,7 +616,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const viewOf: Array<Int32Array | undefined> = new Array(C);
   const viewCursor: Array<Int32Array | undefined> = new Array(C);
   const membersOf = Array.from({ length: S }, () => [] as number[]);
-  const V = cfg.view ?? 32;
+  const V = cfg.limits ? 0 : (cfg.view ?? 32);
   const table = new BlockTable(n);
   for (let g = 0; g < n; g++) table.set(g, g, 0, sizeOf(g));
 
@@ -615,6 +637,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   }
 
   const bytesBy = new Float64Array(4);
+  if (cfg.limits) for (let s = 0; s < S; s++) queue.push(0, LIMITS, s);
   const originBySubnet = new Float64Array(S);
   let events = 0;
   let schedulerCalls = 0;
@@ -697,11 +720,317 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     }
   }
 
+  // Discovery through the daemon's real limits (`limits`, testkit/scale/limits.ts): state only
+  // when asked for; its own PRNG, so runs without it draw the same numbers as before.
+  const lim = cfg.limits;
+  if (lim && disc) throw new RangeError('limits and discovery are two discovery models: one at a time');
+  const lrand = rng(cfg.seed * 104_729 + 29);
+  /** Tokens one probe asks for (idsPerProbe segments of 64 KiB), and probes per file. */
+  const perProbe = Math.max(1, Math.round(((lim?.idsPerProbe ?? 255) * 65536) / unit));
+  const chunks = Math.ceil(n / perProbe);
+  /** Probes a damping table covers (the last ones a daemon sent: their answers are what it observed). */
+  const dampChunks = lim ? Math.max(1, Math.floor(lim.dampingSegments / lim.idsPerProbe)) : 0;
+  const L = lim ? C : 0;
+  /** Per client: token -> when it got it (-1 not yet); tokens held per probe's chunk. */
+  const haveAt: Array<Float64Array | undefined> = new Array(L);
+  const heldIn: Array<Uint16Array | undefined> = new Array(L);
+  /** Per client (as a prober): full-segment replies seen per token, its probes sent, per chunk its last probe. */
+  const dampN: Array<Uint8Array | undefined> = new Array(L);
+  const probeSeq = new Float64Array(L);
+  const chunkSeq: Array<Float64Array | undefined> = new Array(L);
+  /** Per download: addresses admitted (DiscoveryFeed.admitted), hosts seen probing (DiscoveryFeed.probers). */
+  const admitted: Array<Set<number> | undefined> = new Array(L);
+  const probersOf: Array<Set<number> | undefined> = new Array(L);
+  /** Per client: ProbeMatches handled in each of the last 5 seconds (crowd factor), inbound bucket. */
+  const ans5 = new Uint16Array(L * 5);
+  const ansSec = new Float64Array(L * 5).fill(-1);
+  const inTok = new Float64Array(L).fill(lim?.inboundBurst ?? 0);
+  const inAt = new Float64Array(L);
+  /** Per client (as a responder): probes remembered for follow-ups, a ring (prober, chunk, until). */
+  const FU = lim?.followUpProbes ?? 0;
+  const fuP: Array<Int32Array | undefined> = new Array(L);
+  const fuQ: Array<Int32Array | undefined> = new Array(L);
+  const fuUntil: Array<Float64Array | undefined> = new Array(L);
+  const fuHead = new Int32Array(L);
+  const fuBySource: Array<Map<number, number[]> | undefined> = new Array(L);
+  const fuTok = new Float64Array(L).fill(lim?.followUpBurst ?? 0);
+  const fuLast = new Float64Array(L);
+  /** Per subnet: the clients whose download is over (they hold every token and answer). */
+  const doneOf: number[][] = lim ? Array.from({ length: S }, () => []) : [];
+  /** Per subnet: the total probe rate of its members in the last second (for a download that starts). */
+  const lastRate = new Float64Array(lim ? S : 0);
+  const lr: LimitsReport = {
+    probesSent: 0,
+    probesDropped: 0,
+    probesAccepted: 0,
+    minAcceptedShare: 1,
+    matchesSent: 0,
+    matchesDropped: 0,
+    damped: 0,
+    capped: 0,
+    followUps: 0,
+    followUpsDropped: 0,
+    followUpsEvicted: 0,
+    admittedMean: 0,
+    admittedMax: 0,
+  };
+  const cost = (c: number, ms: number) => {
+    if (cpuCfg && lim?.costs && ms > 0) cpuWork(c, now, ms);
+  };
+  const answersLast5 = (c: number) => {
+    const sec = Math.floor(now / 1000);
+    let sum = 0;
+    for (let k = 0; k < 5; k++) if (ansSec[c * 5 + k]! >= sec - 4) sum += ans5[c * 5 + k]!;
+    return sum;
+  };
+  /** Prober p handles one ProbeMatch (inbound limit first, prober.ts handle); false if dropped. */
+  const refill = (p: number, at: number) => {
+    if (!(at > inAt[p]!)) return;
+    inTok[p] = Math.min(lim!.inboundBurst, inTok[p]! + ((at - inAt[p]!) * lim!.inboundRate) / 1000);
+    inAt[p] = at;
+  };
+  const inbound = (p: number, at = now) => {
+    refill(p, at);
+    if (inTok[p]! < 1) {
+      lr.matchesDropped++;
+      return false;
+    }
+    inTok[p]!--;
+    const sec = Math.floor(now / 1000);
+    const i = p * 5 + (sec % 5);
+    if (ansSec[i] !== sec) {
+      ansSec[i] = sec;
+      ans5[i] = 0;
+    }
+    if (ans5[i]! < 65535) ans5[i]!++;
+    return true;
+  };
+  /** DiscoveryFeed.admit: may download p use holder m? */
+  const admit = (p: number, m: number) => {
+    const a = admitted[p]!;
+    if (a.has(m)) return true;
+    if (a.size >= (probersOf[p]!.has(m) ? lim!.crowdPeerCap : lim!.peerCap)) {
+      lr.capped++;
+      return false;
+    }
+    a.add(m);
+    return true;
+  };
+  const damped = (m: number, g: number) =>
+    dampN[m] !== undefined &&
+    dampN[m][g]! >= lim!.dampingThreshold &&
+    probeSeq[m]! - chunkSeq[m]![Math.floor(g / perProbe)]! < dampChunks;
+  /** Responder m answers p's probe for chunk q (what it holds there that its damping lets through). */
+  const answer = (p: number, m: number, q: number, at: number) => {
+    const hm = haveAt[m]!;
+    const lo = q * perProbe;
+    const hi = Math.min(n, lo + perProbe);
+    let any = false;
+    for (let g = lo; g < hi && !any; g++) if (hm[g]! >= 0 && !damped(m, g)) any = true;
+    if (!any) {
+      lr.damped++;
+      return;
+    }
+    lr.matchesSent++;
+    if (!inbound(p, at)) return;
+    cost(p, lim!.costs?.matchHandledMs ?? 0);
+    const dn = dampN[p]!;
+    const ok = admit(p, m);
+    const sc = sched[p]!;
+    for (let g = lo; g < hi; g++) {
+      if (!(hm[g]! >= 0) || damped(m, g)) continue;
+      if (dn[g]! < 255) dn[g]!++;
+      if (ok && !sc.hasBlock(g)) sc.peerHasSegment(addr[m]!, g, sched[m] ? hm[g] : undefined);
+    }
+  };
+  const proberSeen = (p: number, m: number) => {
+    sched[p]!.crowdSeen(ip[m]!, now);
+    const ps = probersOf[p]!;
+    if (ps.has(m)) return;
+    if (ps.size >= lim!.maxProbers) ps.delete(ps.values().next().value!);
+    ps.add(m);
+  };
+  /** Responder m remembers p's probe for chunk q (follow-ups.ts remember). */
+  const remember = (m: number, p: number, q: number) => {
+    if (heldIn[m]![q]! >= Math.min(perProbe, n - q * perProbe)) return;
+    const P = fuP[m]!;
+    const Q = fuQ[m]!;
+    const U = fuUntil[m]!;
+    const bySrc = fuBySource[m]!;
+    // The oldest probe makes room (its ring slot).
+    const slot = fuHead[m]!;
+    fuHead[m] = (slot + 1) % FU;
+    const old = P[slot]!;
+    if (old >= 0) {
+      if (U[slot]! >= now) lr.followUpsEvicted++;
+      const os = bySrc.get(old)!;
+      os.splice(os.indexOf(slot), 1);
+      if (os.length === 0) bySrc.delete(old);
+      P[slot] = -1;
+    }
+    let slots = bySrc.get(p);
+    if (!slots) {
+      slots = [];
+      bySrc.set(p, slots);
+    }
+    // The newest probe per (segment, prober) only; at most followUpPerSource a source, oldest out.
+    for (let k = 0; k < slots.length; k++)
+      if (Q[slots[k]!] === q) {
+        U[slots[k]!] = -Infinity;
+        P[slots[k]!] = -1;
+        slots.splice(k, 1);
+        break;
+      }
+    if (slots.length >= lim!.followUpPerSource) {
+      const s0 = slots.shift()!;
+      U[s0] = -Infinity;
+      P[s0] = -1;
+    }
+    const f = crowdFactorOf(Math.min(96, answersLast5(m)));
+    const ttl = DEFAULT_FOLLOW_UP_LIMITS.ttlMs;
+    P[slot] = p;
+    Q[slot] = q;
+    U[slot] =
+      now + (f <= 1 ? ttl : Math.max(ttl, Math.min(DEFAULT_TIMING.repeatMaxMs * f, CROWD_REPEAT_CAP_MS) + 1000));
+    slots.push(slot);
+  };
+  /** Client c got token g: follow-ups to the probes it remembers for g's chunk (probe-responder.ts announce). */
+  const followUp = (c: number, g: number) => {
+    const q = Math.floor(g / perProbe);
+    const P = fuP[c]!;
+    const Q = fuQ[c]!;
+    const U = fuUntil[c]!;
+    for (let i = 0; i < FU; i++) {
+      const p = P[i]!;
+      if (p < 0 || Q[i] !== q || U[i]! < now || !sched[p] || sched[p].hasBlock(g)) continue;
+      fuTok[c] = Math.min(lim!.followUpBurst, fuTok[c]! + ((now - fuLast[c]!) * lim!.followUpRate) / 1000);
+      fuLast[c] = now;
+      if (fuTok[c]! < 1) {
+        lr.followUpsDropped++;
+        continue;
+      }
+      fuTok[c]!--;
+      lr.followUps++;
+      lr.matchesSent++;
+      cost(c, lim!.costs?.followUpMs ?? 0);
+      if (!inbound(p)) continue;
+      cost(p, lim!.costs?.followUpMs ?? 0);
+      if (dampN[p]![g]! < 255) dampN[p]![g]!++;
+      if (!admit(p, c)) continue;
+      sched[p].peerHasSegment(addr[c]!, g, now);
+      wakeAt(p, now + 1 + Math.floor(lrand() * APP_MAX_DELAY_MS));
+    }
+  };
+  /** A download starts under the limits: its state, and the probes of the last moments (discovery.ts recentProbes). */
+  const limitsArrive = (c: number) => {
+    const h = new Float64Array(n).fill(-1);
+    haveAt[c] = h;
+    heldIn[c] = new Uint16Array(chunks);
+    dampN[c] = new Uint8Array(n);
+    chunkSeq[c] = new Float64Array(chunks).fill(-Infinity);
+    admitted[c] = new Set();
+    probersOf[c] = new Set();
+    fuP[c] = new Int32Array(FU).fill(-1);
+    fuQ[c] = new Int32Array(FU);
+    fuUntil[c] = new Float64Array(FU).fill(-Infinity);
+    fuBySource[c] = new Map();
+    const s = subnet[c]!;
+    const ps = membersOf[s]!.filter((p) => sched[p] !== undefined && p !== c);
+    if (ps.length === 0) return;
+    // Probes of the members downloading now, the last 3 s of them its responder took (at most
+    // recentProbes): members picked at random.
+    const rate = lastRate[s]! > 0 ? lastRate[s]! : ps.length * probeRate(lim!, chunks, 1);
+    const take = Math.min(lim!.recentProbes, Math.round(3 * Math.min(rate, lim!.globalRate)));
+    for (let k = 0; k < take; k++) proberSeen(c, ps[Math.floor(lrand() * ps.length)]!);
+    // Its first probes (a burst of up to probeBurst) reach the members at once, each with the share
+    // their responders take (the first second: their burst over the probes of the crowd so far).
+    const first = Math.min(lim!.probeBurst, chunks);
+    const share =
+      lastRate[s]! > 0
+        ? Math.min(1, lim!.globalRate / lastRate[s]!)
+        : Math.min(1, (lim!.globalBurst + lim!.globalRate) / ((ps.length + 1) * first));
+    const heardBy = 1 - (1 - share) ** first;
+    for (const m of ps) if (lrand() < heardBy) proberSeen(m, c);
+  };
+  /** One second of subnet s's discovery (see ScaleConfig.limits). */
+  const limitsSecond = (s: number) => {
+    const D = membersOf[s]!.filter((c) => sched[c] !== undefined);
+    const rates = D.map((p) => probeRate(lim!, chunks, crowdFactorOf(Math.min(96, answersLast5(p)))));
+    let R = 0;
+    for (const r of rates) R += r;
+    lastRate[s] = R;
+    if (D.length === 0) return;
+    // A responder takes at most globalRate probes a second: each probe reaches it with this chance.
+    const a = Math.min(1, lim!.globalRate / R);
+    lr.minAcceptedShare = Math.min(lr.minAcceptedShare, a);
+    const done = doneOf[s]!;
+    const others = membersOf[s]!.length - 1;
+    const skip = a < 1 ? Math.log(1 - a) : 0;
+    /** The next index after i taken with chance a (geometric skipping). */
+    const next = (i: number) => (a >= 1 ? i + 1 : i + 1 + Math.floor(Math.log(1 - lrand()) / skip));
+    for (let j = 0; j < D.length; j++) {
+      const p = D[j]!;
+      const r = rates[j]!;
+      const k = Math.floor(r) + (lrand() < r - Math.floor(r) ? 1 : 0);
+      lr.probesSent += k;
+      cost(p, k * (lim!.costs?.probeSentMs ?? 0));
+      for (let t = 0; t < k; t++) {
+        // The second's probes go out spread over it: the prober's inbound limit refills between them.
+        const at = now + (t * 1000) / k;
+        const q = probeSeq[p]! % chunks;
+        probeSeq[p]!++;
+        chunkSeq[p]![q] = probeSeq[p]!;
+        let got = 0;
+        for (let i = next(-1); i < D.length; i = next(i)) {
+          const m = D[i]!;
+          if (m === p) continue;
+          got++;
+          proberSeen(m, p);
+          remember(m, p, q);
+          if (heldIn[m]![q]! > 0) answer(p, m, q, at);
+        }
+        // Holders done with their download: as many as take the probe, up to the prober's inbound.
+        const want = done.length * a;
+        const cnt = Math.floor(want) + (lrand() < want - Math.floor(want) ? 1 : 0);
+        got += cnt;
+        // Distinct holders in random order (their answers come 1-65 ms after the probe, each at a
+        // random delay: the prober's inbound limit takes whichever come first).
+        refill(p, at);
+        for (let i = 0; i < cnt && inTok[p]! >= 1; i++) {
+          const j = i + Math.floor(lrand() * (done.length - i));
+          const m = done[j]!;
+          done[j] = done[i]!;
+          done[i] = m;
+          answer(p, m, q, at);
+        }
+        lr.probesAccepted += got;
+        lr.probesDropped += Math.max(0, others - got);
+      }
+    }
+    // Every daemon of the subnet that holds or downloads handled what it accepted.
+    const per = Math.min(R, lim!.globalRate) * (lim!.costs?.probeHandledMs ?? 0);
+    if (per > 0) {
+      for (const c of D) cost(c, per);
+      for (const c of done) cost(c, per);
+    }
+  };
+  const wakeAt = (c: number, w: number) => {
+    if (w < pendingWake[c]! || pendingWake[c]! <= now) {
+      pendingWake[c] = w;
+      queue.push(w, WAKE, c);
+    }
+  };
+
   const gain = (c: number, g: number, src: number) => {
     const s = subnet[c]!;
     gotBlock[c]![gotN[c]!] = g;
     gotAt[c]![gotN[c]!] = now;
     gotN[c]!++;
+    if (lim) {
+      haveAt[c]![g] = now;
+      heldIn[c]![Math.floor(g / perProbe)]!++;
+      followUp(c, g);
+    }
     if (disc) {
       // Follow-ups (probe-responder.ts announce): to every prober whose probe c still remembers.
       const w = watchers[c]!;
@@ -727,6 +1056,14 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
     completed++;
     sched[c] = undefined;
     known[c] = undefined;
+    if (lim) {
+      doneOf[subnet[c]!]!.push(c);
+      const a = admitted[c]!.size;
+      lr.admittedMean += a / C;
+      lr.admittedMax = Math.max(lr.admittedMax, a);
+      admitted[c] = undefined;
+      probersOf[c] = undefined;
+    }
     if (cfg.arrival.kind === 'sequential' && c + 1 < C) {
       arrive[c + 1] = now;
       arriveAt(now, c + 1);
@@ -856,6 +1193,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
           : undefined,
       });
       sched[c] = sc;
+      if (lim) limitsArrive(c);
       // A fresh download's fixed CPU: the blocks it receives are worked through after it.
       if (receiveStartMs > 0) cpuWork(c, now, receiveStartMs);
       if (rampMsPerByte > 0) rampLeft[c] = cpuCfg!.receiveRamp!.bytes;
@@ -893,6 +1231,9 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       gateAt[c] = now + (peersKnown ? 60 : 300);
       pump(c);
       queue.push(now + tickMs, TICK, c);
+    } else if (kind === LIMITS) {
+      limitsSecond(x);
+      if (completed < C) queue.push(now + 1000, LIMITS, x);
     } else if (kind === START) {
       clientCpuMs += clientMs;
       queue.push(Math.max(now + startupMs, sharedCpu!.reserve(now, clientMs)), ARRIVE, x);
@@ -1084,6 +1425,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       startupMs,
       discovery: disc ?? null,
       peerTimeouts: cfg.peerTimeouts ?? false,
+      ...(lim ? { limits: lim } : {}),
     },
     tokens: n,
     completed,
@@ -1114,6 +1456,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       ? { cpu: { daemonSeconds: Array.from(cpuSpent, (ms) => r3(ms / 1000)), clientSeconds: r3(clientCpuMs / 1000) } }
       : {}),
     ...(diag ? { duplicates: dup } : {}),
+    ...(lim ? { limits: { ...lr, admittedMean: r3(lr.admittedMean), minAcceptedShare: r3(lr.minAcceptedShare) } } : {}),
   };
 }
 
