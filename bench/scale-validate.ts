@@ -145,7 +145,11 @@ process.stdout.write(
       ? `; fixed part ${costs.receiveRamp.startSec.toFixed(3)} s at the start, ${costs.receiveRamp.rampSec.toFixed(3)} s over the first ${(costs.receiveRamp.rampBytes / MiB).toFixed(2)} MiB`
       : '') +
     (costs.alone
-      ? `; a 64 KiB unit alone (${costs.alone.windowMs.toFixed(2)} ms apart) receiving +${costs.alone.receiveMs.toFixed(3)}, serving +${costs.alone.serveMs.toFixed(3)} CPU ms`
+      ? `; a 64 KiB unit alone (${
+          costs.alone.streamGapMs !== undefined && costs.alone.trickleGapMs !== undefined
+            ? `none of it ${costs.alone.streamGapMs.toFixed(2)} ms after the previous, all ${costs.alone.trickleGapMs.toFixed(2)} ms after`
+            : `${costs.alone.windowMs.toFixed(2)} ms apart`
+        }) receiving +${costs.alone.receiveMs.toFixed(3)}, serving +${costs.alone.serveMs.toFixed(3)} CPU ms`
       : '') +
     (costs.discovery
       ? `; in a daemon a probe answered ${costs.discovery.probeMs.toFixed(3)}, a ProbeMatch ${costs.discovery.matchMs.toFixed(3)} CPU ms (measured)`

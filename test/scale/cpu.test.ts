@@ -183,3 +183,30 @@ t.test('a block that comes alone costs its extra; blocks that stream in share it
   const most = (base.clients * units * 1.5 + (crowd.bytesBySource.peer / (64 * 1024)) * 0.7) / 1000;
   t.ok(extra > 0 && extra <= most + 1e-6, `crowd: ${extra.toFixed(3)} s more, at most ${most.toFixed(3)} s`);
 });
+
+t.test('with the measured stream and trickle gaps, a unit pays its share of the extra by its gap', async (t) => {
+  const one: ScaleConfig = { ...base, clients: 1, wanBps: 20e6 };
+  const bytesOnly = { receiveSecPerGiB: 18, serveSecPerGiB: 12 };
+  const extra = (gaps: { streamGapMs: number; trickleGapMs: number } | undefined) => {
+    const cpu = { ...bytesOnly, alone: { receiveMs: 1.5, serveMs: 0.7, windowMs: 2.4, ...gaps } };
+    return (
+      runScale({ ...one, cpu }).cpu!.daemonSeconds[0]! - runScale({ ...one, cpu: bytesOnly }).cpu!.daemonSeconds[0]!
+    );
+  };
+  const units = base.fileBytes / (64 * 1024);
+  const all = (units * 1.5) / 1000;
+  // 20 Mbit/s: a 64 KiB unit about every 26 ms.
+  const window = extra(undefined);
+  const trickle = extra({ streamGapMs: 1, trickleGapMs: 10 });
+  t.ok(
+    trickle > all / 2 && trickle <= window + 1e-9,
+    `gaps mostly past the trickle's: most units pay all (${trickle.toFixed(4)} s; window ${window.toFixed(4)} s)`,
+  );
+  const stream = extra({ streamGapMs: 100, trickleGapMs: 200 });
+  t.ok(stream < all / 20, `gaps within the stream's: next to nothing (${stream.toFixed(4)} s of ${all} s)`);
+  const half = extra({ streamGapMs: 13, trickleGapMs: 39 });
+  t.ok(
+    half > window / 4 && half < (window * 3) / 4,
+    `gaps half-way: a share (${half.toFixed(4)} s against ${window.toFixed(4)} s)`,
+  );
+});

@@ -193,8 +193,15 @@ export interface CpuModel {
    * trickles in over a WAN-bound or CPU-starved link pays all of it. testkit/scale/flash.ts
    * measureTrickle measures the two costs, testkit/scale/commit.ts the window (a commit's time).
    * Absent: none beyond the per-GiB costs.
+   *
+   * With `streamGapMs` and `trickleGapMs` the window gives way to a line measured at two points:
+   * a unit that comes `streamGapMs` or less after the previous one (the gap between blocks in the
+   * downloads the per-GiB costs are measured from, which already contain whatever those cost) costs
+   * nothing more, one `trickleGapMs` or more after it (the trickled download the extra costs are
+   * measured from) all of it, and one in between its share by the gap. Without them a sequential
+   * peer download whose blocks come a little more than a commit apart was charged twice.
    */
-  alone?: { receiveMs: number; serveMs: number; windowMs: number };
+  alone?: { receiveMs: number; serveMs: number; windowMs: number; streamGapMs?: number; trickleGapMs?: number };
   /**
    * The share of a daemon's CPU on its event loop (its own core); the rest runs on V8's and
    * libuv's helper threads, in parallel, on the shared cores only (bench/scale-machine.ts
@@ -455,6 +462,12 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const alone = cpuCfg?.alone;
   const lastArrival = new Float64Array(alone ? C : 0).fill(-Infinity);
   const lastServed = new Float64Array(alone ? C : 0).fill(-Infinity);
+  /** The share of a unit's extra cost (CpuModel.alone) for a unit `gap` ms after the previous one. */
+  const aloneShare = (gap: number) => {
+    const { windowMs, streamGapMs: lo, trickleGapMs: hi } = alone!;
+    if (lo === undefined || hi === undefined || !(hi > lo)) return gap >= windowMs ? 1 : 0;
+    return gap <= lo ? 0 : gap >= hi ? 1 : (gap - lo) / (hi - lo);
+  };
   /** The receiver's CPU on `bytes` whose last byte reached daemon c at `at`: when it is through. */
   const receiveWork = (c: number, at: number, bytes: number) => {
     let ms = bytes * recvMsPerByte;
@@ -464,7 +477,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
       ms += take * rampMsPerByte;
     }
     if (alone) {
-      if (at - lastArrival[c]! >= alone.windowMs) ms += alone.receiveMs;
+      ms += aloneShare(at - lastArrival[c]!) * alone.receiveMs;
       lastArrival[c] = at;
     }
     return cpuWork(c, at, ms);
@@ -473,7 +486,7 @@ export function runScale(cfg: ScaleConfig, observe?: () => void): ScaleResult {
   const serveWork = (c: number, at: number, bytes: number) => {
     let ms = bytes * serveMsPerByte;
     if (alone) {
-      if (at - lastServed[c]! >= alone.windowMs) ms += alone.serveMs;
+      ms += aloneShare(at - lastServed[c]!) * alone.serveMs;
       lastServed[c] = at;
     }
     return cpuWork(c, at, ms);

@@ -59,14 +59,17 @@ export const TBF_PAYLOAD_SHARE = 1448 / 1514;
  * 1.20-1.37 uncapped, the serving ones 1.46-1.69 against 0.87-0.98: 1.274 and 0.630 CPU ms more per
  * 64 KiB. Of the receiving part, the cache's commit alone: `... scale-machine.js --commit` (22:33,
  * load 6.7; testkit/scale/commit.ts) a 64 KiB block stored alone 0.44 CPU ms more than one of 16 in
- * flight (0.31-0.72 in 3 rounds); a commit takes 2.4 ms (1.6-5.1): the window.
+ * flight (0.31-0.72 in 3 rounds); a commit takes 2.4 ms (1.6-5.1): the window. The gaps between
+ * units (lead, scale-validate's own measurement, 2026-12-08 00:12 UTC, load 2-3): 64 MiB streamed
+ * in 1.37-1.39 s of `get` (1.35 ms a unit), trickled at 6 MiB/s in 5.52 and 10.75 s (7.9 ms a unit,
+ * their mean): the extra cost is none at the first gap and all of it at the second.
  * `bench/scale-validate.js` measures these again on the machine and build it validates.
  */
 export const NAMESPACE_DOWNLOADS: DownloadCosts = {
   cores: 2,
   receive: { fixed: 0.253, perGiB: 17.07 },
   receiveRamp: { startSec: 0.054, rampSec: 0.199, rampBytes: 5_291_438 },
-  alone: { receiveMs: 1.274, serveMs: 0.63, windowMs: 2.4 },
+  alone: { receiveMs: 1.274, serveMs: 0.63, windowMs: 2.4, streamGapMs: 1.35, trickleGapMs: 7.9 },
   mainShare: 0.514,
   serve: { fixed: 0, perGiB: 12.08 },
   get: { fixed: 0.165, perGiB: 1.728 },
@@ -77,7 +80,7 @@ export type DownloadCosts = Omit<MachineMeasurement, 'samples'> & {
    * A 64 KiB unit received and served alone (testkit/scale/flash.ts measureTrickle): the extra CPU
    * ms of each, and the window (a commit's time, testkit/scale/commit.ts). CpuModel.alone.
    */
-  alone?: { receiveMs: number; serveMs: number; windowMs: number };
+  alone?: { receiveMs: number; serveMs: number; windowMs: number; streamGapMs?: number; trickleGapMs?: number };
   /**
    * CPU ms a whole daemon spends on a probe it answers and on a ProbeMatch it handles, measured in
    * running daemons (bench/discovery-daemon.js --json); absent: NAMESPACE_DISCOVERY's figures.
@@ -145,7 +148,18 @@ export async function measureMachine(log?: (m: string) => void): Promise<Downloa
   );
   const c = await measureCommit(512, 65536, 16, 3, log);
   const t = await measureTrickle(64 * 2 ** 20, 6 * 2 ** 20, 1, log);
-  return { ...costs, alone: { receiveMs: t.receiveMsPerUnit, serveMs: t.serveMsPerUnit, windowMs: c.commitWallMs } };
+  // The gaps between 64 KiB units in the streamed and the trickled downloads (CpuModel.alone).
+  const units = (64 * 2 ** 20) / 65536;
+  return {
+    ...costs,
+    alone: {
+      receiveMs: t.receiveMsPerUnit,
+      serveMs: t.serveMsPerUnit,
+      windowMs: c.commitWallMs,
+      streamGapMs: (t.streamSeconds * 1000) / units,
+      trickleGapMs: (t.cappedSeconds * 1000) / units,
+    },
+  };
 }
 
 export interface ValidationCase {
